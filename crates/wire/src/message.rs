@@ -1,0 +1,469 @@
+//! Parsing: one pass over a message body builds a [`MessageIndex`] of field offsets, and a
+//! [`Message`] pairs it with the buffer it indexes.
+//!
+//! The index lives on the stack (a fixed array of 129 spans, no allocation); accessors hand
+//! out slices of the original buffer. Every field is checked against the dictionary during
+//! the pass, so a `Message` that exists is well formed.
+
+use bytes::Bytes;
+
+use crate::{
+    dialect::{check_value, native_digits, Dialect},
+    dictionary::{de, FieldId, FieldSpec, LengthKind},
+    error::{DecodeError, EncodeError, Part},
+    limits::{FIELD_UNITS_MAX, FRAME_BYTES_MAX},
+    mti::Mti,
+    values::{InstitutionId, NetworkCode, Pan, ResponseCode, Stan, TransmissionTime},
+};
+
+/// Where one field's encoded data (after any length prefix) lies in the body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u16,
+    len: u16,
+}
+
+/// The result of parsing a message body: its MTI, bitmaps and the offset of every field.
+#[derive(Clone, Debug)]
+pub struct MessageIndex {
+    dialect: Dialect,
+    mti: Mti,
+    bitmap: [u64; 2],
+    spans: [Span; 129],
+}
+
+#[inline(always)]
+fn bit(id: u8) -> (usize, u64) {
+    let i = usize::from(id - 1);
+    (i / 64, 1u64 << (63 - i % 64))
+}
+
+impl MessageIndex {
+    /// Parses and checks a whole message body in `dialect`.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the part or field that breaks the protocol, with its offset.
+    /// Never panics, whatever `body` holds.
+    pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, DecodeError> {
+        // One instance per dialect, so the per-field encoding choices are constants.
+        match dialect {
+            Dialect::Native => parse_in::<0>(body),
+            Dialect::Iso87Ascii => parse_in::<1>(body),
+            Dialect::Iso87Hex => parse_in::<2>(body),
+        }
+    }
+
+    /// The dialect the body was parsed in.
+    #[must_use]
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The message type indicator.
+    #[must_use]
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    /// Whether field `id` is present.
+    #[must_use]
+    pub fn has(&self, id: FieldId) -> bool {
+        let (w, m) = bit(id.get());
+        self.bitmap[w] & m != 0
+    }
+
+    /// The present value fields (DE 2-128 but DE 65), in order.
+    pub fn ids(&self) -> impl Iterator<Item = FieldId> + '_ {
+        FieldId::all_values().filter(|&id| self.has(id))
+    }
+
+    /// Byte range of field `id`'s encoded data, if present.
+    #[must_use]
+    pub fn range(&self, id: FieldId) -> Option<std::ops::Range<usize>> {
+        if id.is_bitmap() || !self.has(id) {
+            return None;
+        }
+        let s = self.spans[usize::from(id.get())];
+        Some(usize::from(s.start)..usize::from(s.start) + usize::from(s.len))
+    }
+}
+
+const fn dialect_of(d: u8) -> Dialect {
+    match d {
+        0 => Dialect::Native,
+        1 => Dialect::Iso87Ascii,
+        _ => Dialect::Iso87Hex,
+    }
+}
+
+fn parse_in<const D: u8>(body: &[u8]) -> Result<MessageIndex, DecodeError> {
+    let dialect = dialect_of(D);
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(DecodeError::FrameTooLarge { declared: body.len(), max: FRAME_BYTES_MAX });
+    }
+    let mut pos = 0usize;
+    let take = |pos: usize, n: usize, part: Part| -> Result<&[u8], DecodeError> {
+        body.get(pos..pos + n).ok_or(DecodeError::Truncated {
+            part,
+            offset: pos,
+            needed: n,
+            available: body.len().saturating_sub(pos),
+        })
+    };
+    let mti_bytes = take(pos, dialect.mti_len(), Part::Mti)?;
+    let mti = dialect.read_mti(mti_bytes).ok_or(DecodeError::InvalidMti { offset: pos })?;
+    pos += dialect.mti_len();
+
+    let bl = dialect.bitmap_len();
+    let primary = dialect
+        .read_bitmap(take(pos, bl, Part::PrimaryBitmap)?)
+        .ok_or(DecodeError::InvalidBitmap { offset: pos })?;
+    pos += bl;
+    let mut bitmap = [primary, 0];
+    if primary >> 63 == 1 {
+        bitmap[1] = dialect
+            .read_bitmap(take(pos, bl, Part::SecondaryBitmap)?)
+            .ok_or(DecodeError::InvalidBitmap { offset: pos })?;
+        if bitmap[1] >> 63 == 1 {
+            return Err(DecodeError::UnsupportedTertiaryBitmap { offset: pos });
+        }
+        pos += bl;
+    }
+
+    let mut spans = [Span::default(); 129];
+    for (w, &word) in bitmap.iter().enumerate() {
+        // DE 1 is the secondary bitmap, already read.
+        let mut bits = if w == 0 { word & !(1 << 63) } else { word };
+        while bits != 0 {
+            let lz = bits.leading_zeros();
+            bits &= !(1u64 << (63 - lz));
+            // w < 2 and lz < 64, so the id is 2-128.
+            let id = (w * 64) as u8 + lz as u8 + 1;
+            let spec = &crate::dictionary::FIELDS[usize::from(id)];
+            let field_at = pos;
+            let (units, data_len) = match spec.length {
+                LengthKind::Fixed => {
+                    let units = spec.max as usize;
+                    (None, dialect.data_len(spec.ty, units))
+                }
+                kind => {
+                    let pl = dialect.prefix_len(kind);
+                    let prefix = body.get(pos..pos + pl).ok_or(DecodeError::MissingField {
+                        field: id,
+                        offset: pos,
+                        needed: pl,
+                        available: body.len() - pos,
+                    })?;
+                    let declared = dialect
+                        .read_prefix(prefix)
+                        .ok_or(DecodeError::InvalidLengthPrefix { field: id, offset: pos })?;
+                    let scale = dialect.prefix_scale(spec.ty);
+                    let max = spec.max as usize * scale;
+                    if declared > max {
+                        return Err(DecodeError::LengthOverMax { field: id, offset: pos, declared, max });
+                    }
+                    if declared % scale != 0 {
+                        return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
+                    }
+                    pos += pl;
+                    let units = declared / scale;
+                    (Some(units), dialect.data_len(spec.ty, units))
+                }
+            };
+            let data = body.get(pos..pos + data_len).ok_or(DecodeError::MissingField {
+                field: id,
+                offset: field_at,
+                needed: data_len + (pos - field_at),
+                available: body.len() - field_at,
+            })?;
+            dialect.check_data(spec, data, pos, units)?;
+            // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
+            spans[usize::from(id)] = Span { start: pos as u16, len: data_len as u16 };
+            pos += data_len;
+        }
+    }
+    if pos != body.len() {
+        return Err(DecodeError::TrailingBytes { offset: pos, count: body.len() - pos });
+    }
+    Ok(MessageIndex { dialect, mti, bitmap, spans })
+}
+
+/// One field of a parsed message: its dictionary entry and its encoded bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a> {
+    id: FieldId,
+    dialect: Dialect,
+    data: &'a [u8],
+}
+
+impl<'a> Field<'a> {
+    /// The data element number.
+    #[must_use]
+    pub fn id(&self) -> FieldId {
+        self.id
+    }
+
+    /// Its dictionary entry.
+    #[must_use]
+    pub fn spec(&self) -> &'static FieldSpec {
+        self.id.spec()
+    }
+
+    /// The encoded data as it arrived (without the length prefix): BCD for native `n`
+    /// fields, hex text for `b` fields in `iso87-hex`, otherwise the value itself.
+    #[must_use]
+    pub fn raw(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The value in canonical form (text, or raw bytes for `b`) without copying, when the
+    /// dialect already carries it that way; `None` when it must be decoded with
+    /// [`Field::value_into`].
+    #[must_use]
+    pub fn value_borrowed(&self) -> Option<&'a [u8]> {
+        self.dialect.is_canonical(self.spec().ty).then_some(self.data)
+    }
+
+    /// Length of the canonical value (digits, characters or bytes).
+    #[must_use]
+    pub fn units(&self) -> usize {
+        let spec = self.spec();
+        match (self.dialect, spec.ty) {
+            (Dialect::Native, crate::FieldType::N) => native_digits(spec, self.data),
+            (Dialect::Iso87Hex, crate::FieldType::B) => self.data.len() / 2,
+            _ => self.data.len(),
+        }
+    }
+
+    /// Writes the canonical value into `out` and returns it.
+    pub fn value_into<'b>(&self, out: &'b mut [u8; FIELD_UNITS_MAX]) -> &'b [u8] {
+        let n = self.dialect.canonical(self.spec(), self.data, out);
+        &out[..n]
+    }
+
+    /// The canonical value, copied. Convenient off the hot path.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self.value_borrowed() {
+            Some(v) => v.to_vec(),
+            None => {
+                let mut buf = [0u8; FIELD_UNITS_MAX];
+                self.value_into(&mut buf).to_vec()
+            }
+        }
+    }
+}
+
+/// A parsed message: a buffer and the index over it.
+///
+/// `B` is whatever holds the body: `Bytes` for messages read from a link (fields can then be
+/// handed out as `Bytes` slices sharing the buffer), `&[u8]` for a quick look, `BytesMut` to
+/// patch in place.
+#[derive(Clone, Debug)]
+pub struct Message<B = Bytes> {
+    buf: B,
+    index: MessageIndex,
+}
+
+impl<B: AsRef<[u8]>> Message<B> {
+    /// Parses the message body `buf` in `dialect`.
+    ///
+    /// # Errors
+    ///
+    /// See [`MessageIndex::parse`].
+    pub fn parse(dialect: Dialect, buf: B) -> Result<Self, DecodeError> {
+        let index = MessageIndex::parse(dialect, buf.as_ref())?;
+        Ok(Self { buf, index })
+    }
+
+    /// The index.
+    #[must_use]
+    pub fn index(&self) -> &MessageIndex {
+        &self.index
+    }
+
+    /// The whole body.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
+    /// Gives the buffer back.
+    #[must_use]
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+
+    /// The dialect.
+    #[must_use]
+    pub fn dialect(&self) -> Dialect {
+        self.index.dialect
+    }
+
+    /// The message type indicator.
+    #[must_use]
+    pub fn mti(&self) -> Mti {
+        self.index.mti
+    }
+
+    /// Whether field `id` is present.
+    #[must_use]
+    pub fn has(&self, id: FieldId) -> bool {
+        self.index.has(id)
+    }
+
+    /// Field `id`, if present (DE 2-128).
+    #[must_use]
+    pub fn field(&self, id: FieldId) -> Option<Field<'_>> {
+        let r = self.index.range(id)?;
+        Some(Field { id, dialect: self.index.dialect, data: &self.buf.as_ref()[r] })
+    }
+
+    /// Every present field, in order.
+    pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
+        self.index.ids().filter_map(|id| self.field(id))
+    }
+
+    /// Field `id`'s encoded data, as it arrived.
+    #[must_use]
+    pub fn raw(&self, id: FieldId) -> Option<&[u8]> {
+        self.field(id).map(|f| f.raw())
+    }
+
+    /// Field `id` as ASCII digits written into `out` (for `n` fields in any dialect).
+    fn digits<'b>(&self, id: FieldId, out: &'b mut [u8; FIELD_UNITS_MAX]) -> Option<&'b [u8]> {
+        let f = self.field(id)?;
+        Some(f.value_into(out))
+    }
+
+    fn number(&self, id: FieldId) -> Option<u64> {
+        let mut buf = [0u8; FIELD_UNITS_MAX];
+        let d = self.digits(id, &mut buf)?;
+        d.iter().try_fold(0u64, |v, &c| v.checked_mul(10)?.checked_add(u64::from(c.checked_sub(b'0')?)))
+    }
+
+    /// DE 2, the primary account number.
+    #[must_use]
+    pub fn pan(&self) -> Option<Pan> {
+        let mut buf = [0u8; FIELD_UNITS_MAX];
+        Pan::from_ascii(self.digits(de::PAN, &mut buf)?)
+    }
+
+    /// DE 11, the system trace audit number.
+    #[must_use]
+    pub fn stan(&self) -> Option<Stan> {
+        Stan::new(u32::try_from(self.number(de::STAN)?).ok()?)
+    }
+
+    /// DE 7, transmission date and time.
+    #[must_use]
+    pub fn transmission_time(&self) -> Option<TransmissionTime> {
+        TransmissionTime::new(self.number(de::TRANSMISSION_TIME)?)
+    }
+
+    fn institution(&self, id: FieldId) -> Option<InstitutionId> {
+        let mut buf = [0u8; FIELD_UNITS_MAX];
+        InstitutionId::from_ascii(self.digits(id, &mut buf)?)
+    }
+
+    /// DE 32, the acquiring institution id.
+    #[must_use]
+    pub fn acquirer_id(&self) -> Option<InstitutionId> {
+        self.institution(de::ACQUIRER_ID)
+    }
+
+    /// DE 33, the forwarding institution id.
+    #[must_use]
+    pub fn forwarder_id(&self) -> Option<InstitutionId> {
+        self.institution(de::FORWARDER_ID)
+    }
+
+    /// DE 100, the receiving institution id.
+    #[must_use]
+    pub fn receiver_id(&self) -> Option<InstitutionId> {
+        self.institution(de::RECEIVER_ID)
+    }
+
+    /// DE 37, the retrieval reference number (text in every dialect, so borrowed).
+    #[must_use]
+    pub fn rrn(&self) -> Option<&[u8]> {
+        self.raw(de::RRN)
+    }
+
+    /// DE 41, the card acceptor terminal id (text in every dialect, so borrowed).
+    #[must_use]
+    pub fn terminal_id(&self) -> Option<&[u8]> {
+        self.raw(de::TERMINAL_ID)
+    }
+
+    /// DE 39, the response code.
+    #[must_use]
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        let raw = self.raw(de::RESPONSE_CODE)?;
+        Some(ResponseCode(raw.try_into().ok()?))
+    }
+
+    /// DE 70, the network management information code.
+    #[must_use]
+    pub fn network_code(&self) -> Option<NetworkCode> {
+        Some(NetworkCode(u16::try_from(self.number(de::NETWORK_CODE)?).ok()?))
+    }
+
+    /// Re-encodes the message in dialect `to`, field by field, appending it to `out`.
+    /// Lossless for every field the dictionary defines: translating back gives the same
+    /// values (hex text comes out uppercase).
+    pub fn translate(&self, to: Dialect, out: &mut impl bytes::BufMut) {
+        let mut bitmap = self.index.bitmap;
+        // DE 1 follows from DE 65-128 in the output, whatever the input carried.
+        bitmap[0] = if bitmap[1] != 0 { bitmap[0] | 1 << 63 } else { bitmap[0] & !(1 << 63) };
+        to.write_mti(self.index.mti, out);
+        to.write_bitmap(bitmap[0], out);
+        if bitmap[1] != 0 {
+            to.write_bitmap(bitmap[1], out);
+        }
+        let mut scratch = [0u8; FIELD_UNITS_MAX];
+        for f in self.fields() {
+            let value = match f.value_borrowed() {
+                Some(v) => v,
+                None => f.value_into(&mut scratch),
+            };
+            to.encode_value(f.spec(), value, out);
+        }
+    }
+}
+
+impl Message<Bytes> {
+    /// Field `id`'s encoded data as a `Bytes` slice sharing the message's buffer.
+    #[must_use]
+    pub fn field_bytes(&self, id: FieldId) -> Option<Bytes> {
+        let r = self.index.range(id)?;
+        Some(self.buf.slice(r))
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Message<B> {
+    /// Overwrites fixed-length field `id` with `value` (canonical form) in place, without
+    /// re-encoding the rest of the message. Used to rewrite DE 11 (STAN) or DE 39 on the way
+    /// through.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::NotPatchable`] if the field is absent or variable-length;
+    /// [`EncodeError::BadLength`] or [`EncodeError::InvalidCharacter`] if `value` does not
+    /// fit the field.
+    pub fn patch_fixed(&mut self, id: FieldId, value: &[u8]) -> Result<(), EncodeError> {
+        let spec = id.spec();
+        let range = match self.index.range(id) {
+            Some(r) if spec.is_fixed() => r,
+            _ => return Err(EncodeError::NotPatchable { field: id.get() }),
+        };
+        check_value(spec, value)?;
+        // A fixed field's encoding has one length per dialect, the one the parser indexed, so
+        // the value fills the range exactly.
+        let mut dst = &mut self.buf.as_mut()[range];
+        self.index.dialect.encode_value(spec, value, &mut dst);
+        debug_assert!(dst.is_empty());
+        Ok(())
+    }
+}
