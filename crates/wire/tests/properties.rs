@@ -1,0 +1,176 @@
+//! Property tests: round trips in every dialect, lossless translation, patching in place,
+//! framing across arbitrary chunk boundaries, and no panic on any input.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
+
+use bytes::{Bytes, BytesMut};
+use corridor_wire::{
+    de, owned::generate, Dialect, LengthDelimited, LengthHeader, Message, NativeFrame, NativeFramer,
+    OwnedMessage, FRAME_BYTES_MAX,
+};
+use proptest::prelude::*;
+
+/// A valid message drawn from the dictionary: any MTI, any set of fields, valid values.
+fn message() -> impl Strategy<Value = OwnedMessage> {
+    (any::<u16>(), any::<u128>(), proptest::collection::vec(any::<u8>(), 0..2048))
+        .prop_map(|(mti, mask, seed)| generate::message(mti, mask, &seed))
+        .prop_filter("fits a frame", |m| m.to_bytes(Dialect::Iso87Hex).is_ok())
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    prop::sample::select(Dialect::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decode_of_encode_is_identity(m in message(), d in dialect()) {
+        let body = m.to_bytes(d).expect("valid message encodes");
+        let parsed = Message::parse(d, body.clone()).expect("what we encode, we parse");
+        prop_assert_eq!(OwnedMessage::from(&parsed), m);
+        // Every field is a slice of the body, and the index covers the body exactly.
+        for f in parsed.fields() {
+            let r = parsed.index().range(f.id()).expect("present");
+            prop_assert_eq!(&body[r], f.raw());
+        }
+    }
+
+    #[test]
+    fn translation_through_any_dialect_is_lossless(m in message(), via in dialect(), to in dialect()) {
+        let native = m.to_bytes(Dialect::Native).expect("encodes");
+        let src = Message::parse(Dialect::Native, native.clone()).expect("parses");
+        let mut mid = BytesMut::new();
+        src.translate(via, &mut mid);
+        prop_assert_eq!(&mid[..], &m.to_bytes(via).expect("encodes")[..], "translation equals direct encoding");
+        let mid = Message::parse(via, mid.freeze()).expect("translated message parses");
+        let mut out = BytesMut::new();
+        mid.translate(to, &mut out);
+        prop_assert_eq!(&out[..], &m.to_bytes(to).expect("encodes")[..]);
+        let mut back = BytesMut::new();
+        Message::parse(to, out.freeze()).expect("parses").translate(Dialect::Native, &mut back);
+        prop_assert_eq!(&back[..], &native[..], "native -> {} -> {} -> native", via, to);
+    }
+
+    #[test]
+    fn patching_a_fixed_field_changes_only_that_field(m in message(), d in dialect(), stan in 0u32..=999_999) {
+        let mut m = m;
+        m.set(de::STAN, b"000001".to_vec()).expect("valid STAN");
+        let body = m.to_bytes(d).expect("encodes");
+        let mut patched = Message::parse(d, BytesMut::from(&body[..])).expect("parses");
+        let text = format!("{stan:06}");
+        patched.patch_fixed(de::STAN, text.as_bytes()).expect("DE 11 is fixed and present");
+        let reparsed = Message::parse(d, patched.into_inner().freeze()).expect("still valid");
+        prop_assert_eq!(reparsed.stan().map(|s| s.value()), Some(stan));
+        let mut want = m.clone();
+        want.set(de::STAN, text.into_bytes()).expect("valid");
+        prop_assert_eq!(OwnedMessage::from(&reparsed), want);
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), d in dialect()) {
+        if let Ok(m) = Message::parse(d, &bytes[..]) {
+            // Whatever parses, re-encodes to something that parses to the same values.
+            let owned = OwnedMessage::from(&m);
+            let again = Message::parse(d, owned.to_bytes(d).expect("encodes")).expect("parses");
+            prop_assert_eq!(OwnedMessage::from(&again), owned);
+        }
+    }
+
+    #[test]
+    fn parsing_mutated_messages_never_panics(m in message(), d in dialect(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4), cut in any::<usize>()) {
+        let mut bytes = m.to_bytes(d).expect("encodes").to_vec();
+        for (at, x) in flips {
+            let n = bytes.len();
+            bytes[at % n] ^= x;
+        }
+        let keep = bytes.len() - cut % 4.min(bytes.len());
+        bytes.truncate(keep);
+        let _ = Message::parse(d, &bytes[..]);
+    }
+
+    #[test]
+    fn frames_survive_any_chunking(bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6),
+                                   chunks in proptest::collection::vec(1usize..64, 1..200),
+                                   header in prop::sample::select(LengthHeader::ALL.to_vec())) {
+        let framer = LengthDelimited::new(header, FRAME_BYTES_MAX);
+        let mut wire = BytesMut::new();
+        for b in &bodies {
+            framer.encode(b, &mut wire).expect("fits");
+        }
+        let mut native = BytesMut::new();
+        for (i, b) in bodies.iter().enumerate() {
+            NativeFramer::new(FRAME_BYTES_MAX).encode(0, i as u64, b, &mut native).expect("fits");
+        }
+        let mut dec = LengthDelimited::new(header, FRAME_BYTES_MAX);
+        let mut ndec = NativeFramer::new(FRAME_BYTES_MAX);
+        let (mut got, mut ngot) = (Vec::new(), Vec::new());
+        let (mut buf, mut nbuf) = (BytesMut::new(), BytesMut::new());
+        let (mut wire, mut native) = (wire.freeze(), native.freeze());
+        for &c in chunks.iter().cycle().take(10_000) {
+            if wire.is_empty() && native.is_empty() {
+                break;
+            }
+            buf.extend_from_slice(&wire.split_to(c.min(wire.len())));
+            nbuf.extend_from_slice(&native.split_to(c.min(native.len())));
+            while let Some(f) = dec.decode(&mut buf).expect("valid stream") {
+                got.push(f.to_vec());
+            }
+            while let Some(f) = ndec.decode(&mut nbuf).expect("valid stream") {
+                ngot.push((f.correlation(), f.body().to_vec()));
+            }
+        }
+        prop_assert_eq!(&got, &bodies);
+        prop_assert_eq!(ngot.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), bodies.clone());
+        prop_assert!(ngot.iter().enumerate().all(|(i, (c, _))| *c == i as u64));
+        prop_assert!(dec.decode_eof(&mut buf).expect("no leftovers").is_none());
+    }
+}
+
+#[test]
+fn correlation_is_rewritten_in_place() {
+    let mut m = OwnedMessage::new(corridor_wire::Mti::FINANCIAL_REQUEST);
+    m.set(de::STAN, "000042").expect("valid");
+    let body = m.to_bytes(Dialect::Native).expect("encodes");
+    let mut frame = NativeFrame::new(0, 7, &body).expect("fits");
+    let before = frame.as_bytes().to_vec();
+    frame.set_correlation(0xDEAD_BEEF_0000_0001);
+    assert_eq!(frame.correlation(), 0xDEAD_BEEF_0000_0001);
+    let after = frame.as_bytes();
+    // Only bytes 12-19 (the correlation id) changed.
+    assert_eq!(&after[..12], &before[..12]);
+    assert_eq!(&after[20..], &before[20..]);
+    assert_eq!(&after[12..20], &0xDEAD_BEEF_0000_0001u64.to_be_bytes());
+    let body_bytes: Bytes = frame.into_body();
+    assert_eq!(body_bytes, body);
+}
+
+#[test]
+fn patching_refuses_absent_variable_or_invalid() {
+    let mut m = OwnedMessage::new(corridor_wire::Mti::FINANCIAL_REQUEST);
+    m.set(de::PAN, "4761739001010010").expect("valid").set(de::STAN, "000001").expect("valid");
+    let body = m.to_bytes(Dialect::Iso87Ascii).expect("encodes");
+    let mut msg = Message::parse(Dialect::Iso87Ascii, BytesMut::from(&body[..])).expect("parses");
+    assert!(msg.patch_fixed(de::PAN, b"4761739001010011").is_err(), "DE 2 is variable");
+    assert!(msg.patch_fixed(de::RRN, b"000000000001").is_err(), "DE 37 is absent");
+    assert!(msg.patch_fixed(de::STAN, b"12345").is_err(), "wrong length");
+    assert!(msg.patch_fixed(de::STAN, b"12345X").is_err(), "not digits");
+    assert_eq!(msg.as_bytes(), &body[..], "a refused patch leaves the message untouched");
+}
+
+#[test]
+fn frame_decoders_refuse_before_reserving() {
+    // A header declaring a huge body is refused at once; nothing is reserved for it.
+    let mut buf = BytesMut::from(&[0xFFu8, 0xFF, 0xFF, 0xF0][..]);
+    let cap = buf.capacity();
+    let err = LengthDelimited::new(LengthHeader::Bin4, FRAME_BYTES_MAX).decode(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), "frame_too_large");
+    assert_eq!(buf.capacity(), cap);
+    // A configured maximum below the global one is enforced too.
+    let mut small = LengthDelimited::new(LengthHeader::Bin2, 100);
+    let mut buf = BytesMut::from(&[0u8, 101][..]);
+    assert_eq!(small.decode(&mut buf).unwrap_err().kind(), "frame_too_large");
+    let mut out = BytesMut::new();
+    assert!(small.encode(&[0; 101], &mut out).is_err());
+    assert!(out.is_empty());
+}
