@@ -12,8 +12,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use corridor_wire::{owned::generate, Dialect, Message, OwnedMessage};
 use corridor_tests::python::{python, workspace_file};
+use corridor_wire::{owned::generate, Dialect, Message, OwnedMessage};
 use serde_json::{json, Value};
 
 /// Messages per dialect and direction.
@@ -27,7 +27,11 @@ fn hex(b: &[u8]) -> String {
 fn fields_json(m: &OwnedMessage) -> BTreeMap<String, String> {
     m.iter()
         .map(|(id, v)| {
-            let s = if id.spec().ty.is_binary() { hex(v) } else { String::from_utf8(v.to_vec()).expect("text is ASCII") };
+            let s = if id.spec().ty.is_binary() {
+                hex(v)
+            } else {
+                String::from_utf8(v.to_vec()).expect("text is ASCII")
+            };
             (id.get().to_string(), s)
         })
         .collect()
@@ -98,7 +102,12 @@ fn messages_encoded_here_decode_in_pyiso8583_to_the_same_fields() {
             let mut line = String::new();
             stdout.read_line(&mut line).expect("pyiso8583 answers");
             let theirs: Value = serde_json::from_str(&line).expect("json line");
-            assert!(theirs.get("error").is_none(), "{dialect}: pyiso8583 refused {}: {}", hex(&bytes), theirs["error"]);
+            assert!(
+                theirs.get("error").is_none(),
+                "{dialect}: pyiso8583 refused {}: {}",
+                hex(&bytes),
+                theirs["error"]
+            );
             assert_eq!(theirs["mti"].as_str().unwrap(), m.mti().to_string());
             let fields: BTreeMap<String, String> = serde_json::from_value(theirs["fields"].clone()).unwrap();
             assert_eq!(fields, fields_json(&m), "{dialect}: {}", hex(&bytes));

@@ -14,8 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The PyPI packages the tests use, pinned.
-pub const REQUIREMENTS: &[&str] = &["pyiso8583==4.0.1"];
+/// The PyPI packages the tests use, pinned: `tests/requirements.txt`, which `.ci/run` installs
+/// from too.
+pub const REQUIREMENTS: &str = include_str!("requirements.txt");
 
 /// How long a test waits for another process that is provisioning the environment.
 const PROVISION_WAIT_MAX: Duration = Duration::from_secs(300);
@@ -44,7 +45,7 @@ pub fn python() -> PathBuf {
     let venv = workspace().join("target").join("test-venv");
     let py = venv.join("bin").join("python");
     let ready = venv.join(".corridor-ready");
-    let wanted = REQUIREMENTS.join("\n");
+    let wanted = REQUIREMENTS;
     if std::fs::read_to_string(&ready).is_ok_and(|r| r == wanted) {
         return py;
     }
@@ -61,12 +62,13 @@ pub fn python() -> PathBuf {
         if std::fs::read_to_string(&ready).is_ok_and(|r| r == wanted) {
             return py;
         }
-        #[allow(clippy::disallowed_methods)] // a test helper waiting on another process, not a runtime thread
+        #[allow(clippy::disallowed_methods)]
+        // a test helper waiting on another process, not a runtime thread
         thread::sleep(Duration::from_millis(200));
     }
     let result = provision(&venv, &py);
     if result.is_ok() {
-        std::fs::write(&ready, &wanted).ok();
+        std::fs::write(&ready, wanted).ok();
     }
     std::fs::remove_dir(&lock).ok();
     if let Err(e) = result {
@@ -77,7 +79,9 @@ pub fn python() -> PathBuf {
 
 fn provision(venv: &Path, py: &Path) -> Result<(), String> {
     run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
-    run(Command::new(py).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(REQUIREMENTS))
+    run(Command::new(py)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(workspace_file("tests/requirements.txt")))
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {

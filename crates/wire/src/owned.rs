@@ -200,7 +200,8 @@ impl<'a> arbitrary::Arbitrary<'a> for OwnedMessage {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         let mti = u.arbitrary::<u16>()?;
         let mask = u.arbitrary::<u128>()?;
-        Ok(generate::message(mti, mask, u.take_rest()))
+        let rest = u.bytes(u.len())?;
+        Ok(generate::message(mti, mask, rest))
     }
 }
 
