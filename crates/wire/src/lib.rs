@@ -51,7 +51,7 @@ pub use dictionary::{de, spec, FieldId, FieldSpec, FieldType, LengthKind, Sensit
 pub use error::{DecodeError, EncodeError, Part};
 pub use frame::{LengthDelimited, LengthHeader, NativeFrame, NativeFramer, NativeHeader, UnknownFraming};
 pub use limits::FRAME_BYTES_MAX;
-pub use message::{Field, Message, MessageIndex};
+pub use message::{Field, FieldSet, Message, MessageIndex};
 pub use mti::Mti;
 pub use owned::OwnedMessage;
 pub use values::{mask_pan, InstitutionId, NetworkCode, Pan, ResponseCode, Stan, TransmissionTime};

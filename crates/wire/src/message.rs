@@ -16,6 +16,60 @@ use crate::{
     values::{InstitutionId, NetworkCode, Pan, ResponseCode, Stan, TransmissionTime},
 };
 
+/// A set of data elements, one bit each (DE n is bit `128 - n`, so DE 1 is the top bit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FieldSet(pub u128);
+
+impl FieldSet {
+    /// No field.
+    pub const EMPTY: Self = Self(0);
+    /// DE 1.
+    pub const SECONDARY_BITMAP: Self = Self(1 << 127);
+    /// Every value field: DE 2-128 but DE 65.
+    pub const VALUES: Self = Self(!(1 << 127) & !(1 << 63));
+
+    /// The set of the given fields.
+    #[must_use]
+    pub fn of(ids: &[FieldId]) -> Self {
+        Self(ids.iter().fold(0, |m, id| m | Self::bit(*id)))
+    }
+
+    const fn bit(id: FieldId) -> u128 {
+        1 << (128 - id.get() as u32)
+    }
+
+    /// Every field numbered below `id`.
+    #[must_use]
+    pub const fn below(id: u8) -> Self {
+        if id <= 1 {
+            return Self(0);
+        }
+        if id > 128 {
+            return Self(!0);
+        }
+        // DE 1 .. DE id-1 are the bits from 127 down to 129 - id.
+        Self(!((1u128 << (129 - id as u32)) - 1))
+    }
+
+    /// Whether `id` is in the set.
+    #[must_use]
+    pub const fn contains(self, id: FieldId) -> bool {
+        self.0 & Self::bit(id) != 0
+    }
+
+    /// The set with `id` added.
+    #[must_use]
+    pub const fn with(self, id: FieldId) -> Self {
+        Self(self.0 | Self::bit(id))
+    }
+
+    /// The set without the fields of `other`.
+    #[must_use]
+    pub const fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+}
+
 /// Where one field's encoded data (after any length prefix) lies in the body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
@@ -47,11 +101,33 @@ impl MessageIndex {
     /// Never panics, whatever `body` holds.
     pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, DecodeError> {
         // One instance per dialect, so the per-field encoding choices are constants.
+        let parsed = match dialect {
+            Dialect::Native => parse_in::<0, false>(body),
+            Dialect::Iso87Ascii => parse_in::<1, false>(body),
+            Dialect::Iso87Hex => parse_in::<2, false>(body),
+        };
+        parsed.map(|(index, _)| index)
+    }
+
+    /// Parses as much of a body as is well formed: the MTI and bitmaps must be, and the index
+    /// then holds every field before the first broken one, with that field's error. Used to
+    /// answer a malformed request with a format error that still echoes its STAN and ids.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] when not even the MTI and bitmaps can be read.
+    pub fn parse_partial(dialect: Dialect, body: &[u8]) -> Result<(Self, Option<DecodeError>), DecodeError> {
         match dialect {
-            Dialect::Native => parse_in::<0>(body),
-            Dialect::Iso87Ascii => parse_in::<1>(body),
-            Dialect::Iso87Hex => parse_in::<2>(body),
+            Dialect::Native => parse_in::<0, true>(body),
+            Dialect::Iso87Ascii => parse_in::<1, true>(body),
+            Dialect::Iso87Hex => parse_in::<2, true>(body),
         }
+    }
+
+    /// The present value fields as a set.
+    #[must_use]
+    pub fn field_set(&self) -> FieldSet {
+        FieldSet((u128::from(self.bitmap[0]) << 64 | u128::from(self.bitmap[1])) & FieldSet::VALUES.0)
     }
 
     /// The dialect the body was parsed in.
@@ -97,7 +173,9 @@ const fn dialect_of(d: u8) -> Dialect {
     }
 }
 
-fn parse_in<const D: u8>(body: &[u8]) -> Result<MessageIndex, DecodeError> {
+fn parse_in<const D: u8, const PARTIAL: bool>(
+    body: &[u8],
+) -> Result<(MessageIndex, Option<DecodeError>), DecodeError> {
     let dialect = dialect_of(D);
     if body.len() > FRAME_BYTES_MAX {
         return Err(DecodeError::FrameTooLarge { declared: body.len(), max: FRAME_BYTES_MAX });
@@ -140,53 +218,70 @@ fn parse_in<const D: u8>(body: &[u8]) -> Result<MessageIndex, DecodeError> {
             bits &= !(1u64 << (63 - lz));
             // w < 2 and lz < 64, so the id is 2-128.
             let id = (w * 64) as u8 + lz as u8 + 1;
-            let spec = &crate::dictionary::FIELDS[usize::from(id)];
-            let field_at = pos;
-            let (units, data_len) = match spec.length {
-                LengthKind::Fixed => {
-                    let units = spec.max as usize;
-                    (None, dialect.data_len(spec.ty, units))
+            match parse_field(dialect, body, id, pos) {
+                Ok((span, next)) => {
+                    spans[usize::from(id)] = span;
+                    pos = next;
                 }
-                kind => {
-                    let pl = dialect.prefix_len(kind);
-                    let prefix = body.get(pos..pos + pl).ok_or(DecodeError::MissingField {
-                        field: id,
-                        offset: pos,
-                        needed: pl,
-                        available: body.len() - pos,
-                    })?;
-                    let declared = dialect
-                        .read_prefix(prefix)
-                        .ok_or(DecodeError::InvalidLengthPrefix { field: id, offset: pos })?;
-                    let scale = dialect.prefix_scale(spec.ty);
-                    let max = spec.max as usize * scale;
-                    if declared > max {
-                        return Err(DecodeError::LengthOverMax { field: id, offset: pos, declared, max });
-                    }
-                    if declared % scale != 0 {
-                        return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
-                    }
-                    pos += pl;
-                    let units = declared / scale;
-                    (Some(units), dialect.data_len(spec.ty, units))
+                Err(e) if PARTIAL => {
+                    // Keep what came before the broken field; DE 1 stays as it was read.
+                    let keep = FieldSet::below(id).0 | FieldSet::SECONDARY_BITMAP.0;
+                    let bitmap = [bitmap[0] & (keep >> 64) as u64, bitmap[1] & keep as u64];
+                    return Ok((MessageIndex { dialect, mti, bitmap, spans }, Some(e)));
                 }
-            };
-            let data = body.get(pos..pos + data_len).ok_or(DecodeError::MissingField {
-                field: id,
-                offset: field_at,
-                needed: data_len + (pos - field_at),
-                available: body.len() - field_at,
-            })?;
-            dialect.check_data(spec, data, pos, units)?;
-            // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
-            spans[usize::from(id)] = Span { start: pos as u16, len: data_len as u16 };
-            pos += data_len;
+                Err(e) => return Err(e),
+            }
         }
     }
+    let index = MessageIndex { dialect, mti, bitmap, spans };
     if pos != body.len() {
-        return Err(DecodeError::TrailingBytes { offset: pos, count: body.len() - pos });
+        let e = DecodeError::TrailingBytes { offset: pos, count: body.len() - pos };
+        return if PARTIAL { Ok((index, Some(e))) } else { Err(e) };
     }
-    Ok(MessageIndex { dialect, mti, bitmap, spans })
+    Ok((index, None))
+}
+
+/// Reads field `id` at `pos`: checks its prefix, length and characters, and returns its span
+/// and the offset after it.
+#[inline(always)]
+fn parse_field(dialect: Dialect, body: &[u8], id: u8, mut pos: usize) -> Result<(Span, usize), DecodeError> {
+    let spec = &crate::dictionary::FIELDS[usize::from(id)];
+    let field_at = pos;
+    let (units, data_len) = match spec.length {
+        LengthKind::Fixed => (None, dialect.data_len(spec.ty, spec.max as usize)),
+        kind => {
+            let pl = dialect.prefix_len(kind);
+            let prefix = body.get(pos..pos + pl).ok_or(DecodeError::MissingField {
+                field: id,
+                offset: pos,
+                needed: pl,
+                available: body.len() - pos,
+            })?;
+            let declared = dialect
+                .read_prefix(prefix)
+                .ok_or(DecodeError::InvalidLengthPrefix { field: id, offset: pos })?;
+            let scale = dialect.prefix_scale(spec.ty);
+            let max = spec.max as usize * scale;
+            if declared > max {
+                return Err(DecodeError::LengthOverMax { field: id, offset: pos, declared, max });
+            }
+            if declared % scale != 0 {
+                return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
+            }
+            pos += pl;
+            let units = declared / scale;
+            (Some(units), dialect.data_len(spec.ty, units))
+        }
+    };
+    let data = body.get(pos..pos + data_len).ok_or(DecodeError::MissingField {
+        field: id,
+        offset: field_at,
+        needed: data_len + (pos - field_at),
+        available: body.len() - field_at,
+    })?;
+    dialect.check_data(spec, data, pos, units)?;
+    // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
+    Ok((Span { start: pos as u16, len: data_len as u16 }, pos + data_len))
 }
 
 /// One field of a parsed message: its dictionary entry and its encoded bytes.
@@ -275,6 +370,13 @@ impl<B: AsRef<[u8]>> Message<B> {
     pub fn parse(dialect: Dialect, buf: B) -> Result<Self, DecodeError> {
         let index = MessageIndex::parse(dialect, buf.as_ref())?;
         Ok(Self { buf, index })
+    }
+
+    /// Pairs a buffer with an index made of it (by [`MessageIndex::parse`] or
+    /// [`MessageIndex::parse_partial`] over the same bytes).
+    #[must_use]
+    pub fn from_parts(buf: B, index: MessageIndex) -> Self {
+        Self { buf, index }
     }
 
     /// The index.
@@ -430,6 +532,60 @@ impl<B: AsRef<[u8]>> Message<B> {
             };
             to.encode_value(f.spec(), value, out);
         }
+    }
+}
+
+impl<B: AsRef<[u8]>> Message<B> {
+    /// Writes a message derived from this one, in dialect `to`: type `mti`, the fields of this
+    /// message that are in `keep`, plus the `set` fields (canonical values, added or replaced),
+    /// in field order. This is how the switch makes responses, declines and reversals from a
+    /// request without building an intermediate message.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError`] when a `set` value does not fit its field or names a bitmap; nothing is
+    /// written then.
+    pub fn derive(
+        &self,
+        mti: Mti,
+        keep: FieldSet,
+        set: &[(FieldId, &[u8])],
+        to: Dialect,
+        out: &mut impl bytes::BufMut,
+    ) -> Result<(), EncodeError> {
+        let mut set_mask = FieldSet::EMPTY;
+        for &(id, value) in set {
+            if id.is_bitmap() {
+                return Err(EncodeError::BitmapIsNotAValue { field: id.get() });
+            }
+            check_value(id.spec(), value)?;
+            set_mask = set_mask.with(id);
+        }
+        let mut fields = (self.index.field_set().0 & keep.0) | set_mask.0;
+        fields &= FieldSet::VALUES.0;
+        let low = fields as u64;
+        let high = (fields >> 64) as u64 | if low != 0 { 1 << 63 } else { 0 };
+        to.write_mti(mti, out);
+        to.write_bitmap(high, out);
+        if low != 0 {
+            to.write_bitmap(low, out);
+        }
+        let mut scratch = [0u8; FIELD_UNITS_MAX];
+        for id in FieldId::all_values() {
+            if fields & FieldSet::bit(id) == 0 {
+                continue;
+            }
+            if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
+                to.encode_value(id.spec(), value, out);
+            } else if let Some(f) = self.field(id) {
+                let value = match f.value_borrowed() {
+                    Some(v) => v,
+                    None => f.value_into(&mut scratch),
+                };
+                to.encode_value(id.spec(), value, out);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,8 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use corridor_wire::{
-    de, owned::generate, Dialect, LengthDelimited, LengthHeader, Message, NativeFrame, NativeFramer,
-    OwnedMessage, FRAME_BYTES_MAX,
+    de, owned::generate, Dialect, FieldSet, LengthDelimited, LengthHeader, Message, MessageIndex,
+    NativeFrame, NativeFramer, OwnedMessage, FRAME_BYTES_MAX,
 };
 use proptest::prelude::*;
 
@@ -65,6 +65,57 @@ proptest! {
         let mut want = m.clone();
         want.set(de::STAN, text.into_bytes()).expect("valid");
         prop_assert_eq!(OwnedMessage::from(&reparsed), want);
+    }
+
+    #[test]
+    fn derive_keeps_replaces_and_translates(m in message(), d in dialect(), to in dialect()) {
+        let body = m.to_bytes(d).expect("encodes");
+        let parsed = Message::parse(d, body.clone()).expect("parses");
+        // Keeping everything and setting nothing is the identity, or a translation.
+        let mut same = BytesMut::new();
+        parsed.derive(m.mti(), FieldSet::VALUES, &[], d, &mut same).expect("derives");
+        prop_assert_eq!(&same[..], &body[..]);
+        let mut translated = BytesMut::new();
+        parsed.translate(to, &mut translated);
+        let mut derived = BytesMut::new();
+        parsed.derive(m.mti(), FieldSet::VALUES, &[], to, &mut derived).expect("derives");
+        prop_assert_eq!(&derived[..], &translated[..]);
+        // A decline: the response MTI, card secrets dropped, DE 39 set.
+        let drop = FieldSet::of(&[de::PIN_BLOCK, de::TRACK2]);
+        let mut decline = BytesMut::new();
+        let mti = m.mti().response().unwrap_or(m.mti());
+        parsed.derive(mti, FieldSet::VALUES.without(drop), &[(de::RESPONSE_CODE, b"91")], to, &mut decline).expect("derives");
+        let mut want = m.clone();
+        want.set_mti(mti);
+        want.remove(de::PIN_BLOCK);
+        want.remove(de::TRACK2);
+        want.set(de::RESPONSE_CODE, b"91".to_vec()).expect("valid");
+        let got = Message::parse(to, decline.freeze()).expect("a derived message parses");
+        prop_assert_eq!(OwnedMessage::from(&got), want);
+    }
+
+    #[test]
+    fn partial_parsing_keeps_the_fields_before_the_break(m in message(), d in dialect(), at in any::<usize>(), x in 1u8..) {
+        let body = m.to_bytes(d).expect("encodes");
+        let (whole, err) = MessageIndex::parse_partial(d, &body).expect("valid");
+        prop_assert!(err.is_none());
+        prop_assert_eq!(whole.field_set(), Message::parse(d, &body[..]).expect("parses").index().field_set());
+        let mut broken = body.to_vec();
+        let i = at % broken.len();
+        broken[i] ^= x;
+        if let Ok((index, err)) = MessageIndex::parse_partial(d, &broken) {
+            let partial = Message::from_parts(&broken[..], index);
+            if err.is_none() {
+                prop_assert!(Message::parse(d, &broken[..]).is_ok());
+            }
+            // Every field kept ends before the broken byte, so it is the original value.
+            for f in partial.fields() {
+                let r = partial.index().range(f.id()).expect("present");
+                if r.end <= i {
+                    prop_assert_eq!(Some(f.to_vec()), m.get(f.id()).map(<[u8]>::to_vec));
+                }
+            }
+        }
     }
 
     #[test]
