@@ -88,6 +88,27 @@ impl LengthHeader {
         }
     }
 
+    /// Writes the header for a body of `body_len` bytes into `dst` (exactly
+    /// [`LengthHeader::header_bytes`] long), for callers that write the body first and the
+    /// header after.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::FrameTooLarge`] if the header cannot describe `body_len`.
+    pub fn write(self, body_len: usize, dst: &mut [u8]) -> Result<(), EncodeError> {
+        if body_len > self.body_bytes_max() || dst.len() != self.header_bytes() {
+            return Err(EncodeError::FrameTooLarge { len: body_len, max: self.body_bytes_max() });
+        }
+        // body_len fits the header (checked above), so the casts keep every bit.
+        match self {
+            Self::Bin2 => dst.copy_from_slice(&(body_len as u16).to_be_bytes()),
+            Self::Bin2Inclusive => dst.copy_from_slice(&(body_len as u16 + 2).to_be_bytes()),
+            Self::Bin4 => dst.copy_from_slice(&(body_len as u32).to_be_bytes()),
+            Self::Ascii4 => crate::values::write_decimal(body_len as u64, dst),
+        }
+        Ok(())
+    }
+
     /// The largest body the header can describe.
     #[must_use]
     pub const fn body_bytes_max(self) -> usize {
@@ -219,18 +240,10 @@ impl LengthDelimited {
         if body.len() > self.frame_bytes_max {
             return Err(EncodeError::FrameTooLarge { len: body.len(), max: self.frame_bytes_max });
         }
-        // Every length below is at most frame_bytes_max, which `new` capped at what the
-        // header can describe, so the casts keep every bit.
-        match self.header {
-            LengthHeader::Bin2 => dst.put_u16(body.len() as u16),
-            LengthHeader::Bin2Inclusive => dst.put_u16(body.len() as u16 + 2),
-            LengthHeader::Bin4 => dst.put_u32(body.len() as u32),
-            LengthHeader::Ascii4 => {
-                let mut d = [b'0'; 4];
-                crate::values::write_decimal(body.len() as u64, &mut d);
-                dst.put_slice(&d);
-            }
-        }
+        let mut header = [0u8; 4];
+        let header = &mut header[..self.header.header_bytes()];
+        self.header.write(body.len(), header)?;
+        dst.put_slice(header);
         dst.put_slice(body);
         Ok(())
     }
@@ -282,6 +295,20 @@ impl NativeHeader {
     #[must_use]
     pub fn flags(&self) -> u8 {
         self.flags
+    }
+
+    /// The 20 header bytes as they go on the wire.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; NATIVE_HEADER_BYTES] {
+        let mut out = [0u8; NATIVE_HEADER_BYTES];
+        out.copy_from_slice(self.as_bytes());
+        out
+    }
+
+    /// Reads a header from the start of `bytes` without checking it.
+    #[must_use]
+    pub fn peek(bytes: &[u8]) -> Option<Self> {
+        Self::read_from_prefix(bytes).ok().map(|(h, _)| h)
     }
 
     /// The correlation id.

@@ -34,6 +34,20 @@ impl FieldSet {
         Self(ids.iter().fold(0, |m, id| m | Self::bit(*id)))
     }
 
+    /// The set of the fields numbered `ids` (numbers outside 1-128 are ignored).
+    #[must_use]
+    pub const fn from_numbers(ids: &[u8]) -> Self {
+        let mut m = 0u128;
+        let mut i = 0;
+        while i < ids.len() {
+            if ids[i] >= 1 && ids[i] <= 128 {
+                m |= 1 << (128 - ids[i] as u32);
+            }
+            i += 1;
+        }
+        Self(m)
+    }
+
     const fn bit(id: FieldId) -> u128 {
         1 << (128 - id.get() as u32)
     }

@@ -1,0 +1,108 @@
+//! What the engine is configured with: participants, their links, routes and timings.
+//!
+//! Plain values, already validated: the binary reads and checks the TOML file and builds
+//! these. Nothing here parses text.
+
+use std::time::Duration;
+
+use corridor_wire::{Dialect, InstitutionId, LengthHeader};
+
+use crate::routes::RouteTable;
+
+/// How frames are cut on a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// The native 20-byte frame header (only with the native dialect).
+    Native,
+    /// A classic length header.
+    Length(LengthHeader),
+}
+
+/// What a participant does in the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Sends requests (wallets, acquirers).
+    pub acquirer: bool,
+    /// Answers requests (issuers, wallets on the paying side).
+    pub issuer: bool,
+    /// Forwards for others (national QR networks, card networks): may send DE 33.
+    pub network: bool,
+}
+
+/// An institution connected to the switch.
+#[derive(Clone, Debug)]
+pub struct Participant {
+    /// Short, unique id used in configuration and logs.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Its roles.
+    pub roles: Roles,
+    /// The acquiring institution ids (DE 32) it may send as.
+    pub acquirer_ids: Vec<InstitutionId>,
+    /// The forwarding institution ids (DE 33) it may send as.
+    pub forwarder_ids: Vec<InstitutionId>,
+}
+
+/// One configured link of a participant: a listening address it dials in to, or an address
+/// the switch dials. Each TCP connection made for it is a `LinkId` in the engine.
+#[derive(Clone, Debug)]
+pub struct LinkSpec {
+    /// Unique link name.
+    pub name: String,
+    /// Index of its participant in [`Config::participants`].
+    pub participant: usize,
+    /// Whether the switch dials it (and so signs on to it).
+    pub dial: bool,
+    /// Frame cutting.
+    pub framing: Framing,
+    /// Body encoding.
+    pub dialect: Dialect,
+    /// Largest frame body accepted.
+    pub frame_bytes_max: usize,
+    /// Most requests in flight toward this link (and from it).
+    pub inflight_max: u32,
+    /// Whether financial traffic needs a sign-on first.
+    pub sign_on_required: bool,
+    /// An idle link is echoed this often.
+    pub echo_interval: Duration,
+    /// The link is marked down after this many unanswered echoes.
+    pub echo_missed_max: u32,
+}
+
+/// Switch-wide timings and identity.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The switch's own institution id (DE 33 on messages it makes).
+    pub institution_id: Option<InstitutionId>,
+    /// Reversals are repeated (as 0421) this often until acknowledged.
+    pub reversal_retry: Duration,
+    /// A reversal is abandoned (and logged) after this many repeats.
+    pub reversal_repeats_max: u32,
+    /// How long a timed-out transaction is remembered for its late response.
+    pub late_window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            institution_id: None,
+            reversal_retry: Duration::from_secs(10),
+            reversal_repeats_max: 5,
+            late_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything the engine needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Participants, indexed by position.
+    pub participants: Vec<Participant>,
+    /// Links, indexed by position.
+    pub links: Vec<LinkSpec>,
+    /// The initial route table.
+    pub routes: RouteTable,
+    /// Switch-wide settings.
+    pub settings: Settings,
+}

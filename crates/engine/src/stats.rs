@@ -1,0 +1,66 @@
+//! Counters the engine keeps. Plain integers: the binary exports them.
+
+use corridor_wire::ResponseCode;
+
+/// Switch-wide counters since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests received from links (network management excluded).
+    pub requests_in: u64,
+    /// Requests forwarded to a destination.
+    pub forwarded: u64,
+    /// Destination responses relayed to the originator.
+    pub relayed: u64,
+    /// Switch-made declines, by response code (index: see [`Stats::declines_for`]).
+    pub declines: [u64; DECLINE_CODES.len()],
+    /// Requests answered 68 because the destination did not answer in time.
+    pub timeouts: u64,
+    /// Reversals sent (first transmissions and repeats).
+    pub reversals_sent: u64,
+    /// Reversals acknowledged with 0430.
+    pub reversals_acked: u64,
+    /// Reversals given up after their last repeat, or evicted at the bound.
+    pub reversals_abandoned: u64,
+    /// Responses that came after their request had timed out (never relayed).
+    pub late_responses: u64,
+    /// Late or undeliverable approvals for which a reversal was started.
+    pub approvals_reversed: u64,
+    /// Responses that matched nothing in flight.
+    pub unmatched_responses: u64,
+    /// Requests declined because a link or participant was at its in-flight limit.
+    pub inflight_limit_hits: u64,
+    /// Frames that broke the framing (their links were closed).
+    pub framing_errors: u64,
+    /// Bodies that broke the dictionary.
+    pub format_errors: u64,
+    /// Network management messages answered.
+    pub network_answered: u64,
+    /// Links closed for missing echoes.
+    pub echo_failures: u64,
+}
+
+/// The decline codes counted in [`Stats::declines`], in index order.
+pub const DECLINE_CODES: [ResponseCode; 7] = [
+    ResponseCode::FORMAT_ERROR,
+    ResponseCode::SECURITY_VIOLATION,
+    ResponseCode::TIMEOUT,
+    ResponseCode::DESTINATION_UNAVAILABLE,
+    ResponseCode::NO_ROUTE,
+    ResponseCode::DUPLICATE,
+    ResponseCode::SYSTEM_ERROR,
+];
+
+impl Stats {
+    /// Switch-made declines with `code`.
+    #[must_use]
+    pub fn declines_for(&self, code: ResponseCode) -> u64 {
+        DECLINE_CODES.iter().position(|&c| c == code).map_or(0, |i| self.declines[i])
+    }
+
+    pub(crate) fn count_decline(&mut self, code: ResponseCode) {
+        if let Some(i) = DECLINE_CODES.iter().position(|&c| c == code) {
+            self.declines[i] += 1;
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! An engine in memory with a manual clock, and peers that speak to it in bytes.
+
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used)] // shared by several test files
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use corridor_engine::{
+    Config, Engine, Event, Framing, LinkId, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable,
+    Settings, WallClock,
+};
+use corridor_wire::{
+    de, Dialect, FieldId, InstitutionId, LengthDelimited, LengthHeader, Message, Mti, NativeFramer,
+    OwnedMessage, FRAME_BYTES_MAX,
+};
+
+pub const ACQ: usize = 0;
+pub const ACQ2: usize = 1;
+pub const ISSUER_A: usize = 2;
+pub const ISSUER_B: usize = 3;
+
+/// Link specs, by index.
+pub const L_ACQ: usize = 0; // acquirer, iso87-ascii, bin2, sign-on required
+pub const L_ACQ2: usize = 1; // second acquirer, native, no sign-on
+pub const L_ISS_A1: usize = 2; // issuer A, native, dialed by the switch
+pub const L_ISS_A2: usize = 3; // issuer A's second link
+pub const L_ISS_B: usize = 4; // issuer B, iso87-ascii, ascii4
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub const ECHO: Duration = Duration::from_secs(30);
+pub const RETRY: Duration = Duration::from_secs(10);
+
+pub fn id(s: &str) -> InstitutionId {
+    InstitutionId::from_ascii(s.as_bytes()).unwrap()
+}
+
+fn participant(name: &str, acquirer: &[&str]) -> Participant {
+    Participant {
+        id: name.into(),
+        name: name.into(),
+        roles: Roles { acquirer: !acquirer.is_empty(), issuer: acquirer.is_empty(), network: false },
+        acquirer_ids: acquirer.iter().map(|s| id(s)).collect(),
+        forwarder_ids: Vec::new(),
+    }
+}
+
+fn link(
+    name: &str,
+    participant: usize,
+    dial: bool,
+    framing: Framing,
+    dialect: Dialect,
+    sign_on: bool,
+) -> LinkSpec {
+    LinkSpec {
+        name: name.into(),
+        participant,
+        dial,
+        framing,
+        dialect,
+        frame_bytes_max: FRAME_BYTES_MAX,
+        inflight_max: 4,
+        sign_on_required: sign_on,
+        echo_interval: ECHO,
+        echo_missed_max: 2,
+    }
+}
+
+pub fn config() -> Config {
+    let routes = RouteTable::new(vec![
+        Route {
+            key: RouteKey::PanPrefix(b"476173".to_vec()),
+            mti_classes: None,
+            destination: ISSUER_A,
+            timeout: TIMEOUT,
+        },
+        Route {
+            key: RouteKey::Receiver(id("44556677")),
+            mti_classes: None,
+            destination: ISSUER_B,
+            timeout: TIMEOUT,
+        },
+        Route {
+            key: RouteKey::PanPrefix(b"5".to_vec()),
+            mti_classes: None,
+            destination: ISSUER_B,
+            timeout: TIMEOUT,
+        },
+    ])
+    .unwrap();
+    Config {
+        participants: vec![
+            participant("acq", &["12345678"]),
+            participant("acq2", &["87654321"]),
+            participant("issuer-a", &[]),
+            participant("issuer-b", &[]),
+        ],
+        links: vec![
+            link("acq-1", ACQ, false, Framing::Length(LengthHeader::Bin2), Dialect::Iso87Ascii, true),
+            link("acq2-1", ACQ2, false, Framing::Native, Dialect::Native, false),
+            link("iss-a-1", ISSUER_A, true, Framing::Native, Dialect::Native, true),
+            link("iss-a-2", ISSUER_A, true, Framing::Native, Dialect::Native, true),
+            link(
+                "iss-b-1",
+                ISSUER_B,
+                false,
+                Framing::Length(LengthHeader::Ascii4),
+                Dialect::Iso87Ascii,
+                false,
+            ),
+        ],
+        routes,
+        settings: Settings {
+            institution_id: None,
+            reversal_retry: RETRY,
+            reversal_repeats_max: 2,
+            late_window: Duration::from_secs(120),
+        },
+    }
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub now: Instant,
+    /// Everything each link was sent, not yet read by the test.
+    inbox: std::collections::HashMap<LinkId, BytesMut>,
+    pub closed: Vec<(LinkId, corridor_engine::CloseReason)>,
+}
+
+/// A message received by a peer: its native correlation (0 on classic links) and body.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub correlation: u64,
+    pub flags: u8,
+    pub msg: OwnedMessage,
+}
+
+impl Got {
+    pub fn field(&self, n: u8) -> Option<String> {
+        self.msg.get(FieldId::new(n).unwrap()).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with(config())
+    }
+
+    pub fn with(config: Config) -> Self {
+        let now = Instant::now();
+        let engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
+        Self { engine, now, inbox: Default::default(), closed: Vec::new() }
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.engine.handle_timeout(self.now);
+        self.pump();
+    }
+
+    /// Moves the engine's output into the peers' inboxes.
+    pub fn pump(&mut self) {
+        while let Some(link) = self.engine.poll_dirty() {
+            if let Some(out) = self.engine.take_output(link) {
+                self.inbox.entry(link).or_default().extend_from_slice(&out);
+            }
+        }
+        while let Some(Event::Close { link, reason }) = self.engine.poll_event() {
+            self.closed.push((link, reason));
+            self.engine.link_down(link, self.now);
+        }
+    }
+
+    pub fn up(&mut self, spec: usize) -> LinkId {
+        let l = self.engine.link_up(spec, self.now).expect("room for a link");
+        self.pump();
+        l
+    }
+
+    /// Brings a dialed issuer link up and answers its sign-on.
+    pub fn issuer_up(&mut self, spec: usize) -> LinkId {
+        let l = self.up(spec);
+        let got = self.recv(l);
+        assert_eq!(got.len(), 1, "the switch signs on to a link it dials");
+        assert_eq!(got[0].msg.mti(), Mti::NETWORK_REQUEST);
+        assert_eq!(got[0].field(70).as_deref(), Some("001"));
+        self.answer(l, &got[0], "00");
+        l
+    }
+
+    /// An acquirer link that has signed on.
+    pub fn acquirer_up(&mut self, spec: usize) -> LinkId {
+        let l = self.up(spec);
+        let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
+        m.set(de::TRANSMISSION_TIME, "1125221500")
+            .unwrap()
+            .set(de::STAN, "000001")
+            .unwrap()
+            .set(de::NETWORK_CODE, "001")
+            .unwrap();
+        self.send(l, 1, &m);
+        let got = self.recv(l);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].field(39).as_deref(), Some("00"));
+        l
+    }
+
+    fn spec(&self, link: LinkId) -> LinkSpec {
+        let s = self.engine.link_status(link).expect("link is open").spec;
+        self.engine.config().links[s].clone()
+    }
+
+    /// Frames `m` as `link`'s peer would and feeds it to the engine.
+    pub fn send(&mut self, link: LinkId, correlation: u64, m: &OwnedMessage) {
+        let spec = self.spec(link);
+        let body = m.to_bytes(spec.dialect).unwrap();
+        let mut wire = BytesMut::new();
+        match spec.framing {
+            Framing::Native => {
+                NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, &mut wire).unwrap()
+            }
+            Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut wire).unwrap(),
+        }
+        self.send_raw(link, &wire);
+    }
+
+    pub fn send_raw(&mut self, link: LinkId, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        self.engine.handle_read(link, &mut buf, self.now);
+        self.pump();
+    }
+
+    /// Everything `link`'s peer has received since the last call.
+    pub fn recv(&mut self, link: LinkId) -> Vec<Got> {
+        let Some(mut buf) = self.inbox.remove(&link) else { return Vec::new() };
+        let spec = self.spec(link);
+        let mut out = Vec::new();
+        loop {
+            let (correlation, flags, body) = match spec.framing {
+                Framing::Native => match NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
+                    Some(f) => (f.correlation(), f.flags(), f.into_body()),
+                    None => break,
+                },
+                Framing::Length(h) => {
+                    match LengthDelimited::new(h, FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
+                        Some(b) => (0, 0, b.freeze()),
+                        None => break,
+                    }
+                }
+            };
+            let m = Message::parse(spec.dialect, body).expect("the switch sends valid messages");
+            out.push(Got { correlation, flags, msg: OwnedMessage::from(&m) });
+        }
+        assert!(buf.is_empty(), "whole frames only");
+        out
+    }
+
+    /// Like [`Harness::recv`], but answers the switch's echoes and leaves them out.
+    pub fn recv_app(&mut self, link: LinkId) -> Vec<Got> {
+        let mut out = Vec::new();
+        for g in self.recv(link) {
+            if g.msg.mti() == Mti::NETWORK_REQUEST {
+                self.answer(link, &g, "00");
+            } else {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    /// Answers a request received on `link` with `code`, echoing its fields.
+    pub fn answer(&mut self, link: LinkId, req: &Got, code: &str) {
+        let mut m = req.msg.clone();
+        m.set_mti(req.msg.mti().response().unwrap());
+        m.set(de::RESPONSE_CODE, code.as_bytes().to_vec()).unwrap();
+        m.remove(de::PIN_BLOCK);
+        self.send(link, req.correlation, &m);
+    }
+}
+
+/// A purchase request from acquirer `acq_id` with `stan`, for `pan`.
+pub fn purchase(pan: &str, stan: &str, acq_id: &str) -> OwnedMessage {
+    let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
+    m.set(de::PAN, pan.as_bytes().to_vec()).unwrap();
+    m.set(de::PROCESSING_CODE, "000000").unwrap();
+    m.set(de::AMOUNT, "000000012500").unwrap();
+    m.set(de::TRANSMISSION_TIME, "1125221530").unwrap();
+    m.set(de::STAN, stan.as_bytes().to_vec()).unwrap();
+    m.set(de::ACQUIRER_ID, acq_id.as_bytes().to_vec()).unwrap();
+    m.set(de::RRN, "533022000042").unwrap();
+    m.set(de::TERMINAL_ID, "TERM0001").unwrap();
+    m.set(de::CURRENCY, "702").unwrap();
+    m.set(de::PIN_BLOCK, vec![0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]).unwrap();
+    m
+}
