@@ -2,10 +2,18 @@
 //!
 //! # Layout
 //!
+//! - [`peer`]: blocking acquirer and issuer peers that speak the protocol over loopback.
+//! - [`switch`]: a switch started from configuration text on its own thread, as `serve` does.
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
 
 #![forbid(unsafe_code)]
+// Test support: a failed expectation is a failed test, and says why.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "peer.rs"]
+pub mod peer;
 #[path = "python.rs"]
 pub mod python;
+#[path = "switch.rs"]
+pub mod switch;

@@ -6,12 +6,15 @@
 //!
 //! - `main.rs`: the command line and exit codes.
 //! - `msg.rs`: `corridor msg`, the operator's tool to look at and craft messages.
+//! - the library (`config`, `serve`): the configuration file and the switch's run loop.
 
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use corridor::{config, serve};
 
 mod msg;
 
@@ -28,6 +31,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the switch.
+    Serve {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print a summary of it.
+    CheckConfig {
+        /// The configuration file.
+        config: PathBuf,
+    },
     /// Look at and craft protocol messages.
     Msg {
         #[command(subcommand)]
@@ -35,10 +49,29 @@ enum Command {
     },
 }
 
+fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let loaded = config::load(path)?;
+    // One thread does the switching: on this design the engine is never shared or locked.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve::run(loaded, serve::signals()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
+        Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
+        Command::Serve { config } => run_serve(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -445,6 +445,12 @@ impl Engine {
         Some(out)
     }
 
+    /// Whether `link` has bytes waiting to be written.
+    #[must_use]
+    pub fn has_output(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| !l.out.is_empty())
+    }
+
     /// When [`Engine::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -1174,6 +1180,24 @@ impl Engine {
             .collect();
         for id in dialed {
             self.send_network(id, NetworkCode::SIGN_OFF, now);
+        }
+    }
+
+    /// Ends a drain that ran out of time: every request still in flight is answered now as
+    /// if its timeout had come (68 to the originator, a reversal toward the destination), so
+    /// no accepted request goes unanswered.
+    pub fn expire_requests(&mut self, now: Instant) {
+        let keys: Vec<(LinkId, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.kind, Kind::Request { .. }))
+            .map(|(&k, _)| k)
+            .collect();
+        for (link, key) in keys {
+            if let Some(p) = self.pending.get_mut(&(link, key)) {
+                p.deadline = now;
+            }
+            self.pending_timeout(link, key, now);
         }
     }
 

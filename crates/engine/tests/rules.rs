@@ -537,6 +537,23 @@ fn drain_declines_new_requests_and_waits_for_those_in_flight() {
 }
 
 #[test]
+fn a_drain_that_runs_out_of_time_answers_what_is_left_with_68() {
+    let mut h = Harness::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
+    let _ = h.recv(iss);
+    h.engine.begin_drain(h.now);
+    h.engine.expire_requests(h.now);
+    h.pump();
+    let d = h.recv(acq);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].field(39).as_deref(), Some("68"));
+    assert!(h.engine.is_drained());
+    assert!(h.recv(iss).iter().any(|g| g.msg.mti() == Mti::REVERSAL_ADVICE));
+}
+
+#[test]
 fn a_peer_that_stops_reading_is_closed_and_only_it() {
     let mut h = Harness::new();
     let iss = h.issuer_up(L_ISS_A1);

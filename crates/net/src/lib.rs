@@ -1,0 +1,20 @@
+//! Corridor's network layer: it owns the sockets and drives the sans-IO engine.
+//!
+//! One thread, one engine: the switch runs on a current-thread tokio runtime inside a
+//! `LocalSet`, and every task borrows the engine in turn (no lock, no channel hop per
+//! message). A link's reader hands each read's bytes to the engine, which frames, checks,
+//! routes and appends to destination write batches; each destination's writer is woken once
+//! per batch and writes it with one syscall.
+//!
+//! # Layout
+//!
+//! - [`limits`]: the bounds of this layer.
+//! - [`switch`]: listeners, connectors with backoff, per-connection reader and writer, the
+//!   timer task and graceful shutdown.
+
+#![forbid(unsafe_code)]
+
+pub mod limits;
+pub mod switch;
+
+pub use switch::{Dial, Listen, NetConfig, Switch};

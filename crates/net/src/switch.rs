@@ -1,0 +1,359 @@
+//! The switch's I/O: listeners, connectors, connections, timers and shutdown.
+
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    io,
+    net::SocketAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use corridor_engine::{Engine, Event, LinkId};
+use rustc_hash::FxHashMap;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    task::LocalSet,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::limits::{DRAIN_POLL, FLUSH_WAIT_MAX, READ_CHUNK_BYTES};
+
+/// A link the switch listens on: its peers dial in.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// Index of the link in the engine's configuration.
+    pub spec: usize,
+    /// Its name, for logs.
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Most connections open at once on it.
+    pub connections_max: usize,
+}
+
+/// A link the switch dials, and redials with exponential backoff and jitter.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// Index of the link in the engine's configuration.
+    pub spec: usize,
+    /// Its name, for logs.
+    pub name: String,
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Longest wait for a connection to be accepted.
+    pub connect_timeout: Duration,
+    /// First delay before reconnecting.
+    pub backoff_min: Duration,
+    /// Longest delay before reconnecting.
+    pub backoff_max: Duration,
+}
+
+/// The network side of the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// Links to listen on.
+    pub listens: Vec<Listen>,
+    /// Links to dial.
+    pub dials: Vec<Dial>,
+    /// Longest a graceful shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+}
+
+struct Conn {
+    writable: Rc<Notify>,
+    closed: CancellationToken,
+    spec: usize,
+}
+
+struct Shared {
+    engine: RefCell<Engine>,
+    conns: RefCell<FxHashMap<LinkId, Conn>>,
+    timer: Notify,
+    timer_at: Cell<Option<Instant>>,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    /// After every engine call: wake the writers of links with output, close the links the
+    /// engine gave up on, and wake the timer if the next deadline moved earlier.
+    fn flush(&self) {
+        let mut engine = self.engine.borrow_mut();
+        let conns = self.conns.borrow();
+        while let Some(link) = engine.poll_dirty() {
+            if let Some(c) = conns.get(&link) {
+                c.writable.notify_one();
+            }
+        }
+        while let Some(event) = engine.poll_event() {
+            match event {
+                Event::Close { link, reason } => {
+                    warn!(%link, ?reason, "closing connection");
+                    if let Some(c) = conns.get(&link) {
+                        c.closed.cancel();
+                    }
+                }
+                other => warn!(?other, "unhandled engine event"),
+            }
+        }
+        if let Some(next) = engine.poll_timeout() {
+            if self.timer_at.get().is_none_or(|at| next < at) {
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    fn open_on(&self, spec: usize) -> usize {
+        self.conns.borrow().values().filter(|c| c.spec == spec).count()
+    }
+}
+
+/// A bound switch, ready to run.
+pub struct Switch {
+    shared: Rc<Shared>,
+    listeners: Vec<(Listen, TcpListener)>,
+    dials: Vec<Dial>,
+    drain_timeout: Duration,
+}
+
+impl Switch {
+    /// Binds every listening link. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The first address that cannot be bound, named.
+    pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
+        let mut listeners = Vec::new();
+        for l in net.listens {
+            let listener = TcpListener::bind(l.address).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
+            })?;
+            info!(link = %l.name, address = %listener.local_addr()?, "listening");
+            listeners.push((l, listener));
+        }
+        let shared = Rc::new(Shared {
+            engine: RefCell::new(engine),
+            conns: RefCell::new(FxHashMap::default()),
+            timer: Notify::new(),
+            timer_at: Cell::new(None),
+            stop: CancellationToken::new(),
+        });
+        Ok(Self { shared, listeners, dials: net.dials, drain_timeout: net.drain_timeout })
+    }
+
+    /// The address each listening link is bound to, by link name (port 0 becomes the real
+    /// port).
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.iter().filter_map(|(l, s)| Some((l.name.clone(), s.local_addr().ok()?))).collect()
+    }
+
+    /// Runs the switch until `shutdown` completes, then drains: stops accepting and
+    /// reconnecting, signs off, declines new requests, waits up to the drain timeout for the
+    /// requests in flight, flushes, and closes every connection.
+    ///
+    /// # Errors
+    ///
+    /// Never for network trouble (links come and go); only if the runtime fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let local = LocalSet::new();
+        let Self { shared, listeners, dials, drain_timeout } = self;
+        local
+            .run_until(async move {
+                for (l, listener) in listeners {
+                    tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, listener));
+                }
+                for d in dials {
+                    tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
+                }
+                tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
+                shutdown.await;
+                drain(&shared, drain_timeout).await;
+            })
+            .await;
+        Ok(())
+    }
+}
+
+async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
+    info!("shutting down: draining");
+    shared.stop.cancel();
+    shared.engine.borrow_mut().begin_drain(Instant::now());
+    shared.flush();
+    let deadline = Instant::now() + drain_timeout;
+    while !shared.engine.borrow().is_drained() && Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    let left = shared.engine.borrow().requests_pending();
+    if left > 0 {
+        warn!(left, "drain timeout: answering the requests still in flight with 68");
+        shared.engine.borrow_mut().expire_requests(Instant::now());
+        shared.flush();
+    }
+    // Let the writers put the last answers on the wire.
+    let flush_deadline = Instant::now() + FLUSH_WAIT_MAX;
+    loop {
+        let busy = {
+            let engine = shared.engine.borrow();
+            shared.conns.borrow().keys().any(|l| engine.has_output(*l))
+        };
+        if !busy || Instant::now() >= flush_deadline {
+            break;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    for c in shared.conns.borrow().values() {
+        c.closed.cancel();
+    }
+    // Give the connection tasks a turn to close their sockets.
+    tokio::task::yield_now().await;
+    info!("stopped");
+}
+
+async fn timer_loop(shared: Rc<Shared>) {
+    loop {
+        let next = shared.engine.borrow().poll_timeout();
+        shared.timer_at.set(next);
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {
+                shared.engine.borrow_mut().handle_timeout(Instant::now());
+                shared.flush();
+            }
+            () = shared.timer.notified() => {}
+        }
+    }
+}
+
+async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shared.stop.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: back off briefly rather than spin.
+                warn!(link = %l.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.open_on(l.spec) >= l.connections_max {
+            warn!(link = %l.name, %peer, max = l.connections_max, "connection refused: link at its connection limit");
+            drop(stream);
+            continue;
+        }
+        let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
+            warn!(link = %l.name, %peer, "connection refused: switch at its link limit");
+            continue;
+        };
+        info!(link = %l.name, %peer, id = %link, "connection accepted");
+        tokio::task::spawn_local(connection(Rc::clone(&shared), link, l.spec, stream));
+    }
+}
+
+async fn dial_loop(shared: Rc<Shared>, d: Dial) {
+    let mut backoff = d.backoff_min;
+    // A small xorshift for jitter, seeded per link: reconnecting links spread out.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (d.spec as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    loop {
+        if shared.stop.is_cancelled() {
+            return;
+        }
+        let attempt = tokio::time::timeout(d.connect_timeout, TcpStream::connect(d.address));
+        let connected = tokio::select! {
+            r = attempt => r,
+            () = shared.stop.cancelled() => return,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
+                if let Some(link) = up {
+                    info!(link = %d.name, address = %d.address, id = %link, "connected");
+                    let started = Instant::now();
+                    connection(Rc::clone(&shared), link, d.spec, stream).await;
+                    if started.elapsed() > d.backoff_max {
+                        backoff = d.backoff_min;
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!(link = %d.name, address = %d.address, error = %e, "connect failed"),
+            Err(_) => warn!(link = %d.name, address = %d.address, "connect timed out"),
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Full jitter on the upper half: wait between backoff/2 and backoff.
+        let half = backoff / 2;
+        let jitter = Duration::from_nanos(seed % (half.as_nanos().max(1) as u64));
+        tokio::select! {
+            () = tokio::time::sleep(half + jitter) => {}
+            () = shared.stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(d.backoff_max);
+    }
+}
+
+/// Drives one connection until either side closes it or the engine gives up on it.
+async fn connection(shared: Rc<Shared>, link: LinkId, spec: usize, stream: TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(%link, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let writable = Rc::new(Notify::new());
+    let closed = CancellationToken::new();
+    shared
+        .conns
+        .borrow_mut()
+        .insert(link, Conn { writable: Rc::clone(&writable), closed: closed.clone(), spec });
+    // The engine may already have written to the link (a sign-on): flush it.
+    shared.flush();
+    writable.notify_one();
+
+    let reader = async {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        loop {
+            buf.reserve(READ_CHUNK_BYTES);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => return "peer closed",
+                Ok(_) => {
+                    shared.engine.borrow_mut().handle_read(link, &mut buf, Instant::now());
+                    shared.flush();
+                }
+                Err(_) => return "read error",
+            }
+        }
+    };
+    let writer = async {
+        loop {
+            writable.notified().await;
+            loop {
+                let out = shared.engine.borrow_mut().take_output(link);
+                let Some(out) = out else { break };
+                if wr.write_all(&out).await.is_err() {
+                    return "write error";
+                }
+            }
+        }
+    };
+    let why = tokio::select! {
+        why = reader => why,
+        why = writer => why,
+        () = closed.cancelled() => "closed by the switch",
+    };
+    info!(%link, why, "connection closed");
+    shared.conns.borrow_mut().remove(&link);
+    shared.engine.borrow_mut().link_down(link, Instant::now());
+    shared.flush();
+}
