@@ -448,3 +448,79 @@ pub fn summary(c: &Loaded) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../examples/switch.toml");
+
+    #[test]
+    fn the_example_is_valid() {
+        let c = parse(EXAMPLE).expect("the example config is valid");
+        assert_eq!(c.engine.participants.len(), 3);
+        assert_eq!(c.engine.links.len(), 4);
+        assert_eq!((c.net.listens.len(), c.net.dials.len()), (2, 2));
+        assert_eq!(c.engine.routes.routes().len(), 3);
+        let s = summary(&c);
+        assert!(
+            s.contains("wallet-sg-1") && s.contains("pan 47617390") && s.contains("DE 100 44556677"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn each_rule_is_enforced_with_a_precise_message() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("drain_timeout_ms = 5000", "drain_timeout_ms = 5000\nbogus = 1", "unknown field `bogus`"),
+            ("framing = \"bin2\"", "framing = \"bin3\"", "unknown framing \"bin3\""),
+            (
+                "dialect = \"iso87-ascii\"",
+                "dialect = \"native\"",
+                "dialect \"native\" needs framing \"native\"",
+            ),
+            ("address = \"127.0.0.1:9101\"", "address = \"localhost\"", "is not host:port"),
+            ("address = \"127.0.0.1:9102\"", "address = \"127.0.0.1:9101\"", "already used"),
+            ("acquirer_ids = [\"12345678\"]", "acquirer_ids = [\"1234x678\"]", "must be 1-11 digits"),
+            (
+                "mode = \"listen\"\n  address = \"127.0.0.1:9101\"",
+                "mode = \"both\"\n  address = \"127.0.0.1:9101\"",
+                "mode \"both\"",
+            ),
+            ("inflight_max = 256", "inflight_max = 0", "inflight_max must be 1-65535"),
+            ("echo_interval_ms = 30000", "echo_interval_ms = 5", "echo_interval_ms must be at least 100"),
+            (
+                "destination = \"issuer-vn\"",
+                "destination = \"issuer-xx\"",
+                "no participant with id \"issuer-xx\"",
+            ),
+            ("pan_prefix = \"476173\"", "pan_prefix = \"47a173\"", "must be 1-19 digits"),
+            ("pan_prefix = \"476173\"", "pan_prefix = \"476173\"\nreceiver_id = \"1\"", "exactly one of"),
+            ("mti_classes = [1, 2]", "mti_classes = [12]", "mti_classes must be digits 0-9"),
+            ("timeout_ms = 5000", "timeout_ms = 0", "timeout_ms must be more than 0"),
+            ("connections_max = 4", "connections_max = 4\nconnect_timeout_ms = 5", "are for mode = \"dial\""),
+            ("name = \"issuer-vn-2\"", "name = \"issuer-vn-1\"", "link names must be unique"),
+            ("roles = [\"acquirer\"]", "roles = [\"bank\"]", "unknown role \"bank\""),
+        ];
+        for (from, to, want) in cases {
+            assert!(EXAMPLE.contains(from), "the example has {from:?}");
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = match parse(&text) {
+                Ok(_) => panic!("{to:?} should be refused"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "{to:?}: expected {want:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_route_to_an_acquirer_is_refused() {
+        let text = EXAMPLE.replacen(
+            "destination = \"issuer-th\"\nmti_classes",
+            "destination = \"wallet-sg\"\nmti_classes",
+            1,
+        );
+        let err = format!("{:#}", parse(&text).err().expect("refused"));
+        assert!(err.contains("neither the issuer nor the network role"), "{err}");
+    }
+}

@@ -56,6 +56,7 @@ fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let loaded = config::load(path)?;
     // One thread does the switching: on this design the engine is never shared or locked.
