@@ -72,13 +72,71 @@ impl Charset {
     }
 
     /// Index of the first byte outside the set.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn first_invalid(self, bytes: &[u8]) -> Option<usize> {
-        if self.mask == 0xFF {
+        // The common sets have range checks with no early exit, which vectorize; only a
+        // message that fails looks for the position.
+        let all_ok = match self.mask {
+            0xFF => return None,
+            DIGIT => all_in_range(bytes, b'0', b'9'),
+            m if m == DIGIT | ALPHA | SPACE | SPECIAL => all_in_range(bytes, 0x20, 0x7E),
+            m if m == DIGIT | ALPHA | SPACE => bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b' '),
+            _ => !bytes.iter().fold(false, |bad, &b| bad | (CLASS[b as usize] & self.mask == 0)),
+        };
+        if all_ok {
             return None;
         }
         bytes.iter().position(|&b| CLASS[b as usize] & self.mask == 0)
     }
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether some byte of `x` is below `n` (n <= 128). Exact: no false positives.
+#[inline(always)]
+const fn has_less(x: u64, n: u8) -> bool {
+    (x.wrapping_sub(ONES * n as u64) & !x & HIGHS) != 0
+}
+
+/// Whether some byte of `x` is above `n` (n <= 127). Exact: no false positives.
+#[inline(always)]
+const fn has_more(x: u64, n: u8) -> bool {
+    ((x.wrapping_add(ONES * (127 - n) as u64) | x) & HIGHS) != 0
+}
+
+/// Whether every byte lies in `lo..=hi` (both below 128), eight bytes at a time.
+#[inline(always)]
+pub(crate) fn all_in_range(bytes: &[u8], lo: u8, hi: u8) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_ne_bytes(w);
+        if has_less(x, lo) || has_more(x, hi) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| (lo..=hi).contains(&b))
+}
+
+/// Whether every nibble of `bytes` is a decimal digit (0-9), eight bytes at a time.
+#[inline(always)]
+pub(crate) fn all_bcd(bytes: &[u8]) -> bool {
+    const LOW: u64 = u64::from_ne_bytes([0x0F; 8]);
+    const SIX: u64 = u64::from_ne_bytes([0x06; 8]);
+    const SIXTEEN: u64 = u64::from_ne_bytes([0x10; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_ne_bytes(w);
+        // A nibble n is a digit iff n + 6 < 16; nibble sums stay within their byte.
+        if (((x & LOW) + SIX) | (((x >> 4) & LOW) + SIX)) & SIXTEEN != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b & 0xF <= 9 && b >> 4 <= 9)
 }
 
 /// The value of an ASCII hex digit, if it is one (either case).
@@ -115,5 +173,27 @@ mod tests {
         assert_eq!(Charset::of(FieldType::B).first_invalid(&[0, 255]), None);
         assert_eq!(HEX_DIGITS.first_invalid(b"09afAF"), None);
         assert_eq!(HEX_DIGITS.first_invalid(b"0G"), Some(1));
+    }
+
+    #[test]
+    fn word_at_a_time_checks_agree_with_byte_checks() {
+        // Every byte value in every position of a 9-byte slice (one word and a remainder).
+        for pos in 0..9 {
+            for b in 0..=255u8 {
+                let mut v = *b"012345678";
+                v[pos] = b;
+                assert_eq!(all_in_range(&v, b'0', b'9'), v.iter().all(u8::is_ascii_digit), "{pos} {b}");
+                let mut p = *b"ABCDEFGHI";
+                p[pos] = b;
+                assert_eq!(
+                    all_in_range(&p, 0x20, 0x7E),
+                    p.iter().all(|c| (0x20..=0x7E).contains(c)),
+                    "{pos} {b}"
+                );
+                let mut n = [0x12u8; 9];
+                n[pos] = b;
+                assert_eq!(all_bcd(&n), n.iter().all(|c| c & 0xF <= 9 && c >> 4 <= 9), "{pos} {b}");
+            }
+        }
     }
 }

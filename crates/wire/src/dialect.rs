@@ -192,34 +192,33 @@ impl Dialect {
         offset: usize,
         prefixed_units: Option<usize>,
     ) -> Result<usize, DecodeError> {
-        let bad = |i: usize, expected: &'static str| DecodeError::InvalidCharacter {
-            field: spec.id,
-            offset: offset + i,
-            found: data[i],
-            expected,
-        };
+        let bad = |i: usize, expected: &'static str| invalid_character(spec, data, offset, i, expected);
         match (self, spec.ty) {
             (Self::Native, FieldType::N) => {
                 let units = prefixed_units.unwrap_or(spec.max as usize);
                 let odd = units % 2 == 1;
-                let left_pad = odd && spec.is_fixed();
+                // Pad nibbles first: a leading 0 on odd fixed fields, a trailing F on odd
+                // variable ones. They are then checked as digits like the rest (F is
+                // replaced by 0 for the check).
+                let (first, last) = (data.first().copied(), data.last().copied());
+                if odd && spec.is_fixed() && first.is_some_and(|b| b >> 4 != 0) {
+                    return Err(DecodeError::InvalidPadding { field: spec.id, offset });
+                }
                 let right_pad = odd && !spec.is_fixed();
-                for (i, &byte) in data.iter().enumerate() {
-                    let (hi, lo) = (byte >> 4, byte & 0xF);
-                    if i == 0 && left_pad {
-                        if hi != 0 {
-                            return Err(DecodeError::InvalidPadding { field: spec.id, offset: offset + i });
-                        }
-                    } else if hi > 9 {
-                        return Err(bad(i, "a BCD digit"));
-                    }
-                    if i + 1 == data.len() && right_pad {
-                        if lo != 0xF {
-                            return Err(DecodeError::InvalidPadding { field: spec.id, offset: offset + i });
-                        }
-                    } else if lo > 9 {
-                        return Err(bad(i, "a BCD digit"));
-                    }
+                if right_pad && last.is_some_and(|b| b & 0xF != 0xF) {
+                    return Err(DecodeError::InvalidPadding {
+                        field: spec.id,
+                        offset: offset + data.len() - 1,
+                    });
+                }
+                let (body, tail) = match (right_pad, data.split_last()) {
+                    (true, Some((&l, rest))) => (rest, l & 0xF0),
+                    _ => (data, 0),
+                };
+                if !crate::charset::all_bcd(body) || tail >> 4 > 9 {
+                    let nibble_bad = |b: u8| b & 0xF > 9 || b >> 4 > 9;
+                    let i = body.iter().position(|&b| nibble_bad(b)).unwrap_or(data.len() - 1);
+                    return Err(bad(i, "a BCD digit"));
                 }
                 Ok(units)
             }
@@ -306,6 +305,18 @@ impl Dialect {
             _ => out.put_slice(value),
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_character(
+    spec: &FieldSpec,
+    data: &[u8],
+    offset: usize,
+    i: usize,
+    expected: &'static str,
+) -> DecodeError {
+    DecodeError::InvalidCharacter { field: spec.id, offset: offset + i, found: data[i], expected }
 }
 
 /// Digits in checked native BCD data of field `spec`.

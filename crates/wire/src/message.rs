@@ -115,12 +115,13 @@ impl MessageIndex {
     /// Never panics, whatever `body` holds.
     pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, DecodeError> {
         // One instance per dialect, so the per-field encoding choices are constants.
-        let parsed = match dialect {
-            Dialect::Native => parse_in::<0, false>(body),
-            Dialect::Iso87Ascii => parse_in::<1, false>(body),
-            Dialect::Iso87Hex => parse_in::<2, false>(body),
+        let mut index = Self::empty(dialect);
+        match dialect {
+            Dialect::Native => parse_in::<0, false>(body, &mut index)?,
+            Dialect::Iso87Ascii => parse_in::<1, false>(body, &mut index)?,
+            Dialect::Iso87Hex => parse_in::<2, false>(body, &mut index)?,
         };
-        parsed.map(|(index, _)| index)
+        Ok(index)
     }
 
     /// Parses as much of a body as is well formed: the MTI and bitmaps must be, and the index
@@ -131,11 +132,17 @@ impl MessageIndex {
     ///
     /// A [`DecodeError`] when not even the MTI and bitmaps can be read.
     pub fn parse_partial(dialect: Dialect, body: &[u8]) -> Result<(Self, Option<DecodeError>), DecodeError> {
-        match dialect {
-            Dialect::Native => parse_in::<0, true>(body),
-            Dialect::Iso87Ascii => parse_in::<1, true>(body),
-            Dialect::Iso87Hex => parse_in::<2, true>(body),
-        }
+        let mut index = Self::empty(dialect);
+        let broken = match dialect {
+            Dialect::Native => parse_in::<0, true>(body, &mut index)?,
+            Dialect::Iso87Ascii => parse_in::<1, true>(body, &mut index)?,
+            Dialect::Iso87Hex => parse_in::<2, true>(body, &mut index)?,
+        };
+        Ok((index, broken))
+    }
+
+    fn empty(dialect: Dialect) -> Self {
+        Self { dialect, mti: Mti::FINANCIAL_REQUEST, bitmap: [0; 2], spans: [Span::default(); 129] }
     }
 
     /// The present value fields as a set.
@@ -187,16 +194,19 @@ const fn dialect_of(d: u8) -> Dialect {
     }
 }
 
+/// Parses `body` into `index` (which must be empty). With `PARTIAL`, a broken field ends the
+/// walk and is returned, the index keeping the fields before it.
 fn parse_in<const D: u8, const PARTIAL: bool>(
     body: &[u8],
-) -> Result<(MessageIndex, Option<DecodeError>), DecodeError> {
+    index: &mut MessageIndex,
+) -> Result<Option<DecodeError>, DecodeError> {
     let dialect = dialect_of(D);
     if body.len() > FRAME_BYTES_MAX {
         return Err(DecodeError::FrameTooLarge { declared: body.len(), max: FRAME_BYTES_MAX });
     }
     let mut pos = 0usize;
     let take = |pos: usize, n: usize, part: Part| -> Result<&[u8], DecodeError> {
-        body.get(pos..pos + n).ok_or(DecodeError::Truncated {
+        body.get(pos..pos + n).ok_or_else(|| DecodeError::Truncated {
             part,
             offset: pos,
             needed: n,
@@ -223,7 +233,9 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
         pos += bl;
     }
 
-    let mut spans = [Span::default(); 129];
+    index.mti = mti;
+    index.bitmap = bitmap;
+    let spans = &mut index.spans;
     for (w, &word) in bitmap.iter().enumerate() {
         // DE 1 is the secondary bitmap, already read.
         let mut bits = if w == 0 { word & !(1 << 63) } else { word };
@@ -240,19 +252,18 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
                 Err(e) if PARTIAL => {
                     // Keep what came before the broken field; DE 1 stays as it was read.
                     let keep = FieldSet::below(id).0 | FieldSet::SECONDARY_BITMAP.0;
-                    let bitmap = [bitmap[0] & (keep >> 64) as u64, bitmap[1] & keep as u64];
-                    return Ok((MessageIndex { dialect, mti, bitmap, spans }, Some(e)));
+                    index.bitmap = [bitmap[0] & (keep >> 64) as u64, bitmap[1] & keep as u64];
+                    return Ok(Some(e));
                 }
                 Err(e) => return Err(e),
             }
         }
     }
-    let index = MessageIndex { dialect, mti, bitmap, spans };
     if pos != body.len() {
         let e = DecodeError::TrailingBytes { offset: pos, count: body.len() - pos };
-        return if PARTIAL { Ok((index, Some(e))) } else { Err(e) };
+        return if PARTIAL { Ok(Some(e)) } else { Err(e) };
     }
-    Ok((index, None))
+    Ok(None)
 }
 
 /// Reads field `id` at `pos`: checks its prefix, length and characters, and returns its span
@@ -287,7 +298,7 @@ fn parse_field(dialect: Dialect, body: &[u8], id: u8, mut pos: usize) -> Result<
             (Some(units), dialect.data_len(spec.ty, units))
         }
     };
-    let data = body.get(pos..pos + data_len).ok_or(DecodeError::MissingField {
+    let data = body.get(pos..pos + data_len).ok_or_else(|| DecodeError::MissingField {
         field: id,
         offset: field_at,
         needed: data_len + (pos - field_at),
