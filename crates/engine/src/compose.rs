@@ -106,11 +106,6 @@ pub(crate) fn reversal<B: AsRef<[u8]>>(
     Ok(out.freeze())
 }
 
-/// The STAN text of DE 11, if present.
-pub(crate) fn stan_text<B: AsRef<[u8]>>(m: &Message<B>) -> Option<[u8; 6]> {
-    m.stan().map(Stan::to_ascii)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,6 +186,7 @@ enum Kind {
         origin_dialect: Dialect,
         request: Bytes,
         request_mti: Mti,
+        origin_stan: [u8; 6],
         sent_stan: [u8; 6],
         dup: Option<DupKey>,
     },
@@ -219,6 +220,15 @@ enum Timer {
     Reversal(u64),
     Echo(LinkId),
     Late(LinkId, u64),
+}
+
+/// Where an answer goes back to: the originating link, its correlation, its dialect and the
+/// STAN it used.
+struct Origin {
+    link: LinkId,
+    correlation: u64,
+    dialect: Dialect,
+    stan: [u8; 6],
 }
 
 /// Why a request could not be sent to its destination.
@@ -684,6 +694,7 @@ impl Engine {
                     origin_dialect,
                     request: msg.into_inner(),
                     request_mti,
+                    origin_stan: stan.to_ascii(),
                     sent_stan,
                     dup: Some(dup),
                 },
@@ -757,12 +768,27 @@ impl Engine {
             l.inflight_out = l.inflight_out.saturating_sub(1);
         }
         match p.kind {
-            Kind::Request { origin, origin_correlation, origin_dialect, request, sent_stan, dup, .. } => {
+            Kind::Request {
+                origin,
+                origin_correlation,
+                origin_dialect,
+                request,
+                origin_stan,
+                sent_stan,
+                dup,
+                ..
+            } => {
                 self.requests_pending -= 1;
                 if let Some(d) = dup {
                     self.duplicates.remove(&d);
                 }
-                self.relay(origin, origin_correlation, origin_dialect, &request, sent_stan, msg, link, now);
+                let to = Origin {
+                    link: origin,
+                    correlation: origin_correlation,
+                    dialect: origin_dialect,
+                    stan: origin_stan,
+                };
+                self.relay(to, &request, sent_stan, msg, link, now);
             }
             Kind::Reversal(id) => {
                 if let Some(r) = self.reversals.get_mut(&id) {
@@ -777,18 +803,21 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn relay(
         &mut self,
-        origin: LinkId,
-        origin_correlation: u64,
-        origin_dialect: Dialect,
+        to: Origin,
         request: &Bytes,
         sent_stan: [u8; 6],
         resp: &Message<Bytes>,
         from: LinkId,
         now: Instant,
     ) {
+        let Origin {
+            link: origin,
+            correlation: origin_correlation,
+            dialect: origin_dialect,
+            stan: original_stan,
+        } = to;
         let approved = resp.response_code().is_some_and(ResponseCode::is_approval);
         let Some(o) = self.links.get_mut(&origin).filter(|o| !o.closing) else {
             // The originator is gone: the answer cannot be delivered. An approval is reversed,
@@ -806,20 +835,16 @@ impl Engine {
         };
         o.inflight_in = o.inflight_in.saturating_sub(1);
         let origin_classic = matches!(o.framing, Framing::Length(_));
-        let original_stan =
-            Message::parse(origin_dialect, request.clone()).ok().and_then(|r| compose::stan_text(&r));
         let same = resp.dialect() == origin_dialect;
         let stan_range = resp.index().range(de::STAN);
         let written = o.frame(0, origin_correlation, |buf| {
-            let set_stan: &[(corridor_wire::FieldId, &[u8])] = match (&original_stan, resp.has(de::STAN)) {
-                (Some(s), true) => &[(de::STAN, s)],
-                _ => &[],
-            };
+            let set_stan: &[(corridor_wire::FieldId, &[u8])] =
+                if resp.has(de::STAN) { &[(de::STAN, &original_stan)] } else { &[] };
             if same {
                 let at = buf.len();
                 buf.extend_from_slice(resp.as_bytes());
-                if let (true, Some(r), Some(s)) = (origin_classic, stan_range.clone(), original_stan) {
-                    buf[at + r.start..at + r.end].copy_from_slice(&s);
+                if let (true, Some(r)) = (origin_classic, stan_range.clone()) {
+                    buf[at + r.start..at + r.end].copy_from_slice(&original_stan);
                 }
                 Ok(())
             } else {
@@ -1086,6 +1111,7 @@ impl Engine {
                 request_mti,
                 sent_stan,
                 dup,
+                ..
             } => {
                 self.requests_pending -= 1;
                 self.stats.timeouts += 1;
