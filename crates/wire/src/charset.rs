@@ -120,23 +120,63 @@ pub(crate) fn all_in_range(bytes: &[u8], lo: u8, hi: u8) -> bool {
     chunks.remainder().iter().all(|&b| (lo..=hi).contains(&b))
 }
 
-/// Whether every nibble of `bytes` is a decimal digit (0-9), eight bytes at a time.
 #[inline(always)]
-pub(crate) fn all_bcd(bytes: &[u8]) -> bool {
+fn load(body: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&body[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Whether bytes `start..start + len` of `body` pass a word-at-a-time test: `bad` must
+/// return true for a word holding any failing byte, and false for a word of `fill` bytes.
+/// Every byte is read as part of a whole word: long runs in steps of eight with one
+/// overlapping last word, short runs as one word that reaches into the neighbouring bytes of
+/// `body`, those bytes replaced by `fill`.
+#[inline(always)]
+pub(crate) fn words_pass(body: &[u8], start: usize, len: usize, fill: u8, bad: impl Fn(u64) -> bool) -> bool {
+    let end = start + len;
+    if len >= 8 {
+        let mut i = start;
+        while i + 8 <= end {
+            if bad(load(body, i)) {
+                return false;
+            }
+            i += 8;
+        }
+        return i == end || !bad(load(body, end - 8));
+    }
+    if len == 0 {
+        return true;
+    }
+    let fills = ONES * u64::from(fill);
+    if end - len + 8 <= body.len() {
+        // The field's bytes are the low `len` bytes of the word that starts with it.
+        let keep = (1u64 << (8 * len)) - 1;
+        return !bad((load(body, start) & keep) | (fills & !keep));
+    }
+    if end >= 8 {
+        // Near the end of the body: the word that ends with the field, its high bytes.
+        let keep = !0u64 << (8 * (8 - len));
+        return !bad((load(body, end - 8) & keep) | (fills & !keep));
+    }
+    let mut w = [fill; 8];
+    w[..len].copy_from_slice(&body[start..end]);
+    !bad(u64::from_le_bytes(w))
+}
+
+/// A word holding a byte with a nibble above 9.
+#[inline(always)]
+pub(crate) const fn bcd_bad(x: u64) -> bool {
     const LOW: u64 = u64::from_ne_bytes([0x0F; 8]);
     const SIX: u64 = u64::from_ne_bytes([0x06; 8]);
     const SIXTEEN: u64 = u64::from_ne_bytes([0x10; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let x = u64::from_ne_bytes(w);
-        // A nibble n is a digit iff n + 6 < 16; nibble sums stay within their byte.
-        if (((x & LOW) + SIX) | (((x >> 4) & LOW) + SIX)) & SIXTEEN != 0 {
-            return false;
-        }
-    }
-    chunks.remainder().iter().all(|&b| b & 0xF <= 9 && b >> 4 <= 9)
+    (((x & LOW) + SIX) | (((x >> 4) & LOW) + SIX)) & SIXTEEN != 0
+}
+
+/// A word holding a byte outside `lo..=hi` (both below 128).
+#[inline(always)]
+pub(crate) const fn range_bad(x: u64, lo: u8, hi: u8) -> bool {
+    has_less(x, lo) || has_more(x, hi)
 }
 
 /// The value of an ASCII hex digit, if it is one (either case).
@@ -176,6 +216,33 @@ mod tests {
     }
 
     #[test]
+    fn words_pass_reads_exactly_the_field() {
+        // A field of every length at every position in a body of every size, with a bad
+        // byte inside or just outside it: only bytes inside count.
+        for size in 1..24usize {
+            for start in 0..size {
+                for len in 0..=size - start {
+                    let body = vec![b'5'; size];
+                    assert!(words_pass(&body, start, len, b'0', |x| range_bad(x, b'0', b'9')));
+                    for bad_at in 0..size {
+                        let mut b = body.clone();
+                        b[bad_at] = b'x';
+                        let inside = bad_at >= start && bad_at < start + len;
+                        assert_eq!(
+                            words_pass(&b, start, len, b'0', |x| range_bad(x, b'0', b'9')),
+                            !inside,
+                            "size {size} start {start} len {len} bad {bad_at}"
+                        );
+                        let mut n = vec![0x12u8; size];
+                        n[bad_at] = 0x1A;
+                        assert_eq!(words_pass(&n, start, len, 0, bcd_bad), !inside);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn word_at_a_time_checks_agree_with_byte_checks() {
         // Every byte value in every position of a 9-byte slice (one word and a remainder).
         for pos in 0..9 {
@@ -192,7 +259,11 @@ mod tests {
                 );
                 let mut n = [0x12u8; 9];
                 n[pos] = b;
-                assert_eq!(all_bcd(&n), n.iter().all(|c| c & 0xF <= 9 && c >> 4 <= 9), "{pos} {b}");
+                assert_eq!(
+                    words_pass(&n, 0, 9, 0, bcd_bad),
+                    n.iter().all(|c| c & 0xF <= 9 && c >> 4 <= 9),
+                    "{pos} {b}"
+                );
             }
         }
     }

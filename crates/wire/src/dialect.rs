@@ -17,9 +17,9 @@ use std::{fmt, str::FromStr};
 use bytes::BufMut;
 
 use crate::{
-    charset::{hex_value, Charset, DIGITS, HEX_DIGITS, HEX_UPPER},
+    charset::{hex_value, Charset, DIGITS, HEX_UPPER},
     dictionary::{FieldSpec, FieldType, LengthKind},
-    error::{DecodeError, EncodeError},
+    error::EncodeError,
     mti::Mti,
 };
 
@@ -68,7 +68,7 @@ impl Dialect {
     }
 
     /// Bytes of a length prefix.
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) const fn prefix_len(self, kind: LengthKind) -> usize {
         match (self, kind) {
             (_, LengthKind::Fixed) => 0,
@@ -89,7 +89,7 @@ impl Dialect {
     }
 
     /// Encoded bytes of a value of `units` units (digits, characters or bytes).
-    #[inline(always)]
+    #[cfg(test)]
     pub(crate) const fn data_len(self, ty: FieldType, units: usize) -> usize {
         match (self, ty) {
             (Self::Native, FieldType::N) => units.div_ceil(2),
@@ -182,71 +182,6 @@ impl Dialect {
         }
     }
 
-    /// Checks the encoded data of field `spec` (already cut to its length) and returns its
-    /// length in dictionary units. `offset` is where `data` starts, for errors.
-    #[inline(always)]
-    pub(crate) fn check_data(
-        self,
-        spec: &FieldSpec,
-        data: &[u8],
-        offset: usize,
-        prefixed_units: Option<usize>,
-    ) -> Result<usize, DecodeError> {
-        let bad = |i: usize, expected: &'static str| invalid_character(spec, data, offset, i, expected);
-        match (self, spec.ty) {
-            (Self::Native, FieldType::N) => {
-                let units = prefixed_units.unwrap_or(spec.max as usize);
-                let odd = units % 2 == 1;
-                // Pad nibbles first: a leading 0 on odd fixed fields, a trailing F on odd
-                // variable ones. They are then checked as digits like the rest (F is
-                // replaced by 0 for the check).
-                let (first, last) = (data.first().copied(), data.last().copied());
-                if odd && spec.is_fixed() && first.is_some_and(|b| b >> 4 != 0) {
-                    return Err(DecodeError::InvalidPadding { field: spec.id, offset });
-                }
-                let right_pad = odd && !spec.is_fixed();
-                if right_pad && last.is_some_and(|b| b & 0xF != 0xF) {
-                    return Err(DecodeError::InvalidPadding {
-                        field: spec.id,
-                        offset: offset + data.len() - 1,
-                    });
-                }
-                let (body, tail) = match (right_pad, data.split_last()) {
-                    (true, Some((&l, rest))) => (rest, l & 0xF0),
-                    _ => (data, 0),
-                };
-                if !crate::charset::all_bcd(body) || tail >> 4 > 9 {
-                    let nibble_bad = |b: u8| b & 0xF > 9 || b >> 4 > 9;
-                    let i = body.iter().position(|&b| nibble_bad(b)).unwrap_or(data.len() - 1);
-                    return Err(bad(i, "a BCD digit"));
-                }
-                Ok(units)
-            }
-            (Self::Iso87Hex, FieldType::B) => match HEX_DIGITS.first_invalid(data) {
-                Some(i) => Err(bad(i, HEX_DIGITS.name)),
-                None => Ok(data.len() / 2),
-            },
-            (_, FieldType::Xn) => {
-                if let Some(&sign) = data.first() {
-                    if sign != b'C' && sign != b'D' {
-                        return Err(bad(0, "'C' or 'D' (x+n sign)"));
-                    }
-                }
-                match DIGITS.first_invalid(data.get(1..).unwrap_or_default()) {
-                    Some(i) => Err(bad(i + 1, DIGITS.name)),
-                    None => Ok(data.len()),
-                }
-            }
-            (_, ty) => {
-                let set = Charset::of(ty);
-                match set.first_invalid(data) {
-                    Some(i) => Err(bad(i, set.name)),
-                    None => Ok(data.len()),
-                }
-            }
-        }
-    }
-
     /// Writes the canonical value (ASCII text, or raw bytes for `b`) of checked encoded data
     /// into `out`, which must hold `units` bytes, and returns `units`.
     pub(crate) fn canonical(self, spec: &FieldSpec, data: &[u8], out: &mut [u8]) -> usize {
@@ -305,18 +240,6 @@ impl Dialect {
             _ => out.put_slice(value),
         }
     }
-}
-
-#[cold]
-#[inline(never)]
-fn invalid_character(
-    spec: &FieldSpec,
-    data: &[u8],
-    offset: usize,
-    i: usize,
-    expected: &'static str,
-) -> DecodeError {
-    DecodeError::InvalidCharacter { field: spec.id, offset: offset + i, found: data[i], expected }
 }
 
 /// Digits in checked native BCD data of field `spec`.

@@ -40,6 +40,7 @@ pub mod dialect;
 pub mod dictionary;
 pub mod error;
 pub mod frame;
+mod layout;
 pub mod limits;
 pub mod message;
 pub mod mti;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::{
     dialect::{check_value, native_digits, Dialect},
-    dictionary::{de, FieldId, FieldSpec, LengthKind},
+    dictionary::{de, FieldId, FieldSpec},
     error::{DecodeError, EncodeError, Part},
     limits::{FIELD_UNITS_MAX, FRAME_BYTES_MAX},
     mti::Mti,
@@ -244,7 +244,7 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
             bits &= !(1u64 << (63 - lz));
             // w < 2 and lz < 64, so the id is 2-128.
             let id = (w * 64) as u8 + lz as u8 + 1;
-            match parse_field(dialect, body, id, pos) {
+            match parse_field(dialect, usize::from(D), body, id, pos) {
                 Ok((span, next)) => {
                     spans[usize::from(id)] = span;
                     pos = next;
@@ -269,44 +269,50 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
 /// Reads field `id` at `pos`: checks its prefix, length and characters, and returns its span
 /// and the offset after it.
 #[inline(always)]
-fn parse_field(dialect: Dialect, body: &[u8], id: u8, mut pos: usize) -> Result<(Span, usize), DecodeError> {
-    let spec = &crate::dictionary::FIELDS[usize::from(id)];
-    let field_at = pos;
-    let (units, data_len) = match spec.length {
-        LengthKind::Fixed => (None, dialect.data_len(spec.ty, spec.max as usize)),
-        kind => {
-            let pl = dialect.prefix_len(kind);
-            let prefix = body.get(pos..pos + pl).ok_or(DecodeError::MissingField {
+fn parse_field(
+    dialect: Dialect,
+    d: usize,
+    body: &[u8],
+    id: u8,
+    pos: usize,
+) -> Result<(Span, usize), DecodeError> {
+    let lay = &crate::layout::LAYOUTS[d][usize::from(id)];
+    let (start, len, declared) = if lay.prefix == 0 {
+        (pos, usize::from(lay.fixed), 0)
+    } else {
+        let pl = usize::from(lay.prefix);
+        let Some(prefix) = body.get(pos..pos + pl) else {
+            return Err(DecodeError::MissingField {
                 field: id,
                 offset: pos,
                 needed: pl,
                 available: body.len() - pos,
-            })?;
-            let declared = dialect
-                .read_prefix(prefix)
-                .ok_or(DecodeError::InvalidLengthPrefix { field: id, offset: pos })?;
-            let scale = dialect.prefix_scale(spec.ty);
-            let max = spec.max as usize * scale;
-            if declared > max {
-                return Err(DecodeError::LengthOverMax { field: id, offset: pos, declared, max });
-            }
-            if declared % scale != 0 {
-                return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
-            }
-            pos += pl;
-            let units = declared / scale;
-            (Some(units), dialect.data_len(spec.ty, units))
+            });
+        };
+        let Some(declared) = dialect.read_prefix(prefix) else {
+            return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
+        };
+        if declared > usize::from(lay.declared_max) {
+            let max = usize::from(lay.declared_max);
+            return Err(DecodeError::LengthOverMax { field: id, offset: pos, declared, max });
         }
+        if lay.hex_pairs && declared % 2 == 1 {
+            return Err(DecodeError::InvalidLengthPrefix { field: id, offset: pos });
+        }
+        let len = if lay.packed { declared.div_ceil(2) } else { declared };
+        (pos + pl, len, declared)
     };
-    let data = body.get(pos..pos + data_len).ok_or_else(|| DecodeError::MissingField {
-        field: id,
-        offset: field_at,
-        needed: data_len + (pos - field_at),
-        available: body.len() - field_at,
-    })?;
-    dialect.check_data(spec, data, pos, units)?;
+    if start + len > body.len() {
+        return Err(DecodeError::MissingField {
+            field: id,
+            offset: pos,
+            needed: len + (start - pos),
+            available: body.len() - pos,
+        });
+    }
+    crate::layout::check(lay, id, body, start, len, declared)?;
     // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
-    Ok((Span { start: pos as u16, len: data_len as u16 }, pos + data_len))
+    Ok((Span { start: start as u16, len: len as u16 }, start + len))
 }
 
 /// One field of a parsed message: its dictionary entry and its encoded bytes.
