@@ -117,8 +117,11 @@ const fn table(d: Dialect) -> [Layout; 129] {
 }
 
 /// Per dialect (in `Dialect::ALL` order), per field.
-pub(crate) static LAYOUTS: [[Layout; 129]; 3] =
+pub(crate) const LAYOUT_TABLE: [[Layout; 129]; 3] =
     [table(Dialect::Native), table(Dialect::Iso87Ascii), table(Dialect::Iso87Hex)];
+
+/// The same, as one table in memory.
+pub(crate) static LAYOUTS: [[Layout; 129]; 3] = LAYOUT_TABLE;
 
 #[cold]
 #[inline(never)]

@@ -244,7 +244,7 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
             bits &= !(1u64 << (63 - lz));
             // w < 2 and lz < 64, so the id is 2-128.
             let id = (w * 64) as u8 + lz as u8 + 1;
-            match parse_field(dialect, usize::from(D), body, id, pos) {
+            match dispatch::<D>(id, body, pos) {
                 Ok((span, next)) => {
                     spans[usize::from(id)] = span;
                     pos = next;
@@ -276,7 +276,45 @@ fn parse_field(
     id: u8,
     pos: usize,
 ) -> Result<(Span, usize), DecodeError> {
-    let lay = &crate::layout::LAYOUTS[d][usize::from(id)];
+    parse_with(dialect, &crate::layout::LAYOUTS[d][usize::from(id)], body, id, pos)
+}
+
+/// [`parse_field`] for a field known at compile time: its layout is a constant, so the
+/// length and the check fold into straight-line code.
+#[inline(always)]
+fn parse_known<const D: u8, const ID: u8>(body: &[u8], pos: usize) -> Result<(Span, usize), DecodeError> {
+    let lay = const { &crate::layout::LAYOUT_TABLE[D as usize][ID as usize] };
+    parse_with(dialect_of(D), lay, body, ID, pos)
+}
+
+macro_rules! dispatch_fields {
+    ($d:ident, $id:expr, $body:expr, $pos:expr; $($n:literal)*) => {
+        match $id {
+            $($n => parse_known::<$d, $n>($body, $pos),)*
+            other => parse_field(dialect_of($d), usize::from($d), $body, other, $pos),
+        }
+    };
+}
+
+/// One jump per field to code specialized for it.
+#[inline(always)]
+fn dispatch<const D: u8>(id: u8, body: &[u8], pos: usize) -> Result<(Span, usize), DecodeError> {
+    dispatch_fields!(D, id, body, pos;
+        2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33
+        34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64
+        66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96
+        97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120
+        121 122 123 124 125 126 127 128)
+}
+
+#[inline(always)]
+fn parse_with(
+    dialect: Dialect,
+    lay: &crate::layout::Layout,
+    body: &[u8],
+    id: u8,
+    pos: usize,
+) -> Result<(Span, usize), DecodeError> {
     let (start, len, declared) = if lay.prefix == 0 {
         (pos, usize::from(lay.fixed), 0)
     } else {
