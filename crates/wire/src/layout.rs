@@ -224,6 +224,16 @@ mod tests {
     use crate::dictionary::FieldId;
 
     #[test]
+    fn decoded_values_fit_the_scratch_space() {
+        for id in FieldId::all_values() {
+            let s = id.spec();
+            if matches!(s.ty, FieldType::N | FieldType::B) {
+                assert!(s.max as usize <= crate::limits::DECODED_UNITS_MAX, "{id}");
+            }
+        }
+    }
+
+    #[test]
     fn layouts_agree_with_the_dialect_rules() {
         for (di, d) in Dialect::ALL.into_iter().enumerate() {
             for id in FieldId::all_values() {

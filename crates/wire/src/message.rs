@@ -11,7 +11,7 @@ use crate::{
     dialect::{check_value, native_digits, Dialect},
     dictionary::{de, FieldId, FieldSpec},
     error::{DecodeError, EncodeError, Part},
-    limits::{FIELD_UNITS_MAX, FRAME_BYTES_MAX},
+    limits::{DECODED_UNITS_MAX, FIELD_UNITS_MAX, FRAME_BYTES_MAX},
     mti::Mti,
     values::{InstitutionId, NetworkCode, Pan, ResponseCode, Stan, TransmissionTime},
 };
@@ -400,6 +400,22 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// The canonical value: borrowed when the dialect carries it as it is, decoded into
+    /// `scratch` otherwise (decoded fields are native `n` and hex `b`, at most
+    /// [`DECODED_UNITS_MAX`] units).
+    pub(crate) fn value_or_decode<'b>(&self, scratch: &'b mut [u8; DECODED_UNITS_MAX]) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match self.value_borrowed() {
+            Some(v) => v,
+            None => {
+                let n = self.dialect.canonical(self.spec(), self.data, scratch);
+                &scratch[..n]
+            }
+        }
+    }
+
     /// Writes the canonical value into `out` and returns it.
     pub fn value_into<'b>(&self, out: &'b mut [u8; FIELD_UNITS_MAX]) -> &'b [u8] {
         let n = self.dialect.canonical(self.spec(), self.data, out);
@@ -502,23 +518,28 @@ impl<B: AsRef<[u8]>> Message<B> {
         self.field(id).map(|f| f.raw())
     }
 
-    /// Field `id` as ASCII digits written into `out` (for `n` fields in any dialect).
-    fn digits<'b>(&self, id: FieldId, out: &'b mut [u8; FIELD_UNITS_MAX]) -> Option<&'b [u8]> {
+    /// Field `id`'s canonical value written into `out`, if present and no longer than `out`
+    /// (the typed accessors use buffers sized to their fields, so nothing large is zeroed).
+    fn value_in<'b>(&self, id: FieldId, out: &'b mut [u8]) -> Option<&'b [u8]> {
         let f = self.field(id)?;
-        Some(f.value_into(out))
+        if f.units() > out.len() {
+            return None;
+        }
+        let n = self.index.dialect.canonical(f.spec(), f.raw(), out);
+        Some(&out[..n])
     }
 
     fn number(&self, id: FieldId) -> Option<u64> {
-        let mut buf = [0u8; FIELD_UNITS_MAX];
-        let d = self.digits(id, &mut buf)?;
+        let mut buf = [0u8; 19];
+        let d = self.value_in(id, &mut buf)?;
         d.iter().try_fold(0u64, |v, &c| v.checked_mul(10)?.checked_add(u64::from(c.checked_sub(b'0')?)))
     }
 
     /// DE 2, the primary account number.
     #[must_use]
     pub fn pan(&self) -> Option<Pan> {
-        let mut buf = [0u8; FIELD_UNITS_MAX];
-        Pan::from_ascii(self.digits(de::PAN, &mut buf)?)
+        let mut buf = [0u8; 19];
+        Pan::from_ascii(self.value_in(de::PAN, &mut buf)?)
     }
 
     /// DE 11, the system trace audit number.
@@ -534,8 +555,8 @@ impl<B: AsRef<[u8]>> Message<B> {
     }
 
     fn institution(&self, id: FieldId) -> Option<InstitutionId> {
-        let mut buf = [0u8; FIELD_UNITS_MAX];
-        InstitutionId::from_ascii(self.digits(id, &mut buf)?)
+        let mut buf = [0u8; 11];
+        InstitutionId::from_ascii(self.value_in(id, &mut buf)?)
     }
 
     /// DE 32, the acquiring institution id.
@@ -593,13 +614,9 @@ impl<B: AsRef<[u8]>> Message<B> {
         if bitmap[1] != 0 {
             to.write_bitmap(bitmap[1], out);
         }
-        let mut scratch = [0u8; FIELD_UNITS_MAX];
+        let mut scratch = [0u8; DECODED_UNITS_MAX];
         for f in self.fields() {
-            let value = match f.value_borrowed() {
-                Some(v) => v,
-                None => f.value_into(&mut scratch),
-            };
-            to.encode_value(f.spec(), value, out);
+            to.encode_value(f.spec(), f.value_or_decode(&mut scratch), out);
         }
     }
 }
@@ -639,7 +656,7 @@ impl<B: AsRef<[u8]>> Message<B> {
         if low != 0 {
             to.write_bitmap(low, out);
         }
-        let mut scratch = [0u8; FIELD_UNITS_MAX];
+        let mut scratch = [0u8; DECODED_UNITS_MAX];
         for id in FieldId::all_values() {
             if fields & FieldSet::bit(id) == 0 {
                 continue;
@@ -647,11 +664,7 @@ impl<B: AsRef<[u8]>> Message<B> {
             if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
                 to.encode_value(id.spec(), value, out);
             } else if let Some(f) = self.field(id) {
-                let value = match f.value_borrowed() {
-                    Some(v) => v,
-                    None => f.value_into(&mut scratch),
-                };
-                to.encode_value(id.spec(), value, out);
+                to.encode_value(id.spec(), f.value_or_decode(&mut scratch), out);
             }
         }
         Ok(())
