@@ -1,7 +1,7 @@
 //! Parsing: one pass over a message body builds a [`MessageIndex`] of field offsets, and a
 //! [`Message`] pairs it with the buffer it indexes.
 //!
-//! The index lives on the stack (a fixed array of 129 spans, no allocation); accessors hand
+//! The index lives on the stack (a fixed array of 129 offsets, no allocation); accessors hand
 //! out slices of the original buffer. Every field is checked against the dictionary during
 //! the pass, so a `Message` that exists is well formed.
 
@@ -84,20 +84,25 @@ impl FieldSet {
     }
 }
 
-/// Where one field's encoded data (after any length prefix) lies in the body.
+/// Where one field's encoded data (after any length prefix) lies in the body, as the
+/// parser finds it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Span {
     start: u16,
     len: u16,
 }
 
-/// The result of parsing a message body: its MTI, bitmaps and the offset of every field.
+/// The result of parsing a message body: its MTI, bitmaps and where every field's data
+/// starts. A field ends where the next present field's prefix begins (or where the last
+/// field ends), so one `u16` per field is enough and the index stays small to copy.
 #[derive(Clone, Debug)]
 pub struct MessageIndex {
     dialect: Dialect,
     mti: Mti,
     bitmap: [u64; 2],
-    spans: [Span; 129],
+    /// End of the last indexed field.
+    end: u16,
+    starts: [u16; 129],
 }
 
 #[inline(always)]
@@ -142,7 +147,7 @@ impl MessageIndex {
     }
 
     fn empty(dialect: Dialect) -> Self {
-        Self { dialect, mti: Mti::FINANCIAL_REQUEST, bitmap: [0; 2], spans: [Span::default(); 129] }
+        Self { dialect, mti: Mti::FINANCIAL_REQUEST, bitmap: [0; 2], end: 0, starts: [0; 129] }
     }
 
     /// The present value fields as a set.
@@ -181,8 +186,28 @@ impl MessageIndex {
         if id.is_bitmap() || !self.has(id) {
             return None;
         }
-        let s = self.spans[usize::from(id.get())];
-        Some(usize::from(s.start)..usize::from(s.start) + usize::from(s.len))
+        let n = id.get();
+        let start = usize::from(self.starts[usize::from(n)]);
+        // The present fields after `id`: the bits below its own (DE n is bit 128 - n).
+        let all = (u128::from(self.bitmap[0]) << 64 | u128::from(self.bitmap[1])) & FieldSet::VALUES.0;
+        let later = all & ((1u128 << (128 - u32::from(n))) - 1);
+        let end = if later == 0 {
+            usize::from(self.end)
+        } else {
+            // The nearest later field is the highest of those bits.
+            let next = 128 - (127 - later.leading_zeros()) as usize;
+            let layout = &crate::layout::LAYOUTS[dialect_index(self.dialect)][next];
+            usize::from(self.starts[next]) - usize::from(layout.prefix)
+        };
+        Some(start..end)
+    }
+}
+
+const fn dialect_index(d: Dialect) -> usize {
+    match d {
+        Dialect::Native => 0,
+        Dialect::Iso87Ascii => 1,
+        Dialect::Iso87Hex => 2,
     }
 }
 
@@ -235,7 +260,7 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
 
     index.mti = mti;
     index.bitmap = bitmap;
-    let spans = &mut index.spans;
+    let starts = &mut index.starts;
     for (w, &word) in bitmap.iter().enumerate() {
         // DE 1 is the secondary bitmap, already read.
         let mut bits = if w == 0 { word & !(1 << 63) } else { word };
@@ -246,19 +271,22 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
             let id = (w * 64) as u8 + lz as u8 + 1;
             match dispatch::<D>(id, body, pos) {
                 Ok((span, next)) => {
-                    spans[usize::from(id)] = span;
+                    starts[usize::from(id)] = span.start;
                     pos = next;
                 }
                 Err(e) if PARTIAL => {
                     // Keep what came before the broken field; DE 1 stays as it was read.
                     let keep = FieldSet::below(id).0 | FieldSet::SECONDARY_BITMAP.0;
                     index.bitmap = [bitmap[0] & (keep >> 64) as u64, bitmap[1] & keep as u64];
+                    // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
+                    index.end = pos as u16;
                     return Ok(Some(e));
                 }
                 Err(e) => return Err(e),
             }
         }
     }
+    index.end = pos as u16;
     if pos != body.len() {
         let e = DecodeError::TrailingBytes { offset: pos, count: body.len() - pos };
         return if PARTIAL { Ok(Some(e)) } else { Err(e) };
