@@ -118,6 +118,7 @@ impl MessageIndex {
     ///
     /// A [`DecodeError`] naming the part or field that breaks the protocol, with its offset.
     /// Never panics, whatever `body` holds.
+    #[inline]
     pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, DecodeError> {
         // One instance per dialect, so the per-field encoding choices are constants.
         let mut index = Self::empty(dialect);
@@ -480,6 +481,7 @@ impl<B: AsRef<[u8]>> Message<B> {
     /// # Errors
     ///
     /// See [`MessageIndex::parse`].
+    #[inline]
     pub fn parse(dialect: Dialect, buf: B) -> Result<Self, DecodeError> {
         let index = MessageIndex::parse(dialect, buf.as_ref())?;
         Ok(Self { buf, index })
