@@ -189,9 +189,12 @@ impl Dialect {
             (Self::Native, FieldType::N) => {
                 let units = native_digits(spec, data);
                 let skip = usize::from(units % 2 == 1 && spec.is_fixed());
-                let nibbles = data.iter().flat_map(|&b| [b >> 4, b & 0xF]).skip(skip);
-                for (o, n) in out[..units].iter_mut().zip(nibbles) {
-                    *o = b'0' + n;
+                let out = &mut out[..units];
+                for (k, o) in out.iter_mut().enumerate() {
+                    // Nibble k + skip: high nibble of even positions, low of odd ones.
+                    let i = k + skip;
+                    let b = data[i / 2];
+                    *o = b'0' + if i % 2 == 0 { b >> 4 } else { b & 0xF };
                 }
                 units
             }

@@ -560,6 +560,18 @@ impl<B: AsRef<[u8]>> Message<B> {
     }
 
     fn number(&self, id: FieldId) -> Option<u64> {
+        let f = self.field(id)?;
+        if self.index.dialect == Dialect::Native && f.spec().ty == crate::FieldType::N && f.spec().is_fixed()
+        {
+            // Fixed BCD: the pad nibble, if any, is a leading 0, so the nibbles read straight
+            // through are the number. At most 19 digits fit a u64.
+            if f.raw().len() > 9 {
+                return None;
+            }
+            return Some(
+                f.raw().iter().fold(0u64, |v, &b| v * 100 + u64::from(b >> 4) * 10 + u64::from(b & 0xF)),
+            );
+        }
         let mut buf = [0u8; 19];
         let d = self.value_in(id, &mut buf)?;
         d.iter().try_fold(0u64, |v, &c| v.checked_mul(10)?.checked_add(u64::from(c.checked_sub(b'0')?)))
