@@ -592,3 +592,23 @@ impl FieldIdExt {
         corridor_wire::FieldId::new(n).unwrap()
     }
 }
+
+#[test]
+fn a_request_that_cannot_be_forwarded_gets_96() {
+    // Issuer B's link takes bodies of at most 100 bytes; the request, translated to its
+    // dialect, is longer: the switch cannot forward it and says so.
+    let mut config = config();
+    config.links[L_ISS_B].frame_bytes_max = 100;
+    let mut h = Harness::with(config);
+    let iss_b = h.up(L_ISS_B);
+    let acq2 = h.up(L_ACQ2);
+    let mut req = purchase("5500000000000004", "000001", "87654321");
+    req.set(de::MERCHANT_ID, "MERCHANT0000001").unwrap();
+    req.set(FieldIdExt::de(43), "CORRIDOR TEST SHOP       SINGAPORE    SG").unwrap();
+    h.send(acq2, 3, &req);
+    let d = h.recv(acq2);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].correlation, d[0].field(39).as_deref()), (3, Some("96")));
+    assert!(h.recv(iss_b).is_empty(), "nothing half-written reaches the issuer");
+    assert_eq!(h.engine.requests_pending(), 0);
+}
