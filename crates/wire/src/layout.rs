@@ -197,7 +197,7 @@ fn check_slow(
         }
         Check::Digits => words_pass(body, start, len, b'0', |x| range_bad(x, b'0', b'9')),
         Check::Printable => words_pass(body, start, len, b' ', |x| range_bad(x, 0x20, 0x7E)),
-        Check::AlnumSpace => body[start..start + len].iter().all(|&b| b.is_ascii_alphanumeric() || b == b' '),
+        Check::AlnumSpace => Charset::of(FieldType::An).all_in(&body[start..start + len]),
         Check::Track => !body[start..start + len]
             .iter()
             .fold(false, |bad, &c| bad | !matches!(c, b'0'..=b'9' | b'=' | b'D')),
