@@ -298,3 +298,26 @@ fn shutdown_drains_requests_in_flight() {
     drop(b);
     let _ = answer;
 }
+
+#[test]
+fn a_listening_link_refuses_connections_past_its_limit() {
+    let a1 = Issuer::start(Wire::Native, Behaviour::Approve);
+    let a2 = Issuer::start(Wire::Native, Behaviour::Approve);
+    let b = Issuer::start(HEX_ASCII4, Behaviour::Approve);
+    let text = config(a1.addr, a2.addr, b.addr, 2000, 30_000).replacen(
+        "sign_on_required = false",
+        "sign_on_required = false\n  connections_max = 1",
+        1,
+    );
+    let switch = TestSwitch::start(&text);
+    let mut first = Conn::connect(switch.addr("acq2-1"), Wire::Native);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = Conn::connect(switch.addr("acq2-1"), Wire::Native);
+    assert!(second.closed_within(WAIT_MAX), "the second connection is refused");
+    // The first still works.
+    assert!(a1.wait_for(WAIT_MAX, |s| !s.is_empty()) && a2.wait_for(WAIT_MAX, |s| !s.is_empty()));
+    std::thread::sleep(Duration::from_millis(100));
+    first.send(5, &purchase(PAN_A, "000001", "87654321"));
+    let (c, r) = first.recv_app_within(WAIT_MAX).expect("answered");
+    assert_eq!((c, r.get(de::RESPONSE_CODE)), (5, Some(&b"00"[..])));
+}

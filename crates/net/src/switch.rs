@@ -259,7 +259,9 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
             continue;
         };
         info!(link = %l.name, %peer, id = %link, "connection accepted");
-        tokio::task::spawn_local(connection(Rc::clone(&shared), link, l.spec, stream));
+        // Registered before the task runs, so the next accept already counts it.
+        let conn = register(&shared, link, l.spec);
+        tokio::task::spawn_local(connection(Rc::clone(&shared), link, conn, stream));
     }
 }
 
@@ -282,7 +284,8 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
                 if let Some(link) = up {
                     info!(link = %d.name, address = %d.address, id = %link, "connected");
                     let started = Instant::now();
-                    connection(Rc::clone(&shared), link, d.spec, stream).await;
+                    let conn = register(&shared, link, d.spec);
+                    connection(Rc::clone(&shared), link, conn, stream).await;
                     if started.elapsed() > d.backoff_max {
                         backoff = d.backoff_min;
                     }
@@ -305,18 +308,30 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
     }
 }
 
-/// Drives one connection until either side closes it or the engine gives up on it.
-async fn connection(shared: Rc<Shared>, link: LinkId, spec: usize, stream: TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        warn!(%link, error = %e, "cannot set TCP_NODELAY");
-    }
-    let (mut rd, mut wr) = stream.into_split();
+/// The handles a connection task waits on: woken to write, told to close.
+struct Handles {
+    writable: Rc<Notify>,
+    closed: CancellationToken,
+}
+
+/// Records a new connection of link `spec` with the switch.
+fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let writable = Rc::new(Notify::new());
     let closed = CancellationToken::new();
     shared
         .conns
         .borrow_mut()
         .insert(link, Conn { writable: Rc::clone(&writable), closed: closed.clone(), spec });
+    Handles { writable, closed }
+}
+
+/// Drives one connection until either side closes it or the engine gives up on it.
+async fn connection(shared: Rc<Shared>, link: LinkId, handles: Handles, stream: TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(%link, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let Handles { writable, closed } = handles;
     // The engine may already have written to the link (a sign-on): flush it.
     shared.flush();
     writable.notify_one();
