@@ -25,6 +25,20 @@ fn parse(c: &mut Criterion) {
     }
     g.finish();
 
+    let mut g = c.benchmark_group("codec/parse_0200_into");
+    for d in Dialect::ALL {
+        let body = m.to_bytes(d).expect("encodes");
+        let mut index = MessageIndex::new(d);
+        // Parse and index into an index kept from the last message, as a link driver would.
+        g.bench_function(d.name(), |b| {
+            b.iter(|| {
+                index.parse_into(d, black_box(&body[..])).expect("valid");
+                black_box(index.mti())
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("codec/parse_0200_and_read");
     for d in Dialect::ALL {
         let body = m.to_bytes(d).expect("encodes");

@@ -130,6 +130,36 @@ impl MessageIndex {
         Ok(index)
     }
 
+    /// Like [`MessageIndex::parse`], into an index kept from an earlier message: only the
+    /// present fields' offsets are written, so nothing is zeroed or copied. A link driver
+    /// keeps one index and parses every frame into it.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageIndex::parse`]; the index then holds no field.
+    #[inline]
+    pub fn parse_into(&mut self, dialect: Dialect, body: &[u8]) -> Result<(), DecodeError> {
+        self.dialect = dialect;
+        let parsed = match dialect {
+            Dialect::Native => parse_in::<0, false>(body, self),
+            Dialect::Iso87Ascii => parse_in::<1, false>(body, self),
+            Dialect::Iso87Hex => parse_in::<2, false>(body, self),
+        };
+        if let Err(e) = parsed {
+            // Offsets of fields the failed parse announced may be stale: announce none.
+            self.bitmap = [0; 2];
+            self.end = 0;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// An index with no field, to parse into with [`MessageIndex::parse_into`].
+    #[must_use]
+    pub fn new(dialect: Dialect) -> Self {
+        Self::empty(dialect)
+    }
+
     /// Parses as much of a body as is well formed: the MTI and bitmaps must be, and the index
     /// then holds every field before the first broken one, with that field's error. Used to
     /// answer a malformed request with a format error that still echoes its STAN and ids.

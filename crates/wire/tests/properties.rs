@@ -119,6 +119,23 @@ proptest! {
     }
 
     #[test]
+    fn parsing_into_a_reused_index_equals_a_fresh_parse(first in message(), second in message(), d in dialect(), cut in any::<usize>()) {
+        let mut index = MessageIndex::new(d);
+        let a = first.to_bytes(d).expect("encodes");
+        index.parse_into(d, &a).expect("valid");
+        let b = second.to_bytes(d).expect("encodes");
+        index.parse_into(d, &b).expect("valid");
+        let reused = Message::from_parts(&b[..], index.clone());
+        prop_assert_eq!(OwnedMessage::from(&reused), second.clone());
+        // A failed parse leaves an index that announces nothing.
+        let broken = &b[..b.len() - 1 - cut % (b.len() - 1)];
+        if index.parse_into(d, broken).is_err() {
+            prop_assert_eq!(index.field_set(), FieldSet::EMPTY);
+            prop_assert_eq!(Message::from_parts(broken, index.clone()).fields().count(), 0);
+        }
+    }
+
+    #[test]
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), d in dialect()) {
         if let Ok(m) = Message::parse(d, &bytes[..]) {
             // Whatever parses, re-encodes to something that parses to the same values.
