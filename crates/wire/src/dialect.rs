@@ -115,13 +115,28 @@ impl Dialect {
         }
     }
 
-    pub(crate) fn write_mti(self, mti: Mti, out: &mut impl BufMut) {
+    fn write_mti(self, mti: Mti, out: &mut impl BufMut) {
         let a = mti.to_ascii();
         match self {
             Self::Native => {
                 out.put_slice(&[((a[0] - b'0') << 4) | (a[1] - b'0'), ((a[2] - b'0') << 4) | (a[3] - b'0')])
             }
             Self::Iso87Ascii | Self::Iso87Hex => out.put_slice(&a),
+        }
+    }
+
+    /// Writes the MTI and the bitmaps for the value fields in `fields` (DE n is bit 128 - n of
+    /// the set; DE 1 and DE 65 are ignored): the secondary bitmap, and DE 1 announcing it,
+    /// exactly when a field of DE 66-128 is present.
+    pub(crate) fn write_head(self, mti: Mti, fields: u128, out: &mut impl BufMut) {
+        let fields = fields & !(1 << 127) & !(1 << 63);
+        // Truncation keeps the low word: DE 65-128.
+        let low = fields as u64;
+        let high = (fields >> 64) as u64 | if low != 0 { 1 << 63 } else { 0 };
+        self.write_mti(mti, out);
+        self.write_bitmap(high, out);
+        if low != 0 {
+            self.write_bitmap(low, out);
         }
     }
 
@@ -144,7 +159,7 @@ impl Dialect {
         }
     }
 
-    pub(crate) fn write_bitmap(self, bits: u64, out: &mut impl BufMut) {
+    fn write_bitmap(self, bits: u64, out: &mut impl BufMut) {
         match self {
             Self::Native | Self::Iso87Ascii => out.put_u64(bits),
             Self::Iso87Hex => {

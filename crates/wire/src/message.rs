@@ -84,14 +84,6 @@ impl FieldSet {
     }
 }
 
-/// Where one field's encoded data (after any length prefix) lies in the body, as the
-/// parser finds it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Span {
-    start: u16,
-    len: u16,
-}
-
 /// The result of parsing a message body: its MTI, bitmaps and where every field's data
 /// starts. A field ends where the next present field's prefix begins (or where the last
 /// field ends), so one `u16` per field is enough and the index stays small to copy.
@@ -120,13 +112,8 @@ impl MessageIndex {
     /// Never panics, whatever `body` holds.
     #[inline]
     pub fn parse(dialect: Dialect, body: &[u8]) -> Result<Self, DecodeError> {
-        // One instance per dialect, so the per-field encoding choices are constants.
         let mut index = Self::empty(dialect);
-        match dialect {
-            Dialect::Native => parse_in::<0, false>(body, &mut index)?,
-            Dialect::Iso87Ascii => parse_in::<1, false>(body, &mut index)?,
-            Dialect::Iso87Hex => parse_in::<2, false>(body, &mut index)?,
-        };
+        index.parse_into(dialect, body)?;
         Ok(index)
     }
 
@@ -140,6 +127,7 @@ impl MessageIndex {
     #[inline]
     pub fn parse_into(&mut self, dialect: Dialect, body: &[u8]) -> Result<(), DecodeError> {
         self.dialect = dialect;
+        // One instance per dialect, so the per-field encoding choices are constants.
         let parsed = match dialect {
             Dialect::Native => parse_in::<0, false>(body, self),
             Dialect::Iso87Ascii => parse_in::<1, false>(body, self),
@@ -302,8 +290,8 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
             // w < 2 and tz < 64, so the id is 2-128.
             let id = (w * 64) as u8 + tz as u8 + 1;
             match dispatch::<D>(id, body, pos) {
-                Ok((span, next)) => {
-                    starts[usize::from(id)] = span.start;
+                Ok((start, next)) => {
+                    starts[usize::from(id)] = start;
                     pos = next;
                 }
                 Err(e) if PARTIAL => {
@@ -326,8 +314,8 @@ fn parse_in<const D: u8, const PARTIAL: bool>(
     Ok(None)
 }
 
-/// Reads field `id` at `pos`: checks its prefix, length and characters, and returns its span
-/// and the offset after it.
+/// Reads field `id` at `pos`: checks its prefix, length and characters, and returns where
+/// its data starts and the offset after it.
 #[inline(always)]
 fn parse_field(
     dialect: Dialect,
@@ -335,14 +323,14 @@ fn parse_field(
     body: &[u8],
     id: u8,
     pos: usize,
-) -> Result<(Span, usize), DecodeError> {
+) -> Result<(u16, usize), DecodeError> {
     parse_with(dialect, &crate::layout::LAYOUTS[d][usize::from(id)], body, id, pos)
 }
 
 /// [`parse_field`] for a field known at compile time: its layout is a constant, so the
 /// length and the check fold into straight-line code.
 #[inline(always)]
-fn parse_known<const D: u8, const ID: u8>(body: &[u8], pos: usize) -> Result<(Span, usize), DecodeError> {
+fn parse_known<const D: u8, const ID: u8>(body: &[u8], pos: usize) -> Result<(u16, usize), DecodeError> {
     let lay = const { &crate::layout::LAYOUT_TABLE[D as usize][ID as usize] };
     parse_with(dialect_of(D), lay, body, ID, pos)
 }
@@ -358,7 +346,7 @@ macro_rules! dispatch_fields {
 
 /// One jump per field to code specialized for it.
 #[inline(always)]
-fn dispatch<const D: u8>(id: u8, body: &[u8], pos: usize) -> Result<(Span, usize), DecodeError> {
+fn dispatch<const D: u8>(id: u8, body: &[u8], pos: usize) -> Result<(u16, usize), DecodeError> {
     dispatch_fields!(D, id, body, pos;
         2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33
         34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64
@@ -374,7 +362,7 @@ fn parse_with(
     body: &[u8],
     id: u8,
     pos: usize,
-) -> Result<(Span, usize), DecodeError> {
+) -> Result<(u16, usize), DecodeError> {
     let (start, len, declared) = if lay.prefix == 0 {
         (pos, usize::from(lay.fixed), 0)
     } else {
@@ -410,7 +398,7 @@ fn parse_with(
     }
     crate::layout::check(lay, id, body, start, len, declared)?;
     // The body is at most FRAME_BYTES_MAX, which fits u16 (limits.rs).
-    Ok((Span { start: start as u16, len: len as u16 }, start + len))
+    Ok((start as u16, start + len))
 }
 
 /// One field of a parsed message: its dictionary entry and its encoded bytes.
@@ -679,17 +667,32 @@ impl<B: AsRef<[u8]>> Message<B> {
     /// Lossless for every field the dictionary defines: translating back gives the same
     /// values (hex text comes out uppercase).
     pub fn translate(&self, to: Dialect, out: &mut impl bytes::BufMut) {
-        let mut bitmap = self.index.bitmap;
-        // DE 1 follows from DE 65-128 in the output, whatever the input carried.
-        bitmap[0] = if bitmap[1] != 0 { bitmap[0] | 1 << 63 } else { bitmap[0] & !(1 << 63) };
-        to.write_mti(self.index.mti, out);
-        to.write_bitmap(bitmap[0], out);
-        if bitmap[1] != 0 {
-            to.write_bitmap(bitmap[1], out);
-        }
+        self.write(self.index.mti, FieldSet::VALUES, &[], to, out);
+    }
+
+    /// Writes type `mti`, this message's fields in `keep` and the `set` fields (already
+    /// checked), in field order.
+    fn write(
+        &self,
+        mti: Mti,
+        keep: FieldSet,
+        set: &[(FieldId, &[u8])],
+        to: Dialect,
+        out: &mut impl bytes::BufMut,
+    ) {
+        let set_mask = set.iter().fold(FieldSet::EMPTY, |m, &(id, _)| m.with(id));
+        let fields = (self.index.field_set().0 & keep.0 | set_mask.0) & FieldSet::VALUES.0;
+        to.write_head(mti, fields, out);
         let mut scratch = [0u8; DECODED_UNITS_MAX];
-        for f in self.fields() {
-            to.encode_value(f.spec(), f.value_or_decode(&mut scratch), out);
+        for id in FieldId::all_values() {
+            if fields & FieldSet::bit(id) == 0 {
+                continue;
+            }
+            if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
+                to.encode_value(id.spec(), value, out);
+            } else if let Some(f) = self.field(id) {
+                to.encode_value(id.spec(), f.value_or_decode(&mut scratch), out);
+            }
         }
     }
 }
@@ -712,34 +715,13 @@ impl<B: AsRef<[u8]>> Message<B> {
         to: Dialect,
         out: &mut impl bytes::BufMut,
     ) -> Result<(), EncodeError> {
-        let mut set_mask = FieldSet::EMPTY;
         for &(id, value) in set {
             if id.is_bitmap() {
                 return Err(EncodeError::BitmapIsNotAValue { field: id.get() });
             }
             check_value(id.spec(), value)?;
-            set_mask = set_mask.with(id);
         }
-        let mut fields = (self.index.field_set().0 & keep.0) | set_mask.0;
-        fields &= FieldSet::VALUES.0;
-        let low = fields as u64;
-        let high = (fields >> 64) as u64 | if low != 0 { 1 << 63 } else { 0 };
-        to.write_mti(mti, out);
-        to.write_bitmap(high, out);
-        if low != 0 {
-            to.write_bitmap(low, out);
-        }
-        let mut scratch = [0u8; DECODED_UNITS_MAX];
-        for id in FieldId::all_values() {
-            if fields & FieldSet::bit(id) == 0 {
-                continue;
-            }
-            if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
-                to.encode_value(id.spec(), value, out);
-            } else if let Some(f) = self.field(id) {
-                to.encode_value(id.spec(), f.value_or_decode(&mut scratch), out);
-            }
-        }
+        self.write(mti, keep, set, to, out);
         Ok(())
     }
 }

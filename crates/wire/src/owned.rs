@@ -93,20 +93,9 @@ impl OwnedMessage {
     /// [`EncodeError::FrameTooLarge`] if the body would exceed [`FRAME_BYTES_MAX`]; `out` is
     /// then left as it was.
     pub fn encode(&self, dialect: Dialect, out: &mut BytesMut) -> Result<(), EncodeError> {
-        let mut bitmap = [0u64; 2];
-        for id in self.fields.keys() {
-            let i = usize::from(id.get() - 1);
-            bitmap[i / 64] |= 1 << (63 - i % 64);
-        }
-        if bitmap[1] != 0 {
-            bitmap[0] |= 1 << 63;
-        }
+        let fields = self.fields.keys().fold(0u128, |m, id| m | 1 << (128 - u32::from(id.get())));
         let start = out.len();
-        dialect.write_mti(self.mti, out);
-        dialect.write_bitmap(bitmap[0], out);
-        if bitmap[1] != 0 {
-            dialect.write_bitmap(bitmap[1], out);
-        }
+        dialect.write_head(self.mti, fields, out);
         for (id, value) in &self.fields {
             dialect.encode_value(id.spec(), value, out);
         }
