@@ -20,8 +20,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
 use corridor_wire::{
-    de, DecodeError, Dialect, EncodeError, FieldSet, InstitutionId, LengthDelimited, Message, MessageIndex,
-    Mti, NativeFramer, NativeHeader, NetworkCode, ResponseCode, Stan,
+    de, DecodeError, Dialect, EncodeError, FieldId, FieldSet, InstitutionId, LengthDelimited, Message,
+    MessageIndex, Mti, NativeFramer, NativeHeader, NetworkCode, ResponseCode, Stan,
 };
 
 use crate::{
@@ -120,9 +120,9 @@ impl Link {
 
     /// The next outbound correlation: the header id on native links, a fresh STAN on classic
     /// ones (DE 11 is six digits, so it wraps at 999 999).
-    fn next_key(&mut self) -> (u64, [u8; 6]) {
+    fn next_key(&mut self) -> (u64, Stan) {
         self.stan = self.stan.next();
-        let stan = self.stan.to_ascii();
+        let stan = self.stan;
         match self.framing {
             Framing::Native => {
                 self.next_correlation = self.next_correlation.wrapping_add(1);
@@ -188,7 +188,7 @@ enum Kind {
         request_mti: Mti,
         origin_stan: [u8; 6],
         sent_stan: [u8; 6],
-        dup: Option<DupKey>,
+        dup: DupKey,
     },
     Reversal(u64),
     Network(NetworkCode),
@@ -649,31 +649,19 @@ impl Engine {
             }
         };
         let Some(out) = self.links.get_mut(&out_link) else { return };
-        let (mut key, mut stan_text) = out.next_key();
+        let (mut key, mut switch_stan) = out.next_key();
         // A STAN still in flight on this link (after a wrap) is skipped; the in-flight limit
         // is far below the STAN space, so this ends within inflight_max + 1 steps.
         while self.pending.contains_key(&(out_link, key)) {
-            (key, stan_text) = out.next_key();
+            (key, switch_stan) = out.next_key();
         }
         let (dest_dialect, dest_classic) = (out.dialect, matches!(out.framing, Framing::Length(_)));
-        let sent_stan = if dest_classic { stan_text } else { stan.to_ascii() };
-        let same = dest_dialect == origin_dialect;
-        let stan_range = msg.index().range(de::STAN);
-        let written = out.frame(0, key, |buf| {
-            if same {
-                let at = buf.len();
-                buf.extend_from_slice(msg.as_bytes());
-                if let (true, Some(r)) = (dest_classic, stan_range.clone()) {
-                    // Classic dialects carry DE 11 as six ASCII digits.
-                    buf[at + r.start..at + r.end].copy_from_slice(&sent_stan);
-                }
-                Ok(())
-            } else if dest_classic {
-                msg.derive(msg.mti(), FieldSet::VALUES, &[(de::STAN, &sent_stan)], dest_dialect, buf)
-            } else {
-                msg.derive(msg.mti(), FieldSet::VALUES, &[], dest_dialect, buf)
-            }
-        });
+        // Classic links are correlated by the switch's STAN in DE 11; native ones by the
+        // header, so the originator's STAN goes through.
+        let sent_stan = if dest_classic { switch_stan.to_ascii() } else { stan.to_ascii() };
+        let set: &[(FieldId, &[u8])] = if dest_classic { &[(de::STAN, &sent_stan)] } else { &[] };
+        let written =
+            out.frame(0, key, |buf| msg.derive(msg.mti(), FieldSet::VALUES, set, dest_dialect, buf));
         if let Err(e) = written {
             warn!(%link, error = %e, "cannot forward");
             return self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
@@ -696,7 +684,7 @@ impl Engine {
                     request_mti,
                     origin_stan: stan.to_ascii(),
                     sent_stan,
-                    dup: Some(dup),
+                    dup,
                 },
                 deadline,
             },
@@ -750,20 +738,20 @@ impl Engine {
             self.stats.unmatched_responses += 1;
             return;
         };
-        let mismatch = match self.pending.get(&(link, key)) {
-            None => return self.unmatched(link, key, msg, now),
-            Some(Pending { kind: Kind::Request { request_mti, .. }, .. }) => {
-                request_mti.response() != Some(msg.mti())
-            }
-            Some(Pending { kind: Kind::Reversal(_), .. }) => msg.mti() != Mti::REVERSAL_ADVICE_RESPONSE,
-            Some(Pending { kind: Kind::Network(_), .. }) => true,
+        let std::collections::hash_map::Entry::Occupied(entry) = self.pending.entry((link, key)) else {
+            return self.unmatched(link, key, msg, now);
         };
-        if mismatch {
+        let answers = match &entry.get().kind {
+            Kind::Request { request_mti, .. } => request_mti.response() == Some(msg.mti()),
+            Kind::Reversal(_) => msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE,
+            Kind::Network(_) => false,
+        };
+        if !answers {
             warn!(%link, mti = %msg.mti(), "response does not answer the request it correlates with");
             self.stats.unmatched_responses += 1;
             return;
         }
-        let Some(p) = self.pending.remove(&(link, key)) else { return };
+        let p = entry.remove();
         if let Some(l) = self.links.get_mut(&link) {
             l.inflight_out = l.inflight_out.saturating_sub(1);
         }
@@ -779,9 +767,7 @@ impl Engine {
                 ..
             } => {
                 self.requests_pending -= 1;
-                if let Some(d) = dup {
-                    self.duplicates.remove(&d);
-                }
+                self.duplicates.remove(&dup);
                 let to = Origin {
                     link: origin,
                     correlation: origin_correlation,
@@ -834,22 +820,10 @@ impl Engine {
             return;
         };
         o.inflight_in = o.inflight_in.saturating_sub(1);
-        let origin_classic = matches!(o.framing, Framing::Length(_));
-        let same = resp.dialect() == origin_dialect;
-        let stan_range = resp.index().range(de::STAN);
+        // The originator gets its own STAN back (a classic destination saw the switch's).
+        let set: &[(FieldId, &[u8])] = if resp.has(de::STAN) { &[(de::STAN, &original_stan)] } else { &[] };
         let written = o.frame(0, origin_correlation, |buf| {
-            let set_stan: &[(corridor_wire::FieldId, &[u8])] =
-                if resp.has(de::STAN) { &[(de::STAN, &original_stan)] } else { &[] };
-            if same {
-                let at = buf.len();
-                buf.extend_from_slice(resp.as_bytes());
-                if let (true, Some(r)) = (origin_classic, stan_range.clone()) {
-                    buf[at + r.start..at + r.end].copy_from_slice(&original_stan);
-                }
-                Ok(())
-            } else {
-                resp.derive(resp.mti(), FieldSet::VALUES, set_stan, origin_dialect, buf)
-            }
+            resp.derive(resp.mti(), FieldSet::VALUES, set, origin_dialect, buf)
         });
         if let Err(e) = written {
             warn!(link = %origin, error = %e, "cannot relay a response");
@@ -950,7 +924,6 @@ impl Engine {
         let de7 = self.clock.transmission_time(now);
         let Some(l) = self.links.get_mut(&link) else { return };
         let (key, stan) = l.next_key();
-        let Some(stan) = Stan::new(stan.iter().fold(0, |v, d| v * 10 + u32::from(d - b'0'))) else { return };
         let dialect = l.dialect;
         let deadline = now + l.echo_interval * (l.echo_missed_max + 1);
         let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
@@ -1048,6 +1021,7 @@ impl Engine {
         let Ok(rev) = Message::parse(Dialect::Native, body) else { return };
         let Some(l) = self.links.get_mut(&link) else { return };
         let (key, stan) = l.next_key();
+        let stan = stan.to_ascii();
         let dialect = l.dialect;
         let mti = if attempts == 0 { Mti::REVERSAL_ADVICE } else { Mti::REVERSAL_ADVICE_REPEAT };
         let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
@@ -1115,9 +1089,7 @@ impl Engine {
             } => {
                 self.requests_pending -= 1;
                 self.stats.timeouts += 1;
-                if let Some(d) = dup {
-                    self.duplicates.remove(&d);
-                }
+                self.duplicates.remove(&dup);
                 let Ok(req) = Message::parse(origin_dialect, request) else { return };
                 if let Some(o) = self.links.get_mut(&origin) {
                     o.inflight_in = o.inflight_in.saturating_sub(1);

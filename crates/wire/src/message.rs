@@ -700,8 +700,10 @@ impl<B: AsRef<[u8]>> Message<B> {
 impl<B: AsRef<[u8]>> Message<B> {
     /// Writes a message derived from this one, in dialect `to`: type `mti`, the fields of this
     /// message that are in `keep`, plus the `set` fields (canonical values, added or replaced),
-    /// in field order. This is how the switch makes responses, declines and reversals from a
-    /// request without building an intermediate message.
+    /// in field order. This is how the switch forwards, answers, declines and reverses without
+    /// building an intermediate message. When nothing changes but the values of fixed-length
+    /// fields already present (same dialect, same MTI, every field kept), the bytes are
+    /// forwarded as they came with those fields rewritten in place.
     ///
     /// # Errors
     ///
@@ -715,14 +717,48 @@ impl<B: AsRef<[u8]>> Message<B> {
         to: Dialect,
         out: &mut impl bytes::BufMut,
     ) -> Result<(), EncodeError> {
+        let mut set_mask = 0u128;
+        let mut patchable = true;
         for &(id, value) in set {
             if id.is_bitmap() {
                 return Err(EncodeError::BitmapIsNotAValue { field: id.get() });
             }
             check_value(id.spec(), value)?;
+            set_mask |= FieldSet::bit(id);
+            patchable &= id.spec().is_fixed() && self.has(id);
         }
-        self.write(mti, keep, set, to, out);
+        let present = self.index.field_set().0;
+        if patchable && to == self.index.dialect && mti == self.index.mti && present & !keep.0 == 0 {
+            // Same layout: the bytes as they came, with the replaced fixed fields rewritten
+            // where they stand.
+            self.write_patched(set_mask, set, out);
+        } else {
+            self.write(mti, keep, set, to, out);
+        }
         Ok(())
+    }
+
+    /// Copies the message, writing the `set` values (fixed-length fields present in it, in
+    /// this dialect) over the fields in `set_mask`.
+    fn write_patched(&self, set_mask: u128, set: &[(FieldId, &[u8])], out: &mut impl bytes::BufMut) {
+        let bytes = self.buf.as_ref();
+        let mut pos = 0;
+        let mut bits = set_mask;
+        while bits != 0 {
+            let lz = bits.leading_zeros();
+            bits &= !(1u128 << (127 - lz));
+            // lz < 128, and the set holds value fields only (checked by the caller).
+            let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
+            let (Some(r), Some(&(_, value))) =
+                (self.index.range(id), set.iter().rev().find(|(sid, _)| *sid == id))
+            else {
+                continue;
+            };
+            out.put_slice(&bytes[pos..r.start]);
+            self.index.dialect.encode_value(id.spec(), value, out);
+            pos = r.end;
+        }
+        out.put_slice(&bytes[pos..]);
     }
 }
 

@@ -80,6 +80,14 @@ proptest! {
         let mut derived = BytesMut::new();
         parsed.derive(m.mti(), FieldSet::VALUES, &[], to, &mut derived).expect("derives");
         prop_assert_eq!(&derived[..], &translated[..]);
+        // Replacing a fixed field the message has, in its own dialect, rewrites it in place.
+        if m.get(de::STAN).is_some() {
+            let mut patched = BytesMut::new();
+            parsed.derive(m.mti(), FieldSet::VALUES, &[(de::STAN, b"424242")], d, &mut patched).expect("derives");
+            let mut want = m.clone();
+            want.set(de::STAN, b"424242".to_vec()).expect("valid");
+            prop_assert_eq!(&patched[..], &want.to_bytes(d).expect("encodes")[..]);
+        }
         // A decline: the response MTI, card secrets dropped, DE 39 set.
         let drop = FieldSet::of(&[de::PIN_BLOCK, de::TRACK2]);
         let mut decline = BytesMut::new();
