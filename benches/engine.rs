@@ -8,65 +8,16 @@
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // criterion's macros; a panic aborts the bench
 
-use std::{
-    hint::black_box,
-    time::{Duration, Instant},
-};
+use std::{hint::black_box, time::Instant};
 
 use bytes::BytesMut;
-use corridor_benches::typical_0200;
-use corridor_engine::{
-    Config, Engine, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings, WallClock,
-};
-use corridor_wire::{
-    de, Dialect, InstitutionId, LengthDelimited, LengthHeader, Mti, NativeFramer, FRAME_BYTES_MAX,
-};
+use corridor_benches::{engine_config, frame, route_table, typical_0200};
+use corridor_engine::{Engine, Framing, WallClock};
+use corridor_wire::{de, Dialect, InstitutionId, LengthHeader, Mti};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-fn table() -> RouteTable {
-    let mut routes = Vec::new();
-    // A realistic table: 1,000 BINs of 6 and 8 digits, 100 receiving ids, a default.
-    for i in 0..500u32 {
-        routes.push(Route {
-            key: RouteKey::PanPrefix(format!("{:06}", 400_000 + i * 7).into_bytes()),
-            mti_classes: None,
-            destination: 1,
-            timeout: Duration::from_secs(5),
-        });
-        routes.push(Route {
-            key: RouteKey::PanPrefix(format!("{:08}", 47_000_000 + i * 13).into_bytes()),
-            mti_classes: None,
-            destination: 1,
-            timeout: Duration::from_secs(5),
-        });
-    }
-    for i in 0..100u32 {
-        routes.push(Route {
-            key: RouteKey::Receiver(
-                InstitutionId::from_ascii(format!("{}", 44_000_000 + i).as_bytes()).unwrap(),
-            ),
-            mti_classes: None,
-            destination: 1,
-            timeout: Duration::from_secs(5),
-        });
-    }
-    routes.push(Route {
-        key: RouteKey::PanPrefix(b"476173".to_vec()),
-        mti_classes: None,
-        destination: 1,
-        timeout: Duration::from_secs(5),
-    });
-    routes.push(Route {
-        key: RouteKey::Default,
-        mti_classes: None,
-        destination: 1,
-        timeout: Duration::from_secs(5),
-    });
-    RouteTable::new(routes).unwrap()
-}
-
 fn routes(c: &mut Criterion) {
-    let t = table();
+    let t = route_table();
     let rx = InstitutionId::from_ascii(b"99999999").unwrap();
     c.bench_function("routes/lookup", |b| {
         b.iter(|| {
@@ -74,54 +25,6 @@ fn routes(c: &mut Criterion) {
                 .map(|r| r.destination)
         })
     });
-}
-
-fn config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config {
-    let link = |name: &str, participant, dial, (framing, dialect): (Framing, Dialect)| LinkSpec {
-        name: name.into(),
-        participant,
-        dial,
-        framing,
-        dialect,
-        frame_bytes_max: FRAME_BYTES_MAX,
-        inflight_max: 1024,
-        sign_on_required: false,
-        echo_interval: Duration::from_secs(3600),
-        echo_missed_max: 3,
-    };
-    Config {
-        participants: vec![
-            Participant {
-                id: "acq".into(),
-                name: "acq".into(),
-                roles: Roles { acquirer: true, ..Roles::default() },
-                acquirer_ids: vec![InstitutionId::from_ascii(b"12345678").unwrap()],
-                forwarder_ids: vec![],
-            },
-            Participant {
-                id: "iss".into(),
-                name: "iss".into(),
-                roles: Roles { issuer: true, ..Roles::default() },
-                acquirer_ids: vec![],
-                forwarder_ids: vec![],
-            },
-        ],
-        links: vec![link("acq", 0, false, acq), link("iss", 1, false, iss)],
-        routes: table(),
-        settings: Settings::default(),
-    }
-}
-
-fn frame(f: Framing, d: Dialect, correlation: u64, m: &corridor_wire::OwnedMessage) -> BytesMut {
-    let body = m.to_bytes(d).unwrap();
-    let mut out = BytesMut::new();
-    match f {
-        Framing::Native => {
-            NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, &mut out).unwrap()
-        }
-        Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut out).unwrap(),
-    }
-    out
 }
 
 fn round_trip(c: &mut Criterion) {
@@ -134,7 +37,8 @@ fn round_trip(c: &mut Criterion) {
         ("ascii_to_native", ascii, native),
     ] {
         let now = Instant::now();
-        let mut engine = Engine::new(config(acq, iss), WallClock { at: now, unix_secs: 1_795_644_930 });
+        let mut engine =
+            Engine::new(engine_config(acq, iss), WallClock { at: now, unix_secs: 1_795_644_930 });
         let a = engine.link_up(0, now).unwrap();
         let i = engine.link_up(1, now).unwrap();
         let req = typical_0200();

@@ -4,10 +4,20 @@
 //!
 //! - `codec.rs` (bench): parsing, encoding, translating and framing a typical 0200.
 //! - [`typical_0200`]: the message every codec benchmark uses.
+//! - [`route_table`], [`engine_config`], [`frame`]: the engine fixture shared by the `engine`
+//!   bench and the `engine_loop` example.
 
 #![forbid(unsafe_code)]
+// Fixtures: a panic is a broken fixture, and each says why.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use corridor_wire::{FieldId, Mti, OwnedMessage};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use corridor_engine::{Config, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings};
+use corridor_wire::{
+    Dialect, FieldId, InstitutionId, LengthDelimited, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX,
+};
 
 /// A typical purchase request: 20 fields (PAN, amounts, times, track 2, terminal and merchant,
 /// PIN block, ICC data), about 210 bytes in `native` and 260 in `iso87-ascii`. The same
@@ -55,6 +65,116 @@ pub fn typical_0200() -> OwnedMessage {
         }
     }
     m
+}
+
+/// A realistic route table: 1,000 BINs of 6 and 8 digits, 100 receiving ids, the BIN of
+/// the typical 0200 and a default, all to participant 1.
+///
+/// # Panics
+///
+/// Never: every route is valid.
+#[must_use]
+pub fn route_table() -> RouteTable {
+    let mut routes = Vec::new();
+    // A realistic table: 1,000 BINs of 6 and 8 digits, 100 receiving ids, a default.
+    for i in 0..500u32 {
+        routes.push(Route {
+            key: RouteKey::PanPrefix(format!("{:06}", 400_000 + i * 7).into_bytes()),
+            mti_classes: None,
+            destination: 1,
+            timeout: Duration::from_secs(5),
+        });
+        routes.push(Route {
+            key: RouteKey::PanPrefix(format!("{:08}", 47_000_000 + i * 13).into_bytes()),
+            mti_classes: None,
+            destination: 1,
+            timeout: Duration::from_secs(5),
+        });
+    }
+    for i in 0..100u32 {
+        routes.push(Route {
+            key: RouteKey::Receiver(
+                InstitutionId::from_ascii(format!("{}", 44_000_000 + i).as_bytes()).unwrap(),
+            ),
+            mti_classes: None,
+            destination: 1,
+            timeout: Duration::from_secs(5),
+        });
+    }
+    routes.push(Route {
+        key: RouteKey::PanPrefix(b"476173".to_vec()),
+        mti_classes: None,
+        destination: 1,
+        timeout: Duration::from_secs(5),
+    });
+    routes.push(Route {
+        key: RouteKey::Default,
+        mti_classes: None,
+        destination: 1,
+        timeout: Duration::from_secs(5),
+    });
+    RouteTable::new(routes).unwrap()
+}
+
+/// An acquirer (participant 0, link 0) and an issuer (participant 1, link 1) with the given
+/// framing and dialect each, no sign-on, echoes far apart, and [`route_table`].
+///
+/// # Panics
+///
+/// Never: the ids are valid.
+#[must_use]
+pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config {
+    let link = |name: &str, participant, dial, (framing, dialect): (Framing, Dialect)| LinkSpec {
+        name: name.into(),
+        participant,
+        dial,
+        framing,
+        dialect,
+        frame_bytes_max: FRAME_BYTES_MAX,
+        inflight_max: 1024,
+        sign_on_required: false,
+        echo_interval: Duration::from_secs(3600),
+        echo_missed_max: 3,
+    };
+    Config {
+        participants: vec![
+            Participant {
+                id: "acq".into(),
+                name: "acq".into(),
+                roles: Roles { acquirer: true, ..Roles::default() },
+                acquirer_ids: vec![InstitutionId::from_ascii(b"12345678").unwrap()],
+                forwarder_ids: vec![],
+            },
+            Participant {
+                id: "iss".into(),
+                name: "iss".into(),
+                roles: Roles { issuer: true, ..Roles::default() },
+                acquirer_ids: vec![],
+                forwarder_ids: vec![],
+            },
+        ],
+        links: vec![link("acq", 0, false, acq), link("iss", 1, false, iss)],
+        routes: route_table(),
+        settings: Settings::default(),
+    }
+}
+
+/// `m` framed as a peer on a link with framing `f` and dialect `d` would send it.
+///
+/// # Panics
+///
+/// If `m` does not fit a frame: a fixture bug.
+#[must_use]
+pub fn frame(f: Framing, d: Dialect, correlation: u64, m: &corridor_wire::OwnedMessage) -> BytesMut {
+    let body = m.to_bytes(d).unwrap();
+    let mut out = BytesMut::new();
+    match f {
+        Framing::Native => {
+            NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, &mut out).unwrap()
+        }
+        Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut out).unwrap(),
+    }
+    out
 }
 
 #[cfg(test)]
