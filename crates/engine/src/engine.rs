@@ -189,6 +189,8 @@ enum Kind {
         origin_stan: [u8; 6],
         sent_stan: [u8; 6],
         dup: DupKey,
+        /// The participant the request was routed to, which a reversal goes to.
+        destination: usize,
     },
     Reversal(u64),
     Network(NetworkCode),
@@ -583,6 +585,7 @@ impl Engine {
         self.stats.requests_in += 1;
         let Some(l) = self.links.get(&link) else { return };
         let (participant, origin_dialect) = (l.participant, l.dialect);
+        let origin_at_limit = l.inflight_in >= l.inflight_max;
         if !l.routable() {
             debug!(%link, "request before sign-on");
             return self.decline(link, correlation, &msg, ResponseCode::DESTINATION_UNAVAILABLE);
@@ -622,7 +625,6 @@ impl Engine {
         if self.duplicates.contains(&dup) {
             return self.decline(link, correlation, &msg, ResponseCode::DUPLICATE);
         }
-        let origin_at_limit = self.links.get(&link).is_some_and(|l| l.inflight_in >= l.inflight_max);
         if origin_at_limit || self.pending.len() >= PENDING_MAX {
             self.stats.inflight_limit_hits += 1;
             warn!(%link, "originator at its in-flight limit");
@@ -685,6 +687,7 @@ impl Engine {
                     origin_stan: stan.to_ascii(),
                     sent_stan,
                     dup,
+                    destination,
                 },
                 deadline,
             },
@@ -764,6 +767,7 @@ impl Engine {
                 origin_stan,
                 sent_stan,
                 dup,
+                destination,
                 ..
             } => {
                 self.requests_pending -= 1;
@@ -774,7 +778,7 @@ impl Engine {
                     dialect: origin_dialect,
                     stan: origin_stan,
                 };
-                self.relay(to, &request, sent_stan, msg, link, now);
+                self.relay(to, &request, sent_stan, msg, destination, now);
             }
             Kind::Reversal(id) => {
                 if let Some(r) = self.reversals.get_mut(&id) {
@@ -795,7 +799,7 @@ impl Engine {
         request: &Bytes,
         sent_stan: [u8; 6],
         resp: &Message<Bytes>,
-        from: LinkId,
+        destination: usize,
         now: Instant,
     ) {
         let Origin {
@@ -809,10 +813,7 @@ impl Engine {
             // The originator is gone: the answer cannot be delivered. An approval is reversed,
             // since the originator never learned of it.
             if approved {
-                let destination = self.links.get(&from).map(|l| l.participant);
-                if let (Some(destination), Ok(req)) =
-                    (destination, Message::parse(origin_dialect, request.clone()))
-                {
+                if let Ok(req) = Message::parse(origin_dialect, request.clone()) {
                     self.stats.approvals_reversed += 1;
                     self.start_reversal(destination, &req, &sent_stan, b"22", now);
                 }
@@ -1072,10 +1073,9 @@ impl Engine {
             return;
         }
         let Some(p) = self.pending.remove(&(link, key)) else { return };
-        let destination = self.links.get_mut(&link).map(|l| {
+        if let Some(l) = self.links.get_mut(&link) {
             l.inflight_out = l.inflight_out.saturating_sub(1);
-            l.participant
-        });
+        }
         match p.kind {
             Kind::Request {
                 origin,
@@ -1085,6 +1085,7 @@ impl Engine {
                 request_mti,
                 sent_stan,
                 dup,
+                destination,
                 ..
             } => {
                 self.requests_pending -= 1;
@@ -1099,24 +1100,12 @@ impl Engine {
                 }
                 // Authorizations and financial requests may have been approved: reverse them.
                 if matches!(request_mti.class(), 1 | 2) {
-                    let destination = destination.or_else(|| {
-                        self.routes
-                            .load()
-                            .lookup(
-                                req.mti(),
-                                req.receiver_id().as_ref(),
-                                req.pan().as_ref().map(|p| p.digits()),
-                            )
-                            .map(|r| r.destination)
-                    });
-                    if let Some(destination) = destination {
-                        let body = compose::reversal(&req, &sent_stan, b"68").ok();
-                        let id = body.clone().and_then(|b| self.queue_reversal(destination, b, now));
-                        if let Some(body) = body {
-                            if self.late.len() < LATE_MAX {
-                                self.late.insert((link, key), Late { reversal: id, destination, body });
-                                self.timer(now + self.config.settings.late_window, Timer::Late(link, key));
-                            }
+                    let body = compose::reversal(&req, &sent_stan, b"68").ok();
+                    let id = body.clone().and_then(|b| self.queue_reversal(destination, b, now));
+                    if let Some(body) = body {
+                        if self.late.len() < LATE_MAX {
+                            self.late.insert((link, key), Late { reversal: id, destination, body });
+                            self.timer(now + self.config.settings.late_window, Timer::Late(link, key));
                         }
                     }
                 }
