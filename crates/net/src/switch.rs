@@ -92,7 +92,8 @@ impl Shared {
         while let Some(event) = engine.poll_event() {
             match event {
                 Event::Close { link, reason } => {
-                    warn!(%link, ?reason, "closing connection");
+                    // The engine logged why; this only acts on it.
+                    tracing::debug!(%link, ?reason, "closing connection");
                     if let Some(c) = conns.get(&link) {
                         c.closed.cancel();
                     }
