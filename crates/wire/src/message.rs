@@ -684,12 +684,18 @@ impl<B: AsRef<[u8]>> Message<B> {
         let fields = (self.index.field_set().0 & keep.0 | set_mask.0) & FieldSet::VALUES.0;
         to.write_head(mti, fields, out);
         let mut scratch = [0u8; DECODED_UNITS_MAX];
-        for id in FieldId::all_values() {
-            if fields & FieldSet::bit(id) == 0 {
-                continue;
-            }
-            if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
-                to.encode_value(id.spec(), value, out);
+        // Only the fields written, highest bit (lowest number) first.
+        let mut bits = fields;
+        while bits != 0 {
+            let lz = bits.leading_zeros();
+            let bit = 1u128 << (127 - lz);
+            bits &= !bit;
+            // lz < 128, so the number is 1-128; VALUES left out DE 1 and DE 65.
+            let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
+            if set_mask.0 & bit != 0 {
+                if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
+                    to.encode_value(id.spec(), value, out);
+                }
             } else if let Some(f) = self.field(id) {
                 to.encode_value(id.spec(), f.value_or_decode(&mut scratch), out);
             }
