@@ -27,6 +27,7 @@ use corridor_wire::{
 use crate::{
     compose::{self, WallClock, SECRETS},
     config::{Config, Framing, LinkSpec},
+    deadlines::Deadlines,
     limits::{LATE_MAX, LINKS_MAX, LINK_OUT_BYTES_MAX, PENDING_MAX, REVERSALS_MAX, TIMERS_MAX},
     routes::RouteTable,
     stats::Stats,
@@ -218,7 +219,6 @@ struct Late {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Pending(LinkId, u64),
     Reversal(u64),
     Echo(LinkId),
     Late(LinkId, u64),
@@ -256,6 +256,7 @@ pub struct Engine {
     next_reversal: u64,
     late: FxHashMap<(LinkId, u64), Late>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    deadlines: Deadlines,
     dirty: VecDeque<LinkId>,
     events: VecDeque<Event>,
     draining: bool,
@@ -288,6 +289,7 @@ impl Engine {
             next_reversal: 0,
             late: FxHashMap::default(),
             timers: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             dirty: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
@@ -357,6 +359,12 @@ impl Engine {
             return;
         }
         self.timers.push(Reverse((at, t)));
+    }
+
+    /// Queues the deadline of pending entry `(link, key)`, `timeout` from `now`.
+    fn deadline(&mut self, now: Instant, timeout: Duration, link: LinkId, key: u64) {
+        let pending = &self.pending;
+        self.deadlines.push(now, timeout, link, key, pending.len(), |l, k| pending.contains_key(&(l, k)));
     }
 
     fn mark_dirty(&mut self, link: LinkId) {
@@ -466,7 +474,11 @@ impl Engine {
     /// When [`Engine::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (timer, self.deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- input -----
@@ -693,7 +705,7 @@ impl Engine {
             },
         );
         self.requests_pending += 1;
-        self.timer(deadline, Timer::Pending(out_link, key));
+        self.deadline(now, timeout, out_link, key);
         self.stats.forwarded += 1;
         self.after_write(out_link);
     }
@@ -926,7 +938,8 @@ impl Engine {
         let Some(l) = self.links.get_mut(&link) else { return };
         let (key, stan) = l.next_key();
         let dialect = l.dialect;
-        let deadline = now + l.echo_interval * (l.echo_missed_max + 1);
+        let window = l.echo_interval * (l.echo_missed_max + 1);
+        let deadline = now + window;
         let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
             compose::network_request(code, stan, de7, dialect, out)
         });
@@ -936,7 +949,7 @@ impl Engine {
         }
         if self.pending.len() < PENDING_MAX {
             self.pending.insert((link, key), Pending { kind: Kind::Network(code), deadline });
-            self.timer(deadline, Timer::Pending(link, key));
+            self.deadline(now, window, link, key);
         }
         self.after_write(link);
     }
@@ -1038,7 +1051,7 @@ impl Engine {
             r.outstanding = Some((link, key));
         }
         self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + retry });
-        self.timer(now + retry, Timer::Pending(link, key));
+        self.deadline(now, retry, link, key);
         self.stats.reversals_sent += 1;
         self.after_write(link);
     }
@@ -1047,13 +1060,15 @@ impl Engine {
 
     /// Handles every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((link, key)) = self.deadlines.pop_due(now) {
+            self.pending_timeout(link, key, now);
+        }
         while let Some(&Reverse((at, t))) = self.timers.peek() {
             if at > now {
                 break;
             }
             self.timers.pop();
             match t {
-                Timer::Pending(link, key) => self.pending_timeout(link, key, now),
                 Timer::Reversal(id) => {
                     if self.reversals.get(&id).is_some_and(|r| r.outstanding.is_none()) {
                         self.send_reversal(id, now);

@@ -14,12 +14,14 @@
 //! - [`engine`]: the state machine: matching, declines, timeouts and reversals, network
 //!   management, echo-based down detection, drain.
 //! - `compose`: the messages the switch makes itself.
+//! - `deadlines`: request deadlines, one FIFO queue per distinct timeout.
 //! - [`stats`], the counters.
 
 #![forbid(unsafe_code)]
 
 mod compose;
 pub mod config;
+mod deadlines;
 pub mod engine;
 pub mod limits;
 pub mod routes;

@@ -18,9 +18,10 @@ pub const LATE_MAX: usize = 1 << 16;
 /// closed (it stalls); a destination at this bound gets no new requests (declined 91).
 pub const LINK_OUT_BYTES_MAX: usize = 4 << 20;
 
-/// Most timer entries queued (live ones are bounded by the maps above; stale ones are
-/// dropped when they come due).
-pub const TIMERS_MAX: usize = PENDING_MAX + REVERSALS_MAX + LATE_MAX + LINKS_MAX;
+/// Most timer entries queued for reversals, late-response memory and echoes (live ones are
+/// bounded by the maps above; stale ones are dropped when they come due). Request deadlines
+/// have their own queues, compacted to follow the requests in flight.
+pub const TIMERS_MAX: usize = REVERSALS_MAX + LATE_MAX + 2 * LINKS_MAX;
 
 const _: () = assert!(LATE_MAX <= PENDING_MAX);
 const _: () = assert!(LINK_OUT_BYTES_MAX > corridor_wire::FRAME_BYTES_MAX * 4);
