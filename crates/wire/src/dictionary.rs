@@ -202,6 +202,14 @@ pub mod de {
     pub const LOCAL_TIME: FieldId = FieldId(12);
     /// DE 13, local transaction date.
     pub const LOCAL_DATE: FieldId = FieldId(13);
+    /// DE 14, card expiry date (YYMM).
+    pub const EXPIRY: FieldId = FieldId(14);
+    /// DE 18, merchant type (MCC).
+    pub const MERCHANT_TYPE: FieldId = FieldId(18);
+    /// DE 22, point-of-service entry mode.
+    pub const POS_ENTRY_MODE: FieldId = FieldId(22);
+    /// DE 25, point-of-service condition code.
+    pub const POS_CONDITION: FieldId = FieldId(25);
     /// DE 32, acquiring institution id.
     pub const ACQUIRER_ID: FieldId = FieldId(32);
     /// DE 33, forwarding institution id.
@@ -218,6 +226,8 @@ pub mod de {
     pub const TERMINAL_ID: FieldId = FieldId(41);
     /// DE 42, card acceptor id code.
     pub const MERCHANT_ID: FieldId = FieldId(42);
+    /// DE 43, card acceptor name and location.
+    pub const MERCHANT_NAME: FieldId = FieldId(43);
     /// DE 49, transaction currency code.
     pub const CURRENCY: FieldId = FieldId(49);
     /// DE 52, PIN block.

@@ -1,0 +1,616 @@
+//! `corridor-load compare`: the same workload against several paths, interleaved and
+//! repeated, with one table of medians and ratios at the end.
+//!
+//! Paths:
+//!
+//! - `direct`: the generator to a simulator.
+//! - `corridor`: through a Corridor switch (the `corridor` binary, started with a config the
+//!   harness writes: one acquirer link the generator connects to, one issuer link the switch
+//!   dials to a simulator, a route by BIN).
+//! - `haproxy`: through HAProxy in TCP mode (when installed), a plain relay: the least a hop
+//!   can cost.
+//!
+//! Every path has its own processes, started once; runs go path after path, repetition after
+//! repetition, so slow drifts of the machine fall on every path alike. Placement pins every
+//! process: `shared` puts them all on one CPU, `split` puts the generator on one CPU and the
+//! rest on another.
+
+use std::{
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    str::FromStr,
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    limits::READY_WAIT_MAX,
+    placement::Cpus,
+    report::{us, Summary},
+    run::{run, Mode, RunSpec},
+    wire::Wire,
+};
+
+/// A path the load can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// Straight to the simulator.
+    Direct,
+    /// Through Corridor.
+    Corridor,
+    /// Through HAProxy in TCP mode.
+    Haproxy,
+}
+
+impl PathKind {
+    /// The path's name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Corridor => "corridor",
+            Self::Haproxy => "haproxy",
+        }
+    }
+}
+
+impl FromStr for PathKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "direct" => Ok(Self::Direct),
+            "corridor" => Ok(Self::Corridor),
+            "haproxy" => Ok(Self::Haproxy),
+            _ => Err(format!("unknown path `{s}`: expected direct, corridor or haproxy")),
+        }
+    }
+}
+
+/// Where the processes run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever the kernel puts them.
+    Unpinned,
+    /// Everything on these CPUs.
+    Shared(Cpus),
+    /// The generator on the first set, everything else on the second.
+    Split(Cpus, Cpus),
+}
+
+impl FromStr for Placement {
+    type Err = String;
+
+    /// `none`, `shared` (CPU 0), `shared:N`, `split` (generator on 0, the rest on 1),
+    /// `split:A/B`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let cpus = |c: &str| c.parse::<Cpus>();
+        match s {
+            "none" => Ok(Self::Unpinned),
+            "shared" => Ok(Self::Shared(cpus("0")?)),
+            "split" => Ok(Self::Split(cpus("0")?, cpus("1")?)),
+            _ => {
+                if let Some(c) = s.strip_prefix("shared:") {
+                    Ok(Self::Shared(cpus(c)?))
+                } else if let Some((a, b)) = s.strip_prefix("split:").and_then(|r| r.split_once('/')) {
+                    Ok(Self::Split(cpus(a)?, cpus(b)?))
+                } else {
+                    Err(format!("unknown placement `{s}`: expected none, shared, shared:CPUS, split or split:CPUS/CPUS"))
+                }
+            }
+        }
+    }
+}
+
+impl Placement {
+    fn generator(&self) -> Option<&Cpus> {
+        match self {
+            Self::Unpinned => None,
+            Self::Shared(c) | Self::Split(c, _) => Some(c),
+        }
+    }
+
+    fn others(&self) -> Option<&Cpus> {
+        match self {
+            Self::Unpinned => None,
+            Self::Shared(c) | Self::Split(_, c) => Some(c),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Unpinned => "unpinned".into(),
+            Self::Shared(c) => format!("every process on CPU {c}"),
+            Self::Split(a, b) => format!("generator on CPU {a}, switch/relay/simulator on CPU {b}"),
+        }
+    }
+}
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareSpec {
+    /// The paths, in run order.
+    pub paths: Vec<PathKind>,
+    /// Runs per path.
+    pub repeat: usize,
+    /// The workload (its target is set per path).
+    pub load: RunSpec,
+    /// Process placement.
+    pub placement: Placement,
+    /// The `corridor` binary.
+    pub corridor: PathBuf,
+    /// The `haproxy` binary (the `haproxy` path is skipped, with a note, without one).
+    pub haproxy: Option<PathBuf>,
+    /// Where configs go.
+    pub workdir: PathBuf,
+}
+
+/// One run of one path.
+#[derive(Clone, Debug, Serialize)]
+pub struct PathRun {
+    /// The path.
+    pub path: PathKind,
+    /// Which repetition.
+    pub repetition: usize,
+    /// Its summary.
+    pub summary: Summary,
+}
+
+/// Medians of one path's runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct PathMedian {
+    /// The path.
+    pub path: PathKind,
+    /// Round trips per second.
+    pub answered_per_s: f64,
+    /// Corrected latency percentiles, µs.
+    pub p50_us: f64,
+    /// 99th.
+    pub p99_us: f64,
+    /// 99.9th.
+    pub p999_us: f64,
+    /// Runs flagged invalid.
+    pub invalid_runs: usize,
+    /// Requests not answered approved (timeouts, unanswered, declines, errors) across runs.
+    pub failures: u64,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// The workload in words.
+    pub workload: String,
+    /// The placement in words.
+    pub placement: String,
+    /// Every run.
+    pub runs: Vec<PathRun>,
+    /// Per path.
+    pub medians: Vec<PathMedian>,
+    /// Paths left out, and why.
+    pub skipped: Vec<String>,
+}
+
+/// A child process that is killed when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn check_alive(&mut self) -> Result<()> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            bail!("{} exited early: {status}", self.name);
+        }
+        Ok(())
+    }
+}
+
+/// A free loopback port (bound, read, released; the caller binds it again at once).
+///
+/// # Errors
+///
+/// Loopback cannot be bound.
+pub fn free_port() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind loopback")?;
+    Ok(l.local_addr()?)
+}
+
+fn spawn(name: &'static str, cmd: &mut Command, placement: &Placement) -> Result<Proc> {
+    // A child inherits the CPU mask of the thread that starts it.
+    if let Some(c) = placement.others() {
+        c.pin_current_thread()?;
+    }
+    let child = cmd.spawn().with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+    Ok(Proc { name, child })
+}
+
+/// Starts a simulator (this binary's `respond`) and returns it with its address.
+fn start_simulator(placement: &Placement) -> Result<(Proc, SocketAddr)> {
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let mut p = spawn(
+        "simulator",
+        Command::new(exe)
+            .args(["respond", "--listen", "127.0.0.1:0", "--framing", "native", "--dialect", "native"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+        placement,
+    )?;
+    let stdout = p.child.stdout.take().ok_or_else(|| anyhow!("simulator has no stdout"))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the simulator never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(READY_WAIT_MAX).context("the simulator did not say where it listens")?;
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.trim().parse().ok())
+        .ok_or_else(|| anyhow!("unexpected first line from the simulator: {line}"))?;
+    Ok((p, addr))
+}
+
+/// The switch config for the `corridor` path.
+#[must_use]
+pub fn corridor_config(listen: SocketAddr, issuer: SocketAddr, inflight_max: usize) -> String {
+    format!(
+        r#"# Written by corridor-load compare.
+[switch]
+drain_timeout_ms = 1000
+
+[[participant]]
+id = "acquirer"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+
+  [[participant.link]]
+  name = "acquirer-1"
+  mode = "listen"
+  address = "{listen}"
+  framing = "native"
+  dialect = "native"
+  inflight_max = {inflight_max}
+  connections_max = 1024
+
+[[participant]]
+id = "issuer"
+roles = ["issuer"]
+
+  [[participant.link]]
+  name = "issuer-1"
+  mode = "dial"
+  address = "{issuer}"
+  framing = "native"
+  dialect = "native"
+  inflight_max = {inflight_max}
+
+[[route]]
+pan_prefix = "4"
+destination = "issuer"
+timeout_ms = 5000
+"#
+    )
+}
+
+/// HAProxy in TCP mode, one thread, relaying `listen` to `server`.
+#[must_use]
+pub fn haproxy_config(listen: SocketAddr, server: SocketAddr) -> String {
+    format!(
+        "# Written by corridor-load compare.\nglobal\n    nbthread 1\n    maxconn 4096\n\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 120s\n    timeout server 120s\n\n\
+         listen relay\n    bind {listen}\n    server simulator {server}\n"
+    )
+}
+
+/// Waits until a single request through `addr` is approved.
+fn wait_ready(addr: SocketAddr, procs: &mut [&mut Proc]) -> Result<()> {
+    let deadline = Instant::now() + READY_WAIT_MAX;
+    let mut probe = RunSpec::new(addr, Wire::NATIVE);
+    probe.mode = Mode::Closed { inflight: 1 };
+    probe.duration = None;
+    probe.requests = Some(1);
+    probe.request_timeout = Duration::from_secs(2);
+    probe.connect_timeout = Duration::from_secs(2);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        for p in procs.iter_mut() {
+            p.check_alive()?;
+        }
+        match run(&probe) {
+            Ok(o) if o.recorder.counts.approved() == 1 => return Ok(()),
+            Ok(o) => last = format!("answered {:?}", o.recorder.counts.codes),
+            Err(e) => last = format!("{e:#}"),
+        }
+        #[allow(clippy::disallowed_methods)] // The harness's own thread, between probes.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{addr} was not ready within {:?}: {last}", READY_WAIT_MAX)
+}
+
+/// A started path: its processes and where the generator connects.
+struct Started {
+    path: PathKind,
+    target: SocketAddr,
+    _procs: Vec<Proc>,
+}
+
+fn start(path: PathKind, spec: &CompareSpec) -> Result<Started> {
+    let (mut sim, sim_addr) = start_simulator(&spec.placement)?;
+    match path {
+        PathKind::Direct => {
+            wait_ready(sim_addr, &mut [&mut sim])?;
+            Ok(Started { path, target: sim_addr, _procs: vec![sim] })
+        }
+        PathKind::Corridor => {
+            let listen = free_port()?;
+            let inflight = (spec.load.connections * spec.load.inflight_max).clamp(256, 65_535);
+            let file = spec.workdir.join("corridor.toml");
+            std::fs::write(&file, corridor_config(listen, sim_addr, inflight))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            let mut sw = spawn(
+                "corridor",
+                Command::new(&spec.corridor)
+                    .arg("serve")
+                    .arg("--config")
+                    .arg(&file)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit()),
+                &spec.placement,
+            )?;
+            wait_ready(listen, &mut [&mut sim, &mut sw])?;
+            Ok(Started { path, target: listen, _procs: vec![sim, sw] })
+        }
+        PathKind::Haproxy => {
+            let bin = spec.haproxy.as_ref().ok_or_else(|| anyhow!("haproxy is not installed"))?;
+            let listen = free_port()?;
+            let file = spec.workdir.join("haproxy.cfg");
+            std::fs::write(&file, haproxy_config(listen, sim_addr))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            let mut hp = spawn(
+                "haproxy",
+                Command::new(bin).arg("-f").arg(&file).arg("-db").stdout(Stdio::null()).stderr(Stdio::null()),
+                &spec.placement,
+            )?;
+            wait_ready(listen, &mut [&mut sim, &mut hp])?;
+            Ok(Started { path, target: listen, _procs: vec![sim, hp] })
+        }
+    }
+}
+
+/// Finds `haproxy` on the PATH or in /usr/sbin.
+#[must_use]
+pub fn find_haproxy() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("haproxy"))
+        .find(|p| p.is_file())
+}
+
+/// The `corridor` binary next to this one (both build into the same target directory).
+#[must_use]
+pub fn sibling_corridor() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("corridor")))
+        .unwrap_or_else(|| PathBuf::from("corridor"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The workload in words.
+#[must_use]
+pub fn workload(load: &RunSpec) -> String {
+    let bound = match (load.duration, load.requests) {
+        (Some(d), _) => format!("{:.0} s", d.as_secs_f64()),
+        (None, Some(n)) => format!("{n} requests"),
+        (None, None) => String::new(),
+    };
+    match load.mode {
+        Mode::Closed { inflight } => {
+            format!(
+                "closed loop, {} connections × {inflight} in flight, {bound} per run ({:.0} s warm-up)",
+                load.connections,
+                load.warmup.as_secs_f64()
+            )
+        }
+        Mode::Open { rate, arrivals, .. } => format!(
+            "open loop, {rate:.0}/s {} over {} connections, {bound} per run ({:.0} s warm-up)",
+            format!("{arrivals:?}").to_lowercase(),
+            load.connections,
+            load.warmup.as_secs_f64()
+        ),
+    }
+}
+
+/// Runs the comparison.
+///
+/// # Errors
+///
+/// A path that cannot be started or made ready, or a run that cannot connect.
+pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<Comparison> {
+    if spec.repeat == 0 || spec.repeat > 100 {
+        bail!("repeat must be 1 to 100");
+    }
+    std::fs::create_dir_all(&spec.workdir)
+        .with_context(|| format!("cannot create {}", spec.workdir.display()))?;
+    let mut skipped = Vec::new();
+    let mut started = Vec::new();
+    for &p in &spec.paths {
+        if p == PathKind::Haproxy && spec.haproxy.is_none() {
+            skipped.push("haproxy: not installed (apt-get install haproxy)".to_owned());
+            continue;
+        }
+        if p == PathKind::Corridor && !Path::new(&spec.corridor).is_file() {
+            bail!(
+                "the corridor binary is not at {} (build it: cargo build --release -p corridor, or pass --corridor)",
+                spec.corridor.display()
+            );
+        }
+        started.push(start(p, spec).with_context(|| format!("cannot start the {} path", p.name()))?);
+    }
+    let mut runs = Vec::new();
+    for repetition in 0..spec.repeat {
+        for s in &started {
+            let mut load = spec.load.clone();
+            load.target = s.target;
+            load.wire = Wire::NATIVE;
+            load.cpus = spec.placement.generator().cloned();
+            load.progress = false;
+            let outcome = run(&load).with_context(|| format!("{} run {}", s.path.name(), repetition + 1))?;
+            let r = PathRun { path: s.path, repetition, summary: outcome.summary(&[]) };
+            on_run(&r);
+            runs.push(r);
+        }
+    }
+    let medians = started
+        .iter()
+        .map(|s| {
+            let mine: Vec<&PathRun> = runs.iter().filter(|r| r.path == s.path).collect();
+            let m = |f: fn(&Summary) -> f64| median(mine.iter().map(|r| f(&r.summary)).collect());
+            PathMedian {
+                path: s.path,
+                answered_per_s: m(|s| s.answered_per_s),
+                p50_us: m(|s| s.latency.p50_us),
+                p99_us: m(|s| s.latency.p99_us),
+                p999_us: m(|s| s.latency.p999_us),
+                invalid_runs: mine.iter().filter(|r| !r.summary.valid).count(),
+                failures: mine.iter().map(|r| r.summary.counts.sent - r.summary.counts.approved()).sum(),
+            }
+        })
+        .collect();
+    Ok(Comparison {
+        workload: workload(&spec.load),
+        placement: spec.placement.describe(),
+        runs,
+        medians,
+        skipped,
+    })
+}
+
+impl Comparison {
+    /// The table: medians per path, throughput ratios to each other path, latency added over
+    /// the direct path.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let reps = self.runs.iter().filter(|r| Some(r.path) == self.medians.first().map(|m| m.path)).count();
+        let _ = writeln!(s, "workload   {}", self.workload);
+        let _ = writeln!(s, "placement  {}", self.placement);
+        let _ = writeln!(s, "runs       {reps} per path, interleaved; figures are medians of the runs\n");
+        let direct = self.medians.iter().find(|m| m.path == PathKind::Direct);
+        let haproxy = self.medians.iter().find(|m| m.path == PathKind::Haproxy);
+        let _ = writeln!(
+            s,
+            "{:<10}{:>12}{:>10}{:>11}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
+            "path",
+            "round trips/s",
+            "vs direct",
+            "vs haproxy",
+            "p50",
+            "p99",
+            "p99.9",
+            "+p50",
+            "+p99",
+            "invalid"
+        );
+        for m in &self.medians {
+            let ratio = |b: Option<&PathMedian>| {
+                b.map_or("-".to_owned(), |b| format!("{:.2}×", m.answered_per_s / b.answered_per_s))
+            };
+            let added = |f: fn(&PathMedian) -> f64| {
+                direct.map_or("-".to_owned(), |d| format!("{:+.1}µs", f(m) - f(d)))
+            };
+            let _ = writeln!(
+                s,
+                "{:<10}{:>12.0}{:>10}{:>11}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
+                m.path.name(),
+                m.answered_per_s,
+                ratio(direct),
+                ratio(haproxy),
+                us(m.p50_us),
+                us(m.p99_us),
+                us(m.p999_us),
+                added(|m| m.p50_us),
+                added(|m| m.p99_us),
+                m.invalid_runs
+            );
+        }
+        for m in self.medians.iter().filter(|m| m.failures > 0) {
+            let _ = writeln!(
+                s,
+                "note: {} had {} requests not approved across its runs",
+                m.path.name(),
+                m.failures
+            );
+        }
+        for k in &self.skipped {
+            let _ = writeln!(s, "skipped: {k}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_placements_parse() {
+        assert_eq!("corridor".parse(), Ok(PathKind::Corridor));
+        assert!("nginx".parse::<PathKind>().is_err());
+        assert_eq!("shared".parse(), Ok(Placement::Shared("0".parse().unwrap())));
+        assert_eq!("split:1/0".parse(), Ok(Placement::Split("1".parse().unwrap(), "0".parse().unwrap())));
+        assert_eq!("none".parse(), Ok(Placement::Unpinned));
+        assert!("split:1".parse::<Placement>().is_err());
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        assert_eq!(median(vec![f64::NAN, 5.0]), 5.0);
+    }
+
+    #[test]
+    fn configs_name_their_addresses() {
+        let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+        let c = corridor_config(a, b, 256);
+        assert!(c.contains("address = \"127.0.0.1:7001\"") && c.contains("address = \"127.0.0.1:7002\""));
+        let h = haproxy_config(a, b);
+        assert!(h.contains("bind 127.0.0.1:7001") && h.contains("server simulator 127.0.0.1:7002"));
+        assert!(h.contains("mode tcp"));
+    }
+}

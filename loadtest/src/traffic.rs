@@ -1,0 +1,519 @@
+//! The traffic a run sends: a weighted mix of message kinds with realistic fields, PANs drawn
+//! from configured BIN lists (so routes are exercised), a unique STAN per connection and a
+//! unique RRN per request.
+//!
+//! Each kind is a template encoded once; a request is the template derived with its own PAN,
+//! track 2, STAN, RRN and transmission time, written straight into the connection's batch.
+
+use std::{fmt, str::FromStr};
+
+use bytes::{Bytes, BytesMut};
+use corridor_engine::WallClock;
+use corridor_wire::{de, Dialect, EncodeError, FieldId, FieldSet, Message, Mti, OwnedMessage, Stan};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+use crate::limits::PANS_PER_BIN;
+
+/// A kind of request the generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// 0100 authorization request.
+    Authorization,
+    /// 0200 financial request (a purchase).
+    Financial,
+    /// 0420 acquirer reversal advice.
+    Reversal,
+    /// 0800 echo test (DE 70 = 301).
+    Echo,
+}
+
+impl Kind {
+    /// Every kind, in mix order.
+    pub const ALL: [Self; 4] = [Self::Authorization, Self::Financial, Self::Reversal, Self::Echo];
+
+    /// The request's MTI.
+    #[must_use]
+    pub fn mti(self) -> Mti {
+        match self {
+            Self::Authorization => Mti::AUTHORIZATION_REQUEST,
+            Self::Financial => Mti::FINANCIAL_REQUEST,
+            Self::Reversal => Mti::REVERSAL_ADVICE,
+            Self::Echo => Mti::NETWORK_REQUEST,
+        }
+    }
+
+    /// The MTI as four digits.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Authorization => "0100",
+            Self::Financial => "0200",
+            Self::Reversal => "0420",
+            Self::Echo => "0800",
+        }
+    }
+}
+
+/// Weights of each kind in the traffic, e.g. `0200=90,0100=5,0420=3,0800=2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mix {
+    weights: [u32; 4],
+}
+
+impl Mix {
+    /// Only 0200s.
+    pub const FINANCIAL: Self = Self { weights: [0, 1, 0, 0] };
+
+    /// The weight of `kind`.
+    #[must_use]
+    pub fn weight(&self, kind: Kind) -> u32 {
+        self.weights[kind as usize]
+    }
+
+    /// The kind for a uniform draw `x` in `0..total`.
+    fn pick(&self, mut x: u32) -> Kind {
+        for k in Kind::ALL {
+            let w = self.weights[k as usize];
+            if x < w {
+                return k;
+            }
+            x -= w;
+        }
+        Kind::Financial
+    }
+
+    fn total(&self) -> u32 {
+        self.weights.iter().sum()
+    }
+}
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut weights = [0u32; 4];
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (mti, w) =
+                part.split_once('=').ok_or_else(|| format!("mix entry `{part}`: expected MTI=WEIGHT"))?;
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| k.name() == mti.trim())
+                .ok_or_else(|| format!("mix entry `{part}`: MTI must be 0100, 0200, 0420 or 0800"))?;
+            let w: u32 =
+                w.trim().parse().ok().filter(|w| *w <= 1_000_000).ok_or_else(|| {
+                    format!("mix entry `{part}`: weight must be a whole number up to 1000000")
+                })?;
+            weights[kind as usize] += w;
+        }
+        if weights.iter().sum::<u32>() == 0 {
+            return Err(format!("mix `{s}` has no weight above zero"));
+        }
+        Ok(Self { weights })
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for k in Kind::ALL.into_iter().filter(|k| self.weight(*k) > 0) {
+            write!(f, "{}{}={}", if first { "" } else { "," }, k.name(), self.weight(k))?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// What a run's traffic looks like.
+#[derive(Clone, Debug)]
+pub struct TrafficSpec {
+    /// The kinds and their weights.
+    pub mix: Mix,
+    /// BINs (4-11 digits) the PANs start with, one drawn at random per request.
+    pub bins: Vec<String>,
+    /// DE 32, the acquiring institution id the requests carry.
+    pub acquirer_id: String,
+    /// Seed of every random draw (kinds, BINs, PANs), so a run can be repeated.
+    pub seed: u64,
+}
+
+impl Default for TrafficSpec {
+    fn default() -> Self {
+        Self { mix: Mix::FINANCIAL, bins: vec!["476173".into()], acquirer_id: "12345678".into(), seed: 1 }
+    }
+}
+
+impl TrafficSpec {
+    /// Checks the BINs and the acquirer id.
+    ///
+    /// # Errors
+    ///
+    /// A BIN that is not 4-11 digits, no BIN, or an acquirer id that is not 1-11 digits.
+    pub fn check(&self) -> Result<(), String> {
+        if self.bins.is_empty() {
+            return Err("at least one BIN is needed".into());
+        }
+        for b in &self.bins {
+            if !(4..=11).contains(&b.len()) || !b.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(format!("BIN `{b}` must be 4 to 11 digits"));
+            }
+        }
+        let a = &self.acquirer_id;
+        if !(1..=11).contains(&a.len()) || !a.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("acquirer id `{a}` must be 1 to 11 digits"));
+        }
+        Ok(())
+    }
+}
+
+/// Wall-clock time now, for DE 7 (transmission date and time, UTC).
+#[must_use]
+pub fn wall_clock() -> WallClock {
+    let unix_secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    WallClock { at: std::time::Instant::now(), unix_secs }
+}
+
+/// A 16-digit PAN starting with `bin`, with `n` as its account digits and a valid Luhn check
+/// digit.
+#[must_use]
+pub fn pan(bin: &str, n: u64) -> [u8; 16] {
+    let mut out = [b'0'; 16];
+    out[..bin.len()].copy_from_slice(bin.as_bytes());
+    let mut n = n;
+    for d in out[bin.len()..15].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out[15] = luhn_digit(&out[..15]);
+    out
+}
+
+/// The Luhn check digit for `digits`.
+#[must_use]
+pub fn luhn_digit(digits: &[u8]) -> u8 {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let v = u32::from(d - b'0');
+            if i % 2 == 0 {
+                let x = v * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                v
+            }
+        })
+        .sum();
+    b'0' + ((10 - sum % 10) % 10) as u8
+}
+
+/// Whether `pan` passes the Luhn check.
+#[must_use]
+pub fn luhn_valid(pan: &[u8]) -> bool {
+    pan.len() >= 2 && luhn_digit(&pan[..pan.len() - 1]) == pan[pan.len() - 1]
+}
+
+/// Makes the requests of one connection.
+pub struct Traffic {
+    mix: Mix,
+    total: u32,
+    templates: [Message<Bytes>; 4],
+    pans: Vec<Vec<[u8; 16]>>,
+    acquirer_id: String,
+    rng: SmallRng,
+    connection: u32,
+    sequence: u64,
+    stan: Stan,
+    clock: WallClock,
+}
+
+/// The fields every request's template carries, by kind.
+fn template(kind: Kind, acquirer_id: &str) -> OwnedMessage {
+    let mut m = OwnedMessage::new(kind.mti());
+    let common: &[(FieldId, &[u8])] = &[(de::TRANSMISSION_TIME, b"1125221530"), (de::STAN, b"000001")];
+    let card: &[(FieldId, &[u8])] = &[
+        (de::PAN, b"4761739001010010"),
+        (de::PROCESSING_CODE, b"000000"),
+        (de::AMOUNT, b"000000012500"),
+        (de::LOCAL_TIME, b"221530"),
+        (de::LOCAL_DATE, b"1125"),
+        (de::RRN, b"000000000001"),
+        (de::TERMINAL_ID, b"TERM0001"),
+        (de::MERCHANT_ID, b"MERCHANT0000001"),
+        (de::CURRENCY, b"702"),
+    ];
+    let purchase: &[(FieldId, &[u8])] = &[
+        (de::EXPIRY, b"2812"),
+        (de::MERCHANT_TYPE, b"5999"),
+        (de::POS_ENTRY_MODE, b"051"),
+        (de::POS_CONDITION, b"00"),
+        (de::TRACK2, b"4761739001010010=28122011234567890"),
+        (de::MERCHANT_NAME, b"CORRIDOR TEST SHOP       SINGAPORE    SG"),
+        (de::PIN_BLOCK, &[0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]),
+    ];
+    let mut fields: Vec<(FieldId, &[u8])> = common.to_vec();
+    match kind {
+        Kind::Echo => fields.push((de::NETWORK_CODE, b"301")),
+        Kind::Reversal => {
+            fields.extend_from_slice(card);
+            fields.push((de::ORIGINAL_DATA, &[b'0'; 42]));
+            fields.push((de::ACQUIRER_ID, acquirer_id.as_bytes()));
+        }
+        Kind::Authorization | Kind::Financial => {
+            fields.extend_from_slice(card);
+            fields.extend_from_slice(purchase);
+            fields.push((de::ACQUIRER_ID, acquirer_id.as_bytes()));
+        }
+    }
+    for (id, v) in fields {
+        // The values above fit their fields (the unit tests encode every template).
+        let _ = m.set(id, v.to_vec());
+    }
+    m
+}
+
+impl Traffic {
+    /// The traffic of connection number `connection` (0-9999; it keeps RRNs unique across
+    /// connections).
+    ///
+    /// # Errors
+    ///
+    /// A spec that fails [`TrafficSpec::check`].
+    pub fn new(spec: &TrafficSpec, connection: u32, clock: WallClock) -> Result<Self, String> {
+        spec.check()?;
+        let mut templates = Vec::with_capacity(4);
+        for k in Kind::ALL {
+            let body = template(k, &spec.acquirer_id)
+                .to_bytes(Dialect::Native)
+                .map_err(|e| format!("template {}: {e}", k.name()))?;
+            templates.push(Message::parse(Dialect::Native, body).map_err(|e| format!("template: {e}"))?);
+        }
+        let Ok(templates) = <[Message<Bytes>; 4]>::try_from(templates) else {
+            return Err("four templates".into());
+        };
+        let mut rng = SmallRng::seed_from_u64(spec.seed ^ (u64::from(connection) << 32));
+        let pans =
+            spec.bins.iter().map(|b| (0..PANS_PER_BIN).map(|_| pan(b, rng.random())).collect()).collect();
+        Ok(Self {
+            total: spec.mix.total(),
+            mix: spec.mix.clone(),
+            templates,
+            pans,
+            acquirer_id: spec.acquirer_id.clone(),
+            rng,
+            connection: connection % 10_000,
+            sequence: 0,
+            // The first request gets STAN 000001.
+            stan: Stan::new(0).ok_or("STAN 0 is in range")?,
+            clock,
+        })
+    }
+
+    /// The next STAN of this connection (six digits, wrapping).
+    pub fn next_stan(&mut self) -> Stan {
+        self.stan = self.stan.next();
+        self.stan
+    }
+
+    /// Picks the next request's kind.
+    pub fn next_kind(&mut self) -> Kind {
+        let x = self.rng.random_range(0..self.total);
+        self.mix.pick(x)
+    }
+
+    /// Writes request `kind` with `stan` in `dialect` to `out`; `now` sets DE 7.
+    ///
+    /// # Errors
+    ///
+    /// Never for the built-in templates; an [`EncodeError`] would be a template bug.
+    pub fn write(
+        &mut self,
+        kind: Kind,
+        stan: Stan,
+        dialect: Dialect,
+        now: std::time::Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.sequence += 1;
+        let time = self.clock.transmission_time(now);
+        let stan_ascii = stan.to_ascii();
+        let t = &self.templates[kind as usize];
+        if kind == Kind::Echo {
+            return t.derive(
+                t.mti(),
+                FieldSet::VALUES,
+                &[(de::TRANSMISSION_TIME, &time), (de::STAN, &stan_ascii)],
+                dialect,
+                out,
+            );
+        }
+        let bin = self.rng.random_range(0..self.pans.len());
+        let pan = self.pans[bin][self.rng.random_range(0..PANS_PER_BIN)];
+        let mut rrn = [b'0'; 12];
+        write_digits(&mut rrn[..4], u64::from(self.connection));
+        write_digits(&mut rrn[4..], self.sequence);
+        // DE 41: one terminal per connection, so STANs (per connection) never look like
+        // duplicates across connections to a switch keying on terminal and STAN.
+        let mut terminal = *b"TERM0000";
+        write_digits(&mut terminal[4..], u64::from(self.connection));
+        if kind == Kind::Reversal {
+            // DE 90: the reversed request's MTI, STAN, DE 7 and acquirer id (11 digits).
+            let mut original = [b'0'; 42];
+            original[..4].copy_from_slice(b"0200");
+            write_digits(&mut original[4..10], u64::from(stan.value().saturating_sub(1)));
+            original[10..20].copy_from_slice(&time);
+            let acq = self.acquirer_id.as_bytes();
+            original[31 - acq.len()..31].copy_from_slice(acq);
+            return t.derive(
+                t.mti(),
+                FieldSet::VALUES,
+                &[
+                    (de::PAN, &pan),
+                    (de::TRANSMISSION_TIME, &time),
+                    (de::STAN, &stan_ascii),
+                    (de::RRN, &rrn),
+                    (de::TERMINAL_ID, &terminal),
+                    (de::ORIGINAL_DATA, &original),
+                ],
+                dialect,
+                out,
+            );
+        }
+        let mut track2 = [0u8; 34];
+        track2[..16].copy_from_slice(&pan);
+        track2[16..].copy_from_slice(b"=28122011234567890");
+        t.derive(
+            t.mti(),
+            FieldSet::VALUES,
+            &[
+                (de::PAN, &pan),
+                (de::TRANSMISSION_TIME, &time),
+                (de::STAN, &stan_ascii),
+                (de::TRACK2, &track2),
+                (de::RRN, &rrn),
+                (de::TERMINAL_ID, &terminal),
+            ],
+            dialect,
+            out,
+        )
+    }
+}
+
+/// Writes `n` as decimal digits filling `dst` (the high digits that do not fit are dropped).
+fn write_digits(dst: &mut [u8], mut n: u64) {
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, time::Instant};
+
+    use super::*;
+
+    fn clock() -> WallClock {
+        WallClock { at: Instant::now(), unix_secs: 1_795_644_930 }
+    }
+
+    #[test]
+    fn mixes_parse_print_and_refuse_nonsense() {
+        let m: Mix = "0200=90, 0100=5,0420=3,0800=2".parse().unwrap();
+        assert_eq!(m.to_string(), "0100=5,0200=90,0420=3,0800=2");
+        assert!("0200".parse::<Mix>().unwrap_err().contains("MTI=WEIGHT"));
+        assert!("0210=1".parse::<Mix>().unwrap_err().contains("must be 0100"));
+        assert!("0200=0".parse::<Mix>().unwrap_err().contains("no weight"));
+        assert!("0200=-1".parse::<Mix>().is_err());
+        let m: Mix = "0200=1,0800=3".parse().unwrap();
+        assert_eq!([0, 1, 2, 3].map(|x| m.pick(x)), [Kind::Financial, Kind::Echo, Kind::Echo, Kind::Echo]);
+    }
+
+    #[test]
+    fn pans_carry_their_bin_and_pass_luhn() {
+        assert!(luhn_valid(b"4111111111111111"));
+        assert!(!luhn_valid(b"4111111111111112"));
+        assert_eq!(luhn_digit(b"7992739871"), b'3');
+        for n in [0, 1, 123_456_789, u64::MAX] {
+            let p = pan("476173", n);
+            assert!(p.starts_with(b"476173"));
+            assert!(luhn_valid(&p), "{}", String::from_utf8_lossy(&p));
+        }
+    }
+
+    #[test]
+    fn requests_decode_with_their_own_fields_in_every_dialect() {
+        let spec = TrafficSpec {
+            mix: "0100=1,0200=1,0420=1,0800=1".parse().unwrap(),
+            bins: vec!["476173".into(), "52000011".into()],
+            ..TrafficSpec::default()
+        };
+        let mut t = Traffic::new(&spec, 7, clock()).unwrap();
+        let mut rrns = HashSet::new();
+        let mut kinds = HashSet::new();
+        let mut bins = HashSet::new();
+        for dialect in Dialect::ALL {
+            for _ in 0..200 {
+                let kind = t.next_kind();
+                let stan = t.next_stan();
+                let mut out = BytesMut::new();
+                t.write(kind, stan, dialect, Instant::now(), &mut out).unwrap();
+                let m = Message::parse(dialect, out.freeze()).unwrap();
+                assert_eq!(m.mti(), kind.mti());
+                assert_eq!(m.stan(), Some(stan));
+                assert_eq!(m.transmission_time().map(|t| t.value()), Some(1_125_221_530));
+                kinds.insert(kind);
+                if kind == Kind::Echo {
+                    assert_eq!(m.network_code().map(|c| c.0), Some(301));
+                    continue;
+                }
+                let pan = m.field(de::PAN).unwrap().to_vec();
+                assert!(luhn_valid(&pan));
+                bins.insert(if pan.starts_with(b"52000011") { 1 } else { 0 });
+                let rrn = m.rrn().unwrap().to_vec();
+                assert!(rrn.starts_with(b"0007"), "the connection number leads the RRN");
+                assert!(rrns.insert(rrn), "RRNs are unique");
+                assert_eq!(m.terminal_id(), Some(&b"TERM0007"[..]), "one terminal per connection");
+                assert_eq!(m.acquirer_id().unwrap().as_str(), "12345678");
+                if kind == Kind::Reversal {
+                    let data = m.field(de::ORIGINAL_DATA).unwrap().to_vec();
+                    assert!(data.starts_with(b"0200"));
+                    assert_eq!(&data[20..31], b"00012345678");
+                } else {
+                    let track2 = m.field(de::TRACK2).unwrap().to_vec();
+                    assert!(track2.starts_with(&pan), "track 2 carries the same PAN");
+                }
+            }
+        }
+        assert_eq!(kinds.len(), 4, "every kind of the mix was drawn");
+        assert_eq!(bins.len(), 2, "every BIN was drawn");
+    }
+
+    #[test]
+    fn a_typical_purchase_is_about_250_bytes() {
+        let mut t = Traffic::new(&TrafficSpec::default(), 0, clock()).unwrap();
+        let mut out = BytesMut::new();
+        let stan = t.next_stan();
+        t.write(Kind::Financial, stan, Dialect::Iso87Ascii, Instant::now(), &mut out).unwrap();
+        assert!((200..=300).contains(&out.len()), "{} bytes", out.len());
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        let bad = |bins: &[&str], acq: &str| TrafficSpec {
+            bins: bins.iter().map(|s| s.to_string()).collect(),
+            acquirer_id: acq.into(),
+            ..TrafficSpec::default()
+        };
+        assert!(bad(&[], "1").check().is_err());
+        assert!(bad(&["47a173"], "1").check().unwrap_err().contains("4 to 11 digits"));
+        assert!(bad(&["476173"], "").check().is_err());
+        assert!(bad(&["476173"], "123456789012").check().is_err());
+        assert!(bad(&["476173"], "1234").check().is_ok());
+    }
+}
