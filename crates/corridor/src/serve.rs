@@ -33,7 +33,8 @@ pub async fn bind(config: Loaded) -> Result<Switch> {
 /// As [`bind`].
 pub async fn run(config: Loaded, shutdown: impl Future<Output = ()>) -> Result<()> {
     let switch = bind(config).await?;
-    switch.run(shutdown).await.context("switch failed")
+    switch.run(shutdown).await.context("switch failed")?;
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -30,7 +30,7 @@ use crate::{
     deadlines::Deadlines,
     limits::{LATE_MAX, LINKS_MAX, LINK_OUT_BYTES_MAX, PENDING_MAX, REVERSALS_MAX, TIMERS_MAX},
     routes::RouteTable,
-    stats::Stats,
+    stats::{LinkCounts, Stats},
 };
 
 /// One connection of a configured link. Never reused: a reconnection is a new id.
@@ -112,6 +112,8 @@ struct Link {
     stan: Stan,
     last_rx: Instant,
     echo_missed: u32,
+    frames_in: u64,
+    frames_out: u64,
 }
 
 impl Link {
@@ -165,6 +167,8 @@ impl Link {
         });
         if result.is_err() {
             self.out.truncate(start);
+        } else {
+            self.frames_out += 1;
         }
         result
     }
@@ -264,6 +268,8 @@ pub struct Engine {
     /// completes the reversal.
     reversal_attempts: FxHashMap<(LinkId, u64), u64>,
     stats: Stats,
+    /// Per configured link: the counts of its closed connections.
+    link_totals: Vec<LinkCounts>,
 }
 
 impl Engine {
@@ -273,6 +279,7 @@ impl Engine {
     pub fn new(config: Config, clock: WallClock) -> Self {
         let routes = Arc::new(ArcSwap::from_pointee(config.routes.clone()));
         let n = config.participants.len();
+        let n_links = config.links.len();
         Self {
             config,
             routes,
@@ -295,6 +302,7 @@ impl Engine {
             draining: false,
             reversal_attempts: FxHashMap::default(),
             stats: Stats::default(),
+            link_totals: vec![LinkCounts::default(); n_links],
         }
     }
 
@@ -315,6 +323,20 @@ impl Engine {
     #[must_use]
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Per configured link (in configuration order): connections made and frames carried,
+    /// open connections included.
+    #[must_use]
+    pub fn link_counts(&self) -> Vec<LinkCounts> {
+        let mut out = self.link_totals.clone();
+        for l in self.links.values() {
+            let c = &mut out[l.spec];
+            c.open += 1;
+            c.frames_in += l.frames_in;
+            c.frames_out += l.frames_out;
+        }
+        out
     }
 
     /// What the engine knows of `link`.
@@ -413,7 +435,10 @@ impl Engine {
             stan: Stan::new(0).unwrap_or_else(|| unreachable!("0 is a STAN")),
             last_rx: now,
             echo_missed: 0,
+            frames_in: 0,
+            frames_out: 0,
         };
+        self.link_totals[spec].connections += 1;
         let (participant, dial, interval) = (link.participant, link.dial, link.echo_interval);
         self.links.insert(id, link);
         self.by_participant[participant].push(id);
@@ -431,6 +456,9 @@ impl Engine {
     pub fn link_down(&mut self, link: LinkId, _now: Instant) {
         let Some(l) = self.links.remove(&link) else { return };
         self.by_participant[l.participant].retain(|&x| x != link);
+        let t = &mut self.link_totals[l.spec];
+        t.frames_in += l.frames_in;
+        t.frames_out += l.frames_out;
         info!(%link, link_name = %self.config.links[l.spec].name, "link down");
     }
 
@@ -501,6 +529,7 @@ impl Engine {
             match frame {
                 Ok(Some((correlation, body))) => {
                     l.last_rx = now;
+                    l.frames_in += 1;
                     l.echo_missed = 0;
                     self.handle_frame(link, correlation, body, now);
                 }

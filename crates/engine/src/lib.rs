@@ -31,4 +31,4 @@ pub use compose::WallClock;
 pub use config::{Config, Framing, LinkSpec, Participant, Roles, Settings};
 pub use engine::{CloseReason, Engine, Event, LinkId, LinkStatus};
 pub use routes::{InvalidRoute, Route, RouteKey, RouteTable};
-pub use stats::Stats;
+pub use stats::{LinkCounts, Stats};

@@ -40,6 +40,20 @@ pub struct Stats {
     pub echo_failures: u64,
 }
 
+/// What one configured link carried, across its connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkCounts {
+    /// Connections made (accepted or dialed) since start.
+    pub connections: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames written to its batches.
+    pub frames_out: u64,
+}
+
 /// The decline codes counted in [`Stats::declines`], in index order.
 pub const DECLINE_CODES: [ResponseCode; 7] = [
     ResponseCode::FORMAT_ERROR,

@@ -17,4 +17,4 @@
 pub mod limits;
 pub mod switch;
 
-pub use switch::{Dial, Listen, NetConfig, Switch};
+pub use switch::{Dial, Listen, NetConfig, Report, Switch};

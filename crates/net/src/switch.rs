@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor_engine::{Engine, Event, LinkId};
+use corridor_engine::{Engine, Event, LinkCounts, LinkId, Stats};
 use rustc_hash::FxHashMap;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -160,9 +160,10 @@ impl Switch {
     /// # Errors
     ///
     /// Never for network trouble (links come and go); only if the runtime fails.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
         let local = LocalSet::new();
         let Self { shared, listeners, dials, drain_timeout } = self;
+        let engine = Rc::clone(&shared);
         local
             .run_until(async move {
                 for (l, listener) in listeners {
@@ -176,8 +177,19 @@ impl Switch {
                 drain(&shared, drain_timeout).await;
             })
             .await;
-        Ok(())
+        let engine = engine.engine.borrow();
+        let names = engine.config().links.iter().map(|l| l.name.clone());
+        Ok(Report { stats: engine.stats().clone(), links: names.zip(engine.link_counts()).collect() })
     }
+}
+
+/// What a switch did, as it stopped.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Switch-wide counters.
+    pub stats: Stats,
+    /// Per configured link, by name.
+    pub links: Vec<(String, LinkCounts)>,
 }
 
 async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
