@@ -33,7 +33,7 @@ use crate::{
     limits::READY_WAIT_MAX,
     placement::Cpus,
     report::{us, Summary},
-    run::{run, Mode, RunSpec},
+    run::{run, wait_approved, Mode, RunSpec},
     wire::Wire,
 };
 
@@ -319,29 +319,19 @@ pub fn haproxy_config(listen: SocketAddr, server: SocketAddr) -> String {
     )
 }
 
-/// Waits until a single request through `addr` is approved.
+/// Waits until a request through `addr` is approved, checking the path's processes live.
 fn wait_ready(addr: SocketAddr, procs: &mut [&mut Proc]) -> Result<()> {
     let deadline = Instant::now() + READY_WAIT_MAX;
-    let mut probe = RunSpec::new(addr, Wire::NATIVE);
-    probe.mode = Mode::Closed { inflight: 1 };
-    probe.duration = None;
-    probe.requests = Some(1);
-    probe.request_timeout = Duration::from_secs(2);
-    probe.connect_timeout = Duration::from_secs(2);
-    let mut last = String::new();
-    while Instant::now() < deadline {
+    loop {
         for p in procs.iter_mut() {
             p.check_alive()?;
         }
-        match run(&probe) {
-            Ok(o) if o.recorder.counts.approved() == 1 => return Ok(()),
-            Ok(o) => last = format!("answered {:?}", o.recorder.counts.codes),
-            Err(e) => last = format!("{e:#}"),
+        match wait_approved(addr, Wire::NATIVE, "476173", Duration::from_secs(1)) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
         }
-        #[allow(clippy::disallowed_methods)] // The harness's own thread, between probes.
-        std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("{addr} was not ready within {:?}: {last}", READY_WAIT_MAX)
 }
 
 /// A started path: its processes and where the generator connects.

@@ -693,3 +693,31 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
     info.measured_s = ended.as_secs_f64();
     Ok(Outcome { recorder, timeline: timeline.rows, info })
 }
+
+/// Waits until one request for a PAN of `bin` through `target` is approved: the target is up
+/// and, through a switch, so is the route behind it.
+///
+/// # Errors
+///
+/// Not approved within `wait`; the error says what came instead.
+pub fn wait_approved(target: SocketAddr, wire: Wire, bin: &str, wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut probe = RunSpec::new(target, wire);
+    probe.mode = Mode::Closed { inflight: 1 };
+    probe.duration = None;
+    probe.requests = Some(1);
+    probe.request_timeout = Duration::from_secs(2);
+    probe.connect_timeout = Duration::from_secs(2);
+    probe.traffic.bins = vec![bin.to_owned()];
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match run(&probe) {
+            Ok(o) if o.recorder.counts.approved() == 1 => return Ok(()),
+            Ok(o) => last = format!("answered {:?}", o.recorder.counts.codes),
+            Err(e) => last = format!("{e:#}"),
+        }
+        #[allow(clippy::disallowed_methods)] // The caller's thread, between probes.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{target} did not approve a request for BIN {bin} within {wait:?}: {last}")
+}

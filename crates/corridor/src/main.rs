@@ -42,6 +42,16 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
+    /// Start a switch, a simulated acquirer and two QR networks on loopback, drive a short
+    /// load through them and print what each side saw.
+    Demo {
+        /// Requests per second.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Seconds of load (the first is warm-up).
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Look at and craft protocol messages.
     Msg {
         #[command(subcommand)]
@@ -67,12 +77,25 @@ fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
     runtime.block_on(serve::run(loaded, serve::signals()))
 }
 
+fn run_demo(rate: f64, seconds: u64) -> anyhow::Result<()> {
+    if !(1.0..=100_000.0).contains(&rate) || !(2..=600).contains(&seconds) {
+        anyhow::bail!("the demo takes --rate 1 to 100000 and --seconds 2 to 600");
+    }
+    println!(
+        "corridor demo: a switch, a wallet acquirer and two QR networks on 127.0.0.1; {rate:.0} requests/s for {seconds} s\n"
+    );
+    let spec = corridor::demo::DemoSpec { rate, duration: std::time::Duration::from_secs(seconds) };
+    print!("{}", corridor::demo::run(spec)?.text());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
         Command::Serve { config } => run_serve(&config),
+        Command::Demo { rate, seconds } => run_demo(rate, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,49 @@
+//! `corridor demo`, the README's first command: it runs on embedded defaults, and what the
+//! acquirer, the switch and the simulated networks report agrees.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code
+
+use std::{process::Command, time::Duration};
+
+use corridor::demo::{run, DemoSpec};
+
+#[test]
+fn the_demo_drives_both_networks_and_every_side_agrees() {
+    let r = run(DemoSpec { rate: 400.0, duration: Duration::from_secs(2) }).unwrap();
+    let c = &r.summary.counts;
+    assert!(c.sent > 200, "{c:?}");
+    assert_eq!((c.answered, c.timeouts, c.unanswered, c.errors), (c.sent, 0, 0, 0), "{c:?}");
+    // The networks decline a few; nothing else declines.
+    for code in c.codes.keys() {
+        assert!(["00", "05", "51"].contains(&code.as_str()), "unexpected code {code}: {c:?}");
+    }
+    // Both networks were reached by BIN, and everything the switch forwarded reached one.
+    let reached: u64 =
+        r.networks.iter().map(|(_, n)| n.received("0100") + n.received("0200") + n.received("0420")).sum();
+    assert!(r.networks.iter().all(|(_, n)| n.received("0200") > 0), "both networks get traffic");
+    assert_eq!(reached, r.switch.stats.forwarded);
+    assert_eq!(r.switch.stats.forwarded, r.switch.stats.relayed, "every forwarded request was answered");
+    let frames = |name: &str| r.switch.links.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(
+        frames("wallet-sg-1").frames_in,
+        frames("wallet-sg-1").frames_out,
+        "one answer per message in"
+    );
+    assert!(frames("napas-vn-1").frames_out > 0 && frames("promptpay-th-1").frames_out > 0);
+    let text = r.text();
+    for part in ["== the acquirer", "== the switch, per link ==", "napas-vn-1", "promptpay-th", "verdict"] {
+        assert!(text.contains(part), "missing {part}:\n{text}");
+    }
+}
+
+#[test]
+fn the_binary_runs_the_demo_and_refuses_silly_arguments() {
+    let exe = env!("CARGO_BIN_EXE_corridor");
+    let out = Command::new(exe).args(["demo", "--seconds", "2", "--rate", "200"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("== the simulated networks =="), "{text}");
+    let out = Command::new(exe).args(["demo", "--seconds", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds 2 to 600"));
+}

@@ -1,0 +1,158 @@
+//! The load generator against the simulator — directly and through a real switch — for short
+//! bounded loads on loopback: every request ends in exactly one outcome, the simulator saw
+//! what the generator sent, and every request the switch timed out was reversed.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use corridor_load::{
+    recorder::Counts,
+    respond::{RespondSpec, Responder},
+    run::{run, wait_approved, Mode, RunSpec},
+    schedule::{Arrivals, Pacing},
+    traffic::TrafficSpec,
+    wire::Wire,
+};
+use corridor_tests::switch::TestSwitch;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn assert_adds_up(c: &Counts) {
+    assert_eq!(c.sent, c.answered + c.timeouts + c.unanswered, "every request ends in one outcome: {c:?}");
+    assert_eq!(c.codes.values().sum::<u64>(), c.answered, "{c:?}");
+}
+
+#[test]
+fn closed_loop_directly_to_the_simulator_every_request_answered() {
+    let sim = Responder::start(RespondSpec::listen(loopback(), Wire::NATIVE)).unwrap();
+    let mut spec = RunSpec::new(sim.local_addr().unwrap(), Wire::NATIVE);
+    spec.mode = Mode::Closed { inflight: 8 };
+    spec.connections = 2;
+    spec.duration = None;
+    spec.requests = Some(3000);
+    let o = run(&spec).unwrap();
+    let c = &o.recorder.counts;
+    assert_adds_up(c);
+    assert_eq!((c.sent, c.approved(), c.errors), (3000, 3000, 0));
+    assert_eq!(o.recorder.corrected.len(), 3000);
+    let seen = sim.stop();
+    assert_eq!(seen.received("0200"), 3000, "the simulator saw exactly what was sent");
+    assert_eq!(seen.received("0800"), 2, "and one sign-on per connection");
+    assert_eq!(seen.approved, 3000);
+}
+
+#[test]
+fn open_loop_keeps_its_schedule_and_counts_declines_by_code() {
+    let mut rs = RespondSpec::listen(loopback(), Wire::parse("bin4", "iso87-hex").unwrap());
+    rs.approve = 0.5;
+    rs.declines = corridor_load::respond::parse_codes("05=1,51=1").unwrap();
+    let sim = Responder::start(rs).unwrap();
+    let mut spec = RunSpec::new(sim.local_addr().unwrap(), Wire::parse("bin4", "iso87-hex").unwrap());
+    spec.mode = Mode::Open { rate: 2000.0, arrivals: Arrivals::Poisson, pacing: Pacing::Sleep };
+    spec.duration = Some(Duration::from_millis(1500));
+    spec.warmup = Duration::from_millis(500);
+    spec.traffic = TrafficSpec { mix: "0200=8,0100=1,0800=1".parse().unwrap(), ..TrafficSpec::default() };
+    let o = run(&spec).unwrap();
+    let c = &o.recorder.counts;
+    assert_adds_up(c);
+    // About 2000/s over the 1 s measured: Poisson, so within a generous band.
+    assert!((1500..=2500).contains(&c.sent), "sent {}", c.sent);
+    assert_eq!(c.errors, 0);
+    let approved = c.approved();
+    let declined = c.codes.get("05").copied().unwrap_or(0) + c.codes.get("51").copied().unwrap_or(0);
+    // Echoes are always approved; about half of the rest are declined.
+    assert!(declined > c.sent / 4 && approved > c.sent / 4, "{c:?}");
+    let s = o.summary(&[]);
+    assert!((0.9..=1.1).contains(&s.run.measured_s), "measured {}", s.run.measured_s);
+    assert_eq!(s.timeline.iter().map(|r| r.sent).sum::<u64>(), c.sent, "the timeline holds every send");
+    let seen = sim.stop();
+    // The simulator also saw the warm-up's requests.
+    assert!(seen.received("0200") + seen.received("0100") + seen.received("0800") > c.sent);
+}
+
+#[test]
+fn through_the_switch_what_the_issuer_saw_adds_up_and_timeouts_are_reversed() {
+    // The issuer never answers one request in ten; the switch times those out after 300 ms,
+    // answers 68 and reverses them toward the issuer.
+    let mut rs = RespondSpec::listen(loopback(), Wire::NATIVE);
+    rs.drop = 0.1;
+    rs.record = true;
+    let issuer = Responder::start(rs).unwrap();
+    let config = format!(
+        r#"
+[switch]
+drain_timeout_ms = 2000
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+  [[participant.link]]
+  name = "acq-1"
+  mode = "listen"
+  address = "127.0.0.1:0"
+  framing = "bin2"
+  dialect = "iso87-ascii"
+[[participant]]
+id = "iss"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-1"
+  mode = "dial"
+  address = "{}"
+  framing = "native"
+  dialect = "native"
+[[route]]
+pan_prefix = "476173"
+destination = "iss"
+timeout_ms = 300
+"#,
+        issuer.local_addr().unwrap()
+    );
+    let switch = TestSwitch::start(&config);
+    let wire = Wire::parse("bin2", "iso87-ascii").unwrap();
+    let target = switch.addr("acq-1");
+    // The readiness probe may itself be dropped (and then reversed): it goes before the
+    // snapshot of what the issuer saw.
+    wait_approved(target, wire, "476173", Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let before = issuer.seen().len();
+
+    let mut spec = RunSpec::new(target, wire);
+    spec.mode = Mode::Open { rate: 1000.0, arrivals: Arrivals::Constant, pacing: Pacing::Sleep };
+    spec.connections = 2;
+    spec.duration = Some(Duration::from_secs(1));
+    spec.request_timeout = Duration::from_secs(3);
+    let o = run(&spec).unwrap();
+    let c = &o.recorder.counts;
+    assert_adds_up(c);
+    assert_eq!((c.timeouts, c.unanswered, c.errors), (0, 0, 0), "the switch answers every request: {c:?}");
+    let timed_out = c.codes.get("68").copied().unwrap_or(0);
+    assert!(timed_out > 0 && c.approved() + timed_out == c.sent, "{c:?}");
+
+    // Reversals go out at once; give them a moment to land.
+    std::thread::sleep(Duration::from_millis(500));
+    let seen: Vec<_> = issuer.seen().into_iter().skip(before).collect();
+    let requests: Vec<_> = seen.iter().filter(|s| s.mti == "0200").collect();
+    assert_eq!(requests.len() as u64, c.sent, "the issuer saw every request sent");
+    // RRNs are unique per request (STANs are per acquirer connection, so they may repeat).
+    let dropped: HashSet<(String, u32)> = requests
+        .iter()
+        .filter(|s| s.answer.is_none())
+        .map(|s| (s.rrn.clone().unwrap(), s.stan.unwrap()))
+        .collect();
+    assert_eq!(dropped.len() as u64, timed_out, "each 68 is a request the issuer left unanswered");
+    let reversed: HashSet<(String, u32)> = seen
+        .iter()
+        .filter(|s| s.mti == "0420")
+        .map(|s| (s.rrn.clone().unwrap(), s.original_stan.unwrap()))
+        .collect();
+    assert_eq!(reversed, dropped, "every timed-out request was reversed (DE 90 naming it), and nothing else");
+    for s in &requests {
+        let pan = s.pan.as_deref().unwrap();
+        assert!(pan.starts_with("476173") && pan.contains('*'), "PANs are recorded masked: {pan}");
+    }
+    switch.stop();
+}
