@@ -151,3 +151,33 @@ fn unreachable_targets_and_bad_arguments_are_clear_errors() {
     let out = Command::new(EXE).args(["respond"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one of --listen and --dial"));
 }
+
+#[test]
+fn compare_runs_each_path_interleaved_and_reports_medians() {
+    let json = std::env::temp_dir().join(format!("corridor-compare-{}.json", std::process::id()));
+    // The direct path needs only this binary; HAProxy joins when installed, and is skipped
+    // with a note when it is not.
+    let out = Command::new(EXE)
+        .args(["compare", "--paths", "direct,haproxy", "--repeat", "2", "--placement", "none"])
+        .args(["--mode", "closed", "--inflight", "4", "--requests", "400", "--warmup", "0s"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("direct") && table.contains("1.00×"), "{table}");
+    let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = c["runs"].as_array().unwrap();
+    let paths: Vec<&str> = runs.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    if c["skipped"].as_array().unwrap().is_empty() {
+        assert_eq!(paths, ["direct", "haproxy", "direct", "haproxy"], "interleaved");
+    } else {
+        assert_eq!(paths, ["direct", "direct"]);
+        assert!(table.contains("skipped: haproxy"));
+    }
+    for r in runs {
+        assert_eq!(r["summary"]["counts"]["answered"], 400);
+    }
+    let _ = std::fs::remove_file(&json);
+}
