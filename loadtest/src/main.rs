@@ -307,17 +307,18 @@ fn cmd_respond(a: RespondArgs) -> Result<ExitCode> {
         record: a.record.is_some(),
     };
     let responder = Responder::start(spec)?;
-    match (responder.local_addr(), a.dial) {
-        (Some(l), _) => println!("listening on {l}"),
-        (None, Some(d)) => println!("dialing {d}"),
-        (None, None) => {}
-    }
-    std::io::stdout().flush().ok();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a signal sent as soon as the address is known must find them.
         let mut term = signal(SignalKind::terminate())?;
         let mut usr1 = signal(SignalKind::user_defined1())?;
+        match (responder.local_addr(), a.dial) {
+            (Some(l), _) => println!("listening on {l}"),
+            (None, Some(d)) => println!("dialing {d}"),
+            (None, None) => {}
+        }
+        std::io::stdout().flush().ok();
         let limit = a.duration.unwrap_or(Duration::from_secs(365 * 24 * 3600));
         let sleep = tokio::time::sleep(limit);
         tokio::pin!(sleep);
