@@ -16,6 +16,8 @@
 //! - [`recorder`]: what one connection measured: HdrHistograms, outcome counts, a timeline.
 //! - [`report`]: the summary table, JSON, `.hgrm` spectrum, per-second CSV and HTML report.
 //! - [`threshold`]: SLO thresholds (`p99<2ms`) that set the exit status.
+//! - `driver`: the generator's event loop (epoll and a timerfd, one thread per share of the
+//!   connections).
 //! - [`run`]: the acquirer side — connections, sign-on, open and closed loop, matching.
 //! - [`respond`]: the issuer/wallet simulator.
 //! - [`compare`]: the same workload against several paths, interleaved and repeated.
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod compare;
+mod driver;
 pub mod limits;
 pub mod placement;
 pub mod recorder;

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Event-loop threads one run may use.
+pub const THREADS_MAX: usize = 64;
+
 /// Connections one run may open.
 pub const CONNECTIONS_MAX: usize = 1024;
 

@@ -58,8 +58,9 @@ struct LoadArgs {
     /// Open loop: `constant` or `poisson` arrivals.
     #[arg(long, default_value = "constant")]
     arrivals: String,
-    /// Open loop: how the pacing thread waits: sleep, spin, hybrid or hybrid:Nus.
-    #[arg(long, default_value = "hybrid")]
+    /// Open loop: how the pacing thread waits: sleep (a nanosecond timer; leaves the CPU to
+    /// the target), spin, hybrid or hybrid:Nus (sleep, then spin the last N µs).
+    #[arg(long, default_value = "sleep")]
     pacing: String,
     /// Connections.
     #[arg(long, default_value_t = 1)]
@@ -103,6 +104,9 @@ struct LoadArgs {
     /// Do not sign on (0800/001) before sending.
     #[arg(long)]
     no_sign_on: bool,
+    /// Event-loop threads the connections are shared among.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 impl LoadArgs {
@@ -136,6 +140,7 @@ impl LoadArgs {
             seed: self.seed,
         };
         spec.sign_on = !self.no_sign_on;
+        spec.threads = self.threads;
         spec.check().map_err(anyhow::Error::msg)?;
         Ok(spec)
     }

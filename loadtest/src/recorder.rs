@@ -86,13 +86,16 @@ pub struct Second {
 }
 
 impl Second {
-    fn new() -> Self {
+    /// A second with nothing in it.
+    #[must_use]
+    pub fn empty() -> Self {
         // Auto-resizing histograms accept any sigfig below 6.
         let latency = Histogram::new(TIMELINE_SIGFIG).unwrap_or_else(|_| histogram(TIMELINE_SIGFIG));
         Self { sent: 0, answered: 0, timeouts: 0, errors: 0, latency }
     }
 
-    fn add(&mut self, o: &Self) {
+    /// Adds `o` into this one.
+    pub fn add(&mut self, o: &Self) {
         self.sent += o.sent;
         self.answered += o.answered;
         self.timeouts += o.timeouts;
@@ -155,10 +158,12 @@ impl Timeline {
         if upto <= from {
             return;
         }
-        let mut merged: Vec<Second> = (from..upto).map(|_| Second::new()).collect();
+        let mut merged: Vec<Second> = (from..upto).map(|_| Second::empty()).collect();
         for r in recorders {
-            for (i, s) in r.take_seconds(upto).into_iter().enumerate() {
-                if let Some(m) = merged.get_mut(i) {
+            let (base, seconds) = r.take_seconds(upto);
+            for (i, s) in seconds.into_iter().enumerate() {
+                if let Some(m) = (base + i as u64).checked_sub(from).and_then(|k| merged.get_mut(k as usize))
+                {
                     m.add(&s);
                 }
             }
@@ -209,20 +214,19 @@ impl Recorder {
         let i = at.as_secs().min(DURATION_MAX.as_secs()).max(self.timeline_base);
         let i = (i - self.timeline_base) as usize;
         while self.timeline.len() <= i {
-            self.timeline.push_back(Second::new());
+            self.timeline.push_back(Second::empty());
         }
         &mut self.timeline[i]
     }
 
-    /// Removes and returns the seconds before `upto` (from the first one not yet taken).
-    pub fn take_seconds(&mut self, upto: u64) -> Vec<Second> {
-        let n = upto.saturating_sub(self.timeline_base);
-        let mut out: Vec<Second> = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            out.push(self.timeline.pop_front().unwrap_or_else(Second::new));
-        }
-        self.timeline_base = self.timeline_base.max(upto);
-        out
+    /// Removes and returns the seconds before `upto`, from the first one not yet taken,
+    /// with that one's number. Only the seconds that saw an event are materialized.
+    pub fn take_seconds(&mut self, upto: u64) -> (u64, Vec<Second>) {
+        let base = self.timeline_base;
+        let n = (upto.saturating_sub(base) as usize).min(self.timeline.len());
+        let out: Vec<Second> = self.timeline.drain(..n).collect();
+        self.timeline_base = base.max(upto);
+        (base, out)
     }
 
     /// A measured request left `lag` after its intended time; `at` is the time since the

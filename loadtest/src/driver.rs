@@ -1,0 +1,467 @@
+//! The generator's event loop: one thread drives a share of the connections — it paces the
+//! sends, writes, reads, matches and records, with no lock and no hand-off between threads.
+//!
+//! Waiting is one `epoll_wait` on the sockets and a timerfd armed for the next send time
+//! (nanosecond resolution; epoll's own timeout is whole milliseconds). Hybrid pacing sleeps
+//! until shortly before the send time and then polls the sockets without blocking until it
+//! comes, so responses are still read on time while it spins.
+
+use std::{
+    collections::VecDeque,
+    io::{Read, Write},
+    os::fd::{AsRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::{Buf, BytesMut};
+use corridor_wire::{de, FieldSet, Message, Mti};
+use hdrhistogram::Histogram;
+use mio::{net::TcpStream, unix::SourceFd, Events, Interest, Poll, Token};
+use rustc_hash::FxHashMap;
+
+use crate::{
+    limits::{DURATION_MAX, READ_CHUNK_BYTES, READ_WAKE},
+    recorder::{Counts, Recorder, Second},
+    schedule::{Pacing, Schedule},
+    traffic::{Kind, Traffic},
+    wire::{Decoder, Framing, Wire},
+};
+
+const TIMER: Token = Token(usize::MAX);
+
+/// A request in flight.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    seq: u64,
+    kind: Kind,
+    intended: Instant,
+    sent: Instant,
+    measured: bool,
+}
+
+/// One connection of a driver.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    out: BytesMut,
+    traffic: Traffic,
+    pending: FxHashMap<u64, Pending>,
+    /// Send order is deadline order (one timeout for all): expiry looks at the front only.
+    deadlines: VecDeque<(Instant, u64, u64)>,
+    seq: u64,
+    lost: bool,
+    want_write: bool,
+}
+
+impl Conn {
+    /// A connection over `stream` (connected, signed on, non-blocking), with `rbuf` holding
+    /// what was read past the sign-on.
+    pub(crate) fn new(
+        stream: std::net::TcpStream,
+        rbuf: BytesMut,
+        wire: Wire,
+        traffic: Traffic,
+    ) -> std::io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Self {
+            stream: TcpStream::from_std(stream),
+            decoder: wire.decoder(),
+            rbuf,
+            out: BytesMut::with_capacity(64 * 1024),
+            traffic,
+            pending: FxHashMap::default(),
+            deadlines: VecDeque::new(),
+            seq: 0,
+            lost: false,
+            want_write: false,
+        })
+    }
+}
+
+/// What the drivers of a run share: read-mostly settings and two counters.
+pub(crate) struct Ctx {
+    pub(crate) wire: Wire,
+    pub(crate) origin: Instant,
+    pub(crate) measure_from: Instant,
+    pub(crate) end: Option<Instant>,
+    pub(crate) timeout: Duration,
+    pub(crate) drain: Duration,
+    /// Open loop: requests one connection may have in flight; closed loop: the window.
+    pub(crate) window: usize,
+    pub(crate) closed: bool,
+    pub(crate) pacing: Pacing,
+    /// Sends left for a counted run (`u64::MAX` when only a duration bounds it).
+    pub(crate) budget: AtomicU64,
+    /// When the last driver stopped sending, ns after `measure_from`.
+    pub(crate) sending_ended_ns: AtomicU64,
+}
+
+impl Ctx {
+    pub(crate) fn since_measure(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.measure_from)
+    }
+
+    fn claim(&self) -> bool {
+        self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok()
+    }
+}
+
+/// What a driver hands the calling thread once a second, and at the end.
+#[derive(Default)]
+pub(crate) struct Collected {
+    /// Per driver: its counts and latency so far (for the progress line).
+    pub(crate) snapshots: Vec<Option<(Counts, Histogram<u64>)>>,
+    /// Finished seconds, merged across drivers, by second.
+    pub(crate) seconds: std::collections::BTreeMap<u64, Second>,
+    /// Per driver: the seconds before this one have been handed over.
+    pub(crate) upto: Vec<u64>,
+}
+
+impl Collected {
+    fn deposit(&mut self, driver: usize, r: &mut Recorder, upto: u64, snapshot: bool) {
+        let (base, secs) = r.take_seconds(upto);
+        for (i, s) in secs.into_iter().enumerate() {
+            self.seconds.entry(base + i as u64).or_insert_with(Second::empty).add(&s);
+        }
+        self.upto[driver] = self.upto[driver].max(upto);
+        if snapshot {
+            self.snapshots[driver] = Some((r.counts.clone(), r.corrected.clone()));
+        }
+    }
+}
+
+fn write_out(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
+    while !c.out.is_empty() && !c.lost {
+        match c.stream.write(&c.out) {
+            Ok(0) => lose(c, rec, ctx, now),
+            Ok(n) => c.out.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                c.want_write = true;
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => lose(c, rec, ctx, now),
+        }
+    }
+    c.want_write = false;
+}
+
+fn lose(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
+    if !c.lost {
+        c.lost = true;
+        rec.error(ctx.since_measure(now));
+        abandon(c, rec);
+    }
+}
+
+/// Gives up on every open request (the end of the run, or the connection is gone).
+fn abandon(c: &mut Conn, rec: &mut Recorder) {
+    for p in c.pending.values() {
+        if p.measured {
+            rec.unanswered();
+        }
+    }
+    c.pending.clear();
+    c.deadlines.clear();
+}
+
+/// Writes one request into the connection's batch and opens it. `false`: not sent.
+fn send(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, intended: Instant, now: Instant) -> bool {
+    let measured = intended >= ctx.measure_from;
+    if c.lost {
+        return false;
+    }
+    if c.pending.len() >= ctx.window {
+        if measured {
+            rec.skipped();
+        }
+        return false;
+    }
+    let kind = c.traffic.next_kind();
+    // On classic links DE 11 correlates: skip a STAN still in flight (at most the in-flight
+    // maximum of them, far below the 999 999 STANs).
+    let native = ctx.wire.framing == Framing::Native;
+    let mut stan = c.traffic.next_stan();
+    while !native && c.pending.contains_key(&u64::from(stan.value())) {
+        stan = c.traffic.next_stan();
+    }
+    c.seq += 1;
+    let key = if native { c.seq } else { u64::from(stan.value()) };
+    let (traffic, dialect) = (&mut c.traffic, ctx.wire.dialect);
+    if ctx.wire.frame(key, &mut c.out, |out| traffic.write(kind, stan, dialect, now, out)).is_err() {
+        // The templates encode (unit-tested); this would be a generator bug.
+        rec.error(ctx.since_measure(now));
+        return false;
+    }
+    c.pending.insert(key, Pending { seq: c.seq, kind, intended, sent: now, measured });
+    c.deadlines.push_back((now + ctx.timeout, key, c.seq));
+    if measured {
+        rec.sent(ctx.since_measure(now), now.saturating_duration_since(intended));
+    }
+    true
+}
+
+/// Handles one frame from the target.
+fn receive(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, correlation: u64, body: bytes::Bytes, now: Instant) {
+    let at = ctx.since_measure(now);
+    let Ok(m) = Message::parse(ctx.wire.dialect, body) else {
+        rec.error(at);
+        return;
+    };
+    if m.mti().is_request() {
+        // The target's own network management (echo, sign-on): answer it approved.
+        if m.mti().class() == 8 {
+            let resp = m.mti().response().unwrap_or(Mti::NETWORK_RESPONSE);
+            let _ = ctx.wire.frame(correlation, &mut c.out, |out| {
+                m.derive(resp, FieldSet::VALUES, &[(de::RESPONSE_CODE, b"00")], ctx.wire.dialect, out)
+            });
+        }
+        return;
+    }
+    let key = match ctx.wire.framing {
+        Framing::Native => correlation,
+        Framing::Length(_) => match m.stan() {
+            Some(s) => u64::from(s.value()),
+            None => {
+                rec.error(at);
+                return;
+            }
+        },
+    };
+    let Some(p) = c.pending.remove(&key) else {
+        // Late (after its timeout) or never sent.
+        rec.error(at);
+        return;
+    };
+    if Some(m.mti()) != p.kind.mti().response() {
+        rec.error(at);
+    }
+    if p.measured {
+        rec.answered(at, m.response_code().map(|c| c.0), now - p.intended, now - p.sent);
+    }
+}
+
+/// Times out the requests whose deadline passed.
+fn expire(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
+    while let Some(&(deadline, key, seq)) = c.deadlines.front() {
+        if deadline > now {
+            break;
+        }
+        c.deadlines.pop_front();
+        if c.pending.get(&key).is_some_and(|p| p.seq == seq) {
+            if let Some(p) = c.pending.remove(&key) {
+                if p.measured {
+                    rec.timed_out(ctx.since_measure(now));
+                }
+            }
+        }
+    }
+}
+
+/// Reads what the socket has, and handles every whole frame.
+fn read_in(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, chunk: &mut [u8], now: Instant) {
+    loop {
+        match c.stream.read(chunk) {
+            Ok(0) => {
+                // Closed by the target: an error only if something was still expected.
+                if !c.pending.is_empty() {
+                    lose(c, rec, ctx, now);
+                }
+                c.lost = true;
+                return;
+            }
+            Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                lose(c, rec, ctx, now);
+                return;
+            }
+        }
+    }
+    loop {
+        match c.decoder.decode(&mut c.rbuf) {
+            Ok(Some((corr, body))) => receive(c, rec, ctx, corr, body, now),
+            Ok(None) => return,
+            Err(_) => {
+                lose(c, rec, ctx, now);
+                return;
+            }
+        }
+    }
+}
+
+/// A timerfd that wakes the poll at a nanosecond-exact time.
+struct Alarm {
+    fd: OwnedFd,
+    armed_for: Option<Instant>,
+}
+
+impl Alarm {
+    fn new() -> std::io::Result<Self> {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?;
+        Ok(Self { fd, armed_for: None })
+    }
+
+    fn arm(&mut self, at: Instant, now: Instant) {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+        if self.armed_for == Some(at) {
+            return;
+        }
+        // A zero it_value disarms the timer, so never less than 1 ns.
+        let d = at.saturating_duration_since(now).max(Duration::from_nanos(1));
+        let spec = Itimerspec {
+            it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) },
+        };
+        if timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec).is_ok() {
+            self.armed_for = Some(at);
+        }
+    }
+
+    fn clear(&mut self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
+        self.armed_for = None;
+    }
+}
+
+/// Drives `conns` until they are done: sends on `schedule` (open loop) or keeps the window
+/// full (closed loop), then waits for the answers up to the drain timeout. Hands its seconds
+/// to `collected` once a second.
+///
+/// # Errors
+///
+/// The poll or the timer could not be set up.
+pub(crate) fn drive(
+    index: usize,
+    ctx: &Ctx,
+    conns: &mut [Conn],
+    mut schedule: Option<Schedule>,
+    schedule_offset: Duration,
+    collected: &Mutex<Collected>,
+) -> std::io::Result<Recorder> {
+    crate::schedule::tighten_timer_slack();
+    let mut rec = Recorder::new();
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut alarm = Alarm::new()?;
+    poll.registry().register(&mut SourceFd(&alarm.fd.as_raw_fd()), TIMER, Interest::READABLE)?;
+    for (i, c) in conns.iter_mut().enumerate() {
+        poll.registry().register(&mut c.stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+    }
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut next_send = schedule.as_mut().map(|s| ctx.origin + schedule_offset + s.next_offset());
+    let mut rr = 0usize;
+    let mut sending = true;
+    let mut drain_until: Option<Instant> = None;
+    let mut next_deposit = ctx.measure_from + Duration::from_secs(1);
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        // Sends that are due.
+        if sending {
+            if ctx.end.is_some_and(|e| now >= e) {
+                sending = false;
+            } else if let Some(at) = next_send.as_mut() {
+                while *at <= now {
+                    if ctx.end.is_some_and(|e| *at >= e) || !ctx.claim() {
+                        sending = false;
+                        break;
+                    }
+                    let n = conns.len();
+                    // Round robin over the connections still up.
+                    let Some(i) = (0..n).map(|k| (rr + k) % n).find(|&i| !conns[i].lost) else {
+                        sending = false;
+                        break;
+                    };
+                    rr = i + 1;
+                    send(&mut conns[i], &mut rec, ctx, *at, now);
+                    *at = ctx.origin
+                        + schedule_offset
+                        + schedule.as_mut().map_or(Duration::MAX, Schedule::next_offset);
+                }
+            } else if ctx.closed {
+                for c in conns.iter_mut() {
+                    while c.pending.len() < ctx.window && !c.lost {
+                        if !ctx.claim() {
+                            sending = false;
+                            break;
+                        }
+                        send(c, &mut rec, ctx, now, now);
+                    }
+                }
+            }
+            if !sending {
+                let ended = u64::try_from(ctx.since_measure(now).as_nanos()).unwrap_or(u64::MAX);
+                ctx.sending_ended_ns.fetch_max(ended, Ordering::AcqRel);
+                drain_until = Some(now + ctx.drain);
+            }
+        }
+        for c in conns.iter_mut() {
+            if !c.out.is_empty() {
+                write_out(c, &mut rec, ctx, now);
+            }
+            expire(c, &mut rec, ctx, now);
+        }
+        // Hand over finished seconds, and a snapshot for the progress line.
+        if now >= next_deposit || first {
+            first = false;
+            let upto = ctx.since_measure(now).as_secs();
+            if let Ok(mut c) = collected.lock() {
+                c.deposit(index, &mut rec, upto, true);
+            }
+            next_deposit = now + Duration::from_secs(1);
+        }
+        if !sending
+            && (conns.iter().all(|c| c.pending.is_empty() || c.lost) || drain_until.is_some_and(|d| now >= d))
+        {
+            break;
+        }
+        // Wait: for the sockets, and for the next send time on the alarm.
+        let mut timeout = Some(READ_WAKE);
+        if sending {
+            if let Some(at) = next_send {
+                let spin = match ctx.pacing {
+                    Pacing::Sleep => Duration::ZERO,
+                    Pacing::Spin => Duration::MAX,
+                    Pacing::Hybrid { spin } => spin,
+                };
+                let left = at.saturating_duration_since(now);
+                if left <= spin {
+                    timeout = Some(Duration::ZERO);
+                } else {
+                    alarm.arm(at - spin, now);
+                }
+            }
+        }
+        poll.poll(&mut events, timeout)?;
+        let now = Instant::now();
+        for ev in events.iter() {
+            if ev.token() == TIMER {
+                alarm.clear();
+                continue;
+            }
+            let Some(c) = conns.get_mut(ev.token().0) else { continue };
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                read_in(c, &mut rec, ctx, &mut chunk, now);
+            }
+            if ev.is_writable() && c.want_write {
+                write_out(c, &mut rec, ctx, now);
+            }
+        }
+    }
+    for c in conns.iter_mut() {
+        abandon(c, &mut rec);
+    }
+    if let Ok(mut c) = collected.lock() {
+        c.deposit(index, &mut rec, DURATION_MAX.as_secs() + 1, true);
+    }
+    Ok(rec)
+}
