@@ -171,6 +171,9 @@ struct RunArgs {
     /// Write the corrected latency's percentile spectrum (HdrHistogram .hgrm text, ms).
     #[arg(long)]
     hgrm: Option<PathBuf>,
+    /// Write the corrected latency of every second as an HdrHistogram interval log (.hlog).
+    #[arg(long)]
+    hlog: Option<PathBuf>,
     /// Write one CSV line per second.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -280,6 +283,9 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     }
     if let Some(p) = &a.hgrm {
         write_out(p, &hgrm(&outcome.recorder.corrected))?;
+    }
+    if let Some(p) = &a.hlog {
+        write_out(p, &corridor_load::report::hlog(&outcome.intervals, outcome.started_at))?;
     }
     if let Some(p) = &a.csv {
         write_out(p, &summary.csv())?;

@@ -365,6 +365,36 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     s
 }
 
+/// Writes `intervals` (second number, corrected latency in ns received in that second) as an
+/// HdrHistogram interval log (`.hlog`: one compressed, base64-encoded histogram per line) that
+/// HistogramLogAnalyzer and the HdrHistogram libraries read. `start` is the wall-clock time of
+/// second 0; the max column is in milliseconds.
+#[must_use]
+pub fn hlog(intervals: &[(u64, Histogram<u64>)], start: std::time::SystemTime) -> String {
+    use hdrhistogram::serialization::{interval_log::IntervalLogWriterBuilder, V2DeflateSerializer};
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    let Ok(mut log) = IntervalLogWriterBuilder::new()
+        .add_comment("corridor-load: corrected latency per second, values in ns, max column in ms")
+        .with_start_time(start)
+        .with_base_time(start)
+        .with_max_value_divisor(1_000_000.0)
+        .begin_log_with(&mut out, &mut serializer)
+    else {
+        return String::new();
+    };
+    for (second, h) in intervals {
+        // A histogram that will not serialize is left out rather than failing the run.
+        let _ = log.write_histogram(
+            h,
+            std::time::Duration::from_secs(*second),
+            std::time::Duration::from_secs(1),
+            None,
+        );
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A latency in µs, in the unit that reads best.
 #[must_use]
 pub fn us(v: f64) -> String {

@@ -203,6 +203,10 @@ pub struct Outcome {
     pub recorder: Recorder,
     /// One row a second.
     pub timeline: Vec<Row>,
+    /// Per second that received answers: its number and their corrected latency (ns).
+    pub intervals: Vec<(u64, hdrhistogram::Histogram<u64>)>,
+    /// The wall-clock time of second 0 (the end of the warm-up).
+    pub started_at: std::time::SystemTime,
     /// The setup and measured window.
     pub info: RunInfo,
 }
@@ -288,6 +292,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
             .push(Conn::new(stream, buf, spec.wire, traffic).context("cannot set up a connection")?);
     }
     let origin = Instant::now();
+    let started_at = std::time::SystemTime::now() + spec.warmup;
     let (window, closed, pacing) = match spec.mode {
         Mode::Closed { inflight } => (inflight, true, Pacing::Sleep),
         Mode::Open { pacing, .. } => (spec.inflight_max, false, pacing),
@@ -353,15 +358,19 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
     }
     let collected = collected.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut rows: Vec<Row> = Vec::new();
-    for (second, s) in &collected.seconds {
-        while (rows.len() as u64) < *second {
+    let mut intervals = Vec::new();
+    for (second, s) in collected.seconds {
+        while (rows.len() as u64) < second {
             rows.push(crate::recorder::Second::empty().row(rows.len() as u64));
         }
-        rows.push(s.row(*second));
+        rows.push(s.row(second));
+        if !s.latency.is_empty() {
+            intervals.push((second, s.latency));
+        }
     }
     let mut info = spec.info();
     info.measured_s = Duration::from_nanos(ctx.sending_ended_ns.load(Ordering::Acquire)).as_secs_f64();
-    Ok(Outcome { recorder, timeline: rows, info })
+    Ok(Outcome { recorder, timeline: rows, intervals, started_at, info })
 }
 
 /// Prints one progress line from the drivers' latest snapshots; returns the sends so far.
