@@ -1,8 +1,10 @@
 //! Messages the switch makes itself: declines, network management, reversals, and the
 //! wall-clock fields they carry.
 
+use std::borrow::Borrow;
+
 use bytes::{Bytes, BytesMut};
-use corridor_wire::{de, Dialect, FieldSet, Message, Mti, NetworkCode, OwnedMessage, Stan};
+use corridor_wire::{de, Dialect, FieldSet, Message, MessageIndex, Mti, NetworkCode, OwnedMessage, Stan};
 
 /// Fields never echoed back in a switch-made answer or a reversal: track data (35, 36, 45),
 /// the PIN block and its control data (52, 53), ICC data (55) and MACs (64, 96, 128).
@@ -71,7 +73,10 @@ pub(crate) fn network_request(
 
 /// DE 90 (original data elements) for a reversal of `req` as it was sent: original MTI, the
 /// STAN the destination saw, DE 7, DE 32 and DE 33 (11 digits each, zero-filled on the left).
-pub(crate) fn original_data<B: AsRef<[u8]>>(req: &Message<B>, sent_stan: &[u8; 6]) -> [u8; 42] {
+pub(crate) fn original_data<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
+    req: &Message<B, I>,
+    sent_stan: &[u8; 6],
+) -> [u8; 42] {
     let mut out = [b'0'; 42];
     out[..4].copy_from_slice(&req.mti().to_ascii());
     out[4..10].copy_from_slice(sent_stan);
@@ -89,8 +94,8 @@ pub(crate) fn original_data<B: AsRef<[u8]>>(req: &Message<B>, sent_stan: &[u8; 6
 
 /// The reversal (0420) of `req` as the destination saw it, encoded in the native dialect so
 /// it can be translated for whichever link carries it.
-pub(crate) fn reversal<B: AsRef<[u8]>>(
-    req: &Message<B>,
+pub(crate) fn reversal<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
+    req: &Message<B, I>,
     sent_stan: &[u8; 6],
     reason: &[u8; 2],
 ) -> Result<Bytes, corridor_wire::EncodeError> {

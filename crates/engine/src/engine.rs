@@ -8,6 +8,7 @@
 //! destination's response, or a decline the switch makes (30, 63, 68, 91, 92, 94, 96).
 
 use std::{
+    borrow::Borrow,
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
     sync::Arc,
@@ -32,6 +33,9 @@ use crate::{
     routes::RouteTable,
     stats::{LinkCounts, Stats},
 };
+
+/// A message read from a link, parsed into the engine's index.
+type Msg<'i> = Message<Bytes, &'i MessageIndex>;
 
 /// One connection of a configured link. Never reused: a reconnection is a new id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -268,6 +272,8 @@ pub struct Engine {
     /// completes the reversal.
     reversal_attempts: FxHashMap<(LinkId, u64), u64>,
     stats: Stats,
+    /// The index every frame is parsed into (see `handle_frame`).
+    scratch: Option<Box<MessageIndex>>,
     /// Per configured link: the counts of its closed connections.
     link_totals: Vec<LinkCounts>,
 }
@@ -302,6 +308,7 @@ impl Engine {
             draining: false,
             reversal_attempts: FxHashMap::default(),
             stats: Stats::default(),
+            scratch: Some(Box::new(MessageIndex::new(Dialect::Native))),
             link_totals: vec![LinkCounts::default(); n_links],
         }
     }
@@ -546,14 +553,22 @@ impl Engine {
 
     fn handle_frame(&mut self, link: LinkId, correlation: u64, body: Bytes, now: Instant) {
         let Some(dialect) = self.links.get(&link).map(|l| l.dialect) else { return };
-        let msg = match Message::parse(dialect, body.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.format_errors += 1;
-                self.format_error(link, correlation, dialect, body, &e);
-                return;
-            }
-        };
+        // Every frame is parsed into the one index the engine keeps: nothing to zero or move
+        // per message. It is taken out while the message is handled, so the handlers keep
+        // `&mut self`.
+        let mut index = self.scratch.take().unwrap_or_else(|| Box::new(MessageIndex::new(dialect)));
+        if let Err(e) = index.parse_into(dialect, &body) {
+            self.scratch = Some(index);
+            self.stats.format_errors += 1;
+            self.format_error(link, correlation, dialect, body, &e);
+            return;
+        }
+        let msg = Message::from_parts(body, &*index);
+        self.dispatch(link, correlation, msg, now);
+        self.scratch = Some(index);
+    }
+
+    fn dispatch(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
         let mti = msg.mti();
         if mti.class() == 8 {
             if mti.is_request() {
@@ -587,11 +602,11 @@ impl Engine {
     }
 
     /// Writes a switch-made answer to `req` with `code` on `link`.
-    fn decline<B: AsRef<[u8]>>(
+    fn decline<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
         &mut self,
         link: LinkId,
         correlation: u64,
-        req: &Message<B>,
+        req: &Message<B, I>,
         code: ResponseCode,
     ) {
         self.stats.count_decline(code);
@@ -622,7 +637,7 @@ impl Engine {
         self.mark_dirty(link);
     }
 
-    fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Message<Bytes>, now: Instant) {
+    fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
         self.stats.requests_in += 1;
         let Some(l) = self.links.get(&link) else { return };
         let (participant, origin_dialect) = (l.participant, l.dialect);
@@ -769,7 +784,7 @@ impl Engine {
         }
     }
 
-    fn response_key(&self, link: LinkId, correlation: u64, msg: &Message<Bytes>) -> Option<u64> {
+    fn response_key(&self, link: LinkId, correlation: u64, msg: &Msg<'_>) -> Option<u64> {
         let l = self.links.get(&link)?;
         match l.framing {
             Framing::Native => Some(correlation),
@@ -777,7 +792,7 @@ impl Engine {
         }
     }
 
-    fn handle_response(&mut self, link: LinkId, correlation: u64, msg: &Message<Bytes>, now: Instant) {
+    fn handle_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let Some(key) = self.response_key(link, correlation, msg) else {
             self.stats.unmatched_responses += 1;
             return;
@@ -839,7 +854,7 @@ impl Engine {
         to: Origin,
         request: &Bytes,
         sent_stan: [u8; 6],
-        resp: &Message<Bytes>,
+        resp: &Msg<'_>,
         destination: usize,
         now: Instant,
     ) {
@@ -877,7 +892,7 @@ impl Engine {
 
     /// A response matching nothing in flight: a late one (its request timed out) is never
     /// relayed, and a late approval is reversed unless its reversal is already under way.
-    fn unmatched(&mut self, link: LinkId, key: u64, msg: &Message<Bytes>, now: Instant) {
+    fn unmatched(&mut self, link: LinkId, key: u64, msg: &Msg<'_>, now: Instant) {
         if msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE {
             // An acknowledgement of an earlier transmission of a reversal still repeating.
             if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
@@ -909,7 +924,7 @@ impl Engine {
 
     // ----- network management -----
 
-    fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Message<Bytes>) {
+    fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>) {
         let code = msg.network_code();
         let ok = match code {
             Some(NetworkCode::SIGN_ON) => {
@@ -943,7 +958,7 @@ impl Engine {
         self.after_write(link);
     }
 
-    fn network_response(&mut self, link: LinkId, correlation: u64, msg: &Message<Bytes>) {
+    fn network_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>) {
         let Some(key) = self.response_key(link, correlation, msg) else { return };
         let code = match self.pending.get(&(link, key)) {
             Some(Pending { kind: Kind::Network(c), .. }) => *c,
@@ -1001,10 +1016,10 @@ impl Engine {
         true
     }
 
-    fn start_reversal<B: AsRef<[u8]>>(
+    fn start_reversal<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
         &mut self,
         destination: usize,
-        req: &Message<B>,
+        req: &Message<B, I>,
         sent_stan: &[u8; 6],
         reason: &[u8; 2],
         now: Instant,

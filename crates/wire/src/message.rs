@@ -5,6 +5,8 @@
 //! out slices of the original buffer. Every field is checked against the dictionary during
 //! the pass, so a `Message` that exists is well formed.
 
+use std::borrow::Borrow;
+
 use bytes::Bytes;
 
 use crate::{
@@ -487,11 +489,13 @@ impl<'a> Field<'a> {
 ///
 /// `B` is whatever holds the body: `Bytes` for messages read from a link (fields can then be
 /// handed out as `Bytes` slices sharing the buffer), `&[u8]` for a quick look, `BytesMut` to
-/// patch in place.
+/// patch in place. `I` holds the index: owned by default, or borrowed (`&MessageIndex`) when
+/// a link driver parses every frame into one index it keeps (see
+/// [`MessageIndex::parse_into`]), so nothing is zeroed or moved per message.
 #[derive(Clone, Debug)]
-pub struct Message<B = Bytes> {
+pub struct Message<B = Bytes, I = MessageIndex> {
     buf: B,
-    index: MessageIndex,
+    index: I,
 }
 
 impl<B: AsRef<[u8]>> Message<B> {
@@ -505,18 +509,25 @@ impl<B: AsRef<[u8]>> Message<B> {
         let index = MessageIndex::parse(dialect, buf.as_ref())?;
         Ok(Self { buf, index })
     }
+}
 
-    /// Pairs a buffer with an index made of it (by [`MessageIndex::parse`] or
-    /// [`MessageIndex::parse_partial`] over the same bytes).
+impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
+    /// Pairs a buffer with an index made of it (by [`MessageIndex::parse`],
+    /// [`MessageIndex::parse_into`] or [`MessageIndex::parse_partial`] over the same bytes).
     #[must_use]
-    pub fn from_parts(buf: B, index: MessageIndex) -> Self {
+    pub fn from_parts(buf: B, index: I) -> Self {
         Self { buf, index }
+    }
+
+    #[inline(always)]
+    fn ix(&self) -> &MessageIndex {
+        self.index.borrow()
     }
 
     /// The index.
     #[must_use]
     pub fn index(&self) -> &MessageIndex {
-        &self.index
+        self.ix()
     }
 
     /// The whole body.
@@ -534,31 +545,31 @@ impl<B: AsRef<[u8]>> Message<B> {
     /// The dialect.
     #[must_use]
     pub fn dialect(&self) -> Dialect {
-        self.index.dialect
+        self.ix().dialect
     }
 
     /// The message type indicator.
     #[must_use]
     pub fn mti(&self) -> Mti {
-        self.index.mti
+        self.ix().mti
     }
 
     /// Whether field `id` is present.
     #[must_use]
     pub fn has(&self, id: FieldId) -> bool {
-        self.index.has(id)
+        self.ix().has(id)
     }
 
     /// Field `id`, if present (DE 2-128).
     #[must_use]
     pub fn field(&self, id: FieldId) -> Option<Field<'_>> {
-        let r = self.index.range(id)?;
-        Some(Field { id, dialect: self.index.dialect, data: &self.buf.as_ref()[r] })
+        let r = self.ix().range(id)?;
+        Some(Field { id, dialect: self.ix().dialect, data: &self.buf.as_ref()[r] })
     }
 
     /// Every present field, in order.
     pub fn fields(&self) -> impl Iterator<Item = Field<'_>> + '_ {
-        self.index.ids().filter_map(|id| self.field(id))
+        self.ix().ids().filter_map(|id| self.field(id))
     }
 
     /// Field `id`'s encoded data, as it arrived.
@@ -574,14 +585,13 @@ impl<B: AsRef<[u8]>> Message<B> {
         if f.units() > out.len() {
             return None;
         }
-        let n = self.index.dialect.canonical(f.spec(), f.raw(), out);
+        let n = self.ix().dialect.canonical(f.spec(), f.raw(), out);
         Some(&out[..n])
     }
 
     fn number(&self, id: FieldId) -> Option<u64> {
         let f = self.field(id)?;
-        if self.index.dialect == Dialect::Native && f.spec().ty == crate::FieldType::N && f.spec().is_fixed()
-        {
+        if self.ix().dialect == Dialect::Native && f.spec().ty == crate::FieldType::N && f.spec().is_fixed() {
             // Fixed BCD: the pad nibble, if any, is a leading 0, so the nibbles read straight
             // through are the number. At most 19 digits fit a u64.
             if f.raw().len() > 9 {
@@ -667,7 +677,7 @@ impl<B: AsRef<[u8]>> Message<B> {
     /// Lossless for every field the dictionary defines: translating back gives the same
     /// values (hex text comes out uppercase).
     pub fn translate(&self, to: Dialect, out: &mut impl bytes::BufMut) {
-        self.write(self.index.mti, FieldSet::VALUES, &[], to, out);
+        self.write(self.ix().mti, FieldSet::VALUES, &[], to, out);
     }
 
     /// Writes type `mti`, this message's fields in `keep` and the `set` fields (already
@@ -681,7 +691,7 @@ impl<B: AsRef<[u8]>> Message<B> {
         out: &mut impl bytes::BufMut,
     ) {
         let set_mask = set.iter().fold(FieldSet::EMPTY, |m, &(id, _)| m.with(id));
-        let fields = (self.index.field_set().0 & keep.0 | set_mask.0) & FieldSet::VALUES.0;
+        let fields = (self.ix().field_set().0 & keep.0 | set_mask.0) & FieldSet::VALUES.0;
         to.write_head(mti, fields, out);
         let mut scratch = [0u8; DECODED_UNITS_MAX];
         // Only the fields written, highest bit (lowest number) first.
@@ -703,7 +713,7 @@ impl<B: AsRef<[u8]>> Message<B> {
     }
 }
 
-impl<B: AsRef<[u8]>> Message<B> {
+impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
     /// Writes a message derived from this one, in dialect `to`: type `mti`, the fields of this
     /// message that are in `keep`, plus the `set` fields (canonical values, added or replaced),
     /// in field order. This is how the switch forwards, answers, declines and reverses without
@@ -733,8 +743,8 @@ impl<B: AsRef<[u8]>> Message<B> {
             set_mask |= FieldSet::bit(id);
             patchable &= id.spec().is_fixed() && self.has(id);
         }
-        let present = self.index.field_set().0;
-        if patchable && to == self.index.dialect && mti == self.index.mti && present & !keep.0 == 0 {
+        let present = self.ix().field_set().0;
+        if patchable && to == self.ix().dialect && mti == self.ix().mti && present & !keep.0 == 0 {
             // Same layout: the bytes as they came, with the replaced fixed fields rewritten
             // where they stand.
             self.write_patched(set_mask, set, out);
@@ -756,28 +766,28 @@ impl<B: AsRef<[u8]>> Message<B> {
             // lz < 128, and the set holds value fields only (checked by the caller).
             let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
             let (Some(r), Some(&(_, value))) =
-                (self.index.range(id), set.iter().rev().find(|(sid, _)| *sid == id))
+                (self.ix().range(id), set.iter().rev().find(|(sid, _)| *sid == id))
             else {
                 continue;
             };
             out.put_slice(&bytes[pos..r.start]);
-            self.index.dialect.encode_value(id.spec(), value, out);
+            self.ix().dialect.encode_value(id.spec(), value, out);
             pos = r.end;
         }
         out.put_slice(&bytes[pos..]);
     }
 }
 
-impl Message<Bytes> {
+impl<I: Borrow<MessageIndex>> Message<Bytes, I> {
     /// Field `id`'s encoded data as a `Bytes` slice sharing the message's buffer.
     #[must_use]
     pub fn field_bytes(&self, id: FieldId) -> Option<Bytes> {
-        let r = self.index.range(id)?;
+        let r = self.ix().range(id)?;
         Some(self.buf.slice(r))
     }
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Message<B> {
+impl<B: AsRef<[u8]> + AsMut<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
     /// Overwrites fixed-length field `id` with `value` (canonical form) in place, without
     /// re-encoding the rest of the message. Used to rewrite DE 11 (STAN) or DE 39 on the way
     /// through.
@@ -789,15 +799,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Message<B> {
     /// fit the field.
     pub fn patch_fixed(&mut self, id: FieldId, value: &[u8]) -> Result<(), EncodeError> {
         let spec = id.spec();
-        let range = match self.index.range(id) {
+        let range = match self.ix().range(id) {
             Some(r) if spec.is_fixed() => r,
             _ => return Err(EncodeError::NotPatchable { field: id.get() }),
         };
         check_value(spec, value)?;
         // A fixed field's encoding has one length per dialect, the one the parser indexed, so
         // the value fills the range exactly.
+        let dialect = self.ix().dialect;
         let mut dst = &mut self.buf.as_mut()[range];
-        self.index.dialect.encode_value(spec, value, &mut dst);
+        dialect.encode_value(spec, value, &mut dst);
         debug_assert!(dst.is_empty());
         Ok(())
     }
