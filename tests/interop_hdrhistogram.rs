@@ -1,7 +1,8 @@
 //! corridor-load's HdrHistogram outputs read by HdrHistogram_py, an implementation we did not
 //! write: every row of the `.hgrm` percentile distribution (and its footer) agrees with its
 //! reading of the same histogram, decoded from our `.hlog` encoding, and every interval of a
-//! run's `.hlog` decodes to what the run reported for that second.
+//! run's `.hlog` decodes to what the run reported for that second. The HTML report is checked
+//! with Python's HTML and XML parsers (`tests/interop/html_check.py`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -54,7 +55,7 @@ fn the_hgrm_agrees_with_hdrhistogram_on_the_same_histogram() {
 }
 
 #[test]
-fn every_second_of_a_run_decodes_from_the_hlog() {
+fn every_second_of_a_run_decodes_from_the_hlog_and_the_html_report_renders() {
     let mut rs = RespondSpec::listen(SocketAddr::from(([127, 0, 0, 1], 0)), Wire::NATIVE);
     rs.latency = Latency::Fixed(Duration::ZERO);
     let sim = Responder::start(rs).unwrap();
@@ -79,4 +80,21 @@ fn every_second_of_a_run_decodes_from_the_hlog() {
         assert!((theirs - ours).abs() <= 0.01 * ours, "second {second}: max {theirs} vs {ours}");
     }
     let _ = std::fs::remove_file(log);
+
+    // The HTML report of the same run: a document a browser can render, two charts of
+    // well-formed SVG with every point inside its view box, nothing fetched.
+    let html = temp("run.html");
+    std::fs::write(&html, o.summary(&[]).html(&o.recorder)).unwrap();
+    let out = Command::new(python())
+        .arg(workspace_file("tests/interop/html_check.py"))
+        .arg(&html)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "html_check.py: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["charts"], 2);
+    for n in r["points"].as_array().unwrap() {
+        assert!(n.as_u64().unwrap() >= 2, "every chart draws lines: {r}");
+    }
+    let _ = std::fs::remove_file(html);
 }
