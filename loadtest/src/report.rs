@@ -463,7 +463,7 @@ fn chart(
     const W: f64 = 900.0;
     const H: f64 = 380.0;
     const L: f64 = 70.0;
-    const R: f64 = 20.0;
+    const R: f64 = 45.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
     let all = series.iter().flat_map(|s| s.points.iter());
