@@ -232,6 +232,14 @@ pub struct Traffic {
     clock: WallClock,
 }
 
+/// DE 55 of a chip purchase: ARQC (9F26), cryptogram information (9F27) and issuer
+/// application data (9F10), as a terminal sends them.
+const ICC_DATA: [u8; 36] = [
+    0x9F, 0x26, 0x08, 0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6, 0x07, 0x08, 0x9F, 0x27, 0x01, 0x80, 0x9F, 0x10,
+    0x12, 0x01, 0x10, 0xA0, 0x00, 0x03, 0x22, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xFF,
+];
+
 /// The fields every request's template carries, by kind.
 fn template(kind: Kind, acquirer_id: &str) -> OwnedMessage {
     let mut m = OwnedMessage::new(kind.mti());
@@ -255,6 +263,7 @@ fn template(kind: Kind, acquirer_id: &str) -> OwnedMessage {
         (de::TRACK2, b"4761739001010010=28122011234567890"),
         (de::MERCHANT_NAME, b"CORRIDOR TEST SHOP       SINGAPORE    SG"),
         (de::PIN_BLOCK, &[0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]),
+        (de::ICC_DATA, &ICC_DATA),
     ];
     let mut fields: Vec<(FieldId, &[u8])> = common.to_vec();
     match kind {
@@ -495,12 +504,17 @@ mod tests {
     }
 
     #[test]
-    fn a_typical_purchase_is_about_250_bytes() {
+    fn a_typical_purchase_is_the_size_of_the_golden_vector() {
         let mut t = Traffic::new(&TrafficSpec::default(), 0, clock()).unwrap();
         let mut out = BytesMut::new();
         let stan = t.next_stan();
         t.write(Kind::Financial, stan, Dialect::Iso87Ascii, Instant::now(), &mut out).unwrap();
         assert!((200..=300).contains(&out.len()), "{} bytes", out.len());
+        let mut native = BytesMut::new();
+        t.write(Kind::Financial, stan, Dialect::Native, Instant::now(), &mut native).unwrap();
+        // The purchase_0200 golden vector's size: 258 bytes iso87-ascii, 212 native (232 with
+        // the native frame header).
+        assert_eq!((out.len(), native.len()), (258, 212));
     }
 
     #[test]

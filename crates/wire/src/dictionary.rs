@@ -232,6 +232,8 @@ pub mod de {
     pub const CURRENCY: FieldId = FieldId(49);
     /// DE 52, PIN block.
     pub const PIN_BLOCK: FieldId = FieldId(52);
+    /// DE 55, ICC (chip) data.
+    pub const ICC_DATA: FieldId = FieldId(55);
     /// DE 70, network management information code.
     pub const NETWORK_CODE: FieldId = FieldId(70);
     /// DE 90, original data elements.
