@@ -4,6 +4,7 @@
 //!
 //! - [`peer`]: blocking acquirer and issuer peers that speak the protocol over loopback.
 //! - [`switch`]: a switch started from configuration text on its own thread, as `serve` does.
+//! - [`tls`]: a blocking mutual-TLS client and per-test development certificates.
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
 
@@ -17,3 +18,5 @@ pub mod peer;
 pub mod python;
 #[path = "switch.rs"]
 pub mod switch;
+#[path = "tls.rs"]
+pub mod tls;

@@ -5,7 +5,7 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use corridor_engine::{Config, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings};
-use corridor_net::{Dial, Listen, NetConfig};
+use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, TlsFiles};
 use corridor_wire::{Dialect, InstitutionId, LengthHeader, FRAME_BYTES_MAX};
 use serde::Deserialize;
 
@@ -78,8 +78,24 @@ struct ParticipantSection {
     acquirer_ids: Vec<String>,
     #[serde(default)]
     forwarder_ids: Vec<String>,
+    /// TLS identity: the subject common name of the participant's certificate.
+    tls_subject_cn: Option<String>,
+    /// TLS identity: SHA-256 pins (hex) of its certificates' public keys.
+    #[serde(default)]
+    tls_spki_sha256: Vec<String>,
     #[serde(default, rename = "link")]
     links: Vec<LinkSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: String,
+    key: String,
+    ca: Vec<String>,
+    #[serde(default)]
+    crl: Vec<String>,
+    server_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +120,7 @@ struct LinkSection {
     connect_timeout_ms: Option<u64>,
     reconnect_min_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
+    tls: Option<TlsSection>,
 }
 
 fn default_inflight() -> u32 {
@@ -155,7 +172,8 @@ pub struct Loaded {
 /// message names the place and the rule.
 pub fn load(path: &Path) -> Result<Loaded> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&text).with_context(|| format!("{}", path.display()))
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse_in(&text, base).with_context(|| format!("{}", path.display()))
 }
 
 fn institution(s: &str, what: &str) -> Result<InstitutionId> {
@@ -169,12 +187,52 @@ fn millis(ms: u64, what: &str) -> Result<Duration> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Parses and checks configuration text.
+/// The participant ids a configuration names, without checking the rest (for `certs dev`,
+/// which runs before the certificates the file names exist).
+///
+/// # Errors
+///
+/// Text that is not TOML with `[[participant]]` tables.
+pub fn participant_ids(text: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Ids {
+        #[serde(default)]
+        participant: Vec<IdOnly>,
+    }
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let ids: Ids = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    Ok(ids.participant.into_iter().map(|p| p.id).collect())
+}
+
+/// Parses and checks configuration text; relative file names (TLS certificates and keys) are
+/// taken from the working directory.
 ///
 /// # Errors
 ///
 /// See [`load`].
 pub fn parse(text: &str) -> Result<Loaded> {
+    parse_in(text, Path::new("."))
+}
+
+fn pin(hex: &str, what: &str) -> Result<[u8; 32]> {
+    let hex = hex.trim();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .with_context(|| format!("{what} {hex:?} is not hex"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} {hex:?} must be 64 hex digits (SHA-256)"))
+}
+
+/// Parses and checks configuration text; relative file names are taken from `base`.
+///
+/// # Errors
+///
+/// See [`load`].
+pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let switch_id =
         file.switch.institution_id.as_deref().map(|s| institution(s, "switch.institution_id")).transpose()?;
@@ -196,6 +254,8 @@ pub fn parse(text: &str) -> Result<Loaded> {
     let mut names = HashSet::new();
     let mut addresses = HashSet::new();
     let mut owners: std::collections::HashMap<InstitutionId, String> = Default::default();
+    let mut subjects: std::collections::HashMap<String, String> = Default::default();
+    let mut pins: std::collections::HashMap<[u8; 32], String> = Default::default();
     for (pi, p) in file.participants.iter().enumerate() {
         let at = format!("participant {:?}", p.id);
         if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -237,6 +297,26 @@ pub fn parse(text: &str) -> Result<Loaded> {
         if p.links.is_empty() {
             bail!("{at}: no [[participant.link]]");
         }
+        let identity = Identity {
+            participant: p.id.clone(),
+            subject_cn: p.tls_subject_cn.clone(),
+            spki_sha256: p
+                .tls_spki_sha256
+                .iter()
+                .map(|h| pin(h, &format!("{at}: tls_spki_sha256")))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        // A certificate maps to exactly one participant.
+        if let Some(cn) = &identity.subject_cn {
+            if let Some(other) = subjects.insert(cn.clone(), p.id.clone()) {
+                bail!("{at}: tls_subject_cn {cn:?} is already participant {other:?}'s");
+            }
+        }
+        for k in &identity.spki_sha256 {
+            if let Some(other) = pins.insert(*k, p.id.clone()) {
+                bail!("{at}: a tls_spki_sha256 pin is already participant {other:?}'s");
+            }
+        }
         for l in &p.links {
             let lat = format!("{at}, link {:?}", l.name);
             if !names.insert(l.name.clone()) {
@@ -262,6 +342,26 @@ pub fn parse(text: &str) -> Result<Loaded> {
                 bail!("{lat}: echo_missed_max must be at least 1");
             }
             let spec = links.len();
+            let tls = match &l.tls {
+                None => None,
+                Some(t) => {
+                    let path = |f: &str| base.join(f);
+                    let files = TlsFiles {
+                        cert: path(&t.cert),
+                        key: path(&t.key),
+                        ca: t.ca.iter().map(|c| path(c)).collect(),
+                        crl: t.crl.iter().map(|c| path(c)).collect(),
+                        server_name: t.server_name.clone(),
+                    };
+                    if t.server_name.is_some() && l.mode != "dial" {
+                        bail!("{lat}: tls.server_name is for mode = \"dial\"");
+                    }
+                    Some(
+                        LinkTls::new(&files, l.mode == "dial", identity.clone())
+                            .map_err(|e| anyhow::anyhow!("{lat}: tls: {e}"))?,
+                    )
+                }
+            };
             let dial = match l.mode.as_str() {
                 "listen" => {
                     if l.connect_timeout_ms.is_some()
@@ -277,7 +377,13 @@ pub fn parse(text: &str) -> Result<Loaded> {
                     if connections_max == 0 || connections_max > CONNECTIONS_MAX {
                         bail!("{lat}: connections_max must be 1-{CONNECTIONS_MAX}");
                     }
-                    net.listens.push(Listen { spec, name: l.name.clone(), address, connections_max });
+                    net.listens.push(Listen {
+                        spec,
+                        name: l.name.clone(),
+                        address,
+                        connections_max,
+                        tls: tls.clone(),
+                    });
                     false
                 }
                 "dial" => {
@@ -301,6 +407,7 @@ pub fn parse(text: &str) -> Result<Loaded> {
                         )?,
                         backoff_min,
                         backoff_max,
+                        tls: tls.clone(),
                     });
                     true
                 }
@@ -406,8 +513,14 @@ pub fn summary(c: &Loaded) -> String {
             .listens
             .iter()
             .find(|l| l.spec == spec)
-            .map(|l| format!("listen {}", l.address))
-            .or_else(|| c.net.dials.iter().find(|d| d.spec == spec).map(|d| format!("dial {}", d.address)))
+            .map(|l| format!("listen {}{}", l.address, if l.tls.is_some() { " tls" } else { "" }))
+            .or_else(|| {
+                c.net
+                    .dials
+                    .iter()
+                    .find(|d| d.spec == spec)
+                    .map(|d| format!("dial {}{}", d.address, if d.tls.is_some() { " tls" } else { "" }))
+            })
             .unwrap_or_default()
     };
     for (i, l) in e.links.iter().enumerate() {
@@ -522,5 +635,48 @@ mod tests {
         );
         let err = format!("{:#}", parse(&text).err().expect("refused"));
         assert!(err.contains("neither the issuer nor the network role"), "{err}");
+    }
+
+    #[test]
+    fn tls_links_and_certificate_identities_are_checked() {
+        let dir = std::env::temp_dir().join(format!("corridor-config-tls-{}", std::process::id()));
+        crate::certs::dev(&dir, &["wallet-sg".into()], 5).unwrap();
+        let tls = "  [participant.link.tls]\n  cert = \"switch.pem\"\n  key = \"switch.key\"\n  ca = [\"ca.pem\"]\n";
+        let with_tls = EXAMPLE.replacen(
+            "  connections_max = 4         # listen only, default 16\n",
+            &format!("  connections_max = 4\n{tls}"),
+            1,
+        );
+        let identity = "acquirer_ids = [\"12345678\"]   # the DE 32 values it may send as; anything else is declined 63\n";
+        assert!(EXAMPLE.contains(identity));
+        let ok = with_tls.replacen(identity, &format!("{identity}tls_subject_cn = \"wallet-sg\"\n"), 1);
+        let c = parse_in(&ok, &dir).expect("a TLS link with an identity");
+        assert!(c.net.listens.iter().any(|l| l.tls.is_some()));
+        assert!(summary(&c).contains("listen 127.0.0.1:9101 tls"), "{}", summary(&c));
+        let cases: Vec<(String, &str)> = vec![
+            (with_tls.clone(), "has TLS links but no certificate identity"),
+            (ok.replace("cert = \"switch.pem\"", "cert = \"nowhere.pem\""), "nowhere.pem"),
+            (ok.replace("ca = [\"ca.pem\"]", "ca = []"), "needs at least one CA"),
+            (
+                ok.replacen("tls_subject_cn = \"wallet-sg\"", "tls_spki_sha256 = [\"abcd\"]", 1),
+                "must be 64 hex digits",
+            ),
+            (
+                ok.replacen(
+                    "name = \"Vietnam QR network\"",
+                    "name = \"VN\"\ntls_subject_cn = \"wallet-sg\"",
+                    1,
+                ),
+                "already participant \"wallet-sg\"'s",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = match parse_in(&text, &dir) {
+                Ok(_) => panic!("expected {want:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "expected {want:?} in {err:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

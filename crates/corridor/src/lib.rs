@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //!
+//! - [`certs`]: `corridor certs dev`, development certificates for TLS and QUIC links.
 //! - [`config`]: the TOML configuration file, checked whole.
 //! - [`demo`]: `corridor demo`, a switch and simulated networks driven by the load generator.
 //! - [`serve`]: builds the engine and the network layer from a configuration and runs them.
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod serve;

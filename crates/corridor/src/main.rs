@@ -52,11 +52,68 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Development certificates for TLS and QUIC links.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Look at and craft protocol messages.
     Msg {
         #[command(subcommand)]
         command: msg::MsgCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a development CA, a switch certificate and one per participant (never for
+    /// production: the CA key is written too).
+    Dev {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+        /// Take the participants from this configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A participant id (repeatable; added to those of --config).
+        #[arg(long = "participant")]
+        participants: Vec<String>,
+        /// Days of validity.
+        #[arg(long, default_value_t = corridor::certs::DEV_DAYS)]
+        days: i64,
+    },
+    /// Print the SHA-256 pin of a certificate's public key (for tls_spki_sha256).
+    Pin {
+        /// A PEM certificate.
+        cert: PathBuf,
+    },
+}
+
+fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
+    match c {
+        CertsCommand::Dev { out, config, mut participants, days } => {
+            if !(1..=3650).contains(&days) {
+                anyhow::bail!("--days must be 1 to 3650");
+            }
+            if let Some(path) = config {
+                // Only the ids are needed: the file may name certificates not written yet.
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let ids = corridor::config::participant_ids(&text)
+                    .with_context(|| format!("{}", path.display()))?;
+                participants.splice(0..0, ids);
+            }
+            let mut seen = std::collections::HashSet::new();
+            participants.retain(|p| seen.insert(p.clone()));
+            print!("{}", corridor::certs::dev(&out, &participants, days)?);
+            Ok(())
+        }
+        CertsCommand::Pin { cert } => {
+            let pin = corridor_net::tls::pin_of(&cert).map_err(anyhow::Error::msg)?;
+            println!("{}", corridor_net::tls::hex(&pin));
+            Ok(())
+        }
+    }
 }
 
 fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
@@ -96,6 +153,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
         Command::Serve { config } => run_serve(&config),
         Command::Demo { rate, seconds } => run_demo(rate, seconds),
+        Command::Certs { command } => run_certs(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`limits`]: the bounds of this layer.
+//! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
 //! - [`switch`]: listeners, connectors with backoff, per-connection reader and writer, the
 //!   timer task and graceful shutdown.
 
@@ -16,5 +17,7 @@
 
 pub mod limits;
 pub mod switch;
+pub mod tls;
 
 pub use switch::{Dial, Listen, NetConfig, Report, Switch};
+pub use tls::{Identity, LinkTls, TlsFiles};

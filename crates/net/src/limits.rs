@@ -11,3 +11,6 @@ pub const FLUSH_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// How often a draining switch checks whether requests are still in flight.
 pub const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Longest a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use corridor_engine::{Engine, Event, LinkCounts, LinkId, Stats};
 use rustc_hash::FxHashMap;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::Notify,
     task::LocalSet,
@@ -21,7 +21,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::limits::{DRAIN_POLL, FLUSH_WAIT_MAX, READ_CHUNK_BYTES};
+use crate::{
+    limits::{DRAIN_POLL, FLUSH_WAIT_MAX, READ_CHUNK_BYTES, TLS_HANDSHAKE_MAX},
+    tls::LinkTls,
+};
 
 /// A link the switch listens on: its peers dial in.
 #[derive(Clone, Debug)]
@@ -32,8 +35,10 @@ pub struct Listen {
     pub name: String,
     /// Where to listen.
     pub address: SocketAddr,
-    /// Most connections open at once on it.
+    /// Most connections open at once on it (TLS handshakes in progress included).
     pub connections_max: usize,
+    /// Mutual TLS, when the link has it.
+    pub tls: Option<LinkTls>,
 }
 
 /// A link the switch dials, and redials with exponential backoff and jitter.
@@ -51,6 +56,8 @@ pub struct Dial {
     pub backoff_min: Duration,
     /// Longest delay before reconnecting.
     pub backoff_max: Duration,
+    /// Mutual TLS, when the link has it.
+    pub tls: Option<LinkTls>,
 }
 
 /// The network side of the configuration.
@@ -248,6 +255,8 @@ async fn timer_loop(shared: Rc<Shared>) {
 }
 
 async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
+    // Handshakes in progress count against the link's connection limit too.
+    let handshaking = Rc::new(Cell::new(0usize));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -262,19 +271,59 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
                 continue;
             }
         };
-        if shared.open_on(l.spec) >= l.connections_max {
+        if shared.open_on(l.spec) + handshaking.get() >= l.connections_max {
             warn!(link = %l.name, %peer, max = l.connections_max, "connection refused: link at its connection limit");
             drop(stream);
             continue;
         }
-        let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
-            warn!(link = %l.name, %peer, "connection refused: switch at its link limit");
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!(link = %l.name, error = %e, "cannot set TCP_NODELAY");
+        }
+        let Some(tls) = l.tls.clone() else {
+            let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
+                warn!(link = %l.name, %peer, "connection refused: switch at its link limit");
+                continue;
+            };
+            info!(link = %l.name, %peer, id = %link, "connection accepted");
+            // Registered before the task runs, so the next accept already counts it.
+            let conn = register(&shared, link, l.spec);
+            let (rd, wr) = stream.into_split();
+            tokio::task::spawn_local(connection(Rc::clone(&shared), link, conn, rd, wr));
             continue;
         };
-        info!(link = %l.name, %peer, id = %link, "connection accepted");
-        // Registered before the task runs, so the next accept already counts it.
-        let conn = register(&shared, link, l.spec);
-        tokio::task::spawn_local(connection(Rc::clone(&shared), link, conn, stream));
+        // A handshake runs in its own task: a peer that stalls in it holds up nobody else.
+        handshaking.set(handshaking.get() + 1);
+        let (shared, handshaking, name, spec) =
+            (Rc::clone(&shared), Rc::clone(&handshaking), l.name.clone(), l.spec);
+        tokio::task::spawn_local(async move {
+            let acceptor = tls.acceptor.clone();
+            let result = match acceptor {
+                Some(a) => tokio::time::timeout(TLS_HANDSHAKE_MAX, a.accept(stream)).await,
+                None => {
+                    handshaking.set(handshaking.get() - 1);
+                    return;
+                }
+            };
+            handshaking.set(handshaking.get() - 1);
+            let tls_stream = match result {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return warn!(link = %name, %peer, error = %e, "TLS handshake refused"),
+                Err(_) => return warn!(link = %name, %peer, "TLS handshake timed out"),
+            };
+            let who = match tls.authorize(tls_stream.get_ref().1.peer_certificates()) {
+                Ok(who) => who,
+                Err(e) => {
+                    return warn!(link = %name, %peer, error = %e, "connection refused: wrong participant")
+                }
+            };
+            let Some(link) = shared.engine.borrow_mut().link_up(spec, Instant::now()) else {
+                return warn!(link = %name, %peer, "connection refused: switch at its link limit");
+            };
+            info!(link = %name, %peer, id = %link, certificate = %who, "TLS connection accepted");
+            let conn = register(&shared, link, spec);
+            let (rd, wr) = tokio::io::split(tls_stream);
+            connection(shared, link, conn, rd, wr).await;
+        });
     }
 }
 
@@ -293,15 +342,33 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
         };
         match connected {
             Ok(Ok(stream)) => {
-                let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
-                if let Some(link) = up {
-                    info!(link = %d.name, address = %d.address, id = %link, "connected");
-                    let started = Instant::now();
-                    let conn = register(&shared, link, d.spec);
-                    connection(Rc::clone(&shared), link, conn, stream).await;
-                    if started.elapsed() > d.backoff_max {
-                        backoff = d.backoff_min;
+                if let Err(e) = stream.set_nodelay(true) {
+                    warn!(link = %d.name, error = %e, "cannot set TCP_NODELAY");
+                }
+                let started = Instant::now();
+                match &d.tls {
+                    None => {
+                        let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
+                        if let Some(link) = up {
+                            info!(link = %d.name, address = %d.address, id = %link, "connected");
+                            let conn = register(&shared, link, d.spec);
+                            let (rd, wr) = stream.into_split();
+                            connection(Rc::clone(&shared), link, conn, rd, wr).await;
+                        }
                     }
+                    Some(tls) => {
+                        if let Some(tls_stream) = dial_tls(&d, tls, stream).await {
+                            let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
+                            if let Some(link) = up {
+                                let conn = register(&shared, link, d.spec);
+                                let (rd, wr) = tokio::io::split(tls_stream);
+                                connection(Rc::clone(&shared), link, conn, rd, wr).await;
+                            }
+                        }
+                    }
+                }
+                if started.elapsed() > d.backoff_max {
+                    backoff = d.backoff_min;
                 }
             }
             Ok(Err(e)) => warn!(link = %d.name, address = %d.address, error = %e, "connect failed"),
@@ -318,6 +385,36 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
             () = shared.stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(d.backoff_max);
+    }
+}
+
+/// The TLS handshake of a dialed link, and the check of who answered.
+async fn dial_tls(
+    d: &Dial,
+    tls: &LinkTls,
+    stream: TcpStream,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let (connector, name) = tls.connector.as_ref()?;
+    let s = match tokio::time::timeout(TLS_HANDSHAKE_MAX, connector.connect(name.clone(), stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(link = %d.name, address = %d.address, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            warn!(link = %d.name, address = %d.address, "TLS handshake timed out");
+            return None;
+        }
+    };
+    match tls.authorize(s.get_ref().1.peer_certificates()) {
+        Ok(who) => {
+            info!(link = %d.name, address = %d.address, certificate = %who, "connected over TLS");
+            Some(s)
+        }
+        Err(e) => {
+            warn!(link = %d.name, address = %d.address, error = %e, "disconnecting: wrong participant");
+            None
+        }
     }
 }
 
@@ -339,11 +436,13 @@ fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
 }
 
 /// Drives one connection until either side closes it or the engine gives up on it.
-async fn connection(shared: Rc<Shared>, link: LinkId, handles: Handles, stream: TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        warn!(%link, error = %e, "cannot set TCP_NODELAY");
-    }
-    let (mut rd, mut wr) = stream.into_split();
+async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    shared: Rc<Shared>,
+    link: LinkId,
+    handles: Handles,
+    mut rd: R,
+    mut wr: W,
+) {
     let Handles { writable, closed } = handles;
     // The engine may already have written to the link (a sign-on): flush it.
     shared.flush();

@@ -1,0 +1,174 @@
+//! `corridor certs`: development certificates, so a newcomer can try TLS and QUIC links in a
+//! minute. A development CA, a certificate for the switch and one per participant (subject
+//! CN = the participant's id, names `localhost` and `127.0.0.1` so it can serve as well as
+//! dial), ECDSA P-256, valid from a day ago for `days` days. Never for production: the CA's
+//! key is written next to the certificates.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use time::OffsetDateTime;
+
+/// A certificate authority that issues certificates.
+pub struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+/// A certificate and its key, PEM.
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+fn validity(p: &mut CertificateParams, from: OffsetDateTime, days: i64) {
+    p.not_before = from;
+    p.not_after = from + time::Duration::days(days);
+}
+
+impl Ca {
+    /// A new CA named `cn`, valid from a day ago for `days` days.
+    ///
+    /// # Errors
+    ///
+    /// The key or the certificate cannot be made.
+    pub fn new(cn: &str, days: i64) -> Result<Self> {
+        let mut p = CertificateParams::new(Vec::<String>::new())?;
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name.push(DnType::OrganizationName, "Corridor development");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        validity(&mut p, OffsetDateTime::now_utc() - time::Duration::days(1), days);
+        let key = KeyPair::generate()?;
+        let cert = p.self_signed(&key)?;
+        Ok(Self { cert, key })
+    }
+
+    /// The CA's certificate.
+    #[must_use]
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA's key.
+    #[must_use]
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Issues a certificate for subject `cn` (also valid for `localhost` and `127.0.0.1`),
+    /// for client and server use, valid from `from` for `days` days.
+    ///
+    /// # Errors
+    ///
+    /// The key or the certificate cannot be made.
+    pub fn issue_at(&self, cn: &str, from: OffsetDateTime, days: i64) -> Result<Issued> {
+        let mut p = CertificateParams::new(vec!["localhost".to_owned()])?;
+        p.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name.push(DnType::OrganizationName, "Corridor development");
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut p, from, days);
+        let key = KeyPair::generate()?;
+        let cert = p.signed_by(&key, &self.cert, &self.key)?;
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// [`Ca::issue_at`] from a day ago.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ca::issue_at`].
+    pub fn issue(&self, cn: &str, days: i64) -> Result<Issued> {
+        self.issue_at(cn, OffsetDateTime::now_utc() - time::Duration::days(1), days)
+    }
+}
+
+fn write(path: &Path, text: &str, secret: bool) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `ca.pem`/`ca.key`, `switch.pem`/`switch.key` and `<id>.pem`/`<id>.key` for each
+/// participant into `out`, and returns a summary with each certificate's public-key pin.
+///
+/// # Errors
+///
+/// An id that is not a safe file name, or a file that cannot be written.
+pub fn dev(out: &Path, participants: &[String], days: i64) -> Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ca = Ca::new("Corridor development CA", days)?;
+    write(&out.join("ca.pem"), &ca.cert_pem(), false)?;
+    write(&out.join("ca.key"), &ca.key_pem(), true)?;
+    let mut summary = format!("development CA: {}\n", out.join("ca.pem").display());
+    let mut names = vec!["switch".to_owned()];
+    names.extend(participants.iter().cloned());
+    for name in &names {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            anyhow::bail!("participant id {name:?} cannot name a file");
+        }
+        let cn = if name == "switch" { "corridor-switch" } else { name.as_str() };
+        let issued = ca.issue(cn, days)?;
+        let (cert, key): (PathBuf, PathBuf) =
+            (out.join(format!("{name}.pem")), out.join(format!("{name}.key")));
+        write(&cert, &issued.cert_pem, false)?;
+        write(&key, &issued.key_pem, true)?;
+        let pin = corridor_net::tls::pin_of(&cert).map_err(anyhow::Error::msg)?;
+        summary.push_str(&format!(
+            "{name:<16} CN={cn:<18} {}  tls_spki_sha256 = \"{}\"\n",
+            cert.display(),
+            corridor_net::tls::hex(&pin)
+        ));
+    }
+    summary.push_str(&format!(
+        "valid {} days; the CA key is in {} — development only\n",
+        days,
+        out.join("ca.key").display()
+    ));
+    Ok(summary)
+}
+
+/// Days a development certificate is valid by default.
+pub const DEV_DAYS: i64 = 90;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_writes_a_ca_the_switch_and_each_participant() {
+        let dir = std::env::temp_dir().join(format!("corridor-certs-{}", std::process::id()));
+        let summary = dev(&dir, &["wallet-sg".into(), "napas-vn".into()], 30).unwrap();
+        for f in ["ca.pem", "ca.key", "switch.pem", "switch.key", "wallet-sg.pem", "napas-vn.key"] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+        assert!(summary.contains("CN=wallet-sg"));
+        assert_eq!(summary.matches("tls_spki_sha256").count(), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("switch.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "keys are private to their owner");
+        }
+        assert!(dev(&dir, &["../etc".into()], 30).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

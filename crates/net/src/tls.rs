@@ -1,0 +1,259 @@
+//! TLS for links, mutual always: the switch presents its certificate and requires the peer's,
+//! verified against the CAs configured for the link (and its revocation lists), TLS 1.3 and
+//! 1.2 only. A verified certificate then has to map to the link's participant — by subject
+//! common name or by a pin of its public key — or the connection is refused: a participant
+//! may only speak as itself.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use rustls::{
+    pki_types::{pem::PemObject, CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName},
+    server::WebPkiClientVerifier,
+    ClientConfig, RootCertStore, ServerConfig,
+};
+
+/// The files of a TLS link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The switch's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) the peer's certificate must chain to.
+    pub ca: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM) checked against the peer's chain.
+    pub crl: Vec<PathBuf>,
+    /// Dialing: the name the peer's certificate must carry (default `localhost`).
+    pub server_name: Option<String>,
+}
+
+/// How a certificate maps to a participant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The participant's id (for messages).
+    pub participant: String,
+    /// The certificate's subject common name.
+    pub subject_cn: Option<String>,
+    /// SHA-256 pins of the certificate's SubjectPublicKeyInfo.
+    pub spki_sha256: Vec<[u8; 32]>,
+}
+
+impl Identity {
+    /// Whether `peer` is this participant's certificate.
+    #[must_use]
+    pub fn matches(&self, peer: &PeerCert) -> bool {
+        self.subject_cn.as_ref().is_some_and(|cn| peer.subject_cn.as_deref() == Some(cn.as_str()))
+            || self.spki_sha256.contains(&peer.spki_sha256)
+    }
+
+    /// Whether this identity names anything.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.subject_cn.is_none() && self.spki_sha256.is_empty()
+    }
+}
+
+/// What the switch reads off a verified peer certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCert {
+    /// The subject's common name, if it has one.
+    pub subject_cn: Option<String>,
+    /// SHA-256 of its SubjectPublicKeyInfo.
+    pub spki_sha256: [u8; 32],
+}
+
+impl fmt::Display for PeerCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CN={} spki-sha256={}", self.subject_cn.as_deref().unwrap_or("-"), hex(&self.spki_sha256))
+    }
+}
+
+/// Lowercase hex.
+#[must_use]
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads the leaf of a verified chain.
+///
+/// # Errors
+///
+/// A certificate that does not parse (rustls verified it, so this is unexpected).
+pub fn peer_cert(der: &[u8]) -> Result<PeerCert, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| format!("peer certificate: {e}"))?;
+    let subject_cn =
+        cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
+    let spki = cert.public_key().raw;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    let mut spki_sha256 = [0u8; 32];
+    spki_sha256.copy_from_slice(digest.as_ref());
+    Ok(PeerCert { subject_cn, spki_sha256 })
+}
+
+/// The SHA-256 pin of a PEM certificate's public key, as `corridor certs pin` prints it.
+///
+/// # Errors
+///
+/// A file that cannot be read or holds no certificate.
+pub fn pin_of(pem: &std::path::Path) -> Result<[u8; 32], String> {
+    let der = CertificateDer::from_pem_file(pem).map_err(|e| format!("{}: {e}", pem.display()))?;
+    Ok(peer_cert(&der)?.spki_sha256)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn chain_and_key(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", files.cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    Ok((chain, key))
+}
+
+fn roots(files: &TlsFiles) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    if files.ca.is_empty() {
+        return Err("mutual TLS needs at least one CA (`ca`)".into());
+    }
+    for ca in &files.ca {
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+            let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
+            roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err("the CA files hold no certificate".into());
+    }
+    Ok(roots)
+}
+
+fn crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut out = Vec::new();
+    for path in &files.crl {
+        for c in CertificateRevocationListDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        {
+            out.push(c.map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The server side of a listening TLS link: client certificates required.
+///
+/// # Errors
+///
+/// A file that cannot be read or parsed, or a key that does not fit the certificate.
+pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
+    let (chain, key) = chain_and_key(files)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(files)?), provider())
+        .with_crls(crls(files)?)
+        .build()
+        .map_err(|e| format!("client certificate verifier: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The client side of a dialed TLS link: it presents the switch's certificate.
+///
+/// # Errors
+///
+/// As [`server_config`], or a server name that is not a valid name or address.
+pub fn client_config(
+    files: &TlsFiles,
+    alpn: &[&[u8]],
+) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
+    let (chain, key) = chain_and_key(files)?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(files)?), provider())
+            .with_crls(crls(files)?)
+            .build()
+            .map_err(|e| format!("server certificate verifier: {e}"))?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Payment messages must not be replayable: no early data.
+    config.enable_early_data = false;
+    let name = files.server_name.clone().unwrap_or_else(|| "localhost".to_owned());
+    let name = ServerName::try_from(name.clone()).map_err(|e| format!("server name `{name}`: {e}"))?;
+    Ok((Arc::new(config), name))
+}
+
+/// A link's TLS, ready to use.
+#[derive(Clone)]
+pub struct LinkTls {
+    /// Listening links.
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Dialed links.
+    pub connector: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Who must be on the other end.
+    pub identity: Identity,
+}
+
+impl fmt::Debug for LinkTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkTls").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl LinkTls {
+    /// TLS for a listening (`dial == false`) or dialed link whose peer must be `identity`.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`] and [`client_config`]; an identity that names nothing.
+    pub fn new(files: &TlsFiles, dial: bool, identity: Identity) -> Result<Self, String> {
+        if identity.is_empty() {
+            return Err(format!(
+                "participant {} has TLS links but no certificate identity (tls_subject_cn or tls_spki_sha256)",
+                identity.participant
+            ));
+        }
+        if dial {
+            let (config, name) = client_config(files, &[])?;
+            Ok(Self {
+                acceptor: None,
+                connector: Some((tokio_rustls::TlsConnector::from(config), name)),
+                identity,
+            })
+        } else {
+            Ok(Self {
+                acceptor: Some(tokio_rustls::TlsAcceptor::from(server_config(files, &[])?)),
+                connector: None,
+                identity,
+            })
+        }
+    }
+
+    /// Checks the verified peer chain against the link's identity.
+    ///
+    /// # Errors
+    ///
+    /// No certificate (cannot happen after a mutual handshake), or one of somebody else.
+    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, String> {
+        let leaf = chain.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
+        let peer = peer_cert(leaf)?;
+        if self.identity.matches(&peer) {
+            Ok(peer)
+        } else {
+            Err(format!("certificate {peer} is not participant {}'s", self.identity.participant))
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Mutual TLS on TCP links: the switch accepts a participant's own certificate only, refuses
+//! at the handshake every other (none, another CA's, an expired one, another participant's),
+//! and a participant authenticated by its certificate may only send as itself.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use std::time::Duration;
+
+use corridor_tests::{
+    peer::{purchase, Behaviour, Issuer, Wire},
+    switch::TestSwitch,
+    tls::{client_config, CertDir, TlsConn},
+};
+use corridor_wire::{de, Mti, OwnedMessage};
+
+fn sign_on() -> OwnedMessage {
+    let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
+    m.set(de::TRANSMISSION_TIME, "1126021500")
+        .and_then(|m| m.set(de::STAN, "000001"))
+        .and_then(|m| m.set(de::NETWORK_CODE, "001"))
+        .unwrap();
+    m
+}
+
+/// Participant `acq` on a TLS listening link (identity: CN "acq"); `iss` behind plain TCP.
+fn setup(certs: &CertDir) -> (TestSwitch, Issuer) {
+    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let config = format!(
+        r#"
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+tls_subject_cn = "acq"
+  [[participant.link]]
+  name = "acq-tls"
+  mode = "listen"
+  address = "127.0.0.1:0"
+  framing = "native"
+  dialect = "native"
+    [participant.link.tls]
+    cert = "{cert}"
+    key = "{key}"
+    ca = ["{ca}"]
+
+[[participant]]
+id = "other"
+roles = ["acquirer"]
+acquirer_ids = ["87654321"]
+tls_subject_cn = "other"
+  [[participant.link]]
+  name = "other-1"
+  mode = "listen"
+  address = "127.0.0.1:0"
+  framing = "native"
+  dialect = "native"
+
+[[participant]]
+id = "iss"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-1"
+  mode = "dial"
+  address = "{issuer}"
+  framing = "native"
+  dialect = "native"
+
+[[route]]
+pan_prefix = "476173"
+destination = "iss"
+"#,
+        cert = certs.path("switch.pem"),
+        key = certs.path("switch.key"),
+        ca = certs.path("ca.pem"),
+        issuer = issuer.addr,
+    );
+    (TestSwitch::start(&config), issuer)
+}
+
+/// Whether a connection presenting `client` gets its sign-on answered.
+fn signs_on(
+    switch: &TestSwitch,
+    ca_pem: &str,
+    client: Option<&corridor::certs::Issued>,
+) -> Result<(), String> {
+    let mut c = TlsConn::connect(switch.addr("acq-tls"), client_config(ca_pem, client));
+    if !c.send(1, &sign_on()) {
+        return Err("the handshake failed on send".into());
+    }
+    match c.recv_within(Duration::from_secs(3))? {
+        Some((_, m)) if m.mti() == Mti::NETWORK_RESPONSE => Ok(()),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+#[test]
+fn the_participants_own_certificate_is_accepted_and_carries_traffic() {
+    let certs = CertDir::new("ok");
+    let (switch, issuer) = setup(&certs);
+    let acq = certs.ca.issue("acq", 30).unwrap();
+    let mut c = TlsConn::connect(switch.addr("acq-tls"), client_config(&certs.ca.cert_pem(), Some(&acq)));
+    assert!(c.send(1, &sign_on()));
+    let (_, r) = c.recv_within(Duration::from_secs(5)).unwrap().expect("sign-on answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]));
+    // The switch dials the issuer as it starts: until that link is up it answers 91.
+    let mut approved = false;
+    for stan in 2..60u64 {
+        assert!(c.send(stan, &purchase("4761739001010010", &format!("{stan:06}"), "12345678")));
+        let (corr, r) = c.recv_within(Duration::from_secs(5)).unwrap().expect("purchase answered");
+        assert_eq!((corr, r.mti()), (stan, Mti::FINANCIAL_RESPONSE));
+        if r.get(de::RESPONSE_CODE) == Some(&b"00"[..]) {
+            approved = true;
+            break;
+        }
+        assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"91"[..]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(approved, "approved over TLS once the issuer link was up");
+    assert_eq!(issuer.seen_mti(200).len(), 1, "it reached the issuer");
+    switch.stop();
+}
+
+#[test]
+fn every_other_certificate_is_refused_at_the_handshake() {
+    let certs = CertDir::new("refused");
+    let (switch, _issuer) = setup(&certs);
+    let ca = certs.ca.cert_pem();
+
+    let none = signs_on(&switch, &ca, None);
+    assert!(none.as_ref().unwrap_err().contains("CertificateRequired"), "no client certificate: {none:?}");
+
+    let stranger_ca = corridor::certs::Ca::new("another CA", 30).unwrap();
+    let foreign = stranger_ca.issue("acq", 30).unwrap();
+    let r = signs_on(&switch, &ca, Some(&foreign));
+    assert!(r.as_ref().unwrap_err().contains("UnknownCA"), "a certificate from another CA: {r:?}");
+
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(40);
+    let expired = certs.ca.issue_at("acq", past, 30).unwrap();
+    let r = signs_on(&switch, &ca, Some(&expired));
+    assert!(r.as_ref().unwrap_err().contains("CertificateExpired"), "an expired certificate: {r:?}");
+
+    // Valid, from the right CA, but another participant's: refused after the handshake.
+    let other = certs.ca.issue("other", 30).unwrap();
+    let r = signs_on(&switch, &ca, Some(&other));
+    // The handshake itself succeeds (the chain is valid); the switch then closes at once,
+    // before anything is read.
+    assert!(r.as_ref().unwrap_err().contains("closed"), "another participant's certificate: {r:?}");
+
+    // And the right one still works after all that.
+    let acq = certs.ca.issue("acq", 30).unwrap();
+    signs_on(&switch, &ca, Some(&acq)).unwrap();
+    switch.stop();
+}
+
+#[test]
+fn an_authenticated_participant_cannot_speak_as_another() {
+    let certs = CertDir::new("spoof");
+    let (switch, issuer) = setup(&certs);
+    let acq = certs.ca.issue("acq", 30).unwrap();
+    let mut c = TlsConn::connect(switch.addr("acq-tls"), client_config(&certs.ca.cert_pem(), Some(&acq)));
+    assert!(c.send(1, &sign_on()));
+    c.recv_within(Duration::from_secs(5)).unwrap().expect("signed on");
+    // DE 32 of participant "other".
+    assert!(c.send(2, &purchase("4761739001010010", "000002", "87654321")));
+    let (_, r) = c.recv_within(Duration::from_secs(5)).unwrap().expect("answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"63"[..]), "security violation");
+    assert!(issuer.seen_mti(200).is_empty(), "nothing reached the issuer");
+    switch.stop();
+}
