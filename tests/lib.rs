@@ -4,6 +4,7 @@
 //!
 //! - [`peer`]: blocking acquirer and issuer peers that speak the protocol over loopback.
 //! - [`switch`]: a switch started from configuration text on its own thread, as `serve` does.
+//! - [`quic`]: a QUIC partner or issuer (quinn) speaking native frames on lanes.
 //! - [`tls`]: a blocking mutual-TLS client and per-test development certificates.
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
@@ -16,6 +17,8 @@
 pub mod peer;
 #[path = "python.rs"]
 pub mod python;
+#[path = "quic.rs"]
+pub mod quic;
 #[path = "switch.rs"]
 pub mod switch;
 #[path = "tls.rs"]

@@ -5,7 +5,7 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use corridor_engine::{Config, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings};
-use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, TlsFiles};
+use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, QuicLink, QuicSettings, TlsFiles};
 use corridor_wire::{Dialect, InstitutionId, LengthHeader, FRAME_BYTES_MAX};
 use serde::Deserialize;
 
@@ -121,6 +121,14 @@ struct LinkSection {
     reconnect_min_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
     tls: Option<TlsSection>,
+    /// "tcp" (default) or "quic".
+    transport: Option<String>,
+    /// QUIC: lanes opened (dial) or accepted per connection (listen).
+    lanes: Option<u16>,
+    /// QUIC: a connection silent this long is closed.
+    idle_timeout_ms: Option<u64>,
+    /// QUIC: keep-alive interval.
+    keep_alive_ms: Option<u64>,
 }
 
 fn default_inflight() -> u32 {
@@ -342,8 +350,56 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
                 bail!("{lat}: echo_missed_max must be at least 1");
             }
             let spec = links.len();
+            let quic_wanted = match l.transport.as_deref().unwrap_or("tcp") {
+                "tcp" => {
+                    if l.lanes.is_some() || l.idle_timeout_ms.is_some() || l.keep_alive_ms.is_some() {
+                        bail!("{lat}: lanes, idle_timeout_ms and keep_alive_ms are for transport = \"quic\"");
+                    }
+                    false
+                }
+                "quic" => {
+                    if !matches!(framing, Framing::Native) {
+                        bail!("{lat}: QUIC links carry native frames: framing = \"native\", dialect = \"native\"");
+                    }
+                    if l.tls.is_none() {
+                        bail!(
+                            "{lat}: QUIC links need a [participant.link.tls] table (mutual TLS is always on)"
+                        );
+                    }
+                    true
+                }
+                other => bail!("{lat}: transport {other:?} must be \"tcp\" or \"quic\""),
+            };
+            let mut quic = None;
             let tls = match &l.tls {
                 None => None,
+                Some(t) if quic_wanted => {
+                    let path = |f: &str| base.join(f);
+                    let files = TlsFiles {
+                        cert: path(&t.cert),
+                        key: path(&t.key),
+                        ca: t.ca.iter().map(|c| path(c)).collect(),
+                        crl: t.crl.iter().map(|c| path(c)).collect(),
+                        server_name: t.server_name.clone(),
+                    };
+                    let defaults = QuicSettings::default();
+                    let settings = QuicSettings {
+                        lanes: l.lanes.unwrap_or(if l.mode == "dial" { defaults.lanes } else { 16 }),
+                        idle_timeout: millis(
+                            l.idle_timeout_ms.unwrap_or(30_000),
+                            &format!("{lat}: idle_timeout_ms"),
+                        )?,
+                        keep_alive: millis(
+                            l.keep_alive_ms.unwrap_or(5_000),
+                            &format!("{lat}: keep_alive_ms"),
+                        )?,
+                    };
+                    quic = Some(
+                        QuicLink::new(&files, l.mode == "dial", identity.clone(), settings)
+                            .map_err(|e| anyhow::anyhow!("{lat}: quic: {e}"))?,
+                    );
+                    None
+                }
                 Some(t) => {
                     let path = |f: &str| base.join(f);
                     let files = TlsFiles {
@@ -383,6 +439,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
                         address,
                         connections_max,
                         tls: tls.clone(),
+                        quic: quic.clone(),
                     });
                     false
                 }
@@ -408,6 +465,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
                         backoff_min,
                         backoff_max,
                         tls: tls.clone(),
+                        quic: quic.clone(),
                     });
                     true
                 }
@@ -513,7 +571,16 @@ pub fn summary(c: &Loaded) -> String {
             .listens
             .iter()
             .find(|l| l.spec == spec)
-            .map(|l| format!("listen {}{}", l.address, if l.tls.is_some() { " tls" } else { "" }))
+            .map(|l| {
+                let t = if l.quic.is_some() {
+                    " quic"
+                } else if l.tls.is_some() {
+                    " tls"
+                } else {
+                    ""
+                };
+                format!("listen {}{t}", l.address)
+            })
             .or_else(|| {
                 c.net
                     .dials

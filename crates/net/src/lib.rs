@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`limits`]: the bounds of this layer.
+//! - [`quic`]: QUIC links (quinn): lanes of native frames, mutual TLS 1.3, explicit limits.
 //! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
 //! - [`switch`]: listeners, connectors with backoff, per-connection reader and writer, the
 //!   timer task and graceful shutdown.
@@ -16,8 +17,10 @@
 #![forbid(unsafe_code)]
 
 pub mod limits;
+pub mod quic;
 pub mod switch;
 pub mod tls;
 
+pub use quic::{QuicLink, QuicSettings};
 pub use switch::{Dial, Listen, NetConfig, Report, Switch};
 pub use tls::{Identity, LinkTls, TlsFiles};

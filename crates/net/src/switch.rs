@@ -11,6 +11,7 @@ use std::{
 
 use bytes::BytesMut;
 use corridor_engine::{Engine, Event, LinkCounts, LinkId, Stats};
+use quinn::VarInt;
 use rustc_hash::FxHashMap;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -19,12 +20,28 @@ use tokio::{
     task::LocalSet,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     limits::{DRAIN_POLL, FLUSH_WAIT_MAX, READ_CHUNK_BYTES, TLS_HANDSHAKE_MAX},
+    quic::{endpoint, QuicLink},
     tls::LinkTls,
 };
+
+/// What a listening link listens with.
+enum Listener {
+    Tcp(TcpListener),
+    Quic(quinn::Endpoint),
+}
+
+impl Listener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr(),
+            Self::Quic(e) => e.local_addr(),
+        }
+    }
+}
 
 /// A link the switch listens on: its peers dial in.
 #[derive(Clone, Debug)]
@@ -39,6 +56,8 @@ pub struct Listen {
     pub connections_max: usize,
     /// Mutual TLS, when the link has it.
     pub tls: Option<LinkTls>,
+    /// QUIC instead of TCP (its own mutual TLS), when the link has it.
+    pub quic: Option<QuicLink>,
 }
 
 /// A link the switch dials, and redials with exponential backoff and jitter.
@@ -58,6 +77,8 @@ pub struct Dial {
     pub backoff_max: Duration,
     /// Mutual TLS, when the link has it.
     pub tls: Option<LinkTls>,
+    /// QUIC instead of TCP (its own mutual TLS), when the link has it.
+    pub quic: Option<QuicLink>,
 }
 
 /// The network side of the configuration.
@@ -123,7 +144,7 @@ impl Shared {
 /// A bound switch, ready to run.
 pub struct Switch {
     shared: Rc<Shared>,
-    listeners: Vec<(Listen, TcpListener)>,
+    listeners: Vec<(Listen, Listener)>,
     dials: Vec<Dial>,
     drain_timeout: Duration,
 }
@@ -137,10 +158,15 @@ impl Switch {
     pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
         let mut listeners = Vec::new();
         for l in net.listens {
-            let listener = TcpListener::bind(l.address).await.map_err(|e| {
+            let bound = match &l.quic {
+                None => TcpListener::bind(l.address).await.map(Listener::Tcp),
+                Some(q) => endpoint(l.address, q.server.clone()).map(Listener::Quic),
+            };
+            let listener = bound.map_err(|e| {
                 io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
             })?;
-            info!(link = %l.name, address = %listener.local_addr()?, "listening");
+            let transport = if l.quic.is_some() { "quic" } else { "tcp" };
+            info!(link = %l.name, address = %listener.local_addr()?, transport, "listening");
             listeners.push((l, listener));
         }
         let shared = Rc::new(Shared {
@@ -174,10 +200,19 @@ impl Switch {
         local
             .run_until(async move {
                 for (l, listener) in listeners {
-                    tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, listener));
+                    match listener {
+                        Listener::Tcp(t) => tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, t)),
+                        Listener::Quic(e) => {
+                            tokio::task::spawn_local(quic_accept_loop(Rc::clone(&shared), l, e))
+                        }
+                    };
                 }
                 for d in dials {
-                    tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
+                    if d.quic.is_some() {
+                        tokio::task::spawn_local(quic_dial_loop(Rc::clone(&shared), d));
+                    } else {
+                        tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
+                    }
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 shutdown.await;
@@ -382,6 +417,142 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
         let jitter = Duration::from_nanos(seed % (half.as_nanos().max(1) as u64));
         tokio::select! {
             () = tokio::time::sleep(half + jitter) => {}
+            () = shared.stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(d.backoff_max);
+    }
+}
+
+/// A QUIC listening link: each connection is authenticated, then every lane its peer opens
+/// (up to the link's lane limit, which the transport enforces) becomes a link of its own.
+async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoint) {
+    let Some(quic) = l.quic.clone() else { return };
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            () = shared.stop.cancelled() => {
+                endpoint.close(VarInt::from_u32(0), b"switch stopping");
+                return;
+            }
+        };
+        let Some(incoming) = incoming else { return };
+        if open.get() >= l.connections_max {
+            warn!(link = %l.name, peer = %incoming.remote_address(), max = l.connections_max, "QUIC connection refused: link at its connection limit");
+            incoming.refuse();
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (shared, open, quic, name, spec) =
+            (Rc::clone(&shared), Rc::clone(&open), quic.clone(), l.name.clone(), l.spec);
+        tokio::task::spawn_local(async move {
+            let peer = incoming.remote_address();
+            let conn = match tokio::time::timeout(TLS_HANDSHAKE_MAX, async { incoming.accept()?.await }).await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    open.set(open.get() - 1);
+                    return warn!(link = %name, %peer, error = %e, "QUIC handshake refused");
+                }
+                Err(_) => {
+                    open.set(open.get() - 1);
+                    return warn!(link = %name, %peer, "QUIC handshake timed out");
+                }
+            };
+            match quic.authorize(&conn) {
+                Ok(who) => info!(link = %name, %peer, certificate = %who, "QUIC connection accepted"),
+                Err(e) => {
+                    conn.close(VarInt::from_u32(1), b"wrong participant");
+                    open.set(open.get() - 1);
+                    return warn!(link = %name, %peer, error = %e, "QUIC connection refused: wrong participant");
+                }
+            }
+            lanes_accepted(&shared, spec, &name, &conn).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+/// Runs every lane the peer of `conn` opens until the connection ends.
+async fn lanes_accepted(shared: &Rc<Shared>, spec: usize, name: &str, conn: &quinn::Connection) {
+    loop {
+        let (send, recv) = tokio::select! {
+            r = conn.accept_bi() => match r {
+                Ok(s) => s,
+                Err(e) => return info!(link = %name, reason = %e, "QUIC connection closed"),
+            },
+            () = shared.stop.cancelled() => return,
+        };
+        let Some(link) = shared.engine.borrow_mut().link_up(spec, Instant::now()) else {
+            warn!(link = %name, "QUIC lane refused: switch at its link limit");
+            continue;
+        };
+        debug!(link = %name, id = %link, lane = %send.id(), "QUIC lane open");
+        let handles = register(shared, link, spec);
+        tokio::task::spawn_local(connection(Rc::clone(shared), link, handles, recv, send));
+    }
+}
+
+/// A QUIC dialed link: connect, authenticate the server, open the lanes (each signs on as a
+/// link of its own), wait for the connection to end, and redial with backoff.
+async fn quic_dial_loop(shared: Rc<Shared>, d: Dial) {
+    let Some(quic) = d.quic.clone() else { return };
+    let Some((client, server_name)) = quic.client.clone() else { return };
+    let bind: SocketAddr =
+        if d.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(d.address);
+    let endpoint = match endpoint(bind, None) {
+        Ok(mut e) => {
+            e.set_default_client_config(client);
+            e
+        }
+        Err(e) => return warn!(link = %d.name, error = %e, "cannot open a QUIC endpoint"),
+    };
+    let mut backoff = d.backoff_min;
+    while !shared.stop.is_cancelled() {
+        let started = Instant::now();
+        let attempt = async {
+            let connecting = endpoint.connect(d.address, &server_name).map_err(|e| e.to_string())?;
+            tokio::time::timeout(d.connect_timeout, connecting)
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())
+        };
+        let conn = tokio::select! {
+            r = attempt => r,
+            () = shared.stop.cancelled() => return,
+        };
+        match conn {
+            Err(e) => warn!(link = %d.name, address = %d.address, error = %e, "QUIC connect failed"),
+            Ok(conn) => match quic.authorize(&conn) {
+                Err(e) => {
+                    conn.close(VarInt::from_u32(1), b"wrong participant");
+                    warn!(link = %d.name, address = %d.address, error = %e, "disconnecting: wrong participant");
+                }
+                Ok(who) => {
+                    info!(link = %d.name, address = %d.address, certificate = %who, lanes = quic.settings.lanes, "connected over QUIC");
+                    for _ in 0..quic.settings.lanes {
+                        let Ok((send, recv)) = conn.open_bi().await else { break };
+                        let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
+                            break;
+                        };
+                        let handles = register(&shared, link, d.spec);
+                        tokio::task::spawn_local(connection(Rc::clone(&shared), link, handles, recv, send));
+                    }
+                    tokio::select! {
+                        e = conn.closed() => info!(link = %d.name, reason = %e, "QUIC connection closed"),
+                        () = shared.stop.cancelled() => {
+                            conn.close(VarInt::from_u32(0), b"switch stopping");
+                            return;
+                        }
+                    }
+                }
+            },
+        }
+        if started.elapsed() > d.backoff_max {
+            backoff = d.backoff_min;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
             () = shared.stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(d.backoff_max);
