@@ -35,7 +35,7 @@ const TIMER: Token = Token(usize::MAX);
 
 /// A request in flight.
 #[derive(Clone, Copy, Debug)]
-struct Pending {
+pub(crate) struct Pending {
     seq: u64,
     kind: Kind,
     intended: Instant,
@@ -43,19 +43,54 @@ struct Pending {
     measured: bool,
 }
 
-/// One connection of a driver.
+/// What one byte stream of frames (a TCP connection, a TLS stream or a QUIC lane) keeps,
+/// whatever carries it: the requests in flight on it and its buffers.
+pub(crate) struct Lane {
+    pub(crate) decoder: Decoder,
+    pub(crate) rbuf: BytesMut,
+    pub(crate) out: BytesMut,
+    pub(crate) traffic: Traffic,
+    pub(crate) pending: FxHashMap<u64, Pending>,
+    /// Send order is deadline order (one timeout for all): expiry looks at the front only.
+    pub(crate) deadlines: VecDeque<(Instant, u64, u64)>,
+    pub(crate) seq: u64,
+    pub(crate) lost: bool,
+}
+
+impl Lane {
+    /// A lane speaking `wire`, with `rbuf` holding what was read past the sign-on.
+    pub(crate) fn new(rbuf: BytesMut, wire: Wire, traffic: Traffic) -> Self {
+        Self {
+            decoder: wire.decoder(),
+            rbuf,
+            out: BytesMut::with_capacity(64 * 1024),
+            traffic,
+            pending: FxHashMap::default(),
+            deadlines: VecDeque::new(),
+            seq: 0,
+            lost: false,
+        }
+    }
+}
+
+/// One TCP connection of the event-loop driver.
 pub(crate) struct Conn {
     stream: TcpStream,
-    decoder: Decoder,
-    rbuf: BytesMut,
-    out: BytesMut,
-    traffic: Traffic,
-    pending: FxHashMap<u64, Pending>,
-    /// Send order is deadline order (one timeout for all): expiry looks at the front only.
-    deadlines: VecDeque<(Instant, u64, u64)>,
-    seq: u64,
-    lost: bool,
+    lane: Lane,
     want_write: bool,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Lane;
+    fn deref(&self) -> &Lane {
+        &self.lane
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Lane {
+        &mut self.lane
+    }
 }
 
 impl Conn {
@@ -68,18 +103,7 @@ impl Conn {
         traffic: Traffic,
     ) -> std::io::Result<Self> {
         stream.set_nonblocking(true)?;
-        Ok(Self {
-            stream: TcpStream::from_std(stream),
-            decoder: wire.decoder(),
-            rbuf,
-            out: BytesMut::with_capacity(64 * 1024),
-            traffic,
-            pending: FxHashMap::default(),
-            deadlines: VecDeque::new(),
-            seq: 0,
-            lost: false,
-            want_write: false,
-        })
+        Ok(Self { stream: TcpStream::from_std(stream), lane: Lane::new(rbuf, wire, traffic), want_write: false })
     }
 }
 
@@ -136,10 +160,10 @@ impl Collected {
 }
 
 fn write_out(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
-    while !c.out.is_empty() && !c.lost {
-        match c.stream.write(&c.out) {
+    while !c.lane.out.is_empty() && !c.lane.lost {
+        match c.stream.write(&c.lane.out) {
             Ok(0) => lose(c, rec, ctx, now),
-            Ok(n) => c.out.advance(n),
+            Ok(n) => c.lane.out.advance(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 c.want_write = true;
                 return;
@@ -151,7 +175,7 @@ fn write_out(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
     c.want_write = false;
 }
 
-fn lose(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
+pub(crate) fn lose(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
     if !c.lost {
         c.lost = true;
         rec.error(ctx.since_measure(now));
@@ -160,7 +184,7 @@ fn lose(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
 }
 
 /// Gives up on every open request (the end of the run, or the connection is gone).
-fn abandon(c: &mut Conn, rec: &mut Recorder) {
+pub(crate) fn abandon(c: &mut Lane, rec: &mut Recorder) {
     for p in c.pending.values() {
         if p.measured {
             rec.unanswered();
@@ -171,7 +195,7 @@ fn abandon(c: &mut Conn, rec: &mut Recorder) {
 }
 
 /// Writes one request into the connection's batch and opens it. `false`: not sent.
-fn send(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, intended: Instant, now: Instant) -> bool {
+pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instant, now: Instant) -> bool {
     let measured = intended >= ctx.measure_from;
     if c.lost {
         return false;
@@ -207,7 +231,7 @@ fn send(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, intended: Instant, now: Ins
 }
 
 /// Handles one frame from the target.
-fn receive(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, correlation: u64, body: bytes::Bytes, now: Instant) {
+pub(crate) fn receive(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, correlation: u64, body: bytes::Bytes, now: Instant) {
     let at = ctx.since_measure(now);
     let Ok(m) = Message::parse(ctx.wire.dialect, body) else {
         rec.error(at);
@@ -247,7 +271,7 @@ fn receive(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, correlation: u64, body: 
 }
 
 /// Times out the requests whose deadline passed.
-fn expire(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
+pub(crate) fn expire(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
     while let Some(&(deadline, key, seq)) = c.deadlines.front() {
         if deadline > now {
             break;
@@ -275,7 +299,7 @@ fn read_in(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, chunk: &mut [u8], now: I
                 c.lost = true;
                 return;
             }
-            Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+            Ok(n) => c.lane.rbuf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => {
@@ -284,6 +308,11 @@ fn read_in(c: &mut Conn, rec: &mut Recorder, ctx: &Ctx, chunk: &mut [u8], now: I
             }
         }
     }
+    decode_all(c, rec, ctx, now);
+}
+
+/// Handles every whole frame in the lane's read buffer.
+pub(crate) fn decode_all(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
     loop {
         match c.decoder.decode(&mut c.rbuf) {
             Ok(Some((corr, body))) => receive(c, rec, ctx, corr, body, now),
