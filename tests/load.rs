@@ -156,3 +156,115 @@ timeout_ms = 300
     }
     switch.stop();
 }
+
+#[test]
+fn over_quic_and_tls_the_generator_and_simulator_agree_directly_and_through_the_switch() {
+    use corridor_load::{
+        respond::ServeSecure,
+        secure::{ClientTls, Transport},
+    };
+    let certs = corridor_tests::tls::CertDir::new("load-quic");
+    for (name, cn) in [("acquirer", "acquirer"), ("issuer", "issuer")] {
+        certs.write(name, &certs.ca.issue(cn, 30).unwrap());
+    }
+    let client = |lanes: Option<u16>| {
+        let tls = ClientTls {
+            ca: certs.dir.join("ca.pem"),
+            cert: certs.dir.join("acquirer.pem"),
+            key: certs.dir.join("acquirer.key"),
+            server_name: "localhost".into(),
+        };
+        match lanes {
+            Some(lanes) => Transport::Quic { tls, lanes },
+            None => Transport::Tls(tls),
+        }
+    };
+    let serve = |quic: bool| {
+        let mut rs = RespondSpec::listen(loopback(), Wire::NATIVE);
+        rs.secure = Some(ServeSecure {
+            quic,
+            ca: certs.dir.join("ca.pem"),
+            cert: certs.dir.join("issuer.pem"),
+            key: certs.dir.join("issuer.key"),
+        });
+        Responder::start(rs).unwrap()
+    };
+    // Directly: QUIC with 3 lanes, then TLS.
+    for quic in [true, false] {
+        let sim = serve(quic);
+        let mut spec = RunSpec::new(sim.local_addr().unwrap(), Wire::NATIVE);
+        spec.transport = client(quic.then_some(3));
+        spec.mode = Mode::Closed { inflight: 4 };
+        spec.connections = 2;
+        spec.duration = None;
+        spec.requests = Some(2000);
+        let o = run(&spec).unwrap();
+        let c = &o.recorder.counts;
+        assert_adds_up(c);
+        assert_eq!((c.sent, c.approved(), c.errors), (2000, 2000, 0), "quic {quic}: {c:?}");
+        let seen = sim.stop();
+        assert_eq!(seen.received("0200"), 2000, "quic {quic}");
+        let sign_ons = if quic { 6 } else { 2 };
+        assert_eq!(seen.received("0800"), sign_ons, "one sign-on per lane (quic {quic})");
+    }
+    // Through the switch: QUIC in, TCP out.
+    let issuer = Responder::start(RespondSpec::listen(loopback(), Wire::NATIVE)).unwrap();
+    let config = format!(
+        r#"
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+tls_subject_cn = "acquirer"
+  [[participant.link]]
+  name = "acq-quic"
+  mode = "listen"
+  transport = "quic"
+  address = "127.0.0.1:0"
+  framing = "native"
+  dialect = "native"
+    [participant.link.tls]
+    cert = "{cert}"
+    key = "{key}"
+    ca = ["{ca}"]
+[[participant]]
+id = "iss"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-1"
+  mode = "dial"
+  address = "{issuer}"
+  framing = "native"
+  dialect = "native"
+[[route]]
+pan_prefix = "476173"
+destination = "iss"
+"#,
+        cert = certs.path("switch.pem"),
+        key = certs.path("switch.key"),
+        ca = certs.path("ca.pem"),
+        issuer = issuer.local_addr().unwrap(),
+    );
+    let switch = TestSwitch::start(&config);
+    let target = switch.addr("acq-quic");
+    corridor_load::run::wait_approved_over(
+        target,
+        Wire::NATIVE,
+        "476173",
+        Duration::from_secs(10),
+        &client(Some(1)),
+    )
+    .unwrap();
+    let before = issuer.counts().received("0200");
+    let mut spec = RunSpec::new(target, Wire::NATIVE);
+    spec.transport = client(Some(4));
+    spec.mode = Mode::Open { rate: 2000.0, arrivals: Arrivals::Poisson, pacing: Pacing::Sleep };
+    spec.duration = Some(Duration::from_secs(1));
+    let o = run(&spec).unwrap();
+    let c = &o.recorder.counts;
+    assert_adds_up(c);
+    assert_eq!((c.answered, c.approved(), c.errors), (c.sent, c.sent, 0), "{c:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(issuer.counts().received("0200") - before, c.sent, "the issuer saw every request");
+    switch.stop();
+}

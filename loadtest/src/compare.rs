@@ -33,7 +33,8 @@ use crate::{
     limits::READY_WAIT_MAX,
     placement::Cpus,
     report::{us, Summary},
-    run::{run, wait_approved, Mode, RunSpec},
+    run::{run, wait_approved_over, Mode, RunSpec},
+    secure::{ClientTls, Transport},
     wire::Wire,
 };
 
@@ -47,6 +48,11 @@ pub enum PathKind {
     Corridor,
     /// Through HAProxy in TCP mode.
     Haproxy,
+    /// Over QUIC straight to the simulator serving QUIC: the plain quinn baseline, the least
+    /// a QUIC path can cost.
+    Quinn,
+    /// Over QUIC into Corridor, then TCP to the simulator.
+    CorridorQuic,
 }
 
 impl PathKind {
@@ -57,7 +63,15 @@ impl PathKind {
             Self::Direct => "direct",
             Self::Corridor => "corridor",
             Self::Haproxy => "haproxy",
+            Self::Quinn => "quinn",
+            Self::CorridorQuic => "corridor-quic",
         }
+    }
+
+    /// Whether the generator speaks QUIC on this path.
+    #[must_use]
+    pub fn is_quic(self) -> bool {
+        matches!(self, Self::Quinn | Self::CorridorQuic)
     }
 }
 
@@ -69,7 +83,11 @@ impl FromStr for PathKind {
             "direct" => Ok(Self::Direct),
             "corridor" => Ok(Self::Corridor),
             "haproxy" => Ok(Self::Haproxy),
-            _ => Err(format!("unknown path `{s}`: expected direct, corridor or haproxy")),
+            "quinn" => Ok(Self::Quinn),
+            "corridor-quic" => Ok(Self::CorridorQuic),
+            _ => {
+                Err(format!("unknown path `{s}`: expected direct, corridor, haproxy, quinn or corridor-quic"))
+            }
         }
     }
 }
@@ -238,17 +256,23 @@ fn spawn(name: &'static str, cmd: &mut Command, placement: &Placement) -> Result
     Ok(Proc { name, child })
 }
 
-/// Starts a simulator (this binary's `respond`) and returns it with its address.
-fn start_simulator(placement: &Placement) -> Result<(Proc, SocketAddr)> {
+/// Starts a simulator (this binary's `respond`), serving QUIC with `quic` certificates, and
+/// returns it with its address.
+fn start_simulator(placement: &Placement, quic: Option<&Certs>) -> Result<(Proc, SocketAddr)> {
     let exe = std::env::current_exe().context("cannot find this program")?;
-    let mut p = spawn(
-        "simulator",
-        Command::new(exe)
-            .args(["respond", "--listen", "127.0.0.1:0", "--framing", "native", "--dialect", "native"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
-        placement,
-    )?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["respond", "--listen", "127.0.0.1:0", "--framing", "native", "--dialect", "native"]);
+    if let Some(c) = quic {
+        cmd.arg("--transport")
+            .arg("quic")
+            .arg("--ca")
+            .arg(&c.ca)
+            .arg("--cert")
+            .arg(&c.issuer.0)
+            .arg("--key")
+            .arg(&c.issuer.1);
+    }
+    let mut p = spawn("simulator", cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()), placement)?;
     let stdout = p.child.stdout.take().ok_or_else(|| anyhow!("simulator has no stdout"))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -319,14 +343,55 @@ pub fn haproxy_config(listen: SocketAddr, server: SocketAddr) -> String {
     )
 }
 
+/// Development certificates for the QUIC paths (written by `corridor certs dev`).
+struct Certs {
+    ca: PathBuf,
+    switch: (PathBuf, PathBuf),
+    acquirer: (PathBuf, PathBuf),
+    issuer: (PathBuf, PathBuf),
+}
+
+impl Certs {
+    fn make(corridor: &Path, dir: &Path) -> Result<Self> {
+        let out = Command::new(corridor)
+            .args(["certs", "dev", "--participant", "acquirer", "--participant", "issuer", "--out"])
+            .arg(dir)
+            .output()
+            .with_context(|| format!("cannot run {}", corridor.display()))?;
+        if !out.status.success() {
+            bail!("corridor certs dev failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let pair = |n: &str| (dir.join(format!("{n}.pem")), dir.join(format!("{n}.key")));
+        Ok(Self {
+            ca: dir.join("ca.pem"),
+            switch: pair("switch"),
+            acquirer: pair("acquirer"),
+            issuer: pair("issuer"),
+        })
+    }
+
+    /// The generator's side of a QUIC path.
+    fn transport(&self, lanes: u16) -> Transport {
+        Transport::Quic {
+            tls: ClientTls {
+                ca: self.ca.clone(),
+                cert: self.acquirer.0.clone(),
+                key: self.acquirer.1.clone(),
+                server_name: "localhost".into(),
+            },
+            lanes,
+        }
+    }
+}
+
 /// Waits until a request through `addr` is approved, checking the path's processes live.
-fn wait_ready(addr: SocketAddr, procs: &mut [&mut Proc]) -> Result<()> {
+fn wait_ready(addr: SocketAddr, transport: &Transport, procs: &mut [&mut Proc]) -> Result<()> {
     let deadline = Instant::now() + READY_WAIT_MAX;
     loop {
         for p in procs.iter_mut() {
             p.check_alive()?;
         }
-        match wait_approved(addr, Wire::NATIVE, "476173", Duration::from_secs(1)) {
+        match wait_approved_over(addr, Wire::NATIVE, "476173", Duration::from_secs(1), transport) {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => {}
@@ -338,22 +403,45 @@ fn wait_ready(addr: SocketAddr, procs: &mut [&mut Proc]) -> Result<()> {
 struct Started {
     path: PathKind,
     target: SocketAddr,
+    transport: Transport,
     _procs: Vec<Proc>,
 }
 
-fn start(path: PathKind, spec: &CompareSpec) -> Result<Started> {
-    let (mut sim, sim_addr) = start_simulator(&spec.placement)?;
+fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) -> Result<Started> {
+    let quic_sim = if path == PathKind::Quinn { certs } else { None };
+    let (mut sim, sim_addr) = start_simulator(&spec.placement, quic_sim)?;
+    let transport = match (path.is_quic(), certs) {
+        (true, Some(c)) => c.transport(lanes),
+        (true, None) => bail!("the QUIC paths need certificates"),
+        (false, _) => Transport::Tcp,
+    };
     match path {
-        PathKind::Direct => {
-            wait_ready(sim_addr, &mut [&mut sim])?;
-            Ok(Started { path, target: sim_addr, _procs: vec![sim] })
+        PathKind::Direct | PathKind::Quinn => {
+            wait_ready(sim_addr, &transport, &mut [&mut sim])?;
+            Ok(Started { path, target: sim_addr, transport, _procs: vec![sim] })
         }
-        PathKind::Corridor => {
+        PathKind::Corridor | PathKind::CorridorQuic => {
             let listen = free_port()?;
             let inflight = (spec.load.connections * spec.load.inflight_max).clamp(256, 65_535);
-            let file = spec.workdir.join("corridor.toml");
-            std::fs::write(&file, corridor_config(listen, sim_addr, inflight))
-                .with_context(|| format!("cannot write {}", file.display()))?;
+            let file = spec.workdir.join(format!("{}.toml", path.name()));
+            let mut text = corridor_config(listen, sim_addr, inflight);
+            if let (PathKind::CorridorQuic, Some(c)) = (path, certs) {
+                text = text.replace(
+                    "roles = [\"acquirer\"]\n",
+                    "roles = [\"acquirer\"]\ntls_subject_cn = \"acquirer\"\n",
+                );
+                text = text.replace("  mode = \"listen\"\n", "  mode = \"listen\"\n  transport = \"quic\"\n");
+                text = text.replace(
+                    "  connections_max = 1024\n",
+                    &format!(
+                        "  connections_max = 1024\n  lanes = 64\n    [participant.link.tls]\n    cert = \"{}\"\n    key = \"{}\"\n    ca = [\"{}\"]\n",
+                        c.switch.0.display(),
+                        c.switch.1.display(),
+                        c.ca.display()
+                    ),
+                );
+            }
+            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
             let mut sw = spawn(
                 "corridor",
                 Command::new(&spec.corridor)
@@ -365,8 +453,8 @@ fn start(path: PathKind, spec: &CompareSpec) -> Result<Started> {
                     .stderr(Stdio::inherit()),
                 &spec.placement,
             )?;
-            wait_ready(listen, &mut [&mut sim, &mut sw])?;
-            Ok(Started { path, target: listen, _procs: vec![sim, sw] })
+            wait_ready(listen, &transport, &mut [&mut sim, &mut sw])?;
+            Ok(Started { path, target: listen, transport, _procs: vec![sim, sw] })
         }
         PathKind::Haproxy => {
             let bin = spec.haproxy.as_ref().ok_or_else(|| anyhow!("haproxy is not installed"))?;
@@ -379,8 +467,8 @@ fn start(path: PathKind, spec: &CompareSpec) -> Result<Started> {
                 Command::new(bin).arg("-f").arg(&file).arg("-db").stdout(Stdio::null()).stderr(Stdio::null()),
                 &spec.placement,
             )?;
-            wait_ready(listen, &mut [&mut sim, &mut hp])?;
-            Ok(Started { path, target: listen, _procs: vec![sim, hp] })
+            wait_ready(listen, &transport, &mut [&mut sim, &mut hp])?;
+            Ok(Started { path, target: listen, transport, _procs: vec![sim, hp] })
         }
     }
 }
@@ -456,18 +544,30 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
         .with_context(|| format!("cannot create {}", spec.workdir.display()))?;
     let mut skipped = Vec::new();
     let mut started = Vec::new();
+    let certs = if spec.paths.iter().any(|p| p.is_quic()) {
+        Some(Certs::make(&spec.corridor, &spec.workdir.join("certs"))?)
+    } else {
+        None
+    };
+    let lanes = match spec.load.transport {
+        Transport::Quic { lanes, .. } => lanes,
+        _ => 4,
+    };
     for &p in &spec.paths {
         if p == PathKind::Haproxy && spec.haproxy.is_none() {
             skipped.push("haproxy: not installed (apt-get install haproxy)".to_owned());
             continue;
         }
-        if p == PathKind::Corridor && !Path::new(&spec.corridor).is_file() {
+        if matches!(p, PathKind::Corridor | PathKind::CorridorQuic) && !Path::new(&spec.corridor).is_file() {
             bail!(
                 "the corridor binary is not at {} (build it: cargo build --release -p corridor, or pass --corridor)",
                 spec.corridor.display()
             );
         }
-        started.push(start(p, spec).with_context(|| format!("cannot start the {} path", p.name()))?);
+        started.push(
+            start(p, spec, certs.as_ref(), lanes)
+                .with_context(|| format!("cannot start the {} path", p.name()))?,
+        );
     }
     let mut runs = Vec::new();
     for repetition in 0..spec.repeat {
@@ -475,6 +575,7 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
             let mut load = spec.load.clone();
             load.target = s.target;
             load.wire = Wire::NATIVE;
+            load.transport = s.transport.clone();
             load.cpus = spec.placement.generator().cloned();
             load.progress = false;
             let outcome = run(&load).with_context(|| format!("{} run {}", s.path.name(), repetition + 1))?;
@@ -520,13 +621,15 @@ impl Comparison {
         let _ = writeln!(s, "runs       {reps} per path, interleaved; figures are medians of the runs\n");
         let direct = self.medians.iter().find(|m| m.path == PathKind::Direct);
         let haproxy = self.medians.iter().find(|m| m.path == PathKind::Haproxy);
+        let quinn = self.medians.iter().find(|m| m.path == PathKind::Quinn);
         let _ = writeln!(
             s,
-            "{:<10}{:>12}{:>10}{:>11}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
+            "{:<14}{:>14}{:>10}{:>11}{:>9}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
             "path",
             "round trips/s",
             "vs direct",
             "vs haproxy",
+            "vs quinn",
             "p50",
             "p99",
             "p99.9",
@@ -538,16 +641,18 @@ impl Comparison {
             let ratio = |b: Option<&PathMedian>| {
                 b.map_or("-".to_owned(), |b| format!("{:.2}×", m.answered_per_s / b.answered_per_s))
             };
-            let added = |f: fn(&PathMedian) -> f64| {
-                direct.map_or("-".to_owned(), |d| format!("{:+.1}µs", f(m) - f(d)))
-            };
+            // What a path adds: over direct for TCP paths, over the quinn baseline for QUIC.
+            let base = if m.path.is_quic() { quinn } else { direct };
+            let added =
+                |f: fn(&PathMedian) -> f64| base.map_or("-".to_owned(), |d| format!("{:+.1}µs", f(m) - f(d)));
             let _ = writeln!(
                 s,
-                "{:<10}{:>12.0}{:>10}{:>11}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
+                "{:<14}{:>14.0}{:>10}{:>11}{:>9}{:>10}{:>10}{:>10}{:>12}{:>12}{:>9}",
                 m.path.name(),
                 m.answered_per_s,
                 ratio(direct),
                 ratio(haproxy),
+                ratio(quinn),
                 us(m.p50_us),
                 us(m.p99_us),
                 us(m.p999_us),
@@ -555,6 +660,10 @@ impl Comparison {
                 added(|m| m.p99_us),
                 m.invalid_runs
             );
+        }
+        if quinn.is_some() {
+            let _ =
+                writeln!(s, "(+p50/+p99: over direct for TCP paths, over the quinn baseline for QUIC paths)");
         }
         for m in self.medians.iter().filter(|m| m.failures > 0) {
             let _ = writeln!(

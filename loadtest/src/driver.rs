@@ -103,7 +103,11 @@ impl Conn {
         traffic: Traffic,
     ) -> std::io::Result<Self> {
         stream.set_nonblocking(true)?;
-        Ok(Self { stream: TcpStream::from_std(stream), lane: Lane::new(rbuf, wire, traffic), want_write: false })
+        Ok(Self {
+            stream: TcpStream::from_std(stream),
+            lane: Lane::new(rbuf, wire, traffic),
+            want_write: false,
+        })
     }
 }
 
@@ -130,7 +134,7 @@ impl Ctx {
         t.saturating_duration_since(self.measure_from)
     }
 
-    fn claim(&self) -> bool {
+    pub(crate) fn claim(&self) -> bool {
         self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok()
     }
 }
@@ -147,7 +151,7 @@ pub(crate) struct Collected {
 }
 
 impl Collected {
-    fn deposit(&mut self, driver: usize, r: &mut Recorder, upto: u64, snapshot: bool) {
+    pub(crate) fn deposit(&mut self, driver: usize, r: &mut Recorder, upto: u64, snapshot: bool) {
         let (base, secs) = r.take_seconds(upto);
         for (i, s) in secs.into_iter().enumerate() {
             self.seconds.entry(base + i as u64).or_insert_with(Second::empty).add(&s);
@@ -231,7 +235,14 @@ pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instan
 }
 
 /// Handles one frame from the target.
-pub(crate) fn receive(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, correlation: u64, body: bytes::Bytes, now: Instant) {
+pub(crate) fn receive(
+    c: &mut Lane,
+    rec: &mut Recorder,
+    ctx: &Ctx,
+    correlation: u64,
+    body: bytes::Bytes,
+    now: Instant,
+) {
     let at = ctx.since_measure(now);
     let Ok(m) = Message::parse(ctx.wire.dialect, body) else {
         rec.error(at);

@@ -20,6 +20,7 @@
 //!   connections).
 //! - [`run`]: the acquirer side — connections, sign-on, open and closed loop, matching.
 //! - [`respond`]: the issuer/wallet simulator.
+//! - [`secure`]: the generator over TLS and QUIC (tokio, rustls, quinn), with the same rules.
 //! - [`compare`]: the same workload against several paths, interleaved and repeated.
 //! - [`placement`]: CPU pinning.
 
@@ -34,6 +35,7 @@ pub mod report;
 pub mod respond;
 pub mod run;
 pub mod schedule;
+pub mod secure;
 pub mod threshold;
 pub mod traffic;
 pub mod wire;

@@ -9,9 +9,10 @@ use corridor_load::{
     compare::{compare, find_haproxy, sibling_corridor, CompareSpec, PathKind, Placement},
     placement::Cpus,
     report::hgrm,
-    respond::{parse_codes, Latency, RespondSpec, Responder},
+    respond::{parse_codes, Latency, RespondSpec, Responder, ServeSecure},
     run::{run, Mode, RunSpec},
     schedule::{Arrivals, Pacing},
+    secure::{ClientTls, Transport},
     threshold::{parse_duration, Threshold},
     traffic::{Mix, TrafficSpec},
     wire::Wire,
@@ -104,9 +105,61 @@ struct LoadArgs {
     /// Do not sign on (0800/001) before sending.
     #[arg(long)]
     no_sign_on: bool,
-    /// Event-loop threads the connections are shared among.
+    /// Event-loop threads the connections are shared among (TCP).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    secure: SecureArgs,
+}
+
+/// TLS and QUIC.
+#[derive(Args, Clone)]
+struct SecureArgs {
+    /// tcp | tls | quic.
+    #[arg(long, default_value = "tcp")]
+    transport: String,
+    /// The CA (PEM) the other side's certificate chains to (tls, quic).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Our certificate (PEM) (tls, quic).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Its key (PEM) (tls, quic).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The name the other side's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// QUIC: lanes (bidirectional streams) per connection.
+    #[arg(long, default_value_t = 4)]
+    lanes: u16,
+}
+
+impl SecureArgs {
+    fn transport(&self) -> Result<Transport> {
+        let tls = || -> Result<ClientTls> {
+            let need = |p: &Option<PathBuf>, what: &str| {
+                p.clone().ok_or_else(|| anyhow::anyhow!("--transport {} needs --{what}", self.transport))
+            };
+            Ok(ClientTls {
+                ca: need(&self.ca, "ca")?,
+                cert: need(&self.cert, "cert")?,
+                key: need(&self.key, "key")?,
+                server_name: self.server_name.clone(),
+            })
+        };
+        match self.transport.as_str() {
+            "tcp" => Ok(Transport::Tcp),
+            "tls" => Ok(Transport::Tls(tls()?)),
+            "quic" => {
+                if !(1..=64).contains(&self.lanes) {
+                    anyhow::bail!("--lanes must be 1 to 64");
+                }
+                Ok(Transport::Quic { tls: tls()?, lanes: self.lanes })
+            }
+            t => anyhow::bail!("unknown transport `{t}`: expected tcp, tls or quic"),
+        }
+    }
 }
 
 impl LoadArgs {
@@ -141,6 +194,7 @@ impl LoadArgs {
         };
         spec.sign_on = !self.no_sign_on;
         spec.threads = self.threads;
+        spec.transport = self.secure.transport()?;
         spec.check().map_err(anyhow::Error::msg)?;
         Ok(spec)
     }
@@ -229,11 +283,13 @@ struct RespondArgs {
     /// Pin the simulator to these CPUs.
     #[arg(long)]
     cpus: Option<String>,
+    #[command(flatten)]
+    secure: SecureArgs,
 }
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Paths to compare, in run order.
+    /// Paths to compare, in run order: direct, corridor, haproxy, quinn, corridor-quic.
     #[arg(long, value_delimiter = ',', default_value = "direct,corridor,haproxy")]
     paths: Vec<String>,
     /// Runs per path.
@@ -316,6 +372,13 @@ fn cmd_respond(a: RespondArgs) -> Result<ExitCode> {
         sign_on: !a.no_sign_on,
         seed: a.seed,
         record: a.record.is_some(),
+        secure: match a.secure.transport()? {
+            Transport::Tcp => None,
+            Transport::Tls(t) => Some(ServeSecure { quic: false, ca: t.ca, cert: t.cert, key: t.key }),
+            Transport::Quic { tls: t, .. } => {
+                Some(ServeSecure { quic: true, ca: t.ca, cert: t.cert, key: t.key })
+            }
+        },
     };
     let responder = Responder::start(spec)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

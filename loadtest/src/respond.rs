@@ -24,7 +24,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use serde::Serialize;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::watch,
     time::Instant,
@@ -144,6 +144,22 @@ pub struct RespondSpec {
     pub seed: u64,
     /// Keep a record of every message seen (up to [`RECORD_MAX`]).
     pub record: bool,
+    /// Listening: plain TCP, or TLS or QUIC with client certificates required.
+    pub secure: Option<ServeSecure>,
+}
+
+/// The simulator as a TLS or QUIC server: its certificate, and the CA its clients'
+/// certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeSecure {
+    /// QUIC (lanes of native frames) rather than TLS over TCP.
+    pub quic: bool,
+    /// The CA (PEM) of the clients.
+    pub ca: std::path::PathBuf,
+    /// Our certificate (PEM).
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM).
+    pub key: std::path::PathBuf,
 }
 
 impl RespondSpec {
@@ -161,6 +177,7 @@ impl RespondSpec {
             sign_on: true,
             seed: 1,
             record: false,
+            secure: None,
         }
     }
 
@@ -178,6 +195,12 @@ impl RespondSpec {
         }
         if self.declines.iter().map(|(_, w)| w).sum::<u32>() == 0 {
             return Err("at least one decline code needs a weight".into());
+        }
+        if self.secure.is_some() && self.listen.is_none() {
+            return Err("TLS and QUIC are for --listen".into());
+        }
+        if self.secure.as_ref().is_some_and(|s| s.quic) && self.wire != Wire::NATIVE {
+            return Err("QUIC carries native frames".into());
         }
         Ok(())
     }
@@ -270,16 +293,41 @@ impl Responder {
     /// A spec that fails [`RespondSpec::check`], or an address that cannot be bound.
     pub fn start(spec: RespondSpec) -> io::Result<Self> {
         spec.check().map_err(io::Error::other)?;
+        let tls = match &spec.secure {
+            None => None,
+            Some(sec) => {
+                let files = corridor_net::TlsFiles {
+                    cert: sec.cert.clone(),
+                    key: sec.key.clone(),
+                    ca: vec![sec.ca.clone()],
+                    crl: vec![],
+                    server_name: None,
+                };
+                let alpn: &[&[u8]] = if sec.quic { &[crate::secure::ALPN] } else { &[] };
+                Some(corridor_net::tls::server_config(&files, alpn).map_err(io::Error::other)?)
+            }
+        };
+        let quic = spec.secure.as_ref().is_some_and(|s| s.quic);
         let listener = match spec.listen {
-            Some(a) => {
+            Some(a) if !quic => {
                 let l = std::net::TcpListener::bind(a)
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
                 l.set_nonblocking(true)?;
                 Some(l)
             }
-            None => None,
+            _ => None,
         };
-        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let udp = match spec.listen {
+            Some(a) if quic => Some(
+                std::net::UdpSocket::bind(a)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?,
+            ),
+            _ => None,
+        };
+        let local_addr = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .or_else(|| udp.as_ref().and_then(|u| u.local_addr().ok()));
         let shared = Arc::new(Shared {
             counts: Mutex::new(RespondCounts::default()),
             seen: Mutex::new(Vec::new()),
@@ -292,8 +340,11 @@ impl Responder {
         let thread = std::thread::Builder::new().name("respond".into()).spawn(move || {
             rt.block_on(async move {
                 let spec = Arc::new(spec);
+                if let (Some(udp), Some(tls)) = (udp, tls.clone()) {
+                    return quic_loop(udp, tls, spec, shared2, stall_rx, stop_rx).await;
+                }
                 match listener.map(TcpListener::from_std) {
-                    Some(Ok(l)) => accept_loop(l, spec, shared2, stall_rx, stop_rx).await,
+                    Some(Ok(l)) => accept_loop(l, tls, spec, shared2, stall_rx, stop_rx).await,
                     Some(Err(_)) => {}
                     None => dial_loop(spec, shared2, stall_rx, stop_rx).await,
                 }
@@ -353,6 +404,7 @@ impl Drop for Responder {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     spec: Arc<RespondSpec>,
     shared: Arc<Shared>,
     stall: watch::Receiver<bool>,
@@ -369,8 +421,21 @@ async fn accept_loop(
                 let Ok(permit) = Arc::clone(&open).try_acquire_owned() else { continue };
                 index += 1;
                 let (spec, shared, stall, stop) = (Arc::clone(&spec), Arc::clone(&shared), stall.clone(), stop.clone());
+                stream.set_nodelay(true).ok();
+                let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
                 tokio::spawn(async move {
-                    serve(stream, &spec, &shared, stall, stop, index, false).await;
+                    match acceptor {
+                        None => {
+                            let (r, w) = stream.into_split();
+                            serve(r, w, &spec, &shared, stall, stop, index, false).await;
+                        }
+                        Some(a) => {
+                            if let Ok(Ok(t)) = tokio::time::timeout(Duration::from_secs(10), a.accept(stream)).await {
+                                let (r, w) = tokio::io::split(t);
+                                serve(r, w, &spec, &shared, stall, stop, index, false).await;
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -392,7 +457,9 @@ async fn dial_loop(
             Ok(stream) => {
                 backoff = Duration::from_millis(100);
                 index += 1;
-                serve(stream, &spec, &shared, stall.clone(), stop.clone(), index, spec.sign_on).await;
+                stream.set_nodelay(true).ok();
+                let (r, w) = stream.into_split();
+                serve(r, w, &spec, &shared, stall.clone(), stop.clone(), index, spec.sign_on).await;
             }
             Err(_) => {
                 tokio::select! {
@@ -405,9 +472,62 @@ async fn dial_loop(
     }
 }
 
-/// One connection: read a batch, answer what is due, write once.
-async fn serve(
-    mut stream: TcpStream,
+/// QUIC: every connection's lanes are served like connections of their own.
+async fn quic_loop(
+    udp: std::net::UdpSocket,
+    tls: Arc<rustls::ServerConfig>,
+    spec: Arc<RespondSpec>,
+    shared: Arc<Shared>,
+    stall: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(crypto) = quinn::crypto::rustls::QuicServerConfig::try_from(tls) else { return };
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(64))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    config.transport_config(Arc::new(transport));
+    let Some(runtime) = quinn::default_runtime() else { return };
+    let Ok(endpoint) = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), udp, runtime)
+    else {
+        return;
+    };
+    let mut index = 0u64;
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.changed() => return,
+            i = endpoint.accept() => i,
+        };
+        let Some(incoming) = incoming else { return };
+        let (spec, shared, stall, stop) =
+            (Arc::clone(&spec), Arc::clone(&shared), stall.clone(), stop.clone());
+        index += 1;
+        let base = index << 16;
+        tokio::spawn(async move {
+            let Ok(Ok(conn)) =
+                tokio::time::timeout(Duration::from_secs(10), async { incoming.accept()?.await }).await
+            else {
+                return;
+            };
+            let mut lane = 0u64;
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                lane += 1;
+                let (spec, shared, stall, stop) =
+                    (Arc::clone(&spec), Arc::clone(&shared), stall.clone(), stop.clone());
+                tokio::spawn(async move {
+                    serve(recv, send, &spec, &shared, stall, stop, base + lane, false).await;
+                });
+            }
+        });
+    }
+}
+
+/// One connection (or QUIC lane): read a batch, answer what is due, write once.
+#[allow(clippy::too_many_arguments)]
+async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut rd: R,
+    mut wr: W,
     spec: &RespondSpec,
     shared: &Shared,
     mut stall: watch::Receiver<bool>,
@@ -415,7 +535,6 @@ async fn serve(
     index: u64,
     sign_on: bool,
 ) {
-    stream.set_nodelay(true).ok();
     let mut local = RespondCounts { connections: 1, ..RespondCounts::default() };
     let mut rng = SmallRng::seed_from_u64(spec.seed ^ index.rotate_left(32));
     let mut decoder = spec.wire.decoder();
@@ -438,7 +557,7 @@ async fn serve(
     }
     loop {
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            if wr.write_all(&out).await.is_err() {
                 break;
             }
             out.clear();
@@ -461,7 +580,7 @@ async fn serve(
                     }
                 }
             }
-            r = stream.read_buf(&mut buf), if !stalled => {
+            r = rd.read_buf(&mut buf), if !stalled => {
                 match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}

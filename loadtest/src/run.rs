@@ -11,7 +11,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -29,6 +29,7 @@ use crate::{
     recorder::{Recorder, Row},
     report::{RunInfo, Summary},
     schedule::{Arrivals, Pacing, Schedule},
+    secure::Transport,
     threshold::Threshold,
     traffic::TrafficSpec,
     wire::Wire,
@@ -86,8 +87,10 @@ pub struct RunSpec {
     pub cpus: Option<Cpus>,
     /// Print one progress line a second to stderr.
     pub progress: bool,
-    /// Event-loop threads the connections are shared among.
+    /// Event-loop threads the connections are shared among (TCP; TLS and QUIC use one).
     pub threads: usize,
+    /// TCP, TLS or QUIC.
+    pub transport: Transport,
 }
 
 impl RunSpec {
@@ -111,6 +114,7 @@ impl RunSpec {
             cpus: None,
             progress: false,
             threads: 1,
+            transport: Transport::Tcp,
         }
     }
 
@@ -161,6 +165,9 @@ impl RunSpec {
                 return Err(format!("the {name} must be above 0 and at most 600 s"));
             }
         }
+        if matches!(self.transport, Transport::Quic { .. }) && self.wire != Wire::NATIVE {
+            return Err("QUIC carries native frames: --framing native --dialect native".into());
+        }
         self.traffic.check()
     }
 
@@ -179,9 +186,14 @@ impl RunSpec {
             ),
             Mode::Closed { inflight } => ("closed", inflight, None, None, None),
         };
+        let transport = match &self.transport {
+            Transport::Tcp => String::new(),
+            Transport::Tls(_) => " over TLS".to_owned(),
+            Transport::Quic { lanes, .. } => format!(" over QUIC, {lanes} lanes a connection"),
+        };
         RunInfo {
             target: self.target.to_string(),
-            wire: self.wire.to_string(),
+            wire: format!("{}{transport}", self.wire),
             mode: mode.into(),
             connections: self.connections,
             inflight,
@@ -282,9 +294,13 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         cpus.pin_current_thread()?;
     }
     let clock = crate::traffic::wall_clock();
-    let threads = spec.threads.min(spec.connections);
+    let mut secure = match spec.transport {
+        Transport::Tcp => None,
+        _ => Some(crate::secure::connect(spec, clock)?),
+    };
+    let threads = if secure.is_some() { 1 } else { spec.threads.min(spec.connections) };
     let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
-    for i in 0..spec.connections {
+    for i in (0..spec.connections).filter(|_| secure.is_none()) {
         let (stream, buf) = open(spec, i)?;
         let traffic =
             crate::traffic::Traffic::new(&spec.traffic, i as u32, clock).map_err(anyhow::Error::msg)?;
@@ -297,7 +313,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         Mode::Closed { inflight } => (inflight, true, Pacing::Sleep),
         Mode::Open { pacing, .. } => (spec.inflight_max, false, pacing),
     };
-    let ctx = Ctx {
+    let ctx = Arc::new(Ctx {
         wire: spec.wire,
         origin,
         measure_from: origin + spec.warmup,
@@ -309,7 +325,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         pacing,
         budget: AtomicU64::new(spec.requests.unwrap_or(u64::MAX)),
         sending_ended_ns: AtomicU64::new(0),
-    };
+    });
     let collected = Mutex::new(Collected {
         snapshots: vec![None; threads],
         upto: vec![0; threads],
@@ -330,8 +346,17 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
                 ),
                 Mode::Closed { .. } => (None, Duration::ZERO),
             };
-            let (ctx, collected) = (&ctx, &collected);
-            handles.push(s.spawn(move || drive(t, ctx, &mut group, schedule, offset, collected)));
+            let collected = &collected;
+            match secure.take() {
+                Some(sec) => {
+                    let ctx = Arc::clone(&ctx);
+                    handles.push(s.spawn(move || sec.drive(t, ctx, schedule, offset, collected)));
+                }
+                None => {
+                    let ctx = &*ctx;
+                    handles.push(s.spawn(move || drive(t, ctx, &mut group, schedule, offset, collected)));
+                }
+            }
         }
         // The calling thread: one progress line a second.
         let mut next = ctx.measure_from + Duration::from_secs(1);
@@ -401,8 +426,27 @@ fn progress_line(c: &Collected, second: u64, prev_sent: u64) -> u64 {
 ///
 /// Not approved within `wait`; the error says what came instead.
 pub fn wait_approved(target: SocketAddr, wire: Wire, bin: &str, wait: Duration) -> Result<()> {
+    wait_approved_over(target, wire, bin, wait, &Transport::Tcp)
+}
+
+/// [`wait_approved`] over `transport`.
+///
+/// # Errors
+///
+/// As [`wait_approved`].
+pub fn wait_approved_over(
+    target: SocketAddr,
+    wire: Wire,
+    bin: &str,
+    wait: Duration,
+    transport: &Transport,
+) -> Result<()> {
     let deadline = Instant::now() + wait;
     let mut probe = RunSpec::new(target, wire);
+    probe.transport = transport.clone();
+    if let Transport::Quic { tls, .. } = transport {
+        probe.transport = Transport::Quic { tls: tls.clone(), lanes: 1 };
+    }
     probe.mode = Mode::Closed { inflight: 1 };
     probe.duration = None;
     probe.requests = Some(1);
