@@ -189,6 +189,35 @@ async fn quic_refuses_every_other_certificate_and_spoofed_ids() {
 }
 
 #[tokio::test]
+async fn a_peer_cannot_open_more_lanes_than_the_link_allows() {
+    let certs = CertDir::new("quic-lanes");
+    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    // The partner's link accepts 4 lanes a connection.
+    let switch = TestSwitch::start(&partner_config(&certs, issuer.addr));
+    let me = certs.ca.issue("partner", 30).unwrap();
+    let conn = connect(switch.addr("partner-quic"), &certs.ca.cert_pem(), Some(&me)).await.unwrap();
+    let mut lanes = Vec::new();
+    let mut stan = 1;
+    for _ in 0..4 {
+        let mut lane = Lane::open(&conn).await.unwrap();
+        lane.send(stan, &sign_on(&format!("{stan:06}"))).await.unwrap();
+        lane.recv(WAIT).await.unwrap().expect("signed on");
+        stan += 1;
+        lanes.push(lane);
+    }
+    // A fifth waits for stream credit the switch never gives while four are open.
+    let fifth = tokio::time::timeout(Duration::from_millis(500), conn.open_bi()).await;
+    assert!(fifth.is_err(), "the fifth lane opened");
+    // Closing one lane frees its slot.
+    let mut first = lanes.remove(0);
+    first.send.finish().unwrap();
+    drop(first);
+    let again = tokio::time::timeout(WAIT, conn.open_bi()).await;
+    assert!(again.is_ok_and(|r| r.is_ok()), "a slot freed by a finished lane is given back");
+    switch.stop();
+}
+
+#[tokio::test]
 async fn a_stalled_lane_delays_no_other() {
     let certs = CertDir::new("quic-stall");
     let issuer = Issuer::start(Wire::Native, Behaviour::Approve);

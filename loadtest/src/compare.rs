@@ -168,6 +168,8 @@ pub struct CompareSpec {
     pub haproxy: Option<PathBuf>,
     /// Where configs go.
     pub workdir: PathBuf,
+    /// QUIC paths: lanes per connection.
+    pub lanes: u16,
 }
 
 /// One run of one path.
@@ -549,10 +551,7 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
     } else {
         None
     };
-    let lanes = match spec.load.transport {
-        Transport::Quic { lanes, .. } => lanes,
-        _ => 4,
-    };
+    let lanes = spec.lanes;
     for &p in &spec.paths {
         if p == PathKind::Haproxy && spec.haproxy.is_none() {
             skipped.push("haproxy: not installed (apt-get install haproxy)".to_owned());
@@ -600,8 +599,12 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
             }
         })
         .collect();
+    let mut described = workload(&spec.load);
+    if spec.paths.iter().any(|p| p.is_quic()) {
+        described.push_str(&format!("; QUIC paths: {} lanes a connection, the in-flight count per lane", spec.lanes));
+    }
     Ok(Comparison {
-        workload: workload(&spec.load),
+        workload: described,
         placement: spec.placement.describe(),
         runs,
         medians,

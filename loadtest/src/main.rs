@@ -444,6 +444,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         corridor: a.corridor.unwrap_or_else(sibling_corridor),
         haproxy: a.haproxy.or_else(find_haproxy),
         workdir: workdir.clone(),
+        lanes: a.load.secure.lanes,
     };
     let result = compare(&spec, |r| {
         let s = &r.summary;
