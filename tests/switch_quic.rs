@@ -197,12 +197,10 @@ async fn a_peer_cannot_open_more_lanes_than_the_link_allows() {
     let me = certs.ca.issue("partner", 30).unwrap();
     let conn = connect(switch.addr("partner-quic"), &certs.ca.cert_pem(), Some(&me)).await.unwrap();
     let mut lanes = Vec::new();
-    let mut stan = 1;
-    for _ in 0..4 {
+    for stan in 1..=4u64 {
         let mut lane = Lane::open(&conn).await.unwrap();
         lane.send(stan, &sign_on(&format!("{stan:06}"))).await.unwrap();
         lane.recv(WAIT).await.unwrap().expect("signed on");
-        stan += 1;
         lanes.push(lane);
     }
     // A fifth waits for stream credit the switch never gives while four are open.

@@ -601,15 +601,12 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
         .collect();
     let mut described = workload(&spec.load);
     if spec.paths.iter().any(|p| p.is_quic()) {
-        described.push_str(&format!("; QUIC paths: {} lanes a connection, the in-flight count per lane", spec.lanes));
+        described.push_str(&format!(
+            "; QUIC paths: {} lanes a connection, the in-flight count per lane",
+            spec.lanes
+        ));
     }
-    Ok(Comparison {
-        workload: described,
-        placement: spec.placement.describe(),
-        runs,
-        medians,
-        skipped,
-    })
+    Ok(Comparison { workload: described, placement: spec.placement.describe(), runs, medians, skipped })
 }
 
 impl Comparison {
