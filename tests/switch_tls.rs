@@ -167,3 +167,56 @@ fn an_authenticated_participant_cannot_speak_as_another() {
     assert!(issuer.seen_mti(200).is_empty(), "nothing reached the issuer");
     switch.stop();
 }
+
+#[test]
+fn a_revoked_certificate_is_refused_where_a_revocation_list_is_configured() {
+    let certs = CertDir::new("crl");
+    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let revoked = certs.ca.issue("acq", 30).unwrap();
+    let good = certs.ca.issue("acq", 30).unwrap();
+    std::fs::write(certs.dir.join("revoked.pem"), certs.ca.revocation_list(&[revoked.serial]).unwrap())
+        .unwrap();
+    let config = format!(
+        r#"
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+tls_subject_cn = "acq"
+  [[participant.link]]
+  name = "acq-tls"
+  mode = "listen"
+  address = "127.0.0.1:0"
+  framing = "native"
+  dialect = "native"
+    [participant.link.tls]
+    cert = "{cert}"
+    key = "{key}"
+    ca = ["{ca}"]
+    crl = ["{crl}"]
+[[participant]]
+id = "iss"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-1"
+  mode = "dial"
+  address = "{issuer}"
+  framing = "native"
+  dialect = "native"
+[[route]]
+pan_prefix = "476173"
+destination = "iss"
+"#,
+        cert = certs.path("switch.pem"),
+        key = certs.path("switch.key"),
+        ca = certs.path("ca.pem"),
+        crl = certs.path("revoked.pem"),
+        issuer = issuer.addr,
+    );
+    let switch = TestSwitch::start(&config);
+    let ca = certs.ca.cert_pem();
+    let r = signs_on(&switch, &ca, Some(&revoked));
+    assert!(r.as_ref().unwrap_err().contains("CertificateRevoked"), "a revoked certificate: {r:?}");
+    signs_on(&switch, &ca, Some(&good)).unwrap();
+    switch.stop();
+}

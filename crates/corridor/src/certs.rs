@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 pub struct Ca {
     cert: Certificate,
     key: KeyPair,
+    next_serial: std::cell::Cell<u64>,
 }
 
 /// A certificate and its key, PEM.
@@ -28,6 +29,8 @@ pub struct Issued {
     pub cert_pem: String,
     /// Its private key (PKCS#8).
     pub key_pem: String,
+    /// Its serial number (what a revocation list names).
+    pub serial: u64,
 }
 
 fn validity(p: &mut CertificateParams, from: OffsetDateTime, days: i64) {
@@ -51,7 +54,7 @@ impl Ca {
         validity(&mut p, OffsetDateTime::now_utc() - time::Duration::days(1), days);
         let key = KeyPair::generate()?;
         let cert = p.self_signed(&key)?;
-        Ok(Self { cert, key })
+        Ok(Self { cert, key, next_serial: std::cell::Cell::new(1) })
     }
 
     /// The CA's certificate.
@@ -81,9 +84,38 @@ impl Ca {
         p.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         validity(&mut p, from, days);
+        let serial = self.next_serial.get();
+        self.next_serial.set(serial + 1);
+        p.serial_number = Some(rcgen::SerialNumber::from(serial));
         let key = KeyPair::generate()?;
         let cert = p.signed_by(&key, &self.cert, &self.key)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), serial })
+    }
+
+    /// A revocation list (PEM) naming `serials` as revoked, valid for a day.
+    ///
+    /// # Errors
+    ///
+    /// The list cannot be signed.
+    pub fn revocation_list(&self, serials: &[u64]) -> Result<String> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|&s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(s),
+                    revocation_time: now - time::Duration::hours(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.cert, &self.key)?.pem()?)
     }
 
     /// [`Ca::issue_at`] from a day ago.

@@ -257,3 +257,29 @@ impl LinkTls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_match_by_subject_or_by_pin_and_nothing_else() {
+        let peer = PeerCert { subject_cn: Some("wallet-sg".into()), spki_sha256: [7; 32] };
+        let by_cn =
+            Identity { participant: "w".into(), subject_cn: Some("wallet-sg".into()), spki_sha256: vec![] };
+        let by_pin =
+            Identity { participant: "w".into(), subject_cn: None, spki_sha256: vec![[1; 32], [7; 32]] };
+        let other = Identity {
+            participant: "x".into(),
+            subject_cn: Some("wallet-s".into()),
+            spki_sha256: vec![[8; 32]],
+        };
+        assert!(by_cn.matches(&peer) && by_pin.matches(&peer));
+        assert!(!other.matches(&peer));
+        assert!(!Identity::default().matches(&peer) && Identity::default().is_empty());
+        let anonymous = PeerCert { subject_cn: None, spki_sha256: [7; 32] };
+        assert!(!by_cn.matches(&anonymous), "no CN never matches a CN rule");
+        assert!(by_pin.matches(&anonymous));
+        assert_eq!(hex(&[0x0a, 0xff]), "0aff");
+    }
+}
