@@ -178,3 +178,44 @@ destination = "iss"
     // The log never shows the full card number.
     assert!(!log.iter().chain(rest.iter()).any(|l| l.contains("4761739001010010")));
 }
+
+#[test]
+fn certs_dev_makes_the_secure_example_valid() {
+    // The README's flow: development certificates for the participants of the secure example,
+    // written where the example looks for them (relative to the configuration file).
+    let dir = std::env::temp_dir().join(format!("corridor-secure-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("secure.toml");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/secure.toml"), &config).unwrap();
+    let before =
+        Command::new(env!("CARGO_BIN_EXE_corridor")).arg("check-config").arg(&config).output().unwrap();
+    assert!(!before.status.success(), "no certificates yet");
+    let out = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["certs", "dev", "--out"])
+        .arg(dir.join("certs"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for id in ["partner-sg", "network-th", "issuer-vn", "switch"] {
+        assert!(dir.join("certs").join(format!("{id}.pem")).is_file(), "{id}");
+    }
+    let after =
+        Command::new(env!("CARGO_BIN_EXE_corridor")).arg("check-config").arg(&config).output().unwrap();
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+    let summary = String::from_utf8(after.stdout).unwrap();
+    assert!(
+        summary.contains("listen 127.0.0.1:9443 quic") && summary.contains("listen 127.0.0.1:9444 tls"),
+        "{summary}"
+    );
+    let pin = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["certs", "pin"])
+        .arg(dir.join("certs/partner-sg.pem"))
+        .output()
+        .unwrap();
+    let pin = String::from_utf8(pin.stdout).unwrap();
+    assert_eq!(pin.trim().len(), 64, "{pin}");
+    assert!(String::from_utf8(out.stdout).unwrap().contains(pin.trim()), "certs dev prints the same pin");
+    let _ = std::fs::remove_dir_all(&dir);
+}
