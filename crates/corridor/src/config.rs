@@ -370,18 +370,23 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
                 }
                 other => bail!("{lat}: transport {other:?} must be \"tcp\" or \"quic\""),
             };
-            let mut quic = None;
-            let tls = match &l.tls {
-                None => None,
-                Some(t) if quic_wanted => {
-                    let path = |f: &str| base.join(f);
-                    let files = TlsFiles {
-                        cert: path(&t.cert),
-                        key: path(&t.key),
-                        ca: t.ca.iter().map(|c| path(c)).collect(),
-                        crl: t.crl.iter().map(|c| path(c)).collect(),
-                        server_name: t.server_name.clone(),
-                    };
+            // Certificate paths are relative to the configuration file.
+            let files = l.tls.as_ref().map(|t| {
+                let path = |f: &str| base.join(f);
+                TlsFiles {
+                    cert: path(&t.cert),
+                    key: path(&t.key),
+                    ca: t.ca.iter().map(|c| path(c)).collect(),
+                    crl: t.crl.iter().map(|c| path(c)).collect(),
+                    server_name: t.server_name.clone(),
+                }
+            });
+            if files.as_ref().is_some_and(|f| f.server_name.is_some()) && l.mode != "dial" {
+                bail!("{lat}: tls.server_name is for mode = \"dial\"");
+            }
+            let (mut tls, mut quic) = (None, None);
+            if let Some(files) = &files {
+                if quic_wanted {
                     let defaults = QuicSettings::default();
                     let settings = QuicSettings {
                         lanes: l.lanes.unwrap_or(if l.mode == "dial" { defaults.lanes } else { 16 }),
@@ -395,29 +400,16 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
                         )?,
                     };
                     quic = Some(
-                        QuicLink::new(&files, l.mode == "dial", identity.clone(), settings)
+                        QuicLink::new(files, l.mode == "dial", identity.clone(), settings)
                             .map_err(|e| anyhow::anyhow!("{lat}: quic: {e}"))?,
                     );
-                    None
-                }
-                Some(t) => {
-                    let path = |f: &str| base.join(f);
-                    let files = TlsFiles {
-                        cert: path(&t.cert),
-                        key: path(&t.key),
-                        ca: t.ca.iter().map(|c| path(c)).collect(),
-                        crl: t.crl.iter().map(|c| path(c)).collect(),
-                        server_name: t.server_name.clone(),
-                    };
-                    if t.server_name.is_some() && l.mode != "dial" {
-                        bail!("{lat}: tls.server_name is for mode = \"dial\"");
-                    }
-                    Some(
-                        LinkTls::new(&files, l.mode == "dial", identity.clone())
+                } else {
+                    tls = Some(
+                        LinkTls::new(files, l.mode == "dial", identity.clone())
                             .map_err(|e| anyhow::anyhow!("{lat}: tls: {e}"))?,
-                    )
+                    );
                 }
-            };
+            }
             let dial = match l.mode.as_str() {
                 "listen" => {
                     if l.connect_timeout_ms.is_some()
