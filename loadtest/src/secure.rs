@@ -191,9 +191,18 @@ pub(crate) fn connect(spec: &RunSpec, clock: WallClock) -> Result<Secure> {
                         .map_err(|e| anyhow!("QUIC client: {e}"))?,
                 );
                 let bind: SocketAddr = if spec.target.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
+                // Acknowledge every 16 ack-eliciting packets rather than every other one: the
+                // same tuning as the switch's QUIC links and the simulator's.
+                let mut ack = quinn::AckFrequencyConfig::default();
+                ack.ack_eliciting_threshold(quinn::VarInt::from_u32(16));
+                let mut transport = quinn::TransportConfig::default();
+                transport.ack_frequency_config(Some(ack));
+                let transport = Arc::new(transport);
                 for i in 0..spec.connections {
                     let mut endpoint = quinn::Endpoint::client(bind)?;
-                    endpoint.set_default_client_config(quinn::ClientConfig::new(crypto.clone()));
+                    let mut client = quinn::ClientConfig::new(crypto.clone());
+                    client.transport_config(Arc::clone(&transport));
+                    endpoint.set_default_client_config(client);
                     let conn = tokio::time::timeout(wait, endpoint.connect(spec.target, &tls.server_name)?)
                         .await
                         .map_err(|_| anyhow!("connection {i}: QUIC handshake timed out"))?

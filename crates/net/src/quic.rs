@@ -54,6 +54,11 @@ impl QuicSettings {
             .receive_window(VarInt::from_u32(STREAM_WINDOW_BYTES.saturating_mul(lanes)))
             .send_window(u64::from(STREAM_WINDOW_BYTES) * u64::from(lanes))
             .datagram_receive_buffer_size(None)
+            .ack_frequency_config(Some({
+                let mut a = quinn::AckFrequencyConfig::default();
+                a.ack_eliciting_threshold(VarInt::from_u32(16));
+                a
+            }))
             .keep_alive_interval(Some(self.keep_alive))
             .max_idle_timeout(Some(
                 self.idle_timeout.try_into().map_err(|_| "idle timeout too long".to_owned())?,
