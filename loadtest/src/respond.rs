@@ -19,7 +19,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use corridor_wire::{de, FieldSet, Message, Mti, OwnedMessage, ResponseCode};
+use corridor_wire::{de, FieldSet, Message, ResponseCode};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use serde::Serialize;
@@ -544,16 +544,8 @@ async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut delayed_seq = 0u64;
     let mut seen = Vec::new();
     if sign_on {
-        let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
-        let time = crate::traffic::wall_clock().transmission_time(std::time::Instant::now());
-        let ok = m
-            .set(de::TRANSMISSION_TIME, time.to_vec())
-            .and_then(|m| m.set(de::STAN, b"000001".to_vec()))
-            .and_then(|m| m.set(de::NETWORK_CODE, b"001".to_vec()))
-            .is_ok();
-        if ok {
-            let _ = spec.wire.frame(1, &mut out, |o| m.encode(spec.wire.dialect, o));
-        }
+        // Fails only for a frame too small for a sign-on, which no wire has.
+        let _ = crate::traffic::sign_on(spec.wire, 1, &mut out);
     }
     loop {
         if !out.is_empty() {

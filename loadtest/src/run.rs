@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
-use corridor_wire::{de, Message, Mti, OwnedMessage};
+use corridor_wire::{Message, Mti};
 
 use crate::{
     driver::{drive, Collected, Conn, Ctx},
@@ -241,14 +241,8 @@ fn open(spec: &RunSpec, index: usize) -> Result<(TcpStream, BytesMut)> {
     if !spec.sign_on {
         return Ok((stream, buf));
     }
-    let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
-    let time = crate::traffic::wall_clock().transmission_time(Instant::now());
-    m.set(de::TRANSMISSION_TIME, time.to_vec())
-        .and_then(|m| m.set(de::STAN, b"000000".to_vec()))
-        .and_then(|m| m.set(de::NETWORK_CODE, b"001".to_vec()))
-        .context("sign-on message")?;
     let mut out = BytesMut::new();
-    spec.wire.frame(0, &mut out, |o| m.encode(spec.wire.dialect, o)).context("sign-on frame")?;
+    crate::traffic::sign_on(spec.wire, 0, &mut out).context("sign-on frame")?;
     (&stream).write_all(&out).with_context(|| format!("connection {index}: cannot send the sign-on"))?;
     let deadline = Instant::now() + spec.connect_timeout;
     let mut decoder = spec.wire.decoder();
@@ -293,7 +287,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
     if let Some(cpus) = &spec.cpus {
         cpus.pin_current_thread()?;
     }
-    let clock = crate::traffic::wall_clock();
+    let clock = corridor_engine::WallClock::now();
     let mut secure = match spec.transport {
         Transport::Tcp => None,
         _ => Some(crate::secure::connect(spec, clock)?),

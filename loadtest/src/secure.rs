@@ -19,7 +19,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
 use corridor_engine::WallClock;
-use corridor_wire::{de, Message, Mti, OwnedMessage};
+use corridor_wire::{Message, Mti};
 use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},
     ClientConfig, RootCertStore,
@@ -110,13 +110,8 @@ pub(crate) struct Secure {
 }
 
 async fn sign_on(rd: &mut Reader, wr: &mut Writer, wire: Wire, wait: Duration) -> Result<BytesMut> {
-    let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
-    let time = crate::traffic::wall_clock().transmission_time(Instant::now());
-    m.set(de::TRANSMISSION_TIME, time.to_vec())
-        .and_then(|m| m.set(de::STAN, b"000000".to_vec()))
-        .and_then(|m| m.set(de::NETWORK_CODE, b"001".to_vec()))?;
     let mut out = BytesMut::new();
-    wire.frame(0, &mut out, |o| m.encode(wire.dialect, o))?;
+    crate::traffic::sign_on(wire, 0, &mut out)?;
     wr.write_all(&out).await.context("cannot send the sign-on")?;
     let mut buf = BytesMut::new();
     let mut decoder = wire.decoder();

@@ -165,12 +165,21 @@ impl TrafficSpec {
     }
 }
 
-/// Wall-clock time now, for DE 7 (transmission date and time, UTC).
-#[must_use]
-pub fn wall_clock() -> WallClock {
-    let unix_secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    WallClock { at: std::time::Instant::now(), unix_secs }
+/// Appends a framed sign-on (0800, DE 70 = 001) to `out`, DE 7 from the wall clock.
+///
+/// # Errors
+///
+/// Never for a valid wire (the message fits any frame).
+pub fn sign_on(wire: crate::wire::Wire, correlation: u64, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let time = WallClock::now().transmission_time(std::time::Instant::now());
+    // STAN 1: the first trace number of the connection.
+    const FIRST: Stan = match Stan::new(1) {
+        Some(s) => s,
+        None => panic!("1 is a STAN"),
+    };
+    wire.frame(correlation, out, |o| {
+        corridor_engine::network_request(corridor_wire::NetworkCode::SIGN_ON, FIRST, time, wire.dialect, o)
+    })
 }
 
 /// A 16-digit PAN starting with `bin`, with `n` as its account digits and a valid Luhn check

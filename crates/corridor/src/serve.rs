@@ -1,6 +1,6 @@
 //! `corridor serve`: the switch on one current-thread runtime.
 
-use std::{future::Future, time::Instant};
+use std::future::Future;
 
 use anyhow::{Context, Result};
 use corridor_engine::{Engine, WallClock};
@@ -8,21 +8,13 @@ use corridor_net::Switch;
 
 use crate::config::Loaded;
 
-/// Wall-clock anchor for the engine: now, in Unix seconds.
-#[must_use]
-pub fn wall_clock() -> WallClock {
-    let unix_secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    WallClock { at: Instant::now(), unix_secs }
-}
-
 /// Binds the switch described by `config` (inside a tokio runtime).
 ///
 /// # Errors
 ///
 /// A listening address that cannot be bound.
 pub async fn bind(config: Loaded) -> Result<Switch> {
-    let engine = Engine::new(config.engine, wall_clock());
+    let engine = Engine::new(config.engine, WallClock::now());
     Switch::bind(engine, config.net).await.context("cannot start the switch")
 }
 

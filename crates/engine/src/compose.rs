@@ -25,6 +25,15 @@ pub struct WallClock {
 }
 
 impl WallClock {
+    /// The system's wall-clock time now, for a caller to anchor an engine (or anything else
+    /// that writes DE 7) with. The engine itself never reads a clock.
+    #[must_use]
+    pub fn now() -> Self {
+        let unix_secs =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { at: std::time::Instant::now(), unix_secs }
+    }
+
     /// DE 7 (MMDDhhmmss, UTC) at `now`.
     #[must_use]
     pub fn transmission_time(&self, now: std::time::Instant) -> [u8; 10] {
@@ -56,8 +65,14 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// A network management request (0800) with DE 7, DE 11 and DE 70, in `dialect`.
-pub(crate) fn network_request(
+/// A network management request (0800) with DE 7, DE 11 and DE 70, in `dialect`: what the
+/// switch sends to sign on and echo, and what a peer sends to sign on to it.
+///
+/// # Errors
+///
+/// Never for valid arguments (the values fit their fields); an [`corridor_wire::EncodeError`]
+/// otherwise.
+pub fn network_request(
     code: NetworkCode,
     stan: Stan,
     de7: [u8; 10],

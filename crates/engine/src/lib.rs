@@ -27,7 +27,7 @@ pub mod limits;
 pub mod routes;
 pub mod stats;
 
-pub use compose::WallClock;
+pub use compose::{network_request, WallClock};
 pub use config::{Config, Framing, LinkSpec, Participant, Roles, Settings};
 pub use engine::{CloseReason, Engine, Event, LinkId, LinkStatus};
 pub use routes::{InvalidRoute, Route, RouteKey, RouteTable};
