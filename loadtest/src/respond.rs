@@ -36,10 +36,6 @@ use crate::{
     wire::Wire,
 };
 
-/// Fields an answer never echoes: track data (35, 36, 45), the PIN block and its control
-/// data (52, 53), ICC data (55) and MACs (64, 96, 128).
-const NOT_ECHOED: FieldSet = FieldSet::from_numbers(&[35, 36, 45, 52, 53, 55, 64, 96, 128]);
-
 /// How long the simulator takes to answer a request.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Latency {
@@ -688,7 +684,7 @@ fn handle(
             if code == *b"00" && matches!(mti.class(), 1 | 2) { &[(de::AUTH_ID, b"A1B2C3")] } else { &[] };
         let mut set: Vec<(corridor_wire::FieldId, &[u8])> = vec![(de::RESPONSE_CODE, &code)];
         set.extend_from_slice(approved_auth);
-        let keep = FieldSet(FieldSet::VALUES.0 & !NOT_ECHOED.0);
+        let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let framed =
             spec.wire.frame(correlation, &mut out, |o| m.derive(resp, keep, &set, spec.wire.dialect, o));
         if let Some(e) = entry.as_mut() {

@@ -6,10 +6,6 @@ use std::borrow::Borrow;
 use bytes::{Bytes, BytesMut};
 use corridor_wire::{de, Dialect, FieldSet, Message, MessageIndex, Mti, NetworkCode, OwnedMessage, Stan};
 
-/// Fields never echoed back in a switch-made answer or a reversal: track data (35, 36, 45),
-/// the PIN block and its control data (52, 53), ICC data (55) and MACs (64, 96, 128).
-pub(crate) const SECRETS: FieldSet = FieldSet::from_numbers(&[35, 36, 45, 52, 53, 55, 64, 96, 128]);
-
 /// Fields a reversal carries over from the request it reverses.
 pub(crate) const REVERSAL_KEEP: FieldSet =
     FieldSet::from_numbers(&[2, 3, 4, 7, 12, 13, 32, 33, 37, 41, 42, 49, 100]);

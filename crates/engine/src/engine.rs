@@ -26,7 +26,7 @@ use corridor_wire::{
 };
 
 use crate::{
-    compose::{self, WallClock, SECRETS},
+    compose::{self, WallClock},
     config::{Config, Framing, LinkSpec},
     deadlines::Deadlines,
     limits::{LATE_MAX, LINKS_MAX, LINK_OUT_BYTES_MAX, PENDING_MAX, REVERSALS_MAX, TIMERS_MAX},
@@ -613,7 +613,7 @@ impl Engine {
         let Some(mti) = req.mti().response() else { return };
         let Some(l) = self.links.get_mut(&link) else { return };
         let dialect = l.dialect;
-        let keep = FieldSet::VALUES.without(SECRETS);
+        let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
             req.derive(mti, keep, &[(de::RESPONSE_CODE, &code.0)], dialect, out)
         });

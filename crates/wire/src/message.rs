@@ -29,6 +29,9 @@ impl FieldSet {
     pub const SECONDARY_BITMAP: Self = Self(1 << 127);
     /// Every value field: DE 2-128 but DE 65.
     pub const VALUES: Self = Self(!(1 << 127) & !(1 << 63));
+    /// Fields an answer never echoes and a reversal never carries: track data (35, 36, 45),
+    /// the PIN block and its control data (52, 53), ICC data (55) and MACs (64, 96, 128).
+    pub const SECRETS: Self = Self::from_numbers(&[35, 36, 45, 52, 53, 55, 64, 96, 128]);
 
     /// The set of the given fields.
     #[must_use]
