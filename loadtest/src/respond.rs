@@ -584,12 +584,14 @@ async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                             return;
                         }
                     };
-                    let Some((answer, delay)) = handle(spec, &mut rng, &mut local, &mut seen, shared.record, corr, body) else {
+                    // The answer is written straight into the batch; one held back for its
+                    // latency is split off it again.
+                    let start = out.len();
+                    let Some(delay) = handle(spec, &mut rng, &mut local, &mut seen, shared.record, corr, body, &mut out) else {
                         continue;
                     };
-                    if delay.is_zero() || delayed.len() >= DELAYED_MAX {
-                        out.extend_from_slice(&answer);
-                    } else {
+                    if !delay.is_zero() && delayed.len() < DELAYED_MAX {
+                        let answer = out.split_off(start).freeze();
                         delayed_seq += 1;
                         delayed.push(Reverse((Instant::now() + delay, delayed_seq, answer)));
                     }
@@ -623,7 +625,19 @@ fn flush_counts(shared: &Shared, local: &mut RespondCounts, seen: &mut Vec<Seen>
     }
 }
 
-/// One frame in; the framed answer and its delay out, if it is answered.
+/// Adds one to `map[key]`, allocating the key only the first time it is seen.
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// One frame in; its framed answer appended to `out` and the answer's delay returned, if it
+/// is answered.
+#[allow(clippy::too_many_arguments)]
 fn handle(
     spec: &RespondSpec,
     rng: &mut SmallRng,
@@ -632,15 +646,17 @@ fn handle(
     record: bool,
     correlation: u64,
     body: Bytes,
-) -> Option<(Bytes, Duration)> {
+    out: &mut BytesMut,
+) -> Option<Duration> {
     let Ok(m) = Message::parse(spec.wire.dialect, body) else {
         counts.malformed += 1;
         return None;
     };
     let mti = m.mti();
-    *counts.received.entry(format!("{:04}", mti.value())).or_default() += 1;
+    let mti_ascii = mti.to_ascii();
+    bump(&mut counts.received, std::str::from_utf8(&mti_ascii).unwrap_or("????"));
     let mut entry = record.then(|| Seen {
-        mti: format!("{:04}", mti.value()),
+        mti: String::from_utf8_lossy(&mti_ascii).into_owned(),
         stan: m.stan().map(|s| s.value()),
         rrn: m.rrn().map(|r| String::from_utf8_lossy(r).into_owned()),
         pan: m.pan().map(|p| p.to_string()),
@@ -672,34 +688,28 @@ fn handle(
                     *b"00"
                 } else {
                     let c = pick(&spec.declines, rng);
-                    *counts.declined.entry(c.as_str().to_owned()).or_default() += 1;
+                    bump(&mut counts.declined, c.as_str());
                     c.0
                 };
                 (code, spec.latency.sample(rng))
             }
         };
         let resp = mti.response().unwrap_or(mti);
-        let mut out = BytesMut::with_capacity(m.as_bytes().len() + 32);
-        let approved_auth: &[(corridor_wire::FieldId, &[u8])] =
-            if code == *b"00" && matches!(mti.class(), 1 | 2) { &[(de::AUTH_ID, b"A1B2C3")] } else { &[] };
-        let mut set: Vec<(corridor_wire::FieldId, &[u8])> = vec![(de::RESPONSE_CODE, &code)];
-        set.extend_from_slice(approved_auth);
+        // An approved authorization or purchase also gets an authorization id (DE 38).
+        let set: [(corridor_wire::FieldId, &[u8]); 2] =
+            [(de::RESPONSE_CODE, &code), (de::AUTH_ID, b"A1B2C3")];
+        let set = if code == *b"00" && matches!(mti.class(), 1 | 2) { &set[..] } else { &set[..1] };
         let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
-        let framed =
-            spec.wire.frame(correlation, &mut out, |o| m.derive(resp, keep, &set, spec.wire.dialect, o));
+        let framed = spec.wire.frame(correlation, out, |o| m.derive(resp, keep, set, spec.wire.dialect, o));
         if let Some(e) = entry.as_mut() {
             e.answer = Some(String::from_utf8_lossy(&code).into_owned());
         }
-        framed.ok().map(|()| (out.freeze(), delay))
+        framed.ok().map(|()| delay)
     };
     finish(seen, entry, result)
 }
 
-fn finish(
-    seen: &mut Vec<Seen>,
-    entry: Option<Seen>,
-    r: Option<(Bytes, Duration)>,
-) -> Option<(Bytes, Duration)> {
+fn finish(seen: &mut Vec<Seen>, entry: Option<Seen>, r: Option<Duration>) -> Option<Duration> {
     if let Some(e) = entry {
         seen.push(e);
     }
