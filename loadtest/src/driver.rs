@@ -28,7 +28,7 @@ use crate::{
     recorder::{Counts, Recorder, Second},
     schedule::{Pacing, Schedule},
     traffic::{Kind, Traffic},
-    wire::{Decoder, Framing, Wire},
+    wire::{Framing, Wire},
 };
 
 const TIMER: Token = Token(usize::MAX);
@@ -46,7 +46,7 @@ pub(crate) struct Pending {
 /// What one byte stream of frames (a TCP connection, a TLS stream or a QUIC lane) keeps,
 /// whatever carries it: the requests in flight on it and its buffers.
 pub(crate) struct Lane {
-    pub(crate) decoder: Decoder,
+    pub(crate) decoder: corridor_wire::FrameDecoder,
     pub(crate) rbuf: BytesMut,
     pub(crate) out: BytesMut,
     pub(crate) traffic: Traffic,

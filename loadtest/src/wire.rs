@@ -1,46 +1,14 @@
 //! How one connection frames and encodes: a native frame (20-byte header carrying the
 //! correlation id) or a classic length header, and a dialect.
 
-use std::{fmt, str::FromStr};
+use std::fmt;
 
-use bytes::{Bytes, BytesMut};
-use corridor_wire::{
-    limits::NATIVE_HEADER_BYTES, DecodeError, Dialect, EncodeError, LengthDelimited, LengthHeader,
-    NativeFramer, NativeHeader,
-};
+use bytes::BytesMut;
+use corridor_wire::FrameDecoder;
+pub use corridor_wire::Framing;
+use corridor_wire::{Dialect, EncodeError};
 
 use crate::limits::FRAME_BYTES_MAX;
-
-/// A connection's framing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// Native frames: the header carries a correlation id.
-    Native,
-    /// A length header before each classic message; DE 11 (STAN) correlates.
-    Length(LengthHeader),
-}
-
-impl FromStr for Framing {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "native" {
-            return Ok(Self::Native);
-        }
-        s.parse::<LengthHeader>()
-            .map(Self::Length)
-            .map_err(|_| format!("unknown framing `{s}`: expected native, bin2, bin2-incl, bin4 or ascii4"))
-    }
-}
-
-impl fmt::Display for Framing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Native => f.write_str("native"),
-            Self::Length(h) => f.write_str(h.name()),
-        }
-    }
-}
 
 /// Framing and dialect together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,25 +29,21 @@ impl Wire {
     ///
     /// An unknown name, or native bodies without native framing (and the reverse).
     pub fn parse(framing: &str, dialect: &str) -> Result<Self, String> {
-        let framing: Framing = framing.parse()?;
+        let framing: Framing = framing.parse().map_err(|e| format!("{e}"))?;
         let dialect: Dialect = dialect.parse().map_err(|e| format!("{e}"))?;
-        match (framing, dialect) {
-            (Framing::Native, Dialect::Native)
-            | (Framing::Length(_), Dialect::Iso87Ascii | Dialect::Iso87Hex) => Ok(Self { framing, dialect }),
-            _ => Err(format!(
+        if !framing.carries(dialect) {
+            return Err(format!(
                 "framing `{framing}` does not carry dialect `{dialect}`: native goes with native, \
                  length headers with iso87-ascii or iso87-hex"
-            )),
+            ));
         }
+        Ok(Self { framing, dialect })
     }
 
     /// A decoder for this wire.
     #[must_use]
-    pub fn decoder(self) -> Decoder {
-        match self.framing {
-            Framing::Native => Decoder::Native(NativeFramer::new(FRAME_BYTES_MAX)),
-            Framing::Length(h) => Decoder::Length(LengthDelimited::new(h, FRAME_BYTES_MAX)),
-        }
+    pub fn decoder(self) -> FrameDecoder {
+        self.framing.decoder(FRAME_BYTES_MAX)
     }
 
     /// Appends one frame to `out`: the header, then what `body` writes (in this wire's
@@ -94,62 +58,13 @@ impl Wire {
         out: &mut BytesMut,
         body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
     ) -> Result<(), EncodeError> {
-        let start = out.len();
-        let header_len = match self.framing {
-            Framing::Native => NATIVE_HEADER_BYTES,
-            Framing::Length(h) => h.header_bytes(),
-        };
-        out.resize(start + header_len, 0);
-        let body_start = out.len();
-        let result = body(out).and_then(|()| {
-            let len = out.len() - body_start;
-            if len > FRAME_BYTES_MAX {
-                return Err(EncodeError::FrameTooLarge { len, max: FRAME_BYTES_MAX });
-            }
-            match self.framing {
-                Framing::Native => {
-                    // len <= FRAME_BYTES_MAX fits u32.
-                    let h = NativeHeader::new(0, len as u32, correlation);
-                    out[start..body_start].copy_from_slice(&h.to_bytes());
-                    Ok(())
-                }
-                Framing::Length(h) => h.write(len, &mut out[start..body_start]),
-            }
-        });
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        self.framing.write(0, correlation, FRAME_BYTES_MAX, out, body)
     }
 }
 
 impl fmt::Display for Wire {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.framing, self.dialect)
-    }
-}
-
-/// Splits a byte stream into frames.
-#[derive(Debug)]
-pub enum Decoder {
-    /// Native frames.
-    Native(NativeFramer),
-    /// Length-delimited frames.
-    Length(LengthDelimited),
-}
-
-impl Decoder {
-    /// The next whole frame in `buf`: its correlation (the native header id, 0 on classic
-    /// framing) and body. `Ok(None)` until a whole frame is buffered.
-    ///
-    /// # Errors
-    ///
-    /// A frame that breaks the framing: the connection cannot continue.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<(u64, Bytes)>, DecodeError> {
-        match self {
-            Self::Native(d) => Ok(d.decode(buf)?.map(|f| (f.correlation(), f.into_body()))),
-            Self::Length(d) => Ok(d.decode(buf)?.map(|b| (0, b.freeze()))),
-        }
     }
 }
 

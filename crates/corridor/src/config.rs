@@ -6,7 +6,7 @@ use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
 use anyhow::{bail, Context, Result};
 use corridor_engine::{Config, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings};
 use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, QuicLink, QuicSettings, TlsFiles};
-use corridor_wire::{Dialect, InstitutionId, LengthHeader, FRAME_BYTES_MAX};
+use corridor_wire::{Dialect, InstitutionId, FRAME_BYTES_MAX};
 use serde::Deserialize;
 
 /// Largest in-flight limit a link may be given.
@@ -529,15 +529,11 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
 
 fn framing_and_dialect(framing: &str, dialect: &str) -> Result<(Framing, Dialect)> {
     let dialect: Dialect = dialect.parse()?;
-    let framing = match framing {
-        "native" => Framing::Native,
-        other => Framing::Length(other.parse::<LengthHeader>()?),
-    };
-    match (framing, dialect) {
-        (Framing::Native, Dialect::Native)
-        | (Framing::Length(_), Dialect::Iso87Ascii | Dialect::Iso87Hex) => Ok((framing, dialect)),
-        (Framing::Native, _) => bail!("framing \"native\" carries dialect \"native\" only"),
-        (Framing::Length(_), _) => bail!("dialect \"native\" needs framing \"native\""),
+    let framing: Framing = framing.parse()?;
+    match framing {
+        _ if framing.carries(dialect) => Ok((framing, dialect)),
+        Framing::Native => bail!("framing \"native\" carries dialect \"native\" only"),
+        Framing::Length(_) => bail!("dialect \"native\" needs framing \"native\""),
     }
 }
 
@@ -583,10 +579,7 @@ pub fn summary(c: &Loaded) -> String {
             .unwrap_or_default()
     };
     for (i, l) in e.links.iter().enumerate() {
-        let framing = match l.framing {
-            Framing::Native => "native".to_string(),
-            Framing::Length(h) => h.to_string(),
-        };
+        let framing = l.framing.to_string();
         let _ = writeln!(
             s,
             "  {:<16} {:<16} {:<28} {}/{} inflight {} sign-on {}",

@@ -5,18 +5,12 @@
 
 use std::time::Duration;
 
-use corridor_wire::{Dialect, InstitutionId, LengthHeader};
+use corridor_wire::{Dialect, InstitutionId};
 
 use crate::routes::RouteTable;
 
-/// How frames are cut on a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// The native 20-byte frame header (only with the native dialect).
-    Native,
-    /// A classic length header.
-    Length(LengthHeader),
-}
+/// How frames are cut on a link (the wire crate's, named here for configurations).
+pub use corridor_wire::Framing;
 
 /// What a participant does in the network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -21,8 +21,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::{debug, info, warn};
 
 use corridor_wire::{
-    de, DecodeError, Dialect, EncodeError, FieldId, FieldSet, InstitutionId, LengthDelimited, Message,
-    MessageIndex, Mti, NativeFramer, NativeHeader, NetworkCode, ResponseCode, Stan,
+    de, DecodeError, Dialect, EncodeError, FieldId, FieldSet, FrameDecoder, InstitutionId, Message,
+    MessageIndex, Mti, NativeHeader, NetworkCode, ResponseCode, Stan,
 };
 
 use crate::{
@@ -89,11 +89,6 @@ pub struct LinkStatus {
     pub inflight_in: u32,
 }
 
-enum Decoder {
-    Native(NativeFramer),
-    Length(LengthDelimited),
-}
-
 struct Link {
     spec: usize,
     participant: usize,
@@ -105,7 +100,7 @@ struct Link {
     sign_on_required: bool,
     echo_interval: Duration,
     echo_missed_max: u32,
-    decoder: Decoder,
+    decoder: FrameDecoder,
     out: BytesMut,
     dirty: bool,
     signed_on: bool,
@@ -147,31 +142,8 @@ impl Link {
         correlation: u64,
         body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
     ) -> Result<(), EncodeError> {
-        let start = self.out.len();
-        let header_len = match self.framing {
-            Framing::Native => corridor_wire::limits::NATIVE_HEADER_BYTES,
-            Framing::Length(h) => h.header_bytes(),
-        };
-        self.out.resize(start + header_len, 0);
-        let body_start = self.out.len();
-        let result = body(&mut self.out).and_then(|()| {
-            let len = self.out.len() - body_start;
-            if len > self.frame_bytes_max {
-                return Err(EncodeError::FrameTooLarge { len, max: self.frame_bytes_max });
-            }
-            match self.framing {
-                Framing::Native => {
-                    // len <= frame_bytes_max <= FRAME_BYTES_MAX fits u32.
-                    let h = NativeHeader::new(flags, len as u32, correlation);
-                    self.out[start..body_start].copy_from_slice(&h.to_bytes());
-                    Ok(())
-                }
-                Framing::Length(h) => h.write(len, &mut self.out[start..body_start]),
-            }
-        });
-        if result.is_err() {
-            self.out.truncate(start);
-        } else {
+        let result = self.framing.write(flags, correlation, self.frame_bytes_max, &mut self.out, body);
+        if result.is_ok() {
             self.frames_out += 1;
         }
         result
@@ -414,10 +386,7 @@ impl Engine {
             return None;
         }
         let s: &LinkSpec = &self.config.links[spec];
-        let decoder = match s.framing {
-            Framing::Native => Decoder::Native(NativeFramer::new(s.frame_bytes_max)),
-            Framing::Length(h) => Decoder::Length(LengthDelimited::new(h, s.frame_bytes_max)),
-        };
+        let decoder = s.framing.decoder(s.frame_bytes_max);
         let id = LinkId(self.next_link);
         self.next_link = self.next_link.wrapping_add(1);
         let link = Link {
@@ -529,10 +498,7 @@ impl Engine {
                 buf.clear();
                 return;
             }
-            let frame = match &mut l.decoder {
-                Decoder::Native(d) => d.decode(buf).map(|f| f.map(|f| (f.correlation(), f.into_body()))),
-                Decoder::Length(d) => d.decode(buf).map(|f| f.map(|b| (0, b.freeze()))),
-            };
+            let frame = l.decoder.decode(buf);
             match frame {
                 Ok(Some((correlation, body))) => {
                     l.last_rx = now;

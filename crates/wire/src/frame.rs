@@ -522,3 +522,124 @@ impl NativeFramer {
         Ok(())
     }
 }
+/// How frames are cut on a link: the native header, or a classic length header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// The native 20-byte frame header (carries the native dialect only).
+    Native,
+    /// A classic length header.
+    Length(LengthHeader),
+}
+
+impl Framing {
+    /// Bytes of header before each body.
+    #[must_use]
+    pub const fn header_bytes(self) -> usize {
+        match self {
+            Self::Native => NATIVE_HEADER_BYTES,
+            Self::Length(h) => h.header_bytes(),
+        }
+    }
+
+    /// Whether this framing carries bodies in `dialect`: native frames carry the native
+    /// dialect, length headers the classic ones.
+    #[must_use]
+    pub fn carries(self, dialect: crate::Dialect) -> bool {
+        matches!(
+            (self, dialect),
+            (Self::Native, crate::Dialect::Native)
+                | (Self::Length(_), crate::Dialect::Iso87Ascii | crate::Dialect::Iso87Hex)
+        )
+    }
+
+    /// A decoder for this framing, refusing bodies over `frame_bytes_max`.
+    #[must_use]
+    pub fn decoder(self, frame_bytes_max: usize) -> FrameDecoder {
+        match self {
+            Self::Native => FrameDecoder::Native(NativeFramer::new(frame_bytes_max)),
+            Self::Length(h) => FrameDecoder::Length(LengthDelimited::new(h, frame_bytes_max)),
+        }
+    }
+
+    /// Appends one frame to `out`: the header (with `flags` and `correlation` on native
+    /// frames), then what `body` writes. On error nothing is left behind.
+    ///
+    /// # Errors
+    ///
+    /// What `body` returns, or a body over `frame_bytes_max`.
+    pub fn write(
+        self,
+        flags: u8,
+        correlation: u64,
+        frame_bytes_max: usize,
+        out: &mut BytesMut,
+        body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let start = out.len();
+        out.resize(start + self.header_bytes(), 0);
+        let body_start = out.len();
+        let result = body(out).and_then(|()| {
+            let len = out.len() - body_start;
+            if len > frame_bytes_max {
+                return Err(EncodeError::FrameTooLarge { len, max: frame_bytes_max });
+            }
+            match self {
+                Self::Native => {
+                    // len <= frame_bytes_max, which a u32 holds (FRAME_BYTES_MAX is far below).
+                    let h = NativeHeader::new(flags, len as u32, correlation);
+                    out[start..body_start].copy_from_slice(&h.to_bytes());
+                    Ok(())
+                }
+                Self::Length(h) => h.write(len, &mut out[start..body_start]),
+            }
+        });
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+}
+
+impl FromStr for Framing {
+    type Err = UnknownFraming;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "native" {
+            return Ok(Self::Native);
+        }
+        s.parse().map(Self::Length)
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Native => f.write_str("native"),
+            Self::Length(h) => f.write_str(h.name()),
+        }
+    }
+}
+
+/// Cuts the frames of one link's byte stream, whichever its framing.
+#[derive(Debug)]
+pub enum FrameDecoder {
+    /// Native frames.
+    Native(NativeFramer),
+    /// Length-delimited frames.
+    Length(LengthDelimited),
+}
+
+impl FrameDecoder {
+    /// The next whole frame in `src`: its correlation (the native header's id; 0 with a length
+    /// header) and body. `Ok(None)` until a whole frame is buffered.
+    ///
+    /// # Errors
+    ///
+    /// A framing [`DecodeError`]: the stream cannot continue.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<(u64, Bytes)>, DecodeError> {
+        match self {
+            Self::Native(d) => Ok(d.decode(src)?.map(|f| (f.correlation(), f.into_body()))),
+            Self::Length(d) => Ok(d.decode(src)?.map(|b| (0, b.freeze()))),
+        }
+    }
+}

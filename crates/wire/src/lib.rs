@@ -50,7 +50,10 @@ pub mod values;
 pub use dialect::{check_value, Dialect, UnknownDialect};
 pub use dictionary::{de, spec, FieldId, FieldSpec, FieldType, LengthKind, Sensitivity};
 pub use error::{DecodeError, EncodeError, Part};
-pub use frame::{LengthDelimited, LengthHeader, NativeFrame, NativeFramer, NativeHeader, UnknownFraming};
+pub use frame::{
+    FrameDecoder, Framing, LengthDelimited, LengthHeader, NativeFrame, NativeFramer, NativeHeader,
+    UnknownFraming,
+};
 pub use limits::FRAME_BYTES_MAX;
 pub use message::{Field, FieldSet, Message, MessageIndex};
 pub use mti::Mti;
