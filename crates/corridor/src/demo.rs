@@ -124,28 +124,8 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     let text = CONFIG.replace("{vn}", &addr(&vn)?.to_string()).replace("{th}", &addr(&th)?.to_string());
     let loaded = config::parse(&text).context("the demo configuration")?;
 
-    // The switch on its own thread and runtime, as `corridor serve` runs it.
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let switch = std::thread::spawn(move || -> Result<Report> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async move {
-            let switch = serve::bind(loaded).await?;
-            let _ = addr_tx.send(switch.local_addrs());
-            switch
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .context("switch failed")
-        })
-    });
-    let addrs = addr_rx.recv_timeout(Duration::from_secs(10)).context("the switch did not start")?;
-    let acquirer = addrs
-        .iter()
-        .find(|(n, _)| n == "wallet-sg-1")
-        .map(|(_, a)| *a)
-        .ok_or_else(|| anyhow!("the acquirer link is not listening"))?;
+    let switch = serve::Running::start(loaded)?;
+    let acquirer = switch.addr("wallet-sg-1").ok_or_else(|| anyhow!("the acquirer link is not listening"))?;
     let wire = Wire::parse("bin2", "iso87-ascii").map_err(|e| anyhow!(e))?;
     for bin in ["476173", "520011"] {
         wait_approved(acquirer, wire, bin, Duration::from_secs(10))?;
@@ -163,8 +143,7 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
         ..TrafficSpec::default()
     };
     let outcome = run_load(&load);
-    let _ = stop_tx.send(());
-    let report = switch.join().map_err(|_| anyhow!("the switch thread panicked"))??;
+    let report = switch.stop()?;
     let outcome = outcome?;
     Ok(DemoReport {
         summary: outcome.summary(&[]),
