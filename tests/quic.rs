@@ -15,7 +15,7 @@ use quinn::{crypto::rustls::QuicClientConfig, Connection, Endpoint, RecvStream, 
 /// The handshake failed (the text says why).
 pub async fn connect(addr: SocketAddr, ca_pem: &str, client: Option<&Issued>) -> Result<Connection, String> {
     let mut tls = (*crate::tls::client_config(ca_pem, client)).clone();
-    tls.alpn_protocols = vec![b"corridor/1".to_vec()];
+    tls.alpn_protocols = vec![corridor_net::quic::ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| e.to_string())?;
     let mut endpoint = Endpoint::client("127.0.0.1:0".parse().expect("addr")).map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
@@ -40,7 +40,7 @@ pub fn server(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Pat
         crl: vec![],
         server_name: None,
     };
-    let tls = corridor_net::tls::server_config(&files, &[b"corridor/1"]).expect("server TLS");
+    let tls = corridor_net::tls::server_config(&files, &[corridor_net::quic::ALPN]).expect("server TLS");
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind")

@@ -20,10 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
 use corridor_engine::WallClock;
 use corridor_wire::{Message, Mti};
-use rustls::{
-    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},
-    ClientConfig, RootCertStore,
-};
+use rustls::{pki_types::ServerName, ClientConfig};
 use tokio::{
     io::{unix::AsyncFd, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::Notify,
@@ -40,7 +37,7 @@ use crate::{
 };
 
 /// The ALPN of a Corridor QUIC connection.
-pub const ALPN: &[u8] = b"corridor/1";
+pub use corridor_net::quic::ALPN;
 
 /// The files of a client certificate and the CA the target's certificate chains to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,30 +69,21 @@ pub enum Transport {
     },
 }
 
-/// The rustls client configuration for `tls`.
+/// The rustls client configuration for `tls`: the switch's own, so the generator verifies
+/// and presents certificates exactly as a dialing link does.
 ///
 /// # Errors
 ///
 /// A file that cannot be read or parsed.
 pub fn client_config(tls: &ClientTls, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
-    let mut roots = RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&tls.ca).with_context(|| format!("{}", tls.ca.display()))? {
-        roots.add(c.with_context(|| format!("{}", tls.ca.display()))?)?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .with_context(|| format!("{}", tls.cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}", tls.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).with_context(|| format!("{}", tls.key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .with_context(|| format!("{}", tls.key.display()))?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.enable_early_data = false;
-    Ok(Arc::new(config))
+    let files = corridor_net::TlsFiles {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        ca: vec![tls.ca.clone()],
+        crl: vec![],
+        server_name: Some(tls.server_name.clone()),
+    };
+    corridor_net::tls::client_config(&files, alpn).map(|(config, _)| config).map_err(anyhow::Error::msg)
 }
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
