@@ -25,7 +25,7 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     limits::{DURATION_MAX, READ_CHUNK_BYTES, READ_WAKE},
-    recorder::{Counts, Recorder, Second},
+    recorder::{Counts, Recorder, Seconds},
     schedule::{Pacing, Schedule},
     traffic::{Kind, Traffic},
     wire::{Framing, Wire},
@@ -144,22 +144,15 @@ impl Ctx {
 pub(crate) struct Collected {
     /// Per driver: its counts and latency so far (for the progress line).
     pub(crate) snapshots: Vec<Option<(Counts, Histogram<u64>)>>,
-    /// Finished seconds, merged across drivers, by second.
-    pub(crate) seconds: std::collections::BTreeMap<u64, Second>,
-    /// Per driver: the seconds before this one have been handed over.
-    pub(crate) upto: Vec<u64>,
+    /// Finished seconds, merged across drivers.
+    pub(crate) seconds: Seconds,
 }
 
 impl Collected {
-    pub(crate) fn deposit(&mut self, driver: usize, r: &mut Recorder, upto: u64, snapshot: bool) {
-        let (base, secs) = r.take_seconds(upto);
-        for (i, s) in secs.into_iter().enumerate() {
-            self.seconds.entry(base + i as u64).or_insert_with(Second::empty).add(&s);
-        }
-        self.upto[driver] = self.upto[driver].max(upto);
-        if snapshot {
-            self.snapshots[driver] = Some((r.counts.clone(), r.corrected.clone()));
-        }
+    /// Driver `driver` hands over its seconds before `upto` and a snapshot of its figures.
+    pub(crate) fn deposit(&mut self, driver: usize, r: &mut Recorder, upto: u64) {
+        self.seconds.absorb(r, upto);
+        self.snapshots[driver] = Some((r.counts.clone(), r.corrected.clone()));
     }
 }
 
@@ -455,7 +448,7 @@ pub(crate) fn drive(
             first = false;
             let upto = ctx.since_measure(now).as_secs();
             if let Ok(mut c) = collected.lock() {
-                c.deposit(index, &mut rec, upto, true);
+                c.deposit(index, &mut rec, upto);
             }
             next_deposit = now + Duration::from_secs(1);
         }
@@ -501,7 +494,7 @@ pub(crate) fn drive(
         abandon(c, &mut rec);
     }
     if let Ok(mut c) = collected.lock() {
-        c.deposit(index, &mut rec, DURATION_MAX.as_secs() + 1, true);
+        c.deposit(index, &mut rec, DURATION_MAX.as_secs() + 1);
     }
     Ok(rec)
 }

@@ -142,33 +142,38 @@ pub struct Row {
     pub max_ns: u64,
 }
 
-/// Collects the seconds of several recorders into rows as the run goes, so the timeline's
-/// memory grows by one small row a second, not by a histogram a second per connection.
+/// The seconds of a run, merged across recorders as they hand them over: each a small
+/// auto-resizing histogram (kept for the `.hlog`) and counts.
 #[derive(Debug, Default)]
-pub struct Timeline {
-    /// The finished rows, in order.
-    pub rows: Vec<Row>,
+pub struct Seconds {
+    by_second: std::collections::BTreeMap<u64, Second>,
 }
 
-impl Timeline {
-    /// Takes the seconds before `upto` out of every recorder, merges them and appends their
-    /// rows.
-    pub fn collect<'a>(&mut self, upto: u64, recorders: impl IntoIterator<Item = &'a mut Recorder>) {
-        let from = self.rows.len() as u64;
-        if upto <= from {
-            return;
+impl Seconds {
+    /// Takes the seconds before `upto` out of `r` and merges them in.
+    pub fn absorb(&mut self, r: &mut Recorder, upto: u64) {
+        let (base, seconds) = r.take_seconds(upto);
+        for (i, s) in seconds.into_iter().enumerate() {
+            self.by_second.entry(base + i as u64).or_insert_with(Second::empty).add(&s);
         }
-        let mut merged: Vec<Second> = (from..upto).map(|_| Second::empty()).collect();
-        for r in recorders {
-            let (base, seconds) = r.take_seconds(upto);
-            for (i, s) in seconds.into_iter().enumerate() {
-                if let Some(m) = (base + i as u64).checked_sub(from).and_then(|k| merged.get_mut(k as usize))
-                {
-                    m.add(&s);
-                }
+    }
+
+    /// One row a second from second 0 to the last one seen (empty seconds included), and the
+    /// latency histogram of every second that received answers.
+    #[must_use]
+    pub fn into_rows(self) -> (Vec<Row>, Vec<(u64, Histogram<u64>)>) {
+        let mut rows: Vec<Row> = Vec::new();
+        let mut intervals = Vec::new();
+        for (second, s) in self.by_second {
+            while (rows.len() as u64) < second {
+                rows.push(Second::empty().row(rows.len() as u64));
+            }
+            rows.push(s.row(second));
+            if !s.latency.is_empty() {
+                intervals.push((second, s.latency));
             }
         }
-        self.rows.extend(merged.iter().enumerate().map(|(i, s)| s.row(from + i as u64)));
+        (rows, intervals)
     }
 }
 
@@ -183,7 +188,7 @@ pub struct Recorder {
     pub lag: Histogram<u64>,
     /// Outcomes.
     pub counts: Counts,
-    /// The seconds not yet collected into a [`Timeline`], from `timeline_base` on.
+    /// The seconds not yet handed to [`Seconds`], from `timeline_base` on.
     timeline: std::collections::VecDeque<Second>,
     timeline_base: u64,
 }
@@ -352,13 +357,15 @@ mod tests {
         assert_eq!(a.counts.answered + a.counts.timeouts + a.counts.unanswered, 3);
         assert_eq!(a.counts.codes, BTreeMap::from([("00".into(), 1), ("05".into(), 1)]));
         assert_eq!(a.corrected.len(), 2);
-        let mut t = Timeline::default();
-        t.collect(4, [&mut a]);
-        assert_eq!(t.rows.len(), 4);
-        assert_eq!((t.rows[0].sent, t.rows[0].answered, t.rows[0].p50_ns / 100_000), (1, 1, 10));
-        assert_eq!((t.rows[1].sent, t.rows[1].answered, t.rows[1].max_ns), (0, 0, 0));
-        assert_eq!((t.rows[2].sent, t.rows[2].answered, t.rows[2].p99_ns / 100_000), (2, 1, 30));
-        assert_eq!((t.rows[3].timeouts, t.rows[3].errors), (1, 1));
+        let mut t = Seconds::default();
+        t.absorb(&mut a, 4);
+        let (rows, intervals) = t.into_rows();
+        assert_eq!(rows.len(), 4);
+        assert_eq!((rows[0].sent, rows[0].answered, rows[0].p50_ns / 100_000), (1, 1, 10));
+        assert_eq!((rows[1].sent, rows[1].answered, rows[1].max_ns), (0, 0, 0));
+        assert_eq!((rows[2].sent, rows[2].answered, rows[2].p99_ns / 100_000), (2, 1, 30));
+        assert_eq!((rows[3].timeouts, rows[3].errors), (1, 1));
+        assert_eq!(intervals.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [0, 2], "seconds with answers");
     }
 
     #[test]
@@ -367,15 +374,19 @@ mod tests {
         a.sent(Duration::from_millis(500), Duration::ZERO);
         b.sent(Duration::from_millis(700), Duration::ZERO);
         b.sent(Duration::from_millis(1500), Duration::ZERO);
-        let mut t = Timeline::default();
-        t.collect(1, [&mut a, &mut b]);
-        assert_eq!(t.rows.iter().map(|r| r.sent).collect::<Vec<_>>(), [2]);
+        let sent = |t: &Seconds| t.by_second.values().map(|s| s.sent).collect::<Vec<_>>();
+        let mut t = Seconds::default();
+        t.absorb(&mut a, 1);
+        t.absorb(&mut b, 1);
+        assert_eq!(sent(&t), [2]);
         // An event for second 0 after it was collected lands in second 1.
         a.sent(Duration::from_millis(900), Duration::ZERO);
-        t.collect(2, [&mut a, &mut b]);
-        assert_eq!(t.rows.iter().map(|r| r.sent).collect::<Vec<_>>(), [2, 2]);
-        t.collect(2, [&mut a, &mut b]);
-        assert_eq!(t.rows.len(), 2, "collecting again adds nothing");
+        t.absorb(&mut a, 2);
+        t.absorb(&mut b, 2);
+        assert_eq!(sent(&t), [2, 2]);
+        t.absorb(&mut a, 2);
+        t.absorb(&mut b, 2);
+        assert_eq!(t.into_rows().0.len(), 2, "collecting again adds nothing");
         assert_eq!(a.counts.sent + b.counts.sent, 4, "counts are kept whole");
     }
 

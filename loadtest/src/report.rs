@@ -557,18 +557,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::recorder::{histogram, Timeline};
+    use crate::recorder::{histogram, Seconds};
 
     fn sample() -> (Summary, Recorder) {
         let mut r = Recorder::new();
         for i in 0..10_000u64 {
             let at = Duration::from_micros(i * 200);
             r.sent(at, Duration::from_micros(i % 7));
-            let lat = Duration::from_micros(20 + i % 100);
+            // The last answer comes 1 ms late, in the third second: the run spans seconds 0-2.
+            let lat = if i == 9_999 { Duration::from_millis(1) } else { Duration::from_micros(20 + i % 100) };
             r.answered(at + lat, Some(if i % 10 == 0 { *b"05" } else { *b"00" }), lat, lat);
         }
-        let mut t = Timeline::default();
-        t.collect(3, [&mut r]);
+        let mut t = Seconds::default();
+        t.absorb(&mut r, 3);
         let info = RunInfo {
             target: "127.0.0.1:9101".into(),
             wire: "native/native".into(),
@@ -583,7 +584,7 @@ mod tests {
             measured_s: 2.0,
             cpus: None,
         };
-        (Summary::new(info, &r, t.rows, vec![]), r)
+        (Summary::new(info, &r, t.into_rows().0, vec![]), r)
     }
 
     #[test]

@@ -320,11 +320,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         budget: AtomicU64::new(spec.requests.unwrap_or(u64::MAX)),
         sending_ended_ns: AtomicU64::new(0),
     });
-    let collected = Mutex::new(Collected {
-        snapshots: vec![None; threads],
-        upto: vec![0; threads],
-        ..Collected::default()
-    });
+    let collected = Mutex::new(Collected { snapshots: vec![None; threads], ..Collected::default() });
     let recorders: Vec<std::io::Result<Recorder>> = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(threads);
         for (t, mut group) in groups.into_iter().enumerate() {
@@ -376,17 +372,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         recorder.merge(&r.context("the load generator's event loop failed")?);
     }
     let collected = collected.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut rows: Vec<Row> = Vec::new();
-    let mut intervals = Vec::new();
-    for (second, s) in collected.seconds {
-        while (rows.len() as u64) < second {
-            rows.push(crate::recorder::Second::empty().row(rows.len() as u64));
-        }
-        rows.push(s.row(second));
-        if !s.latency.is_empty() {
-            intervals.push((second, s.latency));
-        }
-    }
+    let (rows, intervals) = collected.seconds.into_rows();
     let mut info = spec.info();
     info.measured_s = Duration::from_nanos(ctx.sending_ended_ns.load(Ordering::Acquire)).as_secs_f64();
     Ok(Outcome { recorder, timeline: rows, intervals, started_at, info })

@@ -435,7 +435,7 @@ async fn drive(
         }
         if now >= next_deposit {
             if let Ok(mut c) = collected.lock() {
-                c.deposit(index, &mut s.rec, ctx.since_measure(now).as_secs(), true);
+                c.deposit(index, &mut s.rec, ctx.since_measure(now).as_secs());
             }
             next_deposit = now + Duration::from_secs(1);
         }
@@ -453,7 +453,7 @@ async fn drive(
         abandon(l, &mut s.rec);
     }
     if let Ok(mut c) = collected.lock() {
-        c.deposit(index, &mut s.rec, DURATION_MAX.as_secs() + 1, true);
+        c.deposit(index, &mut s.rec, DURATION_MAX.as_secs() + 1);
     }
     Ok(std::mem::take(&mut s.rec))
 }
