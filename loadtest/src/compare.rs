@@ -295,7 +295,27 @@ fn start_simulator(placement: &Placement, quic: Option<&Certs>) -> Result<(Proc,
 
 /// The switch config for the `corridor` path.
 #[must_use]
-pub fn corridor_config(listen: SocketAddr, issuer: SocketAddr, inflight_max: usize) -> String {
+pub fn corridor_config(
+    listen: SocketAddr,
+    issuer: SocketAddr,
+    inflight_max: usize,
+    quic: Option<QuicFiles<'_>>,
+) -> String {
+    // The QUIC variant: the acquirer is identified by its certificate, and its link is a QUIC
+    // listener with the switch's certificate.
+    let (identity, transport, tls) = match quic {
+        None => (String::new(), String::new(), String::new()),
+        Some(q) => (
+            "tls_subject_cn = \"acquirer\"\n".to_owned(),
+            "  transport = \"quic\"\n  lanes = 64\n".to_owned(),
+            format!(
+                "    [participant.link.tls]\n    cert = \"{}\"\n    key = \"{}\"\n    ca = [\"{}\"]\n",
+                q.cert.display(),
+                q.key.display(),
+                q.ca.display()
+            ),
+        ),
+    };
     format!(
         r#"# Written by corridor-load compare.
 [switch]
@@ -305,16 +325,16 @@ drain_timeout_ms = 1000
 id = "acquirer"
 roles = ["acquirer"]
 acquirer_ids = ["12345678"]
-
+{identity}
   [[participant.link]]
   name = "acquirer-1"
   mode = "listen"
-  address = "{listen}"
+{transport}  address = "{listen}"
   framing = "native"
   dialect = "native"
   inflight_max = {inflight_max}
   connections_max = 1024
-
+{tls}
 [[participant]]
 id = "issuer"
 roles = ["issuer"]
@@ -333,6 +353,17 @@ destination = "issuer"
 timeout_ms = 5000
 "#
     )
+}
+
+/// The switch's certificate files for a QUIC acquirer link.
+#[derive(Clone, Copy, Debug)]
+pub struct QuicFiles<'a> {
+    /// The switch's certificate.
+    pub cert: &'a Path,
+    /// Its key.
+    pub key: &'a Path,
+    /// The CA of the acquirer's certificate.
+    pub ca: &'a Path,
 }
 
 /// HAProxy in TCP mode, one thread, relaying `listen` to `server`.
@@ -426,23 +457,13 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
             let listen = free_port()?;
             let inflight = (spec.load.connections * spec.load.inflight_max).clamp(256, 65_535);
             let file = spec.workdir.join(format!("{}.toml", path.name()));
-            let mut text = corridor_config(listen, sim_addr, inflight);
-            if let (PathKind::CorridorQuic, Some(c)) = (path, certs) {
-                text = text.replace(
-                    "roles = [\"acquirer\"]\n",
-                    "roles = [\"acquirer\"]\ntls_subject_cn = \"acquirer\"\n",
-                );
-                text = text.replace("  mode = \"listen\"\n", "  mode = \"listen\"\n  transport = \"quic\"\n");
-                text = text.replace(
-                    "  connections_max = 1024\n",
-                    &format!(
-                        "  connections_max = 1024\n  lanes = 64\n    [participant.link.tls]\n    cert = \"{}\"\n    key = \"{}\"\n    ca = [\"{}\"]\n",
-                        c.switch.0.display(),
-                        c.switch.1.display(),
-                        c.ca.display()
-                    ),
-                );
-            }
+            let quic = match (path, certs) {
+                (PathKind::CorridorQuic, Some(c)) => {
+                    Some(QuicFiles { cert: &c.switch.0, key: &c.switch.1, ca: &c.ca })
+                }
+                _ => None,
+            };
+            let text = corridor_config(listen, sim_addr, inflight, quic);
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
             let mut sw = spawn(
                 "corridor",
@@ -706,7 +727,7 @@ mod tests {
     fn configs_name_their_addresses() {
         let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
-        let c = corridor_config(a, b, 256);
+        let c = corridor_config(a, b, 256, None);
         assert!(c.contains("address = \"127.0.0.1:7001\"") && c.contains("address = \"127.0.0.1:7002\""));
         let h = haproxy_config(a, b);
         assert!(h.contains("bind 127.0.0.1:7001") && h.contains("server simulator 127.0.0.1:7002"));
