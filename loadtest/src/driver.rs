@@ -337,30 +337,19 @@ struct Alarm {
 
 impl Alarm {
     fn new() -> std::io::Result<Self> {
-        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
-        let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?;
-        Ok(Self { fd, armed_for: None })
+        Ok(Self { fd: crate::schedule::timerfd()?, armed_for: None })
     }
 
     fn arm(&mut self, at: Instant, now: Instant) {
-        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
-        if self.armed_for == Some(at) {
-            return;
-        }
-        // A zero it_value disarms the timer, so never less than 1 ns.
-        let d = at.saturating_duration_since(now).max(Duration::from_nanos(1));
-        let spec = Itimerspec {
-            it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) },
-        };
-        if timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec).is_ok() {
+        if self.armed_for != Some(at)
+            && crate::schedule::arm_timerfd(&self.fd, at.saturating_duration_since(now)).is_ok()
+        {
             self.armed_for = Some(at);
         }
     }
 
     fn clear(&mut self) {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.fd, &mut buf);
+        crate::schedule::clear_timerfd(&self.fd);
         self.armed_for = None;
     }
 }

@@ -135,6 +135,39 @@ impl Pacing {
     }
 }
 
+/// A non-blocking monotonic timerfd: a send time an event loop can wait for with
+/// nanosecond resolution (epoll's own timeout, and tokio's timer, are whole milliseconds).
+///
+/// # Errors
+///
+/// The kernel refused one.
+pub fn timerfd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+    Ok(timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?)
+}
+
+/// Arms `fd` to fire once, `after` from now (at least 1 ns: a zero time disarms a timerfd).
+///
+/// # Errors
+///
+/// The kernel refused.
+pub fn arm_timerfd(fd: impl std::os::fd::AsFd, after: Duration) -> std::io::Result<()> {
+    use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+    let d = after.max(Duration::from_nanos(1));
+    let spec = Itimerspec {
+        it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+        it_value: Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) },
+    };
+    timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec)?;
+    Ok(())
+}
+
+/// Reads a fired timerfd's count, so it stops reading ready.
+pub fn clear_timerfd(fd: impl std::os::fd::AsFd) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
 /// Makes the pacing thread's sleeps wake on time: Linux lets a sleep overshoot by the
 /// thread's timer slack (50 µs by default), which at high rates is the whole gap between
 /// sends. Best effort: elsewhere this does nothing.

@@ -220,8 +220,7 @@ struct Alarm {
 
 impl Alarm {
     fn new() -> std::io::Result<Self> {
-        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
-        let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?;
+        let fd = crate::schedule::timerfd()?;
         // Deprecated for I/O safety (tokio #8587: a descriptor closed elsewhere while still
         // registered). The OwnedFd is moved in and owned by the AsyncFd until it is dropped,
         // so nothing else can close it.
@@ -231,23 +230,13 @@ impl Alarm {
     }
 
     async fn sleep_until(&self, at: Instant) {
-        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
         let now = Instant::now();
-        if at <= now {
-            return;
-        }
-        let d = at - now;
-        let spec = Itimerspec {
-            it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) },
-        };
-        if timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::empty(), &spec).is_err() {
+        if at <= now || crate::schedule::arm_timerfd(self.fd.get_ref(), at - now).is_err() {
             return;
         }
         while Instant::now() < at {
             let Ok(mut guard) = self.fd.readable().await else { return };
-            let mut buf = [0u8; 8];
-            let _ = rustix::io::read(self.fd.get_ref(), &mut buf);
+            crate::schedule::clear_timerfd(self.fd.get_ref());
             guard.clear_ready();
         }
     }
