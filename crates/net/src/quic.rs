@@ -101,12 +101,7 @@ impl QuicLink {
         identity: Identity,
         settings: QuicSettings,
     ) -> Result<Self, String> {
-        if identity.is_empty() {
-            return Err(format!(
-                "participant {} has QUIC links but no certificate identity (tls_subject_cn or tls_spki_sha256)",
-                identity.participant
-            ));
-        }
+        identity.require("QUIC")?;
         if settings.lanes == 0 || settings.lanes > LANES_MAX {
             return Err(format!("lanes must be 1-{LANES_MAX}"));
         }
@@ -143,17 +138,8 @@ impl QuicLink {
     ///
     /// No certificate, or one of somebody else.
     pub fn authorize(&self, conn: &quinn::Connection) -> Result<PeerCert, String> {
-        let chain = conn
-            .peer_identity()
-            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-            .ok_or("the peer presented no certificate")?;
-        let leaf = chain.first().ok_or("the peer presented no certificate")?;
-        let peer = crate::tls::peer_cert(leaf)?;
-        if self.identity.matches(&peer) {
-            Ok(peer)
-        } else {
-            Err(format!("certificate {peer} is not participant {}'s", self.identity.participant))
-        }
+        let chain = conn.peer_identity().and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
+        self.identity.authorize(chain.as_deref().map(Vec::as_slice))
     }
 }
 

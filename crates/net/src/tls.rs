@@ -51,6 +51,36 @@ impl Identity {
     pub fn is_empty(&self) -> bool {
         self.subject_cn.is_none() && self.spki_sha256.is_empty()
     }
+
+    /// Refuses an identity that names nothing, for a link of `kind` (TLS, QUIC).
+    ///
+    /// # Errors
+    ///
+    /// The participant has no certificate identity.
+    pub fn require(&self, kind: &str) -> Result<(), String> {
+        if self.is_empty() {
+            return Err(format!(
+                "participant {} has {kind} links but no certificate identity (tls_subject_cn or tls_spki_sha256)",
+                self.participant
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a verified peer chain: its leaf must be this participant's certificate.
+    ///
+    /// # Errors
+    ///
+    /// No certificate, or one of somebody else.
+    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, String> {
+        let leaf = chain.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
+        let peer = peer_cert(leaf)?;
+        if self.matches(&peer) {
+            Ok(peer)
+        } else {
+            Err(format!("certificate {peer} is not participant {}'s", self.participant))
+        }
+    }
 }
 
 /// What the switch reads off a verified peer certificate.
@@ -220,12 +250,7 @@ impl LinkTls {
     ///
     /// As [`server_config`] and [`client_config`]; an identity that names nothing.
     pub fn new(files: &TlsFiles, dial: bool, identity: Identity) -> Result<Self, String> {
-        if identity.is_empty() {
-            return Err(format!(
-                "participant {} has TLS links but no certificate identity (tls_subject_cn or tls_spki_sha256)",
-                identity.participant
-            ));
-        }
+        identity.require("TLS")?;
         if dial {
             let (config, name) = client_config(files, &[])?;
             Ok(Self {
@@ -248,13 +273,7 @@ impl LinkTls {
     ///
     /// No certificate (cannot happen after a mutual handshake), or one of somebody else.
     pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, String> {
-        let leaf = chain.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
-        let peer = peer_cert(leaf)?;
-        if self.identity.matches(&peer) {
-            Ok(peer)
-        } else {
-            Err(format!("certificate {peer} is not participant {}'s", self.identity.participant))
-        }
+        self.identity.authorize(chain)
     }
 }
 
