@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use corridor_tests::{
     peer::{purchase, Behaviour, Issuer, Wire},
     python::{python, workspace_file},
-    switch::TestSwitch,
+    switch::{tcp_issuer, TestSwitch},
     tls::CertDir,
 };
 use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
@@ -52,27 +52,9 @@ tls_subject_cn = "partner"
   address = "127.0.0.1:0"
   framing = "native"
   dialect = "native"
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-"#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
-        issuer = issuer.addr,
+{tls}{iss}"#,
+        tls = certs.tls_table(),
+        iss = tcp_issuer(issuer.addr),
     );
     let switch = TestSwitch::start(&config);
     // The switch dials the issuer as it starts; give the link a moment.

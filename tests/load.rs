@@ -14,7 +14,7 @@ use corridor_load::{
     traffic::TrafficSpec,
     wire::Wire,
 };
-use corridor_tests::switch::TestSwitch;
+use corridor_tests::switch::{tcp_issuer, TestSwitch};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -95,21 +95,9 @@ acquirer_ids = ["12345678"]
   address = "127.0.0.1:0"
   framing = "bin2"
   dialect = "iso87-ascii"
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{}"
-  framing = "native"
-  dialect = "native"
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-timeout_ms = 300
+{}timeout_ms = 300
 "#,
-        issuer.local_addr().unwrap()
+        tcp_issuer(issuer.local_addr().unwrap())
     );
     let switch = TestSwitch::start(&config);
     let wire = Wire::parse("bin2", "iso87-ascii").unwrap();
@@ -223,27 +211,9 @@ tls_subject_cn = "acquirer"
   address = "127.0.0.1:0"
   framing = "native"
   dialect = "native"
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-"#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
-        issuer = issuer.local_addr().unwrap(),
+{tls}{iss}"#,
+        tls = certs.tls_table(),
+        iss = tcp_issuer(issuer.local_addr().unwrap()),
     );
     let switch = TestSwitch::start(&config);
     let target = switch.addr("acq-quic");

@@ -42,3 +42,14 @@ impl TestSwitch {
         }
     }
 }
+
+/// Configuration text for an issuer `iss` the switch dials over TCP at `addr` (native), and
+/// the route of BIN 476173 to it (its keys may follow).
+#[must_use]
+pub fn tcp_issuer(addr: SocketAddr) -> String {
+    format!(
+        "[[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n  [[participant.link]]\n  name = \"iss-1\"\n  \
+         mode = \"dial\"\n  address = \"{addr}\"\n  framing = \"native\"\n  dialect = \"native\"\n\n\
+         [[route]]\npan_prefix = \"476173\"\ndestination = \"iss\"\n"
+    )
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use corridor_tests::{
     peer::{purchase, Behaviour, Conn, Issuer, Wire},
     quic::{connect, server, Lane},
-    switch::TestSwitch,
+    switch::{tcp_issuer, TestSwitch},
     tls::CertDir,
 };
 use corridor_wire::{de, Mti, OwnedMessage};
@@ -42,11 +42,7 @@ tls_subject_cn = "partner"
   framing = "native"
   dialect = "native"
   lanes = 4
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-
+{tls}
 [[participant]]
 id = "other"
 roles = ["acquirer"]
@@ -59,23 +55,9 @@ tls_subject_cn = "other"
   framing = "native"
   dialect = "native"
 
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-"#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
+{iss}"#,
+        tls = certs.tls_table(),
+        iss = tcp_issuer(issuer),
     )
 }
 
@@ -277,18 +259,12 @@ tls_subject_cn = "iss"
   dialect = "native"
   lanes = 2
   reconnect_min_ms = 50
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-[[route]]
+{tls}[[route]]
 pan_prefix = "476173"
 destination = "iss"
 timeout_ms = 400
 "#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
+        tls = certs.tls_table(),
     );
     let switch = TestSwitch::start(&config);
     // The issuer side: accept the switch's connection and its two lanes, each signing on.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use corridor_tests::{
     peer::{purchase, Behaviour, Issuer, Wire},
-    switch::TestSwitch,
+    switch::{tcp_issuer, TestSwitch},
     tls::{client_config, CertDir, TlsConn},
 };
 use corridor_wire::{de, Mti, OwnedMessage};
@@ -38,11 +38,7 @@ tls_subject_cn = "acq"
   address = "127.0.0.1:0"
   framing = "native"
   dialect = "native"
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-
+{tls}
 [[participant]]
 id = "other"
 roles = ["acquirer"]
@@ -55,24 +51,9 @@ tls_subject_cn = "other"
   framing = "native"
   dialect = "native"
 
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-"#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
-        issuer = issuer.addr,
+{iss}"#,
+        tls = certs.tls_table(),
+        iss = tcp_issuer(issuer.addr),
     );
     (TestSwitch::start(&config), issuer)
 }
@@ -189,29 +170,11 @@ tls_subject_cn = "acq"
   address = "127.0.0.1:0"
   framing = "native"
   dialect = "native"
-    [participant.link.tls]
-    cert = "{cert}"
-    key = "{key}"
-    ca = ["{ca}"]
-    crl = ["{crl}"]
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-[[route]]
-pan_prefix = "476173"
-destination = "iss"
-"#,
-        cert = certs.path("switch.pem"),
-        key = certs.path("switch.key"),
-        ca = certs.path("ca.pem"),
+{tls}    crl = ["{crl}"]
+{iss}"#,
+        tls = certs.tls_table(),
         crl = certs.path("revoked.pem"),
-        issuer = issuer.addr,
+        iss = tcp_issuer(issuer.addr),
     );
     let switch = TestSwitch::start(&config);
     let ca = certs.ca.cert_pem();

@@ -45,6 +45,18 @@ impl CertDir {
         std::fs::write(self.dir.join(format!("{name}.key")), &issued.key_pem).expect("write");
     }
 
+    /// A link's `[participant.link.tls]` table presenting the switch's certificate and
+    /// trusting this CA.
+    #[must_use]
+    pub fn tls_table(&self) -> String {
+        format!(
+            "    [participant.link.tls]\n    cert = \"{}\"\n    key = \"{}\"\n    ca = [\"{}\"]\n",
+            self.path("switch.pem"),
+            self.path("switch.key"),
+            self.path("ca.pem")
+        )
+    }
+
     /// The path of `file` in the directory, as TOML text.
     #[must_use]
     pub fn path(&self, file: &str) -> String {
