@@ -18,7 +18,7 @@ use std::{
 };
 
 use bytes::{Buf, BytesMut};
-use corridor_wire::{de, FieldSet, Message, Mti};
+use corridor_wire::{de, FieldSet, Message, MessageIndex, Mti};
 use hdrhistogram::Histogram;
 use mio::{net::TcpStream, unix::SourceFd, Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
@@ -55,6 +55,8 @@ pub(crate) struct Lane {
     pub(crate) deadlines: VecDeque<(Instant, u64, u64)>,
     pub(crate) seq: u64,
     pub(crate) lost: bool,
+    /// Every answer is parsed into this one index: nothing zeroed or moved per message.
+    index: MessageIndex,
 }
 
 impl Lane {
@@ -69,6 +71,7 @@ impl Lane {
             deadlines: VecDeque::new(),
             seq: 0,
             lost: false,
+            index: MessageIndex::new(wire.dialect),
         }
     }
 }
@@ -237,15 +240,17 @@ pub(crate) fn receive(
     now: Instant,
 ) {
     let at = ctx.since_measure(now);
-    let Ok(m) = Message::parse(ctx.wire.dialect, body) else {
+    if c.index.parse_into(ctx.wire.dialect, &body).is_err() {
         rec.error(at);
         return;
-    };
+    }
+    let Lane { index, pending, out: batch, .. } = c;
+    let m = Message::from_parts(&body[..], &*index);
     if m.mti().is_request() {
         // The target's own network management (echo, sign-on): answer it approved.
         if m.mti().class() == 8 {
             let resp = m.mti().response().unwrap_or(Mti::NETWORK_RESPONSE);
-            let _ = ctx.wire.frame(correlation, &mut c.out, |out| {
+            let _ = ctx.wire.frame(correlation, batch, |out| {
                 m.derive(resp, FieldSet::VALUES, &[(de::RESPONSE_CODE, b"00")], ctx.wire.dialect, out)
             });
         }
@@ -261,7 +266,7 @@ pub(crate) fn receive(
             }
         },
     };
-    let Some(p) = c.pending.remove(&key) else {
+    let Some(p) = pending.remove(&key) else {
         // Late (after its timeout) or never sent.
         rec.error(at);
         return;
