@@ -21,8 +21,12 @@ fn routes(c: &mut Criterion) {
     let rx = InstitutionId::from_ascii(b"99999999").unwrap();
     c.bench_function("routes/lookup", |b| {
         b.iter(|| {
-            t.lookup(Mti::FINANCIAL_REQUEST, Some(black_box(&rx)), Some(black_box(b"4761739001010010")))
-                .map(|r| r.destination)
+            let q = corridor_engine::RouteQuery {
+                mti: Mti::FINANCIAL_REQUEST,
+                receiver: Some(black_box(&rx)),
+                pan: Some(black_box(&b"4761739001010010"[..])),
+            };
+            t.lookup(&q).map(|r| r.destination)
         })
     });
 }
@@ -84,7 +88,9 @@ fn round_trip(c: &mut Criterion) {
                 }
                 let mut back = BytesMut::from(&resp_wire[..]);
                 engine.handle_read(i, &mut back, now);
-                black_box(engine.take_output(a).expect("relayed"))
+                let relayed = engine.take_output(a).expect("relayed");
+                engine.handle_written(a, relayed.len());
+                black_box(relayed)
             })
         });
         assert_eq!(engine.requests_pending(), 0, "every request was matched");

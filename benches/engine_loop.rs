@@ -41,7 +41,9 @@ fn main() {
         resp_wire[12..20].copy_from_slice(&corr.to_be_bytes());
         let mut back = BytesMut::from(&resp_wire[..]);
         engine.handle_read(i, &mut back, now);
-        bytes += engine.take_output(a).expect("relayed").len();
+        let relayed = engine.take_output(a).expect("relayed").len();
+        engine.handle_written(a, relayed);
+        bytes += relayed;
     }
     assert_eq!(engine.requests_pending(), 0);
     println!("{ITERATIONS} transactions, {bytes} bytes relayed");

@@ -135,6 +135,10 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
         sign_on_required: false,
         echo_interval: Duration::from_secs(3600),
         echo_missed_max: 3,
+        at_limit: corridor_engine::AtLimit::Backpressure,
+        sign_on_timeout: Duration::from_secs(10),
+        frame_timeout: Duration::from_secs(5),
+        timeouts_down_max: 3,
     };
     Config {
         participants: vec![

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
-use corridor::certs::Issued;
+use corridor_config::certs::Issued;
 use corridor_wire::{Dialect, Message, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
 use quinn::{crypto::rustls::QuicClientConfig, Connection, Endpoint, RecvStream, SendStream};
 

@@ -7,7 +7,7 @@ use std::{collections::HashMap, net::SocketAddr};
 pub struct TestSwitch {
     /// The bound address of each listening link, by name.
     pub addrs: HashMap<String, SocketAddr>,
-    running: Option<corridor::serve::Running>,
+    running: Option<corridor_net::Running>,
 }
 
 impl TestSwitch {
@@ -18,9 +18,8 @@ impl TestSwitch {
     /// If the configuration is invalid or the switch cannot start.
     #[must_use]
     pub fn start(config: &str) -> Self {
-        let loaded = corridor::config::parse(config).unwrap_or_else(|e| panic!("test config: {e:#}"));
-        let running =
-            corridor::serve::Running::start(loaded).unwrap_or_else(|e| panic!("switch starts: {e:#}"));
+        let loaded = corridor_config::parse(config).unwrap_or_else(|e| panic!("test config: {e:#}"));
+        let running = loaded.start().unwrap_or_else(|e| panic!("switch starts: {e:#}"));
         let addrs = running.addrs().iter().cloned().collect();
         Self { addrs, running: Some(running) }
     }
@@ -35,11 +34,23 @@ impl TestSwitch {
         self.addrs[name]
     }
 
-    /// Drains and stops the switch, waiting for its thread.
-    pub fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.stop();
-        }
+    /// The switch's handle: counters, links, routes.
+    ///
+    /// # Panics
+    ///
+    /// After `stop`.
+    #[must_use]
+    pub fn handle(&self) -> &corridor_net::Handle {
+        self.running.as_ref().expect("running").handle()
+    }
+
+    /// Drains and stops the switch, waiting for its thread, and returns its report.
+    ///
+    /// # Panics
+    ///
+    /// If the switch failed.
+    pub fn stop(mut self) -> corridor_net::Report {
+        self.running.take().expect("running").stop().expect("the switch stops cleanly")
     }
 }
 

@@ -131,7 +131,7 @@ async fn quic_refuses_every_other_certificate_and_spoofed_ids() {
 
     // No certificate, another CA's, an expired one: the handshake fails. (In TLS 1.3 the
     // client may finish its side first; the server's alert then closes the connection.)
-    let refused = |client: Option<corridor::certs::Issued>| {
+    let refused = |client: Option<corridor_config::certs::Issued>| {
         let ca = ca.clone();
         async move {
             match connect(addr, &ca, client.as_ref()).await {
@@ -143,7 +143,7 @@ async fn quic_refuses_every_other_certificate_and_spoofed_ids() {
     let why = refused(None).await;
     // TLS alert 116, certificate_required.
     assert!(why.contains("error 116"), "{why}");
-    let foreign = corridor::certs::Ca::new("another CA", 30).unwrap().issue("partner", 30).unwrap();
+    let foreign = corridor_config::certs::Ca::new("another CA", 30).unwrap().issue("partner", 30).unwrap();
     let why = refused(Some(foreign)).await;
     // TLS alert 48, unknown_ca.
     assert!(why.contains("error 48") && why.contains("UnknownIssuer"), "{why}");

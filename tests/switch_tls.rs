@@ -62,7 +62,7 @@ tls_subject_cn = "other"
 fn signs_on(
     switch: &TestSwitch,
     ca_pem: &str,
-    client: Option<&corridor::certs::Issued>,
+    client: Option<&corridor_config::certs::Issued>,
 ) -> Result<(), String> {
     let mut c = TlsConn::connect(switch.addr("acq-tls"), client_config(ca_pem, client));
     if !c.send(1, &sign_on()) {
@@ -110,7 +110,7 @@ fn every_other_certificate_is_refused_at_the_handshake() {
     let none = signs_on(&switch, &ca, None);
     assert!(none.as_ref().unwrap_err().contains("CertificateRequired"), "no client certificate: {none:?}");
 
-    let stranger_ca = corridor::certs::Ca::new("another CA", 30).unwrap();
+    let stranger_ca = corridor_config::certs::Ca::new("another CA", 30).unwrap();
     let foreign = stranger_ca.issue("acq", 30).unwrap();
     let r = signs_on(&switch, &ca, Some(&foreign));
     assert!(r.as_ref().unwrap_err().contains("UnknownCA"), "a certificate from another CA: {r:?}");

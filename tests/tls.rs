@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor::certs::{Ca, Issued};
+use corridor_config::certs::{Ca, Issued};
 use corridor_wire::{Dialect, Message, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
 use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},

@@ -22,11 +22,14 @@
 //! - [`respond`]: the issuer/wallet simulator.
 //! - [`secure`]: the generator over TLS and QUIC (tokio, rustls, quinn), with the same rules.
 //! - [`compare`]: the same workload against several paths, interleaved and repeated.
+//! - [`demo`]: the README's first command: a switch (the product's own crates, on a thread)
+//!   between an acquirer and two simulated QR networks.
 //! - [`placement`]: CPU pinning.
 
 #![forbid(unsafe_code)]
 
 pub mod compare;
+pub mod demo;
 mod driver;
 pub mod limits;
 pub mod placement;

@@ -40,6 +40,28 @@ enum Cmd {
     Respond(RespondArgs),
     /// Run one workload against several paths, interleaved and repeated, and compare.
     Compare(CompareArgs),
+    /// Start a switch, a simulated acquirer and two QR networks on loopback, drive a short
+    /// load through them and print what each side saw.
+    Demo {
+        /// Requests per second.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Seconds of load (the first is warm-up).
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+fn cmd_demo(rate: f64, seconds: u64) -> anyhow::Result<ExitCode> {
+    if !(1.0..=100_000.0).contains(&rate) || !(2..=600).contains(&seconds) {
+        anyhow::bail!("the demo takes --rate 1 to 100000 and --seconds 2 to 600");
+    }
+    println!(
+        "corridor demo: a switch, a wallet acquirer and two QR networks on 127.0.0.1; {rate:.0} requests/s for {seconds} s\n"
+    );
+    let spec = corridor_load::demo::DemoSpec { rate, duration: Duration::from_secs(seconds) };
+    print!("{}", corridor_load::demo::run(spec)?.text());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -473,6 +495,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a),
         Cmd::Respond(a) => cmd_respond(a),
         Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Demo { rate, seconds } => cmd_demo(rate, seconds),
     };
     match result {
         Ok(code) => code,

@@ -1,16 +1,11 @@
-//! The `corridor` binary's library half: configuration loading and the serve loop, so the
-//! end-to-end tests wire the switch exactly as the binary does.
+//! The `corridor` binary's library half: what its commands do, so they are tested as the
+//! binary runs them. The configuration lives in `corridor-config`, the running switch in
+//! `corridor-net`; this crate only wires them.
 //!
 //! # Layout
 //!
-//! - [`certs`]: `corridor certs dev`, development certificates for TLS and QUIC links.
-//! - [`config`]: the TOML configuration file, checked whole.
-//! - [`demo`]: `corridor demo`, a switch and simulated networks driven by the load generator.
-//! - [`serve`]: builds the engine and the network layer from a configuration and runs them.
+//! - [`serve`]: the serve loop and its signals.
 
 #![forbid(unsafe_code)]
 
-pub mod certs;
-pub mod config;
-pub mod demo;
 pub mod serve;

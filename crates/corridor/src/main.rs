@@ -6,7 +6,7 @@
 //!
 //! - `main.rs`: the command line and exit codes.
 //! - `msg.rs`: `corridor msg`, the operator's tool to look at and craft messages.
-//! - the library (`config`, `serve`): the configuration file and the switch's run loop.
+//! - the library (`certs`, `serve`); the configuration file is `corridor-config`'s.
 
 #![forbid(unsafe_code)]
 
@@ -14,7 +14,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use corridor::{config, serve};
+use corridor::serve;
+use corridor_config as config;
 
 mod msg;
 
@@ -41,16 +42,6 @@ enum Command {
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
-    },
-    /// Start a switch, a simulated acquirer and two QR networks on loopback, drive a short
-    /// load through them and print what each side saw.
-    Demo {
-        /// Requests per second.
-        #[arg(long, default_value_t = 2000.0)]
-        rate: f64,
-        /// Seconds of load (the first is warm-up).
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
     },
     /// Development certificates for TLS and QUIC links.
     Certs {
@@ -79,7 +70,7 @@ enum CertsCommand {
         #[arg(long = "participant")]
         participants: Vec<String>,
         /// Days of validity.
-        #[arg(long, default_value_t = corridor::certs::DEV_DAYS)]
+        #[arg(long, default_value_t = corridor_config::certs::DEV_DAYS)]
         days: i64,
     },
     /// Print the SHA-256 pin of a certificate's public key (for tls_spki_sha256).
@@ -99,13 +90,13 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
                 // Only the ids are needed: the file may name certificates not written yet.
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                let ids = corridor::config::participant_ids(&text)
-                    .with_context(|| format!("{}", path.display()))?;
+                let ids =
+                    corridor_config::participant_ids(&text).with_context(|| format!("{}", path.display()))?;
                 participants.splice(0..0, ids);
             }
             let mut seen = std::collections::HashSet::new();
             participants.retain(|p| seen.insert(p.clone()));
-            print!("{}", corridor::certs::dev(&out, &participants, days)?);
+            print!("{}", corridor_config::certs::dev(&out, &participants, days)?);
             Ok(())
         }
         CertsCommand::Pin { cert } => {
@@ -134,25 +125,12 @@ fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
     runtime.block_on(serve::run(loaded, serve::signals()))
 }
 
-fn run_demo(rate: f64, seconds: u64) -> anyhow::Result<()> {
-    if !(1.0..=100_000.0).contains(&rate) || !(2..=600).contains(&seconds) {
-        anyhow::bail!("the demo takes --rate 1 to 100000 and --seconds 2 to 600");
-    }
-    println!(
-        "corridor demo: a switch, a wallet acquirer and two QR networks on 127.0.0.1; {rate:.0} requests/s for {seconds} s\n"
-    );
-    let spec = corridor::demo::DemoSpec { rate, duration: std::time::Duration::from_secs(seconds) };
-    print!("{}", corridor::demo::run(spec)?.text());
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
         Command::Serve { config } => run_serve(&config),
-        Command::Demo { rate, seconds } => run_demo(rate, seconds),
         Command::Certs { command } => run_certs(command),
     };
     match result {

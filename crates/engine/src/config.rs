@@ -62,6 +62,25 @@ pub struct LinkSpec {
     pub echo_interval: Duration,
     /// The link is marked down after this many unanswered echoes.
     pub echo_missed_max: u32,
+    /// What an originator at its in-flight limit gets.
+    pub at_limit: AtLimit,
+    /// A listening link that requires a sign-on is closed if none comes within this.
+    pub sign_on_timeout: Duration,
+    /// A frame whose first bytes arrived must be whole within this, or the link is closed.
+    pub frame_timeout: Duration,
+    /// This many timeouts in a row on the link, with nothing received on it in between,
+    /// take it out of routing (it is closed; a dialed link is redialed).
+    pub timeouts_down_max: u32,
+}
+
+/// What an originator at its in-flight limit gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AtLimit {
+    /// Its further requests wait (the switch stops reading them) until answers go out.
+    #[default]
+    Backpressure,
+    /// Its further requests are declined 91 at once.
+    Decline,
 }
 
 /// Switch-wide timings and identity.

@@ -3,32 +3,47 @@
 //!
 //! The quinn-proto pattern: bytes and events come in through `handle_*` with the current
 //! time as an argument; work goes out through `poll_*` and [`Engine::take_output`] (bytes to
-//! write per link, links to close, the next deadline). The engine never touches a socket, a
-//! clock or a thread, so every rule of the switch is tested in memory with a manual clock.
+//! write per link, links to close or to read again, the next deadline). The engine never
+//! touches a socket, a clock or a thread, so every rule of the switch is tested in memory
+//! with a manual clock.
 //!
 //! # Layout
 //!
 //! - [`limits`]: every bound, in one place.
 //! - [`config`]: participants, links and settings, already validated.
 //! - [`routes`]: the immutable route table (DE 100, longest PAN prefix, default).
-//! - [`engine`]: the state machine: matching, declines, timeouts and reversals, network
-//!   management, echo-based down detection, drain.
-//! - `compose`: the messages the switch makes itself.
-//! - `deadlines`: request deadlines, one FIFO queue per distinct timeout.
-//! - [`stats`], the counters.
+//! - [`engine`]: the `Engine` type: its inputs and outputs, framing, drain.
+//! - `admission`: one decision per request — hold, decline with a code, or forward on a
+//!   chosen link — and the forwarding.
+//! - [`link`]: one connection of a configured link: correlation and STAN allocation, the
+//!   outbox (write batch with a release point, approvals not yet delivered), held requests.
+//! - `inflight`: requests in flight, response matching and relaying, timeouts.
+//! - `reversals`: reversals (0420/0421 until 0430) and late responses.
+//! - `network`: sign-on, sign-off, echo.
+//! - `timers`: the one timer system (one FIFO queue per distinct duration).
+//! - `throttle`: at most one line per link per kind of warning per interval.
+//! - `compose`: the reversals the switch makes.
+//! - [`stats`]: the counters.
 
 #![forbid(unsafe_code)]
 
+mod admission;
 mod compose;
 pub mod config;
-mod deadlines;
 pub mod engine;
+mod inflight;
 pub mod limits;
+pub mod link;
+mod network;
+mod reversals;
 pub mod routes;
 pub mod stats;
+mod throttle;
+mod timers;
 
-pub use compose::{network_request, WallClock};
-pub use config::{Config, Framing, LinkSpec, Participant, Roles, Settings};
-pub use engine::{CloseReason, Engine, Event, LinkId, LinkStatus};
-pub use routes::{InvalidRoute, Route, RouteKey, RouteTable};
+pub use config::{AtLimit, Config, Framing, LinkSpec, Participant, Roles, Settings};
+pub use corridor_wire::{network_request, WallClock};
+pub use engine::{Engine, Event};
+pub use link::{CloseReason, LinkId, LinkStatus, ReadState};
+pub use routes::{InvalidRoute, Route, RouteKey, RouteQuery, RouteTable};
 pub use stats::{LinkCounts, Stats};

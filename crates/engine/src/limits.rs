@@ -1,7 +1,9 @@
 //! Every bound the engine enforces, in one place.
 
-/// Most links (connections) the engine tracks at once.
-pub const LINKS_MAX: usize = 4_096;
+use std::time::Duration;
+
+/// Most links (connections, or QUIC lanes) the engine tracks at once.
+pub const LINKS_MAX: usize = 16_384;
 
 /// Most transactions in flight across the whole switch. Each link also has its own limit;
 /// this one caps their sum, so a configuration error cannot make memory grow without bound.
@@ -15,13 +17,23 @@ pub const REVERSALS_MAX: usize = 1 << 16;
 pub const LATE_MAX: usize = 1 << 16;
 
 /// Largest write batch buffered for one link. A peer that does not read gets its link
-/// closed (it stalls); a destination at this bound gets no new requests (declined 91).
+/// closed (it stalls) and every approval still in the batch is reversed; a destination at
+/// half this bound gets no new requests.
 pub const LINK_OUT_BYTES_MAX: usize = 4 << 20;
 
-/// Most timer entries queued for reversals, late-response memory and echoes (live ones are
-/// bounded by the maps above; stale ones are dropped when they come due). Request deadlines
-/// have their own queues, compacted to follow the requests in flight.
-pub const TIMERS_MAX: usize = REVERSALS_MAX + LATE_MAX + 2 * LINKS_MAX;
+/// Requests an originator at its in-flight limit may have waiting in the engine (bytes of
+/// frames already read off its socket) before its reader stops reading. Responses and
+/// network management on the same link keep being handled until then; past it the kernel's
+/// buffers and TCP flow control hold the rest.
+pub const HELD_BYTES_MAX: usize = 64 * 1024;
+
+/// At most one log line per link per kind of repeated warning in this interval; the next
+/// line says how many were left out.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Kinds of repeated warnings the engine throttles (see [`LOG_INTERVAL`]).
+pub(crate) const LOG_KINDS: usize = 8;
 
 const _: () = assert!(LATE_MAX <= PENDING_MAX);
 const _: () = assert!(LINK_OUT_BYTES_MAX > corridor_wire::FRAME_BYTES_MAX * 4);
+const _: () = assert!(HELD_BYTES_MAX >= corridor_wire::FRAME_BYTES_MAX);

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use corridor_wire::{InstitutionId, Mti};
 
 /// What a route matches on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RouteKey {
     /// The receiving institution id, DE 100.
     Receiver(InstitutionId),
@@ -58,6 +58,17 @@ fn prefix_key(digits: &[u8]) -> Option<PrefixKey> {
     }
     // 1-19, checked above.
     Some((digits.len() as u8, v))
+}
+
+/// What a request is routed by.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteQuery<'a> {
+    /// Its MTI (routes may be limited to some classes).
+    pub mti: Mti,
+    /// The receiving institution id, DE 100.
+    pub receiver: Option<&'a InstitutionId>,
+    /// The PAN's ASCII digits, DE 2.
+    pub pan: Option<&'a [u8]>,
 }
 
 /// The immutable route table.
@@ -125,10 +136,10 @@ impl RouteTable {
     }
 
     /// The route for a request: by DE 100, then the longest matching PAN prefix, then the
-    /// default. `pan` is the PAN's ASCII digits.
+    /// default.
     #[must_use]
-    pub fn lookup(&self, mti: Mti, receiver: Option<&InstitutionId>, pan: Option<&[u8]>) -> Option<&Route> {
-        let class = mti.class();
+    pub fn lookup(&self, q: &RouteQuery<'_>) -> Option<&Route> {
+        let (class, receiver, pan) = (q.mti.class(), q.receiver, q.pan);
         if let Some(r) = receiver.and_then(|id| self.first(self.by_receiver.get(id), class)) {
             return Some(r);
         }
@@ -170,8 +181,9 @@ mod tests {
         ])
         .expect("valid");
         let mti = Mti::FINANCIAL_REQUEST;
-        let dest =
-            |pan: &[u8], rx: Option<&InstitutionId>| t.lookup(mti, rx, Some(pan)).map(|r| r.destination);
+        let dest = |pan: &[u8], rx: Option<&InstitutionId>| {
+            t.lookup(&RouteQuery { mti, receiver: rx, pan: Some(pan) }).map(|r| r.destination)
+        };
         assert_eq!(dest(b"4761739001010010", None), Some(3));
         assert_eq!(dest(b"4761739011111111", None), Some(2));
         assert_eq!(dest(b"4761731101010010", None), Some(1));
@@ -188,10 +200,11 @@ mod tests {
         let t =
             RouteTable::new(vec![only_auth, route(RouteKey::PanPrefix(b"4761".to_vec()), 2)]).expect("valid");
         let pan: &[u8] = b"4761739001010010";
-        assert_eq!(t.lookup(Mti::AUTHORIZATION_REQUEST, None, Some(pan)).map(|r| r.destination), Some(1));
-        assert_eq!(t.lookup(Mti::FINANCIAL_REQUEST, None, Some(pan)).map(|r| r.destination), Some(2));
+        let q = |mti| RouteQuery { mti, receiver: None, pan: Some(pan) };
+        assert_eq!(t.lookup(&q(Mti::AUTHORIZATION_REQUEST)).map(|r| r.destination), Some(1));
+        assert_eq!(t.lookup(&q(Mti::FINANCIAL_REQUEST)).map(|r| r.destination), Some(2));
         let none = RouteTable::new(vec![]).expect("valid");
-        assert!(none.lookup(Mti::FINANCIAL_REQUEST, None, Some(pan)).is_none());
+        assert!(none.lookup(&q(Mti::FINANCIAL_REQUEST)).is_none());
     }
 
     #[test]

@@ -38,6 +38,21 @@ pub struct Stats {
     pub network_answered: u64,
     /// Links closed for missing echoes.
     pub echo_failures: u64,
+    /// Requests read while their originator was at its in-flight limit, held until a slot
+    /// came free (backpressure).
+    pub requests_held: u64,
+    /// Answers whose originator was gone (approvals among them are reversed).
+    pub undeliverable: u64,
+    /// Responses that could not be encoded for their originator (answered 96 instead).
+    pub unrelayable: u64,
+    /// Malformed requests dropped because no answer could be matched by their sender.
+    pub format_errors_dropped: u64,
+    /// Links closed for not signing on in time.
+    pub sign_on_timeouts: u64,
+    /// Links closed for a frame left unfinished.
+    pub frame_timeouts: u64,
+    /// Links taken out of routing after timeouts in a row.
+    pub unresponsive_links: u64,
 }
 
 /// What one configured link carried, across its connections.

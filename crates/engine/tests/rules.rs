@@ -223,8 +223,11 @@ fn duplicate_of_a_request_in_flight_is_declined_94() {
 }
 
 #[test]
-fn in_flight_limit_declines_91_instead_of_queueing() {
-    let mut h = Harness::new();
+fn a_destination_at_its_in_flight_limit_declines_91_instead_of_queueing() {
+    // The originator has room for 8; the issuer's one link takes 4.
+    let mut c = config();
+    c.links[L_ACQ2].inflight_max = 8;
+    let mut h = Harness::with(c);
     let iss = h.issuer_up(L_ISS_A1);
     let acq2 = h.up(L_ACQ2);
     // The issuer link takes 4 in flight.

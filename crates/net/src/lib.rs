@@ -9,18 +9,27 @@
 //! # Layout
 //!
 //! - [`limits`]: the bounds of this layer.
+//! - [`backoff`]: reconnection delays, one for every transport.
 //! - [`quic`]: QUIC links (quinn): lanes of native frames, mutual TLS 1.3, explicit limits.
 //! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
-//! - [`switch`]: listeners, connectors with backoff, per-connection reader and writer, the
+//! - [`switch`]: the transports as one enum, listeners, connectors, the per-connection
+//!   reader (sized buffers, backpressure) and writer (flushed batches, delivery reports), the
 //!   timer task and graceful shutdown.
+//! - [`handle`]: a `Send` handle to a running switch: snapshots, route table, shutdown.
+//! - [`running`]: a switch on a thread of its own.
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod handle;
 pub mod limits;
 pub mod quic;
+pub mod running;
 pub mod switch;
 pub mod tls;
 
-pub use quic::{QuicLink, QuicSettings};
-pub use switch::{Dial, Listen, NetConfig, Report, Switch};
-pub use tls::{Identity, LinkTls, TlsFiles};
+pub use handle::{Handle, LinkSnapshot, Shutdown};
+pub use quic::{QuicLink, QuicSettings, QuicSide};
+pub use running::Running;
+pub use switch::{Dial, Listen, NetConfig, Report, Switch, Transport};
+pub use tls::{Identity, LinkTls, TlsFiles, TlsSide};

@@ -67,13 +67,20 @@ impl QuicSettings {
     }
 }
 
+/// Which end a QUIC link is.
+#[derive(Clone)]
+pub enum QuicSide {
+    /// A listening link: the switch serves.
+    Server(quinn::ServerConfig),
+    /// A dialed link, with the name the server's certificate must carry.
+    Client(quinn::ClientConfig, String),
+}
+
 /// A QUIC link's configuration, ready to use.
 #[derive(Clone)]
 pub struct QuicLink {
-    /// Listening links.
-    pub server: Option<quinn::ServerConfig>,
-    /// Dialed links, with the name the server's certificate must carry.
-    pub client: Option<(quinn::ClientConfig, String)>,
+    /// Server or client.
+    pub side: QuicSide,
     /// Who must be on the other end.
     pub identity: Identity,
     /// Lanes, timeouts.
@@ -119,7 +126,7 @@ impl QuicLink {
                 ServerName::IpAddress(ip) => std::net::IpAddr::from(ip).to_string(),
                 _ => "localhost".to_owned(),
             };
-            Ok(Self { server: None, client: Some((c, name)), identity, settings })
+            Ok(Self { side: QuicSide::Client(c, name), identity, settings })
         } else {
             // rustls's default max_early_data_size is 0: the server never accepts 0-RTT.
             let tls = server_config(files, &[ALPN])?;
@@ -128,7 +135,7 @@ impl QuicLink {
             s.transport_config(transport);
             // A peer must prove its address before the switch keeps state for it.
             s.migration(false);
-            Ok(Self { server: Some(s), client: None, identity, settings })
+            Ok(Self { side: QuicSide::Server(s), identity, settings })
         }
     }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor_engine::{Engine, Event, LinkCounts, LinkId, Stats};
+use corridor_engine::{Engine, Event, LinkCounts, LinkId, ReadState, Stats};
 use quinn::VarInt;
 use rustc_hash::FxHashMap;
 use tokio::{
@@ -23,10 +23,38 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    limits::{DRAIN_POLL, FLUSH_WAIT_MAX, READ_CHUNK_BYTES, TLS_HANDSHAKE_MAX},
-    quic::{endpoint, QuicLink},
-    tls::LinkTls,
+    backoff::Backoff,
+    handle::{Command, Handle, LinkSnapshot, Shutdown},
+    limits::{
+        DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL,
+        TLS_HANDSHAKE_MAX,
+    },
+    quic::{endpoint, QuicLink, QuicSide},
+    tls::{LinkTls, TlsSide},
 };
+
+/// How a link's bytes travel.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TCP with mutual TLS.
+    Tls(LinkTls),
+    /// QUIC (its own mutual TLS 1.3), native frames on lanes.
+    Quic(QuicLink),
+}
+
+impl Transport {
+    /// Its name, as configurations spell it.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Tls(_) => "tls",
+            Self::Quic(_) => "quic",
+        }
+    }
+}
 
 /// What a listening link listens with.
 enum Listener {
@@ -52,12 +80,10 @@ pub struct Listen {
     pub name: String,
     /// Where to listen.
     pub address: SocketAddr,
-    /// Most connections open at once on it (TLS handshakes in progress included).
+    /// Most connections open at once on it (handshakes in progress included).
     pub connections_max: usize,
-    /// Mutual TLS, when the link has it.
-    pub tls: Option<LinkTls>,
-    /// QUIC instead of TCP (its own mutual TLS), when the link has it.
-    pub quic: Option<QuicLink>,
+    /// TCP, TLS or QUIC.
+    pub transport: Transport,
 }
 
 /// A link the switch dials, and redials with exponential backoff and jitter.
@@ -75,10 +101,8 @@ pub struct Dial {
     pub backoff_min: Duration,
     /// Longest delay before reconnecting.
     pub backoff_max: Duration,
-    /// Mutual TLS, when the link has it.
-    pub tls: Option<LinkTls>,
-    /// QUIC instead of TCP (its own mutual TLS), when the link has it.
-    pub quic: Option<QuicLink>,
+    /// TCP, TLS or QUIC.
+    pub transport: Transport,
 }
 
 /// The network side of the configuration.
@@ -94,6 +118,7 @@ pub struct NetConfig {
 
 struct Conn {
     writable: Rc<Notify>,
+    resume: Rc<Notify>,
     closed: CancellationToken,
     spec: usize,
 }
@@ -107,8 +132,9 @@ struct Shared {
 }
 
 impl Shared {
-    /// After every engine call: wake the writers of links with output, close the links the
-    /// engine gave up on, and wake the timer if the next deadline moved earlier.
+    /// After every engine call: wake the writers of links with output, the readers the
+    /// engine lets read again, close the links the engine gave up on, and wake the timer if
+    /// the next deadline moved earlier.
     fn flush(&self) {
         let mut engine = self.engine.borrow_mut();
         let conns = self.conns.borrow();
@@ -121,9 +147,14 @@ impl Shared {
             match event {
                 Event::Close { link, reason } => {
                     // The engine logged why; this only acts on it.
-                    tracing::debug!(%link, ?reason, "closing connection");
+                    debug!(%link, ?reason, "closing connection");
                     if let Some(c) = conns.get(&link) {
                         c.closed.cancel();
+                    }
+                }
+                Event::Resume { link } => {
+                    if let Some(c) = conns.get(&link) {
+                        c.resume.notify_one();
                     }
                 }
                 other => warn!(?other, "unhandled engine event"),
@@ -147,6 +178,8 @@ pub struct Switch {
     listeners: Vec<(Listen, Listener)>,
     dials: Vec<Dial>,
     drain_timeout: Duration,
+    commands: tokio::sync::mpsc::Receiver<Command>,
+    handle: Handle,
 }
 
 impl Switch {
@@ -158,17 +191,26 @@ impl Switch {
     pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
         let mut listeners = Vec::new();
         for l in net.listens {
-            let bound = match &l.quic {
-                None => TcpListener::bind(l.address).await.map(Listener::Tcp),
-                Some(q) => endpoint(l.address, q.server.clone()).map(Listener::Quic),
+            let bound = match &l.transport {
+                Transport::Quic(QuicLink { side: QuicSide::Server(server), .. }) => {
+                    endpoint(l.address, Some(server.clone())).map(Listener::Quic)
+                }
+                Transport::Quic(_) => {
+                    return Err(io::Error::other(format!(
+                        "link {}: a listening QUIC link needs a server side",
+                        l.name
+                    )))
+                }
+                Transport::Tcp | Transport::Tls(_) => TcpListener::bind(l.address).await.map(Listener::Tcp),
             };
             let listener = bound.map_err(|e| {
                 io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
             })?;
-            let transport = if l.quic.is_some() { "quic" } else { "tcp" };
-            info!(link = %l.name, address = %listener.local_addr()?, transport, "listening");
+            info!(link = %l.name, address = %listener.local_addr()?, transport = l.transport.name(), "listening");
             listeners.push((l, listener));
         }
+        let (tx, commands) = tokio::sync::mpsc::channel(HANDLE_QUEUE_MAX);
+        let handle = Handle::new(tx, engine.routes(), Shutdown::default());
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
             conns: RefCell::new(FxHashMap::default()),
@@ -176,7 +218,7 @@ impl Switch {
             timer_at: Cell::new(None),
             stop: CancellationToken::new(),
         });
-        Ok(Self { shared, listeners, dials: net.dials, drain_timeout: net.drain_timeout })
+        Ok(Self { shared, listeners, dials: net.dials, drain_timeout: net.drain_timeout, commands, handle })
     }
 
     /// The address each listening link is bound to, by link name (port 0 becomes the real
@@ -186,16 +228,24 @@ impl Switch {
         self.listeners.iter().filter_map(|(l, s)| Some((l.name.clone(), s.local_addr().ok()?))).collect()
     }
 
-    /// Runs the switch until `shutdown` completes, then drains: stops accepting and
-    /// reconnecting, signs off, declines new requests, waits up to the drain timeout for the
-    /// requests in flight, flushes, and closes every connection.
+    /// A handle to the switch once it runs: snapshots, the route table, shutdown. It may be
+    /// sent to other threads.
+    #[must_use]
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the switch until `shutdown` completes or the handle's [`Shutdown`] is
+    /// triggered, then drains: stops accepting and reconnecting, signs off, declines new
+    /// requests, waits up to the drain timeout for the requests in flight, flushes, and
+    /// closes every connection.
     ///
     /// # Errors
     ///
     /// Never for network trouble (links come and go); only if the runtime fails.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
         let local = LocalSet::new();
-        let Self { shared, listeners, dials, drain_timeout } = self;
+        let Self { shared, listeners, dials, drain_timeout, commands, handle } = self;
         let engine = Rc::clone(&shared);
         local
             .run_until(async move {
@@ -208,30 +258,58 @@ impl Switch {
                     };
                 }
                 for d in dials {
-                    if d.quic.is_some() {
-                        tokio::task::spawn_local(quic_dial_loop(Rc::clone(&shared), d));
-                    } else {
-                        tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
-                    }
+                    tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
-                shutdown.await;
+                tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
+                let triggered = handle.shutdown();
+                tokio::select! {
+                    () = shutdown => {}
+                    () = triggered.wait() => {}
+                }
                 drain(&shared, drain_timeout).await;
             })
             .await;
         let engine = engine.engine.borrow();
-        let names = engine.config().links.iter().map(|l| l.name.clone());
-        Ok(Report { stats: engine.stats().clone(), links: names.zip(engine.link_counts()).collect() })
+        Ok(report(&engine))
     }
 }
 
-/// What a switch did, as it stopped.
+fn report(engine: &Engine) -> Report {
+    let names = engine.config().links.iter().map(|l| l.name.clone());
+    Report { stats: engine.stats().clone(), links: names.zip(engine.link_counts()).collect() }
+}
+
+/// What a switch did, as it stopped (or now, from [`Handle::report`]).
 #[derive(Clone, Debug)]
 pub struct Report {
     /// Switch-wide counters.
     pub stats: Stats,
     /// Per configured link, by name.
     pub links: Vec<(String, LinkCounts)>,
+}
+
+async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Receiver<Command>) {
+    while let Some(c) = commands.recv().await {
+        let engine = shared.engine.borrow();
+        match c {
+            Command::Report(tx) => {
+                let _ = tx.send(report(&engine));
+            }
+            Command::Links(tx) => {
+                let names = &engine.config().links;
+                let links = engine
+                    .open_links()
+                    .into_iter()
+                    .filter_map(|id| {
+                        let status = engine.link_status(id)?;
+                        Some(LinkSnapshot { id, name: names[status.spec].name.clone(), status })
+                    })
+                    .collect();
+                let _ = tx.send(links);
+            }
+        }
+    }
 }
 
 async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
@@ -289,9 +367,28 @@ async fn timer_loop(shared: Rc<Shared>) {
     }
 }
 
+/// Connections a listening link refused at its limit, logged at most once an interval.
+struct Refusals {
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Refusals {
+    fn refused(&mut self, link: &str, max: usize) {
+        self.count += 1;
+        let now = Instant::now();
+        if self.since.is_none_or(|at| now.duration_since(at) >= REFUSED_LOG_INTERVAL) {
+            warn!(link, max, refused = self.count, "connections refused: link at its connection limit");
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
+}
+
 async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
     // Handshakes in progress count against the link's connection limit too.
     let handshaking = Rc::new(Cell::new(0usize));
+    let mut refusals = Refusals { since: None, count: 0 };
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -307,48 +404,58 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
             }
         };
         if shared.open_on(l.spec) + handshaking.get() >= l.connections_max {
-            warn!(link = %l.name, %peer, max = l.connections_max, "connection refused: link at its connection limit");
             drop(stream);
+            refusals.refused(&l.name, l.connections_max);
             continue;
         }
         if let Err(e) = stream.set_nodelay(true) {
-            warn!(link = %l.name, error = %e, "cannot set TCP_NODELAY");
+            debug!(link = %l.name, error = %e, "cannot set TCP_NODELAY");
         }
-        let Some(tls) = l.tls.clone() else {
-            let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
-                warn!(link = %l.name, %peer, "connection refused: switch at its link limit");
+        let acceptor = match &l.transport {
+            Transport::Tls(LinkTls { side: TlsSide::Accept(a), .. }) => a.clone(),
+            _ => {
+                let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
+                    refusals.refused(&l.name, l.connections_max);
+                    continue;
+                };
+                debug!(link = %l.name, %peer, id = %link, "connection accepted");
+                // Registered before the task runs, so the next accept already counts it.
+                let conn = register(&shared, link, l.spec);
+                let (rd, wr) = stream.into_split();
+                tokio::task::spawn_local(connection(
+                    Rc::clone(&shared),
+                    link,
+                    conn,
+                    rd,
+                    wr,
+                    Reports::OnWrite,
+                ));
                 continue;
-            };
-            info!(link = %l.name, %peer, id = %link, "connection accepted");
-            // Registered before the task runs, so the next accept already counts it.
-            let conn = register(&shared, link, l.spec);
-            let (rd, wr) = stream.into_split();
-            tokio::task::spawn_local(connection(Rc::clone(&shared), link, conn, rd, wr));
-            continue;
+            }
         };
+        let Transport::Tls(tls) = l.transport.clone() else { unreachable!("matched a TLS acceptor") };
         // A handshake runs in its own task: a peer that stalls in it holds up nobody else.
         handshaking.set(handshaking.get() + 1);
         let (shared, handshaking, name, spec) =
             (Rc::clone(&shared), Rc::clone(&handshaking), l.name.clone(), l.spec);
         tokio::task::spawn_local(async move {
-            let acceptor = tls.acceptor.clone();
-            let result = match acceptor {
-                Some(a) => tokio::time::timeout(TLS_HANDSHAKE_MAX, a.accept(stream)).await,
-                None => {
-                    handshaking.set(handshaking.get() - 1);
-                    return;
-                }
-            };
+            let result = tokio::time::timeout(TLS_HANDSHAKE_MAX, acceptor.accept(stream)).await;
             handshaking.set(handshaking.get() - 1);
             let tls_stream = match result {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return warn!(link = %name, %peer, error = %e, "TLS handshake refused"),
-                Err(_) => return warn!(link = %name, %peer, "TLS handshake timed out"),
+                Ok(Err(e)) => return debug!(link = %name, %peer, error = %e, "TLS handshake refused"),
+                Err(_) => return debug!(link = %name, %peer, "TLS handshake timed out"),
             };
             let who = match tls.authorize(tls_stream.get_ref().1.peer_certificates()) {
                 Ok(who) => who,
                 Err(e) => {
-                    return warn!(link = %name, %peer, error = %e, "connection refused: wrong participant")
+                    // A certificate of somebody else: the switch closes with close_notify, so the
+                    // peer sees a clean TLS close before any application data (SPEC §2.2).
+                    warn!(link = %name, %peer, error = %e, "connection refused: wrong participant");
+                    let mut s = tls_stream;
+                    s.get_mut().1.send_close_notify();
+                    let _ = s.shutdown().await;
+                    return;
                 }
             };
             let Some(link) = shared.engine.borrow_mut().link_up(spec, Instant::now()) else {
@@ -357,77 +464,136 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
             info!(link = %name, %peer, id = %link, certificate = %who, "TLS connection accepted");
             let conn = register(&shared, link, spec);
             let (rd, wr) = tokio::io::split(tls_stream);
-            connection(shared, link, conn, rd, wr).await;
+            connection(shared, link, conn, rd, wr, Reports::OnFlush).await;
         });
     }
 }
 
+/// What one connection attempt of a dialed link ended with.
+enum Attempt {
+    /// It never came up.
+    Failed(String),
+    /// It came up and later ended.
+    Ended,
+}
+
 async fn dial_loop(shared: Rc<Shared>, d: Dial) {
-    let mut backoff = d.backoff_min;
-    // A small xorshift for jitter, seeded per link: reconnecting links spread out.
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (d.spec as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    loop {
-        if shared.stop.is_cancelled() {
-            return;
+    let mut backoff = Backoff::new(d.backoff_min, d.backoff_max, d.spec as u64);
+    // A QUIC link keeps one endpoint for all its attempts.
+    let quic = match &d.transport {
+        Transport::Quic(q) => {
+            let bind: SocketAddr =
+                if d.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(d.address);
+            match endpoint(bind, None) {
+                Ok(e) => Some((e, q.clone())),
+                Err(e) => return warn!(link = %d.name, error = %e, "cannot open a QUIC endpoint"),
+            }
         }
-        let attempt = tokio::time::timeout(d.connect_timeout, TcpStream::connect(d.address));
-        let connected = tokio::select! {
+        _ => None,
+    };
+    while !shared.stop.is_cancelled() {
+        let started = Instant::now();
+        let attempt = async {
+            match (&d.transport, &quic) {
+                (Transport::Quic(_), Some((endpoint, q))) => dial_quic(&shared, &d, endpoint, q).await,
+                _ => dial_tcp(&shared, &d).await,
+            }
+        };
+        let outcome = tokio::select! {
             r = attempt => r,
             () = shared.stop.cancelled() => return,
         };
-        match connected {
-            Ok(Ok(stream)) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    warn!(link = %d.name, error = %e, "cannot set TCP_NODELAY");
-                }
-                let started = Instant::now();
-                match &d.tls {
-                    None => {
-                        let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
-                        if let Some(link) = up {
-                            info!(link = %d.name, address = %d.address, id = %link, "connected");
-                            let conn = register(&shared, link, d.spec);
-                            let (rd, wr) = stream.into_split();
-                            connection(Rc::clone(&shared), link, conn, rd, wr).await;
-                        }
-                    }
-                    Some(tls) => {
-                        if let Some(tls_stream) = dial_tls(&d, tls, stream).await {
-                            let up = shared.engine.borrow_mut().link_up(d.spec, Instant::now());
-                            if let Some(link) = up {
-                                let conn = register(&shared, link, d.spec);
-                                let (rd, wr) = tokio::io::split(tls_stream);
-                                connection(Rc::clone(&shared), link, conn, rd, wr).await;
-                            }
-                        }
-                    }
-                }
-                if started.elapsed() > d.backoff_max {
-                    backoff = d.backoff_min;
-                }
-            }
-            Ok(Err(e)) => warn!(link = %d.name, address = %d.address, error = %e, "connect failed"),
-            Err(_) => warn!(link = %d.name, address = %d.address, "connect timed out"),
+        if let Attempt::Failed(why) = outcome {
+            warn!(link = %d.name, address = %d.address, error = %why, "connect failed");
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Full jitter on the upper half: wait between backoff/2 and backoff.
-        let half = backoff / 2;
-        let jitter = Duration::from_nanos(seed % (half.as_nanos().max(1) as u64));
+        if backoff.healthy(started.elapsed()) {
+            backoff.reset();
+        }
         tokio::select! {
-            () = tokio::time::sleep(half + jitter) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
             () = shared.stop.cancelled() => return,
         }
-        backoff = (backoff * 2).min(d.backoff_max);
     }
+}
+
+/// One TCP (or TLS) connection of a dialed link, until it ends.
+async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
+    let stream = match tokio::time::timeout(d.connect_timeout, TcpStream::connect(d.address)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Attempt::Failed(e.to_string()),
+        Err(_) => return Attempt::Failed("timed out".into()),
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(link = %d.name, error = %e, "cannot set TCP_NODELAY");
+    }
+    match &d.transport {
+        Transport::Tls(tls) => {
+            let s = match dial_tls(d, tls, stream).await {
+                Ok(s) => s,
+                Err(e) => return Attempt::Failed(e),
+            };
+            let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
+                return Attempt::Failed("switch at its link limit".into());
+            };
+            let conn = register(shared, link, d.spec);
+            let (rd, wr) = tokio::io::split(s);
+            connection(Rc::clone(shared), link, conn, rd, wr, Reports::OnFlush).await;
+        }
+        _ => {
+            let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
+                return Attempt::Failed("switch at its link limit".into());
+            };
+            info!(link = %d.name, address = %d.address, id = %link, "connected");
+            let conn = register(shared, link, d.spec);
+            let (rd, wr) = stream.into_split();
+            connection(Rc::clone(shared), link, conn, rd, wr, Reports::OnWrite).await;
+        }
+    }
+    Attempt::Ended
+}
+
+/// One QUIC connection of a dialed link: authenticate the server, open the lanes (each
+/// signs on as a link of its own), and wait for the connection to end.
+async fn dial_quic(shared: &Rc<Shared>, d: &Dial, endpoint: &quinn::Endpoint, q: &QuicLink) -> Attempt {
+    let QuicSide::Client(client, server_name) = &q.side else {
+        return Attempt::Failed("a dialed QUIC link needs a client side".into());
+    };
+    let connecting = match endpoint.connect_with(client.clone(), d.address, server_name) {
+        Ok(c) => c,
+        Err(e) => return Attempt::Failed(e.to_string()),
+    };
+    let conn = match tokio::time::timeout(d.connect_timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Attempt::Failed(e.to_string()),
+        Err(_) => return Attempt::Failed("timed out".into()),
+    };
+    let who = match q.authorize(&conn) {
+        Ok(who) => who,
+        Err(e) => {
+            conn.close(VarInt::from_u32(1), b"wrong participant");
+            return Attempt::Failed(format!("wrong participant: {e}"));
+        }
+    };
+    info!(link = %d.name, address = %d.address, certificate = %who, lanes = q.settings.lanes, "connected over QUIC");
+    for _ in 0..q.settings.lanes {
+        let Ok((send, recv)) = conn.open_bi().await else { break };
+        let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else { break };
+        let handles = register(shared, link, d.spec);
+        tokio::task::spawn_local(connection(Rc::clone(shared), link, handles, recv, send, Reports::OnWrite));
+    }
+    tokio::select! {
+        e = conn.closed() => info!(link = %d.name, reason = %e, "QUIC connection closed"),
+        () = shared.stop.cancelled() => conn.close(VarInt::from_u32(0), b"switch stopping"),
+    }
+    Attempt::Ended
 }
 
 /// A QUIC listening link: each connection is authenticated, then every lane its peer opens
 /// (up to the link's lane limit, which the transport enforces) becomes a link of its own.
 async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoint) {
-    let Some(quic) = l.quic.clone() else { return };
+    let Transport::Quic(quic) = l.transport.clone() else { return };
     let open = Rc::new(Cell::new(0usize));
+    let mut refusals = Refusals { since: None, count: 0 };
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
@@ -438,8 +604,8 @@ async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoi
         };
         let Some(incoming) = incoming else { return };
         if open.get() >= l.connections_max {
-            warn!(link = %l.name, peer = %incoming.remote_address(), max = l.connections_max, "QUIC connection refused: link at its connection limit");
             incoming.refuse();
+            refusals.refused(&l.name, l.connections_max);
             continue;
         }
         open.set(open.get() + 1);
@@ -452,11 +618,11 @@ async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoi
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     open.set(open.get() - 1);
-                    return warn!(link = %name, %peer, error = %e, "QUIC handshake refused");
+                    return debug!(link = %name, %peer, error = %e, "QUIC handshake refused");
                 }
                 Err(_) => {
                     open.set(open.get() - 1);
-                    return warn!(link = %name, %peer, "QUIC handshake timed out");
+                    return debug!(link = %name, %peer, "QUIC handshake timed out");
                 }
             };
             match quic.authorize(&conn) {
@@ -489,73 +655,7 @@ async fn lanes_accepted(shared: &Rc<Shared>, spec: usize, name: &str, conn: &qui
         };
         debug!(link = %name, id = %link, lane = %send.id(), "QUIC lane open");
         let handles = register(shared, link, spec);
-        tokio::task::spawn_local(connection(Rc::clone(shared), link, handles, recv, send));
-    }
-}
-
-/// A QUIC dialed link: connect, authenticate the server, open the lanes (each signs on as a
-/// link of its own), wait for the connection to end, and redial with backoff.
-async fn quic_dial_loop(shared: Rc<Shared>, d: Dial) {
-    let Some(quic) = d.quic.clone() else { return };
-    let Some((client, server_name)) = quic.client.clone() else { return };
-    let bind: SocketAddr =
-        if d.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(d.address);
-    let endpoint = match endpoint(bind, None) {
-        Ok(mut e) => {
-            e.set_default_client_config(client);
-            e
-        }
-        Err(e) => return warn!(link = %d.name, error = %e, "cannot open a QUIC endpoint"),
-    };
-    let mut backoff = d.backoff_min;
-    while !shared.stop.is_cancelled() {
-        let started = Instant::now();
-        let attempt = async {
-            let connecting = endpoint.connect(d.address, &server_name).map_err(|e| e.to_string())?;
-            tokio::time::timeout(d.connect_timeout, connecting)
-                .await
-                .map_err(|_| "timed out".to_owned())?
-                .map_err(|e| e.to_string())
-        };
-        let conn = tokio::select! {
-            r = attempt => r,
-            () = shared.stop.cancelled() => return,
-        };
-        match conn {
-            Err(e) => warn!(link = %d.name, address = %d.address, error = %e, "QUIC connect failed"),
-            Ok(conn) => match quic.authorize(&conn) {
-                Err(e) => {
-                    conn.close(VarInt::from_u32(1), b"wrong participant");
-                    warn!(link = %d.name, address = %d.address, error = %e, "disconnecting: wrong participant");
-                }
-                Ok(who) => {
-                    info!(link = %d.name, address = %d.address, certificate = %who, lanes = quic.settings.lanes, "connected over QUIC");
-                    for _ in 0..quic.settings.lanes {
-                        let Ok((send, recv)) = conn.open_bi().await else { break };
-                        let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
-                            break;
-                        };
-                        let handles = register(&shared, link, d.spec);
-                        tokio::task::spawn_local(connection(Rc::clone(&shared), link, handles, recv, send));
-                    }
-                    tokio::select! {
-                        e = conn.closed() => info!(link = %d.name, reason = %e, "QUIC connection closed"),
-                        () = shared.stop.cancelled() => {
-                            conn.close(VarInt::from_u32(0), b"switch stopping");
-                            return;
-                        }
-                    }
-                }
-            },
-        }
-        if started.elapsed() > d.backoff_max {
-            backoff = d.backoff_min;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shared.stop.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(d.backoff_max);
+        tokio::task::spawn_local(connection(Rc::clone(shared), link, handles, recv, send, Reports::OnWrite));
     }
 }
 
@@ -564,46 +664,51 @@ async fn dial_tls(
     d: &Dial,
     tls: &LinkTls,
     stream: TcpStream,
-) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
-    let (connector, name) = tls.connector.as_ref()?;
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let TlsSide::Connect(connector, name) = &tls.side else {
+        return Err("a dialed TLS link needs a client side".into());
+    };
     let s = match tokio::time::timeout(TLS_HANDSHAKE_MAX, connector.connect(name.clone(), stream)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(link = %d.name, address = %d.address, error = %e, "TLS handshake failed");
-            return None;
-        }
-        Err(_) => {
-            warn!(link = %d.name, address = %d.address, "TLS handshake timed out");
-            return None;
-        }
+        Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+        Err(_) => return Err("TLS handshake timed out".into()),
     };
     match tls.authorize(s.get_ref().1.peer_certificates()) {
         Ok(who) => {
             info!(link = %d.name, address = %d.address, certificate = %who, "connected over TLS");
-            Some(s)
+            Ok(s)
         }
-        Err(e) => {
-            warn!(link = %d.name, address = %d.address, error = %e, "disconnecting: wrong participant");
-            None
-        }
+        Err(e) => Err(format!("wrong participant: {e}")),
     }
 }
 
-/// The handles a connection task waits on: woken to write, told to close.
+/// The handles a connection task waits on: woken to write or to read again, told to close.
 struct Handles {
     writable: Rc<Notify>,
+    resume: Rc<Notify>,
     closed: CancellationToken,
 }
 
 /// Records a new connection of link `spec` with the switch.
 fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let writable = Rc::new(Notify::new());
+    let resume = Rc::new(Notify::new());
     let closed = CancellationToken::new();
-    shared
-        .conns
-        .borrow_mut()
-        .insert(link, Conn { writable: Rc::clone(&writable), closed: closed.clone(), spec });
-    Handles { writable, closed }
+    shared.conns.borrow_mut().insert(
+        link,
+        Conn { writable: Rc::clone(&writable), resume: Rc::clone(&resume), closed: closed.clone(), spec },
+    );
+    Handles { writable, resume, closed }
+}
+
+/// When a connection's written bytes count as delivered to the socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reports {
+    /// As each write returns (TCP, and QUIC streams, which keep what they accepted until
+    /// the peer acknowledges it).
+    OnWrite,
+    /// Once a flush returns (TLS: a write only reaches the session's buffer).
+    OnFlush,
 }
 
 /// Drives one connection until either side closes it or the engine gives up on it.
@@ -613,35 +718,72 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     handles: Handles,
     mut rd: R,
     mut wr: W,
+    reports: Reports,
 ) {
-    let Handles { writable, closed } = handles;
+    let Handles { writable, resume, closed } = handles;
     // The engine may already have written to the link (a sign-on): flush it.
     shared.flush();
     writable.notify_one();
 
     let reader = async {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut buf = BytesMut::new();
+        // What the next read asks for: doubles while reads fill it, halves when they don't.
+        let mut want = READ_MIN_BYTES;
         loop {
-            buf.reserve(READ_CHUNK_BYTES);
-            match rd.read_buf(&mut buf).await {
+            if buf.is_empty() && buf.capacity() > 2 * want.max(READ_MIN_BYTES) {
+                // A burst is over: give its buffer back.
+                buf = BytesMut::new();
+            }
+            buf.reserve(want);
+            let room = buf.capacity() - buf.len();
+            let n = match rd.read_buf(&mut buf).await {
                 Ok(0) => return "peer closed",
-                Ok(_) => {
-                    shared.engine.borrow_mut().handle_read(link, &mut buf, Instant::now());
-                    shared.flush();
-                }
+                Ok(n) => n,
                 Err(_) => return "read error",
+            };
+            want = if n >= room { (want * 2).min(READ_CHUNK_BYTES) } else { (want / 2).max(READ_MIN_BYTES) };
+            let mut state = shared.engine.borrow_mut().handle_read(link, &mut buf, Instant::now());
+            shared.flush();
+            // Paused: the originator is at its in-flight limit with requests waiting; read
+            // nothing more (TCP flow control holds the peer) until the engine says so.
+            while state == ReadState::Paused {
+                resume.notified().await;
+                state = shared.engine.borrow_mut().handle_read(link, &mut buf, Instant::now());
+                shared.flush();
+            }
+            if state == ReadState::Closed {
+                return "closed by the switch";
             }
         }
     };
     let writer = async {
         loop {
             writable.notified().await;
+            let mut unreported = 0usize;
             loop {
                 let out = shared.engine.borrow_mut().take_output(link);
                 let Some(out) = out else { break };
-                if wr.write_all(&out).await.is_err() {
-                    return "write error";
+                let mut at = 0;
+                while at < out.len() {
+                    match wr.write(&out[at..]).await {
+                        Ok(0) | Err(_) => return "write error",
+                        Ok(n) => {
+                            at += n;
+                            match reports {
+                                Reports::OnWrite => shared.engine.borrow_mut().handle_written(link, n),
+                                Reports::OnFlush => unreported += n,
+                            }
+                        }
+                    }
                 }
+            }
+            // Every transport is flushed after each batch: TLS keeps records buffered until
+            // then.
+            if wr.flush().await.is_err() {
+                return "write error";
+            }
+            if unreported > 0 {
+                shared.engine.borrow_mut().handle_written(link, unreported);
             }
         }
     };
@@ -650,7 +792,7 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         why = writer => why,
         () = closed.cancelled() => "closed by the switch",
     };
-    info!(%link, why, "connection closed");
+    debug!(%link, why, "connection closed");
     shared.conns.borrow_mut().remove(&link);
     shared.engine.borrow_mut().link_down(link, Instant::now());
     shared.flush();

@@ -226,13 +226,21 @@ pub fn client_config(
     Ok((Arc::new(config), name))
 }
 
+/// Which end of the handshake a link's TLS is.
+#[derive(Clone)]
+pub enum TlsSide {
+    /// A listening link: the switch is the server.
+    Accept(tokio_rustls::TlsAcceptor),
+    /// A dialed link: the switch is the client, and the server's certificate must carry
+    /// this name.
+    Connect(tokio_rustls::TlsConnector, ServerName<'static>),
+}
+
 /// A link's TLS, ready to use.
 #[derive(Clone)]
 pub struct LinkTls {
-    /// Listening links.
-    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
-    /// Dialed links.
-    pub connector: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Server or client.
+    pub side: TlsSide,
     /// Who must be on the other end.
     pub identity: Identity,
 }
@@ -251,20 +259,13 @@ impl LinkTls {
     /// As [`server_config`] and [`client_config`]; an identity that names nothing.
     pub fn new(files: &TlsFiles, dial: bool, identity: Identity) -> Result<Self, String> {
         identity.require("TLS")?;
-        if dial {
+        let side = if dial {
             let (config, name) = client_config(files, &[])?;
-            Ok(Self {
-                acceptor: None,
-                connector: Some((tokio_rustls::TlsConnector::from(config), name)),
-                identity,
-            })
+            TlsSide::Connect(tokio_rustls::TlsConnector::from(config), name)
         } else {
-            Ok(Self {
-                acceptor: Some(tokio_rustls::TlsAcceptor::from(server_config(files, &[])?)),
-                connector: None,
-                identity,
-            })
-        }
+            TlsSide::Accept(tokio_rustls::TlsAcceptor::from(server_config(files, &[])?))
+        };
+        Ok(Self { side, identity })
     }
 
     /// Checks the verified peer chain against the link's identity.

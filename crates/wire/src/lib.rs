@@ -15,6 +15,7 @@
 //! - [`message`]: one-pass parsing into a stack-allocated index of field offsets; zero-copy
 //!   field access, typed accessors, translation between dialects, patching in place.
 //! - [`owned`]: messages as canonical values, for building and for tools.
+//! - [`clock`]: DE 7 from wall-clock time, and the network management request (0800).
 //! - [`mti`] and [`values`]: the typed values the switch reads (MTI, STAN, PAN, ...), with
 //!   PANs masked wherever they are shown.
 //!
@@ -36,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod charset;
+pub mod clock;
 pub mod dialect;
 pub mod dictionary;
 pub mod error;
@@ -47,6 +49,7 @@ pub mod mti;
 pub mod owned;
 pub mod values;
 
+pub use clock::{network_request, WallClock};
 pub use dialect::{check_value, Dialect, UnknownDialect};
 pub use dictionary::{de, spec, FieldId, FieldSpec, FieldType, LengthKind, Sensitivity};
 pub use error::{DecodeError, EncodeError, Part};

@@ -816,3 +816,63 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         Ok(())
     }
 }
+
+/// Most broken fixed-length fields [`readable`] steps over in one body.
+pub const READABLE_REPAIRS_MAX: usize = 8;
+
+/// What can be read of a body that does not parse, as a valid message: the MTI and every
+/// field that is well formed. A fixed-length field whose characters are wrong (a letter in
+/// DE 4) has a known extent, so it is left out and the walk goes on past it; the walk stops
+/// at a broken length prefix or a truncated field, keeping what came before. The second
+/// value names the fields left out. `None` when not even the MTI and bitmaps can be read.
+///
+/// Used to answer a malformed request with a format error (30) its sender can still match
+/// (DE 11, 7, 32, 37, 41 are echoed when they are readable). It allocates: it is for error
+/// paths, not the hot one.
+#[must_use]
+pub fn readable(dialect: Dialect, body: &[u8]) -> Option<(Message<Bytes, MessageIndex>, FieldSet)> {
+    let mut work: Vec<u8> = body.to_vec();
+    let mut left_out = FieldSet::EMPTY;
+    let mut repairs = 0;
+    let index = loop {
+        let (index, broken) = MessageIndex::parse_partial(dialect, &work).ok()?;
+        let field = match broken {
+            None => break index,
+            Some(DecodeError::InvalidCharacter { field, .. } | DecodeError::InvalidPadding { field, .. }) => {
+                field
+            }
+            Some(_) => break index,
+        };
+        let lay = &crate::layout::LAYOUTS[dialect_index(dialect)][usize::from(field)];
+        // parse_partial ends the index where the broken field starts.
+        let start = usize::from(index.end);
+        let end = start + usize::from(lay.fixed);
+        if lay.prefix != 0 || lay.fixed == 0 || end > work.len() || repairs == READABLE_REPAIRS_MAX {
+            break index;
+        }
+        let Some(id) = FieldId::new(field) else { break index };
+        // Well-formed filler in place of the broken value, so the walk can go on; the field
+        // is then left out of the result.
+        let filler: u8 = match lay.check {
+            crate::layout::Check::Bcd | crate::layout::Check::BcdLeftPad | crate::layout::Check::Any => 0,
+            crate::layout::Check::Printable
+            | crate::layout::Check::AlnumSpace
+            | crate::layout::Check::NumericSpecial => b' ',
+            _ => b'0',
+        };
+        work[start..end].fill(filler);
+        if matches!(lay.check, crate::layout::Check::SignedAmount) {
+            work[start] = b'C';
+        }
+        left_out = left_out.with(id);
+        repairs += 1;
+    };
+    let parsed = Message::from_parts(Bytes::from(work), index);
+    let mut owned = crate::OwnedMessage::from(&parsed);
+    for id in FieldId::all_values().filter(|&id| left_out.contains(id)) {
+        owned.remove(id);
+    }
+    let bytes = owned.to_bytes(dialect).ok()?;
+    let msg = Message::parse(dialect, bytes).ok()?;
+    Some((msg, left_out))
+}

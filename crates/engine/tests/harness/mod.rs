@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use corridor_engine::{
-    Config, Engine, Event, Framing, LinkId, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable,
-    Settings, WallClock,
+    AtLimit, Config, Engine, Event, Framing, LinkId, LinkSpec, Participant, ReadState, Roles, Route,
+    RouteKey, RouteTable, Settings, WallClock,
 };
 use corridor_wire::{
     de, Dialect, FieldId, InstitutionId, LengthDelimited, LengthHeader, Message, Mti, NativeFramer,
@@ -29,6 +29,8 @@ pub const L_ISS_B: usize = 4; // issuer B, iso87-ascii, ascii4
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const ECHO: Duration = Duration::from_secs(30);
 pub const RETRY: Duration = Duration::from_secs(10);
+pub const SIGN_ON_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn id(s: &str) -> InstitutionId {
     InstitutionId::from_ascii(s.as_bytes()).unwrap()
@@ -63,6 +65,10 @@ fn link(
         sign_on_required: sign_on,
         echo_interval: ECHO,
         echo_missed_max: 2,
+        at_limit: AtLimit::Backpressure,
+        sign_on_timeout: SIGN_ON_TIMEOUT,
+        frame_timeout: FRAME_TIMEOUT,
+        timeouts_down_max: 3,
     }
 }
 
@@ -124,6 +130,12 @@ pub struct Harness {
     pub now: Instant,
     /// Everything each link was sent, not yet read by the test.
     inbox: std::collections::HashMap<LinkId, BytesMut>,
+    /// Bytes each link's peer sent that the engine has not taken yet (its reader paused).
+    unread: std::collections::HashMap<LinkId, BytesMut>,
+    /// Links whose reader the engine paused, and not yet resumed.
+    pub paused: std::collections::HashSet<LinkId>,
+    /// Links whose peer reads nothing: their output stays in the engine.
+    pub stalled: std::collections::HashSet<LinkId>,
     pub closed: Vec<(LinkId, corridor_engine::CloseReason)>,
 }
 
@@ -149,7 +161,15 @@ impl Harness {
     pub fn with(config: Config) -> Self {
         let now = Instant::now();
         let engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
-        Self { engine, now, inbox: Default::default(), closed: Vec::new() }
+        Self {
+            engine,
+            now,
+            inbox: Default::default(),
+            unread: Default::default(),
+            paused: Default::default(),
+            stalled: Default::default(),
+            closed: Vec::new(),
+        }
     }
 
     pub fn advance(&mut self, d: Duration) {
@@ -158,17 +178,60 @@ impl Harness {
         self.pump();
     }
 
-    /// Moves the engine's output into the peers' inboxes.
+    /// Moves the engine's output into the peers' inboxes (all of it written at once, but
+    /// for stalled peers), closes what the engine closes, resumes what it resumes.
     pub fn pump(&mut self) {
-        while let Some(link) = self.engine.poll_dirty() {
-            if let Some(out) = self.engine.take_output(link) {
-                self.inbox.entry(link).or_default().extend_from_slice(&out);
+        loop {
+            let mut progress = false;
+            while let Some(link) = self.engine.poll_dirty() {
+                if self.stalled.contains(&link) {
+                    continue;
+                }
+                if let Some(out) = self.engine.take_output(link) {
+                    self.engine.handle_written(link, out.len());
+                    self.inbox.entry(link).or_default().extend_from_slice(&out);
+                }
+            }
+            while let Some(event) = self.engine.poll_event() {
+                progress = true;
+                match event {
+                    Event::Close { link, reason } => {
+                        self.closed.push((link, reason));
+                        self.engine.link_down(link, self.now);
+                    }
+                    Event::Resume { link } => {
+                        self.paused.remove(&link);
+                        self.feed(link);
+                    }
+                    other => panic!("unexpected event {other:?}"),
+                }
+            }
+            if !progress {
+                return;
             }
         }
-        while let Some(Event::Close { link, reason }) = self.engine.poll_event() {
-            self.closed.push((link, reason));
-            self.engine.link_down(link, self.now);
+    }
+
+    /// Hands `link`'s unread bytes to the engine, as a reader would.
+    fn feed(&mut self, link: LinkId) {
+        if self.paused.contains(&link) {
+            return;
         }
+        let mut buf = self.unread.remove(&link).unwrap_or_default();
+        match self.engine.handle_read(link, &mut buf, self.now) {
+            ReadState::Paused => {
+                self.paused.insert(link);
+            }
+            ReadState::Open | ReadState::Closed => {}
+        }
+        if !buf.is_empty() {
+            self.unread.insert(link, buf);
+        }
+    }
+
+    /// Bytes `link`'s peer sent that the engine has not taken.
+    pub fn unread_bytes(&self, link: LinkId) -> usize {
+        self.unread.get(&link).map_or(0, BytesMut::len)
     }
 
     pub fn up(&mut self, spec: usize) -> LinkId {
@@ -225,8 +288,8 @@ impl Harness {
     }
 
     pub fn send_raw(&mut self, link: LinkId, bytes: &[u8]) {
-        let mut buf = BytesMut::from(bytes);
-        self.engine.handle_read(link, &mut buf, self.now);
+        self.unread.entry(link).or_default().extend_from_slice(bytes);
+        self.feed(link);
         self.pump();
     }
 

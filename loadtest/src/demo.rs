@@ -1,4 +1,4 @@
-//! `corridor demo`: a switch, a wallet acquirer and two QR networks on loopback, a short
+//! `corridor-load demo`: a switch, a wallet acquirer and two QR networks on loopback, a short
 //! load through them, and what each side saw. Needs nothing but this binary.
 //!
 //! The switch runs from the embedded configuration below (addresses filled in at start):
@@ -10,7 +10,10 @@
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{anyhow, Context, Result};
-use corridor_load::{
+use corridor_net::Report;
+use corridor_wire::ResponseCode;
+
+use crate::{
     report::Summary,
     respond::{Latency, RespondCounts, RespondSpec, Responder},
     run::{run as run_load, wait_approved, Mode, RunSpec},
@@ -18,10 +21,6 @@ use corridor_load::{
     traffic::TrafficSpec,
     wire::Wire,
 };
-use corridor_net::Report;
-use corridor_wire::ResponseCode;
-
-use crate::{config, serve};
 
 /// The demo's switch configuration; `{vn}` and `{th}` become the simulators' addresses.
 pub const CONFIG: &str = r#"
@@ -122,9 +121,9 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     let th = network(th_wire, "uniform:1ms..3ms", 0.9)?;
     let addr = |r: &Responder| r.local_addr().ok_or_else(|| anyhow!("a simulated network has no address"));
     let text = CONFIG.replace("{vn}", &addr(&vn)?.to_string()).replace("{th}", &addr(&th)?.to_string());
-    let loaded = config::parse(&text).context("the demo configuration")?;
+    let loaded = corridor_config::parse(&text).context("the demo configuration")?;
 
-    let switch = serve::Running::start(loaded)?;
+    let switch = loaded.start().context("cannot start the switch")?;
     let acquirer = switch.addr("wallet-sg-1").ok_or_else(|| anyhow!("the acquirer link is not listening"))?;
     let wire = Wire::parse("bin2", "iso87-ascii").map_err(|e| anyhow!(e))?;
     for bin in ["476173", "520011"] {

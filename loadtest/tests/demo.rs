@@ -1,11 +1,11 @@
-//! `corridor demo`, the README's first command: it runs on embedded defaults, and what the
+//! `corridor-load demo`, the README's first command: it runs on embedded defaults, and what the
 //! acquirer, the switch and the simulated networks report agrees.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code
 
 use std::{process::Command, time::Duration};
 
-use corridor::demo::{run, DemoSpec};
+use corridor_load::demo::{run, DemoSpec};
 
 #[test]
 fn the_demo_drives_both_networks_and_every_side_agrees() {
@@ -38,7 +38,7 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
 
 #[test]
 fn the_binary_runs_the_demo_and_refuses_silly_arguments() {
-    let exe = env!("CARGO_BIN_EXE_corridor");
+    let exe = env!("CARGO_BIN_EXE_corridor-load");
     let out = Command::new(exe).args(["demo", "--seconds", "2", "--rate", "200"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();

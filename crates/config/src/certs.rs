@@ -203,4 +203,49 @@ mod tests {
         assert!(dev(&dir, &["../etc".into()], 30).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    const EXAMPLE: &str = include_str!("../../corridor/examples/switch.toml");
+
+    #[test]
+    fn tls_links_and_certificate_identities_are_checked() {
+        let dir = std::env::temp_dir().join(format!("corridor-config-tls-{}", std::process::id()));
+        dev(&dir, &["wallet-sg".into()], 5).unwrap();
+        let tls = "  [participant.link.tls]\n  cert = \"switch.pem\"\n  key = \"switch.key\"\n  ca = [\"ca.pem\"]\n";
+        let with_tls = EXAMPLE.replacen(
+            "  connections_max = 4         # listen only, default 16\n",
+            &format!("  connections_max = 4\n{tls}"),
+            1,
+        );
+        let identity = "acquirer_ids = [\"12345678\"]   # the DE 32 values it may send as; anything else is declined 63\n";
+        assert!(EXAMPLE.contains(identity));
+        let ok = with_tls.replacen(identity, &format!("{identity}tls_subject_cn = \"wallet-sg\"\n"), 1);
+        let c = crate::parse_in(&ok, &dir).expect("a TLS link with an identity");
+        assert!(c.net.listens.iter().any(|l| matches!(l.transport, corridor_net::Transport::Tls(_))));
+        assert!(crate::summary(&c).contains("listen 127.0.0.1:9101 tls"), "{}", crate::summary(&c));
+        let cases: Vec<(String, &str)> = vec![
+            (with_tls.clone(), "has TLS links but no certificate identity"),
+            (ok.replace("cert = \"switch.pem\"", "cert = \"nowhere.pem\""), "nowhere.pem"),
+            (ok.replace("ca = [\"ca.pem\"]", "ca = []"), "needs at least one CA"),
+            (
+                ok.replacen("tls_subject_cn = \"wallet-sg\"", "tls_spki_sha256 = [\"abcd\"]", 1),
+                "must be 64 hex digits",
+            ),
+            (
+                ok.replacen(
+                    "name = \"Vietnam QR network\"",
+                    "name = \"VN\"\ntls_subject_cn = \"wallet-sg\"",
+                    1,
+                ),
+                "already participant \"wallet-sg\"'s",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = match crate::parse_in(&text, &dir) {
+                Ok(_) => panic!("expected {want:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "expected {want:?} in {err:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,0 +1,135 @@
+//! The shape of the TOML document. Unknown keys are errors; modes, transports, roles and
+//! the in-flight policy are enums, so a misspelling names the values allowed.
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct File {
+    #[serde(default)]
+    pub(crate) switch: SwitchSection,
+    #[serde(default, rename = "participant")]
+    pub(crate) participants: Vec<ParticipantSection>,
+    #[serde(default, rename = "route")]
+    pub(crate) routes: Vec<RouteSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SwitchSection {
+    pub(crate) institution_id: Option<String>,
+    pub(crate) drain_timeout_ms: Option<u64>,
+    pub(crate) reversal_retry_ms: Option<u64>,
+    pub(crate) reversal_repeats_max: Option<u32>,
+    pub(crate) late_window_ms: Option<u64>,
+    /// CSV files of routes (BIN tables), relative to the configuration file.
+    #[serde(default)]
+    pub(crate) route_files: Vec<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    Acquirer,
+    Issuer,
+    Network,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    Listen,
+    Dial,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TransportKind {
+    #[default]
+    Tcp,
+    Quic,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AtLimitSetting {
+    #[default]
+    Backpressure,
+    Decline,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ParticipantSection {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) roles: Vec<Role>,
+    #[serde(default)]
+    pub(crate) acquirer_ids: Vec<String>,
+    #[serde(default)]
+    pub(crate) forwarder_ids: Vec<String>,
+    /// TLS identity: the subject common name of the participant's certificate.
+    pub(crate) tls_subject_cn: Option<String>,
+    /// TLS identity: SHA-256 pins (hex) of its certificates' public keys.
+    #[serde(default)]
+    pub(crate) tls_spki_sha256: Vec<String>,
+    #[serde(default, rename = "link")]
+    pub(crate) links: Vec<LinkSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) ca: Vec<String>,
+    #[serde(default)]
+    pub(crate) crl: Vec<String>,
+    pub(crate) server_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkSection {
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
+    pub(crate) address: String,
+    pub(crate) framing: String,
+    pub(crate) dialect: String,
+    pub(crate) inflight_max: Option<u32>,
+    /// What an originator at its in-flight limit gets: backpressure (default) or decline.
+    #[serde(default)]
+    pub(crate) at_inflight_limit: AtLimitSetting,
+    pub(crate) sign_on_required: Option<bool>,
+    pub(crate) sign_on_timeout_ms: Option<u64>,
+    pub(crate) frame_timeout_ms: Option<u64>,
+    pub(crate) echo_interval_ms: Option<u64>,
+    pub(crate) echo_missed_max: Option<u32>,
+    pub(crate) timeouts_down_max: Option<u32>,
+    pub(crate) frame_bytes_max: Option<usize>,
+    pub(crate) connections_max: Option<usize>,
+    pub(crate) connect_timeout_ms: Option<u64>,
+    pub(crate) reconnect_min_ms: Option<u64>,
+    pub(crate) reconnect_max_ms: Option<u64>,
+    pub(crate) tls: Option<TlsSection>,
+    #[serde(default)]
+    pub(crate) transport: TransportKind,
+    /// QUIC: lanes opened (dial) or accepted per connection (listen).
+    pub(crate) lanes: Option<u16>,
+    /// QUIC: a connection silent this long is closed.
+    pub(crate) idle_timeout_ms: Option<u64>,
+    /// QUIC: keep-alive interval.
+    pub(crate) keep_alive_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteSection {
+    pub(crate) pan_prefix: Option<String>,
+    pub(crate) receiver_id: Option<String>,
+    #[serde(default)]
+    pub(crate) default: bool,
+    pub(crate) mti_classes: Option<Vec<u8>>,
+    pub(crate) destination: String,
+    pub(crate) timeout_ms: Option<u64>,
+}

@@ -1,0 +1,653 @@
+//! Corridor's configuration: one TOML document (unknown keys refused) and the BIN route
+//! files it names, checked whole before the switch starts, producing the engine's and the
+//! network layer's configuration. `corridor check-config` runs exactly this; the switch,
+//! the load tool and the tests all load configurations through it.
+//!
+//! # Layout
+//!
+//! - [`certs`]: development certificates for the participants a configuration names
+//!   (`corridor certs dev`).
+//! - [`limits`]: every default and every bound of a configured value, in one place.
+//! - `file`: the TOML document's shape (serde, with enums for modes, transports, roles).
+//! - `routes`: routes from the document and from CSV route files, duplicates found in one
+//!   pass.
+//! - this module: checking each section and building the engine's and network's parts.
+
+#![forbid(unsafe_code)]
+
+use std::{collections::HashSet, net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use corridor_engine::{
+    AtLimit, Config, Framing, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable, Settings,
+};
+use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, QuicLink, QuicSettings, TlsFiles, Transport};
+use corridor_wire::{Dialect, InstitutionId};
+
+pub mod certs;
+mod file;
+pub mod limits;
+mod routes;
+
+use file::{File, Mode, Role, TransportKind};
+use limits::*;
+
+/// A checked configuration: the engine's part and the network's part.
+pub struct Loaded {
+    /// For the engine.
+    pub engine: Config,
+    /// For the network layer.
+    pub net: NetConfig,
+}
+
+/// Reads and checks a configuration file.
+///
+/// # Errors
+///
+/// The file cannot be read, is not valid TOML, has an unknown key, or breaks a rule; the
+/// message names the place and the rule.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse_in(&text, base).with_context(|| format!("{}", path.display()))
+}
+
+fn institution(s: &str, what: &str) -> Result<InstitutionId> {
+    InstitutionId::from_ascii(s.as_bytes()).with_context(|| format!("{what} {s:?} must be 1-11 digits"))
+}
+
+/// A bounded millisecond setting: `value`, or its default, checked against its range.
+fn millis(value: Option<u64>, m: Millis, at: &str) -> Result<Duration> {
+    let ms = value.unwrap_or(m.default);
+    if !m.range().contains(&ms) {
+        bail!("{at}: {} must be {}-{} (ms), not {ms}", m.key, m.min, m.max);
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// A bounded count: `value`, or its default, checked against its range.
+fn count<T: Copy + PartialOrd + std::fmt::Display>(
+    value: Option<T>,
+    (default, range): &(T, std::ops::RangeInclusive<T>),
+    key: &str,
+    at: &str,
+) -> Result<T> {
+    let v = value.unwrap_or(*default);
+    if !range.contains(&v) {
+        bail!("{at}: {key} must be {}-{}, not {v}", range.start(), range.end());
+    }
+    Ok(v)
+}
+
+/// The participant ids a configuration names, without checking the rest (for `certs dev`,
+/// which runs before the certificates the file names exist).
+///
+/// # Errors
+///
+/// Text that is not TOML with `[[participant]]` tables.
+pub fn participant_ids(text: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        #[serde(default)]
+        participant: Vec<IdOnly>,
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let ids: Ids = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    Ok(ids.participant.into_iter().map(|p| p.id).collect())
+}
+
+/// Parses and checks configuration text; relative file names (TLS certificates and keys) are
+/// taken from the working directory.
+///
+/// # Errors
+///
+/// See [`load`].
+pub fn parse(text: &str) -> Result<Loaded> {
+    parse_in(text, Path::new("."))
+}
+
+fn pin(hex: &str, what: &str) -> Result<[u8; 32]> {
+    let hex = hex.trim();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .with_context(|| format!("{what} {hex:?} is not hex"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("{what} {hex:?} must be 64 hex digits (SHA-256)"))
+}
+
+/// Parses and checks configuration text; relative file names are taken from `base`.
+///
+/// # Errors
+///
+/// See [`load`].
+pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
+    let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let sw = &file.switch;
+    let switch_id =
+        sw.institution_id.as_deref().map(|s| institution(s, "switch.institution_id")).transpose()?;
+    let settings = Settings {
+        institution_id: switch_id,
+        reversal_retry: millis(sw.reversal_retry_ms, REVERSAL_RETRY, "switch")?,
+        reversal_repeats_max: count(
+            sw.reversal_repeats_max,
+            &REVERSAL_REPEATS,
+            "reversal_repeats_max",
+            "switch",
+        )?,
+        late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
+    };
+    if file.participants.is_empty() {
+        bail!("no [[participant]]: a switch needs at least one");
+    }
+    let mut participants = Vec::new();
+    let mut links = Vec::new();
+    let mut net = NetConfig {
+        drain_timeout: millis(sw.drain_timeout_ms, DRAIN_TIMEOUT, "switch")?,
+        ..NetConfig::default()
+    };
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    let mut owners: std::collections::HashMap<InstitutionId, String> = Default::default();
+    let mut subjects: std::collections::HashMap<String, String> = Default::default();
+    let mut pins: std::collections::HashMap<[u8; 32], String> = Default::default();
+    for (pi, p) in file.participants.iter().enumerate() {
+        let at = format!("participant {:?}", p.id);
+        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("{at}: id must be letters, digits, '-' or '_'");
+        }
+        if participants.iter().any(|q: &Participant| q.id == p.id) {
+            bail!("{at}: defined twice");
+        }
+        if p.roles.is_empty() {
+            bail!("{at}: roles must name at least one of acquirer, issuer, network");
+        }
+        let roles = Roles {
+            acquirer: p.roles.contains(&Role::Acquirer),
+            issuer: p.roles.contains(&Role::Issuer),
+            network: p.roles.contains(&Role::Network),
+        };
+        let acquirer_ids = p
+            .acquirer_ids
+            .iter()
+            .map(|s| institution(s, &format!("{at}: acquirer id")))
+            .collect::<Result<Vec<_>>>()?;
+        let forwarder_ids = p
+            .forwarder_ids
+            .iter()
+            .map(|s| institution(s, &format!("{at}: forwarder id")))
+            .collect::<Result<Vec<_>>>()?;
+        if !forwarder_ids.is_empty() && !roles.network {
+            bail!("{at}: forwarder_ids (DE 33) need the network role");
+        }
+        for id in &acquirer_ids {
+            if let Some(other) = owners.insert(*id, p.id.clone()) {
+                bail!("{at}: acquirer id {id} is already owned by participant {other:?}");
+            }
+        }
+        if p.links.is_empty() {
+            bail!("{at}: no [[participant.link]]");
+        }
+        let identity = Identity {
+            participant: p.id.clone(),
+            subject_cn: p.tls_subject_cn.clone(),
+            spki_sha256: p
+                .tls_spki_sha256
+                .iter()
+                .map(|h| pin(h, &format!("{at}: tls_spki_sha256")))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        // A certificate maps to exactly one participant.
+        if let Some(cn) = &identity.subject_cn {
+            if let Some(other) = subjects.insert(cn.clone(), p.id.clone()) {
+                bail!("{at}: tls_subject_cn {cn:?} is already participant {other:?}'s");
+            }
+        }
+        for k in &identity.spki_sha256 {
+            if let Some(other) = pins.insert(*k, p.id.clone()) {
+                bail!("{at}: a tls_spki_sha256 pin is already participant {other:?}'s");
+            }
+        }
+        for l in &p.links {
+            let lat = format!("{at}, link {:?}", l.name);
+            let spec = links.len();
+            let (link, listen_or_dial) = link(l, &lat, spec, pi, base, &identity)?;
+            if !names.insert(l.name.clone()) {
+                bail!("{lat}: link names must be unique");
+            }
+            match listen_or_dial {
+                Side::Listen(listen) => {
+                    if listen.address.port() != 0 && !addresses.insert(listen.address) {
+                        bail!("{lat}: address {} is already used by another listening link", listen.address);
+                    }
+                    net.listens.push(listen);
+                }
+                Side::Dial(dial) => net.dials.push(dial),
+            }
+            links.push(link);
+        }
+        participants.push(Participant {
+            id: p.id.clone(),
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            roles,
+            acquirer_ids,
+            forwarder_ids,
+        });
+    }
+    let mut all = routes::Routes::default();
+    for (i, r) in file.routes.iter().enumerate() {
+        let at = format!("route {} (destination {:?})", i + 1, r.destination);
+        let key = match (&r.pan_prefix, &r.receiver_id, r.default) {
+            (Some(p), None, false) => routes::pan_prefix(p).with_context(|| at.clone())?,
+            (None, Some(id), false) => RouteKey::Receiver(institution(id, &format!("{at}: receiver_id"))?),
+            (None, None, true) => RouteKey::Default,
+            _ => bail!("{at}: give exactly one of pan_prefix, receiver_id or default = true"),
+        };
+        let destination = routes::destination(&participants, &r.destination).with_context(|| at.clone())?;
+        let mti_classes = match &r.mti_classes {
+            None => None,
+            Some(cs) => Some(routes::classes(cs).with_context(|| at.clone())?),
+        };
+        let timeout = millis(r.timeout_ms, ROUTE_TIMEOUT, &at)?;
+        all.push(Route { key, mti_classes, destination, timeout }, || at.clone())?;
+    }
+    for f in &sw.route_files {
+        let path = base.join(f);
+        routes::read_csv(&path, &participants, &mut all)
+            .with_context(|| format!("route file {}", path.display()))?;
+    }
+    let routes = all.finish()?;
+    let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Loaded { engine: Config { participants, links, routes, settings }, net })
+}
+
+/// Where a link's connections come from.
+enum Side {
+    Listen(Listen),
+    Dial(Dial),
+}
+
+/// One `[[participant.link]]`, checked: the engine's part and the network's part.
+fn link(
+    l: &file::LinkSection,
+    lat: &str,
+    spec: usize,
+    participant: usize,
+    base: &Path,
+    identity: &Identity,
+) -> Result<(LinkSpec, Side)> {
+    let address: SocketAddr =
+        l.address.parse().with_context(|| format!("{lat}: address {:?} is not host:port", l.address))?;
+    let (framing, dialect) = framing_and_dialect(&l.framing, &l.dialect).with_context(|| lat.to_owned())?;
+    let dial = l.mode == Mode::Dial;
+    let inflight_max = count(l.inflight_max, &INFLIGHT, "inflight_max", lat)?;
+    let frame_bytes_max = count(l.frame_bytes_max, &FRAME_BYTES, "frame_bytes_max", lat)?;
+    let echo_interval = millis(l.echo_interval_ms, ECHO_INTERVAL, lat)?;
+    let echo_missed_max = count(l.echo_missed_max, &ECHO_MISSED, "echo_missed_max", lat)?;
+    let quic_only = l.lanes.is_some() || l.idle_timeout_ms.is_some() || l.keep_alive_ms.is_some();
+    if l.transport == TransportKind::Tcp && quic_only {
+        bail!("{lat}: lanes, idle_timeout_ms and keep_alive_ms are for transport = \"quic\"");
+    }
+    if l.transport == TransportKind::Quic {
+        if !matches!(framing, Framing::Native) {
+            bail!("{lat}: QUIC links carry native frames: framing = \"native\", dialect = \"native\"");
+        }
+        if l.tls.is_none() {
+            bail!("{lat}: QUIC links need a [participant.link.tls] table (mutual TLS is always on)");
+        }
+    }
+    // Certificate paths are relative to the configuration file.
+    let files = l.tls.as_ref().map(|t| {
+        let path = |f: &str| base.join(f);
+        TlsFiles {
+            cert: path(&t.cert),
+            key: path(&t.key),
+            ca: t.ca.iter().map(|c| path(c)).collect(),
+            crl: t.crl.iter().map(|c| path(c)).collect(),
+            server_name: t.server_name.clone(),
+        }
+    });
+    if files.as_ref().is_some_and(|f| f.server_name.is_some()) && !dial {
+        bail!("{lat}: tls.server_name is for mode = \"dial\"");
+    }
+    let transport = match (&files, l.transport) {
+        (None, _) => Transport::Tcp,
+        (Some(files), TransportKind::Quic) => {
+            let settings = QuicSettings {
+                lanes: l.lanes.unwrap_or(if dial { LANES_DIAL } else { LANES_LISTEN }),
+                idle_timeout: millis(l.idle_timeout_ms, IDLE_TIMEOUT, lat)?,
+                keep_alive: millis(l.keep_alive_ms, KEEP_ALIVE, lat)?,
+            };
+            Transport::Quic(
+                QuicLink::new(files, dial, identity.clone(), settings)
+                    .map_err(|e| anyhow::anyhow!("{lat}: quic: {e}"))?,
+            )
+        }
+        (Some(files), TransportKind::Tcp) => Transport::Tls(
+            LinkTls::new(files, dial, identity.clone()).map_err(|e| anyhow::anyhow!("{lat}: tls: {e}"))?,
+        ),
+    };
+    let side = if dial {
+        if l.connections_max.is_some() {
+            bail!("{lat}: connections_max is for mode = \"listen\"");
+        }
+        let backoff_min = millis(l.reconnect_min_ms, RECONNECT_MIN, lat)?;
+        let backoff_max = millis(l.reconnect_max_ms, RECONNECT_MAX, lat)?;
+        if backoff_max < backoff_min {
+            bail!("{lat}: reconnect_max_ms must be at least reconnect_min_ms");
+        }
+        Side::Dial(Dial {
+            spec,
+            name: l.name.clone(),
+            address,
+            connect_timeout: millis(l.connect_timeout_ms, CONNECT_TIMEOUT, lat)?,
+            backoff_min,
+            backoff_max,
+            transport,
+        })
+    } else {
+        if l.connect_timeout_ms.is_some() || l.reconnect_min_ms.is_some() || l.reconnect_max_ms.is_some() {
+            bail!("{lat}: connect_timeout_ms and reconnect_*_ms are for mode = \"dial\"");
+        }
+        let connections_max = count(l.connections_max, &CONNECTIONS, "connections_max", lat)?;
+        Side::Listen(Listen { spec, name: l.name.clone(), address, connections_max, transport })
+    };
+    let spec = LinkSpec {
+        name: l.name.clone(),
+        participant,
+        dial,
+        framing,
+        dialect,
+        frame_bytes_max,
+        inflight_max,
+        sign_on_required: l.sign_on_required.unwrap_or(true),
+        echo_interval,
+        echo_missed_max,
+        at_limit: match l.at_inflight_limit {
+            file::AtLimitSetting::Backpressure => AtLimit::Backpressure,
+            file::AtLimitSetting::Decline => AtLimit::Decline,
+        },
+        sign_on_timeout: millis(l.sign_on_timeout_ms, SIGN_ON_TIMEOUT, lat)?,
+        frame_timeout: millis(l.frame_timeout_ms, FRAME_TIMEOUT, lat)?,
+        timeouts_down_max: count(l.timeouts_down_max, &TIMEOUTS_DOWN, "timeouts_down_max", lat)?,
+    };
+    Ok((spec, side))
+}
+
+fn framing_and_dialect(framing: &str, dialect: &str) -> Result<(Framing, Dialect)> {
+    let dialect: Dialect = dialect.parse()?;
+    let framing: Framing = framing.parse()?;
+    match framing {
+        _ if framing.carries(dialect) => Ok((framing, dialect)),
+        Framing::Native => bail!("framing \"native\" carries dialect \"native\" only"),
+        Framing::Length(_) => bail!("dialect \"native\" needs framing \"native\""),
+    }
+}
+
+/// A summary of a checked configuration, for `check-config`.
+#[must_use]
+pub fn summary(c: &Loaded) -> String {
+    use std::fmt::Write as _;
+    let e = &c.engine;
+    let mut s = String::new();
+    let _ = writeln!(s, "participants: {}", e.participants.len());
+    for p in &e.participants {
+        let roles: Vec<&str> =
+            [("acquirer", p.roles.acquirer), ("issuer", p.roles.issuer), ("network", p.roles.network)]
+                .into_iter()
+                .filter_map(|(n, on)| on.then_some(n))
+                .collect();
+        let ids: Vec<String> = p.acquirer_ids.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "  {:<16} {:<24} ids [{}]", p.id, roles.join("+"), ids.join(", "));
+    }
+    let _ = writeln!(s, "links: {}", e.links.len());
+    let addr = |spec: usize| {
+        c.net
+            .listens
+            .iter()
+            .find(|l| l.spec == spec)
+            .map(|l| format!("listen {}{}", l.address, transport_tag(&l.transport)))
+            .or_else(|| {
+                c.net
+                    .dials
+                    .iter()
+                    .find(|d| d.spec == spec)
+                    .map(|d| format!("dial {}{}", d.address, transport_tag(&d.transport)))
+            })
+            .unwrap_or_default()
+    };
+    for (i, l) in e.links.iter().enumerate() {
+        let framing = l.framing.to_string();
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<16} {:<28} {}/{} inflight {} sign-on {}",
+            l.name,
+            e.participants[l.participant].id,
+            addr(i),
+            framing,
+            l.dialect,
+            l.inflight_max,
+            if l.sign_on_required { "required" } else { "optional" }
+        );
+    }
+    let _ = writeln!(s, "routes: {}", e.routes.routes().len());
+    for r in e.routes.routes().iter().take(SUMMARY_ROUTES_MAX) {
+        let key = match &r.key {
+            RouteKey::PanPrefix(p) => format!("pan {}", String::from_utf8_lossy(p)),
+            RouteKey::Receiver(id) => format!("DE 100 {id}"),
+            RouteKey::Default => "default".to_string(),
+        };
+        let classes = r.mti_classes.map_or("all".to_string(), |m| {
+            (0..10).filter(|c| m & (1 << c) != 0).map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        });
+        let _ = writeln!(
+            s,
+            "  {:<24} -> {:<16} classes {:<6} timeout {} ms",
+            key,
+            e.participants[r.destination].id,
+            classes,
+            r.timeout.as_millis()
+        );
+    }
+    if let Some(more) = e.routes.routes().len().checked_sub(SUMMARY_ROUTES_MAX).filter(|&n| n > 0) {
+        let _ = writeln!(s, "  ... and {more} more");
+    }
+    s
+}
+
+fn transport_tag(t: &Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "",
+        Transport::Tls(_) => " tls",
+        Transport::Quic(_) => " quic",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../corridor/examples/switch.toml");
+
+    #[test]
+    fn the_example_is_valid() {
+        let c = parse(EXAMPLE).expect("the example config is valid");
+        assert_eq!(c.engine.participants.len(), 3);
+        assert_eq!(c.engine.links.len(), 4);
+        assert_eq!((c.net.listens.len(), c.net.dials.len()), (2, 2));
+        assert_eq!(c.engine.routes.routes().len(), 3);
+        let s = summary(&c);
+        assert!(
+            s.contains("wallet-sg-1") && s.contains("pan 47617390") && s.contains("DE 100 44556677"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn each_rule_is_enforced_with_a_precise_message() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("drain_timeout_ms = 5000", "drain_timeout_ms = 5000\nbogus = 1", "unknown field `bogus`"),
+            ("framing = \"bin2\"", "framing = \"bin3\"", "unknown framing \"bin3\""),
+            (
+                "dialect = \"iso87-ascii\"",
+                "dialect = \"native\"",
+                "dialect \"native\" needs framing \"native\"",
+            ),
+            ("address = \"127.0.0.1:9101\"", "address = \"localhost\"", "is not host:port"),
+            ("address = \"127.0.0.1:9102\"", "address = \"127.0.0.1:9101\"", "already used"),
+            ("acquirer_ids = [\"12345678\"]", "acquirer_ids = [\"1234x678\"]", "must be 1-11 digits"),
+            (
+                "mode = \"listen\"\n  address = \"127.0.0.1:9101\"",
+                "mode = \"both\"\n  address = \"127.0.0.1:9101\"",
+                "unknown variant `both`, expected `listen` or `dial`",
+            ),
+            ("inflight_max = 256", "inflight_max = 0", "inflight_max must be 1-65535"),
+            (
+                "echo_interval_ms = 30000",
+                "echo_interval_ms = 5",
+                "echo_interval_ms must be 100-3600000 (ms), not 5",
+            ),
+            (
+                "echo_interval_ms = 30000",
+                "echo_interval_ms = 9223372036854775807",
+                "echo_interval_ms must be 100-3600000 (ms)",
+            ),
+            ("echo_missed_max = 3 ", "echo_missed_max = 3000 ", "echo_missed_max must be 1-100, not 3000"),
+            (
+                "inflight_max = 256",
+                "inflight_max = 256\nat_inflight_limit = \"queue\"",
+                "unknown variant `queue`",
+            ),
+            (
+                "destination = \"issuer-vn\"",
+                "destination = \"issuer-xx\"",
+                "no participant with id \"issuer-xx\"",
+            ),
+            ("pan_prefix = \"476173\"", "pan_prefix = \"47a173\"", "must be 1-19 digits"),
+            ("pan_prefix = \"476173\"", "pan_prefix = \"476173\"\nreceiver_id = \"1\"", "exactly one of"),
+            ("mti_classes = [1, 2]", "mti_classes = [12]", "mti_classes must be digits 0-9"),
+            ("timeout_ms = 5000", "timeout_ms = 0", "timeout_ms must be 1-600000 (ms), not 0"),
+            ("connections_max = 4", "connections_max = 4\nconnect_timeout_ms = 5", "are for mode = \"dial\""),
+            ("name = \"issuer-vn-2\"", "name = \"issuer-vn-1\"", "link names must be unique"),
+            ("roles = [\"acquirer\"]", "roles = [\"bank\"]", "unknown variant `bank`"),
+        ];
+        for (from, to, want) in cases {
+            assert!(EXAMPLE.contains(from), "the example has {from:?}");
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = match parse(&text) {
+                Ok(_) => panic!("{to:?} should be refused"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "{to:?}: expected {want:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_route_to_an_acquirer_is_refused() {
+        let text = EXAMPLE.replacen(
+            "destination = \"issuer-th\"\nmti_classes",
+            "destination = \"wallet-sg\"\nmti_classes",
+            1,
+        );
+        let err = format!("{:#}", parse(&text).err().expect("refused"));
+        assert!(err.contains("neither the issuer nor the network role"), "{err}");
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("corridor-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn routes_come_from_csv_files_too_and_duplicates_are_reported_once_together() {
+        let dir = temp_dir("csv");
+        std::fs::write(
+            dir.join("bins.csv"),
+            "pan_prefix,destination,timeout_ms,mti_classes\n# Vietnam\n970400,issuer-vn,,\n970401,issuer-vn,2500,12\n",
+        )
+        .unwrap();
+        let text = EXAMPLE.replacen(
+            "drain_timeout_ms = 5000",
+            "drain_timeout_ms = 5000\nroute_files = [\"bins.csv\"]",
+            1,
+        );
+        let c = parse_in(&text, &dir).expect("valid");
+        let routes = c.engine.routes.routes();
+        assert_eq!(routes.len(), 5);
+        let last = &routes[4];
+        assert_eq!((last.timeout.as_millis(), last.mti_classes), (2500, Some(0b110)));
+        // The same keys again: every repeat in one error, with the places named.
+        std::fs::write(
+            dir.join("bins.csv"),
+            "pan_prefix,destination\n970400,issuer-vn\n970400,issuer-vn\n970400,issuer-vn\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", parse_in(&text, &dir).err().expect("duplicates refused"));
+        assert!(err.contains("2 routes repeat") && err.contains("line 3 repeats route 4"), "{err}");
+        for (csv, want) in [
+            ("prefix,destination\n1,issuer-vn\n", "must name pan_prefix and destination"),
+            ("pan_prefix,destination,colour\n1,issuer-vn,red\n", "unknown column \"colour\""),
+            ("pan_prefix,destination\n12a,issuer-vn\n", "line 2"),
+            ("pan_prefix,destination\n12,nobody\n", "no participant with id \"nobody\""),
+            ("pan_prefix,destination,timeout_ms\n12,issuer-vn,0\n", "timeout_ms must be 1-600000"),
+        ] {
+            std::fs::write(dir.join("bins.csv"), csv).unwrap();
+            let err = format!("{:#}", parse_in(&text, &dir).err().expect("refused"));
+            assert!(err.contains(want), "{csv:?}: expected {want:?} in {err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_million_routes_load_from_a_route_file() {
+        // The figure (time to load) is measured by the criterion benchmark; this checks the
+        // count and that nothing is quadratic enough to hang the suite.
+        let dir = temp_dir("million");
+        let mut csv = String::from("pan_prefix,destination\n");
+        for i in 0..1_000_000u32 {
+            csv.push_str(&format!("{:08},issuer-vn\n", 40_000_000 + i));
+        }
+        std::fs::write(dir.join("bins.csv"), csv).unwrap();
+        let text = EXAMPLE.replacen(
+            "drain_timeout_ms = 5000",
+            "drain_timeout_ms = 5000\nroute_files = [\"bins.csv\"]",
+            1,
+        );
+        let c = parse_in(&text, &dir).expect("valid");
+        assert_eq!(c.engine.routes.routes().len(), 1_000_003);
+        assert!(summary(&c).contains("... and 999953 more"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+impl Loaded {
+    /// The engine this configuration describes, anchored to the wall clock now.
+    #[must_use]
+    pub fn into_parts(self) -> (corridor_engine::Engine, NetConfig) {
+        (corridor_engine::Engine::new(self.engine, corridor_engine::WallClock::now()), self.net)
+    }
+
+    /// Binds the switch this configuration describes (inside a tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// A listening address that cannot be bound.
+    pub async fn bind(self) -> std::io::Result<corridor_net::Switch> {
+        let (engine, net) = self.into_parts();
+        corridor_net::Switch::bind(engine, net).await
+    }
+
+    /// Starts the switch this configuration describes on a thread of its own.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start or a listening address cannot be bound.
+    pub fn start(self) -> std::io::Result<corridor_net::Running> {
+        let (engine, net) = self.into_parts();
+        corridor_net::Running::start(engine, net)
+    }
+}

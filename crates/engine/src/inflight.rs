@@ -1,0 +1,236 @@
+//! Requests in flight: what the switch waits for on each outbound link, how a response is
+//! matched and relayed, and what a timeout does.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NetworkCode, ResponseCode};
+use tracing::{debug, warn};
+
+use crate::{
+    admission::DupKey,
+    compose,
+    engine::{Engine, Msg},
+    limits::LATE_MAX,
+    link::{CloseReason, LinkId, Undelivered},
+    reversals::Late,
+    throttle::Warn,
+    timers::Timer,
+};
+
+/// A request forwarded and not yet answered.
+pub(crate) struct Request {
+    /// The link it came on, its correlation there, and that link's dialect.
+    pub(crate) origin: LinkId,
+    pub(crate) origin_correlation: u64,
+    pub(crate) origin_dialect: Dialect,
+    /// The request as the originator sent it (its own copy, see `forward`).
+    pub(crate) request: Bytes,
+    pub(crate) request_mti: Mti,
+    /// The STAN the originator used, and the one the destination saw.
+    pub(crate) origin_stan: [u8; 6],
+    pub(crate) sent_stan: [u8; 6],
+    pub(crate) dup: DupKey,
+    /// The participant the request was routed to, which a reversal goes to.
+    pub(crate) destination: usize,
+}
+
+/// What a pending entry waits for.
+pub(crate) enum Kind {
+    Request(Request),
+    Reversal(u64),
+    Network(NetworkCode),
+}
+
+/// An entry keyed by `(outbound link, correlation)`.
+pub(crate) struct Pending {
+    pub(crate) kind: Kind,
+    pub(crate) deadline: Instant,
+}
+
+impl Pending {
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(self.kind, Kind::Request(_))
+    }
+}
+
+impl Engine {
+    /// The correlation a response on `link` is matched by.
+    pub(crate) fn response_key(&self, link: LinkId, correlation: u64, msg: &Msg<'_>) -> Option<u64> {
+        let l = self.links.get(&link)?;
+        match l.framing {
+            crate::config::Framing::Native => Some(correlation),
+            crate::config::Framing::Length(_) => msg.stan().map(|s| u64::from(s.value())),
+        }
+    }
+
+    /// An outbound link's pending entry is gone (answered or timed out).
+    fn outbound_done(&mut self, link: LinkId) {
+        if let Some(l) = self.links.get_mut(&link) {
+            debug_assert!(l.inflight_out > 0, "a destination's in-flight count never goes below zero");
+            l.inflight_out -= 1;
+        }
+    }
+
+    pub(crate) fn handle_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
+        let Some(key) = self.response_key(link, correlation, msg) else {
+            self.stats.unmatched_responses += 1;
+            return;
+        };
+        let std::collections::hash_map::Entry::Occupied(entry) = self.pending.entry((link, key)) else {
+            return self.unmatched(link, key, msg, now);
+        };
+        let answers = match &entry.get().kind {
+            Kind::Request(r) => r.request_mti.response() == Some(msg.mti()),
+            Kind::Reversal(_) => msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE,
+            Kind::Network(_) => false,
+        };
+        if !answers {
+            self.stats.unmatched_responses += 1;
+            let spec = self.links.get(&link).map_or(0, |l| l.spec);
+            if let Some(left_out) = self.may_warn(spec, Warn::Mismatched, now) {
+                warn!(%link, mti = %msg.mti(), left_out, "response does not answer the request it correlates with");
+            }
+            return;
+        }
+        let p = entry.remove();
+        self.outbound_done(link);
+        match p.kind {
+            Kind::Request(r) => {
+                self.requests_pending -= 1;
+                self.duplicates.remove(&r.dup);
+                self.relay(r, msg, now);
+            }
+            Kind::Reversal(id) => {
+                if let Some(r) = self.reversals.get_mut(&id) {
+                    r.outstanding = None;
+                }
+                if self.finish_reversal(id) {
+                    self.stats.reversals_acked += 1;
+                    debug!(reversal = id, "reversal acknowledged");
+                }
+            }
+            Kind::Network(_) => unreachable!("network responses are matched in network_response"),
+        }
+    }
+
+    /// Relays `resp` to the originator of `r`. Whatever stops it from reaching the
+    /// originator — the link is gone or closing, the answer cannot be encoded for it, or
+    /// (later) the link goes before the batch is written — an approval is reversed.
+    fn relay(&mut self, r: Request, resp: &Msg<'_>, now: Instant) {
+        let approved = resp.response_code().is_some_and(ResponseCode::is_approval);
+        let undelivered = Undelivered {
+            destination: r.destination,
+            request: r.request,
+            dialect: r.origin_dialect,
+            sent_stan: r.sent_stan,
+        };
+        let open = self.links.get(&r.origin).is_some_and(|o| !o.closing);
+        if self.links.contains_key(&r.origin) {
+            self.slot_freed(r.origin);
+        }
+        if !open {
+            // The originator is gone: the answer cannot be delivered.
+            self.stats.undeliverable += 1;
+            if approved {
+                self.reverse_undelivered(undelivered, now);
+            }
+            return;
+        }
+        let Some(o) = self.links.get_mut(&r.origin) else { unreachable!("checked open above") };
+        let dialect = o.dialect;
+        // The originator gets its own STAN back (a classic destination saw the switch's).
+        let set: &[(FieldId, &[u8])] = if resp.has(de::STAN) { &[(de::STAN, &r.origin_stan)] } else { &[] };
+        let written = o.frame(0, r.origin_correlation, |buf| {
+            resp.derive(resp.mti(), FieldSet::VALUES, set, dialect, buf)
+        });
+        match written {
+            Ok(()) => {
+                self.stats.relayed += 1;
+                if approved {
+                    o.out.track(undelivered);
+                }
+            }
+            Err(e) => {
+                // The answer does not fit the originator's link (its frame limit, a field
+                // its dialect cannot carry): it gets a switch-made 96, and an approval is
+                // reversed, since the originator will never see it.
+                let spec = o.spec;
+                if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
+                    warn!(link = %r.origin, error = %e, approved, left_out, "cannot relay a response: answered 96");
+                }
+                self.stats.unrelayable += 1;
+                match Message::parse(undelivered.dialect, undelivered.request.clone()) {
+                    Ok(req) => self.decline(r.origin, r.origin_correlation, &req, ResponseCode::SYSTEM_ERROR),
+                    Err(_) => unreachable!("the request parsed when it arrived"),
+                }
+                if approved {
+                    self.reverse_undelivered(undelivered, now);
+                }
+            }
+        }
+        self.after_write(r.origin);
+    }
+
+    /// A pending entry's deadline came.
+    pub(crate) fn pending_timeout(&mut self, link: LinkId, key: u64, now: Instant) {
+        let due = self.pending.get(&(link, key)).is_some_and(|p| p.deadline <= now);
+        if !due {
+            return;
+        }
+        let Some(p) = self.pending.remove(&(link, key)) else { return };
+        self.outbound_done(link);
+        match p.kind {
+            Kind::Request(r) => {
+                self.requests_pending -= 1;
+                self.stats.timeouts += 1;
+                self.duplicates.remove(&r.dup);
+                self.destination_silent(link, now);
+                let Ok(req) = Message::parse(r.origin_dialect, r.request) else {
+                    unreachable!("the request parsed when it arrived")
+                };
+                if self.links.contains_key(&r.origin) {
+                    self.slot_freed(r.origin);
+                }
+                if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
+                    self.decline(r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
+                }
+                // Authorizations and financial requests may have been approved: reverse them.
+                if matches!(r.request_mti.class(), 1 | 2) {
+                    let body = match compose::reversal(&req, &r.sent_stan, b"68") {
+                        Ok(b) => b,
+                        Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
+                    };
+                    let id = self.queue_reversal(r.destination, body.clone(), now);
+                    if self.late.len() < LATE_MAX {
+                        self.late
+                            .insert((link, key), Late { reversal: id, destination: r.destination, body });
+                        self.timer(now, self.config.settings.late_window, Timer::Late(link, key));
+                    }
+                }
+            }
+            Kind::Reversal(id) => {
+                if let Some(rev) = self.reversals.get_mut(&id) {
+                    rev.outstanding = None;
+                    rev.earlier.push((link, key));
+                    self.reversal_attempts.insert((link, key), id);
+                }
+                self.send_reversal(id, now);
+            }
+            Kind::Network(_) => {}
+        }
+    }
+
+    /// A request forwarded on `link` timed out. After the link's limit of timeouts in a row
+    /// with nothing received from it, the destination is taken out of routing (the link is
+    /// closed; a dialed one is redialed), so traffic fails over in seconds, not echoes.
+    fn destination_silent(&mut self, link: LinkId, now: Instant) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        l.timeouts_in_row += 1;
+        let max = self.config.links[l.spec].timeouts_down_max;
+        if l.timeouts_in_row >= max && !l.closing {
+            self.stats.unresponsive_links += 1;
+            self.close(link, CloseReason::Unresponsive, now);
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Links: one connection (or QUIC lane) of a configured link — its correlation space, its
+//! write batch (the outbox) and the requests held back while its originator is at its limit.
+
+use std::{collections::VecDeque, time::Instant};
+
+use bytes::{Bytes, BytesMut};
+use corridor_wire::{DecodeError, Dialect, EncodeError, FrameDecoder, Stan};
+
+use crate::config::{AtLimit, Framing, LinkSpec};
+
+/// One connection of a configured link. Never reused: a reconnection is a new id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u32);
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "link#{}", self.0)
+    }
+}
+
+/// Why the engine wants a link closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer broke the framing: the stream cannot be trusted.
+    Framing(DecodeError),
+    /// The peer does not read: its write batch reached
+    /// [`LINK_OUT_BYTES_MAX`](crate::limits::LINK_OUT_BYTES_MAX).
+    Stalled,
+    /// The peer missed the configured number of echoes.
+    EchoMissed,
+    /// The peer did not sign on within the link's sign-on deadline.
+    NoSignOn,
+    /// The peer started a frame and did not finish it within the link's frame deadline.
+    FrameTimeout,
+    /// Requests forwarded on the link timed out one after another with nothing received.
+    Unresponsive,
+}
+
+/// Whether a link's reader should go on reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadState {
+    /// Read on.
+    Open,
+    /// Stop reading until [`Event::Resume`](crate::Event::Resume) for this link: its
+    /// originator is at its in-flight limit and the requests waiting reached
+    /// [`HELD_BYTES_MAX`](crate::limits::HELD_BYTES_MAX). Bytes already read stay in the
+    /// caller's buffer; pass them again with the next `handle_read`.
+    Paused,
+    /// The link is closing or gone: stop.
+    Closed,
+}
+
+/// What the engine knows of a link, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// The configured link it belongs to.
+    pub spec: usize,
+    /// Its participant.
+    pub participant: usize,
+    /// Whether it may carry financial traffic (signed on, or sign-on not required).
+    pub signed_on: bool,
+    /// Whether the engine asked for it to be closed.
+    pub closing: bool,
+    /// Requests forwarded on it awaiting an answer.
+    pub inflight_out: u32,
+    /// Requests received on it awaiting an answer.
+    pub inflight_in: u32,
+    /// Requests read from it and waiting for its in-flight count to drop.
+    pub held: usize,
+    /// Approvals written for it and not yet known to have reached its socket.
+    pub undelivered: usize,
+}
+
+/// An approval written into a link's batch but not yet known to have reached the socket:
+/// if the link goes first, the originator never learned of it and it is reversed.
+#[derive(Clone, Debug)]
+pub(crate) struct Undelivered {
+    /// The participant that approved it.
+    pub(crate) destination: usize,
+    /// The request as the originator sent it.
+    pub(crate) request: Bytes,
+    /// Its dialect.
+    pub(crate) dialect: Dialect,
+    /// The STAN the destination saw.
+    pub(crate) sent_stan: [u8; 6],
+}
+
+/// A link's write batch, with a release point: bytes past it are not handed to the I/O
+/// layer yet (the journal will hold output back until its records are durable; today every
+/// write is released at once).
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    buf: BytesMut,
+    released: usize,
+    /// Approvals in `buf`, with the offset their frame ends at.
+    answers: VecDeque<(usize, Undelivered)>,
+    /// Approvals in batches taken and not yet written, with the offset (counted over every
+    /// byte ever taken) their frame ends at.
+    in_write: VecDeque<(u64, Undelivered)>,
+    /// Bytes handed to the I/O layer, ever.
+    taken: u64,
+    /// Bytes the I/O layer reported written to the socket, ever.
+    written: u64,
+}
+
+/// A batch buffer holding more than this while empty is given back: an idle link keeps no
+/// large allocation.
+const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
+
+impl Outbox {
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes that may be taken now.
+    pub(crate) fn has_released(&self) -> bool {
+        self.released > 0
+    }
+
+    /// Marks everything written so far as releasable.
+    pub(crate) fn release_all(&mut self) {
+        self.released = self.buf.len();
+    }
+
+    /// Records that the frame just written (ending at the batch's current end) is an
+    /// approval the originator must receive.
+    pub(crate) fn track(&mut self, answer: Undelivered) {
+        self.answers.push_back((self.buf.len(), answer));
+    }
+
+    /// Takes the released part of the batch; its approvals wait for [`Outbox::written`].
+    pub(crate) fn take(&mut self) -> Option<BytesMut> {
+        if self.released == 0 {
+            return None;
+        }
+        let n = self.released;
+        let out = self.buf.split_to(n);
+        self.released = 0;
+        while let Some(&(end, _)) = self.answers.front() {
+            if end > n {
+                break;
+            }
+            if let Some((end, a)) = self.answers.pop_front() {
+                self.in_write.push_back((self.taken + end as u64, a));
+            }
+        }
+        self.taken += n as u64;
+        for (end, _) in &mut self.answers {
+            *end -= n;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > OUTBOX_KEEP_BYTES {
+            self.buf = BytesMut::new();
+        }
+        Some(out)
+    }
+
+    /// `bytes` more of what was taken reached the socket: the approvals whose frames are
+    /// wholly in it are delivered.
+    pub(crate) fn written(&mut self, bytes: usize) {
+        self.written = (self.written + bytes as u64).min(self.taken);
+        while self.in_write.front().is_some_and(|&(end, _)| end <= self.written) {
+            self.in_write.pop_front();
+        }
+    }
+
+    /// Approvals in flight to the peer: written, not confirmed.
+    pub(crate) fn undelivered(&self) -> usize {
+        self.answers.len() + self.in_write.len()
+    }
+
+    /// Empties the outbox (the link is gone) and returns its undelivered approvals.
+    pub(crate) fn abandon(&mut self) -> Vec<Undelivered> {
+        let mut out: Vec<Undelivered> = self.in_write.drain(..).map(|(_, a)| a).collect();
+        out.extend(self.answers.drain(..).map(|(_, a)| a));
+        self.buf = BytesMut::new();
+        self.released = 0;
+        out
+    }
+
+    pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+}
+
+/// One open link.
+pub(crate) struct Link {
+    pub(crate) spec: usize,
+    pub(crate) participant: usize,
+    pub(crate) dial: bool,
+    pub(crate) framing: Framing,
+    pub(crate) dialect: Dialect,
+    pub(crate) frame_bytes_max: usize,
+    pub(crate) inflight_max: u32,
+    pub(crate) at_limit: AtLimit,
+    pub(crate) sign_on_required: bool,
+    pub(crate) decoder: FrameDecoder,
+    pub(crate) out: Outbox,
+    pub(crate) dirty: bool,
+    pub(crate) signed_on: bool,
+    pub(crate) closing: bool,
+    pub(crate) inflight_out: u32,
+    pub(crate) inflight_in: u32,
+    next_correlation: u64,
+    pub(crate) stan: Stan,
+    pub(crate) last_rx: Instant,
+    pub(crate) echo_missed: u32,
+    /// Timeouts in a row on requests forwarded here, with nothing received in between.
+    pub(crate) timeouts_in_row: u32,
+    /// Requests read from this link while it was at its in-flight limit, in order.
+    pub(crate) held: VecDeque<(u64, Bytes)>,
+    pub(crate) held_bytes: usize,
+    /// The reader was told to stop ([`ReadState::Paused`]).
+    pub(crate) paused: bool,
+    /// A held request is being handled again (it must not be held behind the others).
+    pub(crate) replaying: bool,
+    /// Reads handled; a partial frame's deadline names the read it was first seen at.
+    pub(crate) reads: u64,
+    /// The read at which the partial frame now buffered was first seen.
+    pub(crate) partial_since: Option<u64>,
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
+}
+
+impl Link {
+    pub(crate) fn new(spec_index: usize, s: &LinkSpec, now: Instant) -> Self {
+        Self {
+            spec: spec_index,
+            participant: s.participant,
+            dial: s.dial,
+            framing: s.framing,
+            dialect: s.dialect,
+            frame_bytes_max: s.frame_bytes_max,
+            inflight_max: s.inflight_max,
+            at_limit: s.at_limit,
+            sign_on_required: s.sign_on_required,
+            decoder: s.framing.decoder(s.frame_bytes_max),
+            out: Outbox::default(),
+            dirty: false,
+            signed_on: false,
+            closing: false,
+            inflight_out: 0,
+            inflight_in: 0,
+            next_correlation: 0,
+            stan: Stan::new(0).unwrap_or_else(|| unreachable!("0 is a STAN")),
+            last_rx: now,
+            echo_missed: 0,
+            timeouts_in_row: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            paused: false,
+            replaying: false,
+            reads: 0,
+            partial_since: None,
+            frames_in: 0,
+            frames_out: 0,
+        }
+    }
+
+    /// Whether the link may be given financial traffic.
+    pub(crate) fn routable(&self) -> bool {
+        !self.closing && (self.signed_on || !self.sign_on_required)
+    }
+
+    /// Whether its originator has every in-flight slot taken.
+    pub(crate) fn origin_full(&self) -> bool {
+        self.inflight_in >= self.inflight_max
+    }
+
+    /// The next outbound correlation: the header id on native links, a fresh STAN on classic
+    /// ones (DE 11 is six digits, so it wraps at 999 999).
+    pub(crate) fn next_key(&mut self) -> (u64, Stan) {
+        self.stan = self.stan.next();
+        let stan = self.stan;
+        match self.framing {
+            Framing::Native => {
+                self.next_correlation = self.next_correlation.wrapping_add(1);
+                (self.next_correlation, stan)
+            }
+            Framing::Length(_) => (u64::from(self.stan.value()), stan),
+        }
+    }
+
+    /// Appends one frame to the write batch: the header (native or length), then whatever
+    /// `body` writes. On error nothing is left behind. Written frames are released at once.
+    pub(crate) fn frame(
+        &mut self,
+        flags: u8,
+        correlation: u64,
+        body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let result = self.framing.write(flags, correlation, self.frame_bytes_max, self.out.buf_mut(), body);
+        if result.is_ok() {
+            self.frames_out += 1;
+            self.out.release_all();
+        }
+        result
+    }
+
+    pub(crate) fn status(&self) -> LinkStatus {
+        LinkStatus {
+            spec: self.spec,
+            participant: self.participant,
+            signed_on: self.routable(),
+            closing: self.closing,
+            inflight_out: self.inflight_out,
+            inflight_in: self.inflight_in,
+            held: self.held.len(),
+            undelivered: self.out.undelivered(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(n: u8) -> Undelivered {
+        Undelivered {
+            destination: usize::from(n),
+            request: Bytes::new(),
+            dialect: Dialect::Native,
+            sent_stan: [b'0'; 6],
+        }
+    }
+
+    #[test]
+    fn an_outbox_keeps_its_approvals_until_their_batch_is_written() {
+        let mut o = Outbox::default();
+        o.buf_mut().extend_from_slice(b"aaaa");
+        o.track(approval(1));
+        o.buf_mut().extend_from_slice(b"bb");
+        o.release_all();
+        assert_eq!(o.undelivered(), 1);
+        let batch = o.take().expect("released bytes");
+        assert_eq!(&batch[..], b"aaaabb");
+        assert_eq!(o.undelivered(), 1, "taken is not written");
+        o.written(3);
+        assert_eq!(o.undelivered(), 1, "a partial write does not deliver the approval's frame");
+        o.written(1);
+        assert_eq!(o.undelivered(), 0);
+        o.written(100);
+        assert!(o.take().is_none(), "nothing released");
+        o.buf_mut().extend_from_slice(b"cc");
+        o.track(approval(2));
+        o.release_all();
+        let gone = o.abandon();
+        assert_eq!(gone.iter().map(|a| a.destination).collect::<Vec<_>>(), [2]);
+        assert!(o.is_empty() && o.undelivered() == 0);
+    }
+}
