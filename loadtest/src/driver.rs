@@ -468,7 +468,13 @@ pub(crate) fn drive(
                 }
             }
         }
-        poll.poll(&mut events, timeout)?;
+        // A paused process (SIGSTOP/SIGCONT, a debugger) comes back with EINTR: wait again;
+        // the schedule lag then shows the pause and flags the run.
+        match poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
         let now = Instant::now();
         for ev in events.iter() {
             if ev.token() == TIMER {

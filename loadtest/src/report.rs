@@ -340,12 +340,15 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut s = String::new();
     let _ =
         write!(s, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
-    let mut total = 0u64;
     if !h.is_empty() {
         for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let q = v.quantile_iterated_to();
-            let value = h.highest_equivalent(v.value_iterated_to()) as f64 / SCALE;
+            // The iterator sums its quantile steps in f64 (0.9 comes out as
+            // 0.9000000000000002, one rank past p90): each row is the value at the
+            // percentile as printed, as HdrHistogram's own output is, and the count up to it.
+            let q = (v.quantile_iterated_to() * 1e12).round() / 1e12;
+            let at = h.value_at_quantile(q);
+            let total = h.count_between(0, at);
+            let value = h.highest_equivalent(at) as f64 / SCALE;
             if q < 1.0 {
                 let _ = writeln!(s, "{value:12.3} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q));
             } else {
@@ -585,6 +588,36 @@ mod tests {
             cpus: None,
         };
         (Summary::new(info, &r, t.into_rows().0, vec![]), r)
+    }
+
+    #[test]
+    fn hgrm_rows_are_the_value_at_the_printed_percentile() {
+        // 7,000 values: the iterator's 0.9 step is 0.9000000000000002 (rank 6301); the row
+        // printed 0.900000000000 must be rank 6300, as value_at_quantile(0.9) and the JSON say.
+        // (Four significant digits keep the 7,000 values in buckets of their own.)
+        let mut h = histogram(4);
+        for v in 1..=7_000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let text = hgrm(&h);
+        let rows: Vec<(f64, f64, u64)> = text
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            })
+            .collect();
+        let p90 = rows.iter().find(|r| r.1 == 0.9).expect("a 0.9 row");
+        assert_eq!(p90.2, 6300, "TotalCount at p90: {p90:?}");
+        assert!((p90.0 - 6.3).abs() < 0.005, "{p90:?}");
+        for (value, q, total) in &rows {
+            let at = h.value_at_quantile(*q);
+            let want = h.highest_equivalent(at) as f64 / 1e6;
+            assert!((value - want).abs() < 0.0005, "row {q}: {value} vs {want}");
+            assert_eq!(*total, h.count_between(0, at), "row {q}");
+        }
     }
 
     #[test]

@@ -181,3 +181,29 @@ fn compare_runs_each_path_interleaved_and_reports_medians() {
     }
     let _ = std::fs::remove_file(&json);
 }
+
+#[test]
+fn a_paused_generator_comes_back_and_flags_its_run() {
+    // Ctrl-Z then `fg`, a debugger, a paused container: SIGSTOP / SIGCONT mid-run.
+    let sim = Sim::start(&[]);
+    let child = Command::new(EXE)
+        .args(["run", "--target", &sim.addr, "--rate", "500", "--duration", "3s", "--warmup", "0s", "-q"])
+        .args(["--json", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || out.status.code() == Some(4), "the run finishes: {err}");
+    assert!(!err.contains("Interrupted"), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["counts"]["answered"].as_u64().unwrap() > 500, "{s}");
+    assert_eq!(s["valid"], false, "a schedule that slipped 700 ms is flagged: {s}");
+    sim.stop();
+}
