@@ -234,6 +234,8 @@ pub enum Behaviour {
     LateApproval,
     /// Answer everything but echoes (so the switch marks the link down).
     IgnoreEchoes,
+    /// Approve each financial request this long after it came.
+    ApproveAfter(Duration),
 }
 
 /// A simulated issuer: listens on loopback, accepts connections, answers by `Behaviour`, and
@@ -329,6 +331,7 @@ fn serve_issuer(
     kill: &AtomicBool,
 ) {
     let mut held: Vec<(u64, OwnedMessage)> = Vec::new();
+    let mut delayed: std::collections::VecDeque<(Instant, u64, OwnedMessage)> = Default::default();
     let mut reversals = 0usize;
     let started = Instant::now();
     // Bounded: a test never runs this long.
@@ -337,7 +340,13 @@ fn serve_issuer(
             c.close();
             return;
         }
-        let Some((corr, m)) = c.recv_within(Duration::from_millis(50)) else {
+        while delayed.front().is_some_and(|(at, _, _)| *at <= Instant::now()) {
+            if let Some((_, corr, m)) = delayed.pop_front() {
+                c.send(corr, &answer(&m, "00"));
+            }
+        }
+        let wait = if delayed.is_empty() { 50 } else { 5 };
+        let Some((corr, m)) = c.recv_within(Duration::from_millis(wait)) else {
             if c.is_closed() {
                 return;
             }
@@ -368,6 +377,7 @@ fn serve_issuer(
             match behaviour {
                 Behaviour::Approve | Behaviour::IgnoreEchoes => c.send(corr, &answer(&m, "00")),
                 Behaviour::LateApproval => held.push((corr, m)),
+                Behaviour::ApproveAfter(d) => delayed.push_back((Instant::now() + d, corr, m)),
                 Behaviour::Silent | Behaviour::SilentAckAfter(_) => {}
             }
         }

@@ -44,6 +44,52 @@ impl TestSwitch {
         self.running.as_ref().expect("running").handle()
     }
 
+    /// Waits (bounded) until every configured link named in `dialed` has a connection that
+    /// is signed on, as the switch itself sees it.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within the peers' wait bound.
+    pub fn wait_signed_on(&self, dialed: &[&str]) {
+        let ok = self.wait_until(|links, _| {
+            dialed.iter().all(|n| links.iter().any(|l| l.name == *n && l.status.signed_on))
+        });
+        assert!(ok, "links {dialed:?} signed on");
+    }
+
+    /// Waits (bounded) until nothing is in flight: every forwarded request answered or timed
+    /// out, every reversal acknowledged or abandoned.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within the peers' wait bound.
+    pub fn wait_quiet(&self) {
+        let ok = self.wait_until(|_, r| {
+            let s = &r.stats;
+            s.forwarded == s.relayed + s.timeouts + s.undeliverable + s.unrelayable
+                && s.reversals_sent == s.reversals_acked + s.reversals_abandoned
+        });
+        assert!(ok, "the switch went quiet");
+    }
+
+    /// Polls the switch's handle until `done` holds, for at most the peers' wait bound.
+    pub fn wait_until(
+        &self,
+        done: impl Fn(&[corridor_net::LinkSnapshot], &corridor_net::Report) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + crate::peer::WAIT_MAX;
+        while std::time::Instant::now() < deadline {
+            let h = self.handle();
+            if let (Some(links), Some(report)) = (h.links_blocking(), h.report_blocking()) {
+                if done(&links, &report) {
+                    return true;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
     /// Drains and stops the switch, waiting for its thread, and returns its report.
     ///
     /// # Panics

@@ -156,6 +156,27 @@ destination = "iss"
     assert_eq!(resp.response_code().map(|c| c.to_string()).as_deref(), Some("00"));
     assert_eq!(resp.stan().map(|s| s.value()), Some(42));
 
+    // A peer floods the log's triggers: 2,000 bodies that break the dictionary and 2,000
+    // zero-length frames (40 KB). The log stays bounded: one line per link per kind per
+    // interval, with a count.
+    let mut flood = Vec::new();
+    for _ in 0..2000 {
+        flood.extend_from_slice(&[0, 6]);
+        flood.extend_from_slice(b"0200ZZ");
+        flood.extend_from_slice(&[0, 0]);
+    }
+    acq.write_all(&flood).unwrap();
+    // The link carries on: a request after the flood is still answered.
+    acq.write_all(&framed).unwrap();
+    acq.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    acq.read_exact(&mut resp).unwrap();
+    // Give the log reader a moment to catch up with what was printed.
+    std::thread::sleep(Duration::from_millis(300));
+    let during: Vec<String> = rx.try_iter().collect();
+    assert!(during.len() < 10, "the flood printed {} lines: {during:#?}", during.len());
+    log.extend(during);
+
     // SIGTERM: drain and exit 0.
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -60,7 +60,8 @@ impl Engine {
         if let Some(l) = self.links.get_mut(&link) {
             if code == NetworkCode::SIGN_ON {
                 l.signed_on = ok;
-                debug!(%link, accepted = ok, "sign-on answered");
+                // Once per connection the switch dials (redials are backed off).
+                tracing::info!(%link, accepted = ok, "sign-on answered");
             }
         }
     }

@@ -1,0 +1,150 @@
+//! Faults found from outside, reproduced over real loopback sockets with peers that
+//! misbehave on purpose: a burst far past the in-flight limit, an acquirer that goes with
+//! approvals on their way to it, connections that hold a link's slots without signing on.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code; threads, not tasks
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use corridor_tests::{
+    peer::{purchase, Behaviour, Conn, Issuer, Wire, WAIT_MAX},
+    switch::{tcp_issuer, TestSwitch},
+};
+use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, FRAME_BYTES_MAX};
+
+const PAN: &str = "4761739001010010";
+
+fn config(issuer: std::net::SocketAddr, acquirer_keys: &str) -> String {
+    format!(
+        "[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  \
+         [[participant.link]]\n  name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  \
+         framing = \"native\"\n  dialect = \"native\"\n{acquirer_keys}\n\n{}",
+        tcp_issuer(issuer)
+    )
+}
+
+fn wait_signed_on(issuer: &Issuer) {
+    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+}
+
+/// Reads native frames from `s` until `n` came or `wait` passed; returns their DE 39s.
+fn read_answers(s: &mut TcpStream, n: usize, wait: Duration) -> Vec<String> {
+    let deadline = Instant::now() + wait;
+    let mut buf = BytesMut::new();
+    let mut framer = NativeFramer::new(FRAME_BYTES_MAX);
+    let mut codes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    while codes.len() < n && Instant::now() < deadline {
+        while let Some(f) = framer.decode(&mut buf).unwrap() {
+            let m = Message::parse(Dialect::Native, f.into_body()).unwrap();
+            if m.mti().class() != 8 {
+                codes.push(
+                    m.response_code().map(|c| String::from_utf8_lossy(&c.0).into_owned()).unwrap_or_default(),
+                );
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(_) => {}
+        }
+    }
+    codes
+}
+
+fn frames(n: u64, from: u64) -> Vec<u8> {
+    let mut wire = BytesMut::new();
+    for i in from..from + n {
+        let body =
+            purchase(PAN, &format!("{:06}", i % 1_000_000), "12345678").to_bytes(Dialect::Native).unwrap();
+        NativeFramer::new(FRAME_BYTES_MAX).encode(0, i, &body, &mut wire).unwrap();
+    }
+    wire.to_vec()
+}
+
+#[test]
+fn three_thousand_pipelined_requests_on_one_connection_are_all_approved() {
+    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
+    wait_signed_on(&issuer);
+    let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let wire = frames(3000, 1);
+    // One write of all 3,000 (636 KB) from its own thread: the switch must pace it.
+    let sender = std::thread::spawn(move || writer.write_all(&wire).unwrap());
+    let codes = read_answers(&mut s, 3000, Duration::from_secs(60));
+    sender.join().unwrap();
+    let approved = codes.iter().filter(|c| *c == "00").count();
+    assert_eq!((codes.len(), approved), (3000, 3000), "3,000 approvals, no declines");
+    let report = switch.stop();
+    assert_eq!(report.stats.declines_for(corridor_wire::ResponseCode::DESTINATION_UNAVAILABLE), 0);
+    assert!(report.stats.requests_held > 0, "the burst was held back, not declined");
+    assert_eq!(issuer.seen_mti(200).len(), 3000);
+}
+
+#[test]
+fn approvals_for_an_acquirer_that_went_are_reversed_to_the_issuer() {
+    // The issuer approves after 300 ms; the acquirer sends 20 and closes at once.
+    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveAfter(Duration::from_millis(300)));
+    let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
+    wait_signed_on(&issuer);
+    let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
+    s.write_all(&frames(20, 1)).unwrap();
+    assert!(
+        issuer.wait_for(WAIT_MAX, |m| m.iter().filter(|m| m.mti() == Mti::FINANCIAL_REQUEST).count() == 20)
+    );
+    drop(s);
+    assert!(
+        issuer.wait_for(WAIT_MAX, |m| m.iter().filter(|m| m.mti() == Mti::REVERSAL_ADVICE).count() == 20),
+        "every approval the acquirer never received is reversed: {:?}",
+        issuer.seen_mti(420).len()
+    );
+    let report = switch.stop();
+    assert_eq!(report.stats.approvals_reversed, 20);
+}
+
+#[test]
+fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
+    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let switch = TestSwitch::start(&config(
+        issuer.addr,
+        "  connections_max = 4\n  sign_on_timeout_ms = 500\n  frame_timeout_ms = 500",
+    ));
+    wait_signed_on(&issuer);
+    let addr = switch.addr("acq-1");
+    // Four slowloris peers: one never completes a frame, one sends zero-length frames, one
+    // answers nothing and sends nothing, one only echoes.
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(&[0x85, 0x83, 1, 0, 0, 20]).unwrap();
+    let mut zero = TcpStream::connect(addr).unwrap();
+    let mut zero_frames = Vec::new();
+    for _ in 0..2000 {
+        zero_frames.extend_from_slice(&[0x85, 0x83, 1, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+    zero.write_all(&zero_frames).unwrap();
+    let quiet = TcpStream::connect(addr).unwrap();
+    let mut echoer = Conn::connect(addr, Wire::Native);
+    let mut echo = corridor_wire::OwnedMessage::new(Mti::NETWORK_REQUEST);
+    echo.set(de::STAN, "000001").unwrap().set(de::NETWORK_CODE, "301").unwrap();
+    echoer.send(1, &echo);
+    // A fifth is refused while they hold the slots...
+    let mut fifth = Conn::connect(addr, Wire::Native);
+    assert!(fifth.closed_within(WAIT_MAX), "refused at the limit");
+    // ...and they are all closed at the sign-on deadline, so the acquirer gets in.
+    assert!(echoer.closed_within(WAIT_MAX), "an echoing peer that never signs on is closed");
+    let mut acq = Conn::connect(addr, Wire::Native);
+    acq.sign_on();
+    acq.send(9, &purchase(PAN, "000009", "12345678"));
+    let (c, r) = acq.recv_app_within(WAIT_MAX).expect("the legitimate acquirer is served");
+    assert_eq!((c, r.get(de::RESPONSE_CODE)), (9, Some(&b"00"[..])));
+    drop((half, zero, quiet));
+    let report = switch.stop();
+    assert!(report.stats.sign_on_timeouts >= 3, "{:?}", report.stats);
+}
