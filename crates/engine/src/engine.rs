@@ -341,11 +341,6 @@ impl Engine {
     }
 
     fn read_frames(&mut self, link: LinkId, buf: &mut BytesMut, now: Instant) -> ReadState {
-        let Some(l) = self.links.get_mut(&link) else {
-            buf.clear();
-            return ReadState::Closed;
-        };
-        l.reads += 1;
         loop {
             let Some(l) = self.links.get_mut(&link) else {
                 buf.clear();
@@ -361,6 +356,8 @@ impl Engine {
             }
             match l.decoder.decode(buf) {
                 Ok(Some((correlation, body))) => {
+                    // A whole frame: whatever is buffered after it is a frame begun now.
+                    l.partial_since = None;
                     l.last_rx = now;
                     l.frames_in += 1;
                     l.echo_missed = 0;
@@ -375,10 +372,15 @@ impl Engine {
                     if buf.is_empty() {
                         l.partial_since = None;
                     } else if l.partial_since.is_none() {
-                        // A frame has begun: it must be whole within the frame deadline.
-                        l.partial_since = Some(l.reads);
-                        let (reads, after) = (l.reads, self.config.links[l.spec].frame_timeout);
-                        self.timer(now, after, Timer::Frame(link, reads));
+                        // A frame has begun: it must be whole within the frame deadline. One
+                        // timer per link at most: when it fires it checks the partial frame
+                        // then buffered, and re-arms for it.
+                        l.partial_since = Some(now);
+                        if !l.frame_timer {
+                            l.frame_timer = true;
+                            let after = self.config.links[l.spec].frame_timeout;
+                            self.timer(now, after, Timer::Frame(link));
+                        }
                     }
                     return ReadState::Open;
                 }
@@ -558,15 +560,26 @@ impl Engine {
                         self.close(link, CloseReason::NoSignOn, now);
                     }
                 }
-                Timer::Frame(link, since) => {
-                    if self.links.get(&link).is_some_and(|l| l.partial_since == Some(since)) {
-                        self.stats.frame_timeouts += 1;
-                        self.close(link, CloseReason::FrameTimeout, now);
-                    }
-                }
+                Timer::Frame(link) => self.frame_deadline(link, now),
             }
         }
         self.run_held(now);
+    }
+
+    /// The frame timer of `link` fired: close it if the partial frame buffered now began a
+    /// whole frame deadline ago, or wait for the one buffered now.
+    fn frame_deadline(&mut self, link: LinkId, now: Instant) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let after = self.config.links[l.spec].frame_timeout;
+        match l.partial_since {
+            None => l.frame_timer = false,
+            Some(since) if now.saturating_duration_since(since) >= after => {
+                l.frame_timer = false;
+                self.stats.frame_timeouts += 1;
+                self.close(link, CloseReason::FrameTimeout, now);
+            }
+            Some(since) => self.timer_at(since + after, after, Timer::Frame(link)),
+        }
     }
 
     // ----- drain -----
@@ -613,6 +626,12 @@ impl Engine {
 
 #[doc(hidden)]
 impl Engine {
+    /// Test hook: timer entries queued, stale ones included.
+    #[must_use]
+    pub fn timers_queued(&self) -> usize {
+        self.timers.len()
+    }
+
     /// Test hook: sets the last STAN used on `link`, to reach the wrap at 999 999 without
     /// sending a million requests.
     pub fn set_link_stan(&mut self, link: LinkId, stan: corridor_wire::Stan) {

@@ -218,10 +218,10 @@ pub(crate) struct Link {
     pub(crate) paused: bool,
     /// A held request is being handled again (it must not be held behind the others).
     pub(crate) replaying: bool,
-    /// Reads handled; a partial frame's deadline names the read it was first seen at.
-    pub(crate) reads: u64,
-    /// The read at which the partial frame now buffered was first seen.
-    pub(crate) partial_since: Option<u64>,
+    /// When the partial frame now buffered was first seen.
+    pub(crate) partial_since: Option<Instant>,
+    /// A frame timer is set for this link (at most one is).
+    pub(crate) frame_timer: bool,
     pub(crate) frames_in: u64,
     pub(crate) frames_out: u64,
 }
@@ -254,8 +254,8 @@ impl Link {
             held_bytes: 0,
             paused: false,
             replaying: false,
-            reads: 0,
             partial_since: None,
+            frame_timer: false,
             frames_in: 0,
             frames_out: 0,
         }

@@ -29,8 +29,8 @@ pub(crate) enum Timer {
     Late(LinkId, u64),
     /// `link` must have signed on by now.
     SignOn(LinkId),
-    /// A frame `link` started at this read count must be whole by now.
-    Frame(LinkId, u64),
+    /// A frame `link` started must be whole by now.
+    Frame(LinkId),
 }
 
 /// Stale entries tolerated beyond twice the live ones before a compaction.
@@ -112,7 +112,6 @@ impl Timers {
     }
 
     /// Entries queued, stale ones included.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

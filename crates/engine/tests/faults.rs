@@ -354,3 +354,30 @@ fn defect_8_durations_past_the_clock_never_panic() {
     h.advance(Duration::from_secs(3600));
     assert!(h.engine.link_status(iss).is_some());
 }
+
+#[test]
+fn defect_5_the_frame_deadline_keeps_one_timer_per_link_however_many_reads_end_mid_frame() {
+    // A busy pipelining peer: nearly every read ends inside a frame. A timer per read would
+    // pile up (and once made the switch 5x slower); there is one per link.
+    let mut h = Harness::new();
+    let acq2 = h.up(L_ACQ2);
+    let frame = echo_frame("000001");
+    let (head, tail) = frame.split_at(7);
+    h.send_raw(acq2, head);
+    // 20,000 reads a millisecond apart: 20 s of frames, each finished well within its own
+    // deadline, none of them whole in one read.
+    for _ in 0..20_000 {
+        let mut chunk = tail.to_vec();
+        chunk.extend_from_slice(head);
+        h.now += Duration::from_millis(1);
+        h.send_raw(acq2, &chunk);
+        if h.engine.poll_timeout().is_some_and(|t| t <= h.now) {
+            h.advance(Duration::ZERO);
+        }
+    }
+    assert!(h.engine.timers_queued() < 100, "{} timers", h.engine.timers_queued());
+    assert!(h.closed.is_empty(), "a peer that finishes every frame in time is never closed: {:?}", h.closed);
+    // And the deadline still holds for the partial frame left at the end.
+    h.advance(FRAME_TIMEOUT);
+    assert_eq!(h.closed, vec![(acq2, CloseReason::FrameTimeout)]);
+}

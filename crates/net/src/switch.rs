@@ -727,13 +727,10 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
     let reader = async {
         let mut buf = BytesMut::new();
-        // What the next read asks for: doubles while reads fill it, halves when they don't.
+        // What the next read asks for: doubles while reads fill it, halves while they come in
+        // well under it; an idle link keeps READ_MIN_BYTES.
         let mut want = READ_MIN_BYTES;
         loop {
-            if buf.is_empty() && buf.capacity() > 2 * want.max(READ_MIN_BYTES) {
-                // A burst is over: give its buffer back.
-                buf = BytesMut::new();
-            }
             buf.reserve(want);
             let room = buf.capacity() - buf.len();
             let n = match rd.read_buf(&mut buf).await {
@@ -741,7 +738,11 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 Ok(n) => n,
                 Err(_) => return "read error",
             };
-            want = if n >= room { (want * 2).min(READ_CHUNK_BYTES) } else { (want / 2).max(READ_MIN_BYTES) };
+            if n >= room {
+                want = (want * 2).min(READ_CHUNK_BYTES);
+            } else if n < want / 4 {
+                want = (want / 2).max(READ_MIN_BYTES);
+            }
             let mut state = shared.engine.borrow_mut().handle_read(link, &mut buf, Instant::now());
             shared.flush();
             // Paused: the originator is at its in-flight limit with requests waiting; read
@@ -753,6 +754,10 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             if state == ReadState::Closed {
                 return "closed by the switch";
+            }
+            if buf.is_empty() && buf.capacity() > 4 * want {
+                // A burst is over: give its buffer back.
+                buf = BytesMut::new();
             }
         }
     };
