@@ -466,6 +466,34 @@ fn transport_tag(t: &Transport) -> &'static str {
     }
 }
 
+impl Loaded {
+    /// The engine this configuration describes, anchored to the wall clock now.
+    #[must_use]
+    pub fn into_parts(self) -> (corridor_engine::Engine, NetConfig) {
+        (corridor_engine::Engine::new(self.engine, corridor_engine::WallClock::now()), self.net)
+    }
+
+    /// Binds the switch this configuration describes (inside a tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// A listening address that cannot be bound.
+    pub async fn bind(self) -> std::io::Result<corridor_net::Switch> {
+        let (engine, net) = self.into_parts();
+        corridor_net::Switch::bind(engine, net).await
+    }
+
+    /// Starts the switch this configuration describes on a thread of its own.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start or a listening address cannot be bound.
+    pub fn start(self) -> std::io::Result<corridor_net::Running> {
+        let (engine, net) = self.into_parts();
+        corridor_net::Running::start(engine, net)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,33 +649,5 @@ mod tests {
         assert_eq!(c.engine.routes.routes().len(), 1_000_003);
         assert!(summary(&c).contains("... and 999953 more"));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-impl Loaded {
-    /// The engine this configuration describes, anchored to the wall clock now.
-    #[must_use]
-    pub fn into_parts(self) -> (corridor_engine::Engine, NetConfig) {
-        (corridor_engine::Engine::new(self.engine, corridor_engine::WallClock::now()), self.net)
-    }
-
-    /// Binds the switch this configuration describes (inside a tokio runtime).
-    ///
-    /// # Errors
-    ///
-    /// A listening address that cannot be bound.
-    pub async fn bind(self) -> std::io::Result<corridor_net::Switch> {
-        let (engine, net) = self.into_parts();
-        corridor_net::Switch::bind(engine, net).await
-    }
-
-    /// Starts the switch this configuration describes on a thread of its own.
-    ///
-    /// # Errors
-    ///
-    /// The runtime cannot start or a listening address cannot be bound.
-    pub fn start(self) -> std::io::Result<corridor_net::Running> {
-        let (engine, net) = self.into_parts();
-        corridor_net::Running::start(engine, net)
     }
 }

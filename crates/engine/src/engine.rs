@@ -509,13 +509,7 @@ impl Engine {
     /// came, and wakes readers that can read again.
     fn run_held(&mut self, now: Instant) {
         while let Some(link) = self.resumable.pop_front() {
-            loop {
-                let Some(l) = self.links.get_mut(&link) else { break };
-                if l.closing || l.origin_full() {
-                    break;
-                }
-                let Some((correlation, body)) = l.held.pop_front() else { break };
-                l.held_bytes -= body.len();
+            while let Some((correlation, body)) = self.next_held(link) {
                 self.replay(link, correlation, body, now);
             }
             let Some(l) = self.links.get_mut(&link) else { continue };
@@ -524,6 +518,14 @@ impl Engine {
                 self.events.push_back(Event::Resume { link });
             }
         }
+    }
+
+    /// The next request `link` has held, if its originator has a free slot.
+    fn next_held(&mut self, link: LinkId) -> Option<(u64, Bytes)> {
+        let l = self.links.get_mut(&link).filter(|l| !l.closing && !l.origin_full())?;
+        let (correlation, body) = l.held.pop_front()?;
+        l.held_bytes -= body.len();
+        Some((correlation, body))
     }
 
     /// Handles a held request as if it had just arrived.
