@@ -10,6 +10,7 @@
 //!
 //! - [`limits`]: the bounds of this layer.
 //! - [`backoff`]: reconnection delays, one for every transport.
+//! - [`error`]: what setting up a link's TLS or QUIC, or authenticating its peer, can fail with.
 //! - [`quic`]: QUIC links (quinn): lanes of native frames, mutual TLS 1.3, explicit limits.
 //! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
 //! - [`switch`]: the transports as one enum, listeners, connectors, the per-connection
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod error;
 pub mod handle;
 pub mod limits;
 pub mod quic;
@@ -28,6 +30,7 @@ pub mod running;
 pub mod switch;
 pub mod tls;
 
+pub use error::LinkError;
 pub use handle::{Handle, LinkSnapshot, Shutdown};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;

@@ -13,7 +13,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use quinn::{crypto::rustls::QuicClientConfig, crypto::rustls::QuicServerConfig, Endpoint, VarInt};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::tls::{client_config, server_config, Identity, PeerCert, TlsFiles};
+use crate::{
+    error::LinkError,
+    tls::{client_config, server_config, Identity, PeerCert, TlsFiles},
+};
 
 /// The application protocol a Corridor QUIC connection negotiates.
 pub const ALPN: &[u8] = b"corridor/1";
@@ -45,7 +48,7 @@ impl Default for QuicSettings {
 }
 
 impl QuicSettings {
-    fn transport(&self) -> Result<quinn::TransportConfig, String> {
+    fn transport(&self) -> Result<quinn::TransportConfig, LinkError> {
         let mut t = quinn::TransportConfig::default();
         let lanes = u32::from(self.lanes.clamp(1, LANES_MAX));
         t.max_concurrent_bidi_streams(VarInt::from_u32(lanes))
@@ -61,7 +64,9 @@ impl QuicSettings {
             }))
             .keep_alive_interval(Some(self.keep_alive))
             .max_idle_timeout(Some(
-                self.idle_timeout.try_into().map_err(|_| "idle timeout too long".to_owned())?,
+                self.idle_timeout
+                    .try_into()
+                    .map_err(|_| LinkError::Settings("idle timeout too long".into()))?,
             ));
         Ok(t)
     }
@@ -107,18 +112,18 @@ impl QuicLink {
         dial: bool,
         identity: Identity,
         settings: QuicSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LinkError> {
         identity.require("QUIC")?;
         if settings.lanes == 0 || settings.lanes > LANES_MAX {
-            return Err(format!("lanes must be 1-{LANES_MAX}"));
+            return Err(LinkError::Settings(format!("lanes must be 1-{LANES_MAX}")));
         }
         if settings.keep_alive >= settings.idle_timeout {
-            return Err("keep_alive_ms must be below idle_timeout_ms".into());
+            return Err(LinkError::Settings("keep_alive_ms must be below idle_timeout_ms".into()));
         }
         let transport = Arc::new(settings.transport()?);
         if dial {
             let (tls, name) = client_config(files, &[ALPN])?;
-            let crypto = QuicClientConfig::try_from(tls).map_err(|e| format!("QUIC client: {e}"))?;
+            let crypto = QuicClientConfig::try_from(tls).map_err(|e| LinkError::config("QUIC client", e))?;
             let mut c = quinn::ClientConfig::new(Arc::new(crypto));
             c.transport_config(transport);
             let name = match name {
@@ -130,7 +135,7 @@ impl QuicLink {
         } else {
             // rustls's default max_early_data_size is 0: the server never accepts 0-RTT.
             let tls = server_config(files, &[ALPN])?;
-            let crypto = QuicServerConfig::try_from(tls).map_err(|e| format!("QUIC server: {e}"))?;
+            let crypto = QuicServerConfig::try_from(tls).map_err(|e| LinkError::config("QUIC server", e))?;
             let mut s = quinn::ServerConfig::with_crypto(Arc::new(crypto));
             s.transport_config(transport);
             // A peer must prove its address before the switch keeps state for it.
@@ -144,7 +149,7 @@ impl QuicLink {
     /// # Errors
     ///
     /// No certificate, or one of somebody else.
-    pub fn authorize(&self, conn: &quinn::Connection) -> Result<PeerCert, String> {
+    pub fn authorize(&self, conn: &quinn::Connection) -> Result<PeerCert, LinkError> {
         let chain = conn.peer_identity().and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
         self.identity.authorize(chain.as_deref().map(Vec::as_slice))
     }

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     backoff::Backoff,
+    error::{DialError, LinkError},
     handle::{Command, Handle, LinkSnapshot, Shutdown},
     limits::{
         DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL,
@@ -472,7 +473,7 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
 /// What one connection attempt of a dialed link ended with.
 enum Attempt {
     /// It never came up.
-    Failed(String),
+    Failed(DialError),
     /// It came up and later ended.
     Ended,
 }
@@ -520,8 +521,8 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
 async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
     let stream = match tokio::time::timeout(d.connect_timeout, TcpStream::connect(d.address)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Attempt::Failed(e.to_string()),
-        Err(_) => return Attempt::Failed("timed out".into()),
+        Ok(Err(e)) => return Attempt::Failed(DialError::Connect(e)),
+        Err(_) => return Attempt::Failed(DialError::TimedOut),
     };
     if let Err(e) = stream.set_nodelay(true) {
         debug!(link = %d.name, error = %e, "cannot set TCP_NODELAY");
@@ -533,7 +534,7 @@ async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
                 Err(e) => return Attempt::Failed(e),
             };
             let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
-                return Attempt::Failed("switch at its link limit".into());
+                return Attempt::Failed(DialError::LinkLimit);
             };
             let conn = register(shared, link, d.spec);
             let (rd, wr) = tokio::io::split(s);
@@ -541,7 +542,7 @@ async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
         }
         _ => {
             let Some(link) = shared.engine.borrow_mut().link_up(d.spec, Instant::now()) else {
-                return Attempt::Failed("switch at its link limit".into());
+                return Attempt::Failed(DialError::LinkLimit);
             };
             info!(link = %d.name, address = %d.address, id = %link, "connected");
             let conn = register(shared, link, d.spec);
@@ -556,22 +557,24 @@ async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
 /// signs on as a link of its own), and wait for the connection to end.
 async fn dial_quic(shared: &Rc<Shared>, d: &Dial, endpoint: &quinn::Endpoint, q: &QuicLink) -> Attempt {
     let QuicSide::Client(client, server_name) = &q.side else {
-        return Attempt::Failed("a dialed QUIC link needs a client side".into());
+        return Attempt::Failed(DialError::Link(LinkError::Settings(
+            "a dialed QUIC link needs a client side".into(),
+        )));
     };
     let connecting = match endpoint.connect_with(client.clone(), d.address, server_name) {
         Ok(c) => c,
-        Err(e) => return Attempt::Failed(e.to_string()),
+        Err(e) => return Attempt::Failed(DialError::QuicConnect(e)),
     };
     let conn = match tokio::time::timeout(d.connect_timeout, connecting).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Attempt::Failed(e.to_string()),
-        Err(_) => return Attempt::Failed("timed out".into()),
+        Ok(Err(e)) => return Attempt::Failed(DialError::QuicConnection(e)),
+        Err(_) => return Attempt::Failed(DialError::TimedOut),
     };
     let who = match q.authorize(&conn) {
         Ok(who) => who,
         Err(e) => {
             conn.close(VarInt::from_u32(1), b"wrong participant");
-            return Attempt::Failed(format!("wrong participant: {e}"));
+            return Attempt::Failed(e.into());
         }
     };
     info!(link = %d.name, address = %d.address, certificate = %who, lanes = q.settings.lanes, "connected over QUIC");
@@ -664,22 +667,18 @@ async fn dial_tls(
     d: &Dial,
     tls: &LinkTls,
     stream: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialError> {
     let TlsSide::Connect(connector, name) = &tls.side else {
-        return Err("a dialed TLS link needs a client side".into());
+        return Err(LinkError::Settings("a dialed TLS link needs a client side".into()).into());
     };
     let s = match tokio::time::timeout(TLS_HANDSHAKE_MAX, connector.connect(name.clone(), stream)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
-        Err(_) => return Err("TLS handshake timed out".into()),
+        Ok(Err(e)) => return Err(DialError::Handshake(e)),
+        Err(_) => return Err(DialError::TimedOut),
     };
-    match tls.authorize(s.get_ref().1.peer_certificates()) {
-        Ok(who) => {
-            info!(link = %d.name, address = %d.address, certificate = %who, "connected over TLS");
-            Ok(s)
-        }
-        Err(e) => Err(format!("wrong participant: {e}")),
-    }
+    let who = tls.authorize(s.get_ref().1.peer_certificates())?;
+    info!(link = %d.name, address = %d.address, certificate = %who, "connected over TLS");
+    Ok(s)
 }
 
 /// The handles a connection task waits on: woken to write or to read again, told to close.

@@ -6,6 +6,8 @@
 
 use std::{fmt, path::PathBuf, sync::Arc};
 
+use crate::error::LinkError;
+
 use rustls::{
     pki_types::{pem::PemObject, CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName},
     server::WebPkiClientVerifier,
@@ -57,12 +59,9 @@ impl Identity {
     /// # Errors
     ///
     /// The participant has no certificate identity.
-    pub fn require(&self, kind: &str) -> Result<(), String> {
+    pub fn require(&self, transport: &'static str) -> Result<(), LinkError> {
         if self.is_empty() {
-            return Err(format!(
-                "participant {} has {kind} links but no certificate identity (tls_subject_cn or tls_spki_sha256)",
-                self.participant
-            ));
+            return Err(LinkError::NoIdentity { participant: self.participant.clone(), transport });
         }
         Ok(())
     }
@@ -72,13 +71,13 @@ impl Identity {
     /// # Errors
     ///
     /// No certificate, or one of somebody else.
-    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, String> {
-        let leaf = chain.and_then(|c| c.first()).ok_or("the peer presented no certificate")?;
+    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, LinkError> {
+        let leaf = chain.and_then(|c| c.first()).ok_or(LinkError::NoCertificate)?;
         let peer = peer_cert(leaf)?;
         if self.matches(&peer) {
             Ok(peer)
         } else {
-            Err(format!("certificate {peer} is not participant {}'s", self.participant))
+            Err(LinkError::WrongParticipant { peer, participant: self.participant.clone() })
         }
     }
 }
@@ -109,8 +108,9 @@ pub fn hex(b: &[u8]) -> String {
 /// # Errors
 ///
 /// A certificate that does not parse (rustls verified it, so this is unexpected).
-pub fn peer_cert(der: &[u8]) -> Result<PeerCert, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| format!("peer certificate: {e}"))?;
+pub fn peer_cert(der: &[u8]) -> Result<PeerCert, LinkError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| LinkError::BadCertificate(e.to_string()))?;
     let subject_cn =
         cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);
     let spki = cert.public_key().raw;
@@ -125,8 +125,8 @@ pub fn peer_cert(der: &[u8]) -> Result<PeerCert, String> {
 /// # Errors
 ///
 /// A file that cannot be read or holds no certificate.
-pub fn pin_of(pem: &std::path::Path) -> Result<[u8; 32], String> {
-    let der = CertificateDer::from_pem_file(pem).map_err(|e| format!("{}: {e}", pem.display()))?;
+pub fn pin_of(pem: &std::path::Path) -> Result<[u8; 32], LinkError> {
+    let der = CertificateDer::from_pem_file(pem).map_err(|e| LinkError::file(pem, e))?;
     Ok(peer_cert(&der)?.spki_sha256)
 }
 
@@ -134,43 +134,42 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn chain_and_key(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn chain_and_key(files: &TlsFiles) -> Result<ChainAndKey, LinkError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?
+        .map_err(|e| LinkError::file(&files.cert, e))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+        .map_err(|e| LinkError::file(&files.cert, e))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", files.cert.display()));
+        return Err(LinkError::file(&files.cert, "no certificate in it"));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| LinkError::file(&files.key, e))?;
     Ok((chain, key))
 }
 
-fn roots(files: &TlsFiles) -> Result<RootCertStore, String> {
+fn roots(files: &TlsFiles) -> Result<RootCertStore, LinkError> {
     let mut roots = RootCertStore::empty();
     if files.ca.is_empty() {
-        return Err("mutual TLS needs at least one CA (`ca`)".into());
+        return Err(LinkError::NoCa);
     }
     for ca in &files.ca {
-        for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
-            let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
-            roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| LinkError::file(ca, e))? {
+            let c = c.map_err(|e| LinkError::file(ca, e))?;
+            roots.add(c).map_err(|e| LinkError::file(ca, e))?;
         }
     }
     if roots.is_empty() {
-        return Err("the CA files hold no certificate".into());
+        return Err(LinkError::NoCa);
     }
     Ok(roots)
 }
 
-fn crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+fn crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, LinkError> {
     let mut out = Vec::new();
     for path in &files.crl {
-        for c in CertificateRevocationListDer::pem_file_iter(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-        {
-            out.push(c.map_err(|e| format!("{}: {e}", path.display()))?);
+        for c in CertificateRevocationListDer::pem_file_iter(path).map_err(|e| LinkError::file(path, e))? {
+            out.push(c.map_err(|e| LinkError::file(path, e))?);
         }
     }
     Ok(out)
@@ -181,18 +180,18 @@ fn crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 /// # Errors
 ///
 /// A file that cannot be read or parsed, or a key that does not fit the certificate.
-pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, LinkError> {
     let (chain, key) = chain_and_key(files)?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(files)?), provider())
         .with_crls(crls(files)?)
         .build()
-        .map_err(|e| format!("client certificate verifier: {e}"))?;
+        .map_err(|e| LinkError::config("client certificate verifier", e))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(|e| LinkError::config("TLS versions", e))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+        .map_err(|e| LinkError::file(&files.key, e))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -205,24 +204,24 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
 pub fn client_config(
     files: &TlsFiles,
     alpn: &[&[u8]],
-) -> Result<(Arc<ClientConfig>, ServerName<'static>), String> {
+) -> Result<(Arc<ClientConfig>, ServerName<'static>), LinkError> {
     let (chain, key) = chain_and_key(files)?;
     let verifier =
         rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots(files)?), provider())
             .with_crls(crls(files)?)
             .build()
-            .map_err(|e| format!("server certificate verifier: {e}"))?;
+            .map_err(|e| LinkError::config("server certificate verifier", e))?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(|e| LinkError::config("TLS versions", e))?
         .with_webpki_verifier(verifier)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+        .map_err(|e| LinkError::file(&files.key, e))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // Payment messages must not be replayable: no early data.
     config.enable_early_data = false;
     let name = files.server_name.clone().unwrap_or_else(|| "localhost".to_owned());
-    let name = ServerName::try_from(name.clone()).map_err(|e| format!("server name `{name}`: {e}"))?;
+    let name = ServerName::try_from(name.clone()).map_err(|_| LinkError::ServerName(name))?;
     Ok((Arc::new(config), name))
 }
 
@@ -257,7 +256,7 @@ impl LinkTls {
     /// # Errors
     ///
     /// As [`server_config`] and [`client_config`]; an identity that names nothing.
-    pub fn new(files: &TlsFiles, dial: bool, identity: Identity) -> Result<Self, String> {
+    pub fn new(files: &TlsFiles, dial: bool, identity: Identity) -> Result<Self, LinkError> {
         identity.require("TLS")?;
         let side = if dial {
             let (config, name) = client_config(files, &[])?;
@@ -273,7 +272,7 @@ impl LinkTls {
     /// # Errors
     ///
     /// No certificate (cannot happen after a mutual handshake), or one of somebody else.
-    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, String> {
+    pub fn authorize(&self, chain: Option<&[CertificateDer<'_>]>) -> Result<PeerCert, LinkError> {
         self.identity.authorize(chain)
     }
 }
