@@ -236,6 +236,8 @@ pub enum Behaviour {
     IgnoreEchoes,
     /// Approve each financial request this long after it came.
     ApproveAfter(Duration),
+    /// Approve at once, with a 999-character DE 48 in each answer.
+    ApproveLarge,
 }
 
 /// A simulated issuer: listens on loopback, accepts connections, answers by `Behaviour`, and
@@ -376,6 +378,11 @@ fn serve_issuer(
         } else if m.mti().is_request() {
             match behaviour {
                 Behaviour::Approve | Behaviour::IgnoreEchoes => c.send(corr, &answer(&m, "00")),
+                Behaviour::ApproveLarge => {
+                    let mut a = answer(&m, "00");
+                    a.set(corridor_wire::FieldId::new(48).expect("DE 48"), vec![b'x'; 999]).expect("fits");
+                    c.send(corr, &a);
+                }
                 Behaviour::LateApproval => held.push((corr, m)),
                 Behaviour::ApproveAfter(d) => delayed.push_back((Instant::now() + d, corr, m)),
                 Behaviour::Silent | Behaviour::SilentAckAfter(_) => {}

@@ -148,3 +148,49 @@ fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
     let report = switch.stop();
     assert!(report.stats.sign_on_timeouts >= 3, "{:?}", report.stats);
 }
+
+#[test]
+fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() {
+    // As it was found: an acquirer with a small receive buffer stops reading while the
+    // issuer approves with a 999-character DE 48.
+    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveLarge);
+    let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
+    wait_signed_on(&issuer);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&switch.addr("acq-1").into()).unwrap();
+    let mut acq: TcpStream = sock.into();
+    let mut writer = acq.try_clone().unwrap();
+    let sent = 6000u64;
+    let sender = std::thread::spawn(move || {
+        // The switch stops reading once the acquirer is at its limit; this write then waits
+        // and ends when the switch closes the link.
+        let _ = writer.write_all(&frames(sent, 1));
+    });
+    // The switch closes the link once its batch for it passes the bound.
+    let closing = switch.wait_until(|links, _| !links.iter().any(|l| l.name == "acq-1" && !l.status.closing));
+    assert!(closing, "the stalled acquirer's link is closed");
+    // The acquirer reads what reached it before the close.
+    let received = read_answers(&mut acq, usize::MAX, Duration::from_secs(10));
+    sender.join().unwrap();
+    assert!(received.iter().all(|c| c == "00"));
+    // The link goes once its close has lingered; what it had not delivered is reversed then.
+    assert!(switch.wait_until(|links, _| !links.iter().any(|l| l.name == "acq-1")), "the link is gone");
+    switch.wait_quiet();
+    let approved = issuer.seen_mti(200).len();
+    let reversed = issuer.seen_mti(420).len();
+    assert!(
+        reversed > 1000,
+        "approvals were stuck in the switch: {reversed} reversed, {approved} approved, {} received; {:?}",
+        received.len(),
+        switch.handle().report_blocking().map(|r| r.stats)
+    );
+    assert_eq!(
+        approved,
+        received.len() + reversed,
+        "every approval either reached the acquirer or was reversed ({approved} approved, {} received, {reversed} reversed)",
+        received.len()
+    );
+    let report = switch.stop();
+    assert_eq!(report.stats.approvals_reversed as usize, reversed);
+}

@@ -23,6 +23,19 @@ pub const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// limit (with the count of those left out).
 pub const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Kernel send buffer asked for on every TCP link (Linux doubles it). What sits in it when
+/// a link goes has left the switch and counts as delivered; keeping it small keeps that
+/// window small next to the engine's own batch bound, at no cost on a link that reads.
+pub const TCP_SEND_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How long a link the switch closes lingers: its sending side is shut (FIN) after what was
+/// written, and what the peer still sends is read and discarded, so closing with unread
+/// input does not reset the connection and destroy the answers on their way to the peer.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Most bytes a lingering close reads and discards.
+pub const CLOSE_LINGER_BYTES_MAX: usize = 16 << 20;
+
 /// Commands a [`Handle`](crate::Handle) may have queued for the switch.
 pub const HANDLE_QUEUE_MAX: usize = 64;
 

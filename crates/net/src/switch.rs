@@ -27,8 +27,8 @@ use crate::{
     error::{DialError, LinkError},
     handle::{Command, Handle, LinkSnapshot, Shutdown},
     limits::{
-        DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL,
-        TLS_HANDSHAKE_MAX,
+        CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX, READ_CHUNK_BYTES,
+        READ_MIN_BYTES, REFUSED_LOG_INTERVAL, TCP_SEND_BUFFER_BYTES, TLS_HANDSHAKE_MAX,
     },
     quic::{endpoint, QuicLink, QuicSide},
     tls::{LinkTls, TlsSide},
@@ -121,6 +121,8 @@ struct Conn {
     writable: Rc<Notify>,
     resume: Rc<Notify>,
     closed: CancellationToken,
+    /// Whether a close by the switch lingers (see [`linger`]).
+    linger: Rc<Cell<bool>>,
     spec: usize,
 }
 
@@ -150,6 +152,9 @@ impl Shared {
                     // The engine logged why; this only acts on it.
                     debug!(%link, ?reason, "closing connection");
                     if let Some(c) = conns.get(&link) {
+                        // A peer that never signed on was sent no financial answer: nothing
+                        // of its is on the way, and it does not keep its slot while lingering.
+                        c.linger.set(!matches!(reason, corridor_engine::CloseReason::NoSignOn));
                         c.closed.cancel();
                     }
                 }
@@ -368,6 +373,16 @@ async fn timer_loop(shared: Rc<Shared>) {
     }
 }
 
+/// Socket options every TCP link gets: no Nagle delay, a bounded kernel send buffer.
+fn tune(stream: &TcpStream, link: &str) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(link, error = %e, "cannot set TCP_NODELAY");
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(TCP_SEND_BUFFER_BYTES) {
+        debug!(link, error = %e, "cannot set SO_SNDBUF");
+    }
+}
+
 /// Connections a listening link refused at its limit, logged at most once an interval.
 struct Refusals {
     since: Option<Instant>,
@@ -409,9 +424,7 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
             refusals.refused(&l.name, l.connections_max);
             continue;
         }
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(link = %l.name, error = %e, "cannot set TCP_NODELAY");
-        }
+        tune(&stream, &l.name);
         let acceptor = match &l.transport {
             Transport::Tls(LinkTls { side: TlsSide::Accept(a), .. }) => a.clone(),
             _ => {
@@ -524,9 +537,7 @@ async fn dial_tcp(shared: &Rc<Shared>, d: &Dial) -> Attempt {
         Ok(Err(e)) => return Attempt::Failed(DialError::Connect(e)),
         Err(_) => return Attempt::Failed(DialError::TimedOut),
     };
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(link = %d.name, error = %e, "cannot set TCP_NODELAY");
-    }
+    tune(&stream, &d.name);
     match &d.transport {
         Transport::Tls(tls) => {
             let s = match dial_tls(d, tls, stream).await {
@@ -681,11 +692,13 @@ async fn dial_tls(
     Ok(s)
 }
 
-/// The handles a connection task waits on: woken to write or to read again, told to close.
+/// The handles a connection task waits on: woken to write or to read again, told to close
+/// (and whether to linger).
 struct Handles {
     writable: Rc<Notify>,
     resume: Rc<Notify>,
     closed: CancellationToken,
+    linger: Rc<Cell<bool>>,
 }
 
 /// Records a new connection of link `spec` with the switch.
@@ -693,11 +706,18 @@ fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let writable = Rc::new(Notify::new());
     let resume = Rc::new(Notify::new());
     let closed = CancellationToken::new();
+    let linger = Rc::new(Cell::new(true));
     shared.conns.borrow_mut().insert(
         link,
-        Conn { writable: Rc::clone(&writable), resume: Rc::clone(&resume), closed: closed.clone(), spec },
+        Conn {
+            writable: Rc::clone(&writable),
+            resume: Rc::clone(&resume),
+            closed: closed.clone(),
+            linger: Rc::clone(&linger),
+            spec,
+        },
     );
-    Handles { writable, resume, closed }
+    Handles { writable, resume, closed, linger }
 }
 
 /// When a connection's written bytes count as delivered to the socket.
@@ -710,6 +730,25 @@ enum Reports {
     OnFlush,
 }
 
+/// A close the switch decided: shut the sending side after what was written (FIN), then
+/// read and discard what the peer still sends until it closes too, for a bounded time and
+/// size. Closing a socket with unread input would reset the connection instead, and a reset
+/// makes the peer's kernel drop the answers it had received but not yet read.
+async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(rd: &mut R, wr: &mut W) {
+    let drain = async {
+        let _ = wr.shutdown().await;
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut total = 0usize;
+        while total < CLOSE_LINGER_BYTES_MAX {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
+}
+
 /// Drives one connection until either side closes it or the engine gives up on it.
 async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     shared: Rc<Shared>,
@@ -719,7 +758,7 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut wr: W,
     reports: Reports,
 ) {
-    let Handles { writable, resume, closed } = handles;
+    let Handles { writable, resume, closed, linger: lingers } = handles;
     // The engine may already have written to the link (a sign-on): flush it.
     shared.flush();
     writable.notify_one();
@@ -796,6 +835,9 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         why = writer => why,
         () = closed.cancelled() => "closed by the switch",
     };
+    if why == "closed by the switch" && lingers.get() {
+        linger(&mut rd, &mut wr).await;
+    }
     debug!(%link, why, "connection closed");
     shared.conns.borrow_mut().remove(&link);
     shared.engine.borrow_mut().link_down(link, Instant::now());
