@@ -194,3 +194,64 @@ fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() 
     let report = switch.stop();
     assert_eq!(report.stats.approvals_reversed as usize, reversed);
 }
+
+#[test]
+fn an_approval_too_big_for_the_acquirers_link_is_answered_96_and_reversed() {
+    // The acquirer's link takes bodies of at most 400 bytes; the issuer approves with a
+    // 999-character DE 48.
+    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveLarge);
+    let switch =
+        TestSwitch::start(&config(issuer.addr, "  sign_on_required = false\n  frame_bytes_max = 400"));
+    wait_signed_on(&issuer);
+    let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
+    s.write_all(&frames(10, 1)).unwrap();
+    let codes = read_answers(&mut s, 10, WAIT_MAX);
+    assert_eq!(codes, vec!["96"; 10], "10 approved, 10 answered (96)");
+    assert!(
+        issuer.wait_for(WAIT_MAX, |m| m.iter().filter(|m| m.mti() == Mti::REVERSAL_ADVICE).count() == 10),
+        "and 10 reversed"
+    );
+    let report = switch.stop();
+    assert_eq!(report.stats.unrelayable, 10);
+}
+
+#[test]
+fn an_issuer_that_stops_answering_is_out_of_routing_after_three_timeouts_not_echoes() {
+    // Two links to the issuer; one goes silent (it reads and answers nothing). Echoes are
+    // 30 s apart: only the timeouts in a row can take it out of routing in time. It redials
+    // after 5 s, so the rounds below see it gone.
+    let silent = Issuer::start(Wire::Native, Behaviour::Silent);
+    let good = Issuer::start(Wire::Native, Behaviour::Approve);
+    let link = |name: &str, addr: std::net::SocketAddr| {
+        format!(
+            "  [[participant.link]]\n  name = \"{name}\"\n  mode = \"dial\"\n  address = \"{addr}\"\n  \
+             framing = \"native\"\n  dialect = \"native\"\n  reconnect_min_ms = 5000\n  reconnect_max_ms = 5000\n"
+        )
+    };
+    let text = format!(
+        "[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  \
+         [[participant.link]]\n  name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  \
+         framing = \"native\"\n  dialect = \"native\"\n  sign_on_required = false\n\n\
+         [[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n{}{}\n\
+         [[route]]\ndefault = true\ndestination = \"iss\"\ntimeout_ms = 300\n",
+        link("iss-silent", silent.addr),
+        link("iss-good", good.addr)
+    );
+    let switch = TestSwitch::start(&text);
+    switch.wait_signed_on(&["iss-silent", "iss-good"]);
+    let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
+    let mut rounds = Vec::new();
+    for round in 0..4u64 {
+        // Ten at once: least-outstanding routing spreads them over both links.
+        s.write_all(&frames(10, 1 + round * 10)).unwrap();
+        let mut codes = read_answers(&mut s, 10, WAIT_MAX);
+        codes.sort();
+        rounds.push(codes);
+    }
+    let timeouts: Vec<usize> = rounds.iter().map(|r| r.iter().filter(|c| *c == "68").count()).collect();
+    assert!(timeouts[0] > 0 && timeouts[0] <= 5, "the first round meets the silent link: {rounds:?}");
+    assert_eq!(&timeouts[1..], &[0, 0, 0], "then it is out of routing: {rounds:?}");
+    assert!(rounds.iter().all(|r| r.len() == 10), "every request answered: {rounds:?}");
+    let report = switch.stop();
+    assert_eq!(report.stats.unresponsive_links, 1, "{:?}", report.stats);
+}
