@@ -37,7 +37,7 @@ fn an_aioquic_partner_signs_on_and_is_answered_on_its_lane() {
     let certs = CertDir::new("aioquic");
     let partner = certs.ca.issue("partner", 30).unwrap();
     certs.write("partner", &partner);
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let config = format!(
         r#"
 [[participant]]

@@ -17,46 +17,24 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor_wire::{
-    de, Dialect, LengthDelimited, LengthHeader, Message, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX,
-};
+use corridor_wire::{de, Message, Mti, OwnedMessage};
 
 /// Longest any test peer waits for anything.
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// How a peer frames and encodes.
-#[derive(Clone, Copy, Debug)]
-pub enum Wire {
-    /// Native frames, native bodies.
-    Native,
-    /// A length header and a classic dialect.
-    Classic(LengthHeader, Dialect),
-}
+/// How a peer frames and encodes: `corridor-wire`'s framing and dialect pair.
+pub use corridor_wire::Wire;
 
-impl Wire {
-    fn dialect(self) -> Dialect {
-        match self {
-            Self::Native => Dialect::Native,
-            Self::Classic(_, d) => d,
-        }
-    }
-
-    /// Frames `m` with `correlation` (native only).
-    ///
-    /// # Panics
-    ///
-    /// If `m` does not encode: a test bug.
-    #[must_use]
-    pub fn frame(self, correlation: u64, m: &OwnedMessage) -> Vec<u8> {
-        let body = m.to_bytes(self.dialect()).expect("test messages encode");
-        let mut out = BytesMut::new();
-        match self {
-            Self::Native => NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, &mut out),
-            Self::Classic(h, _) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut out),
-        }
-        .expect("test messages fit a frame");
-        out.to_vec()
-    }
+/// Frames `m` for `wire` with `correlation` (native only).
+///
+/// # Panics
+///
+/// If `m` does not encode: a test bug.
+#[must_use]
+pub fn frame(wire: Wire, correlation: u64, m: &OwnedMessage) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    wire.frame(correlation, &mut out, |b| m.encode(wire.dialect, b)).expect("test messages fit a frame");
+    out.to_vec()
 }
 
 /// One connection speaking the protocol, blocking.
@@ -90,7 +68,7 @@ impl Conn {
     ///
     /// If the write fails.
     pub fn send(&mut self, correlation: u64, m: &OwnedMessage) {
-        let bytes = self.wire.frame(correlation, m);
+        let bytes = frame(self.wire, correlation, m);
         self.stream.write_all(&bytes).expect("write");
     }
 
@@ -111,18 +89,9 @@ impl Conn {
     pub fn recv_within(&mut self, wait: Duration) -> Option<(u64, OwnedMessage)> {
         let deadline = Instant::now() + wait;
         loop {
-            let frame = match self.wire {
-                Wire::Native => NativeFramer::new(FRAME_BYTES_MAX)
-                    .decode(&mut self.buf)
-                    .expect("valid frame")
-                    .map(|f| (f.correlation(), f.into_body())),
-                Wire::Classic(h, _) => LengthDelimited::new(h, FRAME_BYTES_MAX)
-                    .decode(&mut self.buf)
-                    .expect("valid frame")
-                    .map(|b| (0, b.freeze())),
-            };
+            let frame = self.wire.decoder().decode(&mut self.buf).expect("valid frame");
             if let Some((c, body)) = frame {
-                let m = Message::parse(self.wire.dialect(), body).expect("the switch sends valid messages");
+                let m = Message::parse(self.wire.dialect, body).expect("the switch sends valid messages");
                 return Some((c, OwnedMessage::from(&m)));
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -70,7 +70,7 @@ fn frames(n: u64, from: u64) -> Vec<u8> {
 
 #[test]
 fn three_thousand_pipelined_requests_on_one_connection_are_all_approved() {
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
     wait_signed_on(&issuer);
     let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
@@ -92,7 +92,7 @@ fn three_thousand_pipelined_requests_on_one_connection_are_all_approved() {
 #[test]
 fn approvals_for_an_acquirer_that_went_are_reversed_to_the_issuer() {
     // The issuer approves after 300 ms; the acquirer sends 20 and closes at once.
-    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveAfter(Duration::from_millis(300)));
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveAfter(Duration::from_millis(300)));
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
     wait_signed_on(&issuer);
     let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
@@ -112,7 +112,7 @@ fn approvals_for_an_acquirer_that_went_are_reversed_to_the_issuer() {
 
 #[test]
 fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&config(
         issuer.addr,
         "  connections_max = 4\n  sign_on_timeout_ms = 500\n  frame_timeout_ms = 500",
@@ -130,16 +130,16 @@ fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
     }
     zero.write_all(&zero_frames).unwrap();
     let quiet = TcpStream::connect(addr).unwrap();
-    let mut echoer = Conn::connect(addr, Wire::Native);
+    let mut echoer = Conn::connect(addr, Wire::NATIVE);
     let mut echo = corridor_wire::OwnedMessage::new(Mti::NETWORK_REQUEST);
     echo.set(de::STAN, "000001").unwrap().set(de::NETWORK_CODE, "301").unwrap();
     echoer.send(1, &echo);
     // A fifth is refused while they hold the slots...
-    let mut fifth = Conn::connect(addr, Wire::Native);
+    let mut fifth = Conn::connect(addr, Wire::NATIVE);
     assert!(fifth.closed_within(WAIT_MAX), "refused at the limit");
     // ...and they are all closed at the sign-on deadline, so the acquirer gets in.
     assert!(echoer.closed_within(WAIT_MAX), "an echoing peer that never signs on is closed");
-    let mut acq = Conn::connect(addr, Wire::Native);
+    let mut acq = Conn::connect(addr, Wire::NATIVE);
     acq.sign_on();
     acq.send(9, &purchase(PAN, "000009", "12345678"));
     let (c, r) = acq.recv_app_within(WAIT_MAX).expect("the legitimate acquirer is served");
@@ -153,7 +153,7 @@ fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
 fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() {
     // As it was found: an acquirer with a small receive buffer stops reading while the
     // issuer approves with a 999-character DE 48.
-    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveLarge);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveLarge);
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
     wait_signed_on(&issuer);
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -168,6 +168,7 @@ fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() 
         let _ = writer.write_all(&frames(sent, 1));
     });
     // The switch closes the link once its batch for it passes the bound.
+    assert!(switch.wait_until(|links, _| links.iter().any(|l| l.name == "acq-1")), "the acquirer is up");
     let closing = switch.wait_until(|links, _| !links.iter().any(|l| l.name == "acq-1" && !l.status.closing));
     assert!(closing, "the stalled acquirer's link is closed");
     // The acquirer reads what reached it before the close.
@@ -199,7 +200,7 @@ fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() 
 fn an_approval_too_big_for_the_acquirers_link_is_answered_96_and_reversed() {
     // The acquirer's link takes bodies of at most 400 bytes; the issuer approves with a
     // 999-character DE 48.
-    let issuer = Issuer::start(Wire::Native, Behaviour::ApproveLarge);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveLarge);
     let switch =
         TestSwitch::start(&config(issuer.addr, "  sign_on_required = false\n  frame_bytes_max = 400"));
     wait_signed_on(&issuer);
@@ -220,8 +221,8 @@ fn an_issuer_that_stops_answering_is_out_of_routing_after_three_timeouts_not_ech
     // Two links to the issuer; one goes silent (it reads and answers nothing). Echoes are
     // 30 s apart: only the timeouts in a row can take it out of routing in time. It redials
     // after 5 s, so the rounds below see it gone.
-    let silent = Issuer::start(Wire::Native, Behaviour::Silent);
-    let good = Issuer::start(Wire::Native, Behaviour::Approve);
+    let silent = Issuer::start(Wire::NATIVE, Behaviour::Silent);
+    let good = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let link = |name: &str, addr: std::net::SocketAddr| {
         format!(
             "  [[participant.link]]\n  name = \"{name}\"\n  mode = \"dial\"\n  address = \"{addr}\"\n  \

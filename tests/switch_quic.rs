@@ -83,7 +83,7 @@ async fn ready(lane: &mut Lane, mut stan: u64) -> u64 {
 #[tokio::test]
 async fn a_partner_over_quic_reaches_an_issuer_over_tcp_on_every_lane() {
     let certs = CertDir::new("quic-ok");
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&partner_config(&certs, issuer.addr));
     let me = certs.ca.issue("partner", 30).unwrap();
     let conn = connect(switch.addr("partner-quic"), &certs.ca.cert_pem(), Some(&me)).await.unwrap();
@@ -124,7 +124,7 @@ async fn a_partner_over_quic_reaches_an_issuer_over_tcp_on_every_lane() {
 #[tokio::test]
 async fn quic_refuses_every_other_certificate_and_spoofed_ids() {
     let certs = CertDir::new("quic-refused");
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&partner_config(&certs, issuer.addr));
     let addr = switch.addr("partner-quic");
     let ca = certs.ca.cert_pem();
@@ -173,7 +173,7 @@ async fn quic_refuses_every_other_certificate_and_spoofed_ids() {
 #[tokio::test]
 async fn a_peer_cannot_open_more_lanes_than_the_link_allows() {
     let certs = CertDir::new("quic-lanes");
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     // The partner's link accepts 4 lanes a connection.
     let switch = TestSwitch::start(&partner_config(&certs, issuer.addr));
     let me = certs.ca.issue("partner", 30).unwrap();
@@ -200,7 +200,7 @@ async fn a_peer_cannot_open_more_lanes_than_the_link_allows() {
 #[tokio::test]
 async fn a_stalled_lane_delays_no_other() {
     let certs = CertDir::new("quic-stall");
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&partner_config(&certs, issuer.addr));
     let me = certs.ca.issue("partner", 30).unwrap();
     let conn = connect(switch.addr("partner-quic"), &certs.ca.cert_pem(), Some(&me)).await.unwrap();
@@ -225,9 +225,10 @@ async fn a_stalled_lane_delays_no_other() {
     switch.stop();
 }
 
-#[tokio::test]
-async fn an_issuer_whose_quic_connection_drops_mid_flight_leaves_requests_answered_68() {
-    let certs = CertDir::new("quic-drop");
+/// A switch that dials an issuer over QUIC on two lanes (route timeout 400 ms), the issuer's
+/// side of that connection, and its two lanes, each signed on.
+async fn quic_issuer(name: &str) -> (CertDir, TestSwitch, quinn::Connection, Vec<Lane>) {
+    let certs = CertDir::new(name);
     let issuer_cert = certs.ca.issue("iss", 30).unwrap();
     certs.write("iss", &issuer_cert);
     let server = server(&certs.dir.join("iss.pem"), &certs.dir.join("iss.key"), &certs.dir.join("ca.pem"));
@@ -281,11 +282,52 @@ timeout_ms = 400
         lane.send(c, &r).await.unwrap();
         lanes.push(lane);
     }
+    // Both lanes signed on as the switch sees it.
+    let handle = switch.handle().clone();
+    let signed = tokio::time::timeout(WAIT, async {
+        loop {
+            let links = handle.links().await.unwrap_or_default();
+            if links.iter().filter(|l| l.name == "iss-quic" && l.status.signed_on).count() == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    signed.await.expect("both lanes signed on");
+    (certs, switch, conn, lanes)
+}
+
+#[tokio::test]
+async fn a_draining_switch_signs_off_its_quic_lanes_and_closes_the_connection() {
+    let (_certs, switch, conn, mut lanes) = quic_issuer("quic-drain").await;
+    let stopper = tokio::task::spawn_blocking(move || switch.stop());
+    // Each lane is signed off before the connection goes (it is not cut at the drain's start).
+    for lane in &mut lanes {
+        let (c, m) = lane.recv(WAIT).await.unwrap().expect("a sign-off on every lane");
+        assert_eq!((m.mti(), m.get(de::NETWORK_CODE)), (Mti::NETWORK_REQUEST, Some(&b"002"[..])));
+        let mut r = m.clone();
+        r.set_mti(Mti::NETWORK_RESPONSE);
+        r.set(de::RESPONSE_CODE, "00").unwrap();
+        let _ = lane.send(c, &r).await;
+    }
+    let report = stopper.await.unwrap();
+    assert_eq!(report.requests_pending, 0);
+    // And the connection is closed by the switch, not left to the idle timeout.
+    let why = tokio::time::timeout(WAIT, conn.closed()).await.expect("closed");
+    assert!(
+        matches!(&why, quinn::ConnectionError::ApplicationClosed(c) if c.reason.as_ref() == b"switch stopping"),
+        "{why:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_whose_quic_connection_drops_mid_flight_leaves_requests_answered_68() {
+    let (_certs, switch, conn, mut lanes) = quic_issuer("quic-drop").await;
     // An acquirer over TCP sends a purchase; it reaches one of the lanes; the issuer then
     // drops the whole connection without answering.
     let acq_addr = switch.addr("acq-1");
     let acquirer = tokio::task::spawn_blocking(move || {
-        let mut a = Conn::connect(acq_addr, Wire::Native);
+        let mut a = Conn::connect(acq_addr, Wire::NATIVE);
         a.sign_on();
         a.send(42, &purchase("4761739001010010", "000042", "12345678"));
         a.recv_app_within(WAIT)

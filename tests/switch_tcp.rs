@@ -12,8 +12,8 @@ use corridor_tests::{
 use corridor_wire::{de, Dialect, LengthHeader, Mti};
 
 const PAN_A: &str = "4761739001010010";
-const ASCII_BIN2: Wire = Wire::Classic(LengthHeader::Bin2, Dialect::Iso87Ascii);
-const HEX_ASCII4: Wire = Wire::Classic(LengthHeader::Ascii4, Dialect::Iso87Hex);
+const ASCII_BIN2: Wire = Wire::classic(LengthHeader::Bin2, Dialect::Iso87Ascii);
+const HEX_ASCII4: Wire = Wire::classic(LengthHeader::Ascii4, Dialect::Iso87Hex);
 
 /// Acquirers `acq` (iso87-ascii, bin2, sign-on) and `acq2` (native) listen; issuer A (native,
 /// two dialed links) is reached by BIN, issuer B (iso87-hex, ascii4, dialed) by DE 100.
@@ -105,8 +105,8 @@ struct Net {
 }
 
 fn start(a: Behaviour, b: Behaviour, timeout_ms: u64, echo_ms: u64) -> Net {
-    let a1 = Issuer::start(Wire::Native, a);
-    let a2 = Issuer::start(Wire::Native, a);
+    let a1 = Issuer::start(Wire::NATIVE, a);
+    let a2 = Issuer::start(Wire::NATIVE, a);
     let b = Issuer::start(HEX_ASCII4, b);
     let switch = TestSwitch::start(&config(a1.addr, a2.addr, b.addr, timeout_ms, echo_ms));
     // Every dialed link signs on before traffic.
@@ -131,7 +131,7 @@ fn acquirer(net: &Net) -> Conn {
 fn routes_by_bin_and_by_receiver_across_dialects() {
     let net = start(Behaviour::Approve, Behaviour::Approve, 2000, 30_000);
     let mut acq = acquirer(&net);
-    let mut acq2 = Conn::connect(net.switch.addr("acq2-1"), Wire::Native);
+    let mut acq2 = Conn::connect(net.switch.addr("acq2-1"), Wire::NATIVE);
     // By BIN, iso87-ascii in, native out.
     acq.send(0, &purchase(PAN_A, "000001", "12345678"));
     let (_, r) = acq.recv_app_within(WAIT_MAX).expect("answered");
@@ -234,8 +234,8 @@ fn traffic_fails_over_when_an_issuer_link_dies_and_the_link_comes_back() {
 
 #[test]
 fn missed_echoes_mark_the_link_down_and_traffic_fails_over() {
-    let a1 = Issuer::start(Wire::Native, Behaviour::IgnoreEchoes);
-    let a2 = Issuer::start(Wire::Native, Behaviour::Approve);
+    let a1 = Issuer::start(Wire::NATIVE, Behaviour::IgnoreEchoes);
+    let a2 = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let b = Issuer::start(HEX_ASCII4, Behaviour::Approve);
     let switch = TestSwitch::start(&config(a1.addr, a2.addr, b.addr, 2000, 150));
     // a1 never answers echoes: after two missed it is dropped and redialed.
@@ -257,11 +257,11 @@ fn missed_echoes_mark_the_link_down_and_traffic_fails_over() {
 fn garbage_on_one_link_closes_it_and_the_others_carry_on() {
     let net = start(Behaviour::Approve, Behaviour::Approve, 2000, 30_000);
     let mut acq = acquirer(&net);
-    let mut bad = Conn::connect(net.switch.addr("acq2-1"), Wire::Native);
+    let mut bad = Conn::connect(net.switch.addr("acq2-1"), Wire::NATIVE);
     bad.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(bad.closed_within(WAIT_MAX), "the switch closes the garbled link");
     // A peer that stalls mid-frame holds only its own link.
-    let mut stall = Conn::connect(net.switch.addr("acq2-1"), Wire::Native);
+    let mut stall = Conn::connect(net.switch.addr("acq2-1"), Wire::NATIVE);
     stall.send_raw(&[0x85, 0x83, 0x01, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00]);
     for i in 0..3 {
         acq.send(0, &purchase(PAN_A, &format!("{:06}", 300 + i), "12345678"));
@@ -292,17 +292,20 @@ fn shutdown_drains_requests_in_flight() {
     assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"68"[..]));
     let report = stopper.join().expect("stopped");
     assert_eq!(report.stats.timeouts, 1);
-    assert!(
-        a1.seen().iter().chain(a2.seen().iter()).any(|m| m.get(de::NETWORK_CODE) == Some(&b"002"[..])),
-        "signed off"
-    );
+    let signed_off =
+        |s: &[corridor_wire::OwnedMessage]| s.iter().any(|m| m.get(de::NETWORK_CODE) == Some(&b"002"[..]));
+    let (one, two) = (a1.wait_for(WAIT_MAX, signed_off), a2.wait_for(WAIT_MAX, signed_off));
+    let mtis = |i: &Issuer| {
+        i.seen().iter().map(|m| (m.mti(), m.get(de::NETWORK_CODE).map(<[u8]>::to_vec))).collect::<Vec<_>>()
+    };
+    assert!(one && two, "both dialed links signed off: {one} {two}; {:?} {:?}", mtis(&a1), mtis(&a2));
     drop(b);
 }
 
 #[test]
 fn a_listening_link_refuses_connections_past_its_limit() {
-    let a1 = Issuer::start(Wire::Native, Behaviour::Approve);
-    let a2 = Issuer::start(Wire::Native, Behaviour::Approve);
+    let a1 = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let a2 = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let b = Issuer::start(HEX_ASCII4, Behaviour::Approve);
     let text = config(a1.addr, a2.addr, b.addr, 2000, 30_000).replacen(
         "sign_on_required = false",
@@ -310,9 +313,9 @@ fn a_listening_link_refuses_connections_past_its_limit() {
         1,
     );
     let switch = TestSwitch::start(&text);
-    let mut first = Conn::connect(switch.addr("acq2-1"), Wire::Native);
+    let mut first = Conn::connect(switch.addr("acq2-1"), Wire::NATIVE);
     assert!(switch.wait_until(|links, _| links.iter().any(|l| l.name == "acq2-1")), "the first is up");
-    let mut second = Conn::connect(switch.addr("acq2-1"), Wire::Native);
+    let mut second = Conn::connect(switch.addr("acq2-1"), Wire::NATIVE);
     assert!(second.closed_within(WAIT_MAX), "the second connection is refused");
     // The first still works.
     switch.wait_signed_on(&["iss-a-1", "iss-a-2"]);

@@ -24,7 +24,7 @@ fn sign_on() -> OwnedMessage {
 
 /// Participant `acq` on a TLS listening link (identity: CN "acq"); `iss` behind plain TCP.
 fn setup(certs: &CertDir) -> (TestSwitch, Issuer) {
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let config = format!(
         r#"
 [[participant]]
@@ -144,7 +144,7 @@ fn an_authenticated_participant_cannot_speak_as_another() {
 #[test]
 fn a_revoked_certificate_is_refused_where_a_revocation_list_is_configured() {
     let certs = CertDir::new("crl");
-    let issuer = Issuer::start(Wire::Native, Behaviour::Approve);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let revoked = certs.ca.issue("acq", 30).unwrap();
     let good = certs.ca.issue("acq", 30).unwrap();
     std::fs::write(certs.dir.join("revoked.pem"), certs.ca.revocation_list(&[revoked.serial]).unwrap())

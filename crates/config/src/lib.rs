@@ -378,13 +378,8 @@ fn link(
 }
 
 fn framing_and_dialect(framing: &str, dialect: &str) -> Result<(Framing, Dialect)> {
-    let dialect: Dialect = dialect.parse()?;
-    let framing: Framing = framing.parse()?;
-    match framing {
-        _ if framing.carries(dialect) => Ok((framing, dialect)),
-        Framing::Native => bail!("framing \"native\" carries dialect \"native\" only"),
-        Framing::Length(_) => bail!("dialect \"native\" needs framing \"native\""),
-    }
+    let wire = corridor_wire::Wire::parse(framing, dialect)?;
+    Ok((wire.framing, wire.dialect))
 }
 
 /// A summary of a checked configuration, for `check-config`.
@@ -522,7 +517,7 @@ mod tests {
             (
                 "dialect = \"iso87-ascii\"",
                 "dialect = \"native\"",
-                "dialect \"native\" needs framing \"native\"",
+                "framing `bin2` does not carry dialect `native`",
             ),
             ("address = \"127.0.0.1:9101\"", "address = \"localhost\"", "is not host:port"),
             ("address = \"127.0.0.1:9102\"", "address = \"127.0.0.1:9101\"", "already used"),
@@ -545,8 +540,8 @@ mod tests {
             ),
             ("echo_missed_max = 3 ", "echo_missed_max = 3000 ", "echo_missed_max must be 1-100, not 3000"),
             (
-                "inflight_max = 256",
-                "inflight_max = 256\nat_inflight_limit = \"queue\"",
+                "at_inflight_limit = \"backpressure\"",
+                "at_inflight_limit = \"queue\"",
                 "unknown variant `queue`",
             ),
             (

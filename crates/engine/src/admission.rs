@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use crate::{
     config::{AtLimit, Framing},
+    duplicates::DupKey,
     engine::{Engine, Msg},
     inflight::{Kind, Pending, Request},
     limits::{LINK_OUT_BYTES_MAX, PENDING_MAX},
@@ -17,16 +18,6 @@ use crate::{
     throttle::Warn,
     timers::Timer,
 };
-
-/// Duplicate detection key: originator, MTI class, STAN, transmission time, terminal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct DupKey {
-    participant: usize,
-    class: u8,
-    stan: u32,
-    time: u64,
-    terminal: [u8; 8],
-}
 
 /// What the switch does with a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,17 +73,7 @@ impl Engine {
         if self.draining {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        let mut terminal = [b' '; 8];
-        if let Some(t) = msg.terminal_id() {
-            terminal[..t.len().min(8)].copy_from_slice(&t[..t.len().min(8)]);
-        }
-        let dup = DupKey {
-            participant,
-            class: msg.mti().class(),
-            stan: stan.value(),
-            time: msg.transmission_time().map_or(0, |t| t.value()),
-            terminal,
-        };
+        let dup = DupKey::of(participant, stan, msg);
         if self.duplicates.contains(&dup) {
             return Decline(ResponseCode::DUPLICATE);
         }

@@ -25,8 +25,8 @@ use corridor_wire::{
 };
 
 use crate::{
-    admission::DupKey,
     config::Config,
+    duplicates::DupKey,
     inflight::Pending,
     limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},

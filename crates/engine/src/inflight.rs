@@ -8,8 +8,8 @@ use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NetworkCode, R
 use tracing::{debug, warn};
 
 use crate::{
-    admission::DupKey,
     compose,
+    duplicates::DupKey,
     engine::{Engine, Msg},
     limits::LATE_MAX,
     link::{CloseReason, LinkId, Undelivered},

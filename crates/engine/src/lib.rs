@@ -17,6 +17,7 @@
 //!   chosen link — and the forwarding.
 //! - [`link`]: one connection of a configured link: correlation and STAN allocation, the
 //!   outbox (write batch with a release point, approvals not yet delivered), held requests.
+//! - `duplicates`: the key that makes two transmissions one request.
 //! - `inflight`: requests in flight, response matching and relaying, timeouts.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
 //! - `network`: sign-on, sign-off, echo.
@@ -30,6 +31,7 @@
 mod admission;
 mod compose;
 pub mod config;
+mod duplicates;
 pub mod engine;
 mod inflight;
 pub mod limits;

@@ -129,6 +129,8 @@ struct Conn {
 struct Shared {
     engine: RefCell<Engine>,
     conns: RefCell<FxHashMap<LinkId, Conn>>,
+    /// Every QUIC endpoint, closed once the drain is over.
+    endpoints: RefCell<Vec<quinn::Endpoint>>,
     timer: Notify,
     timer_at: Cell<Option<Instant>>,
     stop: CancellationToken,
@@ -220,6 +222,7 @@ impl Switch {
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
             conns: RefCell::new(FxHashMap::default()),
+            endpoints: RefCell::new(Vec::new()),
             timer: Notify::new(),
             timer_at: Cell::new(None),
             stop: CancellationToken::new(),
@@ -283,7 +286,12 @@ impl Switch {
 
 fn report(engine: &Engine) -> Report {
     let names = engine.config().links.iter().map(|l| l.name.clone());
-    Report { stats: engine.stats().clone(), links: names.zip(engine.link_counts()).collect() }
+    Report {
+        stats: engine.stats().clone(),
+        links: names.zip(engine.link_counts()).collect(),
+        requests_pending: engine.requests_pending(),
+        reversals_pending: engine.reversals_pending(),
+    }
 }
 
 /// What a switch did, as it stopped (or now, from [`Handle::report`]).
@@ -293,6 +301,10 @@ pub struct Report {
     pub stats: Stats,
     /// Per configured link, by name.
     pub links: Vec<(String, LinkCounts)>,
+    /// Requests forwarded and not yet answered.
+    pub requests_pending: usize,
+    /// Reversals not yet acknowledged.
+    pub reversals_pending: usize,
 }
 
 async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Receiver<Command>) {
@@ -350,6 +362,14 @@ async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
     }
     // Give the connection tasks a turn to close their sockets.
     tokio::task::yield_now().await;
+    // QUIC connections close with CONNECTION_CLOSE rather than by the peer's idle timeout.
+    let endpoints: Vec<quinn::Endpoint> = shared.endpoints.borrow_mut().drain(..).collect();
+    for e in &endpoints {
+        e.close(VarInt::from_u32(0), b"switch stopping");
+    }
+    for e in &endpoints {
+        let _ = tokio::time::timeout(FLUSH_WAIT_MAX, e.wait_idle()).await;
+    }
     info!("stopped");
 }
 
@@ -499,7 +519,10 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
             let bind: SocketAddr =
                 if d.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(d.address);
             match endpoint(bind, None) {
-                Ok(e) => Some((e, q.clone())),
+                Ok(e) => {
+                    shared.endpoints.borrow_mut().push(e.clone());
+                    Some((e, q.clone()))
+                }
                 Err(e) => return warn!(link = %d.name, error = %e, "cannot open a QUIC endpoint"),
             }
         }
@@ -507,15 +530,12 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
     };
     while !shared.stop.is_cancelled() {
         let started = Instant::now();
-        let attempt = async {
-            match (&d.transport, &quic) {
-                (Transport::Quic(_), Some((endpoint, q))) => dial_quic(&shared, &d, endpoint, q).await,
-                _ => dial_tcp(&shared, &d).await,
-            }
-        };
-        let outcome = tokio::select! {
-            r = attempt => r,
-            () = shared.stop.cancelled() => return,
+        // Not raced against the stop: a connection that is up must stay up through the drain
+        // (sign-off, answers in flight) until the drain closes it; connecting is bounded by
+        // the connect timeout and the handshake limit.
+        let outcome = match (&d.transport, &quic) {
+            (Transport::Quic(_), Some((endpoint, q))) => dial_quic(&shared, &d, endpoint, q).await,
+            _ => dial_tcp(&shared, &d).await,
         };
         if let Attempt::Failed(why) = outcome {
             warn!(link = %d.name, address = %d.address, error = %why, "connect failed");
@@ -597,24 +617,33 @@ async fn dial_quic(shared: &Rc<Shared>, d: &Dial, endpoint: &quinn::Endpoint, q:
     }
     tokio::select! {
         e = conn.closed() => info!(link = %d.name, reason = %e, "QUIC connection closed"),
-        () = shared.stop.cancelled() => conn.close(VarInt::from_u32(0), b"switch stopping"),
+        () = lanes_drained(shared, d.spec) => conn.close(VarInt::from_u32(0), b"switch stopping"),
     }
     Attempt::Ended
+}
+
+/// Completes once the switch is stopping and no connection (lane) of link `spec` is left:
+/// the drain has signed them off and answered what was in flight.
+async fn lanes_drained(shared: &Shared, spec: usize) {
+    shared.stop.cancelled().await;
+    while shared.open_on(spec) > 0 {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
 }
 
 /// A QUIC listening link: each connection is authenticated, then every lane its peer opens
 /// (up to the link's lane limit, which the transport enforces) becomes a link of its own.
 async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoint) {
     let Transport::Quic(quic) = l.transport.clone() else { return };
+    shared.endpoints.borrow_mut().push(endpoint.clone());
     let open = Rc::new(Cell::new(0usize));
     let mut refusals = Refusals { since: None, count: 0 };
     loop {
+        // At the stop it accepts no more; the connections it has stay up through the drain
+        // (their lanes are signed off and answered), and the endpoint closes after it.
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
-            () = shared.stop.cancelled() => {
-                endpoint.close(VarInt::from_u32(0), b"switch stopping");
-                return;
-            }
+            () = shared.stop.cancelled() => return,
         };
         let Some(incoming) = incoming else { return };
         if open.get() >= l.connections_max {

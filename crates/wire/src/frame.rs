@@ -643,3 +643,107 @@ impl FrameDecoder {
         }
     }
 }
+
+/// How a link frames and encodes: its framing and its dialect, together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wire {
+    /// How frames are delimited.
+    pub framing: Framing,
+    /// How bodies are encoded.
+    pub dialect: crate::Dialect,
+}
+
+/// A framing and dialect that do not make a wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The framing's name is unknown.
+    Framing(UnknownFraming),
+    /// The dialect's name is unknown.
+    Dialect(crate::UnknownDialect),
+    /// The framing does not carry the dialect.
+    Mismatch {
+        /// The framing.
+        framing: Framing,
+        /// The dialect.
+        dialect: crate::Dialect,
+    },
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Framing(e) => e.fmt(f),
+            Self::Dialect(e) => e.fmt(f),
+            Self::Mismatch { framing, dialect } => write!(
+                f,
+                "framing `{framing}` does not carry dialect `{dialect}`: native goes with native, \
+                 length headers with iso87-ascii or iso87-hex"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl Wire {
+    /// Native frames and bodies.
+    pub const NATIVE: Self = Self { framing: Framing::Native, dialect: crate::Dialect::Native };
+
+    /// A classic wire: `header` in front of each `dialect` body.
+    #[must_use]
+    pub const fn classic(header: LengthHeader, dialect: crate::Dialect) -> Self {
+        Self { framing: Framing::Length(header), dialect }
+    }
+
+    /// A wire from a framing and a dialect that go together.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Mismatch`]: native bodies without native framing, or the reverse.
+    pub fn new(framing: Framing, dialect: crate::Dialect) -> Result<Self, WireError> {
+        if framing.carries(dialect) {
+            Ok(Self { framing, dialect })
+        } else {
+            Err(WireError::Mismatch { framing, dialect })
+        }
+    }
+
+    /// A wire from its two names, as configurations and command lines spell them.
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, or a framing that does not carry the dialect.
+    pub fn parse(framing: &str, dialect: &str) -> Result<Self, WireError> {
+        let framing: Framing = framing.parse().map_err(WireError::Framing)?;
+        let dialect: crate::Dialect = dialect.parse().map_err(WireError::Dialect)?;
+        Self::new(framing, dialect)
+    }
+
+    /// A decoder for this wire at the protocol's frame limit.
+    #[must_use]
+    pub fn decoder(self) -> FrameDecoder {
+        self.framing.decoder(FRAME_BYTES_MAX)
+    }
+
+    /// Appends one frame to `out` (no flags, the protocol's frame limit): the header, then
+    /// what `body` writes in this wire's dialect. On error nothing is left behind.
+    ///
+    /// # Errors
+    ///
+    /// What `body` returns, or a body larger than [`FRAME_BYTES_MAX`].
+    pub fn frame(
+        self,
+        correlation: u64,
+        out: &mut BytesMut,
+        body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        self.framing.write(0, correlation, FRAME_BYTES_MAX, out, body)
+    }
+}
+
+impl fmt::Display for Wire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.framing, self.dialect)
+    }
+}

@@ -55,7 +55,7 @@ pub use dictionary::{de, spec, FieldId, FieldSpec, FieldType, LengthKind, Sensit
 pub use error::{DecodeError, EncodeError, Part};
 pub use frame::{
     FrameDecoder, Framing, LengthDelimited, LengthHeader, NativeFrame, NativeFramer, NativeHeader,
-    UnknownFraming,
+    UnknownFraming, Wire, WireError,
 };
 pub use limits::FRAME_BYTES_MAX;
 pub use message::{Field, FieldSet, Message, MessageIndex};
