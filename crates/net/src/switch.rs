@@ -259,12 +259,7 @@ impl Switch {
         local
             .run_until(async move {
                 for (l, listener) in listeners {
-                    match listener {
-                        Listener::Tcp(t) => tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, t)),
-                        Listener::Quic(e) => {
-                            tokio::task::spawn_local(quic_accept_loop(Rc::clone(&shared), l, e))
-                        }
-                    };
+                    tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, listener));
                 }
                 for d in dials {
                     tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
@@ -403,103 +398,236 @@ fn tune(stream: &TcpStream, link: &str) {
     }
 }
 
-/// Connections a listening link refused at its limit, logged at most once an interval.
-struct Refusals {
+/// A warning a peer can trigger, printed at most once an interval with the count of those
+/// left out since.
+#[derive(Default)]
+struct LogEvery {
     since: Option<Instant>,
-    count: u64,
+    left_out: u64,
 }
 
-impl Refusals {
-    fn refused(&mut self, link: &str, max: usize) {
-        self.count += 1;
+impl LogEvery {
+    /// Whether to print now: `Some(left out before this one)`.
+    fn hit(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self.since.is_none_or(|at| now.duration_since(at) >= REFUSED_LOG_INTERVAL) {
-            warn!(link, max, refused = self.count, "connections refused: link at its connection limit");
-            self.since = Some(now);
-            self.count = 0;
+        if self.since.is_some_and(|at| now.duration_since(at) < REFUSED_LOG_INTERVAL) {
+            self.left_out += 1;
+            return None;
+        }
+        self.since = Some(now);
+        Some(std::mem::take(&mut self.left_out))
+    }
+}
+
+/// The throttled warnings of one listening link.
+#[derive(Default)]
+struct AcceptLog {
+    at_limit: LogEvery,
+    wrong_participant: LogEvery,
+    link_limit: LogEvery,
+}
+
+/// What a listener accepted.
+enum Incoming {
+    Tcp(TcpStream, SocketAddr),
+    // Boxed: a QUIC handshake's state is large next to a TCP stream.
+    Quic(Box<quinn::Incoming>),
+}
+
+impl Listener {
+    /// The next connection; `None` once the listener is closed.
+    async fn accept(&self) -> Option<io::Result<Incoming>> {
+        match self {
+            Self::Tcp(l) => Some(l.accept().await.map(|(s, peer)| Incoming::Tcp(s, peer))),
+            Self::Quic(e) => e.accept().await.map(|i| Ok(Incoming::Quic(Box::new(i)))),
         }
     }
 }
 
-async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: TcpListener) {
-    // Handshakes in progress count against the link's connection limit too.
-    let handshaking = Rc::new(Cell::new(0usize));
-    let mut refusals = Refusals { since: None, count: 0 };
+/// The one accept loop, for every transport: the link's connection limit (TLS handshakes in
+/// progress count, and on QUIC every connection, whatever its lanes), refusals closed at
+/// once with one log line an interval, and each handshake in a task of its own, so a peer
+/// that stalls in it holds up nobody else.
+async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: Listener) {
+    if let Listener::Quic(e) = &listener {
+        shared.endpoints.borrow_mut().push(e.clone());
+    }
+    let held = Rc::new(Cell::new(0usize));
+    let log = Rc::new(RefCell::new(AcceptLog::default()));
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        // At the stop it accepts no more; the connections it has stay up through the drain.
+        let next = tokio::select! {
+            i = listener.accept() => i,
             () = shared.stop.cancelled() => return,
         };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
+        let incoming = match next {
+            None => return,
+            Some(Ok(i)) => i,
+            Some(Err(e)) => {
                 // Out of descriptors and the like: back off briefly rather than spin.
                 warn!(link = %l.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        if shared.open_on(l.spec) + handshaking.get() >= l.connections_max {
-            drop(stream);
-            refusals.refused(&l.name, l.connections_max);
+        let links = if matches!(incoming, Incoming::Tcp(..)) { shared.open_on(l.spec) } else { 0 };
+        if links + held.get() >= l.connections_max {
+            if let Incoming::Quic(i) = incoming {
+                i.refuse();
+            }
+            if let Some(left_out) = log.borrow_mut().at_limit.hit() {
+                warn!(link = %l.name, max = l.connections_max, left_out, "connection refused: link at its connection limit");
+            }
             continue;
         }
-        tune(&stream, &l.name);
-        let acceptor = match &l.transport {
-            Transport::Tls(LinkTls { side: TlsSide::Accept(a), .. }) => a.clone(),
-            _ => {
-                let Some(link) = shared.engine.borrow_mut().link_up(l.spec, Instant::now()) else {
-                    refusals.refused(&l.name, l.connections_max);
-                    continue;
-                };
-                debug!(link = %l.name, %peer, id = %link, "connection accepted");
-                // Registered before the task runs, so the next accept already counts it.
-                let conn = register(&shared, link, l.spec);
-                let (rd, wr) = stream.into_split();
-                tokio::task::spawn_local(connection(
-                    Rc::clone(&shared),
-                    link,
-                    conn,
-                    rd,
-                    wr,
-                    Reports::OnWrite,
-                ));
-                continue;
+        let task = Accepted {
+            shared: Rc::clone(&shared),
+            held: Rc::clone(&held),
+            log: Rc::clone(&log),
+            spec: l.spec,
+            name: l.name.clone(),
+        };
+        match (incoming, &l.transport) {
+            (Incoming::Tcp(stream, peer), Transport::Tls(tls)) => {
+                tune(&stream, &l.name);
+                held.set(held.get() + 1);
+                tokio::task::spawn_local(task.tls(stream, peer, tls.clone()));
+            }
+            (Incoming::Tcp(stream, peer), _) => {
+                tune(&stream, &l.name);
+                task.tcp(stream, peer);
+            }
+            (Incoming::Quic(incoming), Transport::Quic(quic)) => {
+                held.set(held.get() + 1);
+                tokio::task::spawn_local(task.quic(*incoming, quic.clone()));
+            }
+            (Incoming::Quic(incoming), _) => incoming.refuse(),
+        }
+    }
+}
+
+/// A connection a listening link accepted, on its way to becoming links.
+struct Accepted {
+    shared: Rc<Shared>,
+    /// The link's count of connections not yet links (see [`accept_loop`]).
+    held: Rc<Cell<usize>>,
+    log: Rc<RefCell<AcceptLog>>,
+    spec: usize,
+    name: String,
+}
+
+impl Accepted {
+    /// A link for the connection, or `None` (and a throttled warning) at the engine's limit.
+    fn link_up(&self) -> Option<LinkId> {
+        let up = self.shared.engine.borrow_mut().link_up(self.spec, Instant::now());
+        if up.is_none() {
+            if let Some(left_out) = self.log.borrow_mut().link_limit.hit() {
+                warn!(link = %self.name, left_out, "connection refused: switch at its link limit");
+            }
+        }
+        up
+    }
+
+    fn wrong_participant(&self, peer: SocketAddr, e: &LinkError) {
+        if let Some(left_out) = self.log.borrow_mut().wrong_participant.hit() {
+            warn!(link = %self.name, %peer, error = %e, left_out, "connection refused: wrong participant");
+        }
+    }
+
+    fn tcp(self, stream: TcpStream, peer: SocketAddr) {
+        let Some(link) = self.link_up() else { return };
+        debug!(link = %self.name, %peer, id = %link, "connection accepted");
+        // Registered before the task runs, so the next accept already counts it.
+        let conn = register(&self.shared, link, self.spec);
+        let (rd, wr) = stream.into_split();
+        tokio::task::spawn_local(connection(self.shared, link, conn, rd, wr, Reports::OnWrite));
+    }
+
+    async fn tls(self, stream: TcpStream, peer: SocketAddr, tls: LinkTls) {
+        let TlsSide::Accept(acceptor) = &tls.side else {
+            unreachable!("a listening TLS link has an acceptor (the configuration builds it so)")
+        };
+        let result = tokio::time::timeout(TLS_HANDSHAKE_MAX, acceptor.accept(stream)).await;
+        self.held.set(self.held.get() - 1);
+        let tls_stream = match result {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return debug!(link = %self.name, %peer, error = %e, "TLS handshake refused"),
+            Err(_) => return debug!(link = %self.name, %peer, "TLS handshake timed out"),
+        };
+        let who = match tls.authorize(tls_stream.get_ref().1.peer_certificates()) {
+            Ok(who) => who,
+            Err(e) => {
+                // A certificate of somebody else: close_notify, then the close, before any
+                // application data (SPEC §2.3, refusals).
+                self.wrong_participant(peer, &e);
+                let mut s = tls_stream;
+                s.get_mut().1.send_close_notify();
+                let _ = s.shutdown().await;
+                return;
             }
         };
-        let Transport::Tls(tls) = l.transport.clone() else { unreachable!("matched a TLS acceptor") };
-        // A handshake runs in its own task: a peer that stalls in it holds up nobody else.
-        handshaking.set(handshaking.get() + 1);
-        let (shared, handshaking, name, spec) =
-            (Rc::clone(&shared), Rc::clone(&handshaking), l.name.clone(), l.spec);
-        tokio::task::spawn_local(async move {
-            let result = tokio::time::timeout(TLS_HANDSHAKE_MAX, acceptor.accept(stream)).await;
-            handshaking.set(handshaking.get() - 1);
-            let tls_stream = match result {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return debug!(link = %name, %peer, error = %e, "TLS handshake refused"),
-                Err(_) => return debug!(link = %name, %peer, "TLS handshake timed out"),
-            };
-            let who = match tls.authorize(tls_stream.get_ref().1.peer_certificates()) {
-                Ok(who) => who,
-                Err(e) => {
-                    // A certificate of somebody else: the switch closes with close_notify, so the
-                    // peer sees a clean TLS close before any application data (SPEC §2.2).
-                    warn!(link = %name, %peer, error = %e, "connection refused: wrong participant");
-                    let mut s = tls_stream;
-                    s.get_mut().1.send_close_notify();
-                    let _ = s.shutdown().await;
-                    return;
+        let Some(link) = self.link_up() else { return };
+        debug!(link = %self.name, %peer, id = %link, certificate = %who, "TLS connection accepted");
+        let conn = register(&self.shared, link, self.spec);
+        let (rd, wr) = tokio::io::split(tls_stream);
+        connection(self.shared, link, conn, rd, wr, Reports::OnFlush).await;
+    }
+
+    /// Authenticates a QUIC connection, then runs every lane its peer opens (up to the link's
+    /// lane limit, which the transport enforces) as a link of its own.
+    async fn quic(self, incoming: quinn::Incoming, quic: QuicLink) {
+        let peer = incoming.remote_address();
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_MAX, async { incoming.accept()?.await }).await;
+        let conn = match handshake {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                self.held.set(self.held.get() - 1);
+                return debug!(link = %self.name, %peer, error = %e, "QUIC handshake refused");
+            }
+            Err(_) => {
+                self.held.set(self.held.get() - 1);
+                return debug!(link = %self.name, %peer, "QUIC handshake timed out");
+            }
+        };
+        match quic.authorize(&conn) {
+            Ok(who) => debug!(link = %self.name, %peer, certificate = %who, "QUIC connection accepted"),
+            Err(e) => {
+                conn.close(VarInt::from_u32(1), b"wrong participant");
+                self.held.set(self.held.get() - 1);
+                return self.wrong_participant(peer, &e);
+            }
+        }
+        loop {
+            let (send, recv) = tokio::select! {
+                r = conn.accept_bi() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        debug!(link = %self.name, reason = %e, "QUIC connection closed");
+                        break;
+                    }
+                },
+                () = self.shared.stop.cancelled() => {
+                    // Keep the connection until its lanes are drained (or it ends).
+                    tokio::select! {
+                        _ = conn.closed() => {}
+                        () = lanes_drained(&self.shared, self.spec) => {}
+                    }
+                    break;
                 }
             };
-            let Some(link) = shared.engine.borrow_mut().link_up(spec, Instant::now()) else {
-                return warn!(link = %name, %peer, "connection refused: switch at its link limit");
-            };
-            info!(link = %name, %peer, id = %link, certificate = %who, "TLS connection accepted");
-            let conn = register(&shared, link, spec);
-            let (rd, wr) = tokio::io::split(tls_stream);
-            connection(shared, link, conn, rd, wr, Reports::OnFlush).await;
-        });
+            let Some(link) = self.link_up() else { continue };
+            debug!(link = %self.name, id = %link, lane = %send.id(), "QUIC lane open");
+            let handles = register(&self.shared, link, self.spec);
+            tokio::task::spawn_local(connection(
+                Rc::clone(&self.shared),
+                link,
+                handles,
+                recv,
+                send,
+                Reports::OnWrite,
+            ));
+        }
+        self.held.set(self.held.get() - 1);
     }
 }
 
@@ -628,77 +756,6 @@ async fn lanes_drained(shared: &Shared, spec: usize) {
     shared.stop.cancelled().await;
     while shared.open_on(spec) > 0 {
         tokio::time::sleep(DRAIN_POLL).await;
-    }
-}
-
-/// A QUIC listening link: each connection is authenticated, then every lane its peer opens
-/// (up to the link's lane limit, which the transport enforces) becomes a link of its own.
-async fn quic_accept_loop(shared: Rc<Shared>, l: Listen, endpoint: quinn::Endpoint) {
-    let Transport::Quic(quic) = l.transport.clone() else { return };
-    shared.endpoints.borrow_mut().push(endpoint.clone());
-    let open = Rc::new(Cell::new(0usize));
-    let mut refusals = Refusals { since: None, count: 0 };
-    loop {
-        // At the stop it accepts no more; the connections it has stay up through the drain
-        // (their lanes are signed off and answered), and the endpoint closes after it.
-        let incoming = tokio::select! {
-            i = endpoint.accept() => i,
-            () = shared.stop.cancelled() => return,
-        };
-        let Some(incoming) = incoming else { return };
-        if open.get() >= l.connections_max {
-            incoming.refuse();
-            refusals.refused(&l.name, l.connections_max);
-            continue;
-        }
-        open.set(open.get() + 1);
-        let (shared, open, quic, name, spec) =
-            (Rc::clone(&shared), Rc::clone(&open), quic.clone(), l.name.clone(), l.spec);
-        tokio::task::spawn_local(async move {
-            let peer = incoming.remote_address();
-            let conn = match tokio::time::timeout(TLS_HANDSHAKE_MAX, async { incoming.accept()?.await }).await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    open.set(open.get() - 1);
-                    return debug!(link = %name, %peer, error = %e, "QUIC handshake refused");
-                }
-                Err(_) => {
-                    open.set(open.get() - 1);
-                    return debug!(link = %name, %peer, "QUIC handshake timed out");
-                }
-            };
-            match quic.authorize(&conn) {
-                Ok(who) => info!(link = %name, %peer, certificate = %who, "QUIC connection accepted"),
-                Err(e) => {
-                    conn.close(VarInt::from_u32(1), b"wrong participant");
-                    open.set(open.get() - 1);
-                    return warn!(link = %name, %peer, error = %e, "QUIC connection refused: wrong participant");
-                }
-            }
-            lanes_accepted(&shared, spec, &name, &conn).await;
-            open.set(open.get() - 1);
-        });
-    }
-}
-
-/// Runs every lane the peer of `conn` opens until the connection ends.
-async fn lanes_accepted(shared: &Rc<Shared>, spec: usize, name: &str, conn: &quinn::Connection) {
-    loop {
-        let (send, recv) = tokio::select! {
-            r = conn.accept_bi() => match r {
-                Ok(s) => s,
-                Err(e) => return info!(link = %name, reason = %e, "QUIC connection closed"),
-            },
-            () = shared.stop.cancelled() => return,
-        };
-        let Some(link) = shared.engine.borrow_mut().link_up(spec, Instant::now()) else {
-            warn!(link = %name, "QUIC lane refused: switch at its link limit");
-            continue;
-        };
-        debug!(link = %name, id = %link, lane = %send.id(), "QUIC lane open");
-        let handles = register(shared, link, spec);
-        tokio::task::spawn_local(connection(Rc::clone(shared), link, handles, recv, send, Reports::OnWrite));
     }
 }
 
