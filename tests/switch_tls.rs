@@ -24,7 +24,12 @@ fn sign_on() -> OwnedMessage {
 
 /// Participant `acq` on a TLS listening link (identity: CN "acq"); `iss` behind plain TCP.
 fn setup(certs: &CertDir) -> (TestSwitch, Issuer) {
-    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    setup_with(certs, Behaviour::Approve)
+}
+
+/// [`setup`] with an issuer that answers by `behaviour`.
+fn setup_with(certs: &CertDir, behaviour: Behaviour) -> (TestSwitch, Issuer) {
+    let issuer = Issuer::start(Wire::NATIVE, behaviour);
     let config = format!(
         r#"
 [[participant]]
@@ -173,5 +178,37 @@ tls_subject_cn = "acq"
     let r = signs_on(&switch, &ca, Some(&revoked));
     assert!(r.as_ref().unwrap_err().contains("CertificateRevoked"), "a revoked certificate: {r:?}");
     signs_on(&switch, &ca, Some(&good)).unwrap();
+    switch.stop();
+}
+
+#[test]
+fn answers_left_in_the_tls_session_when_the_socket_was_full_still_go_out() {
+    // The acquirer sends 600 purchases and reads nothing for a second while the issuer
+    // approves each with a 999-character DE 48: 660 KB of answers, more than the socket's
+    // buffers hold, so TLS records wait in the session while the socket is full. Nothing
+    // else will be written on the link: the flush after each batch is what guarantees they
+    // leave. (With tokio-rustls 0.26 the last records usually leave with the last write, so
+    // this guards the path rather than reproducing a stall every time.)
+    let certs = CertDir::new("flush");
+    let (switch, _issuer) = setup_with(&certs, Behaviour::ApproveLarge);
+    let acq = certs.ca.issue("acq", 30).unwrap();
+    let mut c = TlsConn::connect(switch.addr("acq-tls"), client_config(&certs.ca.cert_pem(), Some(&acq)));
+    assert!(c.send(1, &sign_on()));
+    assert!(c.recv_within(Duration::from_secs(5)).unwrap().is_some(), "signed on");
+    switch.wait_signed_on(&["iss-1"]);
+    let n = 600u64;
+    for stan in 2..2 + n {
+        assert!(c.send(stan, &purchase("4761739001010010", &format!("{stan:06}"), "12345678")));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut answered = 0;
+    while answered < n {
+        match c.recv_within(Duration::from_secs(5)).unwrap() {
+            Some((_, r)) if r.mti() == Mti::FINANCIAL_RESPONSE => answered += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(answered, n, "every answer arrives, the last ones included");
     switch.stop();
 }
