@@ -5,7 +5,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
 use bytes::BytesMut;
 use corridor_tests::{
@@ -57,11 +57,8 @@ tls_subject_cn = "partner"
         iss = tcp_issuer(issuer.addr),
     );
     let switch = TestSwitch::start(&config);
-    // The switch dials the issuer as it starts; give the link a moment.
-    assert!(
-        issuer.wait_for(Duration::from_secs(5), |seen| seen.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST))
-    );
-    std::thread::sleep(Duration::from_millis(100));
+    // The switch dials the issuer as it starts: wait until that link is signed on.
+    switch.wait_signed_on(&["iss-1"]);
     let addr = switch.addr("partner-quic");
     let mut sign_on = OwnedMessage::new(Mti::NETWORK_REQUEST);
     sign_on
