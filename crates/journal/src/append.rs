@@ -1,0 +1,273 @@
+//! The writer's side, sans-IO: records are numbered and encoded into a batch as they come;
+//! a batch goes to the I/O layer when it holds [`GroupCommit::records_max`] records (or
+//! [`GROUP_BYTES_MAX`] bytes), or when its first record has waited [`GroupCommit::wait`];
+//! the I/O layer appends it, calls `fdatasync` once, and reports it with
+//! [`Appender::handle_synced`]. Only then are its records durable — nothing here
+//! acknowledges on a timer. One batch is in flight at a time; records that come meanwhile
+//! form the next one.
+//!
+//! A batch that would take the current segment past [`GroupCommit::segment_bytes`] starts a
+//! new segment (so a segment exceeds that size by at most one batch).
+
+use std::time::{Duration, Instant};
+
+use crate::{
+    limits::{
+        GROUP_BYTES_MAX, GROUP_RECORDS_DEFAULT, GROUP_RECORDS_MAX, GROUP_WAIT_DEFAULT, GROUP_WAIT_MAX,
+        SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES,
+    },
+    record::{encode, Kind},
+    segment::SegmentHeader,
+};
+
+/// When a batch is synced, and how large segments grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Most records in one batch.
+    pub records_max: usize,
+    /// Longest the first record of a batch waits for the batch to go.
+    pub wait: Duration,
+    /// Size past which the next batch starts a new segment.
+    pub segment_bytes: u64,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            records_max: GROUP_RECORDS_DEFAULT,
+            wait: GROUP_WAIT_DEFAULT,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Checks the policy against the bounds in [`crate::limits`].
+    ///
+    /// # Errors
+    ///
+    /// Which value is out of its range.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=GROUP_RECORDS_MAX).contains(&self.records_max) {
+            return Err(format!("group commit records_max must be 1-{GROUP_RECORDS_MAX}"));
+        }
+        if self.wait > GROUP_WAIT_MAX {
+            return Err(format!("group commit wait must be at most {} µs", GROUP_WAIT_MAX.as_micros()));
+        }
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(format!("segment_bytes must be {SEGMENT_BYTES_MIN}-{SEGMENT_BYTES_MAX}"));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes for the I/O layer to append and sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncBatch {
+    /// Begin this segment first (create its file, write its header), then append to it.
+    pub new_segment: Option<SegmentHeader>,
+    /// Encoded records, to append to the current segment.
+    pub bytes: Vec<u8>,
+    /// The sequence numbers of its first and last records.
+    pub first_seq: u64,
+    /// See `first_seq`.
+    pub last_seq: u64,
+}
+
+/// Numbers, encodes and batches records; tracks what is durable.
+#[derive(Debug)]
+pub struct Appender {
+    policy: GroupCommit,
+    next_seq: u64,
+    durable_seq: u64,
+    buf: Vec<u8>,
+    buf_first_seq: u64,
+    buf_records: usize,
+    first_at: Option<Instant>,
+    /// Bytes of the current segment (header included); `None` before the first segment.
+    segment_bytes: Option<u64>,
+    /// The last sequence number of the batch being written, if one is.
+    in_flight: Option<u64>,
+}
+
+impl Appender {
+    /// An appender for a log whose next record is `next_seq` (from recovery: everything
+    /// before it is durable) and whose last segment holds `segment_bytes` (`None` for a new
+    /// log, or to begin a new segment).
+    #[must_use]
+    pub fn new(policy: GroupCommit, next_seq: u64, segment_bytes: Option<u64>) -> Self {
+        Self {
+            policy,
+            next_seq,
+            durable_seq: next_seq.saturating_sub(1),
+            buf: Vec::new(),
+            buf_first_seq: next_seq,
+            buf_records: 0,
+            first_at: None,
+            segment_bytes,
+            in_flight: None,
+        }
+    }
+
+    /// Numbers and encodes a record; returns its sequence number. It is durable once
+    /// [`Appender::durable`] reaches it.
+    pub fn append(&mut self, kind: Kind, payload: &[u8], now: Instant) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.buf_records == 0 {
+            self.buf_first_seq = seq;
+            self.first_at = Some(now);
+        }
+        encode(seq, kind, payload, &mut self.buf);
+        self.buf_records += 1;
+        seq
+    }
+
+    /// The next batch to write, when one is due and none is in flight.
+    pub fn poll_batch(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
+        if self.in_flight.is_some() || self.buf_records == 0 {
+            return None;
+        }
+        let full = self.buf_records >= self.policy.records_max || self.buf.len() >= GROUP_BYTES_MAX;
+        let waited = self.first_at.is_some_and(|at| now.saturating_duration_since(at) >= self.policy.wait);
+        if !full && !waited {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.buf);
+        let (first_seq, last_seq) = (self.buf_first_seq, self.next_seq - 1);
+        let rotate = match self.segment_bytes {
+            None => true,
+            Some(used) => {
+                used > SEGMENT_HEADER_BYTES as u64 && used + bytes.len() as u64 > self.policy.segment_bytes
+            }
+        };
+        let new_segment = rotate.then_some(SegmentHeader { first_seq, created_unix_ms: unix_ms });
+        let base = if rotate { SEGMENT_HEADER_BYTES as u64 } else { self.segment_bytes.unwrap_or(0) };
+        self.segment_bytes = Some(base + bytes.len() as u64);
+        self.buf_records = 0;
+        self.first_at = None;
+        self.in_flight = Some(last_seq);
+        Some(SyncBatch { new_segment, bytes, first_seq, last_seq })
+    }
+
+    /// When [`Appender::poll_batch`] should be called again for a batch waiting on time.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.first_at.map(|at| at + self.policy.wait)
+    }
+
+    /// The batch ending at `last_seq` was written and synced.
+    ///
+    /// # Panics
+    ///
+    /// If no such batch was handed out: the I/O layer reports only what it was given.
+    pub fn handle_synced(&mut self, last_seq: u64) {
+        assert_eq!(self.in_flight, Some(last_seq), "synced a batch that was not in flight");
+        self.in_flight = None;
+        self.durable_seq = last_seq;
+    }
+
+    /// The highest sequence number durable on disk (0 when none is).
+    #[must_use]
+    pub fn durable(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// The sequence number the next record gets.
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records appended and not yet handed out in a batch.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf_records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::scan_log;
+
+    const US: Duration = Duration::from_micros(1);
+
+    fn policy(records_max: usize, segment_bytes: u64) -> GroupCommit {
+        GroupCommit { records_max, wait: 200 * US, segment_bytes }
+    }
+
+    #[test]
+    fn a_batch_goes_when_full_or_when_its_first_record_waited_and_is_durable_only_when_synced() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(3, SEGMENT_BYTES_MIN), 1, None);
+        assert_eq!(a.append(Kind::RequestAccepted, b"a", t0), 1);
+        assert_eq!(a.poll_batch(t0 + 100 * US, 0), None, "not full, not waited");
+        assert_eq!(a.poll_timeout(), Some(t0 + 200 * US));
+        let b = a.poll_batch(t0 + 200 * US, 5).expect("its first record waited");
+        assert_eq!((b.first_seq, b.last_seq), (1, 1));
+        assert_eq!(
+            b.new_segment,
+            Some(SegmentHeader { first_seq: 1, created_unix_ms: 5 }),
+            "a new log begins a segment"
+        );
+        assert_eq!(a.durable(), 0, "written is not durable");
+        // Records that come while a batch is in flight form the next one.
+        for p in [b"b", b"c", b"d"] {
+            a.append(Kind::Forwarded, p, t0 + 300 * US);
+        }
+        assert_eq!(a.poll_batch(t0 + 300 * US, 0), None, "one batch in flight at a time");
+        a.handle_synced(1);
+        assert_eq!(a.durable(), 1);
+        let b2 = a.poll_batch(t0 + 300 * US, 0).expect("full");
+        assert_eq!((b2.first_seq, b2.last_seq, b2.new_segment), (2, 4, None));
+        a.handle_synced(4);
+        assert_eq!((a.durable(), a.next_seq(), a.buffered()), (4, 5, 0));
+    }
+
+    #[test]
+    fn batches_make_a_log_that_scans_and_segments_rotate_by_size() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(10, SEGMENT_BYTES_MIN), 1, None);
+        let mut segments: Vec<(u64, Vec<u8>)> = Vec::new();
+        let payload = vec![7u8; 10_000];
+        for i in 0..500u64 {
+            a.append(Kind::AnswerSent, &payload, t0);
+            if let Some(b) = a.poll_batch(t0, i) {
+                if let Some(h) = b.new_segment {
+                    segments.push((h.first_seq, h.to_bytes().to_vec()));
+                }
+                segments.last_mut().expect("a segment").1.extend_from_slice(&b.bytes);
+                a.handle_synced(b.last_seq);
+            }
+        }
+        assert_eq!(a.durable(), 500);
+        assert!(segments.len() >= 4, "{} segments of about 1 MiB for 5 MB", segments.len());
+        for (_, s) in &segments[..segments.len() - 1] {
+            assert!(
+                s.len() as u64 <= SEGMENT_BYTES_MIN + 11 * 10_100,
+                "over by at most a batch: {}",
+                s.len()
+            );
+        }
+        let view: Vec<(u64, &[u8])> = segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let log = scan_log(&view).expect("a log the scan accepts");
+        assert_eq!((log.records(), log.next_seq, log.cut()), (500, 501, None));
+        // After recovery the appender continues the same log.
+        let last = segments.last().map_or(0, |(_, b)| b.len() as u64);
+        let mut b = Appender::new(policy(10, SEGMENT_BYTES_MIN), log.next_seq, Some(last));
+        assert_eq!(b.durable(), 500);
+        assert_eq!(b.append(Kind::Checkpoint, b"", t0), 501);
+    }
+
+    #[test]
+    fn policies_are_bounded() {
+        assert!(GroupCommit::default().check().is_ok());
+        assert!(policy(0, SEGMENT_BYTES_MIN).check().is_err());
+        assert!(policy(10, 10).check().is_err());
+        assert!(GroupCommit { wait: Duration::from_secs(1), ..GroupCommit::default() }.check().is_err());
+    }
+}

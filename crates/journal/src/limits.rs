@@ -1,0 +1,47 @@
+//! Every bound of the journal, in one place.
+
+use std::time::Duration;
+
+/// Bytes of a record's frame: body length and CRC32C.
+pub const RECORD_FRAME_BYTES: usize = 8;
+
+/// Bytes of a record body before its payload: sequence number and kind.
+pub const RECORD_BODY_MIN: usize = 9;
+
+/// Largest record body. A request with every field at its maximum is under 20 KiB; the
+/// decoder refuses a declared length over this before it looks any further.
+pub const RECORD_BODY_MAX: usize = 64 * 1024;
+
+/// Largest payload of one record.
+pub const PAYLOAD_BYTES_MAX: usize = RECORD_BODY_MAX - RECORD_BODY_MIN;
+
+/// Bytes of a segment's header.
+pub const SEGMENT_HEADER_BYTES: usize = 32;
+
+/// Default size at which a segment is closed and the next one begun.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+
+/// Smallest segment size a configuration may set (room for a few largest records).
+pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+
+/// Largest segment size a configuration may set.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+
+/// Default most records in one group commit.
+pub const GROUP_RECORDS_DEFAULT: usize = 1024;
+
+/// Most records a group commit may be configured to hold.
+pub const GROUP_RECORDS_MAX: usize = 1 << 16;
+
+/// Default longest a record waits for its group to be synced.
+pub const GROUP_WAIT_DEFAULT: Duration = Duration::from_micros(200);
+
+/// Longest a group commit may be configured to wait.
+pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(100);
+
+/// Most bytes of records one batch holds before it must be synced, whatever its count.
+pub const GROUP_BYTES_MAX: usize = 8 << 20;
+
+const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= SEGMENT_BYTES_MIN as usize / 8);
+const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= GROUP_BYTES_MAX);
+const _: () = assert!(RECORD_BODY_MAX <= u32::MAX as usize);

@@ -1,0 +1,290 @@
+//! One record: an 8-byte frame (body length, CRC32C of the body), then the body — sequence
+//! number, kind, payload. See the crate docs for the diagram.
+//!
+//! The decoder has the tokio-util contract: it reads the declared length, checks it against
+//! [`RECORD_BODY_MAX`] before anything else, says how much more it needs while the record is
+//! incomplete, and checks the CRC before it hands out a view of the payload (no copy).
+
+use std::fmt;
+
+use crate::limits::{PAYLOAD_BYTES_MAX, RECORD_BODY_MAX, RECORD_BODY_MIN, RECORD_FRAME_BYTES};
+
+/// What a record says happened. The byte values are the format: never renumber them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A request was accepted (with its duplicate key).
+    RequestAccepted,
+    /// It was forwarded (link, outbound correlation).
+    Forwarded,
+    /// Its destination's response came.
+    ResponseReceived,
+    /// Its originator was answered (code, whether switch-made).
+    AnswerSent,
+    /// A reversal or advice was queued for a destination.
+    ReversalQueued,
+    /// It was sent (first time or repeat).
+    ReversalSent,
+    /// Its destination acknowledged it.
+    ReversalAcked,
+    /// It was given up on (moved to the exception queue).
+    ReversalAbandoned,
+    /// A response came after its request had timed out.
+    LateResponse,
+    /// A link came up or went down.
+    LinkEvent,
+    /// The configuration was loaded or reloaded.
+    ConfigEvent,
+    /// A snapshot of derived state, so recovery need not read what came before.
+    Checkpoint,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Self; 12] = [
+        Self::RequestAccepted,
+        Self::Forwarded,
+        Self::ResponseReceived,
+        Self::AnswerSent,
+        Self::ReversalQueued,
+        Self::ReversalSent,
+        Self::ReversalAcked,
+        Self::ReversalAbandoned,
+        Self::LateResponse,
+        Self::LinkEvent,
+        Self::ConfigEvent,
+        Self::Checkpoint,
+    ];
+
+    /// Its byte in the format.
+    #[must_use]
+    pub const fn byte(self) -> u8 {
+        match self {
+            Self::RequestAccepted => 1,
+            Self::Forwarded => 2,
+            Self::ResponseReceived => 3,
+            Self::AnswerSent => 4,
+            Self::ReversalQueued => 5,
+            Self::ReversalSent => 6,
+            Self::ReversalAcked => 7,
+            Self::ReversalAbandoned => 8,
+            Self::LateResponse => 9,
+            Self::LinkEvent => 10,
+            Self::ConfigEvent => 11,
+            Self::Checkpoint => 12,
+        }
+    }
+
+    /// The kind of a format byte.
+    #[must_use]
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.byte() == b)
+    }
+}
+
+/// A decoded record: a view into the bytes it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its payload.
+    pub payload: &'a [u8],
+}
+
+/// Why bytes are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The frame declares a body over [`RECORD_BODY_MAX`].
+    TooLarge {
+        /// Declared body length.
+        declared: usize,
+    },
+    /// The frame declares a body too short for a sequence number and a kind.
+    TooSmall {
+        /// Declared body length.
+        declared: usize,
+    },
+    /// The body's CRC32C is not the frame's.
+    Checksum {
+        /// The frame's.
+        expected: u32,
+        /// The body's.
+        found: u32,
+    },
+    /// A kind this version does not know.
+    UnknownKind {
+        /// The byte.
+        kind: u8,
+    },
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { declared } => {
+                write!(f, "record body of {declared} bytes, over {RECORD_BODY_MAX}")
+            }
+            Self::TooSmall { declared } => {
+                write!(f, "record body of {declared} bytes, under {RECORD_BODY_MIN}")
+            }
+            Self::Checksum { expected, found } => {
+                write!(f, "checksum {found:08x}, the frame says {expected:08x}")
+            }
+            Self::UnknownKind { kind } => write!(f, "unknown record kind {kind}"),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// What the front of a buffer holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole, valid record, `len` bytes long (frame included).
+    Record {
+        /// The record.
+        record: RecordRef<'a>,
+        /// Bytes it takes.
+        len: usize,
+    },
+    /// Not enough bytes: the record needs `needed` in all (frame included).
+    Incomplete {
+        /// Bytes the whole record needs (the frame's 8 when not even that is there).
+        needed: usize,
+    },
+    /// Bytes that are not a record.
+    Invalid(Invalid),
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Decodes the record at the front of `buf`.
+#[must_use]
+pub fn decode(buf: &[u8]) -> Decoded<'_> {
+    if buf.len() < RECORD_FRAME_BYTES {
+        return Decoded::Incomplete { needed: RECORD_FRAME_BYTES };
+    }
+    let declared = u32_at(buf, 0) as usize;
+    if declared > RECORD_BODY_MAX {
+        return Decoded::Invalid(Invalid::TooLarge { declared });
+    }
+    if declared < RECORD_BODY_MIN {
+        return Decoded::Invalid(Invalid::TooSmall { declared });
+    }
+    let len = RECORD_FRAME_BYTES + declared;
+    if buf.len() < len {
+        return Decoded::Incomplete { needed: len };
+    }
+    let body = &buf[RECORD_FRAME_BYTES..len];
+    let (expected, found) = (u32_at(buf, 4), crc32c::crc32c(body));
+    if expected != found {
+        return Decoded::Invalid(Invalid::Checksum { expected, found });
+    }
+    let Some(kind) = Kind::from_byte(body[8]) else {
+        return Decoded::Invalid(Invalid::UnknownKind { kind: body[8] });
+    };
+    Decoded::Record {
+        record: RecordRef { seq: u64_at(body, 0), kind, payload: &body[RECORD_BODY_MIN..] },
+        len,
+    }
+}
+
+/// Appends the record `(seq, kind, payload)` to `out` and returns its length.
+///
+/// # Panics
+///
+/// If `payload` is over [`PAYLOAD_BYTES_MAX`]: the caller bounds what it journals (a
+/// programming error, not an operating one).
+pub fn encode(seq: u64, kind: Kind, payload: &[u8], out: &mut Vec<u8>) -> usize {
+    assert!(payload.len() <= PAYLOAD_BYTES_MAX, "a journal payload of {} bytes", payload.len());
+    let body_len = RECORD_BODY_MIN + payload.len();
+    let start = out.len();
+    // body_len ≤ RECORD_BODY_MAX, which fits u32 (limits.rs).
+    out.extend_from_slice(&(body_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(kind.byte());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out[start + RECORD_FRAME_BYTES..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    RECORD_FRAME_BYTES + body_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_record_round_trips_and_every_damage_is_named() {
+        let mut out = Vec::new();
+        let n = encode(7, Kind::AnswerSent, b"00 approved", &mut out);
+        assert_eq!(n, out.len());
+        let Decoded::Record { record, len } = decode(&out) else { panic!("{:?}", decode(&out)) };
+        assert_eq!(
+            (record.seq, record.kind, record.payload, len),
+            (7, Kind::AnswerSent, &b"00 approved"[..], n)
+        );
+        for cut in 0..n {
+            assert!(matches!(decode(&out[..cut]), Decoded::Incomplete { .. }), "cut at {cut}");
+        }
+        let mut flipped = out.clone();
+        flipped[n - 1] ^= 1;
+        assert!(matches!(decode(&flipped), Decoded::Invalid(Invalid::Checksum { .. })));
+        let mut huge = out.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&huge), Decoded::Invalid(Invalid::TooLarge { declared: u32::MAX as usize }));
+        let mut tiny = out.clone();
+        tiny[..4].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(decode(&tiny), Decoded::Invalid(Invalid::TooSmall { declared: 3 }));
+        let mut unknown = Vec::new();
+        encode(1, Kind::Checkpoint, b"", &mut unknown);
+        unknown[16] = 200;
+        let crc = crc32c::crc32c(&unknown[8..]);
+        unknown[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&unknown), Decoded::Invalid(Invalid::UnknownKind { kind: 200 }));
+    }
+
+    #[test]
+    fn kinds_keep_their_bytes() {
+        for (i, k) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(usize::from(k.byte()), i + 1);
+            assert_eq!(Kind::from_byte(k.byte()), Some(k));
+        }
+        assert_eq!(Kind::from_byte(0), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_round_trips(seq: u64, kind in 0usize..12, payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let kind = Kind::ALL[kind];
+            let mut out = vec![0xAA; 3];
+            let n = encode(seq, kind, &payload, &mut out);
+            match decode(&out[3..]) {
+                Decoded::Record { record, len } => {
+                    prop_assert_eq!(len, n);
+                    prop_assert_eq!(record, RecordRef { seq, kind, payload: &payload });
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+    }
+}
