@@ -6,6 +6,7 @@
 //!
 //! - `main.rs`: the command line and exit codes.
 //! - `msg.rs`: `corridor msg`, the operator's tool to look at and craft messages.
+//! - `journal.rs`: `corridor journal`, to look at, check and cut a journal directory.
 //! - the library (`certs`, `serve`); the configuration file is `corridor-config`'s.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 use corridor::serve;
 use corridor_config as config;
 
+mod journal;
 mod msg;
 
 #[global_allocator]
@@ -47,6 +49,11 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Look at, check and (deliberately) cut a journal directory.
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
     },
     /// Look at and craft protocol messages.
     Msg {
@@ -129,6 +136,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
+        Command::Journal { command } => journal::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
         Command::Serve { config } => run_serve(&config),
         Command::Certs { command } => run_certs(command),

@@ -16,6 +16,8 @@
 //! - [`switch`]: the transports as one enum, listeners, connectors, the per-connection
 //!   reader (sized buffers, backpressure) and writer (flushed batches, delivery reports), the
 //!   timer task and graceful shutdown.
+//! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
+//!   appended and synced (the format is `corridor-journal`'s).
 //! - [`handle`]: a `Send` handle to a running switch: snapshots, route table, shutdown.
 //! - [`running`]: a switch on a thread of its own.
 
@@ -24,6 +26,7 @@
 pub mod backoff;
 pub mod error;
 pub mod handle;
+pub mod journal;
 pub mod limits;
 pub mod quic;
 pub mod running;

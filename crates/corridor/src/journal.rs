@@ -1,0 +1,116 @@
+//! `corridor journal`: look at a journal directory, check it, and — deliberately — cut it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use corridor_net::journal::{truncate, Segments};
+
+/// The journal commands.
+#[derive(Subcommand)]
+pub(crate) enum JournalCommand {
+    /// Check every segment and record; say where a torn tail would be cut. Exits 1 on
+    /// corruption inside the log, naming the segment and offset.
+    Verify {
+        /// The journal directory.
+        dir: PathBuf,
+    },
+    /// List every record: sequence number, kind, payload size, segment and offset.
+    Inspect {
+        /// The journal directory.
+        dir: PathBuf,
+    },
+    /// List the last records.
+    Tail {
+        /// The journal directory.
+        dir: PathBuf,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Cut the log at a segment and offset (what `verify` names), removing everything after.
+    /// Records after the cut are lost: this is an operator's decision, never automatic for
+    /// damage inside the log.
+    Truncate {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The segment's first sequence number (its file name).
+        #[arg(long)]
+        segment: u64,
+        /// The byte offset in that segment.
+        #[arg(long)]
+        offset: usize,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs a journal command.
+///
+/// # Errors
+///
+/// A directory that cannot be read, corruption (for `verify`, `inspect`, `tail`), or a cut
+/// not confirmed.
+pub(crate) fn run(c: JournalCommand) -> Result<()> {
+    match c {
+        JournalCommand::Verify { dir } => {
+            let segs = Segments::read(&dir)?;
+            let scan = segs.scan()?;
+            println!(
+                "journal {}: {} segments, {} records, next sequence {}",
+                dir.display(),
+                scan.segments.len(),
+                scan.records(),
+                scan.next_seq
+            );
+            for ((seq, s), (_, bytes)) in scan.segments.iter().zip(&segs.files) {
+                let range = match (s.records.first(), s.records.last()) {
+                    (Some(a), Some(b)) => format!("records {}-{}", a.record.seq, b.record.seq),
+                    _ => "no records".into(),
+                };
+                println!("  {seq:020}.seg  {:>10} bytes  {range}", bytes.len());
+            }
+            match scan.cut() {
+                None => println!("clean"),
+                Some((seq, at)) => {
+                    let len = segs.files.last().map_or(0, |(_, b)| b.len());
+                    println!(
+                        "torn tail: segment {seq:020}.seg at offset {at} ({} bytes after it, {:?}); the next start cuts it",
+                        len - at,
+                        scan.segments.last().and_then(|(_, s)| s.torn)
+                    );
+                }
+            }
+            Ok(())
+        }
+        JournalCommand::Inspect { dir } => list(&dir, usize::MAX),
+        JournalCommand::Tail { dir, lines } => list(&dir, lines),
+        JournalCommand::Truncate { dir, segment, offset, yes } => {
+            if !yes {
+                bail!("truncating loses every record after the cut: add --yes to do it");
+            }
+            truncate(&dir, segment, offset)?;
+            println!("cut {} at segment {segment:020}.seg, offset {offset}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+fn list(dir: &std::path::Path, last: usize) -> Result<()> {
+    let segs = Segments::read(dir)?;
+    let scan = segs.scan()?;
+    let all: Vec<_> =
+        scan.segments.iter().flat_map(|(seq, s)| s.records.iter().map(move |f| (*seq, f))).collect();
+    println!("{:>12}  {:<18}  {:>7}  {:>20}  {:>10}", "seq", "kind", "payload", "segment", "offset");
+    for (seq, f) in all.iter().skip(all.len().saturating_sub(last)) {
+        println!(
+            "{:>12}  {:<18}  {:>7}  {seq:020}  {:>10}",
+            f.record.seq,
+            format!("{:?}", f.record.kind),
+            f.record.payload.len(),
+            f.offset
+        );
+    }
+    Ok(())
+}
