@@ -5,12 +5,16 @@
 
 #![no_main]
 
-use corridor_journal::{record, scan_segment};
+use corridor_journal::{record, scan_segment, SegmentHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = record::decode(data);
-    for last in [true, false] {
+    // Raw bytes, and the same bytes behind a valid header (so the record walk is reached).
+    let mut with_header = SegmentHeader { first_seq: 1, created_unix_ms: 0 }.to_bytes().to_vec();
+    with_header.extend_from_slice(data);
+    for (bytes, last) in [(data, true), (data, false), (&with_header[..], true), (&with_header[..], false)] {
+        let data = bytes;
         if let Ok(scan) = scan_segment(data, 1, last) {
             assert!(scan.end <= data.len());
             assert!(last || scan.torn.is_none());
