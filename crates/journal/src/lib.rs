@@ -8,6 +8,8 @@
 //! - [`limits`]: every bound, in one place.
 //! - [`record`]: one record's framing — length, CRC32C, sequence number, kind — and its
 //!   encoder and zero-copy decoder.
+//! - [`request`]: a request as the journal keeps it: no track, CVV, PIN block or ICC data,
+//!   the PAN sealed with AES-256-GCM under a key id, first six and last four in clear.
 //! - [`segment`]: a segment file's header and name, and the scan of one segment's bytes,
 //!   which tells a torn tail (a crash mid-write, cut at its start) from a corrupt record
 //!   inside the log (never skipped: the scan stops with the segment and offset named).
@@ -45,6 +47,7 @@ pub mod append;
 pub mod limits;
 pub mod log;
 pub mod record;
+pub mod request;
 pub mod segment;
 
 pub use append::{Appender, GroupCommit, SyncBatch};
