@@ -13,6 +13,7 @@
 //! - [`segment`]: a segment file's header and name, and the scan of one segment's bytes,
 //!   which tells a torn tail (a crash mid-write, cut at its start) from a corrupt record
 //!   inside the log (never skipped: the scan stops with the segment and offset named).
+//! - [`entry`]: what each kind of record says, and its payload codec.
 //! - [`log`]: the scan of a whole log, segment after segment, with the sequence checked
 //!   across them.
 //! - [`append`]: the writer's side: records encoded into batches, group commit (one sync per
@@ -44,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 pub mod append;
+pub mod entry;
 pub mod limits;
 pub mod log;
 pub mod record;
@@ -51,6 +53,7 @@ pub mod request;
 pub mod segment;
 
 pub use append::{Appender, GroupCommit, SyncBatch};
+pub use entry::Entry;
 pub use log::{scan_log, LogScan};
 pub use record::{decode, encode, Decoded, Invalid, Kind, RecordRef};
 pub use segment::{scan_segment, Corrupt, CorruptReason, SegmentHeader, SegmentScan, Torn};

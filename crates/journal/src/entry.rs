@@ -1,0 +1,337 @@
+//! What the records say: one typed entry per [`Kind`], each with its payload codec
+//! (little-endian integers; names as a length byte and UTF-8; blobs as a `u16` length and
+//! bytes). Requests and reversals travel as [`crate::request`] payloads: no card secret in
+//! the clear, ever.
+
+use std::fmt;
+
+use crate::record::Kind;
+
+/// A request was accepted: who sent it, its duplicate key, where its answer goes back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The authenticated participant's configured id.
+    pub participant: String,
+    /// MTI class, DE 11, DE 7, DE 41 — with the participant, the duplicate key.
+    pub class: u8,
+    /// DE 11.
+    pub stan: u32,
+    /// DE 7 as a number (MMDDhhmmss).
+    pub time: u64,
+    /// DE 41, space-padded.
+    pub terminal: [u8; 8],
+    /// The configured link it came on.
+    pub link: String,
+    /// Its correlation there (native header id, or 0 on classic links).
+    pub correlation: u64,
+    /// The request, sealed ([`crate::request::seal`]).
+    pub request: Vec<u8>,
+}
+
+/// It was forwarded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The sequence number of its [`Accepted`] record.
+    pub request: u64,
+    /// The destination participant's id.
+    pub destination: String,
+    /// The configured link it left on.
+    pub link: String,
+    /// Its outbound correlation.
+    pub key: u64,
+    /// The STAN the destination saw.
+    pub sent_stan: [u8; 6],
+}
+
+/// Its originator was answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// The sequence number of its [`Accepted`] record.
+    pub request: u64,
+    /// DE 39.
+    pub code: [u8; 2],
+    /// DE 38, when the answer had one.
+    pub auth: Option<[u8; 6]>,
+    /// Whether the switch made the answer (a decline) rather than relaying one.
+    pub switch_made: bool,
+}
+
+/// A reversal was queued for a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReversalQueued {
+    /// The reversal's id.
+    pub id: u64,
+    /// The destination participant's id.
+    pub destination: String,
+    /// The reversal (0420), sealed ([`crate::request::seal`]).
+    pub reversal: Vec<u8>,
+}
+
+/// One record's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Entry {
+    /// See [`Accepted`].
+    Accepted(Accepted),
+    /// See [`Forwarded`].
+    Forwarded(Forwarded),
+    /// See [`Answered`].
+    Answered(Answered),
+    /// See [`ReversalQueued`].
+    ReversalQueued(ReversalQueued),
+    /// Reversal `id` was sent, its `attempt`-th transmission (0 for the 0420).
+    ReversalSent {
+        /// The reversal.
+        id: u64,
+        /// Which transmission.
+        attempt: u32,
+    },
+    /// Reversal `id` was acknowledged.
+    ReversalAcked {
+        /// The reversal.
+        id: u64,
+    },
+    /// Reversal `id` was given up after `attempts` transmissions (the exception queue).
+    ReversalAbandoned {
+        /// The reversal.
+        id: u64,
+        /// Transmissions made.
+        attempts: u32,
+    },
+}
+
+/// A payload that is not its kind's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadEntry {
+    /// The record's kind.
+    pub kind: Kind,
+}
+
+impl fmt::Display for BadEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {:?} record whose payload is not its layout", self.kind)
+    }
+}
+
+impl std::error::Error for BadEntry {}
+
+struct W<'a>(&'a mut Vec<u8>);
+
+impl W<'_> {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    /// A name: at most 255 bytes (configured ids and link names are bounded below that).
+    fn name(&mut self, s: &str) -> &mut Self {
+        let b = &s.as_bytes()[..s.len().min(255)];
+        // At most 255, so it fits the length byte.
+        self.u8(b.len() as u8).bytes(b)
+    }
+    fn blob(&mut self, b: &[u8]) -> &mut Self {
+        let b = &b[..b.len().min(usize::from(u16::MAX))];
+        self.0.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        self.bytes(b)
+    }
+}
+
+struct R<'a>(&'a [u8]);
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (a, b) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn name(&mut self) -> Option<String> {
+        let n = usize::from(self.u8()?);
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    fn blob(&mut self) -> Option<Vec<u8>> {
+        let n = usize::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?));
+        Some(self.take(n)?.to_vec())
+    }
+    fn end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+}
+
+impl Entry {
+    /// Its record kind.
+    #[must_use]
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Accepted(_) => Kind::RequestAccepted,
+            Self::Forwarded(_) => Kind::Forwarded,
+            Self::Answered(_) => Kind::AnswerSent,
+            Self::ReversalQueued(_) => Kind::ReversalQueued,
+            Self::ReversalSent { .. } => Kind::ReversalSent,
+            Self::ReversalAcked { .. } => Kind::ReversalAcked,
+            Self::ReversalAbandoned { .. } => Kind::ReversalAbandoned,
+        }
+    }
+
+    /// Appends its payload to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = W(out);
+        match self {
+            Self::Accepted(a) => {
+                w.name(&a.participant).u8(a.class).u32(a.stan).u64(a.time).bytes(&a.terminal);
+                w.name(&a.link).u64(a.correlation).blob(&a.request);
+            }
+            Self::Forwarded(f) => {
+                w.u64(f.request).name(&f.destination).name(&f.link).u64(f.key).bytes(&f.sent_stan);
+            }
+            Self::Answered(a) => {
+                w.u64(a.request).bytes(&a.code).u8(u8::from(a.switch_made));
+                match a.auth {
+                    Some(auth) => w.u8(1).bytes(&auth),
+                    None => w.u8(0),
+                };
+            }
+            Self::ReversalQueued(r) => {
+                w.u64(r.id).name(&r.destination).blob(&r.reversal);
+            }
+            Self::ReversalSent { id, attempt } => {
+                w.u64(*id).u32(*attempt);
+            }
+            Self::ReversalAcked { id } => {
+                w.u64(*id);
+            }
+            Self::ReversalAbandoned { id, attempts } => {
+                w.u64(*id).u32(*attempts);
+            }
+        }
+    }
+
+    /// The entry a record of `kind` holds.
+    ///
+    /// # Errors
+    ///
+    /// [`BadEntry`]: a payload that is not the kind's layout, or a kind without an entry yet.
+    pub fn decode(kind: Kind, payload: &[u8]) -> Result<Self, BadEntry> {
+        let mut r = R(payload);
+        let e = (|| {
+            let e = match kind {
+                Kind::RequestAccepted => Self::Accepted(Accepted {
+                    participant: r.name()?,
+                    class: r.u8()?,
+                    stan: r.u32()?,
+                    time: r.u64()?,
+                    terminal: r.array()?,
+                    link: r.name()?,
+                    correlation: r.u64()?,
+                    request: r.blob()?,
+                }),
+                Kind::Forwarded => Self::Forwarded(Forwarded {
+                    request: r.u64()?,
+                    destination: r.name()?,
+                    link: r.name()?,
+                    key: r.u64()?,
+                    sent_stan: r.array()?,
+                }),
+                Kind::AnswerSent => {
+                    let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
+                    let auth = match r.u8()? {
+                        0 => None,
+                        _ => Some(r.array()?),
+                    };
+                    Self::Answered(Answered { request, code, auth, switch_made })
+                }
+                Kind::ReversalQueued => Self::ReversalQueued(ReversalQueued {
+                    id: r.u64()?,
+                    destination: r.name()?,
+                    reversal: r.blob()?,
+                }),
+                Kind::ReversalSent => Self::ReversalSent { id: r.u64()?, attempt: r.u32()? },
+                Kind::ReversalAcked => Self::ReversalAcked { id: r.u64()? },
+                Kind::ReversalAbandoned => Self::ReversalAbandoned { id: r.u64()?, attempts: r.u32()? },
+                _ => return None,
+            };
+            r.end()?;
+            Some(e)
+        })();
+        e.ok_or(BadEntry { kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Entry> {
+        vec![
+            Entry::Accepted(Accepted {
+                participant: "wallet-sg".into(),
+                class: 2,
+                stan: 42,
+                time: 1_125_221_530,
+                terminal: *b"TERM0001",
+                link: "wallet-sg-1".into(),
+                correlation: 77,
+                request: vec![1, 2, 3],
+            }),
+            Entry::Forwarded(Forwarded {
+                request: 9,
+                destination: "napas-vn".into(),
+                link: "napas-vn-1".into(),
+                key: 5,
+                sent_stan: *b"000005",
+            }),
+            Entry::Answered(Answered {
+                request: 9,
+                code: *b"00",
+                auth: Some(*b"A1B2C3"),
+                switch_made: false,
+            }),
+            Entry::Answered(Answered { request: 10, code: *b"92", auth: None, switch_made: true }),
+            Entry::ReversalQueued(ReversalQueued {
+                id: 3,
+                destination: "napas-vn".into(),
+                reversal: vec![9; 300],
+            }),
+            Entry::ReversalSent { id: 3, attempt: 1 },
+            Entry::ReversalAcked { id: 3 },
+            Entry::ReversalAbandoned { id: 4, attempts: 6 },
+        ]
+    }
+
+    #[test]
+    fn every_entry_round_trips_and_a_cut_or_padded_payload_is_refused() {
+        for e in all() {
+            let mut p = Vec::new();
+            e.encode(&mut p);
+            assert_eq!(Entry::decode(e.kind(), &p), Ok(e.clone()));
+            for cut in 0..p.len() {
+                assert!(Entry::decode(e.kind(), &p[..cut]).is_err(), "{e:?} cut at {cut}");
+            }
+            p.push(0);
+            assert!(Entry::decode(e.kind(), &p).is_err(), "{e:?} with a byte too many");
+        }
+        assert_eq!(Entry::decode(Kind::Checkpoint, &[]), Err(BadEntry { kind: Kind::Checkpoint }));
+    }
+}
