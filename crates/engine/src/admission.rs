@@ -172,6 +172,7 @@ impl Engine {
         // header, so the originator's STAN goes through.
         let sent_stan = if dest_classic { switch_stan.to_ascii() } else { stan.to_ascii() };
         let set: &[(FieldId, &[u8])] = if dest_classic { &[(de::STAN, &sent_stan)] } else { &[] };
+        let start = out.out.len();
         let written =
             out.frame(0, key, |buf| msg.derive(msg.mti(), FieldSet::VALUES, set, dest_dialect, buf));
         if let Err(e) = written {
@@ -184,6 +185,12 @@ impl Engine {
         out.inflight_out += 1;
         if let Some(o) = self.links.get_mut(&link) {
             o.inflight_in += 1;
+        }
+        // Journal before forward: the request leaves once its records are durable.
+        let (journal_seq, forwarded_seq) =
+            self.record_forward(&msg, link, correlation, destination, out_link, key, sent_stan, &dup, now);
+        if let Some(out) = self.links.get_mut(&out_link) {
+            out.hold_from(start, forwarded_seq);
         }
         self.duplicates.insert(dup);
         let request_mti = msg.mti();
@@ -203,6 +210,7 @@ impl Engine {
                     sent_stan,
                     dup,
                     destination,
+                    journal_seq,
                 }),
                 deadline: now + timeout,
             },

@@ -31,4 +31,24 @@ impl DupKey {
             terminal,
         }
     }
+
+    /// The MTI class.
+    pub(crate) fn class(&self) -> u8 {
+        self.class
+    }
+
+    /// DE 11.
+    pub(crate) fn stan(&self) -> u32 {
+        self.stan
+    }
+
+    /// DE 7.
+    pub(crate) fn time(&self) -> u64 {
+        self.time
+    }
+
+    /// DE 41, space-padded.
+    pub(crate) fn terminal(&self) -> [u8; 8] {
+        self.terminal
+    }
 }

@@ -93,6 +93,10 @@ pub struct Engine {
     scratch: Option<Box<MessageIndex>>,
     /// Per configured link: the counts of its closed connections.
     link_totals: Vec<LinkCounts>,
+    /// The journal, when the switch keeps one.
+    pub(crate) journal: Option<crate::journal::Journal>,
+    /// Links with frames waiting for the journal.
+    pub(crate) journal_held: Vec<LinkId>,
 }
 
 impl Engine {
@@ -130,7 +134,18 @@ impl Engine {
             last_now: clock_at,
             scratch: Some(Box::new(MessageIndex::new(Dialect::Native))),
             link_totals: vec![LinkCounts::default(); n_links],
+            journal: None,
+            journal_held: Vec::new(),
         }
+    }
+
+    /// An engine that journals what it decides and lets no answer out before its record is
+    /// durable (see the `journal` module).
+    #[must_use]
+    pub fn with_journal(config: Config, clock: WallClock, journal: crate::journal::Journal) -> Self {
+        let mut e = Self::new(config, clock);
+        e.journal = Some(journal);
+        e
     }
 
     /// The route table handle: `store` a new table to reload routes. Readers never block and
@@ -236,7 +251,8 @@ impl Engine {
         let s = &self.config.links[spec];
         let (dial, interval, sign_on_wait) = (s.dial, s.echo_interval, s.sign_on_required && !s.dial);
         let sign_on_timeout = s.sign_on_timeout;
-        let link = Link::new(spec, s, now);
+        let mut link = Link::new(spec, s, now);
+        link.durable = self.durable_now();
         let id = LinkId(self.next_link);
         self.next_link = self.next_link.wrapping_add(1);
         self.link_totals[spec].connections += 1;
@@ -323,7 +339,10 @@ impl Engine {
     /// When [`Engine::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.journal_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ----- input -----
@@ -467,12 +486,24 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
+        self.decline_after(0, link, correlation, req, code);
+    }
+
+    /// [`Engine::decline`], the answer waiting for journal record `seq` (0: none).
+    pub(crate) fn decline_after<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
+        &mut self,
+        seq: u64,
+        link: LinkId,
+        correlation: u64,
+        req: &Message<B, I>,
+        code: ResponseCode,
+    ) {
         self.stats.count_decline(code);
         let Some(mti) = req.mti().response() else { return };
         let Some(l) = self.links.get_mut(&link) else { return };
         let dialect = l.dialect;
         let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
-        let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
+        let written = l.frame_after(seq, NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
             req.derive(mti, keep, &[(de::RESPONSE_CODE, &code.0)], dialect, out)
         });
         if let Err(e) = written {
@@ -486,6 +517,7 @@ impl Engine {
     /// After writing to `link`: mark it for flushing, or close it if its peer stopped
     /// reading (what is in its batch is then reversed as the link goes down).
     pub(crate) fn after_write(&mut self, link: LinkId) {
+        self.note_held(link);
         let stalled = self.links.get(&link).is_some_and(|l| l.out.len() > LINK_OUT_BYTES_MAX);
         if stalled {
             self.close(link, CloseReason::Stalled, self.last_now);

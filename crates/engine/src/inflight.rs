@@ -33,6 +33,8 @@ pub(crate) struct Request {
     pub(crate) dup: DupKey,
     /// The participant the request was routed to, which a reversal goes to.
     pub(crate) destination: usize,
+    /// The sequence number of its `Accepted` journal record (0 without a journal).
+    pub(crate) journal_seq: u64,
 }
 
 /// What a pending entry waits for.
@@ -105,7 +107,7 @@ impl Engine {
                 if let Some(r) = self.reversals.get_mut(&id) {
                     r.outstanding = None;
                 }
-                if self.finish_reversal(id) {
+                if self.finish_reversal(id, true) {
                     self.stats.reversals_acked += 1;
                     debug!(reversal = id, "reversal acknowledged");
                 }
@@ -141,6 +143,7 @@ impl Engine {
         let dialect = o.dialect;
         // The originator gets its own STAN back (a classic destination saw the switch's).
         let set: &[(FieldId, &[u8])] = if resp.has(de::STAN) { &[(de::STAN, &r.origin_stan)] } else { &[] };
+        let start = o.out.len();
         let written = o.frame(0, r.origin_correlation, |buf| {
             resp.derive(resp.mti(), FieldSet::VALUES, set, dialect, buf)
         });
@@ -149,6 +152,13 @@ impl Engine {
                 self.stats.relayed += 1;
                 if approved {
                     o.out.track(undelivered);
+                }
+                // Journal before answer: the answer leaves once its record is durable.
+                let code = resp.response_code().map_or(*b"  ", |c| c.0);
+                let auth = resp.raw(de::AUTH_ID).and_then(|a| <[u8; 6]>::try_from(a).ok());
+                let answered = self.record_answer(r.journal_seq, code, auth, false, now);
+                if let Some(o) = self.links.get_mut(&r.origin) {
+                    o.hold_from(start, answered);
                 }
             }
             Err(e) => {
@@ -160,8 +170,18 @@ impl Engine {
                     warn!(link = %r.origin, error = %e, approved, left_out, "cannot relay a response: answered 96");
                 }
                 self.stats.unrelayable += 1;
+                let answered =
+                    self.record_answer(r.journal_seq, ResponseCode::SYSTEM_ERROR.0, None, true, now);
                 match Message::parse(undelivered.dialect, undelivered.request.clone()) {
-                    Ok(req) => self.decline(r.origin, r.origin_correlation, &req, ResponseCode::SYSTEM_ERROR),
+                    Ok(req) => {
+                        self.decline_after(
+                            answered,
+                            r.origin,
+                            r.origin_correlation,
+                            &req,
+                            ResponseCode::SYSTEM_ERROR,
+                        );
+                    }
                     Err(_) => unreachable!("the request parsed when it arrived"),
                 }
                 if approved {
@@ -192,8 +212,9 @@ impl Engine {
                 if self.links.contains_key(&r.origin) {
                     self.slot_freed(r.origin);
                 }
+                let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
                 if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
-                    self.decline(r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
+                    self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }
                 // Authorizations and financial requests may have been approved: reverse them.
                 if matches!(r.request_mti.class(), 1 | 2) {

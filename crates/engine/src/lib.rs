@@ -19,6 +19,7 @@
 //!   outbox (write batch with a release point, approvals not yet delivered), held requests.
 //! - `duplicates`: the key that makes two transmissions one request.
 //! - `inflight`: requests in flight, response matching and relaying, timeouts.
+//! - [`journal`]: journal before answer: records out, durability in, held frames released.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
 //! - `network`: sign-on, sign-off, echo.
 //! - `timers`: the one timer system (one FIFO queue per distinct duration).
@@ -34,6 +35,7 @@ pub mod config;
 mod duplicates;
 pub mod engine;
 mod inflight;
+pub mod journal;
 pub mod limits;
 pub mod link;
 mod network;
@@ -46,6 +48,7 @@ mod timers;
 pub use config::{AtLimit, Config, Framing, LinkSpec, Participant, Roles, Settings};
 pub use corridor_wire::{network_request, WallClock};
 pub use engine::{Engine, Event};
+pub use journal::Journal;
 pub use link::{CloseReason, LinkId, LinkStatus, ReadState};
 pub use routes::{InvalidRoute, Route, RouteKey, RouteQuery, RouteTable};
 pub use stats::{LinkCounts, Stats};

@@ -95,6 +95,9 @@ pub(crate) struct Outbox {
     released: usize,
     /// Approvals in `buf`, with the offset their frame ends at.
     answers: VecDeque<(usize, Undelivered)>,
+    /// Frames that may not leave before a journal record is durable: where each starts in
+    /// `buf`, and the record's sequence number. Frames behind one wait with it (order).
+    holds: VecDeque<(usize, u64)>,
     /// Approvals in batches taken and not yet written, with the offset (counted over every
     /// byte ever taken) their frame ends at.
     in_write: VecDeque<(u64, Undelivered)>,
@@ -122,9 +125,23 @@ impl Outbox {
         self.released > 0
     }
 
-    /// Marks everything written so far as releasable.
-    pub(crate) fn release_all(&mut self) {
-        self.released = self.buf.len();
+    /// Marks everything written so far as releasable, up to the first frame still waiting
+    /// for a journal record past `durable`.
+    pub(crate) fn release(&mut self, durable: u64) {
+        while self.holds.front().is_some_and(|&(_, seq)| seq <= durable) {
+            self.holds.pop_front();
+        }
+        self.released = self.holds.front().map_or(self.buf.len(), |&(start, _)| start);
+    }
+
+    /// The frame that begins at `start` waits for journal record `seq`.
+    pub(crate) fn hold(&mut self, start: usize, seq: u64) {
+        self.holds.push_back((start, seq));
+    }
+
+    /// Whether frames wait for the journal.
+    pub(crate) fn is_held(&self) -> bool {
+        !self.holds.is_empty()
     }
 
     /// Records that the frame just written (ending at the batch's current end) is an
@@ -153,6 +170,10 @@ impl Outbox {
         for (end, _) in &mut self.answers {
             *end -= n;
         }
+        for (start, _) in &mut self.holds {
+            // Held frames start at or after the release point, which is where the split was.
+            *start -= n;
+        }
         if self.buf.is_empty() && self.buf.capacity() > OUTBOX_KEEP_BYTES {
             self.buf = BytesMut::new();
         }
@@ -177,6 +198,7 @@ impl Outbox {
     pub(crate) fn abandon(&mut self) -> Vec<Undelivered> {
         let mut out: Vec<Undelivered> = self.in_write.drain(..).map(|(_, a)| a).collect();
         out.extend(self.answers.drain(..).map(|(_, a)| a));
+        self.holds.clear();
         self.buf = BytesMut::new();
         self.released = 0;
         out
@@ -224,6 +246,8 @@ pub(crate) struct Link {
     pub(crate) frame_timer: bool,
     pub(crate) frames_in: u64,
     pub(crate) frames_out: u64,
+    /// The journal's durable sequence number as this link last heard it.
+    pub(crate) durable: u64,
 }
 
 impl Link {
@@ -258,6 +282,7 @@ impl Link {
             frame_timer: false,
             frames_in: 0,
             frames_out: 0,
+            durable: u64::MAX,
         }
     }
 
@@ -286,19 +311,46 @@ impl Link {
     }
 
     /// Appends one frame to the write batch: the header (native or length), then whatever
-    /// `body` writes. On error nothing is left behind. Written frames are released at once.
+    /// `body` writes. On error nothing is left behind. The frame may leave at once, unless
+    /// an earlier one waits for the journal.
     pub(crate) fn frame(
         &mut self,
         flags: u8,
         correlation: u64,
         body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
     ) -> Result<(), EncodeError> {
+        self.frame_after(0, flags, correlation, body)
+    }
+
+    /// Like [`Link::frame`], for a frame that may not leave before journal record `seq` is
+    /// durable (0: none).
+    pub(crate) fn frame_after(
+        &mut self,
+        seq: u64,
+        flags: u8,
+        correlation: u64,
+        body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let start = self.out.len();
         let result = self.framing.write(flags, correlation, self.frame_bytes_max, self.out.buf_mut(), body);
         if result.is_ok() {
             self.frames_out += 1;
-            self.out.release_all();
+            if seq > self.durable {
+                self.out.hold(start, seq);
+            }
+            self.out.release(self.durable);
         }
         result
+    }
+
+    /// The frames written from `start` on wait for journal record `seq` (for a frame
+    /// written before its record was made, in the same engine call: nothing has been taken
+    /// since).
+    pub(crate) fn hold_from(&mut self, start: usize, seq: u64) {
+        if seq > self.durable {
+            self.out.hold(start, seq);
+            self.out.release(self.durable);
+        }
     }
 
     pub(crate) fn status(&self) -> LinkStatus {
@@ -334,7 +386,7 @@ mod tests {
         o.buf_mut().extend_from_slice(b"aaaa");
         o.track(approval(1));
         o.buf_mut().extend_from_slice(b"bb");
-        o.release_all();
+        o.release(0);
         assert_eq!(o.undelivered(), 1);
         let batch = o.take().expect("released bytes");
         assert_eq!(&batch[..], b"aaaabb");
@@ -347,9 +399,28 @@ mod tests {
         assert!(o.take().is_none(), "nothing released");
         o.buf_mut().extend_from_slice(b"cc");
         o.track(approval(2));
-        o.release_all();
+        o.release(0);
         let gone = o.abandon();
         assert_eq!(gone.iter().map(|a| a.destination).collect::<Vec<_>>(), [2]);
         assert!(o.is_empty() && o.undelivered() == 0);
+    }
+
+    #[test]
+    fn held_frames_and_those_behind_them_wait_for_their_record() {
+        let mut o = Outbox::default();
+        o.buf_mut().extend_from_slice(b"free");
+        o.hold(4, 10);
+        o.buf_mut().extend_from_slice(b"held");
+        o.buf_mut().extend_from_slice(b"behind");
+        o.release(9);
+        assert_eq!(&o.take().expect("the free frame")[..], b"free");
+        assert!(o.take().is_none(), "record 10 is not durable yet");
+        o.hold(6, 12);
+        o.buf_mut().extend_from_slice(b"later");
+        o.release(10);
+        assert_eq!(&o.take().expect("up to the next hold")[..], b"heldbe");
+        o.release(12);
+        assert_eq!(&o.take().expect("the rest")[..], b"hindlater");
+        assert!(!o.is_held());
     }
 }

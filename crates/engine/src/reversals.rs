@@ -8,6 +8,8 @@ use bytes::Bytes;
 use corridor_wire::{de, Dialect, FieldSet, Message, Mti, NativeHeader, ResponseCode};
 use tracing::{debug, warn};
 
+use corridor_journal::Entry;
+
 use crate::{
     compose,
     engine::{Engine, Msg},
@@ -25,6 +27,9 @@ pub(crate) struct Reversal {
     pub(crate) outstanding: Option<(LinkId, u64)>,
     /// Keys of earlier transmissions, in `reversal_attempts`.
     pub(crate) earlier: Vec<(LinkId, u64)>,
+    /// Its id in the journal: the sequence number of its `ReversalQueued` record (0
+    /// without a journal). Its transmissions wait for that record.
+    pub(crate) journal_id: u64,
 }
 
 /// A request that timed out, remembered for its late response.
@@ -41,7 +46,7 @@ impl Engine {
         if msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE {
             // An acknowledgement of an earlier transmission of a reversal still repeating.
             if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
-                if self.finish_reversal(id) {
+                if self.finish_reversal(id, true) {
                     self.stats.reversals_acked += 1;
                     debug!(reversal = id, "reversal acknowledged (earlier transmission)");
                 }
@@ -82,9 +87,19 @@ impl Engine {
         }
     }
 
-    /// Removes reversal `id` and everything that points at it.
-    pub(crate) fn finish_reversal(&mut self, id: u64) -> bool {
+    /// Removes reversal `id` and everything that points at it; `acked` says whether its
+    /// destination acknowledged it (else it was abandoned), for the journal.
+    pub(crate) fn finish_reversal(&mut self, id: u64, acked: bool) -> bool {
         let Some(r) = self.reversals.remove(&id) else { return false };
+        if r.journal_id != 0 {
+            let entry = if acked {
+                Entry::ReversalAcked { id: r.journal_id }
+            } else {
+                Entry::ReversalAbandoned { id: r.journal_id, attempts: r.attempts }
+            };
+            let now = self.last_now;
+            self.record(&entry, now);
+        }
         for key in r.earlier {
             self.reversal_attempts.remove(&key);
         }
@@ -102,7 +117,7 @@ impl Engine {
     pub(crate) fn queue_reversal(&mut self, destination: usize, body: Bytes, now: Instant) -> Option<u64> {
         if self.reversals.len() >= REVERSALS_MAX {
             if let Some(old) = self.reversal_order.pop_front() {
-                if self.finish_reversal(old) {
+                if self.finish_reversal(old, false) {
                     self.stats.reversals_abandoned += 1;
                     warn!(reversal = old, "reversal evicted at the bound");
                 }
@@ -110,8 +125,12 @@ impl Engine {
         }
         let id = self.next_reversal;
         self.next_reversal += 1;
-        self.reversals
-            .insert(id, Reversal { destination, body, attempts: 0, outstanding: None, earlier: Vec::new() });
+        // Stored before it is sent (and so before anything could acknowledge it).
+        let journal_id = self.record_reversal(destination, &body, now);
+        self.reversals.insert(
+            id,
+            Reversal { destination, body, attempts: 0, outstanding: None, earlier: Vec::new(), journal_id },
+        );
         self.reversal_order.push_back(id);
         if self.reversal_order.len() > 2 * REVERSALS_MAX {
             // Completed reversals leave their ids behind; sweep them so the queue stays bounded.
@@ -129,7 +148,7 @@ impl Engine {
         let Some(r) = self.reversals.get(&id) else { return };
         let (destination, body, attempts) = (r.destination, r.body.clone(), r.attempts);
         if attempts > self.config.settings.reversal_repeats_max {
-            self.finish_reversal(id);
+            self.finish_reversal(id, false);
             self.stats.reversals_abandoned += 1;
             warn!(reversal = id, attempts, "reversal abandoned after its last repeat");
             return;
@@ -150,7 +169,8 @@ impl Engine {
         let stan = stan.to_ascii();
         let dialect = l.dialect;
         let mti = if attempts == 0 { Mti::REVERSAL_ADVICE } else { Mti::REVERSAL_ADVICE_REPEAT };
-        let written = l.frame(NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
+        let journal_id = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        let written = l.frame_after(journal_id, NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
             rev.derive(mti, FieldSet::VALUES, &[(de::STAN, &stan)], dialect, out)
         });
         if let Err(e) = written {
@@ -171,6 +191,9 @@ impl Engine {
         self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + retry });
         self.timer(now, retry, Timer::Pending(link, key));
         self.stats.reversals_sent += 1;
+        if journal_id != 0 {
+            self.record(&Entry::ReversalSent { id: journal_id, attempt: attempts }, now);
+        }
         debug!(reversal = id, %link, attempts, "reversal sent");
         self.after_write(link);
     }

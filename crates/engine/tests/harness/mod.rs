@@ -161,6 +161,11 @@ impl Harness {
     pub fn with(config: Config) -> Self {
         let now = Instant::now();
         let engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
+        Self::with_engine(engine, now)
+    }
+
+    /// A harness around `engine`, whose clock starts at `now`.
+    pub fn with_engine(engine: Engine, now: Instant) -> Self {
         Self {
             engine,
             now,

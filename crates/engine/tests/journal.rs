@@ -1,0 +1,130 @@
+//! Journal before answer, in memory: with a journal, nothing that acts on a decision leaves
+//! before the decision's record is durable, and the records say what happened — with no card
+//! secret in them.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use corridor_engine::{Engine, Journal, WallClock};
+use corridor_journal::{
+    entry::Entry,
+    request::{open, PanKey},
+    scan_log, GroupCommit,
+};
+use corridor_wire::{de, Mti};
+use harness::*;
+
+const PAN_A: &str = "4761739001010010";
+const KEY: [u8; 32] = [0x5A; 32];
+
+fn journaled() -> Harness {
+    let now = Instant::now();
+    let policy = GroupCommit { records_max: 64, wait: Duration::from_micros(200), ..GroupCommit::default() };
+    let journal = Journal::new(policy, 1, None, PanKey::new(3, &KEY).unwrap(), [7; 8]);
+    let engine = Engine::with_journal(config(), WallClock { at: now, unix_secs: 1_795_644_930 }, journal);
+    Harness::with_engine(engine, now)
+}
+
+/// Syncs whatever batch is due (as the I/O layer would after its fdatasync), appending its
+/// bytes to `log`.
+fn sync(h: &mut Harness, log: &mut Vec<u8>) -> usize {
+    h.now += Duration::from_micros(200);
+    let Some(b) = h.engine.poll_journal(h.now, 0) else { return 0 };
+    if let Some(header) = b.new_segment {
+        log.extend_from_slice(&header.to_bytes());
+    }
+    log.extend_from_slice(&b.bytes);
+    h.engine.handle_journal_synced(b.last_seq);
+    h.pump();
+    usize::try_from(b.last_seq - b.first_seq + 1).unwrap()
+}
+
+fn entries(log: &[u8]) -> Vec<Entry> {
+    let scan = scan_log(&[(1, log)]).expect("the log scans clean");
+    scan.segments[0]
+        .1
+        .records
+        .iter()
+        .map(|f| Entry::decode(f.record.kind, f.record.payload).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    assert_eq!(h.engine.journal_durable(), Some(0));
+    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
+    assert!(h.recv(iss).is_empty(), "not forwarded before its records are durable");
+    assert_eq!(sync(&mut h, &mut log), 2, "accepted and forwarded, one batch");
+    let fwd = h.recv(iss);
+    assert_eq!(fwd.len(), 1, "forwarded once durable");
+    h.answer(iss, &fwd[0], "00");
+    assert!(h.recv(acq).is_empty(), "not answered before the answer's record is durable");
+    assert_eq!(sync(&mut h, &mut log), 1);
+    let back = h.recv(acq);
+    assert_eq!((back.len(), back[0].field(39).as_deref()), (1, Some("00")));
+
+    let e = entries(&log);
+    assert_eq!(e.len(), 3);
+    let Entry::Accepted(a) = &e[0] else { panic!("{e:?}") };
+    assert_eq!((a.participant.as_str(), a.stan, a.link.as_str(), a.class), ("acq", 42, "acq-1", 2));
+    let Entry::Forwarded(f) = &e[1] else { panic!("{e:?}") };
+    assert_eq!((f.request, f.destination.as_str(), f.link.as_str()), (1, "issuer-a", "iss-a-1"));
+    let Entry::Answered(ans) = &e[2] else { panic!("{e:?}") };
+    assert_eq!((ans.request, &ans.code, ans.switch_made), (1, b"00", false));
+    // What was written holds no PAN and no PIN block; the key opens the request.
+    assert!(!log.windows(PAN_A.len()).any(|w| w == PAN_A.as_bytes()), "no PAN in the journal");
+    assert!(!log.windows(8).any(|w| w == [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]), "no PIN block");
+    let request = open(&a.request, &PanKey::new(3, &KEY).unwrap()).unwrap();
+    assert_eq!(request.get(de::PAN), Some(PAN_A.as_bytes()));
+    assert!(request.get(de::PIN_BLOCK).is_none());
+}
+
+#[test]
+fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(iss).len(), 1);
+    h.advance(TIMEOUT);
+    assert!(h.recv(acq).is_empty() && h.recv(iss).is_empty(), "the 68 and the 0420 wait for their records");
+    assert_eq!(sync(&mut h, &mut log), 3, "answered 68, reversal queued, reversal sent");
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("68"));
+    let rev = h.recv(iss);
+    assert_eq!(rev[0].msg.mti(), Mti::REVERSAL_ADVICE);
+    h.answer(iss, &rev[0], "00");
+    sync(&mut h, &mut log);
+    let kinds: Vec<String> = entries(&log).iter().map(|e| format!("{:?}", e.kind())).collect();
+    assert_eq!(
+        kinds,
+        ["RequestAccepted", "Forwarded", "AnswerSent", "ReversalQueued", "ReversalSent", "ReversalAcked"]
+    );
+    let e = entries(&log);
+    let Entry::Answered(a) = &e[2] else { panic!() };
+    assert_eq!((&a.code, a.switch_made), (b"68", true));
+    let Entry::ReversalQueued(q) = &e[3] else { panic!() };
+    let Entry::ReversalAcked { id } = e[5] else { panic!() };
+    assert_eq!((q.id, id), (4, 4), "the reversal's id is its record's sequence number");
+    let reversal = open(&q.reversal, &PanKey::new(3, &KEY).unwrap()).unwrap();
+    assert_eq!(reversal.get(de::PAN), Some(PAN_A.as_bytes()), "a reversal after a restart has its PAN");
+}
+
+#[test]
+fn without_a_journal_nothing_waits() {
+    let mut h = Harness::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
+    assert_eq!(h.recv(iss).len(), 1);
+    assert_eq!(h.engine.journal_durable(), None);
+    assert!(h.engine.poll_journal(h.now, 0).is_none());
+}
