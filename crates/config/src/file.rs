@@ -12,6 +12,20 @@ pub(crate) struct File {
     pub(crate) participants: Vec<ParticipantSection>,
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<RouteSection>,
+    pub(crate) journal: Option<JournalSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JournalSection {
+    /// The journal directory, relative to the configuration file.
+    pub(crate) dir: String,
+    /// The PAN key: 32 bytes, or 64 hex digits (and a newline), relative to the file.
+    pub(crate) key_file: String,
+    pub(crate) key_id: Option<u32>,
+    pub(crate) group_records_max: Option<usize>,
+    pub(crate) group_wait_us: Option<u64>,
+    pub(crate) segment_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -38,6 +38,53 @@ pub struct Loaded {
     pub engine: Config,
     /// For the network layer.
     pub net: NetConfig,
+    /// The journal, when the configuration has one.
+    pub journal: Option<JournalSettings>,
+}
+
+/// A checked `[journal]` section.
+pub struct JournalSettings {
+    /// The journal directory.
+    pub dir: std::path::PathBuf,
+    /// The PAN key's id (carried by every sealed PAN, so keys can rotate).
+    pub key_id: u32,
+    /// The PAN key.
+    pub key: [u8; 32],
+    /// Group commit and segment size.
+    pub policy: corridor_journal::GroupCommit,
+}
+
+impl std::fmt::Debug for JournalSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalSettings")
+            .field("dir", &self.dir)
+            .field("key_id", &self.key_id)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSettings> {
+    let at = "journal";
+    let key_path = base.join(&j.key_file);
+    let raw = std::fs::read(&key_path)
+        .with_context(|| format!("{at}: cannot read key_file {}", key_path.display()))?;
+    let text = String::from_utf8_lossy(&raw);
+    let hex = text.trim();
+    let key: [u8; 32] = if raw.len() == 32 {
+        raw.as_slice().try_into().map_err(|_| anyhow::anyhow!("{at}: key_file"))?
+    } else if hex.len() == 64 {
+        pin(hex, &format!("{at}: key_file"))?
+    } else {
+        bail!("{at}: key_file {} must hold 32 bytes or 64 hex digits", key_path.display());
+    };
+    let policy = corridor_journal::GroupCommit {
+        records_max: j.group_records_max.unwrap_or(corridor_journal::limits::GROUP_RECORDS_DEFAULT),
+        wait: j.group_wait_us.map_or(corridor_journal::limits::GROUP_WAIT_DEFAULT, Duration::from_micros),
+        segment_bytes: j.segment_bytes.unwrap_or(corridor_journal::limits::SEGMENT_BYTES_DEFAULT),
+    };
+    policy.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    Ok(JournalSettings { dir: base.join(&j.dir), key_id: j.key_id.unwrap_or(1), key, policy })
 }
 
 /// Reads and checks a configuration file.
@@ -261,7 +308,8 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     }
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Loaded { engine: Config { participants, links, routes, settings }, net })
+    let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
+    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal })
 }
 
 /// Where a link's connections come from.
@@ -462,10 +510,40 @@ fn transport_tag(t: &Transport) -> &'static str {
 }
 
 impl Loaded {
-    /// The engine this configuration describes, anchored to the wall clock now.
-    #[must_use]
-    pub fn into_parts(self) -> (corridor_engine::Engine, NetConfig) {
-        (corridor_engine::Engine::new(self.engine, corridor_engine::WallClock::now()), self.net)
+    /// The engine this configuration describes, anchored to the wall clock now. With a
+    /// journal, it is recovered first: its segments scanned, a torn tail cut.
+    ///
+    /// # Errors
+    ///
+    /// The journal cannot be read, or is corrupt inside.
+    pub fn into_parts(self) -> std::io::Result<(corridor_engine::Engine, NetConfig)> {
+        let clock = corridor_engine::WallClock::now();
+        let Some(j) = self.journal else {
+            return Ok((corridor_engine::Engine::new(self.engine, clock), self.net));
+        };
+        let recovered = corridor_net::journal::recover(&j.dir)
+            .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+        if let Some((seq, at)) = recovered.cut {
+            tracing_free_log(&format!("journal: a torn tail was cut at segment {seq:020}.seg, offset {at}"));
+        }
+        let key = corridor_journal::request::PanKey::new(j.key_id, &j.key)
+            .map_err(|e| std::io::Error::other(format!("journal key: {e}")))?;
+        let mut nonce = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| std::io::Error::other("no system randomness for the journal's nonces"))?;
+        let journal = corridor_engine::Journal::new(
+            j.policy,
+            recovered.next_seq,
+            recovered.last.map(|(_, len)| len),
+            key,
+            nonce,
+        );
+        let mut net = self.net;
+        net.journal = Some(corridor_net::journal::JournalFiles {
+            dir: j.dir,
+            last_segment: recovered.last.map(|(seq, _)| seq),
+        });
+        Ok((corridor_engine::Engine::with_journal(self.engine, clock, journal), net))
     }
 
     /// Binds the switch this configuration describes (inside a tokio runtime).
@@ -474,7 +552,7 @@ impl Loaded {
     ///
     /// A listening address that cannot be bound.
     pub async fn bind(self) -> std::io::Result<corridor_net::Switch> {
-        let (engine, net) = self.into_parts();
+        let (engine, net) = self.into_parts()?;
         corridor_net::Switch::bind(engine, net).await
     }
 
@@ -484,9 +562,15 @@ impl Loaded {
     ///
     /// The runtime cannot start or a listening address cannot be bound.
     pub fn start(self) -> std::io::Result<corridor_net::Running> {
-        let (engine, net) = self.into_parts();
+        let (engine, net) = self.into_parts()?;
         corridor_net::Running::start(engine, net)
     }
+}
+
+/// A line on stderr for what the operator should know at start, before logging is set up
+/// by the binary (this crate does not log).
+fn tracing_free_log(line: &str) {
+    eprintln!("{line}");
 }
 
 #[cfg(test)]

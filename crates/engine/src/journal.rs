@@ -86,6 +86,18 @@ impl Engine {
         self.journal.as_ref().map(|j| j.appender.durable())
     }
 
+    /// Whether records wait to be handed out in a batch.
+    #[must_use]
+    pub fn journal_waiting(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.appender.buffered() > 0)
+    }
+
+    /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
+    #[must_use]
+    pub fn journal_due(&self) -> Option<Instant> {
+        self.journal_timeout()
+    }
+
     /// The next batch of records to append and sync, when one is due.
     pub fn poll_journal(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
         self.journal.as_mut()?.appender.poll_batch(now, unix_ms)

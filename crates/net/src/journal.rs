@@ -103,6 +103,55 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(SegmentHeader { first_seq: seq, created_unix_ms: 0 }.file_name())
 }
 
+/// Where a switch's journal lives, for the network layer to append to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalFiles {
+    /// The journal directory.
+    pub dir: PathBuf,
+    /// The segment to append to (the last one, after recovery), if any.
+    pub last_segment: Option<u64>,
+}
+
+/// What recovery found in a journal directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// Records kept.
+    pub records: usize,
+    /// The sequence number of the next record.
+    pub next_seq: u64,
+    /// The last segment and its length after recovery, if there is one.
+    pub last: Option<(u64, u64)>,
+    /// Where a torn tail was cut (segment and offset), if it was.
+    pub cut: Option<(u64, usize)>,
+}
+
+/// Recovers the journal in `dir` (creating it if missing): reads and scans every segment,
+/// cuts a torn tail at its start, and says where appending goes on.
+///
+/// # Errors
+///
+/// The directory cannot be read or written, or the log is corrupt inside: the switch must
+/// not start on it.
+pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let segs = Segments::read(dir)?;
+    let (records, next_seq, cut) = {
+        let scan = segs.scan()?;
+        (scan.records(), scan.next_seq, scan.cut())
+    };
+    if let Some((seq, at)) = cut {
+        truncate(dir, seq, at)?;
+    }
+    let last = match (segs.files.last(), cut) {
+        (None, _) => None,
+        // A segment cut inside its header is gone.
+        (Some(_), Some((_, at))) if at < corridor_journal::limits::SEGMENT_HEADER_BYTES => None,
+        (Some((seq, _)), Some((_, at))) => Some((*seq, at as u64)),
+        (Some((seq, bytes)), None) => Some((*seq, bytes.len() as u64)),
+    };
+    Ok(Recovered { records, next_seq, last, cut })
+}
+
 /// Cuts segment `seq` of `dir` at `offset` (a torn tail, or an operator's deliberate cut),
 /// and removes every later segment; a segment cut to less than its header is removed. The
 /// directory is synced after.

@@ -115,6 +115,8 @@ pub struct NetConfig {
     pub dials: Vec<Dial>,
     /// Longest a graceful shutdown waits for requests in flight.
     pub drain_timeout: Duration,
+    /// The journal's files, when the engine journals.
+    pub journal: Option<crate::journal::JournalFiles>,
 }
 
 struct Conn {
@@ -134,6 +136,10 @@ struct Shared {
     timer: Notify,
     timer_at: Cell<Option<Instant>>,
     stop: CancellationToken,
+    /// Woken when records wait for the journal writer.
+    journal_wake: Notify,
+    /// Why the switch must stop at once (the journal could not be written).
+    fatal: RefCell<Option<String>>,
 }
 
 impl Shared {
@@ -173,6 +179,9 @@ impl Shared {
                 self.timer.notify_one();
             }
         }
+        if engine.journal_waiting() {
+            self.journal_wake.notify_one();
+        }
     }
 
     fn open_on(&self, spec: usize) -> usize {
@@ -188,6 +197,7 @@ pub struct Switch {
     drain_timeout: Duration,
     commands: tokio::sync::mpsc::Receiver<Command>,
     handle: Handle,
+    journal: Option<crate::journal::Writer>,
 }
 
 impl Switch {
@@ -226,8 +236,25 @@ impl Switch {
             timer: Notify::new(),
             timer_at: Cell::new(None),
             stop: CancellationToken::new(),
+            journal_wake: Notify::new(),
+            fatal: RefCell::new(None),
         });
-        Ok(Self { shared, listeners, dials: net.dials, drain_timeout: net.drain_timeout, commands, handle })
+        let journal = match net.journal {
+            Some(files) => Some(
+                crate::journal::Writer::open(&files.dir, files.last_segment)
+                    .map_err(|e| io::Error::other(format!("journal: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            listeners,
+            dials: net.dials,
+            drain_timeout: net.drain_timeout,
+            commands,
+            handle,
+            journal,
+        })
     }
 
     /// The address each listening link is bound to, by link name (port 0 becomes the real
@@ -254,7 +281,7 @@ impl Switch {
     /// Never for network trouble (links come and go); only if the runtime fails.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
         let local = LocalSet::new();
-        let Self { shared, listeners, dials, drain_timeout, commands, handle } = self;
+        let Self { shared, listeners, dials, drain_timeout, commands, handle, journal } = self;
         let engine = Rc::clone(&shared);
         local
             .run_until(async move {
@@ -266,6 +293,9 @@ impl Switch {
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
+                if let Some(writer) = journal {
+                    tokio::task::spawn_local(journal_loop(Rc::clone(&shared), writer, handle.shutdown()));
+                }
                 let triggered = handle.shutdown();
                 tokio::select! {
                     () = shutdown => {}
@@ -274,8 +304,69 @@ impl Switch {
                 drain(&shared, drain_timeout).await;
             })
             .await;
+        if let Some(why) = engine.fatal.borrow_mut().take() {
+            return Err(io::Error::other(why));
+        }
         let engine = engine.engine.borrow();
         Ok(report(&engine))
+    }
+}
+
+/// Writes the journal: takes each batch the engine has due, appends and syncs it on a
+/// blocking thread, and tells the engine, which then releases what waited for it. A write
+/// or sync that fails stops the switch at once (fail-stop: nothing is acknowledged after it,
+/// and a restart recovers from what is on disk).
+async fn journal_loop(shared: Rc<Shared>, writer: crate::journal::Writer, stop: Shutdown) {
+    let mut writer = Some(writer);
+    loop {
+        let batch = loop {
+            let (batch, due) = {
+                let mut engine = shared.engine.borrow_mut();
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                (engine.poll_journal(Instant::now(), unix_ms), engine.journal_due())
+            };
+            if let Some(b) = batch {
+                break b;
+            }
+            let wait = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shared.journal_wake.notified() => {}
+                () = wait => {}
+            }
+        };
+        let Some(mut w) = writer.take() else { return };
+        let last = batch.last_seq;
+        let written = tokio::task::spawn_blocking(move || {
+            let r = w.write(&batch);
+            (w, r)
+        })
+        .await;
+        match written {
+            Ok((w, Ok(()))) => {
+                writer = Some(w);
+                shared.engine.borrow_mut().handle_journal_synced(last);
+                shared.flush();
+            }
+            Ok((_, Err(e))) => {
+                tracing::error!(error = %e, "journal write failed: stopping");
+                *shared.fatal.borrow_mut() = Some(format!("journal: {e}"));
+                stop.trigger();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal writer thread failed: stopping");
+                *shared.fatal.borrow_mut() = Some(format!("journal writer: {e}"));
+                stop.trigger();
+                return;
+            }
+        }
     }
 }
 

@@ -1,0 +1,83 @@
+//! The journal over real sockets and real files: answers go out once their records are
+//! synced, the state directory holds no card data, and a restart continues the same log.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use corridor_journal::entry::Entry;
+use corridor_net::journal::Segments;
+use corridor_tests::{
+    peer::{purchase, Behaviour, Conn, Issuer, Wire, WAIT_MAX},
+    switch::{tcp_issuer, TestSwitch},
+};
+use corridor_wire::{de, Dialect, Mti};
+
+const PAN: &str = "4761739001010010";
+
+fn config(state: &std::path::Path, issuer: std::net::SocketAddr) -> String {
+    format!(
+        "[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  \
+         [[participant.link]]\n  name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  \
+         framing = \"bin2\"\n  dialect = \"iso87-ascii\"\n  sign_on_required = false\n\n{}\n\
+         [journal]\ndir = \"{}\"\nkey_file = \"{}\"\ngroup_wait_us = 100\n",
+        tcp_issuer(issuer),
+        state.join("journal").display(),
+        state.join("pan.key").display()
+    )
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn answers_wait_for_the_journal_which_holds_no_card_data_and_survives_a_restart() {
+    let state = std::env::temp_dir().join(format!("corridor-journal-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
+    for (round, stans) in [(0, 1..=20u32), (1, 21..=30)] {
+        let switch = TestSwitch::start(&config(&state, issuer.addr));
+        switch.wait_signed_on(&["iss-1"]);
+        let mut acq = Conn::connect(switch.addr("acq-1"), wire);
+        for stan in stans {
+            let mut req = purchase(PAN, &format!("{stan:06}"), "12345678");
+            req.set(de::TRACK2, format!("{PAN}=29121011234567890")).unwrap();
+            acq.send(0, &req);
+            let (_, r) = acq.recv_app_within(WAIT_MAX).expect("answered");
+            assert_eq!(
+                (r.mti(), r.get(de::RESPONSE_CODE)),
+                (Mti::FINANCIAL_RESPONSE, Some(&b"00"[..])),
+                "round {round}"
+            );
+        }
+        switch.stop();
+    }
+    // One log across both runs: 30 transactions, three records each, in sequence.
+    let segs = Segments::read(&state.join("journal")).unwrap();
+    let scan = segs.scan().expect("a clean log");
+    assert_eq!((scan.records(), scan.next_seq, scan.cut()), (90, 91, None));
+    let answered = scan
+        .segments
+        .iter()
+        .flat_map(|(_, s)| s.records.iter())
+        .filter(|f| matches!(Entry::decode(f.record.kind, f.record.payload), Ok(Entry::Answered(_))))
+        .count();
+    assert_eq!(answered, 30);
+    // Every byte of the state directory but the key: no PAN (ASCII or BCD), no track data,
+    // no PIN block.
+    let mut bytes = Vec::new();
+    for (_, b) in &segs.files {
+        bytes.extend_from_slice(b);
+    }
+    for (what, needle) in [
+        ("PAN", PAN.as_bytes()),
+        ("PAN (BCD)", &[0x47u8, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10][..]),
+        ("track 2", b"=29121011234567890".as_slice()),
+        ("PIN block", &[0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF][..]),
+    ] {
+        assert!(!contains(&bytes, needle), "the journal holds the {what}");
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}
