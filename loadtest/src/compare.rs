@@ -53,6 +53,9 @@ pub enum PathKind {
     Quinn,
     /// Over QUIC into Corridor, then TCP to the simulator.
     CorridorQuic,
+    /// Through Corridor with its journal on (group commit, fdatasync per batch), in a
+    /// directory of the work directory.
+    CorridorJournal,
 }
 
 impl PathKind {
@@ -65,6 +68,7 @@ impl PathKind {
             Self::Haproxy => "haproxy",
             Self::Quinn => "quinn",
             Self::CorridorQuic => "corridor-quic",
+            Self::CorridorJournal => "corridor-journal",
         }
     }
 
@@ -85,9 +89,10 @@ impl FromStr for PathKind {
             "haproxy" => Ok(Self::Haproxy),
             "quinn" => Ok(Self::Quinn),
             "corridor-quic" => Ok(Self::CorridorQuic),
-            _ => {
-                Err(format!("unknown path `{s}`: expected direct, corridor, haproxy, quinn or corridor-quic"))
-            }
+            "corridor-journal" => Ok(Self::CorridorJournal),
+            _ => Err(format!(
+                "unknown path `{s}`: expected direct, corridor, corridor-journal, haproxy, quinn or corridor-quic"
+            )),
         }
     }
 }
@@ -453,7 +458,7 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
             wait_ready(sim_addr, &transport, &mut [&mut sim])?;
             Ok(Started { path, target: sim_addr, transport, _procs: vec![sim] })
         }
-        PathKind::Corridor | PathKind::CorridorQuic => {
+        PathKind::Corridor | PathKind::CorridorQuic | PathKind::CorridorJournal => {
             let listen = free_port()?;
             let inflight = (spec.load.connections * spec.load.inflight_max).clamp(256, 65_535);
             let file = spec.workdir.join(format!("{}.toml", path.name()));
@@ -463,7 +468,20 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                 }
                 _ => None,
             };
-            let text = corridor_config(listen, sim_addr, inflight, quic);
+            let mut text = corridor_config(listen, sim_addr, inflight, quic);
+            if path == PathKind::CorridorJournal {
+                // A fresh journal for every start, so each run measures the same work.
+                let dir = spec.workdir.join(format!("journal-{}", listen.port()));
+                let _ = std::fs::remove_dir_all(&dir);
+                let key = spec.workdir.join("pan.key");
+                std::fs::write(&key, "5a".repeat(32))
+                    .with_context(|| format!("cannot write {}", key.display()))?;
+                text.push_str(&format!(
+                    "\n[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n",
+                    dir.display(),
+                    key.display()
+                ));
+            }
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
             let mut sw = spawn(
                 "corridor",
@@ -554,6 +572,29 @@ pub fn workload(load: &RunSpec) -> String {
     }
 }
 
+/// Appends measured by [`sync_latency`].
+const SYNC_SAMPLES: usize = 200;
+
+/// This disk's `fdatasync` latency, p50 and p99 in µs: [`SYNC_SAMPLES`] appends of 4 KiB to
+/// a file in `dir`, each synced.
+fn sync_latency(dir: &Path) -> Result<(f64, f64)> {
+    use std::io::Write as _;
+    let path = dir.join("sync-probe");
+    let mut f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let block = [0x5Au8; 4096];
+    let mut us = Vec::with_capacity(SYNC_SAMPLES);
+    for _ in 0..SYNC_SAMPLES {
+        f.write_all(&block)?;
+        let t = std::time::Instant::now();
+        f.sync_data()?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    us.sort_by(f64::total_cmp);
+    Ok((us[SYNC_SAMPLES / 2], us[SYNC_SAMPLES * 99 / 100]))
+}
+
 /// Runs the comparison.
 ///
 /// # Errors
@@ -578,7 +619,9 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
             skipped.push("haproxy: not installed (apt-get install haproxy)".to_owned());
             continue;
         }
-        if matches!(p, PathKind::Corridor | PathKind::CorridorQuic) && !Path::new(&spec.corridor).is_file() {
+        if matches!(p, PathKind::Corridor | PathKind::CorridorQuic | PathKind::CorridorJournal)
+            && !Path::new(&spec.corridor).is_file()
+        {
             bail!(
                 "the corridor binary is not at {} (build it: cargo build --release -p corridor, or pass --corridor)",
                 spec.corridor.display()
@@ -621,6 +664,12 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
         })
         .collect();
     let mut described = workload(&spec.load);
+    if spec.paths.contains(&PathKind::CorridorJournal) {
+        let (p50, p99) = sync_latency(&spec.workdir)?;
+        described.push_str(&format!(
+            "; fdatasync in the work directory (the journal's disk), measured after the runs: p50 {p50:.1} µs, p99 {p99:.1} µs ({SYNC_SAMPLES} appends of 4 KiB)"
+        ));
+    }
     if spec.paths.iter().any(|p| p.is_quic()) {
         described.push_str(&format!(
             "; QUIC paths: {} lanes a connection, the in-flight count per lane",

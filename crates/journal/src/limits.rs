@@ -33,8 +33,12 @@ pub const GROUP_RECORDS_DEFAULT: usize = 1024;
 /// Most records a group commit may be configured to hold.
 pub const GROUP_RECORDS_MAX: usize = 1 << 16;
 
-/// Default longest a record waits for its group to be synced.
-pub const GROUP_WAIT_DEFAULT: Duration = Duration::from_micros(200);
+/// Default longest a record waits for its group to be synced: none. A batch goes as soon
+/// as the writer is free, and the records that come while a sync is in flight form the
+/// next one — group commit paced by the disk, not by a timer. A wait only makes sense to
+/// trade latency for fewer syncs (and below a millisecond, the I/O layer's timer rounds it
+/// up to one).
+pub const GROUP_WAIT_DEFAULT: Duration = Duration::ZERO;
 
 /// Longest a group commit may be configured to wait.
 pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(100);
