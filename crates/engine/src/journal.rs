@@ -100,7 +100,10 @@ impl Engine {
 
     /// The next batch of records to append and sync, when one is due.
     pub fn poll_journal(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
-        self.journal.as_mut()?.appender.poll_batch(now, unix_ms)
+        let batch = self.journal.as_mut()?.appender.poll_batch(now, unix_ms)?;
+        self.stats.journal_batches += 1;
+        self.stats.journal_records += batch.last_seq - batch.first_seq + 1;
+        Some(batch)
     }
 
     /// The batch ending at `last_seq` is durable: the frames waiting for it may leave.

@@ -53,6 +53,10 @@ pub struct Stats {
     pub frame_timeouts: u64,
     /// Links taken out of routing after timeouts in a row.
     pub unresponsive_links: u64,
+    /// Journal batches handed out to be synced.
+    pub journal_batches: u64,
+    /// Journal records in them.
+    pub journal_records: u64,
 }
 
 /// What one configured link carried, across its connections.

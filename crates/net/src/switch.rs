@@ -448,6 +448,13 @@ async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
     }
     // Give the connection tasks a turn to close their sockets.
     tokio::task::yield_now().await;
+    {
+        let engine = shared.engine.borrow();
+        if engine.journaling() {
+            let s = engine.stats();
+            info!(records = s.journal_records, batches = s.journal_batches, durable = ?engine.journal_durable(), "journal");
+        }
+    }
     // QUIC connections close with CONNECTION_CLOSE rather than by the peer's idle timeout.
     let endpoints: Vec<quinn::Endpoint> = shared.endpoints.borrow_mut().drain(..).collect();
     for e in &endpoints {
