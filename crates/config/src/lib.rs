@@ -526,6 +526,14 @@ impl Loaded {
         if let Some((seq, at)) = recovered.cut {
             tracing_free_log(&format!("journal: a torn tail was cut at segment {seq:020}.seg, offset {at}"));
         }
+        let owed = &recovered.owed;
+        let (open, reversals) = (owed.open().count(), owed.reversals.len());
+        if open + reversals > 0 {
+            tracing_free_log(&format!(
+                "journal: the last run left {open} requests forwarded without an answer and {reversals} reversals \
+                 unacknowledged; acting on them at start is not implemented yet (`corridor journal verify` lists them)"
+            ));
+        }
         let key = corridor_journal::request::PanKey::new(j.key_id, &j.key)
             .map_err(|e| std::io::Error::other(format!("journal key: {e}")))?;
         let mut nonce = [0u8; 8];

@@ -71,6 +71,15 @@ pub(crate) fn run(c: JournalCommand) -> Result<()> {
                 };
                 println!("  {seq:020}.seg  {:>10} bytes  {range}", bytes.len());
             }
+            let owed = corridor_journal::recovery::Recovery::of(&scan)?;
+            println!(
+                "owed: {} requests forwarded without an answer (to reverse), {} accepted and never forwarded, \
+                 {} reversals unacknowledged; {} answered outcomes",
+                owed.open().count(),
+                owed.unforwarded().count(),
+                owed.reversals.len(),
+                owed.outcomes.len()
+            );
             match scan.cut() {
                 None => println!("clean"),
                 Some((seq, at)) => {

@@ -5,7 +5,10 @@
 
 use std::{path::Path, process::Command, time::Instant};
 
-use corridor_journal::{Appender, GroupCommit, Kind};
+use corridor_journal::{
+    entry::{Accepted, Answered, Entry},
+    Appender, GroupCommit,
+};
 use corridor_net::journal::{Segments, Writer};
 
 fn corridor(args: &[&str]) -> (bool, String, String) {
@@ -19,7 +22,24 @@ fn write_log(dir: &Path, records: u64) {
     let mut w = Writer::open(dir, None).unwrap();
     let t = Instant::now();
     for i in 0..records {
-        a.append(if i % 2 == 0 { Kind::RequestAccepted } else { Kind::AnswerSent }, &[0u8; 40], t);
+        // Requests and their answers, one after the other; an odd count leaves one open.
+        let entry = if i % 2 == 0 {
+            Entry::Accepted(Accepted {
+                participant: "acq".into(),
+                class: 2,
+                stan: u32::try_from(i).unwrap(),
+                time: 1_125_221_530,
+                terminal: *b"TERM0001",
+                link: "acq-1".into(),
+                correlation: 0,
+                request: vec![0; 40],
+            })
+        } else {
+            Entry::Answered(Answered { request: i, code: *b"00", auth: None, switch_made: false })
+        };
+        let mut payload = Vec::new();
+        entry.encode(&mut payload);
+        a.append(entry.kind(), &payload, t);
         if let Some(b) = a.poll_batch(t + GroupCommit::default().wait, 0) {
             w.write(&b).unwrap();
             a.handle_synced(b.last_seq);
@@ -35,6 +55,7 @@ fn the_journal_commands_verify_list_and_cut_a_log() {
     let d = dir.to_str().unwrap();
     let (ok, out, _) = corridor(&["journal", "verify", d]);
     assert!(ok && out.contains("50 records, next sequence 51") && out.contains("clean"), "{out}");
+    assert!(out.contains("0 accepted and never forwarded") && out.contains("25 answered outcomes"), "{out}");
     let (ok, out, _) = corridor(&["journal", "inspect", d]);
     assert!(ok);
     assert_eq!(out.lines().count(), 51, "a header and every record:\n{out}");

@@ -8,6 +8,8 @@
 //! - [`limits`]: every bound, in one place.
 //! - [`record`]: one record's framing — length, CRC32C, sequence number, kind — and its
 //!   encoder and zero-copy decoder.
+//! - [`recovery`]: what the log says is still owed: requests to reverse, reversals to
+//!   resume, outcomes to answer repeats from.
 //! - [`request`]: a request as the journal keeps it: no track, CVV, PIN block or ICC data,
 //!   the PAN sealed with AES-256-GCM under a key id, first six and last four in clear.
 //! - [`segment`]: a segment file's header and name, and the scan of one segment's bytes,
@@ -49,6 +51,7 @@ pub mod entry;
 pub mod limits;
 pub mod log;
 pub mod record;
+pub mod recovery;
 pub mod request;
 pub mod segment;
 

@@ -113,7 +113,7 @@ pub struct JournalFiles {
 }
 
 /// What recovery found in a journal directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Recovered {
     /// Records kept.
     pub records: usize,
@@ -123,6 +123,8 @@ pub struct Recovered {
     pub last: Option<(u64, u64)>,
     /// Where a torn tail was cut (segment and offset), if it was.
     pub cut: Option<(u64, usize)>,
+    /// What the log says is still owed.
+    pub owed: corridor_journal::recovery::Recovery,
 }
 
 /// Recovers the journal in `dir` (creating it if missing): reads and scans every segment,
@@ -135,9 +137,13 @@ pub struct Recovered {
 pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let segs = Segments::read(dir)?;
-    let (records, next_seq, cut) = {
+    let (records, next_seq, cut, owed) = {
         let scan = segs.scan()?;
-        (scan.records(), scan.next_seq, scan.cut())
+        let owed = corridor_journal::recovery::Recovery::of(&scan).map_err(|e| JournalError::Io {
+            what: "reading the journal's entries".into(),
+            error: io::Error::other(e.to_string()),
+        })?;
+        (scan.records(), scan.next_seq, scan.cut(), owed)
     };
     if let Some((seq, at)) = cut {
         truncate(dir, seq, at)?;
@@ -149,7 +155,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         (Some((seq, _)), Some((_, at))) => Some((*seq, at as u64)),
         (Some((seq, bytes)), None) => Some((*seq, bytes.len() as u64)),
     };
-    Ok(Recovered { records, next_seq, last, cut })
+    Ok(Recovered { records, next_seq, last, cut, owed })
 }
 
 /// Cuts segment `seq` of `dir` at `offset` (a torn tail, or an operator's deliberate cut),
