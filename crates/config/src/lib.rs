@@ -526,14 +526,6 @@ impl Loaded {
         if let Some((seq, at)) = recovered.cut {
             tracing_free_log(&format!("journal: a torn tail was cut at segment {seq:020}.seg, offset {at}"));
         }
-        let owed = &recovered.owed;
-        let (open, reversals) = (owed.open().count(), owed.reversals.len());
-        if open + reversals > 0 {
-            tracing_free_log(&format!(
-                "journal: the last run left {open} requests forwarded without an answer and {reversals} reversals \
-                 unacknowledged; acting on them at start is not implemented yet (`corridor journal verify` lists them)"
-            ));
-        }
         let key = corridor_journal::request::PanKey::new(j.key_id, &j.key)
             .map_err(|e| std::io::Error::other(format!("journal key: {e}")))?;
         let mut nonce = [0u8; 8];
@@ -551,7 +543,16 @@ impl Loaded {
             dir: j.dir,
             last_segment: recovered.last.map(|(seq, _)| seq),
         });
-        Ok((corridor_engine::Engine::with_journal(self.engine, clock, journal), net))
+        let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
+        let done = engine.resume(&recovered.owed, std::time::Instant::now());
+        if done.reversed + done.reversals + done.unresolved > 0 {
+            tracing_free_log(&format!(
+                "journal: the last run left {} requests forwarded without an answer (reversing them toward \
+                 their destinations, reason 68) and {} reversals unacknowledged (resumed); {} could not be acted on",
+                done.reversed, done.reversals, done.unresolved
+            ));
+        }
+        Ok((engine, net))
     }
 
     /// Binds the switch this configuration describes (inside a tokio runtime).

@@ -436,7 +436,7 @@ impl Engine {
             if mti.is_request() {
                 self.answer_network(link, correlation, &msg, now);
             } else {
-                self.network_response(link, correlation, &msg);
+                self.network_response(link, correlation, &msg, now);
             }
         } else if mti.is_request() {
             self.handle_request(link, correlation, msg, now);

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use corridor_journal::{
     entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued},
-    request::{seal, PanKey},
+    recovery::Recovery,
+    request::{open, seal, PanKey},
     Appender, GroupCommit, SyncBatch,
 };
 use corridor_wire::{Message, MessageIndex};
@@ -73,7 +74,70 @@ impl Journal {
     }
 }
 
+/// What [`Engine::resume`] did with what the last run left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// Requests forwarded and never answered, now being reversed toward their destination.
+    pub reversed: usize,
+    /// Reversals of the last run, resumed.
+    pub reversals: usize,
+    /// Entries that could not be acted on (a participant no longer configured, a request
+    /// journaled without a PAN, a key that does not open it), each logged.
+    pub unresolved: usize,
+}
+
 impl Engine {
+    /// Acts on what the last run's journal left, before traffic: every request forwarded
+    /// and never answered is closed in the journal as answered 68 (which is what a repeat
+    /// of it will be told) and reversed toward its destination (reason 68); every reversal
+    /// neither acknowledged nor abandoned resumes under its id (as a repeat, 0421, when it
+    /// was sent before). They go out as links to their destinations sign on.
+    pub fn resume(&mut self, owed: &Recovery, now: Instant) -> Resumed {
+        let mut done = Resumed::default();
+        if self.journal.is_none() {
+            return done;
+        }
+        let participant = |e: &Self, id: &str| e.config.participants.iter().position(|p| p.id == id);
+        for (&seq, r) in &owed.requests {
+            let Some(f) = &r.forwarded else { continue };
+            let request = self.journal.as_ref().and_then(|j| open(&r.accepted.request, &j.key).ok());
+            let (Some(dest), Some(request)) = (participant(self, &f.destination), request) else {
+                tracing::warn!(request = seq, destination = %f.destination, "journal: cannot reverse a request of the last run");
+                done.unresolved += 1;
+                continue;
+            };
+            let Ok(body) = request.to_bytes(corridor_wire::Dialect::Native) else {
+                done.unresolved += 1;
+                continue;
+            };
+            let Ok(msg) = Message::parse(corridor_wire::Dialect::Native, body) else {
+                done.unresolved += 1;
+                continue;
+            };
+            self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
+            match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
+                Ok(rev) => {
+                    self.stats.approvals_reversed += 1;
+                    self.queue_reversal(dest, rev, now);
+                    done.reversed += 1;
+                }
+                Err(_) => done.unresolved += 1,
+            }
+        }
+        for (&id, (q, attempts)) in &owed.reversals {
+            let body = self.journal.as_ref().and_then(|j| open(&q.reversal, &j.key).ok());
+            let body = body.and_then(|m| m.to_bytes(corridor_wire::Dialect::Native).ok());
+            let (Some(dest), Some(body)) = (participant(self, &q.destination), body) else {
+                tracing::warn!(reversal = id, destination = %q.destination, "journal: cannot resume a reversal of the last run");
+                done.unresolved += 1;
+                continue;
+            };
+            self.resume_reversal(dest, body, id, *attempts, now);
+            done.reversals += 1;
+        }
+        done
+    }
+
     /// Whether the engine journals.
     #[must_use]
     pub fn journaling(&self) -> bool {

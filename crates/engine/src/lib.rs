@@ -48,7 +48,7 @@ mod timers;
 pub use config::{AtLimit, Config, Framing, LinkSpec, Participant, Roles, Settings};
 pub use corridor_wire::{network_request, WallClock};
 pub use engine::{Engine, Event};
-pub use journal::Journal;
+pub use journal::{Journal, Resumed};
 pub use link::{CloseReason, LinkId, LinkStatus, ReadState};
 pub use routes::{InvalidRoute, Route, RouteKey, RouteQuery, RouteTable};
 pub use stats::{LinkCounts, Stats};

@@ -15,7 +15,7 @@ use crate::{
 
 impl Engine {
     /// A peer's 0800: sign-on, sign-off and echo are answered 00, anything else 30.
-    pub(crate) fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, _now: Instant) {
+    pub(crate) fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let code = msg.network_code();
         let Some(l) = self.links.get_mut(&link) else { return };
         let ok = match code {
@@ -43,10 +43,16 @@ impl Engine {
             warn!(%link, error = %e, "cannot answer network management");
         }
         self.after_write(link);
+        if code == Some(NetworkCode::SIGN_ON) {
+            // Reversals waiting for this participant go now, not at their next retry.
+            if let Some(p) = self.links.get(&link).map(|l| l.participant) {
+                self.kick_reversals(p, now);
+            }
+        }
     }
 
     /// The answer to one of the switch's own 0800s.
-    pub(crate) fn network_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>) {
+    pub(crate) fn network_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let Some(key) = self.response_key(link, correlation, msg) else { return };
         let code = match self.pending.get(&(link, key)) {
             Some(Pending { kind: Kind::Network(c), .. }) => *c,
@@ -62,6 +68,11 @@ impl Engine {
                 l.signed_on = ok;
                 // Once per connection the switch dials (redials are backed off).
                 tracing::info!(%link, accepted = ok, "sign-on answered");
+                if ok {
+                    // Reversals waiting for this destination go now, not at their next retry.
+                    let participant = l.participant;
+                    self.kick_reversals(participant, now);
+                }
             }
         }
     }

@@ -141,6 +141,39 @@ impl Engine {
         Some(id)
     }
 
+    /// Resumes a reversal of an earlier run under its journal id, `attempts` transmissions
+    /// made (so the next is a repeat when there were any).
+    pub(crate) fn resume_reversal(
+        &mut self,
+        destination: usize,
+        body: Bytes,
+        journal_id: u64,
+        attempts: u32,
+        now: Instant,
+    ) {
+        let id = self.next_reversal;
+        self.next_reversal += 1;
+        self.reversals.insert(
+            id,
+            Reversal { destination, body, attempts, outstanding: None, earlier: Vec::new(), journal_id },
+        );
+        self.reversal_order.push_back(id);
+        self.send_reversal(id, now);
+    }
+
+    /// Sends the reversals waiting for a link to `destination`, which now has one.
+    pub(crate) fn kick_reversals(&mut self, destination: usize, now: Instant) {
+        let waiting: Vec<u64> = self
+            .reversals
+            .iter()
+            .filter(|(_, r)| r.destination == destination && r.outstanding.is_none())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in waiting {
+            self.send_reversal(id, now);
+        }
+    }
+
     /// Sends reversal `id` (0420 the first time, 0421 after) on a routable link of its
     /// destination, or schedules another try when none is up.
     pub(crate) fn send_reversal(&mut self, id: u64, now: Instant) {

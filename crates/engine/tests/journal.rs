@@ -128,3 +128,67 @@ fn without_a_journal_nothing_waits() {
     assert_eq!(h.engine.journal_durable(), None);
     assert!(h.engine.poll_journal(h.now, 0).is_none());
 }
+
+#[test]
+fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversals() {
+    // Run 1: two purchases forwarded; the issuer answers neither; the switch dies.
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    for stan in ["000001", "000002"] {
+        h.send(acq, 0, &purchase(PAN_A, stan, "12345678"));
+    }
+    sync(&mut h, &mut log);
+    let forwarded = h.recv(iss);
+    assert_eq!(forwarded.len(), 2);
+    drop(h);
+
+    // Run 2, on the same log: both are reversed toward the issuer once its link is up.
+    let scan = scan_log(&[(1, &log[..])]).unwrap();
+    let owed = corridor_journal::recovery::Recovery::of(&scan).unwrap();
+    assert_eq!(owed.open().count(), 2);
+    let now = Instant::now();
+    let policy = GroupCommit { records_max: 64, wait: Duration::ZERO, ..GroupCommit::default() };
+    let journal =
+        Journal::new(policy, scan.next_seq, Some(log.len() as u64), PanKey::new(3, &KEY).unwrap(), [8; 8]);
+    let engine = Engine::with_journal(config(), WallClock { at: now, unix_secs: 1_795_644_930 }, journal);
+    let mut h = Harness::with_engine(engine, now);
+    let done = h.engine.resume(&owed, h.now);
+    assert_eq!((done.reversed, done.reversals, done.unresolved), (2, 0, 0));
+    let iss = h.issuer_up(L_ISS_A1);
+    sync(&mut h, &mut log);
+    let revs: Vec<_> = h.recv(iss).into_iter().filter(|g| g.msg.mti() == Mti::REVERSAL_ADVICE).collect();
+    assert_eq!(revs.len(), 2, "each open request reversed as soon as the issuer signed on");
+    let originals: Vec<String> = forwarded.iter().map(|g| g.field(11).unwrap()).collect();
+    for r in &revs {
+        assert!(originals.contains(&r.field(90).unwrap()[4..10].to_owned()), "DE 90 names an original");
+        assert_eq!(r.field(2).as_deref(), Some(PAN_A), "the PAN, unsealed for the reversal");
+    }
+    // The issuer acknowledges one; the switch dies again.
+    h.answer(iss, &revs[0], "00");
+    sync(&mut h, &mut log);
+    drop(h);
+
+    // Run 3: nothing to reverse any more, and the unacknowledged reversal resumes as a repeat.
+    let scan = scan_log(&[(1, &log[..])]).unwrap();
+    let owed = corridor_journal::recovery::Recovery::of(&scan).unwrap();
+    assert_eq!(
+        (owed.open().count(), owed.reversals.len()),
+        (0, 1),
+        "closed as answered 68; one reversal left"
+    );
+    let now = Instant::now();
+    let journal =
+        Journal::new(policy, scan.next_seq, Some(log.len() as u64), PanKey::new(3, &KEY).unwrap(), [9; 8]);
+    let engine = Engine::with_journal(config(), WallClock { at: now, unix_secs: 1_795_644_930 }, journal);
+    let mut h = Harness::with_engine(engine, now);
+    let done = h.engine.resume(&owed, h.now);
+    assert_eq!((done.reversed, done.reversals), (0, 1));
+    let iss = h.issuer_up(L_ISS_A1);
+    sync(&mut h, &mut log);
+    let again: Vec<_> = h.recv(iss).into_iter().filter(|g| g.msg.mti().class() == 4).collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].msg.mti(), Mti::REVERSAL_ADVICE_REPEAT, "sent before: a repeat");
+    assert_eq!(again[0].field(90), revs[1].field(90), "the one not acknowledged");
+}

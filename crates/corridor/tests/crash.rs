@@ -1,0 +1,195 @@
+//! `kill -9` of a journaling switch with requests in flight, then a restart on the same
+//! journal: every request the issuer approved and the acquirer never heard of is reversed
+//! toward the issuer — no ambiguous outcome. Real processes, loopback sockets.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code: threads and sleeps
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
+
+/// What the issuer saw: the STANs it approved, and the original STANs (DE 90) reversed.
+#[derive(Default)]
+struct Seen {
+    approved: HashSet<String>,
+    reversed: HashSet<String>,
+}
+
+fn send(s: &mut TcpStream, corr: u64, m: &OwnedMessage) {
+    let body = m.to_bytes(Dialect::Native).unwrap();
+    let mut out = BytesMut::new();
+    NativeFramer::new(FRAME_BYTES_MAX).encode(0, corr, &body, &mut out).unwrap();
+    let _ = s.write_all(&out);
+}
+
+fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
+    let mut r = OwnedMessage::from(m);
+    r.set_mti(m.mti().response().unwrap());
+    r.set(de::RESPONSE_CODE, code).unwrap();
+    r.remove(de::PIN_BLOCK);
+    r
+}
+
+/// An issuer that approves each purchase 300 ms after it came and acknowledges reversals
+/// at once; it serves one connection after another, for at most 60 s.
+fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let Ok((mut s, _)) = listener.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = BytesMut::new();
+        let mut held: Vec<(Instant, u64, OwnedMessage)> = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let now = Instant::now();
+            for (_, corr, m) in held.iter().filter(|(at, _, _)| *at <= now) {
+                send(&mut s, *corr, m);
+            }
+            held.retain(|(at, _, _)| *at > now);
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+            while let Some(f) = NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
+                let corr = f.correlation();
+                let m = Message::parse(Dialect::Native, f.into_body()).unwrap();
+                match m.mti() {
+                    Mti::NETWORK_REQUEST => send(&mut s, corr, &answer(&m, "00")),
+                    Mti::FINANCIAL_REQUEST => {
+                        // Approved as it arrives (its answer leaves 300 ms later, if the
+                        // connection is still there).
+                        let stan = String::from_utf8(OwnedMessage::from(&m).get(de::STAN).unwrap().to_vec())
+                            .unwrap();
+                        seen.lock().unwrap().approved.insert(stan);
+                        held.push((Instant::now() + Duration::from_millis(300), corr, answer(&m, "00")));
+                    }
+                    mti if mti.class() == 4 => {
+                        let owned = OwnedMessage::from(&m);
+                        let de90 = String::from_utf8(owned.get(de::ORIGINAL_DATA).unwrap().to_vec()).unwrap();
+                        seen.lock().unwrap().reversed.insert(de90[4..10].to_owned());
+                        send(&mut s, corr, &answer(&m, "00"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A switch process, killed when dropped (a failed test leaves none behind).
+struct Switch(Child);
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &std::path::Path) -> Switch {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ready once the issuer link has signed on.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("sign-on answered") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let child = Switch(child);
+    rx.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
+    child
+}
+
+#[test]
+fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
+    let dir = std::env::temp_dir().join(format!("corridor-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s2 = Arc::clone(&seen);
+    std::thread::spawn(move || issuer(listener, s2));
+    let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.join("switch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  [[participant.link]]\n  \
+             name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:{acq_port}\"\n  framing = \"native\"\n  \
+             dialect = \"native\"\n  sign_on_required = false\n\n[[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n  \
+             [[participant.link]]\n  name = \"iss-1\"\n  mode = \"dial\"\n  address = \"{issuer_addr}\"\n  framing = \"native\"\n  \
+             dialect = \"native\"\n  reconnect_min_ms = 50\n  reconnect_max_ms = 200\n\n[[route]]\ndefault = true\n\
+             destination = \"iss\"\ntimeout_ms = 5000\n\n[journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n"
+        ),
+    )
+    .unwrap();
+
+    let mut switch = serve(&config);
+    let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
+    for i in 1..=20u64 {
+        let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
+        m.set(de::PAN, "4761739001010010").unwrap();
+        m.set(de::PROCESSING_CODE, "000000").unwrap();
+        m.set(de::AMOUNT, "000000012500").unwrap();
+        m.set(de::TRANSMISSION_TIME, "1201103000").unwrap();
+        m.set(de::STAN, format!("{i:06}")).unwrap();
+        m.set(de::ACQUIRER_ID, "12345678").unwrap();
+        m.set(de::RRN, format!("CRASH{i:07}")).unwrap();
+        m.set(de::TERMINAL_ID, "TERM0001").unwrap();
+        send(&mut acq, i, &m);
+    }
+    // Every request reaches the issuer (it holds them 300 ms); then the switch dies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(Instant::now() < deadline);
+    switch.0.kill().unwrap();
+    switch.0.wait().unwrap();
+    // The issuer approves all 20 into a dead connection; the acquirer heard nothing.
+    std::thread::sleep(Duration::from_millis(400));
+    acq.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = [0u8; 64];
+    assert!(!matches!(acq.read(&mut got), Ok(n) if n > 0), "the acquirer got no answer before the crash");
+
+    // Restart on the same journal: everything approved and never delivered is reversed.
+    let mut switch = serve(&config);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ambiguous = loop {
+        let s = seen.lock().unwrap();
+        let ambiguous: Vec<String> = s.approved.difference(&s.reversed).cloned().collect();
+        if ambiguous.is_empty() || Instant::now() > deadline {
+            break ambiguous;
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let s = seen.lock().unwrap();
+    assert_eq!(s.approved.len(), 20, "the issuer approved every request");
+    assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
+    assert_eq!(s.reversed.len(), 20, "each reversed once");
+    drop(s);
+    let _ = Command::new("kill").args(["-TERM", &switch.0.id().to_string()]).status();
+    let _ = switch.0.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
