@@ -121,8 +121,15 @@ acquirer_ids = ["12345678"]
     let timed_out = c.codes.get("68").copied().unwrap_or(0);
     assert!(timed_out > 0 && c.approved() + timed_out == c.sent, "{c:?}");
 
-    // Reversals go out at once: wait until the issuer acknowledged every one.
+    // Reversals go out at once: wait until the issuer acknowledged every one, and until its
+    // record of them is written (it records after it answers).
     switch.wait_quiet();
+    let reversals_sent =
+        |seen: &[corridor_load::respond::Seen]| seen.iter().filter(|s| s.mti == "0420").count() as u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reversals_sent(&issuer.seen()[before..]) < timed_out && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let seen: Vec<_> = issuer.seen().into_iter().skip(before).collect();
     let requests: Vec<_> = seen.iter().filter(|s| s.mti == "0200").collect();
     assert_eq!(requests.len() as u64, c.sent, "the issuer saw every request sent");
