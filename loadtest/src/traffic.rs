@@ -236,10 +236,15 @@ pub struct Traffic {
     acquirer_id: String,
     rng: SmallRng,
     connection: u32,
+    /// Which generator of this process (mixed with the process id), 0-999: in DE 41.
+    generation: u32,
     sequence: u64,
     stan: Stan,
     clock: WallClock,
 }
+
+/// Generators made by this process: each takes the next number for its terminal ids.
+static GENERATIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// DE 55 of a chip purchase: ARQC (9F26), cryptogram information (9F27) and issuer
 /// application data (9F10), as a terminal sends them.
@@ -325,6 +330,9 @@ impl Traffic {
             acquirer_id: spec.acquirer_id.clone(),
             rng,
             connection: connection % 10_000,
+            generation: (std::process::id() % 1000
+                + GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                % 1000,
             sequence: 0,
             // The first request gets STAN 000001.
             stan: Stan::new(0).ok_or("STAN 0 is in range")?,
@@ -375,9 +383,11 @@ impl Traffic {
         let mut rrn = [b'0'; 12];
         write_digits(&mut rrn[..4], u64::from(self.connection));
         write_digits(&mut rrn[4..], self.sequence);
-        // DE 41: one terminal per connection, so STANs (per connection) never look like
-        // duplicates across connections to a switch keying on terminal and STAN.
-        let mut terminal = *b"TERM0000";
+        // DE 41: one terminal per connection and per generator (`T`, three digits of the
+        // generator, four of the connection), so that STANs — which start again at every
+        // run — never look like repeats to a switch that answers repeats from their outcome.
+        let mut terminal = *b"T0000000";
+        write_digits(&mut terminal[1..4], u64::from(self.generation));
         write_digits(&mut terminal[4..], u64::from(self.connection));
         if kind == Kind::Reversal {
             // DE 90: the reversed request's MTI, STAN, DE 7 and acquirer id (11 digits).
@@ -496,7 +506,11 @@ mod tests {
                 let rrn = m.rrn().unwrap().to_vec();
                 assert!(rrn.starts_with(b"0007"), "the connection number leads the RRN");
                 assert!(rrns.insert(rrn), "RRNs are unique");
-                assert_eq!(m.terminal_id(), Some(&b"TERM0007"[..]), "one terminal per connection");
+                let terminal = m.terminal_id().unwrap();
+                assert!(
+                    terminal.starts_with(b"T") && terminal.ends_with(b"0007"),
+                    "one terminal per connection"
+                );
                 assert_eq!(m.acquirer_id().unwrap().as_str(), "12345678");
                 if kind == Kind::Reversal {
                     let data = m.field(de::ORIGINAL_DATA).unwrap().to_vec();

@@ -36,6 +36,7 @@ pub(crate) struct SwitchSection {
     pub(crate) reversal_retry_ms: Option<u64>,
     pub(crate) reversal_repeats_max: Option<u32>,
     pub(crate) late_window_ms: Option<u64>,
+    pub(crate) duplicate_window_ms: Option<u64>,
     /// CSV files of routes (BIN tables), relative to the configuration file.
     #[serde(default)]
     pub(crate) route_files: Vec<String>,

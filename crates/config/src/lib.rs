@@ -186,6 +186,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
             "switch",
         )?,
         late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
+        duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
     };
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");

@@ -38,6 +38,10 @@ pub const REVERSAL_RETRY: Millis =
 /// `[switch] late_window_ms`.
 pub const LATE_WINDOW: Millis =
     Millis { key: "late_window_ms", default: 120 * SECOND, min: 1, max: 24 * HOUR };
+/// `[switch] duplicate_window_ms`: how long a completed request's outcome answers its
+/// repeats (a business day by default).
+pub const DUPLICATE_WINDOW: Millis =
+    Millis { key: "duplicate_window_ms", default: 24 * HOUR, min: 1, max: 7 * 24 * HOUR };
 /// A route's `timeout_ms`.
 pub const ROUTE_TIMEOUT: Millis =
     Millis { key: "timeout_ms", default: 5 * SECOND, min: 1, max: 600 * SECOND };

@@ -28,6 +28,8 @@ pub(crate) enum Decision {
     Decline(ResponseCode),
     /// Keep it until its originator has an in-flight slot again.
     Hold,
+    /// A repeat of a completed request: answer it with that request's outcome.
+    Replay(crate::duplicates::Outcome),
 }
 
 /// Why a request could not be sent to its destination.
@@ -76,6 +78,10 @@ impl Engine {
         let dup = DupKey::of(participant, stan, msg);
         if self.duplicates.contains(&dup) {
             return Decline(ResponseCode::DUPLICATE);
+        }
+        let window = self.config.settings.duplicate_window;
+        if let Some(outcome) = self.outcomes.get(&dup, now, window) {
+            return Decision::Replay(outcome);
         }
         if origin_full {
             if at_limit == AtLimit::Backpressure {
@@ -139,6 +145,7 @@ impl Engine {
                 }
             }
             Decision::Decline(code) => self.decline(link, correlation, &msg, code),
+            Decision::Replay(outcome) => self.replay_outcome(link, correlation, &msg, outcome),
             Decision::Forward { destination, timeout, link: out_link, dup } => {
                 self.forward(link, correlation, msg, destination, timeout, out_link, dup, now);
             }
@@ -219,6 +226,35 @@ impl Engine {
         self.timer(now, timeout, Timer::Pending(out_link, key));
         self.stats.forwarded += 1;
         self.after_write(out_link);
+    }
+
+    /// Answers a repeat of a completed request with its outcome: the same response code and
+    /// approval code (DE 38), made by the switch; the destination never sees it again.
+    fn replay_outcome(
+        &mut self,
+        link: LinkId,
+        correlation: u64,
+        msg: &Msg<'_>,
+        outcome: crate::duplicates::Outcome,
+    ) {
+        self.stats.duplicates_replayed += 1;
+        let Some(mti) = msg.mti().response() else { return };
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let dialect = l.dialect;
+        let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
+        let code = outcome.code.0;
+        let written = match &outcome.auth {
+            Some(auth) => l.frame(corridor_wire::NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
+                msg.derive(mti, keep, &[(de::AUTH_ID, auth), (de::RESPONSE_CODE, &code)], dialect, out)
+            }),
+            None => l.frame(corridor_wire::NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
+                msg.derive(mti, keep, &[(de::RESPONSE_CODE, &code)], dialect, out)
+            }),
+        };
+        if let Err(e) = written {
+            warn!(%link, error = %e, "cannot answer a repeat from its outcome");
+        }
+        self.after_write(link);
     }
 
     /// The least loaded routable link of `participant` under its in-flight limit and with

@@ -94,6 +94,8 @@ pub struct Settings {
     pub reversal_repeats_max: u32,
     /// How long a timed-out transaction is remembered for its late response.
     pub late_window: Duration,
+    /// How long a completed request's outcome answers its repeats.
+    pub duplicate_window: Duration,
 }
 
 impl Default for Settings {
@@ -103,6 +105,7 @@ impl Default for Settings {
             reversal_retry: Duration::from_secs(10),
             reversal_repeats_max: 5,
             late_window: Duration::from_secs(120),
+            duplicate_window: Duration::from_secs(86_400),
         }
     }
 }

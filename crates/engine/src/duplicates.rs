@@ -1,8 +1,62 @@
-//! Duplicate detection: the key that makes two transmissions the same request.
+//! Duplicate detection: the key that makes two transmissions the same request, and the
+//! outcomes of completed requests, which answer their repeats (never forwarded again).
 
-use corridor_wire::Stan;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
-use crate::engine::Msg;
+use corridor_wire::{ResponseCode, Stan};
+use rustc_hash::FxHashMap;
+
+use crate::{engine::Msg, limits::OUTCOMES_MAX};
+
+/// How a completed request was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) code: ResponseCode,
+    pub(crate) auth: Option<[u8; 6]>,
+}
+
+/// Completed requests' outcomes for the duplicate window, bounded by [`OUTCOMES_MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
+    map: FxHashMap<DupKey, Outcome>,
+    order: VecDeque<(Instant, DupKey)>,
+}
+
+impl Outcomes {
+    /// Remembers `key`'s outcome at `now`, forgetting what is older than `window`.
+    pub(crate) fn insert(&mut self, key: DupKey, outcome: Outcome, now: Instant, window: Duration) {
+        self.expire(now, window);
+        while self.map.len() >= OUTCOMES_MAX {
+            let Some((_, old)) = self.order.pop_front() else { break };
+            self.map.remove(&old);
+        }
+        if self.map.insert(key, outcome).is_none() {
+            self.order.push_back((now, key));
+        }
+    }
+
+    /// The outcome a repeat of `key` is answered with, within `window` of `now`.
+    pub(crate) fn get(&mut self, key: &DupKey, now: Instant, window: Duration) -> Option<Outcome> {
+        self.expire(now, window);
+        self.map.get(key).copied()
+    }
+
+    fn expire(&mut self, now: Instant, window: Duration) {
+        while self.order.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > window) {
+            if let Some((_, k)) = self.order.pop_front() {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    /// Outcomes remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
 
 /// Originator, MTI class, STAN, transmission time, terminal: two requests with the same key
 /// are one request sent twice.
@@ -16,6 +70,11 @@ pub(crate) struct DupKey {
 }
 
 impl DupKey {
+    /// A key from its parts (a journaled request's).
+    pub(crate) fn from_parts(participant: usize, class: u8, stan: u32, time: u64, terminal: [u8; 8]) -> Self {
+        Self { participant, class, stan, time, terminal }
+    }
+
     /// The key of `msg`, from participant `participant`, whose DE 11 is `stan`.
     pub(crate) fn of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
         let mut terminal = [b' '; 8];

@@ -71,6 +71,8 @@ pub struct Engine {
     pub(crate) pending: FxHashMap<(LinkId, u64), Pending>,
     pub(crate) requests_pending: usize,
     pub(crate) duplicates: FxHashSet<DupKey>,
+    /// Completed requests' outcomes, which answer their repeats.
+    pub(crate) outcomes: crate::duplicates::Outcomes,
     pub(crate) reversals: FxHashMap<u64, Reversal>,
     pub(crate) reversal_order: VecDeque<u64>,
     pub(crate) next_reversal: u64,
@@ -119,6 +121,7 @@ impl Engine {
             pending: FxHashMap::default(),
             requests_pending: 0,
             duplicates: FxHashSet::default(),
+            outcomes: crate::duplicates::Outcomes::default(),
             reversals: FxHashMap::default(),
             reversal_order: VecDeque::new(),
             next_reversal: 0,
@@ -199,6 +202,12 @@ impl Engine {
     #[must_use]
     pub fn requests_pending(&self) -> usize {
         self.requests_pending
+    }
+
+    /// Completed requests whose outcome answers a repeat.
+    #[must_use]
+    pub fn outcomes_remembered(&self) -> usize {
+        self.outcomes.len()
     }
 
     /// Reversals not yet acknowledged.

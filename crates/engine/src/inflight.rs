@@ -155,7 +155,9 @@ impl Engine {
                 }
                 // Journal before answer: the answer leaves once its record is durable.
                 let code = resp.response_code().map_or(*b"  ", |c| c.0);
-                let auth = resp.raw(de::AUTH_ID).and_then(|a| <[u8; 6]>::try_from(a).ok());
+                let auth =
+                    resp.field(de::AUTH_ID).and_then(|f| <[u8; 6]>::try_from(f.to_vec().as_slice()).ok());
+                self.remember(r.dup, ResponseCode(code), auth, now);
                 let answered = self.record_answer(r.journal_seq, code, auth, false, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
                     o.hold_from(start, answered);
@@ -192,6 +194,12 @@ impl Engine {
         self.after_write(r.origin);
     }
 
+    /// A request with duplicate key `dup` was answered `code`: its repeats get the same.
+    pub(crate) fn remember(&mut self, dup: DupKey, code: ResponseCode, auth: Option<[u8; 6]>, now: Instant) {
+        let window = self.config.settings.duplicate_window;
+        self.outcomes.insert(dup, crate::duplicates::Outcome { code, auth }, now, window);
+    }
+
     /// A pending entry's deadline came.
     pub(crate) fn pending_timeout(&mut self, link: LinkId, key: u64, now: Instant) {
         let due = self.pending.get(&(link, key)).is_some_and(|p| p.deadline <= now);
@@ -213,6 +221,7 @@ impl Engine {
                     self.slot_freed(r.origin);
                 }
                 let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
+                self.remember(r.dup, ResponseCode::TIMEOUT, None, now);
                 if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
                     self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }

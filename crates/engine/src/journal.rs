@@ -81,6 +81,8 @@ pub struct Resumed {
     pub reversed: usize,
     /// Reversals of the last run, resumed.
     pub reversals: usize,
+    /// Outcomes of the last run restored to the duplicate window.
+    pub outcomes: usize,
     /// Entries that could not be acted on (a participant no longer configured, a request
     /// journaled without a PAN, a key that does not open it), each logged.
     pub unresolved: usize,
@@ -115,6 +117,11 @@ impl Engine {
                 continue;
             };
             self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
+            let a = &r.accepted;
+            if let Some(p) = participant(self, &a.participant) {
+                let key = crate::duplicates::DupKey::from_parts(p, a.class, a.stan, a.time, a.terminal);
+                self.remember(key, corridor_wire::ResponseCode::TIMEOUT, None, now);
+            }
             match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
                 Ok(rev) => {
                     self.stats.approvals_reversed += 1;
@@ -123,6 +130,13 @@ impl Engine {
                 }
                 Err(_) => done.unresolved += 1,
             }
+        }
+        // The duplicate window: a repeat of a request answered in the last run gets that answer.
+        for ((pid, class, stan, time, terminal), a) in &owed.outcomes {
+            let Some(p) = participant(self, pid) else { continue };
+            let key = crate::duplicates::DupKey::from_parts(p, *class, *stan, *time, *terminal);
+            self.remember(key, corridor_wire::ResponseCode(a.code), a.auth, now);
+            done.outcomes += 1;
         }
         for (&id, (q, attempts)) in &owed.reversals {
             let body = self.journal.as_ref().and_then(|j| open(&q.reversal, &j.key).ok());

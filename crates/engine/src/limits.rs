@@ -16,6 +16,11 @@ pub const REVERSALS_MAX: usize = 1 << 16;
 /// Most timed-out transactions remembered so that a late approval can be reversed.
 pub const LATE_MAX: usize = 1 << 16;
 
+/// Most completed requests whose outcome answers a repeat (the duplicate window). An entry
+/// is a duplicate key and an outcome, about 120 bytes with the map and the expiry queue:
+/// at most about 120 MiB. Past it the oldest outcome is forgotten first.
+pub const OUTCOMES_MAX: usize = 1 << 20;
+
 /// Largest write batch buffered for one link. A peer that does not read gets its link
 /// closed (it stalls) and every approval still in the batch is reversed; a destination at
 /// half this bound gets no new requests.

@@ -53,6 +53,8 @@ pub struct Stats {
     pub frame_timeouts: u64,
     /// Links taken out of routing after timeouts in a row.
     pub unresponsive_links: u64,
+    /// Repeats of completed requests answered from their outcome (never forwarded again).
+    pub duplicates_replayed: u64,
     /// Journal batches handed out to be synced.
     pub journal_batches: u64,
     /// Journal records in them.

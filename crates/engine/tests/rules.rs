@@ -615,3 +615,41 @@ fn a_request_that_cannot_be_forwarded_gets_96() {
     assert!(h.recv(iss_b).is_empty(), "nothing half-written reaches the issuer");
     assert_eq!(h.engine.requests_pending(), 0);
 }
+
+#[test]
+fn a_repeat_of_a_completed_request_is_answered_from_its_outcome_never_forwarded_again() {
+    let mut h = Harness::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    let req = purchase(PAN_A, "000042", "12345678");
+    h.send(acq, 0, &req);
+    let fwd = h.recv(iss).pop().unwrap();
+    let mut approval = fwd.msg.clone();
+    approval.set_mti(Mti::FINANCIAL_RESPONSE);
+    approval.set(de::RESPONSE_CODE, "00").unwrap().set(de::AUTH_ID, "A1B2C3").unwrap();
+    approval.remove(de::PIN_BLOCK);
+    h.send(iss, fwd.correlation, &approval);
+    assert_eq!(h.recv(acq).pop().unwrap().field(38).as_deref(), Some("A1B2C3"));
+    // At once, a second later, and on another connection of the same participant.
+    h.send(acq, 0, &req);
+    h.advance(Duration::from_secs(1));
+    let acq_b = h.acquirer_up(L_ACQ);
+    h.send(acq_b, 0, &req);
+    for (link, n) in [(acq, 1), (acq_b, 1)] {
+        let answers = h.recv(link);
+        assert_eq!(answers.len(), n);
+        for a in &answers {
+            assert_eq!(
+                (a.field(39).as_deref(), a.field(38).as_deref()),
+                (Some("00"), Some("A1B2C3")),
+                "the same answer"
+            );
+        }
+    }
+    assert!(h.recv_app(iss).is_empty(), "the issuer saw it once");
+    assert_eq!(h.engine.stats().duplicates_replayed, 2);
+    // Past the window, the same key is a new request.
+    h.advance(Duration::from_secs(86_401));
+    h.send(acq, 0, &req);
+    assert_eq!(h.recv_app(iss).len(), 1, "forwarded again after the window");
+}

@@ -121,6 +121,7 @@ pub fn config() -> Config {
             reversal_retry: RETRY,
             reversal_repeats_max: 2,
             late_window: Duration::from_secs(120),
+            duplicate_window: Duration::from_secs(86_400),
         },
     }
 }
