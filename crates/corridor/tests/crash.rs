@@ -21,6 +21,7 @@ use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, OwnedMessage, FRAME
 struct Seen {
     approved: HashSet<String>,
     reversed: HashSet<String>,
+    requests: usize,
 }
 
 fn send(s: &mut TcpStream, corr: u64, m: &OwnedMessage) {
@@ -71,7 +72,9 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                         // connection is still there).
                         let stan = String::from_utf8(OwnedMessage::from(&m).get(de::STAN).unwrap().to_vec())
                             .unwrap();
-                        seen.lock().unwrap().approved.insert(stan);
+                        let mut seen = seen.lock().unwrap();
+                        seen.approved.insert(stan);
+                        seen.requests += 1;
                         held.push((Instant::now() + Duration::from_millis(300), corr, answer(&m, "00")));
                     }
                     mti if mti.class() == 4 => {
@@ -148,7 +151,7 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
 
     let mut switch = serve(&config);
     let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
-    for i in 1..=20u64 {
+    let purchase = |i: u64| {
         let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
         m.set(de::PAN, "4761739001010010").unwrap();
         m.set(de::PROCESSING_CODE, "000000").unwrap();
@@ -158,7 +161,10 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
         m.set(de::ACQUIRER_ID, "12345678").unwrap();
         m.set(de::RRN, format!("CRASH{i:07}")).unwrap();
         m.set(de::TERMINAL_ID, "TERM0001").unwrap();
-        send(&mut acq, i, &m);
+        m
+    };
+    for i in 1..=20u64 {
+        send(&mut acq, i, &purchase(i));
     }
     // Every request reaches the issuer (it holds them 300 ms); then the switch dies.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -189,6 +195,23 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
     assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
     assert_eq!(s.reversed.len(), 20, "each reversed once");
     drop(s);
+    // The terminal repeats a request it got no answer to: the switch answers it from the
+    // journal (68: it was reversed), and the issuer never sees it again.
+    let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
+    acq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    send(&mut acq, 7, &purchase(7));
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    let answer = loop {
+        if let Some(f) = NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
+            break OwnedMessage::from(&Message::parse(Dialect::Native, f.into_body()).unwrap());
+        }
+        let n = acq.read(&mut chunk).expect("an answer to the repeat");
+        assert!(n > 0, "the switch closed instead of answering");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
+    assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
     let _ = Command::new("kill").args(["-TERM", &switch.0.id().to_string()]).status();
     let _ = switch.0.wait();
     let _ = std::fs::remove_dir_all(&dir);
