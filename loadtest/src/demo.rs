@@ -1,7 +1,8 @@
 //! `corridor-load demo`: a switch, a wallet acquirer and two QR networks on loopback, a short
 //! load through them, and what each side saw. Needs nothing but this binary.
 //!
-//! The switch runs from the embedded configuration below (addresses filled in at start):
+//! The switch runs from the embedded configuration below (addresses filled in at start, and
+//! a journal in a temporary state directory with a fresh PAN key):
 //! the acquirer speaks ISO 8583 (1987, ASCII) behind 2-byte length headers; the Vietnamese
 //! network is reached by BIN 476173 over native frames; the Thai one by BIN 520011 over
 //! ISO 8583 with hex bitmaps behind ASCII length headers. The simulated networks answer after
@@ -99,6 +100,8 @@ pub struct DemoReport {
     pub switch: Report,
     /// What each network saw, by participant id.
     pub networks: Vec<(&'static str, RespondCounts)>,
+    /// The switch's journal: records and segments (read back as the demo ended).
+    pub journal: Option<(usize, usize)>,
 }
 
 fn network(wire: Wire, latency: &str, approve: f64) -> Result<Responder> {
@@ -120,7 +123,22 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     let vn = network(vn_wire, "lognormal:1ms,0.3", 0.95)?;
     let th = network(th_wire, "uniform:1ms..3ms", 0.9)?;
     let addr = |r: &Responder| r.local_addr().ok_or_else(|| anyhow!("a simulated network has no address"));
-    let text = CONFIG.replace("{vn}", &addr(&vn)?.to_string()).replace("{th}", &addr(&th)?.to_string());
+    let mut text = CONFIG.replace("{vn}", &addr(&vn)?.to_string()).replace("{th}", &addr(&th)?.to_string());
+    // The switch journals, as a production one would, in a state directory of its own that
+    // the demo removes at the end.
+    let state = std::env::temp_dir().join(format!("corridor-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| anyhow!("no system randomness for the demo's PAN key"))?;
+    let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(state.join("pan.key"), key).context("cannot write the demo's PAN key")?;
+    text.push_str(&format!(
+        "\n[journal]\ndir = \"{}\"\nkey_file = \"{}\"\n",
+        state.join("journal").display(),
+        state.join("pan.key").display()
+    ));
     let loaded = corridor_config::parse(&text).context("the demo configuration")?;
 
     let switch = loaded.start().context("cannot start the switch")?;
@@ -144,10 +162,15 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     let outcome = run_load(&load);
     let report = switch.stop()?;
     let outcome = outcome?;
+    let journal = corridor_net::journal::Segments::read(&state.join("journal"))
+        .ok()
+        .and_then(|segs| segs.scan().ok().map(|scan| (scan.records(), scan.segments.len())));
+    let _ = std::fs::remove_dir_all(&state);
     Ok(DemoReport {
         summary: outcome.summary(&[]),
         switch: report,
         networks: vec![("napas-vn", vn.stop()), ("promptpay-th", th.stop())],
+        journal,
     })
 }
 
@@ -170,6 +193,13 @@ impl DemoReport {
              timeouts {}",
             st.requests_in, st.forwarded, st.relayed, st.network_answered, st.timeouts
         );
+        if let Some((records, segments)) = self.journal {
+            let _ = writeln!(
+                s,
+                "journal: {records} records in {segments} segment(s), every answer sent after its record was synced \
+                 (a temporary state directory, removed)"
+            );
+        }
         let _ = writeln!(s, "\n== the simulated networks ==");
         for (id, c) in &self.networks {
             let declined: u64 = c.declined.values().sum();

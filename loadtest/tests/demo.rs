@@ -30,8 +30,20 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
         "one answer per message in"
     );
     assert!(frames("napas-vn-1").frames_out > 0 && frames("promptpay-th-1").frames_out > 0);
+    let (records, _) = r.journal.expect("the demo journals");
+    assert!(
+        records as u64 >= 3 * r.switch.stats.forwarded,
+        "accepted, forwarded and answered, each journaled"
+    );
     let text = r.text();
-    for part in ["== the acquirer", "== the switch, per link ==", "napas-vn-1", "promptpay-th", "verdict"] {
+    for part in [
+        "== the acquirer",
+        "== the switch, per link ==",
+        "napas-vn-1",
+        "promptpay-th",
+        "verdict",
+        "journal: ",
+    ] {
         assert!(text.contains(part), "missing {part}:\n{text}");
     }
 }

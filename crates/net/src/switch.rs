@@ -453,6 +453,18 @@ async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
         if engine.journaling() {
             let s = engine.stats();
             info!(records = s.journal_records, batches = s.journal_batches, durable = ?engine.journal_durable(), "journal");
+            let kept = engine.reversals_pending();
+            if kept > 0 {
+                warn!(
+                    reversals = kept,
+                    "reversals not yet acknowledged: kept in the journal for the next start"
+                );
+            }
+        } else if engine.reversals_pending() > 0 {
+            warn!(
+                reversals = engine.reversals_pending(),
+                "reversals not yet acknowledged are lost: the switch has no journal"
+            );
         }
     }
     // QUIC connections close with CONNECTION_CLOSE rather than by the peer's idle timeout.
