@@ -81,3 +81,53 @@ fn answers_wait_for_the_journal_which_holds_no_card_data_and_survives_a_restart(
     }
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_restart_recovers() {
+    let state = std::env::temp_dir().join(format!("corridor-journal-eio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
+    let text = config(&state, issuer.addr);
+
+    // The disk fails on the fourth sync: the first purchase takes two (its request, its
+    // answer), the second's request the third, its answer the fourth.
+    let (engine, mut net) = corridor_config::parse(&text).unwrap().into_parts().unwrap();
+    net.journal.as_mut().unwrap().fail_sync_after = Some(3);
+    let running = corridor_net::Running::start(engine, net).unwrap();
+    let addr = running.addr("acq-1").unwrap();
+    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+    let mut acq = Conn::connect(addr, wire);
+    acq.send(0, &purchase(PAN, "000001", "12345678"));
+    let (_, r) = acq.recv_app_within(WAIT_MAX).expect("the first is answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]));
+    acq.send(0, &purchase(PAN, "000002", "12345678"));
+    assert!(
+        issuer.wait_for(WAIT_MAX, |s| s.iter().filter(|m| m.mti() == Mti::FINANCIAL_REQUEST).count() == 2),
+        "the second reached the issuer (its records were synced), which approves it"
+    );
+    assert!(
+        acq.recv_app_within(std::time::Duration::from_secs(2)).is_none(),
+        "its answer never left: its record was not durable"
+    );
+    let err = running.stop().expect_err("the switch stopped on the failed sync");
+    assert!(err.to_string().contains("syncing the journal"), "{err}");
+
+    // A restart on the same journal: the second is reversed, and its repeat answered 68.
+    let switch = TestSwitch::start(&text);
+    assert!(
+        issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::REVERSAL_ADVICE)),
+        "the approval the acquirer never got is reversed"
+    );
+    let rev: Vec<_> = issuer.seen_mti(420);
+    assert_eq!(rev.len(), 1, "only the second: the first was answered");
+    let mut acq = Conn::connect(switch.addr("acq-1"), wire);
+    acq.send(0, &purchase(PAN, "000002", "12345678"));
+    let (_, r) = acq.recv_app_within(WAIT_MAX).expect("the repeat is answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"68"[..]));
+    assert_eq!(issuer.seen_mti(200).len(), 2, "and not forwarded again");
+    switch.stop();
+    let _ = std::fs::remove_dir_all(&state);
+}

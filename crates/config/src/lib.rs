@@ -543,6 +543,7 @@ impl Loaded {
         net.journal = Some(corridor_net::journal::JournalFiles {
             dir: j.dir,
             last_segment: recovered.last.map(|(seq, _)| seq),
+            fail_sync_after: None,
         });
         let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
         let done = engine.resume(&recovered.owed, std::time::Instant::now());

@@ -110,6 +110,9 @@ pub struct JournalFiles {
     pub dir: PathBuf,
     /// The segment to append to (the last one, after recovery), if any.
     pub last_segment: Option<u64>,
+    /// Fault injection, for tests: the sync of every batch after this many fails with EIO.
+    #[doc(hidden)]
+    pub fail_sync_after: Option<u64>,
 }
 
 /// What recovery found in a journal directory.
@@ -197,6 +200,12 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 pub struct Writer {
     dir: PathBuf,
     current: Option<File>,
+    /// Batches written.
+    batches: u64,
+    /// The current segment's length as of its last good sync.
+    durable_len: u64,
+    /// See [`JournalFiles::fail_sync_after`].
+    fail_sync_after: Option<u64>,
 }
 
 impl Writer {
@@ -219,7 +228,20 @@ impl Writer {
                 )
             }
         };
-        Ok(Self { dir: dir.to_owned(), current })
+        let durable_len = match &current {
+            Some(f) => f.metadata().map_err(io_err("reading the last segment's length"))?.len(),
+            None => 0,
+        };
+        Ok(Self { dir: dir.to_owned(), current, batches: 0, durable_len, fail_sync_after: None })
+    }
+
+    /// The storage seam for tests: every sync after `batches` batches fails with EIO, as a
+    /// disk that lost its data would.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn failing_after(mut self, batches: Option<u64>) -> Self {
+        self.fail_sync_after = batches;
+        self
     }
 
     /// Writes `batch` and syncs it. Only after this returns may the appender be told.
@@ -241,6 +263,7 @@ impl Writer {
                 .map_err(io_err(format!("creating {}", p.display())))?;
             f.write_all(&h.to_bytes()).map_err(io_err(format!("writing {}", p.display())))?;
             self.current = Some(f);
+            self.durable_len = corridor_journal::limits::SEGMENT_HEADER_BYTES as u64;
             sync_dir(&self.dir)?;
         }
         let Some(f) = self.current.as_mut() else {
@@ -250,7 +273,25 @@ impl Writer {
             });
         };
         f.write_all(&batch.bytes).map_err(io_err("appending to the journal"))?;
-        f.sync_data().map_err(io_err("syncing the journal"))
+        self.batches += 1;
+        let synced = if self.fail_sync_after.is_some_and(|n| self.batches > n) {
+            Err(io::Error::from_raw_os_error(5))
+        } else {
+            f.sync_data()
+        };
+        match synced {
+            Ok(()) => {
+                self.durable_len += batch.bytes.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // After a failed sync nothing written since the last good one can be trusted,
+                // and it must not be taken for a record at the next start (its answer never
+                // left): cut the segment back to its last good sync, if the disk still lets us.
+                let _ = f.set_len(self.durable_len).and_then(|()| f.sync_all());
+                Err(JournalError::Io { what: "syncing the journal".into(), error })
+            }
+        }
     }
 }
 

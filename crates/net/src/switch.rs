@@ -242,7 +242,8 @@ impl Switch {
         let journal = match net.journal {
             Some(files) => Some(
                 crate::journal::Writer::open(&files.dir, files.last_segment)
-                    .map_err(|e| io::Error::other(format!("journal: {e}")))?,
+                    .map_err(|e| io::Error::other(format!("journal: {e}")))?
+                    .failing_after(files.fail_sync_after),
             ),
             None => None,
         };
