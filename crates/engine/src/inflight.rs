@@ -155,8 +155,10 @@ impl Engine {
                 }
                 // Journal before answer: the answer leaves once its record is durable.
                 let code = resp.response_code().map_or(*b"  ", |c| c.0);
-                let auth =
-                    resp.field(de::AUTH_ID).and_then(|f| <[u8; 6]>::try_from(f.to_vec().as_slice()).ok());
+                let auth = resp
+                    .field(de::AUTH_ID)
+                    .and_then(|f| f.value_borrowed())
+                    .and_then(|v| <[u8; 6]>::try_from(v).ok());
                 self.remember(r.dup, ResponseCode(code), auth, now);
                 let answered = self.record_answer(r.journal_seq, code, auth, false, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
