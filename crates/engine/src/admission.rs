@@ -238,23 +238,17 @@ impl Engine {
         outcome: crate::duplicates::Outcome,
     ) {
         self.stats.duplicates_replayed += 1;
-        let Some(mti) = msg.mti().response() else { return };
-        let Some(l) = self.links.get_mut(&link) else { return };
-        let dialect = l.dialect;
-        let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let code = outcome.code.0;
-        let written = match &outcome.auth {
-            Some(auth) => l.frame(corridor_wire::NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
-                msg.derive(mti, keep, &[(de::AUTH_ID, auth), (de::RESPONSE_CODE, &code)], dialect, out)
-            }),
-            None => l.frame(corridor_wire::NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
-                msg.derive(mti, keep, &[(de::RESPONSE_CODE, &code)], dialect, out)
-            }),
-        };
-        if let Err(e) = written {
-            warn!(%link, error = %e, "cannot answer a repeat from its outcome");
+        match &outcome.auth {
+            Some(auth) => self.switch_answer(
+                0,
+                link,
+                correlation,
+                msg,
+                &[(de::AUTH_ID, auth), (de::RESPONSE_CODE, &code)],
+            ),
+            None => self.switch_answer(0, link, correlation, msg, &[(de::RESPONSE_CODE, &code)]),
         }
-        self.after_write(link);
     }
 
     /// The least loaded routable link of `participant` under its in-flight limit and with

@@ -508,17 +508,30 @@ impl Engine {
         code: ResponseCode,
     ) {
         self.stats.count_decline(code);
+        self.switch_answer(seq, link, correlation, req, &[(de::RESPONSE_CODE, &code.0)]);
+    }
+
+    /// Writes an answer the switch makes to `req` on `link`: the request's fields but its
+    /// secrets, the values in `set`, flagged switch-made, waiting for journal record `seq`.
+    pub(crate) fn switch_answer<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
+        &mut self,
+        seq: u64,
+        link: LinkId,
+        correlation: u64,
+        req: &Message<B, I>,
+        set: &[(corridor_wire::FieldId, &[u8])],
+    ) {
         let Some(mti) = req.mti().response() else { return };
         let Some(l) = self.links.get_mut(&link) else { return };
         let dialect = l.dialect;
         let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let written = l.frame_after(seq, NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
-            req.derive(mti, keep, &[(de::RESPONSE_CODE, &code.0)], dialect, out)
+            req.derive(mti, keep, set, dialect, out)
         });
         if let Err(e) = written {
-            // Only a link whose frame limit is below a decline's size gets here: the
+            // Only a link whose frame limit is below an answer's size gets here: the
             // configuration bounds frame_bytes_max from below to make that rare.
-            warn!(%link, error = %e, "cannot write a decline");
+            warn!(%link, error = %e, "cannot write a switch-made answer");
         }
         self.after_write(link);
     }
