@@ -170,12 +170,6 @@ impl Engine {
         self.journal.as_ref().is_some_and(|j| j.appender.buffered() > 0)
     }
 
-    /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
-    #[must_use]
-    pub fn journal_due(&self) -> Option<Instant> {
-        self.journal_timeout()
-    }
-
     /// The next batch of records to append and sync, when one is due.
     pub fn poll_journal(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
         let batch = self.journal.as_mut()?.appender.poll_batch(now, unix_ms)?;
@@ -201,8 +195,9 @@ impl Engine {
         }
     }
 
-    /// When the journal's open batch is due on time.
-    pub(crate) fn journal_timeout(&self) -> Option<Instant> {
+    /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
+    #[must_use]
+    pub fn journal_timeout(&self) -> Option<Instant> {
         self.journal.as_ref()?.appender.poll_timeout()
     }
 

@@ -335,10 +335,7 @@ impl Link {
         let result = self.framing.write(flags, correlation, self.frame_bytes_max, self.out.buf_mut(), body);
         if result.is_ok() {
             self.frames_out += 1;
-            if seq > self.durable {
-                self.out.hold(start, seq);
-            }
-            self.out.release(self.durable);
+            self.hold_from(start, seq);
         }
         result
     }
@@ -349,8 +346,8 @@ impl Link {
     pub(crate) fn hold_from(&mut self, start: usize, seq: u64) {
         if seq > self.durable {
             self.out.hold(start, seq);
-            self.out.release(self.durable);
         }
+        self.out.release(self.durable);
     }
 
     pub(crate) fn status(&self) -> LinkStatus {

@@ -326,7 +326,7 @@ async fn journal_loop(shared: Rc<Shared>, writer: crate::journal::Writer, stop: 
                 let unix_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                (engine.poll_journal(Instant::now(), unix_ms), engine.journal_due())
+                (engine.poll_journal(Instant::now(), unix_ms), engine.journal_timeout())
             };
             if let Some(b) = batch {
                 break b;
