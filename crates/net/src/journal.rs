@@ -63,22 +63,11 @@ impl Segments {
     /// The directory or a segment cannot be read.
     pub fn read(dir: &Path) -> Result<Self, JournalError> {
         let mut files = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Self { dir: dir.to_owned(), files });
-            }
-            Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
-            let name = entry.file_name();
-            let Some(seq) = name.to_str().and_then(SegmentHeader::seq_of_name) else { continue };
-            let path = entry.path();
+        for seq in segment_seqs(dir)? {
+            let path = segment_path(dir, seq);
             let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
             files.push((seq, bytes));
         }
-        files.sort_by_key(|(seq, _)| *seq);
         Ok(Self { dir: dir.to_owned(), files })
     }
 
@@ -97,6 +86,25 @@ impl Segments {
     pub fn path(&self, seq: u64) -> PathBuf {
         segment_path(&self.dir, seq)
     }
+}
+
+/// The first sequence numbers of the segments in `dir`, in order (files named as segments;
+/// anything else is left alone). A directory that does not exist yet holds none.
+fn segment_seqs(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
+    };
+    let mut seqs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
+        if let Some(seq) = entry.file_name().to_str().and_then(SegmentHeader::seq_of_name) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -169,9 +177,8 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
 ///
 /// A file that cannot be truncated or removed.
 pub fn truncate(dir: &Path, seq: u64, offset: usize) -> Result<(), JournalError> {
-    let later = Segments::read(dir)?;
-    for (s, _) in later.files.iter().filter(|(s, _)| *s > seq) {
-        let p = segment_path(dir, *s);
+    for s in segment_seqs(dir)?.into_iter().filter(|&s| s > seq) {
+        let p = segment_path(dir, s);
         std::fs::remove_file(&p).map_err(io_err(format!("removing {}", p.display())))?;
     }
     let path = segment_path(dir, seq);
