@@ -56,15 +56,43 @@ pub struct Answered {
     pub switch_made: bool,
 }
 
-/// A reversal was queued for a destination.
+/// A duplicate key: participant's configured id, MTI class, DE 11, DE 7, DE 41.
+pub type Key = (String, u8, u32, u64, [u8; 8]);
+
+/// A reversal or advice was stored for a destination (store-and-forward): one the switch
+/// made, or one a participant sent (acknowledged to it once this record is durable).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReversalQueued {
-    /// The reversal's id.
+    /// The entry's id.
     pub id: u64,
     /// The destination participant's id.
     pub destination: String,
-    /// The reversal (0420), sealed ([`crate::request::seal`]).
+    /// The message (0420, 0120, 0220 — its first transmission's form), sealed
+    /// ([`crate::request::seal`]).
     pub reversal: Vec<u8>,
+    /// Unix milliseconds when it was stored: its age counts from this, across restarts.
+    pub queued_unix_ms: u64,
+    /// For a reversal: the key of the request it reverses.
+    pub original: Option<Key>,
+    /// For a participant's own advice or reversal: its key, so its repeats are acknowledged
+    /// again and never stored twice.
+    pub advice: Option<Key>,
+}
+
+/// A completed request's outcome as a checkpoint keeps it: its key, DE 39, DE 38, whether
+/// the switch reversed it, and when it was answered (Unix milliseconds, at most that late).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeEntry {
+    /// The request's key.
+    pub key: Key,
+    /// DE 39.
+    pub code: [u8; 2],
+    /// DE 38.
+    pub auth: Option<[u8; 6]>,
+    /// Whether the switch reversed it (or a participant's reversal of it is stored).
+    pub reversed: bool,
+    /// When it was answered.
+    pub at_unix_ms: u64,
 }
 
 /// One record's content.
@@ -91,13 +119,26 @@ pub enum Entry {
         /// The reversal.
         id: u64,
     },
-    /// Reversal `id` was given up after `attempts` transmissions (the exception queue).
+    /// Reversal `id` was given up after `attempts` transmissions: it moved to the exception
+    /// queue, where an operator retries or drops it.
     ReversalAbandoned {
         /// The reversal.
         id: u64,
         /// Transmissions made.
         attempts: u32,
     },
+    /// An operator moved exception `id` back to store-and-forward.
+    SafRetried {
+        /// The entry.
+        id: u64,
+    },
+    /// An operator dropped exception `id`.
+    SafDropped {
+        /// The entry.
+        id: u64,
+    },
+    /// See [`OutcomeEntry`] (checkpoints only).
+    Outcome(OutcomeEntry),
 }
 
 /// A payload that is not its kind's layout.
@@ -145,6 +186,15 @@ impl W<'_> {
         self.0.extend_from_slice(&(b.len() as u16).to_le_bytes());
         self.bytes(b)
     }
+    fn key(&mut self, k: &Key) -> &mut Self {
+        self.name(&k.0).u8(k.1).u32(k.2).u64(k.3).bytes(&k.4)
+    }
+    fn opt_key(&mut self, k: Option<&Key>) -> &mut Self {
+        match k {
+            Some(k) => self.u8(1).key(k),
+            None => self.u8(0),
+        }
+    }
 }
 
 struct R<'a>(&'a [u8]);
@@ -175,6 +225,16 @@ impl<'a> R<'a> {
         let n = usize::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?));
         Some(self.take(n)?.to_vec())
     }
+    fn key(&mut self) -> Option<Key> {
+        Some((self.name()?, self.u8()?, self.u32()?, self.u64()?, self.array()?))
+    }
+    fn opt_key(&mut self) -> Option<Option<Key>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => Some(Some(self.key()?)),
+            _ => None,
+        }
+    }
     fn end(&self) -> Option<()> {
         self.0.is_empty().then_some(())
     }
@@ -192,6 +252,9 @@ impl Entry {
             Self::ReversalSent { .. } => Kind::ReversalSent,
             Self::ReversalAcked { .. } => Kind::ReversalAcked,
             Self::ReversalAbandoned { .. } => Kind::ReversalAbandoned,
+            Self::SafRetried { .. } => Kind::SafRetried,
+            Self::SafDropped { .. } => Kind::SafDropped,
+            Self::Outcome(_) => Kind::Outcome,
         }
     }
 
@@ -214,7 +277,8 @@ impl Entry {
                 };
             }
             Self::ReversalQueued(r) => {
-                w.u64(r.id).name(&r.destination).blob(&r.reversal);
+                w.u64(r.id).name(&r.destination).blob(&r.reversal).u64(r.queued_unix_ms);
+                w.opt_key(r.original.as_ref()).opt_key(r.advice.as_ref());
             }
             Self::ReversalSent { id, attempt } => {
                 w.u64(*id).u32(*attempt);
@@ -224,6 +288,16 @@ impl Entry {
             }
             Self::ReversalAbandoned { id, attempts } => {
                 w.u64(*id).u32(*attempts);
+            }
+            Self::SafRetried { id } | Self::SafDropped { id } => {
+                w.u64(*id);
+            }
+            Self::Outcome(o) => {
+                w.key(&o.key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
+                match o.auth {
+                    Some(auth) => w.u8(1).bytes(&auth),
+                    None => w.u8(0),
+                };
             }
         }
     }
@@ -266,10 +340,23 @@ impl Entry {
                     id: r.u64()?,
                     destination: r.name()?,
                     reversal: r.blob()?,
+                    queued_unix_ms: r.u64()?,
+                    original: r.opt_key()?,
+                    advice: r.opt_key()?,
                 }),
                 Kind::ReversalSent => Self::ReversalSent { id: r.u64()?, attempt: r.u32()? },
                 Kind::ReversalAcked => Self::ReversalAcked { id: r.u64()? },
                 Kind::ReversalAbandoned => Self::ReversalAbandoned { id: r.u64()?, attempts: r.u32()? },
+                Kind::SafRetried => Self::SafRetried { id: r.u64()? },
+                Kind::SafDropped => Self::SafDropped { id: r.u64()? },
+                Kind::Outcome => {
+                    let (key, code, reversed, at_unix_ms) = (r.key()?, r.array()?, r.u8()? == 1, r.u64()?);
+                    let auth = match r.u8()? {
+                        0 => None,
+                        _ => Some(r.array()?),
+                    };
+                    Self::Outcome(OutcomeEntry { key, code, auth, reversed, at_unix_ms })
+                }
                 _ => return None,
             };
             r.end()?;
@@ -313,10 +400,30 @@ mod tests {
                 id: 3,
                 destination: "napas-vn".into(),
                 reversal: vec![9; 300],
+                queued_unix_ms: 1_700_000_000_000,
+                original: Some(("wallet-sg".into(), 2, 42, 1_125_221_530, *b"TERM0001")),
+                advice: None,
+            }),
+            Entry::ReversalQueued(ReversalQueued {
+                id: 5,
+                destination: "napas-vn".into(),
+                reversal: vec![9; 30],
+                queued_unix_ms: 1,
+                original: None,
+                advice: Some(("wallet-sg".into(), 4, 43, 1_125_221_531, *b"TERM0001")),
             }),
             Entry::ReversalSent { id: 3, attempt: 1 },
             Entry::ReversalAcked { id: 3 },
             Entry::ReversalAbandoned { id: 4, attempts: 6 },
+            Entry::SafRetried { id: 4 },
+            Entry::SafDropped { id: 4 },
+            Entry::Outcome(OutcomeEntry {
+                key: ("wallet-sg".into(), 2, 42, 1_125_221_530, *b"TERM0001"),
+                code: *b"00",
+                auth: Some(*b"A1B2C3"),
+                reversed: true,
+                at_unix_ms: 7,
+            }),
         ]
     }
 

@@ -49,3 +49,7 @@ pub const GROUP_BYTES_MAX: usize = 8 << 20;
 const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= SEGMENT_BYTES_MIN as usize / 8);
 const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= GROUP_BYTES_MAX);
 const _: () = assert!(RECORD_BODY_MAX <= u32::MAX as usize);
+
+/// Outcomes a recovery keeps for the duplicate window: the engine's bound (the oldest are
+/// forgotten first).
+pub const OUTCOMES_MAX: usize = 1 << 20;

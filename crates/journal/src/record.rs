@@ -37,11 +37,17 @@ pub enum Kind {
     ConfigEvent,
     /// A snapshot of derived state, so recovery need not read what came before.
     Checkpoint,
+    /// An operator moved an entry of the exception queue back to store-and-forward.
+    SafRetried,
+    /// An operator dropped an entry of the exception queue.
+    SafDropped,
+    /// A completed request's outcome, as a checkpoint keeps it.
+    Outcome,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::RequestAccepted,
         Self::Forwarded,
         Self::ResponseReceived,
@@ -54,6 +60,9 @@ impl Kind {
         Self::LinkEvent,
         Self::ConfigEvent,
         Self::Checkpoint,
+        Self::SafRetried,
+        Self::SafDropped,
+        Self::Outcome,
     ];
 
     /// Its byte in the format.
@@ -72,6 +81,9 @@ impl Kind {
             Self::LinkEvent => 10,
             Self::ConfigEvent => 11,
             Self::Checkpoint => 12,
+            Self::SafRetried => 13,
+            Self::SafDropped => 14,
+            Self::Outcome => 15,
         }
     }
 
@@ -269,7 +281,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_record_round_trips(seq: u64, kind in 0usize..12, payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        fn any_record_round_trips(seq: u64, kind in 0usize..Kind::ALL.len(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let kind = Kind::ALL[kind];
             let mut out = vec![0xAA; 3];
             let n = encode(seq, kind, &payload, &mut out);

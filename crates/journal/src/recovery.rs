@@ -4,14 +4,24 @@
 //!   approved them; a restart reverses each toward its destination;
 //! - **unanswered requests**: accepted, never forwarded nor answered (the switch stopped
 //!   between the two records) — nothing reached a destination; nothing to reverse;
-//! - **reversals**: queued and neither acknowledged nor abandoned — they resume;
-//! - **outcomes**: answered requests by duplicate key, the window a repeat is answered from.
+//! - **store-and-forward**: reversals and advices queued and neither acknowledged nor moved
+//!   to the exception queue — they resume;
+//! - **exceptions**: entries given up after their repeat or age limit, until an operator
+//!   retries or drops them;
+//! - **outcomes**: answered requests by duplicate key, the window a repeat is answered from,
+//!   bounded by [`OUTCOMES_MAX`] (the oldest forgotten first).
+//!
+//! A **checkpoint** is this state written as records ([`Recovery::checkpoint`]): the
+//! requests and entries still open with their own sequence numbers, and the outcomes. Read
+//! back ([`Recovery::from_checkpoint`]) and followed by the log after it, it gives the same
+//! state as the whole log, so recovery reads a bounded amount whatever the log's length.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::{
-    entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued},
-    record::RecordRef,
+    entry::{Accepted, Entry, Forwarded, Key, OutcomeEntry, ReversalQueued},
+    limits::OUTCOMES_MAX,
+    record::{decode, encode, Decoded, Kind, RecordRef},
 };
 
 /// A request the journal saw accepted, with what happened to it since.
@@ -24,31 +34,142 @@ pub struct RequestState {
 }
 
 /// The duplicate key of an accepted request: participant, MTI class, DE 11, DE 7, DE 41.
-pub type DupKey = (String, u8, u32, u64, [u8; 8]);
+pub type DupKey = Key;
+
+/// A completed request's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// DE 39.
+    pub code: [u8; 2],
+    /// DE 38.
+    pub auth: Option<[u8; 6]>,
+    /// Whether it was reversed (by the switch, or a participant's reversal of it is stored).
+    pub reversed: bool,
+    /// When it was answered, Unix milliseconds (an upper bound: the time its segment ended).
+    pub at_unix_ms: u64,
+}
+
+/// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    map: HashMap<DupKey, Outcome>,
+    order: VecDeque<DupKey>,
+}
+
+impl Outcomes {
+    /// Records `key`'s outcome, forgetting the oldest at the bound.
+    pub fn insert(&mut self, key: DupKey, outcome: Outcome) {
+        while self.map.len() >= OUTCOMES_MAX && !self.map.contains_key(&key) {
+            let Some(old) = self.order.pop_front() else { break };
+            self.map.remove(&old);
+        }
+        if self.map.insert(key.clone(), outcome).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    /// Marks `key` reversed (a repeat of it is then told 68): the outcome a reversal's
+    /// record refers to, or a new one when it was already forgotten.
+    fn mark_reversed(&mut self, key: &DupKey, at_unix_ms: u64) {
+        match self.map.get_mut(key) {
+            Some(o) => o.reversed = true,
+            None => {
+                let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms };
+                self.insert(key.clone(), o);
+            }
+        }
+    }
+
+    /// Forgets what was answered before `oldest_unix_ms`.
+    pub fn expire(&mut self, oldest_unix_ms: u64) {
+        self.map.retain(|_, o| o.at_unix_ms >= oldest_unix_ms);
+        let map = &self.map;
+        self.order.retain(|k| map.contains_key(k));
+    }
+
+    /// The outcome of `key`.
+    #[must_use]
+    pub fn get(&self, key: &DupKey) -> Option<&Outcome> {
+        self.map.get(key)
+    }
+
+    /// Outcomes kept.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every outcome, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&DupKey, &Outcome)> {
+        let mut seen = std::collections::HashSet::new();
+        self.order.iter().filter(move |k| seen.insert(*k)).filter_map(|k| Some((k, self.map.get(k)?)))
+    }
+}
+
+/// A store-and-forward entry and the transmissions made of it.
+pub type SafState = (ReversalQueued, u32);
 
 /// What the log says is owed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
     /// Requests not answered, by the sequence number of their `Accepted` record.
     pub requests: BTreeMap<u64, RequestState>,
-    /// Reversals not finished, by id (their `ReversalQueued` record's sequence number),
-    /// with the transmissions made.
-    pub reversals: BTreeMap<u64, (ReversalQueued, u32)>,
+    /// Store-and-forward entries not finished, by id (their `ReversalQueued` record's
+    /// sequence number), with the transmissions made.
+    pub reversals: BTreeMap<u64, SafState>,
+    /// The exception queue: entries given up, by id, with the transmissions made.
+    pub exceptions: BTreeMap<u64, SafState>,
     /// Answered requests' outcomes, by duplicate key.
-    pub outcomes: BTreeMap<DupKey, Answered>,
+    pub outcomes: Outcomes,
     /// Entries that refer to a record the log does not hold (before a checkpoint or a
     /// retention cut): counted, not acted on.
     pub orphans: u64,
+    /// The last sequence number folded in (0: none).
+    pub last_seq: u64,
 }
 
+/// A checkpoint that cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadCheckpoint {
+    /// Where (byte offset).
+    pub offset: usize,
+    /// What.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for BadCheckpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "checkpoint damaged at byte {}: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for BadCheckpoint {}
+
 impl Recovery {
-    /// Folds one record in. Records must come in sequence order.
+    /// Folds one record in, recorded at most at `at_unix_ms`. Records must come in sequence
+    /// order.
     ///
     /// # Errors
     ///
     /// A payload that is not its kind's layout ([`crate::entry::BadEntry`]).
-    pub fn apply(&mut self, seq: u64, record: &RecordRef<'_>) -> Result<(), crate::entry::BadEntry> {
-        match Entry::decode(record.kind, record.payload)? {
+    pub fn apply(
+        &mut self,
+        seq: u64,
+        record: &RecordRef<'_>,
+        at_unix_ms: u64,
+    ) -> Result<(), crate::entry::BadEntry> {
+        if record.kind == Kind::Checkpoint {
+            return Ok(());
+        }
+        let entry = Entry::decode(record.kind, record.payload)?;
+        self.last_seq = self.last_seq.max(seq);
+        match entry {
             Entry::Accepted(a) => {
                 self.requests.insert(seq, RequestState { accepted: a, forwarded: None });
             }
@@ -58,22 +179,53 @@ impl Recovery {
             },
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
-                    let x = &r.accepted;
-                    self.outcomes.insert((x.participant.clone(), x.class, x.stan, x.time, x.terminal), a);
+                    let x = r.accepted;
+                    let outcome = Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms };
+                    self.outcomes.insert((x.participant, x.class, x.stan, x.time, x.terminal), outcome);
                 }
                 None => self.orphans += 1,
             },
             Entry::ReversalQueued(q) => {
+                if let Some(k) = &q.original {
+                    self.outcomes.mark_reversed(k, at_unix_ms);
+                }
+                if let Some(k) = &q.advice {
+                    let o = Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms };
+                    self.outcomes.insert(k.clone(), o);
+                }
                 self.reversals.insert(q.id, (q, 0));
             }
             Entry::ReversalSent { id, attempt } => match self.reversals.get_mut(&id) {
                 Some((_, n)) => *n = (*n).max(attempt + 1),
                 None => self.orphans += 1,
             },
-            Entry::ReversalAcked { id } | Entry::ReversalAbandoned { id, .. } => {
+            Entry::ReversalAcked { id } => {
                 if self.reversals.remove(&id).is_none() {
                     self.orphans += 1;
                 }
+            }
+            Entry::ReversalAbandoned { id, attempts } => match self.reversals.remove(&id) {
+                Some((q, n)) => {
+                    self.exceptions.insert(id, (q, n.max(attempts)));
+                }
+                None => self.orphans += 1,
+            },
+            Entry::SafRetried { id } => match self.exceptions.remove(&id) {
+                // Back in the queue with a fresh budget; its next transmission is a repeat.
+                Some((q, _)) => {
+                    self.reversals.insert(id, (q, 1));
+                }
+                None => self.orphans += 1,
+            },
+            Entry::SafDropped { id } => {
+                if self.exceptions.remove(&id).is_none() {
+                    self.orphans += 1;
+                }
+            }
+            Entry::Outcome(o) => {
+                let outcome =
+                    Outcome { code: o.code, auth: o.auth, reversed: o.reversed, at_unix_ms: o.at_unix_ms };
+                self.outcomes.insert(o.key, outcome);
             }
         }
         Ok(())
@@ -84,6 +236,30 @@ impl Recovery {
         self.requests.values().filter(|r| r.forwarded.is_some())
     }
 
+    /// Folds every record of a scanned log after `self.last_seq`; the records of a segment
+    /// count as made when the next segment began (`now_unix_ms` for the last).
+    ///
+    /// # Errors
+    ///
+    /// The first payload that is not its kind's layout.
+    pub fn fold(&mut self, log: &crate::LogScan<'_>, now_unix_ms: u64) -> Result<(), crate::entry::BadEntry> {
+        let n = log.segments.len();
+        for (i, (_, s)) in log.segments.iter().enumerate() {
+            let until = log
+                .segments
+                .get(i + 1)
+                .and_then(|(_, next)| next.header.map(|h| h.created_unix_ms))
+                .filter(|_| i + 1 < n)
+                .unwrap_or(now_unix_ms);
+            for f in &s.records {
+                if f.record.seq > self.last_seq {
+                    self.apply(f.record.seq, &f.record, until)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Folds every record of a scanned log.
     ///
     /// # Errors
@@ -91,11 +267,7 @@ impl Recovery {
     /// The first payload that is not its kind's layout.
     pub fn of(log: &crate::LogScan<'_>) -> Result<Self, crate::entry::BadEntry> {
         let mut r = Self::default();
-        for (_, s) in &log.segments {
-            for f in &s.records {
-                r.apply(f.record.seq, &f.record)?;
-            }
-        }
+        r.fold(log, u64::MAX)?;
         Ok(r)
     }
 
@@ -103,12 +275,103 @@ impl Recovery {
     pub fn unforwarded(&self) -> impl Iterator<Item = &RequestState> {
         self.requests.values().filter(|r| r.forwarded.is_none())
     }
+
+    /// This state as a checkpoint: a `Checkpoint` record (the last sequence number folded
+    /// and how many records follow), then the open requests and entries under their own
+    /// sequence numbers, then the outcomes; appended to `out`.
+    pub fn checkpoint(&self, out: &mut Vec<u8>) {
+        let mut body: Vec<u8> = Vec::new();
+        let mut count = 0u64;
+        let mut payload = Vec::new();
+        let seq = self.last_seq;
+        let mut put = |seq: u64, e: &Entry, body: &mut Vec<u8>| {
+            payload.clear();
+            e.encode(&mut payload);
+            encode(seq, e.kind(), &payload, body);
+            count += 1;
+        };
+        for (&s, r) in &self.requests {
+            put(s, &Entry::Accepted(r.accepted.clone()), &mut body);
+            if let Some(f) = &r.forwarded {
+                put(s, &Entry::Forwarded(f.clone()), &mut body);
+            }
+        }
+        for (set, excepted) in [(&self.reversals, false), (&self.exceptions, true)] {
+            for (&id, (q, n)) in set {
+                let mut q = q.clone();
+                // The outcome each refers to is in the outcomes below already.
+                q.original = None;
+                q.advice = None;
+                put(id, &Entry::ReversalQueued(q), &mut body);
+                if *n > 0 {
+                    put(id, &Entry::ReversalSent { id, attempt: n - 1 }, &mut body);
+                }
+                if excepted {
+                    put(id, &Entry::ReversalAbandoned { id, attempts: *n }, &mut body);
+                }
+            }
+        }
+        for (k, o) in self.outcomes.iter() {
+            let e = OutcomeEntry {
+                key: k.clone(),
+                code: o.code,
+                auth: o.auth,
+                reversed: o.reversed,
+                at_unix_ms: o.at_unix_ms,
+            };
+            put(seq, &Entry::Outcome(e), &mut body);
+        }
+        let mut head = Vec::with_capacity(24);
+        head.extend_from_slice(&seq.to_le_bytes());
+        head.extend_from_slice(&count.to_le_bytes());
+        head.extend_from_slice(&self.orphans.to_le_bytes());
+        encode(seq, Kind::Checkpoint, &head, out);
+        out.extend_from_slice(&body);
+    }
+
+    /// The state a checkpoint holds.
+    ///
+    /// # Errors
+    ///
+    /// [`BadCheckpoint`]: a record that fails its checksum, a missing head, fewer or more
+    /// records than the head says, an entry that is not its layout.
+    pub fn from_checkpoint(bytes: &[u8]) -> Result<Self, BadCheckpoint> {
+        let bad = |offset, reason| BadCheckpoint { offset, reason };
+        let Decoded::Record { record: head, len } = decode(bytes) else {
+            return Err(bad(0, "no checkpoint head"));
+        };
+        if head.kind != Kind::Checkpoint || head.payload.len() != 24 {
+            return Err(bad(0, "no checkpoint head"));
+        }
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&head.payload[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (last_seq, count, orphans) = (word(0), word(1), word(2));
+        let mut r = Self { orphans, ..Self::default() };
+        let mut at = len;
+        let mut n = 0u64;
+        while at < bytes.len() {
+            let Decoded::Record { record, len } = decode(&bytes[at..]) else {
+                return Err(bad(at, "a record that is not whole or fails its checksum"));
+            };
+            r.apply(record.seq, &record, 0).map_err(|_| bad(at, "an entry that is not its layout"))?;
+            at += len;
+            n += 1;
+        }
+        if n != count {
+            return Err(bad(at, "fewer or more records than its head says"));
+        }
+        r.last_seq = last_seq;
+        Ok(r)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{record::decode, record::encode, Decoded};
+    use crate::entry::Answered;
 
     fn accepted(stan: u32) -> Entry {
         Entry::Accepted(Accepted {
@@ -146,7 +409,7 @@ mod tests {
             e.encode(&mut payload);
             encode(i as u64 + 1, e.kind(), &payload, &mut buf);
             let Decoded::Record { record, .. } = decode(&buf) else { panic!() };
-            r.apply(i as u64 + 1, &record).unwrap();
+            r.apply(i as u64 + 1, &record, 1).unwrap();
         }
         r
     }
@@ -160,10 +423,10 @@ mod tests {
             accepted(2),        // 4: forwarded, no answer → open (to reverse)
             forwarded(4),       // 5
             accepted(3),        // 6: never forwarded → nothing reached a destination
-            Entry::ReversalQueued(ReversalQueued { id: 7, destination: "iss".into(), reversal: vec![1] }), // 7
+            queued(7, vec![1]),   // 7
             Entry::ReversalSent { id: 7, attempt: 0 }, // 8
             Entry::ReversalSent { id: 7, attempt: 1 }, // 9
-            Entry::ReversalQueued(ReversalQueued { id: 10, destination: "iss".into(), reversal: vec![2] }), // 10
+            queued(10, vec![2]), // 10
             Entry::ReversalAcked { id: 10 }, // 11
             Entry::ReversalAcked { id: 99 }, // 12: orphan
         ]);
@@ -176,5 +439,108 @@ mod tests {
         let key = ("acq".to_owned(), 2, 1, 1_125_221_530, *b"TERM0001");
         assert_eq!(r.outcomes.get(&key).map(|a| a.code), Some(*b"00"), "a repeat is answered from this");
         assert_eq!(r.orphans, 1);
+    }
+
+    fn queued(id: u64, reversal: Vec<u8>) -> Entry {
+        Entry::ReversalQueued(ReversalQueued {
+            id,
+            destination: "iss".into(),
+            reversal,
+            queued_unix_ms: 5,
+            original: None,
+            advice: None,
+        })
+    }
+
+    fn entries() -> Vec<Entry> {
+        let mut rev = queued(7, vec![3]);
+        if let Entry::ReversalQueued(q) = &mut rev {
+            q.original = Some(("acq".to_owned(), 2, 2, 1_125_221_530, *b"TERM0001"));
+        }
+        let mut advice = queued(10, vec![4]);
+        if let Entry::ReversalQueued(q) = &mut advice {
+            q.advice = Some(("acq".to_owned(), 4, 77, 1_125_221_530, *b"TERM0001"));
+        }
+        vec![
+            accepted(1),        // 1
+            forwarded(1),       // 2
+            answered(1, b"00"), // 3
+            accepted(2),        // 4: answered 68 and reversed
+            forwarded(4),       // 5
+            answered(4, b"68"),
+            rev, // 7: reversal of request 4, sent twice, abandoned, retried
+            Entry::ReversalSent { id: 7, attempt: 0 },
+            Entry::ReversalSent { id: 7, attempt: 1 },
+            advice, // 10: a participant's advice, open
+            Entry::ReversalAbandoned { id: 7, attempts: 2 },
+            accepted(3), // 12: open
+            forwarded(12),
+            queued(14, vec![5]), // 14: excepted, then dropped
+            Entry::ReversalAbandoned { id: 14, attempts: 6 },
+            Entry::SafDropped { id: 14 },
+            queued(17, vec![6]), // 17: excepted
+            Entry::ReversalAbandoned { id: 17, attempts: 6 },
+        ]
+    }
+
+    #[test]
+    fn store_and_forward_entries_move_through_the_exception_queue() {
+        let mut r = fold(&entries());
+        assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [10]);
+        assert_eq!(r.exceptions.keys().copied().collect::<Vec<_>>(), [7, 17]);
+        assert_eq!(r.exceptions[&7].1, 2);
+        let reversed = ("acq".to_owned(), 2, 2, 1_125_221_530, *b"TERM0001");
+        assert_eq!(r.outcomes.get(&reversed).map(|o| (o.code, o.reversed)), Some((*b"68", true)));
+        let advice = ("acq".to_owned(), 4, 77, 1_125_221_530, *b"TERM0001");
+        assert_eq!(r.outcomes.get(&advice).map(|o| o.code), Some(*b"00"), "its repeat is acknowledged again");
+        let mut buf = Vec::new();
+        let mut payload = Vec::new();
+        Entry::SafRetried { id: 7 }.encode(&mut payload);
+        encode(19, Kind::SafRetried, &payload, &mut buf);
+        let Decoded::Record { record, .. } = decode(&buf) else { panic!() };
+        r.apply(19, &record, 1).unwrap();
+        assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [7, 10]);
+        assert_eq!(r.reversals[&7].1, 1, "retried: a fresh budget, its next transmission a repeat");
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_same_state_as_the_log_it_folds() {
+        let all = entries();
+        for cut in 0..=all.len() {
+            let r = fold(&all[..cut]);
+            let mut ck = Vec::new();
+            r.checkpoint(&mut ck);
+            let back = Recovery::from_checkpoint(&ck).unwrap();
+            assert_eq!(back.requests, r.requests, "cut {cut}");
+            assert_eq!(back.exceptions.keys().collect::<Vec<_>>(), r.exceptions.keys().collect::<Vec<_>>());
+            assert_eq!(back.reversals.len(), r.reversals.len());
+            for (id, (_, n)) in &r.reversals {
+                assert_eq!(back.reversals[id].1, *n);
+            }
+            assert_eq!(back.outcomes.len(), r.outcomes.len());
+            for (k, o) in r.outcomes.iter() {
+                assert_eq!(back.outcomes.get(k), Some(o));
+            }
+            assert_eq!(back.last_seq, r.last_seq);
+            // Damage anywhere is refused, never read as a smaller state.
+            for at in [0, ck.len() / 2, ck.len() - 1] {
+                let mut bad = ck.clone();
+                bad[at] ^= 0x40;
+                assert!(Recovery::from_checkpoint(&bad).is_err(), "cut {cut}, flipped byte {at}");
+            }
+            assert!(Recovery::from_checkpoint(&ck[..ck.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn outcomes_are_bounded_and_expire_by_time() {
+        let mut o = Outcomes::default();
+        for i in 0..10u32 {
+            let k = ("acq".to_owned(), 2, i, 0, *b"TERM0001");
+            o.insert(k, Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms: u64::from(i) });
+        }
+        o.expire(5);
+        assert_eq!(o.len(), 5);
+        assert_eq!(o.iter().map(|(k, _)| k.2).collect::<Vec<_>>(), [5, 6, 7, 8, 9]);
     }
 }
