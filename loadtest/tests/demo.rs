@@ -21,8 +21,13 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
     let reached: u64 =
         r.networks.iter().map(|(_, n)| n.received("0100") + n.received("0200") + n.received("0420")).sum();
     assert!(r.networks.iter().all(|(_, n)| n.received("0200") > 0), "both networks get traffic");
-    assert_eq!(reached, r.switch.stats.forwarded);
-    assert_eq!(r.switch.stats.forwarded, r.switch.stats.relayed, "every forwarded request was answered");
+    // The acquirer's own reversals are stored, acknowledged, and forwarded from the store.
+    let st = &r.switch.stats;
+    assert!(st.advices_stored > 0, "the acquirer reverses some: {st:?}");
+    assert_eq!(reached, st.forwarded + st.reversals_sent, "{st:?}");
+    assert_eq!(st.reversals_sent, st.advices_stored, "each stored reversal sent once: {st:?}");
+    assert_eq!(st.reversals_acked, st.advices_stored, "and acknowledged by its network: {st:?}");
+    assert_eq!(st.forwarded, st.relayed, "every forwarded request was answered");
     let frames = |name: &str| r.switch.links.iter().find(|(n, _)| n == name).unwrap().1;
     assert_eq!(
         frames("wallet-sg-1").frames_in,

@@ -35,6 +35,7 @@ pub(crate) struct SwitchSection {
     pub(crate) drain_timeout_ms: Option<u64>,
     pub(crate) reversal_retry_ms: Option<u64>,
     pub(crate) reversal_repeats_max: Option<u32>,
+    pub(crate) saf_age_max_ms: Option<u64>,
     pub(crate) late_window_ms: Option<u64>,
     pub(crate) duplicate_window_ms: Option<u64>,
     /// CSV files of routes (BIN tables), relative to the configuration file.

@@ -185,6 +185,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
             "reversal_repeats_max",
             "switch",
         )?,
+        saf_age_max: millis(sw.saf_age_max_ms, SAF_AGE_MAX, "switch")?,
         late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
         duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
     };
@@ -546,12 +547,16 @@ impl Loaded {
             fail_sync_after: None,
         });
         let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
-        let done = engine.resume(&recovered.owed, std::time::Instant::now());
-        if done.reversed + done.reversals + done.unresolved > 0 {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let done = engine.resume(&recovered.owed, std::time::Instant::now(), now_ms);
+        if done.reversed + done.reversals + done.exceptions + done.unresolved > 0 {
             tracing_free_log(&format!(
                 "journal: the last run left {} requests forwarded without an answer (reversing them toward \
-                 their destinations, reason 68) and {} reversals unacknowledged (resumed); {} could not be acted on",
-                done.reversed, done.reversals, done.unresolved
+                 their destinations, reason 68), {} reversals and advices unacknowledged (resumed), {} in the \
+                 exception queue; {} could not be acted on",
+                done.reversed, done.reversals, done.exceptions, done.unresolved
             ));
         }
         Ok((engine, net))

@@ -35,6 +35,10 @@ pub const DRAIN_TIMEOUT: Millis =
 /// `[switch] reversal_retry_ms`.
 pub const REVERSAL_RETRY: Millis =
     Millis { key: "reversal_retry_ms", default: 10 * SECOND, min: 10, max: HOUR };
+/// `[switch] saf_age_max_ms`: a reversal or advice still unacknowledged this long after it
+/// was stored moves to the exception queue.
+pub const SAF_AGE_MAX: Millis =
+    Millis { key: "saf_age_max_ms", default: 24 * HOUR, min: 1, max: 7 * 24 * HOUR };
 /// `[switch] late_window_ms`.
 pub const LATE_WINDOW: Millis =
     Millis { key: "late_window_ms", default: 120 * SECOND, min: 1, max: 24 * HOUR };

@@ -39,22 +39,23 @@ enum Unavailable {
 }
 
 impl Engine {
-    /// The checks, in order: the link may carry traffic; the request has a STAN; it speaks
-    /// for its sender only (DE 32, DE 33); the switch is not draining; it is not a duplicate
-    /// of one in flight; its originator has a free slot; it has a route; the destination
-    /// has a link with room.
-    fn admit(&mut self, link: LinkId, msg: &Msg<'_>, now: Instant) -> Decision {
-        use Decision::{Decline, Hold};
+    /// Whether a request or advice from `link` may be taken at all: the link may carry
+    /// traffic, the message has a STAN, and it speaks for its sender only (DE 32 must be one
+    /// of the participant's ids, DE 33 too). The sender's configured link and participant,
+    /// and the STAN, or the decline.
+    fn check_sender(
+        &mut self,
+        link: LinkId,
+        msg: &Msg<'_>,
+        now: Instant,
+    ) -> Result<(usize, usize, corridor_wire::Stan), ResponseCode> {
         let Some(l) = self.links.get(&link) else { unreachable!("requests come from open links") };
         let (spec, participant) = (l.spec, l.participant);
         if !l.routable() {
             debug!(%link, "request before sign-on");
-            return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
+            return Err(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        let origin_full = l.origin_full();
-        let at_limit = l.at_limit;
-        let Some(stan) = msg.stan() else { return Decline(ResponseCode::FORMAT_ERROR) };
-        // A participant may only speak as itself: DE 32 must be one of its ids, DE 33 too.
+        let Some(stan) = msg.stan() else { return Err(ResponseCode::FORMAT_ERROR) };
         let p = &self.config.participants[participant];
         let acquirer_ok = msg.acquirer_id().is_some_and(|id| p.acquirer_ids.contains(&id));
         let forwarder_ok = msg.forwarder_id().is_none_or(|id| p.forwarder_ids.contains(&id));
@@ -70,8 +71,38 @@ impl Engine {
                     "security violation: institution id not owned by the sender"
                 );
             }
-            return Decline(ResponseCode::SECURITY_VIOLATION);
+            return Err(ResponseCode::SECURITY_VIOLATION);
         }
+        Ok((spec, participant, stan))
+    }
+
+    /// Whether store-and-forward is at its bound: the switch then takes no new liability.
+    fn saf_full(&mut self, spec: usize, now: Instant) -> bool {
+        if self.reversals.len() < crate::limits::REVERSALS_MAX {
+            return false;
+        }
+        if let Some(left_out) = self.may_warn(spec, Warn::Exceptions, now) {
+            warn!(
+                entries = self.reversals.len(),
+                left_out, "store-and-forward full: new requests declined 96"
+            );
+        }
+        true
+    }
+
+    /// The checks, in order: the link may carry traffic; the request has a STAN; it speaks
+    /// for its sender only (DE 32, DE 33); the switch is not draining; it is not a duplicate
+    /// of one in flight; its originator has a free slot; it has a route; the destination
+    /// has a link with room.
+    fn admit(&mut self, link: LinkId, msg: &Msg<'_>, now: Instant) -> Decision {
+        use Decision::{Decline, Hold};
+        let (spec, participant, stan) = match self.check_sender(link, msg, now) {
+            Ok(v) => v,
+            Err(code) => return Decline(code),
+        };
+        let Some(l) = self.links.get(&link) else { unreachable!("requests come from open links") };
+        let origin_full = l.origin_full();
+        let at_limit = l.at_limit;
         if self.draining {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
@@ -96,6 +127,9 @@ impl Engine {
         if self.pending.len() >= PENDING_MAX {
             self.stats.inflight_limit_hits += 1;
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
+        }
+        if matches!(msg.mti().class(), 1 | 2) && self.saf_full(spec, now) {
+            return Decline(ResponseCode::SYSTEM_ERROR);
         }
         let table = self.routes.load();
         let pan = msg.pan();
@@ -123,6 +157,10 @@ impl Engine {
     }
 
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
+        if msg.mti().function() == 2 {
+            self.stats.requests_in += 1;
+            return self.handle_advice(link, correlation, &msg, now);
+        }
         let Some(l) = self.links.get_mut(&link) else { return };
         // Requests behind held ones wait their turn: a link's requests are handled in order.
         let replaying = l.replaying;
@@ -145,7 +183,10 @@ impl Engine {
                 }
             }
             Decision::Decline(code) => self.decline(link, correlation, &msg, code),
-            Decision::Replay(outcome) => self.replay_outcome(link, correlation, &msg, outcome),
+            Decision::Replay(outcome) => {
+                self.stats.duplicates_replayed += 1;
+                self.replay_outcome(link, correlation, &msg, outcome);
+            }
             Decision::Forward { destination, timeout, link: out_link, dup } => {
                 self.forward(link, correlation, msg, destination, timeout, out_link, dup, now);
             }
@@ -228,6 +269,71 @@ impl Engine {
         self.after_write(out_link);
     }
 
+    /// An advice or reversal a participant sends (0120, 0220, 0420 and their repeats): stored
+    /// for its destination, acknowledged to its sender once durable, then forwarded until
+    /// the destination acknowledges it (see `reversals`). A repeat of one stored is
+    /// acknowledged again, never stored twice; a reversal of a request the switch already
+    /// reversed is acknowledged and not forwarded.
+    fn handle_advice(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
+        let (spec, participant, stan) = match self.check_sender(link, msg, now) {
+            Ok(v) => v,
+            Err(code) => return self.decline(link, correlation, msg, code),
+        };
+        let dup = DupKey::of(participant, stan, msg);
+        let window = self.config.settings.duplicate_window;
+        if let Some(outcome) = self.outcomes.get(&dup, now, window) {
+            return self.replay_outcome(link, correlation, msg, outcome);
+        }
+        let original = (msg.mti().class() == 4).then(|| DupKey::original_of(participant, stan, msg));
+        if let Some(orig) = original {
+            let reversed = self.outcomes.get(&orig, now, window).is_some_and(|o| o.reversed);
+            if reversed || self.saf_by_original.contains_key(&orig) {
+                // Already reversed (or its reversal already stored): acknowledged, not
+                // forwarded a second time.
+                self.stats.reversals_redundant += 1;
+                debug!(%link, "reversal of a request already reversed: acknowledged");
+                let ok = crate::duplicates::Outcome {
+                    code: ResponseCode::APPROVED,
+                    auth: None,
+                    reversed: false,
+                    seq: 0,
+                };
+                self.remember(dup, ResponseCode::APPROVED, None, 0, now);
+                return self.replay_outcome(link, correlation, msg, ok);
+            }
+        }
+        if self.saf_full(spec, now) {
+            // Not stored: its sender keeps it and repeats it.
+            return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
+        }
+        let table = self.routes.load();
+        let pan = msg.pan();
+        let receiver: Option<InstitutionId> = msg.receiver_id();
+        let query =
+            RouteQuery { mti: msg.mti(), receiver: receiver.as_ref(), pan: pan.as_ref().map(|p| p.digits()) };
+        let Some(destination) = table.lookup(&query).map(|r| r.destination) else {
+            drop(table);
+            return self.decline(link, correlation, msg, ResponseCode::NO_ROUTE);
+        };
+        drop(table);
+        let first = msg.mti().as_original();
+        let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 64);
+        if let Err(e) = msg.derive(first, FieldSet::VALUES, &[], corridor_wire::Dialect::Native, &mut body) {
+            if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
+                warn!(%link, error = %e, left_out, "cannot store an advice: answered 96");
+            }
+            return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
+        }
+        self.stats.advices_stored += 1;
+        let id = self.store(destination, body.freeze(), first, original, Some(dup), now);
+        // Acknowledged once its record is durable (and repeats the same way).
+        let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        self.remember(dup, ResponseCode::APPROVED, None, seq, now);
+        let ok =
+            crate::duplicates::Outcome { code: ResponseCode::APPROVED, auth: None, reversed: false, seq };
+        self.replay_outcome(link, correlation, msg, ok);
+    }
+
     /// Answers a repeat of a completed request with its outcome: the same response code and
     /// approval code (DE 38), made by the switch; the destination never sees it again.
     fn replay_outcome(
@@ -237,17 +343,16 @@ impl Engine {
         msg: &Msg<'_>,
         outcome: crate::duplicates::Outcome,
     ) {
-        self.stats.duplicates_replayed += 1;
         let code = outcome.code.0;
         match &outcome.auth {
             Some(auth) => self.switch_answer(
-                0,
+                outcome.seq,
                 link,
                 correlation,
                 msg,
                 &[(de::AUTH_ID, auth), (de::RESPONSE_CODE, &code)],
             ),
-            None => self.switch_answer(0, link, correlation, msg, &[(de::RESPONSE_CODE, &code)]),
+            None => self.switch_answer(outcome.seq, link, correlation, msg, &[(de::RESPONSE_CODE, &code)]),
         }
     }
 

@@ -90,8 +90,11 @@ pub struct Settings {
     pub institution_id: Option<InstitutionId>,
     /// Reversals are repeated (as 0421) this often until acknowledged.
     pub reversal_retry: Duration,
-    /// A reversal is abandoned (and logged) after this many repeats.
+    /// A store-and-forward entry (a reversal or advice) moves to the exception queue after
+    /// this many repeats.
     pub reversal_repeats_max: u32,
+    /// ... or once it is this old, whatever its repeats.
+    pub saf_age_max: Duration,
     /// How long a timed-out transaction is remembered for its late response.
     pub late_window: Duration,
     /// How long a completed request's outcome answers its repeats.
@@ -104,6 +107,7 @@ impl Default for Settings {
             institution_id: None,
             reversal_retry: Duration::from_secs(10),
             reversal_repeats_max: 5,
+            saf_age_max: Duration::from_secs(86_400),
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
         }

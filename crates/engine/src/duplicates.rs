@@ -16,6 +16,12 @@ use crate::{engine::Msg, limits::OUTCOMES_MAX};
 pub(crate) struct Outcome {
     pub(crate) code: ResponseCode,
     pub(crate) auth: Option<[u8; 6]>,
+    /// Whether the request was reversed (by the switch, or its originator's reversal of it
+    /// is stored): a participant's reversal of it is then acknowledged, not forwarded again.
+    pub(crate) reversed: bool,
+    /// The journal record the answer waited for (0: none): an answer made from this outcome
+    /// waits for it too.
+    pub(crate) seq: u64,
 }
 
 /// Completed requests' outcomes for the duplicate window, bounded by [`OUTCOMES_MAX`].
@@ -52,6 +58,30 @@ impl Outcomes {
         }
     }
 
+    /// Marks `key` reversed, its code set to `code` when given (the switch's reversal: a
+    /// repeat is told 68); remembered anew when it was not.
+    pub(crate) fn mark_reversed(
+        &mut self,
+        key: DupKey,
+        code: Option<ResponseCode>,
+        now: Instant,
+        window: Duration,
+    ) {
+        match self.map.get_mut(&key) {
+            Some(o) => {
+                o.reversed = true;
+                if let Some(c) = code {
+                    o.code = c;
+                    o.auth = None;
+                }
+            }
+            None => {
+                let code = code.unwrap_or(ResponseCode::TIMEOUT);
+                self.insert(key, Outcome { code, auth: None, reversed: true, seq: 0 }, now, window);
+            }
+        }
+    }
+
     /// Outcomes remembered.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
@@ -73,6 +103,27 @@ impl DupKey {
     /// A key from its parts (a journaled request's).
     pub(crate) fn from_parts(participant: usize, class: u8, stan: u32, time: u64, terminal: [u8; 8]) -> Self {
         Self { participant, class, stan, time, terminal }
+    }
+
+    /// The key of the request a participant's reversal `msg` reverses: DE 90's original MTI
+    /// class, STAN and DE 7 (else the reversal's own DE 11 and DE 7, class 2), its DE 41.
+    pub(crate) fn original_of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
+        let mut k = Self::of(participant, stan, msg);
+        k.class = 2;
+        let data = msg.field(corridor_wire::de::ORIGINAL_DATA).and_then(|f| f.value_borrowed());
+        if let Some(d) = data.filter(|d| d.len() >= 20 && d[..20].iter().all(u8::is_ascii_digit)) {
+            let num = |b: &[u8]| b.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
+            k.class = d[1] - b'0';
+            // Six digits: below 10^6.
+            k.stan = num(&d[4..10]) as u32;
+            k.time = num(&d[10..20]);
+        }
+        k
+    }
+
+    /// The participant.
+    pub(crate) fn participant(&self) -> usize {
+        self.participant
     }
 
     /// The key of `msg`, from participant `participant`, whose DE 11 is `stan`.

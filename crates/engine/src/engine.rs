@@ -73,9 +73,15 @@ pub struct Engine {
     pub(crate) duplicates: FxHashSet<DupKey>,
     /// Completed requests' outcomes, which answer their repeats.
     pub(crate) outcomes: crate::duplicates::Outcomes,
+    /// Store-and-forward: reversals and advices awaiting acknowledgement, by id.
     pub(crate) reversals: FxHashMap<u64, Reversal>,
+    /// Their ids in the order they were stored (finished ones swept now and then).
     pub(crate) reversal_order: VecDeque<u64>,
     pub(crate) next_reversal: u64,
+    /// The exception queue: entries past their limits, until an operator acts.
+    pub(crate) exceptions: std::collections::BTreeMap<u64, Reversal>,
+    /// Participants' stored reversals by the key of the request they reverse.
+    pub(crate) saf_by_original: FxHashMap<DupKey, u64>,
     /// Earlier transmissions of reversals still open: an acknowledgement of any of them
     /// completes the reversal.
     pub(crate) reversal_attempts: FxHashMap<(LinkId, u64), u64>,
@@ -125,6 +131,8 @@ impl Engine {
             reversals: FxHashMap::default(),
             reversal_order: VecDeque::new(),
             next_reversal: 0,
+            exceptions: std::collections::BTreeMap::new(),
+            saf_by_original: FxHashMap::default(),
             reversal_attempts: FxHashMap::default(),
             late: FxHashMap::default(),
             timers: Timers::default(),
@@ -210,10 +218,16 @@ impl Engine {
         self.outcomes.len()
     }
 
-    /// Reversals not yet acknowledged.
+    /// Reversals and advices not yet acknowledged (store-and-forward).
     #[must_use]
     pub fn reversals_pending(&self) -> usize {
         self.reversals.len()
+    }
+
+    /// Entries in the exception queue.
+    #[must_use]
+    pub fn exceptions_len(&self) -> usize {
+        self.exceptions.len()
     }
 
     /// Sets `timer` to come due `after` from `now`.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NetworkCode, ResponseCode};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::{
     compose,
@@ -84,7 +84,7 @@ impl Engine {
         };
         let answers = match &entry.get().kind {
             Kind::Request(r) => r.request_mti.response() == Some(msg.mti()),
-            Kind::Reversal(_) => msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE,
+            Kind::Reversal(id) => self.reversals.get(id).and_then(|r| r.mti.response()) == Some(msg.mti()),
             Kind::Network(_) => false,
         };
         if !answers {
@@ -101,17 +101,14 @@ impl Engine {
             Kind::Request(r) => {
                 self.requests_pending -= 1;
                 self.duplicates.remove(&r.dup);
+                let dup = r.dup;
                 self.relay(r, msg, now);
-            }
-            Kind::Reversal(id) => {
-                if let Some(r) = self.reversals.get_mut(&id) {
-                    r.outstanding = None;
-                }
-                if self.finish_reversal(id, true) {
-                    self.stats.reversals_acked += 1;
-                    debug!(reversal = id, "reversal acknowledged");
+                // A reversal of it its originator sent meanwhile goes now, after it.
+                if let Some(&id) = self.saf_by_original.get(&dup) {
+                    self.send_reversal(id, now);
                 }
             }
+            Kind::Reversal(id) => self.entry_acked(id),
             Kind::Network(_) => unreachable!("network responses are matched in network_response"),
         }
     }
@@ -126,6 +123,7 @@ impl Engine {
             request: r.request,
             dialect: r.origin_dialect,
             sent_stan: r.sent_stan,
+            dup: r.dup,
         };
         let open = self.links.get(&r.origin).is_some_and(|o| !o.closing);
         if self.links.contains_key(&r.origin) {
@@ -159,8 +157,8 @@ impl Engine {
                     .field(de::AUTH_ID)
                     .and_then(|f| f.value_borrowed())
                     .and_then(|v| <[u8; 6]>::try_from(v).ok());
-                self.remember(r.dup, ResponseCode(code), auth, now);
                 let answered = self.record_answer(r.journal_seq, code, auth, false, now);
+                self.remember(r.dup, ResponseCode(code), auth, answered, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
                     o.hold_from(start, answered);
                 }
@@ -196,10 +194,19 @@ impl Engine {
         self.after_write(r.origin);
     }
 
-    /// A request with duplicate key `dup` was answered `code`: its repeats get the same.
-    pub(crate) fn remember(&mut self, dup: DupKey, code: ResponseCode, auth: Option<[u8; 6]>, now: Instant) {
+    /// A request with duplicate key `dup` was answered `code` (its answer waiting for
+    /// journal record `seq`): its repeats get the same, once that record is durable.
+    pub(crate) fn remember(
+        &mut self,
+        dup: DupKey,
+        code: ResponseCode,
+        auth: Option<[u8; 6]>,
+        seq: u64,
+        now: Instant,
+    ) {
         let window = self.config.settings.duplicate_window;
-        self.outcomes.insert(dup, crate::duplicates::Outcome { code, auth }, now, window);
+        let outcome = crate::duplicates::Outcome { code, auth, reversed: false, seq };
+        self.outcomes.insert(dup, outcome, now, window);
     }
 
     /// A pending entry's deadline came.
@@ -209,7 +216,10 @@ impl Engine {
             return;
         }
         let Some(p) = self.pending.remove(&(link, key)) else { return };
-        self.outbound_done(link);
+        // Network requests do not count against the link's in-flight limit.
+        if !matches!(p.kind, Kind::Network(_)) {
+            self.outbound_done(link);
+        }
         match p.kind {
             Kind::Request(r) => {
                 self.requests_pending -= 1;
@@ -223,7 +233,7 @@ impl Engine {
                     self.slot_freed(r.origin);
                 }
                 let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
-                self.remember(r.dup, ResponseCode::TIMEOUT, None, now);
+                self.remember(r.dup, ResponseCode::TIMEOUT, None, answered, now);
                 if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
                     self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }
@@ -233,10 +243,10 @@ impl Engine {
                         Ok(b) => b,
                         Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
                     };
-                    let id = self.queue_reversal(r.destination, body.clone(), now);
+                    let id = self.reverse_request(r.destination, body.clone(), r.dup, now);
                     if self.late.len() < LATE_MAX {
-                        self.late
-                            .insert((link, key), Late { reversal: id, destination: r.destination, body });
+                        let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
+                        self.late.insert((link, key), late);
                         self.timer(now, self.config.settings.late_window, Timer::Late(link, key));
                     }
                 }

@@ -79,8 +79,10 @@ impl Journal {
 pub struct Resumed {
     /// Requests forwarded and never answered, now being reversed toward their destination.
     pub reversed: usize,
-    /// Reversals of the last run, resumed.
+    /// Store-and-forward entries of the last run, resumed.
     pub reversals: usize,
+    /// Entries of the exception queue, restored.
+    pub exceptions: usize,
     /// Outcomes of the last run restored to the duplicate window.
     pub outcomes: usize,
     /// Entries that could not be acted on (a participant no longer configured, a request
@@ -89,21 +91,73 @@ pub struct Resumed {
 }
 
 impl Engine {
-    /// Acts on what the last run's journal left, before traffic: every request forwarded
-    /// and never answered is closed in the journal as answered 68 (which is what a repeat
-    /// of it will be told) and reversed toward its destination (reason 68); every reversal
-    /// neither acknowledged nor abandoned resumes under its id (as a repeat, 0421, when it
-    /// was sent before). They go out as links to their destinations sign on.
-    pub fn resume(&mut self, owed: &Recovery, now: Instant) -> Resumed {
+    /// Acts on what the last run's journal left, before traffic: every store-and-forward
+    /// entry resumes under its id (as a repeat when it was sent before), the exception
+    /// queue is restored, the duplicate window is refilled (each outcome aged from when it
+    /// was answered), and every request forwarded and never answered is closed in the
+    /// journal as answered 68 (which is what a repeat of it will be told) and reversed
+    /// toward its destination (reason 68) — unless its originator's own reversal of it is
+    /// stored, which then is the reversal. They go out as links to their destinations sign
+    /// on. `now_unix_ms` is the wall-clock time at `now`.
+    pub fn resume(&mut self, owed: &Recovery, now: Instant, now_unix_ms: u64) -> Resumed {
         let mut done = Resumed::default();
         if self.journal.is_none() {
             return done;
         }
-        let participant = |e: &Self, id: &str| e.config.participants.iter().position(|p| p.id == id);
+        let window = self.config.settings.duplicate_window;
+        let at = |ms: u64| now.checked_sub(std::time::Duration::from_millis(now_unix_ms.saturating_sub(ms)));
+        // The duplicate window: a repeat of a request answered in the last run gets that answer.
+        for (key, o) in owed.outcomes.iter() {
+            let Some(k) = self.dup_key(key) else { continue };
+            let when = at(o.at_unix_ms).unwrap_or(now);
+            if now.saturating_duration_since(when) > window {
+                continue;
+            }
+            let outcome = crate::duplicates::Outcome {
+                code: corridor_wire::ResponseCode(o.code),
+                auth: o.auth,
+                reversed: o.reversed,
+                seq: 0,
+            };
+            self.outcomes.insert(k, outcome, when, window);
+            done.outcomes += 1;
+        }
+        for (set, excepted) in [(&owed.reversals, false), (&owed.exceptions, true)] {
+            for (&id, (q, attempts)) in set {
+                let body = self.journal.as_ref().and_then(|j| open(&q.reversal, &j.key).ok());
+                let body = body.and_then(|m| m.to_bytes(corridor_wire::Dialect::Native).ok());
+                let dest = self.config.participants.iter().position(|p| p.id == q.destination);
+                let (Some(dest), Some(body)) = (dest, body) else {
+                    tracing::warn!(reversal = id, destination = %q.destination, "journal: cannot resume a stored entry of the last run");
+                    done.unresolved += 1;
+                    continue;
+                };
+                let queued = at(q.queued_unix_ms).unwrap_or(now);
+                let original = q.original.as_ref().and_then(|k| self.dup_key(k));
+                let from_participant = q.advice.is_some();
+                self.resume_entry(
+                    id,
+                    dest,
+                    body,
+                    *attempts,
+                    queued,
+                    original,
+                    from_participant,
+                    excepted,
+                    now,
+                );
+                if excepted {
+                    done.exceptions += 1;
+                } else {
+                    done.reversals += 1;
+                }
+            }
+        }
         for (&seq, r) in &owed.requests {
             let Some(f) = &r.forwarded else { continue };
             let request = self.journal.as_ref().and_then(|j| open(&r.accepted.request, &j.key).ok());
-            let (Some(dest), Some(request)) = (participant(self, &f.destination), request) else {
+            let dest = self.config.participants.iter().position(|p| p.id == f.destination);
+            let (Some(dest), Some(request)) = (dest, request) else {
                 tracing::warn!(request = seq, destination = %f.destination, "journal: cannot reverse a request of the last run");
                 done.unresolved += 1;
                 continue;
@@ -116,40 +170,37 @@ impl Engine {
                 done.unresolved += 1;
                 continue;
             };
-            self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
+            let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
             let a = &r.accepted;
-            if let Some(p) = participant(self, &a.participant) {
-                let key = crate::duplicates::DupKey::from_parts(p, a.class, a.stan, a.time, a.terminal);
-                self.remember(key, corridor_wire::ResponseCode::TIMEOUT, None, now);
-            }
+            let key = (a.participant.clone(), a.class, a.stan, a.time, a.terminal);
+            let Some(dup) = self.dup_key(&key) else {
+                done.unresolved += 1;
+                continue;
+            };
+            self.remember(dup, corridor_wire::ResponseCode::TIMEOUT, None, answered, now);
             match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
                 Ok(rev) => {
                     self.stats.approvals_reversed += 1;
-                    self.queue_reversal(dest, rev, now);
+                    self.reverse_request(dest, rev, dup, now);
                     done.reversed += 1;
                 }
                 Err(_) => done.unresolved += 1,
             }
         }
-        // The duplicate window: a repeat of a request answered in the last run gets that answer.
-        for ((pid, class, stan, time, terminal), a) in &owed.outcomes {
-            let Some(p) = participant(self, pid) else { continue };
-            let key = crate::duplicates::DupKey::from_parts(p, *class, *stan, *time, *terminal);
-            self.remember(key, corridor_wire::ResponseCode(a.code), a.auth, now);
-            done.outcomes += 1;
-        }
-        for (&id, (q, attempts)) in &owed.reversals {
-            let body = self.journal.as_ref().and_then(|j| open(&q.reversal, &j.key).ok());
-            let body = body.and_then(|m| m.to_bytes(corridor_wire::Dialect::Native).ok());
-            let (Some(dest), Some(body)) = (participant(self, &q.destination), body) else {
-                tracing::warn!(reversal = id, destination = %q.destination, "journal: cannot resume a reversal of the last run");
-                done.unresolved += 1;
-                continue;
-            };
-            self.resume_reversal(dest, body, id, *attempts, now);
-            done.reversals += 1;
-        }
         done
+    }
+
+    /// The engine's duplicate key for a journaled one (`None` for a participant no longer
+    /// configured).
+    fn dup_key(&self, k: &corridor_journal::entry::Key) -> Option<crate::duplicates::DupKey> {
+        let p = self.config.participants.iter().position(|p| p.id == k.0)?;
+        Some(crate::duplicates::DupKey::from_parts(p, k.1, k.2, k.3, k.4))
+    }
+
+    /// The journal's duplicate key for one of the engine's.
+    fn journal_key(&self, k: &crate::duplicates::DupKey) -> corridor_journal::entry::Key {
+        let id = self.config.participants[k.participant()].id.clone();
+        (id, k.class(), k.stan(), k.time(), k.terminal())
     }
 
     /// Whether the engine journals.
@@ -300,20 +351,30 @@ impl Engine {
         self.record(&Entry::Answered(Answered { request, code, auth, switch_made }), now)
     }
 
-    /// Records a reversal queued; its journal id (its record's sequence number).
-    pub(crate) fn record_reversal(&mut self, destination: usize, body: &bytes::Bytes, now: Instant) -> u64 {
+    /// Records a store-and-forward entry; its journal id (its record's sequence number).
+    pub(crate) fn record_stored(
+        &mut self,
+        destination: usize,
+        body: &bytes::Bytes,
+        original: Option<&crate::duplicates::DupKey>,
+        advice: Option<&crate::duplicates::DupKey>,
+        now: Instant,
+    ) -> u64 {
         if self.journal.is_none() {
             return 0;
         }
         let reversal = match Message::parse(corridor_wire::Dialect::Native, body.clone()) {
             Ok(m) => self.sealed(&m),
-            Err(_) => unreachable!("reversals are built in the native dialect"),
+            Err(_) => unreachable!("entries are stored in the native dialect"),
         };
-        let destination = self.config.participants[destination].id.clone();
+        let secs = self.clock.unix_secs + now.saturating_duration_since(self.clock.at).as_secs();
         let queued = ReversalQueued {
             id: self.journal.as_ref().map_or(0, |j| j.appender.next_seq()),
-            destination,
+            destination: self.config.participants[destination].id.clone(),
             reversal,
+            queued_unix_ms: secs * 1000,
+            original: original.map(|k| self.journal_key(k)),
+            advice: advice.map(|k| self.journal_key(k)),
         };
         self.record(&Entry::ReversalQueued(queued), now)
     }

@@ -9,9 +9,16 @@ pub const LINKS_MAX: usize = 16_384;
 /// this one caps their sum, so a configuration error cannot make memory grow without bound.
 pub const PENDING_MAX: usize = 1 << 20;
 
-/// Most reversals awaiting acknowledgement. Past it the oldest is abandoned and logged
-/// (a later milestone makes reversals durable and this bound a disk budget).
+/// Most store-and-forward entries (reversals and advices awaiting acknowledgement) before the
+/// switch stops taking new liabilities: at it, new authorizations and financial requests
+/// are declined 96 and participants' advices are refused (96, so their sender keeps them).
+/// Nothing is evicted: requests already in flight may still add their reversals, so the
+/// entries are at most this plus [`PENDING_MAX`].
 pub const REVERSALS_MAX: usize = 1 << 16;
+
+/// Most entries in the exception queue. At it, an entry past its limits stays in
+/// store-and-forward (repeated at the retry interval) until an operator makes room.
+pub const EXCEPTIONS_MAX: usize = 1 << 16;
 
 /// Most timed-out transactions remembered so that a late approval can be reversed.
 pub const LATE_MAX: usize = 1 << 16;

@@ -84,6 +84,8 @@ pub(crate) struct Undelivered {
     pub(crate) dialect: Dialect,
     /// The STAN the destination saw.
     pub(crate) sent_stan: [u8; 6],
+    /// Its duplicate key.
+    pub(crate) dup: crate::duplicates::DupKey,
 }
 
 /// A link's write batch, with a release point: bytes past it are not handed to the I/O
@@ -374,6 +376,7 @@ mod tests {
             request: Bytes::new(),
             dialect: Dialect::Native,
             sent_stan: [b'0'; 6],
+            dup: crate::duplicates::DupKey::from_parts(0, 2, 0, 0, [b' '; 8]),
         }
     }
 

@@ -1,28 +1,42 @@
-//! Reversals and late responses: an approval the originator never learned of, or a request
-//! that timed out after it was forwarded, is reversed toward its destination (0420, then
-//! 0421 until 0430); a response that comes after its request timed out is never relayed.
+//! Store-and-forward: reversals the switch makes (an approval its originator never learned
+//! of, a request that timed out after it was forwarded) and the advices and reversals
+//! participants send (0120, 0220, 0420) are stored, then sent toward their destination — the
+//! first transmission as xxx0, repeats as xxx1 — until it acknowledges them. An entry past
+//! its repeat or age limit moves to the exception queue, where it stays until an operator
+//! retries or drops it; nothing is dropped on its own. A response that comes after its
+//! request timed out is never relayed.
+//!
+//! Order: entries leave in the order they were stored, per destination; a participant's
+//! reversal of a request still in flight waits for that request's answer or timeout, so it
+//! never overtakes it, and when the switch reverses that request itself (its timeout) the
+//! participant's reversal is the one that goes — never two.
 
-use std::time::Instant;
+use std::{collections::BTreeMap, time::Instant};
 
 use bytes::Bytes;
 use corridor_wire::{de, Dialect, FieldSet, Message, Mti, NativeHeader, ResponseCode};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use corridor_journal::Entry;
 
 use crate::{
     compose,
+    duplicates::DupKey,
     engine::{Engine, Msg},
     inflight::{Kind, Pending},
-    limits::REVERSALS_MAX,
+    limits::EXCEPTIONS_MAX,
     link::{Link, LinkId, Undelivered},
     timers::Timer,
 };
 
-/// A reversal waiting for its acknowledgement.
+/// A store-and-forward entry waiting for its acknowledgement.
 pub(crate) struct Reversal {
     pub(crate) destination: usize,
+    /// The message in the native dialect, in its first transmission's form.
     pub(crate) body: Bytes,
+    /// That form's MTI (0420, 0120, 0220): repeats go as its repeat, and its response is
+    /// what acknowledges it.
+    pub(crate) mti: Mti,
     pub(crate) attempts: u32,
     pub(crate) outstanding: Option<(LinkId, u64)>,
     /// Keys of earlier transmissions, in `reversal_attempts`.
@@ -30,6 +44,12 @@ pub(crate) struct Reversal {
     /// Its id in the journal: the sequence number of its `ReversalQueued` record (0
     /// without a journal). Its transmissions wait for that record.
     pub(crate) journal_id: u64,
+    /// When it was stored: its age limit counts from this.
+    pub(crate) queued: Instant,
+    /// For a reversal: the key of the request it reverses.
+    pub(crate) original: Option<DupKey>,
+    /// Whether a participant sent it (else the switch made it).
+    pub(crate) from_participant: bool,
 }
 
 /// A request that timed out, remembered for its late response.
@@ -37,18 +57,34 @@ pub(crate) struct Late {
     pub(crate) reversal: Option<u64>,
     pub(crate) destination: usize,
     pub(crate) body: Bytes,
+    pub(crate) dup: DupKey,
+}
+
+/// An entry of the exception queue, as an operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exception {
+    /// Its id (its journal record's sequence number when the switch journals).
+    pub id: u64,
+    /// The destination participant's id.
+    pub destination: String,
+    /// Its MTI (first form).
+    pub mti: Mti,
+    /// Transmissions made.
+    pub attempts: u32,
+    /// Whether a participant sent it.
+    pub from_participant: bool,
 }
 
 impl Engine {
     /// A response matching nothing in flight: a late one (its request timed out) is never
     /// relayed, and a late approval is reversed unless its reversal is already under way.
     pub(crate) fn unmatched(&mut self, link: LinkId, key: u64, msg: &Msg<'_>, now: Instant) {
-        if msg.mti() == Mti::REVERSAL_ADVICE_RESPONSE {
-            // An acknowledgement of an earlier transmission of a reversal still repeating.
+        if msg.mti().function() == 3 {
+            // An acknowledgement of an earlier transmission of an entry still repeating.
             if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
-                if self.finish_reversal(id, true) {
+                if self.finish(id) {
                     self.stats.reversals_acked += 1;
-                    debug!(reversal = id, "reversal acknowledged (earlier transmission)");
+                    debug!(reversal = id, "acknowledged (earlier transmission)");
                 }
                 return;
             }
@@ -63,9 +99,9 @@ impl Engine {
         let under_way = late.reversal.is_some_and(|id| self.reversals.contains_key(&id));
         debug!(%link, approved, under_way, "late response dropped");
         if approved && !under_way {
-            let (destination, body) = (late.destination, late.body.clone());
+            let (destination, body, dup) = (late.destination, late.body.clone(), late.dup);
             self.stats.approvals_reversed += 1;
-            let id = self.queue_reversal(destination, body, now);
+            let id = self.reverse_request(destination, body, dup, now);
             if let Some(l) = self.late.get_mut(&(link, key)) {
                 l.reversal = id;
             }
@@ -81,27 +117,51 @@ impl Engine {
         match compose::reversal(&req, &u.sent_stan, b"22") {
             Ok(body) => {
                 self.stats.approvals_reversed += 1;
-                self.queue_reversal(u.destination, body, now);
+                self.reverse_request(u.destination, body, u.dup, now);
             }
             Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
         }
     }
 
-    /// Removes reversal `id` and everything that points at it; `acked` says whether its
-    /// destination acknowledged it (else it was abandoned), for the journal.
-    pub(crate) fn finish_reversal(&mut self, id: u64, acked: bool) -> bool {
+    /// The switch reverses request `dup` toward `destination` with reversal `body`: a repeat
+    /// of the request is told 68 from now on. When its originator's own reversal of it is
+    /// stored, that one is the reversal (never two); its id is returned either way.
+    pub(crate) fn reverse_request(
+        &mut self,
+        destination: usize,
+        body: Bytes,
+        dup: DupKey,
+        now: Instant,
+    ) -> Option<u64> {
+        let window = self.config.settings.duplicate_window;
+        self.outcomes.mark_reversed(dup, Some(ResponseCode::TIMEOUT), now, window);
+        if let Some(&id) = self.saf_by_original.get(&dup) {
+            self.send_reversal(id, now);
+            return Some(id);
+        }
+        Some(self.store(destination, body, Mti::REVERSAL_ADVICE, Some(dup), None, now))
+    }
+
+    /// Removes entry `id` and everything that points at it, journaled as acknowledged.
+    fn finish(&mut self, id: u64) -> bool {
         let Some(r) = self.reversals.remove(&id) else { return false };
         if r.journal_id != 0 {
-            let entry = if acked {
-                Entry::ReversalAcked { id: r.journal_id }
-            } else {
-                Entry::ReversalAbandoned { id: r.journal_id, attempts: r.attempts }
-            };
             let now = self.last_now;
-            self.record(&entry, now);
+            self.record(&Entry::ReversalAcked { id: r.journal_id }, now);
         }
-        for key in r.earlier {
-            self.reversal_attempts.remove(&key);
+        self.unlink(id, &r);
+        true
+    }
+
+    /// Drops the pointers to entry `id` (leaving it wherever it goes next).
+    fn unlink(&mut self, id: u64, r: &Reversal) {
+        if let Some(k) = r.original.filter(|_| r.from_participant) {
+            if self.saf_by_original.get(&k) == Some(&id) {
+                self.saf_by_original.remove(&k);
+            }
+        }
+        for key in &r.earlier {
+            self.reversal_attempts.remove(key);
         }
         if let Some(key) = r.outstanding {
             if self.pending.remove(&key).is_some() {
@@ -111,79 +171,160 @@ impl Engine {
                 }
             }
         }
-        true
     }
 
-    pub(crate) fn queue_reversal(&mut self, destination: usize, body: Bytes, now: Instant) -> Option<u64> {
-        if self.reversals.len() >= REVERSALS_MAX {
-            if let Some(old) = self.reversal_order.pop_front() {
-                if self.finish_reversal(old, false) {
-                    self.stats.reversals_abandoned += 1;
-                    warn!(reversal = old, "reversal evicted at the bound");
-                }
+    /// Stores an entry (journaled before anything can acknowledge it) and sends it; its id.
+    /// `advice` is a participant's own advice's key: its repeats are acknowledged from it.
+    pub(crate) fn store(
+        &mut self,
+        destination: usize,
+        body: Bytes,
+        mti: Mti,
+        original: Option<DupKey>,
+        advice: Option<DupKey>,
+        now: Instant,
+    ) -> u64 {
+        let journal_id = self.record_stored(destination, &body, original.as_ref(), advice.as_ref(), now);
+        let id = if journal_id == 0 {
+            self.next_reversal += 1;
+            self.next_reversal
+        } else {
+            journal_id
+        };
+        let from_participant = advice.is_some();
+        if from_participant {
+            if let Some(k) = original {
+                self.saf_by_original.insert(k, id);
             }
         }
-        let id = self.next_reversal;
-        self.next_reversal += 1;
-        // Stored before it is sent (and so before anything could acknowledge it).
-        let journal_id = self.record_reversal(destination, &body, now);
-        self.reversals.insert(
-            id,
-            Reversal { destination, body, attempts: 0, outstanding: None, earlier: Vec::new(), journal_id },
-        );
+        let r = Reversal {
+            destination,
+            body,
+            mti,
+            attempts: 0,
+            outstanding: None,
+            earlier: Vec::new(),
+            journal_id,
+            queued: now,
+            original,
+            from_participant,
+        };
+        self.insert_entry(id, r, now);
+        id
+    }
+
+    fn insert_entry(&mut self, id: u64, r: Reversal, now: Instant) {
+        self.reversals.insert(id, r);
         self.reversal_order.push_back(id);
-        if self.reversal_order.len() > 2 * REVERSALS_MAX {
-            // Completed reversals leave their ids behind; sweep them so the queue stays bounded.
+        if self.reversal_order.len() > 2 * self.reversals.len() + 64 {
+            // Finished entries leave their ids behind; sweep them so the order stays bounded.
             let live = &self.reversals;
             self.reversal_order.retain(|id| live.contains_key(id));
         }
         self.send_reversal(id, now);
-        Some(id)
     }
 
-    /// Resumes a reversal of an earlier run under its journal id, `attempts` transmissions
-    /// made (so the next is a repeat when there were any).
-    pub(crate) fn resume_reversal(
+    /// Resumes an entry of an earlier run under its journal id, `attempts` transmissions
+    /// made (so the next is a repeat when there were any), `age` old.
+    #[allow(clippy::too_many_arguments)] // the fields of a journaled entry
+    pub(crate) fn resume_entry(
         &mut self,
+        id: u64,
         destination: usize,
         body: Bytes,
-        journal_id: u64,
         attempts: u32,
+        queued: Instant,
+        original: Option<DupKey>,
+        from_participant: bool,
+        excepted: bool,
         now: Instant,
     ) {
-        let id = self.next_reversal;
-        self.next_reversal += 1;
-        self.reversals.insert(
-            id,
-            Reversal { destination, body, attempts, outstanding: None, earlier: Vec::new(), journal_id },
-        );
-        self.reversal_order.push_back(id);
-        self.send_reversal(id, now);
+        let mti = Message::parse(Dialect::Native, body.clone()).map_or(Mti::REVERSAL_ADVICE, |m| m.mti());
+        let r = Reversal {
+            destination,
+            body,
+            mti: mti.as_original(),
+            attempts,
+            outstanding: None,
+            earlier: Vec::new(),
+            journal_id: id,
+            queued,
+            original,
+            from_participant,
+        };
+        if let Some(k) = original.filter(|_| from_participant && !excepted) {
+            self.saf_by_original.insert(k, id);
+        }
+        if excepted {
+            self.exceptions.insert(id, r);
+        } else {
+            self.insert_entry(id, r, now);
+        }
     }
 
-    /// Sends the reversals waiting for a link to `destination`, which now has one.
+    /// Sends the entries waiting for a link to `destination`, which now has one, in the
+    /// order they were stored.
     pub(crate) fn kick_reversals(&mut self, destination: usize, now: Instant) {
         let waiting: Vec<u64> = self
-            .reversals
+            .reversal_order
             .iter()
-            .filter(|(_, r)| r.destination == destination && r.outstanding.is_none())
-            .map(|(&id, _)| id)
+            .copied()
+            .filter(|id| {
+                self.reversals
+                    .get(id)
+                    .is_some_and(|r| r.destination == destination && r.outstanding.is_none())
+            })
             .collect();
         for id in waiting {
             self.send_reversal(id, now);
         }
     }
 
-    /// Sends reversal `id` (0420 the first time, 0421 after) on a routable link of its
-    /// destination, or schedules another try when none is up.
+    /// Moves entry `id` to the exception queue (journaled), or keeps it repeating when the
+    /// queue is full.
+    fn except(&mut self, id: u64, now: Instant) {
+        if self.exceptions.len() >= EXCEPTIONS_MAX {
+            if let Some(r) = self.reversals.get(&id) {
+                let spec = self.by_participant[r.destination].first().map_or(0, |l| self.links[l].spec);
+                if let Some(left_out) = self.may_warn(spec, crate::throttle::Warn::Exceptions, now) {
+                    warn!(reversal = id, left_out, "exception queue full: the entry keeps repeating");
+                }
+            }
+            let retry = self.config.settings.reversal_retry;
+            self.timer(now, retry, Timer::Reversal(id));
+            return;
+        }
+        let Some(mut r) = self.reversals.remove(&id) else { return };
+        self.unlink(id, &r);
+        r.outstanding = None;
+        r.earlier.clear();
+        if r.journal_id != 0 {
+            self.record(&Entry::ReversalAbandoned { id: r.journal_id, attempts: r.attempts }, now);
+        }
+        self.stats.reversals_abandoned += 1;
+        let destination = &self.config.participants[r.destination].id;
+        warn!(reversal = id, mti = %r.mti, %destination, attempts = r.attempts, "moved to the exception queue");
+        self.exceptions.insert(id, r);
+    }
+
+    /// Sends entry `id` (its first form the first time, its repeat after) on a routable
+    /// link of its destination, or schedules another try when none is up. Past its repeat
+    /// or age limit it moves to the exception queue.
     pub(crate) fn send_reversal(&mut self, id: u64, now: Instant) {
         let retry = self.config.settings.reversal_retry;
         let Some(r) = self.reversals.get(&id) else { return };
-        let (destination, body, attempts) = (r.destination, r.body.clone(), r.attempts);
-        if attempts > self.config.settings.reversal_repeats_max {
-            self.finish_reversal(id, false);
-            self.stats.reversals_abandoned += 1;
-            warn!(reversal = id, attempts, "reversal abandoned after its last repeat");
+        if r.outstanding.is_some() {
+            return;
+        }
+        let (destination, body, attempts, mti) = (r.destination, r.body.clone(), r.attempts, r.mti);
+        let age = now.saturating_duration_since(r.queued);
+        if attempts > self.config.settings.reversal_repeats_max || age > self.config.settings.saf_age_max {
+            return self.except(id, now);
+        }
+        if r.from_participant && r.original.is_some_and(|k| self.duplicates.contains(&k)) {
+            // Its request is still in flight: it goes after that request's answer or
+            // timeout (which sends it), never before.
+            self.timer(now, retry, Timer::Reversal(id));
             return;
         }
         let link = self.by_participant[destination]
@@ -195,21 +336,21 @@ impl Engine {
             return;
         };
         let Ok(rev) = Message::parse(Dialect::Native, body) else {
-            unreachable!("reversals are built in the native dialect")
+            unreachable!("entries are stored in the native dialect")
         };
         let Some(l) = self.links.get_mut(&link) else { unreachable!("found among the open links") };
         let (key, stan) = l.next_key();
         let stan = stan.to_ascii();
         let dialect = l.dialect;
-        let mti = if attempts == 0 { Mti::REVERSAL_ADVICE } else { Mti::REVERSAL_ADVICE_REPEAT };
+        let sent_mti = if attempts == 0 { mti } else { mti.as_repeat() };
         let journal_id = self.reversals.get(&id).map_or(0, |r| r.journal_id);
         let written = l.frame_after(journal_id, NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
-            rev.derive(mti, FieldSet::VALUES, &[(de::STAN, &stan)], dialect, out)
+            rev.derive(sent_mti, FieldSet::VALUES, &[(de::STAN, &stan)], dialect, out)
         });
         if let Err(e) = written {
             // The destination's link cannot carry it (its frame limit): try again later,
             // perhaps on another link; the repeat limit bounds the tries.
-            warn!(reversal = id, error = %e, "cannot send a reversal");
+            warn!(reversal = id, error = %e, "cannot send a stored reversal or advice");
             if let Some(r) = self.reversals.get_mut(&id) {
                 r.attempts += 1;
             }
@@ -227,7 +368,70 @@ impl Engine {
         if journal_id != 0 {
             self.record(&Entry::ReversalSent { id: journal_id, attempt: attempts }, now);
         }
-        debug!(reversal = id, %link, attempts, "reversal sent");
+        debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);
+    }
+
+    /// Entry `id`'s transmission was acknowledged.
+    pub(crate) fn entry_acked(&mut self, id: u64) {
+        if let Some(r) = self.reversals.get_mut(&id) {
+            r.outstanding = None;
+        }
+        if self.finish(id) {
+            self.stats.reversals_acked += 1;
+            debug!(reversal = id, "acknowledged");
+        }
+    }
+
+    // ----- the exception queue, for operators -----
+
+    /// The exception queue, oldest first.
+    #[must_use]
+    pub fn exceptions(&self) -> Vec<Exception> {
+        self.exceptions
+            .iter()
+            .map(|(&id, r)| Exception {
+                id,
+                destination: self.config.participants[r.destination].id.clone(),
+                mti: r.mti,
+                attempts: r.attempts,
+                from_participant: r.from_participant,
+            })
+            .collect()
+    }
+
+    /// Moves exception `id` back to store-and-forward with a fresh budget (journaled and
+    /// logged); whether there was one.
+    pub fn saf_retry(&mut self, id: u64, now: Instant) -> bool {
+        let Some(mut r) = self.exceptions.remove(&id) else { return false };
+        if r.journal_id != 0 {
+            self.record(&Entry::SafRetried { id: r.journal_id }, now);
+        }
+        info!(reversal = id, "operator: exception retried");
+        r.attempts = r.attempts.min(1);
+        r.queued = now;
+        self.insert_entry(id, r, now);
+        true
+    }
+
+    /// Drops exception `id` for good (journaled and logged); whether there was one.
+    pub fn saf_drop(&mut self, id: u64, now: Instant) -> bool {
+        let Some(r) = self.exceptions.remove(&id) else { return false };
+        if r.journal_id != 0 {
+            self.record(&Entry::SafDropped { id: r.journal_id }, now);
+        }
+        let destination = &self.config.participants[r.destination].id;
+        warn!(reversal = id, mti = %r.mti, %destination, "operator: exception dropped");
+        true
+    }
+
+    /// Store-and-forward entries waiting, by destination participant id.
+    #[must_use]
+    pub fn saf_depth(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in self.reversals.values() {
+            *out.entry(self.config.participants[r.destination].id.clone()).or_default() += 1;
+        }
+        out
     }
 }

@@ -55,6 +55,11 @@ pub struct Stats {
     pub unresponsive_links: u64,
     /// Repeats of completed requests answered from their outcome (never forwarded again).
     pub duplicates_replayed: u64,
+    /// Participants' advices and reversals stored for their destination.
+    pub advices_stored: u64,
+    /// Participants' reversals of requests the switch had already reversed: acknowledged,
+    /// not forwarded.
+    pub reversals_redundant: u64,
     /// Journal batches handed out to be synced.
     pub journal_batches: u64,
     /// Journal records in them.

@@ -24,11 +24,11 @@ pub(crate) enum Warn {
     Mismatched = 5,
     /// A message that cannot be encoded for the link.
     Encode = 6,
-    /// A format error that could not be answered in a way the sender can match.
-    Unanswerable = 7,
+    /// Store-and-forward at its bound: liabilities refused, or the exception queue full.
+    Exceptions = 7,
 }
 
-const _: () = assert!(Warn::Unanswerable as usize + 1 == LOG_KINDS);
+const _: () = assert!(Warn::Exceptions as usize + 1 == LOG_KINDS);
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {

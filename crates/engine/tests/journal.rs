@@ -154,7 +154,7 @@ fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversal
         Journal::new(policy, scan.next_seq, Some(log.len() as u64), PanKey::new(3, &KEY).unwrap(), [8; 8]);
     let engine = Engine::with_journal(config(), WallClock { at: now, unix_secs: 1_795_644_930 }, journal);
     let mut h = Harness::with_engine(engine, now);
-    let done = h.engine.resume(&owed, h.now);
+    let done = h.engine.resume(&owed, h.now, 1_795_644_930_000);
     assert_eq!((done.reversed, done.reversals, done.unresolved), (2, 0, 0));
     let iss = h.issuer_up(L_ISS_A1);
     sync(&mut h, &mut log);
@@ -183,7 +183,7 @@ fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversal
         Journal::new(policy, scan.next_seq, Some(log.len() as u64), PanKey::new(3, &KEY).unwrap(), [9; 8]);
     let engine = Engine::with_journal(config(), WallClock { at: now, unix_secs: 1_795_644_930 }, journal);
     let mut h = Harness::with_engine(engine, now);
-    let done = h.engine.resume(&owed, h.now);
+    let done = h.engine.resume(&owed, h.now, 1_795_644_930_000);
     assert_eq!((done.reversed, done.reversals), (0, 1));
     let iss = h.issuer_up(L_ISS_A1);
     sync(&mut h, &mut log);

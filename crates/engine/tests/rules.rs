@@ -465,6 +465,31 @@ fn idle_links_are_echoed_and_marked_down_after_missed_echoes() {
 }
 
 #[test]
+fn an_echo_never_answered_on_a_busy_link_does_not_use_up_its_in_flight_count() {
+    // The issuer keeps the link busy with echoes of its own (so it is never idle long enough
+    // to be closed) but never answers the switch's: that echo's wait ends on its deadline,
+    // which once took a request slot the echo never held.
+    let mut h = Harness::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let mut ping = OwnedMessage::new(Mti::NETWORK_REQUEST);
+    ping.set(de::TRANSMISSION_TIME, "1125221500").unwrap().set(de::STAN, "000009").unwrap();
+    ping.set(de::NETWORK_CODE, "301").unwrap();
+    h.advance(ECHO);
+    assert_eq!(h.recv(iss).len(), 1, "the switch's echo, left unanswered");
+    for _ in 0..8 {
+        h.advance(ECHO / 2);
+        h.send(iss, 7, &ping);
+        let _ = h.recv(iss);
+    }
+    assert!(h.closed.is_empty(), "busy: not closed");
+    let acq2 = h.up(L_ACQ2);
+    for i in 0..4 {
+        h.send(acq2, i, &purchase(PAN_A, &format!("00000{i}"), "87654321"));
+    }
+    assert_eq!(h.recv(iss).len(), 4, "its whole in-flight limit still there");
+}
+
+#[test]
 fn garbage_closes_that_link_only() {
     let mut h = Harness::new();
     let iss = h.issuer_up(L_ISS_A1);

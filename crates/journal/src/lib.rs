@@ -58,6 +58,6 @@ pub mod segment;
 pub use append::{Appender, GroupCommit, SyncBatch};
 pub use entry::Entry;
 pub use log::{scan_log, LogScan};
-pub use recovery::Recovery;
 pub use record::{decode, encode, Decoded, Invalid, Kind, RecordRef};
+pub use recovery::Recovery;
 pub use segment::{scan_segment, Corrupt, CorruptReason, SegmentHeader, SegmentScan, Torn};

@@ -298,11 +298,8 @@ impl Recovery {
         }
         for (set, excepted) in [(&self.reversals, false), (&self.exceptions, true)] {
             for (&id, (q, n)) in set {
-                let mut q = q.clone();
-                // The outcome each refers to is in the outcomes below already.
-                q.original = None;
-                q.advice = None;
-                put(id, &Entry::ReversalQueued(q), &mut body);
+                // Its keys mark outcomes that the outcomes below restate as they are now.
+                put(id, &Entry::ReversalQueued(q.clone()), &mut body);
                 if *n > 0 {
                     put(id, &Entry::ReversalSent { id, attempt: n - 1 }, &mut body);
                 }
@@ -417,18 +414,18 @@ mod tests {
     #[test]
     fn what_is_owed_after_a_crash_at_each_step() {
         let r = fold(&[
-            accepted(1),        // 1: answered → an outcome
-            forwarded(1),       // 2
-            answered(1, b"00"), // 3
-            accepted(2),        // 4: forwarded, no answer → open (to reverse)
-            forwarded(4),       // 5
-            accepted(3),        // 6: never forwarded → nothing reached a destination
-            queued(7, vec![1]),   // 7
+            accepted(1),                               // 1: answered → an outcome
+            forwarded(1),                              // 2
+            answered(1, b"00"),                        // 3
+            accepted(2),                               // 4: forwarded, no answer → open (to reverse)
+            forwarded(4),                              // 5
+            accepted(3),                               // 6: never forwarded → nothing reached a destination
+            queued(7, vec![1]),                        // 7
             Entry::ReversalSent { id: 7, attempt: 0 }, // 8
             Entry::ReversalSent { id: 7, attempt: 1 }, // 9
-            queued(10, vec![2]), // 10
-            Entry::ReversalAcked { id: 10 }, // 11
-            Entry::ReversalAcked { id: 99 }, // 12: orphan
+            queued(10, vec![2]),                       // 10
+            Entry::ReversalAcked { id: 10 },           // 11
+            Entry::ReversalAcked { id: 99 },           // 12: orphan
         ]);
         let open: Vec<u32> = r.open().map(|s| s.accepted.stan).collect();
         assert_eq!(open, [2]);

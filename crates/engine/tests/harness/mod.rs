@@ -120,6 +120,7 @@ pub fn config() -> Config {
             institution_id: None,
             reversal_retry: RETRY,
             reversal_repeats_max: 2,
+            saf_age_max: Duration::from_secs(86_400),
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
         },
