@@ -26,6 +26,9 @@ pub(crate) struct JournalSection {
     pub(crate) group_records_max: Option<usize>,
     pub(crate) group_wait_us: Option<u64>,
     pub(crate) segment_bytes: Option<u64>,
+    pub(crate) checkpoint_segments: Option<u32>,
+    pub(crate) retain_hours: Option<u64>,
+    pub(crate) reserve_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]

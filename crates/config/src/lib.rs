@@ -52,6 +52,12 @@ pub struct JournalSettings {
     pub key: [u8; 32],
     /// Group commit and segment size.
     pub policy: corridor_journal::GroupCommit,
+    /// A checkpoint after this many new segments.
+    pub checkpoint_segments: u32,
+    /// How long covered segments are kept.
+    pub retain: Duration,
+    /// Space held back for when the disk fills.
+    pub reserve_bytes: u64,
 }
 
 impl std::fmt::Debug for JournalSettings {
@@ -84,7 +90,18 @@ fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSett
         segment_bytes: j.segment_bytes.unwrap_or(corridor_journal::limits::SEGMENT_BYTES_DEFAULT),
     };
     policy.check().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-    Ok(JournalSettings { dir: base.join(&j.dir), key_id: j.key_id.unwrap_or(1), key, policy })
+    let checkpoint_segments = count(j.checkpoint_segments, &CHECKPOINT_SEGMENTS, "checkpoint_segments", at)?;
+    let retain = Duration::from_secs(count(j.retain_hours, &RETAIN_HOURS, "retain_hours", at)? * 3600);
+    let reserve_bytes = count(j.reserve_bytes, &RESERVE_BYTES, "reserve_bytes", at)?;
+    Ok(JournalSettings {
+        dir: base.join(&j.dir),
+        key_id: j.key_id.unwrap_or(1),
+        key,
+        policy,
+        checkpoint_segments,
+        retain,
+        reserve_bytes,
+    })
 }
 
 /// Reads and checks a configuration file.
@@ -544,6 +561,9 @@ impl Loaded {
         net.journal = Some(corridor_net::journal::JournalFiles {
             dir: j.dir,
             last_segment: recovered.last.map(|(seq, _)| seq),
+            checkpoint_segments: j.checkpoint_segments,
+            outcome_window: self.engine.settings.duplicate_window,
+            retain: j.retain,
             fail_sync_after: None,
         });
         let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);

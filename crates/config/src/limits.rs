@@ -99,3 +99,14 @@ pub const DUPLICATES_SHOWN: usize = 10;
 
 const _: () = assert!(ECHO_MISSED.1.end().checked_add(1).is_some());
 const _: () = assert!(KEEP_ALIVE.min < IDLE_TIMEOUT.min || KEEP_ALIVE.min < IDLE_TIMEOUT.default);
+
+/// `[journal] checkpoint_segments`: a checkpoint of the recovered state is written after
+/// this many new segments (and once at start), which bounds what a restart reads.
+pub const CHECKPOINT_SEGMENTS: (u32, std::ops::RangeInclusive<u32>) = (4, 1..=64);
+/// `[journal] retain_hours`: segments a checkpoint covers are kept this long after they
+/// end (audit, clearing), then removed. 0 removes them as soon as they are covered.
+pub const RETAIN_HOURS: (u64, std::ops::RangeInclusive<u64>) = (48, 0..=24 * 400);
+/// `[journal] reserve_bytes`: space held back in the journal directory; when the disk
+/// fills, it is released so the switch can still journal what is in flight (new requests
+/// are then declined 96) until space returns.
+pub const RESERVE_BYTES: (u64, std::ops::RangeInclusive<u64>) = (16 << 20, 64 << 10..=1 << 30);

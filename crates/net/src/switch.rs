@@ -197,7 +197,7 @@ pub struct Switch {
     drain_timeout: Duration,
     commands: tokio::sync::mpsc::Receiver<Command>,
     handle: Handle,
-    journal: Option<crate::journal::Writer>,
+    journal: Option<(crate::journal::Writer, crate::journal::JournalFiles)>,
 }
 
 impl Switch {
@@ -240,11 +240,12 @@ impl Switch {
             fatal: RefCell::new(None),
         });
         let journal = match net.journal {
-            Some(files) => Some(
+            Some(files) => Some((
                 crate::journal::Writer::open(&files.dir, files.last_segment)
                     .map_err(|e| io::Error::other(format!("journal: {e}")))?
                     .failing_after(files.fail_sync_after),
-            ),
+                files,
+            )),
             None => None,
         };
         Ok(Self {
@@ -294,8 +295,15 @@ impl Switch {
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
-                if let Some(writer) = journal {
-                    tokio::task::spawn_local(journal_loop(Rc::clone(&shared), writer, handle.shutdown()));
+                if let Some((writer, files)) = journal {
+                    let checkpoints = Checkpoints::new(files);
+                    checkpoints.start();
+                    tokio::task::spawn_local(journal_loop(
+                        Rc::clone(&shared),
+                        writer,
+                        checkpoints,
+                        handle.shutdown(),
+                    ));
                 }
                 let triggered = handle.shutdown();
                 tokio::select! {
@@ -313,11 +321,69 @@ impl Switch {
     }
 }
 
+/// The journal's checkpoints, written on a blocking thread beside the writer (one at a
+/// time) every `checkpoint_segments` new segments, and once at start.
+struct Checkpoints {
+    files: crate::journal::JournalFiles,
+    running: Rc<Cell<bool>>,
+    segments: Cell<u32>,
+}
+
+impl Checkpoints {
+    fn new(files: crate::journal::JournalFiles) -> Self {
+        Self { files, running: Rc::new(Cell::new(false)), segments: Cell::new(0) }
+    }
+
+    /// A batch began a new segment: checkpoint when enough have.
+    fn segment_begun(&self) {
+        let n = self.segments.get() + 1;
+        if n >= self.files.checkpoint_segments.max(1) && !self.running.get() {
+            self.segments.set(0);
+            self.start();
+        } else {
+            self.segments.set(n);
+        }
+    }
+
+    fn start(&self) {
+        if self.running.replace(true) {
+            return;
+        }
+        let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
+        let running = Rc::clone(&self.running);
+        tokio::task::spawn_local(async move {
+            let done =
+                tokio::task::spawn_blocking(move || crate::journal::checkpoint(&dir, window, retain)).await;
+            running.set(false);
+            match done {
+                Ok(Ok(r)) => {
+                    if let Some(seq) = r.seq {
+                        info!(
+                            through = seq,
+                            bytes = r.bytes,
+                            segments_removed = r.removed.len(),
+                            "journal checkpoint"
+                        );
+                    }
+                }
+                // Not fatal: recovery reads from the previous checkpoint, and retention waits.
+                Ok(Err(e)) => warn!(error = %e, "journal checkpoint failed"),
+                Err(e) => warn!(error = %e, "journal checkpoint thread failed"),
+            }
+        });
+    }
+}
+
 /// Writes the journal: takes each batch the engine has due, appends and syncs it on a
 /// blocking thread, and tells the engine, which then releases what waited for it. A write
 /// or sync that fails stops the switch at once (fail-stop: nothing is acknowledged after it,
 /// and a restart recovers from what is on disk).
-async fn journal_loop(shared: Rc<Shared>, writer: crate::journal::Writer, stop: Shutdown) {
+async fn journal_loop(
+    shared: Rc<Shared>,
+    writer: crate::journal::Writer,
+    checkpoints: Checkpoints,
+    stop: Shutdown,
+) {
     let mut writer = Some(writer);
     loop {
         let batch = loop {
@@ -344,6 +410,7 @@ async fn journal_loop(shared: Rc<Shared>, writer: crate::journal::Writer, stop: 
         };
         let Some(mut w) = writer.take() else { return };
         let last = batch.last_seq;
+        let new_segment = batch.new_segment.is_some();
         let written = tokio::task::spawn_blocking(move || {
             let r = w.write(&batch);
             (w, r)
@@ -354,6 +421,9 @@ async fn journal_loop(shared: Rc<Shared>, writer: crate::journal::Writer, stop: 
                 writer = Some(w);
                 shared.engine.borrow_mut().handle_journal_synced(last);
                 shared.flush();
+                if new_segment {
+                    checkpoints.segment_begun();
+                }
             }
             Ok((_, Err(e))) => {
                 tracing::error!(error = %e, "journal write failed: stopping");
