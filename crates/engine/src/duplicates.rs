@@ -110,7 +110,9 @@ impl DupKey {
     pub(crate) fn original_of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
         let mut k = Self::of(participant, stan, msg);
         k.class = 2;
-        let data = msg.field(corridor_wire::de::ORIGINAL_DATA).and_then(|f| f.value_borrowed());
+        // DE 90 is numeric: BCD on native links, so decoded, not borrowed.
+        let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
+        let data = msg.field(corridor_wire::de::ORIGINAL_DATA).map(|f| f.value_into(&mut scratch));
         if let Some(d) = data.filter(|d| d.len() >= 20 && d[..20].iter().all(u8::is_ascii_digit)) {
             let num = |b: &[u8]| b.iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0'));
             k.class = d[1] - b'0';

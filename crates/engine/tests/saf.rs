@@ -342,3 +342,35 @@ fn after_a_restart_a_stored_reversal_of_an_open_request_is_its_only_reversal() {
     assert_eq!(mtis(&h.recv(acq)), [430]);
     assert!(h.recv_app(iss).is_empty(), "the issuer sees neither again");
 }
+
+#[test]
+fn after_a_restart_a_participants_reversal_of_a_request_the_switch_reversed_is_not_forwarded() {
+    // On a classic link DE 90 is text; on a native one, BCD: both name the original.
+    for (spec, acq_id) in [(L_ACQ, "12345678"), (L_ACQ2, "87654321")] {
+        let mut h = journaled();
+        let mut log = Vec::new();
+        let iss = h.issuer_up(L_ISS_A1);
+        let acq = if spec == L_ACQ { h.acquirer_up(spec) } else { h.up(spec) };
+        let p = purchase(PAN_A, "000042", acq_id);
+        h.send(acq, 0, &p);
+        sync(&mut h, &mut log);
+        assert_eq!(h.recv(iss).len(), 1);
+        drop(h);
+        let (mut h, owed) = journaled_with(config(), &log, 9);
+        let done = h.engine.resume(&owed, h.now, UNIX * 1000);
+        assert_eq!((done.reversed, done.reversals), (1, 0), "{done:?}");
+        let acq = if spec == L_ACQ { h.acquirer_up(spec) } else { h.up(spec) };
+        let mut rev = reversal_of(&p, "000043");
+        let mut data = rev.get(de::ORIGINAL_DATA).unwrap().to_vec();
+        data[20..31].copy_from_slice(format!("{acq_id:0>11}").as_bytes());
+        rev.set(de::ORIGINAL_DATA, data).unwrap();
+        h.send(acq, 1, &rev);
+        sync(&mut h, &mut log);
+        assert_eq!(mtis(&h.recv(acq)), [430]);
+        let iss = h.issuer_up(L_ISS_A1);
+        sync(&mut h, &mut log);
+        let sent = h.recv(iss);
+        assert_eq!(mtis(&sent), [420], "the switch's reversal only (link {spec})");
+        assert_eq!(h.engine.stats().reversals_redundant, 1);
+    }
+}
