@@ -338,13 +338,20 @@ impl Engine {
         let Ok(rev) = Message::parse(Dialect::Native, body) else {
             unreachable!("entries are stored in the native dialect")
         };
+        let journal_id = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        // The transmission waits for its own record: after a crash the journal says whether
+        // it may have left, so a resumed entry is sent as a repeat exactly when it may have.
+        let sent_seq = if journal_id == 0 {
+            0
+        } else {
+            self.record(&Entry::ReversalSent { id: journal_id, attempt: attempts }, now)
+        };
         let Some(l) = self.links.get_mut(&link) else { unreachable!("found among the open links") };
         let (key, stan) = l.next_key();
         let stan = stan.to_ascii();
         let dialect = l.dialect;
         let sent_mti = if attempts == 0 { mti } else { mti.as_repeat() };
-        let journal_id = self.reversals.get(&id).map_or(0, |r| r.journal_id);
-        let written = l.frame_after(journal_id, NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
+        let written = l.frame_after(sent_seq, NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
             rev.derive(sent_mti, FieldSet::VALUES, &[(de::STAN, &stan)], dialect, out)
         });
         if let Err(e) = written {
@@ -365,9 +372,6 @@ impl Engine {
         self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + retry });
         self.timer(now, retry, Timer::Pending(link, key));
         self.stats.reversals_sent += 1;
-        if journal_id != 0 {
-            self.record(&Entry::ReversalSent { id: journal_id, attempt: attempts }, now);
-        }
         debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);
     }
