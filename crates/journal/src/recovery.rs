@@ -16,7 +16,9 @@
 //! back ([`Recovery::from_checkpoint`]) and followed by the log after it, it gives the same
 //! state as the whole log, so recovery reads a bounded amount whatever the log's length.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use crate::{
     entry::{Accepted, Entry, Forwarded, Key, OutcomeEntry, ReversalQueued},
@@ -52,7 +54,7 @@ pub struct Outcome {
 /// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcomes {
-    map: HashMap<DupKey, Outcome>,
+    map: FxHashMap<DupKey, Outcome>,
     order: VecDeque<DupKey>,
 }
 
@@ -105,10 +107,10 @@ impl Outcomes {
         self.map.is_empty()
     }
 
-    /// Every outcome, oldest first.
+    /// Every outcome, oldest first. (`order` holds each key of `map` once: a key enters
+    /// both together and leaves both together.)
     pub fn iter(&self) -> impl Iterator<Item = (&DupKey, &Outcome)> {
-        let mut seen = std::collections::HashSet::new();
-        self.order.iter().filter(move |k| seen.insert(*k)).filter_map(|k| Some((k, self.map.get(k)?)))
+        self.order.iter().filter_map(|k| Some((k, self.map.get(k)?)))
     }
 }
 
