@@ -65,12 +65,23 @@ fn answers_wait_for_the_journal_which_holds_no_card_data_and_survives_a_restart(
         .filter(|f| matches!(Entry::decode(f.record.kind, f.record.payload), Ok(Entry::Answered(_))))
         .count();
     assert_eq!(answered, 30);
-    // Every byte of the state directory but the key: no PAN (ASCII or BCD), no track data,
-    // no PIN block.
+    // Every byte of the state directory but the key (segments, checkpoints, anything else):
+    // no PAN (ASCII or BCD), no track data, no PIN block.
     let mut bytes = Vec::new();
-    for (_, b) in &segs.files {
-        bytes.extend_from_slice(b);
+    let mut files = 0;
+    let mut dirs = vec![state.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n != "pan.key") {
+                bytes.extend_from_slice(&std::fs::read(&p).unwrap());
+                files += 1;
+            }
+        }
     }
+    assert!(files >= 1 && bytes.len() > 90 * 17, "read the whole state directory: {files} files");
     for (what, needle) in [
         ("PAN", PAN.as_bytes()),
         ("PAN (BCD)", &[0x47u8, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10][..]),
@@ -129,5 +140,62 @@ fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_resta
     assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"68"[..]));
     assert_eq!(issuer.seen_mti(200).len(), 2, "and not forwarded again");
     switch.stop();
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_full_disk_declines_new_requests_96_while_what_is_in_flight_is_answered_and_then_recovers() {
+    let state = std::env::temp_dir().join(format!("corridor-journal-enospc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveAfter(std::time::Duration::from_secs(1)));
+    let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
+    let text = config(&state, issuer.addr);
+
+    // Write attempts 2 to 9 find the disk full (the seam): the first purchase's records are
+    // the first attempt; the second's meet the full disk.
+    let (engine, mut net) = corridor_config::parse(&text).unwrap().into_parts().unwrap();
+    net.journal.as_mut().unwrap().no_space = Some(2..10);
+    let running = corridor_net::Running::start(engine, net).unwrap();
+    let addr = running.addr("acq-1").unwrap();
+    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+    assert!(state.join("journal").join("reserve").exists(), "the reserve is held");
+    let mut acq = Conn::connect(addr, wire);
+    acq.send(0, &purchase(PAN, "000001", "12345678"));
+    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::FINANCIAL_REQUEST)));
+    acq.send(0, &purchase(PAN, "000002", "12345678"));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(!state.join("journal").join("reserve").exists(), "released when the disk filled");
+    acq.send(0, &purchase(PAN, "000003", "12345678"));
+    let mut codes = std::collections::BTreeMap::new();
+    while codes.len() < 3 {
+        let (_, r) = acq.recv_app_within(WAIT_MAX).expect("every request answered");
+        codes.insert(
+            String::from_utf8(r.get(de::STAN).unwrap().to_vec()).unwrap(),
+            String::from_utf8(r.get(de::RESPONSE_CODE).unwrap().to_vec()).unwrap(),
+        );
+    }
+    assert_eq!(codes["000003"], "96", "new while the disk is full: declined");
+    assert_eq!(codes["000001"], "00", "in flight before: answered");
+    assert_eq!(codes["000002"], "00", "accepted as the disk filled: journaled once it could be, answered");
+    assert_eq!(issuer.seen_mti(200).len(), 2, "the declined one never left");
+    // Space comes back (the seam's range is over): the reserve is taken again, and new
+    // requests are approved.
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    let mut stan = 10;
+    loop {
+        stan += 1;
+        acq.send(0, &purchase(PAN, &format!("{stan:06}"), "12345678"));
+        let (_, r) = acq.recv_app_within(WAIT_MAX).expect("answered");
+        if r.get(de::RESPONSE_CODE) == Some(&b"00"[..]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "new requests taken again once there is room");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(state.join("journal").join("reserve").exists(), "the reserve is held again");
+    let report = running.stop().expect("a full disk is not fatal");
+    assert!(report.stats.storage_declines >= 1);
     let _ = std::fs::remove_dir_all(&state);
 }

@@ -540,6 +540,8 @@ impl Loaded {
         let Some(j) = self.journal else {
             return Ok((corridor_engine::Engine::new(self.engine, clock), self.net));
         };
+        let lock = corridor_net::control::lock(&j.dir)
+            .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
         let recovered = corridor_net::journal::recover(&j.dir)
             .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
         if let Some((seq, at)) = recovered.cut {
@@ -561,10 +563,13 @@ impl Loaded {
         net.journal = Some(corridor_net::journal::JournalFiles {
             dir: j.dir,
             last_segment: recovered.last.map(|(seq, _)| seq),
+            lock: Some(lock),
             checkpoint_segments: j.checkpoint_segments,
             outcome_window: self.engine.settings.duplicate_window,
             retain: j.retain,
+            reserve_bytes: j.reserve_bytes,
             fail_sync_after: None,
+            no_space: None,
         });
         let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
         let now_ms = std::time::SystemTime::now()

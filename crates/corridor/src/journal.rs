@@ -71,13 +71,18 @@ pub(crate) fn run(c: JournalCommand) -> Result<()> {
                 };
                 println!("  {seq:020}.seg  {:>10} bytes  {range}", bytes.len());
             }
-            let owed = corridor_journal::recovery::Recovery::of(&scan)?;
+            let checkpoints = corridor_net::journal::checkpoints(&dir)?;
+            if let Some(seq) = checkpoints.last() {
+                println!("  newest checkpoint covers records up to {seq} ({} kept)", checkpoints.len());
+            }
+            let (owed, _) = corridor_net::journal::read_state(&dir)?;
             println!(
                 "owed: {} requests forwarded without an answer (to reverse), {} accepted and never forwarded, \
-                 {} reversals unacknowledged; {} answered outcomes",
+                 {} reversals and advices unacknowledged, {} in the exception queue; {} answered outcomes",
                 owed.open().count(),
                 owed.unforwarded().count(),
                 owed.reversals.len(),
+                owed.exceptions.len(),
                 owed.outcomes.len()
             );
             match scan.cut() {

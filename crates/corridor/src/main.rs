@@ -7,6 +7,7 @@
 //! - `main.rs`: the command line and exit codes.
 //! - `msg.rs`: `corridor msg`, the operator's tool to look at and craft messages.
 //! - `journal.rs`: `corridor journal`, to look at, check and cut a journal directory.
+//! - `saf.rs`: `corridor saf`, the store-and-forward and exception queues of a journal.
 //! - the library (`certs`, `serve`); the configuration file is `corridor-config`'s.
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ use corridor_config as config;
 
 mod journal;
 mod msg;
+mod saf;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,6 +56,11 @@ enum Command {
     Journal {
         #[command(subcommand)]
         command: journal::JournalCommand,
+    },
+    /// The store-and-forward queue and the exception queue: list, retry, drop.
+    Saf {
+        #[command(subcommand)]
+        command: saf::SafCommand,
     },
     /// Look at and craft protocol messages.
     Msg {
@@ -137,6 +144,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
         Command::Journal { command } => journal::run(command),
+        Command::Saf { command } => saf::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
         Command::Serve { config } => run_serve(&config),
         Command::Certs { command } => run_certs(command),

@@ -122,7 +122,7 @@ fn read_bounded(r: impl Read) -> Result<Vec<u8>> {
 fn parse_hex(text: &[u8]) -> Result<Vec<u8>> {
     let digits: Vec<(usize, u8)> =
         text.iter().copied().enumerate().filter(|(_, c)| !c.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("hex input has an odd number of digits ({})", digits.len());
     }
     let nibble = |(at, c): (usize, u8)| -> Result<u8> {

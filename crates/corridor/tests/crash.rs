@@ -4,14 +4,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code: threads and sleeps
 
+mod common;
+
 use std::{
     collections::HashSet,
-    io::{BufRead, BufReader, Read, Write},
+    io::Read,
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use common::{send, serve};
 
 use bytes::BytesMut;
 use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
@@ -24,19 +27,8 @@ struct Seen {
     requests: usize,
 }
 
-fn send(s: &mut TcpStream, corr: u64, m: &OwnedMessage) {
-    let body = m.to_bytes(Dialect::Native).unwrap();
-    let mut out = BytesMut::new();
-    NativeFramer::new(FRAME_BYTES_MAX).encode(0, corr, &body, &mut out).unwrap();
-    let _ = s.write_all(&out);
-}
-
 fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
-    let mut r = OwnedMessage::from(m);
-    r.set_mti(m.mti().response().unwrap());
-    r.set(de::RESPONSE_CODE, code).unwrap();
-    r.remove(de::PIN_BLOCK);
-    r
+    common::answer(&OwnedMessage::from(m), code)
 }
 
 /// An issuer that approves each purchase 300 ms after it came and acknowledges reversals
@@ -66,7 +58,9 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                 let corr = f.correlation();
                 let m = Message::parse(Dialect::Native, f.into_body()).unwrap();
                 match m.mti() {
-                    Mti::NETWORK_REQUEST => send(&mut s, corr, &answer(&m, "00")),
+                    Mti::NETWORK_REQUEST => {
+                        send(&mut s, corr, &answer(&m, "00"));
+                    }
                     Mti::FINANCIAL_REQUEST => {
                         // Approved as it arrives (its answer leaves 300 ms later, if the
                         // connection is still there).
@@ -88,39 +82,6 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
             }
         }
     }
-}
-
-/// A switch process, killed when dropped (a failed test leaves none behind).
-struct Switch(Child);
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(config: &std::path::Path) -> Switch {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Ready once the issuer link has signed on.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("sign-on answered") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let child = Switch(child);
-    rx.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
-    child
 }
 
 #[test]
@@ -149,7 +110,7 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
     )
     .unwrap();
 
-    let mut switch = serve(&config);
+    let switch = serve(&config);
     let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
     let purchase = |i: u64| {
         let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
@@ -170,8 +131,7 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
     let deadline = Instant::now() + Duration::from_secs(10);
     std::thread::sleep(Duration::from_millis(150));
     assert!(Instant::now() < deadline);
-    switch.0.kill().unwrap();
-    switch.0.wait().unwrap();
+    switch.kill9();
     // The issuer approves all 20 into a dead connection; the acquirer heard nothing.
     std::thread::sleep(Duration::from_millis(400));
     acq.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
@@ -179,7 +139,7 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
     assert!(!matches!(acq.read(&mut got), Ok(n) if n > 0), "the acquirer got no answer before the crash");
 
     // Restart on the same journal: everything approved and never delivered is reversed.
-    let mut switch = serve(&config);
+    let switch = serve(&config);
     let deadline = Instant::now() + Duration::from_secs(15);
     let ambiguous = loop {
         let s = seen.lock().unwrap();
@@ -212,7 +172,6 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
     };
     assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
     assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
-    let _ = Command::new("kill").args(["-TERM", &switch.0.id().to_string()]).status();
-    let _ = switch.0.wait();
+    let _ = switch.term();
     let _ = std::fs::remove_dir_all(&dir);
 }

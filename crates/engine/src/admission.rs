@@ -128,7 +128,8 @@ impl Engine {
             self.stats.inflight_limit_hits += 1;
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        if matches!(msg.mti().class(), 1 | 2) && self.saf_full(spec, now) {
+        if matches!(msg.mti().class(), 1 | 2) && (self.storage_full || self.saf_full(spec, now)) {
+            self.stats.storage_declines += u64::from(self.storage_full);
             return Decline(ResponseCode::SYSTEM_ERROR);
         }
         let table = self.routes.load();
@@ -302,8 +303,9 @@ impl Engine {
                 return self.replay_outcome(link, correlation, msg, ok);
             }
         }
-        if self.saf_full(spec, now) {
+        if self.storage_full || self.saf_full(spec, now) {
             // Not stored: its sender keeps it and repeats it.
+            self.stats.storage_declines += u64::from(self.storage_full);
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
         let table = self.routes.load();

@@ -105,6 +105,8 @@ pub struct Engine {
     pub(crate) journal: Option<crate::journal::Journal>,
     /// Links with frames waiting for the journal.
     pub(crate) journal_held: Vec<LinkId>,
+    /// The journal's disk is full: new liabilities are declined (96).
+    pub(crate) storage_full: bool,
 }
 
 impl Engine {
@@ -147,6 +149,7 @@ impl Engine {
             link_totals: vec![LinkCounts::default(); n_links],
             journal: None,
             journal_held: Vec::new(),
+            storage_full: false,
         }
     }
 
@@ -685,6 +688,13 @@ impl Engine {
             }
             self.pending_timeout(link, key, now);
         }
+    }
+
+    /// The journal's disk is full (`true`) or has room again: while it is full, new
+    /// authorizations, financial requests and participants' advices are declined 96, and
+    /// what is already in flight is answered and reversed as usual.
+    pub fn set_storage_full(&mut self, full: bool) {
+        self.storage_full = full;
     }
 
     /// Whether a drain has started and no request is in flight.

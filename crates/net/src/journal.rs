@@ -27,12 +27,19 @@ pub enum JournalError {
     },
     /// The log is damaged inside (not a torn tail): the switch refuses to start on it.
     Corrupt(Corrupt),
+    /// The disk is full (ENOSPC, EDQUOT): the batch was not written, and what was begun of
+    /// it was cut back; it may be written again once there is room.
+    NoSpace {
+        /// What was being done.
+        what: String,
+    },
 }
 
 impl fmt::Display for JournalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Io { what, error } => write!(f, "{what}: {error}"),
+            Self::NoSpace { what } => write!(f, "{what}: no space left on the device"),
             Self::Corrupt(c) => write!(f, "{c} (inspect it with `corridor journal verify`; cutting the log there is a deliberate `corridor journal truncate`)"),
         }
     }
@@ -42,7 +49,18 @@ impl std::error::Error for JournalError {}
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> JournalError {
     let what = what.into();
-    move |error| JournalError::Io { what, error }
+    move |error| {
+        if is_no_space(&error) {
+            JournalError::NoSpace { what }
+        } else {
+            JournalError::Io { what, error }
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 | 122)) || e.kind() == io::ErrorKind::StorageFull
 }
 
 /// A journal directory's segments, read whole.
@@ -130,6 +148,8 @@ pub struct JournalFiles {
     pub dir: PathBuf,
     /// The segment to append to (the last one, after recovery), if any.
     pub last_segment: Option<u64>,
+    /// The directory's lock, held while the switch runs (`None` only in tests).
+    pub lock: Option<crate::control::DirLock>,
     /// A checkpoint is written after this many new segments (and once at start).
     pub checkpoint_segments: u32,
     /// How long a completed request's outcome is kept (the duplicate window): older ones
@@ -138,9 +158,15 @@ pub struct JournalFiles {
     /// Segments a checkpoint covers are kept this long after they end (for audit and
     /// clearing), then removed.
     pub retain: std::time::Duration,
+    /// Space held back in the directory for when the disk fills (see [`Writer`]).
+    pub reserve_bytes: u64,
     /// Fault injection, for tests: the sync of every batch after this many fails with EIO.
     #[doc(hidden)]
     pub fail_sync_after: Option<u64>,
+    /// Fault injection, for tests: write attempts in this range (counted from 1) fail with
+    /// ENOSPC before touching the file.
+    #[doc(hidden)]
+    pub no_space: Option<std::ops::Range<u64>>,
 }
 
 /// What recovery found in a journal directory.
@@ -462,6 +488,12 @@ pub struct Writer {
     durable_len: u64,
     /// See [`JournalFiles::fail_sync_after`].
     fail_sync_after: Option<u64>,
+    /// See [`JournalFiles::no_space`].
+    no_space: Option<std::ops::Range<u64>>,
+    /// Write attempts made.
+    attempts: u64,
+    /// The reserve file's size (0: none).
+    reserve_bytes: u64,
 }
 
 impl Writer {
@@ -488,7 +520,74 @@ impl Writer {
             Some(f) => f.metadata().map_err(io_err("reading the last segment's length"))?.len(),
             None => 0,
         };
-        Ok(Self { dir: dir.to_owned(), current, batches: 0, durable_len, fail_sync_after: None })
+        Ok(Self {
+            dir: dir.to_owned(),
+            current,
+            batches: 0,
+            durable_len,
+            fail_sync_after: None,
+            no_space: None,
+            attempts: 0,
+            reserve_bytes: 0,
+        })
+    }
+
+    /// Holds `bytes` back in the directory (a file of zeros, written and synced, so the
+    /// blocks are taken) for when the disk fills: released then, it lets the switch journal
+    /// what is already in flight while it declines new requests. Whether it is in place.
+    pub fn with_reserve(mut self, bytes: u64) -> (Self, bool) {
+        self.reserve_bytes = bytes;
+        let ok = self.restore_reserve();
+        (self, ok)
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.dir.join("reserve")
+    }
+
+    /// Whether the reserve is in place.
+    #[must_use]
+    pub fn reserve_held(&self) -> bool {
+        self.reserve_bytes > 0
+            && std::fs::metadata(self.reserve_path()).is_ok_and(|m| m.len() >= self.reserve_bytes)
+    }
+
+    /// Gives the reserve back to the disk; whether there was one.
+    pub fn release_reserve(&mut self) -> bool {
+        std::fs::remove_file(self.reserve_path()).is_ok()
+    }
+
+    /// Takes the reserve again (once the disk has room for it): whether it is in place.
+    pub fn restore_reserve(&mut self) -> bool {
+        if self.reserve_bytes == 0 || self.reserve_held() {
+            return self.reserve_bytes > 0;
+        }
+        let path = self.reserve_path();
+        let written = (|| {
+            let mut f = File::create(&path)?;
+            let chunk = vec![0u8; 64 << 10];
+            let mut left = self.reserve_bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64);
+                // At most the chunk's length.
+                f.write_all(&chunk[..n as usize])?;
+                left -= n;
+            }
+            f.sync_all()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+            return false;
+        }
+        true
+    }
+
+    /// The storage seam for tests: write attempts in `range` fail with ENOSPC.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn no_space_in(mut self, range: Option<std::ops::Range<u64>>) -> Self {
+        self.no_space = range;
+        self
     }
 
     /// The storage seam for tests: every sync after `batches` batches fails with EIO, as a
@@ -507,6 +606,29 @@ impl Writer {
     /// Any write or sync error: the batch is not durable, and (for a failed sync) nothing
     /// written since the last good sync may be trusted — the caller stops.
     pub fn write(&mut self, batch: &SyncBatch) -> Result<(), JournalError> {
+        self.attempts += 1;
+        if self.no_space.as_ref().is_some_and(|r| r.contains(&self.attempts)) {
+            return Err(JournalError::NoSpace { what: "appending to the journal (injected)".into() });
+        }
+        let created = batch.new_segment.map(|h| self.dir.join(h.file_name()));
+        match self.write_inner(batch) {
+            Err(e @ JournalError::NoSpace { .. }) => {
+                // Nothing of the batch may stay: cut back to the last good sync (a segment
+                // begun by this batch is removed), so the same batch can be written again.
+                if let Some(p) = created.filter(|p| p.exists()) {
+                    let _ = std::fs::remove_file(p);
+                    self.current = None;
+                    let _ = sync_dir(&self.dir);
+                } else if let Some(f) = self.current.as_mut() {
+                    let _ = f.set_len(self.durable_len).and_then(|()| f.sync_all());
+                }
+                Err(e)
+            }
+            r => r,
+        }
+    }
+
+    fn write_inner(&mut self, batch: &SyncBatch) -> Result<(), JournalError> {
         if let Some(h) = &batch.new_segment {
             if let Some(old) = self.current.take() {
                 old.sync_data().map_err(io_err("syncing the previous segment"))?;
@@ -539,6 +661,9 @@ impl Writer {
             Ok(()) => {
                 self.durable_len += batch.bytes.len() as u64;
                 Ok(())
+            }
+            Err(error) if is_no_space(&error) => {
+                Err(JournalError::NoSpace { what: "syncing the journal".into() })
             }
             Err(error) => {
                 // After a failed sync nothing written since the last good one can be trusted,

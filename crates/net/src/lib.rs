@@ -18,12 +18,15 @@
 //!   timer task and graceful shutdown.
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
 //!   appended and synced (the format is `corridor-journal`'s).
+//! - [`control`]: the journal directory's lock, and operators' requests to a running
+//!   switch through it (the exception queue's retry and drop).
 //! - [`handle`]: a `Send` handle to a running switch: snapshots, route table, shutdown.
 //! - [`running`]: a switch on a thread of its own.
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod control;
 pub mod error;
 pub mod handle;
 pub mod journal;

@@ -240,12 +240,22 @@ impl Switch {
             fatal: RefCell::new(None),
         });
         let journal = match net.journal {
-            Some(files) => Some((
-                crate::journal::Writer::open(&files.dir, files.last_segment)
-                    .map_err(|e| io::Error::other(format!("journal: {e}")))?
-                    .failing_after(files.fail_sync_after),
-                files,
-            )),
+            Some(files) => {
+                Some((
+                    {
+                        let (w, reserved) = crate::journal::Writer::open(&files.dir, files.last_segment)
+                            .map_err(|e| io::Error::other(format!("journal: {e}")))?
+                            .failing_after(files.fail_sync_after)
+                            .no_space_in(files.no_space.clone())
+                            .with_reserve(files.reserve_bytes);
+                        if !reserved && files.reserve_bytes > 0 {
+                            warn!(bytes = files.reserve_bytes, "journal: no room for the reserve; a full disk will decline new requests at once");
+                        }
+                        w
+                    },
+                    files,
+                ))
+            }
             None => None,
         };
         Ok(Self {
@@ -296,6 +306,7 @@ impl Switch {
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
                 if let Some((writer, files)) = journal {
+                    tokio::task::spawn_local(control_loop(Rc::clone(&shared), files.dir.clone()));
                     let checkpoints = Checkpoints::new(files);
                     checkpoints.start();
                     tokio::task::spawn_local(journal_loop(
@@ -318,6 +329,47 @@ impl Switch {
         }
         let engine = engine.engine.borrow();
         Ok(report(&engine))
+    }
+}
+
+/// Operators' requests through the journal directory (see [`crate::control`]): each is
+/// acted on by the engine (which journals and logs it) and answered.
+async fn control_loop(shared: Rc<Shared>, dir: std::path::PathBuf) {
+    let mut tick = tokio::time::interval(crate::control::CONTROL_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let d = dir.clone();
+        let Ok(requests) = tokio::task::spawn_blocking(move || crate::control::pending(&d)).await else {
+            continue;
+        };
+        if requests.is_empty() {
+            continue;
+        }
+        let answers: Vec<(std::path::PathBuf, bool)> = {
+            let mut engine = shared.engine.borrow_mut();
+            let now = Instant::now();
+            requests
+                .into_iter()
+                .map(|(path, req)| {
+                    let done = match req {
+                        Some((crate::control::Op::Retry, id)) => engine.saf_retry(id, now),
+                        Some((crate::control::Op::Drop, id)) => engine.saf_drop(id, now),
+                        None => false,
+                    };
+                    (path, done)
+                })
+                .collect()
+        };
+        shared.flush();
+        // Answered once what they did is durable: the journal writer takes it from here,
+        // and the answer only says the switch has it.
+        let _ = tokio::task::spawn_blocking(move || {
+            for (path, done) in answers {
+                crate::control::answer(&path, done);
+            }
+        })
+        .await;
     }
 }
 
@@ -374,10 +426,18 @@ impl Checkpoints {
     }
 }
 
+/// How long a batch waits before it is written again on a full disk.
+const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
+/// How often a full disk is looked at again (by taking the reserve back).
+const NO_SPACE_PROBE: Duration = Duration::from_secs(1);
+
 /// Writes the journal: takes each batch the engine has due, appends and syncs it on a
 /// blocking thread, and tells the engine, which then releases what waited for it. A write
 /// or sync that fails stops the switch at once (fail-stop: nothing is acknowledged after it,
-/// and a restart recovers from what is on disk).
+/// and a restart recovers from what is on disk) — but for a full disk: then the reserve is
+/// released and the same batch written again, the engine declines new requests (96) while
+/// it goes on journaling what is in flight, and once the reserve can be taken back the
+/// switch takes new requests again.
 async fn journal_loop(
     shared: Rc<Shared>,
     writer: crate::journal::Writer,
@@ -385,22 +445,26 @@ async fn journal_loop(
     stop: Shutdown,
 ) {
     let mut writer = Some(writer);
+    // Whether the disk was found full, and when it was last looked at.
+    let mut full: Option<Instant> = None;
     loop {
         let batch = loop {
             let (batch, due) = {
                 let mut engine = shared.engine.borrow_mut();
-                let unix_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                (engine.poll_journal(Instant::now(), unix_ms), engine.journal_timeout())
+                (engine.poll_journal(Instant::now(), crate::journal::unix_ms()), engine.journal_timeout())
             };
             if let Some(b) = batch {
-                break b;
+                break Some(b);
             }
+            if full.is_some_and(|at| at.elapsed() >= NO_SPACE_PROBE) {
+                break None;
+            }
+            let probe = full.map(|at| at + NO_SPACE_PROBE);
             let wait = async {
-                match due {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+                match (due, probe) {
+                    (Some(a), Some(b)) => tokio::time::sleep_until(a.min(b).into()).await,
+                    (Some(a), None) | (None, Some(a)) => tokio::time::sleep_until(a.into()).await,
+                    (None, None) => std::future::pending().await,
                 }
             };
             tokio::select! {
@@ -409,36 +473,93 @@ async fn journal_loop(
             }
         };
         let Some(mut w) = writer.take() else { return };
+        let Some(mut batch) = batch else {
+            // Idle on a full disk: is there room again?
+            let Ok((w, back)) = tokio::task::spawn_blocking(move || {
+                let back = w.restore_reserve();
+                (w, back)
+            })
+            .await
+            else {
+                return fatal(&shared, &stop, "journal writer thread failed");
+            };
+            writer = Some(w);
+            full = space_back(&shared, back);
+            continue;
+        };
         let last = batch.last_seq;
         let new_segment = batch.new_segment.is_some();
-        let written = tokio::task::spawn_blocking(move || {
-            let r = w.write(&batch);
-            (w, r)
-        })
-        .await;
-        match written {
-            Ok((w, Ok(()))) => {
-                writer = Some(w);
-                shared.engine.borrow_mut().handle_journal_synced(last);
-                shared.flush();
-                if new_segment {
-                    checkpoints.segment_begun();
+        loop {
+            let written = tokio::task::spawn_blocking(move || {
+                let r = w.write(&batch);
+                (w, batch, r)
+            })
+            .await;
+            match written {
+                Ok((back, _, Ok(()))) => {
+                    w = back;
+                    shared.engine.borrow_mut().handle_journal_synced(last);
+                    shared.flush();
+                    if new_segment {
+                        checkpoints.segment_begun();
+                    }
+                    break;
                 }
-            }
-            Ok((_, Err(e))) => {
-                tracing::error!(error = %e, "journal write failed: stopping");
-                *shared.fatal.borrow_mut() = Some(format!("journal: {e}"));
-                stop.trigger();
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal writer thread failed: stopping");
-                *shared.fatal.borrow_mut() = Some(format!("journal writer: {e}"));
-                stop.trigger();
-                return;
+                Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
+                    let released = back.release_reserve();
+                    if full.is_none() {
+                        tracing::error!(
+                            what,
+                            reserve_released = released,
+                            "journal: the disk is full; new requests are declined 96 while what is in flight is journaled"
+                        );
+                        shared.engine.borrow_mut().set_storage_full(true);
+                        shared.flush();
+                    }
+                    full = Some(full.unwrap_or_else(Instant::now));
+                    if !released {
+                        tokio::time::sleep(NO_SPACE_RETRY).await;
+                    }
+                    (w, batch) = (back, again);
+                }
+                Ok((_, _, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
+                Err(e) => return fatal(&shared, &stop, &format!("journal writer: {e}")),
             }
         }
+        if full.is_some_and(|at| at.elapsed() >= NO_SPACE_PROBE) {
+            let Ok((back, room)) = tokio::task::spawn_blocking(move || {
+                let room = w.restore_reserve();
+                (w, room)
+            })
+            .await
+            else {
+                return fatal(&shared, &stop, "journal writer thread failed");
+            };
+            w = back;
+            full = space_back(&shared, room);
+        }
+        writer = Some(w);
     }
+}
+
+/// After a look at a full disk: `back` says whether the reserve was taken again. Returns
+/// the new state of the disk (`None`: room again, with the time of the next look otherwise).
+fn space_back(shared: &Shared, back: bool) -> Option<Instant> {
+    if back {
+        info!("journal: disk space is back (the reserve is held again); new requests are taken");
+        shared.engine.borrow_mut().set_storage_full(false);
+        shared.flush();
+        None
+    } else {
+        Some(Instant::now())
+    }
+}
+
+/// The journal cannot go on: the switch stops at once, with the reason.
+fn fatal(shared: &Shared, stop: &Shutdown, why: &str) {
+    tracing::error!(error = why, "journal write failed: stopping");
+    *shared.fatal.borrow_mut() = Some(why.to_owned());
+    stop.trigger();
 }
 
 fn report(engine: &Engine) -> Report {

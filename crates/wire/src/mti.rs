@@ -103,7 +103,7 @@ impl Mti {
     /// notification). Responses have an odd function digit.
     #[must_use]
     pub const fn is_request(self) -> bool {
-        self.function() % 2 == 0
+        self.function().is_multiple_of(2)
     }
 
     /// Whether this is a repeat of an earlier transmission (odd origin digit: 0421, 0201, …).

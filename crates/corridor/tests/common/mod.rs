@@ -1,0 +1,148 @@
+//! What the real-process tests share: a `corridor serve` child killed on drop, native
+//! framing over blocking loopback sockets, and answers made from requests.
+
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use corridor_wire::{de, Dialect, Message, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
+
+/// A switch process, killed when dropped (a failed test leaves none behind). Its stderr
+/// lines are kept.
+pub struct Switch {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Switch {
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status once it has drained.
+    pub fn term(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+
+    /// Whether a line of its log contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+}
+
+/// Starts `corridor serve --config config`, ready once a dialed link has signed on.
+pub fn serve(config: &std::path::Path) -> Switch {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("sign-on answered") {
+                let _ = tx.send(());
+            }
+            kept.lock().unwrap().push(line);
+        }
+    });
+    let child = Switch { child, log };
+    rx.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
+    child
+}
+
+/// Runs `corridor args…`; its exit success and stdout+stderr.
+pub fn corridor(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_corridor")).args(args).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+pub fn send(s: &mut TcpStream, corr: u64, m: &OwnedMessage) -> bool {
+    let body = m.to_bytes(Dialect::Native).unwrap();
+    let mut out = BytesMut::new();
+    NativeFramer::new(FRAME_BYTES_MAX).encode(0, corr, &body, &mut out).unwrap();
+    s.write_all(&out).is_ok()
+}
+
+/// Reads whatever whole frames arrive within the socket's read timeout into `buf`,
+/// returning them; `None` once the connection is gone.
+pub fn read_frames(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Vec<(u64, OwnedMessage)>> {
+    let mut chunk = [0u8; 16384];
+    match s.read(&mut chunk) {
+        Ok(0) => return None,
+        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        Err(_) => return None,
+    }
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = NativeFramer::new(FRAME_BYTES_MAX).decode(buf) {
+        let corr = f.correlation();
+        let m = Message::parse(Dialect::Native, f.into_body()).unwrap();
+        out.push((corr, OwnedMessage::from(&m)));
+    }
+    Some(out)
+}
+
+pub fn answer(m: &OwnedMessage, code: &str) -> OwnedMessage {
+    let mut r = m.clone();
+    r.set_mti(m.mti().response().unwrap());
+    r.set(de::RESPONSE_CODE, code).unwrap();
+    r.remove(de::PIN_BLOCK);
+    r
+}
+
+pub fn text(m: &OwnedMessage, f: corridor_wire::FieldId) -> String {
+    m.get(f).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+}
+
+/// A configuration: acquirer `acq` listening on `acq_port` (native), issuer `iss` dialed
+/// at `issuer`, a default route, a journal in `journal/` under the config's directory, and
+/// `extra` lines for `[switch]`.
+pub fn config(acq_port: u16, issuer: std::net::SocketAddr, switch: &str) -> String {
+    format!(
+        "[switch]\n{switch}\n\n[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  [[participant.link]]\n  \
+         name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:{acq_port}\"\n  framing = \"native\"\n  \
+         dialect = \"native\"\n  sign_on_required = false\n  inflight_max = 1024\n\n[[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n  \
+         [[participant.link]]\n  name = \"iss-1\"\n  mode = \"dial\"\n  address = \"{issuer}\"\n  framing = \"native\"\n  \
+         dialect = \"native\"\n  inflight_max = 1024\n  reconnect_min_ms = 20\n  reconnect_max_ms = 100\n\n[[route]]\ndefault = true\n\
+         destination = \"iss\"\ntimeout_ms = 5000\n\n[journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n"
+    )
+}
+
+/// A fresh state directory with a PAN key.
+pub fn state(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("corridor-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    dir
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
