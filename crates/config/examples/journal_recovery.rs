@@ -123,6 +123,8 @@ fn main() {
             stan,
             time: 1_125_221_530,
             terminal,
+            acquirer: corridor_journal::entry::institution_code(b"12345678"),
+            forwarder: 0,
             link: "acq-1".into(),
             correlation: 0,
             request: sealed.clone(),
@@ -144,7 +146,15 @@ fn main() {
                     destination: "iss".into(),
                     reversal: sealed.clone(),
                     queued_unix_ms: corridor_net::journal::unix_ms(),
-                    original: Some(("acq".into(), 2, stan, 1_125_221_530, terminal)),
+                    original: Some(corridor_journal::entry::Key {
+                        participant: "acq".into(),
+                        class: 2,
+                        stan,
+                        time: 1_125_221_530,
+                        terminal,
+                        acquirer: corridor_journal::entry::institution_code(b"12345678"),
+                        forwarder: 0,
+                    }),
                     advice: None,
                 };
                 put(&mut appender, &Entry::ReversalQueued(q), &mut payload);

@@ -40,6 +40,8 @@ pub struct Loaded {
     pub net: NetConfig,
     /// The journal, when the configuration has one.
     pub journal: Option<JournalSettings>,
+    /// SHA-256 of the configuration's text (journaled at start, for the audit trail).
+    pub digest: [u8; 32],
 }
 
 /// A checked `[journal]` section.
@@ -328,7 +330,9 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
-    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal })
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal, digest })
 }
 
 /// Where a link's connections come from.
@@ -568,13 +572,13 @@ impl Loaded {
             outcome_window: self.engine.settings.duplicate_window,
             retain: j.retain,
             reserve_bytes: j.reserve_bytes,
-            fail_sync_after: None,
-            no_space: None,
+            fault: None,
         });
         let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        engine.record_config(self.digest);
         let done = engine.resume(&recovered.owed, std::time::Instant::now(), now_ms);
         if done.reversed + done.reversals + done.exceptions + done.unresolved > 0 {
             tracing_free_log(&format!(

@@ -30,6 +30,8 @@ fn write_log(dir: &Path, records: u64) {
                 stan: u32::try_from(i).unwrap(),
                 time: 1_125_221_530,
                 terminal: *b"TERM0001",
+                acquirer: corridor_journal::entry::institution_code(b"12345678"),
+                forwarder: 0,
                 link: "acq-1".into(),
                 correlation: 0,
                 request: vec![0; 40],

@@ -88,8 +88,8 @@ impl Outcomes {
     }
 }
 
-/// Originator, MTI class, STAN, transmission time, terminal: two requests with the same key
-/// are one request sent twice.
+/// Originator, MTI class, STAN, transmission time, terminal, acquiring and forwarding
+/// institution: two requests with the same key are one request sent twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct DupKey {
     participant: usize,
@@ -97,12 +97,36 @@ pub(crate) struct DupKey {
     stan: u32,
     time: u64,
     terminal: [u8; 8],
+    /// DE 32 and DE 33 as `corridor_journal::entry::institution_code`s (0: absent).
+    acquirer: u64,
+    forwarder: u64,
 }
 
 impl DupKey {
-    /// A key from its parts (a journaled request's).
-    pub(crate) fn from_parts(participant: usize, class: u8, stan: u32, time: u64, terminal: [u8; 8]) -> Self {
-        Self { participant, class, stan, time, terminal }
+    /// The engine's key for a journaled one, whose participant is `participant`.
+    pub(crate) fn from_journal(participant: usize, k: &corridor_journal::entry::Key) -> Self {
+        Self {
+            participant,
+            class: k.class,
+            stan: k.stan,
+            time: k.time,
+            terminal: k.terminal,
+            acquirer: k.acquirer,
+            forwarder: k.forwarder,
+        }
+    }
+
+    /// The journal's key for this one, whose participant's configured id is `id`.
+    pub(crate) fn to_journal(self, id: String) -> corridor_journal::entry::Key {
+        corridor_journal::entry::Key {
+            participant: id,
+            class: self.class,
+            stan: self.stan,
+            time: self.time,
+            terminal: self.terminal,
+            acquirer: self.acquirer,
+            forwarder: self.forwarder,
+        }
     }
 
     /// The key of the request a participant's reversal `msg` reverses: DE 90's original MTI
@@ -135,32 +159,17 @@ impl DupKey {
             let n = t.len().min(8);
             terminal[..n].copy_from_slice(&t[..n]);
         }
+        let code = |id: Option<corridor_wire::InstitutionId>| {
+            id.map_or(0, |i| corridor_journal::entry::institution_code(i.as_bytes()))
+        };
         Self {
             participant,
             class: msg.mti().class(),
             stan: stan.value(),
             time: msg.transmission_time().map_or(0, |t| t.value()),
             terminal,
+            acquirer: code(msg.acquirer_id()),
+            forwarder: code(msg.forwarder_id()),
         }
-    }
-
-    /// The MTI class.
-    pub(crate) fn class(&self) -> u8 {
-        self.class
-    }
-
-    /// DE 11.
-    pub(crate) fn stan(&self) -> u32 {
-        self.stan
-    }
-
-    /// DE 7.
-    pub(crate) fn time(&self) -> u64 {
-        self.time
-    }
-
-    /// DE 41, space-padded.
-    pub(crate) fn terminal(&self) -> [u8; 8] {
-        self.terminal
     }
 }

@@ -286,6 +286,7 @@ impl Engine {
         self.links.insert(id, link);
         self.by_participant[participant].push(id);
         debug!(%id, link = %self.config.links[spec].name, "link up");
+        self.record_link(spec, true, now);
         if dial {
             self.send_network(id, corridor_wire::NetworkCode::SIGN_ON, now);
         }
@@ -314,6 +315,7 @@ impl Engine {
             self.reverse_undelivered(u, now);
         }
         debug!(%link, link_name = %self.config.links[l.spec].name, "link down");
+        self.record_link(l.spec, false, now);
         self.run_held(now);
     }
 

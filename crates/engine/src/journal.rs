@@ -171,9 +171,7 @@ impl Engine {
                 continue;
             };
             let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
-            let a = &r.accepted;
-            let key = (a.participant.clone(), a.class, a.stan, a.time, a.terminal);
-            let Some(dup) = self.dup_key(&key) else {
+            let Some(dup) = self.dup_key(&r.accepted.key()) else {
                 done.unresolved += 1;
                 continue;
             };
@@ -193,14 +191,34 @@ impl Engine {
     /// The engine's duplicate key for a journaled one (`None` for a participant no longer
     /// configured).
     fn dup_key(&self, k: &corridor_journal::entry::Key) -> Option<crate::duplicates::DupKey> {
-        let p = self.config.participants.iter().position(|p| p.id == k.0)?;
-        Some(crate::duplicates::DupKey::from_parts(p, k.1, k.2, k.3, k.4))
+        let p = self.config.participants.iter().position(|p| p.id == k.participant)?;
+        Some(crate::duplicates::DupKey::from_journal(p, k))
     }
 
     /// The journal's duplicate key for one of the engine's.
     fn journal_key(&self, k: &crate::duplicates::DupKey) -> corridor_journal::entry::Key {
-        let id = self.config.participants[k.participant()].id.clone();
-        (id, k.class(), k.stan(), k.time(), k.terminal())
+        k.to_journal(self.config.participants[k.participant()].id.clone())
+    }
+
+    /// Journals the configuration the switch starts on (its file's SHA-256), for the audit
+    /// trail.
+    pub fn record_config(&mut self, digest: [u8; 32]) {
+        let (participants, links) = (self.config.participants.len(), self.config.links.len());
+        let entry = Entry::ConfigEvent {
+            digest,
+            participants: u32::try_from(participants).unwrap_or(u32::MAX),
+            links: u32::try_from(links).unwrap_or(u32::MAX),
+        };
+        let now = self.last_now;
+        self.record(&entry, now);
+    }
+
+    /// Journals a connection of configured link `spec` coming up or going down.
+    pub(crate) fn record_link(&mut self, spec: usize, up: bool, now: Instant) {
+        if self.journal.is_some() {
+            let link = self.config.links[spec].name.clone();
+            self.record(&Entry::LinkEvent { link, up }, now);
+        }
     }
 
     /// Whether the engine journals.
@@ -310,16 +328,15 @@ impl Engine {
         let name = |e: &Self, l: LinkId| {
             e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
         };
-        let participant = self
-            .links
-            .get(&origin)
-            .map_or(String::new(), |l| self.config.participants[l.participant].id.clone());
+        let k = self.journal_key(dup);
         let accepted = Accepted {
-            participant,
-            class: dup.class(),
-            stan: dup.stan(),
-            time: dup.time(),
-            terminal: dup.terminal(),
+            participant: k.participant,
+            class: k.class,
+            stan: k.stan,
+            time: k.time,
+            terminal: k.terminal,
+            acquirer: k.acquirer,
+            forwarder: k.forwarder,
             link: name(self, origin),
             correlation,
             request,

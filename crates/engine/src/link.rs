@@ -376,7 +376,7 @@ mod tests {
             request: Bytes::new(),
             dialect: Dialect::Native,
             sent_stan: [b'0'; 6],
-            dup: crate::duplicates::DupKey::from_parts(0, 2, 0, 0, [b' '; 8]),
+            dup: crate::duplicates::DupKey::from_journal(0, &corridor_journal::entry::key("p", 2, 0)),
         }
     }
 

@@ -98,6 +98,7 @@ impl Engine {
         let approved = msg.response_code().is_some_and(ResponseCode::is_approval);
         let under_way = late.reversal.is_some_and(|id| self.reversals.contains_key(&id));
         debug!(%link, approved, under_way, "late response dropped");
+        let mut reversal = late.reversal.filter(|_| under_way);
         if approved && !under_way {
             let (destination, body, dup) = (late.destination, late.body.clone(), late.dup);
             self.stats.approvals_reversed += 1;
@@ -105,6 +106,18 @@ impl Engine {
             if let Some(l) = self.late.get_mut(&(link, key)) {
                 l.reversal = id;
             }
+            reversal = id;
+        }
+        if self.journal.is_some() {
+            let name =
+                self.links.get(&link).map(|l| self.config.links[l.spec].name.clone()).unwrap_or_default();
+            let code = msg.response_code().map_or(*b"  ", |c| c.0);
+            let auth = msg
+                .field(de::AUTH_ID)
+                .and_then(|f| f.value_borrowed())
+                .and_then(|v| <[u8; 6]>::try_from(v).ok());
+            let entry = Entry::LateResponse { link: name, key, code, auth, reversal: reversal.unwrap_or(0) };
+            self.record(&entry, now);
         }
     }
 

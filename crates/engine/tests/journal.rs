@@ -42,6 +42,7 @@ fn sync(h: &mut Harness, log: &mut Vec<u8>) -> usize {
     usize::try_from(b.last_seq - b.first_seq + 1).unwrap()
 }
 
+/// The log's entries but the audit trail's link events.
 fn entries(log: &[u8]) -> Vec<Entry> {
     let scan = scan_log(&[(1, log)]).expect("the log scans clean");
     scan.segments[0]
@@ -49,6 +50,7 @@ fn entries(log: &[u8]) -> Vec<Entry> {
         .records
         .iter()
         .map(|f| Entry::decode(f.record.kind, f.record.payload).unwrap())
+        .filter(|e| !matches!(e, Entry::LinkEvent { .. }))
         .collect()
 }
 
@@ -59,6 +61,7 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     let iss = h.issuer_up(L_ISS_A1);
     let acq = h.acquirer_up(L_ACQ);
     assert_eq!(h.engine.journal_durable(), Some(0));
+    assert_eq!(sync(&mut h, &mut log), 2, "the two links up, for the audit trail");
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     assert!(h.recv(iss).is_empty(), "not forwarded before its records are durable");
     assert_eq!(sync(&mut h, &mut log), 2, "accepted and forwarded, one batch");
@@ -75,9 +78,10 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     let Entry::Accepted(a) = &e[0] else { panic!("{e:?}") };
     assert_eq!((a.participant.as_str(), a.stan, a.link.as_str(), a.class), ("acq", 42, "acq-1", 2));
     let Entry::Forwarded(f) = &e[1] else { panic!("{e:?}") };
-    assert_eq!((f.request, f.destination.as_str(), f.link.as_str()), (1, "issuer-a", "iss-a-1"));
+    // Sequence numbers 1 and 2 are the links' events.
+    assert_eq!((f.request, f.destination.as_str(), f.link.as_str()), (3, "issuer-a", "iss-a-1"));
     let Entry::Answered(ans) = &e[2] else { panic!("{e:?}") };
-    assert_eq!((ans.request, &ans.code, ans.switch_made), (1, b"00", false));
+    assert_eq!((ans.request, &ans.code, ans.switch_made), (3, b"00", false));
     // What was written holds no PAN and no PIN block; the key opens the request.
     assert!(!log.windows(PAN_A.len()).any(|w| w == PAN_A.as_bytes()), "no PAN in the journal");
     assert!(!log.windows(8).any(|w| w == [0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]), "no PIN block");
@@ -92,6 +96,7 @@ fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
     let mut log = Vec::new();
     let iss = h.issuer_up(L_ISS_A1);
     let acq = h.acquirer_up(L_ACQ);
+    sync(&mut h, &mut log);
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     sync(&mut h, &mut log);
     assert_eq!(h.recv(iss).len(), 1);
@@ -113,7 +118,11 @@ fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
     assert_eq!((&a.code, a.switch_made), (b"68", true));
     let Entry::ReversalQueued(q) = &e[3] else { panic!() };
     let Entry::ReversalAcked { id } = e[5] else { panic!() };
-    assert_eq!((q.id, id), (4, 4), "the reversal's id is its record's sequence number");
+    assert_eq!(
+        (q.id, id),
+        (6, 6),
+        "the reversal's id is its record's sequence number (after two link events)"
+    );
     let reversal = open(&q.reversal, &PanKey::new(3, &KEY).unwrap()).unwrap();
     assert_eq!(reversal.get(de::PAN), Some(PAN_A.as_bytes()), "a reversal after a restart has its PAN");
 }

@@ -642,6 +642,29 @@ fn a_request_that_cannot_be_forwarded_gets_96() {
 }
 
 #[test]
+fn requests_for_two_acquiring_institutions_of_one_participant_are_not_duplicates() {
+    // A network sends for many acquirers: the same STAN, time and terminal under two DE 32
+    // values are two requests, and each keeps its own outcome.
+    let mut c = config();
+    c.participants[ACQ].acquirer_ids.push(id("12345679"));
+    let mut h = Harness::with(c);
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    for (acquirer, code) in [("12345678", "00"), ("12345679", "05")] {
+        h.send(acq, 0, &purchase(PAN_A, "000042", acquirer));
+        let fwd = h.recv(iss);
+        assert_eq!(fwd.len(), 1, "DE 32 {acquirer} forwarded");
+        h.answer(iss, &fwd[0], code);
+        assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some(code));
+    }
+    for (acquirer, code) in [("12345678", "00"), ("12345679", "05")] {
+        h.send(acq, 0, &purchase(PAN_A, "000042", acquirer));
+        assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some(code), "each repeat gets its own outcome");
+    }
+    assert!(h.recv_app(iss).is_empty());
+}
+
+#[test]
 fn a_repeat_of_a_completed_request_is_answered_from_its_outcome_never_forwarded_again() {
     let mut h = Harness::new();
     let iss = h.issuer_up(L_ISS_A1);

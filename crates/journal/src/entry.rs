@@ -20,6 +20,10 @@ pub struct Accepted {
     pub time: u64,
     /// DE 41, space-padded.
     pub terminal: [u8; 8],
+    /// DE 32 and DE 33 as [`institution_code`]s (0: absent).
+    pub acquirer: u64,
+    /// See `acquirer`.
+    pub forwarder: u64,
     /// The configured link it came on.
     pub link: String,
     /// Its correlation there (native header id, or 0 on classic links).
@@ -56,8 +60,49 @@ pub struct Answered {
     pub switch_made: bool,
 }
 
-/// A duplicate key: participant's configured id, MTI class, DE 11, DE 7, DE 41.
-pub type Key = (String, u8, u32, u64, [u8; 8]);
+/// A duplicate key: the participant's configured id, MTI class, DE 11, DE 7, DE 41, and
+/// DE 32 and DE 33 (as [`institution_code`]s).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The participant's configured id.
+    pub participant: String,
+    /// The MTI class.
+    pub class: u8,
+    /// DE 11.
+    pub stan: u32,
+    /// DE 7 as a number.
+    pub time: u64,
+    /// DE 41, space-padded.
+    pub terminal: [u8; 8],
+    /// DE 32.
+    pub acquirer: u64,
+    /// DE 33 (0: absent).
+    pub forwarder: u64,
+}
+
+/// An institution id (1 to 11 digits) as a number that keeps its length: the digits' value
+/// and, above bit 40, how many there are ("012" and "12" differ). 0 for none.
+#[must_use]
+pub fn institution_code(digits: &[u8]) -> u64 {
+    let value = digits.iter().take(11).fold(0u64, |n, &d| n * 10 + u64::from(d.wrapping_sub(b'0') % 10));
+    ((digits.len().min(11) as u64) << 40) | value
+}
+
+impl Accepted {
+    /// Its duplicate key.
+    #[must_use]
+    pub fn key(&self) -> Key {
+        Key {
+            participant: self.participant.clone(),
+            class: self.class,
+            stan: self.stan,
+            time: self.time,
+            terminal: self.terminal,
+            acquirer: self.acquirer,
+            forwarder: self.forwarder,
+        }
+    }
+}
 
 /// A reversal or advice was stored for a destination (store-and-forward): one the switch
 /// made, or one a participant sent (acknowledged to it once this record is durable).
@@ -139,6 +184,37 @@ pub enum Entry {
     },
     /// See [`OutcomeEntry`] (checkpoints only).
     Outcome(OutcomeEntry),
+    /// A response came after its request had timed out (never relayed): on configured link
+    /// `link`, outbound correlation `key`, with DE 39 `code` and DE 38 `auth`; `reversal`
+    /// is the reversal it set off or the one already under way (0: none, it declined).
+    LateResponse {
+        /// The configured link.
+        link: String,
+        /// The outbound correlation.
+        key: u64,
+        /// DE 39.
+        code: [u8; 2],
+        /// DE 38.
+        auth: Option<[u8; 6]>,
+        /// The reversal's id (0: none).
+        reversal: u64,
+    },
+    /// A connection of configured link `link` came up (`up`) or went down.
+    LinkEvent {
+        /// The configured link.
+        link: String,
+        /// Up or down.
+        up: bool,
+    },
+    /// The switch started on a configuration: the SHA-256 of its file, and what it holds.
+    ConfigEvent {
+        /// SHA-256 of the configuration file.
+        digest: [u8; 32],
+        /// Participants configured.
+        participants: u32,
+        /// Links configured.
+        links: u32,
+    },
 }
 
 /// A payload that is not its kind's layout.
@@ -187,7 +263,8 @@ impl W<'_> {
         self.bytes(b)
     }
     fn key(&mut self, k: &Key) -> &mut Self {
-        self.name(&k.0).u8(k.1).u32(k.2).u64(k.3).bytes(&k.4)
+        self.name(&k.participant).u8(k.class).u32(k.stan).u64(k.time).bytes(&k.terminal);
+        self.u64(k.acquirer).u64(k.forwarder)
     }
     fn opt_key(&mut self, k: Option<&Key>) -> &mut Self {
         match k {
@@ -226,7 +303,15 @@ impl<'a> R<'a> {
         Some(self.take(n)?.to_vec())
     }
     fn key(&mut self) -> Option<Key> {
-        Some((self.name()?, self.u8()?, self.u32()?, self.u64()?, self.array()?))
+        Some(Key {
+            participant: self.name()?,
+            class: self.u8()?,
+            stan: self.u32()?,
+            time: self.u64()?,
+            terminal: self.array()?,
+            acquirer: self.u64()?,
+            forwarder: self.u64()?,
+        })
     }
     fn opt_key(&mut self) -> Option<Option<Key>> {
         match self.u8()? {
@@ -255,6 +340,9 @@ impl Entry {
             Self::SafRetried { .. } => Kind::SafRetried,
             Self::SafDropped { .. } => Kind::SafDropped,
             Self::Outcome(_) => Kind::Outcome,
+            Self::LateResponse { .. } => Kind::LateResponse,
+            Self::LinkEvent { .. } => Kind::LinkEvent,
+            Self::ConfigEvent { .. } => Kind::ConfigEvent,
         }
     }
 
@@ -264,6 +352,7 @@ impl Entry {
         match self {
             Self::Accepted(a) => {
                 w.name(&a.participant).u8(a.class).u32(a.stan).u64(a.time).bytes(&a.terminal);
+                w.u64(a.acquirer).u64(a.forwarder);
                 w.name(&a.link).u64(a.correlation).blob(&a.request);
             }
             Self::Forwarded(f) => {
@@ -299,6 +388,19 @@ impl Entry {
                     None => w.u8(0),
                 };
             }
+            Self::LateResponse { link, key, code, auth, reversal } => {
+                w.name(link).u64(*key).bytes(code).u64(*reversal);
+                match auth {
+                    Some(auth) => w.u8(1).bytes(auth),
+                    None => w.u8(0),
+                };
+            }
+            Self::LinkEvent { link, up } => {
+                w.name(link).u8(u8::from(*up));
+            }
+            Self::ConfigEvent { digest, participants, links } => {
+                w.bytes(digest).u32(*participants).u32(*links);
+            }
         }
     }
 
@@ -317,6 +419,8 @@ impl Entry {
                     stan: r.u32()?,
                     time: r.u64()?,
                     terminal: r.array()?,
+                    acquirer: r.u64()?,
+                    forwarder: r.u64()?,
                     link: r.name()?,
                     correlation: r.u64()?,
                     request: r.blob()?,
@@ -349,6 +453,18 @@ impl Entry {
                 Kind::ReversalAbandoned => Self::ReversalAbandoned { id: r.u64()?, attempts: r.u32()? },
                 Kind::SafRetried => Self::SafRetried { id: r.u64()? },
                 Kind::SafDropped => Self::SafDropped { id: r.u64()? },
+                Kind::LateResponse => {
+                    let (link, key, code, reversal) = (r.name()?, r.u64()?, r.array()?, r.u64()?);
+                    let auth = match r.u8()? {
+                        0 => None,
+                        _ => Some(r.array()?),
+                    };
+                    Self::LateResponse { link, key, code, auth, reversal }
+                }
+                Kind::LinkEvent => Self::LinkEvent { link: r.name()?, up: r.u8()? == 1 },
+                Kind::ConfigEvent => {
+                    Self::ConfigEvent { digest: r.array()?, participants: r.u32()?, links: r.u32()? }
+                }
                 Kind::Outcome => {
                     let (key, code, reversed, at_unix_ms) = (r.key()?, r.array()?, r.u8()? == 1, r.u64()?);
                     let auth = match r.u8()? {
@@ -366,9 +482,31 @@ impl Entry {
     }
 }
 
+/// A key for tests: DE 7 1125221530, terminal TERM0001, DE 32 12345678.
+#[doc(hidden)]
+#[must_use]
+pub fn key(participant: &str, class: u8, stan: u32) -> Key {
+    Key {
+        participant: participant.into(),
+        class,
+        stan,
+        time: 1_125_221_530,
+        terminal: *b"TERM0001",
+        acquirer: institution_code(b"12345678"),
+        forwarder: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn institution_codes_keep_the_length() {
+        assert_ne!(institution_code(b"012"), institution_code(b"12"));
+        assert_eq!(institution_code(b""), 0);
+        assert_ne!(institution_code(b"12345678"), institution_code(b"12345679"));
+    }
 
     fn all() -> Vec<Entry> {
         vec![
@@ -378,6 +516,8 @@ mod tests {
                 stan: 42,
                 time: 1_125_221_530,
                 terminal: *b"TERM0001",
+                acquirer: institution_code(b"12345678"),
+                forwarder: 0,
                 link: "wallet-sg-1".into(),
                 correlation: 77,
                 request: vec![1, 2, 3],
@@ -401,7 +541,7 @@ mod tests {
                 destination: "napas-vn".into(),
                 reversal: vec![9; 300],
                 queued_unix_ms: 1_700_000_000_000,
-                original: Some(("wallet-sg".into(), 2, 42, 1_125_221_530, *b"TERM0001")),
+                original: Some(key("wallet-sg", 2, 42)),
                 advice: None,
             }),
             Entry::ReversalQueued(ReversalQueued {
@@ -410,15 +550,25 @@ mod tests {
                 reversal: vec![9; 30],
                 queued_unix_ms: 1,
                 original: None,
-                advice: Some(("wallet-sg".into(), 4, 43, 1_125_221_531, *b"TERM0001")),
+                advice: Some(key("wallet-sg", 4, 43)),
             }),
             Entry::ReversalSent { id: 3, attempt: 1 },
             Entry::ReversalAcked { id: 3 },
             Entry::ReversalAbandoned { id: 4, attempts: 6 },
             Entry::SafRetried { id: 4 },
             Entry::SafDropped { id: 4 },
+            Entry::LateResponse {
+                link: "napas-vn-1".into(),
+                key: 9,
+                code: *b"00",
+                auth: Some(*b"A1B2C3"),
+                reversal: 12,
+            },
+            Entry::LateResponse { link: "napas-vn-1".into(), key: 10, code: *b"05", auth: None, reversal: 0 },
+            Entry::LinkEvent { link: "napas-vn-1".into(), up: true },
+            Entry::ConfigEvent { digest: [7; 32], participants: 3, links: 4 },
             Entry::Outcome(OutcomeEntry {
-                key: ("wallet-sg".into(), 2, 42, 1_125_221_530, *b"TERM0001"),
+                key: key("wallet-sg", 2, 42),
                 code: *b"00",
                 auth: Some(*b"A1B2C3"),
                 reversed: true,

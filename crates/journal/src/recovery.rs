@@ -181,9 +181,8 @@ impl Recovery {
             },
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
-                    let x = r.accepted;
                     let outcome = Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms };
-                    self.outcomes.insert((x.participant, x.class, x.stan, x.time, x.terminal), outcome);
+                    self.outcomes.insert(r.accepted.key(), outcome);
                 }
                 None => self.orphans += 1,
             },
@@ -224,6 +223,8 @@ impl Recovery {
                     self.orphans += 1;
                 }
             }
+            // The audit trail: nothing owed.
+            Entry::LateResponse { .. } | Entry::LinkEvent { .. } | Entry::ConfigEvent { .. } => {}
             Entry::Outcome(o) => {
                 let outcome =
                     Outcome { code: o.code, auth: o.auth, reversed: o.reversed, at_unix_ms: o.at_unix_ms };
@@ -379,6 +380,8 @@ mod tests {
             stan,
             time: 1_125_221_530,
             terminal: *b"TERM0001",
+            acquirer: crate::entry::institution_code(b"12345678"),
+            forwarder: 0,
             link: "acq-1".into(),
             correlation: 0,
             request: vec![stan as u8],
@@ -435,7 +438,7 @@ mod tests {
         assert_eq!(unforwarded, [3]);
         assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [7]);
         assert_eq!(r.reversals[&7].1, 2, "two transmissions made: the next is a repeat");
-        let key = ("acq".to_owned(), 2, 1, 1_125_221_530, *b"TERM0001");
+        let key = crate::entry::key("acq", 2, 1);
         assert_eq!(r.outcomes.get(&key).map(|a| a.code), Some(*b"00"), "a repeat is answered from this");
         assert_eq!(r.orphans, 1);
     }
@@ -454,11 +457,11 @@ mod tests {
     fn entries() -> Vec<Entry> {
         let mut rev = queued(7, vec![3]);
         if let Entry::ReversalQueued(q) = &mut rev {
-            q.original = Some(("acq".to_owned(), 2, 2, 1_125_221_530, *b"TERM0001"));
+            q.original = Some(crate::entry::key("acq", 2, 2));
         }
         let mut advice = queued(10, vec![4]);
         if let Entry::ReversalQueued(q) = &mut advice {
-            q.advice = Some(("acq".to_owned(), 4, 77, 1_125_221_530, *b"TERM0001"));
+            q.advice = Some(crate::entry::key("acq", 4, 77));
         }
         vec![
             accepted(1),        // 1
@@ -488,9 +491,9 @@ mod tests {
         assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [10]);
         assert_eq!(r.exceptions.keys().copied().collect::<Vec<_>>(), [7, 17]);
         assert_eq!(r.exceptions[&7].1, 2);
-        let reversed = ("acq".to_owned(), 2, 2, 1_125_221_530, *b"TERM0001");
+        let reversed = crate::entry::key("acq", 2, 2);
         assert_eq!(r.outcomes.get(&reversed).map(|o| (o.code, o.reversed)), Some((*b"68", true)));
-        let advice = ("acq".to_owned(), 4, 77, 1_125_221_530, *b"TERM0001");
+        let advice = crate::entry::key("acq", 4, 77);
         assert_eq!(r.outcomes.get(&advice).map(|o| o.code), Some(*b"00"), "its repeat is acknowledged again");
         let mut buf = Vec::new();
         let mut payload = Vec::new();
@@ -535,11 +538,11 @@ mod tests {
     fn outcomes_are_bounded_and_expire_by_time() {
         let mut o = Outcomes::default();
         for i in 0..10u32 {
-            let k = ("acq".to_owned(), 2, i, 0, *b"TERM0001");
+            let k = crate::entry::key("acq", 2, i);
             o.insert(k, Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms: u64::from(i) });
         }
         o.expire(5);
         assert_eq!(o.len(), 5);
-        assert_eq!(o.iter().map(|(k, _)| k.2).collect::<Vec<_>>(), [5, 6, 7, 8, 9]);
+        assert_eq!(o.iter().map(|(k, _)| k.stan).collect::<Vec<_>>(), [5, 6, 7, 8, 9]);
     }
 }

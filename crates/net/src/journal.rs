@@ -142,7 +142,7 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 /// Where a switch's journal lives, for the network layer to append to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct JournalFiles {
     /// The journal directory.
     pub dir: PathBuf,
@@ -160,13 +160,34 @@ pub struct JournalFiles {
     pub retain: std::time::Duration,
     /// Space held back in the directory for when the disk fills (see [`Writer`]).
     pub reserve_bytes: u64,
-    /// Fault injection, for tests: the sync of every batch after this many fails with EIO.
+    /// Fault injection, for tests: the storage seam (see [`StorageFault`]).
     #[doc(hidden)]
-    pub fail_sync_after: Option<u64>,
-    /// Fault injection, for tests: write attempts in this range (counted from 1) fail with
-    /// ENOSPC before touching the file.
-    #[doc(hidden)]
-    pub no_space: Option<std::ops::Range<u64>>,
+    pub fault: Option<std::sync::Arc<StorageFault>>,
+}
+
+/// The storage seam, for tests: faults a test arms while the switch runs.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct StorageFault {
+    /// 0: off; n: the n-th sync from the time it is set fails with EIO, and every one after.
+    pub eio_in: std::sync::atomic::AtomicU64,
+    /// While set, every write fails with ENOSPC before touching the file.
+    pub no_space: std::sync::atomic::AtomicBool,
+}
+
+impl StorageFault {
+    /// Whether this sync fails.
+    fn sync_fails(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.eio_in.load(SeqCst) {
+            0 => false,
+            1 => true,
+            n => {
+                self.eio_in.store(n - 1, SeqCst);
+                false
+            }
+        }
+    }
 }
 
 /// What recovery found in a journal directory.
@@ -486,12 +507,8 @@ pub struct Writer {
     batches: u64,
     /// The current segment's length as of its last good sync.
     durable_len: u64,
-    /// See [`JournalFiles::fail_sync_after`].
-    fail_sync_after: Option<u64>,
-    /// See [`JournalFiles::no_space`].
-    no_space: Option<std::ops::Range<u64>>,
-    /// Write attempts made.
-    attempts: u64,
+    /// See [`JournalFiles::fault`].
+    fault: Option<std::sync::Arc<StorageFault>>,
     /// The reserve file's size (0: none).
     reserve_bytes: u64,
 }
@@ -520,16 +537,7 @@ impl Writer {
             Some(f) => f.metadata().map_err(io_err("reading the last segment's length"))?.len(),
             None => 0,
         };
-        Ok(Self {
-            dir: dir.to_owned(),
-            current,
-            batches: 0,
-            durable_len,
-            fail_sync_after: None,
-            no_space: None,
-            attempts: 0,
-            reserve_bytes: 0,
-        })
+        Ok(Self { dir: dir.to_owned(), current, batches: 0, durable_len, fault: None, reserve_bytes: 0 })
     }
 
     /// Holds `bytes` back in the directory (a file of zeros, written and synced, so the
@@ -582,20 +590,11 @@ impl Writer {
         true
     }
 
-    /// The storage seam for tests: write attempts in `range` fail with ENOSPC.
+    /// The storage seam for tests.
     #[doc(hidden)]
     #[must_use]
-    pub fn no_space_in(mut self, range: Option<std::ops::Range<u64>>) -> Self {
-        self.no_space = range;
-        self
-    }
-
-    /// The storage seam for tests: every sync after `batches` batches fails with EIO, as a
-    /// disk that lost its data would.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn failing_after(mut self, batches: Option<u64>) -> Self {
-        self.fail_sync_after = batches;
+    pub fn with_fault(mut self, fault: Option<std::sync::Arc<StorageFault>>) -> Self {
+        self.fault = fault;
         self
     }
 
@@ -606,8 +605,7 @@ impl Writer {
     /// Any write or sync error: the batch is not durable, and (for a failed sync) nothing
     /// written since the last good sync may be trusted — the caller stops.
     pub fn write(&mut self, batch: &SyncBatch) -> Result<(), JournalError> {
-        self.attempts += 1;
-        if self.no_space.as_ref().is_some_and(|r| r.contains(&self.attempts)) {
+        if self.fault.as_ref().is_some_and(|f| f.no_space.load(std::sync::atomic::Ordering::SeqCst)) {
             return Err(JournalError::NoSpace { what: "appending to the journal (injected)".into() });
         }
         let created = batch.new_segment.map(|h| self.dir.join(h.file_name()));
@@ -652,7 +650,7 @@ impl Writer {
         };
         f.write_all(&batch.bytes).map_err(io_err("appending to the journal"))?;
         self.batches += 1;
-        let synced = if self.fail_sync_after.is_some_and(|n| self.batches > n) {
+        let synced = if self.fault.as_ref().is_some_and(|f| f.sync_fails()) {
             Err(io::Error::from_raw_os_error(5))
         } else {
             f.sync_data()
@@ -770,6 +768,8 @@ mod tests {
                 stan,
                 time: 1_125_221_530 + i / 1_000_000,
                 terminal: *b"TERM0001",
+                acquirer: corridor_journal::entry::institution_code(b"12345678"),
+                forwarder: 0,
                 link: "acq-1".into(),
                 correlation: i,
                 request: vec![7; 240],
@@ -801,7 +801,10 @@ mod tests {
                     destination: "iss".into(),
                     reversal: vec![8; 100],
                     queued_unix_ms: 1,
-                    original: Some(("acq".into(), 2, stan, 1_125_221_530, *b"TERM0001")),
+                    original: Some(corridor_journal::entry::Key {
+                        stan,
+                        ..corridor_journal::entry::key("acq", 2, 0)
+                    }),
                     advice: None,
                 };
                 put(&mut a, Entry::ReversalQueued(q));
