@@ -29,6 +29,7 @@ pub(crate) struct JournalSection {
     pub(crate) checkpoint_segments: Option<u32>,
     pub(crate) retain_hours: Option<u64>,
     pub(crate) reserve_bytes: Option<u64>,
+    pub(crate) preallocate: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

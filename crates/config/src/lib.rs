@@ -60,6 +60,8 @@ pub struct JournalSettings {
     pub retain: Duration,
     /// Space held back for when the disk fills.
     pub reserve_bytes: u64,
+    /// Whether segments are prepared ahead, written with zeros.
+    pub preallocate: bool,
 }
 
 impl std::fmt::Debug for JournalSettings {
@@ -103,6 +105,7 @@ fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSett
         checkpoint_segments,
         retain,
         reserve_bytes,
+        preallocate: j.preallocate.unwrap_or(true),
     })
 }
 
@@ -566,7 +569,8 @@ impl Loaded {
         let mut net = self.net;
         net.journal = Some(corridor_net::journal::JournalFiles {
             dir: j.dir,
-            last_segment: recovered.last.map(|(seq, _)| seq),
+            last_segment: recovered.last,
+            preallocate: j.preallocate.then_some(j.policy.segment_bytes),
             lock: Some(lock),
             checkpoint_segments: j.checkpoint_segments,
             outcome_window: self.engine.settings.duplicate_window,

@@ -160,7 +160,7 @@ fn offline(dir: &Path, _held: DirLock, op: Op, id: u64) -> Result<Outcome, Journ
     entry.encode(&mut payload);
     let now = Instant::now();
     appender.append(entry.kind(), &payload, now);
-    let mut writer = Writer::open(dir, rec.last.map(|(seq, _)| seq))?;
+    let mut writer = Writer::open(dir, rec.last)?;
     while let Some(b) = appender.poll_batch(now, crate::journal::unix_ms()) {
         writer.write(&b)?;
         appender.handle_synced(b.last_seq);

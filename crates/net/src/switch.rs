@@ -246,6 +246,7 @@ impl Switch {
                         let (w, reserved) = crate::journal::Writer::open(&files.dir, files.last_segment)
                             .map_err(|e| io::Error::other(format!("journal: {e}")))?
                             .with_fault(files.fault.clone())
+                            .preallocating(files.preallocate)
                             .with_reserve(files.reserve_bytes);
                         if !reserved && files.reserve_bytes > 0 {
                             warn!(bytes = files.reserve_bytes, "journal: no room for the reserve; a full disk will decline new requests at once");
