@@ -85,12 +85,16 @@ pub(crate) fn run(c: JournalCommand) -> Result<()> {
                 owed.exceptions.len(),
                 owed.outcomes.len()
             );
-            let zeros = scan.segments.last().is_some_and(|(_, s)| s.torn == Some(corridor_journal::Torn::Zeros));
+            let zeros =
+                scan.segments.last().is_some_and(|(_, s)| s.torn == Some(corridor_journal::Torn::Zeros));
             match scan.cut() {
                 None => println!("clean"),
                 Some((seq, at)) if zeros => {
                     let len = segs.files.last().map_or(0, |(_, b)| b.len());
-                    println!("clean (segment {seq:020}.seg: {} bytes of prepared space after its last record)", len - at);
+                    println!(
+                        "clean (segment {seq:020}.seg: {} bytes of prepared space after its last record)",
+                        len - at
+                    );
                 }
                 Some((seq, at)) => {
                     let len = segs.files.last().map_or(0, |(_, b)| b.len());

@@ -394,39 +394,68 @@ pub fn checkpoint(
     window: std::time::Duration,
     retain: std::time::Duration,
 ) -> Result<CheckpointReport, JournalError> {
+    checkpoint_from(dir, None, window, retain).map(|(r, _)| r)
+}
+
+/// [`checkpoint`], from `state` — the state the previous checkpoint of this process wrote,
+/// kept in memory — instead of reading the newest checkpoint back; the state it wrote comes
+/// back for the next one. Closed segments are read one at a time into one buffer.
+///
+/// # Errors
+///
+/// As [`checkpoint`].
+pub fn checkpoint_from(
+    dir: &Path,
+    state: Option<corridor_journal::recovery::Recovery>,
+    window: std::time::Duration,
+    retain: std::time::Duration,
+) -> Result<(CheckpointReport, corridor_journal::recovery::Recovery), JournalError> {
     let mut report = CheckpointReport::default();
-    let mut state = load_checkpoint(dir)?;
+    let mut state = match state {
+        Some(s) => s,
+        None => load_checkpoint(dir)?,
+    };
     let all = segment_seqs(dir)?;
     let now = unix_ms();
     if all.len() >= 2 {
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let mut files = Vec::new();
-            for &seq in &all[from..all.len() - 1] {
+            let mut buf = Vec::new();
+            let mut next = all[from];
+            for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
-                files.push((
-                    seq,
-                    std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?,
-                ));
+                buf.clear();
+                File::open(&path)
+                    .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf))
+                    .map_err(io_err(format!("reading {}", path.display())))?;
+                let scan = corridor_journal::scan_segment(&buf, seq, false).map_err(JournalError::Corrupt)?;
+                if seq != next {
+                    return Err(JournalError::Io {
+                        what: "checkpointing the journal".into(),
+                        error: io::Error::other(format!("segment {seq} begins where record {next} was due")),
+                    });
+                }
+                next = scan.next_seq(seq);
+                // Its records were made before the next segment began.
+                let until = last_header_ms(dir, all[i + 1]).unwrap_or(now);
+                for f in &scan.records {
+                    if f.record.seq > state.last_seq {
+                        state.apply(f.record.seq, &f.record, until).map_err(|e| JournalError::Io {
+                            what: "reading the journal's entries".into(),
+                            error: io::Error::other(e.to_string()),
+                        })?;
+                    }
+                }
             }
-            let view: Vec<(u64, &[u8])> = files.iter().map(|(s, b)| (*s, b.as_slice())).collect();
-            let scan = scan_log(&view).map_err(JournalError::Corrupt)?;
-            if scan.next_seq != closed_end || scan.cut().is_some() {
+            if next != closed_end {
                 return Err(JournalError::Io {
                     what: "checkpointing the journal".into(),
                     error: io::Error::other(format!(
-                        "a closed segment ends at record {} but the next begins at {closed_end}",
-                        scan.next_seq
+                        "a closed segment ends at record {next} but the next begins at {closed_end}"
                     )),
                 });
             }
-            // Records of the last closed segment were made before the last one began.
-            let end_ms = last_header_ms(dir, closed_end).unwrap_or(now);
-            state.fold(&scan, end_ms).map_err(|e| JournalError::Io {
-                what: "reading the journal's entries".into(),
-                error: io::Error::other(e.to_string()),
-            })?;
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             state.outcomes.expire(now.saturating_sub(window_ms));
             let mut bytes = Vec::new();
@@ -448,7 +477,7 @@ pub fn checkpoint(
         let p = checkpoint_path(dir, old);
         std::fs::remove_file(&p).map_err(io_err(format!("removing {}", p.display())))?;
     }
-    let Some(&covered) = cks.iter().rev().nth(1).or(cks.last()) else { return Ok(report) };
+    let Some(&covered) = cks.iter().rev().nth(1).or(cks.last()) else { return Ok((report, state)) };
     let retain_ms = u64::try_from(retain.as_millis()).unwrap_or(u64::MAX);
     for w in all.windows(2) {
         let (seg, next) = (w[0], w[1]);
@@ -466,7 +495,7 @@ pub fn checkpoint(
     if !report.removed.is_empty() {
         sync_dir(dir)?;
     }
-    Ok(report)
+    Ok((report, state))
 }
 
 /// The creation time in segment `seq`'s header.
@@ -582,7 +611,12 @@ impl Writer {
             None => None,
             Some((seq, _)) => {
                 let p = segment_path(dir, seq);
-                Some(OpenOptions::new().write(true).open(&p).map_err(io_err(format!("opening {}", p.display())))?)
+                Some(
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&p)
+                        .map_err(io_err(format!("opening {}", p.display())))?,
+                )
             }
         };
         let durable_len = last.map_or(0, |(_, len)| len);
@@ -745,7 +779,10 @@ impl Writer {
             let p = self.dir.join(h.file_name());
             let f = if self.take_prepared() {
                 let tmp = self.dir.join(PREPARED);
-                let f = OpenOptions::new().write(true).open(&tmp).map_err(io_err(format!("opening {}", tmp.display())))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&tmp)
+                    .map_err(io_err(format!("opening {}", tmp.display())))?;
                 // The header synced before the name: a segment under its name always has one.
                 f.write_all_at(&h.to_bytes(), 0).map_err(io_err(format!("writing {}", tmp.display())))?;
                 f.sync_data().map_err(io_err(format!("syncing {}", tmp.display())))?;
@@ -1054,7 +1091,11 @@ mod tests {
             assert!(len < seg, "a closed segment holds its records only: {len}");
         }
         let last = *seqs.last().unwrap();
-        assert_eq!(std::fs::metadata(segment_path(&dir, last)).unwrap().len(), seg, "the current one is prepared whole");
+        assert_eq!(
+            std::fs::metadata(segment_path(&dir, last)).unwrap().len(),
+            seg,
+            "the current one is prepared whole"
+        );
         drop(w);
         // The zeros after the last record are no torn tail: nothing is cut, and the writer
         // goes on over them.

@@ -379,11 +379,13 @@ struct Checkpoints {
     files: crate::journal::JournalFiles,
     running: Rc<Cell<bool>>,
     segments: Cell<u32>,
+    /// The state the last checkpoint wrote, for the next to go on from.
+    state: Rc<RefCell<Option<corridor_journal::recovery::Recovery>>>,
 }
 
 impl Checkpoints {
     fn new(files: crate::journal::JournalFiles) -> Self {
-        Self { files, running: Rc::new(Cell::new(false)), segments: Cell::new(0) }
+        Self { files, running: Rc::new(Cell::new(false)), segments: Cell::new(0), state: Rc::default() }
     }
 
     /// A batch began a new segment: checkpoint when enough have.
@@ -403,12 +405,17 @@ impl Checkpoints {
         }
         let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
         let running = Rc::clone(&self.running);
+        let kept = Rc::clone(&self.state);
+        let state = kept.borrow_mut().take();
         tokio::task::spawn_local(async move {
-            let done =
-                tokio::task::spawn_blocking(move || crate::journal::checkpoint(&dir, window, retain)).await;
+            let done = tokio::task::spawn_blocking(move || {
+                crate::journal::checkpoint_from(&dir, state, window, retain)
+            })
+            .await;
             running.set(false);
             match done {
-                Ok(Ok(r)) => {
+                Ok(Ok((r, state))) => {
+                    *kept.borrow_mut() = Some(state);
                     if let Some(seq) = r.seq {
                         info!(
                             through = seq,
