@@ -190,8 +190,15 @@ impl DemoReport {
         let _ = writeln!(
             s,
             "requests in {}, forwarded {}, responses relayed {}, switch answered {} network messages, \
-             timeouts {}",
-            st.requests_in, st.forwarded, st.relayed, st.network_answered, st.timeouts
+             timeouts {}; the acquirer's reversals stored {}, forwarded from the store {}, acknowledged {}",
+            st.requests_in,
+            st.forwarded,
+            st.relayed,
+            st.network_answered,
+            st.timeouts,
+            st.advices_stored,
+            st.reversals_sent,
+            st.reversals_acked
         );
         if let Some((records, segments)) = self.journal {
             let _ = writeln!(
