@@ -23,7 +23,7 @@ use std::{
 };
 
 use corridor_journal::{
-    entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued},
+    entry::{Accepted, Answered, Entry, Forwarded, Key, ReversalQueued},
     request::{seal, PanKey},
     Appender, GroupCommit,
 };
@@ -117,7 +117,7 @@ fn main() {
         seal(&msg, &key, nonce, &mut sealed).unwrap();
         let stan = u32::try_from(i % 1_000_000).unwrap();
         let terminal: [u8; 8] = format!("T{:07}", i / 1_000_000).into_bytes().try_into().unwrap();
-        let accepted = Entry::Accepted(Accepted {
+        let key = Key {
             participant: "acq".into(),
             class: 2,
             stan,
@@ -125,6 +125,9 @@ fn main() {
             terminal,
             acquirer: corridor_journal::entry::institution_code(b"12345678"),
             forwarder: 0,
+        };
+        let accepted = Entry::Accepted(Accepted {
+            key: key.clone(),
             link: "acq-1".into(),
             correlation: 0,
             request: sealed.clone(),
@@ -146,15 +149,7 @@ fn main() {
                     destination: "iss".into(),
                     reversal: sealed.clone(),
                     queued_unix_ms: corridor_net::journal::unix_ms(),
-                    original: Some(corridor_journal::entry::Key {
-                        participant: "acq".into(),
-                        class: 2,
-                        stan,
-                        time: 1_125_221_530,
-                        terminal,
-                        acquirer: corridor_journal::entry::institution_code(b"12345678"),
-                        forwarder: 0,
-                    }),
+                    original: Some(key.clone()),
                     advice: None,
                 };
                 put(&mut appender, &Entry::ReversalQueued(q), &mut payload);

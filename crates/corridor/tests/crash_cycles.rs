@@ -45,67 +45,35 @@ struct IssuerSeen {
     reversals: HashMap<String, (u32, u32)>,
 }
 
-/// The issuer: one connection after another until `stop`.
+/// The issuer: approves each purchase 300 ms after it came, with an approval code of its
+/// own; acknowledges reversals at once.
 fn issuer(listener: TcpListener, seen: Arc<Mutex<IssuerSeen>>, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).unwrap();
     let mut auth = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((mut s, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-        let mut buf = BytesMut::new();
-        let mut held: VecDeque<(Instant, u64, OwnedMessage)> = VecDeque::new();
-        while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            while held.front().is_some_and(|(at, _, _)| *at <= now) {
-                let (_, corr, m) = held.pop_front().unwrap();
-                send(&mut s, corr, &m);
-            }
-            let Some(frames) = read_frames(&mut s, &mut buf) else { break };
-            for (corr, m) in frames {
-                match m.mti().value() {
-                    800 => {
-                        send(&mut s, corr, &answer(&m, "00"));
-                    }
-                    200 => {
-                        let rrn = text(&m, de::RRN);
-                        auth += 1;
-                        let code = format!("A{auth:05}");
-                        let mut seen = seen.lock().unwrap();
-                        let e = seen.purchases.entry(rrn).or_insert((0, code.clone()));
-                        e.0 += 1;
-                        let mut r = answer(&m, "00");
-                        r.set(de::AUTH_ID, e.1.clone()).unwrap();
-                        held.push_back((now + Duration::from_millis(300), corr, r));
-                    }
-                    420 | 421 => {
-                        let rrn = text(&m, de::RRN);
-                        let mut seen = seen.lock().unwrap();
-                        let e = seen.reversals.entry(rrn).or_default();
-                        if std::env::var("CRASH_DEBUG").is_ok() {
-                            println!(
-                                "issuer: {} rrn {} de11 {} de90 {} flags? corr {corr}",
-                                m.mti(),
-                                text(&m, de::RRN),
-                                text(&m, de::STAN),
-                                text(&m, de::ORIGINAL_DATA)
-                            );
-                        }
-                        if m.mti().value() == 420 {
-                            e.0 += 1;
-                        } else {
-                            e.1 += 1;
-                        }
-                        send(&mut s, corr, &answer(&m, "00"));
-                    }
-                    _ => {}
-                }
-            }
+    serve_peer(listener, &stop, |m, _| match m.mti().value() {
+        200 => {
+            let rrn = text(m, de::RRN);
+            auth += 1;
+            let code = format!("A{auth:05}");
+            let mut seen = seen.lock().unwrap();
+            let e = seen.purchases.entry(rrn).or_insert((0, code));
+            e.0 += 1;
+            let mut r = answer(m, "00");
+            r.set(de::AUTH_ID, e.1.clone()).unwrap();
+            Some((Duration::from_millis(300), r))
         }
-    }
+        420 | 421 => {
+            let rrn = text(m, de::RRN);
+            let mut seen = seen.lock().unwrap();
+            let e = seen.reversals.entry(rrn).or_default();
+            if m.mti().value() == 420 {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+            Some((Duration::ZERO, answer(m, "00")))
+        }
+        _ => None,
+    });
 }
 
 /// What the terminal knows at the end.

@@ -42,37 +42,12 @@ fn root() -> bool {
 
 /// An issuer that approves each purchase 2 s after it came; counts purchases.
 fn issuer(listener: TcpListener, purchases: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((mut s, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-        let mut buf = BytesMut::new();
-        let mut held: Vec<(Instant, u64, OwnedMessage)> = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            for (_, c, m) in held.iter().filter(|(at, _, _)| *at <= now) {
-                send(&mut s, *c, m);
-            }
-            held.retain(|(at, _, _)| *at > now);
-            let Some(frames) = read_frames(&mut s, &mut buf) else { break };
-            for (corr, m) in frames {
-                match m.mti().value() {
-                    800 => {
-                        send(&mut s, corr, &answer(&m, "00"));
-                    }
-                    200 => {
-                        purchases.fetch_add(1, Ordering::Relaxed);
-                        held.push((now + Duration::from_secs(2), corr, answer(&m, "00")));
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+    serve_peer(listener, &stop, |m, _| {
+        (m.mti().value() == 200).then(|| {
+            purchases.fetch_add(1, Ordering::Relaxed);
+            (Duration::from_secs(2), answer(m, "00"))
+        })
+    });
 }
 
 fn purchase(stan: u32) -> OwnedMessage {

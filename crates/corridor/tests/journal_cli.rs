@@ -25,13 +25,11 @@ fn write_log(dir: &Path, records: u64) {
         // Requests and their answers, one after the other; an odd count leaves one open.
         let entry = if i % 2 == 0 {
             Entry::Accepted(Accepted {
-                participant: "acq".into(),
-                class: 2,
-                stan: u32::try_from(i).unwrap(),
-                time: 1_125_221_530,
-                terminal: *b"TERM0001",
-                acquirer: corridor_journal::entry::institution_code(b"12345678"),
-                forwarder: 0,
+                key: corridor_journal::entry::Key {
+                    stan: u32::try_from(i).unwrap(),
+                    time: 1_125_221_530,
+                    ..corridor_journal::entry::key("acq", 2, 0)
+                },
                 link: "acq-1".into(),
                 correlation: 0,
                 request: vec![0; 40],

@@ -25,30 +25,12 @@ const PAN: &str = "4761739001010010";
 /// An issuer that answers network management and counts the advices it gets (0220, 0221)
 /// without ever acknowledging one.
 fn issuer(listener: TcpListener, advices: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok((mut s, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-        let mut buf = BytesMut::new();
-        while !stop.load(Ordering::Relaxed) {
-            let Some(frames) = read_frames(&mut s, &mut buf) else { break };
-            for (corr, m) in frames {
-                match m.mti().value() {
-                    800 => {
-                        send(&mut s, corr, &answer(&m, "00"));
-                    }
-                    220 | 221 => {
-                        advices.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
+    serve_peer(listener, &stop, |m, _| {
+        if matches!(m.mti().value(), 220 | 221) {
+            advices.fetch_add(1, Ordering::Relaxed);
         }
-    }
+        None
+    });
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

@@ -171,7 +171,7 @@ impl Engine {
                 continue;
             };
             let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
-            let Some(dup) = self.dup_key(&r.accepted.key()) else {
+            let Some(dup) = self.dup_key(&r.accepted.key) else {
                 done.unresolved += 1;
                 continue;
             };
@@ -328,19 +328,8 @@ impl Engine {
         let name = |e: &Self, l: LinkId| {
             e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
         };
-        let k = self.journal_key(dup);
-        let accepted = Accepted {
-            participant: k.participant,
-            class: k.class,
-            stan: k.stan,
-            time: k.time,
-            terminal: k.terminal,
-            acquirer: k.acquirer,
-            forwarder: k.forwarder,
-            link: name(self, origin),
-            correlation,
-            request,
-        };
+        let accepted =
+            Accepted { key: self.journal_key(dup), link: name(self, origin), correlation, request };
         let a = self.record(&Entry::Accepted(accepted), now);
         let forwarded = Forwarded {
             request: a,

@@ -76,7 +76,10 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     let e = entries(&log);
     assert_eq!(e.len(), 3);
     let Entry::Accepted(a) = &e[0] else { panic!("{e:?}") };
-    assert_eq!((a.participant.as_str(), a.stan, a.link.as_str(), a.class), ("acq", 42, "acq-1", 2));
+    assert_eq!(
+        (a.key.participant.as_str(), a.key.stan, a.link.as_str(), a.key.class),
+        ("acq", 42, "acq-1", 2)
+    );
     let Entry::Forwarded(f) = &e[1] else { panic!("{e:?}") };
     // Sequence numbers 1 and 2 are the links' events.
     assert_eq!((f.request, f.destination.as_str(), f.link.as_str()), (3, "issuer-a", "iss-a-1"));

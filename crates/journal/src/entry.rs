@@ -10,20 +10,8 @@ use crate::record::Kind;
 /// A request was accepted: who sent it, its duplicate key, where its answer goes back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
-    /// The authenticated participant's configured id.
-    pub participant: String,
-    /// MTI class, DE 11, DE 7, DE 41 — with the participant, the duplicate key.
-    pub class: u8,
-    /// DE 11.
-    pub stan: u32,
-    /// DE 7 as a number (MMDDhhmmss).
-    pub time: u64,
-    /// DE 41, space-padded.
-    pub terminal: [u8; 8],
-    /// DE 32 and DE 33 as [`institution_code`]s (0: absent).
-    pub acquirer: u64,
-    /// See `acquirer`.
-    pub forwarder: u64,
+    /// Its duplicate key (the authenticated participant's configured id among it).
+    pub key: Key,
     /// The configured link it came on.
     pub link: String,
     /// Its correlation there (native header id, or 0 on classic links).
@@ -86,22 +74,6 @@ pub struct Key {
 pub fn institution_code(digits: &[u8]) -> u64 {
     let value = digits.iter().take(11).fold(0u64, |n, &d| n * 10 + u64::from(d.wrapping_sub(b'0') % 10));
     ((digits.len().min(11) as u64) << 40) | value
-}
-
-impl Accepted {
-    /// Its duplicate key.
-    #[must_use]
-    pub fn key(&self) -> Key {
-        Key {
-            participant: self.participant.clone(),
-            class: self.class,
-            stan: self.stan,
-            time: self.time,
-            terminal: self.terminal,
-            acquirer: self.acquirer,
-            forwarder: self.forwarder,
-        }
-    }
 }
 
 /// A reversal or advice was stored for a destination (store-and-forward): one the switch
@@ -351,9 +323,7 @@ impl Entry {
         let mut w = W(out);
         match self {
             Self::Accepted(a) => {
-                w.name(&a.participant).u8(a.class).u32(a.stan).u64(a.time).bytes(&a.terminal);
-                w.u64(a.acquirer).u64(a.forwarder);
-                w.name(&a.link).u64(a.correlation).blob(&a.request);
+                w.key(&a.key).name(&a.link).u64(a.correlation).blob(&a.request);
             }
             Self::Forwarded(f) => {
                 w.u64(f.request).name(&f.destination).name(&f.link).u64(f.key).bytes(&f.sent_stan);
@@ -414,13 +384,7 @@ impl Entry {
         let e = (|| {
             let e = match kind {
                 Kind::RequestAccepted => Self::Accepted(Accepted {
-                    participant: r.name()?,
-                    class: r.u8()?,
-                    stan: r.u32()?,
-                    time: r.u64()?,
-                    terminal: r.array()?,
-                    acquirer: r.u64()?,
-                    forwarder: r.u64()?,
+                    key: r.key()?,
                     link: r.name()?,
                     correlation: r.u64()?,
                     request: r.blob()?,
@@ -511,13 +475,7 @@ mod tests {
     fn all() -> Vec<Entry> {
         vec![
             Entry::Accepted(Accepted {
-                participant: "wallet-sg".into(),
-                class: 2,
-                stan: 42,
-                time: 1_125_221_530,
-                terminal: *b"TERM0001",
-                acquirer: institution_code(b"12345678"),
-                forwarder: 0,
+                key: key("wallet-sg", 2, 42),
                 link: "wallet-sg-1".into(),
                 correlation: 77,
                 request: vec![1, 2, 3],

@@ -182,7 +182,7 @@ impl Recovery {
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let outcome = Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms };
-                    self.outcomes.insert(r.accepted.key(), outcome);
+                    self.outcomes.insert(r.accepted.key, outcome);
                 }
                 None => self.orphans += 1,
             },
@@ -375,13 +375,7 @@ mod tests {
 
     fn accepted(stan: u32) -> Entry {
         Entry::Accepted(Accepted {
-            participant: "acq".into(),
-            class: 2,
-            stan,
-            time: 1_125_221_530,
-            terminal: *b"TERM0001",
-            acquirer: crate::entry::institution_code(b"12345678"),
-            forwarder: 0,
+            key: crate::entry::key("acq", 2, stan),
             link: "acq-1".into(),
             correlation: 0,
             request: vec![stan as u8],
@@ -432,9 +426,9 @@ mod tests {
             Entry::ReversalAcked { id: 10 },           // 11
             Entry::ReversalAcked { id: 99 },           // 12: orphan
         ]);
-        let open: Vec<u32> = r.open().map(|s| s.accepted.stan).collect();
+        let open: Vec<u32> = r.open().map(|s| s.accepted.key.stan).collect();
         assert_eq!(open, [2]);
-        let unforwarded: Vec<u32> = r.unforwarded().map(|s| s.accepted.stan).collect();
+        let unforwarded: Vec<u32> = r.unforwarded().map(|s| s.accepted.key.stan).collect();
         assert_eq!(unforwarded, [3]);
         assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [7]);
         assert_eq!(r.reversals[&7].1, 2, "two transmissions made: the next is a repeat");

@@ -561,13 +561,13 @@ pub struct Writer {
 /// The next segment, prepared ahead (see [`Writer`]).
 const PREPARED: &str = "next-segment.tmp";
 
-/// Fills `f` with zeros from its end up to `bytes`, and syncs it.
-fn fill_zeros(f: &File, bytes: u64) -> io::Result<()> {
+/// Writes zeros to `f` from byte `from` up to `to`, and syncs it.
+fn write_zeros(f: &File, from: u64, to: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut at = f.metadata()?.len();
     let chunk = vec![0u8; 1 << 20];
-    while at < bytes {
-        let n = (bytes - at).min(chunk.len() as u64);
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(chunk.len() as u64);
         // At most the chunk's length.
         f.write_all_at(&chunk[..n as usize], at)?;
         at += n;
@@ -575,26 +575,19 @@ fn fill_zeros(f: &File, bytes: u64) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Writes `bytes` of zeros to `dir`'s prepared segment and syncs it; whether it is whole.
-fn prepare_segment(dir: &Path, bytes: u64) -> bool {
-    let path = dir.join(PREPARED);
-    let written = (|| {
-        let mut f = File::create(&path)?;
-        let chunk = vec![0u8; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64);
-            // At most the chunk's length.
-            f.write_all(&chunk[..n as usize])?;
-            left -= n;
-        }
-        f.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&path);
+/// Makes `path` a file of `bytes` zeros, written and synced (its blocks taken); whether it
+/// is whole (else it is removed).
+fn zero_file(path: &Path, bytes: u64) -> bool {
+    if File::create(path).and_then(|f| write_zeros(&f, 0, bytes)).is_err() {
+        let _ = std::fs::remove_file(path);
         return false;
     }
     true
+}
+
+/// Writes `bytes` of zeros to `dir`'s prepared segment and syncs it; whether it is whole.
+fn prepare_segment(dir: &Path, bytes: u64) -> bool {
+    zero_file(&dir.join(PREPARED), bytes)
 }
 
 impl Writer {
@@ -651,7 +644,8 @@ impl Writer {
                     }
                 }
                 Some(f) => {
-                    let _ = fill_zeros(f, bytes);
+                    // The last segment's space, filled up (best effort: it is begun as it is).
+                    let _ = f.metadata().and_then(|m| write_zeros(f, m.len(), bytes));
                 }
             }
         }
@@ -712,24 +706,7 @@ impl Writer {
         if self.reserve_bytes == 0 || self.reserve_held() {
             return self.reserve_bytes > 0;
         }
-        let path = self.reserve_path();
-        let written = (|| {
-            let mut f = File::create(&path)?;
-            let chunk = vec![0u8; 64 << 10];
-            let mut left = self.reserve_bytes;
-            while left > 0 {
-                let n = left.min(chunk.len() as u64);
-                // At most the chunk's length.
-                f.write_all(&chunk[..n as usize])?;
-                left -= n;
-            }
-            f.sync_all()
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&path);
-            return false;
-        }
-        true
+        zero_file(&self.reserve_path(), self.reserve_bytes)
     }
 
     /// The storage seam for tests.
@@ -923,13 +900,11 @@ mod tests {
         for i in 0..n {
             let stan = u32::try_from(i % 1_000_000).unwrap();
             let acc = Entry::Accepted(Accepted {
-                participant: "acq".into(),
-                class: 2,
-                stan,
-                time: 1_125_221_530 + i / 1_000_000,
-                terminal: *b"TERM0001",
-                acquirer: corridor_journal::entry::institution_code(b"12345678"),
-                forwarder: 0,
+                key: corridor_journal::entry::Key {
+                    stan,
+                    time: 1_125_221_530 + i / 1_000_000,
+                    ..corridor_journal::entry::key("acq", 2, 0)
+                },
                 link: "acq-1".into(),
                 correlation: i,
                 request: vec![7; 240],

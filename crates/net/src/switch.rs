@@ -482,16 +482,8 @@ async fn journal_loop(
         let Some(mut w) = writer.take() else { return };
         let Some(mut batch) = batch else {
             // Idle on a full disk: is there room again?
-            let Ok((w, back)) = tokio::task::spawn_blocking(move || {
-                let back = w.restore_reserve();
-                (w, back)
-            })
-            .await
-            else {
-                return fatal(&shared, &stop, "journal writer thread failed");
-            };
+            let Some(w) = look_again(&shared, &stop, w, &mut full).await else { return };
             writer = Some(w);
-            full = space_back(&shared, back);
             continue;
         };
         let last = batch.last_seq;
@@ -534,32 +526,40 @@ async fn journal_loop(
             }
         }
         if full.is_some_and(|at| at.elapsed() >= NO_SPACE_PROBE) {
-            let Ok((back, room)) = tokio::task::spawn_blocking(move || {
-                let room = w.restore_reserve();
-                (w, room)
-            })
-            .await
-            else {
-                return fatal(&shared, &stop, "journal writer thread failed");
-            };
+            let Some(back) = look_again(&shared, &stop, w, &mut full).await else { return };
             w = back;
-            full = space_back(&shared, room);
         }
         writer = Some(w);
     }
 }
 
-/// After a look at a full disk: `back` says whether the reserve was taken again. Returns
-/// the new state of the disk (`None`: room again, with the time of the next look otherwise).
-fn space_back(shared: &Shared, back: bool) -> Option<Instant> {
+/// Looks at a full disk again by taking the reserve back: with room, the switch takes new
+/// requests again (`full` becomes `None`); else `full` is the time of this look. The writer
+/// back, or `None` when its thread failed (the switch then stops).
+async fn look_again(
+    shared: &Shared,
+    stop: &Shutdown,
+    mut w: crate::journal::Writer,
+    full: &mut Option<Instant>,
+) -> Option<crate::journal::Writer> {
+    let Ok((w, back)) = tokio::task::spawn_blocking(move || {
+        let back = w.restore_reserve();
+        (w, back)
+    })
+    .await
+    else {
+        fatal(shared, stop, "journal writer thread failed");
+        return None;
+    };
     if back {
         info!("journal: disk space is back (the reserve is held again); new requests are taken");
         shared.engine.borrow_mut().set_storage_full(false);
         shared.flush();
-        None
+        *full = None;
     } else {
-        Some(Instant::now())
+        *full = Some(Instant::now());
     }
+    Some(w)
 }
 
 /// The journal cannot go on: the switch stops at once, with the reason.

@@ -146,3 +146,44 @@ pub fn state(name: &str) -> std::path::PathBuf {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// A peer the switch dials: it serves one connection after another on `listener` until
+/// `stop`, hands each message that comes to `handle` with the time it came, and sends the
+/// answers `handle` returns when each is due (network management is answered at once).
+pub fn serve_peer(
+    listener: std::net::TcpListener,
+    stop: &std::sync::atomic::AtomicBool,
+    mut handle: impl FnMut(&OwnedMessage, std::time::Instant) -> Option<(Duration, OwnedMessage)>,
+) {
+    use std::sync::atomic::Ordering;
+    listener.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut s, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let mut buf = BytesMut::new();
+        let mut held: std::collections::VecDeque<(std::time::Instant, u64, OwnedMessage)> =
+            std::collections::VecDeque::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = std::time::Instant::now();
+            while held.front().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, corr, m) = held.pop_front().unwrap();
+                send(&mut s, corr, &m);
+            }
+            let Some(frames) = read_frames(&mut s, &mut buf) else { break };
+            for (corr, m) in frames {
+                if m.mti() == corridor_wire::Mti::NETWORK_REQUEST {
+                    send(&mut s, corr, &answer(&m, "00"));
+                } else if let Some((after, r)) = handle(&m, now) {
+                    // Kept in the order they are due.
+                    let due = now + after;
+                    let at = held.partition_point(|(t, _, _)| *t <= due);
+                    held.insert(at, (due, corr, r));
+                }
+            }
+        }
+    }
+}
