@@ -175,6 +175,8 @@ pub struct CompareSpec {
     pub workdir: PathBuf,
     /// QUIC paths: lanes per connection.
     pub lanes: u16,
+    /// Extra `[journal]` lines (`key = value`) for the corridor-journal path.
+    pub journal_settings: Vec<String>,
 }
 
 /// One run of one path.
@@ -481,6 +483,10 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                     dir.display(),
                     key.display()
                 ));
+                for line in &spec.journal_settings {
+                    text.push_str(line);
+                    text.push('\n');
+                }
             }
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
             let mut sw = spawn(

@@ -311,9 +311,14 @@ struct RespondArgs {
 
 #[derive(Args)]
 struct CompareArgs {
-    /// Paths to compare, in run order: direct, corridor, haproxy, quinn, corridor-quic.
+    /// Paths to compare, in run order: direct, corridor, haproxy, quinn, corridor-quic,
+    /// corridor-journal.
     #[arg(long, value_delimiter = ',', default_value = "direct,corridor,haproxy")]
     paths: Vec<String>,
+    /// A `[journal]` setting for the corridor-journal path, `key = value` as in the
+    /// configuration file (repeatable), e.g. `--journal-set 'preallocate = false'`.
+    #[arg(long = "journal-set")]
+    journal_set: Vec<String>,
     /// Runs per path.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -467,6 +472,7 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         haproxy: a.haproxy.or_else(find_haproxy),
         workdir: workdir.clone(),
         lanes: a.load.secure.lanes,
+        journal_settings: a.journal_set,
     };
     let result = compare(&spec, |r| {
         let s = &r.summary;

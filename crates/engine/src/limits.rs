@@ -16,6 +16,10 @@ pub const PENDING_MAX: usize = 1 << 20;
 /// entries are at most this plus [`PENDING_MAX`].
 pub const REVERSALS_MAX: usize = 1 << 16;
 
+/// A stored reversal or advice is repeated after `reversal_retry`, then twice that, and so
+/// on: at most this many doublings (8 × the interval: 80 s with the default 10 s).
+pub const SAF_BACKOFF_DOUBLINGS: u32 = 3;
+
 /// Most entries in the exception queue. At it, an entry past its limits stays in
 /// store-and-forward (repeated at the retry interval) until an operator makes room.
 pub const EXCEPTIONS_MAX: usize = 1 << 16;

@@ -382,8 +382,11 @@ impl Engine {
             r.attempts += 1;
             r.outstanding = Some((link, key));
         }
-        self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + retry });
-        self.timer(now, retry, Timer::Pending(link, key));
+        // Backoff: the wait for an acknowledgement doubles with each transmission, up to
+        // SAF_BACKOFF_MAX times the retry interval.
+        let wait = retry.saturating_mul(1 << attempts.min(crate::limits::SAF_BACKOFF_DOUBLINGS));
+        self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + wait });
+        self.timer(now, wait, Timer::Pending(link, key));
         self.stats.reversals_sent += 1;
         debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);

@@ -334,13 +334,20 @@ fn an_unacknowledged_reversal_is_abandoned_after_its_repeats() {
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     let _ = h.recv(iss);
     h.advance(TIMEOUT);
-    let mut mtis = Vec::new();
-    for _ in 0..6 {
-        mtis.extend(h.recv_app(iss).into_iter().map(|g| g.msg.mti().value()));
+    // Sent at once, then repeated with backoff: the waits are RETRY, 2 × RETRY, 4 × RETRY.
+    let mut sent = Vec::new();
+    for tick in 0..10u32 {
+        sent.extend(h.recv_app(iss).into_iter().map(|g| (tick, g.msg.mti().value())));
+        if tick == 6 {
+            assert_eq!(h.engine.stats().reversals_abandoned, 0, "the last repeat still awaited");
+        }
         h.advance(RETRY);
     }
-    assert_eq!(mtis, vec![420, 421, 421], "one 0420 and reversal_repeats_max repeats");
-    assert_eq!(h.engine.stats().reversals_abandoned, 1);
+    assert_eq!(
+        sent,
+        vec![(0, 420), (1, 421), (3, 421)],
+        "one 0420 and reversal_repeats_max repeats, backing off"
+    );
     assert_eq!(h.engine.reversals_pending(), 0);
 }
 

@@ -243,9 +243,9 @@ fn an_entry_past_its_limits_moves_to_the_exception_queue_until_an_operator_acts(
     sync(&mut h, &mut log);
     assert_eq!(mtis(&h.recv(acq)), [230, 230]);
     // The issuer never acknowledges: the first transmission and two repeats (the harness's
-    // limit), then the exception queue.
+    // limit, backing off: RETRY, then 2 × RETRY), then the exception queue (after 4 × RETRY).
     let mut seen = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         seen.extend(mtis(&h.recv_app(iss)));
         h.advance(RETRY);
         sync(&mut h, &mut log);
@@ -294,10 +294,18 @@ fn an_entry_older_than_its_age_limit_moves_to_the_exception_queue() {
     let acq = h.acquirer_up(L_ACQ);
     h.send(acq, 0, &advice("000061", "000000000101"));
     h.recv(acq);
-    for _ in 0..5 {
+    // Sent at 0, RETRY, 3 × RETRY, 7 × RETRY (backing off): at that one it is past its age.
+    for _ in 0..6 {
         h.advance(RETRY);
         h.recv_app(iss);
     }
+    assert_eq!(
+        (h.engine.reversals_pending(), h.engine.exceptions_len()),
+        (1, 0),
+        "young enough at its last try"
+    );
+    h.advance(RETRY);
+    h.recv_app(iss);
     assert_eq!((h.engine.reversals_pending(), h.engine.exceptions_len()), (0, 1));
 }
 
