@@ -235,7 +235,7 @@ fn terminal(
                 let code = text(&m, de::RESPONSE_CODE);
                 let auth = text(&m, de::AUTH_ID);
                 let mut t = seen.lock().unwrap();
-                if code == "00" {
+                if code == "00" && !matches!(what, Sent::Reversal(_)) {
                     t.approvals.insert((format!("CR{:010}", what.number()), auth.clone()));
                 }
                 match what {
