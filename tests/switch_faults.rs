@@ -28,8 +28,10 @@ fn config(issuer: std::net::SocketAddr, acquirer_keys: &str) -> String {
     )
 }
 
-fn wait_signed_on(issuer: &Issuer) {
-    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+/// Until the switch has the issuer's answer to its sign-on (the issuer seeing the request is
+/// not enough: requests sent before the answer is in are declined 91).
+fn wait_signed_on(switch: &TestSwitch) {
+    switch.wait_signed_on(&["iss-1"]);
 }
 
 /// Reads native frames from `s` until `n` came or `wait` passed; returns their DE 39s.
@@ -72,7 +74,7 @@ fn frames(n: u64, from: u64) -> Vec<u8> {
 fn three_thousand_pipelined_requests_on_one_connection_are_all_approved() {
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
-    wait_signed_on(&issuer);
+    wait_signed_on(&switch);
     let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
     s.set_nodelay(true).unwrap();
     let mut writer = s.try_clone().unwrap();
@@ -94,7 +96,7 @@ fn approvals_for_an_acquirer_that_went_are_reversed_to_the_issuer() {
     // The issuer approves after 300 ms; the acquirer sends 20 and closes at once.
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveAfter(Duration::from_millis(300)));
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
-    wait_signed_on(&issuer);
+    wait_signed_on(&switch);
     let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
     s.write_all(&frames(20, 1)).unwrap();
     assert!(
@@ -117,7 +119,7 @@ fn connections_that_never_sign_on_or_finish_a_frame_free_their_slots() {
         issuer.addr,
         "  connections_max = 4\n  sign_on_timeout_ms = 500\n  frame_timeout_ms = 500",
     ));
-    wait_signed_on(&issuer);
+    wait_signed_on(&switch);
     let addr = switch.addr("acq-1");
     // Four slowloris peers: one never completes a frame, one sends zero-length frames, one
     // answers nothing and sends nothing, one only echoes.
@@ -155,7 +157,7 @@ fn a_stalled_acquirer_is_closed_and_every_approval_it_did_not_get_is_reversed() 
     // issuer approves with a 999-character DE 48.
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveLarge);
     let switch = TestSwitch::start(&config(issuer.addr, "  sign_on_required = false"));
-    wait_signed_on(&issuer);
+    wait_signed_on(&switch);
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&switch.addr("acq-1").into()).unwrap();
@@ -203,7 +205,7 @@ fn an_approval_too_big_for_the_acquirers_link_is_answered_96_and_reversed() {
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveLarge);
     let switch =
         TestSwitch::start(&config(issuer.addr, "  sign_on_required = false\n  frame_bytes_max = 400"));
-    wait_signed_on(&issuer);
+    wait_signed_on(&switch);
     let mut s = TcpStream::connect(switch.addr("acq-1")).unwrap();
     s.write_all(&frames(10, 1)).unwrap();
     let codes = read_answers(&mut s, 10, WAIT_MAX);

@@ -25,6 +25,15 @@ fn config(state: &std::path::Path, issuer: std::net::SocketAddr) -> String {
     )
 }
 
+/// Until the switch has the issuer link's sign-on answer (requests before it are declined 91).
+fn signed_on(h: &corridor_net::Handle) {
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    while !h.links_blocking().is_some_and(|l| l.iter().any(|l| l.name == "iss-1" && l.status.signed_on)) {
+        assert!(std::time::Instant::now() < deadline, "the issuer link signed on");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -121,7 +130,7 @@ fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_resta
     net.journal.as_mut().unwrap().fault = Some(std::sync::Arc::clone(&fault));
     let running = corridor_net::Running::start(engine, net).unwrap();
     let addr = running.addr("acq-1").unwrap();
-    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+    signed_on(running.handle());
     let mut acq = Conn::connect(addr, wire);
     acq.send(0, &purchase(PAN, "000001", "12345678"));
     let (_, r) = acq.recv_app_within(WAIT_MAX).expect("the first is answered");
@@ -173,7 +182,7 @@ fn a_full_disk_declines_new_requests_96_while_what_is_in_flight_is_answered_and_
     net.journal.as_mut().unwrap().fault = Some(std::sync::Arc::clone(&fault));
     let running = corridor_net::Running::start(engine, net).unwrap();
     let addr = running.addr("acq-1").unwrap();
-    assert!(issuer.wait_for(WAIT_MAX, |s| s.iter().any(|m| m.mti() == Mti::NETWORK_REQUEST)));
+    signed_on(running.handle());
     assert!(state.join("journal").join("reserve").exists(), "the reserve is held");
     let mut acq = Conn::connect(addr, wire);
     acq.send(0, &purchase(PAN, "000001", "12345678"));
