@@ -298,8 +298,9 @@ impl Engine {
                     auth: None,
                     reversed: false,
                     seq: 0,
+                    sent_stan: None,
                 };
-                self.remember(dup, ResponseCode::APPROVED, None, 0, now);
+                self.remember(dup, (ResponseCode::APPROVED, None), None, 0, now);
                 return self.replay_outcome(link, correlation, msg, ok);
             }
         }
@@ -330,9 +331,14 @@ impl Engine {
         let id = self.store(destination, body.freeze(), first, original, Some(dup), now);
         // Acknowledged once its record is durable (and repeats the same way).
         let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
-        self.remember(dup, ResponseCode::APPROVED, None, seq, now);
-        let ok =
-            crate::duplicates::Outcome { code: ResponseCode::APPROVED, auth: None, reversed: false, seq };
+        self.remember(dup, (ResponseCode::APPROVED, None), None, seq, now);
+        let ok = crate::duplicates::Outcome {
+            code: ResponseCode::APPROVED,
+            auth: None,
+            reversed: false,
+            seq,
+            sent_stan: None,
+        };
         self.replay_outcome(link, correlation, msg, ok);
     }
 

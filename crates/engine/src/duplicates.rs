@@ -22,6 +22,8 @@ pub(crate) struct Outcome {
     /// The journal record the answer waited for (0: none): an answer made from this outcome
     /// waits for it too.
     pub(crate) seq: u64,
+    /// The STAN its destination saw (a participant's reversal of it names it in DE 90).
+    pub(crate) sent_stan: Option<[u8; 6]>,
 }
 
 /// Completed requests' outcomes for the duplicate window, bounded by [`OUTCOMES_MAX`].
@@ -77,7 +79,12 @@ impl Outcomes {
             }
             None => {
                 let code = code.unwrap_or(ResponseCode::TIMEOUT);
-                self.insert(key, Outcome { code, auth: None, reversed: true, seq: 0 }, now, window);
+                self.insert(
+                    key,
+                    Outcome { code, auth: None, reversed: true, seq: 0, sent_stan: None },
+                    now,
+                    window,
+                );
             }
         }
     }

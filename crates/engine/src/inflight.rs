@@ -158,7 +158,7 @@ impl Engine {
                     .and_then(|f| f.value_borrowed())
                     .and_then(|v| <[u8; 6]>::try_from(v).ok());
                 let answered = self.record_answer(r.journal_seq, code, auth, false, now);
-                self.remember(r.dup, ResponseCode(code), auth, answered, now);
+                self.remember(r.dup, (ResponseCode(code), auth), Some(r.sent_stan), answered, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
                     o.hold_from(start, answered);
                 }
@@ -199,13 +199,13 @@ impl Engine {
     pub(crate) fn remember(
         &mut self,
         dup: DupKey,
-        code: ResponseCode,
-        auth: Option<[u8; 6]>,
+        (code, auth): (ResponseCode, Option<[u8; 6]>),
+        sent_stan: Option<[u8; 6]>,
         seq: u64,
         now: Instant,
     ) {
         let window = self.config.settings.duplicate_window;
-        let outcome = crate::duplicates::Outcome { code, auth, reversed: false, seq };
+        let outcome = crate::duplicates::Outcome { code, auth, reversed: false, seq, sent_stan };
         self.outcomes.insert(dup, outcome, now, window);
     }
 
@@ -233,7 +233,7 @@ impl Engine {
                     self.slot_freed(r.origin);
                 }
                 let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
-                self.remember(r.dup, ResponseCode::TIMEOUT, None, answered, now);
+                self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
                 if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
                     self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }

@@ -118,6 +118,7 @@ impl Engine {
                 auth: o.auth,
                 reversed: o.reversed,
                 seq: 0,
+                sent_stan: o.sent_stan,
             };
             self.outcomes.insert(k, outcome, when, window);
             done.outcomes += 1;
@@ -175,7 +176,13 @@ impl Engine {
                 done.unresolved += 1;
                 continue;
             };
-            self.remember(dup, corridor_wire::ResponseCode::TIMEOUT, None, answered, now);
+            self.remember(
+                dup,
+                (corridor_wire::ResponseCode::TIMEOUT, None),
+                Some(f.sent_stan),
+                answered,
+                now,
+            );
             match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
                 Ok(rev) => {
                     self.stats.approvals_reversed += 1;

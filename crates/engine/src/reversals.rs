@@ -359,13 +359,35 @@ impl Engine {
         } else {
             self.record(&Entry::ReversalSent { id: journal_id, attempt: attempts }, now)
         };
+        // A participant's reversal names its original by the STAN the originator used; its
+        // destination saw the switch's (on a classic link): DE 90 gets that one.
+        let original = self.reversals.get(&id).and_then(|r| r.original.filter(|_| r.from_participant));
+        let window = self.config.settings.duplicate_window;
+        let seen = original.and_then(|k| self.outcomes.get(&k, now, window)).and_then(|o| o.sent_stan);
+        let de90 = seen.and_then(|s| {
+            let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
+            let d = rev.field(de::ORIGINAL_DATA)?.value_into(&mut scratch);
+            (d.len() >= 10).then(|| {
+                let mut v = d.to_vec();
+                v[4..10].copy_from_slice(&s);
+                v
+            })
+        });
         let Some(l) = self.links.get_mut(&link) else { unreachable!("found among the open links") };
         let (key, stan) = l.next_key();
         let stan = stan.to_ascii();
         let dialect = l.dialect;
         let sent_mti = if attempts == 0 { mti } else { mti.as_repeat() };
+        let with_de90;
+        let set: &[(corridor_wire::FieldId, &[u8])] = match &de90 {
+            Some(d) => {
+                with_de90 = [(de::STAN, &stan[..]), (de::ORIGINAL_DATA, d.as_slice())];
+                &with_de90
+            }
+            None => &[(de::STAN, &stan)],
+        };
         let written = l.frame_after(sent_seq, NativeHeader::FLAG_SWITCH_ORIGIN, key, |out| {
-            rev.derive(sent_mti, FieldSet::VALUES, &[(de::STAN, &stan)], dialect, out)
+            rev.derive(sent_mti, FieldSet::VALUES, set, dialect, out)
         });
         if let Err(e) = written {
             // The destination's link cannot carry it (its frame limit): try again later,

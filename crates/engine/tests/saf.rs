@@ -382,3 +382,26 @@ fn after_a_restart_a_participants_reversal_of_a_request_the_switch_reversed_is_n
         assert_eq!(h.engine.stats().reversals_redundant, 1);
     }
 }
+
+#[test]
+fn a_participants_reversal_names_its_original_by_the_stan_its_classic_destination_saw() {
+    // Issuer B's link is classic: it saw the switch's STAN on the purchase, so that is the
+    // STAN the terminal's reversal must name in DE 90 when it reaches it.
+    let mut h = Harness::new();
+    let iss = h.up(L_ISS_B);
+    let acq = h.acquirer_up(L_ACQ);
+    let p = purchase("5500000000000004", "000042", "12345678");
+    h.send(acq, 0, &p);
+    let fwd = h.recv(iss);
+    let seen = fwd[0].field(11).unwrap();
+    assert_ne!(seen, "000042", "the switch's own STAN on a classic link");
+    h.answer(iss, &fwd[0], "00");
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
+    h.send(acq, 0, &reversal_of(&p, "000043"));
+    assert_eq!(mtis(&h.recv(acq)), [430]);
+    let rev = h.recv(iss);
+    assert_eq!(mtis(&rev), [420]);
+    let de90 = rev[0].field(90).unwrap();
+    assert_eq!((&de90[..4], &de90[4..10]), ("0200", seen.as_str()), "DE 90 names what the issuer saw");
+    assert_eq!(&de90[10..20], "1125221530", "the original's DE 7 kept");
+}

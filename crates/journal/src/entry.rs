@@ -110,6 +110,8 @@ pub struct OutcomeEntry {
     pub reversed: bool,
     /// When it was answered.
     pub at_unix_ms: u64,
+    /// The STAN its destination saw.
+    pub sent_stan: Option<[u8; 6]>,
 }
 
 /// One record's content.
@@ -353,10 +355,12 @@ impl Entry {
             }
             Self::Outcome(o) => {
                 w.key(&o.key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
-                match o.auth {
-                    Some(auth) => w.u8(1).bytes(&auth),
-                    None => w.u8(0),
-                };
+                for v in [o.auth, o.sent_stan] {
+                    match v {
+                        Some(b) => w.u8(1).bytes(&b),
+                        None => w.u8(0),
+                    };
+                }
             }
             Self::LateResponse { link, key, code, auth, reversal } => {
                 w.name(link).u64(*key).bytes(code).u64(*reversal);
@@ -435,7 +439,11 @@ impl Entry {
                         0 => None,
                         _ => Some(r.array()?),
                     };
-                    Self::Outcome(OutcomeEntry { key, code, auth, reversed, at_unix_ms })
+                    let sent_stan = match r.u8()? {
+                        0 => None,
+                        _ => Some(r.array()?),
+                    };
+                    Self::Outcome(OutcomeEntry { key, code, auth, reversed, at_unix_ms, sent_stan })
                 }
                 _ => return None,
             };
@@ -531,6 +539,7 @@ mod tests {
                 auth: Some(*b"A1B2C3"),
                 reversed: true,
                 at_unix_ms: 7,
+                sent_stan: Some(*b"000123"),
             }),
         ]
     }

@@ -49,6 +49,8 @@ pub struct Outcome {
     pub reversed: bool,
     /// When it was answered, Unix milliseconds (an upper bound: the time its segment ended).
     pub at_unix_ms: u64,
+    /// The STAN its destination saw (for a reversal of it that names it in DE 90).
+    pub sent_stan: Option<[u8; 6]>,
 }
 
 /// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`].
@@ -76,7 +78,7 @@ impl Outcomes {
         match self.map.get_mut(key) {
             Some(o) => o.reversed = true,
             None => {
-                let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms };
+                let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms, sent_stan: None };
                 self.insert(key.clone(), o);
             }
         }
@@ -181,7 +183,9 @@ impl Recovery {
             },
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
-                    let outcome = Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms };
+                    let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
+                    let outcome =
+                        Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms, sent_stan };
                     self.outcomes.insert(r.accepted.key, outcome);
                 }
                 None => self.orphans += 1,
@@ -191,7 +195,8 @@ impl Recovery {
                     self.outcomes.mark_reversed(k, at_unix_ms);
                 }
                 if let Some(k) = &q.advice {
-                    let o = Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms };
+                    let o =
+                        Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms, sent_stan: None };
                     self.outcomes.insert(k.clone(), o);
                 }
                 self.reversals.insert(q.id, (q, 0));
@@ -226,8 +231,13 @@ impl Recovery {
             // The audit trail: nothing owed.
             Entry::LateResponse { .. } | Entry::LinkEvent { .. } | Entry::ConfigEvent { .. } => {}
             Entry::Outcome(o) => {
-                let outcome =
-                    Outcome { code: o.code, auth: o.auth, reversed: o.reversed, at_unix_ms: o.at_unix_ms };
+                let outcome = Outcome {
+                    code: o.code,
+                    auth: o.auth,
+                    reversed: o.reversed,
+                    at_unix_ms: o.at_unix_ms,
+                    sent_stan: o.sent_stan,
+                };
                 self.outcomes.insert(o.key, outcome);
             }
         }
@@ -318,6 +328,7 @@ impl Recovery {
                 auth: o.auth,
                 reversed: o.reversed,
                 at_unix_ms: o.at_unix_ms,
+                sent_stan: o.sent_stan,
             };
             put(seq, &Entry::Outcome(e), &mut body);
         }
@@ -533,7 +544,8 @@ mod tests {
         let mut o = Outcomes::default();
         for i in 0..10u32 {
             let k = crate::entry::key("acq", 2, i);
-            o.insert(k, Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms: u64::from(i) });
+            let at_unix_ms = u64::from(i);
+            o.insert(k, Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms, sent_stan: None });
         }
         o.expire(5);
         assert_eq!(o.len(), 5);
