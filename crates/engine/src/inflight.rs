@@ -130,8 +130,17 @@ impl Engine {
             self.slot_freed(r.origin);
         }
         if !open {
-            // The originator is gone: the answer cannot be delivered.
+            // The originator is gone: the answer cannot be delivered. It is still the
+            // request's outcome — a repeat on a new connection is answered from it, never
+            // forwarded again — and an approval is reversed (its repeat is then told 68).
             self.stats.undeliverable += 1;
+            let code = resp.response_code().map_or(*b"  ", |c| c.0);
+            let auth = resp
+                .field(de::AUTH_ID)
+                .and_then(|f| f.value_borrowed())
+                .and_then(|v| <[u8; 6]>::try_from(v).ok());
+            let answered = self.record_answer(r.journal_seq, code, auth, false, now);
+            self.remember(r.dup, (ResponseCode(code), auth), Some(r.sent_stan), answered, now);
             if approved {
                 self.reverse_undelivered(undelivered, now);
             }
