@@ -329,6 +329,12 @@ impl Engine {
         }
         self.stats.advices_stored += 1;
         let id = self.store(destination, body.freeze(), first, original, Some(dup), now);
+        // Its original is reversed from now on (as the journal's recovery reads the record): a
+        // repeat of it, or the original arriving after its reversal, is answered 68 and never
+        // forwarded. One still in flight keeps its own answer; the reversal goes after it.
+        if let Some(orig) = original.filter(|k| !self.duplicates.contains(k)) {
+            self.outcomes.mark_reversed(orig, None, now, window);
+        }
         // Acknowledged once its record is durable (and repeats the same way).
         let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
         self.remember(dup, (ResponseCode::APPROVED, None), None, seq, now);
