@@ -44,6 +44,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const GIVE_UP: Duration = Duration::from_secs(3);
 /// Declines the switch makes before it takes a request: no outcome (SPEC §9).
 const ADMISSION_DECLINES: [&str; 6] = ["91", "92", "94", "63", "30", "96"];
+/// Most events a seed may take (a livelock is reported, not waited for).
+pub const STEPS_MAX: u64 = 2_000_000;
+/// Most rounds the switch's outputs may take to settle after one input.
+const PUMP_ROUNDS_MAX: u32 = 10_000;
 /// Most history lines kept per RRN.
 const HISTORY_MAX: usize = 24;
 
@@ -221,6 +225,8 @@ pub struct Sim {
     out: Outcome,
     load_over: bool,
     faults: bool,
+    /// Set when a bound of the loop itself was hit (a livelock).
+    stuck: Option<String>,
 }
 
 fn config() -> Config {
@@ -349,6 +355,7 @@ impl Sim {
             out: Outcome::default(),
             load_over: false,
             faults: true,
+            stuck: None,
         };
         s.start_switch();
         s.at(Duration::from_millis(1), Ev::Send);
@@ -483,7 +490,12 @@ impl Sim {
     /// After every input: bytes out to peers, engine events, the journal's next batch, the
     /// next timer.
     fn pump(&mut self) {
-        loop {
+        for round in 0.. {
+            if round >= PUMP_ROUNDS_MAX {
+                self.stuck =
+                    Some(format!("the switch's outputs did not settle after {PUMP_ROUNDS_MAX} rounds"));
+                return;
+            }
             let mut progress = false;
             let Some(engine) = self.engine.as_mut() else { return };
             let mut outputs = Vec::new();
@@ -904,7 +916,10 @@ impl Sim {
                 self.faults = false;
             }
             self.step(ev);
-            if self.settled() || self.now > LOAD + SETTLE_MAX {
+            if self.out.steps >= STEPS_MAX && self.stuck.is_none() {
+                self.stuck = Some(format!("{STEPS_MAX} events without settling"));
+            }
+            if self.settled() || self.now > LOAD + SETTLE_MAX || self.stuck.is_some() {
                 break;
             }
         }
@@ -923,6 +938,9 @@ impl Sim {
     }
 
     fn check(&self) -> Result<(), Violation> {
+        if let Some(why) = &self.stuck {
+            return Err(self.fail(None, format!("livelock: {why}")));
+        }
         if !self.settled() {
             let stuck = self.terminal.to_reverse.front().copied();
             return Err(self.fail(
