@@ -293,15 +293,7 @@ impl Engine {
                 // forwarded a second time.
                 self.stats.reversals_redundant += 1;
                 debug!(%link, "reversal of a request already reversed: acknowledged");
-                let ok = crate::duplicates::Outcome {
-                    code: ResponseCode::APPROVED,
-                    auth: None,
-                    reversed: false,
-                    seq: 0,
-                    sent_stan: None,
-                };
-                self.remember(dup, (ResponseCode::APPROVED, None), None, 0, now);
-                return self.replay_outcome(link, correlation, msg, ok);
+                return self.acknowledge_advice(link, correlation, msg, dup, 0, now);
             }
         }
         if self.storage_full || self.saf_full(spec, now) {
@@ -337,6 +329,20 @@ impl Engine {
         }
         // Acknowledged once its record is durable (and repeats the same way).
         let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        self.acknowledge_advice(link, correlation, msg, dup, seq, now);
+    }
+
+    /// Acknowledges an advice (`00`) once journal record `seq` is durable, and remembers
+    /// that answer for its repeats.
+    fn acknowledge_advice(
+        &mut self,
+        link: LinkId,
+        correlation: u64,
+        msg: &Msg<'_>,
+        dup: DupKey,
+        seq: u64,
+        now: Instant,
+    ) {
         self.remember(dup, (ResponseCode::APPROVED, None), None, seq, now);
         let ok = crate::duplicates::Outcome {
             code: ResponseCode::APPROVED,

@@ -18,6 +18,14 @@ use crate::{
     timers::Timer,
 };
 
+/// DE 39 (blank when absent) and DE 38 (when it is six characters) of an answer.
+pub(crate) fn answer_of(m: &Msg<'_>) -> ([u8; 2], Option<[u8; 6]>) {
+    let code = m.response_code().map_or(*b"  ", |c| c.0);
+    let auth =
+        m.field(de::AUTH_ID).and_then(|f| f.value_borrowed()).and_then(|v| <[u8; 6]>::try_from(v).ok());
+    (code, auth)
+}
+
 /// A request forwarded and not yet answered.
 pub(crate) struct Request {
     /// The link it came on, its correlation there, and that link's dialect.
@@ -134,13 +142,7 @@ impl Engine {
             // request's outcome — a repeat on a new connection is answered from it, never
             // forwarded again — and an approval is reversed (its repeat is then told 68).
             self.stats.undeliverable += 1;
-            let code = resp.response_code().map_or(*b"  ", |c| c.0);
-            let auth = resp
-                .field(de::AUTH_ID)
-                .and_then(|f| f.value_borrowed())
-                .and_then(|v| <[u8; 6]>::try_from(v).ok());
-            let answered = self.record_answer(r.journal_seq, code, auth, false, now);
-            self.remember(r.dup, (ResponseCode(code), auth), Some(r.sent_stan), answered, now);
+            self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
             if approved {
                 self.reverse_undelivered(undelivered, now);
             }
@@ -161,13 +163,7 @@ impl Engine {
                     o.out.track(undelivered);
                 }
                 // Journal before answer: the answer leaves once its record is durable.
-                let code = resp.response_code().map_or(*b"  ", |c| c.0);
-                let auth = resp
-                    .field(de::AUTH_ID)
-                    .and_then(|f| f.value_borrowed())
-                    .and_then(|v| <[u8; 6]>::try_from(v).ok());
-                let answered = self.record_answer(r.journal_seq, code, auth, false, now);
-                self.remember(r.dup, (ResponseCode(code), auth), Some(r.sent_stan), answered, now);
+                let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
                     o.hold_from(start, answered);
                 }
@@ -201,6 +197,22 @@ impl Engine {
             }
         }
         self.after_write(r.origin);
+    }
+
+    /// The destination's answer `resp` is the outcome of the request journaled at `seq`:
+    /// journaled and remembered for its repeats. The sequence number its answer waits for.
+    fn relayed_outcome(
+        &mut self,
+        dup: &DupKey,
+        seq: u64,
+        sent_stan: [u8; 6],
+        resp: &Msg<'_>,
+        now: Instant,
+    ) -> u64 {
+        let (code, auth) = answer_of(resp);
+        let answered = self.record_answer(seq, code, auth, false, now);
+        self.remember(*dup, (ResponseCode(code), auth), Some(sent_stan), answered, now);
+        answered
     }
 
     /// A request with duplicate key `dup` was answered `code` (its answer waiting for

@@ -111,11 +111,7 @@ impl Engine {
         if self.journal.is_some() {
             let name =
                 self.links.get(&link).map(|l| self.config.links[l.spec].name.clone()).unwrap_or_default();
-            let code = msg.response_code().map_or(*b"  ", |c| c.0);
-            let auth = msg
-                .field(de::AUTH_ID)
-                .and_then(|f| f.value_borrowed())
-                .and_then(|v| <[u8; 6]>::try_from(v).ok());
+            let (code, auth) = crate::inflight::answer_of(msg);
             let entry = Entry::LateResponse { link: name, key, code, auth, reversal: reversal.unwrap_or(0) };
             self.record(&entry, now);
         }
