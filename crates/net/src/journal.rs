@@ -121,20 +121,26 @@ impl Segments {
 /// The first sequence numbers of the segments in `dir`, in order (files named as segments;
 /// anything else is left alone). A directory that does not exist yet holds none.
 fn segment_seqs(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    numbered_files(dir, SegmentHeader::seq_of_name)
+}
+
+/// The numbers of the files of `dir` whose names `parse` reads, in order (a directory that
+/// does not exist yet holds none).
+fn numbered_files(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec<u64>, JournalError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
     };
-    let mut seqs = Vec::new();
+    let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
-        if let Some(seq) = entry.file_name().to_str().and_then(SegmentHeader::seq_of_name) {
-            seqs.push(seq);
+        if let Some(n) = entry.file_name().to_str().and_then(&parse) {
+            out.push(n);
         }
     }
-    seqs.sort_unstable();
-    Ok(seqs)
+    out.sort_unstable();
+    Ok(out)
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -316,27 +322,12 @@ fn checkpoint_path(dir: &Path, seq: u64) -> PathBuf {
 ///
 /// The directory cannot be read.
 pub fn checkpoints(dir: &Path) -> Result<Vec<u64>, JournalError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let seq = name
-            .strip_prefix(CHECKPOINT_PREFIX)
+    numbered_files(dir, |name| {
+        name.strip_prefix(CHECKPOINT_PREFIX)
             .and_then(|n| n.strip_suffix(CHECKPOINT_SUFFIX))
             .filter(|n| n.len() == 20)
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(seq) = seq {
-            out.push(seq);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
+            .and_then(|n| n.parse::<u64>().ok())
+    })
 }
 
 /// The newest checkpoint of `dir` that reads back whole (an empty state when there is
