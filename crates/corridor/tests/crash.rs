@@ -112,18 +112,7 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
 
     let switch = serve(&config);
     let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
-    let purchase = |i: u64| {
-        let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
-        m.set(de::PAN, "4761739001010010").unwrap();
-        m.set(de::PROCESSING_CODE, "000000").unwrap();
-        m.set(de::AMOUNT, "000000012500").unwrap();
-        m.set(de::TRANSMISSION_TIME, "1201103000").unwrap();
-        m.set(de::STAN, format!("{i:06}")).unwrap();
-        m.set(de::ACQUIRER_ID, "12345678").unwrap();
-        m.set(de::RRN, format!("CRASH{i:07}")).unwrap();
-        m.set(de::TERMINAL_ID, "TERM0001").unwrap();
-        m
-    };
+    let purchase = |i: u64| common::purchase(u32::try_from(i).unwrap(), &format!("CRASH{i:07}"));
     for i in 1..=20u64 {
         send(&mut acq, i, &purchase(i));
     }

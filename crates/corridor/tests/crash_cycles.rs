@@ -94,16 +94,7 @@ struct TerminalSeen {
 }
 
 fn purchase(i: u32) -> OwnedMessage {
-    let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
-    m.set(de::PAN, "4761739001010010").unwrap();
-    m.set(de::PROCESSING_CODE, "000000").unwrap();
-    m.set(de::AMOUNT, "000000012500").unwrap();
-    m.set(de::TRANSMISSION_TIME, "1201103000").unwrap();
-    m.set(de::STAN, format!("{i:06}")).unwrap();
-    m.set(de::ACQUIRER_ID, "12345678").unwrap();
-    m.set(de::RRN, format!("CR{i:010}")).unwrap();
-    m.set(de::TERMINAL_ID, "TERM0001").unwrap();
-    m
+    common::purchase(i, &format!("CR{i:010}"))
 }
 
 /// The terminal's reversal of purchase `i` (its own STAN from another range, DE 90 naming

@@ -20,7 +20,7 @@ use std::{
 
 use bytes::BytesMut;
 use common::*;
-use corridor_wire::{de, Mti, OwnedMessage};
+use corridor_wire::{de, OwnedMessage};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
@@ -51,20 +51,7 @@ fn issuer(listener: TcpListener, purchases: Arc<AtomicUsize>, stop: Arc<AtomicBo
 }
 
 fn purchase(stan: u32) -> OwnedMessage {
-    let mut m = OwnedMessage::new(Mti::FINANCIAL_REQUEST);
-    for (f, v) in [
-        (de::PAN, "4761739001010010".to_owned()),
-        (de::PROCESSING_CODE, "000000".to_owned()),
-        (de::AMOUNT, "000000012500".to_owned()),
-        (de::TRANSMISSION_TIME, "1201103000".to_owned()),
-        (de::STAN, format!("{stan:06}")),
-        (de::ACQUIRER_ID, "12345678".to_owned()),
-        (de::RRN, format!("DF{stan:010}")),
-        (de::TERMINAL_ID, "TERM0001".to_owned()),
-    ] {
-        m.set(f, v).unwrap();
-    }
-    m
+    common::purchase(stan, &format!("DF{stan:010}"))
 }
 
 /// Sends purchases `stans` and waits for each one's response code; every answer that

@@ -187,3 +187,22 @@ pub fn serve_peer(
         }
     }
 }
+
+/// A purchase from acquirer 12345678 (terminal TERM0001, DE 7 1201103000) with `stan`
+/// (six digits) and RRN `rrn`.
+pub fn purchase(stan: u32, rrn: &str) -> OwnedMessage {
+    let mut m = OwnedMessage::new(corridor_wire::Mti::FINANCIAL_REQUEST);
+    for (f, v) in [
+        (de::PAN, "4761739001010010".to_owned()),
+        (de::PROCESSING_CODE, "000000".to_owned()),
+        (de::AMOUNT, "000000012500".to_owned()),
+        (de::TRANSMISSION_TIME, "1201103000".to_owned()),
+        (de::STAN, format!("{stan:06}")),
+        (de::ACQUIRER_ID, "12345678".to_owned()),
+        (de::RRN, rrn.to_owned()),
+        (de::TERMINAL_ID, "TERM0001".to_owned()),
+    ] {
+        m.set(f, v).unwrap();
+    }
+    m
+}
