@@ -34,16 +34,22 @@ fn signed_on(h: &corridor_net::Handle) {
     }
 }
 
+/// A fresh state directory with a PAN key.
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let state = std::env::temp_dir().join(format!("corridor-journal-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    state
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
 fn answers_wait_for_the_journal_which_holds_no_card_data_and_survives_a_restart() {
-    let state = std::env::temp_dir().join(format!("corridor-journal-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let state = state_dir("e2e");
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
     for (round, stans) in [(0, 1..=20u32), (1, 21..=30)] {
@@ -117,10 +123,7 @@ fn answers_wait_for_the_journal_which_holds_no_card_data_and_survives_a_restart(
 
 #[test]
 fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_restart_recovers() {
-    let state = std::env::temp_dir().join(format!("corridor-journal-eio-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let state = state_dir("eio");
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
     let text = config(&state, issuer.addr);
@@ -169,10 +172,7 @@ fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_resta
 
 #[test]
 fn a_full_disk_declines_new_requests_96_while_what_is_in_flight_is_answered_and_then_recovers() {
-    let state = std::env::temp_dir().join(format!("corridor-journal-enospc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    let state = state_dir("enospc");
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::ApproveAfter(std::time::Duration::from_secs(1)));
     let wire = Wire::classic(corridor_wire::LengthHeader::Bin2, Dialect::Iso87Ascii);
     let text = config(&state, issuer.addr);
