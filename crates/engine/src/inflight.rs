@@ -38,6 +38,8 @@ pub(crate) struct Request {
     /// The STAN the originator used, and the one the destination saw.
     pub(crate) origin_stan: [u8; 6],
     pub(crate) sent_stan: [u8; 6],
+    /// Its DE 37, when it had one: the response must echo it.
+    pub(crate) rrn: Option<[u8; 12]>,
     pub(crate) dup: DupKey,
     /// The participant the request was routed to, which a reversal goes to.
     pub(crate) destination: usize,
@@ -62,6 +64,19 @@ impl Pending {
     pub(crate) fn is_request(&self) -> bool {
         matches!(self.kind, Kind::Request(_))
     }
+}
+
+/// Whether `resp` echoes what identifies request `r`: the STAN its destination saw and its
+/// RRN, where the response carries them. A response on the wrong link, or one for another
+/// request that happens to share the correlation there, does not: it is no answer to `r`.
+fn echoes(r: &Request, resp: &Msg<'_>) -> bool {
+    let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
+    let stan = resp.field(de::STAN).is_none_or(|f| f.value_into(&mut scratch) == r.sent_stan);
+    let rrn = match (resp.field(de::RRN), &r.rrn) {
+        (Some(f), Some(want)) => f.value_into(&mut scratch) == want,
+        _ => true,
+    };
+    stan && rrn
 }
 
 impl Engine {
@@ -91,7 +106,7 @@ impl Engine {
             return self.unmatched(link, key, msg, now);
         };
         let answers = match &entry.get().kind {
-            Kind::Request(r) => r.request_mti.response() == Some(msg.mti()),
+            Kind::Request(r) => r.request_mti.response() == Some(msg.mti()) && echoes(r, msg),
             Kind::Reversal(id) => self.reversals.get(id).and_then(|r| r.mti.response()) == Some(msg.mti()),
             Kind::Network(_) => false,
         };
@@ -264,7 +279,7 @@ impl Engine {
                         Ok(b) => b,
                         Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
                     };
-                    let id = self.reverse_request(r.destination, body.clone(), r.dup, now);
+                    let id = self.reverse_request(r.destination, body.clone(), r.dup, Some(link), now);
                     if self.late.len() < LATE_MAX {
                         let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
                         self.late.insert((link, key), late);

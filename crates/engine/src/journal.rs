@@ -186,7 +186,7 @@ impl Engine {
             match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
                 Ok(rev) => {
                     self.stats.approvals_reversed += 1;
-                    self.reverse_request(dest, rev, dup, now);
+                    self.reverse_request(dest, rev, dup, None, now);
                     done.reversed += 1;
                 }
                 Err(_) => done.unresolved += 1,

@@ -50,6 +50,10 @@ pub(crate) struct Reversal {
     pub(crate) original: Option<DupKey>,
     /// Whether a participant sent it (else the switch made it).
     pub(crate) from_participant: bool,
+    /// The link its original was forwarded on, when the switch reverses a request it
+    /// forwarded: while that connection is open the reversal goes on it, behind the
+    /// original, never on another link of the destination where it could arrive first.
+    pub(crate) follows: Option<LinkId>,
 }
 
 /// A request that timed out, remembered for its late response.
@@ -102,7 +106,7 @@ impl Engine {
         if approved && !under_way {
             let (destination, body, dup) = (late.destination, late.body.clone(), late.dup);
             self.stats.approvals_reversed += 1;
-            let id = self.reverse_request(destination, body, dup, now);
+            let id = self.reverse_request(destination, body, dup, Some(link), now);
             if let Some(l) = self.late.get_mut(&(link, key)) {
                 l.reversal = id;
             }
@@ -126,7 +130,8 @@ impl Engine {
         match compose::reversal(&req, &u.sent_stan, b"22") {
             Ok(body) => {
                 self.stats.approvals_reversed += 1;
-                self.reverse_request(u.destination, body, u.dup, now);
+                // The destination answered: it has the original, nothing can overtake it.
+                self.reverse_request(u.destination, body, u.dup, None, now);
             }
             Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
         }
@@ -134,21 +139,27 @@ impl Engine {
 
     /// The switch reverses request `dup` toward `destination` with reversal `body`: a repeat
     /// of the request is told 68 from now on. When its originator's own reversal of it is
-    /// stored, that one is the reversal (never two); its id is returned either way.
+    /// stored, that one is the reversal (never two); its id is returned either way. `follows`
+    /// is the link the request went on, if it may still be on its way there.
     pub(crate) fn reverse_request(
         &mut self,
         destination: usize,
         body: Bytes,
         dup: DupKey,
+        follows: Option<LinkId>,
         now: Instant,
     ) -> Option<u64> {
         let window = self.config.settings.duplicate_window;
         self.outcomes.mark_reversed(dup, Some(ResponseCode::TIMEOUT), now, window);
         if let Some(&id) = self.saf_by_original.get(&dup) {
+            if let Some(r) = self.reversals.get_mut(&id) {
+                r.follows = follows;
+            }
             self.send_reversal(id, now);
             return Some(id);
         }
-        Some(self.store(destination, body, Mti::REVERSAL_ADVICE, Some(dup), None, now))
+        let id = self.store_following(destination, body, Mti::REVERSAL_ADVICE, Some(dup), None, follows, now);
+        Some(id)
     }
 
     /// Removes entry `id` and everything that points at it, journaled as acknowledged.
@@ -193,6 +204,21 @@ impl Engine {
         advice: Option<DupKey>,
         now: Instant,
     ) -> u64 {
+        self.store_following(destination, body, mti, original, advice, None, now)
+    }
+
+    /// [`Self::store`], the entry following its original on link `follows`.
+    #[allow(clippy::too_many_arguments)] // an entry's fields
+    fn store_following(
+        &mut self,
+        destination: usize,
+        body: Bytes,
+        mti: Mti,
+        original: Option<DupKey>,
+        advice: Option<DupKey>,
+        follows: Option<LinkId>,
+        now: Instant,
+    ) -> u64 {
         let journal_id = self.record_stored(destination, &body, original.as_ref(), advice.as_ref(), now);
         let id = if journal_id == 0 {
             self.next_reversal += 1;
@@ -217,6 +243,7 @@ impl Engine {
             queued: now,
             original,
             from_participant,
+            follows,
         };
         self.insert_entry(id, r, now);
         id
@@ -260,6 +287,7 @@ impl Engine {
             queued,
             original,
             from_participant,
+            follows: None,
         };
         if let Some(k) = original.filter(|_| from_participant && !excepted) {
             self.saf_by_original.insert(k, id);
@@ -336,10 +364,15 @@ impl Engine {
             self.timer(now, retry, Timer::Reversal(id));
             return;
         }
-        let link = self.by_participant[destination]
-            .iter()
-            .copied()
-            .find(|l| self.links.get(l).is_some_and(Link::routable));
+        // Behind its original while the original's connection is open (it waits while that
+        // link is not routable); on any routable link of the destination once it is gone.
+        let link = match r.follows.filter(|l| self.links.contains_key(l)) {
+            Some(l) => self.links.get(&l).is_some_and(Link::routable).then_some(l),
+            None => self.by_participant[destination]
+                .iter()
+                .copied()
+                .find(|l| self.links.get(l).is_some_and(Link::routable)),
+        };
         let Some(link) = link else {
             self.timer(now, retry, Timer::Reversal(id));
             return;

@@ -20,6 +20,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ops;
+
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque},
