@@ -477,7 +477,10 @@ impl Engine {
     /// can be read (a broken fixed-length field is left out and the walk goes on past it),
     /// so the sender can match the answer; when it could not match it anyway (a classic link
     /// without a readable DE 11), it is dropped with a throttled warning. The link stays up:
-    /// framing is intact.
+    /// framing is intact — except on a length-framed link when the body does not even start
+    /// with an MTI (four digits): a length header does not resynchronize, so the stream has
+    /// lost its framing (bytes that were no frame came in), and every frame after it would
+    /// be garbage too. That connection is closed, like a native frame with a broken header.
     fn format_error(
         &mut self,
         link: LinkId,
@@ -494,6 +497,11 @@ impl Engine {
         let matchable = readable.as_ref().is_some_and(|(m, _)| !classic || m.has(de::STAN));
         if let Some(left_out) = self.may_warn(spec, Warn::Malformed, now) {
             warn!(%link, error = %e, answered = request && matchable, left_out, "malformed message");
+        }
+        let no_mti = body.len() < 4 || !body[..4].iter().all(u8::is_ascii_digit);
+        if classic && dialect != Dialect::Native && no_mti {
+            self.close(link, CloseReason::Framing(e.clone()), now);
+            return;
         }
         let Some((partial, _)) = readable else { return };
         if !request {

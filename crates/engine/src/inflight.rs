@@ -157,9 +157,15 @@ impl Engine {
             // request's outcome — a repeat on a new connection is answered from it, never
             // forwarded again — and an approval is reversed (its repeat is then told 68).
             self.stats.undeliverable += 1;
-            self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
+            // The reversal's record first: no torn batch leaves the approval without it.
+            let dup = r.dup;
             if approved {
                 self.reverse_undelivered(undelivered, now);
+            }
+            self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
+            if approved {
+                let window = self.config.settings.duplicate_window;
+                self.outcomes.mark_reversed(dup, Some(ResponseCode::TIMEOUT), now, window);
             }
             return;
         }
@@ -268,18 +274,27 @@ impl Engine {
                 if self.links.contains_key(&r.origin) {
                     self.slot_freed(r.origin);
                 }
-                let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
-                self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
-                if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
-                    self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
-                }
                 // Authorizations and financial requests may have been approved: reverse them.
-                if matches!(r.request_mti.class(), 1 | 2) {
+                // The reversal's record goes before the answer's, so that no torn batch
+                // leaves the answer without it (recovery reverses an open request).
+                let reversal = if matches!(r.request_mti.class(), 1 | 2) {
                     let body = match compose::reversal(&req, &r.sent_stan, b"68") {
                         Ok(b) => b,
                         Err(e) => unreachable!("a reversal of a parsed request encodes: {e}"),
                     };
                     let id = self.reverse_request(r.destination, body.clone(), r.dup, Some(link), now);
+                    Some((id, body))
+                } else {
+                    None
+                };
+                let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
+                self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
+                if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
+                    self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
+                }
+                if let Some((id, body)) = reversal {
+                    let window = self.config.settings.duplicate_window;
+                    self.outcomes.mark_reversed(r.dup, None, now, window);
                     if self.late.len() < LATE_MAX {
                         let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
                         self.late.insert((link, key), late);

@@ -171,11 +171,27 @@ impl Engine {
                 done.unresolved += 1;
                 continue;
             };
-            let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
             let Some(dup) = self.dup_key(&r.accepted.key) else {
                 done.unresolved += 1;
                 continue;
             };
+            // The reversal's record goes before the answer's: a batch torn between them
+            // leaves a queued reversal and an open request (which is then not reversed a
+            // second time: its queued reversal marked it), never an answer without one.
+            let queued = owed.outcomes.get(&r.accepted.key).is_some_and(|o| o.reversed);
+            if queued {
+                done.reversed += 1;
+            } else {
+                match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
+                    Ok(rev) => {
+                        self.stats.approvals_reversed += 1;
+                        self.reverse_request(dest, rev, dup, None, now);
+                        done.reversed += 1;
+                    }
+                    Err(_) => done.unresolved += 1,
+                }
+            }
+            let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
             self.remember(
                 dup,
                 (corridor_wire::ResponseCode::TIMEOUT, None),
@@ -183,14 +199,8 @@ impl Engine {
                 answered,
                 now,
             );
-            match crate::compose::reversal(&msg, &f.sent_stan, b"68") {
-                Ok(rev) => {
-                    self.stats.approvals_reversed += 1;
-                    self.reverse_request(dest, rev, dup, None, now);
-                    done.reversed += 1;
-                }
-                Err(_) => done.unresolved += 1,
-            }
+            let window = self.config.settings.duplicate_window;
+            self.outcomes.mark_reversed(dup, None, now, window);
         }
         done
     }

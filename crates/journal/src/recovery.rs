@@ -184,8 +184,14 @@ impl Recovery {
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
-                    let outcome =
-                        Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms, sent_stan };
+                    // The switch journals a reversal of a request before its answer: a
+                    // request already reversed stays reversed (and a repeat is told 68).
+                    let reversed = self.outcomes.get(&r.accepted.key).is_some_and(|o| o.reversed);
+                    let outcome = if reversed {
+                        Outcome { code: *b"68", auth: None, reversed, at_unix_ms, sent_stan }
+                    } else {
+                        Outcome { code: a.code, auth: a.auth, reversed, at_unix_ms, sent_stan }
+                    };
                     self.outcomes.insert(r.accepted.key, outcome);
                 }
                 None => self.orphans += 1,
