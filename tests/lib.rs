@@ -6,6 +6,8 @@
 //! - [`switch`]: a switch started from configuration text on its own thread, as `serve` does.
 //! - [`quic`]: a QUIC partner or issuer (quinn) speaking native frames on lanes.
 //! - [`tls`]: a blocking mutual-TLS client and per-test development certificates.
+//! - [`toxics`]: a fault-injecting TCP proxy (toxiproxy's toxics) between the switch and a
+//!   real peer.
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
 
@@ -23,3 +25,5 @@ pub mod quic;
 pub mod switch;
 #[path = "tls.rs"]
 pub mod tls;
+#[path = "toxics.rs"]
+pub mod toxics;

@@ -72,6 +72,13 @@ impl Conn {
         self.stream.write_all(&bytes).expect("write");
     }
 
+    /// Sends `m`; whether it could (a peer behind a fault-injecting proxy sees its
+    /// connection cut under it).
+    pub fn try_send(&mut self, correlation: u64, m: &OwnedMessage) -> bool {
+        let bytes = frame(self.wire, correlation, m);
+        self.stream.write_all(&bytes).is_ok()
+    }
+
     /// Writes raw bytes.
     ///
     /// # Panics
@@ -313,7 +320,7 @@ fn serve_issuer(
         }
         while delayed.front().is_some_and(|(at, _, _)| *at <= Instant::now()) {
             if let Some((_, corr, m)) = delayed.pop_front() {
-                c.send(corr, &answer(&m, "00"));
+                c.try_send(corr, &answer(&m, "00"));
             }
         }
         let wait = if delayed.is_empty() { 50 } else { 5 };
@@ -330,7 +337,7 @@ fn serve_issuer(
         if m.mti() == Mti::NETWORK_REQUEST {
             let echo = m.get(de::NETWORK_CODE) == Some(&b"301"[..]);
             if !(echo && behaviour == Behaviour::IgnoreEchoes) {
-                c.send(corr, &answer(&m, "00"));
+                c.try_send(corr, &answer(&m, "00"));
             }
         } else if class == 4 {
             reversals += 1;
@@ -338,19 +345,21 @@ fn serve_issuer(
                 Behaviour::Silent => {}
                 Behaviour::SilentAckAfter(n) if reversals < n => {}
                 _ => {
-                    c.send(corr, &answer(&m, "00"));
+                    c.try_send(corr, &answer(&m, "00"));
                     for (hc, h) in held.drain(..) {
-                        c.send(hc, &answer(&h, "00"));
+                        c.try_send(hc, &answer(&h, "00"));
                     }
                 }
             }
         } else if m.mti().is_request() {
             match behaviour {
-                Behaviour::Approve | Behaviour::IgnoreEchoes => c.send(corr, &answer(&m, "00")),
+                Behaviour::Approve | Behaviour::IgnoreEchoes => {
+                    c.try_send(corr, &answer(&m, "00"));
+                }
                 Behaviour::ApproveLarge => {
                     let mut a = answer(&m, "00");
                     a.set(corridor_wire::FieldId::new(48).expect("DE 48"), vec![b'x'; 999]).expect("fits");
-                    c.send(corr, &a);
+                    c.try_send(corr, &a);
                 }
                 Behaviour::LateApproval => held.push((corr, m)),
                 Behaviour::ApproveAfter(d) => delayed.push_back((Instant::now() + d, corr, m)),
