@@ -71,6 +71,8 @@ const WIRES: [Wire; 4] = [
 ];
 /// How long a disk that filled up stays full, at most.
 const DISK_FULL_MAX: Duration = Duration::from_millis(800);
+/// The acquirer link's in-flight limit.
+const ACQ_INFLIGHT_MAX: u32 = 96;
 /// How often the switch tries a batch again on a full disk.
 const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 
@@ -224,6 +226,16 @@ struct Disk {
     told_full: bool,
 }
 
+/// What the disk held durably (see `Sim::durable`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Durable {
+    requests: Vec<u64>,
+    reversals: Vec<u64>,
+    exceptions: Vec<u64>,
+    outcomes: usize,
+    last_seq: u64,
+}
+
 /// What a seed's world is made of.
 #[derive(Clone, Copy, Debug)]
 struct Topology {
@@ -340,6 +352,9 @@ pub struct Sim {
     /// closes behind it (the reader reads up to the end of the stream; a process that
     /// dies leaves what it wrote in the kernel to send).
     in_flight: BTreeMap<Side, VecDeque<Vec<u8>>>,
+    /// What was durable when the switch crashed, and how many records the batch it tore
+    /// had: recovery must read that, and at most those.
+    durable_at_crash: Option<(Durable, u64)>,
 }
 
 fn config() -> Config {
@@ -354,7 +369,9 @@ fn config_for(t: Topology) -> Config {
         framing: if dial { t.iss.framing } else { t.acq.framing },
         dialect: if dial { t.iss.dialect } else { t.acq.dialect },
         frame_bytes_max: FRAME_BYTES_MAX,
-        inflight_max: 4096,
+        // The acquirer's limit is below what the load keeps in flight at the issuer's
+        // slowest: back-pressure (requests held, the reader paused) is part of every seed.
+        inflight_max: if dial { 4096 } else { ACQ_INFLIGHT_MAX },
         sign_on_required: dial,
         echo_interval: t.echo,
         echo_missed_max: 3,
@@ -512,13 +529,13 @@ impl Sim {
             without: left_out.to_vec(),
             plan_len: 0,
             in_flight: BTreeMap::new(),
+            durable_at_crash: None,
         };
         s.world(format!(
-            "acquirer {}, issuer {} (two links), echo every {:?}, terminal {}, {}",
+            "acquirer {}, issuer {} (two links), echo every {:?}, {}",
             topology.acq,
             topology.iss,
             topology.echo,
-            if forgets { "forgets what it got no answer to" } else { "reverses what it got no answer to" },
             if fragments { "bytes in 1-7-byte pieces" } else { "bytes whole" }
         ));
         s.start_switch();
@@ -560,6 +577,21 @@ impl Sim {
             let t = 1_500 + s.rng.below(1_000);
             plan.push((s.rng.micros(100_000, load), Ev::Reload(t)));
         }
+        // A terminal that forgets is protected by the switch's own reversals of approvals
+        // it could not deliver; a crash before such a reversal is durable loses it (no
+        // record says whether an answer left), so on a seed with crashes the terminal
+        // reverses what it got no answer to, as ISO 8583 has it.
+        if plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::Eio)) {
+            s.terminal.forgets = false;
+        }
+        s.world(format!(
+            "terminal {}",
+            if s.terminal.forgets {
+                "forgets what it got no answer to"
+            } else {
+                "reverses what it got no answer to"
+            }
+        ));
         s.plan_len = plan.len();
         for (i, (when, ev)) in plan.into_iter().enumerate() {
             if !left_out.contains(&i) {
@@ -634,6 +666,30 @@ impl Sim {
                 self.disk.segments.pop();
             }
         }
+        if let Some((before, in_batch)) = self.durable_at_crash.take() {
+            // Recovery reads every record that was durable, and at most the whole records
+            // of the batch the crash tore (a prefix of it may have reached the disk);
+            // without any of those, exactly the state that was durable.
+            let after = self.durable();
+            let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
+            if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
+                self.broke(
+                    None,
+                    format!(
+                        "recovery read records up to {} ({} open requests, {} reversals, {} outcomes); \
+                         the disk held {lo} durably ({} open requests, {} reversals, {} outcomes) and the \
+                         torn batch {in_batch} more",
+                        after.last_seq,
+                        after.requests.len(),
+                        after.reversals.len(),
+                        after.outcomes,
+                        before.requests.len(),
+                        before.reversals.len(),
+                        before.outcomes
+                    ),
+                );
+            }
+        }
         let len = self.disk.segments.last().map(|(_, b)| b.len() as u64);
         let policy = GroupCommit {
             segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
@@ -644,7 +700,15 @@ impl Sim {
         let journal = Journal::new(policy, next, len, key, nonce);
         let mut engine = Engine::with_journal(config_for(self.topology), clock, journal);
         let unix_ms = self.unix_ms();
-        engine.resume(&owed, now, unix_ms);
+        let resumed = engine.resume(&owed, now, unix_ms);
+        if self.life > 1 {
+            self.world(format!(
+                "recovered: {} open requests, {} stored reversals, {} outcomes; {resumed:?}",
+                owed.requests.len(),
+                owed.reversals.len(),
+                owed.outcomes.len()
+            ));
+        }
         self.engine = Some(engine);
         self.timer_at = None;
         self.disk.told_full = false;
@@ -1180,7 +1244,20 @@ impl Sim {
         }
         self.out.crashes += 1;
         self.world("switch crashes");
+        let believed = self.engine.as_ref().and_then(Engine::journal_durable).unwrap_or(0);
         self.engine = None;
+        let before = self.durable();
+        if believed > before.last_seq {
+            self.broke(
+                None,
+                format!(
+                    "the switch counted records up to {believed} durable; the disk holds them up to {}",
+                    before.last_seq
+                ),
+            );
+        }
+        let in_batch = self.disk.writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
+        self.durable_at_crash = Some((before, in_batch));
         // The batch being written: lost, or torn (a prefix of it on disk).
         if let Some(b) = self.disk.writing.take() {
             if self.rng.chance(50) {
@@ -1204,6 +1281,9 @@ impl Sim {
 
     /// A batch reaches the disk, or (the disk full) waits and is tried again.
     fn synced(&mut self, last: u64) {
+        if self.engine.is_none() {
+            return;
+        }
         if self.disk.full_until.is_some_and(|t| t > self.now) {
             if !self.disk.told_full {
                 self.disk.told_full = true;
@@ -1268,8 +1348,38 @@ impl Sim {
         {
             why = Some(format!("{} bytes read on {link:?} and not taken", b.len()));
         }
+        if why.is_none() {
+            for (side, (link, _)) in &self.links {
+                let Some(st) = e.link_status(*link) else { continue };
+                let max = e.config().links[st.spec].inflight_max;
+                if st.inflight_in > max {
+                    why = Some(format!(
+                        "{side:?}: {} requests in flight from it, past its limit {max}",
+                        st.inflight_in
+                    ));
+                } else if st.held > corridor_engine::limits::HELD_BYTES_MAX + FRAME_BYTES_MAX {
+                    why = Some(format!("{side:?}: {} bytes of requests held, past HELD_BYTES_MAX", st.held));
+                }
+            }
+        }
         if let Some(why) = why {
             self.broke(None, why);
+        }
+    }
+
+    /// What the disk holds durably, as recovery reads it: open requests, stored reversals,
+    /// exceptions, how many outcomes, the last sequence number.
+    fn durable(&self) -> Durable {
+        let view: Vec<(u64, &[u8])> = self.disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let Ok(scan) = scan_log(&view) else { return Durable::default() };
+        let mut r = Recovery::default();
+        let _ = r.fold(&scan, self.unix_ms());
+        Durable {
+            requests: r.requests.keys().copied().collect(),
+            reversals: r.reversals.keys().copied().collect(),
+            exceptions: r.exceptions.keys().copied().collect(),
+            outcomes: r.outcomes.len(),
+            last_seq: r.last_seq,
         }
     }
 
