@@ -200,6 +200,10 @@ struct Terminal {
     by_stan: BTreeMap<String, u64>,
     /// Whether it forgets what it got no answer to (never reverses).
     forgets: bool,
+    /// Requests sent as authorizations (0100); the rest are purchases (0200).
+    authorizations: BTreeSet<u32>,
+    /// Advices the switch acknowledged.
+    advised_acked: BTreeSet<u32>,
 }
 
 /// The issuer.
@@ -212,6 +216,8 @@ struct Issuer {
     reversals: BTreeMap<u32, (u32, u32)>,
     /// Reversals that came before their purchase.
     early_reversals: Vec<u32>,
+    /// Advices received, per request number.
+    advices: BTreeMap<u32, u32>,
 }
 
 /// The simulated disk: segments as the journal's writer would leave them, and the batch
@@ -298,6 +304,10 @@ pub struct Outcome {
     pub approvals: usize,
     /// Purchases it reversed.
     pub reversed: usize,
+    /// Of what it sent, authorizations (0100).
+    pub authorizations: usize,
+    /// Its advices the switch acknowledged.
+    pub advised: usize,
     /// Crashes of the switch.
     pub crashes: u32,
     /// Events processed.
@@ -429,13 +439,41 @@ fn purchase(i: u32) -> OwnedMessage {
 }
 
 fn reversal(i: u32, repeat: bool) -> OwnedMessage {
+    reversal_of(i, repeat, Mti::FINANCIAL_REQUEST)
+}
+
+/// Request `i` as an authorization (0100) or a purchase (0200).
+fn request(i: u32, original: Mti) -> OwnedMessage {
     let mut m = purchase(i);
-    m.set_mti(if repeat { Mti::REVERSAL_ADVICE_REPEAT } else { Mti::REVERSAL_ADVICE });
-    let _ = m.set(de::STAN, format!("{:06}", 500_000 + i % 500_000));
-    let _ = m.set(de::TRANSMISSION_TIME, "1201103100");
-    let _ = m.set(de::ORIGINAL_DATA, format!("0200{:06}120110300000012345678{:011}", i % 1_000_000, 0));
+    m.set_mti(original);
     m
 }
+
+/// The terminal's reversal of request `i`, which was an `original` (0100 or 0200).
+fn reversal_of(i: u32, repeat: bool, original: Mti) -> OwnedMessage {
+    let mut m = request(i, original);
+    m.set_mti(if repeat { Mti::REVERSAL_ADVICE_REPEAT } else { Mti::REVERSAL_ADVICE });
+    let _ = m.set(de::STAN, format!("{:06}", 500_000 + i % 200_000));
+    let _ = m.set(de::TRANSMISSION_TIME, "1201103100");
+    let data = format!("{:04}{:06}120110300000012345678{:011}", original.value(), i % 1_000_000, 0);
+    let _ = m.set(de::ORIGINAL_DATA, data);
+    m
+}
+
+/// The terminal's completion advice (0220, or 0221 when `repeat`) of approved request `i`.
+fn advice(i: u32, repeat: bool) -> OwnedMessage {
+    let mut m = purchase(i);
+    if let Some(mti) = Mti::new(if repeat { 221 } else { 220 }) {
+        m.set_mti(mti);
+    }
+    let _ = m.set(de::STAN, format!("{:06}", 700_000 + i % 200_000));
+    let _ = m.set(de::TRANSMISSION_TIME, "1201103200");
+    m
+}
+
+/// Items the terminal sends until acknowledged are numbered by their request: a reversal
+/// by its number, an advice by its number plus this.
+const ADVICE: u32 = 10_000_000;
 
 fn answer(m: &OwnedMessage, code: &str) -> OwnedMessage {
     let mut r = m.clone();
@@ -949,7 +987,7 @@ impl Sim {
                 let r = answer(m, "00");
                 self.issuer_sends(side, Duration::ZERO, corr, &r);
             }
-            200 => {
+            100 | 200 => {
                 let Some(n) = number(m) else { return };
                 self.issuer.auth += 1;
                 let code = format!("A{:05}", self.issuer.auth % 100_000);
@@ -1004,6 +1042,16 @@ impl Sim {
                 if twice {
                     let d = delay + self.rng.micros(10, 50_000);
                     self.issuer_sends(on, d, corr, &r);
+                }
+            }
+            220 | 221 => {
+                let Some(n) = number(m) else { return };
+                *self.issuer.advices.entry(n).or_default() += 1;
+                self.note(n, format!("issuer ({side:?}): got {}", m.mti()));
+                if self.rng.chance(90) {
+                    let r = answer(m, "00");
+                    let d = self.rng.micros(500, 50_000);
+                    self.issuer_sends(side, d, corr, &r);
                 }
             }
             420 | 421 => {
@@ -1070,6 +1118,10 @@ impl Sim {
             self.note(n, format!("terminal: answered {code} {auth}"));
             if code == "00" {
                 self.terminal.approvals.insert((n, auth.clone()));
+                // Now and then the terminal tells the issuer how the sale completed.
+                if self.rng.chance(10) && !self.terminal.to_reverse.contains(&(ADVICE + n)) {
+                    self.terminal.to_reverse.push_back(ADVICE + n);
+                }
             }
             self.terminal.answers.insert(n, (code, auth));
             self.terminal.answered.push(n);
@@ -1078,11 +1130,17 @@ impl Sim {
             if code == "00" {
                 self.terminal.approvals.insert((n, auth));
             }
-        } else if let Some(n) = self.terminal.reversals_out.remove(&corr) {
-            self.note(n, format!("terminal: reversal answered {code}"));
+        } else if let Some(item) = self.terminal.reversals_out.remove(&corr) {
+            let n = item % ADVICE;
+            let what = if item >= ADVICE { "advice" } else { "reversal" };
+            self.note(n, format!("terminal: {what} answered {code}"));
             if code == "00" {
-                self.terminal.reversed_acked.insert(n);
-                self.terminal.to_reverse.retain(|&x| x != n);
+                if item >= ADVICE {
+                    self.terminal.advised_acked.insert(n);
+                } else {
+                    self.terminal.reversed_acked.insert(n);
+                }
+                self.terminal.to_reverse.retain(|&x| x != item);
             }
         } else if let (Some(&n), true) = (self.terminal.numbers.get(&corr), code == "00") {
             // An approval after the terminal gave up on it: delivered all the same (the
@@ -1118,15 +1176,36 @@ impl Sim {
             }
             self.terminal.repeats.insert(corr, (n, self.now));
             self.note(n, "terminal: repeats it");
-            self.terminal_sends(corr, n, &purchase(n));
+            let m = self.request_of(n);
+            self.terminal_sends(corr, n, &m);
             return;
         }
         self.terminal.next += 1;
         let n = self.terminal.next;
         self.out.sent += 1;
         self.terminal.purchases.insert(corr, (n, self.now));
-        self.note(n, "terminal: sends the purchase");
-        self.terminal_sends(corr, n, &purchase(n));
+        if self.rng.chance(25) {
+            self.terminal.authorizations.insert(n);
+        }
+        self.note(
+            n,
+            if self.terminal.authorizations.contains(&n) {
+                "terminal: sends it (0100)"
+            } else {
+                "terminal: sends the purchase"
+            },
+        );
+        let m = self.request_of(n);
+        self.terminal_sends(corr, n, &m);
+    }
+
+    fn request_of(&self, n: u32) -> OwnedMessage {
+        let mti = if self.terminal.authorizations.contains(&n) {
+            Mti::AUTHORIZATION_REQUEST
+        } else {
+            Mti::FINANCIAL_REQUEST
+        };
+        request(n, mti)
     }
 
     fn terminal_sends(&mut self, corr: u64, n: u32, m: &OwnedMessage) {
@@ -1203,16 +1282,34 @@ impl Sim {
             })
             .take(16)
             .collect();
-        for n in due {
-            let tries = self.terminal.reversal_tries.entry(n).or_default();
+        for item in due {
+            let tries = self.terminal.reversal_tries.entry(item).or_default();
             *tries += 1;
             let repeat = *tries > 1;
-            self.terminal.reversal_last.insert(n, self.now);
+            self.terminal.reversal_last.insert(item, self.now);
             self.terminal.corr += 1;
             let corr = self.terminal.corr;
-            self.terminal.reversals_out.insert(corr, n);
-            self.note(n, format!("terminal: sends its reversal ({})", if repeat { "0421" } else { "0420" }));
-            self.terminal_sends(corr, n, &reversal(n, repeat));
+            self.terminal.reversals_out.insert(corr, item);
+            if item >= ADVICE {
+                let n = item - ADVICE;
+                self.note(
+                    n,
+                    format!("terminal: sends its advice ({})", if repeat { "0221" } else { "0220" }),
+                );
+                self.terminal_sends(corr, n, &advice(n, repeat));
+            } else {
+                let n = item;
+                self.note(
+                    n,
+                    format!("terminal: sends its reversal ({})", if repeat { "0421" } else { "0420" }),
+                );
+                let original = if self.terminal.authorizations.contains(&n) {
+                    Mti::AUTHORIZATION_REQUEST
+                } else {
+                    Mti::FINANCIAL_REQUEST
+                };
+                self.terminal_sends(corr, n, &reversal_of(n, repeat, original));
+            }
         }
         // A reversal unacknowledged for a second goes again (on a classic wire only once its
         // answer came or its connection went: the STAN is the only correlation there).
@@ -1521,6 +1618,8 @@ impl Sim {
         self.check()?;
         self.out.approvals = self.terminal.approvals.len();
         self.out.reversed = self.terminal.reversed_acked.len();
+        self.out.authorizations = self.terminal.authorizations.len();
+        self.out.advised = self.terminal.advised_acked.len();
         Ok(self.out.clone())
     }
 
@@ -1583,6 +1682,12 @@ impl Sim {
                 format!("purchase {n}: its reversal was acknowledged, never reached the issuer"),
             ));
         }
+        if let Some(&n) = self.terminal.advised_acked.iter().find(|n| !self.issuer.advices.contains_key(n)) {
+            return Err(self.fail(
+                Some(n),
+                format!("request {n}: its advice was acknowledged, never reached the issuer"),
+            ));
+        }
         Ok(())
     }
 }
@@ -1601,7 +1706,9 @@ pub fn run_seeds(from: u64, n: u64) -> Result<Vec<Outcome>, Violation> {
 pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
     let mut t = BTreeMap::new();
     for o in outcomes {
-        *t.entry("purchases").or_default() += u64::from(o.sent);
+        *t.entry("requests (purchases and authorizations)").or_default() += u64::from(o.sent);
+        *t.entry("of them authorizations").or_default() += o.authorizations as u64;
+        *t.entry("advices acknowledged").or_default() += o.advised as u64;
         *t.entry("approvals delivered").or_default() += o.approvals as u64;
         *t.entry("reversed by the terminal").or_default() += o.reversed as u64;
         *t.entry("crashes").or_default() += u64::from(o.crashes);

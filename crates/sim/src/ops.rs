@@ -46,9 +46,15 @@ pub enum Peer {
     Iss1,
     /// The issuer's second link.
     Iss2,
+    /// A second acquirer, a participant of its own.
+    Acq2,
 }
 
-const PEERS: [Peer; 3] = [Peer::Acq, Peer::Iss1, Peer::Iss2];
+const PEERS: [Peer; 4] = [Peer::Acq, Peer::Iss1, Peer::Iss2, Peer::Acq2];
+
+/// The second acquirer's requests are numbered from here (their RRNs differ from the
+/// first's), and it is acquirer id `22345678`.
+const SECOND: u32 = 1_000;
 
 impl Peer {
     const fn spec(self) -> usize {
@@ -56,7 +62,12 @@ impl Peer {
             Self::Acq => 0,
             Self::Iss1 => 1,
             Self::Iss2 => 2,
+            Self::Acq2 => 3,
         }
+    }
+
+    const fn acquirer(self) -> bool {
+        matches!(self, Self::Acq | Self::Acq2)
     }
 
     const fn other_issuer(self) -> Self {
@@ -75,10 +86,12 @@ pub enum Op {
     Connect(Peer),
     /// The peer's connection goes.
     Disconnect(Peer),
-    /// The acquirer sends purchase `n` (the same `n` again is a repeat).
-    Purchase(u8),
-    /// The acquirer sends its reversal of purchase `n` (0420, or 0421 when `repeat`).
-    Reversal(u8, bool),
+    /// An acquirer (the second when `true`) sends purchase `n` (the same `n` again is a
+    /// repeat).
+    Purchase(bool, u8),
+    /// An acquirer (the second when `true`) sends its reversal of purchase `n` (0420, or 0421
+    /// when `repeat`).
+    Reversal(bool, u8, bool),
     /// The acquirer sends an echo.
     Echo,
     /// A peer sends bytes that are no frame.
@@ -133,8 +146,9 @@ pub struct World {
     generation: u64,
     batch: Option<corridor_journal::SyncBatch>,
     corr: u64,
-    /// Acquirer: correlation → (RRN number, is a reversal, generation it was sent on).
-    requests: BTreeMap<u64, (u32, bool, u64)>,
+    /// Acquirers: correlation → (RRN number, is a reversal, generation it was sent on, who
+    /// sent it).
+    requests: BTreeMap<u64, (u32, bool, u64, Peer)>,
     /// Acquirer: correlations fully received by the switch on a connection that stayed up.
     owed: BTreeSet<u64>,
     answers: BTreeMap<u64, u32>,
@@ -177,10 +191,29 @@ impl std::fmt::Display for Broken {
 
 fn config() -> corridor_engine::Config {
     let mut c = crate::config();
-    let mut second = c.links[1].clone();
-    second.name = "iss-2".into();
-    c.links.push(second);
+    let mut acq2 = c.participants[0].clone();
+    acq2.id = "acq2".into();
+    acq2.name = "acq2".into();
+    acq2.acquirer_ids = corridor_wire::InstitutionId::from_ascii(b"22345678").into_iter().collect();
+    c.participants.push(acq2);
+    let mut link = c.links[0].clone();
+    link.name = "acq2-1".into();
+    link.participant = 2;
+    c.links.push(link);
     c
+}
+
+/// Message `m` (built for the first acquirer) as the second acquirer sends it: its own
+/// acquirer id (in DE 32 and DE 90) and RRN.
+fn as_second(mut m: OwnedMessage, n: u32) -> OwnedMessage {
+    let _ = m.set(de::ACQUIRER_ID, "22345678");
+    let _ = m.set(de::RRN, format!("SIM{n:09}"));
+    if let Some(d) =
+        m.get(de::ORIGINAL_DATA).map(|d| String::from_utf8_lossy(d).replace("12345678", "22345678"))
+    {
+        let _ = m.set(de::ORIGINAL_DATA, d);
+    }
+    m
 }
 
 impl World {
@@ -249,13 +282,22 @@ impl World {
         match op {
             Op::Connect(p) => self.connect(*p),
             Op::Disconnect(p) => self.disconnect(*p),
-            Op::Purchase(n) => {
+            Op::Purchase(second, n) => {
                 let n = u32::from(*n);
-                self.acquirer_sends(n, false, &purchase(n));
+                if *second {
+                    self.acquirer_sends(Peer::Acq2, SECOND + n, false, &as_second(purchase(n), SECOND + n));
+                } else {
+                    self.acquirer_sends(Peer::Acq, n, false, &purchase(n));
+                }
             }
-            Op::Reversal(n, repeat) => {
+            Op::Reversal(second, n, repeat) => {
                 let n = u32::from(*n);
-                self.acquirer_sends(n, true, &reversal(n, *repeat));
+                if *second {
+                    let m = as_second(reversal(n, *repeat), SECOND + n);
+                    self.acquirer_sends(Peer::Acq2, SECOND + n, true, &m);
+                } else {
+                    self.acquirer_sends(Peer::Acq, n, true, &reversal(n, *repeat));
+                }
             }
             Op::Echo => {
                 let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
@@ -333,17 +375,18 @@ impl World {
         }
     }
 
-    fn acquirer_sends(&mut self, n: u32, is_reversal: bool, m: &OwnedMessage) {
-        let Some(c) = self.conns.get(&Peer::Acq) else { return };
+    fn acquirer_sends(&mut self, p: Peer, n: u32, is_reversal: bool, m: &OwnedMessage) {
+        let Some(c) = self.conns.get(&p) else { return };
         if c.id.is_none() {
             return;
         }
         let generation = c.generation;
+        // Correlations are unique across both acquirers: an answer names its sender.
         self.corr += 1;
         let corr = self.corr;
-        self.requests.insert(corr, (n, is_reversal, generation));
-        self.send(Peer::Acq, &crate::frame(corr, m));
-        if let Some(c) = self.conns.get_mut(&Peer::Acq) {
+        self.requests.insert(corr, (n, is_reversal, generation, p));
+        self.send(p, &crate::frame(corr, m));
+        if let Some(c) = self.conns.get_mut(&p) {
             let end = c.sent_bytes;
             c.sent_ends.push((corr, end));
         }
@@ -452,19 +495,20 @@ impl World {
                 text(&m, de::RRN),
                 text(&m, de::RESPONSE_CODE)
             ));
-            match p {
-                Peer::Acq => self.acquirer_gets(corr, &m)?,
-                Peer::Iss1 | Peer::Iss2 => self.issuer_gets(p, corr, m)?,
+            if p.acquirer() {
+                self.acquirer_gets(p, corr, &m)?;
+            } else {
+                self.issuer_gets(p, corr, m)?;
             }
         }
         Ok(())
     }
 
-    fn acquirer_gets(&mut self, corr: u64, m: &OwnedMessage) -> Result<(), Broken> {
+    fn acquirer_gets(&mut self, p: Peer, corr: u64, m: &OwnedMessage) -> Result<(), Broken> {
         if m.mti() == Mti::NETWORK_REQUEST {
             // The switch's echo: answered.
             let r = answer(m, "00");
-            self.send(Peer::Acq, &crate::frame(corr, &r));
+            self.send(p, &crate::frame(corr, &r));
             return Ok(());
         }
         if m.mti().class() == 8 {
@@ -479,11 +523,14 @@ impl World {
             return Err(self.broken(format!("correlation {corr} answered {k} times")));
         }
         self.owed.remove(&corr);
-        let Some(&(n, is_reversal, _)) = self.requests.get(&corr) else {
+        let Some(&(n, is_reversal, _, sender)) = self.requests.get(&corr) else {
             return Err(
                 self.broken(format!("an answer for correlation {corr}, which the acquirer never used"))
             );
         };
+        if sender != p {
+            return Err(self.broken(format!("{p:?} got the answer to {sender:?}'s correlation {corr}")));
+        }
         if number(m) != Some(n) {
             return Err(self.broken(format!(
                 "correlation {corr} (RRN number {n}) answered with RRN {:?}",
@@ -685,11 +732,16 @@ pub fn shrink(ops: &[Op], tries: usize) -> Vec<Op> {
 pub fn seeded(seed: u64, len: usize) -> Vec<Op> {
     let mut r = crate::Rng::new(seed);
     let peer = |r: &mut crate::Rng| PEERS[r.below(3) as usize];
-    let mut ops = vec![Op::Connect(Peer::Acq), Op::Connect(Peer::Iss1), Op::Connect(Peer::Iss2)];
+    let mut ops = vec![
+        Op::Connect(Peer::Acq),
+        Op::Connect(Peer::Iss1),
+        Op::Connect(Peer::Iss2),
+        Op::Connect(Peer::Acq2),
+    ];
     for _ in 0..len {
         let op = match r.below(100) {
-            0..=19 => Op::Purchase(r.below(40) as u8),
-            20..=24 => Op::Reversal(r.below(40) as u8, r.chance(30)),
+            0..=19 => Op::Purchase(r.chance(30), r.below(40) as u8),
+            20..=24 => Op::Reversal(r.chance(30), r.below(40) as u8, r.chance(30)),
             25..=26 => Op::Echo,
             27 => Op::Garbage(peer(&mut r), (0..r.below(40)).map(|_| r.below(256) as u8).collect()),
             28..=29 => Op::Disconnect(peer(&mut r)),
@@ -738,8 +790,8 @@ mod tests {
             Op::Connect(Peer::Acq),
             Op::Connect(Peer::Iss1),
             Op::Connect(Peer::Iss2),
-            Op::Purchase(35),
-            Op::Purchase(16),
+            Op::Purchase(false, 35),
+            Op::Purchase(false, 16),
             Op::Read(Peer::Iss2, 57),
             Op::Deliver(Peer::Iss2, 276),
             Op::Read(Peer::Iss1, 153),
@@ -765,13 +817,13 @@ mod tests {
             Op::Sync,
             Op::Sync,
             Op::Read(Peer::Iss1, 1397),
-            Op::Purchase(7),
+            Op::Purchase(false, 7),
             Op::Deliver(Peer::Iss1, 353),
             Op::Deliver(Peer::Acq, 613),
             Op::Read(Peer::Iss2, 1237),
             Op::Sync,
             Op::Read(Peer::Iss1, 418),
-            Op::Purchase(32),
+            Op::Purchase(false, 32),
             Op::Deliver(Peer::Iss2, 1423),
             Op::Answer { pick: 37, approve: true, wrong_link: true, twice: false },
         ];
@@ -786,7 +838,16 @@ mod tests {
         // answer it never asked for does: the checker sees it.
         let mut w = World::new();
         w.apply(&Op::Connect(Peer::Acq)).unwrap_or_else(|b| panic!("{b}"));
-        let r = w.acquirer_gets(77, &answer(&purchase(1), "00"));
+        let r = w.acquirer_gets(Peer::Acq, 77, &answer(&purchase(1), "00"));
         assert!(r.is_err(), "an answer nobody asked for is caught");
+        // And one participant getting the other's answer.
+        w.apply(&Op::Connect(Peer::Acq2)).unwrap_or_else(|b| panic!("{b}"));
+        w.apply(&Op::Purchase(true, 3)).unwrap_or_else(|b| panic!("{b}"));
+        let theirs = as_second(purchase(3), SECOND + 3);
+        let r = w.acquirer_gets(Peer::Acq, w.corr, &answer(&theirs, "00"));
+        assert!(
+            r.is_err_and(|b| b.what.contains("got the answer to")),
+            "another participant's answer is caught"
+        );
     }
 }
