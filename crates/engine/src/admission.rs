@@ -298,7 +298,11 @@ impl Engine {
                 // forwarded a second time.
                 self.stats.reversals_redundant += 1;
                 debug!(%link, "reversal of a request already reversed: acknowledged");
-                return self.acknowledge_advice(link, correlation, msg, dup, 0, now);
+                // The acknowledgement waits for the record of the reversal that makes this
+                // one redundant (it may not be durable yet: acknowledged before it, a crash
+                // would leave a reversal the sender dropped and the switch never stored).
+                let seq = self.journal_end();
+                return self.acknowledge_advice(link, correlation, msg, dup, seq, now);
             }
         }
         if self.storage_full || self.saf_full(spec, now) {

@@ -293,6 +293,12 @@ impl Engine {
     }
 
     /// Journals `entry`; its sequence number, or 0 without a journal.
+    /// The sequence number of the last record appended (0 without a journal or before the
+    /// first): what waits for it waits for everything journaled so far.
+    pub(crate) fn journal_end(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.appender.next_seq().saturating_sub(1))
+    }
+
     pub(crate) fn record(&mut self, entry: &Entry, now: Instant) -> u64 {
         let Some(j) = self.journal.as_mut() else { return 0 };
         let mut payload = std::mem::take(&mut j.payload);

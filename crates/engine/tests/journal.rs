@@ -206,3 +206,33 @@ fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversal
     assert_eq!(again[0].msg.mti(), Mti::REVERSAL_ADVICE_REPEAT, "sent before: a repeat");
     assert_eq!(again[0].field(90), revs[1].field(90), "the one not acknowledged");
 }
+
+/// Found by corridor-sim (seed 4228): a terminal's reversal of a request the switch had
+/// just reversed itself was acknowledged at once, while the switch's own reversal waited
+/// for the disk; a crash then lost both. The acknowledgement waits for it now.
+#[test]
+fn a_redundant_reversal_is_acknowledged_only_once_the_reversal_before_it_is_durable() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    sync(&mut h, &mut log);
+    let p = purchase(PAN_A, "000042", "12345678");
+    h.send(acq, 0, &p);
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(iss).len(), 1);
+    // The terminal's connection goes; the request times out with no one to tell.
+    h.engine.link_down(acq, h.now);
+    let acq = h.acquirer_up(L_ACQ);
+    while sync(&mut h, &mut log) > 0 {}
+    h.advance(TIMEOUT);
+    // The terminal reverses on its new connection before the switch's reversal is durable.
+    h.send(acq, 0, &reversal_of(&p, "000043"));
+    assert!(h.recv(acq).is_empty(), "the 0430 waits for the switch's reversal to be durable");
+    while sync(&mut h, &mut log) > 0 {}
+    let answers = h.recv(acq);
+    let got: Vec<(u16, Option<String>)> =
+        answers.iter().map(|a| (a.msg.mti().value(), a.field(39))).collect();
+    assert_eq!(got, [(430, Some("00".to_owned()))]);
+    assert_eq!(h.engine.stats().reversals_redundant, 1);
+}

@@ -54,24 +54,6 @@ fn kinds(log: &[u8]) -> Vec<String> {
     scan.segments[0].1.records.iter().map(|f| format!("{:?}", f.record.kind)).collect()
 }
 
-/// The acquirer's own reversal of `original`, sent with STAN `stan` and its own DE 7, DE 90
-/// naming the original.
-fn reversal_of(original: &OwnedMessage, stan: &str) -> OwnedMessage {
-    let mut m = original.clone();
-    m.set_mti(Mti::REVERSAL_ADVICE);
-    m.remove(de::PIN_BLOCK);
-    m.set(de::STAN, stan.as_bytes().to_vec()).unwrap();
-    m.set(de::TRANSMISSION_TIME, "1125221610").unwrap();
-    let mut data = Vec::new();
-    data.extend_from_slice(b"0200");
-    data.extend_from_slice(original.get(de::STAN).unwrap());
-    data.extend_from_slice(original.get(de::TRANSMISSION_TIME).unwrap());
-    data.extend_from_slice(b"00012345678");
-    data.extend_from_slice(b"00000000000");
-    m.set(de::ORIGINAL_DATA, data).unwrap();
-    m
-}
-
 /// An advice (0220) from the acquirer for `amount`.
 fn advice(stan: &str, amount: &str) -> OwnedMessage {
     let mut m = purchase(PAN_A, stan, "12345678");

@@ -363,3 +363,22 @@ pub fn purchase(pan: &str, stan: &str, acq_id: &str) -> OwnedMessage {
     m.set(de::PIN_BLOCK, vec![0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]).unwrap();
     m
 }
+
+/// The acquirer's own reversal of `original`, sent with STAN `stan` and its own DE 7, DE 90
+/// naming the original.
+#[allow(dead_code)] // not every test binary reverses
+pub fn reversal_of(original: &OwnedMessage, stan: &str) -> OwnedMessage {
+    let mut m = original.clone();
+    m.set_mti(Mti::REVERSAL_ADVICE);
+    m.remove(de::PIN_BLOCK);
+    m.set(de::STAN, stan.as_bytes().to_vec()).unwrap();
+    m.set(de::TRANSMISSION_TIME, "1125221610").unwrap();
+    let mut data = Vec::new();
+    data.extend_from_slice(b"0200");
+    data.extend_from_slice(original.get(de::STAN).unwrap());
+    data.extend_from_slice(original.get(de::TRANSMISSION_TIME).unwrap());
+    data.extend_from_slice(b"00012345678");
+    data.extend_from_slice(b"00000000000");
+    m.set(de::ORIGINAL_DATA, data).unwrap();
+    m
+}
