@@ -3,10 +3,14 @@
 //! exactly. No tokio, no sockets.
 //!
 //! What a seed chooses: the topology's wires (each side native, or a classic length header
-//! with an ISO 8583:1987 dialect), the issuer's two links, the echo interval; a terminal that
-//! sends purchases for a few simulated seconds, repeats some it had answered, and either
-//! reverses every one it got no answer to (repeating its reversal until acknowledged) or
-//! forgets them (so only the switch's own reversals protect it); an issuer that approves
+//! with an ISO 8583:1987 dialect), the issuer's two links, the echo interval, whether the
+//! acquirers' links need a sign-on; two terminals — an acquirer's, and one behind a network
+//! participant that forwards for another institution (DE 33) — each of which signs on (and
+//! off and on again), sends purchases and authorizations for a few simulated seconds, sends
+//! completion advices after some approvals (repeated until acknowledged), repeats some
+//! requests it had answered, and either reverses every one it got no answer to (repeating
+//! its reversal until acknowledged) or, on a seed without crashes, forgets them (so only the
+//! switch's own reversals protect it); an issuer that approves
 //! (after 1–800 ms), declines, never answers, answers after the timeout, answers twice, or
 //! answers on its other link, and acknowledges most reversals; links that drop, stall (a
 //! reader that stops reading: the switch's writes go partly or not at all), deliver in
@@ -22,9 +26,12 @@
 //! bytes it has written and not yet delivered within their bounds. At the end of every seed:
 //! no approval lost (the issuer approved, the terminal never got that approval, and no
 //! reversal of it reached the issuer); every reversal the switch acknowledged reached the
-//! issuer; every reversal the terminal made was acknowledged; a repeat of an answered
-//! purchase got the first answer; the run settled (nothing owed, no livelock). Each failure
-//! names the seed, the step, the RRN's history and the switch's.
+//! issuer; every advice the switch acknowledged reached the issuer; every reversal the
+//! terminal made was acknowledged; a repeat of an answered purchase got the first answer;
+//! the run settled (nothing owed, no livelock). At a crash and its restart: the switch
+//! counted no record durable that the disk lacks, and recovery read every durable record and
+//! at most the whole records of the torn batch. Each failure names the seed, the step, the
+//! RRN's history and the switch's.
 
 #![forbid(unsafe_code)]
 
@@ -183,6 +190,10 @@ enum Ev {
     ClockJump(i64),
     /// The route table is reloaded with this timeout (milliseconds).
     Reload(u64),
+    /// A terminal signs on (0800/001).
+    SignOn(Side),
+    /// A terminal signs off (0800/002), and on again a little later.
+    SignOff(Side),
 }
 
 /// The terminal (acquirer).
@@ -217,6 +228,10 @@ struct Terminal {
     advised_acked: BTreeSet<u32>,
     /// Its connection.
     side: Option<Side>,
+    /// Whether it is signed on (always, on links that need no sign-on).
+    signed_on: bool,
+    /// Its network messages' STANs.
+    network_stan: u32,
 }
 
 /// The issuer.
@@ -261,6 +276,8 @@ struct Topology {
     acq: Wire,
     iss: Wire,
     echo: Duration,
+    /// Whether the acquirers' links require a sign-on (0800/001) before requests.
+    sign_on: bool,
 }
 
 /// A failed invariant.
@@ -321,6 +338,10 @@ pub struct Outcome {
     pub authorizations: usize,
     /// Its advices the switch acknowledged.
     pub advised: usize,
+    /// Sign-ons and sign-offs the switch answered.
+    pub sign_ons: u32,
+    /// See `sign_ons`.
+    pub sign_offs: u32,
     /// Crashes of the switch.
     pub crashes: u32,
     /// Events processed.
@@ -383,7 +404,12 @@ pub struct Sim {
 }
 
 fn config() -> Config {
-    config_for(Topology { acq: Wire::NATIVE, iss: Wire::NATIVE, echo: Duration::from_secs(30) })
+    config_for(Topology {
+        acq: Wire::NATIVE,
+        iss: Wire::NATIVE,
+        echo: Duration::from_secs(30),
+        sign_on: false,
+    })
 }
 
 fn config_for(t: Topology) -> Config {
@@ -397,7 +423,7 @@ fn config_for(t: Topology) -> Config {
         // The acquirer's limit is below what the load keeps in flight at the issuer's
         // slowest: back-pressure (requests held, the reader paused) is part of every seed.
         inflight_max: if dial { 4096 } else { ACQ_INFLIGHT_MAX },
-        sign_on_required: dial,
+        sign_on_required: dial || t.sign_on,
         echo_interval: t.echo,
         echo_missed_max: 3,
         at_limit: AtLimit::Backpressure,
@@ -565,6 +591,7 @@ impl Sim {
             acq: WIRES[rng.below(WIRES.len() as u64) as usize],
             iss: WIRES[rng.below(WIRES.len() as u64) as usize],
             echo: if rng.chance(30) { rng.micros(300_000, 2_000_000) } else { Duration::from_secs(30) },
+            sign_on: rng.chance(40),
         };
         let forgets = rng.chance(30);
         let fragments = rng.chance(30);
@@ -632,6 +659,9 @@ impl Sim {
             // (Garbage on a classic acquirer link shifts its length framing: the switch
             // answers what it then parses, which a terminal correlating by STAN cannot
             // tell from its own answers. On a native link the frame header catches it.)
+            if !side.issuer() && topology.sign_on && s.rng.chance(30) {
+                plan.push((s.rng.micros(100_000, load), Ev::SignOff(side)));
+            }
             let garbage_ok = side.issuer() || topology.acq == Wire::NATIVE;
             if s.rng.chance(if side.issuer() { 20 } else { 10 }) && garbage_ok {
                 plan.push((s.rng.micros(100_000, load), Ev::Garbage(side)));
@@ -804,7 +834,27 @@ impl Sim {
             self.generation += 1;
             self.links.insert(side, (id, self.generation));
             self.peer_buf.insert(side, BytesMut::new());
+            if !side.issuer() {
+                self.activate(side);
+                self.terminal.signed_on = !self.topology.sign_on;
+                if self.topology.sign_on {
+                    let d = self.rng.micros(100, 20_000);
+                    self.at(self.now + d, Ev::SignOn(side));
+                }
+            }
         }
+    }
+
+    /// The terminal sends a network request with `code` (001 sign-on, 002 sign-off).
+    fn terminal_network(&mut self, code: &str) {
+        let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);
+        self.terminal.network_stan = (self.terminal.network_stan + 1) % 1_000;
+        let _ = m.set(de::TRANSMISSION_TIME, "1201103000");
+        let _ = m.set(de::STAN, format!("{:06}", 900_000 + self.terminal.network_stan));
+        let _ = m.set(de::NETWORK_CODE, code);
+        self.terminal.corr += 1;
+        let bytes = frame_on(self.topology.acq, self.terminal.corr, &m);
+        self.send_to_switch(self.acq(), bytes);
     }
 
     /// A side's connection is gone (the peer dropped it, the switch closed it, or the
@@ -1120,6 +1170,23 @@ impl Sim {
             self.send_to_switch(self.acq(), bytes);
             return;
         }
+        if m.mti() == Mti::NETWORK_RESPONSE && text(m, de::RESPONSE_CODE) == "00" {
+            match text(m, de::NETWORK_CODE).as_str() {
+                "001" => {
+                    self.terminal.signed_on = true;
+                    self.out.sign_ons += 1;
+                }
+                "002" => {
+                    self.terminal.signed_on = false;
+                    self.out.sign_offs += 1;
+                    let d = self.rng.micros(20_000, 300_000);
+                    let side = self.acq();
+                    self.at(self.now + d, Ev::SignOn(side));
+                }
+                _ => {}
+            }
+            return;
+        }
         if m.mti().class() == 8 {
             return;
         }
@@ -1199,7 +1266,7 @@ impl Sim {
         }
         let gap = self.rng.micros(500, 9_000);
         self.at(self.now + gap, Ev::Send(self.acq()));
-        if !self.links.contains_key(&self.acq()) {
+        if !self.links.contains_key(&self.acq()) || !self.terminal.signed_on {
             return;
         }
         self.terminal.corr += 1;
@@ -1339,7 +1406,7 @@ impl Sim {
                 self.give_up(n, "no answer in time");
             }
         }
-        if !self.links.contains_key(&self.acq()) {
+        if !self.links.contains_key(&self.acq()) || !self.terminal.signed_on {
             return;
         }
         let out: BTreeSet<u32> = self.terminal.reversals_out.values().copied().collect();
@@ -1654,6 +1721,19 @@ impl Sim {
                     self.wall_offset_ms += ms;
                 }
             }
+            Ev::SignOn(side) => {
+                self.activate(side);
+                if self.links.contains_key(&side) && !self.terminal.signed_on {
+                    self.terminal_network("001");
+                }
+            }
+            Ev::SignOff(side) => {
+                self.activate(side);
+                if self.faults && self.links.contains_key(&side) && self.terminal.signed_on {
+                    self.world(format!("{side:?} signs off"));
+                    self.terminal_network("002");
+                }
+            }
             Ev::Reload(ms) => {
                 if let Some(table) = self.engine.as_ref().map(Engine::routes) {
                     self.world(format!("routes reloaded: timeout {ms} ms"));
@@ -1799,6 +1879,8 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
         *t.entry("requests (purchases and authorizations)").or_default() += u64::from(o.sent);
         *t.entry("of them authorizations").or_default() += o.authorizations as u64;
         *t.entry("advices acknowledged").or_default() += o.advised as u64;
+        *t.entry("terminal sign-ons answered").or_default() += u64::from(o.sign_ons);
+        *t.entry("terminal sign-offs answered").or_default() += u64::from(o.sign_offs);
         *t.entry("approvals delivered").or_default() += o.approvals as u64;
         *t.entry("reversed by the terminal").or_default() += o.reversed as u64;
         *t.entry("crashes").or_default() += u64::from(o.crashes);
