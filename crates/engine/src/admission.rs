@@ -329,7 +329,7 @@ impl Engine {
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
         self.stats.advices_stored += 1;
-        let id = self.store(destination, body.freeze(), first, original, Some(dup), now);
+        let id = self.store(destination, body.freeze(), first, original, Some(dup), None, now);
         // Its original is reversed from now on (as the journal's recovery reads the record): a
         // repeat of it, or the original arriving after its reversal, is answered 68 and never
         // forwarded. One still in flight keeps its own answer; the reversal goes after it.

@@ -158,7 +158,7 @@ impl Engine {
             self.send_reversal(id, now);
             return Some(id);
         }
-        let id = self.store_following(destination, body, Mti::REVERSAL_ADVICE, Some(dup), None, follows, now);
+        let id = self.store(destination, body, Mti::REVERSAL_ADVICE, Some(dup), None, follows, now);
         Some(id)
     }
 
@@ -195,21 +195,9 @@ impl Engine {
 
     /// Stores an entry (journaled before anything can acknowledge it) and sends it; its id.
     /// `advice` is a participant's own advice's key: its repeats are acknowledged from it.
-    pub(crate) fn store(
-        &mut self,
-        destination: usize,
-        body: Bytes,
-        mti: Mti,
-        original: Option<DupKey>,
-        advice: Option<DupKey>,
-        now: Instant,
-    ) -> u64 {
-        self.store_following(destination, body, mti, original, advice, None, now)
-    }
-
-    /// [`Self::store`], the entry following its original on link `follows`.
+    /// `follows`: the link its original went on, which it follows while that is open.
     #[allow(clippy::too_many_arguments)] // an entry's fields
-    fn store_following(
+    pub(crate) fn store(
         &mut self,
         destination: usize,
         body: Bytes,
