@@ -158,8 +158,6 @@ pub struct World {
     answered_by_issuer: BTreeSet<u32>,
     reversals_seen: BTreeSet<u32>,
     reversals_acked: BTreeSet<u32>,
-    /// Auth codes the issuer gave, by the connection it sent them on.
-    issuer_auth: BTreeMap<String, u32>,
     ops: usize,
     /// The last things that happened, for the report of a broken invariant.
     trail: std::collections::VecDeque<String>,
@@ -244,7 +242,6 @@ impl World {
             answered_by_issuer: BTreeSet::new(),
             reversals_seen: BTreeSet::new(),
             reversals_acked: BTreeSet::new(),
-            issuer_auth: BTreeMap::new(),
             ops: 0,
             trail: std::collections::VecDeque::new(),
         }
@@ -590,7 +587,6 @@ impl World {
         if !wrong_link {
             self.answered_by_issuer.insert(n);
         }
-        self.issuer_auth.insert(auth, n);
         let bytes = crate::frame(corr, &r);
         self.send(to, &bytes);
         if twice {
