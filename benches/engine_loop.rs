@@ -30,10 +30,17 @@ fn main() {
     resp.set_mti(Mti::FINANCIAL_RESPONSE);
     resp.remove(de::PIN_BLOCK);
     resp.set(de::RESPONSE_CODE, "00").unwrap();
-    let req_wire = frame(Framing::Native, Dialect::Native, 7, &req).to_vec();
+    let mut req_wire = frame(Framing::Native, Dialect::Native, 7, &req).to_vec();
     let mut resp_wire = frame(Framing::Native, Dialect::Native, 0, &resp).to_vec();
+    // Each transaction its own STAN (the same request again would be a repeat, answered from
+    // the duplicate window and not forwarded), patched in place in the request and in the
+    // response (which must echo it).
+    let (req_stan, resp_stan) = (stan_at(&req), stan_at(&resp));
     let mut bytes = 0usize;
-    for _ in 0..ITERATIONS {
+    for n in 0..ITERATIONS {
+        let stan = bcd_stan(n);
+        req_wire[req_stan..req_stan + 3].copy_from_slice(&stan);
+        resp_wire[resp_stan..resp_stan + 3].copy_from_slice(&stan);
         let mut wire = BytesMut::from(&req_wire[..]);
         engine.handle_read(a, &mut wire, now);
         let out = engine.take_output(i).expect("forwarded");
@@ -47,4 +54,23 @@ fn main() {
     }
     assert_eq!(engine.requests_pending(), 0);
     println!("{ITERATIONS} transactions, {bytes} bytes relayed");
+}
+
+/// STAN `n` (mod 10^6) as the native dialect's three BCD bytes.
+fn bcd_stan(n: u32) -> [u8; 3] {
+    let d = format!("{:06}", n % 1_000_000).into_bytes();
+    [0, 2, 4].map(|i| ((d[i] - b'0') << 4) | (d[i + 1] - b'0'))
+}
+
+/// Where DE 11's three BCD bytes sit in `m`'s native frame: the one run of bytes that
+/// differs between two encodings that differ only in the STAN.
+fn stan_at(m: &corridor_wire::OwnedMessage) -> usize {
+    let mut other = m.clone();
+    other.set(de::STAN, "999999").unwrap();
+    let (a, b) =
+        (frame(Framing::Native, Dialect::Native, 0, m), frame(Framing::Native, Dialect::Native, 0, &other));
+    let first = a.iter().zip(b.iter()).position(|(x, y)| x != y).expect("the STAN is encoded");
+    assert_eq!(a.len(), b.len());
+    assert_eq!(&b[first..first + 3], &bcd_stan(999_999), "DE 11 is three BCD bytes");
+    first
 }
