@@ -58,8 +58,9 @@ fn main() {
 
 /// STAN `n` (mod 10^6) as the native dialect's three BCD bytes.
 fn bcd_stan(n: u32) -> [u8; 3] {
-    let d = format!("{:06}", n % 1_000_000).into_bytes();
-    [0, 2, 4].map(|i| ((d[i] - b'0') << 4) | (d[i + 1] - b'0'))
+    let n = n % 1_000_000;
+    let pair = |p: u32| ((((p / 10) % 10) << 4) | (p % 10)) as u8;
+    [pair(n / 10_000), pair(n / 100), pair(n)]
 }
 
 /// Where DE 11's three BCD bytes sit in `m`'s native frame: the one run of bytes that

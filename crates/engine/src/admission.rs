@@ -246,10 +246,7 @@ impl Engine {
         // The pending entry keeps its own copy of the request: a slice would pin the whole
         // read buffer it came in for as long as the request is in flight.
         let request = bytes::Bytes::copy_from_slice(msg.as_bytes());
-        let rrn = msg.field(de::RRN).and_then(|f| {
-            let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
-            f.value_into(&mut scratch).try_into().ok()
-        });
+        let rrn = msg.rrn().and_then(|r| r.try_into().ok());
         self.pending.insert(
             (out_link, key),
             Pending {

@@ -70,10 +70,13 @@ impl Pending {
 /// RRN, where the response carries them. A response on the wrong link, or one for another
 /// request that happens to share the correlation there, does not: it is no answer to `r`.
 fn echoes(r: &Request, resp: &Msg<'_>) -> bool {
-    let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
-    let stan = resp.field(de::STAN).is_none_or(|f| f.value_into(&mut scratch) == r.sent_stan);
-    let rrn = match (resp.field(de::RRN), &r.rrn) {
-        (Some(f), Some(want)) => f.value_into(&mut scratch) == want,
+    // The STAN as a number (no text decoding); the RRN is text in every dialect, borrowed.
+    let stan = match resp.stan() {
+        Some(s) => s.to_ascii() == r.sent_stan,
+        None => !resp.has(de::STAN),
+    };
+    let rrn = match (resp.rrn(), &r.rrn) {
+        (Some(got), Some(want)) => got == want,
         _ => true,
     };
     stan && rrn
