@@ -9,11 +9,24 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use corridor_sim::{Sim, Violation};
+
+/// Prints to stdout; a reader that went (`| head`) is no error.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// Prints to stderr, likewise.
+macro_rules! err {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
 
 fn value(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -45,15 +58,15 @@ fn shrink(seed: u64, first: &Violation) -> Violation {
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "--shrink") {
         let Some(seed) = arg("--seed") else {
-            eprintln!("--shrink needs --seed S");
+            err!("--shrink needs --seed S");
             return ExitCode::FAILURE;
         };
         let Err(first) = Sim::new(seed).run() else {
-            println!("seed {seed} keeps every invariant: nothing to shrink");
+            out!("seed {seed} keeps every invariant: nothing to shrink");
             return ExitCode::SUCCESS;
         };
         let small = shrink(seed, &first);
-        eprintln!(
+        err!(
             "{small}\nshrunk: {} of {} faults left out, {} steps (from {})",
             small.without.len(),
             Sim::plan_len(seed),
@@ -68,11 +81,11 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         return match Sim::without(seed, &without).run() {
             Ok(o) => {
-                println!("seed {seed}: every invariant held ({o:?})");
+                out!("seed {seed}: every invariant held ({o:?})");
                 ExitCode::SUCCESS
             }
             Err(v) => {
-                eprintln!("{v}");
+                err!("{v}");
                 ExitCode::FAILURE
             }
         };
@@ -83,19 +96,19 @@ fn main() -> ExitCode {
         Ok(outcomes) => {
             let secs = started.elapsed().as_secs_f64();
             let simulated: f64 = outcomes.iter().map(|o| o.simulated.as_secs_f64()).sum();
-            println!(
+            out!(
                 "{n} seeds ({from}..{}) in {secs:.2} s: {:.0} seeds/s, {:.0}x real time; every invariant held",
                 from + n,
                 n as f64 / secs,
                 simulated / secs
             );
             for (k, v) in corridor_sim::totals(&outcomes) {
-                println!("  {k}: {v}");
+                out!("  {k}: {v}");
             }
             ExitCode::SUCCESS
         }
         Err(v) => {
-            eprintln!("{v}");
+            err!("{v}");
             ExitCode::FAILURE
         }
     }
