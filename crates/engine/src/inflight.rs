@@ -161,14 +161,12 @@ impl Engine {
             // forwarded again — and an approval is reversed (its repeat is then told 68).
             self.stats.undeliverable += 1;
             // The reversal's record first: no torn batch leaves the approval without it.
-            let dup = r.dup;
             if approved {
                 self.reverse_undelivered(undelivered, now);
             }
-            self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
+            let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
             if approved {
-                let window = self.config.settings.duplicate_window;
-                self.outcomes.mark_reversed(dup, Some(ResponseCode::TIMEOUT), now, window);
+                self.remember_reversed(r.dup, Some(r.sent_stan), answered, now);
             }
             return;
         }
@@ -254,6 +252,26 @@ impl Engine {
         self.outcomes.insert(dup, outcome, now, window);
     }
 
+    /// [`Self::remember`] for a request the switch reversed (`68`): a repeat of it is told
+    /// 68, and a participant's reversal of it is acknowledged, not forwarded again.
+    pub(crate) fn remember_reversed(
+        &mut self,
+        dup: DupKey,
+        sent_stan: Option<[u8; 6]>,
+        seq: u64,
+        now: Instant,
+    ) {
+        let window = self.config.settings.duplicate_window;
+        let outcome = crate::duplicates::Outcome {
+            code: ResponseCode::TIMEOUT,
+            auth: None,
+            reversed: true,
+            seq,
+            sent_stan,
+        };
+        self.outcomes.insert(dup, outcome, now, window);
+    }
+
     /// A pending entry's deadline came.
     pub(crate) fn pending_timeout(&mut self, link: LinkId, key: u64, now: Instant) {
         let due = self.pending.get(&(link, key)).is_some_and(|p| p.deadline <= now);
@@ -291,13 +309,15 @@ impl Engine {
                     None
                 };
                 let answered = self.record_answer(r.journal_seq, ResponseCode::TIMEOUT.0, None, true, now);
-                self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
+                if reversal.is_some() {
+                    self.remember_reversed(r.dup, Some(r.sent_stan), answered, now);
+                } else {
+                    self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
+                }
                 if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
                     self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }
                 if let Some((id, body)) = reversal {
-                    let window = self.config.settings.duplicate_window;
-                    self.outcomes.mark_reversed(r.dup, None, now, window);
                     if self.late.len() < LATE_MAX {
                         let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
                         self.late.insert((link, key), late);

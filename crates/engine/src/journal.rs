@@ -192,15 +192,7 @@ impl Engine {
                 }
             }
             let answered = self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
-            self.remember(
-                dup,
-                (corridor_wire::ResponseCode::TIMEOUT, None),
-                Some(f.sent_stan),
-                answered,
-                now,
-            );
-            let window = self.config.settings.duplicate_window;
-            self.outcomes.mark_reversed(dup, None, now, window);
+            self.remember_reversed(dup, Some(f.sent_stan), answered, now);
         }
         done
     }
