@@ -563,6 +563,14 @@ fn frame_on(wire: Wire, corr: u64, m: &OwnedMessage) -> Vec<u8> {
     out.to_vec()
 }
 
+/// Takes the requests of `sent` (correlation → number, sent at) unanswered longer than
+/// [`GIVE_UP`] at `now`; their numbers, in correlation order.
+fn overdue(sent: &mut BTreeMap<u64, (u32, Duration)>, now: Duration) -> Vec<u32> {
+    let late: Vec<u64> =
+        sent.iter().filter(|(_, (_, at))| now.saturating_sub(*at) > GIVE_UP).map(|(c, _)| *c).collect();
+    late.iter().filter_map(|c| sent.remove(c)).map(|(n, _)| n).collect()
+}
+
 /// Whole frames off `buf` on `wire`, parsed (what does not parse is skipped).
 fn frames_on(wire: Wire, buf: &mut BytesMut) -> Vec<(u64, OwnedMessage)> {
     let mut decoder = wire.decoder();
@@ -1382,29 +1390,11 @@ impl Sim {
 
     fn terminal_tick(&mut self) {
         self.at(self.now + Duration::from_millis(50), Ev::TerminalTick(self.acq()));
-        let late: Vec<u64> = self
-            .terminal
-            .repeats
-            .iter()
-            .filter(|(_, (_, at))| self.now.saturating_sub(*at) > GIVE_UP)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in late {
-            if let Some((n, _)) = self.terminal.repeats.remove(&c) {
-                self.repeat_lost(n);
-            }
+        for n in overdue(&mut self.terminal.repeats, self.now) {
+            self.repeat_lost(n);
         }
-        let late: Vec<u64> = self
-            .terminal
-            .purchases
-            .iter()
-            .filter(|(_, (_, at))| self.now.saturating_sub(*at) > GIVE_UP)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in late {
-            if let Some((n, _)) = self.terminal.purchases.remove(&c) {
-                self.give_up(n, "no answer in time");
-            }
+        for n in overdue(&mut self.terminal.purchases, self.now) {
+            self.give_up(n, "no answer in time");
         }
         if !self.links.contains_key(&self.acq()) || !self.terminal.signed_on {
             return;
