@@ -204,6 +204,24 @@ fn pump(
     let _ = from.set_read_timeout(Some(POLL));
     let mut passed: u64 = 0;
     let mut buf = vec![0u8; 16 * 1024];
+    // What the slicer and the bandwidth toxic ask, looked up once per connection.
+    let slicer = toxics.iter().find_map(|t| {
+        if let Toxic::Slicer { bytes, delay_us } = t {
+            Some((*bytes, *delay_us))
+        } else {
+            None
+        }
+    });
+    let bandwidth =
+        toxics.iter().find_map(
+            |t| {
+                if let Toxic::Bandwidth { kb_per_s } = t {
+                    Some(*kb_per_s)
+                } else {
+                    None
+                }
+            },
+        );
     let slow_close = toxics
         .iter()
         .find_map(|t| if let Toxic::SlowClose { ms } = t { Some(*ms) } else { None })
@@ -258,20 +276,6 @@ fn pump(
             }
         }
         passed += chunk.len() as u64;
-        let slicer = toxics.iter().find_map(|t| {
-            if let Toxic::Slicer { bytes, delay_us } = t {
-                Some((*bytes, *delay_us))
-            } else {
-                None
-            }
-        });
-        let bandwidth = toxics.iter().find_map(|t| {
-            if let Toxic::Bandwidth { kb_per_s } = t {
-                Some(*kb_per_s)
-            } else {
-                None
-            }
-        });
         while !chunk.is_empty() {
             let k = match slicer {
                 Some((bytes, _)) => {
