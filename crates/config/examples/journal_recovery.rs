@@ -131,6 +131,7 @@ fn main() {
             link: "acq-1".into(),
             correlation: 0,
             request: sealed.clone(),
+            at_unix_ms: 0,
         });
         let seq = put(&mut appender, &accepted, &mut payload);
         let sent_stan: [u8; 6] = format!("{:06}", i % 1_000_000).into_bytes().try_into().unwrap();
@@ -140,7 +141,7 @@ fn main() {
         if i % 10_000 != 9_999 {
             let code = if i % 100 == 42 { *b"68" } else { *b"00" };
             let answered =
-                Answered { request: seq, code, auth: Some(*b"AUTH01"), switch_made: code == *b"68" };
+                Answered { request: seq, code, auth: Some(*b"AUTH01"), switch_made: code == *b"68", at_unix_ms: 0 };
             put(&mut appender, &Entry::Answered(answered), &mut payload);
             if code == *b"68" {
                 let id = appender.next_seq();

@@ -13,6 +13,18 @@ pub(crate) struct File {
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<RouteSection>,
     pub(crate) journal: Option<JournalSection>,
+    pub(crate) admin: Option<AdminSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminSection {
+    /// Where the admin HTTP server listens (loopback unless `allow_remote`).
+    pub(crate) address: Option<String>,
+    /// The bearer token every endpoint but /healthz needs, relative to the file.
+    pub(crate) token_file: String,
+    /// Whether an address off loopback is accepted.
+    pub(crate) allow_remote: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +54,7 @@ pub(crate) struct SwitchSection {
     pub(crate) saf_age_max_ms: Option<u64>,
     pub(crate) late_window_ms: Option<u64>,
     pub(crate) duplicate_window_ms: Option<u64>,
+    pub(crate) metrics: Option<bool>,
     /// CSV files of routes (BIN tables), relative to the configuration file.
     #[serde(default)]
     pub(crate) route_files: Vec<String>,

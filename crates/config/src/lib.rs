@@ -42,6 +42,50 @@ pub struct Loaded {
     pub journal: Option<JournalSettings>,
     /// SHA-256 of the configuration's text (journaled at start, for the audit trail).
     pub digest: [u8; 32],
+    /// The admin HTTP server, when the configuration has one.
+    pub admin: Option<AdminSettings>,
+}
+
+/// A checked `[admin]` section.
+#[derive(Clone)]
+pub struct AdminSettings {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The bearer token (read from `token_file`, surrounding whitespace trimmed).
+    pub token: String,
+    /// The token file, for messages.
+    pub token_file: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+fn admin_settings(a: &file::AdminSection, base: &Path) -> Result<AdminSettings> {
+    let at = "admin";
+    let text = a.address.as_deref().unwrap_or(ADMIN_ADDRESS);
+    let address: SocketAddr =
+        text.parse().with_context(|| format!("{at}: address {text:?} is not host:port"))?;
+    if !address.ip().is_loopback() && !a.allow_remote.unwrap_or(false) {
+        bail!("{at}: address {address} is not loopback; set allow_remote = true to serve it there");
+    }
+    let token_file = base.join(&a.token_file);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("{at}: cannot read token_file {}", token_file.display()))?
+        .trim()
+        .to_owned();
+    if token.len() < ADMIN_TOKEN_BYTES_MIN || token.len() > ADMIN_TOKEN_BYTES_MAX {
+        bail!(
+            "{at}: the token in {} must be {ADMIN_TOKEN_BYTES_MIN}-{ADMIN_TOKEN_BYTES_MAX} characters",
+            token_file.display()
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("{at}: the token in {} must be printable ASCII without spaces", token_file.display());
+    }
+    Ok(AdminSettings { address, token, token_file })
 }
 
 /// A checked `[journal]` section.
@@ -210,6 +254,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         saf_age_max: millis(sw.saf_age_max_ms, SAF_AGE_MAX, "switch")?,
         late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
         duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
+        metrics: sw.metrics.unwrap_or(true),
     };
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");
@@ -333,9 +378,10 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
+    let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
-    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal, digest })
+    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal, digest, admin })
 }
 
 /// Where a link's connections come from.

@@ -110,3 +110,10 @@ pub const RETAIN_HOURS: (u64, std::ops::RangeInclusive<u64>) = (48, 0..=24 * 400
 /// fills, it is released so the switch can still journal what is in flight (new requests
 /// are then declined 96) until space returns.
 pub const RESERVE_BYTES: (u64, std::ops::RangeInclusive<u64>) = (16 << 20, 64 << 10..=1 << 30);
+
+/// `[admin] address` when absent: loopback only.
+pub const ADMIN_ADDRESS: &str = "127.0.0.1:9180";
+/// Shortest admin bearer token accepted (a guessable token is no token).
+pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
+/// Longest admin bearer token accepted.
+pub const ADMIN_TOKEN_BYTES_MAX: usize = 256;

@@ -5,7 +5,9 @@
 //! # Layout
 //!
 //! - [`serve`]: the serve loop and its signals.
+//! - [`admin`]: the admin HTTP server, metrics and the live monitoring page.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod serve;

@@ -33,9 +33,10 @@ fn write_log(dir: &Path, records: u64) {
                 link: "acq-1".into(),
                 correlation: 0,
                 request: vec![0; 40],
+                at_unix_ms: 0,
             })
         } else {
-            Entry::Answered(Answered { request: i, code: *b"00", auth: None, switch_made: false })
+            Entry::Answered(Answered { request: i, code: *b"00", auth: None, switch_made: false, at_unix_ms: 0 })
         };
         let mut payload = Vec::new();
         entry.encode(&mut payload);

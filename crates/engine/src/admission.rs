@@ -158,16 +158,23 @@ impl Engine {
     }
 
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let spec = l.spec;
         if msg.mti().function() == 2 {
             self.stats.requests_in += 1;
+            if self.config.settings.metrics {
+                self.metrics.request_in(spec, msg.mti().class());
+            }
             return self.handle_advice(link, correlation, &msg, now);
         }
-        let Some(l) = self.links.get_mut(&link) else { return };
         // Requests behind held ones wait their turn: a link's requests are handled in order.
         let replaying = l.replaying;
         let queued_behind = !l.held.is_empty() && !replaying;
         if !replaying {
             self.stats.requests_in += 1;
+            if self.config.settings.metrics {
+                self.metrics.request_in(spec, msg.mti().class());
+            }
         }
         let decision = if queued_behind { Decision::Hold } else { self.admit(link, &msg, now) };
         match decision {
@@ -186,6 +193,9 @@ impl Engine {
             Decision::Decline(code) => self.decline(link, correlation, &msg, code),
             Decision::Replay(outcome) => {
                 self.stats.duplicates_replayed += 1;
+                if self.config.settings.metrics {
+                    self.metrics.answer(None, outcome.code.0, crate::metrics::Source::Switch);
+                }
                 self.replay_outcome(link, correlation, &msg, outcome);
             }
             Decision::Forward { destination, timeout, link: out_link, dup } => {
@@ -207,7 +217,7 @@ impl Engine {
         now: Instant,
     ) {
         let Some(origin) = self.links.get(&link) else { return };
-        let origin_dialect = origin.dialect;
+        let (origin_dialect, origin_participant) = (origin.dialect, origin.participant);
         let Some(stan) = msg.stan() else { unreachable!("admission checked DE 11") };
         let Some(out) = self.links.get_mut(&out_link) else { unreachable!("admission picked an open link") };
         let (mut key, mut switch_stan) = out.next_key();
@@ -262,6 +272,9 @@ impl Engine {
                     dup,
                     destination,
                     journal_seq,
+                    origin_participant,
+                    received: now,
+                    forwarded: now,
                 }),
                 deadline: now + timeout,
             },
@@ -269,6 +282,9 @@ impl Engine {
         self.requests_pending += 1;
         self.timer(now, timeout, Timer::Pending(out_link, key));
         self.stats.forwarded += 1;
+        if self.config.settings.metrics {
+            self.metrics.forwarded(destination);
+        }
         self.after_write(out_link);
     }
 

@@ -99,6 +99,9 @@ pub struct Settings {
     pub late_window: Duration,
     /// How long a completed request's outcome answers its repeats.
     pub duplicate_window: Duration,
+    /// Whether the engine records latency histograms and answers by response code (its
+    /// counters are kept either way).
+    pub metrics: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +113,7 @@ impl Default for Settings {
             saf_age_max: Duration::from_secs(86_400),
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
+            metrics: true,
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct Engine {
     pub(crate) journal_held: Vec<LinkId>,
     /// The journal's disk is full: new liabilities are declined (96).
     pub(crate) storage_full: bool,
+    /// Histograms and answers by code, when [`Settings::metrics`](crate::Settings) is on.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Engine {
@@ -150,6 +152,7 @@ impl Engine {
             journal: None,
             journal_held: Vec::new(),
             storage_full: false,
+            metrics: crate::metrics::Metrics::new(n, n_links),
         }
     }
 
@@ -179,6 +182,12 @@ impl Engine {
     #[must_use]
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Histograms and answers by code (empty when the configuration turns metrics off).
+    #[must_use]
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Per configured link (in configuration order): connections made and frames carried,
@@ -227,6 +236,18 @@ impl Engine {
         self.reversals.len()
     }
 
+    /// When the oldest store-and-forward entry was stored.
+    #[must_use]
+    pub fn saf_oldest(&self) -> Option<Instant> {
+        self.reversals.values().map(|r| r.queued).min()
+    }
+
+    /// Whether a drain has begun.
+    #[must_use]
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
     /// Entries in the exception queue.
     #[must_use]
     pub fn exceptions_len(&self) -> usize {
@@ -254,7 +275,11 @@ impl Engine {
     /// A warning a peer can trigger, for configured link `spec`: whether to print it now,
     /// and how many like it were left out before it.
     pub(crate) fn may_warn(&mut self, spec: usize, kind: Warn, now: Instant) -> Option<u64> {
-        self.throttle.allow(spec, kind, now)
+        let allowed = self.throttle.allow(spec, kind, now);
+        if allowed.is_none() {
+            self.metrics.log_suppressed += 1;
+        }
+        allowed
     }
 
     fn mark_dirty(&mut self, link: LinkId) {
@@ -522,6 +547,9 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
+        if self.config.settings.metrics {
+            self.metrics.answer(None, code.0, crate::metrics::Source::Switch);
+        }
         self.decline_after(0, link, correlation, req, code);
     }
 

@@ -12,6 +12,7 @@ use crate::{
     duplicates::DupKey,
     engine::{Engine, Msg},
     limits::LATE_MAX,
+    metrics::{Answered, Source},
     link::{CloseReason, LinkId, Undelivered},
     reversals::Late,
     throttle::Warn,
@@ -45,6 +46,31 @@ pub(crate) struct Request {
     pub(crate) destination: usize,
     /// The sequence number of its `Accepted` journal record (0 without a journal).
     pub(crate) journal_seq: u64,
+    /// The originating participant (for the corridor's latency).
+    pub(crate) origin_participant: usize,
+    /// When the request was taken in, and when it was forwarded.
+    pub(crate) received: Instant,
+    pub(crate) forwarded: Instant,
+}
+
+/// What the metrics need of a request, kept when the request itself is taken apart.
+#[derive(Clone, Copy)]
+struct Timing {
+    origin_participant: usize,
+    destination: usize,
+    received: Instant,
+    forwarded: Instant,
+}
+
+impl Request {
+    fn timing(&self) -> Timing {
+        Timing {
+            origin_participant: self.origin_participant,
+            destination: self.destination,
+            received: self.received,
+            forwarded: self.forwarded,
+        }
+    }
 }
 
 /// What a pending entry waits for.
@@ -90,6 +116,21 @@ impl Engine {
             crate::config::Framing::Native => Some(correlation),
             crate::config::Framing::Length(_) => msg.stan().map(|s| u64::from(s.value())),
         }
+    }
+
+    /// Records the answer to routed request `r`, made by `source` at `now`.
+    fn measure(&mut self, r: Timing, code: [u8; 2], source: Source, destination_answered: bool, now: Instant) {
+        if !self.config.settings.metrics {
+            return;
+        }
+        self.metrics.answered(Answered {
+            origin: r.origin_participant,
+            destination: r.destination,
+            code,
+            source,
+            total: now.saturating_duration_since(r.received),
+            destination_time: destination_answered.then(|| now.saturating_duration_since(r.forwarded)),
+        });
     }
 
     /// An outbound link's pending entry is gone (answered or timed out).
@@ -144,6 +185,8 @@ impl Engine {
     /// (later) the link goes before the batch is written — an approval is reversed.
     fn relay(&mut self, r: Request, resp: &Msg<'_>, now: Instant) {
         let approved = resp.response_code().is_some_and(ResponseCode::is_approval);
+        let code = resp.response_code().map_or(*b"  ", |c| c.0);
+        let timing = r.timing();
         let undelivered = Undelivered {
             destination: r.destination,
             request: r.request,
@@ -156,6 +199,7 @@ impl Engine {
             self.slot_freed(r.origin);
         }
         if !open {
+            self.measure(timing, code, Source::Destination, true, now);
             // The originator is gone: the answer cannot be delivered. It is still the
             // request's outcome — a repeat on a new connection is answered from it, never
             // forwarded again — and an approval is reversed (its repeat is then told 68).
@@ -184,6 +228,7 @@ impl Engine {
                 if approved {
                     o.out.track(undelivered);
                 }
+                self.measure(timing, code, Source::Destination, true, now);
                 // Journal before answer: the answer leaves once its record is durable.
                 let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
@@ -199,6 +244,7 @@ impl Engine {
                     warn!(link = %r.origin, error = %e, approved, left_out, "cannot relay a response: answered 96");
                 }
                 self.stats.unrelayable += 1;
+                self.measure(timing, ResponseCode::SYSTEM_ERROR.0, Source::Switch, true, now);
                 let answered =
                     self.record_answer(r.journal_seq, ResponseCode::SYSTEM_ERROR.0, None, true, now);
                 match Message::parse(undelivered.dialect, undelivered.request.clone()) {
@@ -287,6 +333,7 @@ impl Engine {
             Kind::Request(r) => {
                 self.requests_pending -= 1;
                 self.stats.timeouts += 1;
+                self.measure(r.timing(), ResponseCode::TIMEOUT.0, Source::Switch, false, now);
                 self.duplicates.remove(&r.dup);
                 self.destination_silent(link, now);
                 let Ok(req) = Message::parse(r.origin_dialect, r.request) else {

@@ -343,8 +343,9 @@ impl Engine {
         let name = |e: &Self, l: LinkId| {
             e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
         };
+        let at_unix_ms = self.unix_ms(now);
         let accepted =
-            Accepted { key: self.journal_key(dup), link: name(self, origin), correlation, request };
+            Accepted { key: self.journal_key(dup), link: name(self, origin), correlation, request, at_unix_ms };
         let a = self.record(&Entry::Accepted(accepted), now);
         let forwarded = Forwarded {
             request: a,
@@ -369,7 +370,14 @@ impl Engine {
         if self.journal.is_none() || request == 0 {
             return 0;
         }
-        self.record(&Entry::Answered(Answered { request, code, auth, switch_made }), now)
+        let at_unix_ms = self.unix_ms(now);
+        self.record(&Entry::Answered(Answered { request, code, auth, switch_made, at_unix_ms }), now)
+    }
+
+    /// Unix milliseconds at `now`, by the engine's clock.
+    pub(crate) fn unix_ms(&self, now: Instant) -> u64 {
+        let since = u64::try_from(now.saturating_duration_since(self.clock.at).as_millis()).unwrap_or(u64::MAX);
+        self.clock.unix_secs.saturating_mul(1000).saturating_add(since)
     }
 
     /// Records a store-and-forward entry; its journal id (its record's sequence number).

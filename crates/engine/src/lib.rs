@@ -22,10 +22,12 @@
 //! - [`journal`]: journal before answer: records out, durability in, held frames released.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
 //! - `network`: sign-on, sign-off, echo.
+//! - [`operator`]: an operator's link actions, the store-and-forward list, the audit trail.
 //! - `timers`: the one timer system (one FIFO queue per distinct duration).
 //! - `throttle`: at most one line per link per kind of warning per interval.
 //! - `compose`: the reversals the switch makes.
 //! - [`stats`]: the counters.
+//! - [`metrics`]: latency histograms and answers by code, per destination and corridor.
 
 #![forbid(unsafe_code)]
 
@@ -38,7 +40,9 @@ mod inflight;
 pub mod journal;
 pub mod limits;
 pub mod link;
+pub mod metrics;
 mod network;
+pub mod operator;
 mod reversals;
 pub mod routes;
 pub mod stats;
@@ -50,5 +54,6 @@ pub use corridor_wire::{network_request, WallClock};
 pub use engine::{Engine, Event};
 pub use journal::{Journal, Resumed};
 pub use link::{CloseReason, LinkId, LinkStatus, ReadState};
+pub use operator::{LinkAction, SafEntry};
 pub use routes::{InvalidRoute, Route, RouteKey, RouteQuery, RouteTable};
 pub use stats::{LinkCounts, Stats};

@@ -35,6 +35,11 @@ pub enum CloseReason {
     FrameTimeout,
     /// Requests forwarded on the link timed out one after another with nothing received.
     Unresponsive,
+    /// An operator closed it.
+    Operator,
+    /// Its configured link was removed (or changed in a way its connections cannot take)
+    /// by a reload, and what it carried has drained.
+    Reconfigured,
 }
 
 /// Whether a link's reader should go on reading.
@@ -70,6 +75,12 @@ pub struct LinkStatus {
     pub held: usize,
     /// Approvals written for it and not yet known to have reached its socket.
     pub undelivered: usize,
+    /// When it last received anything.
+    pub last_rx: Instant,
+    /// Frames received and written on this connection.
+    pub frames_in: u64,
+    /// Frames written to its batches.
+    pub frames_out: u64,
 }
 
 /// An approval written into a link's batch but not yet known to have reached the socket:
@@ -226,6 +237,9 @@ pub(crate) struct Link {
     pub(crate) out: Outbox,
     pub(crate) dirty: bool,
     pub(crate) signed_on: bool,
+    /// An operator signed it off, or a reload is retiring it: no new requests are routed to
+    /// it, and a retired link takes none from its peer.
+    pub(crate) withheld: bool,
     pub(crate) closing: bool,
     pub(crate) inflight_out: u32,
     pub(crate) inflight_in: u32,
@@ -268,6 +282,7 @@ impl Link {
             out: Outbox::default(),
             dirty: false,
             signed_on: false,
+            withheld: false,
             closing: false,
             inflight_out: 0,
             inflight_in: 0,
@@ -290,7 +305,7 @@ impl Link {
 
     /// Whether the link may be given financial traffic.
     pub(crate) fn routable(&self) -> bool {
-        !self.closing && (self.signed_on || !self.sign_on_required)
+        !self.closing && !self.withheld && (self.signed_on || !self.sign_on_required)
     }
 
     /// Whether its originator has every in-flight slot taken.
@@ -362,6 +377,9 @@ impl Link {
             inflight_in: self.inflight_in,
             held: self.held.len(),
             undelivered: self.out.undelivered(),
+            last_rx: self.last_rx,
+            frames_in: self.frames_in,
+            frames_out: self.frames_out,
         }
     }
 }

@@ -238,6 +238,7 @@ impl Engine {
     }
 
     fn insert_entry(&mut self, id: u64, r: Reversal, now: Instant) {
+        self.stats.saf_queued += 1;
         self.reversals.insert(id, r);
         self.reversal_order.push_back(id);
         if self.reversal_order.len() > 2 * self.reversals.len() + 64 {

@@ -16,6 +16,9 @@ pub struct Stats {
     pub declines: [u64; DECLINE_CODES.len()],
     /// Requests answered 68 because the destination did not answer in time.
     pub timeouts: u64,
+    /// Reversals and advices put in store-and-forward (the switch's and participants',
+    /// and exceptions an operator retried).
+    pub saf_queued: u64,
     /// Reversals sent (first transmissions and repeats).
     pub reversals_sent: u64,
     /// Reversals acknowledged with 0430.

@@ -18,6 +18,8 @@ pub struct Accepted {
     pub correlation: u64,
     /// The request, sealed ([`crate::request::seal`]).
     pub request: Vec<u8>,
+    /// When it was taken in (Unix milliseconds; 0 in records written before this field).
+    pub at_unix_ms: u64,
 }
 
 /// It was forwarded.
@@ -46,6 +48,8 @@ pub struct Answered {
     pub auth: Option<[u8; 6]>,
     /// Whether the switch made the answer (a decline) rather than relaying one.
     pub switch_made: bool,
+    /// When it was answered (Unix milliseconds; 0 in records written before this field).
+    pub at_unix_ms: u64,
 }
 
 /// A duplicate key: the participant's configured id, MTI class, DE 11, DE 7, DE 41, and
@@ -180,6 +184,18 @@ pub enum Entry {
         /// Up or down.
         up: bool,
     },
+    /// An operator's change to the running switch (PCI DSS 10.2): who, what, when, and how
+    /// it ended, each name at most 255 bytes.
+    Audit {
+        /// When (Unix milliseconds).
+        at_unix_ms: u64,
+        /// Who: the credential and the peer address.
+        who: String,
+        /// What: the call (`POST /reload`, `SIGHUP`, ...).
+        action: String,
+        /// How it ended (`ok`, or the error).
+        outcome: String,
+    },
     /// The switch started on a configuration: the SHA-256 of its file, and what it holds.
     ConfigEvent {
         /// SHA-256 of the configuration file.
@@ -294,6 +310,14 @@ impl<'a> R<'a> {
             _ => None,
         }
     }
+    /// A field added at the end of a layout: 0 when the record predates it.
+    fn trailing_u64(&mut self) -> Option<u64> {
+        if self.0.is_empty() {
+            Some(0)
+        } else {
+            self.u64()
+        }
+    }
     fn end(&self) -> Option<()> {
         self.0.is_empty().then_some(())
     }
@@ -317,6 +341,7 @@ impl Entry {
             Self::LateResponse { .. } => Kind::LateResponse,
             Self::LinkEvent { .. } => Kind::LinkEvent,
             Self::ConfigEvent { .. } => Kind::ConfigEvent,
+            Self::Audit { .. } => Kind::Audit,
         }
     }
 
@@ -325,7 +350,7 @@ impl Entry {
         let mut w = W(out);
         match self {
             Self::Accepted(a) => {
-                w.key(&a.key).name(&a.link).u64(a.correlation).blob(&a.request);
+                w.key(&a.key).name(&a.link).u64(a.correlation).blob(&a.request).u64(a.at_unix_ms);
             }
             Self::Forwarded(f) => {
                 w.u64(f.request).name(&f.destination).name(&f.link).u64(f.key).bytes(&f.sent_stan);
@@ -336,6 +361,7 @@ impl Entry {
                     Some(auth) => w.u8(1).bytes(&auth),
                     None => w.u8(0),
                 };
+                w.u64(a.at_unix_ms);
             }
             Self::ReversalQueued(r) => {
                 w.u64(r.id).name(&r.destination).blob(&r.reversal).u64(r.queued_unix_ms);
@@ -375,6 +401,9 @@ impl Entry {
             Self::ConfigEvent { digest, participants, links } => {
                 w.bytes(digest).u32(*participants).u32(*links);
             }
+            Self::Audit { at_unix_ms, who, action, outcome } => {
+                w.u64(*at_unix_ms).name(who).name(action).name(outcome);
+            }
         }
     }
 
@@ -392,6 +421,7 @@ impl Entry {
                     link: r.name()?,
                     correlation: r.u64()?,
                     request: r.blob()?,
+                    at_unix_ms: r.trailing_u64()?,
                 }),
                 Kind::Forwarded => Self::Forwarded(Forwarded {
                     request: r.u64()?,
@@ -406,7 +436,8 @@ impl Entry {
                         0 => None,
                         _ => Some(r.array()?),
                     };
-                    Self::Answered(Answered { request, code, auth, switch_made })
+                    let at_unix_ms = r.trailing_u64()?;
+                    Self::Answered(Answered { request, code, auth, switch_made, at_unix_ms })
                 }
                 Kind::ReversalQueued => Self::ReversalQueued(ReversalQueued {
                     id: r.u64()?,
@@ -432,6 +463,9 @@ impl Entry {
                 Kind::LinkEvent => Self::LinkEvent { link: r.name()?, up: r.u8()? == 1 },
                 Kind::ConfigEvent => {
                     Self::ConfigEvent { digest: r.array()?, participants: r.u32()?, links: r.u32()? }
+                }
+                Kind::Audit => {
+                    Self::Audit { at_unix_ms: r.u64()?, who: r.name()?, action: r.name()?, outcome: r.name()? }
                 }
                 Kind::Outcome => {
                     let (key, code, reversed, at_unix_ms) = (r.key()?, r.array()?, r.u8()? == 1, r.u64()?);
@@ -487,6 +521,7 @@ mod tests {
                 link: "wallet-sg-1".into(),
                 correlation: 77,
                 request: vec![1, 2, 3],
+                at_unix_ms: 1_800_000_000_123,
             }),
             Entry::Forwarded(Forwarded {
                 request: 9,
@@ -500,8 +535,9 @@ mod tests {
                 code: *b"00",
                 auth: Some(*b"A1B2C3"),
                 switch_made: false,
+                at_unix_ms: 1_800_000_000_456,
             }),
-            Entry::Answered(Answered { request: 10, code: *b"92", auth: None, switch_made: true }),
+            Entry::Answered(Answered { request: 10, code: *b"92", auth: None, switch_made: true, at_unix_ms: 0 }),
             Entry::ReversalQueued(ReversalQueued {
                 id: 3,
                 destination: "napas-vn".into(),
@@ -533,6 +569,12 @@ mod tests {
             Entry::LateResponse { link: "napas-vn-1".into(), key: 10, code: *b"05", auth: None, reversal: 0 },
             Entry::LinkEvent { link: "napas-vn-1".into(), up: true },
             Entry::ConfigEvent { digest: [7; 32], participants: 3, links: 4 },
+            Entry::Audit {
+                at_unix_ms: 1_800_000_000_000,
+                who: "token admin.token from 127.0.0.1:50000".into(),
+                action: "POST /reload".into(),
+                outcome: "ok".into(),
+            },
             Entry::Outcome(OutcomeEntry {
                 key: key("wallet-sg", 2, 42),
                 code: *b"00",

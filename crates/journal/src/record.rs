@@ -43,11 +43,13 @@ pub enum Kind {
     SafDropped,
     /// A completed request's outcome, as a checkpoint keeps it.
     Outcome,
+    /// An operator's change to the running switch.
+    Audit,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::RequestAccepted,
         Self::Forwarded,
         Self::ResponseReceived,
@@ -63,6 +65,7 @@ impl Kind {
         Self::SafRetried,
         Self::SafDropped,
         Self::Outcome,
+        Self::Audit,
     ];
 
     /// Its byte in the format.
@@ -84,6 +87,7 @@ impl Kind {
             Self::SafRetried => 13,
             Self::SafDropped => 14,
             Self::Outcome => 15,
+            Self::Audit => 16,
         }
     }
 

@@ -235,7 +235,10 @@ impl Recovery {
                 }
             }
             // The audit trail: nothing owed.
-            Entry::LateResponse { .. } | Entry::LinkEvent { .. } | Entry::ConfigEvent { .. } => {}
+            Entry::LateResponse { .. }
+            | Entry::LinkEvent { .. }
+            | Entry::ConfigEvent { .. }
+            | Entry::Audit { .. } => {}
             Entry::Outcome(o) => {
                 let outcome = Outcome {
                     code: o.code,
@@ -396,6 +399,7 @@ mod tests {
             link: "acq-1".into(),
             correlation: 0,
             request: vec![stan as u8],
+            at_unix_ms: 0,
         })
     }
 
@@ -410,7 +414,7 @@ mod tests {
     }
 
     fn answered(request: u64, code: &[u8; 2]) -> Entry {
-        Entry::Answered(Answered { request, code: *code, auth: None, switch_made: false })
+        Entry::Answered(Answered { request, code: *code, auth: None, switch_made: false, at_unix_ms: 0 })
     }
 
     fn fold(entries: &[Entry]) -> Recovery {

@@ -15,6 +15,69 @@ use crate::switch::Report;
 pub(crate) enum Command {
     Report(oneshot::Sender<Report>),
     Links(oneshot::Sender<Vec<LinkSnapshot>>),
+    Snapshot(oneshot::Sender<Box<Snapshot>>),
+    /// Runs on the switch's thread with the engine (an operator's call); the switch flushes
+    /// after it.
+    Engine(Box<dyn FnOnce(&mut corridor_engine::Engine, std::time::Instant) + Send>),
+}
+
+/// Upper bounds of the journal batch-size buckets, in records.
+pub const BATCH_BOUNDS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000];
+
+/// The journal writer's figures.
+#[derive(Clone, Debug, Default)]
+pub struct JournalMetrics {
+    /// Time to write and sync one batch.
+    pub sync: corridor_engine::metrics::Histogram,
+    /// Records per batch, in the buckets of [`BATCH_BOUNDS`] (the last: above them).
+    pub batch_records: [u64; BATCH_BOUNDS.len() + 1],
+    /// Sum of the records of every batch.
+    pub batch_records_sum: u64,
+    /// Whether the disk is full now.
+    pub full: bool,
+    /// Whether writing failed for good (the switch stops).
+    pub failed: bool,
+}
+
+impl JournalMetrics {
+    pub(crate) fn batch(&mut self, records: u64, took: std::time::Duration) {
+        self.sync.record(took);
+        let i = BATCH_BOUNDS.partition_point(|&b| b < records);
+        self.batch_records[i] += 1;
+        self.batch_records_sum += records;
+    }
+}
+
+/// Everything a scrape or the monitoring page shows, read at once on the switch's thread.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// When it was taken (the switch's monotonic clock).
+    pub at: std::time::Instant,
+    /// Switch-wide counters.
+    pub stats: corridor_engine::Stats,
+    /// Histograms and answers by code.
+    pub metrics: corridor_engine::metrics::Metrics,
+    /// Per configured link: its name, participant index, whether the switch dials it,
+    /// and its counts.
+    pub specs: Vec<(String, usize, bool, corridor_engine::LinkCounts)>,
+    /// Participant ids, by index.
+    pub participants: Vec<String>,
+    /// Every open connection.
+    pub links: Vec<LinkSnapshot>,
+    /// Requests forwarded and not yet answered.
+    pub requests_pending: usize,
+    /// Store-and-forward entries not yet acknowledged, and the age of the oldest.
+    pub saf_depth: usize,
+    /// Age of the oldest store-and-forward entry.
+    pub saf_oldest: Option<std::time::Duration>,
+    /// Entries in the exception queue.
+    pub exceptions: usize,
+    /// Whether the switch is draining.
+    pub draining: bool,
+    /// Whether the switch journals.
+    pub journaling: bool,
+    /// The journal writer's figures.
+    pub journal: JournalMetrics,
 }
 
 /// One open link, as the engine sees it.
@@ -26,6 +89,14 @@ pub struct LinkSnapshot {
     pub name: String,
     /// Its state.
     pub status: LinkStatus,
+}
+
+impl LinkSnapshot {
+    /// Whether the switch is closing it (it drains first).
+    #[must_use]
+    pub fn draining(&self) -> bool {
+        self.status.closing
+    }
 }
 
 /// Triggers a graceful shutdown (drain, then stop), from anywhere, once.
@@ -84,6 +155,30 @@ impl Handle {
     pub async fn links(&self) -> Option<Vec<LinkSnapshot>> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Links(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Counters, histograms, links and queues, read at once; `None` once the switch has
+    /// stopped.
+    pub async fn snapshot(&self) -> Option<Box<Snapshot>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Snapshot(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Runs `f` on the switch's thread with its engine and the time now, and returns what
+    /// it returns; `None` once the switch has stopped. For operators' calls (link actions,
+    /// the store-and-forward queue, the audit trail): what `f` makes the engine write goes
+    /// out as any other output does.
+    pub async fn with_engine<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut corridor_engine::Engine, std::time::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let run = Box::new(move |e: &mut corridor_engine::Engine, now| {
+            let _ = tx.send(f(e, now));
+        });
+        self.tx.send(Command::Engine(run)).await.ok()?;
         rx.await.ok()
     }
 

@@ -101,6 +101,38 @@ impl Segments {
         Ok(Self { dir: dir.to_owned(), files })
     }
 
+    /// Reads the segments of `dir` that may hold records written at or after `from_unix_ms`
+    /// (by their headers' creation times): the last one created before it and the ones
+    /// after, at most `max`. The second value says whether later segments were left out.
+    ///
+    /// # Errors
+    ///
+    /// The directory or a segment cannot be read.
+    pub fn read_since(dir: &Path, from_unix_ms: u64, max: usize) -> Result<(Self, bool), JournalError> {
+        let seqs = segment_seqs(dir)?;
+        let mut created = Vec::with_capacity(seqs.len());
+        for &seq in &seqs {
+            let path = segment_path(dir, seq);
+            let mut head = [0u8; corridor_journal::limits::SEGMENT_HEADER_BYTES];
+            let read = std::fs::File::open(&path).and_then(|mut f| {
+                use std::io::Read as _;
+                f.read_exact(&mut head)
+            });
+            // A segment torn inside its header is the last one: it is read whole below.
+            let at = read.ok().and_then(|()| SegmentHeader::parse(&head).ok()).map_or(u64::MAX, |h| h.created_unix_ms);
+            created.push(at);
+        }
+        let start = created.iter().rposition(|&c| c <= from_unix_ms).unwrap_or(0);
+        let mut files = Vec::new();
+        for &seq in seqs.iter().skip(start).take(max) {
+            let path = segment_path(dir, seq);
+            let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            files.push((seq, bytes));
+        }
+        let more = seqs.len().saturating_sub(start) > max;
+        Ok((Self { dir: dir.to_owned(), files }, more))
+    }
+
     /// The scan of the log.
     ///
     /// # Errors
@@ -888,6 +920,7 @@ mod tests {
                 link: "acq-1".into(),
                 correlation: i,
                 request: vec![7; 240],
+                at_unix_ms: 0,
             });
             let seq = put(&mut a, acc);
             let f = Forwarded {
@@ -906,6 +939,7 @@ mod tests {
                         code: *b"00",
                         auth: Some(*b"AUTH01"),
                         switch_made: false,
+                        at_unix_ms: 0,
                     }),
                 );
             }

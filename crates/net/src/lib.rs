@@ -37,7 +37,7 @@ pub mod switch;
 pub mod tls;
 
 pub use error::LinkError;
-pub use handle::{Handle, LinkSnapshot, Shutdown};
+pub use handle::{Handle, JournalMetrics, LinkSnapshot, Shutdown, Snapshot};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
 pub use switch::{Dial, Listen, NetConfig, Report, Switch, Transport};

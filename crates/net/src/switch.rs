@@ -140,6 +140,8 @@ struct Shared {
     journal_wake: Notify,
     /// Why the switch must stop at once (the journal could not be written).
     fatal: RefCell<Option<String>>,
+    /// The journal writer's figures.
+    journal_metrics: RefCell<crate::handle::JournalMetrics>,
 }
 
 impl Shared {
@@ -238,6 +240,7 @@ impl Switch {
             stop: CancellationToken::new(),
             journal_wake: Notify::new(),
             fatal: RefCell::new(None),
+            journal_metrics: RefCell::default(),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -487,7 +490,9 @@ async fn journal_loop(
             continue;
         };
         let last = batch.last_seq;
+        let records = batch.last_seq.saturating_sub(batch.first_seq) + 1;
         let new_segment = batch.new_segment.is_some();
+        let began = Instant::now();
         loop {
             let written = tokio::task::spawn_blocking(move || {
                 let r = w.write(&batch);
@@ -497,6 +502,11 @@ async fn journal_loop(
             match written {
                 Ok((back, _, Ok(()))) => {
                     w = back;
+                    {
+                        let mut m = shared.journal_metrics.borrow_mut();
+                        m.batch(records, began.elapsed());
+                        m.full = false;
+                    }
                     shared.engine.borrow_mut().handle_journal_synced(last);
                     shared.flush();
                     if new_segment {
@@ -515,6 +525,7 @@ async fn journal_loop(
                         shared.engine.borrow_mut().set_storage_full(true);
                         shared.flush();
                     }
+                    shared.journal_metrics.borrow_mut().full = true;
                     full = Some(full.unwrap_or_else(Instant::now));
                     if !released {
                         tokio::time::sleep(NO_SPACE_RETRY).await;
@@ -565,6 +576,7 @@ async fn look_again(
 /// The journal cannot go on: the switch stops at once, with the reason.
 fn fatal(shared: &Shared, stop: &Shutdown, why: &str) {
     tracing::error!(error = why, "journal write failed: stopping");
+    shared.journal_metrics.borrow_mut().failed = true;
     *shared.fatal.borrow_mut() = Some(why.to_owned());
     stop.trigger();
 }
@@ -576,6 +588,43 @@ fn report(engine: &Engine) -> Report {
         links: names.zip(engine.link_counts()).collect(),
         requests_pending: engine.requests_pending(),
         reversals_pending: engine.reversals_pending(),
+    }
+}
+
+fn open_links(engine: &Engine) -> Vec<LinkSnapshot> {
+    let names = &engine.config().links;
+    engine
+        .open_links()
+        .into_iter()
+        .filter_map(|id| {
+            let status = engine.link_status(id)?;
+            Some(LinkSnapshot { id, name: names[status.spec].name.clone(), status })
+        })
+        .collect()
+}
+
+fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
+    let now = Instant::now();
+    let config = engine.config();
+    crate::handle::Snapshot {
+        at: now,
+        stats: engine.stats().clone(),
+        metrics: engine.metrics().clone(),
+        specs: config
+            .links
+            .iter()
+            .zip(engine.link_counts())
+            .map(|(l, c)| (l.name.clone(), l.participant, l.dial, c))
+            .collect(),
+        participants: config.participants.iter().map(|p| p.id.clone()).collect(),
+        links: open_links(engine),
+        requests_pending: engine.requests_pending(),
+        saf_depth: engine.reversals_pending(),
+        saf_oldest: engine.saf_oldest().map(|t| now.saturating_duration_since(t)),
+        exceptions: engine.exceptions_len(),
+        draining: engine.draining(),
+        journaling: engine.journaling(),
+        journal: shared.journal_metrics.borrow().clone(),
     }
 }
 
@@ -594,23 +643,26 @@ pub struct Report {
 
 async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Receiver<Command>) {
     while let Some(c) = commands.recv().await {
+        let c = match c {
+            Command::Engine(f) => {
+                f(&mut shared.engine.borrow_mut(), Instant::now());
+                shared.flush();
+                continue;
+            }
+            other => other,
+        };
         let engine = shared.engine.borrow();
         match c {
             Command::Report(tx) => {
                 let _ = tx.send(report(&engine));
             }
-            Command::Links(tx) => {
-                let names = &engine.config().links;
-                let links = engine
-                    .open_links()
-                    .into_iter()
-                    .filter_map(|id| {
-                        let status = engine.link_status(id)?;
-                        Some(LinkSnapshot { id, name: names[status.spec].name.clone(), status })
-                    })
-                    .collect();
-                let _ = tx.send(links);
+            Command::Snapshot(tx) => {
+                let _ = tx.send(Box::new(snapshot(&engine, &shared)));
             }
+            Command::Links(tx) => {
+                let _ = tx.send(open_links(&engine));
+            }
+            Command::Engine(_) => unreachable!("handled above"),
         }
     }
 }

@@ -472,6 +472,7 @@ fn config_for(t: Topology) -> Config {
             saf_age_max: Duration::from_secs(86_400),
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
+            metrics: true,
         },
     }
 }

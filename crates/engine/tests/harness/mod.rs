@@ -123,6 +123,7 @@ pub fn config() -> Config {
             saf_age_max: Duration::from_secs(86_400),
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
+            metrics: true,
         },
     }
 }

@@ -1,0 +1,233 @@
+//! `GET /transactions?rrn=…|stan=…&from=…`: a transaction's life, read from the journal —
+//! the request as it came (PAN masked: the journal keeps the first six and last four digits
+//! beside the sealed number, and nothing here holds the key), where it was forwarded, how it
+//! was answered and when, and the reversals of it with their transmissions.
+//!
+//! Read on a blocking thread from the segment files (never through the switch's thread), at
+//! most [`SEGMENTS_MAX`] segments from `from`, at most [`MATCHES_MAX`] transactions.
+
+use std::{collections::BTreeMap, path::Path};
+
+use corridor_journal::{
+    entry::{Entry, Key},
+    request::view,
+};
+use corridor_net::journal::Segments;
+use corridor_wire::Message;
+use serde::Serialize;
+
+/// Most segments one lookup reads.
+pub(crate) const SEGMENTS_MAX: usize = 16;
+/// Most transactions one lookup returns.
+pub(crate) const MATCHES_MAX: usize = 50;
+/// How far back a lookup without `from` looks.
+pub(crate) const DEFAULT_LOOKBACK_MS: u64 = 3_600_000;
+
+/// What to look for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Query {
+    /// DE 37 as the originator sent it.
+    pub(crate) rrn: Option<String>,
+    /// DE 11 as the originator sent it.
+    pub(crate) stan: Option<u32>,
+    /// Records written at or after this time (Unix milliseconds).
+    pub(crate) from_unix_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Forward {
+    destination: String,
+    link: String,
+    sent_stan: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Answer {
+    code: String,
+    auth: Option<String>,
+    by: &'static str,
+    at_unix_ms: Option<u64>,
+    /// From the request's arrival to its answer, when both records carry their time.
+    latency_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct ReversalView {
+    id: u64,
+    destination: String,
+    queued_unix_ms: u64,
+    made_by: &'static str,
+    transmissions: u32,
+    state: &'static str,
+}
+
+/// One transaction's life.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Transaction {
+    seq: u64,
+    at_unix_ms: Option<u64>,
+    participant: String,
+    link: String,
+    mti: String,
+    stan: String,
+    rrn: Option<String>,
+    pan: String,
+    amount: Option<String>,
+    forwarded: Option<Forward>,
+    answer: Option<Answer>,
+    reversals: Vec<ReversalView>,
+}
+
+/// The answer to a lookup.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Found {
+    transactions: Vec<Transaction>,
+    segments_read: usize,
+    /// Later segments were not read (narrow the search with `from`).
+    more_segments: bool,
+    /// More transactions matched than are listed.
+    more_matches: bool,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Looks `q` up in the journal in `dir`.
+///
+/// # Errors
+///
+/// The directory cannot be read, or a segment is corrupt inside.
+pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
+    let (segs, more_segments) = Segments::read_since(dir, q.from_unix_ms, SEGMENTS_MAX)?;
+    let scan = segs.scan()?;
+    let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
+    let mut keys: Vec<(Key, u64)> = Vec::new();
+    let mut reversals: BTreeMap<u64, (u64, ReversalView)> = BTreeMap::new();
+    let mut more_matches = false;
+    for (_, seg) in &scan.segments {
+        for f in &seg.records {
+            let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) else { continue };
+            let seq = f.record.seq;
+            match entry {
+                Entry::Accepted(a) => {
+                    if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
+                        continue;
+                    }
+                    if q.stan.is_some_and(|s| s != a.key.stan) {
+                        continue;
+                    }
+                    let Ok(v) = view(&a.request) else { continue };
+                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { continue };
+                    let rrn = msg.rrn().map(text);
+                    if let Some(want) = &q.rrn {
+                        if rrn.as_deref().map(str::trim) != Some(want.trim()) {
+                            continue;
+                        }
+                    }
+                    if found.len() >= MATCHES_MAX {
+                        more_matches = true;
+                        continue;
+                    }
+                    let amount = msg
+                        .field(corridor_wire::de::AMOUNT)
+                        .and_then(|f| f.value_borrowed())
+                        .map(text);
+                    found.insert(
+                        seq,
+                        Transaction {
+                            seq,
+                            at_unix_ms: (a.at_unix_ms != 0).then_some(a.at_unix_ms),
+                            participant: a.key.participant.clone(),
+                            link: a.link,
+                            mti: msg.mti().to_string(),
+                            stan: format!("{:06}", a.key.stan),
+                            rrn,
+                            pan: format!("{}******{}", text(&v.first6), text(&v.last4)),
+                            amount,
+                            ..Transaction::default()
+                        },
+                    );
+                    keys.push((a.key, seq));
+                }
+                Entry::Forwarded(fw) => {
+                    if let Some(t) = found.get_mut(&fw.request) {
+                        t.forwarded =
+                            Some(Forward { destination: fw.destination, link: fw.link, sent_stan: text(&fw.sent_stan) });
+                    }
+                }
+                Entry::Answered(an) => {
+                    if let Some(t) = found.get_mut(&an.request) {
+                        let at = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
+                        let latency_ms = match (t.at_unix_ms, at) {
+                            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                            _ => None,
+                        };
+                        t.answer = Some(Answer {
+                            code: text(&an.code),
+                            auth: an.auth.map(|a| text(&a)),
+                            by: if an.switch_made { "switch" } else { "destination" },
+                            at_unix_ms: at,
+                            latency_ms,
+                        });
+                    }
+                }
+                Entry::ReversalQueued(r) => {
+                    let of = r.original.as_ref().or(r.advice.as_ref());
+                    let Some(&(_, txn)) = of.and_then(|k| keys.iter().find(|(key, _)| key == k)) else { continue };
+                    reversals.insert(
+                        seq,
+                        (
+                            txn,
+                            ReversalView {
+                                id: seq,
+                                destination: r.destination,
+                                queued_unix_ms: r.queued_unix_ms,
+                                made_by: if r.advice.is_some() { "participant" } else { "switch" },
+                                transmissions: 0,
+                                state: "queued",
+                            },
+                        ),
+                    );
+                }
+                Entry::ReversalSent { id, .. } => {
+                    if let Some((_, r)) = reversals.get_mut(&id) {
+                        r.transmissions += 1;
+                    }
+                }
+                Entry::ReversalAcked { id } => {
+                    if let Some((_, r)) = reversals.get_mut(&id) {
+                        r.state = "acknowledged";
+                    }
+                }
+                Entry::ReversalAbandoned { id, .. } => {
+                    if let Some((_, r)) = reversals.get_mut(&id) {
+                        r.state = "exception";
+                    }
+                }
+                Entry::SafDropped { id } => {
+                    if let Some((_, r)) = reversals.get_mut(&id) {
+                        r.state = "dropped";
+                    }
+                }
+                Entry::SafRetried { id } => {
+                    if let Some((_, r)) = reversals.get_mut(&id) {
+                        r.state = "queued";
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (_, (txn, r)) in reversals {
+        if let Some(t) = found.get_mut(&txn) {
+            t.reversals.push(r);
+        }
+    }
+    Ok(Found {
+        transactions: found.into_values().collect(),
+        segments_read: scan.segments.len(),
+        more_segments,
+        more_matches,
+    })
+}
