@@ -140,8 +140,13 @@ fn main() {
         put(&mut appender, &Entry::Forwarded(forwarded), &mut payload);
         if i % 10_000 != 9_999 {
             let code = if i % 100 == 42 { *b"68" } else { *b"00" };
-            let answered =
-                Answered { request: seq, code, auth: Some(*b"AUTH01"), switch_made: code == *b"68", at_unix_ms: 0 };
+            let answered = Answered {
+                request: seq,
+                code,
+                auth: Some(*b"AUTH01"),
+                switch_made: code == *b"68",
+                at_unix_ms: 0,
+            };
             put(&mut appender, &Entry::Answered(answered), &mut payload);
             if code == *b"68" {
                 let id = appender.next_seq();

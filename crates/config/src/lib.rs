@@ -9,6 +9,7 @@
 //!   (`corridor certs dev`).
 //! - [`limits`]: every default and every bound of a configured value, in one place.
 //! - `file`: the TOML document's shape (serde, with enums for modes, transports, roles).
+//! - [`reload`]: a new file compared with the one in force, for a running switch.
 //! - `routes`: routes from the document and from CSV route files, duplicates found in one
 //!   pass.
 //! - this module: checking each section and building the engine's and network's parts.
@@ -27,6 +28,7 @@ use corridor_wire::{Dialect, InstitutionId};
 pub mod certs;
 mod file;
 pub mod limits;
+pub mod reload;
 mod routes;
 
 use file::{File, Mode, Role, TransportKind};
@@ -44,6 +46,9 @@ pub struct Loaded {
     pub digest: [u8; 32],
     /// The admin HTTP server, when the configuration has one.
     pub admin: Option<AdminSettings>,
+    /// Per link (by index): what its open connections cannot take a change of (see
+    /// [`reload`]).
+    pub link_fingerprints: Vec<[u8; 32]>,
 }
 
 /// A checked `[admin]` section.
@@ -266,6 +271,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         ..NetConfig::default()
     };
     let mut names = HashSet::new();
+    let mut fingerprints = Vec::new();
     let mut addresses = HashSet::new();
     let mut owners: std::collections::HashMap<InstitutionId, String> = Default::default();
     let mut subjects: std::collections::HashMap<String, String> = Default::default();
@@ -330,7 +336,8 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         for l in &p.links {
             let lat = format!("{at}, link {:?}", l.name);
             let spec = links.len();
-            let (link, listen_or_dial) = link(l, &lat, spec, pi, base, &identity)?;
+            let (link, listen_or_dial, print) = link(l, &lat, spec, pi, base, &identity)?;
+            fingerprints.push(print);
             if !names.insert(l.name.clone()) {
                 bail!("{lat}: link names must be unique");
             }
@@ -381,7 +388,14 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
-    Ok(Loaded { engine: Config { participants, links, routes, settings }, net, journal, digest, admin })
+    Ok(Loaded {
+        engine: Config { participants, links, routes, settings },
+        net,
+        journal,
+        digest,
+        admin,
+        link_fingerprints: fingerprints,
+    })
 }
 
 /// Where a link's connections come from.
@@ -398,7 +412,8 @@ fn link(
     participant: usize,
     base: &Path,
     identity: &Identity,
-) -> Result<(LinkSpec, Side)> {
+) -> Result<(LinkSpec, Side, [u8; 32])> {
+    let fingerprint = fingerprint(l, base, identity);
     let address: SocketAddr =
         l.address.parse().with_context(|| format!("{lat}: address {:?} is not host:port", l.address))?;
     let (framing, dialect) = framing_and_dialect(&l.framing, &l.dialect).with_context(|| lat.to_owned())?;
@@ -494,7 +509,39 @@ fn link(
         frame_timeout: millis(l.frame_timeout_ms, FRAME_TIMEOUT, lat)?,
         timeouts_down_max: count(l.timeouts_down_max, &TIMEOUTS_DOWN, "timeouts_down_max", lat)?,
     };
-    Ok((spec, side))
+    Ok((spec, side, fingerprint))
+}
+
+/// What a link's open connections depend on and cannot take a change of: its mode, address
+/// and transport, its TLS files (their names and their bytes, so a renewed certificate at the
+/// same path counts), and the identity its peer must prove. A reload restarts a link whose
+/// fingerprint changed.
+fn fingerprint(l: &file::LinkSection, base: &Path, identity: &Identity) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let text = format!(
+        "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        l.mode,
+        l.address,
+        l.transport,
+        l.lanes,
+        l.idle_timeout_ms,
+        l.keep_alive_ms,
+        identity.subject_cn,
+        identity.spki_sha256
+    );
+    ctx.update(text.as_bytes());
+    if let Some(t) = &l.tls {
+        let files = [&t.cert, &t.key].into_iter().chain(t.ca.iter()).chain(t.crl.iter());
+        for f in files {
+            ctx.update(f.as_bytes());
+            // An unreadable file fails the load itself; here it only has to differ.
+            ctx.update(&std::fs::read(base.join(f)).unwrap_or_default());
+        }
+        ctx.update(format!("{:?}", t.server_name).as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 fn framing_and_dialect(framing: &str, dialect: &str) -> Result<(Framing, Dialect)> {

@@ -41,6 +41,9 @@ enum Command {
         /// The configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Log lines as text (for people) or JSON (one object a line, for collectors).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check a configuration file and print a summary of it.
     CheckConfig {
@@ -67,6 +70,12 @@ enum Command {
         #[command(subcommand)]
         command: msg::MsgCommand,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -121,22 +130,23 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn run_serve(path: &std::path::Path, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // One JSON object a line: the event's fields at the top level, with its target.
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+    }
     let loaded = config::load(path)?;
     // One thread does the switching: on this design the engine is never shared or locked.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(serve::run(loaded, serve::signals()))
+    let source = serve::Source { path: path.to_owned() };
+    runtime.block_on(serve::run(loaded, Some(source), serve::signals()))
 }
 
 fn main() -> ExitCode {
@@ -146,7 +156,7 @@ fn main() -> ExitCode {
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
-        Command::Serve { config } => run_serve(&config),
+        Command::Serve { config, log_format } => run_serve(&config, log_format),
         Command::Certs { command } => run_certs(command),
     };
     match result {

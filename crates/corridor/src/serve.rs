@@ -1,20 +1,216 @@
-//! `corridor serve`: the switch on one current-thread runtime.
+//! `corridor serve`: the switch on one current-thread runtime, the admin server on a thread
+//! of its own, reloads on `SIGHUP` and `POST /reload`, and systemd's notify protocol.
+//!
+//! Under systemd (`Type=notify`, see `crates/corridor/systemd/corridor.service`) the switch
+//! says `READY=1` once every listener is bound and the admin server is up, `RELOADING=1`
+//! then `READY=1` around each reload, `STOPPING=1` when the drain begins, and pings the
+//! watchdog at half its interval — each ping only after the switch's thread answered, so a
+//! switch whose event loop is stuck is restarted. Outside systemd all of it is a no-op.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
-use corridor_config::Loaded;
+use corridor_config::{reload::Current, Loaded};
+use corridor_net::Handle;
+use tracing::{error, info, warn};
 
-/// Runs the switch described by `config` until `shutdown` completes, then drains and
-/// returns.
+use crate::admin::{self, ReloadCounts, Reloader};
+
+/// Where a running switch came from, for reloads.
+pub struct Source {
+    /// The configuration file.
+    pub path: PathBuf,
+}
+
+/// Runs the switch described by `config` until `shutdown` completes (or `POST /drain`),
+/// then drains and returns. With `source`, `SIGHUP` and `POST /reload` reload it.
 ///
 /// # Errors
 ///
-/// A listening address that cannot be bound.
-pub async fn run(config: Loaded, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// A listening address that cannot be bound, or a switch that fails.
+pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let current = Arc::new(tokio::sync::Mutex::new(Current::of(&config)));
+    let admin_settings = config.admin.clone();
+    let journal_dir = config.journal.as_ref().map(|j| j.dir.clone());
     let switch = config.bind().await.context("cannot start the switch")?;
-    switch.run(shutdown).await.context("switch failed")?;
+    let handle = switch.handle();
+    let counts = Arc::new(ReloadCounts::default());
+    let token = Arc::new(std::sync::RwLock::new(
+        admin_settings.as_ref().map(|a| a.token.clone()).unwrap_or_default(),
+    ));
+    let reloader: Option<Reloader> = source.map(|s| {
+        reloader(s.path, Arc::clone(&current), handle.clone(), Arc::clone(&counts), Arc::clone(&token))
+    });
+    let admin = match admin_settings {
+        Some(a) => {
+            let cfg = admin::AdminConfig {
+                address: a.address,
+                token: Arc::clone(&token),
+                token_name: a
+                    .token_file
+                    .file_name()
+                    .map_or_else(|| "token".into(), |n| n.to_string_lossy().into_owned()),
+                journal_dir,
+                reloader: reloader.clone(),
+                reload_counts: Arc::clone(&counts),
+            };
+            Some(admin::start(cfg, handle.clone()).context("cannot start the admin server")?)
+        }
+        None => None,
+    };
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("switching")]);
+    let watchdog = tokio::spawn(watchdog(handle.clone()));
+    let hup = tokio::spawn(hangups(handle.clone(), reloader));
+    let stopping = async {
+        shutdown.await;
+    };
+    let result = switch
+        .run(async {
+            stopping.await;
+            notify(&[sd_notify::NotifyState::Stopping]);
+        })
+        .await;
+    watchdog.abort();
+    hup.abort();
+    drop(admin);
+    result.context("switch failed")?;
     Ok(())
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    if let Err(e) = sd_notify::notify(false, states) {
+        warn!(error = %e, "systemd notify failed");
+    }
+}
+
+/// Pings systemd's watchdog at half its interval, each time after the switch's thread
+/// answered (a stuck event loop misses the pings and systemd restarts the switch).
+async fn watchdog(handle: Handle) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let every = Duration::from_micros(usec / 2);
+    info!(interval_ms = every.as_millis() as u64, "systemd watchdog on");
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every, handle.with_engine(|_, _| ())).await {
+            Ok(Some(())) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(None) => return,
+            Err(_) => warn!("the switch's thread did not answer within the watchdog interval"),
+        }
+    }
+}
+
+/// Reloads on every `SIGHUP`, audited as the signal's.
+async fn hangups(handle: Handle, reloader: Option<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let Some(r) = &reloader else {
+                warn!("SIGHUP: this switch was not started from a configuration file; nothing to reload");
+                continue;
+            };
+            let outcome = match r().await {
+                Ok(c) if c.is_empty() => "ok: unchanged".to_owned(),
+                Ok(c) => format!("ok: {} changes", c.len()),
+                Err(e) => format!("refused: {e}"),
+            };
+            admin::audit_as(&handle, "SIGHUP (the service manager or a local user)", "reload", &outcome)
+                .await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (handle, reloader);
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The reload: read and check the whole file on a blocking thread, compare it with the
+/// configuration in force, apply it on the switch's thread in one step; on any error keep
+/// the old one and say why. One reload at a time.
+fn reloader(
+    path: PathBuf,
+    current: Arc<tokio::sync::Mutex<Current>>,
+    handle: Handle,
+    counts: Arc<ReloadCounts>,
+    token: Arc<std::sync::RwLock<String>>,
+) -> Reloader {
+    Arc::new(move || {
+        let (path, current, handle, counts, token) =
+            (path.clone(), Arc::clone(&current), handle.clone(), Arc::clone(&counts), Arc::clone(&token));
+        Box::pin(async move {
+            let mut held = current.lock().await;
+            notify(&[sd_notify::NotifyState::Reloading]);
+            let result = reload_once(&path, &mut held, &handle, &token).await;
+            notify(&[sd_notify::NotifyState::Ready]);
+            let slot = match &result {
+                Ok(c) if c.is_empty() => 1,
+                Ok(_) => 0,
+                Err(_) => 2,
+            };
+            counts.0[slot].fetch_add(1, Ordering::Relaxed);
+            result
+        })
+    })
+}
+
+async fn reload_once(
+    path: &std::path::Path,
+    current: &mut Current,
+    handle: &Handle,
+    token: &std::sync::RwLock<String>,
+) -> Result<Vec<String>, String> {
+    let (p, c) = (path.to_owned(), current.clone());
+    let checked = tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p))
+        .await
+        .map_err(|_| "the reload's thread failed".to_owned())?;
+    let r = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("{e:#}");
+            error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
+            return Err(why);
+        }
+    };
+    let new_token = r.admin.as_ref().map(|a| a.token.clone());
+    let token_changed = new_token.as_ref().is_some_and(|t| token.read().is_ok_and(|old| *old != *t));
+    let mut changes = r.changes;
+    if token_changed {
+        changes.push("admin: token_file's token changed".into());
+    }
+    if changes.is_empty() {
+        info!(file = %path.display(), "reload: nothing changed");
+        *current = r.next;
+        return Ok(changes);
+    }
+    match handle.reconfigure(r.reconfigure).await {
+        None => Err("the switch is stopping".into()),
+        Some(Err(why)) => {
+            error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
+            Err(why)
+        }
+        Some(Ok(retired)) => {
+            for c in &changes {
+                info!(change = %c, "reload");
+            }
+            info!(file = %path.display(), changes = changes.len(), connections_retiring = retired, "reload applied");
+            if let (Some(t), Ok(mut held)) = (new_token, token.write()) {
+                *held = t;
+            }
+            *current = r.next;
+            Ok(changes)
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -36,7 +36,13 @@ fn write_log(dir: &Path, records: u64) {
                 at_unix_ms: 0,
             })
         } else {
-            Entry::Answered(Answered { request: i, code: *b"00", auth: None, switch_made: false, at_unix_ms: 0 })
+            Entry::Answered(Answered {
+                request: i,
+                code: *b"00",
+                auth: None,
+                switch_made: false,
+                at_unix_ms: 0,
+            })
         };
         let mut payload = Vec::new();
         entry.encode(&mut payload);

@@ -103,7 +103,7 @@ impl Engine {
         let Some(l) = self.links.get(&link) else { unreachable!("requests come from open links") };
         let origin_full = l.origin_full();
         let at_limit = l.at_limit;
-        if self.draining {
+        if self.draining || l.retiring.is_some() {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
         let dup = DupKey::of(participant, stan, msg);

@@ -90,7 +90,7 @@ pub struct Engine {
     dirty: VecDeque<LinkId>,
     events: VecDeque<Event>,
     /// Links whose originator got an in-flight slot back while requests of theirs are held.
-    resumable: VecDeque<LinkId>,
+    pub(crate) resumable: VecDeque<LinkId>,
     pub(crate) draining: bool,
     pub(crate) stats: Stats,
     pub(crate) throttle: Throttle,
@@ -100,7 +100,7 @@ pub struct Engine {
     /// The index every frame is parsed into (see `handle_frame`).
     scratch: Option<Box<MessageIndex>>,
     /// Per configured link: the counts of its closed connections.
-    link_totals: Vec<LinkCounts>,
+    pub(crate) link_totals: Vec<LinkCounts>,
     /// The journal, when the switch keeps one.
     pub(crate) journal: Option<crate::journal::Journal>,
     /// Links with frames waiting for the journal.
@@ -616,7 +616,7 @@ impl Engine {
 
     /// Handles requests held back from originators that have room again, in the order they
     /// came, and wakes readers that can read again.
-    fn run_held(&mut self, now: Instant) {
+    pub(crate) fn run_held(&mut self, now: Instant) {
         while let Some(link) = self.resumable.pop_front() {
             while let Some((correlation, body)) = self.next_held(link) {
                 self.replay(link, correlation, body, now);

@@ -12,8 +12,8 @@ use crate::{
     duplicates::DupKey,
     engine::{Engine, Msg},
     limits::LATE_MAX,
-    metrics::{Answered, Source},
     link::{CloseReason, LinkId, Undelivered},
+    metrics::{Answered, Source},
     reversals::Late,
     throttle::Warn,
     timers::Timer,
@@ -119,7 +119,14 @@ impl Engine {
     }
 
     /// Records the answer to routed request `r`, made by `source` at `now`.
-    fn measure(&mut self, r: Timing, code: [u8; 2], source: Source, destination_answered: bool, now: Instant) {
+    fn measure(
+        &mut self,
+        r: Timing,
+        code: [u8; 2],
+        source: Source,
+        destination_answered: bool,
+        now: Instant,
+    ) {
         if !self.config.settings.metrics {
             return;
         }

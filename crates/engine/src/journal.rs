@@ -344,8 +344,13 @@ impl Engine {
             e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
         };
         let at_unix_ms = self.unix_ms(now);
-        let accepted =
-            Accepted { key: self.journal_key(dup), link: name(self, origin), correlation, request, at_unix_ms };
+        let accepted = Accepted {
+            key: self.journal_key(dup),
+            link: name(self, origin),
+            correlation,
+            request,
+            at_unix_ms,
+        };
         let a = self.record(&Entry::Accepted(accepted), now);
         let forwarded = Forwarded {
             request: a,
@@ -376,7 +381,8 @@ impl Engine {
 
     /// Unix milliseconds at `now`, by the engine's clock.
     pub(crate) fn unix_ms(&self, now: Instant) -> u64 {
-        let since = u64::try_from(now.saturating_duration_since(self.clock.at).as_millis()).unwrap_or(u64::MAX);
+        let since =
+            u64::try_from(now.saturating_duration_since(self.clock.at).as_millis()).unwrap_or(u64::MAX);
         self.clock.unix_secs.saturating_mul(1000).saturating_add(since)
     }
 

@@ -22,6 +22,7 @@
 //! - [`journal`]: journal before answer: records out, durability in, held frames released.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
 //! - `network`: sign-on, sign-off, echo.
+//! - [`reconfigure`]: a reloaded configuration taken while running.
 //! - [`operator`]: an operator's link actions, the store-and-forward list, the audit trail.
 //! - `timers`: the one timer system (one FIFO queue per distinct duration).
 //! - `throttle`: at most one line per link per kind of warning per interval.
@@ -43,6 +44,7 @@ pub mod link;
 pub mod metrics;
 mod network;
 pub mod operator;
+pub mod reconfigure;
 mod reversals;
 pub mod routes;
 pub mod stats;

@@ -240,6 +240,9 @@ pub(crate) struct Link {
     /// An operator signed it off, or a reload is retiring it: no new requests are routed to
     /// it, and a retired link takes none from its peer.
     pub(crate) withheld: bool,
+    /// A reload removed or restarted its configured link: it takes no new requests
+    /// (answered 91) and is closed once what it carries is answered, or at this deadline.
+    pub(crate) retiring: Option<Instant>,
     pub(crate) closing: bool,
     pub(crate) inflight_out: u32,
     pub(crate) inflight_in: u32,
@@ -283,6 +286,7 @@ impl Link {
             dirty: false,
             signed_on: false,
             withheld: false,
+            retiring: None,
             closing: false,
             inflight_out: 0,
             inflight_in: 0,
@@ -372,7 +376,7 @@ impl Link {
             spec: self.spec,
             participant: self.participant,
             signed_on: self.routable(),
-            closing: self.closing,
+            closing: self.closing || self.retiring.is_some(),
             inflight_out: self.inflight_out,
             inflight_in: self.inflight_in,
             held: self.held.len(),

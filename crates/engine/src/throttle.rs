@@ -48,6 +48,13 @@ impl Throttle {
         Self { interval, slots: vec![[Slot::default(); LOG_KINDS]; links] }
     }
 
+    /// Makes room for configured links a reload added.
+    pub(crate) fn grow(&mut self, links: usize) {
+        if self.slots.len() < links {
+            self.slots.resize(links, [Slot::default(); LOG_KINDS]);
+        }
+    }
+
     /// Whether a line of `kind` for configured link `spec` may go out at `now`: `Some` with
     /// how many were left out before it, or `None` (counted as left out).
     pub(crate) fn allow(&mut self, spec: usize, kind: Warn, now: Instant) -> Option<u64> {

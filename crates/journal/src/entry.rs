@@ -464,9 +464,12 @@ impl Entry {
                 Kind::ConfigEvent => {
                     Self::ConfigEvent { digest: r.array()?, participants: r.u32()?, links: r.u32()? }
                 }
-                Kind::Audit => {
-                    Self::Audit { at_unix_ms: r.u64()?, who: r.name()?, action: r.name()?, outcome: r.name()? }
-                }
+                Kind::Audit => Self::Audit {
+                    at_unix_ms: r.u64()?,
+                    who: r.name()?,
+                    action: r.name()?,
+                    outcome: r.name()?,
+                },
                 Kind::Outcome => {
                     let (key, code, reversed, at_unix_ms) = (r.key()?, r.array()?, r.u8()? == 1, r.u64()?);
                     let auth = match r.u8()? {
@@ -537,7 +540,13 @@ mod tests {
                 switch_made: false,
                 at_unix_ms: 1_800_000_000_456,
             }),
-            Entry::Answered(Answered { request: 10, code: *b"92", auth: None, switch_made: true, at_unix_ms: 0 }),
+            Entry::Answered(Answered {
+                request: 10,
+                code: *b"92",
+                auth: None,
+                switch_made: true,
+                at_unix_ms: 0,
+            }),
             Entry::ReversalQueued(ReversalQueued {
                 id: 3,
                 destination: "napas-vn".into(),

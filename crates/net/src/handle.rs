@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::switch::Report;
 
+/// A closure run on the switch's thread with its engine and the time now.
+pub(crate) type EngineCall = Box<dyn FnOnce(&mut corridor_engine::Engine, std::time::Instant) + Send>;
+
 /// A request to the switch's thread.
 pub(crate) enum Command {
     Report(oneshot::Sender<Report>),
@@ -18,7 +21,8 @@ pub(crate) enum Command {
     Snapshot(oneshot::Sender<Box<Snapshot>>),
     /// Runs on the switch's thread with the engine (an operator's call); the switch flushes
     /// after it.
-    Engine(Box<dyn FnOnce(&mut corridor_engine::Engine, std::time::Instant) + Send>),
+    Engine(EngineCall),
+    Reconfigure(Box<crate::switch::Reconfigure>, oneshot::Sender<Result<usize, String>>),
 }
 
 /// Upper bounds of the journal batch-size buckets, in records.
@@ -179,6 +183,14 @@ impl Handle {
             let _ = tx.send(f(e, now));
         });
         self.tx.send(Command::Engine(run)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Applies a reloaded configuration (built by `corridor-config`'s reload): the number of
+    /// connections it retired, or why nothing was changed; `None` once the switch stopped.
+    pub async fn reconfigure(&self, r: crate::switch::Reconfigure) -> Option<Result<usize, String>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
         rx.await.ok()
     }
 

@@ -119,7 +119,10 @@ impl Segments {
                 f.read_exact(&mut head)
             });
             // A segment torn inside its header is the last one: it is read whole below.
-            let at = read.ok().and_then(|()| SegmentHeader::parse(&head).ok()).map_or(u64::MAX, |h| h.created_unix_ms);
+            let at = read
+                .ok()
+                .and_then(|()| SegmentHeader::parse(&head).ok())
+                .map_or(u64::MAX, |h| h.created_unix_ms);
             created.push(at);
         }
         let start = created.iter().rposition(|&c| c <= from_unix_ms).unwrap_or(0);

@@ -40,5 +40,5 @@ pub use error::LinkError;
 pub use handle::{Handle, JournalMetrics, LinkSnapshot, Shutdown, Snapshot};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
-pub use switch::{Dial, Listen, NetConfig, Report, Switch, Transport};
+pub use switch::{Dial, LinkPlan, Listen, NetConfig, Reconfigure, Report, Switch, Transport};
 pub use tls::{Identity, LinkTls, TlsFiles, TlsSide};

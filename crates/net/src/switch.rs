@@ -142,6 +142,19 @@ struct Shared {
     fatal: RefCell<Option<String>>,
     /// The journal writer's figures.
     journal_metrics: RefCell<crate::handle::JournalMetrics>,
+    /// Each configured link's accept or dial loop: its stop and the settings it uses.
+    loops: RefCell<FxHashMap<usize, LoopCtl>>,
+    /// Longest a graceful shutdown (or a retired connection) waits for requests in flight.
+    drain_timeout: Cell<Duration>,
+    /// Whether a task closes retired connections as they drain.
+    retiring: Cell<bool>,
+}
+
+/// A link's loop, as a reload sees it.
+#[derive(Clone)]
+enum LoopCtl {
+    Listen(Rc<RefCell<Listen>>, CancellationToken, Option<quinn::Endpoint>),
+    Dial(Rc<RefCell<Dial>>, CancellationToken),
 }
 
 impl Shared {
@@ -191,12 +204,186 @@ impl Shared {
     }
 }
 
+/// Binds a listening link's address.
+async fn bind_listener(l: &Listen) -> io::Result<Listener> {
+    let bound = match &l.transport {
+        Transport::Quic(QuicLink { side: QuicSide::Server(server), .. }) => {
+            endpoint(l.address, Some(server.clone())).map(Listener::Quic)
+        }
+        Transport::Quic(_) => {
+            return Err(io::Error::other(format!(
+                "link {}: a listening QUIC link needs a server side",
+                l.name
+            )))
+        }
+        Transport::Tcp | Transport::Tls(_) => TcpListener::bind(l.address).await.map(Listener::Tcp),
+    };
+    let listener = bound.map_err(|e| {
+        io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
+    })?;
+    info!(link = %l.name, address = %listener.local_addr()?, transport = l.transport.name(), "listening");
+    Ok(listener)
+}
+
+fn spawn_listen(shared: &Rc<Shared>, l: Listen, listener: Listener) {
+    let quic = match &listener {
+        Listener::Quic(e) => Some(e.clone()),
+        Listener::Tcp(_) => None,
+    };
+    let spec = l.spec;
+    let settings = Rc::new(RefCell::new(l));
+    let cancel = CancellationToken::new();
+    shared.loops.borrow_mut().insert(spec, LoopCtl::Listen(Rc::clone(&settings), cancel.clone(), quic));
+    tokio::task::spawn_local(accept_loop(Rc::clone(shared), settings, cancel, listener));
+}
+
+fn spawn_dial(shared: &Rc<Shared>, d: Dial) {
+    let spec = d.spec;
+    let settings = Rc::new(RefCell::new(d));
+    let cancel = CancellationToken::new();
+    shared.loops.borrow_mut().insert(spec, LoopCtl::Dial(Rc::clone(&settings), cancel.clone()));
+    tokio::task::spawn_local(dial_loop(Rc::clone(shared), settings, cancel));
+}
+
+/// What a reload does to one configured link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPlan {
+    /// Nothing (or only limits the engine applies at once).
+    Keep,
+    /// New: start listening or dialing.
+    Add,
+    /// Gone: stop listening or dialing; its connections drain and close.
+    Remove,
+    /// Changed in a way open connections cannot take: they drain and close, and new ones
+    /// use the new settings (a listening address that moved is bound anew).
+    Restart,
+}
+
+/// A reloaded configuration for a running switch (see `corridor-config`'s reload).
+pub struct Reconfigure {
+    /// The engine's new configuration (indices stable).
+    pub engine: corridor_engine::Config,
+    /// Per configured link of it, by index.
+    pub plan: Vec<LinkPlan>,
+    /// The new configuration's listening links.
+    pub listens: Vec<Listen>,
+    /// ... and dialed ones.
+    pub dials: Vec<Dial>,
+    /// The new drain timeout.
+    pub drain_timeout: Duration,
+    /// The new configuration's SHA-256, journaled.
+    pub digest: [u8; 32],
+}
+
+/// Applies `r` on the switch's thread: binds what must be bound first (a failure there
+/// changes nothing), then the engine takes the configuration, then the loops follow it.
+async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, String> {
+    if shared.stop.is_cancelled() {
+        return Err("the switch is draining".into());
+    }
+    let plan = |spec: usize| r.plan.get(spec).copied().unwrap_or(LinkPlan::Keep);
+    let current = |spec: usize| shared.loops.borrow().get(&spec).cloned();
+    // Bind first: new listening links, and restarted ones whose address moved.
+    let mut bound = Vec::new();
+    for l in &r.listens {
+        let rebind = match (plan(l.spec), current(l.spec)) {
+            (LinkPlan::Add, _) => true,
+            (LinkPlan::Restart, Some(LoopCtl::Listen(old, _, _))) => old.borrow().address != l.address,
+            (LinkPlan::Restart, _) => true,
+            _ => false,
+        };
+        if rebind {
+            bound.push((l.clone(), bind_listener(l).await.map_err(|e| e.to_string())?));
+        }
+    }
+    let retire: Vec<usize> =
+        (0..r.plan.len()).filter(|&s| matches!(plan(s), LinkPlan::Remove | LinkPlan::Restart)).collect();
+    let now = Instant::now();
+    let deadline = now + r.drain_timeout;
+    {
+        let mut engine = shared.engine.borrow_mut();
+        engine.reconfigure(r.engine, &retire, deadline, now).map_err(|e| e.to_string())?;
+        engine.record_config(r.digest);
+    }
+    shared.drain_timeout.set(r.drain_timeout);
+    // Loops: stop the removed, follow the changed, start the new.
+    for &spec in &retire {
+        let Some(ctl) = current(spec) else { continue };
+        match ctl {
+            LoopCtl::Listen(settings, cancel, quic) => {
+                let moved = bound.iter().any(|(l, _)| l.spec == spec);
+                let new = r.listens.iter().find(|l| l.spec == spec);
+                match (plan(spec), new) {
+                    (LinkPlan::Restart, Some(new)) if !moved => {
+                        if let (Some(e), Transport::Quic(QuicLink { side: QuicSide::Server(server), .. })) =
+                            (&quic, &new.transport)
+                        {
+                            e.set_server_config(Some(server.clone()));
+                        }
+                        *settings.borrow_mut() = new.clone();
+                    }
+                    _ => {
+                        cancel.cancel();
+                        shared.loops.borrow_mut().remove(&spec);
+                    }
+                }
+            }
+            LoopCtl::Dial(_, cancel) => {
+                cancel.cancel();
+                shared.loops.borrow_mut().remove(&spec);
+            }
+        }
+    }
+    for (l, listener) in bound {
+        spawn_listen(shared, l, listener);
+    }
+    for d in &r.dials {
+        if matches!(plan(d.spec), LinkPlan::Add | LinkPlan::Restart) {
+            spawn_dial(shared, d.clone());
+        }
+    }
+    // Limits and timings of loops that stay (connection limits, backoff) follow too.
+    for l in &r.listens {
+        if plan(l.spec) == LinkPlan::Keep {
+            if let Some(LoopCtl::Listen(settings, _, _)) = current(l.spec) {
+                *settings.borrow_mut() = l.clone();
+            }
+        }
+    }
+    for d in &r.dials {
+        if plan(d.spec) == LinkPlan::Keep {
+            if let Some(LoopCtl::Dial(settings, _)) = current(d.spec) {
+                *settings.borrow_mut() = d.clone();
+            }
+        }
+    }
+    let retiring = shared.engine.borrow().retiring();
+    shared.flush();
+    if retiring > 0 && !shared.retiring.get() {
+        shared.retiring.set(true);
+        tokio::task::spawn_local(retire_loop(Rc::clone(shared)));
+    }
+    Ok(retiring)
+}
+
+/// Closes retired connections as they drain (see `Engine::poll_retired`).
+async fn retire_loop(shared: Rc<Shared>) {
+    loop {
+        tokio::time::sleep(DRAIN_POLL).await;
+        shared.engine.borrow_mut().poll_retired(Instant::now());
+        shared.flush();
+        if shared.engine.borrow().retiring() == 0 {
+            shared.retiring.set(false);
+            return;
+        }
+    }
+}
+
 /// A bound switch, ready to run.
 pub struct Switch {
     shared: Rc<Shared>,
     listeners: Vec<(Listen, Listener)>,
     dials: Vec<Dial>,
-    drain_timeout: Duration,
     commands: tokio::sync::mpsc::Receiver<Command>,
     handle: Handle,
     journal: Option<(crate::journal::Writer, crate::journal::JournalFiles)>,
@@ -211,22 +398,7 @@ impl Switch {
     pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
         let mut listeners = Vec::new();
         for l in net.listens {
-            let bound = match &l.transport {
-                Transport::Quic(QuicLink { side: QuicSide::Server(server), .. }) => {
-                    endpoint(l.address, Some(server.clone())).map(Listener::Quic)
-                }
-                Transport::Quic(_) => {
-                    return Err(io::Error::other(format!(
-                        "link {}: a listening QUIC link needs a server side",
-                        l.name
-                    )))
-                }
-                Transport::Tcp | Transport::Tls(_) => TcpListener::bind(l.address).await.map(Listener::Tcp),
-            };
-            let listener = bound.map_err(|e| {
-                io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
-            })?;
-            info!(link = %l.name, address = %listener.local_addr()?, transport = l.transport.name(), "listening");
+            let listener = bind_listener(&l).await?;
             listeners.push((l, listener));
         }
         let (tx, commands) = tokio::sync::mpsc::channel(HANDLE_QUEUE_MAX);
@@ -241,6 +413,9 @@ impl Switch {
             journal_wake: Notify::new(),
             fatal: RefCell::new(None),
             journal_metrics: RefCell::default(),
+            loops: RefCell::default(),
+            drain_timeout: Cell::new(net.drain_timeout),
+            retiring: Cell::new(false),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -261,15 +436,7 @@ impl Switch {
             }
             None => None,
         };
-        Ok(Self {
-            shared,
-            listeners,
-            dials: net.dials,
-            drain_timeout: net.drain_timeout,
-            commands,
-            handle,
-            journal,
-        })
+        Ok(Self { shared, listeners, dials: net.dials, commands, handle, journal })
     }
 
     /// The address each listening link is bound to, by link name (port 0 becomes the real
@@ -296,15 +463,15 @@ impl Switch {
     /// Never for network trouble (links come and go); only if the runtime fails.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
         let local = LocalSet::new();
-        let Self { shared, listeners, dials, drain_timeout, commands, handle, journal } = self;
+        let Self { shared, listeners, dials, commands, handle, journal } = self;
         let engine = Rc::clone(&shared);
         local
             .run_until(async move {
                 for (l, listener) in listeners {
-                    tokio::task::spawn_local(accept_loop(Rc::clone(&shared), l, listener));
+                    spawn_listen(&shared, l, listener);
                 }
                 for d in dials {
-                    tokio::task::spawn_local(dial_loop(Rc::clone(&shared), d));
+                    spawn_dial(&shared, d);
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
@@ -324,7 +491,7 @@ impl Switch {
                     () = shutdown => {}
                     () = triggered.wait() => {}
                 }
-                drain(&shared, drain_timeout).await;
+                drain(&shared, shared.drain_timeout.get()).await;
             })
             .await;
         if let Some(why) = engine.fatal.borrow_mut().take() {
@@ -649,6 +816,10 @@ async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Recei
                 shared.flush();
                 continue;
             }
+            Command::Reconfigure(r, tx) => {
+                let _ = tx.send(reconfigure(&shared, *r).await);
+                continue;
+            }
             other => other,
         };
         let engine = shared.engine.borrow();
@@ -662,7 +833,7 @@ async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Recei
             Command::Links(tx) => {
                 let _ = tx.send(open_links(&engine));
             }
-            Command::Engine(_) => unreachable!("handled above"),
+            Command::Engine(_) | Command::Reconfigure(..) => unreachable!("handled above"),
         }
     }
 }
@@ -809,7 +980,12 @@ impl Listener {
 /// progress count, and on QUIC every connection, whatever its lanes), refusals closed at
 /// once with one log line an interval, and each handshake in a task of its own, so a peer
 /// that stalls in it holds up nobody else.
-async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: Listener) {
+async fn accept_loop(
+    shared: Rc<Shared>,
+    settings: Rc<RefCell<Listen>>,
+    cancel: CancellationToken,
+    listener: Listener,
+) {
     if let Listener::Quic(e) = &listener {
         shared.endpoints.borrow_mut().push(e.clone());
     }
@@ -817,10 +993,19 @@ async fn accept_loop(shared: Rc<Shared>, l: Listen, listener: Listener) {
     let log = Rc::new(RefCell::new(AcceptLog::default()));
     loop {
         // At the stop it accepts no more; the connections it has stay up through the drain.
+        // A reload that removed the link (or moved its address) stops it the same way.
         let next = tokio::select! {
             i = listener.accept() => i,
             () = shared.stop.cancelled() => return,
+            () = cancel.cancelled() => {
+                if let Listener::Quic(e) = &listener {
+                    // No new connections; those it has drain and close as retired links.
+                    e.set_server_config(None);
+                }
+                return info!(link = %settings.borrow().name, "listener closed by a reload");
+            }
         };
+        let l = settings.borrow().clone();
         let incoming = match next {
             None => return,
             Some(Ok(i)) => i,
@@ -1000,7 +1185,8 @@ enum Attempt {
     Ended,
 }
 
-async fn dial_loop(shared: Rc<Shared>, d: Dial) {
+async fn dial_loop(shared: Rc<Shared>, settings: Rc<RefCell<Dial>>, cancel: CancellationToken) {
+    let d = settings.borrow().clone();
     let mut backoff = Backoff::new(d.backoff_min, d.backoff_max, d.spec as u64);
     // A QUIC link keeps one endpoint for all its attempts.
     let quic = match &d.transport {
@@ -1017,7 +1203,9 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
         }
         _ => None,
     };
-    while !shared.stop.is_cancelled() {
+    while !shared.stop.is_cancelled() && !cancel.is_cancelled() {
+        // Timings and certificates a reload changed apply from the next attempt.
+        let d = settings.borrow().clone();
         let started = Instant::now();
         // Not raced against the stop: a connection that is up must stay up through the drain
         // (sign-off, answers in flight) until the drain closes it; connecting is bounded by
@@ -1035,6 +1223,7 @@ async fn dial_loop(shared: Rc<Shared>, d: Dial) {
         tokio::select! {
             () = tokio::time::sleep(backoff.next_delay()) => {}
             () = shared.stop.cancelled() => return,
+            () = cancel.cancelled() => return,
         }
     }
 }

@@ -19,11 +19,7 @@ use corridor_net::{handle::BATCH_BOUNDS, Snapshot};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet},
-    metrics::{
-        counter::ConstCounter,
-        gauge::ConstGauge,
-        MetricType,
-    },
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
     registry::{Registry, Unit},
 };
 
@@ -118,11 +114,8 @@ fn latency(
 ) -> Result<(), std::fmt::Error> {
     let mut family = enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     for (labels, h) in values {
-        let mut buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_US
-            .iter()
-            .zip(h.buckets.iter())
-            .map(|(&b, &n)| (b as f64 / 1e6, n))
-            .collect();
+        let mut buckets: Vec<(f64, u64)> =
+            LATENCY_BOUNDS_US.iter().zip(h.buckets.iter()).map(|(&b, &n)| (b as f64 / 1e6, n)).collect();
         buckets.push((f64::MAX, h.buckets[LATENCY_BOUNDS_US.len()]));
         let sum = h.sum_us as f64 / 1e6;
         family.encode_family(labels)?.encode_histogram::<NoLabelSet>(sum, h.count, &buckets, None)?;
@@ -144,11 +137,23 @@ impl Collector for SnapshotCollector {
             let Some((name, p, _, _)) = s.specs.get(spec) else { continue };
             for (class, &n) in per_class.iter().enumerate() {
                 if n > 0 {
-                    v.push((vec![("link", name.as_str()), ("participant", participant(*p)), ("mti_class", classes[class])], n));
+                    v.push((
+                        vec![
+                            ("link", name.as_str()),
+                            ("participant", participant(*p)),
+                            ("mti_class", classes[class]),
+                        ],
+                        n,
+                    ));
                 }
             }
         }
-        counters(&mut enc, "corridor_requests", "Requests received from links (network management excluded).", &v)?;
+        counters(
+            &mut enc,
+            "corridor_requests",
+            "Requests received from links (network management excluded).",
+            &v,
+        )?;
 
         // Per destination: forwarded, answers by code and source, timeouts, latency.
         let dest_name = |i: usize| if i + 1 == m.destinations.len() { "none" } else { participant(i) };
@@ -159,7 +164,12 @@ impl Collector for SnapshotCollector {
             .filter(|(i, _)| i + 1 < m.destinations.len())
             .map(|(i, d)| (vec![("destination", dest_name(i))], d.forwarded))
             .collect();
-        counters(&mut enc, "corridor_forwarded", "Requests forwarded, by destination participant.", &forwarded)?;
+        counters(
+            &mut enc,
+            "corridor_forwarded",
+            "Requests forwarded, by destination participant.",
+            &forwarded,
+        )?;
         let codes: Vec<(String, usize, usize)> = m
             .destinations
             .iter()
@@ -175,7 +185,11 @@ impl Collector for SnapshotCollector {
                 let count = n[source as usize];
                 if count > 0 {
                     answers.push((
-                        vec![("destination", dest_name(*i)), ("source", source.name()), ("code", label.as_str())],
+                        vec![
+                            ("destination", dest_name(*i)),
+                            ("source", source.name()),
+                            ("code", label.as_str()),
+                        ],
                         count,
                     ));
                 }
@@ -194,7 +208,12 @@ impl Collector for SnapshotCollector {
             .filter(|(i, _)| i + 1 < m.destinations.len())
             .map(|(i, d)| (vec![("destination", dest_name(i))], d.timeouts))
             .collect();
-        counters(&mut enc, "corridor_timeouts", "Requests the destination did not answer in time (answered 68, reversed).", &timeouts)?;
+        counters(
+            &mut enc,
+            "corridor_timeouts",
+            "Requests the destination did not answer in time (answered 68, reversed).",
+            &timeouts,
+        )?;
         let declines: Vec<_> = DECLINE_CODES
             .iter()
             .zip(st.declines.iter())
@@ -244,7 +263,13 @@ impl Collector for SnapshotCollector {
             inflight.push((vec![("link", name.as_str()), ("direction", "out")], out as f64));
             inflight.push((vec![("link", name.as_str()), ("direction", "in")], inn as f64));
         }
-        gauges(&mut enc, "corridor_link_connections", "Open connections of each configured link, by state.", None, &states)?;
+        gauges(
+            &mut enc,
+            "corridor_link_connections",
+            "Open connections of each configured link, by state.",
+            None,
+            &states,
+        )?;
         gauges(
             &mut enc,
             "corridor_link_inflight",
@@ -252,13 +277,22 @@ impl Collector for SnapshotCollector {
             None,
             &inflight,
         )?;
-        let made: Vec<_> = s.specs.iter().map(|(n, _, _, c)| (vec![("link", n.as_str())], c.connections)).collect();
-        counters(&mut enc, "corridor_link_connections_opened", "Connections made (accepted or dialed).", &made)?;
+        let made: Vec<_> =
+            s.specs.iter().map(|(n, _, _, c)| (vec![("link", n.as_str())], c.connections)).collect();
+        counters(
+            &mut enc,
+            "corridor_link_connections_opened",
+            "Connections made (accepted or dialed).",
+            &made,
+        )?;
         let rx: Vec<_> = s
             .specs
             .iter()
             .flat_map(|(n, _, _, c)| {
-                [(vec![("link", n.as_str()), ("direction", "in")], c.frames_in), (vec![("link", n.as_str()), ("direction", "out")], c.frames_out)]
+                [
+                    (vec![("link", n.as_str()), ("direction", "in")], c.frames_in),
+                    (vec![("link", n.as_str()), ("direction", "out")], c.frames_out),
+                ]
             })
             .collect();
         counters(&mut enc, "corridor_link_frames", "Frames received (in) and written (out), by link.", &rx)?;
@@ -267,29 +301,89 @@ impl Collector for SnapshotCollector {
         let one = |v: u64| [(Vec::new(), v)];
         for (name, help, value) in [
             ("corridor_relayed", "Destination responses relayed to their originator.", st.relayed),
-            ("corridor_duplicates_replayed", "Repeats of completed requests answered from their stored outcome.", st.duplicates_replayed),
-            ("corridor_late_responses", "Responses that came after their request timed out (never relayed).", st.late_responses),
-            ("corridor_unmatched_responses", "Responses that matched nothing in flight.", st.unmatched_responses),
-            ("corridor_undeliverable", "Answers whose originator was gone (approvals among them reversed).", st.undeliverable),
-            ("corridor_unrelayable", "Responses that could not be encoded for their originator (answered 96).", st.unrelayable),
-            ("corridor_approvals_reversed", "Late or undeliverable approvals the switch reversed.", st.approvals_reversed),
+            (
+                "corridor_duplicates_replayed",
+                "Repeats of completed requests answered from their stored outcome.",
+                st.duplicates_replayed,
+            ),
+            (
+                "corridor_late_responses",
+                "Responses that came after their request timed out (never relayed).",
+                st.late_responses,
+            ),
+            (
+                "corridor_unmatched_responses",
+                "Responses that matched nothing in flight.",
+                st.unmatched_responses,
+            ),
+            (
+                "corridor_undeliverable",
+                "Answers whose originator was gone (approvals among them reversed).",
+                st.undeliverable,
+            ),
+            (
+                "corridor_unrelayable",
+                "Responses that could not be encoded for their originator (answered 96).",
+                st.unrelayable,
+            ),
+            (
+                "corridor_approvals_reversed",
+                "Late or undeliverable approvals the switch reversed.",
+                st.approvals_reversed,
+            ),
             ("corridor_saf_queued", "Reversals and advices put in store-and-forward.", st.saf_queued),
-            ("corridor_reversals_sent", "Reversals and advices sent (first transmissions and repeats).", st.reversals_sent),
-            ("corridor_reversals_acknowledged", "Reversals and advices acknowledged by their destination.", st.reversals_acked),
-            ("corridor_reversals_abandoned", "Reversals and advices moved to the exception queue.", st.reversals_abandoned),
-            ("corridor_framing_errors", "Frames that broke the framing (their links closed).", st.framing_errors),
+            (
+                "corridor_reversals_sent",
+                "Reversals and advices sent (first transmissions and repeats).",
+                st.reversals_sent,
+            ),
+            (
+                "corridor_reversals_acknowledged",
+                "Reversals and advices acknowledged by their destination.",
+                st.reversals_acked,
+            ),
+            (
+                "corridor_reversals_abandoned",
+                "Reversals and advices moved to the exception queue.",
+                st.reversals_abandoned,
+            ),
+            (
+                "corridor_framing_errors",
+                "Frames that broke the framing (their links closed).",
+                st.framing_errors,
+            ),
             ("corridor_format_errors", "Bodies that broke the field dictionary.", st.format_errors),
-            ("corridor_inflight_limit_hits", "Requests declined at a link's or participant's in-flight limit.", st.inflight_limit_hits),
-            ("corridor_requests_held", "Requests held while their originator was at its in-flight limit.", st.requests_held),
+            (
+                "corridor_inflight_limit_hits",
+                "Requests declined at a link's or participant's in-flight limit.",
+                st.inflight_limit_hits,
+            ),
+            (
+                "corridor_requests_held",
+                "Requests held while their originator was at its in-flight limit.",
+                st.requests_held,
+            ),
             ("corridor_network_answered", "Network management messages answered.", st.network_answered),
             ("corridor_echo_failures", "Links closed for missing echoes.", st.echo_failures),
             ("corridor_sign_on_timeouts", "Links closed for not signing on in time.", st.sign_on_timeouts),
             ("corridor_frame_timeouts", "Links closed for a frame left unfinished.", st.frame_timeouts),
-            ("corridor_unresponsive_links", "Links taken out of routing after timeouts in a row.", st.unresponsive_links),
-            ("corridor_storage_declines", "Requests declined 96 because the journal's disk was full.", st.storage_declines),
+            (
+                "corridor_unresponsive_links",
+                "Links taken out of routing after timeouts in a row.",
+                st.unresponsive_links,
+            ),
+            (
+                "corridor_storage_declines",
+                "Requests declined 96 because the journal's disk was full.",
+                st.storage_declines,
+            ),
             ("corridor_journal_records", "Journal records written.", st.journal_records),
             ("corridor_journal_batches", "Journal batches written and synced.", st.journal_batches),
-            ("corridor_log_lines_suppressed", "Log lines left out by aggregation (one line per link per kind per interval).", m.log_suppressed + self.extra.log_suppressed),
+            (
+                "corridor_log_lines_suppressed",
+                "Log lines left out by aggregation (one line per link per kind per interval).",
+                m.log_suppressed + self.extra.log_suppressed,
+            ),
         ] {
             counters(&mut enc, name, help, &one(value))?;
         }
@@ -302,26 +396,75 @@ impl Collector for SnapshotCollector {
 
         // Queues and state.
         let g = |v: f64| [(Vec::new(), v)];
-        gauges(&mut enc, "corridor_requests_pending", "Requests forwarded and not yet answered.", None, &g(s.requests_pending as f64))?;
-        gauges(&mut enc, "corridor_saf_depth", "Store-and-forward entries awaiting acknowledgement.", None, &g(s.saf_depth as f64))?;
+        gauges(
+            &mut enc,
+            "corridor_requests_pending",
+            "Requests forwarded and not yet answered.",
+            None,
+            &g(s.requests_pending as f64),
+        )?;
+        gauges(
+            &mut enc,
+            "corridor_saf_depth",
+            "Store-and-forward entries awaiting acknowledgement.",
+            None,
+            &g(s.saf_depth as f64),
+        )?;
         let oldest = s.saf_oldest.map_or(0.0, |d| d.as_secs_f64());
-        gauges(&mut enc, "corridor_saf_oldest_age", "Age of the oldest store-and-forward entry (0 when none).", Some(&Unit::Seconds), &g(oldest))?;
-        gauges(&mut enc, "corridor_exceptions", "Entries in the exception queue, awaiting an operator.", None, &g(s.exceptions as f64))?;
-        gauges(&mut enc, "corridor_draining", "1 while the switch drains.", None, &g(f64::from(u8::from(s.draining))))?;
+        gauges(
+            &mut enc,
+            "corridor_saf_oldest_age",
+            "Age of the oldest store-and-forward entry (0 when none).",
+            Some(&Unit::Seconds),
+            &g(oldest),
+        )?;
+        gauges(
+            &mut enc,
+            "corridor_exceptions",
+            "Entries in the exception queue, awaiting an operator.",
+            None,
+            &g(s.exceptions as f64),
+        )?;
+        gauges(
+            &mut enc,
+            "corridor_draining",
+            "1 while the switch drains.",
+            None,
+            &g(f64::from(u8::from(s.draining))),
+        )?;
         if s.journaling {
-            gauges(&mut enc, "corridor_journal_disk_full", "1 while the journal's disk is full.", None, &g(f64::from(u8::from(s.journal.full))))?;
-            latency(&mut enc, "corridor_journal_sync_duration", "Time to write and sync one journal batch.", &[(Vec::new(), &s.journal.sync)])?;
+            gauges(
+                &mut enc,
+                "corridor_journal_disk_full",
+                "1 while the journal's disk is full.",
+                None,
+                &g(f64::from(u8::from(s.journal.full))),
+            )?;
+            latency(
+                &mut enc,
+                "corridor_journal_sync_duration",
+                "Time to write and sync one journal batch.",
+                &[(Vec::new(), &s.journal.sync)],
+            )?;
             let mut family = enc.encode_descriptor(
                 "corridor_journal_batch_records",
                 "Records per journal batch.",
                 None,
                 MetricType::Histogram,
             )?;
-            let mut buckets: Vec<(f64, u64)> =
-                BATCH_BOUNDS.iter().zip(s.journal.batch_records.iter()).map(|(&b, &n)| (b as f64, n)).collect();
+            let mut buckets: Vec<(f64, u64)> = BATCH_BOUNDS
+                .iter()
+                .zip(s.journal.batch_records.iter())
+                .map(|(&b, &n)| (b as f64, n))
+                .collect();
             buckets.push((f64::MAX, s.journal.batch_records[BATCH_BOUNDS.len()]));
             let count: u64 = s.journal.batch_records.iter().sum();
-            family.encode_histogram::<NoLabelSet>(s.journal.batch_records_sum as f64, count, &buckets, None)?;
+            family.encode_histogram::<NoLabelSet>(
+                s.journal.batch_records_sum as f64,
+                count,
+                &buckets,
+                None,
+            )?;
         }
         let anomalies: Vec<_> = self
             .extra
@@ -329,7 +472,13 @@ impl Collector for SnapshotCollector {
             .iter()
             .map(|a| (vec![("kind", a.kind.name()), ("subject", a.subject.as_str())], 1.0))
             .collect();
-        gauges(&mut enc, "corridor_anomaly_active", "Anomalies the switch sees now against its rolling baseline (1 while active).", None, &anomalies)?;
+        gauges(
+            &mut enc,
+            "corridor_anomaly_active",
+            "Anomalies the switch sees now against its rolling baseline (1 while active).",
+            None,
+            &anomalies,
+        )?;
         Ok(())
     }
 }

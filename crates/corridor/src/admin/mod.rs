@@ -38,8 +38,8 @@ use axum::{
     Json, Router,
 };
 use corridor_engine::{LinkAction, RouteQuery};
-use futures_util::StreamExt as _;
 use corridor_net::Handle;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -75,24 +75,26 @@ pub mod futures_reload {
 pub struct AdminConfig {
     /// Where it listens.
     pub address: SocketAddr,
-    /// The bearer token.
-    pub token: String,
+    /// The bearer token (a reload may replace it).
+    pub token: Arc<std::sync::RwLock<String>>,
     /// The token file's name (for the audit trail: which credential was used).
     pub token_name: String,
     /// The journal directory, for transaction lookups.
     pub journal_dir: Option<PathBuf>,
     /// The reload, when the switch runs from a file.
     pub reloader: Option<Reloader>,
+    /// Where reload outcomes are counted (by `POST /reload` and `SIGHUP` alike).
+    pub reload_counts: Arc<ReloadCounts>,
 }
 
 struct AdminState {
-    token: String,
+    token: Arc<std::sync::RwLock<String>>,
     token_name: String,
     handle: Handle,
     journal_dir: Option<PathBuf>,
     reloader: Option<Reloader>,
     /// Reloads by outcome (see [`exposition::RELOAD_OUTCOMES`]).
-    reloads: [AtomicU64; 3],
+    reloads: Arc<ReloadCounts>,
     streams: AtomicUsize,
     live: watch::Receiver<Arc<monitor::View>>,
     active: Mutex<Vec<monitor::Anomaly>>,
@@ -104,11 +106,11 @@ pub struct Admin {
     address: SocketAddr,
     stop: tokio_util::sync::CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
-    reloads: Arc<ReloadCounts>,
 }
 
-/// Reload outcomes counted by whoever reloads (`SIGHUP` too), shown in `/metrics`.
-#[derive(Default)]
+/// Reload outcomes (applied, unchanged, refused) counted by whoever reloads (`SIGHUP`
+/// too), shown in `/metrics`.
+#[derive(Debug, Default)]
 pub struct ReloadCounts(pub [AtomicU64; 3]);
 
 impl Admin {
@@ -116,12 +118,6 @@ impl Admin {
     #[must_use]
     pub fn address(&self) -> SocketAddr {
         self.address
-    }
-
-    /// Where reload outcomes are counted.
-    #[must_use]
-    pub fn reload_counts(&self) -> Arc<ReloadCounts> {
-        Arc::clone(&self.reloads)
     }
 
     /// Stops the server.
@@ -149,22 +145,22 @@ impl Drop for Admin {
 ///
 /// The address cannot be bound, or the thread cannot start.
 pub fn start(config: AdminConfig, handle: Handle) -> std::io::Result<Admin> {
-    let listener = std::net::TcpListener::bind(config.address)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("admin: cannot listen on {}: {e}", config.address)))?;
+    let listener = std::net::TcpListener::bind(config.address).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("admin: cannot listen on {}: {e}", config.address))
+    })?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let reloads = Arc::new(ReloadCounts::default());
-    let (stop2, reloads2) = (stop.clone(), Arc::clone(&reloads));
+    let stop2 = stop.clone();
     let thread = std::thread::Builder::new().name("corridor-admin".into()).spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             warn!("admin: cannot start its runtime");
             return;
         };
-        rt.block_on(serve(listener, config, handle, stop2, reloads2));
+        rt.block_on(serve(listener, config, handle, stop2));
     })?;
     info!(%address, "admin: listening");
-    Ok(Admin { address, stop, thread: Some(thread), reloads })
+    Ok(Admin { address, stop, thread: Some(thread) })
 }
 
 async fn serve(
@@ -172,7 +168,6 @@ async fn serve(
     config: AdminConfig,
     handle: Handle,
     stop: tokio_util::sync::CancellationToken,
-    reload_counts: Arc<ReloadCounts>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         warn!("admin: cannot use its listener");
@@ -185,16 +180,14 @@ async fn serve(
         handle: handle.clone(),
         journal_dir: config.journal_dir,
         reloader: config.reloader,
-        reloads: Default::default(),
+        reloads: config.reload_counts,
         streams: AtomicUsize::new(0),
         live,
         active: Mutex::new(Vec::new()),
         busy: tokio::sync::Semaphore::new(ADMIN_REQUESTS_MAX),
     });
-    tokio::spawn(sample_loop(Arc::clone(&state), live_tx, stop.clone(), reload_counts.clone()));
-    let open = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/login", get(login));
+    tokio::spawn(sample_loop(Arc::clone(&state), live_tx, stop.clone()));
+    let open = Router::new().route("/healthz", get(healthz)).route("/login", get(login));
     let guarded = Router::new()
         .route("/", get(page))
         .route("/readyz", get(readyz))
@@ -222,8 +215,6 @@ async fn serve(
     if let Err(e) = served.await {
         warn!(error = %e, "admin: server failed");
     }
-    // The page's counters outlive the server only in the metrics of the next start.
-    let _ = state.reloads.iter().map(|r| r.load(Ordering::Relaxed)).sum::<u64>();
 }
 
 /// Samples the switch once a second for the live view, logs anomalies as they start and
@@ -232,7 +223,6 @@ async fn sample_loop(
     state: Arc<AdminState>,
     live: watch::Sender<Arc<monitor::View>>,
     stop: tokio_util::sync::CancellationToken,
-    reload_counts: Arc<ReloadCounts>,
 ) {
     let mut m = monitor::Monitor::default();
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
@@ -242,11 +232,9 @@ async fn sample_loop(
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        // Reloads counted elsewhere (SIGHUP) join those made here.
-        for (mine, theirs) in state.reloads.iter().zip(reload_counts.0.iter()) {
-            mine.store(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        let Ok(Some(snap)) = tokio::time::timeout(SWITCH_WAIT, state.handle.snapshot()).await else { continue };
+        let Ok(Some(snap)) = tokio::time::timeout(SWITCH_WAIT, state.handle.snapshot()).await else {
+            continue;
+        };
         for change in m.observe(*snap, corridor_net::journal::unix_ms()) {
             match change {
                 monitor::Change::Started(a) => {
@@ -298,9 +286,15 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
 }
 
+impl AdminState {
+    fn token_is(&self, t: &str) -> bool {
+        self.token.read().is_ok_and(|token| same(t.as_bytes(), token.as_bytes()))
+    }
+}
+
 async fn authorize(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
     match presented(req.headers()) {
-        Some(t) if same(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        Some(t) if state.token_is(t) => next.run(req).await,
         Some(_) => error(StatusCode::UNAUTHORIZED, "wrong bearer token"),
         None => {
             let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is needed (Authorization: Bearer …)");
@@ -321,9 +315,7 @@ pub async fn audit_as(handle: &Handle, who: &str, action: &str, outcome: &str) {
     let at = corridor_net::journal::unix_ms();
     info!(target: "corridor::audit", who, action, outcome, at_unix_ms = at, "audit");
     let (who, action, outcome) = (who.to_owned(), action.to_owned(), outcome.to_owned());
-    let journaled = handle
-        .with_engine(move |e, now| e.record_audit(at, &who, &action, &outcome, now))
-        .await;
+    let journaled = handle.with_engine(move |e, now| e.record_audit(at, &who, &action, &outcome, now)).await;
     if journaled.is_none() {
         warn!(target: "corridor::audit", "audit record not journaled: the switch is stopping");
     }
@@ -345,7 +337,7 @@ struct LoginQuery {
 /// the page (the token leaves the address bar); without a token, a form that does the same.
 async fn login(State(state): State<Arc<AdminState>>, Query(q): Query<LoginQuery>) -> Response {
     match q.token {
-        Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => {
+        Some(t) if state.token_is(t.trim()) => {
             let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", t.trim());
             let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -364,7 +356,8 @@ async fn login(State(state): State<Arc<AdminState>>, Query(q): Query<LoginQuery>
 }
 
 async fn page() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], PAGE).into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], PAGE)
+        .into_response()
 }
 
 /// The monitoring page, embedded: no external fetches.
@@ -402,15 +395,12 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         return switch_gone();
     };
     let extra = exposition::Extra {
-        reloads: std::array::from_fn(|i| state.reloads[i].load(Ordering::Relaxed)),
+        reloads: std::array::from_fn(|i| state.reloads.0[i].load(Ordering::Relaxed)),
         anomalies: state.active.lock().map(|a| a.clone()).unwrap_or_default(),
         log_suppressed: 0,
     };
     let body = exposition::render(*snap, extra);
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
 }
 
@@ -423,7 +413,10 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         why.push("the switch is draining".to_owned());
     }
     if snap.journaling && (snap.journal.full || snap.journal.failed) {
-        why.push(if snap.journal.failed { "the journal cannot be written" } else { "the journal's disk is full" }.to_owned());
+        why.push(
+            if snap.journal.failed { "the journal cannot be written" } else { "the journal's disk is full" }
+                .to_owned(),
+        );
     }
     // A link the switch dials must be up and signed on (where it requires it); a listening
     // link is bound, and waits for its peers.
@@ -440,7 +433,10 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if why.is_empty() {
         Json(json!({ "ready": true })).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "error": why.join("; "), "reasons": why })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": why.join("; "), "reasons": why })),
+        )
             .into_response()
     }
 }
@@ -466,7 +462,10 @@ async fn link_action(
 ) -> Response {
     let what = format!("POST /links/{name}/{action}");
     let Some(act) = LinkAction::parse(&action) else {
-        return error(StatusCode::NOT_FOUND, format!("no link action {action:?}: sign-on, sign-off, echo or close"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no link action {action:?}: sign-on, sign-off, echo or close"),
+        );
     };
     let n = name.clone();
     let done = state
@@ -535,11 +534,12 @@ async fn route_lookup(State(state): State<Arc<AdminState>>, Query(q): Query<Look
     if pan.is_some_and(|p| p.is_empty() || p.len() > 19 || !p.iter().all(u8::is_ascii_digit)) {
         return error(StatusCode::BAD_REQUEST, "pan_prefix must be 1-19 digits");
     }
-    let receiver = match q.receiver_id.as_deref().map(|r| corridor_wire::InstitutionId::from_ascii(r.as_bytes())) {
-        Some(Some(id)) => Some(id),
-        Some(None) => return error(StatusCode::BAD_REQUEST, "receiver_id must be 1-11 digits"),
-        None => None,
-    };
+    let receiver =
+        match q.receiver_id.as_deref().map(|r| corridor_wire::InstitutionId::from_ascii(r.as_bytes())) {
+            Some(Some(id)) => Some(id),
+            Some(None) => return error(StatusCode::BAD_REQUEST, "receiver_id must be 1-11 digits"),
+            None => None,
+        };
     let table = state.handle.routes();
     let names = participant_ids(&state).await;
     let query = RouteQuery { mti, receiver: receiver.as_ref(), pan };
@@ -549,7 +549,10 @@ async fn route_lookup(State(state): State<Arc<AdminState>>, Query(q): Query<Look
     }
 }
 
-async fn reload(State(state): State<Arc<AdminState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+async fn reload(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     let Some(reloader) = state.reloader.clone() else {
         audit(&state, peer, "POST /reload", "refused: no configuration file").await;
         return error(StatusCode::CONFLICT, "this switch was not started from a configuration file");
@@ -557,7 +560,11 @@ async fn reload(State(state): State<Arc<AdminState>>, ConnectInfo(peer): Connect
     let result = reloader().await;
     let (resp, outcome) = match result {
         Ok(changes) => {
-            let outcome = if changes.is_empty() { "ok: unchanged".to_owned() } else { format!("ok: {} changes", changes.len()) };
+            let outcome = if changes.is_empty() {
+                "ok: unchanged".to_owned()
+            } else {
+                format!("ok: {} changes", changes.len())
+            };
             (Json(json!({ "applied": true, "changes": changes })).into_response(), outcome)
         }
         Err(why) => (
@@ -576,7 +583,9 @@ async fn drain(State(state): State<Arc<AdminState>>, ConnectInfo(peer): ConnectI
 }
 
 async fn saf(State(state): State<Arc<AdminState>>) -> Response {
-    let Some(entries) = state.handle.with_engine(|e, now| e.saf_entries(now)).await else { return switch_gone() };
+    let Some(entries) = state.handle.with_engine(|e, now| e.saf_entries(now)).await else {
+        return switch_gone();
+    };
     let list: Vec<Value> = entries
         .iter()
         .take(SAF_LIST_MAX)
@@ -589,7 +598,8 @@ async fn saf(State(state): State<Arc<AdminState>>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "depth": entries.len(), "entries": list, "more": entries.len() > SAF_LIST_MAX })).into_response()
+    Json(json!({ "depth": entries.len(), "entries": list, "more": entries.len() > SAF_LIST_MAX }))
+        .into_response()
 }
 
 /// Most entries `GET /saf` and `GET /exceptions` list.
@@ -650,7 +660,11 @@ fn parse_from(s: &str) -> Option<u64> {
         return Some(ms);
     }
     let mut parts = s.split('-');
-    let (y, m, d) = (parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?);
+    let (y, m, d) = (
+        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+    );
     if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }

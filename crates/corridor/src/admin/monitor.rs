@@ -275,7 +275,9 @@ impl Monitor {
             timeouts: now.stats.timeouts,
             duplicates_replayed: now.stats.duplicates_replayed,
         };
-        let tps = prev.map_or(0.0, |p| (now.stats.requests_in.saturating_sub(p.stats.requests_in)) as f64 / secs(now, p));
+        let tps = prev.map_or(0.0, |p| {
+            (now.stats.requests_in.saturating_sub(p.stats.requests_in)) as f64 / secs(now, p)
+        });
         let (w_answered, w_approved) = win.map_or((answered, approved), |w| {
             let a: u64 = w.metrics.destinations.iter().map(|d| d.answers.total()).sum();
             let b: u64 = w.metrics.destinations.iter().map(|d| d.answers.approved()).sum();
@@ -332,11 +334,13 @@ impl Monitor {
             let drop_ended = recovered(rate, b.approval);
             // Latency spike.
             let spike = match (warm, p99_us, b.p99_us) {
-                (true, Some(p), Some(base)) if p > SPIKE_FACTOR * base && p > SPIKE_FLOOR_US => Some(format!(
-                    "p99 {:.1} ms over {WINDOW} s against a baseline of {:.1} ms",
-                    p / 1e3,
-                    base / 1e3
-                )),
+                (true, Some(p), Some(base)) if p > SPIKE_FACTOR * base && p > SPIKE_FLOOR_US => {
+                    Some(format!(
+                        "p99 {:.1} ms over {WINDOW} s against a baseline of {:.1} ms",
+                        p / 1e3,
+                        base / 1e3
+                    ))
+                }
                 _ => None,
             };
             let spike_ended = match (p99_us, b.p99_us) {
@@ -351,8 +355,11 @@ impl Monitor {
             // The baselines follow only what is not anomalous, so a long incident does not
             // become the new normal.
             let quiet = |k: Kind, this: &Self| !this.active.contains_key(&(k, name.clone()));
-            let (q_drop, q_spike, q_rise) =
-                (quiet(Kind::ApprovalDrop, self), quiet(Kind::LatencySpike, self), quiet(Kind::TimeoutsRising, self));
+            let (q_drop, q_spike, q_rise) = (
+                quiet(Kind::ApprovalDrop, self),
+                quiet(Kind::LatencySpike, self),
+                quiet(Kind::TimeoutsRising, self),
+            );
             let b = self.baselines.entry(name.clone()).or_default();
             if enough && q_drop && drop.is_none() {
                 if let Some(r) = rate {
@@ -428,8 +435,8 @@ impl Monitor {
             flaps.push((name.clone(), counts.connections.saturating_sub(before)));
         }
         for (name, made) in flaps {
-            let flapping = (made >= FLAPS_MIN)
-                .then(|| format!("{made} connections in the last {FLAP_WINDOW} s"));
+            let flapping =
+                (made >= FLAPS_MIN).then(|| format!("{made} connections in the last {FLAP_WINDOW} s"));
             self.judge(Kind::LinkFlapping, &name, flapping, made <= 1, unix_ms, &mut changes);
         }
 

@@ -129,10 +129,8 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                         more_matches = true;
                         continue;
                     }
-                    let amount = msg
-                        .field(corridor_wire::de::AMOUNT)
-                        .and_then(|f| f.value_borrowed())
-                        .map(text);
+                    let amount =
+                        msg.field(corridor_wire::de::AMOUNT).and_then(|f| f.value_borrowed()).map(text);
                     found.insert(
                         seq,
                         Transaction {
@@ -152,8 +150,11 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                 }
                 Entry::Forwarded(fw) => {
                     if let Some(t) = found.get_mut(&fw.request) {
-                        t.forwarded =
-                            Some(Forward { destination: fw.destination, link: fw.link, sent_stan: text(&fw.sent_stan) });
+                        t.forwarded = Some(Forward {
+                            destination: fw.destination,
+                            link: fw.link,
+                            sent_stan: text(&fw.sent_stan),
+                        });
                     }
                 }
                 Entry::Answered(an) => {
@@ -174,7 +175,9 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                 }
                 Entry::ReversalQueued(r) => {
                     let of = r.original.as_ref().or(r.advice.as_ref());
-                    let Some(&(_, txn)) = of.and_then(|k| keys.iter().find(|(key, _)| key == k)) else { continue };
+                    let Some(&(_, txn)) = of.and_then(|k| keys.iter().find(|(key, _)| key == k)) else {
+                        continue;
+                    };
                     reversals.insert(
                         seq,
                         (

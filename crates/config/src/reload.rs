@@ -1,0 +1,355 @@
+//! Reloading a running switch's configuration (`SIGHUP`, `POST /reload`): the whole new
+//! file parsed and checked exactly as at start, compared with the one in force, and turned
+//! into a [`Reconfigure`] the switch applies in one step on its thread — or refused, with the
+//! reason, and the configuration in force kept.
+//!
+//! Indices stay put: every participant and link of the configuration in force keeps its
+//! index (one the new file removed stays as it was, so the connections it still has keep
+//! their meaning while they drain), new ones come after. Routes, participants, limits and
+//! timings apply at once; links added start; links removed drain and close; a link whose
+//! mode, address, transport, TLS files or peer identity changed restarts (its connections
+//! drain and close, new ones use the new settings: certificates reload this way). The
+//! journal and the admin server's address cannot change while running: a file that changes
+//! them is refused (restart to change them).
+
+use std::{collections::BTreeSet, path::Path};
+
+use anyhow::{bail, Result};
+use corridor_engine::{Config, LinkSpec, Participant, Route, RouteKey, RouteTable};
+use corridor_net::{LinkPlan, NetConfig, Reconfigure};
+
+use crate::{AdminSettings, Loaded};
+
+/// What a reload compares a new file with: the configuration in force.
+#[derive(Clone)]
+pub struct Current {
+    /// The engine's configuration.
+    pub engine: Config,
+    /// The network's.
+    pub net: NetConfig,
+    /// Per link: see [`Loaded::link_fingerprints`].
+    pub fingerprints: Vec<[u8; 32]>,
+    /// The journal directory, key id and policy, as text (they cannot change while running).
+    journal: Option<String>,
+    /// The admin server's address.
+    admin_address: Option<std::net::SocketAddr>,
+    /// The file's SHA-256.
+    pub digest: [u8; 32],
+    /// Participants and links a reload removed (by index): they keep their places.
+    gone_participants: BTreeSet<usize>,
+    gone_links: BTreeSet<usize>,
+}
+
+impl Current {
+    /// The configuration `loaded` starts the switch on.
+    #[must_use]
+    pub fn of(loaded: &Loaded) -> Self {
+        Self {
+            engine: loaded.engine.clone(),
+            net: loaded.net.clone(),
+            fingerprints: loaded.link_fingerprints.clone(),
+            journal: loaded.journal.as_ref().map(journal_text),
+            admin_address: loaded.admin.as_ref().map(|a| a.address),
+            digest: loaded.digest,
+            gone_participants: BTreeSet::new(),
+            gone_links: BTreeSet::new(),
+        }
+    }
+}
+
+fn journal_text(j: &crate::JournalSettings) -> String {
+    format!(
+        "{} key {} {:?} {} {:?} {}",
+        j.dir.display(),
+        j.key_id,
+        j.policy,
+        j.checkpoint_segments,
+        j.retain,
+        j.reserve_bytes
+    )
+}
+
+/// A checked reload, ready for the switch.
+pub struct Reload {
+    /// For the switch.
+    pub reconfigure: Reconfigure,
+    /// What changed, one line each (empty: nothing did).
+    pub changes: Vec<String>,
+    /// The configuration in force once it is applied.
+    pub next: Current,
+    /// The admin settings of the new file (its token may have changed).
+    pub admin: Option<AdminSettings>,
+}
+
+/// Reads, checks and compares the file at `path` with `current`.
+///
+/// # Errors
+///
+/// Whatever [`crate::load`] refuses, and a change that cannot be made while running.
+pub fn reload(current: &Current, path: &Path) -> Result<Reload> {
+    let loaded = crate::load(path)?;
+    rebase(current, loaded)
+}
+
+fn route_text(r: &Route, participants: &[Participant]) -> (String, String) {
+    let key = match &r.key {
+        RouteKey::PanPrefix(p) => format!("pan_prefix {}", String::from_utf8_lossy(p)),
+        RouteKey::Receiver(id) => format!("receiver_id {id}"),
+        RouteKey::Default => "default".into(),
+    };
+    let classes = r.mti_classes.map_or_else(String::new, |m| {
+        let c: Vec<String> = (0..10).filter(|c| m & (1 << c) != 0).map(|c| c.to_string()).collect();
+        format!(" classes {}", c.join(","))
+    });
+    let dest = participants.get(r.destination).map_or("?", |p| p.id.as_str());
+    (format!("{key}{classes}"), format!("{dest} timeout {} ms", r.timeout.as_millis()))
+}
+
+/// The fields of a link spec, as `name = value` texts, to say what changed.
+fn link_fields(l: &LinkSpec, participants: &[Participant]) -> Vec<(&'static str, String)> {
+    vec![
+        ("participant", participants.get(l.participant).map_or_else(String::new, |p| p.id.clone())),
+        ("mode", if l.dial { "dial" } else { "listen" }.into()),
+        ("framing", l.framing.to_string()),
+        ("dialect", l.dialect.to_string()),
+        ("frame_bytes_max", l.frame_bytes_max.to_string()),
+        ("inflight_max", l.inflight_max.to_string()),
+        ("sign_on_required", l.sign_on_required.to_string()),
+        ("echo_interval_ms", l.echo_interval.as_millis().to_string()),
+        ("echo_missed_max", l.echo_missed_max.to_string()),
+        ("at_inflight_limit", format!("{:?}", l.at_limit).to_lowercase()),
+        ("sign_on_timeout_ms", l.sign_on_timeout.as_millis().to_string()),
+        ("frame_timeout_ms", l.frame_timeout.as_millis().to_string()),
+        ("timeouts_down_max", l.timeouts_down_max.to_string()),
+    ]
+}
+
+/// Fields an open connection cannot take a change of.
+const RESTART_FIELDS: [&str; 5] = ["participant", "mode", "framing", "dialect", "frame_bytes_max"];
+
+fn net_fields(net: &NetConfig, spec: usize) -> Vec<(&'static str, String)> {
+    if let Some(l) = net.listens.iter().find(|l| l.spec == spec) {
+        return vec![("address", l.address.to_string()), ("connections_max", l.connections_max.to_string())];
+    }
+    if let Some(d) = net.dials.iter().find(|d| d.spec == spec) {
+        return vec![
+            ("address", d.address.to_string()),
+            ("connect_timeout_ms", d.connect_timeout.as_millis().to_string()),
+            ("reconnect_min_ms", d.backoff_min.as_millis().to_string()),
+            ("reconnect_max_ms", d.backoff_max.as_millis().to_string()),
+        ];
+    }
+    Vec::new()
+}
+
+fn settings_fields(c: &Config) -> Vec<(&'static str, String)> {
+    let s = &c.settings;
+    vec![
+        ("institution_id", s.institution_id.map_or_else(String::new, |i| i.to_string())),
+        ("reversal_retry_ms", s.reversal_retry.as_millis().to_string()),
+        ("reversal_repeats_max", s.reversal_repeats_max.to_string()),
+        ("saf_age_max_ms", s.saf_age_max.as_millis().to_string()),
+        ("late_window_ms", s.late_window.as_millis().to_string()),
+        ("duplicate_window_ms", s.duplicate_window.as_millis().to_string()),
+        ("metrics", s.metrics.to_string()),
+    ]
+}
+
+fn diff_fields(
+    what: &str,
+    old: &[(&'static str, String)],
+    new: &[(&'static str, String)],
+    out: &mut Vec<String>,
+) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    for ((k, a), (_, b)) in old.iter().zip(new) {
+        if a != b {
+            out.push(format!("{what}: {k} {a} -> {b}"));
+            changed.push(*k);
+        }
+    }
+    changed
+}
+
+/// Re-indexes `loaded` onto `current` and says what changed. See the module docs.
+///
+/// # Errors
+///
+/// A change that cannot be made while running (the journal, the admin address).
+pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
+    if loaded.journal.as_ref().map(journal_text) != current.journal {
+        bail!("the [journal] section cannot change while the switch runs (restart to change it)");
+    }
+    if loaded.admin.as_ref().map(|a| a.address) != current.admin_address {
+        bail!("the admin server's address cannot change while the switch runs (restart to change it)");
+    }
+    let old = &current.engine;
+    let new = loaded.engine;
+    let mut changes = Vec::new();
+
+    // Participants: old indices first, then the new ones.
+    let mut p_index = Vec::with_capacity(new.participants.len());
+    let mut participants: Vec<Participant> = old.participants.clone();
+    let mut present = vec![false; old.participants.len()];
+    for p in &new.participants {
+        match old.participants.iter().position(|o| o.id == p.id) {
+            Some(i) => {
+                let o = &old.participants[i];
+                let was = format!("{} {:?} {:?} {:?}", o.name, o.roles, o.acquirer_ids, o.forwarder_ids);
+                let now = format!("{} {:?} {:?} {:?}", p.name, p.roles, p.acquirer_ids, p.forwarder_ids);
+                if current.gone_participants.contains(&i) {
+                    changes.push(format!("participant {}: added again", p.id));
+                } else if was != now && !present[i] {
+                    changes.push(format!("participant {}: changed (name, roles or institution ids)", p.id));
+                }
+                present[i] = true;
+                participants[i] = p.clone();
+                p_index.push(i);
+            }
+            None => {
+                changes.push(format!("participant {}: added", p.id));
+                p_index.push(participants.len());
+                participants.push(p.clone());
+            }
+        }
+    }
+    let mut gone_participants = BTreeSet::new();
+    for (i, here) in present.iter().enumerate() {
+        if !here {
+            gone_participants.insert(i);
+            if !current.gone_participants.contains(&i) {
+                changes.push(format!("participant {}: removed", old.participants[i].id));
+            }
+            // It keeps its place, without the ids it could send as.
+            participants[i].acquirer_ids.clear();
+            participants[i].forwarder_ids.clear();
+        }
+    }
+
+    // Links, the same way.
+    let mut l_index = Vec::with_capacity(new.links.len());
+    let mut links: Vec<LinkSpec> = old.links.clone();
+    let mut fingerprints = current.fingerprints.clone();
+    let mut plan = vec![LinkPlan::Keep; old.links.len()];
+    let mut kept = vec![false; old.links.len()];
+    for (ni, l) in new.links.iter().enumerate() {
+        let mut l = l.clone();
+        l.participant = p_index[l.participant];
+        match old.links.iter().position(|o| o.name == l.name) {
+            Some(i) if current.gone_links.contains(&i) => {
+                kept[i] = true;
+                changes.push(format!("link {}: added again", l.name));
+                plan[i] = LinkPlan::Add;
+                fingerprints[i] = loaded.link_fingerprints[ni];
+                links[i] = l;
+                l_index.push(i);
+            }
+            Some(i) => {
+                kept[i] = true;
+                let what = format!("link {}", l.name);
+                let f = diff_fields(
+                    &what,
+                    &link_fields(&old.links[i], &old.participants),
+                    &link_fields(&l, &participants),
+                    &mut changes,
+                );
+                diff_fields(&what, &net_fields(&current.net, i), &net_fields(&loaded.net, ni), &mut changes);
+                let moved = net_fields(&current.net, i).first() != net_fields(&loaded.net, ni).first();
+                let print = loaded.link_fingerprints[ni];
+                let restart =
+                    f.iter().any(|k| RESTART_FIELDS.contains(k)) || print != fingerprints[i] || moved;
+                if print != fingerprints[i] && !moved {
+                    changes.push(format!("{what}: transport, TLS files or peer identity changed"));
+                }
+                if restart {
+                    changes.push(format!(
+                        "{what}: restarts (its connections drain and close; new ones use the new settings)"
+                    ));
+                    plan[i] = LinkPlan::Restart;
+                }
+                fingerprints[i] = print;
+                links[i] = l;
+                l_index.push(i);
+            }
+            None => {
+                changes.push(format!("link {}: added", l.name));
+                l_index.push(links.len());
+                links.push(l);
+                fingerprints.push(loaded.link_fingerprints[ni]);
+                plan.push(LinkPlan::Add);
+            }
+        }
+    }
+    let mut gone_links = BTreeSet::new();
+    for (i, here) in kept.iter().enumerate() {
+        if !here {
+            gone_links.insert(i);
+            if !current.gone_links.contains(&i) {
+                changes
+                    .push(format!("link {}: removed (its connections drain and close)", old.links[i].name));
+                plan[i] = LinkPlan::Remove;
+            }
+        }
+    }
+
+    // Routes.
+    let routes: Vec<Route> = new
+        .routes
+        .routes()
+        .iter()
+        .map(|r| Route { destination: p_index[r.destination], ..r.clone() })
+        .collect();
+    let before: BTreeSet<(String, String)> =
+        old.routes.routes().iter().map(|r| route_text(r, &old.participants)).collect();
+    let after: BTreeSet<(String, String)> = routes.iter().map(|r| route_text(r, &participants)).collect();
+    for (k, v) in before.difference(&after) {
+        match after.iter().find(|(k2, _)| k2 == k) {
+            Some((_, v2)) => changes.push(format!("route {k}: {v} -> {v2}")),
+            None => changes.push(format!("route {k}: removed (was {v})")),
+        }
+    }
+    for (k, v) in after.difference(&before) {
+        if !before.iter().any(|(k2, _)| k2 == k) {
+            changes.push(format!("route {k}: added -> {v}"));
+        }
+    }
+    let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let engine = Config { participants, links, routes, settings: new.settings };
+    diff_fields("switch", &settings_fields(old), &settings_fields(&engine), &mut changes);
+
+    // The network side, re-indexed.
+    let mut net = loaded.net;
+    for l in &mut net.listens {
+        l.spec = l_index[l.spec];
+    }
+    for d in &mut net.dials {
+        d.spec = l_index[d.spec];
+    }
+    if net.drain_timeout != current.net.drain_timeout {
+        changes.push(format!(
+            "switch: drain_timeout_ms {} -> {}",
+            current.net.drain_timeout.as_millis(),
+            net.drain_timeout.as_millis()
+        ));
+    }
+    let next = Current {
+        engine: engine.clone(),
+        net: net.clone(),
+        fingerprints,
+        journal: current.journal.clone(),
+        admin_address: current.admin_address,
+        digest: loaded.digest,
+        gone_participants,
+        gone_links,
+    };
+    let reconfigure = Reconfigure {
+        engine,
+        plan,
+        listens: net.listens.clone(),
+        dials: net.dials.clone(),
+        drain_timeout: net.drain_timeout,
+        digest: loaded.digest,
+    };
+    Ok(Reload { reconfigure, changes, next, admin: loaded.admin })
+}
