@@ -97,12 +97,15 @@ fn route_text(r: &Route, participants: &[Participant]) -> (String, String) {
         RouteKey::Receiver(id) => format!("receiver_id {id}"),
         RouteKey::Default => "default".into(),
     };
-    let classes = r.mti_classes.map_or_else(String::new, |m| {
-        let c: Vec<String> = (0..10).filter(|c| m & (1 << c) != 0).map(|c| c.to_string()).collect();
-        format!(" classes {}", c.join(","))
-    });
+    let classes = r.mti_classes.map_or_else(
+        || "all classes".to_owned(),
+        |m| {
+            let c: Vec<String> = (0..10).filter(|c| m & (1 << c) != 0).map(|c| c.to_string()).collect();
+            format!("classes {}", c.join(","))
+        },
+    );
     let dest = participants.get(r.destination).map_or("?", |p| p.id.as_str());
-    (format!("{key}{classes}"), format!("{dest} timeout {} ms", r.timeout.as_millis()))
+    (key, format!("{dest} ({classes}, timeout {} ms)", r.timeout.as_millis()))
 }
 
 /// The fields of a link spec, as `name = value` texts, to say what changed.

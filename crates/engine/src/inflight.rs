@@ -118,6 +118,36 @@ impl Engine {
         }
     }
 
+    /// One debug line per answered request, for the transaction log (target
+    /// `corridor::transaction`): the originating link and participant, MTI, STAN, RRN, the
+    /// PAN masked (the wire crate's `Pan` prints only its first six and last four digits),
+    /// the answer and its latency. Nothing is parsed unless that target is on.
+    fn log_answer(&self, r: &Request, code: [u8; 2], source: Source, now: Instant) {
+        if !tracing::enabled!(target: "corridor::transaction", tracing::Level::DEBUG) {
+            return;
+        }
+        let Ok(req) = Message::parse(r.origin_dialect, r.request.clone()) else { return };
+        let link = self.links.get(&r.origin).map_or("", |l| self.config.links[l.spec].name.as_str());
+        let participant = self.config.participants.get(r.origin_participant).map_or("", |p| p.id.as_str());
+        let destination = self.config.participants.get(r.destination).map_or("", |p| p.id.as_str());
+        let pan = req.pan().map(|p| p.to_string()).unwrap_or_default();
+        let rrn = r.rrn.map(|x| String::from_utf8_lossy(&x).into_owned()).unwrap_or_default();
+        tracing::debug!(
+            target: "corridor::transaction",
+            link,
+            participant,
+            destination,
+            mti = %r.request_mti,
+            stan = %String::from_utf8_lossy(&r.origin_stan),
+            rrn = %rrn,
+            pan = %pan,
+            code = %String::from_utf8_lossy(&code),
+            by = source.name(),
+            latency_us = u64::try_from(now.saturating_duration_since(r.received).as_micros()).unwrap_or(u64::MAX),
+            "answered"
+        );
+    }
+
     /// Records the answer to routed request `r`, made by `source` at `now`.
     fn measure(
         &mut self,
@@ -194,6 +224,7 @@ impl Engine {
         let approved = resp.response_code().is_some_and(ResponseCode::is_approval);
         let code = resp.response_code().map_or(*b"  ", |c| c.0);
         let timing = r.timing();
+        self.log_answer(&r, code, Source::Destination, now);
         let undelivered = Undelivered {
             destination: r.destination,
             request: r.request,
@@ -341,6 +372,7 @@ impl Engine {
                 self.requests_pending -= 1;
                 self.stats.timeouts += 1;
                 self.measure(r.timing(), ResponseCode::TIMEOUT.0, Source::Switch, false, now);
+                self.log_answer(&r, ResponseCode::TIMEOUT.0, Source::Switch, now);
                 self.duplicates.remove(&r.dup);
                 self.destination_silent(link, now);
                 let Ok(req) = Message::parse(r.origin_dialect, r.request) else {
