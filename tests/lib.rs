@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`peer`]: blocking acquirer and issuer peers that speak the protocol over loopback.
+//! - [`ops`]: a switch with its admin server, issuers and an idle second issuer.
 //! - [`switch`]: a switch started from configuration text on its own thread, as `serve` does.
 //! - [`quic`]: a QUIC partner or issuer (quinn) speaking native frames on lanes.
 //! - [`tls`]: a blocking mutual-TLS client and per-test development certificates.
@@ -15,6 +16,8 @@
 // Test support: a failed expectation is a failed test, and says why.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "ops.rs"]
+pub mod ops;
 #[path = "peer.rs"]
 pub mod peer;
 #[path = "python.rs"]

@@ -1,0 +1,98 @@
+//! The live monitoring page in a real browser: headless Chromium (driven through the
+//! DevTools protocol by `tests/interop/browser_page.py`) opens it while a load runs; the
+//! figures it shows change from one second to the next, agree with the switch's own counts,
+//! the page fetches nothing from elsewhere, and an anomaly the switch detects (a link that
+//! flaps) appears on it and in the metrics. A screenshot is saved under `target/`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use std::{process::Command, time::Duration};
+
+use corridor_load::{
+    respond::Latency,
+    run::{run, Mode, RunSpec},
+    schedule::{Arrivals, Pacing},
+    wire::Wire,
+};
+use corridor_tests::{
+    ops::{OpsSwitch, TOKEN},
+    python::{python, workspace_file},
+};
+
+/// Samples the page is read at, and the gap between them.
+const SAMPLES: usize = 8;
+const GAP_S: f64 = 1.5;
+
+#[test]
+fn the_page_shows_live_figures_that_match_the_switch_and_its_anomalies() {
+    let ops = OpsSwitch::start(0.9, Latency::Fixed(Duration::from_millis(1)));
+    let mut spec = RunSpec::new(ops.acquirer, Wire::NATIVE);
+    spec.mode = Mode::Open { rate: 1000.0, arrivals: Arrivals::Constant, pacing: Pacing::Sleep };
+    spec.sign_on = false;
+    spec.duration = Some(Duration::from_secs(6));
+    let load = std::thread::spawn(move || run(&spec).unwrap());
+
+    // The idle issuer's link closed three times: it flaps.
+    for _ in 0..3 {
+        let (code, body) = ops.admin("POST", "/links/promptpay-th-1/close");
+        assert_eq!(code, 200, "{body}");
+        ops.switch.wait_signed_on(&["promptpay-th-1"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let shot = workspace_file("target/monitoring-page.png");
+    let url = format!("http://{}/login?token={TOKEN}", ops.admin);
+    let out = Command::new(python())
+        .arg(workspace_file("tests/interop/browser_page.py"))
+        .arg(&url)
+        .arg(&shot)
+        .arg(SAMPLES.to_string())
+        .arg(GAP_S.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "browser_page.py: {}", String::from_utf8_lossy(&out.stderr));
+    let samples: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(samples.len(), SAMPLES);
+    let o = load.join().unwrap();
+    let sent = o.recorder.counts.sent;
+    let num = |v: &serde_json::Value, k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(-1.0);
+
+    // Live: updated once a second or more, and the figures moved while the load ran.
+    let updates: Vec<u64> = samples.iter().map(|s| s["updates"].as_u64().unwrap()).collect();
+    assert!(updates.windows(2).all(|w| w[1] > w[0]), "an update between every two samples: {updates:?}");
+    let seen: Vec<f64> = samples.iter().map(|s| num(s, "requests_in")).collect();
+    assert!(seen[1] > seen[0] && seen[2] > seen[1], "requests in grew while the load ran: {seen:?}");
+    assert!(num(&samples[1], "tps") > 500.0, "about 1000/s shown: {}", samples[1]);
+    assert!(samples.iter().all(|s| s["external"].as_array().unwrap().is_empty()), "nothing fetched from elsewhere");
+    assert!(samples[0]["tps_points"].as_u64().unwrap() >= 2, "the chart has points");
+    assert_eq!(samples[0]["state"], "live");
+
+    // The last sample came after the load: it shows exactly the switch's counts.
+    let report = ops.switch.handle().report_blocking().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(report.stats.requests_in, sent, "the switch took in every request sent");
+    assert_eq!(num(last, "requests_in"), report.stats.requests_in as f64, "{last}");
+    assert_eq!(num(last, "answered"), report.stats.relayed as f64, "{last}");
+    let approved = o.recorder.counts.codes.get("00").copied().unwrap_or(0);
+    assert_eq!(num(last, "approved"), approved as f64, "{last}");
+    let ratio = num(&samples[SAMPLES / 2], "approval");
+    assert!((0.8..=1.0).contains(&ratio), "about 90% approved: {ratio}");
+    assert_eq!(last["destinations"], serde_json::json!(["napas-vn"]));
+    let links = last["links"].as_array().unwrap();
+    assert!(links.iter().any(|l| l[0] == "napas-vn-1" && l[1] == "signed_on"), "{links:?}");
+
+    // The flapping link is an anomaly on the page and in the metrics.
+    assert!(
+        samples.iter().any(|s| s["anomalies"].as_array().unwrap().iter().any(|k| k == "link_flapping")),
+        "{samples:?}"
+    );
+    let (_, metrics) = ops.admin("GET", "/metrics");
+    assert!(
+        metrics.contains("corridor_anomaly_active{kind=\"link_flapping\",subject=\"promptpay-th-1\"} 1"),
+        "{metrics}"
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a screenshot of the page");
+    eprintln!("screenshot: {}", shot.display());
+}
