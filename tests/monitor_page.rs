@@ -56,7 +56,8 @@ fn the_page_shows_live_figures_that_match_the_switch_and_its_anomalies() {
     assert_eq!(samples.len(), SAMPLES);
     let o = load.join().unwrap();
     let sent = o.recorder.counts.sent;
-    let num = |v: &serde_json::Value, k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(-1.0);
+    let num =
+        |v: &serde_json::Value, k: &str| v[k].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(-1.0);
 
     // Live: updated once a second or more, and the figures moved while the load ran.
     let updates: Vec<u64> = samples.iter().map(|s| s["updates"].as_u64().unwrap()).collect();
@@ -64,7 +65,10 @@ fn the_page_shows_live_figures_that_match_the_switch_and_its_anomalies() {
     let seen: Vec<f64> = samples.iter().map(|s| num(s, "requests_in")).collect();
     assert!(seen[1] > seen[0] && seen[2] > seen[1], "requests in grew while the load ran: {seen:?}");
     assert!(num(&samples[1], "tps") > 500.0, "about 1000/s shown: {}", samples[1]);
-    assert!(samples.iter().all(|s| s["external"].as_array().unwrap().is_empty()), "nothing fetched from elsewhere");
+    assert!(
+        samples.iter().all(|s| s["external"].as_array().unwrap().is_empty()),
+        "nothing fetched from elsewhere"
+    );
     assert!(samples[0]["tps_points"].as_u64().unwrap() >= 2, "the chart has points");
     assert_eq!(samples[0]["state"], "live");
 

@@ -42,7 +42,8 @@ impl OpsSwitch {
         spec.approve = approve;
         spec.latency = latency;
         let issuer = Responder::start(spec).unwrap();
-        let idle = Responder::start(RespondSpec::listen("127.0.0.1:0".parse().unwrap(), Wire::NATIVE)).unwrap();
+        let idle =
+            Responder::start(RespondSpec::listen("127.0.0.1:0".parse().unwrap(), Wire::NATIVE)).unwrap();
         let config = format!(
             r#"
 [[participant]]

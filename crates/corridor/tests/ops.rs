@@ -222,7 +222,11 @@ fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
     assert_eq!(metric(&m, "corridor_request_duration_seconds_count", "destination=\"iss\""), 40.0, "{m}");
     assert_eq!(metric(&m, "corridor_request_duration_seconds_bucket", "le=\"+Inf\""), 40.0, "{m}");
     assert!(metric(&m, "corridor_journal_sync_duration_seconds_count", "") > 0.0, "{m}");
-    assert_eq!(metric(&m, "corridor_link_connections", "link=\"iss-1\",state=\"signed_on\""), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "corridor_link_connections", "link=\"iss-1\",mode=\"dial\",state=\"signed_on\""),
+        1.0,
+        "{m}"
+    );
     assert!(!m.contains("4761739001010010") && !m.contains("RRN0000000"), "no PAN or RRN in labels");
 
     // Routes and a lookup.

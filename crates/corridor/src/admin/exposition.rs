@@ -250,14 +250,15 @@ impl Collector for SnapshotCollector {
         // Links: by state, in flight, connections and frames.
         let mut states = Vec::new();
         let mut inflight = Vec::new();
-        for (spec, (name, _, _, _)) in s.specs.iter().enumerate() {
+        for (spec, (name, _, dial, _)) in s.specs.iter().enumerate() {
             let conns: Vec<_> = s.links.iter().filter(|l| l.status.spec == spec).collect();
             let connected = conns.len() as f64;
             let signed = conns.iter().filter(|l| l.status.signed_on).count() as f64;
             let draining = conns.iter().filter(|l| l.draining()).count() as f64;
-            states.push((vec![("link", name.as_str()), ("state", "connected")], connected));
-            states.push((vec![("link", name.as_str()), ("state", "signed_on")], signed));
-            states.push((vec![("link", name.as_str()), ("state", "draining")], draining));
+            let mode = if *dial { "dial" } else { "listen" };
+            states.push((vec![("link", name.as_str()), ("mode", mode), ("state", "connected")], connected));
+            states.push((vec![("link", name.as_str()), ("mode", mode), ("state", "signed_on")], signed));
+            states.push((vec![("link", name.as_str()), ("mode", mode), ("state", "draining")], draining));
             let out: u64 = conns.iter().map(|l| u64::from(l.status.inflight_out)).sum();
             let inn: u64 = conns.iter().map(|l| u64::from(l.status.inflight_in)).sum();
             inflight.push((vec![("link", name.as_str()), ("direction", "out")], out as f64));
