@@ -356,3 +356,184 @@ pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
     };
     Ok(Reload { reconfigure, changes, next, admin: loaded.admin })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+  [[participant.link]]
+  name = "acq-1"
+  mode = "listen"
+  address = "127.0.0.1:0"
+  framing = "native"
+  dialect = "native"
+
+[[participant]]
+id = "iss-a"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-a-1"
+  mode = "dial"
+  address = "127.0.0.1:9001"
+  framing = "native"
+  dialect = "native"
+  [[participant.link]]
+  name = "iss-a-2"
+  mode = "dial"
+  address = "127.0.0.1:9002"
+  framing = "native"
+  dialect = "native"
+
+[[participant]]
+id = "iss-b"
+roles = ["issuer"]
+  [[participant.link]]
+  name = "iss-b-1"
+  mode = "dial"
+  address = "127.0.0.1:9003"
+  framing = "native"
+  dialect = "native"
+
+[[route]]
+pan_prefix = "4"
+destination = "iss-a"
+
+[[route]]
+pan_prefix = "5"
+destination = "iss-b"
+"#;
+
+    fn current() -> Current {
+        Current::of(&crate::parse(BASE).unwrap())
+    }
+
+    fn rebased(text: &str) -> Result<Reload> {
+        rebase(&current(), crate::parse(text)?)
+    }
+
+    fn ids(c: &Config) -> Vec<&str> {
+        c.participants.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    fn names(c: &Config) -> Vec<&str> {
+        c.links.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let r = rebased(BASE).unwrap();
+        assert!(r.changes.is_empty(), "{:?}", r.changes);
+        assert!(r.reconfigure.plan.iter().all(|p| *p == LinkPlan::Keep));
+    }
+
+    #[test]
+    fn indices_stay_put_whatever_the_order_of_the_new_file() {
+        // iss-b first, iss-a's second link gone, a new participant with a link.
+        let text = format!(
+            "{}\n{}\n{}\n[[participant]]\nid = \"iss-c\"\nroles = [\"issuer\"]\n  [[participant.link]]\n  name = \"iss-c-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  framing = \"native\"\n  dialect = \"native\"\n\n[[route]]\npan_prefix = \"6\"\ndestination = \"iss-c\"\n",
+            &BASE[BASE.find("[[participant]]\nid = \"iss-b\"").unwrap()..BASE.find("[[route]]").unwrap()],
+            &BASE[..BASE.find("[[participant]]\nid = \"iss-b\"").unwrap()].replace(
+                "  [[participant.link]]\n  name = \"iss-a-2\"\n  mode = \"dial\"\n  address = \"127.0.0.1:9002\"\n  framing = \"native\"\n  dialect = \"native\"\n",
+                ""
+            ),
+            &BASE[BASE.find("[[route]]").unwrap()..],
+        );
+        let r = rebased(&text).unwrap();
+        let c = &r.reconfigure.engine;
+        assert_eq!(ids(c), ["acq", "iss-a", "iss-b", "iss-c"]);
+        assert_eq!(
+            names(c),
+            ["acq-1", "iss-a-1", "iss-a-2", "iss-b-1", "iss-c-1"],
+            "the removed link keeps its place"
+        );
+        assert_eq!(
+            r.reconfigure.plan,
+            [LinkPlan::Keep, LinkPlan::Keep, LinkPlan::Remove, LinkPlan::Keep, LinkPlan::Add]
+        );
+        assert_eq!(c.links[4].participant, 3);
+        assert_eq!(c.links[3].participant, 2, "iss-b-1 still belongs to iss-b at index 2");
+        let dest = |prefix: &[u8]| {
+            c.routes
+                .routes()
+                .iter()
+                .find(|r| r.key == RouteKey::PanPrefix(prefix.to_vec()))
+                .map(|r| r.destination)
+        };
+        assert_eq!((dest(b"4"), dest(b"5"), dest(b"6")), (Some(1), Some(2), Some(3)));
+        let dials: Vec<usize> = r.reconfigure.dials.iter().map(|d| d.spec).collect();
+        assert_eq!(dials, [3, 1], "the network side follows the engine's indices");
+        assert_eq!(r.reconfigure.listens.iter().map(|l| l.spec).collect::<Vec<_>>(), [0, 4]);
+        for want in [
+            "link iss-a-2: removed",
+            "link iss-c-1: added",
+            "participant iss-c: added",
+            "route pan_prefix 6: added",
+        ] {
+            assert!(r.changes.iter().any(|c| c.starts_with(want)), "{want} in {:?}", r.changes);
+        }
+
+        // The next reload starts from there: the removed link stays removed without a word,
+        // and comes back at its old index when the file names it again.
+        let again = rebase(&r.next, crate::parse(&text).unwrap()).unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        let back = rebase(&again.next, crate::parse(BASE).unwrap()).unwrap();
+        assert_eq!(back.reconfigure.plan[2], LinkPlan::Add);
+        assert!(back.changes.iter().any(|c| c == "link iss-a-2: added again"), "{:?}", back.changes);
+        assert!(back.changes.iter().any(|c| c == "link iss-c-1: removed (its connections drain and close)"));
+    }
+
+    #[test]
+    fn limits_apply_in_place_and_what_connections_cannot_take_restarts_them() {
+        let r = rebased(&BASE.replacen(
+            "  framing = \"native\"\n",
+            "  framing = \"native\"\n  inflight_max = 99\n",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(r.reconfigure.plan[0], LinkPlan::Keep);
+        assert_eq!(r.reconfigure.engine.links[0].inflight_max, 99);
+        assert_eq!(r.changes, ["link acq-1: inflight_max 256 -> 99"]);
+
+        let r = rebased(&BASE.replace("127.0.0.1:9003", "127.0.0.1:9004")).unwrap();
+        assert_eq!(r.reconfigure.plan[3], LinkPlan::Restart);
+        assert!(
+            r.changes.iter().any(|c| c == "link iss-b-1: address 127.0.0.1:9003 -> 127.0.0.1:9004"),
+            "{:?}",
+            r.changes
+        );
+
+        let r = rebased(&BASE.replacen(
+            "name = \"iss-a-1\"\n  mode = \"dial\"\n  address = \"127.0.0.1:9001\"\n  framing = \"native\"\n  dialect = \"native\"",
+            "name = \"iss-a-1\"\n  mode = \"dial\"\n  address = \"127.0.0.1:9001\"\n  framing = \"bin2\"\n  dialect = \"iso87-ascii\"",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(r.reconfigure.plan[1], LinkPlan::Restart, "{:?}", r.changes);
+
+        let r =
+            rebased(&BASE.replace("destination = \"iss-b\"", "destination = \"iss-a\"\ntimeout_ms = 9000"))
+                .unwrap();
+        assert_eq!(
+            r.changes,
+            ["route pan_prefix 5: iss-b (all classes, timeout 5000 ms) -> iss-a (all classes, timeout 9000 ms)"]
+        );
+    }
+
+    #[test]
+    fn a_journal_or_admin_address_change_is_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("corridor-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+        let with = format!("{BASE}\n[journal]\ndir = \"j\"\nkey_file = \"pan.key\"\n");
+        let cur = Current::of(&crate::parse_in(&with, &dir).unwrap());
+        let moved = with.replace("dir = \"j\"", "dir = \"k\"");
+        let e = rebase(&cur, crate::parse_in(&moved, &dir).unwrap()).err().unwrap();
+        assert!(e.to_string().contains("[journal] section cannot change"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -507,3 +507,30 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_reloading_and_stoppin
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_systemd_unit_verifies() {
+    // systemd's own checker, on the shipped unit with the binary's path put in.
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/systemd/corridor.service"))
+        .unwrap();
+    for needed in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    let dir = state("ops-unit");
+    let path = dir.join("corridor.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/corridor", env!("CARGO_BIN_EXE_corridor"))).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package) is installed");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify: {text}");
+    std::fs::remove_dir_all(&dir).ok();
+}

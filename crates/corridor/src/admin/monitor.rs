@@ -542,3 +542,206 @@ impl Monitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use corridor_engine::{
+        metrics::{Destination, Metrics},
+        LinkCounts, LinkId, LinkStatus, Stats,
+    };
+    use corridor_net::{JournalMetrics, LinkSnapshot, Snapshot};
+
+    use super::*;
+
+    /// A world the tests advance a second at a time: one acquirer, one issuer `iss`, one
+    /// dialed link, cumulative counters as the switch keeps them.
+    struct World {
+        t0: Instant,
+        secs: u64,
+        dest: Destination,
+        requests: u64,
+        connections: u64,
+        saf: usize,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                t0: Instant::now(),
+                secs: 0,
+                dest: Destination::default(),
+                requests: 0,
+                connections: 1,
+                saf: 0,
+            }
+        }
+
+        /// One second of `n` answers, `approved` of them 00, each taking `latency`, and
+        /// `timeouts` timeouts.
+        fn second(&mut self, n: u64, approved: u64, latency: Duration, timeouts: u64) -> Snapshot {
+            self.secs += 1;
+            self.requests += n + timeouts;
+            let codes = &mut self.dest.answers.codes;
+            if codes.is_empty() {
+                codes.push((*b"00", [0, 0]));
+                codes.push((*b"05", [0, 0]));
+                codes.push((*b"68", [0, 0]));
+            }
+            codes[0].1[0] += approved;
+            codes[1].1[0] += n - approved;
+            codes[2].1[1] += timeouts;
+            self.dest.timeouts += timeouts;
+            for _ in 0..n {
+                self.dest.latency.record(latency);
+            }
+            let mut stats = Stats::default();
+            stats.requests_in = self.requests;
+            let mut counts = LinkCounts::default();
+            counts.connections = self.connections;
+            let status = LinkStatus {
+                spec: 0,
+                participant: 1,
+                signed_on: true,
+                closing: false,
+                inflight_out: 0,
+                inflight_in: 0,
+                held: 0,
+                undelivered: 0,
+                last_rx: self.t0,
+                frames_in: 0,
+                frames_out: 0,
+            };
+            Snapshot {
+                at: self.t0 + Duration::from_secs(self.secs),
+                stats,
+                metrics: Metrics {
+                    destinations: vec![Destination::default(), self.dest.clone(), Destination::default()],
+                    ..Metrics::default()
+                },
+                specs: vec![("iss-1".into(), 1, true, counts)],
+                participants: vec!["acq".into(), "iss".into()],
+                links: vec![LinkSnapshot { id: LinkId(0), name: "iss-1".into(), status }],
+                requests_pending: 0,
+                saf_depth: self.saf,
+                saf_oldest: None,
+                exceptions: 0,
+                draining: false,
+                journaling: false,
+                journal: JournalMetrics::default(),
+            }
+        }
+    }
+
+    fn run(m: &mut Monitor, w: &mut World, secs: u64, f: impl Fn(&mut World) -> Snapshot) -> Vec<Change> {
+        let mut out = Vec::new();
+        for _ in 0..secs {
+            let snap = f(w);
+            out.extend(m.observe(snap, w.secs * 1000));
+        }
+        out
+    }
+
+    fn kinds(c: &[Change]) -> Vec<(&'static str, bool)> {
+        c.iter()
+            .map(|c| match c {
+                Change::Started(a) => (a.kind.name(), true),
+                Change::Ended(a) => (a.kind.name(), false),
+            })
+            .collect()
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_drop_in_approvals_against_the_baseline_starts_and_ends_once() {
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        assert!(
+            run(&mut m, &mut w, 60, |w| w.second(100, 95, MS, 0)).is_empty(),
+            "a steady baseline is quiet"
+        );
+        let started = run(&mut m, &mut w, 10, |w| w.second(100, 40, MS, 0));
+        assert_eq!(kinds(&started), [("approval_drop", true)]);
+        let Change::Started(a) = &started[0] else { unreachable!() };
+        assert_eq!(a.subject, "iss");
+        assert!(a.detail.contains("against a baseline of 95%"), "{}", a.detail);
+        assert_eq!(m.active().len(), 1);
+        assert!(
+            run(&mut m, &mut w, 5, |w| w.second(100, 40, MS, 0)).is_empty(),
+            "one start, not one a second"
+        );
+        let ended = run(&mut m, &mut w, 20, |w| w.second(100, 95, MS, 0));
+        assert_eq!(kinds(&ended), [("approval_drop", false)]);
+        assert!(m.active().is_empty());
+        assert_eq!(m.view().recent_anomalies.len(), 1);
+    }
+
+    #[test]
+    fn too_few_answers_or_no_baseline_yet_are_no_drop() {
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        assert!(
+            run(&mut m, &mut w, 10, |w| w.second(100, 10, MS, 0)).is_empty(),
+            "no baseline before the warm-up"
+        );
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        run(&mut m, &mut w, 60, |w| w.second(100, 95, MS, 0));
+        assert!(
+            run(&mut m, &mut w, 10, |w| w.second(1, 0, MS, 0)).is_empty(),
+            "one answer a second is too few to judge"
+        );
+    }
+
+    #[test]
+    fn a_latency_spike_and_rising_timeouts_are_seen() {
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        run(&mut m, &mut w, 60, |w| w.second(100, 100, MS, 0));
+        let c = run(&mut m, &mut w, 10, |w| w.second(100, 100, Duration::from_millis(200), 0));
+        assert_eq!(kinds(&c), [("latency_spike", true)]);
+        let c = run(&mut m, &mut w, 20, |w| w.second(100, 100, MS, 0));
+        assert_eq!(kinds(&c), [("latency_spike", false)]);
+        let c = run(&mut m, &mut w, 5, |w| w.second(100, 100, MS, 3));
+        assert_eq!(kinds(&c), [("timeouts_rising", true)]);
+        let c = run(&mut m, &mut w, 15, |w| w.second(100, 100, MS, 0));
+        assert_eq!(kinds(&c), [("timeouts_rising", false)]);
+    }
+
+    #[test]
+    fn a_flapping_link_and_a_growing_store_and_forward_are_seen() {
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        run(&mut m, &mut w, 5, |w| w.second(10, 10, MS, 0));
+        let c = run(&mut m, &mut w, 3, |w| {
+            w.connections += 1;
+            w.second(10, 10, MS, 0)
+        });
+        assert_eq!(kinds(&c), [("link_flapping", true)]);
+        assert!(m.view().anomalies.iter().any(|a| a.subject == "iss-1"));
+        let c = run(&mut m, &mut w, 70, |w| w.second(10, 10, MS, 0));
+        assert_eq!(kinds(&c), [("link_flapping", false)]);
+
+        let c = run(&mut m, &mut w, 15, |w| {
+            w.saf += 1;
+            w.second(10, 10, MS, 0)
+        });
+        assert_eq!(kinds(&c), [("saf_growing", true)]);
+        let c = run(&mut m, &mut w, 40, |w| w.second(10, 10, MS, 0));
+        assert_eq!(kinds(&c), [("saf_growing", false)]);
+    }
+
+    #[test]
+    fn the_view_is_bounded_and_its_rates_are_per_second() {
+        let (mut m, mut w) = (Monitor::default(), World::new());
+        run(&mut m, &mut w, (SERIES_LEN + 100) as u64, |w| w.second(250, 200, MS, 0));
+        let v = m.view();
+        assert_eq!(v.series.tps.len(), SERIES_LEN);
+        assert!((v.tps - 250.0).abs() < 1e-6, "{}", v.tps);
+        assert!((v.approval_rate.unwrap() - 0.8).abs() < 1e-9);
+        assert_eq!(v.destinations.len(), 1);
+        assert!((v.destinations[0].answers_per_s - 250.0).abs() < 1e-6);
+        assert_eq!(v.links[0].state, "signed_on");
+        assert_eq!(
+            (v.totals.answered, v.totals.approved),
+            (250 * (SERIES_LEN as u64 + 100), 200 * (SERIES_LEN as u64 + 100))
+        );
+    }
+}
