@@ -3,7 +3,8 @@
 //!
 //! ```sh
 //! cargo build --release -p corridor-benches --example engine_loop
-//! valgrind --tool=callgrind target/release/examples/engine_loop
+//! valgrind --tool=callgrind target/release/examples/engine_loop            # metrics on (the default)
+//! valgrind --tool=callgrind target/release/examples/engine_loop no-metrics # [switch] metrics = false
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool: a panic is a broken fixture
@@ -21,8 +22,9 @@ const ITERATIONS: u32 = 100_000;
 fn main() {
     let native = (Framing::Native, Dialect::Native);
     let now = Instant::now();
-    let mut engine =
-        Engine::new(engine_config(native, native), WallClock { at: now, unix_secs: 1_795_644_930 });
+    let mut config = engine_config(native, native);
+    config.settings.metrics = std::env::args().nth(1).as_deref() != Some("no-metrics");
+    let mut engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
     let a = engine.link_up(0, now).unwrap();
     let i = engine.link_up(1, now).unwrap();
     let req = typical_0200();

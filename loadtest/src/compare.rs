@@ -56,6 +56,12 @@ pub enum PathKind {
     /// Through Corridor with its journal on (group commit, fdatasync per batch), in a
     /// directory of the work directory.
     CorridorJournal,
+    /// Through Corridor with its admin server on and `/metrics` scraped once a second, as
+    /// an operator runs it.
+    CorridorMetrics,
+    /// Through Corridor with metrics off (`[switch] metrics = false`: no histograms, no
+    /// answers by code; the plain counters stay), no admin server.
+    CorridorNoMetrics,
 }
 
 impl PathKind {
@@ -69,7 +75,22 @@ impl PathKind {
             Self::Quinn => "quinn",
             Self::CorridorQuic => "corridor-quic",
             Self::CorridorJournal => "corridor-journal",
+            Self::CorridorMetrics => "corridor-metrics",
+            Self::CorridorNoMetrics => "corridor-nometrics",
         }
+    }
+
+    /// Whether the path goes through a Corridor switch.
+    #[must_use]
+    pub fn is_corridor(self) -> bool {
+        matches!(
+            self,
+            Self::Corridor
+                | Self::CorridorQuic
+                | Self::CorridorJournal
+                | Self::CorridorMetrics
+                | Self::CorridorNoMetrics
+        )
     }
 
     /// Whether the generator speaks QUIC on this path.
@@ -90,8 +111,10 @@ impl FromStr for PathKind {
             "quinn" => Ok(Self::Quinn),
             "corridor-quic" => Ok(Self::CorridorQuic),
             "corridor-journal" => Ok(Self::CorridorJournal),
+            "corridor-metrics" => Ok(Self::CorridorMetrics),
+            "corridor-nometrics" => Ok(Self::CorridorNoMetrics),
             _ => Err(format!(
-                "unknown path `{s}`: expected direct, corridor, corridor-journal, haproxy, quinn or corridor-quic"
+                "unknown path `{s}`: expected direct, corridor, corridor-journal, corridor-metrics, corridor-nometrics, haproxy, quinn or corridor-quic"
             )),
         }
     }
@@ -445,6 +468,49 @@ struct Started {
     target: SocketAddr,
     transport: Transport,
     _procs: Vec<Proc>,
+    _scraper: Option<Scraper>,
+}
+
+/// Scrapes a switch's `/metrics` once a second, as Prometheus would, until dropped.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Scraper {
+    fn start(admin: SocketAddr, token: String) -> Self {
+        use std::io::{Read as _, Write as _};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut c) = std::net::TcpStream::connect(admin) {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                    let req = format!(
+                        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut sink = Vec::new();
+                    if c.write_all(req.as_bytes()).is_ok() && c.read_to_end(&mut sink).is_ok() {
+                        scrapes += 1;
+                    }
+                }
+                // Bounded by the run: one scrape a second until the path is stopped.
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            scrapes
+        });
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) -> Result<Started> {
@@ -458,9 +524,13 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
     match path {
         PathKind::Direct | PathKind::Quinn => {
             wait_ready(sim_addr, &transport, &mut [&mut sim])?;
-            Ok(Started { path, target: sim_addr, transport, _procs: vec![sim] })
+            Ok(Started { path, target: sim_addr, transport, _procs: vec![sim], _scraper: None })
         }
-        PathKind::Corridor | PathKind::CorridorQuic | PathKind::CorridorJournal => {
+        PathKind::Corridor
+        | PathKind::CorridorQuic
+        | PathKind::CorridorJournal
+        | PathKind::CorridorMetrics
+        | PathKind::CorridorNoMetrics => {
             let listen = free_port()?;
             let inflight = (spec.load.connections * spec.load.inflight_max).clamp(256, 65_535);
             let file = spec.workdir.join(format!("{}.toml", path.name()));
@@ -488,6 +558,22 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                     text.push('\n');
                 }
             }
+            let mut admin = None;
+            if path == PathKind::CorridorNoMetrics {
+                text = text.replacen("[switch]\n", "[switch]\nmetrics = false\n", 1);
+            }
+            if path == PathKind::CorridorMetrics {
+                let addr = free_port()?;
+                let token = "compare-admin-token-0123456789".to_owned();
+                let token_file = spec.workdir.join("admin.token");
+                std::fs::write(&token_file, &token)
+                    .with_context(|| format!("cannot write {}", token_file.display()))?;
+                text.push_str(&format!(
+                    "\n[admin]\naddress = \"{addr}\"\ntoken_file = \"{}\"\n",
+                    token_file.display()
+                ));
+                admin = Some((addr, token));
+            }
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
             let mut sw = spawn(
                 "corridor",
@@ -501,7 +587,8 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                 &spec.placement,
             )?;
             wait_ready(listen, &transport, &mut [&mut sim, &mut sw])?;
-            Ok(Started { path, target: listen, transport, _procs: vec![sim, sw] })
+            let scraper = admin.map(|(addr, token)| Scraper::start(addr, token));
+            Ok(Started { path, target: listen, transport, _procs: vec![sim, sw], _scraper: scraper })
         }
         PathKind::Haproxy => {
             let bin = spec.haproxy.as_ref().ok_or_else(|| anyhow!("haproxy is not installed"))?;
@@ -515,7 +602,7 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                 &spec.placement,
             )?;
             wait_ready(listen, &transport, &mut [&mut sim, &mut hp])?;
-            Ok(Started { path, target: listen, transport, _procs: vec![sim, hp] })
+            Ok(Started { path, target: listen, transport, _procs: vec![sim, hp], _scraper: None })
         }
     }
 }
@@ -625,9 +712,7 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
             skipped.push("haproxy: not installed (apt-get install haproxy)".to_owned());
             continue;
         }
-        if matches!(p, PathKind::Corridor | PathKind::CorridorQuic | PathKind::CorridorJournal)
-            && !Path::new(&spec.corridor).is_file()
-        {
+        if p.is_corridor() && !Path::new(&spec.corridor).is_file() {
             bail!(
                 "the corridor binary is not at {} (build it: cargo build --release -p corridor, or pass --corridor)",
                 spec.corridor.display()
