@@ -496,6 +496,7 @@ impl Scraper {
                     }
                 }
                 // Bounded by the run: one scrape a second until the path is stopped.
+                #[allow(clippy::disallowed_methods)] // The scraper's own thread, not a runtime task.
                 std::thread::sleep(Duration::from_secs(1));
             }
             scrapes
