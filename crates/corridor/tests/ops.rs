@@ -149,9 +149,13 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
 /// at `issuer` (native), a default route with `timeout_ms`, a journal and the admin server.
 fn config(dir: &Path, acq_port: u16, issuer: SocketAddr, admin_port: u16, extra: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    // The issuer's in-flight limit well above any the acquirer's may be raised to: a
+    // destination at its limit declines (91), which is the limit working, not a reload.
+    let base = common::config(acq_port, issuer, "");
+    let (head, tail) = base.split_at(base.find("name = \"iss-1\"").unwrap());
+    let base = format!("{head}{}", tail.replacen("inflight_max = 1024", "inflight_max = 8192", 1));
     let text = format!(
-        "{}\n{extra}\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ntoken_file = \"admin.token\"\n",
-        common::config(acq_port, issuer, "")
+        "{base}\n{extra}\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ntoken_file = \"admin.token\"\n"
     );
     let path = dir.join("switch.toml");
     std::fs::write(&path, text).unwrap();

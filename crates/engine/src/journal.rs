@@ -302,8 +302,20 @@ impl Engine {
     }
 
     /// `link`'s outbox has a frame waiting for the journal.
+    /// A frame held for a record that is durable already goes at once: the link's view of
+    /// durability is brought up to the journal's (it is only refreshed by syncs while the
+    /// link holds something, so a link idle through syncs has an older one, and a frame
+    /// held on it for an older record — an answer replayed from a stored outcome, an
+    /// acknowledgement of a redundant reversal — would wait for a sync that an idle
+    /// switch never makes).
     pub(crate) fn note_held(&mut self, link: LinkId) {
-        if self.links.get(&link).is_some_and(|l| l.out.is_held()) && !self.journal_held.contains(&link) {
+        let durable = self.durable_now();
+        let Some(l) = self.links.get_mut(&link) else { return };
+        if l.out.is_held() && durable > l.durable && durable != u64::MAX {
+            l.durable = durable;
+            l.out.release(durable);
+        }
+        if l.out.is_held() && !self.journal_held.contains(&link) {
             self.journal_held.push(link);
         }
     }

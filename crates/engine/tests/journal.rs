@@ -236,3 +236,31 @@ fn a_redundant_reversal_is_acknowledged_only_once_the_reversal_before_it_is_dura
     assert_eq!(got, [(430, Some("00".to_owned()))]);
     assert_eq!(h.engine.stats().reversals_redundant, 1);
 }
+
+#[test]
+fn a_repeat_on_a_connection_idle_through_the_syncs_is_answered_at_once() {
+    // Found by the simulator (a seed with configuration reloads): a frame held for a record
+    // already durable waited for the next sync, and an idle switch makes none. The second
+    // connection of the acquirer's link saw none of the syncs below.
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    let idle = h.acquirer_up(L_ACQ);
+    sync(&mut h, &mut log);
+    let req = purchase(PAN_A, "000042", "12345678");
+    h.send(acq, 0, &req);
+    sync(&mut h, &mut log);
+    let fwd = h.recv(iss).pop().unwrap();
+    h.answer(iss, &fwd, "00");
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(acq).pop().unwrap().field(39).as_deref(), Some("00"));
+    assert!(h.engine.poll_journal(h.now, 0).is_none(), "nothing left to sync: the switch is idle");
+
+    // The repeat, on the other connection: answered from the outcome, whose record is durable.
+    h.send(idle, 0, &req);
+    let back = h.recv(idle);
+    assert_eq!(back.len(), 1, "answered without waiting for a sync that will not come");
+    assert_eq!(back[0].field(39).as_deref(), Some("00"));
+    assert!(h.recv(iss).is_empty(), "not forwarded again");
+}

@@ -83,6 +83,10 @@ const WIRES: [Wire; 4] = [
 const DISK_FULL_MAX: Duration = Duration::from_millis(800);
 /// The acquirer link's in-flight limit.
 const ACQ_INFLIGHT_MAX: u32 = 96;
+/// A retired connection is closed at the latest this long after the reload.
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
+/// How often retired connections are looked at (the network layer's drain poll).
+const RETIRE_TICK: Duration = Duration::from_millis(100);
 /// How often the switch tries a batch again on a full disk.
 const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 
@@ -193,6 +197,12 @@ enum Ev {
     ClockJump(i64),
     /// The route table is reloaded with this timeout (milliseconds).
     Reload(u64),
+    /// The whole configuration is reloaded (the engine's `reconfigure`, as `SIGHUP` does):
+    /// the listening links' in-flight limit raised to this, and this link's connections
+    /// retired (drained, then closed; its peer connects again).
+    Reconfigure(u32, Option<Side>),
+    /// Closes the retired connections that have drained (the network layer's retire loop).
+    RetireTick,
     /// A terminal signs on (0800/001).
     SignOn(Side),
     /// A terminal signs off (0800/002), and on again a little later.
@@ -691,6 +701,24 @@ impl Sim {
         if s.rng.chance(20) {
             let t = 1_500 + s.rng.below(1_000);
             plan.push((s.rng.micros(100_000, load), Ev::Reload(t)));
+        }
+        // Reloads of the whole configuration, drawn from a stream of their own after every
+        // other fault, so the plans seeds had before reloads existed are unchanged. Limits
+        // only rise (the bound checker holds each link to the limit in force).
+        let mut r = Rng::new(seed ^ 0x7265_6c6f_6164);
+        if r.chance(25) {
+            let mut times: Vec<Duration> = (0..1 + r.below(3)).map(|_| r.micros(100_000, load)).collect();
+            times.sort();
+            let mut limit = ACQ_INFLIGHT_MAX;
+            for when in times {
+                limit += 16 * (1 + r.below(2)) as u32;
+                let retire = match r.below(3) {
+                    0 => None,
+                    1 => Some(Side::Iss2),
+                    _ => Some(Side::Net),
+                };
+                plan.push((when, Ev::Reconfigure(limit, retire)));
+            }
         }
         // A terminal that forgets is protected by the switch's own reversals of approvals
         // it could not deliver; a crash before such a reversal is durable loses it (no
@@ -1729,6 +1757,40 @@ impl Sim {
                 if let Some(table) = self.engine.as_ref().map(Engine::routes) {
                     self.world(format!("routes reloaded: timeout {ms} ms"));
                     table.store(std::sync::Arc::new(routes(Duration::from_millis(ms))));
+                }
+            }
+            Ev::Reconfigure(limit, retire) => {
+                let now = self.instant();
+                if let Some(e) = self.engine.as_mut() {
+                    let mut c = e.config().clone();
+                    for spec in [Side::Acq.spec(), Side::Net.spec()] {
+                        c.links[spec].inflight_max = limit;
+                    }
+                    c.routes = (*e.routes().load_full()).clone();
+                    let retired: Vec<usize> = retire.map(Side::spec).into_iter().collect();
+                    match e.reconfigure(c, &retired, now + RETIRE_WAIT, now) {
+                        Ok(()) => e.record_config([0x5a; 32]),
+                        Err(why) => {
+                            let why = why.to_string();
+                            self.broke(
+                                None,
+                                format!("the engine refused a reload of its own configuration: {why}"),
+                            );
+                        }
+                    }
+                    self.world(format!(
+                        "configuration reloaded: in-flight limit {limit}, retiring {retire:?}"
+                    ));
+                    self.at(self.now + RETIRE_TICK, Ev::RetireTick);
+                }
+            }
+            Ev::RetireTick => {
+                let now = self.instant();
+                if let Some(e) = self.engine.as_mut() {
+                    e.poll_retired(now);
+                    if e.retiring() > 0 {
+                        self.at(self.now + RETIRE_TICK, Ev::RetireTick);
+                    }
                 }
             }
         }
