@@ -212,3 +212,52 @@ fn answers_left_in_the_tls_session_when_the_socket_was_full_still_go_out() {
     assert_eq!(answered, n, "every answer arrives, the last ones included");
     switch.stop();
 }
+
+#[test]
+fn a_reload_with_a_renewed_certificate_serves_it_to_new_connections_and_drains_the_old_ones() {
+    let certs = CertDir::new("renew");
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let config = format!(
+        "[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\ntls_subject_cn = \"acq\"\n  \
+         [[participant.link]]\n  name = \"acq-tls\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  framing = \"native\"\n  \
+         dialect = \"native\"\n{}\n{}",
+        certs.tls_table(),
+        tcp_issuer(issuer.addr)
+    );
+    let current = corridor_config::reload::Current::of(&corridor_config::parse(&config).unwrap());
+    let switch = TestSwitch::start(&config);
+    switch.wait_signed_on(&["iss-1"]);
+    let acq = certs.ca.issue("acq", 30).unwrap();
+    let client = client_config(&certs.ca.cert_pem(), Some(&acq));
+    let mut old = TlsConn::connect(switch.addr("acq-tls"), client.clone());
+    assert!(old.send(1, &sign_on()));
+    assert!(old.recv_within(Duration::from_secs(5)).unwrap().is_some());
+    let before = old.server_certificate().expect("the switch presented a certificate");
+
+    // The switch's certificate renewed in place (same paths, a new key and certificate).
+    certs.write("switch", &certs.ca.issue("corridor-switch", 30).unwrap());
+    let r = corridor_config::reload::rebase(&current, corridor_config::parse(&config).unwrap()).unwrap();
+    assert!(
+        r.changes.iter().any(|c| c.contains("acq-tls: transport, TLS files or peer identity changed")),
+        "{:?}",
+        r.changes
+    );
+    assert_eq!(r.reconfigure.plan[0], corridor_net::LinkPlan::Restart);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The open connection is retired: it carries nothing, so it closes at once (none left
+    // draining).
+    let draining = rt.block_on(switch.handle().reconfigure(r.reconfigure)).unwrap().unwrap();
+    assert_eq!(draining, 0);
+
+    // New connections get the new certificate; the old one, carrying nothing, is closed.
+    let mut new = TlsConn::connect(switch.addr("acq-tls"), client);
+    assert!(new.send(1, &sign_on()));
+    assert!(new.recv_within(Duration::from_secs(5)).unwrap().is_some());
+    let after = new.server_certificate().unwrap();
+    assert_ne!(before, after, "the renewed certificate is served");
+    assert_eq!(old.recv_within(Duration::from_secs(5)), Err("closed by the switch".into()));
+    assert!(new.send(2, &purchase("4761739001010010", "000002", "12345678")));
+    let (_, m) = new.recv_within(Duration::from_secs(5)).unwrap().expect("answered on the new connection");
+    assert_eq!(m.get(de::RESPONSE_CODE), Some(&b"00"[..]));
+    switch.stop();
+}

@@ -114,6 +114,12 @@ impl TlsConn {
         Self { stream: StreamOwned::new(conn, tcp), buf: BytesMut::new() }
     }
 
+    /// The certificate the switch presented (DER), once the handshake is done.
+    #[must_use]
+    pub fn server_certificate(&self) -> Option<Vec<u8>> {
+        self.stream.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec())
+    }
+
     /// Sends `m` with `correlation`. `false` if the connection failed (a refused handshake).
     pub fn send(&mut self, correlation: u64, m: &OwnedMessage) -> bool {
         let body = m.to_bytes(Dialect::Native).expect("test messages encode");

@@ -538,3 +538,68 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify: {text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries_then_closes() {
+    let dir = state("ops-links");
+    // An issuer that answers after 1.5 s: a request is still in flight when its link goes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        common::serve_peer(listener, &s, |m, _| Some((Duration::from_millis(1500), common::answer(m, "00"))));
+    });
+    let (acq_port, admin_port, new_port) = (common::free_port(), common::free_port(), common::free_port());
+    let path = config(&dir, acq_port, issuer, admin_port, "");
+    let a = std::fs::read_to_string(&path).unwrap();
+    let b = a.replacen(
+        "[[participant]]\nid = \"iss\"",
+        &format!(
+            "  [[participant.link]]\n  name = \"acq-2\"\n  mode = \"listen\"\n  address = \"127.0.0.1:{new_port}\"\n  \
+             framing = \"native\"\n  dialect = \"native\"\n  sign_on_required = false\n\n[[participant]]\nid = \"iss\""
+        ),
+        1,
+    );
+    let sw = Serve::start(&path, &[], &[]);
+    sw.wait_ready();
+    let new_addr: SocketAddr = format!("127.0.0.1:{new_port}").parse().unwrap();
+    assert!(TcpStream::connect(new_addr).is_err(), "not listening before the reload");
+
+    std::fs::write(&path, &b).unwrap();
+    let (code, body) = sw.post("/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(json(&body)["changes"].as_array().unwrap().iter().any(|c| c == "link acq-2: added"), "{body}");
+    assert_eq!(
+        purchases(new_addr, 1, 1),
+        vec![("000001".into(), "00".into())],
+        "the added link carries traffic"
+    );
+
+    // A request in flight on acq-2, then acq-2 removed: answered, then closed.
+    let mut s = TcpStream::connect(new_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    assert!(send(&mut s, 7, &purchase(7, "RRN000000007")));
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&path, &a).unwrap();
+    let (code, body) = sw.post("/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("link acq-2: removed"), "{body}");
+    assert!(TcpStream::connect(new_addr).is_err(), "no longer listening");
+    let mut buf = BytesMut::new();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        match read_frames(&mut s, &mut buf) {
+            None => break true,
+            Some(f) => answers.extend(f.into_iter().map(|(_, m)| text(&m, de::RESPONSE_CODE))),
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert_eq!(answers, ["00"], "the request it carried was answered");
+    assert!(closed, "then its connection was closed");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::fs::remove_dir_all(&dir).ok();
+}
