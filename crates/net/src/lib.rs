@@ -15,12 +15,16 @@
 //! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
 //! - [`switch`]: the transports as one enum, listeners, connectors, the per-connection
 //!   reader (sized buffers, backpressure) and writer (flushed batches, delivery reports), the
-//!   timer task and graceful shutdown.
+//!   timer task, graceful shutdown, and a reloaded configuration applied in one step (new
+//!   listeners bound first, the engine's `reconfigure`, loops started, stopped or given
+//!   their new settings, retired connections closed as they drain).
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
 //!   appended and synced (the format is `corridor-journal`'s).
 //! - [`control`]: the journal directory's lock, and operators' requests to a running
 //!   switch through it (the exception queue's retry and drop).
-//! - [`handle`]: a `Send` handle to a running switch: snapshots, route table, shutdown.
+//! - [`handle`]: a `Send` handle to a running switch: snapshots (counters, histograms,
+//!   links, queues, the journal writer's figures), operators' calls run on the switch's
+//!   thread, reconfiguration, the route table, shutdown.
 //! - [`running`]: a switch on a thread of its own.
 
 #![forbid(unsafe_code)]

@@ -17,7 +17,9 @@
 //! 1–7-byte pieces, or carry garbage; a disk that syncs in 50–400 µs, fills up (ENOSPC: the
 //! batch waits, new requests are declined 96) and fails (EIO: the switch stops, the batch
 //! torn); switch crashes (everything not synced is lost, the batch being written may be
-//! torn) and restarts from what the disk holds; route reloads (a new timeout); jumps of the
+//! torn) and restarts from what the disk holds; route reloads (a new timeout) and reloads of
+//! the whole configuration (the engine's `reconfigure`: in-flight limits raised, a link's
+//! connections retired — drained, then closed — as `SIGHUP` does); jumps of the
 //! wall clock (the monotonic clock never jumps). Then the faults stop and the run settles.
 //!
 //! Invariants. On every step: no request answered twice; an answer carries its request's

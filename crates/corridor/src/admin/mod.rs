@@ -14,10 +14,10 @@
 //! # Layout
 //!
 //! - this module: the server, authentication, audit, the JSON endpoints.
-//! - [`exposition`]: `GET /metrics`.
-//! - [`monitor`]: the live view and anomaly detection.
+//! - `exposition`: `GET /metrics`.
+//! - `monitor`: the live view and anomaly detection.
 //! - `page.html`: the monitoring page (embedded; no external fetches).
-//! - [`transactions`]: `GET /transactions`, from the journal files.
+//! - `transactions`: `GET /transactions`, from the journal files.
 
 use std::{
     net::SocketAddr,
@@ -310,7 +310,8 @@ async fn audit(state: &AdminState, peer: SocketAddr, action: &str, outcome: &str
     audit_as(&state.handle, &who, action, outcome).await;
 }
 
-/// [`audit`] for any caller of the switch (the admin API, `SIGHUP`).
+/// Records an operator's change (who, what, outcome) in the log and the journal, for any
+/// caller of the switch (the admin API, `SIGHUP`).
 pub async fn audit_as(handle: &Handle, who: &str, action: &str, outcome: &str) {
     let at = corridor_net::journal::unix_ms();
     info!(target: "corridor::audit", who, action, outcome, at_unix_ms = at, "audit");
