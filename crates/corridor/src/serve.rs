@@ -66,15 +66,25 @@ pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<O
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("switching")]);
     let watchdog = tokio::spawn(watchdog(handle.clone()));
     let hup = tokio::spawn(hangups(handle.clone(), reloader));
-    let stopping = async {
-        shutdown.await;
-    };
+    // Every way to stop (a signal, POST /drain) goes through the switch's Shutdown, so the
+    // service manager hears STOPPING=1 once, when the drain begins.
+    let stopped = handle.shutdown();
+    let said = tokio::spawn(async move {
+        stopped.wait().await;
+        notify(&[sd_notify::NotifyState::Stopping]);
+    });
+    let trigger = handle.shutdown();
     let result = switch
-        .run(async {
-            stopping.await;
-            notify(&[sd_notify::NotifyState::Stopping]);
+        .run(async move {
+            shutdown.await;
+            trigger.trigger();
         })
         .await;
+    if handle.shutdown().is_triggered() {
+        let _ = said.await;
+    } else {
+        said.abort();
+    }
     watchdog.abort();
     hup.abort();
     drop(admin);

@@ -603,3 +603,51 @@ fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = state("ops-stop");
+    let (issuer, stop) = approving_issuer();
+    let (acq_port, admin_port) = (common::free_port(), common::free_port());
+    let path = config(&dir, acq_port, issuer, admin_port, "");
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut sw = Serve::start(&path, &[], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    sw.wait_ready();
+    // A page's event stream, open, one event read.
+    let mut events = TcpStream::connect(sw.admin).unwrap();
+    events.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(events, "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !String::from_utf8_lossy(&got).contains("event: view") {
+        let n = events.read(&mut chunk).unwrap();
+        assert!(n > 0, "the stream sent a view");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    // POST /drain: the switch drains and exits, the open stream notwithstanding.
+    assert_eq!(sw.post("/drain").0, 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = sw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the switch exited with a page open: {:?}", sw.lines());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..50 {
+        match sock.recv(&mut buf) {
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => break,
+        }
+    }
+    assert!(seen.contains("READY=1") && seen.contains("STOPPING=1"), "{seen:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -101,41 +101,6 @@ impl Segments {
         Ok(Self { dir: dir.to_owned(), files })
     }
 
-    /// Reads the segments of `dir` that may hold records written at or after `from_unix_ms`
-    /// (by their headers' creation times): the last one created before it and the ones
-    /// after, at most `max`. The second value says whether later segments were left out.
-    ///
-    /// # Errors
-    ///
-    /// The directory or a segment cannot be read.
-    pub fn read_since(dir: &Path, from_unix_ms: u64, max: usize) -> Result<(Self, bool), JournalError> {
-        let seqs = segment_seqs(dir)?;
-        let mut created = Vec::with_capacity(seqs.len());
-        for &seq in &seqs {
-            let path = segment_path(dir, seq);
-            let mut head = [0u8; corridor_journal::limits::SEGMENT_HEADER_BYTES];
-            let read = std::fs::File::open(&path).and_then(|mut f| {
-                use std::io::Read as _;
-                f.read_exact(&mut head)
-            });
-            // A segment torn inside its header is the last one: it is read whole below.
-            let at = read
-                .ok()
-                .and_then(|()| SegmentHeader::parse(&head).ok())
-                .map_or(u64::MAX, |h| h.created_unix_ms);
-            created.push(at);
-        }
-        let start = created.iter().rposition(|&c| c <= from_unix_ms).unwrap_or(0);
-        let mut files = Vec::new();
-        for &seq in seqs.iter().skip(start).take(max) {
-            let path = segment_path(dir, seq);
-            let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-            files.push((seq, bytes));
-        }
-        let more = seqs.len().saturating_sub(start) > max;
-        Ok((Self { dir: dir.to_owned(), files }, more))
-    }
-
     /// The scan of the log.
     ///
     /// # Errors
@@ -151,6 +116,38 @@ impl Segments {
     pub fn path(&self, seq: u64) -> PathBuf {
         segment_path(&self.dir, seq)
     }
+}
+
+/// The segments of `dir` that may hold records written at or after `from_unix_ms` (by their
+/// headers' creation times): the last one created before it and the ones after, at most
+/// `max`, each as its first sequence number and path, oldest first. The second value says
+/// whether later segments were left out.
+///
+/// # Errors
+///
+/// The directory cannot be read.
+pub fn segments_since(
+    dir: &Path,
+    from_unix_ms: u64,
+    max: usize,
+) -> Result<(Vec<(u64, PathBuf)>, bool), JournalError> {
+    let seqs = segment_seqs(dir)?;
+    let created: Vec<u64> = seqs
+        .iter()
+        .map(|&seq| {
+            let mut head = [0u8; corridor_journal::limits::SEGMENT_HEADER_BYTES];
+            let read = std::fs::File::open(segment_path(dir, seq)).and_then(|mut f| {
+                use std::io::Read as _;
+                f.read_exact(&mut head)
+            });
+            // A segment torn inside its header is the newest: it counts as created now.
+            read.ok().and_then(|()| SegmentHeader::parse(&head).ok()).map_or(u64::MAX, |h| h.created_unix_ms)
+        })
+        .collect();
+    let start = created.iter().rposition(|&c| c <= from_unix_ms).unwrap_or(0);
+    let more = seqs.len().saturating_sub(start) > max;
+    let out = seqs.into_iter().skip(start).take(max).map(|seq| (seq, segment_path(dir, seq))).collect();
+    Ok((out, more))
 }
 
 /// The first sequence numbers of the segments in `dir`, in order (files named as segments;

@@ -57,19 +57,18 @@ pub const EVENT_STREAMS_MAX: usize = 16;
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest an admin call waits for the switch's thread.
 pub const SWITCH_WAIT: Duration = Duration::from_secs(5);
+/// Longest the server's stop waits for calls in progress.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
 /// The login cookie's name.
 const COOKIE: &str = "corridor_admin";
 
+/// What a reload did: `Ok(changes)` (none: unchanged), or why it was refused.
+pub type ReloadFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send>>;
+
 /// What reloads the configuration, for `POST /reload` and `SIGHUP`: returns the diff it
 /// applied (empty when nothing changed) or why the old configuration was kept.
-pub type Reloader = Arc<dyn Fn() -> futures_reload::ReloadFuture + Send + Sync>;
-
-/// The future a [`Reloader`] returns.
-pub mod futures_reload {
-    /// What a reload did: `Ok(changes)` (none: unchanged), or why it was refused.
-    pub type ReloadFuture =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send>>;
-}
+pub type Reloader = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 
 /// What the admin server needs.
 pub struct AdminConfig {
@@ -99,6 +98,8 @@ struct AdminState {
     live: watch::Receiver<Arc<monitor::View>>,
     active: Mutex<Vec<monitor::Anomaly>>,
     busy: tokio::sync::Semaphore,
+    /// Cancelled when the server stops: event streams end with it.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// A running admin server.
@@ -185,6 +186,7 @@ async fn serve(
         live,
         active: Mutex::new(Vec::new()),
         busy: tokio::sync::Semaphore::new(ADMIN_REQUESTS_MAX),
+        stop: stop.clone(),
     });
     tokio::spawn(sample_loop(Arc::clone(&state), live_tx, stop.clone()));
     let open = Router::new().route("/healthz", get(healthz)).route("/login", get(login));
@@ -210,10 +212,20 @@ async fn serve(
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), bounded))
         .with_state(Arc::clone(&state));
+    let graceful = stop.clone();
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { stop.cancelled().await });
-    if let Err(e) = served.await {
-        warn!(error = %e, "admin: server failed");
+        .with_graceful_shutdown(async move { graceful.cancelled().await });
+    // A graceful stop waits for the calls in progress, at most STOP_WAIT (event streams end
+    // at the stop; a client that holds a call open does not hold up the switch's exit).
+    tokio::select! {
+        r = served => {
+            if let Err(e) = r {
+                warn!(error = %e, "admin: server failed");
+            }
+        }
+        () = async { stop.cancelled().await; tokio::time::sleep(STOP_WAIT).await } => {
+            warn!("admin: calls still open at the stop were cut");
+        }
     }
 }
 
@@ -382,12 +394,14 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
         }
     }
     let open = Open(Arc::clone(&state));
-    let stream = tokio_stream::wrappers::WatchStream::new(state.live.clone()).map(move |view| {
-        // The stream owns the slot: closing the page gives it back.
-        let _slot = &open;
-        let data = serde_json::to_string(&*view).unwrap_or_else(|_| "{}".into());
-        Ok::<_, std::convert::Infallible>(sse::Event::default().event("view").data(data))
-    });
+    let ends = state.stop.clone().cancelled_owned();
+    let stream =
+        tokio_stream::wrappers::WatchStream::new(state.live.clone()).take_until(ends).map(move |view| {
+            // The stream owns the slot: closing the page gives it back.
+            let _slot = &open;
+            let data = serde_json::to_string(&*view).unwrap_or_else(|_| "{}".into());
+            Ok::<_, std::convert::Infallible>(sse::Event::default().event("view").data(data))
+        });
     sse::Sse::new(stream).keep_alive(sse::KeepAlive::default()).into_response()
 }
 

@@ -3,16 +3,18 @@
 //! beside the sealed number, and nothing here holds the key), where it was forwarded, how it
 //! was answered and when, and the reversals of it with their transmissions.
 //!
-//! Read on a blocking thread from the segment files (never through the switch's thread), at
-//! most [`SEGMENTS_MAX`] segments from `from`, at most [`MATCHES_MAX`] transactions.
+//! Read on a blocking thread from the segment files (never through the switch's thread), one
+//! segment in memory at a time, at most [`SEGMENTS_MAX`] segments from `from`, at most
+//! [`MATCHES_MAX`] transactions.
 
 use std::{collections::BTreeMap, path::Path};
 
+use corridor_journal::segment::scan_segment;
 use corridor_journal::{
     entry::{Entry, Key},
     request::view,
 };
-use corridor_net::journal::Segments;
+use corridor_net::journal::segments_since;
 use corridor_wire::Message;
 use serde::Serialize;
 
@@ -99,13 +101,17 @@ fn text(b: &[u8]) -> String {
 ///
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
-    let (segs, more_segments) = Segments::read_since(dir, q.from_unix_ms, SEGMENTS_MAX)?;
-    let scan = segs.scan()?;
+    let (segments, more_segments) = segments_since(dir, q.from_unix_ms, SEGMENTS_MAX)?;
     let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
     let mut keys: Vec<(Key, u64)> = Vec::new();
     let mut reversals: BTreeMap<u64, (u64, ReversalView)> = BTreeMap::new();
     let mut more_matches = false;
-    for (_, seg) in &scan.segments {
+    let last = segments.last().map(|(seq, _)| *seq);
+    for (seq, path) in &segments {
+        // A segment removed by retention meanwhile is simply not there any more.
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        let seg = scan_segment(&bytes, *seq, Some(*seq) == last)
+            .map_err(|e| anyhow::anyhow!("segment {seq:020}: {e}"))?;
         for f in &seg.records {
             let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) else { continue };
             let seq = f.record.seq;
@@ -229,7 +235,7 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     }
     Ok(Found {
         transactions: found.into_values().collect(),
-        segments_read: scan.segments.len(),
+        segments_read: segments.len(),
         more_segments,
         more_matches,
     })
