@@ -8,8 +8,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::Write,
+    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -21,7 +21,7 @@ use corridor_load::{
     wire::Wire,
 };
 use corridor_tests::{
-    ops::{OpsSwitch, TOKEN},
+    ops::{http, OpsSwitch, TOKEN},
     python::workspace_file,
 };
 
@@ -49,17 +49,10 @@ impl Drop for Killed {
     }
 }
 
-/// `GET path` on `addr`: status and body.
+/// `GET path` on `addr`: status and body (Prometheus answers chunked: the JSON object is
+/// taken out of the chunk framing).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new()) };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    // Prometheus answers chunked: take the JSON object out of the chunk framing.
+    let Some((status, body)) = http(addr, "GET", path, None) else { return (0, String::new()) };
     let body = match (body.find('{'), body.rfind('}')) {
         (Some(a), Some(b)) if b >= a => body[a..=b].to_owned(),
         _ => body,

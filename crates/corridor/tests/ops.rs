@@ -174,6 +174,53 @@ fn approving_issuer() -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
     (addr, stop)
 }
 
+/// What most tests here start from: a state directory, an approving issuer, and a
+/// configuration for them (acquirer `acq` on its own port, the admin server on another);
+/// the issuer is stopped and the directory removed on drop.
+struct Rig {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    acq: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Rig {
+    fn new(tag: &str) -> Self {
+        let dir = state(tag);
+        let (issuer, stop) = approving_issuer();
+        let (acq_port, admin_port) = (common::free_port(), common::free_port());
+        let path = config(&dir, acq_port, issuer, admin_port, "");
+        Self { dir, path, acq: format!("127.0.0.1:{acq_port}").parse().unwrap(), stop }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A unix datagram socket in `dir` standing in for systemd's notify socket.
+fn notify_socket(dir: &Path) -> (std::os::unix::net::UnixDatagram, String) {
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    (sock, path.to_str().unwrap().to_owned())
+}
+
+/// Waits (bounded) for the switch process to exit; its status.
+fn exited(sw: &mut Serve) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = sw.child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the switch exited: {:?}", sw.lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Sends purchases with STANs `from..from + n` on one connection; their answers by STAN.
 fn purchases(acq: SocketAddr, from: u32, n: u32) -> Vec<(String, String)> {
     let mut s = TcpStream::connect(acq).unwrap();
@@ -194,12 +241,9 @@ fn purchases(acq: SocketAddr, from: u32, n: u32) -> Vec<(String, String)> {
 
 #[test]
 fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
-    let dir = state("ops-admin");
-    let (issuer, stop) = approving_issuer();
-    let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    let cfg = config(&dir, acq_port, issuer, admin_port, "");
-    let sw = Serve::start(&cfg, &[], &[]);
-    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let rig = Rig::new("ops-admin");
+    let sw = Serve::start(&rig.path, &[], &[]);
+    let acq = rig.acq;
 
     // Health needs no token; everything else does, and refusals are JSON.
     assert_eq!(http(sw.admin, "GET", "/healthz", None), (200, r#"{"status":"ok"}"#.into()));
@@ -272,16 +316,7 @@ fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
     // Drain: audited, then the process exits 0.
     assert_eq!(sw.post("/drain").0, 202);
     let mut sw = sw;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = sw.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "drained and exited");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(exited(&mut sw).success());
     let lines = sw.lines();
     for action in
         ["POST /links/iss-1/sign-off", "POST /links/iss-1/sign-on", "POST /links/nope/echo", "POST /drain"]
@@ -294,12 +329,11 @@ fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
     // ... and in the journal, as Audit records.
     let out = Command::new(env!("CARGO_BIN_EXE_corridor"))
         .args(["journal", "inspect"])
-        .arg(dir.join("journal"))
+        .arg(rig.dir.join("journal"))
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.matches("Audit").count() >= 5, "{listing}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The load the reload test runs under, per second.
@@ -378,14 +412,12 @@ fn twenty_reloads_under_load_lose_decline_and_time_out_nothing() {
 
 #[test]
 fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
-    let dir = state("ops-hup");
-    let (issuer, stop) = approving_issuer();
-    let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    let path = config(&dir, acq_port, issuer, admin_port, "");
-    let good = std::fs::read_to_string(&path).unwrap();
-    let sw = Serve::start(&path, &[], &[]);
+    let rig = Rig::new("ops-hup");
+    let path = &rig.path;
+    let good = std::fs::read_to_string(path).unwrap();
+    let sw = Serve::start(path, &[], &[]);
     sw.wait_ready();
-    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let acq = rig.acq;
     let wait_log = |text: &str, n: usize| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while sw.lines().iter().filter(|l| l.contains(text)).count() < n {
@@ -395,7 +427,7 @@ fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
     };
 
     // Broken: a route to nobody. Refused, said why, and the old routes still answer.
-    std::fs::write(&path, good.replace("destination = \"iss\"", "destination = \"nobody\"")).unwrap();
+    std::fs::write(path, good.replace("destination = \"iss\"", "destination = \"nobody\"")).unwrap();
     sw.signal("-HUP");
     wait_log("reload refused", 1);
     assert!(
@@ -411,7 +443,7 @@ fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
     assert!(json(&body)["error"].as_str().unwrap().contains("kept"), "{body}");
 
     // Fixed, with the default route narrowed to class 1: financial requests now get 92.
-    std::fs::write(&path, good.replace("default = true", "default = true\nmti_classes = [1]")).unwrap();
+    std::fs::write(path, good.replace("default = true", "default = true\nmti_classes = [1]")).unwrap();
     sw.signal("-HUP");
     wait_log("reload applied", 1);
     assert_eq!(purchases(acq, 2, 1), vec![("000002".into(), "92".into())]);
@@ -423,20 +455,18 @@ fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
         .lines()
         .iter()
         .any(|l| l.contains("corridor::audit") && l.contains("SIGHUP") && l.contains("ok: 1 changes")));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn json_logs_carry_the_transaction_with_its_pan_masked() {
-    let dir = state("ops-json");
-    let (issuer, stop) = approving_issuer();
-    let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    let path = config(&dir, acq_port, issuer, admin_port, "");
-    let sw =
-        Serve::start(&path, &["--log-format", "json"], &[("RUST_LOG", "info,corridor::transaction=debug")]);
+    let rig = Rig::new("ops-json");
+    let sw = Serve::start(
+        &rig.path,
+        &["--log-format", "json"],
+        &[("RUST_LOG", "info,corridor::transaction=debug")],
+    );
     sw.wait_ready();
-    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let acq = rig.acq;
     assert_eq!(purchases(acq, 77, 1), vec![("000077".into(), "00".into())]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let line = loop {
@@ -460,24 +490,16 @@ fn json_logs_carry_the_transaction_with_its_pan_masked() {
         assert!(!l.contains("4761739001010010"), "a full PAN in the log: {l}");
         json(&l);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn under_systemd_it_says_ready_pings_the_watchdog_and_says_reloading_and_stopping() {
-    use std::os::unix::net::UnixDatagram;
-    let dir = state("ops-notify");
-    let (issuer, stop) = approving_issuer();
-    let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    let path = config(&dir, acq_port, issuer, admin_port, "");
-    let sock_path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let rig = Rig::new("ops-notify");
+    let (sock, sock_path) = notify_socket(&rig.dir);
     let sw = Serve::start_with(
-        &path,
+        &rig.path,
         &[],
-        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "300000")],
+        &[("NOTIFY_SOCKET", &sock_path), ("WATCHDOG_USEC", "300000")],
         Some("WATCHDOG_PID"),
     );
     let mut seen: Vec<String> = Vec::new();
@@ -508,8 +530,6 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_reloading_and_stoppin
     read_until("RELOADING=1", &mut seen);
     sw.signal("-TERM");
     read_until("STOPPING=1", &mut seen);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -606,15 +626,9 @@ fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries
 
 #[test]
 fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() {
-    use std::os::unix::net::UnixDatagram;
-    let dir = state("ops-stop");
-    let (issuer, stop) = approving_issuer();
-    let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    let path = config(&dir, acq_port, issuer, admin_port, "");
-    let sock_path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut sw = Serve::start(&path, &[], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let rig = Rig::new("ops-stop");
+    let (sock, sock_path) = notify_socket(&rig.dir);
+    let mut sw = Serve::start(&rig.path, &[], &[("NOTIFY_SOCKET", &sock_path)]);
     sw.wait_ready();
     // A page's event stream, open, one event read.
     let mut events = TcpStream::connect(sw.admin).unwrap();
@@ -630,15 +644,7 @@ fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() 
     }
     // POST /drain: the switch drains and exits, the open stream notwithstanding.
     assert_eq!(sw.post("/drain").0, 202);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = sw.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the switch exited with a page open: {:?}", sw.lines());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    assert!(exited(&mut sw).success(), "the switch exited with a page open");
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     for _ in 0..50 {
@@ -648,6 +654,4 @@ fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() 
         }
     }
     assert!(seen.contains("READY=1") && seen.contains("STOPPING=1"), "{seen:?}");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::fs::remove_dir_all(&dir).ok();
 }
