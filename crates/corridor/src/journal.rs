@@ -20,6 +20,12 @@ pub(crate) enum JournalCommand {
         /// The journal directory.
         dir: PathBuf,
     },
+    /// List the audit trail: every operator's change to the running switch (admin API
+    /// calls, SIGHUP reloads) with who, what, when and how it ended.
+    Audit {
+        /// The journal directory.
+        dir: PathBuf,
+    },
     /// List the last records.
     Tail {
         /// The journal directory.
@@ -108,6 +114,7 @@ pub(crate) fn run(c: JournalCommand) -> Result<()> {
             Ok(())
         }
         JournalCommand::Inspect { dir } => list(&dir, usize::MAX),
+        JournalCommand::Audit { dir } => audit(&dir),
         JournalCommand::Tail { dir, lines } => list(&dir, lines),
         JournalCommand::Truncate { dir, segment, offset, yes } => {
             if !yes {
@@ -118,6 +125,42 @@ pub(crate) fn run(c: JournalCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn audit(dir: &std::path::Path) -> Result<()> {
+    let segs = Segments::read(dir)?;
+    let scan = segs.scan()?;
+    println!("{:>12}  {:<24}  {:<40}  {:<28}  outcome", "seq", "when (UTC)", "who", "what");
+    for (_, s) in &scan.segments {
+        for f in &s.records {
+            if f.record.kind != corridor_journal::record::Kind::Audit {
+                continue;
+            }
+            let entry = corridor_journal::Entry::decode(f.record.kind, f.record.payload)
+                .map_err(|e| anyhow::anyhow!("record {}: {e}", f.record.seq))?;
+            if let corridor_journal::Entry::Audit { at_unix_ms, who, action, outcome } = entry {
+                println!("{:>12}  {:<24}  {who:<40}  {action:<28}  {outcome}", f.record.seq, utc(at_unix_ms));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
 }
 
 fn list(dir: &std::path::Path, last: usize) -> Result<()> {
@@ -136,4 +179,14 @@ fn list(dir: &std::path::Path, last: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn audit_times_print_as_utc() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(1_796_146_979_465), "2026-12-01T17:42:59.465Z");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
 }

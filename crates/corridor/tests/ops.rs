@@ -334,6 +334,16 @@ fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.matches("Audit").count() >= 5, "{listing}");
+    let (ok, trail) = common::corridor(&["journal", "audit", rig.dir.join("journal").to_str().unwrap()]);
+    assert!(ok, "{trail}");
+    for action in ["POST /links/iss-1/sign-off", "POST /saf/424242/retry", "POST /drain"] {
+        assert!(
+            trail.lines().any(|l| l.contains(action)
+                && l.contains("token admin.token from 127.0.0.1:")
+                && l.contains("Z ")),
+            "{action} in the trail: {trail}"
+        );
+    }
 }
 
 /// The load the reload test runs under, per second.
@@ -620,6 +630,14 @@ fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries
     };
     assert_eq!(answers, ["00"], "the request it carried was answered");
     assert!(closed, "then its connection was closed");
+    // Gone from the live view and the readiness check once its connections are.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sw.get("/links").1.contains("\"acq-2\"") {
+        assert!(Instant::now() < deadline, "acq-2 left /links: {}", sw.get("/links").1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sw.get("/readyz").0, 200);
+    assert!(!sw.get("/metrics").1.contains("link=\"acq-2\",mode"), "no link state for a removed link");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     std::fs::remove_dir_all(&dir).ok();
 }

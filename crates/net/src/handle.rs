@@ -64,6 +64,9 @@ pub struct Snapshot {
     /// Per configured link: its name, participant index, whether the switch dials it,
     /// and its counts.
     pub specs: Vec<(String, usize, bool, corridor_engine::LinkCounts)>,
+    /// Per configured link: whether the configuration in force has it (a link a reload
+    /// removed keeps its place, and its counts, but is no longer listened on or dialed).
+    pub configured: Vec<bool>,
     /// Participant ids, by index.
     pub participants: Vec<String>,
     /// Every open connection.

@@ -784,6 +784,7 @@ fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
             .map(|(l, c)| (l.name.clone(), l.participant, l.dial, c))
             .collect(),
         participants: config.participants.iter().map(|p| p.id.clone()).collect(),
+        configured: (0..config.links.len()).map(|i| shared.loops.borrow().contains_key(&i)).collect(),
         links: open_links(engine),
         requests_pending: engine.requests_pending(),
         saf_depth: engine.reversals_pending(),

@@ -252,6 +252,10 @@ impl Collector for SnapshotCollector {
         let mut inflight = Vec::new();
         for (spec, (name, _, dial, _)) in s.specs.iter().enumerate() {
             let conns: Vec<_> = s.links.iter().filter(|l| l.status.spec == spec).collect();
+            // A link a reload removed, once its connections are gone, has no state to show.
+            if !s.configured.get(spec).copied().unwrap_or(true) && conns.is_empty() {
+                continue;
+            }
             let connected = conns.len() as f64;
             let signed = conns.iter().filter(|l| l.status.signed_on).count() as f64;
             let draining = conns.iter().filter(|l| l.draining()).count() as f64;

@@ -436,7 +436,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     // A link the switch dials must be up and signed on (where it requires it); a listening
     // link is bound, and waits for its peers.
     for (spec, (name, _, dial, _)) in snap.specs.iter().enumerate() {
-        if !dial {
+        if !dial || !snap.configured.get(spec).copied().unwrap_or(true) {
             continue;
         }
         let up = snap.links.iter().filter(|l| l.status.spec == spec);

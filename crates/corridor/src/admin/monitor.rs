@@ -405,6 +405,10 @@ impl Monitor {
         let mut flaps = Vec::new();
         for (spec, (name, p, dial, counts)) in now.specs.iter().enumerate() {
             let conns: Vec<_> = now.links.iter().filter(|l| l.status.spec == spec).collect();
+            // A link a reload removed, once its connections are gone, is not shown.
+            if !now.configured.get(spec).copied().unwrap_or(true) && conns.is_empty() {
+                continue;
+            }
             let signed_on = conns.iter().filter(|l| l.status.signed_on).count();
             let draining = conns.iter().any(|l| l.draining());
             let state = match (conns.len(), signed_on, draining) {
@@ -621,6 +625,7 @@ mod tests {
                     ..Metrics::default()
                 },
                 specs: vec![("iss-1".into(), 1, true, counts)],
+                configured: vec![true],
                 participants: vec!["acq".into(), "iss".into()],
                 links: vec![LinkSnapshot { id: LinkId(0), name: "iss-1".into(), status }],
                 requests_pending: 0,
