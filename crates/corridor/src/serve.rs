@@ -145,10 +145,12 @@ async fn hangups(handle: Handle, reloader: Option<Reloader>) {
     }
 }
 
-/// The reload: read and check the whole file on a blocking thread, compare it with the
-/// configuration in force, apply it on the switch's thread in one step; on any error keep
-/// the old one and say why. One reload at a time.
-fn reloader(
+/// The reload `SIGHUP` and `POST /reload` run for the switch behind `handle`, started on
+/// `current` from the file at `path`: read and check the whole file on a blocking thread,
+/// compare it with the configuration in force, apply it on the switch's thread in one step;
+/// on any error keep the old one and say why. One reload at a time; outcomes are counted in
+/// `counts`, and a new admin token goes to `token`.
+pub fn reloader(
     path: PathBuf,
     current: Arc<tokio::sync::Mutex<Current>>,
     handle: Handle,
