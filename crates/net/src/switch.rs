@@ -995,8 +995,9 @@ async fn accept_loop(
     loop {
         // At the stop it accepts no more; the connections it has stay up through the drain.
         // A reload that removed the link (or moved its address) stops it the same way.
+        // Biased: once stopped or removed, no connection waiting in the backlog is taken.
         let next = tokio::select! {
-            i = listener.accept() => i,
+            biased;
             () = shared.stop.cancelled() => return,
             () = cancel.cancelled() => {
                 if let Listener::Quic(e) = &listener {
@@ -1005,6 +1006,7 @@ async fn accept_loop(
                 }
                 return info!(link = %settings.borrow().name, "listener closed by a reload");
             }
+            i = listener.accept() => i,
         };
         let l = settings.borrow().clone();
         let incoming = match next {
