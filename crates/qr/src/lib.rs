@@ -1,0 +1,16 @@
+//! Corridor's EMV QR codes, sans-IO: text in, a checked payload out.
+//!
+//! # Layout
+//!
+//! - [`limits`]: every bound, in one place.
+//! - [`crc`]: CRC-16/CCITT-FALSE, the checksum of ID 63.
+//! - [`mpm`]: merchant-presented payloads (EMVCo QRCPS-MPM 1.1): the ID-length-value
+//!   objects, nested templates, the order and presence rules, the CRC.
+
+#![forbid(unsafe_code)]
+
+pub mod crc;
+pub mod limits;
+pub mod mpm;
+
+pub use mpm::{decode, encode, nested, DataObject, MpmError, Payload};

@@ -1,0 +1,13 @@
+//! Every bound the QR decoder enforces, in one place.
+
+/// Most characters in one payload. EMVCo QRCPS-MPM caps a payload at 512 characters (a QR
+/// code of version 40 holds more; no scheme issues longer merchant payloads).
+pub const PAYLOAD_CHARS_MAX: usize = 512;
+
+/// Most data objects at one level (IDs are two digits: at most 100 distinct ones).
+pub const OBJECTS_MAX: usize = 100;
+
+/// Template nesting the decoder follows: a payload's templates hold primitives only.
+pub const DEPTH_MAX: usize = 1;
+
+const _: () = assert!(PAYLOAD_CHARS_MAX < 10_000);
