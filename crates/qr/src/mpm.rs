@@ -19,7 +19,7 @@ use std::fmt;
 
 use crate::{
     crc::{crc16_ccitt_false, hex4},
-    limits::{OBJECTS_MAX, PAYLOAD_CHARS_MAX},
+    limits::{DEPTH_MAX, OBJECTS_MAX, PAYLOAD_CHARS_MAX},
 };
 
 /// One data object: its ID, value, where it starts, and (a template) what it holds.
@@ -259,8 +259,9 @@ fn chars_bytes(s: &str, n: usize) -> Option<usize> {
     }
 }
 
-/// The objects of `s` (one level), `base` its character offset in the payload.
-fn objects(s: &str, base: usize, nested: bool) -> Result<Vec<DataObject<'_>>, MpmError> {
+/// The objects of `s` (one level), `base` its character offset in the payload, `depth` the
+/// templates it is inside.
+fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, MpmError> {
     let mut out: Vec<DataObject<'_>> = Vec::new();
     let (mut rest, mut at) = (s, base);
     while !rest.is_empty() {
@@ -279,8 +280,8 @@ fn objects(s: &str, base: usize, nested: bool) -> Result<Vec<DataObject<'_>>, Mp
         if out.iter().any(|o| o.id == id) {
             return Err(MpmError::Duplicate { id, offset: at });
         }
-        let children = if is_template(id) && !nested {
-            objects(value, at + 4, true).map_err(|e| MpmError::BadTemplate { id, inner: Box::new(e) })?
+        let children = if is_template(id) && depth < DEPTH_MAX {
+            objects(value, at + 4, depth + 1).map_err(|e| MpmError::BadTemplate { id, inner: Box::new(e) })?
         } else {
             Vec::new()
         };
@@ -307,7 +308,7 @@ pub fn decode(text: &str) -> Result<Payload<'_>, MpmError> {
     if chars > PAYLOAD_CHARS_MAX {
         return Err(MpmError::TooLong { chars });
     }
-    let objects = objects(text, 0, false)?;
+    let objects = objects(text, 0, 0)?;
     let first = &objects[0];
     if first.id != 0 {
         return Err(MpmError::FormatIndicatorNotFirst { offset: first.offset });
