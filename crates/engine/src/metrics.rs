@@ -217,6 +217,13 @@ impl Metrics {
         }
     }
 
+    /// The destination participants' figures, by participant index (the entry for requests
+    /// answered before routing left out).
+    pub fn routed(&self) -> impl Iterator<Item = (usize, &Destination)> {
+        let n = self.destinations.len().saturating_sub(1);
+        self.destinations.iter().take(n).enumerate()
+    }
+
     /// Figures for requests answered before routing.
     #[must_use]
     pub fn unrouted(&self) -> Option<&Destination> {

@@ -157,13 +157,8 @@ impl Collector for SnapshotCollector {
 
         // Per destination: forwarded, answers by code and source, timeouts, latency.
         let dest_name = |i: usize| if i + 1 == m.destinations.len() { "none" } else { participant(i) };
-        let forwarded: Vec<_> = m
-            .destinations
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i + 1 < m.destinations.len())
-            .map(|(i, d)| (vec![("destination", dest_name(i))], d.forwarded))
-            .collect();
+        let forwarded: Vec<_> =
+            m.routed().map(|(i, d)| (vec![("destination", dest_name(i))], d.forwarded)).collect();
         counters(
             &mut enc,
             "corridor_forwarded",
@@ -201,13 +196,8 @@ impl Collector for SnapshotCollector {
             "Answers to originators, by destination, response code and who made them (destination or switch).",
             &answers,
         )?;
-        let timeouts: Vec<_> = m
-            .destinations
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i + 1 < m.destinations.len())
-            .map(|(i, d)| (vec![("destination", dest_name(i))], d.timeouts))
-            .collect();
+        let timeouts: Vec<_> =
+            m.routed().map(|(i, d)| (vec![("destination", dest_name(i))], d.timeouts)).collect();
         counters(
             &mut enc,
             "corridor_timeouts",
@@ -221,10 +211,8 @@ impl Collector for SnapshotCollector {
             .collect();
         counters(&mut enc, "corridor_declines", "Switch-made declines, by reason.", &declines)?;
         let routed: Vec<_> = m
-            .destinations
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| i + 1 < m.destinations.len() && d.latency.count > 0)
+            .routed()
+            .filter(|(_, d)| d.latency.count > 0)
             .map(|(i, d)| (vec![("destination", dest_name(i))], &d.latency))
             .collect();
         latency(
@@ -234,10 +222,8 @@ impl Collector for SnapshotCollector {
             &routed,
         )?;
         let dest: Vec<_> = m
-            .destinations
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| i + 1 < m.destinations.len() && d.destination_latency.count > 0)
+            .routed()
+            .filter(|(_, d)| d.destination_latency.count > 0)
             .map(|(i, d)| (vec![("destination", dest_name(i))], &d.destination_latency))
             .collect();
         latency(

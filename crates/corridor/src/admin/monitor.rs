@@ -295,8 +295,8 @@ impl Monitor {
         let mut destinations = Vec::new();
         let mut changes = Vec::new();
         let warm_secs = win.map_or(1.0, |w| secs(now, w));
-        for (i, d) in m.destinations.iter().enumerate() {
-            if i + 1 == m.destinations.len() || d.answers.total() == 0 && d.forwarded == 0 {
+        for (i, d) in m.routed() {
+            if d.answers.total() == 0 && d.forwarded == 0 {
                 continue;
             }
             let name = participant(i);
