@@ -10,3 +10,12 @@ pub const OBJECTS_MAX: usize = 100;
 /// Template nesting the decoder follows: a payload's templates hold primitives only (a
 /// template ID inside a template is read as a primitive).
 pub const DEPTH_MAX: usize = 1;
+
+/// Most networks in one registry.
+pub const NETWORKS_MAX: usize = 256;
+
+/// Most rules one network has.
+pub const RULES_MAX: usize = 16;
+
+/// Most sub-IDs an acquirer locator descends.
+pub const ACQUIRER_PATH_MAX: usize = 4;

@@ -115,6 +115,22 @@ impl<'a> Payload<'a> {
     pub fn city(&self) -> Option<&'a str> {
         self.value(60)
     }
+
+    /// Checks the mandatory objects are there (52, 53, 58, 59, 60 and a merchant account),
+    /// but for the IDs in `excused`.
+    ///
+    /// # Errors
+    ///
+    /// [`MpmError::Missing`] with the first missing ID, or [`MpmError::NoMerchantAccount`].
+    pub fn check_mandatory(&self, excused: &[u8]) -> Result<(), MpmError> {
+        if let Some(id) = MANDATORY.into_iter().find(|id| !excused.contains(id) && self.get(*id).is_none()) {
+            return Err(MpmError::Missing { id });
+        }
+        if self.merchant_accounts().next().is_none() {
+            return Err(MpmError::NoMerchantAccount);
+        }
+        Ok(())
+    }
 }
 
 /// Why a payload is not a valid merchant-presented QR code. Offsets count characters.
@@ -292,15 +308,53 @@ fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, Mp
     Ok(out)
 }
 
+/// The value of the object `id` in `s`, a run of ID-length-value objects (a template's
+/// value, or a sub-template inside one), without building the whole list: `None` when `s`
+/// is not a run of objects or has no `id`.
+#[must_use]
+pub fn find(s: &str, id: u8) -> Option<&str> {
+    let mut rest = s;
+    for _ in 0..OBJECTS_MAX {
+        if rest.is_empty() {
+            return None;
+        }
+        let here = two_digits(rest)?;
+        let declared = usize::from(rest.get(2..).and_then(two_digits)?);
+        let tail = &rest[4..];
+        let len = chars_bytes(tail, declared)?;
+        if here == id {
+            return Some(&tail[..len]);
+        }
+        rest = &tail[len..];
+    }
+    None
+}
+
 /// The mandatory primitives besides ID 00 and the CRC.
 const MANDATORY: [u8; 5] = [52, 53, 58, 59, 60];
 
-/// Parses and checks a merchant-presented payload.
+/// Parses and checks a merchant-presented payload: the structure, the order rules, the CRC
+/// and the mandatory objects.
 ///
 /// # Errors
 ///
 /// See [`MpmError`]: the first rule broken, with the ID and character offset.
 pub fn decode(text: &str) -> Result<Payload<'_>, MpmError> {
+    let payload = parse(text)?;
+    payload.check_mandatory(&[])?;
+    Ok(payload)
+}
+
+/// Parses a payload and checks everything [`decode`] does but the presence of the mandatory
+/// objects, which some national schemes leave out (VietQR transfer codes carry no MCC,
+/// merchant name or city): [`Payload::check_mandatory`] checks them, excusing what the
+/// scheme found in the payload allows ([`crate::Registry::decode`]).
+///
+/// # Errors
+///
+/// See [`MpmError`]; never [`MpmError::Missing`] but for ID 63, never
+/// [`MpmError::NoMerchantAccount`].
+pub fn parse(text: &str) -> Result<Payload<'_>, MpmError> {
     if text.is_empty() {
         return Err(MpmError::Empty);
     }
@@ -325,14 +379,6 @@ pub fn decode(text: &str) -> Result<Payload<'_>, MpmError> {
         || !crc.value.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return Err(MpmError::CrcNotLast { offset: crc.offset });
-    }
-    for id in MANDATORY {
-        if !objects.iter().any(|o| o.id == id) {
-            return Err(MpmError::Missing { id });
-        }
-    }
-    if !objects.iter().any(|o| (2..=51).contains(&o.id)) {
-        return Err(MpmError::NoMerchantAccount);
     }
     // The CRC covers everything before its value: the bytes up to and including "6304".
     let covered = &text.as_bytes()[..text.len() - 4];
