@@ -19,3 +19,17 @@ pub const RULES_MAX: usize = 16;
 
 /// Most sub-IDs an acquirer locator descends.
 pub const ACQUIRER_PATH_MAX: usize = 4;
+
+/// Most bytes of a consumer-presented payload once base64-decoded (a QR code of version 40
+/// holds 2,953 bytes; EMVCo's examples are under 200, and a wallet's code is read by a
+/// terminal's camera, not a version 40 symbol).
+pub const CPM_BYTES_MAX: usize = 1024;
+
+/// Most BER-TLV objects in one consumer-presented template.
+pub const CPM_OBJECTS_MAX: usize = 64;
+
+/// Most application templates (`61`) in one consumer-presented payload.
+pub const CPM_APPLICATIONS_MAX: usize = 8;
+
+/// Most bytes of ICC data a consumer-presented code gives an authorization: DE 55's maximum.
+pub const ICC_BYTES_MAX: usize = 255;
