@@ -264,8 +264,12 @@ fn two_digits(s: &str) -> Option<u8> {
     }
 }
 
-/// The byte length of the first `n` characters of `s`, if it has that many.
-fn chars_bytes(s: &str, n: usize) -> Option<usize> {
+/// The byte length of the first `n` characters of `s`, if it has that many; `ascii` says
+/// `s` is ASCII (one byte a character), which most payloads are.
+fn chars_bytes(s: &str, n: usize, ascii: bool) -> Option<usize> {
+    if ascii {
+        return (n <= s.len()).then_some(n);
+    }
     if n == 0 {
         return Some(0);
     }
@@ -276,9 +280,10 @@ fn chars_bytes(s: &str, n: usize) -> Option<usize> {
 }
 
 /// The objects of `s` (one level), `base` its character offset in the payload, `depth` the
-/// templates it is inside.
-fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, MpmError> {
-    let mut out: Vec<DataObject<'_>> = Vec::new();
+/// templates it is inside, `ascii` whether the payload is ASCII.
+fn objects(s: &str, base: usize, depth: usize, ascii: bool) -> Result<Vec<DataObject<'_>>, MpmError> {
+    // A payload has a dozen or two objects at the root, a template a handful.
+    let mut out: Vec<DataObject<'_>> = Vec::with_capacity(if depth == 0 { 24 } else { 6 });
     let (mut rest, mut at) = (s, base);
     while !rest.is_empty() {
         if out.len() >= OBJECTS_MAX {
@@ -289,7 +294,7 @@ fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, Mp
         let declared = usize::from(declared);
         // ID and length are four ASCII characters: four bytes.
         let tail = &rest[4..];
-        let Some(len) = chars_bytes(tail, declared) else {
+        let Some(len) = chars_bytes(tail, declared, ascii) else {
             return Err(MpmError::Truncated { id, offset: at, declared, left: tail.chars().count() });
         };
         let value = &tail[..len];
@@ -297,7 +302,8 @@ fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, Mp
             return Err(MpmError::Duplicate { id, offset: at });
         }
         let children = if is_template(id) && depth < DEPTH_MAX {
-            objects(value, at + 4, depth + 1).map_err(|e| MpmError::BadTemplate { id, inner: Box::new(e) })?
+            objects(value, at + 4, depth + 1, ascii)
+                .map_err(|e| MpmError::BadTemplate { id, inner: Box::new(e) })?
         } else {
             Vec::new()
         };
@@ -313,6 +319,7 @@ fn objects(s: &str, base: usize, depth: usize) -> Result<Vec<DataObject<'_>>, Mp
 /// is not a run of objects or has no `id`.
 #[must_use]
 pub fn find(s: &str, id: u8) -> Option<&str> {
+    let ascii = s.is_ascii();
     let mut rest = s;
     for _ in 0..OBJECTS_MAX {
         if rest.is_empty() {
@@ -321,7 +328,7 @@ pub fn find(s: &str, id: u8) -> Option<&str> {
         let here = two_digits(rest)?;
         let declared = usize::from(rest.get(2..).and_then(two_digits)?);
         let tail = &rest[4..];
-        let len = chars_bytes(tail, declared)?;
+        let len = chars_bytes(tail, declared, ascii)?;
         if here == id {
             return Some(&tail[..len]);
         }
@@ -358,11 +365,12 @@ pub fn parse(text: &str) -> Result<Payload<'_>, MpmError> {
     if text.is_empty() {
         return Err(MpmError::Empty);
     }
-    let chars = text.chars().count();
+    let ascii = text.is_ascii();
+    let chars = if ascii { text.len() } else { text.chars().count() };
     if chars > PAYLOAD_CHARS_MAX {
         return Err(MpmError::TooLong { chars });
     }
-    let objects = objects(text, 0, 0)?;
+    let objects = objects(text, 0, 0, ascii)?;
     let first = &objects[0];
     if first.id != 0 {
         return Err(MpmError::FormatIndicatorNotFirst { offset: first.offset });
