@@ -7,6 +7,7 @@
 //! - `main.rs`: the command line and exit codes.
 //! - `msg.rs`: `corridor msg`, the operator's tool to look at and craft messages.
 //! - `journal.rs`: `corridor journal`, to look at, check and cut a journal directory.
+//! - `qr.rs`: `corridor qr`, to read and write EMV QR payloads.
 //! - `saf.rs`: `corridor saf`, the store-and-forward and exception queues of a journal.
 //! - the library (`certs`, `serve`); the configuration file is `corridor-config`'s.
 
@@ -21,6 +22,7 @@ use corridor_config as config;
 
 mod journal;
 mod msg;
+mod qr;
 mod saf;
 
 #[global_allocator]
@@ -69,6 +71,11 @@ enum Command {
     Msg {
         #[command(subcommand)]
         command: msg::MsgCommand,
+    },
+    /// Read and write EMV QR payloads (merchant- and consumer-presented).
+    Qr {
+        #[command(subcommand)]
+        command: qr::QrCommand,
     },
 }
 
@@ -153,6 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
+        Command::Qr { command } => qr::run(command),
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
