@@ -21,11 +21,11 @@ fn routes(c: &mut Criterion) {
     let rx = InstitutionId::from_ascii(b"99999999").unwrap();
     c.bench_function("routes/lookup", |b| {
         b.iter(|| {
-            let q = corridor_engine::RouteQuery {
-                mti: Mti::FINANCIAL_REQUEST,
-                receiver: Some(black_box(&rx)),
-                pan: Some(black_box(&b"4761739001010010"[..])),
-            };
+            let q = corridor_engine::RouteQuery::new(
+                Mti::FINANCIAL_REQUEST,
+                Some(black_box(&rx)),
+                Some(black_box(&b"4761739001010010"[..])),
+            );
             t.lookup(&q).map(|r| r.destination)
         })
     });

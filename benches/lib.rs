@@ -148,6 +148,7 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 roles: Roles { acquirer: true, ..Roles::default() },
                 acquirer_ids: vec![InstitutionId::from_ascii(b"12345678").unwrap()],
                 forwarder_ids: vec![],
+                directory: Default::default(),
             },
             Participant {
                 id: "iss".into(),
@@ -155,11 +156,13 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 roles: Roles { issuer: true, ..Roles::default() },
                 acquirer_ids: vec![],
                 forwarder_ids: vec![],
+                directory: Default::default(),
             },
         ],
         links: vec![link("acq", 0, false, acq), link("iss", 1, false, iss)],
         routes: route_table(),
         settings: Settings::default(),
+        interop: Default::default(),
     }
 }
 

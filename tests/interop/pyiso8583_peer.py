@@ -24,7 +24,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "..", "..", "proto-spec", "fields.toml"), "rb") as f:
     DICT = {fld["id"]: fld for fld in tomllib.load(f)["field"]}
 
-SPECS = {"iso87-ascii": iso8583.specs.default, "iso87-hex": iso8583.specs.default_ascii}
+def corridor_spec(base):
+    """pyiso8583's spec with DE 126 as Corridor's dictionary has it: binary LLLVAR of up to 499
+    bytes (an EMV QR payload's UTF-8 bytes), encoded the way the spec encodes DE 55."""
+    spec = dict(base)
+    de55 = base["55"]
+    unit = 2 if de55["data_enc"] == "ascii" else 1
+    spec["126"] = dict(de55, desc="QR Code Payload", max_len=DICT[126]["max"] * unit)
+    return spec
+
+
+SPECS = {"iso87-ascii": corridor_spec(iso8583.specs.default), "iso87-hex": corridor_spec(iso8583.specs.default_ascii)}
 CHARSETS = {
     "n": string.digits,
     "an": string.ascii_letters + string.digits + " ",

@@ -14,6 +14,52 @@ pub(crate) struct File {
     pub(crate) routes: Vec<RouteSection>,
     pub(crate) journal: Option<JournalSection>,
     pub(crate) admin: Option<AdminSection>,
+    pub(crate) qr: Option<QrSection>,
+    pub(crate) currency: Option<CurrencySection>,
+    #[serde(default, rename = "rate")]
+    pub(crate) rates: Vec<RateSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QrSection {
+    /// A QR network registry (the format of proto-spec/qr-networks.toml) instead of the
+    /// shipped one, relative to the configuration file.
+    pub(crate) networks: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CurrencySection {
+    /// The currency networks settle in (DE 50): the switch fills DE 5/9/50 in it.
+    pub(crate) settlement: Option<String>,
+    /// TOML files of `[[rate]]` quotes, relative to the configuration file (read again on
+    /// every reload).
+    #[serde(default)]
+    pub(crate) rate_files: Vec<String>,
+}
+
+/// A file of quotes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateFile {
+    #[serde(default, rename = "rate")]
+    pub(crate) rates: Vec<RateSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateSection {
+    /// The quote's id (an originator names it in DE 125).
+    pub(crate) quote: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// The mid rate, a decimal: one unit of `from` is this many of `to`.
+    pub(crate) rate: String,
+    #[serde(default)]
+    pub(crate) markup_bps: u32,
+    pub(crate) valid_from: toml::value::Datetime,
+    pub(crate) valid_to: toml::value::Datetime,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +101,8 @@ pub(crate) struct SwitchSection {
     pub(crate) late_window_ms: Option<u64>,
     pub(crate) duplicate_window_ms: Option<u64>,
     pub(crate) metrics: Option<bool>,
+    /// The switch's own market (ISO 3166-1 alpha-2): payments into it are inbound.
+    pub(crate) market: Option<String>,
     /// CSV files of routes (BIN tables), relative to the configuration file.
     #[serde(default)]
     pub(crate) route_files: Vec<String>,
@@ -106,6 +154,18 @@ pub(crate) struct ParticipantSection {
     /// TLS identity: SHA-256 pins (hex) of its certificates' public keys.
     #[serde(default)]
     pub(crate) tls_spki_sha256: Vec<String>,
+    /// The directory: its market (ISO 3166-1 alpha-2).
+    pub(crate) market: Option<String>,
+    /// The directory: its currency (ISO 4217, `VND` or `704`).
+    pub(crate) currency: Option<String>,
+    /// The directory: the largest transaction it takes, a decimal in its currency.
+    pub(crate) limit: Option<String>,
+    /// The directory: the QR networks it runs or acquires for (registry ids).
+    #[serde(default)]
+    pub(crate) networks: Vec<String>,
+    /// Its partnership policy: the QR networks its payments may go to, in order.
+    #[serde(default)]
+    pub(crate) qr_policy: Vec<String>,
     #[serde(default, rename = "link")]
     pub(crate) links: Vec<LinkSection>,
 }
@@ -160,6 +220,10 @@ pub(crate) struct LinkSection {
 pub(crate) struct RouteSection {
     pub(crate) pan_prefix: Option<String>,
     pub(crate) receiver_id: Option<String>,
+    /// A QR network (registry id) the payment's code carries.
+    pub(crate) qr_network: Option<String>,
+    /// With `qr_network`: only when its template carries this acquirer id.
+    pub(crate) qr_acquirer: Option<String>,
     #[serde(default)]
     pub(crate) default: bool,
     pub(crate) mti_classes: Option<Vec<u8>>,

@@ -27,6 +27,7 @@ use corridor_wire::{Dialect, InstitutionId};
 
 pub mod certs;
 mod file;
+mod interop;
 pub mod limits;
 pub mod reload;
 mod routes;
@@ -264,6 +265,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");
     }
+    let registry = interop::registry(&file, base)?;
     let mut participants = Vec::new();
     let mut links = Vec::new();
     let mut net = NetConfig {
@@ -358,16 +360,37 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
             roles,
             acquirer_ids,
             forwarder_ids,
+            directory: interop::directory(p, &registry, &at)?,
         });
     }
     let mut all = routes::Routes::default();
     for (i, r) in file.routes.iter().enumerate() {
         let at = format!("route {} (destination {:?})", i + 1, r.destination);
-        let key = match (&r.pan_prefix, &r.receiver_id, r.default) {
-            (Some(p), None, false) => routes::pan_prefix(p).with_context(|| at.clone())?,
-            (None, Some(id), false) => RouteKey::Receiver(institution(id, &format!("{at}: receiver_id"))?),
-            (None, None, true) => RouteKey::Default,
-            _ => bail!("{at}: give exactly one of pan_prefix, receiver_id or default = true"),
+        if r.qr_acquirer.is_some() && r.qr_network.is_none() {
+            bail!("{at}: qr_acquirer goes with qr_network");
+        }
+        let key = match (&r.pan_prefix, &r.receiver_id, &r.qr_network, r.default) {
+            (Some(p), None, None, false) => routes::pan_prefix(p).with_context(|| at.clone())?,
+            (None, Some(id), None, false) => {
+                RouteKey::Receiver(institution(id, &format!("{at}: receiver_id"))?)
+            }
+            (None, None, Some(n), false) => {
+                let i = registry
+                    .index(n)
+                    .with_context(|| format!("{at}: qr_network {n:?} is not in the QR network registry"))?;
+                if let Some(a) = &r.qr_acquirer {
+                    if a.is_empty() || a.len() > 32 || !a.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+                        bail!("{at}: qr_acquirer {a:?} must be 1-32 printable characters");
+                    }
+                }
+                RouteKey::Qr {
+                    network: u16::try_from(i).unwrap_or(u16::MAX),
+                    name: n.as_str().into(),
+                    acquirer: r.qr_acquirer.as_deref().map(Into::into),
+                }
+            }
+            (None, None, None, true) => RouteKey::Default,
+            _ => bail!("{at}: give exactly one of pan_prefix, receiver_id, qr_network or default = true"),
         };
         let destination = routes::destination(&participants, &r.destination).with_context(|| at.clone())?;
         let mti_classes = match &r.mti_classes {
@@ -384,12 +407,13 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     }
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let interop = interop::interop(&file, registry, base)?;
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
     Ok(Loaded {
-        engine: Config { participants, links, routes, settings },
+        engine: Config { participants, links, routes, settings, interop },
         net,
         journal,
         digest,
@@ -601,6 +625,8 @@ pub fn summary(c: &Loaded) -> String {
             RouteKey::PanPrefix(p) => format!("pan {}", String::from_utf8_lossy(p)),
             RouteKey::Receiver(id) => format!("DE 100 {id}"),
             RouteKey::Default => "default".to_string(),
+            RouteKey::Qr { name, acquirer: None, .. } => format!("qr {name}"),
+            RouteKey::Qr { name, acquirer: Some(a), .. } => format!("qr {name} acquirer {a}"),
         };
         let classes = r.mti_classes.map_or("all".to_string(), |m| {
             (0..10).filter(|c| m & (1 << c) != 0).map(|c| c.to_string()).collect::<Vec<_>>().join(",")

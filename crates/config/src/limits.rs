@@ -117,3 +117,9 @@ pub const ADMIN_ADDRESS: &str = "127.0.0.1:9180";
 pub const ADMIN_TOKEN_BYTES_MIN: usize = 16;
 /// Longest admin bearer token accepted.
 pub const ADMIN_TOKEN_BYTES_MAX: usize = 256;
+
+/// Most quotes in the rate table (inline and rate files together).
+pub const RATES_MAX: usize = 100_000;
+
+/// Largest rate file read.
+pub const RATE_FILE_BYTES_MAX: u64 = 16 << 20;

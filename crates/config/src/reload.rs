@@ -96,6 +96,8 @@ fn route_text(r: &Route, participants: &[Participant]) -> (String, String) {
         RouteKey::PanPrefix(p) => format!("pan_prefix {}", String::from_utf8_lossy(p)),
         RouteKey::Receiver(id) => format!("receiver_id {id}"),
         RouteKey::Default => "default".into(),
+        RouteKey::Qr { name, acquirer: None, .. } => format!("qr_network {name}"),
+        RouteKey::Qr { name, acquirer: Some(a), .. } => format!("qr_network {name} acquirer {a}"),
     };
     let classes = r.mti_classes.map_or_else(
         || "all classes".to_owned(),
@@ -158,6 +160,69 @@ fn settings_fields(c: &Config) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A directory entry as text, for a change line.
+fn directory_text(d: &corridor_engine::config::DirectoryEntry) -> String {
+    let market = d.market.map_or_else(|| "-".to_owned(), |m| String::from_utf8_lossy(&m).into_owned());
+    let currency = d.currency.map_or_else(|| "-".to_owned(), |c| c.to_string());
+    let limit = match (d.limit, d.currency) {
+        (Some(l), Some(c)) => corridor_engine::exchange::decimal_amount(l, c.exponent),
+        _ => "none".to_owned(),
+    };
+    format!(
+        "(market {market}, currency {currency}, limit {limit}, networks {:?}, policy {:?})",
+        d.networks, d.qr_policy
+    )
+}
+
+/// The switch-wide cross-border settings' changes: the registry, the settlement currency,
+/// the market, each quote added, removed or changed.
+fn interop_changes(
+    old: &corridor_engine::config::Interop,
+    new: &corridor_engine::config::Interop,
+    out: &mut Vec<String>,
+) {
+    let ids = |i: &corridor_engine::config::Interop| {
+        i.registry.networks().iter().map(|n| n.id.clone()).collect::<Vec<_>>()
+    };
+    if ids(old) != ids(new) {
+        out.push(format!("qr: networks {:?} -> {:?}", ids(old), ids(new)));
+    }
+    if old.settlement != new.settlement {
+        let t = |c: Option<corridor_engine::exchange::Currency>| {
+            c.map_or_else(|| "none".to_owned(), |c| c.to_string())
+        };
+        out.push(format!("currency: settlement {} -> {}", t(old.settlement), t(new.settlement)));
+    }
+    if old.market != new.market {
+        let t = |m: Option<[u8; 2]>| {
+            m.map_or_else(|| "none".to_owned(), |m| String::from_utf8_lossy(&m).into_owned())
+        };
+        out.push(format!("switch: market {} -> {}", t(old.market), t(new.market)));
+    }
+    let text = |q: &corridor_engine::exchange::Quote| {
+        format!(
+            "{} -> {} at {} + {} bps, valid {} to {} ms",
+            q.from, q.to, q.rate, q.markup_bps, q.valid_from_ms, q.valid_to_ms
+        )
+    };
+    let before: std::collections::BTreeMap<&str, String> =
+        old.rates.quotes().iter().map(|q| (&*q.id, text(q))).collect();
+    let after: std::collections::BTreeMap<&str, String> =
+        new.rates.quotes().iter().map(|q| (&*q.id, text(q))).collect();
+    for (id, t) in &before {
+        match after.get(id) {
+            None => out.push(format!("rate quote {id}: removed (was {t})")),
+            Some(n) if n != t => out.push(format!("rate quote {id}: {t} -> {n}")),
+            Some(_) => {}
+        }
+    }
+    for (id, t) in &after {
+        if !before.contains_key(id) {
+            out.push(format!("rate quote {id}: added ({t})"));
+        }
+    }
+}
+
 fn diff_fields(
     what: &str,
     old: &[(&'static str, String)],
@@ -204,6 +269,14 @@ pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
                     changes.push(format!("participant {}: added again", p.id));
                 } else if was != now && !present[i] {
                     changes.push(format!("participant {}: changed (name, roles or institution ids)", p.id));
+                }
+                if !current.gone_participants.contains(&i) && o.directory != p.directory && !present[i] {
+                    changes.push(format!(
+                        "participant {}: directory {} -> {}",
+                        p.id,
+                        directory_text(&o.directory),
+                        directory_text(&p.directory)
+                    ));
                 }
                 present[i] = true;
                 participants[i] = p.clone();
@@ -318,8 +391,9 @@ pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
     }
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let engine = Config { participants, links, routes, settings: new.settings };
+    let engine = Config { participants, links, routes, settings: new.settings, interop: new.interop };
     diff_fields("switch", &settings_fields(old), &settings_fields(&engine), &mut changes);
+    interop_changes(&old.interop, &engine.interop, &mut changes);
 
     // The network side, re-indexed.
     let mut net = loaded.net;

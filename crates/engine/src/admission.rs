@@ -2,7 +2,10 @@
 //! hold it (its originator is at its limit), decline it with a code, or forward it on a
 //! chosen link — and then the forwarding itself.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use corridor_wire::{de, FieldId, FieldSet, InstitutionId, ResponseCode};
 use tracing::{debug, warn};
@@ -14,7 +17,7 @@ use crate::{
     inflight::{Kind, Pending, Request},
     limits::{LINK_OUT_BYTES_MAX, PENDING_MAX},
     link::LinkId,
-    routes::RouteQuery,
+    routes::{QrTarget, RouteQuery},
     throttle::Warn,
     timers::Timer,
 };
@@ -135,16 +138,74 @@ impl Engine {
         let table = self.routes.load();
         let pan = msg.pan();
         let receiver: Option<InstitutionId> = msg.receiver_id();
-        let query =
-            RouteQuery { mti: msg.mti(), receiver: receiver.as_ref(), pan: pan.as_ref().map(|p| p.digits()) };
+        // A QR payment: its payload checked, its networks in the originator's policy order.
+        let qr_text = match crate::qr::payload_text(msg) {
+            Ok(t) => t,
+            Err(code) => return Decline(code),
+        };
+        // Held apart from `self` (which admission goes on changing) only for a QR payment:
+        // no reference count touched on the path of the others.
+        let registry = qr_text.as_ref().map(|_| Arc::clone(&self.config.interop.registry));
+        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode(t));
+        let payload = match decoded.transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(left_out) = self.may_warn(spec, Warn::Malformed, now) {
+                    warn!(%link, error = %e, left_out, "invalid QR payload (DE 126): answered 30");
+                }
+                return Decline(ResponseCode::FORMAT_ERROR);
+            }
+        };
+        let policy = &self.config.participants[participant].directory.qr_policy;
+        let found = payload
+            .as_ref()
+            .zip(registry.as_deref())
+            .map(|(p, r)| crate::qr::targets(r, p, policy))
+            .unwrap_or_default();
+        let targets: Vec<QrTarget<'_>> = found.iter().map(|(t, _)| *t).collect();
+        let query = RouteQuery {
+            mti: msg.mti(),
+            receiver: receiver.as_ref(),
+            pan: pan.as_ref().map(|p| p.digits()),
+            qr: payload.is_some().then_some(&targets[..]),
+            origin: Some(participant),
+        };
         let Some(route) = table.lookup(&query) else {
-            debug!(%link, pan = ?pan, "no route");
+            debug!(%link, pan = ?pan, qr = payload.is_some(), "no route");
             return Decline(ResponseCode::NO_ROUTE);
         };
         let (destination, timeout) = (route.destination, route.timeout);
+        // The network the payment goes by (not when DE 100 chose the route).
+        let chosen = payload
+            .as_ref()
+            .and_then(|_| table.lookup_qr(&targets, msg.mti().class(), Some(participant)))
+            .filter(|(r, _)| r.destination == destination)
+            .map(|(_, at)| found[at].1);
         drop(table);
+        let mut fill = Vec::new();
+        if let Some(p) = &payload {
+            if let Err(code) = crate::qr::merchant_fields(msg, p, chosen.as_ref(), &mut fill) {
+                return Decline(code);
+            }
+        }
+        if self.interop_active && matches!(msg.mti().class(), 1 | 2) {
+            let parties = crate::qr::Parties {
+                origin: &self.config.participants[participant].directory,
+                destination: &self.config.participants[destination].directory,
+                settlement: self.config.interop.settlement,
+                rates: &self.config.interop.rates,
+            };
+            let unix_ms = self.unix_ms(now);
+            if let Err(code) = crate::qr::currencies_and_limits(msg, &parties, unix_ms, &mut fill) {
+                debug!(%link, code = %code, "declined by the currency or limit step");
+                return Decline(code);
+            }
+        }
         match self.pick_link(destination) {
-            Ok(out) => Decision::Forward { destination, timeout, link: out, dup },
+            Ok(out) => {
+                self.fill = (!fill.is_empty()).then_some(fill);
+                Decision::Forward { destination, timeout, link: out, dup }
+            }
             Err(Unavailable::NoLink) => Decline(ResponseCode::DESTINATION_UNAVAILABLE),
             Err(Unavailable::AtLimit) => {
                 self.stats.inflight_limit_hits += 1;
@@ -198,9 +259,43 @@ impl Engine {
                 }
                 self.replay_outcome(link, correlation, &msg, outcome);
             }
-            Decision::Forward { destination, timeout, link: out_link, dup } => {
-                self.forward(link, correlation, msg, destination, timeout, out_link, dup, now);
-            }
+            Decision::Forward { destination, timeout, link: out_link, dup } => match self.fill.take() {
+                None => self.forward(link, correlation, msg, destination, timeout, out_link, dup, now),
+                Some(fill) => {
+                    // The request as forwarded (and journaled) carries what the switch added:
+                    // rebuilt in its own dialect with those fields, then forwarded like any.
+                    let dialect = msg.dialect();
+                    let set: Vec<(FieldId, &[u8])> = fill.iter().map(|(f, v)| (*f, v.as_slice())).collect();
+                    let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 160);
+                    let index = match msg.derive(msg.mti(), FieldSet::VALUES, &set, dialect, &mut body) {
+                        Ok(()) => {
+                            corridor_wire::MessageIndex::parse(dialect, &body).map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match index {
+                        Ok(index) => {
+                            let patched = corridor_wire::Message::from_parts(body.freeze(), &index);
+                            self.forward(
+                                link,
+                                correlation,
+                                patched,
+                                destination,
+                                timeout,
+                                out_link,
+                                dup,
+                                now,
+                            );
+                        }
+                        Err(e) => {
+                            if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
+                                warn!(%link, error = %e, left_out, "cannot add the switch's fields: answered 96");
+                            }
+                            self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -326,8 +421,7 @@ impl Engine {
         let table = self.routes.load();
         let pan = msg.pan();
         let receiver: Option<InstitutionId> = msg.receiver_id();
-        let query =
-            RouteQuery { mti: msg.mti(), receiver: receiver.as_ref(), pan: pan.as_ref().map(|p| p.digits()) };
+        let query = RouteQuery::new(msg.mti(), receiver.as_ref(), pan.as_ref().map(|p| p.digits()));
         let Some(destination) = table.lookup(&query).map(|r| r.destination) else {
             drop(table);
             return self.decline(link, correlation, msg, ResponseCode::NO_ROUTE);

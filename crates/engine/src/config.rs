@@ -3,11 +3,14 @@
 //! Plain values, already validated: the binary reads and checks the TOML file and builds
 //! these. Nothing here parses text.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use corridor_wire::{Dialect, InstitutionId};
 
-use crate::routes::RouteTable;
+use crate::{
+    exchange::{Currency, Rates},
+    routes::RouteTable,
+};
 
 /// How frames are cut on a link (the wire crate's, named here for configurations).
 pub use corridor_wire::Framing;
@@ -36,6 +39,27 @@ pub struct Participant {
     pub acquirer_ids: Vec<InstitutionId>,
     /// The forwarding institution ids (DE 33) it may send as.
     pub forwarder_ids: Vec<InstitutionId>,
+    /// Its entry in the participant directory.
+    pub directory: DirectoryEntry,
+}
+
+/// What the participant directory says of a participant: the market it is in, its
+/// currency, its limit per transaction, the QR networks it runs or acquires for, and its
+/// partnership policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// Its market: ISO 3166-1 alpha-2 (`VN`).
+    pub market: Option<[u8; 2]>,
+    /// Its currency: a wallet's cardholder billing currency (DE 51), a merchant network's
+    /// transaction currency; the currency its limit is in.
+    pub currency: Option<Currency>,
+    /// The largest transaction it takes, in minor units of `currency`.
+    pub limit: Option<u64>,
+    /// The QR networks (registry indices) it runs or acquires for.
+    pub networks: Vec<u16>,
+    /// Its partnership policy: the QR networks (registry indices) its payments may go to,
+    /// in order of preference; empty for any network, in the payload's order.
+    pub qr_policy: Vec<u16>,
 }
 
 /// One configured link of a participant: a listening address it dials in to, or an address
@@ -129,4 +153,43 @@ pub struct Config {
     pub routes: RouteTable,
     /// Switch-wide settings.
     pub settings: Settings,
+    /// QR networks, the rate table, the settlement currency, the switch's market.
+    pub interop: Interop,
+}
+
+impl Config {
+    /// Whether the switch converts currencies or checks limits: it has quotes, a settlement
+    /// currency, or a participant with a currency or a limit. Otherwise requests skip that
+    /// step (and a QR payment only has its merchant's fields taken from the payload).
+    #[must_use]
+    pub fn interop_active(&self) -> bool {
+        !self.interop.rates.is_empty()
+            || self.interop.settlement.is_some()
+            || self.participants.iter().any(|p| p.directory.currency.is_some() || p.directory.limit.is_some())
+    }
+}
+
+/// What cross-border QR payments need, switch-wide.
+#[derive(Clone, Debug)]
+pub struct Interop {
+    /// The QR networks the switch recognizes.
+    pub registry: Arc<corridor_qr::Registry>,
+    /// The rate table.
+    pub rates: Arc<Rates>,
+    /// The currency networks settle in (DE 50), when the switch fills DE 5/9/50.
+    pub settlement: Option<Currency>,
+    /// The switch's own market: a payment into it is inbound, out of it outbound, between
+    /// two others third-market.
+    pub market: Option<[u8; 2]>,
+}
+
+impl Default for Interop {
+    fn default() -> Self {
+        Self {
+            registry: Arc::new(corridor_qr::Registry::builtin().clone()),
+            rates: Arc::default(),
+            settlement: None,
+            market: None,
+        }
+    }
 }

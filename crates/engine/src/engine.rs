@@ -109,6 +109,10 @@ pub struct Engine {
     pub(crate) storage_full: bool,
     /// Histograms and answers by code, when [`Settings::metrics`](crate::Settings) is on.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Whether requests go through the currency and limit step ([`Config::interop_active`]).
+    pub(crate) interop_active: bool,
+    /// The fields admission decided to add to the request it is forwarding (`qr`).
+    pub(crate) fill: Option<Vec<crate::qr::FillField>>,
 }
 
 impl Engine {
@@ -120,6 +124,7 @@ impl Engine {
         let clock_at = clock.at;
         let n = config.participants.len();
         let n_links = config.links.len();
+        let interop_active = config.interop_active();
         Self {
             config,
             routes,
@@ -153,6 +158,8 @@ impl Engine {
             journal_held: Vec::new(),
             storage_full: false,
             metrics: crate::metrics::Metrics::new(n, n_links),
+            interop_active,
+            fill: None,
         }
     }
 

@@ -11,7 +11,12 @@
 //!
 //! - [`limits`]: every bound, in one place.
 //! - [`config`]: participants, links and settings, already validated.
-//! - [`routes`]: the immutable route table (DE 100, longest PAN prefix, default).
+//! - [`routes`]: the immutable route table (DE 100, QR networks, longest PAN prefix,
+//!   default).
+//! - [`exchange`]: currencies (ISO 4217 as data), N8 rates, exact conversion, the rate table.
+//! - `qr`: a QR payment's admission: its payload read, its networks ordered by the
+//!   originator's partnership policy, the merchant's fields, currencies filled or checked,
+//!   the participants' limits.
 //! - [`engine`]: the `Engine` type: its inputs and outputs, framing, drain.
 //! - `admission`: one decision per request — hold, decline with a code, or forward on a
 //!   chosen link — and the forwarding.
@@ -37,6 +42,7 @@ mod compose;
 pub mod config;
 mod duplicates;
 pub mod engine;
+pub mod exchange;
 mod inflight;
 pub mod journal;
 pub mod limits;
@@ -44,6 +50,7 @@ pub mod link;
 pub mod metrics;
 mod network;
 pub mod operator;
+pub mod qr;
 pub mod reconfigure;
 mod reversals;
 pub mod routes;
@@ -57,5 +64,5 @@ pub use engine::{Engine, Event};
 pub use journal::{Journal, Resumed};
 pub use link::{CloseReason, LinkId, LinkStatus, ReadState};
 pub use operator::{LinkAction, SafEntry};
-pub use routes::{InvalidRoute, Route, RouteKey, RouteQuery, RouteTable};
+pub use routes::{InvalidRoute, QrTarget, Route, RouteKey, RouteQuery, RouteTable};
 pub use stats::{LinkCounts, Stats};

@@ -53,3 +53,10 @@ pub(crate) const LOG_KINDS: usize = 8;
 const _: () = assert!(LATE_MAX <= PENDING_MAX);
 const _: () = assert!(LINK_OUT_BYTES_MAX > corridor_wire::FRAME_BYTES_MAX * 4);
 const _: () = assert!(HELD_BYTES_MAX >= corridor_wire::FRAME_BYTES_MAX);
+
+/// Most QR networks one payment is routed by (a sticker lists a handful; EMVCo allows 50
+/// merchant accounts).
+pub const QR_TARGETS_MAX: usize = 16;
+
+/// Most characters of a rate quote id (DE 125).
+pub const QUOTE_ID_CHARS_MAX: usize = 32;

@@ -75,6 +75,7 @@ impl Engine {
             l.at_limit = s.at_limit;
             l.sign_on_required = s.sign_on_required;
         }
+        self.interop_active = config.interop_active();
         self.config = config;
         let mut retiring: Vec<LinkId> =
             self.links.iter().filter(|(_, l)| retire.contains(&l.spec)).map(|(id, _)| *id).collect();

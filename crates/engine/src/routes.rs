@@ -5,6 +5,14 @@
 //! longest PAN prefix (BINs of 6 and 8 digits and longer prefixes), then the default routes.
 //! Each route may be limited to some MTI classes; the first route that matches the
 //! request's class wins.
+//!
+//! A QR payment (DE 126) is routed by DE 100, then by the networks its payload carries, in
+//! the order the originator's partnership policy gives them ([`crate::qr`]): for each, a
+//! route for that network and the acquirer id found in its template, then one for the
+//! network with any acquirer. A route back to the originator is passed over (a network's own
+//! codes are on-us: it does not send them to the switch). Nothing else: its PAN, if any, is
+//! the wallet's account, and a BIN or default route would send the payment back toward the
+//! wallet.
 
 use std::time::Duration;
 
@@ -19,6 +27,16 @@ pub enum RouteKey {
     Receiver(InstitutionId),
     /// A PAN prefix of 1-19 digits (ASCII).
     PanPrefix(Vec<u8>),
+    /// A QR network (its index in the registry), and optionally the acquirer id its
+    /// template carries.
+    Qr {
+        /// The network.
+        network: u16,
+        /// Its id in the registry (`napas`), for people.
+        name: Box<str>,
+        /// The acquirer id; `None` for any.
+        acquirer: Option<Box<str>>,
+    },
     /// Anything not matched otherwise.
     Default,
 }
@@ -69,6 +87,35 @@ pub struct RouteQuery<'a> {
     pub receiver: Option<&'a InstitutionId>,
     /// The PAN's ASCII digits, DE 2.
     pub pan: Option<&'a [u8]>,
+    /// A QR payment's networks, in the order to try them; `None` for a request that is not
+    /// a QR payment.
+    pub qr: Option<&'a [QrTarget<'a>]>,
+    /// The originating participant: a QR route back to it is passed over.
+    pub origin: Option<usize>,
+}
+
+impl<'a> RouteQuery<'a> {
+    /// A query by DE 100 and the PAN.
+    #[must_use]
+    pub const fn new(mti: Mti, receiver: Option<&'a InstitutionId>, pan: Option<&'a [u8]>) -> Self {
+        Self { mti, receiver, pan, qr: None, origin: None }
+    }
+}
+
+/// A network found in a QR payload, to route by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QrTarget<'a> {
+    /// The network's index in the registry.
+    pub network: u16,
+    /// The acquirer id its template carries.
+    pub acquirer: Option<&'a str>,
+}
+
+/// A network's QR routes: for any acquirer, and by acquirer id.
+#[derive(Clone, Debug, Default)]
+struct QrRoutes {
+    any: Vec<usize>,
+    by_acquirer: FxHashMap<Box<str>, Vec<usize>>,
 }
 
 /// The immutable route table.
@@ -77,6 +124,7 @@ pub struct RouteTable {
     routes: Vec<Route>,
     by_receiver: FxHashMap<InstitutionId, Vec<usize>>,
     by_prefix: FxHashMap<PrefixKey, Vec<usize>>,
+    by_qr: FxHashMap<u16, QrRoutes>,
     /// Distinct prefix lengths, longest first.
     prefix_lens: Vec<u8>,
     defaults: Vec<usize>,
@@ -117,6 +165,13 @@ impl RouteTable {
                         t.prefix_lens.push(key.0);
                     }
                 }
+                RouteKey::Qr { network, acquirer, .. } => {
+                    let q = t.by_qr.entry(*network).or_default();
+                    match acquirer {
+                        Some(a) => q.by_acquirer.entry(a.clone()).or_default().push(i),
+                        None => q.any.push(i),
+                    }
+                }
                 RouteKey::Default => t.defaults.push(i),
             }
         }
@@ -135,13 +190,23 @@ impl RouteTable {
         candidates?.iter().map(|&i| &self.routes[i]).find(|r| r.accepts(class))
     }
 
-    /// The route for a request: by DE 100, then the longest matching PAN prefix, then the
-    /// default.
+    fn first_qr(&self, candidates: Option<&Vec<usize>>, class: u8, origin: Option<usize>) -> Option<&Route> {
+        candidates?
+            .iter()
+            .map(|&i| &self.routes[i])
+            .find(|r| r.accepts(class) && Some(r.destination) != origin)
+    }
+
+    /// The route for a request: by DE 100, then (a QR payment) its networks, else the
+    /// longest matching PAN prefix, then the default. See the module docs.
     #[must_use]
     pub fn lookup(&self, q: &RouteQuery<'_>) -> Option<&Route> {
         let (class, receiver, pan) = (q.mti.class(), q.receiver, q.pan);
         if let Some(r) = receiver.and_then(|id| self.first(self.by_receiver.get(id), class)) {
             return Some(r);
+        }
+        if let Some(targets) = q.qr {
+            return self.lookup_qr(targets, class, q.origin).map(|(r, _)| r);
         }
         if let Some(pan) = pan {
             for &len in &self.prefix_lens {
@@ -155,6 +220,25 @@ impl RouteTable {
             }
         }
         self.first(Some(&self.defaults), class)
+    }
+
+    /// The first of `targets` with a route (by acquirer id, then for any acquirer), and its
+    /// place in `targets`.
+    #[must_use]
+    pub fn lookup_qr(
+        &self,
+        targets: &[QrTarget<'_>],
+        class: u8,
+        origin: Option<usize>,
+    ) -> Option<(&Route, usize)> {
+        for (at, t) in targets.iter().enumerate() {
+            let Some(q) = self.by_qr.get(&t.network) else { continue };
+            let by_acquirer = t.acquirer.and_then(|a| self.first_qr(q.by_acquirer.get(a), class, origin));
+            if let Some(r) = by_acquirer.or_else(|| self.first_qr(Some(&q.any), class, origin)) {
+                return Some((r, at));
+            }
+        }
+        None
     }
 }
 
@@ -182,7 +266,7 @@ mod tests {
         .expect("valid");
         let mti = Mti::FINANCIAL_REQUEST;
         let dest = |pan: &[u8], rx: Option<&InstitutionId>| {
-            t.lookup(&RouteQuery { mti, receiver: rx, pan: Some(pan) }).map(|r| r.destination)
+            t.lookup(&RouteQuery::new(mti, rx, Some(pan))).map(|r| r.destination)
         };
         assert_eq!(dest(b"4761739001010010", None), Some(3));
         assert_eq!(dest(b"4761739011111111", None), Some(2));
@@ -200,11 +284,48 @@ mod tests {
         let t =
             RouteTable::new(vec![only_auth, route(RouteKey::PanPrefix(b"4761".to_vec()), 2)]).expect("valid");
         let pan: &[u8] = b"4761739001010010";
-        let q = |mti| RouteQuery { mti, receiver: None, pan: Some(pan) };
+        let q = |mti| RouteQuery::new(mti, None, Some(pan));
         assert_eq!(t.lookup(&q(Mti::AUTHORIZATION_REQUEST)).map(|r| r.destination), Some(1));
         assert_eq!(t.lookup(&q(Mti::FINANCIAL_REQUEST)).map(|r| r.destination), Some(2));
         let none = RouteTable::new(vec![]).expect("valid");
         assert!(none.lookup(&q(Mti::FINANCIAL_REQUEST)).is_none());
+    }
+
+    #[test]
+    fn qr_payments_go_by_network_and_acquirer_in_the_order_given_never_back_or_by_bin() {
+        let qr = |network, acquirer: Option<&str>| RouteKey::Qr {
+            network,
+            name: "n".into(),
+            acquirer: acquirer.map(Into::into),
+        };
+        let t = RouteTable::new(vec![
+            route(qr(1, None), 10),
+            route(qr(1, Some("970436")), 11),
+            route(qr(2, None), 12),
+            route(RouteKey::PanPrefix(b"4761".to_vec()), 13),
+            route(RouteKey::Default, 14),
+            route(RouteKey::Receiver(id("44556677")), 15),
+        ])
+        .expect("valid");
+        let mti = Mti::FINANCIAL_REQUEST;
+        let dest = |targets: &[QrTarget<'_>], origin, rx: Option<&InstitutionId>| {
+            let q =
+                RouteQuery { mti, receiver: rx, pan: Some(b"4761739001010010"), qr: Some(targets), origin };
+            t.lookup(&q).map(|r| r.destination)
+        };
+        let napas = |a| QrTarget { network: 1, acquirer: a };
+        let unionpay = QrTarget { network: 2, acquirer: Some("62500123") };
+        assert_eq!(dest(&[napas(Some("970436"))], None, None), Some(11), "the acquirer's route first");
+        assert_eq!(dest(&[napas(Some("970415"))], None, None), Some(10), "then the network's");
+        assert_eq!(dest(&[unionpay, napas(None)], None, None), Some(12), "the order given");
+        assert_eq!(dest(&[unionpay, napas(None)], Some(12), None), Some(10), "never back to the originator");
+        assert_eq!(
+            dest(&[QrTarget { network: 9, acquirer: None }], None, None),
+            None,
+            "no BIN or default fallback"
+        );
+        assert_eq!(dest(&[], None, Some(&id("44556677"))), Some(15), "DE 100 still comes first");
+        assert_eq!(t.lookup_qr(&[unionpay, napas(None)], 2, Some(12)).map(|(_, at)| at), Some(1));
     }
 
     #[test]

@@ -93,6 +93,7 @@ struct Rule {
     account: bool,
     country: Option<String>,
     acquirer: Option<Locator>,
+    merchant: Option<Locator>,
 }
 
 impl Rule {
@@ -148,6 +149,8 @@ pub struct Found<'a> {
     pub guid: Option<&'a str>,
     /// The acquirer id, where the network's rule says it is and the payload has it.
     pub acquirer: Option<&'a str>,
+    /// The merchant's id in the network, likewise.
+    pub merchant: Option<&'a str>,
 }
 
 /// The QR networks the switch knows.
@@ -201,6 +204,7 @@ struct FileRule {
     account: bool,
     country: Option<String>,
     acquirer: Option<String>,
+    merchant: Option<String>,
 }
 
 fn rule(network: &str, r: FileRule) -> Result<Rule, String> {
@@ -226,6 +230,7 @@ fn rule(network: &str, r: FileRule) -> Result<Rule, String> {
         return Err(err("a country is two capital letters (ISO 3166-1 alpha-2)"));
     }
     let acquirer = r.acquirer.as_deref().map(Locator::parse).transpose().map_err(|e| err(&e))?;
+    let merchant = r.merchant.as_deref().map(Locator::parse).transpose().map_err(|e| err(&e))?;
     Ok(Rule {
         primitive: r.primitive,
         templates,
@@ -235,6 +240,7 @@ fn rule(network: &str, r: FileRule) -> Result<Rule, String> {
         account: r.account,
         country: r.country,
         acquirer,
+        merchant,
     })
 }
 
@@ -316,10 +322,11 @@ impl Registry {
         for (i, n) in self.networks.iter().enumerate() {
             if let Some(r) = n.rules.iter().find(|r| r.matches(object, guid, country)) {
                 let acquirer = r.acquirer.as_ref().and_then(|l| l.locate(object));
-                return Found { id: object.id, network: Some(i), guid, acquirer };
+                let merchant = r.merchant.as_ref().and_then(|l| l.locate(object));
+                return Found { id: object.id, network: Some(i), guid, acquirer, merchant };
             }
         }
-        Found { id: object.id, network: None, guid, acquirer: None }
+        Found { id: object.id, network: None, guid, acquirer: None, merchant: None }
     }
 
     /// Every merchant account object of `payload`, classified, in payload order.
@@ -461,7 +468,11 @@ mod tests {
         assert_eq!(got[1].network, r.index("unionpay"));
         assert_eq!(got[1].acquirer, Some("62500123"));
         assert_eq!(got[2].network, r.index("promptpay"));
-        assert_eq!(got[3], Found { id: 31, network: None, guid: Some("COM.EXAMPLE.WALLET"), acquirer: None });
+        assert_eq!(
+            got[3],
+            Found { id: 31, network: None, guid: Some("COM.EXAMPLE.WALLET"), acquirer: None, merchant: None }
+        );
+        assert_eq!(got[1].merchant, Some("123456789012345"), "UnionPay's merchant id follows the two IINs");
     }
 
     #[test]
@@ -474,7 +485,7 @@ mod tests {
                 "napas",
                 Some("970436"),
             ),
-            ("A000000775", Some("0102030405".to_owned()), "vnpay", Some("0102030405")),
+            ("A000000775", Some("0102030405".to_owned()), "vnpay", None),
             ("A0000006150001", Some("890053".to_owned()), "duitnow", Some("890053")),
             ("SG.PAYNOW", Some("2".to_owned()), "paynow", None),
             ("sg.sgqr", Some("180918D8F8C5".to_owned()), "sgqr", None),

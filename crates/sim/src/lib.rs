@@ -453,6 +453,7 @@ fn config_for(t: Topology) -> Config {
             .filter_map(|s| corridor_wire::InstitutionId::from_ascii(s.as_bytes()))
             .collect(),
         forwarder_ids: Vec::new(),
+        directory: Default::default(),
     };
     Config {
         participants: vec![
@@ -468,6 +469,7 @@ fn config_for(t: Topology) -> Config {
                 forwarder_ids: corridor_wire::InstitutionId::from_ascii(NET_FORWARDER.as_bytes())
                     .into_iter()
                     .collect(),
+                directory: Default::default(),
             },
         ],
         links: vec![
@@ -486,6 +488,7 @@ fn config_for(t: Topology) -> Config {
             duplicate_window: Duration::from_secs(86_400),
             metrics: true,
         },
+        interop: Default::default(),
     }
 }
 

@@ -194,8 +194,16 @@ pub mod de {
     pub const PROCESSING_CODE: FieldId = FieldId(3);
     /// DE 4, transaction amount.
     pub const AMOUNT: FieldId = FieldId(4);
+    /// DE 5, settlement amount.
+    pub const AMOUNT_SETTLEMENT: FieldId = FieldId(5);
+    /// DE 6, cardholder billing amount.
+    pub const AMOUNT_BILLING: FieldId = FieldId(6);
     /// DE 7, transmission date and time (MMDDhhmmss).
     pub const TRANSMISSION_TIME: FieldId = FieldId(7);
+    /// DE 9, settlement conversion rate (N8).
+    pub const RATE_SETTLEMENT: FieldId = FieldId(9);
+    /// DE 10, cardholder billing conversion rate (N8).
+    pub const RATE_BILLING: FieldId = FieldId(10);
     /// DE 11, system trace audit number.
     pub const STAN: FieldId = FieldId(11);
     /// DE 12, local transaction time.
@@ -230,6 +238,10 @@ pub mod de {
     pub const MERCHANT_NAME: FieldId = FieldId(43);
     /// DE 49, transaction currency code.
     pub const CURRENCY: FieldId = FieldId(49);
+    /// DE 50, settlement currency code.
+    pub const CURRENCY_SETTLEMENT: FieldId = FieldId(50);
+    /// DE 51, cardholder billing currency code.
+    pub const CURRENCY_BILLING: FieldId = FieldId(51);
     /// DE 52, PIN block.
     pub const PIN_BLOCK: FieldId = FieldId(52);
     /// DE 55, ICC (chip) data.
@@ -240,6 +252,10 @@ pub mod de {
     pub const ORIGINAL_DATA: FieldId = FieldId(90);
     /// DE 100, receiving institution id.
     pub const RECEIVER_ID: FieldId = FieldId(100);
+    /// DE 125, the rate quote an originator converted at (Corridor's use).
+    pub const QUOTE_ID: FieldId = FieldId(125);
+    /// DE 126, an EMV QR payload's UTF-8 bytes (Corridor's use).
+    pub const QR_PAYLOAD: FieldId = FieldId(126);
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ pub const NATIVE_HEADER_BYTES_MAX: usize = 256;
 pub const FIELD_UNITS_MAX: usize = 999;
 
 /// Largest value of a field that a dialect carries in another form than its canonical one
-/// (native `n` as BCD, up to 42 digits; `iso87-hex` `b` as hex text, up to 255 bytes): the
+/// (native `n` as BCD, up to 42 digits; `iso87-hex` `b` as hex text, up to 499 bytes): the
 /// scratch space translation needs. Checked against the dictionary by a test.
-pub const DECODED_UNITS_MAX: usize = 256;
+pub const DECODED_UNITS_MAX: usize = 512;
 
 /// Largest encoded field, prefix included, in any dialect: three prefix digits and 999 units.
 pub const FIELD_BYTES_MAX: usize = 3 + FIELD_UNITS_MAX;

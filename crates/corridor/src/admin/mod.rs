@@ -522,6 +522,10 @@ fn route_json(r: &corridor_engine::Route, names: &[String]) -> Value {
         corridor_engine::RouteKey::Receiver(id) => ("receiver_id", id.to_string()),
         corridor_engine::RouteKey::PanPrefix(p) => ("pan_prefix", String::from_utf8_lossy(p).into_owned()),
         corridor_engine::RouteKey::Default => ("default", String::new()),
+        corridor_engine::RouteKey::Qr { name, acquirer: None, .. } => ("qr_network", name.to_string()),
+        corridor_engine::RouteKey::Qr { name, acquirer: Some(a), .. } => {
+            ("qr_network", format!("{name} acquirer {a}"))
+        }
     };
     let classes: Option<Vec<u8>> = r.mti_classes.map(|m| (0..10u8).filter(|c| m & (1 << c) != 0).collect());
     json!({
@@ -557,7 +561,7 @@ async fn route_lookup(State(state): State<Arc<AdminState>>, Query(q): Query<Look
         };
     let table = state.handle.routes();
     let names = participant_ids(&state).await;
-    let query = RouteQuery { mti, receiver: receiver.as_ref(), pan };
+    let query = RouteQuery::new(mti, receiver.as_ref(), pan);
     match table.lookup(&query) {
         Some(r) => Json(json!({ "route": route_json(r, &names) })).into_response(),
         None => error(StatusCode::NOT_FOUND, "no route: the switch would answer 92"),

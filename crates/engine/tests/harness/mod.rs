@@ -43,6 +43,7 @@ fn participant(name: &str, acquirer: &[&str]) -> Participant {
         roles: Roles { acquirer: !acquirer.is_empty(), issuer: acquirer.is_empty(), network: false },
         acquirer_ids: acquirer.iter().map(|s| id(s)).collect(),
         forwarder_ids: Vec::new(),
+        directory: Default::default(),
     }
 }
 
@@ -125,6 +126,7 @@ pub fn config() -> Config {
             duplicate_window: Duration::from_secs(86_400),
             metrics: true,
         },
+        interop: Default::default(),
     }
 }
 
