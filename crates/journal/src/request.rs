@@ -13,6 +13,10 @@
 //!  and without the secret fields; the sealed PAN's associated data is the key id and body.
 //! ```
 //!
+//! A request without a PAN (a QR payment: the wallet's account is not a card) is kept with
+//! nothing sealed (`c` = 0) and spaces for the first six and last four digits; a PAN shorter
+//! than ten digits is sealed and shows spaces there too (its digits would all show).
+//!
 //! Sans-IO: the caller supplies the key (read from the key file the configuration names)
 //! and a nonce that is never reused with that key (the I/O layer draws it from the system's
 //! random source).
@@ -136,28 +140,35 @@ pub fn seal<B: AsRef<[u8]>, I: std::borrow::Borrow<corridor_wire::MessageIndex>>
     nonce: [u8; 12],
     out: &mut Vec<u8>,
 ) -> Result<(), SealError> {
-    let pan = req.pan().ok_or(SealError::NoPan)?;
-    let digits = pan.digits();
-    if digits.len() < 10 {
+    let pan = req.pan();
+    if pan.is_none() && req.has(de::PAN) {
+        // There, but not a readable PAN: not kept silently without it.
         return Err(SealError::NoPan);
     }
+    let digits = pan.as_ref().map_or(&[][..], |p| p.digits());
     let dialect = req.dialect();
     let keep = FieldSet::VALUES.without(FieldSet::SECRETS).without(FieldSet::of(&[de::PAN]));
     let mut body = bytes::BytesMut::new();
     req.derive(req.mti(), keep, &[], dialect, &mut body).map_err(|_| SealError::Encode)?;
     let mut sealed = digits.to_vec();
-    let aad = associated(key.id, &body);
-    key.key
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut sealed)
-        .map_err(|_| SealError::Seal)?;
+    if !digits.is_empty() {
+        let aad = associated(key.id, &body);
+        key.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut sealed)
+            .map_err(|_| SealError::Seal)?;
+    }
     out.push(VERSION);
     out.extend_from_slice(&key.id.to_le_bytes());
     out.extend_from_slice(&nonce);
     // At most 19 digits and a 16-byte tag.
     out.extend_from_slice(&(sealed.len() as u16).to_le_bytes());
     out.extend_from_slice(&sealed);
-    out.extend_from_slice(&digits[..6]);
-    out.extend_from_slice(&digits[digits.len() - 4..]);
+    if digits.len() >= 10 {
+        out.extend_from_slice(&digits[..6]);
+        out.extend_from_slice(&digits[digits.len() - 4..]);
+    } else {
+        out.extend_from_slice(b"          ");
+    }
     out.push(dialect_byte(dialect));
     // A body is at most a frame, which fits u16 (corridor-wire's limits).
     out.extend_from_slice(&(body.len() as u16).to_le_bytes());
@@ -224,6 +235,12 @@ pub fn view(payload: &[u8]) -> Result<SealedView, SealError> {
 /// A payload of another layout, another key's, or one that does not decrypt.
 pub fn open(payload: &[u8], key: &PanKey) -> Result<OwnedMessage, SealError> {
     let p = parts(payload).ok_or(SealError::Malformed)?;
+    let msg = Message::parse(p.dialect, Bytes::copy_from_slice(p.body)).map_err(|_| SealError::Malformed)?;
+    let mut owned = OwnedMessage::from(&msg);
+    if p.sealed.is_empty() {
+        // A request without a PAN: nothing was sealed, no key is needed.
+        return Ok(owned);
+    }
     if p.key_id != key.id {
         return Err(SealError::WrongKey { record: p.key_id, given: key.id });
     }
@@ -233,10 +250,7 @@ pub fn open(payload: &[u8], key: &PanKey) -> Result<OwnedMessage, SealError> {
         .key
         .open_in_place(Nonce::assume_unique_for_key(p.nonce), Aad::from(&aad[..]), &mut sealed)
         .map_err(|_| SealError::Open)?;
-    let pan = pan.to_vec();
-    let msg = Message::parse(p.dialect, Bytes::copy_from_slice(p.body)).map_err(|_| SealError::Malformed)?;
-    let mut owned = OwnedMessage::from(&msg);
-    owned.set(de::PAN, pan).map_err(|_| SealError::Malformed)?;
+    owned.set(de::PAN, pan.to_vec()).map_err(|_| SealError::Malformed)?;
     Ok(owned)
 }
 
@@ -270,6 +284,33 @@ mod tests {
 
     fn contains(hay: &[u8], needle: &[u8]) -> bool {
         hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn a_request_without_a_pan_is_kept_whole_and_opens_without_a_key() {
+        let key = PanKey::new(7, &[0x42; 32]).unwrap();
+        let mut m = request();
+        m.remove(de::PAN);
+        m.set(FieldId::new(126).unwrap(), "000201010212".as_bytes().to_vec()).unwrap();
+        let msg = Message::parse(Dialect::Native, m.to_bytes(Dialect::Native).unwrap()).unwrap();
+        let mut payload = Vec::new();
+        seal(&msg, &key, [9; 12], &mut payload).unwrap();
+        let v = view(&payload).unwrap();
+        assert_eq!((&v.first6, &v.last4), (b"      ", b"    "));
+        let other = PanKey::new(8, &[0x43; 32]).unwrap();
+        let back = open(&payload, &other).unwrap();
+        assert_eq!(back.get(de::PAN), None);
+        assert_eq!(back.get(FieldId::new(126).unwrap()), Some(&b"000201010212"[..]));
+        assert_eq!(back.get(de::PIN_BLOCK), None, "secrets are still dropped");
+        // A PAN too short to show its first six and last four: sealed, shown as spaces.
+        let mut short = request();
+        short.set(de::PAN, "123456789").unwrap();
+        let msg = Message::parse(Dialect::Native, short.to_bytes(Dialect::Native).unwrap()).unwrap();
+        let mut payload = Vec::new();
+        seal(&msg, &key, [9; 12], &mut payload).unwrap();
+        assert_eq!(&view(&payload).unwrap().first6, b"      ");
+        assert!(!contains(&payload, b"123456789"));
+        assert_eq!(open(&payload, &key).unwrap().get(de::PAN), Some(&b"123456789"[..]));
     }
 
     #[test]
@@ -313,14 +354,5 @@ mod tests {
             assert!(open(&tampered, &key).is_err());
             assert_eq!(view(&payload[..payload.len() - 1]).unwrap_err(), SealError::Malformed);
         }
-    }
-
-    #[test]
-    fn a_request_without_a_pan_is_not_sealed() {
-        let key = PanKey::new(1, &[1; 32]).unwrap();
-        let mut m = request();
-        m.remove(de::PAN);
-        let msg = Message::parse(Dialect::Native, m.to_bytes(Dialect::Native).unwrap()).unwrap();
-        assert_eq!(seal(&msg, &key, [0; 12], &mut Vec::new()), Err(SealError::NoPan));
     }
 }
