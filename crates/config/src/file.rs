@@ -15,9 +15,17 @@ pub(crate) struct File {
     pub(crate) journal: Option<JournalSection>,
     pub(crate) admin: Option<AdminSection>,
     pub(crate) qr: Option<QrSection>,
+    pub(crate) clearing: Option<ClearingSection>,
     pub(crate) currency: Option<CurrencySection>,
     #[serde(default, rename = "rate")]
     pub(crate) rates: Vec<RateSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClearingSection {
+    /// When the business day ends: `HH:MM` and an offset (`00:00Z`, `22:00+08:00`).
+    pub(crate) cutover: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ use corridor_engine::{
     exchange::{self, Currency, Quote, Rate, Rates},
 };
 use corridor_qr::Registry;
+use corridor_wire::clock::days_from_civil;
 
 use crate::{
     file::{CurrencySection, File, ParticipantSection, RateFile, RateSection},
@@ -66,17 +67,6 @@ pub(crate) fn directory(p: &ParticipantSection, registry: &Registry, at: &str) -
         bail!("{at}: qr_policy names {dup:?} twice");
     }
     Ok(DirectoryEntry { market, currency, limit, networks, qr_policy })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A TOML offset date-time as milliseconds since the Unix epoch.
@@ -264,6 +254,24 @@ destination = "napas"
     }
 
     #[test]
+    fn a_business_day_runs_from_cutover_to_cutover_in_its_offset() {
+        let day = 20_788 * 86_400_000i64; // 2026-12-01T00:00Z
+        let c = |s: &str| crate::parse(&format!("[clearing]\ncutover = \"{s}\"\n{BASE}")).map(|l| l.clearing);
+        assert_eq!(
+            crate::parse(BASE).unwrap().clearing.window(2026, 12, 1),
+            (day, day + 86_400_000),
+            "the UTC day"
+        );
+        assert_eq!(c("24:00Z").unwrap().window(2026, 12, 1), (day, day + 86_400_000));
+        // 22:00 at UTC+8 is 14:00Z.
+        assert_eq!(c("22:00+08:00").unwrap().window(2026, 12, 1).1, day + 14 * 3_600_000);
+        assert_eq!(c("01:30-05:00").unwrap().window(2026, 12, 1).1, day + 6 * 3_600_000 + 30 * 60_000);
+        for bad in ["24:01Z", "22:00", "2200Z", "22:00+15:00", "x"] {
+            assert!(c(bad).unwrap_err().to_string().contains("cutover"), "{bad}");
+        }
+    }
+
+    #[test]
     fn rate_files_add_quotes_and_a_reload_lists_what_changed() {
         let dir = std::env::temp_dir().join(format!("corridor-rates-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -291,8 +299,6 @@ destination = "napas"
 
     #[test]
     fn dates_become_unix_milliseconds() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(2026, 12, 1), 20_788);
         let t: toml::value::Datetime = "2026-12-01T08:30:00+07:00".parse().unwrap();
         assert_eq!(unix_ms(&t, "x").unwrap(), (20_788 * 86_400 + 3600 + 30 * 60) * 1000);

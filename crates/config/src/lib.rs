@@ -50,6 +50,63 @@ pub struct Loaded {
     /// Per link (by index): what its open connections cannot take a change of (see
     /// [`reload`]).
     pub link_fingerprints: Vec<[u8; 32]>,
+    /// The business day's cut-over, for clearing files.
+    pub clearing: Clearing,
+}
+
+/// When a business day ends: `[clearing] cutover = "HH:MM±HH:MM"` (default `24:00Z`, the
+/// calendar day in UTC). The business day D ends at the cut-over on D and starts at the one
+/// the day before, in the cut-over's offset: with `22:00+08:00`, D is from D−1 22:00 to
+/// D 22:00 Singapore time (a payment at 23:00 belongs to the next day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clearing {
+    /// Minutes after local midnight.
+    pub cutover_minutes: u32,
+    /// The offset from UTC of that local time, in minutes.
+    pub offset_minutes: i32,
+}
+
+impl Default for Clearing {
+    fn default() -> Self {
+        Self { cutover_minutes: 24 * 60, offset_minutes: 0 }
+    }
+}
+
+impl Clearing {
+    /// Business day `(year, month, day)`'s window: Unix milliseconds, start inclusive, end
+    /// exclusive.
+    #[must_use]
+    pub fn window(&self, year: i64, month: u32, day: u32) -> (i64, i64) {
+        let midnight = corridor_wire::clock::days_from_civil(year, month, day) * 86_400_000;
+        let end =
+            midnight + i64::from(self.cutover_minutes) * 60_000 - i64::from(self.offset_minutes) * 60_000;
+        (end - 86_400_000, end)
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            anyhow::anyhow!("[clearing] cutover {s:?}: HH:MM and an offset, such as 24:00Z or 22:00+08:00")
+        };
+        let (time, offset) = match s.find(['Z', '+', '-']) {
+            Some(i) => s.split_at(i),
+            None => return Err(bad()),
+        };
+        let hm = |t: &str| -> Option<u32> {
+            let (h, m) = t.split_once(':')?;
+            let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+            (h * 60 + m <= 24 * 60 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+        };
+        let cutover_minutes = hm(time).ok_or_else(bad)?;
+        let offset_minutes = match offset {
+            "Z" => 0,
+            o => {
+                let sign = if o.starts_with('-') { -1 } else { 1 };
+                let m = hm(&o[1..]).filter(|m| *m <= 14 * 60).ok_or_else(bad)?;
+                sign * i32::try_from(m).unwrap_or(0)
+            }
+        };
+        Ok(Self { cutover_minutes, offset_minutes })
+    }
 }
 
 /// A checked `[admin]` section.
@@ -408,6 +465,10 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let interop = interop::interop(&file, registry, base)?;
+    let clearing = match file.clearing.as_ref().and_then(|c| c.cutover.as_deref()) {
+        Some(c) => Clearing::parse(c)?,
+        None => Clearing::default(),
+    };
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
@@ -419,6 +480,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         digest,
         admin,
         link_fingerprints: fingerprints,
+        clearing,
     })
 }
 

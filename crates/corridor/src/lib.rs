@@ -6,8 +6,10 @@
 //!
 //! - [`serve`]: the serve loop and its signals.
 //! - [`admin`]: the admin HTTP server, metrics and the live monitoring page.
+//! - [`clearing`]: clearing files from the journal, and their reconciliation.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clearing;
 pub mod serve;

@@ -72,6 +72,33 @@ enum Command {
         #[command(subcommand)]
         command: msg::MsgCommand,
     },
+    /// Write the clearing file of a business day from the journal: every approved financial
+    /// transaction not reversed, totals, and net positions (CSV or JSON on stdout).
+    Clearing {
+        /// The configuration file (its journal, cut-over, participants' markets).
+        #[arg(long)]
+        config: PathBuf,
+        /// The business day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Only this participant's transactions and positions.
+        #[arg(long)]
+        participant: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+    /// Compare our clearing file with a partner's: matched, missing on either side, amount
+    /// mismatches, reversals without their original, with totals. Exits 1 on any break.
+    Reconcile {
+        /// Our clearing file (CSV or JSON).
+        ours: PathBuf,
+        /// The partner's (CSV or JSON, the same columns).
+        theirs: PathBuf,
+        /// Print every line as JSON instead of a table of the breaks.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and write EMV QR payloads (merchant- and consumer-presented).
     Qr {
         #[command(subcommand)]
@@ -156,11 +183,93 @@ fn run_serve(path: &std::path::Path, format: LogFormat) -> anyhow::Result<()> {
     runtime.block_on(serve::run(loaded, Some(source), serve::signals()))
 }
 
+fn run_clearing(
+    path: &std::path::Path,
+    date: &str,
+    participant: Option<&str>,
+    format: &str,
+) -> anyhow::Result<()> {
+    use corridor::clearing;
+    let loaded = config::load(path)?;
+    let Some(journal) = &loaded.journal else {
+        anyhow::bail!("{}: no [journal]: nothing to clear from", path.display())
+    };
+    let parts: Vec<&str> = date.split('-').collect();
+    let (y, m, d) = match parts[..] {
+        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => (
+            y.parse::<i64>().ok(),
+            m.parse::<u32>().ok().filter(|m| (1..=12).contains(m)),
+            d.parse::<u32>().ok().filter(|d| (1..=31).contains(d)),
+        ),
+        _ => (None, None, None),
+    };
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else { anyhow::bail!("--date {date:?}: YYYY-MM-DD") };
+    if let Some(p) = participant {
+        if !loaded.engine.participants.iter().any(|q| q.id == p) {
+            anyhow::bail!("--participant {p:?}: no such participant");
+        }
+    }
+    let markets =
+        loaded.engine.participants.iter().filter_map(|p| Some((p.id.clone(), p.directory.market?))).collect();
+    let setup = clearing::Setup {
+        dir: &journal.dir,
+        window: loaded.clearing.window(y, m, d),
+        date,
+        participant,
+        markets,
+        home: loaded.engine.interop.market,
+    };
+    let mut rows = clearing::transactions(&setup)?;
+    let summary = clearing::summary(&rows, participant);
+    rows.extend(summary);
+    let stdout = std::io::stdout().lock();
+    match format {
+        "csv" => clearing::write_csv(&rows, stdout),
+        "json" => {
+            use std::io::Write as _;
+            let mut out = stdout;
+            writeln!(out, "{}", serde_json::to_string_pretty(&clearing::to_json(date, participant, &rows))?)?;
+            Ok(())
+        }
+        other => anyhow::bail!("--format {other:?}: csv or json"),
+    }
+}
+
+fn run_reconcile(ours: &std::path::Path, theirs: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let r = corridor::clearing::reconcile(corridor::clearing::read(ours)?, corridor::clearing::read(theirs)?);
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+    } else {
+        for l in r.lines.iter().filter(|l| l.kind != "matched") {
+            let amount = l.amount.map_or_else(String::new, |a| a.to_string());
+            writeln!(
+                out,
+                "{:<16} rrn {:<12} de7 {:<10} de32 {:<11} {:>14} {:<3}  {}",
+                l.kind, l.rrn, l.transmission_time, l.acquirer_id, amount, l.currency, l.detail
+            )?;
+        }
+        for (kind, (count, amounts)) in &r.totals {
+            let sums: Vec<String> = amounts.iter().map(|(c, a)| format!("{a} {c}")).collect();
+            writeln!(out, "total {kind:<16} {count:>8}  {}", sums.join(", "))?;
+        }
+    }
+    match r.breaks() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} breaks"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
         Command::Qr { command } => qr::run(command),
+        Command::Clearing { config, date, participant, format } => {
+            run_clearing(&config, &date, participant.as_deref(), &format)
+        }
+        Command::Reconcile { ours, theirs, json } => run_reconcile(&ours, &theirs, json),
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),

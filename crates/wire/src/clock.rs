@@ -45,8 +45,31 @@ impl WallClock {
     }
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of
+/// [`civil_from_days`]).
+#[must_use]
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+#[must_use]
+pub fn utc_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
+}
+
 /// Year, month, day of a count of days since 1970-01-01 (the proleptic Gregorian calendar).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+#[must_use]
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of a year; 400-year eras.
     let z = days + 719_468;
     let era = z / 146_097;
@@ -96,5 +119,11 @@ mod tests {
         let leap = WallClock { at, unix_secs: 1_709_164_800 };
         assert_eq!(&leap.transmission_time(at), b"0229000000");
         assert_eq!(civil_from_days(0), (1970, 1, 1));
+        for days in [0u64, 59, 60, 11_016, 11_017, 20_788, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y as i64, m as u32, d as u32), days as i64);
+        }
+        assert_eq!(utc_text(1_796_146_979_465), "2026-12-01T17:42:59.465Z");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

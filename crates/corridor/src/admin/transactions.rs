@@ -147,7 +147,11 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                             mti: msg.mti().to_string(),
                             stan: format!("{:06}", a.key.stan),
                             rrn,
-                            pan: format!("{}******{}", text(&v.first6), text(&v.last4)),
+                            pan: if v.first6 == *b"      " {
+                                String::new()
+                            } else {
+                                format!("{}******{}", text(&v.first6), text(&v.last4))
+                            },
                             amount,
                             ..Transaction::default()
                         },
