@@ -4,6 +4,9 @@
 //! - `engine/round_trip/*`: a request read from the acquirer's link, routed, correlated and
 //!   written to the issuer's batch, then the issuer's response read, matched and written to
 //!   the acquirer's batch: everything the switch does for one transaction but the syscalls.
+//!   `qr_native_to_native` is a QR payment instead ([`qr_0200`]: routed by the networks its
+//!   payload carries, the merchant's fields taken from it), `qr_fx_native_to_native` the same
+//!   with the wallet's and the settlement currency filled from the rate table.
 //!   Run with `cargo bench -p corridor-benches --bench engine`.
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)] // criterion's macros; a panic aborts the bench
@@ -11,7 +14,7 @@
 use std::{hint::black_box, time::Instant};
 
 use bytes::BytesMut;
-use corridor_benches::{engine_config, frame, route_table, typical_0200};
+use corridor_benches::{engine_config, frame, qr_0200, qr_config, route_table, typical_0200};
 use corridor_engine::{Engine, Framing, WallClock};
 use corridor_wire::{de, Dialect, InstitutionId, LengthHeader, Mti};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -35,18 +38,23 @@ fn round_trip(c: &mut Criterion) {
     let native = (Framing::Native, Dialect::Native);
     let ascii = (Framing::Length(LengthHeader::Bin2), Dialect::Iso87Ascii);
     let mut g = c.benchmark_group("engine/round_trip");
-    for (name, acq, iss) in [
-        ("native_to_native", native, native),
-        ("ascii_to_ascii", ascii, ascii),
-        ("ascii_to_native", ascii, native),
+    for (name, acq, iss, qr) in [
+        ("native_to_native", native, native, None),
+        ("ascii_to_ascii", ascii, ascii, None),
+        ("ascii_to_native", ascii, native, None),
+        ("qr_native_to_native", native, native, Some(false)),
+        ("qr_fx_native_to_native", native, native, Some(true)),
     ] {
         let now = Instant::now();
-        let mut engine =
-            Engine::new(engine_config(acq, iss), WallClock { at: now, unix_secs: 1_795_644_930 });
+        let config = match qr {
+            None => engine_config(acq, iss),
+            Some(fx) => qr_config(acq, iss, fx),
+        };
+        let mut engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
         let a = engine.link_up(0, now).unwrap();
         let i = engine.link_up(1, now).unwrap();
-        let req = typical_0200();
-        let mut resp = typical_0200();
+        let req = if qr.is_some() { qr_0200() } else { typical_0200() };
+        let mut resp = req.clone();
         resp.set_mti(Mti::FINANCIAL_RESPONSE);
         resp.remove(de::PIN_BLOCK);
         resp.set(de::RESPONSE_CODE, "00").unwrap();
@@ -74,8 +82,50 @@ fn round_trip(c: &mut Criterion) {
                 Some((r.start + h.header_bytes())..(r.end + h.header_bytes()))
             }
         };
+        // Each iteration's request has a STAN and DE 7 of its own: a repeat of a completed
+        // request would be answered from its outcome, never forwarded.
+        let at = |id| {
+            let skip = match acq.0 {
+                Framing::Native => corridor_wire::limits::NATIVE_HEADER_BYTES,
+                Framing::Length(h) => h.header_bytes(),
+            };
+            let m = corridor_wire::Message::parse(acq.1, &req_wire[skip..]).unwrap();
+            let r = m.index().range(id).unwrap();
+            (r.start + skip)..(r.end + skip)
+        };
+        let (req_stan_at, req_time_at) = (at(de::STAN), at(de::TRANSMISSION_TIME));
+        let resp_native_stan_at = match iss.0 {
+            Framing::Native => {
+                let skip = corridor_wire::limits::NATIVE_HEADER_BYTES;
+                let m = corridor_wire::Message::parse(iss.1, &resp_wire[skip..]).unwrap();
+                let r = m.index().range(de::STAN).unwrap();
+                Some((r.start + skip)..(r.end + skip))
+            }
+            _ => None,
+        };
+        let mut n = 0u64;
+        let mut req_wire = req_wire;
         g.bench_function(name, |b| {
             b.iter(|| {
+                n += 1;
+                // The STAN, and the last four digits of DE 7 (mmss) for every million.
+                for (range, digits) in [
+                    (req_stan_at.clone(), format!("{:06}", n % 1_000_000)),
+                    (
+                        req_time_at.end - if acq.1 == Dialect::Native { 2 } else { 4 }..req_time_at.end,
+                        format!("{:04}", n / 1_000_000 % 10_000),
+                    ),
+                ] {
+                    let d = digits.as_bytes();
+                    match acq.1 {
+                        Dialect::Native => {
+                            for (k, o) in req_wire[range].iter_mut().enumerate() {
+                                *o = ((d[2 * k] - b'0') << 4) | (d[2 * k + 1] - b'0');
+                            }
+                        }
+                        _ => req_wire[range].copy_from_slice(d),
+                    }
+                }
                 let mut wire = BytesMut::from(&req_wire[..]);
                 engine.handle_read(a, &mut wire, now);
                 let out = engine.take_output(i).expect("forwarded");
@@ -84,6 +134,14 @@ fn round_trip(c: &mut Criterion) {
                     _ => {
                         let corr = corridor_wire::NativeHeader::peek(&out).unwrap().correlation();
                         resp_wire[12..20].copy_from_slice(&corr.to_be_bytes());
+                        // A native issuer echoes the STAN it was sent: the originator's.
+                        if let Some(at) = &resp_native_stan_at {
+                            let d = format!("{:06}", n % 1_000_000);
+                            let d = d.as_bytes();
+                            for (k, o) in resp_wire[at.clone()].iter_mut().enumerate() {
+                                *o = ((d[2 * k] - b'0') << 4) | (d[2 * k + 1] - b'0');
+                            }
+                        }
                     }
                 }
                 let mut back = BytesMut::from(&resp_wire[..]);

@@ -6,6 +6,7 @@
 //! - [`typical_0200`]: the message every codec benchmark uses.
 //! - [`route_table`], [`engine_config`], [`frame`]: the engine fixture shared by the `engine`
 //!   bench and the `engine_loop` example.
+//! - [`qr_sticker`], [`qr_0200`], [`qr_config`]: the same for a QR payment.
 
 #![forbid(unsafe_code)]
 // Fixtures: a panic is a broken fixture, and each says why.
@@ -182,6 +183,94 @@ pub fn frame(f: Framing, d: Dialect, correlation: u64, m: &corridor_wire::OwnedM
         Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut out).unwrap(),
     }
     out
+}
+
+/// A typical 150-character merchant-presented payload: a Hanoi restaurant's sticker taking
+/// UnionPay (ID 15) and NAPAS (ID 38), 250,000 VND, a terminal label.
+///
+/// # Panics
+///
+/// Never: the objects are valid.
+#[must_use]
+pub fn qr_sticker() -> String {
+    let napas = corridor_qr::nested(&[
+        (0, "A000000727"),
+        (1, &corridor_qr::nested(&[(0, "970436"), (1, "01234567")]).unwrap()),
+    ])
+    .unwrap();
+    let additional = corridor_qr::nested(&[(7, "T0001")]).unwrap();
+    corridor_qr::encode(&[
+        (0, "01"),
+        (1, "12"),
+        (15, "6250012345678901123"),
+        (38, &napas),
+        (52, "5812"),
+        (53, "704"),
+        (54, "250000"),
+        (58, "VN"),
+        (59, "PHO 24"),
+        (60, "HANOI"),
+        (62, &additional),
+    ])
+    .unwrap()
+}
+
+/// A wallet's QR payment of [`qr_sticker`]: the typical 0200's times, STAN, acquirer and
+/// RRN, the payload in DE 126, and no card (PAN, track 2, PIN block, ICC data) nor the
+/// merchant's fields (DE 4, 18, 42, 43, 49: the switch takes them from the code).
+///
+/// # Panics
+///
+/// Never: every value fits the dictionary.
+#[must_use]
+pub fn qr_0200() -> OwnedMessage {
+    let mut m = typical_0200();
+    for id in [2u8, 4, 14, 18, 35, 41, 42, 43, 49, 52, 55] {
+        m.remove(FieldId::new(id).unwrap_or_else(|| unreachable!("1-128")));
+    }
+    m.set(corridor_wire::de::QR_PAYLOAD, qr_sticker().into_bytes()).unwrap_or_else(|e| unreachable!("{e}"));
+    m
+}
+
+/// [`engine_config`] with a route for UnionPay's QR network to participant 1; with `fx`,
+/// the wallet (participant 0) in THB, quotes VND → THB and VND → USD, settlement in USD.
+///
+/// # Panics
+///
+/// Never: the routes and quotes are valid.
+#[must_use]
+pub fn qr_config(acq: (Framing, Dialect), iss: (Framing, Dialect), fx: bool) -> Config {
+    use corridor_engine::exchange::{by_code, Quote, Rate, Rates};
+    let mut c = engine_config(acq, iss);
+    let registry = corridor_qr::Registry::builtin();
+    let network = u16::try_from(registry.index("unionpay").unwrap()).unwrap();
+    let mut routes = c.routes.routes().to_vec();
+    routes.push(Route {
+        key: RouteKey::Qr { network, name: "unionpay".into(), acquirer: None },
+        mti_classes: None,
+        destination: 1,
+        timeout: Duration::from_secs(5),
+    });
+    c.routes = RouteTable::new(routes).unwrap();
+    if fx {
+        let cur = |code| by_code(code).unwrap();
+        c.participants[0].directory.currency = Some(cur("THB"));
+        let quote = |id: &str, to, rate| Quote {
+            id: id.into(),
+            from: cur("VND"),
+            to: cur(to),
+            rate: Rate::from_decimal(rate).unwrap(),
+            markup_bps: 50,
+            valid_from_ms: 0,
+            valid_to_ms: u64::MAX,
+        };
+        c.interop.rates = std::sync::Arc::new(
+            Rates::new(vec![quote("VND-THB", "THB", "0.00137"), quote("VND-USD", "USD", "0.0000394")])
+                .unwrap(),
+        );
+        c.interop.settlement = Some(cur("USD"));
+    }
+    c
 }
 
 #[cfg(test)]

@@ -146,9 +146,10 @@ impl Engine {
         // Held apart from `self` (which admission goes on changing) only for a QR payment:
         // no reference count touched on the path of the others.
         let registry = qr_text.as_ref().map(|_| Arc::clone(&self.config.interop.registry));
-        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode(t));
-        let payload = match decoded.transpose() {
-            Ok(p) => p,
+        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode_classified(t));
+        let (payload, classified) = match decoded.transpose() {
+            Ok(Some((p, f))) => (Some(p), f),
+            Ok(None) => (None, Vec::new()),
             Err(e) => {
                 if let Some(left_out) = self.may_warn(spec, Warn::Malformed, now) {
                     warn!(%link, error = %e, left_out, "invalid QR payload (DE 126): answered 30");
@@ -157,11 +158,7 @@ impl Engine {
             }
         };
         let policy = &self.config.participants[participant].directory.qr_policy;
-        let found = payload
-            .as_ref()
-            .zip(registry.as_deref())
-            .map(|(p, r)| crate::qr::targets(r, p, policy))
-            .unwrap_or_default();
+        let found = crate::qr::targets(classified, policy);
         let targets: Vec<QrTarget<'_>> = found.iter().map(|(t, _)| *t).collect();
         let query = RouteQuery {
             mti: msg.mti(),

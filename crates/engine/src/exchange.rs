@@ -74,10 +74,22 @@ pub fn currencies() -> &'static [Currency] {
     TABLE.get_or_init(|| parse_csv(CURRENCIES_CSV))
 }
 
-/// The currency with this numeric code.
+/// The currency with this numeric code (one lookup: admission reads DE 49 per request).
 #[must_use]
 pub fn by_numeric(n: u16) -> Option<Currency> {
-    currencies().iter().find(|c| c.numeric == n).copied()
+    static INDEX: OnceLock<Vec<u8>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        // Position + 1 in the table by numeric code, 0 for none (fewer than 255 currencies).
+        let mut ix = vec![0u8; 1000];
+        for (i, c) in currencies().iter().enumerate().take(254) {
+            if let Some(slot) = ix.get_mut(usize::from(c.numeric)) {
+                *slot = u8::try_from(i + 1).unwrap_or(0);
+            }
+        }
+        ix
+    });
+    let at = *index.get(usize::from(n))?;
+    at.checked_sub(1).and_then(|i| currencies().get(usize::from(i))).copied()
 }
 
 /// The currency with this alphabetic (`VND`) or numeric (`704`) code.

@@ -30,7 +30,7 @@
 //!    the wallet's or the settlement currency, else DE 4 converted at the mid rate in force —
 //!    so the lower of the two applies (BIS Nexus's rule); over either: `61`.
 
-use corridor_qr::{Found, Payload, Registry};
+use corridor_qr::{Found, Payload};
 use corridor_wire::{de, FieldId, ResponseCode};
 
 use crate::{
@@ -54,18 +54,17 @@ pub(crate) fn payload_text(msg: &Msg<'_>) -> Result<Option<String>, ResponseCode
     String::from_utf8(f.to_vec()).map(Some).map_err(|_| ResponseCode::FORMAT_ERROR)
 }
 
-/// The networks of `payload` as route targets, in the order `policy` gives (see the module
-/// docs), at most [`QR_TARGETS_MAX`], each with what the registry found.
-pub(crate) fn targets<'a>(
-    registry: &Registry,
-    payload: &Payload<'a>,
-    policy: &[u16],
-) -> Vec<(QrTarget<'a>, Found<'a>)> {
-    let known = registry.classify(payload).filter_map(|f| {
-        let network = u16::try_from(f.network?).ok()?;
-        Some((QrTarget { network, acquirer: f.acquirer }, f))
-    });
-    let mut out: Vec<(QrTarget<'a>, Found<'a>)> = known.collect();
+/// The networks the registry found (`found`, in payload order) as route targets, in the
+/// order `policy` gives (see the module docs), at most [`QR_TARGETS_MAX`], each with what the
+/// registry found.
+pub(crate) fn targets<'a>(found: Vec<Found<'a>>, policy: &[u16]) -> Vec<(QrTarget<'a>, Found<'a>)> {
+    let mut out: Vec<(QrTarget<'a>, Found<'a>)> = found
+        .into_iter()
+        .filter_map(|f| {
+            let network = u16::try_from(f.network?).ok()?;
+            Some((QrTarget { network, acquirer: f.acquirer }, f))
+        })
+        .collect();
     if !policy.is_empty() {
         out.retain(|(t, _)| policy.contains(&t.network));
         // A stable sort: a network's several objects keep the payload's order.

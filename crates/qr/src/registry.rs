@@ -342,9 +342,20 @@ impl Registry {
     ///
     /// [`MpmError`] as [`mpm::decode`] gives it.
     pub fn decode<'a>(&self, text: &'a str) -> Result<Payload<'a>, MpmError> {
+        self.decode_classified(text).map(|(p, _)| p)
+    }
+
+    /// [`Registry::decode`], with the classification it made: every merchant account
+    /// object, in payload order.
+    ///
+    /// # Errors
+    ///
+    /// [`MpmError`] as [`mpm::decode`] gives it.
+    pub fn decode_classified<'a>(&self, text: &'a str) -> Result<(Payload<'a>, Vec<Found<'a>>), MpmError> {
         let payload = mpm::parse(text)?;
+        let found: Vec<Found<'a>> = self.classify(&payload).collect();
         let mut excused: Option<Vec<u8>> = None;
-        for f in self.classify(&payload) {
+        for f in &found {
             let allowed = f.network.map_or(&[][..], |i| &self.networks[i].optional[..]);
             excused = Some(match excused {
                 None => allowed.to_vec(),
@@ -352,7 +363,7 @@ impl Registry {
             });
         }
         payload.check_mandatory(excused.as_deref().unwrap_or(&[]))?;
-        Ok(payload)
+        Ok((payload, found))
     }
 }
 
