@@ -381,6 +381,32 @@ fn inbound_outbound_and_third_market_payments_get_both_currencies_filled() {
     // 15,000 × 0.0279 = 418.5 → 419 cents: a half rounds up.
     assert_eq!(field(&f, de::AMOUNT_SETTLEMENT), "000000000419");
     assert!(net.unionpay.seen_mti(200).len() == 1 && net.napas.seen_mti(200).len() == 1);
+
+    // The metrics have the market pairs and their flows.
+    let admin = corridor::admin::start(
+        corridor::admin::AdminConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            token: std::sync::Arc::new(std::sync::RwLock::new(corridor_tests::ops::TOKEN.to_owned())),
+            token_name: "test".into(),
+            journal_dir: None,
+            reloader: None,
+            reload_counts: std::sync::Arc::default(),
+        },
+        net.switch.handle().clone(),
+    )
+    .unwrap();
+    let (status, metrics) =
+        corridor_tests::ops::http(admin.address(), "GET", "/metrics", Some(corridor_tests::ops::TOKEN))
+            .unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        r#"corridor_market_answers_total{from_market="TH",to_market="CN",flow="inbound"} 1"#,
+        r#"corridor_market_answers_total{from_market="CN",to_market="VN",flow="outbound"} 1"#,
+        r#"corridor_market_answers_total{from_market="SG",to_market="TH",flow="third-market"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    admin.stop();
 }
 
 #[test]

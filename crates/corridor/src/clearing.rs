@@ -34,7 +34,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use corridor_engine::exchange::{by_numeric, Rate};
+use corridor_engine::{
+    config::flow,
+    exchange::{by_numeric, Rate},
+};
 use corridor_journal::{
     entry::{Entry, Key},
     request::view,
@@ -171,17 +174,6 @@ fn text(b: &[u8]) -> String {
 /// A currency field's alphabetic code (the numeric code when the table does not have it).
 fn currency_code(v: &str) -> String {
     v.parse::<u16>().ok().and_then(by_numeric).map_or_else(|| v.to_owned(), |c| c.code().to_owned())
-}
-
-/// Inbound, outbound, third-market or domestic, from the two markets and the switch's.
-fn flow(from: Option<[u8; 2]>, to: Option<[u8; 2]>, home: Option<[u8; 2]>) -> &'static str {
-    match (from, to, home) {
-        (Some(f), Some(t), _) if f == t => "domestic",
-        (Some(f), Some(t), Some(h)) if t == h && f != h => "inbound",
-        (Some(f), Some(t), Some(h)) if f == h && t != h => "outbound",
-        (Some(_), Some(_), Some(_)) => "third-market",
-        _ => "",
-    }
 }
 
 struct Open {
@@ -610,6 +602,7 @@ mod tests {
 
     #[test]
     fn flows_follow_the_markets() {
+        use corridor_engine::config::flow;
         let (cn, th, vn) = (Some(*b"CN"), Some(*b"TH"), Some(*b"VN"));
         assert_eq!(flow(th, cn, cn), "inbound");
         assert_eq!(flow(cn, vn, cn), "outbound");

@@ -169,6 +169,20 @@ impl Config {
     }
 }
 
+/// A payment's flow from the originator's market to the destination's, seen from the
+/// switch's: `inbound` into the switch's market, `outbound` out of it, `third-market`
+/// between two others, `domestic` within one; empty when a market is unknown.
+#[must_use]
+pub fn flow(from: Option<[u8; 2]>, to: Option<[u8; 2]>, home: Option<[u8; 2]>) -> &'static str {
+    match (from, to, home) {
+        (Some(f), Some(t), _) if f == t => "domestic",
+        (Some(f), Some(t), Some(h)) if t == h && f != h => "inbound",
+        (Some(f), Some(t), Some(h)) if f == h && t != h => "outbound",
+        (Some(_), Some(_), Some(_)) => "third-market",
+        _ => "",
+    }
+}
+
 /// What cross-border QR payments need, switch-wide.
 #[derive(Clone, Debug)]
 pub struct Interop {

@@ -86,7 +86,10 @@ pub struct LinkCounts {
 }
 
 /// The decline codes counted in [`Stats::declines`], in index order.
-pub const DECLINE_CODES: [ResponseCode; 7] = [
+pub const DECLINE_CODES: [ResponseCode; 10] = [
+    crate::qr::INVALID_TRANSACTION,
+    crate::qr::INVALID_AMOUNT,
+    crate::qr::EXCEEDS_LIMIT,
     ResponseCode::FORMAT_ERROR,
     ResponseCode::SECURITY_VIOLATION,
     ResponseCode::TIMEOUT,

@@ -69,6 +69,10 @@ pub struct Snapshot {
     pub configured: Vec<bool>,
     /// Participant ids, by index.
     pub participants: Vec<String>,
+    /// Participants' markets (the directory's), by index.
+    pub markets: Vec<Option<[u8; 2]>>,
+    /// The switch's own market.
+    pub home_market: Option<[u8; 2]>,
     /// Every open connection.
     pub links: Vec<LinkSnapshot>,
     /// Requests forwarded and not yet answered.

@@ -784,6 +784,8 @@ fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
             .map(|(l, c)| (l.name.clone(), l.participant, l.dial, c))
             .collect(),
         participants: config.participants.iter().map(|p| p.id.clone()).collect(),
+        markets: config.participants.iter().map(|p| p.directory.market).collect(),
+        home_market: config.interop.market,
         configured: (0..config.links.len()).map(|i| shared.loops.borrow().contains_key(&i)).collect(),
         links: open_links(engine),
         requests_pending: engine.requests_pending(),

@@ -42,6 +42,9 @@ pub(crate) const RELOAD_OUTCOMES: [&str; 3] = ["applied", "unchanged", "refused"
 /// The name of a decline reason (the switch-made response codes).
 pub(crate) fn decline_reason(code: [u8; 2]) -> &'static str {
     match &code {
+        b"12" => "invalid_transaction",
+        b"13" => "invalid_amount",
+        b"61" => "exceeds_limit",
         b"30" => "format_error",
         b"63" => "security_violation",
         b"68" => "timeout",
@@ -231,6 +234,32 @@ impl Collector for SnapshotCollector {
             "corridor_destination_duration",
             "Time from forwarding a request to its destination's response, by destination participant.",
             &dest,
+        )?;
+
+        // Market pairs: answers per originator's and destination's market and the flow they
+        // make (the directory's markets; a participant without one is "none").
+        let mut pairs: std::collections::BTreeMap<(String, String, &'static str), u64> = Default::default();
+        for (&(o, d), h) in &m.corridors {
+            let market = |i: u32| s.markets.get(i as usize).copied().flatten();
+            let text = |mk: Option<[u8; 2]>| {
+                mk.map_or_else(|| "none".to_owned(), |m| String::from_utf8_lossy(&m).into_owned())
+            };
+            let flow = corridor_engine::config::flow(market(o), market(d), s.home_market);
+            *pairs
+                .entry((text(market(o)), text(market(d)), if flow.is_empty() { "unknown" } else { flow }))
+                .or_default() += h.count;
+        }
+        let pairs: Vec<_> = pairs
+            .iter()
+            .map(|((f, t, flow), n)| {
+                (vec![("from_market", f.as_str()), ("to_market", t.as_str()), ("flow", *flow)], *n)
+            })
+            .collect();
+        counters(
+            &mut enc,
+            "corridor_market_answers",
+            "Answers to originators, by the originator's and the destination's market and the flow (inbound, outbound, third-market, domestic).",
+            &pairs,
         )?;
 
         // Links: by state, in flight, connections and frames.

@@ -121,6 +121,10 @@ pub(crate) struct DestinationView {
 pub(crate) struct CorridorView {
     pub(crate) from: String,
     pub(crate) to: String,
+    /// The directory's markets of the two, and the flow they make.
+    pub(crate) from_market: String,
+    pub(crate) to_market: String,
+    pub(crate) flow: &'static str,
     pub(crate) answers: u64,
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
@@ -388,9 +392,20 @@ impl Monitor {
             .filter_map(|(&(o, d), h)| {
                 let then = win.and_then(|w| w.metrics.corridors.get(&(o, d)));
                 let h = window_hist(h, then);
+                let market = |i: usize| now.markets.get(i).copied().flatten();
+                let text = |m: Option<[u8; 2]>| {
+                    m.map(|m| String::from_utf8_lossy(&m).into_owned()).unwrap_or_default()
+                };
                 (h.count > 0).then(|| CorridorView {
                     from: participant(o as usize),
                     to: participant(d as usize),
+                    from_market: text(market(o as usize)),
+                    to_market: text(market(d as usize)),
+                    flow: corridor_engine::config::flow(
+                        market(o as usize),
+                        market(d as usize),
+                        now.home_market,
+                    ),
                     answers: h.count,
                     p50_ms: ms(h.quantile(0.5)),
                     p99_ms: ms(h.quantile(0.99)),
@@ -627,6 +642,8 @@ mod tests {
                 specs: vec![("iss-1".into(), 1, true, counts)],
                 configured: vec![true],
                 participants: vec!["acq".into(), "iss".into()],
+                markets: vec![None, None],
+                home_market: None,
                 links: vec![LinkSnapshot { id: LinkId(0), name: "iss-1".into(), status }],
                 requests_pending: 0,
                 saf_depth: self.saf,
