@@ -112,9 +112,14 @@ struct LoadArgs {
     /// How long to wait for answers after the last send.
     #[arg(long, value_parser = duration, default_value = "5s")]
     drain_timeout: Duration,
-    /// The traffic mix, MTI=WEIGHT: 0100, 0200, 0420, 0800.
+    /// The traffic mix, MTI=WEIGHT: 0100, 0200, 0420, 0800, and qr (a wallet's QR payment:
+    /// a 0200 with a merchant's EMV QR code in DE 126, no card).
     #[arg(long, default_value = "0200=1")]
     mix: String,
+    /// A merchant's EMV QR code qr requests pay (repeatable; one drawn per request; by
+    /// default VietQR, PromptPay, UnionPay and KHQR codes in their currencies).
+    #[arg(long = "qr-code")]
+    qr_codes: Vec<String>,
     /// A BIN the PANs start with (repeatable; one drawn per request).
     #[arg(long = "bin", default_value = "476173")]
     bins: Vec<String>,
@@ -213,6 +218,11 @@ impl LoadArgs {
             bins: self.bins.clone(),
             acquirer_id: self.acquirer_id.clone(),
             seed: self.seed,
+            qr_codes: if self.qr_codes.is_empty() {
+                corridor_load::traffic::qr_codes()
+            } else {
+                self.qr_codes.clone()
+            },
         };
         spec.sign_on = !self.no_sign_on;
         spec.threads = self.threads;

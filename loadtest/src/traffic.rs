@@ -25,18 +25,21 @@ pub enum Kind {
     Reversal,
     /// 0800 echo test (DE 70 = 301).
     Echo,
+    /// A wallet's QR payment: a 0200 with no card, the merchant's EMV QR code in DE 126
+    /// (one of [`TrafficSpec::qr_codes`], drawn per request), amount and currency its own.
+    Qr,
 }
 
 impl Kind {
     /// Every kind, in mix order.
-    pub const ALL: [Self; 4] = [Self::Authorization, Self::Financial, Self::Reversal, Self::Echo];
+    pub const ALL: [Self; 5] = [Self::Authorization, Self::Financial, Self::Reversal, Self::Echo, Self::Qr];
 
     /// The request's MTI.
     #[must_use]
     pub fn mti(self) -> Mti {
         match self {
             Self::Authorization => Mti::AUTHORIZATION_REQUEST,
-            Self::Financial => Mti::FINANCIAL_REQUEST,
+            Self::Financial | Self::Qr => Mti::FINANCIAL_REQUEST,
             Self::Reversal => Mti::REVERSAL_ADVICE,
             Self::Echo => Mti::NETWORK_REQUEST,
         }
@@ -50,19 +53,21 @@ impl Kind {
             Self::Financial => "0200",
             Self::Reversal => "0420",
             Self::Echo => "0800",
+            Self::Qr => "qr",
         }
     }
 }
 
-/// Weights of each kind in the traffic, e.g. `0200=90,0100=5,0420=3,0800=2`.
+/// Weights of each kind in the traffic, e.g. `0200=90,0100=5,0420=3,0800=2` (`qr` for QR
+/// payments).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mix {
-    weights: [u32; 4],
+    weights: [u32; 5],
 }
 
 impl Mix {
     /// Only 0200s.
-    pub const FINANCIAL: Self = Self { weights: [0, 1, 0, 0] };
+    pub const FINANCIAL: Self = Self { weights: [0, 1, 0, 0, 0] };
 
     /// The weight of `kind`.
     #[must_use]
@@ -91,14 +96,14 @@ impl FromStr for Mix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut weights = [0u32; 4];
+        let mut weights = [0u32; 5];
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (mti, w) =
                 part.split_once('=').ok_or_else(|| format!("mix entry `{part}`: expected MTI=WEIGHT"))?;
             let kind = Kind::ALL
                 .into_iter()
                 .find(|k| k.name() == mti.trim())
-                .ok_or_else(|| format!("mix entry `{part}`: MTI must be 0100, 0200, 0420 or 0800"))?;
+                .ok_or_else(|| format!("mix entry `{part}`: MTI must be 0100, 0200, 0420 or 0800, or qr"))?;
             let w: u32 =
                 w.trim().parse().ok().filter(|w| *w <= 1_000_000).ok_or_else(|| {
                     format!("mix entry `{part}`: weight must be a whole number up to 1000000")
@@ -134,12 +139,84 @@ pub struct TrafficSpec {
     pub acquirer_id: String,
     /// Seed of every random draw (kinds, BINs, PANs), so a run can be repeated.
     pub seed: u64,
+    /// The merchants' EMV QR codes `qr` requests pay, one drawn at random per request
+    /// ([`qr_codes`] by default: several networks and currencies).
+    pub qr_codes: Vec<String>,
 }
 
 impl Default for TrafficSpec {
     fn default() -> Self {
-        Self { mix: Mix::FINANCIAL, bins: vec!["476173".into()], acquirer_id: "12345678".into(), seed: 1 }
+        Self {
+            mix: Mix::FINANCIAL,
+            bins: vec!["476173".into()],
+            acquirer_id: "12345678".into(),
+            seed: 1,
+            qr_codes: qr_codes(),
+        }
     }
+}
+
+/// Merchants' codes over several networks and currencies: a Hanoi shop's VietQR (NAPAS, VND),
+/// a Bangkok stall's PromptPay (THB), a Beijing restaurant's UnionPay code (CNY) and a Phnom
+/// Penh café's KHQR (KHR), each with an amount.
+///
+/// # Panics
+///
+/// Never: the objects are valid.
+#[must_use]
+pub fn qr_codes() -> Vec<String> {
+    use corridor_qr::{encode, nested};
+    let n = |objs: &[(u8, &str)]| nested(objs).unwrap_or_default();
+    let napas = n(&[(0, "A000000727"), (1, &n(&[(0, "970436"), (1, "0123456789")])), (2, "QRPUSH")]);
+    let promptpay = n(&[(0, "A000000677010111"), (1, "0066812345678")]);
+    let khqr = n(&[(0, "cafe@abaa"), (1, "MERCHANT01"), (2, "ABA Bank")]);
+    let codes: [&[(u8, &str)]; 4] = [
+        &[
+            (0, "01"),
+            (1, "12"),
+            (38, &napas),
+            (52, "5411"),
+            (53, "704"),
+            (54, "250000"),
+            (58, "VN"),
+            (59, "CO OP MART"),
+            (60, "HANOI"),
+        ],
+        &[
+            (0, "01"),
+            (1, "12"),
+            (29, &promptpay),
+            (52, "5812"),
+            (53, "764"),
+            (54, "150.00"),
+            (58, "TH"),
+            (59, "SOM TAM"),
+            (60, "BANGKOK"),
+        ],
+        &[
+            (0, "01"),
+            (1, "12"),
+            (15, "6250012362500456123456789012345"),
+            (52, "5812"),
+            (53, "156"),
+            (54, "100.00"),
+            (58, "CN"),
+            (59, "BEIJING DUCK"),
+            (60, "BEIJING"),
+        ],
+        &[
+            (0, "01"),
+            (1, "12"),
+            (30, &khqr),
+            (52, "5814"),
+            (53, "116"),
+            (54, "20000"),
+            (58, "KH"),
+            (59, "CAFE"),
+            (60, "PHNOM PENH"),
+        ],
+    ];
+    codes.iter().filter_map(|c| encode(c).ok()).collect()
 }
 
 impl TrafficSpec {
@@ -160,6 +237,14 @@ impl TrafficSpec {
         let a = &self.acquirer_id;
         if !(1..=11).contains(&a.len()) || !a.bytes().all(|c| c.is_ascii_digit()) {
             return Err(format!("acquirer id `{a}` must be 1 to 11 digits"));
+        }
+        if self.mix.weight(Kind::Qr) > 0 && self.qr_codes.is_empty() {
+            return Err("a mix with qr needs at least one QR code".into());
+        }
+        for c in &self.qr_codes {
+            if c.is_empty() || c.len() > 499 {
+                return Err(format!("QR code `{c}`: 1 to 499 bytes (DE 126)"));
+            }
         }
         Ok(())
     }
@@ -231,8 +316,9 @@ pub fn luhn_valid(pan: &[u8]) -> bool {
 pub struct Traffic {
     mix: Mix,
     total: u32,
-    templates: [Message<Bytes>; 4],
+    templates: [Message<Bytes>; 5],
     pans: Vec<Vec<[u8; 16]>>,
+    qr_codes: Vec<Vec<u8>>,
     acquirer_id: String,
     rng: SmallRng,
     connection: u32,
@@ -282,6 +368,15 @@ fn template(kind: Kind, acquirer_id: &str) -> OwnedMessage {
     let mut fields: Vec<(FieldId, &[u8])> = common.to_vec();
     match kind {
         Kind::Echo => fields.push((de::NETWORK_CODE, b"301")),
+        Kind::Qr => {
+            fields.extend_from_slice(&[
+                (de::PROCESSING_CODE, b"000000"),
+                (de::RRN, b"000000000001"),
+                (de::TERMINAL_ID, b"TERM0001"),
+                (de::ACQUIRER_ID, acquirer_id.as_bytes()),
+                (de::QR_PAYLOAD, b"0002010102"),
+            ]);
+        }
         Kind::Reversal => {
             fields.extend_from_slice(card);
             fields.push((de::ORIGINAL_DATA, &[b'0'; 42]));
@@ -309,15 +404,15 @@ impl Traffic {
     /// A spec that fails [`TrafficSpec::check`].
     pub fn new(spec: &TrafficSpec, connection: u32, clock: WallClock) -> Result<Self, String> {
         spec.check()?;
-        let mut templates = Vec::with_capacity(4);
+        let mut templates = Vec::with_capacity(Kind::ALL.len());
         for k in Kind::ALL {
             let body = template(k, &spec.acquirer_id)
                 .to_bytes(Dialect::Native)
                 .map_err(|e| format!("template {}: {e}", k.name()))?;
             templates.push(Message::parse(Dialect::Native, body).map_err(|e| format!("template: {e}"))?);
         }
-        let Ok(templates) = <[Message<Bytes>; 4]>::try_from(templates) else {
-            return Err("four templates".into());
+        let Ok(templates) = <[Message<Bytes>; 5]>::try_from(templates) else {
+            return Err("five templates".into());
         };
         let mut rng = SmallRng::seed_from_u64(spec.seed ^ (u64::from(connection) << 32));
         let pans =
@@ -327,6 +422,7 @@ impl Traffic {
             mix: spec.mix.clone(),
             templates,
             pans,
+            qr_codes: spec.qr_codes.iter().map(|c| c.as_bytes().to_vec()).collect(),
             acquirer_id: spec.acquirer_id.clone(),
             rng,
             connection: connection % 10_000,
@@ -389,6 +485,22 @@ impl Traffic {
         let mut terminal = *b"T0000000";
         write_digits(&mut terminal[1..4], u64::from(self.generation));
         write_digits(&mut terminal[4..], u64::from(self.connection));
+        if kind == Kind::Qr {
+            let code = &self.qr_codes[self.rng.random_range(0..self.qr_codes.len())];
+            return t.derive(
+                t.mti(),
+                FieldSet::VALUES,
+                &[
+                    (de::TRANSMISSION_TIME, &time),
+                    (de::STAN, &stan_ascii),
+                    (de::RRN, &rrn),
+                    (de::TERMINAL_ID, &terminal),
+                    (de::QR_PAYLOAD, code),
+                ],
+                dialect,
+                out,
+            );
+        }
         if kind == Kind::Reversal {
             // DE 90: the reversed request's MTI, STAN, DE 7 and acquirer id (11 digits).
             let mut original = [b'0'; 42];
@@ -456,6 +568,7 @@ mod tests {
         assert_eq!(m.to_string(), "0100=5,0200=90,0420=3,0800=2");
         assert!("0200".parse::<Mix>().unwrap_err().contains("MTI=WEIGHT"));
         assert!("0210=1".parse::<Mix>().unwrap_err().contains("must be 0100"));
+        assert_eq!("qr=2,0200=1".parse::<Mix>().unwrap().to_string(), "0200=1,qr=2");
         assert!("0200=0".parse::<Mix>().unwrap_err().contains("no weight"));
         assert!("0200=-1".parse::<Mix>().is_err());
         let m: Mix = "0200=1,0800=3".parse().unwrap();
@@ -477,10 +590,12 @@ mod tests {
     #[test]
     fn requests_decode_with_their_own_fields_in_every_dialect() {
         let spec = TrafficSpec {
-            mix: "0100=1,0200=1,0420=1,0800=1".parse().unwrap(),
+            mix: "0100=1,0200=1,0420=1,0800=1,qr=1".parse().unwrap(),
             bins: vec!["476173".into(), "52000011".into()],
             ..TrafficSpec::default()
         };
+        let codes: HashSet<Vec<u8>> = spec.qr_codes.iter().map(|c| c.as_bytes().to_vec()).collect();
+        assert_eq!(codes.len(), 4);
         let mut t = Traffic::new(&spec, 7, clock()).unwrap();
         let mut rrns = HashSet::new();
         let mut kinds = HashSet::new();
@@ -498,6 +613,17 @@ mod tests {
                 kinds.insert(kind);
                 if kind == Kind::Echo {
                     assert_eq!(m.network_code().map(|c| c.0), Some(301));
+                    continue;
+                }
+                if kind == Kind::Qr {
+                    // A QR payment: no card, one of the codes, every code valid.
+                    assert!(m.field(de::PAN).is_none() && m.field(de::TRACK2).is_none());
+                    let code = m.field(de::QR_PAYLOAD).unwrap().to_vec();
+                    assert!(codes.contains(&code));
+                    assert!(corridor_qr::Registry::builtin()
+                        .decode(std::str::from_utf8(&code).unwrap())
+                        .is_ok());
+                    assert!(rrns.insert(m.rrn().unwrap().to_vec()), "RRNs are unique");
                     continue;
                 }
                 let pan = m.field(de::PAN).unwrap().to_vec();
@@ -522,7 +648,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kinds.len(), 4, "every kind of the mix was drawn");
+        assert_eq!(kinds.len(), 5, "every kind of the mix was drawn");
         assert_eq!(bins.len(), 2, "every BIN was drawn");
     }
 

@@ -13,7 +13,8 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
     let c = &r.summary.counts;
     assert!(c.sent > 200, "{c:?}");
     assert_eq!((c.answered, c.timeouts, c.unanswered, c.errors), (c.sent, 0, 0, 0), "{c:?}");
-    // The networks decline a few; nothing else declines.
+    // The networks decline a few; nothing else declines (QR payments included: every code
+    // the load pays has a route, a rate and no limit).
     for code in c.codes.keys() {
         assert!(["00", "05", "51"].contains(&code.as_str()), "unexpected code {code}: {c:?}");
     }
@@ -40,6 +41,23 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
         records as u64 >= 3 * r.switch.stats.forwarded,
         "accepted, forwarded and answered, each journaled"
     );
+    // One payment of each flow, each converted into the wallet's currency and settled in
+    // USD (a network may decline one: 05 or 51).
+    assert_eq!(r.payments.len(), 3);
+    for (p, (flow, wallet)) in
+        r.payments.iter().zip([("inbound", "THB"), ("outbound", "SGD"), ("third-market", "THB")])
+    {
+        assert!(p.starts_with(flow), "{p}");
+        let answered = p.rsplit("answered ").next().unwrap();
+        assert!(["00", "05", "51"].contains(&answered), "{p}");
+        assert!(p.contains(&format!(" {wallet} (rate ")) && p.contains(" USD (rate "), "{p}");
+    }
+    // The day's clearing: totals per currency and each participant's position, from the
+    // journal; the QR payments of the load are among them (VND and THB merchants).
+    assert!(r.clearing[0].contains("approved payments not reversed"), "{:?}", r.clearing);
+    for part in [" VND", " THB", " SGD", "position  wallet-sg     against napas-vn"] {
+        assert!(r.clearing.iter().any(|l| l.contains(part)), "{part}: {:?}", r.clearing);
+    }
     let text = r.text();
     for part in [
         "== the acquirer",
@@ -48,6 +66,8 @@ fn the_demo_drives_both_networks_and_every_side_agrees() {
         "promptpay-th",
         "verdict",
         "journal: ",
+        "== cross-border QR payments",
+        "== the day's clearing",
     ] {
         assert!(text.contains(part), "missing {part}:\n{text}");
     }
