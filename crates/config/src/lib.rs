@@ -649,8 +649,37 @@ pub fn summary(c: &Loaded) -> String {
                 .filter_map(|(n, on)| on.then_some(n))
                 .collect();
         let ids: Vec<String> = p.acquirer_ids.iter().map(ToString::to_string).collect();
-        let _ = writeln!(s, "  {:<16} {:<24} ids [{}]", p.id, roles.join("+"), ids.join(", "));
+        let _ = write!(s, "  {:<16} {:<24} ids [{}]", p.id, roles.join("+"), ids.join(", "));
+        let d = &p.directory;
+        if let Some(m) = d.market {
+            let _ = write!(s, " market {}", String::from_utf8_lossy(&m));
+        }
+        if let Some(c) = d.currency {
+            let _ = write!(s, " currency {c}");
+            if let Some(l) = d.limit {
+                let _ = write!(s, " limit {}", corridor_engine::exchange::decimal_amount(l, c.exponent));
+            }
+        }
+        let names = |ix: &[u16]| -> Vec<&str> {
+            ix.iter().filter_map(|&i| e.interop.registry.networks().get(usize::from(i)).map(|n| n.id.as_str())).collect()
+        };
+        if !d.networks.is_empty() {
+            let _ = write!(s, " networks [{}]", names(&d.networks).join(", "));
+        }
+        if !d.qr_policy.is_empty() {
+            let _ = write!(s, " qr_policy [{}]", names(&d.qr_policy).join(", "));
+        }
+        let _ = writeln!(s);
     }
+    let i = &e.interop;
+    let _ = writeln!(
+        s,
+        "market {}, settlement {}, rate quotes {}, QR networks {}",
+        i.market.map_or_else(|| "none".to_owned(), |m| String::from_utf8_lossy(&m).into_owned()),
+        i.settlement.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+        i.rates.quotes().len(),
+        i.registry.networks().len()
+    );
     let _ = writeln!(s, "links: {}", e.links.len());
     let addr = |spec: usize| {
         c.net
@@ -820,12 +849,13 @@ mod tests {
         assert_eq!(c.engine.participants.len(), 3);
         assert_eq!(c.engine.links.len(), 4);
         assert_eq!((c.net.listens.len(), c.net.dials.len()), (2, 2));
-        assert_eq!(c.engine.routes.routes().len(), 3);
+        assert_eq!(c.engine.routes.routes().len(), 5);
         let s = summary(&c);
         assert!(
             s.contains("wallet-sg-1") && s.contains("pan 47617390") && s.contains("DE 100 44556677"),
             "{s}"
         );
+        assert!(s.contains("qr napas acquirer 970436") && s.contains("limit 5000.00") && s.contains("settlement USD"), "{s}");
     }
 
     #[test]
@@ -919,8 +949,8 @@ mod tests {
         );
         let c = parse_in(&text, &dir).expect("valid");
         let routes = c.engine.routes.routes();
-        assert_eq!(routes.len(), 5);
-        let last = &routes[4];
+        assert_eq!(routes.len(), 7);
+        let last = &routes[6];
         assert_eq!((last.timeout.as_millis(), last.mti_classes), (2500, Some(0b110)));
         // The same keys again: every repeat in one error, with the places named.
         std::fs::write(
@@ -929,7 +959,7 @@ mod tests {
         )
         .unwrap();
         let err = format!("{:#}", parse_in(&text, &dir).err().expect("duplicates refused"));
-        assert!(err.contains("2 routes repeat") && err.contains("line 3 repeats route 4"), "{err}");
+        assert!(err.contains("2 routes repeat") && err.contains("line 3 repeats route 6"), "{err}");
         for (csv, want) in [
             ("prefix,destination\n1,issuer-vn\n", "must name pan_prefix and destination"),
             ("pan_prefix,destination,colour\n1,issuer-vn,red\n", "unknown column \"colour\""),
@@ -960,8 +990,8 @@ mod tests {
             1,
         );
         let c = parse_in(&text, &dir).expect("valid");
-        assert_eq!(c.engine.routes.routes().len(), 1_000_003);
-        assert!(summary(&c).contains("... and 999953 more"));
+        assert_eq!(c.engine.routes.routes().len(), 1_000_005);
+        assert!(summary(&c).contains("... and 999955 more"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
