@@ -86,7 +86,18 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
 
 #[test]
 fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
-    let dir = std::env::temp_dir().join(format!("corridor-crash-{}", std::process::id()));
+    crash_and_restart("cards", false);
+}
+
+/// The same with requests that carry no PAN (a wallet's QR payments: the journal keeps them
+/// whole, nothing sealed, and reverses them after the restart like any).
+#[test]
+fn kill_9_with_pan_less_requests_in_flight_reverses_them_too() {
+    crash_and_restart("qr", true);
+}
+
+fn crash_and_restart(name: &str, pan_less: bool) {
+    let dir = std::env::temp_dir().join(format!("corridor-crash-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
@@ -112,7 +123,13 @@ fn kill_9_with_requests_in_flight_leaves_no_ambiguous_outcome() {
 
     let switch = serve(&config);
     let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
-    let purchase = |i: u64| common::purchase(u32::try_from(i).unwrap(), &format!("CRASH{i:07}"));
+    let purchase = |i: u64| {
+        let mut m = common::purchase(u32::try_from(i).unwrap(), &format!("CRASH{i:07}"));
+        if pan_less {
+            m.remove(de::PAN);
+        }
+        m
+    };
     for i in 1..=20u64 {
         send(&mut acq, i, &purchase(i));
     }
