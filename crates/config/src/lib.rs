@@ -661,7 +661,9 @@ pub fn summary(c: &Loaded) -> String {
             }
         }
         let names = |ix: &[u16]| -> Vec<&str> {
-            ix.iter().filter_map(|&i| e.interop.registry.networks().get(usize::from(i)).map(|n| n.id.as_str())).collect()
+            ix.iter()
+                .filter_map(|&i| e.interop.registry.networks().get(usize::from(i)).map(|n| n.id.as_str()))
+                .collect()
         };
         if !d.networks.is_empty() {
             let _ = write!(s, " networks [{}]", names(&d.networks).join(", "));
@@ -855,7 +857,12 @@ mod tests {
             s.contains("wallet-sg-1") && s.contains("pan 47617390") && s.contains("DE 100 44556677"),
             "{s}"
         );
-        assert!(s.contains("qr napas acquirer 970436") && s.contains("limit 5000.00") && s.contains("settlement USD"), "{s}");
+        assert!(
+            s.contains("qr napas acquirer 970436")
+                && s.contains("limit 5000.00")
+                && s.contains("settlement USD"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! QR payments from a Thai wallet to a UnionPay merchant, approved, declined and timed out
 //! (the switch reverses those); the day's file lists exactly the approved ones not reversed,
 //! with both currencies, totals and net positions; a partner's file with planted breaks is
-//! reconciled against it.
+//! reconciled against it. And a rate file changed under the running switch prices the next
+//! payment once `SIGHUP` reloads it.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
 
@@ -308,5 +309,80 @@ fn the_days_clearing_file_lists_approved_payments_not_reversed_and_reconciles_wi
     assert!(out.contains("total matched") && out.contains("       2  11234 CNY"), "{out}");
     let (ok, out) = corridor(&["reconcile", ours.to_str().unwrap(), ours.to_str().unwrap()]);
     assert!(ok, "a file reconciles with itself: {out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_rate_file_reloaded_by_sighup_prices_the_next_payment() {
+    let dir = state("rates-reload");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let network = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = Arc::clone(&seen);
+    let peer = std::thread::spawn(move || {
+        common::serve_peer(listener, &stop2, |m, _| {
+            seen2.lock().unwrap().push((text(m, de::RATE_BILLING), text(m, de::AMOUNT_BILLING)));
+            Some((Duration::ZERO, answer(m, "00")))
+        });
+    });
+    let port = free_port();
+    // The CNY -> THB quote comes from a rate file; the inline one is removed.
+    let rates = |rate: &str| {
+        format!(
+            "[[rate]]\nquote = \"CNY-THB-1\"\nfrom = \"CNY\"\nto = \"THB\"\nrate = \"{rate}\"\nmarkup_bps = 50\n\
+             valid_from = 2020-01-01T00:00:00Z\nvalid_to = 2099-01-01T00:00:00Z\n"
+        )
+    };
+    let text_cfg = config(port, network);
+    let start = text_cfg.find("[[rate]]\nquote = \"CNY-THB-1\"").unwrap();
+    let end = text_cfg[start..].find("[[rate]]\nquote = \"CNY-USD-1\"").unwrap() + start;
+    let cfg_text = format!(
+        "{}{}",
+        text_cfg[..start]
+            .replace("settlement = \"USD\"", "settlement = \"USD\"\nrate_files = [\"rates.toml\"]"),
+        &text_cfg[end..]
+    );
+    std::fs::write(dir.join("rates.toml"), rates("4.9")).unwrap();
+    std::fs::write(dir.join("corridor.toml"), cfg_text).unwrap();
+    let switch = serve(&dir.join("corridor.toml"));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = BytesMut::new();
+    let mut pay = |stan: u32| -> String {
+        assert!(send(&mut s, u64::from(stan), &payment(stan, "100.00")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Some((_, m)) =
+                read_frames(&mut s, &mut buf).expect("the switch stays up").into_iter().next()
+            {
+                return text(&m, de::RESPONSE_CODE);
+            }
+        }
+        panic!("no answer to {stan}");
+    };
+    assert_eq!(pay(1), "00");
+    std::fs::write(dir.join("rates.toml"), rates("5.0")).unwrap();
+    let _ = std::process::Command::new("kill").args(["-HUP", &switch.child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !switch.logged("reload applied") {
+        assert!(std::time::Instant::now() < deadline, "the reload was applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(switch.logged("rate quote CNY-THB-1: CNY -> THB at 4.9"), "the change is logged");
+    assert_eq!(pay(2), "00");
+    let got = seen.lock().unwrap().iter().filter(|(r, _)| !r.is_empty()).cloned().collect::<Vec<_>>();
+    // 4.9 × 1.005 = 4.9245, then 5.0 × 1.005 = 5.025: 100.00 CNY is 492.45, then 502.50 THB.
+    assert_eq!(
+        got,
+        [
+            ("40049245".to_owned(), "000000049245".to_owned()),
+            ("30005025".to_owned(), "000000050250".to_owned())
+        ]
+    );
+    drop(switch);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.join().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
