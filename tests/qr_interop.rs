@@ -492,3 +492,30 @@ fn quotes_limits_and_bad_codes_are_declined_by_the_switch_and_never_forwarded() 
     assert_eq!(rrns, ["533510000028"]);
     assert!(net.promptpay.seen_mti(200).is_empty());
 }
+
+#[test]
+fn a_wallets_reversal_of_a_qr_payment_goes_where_the_payment_went() {
+    let net = start();
+    let mut th = Conn::connect(net.switch.addr("wallet-th-1"), Wire::NATIVE);
+    let paid = payment(&unionpay_code("100.00"), "000040", "11110001");
+    assert_eq!(field(&pay(&mut th, 1, &paid), de::RESPONSE_CODE), "00");
+    // The wallet reverses it (its customer cancelled): DE 90 names the payment.
+    let mut reversal = paid.clone();
+    reversal.set_mti(Mti::REVERSAL_ADVICE);
+    reversal.set(de::STAN, b"000041".to_vec()).unwrap();
+    let mut original = b"0200000040".to_vec();
+    original.extend_from_slice(b"1201101500");
+    original.extend_from_slice(b"00011110001");
+    original.extend_from_slice(&[b'0'; 11]);
+    reversal.set(de::ORIGINAL_DATA, original).unwrap();
+    let ack = pay(&mut th, 2, &reversal);
+    assert_eq!(
+        (ack.mti(), field(&ack, de::RESPONSE_CODE).as_str()),
+        (Mti::REVERSAL_ADVICE.response().unwrap(), "00")
+    );
+    assert!(
+        net.unionpay.wait_for(WAIT_MAX, |seen| seen.iter().any(|m| m.mti() == Mti::REVERSAL_ADVICE)),
+        "UnionPay, where the payment went, gets the reversal"
+    );
+    assert!(net.napas.seen_mti(420).is_empty() && net.promptpay.seen_mti(420).is_empty());
+}

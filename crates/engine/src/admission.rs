@@ -418,7 +418,34 @@ impl Engine {
         let table = self.routes.load();
         let pan = msg.pan();
         let receiver: Option<InstitutionId> = msg.receiver_id();
-        let query = RouteQuery::new(msg.mti(), receiver.as_ref(), pan.as_ref().map(|p| p.digits()));
+        // An advice or reversal of a QR payment carries its code: routed by its networks, as
+        // the payment was (the switch adds no fields to it).
+        let qr_text = match crate::qr::payload_text(msg) {
+            Ok(t) => t,
+            Err(code) => {
+                drop(table);
+                return self.decline(link, correlation, msg, code);
+            }
+        };
+        let registry = qr_text.as_ref().map(|_| Arc::clone(&self.config.interop.registry));
+        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode_classified(t));
+        let classified = match decoded.transpose() {
+            Ok(c) => c.map(|(_, f)| f),
+            Err(_) => {
+                drop(table);
+                return self.decline(link, correlation, msg, ResponseCode::FORMAT_ERROR);
+            }
+        };
+        let policy = &self.config.participants[participant].directory.qr_policy;
+        let targets: Option<Vec<QrTarget<'_>>> =
+            classified.map(|f| crate::qr::targets(f, policy).into_iter().map(|(t, _)| t).collect());
+        let query = RouteQuery {
+            mti: msg.mti(),
+            receiver: receiver.as_ref(),
+            pan: pan.as_ref().map(|p| p.digits()),
+            qr: targets.as_deref(),
+            origin: Some(participant),
+        };
         let Some(destination) = table.lookup(&query).map(|r| r.destination) else {
             drop(table);
             return self.decline(link, correlation, msg, ResponseCode::NO_ROUTE);
