@@ -103,6 +103,7 @@ roles = ["acquirer"]
 acquirer_ids = ["11110001"]
 market = "TH"
 currency = "THB"
+currencies = ["USD"]
 limit = "20000.00"
   [[participant.link]]
   name = "wallet-th-1"
@@ -455,6 +456,14 @@ fn quotes_limits_and_bad_codes_are_declined_by_the_switch_and_never_forwarded() 
     off.set(de::AMOUNT_BILLING, b"000000049246".to_vec()).unwrap();
     off.set(de::RATE_BILLING, b"40049245".to_vec()).unwrap();
     assert_eq!(decline("000024", &off), "13");
+    // A wallet account in another of its currencies (DE 51 = USD, which the directory lists):
+    // billed at the CNY -> USD quote, 0.14 with no markup: 14.00 USD. One it does not hold: 12.
+    let mut usd = payment(&unionpay_code("100.00"), "000031", "11110001");
+    usd.set(de::CURRENCY_BILLING, b"840".to_vec()).unwrap();
+    assert_eq!(decline("000031", &usd), "00");
+    let mut eur = payment(&unionpay_code("100.00"), "000032", "11110001");
+    eur.set(de::CURRENCY_BILLING, b"978".to_vec()).unwrap();
+    assert_eq!(decline("000032", &eur), "12");
     // A DE 4 that disagrees with the code's amount: 13.
     let mut amount = payment(&unionpay_code("100.00"), "000025", "11110001");
     amount.set(de::AMOUNT, b"000000009999".to_vec()).unwrap();
@@ -487,7 +496,12 @@ fn quotes_limits_and_bad_codes_are_declined_by_the_switch_and_never_forwarded() 
     // Only what was approved reached the networks.
     net.switch.wait_quiet();
     let rrns: Vec<String> = net.unionpay.seen_mti(200).iter().map(|m| field(m, de::RRN)).collect();
-    assert_eq!(rrns, ["533510000022", "533510000023"]);
+    assert_eq!(rrns, ["533510000022", "533510000023", "533510000031"]);
+    let usd = seen_with_rrn(&net.unionpay, "533510000031").unwrap();
+    assert_eq!(
+        (field(&usd, de::AMOUNT_BILLING).as_str(), field(&usd, de::RATE_BILLING).as_str()),
+        ("000000001400", "20000014")
+    );
     let rrns: Vec<String> = net.napas.seen_mti(200).iter().map(|m| field(m, de::RRN)).collect();
     assert_eq!(rrns, ["533510000028"]);
     assert!(net.promptpay.seen_mti(200).is_empty());

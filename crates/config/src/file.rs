@@ -166,6 +166,10 @@ pub(crate) struct ParticipantSection {
     pub(crate) market: Option<String>,
     /// The directory: its currency (ISO 4217, `VND` or `704`).
     pub(crate) currency: Option<String>,
+    /// The directory: other currencies it holds accounts in (a wallet may name them in
+    /// DE 51).
+    #[serde(default)]
+    pub(crate) currencies: Vec<String>,
     /// The directory: the largest transaction it takes, a decimal in its currency.
     pub(crate) limit: Option<String>,
     /// The directory: the QR networks it runs or acquires for (registry ids).

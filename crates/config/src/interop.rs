@@ -46,7 +46,11 @@ pub(crate) fn registry(file: &File, base: &Path) -> Result<Registry> {
 /// A participant's directory entry.
 pub(crate) fn directory(p: &ParticipantSection, registry: &Registry, at: &str) -> Result<DirectoryEntry> {
     let market = p.market.as_deref().map(|m| market(m, at)).transpose()?;
+    let currencies = p.currencies.iter().map(|c| currency(c, at)).collect::<Result<Vec<_>>>()?;
     let currency = p.currency.as_deref().map(|c| currency(c, at)).transpose()?;
+    if !currencies.is_empty() && currency.is_none() {
+        bail!("{at}: currencies lists the others: give currency (the one it bills in by default) too");
+    }
     let limit = match (&p.limit, currency) {
         (None, _) => None,
         (Some(_), None) => bail!("{at}: a limit is in the participant's currency: give currency too"),
@@ -66,7 +70,7 @@ pub(crate) fn directory(p: &ParticipantSection, registry: &Registry, at: &str) -
     if let Some(dup) = p.qr_policy.iter().find(|n| !seen.insert(*n)) {
         bail!("{at}: qr_policy names {dup:?} twice");
     }
-    Ok(DirectoryEntry { market, currency, limit, networks, qr_policy })
+    Ok(DirectoryEntry { market, currency, currencies, limit, networks, qr_policy })
 }
 
 /// A TOML offset date-time as milliseconds since the Unix epoch.
@@ -220,6 +224,8 @@ destination = "napas"
         let cases: &[(&str, &str, &str)] = &[
             ("market = \"TH\"", "market = \"Thailand\"", "ISO 3166-1 alpha-2"),
             ("currency = \"THB\"", "currency = \"BAHT\"", "not an ISO 4217 code"),
+            ("currency = \"THB\"\nlimit", "currencies = [\"USD\"]\nlimit", "give currency"),
+            ("currency = \"THB\"", "currency = \"THB\"\ncurrencies = [\"USX\"]", "not an ISO 4217 code"),
             ("currency = \"THB\"\nlimit", "limit", "give currency too"),
             ("limit = \"20000.00\"", "limit = \"20000.001\"", "at most 2 decimals"),
             ("qr_policy = [\"napas\", \"unionpay\"]", "qr_policy = [\"napas\", \"napas\"]", "twice"),

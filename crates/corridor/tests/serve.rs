@@ -18,7 +18,12 @@ fn check_config_accepts_the_example_and_refuses_a_broken_one() {
     let out = Command::new(env!("CARGO_BIN_EXE_corridor")).args(["check-config", EXAMPLE]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("participants: 3") && text.contains("routes: 3"), "{text}");
+    assert!(
+        text.contains("participants: 3")
+            && text.contains("routes: 5")
+            && text.contains("qr napas acquirer 970436"),
+        "{text}"
+    );
 
     let dir = std::env::temp_dir().join(format!("corridor-serve-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -50,9 +50,12 @@ pub struct Participant {
 pub struct DirectoryEntry {
     /// Its market: ISO 3166-1 alpha-2 (`VN`).
     pub market: Option<[u8; 2]>,
-    /// Its currency: a wallet's cardholder billing currency (DE 51), a merchant network's
-    /// transaction currency; the currency its limit is in.
+    /// Its currency: a wallet's cardholder billing currency (DE 51) when the request names
+    /// none, a merchant network's transaction currency; the currency its limit is in.
     pub currency: Option<Currency>,
+    /// Other currencies it holds accounts in: a wallet may name one of these (or its
+    /// `currency`) in DE 51; any other is declined `12`. Empty: any.
+    pub currencies: Vec<Currency>,
     /// The largest transaction it takes, in minor units of `currency`.
     pub limit: Option<u64>,
     /// The QR networks (registry indices) it runs or acquires for.

@@ -16,7 +16,8 @@
 //!    A request that has them must agree with the payload: DE 49 with ID 53, DE 4 with ID 54
 //!    when the code carries an amount; else `13`.
 //! 4. **Currencies**, for every financial or authorization request with DE 4 and DE 49 once
-//!    the switch knows currencies: the wallet's currency is DE 51, or the originator's in the
+//!    the switch knows currencies: the wallet's currency is DE 51 (one the directory lists
+//!    for the originator, when it lists any: else `12`), or the originator's in the
 //!    directory. When it differs from DE 49, the billing amount DE 6 is DE 4 converted at the
 //!    quote's billing rate (the mid rate plus its markup), written in DE 10; the quote is the
 //!    one DE 125 names, or the one in force. An originator that sent DE 6 and DE 10 has them
@@ -249,7 +250,14 @@ pub(crate) fn currencies_and_limits(
         rates.current(tx.numeric, to.numeric, unix_ms).ok_or(INVALID_TRANSACTION)
     };
     let wallet = match text(msg, de::CURRENCY_BILLING) {
-        Some(c) => Some(currency_of(&c)?),
+        Some(c) => {
+            let c = currency_of(&c)?;
+            let o = parties.origin;
+            if !o.currencies.is_empty() && o.currency != Some(c) && !o.currencies.contains(&c) {
+                return Err(INVALID_TRANSACTION);
+            }
+            Some(c)
+        }
         None => parties.origin.currency,
     };
     let billing = match wallet {
