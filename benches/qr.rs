@@ -1,6 +1,7 @@
 //! Parsing and classifying merchant-presented QR payloads: `qr/parse_classify_150` is a
-//! typical 150-character two-network sticker (UnionPay's primitive ID 15 and a NAPAS
-//! template, a Vietnamese merchant, an amount and a terminal label) parsed, its CRC checked
+//! typical 150-character two-network sticker ([`corridor_benches::qr_sticker`]: UnionPay's
+//! primitive ID 15 and a NAPAS template, a Vietnamese merchant, an amount and a terminal
+//! label) parsed, its CRC checked
 //! and its networks found with their acquirer ids, through the shipped registry. `qr/parse_150`
 //! is the parse alone, `qr/classify_150` the classification of an already parsed payload, and
 //! `qr/cpm_emvco_example` the consumer-presented example decoded and mapped to an
@@ -10,33 +11,11 @@
 
 use std::hint::black_box;
 
-use corridor_qr::{decode_cpm, encode, nested, Registry};
+use corridor_qr::{decode_cpm, Registry};
 use criterion::{criterion_group, criterion_main, Criterion};
 
-/// The typical sticker: 150 characters.
-#[must_use]
-pub fn sticker() -> String {
-    let napas =
-        nested(&[(0, "A000000727"), (1, &nested(&[(0, "970436"), (1, "01234567")]).unwrap())]).unwrap();
-    let additional = nested(&[(7, "T0001")]).unwrap();
-    encode(&[
-        (0, "01"),
-        (1, "12"),
-        (15, "6250012345678901123"),
-        (38, &napas),
-        (52, "5812"),
-        (53, "704"),
-        (54, "250000"),
-        (58, "VN"),
-        (59, "PHO 24"),
-        (60, "HANOI"),
-        (62, &additional),
-    ])
-    .unwrap()
-}
-
 fn qr(c: &mut Criterion) {
-    let text = sticker();
+    let text = corridor_benches::qr_sticker();
     assert_eq!(text.chars().count(), 150, "{text}");
     let registry = Registry::builtin();
     let mut g = c.benchmark_group("qr");

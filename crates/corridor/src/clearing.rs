@@ -41,9 +41,7 @@ use corridor_engine::{
 use corridor_journal::{
     entry::{Entry, Key},
     request::view,
-    segment::scan_segment,
 };
-use corridor_net::journal::segments_since;
 use corridor_wire::{de, FieldId, Message};
 use serde::{Deserialize, Serialize};
 
@@ -192,95 +190,84 @@ pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
     // A day's transactions were accepted before it ended; look from a day before it began
     // (a request answered after the cut-over was taken in before it).
     let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
-    let (segments, _) = segments_since(s.dir, from, SEGMENTS_MAX)?;
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut by_key: HashMap<Key, u64> = HashMap::new();
-    let last = segments.last().map(|(seq, _)| *seq);
-    for (seq, path) in &segments {
-        let Ok(bytes) = std::fs::read(path) else { continue };
-        let seg = scan_segment(&bytes, *seq, Some(*seq) == last)
-            .map_err(|e| anyhow::anyhow!("segment {seq:020}: {e}"))?;
-        for f in &seg.records {
-            let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) else { continue };
-            match entry {
-                Entry::Accepted(a) => {
-                    if a.key.class != 2 {
-                        continue;
-                    }
-                    let Ok(v) = view(&a.request) else { continue };
-                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { continue };
-                    if msg.mti().function() != 0 {
-                        continue;
-                    }
-                    if open.len() >= ROWS_MAX {
-                        bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");
-                    }
-                    let get = |id: FieldId| msg.field(id).map(|f| text(&f.to_vec()));
-                    let num = |id: FieldId| get(id).and_then(|v| v.parse::<u64>().ok());
-                    let rate = |id: FieldId| {
-                        get(id)
-                            .and_then(|v| Rate::from_n8(v.as_bytes()))
-                            .map(|r| r.decimal())
-                            .unwrap_or_default()
-                    };
-                    let pan = if v.first6 == *b"      " {
-                        String::new()
-                    } else {
-                        format!("{}******{}", text(&v.first6), text(&v.last4))
-                    };
-                    let row = Row {
-                        record: "transaction".into(),
-                        business_date: s.date.to_owned(),
-                        originator: a.key.participant.clone(),
-                        mti: msg.mti().to_string(),
-                        rrn: get(de::RRN).unwrap_or_default(),
-                        stan: format!("{:06}", a.key.stan),
-                        transmission_time: get(de::TRANSMISSION_TIME).unwrap_or_default(),
-                        acquirer_id: get(de::ACQUIRER_ID).unwrap_or_default(),
-                        forwarder_id: get(de::FORWARDER_ID).unwrap_or_default(),
-                        pan,
-                        amount: num(de::AMOUNT),
-                        currency: get(de::CURRENCY).map(|c| currency_code(&c)).unwrap_or_default(),
-                        billing_amount: num(de::AMOUNT_BILLING),
-                        billing_currency: get(de::CURRENCY_BILLING)
-                            .map(|c| currency_code(&c))
-                            .unwrap_or_default(),
-                        billing_rate: rate(de::RATE_BILLING),
-                        settlement_amount: num(de::AMOUNT_SETTLEMENT),
-                        settlement_currency: get(de::CURRENCY_SETTLEMENT)
-                            .map(|c| currency_code(&c))
-                            .unwrap_or_default(),
-                        settlement_rate: rate(de::RATE_SETTLEMENT),
-                        fee: FieldId::new(28).and_then(get).unwrap_or_default(),
-                        ..Row::default()
-                    };
-                    let seq = f.record.seq;
-                    by_key.insert(a.key, seq);
-                    open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
+    crate::records::for_each_since(s.dir, from, SEGMENTS_MAX, |seq, entry| {
+        match entry {
+            Entry::Accepted(a) => {
+                if a.key.class != 2 {
+                    return Ok(());
                 }
-                Entry::Forwarded(fw) => {
-                    if let Some(o) = open.get_mut(&fw.request) {
-                        o.row.destination = fw.destination;
-                    }
+                let Ok(v) = view(&a.request) else { return Ok(()) };
+                let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return Ok(()) };
+                if msg.mti().function() != 0 {
+                    return Ok(());
                 }
-                Entry::Answered(an) => {
-                    if let Some(o) = open.get_mut(&an.request) {
-                        o.approved = !an.switch_made && APPROVED.contains(&&an.code);
-                        o.row.auth_code = an.auth.map(|a| text(&a)).unwrap_or_default();
-                        o.answered_ms = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
-                    }
+                if open.len() >= ROWS_MAX {
+                    bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");
                 }
-                Entry::ReversalQueued(r) => {
-                    if let Some(o) =
-                        r.original.as_ref().and_then(|k| by_key.get(k)).and_then(|seq| open.get_mut(seq))
-                    {
-                        o.reversed = true;
-                    }
-                }
-                _ => {}
+                let get = |id: FieldId| msg.field(id).map(|f| text(&f.to_vec()));
+                let num = |id: FieldId| get(id).and_then(|v| v.parse::<u64>().ok());
+                let rate = |id: FieldId| {
+                    get(id).and_then(|v| Rate::from_n8(v.as_bytes())).map(|r| r.decimal()).unwrap_or_default()
+                };
+                let pan = if v.first6 == *b"      " {
+                    String::new()
+                } else {
+                    format!("{}******{}", text(&v.first6), text(&v.last4))
+                };
+                let row = Row {
+                    record: "transaction".into(),
+                    business_date: s.date.to_owned(),
+                    originator: a.key.participant.clone(),
+                    mti: msg.mti().to_string(),
+                    rrn: get(de::RRN).unwrap_or_default(),
+                    stan: format!("{:06}", a.key.stan),
+                    transmission_time: get(de::TRANSMISSION_TIME).unwrap_or_default(),
+                    acquirer_id: get(de::ACQUIRER_ID).unwrap_or_default(),
+                    forwarder_id: get(de::FORWARDER_ID).unwrap_or_default(),
+                    pan,
+                    amount: num(de::AMOUNT),
+                    currency: get(de::CURRENCY).map(|c| currency_code(&c)).unwrap_or_default(),
+                    billing_amount: num(de::AMOUNT_BILLING),
+                    billing_currency: get(de::CURRENCY_BILLING)
+                        .map(|c| currency_code(&c))
+                        .unwrap_or_default(),
+                    billing_rate: rate(de::RATE_BILLING),
+                    settlement_amount: num(de::AMOUNT_SETTLEMENT),
+                    settlement_currency: get(de::CURRENCY_SETTLEMENT)
+                        .map(|c| currency_code(&c))
+                        .unwrap_or_default(),
+                    settlement_rate: rate(de::RATE_SETTLEMENT),
+                    fee: FieldId::new(28).and_then(get).unwrap_or_default(),
+                    ..Row::default()
+                };
+                by_key.insert(a.key, seq);
+                open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
             }
+            Entry::Forwarded(fw) => {
+                if let Some(o) = open.get_mut(&fw.request) {
+                    o.row.destination = fw.destination;
+                }
+            }
+            Entry::Answered(an) => {
+                if let Some(o) = open.get_mut(&an.request) {
+                    o.approved = !an.switch_made && APPROVED.contains(&&an.code);
+                    o.row.auth_code = an.auth.map(|a| text(&a)).unwrap_or_default();
+                    o.answered_ms = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
+                }
+            }
+            Entry::ReversalQueued(r) => {
+                if let Some(o) =
+                    r.original.as_ref().and_then(|k| by_key.get(k)).and_then(|seq| open.get_mut(seq))
+                {
+                    o.reversed = true;
+                }
+            }
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     let (start, end) = s.window;
     let mut rows = Vec::new();
     for o in open.into_values() {

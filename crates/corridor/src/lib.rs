@@ -12,4 +12,5 @@
 
 pub mod admin;
 pub mod clearing;
+mod records;
 pub mod serve;

@@ -9,12 +9,10 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use corridor_journal::segment::scan_segment;
 use corridor_journal::{
     entry::{Entry, Key},
     request::view,
 };
-use corridor_net::journal::segments_since;
 use corridor_wire::Message;
 use serde::Serialize;
 
@@ -101,39 +99,31 @@ fn text(b: &[u8]) -> String {
 ///
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
-    let (segments, more_segments) = segments_since(dir, q.from_unix_ms, SEGMENTS_MAX)?;
     let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
     let mut keys: Vec<(Key, u64)> = Vec::new();
     let mut reversals: BTreeMap<u64, (u64, ReversalView)> = BTreeMap::new();
     let mut more_matches = false;
-    let last = segments.last().map(|(seq, _)| *seq);
-    for (seq, path) in &segments {
-        // A segment removed by retention meanwhile is simply not there any more.
-        let Ok(bytes) = std::fs::read(path) else { continue };
-        let seg = scan_segment(&bytes, *seq, Some(*seq) == last)
-            .map_err(|e| anyhow::anyhow!("segment {seq:020}: {e}"))?;
-        for f in &seg.records {
-            let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) else { continue };
-            let seq = f.record.seq;
+    let (segments_read, more_segments) =
+        crate::records::for_each_since(dir, q.from_unix_ms, SEGMENTS_MAX, |seq, entry| {
             match entry {
                 Entry::Accepted(a) => {
                     if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
-                        continue;
+                        return Ok(());
                     }
                     if q.stan.is_some_and(|s| s != a.key.stan) {
-                        continue;
+                        return Ok(());
                     }
-                    let Ok(v) = view(&a.request) else { continue };
-                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { continue };
+                    let Ok(v) = view(&a.request) else { return Ok(()) };
+                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return Ok(()) };
                     let rrn = msg.rrn().map(text);
                     if let Some(want) = &q.rrn {
                         if rrn.as_deref().map(str::trim) != Some(want.trim()) {
-                            continue;
+                            return Ok(());
                         }
                     }
                     if found.len() >= MATCHES_MAX {
                         more_matches = true;
-                        continue;
+                        return Ok(());
                     }
                     let amount =
                         msg.field(corridor_wire::de::AMOUNT).and_then(|f| f.value_borrowed()).map(text);
@@ -186,7 +176,7 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                 Entry::ReversalQueued(r) => {
                     let of = r.original.as_ref().or(r.advice.as_ref());
                     let Some(&(_, txn)) = of.and_then(|k| keys.iter().find(|(key, _)| key == k)) else {
-                        continue;
+                        return Ok(());
                     };
                     reversals.insert(
                         seq,
@@ -230,17 +220,12 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                 }
                 _ => {}
             }
-        }
-    }
+            Ok(())
+        })?;
     for (_, (txn, r)) in reversals {
         if let Some(t) = found.get_mut(&txn) {
             t.reversals.push(r);
         }
     }
-    Ok(Found {
-        transactions: found.into_values().collect(),
-        segments_read: segments.len(),
-        more_segments,
-        more_matches,
-    })
+    Ok(Found { transactions: found.into_values().collect(), segments_read, more_segments, more_matches })
 }
