@@ -5,6 +5,8 @@
 //! cargo build --release -p corridor-benches --example engine_loop
 //! valgrind --tool=callgrind target/release/examples/engine_loop            # metrics on (the default)
 //! valgrind --tool=callgrind target/release/examples/engine_loop no-metrics # [switch] metrics = false
+//! valgrind --tool=callgrind target/release/examples/engine_loop qr         # QR payments instead
+//! valgrind --tool=callgrind target/release/examples/engine_loop qr-fx      # ... with currencies
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool: a panic is a broken fixture
@@ -12,7 +14,7 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use corridor_benches::{engine_config, frame, typical_0200};
+use corridor_benches::{engine_config, frame, qr_0200, qr_config, typical_0200};
 use corridor_engine::{Engine, Framing, WallClock};
 use corridor_wire::{de, Dialect, Mti};
 
@@ -22,13 +24,18 @@ const ITERATIONS: u32 = 100_000;
 fn main() {
     let native = (Framing::Native, Dialect::Native);
     let now = Instant::now();
-    let mut config = engine_config(native, native);
-    config.settings.metrics = std::env::args().nth(1).as_deref() != Some("no-metrics");
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let mut config = match mode.as_str() {
+        "qr" => qr_config(native, native, false),
+        "qr-fx" => qr_config(native, native, true),
+        _ => engine_config(native, native),
+    };
+    config.settings.metrics = mode != "no-metrics";
     let mut engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
     let a = engine.link_up(0, now).unwrap();
     let i = engine.link_up(1, now).unwrap();
-    let req = typical_0200();
-    let mut resp = typical_0200();
+    let req = if mode.starts_with("qr") { qr_0200() } else { typical_0200() };
+    let mut resp = req.clone();
     resp.set_mti(Mti::FINANCIAL_RESPONSE);
     resp.remove(de::PIN_BLOCK);
     resp.set(de::RESPONSE_CODE, "00").unwrap();

@@ -236,14 +236,18 @@ pub fn convert(amount: u64, from_exponent: u8, to_exponent: u8, rate: Rate) -> O
 #[must_use]
 pub fn minor_units(text: &str, exponent: u8) -> Option<u64> {
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-    if int.is_empty()
-        || frac.len() > usize::from(exponent)
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() || frac.len() > usize::from(exponent) || int.len() + usize::from(exponent) > 12 {
         return None;
     }
-    let frac_padded = format!("{frac:0<width$}", width = usize::from(exponent));
-    let v: u64 = format!("{int}{frac_padded}").parse().ok()?;
+    let mut v: u64 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+    }
+    // The decimals not written are zeros.
+    let v = v.checked_mul(10u64.pow(u32::from(exponent) - frac.len() as u32))?;
     (v <= AMOUNT_MAX).then_some(v)
 }
 
@@ -437,6 +441,9 @@ mod tests {
         assert_eq!(minor_units("12.5", 0), None);
         assert_eq!(minor_units("1.2345", 3), None);
         assert_eq!(minor_units("", 2), None);
+        assert_eq!(minor_units("9999999999.99", 2), Some(999_999_999_999));
+        assert_eq!(minor_units("10000000000.00", 2), None, "13 digits");
+        assert_eq!(minor_units("1x.00", 2), None);
         assert_eq!(decimal_amount(1250, 2), "12.50");
         assert_eq!(decimal_amount(5, 3), "0.005");
         assert_eq!(decimal_amount(120_000, 0), "120000");

@@ -87,9 +87,14 @@ fn ans_fixed(text: &str, n: usize) -> Vec<u8> {
     v
 }
 
-/// A twelve-digit amount (DE 4, 5, 6).
-fn amount_text(v: u64) -> Vec<u8> {
-    format!("{v:012}").into_bytes()
+/// A twelve-digit amount (DE 4, 5, 6); `v` is at most [`exchange::AMOUNT_MAX`].
+fn amount_text(mut v: u64) -> Vec<u8> {
+    let mut out = vec![b'0'; 12];
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out
 }
 
 /// What one request's conversion used: the currencies and amounts, for the limits.
