@@ -203,13 +203,24 @@ impl Dialect {
         match (self, spec.ty) {
             (Self::Native, FieldType::N) => {
                 let units = native_digits(spec, data);
-                let skip = usize::from(units % 2 == 1 && spec.is_fixed());
                 let out = &mut out[..units];
-                for (k, o) in out.iter_mut().enumerate() {
-                    // Nibble k + skip: high nibble of even positions, low of odd ones.
-                    let i = k + skip;
-                    let b = data[i / 2];
-                    *o = b'0' + if i % 2 == 0 { b >> 4 } else { b & 0xF };
+                // A fixed field of an odd count starts with a pad nibble: its first digit is
+                // the low nibble of the first byte. Then two digits a byte, and a variable
+                // field of an odd count ends with the high nibble of its last byte (the low
+                // one is the `F` pad).
+                let (mut k, mut byte) = (0, 0);
+                if units % 2 == 1 && spec.is_fixed() {
+                    out[0] = b'0' + (data[0] & 0xF);
+                    (k, byte) = (1, 1);
+                }
+                let pairs = (units - k) / 2;
+                for (o, &b) in out[k..k + 2 * pairs].chunks_exact_mut(2).zip(&data[byte..byte + pairs]) {
+                    o[0] = b'0' + (b >> 4);
+                    o[1] = b'0' + (b & 0xF);
+                }
+                k += 2 * pairs;
+                if k < units {
+                    out[k] = b'0' + (data[byte + pairs] >> 4);
                 }
                 units
             }
