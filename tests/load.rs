@@ -98,7 +98,15 @@ acquirer_ids = ["12345678"]
   dialect = "iso87-ascii"
 {}timeout_ms = 300
 "#,
-        tcp_issuer(issuer.local_addr().unwrap())
+        // Timeouts are this test's subject, not a link's health or limit: on a starved machine
+        // three timeouts in a row with nothing received between them would take the link
+        // down (`timeouts_down_max`), and a stalled issuer would fill its in-flight limit;
+        // either answers the requests meanwhile 91.
+        tcp_issuer(issuer.local_addr().unwrap()).replacen(
+            "dialect = \"native\"\n",
+            "dialect = \"native\"\n  timeouts_down_max = 10000\n  inflight_max = 4096\n",
+            1
+        )
     );
     let switch = TestSwitch::start(&config);
     let wire = Wire::parse("bin2", "iso87-ascii").unwrap();
