@@ -211,11 +211,7 @@ pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
                 let rate = |id: FieldId| {
                     get(id).and_then(|v| Rate::from_n8(v.as_bytes())).map(|r| r.decimal()).unwrap_or_default()
                 };
-                let pan = if v.first6 == *b"      " {
-                    String::new()
-                } else {
-                    format!("{}******{}", text(&v.first6), text(&v.last4))
-                };
+                let pan = v.masked_pan().unwrap_or_default();
                 let row = Row {
                     record: "transaction".into(),
                     business_date: s.date.to_owned(),

@@ -2,10 +2,7 @@
 //! hold it (its originator is at its limit), decline it with a code, or forward it on a
 //! chosen link — and then the forwarding itself.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use corridor_wire::{de, FieldId, FieldSet, InstitutionId, ResponseCode};
 use tracing::{debug, warn};
@@ -143,11 +140,9 @@ impl Engine {
             Ok(t) => t,
             Err(code) => return Decline(code),
         };
-        // Held apart from `self` (which admission goes on changing) only for a QR payment:
-        // no reference count touched on the path of the others.
-        let registry = qr_text.as_ref().map(|_| Arc::clone(&self.config.interop.registry));
-        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode_classified(t));
-        let (payload, classified) = match decoded.transpose() {
+        let policy = &self.config.participants[participant].directory.qr_policy;
+        let read = qr_text.as_deref().map(|t| crate::qr::read(&self.config.interop.registry, t, policy));
+        let (payload, found) = match read.transpose() {
             Ok(Some((p, f))) => (Some(p), f),
             Ok(None) => (None, Vec::new()),
             Err(e) => {
@@ -157,8 +152,6 @@ impl Engine {
                 return Decline(ResponseCode::FORMAT_ERROR);
             }
         };
-        let policy = &self.config.participants[participant].directory.qr_policy;
-        let found = crate::qr::targets(classified, policy);
         let targets: Vec<QrTarget<'_>> = found.iter().map(|(t, _)| *t).collect();
         let query = RouteQuery {
             mti: msg.mti(),
@@ -167,17 +160,13 @@ impl Engine {
             qr: payload.is_some().then_some(&targets[..]),
             origin: Some(participant),
         };
-        let Some(route) = table.lookup(&query) else {
+        let Some((route, at)) = table.lookup_with_target(&query) else {
             debug!(%link, pan = ?pan, qr = payload.is_some(), "no route");
             return Decline(ResponseCode::NO_ROUTE);
         };
         let (destination, timeout) = (route.destination, route.timeout);
         // The network the payment goes by (not when DE 100 chose the route).
-        let chosen = payload
-            .as_ref()
-            .and_then(|_| table.lookup_qr(&targets, msg.mti().class(), Some(participant)))
-            .filter(|(r, _)| r.destination == destination)
-            .map(|(_, at)| found[at].1);
+        let chosen = at.map(|at| found[at].1);
         drop(table);
         let mut fill = Vec::new();
         if let Some(p) = &payload {
@@ -427,18 +416,15 @@ impl Engine {
                 return self.decline(link, correlation, msg, code);
             }
         };
-        let registry = qr_text.as_ref().map(|_| Arc::clone(&self.config.interop.registry));
-        let decoded = qr_text.as_deref().zip(registry.as_deref()).map(|(t, r)| r.decode_classified(t));
-        let classified = match decoded.transpose() {
-            Ok(c) => c.map(|(_, f)| f),
+        let policy = &self.config.participants[participant].directory.qr_policy;
+        let read = qr_text.as_deref().map(|t| crate::qr::read(&self.config.interop.registry, t, policy));
+        let targets: Option<Vec<QrTarget<'_>>> = match read.transpose() {
+            Ok(r) => r.map(|(_, found)| found.into_iter().map(|(t, _)| t).collect()),
             Err(_) => {
                 drop(table);
                 return self.decline(link, correlation, msg, ResponseCode::FORMAT_ERROR);
             }
         };
-        let policy = &self.config.participants[participant].directory.qr_policy;
-        let targets: Option<Vec<QrTarget<'_>>> =
-            classified.map(|f| crate::qr::targets(f, policy).into_iter().map(|(t, _)| t).collect());
         let query = RouteQuery {
             mti: msg.mti(),
             receiver: receiver.as_ref(),

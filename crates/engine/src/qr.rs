@@ -55,10 +55,25 @@ pub(crate) fn payload_text(msg: &Msg<'_>) -> Result<Option<String>, ResponseCode
     String::from_utf8(f.to_vec()).map(Some).map_err(|_| ResponseCode::FORMAT_ERROR)
 }
 
+/// A QR payment's code, read: the payload, and its networks as route targets in the order
+/// `policy` gives ([`targets`]). What it returns borrows `text` only, not the registry.
+///
+/// # Errors
+///
+/// The payload is not a valid code for `registry`.
+pub(crate) fn read<'a>(
+    registry: &corridor_qr::Registry,
+    text: &'a str,
+    policy: &[u16],
+) -> Result<(Payload<'a>, Vec<(QrTarget<'a>, Found<'a>)>), corridor_qr::MpmError> {
+    let (payload, found) = registry.decode_classified(text)?;
+    Ok((payload, targets(found, policy)))
+}
+
 /// The networks the registry found (`found`, in payload order) as route targets, in the
 /// order `policy` gives (see the module docs), at most [`QR_TARGETS_MAX`], each with what the
 /// registry found.
-pub(crate) fn targets<'a>(found: Vec<Found<'a>>, policy: &[u16]) -> Vec<(QrTarget<'a>, Found<'a>)> {
+fn targets<'a>(found: Vec<Found<'a>>, policy: &[u16]) -> Vec<(QrTarget<'a>, Found<'a>)> {
     let mut out: Vec<(QrTarget<'a>, Found<'a>)> = found
         .into_iter()
         .filter_map(|f| {

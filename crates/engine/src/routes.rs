@@ -201,12 +201,19 @@ impl RouteTable {
     /// longest matching PAN prefix, then the default. See the module docs.
     #[must_use]
     pub fn lookup(&self, q: &RouteQuery<'_>) -> Option<&Route> {
+        self.lookup_with_target(q).map(|(r, _)| r)
+    }
+
+    /// [`RouteTable::lookup`], with the place in `q.qr` of the network the route was found
+    /// for (`None` when DE 100, a BIN or the default chose it).
+    #[must_use]
+    pub fn lookup_with_target(&self, q: &RouteQuery<'_>) -> Option<(&Route, Option<usize>)> {
         let (class, receiver, pan) = (q.mti.class(), q.receiver, q.pan);
         if let Some(r) = receiver.and_then(|id| self.first(self.by_receiver.get(id), class)) {
-            return Some(r);
+            return Some((r, None));
         }
         if let Some(targets) = q.qr {
-            return self.lookup_qr(targets, class, q.origin).map(|(r, _)| r);
+            return self.lookup_qr(targets, class, q.origin).map(|(r, at)| (r, Some(at)));
         }
         if let Some(pan) = pan {
             for &len in &self.prefix_lens {
@@ -215,11 +222,11 @@ impl RouteTable {
                 }
                 let Some(key) = prefix_key(&pan[..usize::from(len)]) else { continue };
                 if let Some(r) = self.first(self.by_prefix.get(&key), class) {
-                    return Some(r);
+                    return Some((r, None));
                 }
             }
         }
-        self.first(Some(&self.defaults), class)
+        self.first(Some(&self.defaults), class).map(|r| (r, None))
     }
 
     /// The first of `targets` with a route (by acquirer id, then for any acquirer), and its

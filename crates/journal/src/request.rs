@@ -116,6 +116,23 @@ pub struct SealedView {
     pub body: Bytes,
 }
 
+impl SealedView {
+    /// The PAN as it may be shown, `476173******` and the last four (the middle digits'
+    /// count is not kept: six stars); `None` for a request without one, or one too short to
+    /// show any digits.
+    #[must_use]
+    pub fn masked_pan(&self) -> Option<String> {
+        if self.first6 == *b"      " {
+            return None;
+        }
+        Some(format!(
+            "{}******{}",
+            String::from_utf8_lossy(&self.first6),
+            String::from_utf8_lossy(&self.last4)
+        ))
+    }
+}
+
 fn dialect_byte(d: Dialect) -> u8 {
     match d {
         Dialect::Native => 0,
@@ -297,6 +314,7 @@ mod tests {
         seal(&msg, &key, [9; 12], &mut payload).unwrap();
         let v = view(&payload).unwrap();
         assert_eq!((&v.first6, &v.last4), (b"      ", b"    "));
+        assert_eq!(v.masked_pan(), None);
         let other = PanKey::new(8, &[0x43; 32]).unwrap();
         let back = open(&payload, &other).unwrap();
         assert_eq!(back.get(de::PAN), None);

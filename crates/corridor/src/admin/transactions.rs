@@ -137,11 +137,7 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                             mti: msg.mti().to_string(),
                             stan: format!("{:06}", a.key.stan),
                             rrn,
-                            pan: if v.first6 == *b"      " {
-                                String::new()
-                            } else {
-                                format!("{}******{}", text(&v.first6), text(&v.last4))
-                            },
+                            pan: v.masked_pan().unwrap_or_default(),
                             amount,
                             ..Transaction::default()
                         },
