@@ -150,6 +150,8 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 acquirer_ids: vec![InstitutionId::from_ascii(b"12345678").unwrap()],
                 forwarder_ids: vec![],
                 directory: Default::default(),
+                hop: None,
+                via: None,
             },
             Participant {
                 id: "iss".into(),
@@ -158,6 +160,8 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 acquirer_ids: vec![],
                 forwarder_ids: vec![],
                 directory: Default::default(),
+                hop: None,
+                via: None,
             },
         ],
         links: vec![link("acq", 0, false, acq), link("iss", 1, false, iss)],

@@ -418,6 +418,8 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
             acquirer_ids,
             forwarder_ids,
             directory: interop::directory(p, &registry, &at)?,
+            hop: None,
+            via: None,
         });
     }
     let mut all = routes::Routes::default();

@@ -57,6 +57,10 @@ impl Engine {
         }
         let Some(stan) = msg.stan() else { return Err(ResponseCode::FORMAT_ERROR) };
         let p = &self.config.participants[participant];
+        if p.hop.is_some() {
+            // Another shard of this switch: it checked the sender on the link it came in by.
+            return Ok((spec, participant, stan));
+        }
         let acquirer_ok = msg.acquirer_id().is_some_and(|id| p.acquirer_ids.contains(&id));
         let forwarder_ok = msg.forwarder_id().is_none_or(|id| p.forwarder_ids.contains(&id));
         if !acquirer_ok || !forwarder_ok {
@@ -94,7 +98,7 @@ impl Engine {
     /// for its sender only (DE 32, DE 33); the switch is not draining; it is not a duplicate
     /// of one in flight; its originator has a free slot; it has a route; the destination
     /// has a link with room.
-    fn admit(&mut self, link: LinkId, msg: &Msg<'_>, now: Instant) -> Decision {
+    fn admit(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) -> Decision {
         use Decision::{Decline, Hold};
         let (spec, participant, stan) = match self.check_sender(link, msg, now) {
             Ok(v) => v,
@@ -131,6 +135,9 @@ impl Engine {
         if matches!(msg.mti().class(), 1 | 2) && (self.storage_full || self.saf_full(spec, now)) {
             self.stats.storage_declines += u64::from(self.storage_full);
             return Decline(ResponseCode::SYSTEM_ERROR);
+        }
+        if let Some(hop) = self.hop_route(participant, correlation) {
+            return self.admit_hop(spec, hop, dup, now);
         }
         let table = self.routes.load();
         let pan = msg.pan();
@@ -204,6 +211,36 @@ impl Engine {
         }
     }
 
+    /// What a request from hop participant `participant` says of its route (see
+    /// [`crate::shards::hop_key`]); `None` for any other originator.
+    fn hop_route(&self, participant: usize, correlation: u64) -> Option<(usize, Duration)> {
+        self.config.participants[participant].hop?;
+        crate::shards::hop_route(correlation).filter(|(d, _)| *d < self.config.participants.len())
+    }
+
+    /// A request another shard admitted and routed: it goes to the destination its hop named,
+    /// with the timeout it named; only the link is chosen here.
+    fn admit_hop(
+        &mut self,
+        spec: usize,
+        (destination, timeout): (usize, Duration),
+        dup: DupKey,
+        now: Instant,
+    ) -> Decision {
+        match self.pick_link(destination) {
+            Ok(out) => Decision::Forward { destination, timeout, link: out, dup },
+            Err(Unavailable::NoLink) => Decision::Decline(ResponseCode::DESTINATION_UNAVAILABLE),
+            Err(Unavailable::AtLimit) => {
+                self.stats.inflight_limit_hits += 1;
+                if let Some(left_out) = self.may_warn(spec, Warn::DestinationAtLimit, now) {
+                    let id = &self.config.participants[destination].id;
+                    warn!(destination = %id, left_out, "destination at its in-flight limit");
+                }
+                Decision::Decline(ResponseCode::DESTINATION_UNAVAILABLE)
+            }
+        }
+    }
+
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
         let Some(l) = self.links.get_mut(&link) else { return };
         let spec = l.spec;
@@ -223,7 +260,7 @@ impl Engine {
                 self.metrics.request_in(spec, msg.mti().class());
             }
         }
-        let decision = if queued_behind { Decision::Hold } else { self.admit(link, &msg, now) };
+        let decision = if queued_behind { Decision::Hold } else { self.admit(link, correlation, &msg, now) };
         match decision {
             Decision::Hold => {
                 let Some(l) = self.links.get_mut(&link) else { return };
@@ -301,11 +338,18 @@ impl Engine {
         let (origin_dialect, origin_participant) = (origin.dialect, origin.participant);
         let Some(stan) = msg.stan() else { unreachable!("admission checked DE 11") };
         let Some(out) = self.links.get_mut(&out_link) else { unreachable!("admission picked an open link") };
-        let (mut key, mut switch_stan) = out.next_key();
+        // On a hop the correlation carries the route, and the answer is the destination's
+        // owner's to time out: this side waits a margin longer.
+        let hop = self.config.participants[out.participant].hop.is_some();
+        let keyed = |k: u64| if hop { crate::shards::hop_key(k, Some(destination), timeout) } else { k };
+        let timeout = if hop { timeout + crate::shards::HOP_MARGIN } else { timeout };
+        let (key, mut switch_stan) = out.next_key();
+        let mut key = keyed(key);
         // A STAN still in flight on this link (after a wrap) is skipped; the in-flight limit
         // is far below the STAN space, so this ends within inflight_max + 1 steps.
         while self.pending.contains_key(&(out_link, key)) {
-            (key, switch_stan) = out.next_key();
+            let (k, s) = out.next_key();
+            (key, switch_stan) = (keyed(k), s);
         }
         let (dest_dialect, dest_classic) = (out.dialect, matches!(out.framing, Framing::Length(_)));
         // Classic links are correlated by the switch's STAN in DE 11; native ones by the
@@ -404,39 +448,13 @@ impl Engine {
             self.stats.storage_declines += u64::from(self.storage_full);
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
-        let table = self.routes.load();
-        let pan = msg.pan();
-        let receiver: Option<InstitutionId> = msg.receiver_id();
-        // An advice or reversal of a QR payment carries its code: routed by its networks, as
-        // the payment was (the switch adds no fields to it).
-        let qr_text = match crate::qr::payload_text(msg) {
-            Ok(t) => t,
-            Err(code) => {
-                drop(table);
-                return self.decline(link, correlation, msg, code);
-            }
+        let destination = match self.hop_route(participant, correlation) {
+            Some((d, _)) => d,
+            None => match self.advice_destination(participant, msg) {
+                Ok(d) => d,
+                Err(code) => return self.decline(link, correlation, msg, code),
+            },
         };
-        let policy = &self.config.participants[participant].directory.qr_policy;
-        let read = qr_text.as_deref().map(|t| crate::qr::read(&self.config.interop.registry, t, policy));
-        let targets: Option<Vec<QrTarget<'_>>> = match read.transpose() {
-            Ok(r) => r.map(|(_, found)| found.into_iter().map(|(t, _)| t).collect()),
-            Err(_) => {
-                drop(table);
-                return self.decline(link, correlation, msg, ResponseCode::FORMAT_ERROR);
-            }
-        };
-        let query = RouteQuery {
-            mti: msg.mti(),
-            receiver: receiver.as_ref(),
-            pan: pan.as_ref().map(|p| p.digits()),
-            qr: targets.as_deref(),
-            origin: Some(participant),
-        };
-        let Some(destination) = table.lookup(&query).map(|r| r.destination) else {
-            drop(table);
-            return self.decline(link, correlation, msg, ResponseCode::NO_ROUTE);
-        };
-        drop(table);
         let first = msg.mti().as_original();
         let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 64);
         if let Err(e) = msg.derive(first, FieldSet::VALUES, &[], corridor_wire::Dialect::Native, &mut body) {
@@ -456,6 +474,30 @@ impl Engine {
         // Acknowledged once its record is durable (and repeats the same way).
         let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
         self.acknowledge_advice(link, correlation, msg, dup, seq, now);
+    }
+
+    /// Where a participant's advice or reversal goes: routed as its request was.
+    fn advice_destination(&self, participant: usize, msg: &Msg<'_>) -> Result<usize, ResponseCode> {
+        let table = self.routes.load();
+        let pan = msg.pan();
+        let receiver: Option<InstitutionId> = msg.receiver_id();
+        // An advice or reversal of a QR payment carries its code: routed by its networks, as
+        // the payment was (the switch adds no fields to it).
+        let qr_text = crate::qr::payload_text(msg)?;
+        let policy = &self.config.participants[participant].directory.qr_policy;
+        let read = qr_text.as_deref().map(|t| crate::qr::read(&self.config.interop.registry, t, policy));
+        let targets: Option<Vec<QrTarget<'_>>> = match read.transpose() {
+            Ok(r) => r.map(|(_, found)| found.into_iter().map(|(t, _)| t).collect()),
+            Err(_) => return Err(ResponseCode::FORMAT_ERROR),
+        };
+        let query = RouteQuery {
+            mti: msg.mti(),
+            receiver: receiver.as_ref(),
+            pan: pan.as_ref().map(|p| p.digits()),
+            qr: targets.as_deref(),
+            origin: Some(participant),
+        };
+        table.lookup(&query).map(|r| r.destination).ok_or(ResponseCode::NO_ROUTE)
     }
 
     /// Acknowledges an advice (`00`) once journal record `seq` is durable, and remembers
@@ -504,7 +546,9 @@ impl Engine {
 
     /// The least loaded routable link of `participant` under its in-flight limit and with
     /// its batch draining; ties go round-robin.
+    /// A participant another shard owns is reached through its hop.
     fn pick_link(&mut self, participant: usize) -> Result<LinkId, Unavailable> {
+        let participant = self.config.participants[participant].via.unwrap_or(participant);
         let candidates = &self.by_participant[participant];
         let n = candidates.len();
         let start = self.round_robin[participant];

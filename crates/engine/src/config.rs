@@ -41,6 +41,11 @@ pub struct Participant {
     pub forwarder_ids: Vec<InstitutionId>,
     /// Its entry in the participant directory.
     pub directory: DirectoryEntry,
+    /// Set on the participant that stands for shard `k` of this switch (its hop; see
+    /// [`crate::shards`]): trusted, it carries only what its owner admitted.
+    pub hop: Option<usize>,
+    /// Set on a participant another shard owns: the hop participant it is reached through.
+    pub via: Option<usize>,
 }
 
 /// What the participant directory says of a participant: the market it is in, its

@@ -32,6 +32,7 @@
 //! - `timers`: the one timer system (one FIFO queue per distinct duration).
 //! - `throttle`: at most one line per link per kind of warning per interval.
 //! - `compose`: the reversals the switch makes.
+//! - [`shards`]: which shard owns what, the hops between shards.
 //! - [`stats`]: the counters.
 //! - [`metrics`]: latency histograms and answers by code, per destination and corridor.
 
@@ -54,6 +55,7 @@ pub mod qr;
 pub mod reconfigure;
 mod reversals;
 pub mod routes;
+pub mod shards;
 pub mod stats;
 mod throttle;
 mod timers;

@@ -11,7 +11,10 @@
 //! never overtakes it, and when the switch reverses that request itself (its timeout) the
 //! participant's reversal is the one that goes — never two.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use corridor_wire::{de, Dialect, FieldSet, Message, Mti, NativeHeader, ResponseCode};
@@ -311,7 +314,10 @@ impl Engine {
     fn except(&mut self, id: u64, now: Instant) {
         if self.exceptions.len() >= EXCEPTIONS_MAX {
             if let Some(r) = self.reversals.get(&id) {
-                let spec = self.by_participant[r.destination].first().map_or(0, |l| self.links[l].spec);
+                let spec = self.by_participant
+                    [self.config.participants[r.destination].via.unwrap_or(r.destination)]
+                .first()
+                .map_or(0, |l| self.links[l].spec);
                 if let Some(left_out) = self.may_warn(spec, crate::throttle::Warn::Exceptions, now) {
                     warn!(reversal = id, left_out, "exception queue full: the entry keeps repeating");
                 }
@@ -357,7 +363,7 @@ impl Engine {
         // link is not routable); on any routable link of the destination once it is gone.
         let link = match r.follows.filter(|l| self.links.contains_key(l)) {
             Some(l) => self.links.get(&l).is_some_and(Link::routable).then_some(l),
-            None => self.by_participant[destination]
+            None => self.by_participant[self.config.participants[destination].via.unwrap_or(destination)]
                 .iter()
                 .copied()
                 .find(|l| self.links.get(l).is_some_and(Link::routable)),
@@ -393,6 +399,15 @@ impl Engine {
         });
         let Some(l) = self.links.get_mut(&link) else { unreachable!("found among the open links") };
         let (key, stan) = l.next_key();
+        // On a hop the correlation names the destination the other shard stores it for, and
+        // every attempt keeps one STAN (the entry's): the other shard knows a repeat by it
+        // and acknowledges it again rather than storing it twice.
+        let (key, stan) = if self.config.participants[l.participant].hop.is_some() {
+            let own = corridor_wire::Stan::new((id % 999_999) as u32 + 1).unwrap_or(stan);
+            (crate::shards::hop_key(key, Some(destination), Duration::ZERO), own)
+        } else {
+            (key, stan)
+        };
         let stan = stan.to_ascii();
         let dialect = l.dialect;
         let sent_mti = if attempts == 0 { mti } else { mti.as_repeat() };

@@ -454,6 +454,8 @@ fn config_for(t: Topology) -> Config {
             .collect(),
         forwarder_ids: Vec::new(),
         directory: Default::default(),
+        hop: None,
+        via: None,
     };
     Config {
         participants: vec![
@@ -470,6 +472,8 @@ fn config_for(t: Topology) -> Config {
                     .into_iter()
                     .collect(),
                 directory: Default::default(),
+                hop: None,
+                via: None,
             },
         ],
         links: vec![

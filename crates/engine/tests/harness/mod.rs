@@ -44,6 +44,8 @@ fn participant(name: &str, acquirer: &[&str]) -> Participant {
         acquirer_ids: acquirer.iter().map(|s| id(s)).collect(),
         forwarder_ids: Vec::new(),
         directory: Default::default(),
+        hop: None,
+        via: None,
     }
 }
 
@@ -295,6 +297,11 @@ impl Harness {
             Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut wire).unwrap(),
         }
         self.send_raw(link, &wire);
+    }
+
+    /// Everything `link`'s peer has received since the last call, as bytes.
+    pub fn take_raw(&mut self, link: LinkId) -> BytesMut {
+        self.inbox.remove(&link).unwrap_or_default()
     }
 
     pub fn send_raw(&mut self, link: LinkId, bytes: &[u8]) {

@@ -1,0 +1,195 @@
+//! Two shards of one switch in memory, joined by their hop: the acquirers on shard 0, the
+//! issuers on shard 1, so every request crosses. What crosses is the bytes each engine
+//! writes on its hop link, handed to the other's as a reader would (and held back, to
+//! stall the hop).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use corridor_engine::{shards::ShardPlan, LinkId};
+use corridor_wire::{de, Mti};
+use harness::*;
+
+struct Pair {
+    s: [Harness; 2],
+    hop: [LinkId; 2],
+    /// Whether bytes cross the hop (false: it stalls).
+    flowing: bool,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let base = config();
+        // acq, acq2 on shard 0; issuer-a, issuer-b on shard 1.
+        let plan = ShardPlan::new(2, &base.participants, &[Some(0), Some(0), Some(1), Some(1)]);
+        let mut s = [Harness::with(plan.config_for(&base, 0)), Harness::with(plan.config_for(&base, 1))];
+        let now = s[0].now;
+        s[1].now = now;
+        let hop = [s[0].up(plan.hop_spec(&base, 1)), s[1].up(plan.hop_spec(&base, 0))];
+        Self { s, hop, flowing: true }
+    }
+
+    /// Moves what each shard wrote on its hop to the other until neither writes more.
+    fn shuttle(&mut self) {
+        if !self.flowing {
+            return;
+        }
+        for _ in 0..64 {
+            let a = self.s[0].take_raw(self.hop[0]);
+            let b = self.s[1].take_raw(self.hop[1]);
+            if a.is_empty() && b.is_empty() {
+                return;
+            }
+            self.s[1].send_raw(self.hop[1], &a);
+            self.s[0].send_raw(self.hop[0], &b);
+        }
+        panic!("the shards kept writing to each other");
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.s[0].advance(d);
+        self.s[1].advance(d);
+        self.shuttle();
+    }
+}
+
+#[test]
+fn a_request_crosses_and_its_answer_comes_back() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let req = purchase("4761739001010010", "000123", "12345678");
+    p.s[0].send(acq, 0, &req);
+    assert!(p.s[0].recv(acq).is_empty(), "nothing is answered before the destination does");
+    p.shuttle();
+    let got = p.s[1].recv_app(iss);
+    assert_eq!(got.len(), 1, "the issuer on the other shard gets the request once");
+    assert_eq!(got[0].msg.mti(), Mti::FINANCIAL_REQUEST);
+    assert_eq!(got[0].field(32).as_deref(), Some("12345678"));
+    p.s[1].answer(iss, &got[0], "00");
+    p.shuttle();
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].msg.mti(), Mti::FINANCIAL_RESPONSE);
+    assert_eq!(back[0].field(39).as_deref(), Some("00"));
+    // The acquirer's own STAN, in its own dialect (iso87-ascii over bin2).
+    assert_eq!(back[0].field(11).as_deref(), Some("000123"));
+    assert_eq!(p.s[0].engine.requests_pending(), 0);
+    assert_eq!(p.s[1].engine.requests_pending(), 0);
+
+    // Its retransmission is answered from its outcome on the acquirer's shard: nothing
+    // crosses again.
+    p.s[0].send(acq, 0, &req);
+    let again = p.s[0].recv(acq);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].field(39).as_deref(), Some("00"));
+    p.shuttle();
+    assert!(p.s[1].recv_app(iss).is_empty(), "a repeat never reaches the destination");
+}
+
+#[test]
+fn no_link_on_the_destinations_shard_is_declined_91_through_the_hop() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000124", "12345678"));
+    p.shuttle();
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].field(39).as_deref(), Some("91"));
+}
+
+#[test]
+fn the_destinations_shard_times_out_and_reverses_once() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000125", "12345678"));
+    p.shuttle();
+    assert_eq!(p.s[1].recv_app(iss).len(), 1);
+    // The issuer never answers. At the route's timeout its shard declines 68 and reverses;
+    // the acquirer's shard, waiting a margin longer, relays the 68 and reverses nothing.
+    p.advance(TIMEOUT + Duration::from_millis(10));
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].field(39).as_deref(), Some("68"));
+    let rev = p.s[1].recv_app(iss);
+    assert_eq!(rev.len(), 1, "one reversal, from the issuer's shard");
+    assert_eq!(rev[0].msg.mti(), Mti::REVERSAL_ADVICE);
+    p.s[1].answer(iss, &rev[0], "00");
+    p.advance(corridor_engine::shards::HOP_MARGIN * 2);
+    assert!(p.s[0].recv(acq).is_empty(), "no second answer");
+    p.advance(RETRY * 2);
+    assert!(p.s[1].recv_app(iss).is_empty(), "no second reversal");
+    assert_eq!(p.s[0].engine.reversals_pending(), 0);
+    assert_eq!(p.s[1].engine.reversals_pending(), 0);
+}
+
+#[test]
+fn an_approval_its_originator_never_got_is_reversed_across_the_hop() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000126", "12345678"));
+    p.shuttle();
+    let got = p.s[1].recv_app(iss);
+    // The acquirer's link goes before the approval is back.
+    p.s[0].engine.link_down(acq, p.s[0].now);
+    p.s[0].pump();
+    p.s[1].answer(iss, &got[0], "00");
+    p.shuttle();
+    p.advance(Duration::from_millis(1));
+    let rev = p.s[1].recv_app(iss);
+    assert_eq!(rev.len(), 1, "the approval is reversed toward the issuer");
+    assert_eq!(rev[0].msg.mti(), Mti::REVERSAL_ADVICE);
+    assert_eq!(rev[0].field(de::ORIGINAL_DATA.get()).as_deref().map(|d| &d[..4]), Some("0200"));
+    p.s[1].answer(iss, &rev[0], "00");
+    p.advance(RETRY * 3);
+    assert!(p.s[1].recv_app(iss).is_empty());
+    assert_eq!(p.s[0].engine.reversals_pending(), 0, "the hop acknowledged it");
+    assert_eq!(p.s[1].engine.reversals_pending(), 0, "the issuer acknowledged it");
+}
+
+#[test]
+fn a_stalled_hop_repeats_a_reversal_but_the_issuer_gets_it_once() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let req = purchase("4761739001010010", "000127", "12345678");
+    p.s[0].send(acq, 0, &req);
+    p.shuttle();
+    let got = p.s[1].recv_app(iss);
+    p.s[1].answer(iss, &got[0], "00");
+    p.shuttle();
+    assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"));
+    // The acquirer reverses it; its shard stores and acknowledges it, then sends it on the
+    // hop. The other shard stores it, acknowledges it and forwards it, but its
+    // acknowledgement is lost on the hop: the acquirer's shard repeats it.
+    p.flowing = false;
+    p.s[0].send(acq, 0, &reversal_of(&req, "000128"));
+    assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"));
+    let out = p.s[0].take_raw(p.hop[0]);
+    assert!(!out.is_empty(), "the reversal goes on the hop");
+    p.s[1].send_raw(p.hop[1], &out);
+    let first = p.s[1].recv_app(iss);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].msg.mti(), Mti::REVERSAL_ADVICE);
+    p.s[1].answer(iss, &first[0], "00");
+    let lost = p.s[1].take_raw(p.hop[1]);
+    assert!(!lost.is_empty(), "the other shard acknowledged it");
+    assert_eq!(p.s[0].engine.reversals_pending(), 1);
+    p.advance(RETRY + Duration::from_millis(1));
+    let repeat = p.s[0].take_raw(p.hop[0]);
+    assert!(!repeat.is_empty(), "unacknowledged, it is repeated on the hop");
+    p.flowing = true;
+    p.s[1].send_raw(p.hop[1], &repeat);
+    p.shuttle();
+    // The repeat was acknowledged again, not stored a second time.
+    assert_eq!(p.s[0].engine.reversals_pending(), 0);
+    assert_eq!(p.s[1].engine.reversals_pending(), 0);
+    p.advance(RETRY * 3);
+    let more = p.s[1].recv_app(iss);
+    assert!(more.is_empty(), "the issuer got the reversal once: {more:?}");
+}
