@@ -152,6 +152,7 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 directory: Default::default(),
                 hop: None,
                 via: None,
+                shard: None,
             },
             Participant {
                 id: "iss".into(),
@@ -162,6 +163,7 @@ pub fn engine_config(acq: (Framing, Dialect), iss: (Framing, Dialect)) -> Config
                 directory: Default::default(),
                 hop: None,
                 via: None,
+                shard: None,
             },
         ],
         links: vec![link("acq", 0, false, acq), link("iss", 1, false, iss)],

@@ -417,9 +417,15 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     }
     let report = switch.stop()?;
     let outcome = outcome?;
-    let journal = corridor_net::journal::Segments::read(&state.join("journal"))
-        .ok()
-        .and_then(|segs| segs.scan().ok().map(|scan| (scan.records(), scan.segments.len())));
+    // Every shard's journal: records and segments summed.
+    let journal = corridor_net::journal::shard_dirs(&state.join("journal"))
+        .iter()
+        .map(|d| {
+            corridor_net::journal::Segments::read(d)
+                .ok()
+                .and_then(|segs| segs.scan().ok().map(|scan| (scan.records(), scan.segments.len())))
+        })
+        .try_fold((0, 0), |(r, s), j| j.map(|(a, b)| (r + a, s + b)));
     let clearing = day_clearing(&loaded_markets(&text)?, &state.join("journal"))?;
     let _ = std::fs::remove_dir_all(&state);
     Ok(DemoReport {

@@ -111,6 +111,8 @@ pub(crate) struct SwitchSection {
     pub(crate) metrics: Option<bool>,
     /// The switch's own market (ISO 3166-1 alpha-2): payments into it are inbound.
     pub(crate) market: Option<String>,
+    /// Engine shards, each on a thread of its own; default: the CPUs the process may use.
+    pub(crate) shards: Option<usize>,
     /// CSV files of routes (BIN tables), relative to the configuration file.
     #[serde(default)]
     pub(crate) route_files: Vec<String>,
@@ -178,6 +180,8 @@ pub(crate) struct ParticipantSection {
     /// Its partnership policy: the QR networks its payments may go to, in order.
     #[serde(default)]
     pub(crate) qr_policy: Vec<String>,
+    /// The shard that owns it (modulo the shard count); default: by the hash of its id.
+    pub(crate) shard: Option<usize>,
     #[serde(default, rename = "link")]
     pub(crate) links: Vec<LinkSection>,
 }

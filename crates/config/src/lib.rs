@@ -52,6 +52,8 @@ pub struct Loaded {
     pub link_fingerprints: Vec<[u8; 32]>,
     /// The business day's cut-over, for clearing files.
     pub clearing: Clearing,
+    /// Engine shards to run (`[switch] shards`, or the CPUs the process may use).
+    pub shards: usize,
 }
 
 /// When a business day ends: `[clearing] cutover = "HH:MM±HH:MM"` (default `24:00Z`, the
@@ -420,6 +422,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
             directory: interop::directory(p, &registry, &at)?,
             hop: None,
             via: None,
+            shard: p.shard,
         });
     }
     let mut all = routes::Routes::default();
@@ -475,6 +478,11 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+    let shards = match sw.shards {
+        Some(n) if (1..=corridor_engine::shards::SHARDS_MAX).contains(&n) => n,
+        Some(n) => bail!("switch: shards must be 1-{}, not {n}", corridor_engine::shards::SHARDS_MAX),
+        None => default_shards(),
+    };
     Ok(Loaded {
         engine: Config { participants, links, routes, settings, interop },
         net,
@@ -483,7 +491,15 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         admin,
         link_fingerprints: fingerprints,
         clearing,
+        shards,
     })
+}
+
+/// The shards a switch runs when its configuration does not say: the CPUs this process may
+/// use (its affinity mask and cgroup quota, as the standard library reads them).
+#[must_use]
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(corridor_engine::shards::SHARDS_MAX)
 }
 
 /// Where a link's connections come from.
@@ -750,63 +766,69 @@ fn transport_tag(t: &Transport) -> &'static str {
 }
 
 impl Loaded {
-    /// The engine this configuration describes, anchored to the wall clock now. With a
-    /// journal, it is recovered first: its segments scanned, a torn tail cut.
+    /// The engine this configuration describes, anchored to the wall clock now, as one
+    /// shard whatever `shards` says. With a journal, it is recovered first: its segments
+    /// scanned, a torn tail cut.
     ///
     /// # Errors
     ///
     /// The journal cannot be read, or is corrupt inside.
-    pub fn into_parts(self) -> std::io::Result<(corridor_engine::Engine, NetConfig)> {
+    pub fn into_parts(mut self) -> std::io::Result<(corridor_engine::Engine, NetConfig)> {
+        self.shards = 1;
+        let (mut parts, _) = self.into_shards()?;
+        let p = parts.pop().ok_or_else(|| std::io::Error::other("no shard"))?;
+        Ok((p.engine, p.net))
+    }
+
+    /// The switch's shards: per shard its engine (its share of the participants, its hops,
+    /// its own journal recovered) and the links it listens on and dials; and the plan that
+    /// assigned them (see `corridor_engine::shards`). Shard 0 journals in the journal
+    /// directory itself, shard `k` in its `shard-k` subdirectory.
+    ///
+    /// # Errors
+    ///
+    /// A journal cannot be read or is corrupt inside, or the directory holds the journal of
+    /// a shard this configuration no longer runs.
+    pub fn into_shards(self) -> std::io::Result<(Vec<corridor_net::ShardParts>, corridor_engine::shards::ShardPlan)> {
+        let n = self.shards.max(1);
+        let plan = corridor_engine::shards::ShardPlan::new(n, &self.engine);
+        if let Some(j) = &self.journal {
+            stray_shards(&j.dir, n)?;
+        }
         let clock = corridor_engine::WallClock::now();
-        let Some(j) = self.journal else {
-            return Ok((corridor_engine::Engine::new(self.engine, clock), self.net));
-        };
-        let lock = corridor_net::control::lock(&j.dir)
-            .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
-        let recovered = corridor_net::journal::recover(&j.dir)
-            .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
-        if let Some((seq, at)) = recovered.cut {
-            tracing_free_log(&format!("journal: a torn tail was cut at segment {seq:020}.seg, offset {at}"));
+        let mut parts = Vec::with_capacity(n);
+        for k in 0..n {
+            let engine = plan.config_for(&self.engine, k);
+            let owned = |spec: usize| plan.link_owner(&self.engine, spec) == k;
+            let net = NetConfig {
+                listens: self
+                    .net
+                    .listens
+                    .iter()
+                    .filter(|l| owned(l.spec))
+                    .map(|l| corridor_net::Listen { spec: plan.link_index(l.spec), ..l.clone() })
+                    .collect(),
+                dials: self
+                    .net
+                    .dials
+                    .iter()
+                    .filter(|d| owned(d.spec))
+                    .map(|d| corridor_net::Dial { spec: plan.link_index(d.spec), ..d.clone() })
+                    .collect(),
+                drain_timeout: self.net.drain_timeout,
+                journal: None,
+            };
+            let part = match &self.journal {
+                None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
+                Some(j) => {
+                    let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
+                    let window = self.engine.settings.duplicate_window;
+                    journaled(engine, net, j, dir, clock, self.digest, window, k)?
+                }
+            };
+            parts.push(part);
         }
-        let key = corridor_journal::request::PanKey::new(j.key_id, &j.key)
-            .map_err(|e| std::io::Error::other(format!("journal key: {e}")))?;
-        let mut nonce = [0u8; 8];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| std::io::Error::other("no system randomness for the journal's nonces"))?;
-        let journal = corridor_engine::Journal::new(
-            j.policy,
-            recovered.next_seq,
-            recovered.last.map(|(_, len)| len),
-            key,
-            nonce,
-        );
-        let mut net = self.net;
-        net.journal = Some(corridor_net::journal::JournalFiles {
-            dir: j.dir,
-            last_segment: recovered.last,
-            preallocate: j.preallocate.then_some(j.policy.segment_bytes),
-            lock: Some(lock),
-            checkpoint_segments: j.checkpoint_segments,
-            outcome_window: self.engine.settings.duplicate_window,
-            retain: j.retain,
-            reserve_bytes: j.reserve_bytes,
-            fault: None,
-        });
-        let mut engine = corridor_engine::Engine::with_journal(self.engine, clock, journal);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        engine.record_config(self.digest);
-        let done = engine.resume(&recovered.owed, std::time::Instant::now(), now_ms);
-        if done.reversed + done.reversals + done.exceptions + done.unresolved > 0 {
-            tracing_free_log(&format!(
-                "journal: the last run left {} requests forwarded without an answer (reversing them toward \
-                 their destinations, reason 68), {} reversals and advices unacknowledged (resumed), {} in the \
-                 exception queue; {} could not be acted on",
-                done.reversed, done.reversals, done.exceptions, done.unresolved
-            ));
-        }
-        Ok((engine, net))
+        Ok((parts, plan))
     }
 
     /// Binds the switch this configuration describes (inside a tokio runtime).
@@ -815,18 +837,23 @@ impl Loaded {
     ///
     /// A listening address that cannot be bound.
     pub async fn bind(self) -> std::io::Result<corridor_net::Switch> {
-        let (engine, net) = self.into_parts()?;
-        corridor_net::Switch::bind(engine, net).await
+        let (parts, plan) = self.into_shards()?;
+        let switch = corridor_net::Switch::bind_shards(parts).await?;
+        switch.handle().set_plan(plan);
+        Ok(switch)
     }
 
-    /// Starts the switch this configuration describes on a thread of its own.
+    /// Starts the switch this configuration describes on a thread of its own (and its other
+    /// shards on theirs).
     ///
     /// # Errors
     ///
     /// The runtime cannot start or a listening address cannot be bound.
     pub fn start(self) -> std::io::Result<corridor_net::Running> {
-        let (engine, net) = self.into_parts()?;
-        corridor_net::Running::start(engine, net)
+        let (parts, plan) = self.into_shards()?;
+        let running = corridor_net::Running::start_shards(parts)?;
+        running.handle().set_plan(plan);
+        Ok(running)
     }
 }
 
@@ -834,6 +861,93 @@ impl Loaded {
 /// by the binary (this crate does not log).
 fn tracing_free_log(line: &str) {
     eprintln!("{line}");
+}
+
+/// Refuses a journal directory holding the journal of shard `k` ≥ `n`: what it owes would
+/// never be recovered.
+fn stray_shards(dir: &Path, n: usize) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(k) = name.to_str().and_then(|s| s.strip_prefix("shard-")).and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let has_segments = std::fs::read_dir(e.path())
+            .map(|d| d.flatten().any(|f| f.file_name().to_string_lossy().ends_with(".seg")))
+            .unwrap_or(false);
+        if k >= n && has_segments {
+            return Err(std::io::Error::other(format!(
+                "journal: {} is the journal of shard {k}, and this switch runs {n} shards: run at least {} \
+                 shards to recover it",
+                e.path().display(),
+                k + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A shard's engine with its journal in `dir`, recovered.
+fn journaled(
+    engine: Config,
+    mut net: NetConfig,
+    j: &JournalSettings,
+    dir: std::path::PathBuf,
+    clock: corridor_engine::WallClock,
+    digest: [u8; 32],
+    outcome_window: std::time::Duration,
+    shard: usize,
+) -> std::io::Result<corridor_net::ShardParts> {
+    let lock = corridor_net::control::lock(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+    let recovered =
+        corridor_net::journal::recover(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+    if let Some((seq, at)) = recovered.cut {
+        tracing_free_log(&format!(
+            "journal {}: a torn tail was cut at segment {seq:020}.seg, offset {at}",
+            dir.display()
+        ));
+    }
+    let key = corridor_journal::request::PanKey::new(j.key_id, &j.key)
+        .map_err(|e| std::io::Error::other(format!("journal key: {e}")))?;
+    // Each shard's journal has nonces of its own under the one key.
+    let mut nonce = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| std::io::Error::other("no system randomness for the journal's nonces"))?;
+    let journal = corridor_engine::Journal::new(
+        j.policy,
+        recovered.next_seq,
+        recovered.last.map(|(_, len)| len),
+        key,
+        nonce,
+    );
+    net.journal = Some(corridor_net::journal::JournalFiles {
+        dir,
+        last_segment: recovered.last,
+        preallocate: j.preallocate.then_some(j.policy.segment_bytes),
+        lock: Some(lock),
+        checkpoint_segments: j.checkpoint_segments,
+        outcome_window,
+        retain: j.retain,
+        reserve_bytes: j.reserve_bytes,
+        fault: None,
+    });
+    let mut engine = corridor_engine::Engine::with_journal(engine, clock, journal);
+    engine.set_shard(shard);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    engine.record_config(digest);
+    let done = engine.resume(&recovered.owed, std::time::Instant::now(), now_ms);
+    if done.reversed + done.reversals + done.exceptions + done.unresolved > 0 {
+        tracing_free_log(&format!(
+            "journal: the last run left {} requests forwarded without an answer (reversing them toward \
+             their destinations, reason 68), {} reversals and advices unacknowledged (resumed), {} in the \
+             exception queue; {} could not be acted on",
+            done.reversed, done.reversals, done.exceptions, done.unresolved
+        ));
+    }
+    Ok(corridor_net::ShardParts { engine, net })
 }
 
 #[cfg(test)]

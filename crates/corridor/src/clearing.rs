@@ -187,15 +187,30 @@ struct Open {
 ///
 /// The journal cannot be read, or a segment is corrupt inside; more than [`ROWS_MAX`] rows.
 pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
+    // Every shard's journal, each read on its own (sequence numbers are a journal's own).
+    let mut rows = Vec::new();
+    for dir in corridor_net::journal::shard_dirs(s.dir) {
+        rows.extend(journal_transactions(s, &dir)?);
+        if rows.len() > ROWS_MAX {
+            bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");
+        }
+    }
+    rows.sort_by(|a, b| (&a.answered_at, &a.rrn).cmp(&(&b.answered_at, &b.rrn)));
+    Ok(rows)
+}
+
+/// The transactions of one shard's journal, in `dir`. A request another shard sent over a
+/// hop is that shard's transaction (its originator's): left out here.
+fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>> {
     // A day's transactions were accepted before it ended; look from a day before it began
     // (a request answered after the cut-over was taken in before it).
     let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut by_key: HashMap<Key, u64> = HashMap::new();
-    crate::records::for_each_since(s.dir, from, SEGMENTS_MAX, |seq, entry| {
+    crate::records::for_each_since(dir, from, SEGMENTS_MAX, |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
-                if a.key.class != 2 {
+                if a.key.class != 2 || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
                     return Ok(());
                 }
                 let Ok(v) = view(&a.request) else { return Ok(()) };

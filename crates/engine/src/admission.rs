@@ -244,8 +244,11 @@ impl Engine {
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
         let Some(l) = self.links.get_mut(&link) else { return };
         let spec = l.spec;
+        // A request from another shard was counted on its originator's: here it is a hop's.
+        let from_hop = self.config.participants[l.participant].hop.is_some();
+        let counter = if from_hop { &mut self.stats.hop_requests_in } else { &mut self.stats.requests_in };
         if msg.mti().function() == 2 {
-            self.stats.requests_in += 1;
+            *counter += 1;
             if self.config.settings.metrics {
                 self.metrics.request_in(spec, msg.mti().class());
             }
@@ -255,7 +258,7 @@ impl Engine {
         let replaying = l.replaying;
         let queued_behind = !l.held.is_empty() && !replaying;
         if !replaying {
-            self.stats.requests_in += 1;
+            *counter += 1;
             if self.config.settings.metrics {
                 self.metrics.request_in(spec, msg.mti().class());
             }
@@ -406,8 +409,12 @@ impl Engine {
         );
         self.requests_pending += 1;
         self.timer(now, timeout, Timer::Pending(out_link, key));
-        self.stats.forwarded += 1;
-        if self.config.settings.metrics {
+        // Counted once a request: forwarded where it leaves for its destination, measured
+        // where its originator is.
+        if !hop {
+            self.stats.forwarded += 1;
+        }
+        if self.config.settings.metrics && !self.config.participants[origin_participant].hop.is_some() {
             self.metrics.forwarded(destination);
         }
         self.after_write(out_link);
@@ -463,7 +470,10 @@ impl Engine {
             }
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
-        self.stats.advices_stored += 1;
+        // Counted once, on the shard its participant sent it to (not again where it crossed).
+        if self.config.participants[participant].hop.is_none() {
+            self.stats.advices_stored += 1;
+        }
         let id = self.store(destination, body.freeze(), first, original, Some(dup), None, now);
         // Its original is reversed from now on (as the journal's recovery reads the record): a
         // repeat of it, or the original arriving after its reversal, is answered 68 and never

@@ -46,6 +46,9 @@ pub struct Participant {
     pub hop: Option<usize>,
     /// Set on a participant another shard owns: the hop participant it is reached through.
     pub via: Option<usize>,
+    /// The shard the configuration pins it to (modulo the shard count); `None`: by the hash
+    /// of its id.
+    pub shard: Option<usize>,
 }
 
 /// What the participant directory says of a participant: the market it is in, its

@@ -37,6 +37,9 @@ use crate::{
     timers::{Timer, Timers},
 };
 
+/// The low bits of a link id that count connections; the top 8 name the shard.
+const LINK_COUNTER_MASK: u32 = 0x00ff_ffff;
+
 /// A message read from a link, parsed into the engine's index.
 pub(crate) type Msg<'i> = Message<Bytes, &'i MessageIndex>;
 
@@ -68,6 +71,8 @@ pub struct Engine {
     pub(crate) by_participant: Vec<Vec<LinkId>>,
     pub(crate) round_robin: Vec<usize>,
     next_link: u32,
+    /// The shard's bits of every link id (see [`Engine::set_shard`]).
+    link_base: u32,
     pub(crate) pending: FxHashMap<(LinkId, u64), Pending>,
     pub(crate) requests_pending: usize,
     pub(crate) duplicates: FxHashSet<DupKey>,
@@ -133,6 +138,7 @@ impl Engine {
             by_participant: vec![Vec::new(); n],
             round_robin: vec![0; n],
             next_link: 0,
+            link_base: 0,
             pending: FxHashMap::default(),
             requests_pending: 0,
             duplicates: FxHashSet::default(),
@@ -170,6 +176,29 @@ impl Engine {
         let mut e = Self::new(config, clock);
         e.journal = Some(journal);
         e
+    }
+
+    /// Makes this engine shard `index` of a switch: its link ids and store-and-forward ids
+    /// are its own (the shard in their top bits), so an operator names one across shards.
+    /// Called before any link is up and before a journal is resumed (the entries it
+    /// resumes take their ids from here on).
+    pub fn set_shard(&mut self, index: usize) {
+        let index = index.min(crate::shards::SHARDS_MAX - 1);
+        self.link_base = (index as u32) << 24;
+        self.next_reversal = self.next_reversal.max((index as u64) << 48);
+    }
+
+    /// The shard whose engine made link id or store-and-forward id `id` (see
+    /// [`Engine::set_shard`]).
+    #[must_use]
+    pub fn shard_of_link(id: LinkId) -> usize {
+        (id.0 >> 24) as usize
+    }
+
+    /// Shares one route table among the shards: each reads the same snapshot, and a store
+    /// through any handle is seen by all.
+    pub fn share_routes(&mut self, routes: Arc<ArcSwap<RouteTable>>) {
+        self.routes = routes;
     }
 
     /// The route table handle: `store` a new table to reload routes. Readers never block and
@@ -311,7 +340,7 @@ impl Engine {
         let sign_on_timeout = s.sign_on_timeout;
         let mut link = Link::new(spec, s, now);
         link.durable = self.durable_now();
-        let id = LinkId(self.next_link);
+        let id = LinkId(self.link_base | (self.next_link & LINK_COUNTER_MASK));
         self.next_link = self.next_link.wrapping_add(1);
         self.link_totals[spec].connections += 1;
         let participant = link.participant;
@@ -554,7 +583,11 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
-        if self.config.settings.metrics {
+        let from_hop = self
+            .links
+            .get(&link)
+            .is_some_and(|l| self.config.participants[l.participant].hop.is_some());
+        if self.config.settings.metrics && !from_hop {
             self.metrics.answer(None, code.0, crate::metrics::Source::Switch);
         }
         self.decline_after(0, link, correlation, req, code);

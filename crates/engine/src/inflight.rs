@@ -157,7 +157,8 @@ impl Engine {
         destination_answered: bool,
         now: Instant,
     ) {
-        if !self.config.settings.metrics {
+        // Another shard's request is measured there, where its originator is.
+        if !self.config.settings.metrics || self.config.participants[r.origin_participant].hop.is_some() {
             return;
         }
         self.metrics.answered(Answered {
@@ -262,7 +263,9 @@ impl Engine {
         });
         match written {
             Ok(()) => {
-                self.stats.relayed += 1;
+                if !self.config.participants[r.origin_participant].hop.is_some() {
+                    self.stats.relayed += 1;
+                }
                 if approved {
                     o.out.track(undelivered);
                 }

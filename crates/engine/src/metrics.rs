@@ -130,15 +130,19 @@ pub struct Answers {
 
 impl Answers {
     fn count(&mut self, code: [u8; 2], source: Source) {
+        self.count_n(code, source, 1);
+    }
+
+    fn count_n(&mut self, code: [u8; 2], source: Source, n: u64) {
         let i = match self.codes.iter().position(|(c, _)| *c == code) {
             Some(i) => i,
             None if self.codes.len() < ANSWER_CODES_MAX - 1 || code == OTHER_CODE => {
                 self.codes.push((code, [0; 2]));
                 self.codes.len() - 1
             }
-            None => return self.count(OTHER_CODE, source),
+            None => return self.count_n(OTHER_CODE, source, n),
         };
-        self.codes[i].1[source as usize] += 1;
+        self.codes[i].1[source as usize] += n;
     }
 
     /// All answers.
@@ -179,6 +183,22 @@ pub struct Destination {
     pub timeouts: u64,
 }
 
+impl Destination {
+    fn add(&mut self, o: &Self) {
+        self.forwarded += o.forwarded;
+        for (code, n) in &o.answers.codes {
+            for (source, &k) in [Source::Destination, Source::Switch].into_iter().zip(n) {
+                if k > 0 {
+                    self.answers.count_n(*code, source, k);
+                }
+            }
+        }
+        self.latency.add(&o.latency);
+        self.destination_latency.add(&o.destination_latency);
+        self.timeouts += o.timeouts;
+    }
+}
+
 /// The engine's measurements. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -195,6 +215,44 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Adds `o`'s figures to these (the shards' summed into the switch's): tables are
+    /// indexed alike on every shard.
+    pub fn add(&mut self, o: &Self) {
+        let none = o.destinations.last().cloned().unwrap_or_default();
+        let n = o.destinations.len().saturating_sub(1);
+        if self.destinations.is_empty() {
+            self.destinations.push(Destination::default());
+        }
+        let mine = self.destinations.len() - 1;
+        if mine < n {
+            let last = self.destinations.pop().unwrap_or_default();
+            self.destinations.resize(n, Destination::default());
+            self.destinations.push(last);
+        }
+        for (i, d) in o.destinations.iter().take(n).enumerate() {
+            self.destinations[i].add(d);
+        }
+        if let Some(last) = self.destinations.last_mut() {
+            last.add(&none);
+        }
+        for (k, h) in &o.corridors {
+            if let Some(mine) = self.corridors.get_mut(k) {
+                mine.add(h);
+            } else if self.corridors.len() < CORRIDORS_MAX {
+                self.corridors.insert(*k, h.clone());
+            }
+        }
+        if self.requests_in.len() < o.requests_in.len() {
+            self.requests_in.resize(o.requests_in.len(), [0; 10]);
+        }
+        for (a, b) in self.requests_in.iter_mut().zip(&o.requests_in) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.log_suppressed += o.log_suppressed;
+    }
+
     pub(crate) fn new(participants: usize, links: usize) -> Self {
         Self {
             destinations: vec![Destination::default(); participants + 1],
@@ -329,6 +387,37 @@ mod tests {
         assert_eq!(other, Some(200 - (ANSWER_CODES_MAX as u64 - 1)));
         a.count(*b"00", Source::Switch);
         assert_eq!(a.approved(), 0, "00 arrived past the bound: counted as other");
+    }
+
+    #[test]
+    fn shards_figures_add_up() {
+        let mut a = Metrics::new(2, 1);
+        let mut b = Metrics::new(3, 2);
+        a.answered(Answered {
+            origin: 0,
+            destination: 1,
+            code: *b"00",
+            source: Source::Destination,
+            total: Duration::from_millis(1),
+            destination_time: None,
+        });
+        b.answered(Answered {
+            origin: 0,
+            destination: 1,
+            code: *b"00",
+            source: Source::Destination,
+            total: Duration::from_millis(2),
+            destination_time: None,
+        });
+        b.answer(None, *b"92", Source::Switch);
+        b.request_in(1, 2);
+        a.add(&b);
+        assert_eq!(a.destinations.len(), 4, "grown to the larger table, the unrouted entry last");
+        assert_eq!(a.destinations[1].latency.count, 2);
+        assert_eq!(a.destinations[1].answers.approved(), 2);
+        assert_eq!(a.unrouted().map(|d| d.answers.by_switch()), Some(1));
+        assert_eq!(a.corridors[&(0, 1)].count, 2);
+        assert_eq!(a.requests_in[1][2], 1);
     }
 
     #[test]

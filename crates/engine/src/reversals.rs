@@ -89,8 +89,9 @@ impl Engine {
         if msg.mti().function() == 3 {
             // An acknowledgement of an earlier transmission of an entry still repeating.
             if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
+                let counted = self.counted_entry(id);
                 if self.finish(id) {
-                    self.stats.reversals_acked += 1;
+                    self.stats.reversals_acked += u64::from(counted);
                     debug!(reversal = id, "acknowledged (earlier transmission)");
                 }
                 return;
@@ -442,7 +443,9 @@ impl Engine {
         let wait = retry.saturating_mul(1 << attempts.min(crate::limits::SAF_BACKOFF_DOUBLINGS));
         self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + wait });
         self.timer(now, wait, Timer::Pending(link, key));
-        self.stats.reversals_sent += 1;
+        if self.counted_entry(id) {
+            self.stats.reversals_sent += 1;
+        }
         debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);
     }
@@ -452,10 +455,17 @@ impl Engine {
         if let Some(r) = self.reversals.get_mut(&id) {
             r.outstanding = None;
         }
+        let counted = self.counted_entry(id);
         if self.finish(id) {
-            self.stats.reversals_acked += 1;
+            self.stats.reversals_acked += u64::from(counted);
             debug!(reversal = id, "acknowledged");
         }
+    }
+
+    /// Whether entry `id`'s transmissions count in the switch's figures: not when it goes
+    /// to another shard, which sends it on (and counts it) there.
+    fn counted_entry(&self, id: u64) -> bool {
+        self.reversals.get(&id).is_none_or(|r| self.config.participants[r.destination].via.is_none())
     }
 
     // ----- the exception queue, for operators -----

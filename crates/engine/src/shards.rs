@@ -40,6 +40,11 @@ use std::time::Duration;
 
 use crate::config::{AtLimit, Config, DirectoryEntry, Framing, LinkSpec, Participant, Roles};
 
+/// The id of the hop participant standing for shard `j` is this and `j`: a `:` no
+/// configured id may have, so none is taken for one (and the journal's views know what
+/// another shard sent).
+pub const HOP_ID_PREFIX: &str = "shard:";
+
 /// Most shards one switch runs.
 pub const SHARDS_MAX: usize = 256;
 
@@ -81,93 +86,185 @@ pub fn hop_route(correlation: u64) -> Option<(usize, Duration)> {
     (dest > 0).then(|| (dest - 1, Duration::from_millis(units * HOP_TIMEOUT_UNIT_MS)))
 }
 
-/// Which shard owns what, for a switch of `count` shards.
+/// Which shard owns what, for a switch of `count` shards, and where the hops sit in each
+/// shard's configuration.
+///
+/// A shard's configuration is the configured participants and links with the hops
+/// inserted at fixed places: after the participants (and links) the switch started with.
+/// A reload appends participants and links after the hops, so no index moves while the
+/// switch runs (the engine's reconfiguration needs that); a restart puts them all first
+/// again (the journal names participants by id, not index).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardPlan {
     /// The number of shards.
     pub count: usize,
     /// Per configured participant, its owner shard.
     pub owner: Vec<usize>,
+    /// Where the hop participants start in a shard's configuration.
+    pub hop_at: usize,
+    /// Where the hop links start.
+    pub hop_link_at: usize,
 }
 
 impl ShardPlan {
-    /// The plan for `participants` over `count` shards: `pinned[i]` (modulo `count`) where
-    /// set, else the stable hash of the id. One shard owns everything.
+    /// The plan for `base` over `count` shards: each participant's `shard` (modulo
+    /// `count`) where set, else the stable hash of its id; the hops after what `base` has.
     #[must_use]
-    pub fn new(count: usize, participants: &[Participant], pinned: &[Option<usize>]) -> Self {
+    pub fn new(count: usize, base: &Config) -> Self {
         let count = count.clamp(1, SHARDS_MAX);
-        let owner = participants
-            .iter()
-            .enumerate()
-            .map(|(i, p)| match pinned.get(i).copied().flatten() {
-                Some(s) => s % count,
-                None => (fnv1a(p.id.as_bytes()) % count as u64) as usize,
-            })
-            .collect();
-        Self { count, owner }
+        let owner = base.participants.iter().map(|p| owner_of(p, count)).collect();
+        Self { count, owner, hop_at: base.participants.len(), hop_link_at: base.links.len() }
     }
 
-    /// The shard that owns configured link `spec` of `config` (its participant's owner).
-    #[must_use]
-    pub fn link_owner(&self, config: &Config, spec: usize) -> usize {
-        config.links.get(spec).and_then(|l| self.owner.get(l.participant)).copied().unwrap_or(0)
+    /// The plan for `base`, a reload of the configuration this plan was made for: the hops
+    /// stay where they are, the participants it adds get their owners. An error when a
+    /// participant would change shards (a restart moves it) or places were taken away.
+    ///
+    /// # Errors
+    ///
+    /// The participant that would move, or the places that went.
+    pub fn extended(&self, base: &Config) -> Result<Self, String> {
+        if base.participants.len() < self.owner.len() || base.links.len() < self.hop_link_at {
+            return Err("participants or links were taken out of the configuration's places".into());
+        }
+        let mut next = self.clone();
+        for (i, p) in base.participants.iter().enumerate() {
+            let o = owner_of(p, self.count);
+            match self.owner.get(i) {
+                Some(&was) if was != o => {
+                    return Err(format!(
+                        "participant {} would move from shard {was} to shard {o}: that needs a restart",
+                        p.id
+                    ))
+                }
+                Some(_) => {}
+                None => next.owner.push(o),
+            }
+        }
+        Ok(next)
     }
 
-    /// The index of shard `shard`'s hop link toward shard `peer` in [`Self::config_for`]'s
-    /// configuration of `base`.
+    /// Configured participant `i`'s index in a shard's configuration.
     #[must_use]
-    pub fn hop_spec(&self, base: &Config, peer: usize) -> usize {
-        base.links.len() + peer
+    pub fn participant_index(&self, i: usize) -> usize {
+        if self.count > 1 && i >= self.hop_at {
+            i + self.count
+        } else {
+            i
+        }
+    }
+
+    /// Configured link `spec`'s index in a shard's configuration.
+    #[must_use]
+    pub fn link_index(&self, spec: usize) -> usize {
+        if self.count > 1 && spec >= self.hop_link_at {
+            spec + self.count
+        } else {
+            spec
+        }
+    }
+
+    /// The shard that owns configured link `spec` of `base` (its participant's owner).
+    #[must_use]
+    pub fn link_owner(&self, base: &Config, spec: usize) -> usize {
+        base.links.get(spec).and_then(|l| self.owner.get(l.participant)).copied().unwrap_or(0)
+    }
+
+    /// The index of a shard's hop link toward shard `peer` in its configuration.
+    #[must_use]
+    pub fn hop_spec(&self, peer: usize) -> usize {
+        self.hop_link_at + peer
     }
 
     /// Shard `shard`'s engine configuration: `base` with a hop participant and link per
-    /// shard appended, and `via` set on the participants other shards own. With one shard it
-    /// is `base` itself.
+    /// shard inserted (see the type's docs), the indices that follow them moved up, and
+    /// `via` set on the participants other shards own. With one shard it is `base` itself.
     #[must_use]
     pub fn config_for(&self, base: &Config, shard: usize) -> Config {
         let mut c = base.clone();
         if self.count <= 1 {
             return c;
         }
-        let n = c.participants.len();
-        for (i, p) in c.participants.iter_mut().enumerate() {
+        let mut participants = Vec::with_capacity(base.participants.len() + self.count);
+        for (i, p) in base.participants.iter().enumerate() {
+            if i == self.hop_at {
+                participants.extend(self.hop_participants());
+            }
+            let mut p = p.clone();
             let owner = self.owner.get(i).copied().unwrap_or(0);
-            p.via = (owner != shard).then_some(n + owner);
+            p.via = (owner != shard).then_some(self.hop_at + owner);
+            participants.push(p);
         }
-        for j in 0..self.count {
-            c.participants.push(Participant {
-                id: format!("shard-{j}"),
-                name: format!("shard {j} of this switch"),
-                roles: Roles { acquirer: true, issuer: true, network: true },
-                acquirer_ids: Vec::new(),
-                forwarder_ids: Vec::new(),
-                directory: DirectoryEntry::default(),
-                hop: Some(j),
-                via: None,
-            });
+        if base.participants.len() <= self.hop_at {
+            participants.extend(self.hop_participants());
         }
-        for j in 0..self.count {
-            c.links.push(LinkSpec {
-                name: format!("shard:{shard}>{j}"),
-                participant: n + j,
-                dial: false,
-                framing: Framing::Native,
-                dialect: corridor_wire::Dialect::Native,
-                frame_bytes_max: corridor_wire::FRAME_BYTES_MAX,
-                inflight_max: HOP_INFLIGHT_MAX,
-                sign_on_required: false,
-                // Both ends are this process: no sign-on, an echo now and then that never
-                // takes it down, nor do timeouts (the destination's owner times requests
-                // out, not the hop).
-                echo_interval: HOP_ECHO_INTERVAL,
-                echo_missed_max: u32::MAX,
-                at_limit: AtLimit::Backpressure,
-                sign_on_timeout: Duration::ZERO,
-                frame_timeout: Duration::from_secs(30),
-                timeouts_down_max: u32::MAX,
-            });
+        let mut links = Vec::with_capacity(base.links.len() + self.count);
+        for (i, l) in base.links.iter().enumerate() {
+            if i == self.hop_link_at {
+                links.extend(self.hop_links());
+            }
+            let mut l = l.clone();
+            l.participant = self.participant_index(l.participant);
+            links.push(l);
         }
+        if base.links.len() <= self.hop_link_at {
+            links.extend(self.hop_links());
+        }
+        let routes: Vec<crate::Route> = base
+            .routes
+            .routes()
+            .iter()
+            .map(|r| crate::Route { destination: self.participant_index(r.destination), ..r.clone() })
+            .collect();
+        // Re-indexing a valid table keeps it valid.
+        c.routes = crate::RouteTable::new(routes).unwrap_or_else(|_| base.routes.clone());
+        c.participants = participants;
+        c.links = links;
         c
+    }
+
+    fn hop_participants(&self) -> impl Iterator<Item = Participant> + '_ {
+        (0..self.count).map(|j| Participant {
+            id: format!("{HOP_ID_PREFIX}{j}"),
+            name: format!("shard {j} of this switch"),
+            roles: Roles { acquirer: true, issuer: true, network: true },
+            acquirer_ids: Vec::new(),
+            forwarder_ids: Vec::new(),
+            directory: DirectoryEntry::default(),
+            hop: Some(j),
+            via: None,
+            shard: Some(j),
+        })
+    }
+
+    fn hop_links(&self) -> impl Iterator<Item = LinkSpec> + '_ {
+        (0..self.count).map(|j| LinkSpec {
+            name: format!("hop:shard-{j}"),
+            participant: self.hop_at + j,
+            dial: false,
+            framing: Framing::Native,
+            dialect: corridor_wire::Dialect::Native,
+            frame_bytes_max: corridor_wire::FRAME_BYTES_MAX,
+            inflight_max: HOP_INFLIGHT_MAX,
+            sign_on_required: false,
+            // Both ends are this process: no sign-on, an echo now and then that never
+            // takes it down, nor do timeouts (the destination's owner times requests
+            // out, not the hop).
+            echo_interval: HOP_ECHO_INTERVAL,
+            echo_missed_max: u32::MAX,
+            at_limit: AtLimit::Backpressure,
+            sign_on_timeout: Duration::ZERO,
+            frame_timeout: Duration::from_secs(30),
+            timeouts_down_max: u32::MAX,
+        })
+    }
+}
+
+/// A participant's owner among `count` shards.
+fn owner_of(p: &Participant, count: usize) -> usize {
+    match p.shard {
+        Some(s) => s % count,
+        None => (fnv1a(p.id.as_bytes()) % count as u64) as usize,
     }
 }
 
@@ -207,9 +304,41 @@ mod tests {
         );
     }
 
-    #[test]
-    fn owners_are_stable_pinned_and_in_range() {
-        let p = |id: &str| Participant {
+    fn base(ps: Vec<Participant>, links: usize) -> Config {
+        let link = |p: usize| LinkSpec {
+            name: format!("l{p}"),
+            participant: p,
+            dial: false,
+            framing: Framing::Native,
+            dialect: corridor_wire::Dialect::Native,
+            frame_bytes_max: 1024,
+            inflight_max: 1,
+            sign_on_required: false,
+            echo_interval: Duration::from_secs(1),
+            echo_missed_max: 1,
+            at_limit: AtLimit::Backpressure,
+            sign_on_timeout: Duration::from_secs(1),
+            frame_timeout: Duration::from_secs(1),
+            timeouts_down_max: 1,
+        };
+        let n = ps.len();
+        let routes = vec![crate::Route {
+            key: crate::RouteKey::Default,
+            mti_classes: None,
+            destination: n - 1,
+            timeout: Duration::from_secs(1),
+        }];
+        Config {
+            participants: ps,
+            links: (0..links).map(|i| link(i % n)).collect(),
+            routes: crate::RouteTable::new(routes).unwrap_or_else(|_| unreachable!()),
+            settings: crate::Settings::default(),
+            interop: crate::config::Interop::default(),
+        }
+    }
+
+    fn p(id: &str) -> Participant {
+        Participant {
             id: id.into(),
             name: id.into(),
             roles: Roles::default(),
@@ -218,13 +347,53 @@ mod tests {
             directory: DirectoryEntry::default(),
             hop: None,
             via: None,
-        };
-        let ps = [p("acq"), p("iss"), p("net")];
-        let a = ShardPlan::new(4, &ps, &[]);
-        assert_eq!(a, ShardPlan::new(4, &ps, &[]));
+            shard: None,
+        }
+    }
+
+    #[test]
+    fn owners_are_stable_pinned_and_in_range() {
+        let mut ps = vec![p("acq"), p("iss"), p("net")];
+        let a = ShardPlan::new(4, &base(ps.clone(), 3));
+        assert_eq!(a, ShardPlan::new(4, &base(ps.clone(), 3)));
         assert!(a.owner.iter().all(|&s| s < 4));
-        let b = ShardPlan::new(2, &ps, &[Some(1), Some(2), None]);
-        assert_eq!(&b.owner[..2], &[1, 0]);
-        assert_eq!(ShardPlan::new(0, &ps, &[]).count, 1);
+        ps[0].shard = Some(1);
+        ps[1].shard = Some(2);
+        let b = ShardPlan::new(2, &base(ps.clone(), 3));
+        assert_eq!(&b.owner[..2], &[1, 0], "pinned, modulo the count");
+        assert_eq!(ShardPlan::new(0, &base(ps.clone(), 3)).count, 1);
+        let c = b.config_for(&base(ps, 3), 0);
+        assert_eq!(c.participants.len(), 5);
+        assert_eq!(c.participants[0].via, Some(4), "acq is shard 1's: through its hop");
+        assert_eq!(c.participants[1].via, None);
+        assert_eq!(c.links.len(), 5);
+        assert_eq!(c.links[b.hop_spec(1)].name, "hop:shard-1");
+    }
+
+    #[test]
+    fn a_reload_appends_after_the_hops_and_moves_nothing() {
+        let ps = vec![p("acq"), p("iss")];
+        let start = base(ps.clone(), 2);
+        let plan = ShardPlan::new(2, &start);
+        let before = plan.config_for(&start, 0);
+        // A reload adds a participant (the new route's destination) and a link of it.
+        let mut more = ps;
+        more.push(p("new"));
+        let reloaded = base(more, 3);
+        let next = plan.extended(&reloaded).unwrap_or_else(|e| panic!("{e}"));
+        let after = next.config_for(&reloaded, 0);
+        for (i, q) in before.participants.iter().enumerate() {
+            assert_eq!(after.participants[i].id, q.id, "participant {i} stays in its place");
+        }
+        for (i, l) in before.links.iter().enumerate() {
+            assert_eq!(after.links[i].name, l.name, "link {i} stays in its place");
+        }
+        assert_eq!(after.participants[4].id, "new", "after the hops");
+        assert_eq!(after.links[4].participant, 4, "its link points at it");
+        assert_eq!(after.routes.routes()[0].destination, 4, "and so does the route");
+        // A participant pinned elsewhere by the reload would move: refused.
+        let mut moved = reloaded.clone();
+        moved.participants[0].shard = Some(1 - plan.owner[0]);
+        assert!(plan.extended(&moved).is_err());
     }
 }

@@ -8,7 +8,10 @@ use corridor_wire::ResponseCode;
 pub struct Stats {
     /// Requests received from links (network management excluded).
     pub requests_in: u64,
-    /// Requests forwarded to a destination.
+    /// Requests (and advices) received from other shards of this switch: counted once, in
+    /// [`Stats::requests_in`], on their originator's shard.
+    pub hop_requests_in: u64,
+    /// Requests forwarded to a destination (not to another shard).
     pub forwarded: u64,
     /// Destination responses relayed to the originator.
     pub relayed: u64,
@@ -85,6 +88,16 @@ pub struct LinkCounts {
     pub frames_out: u64,
 }
 
+impl LinkCounts {
+    /// Adds `o`'s counts to these.
+    pub fn add(&mut self, o: &Self) {
+        self.connections += o.connections;
+        self.open += o.open;
+        self.frames_in += o.frames_in;
+        self.frames_out += o.frames_out;
+    }
+}
+
 /// The decline codes counted in [`Stats::declines`], in index order.
 pub const DECLINE_CODES: [ResponseCode; 10] = [
     crate::qr::INVALID_TRANSACTION,
@@ -100,6 +113,43 @@ pub const DECLINE_CODES: [ResponseCode; 10] = [
 ];
 
 impl Stats {
+    /// Adds `o`'s counts to these (the shards' counters summed into the switch's).
+    pub fn add(&mut self, o: &Self) {
+        self.requests_in += o.requests_in;
+        self.hop_requests_in += o.hop_requests_in;
+        self.forwarded += o.forwarded;
+        self.relayed += o.relayed;
+        for (a, b) in self.declines.iter_mut().zip(o.declines) {
+            *a += b;
+        }
+        self.timeouts += o.timeouts;
+        self.saf_queued += o.saf_queued;
+        self.reversals_sent += o.reversals_sent;
+        self.reversals_acked += o.reversals_acked;
+        self.reversals_abandoned += o.reversals_abandoned;
+        self.late_responses += o.late_responses;
+        self.approvals_reversed += o.approvals_reversed;
+        self.unmatched_responses += o.unmatched_responses;
+        self.inflight_limit_hits += o.inflight_limit_hits;
+        self.framing_errors += o.framing_errors;
+        self.format_errors += o.format_errors;
+        self.network_answered += o.network_answered;
+        self.echo_failures += o.echo_failures;
+        self.requests_held += o.requests_held;
+        self.undeliverable += o.undeliverable;
+        self.unrelayable += o.unrelayable;
+        self.format_errors_dropped += o.format_errors_dropped;
+        self.sign_on_timeouts += o.sign_on_timeouts;
+        self.frame_timeouts += o.frame_timeouts;
+        self.unresponsive_links += o.unresponsive_links;
+        self.duplicates_replayed += o.duplicates_replayed;
+        self.advices_stored += o.advices_stored;
+        self.reversals_redundant += o.reversals_redundant;
+        self.storage_declines += o.storage_declines;
+        self.journal_batches += o.journal_batches;
+        self.journal_records += o.journal_records;
+    }
+
     /// Switch-made declines with `code`.
     #[must_use]
     pub fn declines_for(&self, code: ResponseCode) -> u64 {

@@ -24,11 +24,17 @@ impl Pair {
     fn new() -> Self {
         let base = config();
         // acq, acq2 on shard 0; issuer-a, issuer-b on shard 1.
-        let plan = ShardPlan::new(2, &base.participants, &[Some(0), Some(0), Some(1), Some(1)]);
+        let plan = {
+            let mut ps = base.participants.clone();
+            for (p, s) in ps.iter_mut().zip([0, 0, 1, 1]) {
+                p.shard = Some(s);
+            }
+            ShardPlan::new(2, &corridor_engine::Config { participants: ps, ..base.clone() })
+        };
         let mut s = [Harness::with(plan.config_for(&base, 0)), Harness::with(plan.config_for(&base, 1))];
         let now = s[0].now;
         s[1].now = now;
-        let hop = [s[0].up(plan.hop_spec(&base, 1)), s[1].up(plan.hop_spec(&base, 0))];
+        let hop = [s[0].up(plan.hop_spec(1)), s[1].up(plan.hop_spec(0))];
         Self { s, hop, flowing: true }
     }
 

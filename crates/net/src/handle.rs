@@ -44,6 +44,17 @@ pub struct JournalMetrics {
 }
 
 impl JournalMetrics {
+    /// Adds another shard's writer's figures.
+    pub fn add(&mut self, o: &Self) {
+        self.sync.add(&o.sync);
+        for (a, b) in self.batch_records.iter_mut().zip(o.batch_records) {
+            *a += b;
+        }
+        self.batch_records_sum += o.batch_records_sum;
+        self.full |= o.full;
+        self.failed |= o.failed;
+    }
+
     pub(crate) fn batch(&mut self, records: u64, took: std::time::Duration) {
         self.sync.record(took);
         let i = BATCH_BOUNDS.partition_point(|&b| b < records);
@@ -132,55 +143,87 @@ impl Shutdown {
     }
 }
 
-/// A handle to a switch: cheap to clone, `Send`, usable from any thread.
+/// A handle to a switch: cheap to clone, `Send`, usable from any thread. With several
+/// shards it asks each and sums what they say.
 #[derive(Clone)]
 pub struct Handle {
-    tx: mpsc::Sender<Command>,
+    /// Per shard, its command queue (shard 0 first).
+    tx: Vec<mpsc::Sender<Command>>,
     routes: Arc<ArcSwap<RouteTable>>,
     shutdown: Shutdown,
+    /// Which shard owns which participant now (a reload may not move one).
+    plan: Arc<std::sync::Mutex<Option<corridor_engine::shards::ShardPlan>>>,
 }
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").field("shutdown", &self.shutdown).finish_non_exhaustive()
+        f.debug_struct("Handle").field("shards", &self.tx.len()).field("shutdown", &self.shutdown).finish_non_exhaustive()
     }
 }
 
 impl Handle {
     pub(crate) fn new(
-        tx: mpsc::Sender<Command>,
+        tx: Vec<mpsc::Sender<Command>>,
         routes: Arc<ArcSwap<RouteTable>>,
         shutdown: Shutdown,
     ) -> Self {
-        Self { tx, routes, shutdown }
+        Self { tx, routes, shutdown, plan: Arc::default() }
+    }
+
+    /// The number of shards the switch runs.
+    #[must_use]
+    pub fn shards(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Records the shard plan the switch was started with (for reloads to keep).
+    pub fn set_plan(&self, plan: corridor_engine::shards::ShardPlan) {
+        if let Ok(mut p) = self.plan.lock() {
+            *p = Some(plan);
+        }
+    }
+
+    /// Asks every shard with `ask` and collects the answers; `None` once any has stopped.
+    async fn ask_all<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> Command) -> Option<Vec<T>> {
+        let mut rxs = Vec::with_capacity(self.tx.len());
+        for tx in &self.tx {
+            let (t, r) = oneshot::channel();
+            tx.send(ask(t)).await.ok()?;
+            rxs.push(r);
+        }
+        let mut out = Vec::with_capacity(rxs.len());
+        for r in rxs {
+            out.push(r.await.ok()?);
+        }
+        Some(out)
     }
 
     /// The switch's counters now; `None` once it has stopped.
     pub async fn report(&self) -> Option<Report> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Report(tx)).await.ok()?;
-        rx.await.ok()
+        let all = self.ask_all(Command::Report).await?;
+        Some(merge_reports(all))
     }
 
     /// Every open link now; `None` once the switch has stopped.
     pub async fn links(&self) -> Option<Vec<LinkSnapshot>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Links(tx)).await.ok()?;
-        rx.await.ok()
+        Some(self.ask_all(Command::Links).await?.into_iter().flatten().collect())
     }
 
     /// Counters, histograms, links and queues, read at once; `None` once the switch has
-    /// stopped.
+    /// stopped. With several shards, each is read in turn and the figures summed.
     pub async fn snapshot(&self) -> Option<Box<Snapshot>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Snapshot(tx)).await.ok()?;
-        rx.await.ok()
+        let mut all = self.ask_all(Command::Snapshot).await?.into_iter();
+        let mut first = all.next()?;
+        for s in all {
+            first.add(&s);
+        }
+        Some(first)
     }
 
-    /// Runs `f` on the switch's thread with its engine and the time now, and returns what
-    /// it returns; `None` once the switch has stopped. For operators' calls (link actions,
-    /// the store-and-forward queue, the audit trail): what `f` makes the engine write goes
-    /// out as any other output does.
+    /// Runs `f` on shard 0's thread with its engine and the time now, and returns what it
+    /// returns; `None` once the switch has stopped. For operators' calls that need one
+    /// engine (the audit trail) or read what every shard has alike (the configuration):
+    /// what `f` makes the engine write goes out as any other output does.
     pub async fn with_engine<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut corridor_engine::Engine, std::time::Instant) -> R + Send + 'static,
@@ -189,42 +232,95 @@ impl Handle {
         let run = Box::new(move |e: &mut corridor_engine::Engine, now| {
             let _ = tx.send(f(e, now));
         });
-        self.tx.send(Command::Engine(run)).await.ok()?;
+        self.tx.first()?.send(Command::Engine(run)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Runs `f` on every shard's thread with its engine (shard 0 first) and returns what each
+    /// returned; `None` once the switch has stopped. For operators' calls on what each shard
+    /// holds of its own: link actions, the store-and-forward queue, the exception queue.
+    pub async fn with_engines<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut corridor_engine::Engine, std::time::Instant) -> R + Send + Clone + 'static,
+    ) -> Option<Vec<R>> {
+        self.ask_all(|tx| {
+            let f = f.clone();
+            Command::Engine(Box::new(move |e: &mut corridor_engine::Engine, now| {
+                let _ = tx.send(f(e, now));
+            }))
+        })
+        .await
     }
 
     /// Applies a reloaded configuration (built by `corridor-config`'s reload): the number of
     /// connections it retired, or why nothing was changed; `None` once the switch stopped.
+    /// With several shards each takes its share; a reload that would move a participant to
+    /// another shard is refused (a restart does it).
     pub async fn reconfigure(&self, r: crate::switch::Reconfigure) -> Option<Result<usize, String>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
-        rx.await.ok()
+        if self.tx.len() == 1 {
+            let (tx, rx) = oneshot::channel();
+            self.tx.first()?.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
+            return rx.await.ok();
+        }
+        let old = self.plan.lock().ok().and_then(|p| p.clone());
+        let (parts, new_plan) = match crate::switch::split_reconfigure(r, self.tx.len(), old.as_ref()) {
+            Ok(p) => p,
+            Err(why) => return Some(Err(why)),
+        };
+        let mut rxs = Vec::new();
+        for (tx, part) in self.tx.iter().zip(parts) {
+            let (t, r) = oneshot::channel();
+            tx.send(Command::Reconfigure(Box::new(part), t)).await.ok()?;
+            rxs.push(r);
+        }
+        let mut retired = 0;
+        let mut failed = None;
+        for r in rxs {
+            match r.await.ok()? {
+                Ok(n) => retired += n,
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if failed.is_none() {
+            if let Ok(mut p) = self.plan.lock() {
+                *p = Some(new_plan);
+            }
+        }
+        Some(failed.map_or(Ok(retired), Err))
     }
 
     /// [`Handle::report`] from a thread outside any runtime.
     #[must_use]
     pub fn report_blocking(&self) -> Option<Report> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.blocking_send(Command::Report(tx)).ok()?;
-        rx.blocking_recv().ok()
+        let mut all = Vec::with_capacity(self.tx.len());
+        for t in &self.tx {
+            let (tx, rx) = oneshot::channel();
+            t.blocking_send(Command::Report(tx)).ok()?;
+            all.push(rx.blocking_recv().ok()?);
+        }
+        Some(merge_reports(all))
     }
 
     /// [`Handle::links`] from a thread outside any runtime.
     #[must_use]
     pub fn links_blocking(&self) -> Option<Vec<LinkSnapshot>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.blocking_send(Command::Links(tx)).ok()?;
-        rx.blocking_recv().ok()
+        let mut all = Vec::new();
+        for t in &self.tx {
+            let (tx, rx) = oneshot::channel();
+            t.blocking_send(Command::Links(tx)).ok()?;
+            all.extend(rx.blocking_recv().ok()?);
+        }
+        Some(all)
     }
 
-    /// The route table in force.
+    /// The route table in force (one snapshot, shared by every shard).
     #[must_use]
     pub fn routes(&self) -> Arc<RouteTable> {
         self.routes.load_full()
     }
 
-    /// Replaces the route table: requests from now on use `table`; a request in progress
-    /// keeps the one it started with. Nothing is dropped.
+    /// Replaces the route table: requests from now on use `table`, on every shard; a
+    /// request in progress keeps the one it started with. Nothing is dropped.
     pub fn swap_routes(&self, table: RouteTable) {
         self.routes.store(Arc::new(table));
     }
@@ -233,5 +329,43 @@ impl Handle {
     #[must_use]
     pub fn shutdown(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+}
+
+fn merge_reports(all: Vec<Report>) -> Report {
+    let mut all = all.into_iter();
+    let mut first = all.next().unwrap_or_default();
+    for r in all {
+        first.add(&r);
+    }
+    first
+}
+
+impl Snapshot {
+    /// Adds another shard's snapshot to this one: counters, histograms and queue depths
+    /// summed, link counts summed per configured link, open links listed together.
+    pub fn add(&mut self, o: &Self) {
+        self.stats.add(&o.stats);
+        self.metrics.add(&o.metrics);
+        for (i, (name, p, dial, c)) in o.specs.iter().enumerate() {
+            match self.specs.get_mut(i) {
+                Some((_, _, _, mine)) => mine.add(c),
+                None => self.specs.push((name.clone(), *p, *dial, *c)),
+            }
+        }
+        for (i, &c) in o.configured.iter().enumerate() {
+            match self.configured.get_mut(i) {
+                Some(mine) => *mine |= c,
+                None => self.configured.push(c),
+            }
+        }
+        self.links.extend(o.links.iter().cloned());
+        self.requests_pending += o.requests_pending;
+        self.saf_depth += o.saf_depth;
+        self.saf_oldest = self.saf_oldest.max(o.saf_oldest);
+        self.exceptions += o.exceptions;
+        self.draining |= o.draining;
+        self.journaling |= o.journaling;
+        self.journal.add(&o.journal);
     }
 }

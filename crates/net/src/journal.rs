@@ -118,6 +118,23 @@ impl Segments {
     }
 }
 
+/// The journal directories of a switch whose journal is `dir`: `dir` itself (shard 0's),
+/// then each `shard-k` subdirectory in shard order.
+#[must_use]
+pub fn shard_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut shards: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let k = e.file_name().to_str()?.strip_prefix("shard-")?.parse::<usize>().ok()?;
+            e.path().is_dir().then(|| (k, e.path()))
+        })
+        .collect();
+    shards.sort();
+    std::iter::once(dir.to_path_buf()).chain(shards.into_iter().map(|(_, p)| p)).collect()
+}
+
 /// The segments of `dir` that may hold records written at or after `from_unix_ms` (by their
 /// headers' creation times): the last one created before it and the ones after, at most
 /// `max`, each as its first sequence number and path, oldest first. The second value says

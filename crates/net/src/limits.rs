@@ -39,4 +39,15 @@ pub const CLOSE_LINGER_BYTES_MAX: usize = 16 << 20;
 /// Commands a [`Handle`](crate::Handle) may have queued for the switch.
 pub const HANDLE_QUEUE_MAX: usize = 64;
 
+/// Write batches one lane of a hop between two shards holds (see [`crate::hop`]). A batch
+/// is what one shard's engine wrote for the other since the last one: at most the engine's
+/// write-batch bound, in practice a few frames.
+pub const HOP_QUEUE_BATCHES: usize = 256;
+
+/// How long a hop the engine closed waits before it comes up again.
+pub const HOP_REOPEN: Duration = Duration::from_millis(100);
+
+/// Most threads a switch runs its shards on.
+pub const SHARDS_MAX: usize = corridor_engine::shards::SHARDS_MAX;
+
 const _: () = assert!(READ_MIN_BYTES < READ_CHUNK_BYTES);

@@ -7,7 +7,7 @@ use corridor_engine::Engine;
 
 use crate::{
     handle::Handle,
-    switch::{NetConfig, Report, Switch},
+    switch::{NetConfig, Report, ShardParts, Switch},
 };
 
 /// Longest [`Running::start`] waits for the switch to bind.
@@ -27,11 +27,20 @@ impl Running {
     ///
     /// The runtime cannot start or a listening address cannot be bound.
     pub fn start(engine: Engine, net: NetConfig) -> std::io::Result<Self> {
+        Self::start_shards(vec![ShardParts { engine, net }])
+    }
+
+    /// Binds and starts a switch of `parts.len()` shards (see [`Switch::bind_shards`]).
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start or a listening address cannot be bound.
+    pub fn start_shards(parts: Vec<ShardParts>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new().name("corridor-switch".into()).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
-                let switch = match Switch::bind(engine, net).await {
+                let switch = match Switch::bind_shards(parts).await {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));

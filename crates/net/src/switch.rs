@@ -6,6 +6,10 @@ use std::{
     io,
     net::SocketAddr,
     rc::Rc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -119,7 +123,7 @@ pub struct NetConfig {
     pub journal: Option<crate::journal::JournalFiles>,
 }
 
-struct Conn {
+pub(crate) struct Conn {
     writable: Rc<Notify>,
     resume: Rc<Notify>,
     closed: CancellationToken,
@@ -128,14 +132,14 @@ struct Conn {
     spec: usize,
 }
 
-struct Shared {
-    engine: RefCell<Engine>,
-    conns: RefCell<FxHashMap<LinkId, Conn>>,
+pub(crate) struct Shared {
+    pub(crate) engine: RefCell<Engine>,
+    pub(crate) conns: RefCell<FxHashMap<LinkId, Conn>>,
     /// Every QUIC endpoint, closed once the drain is over.
     endpoints: RefCell<Vec<quinn::Endpoint>>,
     timer: Notify,
     timer_at: Cell<Option<Instant>>,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
     /// Woken when records wait for the journal writer.
     journal_wake: Notify,
     /// Why the switch must stop at once (the journal could not be written).
@@ -148,6 +152,9 @@ struct Shared {
     drain_timeout: Cell<Duration>,
     /// Whether a task closes retired connections as they drain.
     retiring: Cell<bool>,
+    /// Shards drained so far, of all the switch's: a shard keeps its hops (and answers what
+    /// comes over them) until every shard is drained.
+    drained: Arc<(AtomicUsize, usize)>,
 }
 
 /// A link's loop, as a reload sees it.
@@ -161,7 +168,7 @@ impl Shared {
     /// After every engine call: wake the writers of links with output, the readers the
     /// engine lets read again, close the links the engine gave up on, and wake the timer if
     /// the next deadline moved earlier.
-    fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut engine = self.engine.borrow_mut();
         let conns = self.conns.borrow();
         while let Some(link) = engine.poll_dirty() {
@@ -275,6 +282,52 @@ pub struct Reconfigure {
     pub digest: [u8; 32],
 }
 
+/// `r` split into each shard's share: its engine's configuration (with its hops), the
+/// listening and dialed links it owns, the hops kept; and the plan it makes. Refused when a
+/// participant would move to another shard (see `ShardPlan::extended`).
+pub(crate) fn split_reconfigure(
+    r: Reconfigure,
+    count: usize,
+    old: Option<&corridor_engine::shards::ShardPlan>,
+) -> Result<(Vec<Reconfigure>, corridor_engine::shards::ShardPlan), String> {
+    let plan = match old {
+        Some(old) => old.extended(&r.engine)?,
+        None => corridor_engine::shards::ShardPlan::new(count, &r.engine),
+    };
+    let mut link_plan = Vec::with_capacity(r.plan.len() + count);
+    for (i, p) in r.plan.iter().enumerate() {
+        if i == plan.hop_link_at {
+            link_plan.extend(std::iter::repeat_n(LinkPlan::Keep, count));
+        }
+        link_plan.push(*p);
+    }
+    if r.plan.len() <= plan.hop_link_at {
+        link_plan.extend(std::iter::repeat_n(LinkPlan::Keep, count));
+    }
+    let shard_links = |k: usize, spec: usize| plan.link_owner(&r.engine, spec) == k;
+    let parts = (0..count)
+        .map(|k| Reconfigure {
+            engine: plan.config_for(&r.engine, k),
+            plan: link_plan.clone(),
+            listens: r
+                .listens
+                .iter()
+                .filter(|l| shard_links(k, l.spec))
+                .map(|l| Listen { spec: plan.link_index(l.spec), ..l.clone() })
+                .collect(),
+            dials: r
+                .dials
+                .iter()
+                .filter(|d| shard_links(k, d.spec))
+                .map(|d| Dial { spec: plan.link_index(d.spec), ..d.clone() })
+                .collect(),
+            drain_timeout: r.drain_timeout,
+            digest: r.digest,
+        })
+        .collect();
+    Ok((parts, plan))
+}
+
 /// Applies `r` on the switch's thread: binds what must be bound first (a failure there
 /// changes nothing), then the engine takes the configuration, then the loops follow it.
 async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, String> {
@@ -379,30 +432,194 @@ async fn retire_loop(shared: Rc<Shared>) {
     }
 }
 
-/// A bound switch, ready to run.
+/// A bound switch, ready to run: shard 0 on the caller's runtime, the others each on a
+/// thread of their own, bound and waiting for [`Switch::run`].
 pub struct Switch {
+    first: Shard,
+    others: Vec<ShardThread>,
+    addrs: Vec<(String, SocketAddr)>,
+    handle: Handle,
+}
+
+/// One shard, bound.
+struct Shard {
     shared: Rc<Shared>,
     listeners: Vec<(Listen, Listener)>,
     dials: Vec<Dial>,
     commands: tokio::sync::mpsc::Receiver<Command>,
-    handle: Handle,
     journal: Option<(crate::journal::Writer, crate::journal::JournalFiles)>,
+    /// Its ends of the hops to the other shards, with the engine's link for each.
+    hops: Vec<(usize, crate::hop::HopEnd)>,
+}
+
+/// A shard on a thread of its own: told to run (or dropped: it never does), it runs until
+/// the switch's shutdown and reports.
+struct ShardThread {
+    go: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<io::Result<Report>>,
+}
+
+/// What one shard is made of: its engine (with its hops in its configuration, see
+/// `corridor_engine::shards`) and the links it listens on and dials.
+pub struct ShardParts {
+    /// The shard's engine.
+    pub engine: Engine,
+    /// Its links.
+    pub net: NetConfig,
 }
 
 impl Switch {
-    /// Binds every listening link. Must be called inside a tokio runtime.
+    /// Binds every listening link of a one-shard switch. Must be called inside a tokio
+    /// runtime.
     ///
     /// # Errors
     ///
     /// The first address that cannot be bound, named.
     pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
+        Self::bind_shards(vec![ShardParts { engine, net }]).await
+    }
+
+    /// Binds a switch of `parts.len()` shards: shard 0 here (inside the caller's tokio
+    /// runtime), each other on a thread of its own with its own current-thread runtime.
+    /// They share one route table and one shutdown, and are joined by hops (`crate::hop`).
+    ///
+    /// # Errors
+    ///
+    /// The first address that cannot be bound, named, or a shard's thread that cannot start.
+    pub async fn bind_shards(parts: Vec<ShardParts>) -> io::Result<Self> {
+        let count = parts.len().clamp(1, crate::limits::SHARDS_MAX);
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else { return Err(io::Error::other("a switch needs a shard")) };
+        let routes = first.engine.routes();
+        let shutdown = Shutdown::default();
+        let drained = Arc::new((AtomicUsize::new(0), count));
+        let mut ends = crate::hop::mesh(count).into_iter();
+        let mut txs = Vec::with_capacity(count);
+        let (shard, tx) = Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
+        txs.push(tx);
+        let mut addrs = shard.local_addrs();
+        let mut others = Vec::new();
+        for (k, (mut p, hops)) in parts.zip(ends).enumerate().map(|(i, x)| (i + 1, x)) {
+            p.engine.share_routes(Arc::clone(&routes));
+            let (ready_tx, ready) = std::sync::mpsc::channel();
+            let (go, go_rx) = std::sync::mpsc::channel::<()>();
+            let (stop, drained) = (shutdown.clone(), Arc::clone(&drained));
+            let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
+                move || -> io::Result<Report> {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let bound = rt.block_on(Shard::bind(p, hops, drained, k));
+                    let shard = match bound {
+                        Ok((shard, tx)) => {
+                            let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
+                            shard
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Err(e);
+                        }
+                    };
+                    // Dropped without a word: the switch never runs.
+                    if go_rx.recv().is_err() {
+                        return Ok(Report::default());
+                    }
+                    rt.block_on(shard.run(stop))
+                },
+            )?;
+            let (a, tx) = ready
+                .recv()
+                .map_err(|_| io::Error::other(format!("shard {k} did not start")))?
+                .map_err(io::Error::other)?;
+            addrs.extend(a);
+            txs.push(tx);
+            others.push(ShardThread { go, thread });
+        }
+        let handle = Handle::new(txs, routes, shutdown);
+        Ok(Self { first: shard, others, addrs, handle })
+    }
+
+    /// The address each listening link is bound to, by link name (port 0 becomes the real
+    /// port).
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.addrs.clone()
+    }
+
+    /// A handle to the switch once it runs: snapshots, the route table, shutdown. It may be
+    /// sent to other threads.
+    #[must_use]
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the switch until `shutdown` completes or the handle's [`Shutdown`] is
+    /// triggered, then drains: stops accepting and reconnecting, signs off, declines new
+    /// requests, waits up to the drain timeout for the requests in flight, flushes, and
+    /// closes every connection. Every shard drains at once; each keeps its hops until all
+    /// are drained.
+    ///
+    /// # Errors
+    ///
+    /// Never for network trouble (links come and go); only if the runtime fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
+        let Self { first, others, handle, .. } = self;
+        for o in &others {
+            let _ = o.go.send(());
+        }
+        let stop = handle.shutdown();
+        let trigger = stop.clone();
+        let mut report = first
+            .run_until(async move {
+                shutdown.await;
+                trigger.trigger();
+            }, stop.clone())
+            .await;
+        // The others drain on the same trigger (if shard 0 stopped for another reason).
+        stop.trigger();
+        for o in others {
+            let joined = tokio::task::spawn_blocking(move || o.thread.join()).await;
+            let r = match joined {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) | Err(_) => Err(io::Error::other("a shard's thread panicked")),
+            };
+            report = match (report, r) {
+                (Ok(mut a), Ok(b)) => {
+                    a.add(&b);
+                    Ok(a)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        report
+    }
+}
+
+impl Shard {
+    async fn bind(
+        parts: ShardParts,
+        hop_ends: Vec<crate::hop::HopEnd>,
+        drained: Arc<(AtomicUsize, usize)>,
+        index: usize,
+    ) -> io::Result<(Self, tokio::sync::mpsc::Sender<Command>)> {
+        let ShardParts { mut engine, net } = parts;
+        engine.set_shard(index);
         let mut listeners = Vec::new();
         for l in net.listens {
             let listener = bind_listener(&l).await?;
             listeners.push((l, listener));
         }
+        let hops = hop_ends
+            .into_iter()
+            .filter_map(|end| {
+                let spec = engine.config().links.iter().position(|l| {
+                    engine.config().participants.get(l.participant).and_then(|p| p.hop) == Some(end.peer)
+                });
+                if spec.is_none() {
+                    warn!(peer = end.peer, "no hop link toward this shard in the configuration");
+                }
+                Some((spec?, end))
+            })
+            .collect();
         let (tx, commands) = tokio::sync::mpsc::channel(HANDLE_QUEUE_MAX);
-        let handle = Handle::new(tx, engine.routes(), Shutdown::default());
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
             conns: RefCell::new(FxHashMap::default()),
@@ -416,6 +633,7 @@ impl Switch {
             loops: RefCell::default(),
             drain_timeout: Cell::new(net.drain_timeout),
             retiring: Cell::new(false),
+            drained,
         });
         let journal = match net.journal {
             Some(files) => {
@@ -436,34 +654,21 @@ impl Switch {
             }
             None => None,
         };
-        Ok(Self { shared, listeners, dials: net.dials, commands, handle, journal })
+        Ok((Self { shared, listeners, dials: net.dials, commands, journal, hops }, tx))
     }
 
-    /// The address each listening link is bound to, by link name (port 0 becomes the real
-    /// port).
-    #[must_use]
-    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+    fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners.iter().filter_map(|(l, s)| Some((l.name.clone(), s.local_addr().ok()?))).collect()
     }
 
-    /// A handle to the switch once it runs: snapshots, the route table, shutdown. It may be
-    /// sent to other threads.
-    #[must_use]
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
+    /// Runs a shard other than the first until the switch's `stop`.
+    async fn run(self, stop: Shutdown) -> io::Result<Report> {
+        self.run_until(std::future::pending(), stop).await
     }
 
-    /// Runs the switch until `shutdown` completes or the handle's [`Shutdown`] is
-    /// triggered, then drains: stops accepting and reconnecting, signs off, declines new
-    /// requests, waits up to the drain timeout for the requests in flight, flushes, and
-    /// closes every connection.
-    ///
-    /// # Errors
-    ///
-    /// Never for network trouble (links come and go); only if the runtime fails.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
+    async fn run_until(self, shutdown: impl Future<Output = ()>, stop: Shutdown) -> io::Result<Report> {
         let local = LocalSet::new();
-        let Self { shared, listeners, dials, commands, handle, journal } = self;
+        let Self { shared, listeners, dials, commands, journal, hops } = self;
         let engine = Rc::clone(&shared);
         local
             .run_until(async move {
@@ -472,6 +677,9 @@ impl Switch {
                 }
                 for d in dials {
                     spawn_dial(&shared, d);
+                }
+                for (spec, end) in hops {
+                    tokio::task::spawn_local(crate::hop::run(Rc::clone(&shared), spec, end));
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
@@ -483,13 +691,12 @@ impl Switch {
                         Rc::clone(&shared),
                         writer,
                         checkpoints,
-                        handle.shutdown(),
+                        stop.clone(),
                     ));
                 }
-                let triggered = handle.shutdown();
                 tokio::select! {
                     () = shutdown => {}
-                    () = triggered.wait() => {}
+                    () = stop.wait() => {}
                 }
                 drain(&shared, shared.drain_timeout.get()).await;
             })
@@ -786,7 +993,13 @@ fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
         participants: config.participants.iter().map(|p| p.id.clone()).collect(),
         markets: config.participants.iter().map(|p| p.directory.market).collect(),
         home_market: config.interop.market,
-        configured: (0..config.links.len()).map(|i| shared.loops.borrow().contains_key(&i)).collect(),
+        // A hop is always there; another shard's link counts as configured there.
+        configured: (0..config.links.len())
+            .map(|i| {
+                shared.loops.borrow().contains_key(&i)
+                    || config.participants.get(config.links[i].participant).is_some_and(|p| p.hop.is_some())
+            })
+            .collect(),
         links: open_links(engine),
         requests_pending: engine.requests_pending(),
         saf_depth: engine.reversals_pending(),
@@ -799,7 +1012,7 @@ fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
 }
 
 /// What a switch did, as it stopped (or now, from [`Handle::report`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Report {
     /// Switch-wide counters.
     pub stats: Stats,
@@ -809,6 +1022,21 @@ pub struct Report {
     pub requests_pending: usize,
     /// Reversals not yet acknowledged.
     pub reversals_pending: usize,
+}
+
+impl Report {
+    /// Adds another shard's figures to these.
+    pub fn add(&mut self, o: &Self) {
+        self.stats.add(&o.stats);
+        for (i, (name, c)) in o.links.iter().enumerate() {
+            match self.links.get_mut(i) {
+                Some((_, mine)) => mine.add(c),
+                None => self.links.push((name.clone(), *c)),
+            }
+        }
+        self.requests_pending += o.requests_pending;
+        self.reversals_pending += o.reversals_pending;
+    }
 }
 
 async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::mpsc::Receiver<Command>) {
@@ -866,6 +1094,14 @@ async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
         if !busy || Instant::now() >= flush_deadline {
             break;
         }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    // Every shard drained (or the drain's time is up) before the hops close: what comes
+    // over them until then is answered.
+    let (count, shards) = (&shared.drained.0, shared.drained.1);
+    count.fetch_add(1, Ordering::AcqRel);
+    let barrier_deadline = deadline.max(Instant::now()) + FLUSH_WAIT_MAX;
+    while count.load(Ordering::Acquire) < shards && Instant::now() < barrier_deadline {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     for c in shared.conns.borrow().values() {
@@ -1335,15 +1571,15 @@ async fn dial_tls(
 
 /// The handles a connection task waits on: woken to write or to read again, told to close
 /// (and whether to linger).
-struct Handles {
-    writable: Rc<Notify>,
-    resume: Rc<Notify>,
-    closed: CancellationToken,
-    linger: Rc<Cell<bool>>,
+pub(crate) struct Handles {
+    pub(crate) writable: Rc<Notify>,
+    pub(crate) resume: Rc<Notify>,
+    pub(crate) closed: CancellationToken,
+    pub(crate) linger: Rc<Cell<bool>>,
 }
 
 /// Records a new connection of link `spec` with the switch.
-fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
+pub(crate) fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let writable = Rc::new(Notify::new());
     let resume = Rc::new(Notify::new());
     let closed = CancellationToken::new();

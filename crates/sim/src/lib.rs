@@ -456,6 +456,7 @@ fn config_for(t: Topology) -> Config {
         directory: Default::default(),
         hop: None,
         via: None,
+        shard: None,
     };
     Config {
         participants: vec![
@@ -474,6 +475,7 @@ fn config_for(t: Topology) -> Config {
                 directory: Default::default(),
                 hop: None,
                 via: None,
+                shard: None,
             },
         ],
         links: vec![

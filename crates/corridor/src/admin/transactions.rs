@@ -93,12 +93,30 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Looks `q` up in the journal in `dir`.
+/// Looks `q` up in the journal in `dir` (every shard's, each read on its own).
 ///
 /// # Errors
 ///
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
+    let mut all = Found::default();
+    for d in corridor_net::journal::shard_dirs(dir) {
+        let f = lookup_one(&d, q)?;
+        all.transactions.extend(f.transactions);
+        all.segments_read += f.segments_read;
+        all.more_segments |= f.more_segments;
+        all.more_matches |= f.more_matches;
+    }
+    if all.transactions.len() > MATCHES_MAX {
+        all.transactions.truncate(MATCHES_MAX);
+        all.more_matches = true;
+    }
+    Ok(all)
+}
+
+/// [`lookup`] in one shard's journal. What another shard sent over a hop is that shard's
+/// transaction (its originator's): left out here.
+fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
     let mut keys: Vec<(Key, u64)> = Vec::new();
     let mut reversals: BTreeMap<u64, (u64, ReversalView)> = BTreeMap::new();
@@ -108,6 +126,9 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
             match entry {
                 Entry::Accepted(a) => {
                     if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
+                        return Ok(());
+                    }
+                    if a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
                         return Ok(());
                     }
                     if q.stan.is_some_and(|s| s != a.key.stan) {

@@ -46,6 +46,7 @@ fn participant(name: &str, acquirer: &[&str]) -> Participant {
         directory: Default::default(),
         hop: None,
         via: None,
+        shard: None,
     }
 }
 
