@@ -420,7 +420,7 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     // Every shard's journal: records and segments summed.
     let journal = corridor_net::journal::shard_dirs(&state.join("journal"))
         .iter()
-        .map(|d| {
+        .map(|(_, d)| {
             corridor_net::journal::Segments::read(d)
                 .ok()
                 .and_then(|segs| segs.scan().ok().map(|scan| (scan.records(), scan.segments.len())))

@@ -499,7 +499,9 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
 /// use (its affinity mask and cgroup quota, as the standard library reads them).
 #[must_use]
 pub fn default_shards() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(corridor_engine::shards::SHARDS_MAX)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(corridor_engine::shards::SHARDS_MAX)
 }
 
 /// Where a link's connections come from.
@@ -659,8 +661,10 @@ pub fn summary(c: &Loaded) -> String {
     use std::fmt::Write as _;
     let e = &c.engine;
     let mut s = String::new();
+    let plan = corridor_engine::shards::ShardPlan::new(c.shards, e);
+    let _ = writeln!(s, "shards: {} (each participant on its owner's thread)", plan.count);
     let _ = writeln!(s, "participants: {}", e.participants.len());
-    for p in &e.participants {
+    for (i, p) in e.participants.iter().enumerate() {
         let roles: Vec<&str> =
             [("acquirer", p.roles.acquirer), ("issuer", p.roles.issuer), ("network", p.roles.network)]
                 .into_iter()
@@ -668,6 +672,9 @@ pub fn summary(c: &Loaded) -> String {
                 .collect();
         let ids: Vec<String> = p.acquirer_ids.iter().map(ToString::to_string).collect();
         let _ = write!(s, "  {:<16} {:<24} ids [{}]", p.id, roles.join("+"), ids.join(", "));
+        if plan.count > 1 {
+            let _ = write!(s, " shard {}", plan.owner[i]);
+        }
         let d = &p.directory;
         if let Some(m) = d.market {
             let _ = write!(s, " market {}", String::from_utf8_lossy(&m));
@@ -789,7 +796,9 @@ impl Loaded {
     ///
     /// A journal cannot be read or is corrupt inside, or the directory holds the journal of
     /// a shard this configuration no longer runs.
-    pub fn into_shards(self) -> std::io::Result<(Vec<corridor_net::ShardParts>, corridor_engine::shards::ShardPlan)> {
+    pub fn into_shards(
+        self,
+    ) -> std::io::Result<(Vec<corridor_net::ShardParts>, corridor_engine::shards::ShardPlan)> {
         let n = self.shards.max(1);
         let plan = corridor_engine::shards::ShardPlan::new(n, &self.engine);
         if let Some(j) = &self.journal {
@@ -822,8 +831,7 @@ impl Loaded {
                 None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
                 Some(j) => {
                     let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
-                    let window = self.engine.settings.duplicate_window;
-                    journaled(engine, net, j, dir, clock, self.digest, window, k)?
+                    journaled(engine, net, j, dir, clock, self.digest, k)?
                 }
             };
             parts.push(part);
@@ -869,7 +877,8 @@ fn stray_shards(dir: &Path, n: usize) -> std::io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(k) = name.to_str().and_then(|s| s.strip_prefix("shard-")).and_then(|s| s.parse::<usize>().ok())
+        let Some(k) =
+            name.to_str().and_then(|s| s.strip_prefix("shard-")).and_then(|s| s.parse::<usize>().ok())
         else {
             continue;
         };
@@ -896,10 +905,11 @@ fn journaled(
     dir: std::path::PathBuf,
     clock: corridor_engine::WallClock,
     digest: [u8; 32],
-    outcome_window: std::time::Duration,
     shard: usize,
 ) -> std::io::Result<corridor_net::ShardParts> {
-    let lock = corridor_net::control::lock(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+    let outcome_window = engine.settings.duplicate_window;
+    let lock =
+        corridor_net::control::lock(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
     let recovered =
         corridor_net::journal::recover(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
     if let Some((seq, at)) = recovered.cut {

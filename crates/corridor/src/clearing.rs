@@ -189,7 +189,7 @@ struct Open {
 pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
     // Every shard's journal, each read on its own (sequence numbers are a journal's own).
     let mut rows = Vec::new();
-    for dir in corridor_net::journal::shard_dirs(s.dir) {
+    for (_, dir) in corridor_net::journal::shard_dirs(s.dir) {
         rows.extend(journal_transactions(s, &dir)?);
         if rows.len() > ROWS_MAX {
             bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");

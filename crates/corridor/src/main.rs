@@ -46,6 +46,10 @@ enum Command {
         /// Log lines as text (for people) or JSON (one object a line, for collectors).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Engine shards, each on a thread of its own (over `[switch] shards`; default: the
+        /// CPUs the process may use).
+        #[arg(long)]
+        shards: Option<usize>,
     },
     /// Check a configuration file and print a summary of it.
     CheckConfig {
@@ -164,7 +168,7 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn run_serve(path: &std::path::Path, format: LogFormat) -> anyhow::Result<()> {
+fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -173,8 +177,17 @@ fn run_serve(path: &std::path::Path, format: LogFormat) -> anyhow::Result<()> {
         // One JSON object a line: the event's fields at the top level, with its target.
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
     }
-    let loaded = config::load(path)?;
-    // One thread does the switching: on this design the engine is never shared or locked.
+    let mut loaded = config::load(path)?;
+    if let Some(n) = shards {
+        anyhow::ensure!(
+            (1..=corridor_engine::shards::SHARDS_MAX).contains(&n),
+            "--shards must be 1-{}, not {n}",
+            corridor_engine::shards::SHARDS_MAX
+        );
+        loaded.shards = n;
+    }
+    // Shard 0 runs here, each other shard on a thread of its own: an engine is never shared
+    // or locked.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -273,7 +286,7 @@ fn main() -> ExitCode {
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
         Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
-        Command::Serve { config, log_format } => run_serve(&config, log_format),
+        Command::Serve { config, log_format, shards } => run_serve(&config, log_format, shards),
         Command::Certs { command } => run_certs(command),
     };
     match result {

@@ -28,16 +28,44 @@ pub(crate) struct Filter {
     /// Only those stored at least this many seconds ago.
     #[arg(long)]
     older_than: Option<u64>,
-    /// Only these ids (repeatable).
+    /// Only these ids (repeatable): `ID`, or `SHARD:ID` as `list` shows them for a switch of
+    /// several shards.
     #[arg(long = "id")]
-    ids: Vec<u64>,
+    ids: Vec<EntryName>,
+    /// Only this shard's entries (a switch of several shards journals each in its own
+    /// directory, and numbers the entries there).
+    #[arg(long)]
+    shard: Option<usize>,
+}
+
+/// An entry's name: its id in its shard's journal, and the shard when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryName {
+    shard: Option<usize>,
+    id: u64,
+}
+
+impl std::str::FromStr for EntryName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an entry id (ID or SHARD:ID)");
+        match s.split_once(':') {
+            Some((k, id)) => {
+                Ok(Self { shard: Some(k.parse().map_err(|_| bad())?), id: id.parse().map_err(|_| bad())? })
+            }
+            None => Ok(Self { shard: None, id: s.parse().map_err(|_| bad())? }),
+        }
+    }
 }
 
 impl Filter {
-    fn keeps(&self, id: u64, q: &ReversalQueued, now_ms: u64) -> bool {
+    fn keeps(&self, shard: usize, id: u64, q: &ReversalQueued, now_ms: u64) -> bool {
         self.destination.as_ref().is_none_or(|d| *d == q.destination)
             && self.older_than.is_none_or(|s| now_ms.saturating_sub(q.queued_unix_ms) >= s * 1000)
-            && (self.ids.is_empty() || self.ids.contains(&id))
+            && (self.ids.is_empty()
+                || self.ids.iter().any(|n| n.id == id && n.shard.is_none_or(|k| k == shard)))
+            && self.shard.is_none_or(|k| k == shard)
     }
 
     fn is_empty(&self) -> bool {
@@ -98,7 +126,7 @@ pub(crate) fn run(c: SafCommand) -> Result<()> {
     }
 }
 
-fn describe(id: u64, state: &str, (q, attempts): &SafState, now_ms: u64) -> String {
+fn describe(id: &str, state: &str, (q, attempts): &SafState, now_ms: u64) -> String {
     let sealed = view(&q.reversal).ok();
     let mti = sealed
         .as_ref()
@@ -114,25 +142,29 @@ fn describe(id: u64, state: &str, (q, attempts): &SafState, now_ms: u64) -> Stri
 }
 
 fn list(dir: &std::path::Path, filter: &Filter, only_exceptions: bool) -> Result<()> {
-    let (owed, _) = read_state(dir)?;
     let now = unix_ms();
+    let dirs = corridor_net::journal::shard_dirs(dir);
+    let sharded = dirs.len() > 1;
     println!(
         "{:>12}  {:<9}  {:<4}  {:<11}  {:<16}  {:>8}  {:>8}  pan",
         "id", "state", "mti", "from", "destination", "attempts", "age s"
     );
-    let mut shown = 0;
-    let queued = owed.reversals.iter().filter(|_| !only_exceptions).map(|(id, s)| (id, "queued", s));
-    for (id, state, s) in queued.chain(owed.exceptions.iter().map(|(id, s)| (id, "exception", s))) {
-        if filter.keeps(*id, &s.0, now) {
-            println!("{}", describe(*id, state, s, now));
-            shown += 1;
+    let (mut shown, mut waiting, mut exceptions) = (0, 0, 0);
+    for (k, d) in &dirs {
+        let (owed, _) = read_state(d)?;
+        let queued = owed.reversals.iter().filter(|_| !only_exceptions).map(|(id, s)| (id, "queued", s));
+        for (id, state, s) in queued.chain(owed.exceptions.iter().map(|(id, s)| (id, "exception", s))) {
+            if filter.keeps(*k, *id, &s.0, now) {
+                // Each shard's journal numbers its own entries: with several, SHARD:ID.
+                let name = if sharded { format!("{k}:{id}") } else { id.to_string() };
+                println!("{}", describe(&name, state, s, now));
+                shown += 1;
+            }
         }
+        waiting += owed.reversals.len();
+        exceptions += owed.exceptions.len();
     }
-    println!(
-        "{shown} shown; {} waiting for their destination, {} in the exception queue",
-        owed.reversals.len(),
-        owed.exceptions.len()
-    );
+    println!("{shown} shown; {waiting} waiting for their destination, {exceptions} in the exception queue");
     Ok(())
 }
 
@@ -140,24 +172,43 @@ fn act(dir: &std::path::Path, filter: &Filter, op: Op) -> Result<()> {
     if filter.is_empty() {
         bail!("name the entries: --id, --destination or --older-than");
     }
-    let (owed, _) = read_state(dir)?;
     let now = unix_ms();
-    let ids: Vec<u64> =
-        owed.exceptions.iter().filter(|(id, s)| filter.keeps(**id, &s.0, now)).map(|(id, _)| *id).collect();
-    if ids.is_empty() {
+    // Per shard's journal (the running switch's shard k answers requests in its own).
+    let sharded = corridor_net::journal::shard_dirs(dir).len() > 1;
+    let mut chosen: Vec<(usize, std::path::PathBuf, u64)> = Vec::new();
+    for (k, d) in corridor_net::journal::shard_dirs(dir) {
+        let (owed, _) = read_state(&d)?;
+        for (id, s) in &owed.exceptions {
+            if filter.keeps(k, *id, &s.0, now) {
+                chosen.push((k, d.clone(), *id));
+            }
+        }
+    }
+    if chosen.is_empty() {
         bail!("no entry of the exception queue matches");
+    }
+    for n in filter.ids.iter().filter(|n| n.shard.is_none()) {
+        let shards: Vec<String> = chosen.iter().filter(|c| c.2 == n.id).map(|c| c.0.to_string()).collect();
+        if shards.len() > 1 {
+            bail!(
+                "entry {} is in the exception queues of shards {}: name one as SHARD:ID",
+                n.id,
+                shards.join(", ")
+            );
+        }
     }
     let verb = match op {
         Op::Retry => "retried",
         Op::Drop => "dropped",
     };
     let mut missing = 0;
-    for id in ids {
-        match request(dir, op, id, ANSWER_WAIT)? {
-            Outcome::Done => println!("{id}: {verb}"),
+    for (k, d, id) in chosen {
+        let name = if sharded { format!("{k}:{id}") } else { id.to_string() };
+        match request(&d, op, id, ANSWER_WAIT)? {
+            Outcome::Done => println!("{name}: {verb}"),
             Outcome::NotFound => {
                 missing += 1;
-                println!("{id}: no longer in the exception queue");
+                println!("{name}: no longer in the exception queue");
             }
         }
     }

@@ -414,7 +414,7 @@ impl Engine {
         if !hop {
             self.stats.forwarded += 1;
         }
-        if self.config.settings.metrics && !self.config.participants[origin_participant].hop.is_some() {
+        if self.config.settings.metrics && self.config.participants[origin_participant].hop.is_none() {
             self.metrics.forwarded(destination);
         }
         self.after_write(out_link);

@@ -178,18 +178,22 @@ impl Engine {
         e
     }
 
-    /// Makes this engine shard `index` of a switch: its link ids and store-and-forward ids
-    /// are its own (the shard in their top bits), so an operator names one across shards.
-    /// Called before any link is up and before a journal is resumed (the entries it
-    /// resumes take their ids from here on).
+    /// Makes this engine shard `index` of a switch: its link ids are its own (the shard in
+    /// their top bits), so a link is named by its id across shards. Called before any link
+    /// is up. (Store-and-forward ids are a journal's sequence numbers: each shard's own, and
+    /// named with the shard.)
     pub fn set_shard(&mut self, index: usize) {
         let index = index.min(crate::shards::SHARDS_MAX - 1);
         self.link_base = (index as u32) << 24;
-        self.next_reversal = self.next_reversal.max((index as u64) << 48);
     }
 
-    /// The shard whose engine made link id or store-and-forward id `id` (see
-    /// [`Engine::set_shard`]).
+    /// The shard this engine is (see [`Engine::set_shard`]).
+    #[must_use]
+    pub fn shard(&self) -> usize {
+        (self.link_base >> 24) as usize
+    }
+
+    /// The shard whose engine made link id `id` (see [`Engine::set_shard`]).
     #[must_use]
     pub fn shard_of_link(id: LinkId) -> usize {
         (id.0 >> 24) as usize
@@ -583,10 +587,8 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
-        let from_hop = self
-            .links
-            .get(&link)
-            .is_some_and(|l| self.config.participants[l.participant].hop.is_some());
+        let from_hop =
+            self.links.get(&link).is_some_and(|l| self.config.participants[l.participant].hop.is_some());
         if self.config.settings.metrics && !from_hop {
             self.metrics.answer(None, code.0, crate::metrics::Source::Switch);
         }

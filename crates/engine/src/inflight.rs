@@ -263,7 +263,7 @@ impl Engine {
         });
         match written {
             Ok(()) => {
-                if !self.config.participants[r.origin_participant].hop.is_some() {
+                if self.config.participants[r.origin_participant].hop.is_none() {
                     self.stats.relayed += 1;
                 }
                 if approved {

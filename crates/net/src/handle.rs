@@ -157,7 +157,10 @@ pub struct Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle").field("shards", &self.tx.len()).field("shutdown", &self.shutdown).finish_non_exhaustive()
+        f.debug_struct("Handle")
+            .field("shards", &self.tx.len())
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
     }
 }
 

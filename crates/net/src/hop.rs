@@ -16,7 +16,6 @@
 //! ```
 
 use std::{
-    cell::RefCell,
     rc::Rc,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -196,19 +195,19 @@ async fn connection(
     let crate::switch::Handles { writable, resume, closed, .. } = handles;
     shared.flush();
     writable.notify_one();
-    let buf = RefCell::new(buf);
-    let reader = async {
+    // Only the reader touches the buffer.
+    let reader = async move {
         loop {
-            if !end.receive(&mut buf.borrow_mut()).await {
+            if !end.receive(buf).await {
                 return "peer gone";
             }
-            let mut state = shared.engine.borrow_mut().handle_read(link, &mut buf.borrow_mut(), Instant::now());
+            let mut state = shared.engine.borrow_mut().handle_read(link, buf, Instant::now());
             shared.flush();
             // Held back at the hop's in-flight limit: nothing more is taken off the lane,
             // which fills and holds the other shard's writer.
             while state == ReadState::Paused {
                 resume.notified().await;
-                state = shared.engine.borrow_mut().handle_read(link, &mut buf.borrow_mut(), Instant::now());
+                state = shared.engine.borrow_mut().handle_read(link, buf, Instant::now());
                 shared.flush();
             }
             if state == ReadState::Closed {

@@ -118,10 +118,10 @@ impl Segments {
     }
 }
 
-/// The journal directories of a switch whose journal is `dir`: `dir` itself (shard 0's),
-/// then each `shard-k` subdirectory in shard order.
+/// The journal directories of a switch whose journal is `dir`, with their shards: `dir`
+/// itself (shard 0's), then each `shard-k` subdirectory in shard order.
 #[must_use]
-pub fn shard_dirs(dir: &Path) -> Vec<PathBuf> {
+pub fn shard_dirs(dir: &Path) -> Vec<(usize, PathBuf)> {
     let mut shards: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -132,7 +132,7 @@ pub fn shard_dirs(dir: &Path) -> Vec<PathBuf> {
         })
         .collect();
     shards.sort();
-    std::iter::once(dir.to_path_buf()).chain(shards.into_iter().map(|(_, p)| p)).collect()
+    std::iter::once((0, dir.to_path_buf())).chain(shards).collect()
 }
 
 /// The segments of `dir` that may hold records written at or after `from_unix_ms` (by their

@@ -495,7 +495,8 @@ impl Switch {
         let drained = Arc::new((AtomicUsize::new(0), count));
         let mut ends = crate::hop::mesh(count).into_iter();
         let mut txs = Vec::with_capacity(count);
-        let (shard, tx) = Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
+        let (shard, tx) =
+            Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
         txs.push(tx);
         let mut addrs = shard.local_addrs();
         let mut others = Vec::new();
@@ -568,10 +569,13 @@ impl Switch {
         let stop = handle.shutdown();
         let trigger = stop.clone();
         let mut report = first
-            .run_until(async move {
-                shutdown.await;
-                trigger.trigger();
-            }, stop.clone())
+            .run_until(
+                async move {
+                    shutdown.await;
+                    trigger.trigger();
+                },
+                stop.clone(),
+            )
             .await;
         // The others drain on the same trigger (if shard 0 stopped for another reason).
         stop.trigger();

@@ -483,13 +483,15 @@ async fn link_action(
         );
     };
     let n = name.clone();
+    // Every shard acts on the connections it has of the link (its owner has them all).
     let done = state
         .handle
-        .with_engine(move |e, now| {
+        .with_engines(move |e, now| {
             let spec = e.config().links.iter().position(|l| l.name == n)?;
             Some(e.operator_link(spec, act, now))
         })
-        .await;
+        .await
+        .map(|all| all.into_iter().try_fold(0, |sum, n| n.map(|n| sum + n)));
     let (resp, outcome) = match done {
         None => (switch_gone(), "switch not answering".to_owned()),
         Some(None) => (error(StatusCode::NOT_FOUND, format!("no link {name:?}")), "no such link".to_owned()),
@@ -602,15 +604,17 @@ async fn drain(State(state): State<Arc<AdminState>>, ConnectInfo(peer): ConnectI
 }
 
 async fn saf(State(state): State<Arc<AdminState>>) -> Response {
-    let Some(entries) = state.handle.with_engine(|e, now| e.saf_entries(now)).await else {
+    let Some(all) = state.handle.with_engines(|e, now| (e.shard(), e.saf_entries(now))).await else {
         return switch_gone();
     };
+    let entries: Vec<(usize, corridor_engine::SafEntry)> =
+        all.into_iter().flat_map(|(k, list)| list.into_iter().map(move |s| (k, s))).collect();
     let list: Vec<Value> = entries
         .iter()
         .take(SAF_LIST_MAX)
-        .map(|s| {
+        .map(|(k, s)| {
             json!({
-                "id": s.id, "destination": s.destination, "mti": s.mti.to_string(),
+                "id": s.id, "shard": k, "destination": s.destination, "mti": s.mti.to_string(),
                 "attempts": s.attempts, "age_s": s.age.as_secs_f64(),
                 "made_by": if s.from_participant { "participant" } else { "switch" },
                 "outstanding": s.outstanding,
@@ -625,13 +629,16 @@ async fn saf(State(state): State<Arc<AdminState>>) -> Response {
 pub const SAF_LIST_MAX: usize = 1000;
 
 async fn exceptions(State(state): State<Arc<AdminState>>) -> Response {
-    let Some(list) = state.handle.with_engine(|e, _| e.exceptions()).await else { return switch_gone() };
+    let Some(all) = state.handle.with_engines(|e, _| (e.shard(), e.exceptions())).await else {
+        return switch_gone();
+    };
+    let list: Vec<_> = all.into_iter().flat_map(|(k, l)| l.into_iter().map(move |x| (k, x))).collect();
     let out: Vec<Value> = list
         .iter()
         .take(SAF_LIST_MAX)
-        .map(|x| {
+        .map(|(k, x)| {
             json!({
-                "id": x.id, "destination": x.destination, "mti": x.mti.to_string(), "attempts": x.attempts,
+                "id": x.id, "shard": k, "destination": x.destination, "mti": x.mti.to_string(), "attempts": x.attempts,
                 "made_by": if x.from_participant { "participant" } else { "switch" },
             })
         })
@@ -645,18 +652,58 @@ async fn saf_action(
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
     let what = format!("POST /saf/{id}/{action}");
-    let Ok(id) = id.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, format!("exception id {id:?} is not a number"));
+    // `ID`, or `SHARD:ID` where shards' queues both hold an entry `ID` (each shard's journal
+    // numbers its own).
+    let (shard, number) = match id.split_once(':') {
+        Some((k, n)) => (k.parse::<usize>().ok(), n),
+        None => (None, id.as_str()),
+    };
+    let Ok(id) = number.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("exception id {id:?} is not a number (or SHARD:NUMBER)"),
+        );
     };
     let retry = match action.as_str() {
         "retry" => true,
         "drop" => false,
         _ => return error(StatusCode::NOT_FOUND, format!("no action {action:?}: retry or drop")),
     };
+    let shard = match shard {
+        Some(k) => Some(k),
+        None => {
+            let Some(holders) = state
+                .handle
+                .with_engines(move |e, _| e.exceptions().iter().any(|x| x.id == id).then(|| e.shard()))
+                .await
+            else {
+                return switch_gone();
+            };
+            let holders: Vec<usize> = holders.into_iter().flatten().collect();
+            if holders.len() > 1 {
+                let named: Vec<String> = holders.iter().map(|k| format!("{k}:{id}")).collect();
+                return error(
+                    StatusCode::CONFLICT,
+                    format!("exception {id} is in several shards' queues: name one ({})", named.join(", ")),
+                );
+            }
+            holders.first().copied()
+        }
+    };
     let done = state
         .handle
-        .with_engine(move |e, now| if retry { e.saf_retry(id, now) } else { e.saf_drop(id, now) })
-        .await;
+        .with_engines(move |e, now| {
+            if shard.is_some_and(|k| k != e.shard()) {
+                return false;
+            }
+            if retry {
+                e.saf_retry(id, now)
+            } else {
+                e.saf_drop(id, now)
+            }
+        })
+        .await
+        .map(|all| all.into_iter().any(|d| d));
     let (resp, outcome) = match done {
         None => (switch_gone(), "switch not answering"),
         Some(false) => (error(StatusCode::NOT_FOUND, format!("no exception {id}")), "no such exception"),

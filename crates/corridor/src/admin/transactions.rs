@@ -100,7 +100,7 @@ fn text(b: &[u8]) -> String {
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut all = Found::default();
-    for d in corridor_net::journal::shard_dirs(dir) {
+    for (_, d) in corridor_net::journal::shard_dirs(dir) {
         let f = lookup_one(&d, q)?;
         all.transactions.extend(f.transactions);
         all.segments_read += f.segments_read;
