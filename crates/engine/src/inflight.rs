@@ -213,7 +213,16 @@ impl Engine {
                     self.send_reversal(id, now);
                 }
             }
-            Kind::Reversal(id) => self.entry_acked(id),
+            Kind::Reversal(id) => {
+                // Another shard answers a stored entry 00 once it stored it; anything else (96:
+                // its disk is full) is a refusal, and the entry stays here to go again. A
+                // destination's answer, whatever its code, acknowledges it.
+                if self.is_hop(link) && msg.response_code() != Some(ResponseCode::APPROVED) {
+                    self.entry_refused(id, now);
+                } else {
+                    self.entry_acked(id);
+                }
+            }
             Kind::Network(_) => unreachable!("network responses are matched in network_response"),
         }
     }

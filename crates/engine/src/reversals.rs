@@ -89,6 +89,13 @@ impl Engine {
         if msg.mti().function() == 3 {
             // An acknowledgement of an earlier transmission of an entry still repeating.
             if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
+                // Another shard's refusal of an earlier try (96, its disk full: the answer
+                // came late, held behind records waiting for that disk) acknowledges
+                // nothing: the entry goes on repeating.
+                if self.is_hop(link) && msg.response_code() != Some(corridor_wire::ResponseCode::APPROVED) {
+                    debug!(reversal = id, "an earlier try refused by the other shard");
+                    return;
+                }
                 let counted = self.counted_entry(id);
                 if self.finish(id) {
                     self.stats.reversals_acked += u64::from(counted);
@@ -448,6 +455,22 @@ impl Engine {
         }
         debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);
+    }
+
+    /// Whether `link` is a hop to another shard.
+    pub(crate) fn is_hop(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| self.config.participants[l.participant].hop.is_some())
+    }
+
+    /// Entry `id`'s transmission was refused by the shard it went to (not stored there): it
+    /// goes again after the retry interval.
+    pub(crate) fn entry_refused(&mut self, id: u64, now: Instant) {
+        if let Some(r) = self.reversals.get_mut(&id) {
+            r.outstanding = None;
+        }
+        debug!(reversal = id, "refused by the other shard: sent again later");
+        let retry = self.config.settings.reversal_retry;
+        self.timer(now, retry, Timer::Reversal(id));
     }
 
     /// Entry `id`'s transmission was acknowledged.

@@ -199,3 +199,38 @@ fn a_stalled_hop_repeats_a_reversal_but_the_issuer_gets_it_once() {
     let more = p.s[1].recv_app(iss);
     assert!(more.is_empty(), "the issuer got the reversal once: {more:?}");
 }
+
+#[test]
+fn an_advice_the_other_shard_refuses_while_its_disk_is_full_goes_again_and_is_not_lost() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let mut advice = purchase("4761739001010010", "000301", "12345678");
+    advice.set_mti(Mti::new(220).unwrap());
+    advice.remove(de::PIN_BLOCK);
+    // The issuer's shard takes no new liability: its disk is full.
+    p.s[1].engine.set_storage_full(true);
+    p.s[0].send(acq, 0, &advice);
+    assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"), "stored where it came in");
+    p.shuttle();
+    assert!(p.s[1].recv_app(iss).is_empty(), "refused (96) there, not stored");
+    assert_eq!(p.s[0].engine.reversals_pending(), 1, "a refusal is no acknowledgement");
+    // A refusal that comes after the entry went again is no acknowledgement either.
+    p.flowing = false;
+    p.advance(RETRY + Duration::from_millis(1));
+    let again = p.s[0].take_raw(p.hop[0]);
+    assert!(!again.is_empty(), "sent again after the retry interval");
+    p.s[1].send_raw(p.hop[1], &again);
+    let _refused_again = p.s[1].take_raw(p.hop[1]);
+    assert_eq!(p.s[0].engine.reversals_pending(), 1);
+    p.flowing = true;
+    p.s[1].engine.set_storage_full(false);
+    p.advance(RETRY * 3);
+    let got = p.s[1].recv_app(iss);
+    assert_eq!(got.len(), 1, "stored there at last and forwarded once: {got:?}");
+    assert_eq!(got[0].msg.mti().class(), 2);
+    p.s[1].answer(iss, &got[0], "00");
+    p.advance(RETRY * 2);
+    assert_eq!(p.s[0].engine.reversals_pending(), 0);
+    assert_eq!(p.s[1].engine.reversals_pending(), 0);
+}

@@ -20,12 +20,17 @@
 //! torn) and restarts from what the disk holds; route reloads (a new timeout) and reloads of
 //! the whole configuration (the engine's `reconfigure`: in-flight limits raised, a link's
 //! connections retired — drained, then closed — as `SIGHUP` does); jumps of the
-//! wall clock (the monotonic clock never jumps). Then the faults stop and the run settles.
+//! wall clock (the monotonic clock never jumps). Half the seeds (from a stream of their own,
+//! so every other draw is as it was) run the switch as two shards, each participant on
+//! either, each shard with its own journal on its own disk (a full or failing disk is one
+//! shard's), joined by a hop whose bytes arrive in order after 1–300 µs (`switch`). Then the
+//! faults stop and the run settles.
 //!
 //! Invariants. On every step: no request answered twice; an answer carries its request's
 //! RRN (correlation restored; no participant gets another's answer); no purchase forwarded
 //! twice; no reversal reaches the issuer before its purchase; the engine's maps and the
-//! bytes it has written and not yet delivered within their bounds. At the end of every seed:
+//! bytes it has written and not yet delivered within their bounds; no shard closes its hop.
+//! At the end of every seed:
 //! no approval lost (the issuer approved, the terminal never got that approval, and no
 //! reversal of it reached the issuer); every reversal the switch acknowledged reached the
 //! issuer; every advice the switch acknowledged reached the issuer; every reversal the
@@ -38,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ops;
+mod switch;
 
 use std::{
     cmp::Reverse,
@@ -52,6 +58,7 @@ use corridor_engine::{
 };
 use corridor_journal::{recovery::Recovery, request::PanKey, scan_log, GroupCommit};
 use corridor_wire::{de, Dialect, LengthHeader, Message, Mti, OwnedMessage, Wire, FRAME_BYTES_MAX};
+use switch::Switch;
 
 /// How long the terminal sends, in simulated time.
 pub const LOAD: Duration = Duration::from_secs(4);
@@ -173,8 +180,11 @@ enum Ev {
     /// Bytes reach a peer from the switch (connection generation).
     /// The next bytes the switch wrote reach a peer (connection generation).
     ToPeer(Side, u64),
-    /// The disk's sync of the batch ending at this sequence number completes (switch life).
-    Synced(u64, u64),
+    /// A shard's disk's sync of the batch ending at this sequence number completes (switch
+    /// life, shard).
+    Synced(u64, usize, u64),
+    /// What one shard wrote on its hop reaches the other (switch life, receiving shard).
+    Hop(u64, usize, Vec<u8>),
     /// The engine's timers (switch life).
     Timer(u64),
     /// A peer drops its connection.
@@ -371,15 +381,21 @@ pub struct Sim {
     now: Duration,
     seq: u64,
     queue: BinaryHeap<Reverse<(Duration, u64, Ev)>>,
-    engine: Option<Engine>,
+    engine: Option<Switch>,
     life: u64,
+    /// The seed's shards (1 or 2) and the owner of each participant (acq, iss, net).
+    shards: usize,
+    owners: [usize; 3],
+    /// When the last bytes on each shard's hop toward the other arrive (in order).
+    hop_last: [Duration; 2],
     links: BTreeMap<Side, (LinkId, u64)>,
     generation: u64,
     inbuf: BTreeMap<LinkId, BytesMut>,
     peer_buf: BTreeMap<Side, BytesMut>,
     last_delivery: BTreeMap<Side, Duration>,
     timer_at: Option<Duration>,
-    disk: Disk,
+    /// Each shard's disk.
+    disks: Vec<Disk>,
     /// The terminal whose turn it is (see `activate`), and the other one.
     terminal: Terminal,
     parked: Terminal,
@@ -413,7 +429,7 @@ pub struct Sim {
     in_flight: BTreeMap<Side, VecDeque<Vec<u8>>>,
     /// What was durable when the switch crashed, and how many records the batch it tore
     /// had: recovery must read that, and at most those.
-    durable_at_crash: Option<(Durable, u64)>,
+    durable_at_crash: Option<Vec<(Durable, u64)>>,
 }
 
 fn config() -> Config {
@@ -626,6 +642,11 @@ impl Sim {
         };
         let forgets = rng.chance(30);
         let fragments = rng.chance(30);
+        // The shards, from a stream of their own (the plans seeds had before shards are
+        // unchanged): one, or two with each participant on either.
+        let mut sh = Rng::new(seed ^ 0x7368_6172_6473);
+        let shards = if sh.chance(50) { 2 } else { 1 };
+        let owners = [sh.below(2) as usize, sh.below(2) as usize, sh.below(2) as usize];
         let mut s = Self {
             seed,
             rng,
@@ -635,13 +656,16 @@ impl Sim {
             queue: BinaryHeap::new(),
             engine: None,
             life: 0,
+            shards,
+            owners,
+            hop_last: [Duration::ZERO; 2],
             links: BTreeMap::new(),
             generation: 0,
             inbuf: BTreeMap::new(),
             peer_buf: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
             timer_at: None,
-            disk: Disk::default(),
+            disks: (0..shards).map(|_| Disk::default()).collect(),
             terminal: Terminal { forgets, side: Some(Side::Acq), ..Terminal::default() },
             parked: Terminal { forgets, side: Some(Side::Net), next: NET_FIRST, ..Terminal::default() },
             issuer: Issuer::default(),
@@ -669,6 +693,9 @@ impl Sim {
             topology.echo,
             if fragments { "bytes in 1-7-byte pieces" } else { "bytes whole" }
         ));
+        if shards > 1 {
+            s.world(format!("two shards: acq on {}, iss on {}, net on {}", owners[0], owners[1], owners[2]));
+        }
         s.start_switch();
         for side in [Side::Acq, Side::Net] {
             s.at(Duration::from_millis(1), Ev::Send(side));
@@ -802,71 +829,96 @@ impl Sim {
         self.world(format!("switch starts (life {})", self.life));
         let now = self.instant();
         let clock = WallClock { at: now, unix_secs: self.unix_ms() / 1000 };
-        let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
-        let view: Vec<(u64, &[u8])> = self.disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
-        let (next, owed, last_len) = match scan_log(&view) {
-            Ok(scan) => {
-                let mut owed = Recovery::default();
-                let _ = owed.fold(&scan, self.unix_ms());
-                let cut = scan.cut();
-                let next = scan.next_seq;
-                (next, owed, cut.map(|(_, at)| at as u64))
+        let unix_now = self.unix_ms();
+        // Each shard recovers from its own disk.
+        let mut recovered = Vec::with_capacity(self.shards);
+        for disk in &mut self.disks {
+            let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+            let (next, owed, last_len) = match scan_log(&view) {
+                Ok(scan) => {
+                    let mut owed = Recovery::default();
+                    let _ = owed.fold(&scan, unix_now);
+                    let cut = scan.cut();
+                    let next = scan.next_seq;
+                    (next, owed, cut.map(|(_, at)| at as u64))
+                }
+                Err(_) => (1, Recovery::default(), None),
+            };
+            // A torn tail is cut, as recovery does.
+            if let (Some(len), Some((_, last))) = (last_len, disk.segments.last_mut()) {
+                last.truncate(len as usize);
+                if last.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
+                    disk.segments.pop();
+                }
             }
-            Err(_) => (1, Recovery::default(), None),
-        };
-        // A torn tail is cut, as recovery does.
-        if let (Some(len), Some((_, last))) = (last_len, self.disk.segments.last_mut()) {
-            last.truncate(len as usize);
-            if last.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
-                self.disk.segments.pop();
-            }
+            recovered.push((next, owed));
         }
-        if let Some((before, in_batch)) = self.durable_at_crash.take() {
+        if let Some(crashed) = self.durable_at_crash.take() {
             // Recovery reads every record that was durable, and at most the whole records
             // of the batch the crash tore (a prefix of it may have reached the disk);
-            // without any of those, exactly the state that was durable.
-            let after = self.durable();
-            let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
-            if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
-                self.broke(
-                    None,
-                    format!(
-                        "recovery read records up to {} ({} open requests, {} reversals, {} outcomes); \
-                         the disk held {lo} durably ({} open requests, {} reversals, {} outcomes) and the \
-                         torn batch {in_batch} more",
-                        after.last_seq,
-                        after.requests.len(),
-                        after.reversals.len(),
-                        after.outcomes,
-                        before.requests.len(),
-                        before.reversals.len(),
-                        before.outcomes
-                    ),
-                );
+            // without any of those, exactly the state that was durable. Per shard's disk.
+            for (k, (before, in_batch)) in crashed.into_iter().enumerate() {
+                let after = self.durable(k);
+                let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
+                if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
+                    self.broke(
+                        None,
+                        format!(
+                            "shard {k}: recovery read records up to {} ({} open requests, {} reversals, {} \
+                             outcomes); the disk held {lo} durably ({} open requests, {} reversals, {} outcomes) \
+                             and the torn batch {in_batch} more",
+                            after.last_seq,
+                            after.requests.len(),
+                            after.reversals.len(),
+                            after.outcomes,
+                            before.requests.len(),
+                            before.reversals.len(),
+                            before.outcomes
+                        ),
+                    );
+                }
             }
         }
-        let len = self.disk.segments.last().map(|(_, b)| b.len() as u64);
         let policy = GroupCommit {
             segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
             ..GroupCommit::default()
         };
-        let mut nonce = [0u8; 8];
-        nonce.copy_from_slice(&self.life.to_be_bytes());
-        let journal = Journal::new(policy, next, len, key, nonce);
-        let mut engine = Engine::with_journal(config_for(self.topology), clock, journal);
-        let unix_ms = self.unix_ms();
-        let resumed = engine.resume(&owed, now, unix_ms);
-        if self.life > 1 {
-            self.world(format!(
-                "recovered: {} open requests, {} stored reversals, {} outcomes; {resumed:?}",
-                owed.requests.len(),
-                owed.reversals.len(),
-                owed.outcomes.len()
-            ));
+        let lens: Vec<Option<u64>> =
+            self.disks.iter().map(|d| d.segments.last().map(|(_, b)| b.len() as u64)).collect();
+        let life = self.life;
+        let mut base = config_for(self.topology);
+        for (p, &o) in base.participants.iter_mut().zip(&self.owners) {
+            p.shard = Some(o);
         }
-        self.engine = Some(engine);
+        let plan = corridor_engine::shards::ShardPlan::new(self.shards, &base);
+        let mut resumed = Vec::new();
+        let switch = Switch::new(base, plan, now, |k, config| {
+            let mut nonce = [0u8; 8];
+            nonce.copy_from_slice(&(life * 16 + k as u64).to_be_bytes());
+            let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
+            let journal = Journal::new(policy, recovered[k].0, lens[k], key, nonce);
+            let mut engine = Engine::with_journal(config, clock, journal);
+            // Before resuming: the entries it resumes are this shard's.
+            engine.set_shard(k);
+            resumed.push(engine.resume(&recovered[k].1, now, unix_now));
+            engine
+        });
+        if self.life > 1 {
+            for (k, ((_, owed), r)) in recovered.iter().zip(&resumed).enumerate() {
+                self.world(format!(
+                    "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
+                    owed.requests.len(),
+                    owed.reversals.len(),
+                    owed.outcomes.len()
+                ));
+            }
+        }
+        self.engine = Some(switch);
         self.timer_at = None;
-        self.disk.told_full = false;
+        self.hop_last = [self.now; 2];
+        for d in &mut self.disks {
+            d.told_full = false;
+        }
         for side in SIDES {
             self.connect(side);
         }
@@ -960,6 +1012,7 @@ impl Sim {
                 return;
             }
             let mut progress = false;
+            let now = self.instant();
             let Some(engine) = self.engine.as_mut() else { return };
             let mut outputs = Vec::new();
             while let Some(link) = engine.poll_dirty() {
@@ -968,8 +1021,21 @@ impl Sim {
                 }
             }
             let mut events = Vec::new();
-            while let Some(ev) = engine.poll_event() {
+            while let Some(ev) = engine.poll_event(now) {
                 events.push(ev);
+            }
+            let hops = std::mem::take(&mut engine.hop_out);
+            if let Some(why) = engine.hop_closed.take() {
+                self.broke(None, why);
+            }
+            for (from, bytes) in hops {
+                // In order on each hop, after a lane's hand-off between threads.
+                progress = true;
+                let d = self.rng.micros(1, 300);
+                let at = (self.now + d).max(self.hop_last[from]);
+                self.hop_last[from] = at;
+                let life = self.life;
+                self.at(at, Ev::Hop(life, 1 - from, bytes.to_vec()));
             }
             for (link, out) in outputs {
                 progress = true;
@@ -994,18 +1060,20 @@ impl Sim {
             }
             let now = self.instant();
             let unix_ms = self.unix_ms();
-            let Some(engine) = self.engine.as_mut() else { return };
-            if self.disk.writing.is_none() {
-                if let Some(batch) = engine.poll_journal(now, unix_ms) {
-                    let last = batch.last_seq;
-                    self.disk.writing = Some(batch);
-                    let d = self.rng.micros(50, 400);
-                    let life = self.life;
-                    self.at(self.now + d, Ev::Synced(life, last));
-                    progress = true;
+            for k in 0..self.disks.len() {
+                let Some(engine) = self.engine.as_mut() else { return };
+                if self.disks[k].writing.is_none() {
+                    if let Some(batch) = engine.poll_journal(k, now, unix_ms) {
+                        let last = batch.last_seq;
+                        self.disks[k].writing = Some(batch);
+                        let d = self.rng.micros(50, 400);
+                        let life = self.life;
+                        self.at(self.now + d, Ev::Synced(life, k, last));
+                        progress = true;
+                    }
                 }
             }
-            let next = self.engine.as_ref().and_then(Engine::poll_timeout);
+            let next = self.engine.as_ref().and_then(Switch::poll_timeout);
             if let Some(t) = next {
                 let due = t.saturating_duration_since(self.t0);
                 if self.timer_at.is_none_or(|at| due < at) {
@@ -1508,37 +1576,39 @@ impl Sim {
     // ----- the loop -----
 
     fn crash(&mut self) {
-        if self.engine.is_none() {
-            return;
-        }
+        let Some(switch) = self.engine.take() else { return };
         self.out.crashes += 1;
         self.world("switch crashes");
-        let believed = self.engine.as_ref().and_then(Engine::journal_durable).unwrap_or(0);
-        self.engine = None;
-        let before = self.durable();
-        if believed > before.last_seq {
-            self.broke(
-                None,
-                format!(
-                    "the switch counted records up to {believed} durable; the disk holds them up to {}",
-                    before.last_seq
-                ),
-            );
-        }
-        let in_batch = self.disk.writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
-        self.durable_at_crash = Some((before, in_batch));
-        // The batch being written: lost, or torn (a prefix of it on disk).
-        if let Some(b) = self.disk.writing.take() {
-            if self.rng.chance(50) {
-                let cut = self.rng.below(b.bytes.len() as u64 + 1) as usize;
-                if let Some(h) = b.new_segment {
-                    self.disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
-                }
-                if let Some((_, seg)) = self.disk.segments.last_mut() {
-                    seg.extend_from_slice(&b.bytes[..cut]);
+        let mut at_crash = Vec::with_capacity(self.disks.len());
+        for k in 0..self.disks.len() {
+            let believed = switch.journal_durable(k).unwrap_or(0);
+            let before = self.durable(k);
+            if believed > before.last_seq {
+                self.broke(
+                    None,
+                    format!(
+                        "shard {k}: the switch counted records up to {believed} durable; the disk holds them up to {}",
+                        before.last_seq
+                    ),
+                );
+            }
+            let in_batch = self.disks[k].writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
+            at_crash.push((before, in_batch));
+            // The batch being written: lost, or torn (a prefix of it on disk).
+            if let Some(b) = self.disks[k].writing.take() {
+                if self.rng.chance(50) {
+                    let cut = self.rng.below(b.bytes.len() as u64 + 1) as usize;
+                    let disk = &mut self.disks[k];
+                    if let Some(h) = b.new_segment {
+                        disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                    }
+                    if let Some((_, seg)) = disk.segments.last_mut() {
+                        seg.extend_from_slice(&b.bytes[..cut]);
+                    }
                 }
             }
         }
+        self.durable_at_crash = Some(at_crash);
         for side in SIDES {
             if self.links.contains_key(&side) {
                 self.disconnect(side);
@@ -1548,47 +1618,49 @@ impl Sim {
         self.at(self.now + d, Ev::Restart);
     }
 
-    /// A batch reaches the disk, or (the disk full) waits and is tried again.
-    fn synced(&mut self, last: u64) {
+    /// Shard `k`'s batch reaches its disk, or (the disk full) waits and is tried again.
+    fn synced(&mut self, k: usize, last: u64) {
         if self.engine.is_none() {
             return;
         }
-        if self.disk.full_until.is_some_and(|t| t > self.now) {
-            if !self.disk.told_full {
-                self.disk.told_full = true;
-                self.world("journal: the disk is full (ENOSPC): the batch waits");
+        if self.disks[k].full_until.is_some_and(|t| t > self.now) {
+            if !self.disks[k].told_full {
+                self.disks[k].told_full = true;
+                self.world(format!("journal {k}: the disk is full (ENOSPC): the batch waits"));
                 if let Some(e) = self.engine.as_mut() {
-                    e.set_storage_full(true);
+                    e.set_storage_full(k, true);
                 }
             }
             let life = self.life;
-            self.at(self.now + NO_SPACE_RETRY, Ev::Synced(life, last));
+            self.at(self.now + NO_SPACE_RETRY, Ev::Synced(life, k, last));
             return;
         }
-        if let Some(b) = self.disk.writing.take() {
+        let disk = &mut self.disks[k];
+        if let Some(b) = disk.writing.take() {
             if let Some(h) = b.new_segment {
-                self.disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
             }
-            if let Some((_, seg)) = self.disk.segments.last_mut() {
+            if let Some((_, seg)) = disk.segments.last_mut() {
                 seg.extend_from_slice(&b.bytes);
             }
         }
+        let told = disk.told_full;
+        disk.told_full = false;
         if let Some(e) = self.engine.as_mut() {
-            e.handle_journal_synced(last);
-            if self.disk.told_full {
-                e.set_storage_full(false);
+            e.handle_journal_synced(k, last);
+            if told {
+                e.set_storage_full(k, false);
             }
         }
-        if self.disk.told_full {
-            self.disk.told_full = false;
-            self.world("journal: disk space is back");
+        if told {
+            self.world(format!("journal {k}: disk space is back"));
         }
     }
 
     /// The bounds the switch keeps, checked on every step.
     fn check_bounds(&mut self) {
         let Some(e) = self.engine.as_ref() else { return };
-        let inflight: usize = e.config().links.iter().map(|l| l.inflight_max as usize).sum();
+        let inflight = e.inflight_bound();
         let mut why = None;
         if e.requests_pending() > inflight {
             why = Some(format!(
@@ -1619,8 +1691,7 @@ impl Sim {
         }
         if why.is_none() {
             for (side, (link, _)) in &self.links {
-                let Some(st) = e.link_status(*link) else { continue };
-                let max = e.config().links[st.spec].inflight_max;
+                let Some((st, max)) = e.link_status(*link) else { continue };
                 if st.inflight_in > max {
                     why = Some(format!(
                         "{side:?}: {} requests in flight from it, past its limit {max}",
@@ -1638,8 +1709,9 @@ impl Sim {
 
     /// What the disk holds durably, as recovery reads it: open requests, stored reversals,
     /// exceptions, how many outcomes, the last sequence number.
-    fn durable(&self) -> Durable {
-        let view: Vec<(u64, &[u8])> = self.disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+    fn durable(&self, k: usize) -> Durable {
+        let view: Vec<(u64, &[u8])> =
+            self.disks[k].segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
         let Ok(scan) = scan_log(&view) else { return Durable::default() };
         let mut r = Recovery::default();
         let _ = r.fold(&scan, self.unix_ms());
@@ -1677,9 +1749,17 @@ impl Sim {
                     }
                 }
             }
-            Ev::Synced(life, last) => {
+            Ev::Synced(life, k, last) => {
                 if life == self.life {
-                    self.synced(last);
+                    self.synced(k, last);
+                }
+            }
+            Ev::Hop(life, to, bytes) => {
+                let now = self.instant();
+                if life == self.life {
+                    if let Some(e) = self.engine.as_mut() {
+                        e.deliver_hop(to, &bytes, now);
+                    }
                 }
             }
             Ev::Timer(life) => {
@@ -1735,12 +1815,14 @@ impl Sim {
             }
             Ev::DiskFull(micros) => {
                 if self.faults {
-                    self.world(format!("the disk fills up for {:?}", Duration::from_micros(micros)));
-                    self.disk.full_until = Some(self.now + Duration::from_micros(micros));
+                    // One shard's disk (which one: from the duration, no draw of its own).
+                    let k = (micros % self.disks.len() as u64) as usize;
+                    self.world(format!("disk {k} fills up for {:?}", Duration::from_micros(micros)));
+                    self.disks[k].full_until = Some(self.now + Duration::from_micros(micros));
                 }
             }
             Ev::Eio => {
-                if self.faults && self.disk.writing.is_some() {
+                if self.faults && self.disks.iter().any(|d| d.writing.is_some()) {
                     self.world("the disk fails the batch (EIO): the switch stops");
                     self.crash();
                 }
@@ -1765,29 +1847,25 @@ impl Sim {
                 }
             }
             Ev::Reload(ms) => {
-                if let Some(table) = self.engine.as_ref().map(Engine::routes) {
+                if let Some(e) = self.engine.as_mut() {
+                    e.reload_routes(routes(Duration::from_millis(ms)));
                     self.world(format!("routes reloaded: timeout {ms} ms"));
-                    table.store(std::sync::Arc::new(routes(Duration::from_millis(ms))));
                 }
             }
             Ev::Reconfigure(limit, retire) => {
                 let now = self.instant();
                 if let Some(e) = self.engine.as_mut() {
-                    let mut c = e.config().clone();
-                    for spec in [Side::Acq.spec(), Side::Net.spec()] {
-                        c.links[spec].inflight_max = limit;
-                    }
-                    c.routes = (*e.routes().load_full()).clone();
                     let retired: Vec<usize> = retire.map(Side::spec).into_iter().collect();
-                    match e.reconfigure(c, &retired, now + RETIRE_WAIT, now) {
-                        Ok(()) => e.record_config([0x5a; 32]),
-                        Err(why) => {
-                            let why = why.to_string();
-                            self.broke(
-                                None,
-                                format!("the engine refused a reload of its own configuration: {why}"),
-                            );
+                    let change = |c: &mut Config| {
+                        for spec in [Side::Acq.spec(), Side::Net.spec()] {
+                            c.links[spec].inflight_max = limit;
                         }
+                    };
+                    if let Err(why) = e.reconfigure(change, &retired, now + RETIRE_WAIT, now) {
+                        self.broke(
+                            None,
+                            format!("the engine refused a reload of its own configuration: {why}"),
+                        );
                     }
                     self.world(format!(
                         "configuration reloaded: in-flight limit {limit}, retiring {retire:?}"
@@ -1812,11 +1890,11 @@ impl Sim {
     fn settled(&self) -> bool {
         self.load_over
             && self.engine.as_ref().is_some_and(|e| e.requests_pending() == 0 && e.reversals_pending() == 0)
+            && self.disks.iter().all(|d| d.writing.is_none())
             && self
                 .terminals()
                 .iter()
                 .all(|t| t.purchases.is_empty() && t.repeats.is_empty() && t.to_reverse.is_empty())
-            && self.disk.writing.is_none()
     }
 
     /// Runs the seed to its end and checks it.
@@ -1872,7 +1950,7 @@ impl Sim {
                 format!(
                     "did not settle within {SETTLE_MAX:?}: {} reversals the terminal still owes, {} owed by the switch",
                     self.terminals().iter().map(|t| t.to_reverse.len()).sum::<usize>(),
-                    self.engine.as_ref().map_or(0, Engine::reversals_pending)
+                    self.engine.as_ref().map_or(0, Switch::reversals_pending)
                 ),
             ));
         }
@@ -1975,7 +2053,10 @@ mod tests {
     /// check every invariant), and those defects are pinned by the engine's tests as well.
     #[test]
     fn the_seeds_that_found_defects_keep_every_invariant() {
-        for seed in [300, 523, 823, 1166, 1874, 3644, 4228, 7537] {
+        // 186: two shards, the issuer's shard's disk full; its 96 to the acquirer's shard's
+        // stored advice came late, behind records waiting for the disk, and was taken for
+        // the acknowledgement of the earlier try: the advice was lost.
+        for seed in [186, 300, 523, 823, 1166, 1874, 3644, 4228, 7537] {
             if let Err(v) = Sim::new(seed).run() {
                 panic!("{v}");
             }
