@@ -200,6 +200,14 @@ pub struct CompareSpec {
     pub lanes: u16,
     /// Extra `[journal]` lines (`key = value`) for the corridor-journal path.
     pub journal_settings: Vec<String>,
+    /// The switch's shards, and HAProxy's threads (`nbthread`): a comparison is N against
+    /// N. With more than one, the switch has one acquirer and one issuer per shard (the
+    /// generator's connections spread over the acquirers, each with its own DE 32 and BIN),
+    /// so the load spreads over the shards as it does over many participants.
+    pub shards: usize,
+    /// With several shards, route each acquirer's traffic to the issuer of the next shard,
+    /// so every request crosses a hop (the cost of the hand-off); else to its own shard's.
+    pub cross: bool,
 }
 
 /// One run of one path.
@@ -385,6 +393,63 @@ timeout_ms = 5000
     )
 }
 
+/// A switch of `listens.len()` shards for the harness: per shard `k`, acquirer `k` (DE 32
+/// `1234567k`, listening on `listens[k]`) and issuer `k` (dialing `issuer`), both pinned to
+/// shard `k`; BIN `47617k` goes to issuer `k`, or with `cross` to issuer `k + 1` (on the next
+/// shard: every request crosses a hop).
+#[must_use]
+pub fn sharded_config(
+    listens: &[SocketAddr],
+    issuer: SocketAddr,
+    inflight_max: usize,
+    cross: bool,
+) -> String {
+    let n = listens.len();
+    let mut s =
+        format!("# Written by corridor-load compare.\n[switch]\ndrain_timeout_ms = 1000\nshards = {n}\n");
+    for (k, listen) in listens.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"
+[[participant]]
+id = "acquirer-{k}"
+roles = ["acquirer"]
+acquirer_ids = ["{id}"]
+shard = {k}
+  [[participant.link]]
+  name = "acquirer-{k}-1"
+  mode = "listen"
+  address = "{listen}"
+  framing = "native"
+  dialect = "native"
+  inflight_max = {inflight_max}
+  connections_max = 1024
+
+[[participant]]
+id = "issuer-{k}"
+roles = ["issuer"]
+shard = {k}
+  [[participant.link]]
+  name = "issuer-{k}-1"
+  mode = "dial"
+  address = "{issuer}"
+  framing = "native"
+  dialect = "native"
+  inflight_max = {inflight_max}
+"#,
+            id = 12_345_670 + k
+        );
+    }
+    for k in 0..n {
+        let to = if cross { (k + 1) % n } else { k };
+        let _ = write!(
+            s,
+            "\n[[route]]\npan_prefix = \"47617{k}\"\ndestination = \"issuer-{to}\"\ntimeout_ms = 5000\n"
+        );
+    }
+    s
+}
+
 /// The switch's certificate files for a QUIC acquirer link.
 #[derive(Clone, Copy, Debug)]
 pub struct QuicFiles<'a> {
@@ -396,11 +461,11 @@ pub struct QuicFiles<'a> {
     pub ca: &'a Path,
 }
 
-/// HAProxy in TCP mode, one thread, relaying `listen` to `server`.
+/// HAProxy in TCP mode, `threads` threads, relaying `listen` to `server`.
 #[must_use]
-pub fn haproxy_config(listen: SocketAddr, server: SocketAddr) -> String {
+pub fn haproxy_config(listen: SocketAddr, server: SocketAddr, threads: usize) -> String {
     format!(
-        "# Written by corridor-load compare.\nglobal\n    nbthread 1\n    maxconn 4096\n\n\
+        "# Written by corridor-load compare.\nglobal\n    nbthread {threads}\n    maxconn 4096\n\n\
          defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 120s\n    timeout server 120s\n\n\
          listen relay\n    bind {listen}\n    server simulator {server}\n"
     )
@@ -466,6 +531,8 @@ fn wait_ready(addr: SocketAddr, transport: &Transport, procs: &mut [&mut Proc]) 
 struct Started {
     path: PathKind,
     target: SocketAddr,
+    /// With several shards, the acquirers the generator spreads over.
+    targets: Vec<crate::run::Target>,
     transport: Transport,
     _procs: Vec<Proc>,
     _scraper: Option<Scraper>,
@@ -525,7 +592,14 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
     match path {
         PathKind::Direct | PathKind::Quinn => {
             wait_ready(sim_addr, &transport, &mut [&mut sim])?;
-            Ok(Started { path, target: sim_addr, transport, _procs: vec![sim], _scraper: None })
+            Ok(Started {
+                path,
+                target: sim_addr,
+                targets: Vec::new(),
+                transport,
+                _procs: vec![sim],
+                _scraper: None,
+            })
         }
         PathKind::Corridor
         | PathKind::CorridorQuic
@@ -542,6 +616,27 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                 _ => None,
             };
             let mut text = corridor_config(listen, sim_addr, inflight, quic);
+            let mut targets = Vec::new();
+            if spec.shards > 1 && quic.is_none() {
+                let mut listens = vec![listen];
+                for _ in 1..spec.shards {
+                    listens.push(free_port()?);
+                }
+                text = sharded_config(&listens, sim_addr, inflight, spec.cross);
+                targets = listens
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &address)| crate::run::Target {
+                        address,
+                        acquirer_id: format!("{}", 12_345_670 + k),
+                        bins: vec![format!("47617{k}")],
+                    })
+                    .collect();
+            } else {
+                // The shard count always said: its default is the machine's CPUs.
+                text =
+                    text.replacen("[switch]\n", &format!("[switch]\nshards = {}\n", spec.shards.max(1)), 1);
+            }
             if path == PathKind::CorridorJournal {
                 // A fresh journal for every start, so each run measures the same work.
                 let dir = spec.workdir.join(format!("journal-{}", listen.port()));
@@ -589,13 +684,13 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
             )?;
             wait_ready(listen, &transport, &mut [&mut sim, &mut sw])?;
             let scraper = admin.map(|(addr, token)| Scraper::start(addr, token));
-            Ok(Started { path, target: listen, transport, _procs: vec![sim, sw], _scraper: scraper })
+            Ok(Started { path, target: listen, targets, transport, _procs: vec![sim, sw], _scraper: scraper })
         }
         PathKind::Haproxy => {
             let bin = spec.haproxy.as_ref().ok_or_else(|| anyhow!("haproxy is not installed"))?;
             let listen = free_port()?;
             let file = spec.workdir.join("haproxy.cfg");
-            std::fs::write(&file, haproxy_config(listen, sim_addr))
+            std::fs::write(&file, haproxy_config(listen, sim_addr, spec.shards.max(1)))
                 .with_context(|| format!("cannot write {}", file.display()))?;
             let mut hp = spawn(
                 "haproxy",
@@ -603,7 +698,14 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                 &spec.placement,
             )?;
             wait_ready(listen, &transport, &mut [&mut sim, &mut hp])?;
-            Ok(Started { path, target: listen, transport, _procs: vec![sim, hp], _scraper: None })
+            Ok(Started {
+                path,
+                target: listen,
+                targets: Vec::new(),
+                transport,
+                _procs: vec![sim, hp],
+                _scraper: None,
+            })
         }
     }
 }
@@ -729,6 +831,7 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
         for s in &started {
             let mut load = spec.load.clone();
             load.target = s.target;
+            load.targets.clone_from(&s.targets);
             load.wire = Wire::NATIVE;
             load.transport = s.transport.clone();
             load.cpus = spec.placement.generator().cloned();
@@ -768,7 +871,15 @@ pub fn compare(spec: &CompareSpec, mut on_run: impl FnMut(&PathRun)) -> Result<C
             spec.lanes
         ));
     }
-    Ok(Comparison { workload: described, placement: spec.placement.describe(), runs, medians, skipped })
+    let placement = format!(
+        "{}; switch {} shard{}{}, HAProxy nbthread {}",
+        spec.placement.describe(),
+        spec.shards,
+        if spec.shards == 1 { "" } else { "s" },
+        if spec.shards > 1 && spec.cross { " (every request crossing a hop)" } else { "" },
+        spec.shards
+    );
+    Ok(Comparison { workload: described, placement, runs, medians, skipped })
 }
 
 impl Comparison {
@@ -870,7 +981,8 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
         let c = corridor_config(a, b, 256, None);
         assert!(c.contains("address = \"127.0.0.1:7001\"") && c.contains("address = \"127.0.0.1:7002\""));
-        let h = haproxy_config(a, b);
+        let h = haproxy_config(a, b, 2);
+        assert!(h.contains("nbthread 2"));
         assert!(h.contains("bind 127.0.0.1:7001") && h.contains("server simulator 127.0.0.1:7002"));
         assert!(h.contains("mode tcp"));
     }

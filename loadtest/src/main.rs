@@ -325,6 +325,15 @@ struct CompareArgs {
     /// corridor-journal.
     #[arg(long, value_delimiter = ',', default_value = "direct,corridor,haproxy")]
     paths: Vec<String>,
+    /// The switch's shards, and HAProxy's `nbthread`: N against N. With more than one the
+    /// switch gets one acquirer and one issuer per shard, and the connections spread over
+    /// the acquirers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10))]
+    shards: u16,
+    /// With several shards, send every acquirer's traffic to the next shard's issuer: every
+    /// request crosses a hop.
+    #[arg(long)]
+    cross: bool,
     /// A `[journal]` setting for the corridor-journal path, `key = value` as in the
     /// configuration file (repeatable), e.g. `--journal-set 'preallocate = false'`.
     #[arg(long = "journal-set")]
@@ -483,6 +492,8 @@ fn cmd_compare(a: CompareArgs) -> Result<ExitCode> {
         workdir: workdir.clone(),
         lanes: a.load.secure.lanes,
         journal_settings: a.journal_set,
+        shards: usize::from(a.shards),
+        cross: a.cross,
     };
     let result = compare(&spec, |r| {
         let s = &r.summary;

@@ -91,6 +91,22 @@ pub struct RunSpec {
     pub threads: usize,
     /// TCP, TLS or QUIC.
     pub transport: Transport,
+    /// Several targets, each an acquirer of its own (TCP): connection `i` goes to target
+    /// `i % n` and sends as it (its DE 32 and its BINs). Empty: every connection to
+    /// `target` with the traffic's own. How a switch of several shards is given traffic
+    /// from several participants.
+    pub targets: Vec<Target>,
+}
+
+/// One of a run's several targets (see [`RunSpec::targets`]).
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Where its connections go.
+    pub address: SocketAddr,
+    /// The DE 32 they send.
+    pub acquirer_id: String,
+    /// The BINs of their PANs.
+    pub bins: Vec<String>,
 }
 
 impl RunSpec {
@@ -115,6 +131,20 @@ impl RunSpec {
             progress: false,
             threads: 1,
             transport: Transport::Tcp,
+            targets: Vec::new(),
+        }
+    }
+
+    /// Connection `i`'s address and traffic.
+    fn target_of(&self, i: usize) -> (SocketAddr, std::borrow::Cow<'_, TrafficSpec>) {
+        match self.targets.get(i % self.targets.len().max(1)) {
+            None => (self.target, std::borrow::Cow::Borrowed(&self.traffic)),
+            Some(t) => {
+                let mut traffic = self.traffic.clone();
+                traffic.acquirer_id.clone_from(&t.acquirer_id);
+                traffic.bins.clone_from(&t.bins);
+                (t.address, std::borrow::Cow::Owned(traffic))
+            }
         }
     }
 
@@ -234,8 +264,9 @@ impl Outcome {
 
 /// Connects, signs on, and returns the stream with whatever was read past the sign-on answer.
 fn open(spec: &RunSpec, index: usize) -> Result<(TcpStream, BytesMut)> {
-    let stream = TcpStream::connect_timeout(&spec.target, spec.connect_timeout)
-        .with_context(|| format!("connection {index}: cannot connect to {}", spec.target))?;
+    let (target, _) = spec.target_of(index);
+    let stream = TcpStream::connect_timeout(&target, spec.connect_timeout)
+        .with_context(|| format!("connection {index}: cannot connect to {target}"))?;
     stream.set_nodelay(true).ok();
     let mut buf = BytesMut::new();
     if !spec.sign_on {
@@ -296,8 +327,9 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
     let mut groups: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
     for i in (0..spec.connections).filter(|_| secure.is_none()) {
         let (stream, buf) = open(spec, i)?;
+        let (_, traffic_spec) = spec.target_of(i);
         let traffic =
-            crate::traffic::Traffic::new(&spec.traffic, i as u32, clock).map_err(anyhow::Error::msg)?;
+            crate::traffic::Traffic::new(&traffic_spec, i as u32, clock).map_err(anyhow::Error::msg)?;
         groups[i % threads]
             .push(Conn::new(stream, buf, spec.wire, traffic).context("cannot set up a connection")?);
     }

@@ -1,13 +1,9 @@
 //! Duplicate detection: the key that makes two transmissions the same request, and the
 //! outcomes of completed requests, which answer their repeats (never forwarded again).
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use corridor_wire::{ResponseCode, Stan};
-use rustc_hash::FxHashMap;
 
 use crate::{engine::Msg, limits::OUTCOMES_MAX};
 
@@ -27,37 +23,114 @@ pub(crate) struct Outcome {
 }
 
 /// Completed requests' outcomes for the duplicate window, bounded by [`OUTCOMES_MAX`].
-#[derive(Debug, Default)]
+///
+/// A ring of entries in the order they were remembered (so the oldest, the next to expire
+/// or be evicted, is always at its head, and what is written is written in sequence), and a
+/// hash index of ring positions (4 bytes an entry) to find a key's. Every request looks its
+/// key up and every answer remembers one, so this is on the hot path: one probe of a compact
+/// index and one entry, instead of a map of whole entries beside a queue of their keys.
+#[derive(Debug)]
 pub(crate) struct Outcomes {
-    map: FxHashMap<DupKey, Outcome>,
-    order: VecDeque<(Instant, DupKey)>,
+    /// Most entries ([`OUTCOMES_MAX`]; smaller in tests).
+    cap: usize,
+    ring: Vec<Slot>,
+    /// Position of the oldest entry.
+    head: usize,
+    /// Entries in the ring.
+    len: usize,
+    index: hashbrown::HashTable<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    at: Instant,
+    key: DupKey,
+    outcome: Outcome,
+}
+
+const _: () = assert!(OUTCOMES_MAX <= u32::MAX as usize);
+
+fn hash(key: &DupKey) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(key)
+}
+
+impl Default for Outcomes {
+    fn default() -> Self {
+        Self::with_capacity(OUTCOMES_MAX)
+    }
 }
 
 impl Outcomes {
+    /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]).
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        Self {
+            cap: cap.clamp(1, OUTCOMES_MAX),
+            ring: Vec::new(),
+            head: 0,
+            len: 0,
+            index: hashbrown::HashTable::new(),
+        }
+    }
+
     /// Remembers `key`'s outcome at `now`, forgetting what is older than `window`.
     pub(crate) fn insert(&mut self, key: DupKey, outcome: Outcome, now: Instant, window: Duration) {
         self.expire(now, window);
-        while self.map.len() >= OUTCOMES_MAX {
-            let Some((_, old)) = self.order.pop_front() else { break };
-            self.map.remove(&old);
+        if let Some(pos) = self.find(&key) {
+            // Remembered already: the outcome changes, its place in the order does not.
+            self.ring[pos].outcome = outcome;
+            return;
         }
-        if self.map.insert(key, outcome).is_none() {
-            self.order.push_back((now, key));
+        if self.len >= self.cap {
+            self.evict_oldest();
+        } else if self.len + 1 == self.cap {
+            // Full from now on, an entry out for every one in: room for twice the bound keeps
+            // the index at most half full, so removals leave empty slots (not tombstones that
+            // would make it rehash itself in place, all of it, now and then).
+            let ring = &self.ring;
+            self.index.reserve(self.cap, |&p| hash(&ring[p as usize].key));
         }
+        let pos = (self.head + self.len) % self.cap;
+        let slot = Slot { at: now, key, outcome };
+        // The ring fills in order up to its bound, then wraps onto the slots evicted.
+        if pos == self.ring.len() {
+            self.ring.push(slot);
+        } else {
+            self.ring[pos] = slot;
+        }
+        self.len += 1;
+        let ring = &self.ring;
+        self.index.insert_unique(hash(&key), pos as u32, |&p| hash(&ring[p as usize].key));
     }
 
     /// The outcome a repeat of `key` is answered with, within `window` of `now`.
     pub(crate) fn get(&mut self, key: &DupKey, now: Instant, window: Duration) -> Option<Outcome> {
         self.expire(now, window);
-        self.map.get(key).copied()
+        self.find(key).map(|pos| self.ring[pos].outcome)
+    }
+
+    fn find(&self, key: &DupKey) -> Option<usize> {
+        let ring = &self.ring;
+        self.index.find(hash(key), |&p| ring[p as usize].key == *key).map(|&p| p as usize)
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
-        while self.order.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > window) {
-            if let Some((_, k)) = self.order.pop_front() {
-                self.map.remove(&k);
-            }
+        while self.len > 0 && now.saturating_duration_since(self.ring[self.head].at) > window {
+            self.evict_oldest();
         }
+    }
+
+    fn evict_oldest(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let head = self.head;
+        let h = hash(&self.ring[head].key);
+        if let Ok(e) = self.index.find_entry(h, |&p| p as usize == head) {
+            e.remove();
+        }
+        self.head = (head + 1) % self.cap;
+        self.len -= 1;
     }
 
     /// Marks `key` reversed, its code set to `code` when given (the switch's reversal: a
@@ -69,8 +142,9 @@ impl Outcomes {
         now: Instant,
         window: Duration,
     ) {
-        match self.map.get_mut(&key) {
-            Some(o) => {
+        match self.find(&key) {
+            Some(pos) => {
+                let o = &mut self.ring[pos].outcome;
                 o.reversed = true;
                 if let Some(c) = code {
                     o.code = c;
@@ -91,7 +165,7 @@ impl Outcomes {
 
     /// Outcomes remembered.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 }
 
@@ -177,6 +251,121 @@ impl DupKey {
             terminal,
             acquirer: code(msg.acquirer_id()),
             forwarder: code(msg.forwarder_id()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(n: u32) -> DupKey {
+        DupKey {
+            participant: (n % 3) as usize,
+            class: 2,
+            stan: n,
+            time: 1_201_103_000,
+            terminal: *b"TERM0001",
+            acquirer: 12_345_678,
+            forwarder: 0,
+        }
+    }
+
+    fn outcome(code: u8) -> Outcome {
+        Outcome {
+            code: ResponseCode([b'0', b'0' + code % 10]),
+            auth: None,
+            reversed: false,
+            seq: 0,
+            sent_stan: None,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u32, u8),
+        Get(u32),
+        Reverse(u32),
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..40u32, any::<u8>()).prop_map(|(k, c)| Op::Insert(k, c)),
+            (0..40u32).prop_map(Op::Get),
+            (0..40u32).prop_map(Op::Reverse),
+            (0..300u64).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        /// The ring and its index answer as a plain map with a queue of insertion times
+        /// does: the same outcomes, the same forgetting (by age and at the bound).
+        #[test]
+        fn the_ring_answers_as_a_map_with_an_expiry_queue(cap in 1usize..12, ops in proptest::collection::vec(op(), 1..200)) {
+            let window = Duration::from_millis(500);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut ring = Outcomes::with_capacity(cap);
+            let mut map: BTreeMap<u32, Outcome> = BTreeMap::new();
+            let mut order: VecDeque<(Instant, u32)> = VecDeque::new();
+            let expire = |map: &mut BTreeMap<u32, Outcome>, order: &mut VecDeque<(Instant, u32)>, now: Instant| {
+                while order.front().is_some_and(|(at, _)| now.saturating_duration_since(*at) > window) {
+                    if let Some((_, k)) = order.pop_front() {
+                        map.remove(&k);
+                    }
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Insert(k, c) => {
+                        ring.insert(key(k), outcome(c), now, window);
+                        expire(&mut map, &mut order, now);
+                        if let Some(o) = map.get_mut(&k) {
+                            *o = outcome(c);
+                        } else {
+                            if map.len() >= cap {
+                                if let Some((_, old)) = order.pop_front() {
+                                    map.remove(&old);
+                                }
+                            }
+                            map.insert(k, outcome(c));
+                            order.push_back((now, k));
+                        }
+                    }
+                    Op::Get(k) => {
+                        expire(&mut map, &mut order, now);
+                        prop_assert_eq!(ring.get(&key(k), now, window), map.get(&k).copied());
+                    }
+                    Op::Reverse(k) => {
+                        // Found, it is marked (nothing expires); else remembered anew.
+                        ring.mark_reversed(key(k), Some(ResponseCode::TIMEOUT), now, window);
+                        if !map.contains_key(&k) {
+                            expire(&mut map, &mut order, now);
+                        }
+                        if let Some(o) = map.get_mut(&k) {
+                            o.reversed = true;
+                            o.code = ResponseCode::TIMEOUT;
+                            o.auth = None;
+                        } else {
+                            if map.len() >= cap {
+                                if let Some((_, old)) = order.pop_front() {
+                                    map.remove(&old);
+                                }
+                            }
+                            map.insert(k, Outcome { code: ResponseCode::TIMEOUT, auth: None, reversed: true, seq: 0, sent_stan: None });
+                            order.push_back((now, k));
+                        }
+                    }
+                    Op::Wait(ms) => now += Duration::from_millis(ms),
+                }
+                prop_assert_eq!(ring.len(), map.len());
+                prop_assert!(ring.len() <= cap);
+            }
         }
     }
 }
