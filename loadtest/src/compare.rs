@@ -393,10 +393,21 @@ timeout_ms = 5000
     )
 }
 
+/// DE 32 of the harness's acquirer `k` with several shards: acquirer 0 has the one the
+/// readiness probe sends.
+fn sharded_acquirer_id(k: usize) -> String {
+    if k == 0 {
+        "12345678".into()
+    } else {
+        format!("{}", 22_345_670 + k)
+    }
+}
+
 /// A switch of `listens.len()` shards for the harness: per shard `k`, acquirer `k` (DE 32
-/// `1234567k`, listening on `listens[k]`) and issuer `k` (dialing `issuer`), both pinned to
-/// shard `k`; BIN `47617k` goes to issuer `k`, or with `cross` to issuer `k + 1` (on the next
-/// shard: every request crosses a hop).
+/// [`sharded_acquirer_id`], listening on `listens[k]`) and issuer `k` (dialing `issuer`),
+/// both pinned to shard `k`; BIN `476173k` goes to issuer `k`, or with `cross` to issuer
+/// `k + 1` (on the next shard: every request crosses a hop); the rest of BIN 476173 (the
+/// readiness probe's) to issuer 0.
 #[must_use]
 pub fn sharded_config(
     listens: &[SocketAddr],
@@ -437,16 +448,17 @@ shard = {k}
   dialect = "native"
   inflight_max = {inflight_max}
 "#,
-            id = 12_345_670 + k
+            id = sharded_acquirer_id(k)
         );
     }
     for k in 0..n {
         let to = if cross { (k + 1) % n } else { k };
         let _ = write!(
             s,
-            "\n[[route]]\npan_prefix = \"47617{k}\"\ndestination = \"issuer-{to}\"\ntimeout_ms = 5000\n"
+            "\n[[route]]\npan_prefix = \"476173{k}\"\ndestination = \"issuer-{to}\"\ntimeout_ms = 5000\n"
         );
     }
+    s.push_str("\n[[route]]\npan_prefix = \"476173\"\ndestination = \"issuer-0\"\ntimeout_ms = 5000\n");
     s
 }
 
@@ -628,8 +640,8 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                     .enumerate()
                     .map(|(k, &address)| crate::run::Target {
                         address,
-                        acquirer_id: format!("{}", 12_345_670 + k),
-                        bins: vec![format!("47617{k}")],
+                        acquirer_id: sharded_acquirer_id(k),
+                        bins: vec![format!("476173{k}")],
                     })
                     .collect();
             } else {

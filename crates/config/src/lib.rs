@@ -320,6 +320,7 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
         late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
         duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
         metrics: sw.metrics.unwrap_or(true),
+        duplicate_window_entries: corridor_engine::limits::OUTCOMES_MAX,
     };
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");

@@ -1,5 +1,5 @@
-//! `corridor serve`: the switch on one current-thread runtime, the admin server on a thread
-//! of its own, reloads on `SIGHUP` and `POST /reload`, and systemd's notify protocol.
+//! `corridor serve`: the switch's shard 0 on one current-thread runtime (its other shards
+//! on threads of their own), the admin server on a thread of its own, reloads on `SIGHUP` and `POST /reload`, and systemd's notify protocol.
 //!
 //! Under systemd (`Type=notify`, see `crates/corridor/systemd/corridor.service`) the switch
 //! says `READY=1` once every listener is bound and the admin server is up, `RELOADING=1`

@@ -137,6 +137,10 @@ pub struct Settings {
     /// Whether the engine records latency histograms and answers by response code (its
     /// counters are kept either way).
     pub metrics: bool,
+    /// Most completed requests the duplicate window remembers (at most
+    /// [`OUTCOMES_MAX`](crate::limits::OUTCOMES_MAX), its room reserved at start); the
+    /// oldest is forgotten first past it, whatever `duplicate_window` says.
+    pub duplicate_window_entries: usize,
 }
 
 impl Default for Settings {
@@ -149,6 +153,7 @@ impl Default for Settings {
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
             metrics: true,
+            duplicate_window_entries: crate::limits::OUTCOMES_MAX,
         }
     }
 }

@@ -55,21 +55,20 @@ fn hash(key: &DupKey) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(key)
 }
 
-impl Default for Outcomes {
-    fn default() -> Self {
-        Self::with_capacity(OUTCOMES_MAX)
-    }
-}
-
 impl Outcomes {
-    /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]).
+    /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]), their room reserved at once: the
+    /// ring's whole (address space; its pages are touched as it fills, one at a time) and an
+    /// index for twice as many. Growing either by doubling would copy or rehash everything
+    /// in one step on the hot path — tens of milliseconds at a million entries, straight
+    /// into the latency tail.
     pub(crate) fn with_capacity(cap: usize) -> Self {
+        let cap = cap.clamp(1, OUTCOMES_MAX);
         Self {
-            cap: cap.clamp(1, OUTCOMES_MAX),
-            ring: Vec::new(),
+            cap,
+            ring: Vec::with_capacity(cap),
             head: 0,
             len: 0,
-            index: hashbrown::HashTable::new(),
+            index: hashbrown::HashTable::with_capacity(2 * cap),
         }
     }
 
@@ -81,14 +80,11 @@ impl Outcomes {
             self.ring[pos].outcome = outcome;
             return;
         }
+        // Full, an entry goes out for every one in. The index, at most half full, finds
+        // empty slots beside what it removes: no tombstones piling up until it rehashes
+        // itself in place, all of it, in one step.
         if self.len >= self.cap {
             self.evict_oldest();
-        } else if self.len + 1 == self.cap {
-            // Full from now on, an entry out for every one in: room for twice the bound keeps
-            // the index at most half full, so removals leave empty slots (not tombstones that
-            // would make it rehash itself in place, all of it, now and then).
-            let ring = &self.ring;
-            self.index.reserve(self.cap, |&p| hash(&ring[p as usize].key));
         }
         let pos = (self.head + self.len) % self.cap;
         let slot = Slot { at: now, key, outcome };

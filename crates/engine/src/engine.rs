@@ -128,6 +128,7 @@ impl Engine {
         let routes = Arc::new(ArcSwap::from_pointee(config.routes.clone()));
         let clock_at = clock.at;
         let n = config.participants.len();
+        let window_entries = config.settings.duplicate_window_entries;
         let n_links = config.links.len();
         let interop_active = config.interop_active();
         Self {
@@ -142,7 +143,7 @@ impl Engine {
             pending: FxHashMap::default(),
             requests_pending: 0,
             duplicates: FxHashSet::default(),
-            outcomes: crate::duplicates::Outcomes::default(),
+            outcomes: crate::duplicates::Outcomes::with_capacity(window_entries),
             reversals: FxHashMap::default(),
             reversal_order: VecDeque::new(),
             next_reversal: 0,

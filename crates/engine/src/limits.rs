@@ -27,9 +27,9 @@ pub const EXCEPTIONS_MAX: usize = 1 << 16;
 /// Most timed-out transactions remembered so that a late approval can be reversed.
 pub const LATE_MAX: usize = 1 << 16;
 
-/// Most completed requests whose outcome answers a repeat (the duplicate window). An entry
-/// is a duplicate key and an outcome, about 120 bytes with the map and the expiry queue:
-/// at most about 120 MiB. Past it the oldest outcome is forgotten first.
+/// Most completed requests whose outcome answers a repeat (the duplicate window), per
+/// shard. An entry is about 100 bytes in the ring and 10 in its index (kept at most half
+/// full): at most about 110 MiB a shard. Past it the oldest outcome is forgotten first.
 pub const OUTCOMES_MAX: usize = 1 << 20;
 
 /// Largest write batch buffered for one link. A peer that does not read gets its link

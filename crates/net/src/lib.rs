@@ -1,8 +1,9 @@
 //! Corridor's network layer: it owns the sockets and drives the sans-IO engine.
 //!
-//! One thread, one engine: the switch runs on a current-thread tokio runtime inside a
-//! `LocalSet`, and every task borrows the engine in turn (no lock, no channel hop per
-//! message). A link's reader hands each read's bytes to the engine, which frames, checks,
+//! One thread, one engine: each shard of the switch runs on a current-thread tokio runtime
+//! inside a `LocalSet` (shard 0 on the caller's, the others on threads of their own), and
+//! every task of a shard borrows its engine in turn (no lock, no channel hop per message).
+//! Shards meet only at their hops: bounded lock-free queues of write batches ([`hop`]). A link's reader hands each read's bytes to the engine, which frames, checks,
 //! routes and appends to destination write batches; each destination's writer is woken once
 //! per batch and writes it with one syscall.
 //!
@@ -18,6 +19,8 @@
 //!   timer task, graceful shutdown, and a reloaded configuration applied in one step (new
 //!   listeners bound first, the engine's `reconfigure`, loops started, stopped or given
 //!   their new settings, retired connections closed as they drain).
+//! - [`hop`]: the hand-off between two shards: two bounded lock-free lanes of write
+//!   batches, one wake-up a batch, back-pressure when full.
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
 //!   appended and synced (the format is `corridor-journal`'s).
 //! - [`control`]: the journal directory's lock, and operators' requests to a running

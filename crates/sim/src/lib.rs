@@ -509,6 +509,8 @@ fn config_for(t: Topology) -> Config {
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
             metrics: true,
+            // Above what a seed sends (a few thousand), reserved at each start.
+            duplicate_window_entries: 1 << 16,
         },
         interop: Default::default(),
     }

@@ -128,6 +128,8 @@ pub fn config() -> Config {
             late_window: Duration::from_secs(120),
             duplicate_window: Duration::from_secs(86_400),
             metrics: true,
+            // Room for every test's transactions, reserved at each engine's start.
+            duplicate_window_entries: 1 << 16,
         },
         interop: Default::default(),
     }
