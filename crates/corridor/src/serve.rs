@@ -99,8 +99,9 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Pings systemd's watchdog at half its interval, each time after the switch's thread
-/// answered (a stuck event loop misses the pings and systemd restarts the switch).
+/// Pings systemd's watchdog at half its interval, each time after every shard's thread
+/// answered (a stuck event loop, on any shard, misses the pings and systemd restarts the
+/// switch).
 async fn watchdog(handle: Handle) {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
@@ -110,10 +111,10 @@ async fn watchdog(handle: Handle) {
     info!(interval_ms = every.as_millis() as u64, "systemd watchdog on");
     loop {
         tokio::time::sleep(every).await;
-        match tokio::time::timeout(every, handle.with_engine(|_, _| ())).await {
-            Ok(Some(())) => notify(&[sd_notify::NotifyState::Watchdog]),
+        match tokio::time::timeout(every, handle.with_engines(|_, _| ())).await {
+            Ok(Some(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
             Ok(None) => return,
-            Err(_) => warn!("the switch's thread did not answer within the watchdog interval"),
+            Err(_) => warn!("a shard's thread did not answer within the watchdog interval"),
         }
     }
 }

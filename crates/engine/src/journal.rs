@@ -242,6 +242,12 @@ impl Engine {
         self.journal.as_ref().map(|j| j.appender.durable())
     }
 
+    /// Whether every record made so far is durable (true without a journal).
+    #[must_use]
+    pub fn journal_settled(&self) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.appender.durable() >= j.appender.next_seq().saturating_sub(1))
+    }
+
     /// Whether records wait to be handed out in a batch.
     #[must_use]
     pub fn journal_waiting(&self) -> bool {

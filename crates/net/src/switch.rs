@@ -1100,6 +1100,14 @@ async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
         }
         tokio::time::sleep(DRAIN_POLL).await;
     }
+    // What the drain itself recorded (sign-offs, the last answers, an operator's audit of the
+    // drain) reaches the disk before the switch stops, for as long as the flush may take.
+    while !shared.engine.borrow().journal_settled()
+        && shared.fatal.borrow().is_none()
+        && Instant::now() < flush_deadline
+    {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
     // Every shard drained (or the drain's time is up) before the hops close: what comes
     // over them until then is answered.
     let (count, shards) = (&shared.drained.0, shared.drained.1);

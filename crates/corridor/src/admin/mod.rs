@@ -335,9 +335,10 @@ pub async fn audit_as(handle: &Handle, who: &str, action: &str, outcome: &str) {
 }
 
 async fn healthz(State(state): State<Arc<AdminState>>) -> Response {
-    match tokio::time::timeout(SWITCH_WAIT, state.handle.with_engine(|_, _| ())).await {
-        Ok(Some(())) => Json(json!({ "status": "ok" })).into_response(),
-        _ => error(StatusCode::SERVICE_UNAVAILABLE, "the switch's thread is not answering"),
+    // Every shard's thread answers, or the switch is not healthy.
+    match tokio::time::timeout(SWITCH_WAIT, state.handle.with_engines(|_, _| ())).await {
+        Ok(Some(_)) => Json(json!({ "status": "ok" })).into_response(),
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "a shard's thread is not answering"),
     }
 }
 
