@@ -536,7 +536,19 @@ fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries
     let mut s = TcpStream::connect(new_addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
     assert!(send(&mut s, 7, &purchase(7, "RRN000000007")));
-    std::thread::sleep(Duration::from_millis(200));
+    // In flight as the switch sees it before the reload (a request still in the socket when
+    // the link goes would be read by nobody: the link's peer repeats it, as any that got no
+    // answer).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = sw.get("/links");
+        let links = json(&body)["links"].as_array().cloned().unwrap_or_default();
+        if links.iter().any(|l| l["name"] == "acq-2" && l["inflight_in"].as_u64() >= Some(1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request in flight on acq-2: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(&path, &a).unwrap();
     let (code, body) = sw.post("/reload");
     assert_eq!(code, 200, "{body}");
