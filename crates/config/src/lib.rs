@@ -809,25 +809,9 @@ impl Loaded {
         let mut parts = Vec::with_capacity(n);
         for k in 0..n {
             let engine = plan.config_for(&self.engine, k);
-            let owned = |spec: usize| plan.link_owner(&self.engine, spec) == k;
-            let net = NetConfig {
-                listens: self
-                    .net
-                    .listens
-                    .iter()
-                    .filter(|l| owned(l.spec))
-                    .map(|l| corridor_net::Listen { spec: plan.link_index(l.spec), ..l.clone() })
-                    .collect(),
-                dials: self
-                    .net
-                    .dials
-                    .iter()
-                    .filter(|d| owned(d.spec))
-                    .map(|d| corridor_net::Dial { spec: plan.link_index(d.spec), ..d.clone() })
-                    .collect(),
-                drain_timeout: self.net.drain_timeout,
-                journal: None,
-            };
+            let (listens, dials) =
+                corridor_net::shard_links(&plan, &self.engine, k, &self.net.listens, &self.net.dials);
+            let net = NetConfig { listens, dials, drain_timeout: self.net.drain_timeout, journal: None };
             let part = match &self.journal {
                 None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
                 Some(j) => {

@@ -154,6 +154,17 @@ impl ShardPlan {
         }
     }
 
+    /// The configured participant at index `i` of a shard's configuration (the inverse of
+    /// [`Self::participant_index`]; a hop's index is returned as it is).
+    #[must_use]
+    pub fn configured_participant(&self, i: usize) -> usize {
+        if self.count > 1 && i >= self.hop_at + self.count {
+            i - self.count
+        } else {
+            i
+        }
+    }
+
     /// Configured link `spec`'s index in a shard's configuration.
     #[must_use]
     pub fn link_index(&self, spec: usize) -> usize {

@@ -48,5 +48,7 @@ pub use error::LinkError;
 pub use handle::{Handle, JournalMetrics, LinkSnapshot, Shutdown, Snapshot};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
-pub use switch::{Dial, LinkPlan, Listen, NetConfig, Reconfigure, Report, ShardParts, Switch, Transport};
+pub use switch::{
+    shard_links, Dial, LinkPlan, Listen, NetConfig, Reconfigure, Report, ShardParts, Switch, Transport,
+};
 pub use tls::{Identity, LinkTls, TlsFiles, TlsSide};

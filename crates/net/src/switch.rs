@@ -282,6 +282,31 @@ pub struct Reconfigure {
     pub digest: [u8; 32],
 }
 
+/// Shard `k`'s share of `listens` and `dials` (indexed as `base`'s links): the links its
+/// participants own, indexed as in its configuration (see `ShardPlan::link_index`).
+#[must_use]
+pub fn shard_links(
+    plan: &corridor_engine::shards::ShardPlan,
+    base: &corridor_engine::Config,
+    k: usize,
+    listens: &[Listen],
+    dials: &[Dial],
+) -> (Vec<Listen>, Vec<Dial>) {
+    let owned = |spec: usize| plan.link_owner(base, spec) == k;
+    (
+        listens
+            .iter()
+            .filter(|l| owned(l.spec))
+            .map(|l| Listen { spec: plan.link_index(l.spec), ..l.clone() })
+            .collect(),
+        dials
+            .iter()
+            .filter(|d| owned(d.spec))
+            .map(|d| Dial { spec: plan.link_index(d.spec), ..d.clone() })
+            .collect(),
+    )
+}
+
 /// `r` split into each shard's share: its engine's configuration (with its hops), the
 /// listening and dialed links it owns, the hops kept; and the plan it makes. Refused when a
 /// participant would move to another shard (see `ShardPlan::extended`).
@@ -304,25 +329,17 @@ pub(crate) fn split_reconfigure(
     if r.plan.len() <= plan.hop_link_at {
         link_plan.extend(std::iter::repeat_n(LinkPlan::Keep, count));
     }
-    let shard_links = |k: usize, spec: usize| plan.link_owner(&r.engine, spec) == k;
     let parts = (0..count)
-        .map(|k| Reconfigure {
-            engine: plan.config_for(&r.engine, k),
-            plan: link_plan.clone(),
-            listens: r
-                .listens
-                .iter()
-                .filter(|l| shard_links(k, l.spec))
-                .map(|l| Listen { spec: plan.link_index(l.spec), ..l.clone() })
-                .collect(),
-            dials: r
-                .dials
-                .iter()
-                .filter(|d| shard_links(k, d.spec))
-                .map(|d| Dial { spec: plan.link_index(d.spec), ..d.clone() })
-                .collect(),
-            drain_timeout: r.drain_timeout,
-            digest: r.digest,
+        .map(|k| {
+            let (listens, dials) = shard_links(&plan, &r.engine, k, &r.listens, &r.dials);
+            Reconfigure {
+                engine: plan.config_for(&r.engine, k),
+                plan: link_plan.clone(),
+                listens,
+                dials,
+                drain_timeout: r.drain_timeout,
+                digest: r.digest,
+            }
         })
         .collect();
     Ok((parts, plan))

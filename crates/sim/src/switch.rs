@@ -239,7 +239,10 @@ impl Switch {
             .load()
             .routes()
             .iter()
-            .map(|r| corridor_engine::Route { destination: self.unindex(r.destination), ..r.clone() })
+            .map(|r| corridor_engine::Route {
+                destination: self.plan.configured_participant(r.destination),
+                ..r.clone()
+            })
             .collect();
         base.routes = RouteTable::new(routes).map_err(|e| e.to_string())?;
         let retired: Vec<usize> = retire.iter().map(|&s| self.plan.link_index(s)).collect();
@@ -250,14 +253,6 @@ impl Switch {
         }
         self.base = base;
         Ok(())
-    }
-
-    fn unindex(&self, i: usize) -> usize {
-        if self.plan.count > 1 && i >= self.plan.hop_at + self.plan.count {
-            i - self.plan.count
-        } else {
-            i
-        }
     }
 
     pub(crate) fn poll_retired(&mut self, now: Instant) {
