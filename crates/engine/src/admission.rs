@@ -245,7 +245,7 @@ impl Engine {
         let Some(l) = self.links.get_mut(&link) else { return };
         let spec = l.spec;
         // A request from another shard was counted on its originator's: here it is a hop's.
-        let from_hop = self.config.participants[l.participant].hop.is_some();
+        let from_hop = self.config.is_hop(l.participant);
         let counter = if from_hop { &mut self.stats.hop_requests_in } else { &mut self.stats.requests_in };
         if msg.mti().function() == 2 {
             *counter += 1;
@@ -343,7 +343,7 @@ impl Engine {
         let Some(out) = self.links.get_mut(&out_link) else { unreachable!("admission picked an open link") };
         // On a hop the correlation carries the route, and the answer is the destination's
         // owner's to time out: this side waits a margin longer.
-        let hop = self.config.participants[out.participant].hop.is_some();
+        let hop = self.config.is_hop(out.participant);
         let keyed = |k: u64| if hop { crate::shards::hop_key(k, Some(destination), timeout) } else { k };
         let timeout = if hop { timeout + crate::shards::HOP_MARGIN } else { timeout };
         let (key, mut switch_stan) = out.next_key();
@@ -414,7 +414,7 @@ impl Engine {
         if !hop {
             self.stats.forwarded += 1;
         }
-        if self.config.settings.metrics && self.config.participants[origin_participant].hop.is_none() {
+        if self.config.settings.metrics && !self.config.is_hop(origin_participant) {
             self.metrics.forwarded(destination);
         }
         self.after_write(out_link);
@@ -471,7 +471,7 @@ impl Engine {
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
         // Counted once, on the shard its participant sent it to (not again where it crossed).
-        if self.config.participants[participant].hop.is_none() {
+        if !self.config.is_hop(participant) {
             self.stats.advices_stored += 1;
         }
         let id = self.store(destination, body.freeze(), first, original, Some(dup), None, now);

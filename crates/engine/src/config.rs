@@ -174,6 +174,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether participant `p` stands for another shard of this switch (a hop; see
+    /// [`crate::shards`]).
+    #[must_use]
+    pub fn is_hop(&self, p: usize) -> bool {
+        self.participants.get(p).is_some_and(|x| x.hop.is_some())
+    }
+
     /// Whether the switch converts currencies or checks limits: it has quotes, a settlement
     /// currency, or a participant with a currency or a limit. Otherwise requests skip that
     /// step (and a QR payment only has its merchant's fields taken from the payload).

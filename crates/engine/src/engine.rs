@@ -188,6 +188,11 @@ impl Engine {
         self.link_base = (index as u32) << 24;
     }
 
+    /// Whether `link` is a hop to another shard.
+    pub(crate) fn is_hop(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_some_and(|l| self.config.is_hop(l.participant))
+    }
+
     /// The shard this engine is (see [`Engine::set_shard`]).
     #[must_use]
     pub fn shard(&self) -> usize {
@@ -588,9 +593,7 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
-        let from_hop =
-            self.links.get(&link).is_some_and(|l| self.config.participants[l.participant].hop.is_some());
-        if self.config.settings.metrics && !from_hop {
+        if self.config.settings.metrics && !self.is_hop(link) {
             self.metrics.answer(None, code.0, crate::metrics::Source::Switch);
         }
         self.decline_after(0, link, correlation, req, code);

@@ -158,7 +158,7 @@ impl Engine {
         now: Instant,
     ) {
         // Another shard's request is measured there, where its originator is.
-        if !self.config.settings.metrics || self.config.participants[r.origin_participant].hop.is_some() {
+        if !self.config.settings.metrics || self.config.is_hop(r.origin_participant) {
             return;
         }
         self.metrics.answered(Answered {
@@ -272,7 +272,7 @@ impl Engine {
         });
         match written {
             Ok(()) => {
-                if self.config.participants[r.origin_participant].hop.is_none() {
+                if !self.config.is_hop(r.origin_participant) {
                     self.stats.relayed += 1;
                 }
                 if approved {

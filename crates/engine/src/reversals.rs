@@ -410,7 +410,7 @@ impl Engine {
         // On a hop the correlation names the destination the other shard stores it for, and
         // every attempt keeps one STAN (the entry's): the other shard knows a repeat by it
         // and acknowledges it again rather than storing it twice.
-        let (key, stan) = if self.config.participants[l.participant].hop.is_some() {
+        let (key, stan) = if self.config.is_hop(l.participant) {
             let own = corridor_wire::Stan::new((id % 999_999) as u32 + 1).unwrap_or(stan);
             (crate::shards::hop_key(key, Some(destination), Duration::ZERO), own)
         } else {
@@ -455,11 +455,6 @@ impl Engine {
         }
         debug!(reversal = id, %link, attempts, "stored entry sent");
         self.after_write(link);
-    }
-
-    /// Whether `link` is a hop to another shard.
-    pub(crate) fn is_hop(&self, link: LinkId) -> bool {
-        self.links.get(&link).is_some_and(|l| self.config.participants[l.participant].hop.is_some())
     }
 
     /// Entry `id`'s transmission was refused by the shard it went to (not stored there): it

@@ -292,28 +292,28 @@ impl Handle {
         Some(failed.map_or(Ok(retired), Err))
     }
 
+    /// [`Handle::ask_all`] from a thread outside any runtime: every shard asked first, then
+    /// every answer awaited.
+    fn ask_all_blocking<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> Command) -> Option<Vec<T>> {
+        let mut rxs = Vec::with_capacity(self.tx.len());
+        for tx in &self.tx {
+            let (t, r) = oneshot::channel();
+            tx.blocking_send(ask(t)).ok()?;
+            rxs.push(r);
+        }
+        rxs.into_iter().map(|r| r.blocking_recv().ok()).collect()
+    }
+
     /// [`Handle::report`] from a thread outside any runtime.
     #[must_use]
     pub fn report_blocking(&self) -> Option<Report> {
-        let mut all = Vec::with_capacity(self.tx.len());
-        for t in &self.tx {
-            let (tx, rx) = oneshot::channel();
-            t.blocking_send(Command::Report(tx)).ok()?;
-            all.push(rx.blocking_recv().ok()?);
-        }
-        Some(merge_reports(all))
+        Some(merge_reports(self.ask_all_blocking(Command::Report)?))
     }
 
     /// [`Handle::links`] from a thread outside any runtime.
     #[must_use]
     pub fn links_blocking(&self) -> Option<Vec<LinkSnapshot>> {
-        let mut all = Vec::new();
-        for t in &self.tx {
-            let (tx, rx) = oneshot::channel();
-            t.blocking_send(Command::Links(tx)).ok()?;
-            all.extend(rx.blocking_recv().ok()?);
-        }
-        Some(all)
+        Some(self.ask_all_blocking(Command::Links)?.into_iter().flatten().collect())
     }
 
     /// The route table in force (one snapshot, shared by every shard).

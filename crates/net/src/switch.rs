@@ -1016,10 +1016,7 @@ fn snapshot(engine: &Engine, shared: &Shared) -> crate::handle::Snapshot {
         home_market: config.interop.market,
         // A hop is always there; another shard's link counts as configured there.
         configured: (0..config.links.len())
-            .map(|i| {
-                shared.loops.borrow().contains_key(&i)
-                    || config.participants.get(config.links[i].participant).is_some_and(|p| p.hop.is_some())
-            })
+            .map(|i| shared.loops.borrow().contains_key(&i) || config.is_hop(config.links[i].participant))
             .collect(),
         links: open_links(engine),
         requests_pending: engine.requests_pending(),
