@@ -50,6 +50,15 @@ struct Slot {
 
 const _: () = assert!(OUTCOMES_MAX <= u32::MAX as usize);
 
+/// The entries to ask the index to hold for a window of `cap`: hashbrown fills its slots to
+/// 7/8 (a power of two of them), so 7/4 of `cap` gives at least `2 × cap` slots — half full
+/// at most, where a removal finds an empty slot beside it and leaves no tombstone. Asking
+/// for `2 × cap` entries would double that again (2^22 slots, 20 MB, for 2^20 entries): a
+/// quarter full and twice the memory every probe misses the cache in.
+fn index_capacity(cap: usize) -> usize {
+    (cap * 7).div_ceil(4)
+}
+
 fn hash(key: &DupKey) -> u64 {
     use std::hash::BuildHasher as _;
     rustc_hash::FxBuildHasher.hash_one(key)
@@ -58,9 +67,9 @@ fn hash(key: &DupKey) -> u64 {
 impl Outcomes {
     /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]), their room reserved at once: the
     /// ring's whole (address space; its pages are touched as it fills, one at a time) and an
-    /// index for twice as many. Growing either by doubling would copy or rehash everything
-    /// in one step on the hot path — tens of milliseconds at a million entries, straight
-    /// into the latency tail.
+    /// index of at least twice as many slots, so it is at most half full. Growing either by
+    /// doubling would copy or rehash everything in one step on the hot path — tens of
+    /// milliseconds at a million entries, straight into the latency tail.
     pub(crate) fn with_capacity(cap: usize) -> Self {
         let cap = cap.clamp(1, OUTCOMES_MAX);
         Self {
@@ -68,7 +77,7 @@ impl Outcomes {
             ring: Vec::with_capacity(cap),
             head: 0,
             len: 0,
-            index: hashbrown::HashTable::with_capacity(2 * cap),
+            index: hashbrown::HashTable::with_capacity(index_capacity(cap)),
         }
     }
 
@@ -258,6 +267,19 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_index_is_at_most_half_full_and_no_larger() {
+        for cap in [1, 7, 1000, 1 << 16, 1_500_000, OUTCOMES_MAX] {
+            let o = Outcomes::with_capacity(cap);
+            // hashbrown holds 7/8 of its slots (a power of two); those are the slots.
+            let slots = (o.index.capacity() * 8 / 7).next_power_of_two();
+            assert!(slots >= 2 * o.cap, "{cap}: {slots} slots");
+            assert!(slots < 8 * o.cap.max(2), "{cap}: {slots} slots");
+        }
+        let o = Outcomes::with_capacity(OUTCOMES_MAX);
+        assert_eq!((o.index.capacity() * 8 / 7).next_power_of_two(), 2 * OUTCOMES_MAX);
+    }
 
     fn key(n: u32) -> DupKey {
         DupKey {
