@@ -264,8 +264,10 @@ impl Engine {
         }
         let Some(o) = self.links.get_mut(&r.origin) else { unreachable!("checked open above") };
         let dialect = o.dialect;
-        // The originator gets its own STAN back (a classic destination saw the switch's).
-        let set: &[(FieldId, &[u8])] = if resp.has(de::STAN) { &[(de::STAN, &r.origin_stan)] } else { &[] };
+        // The originator gets its own STAN back (a classic destination saw the switch's). A
+        // native destination saw the originator's: its answer goes as it came, one copy.
+        let rewrite = resp.stan().map_or(resp.has(de::STAN), |s| s.to_ascii() != r.origin_stan);
+        let set: &[(FieldId, &[u8])] = if rewrite { &[(de::STAN, &r.origin_stan)] } else { &[] };
         let start = o.out.len();
         let written = o.frame(0, r.origin_correlation, |buf| {
             resp.derive(resp.mti(), FieldSet::VALUES, set, dialect, buf)
