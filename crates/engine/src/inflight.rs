@@ -266,7 +266,8 @@ impl Engine {
         let dialect = o.dialect;
         // The originator gets its own STAN back (a classic destination saw the switch's). A
         // native destination saw the originator's: its answer goes as it came, one copy.
-        let rewrite = resp.stan().map_or(resp.has(de::STAN), |s| s.to_ascii() != r.origin_stan);
+        // (Matched by `echoes`: a DE 11 it carries is the one the destination saw.)
+        let rewrite = resp.has(de::STAN) && r.sent_stan != r.origin_stan;
         let set: &[(FieldId, &[u8])] = if rewrite { &[(de::STAN, &r.origin_stan)] } else { &[] };
         let start = o.out.len();
         let written = o.frame(0, r.origin_correlation, |buf| {
