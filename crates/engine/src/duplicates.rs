@@ -270,15 +270,15 @@ mod tests {
 
     #[test]
     fn the_index_is_at_most_half_full_and_no_larger() {
+        // hashbrown holds 7/8 of its slots (a power of two); those are the slots.
+        let slots = |o: &Outcomes| (o.index.capacity() * 8 / 7).next_power_of_two();
         for cap in [1, 7, 1000, 1 << 16, 1_500_000, OUTCOMES_MAX] {
             let o = Outcomes::with_capacity(cap);
-            // hashbrown holds 7/8 of its slots (a power of two); those are the slots.
-            let slots = (o.index.capacity() * 8 / 7).next_power_of_two();
-            assert!(slots >= 2 * o.cap, "{cap}: {slots} slots");
-            assert!(slots < 8 * o.cap.max(2), "{cap}: {slots} slots");
+            let n = slots(&o);
+            assert!(n >= 2 * o.cap, "{cap}: {n} slots");
+            assert!(n < 8 * o.cap.max(2), "{cap}: {n} slots");
         }
-        let o = Outcomes::with_capacity(OUTCOMES_MAX);
-        assert_eq!((o.index.capacity() * 8 / 7).next_power_of_two(), 2 * OUTCOMES_MAX);
+        assert_eq!(slots(&Outcomes::with_capacity(OUTCOMES_MAX)), 2 * OUTCOMES_MAX);
     }
 
     fn key(n: u32) -> DupKey {

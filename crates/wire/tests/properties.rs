@@ -42,15 +42,16 @@ proptest! {
         // agree with the same message read in a text dialect, and with the values themselves.
         let text = Message::parse(Dialect::Iso87Ascii, m.to_bytes(Dialect::Iso87Ascii).expect("encodes")).expect("parses");
         let other = Message::parse(d, m.to_bytes(d).expect("encodes")).expect("parses");
-        for id in [de::ACQUIRER_ID, de::FORWARDER_ID, de::RECEIVER_ID] {
+        type Accessor = fn(&Message) -> Option<corridor_wire::InstitutionId>;
+        let institutions: [(_, Accessor); 3] = [
+            (de::ACQUIRER_ID, Message::acquirer_id),
+            (de::FORWARDER_ID, Message::forwarder_id),
+            (de::RECEIVER_ID, Message::receiver_id),
+        ];
+        for (id, get) in institutions {
             let want = m.get(id).and_then(corridor_wire::InstitutionId::from_ascii);
-            let got = |msg: &Message| match id {
-                i if i == de::ACQUIRER_ID => msg.acquirer_id(),
-                i if i == de::FORWARDER_ID => msg.forwarder_id(),
-                _ => msg.receiver_id(),
-            };
-            prop_assert_eq!(got(&other), want, "DE {} in {}", id.get(), d);
-            prop_assert_eq!(got(&text), want);
+            prop_assert_eq!(get(&other), want, "DE {} in {}", id.get(), d);
+            prop_assert_eq!(get(&text), want);
         }
         prop_assert_eq!(other.stan(), text.stan());
         prop_assert_eq!(other.transmission_time(), text.transmission_time());
