@@ -616,3 +616,65 @@ fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() 
     }
     assert!(seen.contains("READY=1") && seen.contains("STOPPING=1"), "{seen:?}");
 }
+
+/// Found from outside: with the acquirer and the issuer on different shards, a timeout was
+/// the issuer shard's 68 relayed — counted as the destination's answer, no timeout of the
+/// destination, `by: "destination"` and no reversal in `/transactions`. Every figure and
+/// view must say what one shard says.
+#[test]
+fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
+    let dir = state("ops-hop-timeout");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    // Silent to requests; acknowledges the reversals.
+    std::thread::spawn(move || {
+        common::serve_peer(listener, &s, |m, _| {
+            (m.mti().class() == 4).then(|| (Duration::ZERO, common::answer(m, "00")))
+        });
+    });
+    let (acq_port, admin_port) = (common::free_port(), common::free_port());
+    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    let text = common::config(acq_port, issuer, "shards = 2")
+        .replacen("id = \"acq\"\n", "id = \"acq\"\nshard = 0\n", 1)
+        .replacen("id = \"iss\"\n", "id = \"iss\"\nshard = 1\n", 1)
+        .replacen("timeout_ms = 5000", "timeout_ms = 300", 1)
+        // Its timeouts are this test's subject, not the link's health.
+        .replacen("reconnect_min_ms = 20", "reconnect_min_ms = 20\n  timeouts_down_max = 100", 1);
+    let text =
+        format!("{text}\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ntoken_file = \"admin.token\"\n");
+    let path = dir.join("switch.toml");
+    std::fs::write(&path, text).unwrap();
+    let sw = Serve::start(&path, &[], &[]);
+    sw.wait_ready();
+    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let got = purchases(acq, 1, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|(_, c)| c == "68"), "{got:?}");
+    // The reversals are made and acknowledged on the issuer's shard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let (code, body) = sw.get("/transactions?stan=2");
+        assert_eq!(code, 200, "{body}");
+        let t = json(&body)["transactions"][0].clone();
+        if t["reversals"][0]["state"] == "acknowledged" || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(found["answer"]["code"], "68", "{found}");
+    assert_eq!(found["answer"]["by"], "switch", "{found}");
+    let reversals = found["reversals"].as_array().unwrap();
+    assert_eq!(reversals.len(), 1, "{found}");
+    assert_eq!(reversals[0]["made_by"], "switch", "{found}");
+    assert_eq!(reversals[0]["destination"], "iss", "{found}");
+    assert_eq!(reversals[0]["state"], "acknowledged", "{found}");
+    let (_, m) = sw.get("/metrics");
+    assert_eq!(metric(&m, "corridor_timeouts_total", "destination=\"iss\""), 3.0, "{m}");
+    assert_eq!(metric(&m, "corridor_answers_total", "source=\"destination\""), 0.0, "{m}");
+    assert_eq!(metric(&m, "corridor_answers_total", "source=\"switch\""), 3.0, "{m}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

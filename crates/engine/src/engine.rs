@@ -472,8 +472,8 @@ impl Engine {
                 l.paused = true;
                 return ReadState::Paused;
             }
-            match l.decoder.decode(buf) {
-                Ok(Some((correlation, body))) => {
+            match l.decoder.decode_flagged(buf) {
+                Ok(Some((correlation, flags, body))) => {
                     // A whole frame: whatever is buffered after it is a frame begun now.
                     l.partial_since = None;
                     l.last_rx = now;
@@ -483,7 +483,7 @@ impl Engine {
                     // A zero-length frame carries no message: some hosts send one as a
                     // keep-alive. It proves the peer is there and is otherwise ignored.
                     if !body.is_empty() {
-                        self.handle_frame(link, correlation, body, now);
+                        self.handle_frame(link, correlation, flags, body, now);
                     }
                 }
                 Ok(None) => {
@@ -512,7 +512,16 @@ impl Engine {
         }
     }
 
-    pub(crate) fn handle_frame(&mut self, link: LinkId, correlation: u64, body: Bytes, now: Instant) {
+    /// One whole frame from `link`: parsed and dispatched. `flags` are its native header's
+    /// (0 on classic links).
+    pub(crate) fn handle_frame(
+        &mut self,
+        link: LinkId,
+        correlation: u64,
+        flags: u8,
+        body: Bytes,
+        now: Instant,
+    ) {
         let Some(dialect) = self.links.get(&link).map(|l| l.dialect) else { return };
         // Every frame is parsed into the one index the engine keeps: nothing to zero or move
         // per message. It is taken out while the message is handled, so the handlers keep
@@ -525,11 +534,11 @@ impl Engine {
             return;
         }
         let msg = Message::from_parts(body, &*index);
-        self.dispatch(link, correlation, msg, now);
+        self.dispatch(link, correlation, flags, msg, now);
         self.scratch = Some(index);
     }
 
-    fn dispatch(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
+    fn dispatch(&mut self, link: LinkId, correlation: u64, flags: u8, msg: Msg<'_>, now: Instant) {
         let mti = msg.mti();
         if mti.class() == 8 {
             if mti.is_request() {
@@ -540,7 +549,7 @@ impl Engine {
         } else if mti.is_request() {
             self.handle_request(link, correlation, msg, now);
         } else {
-            self.handle_response(link, correlation, &msg, now);
+            self.handle_response(link, correlation, flags, &msg, now);
         }
     }
 
@@ -688,7 +697,8 @@ impl Engine {
         if let Some(l) = self.links.get_mut(&link) {
             l.replaying = true;
         }
-        self.handle_frame(link, correlation, body, now);
+        // Held frames are requests: no flag of theirs is read.
+        self.handle_frame(link, correlation, 0, body, now);
         if let Some(l) = self.links.get_mut(&link) {
             l.replaying = false;
         }

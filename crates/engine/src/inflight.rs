@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NetworkCode, ResponseCode};
+use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NativeHeader, NetworkCode, ResponseCode};
 use tracing::warn;
 
 use crate::{
@@ -179,7 +179,18 @@ impl Engine {
         }
     }
 
-    pub(crate) fn handle_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
+    /// A response arrived on `link`. `flags` are its native header's: on a hop (the switch
+    /// itself) [`NativeHeader::FLAG_SWITCH_ORIGIN`] says the destination's owner made the
+    /// answer (a timeout, a decline), so it is counted, journaled and measured as the switch's
+    /// here too; from a participant the flag is advisory and ignored.
+    pub(crate) fn handle_response(
+        &mut self,
+        link: LinkId,
+        correlation: u64,
+        flags: u8,
+        msg: &Msg<'_>,
+        now: Instant,
+    ) {
         let Some(key) = self.response_key(link, correlation, msg) else {
             self.stats.unmatched_responses += 1;
             return;
@@ -207,7 +218,12 @@ impl Engine {
                 self.requests_pending -= 1;
                 self.duplicates.remove(&r.dup);
                 let dup = r.dup;
-                self.relay(r, msg, now);
+                let source = if flags & NativeHeader::FLAG_SWITCH_ORIGIN != 0 && self.is_hop(link) {
+                    Source::Switch
+                } else {
+                    Source::Destination
+                };
+                self.relay(r, msg, source, now);
                 // A reversal of it its originator sent meanwhile goes now, after it.
                 if let Some(&id) = self.saf_by_original.get(&dup) {
                     self.send_reversal(id, now);
@@ -230,11 +246,15 @@ impl Engine {
     /// Relays `resp` to the originator of `r`. Whatever stops it from reaching the
     /// originator — the link is gone or closing, the answer cannot be encoded for it, or
     /// (later) the link goes before the batch is written — an approval is reversed.
-    fn relay(&mut self, r: Request, resp: &Msg<'_>, now: Instant) {
+    ///
+    /// `source` is who made the answer: the destination, or (over a hop) the switch on the
+    /// destination's shard — a timeout there is a timeout here, in every figure and record.
+    fn relay(&mut self, r: Request, resp: &Msg<'_>, source: Source, now: Instant) {
         let approved = resp.response_code().is_some_and(ResponseCode::is_approval);
         let code = resp.response_code().map_or(*b"  ", |c| c.0);
         let timing = r.timing();
-        self.log_answer(&r, code, Source::Destination, now);
+        let by_destination = source == Source::Destination;
+        self.log_answer(&r, code, source, now);
         let undelivered = Undelivered {
             destination: r.destination,
             request: r.request,
@@ -247,7 +267,7 @@ impl Engine {
             self.slot_freed(r.origin);
         }
         if !open {
-            self.measure(timing, code, Source::Destination, true, now);
+            self.measure(timing, code, source, by_destination, now);
             // The originator is gone: the answer cannot be delivered. It is still the
             // request's outcome — a repeat on a new connection is answered from it, never
             // forwarded again — and an approval is reversed (its repeat is then told 68).
@@ -256,7 +276,7 @@ impl Engine {
             if approved {
                 self.reverse_undelivered(undelivered, now);
             }
-            let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
+            let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, source, now);
             if approved {
                 self.remember_reversed(r.dup, Some(r.sent_stan), answered, now);
             }
@@ -275,15 +295,17 @@ impl Engine {
         });
         match written {
             Ok(()) => {
-                if !self.config.is_hop(r.origin_participant) {
+                // A switch-made answer from the destination's shard was counted there (as
+                // the decline it is), not relayed from a destination.
+                if by_destination && !self.config.is_hop(r.origin_participant) {
                     self.stats.relayed += 1;
                 }
                 if approved {
                     o.out.track(undelivered);
                 }
-                self.measure(timing, code, Source::Destination, true, now);
+                self.measure(timing, code, source, by_destination, now);
                 // Journal before answer: the answer leaves once its record is durable.
-                let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, now);
+                let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, source, now);
                 if let Some(o) = self.links.get_mut(&r.origin) {
                     o.hold_from(start, answered);
                 }
@@ -320,19 +342,29 @@ impl Engine {
         self.after_write(r.origin);
     }
 
-    /// The destination's answer `resp` is the outcome of the request journaled at `seq`:
-    /// journaled and remembered for its repeats. The sequence number its answer waits for.
+    /// The answer `resp`, made by `source`, is the outcome of the request journaled at
+    /// `seq`: journaled and remembered for its repeats. The sequence number its answer waits
+    /// for. A timeout the destination's shard made was reversed there: its repeats are told
+    /// 68 and a participant's reversal of it is acknowledged, as for a timeout made here.
     fn relayed_outcome(
         &mut self,
         dup: &DupKey,
         seq: u64,
         sent_stan: [u8; 6],
         resp: &Msg<'_>,
+        source: Source,
         now: Instant,
     ) -> u64 {
         let (code, auth) = answer_of(resp);
-        let answered = self.record_answer(seq, code, auth, false, now);
-        self.remember(*dup, (ResponseCode(code), auth), Some(sent_stan), answered, now);
+        let switch_made = source == Source::Switch;
+        let answered = self.record_answer(seq, code, auth, switch_made, now);
+        // (A response's class is its request's: only authorizations and financial requests
+        // are reversed at a timeout.)
+        if switch_made && code == ResponseCode::TIMEOUT.0 && matches!(resp.mti().class(), 1 | 2) {
+            self.remember_reversed(*dup, Some(sent_stan), answered, now);
+        } else {
+            self.remember(*dup, (ResponseCode(code), auth), Some(sent_stan), answered, now);
+        }
         answered
     }
 

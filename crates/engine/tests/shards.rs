@@ -131,6 +131,51 @@ fn the_destinations_shard_times_out_and_reverses_once() {
     assert!(p.s[1].recv_app(iss).is_empty(), "no second reversal");
     assert_eq!(p.s[0].engine.reversals_pending(), 0);
     assert_eq!(p.s[1].engine.reversals_pending(), 0);
+    // Every figure says what one shard would: a timeout by the switch, not the
+    // destination's 68 relayed.
+    assert_timed_out_once(&p);
+}
+
+/// The figures of a switch of two shards, summed as the network layer sums them, after one
+/// request to issuer A timed out on the issuer's shard: counted as a timeout of issuer A,
+/// answered 68 by the switch, relayed by nobody, and its outcome remembered as reversed.
+fn assert_timed_out_once(p: &Pair) {
+    let mut stats = p.s[0].engine.stats().clone();
+    stats.add(p.s[1].engine.stats());
+    assert_eq!(stats.timeouts, 1, "{stats:?}");
+    assert_eq!(stats.relayed, 0, "a switch-made 68 is not a relayed answer: {stats:?}");
+    assert_eq!(stats.declines_for(corridor_wire::ResponseCode::TIMEOUT), 1, "{stats:?}");
+    let mut m = p.s[0].engine.metrics().clone();
+    m.add(p.s[1].engine.metrics());
+    let d = &m.destinations[ISSUER_A];
+    assert_eq!(d.timeouts, 1, "corridor_timeouts_total of the destination");
+    assert_eq!(d.answers.by_switch(), 1, "answered by the switch: {:?}", d.answers);
+    assert_eq!(d.answers.total(), 1, "{:?}", d.answers);
+    assert_eq!(d.destination_latency.count, 0, "the destination never answered");
+}
+
+#[test]
+fn a_repeat_of_a_request_timed_out_across_the_hop_is_told_68_and_its_reversal_is_not_sent_again() {
+    let mut p = Pair::new();
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let req = purchase("4761739001010010", "000135", "12345678");
+    p.s[0].send(acq, 0, &req);
+    p.shuttle();
+    assert_eq!(p.s[1].recv_app(iss).len(), 1);
+    p.advance(TIMEOUT + Duration::from_millis(10));
+    assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("68"));
+    let rev = p.s[1].recv_app(iss);
+    assert_eq!(rev.len(), 1);
+    p.s[1].answer(iss, &rev[0], "00");
+    p.shuttle();
+    // The acquirer reverses what it was told 68: the switch already did, so its shard
+    // acknowledges it without sending anything across.
+    p.s[0].send(acq, 0, &reversal_of(&req, "000136"));
+    assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"));
+    assert!(p.s[0].take_raw(p.hop[0]).is_empty(), "nothing crosses the hop");
+    assert_eq!(p.s[0].engine.reversals_pending(), 0);
+    assert_timed_out_once(&p);
 }
 
 #[test]

@@ -637,9 +637,18 @@ impl FrameDecoder {
     ///
     /// A framing [`DecodeError`]: the stream cannot continue.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<(u64, Bytes)>, DecodeError> {
+        Ok(self.decode_flagged(src)?.map(|(correlation, _, body)| (correlation, body)))
+    }
+
+    /// [`FrameDecoder::decode`] with the native header's flags (0 with a length header).
+    ///
+    /// # Errors
+    ///
+    /// A framing [`DecodeError`]: the stream cannot continue.
+    pub fn decode_flagged(&mut self, src: &mut BytesMut) -> Result<Option<(u64, u8, Bytes)>, DecodeError> {
         match self {
-            Self::Native(d) => Ok(d.decode(src)?.map(|f| (f.correlation(), f.into_body()))),
-            Self::Length(d) => Ok(d.decode(src)?.map(|b| (0, b.freeze()))),
+            Self::Native(d) => Ok(d.decode(src)?.map(|f| (f.correlation(), f.flags(), f.into_body()))),
+            Self::Length(d) => Ok(d.decode(src)?.map(|b| (0, 0, b.freeze()))),
         }
     }
 }

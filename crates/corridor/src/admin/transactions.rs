@@ -20,6 +20,9 @@ use serde::Serialize;
 pub(crate) const SEGMENTS_MAX: usize = 16;
 /// Most transactions one lookup returns.
 pub(crate) const MATCHES_MAX: usize = 50;
+/// Most requests another shard sent over a hop one lookup keeps the keys of (to give the
+/// reversals made of them to their originator's transaction).
+pub(crate) const HOP_KEYS_MAX: usize = 4096;
 /// How far back a lookup without `from` looks.
 pub(crate) const DEFAULT_LOOKBACK_MS: u64 = 3_600_000;
 
@@ -64,6 +67,10 @@ pub(crate) struct ReversalView {
 /// One transaction's life.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Transaction {
+    /// Its duplicate key, which the destination's shard journaled it under (with the hop
+    /// participant standing for this shard) when it crossed a hop.
+    #[serde(skip)]
+    key: Option<Key>,
     seq: u64,
     at_unix_ms: Option<u64>,
     participant: String,
@@ -87,6 +94,11 @@ pub(crate) struct Found {
     more_segments: bool,
     /// More transactions matched than are listed.
     more_matches: bool,
+    /// Reversals a shard made of requests another shard sent it over a hop (a timeout
+    /// there, an approval never delivered), by the key they crossed with: they belong to
+    /// that shard's transaction.
+    #[serde(skip)]
+    crossed: Vec<(Key, ReversalView)>,
 }
 
 fn text(b: &[u8]) -> String {
@@ -100,13 +112,31 @@ fn text(b: &[u8]) -> String {
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut all = Found::default();
-    for (_, d) in corridor_net::journal::shard_dirs(dir) {
+    let mut per_shard = Vec::new();
+    let mut crossed = Vec::new();
+    for (shard, d) in corridor_net::journal::shard_dirs(dir) {
         let f = lookup_one(&d, q)?;
-        all.transactions.extend(f.transactions);
         all.segments_read += f.segments_read;
         all.more_segments |= f.more_segments;
         all.more_matches |= f.more_matches;
+        crossed.extend(f.crossed);
+        per_shard.push((shard, f.transactions));
     }
+    // A reversal made on the destination's shard is the originator's transaction's: its key
+    // there names the hop participant standing for the originator's shard.
+    for (key, r) in crossed {
+        let Some(from) = key.participant.strip_prefix(corridor_engine::shards::HOP_ID_PREFIX) else {
+            continue;
+        };
+        let Some((_, txns)) = per_shard.iter_mut().find(|(k, _)| from.parse() == Ok(*k)) else { continue };
+        let same = |t: &&mut Transaction| {
+            t.key.as_ref().is_some_and(|k| Key { participant: key.participant.clone(), ..k.clone() } == key)
+        };
+        if let Some(t) = txns.iter_mut().find(same) {
+            t.reversals.push(r);
+        }
+    }
+    all.transactions = per_shard.into_iter().flat_map(|(_, t)| t).collect();
     if all.transactions.len() > MATCHES_MAX {
         all.transactions.truncate(MATCHES_MAX);
         all.more_matches = true;
@@ -115,20 +145,25 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
 }
 
 /// [`lookup`] in one shard's journal. What another shard sent over a hop is that shard's
-/// transaction (its originator's): left out here.
+/// transaction (its originator's): left out here, but the reversals of it made here are
+/// handed back (`crossed`) for that shard's transaction.
 fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
+    /// Whose a reversal is: a transaction of this shard (by its sequence number), or a
+    /// request another shard sent over a hop (by the key it crossed with).
+    enum Of {
+        Here(u64),
+        Crossed(Key),
+    }
     let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
     let mut keys: Vec<(Key, u64)> = Vec::new();
-    let mut reversals: BTreeMap<u64, (u64, ReversalView)> = BTreeMap::new();
+    let mut hop_keys: Vec<Key> = Vec::new();
+    let mut reversals: BTreeMap<u64, (Of, ReversalView)> = BTreeMap::new();
     let mut more_matches = false;
     let (segments_read, more_segments) =
         crate::records::for_each_since(dir, q.from_unix_ms, SEGMENTS_MAX, |seq, entry| {
             match entry {
                 Entry::Accepted(a) => {
                     if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
-                        return Ok(());
-                    }
-                    if a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
                         return Ok(());
                     }
                     if q.stan.is_some_and(|s| s != a.key.stan) {
@@ -142,6 +177,12 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                             return Ok(());
                         }
                     }
+                    if a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
+                        if hop_keys.len() < HOP_KEYS_MAX {
+                            hop_keys.push(a.key);
+                        }
+                        return Ok(());
+                    }
                     if found.len() >= MATCHES_MAX {
                         more_matches = true;
                         return Ok(());
@@ -151,6 +192,7 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                     found.insert(
                         seq,
                         Transaction {
+                            key: Some(a.key.clone()),
                             seq,
                             at_unix_ms: (a.at_unix_ms != 0).then_some(a.at_unix_ms),
                             participant: a.key.participant.clone(),
@@ -191,8 +233,12 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                     }
                 }
                 Entry::ReversalQueued(r) => {
-                    let of = r.original.as_ref().or(r.advice.as_ref());
-                    let Some(&(_, txn)) = of.and_then(|k| keys.iter().find(|(key, _)| key == k)) else {
+                    let Some(of) = r.original.as_ref().or(r.advice.as_ref()) else { return Ok(()) };
+                    let txn = if let Some(&(_, txn)) = keys.iter().find(|(key, _)| key == of) {
+                        Of::Here(txn)
+                    } else if hop_keys.contains(of) {
+                        Of::Crossed(of.clone())
+                    } else {
                         return Ok(());
                     };
                     reversals.insert(
@@ -239,10 +285,22 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
             }
             Ok(())
         })?;
-    for (_, (txn, r)) in reversals {
-        if let Some(t) = found.get_mut(&txn) {
-            t.reversals.push(r);
+    let mut crossed = Vec::new();
+    for (_, (of, r)) in reversals {
+        match of {
+            Of::Here(txn) => {
+                if let Some(t) = found.get_mut(&txn) {
+                    t.reversals.push(r);
+                }
+            }
+            Of::Crossed(key) => crossed.push((key, r)),
         }
     }
-    Ok(Found { transactions: found.into_values().collect(), segments_read, more_segments, more_matches })
+    Ok(Found {
+        transactions: found.into_values().collect(),
+        segments_read,
+        more_segments,
+        more_matches,
+        crossed,
+    })
 }
