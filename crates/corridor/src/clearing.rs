@@ -207,6 +207,11 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
     let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut by_key: HashMap<Key, u64> = HashMap::new();
+    // The same without the terminal: a reversal names its original in DE 90 (SPEC §9) and
+    // may leave DE 41 out; records written before the switch looked the original's key up
+    // carry the reversal's own (blank) terminal.
+    let mut by_original: HashMap<Key, u64> = HashMap::new();
+    let no_terminal = |k: &Key| Key { terminal: [b' '; 8], ..k.clone() };
     crate::records::for_each_since(dir, from, SEGMENTS_MAX, |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
@@ -253,6 +258,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
                     fee: FieldId::new(28).and_then(get).unwrap_or_default(),
                     ..Row::default()
                 };
+                by_original.insert(no_terminal(&a.key), seq);
                 by_key.insert(a.key, seq);
                 open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
             }
@@ -269,9 +275,11 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
                 }
             }
             Entry::ReversalQueued(r) => {
-                if let Some(o) =
-                    r.original.as_ref().and_then(|k| by_key.get(k)).and_then(|seq| open.get_mut(seq))
-                {
+                let seq = r
+                    .original
+                    .as_ref()
+                    .and_then(|k| by_key.get(k).or_else(|| by_original.get(&no_terminal(k))));
+                if let Some(o) = seq.and_then(|seq| open.get_mut(seq)) {
                     o.reversed = true;
                 }
             }

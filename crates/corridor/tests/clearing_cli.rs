@@ -172,8 +172,26 @@ fn the_days_clearing_file_lists_approved_payments_not_reversed_and_reconciles_wi
             }
         }
     }
+    // Found from outside: a wallet's reversal naming its payment in DE 90, with the same
+    // RRN and DE 32 but without the DE 41 the payment carried, reversed it at the network
+    // but clearing still settled it. Payment 7 carries a terminal; its reversal (8) does not.
+    let mut with_terminal = payment(7, "1.00");
+    with_terminal.set(de::TERMINAL_ID, "TERM0007").unwrap();
+    let mut reversal = payment(8, "1.00");
+    reversal.set_mti(Mti::REVERSAL_ADVICE);
+    reversal.set(de::RRN, "533510000007").unwrap();
+    reversal.set(de::ORIGINAL_DATA, "020000000712011030000001111000100000000000").unwrap();
+    for (stan, m) in [(7u32, &with_terminal), (8, &reversal)] {
+        assert!(send(&mut s, u64::from(stan), m));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !codes.contains_key(&stan) && std::time::Instant::now() < deadline {
+            for (corr, m) in read_frames(&mut s, &mut buf).expect("the switch stays up") {
+                codes.insert(u32::try_from(corr).unwrap(), text(&m, de::RESPONSE_CODE));
+            }
+        }
+    }
     let got: Vec<&str> = codes.values().map(String::as_str).collect();
-    assert_eq!(got, ["00", "00", "00", "05", "68", "00"]);
+    assert_eq!(got, ["00", "00", "00", "05", "68", "00", "00", "00"]);
     // Let the reversal of STAN 5 be acknowledged, then stop the switch: the journal is
     // complete on disk.
     std::thread::sleep(Duration::from_millis(600));

@@ -435,7 +435,12 @@ impl Engine {
         if let Some(outcome) = self.outcomes.get(&dup, now, window) {
             return self.replay_outcome(link, correlation, msg, outcome);
         }
-        let original = (msg.mti().class() == 4).then(|| DupKey::original_of(participant, stan, msg));
+        // DE 90 names the original (SPEC §9); a reversal that leaves out or changes DE 41
+        // still reverses it: the key of the request remembered or in flight that it names.
+        let original = (msg.mti().class() == 4).then(|| {
+            let named = DupKey::original_of(participant, stan, msg);
+            self.duplicates.original(&named).or_else(|| self.outcomes.original(&named)).unwrap_or(named)
+        });
         if let Some(orig) = original {
             let reversed = self.outcomes.get(&orig, now, window).is_some_and(|o| o.reversed);
             if reversed || self.saf_by_original.contains_key(&orig) {

@@ -114,6 +114,17 @@ impl Outcomes {
         self.find(key).map(|pos| self.ring[pos].outcome)
     }
 
+    /// The key of the outcome a reversal naming `key` reverses: `key` itself when it is
+    /// remembered, else one that differs from it only in the terminal.
+    pub(crate) fn original(&self, key: &DupKey) -> Option<DupKey> {
+        let ring = &self.ring;
+        self.find(key)
+            .or_else(|| {
+                self.index.find(hash(key), |&p| ring[p as usize].key.same_original(key)).map(|&p| p as usize)
+            })
+            .map(|pos| self.ring[pos].key)
+    }
+
     fn find(&self, key: &DupKey) -> Option<usize> {
         let ring = &self.ring;
         self.index.find(hash(key), |&p| ring[p as usize].key == *key).map(|&p| p as usize)
@@ -174,9 +185,47 @@ impl Outcomes {
     }
 }
 
+/// The keys of the requests in flight: a repeat of one is declined 94, and a participant's
+/// reversal of one waits for its answer.
+#[derive(Debug, Default)]
+pub(crate) struct InFlightKeys {
+    table: hashbrown::HashTable<DupKey>,
+}
+
+impl InFlightKeys {
+    /// Whether `key` is in flight.
+    pub(crate) fn contains(&self, key: &DupKey) -> bool {
+        self.table.find(hash(key), |k| k == key).is_some()
+    }
+
+    /// The key in flight that a reversal naming `key` reverses: `key`, else one that
+    /// differs from it only in the terminal.
+    pub(crate) fn original(&self, key: &DupKey) -> Option<DupKey> {
+        let h = hash(key);
+        self.table.find(h, |k| k == key).or_else(|| self.table.find(h, |k| k.same_original(key))).copied()
+    }
+
+    /// `key` is in flight now. (Admission declines a key already in flight.)
+    pub(crate) fn insert(&mut self, key: DupKey) {
+        debug_assert!(!self.contains(&key), "a request in flight is not admitted twice");
+        self.table.insert_unique(hash(&key), key, hash);
+    }
+
+    /// `key` is answered.
+    pub(crate) fn remove(&mut self, key: &DupKey) {
+        if let Ok(e) = self.table.find_entry(hash(key), |k| k == key) {
+            e.remove();
+        }
+    }
+}
+
 /// Originator, MTI class, STAN, transmission time, terminal, acquiring and forwarding
 /// institution: two requests with the same key are one request sent twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Its hash leaves the terminal out: a reversal names its original in DE 90 (MTI, STAN,
+/// DE 7) beside its own DE 32 and DE 33, and may leave DE 41 out (SPEC §9), so the original
+/// is found by everything but the terminal ([`DupKey::same_original`]) in the same probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DupKey {
     participant: usize,
     class: u8,
@@ -188,7 +237,20 @@ pub(crate) struct DupKey {
     forwarder: u64,
 }
 
+impl std::hash::Hash for DupKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        // Not the terminal (see the type's docs); equal keys still hash alike.
+        (self.participant, self.class, self.stan, self.time, self.acquirer, self.forwarder).hash(h);
+    }
+}
+
 impl DupKey {
+    /// Whether `self` and `other` name the same request as a reversal names its original:
+    /// everything but the terminal.
+    pub(crate) fn same_original(&self, other: &Self) -> bool {
+        Self { terminal: other.terminal, ..*self } == *other
+    }
+
     /// The engine's key for a journaled one, whose participant is `participant`.
     pub(crate) fn from_journal(participant: usize, k: &corridor_journal::entry::Key) -> Self {
         Self {

@@ -17,7 +17,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 
 use corridor_wire::{
@@ -75,7 +75,7 @@ pub struct Engine {
     link_base: u32,
     pub(crate) pending: FxHashMap<(LinkId, u64), Pending>,
     pub(crate) requests_pending: usize,
-    pub(crate) duplicates: FxHashSet<DupKey>,
+    pub(crate) duplicates: crate::duplicates::InFlightKeys,
     /// Completed requests' outcomes, which answer their repeats.
     pub(crate) outcomes: crate::duplicates::Outcomes,
     /// Store-and-forward: reversals and advices awaiting acknowledgement, by id.
@@ -142,7 +142,7 @@ impl Engine {
             link_base: 0,
             pending: FxHashMap::default(),
             requests_pending: 0,
-            duplicates: FxHashSet::default(),
+            duplicates: crate::duplicates::InFlightKeys::default(),
             outcomes: crate::duplicates::Outcomes::with_capacity(window_entries),
             reversals: FxHashMap::default(),
             reversal_order: VecDeque::new(),

@@ -264,3 +264,62 @@ fn a_repeat_on_a_connection_idle_through_the_syncs_is_answered_at_once() {
     assert_eq!(back[0].field(39).as_deref(), Some("00"));
     assert!(h.recv(iss).is_empty(), "not forwarded again");
 }
+
+/// Found from outside: a wallet's 0420 naming its original in DE 90, with the same DE 32
+/// but no DE 41, was stored with its own (blank) terminal in the original's key, so the
+/// journal — and clearing, which reads it — never tied it to the payment it reversed. DE 90
+/// names the original (SPEC §9): the reversal's record names the original's key, whether
+/// the original is answered or still in flight.
+#[test]
+fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    sync(&mut h, &mut log);
+    // One answered before its reversal, one still in flight when its reversal comes.
+    let answered = purchase(PAN_A, "000061", "12345678");
+    let in_flight = purchase(PAN_A, "000063", "12345678");
+    h.send(acq, 0, &answered);
+    sync(&mut h, &mut log);
+    let fwd = h.recv(iss);
+    h.answer(iss, &fwd[0], "00");
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
+    h.send(acq, 0, &in_flight);
+    sync(&mut h, &mut log);
+    let pending = h.recv(iss);
+    assert_eq!(pending.len(), 1);
+    for (original, stan) in [(&answered, "000062"), (&in_flight, "000064")] {
+        let mut rev = reversal_of(original, stan);
+        rev.remove(de::TERMINAL_ID);
+        h.send(acq, 0, &rev);
+        sync(&mut h, &mut log);
+        assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"), "acknowledged once stored");
+    }
+    let e = entries(&log);
+    let key_of = |stan: u32| {
+        e.iter()
+            .find_map(|x| match x {
+                Entry::Accepted(a) if a.key.stan == stan => Some(a.key.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let originals: Vec<_> = e
+        .iter()
+        .filter_map(|x| match x {
+            Entry::ReversalQueued(q) if q.advice.is_some() => q.original.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(originals, vec![key_of(61), key_of(63)], "{e:?}");
+    assert_eq!(&originals[0].terminal, b"TERM0001");
+    // The one in flight waits for its answer, then goes: the issuer gets the answer's
+    // reversal after the request, once.
+    h.answer(iss, &pending[0], "00");
+    sync(&mut h, &mut log);
+    sync(&mut h, &mut log);
+    let revs: Vec<_> = h.recv(iss).into_iter().filter(|g| g.msg.mti() == Mti::REVERSAL_ADVICE).collect();
+    assert_eq!(revs.len(), 2, "both reversals reach the issuer");
+}
