@@ -172,14 +172,21 @@ impl Rate {
     }
 
     /// The rate as DE 9/10 carry it; `None` for anything but eight digits with a first
-    /// digit of at most 7.
+    /// digit of at most 7. N8 is defined by value (SPEC §16.5): `70000530` and `60000053`
+    /// are one rate, 0.000053, and compare equal — the decimals' trailing zeros are dropped,
+    /// as [`Rate::n8`] writes it.
     #[must_use]
     pub fn from_n8(text: &[u8]) -> Option<Self> {
         if text.len() != 8 || !text.iter().all(u8::is_ascii_digit) || text[0] > b'7' {
             return None;
         }
-        let digits = text[1..].iter().fold(0u32, |v, &b| v * 10 + u32::from(b - b'0'));
-        Some(Self { digits, decimals: text[0] - b'0' })
+        let (mut digits, mut decimals) =
+            (text[1..].iter().fold(0u32, |v, &b| v * 10 + u32::from(b - b'0')), text[0] - b'0');
+        while decimals > 0 && digits % 10 == 0 {
+            digits /= 10;
+            decimals -= 1;
+        }
+        Some(Self { digits, decimals })
     }
 
     /// The N8 text: the number of decimals, then seven digits.
@@ -404,6 +411,11 @@ mod tests {
         for bad in ["", ".", "0", "0.00000004", "10000000", "1,5", "-1", "1e5"] {
             assert!(Rate::from_decimal(bad).is_err(), "{bad}");
         }
+        // By value: the decimals' trailing zeros make no other rate.
+        assert_eq!(Rate::from_n8(b"70000530"), Rate::from_n8(b"60000053"));
+        assert_eq!(Rate::from_n8(b"70000530").map(|r| r.n8()), Some(*b"60000053"));
+        assert_eq!(Rate::from_n8(b"10000010"), Rate::from_n8(b"00000001"));
+        assert_ne!(Rate::from_n8(b"70000531"), Rate::from_n8(b"60000053"));
         assert_eq!(Rate::from_n8(b"81234567"), None);
         assert_eq!(Rate::from_n8(b"7123456"), None);
     }

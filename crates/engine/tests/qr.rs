@@ -49,6 +49,9 @@ fn qr_harness() -> Harness {
     // The harness's clock is at 1,795,644,930 s.
     c.interop.rates = Arc::new(
         Rates::new(vec![
+            // No markup: its billing rate 0.001377 has six decimals, so N8 can write it
+            // as 60001377 or as 70013770.
+            Quote { markup_bps: 0, ..quote("EVEN", "THB", "0.001377", 0, u64::MAX) },
             quote("Q1", "THB", "0.00137", 0, u64::MAX),
             quote("OLD", "THB", "0.00130", 0, 1_000),
             quote("U1", "USD", "0.0000394", 0, u64::MAX),
@@ -219,4 +222,39 @@ fn the_quote_named_decides_and_an_expired_one_is_declined() {
     h.send(acq, 0, &payment(&over, 3));
     assert!(h.recv(iss).is_empty());
     assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("61"));
+}
+
+/// Found from outside: N8 is defined by value (SPEC §16.5), yet a rate written with more
+/// decimals than it needs (`70013770` for 0.001377) was declined 13 while `60001377` was
+/// approved.
+#[test]
+fn a_rate_is_compared_by_value_whatever_decimals_it_is_written_with() {
+    let mut h = qr_harness();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    // 250,000 VND at 0.001377 = 344.25 THB.
+    for (stan, rate, code) in [(1, "60001377", None), (2, "70013770", None), (3, "70013771", Some("13"))] {
+        let i = Input {
+            payload: vietqr(Some("250000")).into_bytes(),
+            amount: None,
+            currency: None,
+            billing: Some((34_425, rate.to_owned())),
+            billing_currency: Some("764"),
+            quote: Some("EVEN"),
+        };
+        h.send(acq, 0, &payment(&i, stan));
+        let f = h.recv(iss);
+        match code {
+            None => {
+                assert_eq!(f.len(), 1, "{rate}: forwarded");
+                assert_eq!(f[0].field(10).as_deref(), Some(rate), "forwarded as it came");
+                h.answer(iss, &f[0], "00");
+                assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"), "{rate}");
+            }
+            Some(c) => {
+                assert!(f.is_empty(), "{rate}: not forwarded");
+                assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some(c), "{rate}");
+            }
+        }
+    }
 }
