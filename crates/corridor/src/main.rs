@@ -22,6 +22,7 @@ use corridor_config as config;
 
 mod journal;
 mod msg;
+mod oneline;
 mod qr;
 mod saf;
 
@@ -173,7 +174,11 @@ fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // One line an event: its fields' line breaks escaped.
+        LogFormat::Text => fmt
+            .fmt_fields(oneline::OneLineFields::default())
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
         // One JSON object a line: the event's fields at the top level, with its target.
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
     }

@@ -374,6 +374,31 @@ fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
         sw.lines()
     );
     assert_eq!(purchases(acq, 1, 1), vec![("000001".into(), "00".into())]);
+
+    // Broken TOML: the parser's error spans several lines (the line quoted, a caret). Found
+    // from outside: written raw, one audit record printed as five lines, and the log too.
+    std::fs::write(path, good.replace("default = true", "default = = true")).unwrap();
+    sw.signal("-HUP");
+    wait_log("reload refused", 2);
+    wait_log("corridor::audit", 2);
+    let lines = sw.lines();
+    let refused: Vec<_> =
+        lines.iter().filter(|l| l.contains("reload refused") && l.contains("\\n")).collect();
+    assert_eq!(refused.len(), 1, "the TOML error on the refusal's line, escaped: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with(|c: char| c.is_ascii_digit()) || l.is_empty()),
+        "every log line is a whole event (none is a continuation of the one before): {lines:#?}"
+    );
+    let (ok, trail) = common::corridor(&["journal", "audit", rig.dir.join("journal").to_str().unwrap()]);
+    assert!(ok, "{trail}");
+    let records: Vec<_> = trail.lines().skip(1).collect();
+    assert!(records.len() >= 2, "{trail}");
+    assert!(
+        records.iter().all(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())),
+        "one line a record: {trail}"
+    );
+    std::fs::write(path, good.replace("destination = \"iss\"", "destination = \"nobody\"")).unwrap();
+
     let (code, body) = sw.post("/reload");
     assert_eq!(code, 422, "{body}");
     assert!(json(&body)["error"].as_str().unwrap().contains("kept"), "{body}");
@@ -384,7 +409,7 @@ fn sighup_reloads_and_a_broken_file_keeps_the_configuration_in_force() {
     wait_log("reload applied", 1);
     assert_eq!(purchases(acq, 2, 1), vec![("000002".into(), "92".into())]);
     let (_, m) = sw.get("/metrics");
-    assert_eq!(metric(&m, "corridor_reloads_total", "outcome=\"refused\""), 2.0);
+    assert_eq!(metric(&m, "corridor_reloads_total", "outcome=\"refused\""), 3.0);
     assert_eq!(metric(&m, "corridor_reloads_total", "outcome=\"applied\""), 1.0);
     wait_log("outcome=\"ok: 1 changes\"", 1);
     assert!(sw

@@ -124,11 +124,13 @@ impl Engine {
     /// Journals an operator's change (who, what, when, outcome); a no-op without a journal.
     pub fn record_audit(&mut self, at_unix_ms: u64, who: &str, action: &str, outcome: &str, now: Instant) {
         if self.journal.is_some() {
+            // One record, one line: whatever a file or a peer put in the text (a refused
+            // reload's TOML error spans lines).
             let entry = Entry::Audit {
                 at_unix_ms,
-                who: who.to_owned(),
-                action: action.to_owned(),
-                outcome: outcome.to_owned(),
+                who: corridor_journal::entry::one_line(who),
+                action: corridor_journal::entry::one_line(action),
+                outcome: corridor_journal::entry::one_line(outcome),
             };
             self.record(&entry, now);
         }

@@ -72,6 +72,23 @@ pub struct Key {
     pub forwarder: u64,
 }
 
+/// `text` on one line: line breaks and other control characters written as escapes (`\n`,
+/// `\u{1b}`), so a record printed or logged is one line whatever text it was given.
+#[must_use]
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// An institution id (1 to 11 digits) as a number that keeps its length: the digits' value
 /// and, above bit 40, how many there are ("012" and "12" differ). 0 for none.
 #[must_use]
