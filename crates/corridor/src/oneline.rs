@@ -2,7 +2,7 @@
 //! line breaks and other control characters escaped, whatever text a peer or a file put in
 //! them (a refused reload's multi-line TOML error, a certificate's subject).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing_subscriber::{
     field::RecordFields,
@@ -23,7 +23,6 @@ impl<'w> FormatFields<'w> for OneLineFields {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn control_characters_are_escaped() {
