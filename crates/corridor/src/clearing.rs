@@ -363,12 +363,29 @@ pub fn summary(rows: &[Row], participant: Option<&str>) -> Vec<Row> {
 ///
 /// The writer fails.
 pub fn write_csv(rows: &[Row], w: impl std::io::Write) -> Result<()> {
-    let mut out = csv::Writer::from_writer(w);
+    // The header row always, so an empty day is a file with its columns, not an empty file
+    // (serializing writes the header before the first row only).
+    let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(w);
+    out.write_record(csv_header())?;
     for r in rows {
         out.serialize(r)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The clearing file's columns, in order: [`Row`]'s fields.
+fn csv_header() -> Vec<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    // A row serialized with headers on writes the header line first.
+    let header = w
+        .serialize(Row::default())
+        .ok()
+        .and(w.into_inner().ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    header.split(',').map(str::to_owned).collect()
 }
 
 /// The clearing file as JSON: `{"business_date", "participant", "transactions", "totals",
@@ -477,6 +494,11 @@ fn net_of_reversals(rows: Vec<Row>) -> (BTreeMap<MatchKey, Row>, Vec<Row>) {
     (by_key, alone)
 }
 
+/// An amount as a reader writes it: its minor units, or "none".
+fn amount_text(a: Option<u64>) -> String {
+    a.map_or_else(|| "none".into(), |a| a.to_string())
+}
+
 /// Compares `ours` with `theirs` (see the module docs).
 #[must_use]
 pub fn reconcile(ours: Vec<Row>, theirs: Vec<Row>) -> Reconciliation {
@@ -504,8 +526,11 @@ pub fn reconcile(ours: Vec<Row>, theirs: Vec<Row>) -> Reconciliation {
                 let mut diffs = Vec::new();
                 if o.amount != t.amount || o.currency != t.currency {
                     diffs.push(format!(
-                        "amount {:?} {} vs {:?} {}",
-                        o.amount, o.currency, t.amount, t.currency
+                        "amount {} {} vs {} {}",
+                        amount_text(o.amount),
+                        o.currency,
+                        amount_text(t.amount),
+                        t.currency
                     ));
                 }
                 if o.settlement_amount.is_some()
@@ -513,8 +538,9 @@ pub fn reconcile(ours: Vec<Row>, theirs: Vec<Row>) -> Reconciliation {
                     && o.settlement_amount != t.settlement_amount
                 {
                     diffs.push(format!(
-                        "settlement amount {:?} vs {:?}",
-                        o.settlement_amount, t.settlement_amount
+                        "settlement amount {} vs {}",
+                        amount_text(o.settlement_amount),
+                        amount_text(t.settlement_amount)
                     ));
                 }
                 if diffs.is_empty() {

@@ -296,9 +296,22 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`corridor clearing … | head`) is not an error:
+        // what it wanted went out, as with any Unix filter.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("corridor: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is standard output's reader gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    let pipe = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(pipe)
+            || c.downcast_ref::<csv::Error>()
+                .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if pipe(io)))
+    })
 }

@@ -325,8 +325,31 @@ fn the_days_clearing_file_lists_approved_payments_not_reversed_and_reconciles_wi
     assert!(out.contains("reversal-only") && out.contains("533510099999"), "{out}");
     assert!(out.contains("3 breaks"), "{out}");
     assert!(out.contains("total matched") && out.contains("       2  11234 CNY"), "{out}");
+    // Found from outside: the break's detail read `amount Some(25000) VND`.
+    assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
     let (ok, out) = corridor(&["reconcile", ours.to_str().unwrap(), ours.to_str().unwrap()]);
     assert!(ok, "a file reconciles with itself: {out}");
+
+    // An empty day is a file with its header row (it was an empty file).
+    let (ok, out) = corridor(&["clearing", "--config", cfg.to_str().unwrap(), "--date", "2001-01-01"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("record,business_date,"), "{out}");
+    assert_eq!(rows(&out, "transaction").len(), 0);
+
+    // A reader that stops reading (`| head`) is no error: nothing on stderr, exit 0. The
+    // pipe's reading end is closed before the clearing is written.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["clearing", "--config", cfg.to_str().unwrap(), "--date", &date, "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.is_empty(), "{:?} {err}", out.status);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
