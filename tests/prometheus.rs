@@ -36,7 +36,7 @@ fn tool(name: &str) -> std::path::PathBuf {
         .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("{name} is not installed (Debian: apt-get install prometheus); .ci/run installs it")
+            panic!("{name} is not installed (Debian: apt-get install prometheus); tests/run, the README's test command, installs it")
         })
 }
 

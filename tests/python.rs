@@ -1,7 +1,7 @@
 //! A Python interpreter with pinned packages, for tests that talk to implementations we did
 //! not write.
 //!
-//! `CORRIDOR_PYTHON` names an interpreter to use as it is (CI provisions one in `.ci/run`).
+//! `CORRIDOR_PYTHON` names an interpreter to use as it is (`tests/run`, the README's test command, provisions one).
 //! Otherwise the first test that asks creates `target/test-venv` with `python3 -m venv` and
 //! installs the pinned requirements from PyPI; later tests and runs reuse it. Concurrent test
 //! processes (nextest runs each test in its own) serialize on a lock directory, with a bounded
@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The PyPI packages the tests use, pinned: `tests/requirements.txt`, which `.ci/run` installs
+/// The PyPI packages the tests use, pinned: `tests/requirements.txt`, which `tests/run` installs
 /// from too.
 pub const REQUIREMENTS: &str = include_str!("requirements.txt");
 
