@@ -703,3 +703,56 @@ fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
     drop(sw);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found from outside: stopped (`SIGSTOP`) past its timeouts under load, then continued,
+/// the switch judged its timers before it read the issuer's answers waiting in its socket:
+/// it timed the requests out, closed the healthy issuer link as unresponsive and declined
+/// the backlog 91. Its own pause is not the peer's silence.
+#[test]
+fn a_paused_switch_reads_what_arrived_before_it_judges_a_timeout() {
+    let dir = state("ops-pause");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    // Answers 200 ms after each request: while the switch is stopped.
+    std::thread::spawn(move || {
+        common::serve_peer(listener, &s, |m, _| Some((Duration::from_millis(200), common::answer(m, "00"))));
+    });
+    let (acq_port, admin_port) = (common::free_port(), common::free_port());
+    let path = config(&dir, acq_port, issuer, admin_port, "");
+    let text_cfg =
+        std::fs::read_to_string(&path).unwrap().replacen("timeout_ms = 5000", "timeout_ms = 1000", 1);
+    std::fs::write(&path, text_cfg).unwrap();
+    let sw = Serve::start(&path, &[], &[]);
+    sw.wait_ready();
+    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let mut s = TcpStream::connect(acq).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    const N: u32 = 50;
+    for stan in 1..=N {
+        assert!(send(&mut s, u64::from(stan), &purchase(stan, &format!("RRN{stan:09}"))));
+    }
+    // Forwarded (the issuer answers 200 ms later), then stopped past the route's timeout.
+    std::thread::sleep(Duration::from_millis(60));
+    sw.signal("-STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    sw.signal("-CONT");
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < N as usize && Instant::now() < deadline {
+        let Some(frames) = read_frames(&mut s, &mut buf) else { break };
+        got.extend(frames.into_iter().map(|(_, m)| text(&m, de::RESPONSE_CODE)));
+    }
+    assert_eq!(got.len(), N as usize, "{got:?}");
+    assert!(got.iter().all(|c| c == "00"), "the answers that came during the pause are relayed: {got:?}");
+    let (_, m) = sw.get("/metrics");
+    assert_eq!(metric(&m, "corridor_timeouts_total", ""), 0.0, "{m}");
+    let (_, links) = sw.get("/links");
+    assert!(!links.contains("nresponsive"), "{links}");
+    assert_eq!(purchases(acq, 100, 1), vec![("000100".into(), "00".into())], "the link stayed up");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
+}

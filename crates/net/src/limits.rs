@@ -51,3 +51,13 @@ pub const HOP_REOPEN: Duration = Duration::from_millis(100);
 pub const SHARDS_MAX: usize = corridor_engine::shards::SHARDS_MAX;
 
 const _: () = assert!(READ_MIN_BYTES < READ_CHUNK_BYTES);
+
+/// A timer that fires this much past its time means the switch itself did not run (stopped,
+/// a virtual machine's stolen time, a thread held up): the readers take what arrived
+/// meanwhile before any timer is judged, so the switch's own pause is never taken for a
+/// peer's silence.
+pub const TIMER_LATE_MAX: Duration = Duration::from_millis(100);
+
+/// Rounds of reading the timer task lets pass after a pause before it judges the timers:
+/// each lets every link's reader take what its socket holds (up to its cooperative budget).
+pub const PAUSE_READ_ROUNDS: usize = 4;

@@ -31,8 +31,9 @@ use crate::{
     error::{DialError, LinkError},
     handle::{Command, Handle, LinkSnapshot, Shutdown},
     limits::{
-        CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX, READ_CHUNK_BYTES,
-        READ_MIN_BYTES, REFUSED_LOG_INTERVAL, TCP_SEND_BUFFER_BYTES, TLS_HANDSHAKE_MAX,
+        CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX,
+        PAUSE_READ_ROUNDS, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL, TCP_SEND_BUFFER_BYTES,
+        TIMER_LATE_MAX, TLS_HANDSHAKE_MAX,
     },
     quic::{endpoint, QuicLink, QuicSide},
     tls::{LinkTls, TlsSide},
@@ -1177,6 +1178,14 @@ async fn timer_loop(shared: Rc<Shared>) {
         };
         tokio::select! {
             () = sleep => {
+                // Late: the switch was paused, and the answers that came meanwhile wait in
+                // its sockets. Timers and readers woke together; let the readers go first
+                // (a yield waits for the I/O driver), then judge what is still unanswered.
+                if next.is_some_and(|at| Instant::now().saturating_duration_since(at) > TIMER_LATE_MAX) {
+                    for _ in 0..PAUSE_READ_ROUNDS {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 shared.engine.borrow_mut().handle_timeout(Instant::now());
                 shared.flush();
             }
