@@ -27,7 +27,7 @@ pub struct OpsSwitch {
     pub switch: crate::switch::TestSwitch,
     /// The issuers: the one routes go to, and an idle one.
     pub issuers: Vec<Responder>,
-    admin_server: Option<corridor::admin::Admin>,
+    admin_server: Option<corridor_ops::admin::Admin>,
 }
 
 impl OpsSwitch {
@@ -94,8 +94,8 @@ timeout_ms = 5000
         );
         let switch = crate::switch::TestSwitch::start(&config);
         switch.wait_signed_on(&["napas-vn-1", "promptpay-th-1"]);
-        let admin_server = corridor::admin::start(
-            corridor::admin::AdminConfig {
+        let admin_server = corridor_ops::admin::start(
+            corridor_ops::admin::AdminConfig {
                 address: "127.0.0.1:0".parse().unwrap(),
                 token: Arc::new(RwLock::new(TOKEN.to_owned())),
                 token_name: "test".into(),

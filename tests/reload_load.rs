@@ -1,5 +1,5 @@
 //! Twenty configuration reloads during a load of 10,000 requests a second, through the
-//! reload `SIGHUP` and `POST /reload` run (`corridor::serve::reloader`, the admin server's
+//! reload `SIGHUP` and `POST /reload` run (`corridor_ops::serve::reloader`, the admin server's
 //! endpoint, the switch's one-step reconfiguration): nothing lost, declined or timed out
 //! because of a reload. (`SIGHUP` itself, on the real binary: `crates/corridor/tests/ops.rs`.)
 
@@ -87,17 +87,17 @@ fn twenty_reloads_under_ten_thousand_requests_a_second_lose_decline_and_time_out
     let switch = TestSwitch::start(&a);
     switch.wait_signed_on(&["iss-1"]);
     let handle = switch.handle().clone();
-    let counts = Arc::new(corridor::admin::ReloadCounts::default());
+    let counts = Arc::new(corridor_ops::admin::ReloadCounts::default());
     let token = Arc::new(RwLock::new(TOKEN.to_owned()));
-    let reloader = corridor::serve::reloader(
+    let reloader = corridor_ops::serve::reloader(
         path.clone(),
         current,
         handle.clone(),
         Arc::clone(&counts),
         Arc::clone(&token),
     );
-    let admin = corridor::admin::start(
-        corridor::admin::AdminConfig {
+    let admin = corridor_ops::admin::start(
+        corridor_ops::admin::AdminConfig {
             address: "127.0.0.1:0".parse().unwrap(),
             token,
             token_name: "test".into(),

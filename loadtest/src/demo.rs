@@ -456,7 +456,7 @@ fn day_clearing((markets, home): &Markets, dir: &std::path::Path) -> Result<Vec<
     let ms = u64::try_from(ms).unwrap_or(0);
     let day = i64::try_from(ms / 86_400_000).unwrap_or(0) * 86_400_000;
     let date = corridor_wire::clock::utc_text(ms)[..10].to_owned();
-    let setup = corridor::clearing::Setup {
+    let setup = corridor_clearing::Setup {
         dir,
         window: (day, day + 86_400_000),
         date: &date,
@@ -464,9 +464,9 @@ fn day_clearing((markets, home): &Markets, dir: &std::path::Path) -> Result<Vec<
         markets: markets.clone(),
         home: *home,
     };
-    let rows = corridor::clearing::transactions(&setup)?;
+    let rows = corridor_clearing::transactions(&setup)?;
     let mut out = vec![format!("business day {date} (UTC): {} approved payments not reversed", rows.len())];
-    for r in corridor::clearing::summary(&rows, None) {
+    for r in corridor_clearing::summary(&rows, None) {
         let exp = corridor_engine::exchange::by_code(&r.currency).map_or(0, |c| c.exponent);
         let dec = |v: u64| corridor_engine::exchange::decimal_amount(v, exp);
         match r.record.as_str() {

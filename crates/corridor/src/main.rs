@@ -9,7 +9,9 @@
 //! - `journal.rs`: `corridor journal`, to look at, check and cut a journal directory.
 //! - `qr.rs`: `corridor qr`, to read and write EMV QR payloads.
 //! - `saf.rs`: `corridor saf`, the store-and-forward and exception queues of a journal.
-//! - the library (`certs`, `serve`); the configuration file is `corridor-config`'s.
+//! - `oneline.rs`: the text log's fields, one line an event.
+//! - what it runs comes from the library crates: `corridor-ops` (the serve loop, the admin
+//!   API), `corridor-clearing` (clearing and reconciliation), `corridor-config` (the file).
 
 #![forbid(unsafe_code)]
 
@@ -17,8 +19,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use corridor::serve;
 use corridor_config as config;
+use corridor_ops::serve;
 
 mod journal;
 mod msg;
@@ -207,7 +209,7 @@ fn run_clearing(
     participant: Option<&str>,
     format: &str,
 ) -> anyhow::Result<()> {
-    use corridor::clearing;
+    use corridor_clearing as clearing;
     let loaded = config::load(path)?;
     let Some(journal) = &loaded.journal else {
         anyhow::bail!("{}: no [journal]: nothing to clear from", path.display())
@@ -255,7 +257,7 @@ fn run_clearing(
 
 fn run_reconcile(ours: &std::path::Path, theirs: &std::path::Path, json: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let r = corridor::clearing::reconcile(corridor::clearing::read(ours)?, corridor::clearing::read(theirs)?);
+    let r = corridor_clearing::reconcile(corridor_clearing::read(ours)?, corridor_clearing::read(theirs)?);
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;

@@ -167,6 +167,39 @@ pub fn segments_since(
     Ok((out, more))
 }
 
+/// Calls `each` with every record (its sequence number and entry) of the segments holding
+/// records from `from_unix_ms` on ([`segments_since`], at most `max` segments), for the views
+/// that are not the switch's own (transactions, clearing): one segment in memory at a time,
+/// the newest read as possibly torn at its tail, a segment removed by retention meanwhile
+/// skipped, a record of a kind this version does not read passed over. Whether later
+/// segments were left unread.
+///
+/// # Errors
+///
+/// The directory cannot be read, a segment is corrupt inside ([`JournalError`], into the
+/// caller's error), or `each` fails.
+pub fn for_each_since<E: From<JournalError>>(
+    dir: &Path,
+    from_unix_ms: u64,
+    max: usize,
+    mut each: impl FnMut(u64, corridor_journal::Entry) -> Result<(), E>,
+) -> Result<(usize, bool), E> {
+    let (segments, more) = segments_since(dir, from_unix_ms, max)?;
+    let last = segments.last().map(|(seq, _)| *seq);
+    for (seq, path) in &segments {
+        // A segment removed by retention meanwhile is simply not there any more.
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        let seg = corridor_journal::segment::scan_segment(&bytes, *seq, Some(*seq) == last)
+            .map_err(JournalError::Corrupt)?;
+        for f in &seg.records {
+            if let Ok(entry) = corridor_journal::Entry::decode(f.record.kind, f.record.payload) {
+                each(f.record.seq, entry)?;
+            }
+        }
+    }
+    Ok((segments.len(), more))
+}
+
 /// The first sequence numbers of the segments in `dir`, in order (files named as segments;
 /// anything else is left alone). A directory that does not exist yet holds none.
 fn segment_seqs(dir: &Path) -> Result<Vec<u64>, JournalError> {

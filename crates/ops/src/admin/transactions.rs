@@ -159,8 +159,11 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut hop_keys: Vec<Key> = Vec::new();
     let mut reversals: BTreeMap<u64, (Of, ReversalView)> = BTreeMap::new();
     let mut more_matches = false;
-    let (segments_read, more_segments) =
-        crate::records::for_each_since(dir, q.from_unix_ms, SEGMENTS_MAX, |seq, entry| {
+    let (segments_read, more_segments) = corridor_net::journal::for_each_since::<anyhow::Error>(
+        dir,
+        q.from_unix_ms,
+        SEGMENTS_MAX,
+        |seq, entry| {
             match entry {
                 Entry::Accepted(a) => {
                     if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
@@ -284,7 +287,8 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                 _ => {}
             }
             Ok(())
-        })?;
+        },
+    )?;
     let mut crossed = Vec::new();
     for (_, (of, r)) in reversals {
         match of {

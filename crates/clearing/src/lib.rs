@@ -1,4 +1,14 @@
-//! Clearing files and reconciliation: `corridor clearing` and `corridor reconcile`.
+//! Clearing files and reconciliation, from the journal: what `corridor clearing` and
+//! `corridor reconcile` print, and what the load tool's demo shows. A library, so that
+//! nothing needs the `corridor` binary's crate to clear a day.
+//!
+//! # Layout
+//!
+//! One module: [`transactions`] reads a day's approved payments from every shard's journal
+//! (through `corridor_net::journal::for_each_since`), [`summary`] adds the totals and the
+//! positions, [`write_csv`] and [`to_json`] write the file, [`read`] and [`reconcile`]
+//! compare two files.
+//!
 //!
 //! **Clearing** reads the journal: every financial request (0200) the switch forwarded that
 //! its destination approved (`00`, `08`, `11`) within the business day (by the time of its
@@ -27,6 +37,8 @@
 //! matched, amount mismatch (amount, currency, or the settlement amount when both have it),
 //! missing on either side, and reversal-only (a reversal whose original is not in its file);
 //! with counts and totals per currency. Any break exits non-zero.
+
+#![forbid(unsafe_code)]
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -212,7 +224,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
     // carry the reversal's own (blank) terminal.
     let mut by_original: HashMap<Key, u64> = HashMap::new();
     let no_terminal = |k: &Key| Key { terminal: [b' '; 8], ..k.clone() };
-    crate::records::for_each_since(dir, from, SEGMENTS_MAX, |seq, entry| {
+    corridor_net::journal::for_each_since::<anyhow::Error>(dir, from, SEGMENTS_MAX, |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
                 if a.key.class != 2 || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {

@@ -1,7 +1,7 @@
 //! `corridor serve`: the switch's shard 0 on one current-thread runtime (its other shards
 //! on threads of their own), the admin server on a thread of its own, reloads on `SIGHUP` and `POST /reload`, and systemd's notify protocol.
 //!
-//! Under systemd (`Type=notify`, see `crates/corridor/systemd/corridor.service`) the switch
+//! Under systemd (`Type=notify`, see `crates/corridor/ops/systemd/corridor.service`) the switch
 //! says `READY=1` once every listener is bound and the admin server is up, `RELOADING=1`
 //! then `READY=1` around each reload, `STOPPING=1` when the drain begins, and pings the
 //! watchdog at half its interval — each ping only after the switch's thread answered, so a

@@ -1,0 +1,17 @@
+//! Corridor's operations: what an operator reaches a running switch through, apart from
+//! its configuration (`corridor-config`) and the switch itself (`corridor-net`). A library
+//! behind the thin `corridor` binary, so tests and tools start it as the binary does
+//! without depending on the binary's crate.
+//!
+//! # Layout
+//!
+//! - [`serve`]: the serve loop — the switch, the admin server, reloads on `SIGHUP` and
+//!   `POST /reload`, the drain on `SIGTERM`, systemd's notify protocol and watchdog.
+//! - [`admin`]: the loopback admin HTTP API (token, audit trail), the Prometheus exposition
+//!   (`admin::exposition`), the sans-IO anomaly monitor (`admin::monitor`), the transactions
+//!   view read from the journal (`admin::transactions`) and the live monitoring page.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod serve;
