@@ -436,10 +436,17 @@ impl Engine {
             return self.replay_outcome(link, correlation, msg, outcome);
         }
         // DE 90 names the original (SPEC §9); a reversal that leaves out or changes DE 41
-        // still reverses it: the key of the request remembered or in flight that it names.
+        // still reverses it: the key of the request in flight or remembered that it names —
+        // its own DE 41's when there is one, else the one that differs only in DE 41.
         let original = (msg.mti().class() == 4).then(|| {
             let named = DupKey::original_of(participant, stan, msg);
-            self.duplicates.original(&named).or_else(|| self.outcomes.original(&named)).unwrap_or(named)
+            if self.duplicates.contains(&named) || self.outcomes.contains(&named) {
+                return named;
+            }
+            self.duplicates
+                .same_original(&named)
+                .or_else(|| self.outcomes.same_original(&named))
+                .unwrap_or(named)
         });
         if let Some(orig) = original {
             let reversed = self.outcomes.get(&orig, now, window).is_some_and(|o| o.reversed);

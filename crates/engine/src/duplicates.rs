@@ -114,15 +114,17 @@ impl Outcomes {
         self.find(key).map(|pos| self.ring[pos].outcome)
     }
 
-    /// The key of the outcome a reversal naming `key` reverses: `key` itself when it is
-    /// remembered, else one that differs from it only in the terminal.
-    pub(crate) fn original(&self, key: &DupKey) -> Option<DupKey> {
+    /// Whether `key`'s outcome is remembered (expired or not).
+    pub(crate) fn contains(&self, key: &DupKey) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// A remembered key that names the same original as `key` ([`DupKey::same_original`]).
+    pub(crate) fn same_original(&self, key: &DupKey) -> Option<DupKey> {
         let ring = &self.ring;
-        self.find(key)
-            .or_else(|| {
-                self.index.find(hash(key), |&p| ring[p as usize].key.same_original(key)).map(|&p| p as usize)
-            })
-            .map(|pos| self.ring[pos].key)
+        self.index
+            .find(hash(key), |&p| ring[p as usize].key.same_original(key))
+            .map(|&p| ring[p as usize].key)
     }
 
     fn find(&self, key: &DupKey) -> Option<usize> {
@@ -198,11 +200,9 @@ impl InFlightKeys {
         self.table.find(hash(key), |k| k == key).is_some()
     }
 
-    /// The key in flight that a reversal naming `key` reverses: `key`, else one that
-    /// differs from it only in the terminal.
-    pub(crate) fn original(&self, key: &DupKey) -> Option<DupKey> {
-        let h = hash(key);
-        self.table.find(h, |k| k == key).or_else(|| self.table.find(h, |k| k.same_original(key))).copied()
+    /// A key in flight that names the same original as `key` ([`DupKey::same_original`]).
+    pub(crate) fn same_original(&self, key: &DupKey) -> Option<DupKey> {
+        self.table.find(hash(key), |k| k.same_original(key)).copied()
     }
 
     /// `key` is in flight now. (Admission declines a key already in flight.)

@@ -323,3 +323,39 @@ fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
     let revs: Vec<_> = h.recv(iss).into_iter().filter(|g| g.msg.mti() == Mti::REVERSAL_ADVICE).collect();
     assert_eq!(revs.len(), 2, "both reversals reach the issuer");
 }
+
+/// Two requests of one originator that differ only in DE 41, one answered and one in
+/// flight: a reversal that carries DE 41 names the one with its terminal, wherever that one
+/// is — not the other because it is in flight.
+#[test]
+fn a_reversal_with_de41_names_the_original_with_that_terminal() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let iss = h.issuer_up(L_ISS_A1);
+    let acq = h.acquirer_up(L_ACQ);
+    sync(&mut h, &mut log);
+    let mut answered = purchase(PAN_A, "000071", "12345678");
+    answered.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    let in_flight = purchase(PAN_A, "000071", "12345678");
+    h.send(acq, 0, &answered);
+    sync(&mut h, &mut log);
+    let fwd = h.recv(iss);
+    h.answer(iss, &fwd[0], "00");
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
+    h.send(acq, 0, &in_flight);
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(iss).len(), 1, "another request: forwarded");
+    h.send(acq, 0, &reversal_of(&answered, "000072"));
+    sync(&mut h, &mut log);
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
+    let e = entries(&log);
+    let original = e
+        .iter()
+        .find_map(|x| match x {
+            Entry::ReversalQueued(q) if q.advice.is_some() => q.original.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(&original.terminal, b"TERM0002", "{e:?}");
+}
