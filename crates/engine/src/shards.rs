@@ -45,6 +45,13 @@ use crate::config::{AtLimit, Config, DirectoryEntry, Framing, LinkSpec, Particip
 /// another shard sent).
 pub const HOP_ID_PREFIX: &str = "shard:";
 
+/// The id of the hop participant standing for shard `j` (what the other shards journal the
+/// requests it sends them under).
+#[must_use]
+pub fn hop_participant_id(j: usize) -> String {
+    format!("{HOP_ID_PREFIX}{j}")
+}
+
 /// Most shards one switch runs.
 pub const SHARDS_MAX: usize = 256;
 
@@ -236,7 +243,7 @@ impl ShardPlan {
 
     fn hop_participants(&self) -> impl Iterator<Item = Participant> + '_ {
         (0..self.count).map(|j| Participant {
-            id: format!("{HOP_ID_PREFIX}{j}"),
+            id: hop_participant_id(j),
             name: format!("shard {j} of this switch"),
             roles: Roles { acquirer: true, issuer: true, network: true },
             acquirer_ids: Vec::new(),

@@ -67,10 +67,10 @@ pub(crate) struct ReversalView {
 /// One transaction's life.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Transaction {
-    /// Its duplicate key, which the destination's shard journaled it under (with the hop
-    /// participant standing for this shard) when it crossed a hop.
+    /// The key the destination's shard journaled it under if it crossed a hop: its own key,
+    /// with the hop participant standing for its shard as the participant.
     #[serde(skip)]
-    key: Option<Key>,
+    crossed_as: Option<Key>,
     seq: u64,
     at_unix_ms: Option<u64>,
     participant: String,
@@ -112,31 +112,21 @@ fn text(b: &[u8]) -> String {
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut all = Found::default();
-    let mut per_shard = Vec::new();
     let mut crossed = Vec::new();
     for (shard, d) in corridor_net::journal::shard_dirs(dir) {
-        let f = lookup_one(&d, q)?;
+        let f = lookup_one(shard, &d, q)?;
+        all.transactions.extend(f.transactions);
         all.segments_read += f.segments_read;
         all.more_segments |= f.more_segments;
         all.more_matches |= f.more_matches;
         crossed.extend(f.crossed);
-        per_shard.push((shard, f.transactions));
     }
-    // A reversal made on the destination's shard is the originator's transaction's: its key
-    // there names the hop participant standing for the originator's shard.
+    // A reversal made on the destination's shard is the originator's transaction's.
     for (key, r) in crossed {
-        let Some(from) = key.participant.strip_prefix(corridor_engine::shards::HOP_ID_PREFIX) else {
-            continue;
-        };
-        let Some((_, txns)) = per_shard.iter_mut().find(|(k, _)| from.parse() == Ok(*k)) else { continue };
-        let same = |t: &&mut Transaction| {
-            t.key.as_ref().is_some_and(|k| Key { participant: key.participant.clone(), ..k.clone() } == key)
-        };
-        if let Some(t) = txns.iter_mut().find(same) {
+        if let Some(t) = all.transactions.iter_mut().find(|t| t.crossed_as.as_ref() == Some(&key)) {
             t.reversals.push(r);
         }
     }
-    all.transactions = per_shard.into_iter().flat_map(|(_, t)| t).collect();
     if all.transactions.len() > MATCHES_MAX {
         all.transactions.truncate(MATCHES_MAX);
         all.more_matches = true;
@@ -147,7 +137,7 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
 /// [`lookup`] in one shard's journal. What another shard sent over a hop is that shard's
 /// transaction (its originator's): left out here, but the reversals of it made here are
 /// handed back (`crossed`) for that shard's transaction.
-fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
+fn lookup_one(shard: usize, dir: &Path, q: &Query) -> anyhow::Result<Found> {
     /// Whose a reversal is: a transaction of this shard (by its sequence number), or a
     /// request another shard sent over a hop (by the key it crossed with).
     enum Of {
@@ -195,7 +185,10 @@ fn lookup_one(dir: &Path, q: &Query) -> anyhow::Result<Found> {
                     found.insert(
                         seq,
                         Transaction {
-                            key: Some(a.key.clone()),
+                            crossed_as: Some(Key {
+                                participant: corridor_engine::shards::hop_participant_id(shard),
+                                ..a.key.clone()
+                            }),
                             seq,
                             at_unix_ms: (a.at_unix_ms != 0).then_some(a.at_unix_ms),
                             participant: a.key.participant.clone(),
