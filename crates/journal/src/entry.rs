@@ -528,6 +528,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_line_escapes_control_characters() {
+        let out = one_line("expected `=`\n  |\n3 | oops\r\tend\u{1b}[31m");
+        assert_eq!(out, "expected `=`\\n  |\\n3 | oops\\r\\tend\\u{1b}[31m");
+        assert_eq!(one_line("plain text, é ü"), "plain text, é ü");
+    }
+
+    #[test]
     fn institution_codes_keep_the_length() {
         assert_ne!(institution_code(b"012"), institution_code(b"12"));
         assert_eq!(institution_code(b""), 0);
