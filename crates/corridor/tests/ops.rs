@@ -162,16 +162,25 @@ fn config(dir: &Path, acq_port: u16, issuer: SocketAddr, admin_port: u16, extra:
     path
 }
 
-/// An issuer the switch dials that approves everything at once (network management too).
-fn approving_issuer() -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+/// An issuer the switch dials, answering each message with what `answer` returns and when
+/// (network management at once); its address, and the flag that stops it.
+fn issuer(
+    answer: impl FnMut(&corridor_wire::OwnedMessage) -> Option<(Duration, corridor_wire::OwnedMessage)>
+        + Send
+        + 'static,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        common::serve_peer(listener, &s, |m, _| Some((Duration::ZERO, common::answer(m, "00"))));
-    });
+    let mut answer = answer;
+    std::thread::spawn(move || common::serve_peer(listener, &s, |m, _| answer(m)));
     (addr, stop)
+}
+
+/// An issuer the switch dials that approves everything at once (network management too).
+fn approving_issuer() -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    issuer(|m| Some((Duration::ZERO, common::answer(m, "00"))))
 }
 
 /// What most tests here start from: a state directory, an approving issuer, and a
@@ -524,13 +533,7 @@ fn the_systemd_unit_verifies() {
 fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries_then_closes() {
     let dir = state("ops-links");
     // An issuer that answers after 1.5 s: a request is still in flight when its link goes.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer = listener.local_addr().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        common::serve_peer(listener, &s, |m, _| Some((Duration::from_millis(1500), common::answer(m, "00"))));
-    });
+    let (issuer, stop) = issuer(|m| Some((Duration::from_millis(1500), common::answer(m, "00"))));
     let (acq_port, admin_port, new_port) = (common::free_port(), common::free_port(), common::free_port());
     let path = config(&dir, acq_port, issuer, admin_port, "");
     let a = std::fs::read_to_string(&path).unwrap();
@@ -649,27 +652,19 @@ fn an_open_monitoring_page_does_not_hold_up_a_drain_and_systemd_hears_it_stop() 
 #[test]
 fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
     let dir = state("ops-hop-timeout");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer = listener.local_addr().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = Arc::clone(&stop);
     // Silent to requests; acknowledges the reversals.
-    std::thread::spawn(move || {
-        common::serve_peer(listener, &s, |m, _| {
-            (m.mti().class() == 4).then(|| (Duration::ZERO, common::answer(m, "00")))
-        });
-    });
+    let (issuer, stop) =
+        issuer(|m| (m.mti().class() == 4).then(|| (Duration::ZERO, common::answer(m, "00"))));
     let (acq_port, admin_port) = (common::free_port(), common::free_port());
-    std::fs::write(dir.join("admin.token"), format!("{TOKEN}\n")).unwrap();
-    let text = common::config(acq_port, issuer, "shards = 2")
+    let path = config(&dir, acq_port, issuer, admin_port, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("[switch]\n", "[switch]\nshards = 2\n", 1)
         .replacen("id = \"acq\"\n", "id = \"acq\"\nshard = 0\n", 1)
         .replacen("id = \"iss\"\n", "id = \"iss\"\nshard = 1\n", 1)
         .replacen("timeout_ms = 5000", "timeout_ms = 300", 1)
         // Its timeouts are this test's subject, not the link's health.
         .replacen("reconnect_min_ms = 20", "reconnect_min_ms = 20\n  timeouts_down_max = 100", 1);
-    let text =
-        format!("{text}\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ntoken_file = \"admin.token\"\n");
-    let path = dir.join("switch.toml");
     std::fs::write(&path, text).unwrap();
     let sw = Serve::start(&path, &[], &[]);
     sw.wait_ready();
@@ -688,6 +683,7 @@ fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    assert_eq!(found["forwarded"]["link"], "hop:shard-1", "it crossed the hop: {found}");
     assert_eq!(found["answer"]["code"], "68", "{found}");
     assert_eq!(found["answer"]["by"], "switch", "{found}");
     let reversals = found["reversals"].as_array().unwrap();
@@ -711,14 +707,8 @@ fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
 #[test]
 fn a_paused_switch_reads_what_arrived_before_it_judges_a_timeout() {
     let dir = state("ops-pause");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer = listener.local_addr().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = Arc::clone(&stop);
     // Answers 200 ms after each request: while the switch is stopped.
-    std::thread::spawn(move || {
-        common::serve_peer(listener, &s, |m, _| Some((Duration::from_millis(200), common::answer(m, "00"))));
-    });
+    let (issuer, stop) = issuer(|m| Some((Duration::from_millis(200), common::answer(m, "00"))));
     let (acq_port, admin_port) = (common::free_port(), common::free_port());
     let path = config(&dir, acq_port, issuer, admin_port, "");
     let text_cfg =
