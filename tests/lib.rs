@@ -11,11 +11,14 @@
 //!   real peer.
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
+//! - [`node`]: Node.js with the tests' pinned npm packages, provisioned likewise.
 
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a failed test, and says why.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "node.rs"]
+pub mod node;
 #[path = "ops.rs"]
 pub mod ops;
 #[path = "peer.rs"]

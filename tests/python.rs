@@ -44,13 +44,26 @@ pub fn python() -> PathBuf {
     }
     let venv = workspace().join("target").join("test-venv");
     let py = venv.join("bin").join("python");
-    let ready = venv.join(".corridor-ready");
-    let wanted = REQUIREMENTS;
-    if std::fs::read_to_string(&ready).is_ok_and(|r| r == wanted) {
-        return py;
+    provisioned(&venv, REQUIREMENTS, || provision(&venv, &py));
+    py
+}
+
+/// Runs `provision` once for `dir` (whose contents it makes), unless a finished run left
+/// `stamp` there. Concurrent test processes serialize on a lock directory beside `dir`, with a
+/// bounded wait.
+///
+/// # Panics
+///
+/// When `provision` fails, or another process holds the lock for [`PROVISION_WAIT_MAX`].
+pub fn provisioned(dir: &Path, stamp: &str, provision: impl FnOnce() -> Result<(), String>) {
+    let ready = dir.join(".corridor-ready");
+    if std::fs::read_to_string(&ready).is_ok_and(|r| r == stamp) {
+        return;
     }
-    let lock = workspace().join("target").join("test-venv.lock");
-    std::fs::create_dir_all(workspace().join("target")).ok();
+    let lock = dir.with_extension("lock");
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
     let start = Instant::now();
     // mkdir is atomic: whoever creates the lock directory provisions, the rest wait.
     while std::fs::create_dir(&lock).is_err() {
@@ -59,22 +72,21 @@ pub fn python() -> PathBuf {
             "waited {PROVISION_WAIT_MAX:?} for {}; remove it if no test is running",
             lock.display()
         );
-        if std::fs::read_to_string(&ready).is_ok_and(|r| r == wanted) {
-            return py;
+        if std::fs::read_to_string(&ready).is_ok_and(|r| r == stamp) {
+            return;
         }
         #[allow(clippy::disallowed_methods)]
         // a test helper waiting on another process, not a runtime thread
         thread::sleep(Duration::from_millis(200));
     }
-    let result = provision(&venv, &py);
+    let result = provision();
     if result.is_ok() {
-        std::fs::write(&ready, wanted).ok();
+        std::fs::write(&ready, stamp).ok();
     }
     std::fs::remove_dir(&lock).ok();
     if let Err(e) = result {
-        panic!("cannot provision the test Python environment in {}: {e}", venv.display());
+        panic!("cannot provision {}: {e}", dir.display());
     }
-    py
 }
 
 fn provision(venv: &Path, py: &Path) -> Result<(), String> {
@@ -84,7 +96,7 @@ fn provision(venv: &Path, py: &Path) -> Result<(), String> {
         .arg(workspace_file("tests/requirements.txt")))
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(())

@@ -533,3 +533,87 @@ fn a_wallets_reversal_of_a_qr_payment_goes_where_the_payment_went() {
     );
     assert!(net.napas.seen_mti(420).is_empty() && net.promptpay.seen_mti(420).is_empty());
 }
+
+/// One code a public generator made, with what its scheme says it holds.
+struct Generated {
+    generator: String,
+    network: String,
+    merchant: Option<String>,
+    acquirer: Option<String>,
+    amount: Option<String>,
+    payload: String,
+}
+
+/// The codes public generators make (PyPI's promptpay, vietnam-qr-pay and bakong-khqr; npm's
+/// promptparse and paynowqr), as `tests/interop/qr_generators.{py,js}` print them.
+fn generated() -> Vec<Generated> {
+    let py = std::process::Command::new(corridor_tests::python::python())
+        .arg(corridor_tests::python::workspace_file("tests/interop/qr_generators.py"))
+        .output()
+        .expect("python runs");
+    let js = corridor_tests::node::run_script("tests/interop/js/qr_generators.js");
+    let mut out = Vec::new();
+    for run in [py, js] {
+        assert!(run.status.success(), "a generator failed: {}", String::from_utf8_lossy(&run.stderr));
+        for line in String::from_utf8(run.stdout).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |k: &str| v[k].as_str().map(str::to_owned);
+            out.push(Generated {
+                generator: text("generator").unwrap(),
+                network: text("network").unwrap(),
+                merchant: text("merchant"),
+                acquirer: text("acquirer"),
+                amount: text("amount"),
+                payload: text("payload").unwrap(),
+            });
+        }
+    }
+    out
+}
+
+/// Codes as Thai banks' apps and the common libraries make them leave out what their scheme
+/// does not use (PromptPay: MCC, merchant name and city; VNPAY: MCC and city), and put
+/// plain values in unreserved templates. Each decodes to its network with the ids its
+/// scheme puts in the merchant account, and those with an amount are paid through the
+/// switch to the network that serves them.
+#[test]
+fn codes_made_by_public_generators_decode_and_are_paid_through_to_their_networks() {
+    let codes = generated();
+    for network in ["promptpay", "napas", "vnpay", "khqr", "paynow"] {
+        assert!(codes.iter().any(|c| c.network == network), "a generated {network} code");
+    }
+    let registry = corridor_qr::Registry::builtin();
+    for c in &codes {
+        let what = format!("{} {} code {}", c.generator, c.network, c.payload);
+        let (payload, found) =
+            registry.decode_classified(&c.payload).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let f = found
+            .iter()
+            .find(|f| f.network.map(|i| registry.networks()[i].id.as_str()) == Some(c.network.as_str()))
+            .unwrap_or_else(|| panic!("{what}: its network"));
+        assert_eq!(f.merchant, c.merchant.as_deref(), "{what}: merchant");
+        assert_eq!(f.acquirer, c.acquirer.as_deref(), "{what}: acquirer");
+        assert_eq!(payload.amount(), c.amount.as_deref(), "{what}: amount");
+    }
+
+    let net = start();
+    let mut sg = Conn::connect(net.switch.addr("wallet-sg-1"), Wire::NATIVE);
+    let mut cn = Conn::connect(net.switch.addr("wallet-cn-1"), ASCII_BIN2);
+    let mut paid = 0;
+    for (n, c) in codes.iter().filter(|c| c.amount.is_some()).enumerate() {
+        let (conn, acquirer, issuer) = match c.network.as_str() {
+            "promptpay" => (&mut sg, "33330003", &net.promptpay),
+            "napas" => (&mut cn, "22220002", &net.napas),
+            _ => continue,
+        };
+        let stan = format!("{:06}", 100 + n);
+        let a = pay(conn, 0, &payment(&c.payload, &stan, acquirer));
+        assert_eq!(field(&a, de::RESPONSE_CODE), "00", "{} {}", c.generator, c.payload);
+        let f = seen_with_rrn(issuer, &format!("533510{stan}")).expect("the network got it");
+        assert_eq!(f.get(de::QR_PAYLOAD), Some(c.payload.as_bytes()), "forwarded unchanged");
+        let merchant = c.merchant.as_deref().expect("a payable code names its merchant");
+        assert_eq!(field(&f, de::MERCHANT_ID), format!("{merchant:<15}"), "{}", c.payload);
+        paid += 1;
+    }
+    assert!(paid >= 4, "PromptPay transfers, a bill payment and a VietQR code were paid: {paid}");
+}

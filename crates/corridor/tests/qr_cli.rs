@@ -176,3 +176,16 @@ fn a_consumer_presented_code_maps_to_an_authorization_with_the_pan_masked() {
     assert!(!out.status.success());
     assert!(decoded(&out)["error"].as_str().unwrap().contains("CPV01"));
 }
+
+/// A PromptPay bill-payment code as npm's promptparse 1.6.0 writes it (and as Thai banks'
+/// apps do): no MCC, merchant name or city, 53 before 58. It is valid for its network.
+#[test]
+fn a_public_promptpay_bill_payment_code_without_mcc_name_or_city_is_valid() {
+    let code = "00020101021230620016A000000677010112011301122334455660211CUSTOMER0010306INV00153037645802TH5406300.0063047D28";
+    let out = corridor(&["qr", "decode"], &format!("{code}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = decoded(&out);
+    assert_eq!(d["valid"], true, "{d}");
+    assert_eq!(d["networks"][0]["network"], "promptpay");
+    assert_eq!(d["amount"], "300.00");
+}

@@ -20,6 +20,9 @@ pub const RULES_MAX: usize = 16;
 /// Most sub-IDs an acquirer locator descends.
 pub const ACQUIRER_PATH_MAX: usize = 4;
 
+/// Alternative places (`a|b`) a registry rule's acquirer or merchant id may sit.
+pub const LOCATOR_ALTERNATIVES_MAX: usize = 4;
+
 /// Most bytes of a consumer-presented payload once base64-decoded (a QR code of version 40
 /// holds 2,953 bytes; EMVCo's examples are under 200, and a wallet's code is read by a
 /// terminal's camera, not a version 40 symbol).

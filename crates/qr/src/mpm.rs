@@ -4,7 +4,9 @@
 //! value's length in *characters*: a merchant name in Chinese or Khmer has fewer characters
 //! than UTF-8 bytes) and the value. IDs 26–51 (merchant account information), 62
 //! (additional data), 64 (merchant information in another language) and 80–99 are
-//! templates: their value is objects again, one level deep. ID 00 (payload format
+//! templates: their value is objects again, one level deep. The unreserved templates 80–99
+//! belong to whoever wrote them, and some hold a plain value (a TrueMoney code's message in
+//! 81): one whose value is not a run of objects is kept as a primitive, not refused. ID 00 (payload format
 //! indicator, `01` — or `02`, as one national scheme writes it) comes first, ID 63 (the
 //! CRC) last, and no ID twice at one level. IDs 52 (merchant category code), 53 (currency),
 //! 58 (country), 59 (merchant name) and 60 (city) and at least one merchant account (02–51)
@@ -255,6 +257,11 @@ pub const fn is_template(id: u8) -> bool {
     matches!(id, 26..=51 | 62 | 64 | 80..=99)
 }
 
+/// Whether `id` is an unreserved template (80–99), whose content its writer defines.
+const fn is_unreserved(id: u8) -> bool {
+    matches!(id, 80..=99)
+}
+
 /// Two ASCII digits at the start of `s`, as a number.
 fn two_digits(s: &str) -> Option<u8> {
     let b = s.as_bytes();
@@ -307,8 +314,11 @@ fn objects(s: &str, base: usize, depth: usize, ascii: bool) -> Result<Vec<DataOb
             return Err(MpmError::Duplicate { id, offset: at });
         }
         let children = if is_template(id) && depth < DEPTH_MAX {
-            objects(value, at + 4, depth + 1, ascii)
-                .map_err(|e| MpmError::BadTemplate { id, inner: Box::new(e) })?
+            match objects(value, at + 4, depth + 1, ascii) {
+                Ok(children) => children,
+                Err(_) if is_unreserved(id) => Vec::new(),
+                Err(e) => return Err(MpmError::BadTemplate { id, inner: Box::new(e) }),
+            }
         } else {
             Vec::new()
         };
@@ -556,6 +566,25 @@ mod tests {
         assert_eq!(p.get(29).and_then(|t| t.child(0)).map(|c| c.value), Some("D15600000000"));
         assert_eq!(p.merchant_accounts().map(|a| a.id).collect::<Vec<_>>(), [29, 31]);
         assert_eq!(p.get(62).and_then(|t| t.child(7)).map(|c| c.value), Some("A6008667"));
+    }
+
+    /// An unreserved template (80–99) belongs to its writer: a TrueMoney code holds a plain
+    /// hex string in 81. A merchant account template (26–51) or 62 must still hold objects.
+    #[test]
+    fn an_unreserved_template_may_hold_a_plain_value_and_no_other_template_may() {
+        let account = nested(&[(0, "A000000677010111"), (3, "140000801111111")]).unwrap();
+        let plain = "00480065006C006C006F";
+        let text = encode(&[(0, "01"), (29, &account), (53, "764"), (58, "TH"), (81, plain)]).unwrap();
+        let p = parse(&text).unwrap();
+        let obj = p.get(81).unwrap();
+        assert_eq!((obj.value, obj.children.len()), (plain, 0));
+        let nested_ok = nested(&[(0, "ABC")]).unwrap();
+        let text = encode(&[(0, "01"), (29, &account), (81, &nested_ok)]).unwrap();
+        assert_eq!(parse(&text).unwrap().get(81).unwrap().child(0).map(|c| c.value), Some("ABC"));
+        for id in [26, 62] {
+            let text = encode(&[(0, "01"), (29, &account), (id, plain)]).unwrap();
+            assert!(matches!(parse(&text), Err(MpmError::BadTemplate { id: i, .. }) if i == id), "{id}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{fmt, ops::Range, sync::OnceLock};
 use serde::Deserialize;
 
 use crate::{
-    limits::{ACQUIRER_PATH_MAX, NETWORKS_MAX, RULES_MAX},
+    limits::{ACQUIRER_PATH_MAX, LOCATOR_ALTERNATIVES_MAX, NETWORKS_MAX, RULES_MAX},
     mpm::{self, DataObject, MpmError, Payload},
 };
 
@@ -82,6 +82,25 @@ impl Locator {
     }
 }
 
+/// Where an id may sit: alternatives, `|`-separated, the first present wins (a PromptPay
+/// transfer's proxy is a mobile number in 01, a national id in 02 or an e-wallet in 03).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Locators(Vec<Locator>);
+
+impl Locators {
+    fn parse(s: &str) -> Result<Self, String> {
+        let alternatives = s.split('|').map(Locator::parse).collect::<Result<Vec<_>, _>>()?;
+        if alternatives.len() > LOCATOR_ALTERNATIVES_MAX {
+            return Err(format!("{s:?}: at most {LOCATOR_ALTERNATIVES_MAX} alternatives"));
+        }
+        Ok(Self(alternatives))
+    }
+
+    fn locate<'a>(&self, object: &DataObject<'a>) -> Option<&'a str> {
+        self.0.iter().find_map(|l| l.locate(object))
+    }
+}
+
 /// One way to recognize a network's merchant account object.
 #[derive(Clone, Debug)]
 struct Rule {
@@ -92,8 +111,8 @@ struct Rule {
     any_guid: bool,
     account: bool,
     country: Option<String>,
-    acquirer: Option<Locator>,
-    merchant: Option<Locator>,
+    acquirer: Option<Locators>,
+    merchant: Option<Locators>,
 }
 
 impl Rule {
@@ -229,8 +248,8 @@ fn rule(network: &str, r: FileRule) -> Result<Rule, String> {
     if r.country.as_deref().is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase())) {
         return Err(err("a country is two capital letters (ISO 3166-1 alpha-2)"));
     }
-    let acquirer = r.acquirer.as_deref().map(Locator::parse).transpose().map_err(|e| err(&e))?;
-    let merchant = r.merchant.as_deref().map(Locator::parse).transpose().map_err(|e| err(&e))?;
+    let acquirer = r.acquirer.as_deref().map(Locators::parse).transpose().map_err(|e| err(&e))?;
+    let merchant = r.merchant.as_deref().map(Locators::parse).transpose().map_err(|e| err(&e))?;
     Ok(Rule {
         primitive: r.primitive,
         templates,
@@ -426,6 +445,33 @@ mod tests {
         assert_eq!(found(r, khqr), vec![some("khqr", Some("wing"))]);
     }
 
+    /// PromptPay's credit-transfer and bill-payment codes carry no MCC, name or city; a code
+    /// that also names a network that asks for them (a card scheme) must still carry them.
+    #[test]
+    fn a_code_is_excused_only_what_every_network_in_it_excuses() {
+        let r = Registry::builtin();
+        let transfer = nested(&[(0, "A000000677010111"), (1, "0066812345678")]).unwrap();
+        let bill = nested(&[(0, "A000000677010112"), (1, "0112233445566"), (2, "CUSTOMER001")]).unwrap();
+        for (id, account) in [(29, &transfer), (30, &bill)] {
+            let bare =
+                encode(&[(0, "01"), (1, "12"), (id, account), (58, "TH"), (53, "764"), (54, "300.00")])
+                    .unwrap();
+            assert_eq!(found(r, &bare), vec![some("promptpay", None)], "{bare}");
+            assert_eq!(mpm::decode(&bare).unwrap_err(), MpmError::Missing { id: 52 }, "strict decoding asks");
+            let with_card =
+                encode(&[(0, "01"), (4, "5412345678901234"), (id, account), (58, "TH"), (53, "764")])
+                    .unwrap();
+            assert_eq!(r.decode(&with_card).unwrap_err(), MpmError::Missing { id: 52 });
+        }
+        // VNPAY's codes name the merchant but carry no MCC or city; without a name, refused.
+        let vnpay = nested(&[(0, "A000000775"), (1, "0102154778")]).unwrap();
+        let named =
+            encode(&[(0, "01"), (26, &vnpay), (53, "704"), (58, "VN"), (59, "TUGIACOMPANY")]).unwrap();
+        assert_eq!(found(r, &named), vec![some("vnpay", None)]);
+        let nameless = encode(&[(0, "01"), (26, &vnpay), (53, "704"), (58, "VN")]).unwrap();
+        assert_eq!(r.decode(&nameless).unwrap_err(), MpmError::Missing { id: 59 });
+    }
+
     #[test]
     fn qris_accounts_give_the_nns_and_the_national_repository_is_qris_too() {
         let r = Registry::builtin();
@@ -537,6 +583,10 @@ mod tests {
                 "twice",
             ),
             ("[[network]]\nid='x'\nname='X'\nrule=[]", "rules"),
+            (
+                "[[network]]\nid='x'\nname='X'\n[[network.rule]]\nguid=['A']\nmerchant='01|02|03|04|05'",
+                "at most 4 alternatives",
+            ),
             ("[[network]]\nid='x'\nname='X'\ncolour='red'\n[[network.rule]]\nprimitive=[2]", "unknown field"),
         ] {
             let e = Registry::from_toml(text).unwrap_err().to_string();
