@@ -28,7 +28,7 @@ use crate::{
     config::Config,
     duplicates::DupKey,
     inflight::Pending,
-    limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL},
+    limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},
     reversals::{Late, Reversal},
     routes::RouteTable,
@@ -401,6 +401,28 @@ impl Engine {
             warn!(%link, link_name = %self.config.links[spec].name, ?reason, left_out, "closing link");
         }
         self.events.push_back(Event::Close { link, reason });
+    }
+
+    /// A new connection came for listening link `spec`, which is at its connection limit:
+    /// closes the oldest of its connections that has not signed on (where sign-on is
+    /// required) or holds a partial frame stalled for [`PARTIAL_STALLED`], and returns it;
+    /// `None` when every connection is healthy (the new one is then refused). A peer that
+    /// reconnects after a failover so gets in at once, not when the squatters' deadlines
+    /// come.
+    pub fn displace(&mut self, spec: usize, now: Instant) -> Option<LinkId> {
+        let stalled = |l: &Link| {
+            (l.sign_on_required && !l.signed_on)
+                || l.partial_since.is_some_and(|t| now.saturating_duration_since(t) >= PARTIAL_STALLED)
+        };
+        let oldest = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.spec == spec && !l.dial && !l.closing && stalled(l))
+            .map(|(&id, _)| id)
+            .min()?;
+        self.stats.displaced += 1;
+        self.close(oldest, CloseReason::Displaced, now);
+        Some(oldest)
     }
 
     /// The next event for the I/O layer.

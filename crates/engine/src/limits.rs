@@ -27,6 +27,11 @@ pub const EXCEPTIONS_MAX: usize = 1 << 16;
 /// Most timed-out transactions remembered so that a late approval can be reversed.
 pub const LATE_MAX: usize = 1 << 16;
 
+/// A partial frame buffered this long is stalled: its connection may be displaced by a new
+/// one at the link's connection limit (`Engine::displace`). A healthy peer finishes a frame
+/// within a round trip.
+pub const PARTIAL_STALLED: Duration = Duration::from_secs(1);
+
 /// Most completed requests whose outcome answers a repeat (the duplicate window), per
 /// shard. An entry is about 100 bytes in the ring and 10 in its index (kept at most half
 /// full): at most about 110 MiB a shard. Past it the oldest outcome is forgotten first.

@@ -40,6 +40,9 @@ pub enum CloseReason {
     /// Its configured link was removed (or changed in a way its connections cannot take)
     /// by a reload, and what it carried has drained.
     Reconfigured,
+    /// Its link was at its connection limit and a new connection came: this one, the
+    /// oldest that had not signed on or held a stalled partial frame, made room.
+    Displaced,
 }
 
 /// Whether a link's reader should go on reading.

@@ -57,6 +57,8 @@ pub struct Stats {
     pub sign_on_timeouts: u64,
     /// Links closed for a frame left unfinished.
     pub frame_timeouts: u64,
+    /// Connections closed to make room for a new one at their link's connection limit.
+    pub displaced: u64,
     /// Links taken out of routing after timeouts in a row.
     pub unresponsive_links: u64,
     /// Repeats of completed requests answered from their outcome (never forwarded again).
@@ -141,6 +143,7 @@ impl Stats {
         self.format_errors_dropped += o.format_errors_dropped;
         self.sign_on_timeouts += o.sign_on_timeouts;
         self.frame_timeouts += o.frame_timeouts;
+        self.displaced += o.displaced;
         self.unresponsive_links += o.unresponsive_links;
         self.duplicates_replayed += o.duplicates_replayed;
         self.advices_stored += o.advices_stored;

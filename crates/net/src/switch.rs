@@ -185,7 +185,11 @@ impl Shared {
                     if let Some(c) = conns.get(&link) {
                         // A peer that never signed on was sent no financial answer: nothing
                         // of its is on the way, and it does not keep its slot while lingering.
-                        c.linger.set(!matches!(reason, corridor_engine::CloseReason::NoSignOn));
+                        // Nor does one displaced to make room for a new connection.
+                        c.linger.set(!matches!(
+                            reason,
+                            corridor_engine::CloseReason::NoSignOn | corridor_engine::CloseReason::Displaced
+                        ));
                         c.closed.cancel();
                     }
                 }
@@ -207,8 +211,14 @@ impl Shared {
         }
     }
 
+    /// Connections of link `spec`, but those closing at once (not lingering): they are gone
+    /// in a moment, and a connection that displaced one takes its place.
     fn open_on(&self, spec: usize) -> usize {
-        self.conns.borrow().values().filter(|c| c.spec == spec).count()
+        self.conns
+            .borrow()
+            .values()
+            .filter(|c| c.spec == spec && (!c.closed.is_cancelled() || c.linger.get()))
+            .count()
     }
 }
 
@@ -1229,6 +1239,7 @@ impl LogEvery {
 #[derive(Default)]
 struct AcceptLog {
     at_limit: LogEvery,
+    displaced: LogEvery,
     wrong_participant: LogEvery,
     link_limit: LogEvery,
 }
@@ -1294,13 +1305,30 @@ async fn accept_loop(
         };
         let links = if matches!(incoming, Incoming::Tcp(..)) { shared.open_on(l.spec) } else { 0 };
         if links + held.get() >= l.connections_max {
-            if let Incoming::Quic(i) = incoming {
-                i.refuse();
+            // A TCP or TLS connection displaces the oldest one that never signed on or
+            // stalled mid-frame (its close is at once, without lingering); QUIC connections
+            // carry many lanes and are not displaced.
+            let displaced = match incoming {
+                Incoming::Tcp(..) => {
+                    let d = shared.engine.borrow_mut().displace(l.spec, Instant::now());
+                    shared.flush();
+                    d
+                }
+                Incoming::Quic(_) => None,
+            };
+            if let Some(old) = displaced {
+                if let Some(left_out) = log.borrow_mut().displaced.hit() {
+                    info!(link = %l.name, max = l.connections_max, displaced = %old, left_out, "link at its connection limit: the oldest connection not signed on or stalled mid-frame made room");
+                }
+            } else {
+                if let Incoming::Quic(i) = incoming {
+                    i.refuse();
+                }
+                if let Some(left_out) = log.borrow_mut().at_limit.hit() {
+                    warn!(link = %l.name, max = l.connections_max, left_out, "connection refused: link at its connection limit");
+                }
+                continue;
             }
-            if let Some(left_out) = log.borrow_mut().at_limit.hit() {
-                warn!(link = %l.name, max = l.connections_max, left_out, "connection refused: link at its connection limit");
-            }
-            continue;
         }
         let task = Accepted {
             shared: Rc::clone(&shared),

@@ -2025,13 +2025,15 @@ impl Sim {
                         format!("purchase {n}: approved {auth}, never delivered, never reversed"),
                     ))
                 }
-                Some(&last) if last < approved => return Err(self.fail(
-                    Some(n),
-                    format!(
+                Some(&last) if last < approved => {
+                    return Err(self.fail(
+                        Some(n),
+                        format!(
                         "purchase {n}: approved {auth} at {approved:?}, after the issuer acknowledged its \
                              last reversal ({last:?}); never delivered, never reversed again"
                     ),
-                )),
+                    ))
+                }
                 Some(_) => {}
             }
         }

@@ -388,6 +388,11 @@ impl Collector for SnapshotCollector {
             ("corridor_sign_on_timeouts", "Links closed for not signing on in time.", st.sign_on_timeouts),
             ("corridor_frame_timeouts", "Links closed for a frame left unfinished.", st.frame_timeouts),
             (
+                "corridor_connections_displaced",
+                "Connections closed to make room for a new one at their link's connection limit.",
+                st.displaced,
+            ),
+            (
                 "corridor_unresponsive_links",
                 "Links taken out of routing after timeouts in a row.",
                 st.unresponsive_links,
