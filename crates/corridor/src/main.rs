@@ -13,7 +13,8 @@
 //! - what it runs comes from the library crates: `corridor-ops` (the serve loop, the admin
 //!   API), `corridor-clearing` (clearing and reconciliation), `corridor-config` (the file).
 
-#![forbid(unsafe_code)]
+// One call into the allocator's C API (`release_memory`) is the binary's only unsafe code.
+#![deny(unsafe_code)]
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -30,6 +31,16 @@ mod saf;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Asks mimalloc to free what the calling thread's heap holds unused and return it to the
+/// system: the network layer calls it on a shard's thread after a burst of connections
+/// closed (`corridor_net::memory`).
+#[allow(unsafe_code)]
+fn release_memory() {
+    // SAFETY: `mi_collect` has no preconditions: it may be called from any thread at any
+    // time, and only walks and trims the calling thread's own heap.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
 
 /// Corridor, a payment message switch for cross-border QR payments.
 #[derive(Parser)]
@@ -282,6 +293,7 @@ fn run_reconcile(ours: &std::path::Path, theirs: &std::path::Path, json: bool) -
 }
 
 fn main() -> ExitCode {
+    let _ = corridor_net::memory::set_release(release_memory);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),

@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - [`limits`]: the bounds of this layer.
+//! - [`memory`]: the allocator's hook for giving memory back after a flood of connections.
 //! - [`backoff`]: reconnection delays, one for every transport.
 //! - [`error`]: what setting up a link's TLS or QUIC, or authenticating its peer, can fail with.
 //! - [`quic`]: QUIC links (quinn): lanes of native frames, mutual TLS 1.3, explicit limits.
@@ -39,6 +40,7 @@ pub mod handle;
 pub mod hop;
 pub mod journal;
 pub mod limits;
+pub mod memory;
 pub mod quic;
 pub mod running;
 pub mod switch;

@@ -10,6 +10,14 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// The read buffer of a link that is quiet: what an idle connection costs in user space.
 pub const READ_MIN_BYTES: usize = 2 * 1024;
 
+/// A shard that had this many connections open at once or more, and then at most half of
+/// them, asks the allocator to give the memory back ([`crate::memory`]).
+pub const RELEASE_PEAK_MIN: usize = 64;
+
+/// How long after the burst's close passes half the shard asks: the rest of the burst
+/// closes meanwhile.
+pub const RELEASE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How long a stopping switch waits for written batches to reach their sockets.
 pub const FLUSH_WAIT_MAX: Duration = Duration::from_secs(2);
 

@@ -32,8 +32,8 @@ use crate::{
     handle::{Command, Handle, LinkSnapshot, Shutdown},
     limits::{
         CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX,
-        PAUSE_READ_ROUNDS, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL, TCP_SEND_BUFFER_BYTES,
-        TIMER_LATE_MAX, TLS_HANDSHAKE_MAX,
+        PAUSE_READ_ROUNDS, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL, RELEASE_DELAY,
+        RELEASE_PEAK_MIN, TCP_SEND_BUFFER_BYTES, TIMER_LATE_MAX, TLS_HANDSHAKE_MAX,
     },
     quic::{endpoint, QuicLink, QuicSide},
     tls::{LinkTls, TlsSide},
@@ -156,6 +156,10 @@ pub(crate) struct Shared {
     /// Shards drained so far, of all the switch's: a shard keeps its hops (and answers what
     /// comes over them) until every shard is drained.
     drained: Arc<(AtomicUsize, usize)>,
+    /// The most connections open at once since memory was last given back.
+    conns_peak: Cell<usize>,
+    /// Memory is about to be given back (see [`Shared::connection_gone`]).
+    release_pending: Cell<bool>,
 }
 
 /// A link's loop, as a reload sees it.
@@ -209,6 +213,27 @@ impl Shared {
         if engine.journal_waiting() {
             self.journal_wake.notify_one();
         }
+    }
+
+    /// A connection is gone. Once at most half of the most open at once since the last time
+    /// are left (and that peak was a flood, [`RELEASE_PEAK_MIN`] or more), the allocator is
+    /// asked to give the memory they freed back, [`RELEASE_DELAY`] later (the rest of the
+    /// burst closes meanwhile; its buffers are dropped as its tasks end).
+    fn connection_gone(self: &Rc<Self>) {
+        let open = self.conns.borrow().len();
+        let peak = self.conns_peak.get();
+        if peak < RELEASE_PEAK_MIN || open * 2 > peak || self.release_pending.replace(true) {
+            return;
+        }
+        let shared = Rc::clone(self);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(RELEASE_DELAY).await;
+            crate::memory::release();
+            let open = shared.conns.borrow().len();
+            debug!(peak, open, "memory given back after a burst of connections closed");
+            shared.conns_peak.set(open);
+            shared.release_pending.set(false);
+        });
     }
 
     /// Connections of link `spec`, but those closing at once (not lingering): they are gone
@@ -666,6 +691,8 @@ impl Shard {
             drain_timeout: Cell::new(net.drain_timeout),
             retiring: Cell::new(false),
             drained,
+            conns_peak: Cell::new(0),
+            release_pending: Cell::new(false),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -1647,16 +1674,21 @@ pub(crate) fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let resume = Rc::new(Notify::new());
     let closed = CancellationToken::new();
     let linger = Rc::new(Cell::new(true));
-    shared.conns.borrow_mut().insert(
-        link,
-        Conn {
-            writable: Rc::clone(&writable),
-            resume: Rc::clone(&resume),
-            closed: closed.clone(),
-            linger: Rc::clone(&linger),
-            spec,
-        },
-    );
+    let open = {
+        let mut conns = shared.conns.borrow_mut();
+        conns.insert(
+            link,
+            Conn {
+                writable: Rc::clone(&writable),
+                resume: Rc::clone(&resume),
+                closed: closed.clone(),
+                linger: Rc::clone(&linger),
+                spec,
+            },
+        );
+        conns.len()
+    };
+    shared.conns_peak.set(shared.conns_peak.get().max(open));
     Handles { writable, resume, closed, linger }
 }
 
@@ -1782,4 +1814,5 @@ async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     shared.conns.borrow_mut().remove(&link);
     shared.engine.borrow_mut().link_down(link, Instant::now());
     shared.flush();
+    shared.connection_gone();
 }
