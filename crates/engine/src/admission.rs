@@ -49,7 +49,7 @@ impl Engine {
         msg: &Msg<'_>,
         now: Instant,
     ) -> Result<(usize, usize, corridor_wire::Stan), ResponseCode> {
-        let Some(l) = self.links.get(&link) else { unreachable!("requests come from open links") };
+        let l = self.origin(link);
         let (spec, participant) = (l.spec, l.participant);
         if !l.routable() {
             debug!(%link, "request before sign-on");
@@ -104,7 +104,7 @@ impl Engine {
             Ok(v) => v,
             Err(code) => return Decline(code),
         };
-        let Some(l) = self.links.get(&link) else { unreachable!("requests come from open links") };
+        let l = self.origin(link);
         let origin_full = l.origin_full();
         let at_limit = l.at_limit;
         if self.draining || l.retiring.is_some() {
@@ -242,7 +242,7 @@ impl Engine {
     }
 
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let l = crate::engine::origin_in(&mut self.links, link);
         let spec = l.spec;
         // A request from another shard was counted on its originator's: here it is a hop's.
         let from_hop = self.config.is_hop(l.participant);
@@ -266,7 +266,7 @@ impl Engine {
         let decision = if queued_behind { Decision::Hold } else { self.admit(link, correlation, &msg, now) };
         match decision {
             Decision::Hold => {
-                let Some(l) = self.links.get_mut(&link) else { return };
+                let l = crate::engine::origin_in(&mut self.links, link);
                 let body = msg.into_inner();
                 l.held_bytes += body.len();
                 if replaying {
@@ -337,7 +337,7 @@ impl Engine {
         dup: DupKey,
         now: Instant,
     ) {
-        let Some(origin) = self.links.get(&link) else { return };
+        let origin = self.origin(link);
         let (origin_dialect, origin_participant) = (origin.dialect, origin.participant);
         let Some(stan) = msg.stan() else { unreachable!("admission checked DE 11") };
         let Some(out) = self.links.get_mut(&out_link) else { unreachable!("admission picked an open link") };
@@ -554,7 +554,8 @@ impl Engine {
         outcome: crate::duplicates::Outcome,
     ) {
         let code = outcome.code.0;
-        match &outcome.auth {
+        // (A replayed answer is not counted as a decline, written or not.)
+        let _written = match &outcome.auth {
             Some(auth) => self.switch_answer(
                 outcome.seq,
                 link,
@@ -563,7 +564,7 @@ impl Engine {
                 &[(de::AUTH_ID, auth), (de::RESPONSE_CODE, &code)],
             ),
             None => self.switch_answer(outcome.seq, link, correlation, msg, &[(de::RESPONSE_CODE, &code)]),
-        }
+        };
     }
 
     /// The least loaded routable link of `participant` under its in-flight limit and with

@@ -148,7 +148,7 @@ impl Outcomes {
             e.remove();
         }
         self.head = (head + 1) % self.cap;
-        self.len -= 1;
+        take_one!(self.len, "the remembered outcomes' count");
     }
 
     /// Marks `key` reversed, its code set to `code` when given (the switch's reversal: a

@@ -43,9 +43,9 @@ const LINK_COUNTER_MASK: u32 = 0x00ff_ffff;
 /// A message read from a link, parsed into the engine's index.
 pub(crate) type Msg<'i> = Message<Bytes, &'i MessageIndex>;
 
-/// Work for the I/O layer besides writing bytes.
+/// Work for the I/O layer besides writing bytes. Exhaustive on purpose: a driver matches
+/// every event, so a new one cannot be ignored silently.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// Close this link's connection.
     Close {
@@ -60,6 +60,14 @@ pub enum Event {
         /// The link.
         link: LinkId,
     },
+}
+
+/// [`Engine::origin`], to change, borrowing only the link table (so the caller may still
+/// use the engine's other fields).
+pub(crate) fn origin_in(links: &mut FxHashMap<LinkId, Link>, link: LinkId) -> &mut Link {
+    links
+        .get_mut(&link)
+        .unwrap_or_else(|| unreachable!("{link}: a frame's link is there while it is handled"))
 }
 
 /// The switch's state machine. See the module docs.
@@ -425,6 +433,18 @@ impl Engine {
         Some(oldest)
     }
 
+    /// The link the frame being handled came from. The rule, decided once: a frame is
+    /// handled only for a link the engine has (`read_frames` and `next_held` look it up),
+    /// and nothing during its handling removes one (only the driver's `link_down` does; a
+    /// close only marks it closing), so every handler below `handle_frame` relies on it and
+    /// a missing link there is a programmer error. A timer or a stored entry, by contrast,
+    /// may name a link gone since: those ask `self.links.get` and handle its absence.
+    pub(crate) fn origin(&self, link: LinkId) -> &Link {
+        self.links
+            .get(&link)
+            .unwrap_or_else(|| unreachable!("{link}: a frame's link is there while it is handled"))
+    }
+
     /// The next event for the I/O layer.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -544,7 +564,7 @@ impl Engine {
         body: Bytes,
         now: Instant,
     ) {
-        let Some(dialect) = self.links.get(&link).map(|l| l.dialect) else { return };
+        let dialect = self.origin(link).dialect;
         // Every frame is parsed into the one index the engine keeps: nothing to zero or move
         // per message. It is taken out while the message is handled, so the handlers keep
         // `&mut self`.
@@ -592,7 +612,7 @@ impl Engine {
         e: &DecodeError,
         now: Instant,
     ) {
-        let Some(l) = self.links.get(&link) else { return };
+        let l = self.origin(link);
         let (spec, classic) = (l.spec, !matches!(l.framing, crate::config::Framing::Native));
         let readable = corridor_wire::message::readable(dialect, body);
         let request = readable.as_ref().is_some_and(|(m, _)| m.mti().is_request());
@@ -639,12 +659,17 @@ impl Engine {
         req: &Message<B, I>,
         code: ResponseCode,
     ) {
-        self.stats.count_decline(code);
-        self.switch_answer(seq, link, correlation, req, &[(de::RESPONSE_CODE, &code.0)]);
+        if self.switch_answer(seq, link, correlation, req, &[(de::RESPONSE_CODE, &code.0)]) {
+            self.stats.count_decline(code);
+        }
     }
 
     /// Writes an answer the switch makes to `req` on `link`: the request's fields but its
     /// secrets, the values in `set`, flagged switch-made, waiting for journal record `seq`.
+    /// Whether it was written. `link` is there: a frame's originator while the frame is
+    /// handled ([`Engine::origin`]), or one its caller found open (a timeout, a response
+    /// that cannot be relayed).
+    #[must_use = "a decline is counted only once written"]
     pub(crate) fn switch_answer<B: AsRef<[u8]>, I: Borrow<MessageIndex>>(
         &mut self,
         seq: u64,
@@ -652,20 +677,23 @@ impl Engine {
         correlation: u64,
         req: &Message<B, I>,
         set: &[(corridor_wire::FieldId, &[u8])],
-    ) {
-        let Some(mti) = req.mti().response() else { return };
-        let Some(l) = self.links.get_mut(&link) else { return };
+    ) -> bool {
+        let Some(mti) = req.mti().response() else {
+            unreachable!("the switch answers requests only ({})", req.mti())
+        };
+        let l = origin_in(&mut self.links, link);
         let dialect = l.dialect;
         let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let written = l.frame_after(seq, NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {
             req.derive(mti, keep, set, dialect, out)
         });
-        if let Err(e) = written {
+        if let Err(e) = &written {
             // Only a link whose frame limit is below an answer's size gets here: the
             // configuration bounds frame_bytes_max from below to make that rare.
             warn!(%link, error = %e, "cannot write a switch-made answer");
         }
         self.after_write(link);
+        written.is_ok()
     }
 
     /// After writing to `link`: mark it for flushing, or close it if its peer stopped
@@ -683,8 +711,7 @@ impl Engine {
     /// An in-flight slot of `link`'s originator came free.
     pub(crate) fn slot_freed(&mut self, link: LinkId) {
         if let Some(o) = self.links.get_mut(&link) {
-            debug_assert!(o.inflight_in > 0, "an originator's in-flight count never goes below zero");
-            o.inflight_in -= 1;
+            take_one!(o.inflight_in, "an originator's in-flight count");
             if !o.held.is_empty() {
                 self.resumable.push_back(link);
             }

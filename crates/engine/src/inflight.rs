@@ -174,8 +174,7 @@ impl Engine {
     /// An outbound link's pending entry is gone (answered or timed out).
     fn outbound_done(&mut self, link: LinkId) {
         if let Some(l) = self.links.get_mut(&link) {
-            debug_assert!(l.inflight_out > 0, "a destination's in-flight count never goes below zero");
-            l.inflight_out -= 1;
+            take_one!(l.inflight_out, "a destination's in-flight count");
         }
     }
 
@@ -215,7 +214,7 @@ impl Engine {
         self.outbound_done(link);
         match p.kind {
             Kind::Request(r) => {
-                self.requests_pending -= 1;
+                take_one!(self.requests_pending, "the count of requests in flight");
                 self.duplicates.remove(&r.dup);
                 let dup = r.dup;
                 let source = if flags & NativeHeader::FLAG_SWITCH_ORIGIN != 0 && self.is_hop(link) {
@@ -416,7 +415,7 @@ impl Engine {
         }
         match p.kind {
             Kind::Request(r) => {
-                self.requests_pending -= 1;
+                take_one!(self.requests_pending, "the count of requests in flight");
                 self.stats.timeouts += 1;
                 self.measure(r.timing(), ResponseCode::TIMEOUT.0, Source::Switch, false, now);
                 self.log_answer(&r, ResponseCode::TIMEOUT.0, Source::Switch, now);

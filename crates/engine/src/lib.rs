@@ -38,6 +38,16 @@
 
 #![forbid(unsafe_code)]
 
+/// Takes one from a count that cannot go below zero (in-flight slots, pending requests,
+/// queue lengths). Going below is a programmer error, asserted in every build: a wrapped
+/// count would route and bound traffic wrongly without a word.
+macro_rules! take_one {
+    ($count:expr, $what:literal) => {
+        $count =
+            $count.checked_sub(1).unwrap_or_else(|| unreachable!(concat!($what, " never goes below zero")))
+    };
+}
+
 mod admission;
 mod compose;
 pub mod config;

@@ -17,7 +17,7 @@ impl Engine {
     /// A peer's 0800: sign-on, sign-off and echo are answered 00, anything else 30.
     pub(crate) fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let code = msg.network_code();
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let l = crate::engine::origin_in(&mut self.links, link);
         let ok = match code {
             Some(NetworkCode::SIGN_ON) => {
                 l.signed_on = true;

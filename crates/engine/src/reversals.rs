@@ -197,8 +197,7 @@ impl Engine {
         if let Some(key) = r.outstanding {
             if self.pending.remove(&key).is_some() {
                 if let Some(l) = self.links.get_mut(&key.0) {
-                    debug_assert!(l.inflight_out > 0);
-                    l.inflight_out -= 1;
+                    take_one!(l.inflight_out, "a destination's in-flight count");
                 }
             }
         }

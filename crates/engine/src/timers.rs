@@ -107,7 +107,7 @@ impl Timers {
             .filter(|(_, at)| *at <= now)
             .min_by_key(|(_, at)| *at)?;
         let (_, timer) = self.queues[i].1.pop_front()?;
-        self.len -= 1;
+        take_one!(self.len, "the timer count");
         Some(timer)
     }
 

@@ -202,7 +202,6 @@ impl Shared {
                         c.resume.notify_one();
                     }
                 }
-                other => warn!(?other, "unhandled engine event"),
             }
         }
         if let Some(next) = engine.poll_timeout() {

@@ -1081,7 +1081,6 @@ impl Sim {
                         }
                     }
                     Event::Resume { link } => self.feed(link),
-                    _ => {}
                 }
             }
             let now = self.instant();

@@ -448,7 +448,6 @@ impl World {
                             }
                         }
                     }
-                    _ => {}
                 }
             }
             if self.batch.is_none() {
