@@ -28,13 +28,25 @@ macro_rules! err {
     }};
 }
 
-fn value(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn arg(name: &str) -> Option<u64> {
-    value(name).and_then(|v| v.parse().ok())
+/// The deterministic simulator: seeds of the switch, its peers, disks and faults.
+#[derive(clap::Parser)]
+#[command(name = "corridor-sim", version, about)]
+struct Args {
+    /// Run this many seeds (from `--from`).
+    #[arg(long, default_value_t = 100, conflicts_with = "seed")]
+    seeds: u64,
+    /// The first seed of a run of seeds.
+    #[arg(long, default_value_t = 1, conflicts_with = "seed")]
+    from: u64,
+    /// Replay one seed, printing what broke, its history and how to replay it.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// With `--seed`: leave these faults of its plan out (indices, comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "seed")]
+    without: Vec<usize>,
+    /// With `--seed`: the fewest faults that still break the same invariant.
+    #[arg(long, requires = "seed", conflicts_with = "without")]
+    shrink: bool,
 }
 
 /// Leaves faults out of the seed's plan one at a time, keeping each removal after which the
@@ -56,11 +68,8 @@ fn shrink(seed: u64, first: &Violation) -> Violation {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--shrink") {
-        let Some(seed) = arg("--seed") else {
-            err!("--shrink needs --seed S");
-            return ExitCode::FAILURE;
-        };
+    let args = <Args as clap::Parser>::parse();
+    if let (Some(seed), true) = (args.seed, args.shrink) {
         let Err(first) = Sim::new(seed).run() else {
             out!("seed {seed} keeps every invariant: nothing to shrink");
             return ExitCode::SUCCESS;
@@ -75,11 +84,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if let Some(seed) = arg("--seed") {
-        let without: Vec<usize> = value("--without")
-            .map(|w| w.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        return match Sim::without(seed, &without).run() {
+    if let Some(seed) = args.seed {
+        return match Sim::without(seed, &args.without).run() {
             Ok(o) => {
                 out!("seed {seed}: every invariant held ({o:?})");
                 ExitCode::SUCCESS
@@ -90,7 +96,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (from, n) = (arg("--from").unwrap_or(1), arg("--seeds").unwrap_or(100));
+    let (from, n) = (args.from, args.seeds);
     let started = std::time::Instant::now();
     match corridor_sim::run_seeds(from, n) {
         Ok(outcomes) => {
