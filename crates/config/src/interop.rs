@@ -82,7 +82,8 @@ fn unix_ms(t: &toml::value::Datetime, at: &str) -> Result<u64> {
         toml::value::Offset::Z => 0,
         toml::value::Offset::Custom { minutes } => i64::from(minutes),
     };
-    let days = days_from_civil(i64::from(date.year), u32::from(date.month), u32::from(date.day));
+    let days = days_from_civil(i32::from(date.year), date.month, date.day)
+        .with_context(|| format!("{at}: {t} is no calendar date"))?;
     let secs =
         days * 86_400 + i64::from(time.hour) * 3600 + i64::from(time.minute) * 60 + i64::from(time.second)
             - offset_min * 60;
@@ -264,14 +265,17 @@ destination = "napas"
         let day = 20_788 * 86_400_000i64; // 2026-12-01T00:00Z
         let c = |s: &str| crate::parse(&format!("[clearing]\ncutover = \"{s}\"\n{BASE}")).map(|l| l.clearing);
         assert_eq!(
-            crate::parse(BASE).unwrap().clearing.window(2026, 12, 1),
+            crate::parse(BASE).unwrap().clearing.window(2026, 12, 1).unwrap(),
             (day, day + 86_400_000),
             "the UTC day"
         );
-        assert_eq!(c("24:00Z").unwrap().window(2026, 12, 1), (day, day + 86_400_000));
+        assert_eq!(c("24:00Z").unwrap().window(2026, 12, 1).unwrap(), (day, day + 86_400_000));
         // 22:00 at UTC+8 is 14:00Z.
-        assert_eq!(c("22:00+08:00").unwrap().window(2026, 12, 1).1, day + 14 * 3_600_000);
-        assert_eq!(c("01:30-05:00").unwrap().window(2026, 12, 1).1, day + 6 * 3_600_000 + 30 * 60_000);
+        assert_eq!(c("22:00+08:00").unwrap().window(2026, 12, 1).unwrap().1, day + 14 * 3_600_000);
+        assert_eq!(
+            c("01:30-05:00").unwrap().window(2026, 12, 1).unwrap().1,
+            day + 6 * 3_600_000 + 30 * 60_000
+        );
         for bad in ["24:01Z", "22:00", "2200Z", "22:00+15:00", "x"] {
             assert!(c(bad).unwrap_err().to_string().contains("cutover"), "{bad}");
         }
@@ -305,7 +309,7 @@ destination = "napas"
 
     #[test]
     fn dates_become_unix_milliseconds() {
-        assert_eq!(days_from_civil(2026, 12, 1), 20_788);
+        assert_eq!(days_from_civil(2026, 12, 1), Some(20_788));
         let t: toml::value::Datetime = "2026-12-01T08:30:00+07:00".parse().unwrap();
         assert_eq!(unix_ms(&t, "x").unwrap(), (20_788 * 86_400 + 3600 + 30 * 60) * 1000);
         let local: toml::value::Datetime = "2026-12-01T08:30:00".parse().unwrap();

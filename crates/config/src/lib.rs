@@ -76,13 +76,13 @@ impl Default for Clearing {
 
 impl Clearing {
     /// Business day `(year, month, day)`'s window: Unix milliseconds, start inclusive, end
-    /// exclusive.
+    /// exclusive; `None` when there is no such day.
     #[must_use]
-    pub fn window(&self, year: i64, month: u32, day: u32) -> (i64, i64) {
-        let midnight = corridor_wire::clock::days_from_civil(year, month, day) * 86_400_000;
+    pub fn window(&self, year: i32, month: u8, day: u8) -> Option<(i64, i64)> {
+        let midnight = corridor_wire::clock::days_from_civil(year, month, day)? * 86_400_000;
         let end =
             midnight + i64::from(self.cutover_minutes) * 60_000 - i64::from(self.offset_minutes) * 60_000;
-        (end - 86_400_000, end)
+        Some((end - 86_400_000, end))
     }
 
     fn parse(s: &str) -> Result<Self> {

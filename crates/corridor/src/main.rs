@@ -226,15 +226,16 @@ fn run_clearing(
         anyhow::bail!("{}: no [journal]: nothing to clear from", path.display())
     };
     let parts: Vec<&str> = date.split('-').collect();
-    let (y, m, d) = match parts[..] {
-        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => (
-            y.parse::<i64>().ok(),
-            m.parse::<u32>().ok().filter(|m| (1..=12).contains(m)),
-            d.parse::<u32>().ok().filter(|d| (1..=31).contains(d)),
-        ),
-        _ => (None, None, None),
+    let window = match parts[..] {
+        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            match (y.parse(), m.parse(), d.parse()) {
+                (Ok(y), Ok(m), Ok(d)) => loaded.clearing.window(y, m, d),
+                _ => None,
+            }
+        }
+        _ => None,
     };
-    let (Some(y), Some(m), Some(d)) = (y, m, d) else { anyhow::bail!("--date {date:?}: YYYY-MM-DD") };
+    let Some(window) = window else { anyhow::bail!("--date {date:?}: a calendar date, YYYY-MM-DD") };
     if let Some(p) = participant {
         if !loaded.engine.participants.iter().any(|q| q.id == p) {
             anyhow::bail!("--participant {p:?}: no such participant");
@@ -244,7 +245,7 @@ fn run_clearing(
         loaded.engine.participants.iter().filter_map(|p| Some((p.id.clone(), p.directory.market?))).collect();
     let setup = clearing::Setup {
         dir: &journal.dir,
-        window: loaded.clearing.window(y, m, d),
+        window,
         date,
         participant,
         markets,

@@ -33,54 +33,49 @@ impl WallClock {
     #[must_use]
     pub fn transmission_time(&self, now: std::time::Instant) -> [u8; 10] {
         let secs = self.unix_secs + now.saturating_duration_since(self.at).as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (_, month, day) = civil_from_days(days);
+        let t = utc(secs);
         let mut out = [b'0'; 10];
-        for (i, v) in [month, day, rem / 3600, rem / 60 % 60, rem % 60].into_iter().enumerate() {
+        for (i, v) in [u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second()].into_iter().enumerate()
+        {
             // Each part is below 100.
-            out[i * 2] = b'0' + (v / 10) as u8;
-            out[i * 2 + 1] = b'0' + (v % 10) as u8;
+            out[i * 2] = b'0' + v / 10;
+            out[i * 2 + 1] = b'0' + v % 10;
         }
         out
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of
-/// [`civil_from_days`]).
+/// The UTC date and time `secs` seconds after the Unix epoch (the calendar is `time`'s).
+/// Past year 9999 (which no clock here reaches) it is the last second `time` holds.
+fn utc(secs: u64) -> time::OffsetDateTime {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date; `None` when there is no such date.
 #[must_use]
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+pub fn days_from_civil(y: i32, m: u8, d: u8) -> Option<i64> {
+    let month = time::Month::try_from(m).ok()?;
+    let date = time::Date::from_calendar_date(y, month, d).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp().div_euclid(86_400))
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 #[must_use]
 pub fn utc_text(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem / 60 % 60, rem % 60, ms % 1000)
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (the proleptic Gregorian calendar).
-#[must_use]
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year; 400-year eras.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let t = utc(ms / 1000);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ms % 1000
+    )
 }
 
 /// A network management request (0800) with DE 7, DE 11 and DE 70, in `dialect`: what the
@@ -118,11 +113,11 @@ mod tests {
         // 2024-02-29 is a leap day.
         let leap = WallClock { at, unix_secs: 1_709_164_800 };
         assert_eq!(&leap.transmission_time(at), b"0229000000");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        for days in [0u64, 59, 60, 11_016, 11_017, 20_788, 100_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y as i64, m as u32, d as u32), days as i64);
-        }
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 2, 29), Some(11_016));
+        assert_eq!(days_from_civil(2026, 12, 1), Some(20_788));
+        assert_eq!(days_from_civil(2026, 2, 29), None, "no such date");
+        assert_eq!(days_from_civil(2026, 13, 1), None);
         assert_eq!(utc_text(1_796_146_979_465), "2026-12-01T17:42:59.465Z");
         assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }

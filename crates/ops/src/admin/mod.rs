@@ -727,15 +727,11 @@ fn parse_from(s: &str) -> Option<u64> {
         return Some(ms);
     }
     let mut parts = s.split('-');
-    let (y, m, d) = (
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<u32>().ok()?,
-        parts.next()?.parse::<u32>().ok()?,
-    );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let (y, m, d) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    if parts.next().is_some() {
         return None;
     }
-    let days = corridor_wire::clock::days_from_civil(y, m, d);
+    let days = corridor_wire::clock::days_from_civil(y, m, d)?;
     u64::try_from(days).ok().map(|d| d * 86_400_000)
 }
 
