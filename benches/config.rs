@@ -6,30 +6,8 @@
 
 use std::fmt::Write as _;
 
+use corridor_config::fixture::{two_participants, FixtureLink};
 use criterion::{criterion_group, criterion_main, Criterion};
-
-const SWITCH: &str = r#"
-[[participant]]
-id = "acq"
-roles = ["acquirer"]
-acquirer_ids = ["12345678"]
-  [[participant.link]]
-  name = "acq-1"
-  mode = "listen"
-  address = "127.0.0.1:0"
-  framing = "native"
-  dialect = "native"
-
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "127.0.0.1:9"
-  framing = "native"
-  dialect = "native"
-"#;
 
 fn routes(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("corridor-bench-routes-{}", std::process::id()));
@@ -39,8 +17,9 @@ fn routes(c: &mut Criterion) {
         let _ = writeln!(csv, "{},iss", 40_000_000 + i);
     }
     std::fs::write(dir.join("bins.csv"), csv).unwrap();
-    let with_file = format!("[switch]\nroute_files = [\"bins.csv\"]\n{SWITCH}");
-    let mut with_toml = SWITCH.to_owned();
+    let switch = two_participants(&FixtureLink::native("127.0.0.1:0"), &FixtureLink::native("127.0.0.1:9"));
+    let with_file = format!("[switch]\nroute_files = [\"bins.csv\"]\n{switch}");
+    let mut with_toml = switch.clone();
     for i in 0..100_000u32 {
         let _ =
             write!(with_toml, "\n[[route]]\npan_prefix = \"{}\"\ndestination = \"iss\"\n", 40_000_000 + i);

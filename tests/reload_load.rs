@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use corridor_config::fixture::{two_participants, FixtureLink};
 use corridor_load::{
     respond::{RespondSpec, Responder},
     run::{run, Mode, RunSpec},
@@ -25,34 +26,17 @@ const RELOADS: usize = 20;
 const TOKEN: &str = "reload-test-token-0123456789";
 
 fn config(issuer: std::net::SocketAddr, extra: &str, timeout_ms: u64, acq_inflight: u32) -> String {
+    // The issuer's limit is above any the acquirer's is raised to: a destination at its
+    // limit declines (91), which is the limit working, not the reload.
+    let participants = two_participants(
+        &FixtureLink::native("127.0.0.1:0")
+            .with("sign_on_required = false")
+            .with(format!("inflight_max = {acq_inflight}"))
+            .with(extra),
+        &FixtureLink::native(issuer).with("inflight_max = 8192"),
+    );
     format!(
-        r#"
-[[participant]]
-id = "acq"
-roles = ["acquirer"]
-acquirer_ids = ["12345678"]
-  [[participant.link]]
-  name = "acq-1"
-  mode = "listen"
-  address = "127.0.0.1:0"
-  framing = "native"
-  dialect = "native"
-  sign_on_required = false
-  inflight_max = {acq_inflight}
-{extra}
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer}"
-  framing = "native"
-  dialect = "native"
-  # Above any limit the acquirer's is raised to: a destination at its limit declines (91),
-  # which is the limit working, not the reload.
-  inflight_max = 8192
-
+        r#"{participants}
 [[route]]
 default = true
 destination = "iss"

@@ -29,36 +29,14 @@ use corridor_journal::{
 };
 use corridor_wire::{de, Dialect, Message, Mti, OwnedMessage};
 
-const CONFIG: &str = r#"
-[[participant]]
-id = "acq"
-roles = ["acquirer"]
-acquirer_ids = ["12345678"]
-  [[participant.link]]
-  name = "acq-1"
-  mode = "listen"
-  address = "127.0.0.1:0"
-  framing = "bin2"
-  dialect = "iso87-ascii"
-
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "127.0.0.1:9"
-  framing = "native"
-  dialect = "native"
-
-[[route]]
-pan_prefix = "4"
-destination = "iss"
-
-[journal]
-dir = "journal"
-key_file = "pan.key"
-"#;
+/// The switch: the shared two-participant fixture (its acquirer on ISO 8583 ASCII), a
+/// route for BIN 4 and a journal.
+fn config() -> String {
+    corridor_config::fixture::two_participants(
+        &corridor_config::fixture::FixtureLink::classic("127.0.0.1:0", "bin2", "iso87-ascii"),
+        &corridor_config::fixture::FixtureLink::native("127.0.0.1:9"),
+    ) + "[[route]]\npan_prefix = \"4\"\ndestination = \"iss\"\n\n[journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n"
+}
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -91,7 +69,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
-    std::fs::write(state.join("switch.toml"), CONFIG).unwrap();
+    std::fs::write(state.join("switch.toml"), config()).unwrap();
     let dir = state.join("journal");
     let key = PanKey::new(1, &[0x5A; 32]).unwrap();
     let policy = GroupCommit::default();

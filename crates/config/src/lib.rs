@@ -7,6 +7,8 @@
 //!
 //! - [`certs`]: development certificates for the participants a configuration names
 //!   (`corridor certs dev`).
+//! - [`fixture`]: the two-participant configuration tests, benchmarks and examples start
+//!   from, written once.
 //! - [`limits`]: every default and every bound of a configured value, in one place.
 //! - `file`: the TOML document's shape (serde, with enums for modes, transports, roles).
 //! - [`reload`]: a new file compared with the one in force, for a running switch.
@@ -27,6 +29,7 @@ use corridor_wire::{Dialect, InstitutionId};
 
 pub mod certs;
 mod file;
+pub mod fixture;
 mod interop;
 pub mod limits;
 pub mod reload;

@@ -11,6 +11,8 @@ use std::{
     time::Duration,
 };
 
+use corridor_config::fixture::{two_participants, FixtureLink};
+
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/switch.toml");
 
 #[test]
@@ -77,35 +79,10 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
             }
         }
     });
-    let config = format!(
-        r#"
-[[participant]]
-id = "acq"
-roles = ["acquirer"]
-acquirer_ids = ["12345678"]
-  [[participant.link]]
-  name = "acq-1"
-  mode = "listen"
-  address = "127.0.0.1:0"
-  framing = "bin2"
-  dialect = "iso87-ascii"
-  sign_on_required = false
-
-[[participant]]
-id = "iss"
-roles = ["issuer"]
-  [[participant.link]]
-  name = "iss-1"
-  mode = "dial"
-  address = "{issuer_addr}"
-  framing = "bin2"
-  dialect = "iso87-ascii"
-
-[[route]]
-default = true
-destination = "iss"
-"#
-    );
+    let config = two_participants(
+        &FixtureLink::classic("127.0.0.1:0", "bin2", "iso87-ascii").with("sign_on_required = false"),
+        &FixtureLink::classic(issuer_addr, "bin2", "iso87-ascii"),
+    ) + "[[route]]\ndefault = true\ndestination = \"iss\"\n";
     let dir = std::env::temp_dir().join(format!("corridor-serve-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("switch.toml");

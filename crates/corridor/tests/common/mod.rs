@@ -12,6 +12,7 @@ use std::{
 };
 
 use bytes::BytesMut;
+use corridor_config::fixture::{two_participants, FixtureLink};
 use corridor_wire::{de, Dialect, Message, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
 
 /// A switch process, killed when dropped (a failed test leaves none behind). Its stderr
@@ -123,13 +124,18 @@ pub fn text(m: &OwnedMessage, f: corridor_wire::FieldId) -> String {
 /// at `issuer`, a default route, a journal in `journal/` under the config's directory, and
 /// `extra` lines for `[switch]`.
 pub fn config(acq_port: u16, issuer: std::net::SocketAddr, switch: &str) -> String {
+    let participants = two_participants(
+        &FixtureLink::native(format!("127.0.0.1:{acq_port}"))
+            .with("sign_on_required = false")
+            .with("inflight_max = 1024"),
+        &FixtureLink::native(issuer)
+            .with("inflight_max = 1024")
+            .with("reconnect_min_ms = 20")
+            .with("reconnect_max_ms = 100"),
+    );
     format!(
-        "[switch]\n{switch}\n\n[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  [[participant.link]]\n  \
-         name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:{acq_port}\"\n  framing = \"native\"\n  \
-         dialect = \"native\"\n  sign_on_required = false\n  inflight_max = 1024\n\n[[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n  \
-         [[participant.link]]\n  name = \"iss-1\"\n  mode = \"dial\"\n  address = \"{issuer}\"\n  framing = \"native\"\n  \
-         dialect = \"native\"\n  inflight_max = 1024\n  reconnect_min_ms = 20\n  reconnect_max_ms = 100\n\n[[route]]\ndefault = true\n\
-         destination = \"iss\"\ntimeout_ms = 5000\n\n[journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n"
+        "[switch]\n{switch}\n{participants}[[route]]\ndefault = true\ndestination = \"iss\"\ntimeout_ms = 5000\n\n\
+         [journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n"
     )
 }
 

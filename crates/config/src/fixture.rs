@@ -1,0 +1,83 @@
+//! The configuration most tests, benchmarks and examples start from, written once: an
+//! acquirer `acq` (BIN `12345678`) on a listening link `acq-1`, and an issuer `iss` on a
+//! dialed link `iss-1`. Each caller says how the links speak and where, and appends its
+//! routes and sections (`[switch]` goes before: TOML tables after the arrays would belong to
+//! them).
+
+use std::fmt::Write as _;
+
+/// One of the two links.
+#[derive(Clone, Debug)]
+pub struct FixtureLink {
+    /// Where it listens or dials.
+    pub address: String,
+    /// Its framing (`native`, `bin2`, …).
+    pub framing: &'static str,
+    /// Its dialect (`native`, `iso87-ascii`, …).
+    pub dialect: &'static str,
+    /// More of the link's keys, one `key = value` a line.
+    pub extra: Vec<String>,
+}
+
+impl FixtureLink {
+    /// A native link at `address`.
+    #[must_use]
+    pub fn native(address: impl ToString) -> Self {
+        Self::classic(address, "native", "native")
+    }
+
+    /// A link at `address` with `framing` and `dialect`.
+    #[must_use]
+    pub fn classic(address: impl ToString, framing: &'static str, dialect: &'static str) -> Self {
+        Self { address: address.to_string(), framing, dialect, extra: Vec::new() }
+    }
+
+    /// With one more key (`key = value`).
+    #[must_use]
+    pub fn with(mut self, line: impl ToString) -> Self {
+        self.extra.push(line.to_string());
+        self
+    }
+
+    fn write(&self, out: &mut String, name: &str, mode: &str) {
+        let _ = write!(
+            out,
+            "  [[participant.link]]\n  name = \"{name}\"\n  mode = \"{mode}\"\n  address = \"{}\"\n  framing = \"{}\"\n  dialect = \"{}\"\n",
+            self.address, self.framing, self.dialect
+        );
+        for line in &self.extra {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+}
+
+/// The two participants, `acquirer` listening and `issuer` dialed, as TOML.
+#[must_use]
+pub fn two_participants(acquirer: &FixtureLink, issuer: &FixtureLink) -> String {
+    let mut out = String::from(
+        "\n[[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n",
+    );
+    acquirer.write(&mut out, "acq-1", "listen");
+    out.push_str("\n[[participant]]\nid = \"iss\"\nroles = [\"issuer\"]\n");
+    issuer.write(&mut out, "iss-1", "dial");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixture_loads_with_its_links_as_asked() {
+        let text = two_participants(
+            &FixtureLink::classic("127.0.0.1:0", "bin2", "iso87-ascii").with("sign_on_required = false"),
+            &FixtureLink::native("127.0.0.1:9").with("inflight_max = 8"),
+        ) + "[[route]]\ndefault = true\ndestination = \"iss\"\n";
+        let c = crate::parse(&text).unwrap();
+        let links = &c.engine.links;
+        assert_eq!(links.len(), 2);
+        assert_eq!((links[0].name.as_str(), links[0].sign_on_required), ("acq-1", false));
+        assert_eq!((links[1].name.as_str(), links[1].inflight_max), ("iss-1", 8));
+    }
+}
