@@ -126,15 +126,18 @@ fn latency(
     Ok(())
 }
 
-impl Collector for SnapshotCollector {
-    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = &self.snap;
-        let st = &s.stats;
-        let m = &s.metrics;
-        let participant = |i: usize| s.participants.get(i).map_or("none", String::as_str);
-        let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+impl SnapshotCollector {
+    /// Participant `i`'s id, or `none`.
+    fn participant(&self, i: usize) -> &str {
+        self.snap.participants.get(i).map_or("none", String::as_str)
+    }
 
-        // Requests in, by link, participant and message class.
+    /// Requests in, by link, participant and message class.
+    fn requests_in(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
+        let m = &s.metrics;
+        let participant = |i: usize| self.participant(i);
+        let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
         let mut v = Vec::new();
         for (spec, per_class) in m.requests_in.iter().enumerate() {
             let Some((name, p, _, _)) = s.specs.get(spec) else { continue };
@@ -152,22 +155,23 @@ impl Collector for SnapshotCollector {
             }
         }
         counters(
-            &mut enc,
+            enc,
             "corridor_requests",
             "Requests received from links (network management excluded).",
             &v,
         )?;
+        Ok(())
+    }
 
-        // Per destination: forwarded, answers by code and source, timeouts, latency.
+    /// Per destination: forwarded, answers by code and source, timeouts, latency.
+    fn destinations(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
+        let (st, m) = (&s.stats, &s.metrics);
+        let participant = |i: usize| self.participant(i);
         let dest_name = |i: usize| if i + 1 == m.destinations.len() { "none" } else { participant(i) };
         let forwarded: Vec<_> =
             m.routed().map(|(i, d)| (vec![("destination", dest_name(i))], d.forwarded)).collect();
-        counters(
-            &mut enc,
-            "corridor_forwarded",
-            "Requests forwarded, by destination participant.",
-            &forwarded,
-        )?;
+        counters(enc, "corridor_forwarded", "Requests forwarded, by destination participant.", &forwarded)?;
         let codes: Vec<(String, usize, usize)> = m
             .destinations
             .iter()
@@ -194,15 +198,15 @@ impl Collector for SnapshotCollector {
             }
         }
         counters(
-            &mut enc,
-            "corridor_answers",
-            "Answers to originators, by destination, response code and who made them (destination or switch).",
-            &answers,
-        )?;
+        enc,
+        "corridor_answers",
+        "Answers to originators, by destination, response code and who made them (destination or switch).",
+        &answers,
+    )?;
         let timeouts: Vec<_> =
             m.routed().map(|(i, d)| (vec![("destination", dest_name(i))], d.timeouts)).collect();
         counters(
-            &mut enc,
+            enc,
             "corridor_timeouts",
             "Requests the destination did not answer in time (answered 68, reversed).",
             &timeouts,
@@ -212,14 +216,14 @@ impl Collector for SnapshotCollector {
             .zip(st.declines.iter())
             .map(|(c, &n)| (vec![("reason", decline_reason(c.0))], n))
             .collect();
-        counters(&mut enc, "corridor_declines", "Switch-made declines, by reason.", &declines)?;
+        counters(enc, "corridor_declines", "Switch-made declines, by reason.", &declines)?;
         let routed: Vec<_> = m
             .routed()
             .filter(|(_, d)| d.latency.count > 0)
             .map(|(i, d)| (vec![("destination", dest_name(i))], &d.latency))
             .collect();
         latency(
-            &mut enc,
+            enc,
             "corridor_request_duration",
             "Time from a request's arrival to its answer, by destination participant.",
             &routed,
@@ -230,14 +234,19 @@ impl Collector for SnapshotCollector {
             .map(|(i, d)| (vec![("destination", dest_name(i))], &d.destination_latency))
             .collect();
         latency(
-            &mut enc,
+            enc,
             "corridor_destination_duration",
             "Time from forwarding a request to its destination's response, by destination participant.",
             &dest,
         )?;
+        Ok(())
+    }
 
-        // Market pairs: answers per originator's and destination's market and the flow they
-        // make (the directory's markets; a participant without one is "none").
+    /// Market pairs: answers per originator's and destination's market and the flow they
+    /// make (the directory's markets; a participant without one is "none").
+    fn market_pairs(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
+        let m = &s.metrics;
         let mut pairs: std::collections::BTreeMap<(String, String, &'static str), u64> = Default::default();
         for (&(o, d), h) in &m.corridors {
             let market = |i: u32| s.markets.get(i as usize).copied().flatten();
@@ -256,13 +265,17 @@ impl Collector for SnapshotCollector {
             })
             .collect();
         counters(
-            &mut enc,
-            "corridor_market_answers",
-            "Answers to originators, by the originator's and the destination's market and the flow (inbound, outbound, third-market, domestic).",
-            &pairs,
-        )?;
+        enc,
+        "corridor_market_answers",
+        "Answers to originators, by the originator's and the destination's market and the flow (inbound, outbound, third-market, domestic).",
+        &pairs,
+    )?;
+        Ok(())
+    }
 
-        // Links: by state, in flight, connections and frames.
+    /// Links: by state, in flight, connections and frames.
+    fn links(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
         let mut states = Vec::new();
         let mut inflight = Vec::new();
         for (spec, (name, _, dial, _)) in s.specs.iter().enumerate() {
@@ -284,14 +297,14 @@ impl Collector for SnapshotCollector {
             inflight.push((vec![("link", name.as_str()), ("direction", "in")], inn as f64));
         }
         gauges(
-            &mut enc,
+            enc,
             "corridor_link_connections",
             "Open connections of each configured link, by state.",
             None,
             &states,
         )?;
         gauges(
-            &mut enc,
+            enc,
             "corridor_link_inflight",
             "Requests in flight on each configured link: forwarded on it (out) or received on it (in).",
             None,
@@ -299,12 +312,7 @@ impl Collector for SnapshotCollector {
         )?;
         let made: Vec<_> =
             s.specs.iter().map(|(n, _, _, c)| (vec![("link", n.as_str())], c.connections)).collect();
-        counters(
-            &mut enc,
-            "corridor_link_connections_opened",
-            "Connections made (accepted or dialed).",
-            &made,
-        )?;
+        counters(enc, "corridor_link_connections_opened", "Connections made (accepted or dialed).", &made)?;
         let rx: Vec<_> = s
             .specs
             .iter()
@@ -315,9 +323,14 @@ impl Collector for SnapshotCollector {
                 ]
             })
             .collect();
-        counters(&mut enc, "corridor_link_frames", "Frames received (in) and written (out), by link.", &rx)?;
+        counters(enc, "corridor_link_frames", "Frames received (in) and written (out), by link.", &rx)?;
+        Ok(())
+    }
 
-        // Switch-wide counters.
+    /// Switch-wide counters.
+    fn switch_counters(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
+        let (st, m) = (&s.stats, &s.metrics);
         let one = |v: u64| [(Vec::new(), v)];
         for (name, help, value) in [
             ("corridor_relayed", "Destination responses relayed to their originator.", st.relayed),
@@ -410,26 +423,30 @@ impl Collector for SnapshotCollector {
                 m.log_suppressed + self.extra.log_suppressed,
             ),
         ] {
-            counters(&mut enc, name, help, &one(value))?;
+            counters(enc, name, help, &one(value))?;
         }
         let reloads: Vec<_> = RELOAD_OUTCOMES
             .iter()
             .zip(self.extra.reloads.iter())
             .map(|(o, &n)| (vec![("outcome", *o)], n))
             .collect();
-        counters(&mut enc, "corridor_reloads", "Configuration reloads, by outcome.", &reloads)?;
+        counters(enc, "corridor_reloads", "Configuration reloads, by outcome.", &reloads)?;
+        Ok(())
+    }
 
-        // Queues and state.
+    /// Queues and state.
+    fn queues(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.snap;
         let g = |v: f64| [(Vec::new(), v)];
         gauges(
-            &mut enc,
+            enc,
             "corridor_requests_pending",
             "Requests forwarded and not yet answered.",
             None,
             &g(s.requests_pending as f64),
         )?;
         gauges(
-            &mut enc,
+            enc,
             "corridor_saf_depth",
             "Store-and-forward entries awaiting acknowledgement.",
             None,
@@ -437,21 +454,21 @@ impl Collector for SnapshotCollector {
         )?;
         let oldest = s.saf_oldest.map_or(0.0, |d| d.as_secs_f64());
         gauges(
-            &mut enc,
+            enc,
             "corridor_saf_oldest_age",
             "Age of the oldest store-and-forward entry (0 when none).",
             Some(&Unit::Seconds),
             &g(oldest),
         )?;
         gauges(
-            &mut enc,
+            enc,
             "corridor_exceptions",
             "Entries in the exception queue, awaiting an operator.",
             None,
             &g(s.exceptions as f64),
         )?;
         gauges(
-            &mut enc,
+            enc,
             "corridor_draining",
             "1 while the switch drains.",
             None,
@@ -459,14 +476,14 @@ impl Collector for SnapshotCollector {
         )?;
         if s.journaling {
             gauges(
-                &mut enc,
+                enc,
                 "corridor_journal_disk_full",
                 "1 while the journal's disk is full.",
                 None,
                 &g(f64::from(u8::from(s.journal.full))),
             )?;
             latency(
-                &mut enc,
+                enc,
                 "corridor_journal_sync_duration",
                 "Time to write and sync one journal batch.",
                 &[(Vec::new(), &s.journal.sync)],
@@ -498,13 +515,24 @@ impl Collector for SnapshotCollector {
             .map(|a| (vec![("kind", a.kind.name()), ("subject", a.subject.as_str())], 1.0))
             .collect();
         gauges(
-            &mut enc,
+            enc,
             "corridor_anomaly_active",
             "Anomalies the switch sees now against its rolling baseline (1 while active).",
             None,
             &anomalies,
         )?;
         Ok(())
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.requests_in(&mut enc)?;
+        self.destinations(&mut enc)?;
+        self.market_pairs(&mut enc)?;
+        self.links(&mut enc)?;
+        self.switch_counters(&mut enc)?;
+        self.queues(&mut enc)
     }
 }
 
