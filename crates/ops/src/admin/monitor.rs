@@ -239,6 +239,61 @@ fn total_latency(m: &Metrics) -> Histogram {
     h
 }
 
+/// One second as [`Monitor::observe`] judges it: this second's snapshot, the one before,
+/// the one a window back, the oldest kept (the flap window) and the one the
+/// store-and-forward window back.
+struct Second<'a> {
+    now: &'a Snapshot,
+    prev: Option<&'a Snapshot>,
+    win: Option<&'a Snapshot>,
+    oldest: &'a Snapshot,
+    saf_then: Option<&'a Snapshot>,
+    unix_ms: u64,
+}
+
+impl Second<'_> {
+    /// Participant `i`'s id, or `none`.
+    fn participant(&self, i: usize) -> String {
+        self.now.participants.get(i).cloned().unwrap_or_else(|| "none".into())
+    }
+}
+
+/// Seconds between two snapshots (at least a millisecond).
+fn secs(a: &Snapshot, b: &Snapshot) -> f64 {
+    a.at.saturating_duration_since(b.at).as_secs_f64().max(1e-3)
+}
+
+/// Each market corridor's row over the window (originator, destination, their markets and
+/// the flow).
+fn corridors(sec: &Second<'_>) -> Vec<CorridorView> {
+    let (now, win) = (sec.now, sec.win);
+    let participant = |i: usize| sec.participant(i);
+    let m = &now.metrics;
+    let mut corridors: Vec<CorridorView> = m
+        .corridors
+        .iter()
+        .filter_map(|(&(o, d), h)| {
+            let then = win.and_then(|w| w.metrics.corridors.get(&(o, d)));
+            let h = window_hist(h, then);
+            let market = |i: usize| now.markets.get(i).copied().flatten();
+            let text =
+                |m: Option<[u8; 2]>| m.map(|m| String::from_utf8_lossy(&m).into_owned()).unwrap_or_default();
+            (h.count > 0).then(|| CorridorView {
+                from: participant(o as usize),
+                to: participant(d as usize),
+                from_market: text(market(o as usize)),
+                to_market: text(market(d as usize)),
+                flow: corridor_engine::config::flow(market(o as usize), market(d as usize), now.home_market),
+                answers: h.count,
+                p50_ms: ms(h.quantile(0.5)),
+                p99_ms: ms(h.quantile(0.99)),
+            })
+        })
+        .collect();
+    corridors.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    corridors
+}
+
 impl Monitor {
     /// The view as of the last snapshot.
     pub(crate) fn view(&self) -> &View {
@@ -259,11 +314,16 @@ impl Monitor {
         // Taken out while this second is judged (the judging updates the rest of `self`).
         let history = std::mem::take(&mut self.history);
         let n = history.len();
-        let (_, now) = &history[n - 1];
         let back = |k: usize| history.get(n.saturating_sub(1 + k)).filter(|_| n > k).map(|(_, s)| s);
-        let prev = back(1);
-        let win = back(WINDOW.min(n - 1)).filter(|_| n > 1);
-        let secs = |a: &Snapshot, b: &Snapshot| a.at.saturating_duration_since(b.at).as_secs_f64().max(1e-3);
+        let sec = Second {
+            now: &history[n - 1].1,
+            prev: back(1),
+            win: back(WINDOW.min(n - 1)).filter(|_| n > 1),
+            oldest: &history[0].1,
+            saf_then: back(SAF_WINDOW.min(n - 1)),
+            unix_ms,
+        };
+        let (now, prev, win) = (sec.now, sec.prev, sec.win);
 
         // Totals and rates.
         let m = &now.metrics;
@@ -295,11 +355,50 @@ impl Monitor {
         let all_prev = prev.map(|p| total_latency(&p.metrics));
         let second = window_hist(&all_now, all_prev.as_ref());
 
-        let participant = |i: usize| now.participants.get(i).cloned().unwrap_or_else(|| "none".into());
-        let mut destinations = Vec::new();
         let mut changes = Vec::new();
+        let destinations = self.destinations(&sec, &mut changes);
+        let corridors = corridors(&sec);
+        let links = self.links(&sec, &mut changes);
+        self.saf(&sec, &mut changes);
+        self.push_series(&sec, tps, ms(second.quantile(0.99)), (answered, approved));
+
+        let declines = corridor_engine::stats::DECLINE_CODES
+            .iter()
+            .zip(now.stats.declines.iter())
+            .map(|(c, &v)| (decline_reason(c.0), v))
+            .collect();
+        self.view = View {
+            at_unix_ms: unix_ms,
+            totals,
+            tps,
+            approval_rate,
+            p50_ms: ms(overall.quantile(0.5)),
+            p99_ms: ms(overall.quantile(0.99)),
+            declines,
+            destinations,
+            corridors,
+            links,
+            requests_pending: now.requests_pending,
+            saf_depth: now.saf_depth,
+            saf_oldest_s: now.saf_oldest.map(|d| d.as_secs_f64()),
+            exceptions: now.exceptions,
+            draining: now.draining,
+            anomalies: self.active(),
+            recent_anomalies: self.recent.iter().rev().cloned().collect(),
+            series: self.series.clone(),
+        };
+        self.history = history;
+        changes
+    }
+
+    /// Each destination's row over the window, and its anomalies judged against its
+    /// baseline: approval drop, latency spike, timeouts rising.
+    fn destinations(&mut self, sec: &Second<'_>, changes: &mut Vec<Change>) -> Vec<DestinationView> {
+        let (now, win, unix_ms) = (sec.now, sec.win, sec.unix_ms);
+        let participant = |i: usize| sec.participant(i);
+        let mut destinations = Vec::new();
         let warm_secs = win.map_or(1.0, |w| secs(now, w));
-        for (i, d) in m.routed() {
+        for (i, d) in now.metrics.routed() {
             if d.answers.total() == 0 && d.forwarded == 0 {
                 continue;
             }
@@ -379,43 +478,19 @@ impl Monitor {
                 Baseline::follow(&mut b.timeouts_per_window, timeouts as f64);
             }
             b.samples = b.samples.saturating_add(1);
-            self.judge(Kind::ApprovalDrop, &name, drop, drop_ended, unix_ms, &mut changes);
-            self.judge(Kind::LatencySpike, &name, spike, spike_ended, unix_ms, &mut changes);
-            self.judge(Kind::TimeoutsRising, &name, rising, rising_ended, unix_ms, &mut changes);
+            self.judge(Kind::ApprovalDrop, &name, drop, drop_ended, unix_ms, changes);
+            self.judge(Kind::LatencySpike, &name, spike, spike_ended, unix_ms, changes);
+            self.judge(Kind::TimeoutsRising, &name, rising, rising_ended, unix_ms, changes);
             destinations.push(view);
         }
+        destinations
+    }
 
-        // Corridors.
-        let mut corridors: Vec<CorridorView> = m
-            .corridors
-            .iter()
-            .filter_map(|(&(o, d), h)| {
-                let then = win.and_then(|w| w.metrics.corridors.get(&(o, d)));
-                let h = window_hist(h, then);
-                let market = |i: usize| now.markets.get(i).copied().flatten();
-                let text = |m: Option<[u8; 2]>| {
-                    m.map(|m| String::from_utf8_lossy(&m).into_owned()).unwrap_or_default()
-                };
-                (h.count > 0).then(|| CorridorView {
-                    from: participant(o as usize),
-                    to: participant(d as usize),
-                    from_market: text(market(o as usize)),
-                    to_market: text(market(d as usize)),
-                    flow: corridor_engine::config::flow(
-                        market(o as usize),
-                        market(d as usize),
-                        now.home_market,
-                    ),
-                    answers: h.count,
-                    p50_ms: ms(h.quantile(0.5)),
-                    p99_ms: ms(h.quantile(0.99)),
-                })
-            })
-            .collect();
-        corridors.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
-
-        // Links, and flapping.
-        let oldest = &history[0].1;
+    /// Each configured link's row, and link flapping (connections made over the flap
+    /// window).
+    fn links(&mut self, sec: &Second<'_>, changes: &mut Vec<Change>) -> Vec<LinkView> {
+        let (now, oldest, unix_ms) = (sec.now, sec.oldest, sec.unix_ms);
+        let participant = |i: usize| sec.participant(i);
         let mut links = Vec::new();
         let mut flaps = Vec::new();
         for (spec, (name, p, dial, counts)) in now.specs.iter().enumerate() {
@@ -456,11 +531,16 @@ impl Monitor {
         for (name, made) in flaps {
             let flapping =
                 (made >= FLAPS_MIN).then(|| format!("{made} connections in the last {FLAP_WINDOW} s"));
-            self.judge(Kind::LinkFlapping, &name, flapping, made <= 1, unix_ms, &mut changes);
+            self.judge(Kind::LinkFlapping, &name, flapping, made <= 1, unix_ms, changes);
         }
 
-        // Store-and-forward.
-        let saf_then = back(SAF_WINDOW.min(n - 1)).map_or(now.saf_depth, |s| s.saf_depth);
+        links
+    }
+
+    /// Store-and-forward growing, or its oldest entry aging.
+    fn saf(&mut self, sec: &Second<'_>, changes: &mut Vec<Change>) {
+        let (now, unix_ms) = (sec.now, sec.unix_ms);
+        let saf_then = sec.saf_then.map_or(now.saf_depth, |s| s.saf_depth);
         let grew = now.saf_depth.saturating_sub(saf_then);
         let aged = now.saf_oldest.is_some_and(|a| a > SAF_AGE_MAX);
         let growing = if grew >= SAF_GROWTH_MIN {
@@ -474,12 +554,21 @@ impl Monitor {
             None
         };
         let saf_ended = now.saf_depth <= saf_then && !aged;
-        self.judge(Kind::SafGrowing, "switch", growing, saf_ended, unix_ms, &mut changes);
+        self.judge(Kind::SafGrowing, "switch", growing, saf_ended, unix_ms, changes);
+    }
 
-        // Series.
+    /// The chart's series: this second's rate, p99 and approval rate (over the second).
+    fn push_series(
+        &mut self,
+        sec: &Second<'_>,
+        tps: f64,
+        p99_ms: Option<f64>,
+        (answered, approved): (u64, u64),
+    ) {
+        let (unix_ms, prev) = (sec.unix_ms, sec.prev);
         self.series.t_unix_ms.push_back(unix_ms);
         self.series.tps.push_back(tps);
-        self.series.p99_ms.push_back(ms(second.quantile(0.99)));
+        self.series.p99_ms.push_back(p99_ms);
         let second_rate = prev.and_then(|p| {
             let a: u64 = p.metrics.destinations.iter().map(|d| d.answers.total()).sum();
             let b: u64 = p.metrics.destinations.iter().map(|d| d.answers.approved()).sum();
@@ -493,34 +582,6 @@ impl Monitor {
             self.series.p99_ms.pop_front();
             self.series.approval_rate.pop_front();
         }
-
-        let declines = corridor_engine::stats::DECLINE_CODES
-            .iter()
-            .zip(now.stats.declines.iter())
-            .map(|(c, &v)| (decline_reason(c.0), v))
-            .collect();
-        self.view = View {
-            at_unix_ms: unix_ms,
-            totals,
-            tps,
-            approval_rate,
-            p50_ms: ms(overall.quantile(0.5)),
-            p99_ms: ms(overall.quantile(0.99)),
-            declines,
-            destinations,
-            corridors,
-            links,
-            requests_pending: now.requests_pending,
-            saf_depth: now.saf_depth,
-            saf_oldest_s: now.saf_oldest.map(|d| d.as_secs_f64()),
-            exceptions: now.exceptions,
-            draining: now.draining,
-            anomalies: self.active(),
-            recent_anomalies: self.recent.iter().rev().cloned().collect(),
-            series: self.series.clone(),
-        };
-        self.history = history;
-        changes
     }
 
     /// Starts anomaly (`kind`, `subject`) when `seen` says so and it is not active; ends it
