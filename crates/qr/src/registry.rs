@@ -97,7 +97,11 @@ impl Locators {
     }
 
     fn locate<'a>(&self, object: &DataObject<'a>) -> Option<&'a str> {
-        self.0.iter().find_map(|l| l.locate(object))
+        match &self.0[..] {
+            // Most rules name one place.
+            [one] => one.locate(object),
+            many => many.iter().find_map(|l| l.locate(object)),
+        }
     }
 }
 
