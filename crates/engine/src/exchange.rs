@@ -158,17 +158,17 @@ impl Rate {
     /// # Errors
     ///
     /// Not a decimal number, zero, or too large for N8.
-    pub fn from_decimal(text: &str) -> Result<Self, String> {
+    pub fn from_decimal(text: &str) -> Result<Self, RateError> {
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        let not_decimal = || RateError::NotDecimal { text: text.to_owned() };
         if int.is_empty() && frac.is_empty()
             || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
             || int.len() + frac.len() > 30
         {
-            return Err(format!("rate {text:?}: a decimal number such as 0.0013700"));
+            return Err(not_decimal());
         }
-        let n: u128 = format!("{int}{frac}").parse().map_err(|_| format!("rate {text:?}: not a number"))?;
-        Self::rounded(n, frac.len() as u32)
-            .ok_or_else(|| format!("rate {text:?}: must be above 0.00000005 and below 9999999.5 (N8)"))
+        let n: u128 = format!("{int}{frac}").parse().map_err(|_| not_decimal())?;
+        Self::rounded(n, frac.len() as u32).ok_or_else(|| RateError::OutOfRange { text: text.to_owned() })
     }
 
     /// The rate as DE 9/10 carry it; `None` for anything but eight digits with a first
@@ -312,6 +312,78 @@ pub struct Rates {
     by_id: FxHashMap<Box<str>, usize>,
 }
 
+/// Why a rate's text is not a rate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RateError {
+    /// Not a decimal number (`0.0013700`).
+    NotDecimal {
+        /// The text.
+        text: String,
+    },
+    /// Zero, or outside what N8 can carry.
+    OutOfRange {
+        /// The text.
+        text: String,
+    },
+}
+
+impl std::fmt::Display for RateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotDecimal { text } => write!(f, "rate {text:?}: a decimal number such as 0.0013700"),
+            Self::OutOfRange { text } => {
+                write!(f, "rate {text:?}: must be above 0.00000005 and below 9999999.5 (N8)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RateError {}
+
+/// Why a table of quotes cannot be used, naming the quote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RatesError {
+    /// It converts a currency into itself.
+    OneCurrency {
+        /// The quote's id.
+        quote: String,
+        /// The currency.
+        currency: String,
+    },
+    /// Its validity window is empty.
+    EmptyWindow {
+        /// The quote's id.
+        quote: String,
+    },
+    /// Its rate with the markup does not fit N8.
+    MarkupOutOfN8 {
+        /// The quote's id.
+        quote: String,
+    },
+    /// Two quotes have its id.
+    IdTwice {
+        /// The quote's id.
+        quote: String,
+    },
+}
+
+impl std::fmt::Display for RatesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OneCurrency { quote, currency } => {
+                write!(f, "quote {quote}: from and to are both {currency}")
+            }
+            Self::EmptyWindow { quote } => write!(f, "quote {quote}: valid_to must be after valid_from"),
+            Self::MarkupOutOfN8 { quote } => {
+                write!(f, "quote {quote}: the rate with its markup does not fit N8")
+            }
+            Self::IdTwice { quote } => write!(f, "quote {quote}: the id is used twice"),
+        }
+    }
+}
+
+impl std::error::Error for RatesError {}
+
 impl Rates {
     /// A table of `quotes`.
     ///
@@ -319,20 +391,21 @@ impl Rates {
     ///
     /// Two quotes with one id, a pair of one currency, an empty validity window, or a markup
     /// that takes the rate out of N8.
-    pub fn new(quotes: Vec<Quote>) -> Result<Self, String> {
+    pub fn new(quotes: Vec<Quote>) -> Result<Self, RatesError> {
         let mut t = Self::default();
         for (i, q) in quotes.iter().enumerate() {
+            let quote = || q.id.to_string();
             if q.from == q.to {
-                return Err(format!("quote {}: from and to are both {}", q.id, q.from));
+                return Err(RatesError::OneCurrency { quote: quote(), currency: q.from.to_string() });
             }
             if q.valid_to_ms <= q.valid_from_ms {
-                return Err(format!("quote {}: valid_to must be after valid_from", q.id));
+                return Err(RatesError::EmptyWindow { quote: quote() });
             }
             if q.rate.with_markup(q.markup_bps).is_none() {
-                return Err(format!("quote {}: the rate with its markup does not fit N8", q.id));
+                return Err(RatesError::MarkupOutOfN8 { quote: quote() });
             }
             if t.by_id.insert(q.id.clone(), i).is_some() {
-                return Err(format!("quote {}: the id is used twice", q.id));
+                return Err(RatesError::IdTwice { quote: quote() });
             }
             t.by_pair.entry((q.from.numeric, q.to.numeric)).or_default().push(i);
         }
@@ -482,8 +555,14 @@ mod tests {
         assert!(t.current(704, 764, 3000).is_none());
         assert!(t.current(764, 704, 1500).is_none(), "a pair is one direction");
         assert!(t.by_id("a").is_some_and(|q| !q.valid_at(2000)));
-        assert!(Rates::new(vec![quote("a", 0, 1), quote("a", 1, 2)]).unwrap_err().contains("twice"));
-        assert!(Rates::new(vec![quote("a", 5, 5)]).unwrap_err().contains("after"));
+        assert_eq!(
+            Rates::new(vec![quote("a", 0, 1), quote("a", 1, 2)]).unwrap_err(),
+            RatesError::IdTwice { quote: "a".into() }
+        );
+        assert_eq!(
+            Rates::new(vec![quote("a", 5, 5)]).unwrap_err(),
+            RatesError::EmptyWindow { quote: "a".into() }
+        );
     }
 
     proptest! {

@@ -113,6 +113,39 @@ pub struct ShardPlan {
     pub hop_link_at: usize,
 }
 
+/// Why a reload cannot keep the shards' plan ([`ShardPlan::extended`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// Participants or links were taken out of the configuration's places (a reload only
+    /// adds; a removed one is retired in place).
+    PlacesTaken,
+    /// A participant would change shards: that needs a restart.
+    Moves {
+        /// Its id.
+        participant: String,
+        /// The shard it is on.
+        from: usize,
+        /// The shard the new configuration puts it on.
+        to: usize,
+    },
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PlacesTaken => {
+                f.write_str("participants or links were taken out of the configuration's places")
+            }
+            Self::Moves { participant, from, to } => write!(
+                f,
+                "participant {participant} would move from shard {from} to shard {to}: that needs a restart"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
 impl ShardPlan {
     /// The plan for `base` over `count` shards: each participant's `shard` (modulo
     /// `count`) where set, else the stable hash of its id; the hops after what `base` has.
@@ -130,19 +163,16 @@ impl ShardPlan {
     /// # Errors
     ///
     /// The participant that would move, or the places that went.
-    pub fn extended(&self, base: &Config) -> Result<Self, String> {
+    pub fn extended(&self, base: &Config) -> Result<Self, PlanError> {
         if base.participants.len() < self.owner.len() || base.links.len() < self.hop_link_at {
-            return Err("participants or links were taken out of the configuration's places".into());
+            return Err(PlanError::PlacesTaken);
         }
         let mut next = self.clone();
         for (i, p) in base.participants.iter().enumerate() {
             let o = owner_of(p, self.count);
             match self.owner.get(i) {
                 Some(&was) if was != o => {
-                    return Err(format!(
-                        "participant {} would move from shard {was} to shard {o}: that needs a restart",
-                        p.id
-                    ))
+                    return Err(PlanError::Moves { participant: p.id.clone(), from: was, to: o })
                 }
                 Some(_) => {}
                 None => next.owner.push(o),
@@ -412,6 +442,6 @@ mod tests {
         // A participant pinned elsewhere by the reload would move: refused.
         let mut moved = reloaded.clone();
         moved.participants[0].shard = Some(1 - plan.owner[0]);
-        assert!(plan.extended(&moved).is_err());
+        assert!(matches!(plan.extended(&moved), Err(PlanError::Moves { .. })));
     }
 }

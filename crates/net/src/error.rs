@@ -122,3 +122,37 @@ impl From<LinkError> for DialError {
         Self::Link(e)
     }
 }
+
+/// Why a reloaded configuration was not applied (nothing of it was).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReconfigureError {
+    /// The switch is draining: it takes no new configuration.
+    Draining,
+    /// The shards' plan cannot take it (a participant would move shards).
+    Shards(corridor_engine::shards::PlanError),
+    /// A new or moved listening link's address could not be bound.
+    Bind {
+        /// The link.
+        link: String,
+        /// Its address.
+        address: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The engine refused it.
+    Engine(corridor_engine::reconfigure::Incompatible),
+}
+
+impl fmt::Display for ReconfigureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Draining => f.write_str("the switch is draining"),
+            Self::Shards(e) => e.fmt(f),
+            Self::Bind { link, address, error } => write!(f, "link {link}: cannot bind {address}: {error}"),
+            Self::Engine(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReconfigureError {}

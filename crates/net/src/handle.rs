@@ -22,7 +22,10 @@ pub(crate) enum Command {
     /// Runs on the switch's thread with the engine (an operator's call); the switch flushes
     /// after it.
     Engine(EngineCall),
-    Reconfigure(Box<crate::switch::Reconfigure>, oneshot::Sender<Result<usize, String>>),
+    Reconfigure(
+        Box<crate::switch::Reconfigure>,
+        oneshot::Sender<Result<usize, crate::error::ReconfigureError>>,
+    ),
 }
 
 /// Upper bounds of the journal batch-size buckets, in records.
@@ -259,7 +262,10 @@ impl Handle {
     /// connections it retired, or why nothing was changed; `None` once the switch stopped.
     /// With several shards each takes its share; a reload that would move a participant to
     /// another shard is refused (a restart does it).
-    pub async fn reconfigure(&self, r: crate::switch::Reconfigure) -> Option<Result<usize, String>> {
+    pub async fn reconfigure(
+        &self,
+        r: crate::switch::Reconfigure,
+    ) -> Option<Result<usize, crate::error::ReconfigureError>> {
         if self.tx.len() == 1 {
             let (tx, rx) = oneshot::channel();
             self.tx.first()?.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;

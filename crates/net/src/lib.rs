@@ -46,7 +46,7 @@ pub mod running;
 pub mod switch;
 pub mod tls;
 
-pub use error::LinkError;
+pub use error::{LinkError, ReconfigureError};
 pub use handle::{Handle, JournalMetrics, LinkSnapshot, Shutdown, Snapshot};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;

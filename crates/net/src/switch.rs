@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     backoff::Backoff,
-    error::{DialError, LinkError},
+    error::{DialError, LinkError, ReconfigureError},
     handle::{Command, Handle, LinkSnapshot, Shutdown},
     limits::{
         CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX,
@@ -349,9 +349,9 @@ pub(crate) fn split_reconfigure(
     r: Reconfigure,
     count: usize,
     old: Option<&corridor_engine::shards::ShardPlan>,
-) -> Result<(Vec<Reconfigure>, corridor_engine::shards::ShardPlan), String> {
+) -> Result<(Vec<Reconfigure>, corridor_engine::shards::ShardPlan), ReconfigureError> {
     let plan = match old {
-        Some(old) => old.extended(&r.engine)?,
+        Some(old) => old.extended(&r.engine).map_err(ReconfigureError::Shards)?,
         None => corridor_engine::shards::ShardPlan::new(count, &r.engine),
     };
     let mut link_plan = Vec::with_capacity(r.plan.len() + count);
@@ -382,9 +382,9 @@ pub(crate) fn split_reconfigure(
 
 /// Applies `r` on the switch's thread: binds what must be bound first (a failure there
 /// changes nothing), then the engine takes the configuration, then the loops follow it.
-async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, String> {
+async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, ReconfigureError> {
     if shared.stop.is_cancelled() {
-        return Err("the switch is draining".into());
+        return Err(ReconfigureError::Draining);
     }
     let plan = |spec: usize| r.plan.get(spec).copied().unwrap_or(LinkPlan::Keep);
     let current = |spec: usize| shared.loops.borrow().get(&spec).cloned();
@@ -398,7 +398,12 @@ async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, Strin
             _ => false,
         };
         if rebind {
-            bound.push((l.clone(), bind_listener(l).await.map_err(|e| e.to_string())?));
+            let listener = bind_listener(l).await.map_err(|error| ReconfigureError::Bind {
+                link: l.name.clone(),
+                address: l.address,
+                error,
+            })?;
+            bound.push((l.clone(), listener));
         }
     }
     let retire: Vec<usize> =
@@ -407,7 +412,7 @@ async fn reconfigure(shared: &Rc<Shared>, r: Reconfigure) -> Result<usize, Strin
     let deadline = now + r.drain_timeout;
     {
         let mut engine = shared.engine.borrow_mut();
-        engine.reconfigure(r.engine, &retire, deadline, now).map_err(|e| e.to_string())?;
+        engine.reconfigure(r.engine, &retire, deadline, now).map_err(ReconfigureError::Engine)?;
         engine.record_config(r.digest);
     }
     shared.drain_timeout.set(r.drain_timeout);

@@ -19,7 +19,7 @@ use corridor_config::{reload::Current, Loaded};
 use corridor_net::Handle;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, ReloadCounts, Reloader};
+use crate::admin::{self, ReloadCounts, ReloadError, Reloader};
 
 /// Where a running switch came from, for reloads.
 pub struct Source {
@@ -182,17 +182,17 @@ async fn reload_once(
     current: &mut Current,
     handle: &Handle,
     token: &std::sync::RwLock<String>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ReloadError> {
     let (p, c) = (path.to_owned(), current.clone());
     let checked = tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p))
         .await
-        .map_err(|_| "the reload's thread failed".to_owned())?;
+        .map_err(|_| ReloadError::Thread)?;
     let r = match checked {
         Ok(r) => r,
         Err(e) => {
             let why = format!("{e:#}");
             error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
-            return Err(why);
+            return Err(ReloadError::File(why));
         }
     };
     let new_token = r.admin.as_ref().map(|a| a.token.clone());
@@ -207,10 +207,10 @@ async fn reload_once(
         return Ok(changes);
     }
     match handle.reconfigure(r.reconfigure).await {
-        None => Err("the switch is stopping".into()),
+        None => Err(ReloadError::Stopping),
         Some(Err(why)) => {
             error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
-            Err(why)
+            Err(ReloadError::Switch(why))
         }
         Some(Ok(retired)) => {
             for c in &changes {

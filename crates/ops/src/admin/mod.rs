@@ -64,7 +64,34 @@ const COOKIE: &str = "corridor_admin";
 
 /// What a reload did: `Ok(changes)` (none: unchanged), or why it was refused.
 pub type ReloadFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, ReloadError>> + Send>>;
+
+/// Why a reload was refused; the configuration in force is kept, all of it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The file cannot be used: its checks' reason, with the place in the file.
+    File(String),
+    /// The thread that read and checked the file failed.
+    Thread,
+    /// The switch is stopping.
+    Stopping,
+    /// The running switch refused the new configuration.
+    Switch(corridor_net::ReconfigureError),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(why) => f.write_str(why),
+            Self::Thread => f.write_str("the reload's thread failed"),
+            Self::Stopping => f.write_str("the switch is stopping"),
+            Self::Switch(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
 
 /// What reloads the configuration, for `POST /reload` and `SIGHUP`: returns the diff it
 /// applied (empty when nothing changed) or why the old configuration was kept.
