@@ -19,7 +19,7 @@ impl TestSwitch {
     #[must_use]
     pub fn start(config: &str) -> Self {
         let loaded = corridor_config::parse(config).unwrap_or_else(|e| panic!("test config: {e:#}"));
-        let running = loaded.start().unwrap_or_else(|e| panic!("switch starts: {e:#}"));
+        let running = corridor_ops::startup::start(loaded).unwrap_or_else(|e| panic!("switch starts: {e:#}"));
         let addrs = running.addrs().iter().cloned().collect();
         Self { addrs, running: Some(running) }
     }

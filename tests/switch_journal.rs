@@ -129,7 +129,8 @@ fn a_failed_sync_stops_the_switch_with_nothing_acknowledged_after_it_and_a_resta
     let text = config(&state, issuer.addr);
 
     let fault = std::sync::Arc::new(corridor_net::journal::StorageFault::default());
-    let (engine, mut net) = corridor_config::parse(&text).unwrap().into_parts().unwrap();
+    let (engine, mut net) =
+        corridor_ops::startup::into_parts(corridor_config::parse(&text).unwrap()).unwrap();
     net.journal.as_mut().unwrap().fault = Some(std::sync::Arc::clone(&fault));
     let running = corridor_net::Running::start(engine, net).unwrap();
     let addr = running.addr("acq-1").unwrap();
@@ -178,7 +179,8 @@ fn a_full_disk_declines_new_requests_96_while_what_is_in_flight_is_answered_and_
     let text = config(&state, issuer.addr);
 
     let fault = std::sync::Arc::new(corridor_net::journal::StorageFault::default());
-    let (engine, mut net) = corridor_config::parse(&text).unwrap().into_parts().unwrap();
+    let (engine, mut net) =
+        corridor_ops::startup::into_parts(corridor_config::parse(&text).unwrap()).unwrap();
     net.journal.as_mut().unwrap().fault = Some(std::sync::Arc::clone(&fault));
     let running = corridor_net::Running::start(engine, net).unwrap();
     let addr = running.addr("acq-1").unwrap();

@@ -349,7 +349,7 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     ));
     let loaded = corridor_config::parse(&text).context("the demo configuration")?;
 
-    let switch = loaded.start().context("cannot start the switch")?;
+    let switch = corridor_ops::startup::start(loaded).context("cannot start the switch")?;
     let acquirer = switch.addr("wallet-sg-1").ok_or_else(|| anyhow!("the acquirer link is not listening"))?;
     let wire = Wire::parse("bin2", "iso87-ascii").map_err(|e| anyhow!(e))?;
     for bin in ["476173", "520011"] {

@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`startup`]: from a checked configuration to a running switch: engines made, journals
+//!   recovered, links assigned, bound or started (configuration only configures).
 //! - [`serve`]: the serve loop — the switch, the admin server, reloads on `SIGHUP` and
 //!   `POST /reload`, the drain on `SIGTERM`, systemd's notify protocol and watchdog.
 //! - [`admin`]: the loopback admin HTTP API (token, audit trail), the Prometheus exposition
@@ -15,3 +17,4 @@
 
 pub mod admin;
 pub mod serve;
+pub mod startup;

@@ -37,7 +37,7 @@ pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<O
     let current = Arc::new(tokio::sync::Mutex::new(Current::of(&config)));
     let admin_settings = config.admin.clone();
     let journal_dir = config.journal.as_ref().map(|j| j.dir.clone());
-    let switch = config.bind().await.context("cannot start the switch")?;
+    let switch = crate::startup::bind(config).await.context("cannot start the switch")?;
     let handle = switch.handle();
     let counts = Arc::new(ReloadCounts::default());
     let token = Arc::new(std::sync::RwLock::new(

@@ -9,7 +9,7 @@
 //! checkpoint and the segments after it; then the engine resumes what is owed).
 //!
 //! ```text
-//! cargo run --release -p corridor-config --example journal_recovery -- \
+//! cargo run --release -p corridor-ops --example journal_recovery -- \
 //!     --transactions 10000000 --dir /var/tmp/corridor-recovery [--cold]
 //! ```
 //!
@@ -205,7 +205,7 @@ fn main() {
         }
         let loaded = corridor_config::load(&state.join("switch.toml")).unwrap();
         let t0 = Instant::now();
-        let (engine, _net) = loaded.into_parts().unwrap();
+        let (engine, _net) = corridor_ops::startup::into_parts(loaded).unwrap();
         let took = t0.elapsed();
         println!(
             "start {round}: {:.2} s to recover and resume ({} outcomes in the duplicate window, {} reversals owed)",
