@@ -227,10 +227,58 @@ fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSett
 ///
 /// The file cannot be read, is not valid TOML, has an unknown key, or breaks a rule; the
 /// message names the place and the rule.
-pub fn load(path: &Path) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    parse_in(&text, base).with_context(|| format!("{}", path.display()))
+    check_in(&text, base).map_err(|e| ConfigError::invalid(Some(path), &e))
+}
+
+/// Why a configuration cannot be used. Inside, each rule's check says what it found with
+/// `anyhow`'s context (the place in the file, then the rule); at this crate's boundary that
+/// is one typed error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not TOML, has an unknown key, or breaks a rule.
+    Invalid {
+        /// The file, when it came from one.
+        file: Option<std::path::PathBuf>,
+        /// The place in the file and the rule broken.
+        why: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(file: Option<&Path>, e: &anyhow::Error) -> Self {
+        Self::Invalid { file: file.map(Path::to_owned), why: format!("{e:#}") }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Invalid { file: Some(file), why } => write!(f, "{}: {why}", file.display()),
+            Self::Invalid { file: None, why } => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            Self::Invalid { .. } => None,
+        }
+    }
 }
 
 fn institution(s: &str, what: &str) -> Result<InstitutionId> {
@@ -266,7 +314,7 @@ fn count<T: Copy + PartialOrd + std::fmt::Display>(
 /// # Errors
 ///
 /// Text that is not TOML with `[[participant]]` tables.
-pub fn participant_ids(text: &str) -> Result<Vec<String>> {
+pub fn participant_ids(text: &str) -> Result<Vec<String>, ConfigError> {
     #[derive(serde::Deserialize)]
     struct Ids {
         #[serde(default)]
@@ -276,7 +324,8 @@ pub fn participant_ids(text: &str) -> Result<Vec<String>> {
     struct IdOnly {
         id: String,
     }
-    let ids: Ids = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let ids: Ids = toml::from_str(text)
+        .map_err(|e| ConfigError::Invalid { file: None, why: e.to_string().trim_end().to_owned() })?;
     Ok(ids.participant.into_iter().map(|p| p.id).collect())
 }
 
@@ -286,7 +335,7 @@ pub fn participant_ids(text: &str) -> Result<Vec<String>> {
 /// # Errors
 ///
 /// See [`load`].
-pub fn parse(text: &str) -> Result<Loaded> {
+pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
     parse_in(text, Path::new("."))
 }
 
@@ -305,7 +354,12 @@ fn pin(hex: &str, what: &str) -> Result<[u8; 32]> {
 /// # Errors
 ///
 /// See [`load`].
-pub fn parse_in(text: &str, base: &Path) -> Result<Loaded> {
+pub fn parse_in(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    check_in(text, base).map_err(|e| ConfigError::invalid(None, &e))
+}
+
+/// [`parse_in`], every rule checked with `anyhow`'s context.
+fn check_in(text: &str, base: &Path) -> Result<Loaded> {
     let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let sw = &file.switch;
     let switch_id =

@@ -86,9 +86,9 @@ pub struct Reload {
 /// # Errors
 ///
 /// Whatever [`crate::load`] refuses, and a change that cannot be made while running.
-pub fn reload(current: &Current, path: &Path) -> Result<Reload> {
+pub fn reload(current: &Current, path: &Path) -> Result<Reload, crate::ConfigError> {
     let loaded = crate::load(path)?;
-    rebase(current, loaded)
+    check_rebase(current, loaded).map_err(|e| crate::ConfigError::invalid(Some(path), &e))
 }
 
 fn route_text(r: &Route, participants: &[Participant]) -> (String, String) {
@@ -244,7 +244,12 @@ fn diff_fields(
 /// # Errors
 ///
 /// A change that cannot be made while running (the journal, the admin address).
-pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
+pub fn rebase(current: &Current, loaded: Loaded) -> Result<Reload, crate::ConfigError> {
+    check_rebase(current, loaded).map_err(|e| crate::ConfigError::invalid(None, &e))
+}
+
+/// [`rebase`], its refusals with `anyhow`'s context.
+fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
     if loaded.journal.as_ref().map(journal_text) != current.journal {
         bail!("the [journal] section cannot change while the switch runs (restart to change it)");
     }
@@ -487,7 +492,7 @@ destination = "iss-b"
     }
 
     fn rebased(text: &str) -> Result<Reload> {
-        rebase(&current(), crate::parse(text)?)
+        Ok(rebase(&current(), crate::parse(text)?)?)
     }
 
     fn ids(c: &Config) -> Vec<&str> {

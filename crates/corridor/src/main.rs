@@ -305,7 +305,9 @@ fn main() -> ExitCode {
         Command::Reconcile { ours, theirs, json } => run_reconcile(&ours, &theirs, json),
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
-        Command::CheckConfig { config } => config::load(&config).map(|c| print!("{}", config::summary(&c))),
+        Command::CheckConfig { config } => {
+            config::load(&config).map(|c| print!("{}", config::summary(&c))).map_err(anyhow::Error::from)
+        }
         Command::Serve { config, log_format, shards } => run_serve(&config, log_format, shards),
         Command::Certs { command } => run_certs(command),
     };
