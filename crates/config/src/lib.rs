@@ -362,163 +362,25 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
 fn check_in(text: &str, base: &Path) -> Result<Loaded> {
     let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
     let sw = &file.switch;
-    let switch_id =
-        sw.institution_id.as_deref().map(|s| institution(s, "switch.institution_id")).transpose()?;
-    let settings = Settings {
-        institution_id: switch_id,
-        reversal_retry: millis(sw.reversal_retry_ms, REVERSAL_RETRY, "switch")?,
-        reversal_repeats_max: count(
-            sw.reversal_repeats_max,
-            &REVERSAL_REPEATS,
-            "reversal_repeats_max",
-            "switch",
-        )?,
-        saf_age_max: millis(sw.saf_age_max_ms, SAF_AGE_MAX, "switch")?,
-        late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
-        duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
-        metrics: sw.metrics.unwrap_or(true),
-        duplicate_window_entries: corridor_engine::limits::OUTCOMES_MAX,
-    };
+    let settings = settings(sw)?;
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");
     }
     let registry = interop::registry(&file, base)?;
-    let mut participants = Vec::new();
-    let mut links = Vec::new();
-    let mut net = NetConfig {
-        drain_timeout: millis(sw.drain_timeout_ms, DRAIN_TIMEOUT, "switch")?,
-        ..NetConfig::default()
+    let mut built = Built {
+        net: NetConfig {
+            drain_timeout: millis(sw.drain_timeout_ms, DRAIN_TIMEOUT, "switch")?,
+            ..NetConfig::default()
+        },
+        ..Built::default()
     };
-    let mut names = HashSet::new();
-    let mut fingerprints = Vec::new();
-    let mut addresses = HashSet::new();
-    let mut owners: std::collections::HashMap<InstitutionId, String> = Default::default();
-    let mut subjects: std::collections::HashMap<String, String> = Default::default();
-    let mut pins: std::collections::HashMap<[u8; 32], String> = Default::default();
     for (pi, p) in file.participants.iter().enumerate() {
-        let at = format!("participant {:?}", p.id);
-        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            bail!("{at}: id must be letters, digits, '-' or '_'");
-        }
-        if participants.iter().any(|q: &Participant| q.id == p.id) {
-            bail!("{at}: defined twice");
-        }
-        if p.roles.is_empty() {
-            bail!("{at}: roles must name at least one of acquirer, issuer, network");
-        }
-        let roles = Roles {
-            acquirer: p.roles.contains(&Role::Acquirer),
-            issuer: p.roles.contains(&Role::Issuer),
-            network: p.roles.contains(&Role::Network),
-        };
-        let acquirer_ids = p
-            .acquirer_ids
-            .iter()
-            .map(|s| institution(s, &format!("{at}: acquirer id")))
-            .collect::<Result<Vec<_>>>()?;
-        let forwarder_ids = p
-            .forwarder_ids
-            .iter()
-            .map(|s| institution(s, &format!("{at}: forwarder id")))
-            .collect::<Result<Vec<_>>>()?;
-        if !forwarder_ids.is_empty() && !roles.network {
-            bail!("{at}: forwarder_ids (DE 33) need the network role");
-        }
-        for id in &acquirer_ids {
-            if let Some(other) = owners.insert(*id, p.id.clone()) {
-                bail!("{at}: acquirer id {id} is already owned by participant {other:?}");
-            }
-        }
-        if p.links.is_empty() {
-            bail!("{at}: no [[participant.link]]");
-        }
-        let identity = Identity {
-            participant: p.id.clone(),
-            subject_cn: p.tls_subject_cn.clone(),
-            spki_sha256: p
-                .tls_spki_sha256
-                .iter()
-                .map(|h| pin(h, &format!("{at}: tls_spki_sha256")))
-                .collect::<Result<Vec<_>>>()?,
-        };
-        // A certificate maps to exactly one participant.
-        if let Some(cn) = &identity.subject_cn {
-            if let Some(other) = subjects.insert(cn.clone(), p.id.clone()) {
-                bail!("{at}: tls_subject_cn {cn:?} is already participant {other:?}'s");
-            }
-        }
-        for k in &identity.spki_sha256 {
-            if let Some(other) = pins.insert(*k, p.id.clone()) {
-                bail!("{at}: a tls_spki_sha256 pin is already participant {other:?}'s");
-            }
-        }
-        for l in &p.links {
-            let lat = format!("{at}, link {:?}", l.name);
-            let spec = links.len();
-            let (link, listen_or_dial, print) = link(l, &lat, spec, pi, base, &identity)?;
-            fingerprints.push(print);
-            if !names.insert(l.name.clone()) {
-                bail!("{lat}: link names must be unique");
-            }
-            match listen_or_dial {
-                Side::Listen(listen) => {
-                    if listen.address.port() != 0 && !addresses.insert(listen.address) {
-                        bail!("{lat}: address {} is already used by another listening link", listen.address);
-                    }
-                    net.listens.push(listen);
-                }
-                Side::Dial(dial) => net.dials.push(dial),
-            }
-            links.push(link);
-        }
-        participants.push(Participant {
-            id: p.id.clone(),
-            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-            roles,
-            acquirer_ids,
-            forwarder_ids,
-            directory: interop::directory(p, &registry, &at)?,
-            hop: None,
-            via: None,
-            shard: p.shard,
-        });
+        built.participant(p, pi, base, &registry)?;
     }
+    let Built { participants, links, net, fingerprints, .. } = built;
     let mut all = routes::Routes::default();
     for (i, r) in file.routes.iter().enumerate() {
-        let at = format!("route {} (destination {:?})", i + 1, r.destination);
-        if r.qr_acquirer.is_some() && r.qr_network.is_none() {
-            bail!("{at}: qr_acquirer goes with qr_network");
-        }
-        let key = match (&r.pan_prefix, &r.receiver_id, &r.qr_network, r.default) {
-            (Some(p), None, None, false) => routes::pan_prefix(p).with_context(|| at.clone())?,
-            (None, Some(id), None, false) => {
-                RouteKey::Receiver(institution(id, &format!("{at}: receiver_id"))?)
-            }
-            (None, None, Some(n), false) => {
-                let i = registry
-                    .index(n)
-                    .with_context(|| format!("{at}: qr_network {n:?} is not in the QR network registry"))?;
-                if let Some(a) = &r.qr_acquirer {
-                    if a.is_empty() || a.len() > 32 || !a.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
-                        bail!("{at}: qr_acquirer {a:?} must be 1-32 printable characters");
-                    }
-                }
-                RouteKey::Qr {
-                    network: u16::try_from(i).unwrap_or(u16::MAX),
-                    name: n.as_str().into(),
-                    acquirer: r.qr_acquirer.as_deref().map(Into::into),
-                }
-            }
-            (None, None, None, true) => RouteKey::Default,
-            _ => bail!("{at}: give exactly one of pan_prefix, receiver_id, qr_network or default = true"),
-        };
-        let destination = routes::destination(&participants, &r.destination).with_context(|| at.clone())?;
-        let mti_classes = match &r.mti_classes {
-            None => None,
-            Some(cs) => Some(routes::classes(cs).with_context(|| at.clone())?),
-        };
-        let timeout = millis(r.timeout_ms, ROUTE_TIMEOUT, &at)?;
-        all.push(Route { key, mti_classes, destination, timeout }, || at.clone())?;
+        route(r, i, &participants, &registry, &mut all)?;
     }
     for f in &sw.route_files {
         let path = base.join(f);
@@ -551,6 +413,188 @@ fn check_in(text: &str, base: &Path) -> Result<Loaded> {
         clearing,
         shards,
     })
+}
+
+/// `[switch]`'s engine settings, each checked against its range.
+fn settings(sw: &file::SwitchSection) -> Result<Settings> {
+    let switch_id =
+        sw.institution_id.as_deref().map(|s| institution(s, "switch.institution_id")).transpose()?;
+    Ok(Settings {
+        institution_id: switch_id,
+        reversal_retry: millis(sw.reversal_retry_ms, REVERSAL_RETRY, "switch")?,
+        reversal_repeats_max: count(
+            sw.reversal_repeats_max,
+            &REVERSAL_REPEATS,
+            "reversal_repeats_max",
+            "switch",
+        )?,
+        saf_age_max: millis(sw.saf_age_max_ms, SAF_AGE_MAX, "switch")?,
+        late_window: millis(sw.late_window_ms, LATE_WINDOW, "switch")?,
+        duplicate_window: millis(sw.duplicate_window_ms, DUPLICATE_WINDOW, "switch")?,
+        metrics: sw.metrics.unwrap_or(true),
+        duplicate_window_entries: corridor_engine::limits::OUTCOMES_MAX,
+    })
+}
+
+/// The participants and links checked so far, and what must stay unique across them.
+#[derive(Default)]
+struct Built {
+    participants: Vec<Participant>,
+    links: Vec<LinkSpec>,
+    net: NetConfig,
+    fingerprints: Vec<[u8; 32]>,
+    /// Link names.
+    names: HashSet<String>,
+    /// Listening addresses (port 0 excepted).
+    addresses: HashSet<SocketAddr>,
+    /// Acquirer ids, and the participant each is.
+    owners: std::collections::HashMap<InstitutionId, String>,
+    /// Certificate subjects, and the participant each is.
+    subjects: std::collections::HashMap<String, String>,
+    /// SPKI pins, and the participant each is.
+    pins: std::collections::HashMap<[u8; 32], String>,
+}
+
+impl Built {
+    /// Checks `[[participant]]` number `pi` and its links, and adds them.
+    fn participant(
+        &mut self,
+        p: &file::ParticipantSection,
+        pi: usize,
+        base: &Path,
+        registry: &corridor_qr::Registry,
+    ) -> Result<()> {
+        let at = format!("participant {:?}", p.id);
+        if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("{at}: id must be letters, digits, '-' or '_'");
+        }
+        if self.participants.iter().any(|q: &Participant| q.id == p.id) {
+            bail!("{at}: defined twice");
+        }
+        if p.roles.is_empty() {
+            bail!("{at}: roles must name at least one of acquirer, issuer, network");
+        }
+        let roles = Roles {
+            acquirer: p.roles.contains(&Role::Acquirer),
+            issuer: p.roles.contains(&Role::Issuer),
+            network: p.roles.contains(&Role::Network),
+        };
+        let acquirer_ids = p
+            .acquirer_ids
+            .iter()
+            .map(|s| institution(s, &format!("{at}: acquirer id")))
+            .collect::<Result<Vec<_>>>()?;
+        let forwarder_ids = p
+            .forwarder_ids
+            .iter()
+            .map(|s| institution(s, &format!("{at}: forwarder id")))
+            .collect::<Result<Vec<_>>>()?;
+        if !forwarder_ids.is_empty() && !roles.network {
+            bail!("{at}: forwarder_ids (DE 33) need the network role");
+        }
+        for id in &acquirer_ids {
+            if let Some(other) = self.owners.insert(*id, p.id.clone()) {
+                bail!("{at}: acquirer id {id} is already owned by participant {other:?}");
+            }
+        }
+        if p.links.is_empty() {
+            bail!("{at}: no [[participant.link]]");
+        }
+        let identity = Identity {
+            participant: p.id.clone(),
+            subject_cn: p.tls_subject_cn.clone(),
+            spki_sha256: p
+                .tls_spki_sha256
+                .iter()
+                .map(|h| pin(h, &format!("{at}: tls_spki_sha256")))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        // A certificate maps to exactly one participant.
+        if let Some(cn) = &identity.subject_cn {
+            if let Some(other) = self.subjects.insert(cn.clone(), p.id.clone()) {
+                bail!("{at}: tls_subject_cn {cn:?} is already participant {other:?}'s");
+            }
+        }
+        for k in &identity.spki_sha256 {
+            if let Some(other) = self.pins.insert(*k, p.id.clone()) {
+                bail!("{at}: a tls_spki_sha256 pin is already participant {other:?}'s");
+            }
+        }
+        for l in &p.links {
+            let lat = format!("{at}, link {:?}", l.name);
+            let spec = self.links.len();
+            let (link, listen_or_dial, print) = link(l, &lat, spec, pi, base, &identity)?;
+            self.fingerprints.push(print);
+            if !self.names.insert(l.name.clone()) {
+                bail!("{lat}: link names must be unique");
+            }
+            match listen_or_dial {
+                Side::Listen(listen) => {
+                    if listen.address.port() != 0 && !self.addresses.insert(listen.address) {
+                        bail!("{lat}: address {} is already used by another listening link", listen.address);
+                    }
+                    self.net.listens.push(listen);
+                }
+                Side::Dial(dial) => self.net.dials.push(dial),
+            }
+            self.links.push(link);
+        }
+        let participant = Participant {
+            id: p.id.clone(),
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            roles,
+            acquirer_ids,
+            forwarder_ids,
+            directory: interop::directory(p, registry, &at)?,
+            hop: None,
+            via: None,
+            shard: p.shard,
+        };
+        self.participants.push(participant);
+        Ok(())
+    }
+}
+
+/// Checks `[[route]]` number `i` and adds it to `all`.
+fn route(
+    r: &file::RouteSection,
+    i: usize,
+    participants: &[Participant],
+    registry: &corridor_qr::Registry,
+    all: &mut routes::Routes,
+) -> Result<()> {
+    let at = format!("route {} (destination {:?})", i + 1, r.destination);
+    if r.qr_acquirer.is_some() && r.qr_network.is_none() {
+        bail!("{at}: qr_acquirer goes with qr_network");
+    }
+    let key = match (&r.pan_prefix, &r.receiver_id, &r.qr_network, r.default) {
+        (Some(p), None, None, false) => routes::pan_prefix(p).with_context(|| at.clone())?,
+        (None, Some(id), None, false) => RouteKey::Receiver(institution(id, &format!("{at}: receiver_id"))?),
+        (None, None, Some(n), false) => {
+            let i = registry
+                .index(n)
+                .with_context(|| format!("{at}: qr_network {n:?} is not in the QR network registry"))?;
+            if let Some(a) = &r.qr_acquirer {
+                if a.is_empty() || a.len() > 32 || !a.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+                    bail!("{at}: qr_acquirer {a:?} must be 1-32 printable characters");
+                }
+            }
+            RouteKey::Qr {
+                network: u16::try_from(i).unwrap_or(u16::MAX),
+                name: n.as_str().into(),
+                acquirer: r.qr_acquirer.as_deref().map(Into::into),
+            }
+        }
+        (None, None, None, true) => RouteKey::Default,
+        _ => bail!("{at}: give exactly one of pan_prefix, receiver_id, qr_network or default = true"),
+    };
+    let destination = routes::destination(participants, &r.destination).with_context(|| at.clone())?;
+    let mti_classes = match &r.mti_classes {
+        None => None,
+        Some(cs) => Some(routes::classes(cs).with_context(|| at.clone())?),
+    };
+    let timeout = millis(r.timeout_ms, ROUTE_TIMEOUT, &at)?;
+    all.push(Route { key, mti_classes, destination, timeout }, || at.clone())
 }
 
 /// The shards a switch runs when its configuration does not say: the CPUs this process may
