@@ -257,14 +257,70 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
         bail!("the admin server's address cannot change while the switch runs (restart to change it)");
     }
     let old = &current.engine;
-    let new = loaded.engine;
     let mut changes = Vec::new();
 
-    // Participants: old indices first, then the new ones.
-    let mut p_index = Vec::with_capacity(new.participants.len());
+    // Participants: old indices first, then the new ones; links the same way; routes
+    // re-indexed.
+    let (participants, p_index, gone_participants) =
+        rebase_participants(current, &loaded.engine.participants, &mut changes);
+    let RebasedLinks { links, l_index, fingerprints, plan, gone_links } =
+        rebase_links(current, &loaded, (&participants, &p_index), &mut changes);
+    let routes = rebase_routes(old, &loaded.engine.routes, (&participants, &p_index), &mut changes)?;
+    let new = loaded.engine;
+
+    let engine = Config { participants, links, routes, settings: new.settings, interop: new.interop };
+    diff_fields("switch", &settings_fields(old), &settings_fields(&engine), &mut changes);
+    interop_changes(&old.interop, &engine.interop, &mut changes);
+
+    // The network side, re-indexed.
+    let mut net = loaded.net;
+    for l in &mut net.listens {
+        l.spec = l_index[l.spec];
+    }
+    for d in &mut net.dials {
+        d.spec = l_index[d.spec];
+    }
+    if net.drain_timeout != current.net.drain_timeout {
+        changes.push(format!(
+            "switch: drain_timeout_ms {} -> {}",
+            current.net.drain_timeout.as_millis(),
+            net.drain_timeout.as_millis()
+        ));
+    }
+    let next = Current {
+        engine: engine.clone(),
+        net: net.clone(),
+        fingerprints,
+        journal: current.journal.clone(),
+        admin_address: current.admin_address,
+        digest: loaded.digest,
+        gone_participants,
+        gone_links,
+    };
+    let reconfigure = Reconfigure {
+        engine,
+        plan,
+        listens: net.listens.clone(),
+        dials: net.dials.clone(),
+        drain_timeout: net.drain_timeout,
+        digest: loaded.digest,
+    };
+    Ok(Reload { reconfigure, changes, next, admin: loaded.admin })
+}
+
+/// The participants of a reload: the old ones in their places (a removed one keeps its
+/// place without the ids it could send as), then the new ones. Also each new participant's
+/// index, and the places of the removed.
+fn rebase_participants(
+    current: &Current,
+    new: &[Participant],
+    changes: &mut Vec<String>,
+) -> (Vec<Participant>, Vec<usize>, BTreeSet<usize>) {
+    let old = &current.engine;
+    let mut p_index = Vec::with_capacity(new.len());
     let mut participants: Vec<Participant> = old.participants.clone();
     let mut present = vec![false; old.participants.len()];
-    for p in &new.participants {
+    for p in new {
         match old.participants.iter().position(|o| o.id == p.id) {
             Some(i) => {
                 let o = &old.participants[i];
@@ -306,8 +362,27 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
             participants[i].forwarder_ids.clear();
         }
     }
+    (participants, p_index, gone_participants)
+}
 
-    // Links, the same way.
+/// The links of a reload, placed the same way, with what each needs (kept, restarted,
+/// added, removed) and its fingerprint.
+struct RebasedLinks {
+    links: Vec<LinkSpec>,
+    /// Each new link's index.
+    l_index: Vec<usize>,
+    fingerprints: Vec<[u8; 32]>,
+    plan: Vec<LinkPlan>,
+    gone_links: BTreeSet<usize>,
+}
+
+fn rebase_links(
+    current: &Current,
+    loaded: &Loaded,
+    (participants, p_index): (&[Participant], &[usize]),
+    changes: &mut Vec<String>,
+) -> RebasedLinks {
+    let (old, new) = (&current.engine, &loaded.engine);
     let mut l_index = Vec::with_capacity(new.links.len());
     let mut links: Vec<LinkSpec> = old.links.clone();
     let mut fingerprints = current.fingerprints.clone();
@@ -331,10 +406,10 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
                 let f = diff_fields(
                     &what,
                     &link_fields(&old.links[i], &old.participants),
-                    &link_fields(&l, &participants),
-                    &mut changes,
+                    &link_fields(&l, participants),
+                    changes,
                 );
-                diff_fields(&what, &net_fields(&current.net, i), &net_fields(&loaded.net, ni), &mut changes);
+                diff_fields(&what, &net_fields(&current.net, i), &net_fields(&loaded.net, ni), changes);
                 let moved = net_fields(&current.net, i).first() != net_fields(&loaded.net, ni).first();
                 let print = loaded.link_fingerprints[ni];
                 let restart =
@@ -372,17 +447,21 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
             }
         }
     }
+    RebasedLinks { links, l_index, fingerprints, plan, gone_links }
+}
 
-    // Routes.
-    let routes: Vec<Route> = new
-        .routes
-        .routes()
-        .iter()
-        .map(|r| Route { destination: p_index[r.destination], ..r.clone() })
-        .collect();
+/// The routes of a reload, their destinations re-indexed, and what changed in them.
+fn rebase_routes(
+    old: &Config,
+    new: &RouteTable,
+    (participants, p_index): (&[Participant], &[usize]),
+    changes: &mut Vec<String>,
+) -> Result<RouteTable> {
+    let routes: Vec<Route> =
+        new.routes().iter().map(|r| Route { destination: p_index[r.destination], ..r.clone() }).collect();
     let before: BTreeSet<(String, String)> =
         old.routes.routes().iter().map(|r| route_text(r, &old.participants)).collect();
-    let after: BTreeSet<(String, String)> = routes.iter().map(|r| route_text(r, &participants)).collect();
+    let after: BTreeSet<(String, String)> = routes.iter().map(|r| route_text(r, participants)).collect();
     for (k, v) in before.difference(&after) {
         match after.iter().find(|(k2, _)| k2 == k) {
             Some((_, v2)) => changes.push(format!("route {k}: {v} -> {v2}")),
@@ -394,46 +473,7 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
             changes.push(format!("route {k}: added -> {v}"));
         }
     }
-    let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
-
-    let engine = Config { participants, links, routes, settings: new.settings, interop: new.interop };
-    diff_fields("switch", &settings_fields(old), &settings_fields(&engine), &mut changes);
-    interop_changes(&old.interop, &engine.interop, &mut changes);
-
-    // The network side, re-indexed.
-    let mut net = loaded.net;
-    for l in &mut net.listens {
-        l.spec = l_index[l.spec];
-    }
-    for d in &mut net.dials {
-        d.spec = l_index[d.spec];
-    }
-    if net.drain_timeout != current.net.drain_timeout {
-        changes.push(format!(
-            "switch: drain_timeout_ms {} -> {}",
-            current.net.drain_timeout.as_millis(),
-            net.drain_timeout.as_millis()
-        ));
-    }
-    let next = Current {
-        engine: engine.clone(),
-        net: net.clone(),
-        fingerprints,
-        journal: current.journal.clone(),
-        admin_address: current.admin_address,
-        digest: loaded.digest,
-        gone_participants,
-        gone_links,
-    };
-    let reconfigure = Reconfigure {
-        engine,
-        plan,
-        listens: net.listens.clone(),
-        dials: net.dials.clone(),
-        drain_timeout: net.drain_timeout,
-        digest: loaded.digest,
-    };
-    Ok(Reload { reconfigure, changes, next, admin: loaded.admin })
+    RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]
