@@ -45,6 +45,18 @@ pub enum CloseReason {
     Displaced,
 }
 
+impl CloseReason {
+    /// Whether the close lingers (SPEC §2: the sending side shut after what was written,
+    /// then the peer's input read and discarded for a bounded time, so answers on their way
+    /// are not destroyed by a reset, and the connection keeps its slot meanwhile). A peer
+    /// that never signed on was sent no financial answer, and one displaced to make room for
+    /// a new connection must give its slot up now: both close at once.
+    #[must_use]
+    pub fn lingers(&self) -> bool {
+        !matches!(self, Self::NoSignOn | Self::Displaced)
+    }
+}
+
 /// Whether a link's reader should go on reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadState {

@@ -187,13 +187,7 @@ impl Shared {
                     // The engine logged why; this only acts on it.
                     debug!(%link, ?reason, "closing connection");
                     if let Some(c) = conns.get(&link) {
-                        // A peer that never signed on was sent no financial answer: nothing
-                        // of its is on the way, and it does not keep its slot while lingering.
-                        // Nor does one displaced to make room for a new connection.
-                        c.linger.set(!matches!(
-                            reason,
-                            corridor_engine::CloseReason::NoSignOn | corridor_engine::CloseReason::Displaced
-                        ));
+                        c.linger.set(reason.lingers());
                         c.closed.cancel();
                     }
                 }
