@@ -211,6 +211,53 @@ pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// A day's requests by their journal key, each once (the latest record of a key), hashed
+/// without the terminal as the engine's duplicate window is: a reversal names its original
+/// in DE 90 (SPEC §9) and may leave DE 41 out, and records written before the switch looked
+/// the original's key up carry the reversal's own (blank) terminal.
+#[derive(Default)]
+struct Requests(hashbrown::HashTable<(Key, u64)>);
+
+impl Requests {
+    fn hash(k: &Key) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        (&k.participant, k.class, k.stan, k.time, k.acquirer, k.forwarder).hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `a` and `b` are one key but for the terminal.
+    fn same_original(a: &Key, b: &Key) -> bool {
+        (&a.participant, a.class, a.stan, a.time, a.acquirer, a.forwarder)
+            == (&b.participant, b.class, b.stan, b.time, b.acquirer, b.forwarder)
+    }
+
+    /// The request journaled at `seq` has `key` (a later one of the same key replaces it).
+    fn insert(&mut self, key: Key, seq: u64) {
+        let h = Self::hash(&key);
+        match self.0.find_mut(h, |(k, _)| *k == key) {
+            Some((_, s)) => *s = seq,
+            None => {
+                self.0.insert_unique(h, (key, seq), |(k, _)| Self::hash(k));
+            }
+        }
+    }
+
+    /// The request a reversal's `original` names: the one with that key, else the latest
+    /// that differs from it only in DE 41.
+    fn original(&self, original: &Key) -> Option<u64> {
+        let h = Self::hash(original);
+        let mut latest = None;
+        for (k, seq) in self.0.iter_hash(h).filter(|(k, _)| Self::same_original(k, original)) {
+            if k == original {
+                return Some(*seq);
+            }
+            latest = latest.max(Some(*seq));
+        }
+        latest
+    }
+}
+
 /// The transactions of one shard's journal, in `dir`. A request another shard sent over a
 /// hop is that shard's transaction (its originator's): left out here.
 fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>> {
@@ -218,12 +265,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
     // (a request answered after the cut-over was taken in before it).
     let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
-    let mut by_key: HashMap<Key, u64> = HashMap::new();
-    // The same without the terminal: a reversal names its original in DE 90 (SPEC §9) and
-    // may leave DE 41 out; records written before the switch looked the original's key up
-    // carry the reversal's own (blank) terminal.
-    let mut by_original: HashMap<Key, u64> = HashMap::new();
-    let no_terminal = |k: &Key| Key { terminal: [b' '; 8], ..k.clone() };
+    let mut requests = Requests::default();
     corridor_net::journal::for_each_since::<anyhow::Error>(dir, from, SEGMENTS_MAX, |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
@@ -270,8 +312,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
                     fee: FieldId::new(28).and_then(get).unwrap_or_default(),
                     ..Row::default()
                 };
-                by_original.insert(no_terminal(&a.key), seq);
-                by_key.insert(a.key, seq);
+                requests.insert(a.key, seq);
                 open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
             }
             Entry::Forwarded(fw) => {
@@ -287,11 +328,8 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
                 }
             }
             Entry::ReversalQueued(r) => {
-                let seq = r
-                    .original
-                    .as_ref()
-                    .and_then(|k| by_key.get(k).or_else(|| by_original.get(&no_terminal(k))));
-                if let Some(o) = seq.and_then(|seq| open.get_mut(seq)) {
+                let seq = r.original.as_ref().and_then(|k| requests.original(k));
+                if let Some(o) = seq.and_then(|seq| open.get_mut(&seq)) {
                     o.reversed = true;
                 }
             }
@@ -573,6 +611,34 @@ pub fn reconcile(ours: Vec<Row>, theirs: Vec<Row>) -> Reconciliation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reversal's original is its exact key when that was journaled, else the latest
+    /// request that differs from it only in DE 41 (a record written before the switch looked
+    /// the original's key up carries the reversal's own terminal).
+    #[test]
+    fn a_reversal_finds_its_exact_original_first_else_the_latest_but_for_de41() {
+        let key = |terminal: &[u8; 8]| Key {
+            participant: "acq".into(),
+            class: 2,
+            stan: 7,
+            time: 1_201_103_000,
+            terminal: *terminal,
+            acquirer: 12_345_678,
+            forwarder: 0,
+        };
+        let mut r = Requests::default();
+        r.insert(key(b"TERM0001"), 10);
+        r.insert(key(b"TERM0002"), 11);
+        assert_eq!(
+            r.original(&key(b"TERM0001")),
+            Some(10),
+            "the exact key, though a later one differs in DE 41"
+        );
+        assert_eq!(r.original(&key(b"        ")), Some(11), "no exact key: the latest but for DE 41");
+        r.insert(key(b"TERM0001"), 12);
+        assert_eq!(r.original(&key(b"TERM0001")), Some(12), "a key journaled again is its latest record");
+        assert_eq!(r.original(&Key { stan: 8, ..key(b"TERM0001") }), None);
+    }
 
     fn tx(rrn: &str, amount: u64) -> Row {
         Row {
