@@ -409,8 +409,8 @@ pub struct Sim {
     /// When each connection (by generation) ended, or stopped carrying messages (garbage
     /// was sent on it).
     ended: BTreeMap<u64, Duration>,
-    /// When the switch crashed.
-    crashed_at: BTreeSet<Duration>,
+    /// The connections (by generation) the switch's crashes ended.
+    crashed: BTreeSet<u64>,
     inbuf: BTreeMap<LinkId, BytesMut>,
     peer_buf: BTreeMap<Side, BytesMut>,
     last_delivery: BTreeMap<Side, Duration>,
@@ -685,7 +685,7 @@ impl Sim {
             links: BTreeMap::new(),
             generation: 0,
             ended: BTreeMap::new(),
-            crashed_at: BTreeSet::new(),
+            crashed: BTreeSet::new(),
             inbuf: BTreeMap::new(),
             peer_buf: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
@@ -1616,7 +1616,7 @@ impl Sim {
     fn crash(&mut self) {
         let Some(switch) = self.engine.take() else { return };
         self.out.crashes += 1;
-        self.crashed_at.insert(self.now);
+        self.crashed.extend(self.links.values().map(|&(_, generation)| generation));
         self.world("switch crashes");
         let mut at_crash = Vec::with_capacity(self.disks.len());
         for k in 0..self.disks.len() {
@@ -2008,10 +2008,8 @@ impl Sim {
             let approved = match self.issuer.approved_on.get(&n) {
                 Some(&(generation, at))
                     if at <= self.now
-                        && self
-                            .ended
-                            .get(&generation)
-                            .is_none_or(|&end| end > at && !self.crashed_at.contains(&end)) =>
+                        && !self.crashed.contains(&generation)
+                        && self.ended.get(&generation).is_none_or(|&end| end > at) =>
                 {
                     at
                 }
