@@ -8,13 +8,13 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use corridor_engine::{Engine, Journal, WallClock};
+use corridor_engine::{Engine, Journal, LinkId, WallClock};
 use corridor_journal::{
     entry::Entry,
     request::{open, PanKey},
     scan_log, GroupCommit,
 };
-use corridor_wire::{de, Mti};
+use corridor_wire::{de, Mti, OwnedMessage};
 use harness::*;
 
 const PAN_A: &str = "4761739001010010";
@@ -265,6 +265,26 @@ fn a_repeat_on_a_connection_idle_through_the_syncs_is_answered_at_once() {
     assert!(h.recv(iss).is_empty(), "not forwarded again");
 }
 
+/// The acquirer sends `answered`, which the issuer approves, then `in_flight`, which it
+/// keeps unanswered: what the issuer got of the second.
+fn answer_one_keep_one(
+    h: &mut Harness,
+    log: &mut Vec<u8>,
+    (acq, iss): (LinkId, LinkId),
+    answered: &OwnedMessage,
+    in_flight: &OwnedMessage,
+) -> Vec<Got> {
+    h.send(acq, 0, answered);
+    sync(h, log);
+    let fwd = h.recv(iss);
+    h.answer(iss, &fwd[0], "00");
+    sync(h, log);
+    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
+    h.send(acq, 0, in_flight);
+    sync(h, log);
+    h.recv(iss)
+}
+
 /// Found from outside: a wallet's 0420 naming its original in DE 90, with the same DE 32
 /// but no DE 41, was stored with its own (blank) terminal in the original's key, so the
 /// journal — and clearing, which reads it — never tied it to the payment it reversed. DE 90
@@ -280,15 +300,7 @@ fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
     // One answered before its reversal, one still in flight when its reversal comes.
     let answered = purchase(PAN_A, "000061", "12345678");
     let in_flight = purchase(PAN_A, "000063", "12345678");
-    h.send(acq, 0, &answered);
-    sync(&mut h, &mut log);
-    let fwd = h.recv(iss);
-    h.answer(iss, &fwd[0], "00");
-    sync(&mut h, &mut log);
-    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
-    h.send(acq, 0, &in_flight);
-    sync(&mut h, &mut log);
-    let pending = h.recv(iss);
+    let pending = answer_one_keep_one(&mut h, &mut log, (acq, iss), &answered, &in_flight);
     assert_eq!(pending.len(), 1);
     for (original, stan) in [(&answered, "000062"), (&in_flight, "000064")] {
         let mut rev = reversal_of(original, stan);
@@ -337,15 +349,8 @@ fn a_reversal_with_de41_names_the_original_with_that_terminal() {
     let mut answered = purchase(PAN_A, "000071", "12345678");
     answered.set(de::TERMINAL_ID, "TERM0002").unwrap();
     let in_flight = purchase(PAN_A, "000071", "12345678");
-    h.send(acq, 0, &answered);
-    sync(&mut h, &mut log);
-    let fwd = h.recv(iss);
-    h.answer(iss, &fwd[0], "00");
-    sync(&mut h, &mut log);
-    assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
-    h.send(acq, 0, &in_flight);
-    sync(&mut h, &mut log);
-    assert_eq!(h.recv(iss).len(), 1, "another request: forwarded");
+    let pending = answer_one_keep_one(&mut h, &mut log, (acq, iss), &answered, &in_flight);
+    assert_eq!(pending.len(), 1, "another request: forwarded");
     h.send(acq, 0, &reversal_of(&answered, "000072"));
     sync(&mut h, &mut log);
     assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"));
