@@ -351,6 +351,12 @@ fn merge_reports(all: Vec<Report>) -> Report {
 }
 
 impl Snapshot {
+    /// Participant `i`'s id as the views name it, or `none` (a destination-less answer).
+    #[must_use]
+    pub fn participant(&self, i: usize) -> &str {
+        self.participants.get(i).map_or("none", String::as_str)
+    }
+
     /// Adds another shard's snapshot to this one: counters, histograms and queue depths
     /// summed, link counts summed per configured link, open links listed together.
     pub fn add(&mut self, o: &Self) {

@@ -127,16 +127,11 @@ fn latency(
 }
 
 impl SnapshotCollector {
-    /// Participant `i`'s id, or `none`.
-    fn participant(&self, i: usize) -> &str {
-        self.snap.participants.get(i).map_or("none", String::as_str)
-    }
-
     /// Requests in, by link, participant and message class.
     fn requests_in(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.snap;
         let m = &s.metrics;
-        let participant = |i: usize| self.participant(i);
+        let participant = |i: usize| s.participant(i);
         let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
         let mut v = Vec::new();
         for (spec, per_class) in m.requests_in.iter().enumerate() {
@@ -167,7 +162,7 @@ impl SnapshotCollector {
     fn destinations(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.snap;
         let (st, m) = (&s.stats, &s.metrics);
-        let participant = |i: usize| self.participant(i);
+        let participant = |i: usize| s.participant(i);
         let dest_name = |i: usize| if i + 1 == m.destinations.len() { "none" } else { participant(i) };
         let forwarded: Vec<_> =
             m.routed().map(|(i, d)| (vec![("destination", dest_name(i))], d.forwarded)).collect();

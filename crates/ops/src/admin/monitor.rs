@@ -254,7 +254,7 @@ struct Second<'a> {
 impl Second<'_> {
     /// Participant `i`'s id, or `none`.
     fn participant(&self, i: usize) -> String {
-        self.now.participants.get(i).cloned().unwrap_or_else(|| "none".into())
+        self.now.participant(i).to_owned()
     }
 }
 
