@@ -141,7 +141,7 @@ fn audit(dir: &std::path::Path) -> Result<()> {
             if let corridor_journal::Entry::Audit { at_unix_ms, who, action, outcome } = entry {
                 // Records written before the engine kept them to one line print as one too.
                 let [who, action, outcome] =
-                    [who, action, outcome].map(|t| corridor_journal::entry::one_line(&t));
+                    [who, action, outcome].map(|t| corridor_journal::entry::one_line(&t).into_owned());
                 println!("{:>12}  {:<24}  {who:<40}  {action:<28}  {outcome}", f.record.seq, utc(at_unix_ms));
             }
         }

@@ -128,9 +128,9 @@ impl Engine {
             // reload's TOML error spans lines).
             let entry = Entry::Audit {
                 at_unix_ms,
-                who: corridor_journal::entry::one_line(who),
-                action: corridor_journal::entry::one_line(action),
-                outcome: corridor_journal::entry::one_line(outcome),
+                who: corridor_journal::entry::one_line(who).into_owned(),
+                action: corridor_journal::entry::one_line(action).into_owned(),
+                outcome: corridor_journal::entry::one_line(outcome).into_owned(),
             };
             self.record(&entry, now);
         }

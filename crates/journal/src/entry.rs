@@ -73,20 +73,26 @@ pub struct Key {
 }
 
 /// `text` on one line: line breaks and other control characters written as escapes (`\n`,
-/// `\u{1b}`), so a record printed or logged is one line whatever text it was given.
+/// `\u{1b}`), so a record printed or logged is one line whatever text it was given. Text
+/// without any (nearly all of it) is returned as it is, not copied.
 #[must_use]
-pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c if c.is_control() => {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{{{:x}}}", u32::from(c)));
+            }
             c => out.push(c),
         }
     }
-    out
+    out.into()
 }
 
 /// An institution id (1 to 11 digits) as a number that keeps its length: the digits' value
