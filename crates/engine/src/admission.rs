@@ -20,16 +20,32 @@ use crate::{
 };
 
 /// What the switch does with a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Decision {
-    /// Forward it on `link` toward participant `destination`, which has `timeout` to answer.
-    Forward { destination: usize, timeout: Duration, link: LinkId, dup: DupKey },
+    /// Forward it as this says.
+    Forward(Forward),
     /// Answer it at once with this code.
     Decline(ResponseCode),
     /// Keep it until its originator has an in-flight slot again.
     Hold,
     /// A repeat of a completed request: answer it with that request's outcome.
     Replay(crate::duplicates::Outcome),
+}
+
+/// Where admission sends a request, and what it adds to it: everything the forward needs.
+#[derive(Debug)]
+pub(crate) struct Forward {
+    /// The participant it goes to.
+    pub(crate) destination: usize,
+    /// How long that participant has to answer.
+    pub(crate) timeout: Duration,
+    /// The link it goes on (open and routable when admission chose it).
+    pub(crate) link: LinkId,
+    /// Its duplicate key.
+    pub(crate) dup: DupKey,
+    /// The fields the switch adds (a QR payment's merchant fields, a conversion's amounts
+    /// and rates); empty for most requests, and then nothing is allocated.
+    pub(crate) fill: Vec<crate::qr::FillField>,
 }
 
 /// Why a request could not be sent to its destination.
@@ -82,14 +98,11 @@ impl Engine {
 
     /// Whether store-and-forward is at its bound: the switch then takes no new liability.
     fn saf_full(&mut self, spec: usize, now: Instant) -> bool {
-        if self.reversals.len() < crate::limits::REVERSALS_MAX {
+        if self.saf.has_room() {
             return false;
         }
         if let Some(left_out) = self.may_warn(spec, Warn::Exceptions, now) {
-            warn!(
-                entries = self.reversals.len(),
-                left_out, "store-and-forward full: new requests declined 96"
-            );
+            warn!(entries = self.saf.len(), left_out, "store-and-forward full: new requests declined 96");
         }
         true
     }
@@ -107,7 +120,7 @@ impl Engine {
         let l = self.origin(link);
         let origin_full = l.origin_full();
         let at_limit = l.at_limit;
-        if self.draining || l.retiring.is_some() {
+        if self.draining || l.retiring().is_some() {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
         let dup = DupKey::of(participant, stan, msg);
@@ -195,10 +208,7 @@ impl Engine {
             }
         }
         match self.pick_link(destination) {
-            Ok(out) => {
-                self.fill = (!fill.is_empty()).then_some(fill);
-                Decision::Forward { destination, timeout, link: out, dup }
-            }
+            Ok(link) => Decision::Forward(Forward { destination, timeout, link, dup, fill }),
             Err(Unavailable::NoLink) => Decline(ResponseCode::DESTINATION_UNAVAILABLE),
             Err(Unavailable::AtLimit) => {
                 self.stats.inflight_limit_hits += 1;
@@ -228,7 +238,7 @@ impl Engine {
         now: Instant,
     ) -> Decision {
         match self.pick_link(destination) {
-            Ok(out) => Decision::Forward { destination, timeout, link: out, dup },
+            Ok(link) => Decision::Forward(Forward { destination, timeout, link, dup, fill: Vec::new() }),
             Err(Unavailable::NoLink) => Decision::Decline(ResponseCode::DESTINATION_UNAVAILABLE),
             Err(Unavailable::AtLimit) => {
                 self.stats.inflight_limit_hits += 1;
@@ -285,58 +295,26 @@ impl Engine {
                 }
                 self.replay_outcome(link, correlation, &msg, outcome);
             }
-            Decision::Forward { destination, timeout, link: out_link, dup } => match self.fill.take() {
-                None => self.forward(link, correlation, msg, destination, timeout, out_link, dup, now),
-                Some(fill) => {
-                    // The request as forwarded (and journaled) carries what the switch added:
-                    // rebuilt in its own dialect with those fields, then forwarded like any.
-                    let dialect = msg.dialect();
-                    let set: Vec<(FieldId, &[u8])> = fill.iter().map(|(f, v)| (*f, v.as_slice())).collect();
-                    let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 160);
-                    let index = match msg.derive(msg.mti(), FieldSet::VALUES, &set, dialect, &mut body) {
-                        Ok(()) => {
-                            corridor_wire::MessageIndex::parse(dialect, &body).map_err(|e| e.to_string())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match index {
-                        Ok(index) => {
-                            let patched = corridor_wire::Message::from_parts(body.freeze(), &index);
-                            self.forward(
-                                link,
-                                correlation,
-                                patched,
-                                destination,
-                                timeout,
-                                out_link,
-                                dup,
-                                now,
-                            );
-                        }
-                        Err(e) => {
-                            if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
-                                warn!(%link, error = %e, left_out, "cannot add the switch's fields: answered 96");
-                            }
-                            self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
-                        }
+            Decision::Forward(f) if f.fill.is_empty() => self.forward(link, correlation, msg, f, now),
+            Decision::Forward(f) => match with_fields(&msg, &f.fill) {
+                // The request as forwarded (and journaled) carries what the switch added.
+                Ok((body, index)) => {
+                    let patched = corridor_wire::Message::from_parts(body, &index);
+                    self.forward(link, correlation, patched, f, now);
+                }
+                Err(e) => {
+                    if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
+                        warn!(%link, error = %e, left_out, "cannot add the switch's fields: answered 96");
                     }
+                    self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
                 }
             },
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // one call site: the fields of a Forward decision
-    fn forward(
-        &mut self,
-        link: LinkId,
-        correlation: u64,
-        msg: Msg<'_>,
-        destination: usize,
-        timeout: Duration,
-        out_link: LinkId,
-        dup: DupKey,
-        now: Instant,
-    ) {
+    /// Forwards request `msg` from `link` as admission decided.
+    fn forward(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, f: Forward, now: Instant) {
+        let Forward { destination, timeout, link: out_link, dup, fill: _ } = f;
         let origin = self.origin(link);
         let (origin_dialect, origin_participant) = (origin.dialect, origin.participant);
         let Some(stan) = msg.stan() else { unreachable!("admission checked DE 11") };
@@ -450,7 +428,7 @@ impl Engine {
         });
         if let Some(orig) = original {
             let reversed = self.outcomes.get(&orig, now, window).is_some_and(|o| o.reversed);
-            if reversed || self.saf_by_original.contains_key(&orig) {
+            if reversed || self.saf.by_original(&orig).is_some() {
                 // Already reversed (or its reversal already stored): acknowledged, not
                 // forwarded a second time.
                 self.stats.reversals_redundant += 1;
@@ -494,7 +472,7 @@ impl Engine {
             self.outcomes.mark_reversed(orig, None, now, window);
         }
         // Acknowledged once its record is durable (and repeats the same way).
-        let seq = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        let seq = self.saf.get(id).map_or(0, |r| r.journal_id);
         self.acknowledge_advice(link, correlation, msg, dup, seq, now);
     }
 
@@ -598,4 +576,17 @@ impl Engine {
             None => Err(Unavailable::NoLink),
         }
     }
+}
+
+/// `msg` rebuilt in its own dialect with the fields the switch adds, and its index.
+fn with_fields(
+    msg: &Msg<'_>,
+    fill: &[crate::qr::FillField],
+) -> Result<(bytes::Bytes, corridor_wire::MessageIndex), String> {
+    let dialect = msg.dialect();
+    let set: Vec<(FieldId, &[u8])> = fill.iter().map(|(f, v)| (*f, v.as_slice())).collect();
+    let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 160);
+    msg.derive(msg.mti(), FieldSet::VALUES, &set, dialect, &mut body).map_err(|e| e.to_string())?;
+    let index = corridor_wire::MessageIndex::parse(dialect, &body).map_err(|e| e.to_string())?;
+    Ok((body.freeze(), index))
 }

@@ -245,6 +245,12 @@ impl std::hash::Hash for DupKey {
 }
 
 impl DupKey {
+    /// A key of participant 0 that differs from another only by its STAN.
+    #[cfg(test)]
+    pub(crate) fn for_test(stan: u32) -> Self {
+        Self { participant: 0, class: 2, stan, time: 0, terminal: [b' '; 8], acquirer: 0, forwarder: 0 }
+    }
+
     /// Whether `self` and `other` name the same request as a reversal names its original:
     /// everything but the terminal.
     pub(crate) fn same_original(&self, other: &Self) -> bool {

@@ -26,11 +26,9 @@ use corridor_wire::{
 
 use crate::{
     config::Config,
-    duplicates::DupKey,
     inflight::Pending,
     limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},
-    reversals::{Late, Reversal},
     routes::RouteTable,
     stats::{LinkCounts, Stats},
     throttle::{Throttle, Warn},
@@ -86,19 +84,9 @@ pub struct Engine {
     pub(crate) duplicates: crate::duplicates::InFlightKeys,
     /// Completed requests' outcomes, which answer their repeats.
     pub(crate) outcomes: crate::duplicates::Outcomes,
-    /// Store-and-forward: reversals and advices awaiting acknowledgement, by id.
-    pub(crate) reversals: FxHashMap<u64, Reversal>,
-    /// Their ids in the order they were stored (finished ones swept now and then).
-    pub(crate) reversal_order: VecDeque<u64>,
-    pub(crate) next_reversal: u64,
-    /// The exception queue: entries past their limits, until an operator acts.
-    pub(crate) exceptions: std::collections::BTreeMap<u64, Reversal>,
-    /// Participants' stored reversals by the key of the request they reverse.
-    pub(crate) saf_by_original: FxHashMap<DupKey, u64>,
-    /// Earlier transmissions of reversals still open: an acknowledgement of any of them
-    /// completes the reversal.
-    pub(crate) reversal_attempts: FxHashMap<(LinkId, u64), u64>,
-    pub(crate) late: FxHashMap<(LinkId, u64), Late>,
+    /// Store-and-forward: reversals and advices awaiting acknowledgement, the exception
+    /// queue, requests remembered for their late response.
+    pub(crate) saf: crate::saf::Saf,
     pub(crate) timers: Timers,
     dirty: VecDeque<LinkId>,
     events: VecDeque<Event>,
@@ -124,8 +112,6 @@ pub struct Engine {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Whether requests go through the currency and limit step ([`Config::interop_active`]).
     pub(crate) interop_active: bool,
-    /// The fields admission decided to add to the request it is forwarding (`qr`).
-    pub(crate) fill: Option<Vec<crate::qr::FillField>>,
 }
 
 impl Engine {
@@ -152,13 +138,7 @@ impl Engine {
             requests_pending: 0,
             duplicates: crate::duplicates::InFlightKeys::default(),
             outcomes: crate::duplicates::Outcomes::with_capacity(window_entries),
-            reversals: FxHashMap::default(),
-            reversal_order: VecDeque::new(),
-            next_reversal: 0,
-            exceptions: std::collections::BTreeMap::new(),
-            saf_by_original: FxHashMap::default(),
-            reversal_attempts: FxHashMap::default(),
-            late: FxHashMap::default(),
+            saf: crate::saf::Saf::default(),
             timers: Timers::default(),
             dirty: VecDeque::new(),
             events: VecDeque::new(),
@@ -174,7 +154,6 @@ impl Engine {
             storage_full: false,
             metrics: crate::metrics::Metrics::new(n, n_links),
             interop_active,
-            fill: None,
         }
     }
 
@@ -287,13 +266,13 @@ impl Engine {
     /// Reversals and advices not yet acknowledged (store-and-forward).
     #[must_use]
     pub fn reversals_pending(&self) -> usize {
-        self.reversals.len()
+        self.saf.len()
     }
 
     /// When the oldest store-and-forward entry was stored.
     #[must_use]
     pub fn saf_oldest(&self) -> Option<Instant> {
-        self.reversals.values().map(|r| r.queued).min()
+        self.saf.entries().map(|r| r.queued).min()
     }
 
     /// Whether a drain has begun.
@@ -305,7 +284,7 @@ impl Engine {
     /// Entries in the exception queue.
     #[must_use]
     pub fn exceptions_len(&self) -> usize {
-        self.exceptions.len()
+        self.saf.exceptions_len()
     }
 
     /// Sets `timer` to come due `after` from `now`.
@@ -318,7 +297,7 @@ impl Engine {
     pub(crate) fn timer_at(&mut self, due: Instant, after: Duration, timer: Timer) {
         // Live timers besides pending entries: an echo and a sign-on or frame deadline per
         // link, a retry per reversal, an end per late entry.
-        let live = self.pending.len() + 3 * self.links.len() + self.reversals.len() + self.late.len();
+        let live = self.pending.len() + 3 * self.links.len() + self.saf.len() + self.saf.late_len();
         let pending = &self.pending;
         self.timers.push_at(due, after, timer, live, |t| match *t {
             Timer::Pending(l, k) => pending.contains_key(&(l, k)),
@@ -400,10 +379,9 @@ impl Engine {
 
     pub(crate) fn close(&mut self, link: LinkId, reason: CloseReason, now: Instant) {
         let Some(l) = self.links.get_mut(&link) else { return };
-        if l.closing {
+        if !l.start_closing() {
             return;
         }
-        l.closing = true;
         let spec = l.spec;
         if let Some(left_out) = self.may_warn(spec, Warn::Closing, now) {
             warn!(%link, link_name = %self.config.links[spec].name, ?reason, left_out, "closing link");
@@ -419,13 +397,13 @@ impl Engine {
     /// come.
     pub fn displace(&mut self, spec: usize, now: Instant) -> Option<LinkId> {
         let stalled = |l: &Link| {
-            (l.sign_on_required && !l.signed_on)
+            (l.sign_on_required && !l.signed_on())
                 || l.partial_since.is_some_and(|t| now.saturating_duration_since(t) >= PARTIAL_STALLED)
         };
         let oldest = self
             .links
             .iter()
-            .filter(|(_, l)| l.spec == spec && !l.dial && !l.closing && stalled(l))
+            .filter(|(_, l)| l.spec == spec && !l.dial && !l.closing() && stalled(l))
             .map(|(&id, _)| id)
             .min()?;
         self.stats.displaced += 1;
@@ -506,7 +484,7 @@ impl Engine {
                 buf.clear();
                 return ReadState::Closed;
             };
-            if l.closing {
+            if l.closing() {
                 buf.clear();
                 return ReadState::Closed;
             }
@@ -735,7 +713,7 @@ impl Engine {
 
     /// The next request `link` has held, if its originator has a free slot.
     fn next_held(&mut self, link: LinkId) -> Option<(u64, Bytes)> {
-        let l = self.links.get_mut(&link).filter(|l| !l.closing && !l.origin_full())?;
+        let l = self.links.get_mut(&link).filter(|l| !l.closing() && !l.origin_full())?;
         let (correlation, body) = l.held.pop_front()?;
         l.held_bytes -= body.len();
         Some((correlation, body))
@@ -762,16 +740,16 @@ impl Engine {
             match t {
                 Timer::Pending(link, key) => self.pending_timeout(link, key, now),
                 Timer::Reversal(id) => {
-                    if self.reversals.get(&id).is_some_and(|r| r.outstanding.is_none()) {
+                    if self.saf.get(id).is_some_and(|r| r.outstanding.is_none()) {
                         self.send_reversal(id, now);
                     }
                 }
                 Timer::Echo(link) => self.echo_tick(link, now),
                 Timer::Late(link, key) => {
-                    self.late.remove(&(link, key));
+                    self.saf.forget_late(link, key);
                 }
                 Timer::SignOn(link) => {
-                    if self.links.get(&link).is_some_and(|l| !l.signed_on) {
+                    if self.links.get(&link).is_some_and(|l| !l.signed_on()) {
                         self.stats.sign_on_timeouts += 1;
                         self.close(link, CloseReason::NoSignOn, now);
                     }
@@ -811,7 +789,7 @@ impl Engine {
         let dialed: Vec<LinkId> = self
             .links
             .iter()
-            .filter(|(_, l)| l.dial && l.signed_on && !l.closing)
+            .filter(|(_, l)| l.dial && l.signed_on() && !l.closing())
             .map(|(&id, _)| id)
             .collect();
         for id in dialed {

@@ -11,10 +11,9 @@ use crate::{
     compose,
     duplicates::DupKey,
     engine::{Engine, Msg},
-    limits::LATE_MAX,
     link::{CloseReason, LinkId, Undelivered},
     metrics::{Answered, Source},
-    reversals::Late,
+    saf::Late,
     throttle::Warn,
     timers::Timer,
 };
@@ -199,7 +198,7 @@ impl Engine {
         };
         let answers = match &entry.get().kind {
             Kind::Request(r) => r.request_mti.response() == Some(msg.mti()) && echoes(r, msg),
-            Kind::Reversal(id) => self.reversals.get(id).and_then(|r| r.mti.response()) == Some(msg.mti()),
+            Kind::Reversal(id) => self.saf.get(*id).and_then(|r| r.mti.response()) == Some(msg.mti()),
             Kind::Network(_) => false,
         };
         if !answers {
@@ -224,7 +223,7 @@ impl Engine {
                 };
                 self.relay(r, msg, source, now);
                 // A reversal of it its originator sent meanwhile goes now, after it.
-                if let Some(&id) = self.saf_by_original.get(&dup) {
+                if let Some(id) = self.saf.by_original(&dup) {
                     self.send_reversal(id, now);
                 }
             }
@@ -261,7 +260,7 @@ impl Engine {
             sent_stan: r.sent_stan,
             dup: r.dup,
         };
-        let open = self.links.get(&r.origin).is_some_and(|o| !o.closing);
+        let open = self.links.get(&r.origin).is_some_and(|o| !o.closing());
         if self.links.contains_key(&r.origin) {
             self.slot_freed(r.origin);
         }
@@ -446,23 +445,18 @@ impl Engine {
                 } else {
                     self.remember(r.dup, (ResponseCode::TIMEOUT, None), Some(r.sent_stan), answered, now);
                 }
-                if self.links.get(&r.origin).is_some_and(|o| !o.closing) {
+                if self.links.get(&r.origin).is_some_and(|o| !o.closing()) {
                     self.decline_after(answered, r.origin, r.origin_correlation, &req, ResponseCode::TIMEOUT);
                 }
                 if let Some((id, body)) = reversal {
-                    if self.late.len() < LATE_MAX {
-                        let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
-                        self.late.insert((link, key), late);
+                    let late = Late { reversal: id, destination: r.destination, body, dup: r.dup };
+                    if self.saf.remember_late(link, key, late) {
                         self.timer(now, self.config.settings.late_window, Timer::Late(link, key));
                     }
                 }
             }
             Kind::Reversal(id) => {
-                if let Some(rev) = self.reversals.get_mut(&id) {
-                    rev.outstanding = None;
-                    rev.earlier.push((link, key));
-                    self.reversal_attempts.insert((link, key), id);
-                }
+                self.saf.unanswered(id, Some((link, key)));
                 self.send_reversal(id, now);
             }
             Kind::Network(_) => {}
@@ -476,7 +470,7 @@ impl Engine {
         let Some(l) = self.links.get_mut(&link) else { return };
         l.timeouts_in_row += 1;
         let max = self.config.links[l.spec].timeouts_down_max;
-        if l.timeouts_in_row >= max && !l.closing {
+        if l.timeouts_in_row >= max && !l.closing() {
             self.stats.unresponsive_links += 1;
             self.close(link, CloseReason::Unresponsive, now);
         }

@@ -26,6 +26,8 @@
 //! - `inflight`: requests in flight, response matching and relaying, timeouts.
 //! - [`journal`]: journal before answer: records out, durability in, held frames released.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
+//! - `saf`: the store-and-forward queue's books (entries, order, exception queue, the
+//!   indexes into them), its invariants held by its own type.
 //! - `network`: sign-on, sign-off, echo.
 //! - [`reconfigure`]: a reloaded configuration taken while running.
 //! - [`operator`]: an operator's link actions, the store-and-forward list, the audit trail.
@@ -65,6 +67,7 @@ pub mod qr;
 pub mod reconfigure;
 mod reversals;
 pub mod routes;
+mod saf;
 pub mod shards;
 pub mod stats;
 mod throttle;

@@ -237,6 +237,35 @@ impl Outbox {
     }
 }
 
+/// A link's network-management session: what its peer (or its answer to the switch's
+/// sign-on) last said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// No sign-on yet.
+    Awaiting,
+    /// Signed on: it may carry financial traffic.
+    SignedOn,
+    /// The peer signed off, or refused the switch's sign-on.
+    SignedOff,
+}
+
+/// Where a link is in its life. One state at a time: a retiring link takes no new requests
+/// by definition, and a closing one is nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    /// Carries traffic both ways.
+    Open,
+    /// An operator signed it off: no new requests are routed to it (its peer's are still
+    /// taken).
+    SignedOff,
+    /// A reload removed or restarted its configured link: no new requests are routed to it,
+    /// its peer's are answered 91, and it is closed once what it carries is answered, or at
+    /// this deadline.
+    Retiring(Instant),
+    /// The engine asked for it to be closed.
+    Closing,
+}
+
 /// One open link.
 pub(crate) struct Link {
     pub(crate) spec: usize,
@@ -251,14 +280,10 @@ pub(crate) struct Link {
     pub(crate) decoder: FrameDecoder,
     pub(crate) out: Outbox,
     pub(crate) dirty: bool,
-    pub(crate) signed_on: bool,
-    /// An operator signed it off, or a reload is retiring it: no new requests are routed to
-    /// it, and a retired link takes none from its peer.
-    pub(crate) withheld: bool,
-    /// A reload removed or restarted its configured link: it takes no new requests
-    /// (answered 91) and is closed once what it carries is answered, or at this deadline.
-    pub(crate) retiring: Option<Instant>,
-    pub(crate) closing: bool,
+    /// Its network-management session with the peer.
+    session: Session,
+    /// Where it is in its life.
+    lifecycle: Lifecycle,
     pub(crate) inflight_out: u32,
     pub(crate) inflight_in: u32,
     next_correlation: u64,
@@ -299,10 +324,8 @@ impl Link {
             decoder: s.framing.decoder(s.frame_bytes_max),
             out: Outbox::default(),
             dirty: false,
-            signed_on: false,
-            withheld: false,
-            retiring: None,
-            closing: false,
+            session: Session::Awaiting,
+            lifecycle: Lifecycle::Open,
             inflight_out: 0,
             inflight_in: 0,
             next_correlation: 0,
@@ -324,7 +347,60 @@ impl Link {
 
     /// Whether the link may be given financial traffic.
     pub(crate) fn routable(&self) -> bool {
-        !self.closing && !self.withheld && (self.signed_on || !self.sign_on_required)
+        self.lifecycle == Lifecycle::Open && (self.signed_on() || !self.sign_on_required)
+    }
+
+    /// Whether the session is signed on (whether or not the link requires it).
+    pub(crate) fn signed_on(&self) -> bool {
+        self.session == Session::SignedOn
+    }
+
+    /// The session's new state: the peer signed on or off, or answered the switch's sign-on.
+    pub(crate) fn set_session(&mut self, session: Session) {
+        self.session = session;
+    }
+
+    /// Whether the engine asked for the link to be closed.
+    pub(crate) fn closing(&self) -> bool {
+        self.lifecycle == Lifecycle::Closing
+    }
+
+    /// The deadline of a link being retired.
+    pub(crate) fn retiring(&self) -> Option<Instant> {
+        match self.lifecycle {
+            Lifecycle::Retiring(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Marks the link closing; whether it was not already.
+    pub(crate) fn start_closing(&mut self) -> bool {
+        let was = self.lifecycle;
+        self.lifecycle = Lifecycle::Closing;
+        was != Lifecycle::Closing
+    }
+
+    /// Retires the link by `deadline`; whether it was open or signed off (a closing or
+    /// retiring link stays as it is).
+    pub(crate) fn retire(&mut self, deadline: Instant) -> bool {
+        match self.lifecycle {
+            Lifecycle::Open | Lifecycle::SignedOff => {
+                self.lifecycle = Lifecycle::Retiring(deadline);
+                true
+            }
+            Lifecycle::Retiring(_) | Lifecycle::Closing => false,
+        }
+    }
+
+    /// An operator's sign-off (`on`: false) or sign-on of the link. Only an open or
+    /// signed-off link changes: an operator's sign-on does not bring back a link a reload
+    /// is retiring.
+    pub(crate) fn operator_sign(&mut self, on: bool) {
+        self.lifecycle = match (self.lifecycle, on) {
+            (Lifecycle::Open | Lifecycle::SignedOff, true) => Lifecycle::Open,
+            (Lifecycle::Open | Lifecycle::SignedOff, false) => Lifecycle::SignedOff,
+            (other, _) => other,
+        };
     }
 
     /// Whether its originator has every in-flight slot taken.
@@ -391,7 +467,7 @@ impl Link {
             spec: self.spec,
             participant: self.participant,
             signed_on: self.routable(),
-            closing: self.closing || self.retiring.is_some(),
+            closing: matches!(self.lifecycle, Lifecycle::Closing | Lifecycle::Retiring(_)),
             inflight_out: self.inflight_out,
             inflight_in: self.inflight_in,
             held: self.held.len(),

@@ -9,7 +9,7 @@ use crate::{
     engine::{Engine, Msg},
     inflight::{Kind, Pending},
     limits::PENDING_MAX,
-    link::{CloseReason, LinkId},
+    link::{CloseReason, LinkId, Session},
     timers::Timer,
 };
 
@@ -20,12 +20,12 @@ impl Engine {
         let l = crate::engine::origin_in(&mut self.links, link);
         let ok = match code {
             Some(NetworkCode::SIGN_ON) => {
-                l.signed_on = true;
+                l.set_session(Session::SignedOn);
                 debug!(%link, "signed on");
                 true
             }
             Some(NetworkCode::SIGN_OFF) => {
-                l.signed_on = false;
+                l.set_session(Session::SignedOff);
                 debug!(%link, "signed off");
                 true
             }
@@ -65,7 +65,7 @@ impl Engine {
         let ok = msg.response_code().is_some_and(ResponseCode::is_approval);
         if let Some(l) = self.links.get_mut(&link) {
             if code == NetworkCode::SIGN_ON {
-                l.signed_on = ok;
+                l.set_session(if ok { Session::SignedOn } else { Session::SignedOff });
                 // Once per connection the switch dials (redials are backed off).
                 tracing::info!(%link, accepted = ok, "sign-on answered");
                 if ok {
@@ -105,7 +105,7 @@ impl Engine {
     /// dialed link whose sign-on was refused), close it after the configured misses.
     pub(crate) fn echo_tick(&mut self, link: LinkId, now: Instant) {
         let Some(l) = self.links.get_mut(&link) else { return };
-        if l.closing {
+        if l.closing() {
             return;
         }
         let s = &self.config.links[l.spec];
@@ -122,7 +122,7 @@ impl Engine {
             return;
         }
         l.echo_missed += 1;
-        let code = if l.dial && l.sign_on_required && !l.signed_on {
+        let code = if l.dial && l.sign_on_required && !l.signed_on() {
             NetworkCode::SIGN_ON
         } else {
             NetworkCode::ECHO

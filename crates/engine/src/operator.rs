@@ -69,7 +69,7 @@ impl Engine {
     /// The open connections of configured link `spec`.
     fn connections_of(&self, spec: usize) -> Vec<LinkId> {
         let mut v: Vec<LinkId> =
-            self.links.iter().filter(|(_, l)| l.spec == spec && !l.closing).map(|(id, _)| *id).collect();
+            self.links.iter().filter(|(_, l)| l.spec == spec && !l.closing()).map(|(id, _)| *id).collect();
         v.sort_unstable();
         v
     }
@@ -81,13 +81,13 @@ impl Engine {
             match action {
                 LinkAction::SignOn => {
                     if let Some(l) = self.links.get_mut(&id) {
-                        l.withheld = false;
+                        l.operator_sign(true);
                     }
                     self.send_network(id, NetworkCode::SIGN_ON, now);
                 }
                 LinkAction::SignOff => {
                     if let Some(l) = self.links.get_mut(&id) {
-                        l.withheld = true;
+                        l.operator_sign(false);
                     }
                     self.send_network(id, NetworkCode::SIGN_OFF, now);
                 }
@@ -104,19 +104,16 @@ impl Engine {
     /// The store-and-forward queue, in the order entries were stored.
     #[must_use]
     pub fn saf_entries(&self, now: Instant) -> Vec<SafEntry> {
-        self.reversal_order
-            .iter()
-            .filter_map(|id| {
-                let r = self.reversals.get(id)?;
-                Some(SafEntry {
-                    id: *id,
-                    destination: self.config.participants[r.destination].id.clone(),
-                    mti: r.mti,
-                    attempts: r.attempts,
-                    age: now.saturating_duration_since(r.queued),
-                    from_participant: r.from_participant,
-                    outstanding: r.outstanding.is_some(),
-                })
+        self.saf
+            .in_order()
+            .map(|(id, r)| SafEntry {
+                id,
+                destination: self.config.participants[r.destination].id.clone(),
+                mti: r.mti,
+                attempts: r.attempts,
+                age: now.saturating_duration_since(r.queued),
+                from_participant: r.from_participant,
+                outstanding: r.outstanding.is_some(),
             })
             .collect()
     }

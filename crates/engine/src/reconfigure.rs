@@ -82,12 +82,10 @@ impl Engine {
         retiring.sort_unstable();
         for id in retiring {
             let Some(l) = self.links.get_mut(&id) else { continue };
-            if l.closing || l.retiring.is_some() {
+            if !l.retire(deadline) {
                 continue;
             }
-            l.retiring = Some(deadline);
-            l.withheld = true;
-            let signed_dial = l.dial && l.signed_on;
+            let signed_dial = l.dial && l.signed_on();
             if signed_dial {
                 self.send_network(id, NetworkCode::SIGN_OFF, now);
             }
@@ -110,7 +108,7 @@ impl Engine {
     /// Connections being retired now.
     #[must_use]
     pub fn retiring(&self) -> usize {
-        self.links.values().filter(|l| l.retiring.is_some() && !l.closing).count()
+        self.links.values().filter(|l| l.retiring().is_some()).count()
     }
 
     /// Closes the retired connections that carry nothing any more (no request in flight
@@ -121,13 +119,12 @@ impl Engine {
             .links
             .iter()
             .filter(|(_, l)| {
-                l.retiring.is_some_and(|at| {
-                    !l.closing
-                        && (now >= at
-                            || (l.inflight_in == 0
-                                && l.inflight_out == 0
-                                && l.held.is_empty()
-                                && l.out.is_empty()))
+                l.retiring().is_some_and(|at| {
+                    now >= at
+                        || (l.inflight_in == 0
+                            && l.inflight_out == 0
+                            && l.held.is_empty()
+                            && l.out.is_empty())
                 })
             })
             .map(|(id, _)| *id)

@@ -29,43 +29,9 @@ use crate::{
     inflight::{Kind, Pending},
     limits::EXCEPTIONS_MAX,
     link::{Link, LinkId, Undelivered},
+    saf::Reversal,
     timers::Timer,
 };
-
-/// A store-and-forward entry waiting for its acknowledgement.
-pub(crate) struct Reversal {
-    pub(crate) destination: usize,
-    /// The message in the native dialect, in its first transmission's form.
-    pub(crate) body: Bytes,
-    /// That form's MTI (0420, 0120, 0220): repeats go as its repeat, and its response is
-    /// what acknowledges it.
-    pub(crate) mti: Mti,
-    pub(crate) attempts: u32,
-    pub(crate) outstanding: Option<(LinkId, u64)>,
-    /// Keys of earlier transmissions, in `reversal_attempts`.
-    pub(crate) earlier: Vec<(LinkId, u64)>,
-    /// Its id in the journal: the sequence number of its `ReversalQueued` record (0
-    /// without a journal). Its transmissions wait for that record.
-    pub(crate) journal_id: u64,
-    /// When it was stored: its age limit counts from this.
-    pub(crate) queued: Instant,
-    /// For a reversal: the key of the request it reverses.
-    pub(crate) original: Option<DupKey>,
-    /// Whether a participant sent it (else the switch made it).
-    pub(crate) from_participant: bool,
-    /// The link its original was forwarded on, when the switch reverses a request it
-    /// forwarded: while that connection is open the reversal goes on it, behind the
-    /// original, never on another link of the destination where it could arrive first.
-    pub(crate) follows: Option<LinkId>,
-}
-
-/// A request that timed out, remembered for its late response.
-pub(crate) struct Late {
-    pub(crate) reversal: Option<u64>,
-    pub(crate) destination: usize,
-    pub(crate) body: Bytes,
-    pub(crate) dup: DupKey,
-}
 
 /// An entry of the exception queue, as an operator sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +54,7 @@ impl Engine {
     pub(crate) fn unmatched(&mut self, link: LinkId, key: u64, msg: &Msg<'_>, now: Instant) {
         if msg.mti().function() == 3 {
             // An acknowledgement of an earlier transmission of an entry still repeating.
-            if let Some(id) = self.reversal_attempts.remove(&(link, key)) {
+            if let Some(id) = self.saf.take_attempt(link, key) {
                 // Another shard's refusal of an earlier try (96, its disk full: the answer
                 // came late, held behind records waiting for that disk) acknowledges
                 // nothing: the entry goes on repeating.
@@ -104,23 +70,21 @@ impl Engine {
                 return;
             }
         }
-        let Some(late) = self.late.get(&(link, key)) else {
+        let Some(late) = self.saf.late(link, key) else {
             self.stats.unmatched_responses += 1;
             debug!(%link, mti = %msg.mti(), "unmatched response");
             return;
         };
         self.stats.late_responses += 1;
         let approved = msg.response_code().is_some_and(ResponseCode::is_approval);
-        let under_way = late.reversal.is_some_and(|id| self.reversals.contains_key(&id));
+        let under_way = late.reversal.is_some_and(|id| self.saf.contains(id));
         debug!(%link, approved, under_way, "late response dropped");
         let mut reversal = late.reversal.filter(|_| under_way);
         if approved && !under_way {
             let (destination, body, dup) = (late.destination, late.body.clone(), late.dup);
             self.stats.approvals_reversed += 1;
             let id = self.reverse_request(destination, body, dup, Some(link), now);
-            if let Some(l) = self.late.get_mut(&(link, key)) {
-                l.reversal = id;
-            }
+            self.saf.late_reversed(link, key, id);
             reversal = id;
         }
         if self.journal.is_some() {
@@ -162,10 +126,8 @@ impl Engine {
     ) -> Option<u64> {
         let window = self.config.settings.duplicate_window;
         self.outcomes.mark_reversed(dup, Some(ResponseCode::TIMEOUT), now, window);
-        if let Some(&id) = self.saf_by_original.get(&dup) {
-            if let Some(r) = self.reversals.get_mut(&id) {
-                r.follows = follows;
-            }
+        if let Some(id) = self.saf.by_original(&dup) {
+            self.saf.set_follows(id, follows);
             self.send_reversal(id, now);
             return Some(id);
         }
@@ -175,25 +137,17 @@ impl Engine {
 
     /// Removes entry `id` and everything that points at it, journaled as acknowledged.
     fn finish(&mut self, id: u64) -> bool {
-        let Some(r) = self.reversals.remove(&id) else { return false };
+        let Some(r) = self.take_entry(id) else { return false };
         if r.journal_id != 0 {
             let now = self.last_now;
             self.record(&Entry::ReversalAcked { id: r.journal_id }, now);
         }
-        self.unlink(id, &r);
         true
     }
 
-    /// Drops the pointers to entry `id` (leaving it wherever it goes next).
-    fn unlink(&mut self, id: u64, r: &Reversal) {
-        if let Some(k) = r.original.filter(|_| r.from_participant) {
-            if self.saf_by_original.get(&k) == Some(&id) {
-                self.saf_by_original.remove(&k);
-            }
-        }
-        for key in &r.earlier {
-            self.reversal_attempts.remove(key);
-        }
+    /// Takes entry `id` out of the queue, ending its outstanding transmission.
+    fn take_entry(&mut self, id: u64) -> Option<Reversal> {
+        let r = self.saf.remove(id)?;
         if let Some(key) = r.outstanding {
             if self.pending.remove(&key).is_some() {
                 if let Some(l) = self.links.get_mut(&key.0) {
@@ -201,6 +155,7 @@ impl Engine {
                 }
             }
         }
+        Some(r)
     }
 
     /// Stores an entry (journaled before anything can acknowledge it) and sends it; its id.
@@ -218,44 +173,17 @@ impl Engine {
         now: Instant,
     ) -> u64 {
         let journal_id = self.record_stored(destination, &body, original.as_ref(), advice.as_ref(), now);
-        let id = if journal_id == 0 {
-            self.next_reversal += 1;
-            self.next_reversal
-        } else {
-            journal_id
-        };
+        let id = if journal_id == 0 { self.saf.next_id() } else { journal_id };
         let from_participant = advice.is_some();
-        if from_participant {
-            if let Some(k) = original {
-                self.saf_by_original.insert(k, id);
-            }
-        }
-        let r = Reversal {
-            destination,
-            body,
-            mti,
-            attempts: 0,
-            outstanding: None,
-            earlier: Vec::new(),
-            journal_id,
-            queued: now,
-            original,
-            from_participant,
-            follows,
-        };
+        let r =
+            Reversal::new(destination, body, mti, 0, journal_id, now, original, from_participant, follows);
         self.insert_entry(id, r, now);
         id
     }
 
     fn insert_entry(&mut self, id: u64, r: Reversal, now: Instant) {
         self.stats.saf_queued += 1;
-        self.reversals.insert(id, r);
-        self.reversal_order.push_back(id);
-        if self.reversal_order.len() > 2 * self.reversals.len() + 64 {
-            // Finished entries leave their ids behind; sweep them so the order stays bounded.
-            let live = &self.reversals;
-            self.reversal_order.retain(|id| live.contains_key(id));
-        }
+        self.saf.insert(id, r);
         self.send_reversal(id, now);
     }
 
@@ -275,24 +203,19 @@ impl Engine {
         now: Instant,
     ) {
         let mti = Message::parse(Dialect::Native, body.clone()).map_or(Mti::REVERSAL_ADVICE, |m| m.mti());
-        let r = Reversal {
+        let r = Reversal::new(
             destination,
             body,
-            mti: mti.as_original(),
+            mti.as_original(),
             attempts,
-            outstanding: None,
-            earlier: Vec::new(),
-            journal_id: id,
+            id,
             queued,
             original,
             from_participant,
-            follows: None,
-        };
-        if let Some(k) = original.filter(|_| from_participant && !excepted) {
-            self.saf_by_original.insert(k, id);
-        }
+            None,
+        );
         if excepted {
-            self.exceptions.insert(id, r);
+            self.saf.except(id, r);
         } else {
             self.insert_entry(id, r, now);
         }
@@ -301,17 +224,7 @@ impl Engine {
     /// Sends the entries waiting for a link to `destination`, which now has one, in the
     /// order they were stored.
     pub(crate) fn kick_reversals(&mut self, destination: usize, now: Instant) {
-        let waiting: Vec<u64> = self
-            .reversal_order
-            .iter()
-            .copied()
-            .filter(|id| {
-                self.reversals
-                    .get(id)
-                    .is_some_and(|r| r.destination == destination && r.outstanding.is_none())
-            })
-            .collect();
-        for id in waiting {
+        for id in self.saf.waiting_for(destination) {
             self.send_reversal(id, now);
         }
     }
@@ -319,8 +232,8 @@ impl Engine {
     /// Moves entry `id` to the exception queue (journaled), or keeps it repeating when the
     /// queue is full.
     fn except(&mut self, id: u64, now: Instant) {
-        if self.exceptions.len() >= EXCEPTIONS_MAX {
-            if let Some(r) = self.reversals.get(&id) {
+        if self.saf.exceptions_len() >= EXCEPTIONS_MAX {
+            if let Some(r) = self.saf.get(id) {
                 let spec = self.by_participant
                     [self.config.participants[r.destination].via.unwrap_or(r.destination)]
                 .first()
@@ -333,17 +246,14 @@ impl Engine {
             self.timer(now, retry, Timer::Reversal(id));
             return;
         }
-        let Some(mut r) = self.reversals.remove(&id) else { return };
-        self.unlink(id, &r);
-        r.outstanding = None;
-        r.earlier.clear();
+        let Some(r) = self.take_entry(id) else { return };
         if r.journal_id != 0 {
             self.record(&Entry::ReversalAbandoned { id: r.journal_id, attempts: r.attempts }, now);
         }
         self.stats.reversals_abandoned += 1;
         let destination = &self.config.participants[r.destination].id;
         warn!(reversal = id, mti = %r.mti, %destination, attempts = r.attempts, "moved to the exception queue");
-        self.exceptions.insert(id, r);
+        self.saf.except(id, r);
     }
 
     /// Sends entry `id` (its first form the first time, its repeat after) on a routable
@@ -351,7 +261,7 @@ impl Engine {
     /// or age limit it moves to the exception queue.
     pub(crate) fn send_reversal(&mut self, id: u64, now: Instant) {
         let retry = self.config.settings.reversal_retry;
-        let Some(r) = self.reversals.get(&id) else { return };
+        let Some(r) = self.saf.get(id) else { return };
         if r.outstanding.is_some() {
             return;
         }
@@ -382,7 +292,7 @@ impl Engine {
         let Ok(rev) = Message::parse(Dialect::Native, body) else {
             unreachable!("entries are stored in the native dialect")
         };
-        let journal_id = self.reversals.get(&id).map_or(0, |r| r.journal_id);
+        let journal_id = r.journal_id;
         // The transmission waits for its own record: after a crash the journal says whether
         // it may have left, so a resumed entry is sent as a repeat exactly when it may have.
         let sent_seq = if journal_id == 0 {
@@ -392,7 +302,7 @@ impl Engine {
         };
         // A participant's reversal names its original by the STAN the originator used; its
         // destination saw the switch's (on a classic link): DE 90 gets that one.
-        let original = self.reversals.get(&id).and_then(|r| r.original.filter(|_| r.from_participant));
+        let original = self.saf.get(id).and_then(|r| r.original.filter(|_| r.from_participant));
         let window = self.config.settings.duplicate_window;
         let seen = original.and_then(|k| self.outcomes.get(&k, now, window)).and_then(|o| o.sent_stan);
         let de90 = seen.and_then(|s| {
@@ -433,17 +343,12 @@ impl Engine {
             // The destination's link cannot carry it (its frame limit): try again later,
             // perhaps on another link; the repeat limit bounds the tries.
             warn!(reversal = id, error = %e, "cannot send a stored reversal or advice");
-            if let Some(r) = self.reversals.get_mut(&id) {
-                r.attempts += 1;
-            }
+            self.saf.failed(id);
             self.timer(now, retry, Timer::Reversal(id));
             return;
         }
         l.inflight_out += 1;
-        if let Some(r) = self.reversals.get_mut(&id) {
-            r.attempts += 1;
-            r.outstanding = Some((link, key));
-        }
+        self.saf.sent(id, link, key);
         // Backoff: the wait for an acknowledgement doubles with each transmission, up to
         // SAF_BACKOFF_MAX times the retry interval.
         let wait = retry.saturating_mul(1 << attempts.min(crate::limits::SAF_BACKOFF_DOUBLINGS));
@@ -459,9 +364,7 @@ impl Engine {
     /// Entry `id`'s transmission was refused by the shard it went to (not stored there): it
     /// goes again after the retry interval.
     pub(crate) fn entry_refused(&mut self, id: u64, now: Instant) {
-        if let Some(r) = self.reversals.get_mut(&id) {
-            r.outstanding = None;
-        }
+        self.saf.unanswered(id, None);
         debug!(reversal = id, "refused by the other shard: sent again later");
         let retry = self.config.settings.reversal_retry;
         self.timer(now, retry, Timer::Reversal(id));
@@ -469,9 +372,7 @@ impl Engine {
 
     /// Entry `id`'s transmission was acknowledged.
     pub(crate) fn entry_acked(&mut self, id: u64) {
-        if let Some(r) = self.reversals.get_mut(&id) {
-            r.outstanding = None;
-        }
+        self.saf.unanswered(id, None);
         let counted = self.counted_entry(id);
         if self.finish(id) {
             self.stats.reversals_acked += u64::from(counted);
@@ -482,7 +383,7 @@ impl Engine {
     /// Whether entry `id`'s transmissions count in the switch's figures: not when it goes
     /// to another shard, which sends it on (and counts it) there.
     fn counted_entry(&self, id: u64) -> bool {
-        self.reversals.get(&id).is_none_or(|r| self.config.participants[r.destination].via.is_none())
+        self.saf.get(id).is_none_or(|r| self.config.participants[r.destination].via.is_none())
     }
 
     // ----- the exception queue, for operators -----
@@ -490,9 +391,9 @@ impl Engine {
     /// The exception queue, oldest first.
     #[must_use]
     pub fn exceptions(&self) -> Vec<Exception> {
-        self.exceptions
-            .iter()
-            .map(|(&id, r)| Exception {
+        self.saf
+            .exceptions()
+            .map(|(id, r)| Exception {
                 id,
                 destination: self.config.participants[r.destination].id.clone(),
                 mti: r.mti,
@@ -505,7 +406,7 @@ impl Engine {
     /// Moves exception `id` back to store-and-forward with a fresh budget (journaled and
     /// logged); whether there was one.
     pub fn saf_retry(&mut self, id: u64, now: Instant) -> bool {
-        let Some(mut r) = self.exceptions.remove(&id) else { return false };
+        let Some(mut r) = self.saf.take_exception(id) else { return false };
         if r.journal_id != 0 {
             self.record(&Entry::SafRetried { id: r.journal_id }, now);
         }
@@ -518,7 +419,7 @@ impl Engine {
 
     /// Drops exception `id` for good (journaled and logged); whether there was one.
     pub fn saf_drop(&mut self, id: u64, now: Instant) -> bool {
-        let Some(r) = self.exceptions.remove(&id) else { return false };
+        let Some(r) = self.saf.take_exception(id) else { return false };
         if r.journal_id != 0 {
             self.record(&Entry::SafDropped { id: r.journal_id }, now);
         }
@@ -531,7 +432,7 @@ impl Engine {
     #[must_use]
     pub fn saf_depth(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
-        for r in self.reversals.values() {
+        for r in self.saf.entries() {
             *out.entry(self.config.participants[r.destination].id.clone()).or_default() += 1;
         }
         out

@@ -99,6 +99,16 @@ fn a_retired_link_takes_nothing_new_answers_what_it_carries_then_closes() {
     h.send(acq, 0, &purchase(PAN_A, "000002", "12345678"));
     assert_eq!(h.recv(acq).pop().unwrap().field(39).as_deref(), Some("91"));
     assert!(h.recv(iss).is_empty());
+    // An operator's sign-on, answered, does not bring a link a reload retires back.
+    let now = h.now;
+    assert_eq!(h.engine.operator_link(L_ISS_A1, LinkAction::SignOn, now), 1);
+    h.pump();
+    let sign_on = h.recv(iss).pop().unwrap();
+    assert_eq!(sign_on.field(70).as_deref(), Some("001"));
+    h.answer(iss, &sign_on, "00");
+    h.send(acq, 0, &purchase(PAN_A, "000003", "12345678"));
+    assert_eq!(h.recv(acq).pop().unwrap().field(39).as_deref(), Some("91"), "still retiring");
+    assert!(h.recv(iss).is_empty());
     h.engine.poll_retired(h.now);
     h.pump();
     assert!(h.closed.is_empty(), "still carrying a request: not closed");
