@@ -145,8 +145,8 @@ impl Engine {
             self.stats.inflight_limit_hits += 1;
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        if matches!(msg.mti().class(), 1 | 2) && (self.storage_full || self.saf_full(spec, now)) {
-            self.stats.storage_declines += u64::from(self.storage_full);
+        if matches!(msg.mti().class(), 1 | 2) && (self.journal.full() || self.saf_full(spec, now)) {
+            self.stats.storage_declines += u64::from(self.journal.full());
             return Decline(ResponseCode::SYSTEM_ERROR);
         }
         if let Some(hop) = self.hop_route(participant, correlation) {
@@ -440,9 +440,9 @@ impl Engine {
                 return self.acknowledge_advice(link, correlation, msg, dup, seq, now);
             }
         }
-        if self.storage_full || self.saf_full(spec, now) {
+        if self.journal.full() || self.saf_full(spec, now) {
             // Not stored: its sender keeps it and repeats it.
-            self.stats.storage_declines += u64::from(self.storage_full);
+            self.stats.storage_declines += u64::from(self.journal.full());
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
         let destination = match self.hop_route(participant, correlation) {

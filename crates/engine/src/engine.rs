@@ -102,12 +102,9 @@ pub struct Engine {
     scratch: Option<Box<MessageIndex>>,
     /// Per configured link: the counts of its closed connections.
     pub(crate) link_totals: Vec<LinkCounts>,
-    /// The journal, when the switch keeps one.
-    pub(crate) journal: Option<crate::journal::Journal>,
-    /// Links with frames waiting for the journal.
-    pub(crate) journal_held: Vec<LinkId>,
-    /// The journal's disk is full: new liabilities are declined (96).
-    pub(crate) storage_full: bool,
+    /// The journal gate: the journal (when the switch keeps one), the links whose frames
+    /// wait for it, whether its disk is full.
+    pub(crate) journal: crate::gate::Gate,
     /// Histograms and answers by code, when [`Settings::metrics`](crate::Settings) is on.
     pub(crate) metrics: crate::metrics::Metrics,
     /// Whether requests go through the currency and limit step ([`Config::interop_active`]).
@@ -149,9 +146,7 @@ impl Engine {
             last_now: clock_at,
             scratch: Some(Box::new(MessageIndex::new(Dialect::Native))),
             link_totals: vec![LinkCounts::default(); n_links],
-            journal: None,
-            journal_held: Vec::new(),
-            storage_full: false,
+            journal: crate::gate::Gate::default(),
             metrics: crate::metrics::Metrics::new(n, n_links),
             interop_active,
         }
@@ -162,7 +157,7 @@ impl Engine {
     #[must_use]
     pub fn with_journal(config: Config, clock: WallClock, journal: crate::journal::Journal) -> Self {
         let mut e = Self::new(config, clock);
-        e.journal = Some(journal);
+        e.journal = crate::gate::Gate::new(Some(journal));
         e
     }
 
@@ -815,7 +810,7 @@ impl Engine {
     /// authorizations, financial requests and participants' advices are declined 96, and
     /// what is already in flight is answered and reversed as usual.
     pub fn set_storage_full(&mut self, full: bool) {
-        self.storage_full = full;
+        self.journal.set_full(full);
     }
 
     /// Whether a drain has started and no request is in flight.

@@ -13,66 +13,12 @@ use std::time::Instant;
 use corridor_journal::{
     entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued},
     recovery::Recovery,
-    request::{open, seal, PanKey},
-    Appender, GroupCommit, SyncBatch,
+    SyncBatch,
 };
 use corridor_wire::{Message, MessageIndex};
 
+pub use crate::gate::Journal;
 use crate::{engine::Engine, link::LinkId};
-
-/// The engine's side of a journal: the appender (numbering, batching, durability) and the
-/// key the PANs are sealed with.
-pub struct Journal {
-    appender: Appender,
-    key: PanKey,
-    /// The nonce of each sealed PAN: this random prefix (drawn by the caller at every start)
-    /// and a counter, so a nonce is never used twice with a key.
-    nonce_prefix: [u8; 8],
-    nonces: u32,
-    payload: Vec<u8>,
-}
-
-impl std::fmt::Debug for Journal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal")
-            .field("appender", &self.appender)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Journal {
-    /// A journal whose next record is `next_seq`, whose last segment holds
-    /// `segment_bytes` (`None` to begin a new one), sealing PANs with `key`. `nonce_prefix`
-    /// must be random and new at every start.
-    #[must_use]
-    pub fn new(
-        policy: GroupCommit,
-        next_seq: u64,
-        segment_bytes: Option<u64>,
-        key: PanKey,
-        nonce_prefix: [u8; 8],
-    ) -> Self {
-        Self {
-            appender: Appender::new(policy, next_seq, segment_bytes),
-            key,
-            nonce_prefix,
-            nonces: 0,
-            payload: Vec::new(),
-        }
-    }
-
-    fn nonce(&mut self) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n[..8].copy_from_slice(&self.nonce_prefix);
-        n[8..].copy_from_slice(&self.nonces.to_be_bytes());
-        // 2^32 sealed PANs in one run: past that a nonce would repeat. A restart (a new
-        // prefix) is then required; the engine asserts rather than reuse one.
-        self.nonces =
-            self.nonces.checked_add(1).unwrap_or_else(|| panic!("PAN nonces exhausted: restart the switch"));
-        n
-    }
-}
 
 /// What [`Engine::resume`] did with what the last run left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,7 +47,7 @@ impl Engine {
     /// on. `now_unix_ms` is the wall-clock time at `now`.
     pub fn resume(&mut self, owed: &Recovery, now: Instant, now_unix_ms: u64) -> Resumed {
         let mut done = Resumed::default();
-        if self.journal.is_none() {
+        if !self.journal.on() {
             return done;
         }
         let window = self.config.settings.duplicate_window;
@@ -125,7 +71,7 @@ impl Engine {
         }
         for (set, excepted) in [(&owed.reversals, false), (&owed.exceptions, true)] {
             for (&id, (q, attempts)) in set {
-                let body = self.journal.as_ref().and_then(|j| open(&q.reversal, &j.key).ok());
+                let body = self.journal.open(&q.reversal);
                 let body = body.and_then(|m| m.to_bytes(corridor_wire::Dialect::Native).ok());
                 let dest = self.config.participants.iter().position(|p| p.id == q.destination);
                 let (Some(dest), Some(body)) = (dest, body) else {
@@ -156,7 +102,7 @@ impl Engine {
         }
         for (&seq, r) in &owed.requests {
             let Some(f) = &r.forwarded else { continue };
-            let request = self.journal.as_ref().and_then(|j| open(&r.accepted.request, &j.key).ok());
+            let request = self.journal.open(&r.accepted.request);
             let dest = self.config.participants.iter().position(|p| p.id == f.destination);
             let (Some(dest), Some(request)) = (dest, request) else {
                 tracing::warn!(request = seq, destination = %f.destination, "journal: cannot reverse a request of the last run");
@@ -224,7 +170,7 @@ impl Engine {
 
     /// Journals a connection of configured link `spec` coming up or going down.
     pub(crate) fn record_link(&mut self, spec: usize, up: bool, now: Instant) {
-        if self.journal.is_some() {
+        if self.journal.on() {
             let link = self.config.links[spec].name.clone();
             self.record(&Entry::LinkEvent { link, up }, now);
         }
@@ -233,30 +179,30 @@ impl Engine {
     /// Whether the engine journals.
     #[must_use]
     pub fn journaling(&self) -> bool {
-        self.journal.is_some()
+        self.journal.on()
     }
 
     /// The highest durable journal record (0 when none is, `None` without a journal).
     #[must_use]
     pub fn journal_durable(&self) -> Option<u64> {
-        self.journal.as_ref().map(|j| j.appender.durable())
+        self.journal.on().then(|| self.journal.durable())
     }
 
     /// Whether every record made so far is durable (true without a journal).
     #[must_use]
     pub fn journal_settled(&self) -> bool {
-        self.journal.as_ref().is_none_or(|j| j.appender.durable() >= j.appender.next_seq().saturating_sub(1))
+        self.journal.settled()
     }
 
     /// Whether records wait to be handed out in a batch.
     #[must_use]
     pub fn journal_waiting(&self) -> bool {
-        self.journal.as_ref().is_some_and(|j| j.appender.buffered() > 0)
+        self.journal.waiting()
     }
 
     /// The next batch of records to append and sync, when one is due.
     pub fn poll_journal(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
-        let batch = self.journal.as_mut()?.appender.poll_batch(now, unix_ms)?;
+        let batch = self.journal.poll_batch(now, unix_ms)?;
         self.stats.journal_batches += 1;
         self.stats.journal_records += batch.last_seq - batch.first_seq + 1;
         Some(batch)
@@ -264,17 +210,12 @@ impl Engine {
 
     /// The batch ending at `last_seq` is durable: the frames waiting for it may leave.
     pub fn handle_journal_synced(&mut self, last_seq: u64) {
-        let Some(j) = self.journal.as_mut() else { return };
-        j.appender.handle_synced(last_seq);
-        let durable = j.appender.durable();
-        let waiting = std::mem::take(&mut self.journal_held);
+        let Some((durable, waiting)) = self.journal.synced(last_seq) else { return };
         for link in waiting {
             let Some(l) = self.links.get_mut(&link) else { continue };
             l.durable = durable;
             l.out.release(durable);
-            if l.out.is_held() {
-                self.journal_held.push(link);
-            }
+            // A link that still holds a frame goes back on the list (`note_held`).
             self.after_write(link);
         }
     }
@@ -282,29 +223,23 @@ impl Engine {
     /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
     #[must_use]
     pub fn journal_timeout(&self) -> Option<Instant> {
-        self.journal.as_ref()?.appender.poll_timeout()
+        self.journal.timeout()
     }
 
     /// The durable sequence number a new link starts from.
     pub(crate) fn durable_now(&self) -> u64 {
-        self.journal.as_ref().map_or(u64::MAX, |j| j.appender.durable())
+        self.journal.durable()
     }
 
-    /// Journals `entry`; its sequence number, or 0 without a journal.
     /// The sequence number of the last record appended (0 without a journal or before the
     /// first): what waits for it waits for everything journaled so far.
     pub(crate) fn journal_end(&self) -> u64 {
-        self.journal.as_ref().map_or(0, |j| j.appender.next_seq().saturating_sub(1))
+        self.journal.end()
     }
 
+    /// Journals `entry`; its sequence number, or 0 without a journal.
     pub(crate) fn record(&mut self, entry: &Entry, now: Instant) -> u64 {
-        let Some(j) = self.journal.as_mut() else { return 0 };
-        let mut payload = std::mem::take(&mut j.payload);
-        payload.clear();
-        entry.encode(&mut payload);
-        let seq = j.appender.append(entry.kind(), &payload, now);
-        j.payload = payload;
-        seq
+        self.journal.append(entry, now)
     }
 
     /// `link`'s outbox has a frame waiting for the journal.
@@ -321,23 +256,9 @@ impl Engine {
             l.durable = durable;
             l.out.release(durable);
         }
-        if l.out.is_held() && !self.journal_held.contains(&link) {
-            self.journal_held.push(link);
+        if l.out.is_held() {
+            self.journal.hold(link);
         }
-    }
-
-    /// `msg` sealed for the journal (an empty blob without a journal or a readable PAN).
-    fn sealed<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
-        &mut self,
-        msg: &Message<B, I>,
-    ) -> Vec<u8> {
-        let Some(j) = self.journal.as_mut() else { return Vec::new() };
-        let nonce = j.nonce();
-        let mut out = Vec::new();
-        if seal(msg, &j.key, nonce, &mut out).is_err() {
-            out.clear();
-        }
-        out
     }
 
     /// Records a request accepted and forwarded; the sequence number its forward waits for.
@@ -354,10 +275,10 @@ impl Engine {
         dup: &crate::duplicates::DupKey,
         now: Instant,
     ) -> (u64, u64) {
-        if self.journal.is_none() {
+        if !self.journal.on() {
             return (0, 0);
         }
-        let request = self.sealed(msg);
+        let request = self.journal.seal(msg);
         let name = |e: &Self, l: LinkId| {
             e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
         };
@@ -390,7 +311,7 @@ impl Engine {
         switch_made: bool,
         now: Instant,
     ) -> u64 {
-        if self.journal.is_none() || request == 0 {
+        if !self.journal.on() || request == 0 {
             return 0;
         }
         let at_unix_ms = self.unix_ms(now);
@@ -413,16 +334,16 @@ impl Engine {
         advice: Option<&crate::duplicates::DupKey>,
         now: Instant,
     ) -> u64 {
-        if self.journal.is_none() {
+        if !self.journal.on() {
             return 0;
         }
         let reversal = match Message::parse(corridor_wire::Dialect::Native, body.clone()) {
-            Ok(m) => self.sealed(&m),
+            Ok(m) => self.journal.seal(&m),
             Err(_) => unreachable!("entries are stored in the native dialect"),
         };
         let secs = self.clock.unix_secs + now.saturating_duration_since(self.clock.at).as_secs();
         let queued = ReversalQueued {
-            id: self.journal.as_ref().map_or(0, |j| j.appender.next_seq()),
+            id: self.journal.next_seq(),
             destination: self.config.participants[destination].id.clone(),
             reversal,
             queued_unix_ms: secs * 1000,

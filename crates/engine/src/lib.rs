@@ -25,6 +25,8 @@
 //! - `duplicates`: the key that makes two transmissions one request.
 //! - `inflight`: requests in flight, response matching and relaying, timeouts.
 //! - [`journal`]: journal before answer: records out, durability in, held frames released.
+//! - `gate`: the journal gate — the journal, the links waiting for it, a full disk — as
+//!   one type.
 //! - `reversals`: reversals (0420/0421 until 0430) and late responses.
 //! - `saf`: the store-and-forward queue's books (entries, order, exception queue, the
 //!   indexes into them), its invariants held by its own type.
@@ -56,6 +58,7 @@ pub mod config;
 mod duplicates;
 pub mod engine;
 pub mod exchange;
+mod gate;
 mod inflight;
 pub mod journal;
 pub mod limits;

@@ -120,7 +120,7 @@ impl Engine {
 
     /// Journals an operator's change (who, what, when, outcome); a no-op without a journal.
     pub fn record_audit(&mut self, at_unix_ms: u64, who: &str, action: &str, outcome: &str, now: Instant) {
-        if self.journal.is_some() {
+        if self.journal.on() {
             // One record, one line: whatever a file or a peer put in the text (a refused
             // reload's TOML error spans lines).
             let entry = Entry::Audit {

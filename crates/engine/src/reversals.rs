@@ -87,7 +87,7 @@ impl Engine {
             self.saf.late_reversed(link, key, id);
             reversal = id;
         }
-        if self.journal.is_some() {
+        if self.journal.on() {
             let name =
                 self.links.get(&link).map(|l| self.config.links[l.spec].name.clone()).unwrap_or_default();
             let (code, auth) = crate::inflight::answer_of(msg);
