@@ -12,7 +12,7 @@ use crate::{
     duplicates::DupKey,
     engine::{Engine, Msg},
     inflight::{Kind, Pending, Request},
-    limits::{LINK_OUT_BYTES_MAX, PENDING_MAX},
+    limits::LINK_OUT_BYTES_MAX,
     link::LinkId,
     routes::{QrTarget, RouteQuery},
     throttle::Warn,
@@ -124,7 +124,7 @@ impl Engine {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
         let dup = DupKey::of(participant, stan, msg);
-        if self.duplicates.contains(&dup) {
+        if self.in_flight.has_request(&dup) {
             return Decline(ResponseCode::DUPLICATE);
         }
         let window = self.config.settings.duplicate_window;
@@ -141,7 +141,7 @@ impl Engine {
             }
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        if self.pending.len() >= PENDING_MAX {
+        if !self.in_flight.has_room() {
             self.stats.inflight_limit_hits += 1;
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
@@ -328,7 +328,7 @@ impl Engine {
         let mut key = keyed(key);
         // A STAN still in flight on this link (after a wrap) is skipped; the in-flight limit
         // is far below the STAN space, so this ends within inflight_max + 1 steps.
-        while self.pending.contains_key(&(out_link, key)) {
+        while self.in_flight.contains(out_link, key) {
             let (k, s) = out.next_key();
             (key, switch_stan) = (keyed(k), s);
         }
@@ -357,14 +357,14 @@ impl Engine {
         if let Some(out) = self.links.get_mut(&out_link) {
             out.hold_from(start, forwarded_seq);
         }
-        self.duplicates.insert(dup);
         let request_mti = msg.mti();
         // The pending entry keeps its own copy of the request: a slice would pin the whole
         // read buffer it came in for as long as the request is in flight.
         let request = bytes::Bytes::copy_from_slice(msg.as_bytes());
         let rrn = msg.rrn().and_then(|r| r.try_into().ok());
-        self.pending.insert(
-            (out_link, key),
+        self.in_flight.insert(
+            out_link,
+            key,
             Pending {
                 kind: Kind::Request(Request {
                     origin: link,
@@ -385,7 +385,6 @@ impl Engine {
                 deadline: now + timeout,
             },
         );
-        self.requests_pending += 1;
         self.timer(now, timeout, Timer::Pending(out_link, key));
         // Counted once a request: forwarded where it leaves for its destination, measured
         // where its originator is.
@@ -418,10 +417,10 @@ impl Engine {
         // its own DE 41's when there is one, else the one that differs only in DE 41.
         let original = (msg.mti().class() == 4).then(|| {
             let named = DupKey::original_of(participant, stan, msg);
-            if self.duplicates.contains(&named) || self.outcomes.contains(&named) {
+            if self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
                 return named;
             }
-            self.duplicates
+            self.in_flight
                 .same_original(&named)
                 .or_else(|| self.outcomes.same_original(&named))
                 .unwrap_or(named)
@@ -468,7 +467,7 @@ impl Engine {
         // Its original is reversed from now on (as the journal's recovery reads the record): a
         // repeat of it, or the original arriving after its reversal, is answered 68 and never
         // forwarded. One still in flight keeps its own answer; the reversal goes after it.
-        if let Some(orig) = original.filter(|k| !self.duplicates.contains(k)) {
+        if let Some(orig) = original.filter(|k| !self.in_flight.has_request(k)) {
             self.outcomes.mark_reversed(orig, None, now, window);
         }
         // Acknowledged once its record is durable (and repeats the same way).

@@ -26,7 +26,6 @@ use corridor_wire::{
 
 use crate::{
     config::Config,
-    inflight::Pending,
     limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},
     routes::RouteTable,
@@ -79,9 +78,8 @@ pub struct Engine {
     next_link: u32,
     /// The shard's bits of every link id (see [`Engine::set_shard`]).
     link_base: u32,
-    pub(crate) pending: FxHashMap<(LinkId, u64), Pending>,
-    pub(crate) requests_pending: usize,
-    pub(crate) duplicates: crate::duplicates::InFlightKeys,
+    /// Everything awaiting an answer, the requests among it and their duplicate keys.
+    pub(crate) in_flight: crate::pending::InFlight,
     /// Completed requests' outcomes, which answer their repeats.
     pub(crate) outcomes: crate::duplicates::Outcomes,
     /// Store-and-forward: reversals and advices awaiting acknowledgement, the exception
@@ -131,9 +129,7 @@ impl Engine {
             round_robin: vec![0; n],
             next_link: 0,
             link_base: 0,
-            pending: FxHashMap::default(),
-            requests_pending: 0,
-            duplicates: crate::duplicates::InFlightKeys::default(),
+            in_flight: crate::pending::InFlight::default(),
             outcomes: crate::duplicates::Outcomes::with_capacity(window_entries),
             saf: crate::saf::Saf::default(),
             timers: Timers::default(),
@@ -249,7 +245,7 @@ impl Engine {
     /// Requests in flight (forwarded, awaiting an answer).
     #[must_use]
     pub fn requests_pending(&self) -> usize {
-        self.requests_pending
+        self.in_flight.requests()
     }
 
     /// Completed requests whose outcome answers a repeat.
@@ -292,10 +288,10 @@ impl Engine {
     pub(crate) fn timer_at(&mut self, due: Instant, after: Duration, timer: Timer) {
         // Live timers besides pending entries: an echo and a sign-on or frame deadline per
         // link, a retry per reversal, an end per late entry.
-        let live = self.pending.len() + 3 * self.links.len() + self.saf.len() + self.saf.late_len();
-        let pending = &self.pending;
+        let live = self.in_flight.len() + 3 * self.links.len() + self.saf.len() + self.saf.late_len();
+        let in_flight = &self.in_flight;
         self.timers.push_at(due, after, timer, live, |t| match *t {
-            Timer::Pending(l, k) => pending.contains_key(&(l, k)),
+            Timer::Pending(l, k) => in_flight.contains(l, k),
             _ => true,
         });
     }
@@ -780,7 +776,7 @@ impl Engine {
             return;
         }
         self.draining = true;
-        info!(pending = self.requests_pending, "draining");
+        info!(pending = self.in_flight.requests(), "draining");
         let dialed: Vec<LinkId> = self
             .links
             .iter()
@@ -796,12 +792,7 @@ impl Engine {
     /// if its timeout had come (68 to the originator, a reversal toward the destination), so
     /// no accepted request goes unanswered.
     pub fn expire_requests(&mut self, now: Instant) {
-        let keys: Vec<(LinkId, u64)> =
-            self.pending.iter().filter(|(_, p)| p.is_request()).map(|(&k, _)| k).collect();
-        for (link, key) in keys {
-            if let Some(p) = self.pending.get_mut(&(link, key)) {
-                p.deadline = now;
-            }
+        for (link, key) in self.in_flight.expire_requests(now) {
             self.pending_timeout(link, key, now);
         }
     }
@@ -816,7 +807,7 @@ impl Engine {
     /// Whether a drain has started and no request is in flight.
     #[must_use]
     pub fn is_drained(&self) -> bool {
-        self.draining && self.requests_pending == 0
+        self.draining && self.in_flight.requests() == 0
     }
 }
 

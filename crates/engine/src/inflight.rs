@@ -13,6 +13,7 @@ use crate::{
     engine::{Engine, Msg},
     link::{CloseReason, LinkId, Undelivered},
     metrics::{Answered, Source},
+    pending::Match,
     saf::Late,
     throttle::Warn,
     timers::Timer,
@@ -193,28 +194,27 @@ impl Engine {
             self.stats.unmatched_responses += 1;
             return;
         };
-        let std::collections::hash_map::Entry::Occupied(entry) = self.pending.entry((link, key)) else {
-            return self.unmatched(link, key, msg, now);
-        };
-        let answers = match &entry.get().kind {
+        let saf = &self.saf;
+        let answered = self.in_flight.take_answered(link, key, |p| match &p.kind {
             Kind::Request(r) => r.request_mti.response() == Some(msg.mti()) && echoes(r, msg),
-            Kind::Reversal(id) => self.saf.get(*id).and_then(|r| r.mti.response()) == Some(msg.mti()),
+            Kind::Reversal(id) => saf.get(*id).and_then(|r| r.mti.response()) == Some(msg.mti()),
             Kind::Network(_) => false,
-        };
-        if !answers {
-            self.stats.unmatched_responses += 1;
-            let spec = self.links.get(&link).map_or(0, |l| l.spec);
-            if let Some(left_out) = self.may_warn(spec, Warn::Mismatched, now) {
-                warn!(%link, mti = %msg.mti(), left_out, "response does not answer the request it correlates with");
+        });
+        let p = match answered {
+            Match::Taken(p) => p,
+            Match::Nothing => return self.unmatched(link, key, msg, now),
+            Match::Mismatch => {
+                self.stats.unmatched_responses += 1;
+                let spec = self.links.get(&link).map_or(0, |l| l.spec);
+                if let Some(left_out) = self.may_warn(spec, Warn::Mismatched, now) {
+                    warn!(%link, mti = %msg.mti(), left_out, "response does not answer the request it correlates with");
+                }
+                return;
             }
-            return;
-        }
-        let p = entry.remove();
+        };
         self.outbound_done(link);
         match p.kind {
             Kind::Request(r) => {
-                take_one!(self.requests_pending, "the count of requests in flight");
-                self.duplicates.remove(&r.dup);
                 let dup = r.dup;
                 let source = if flags & NativeHeader::FLAG_SWITCH_ORIGIN != 0 && self.is_hop(link) {
                     Source::Switch
@@ -403,22 +403,20 @@ impl Engine {
 
     /// A pending entry's deadline came.
     pub(crate) fn pending_timeout(&mut self, link: LinkId, key: u64, now: Instant) {
-        let due = self.pending.get(&(link, key)).is_some_and(|p| p.deadline <= now);
+        let due = self.in_flight.get(link, key).is_some_and(|p| p.deadline <= now);
         if !due {
             return;
         }
-        let Some(p) = self.pending.remove(&(link, key)) else { return };
+        let Some(p) = self.in_flight.remove(link, key) else { return };
         // Network requests do not count against the link's in-flight limit.
         if !matches!(p.kind, Kind::Network(_)) {
             self.outbound_done(link);
         }
         match p.kind {
             Kind::Request(r) => {
-                take_one!(self.requests_pending, "the count of requests in flight");
                 self.stats.timeouts += 1;
                 self.measure(r.timing(), ResponseCode::TIMEOUT.0, Source::Switch, false, now);
                 self.log_answer(&r, ResponseCode::TIMEOUT.0, Source::Switch, now);
-                self.duplicates.remove(&r.dup);
                 self.destination_silent(link, now);
                 let Ok(req) = Message::parse(r.origin_dialect, r.request) else {
                     unreachable!("the request parsed when it arrived")

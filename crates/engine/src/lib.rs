@@ -24,6 +24,8 @@
 //!   outbox (write batch with a release point, approvals not yet delivered), held requests.
 //! - `duplicates`: the key that makes two transmissions one request.
 //! - `inflight`: requests in flight, response matching and relaying, timeouts.
+//! - `pending`: what is in flight as a type — every entry awaiting an answer, the requests
+//!   among them and their duplicate keys, kept consistent by construction.
 //! - [`journal`]: journal before answer: records out, durability in, held frames released.
 //! - `gate`: the journal gate — the journal, the links waiting for it, a full disk — as
 //!   one type.
@@ -66,6 +68,7 @@ pub mod link;
 pub mod metrics;
 mod network;
 pub mod operator;
+mod pending;
 pub mod qr;
 pub mod reconfigure;
 mod reversals;

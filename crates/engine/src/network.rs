@@ -8,7 +8,6 @@ use tracing::{debug, warn};
 use crate::{
     engine::{Engine, Msg},
     inflight::{Kind, Pending},
-    limits::PENDING_MAX,
     link::{CloseReason, LinkId, Session},
     timers::Timer,
 };
@@ -54,14 +53,14 @@ impl Engine {
     /// The answer to one of the switch's own 0800s.
     pub(crate) fn network_response(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let Some(key) = self.response_key(link, correlation, msg) else { return };
-        let code = match self.pending.get(&(link, key)) {
+        let code = match self.in_flight.get(link, key) {
             Some(Pending { kind: Kind::Network(c), .. }) => *c,
             _ => {
                 self.stats.unmatched_responses += 1;
                 return;
             }
         };
-        self.pending.remove(&(link, key));
+        self.in_flight.remove(link, key);
         let ok = msg.response_code().is_some_and(ResponseCode::is_approval);
         if let Some(l) = self.links.get_mut(&link) {
             if code == NetworkCode::SIGN_ON {
@@ -93,9 +92,9 @@ impl Engine {
             warn!(%link, error = %e, "cannot send network management");
             return;
         }
-        if self.pending.len() < PENDING_MAX {
+        if self.in_flight.has_room() {
             let deadline = now.checked_add(window).unwrap_or(now);
-            self.pending.insert((link, key), Pending { kind: Kind::Network(code), deadline });
+            self.in_flight.insert(link, key, Pending { kind: Kind::Network(code), deadline });
             self.timer(now, window, Timer::Pending(link, key));
         }
         self.after_write(link);

@@ -149,7 +149,7 @@ impl Engine {
     fn take_entry(&mut self, id: u64) -> Option<Reversal> {
         let r = self.saf.remove(id)?;
         if let Some(key) = r.outstanding {
-            if self.pending.remove(&key).is_some() {
+            if self.in_flight.remove(key.0, key.1).is_some() {
                 if let Some(l) = self.links.get_mut(&key.0) {
                     take_one!(l.inflight_out, "a destination's in-flight count");
                 }
@@ -270,7 +270,7 @@ impl Engine {
         if attempts > self.config.settings.reversal_repeats_max || age > self.config.settings.saf_age_max {
             return self.except(id, now);
         }
-        if r.from_participant && r.original.is_some_and(|k| self.duplicates.contains(&k)) {
+        if r.from_participant && r.original.is_some_and(|k| self.in_flight.has_request(&k)) {
             // Its request is still in flight: it goes after that request's answer or
             // timeout (which sends it), never before.
             self.timer(now, retry, Timer::Reversal(id));
@@ -352,7 +352,7 @@ impl Engine {
         // Backoff: the wait for an acknowledgement doubles with each transmission, up to
         // SAF_BACKOFF_MAX times the retry interval.
         let wait = retry.saturating_mul(1 << attempts.min(crate::limits::SAF_BACKOFF_DOUBLINGS));
-        self.pending.insert((link, key), Pending { kind: Kind::Reversal(id), deadline: now + wait });
+        self.in_flight.insert(link, key, Pending { kind: Kind::Reversal(id), deadline: now + wait });
         self.timer(now, wait, Timer::Pending(link, key));
         if self.counted_entry(id) {
             self.stats.reversals_sent += 1;
