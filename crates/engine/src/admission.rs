@@ -12,8 +12,8 @@ use crate::{
     duplicates::DupKey,
     engine::{Engine, Msg},
     inflight::{Kind, Pending, Request},
-    limits::LINK_OUT_BYTES_MAX,
     link::LinkId,
+    registry::Unavailable,
     routes::{QrTarget, RouteQuery},
     throttle::Warn,
     timers::Timer,
@@ -46,12 +46,6 @@ pub(crate) struct Forward {
     /// The fields the switch adds (a QR payment's merchant fields, a conversion's amounts
     /// and rates); empty for most requests, and then nothing is allocated.
     pub(crate) fill: Vec<crate::qr::FillField>,
-}
-
-/// Why a request could not be sent to its destination.
-enum Unavailable {
-    NoLink,
-    AtLimit,
 }
 
 impl Engine {
@@ -252,7 +246,7 @@ impl Engine {
     }
 
     pub(crate) fn handle_request(&mut self, link: LinkId, correlation: u64, msg: Msg<'_>, now: Instant) {
-        let l = crate::engine::origin_in(&mut self.links, link);
+        let l = self.links.origin_mut(link);
         let spec = l.spec;
         // A request from another shard was counted on its originator's: here it is a hop's.
         let from_hop = self.config.is_hop(l.participant);
@@ -276,7 +270,7 @@ impl Engine {
         let decision = if queued_behind { Decision::Hold } else { self.admit(link, correlation, &msg, now) };
         match decision {
             Decision::Hold => {
-                let l = crate::engine::origin_in(&mut self.links, link);
+                let l = self.links.origin_mut(link);
                 let body = msg.into_inner();
                 l.held_bytes += body.len();
                 if replaying {
@@ -549,31 +543,7 @@ impl Engine {
     /// A participant another shard owns is reached through its hop.
     fn pick_link(&mut self, participant: usize) -> Result<LinkId, Unavailable> {
         let participant = self.config.participants[participant].via.unwrap_or(participant);
-        let candidates = &self.by_participant[participant];
-        let n = candidates.len();
-        let start = self.round_robin[participant];
-        let mut best: Option<(u32, LinkId)> = None;
-        let mut any = false;
-        for i in 0..n {
-            let id = candidates[(start + i) % n];
-            let Some(l) = self.links.get(&id) else { continue };
-            if !l.routable() {
-                continue;
-            }
-            any = true;
-            if l.inflight_out >= l.inflight_max || l.out.len() >= LINK_OUT_BYTES_MAX / 2 {
-                continue;
-            }
-            if best.is_none_or(|(b, _)| l.inflight_out < b) {
-                best = Some((l.inflight_out, id));
-            }
-        }
-        self.round_robin[participant] = start.wrapping_add(1);
-        match best {
-            Some((_, id)) => Ok(id),
-            None if any => Err(Unavailable::AtLimit),
-            None => Err(Unavailable::NoLink),
-        }
+        self.links.pick(participant)
     }
 }
 

@@ -17,7 +17,6 @@ use std::{
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 
 use corridor_wire::{
@@ -26,16 +25,13 @@ use corridor_wire::{
 
 use crate::{
     config::Config,
-    limits::{LINKS_MAX, LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
+    limits::{LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},
     routes::RouteTable,
     stats::{LinkCounts, Stats},
     throttle::{Throttle, Warn},
     timers::{Timer, Timers},
 };
-
-/// The low bits of a link id that count connections; the top 8 name the shard.
-const LINK_COUNTER_MASK: u32 = 0x00ff_ffff;
 
 /// A message read from a link, parsed into the engine's index.
 pub(crate) type Msg<'i> = Message<Bytes, &'i MessageIndex>;
@@ -59,25 +55,13 @@ pub enum Event {
     },
 }
 
-/// [`Engine::origin`], to change, borrowing only the link table (so the caller may still
-/// use the engine's other fields).
-pub(crate) fn origin_in(links: &mut FxHashMap<LinkId, Link>, link: LinkId) -> &mut Link {
-    links
-        .get_mut(&link)
-        .unwrap_or_else(|| unreachable!("{link}: a frame's link is there while it is handled"))
-}
-
 /// The switch's state machine. See the module docs.
 pub struct Engine {
     pub(crate) config: Config,
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
     pub(crate) clock: WallClock,
-    pub(crate) links: FxHashMap<LinkId, Link>,
-    pub(crate) by_participant: Vec<Vec<LinkId>>,
-    pub(crate) round_robin: Vec<usize>,
-    next_link: u32,
-    /// The shard's bits of every link id (see [`Engine::set_shard`]).
-    link_base: u32,
+    /// The open links, by id and by participant.
+    pub(crate) links: crate::registry::Links,
     /// Everything awaiting an answer, the requests among it and their duplicate keys.
     pub(crate) in_flight: crate::pending::InFlight,
     /// Completed requests' outcomes, which answer their repeats.
@@ -98,8 +82,6 @@ pub struct Engine {
     pub(crate) last_now: Instant,
     /// The index every frame is parsed into (see `handle_frame`).
     scratch: Option<Box<MessageIndex>>,
-    /// Per configured link: the counts of its closed connections.
-    pub(crate) link_totals: Vec<LinkCounts>,
     /// The journal gate: the journal (when the switch keeps one), the links whose frames
     /// wait for it, whether its disk is full.
     pub(crate) journal: crate::gate::Gate,
@@ -124,11 +106,7 @@ impl Engine {
             config,
             routes,
             clock,
-            links: FxHashMap::default(),
-            by_participant: vec![Vec::new(); n],
-            round_robin: vec![0; n],
-            next_link: 0,
-            link_base: 0,
+            links: crate::registry::Links::new(n, n_links),
             in_flight: crate::pending::InFlight::default(),
             outcomes: crate::duplicates::Outcomes::with_capacity(window_entries),
             saf: crate::saf::Saf::default(),
@@ -141,7 +119,6 @@ impl Engine {
             throttle: Throttle::new(n_links, LOG_INTERVAL),
             last_now: clock_at,
             scratch: Some(Box::new(MessageIndex::new(Dialect::Native))),
-            link_totals: vec![LinkCounts::default(); n_links],
             journal: crate::gate::Gate::default(),
             metrics: crate::metrics::Metrics::new(n, n_links),
             interop_active,
@@ -162,8 +139,7 @@ impl Engine {
     /// is up. (Store-and-forward ids are a journal's sequence numbers: each shard's own, and
     /// named with the shard.)
     pub fn set_shard(&mut self, index: usize) {
-        let index = index.min(crate::shards::SHARDS_MAX - 1);
-        self.link_base = (index as u32) << 24;
+        self.links.set_shard(index.min(crate::shards::SHARDS_MAX - 1));
     }
 
     /// Whether `link` is a hop to another shard.
@@ -174,7 +150,7 @@ impl Engine {
     /// The shard this engine is (see [`Engine::set_shard`]).
     #[must_use]
     pub fn shard(&self) -> usize {
-        (self.link_base >> 24) as usize
+        self.links.shard()
     }
 
     /// The shard whose engine made link id `id` (see [`Engine::set_shard`]).
@@ -218,14 +194,7 @@ impl Engine {
     /// open connections included.
     #[must_use]
     pub fn link_counts(&self) -> Vec<LinkCounts> {
-        let mut out = self.link_totals.clone();
-        for l in self.links.values() {
-            let c = &mut out[l.spec];
-            c.open += 1;
-            c.frames_in += l.frames_in;
-            c.frames_out += l.frames_out;
-        }
-        out
+        self.links.counts()
     }
 
     /// What the engine knows of `link`.
@@ -237,9 +206,7 @@ impl Engine {
     /// Links currently open, in id order.
     #[must_use]
     pub fn open_links(&self) -> Vec<LinkId> {
-        let mut v: Vec<_> = self.links.keys().copied().collect();
-        v.sort_unstable();
-        v
+        self.links.ids()
     }
 
     /// Requests in flight (forwarded, awaiting an answer).
@@ -320,7 +287,7 @@ impl Engine {
     /// A connection for configured link `spec` is up. Returns its id, or `None` at
     /// [`LINKS_MAX`] (the caller then closes the connection).
     pub fn link_up(&mut self, spec: usize, now: Instant) -> Option<LinkId> {
-        if self.links.len() >= LINKS_MAX || spec >= self.config.links.len() {
+        if spec >= self.config.links.len() {
             return None;
         }
         let s = &self.config.links[spec];
@@ -328,12 +295,7 @@ impl Engine {
         let sign_on_timeout = s.sign_on_timeout;
         let mut link = Link::new(spec, s, now);
         link.durable = self.durable_now();
-        let id = LinkId(self.link_base | (self.next_link & LINK_COUNTER_MASK));
-        self.next_link = self.next_link.wrapping_add(1);
-        self.link_totals[spec].connections += 1;
-        let participant = link.participant;
-        self.links.insert(id, link);
-        self.by_participant[participant].push(id);
+        let id = self.links.add(spec, link)?;
         debug!(%id, link = %self.config.links[spec].name, "link up");
         self.record_link(spec, true, now);
         if dial {
@@ -351,11 +313,7 @@ impl Engine {
     /// not reach its socket are reversed, and requests it had waiting are dropped unanswered
     /// (their sender is gone, and they were never forwarded).
     pub fn link_down(&mut self, link: LinkId, now: Instant) {
-        let Some(mut l) = self.links.remove(&link) else { return };
-        self.by_participant[l.participant].retain(|&x| x != link);
-        let t = &mut self.link_totals[l.spec];
-        t.frames_in += l.frames_in;
-        t.frames_out += l.frames_out;
+        let Some(mut l) = self.links.remove(link) else { return };
         let undelivered = l.out.abandon();
         if !undelivered.is_empty() {
             warn!(%link, approvals = undelivered.len(), "link gone with approvals not delivered: reversing them");
@@ -409,9 +367,7 @@ impl Engine {
     /// a missing link there is a programmer error. A timer or a stored entry, by contrast,
     /// may name a link gone since: those ask `self.links.get` and handle its absence.
     pub(crate) fn origin(&self, link: LinkId) -> &Link {
-        self.links
-            .get(&link)
-            .unwrap_or_else(|| unreachable!("{link}: a frame's link is there while it is handled"))
+        self.links.origin(link)
     }
 
     /// The next event for the I/O layer.
@@ -650,7 +606,7 @@ impl Engine {
         let Some(mti) = req.mti().response() else {
             unreachable!("the switch answers requests only ({})", req.mti())
         };
-        let l = origin_in(&mut self.links, link);
+        let l = self.links.origin_mut(link);
         let dialect = l.dialect;
         let keep = FieldSet::VALUES.without(FieldSet::SECRETS);
         let written = l.frame_after(seq, NativeHeader::FLAG_SWITCH_ORIGIN, correlation, |out| {

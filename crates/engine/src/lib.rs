@@ -20,6 +20,7 @@
 //! - [`engine`]: the `Engine` type: its inputs and outputs, framing, drain.
 //! - `admission`: one decision per request — hold, decline with a code, or forward on a
 //!   chosen link — and the forwarding.
+//! - `registry`: the open links by id and by participant, the choice of a link, ids.
 //! - [`link`]: one connection of a configured link: correlation and STAN allocation, the
 //!   outbox (write batch with a release point, approvals not yet delivered), held requests.
 //! - `duplicates`: the key that makes two transmissions one request.
@@ -71,6 +72,7 @@ pub mod operator;
 mod pending;
 pub mod qr;
 pub mod reconfigure;
+mod registry;
 mod reversals;
 pub mod routes;
 mod saf;

@@ -16,7 +16,7 @@ impl Engine {
     /// A peer's 0800: sign-on, sign-off and echo are answered 00, anything else 30.
     pub(crate) fn answer_network(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
         let code = msg.network_code();
-        let l = crate::engine::origin_in(&mut self.links, link);
+        let l = self.links.origin_mut(link);
         let ok = match code {
             Some(NetworkCode::SIGN_ON) => {
                 l.set_session(Session::SignedOn);

@@ -68,10 +68,7 @@ pub struct SafEntry {
 impl Engine {
     /// The open connections of configured link `spec`.
     fn connections_of(&self, spec: usize) -> Vec<LinkId> {
-        let mut v: Vec<LinkId> =
-            self.links.iter().filter(|(_, l)| l.spec == spec && !l.closing()).map(|(id, _)| *id).collect();
-        v.sort_unstable();
-        v
+        self.links.select(|l| l.spec == spec && !l.closing())
     }
 
     /// Does `action` on every open connection of configured link `spec`; how many.

@@ -62,9 +62,7 @@ impl Engine {
             }
         }
         let (n, n_links) = (config.participants.len(), config.links.len());
-        self.by_participant.resize(n, Vec::new());
-        self.round_robin.resize(n, 0);
-        self.link_totals.resize(n_links, crate::stats::LinkCounts::default());
+        self.links.resize(n, n_links);
         self.throttle.grow(n_links);
         self.metrics.grow(n, n_links);
         self.routes.store(Arc::new(config.routes.clone()));
@@ -77,10 +75,7 @@ impl Engine {
         }
         self.interop_active = config.interop_active();
         self.config = config;
-        let mut retiring: Vec<LinkId> =
-            self.links.iter().filter(|(_, l)| retire.contains(&l.spec)).map(|(id, _)| *id).collect();
-        retiring.sort_unstable();
-        for id in retiring {
+        for id in self.links.select(|l| retire.contains(&l.spec)) {
             let Some(l) = self.links.get_mut(&id) else { continue };
             if !l.retire(deadline) {
                 continue;
@@ -97,8 +92,7 @@ impl Engine {
             "configuration taken"
         );
         // Slots freed by a higher limit let held requests go.
-        let held: Vec<LinkId> =
-            self.links.iter().filter(|(_, l)| !l.held.is_empty()).map(|(id, _)| *id).collect();
+        let held = self.links.select(|l| !l.held.is_empty());
         self.resumable.extend(held);
         self.run_held(now);
         self.poll_retired(now);

@@ -234,10 +234,9 @@ impl Engine {
     fn except(&mut self, id: u64, now: Instant) {
         if self.saf.exceptions_len() >= EXCEPTIONS_MAX {
             if let Some(r) = self.saf.get(id) {
-                let spec = self.by_participant
-                    [self.config.participants[r.destination].via.unwrap_or(r.destination)]
-                .first()
-                .map_or(0, |l| self.links[l].spec);
+                let participant = self.config.participants[r.destination].via.unwrap_or(r.destination);
+                let first = self.links.of_participant(participant).first();
+                let spec = first.and_then(|l| self.links.get(l)).map_or(0, |l| l.spec);
                 if let Some(left_out) = self.may_warn(spec, crate::throttle::Warn::Exceptions, now) {
                     warn!(reversal = id, left_out, "exception queue full: the entry keeps repeating");
                 }
@@ -280,10 +279,9 @@ impl Engine {
         // link is not routable); on any routable link of the destination once it is gone.
         let link = match r.follows.filter(|l| self.links.contains_key(l)) {
             Some(l) => self.links.get(&l).is_some_and(Link::routable).then_some(l),
-            None => self.by_participant[self.config.participants[destination].via.unwrap_or(destination)]
-                .iter()
-                .copied()
-                .find(|l| self.links.get(l).is_some_and(Link::routable)),
+            None => {
+                self.links.first_routable(self.config.participants[destination].via.unwrap_or(destination))
+            }
         };
         let Some(link) = link else {
             self.timer(now, retry, Timer::Reversal(id));
