@@ -56,6 +56,22 @@ pub enum Event {
 }
 
 /// The switch's state machine. See the module docs.
+///
+/// Inputs come in through `handle_*`, `link_up`/`link_down` and the operator's and reload's
+/// calls, each with the current time; after every one of them the driver polls, in this
+/// order (`driver::flush`):
+///
+/// 1. [`Engine::poll_dirty`], then [`Engine::take_output`] for each link it names (the
+///    writer may take it later; bytes it wrote come back through `handle_written`);
+/// 2. [`Engine::poll_event`]: links to close, readers to resume;
+/// 3. [`Engine::poll_timeout`]: when to call `handle_timeout` next;
+/// 4. [`Engine::poll_journal`] (through `driver::JournalCycle`), whose batches' durability
+///    comes back through `handle_journal_synced`.
+///
+/// Its state is kept by concern, each a type with private fields and its own invariants:
+/// the open links (`registry::Links`), what is in flight (`pending::InFlight`),
+/// store-and-forward (`saf::Saf`), the journal gate (`gate::Gate`), the duplicate window's
+/// outcomes, the timers, the counters; `Engine` orchestrates them.
 pub struct Engine {
     pub(crate) config: Config,
     pub(crate) routes: Arc<ArcSwap<RouteTable>>,
@@ -285,7 +301,7 @@ impl Engine {
     // ----- links -----
 
     /// A connection for configured link `spec` is up. Returns its id, or `None` at
-    /// [`LINKS_MAX`] (the caller then closes the connection).
+    /// [`LINKS_MAX`](crate::limits::LINKS_MAX) (the caller then closes the connection).
     pub fn link_up(&mut self, spec: usize, now: Instant) -> Option<LinkId> {
         if spec >= self.config.links.len() {
             return None;

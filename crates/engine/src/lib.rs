@@ -18,6 +18,9 @@
 //!   originator's partnership policy, the merchant's fields, currencies filled or checked,
 //!   the participants' limits.
 //! - [`engine`]: the `Engine` type: its inputs and outputs, framing, drain.
+//! - [`driver`]: what runs around an engine without a runtime — the order of polls after
+//!   each input, the journal's batch cycle with its full-disk path — shared by the network
+//!   layer and the simulator.
 //! - `admission`: one decision per request — hold, decline with a code, or forward on a
 //!   chosen link — and the forwarding.
 //! - `registry`: the open links by id and by participant, the choice of a link, ids.
@@ -58,6 +61,7 @@ macro_rules! take_one {
 mod admission;
 mod compose;
 pub mod config;
+pub mod driver;
 mod duplicates;
 pub mod engine;
 pub mod exchange;

@@ -164,7 +164,7 @@ pub(crate) async fn run(shared: Rc<crate::switch::Shared>, spec: usize, end: Hop
         if shared.stop.is_cancelled() && shared.engine.borrow().is_drained() {
             return;
         }
-        let link = shared.engine.borrow_mut().link_up(spec, Instant::now());
+        let link = shared.input(|e| e.link_up(spec, Instant::now()));
         let Some(link) = link else {
             warn!(peer = end.peer, "no room for a hop link: trying again");
             tokio::time::sleep(HOP_REOPEN).await;
@@ -174,8 +174,7 @@ pub(crate) async fn run(shared: Rc<crate::switch::Shared>, spec: usize, end: Hop
         let handles = crate::switch::register(&shared, link, spec);
         let why = connection(&shared, link, &end, &mut buf, handles).await;
         shared.conns.borrow_mut().remove(&link);
-        shared.engine.borrow_mut().link_down(link, Instant::now());
-        shared.flush();
+        shared.input(|e| e.link_down(link, Instant::now()));
         if why == "peer gone" || shared.stop.is_cancelled() {
             return debug!(peer = end.peer, why, "hop closed");
         }
@@ -201,14 +200,12 @@ async fn connection(
             if !end.receive(buf).await {
                 return "peer gone";
             }
-            let mut state = shared.engine.borrow_mut().handle_read(link, buf, Instant::now());
-            shared.flush();
+            let mut state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
             // Held back at the hop's in-flight limit: nothing more is taken off the lane,
             // which fills and holds the other shard's writer.
             while state == ReadState::Paused {
                 resume.notified().await;
-                state = shared.engine.borrow_mut().handle_read(link, buf, Instant::now());
-                shared.flush();
+                state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
             }
             if state == ReadState::Closed {
                 return "closed by the switch";

@@ -55,8 +55,9 @@ use std::{
 
 use bytes::BytesMut;
 use corridor_engine::{
-    AtLimit, Config, Engine, Event, Journal, LinkId, LinkSpec, Participant, Roles, Route, RouteKey,
-    RouteTable, Settings, WallClock,
+    driver::{AfterWrite, JournalStep, Written},
+    AtLimit, Config, Engine, Journal, LinkId, LinkSpec, Participant, Roles, Route, RouteKey, RouteTable,
+    Settings, WallClock,
 };
 use corridor_journal::{recovery::Recovery, request::PanKey, scan_log, GroupCommit};
 use corridor_wire::{de, Dialect, LengthHeader, Message, Mti, OwnedMessage, Wire, FRAME_BYTES_MAX};
@@ -98,8 +99,6 @@ const ACQ_INFLIGHT_MAX: u32 = 96;
 const RETIRE_WAIT: Duration = Duration::from_secs(2);
 /// How often retired connections are looked at (the network layer's drain poll).
 const RETIRE_TICK: Duration = Duration::from_millis(100);
-/// How often the switch tries a batch again on a full disk.
-const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 
 /// A seeded generator (xorshift64*): every draw of a run comes from it.
 #[derive(Clone, Debug)]
@@ -182,9 +181,9 @@ enum Ev {
     /// Bytes reach a peer from the switch (connection generation).
     /// The next bytes the switch wrote reach a peer (connection generation).
     ToPeer(Side, u64),
-    /// A shard's disk's sync of the batch ending at this sequence number completes (switch
-    /// life, shard).
-    Synced(u64, usize, u64),
+    /// A shard's disk's sync of the batch being written completes, or fails for want of
+    /// space (switch life, shard).
+    Synced(u64, usize),
     /// What one shard wrote on its hop reaches the other (switch life, receiving shard).
     Hop(u64, usize, Vec<u8>),
     /// The engine's timers (switch life).
@@ -292,8 +291,6 @@ struct Disk {
     writing: Option<corridor_journal::SyncBatch>,
     /// Full until this time.
     full_until: Option<Duration>,
-    /// Whether the switch was told it is full.
-    told_full: bool,
 }
 
 /// What the disk held durably (see `Sim::durable`).
@@ -941,9 +938,6 @@ impl Sim {
         self.engine = Some(switch);
         self.timer_at = None;
         self.hop_last = [self.now; 2];
-        for d in &mut self.disks {
-            d.told_full = false;
-        }
         for side in SIDES {
             self.connect(side);
         }
@@ -1040,16 +1034,7 @@ impl Sim {
             let mut progress = false;
             let now = self.instant();
             let Some(engine) = self.engine.as_mut() else { return };
-            let mut outputs = Vec::new();
-            while let Some(link) = engine.poll_dirty() {
-                if let Some(out) = engine.take_output(link) {
-                    outputs.push((link, out));
-                }
-            }
-            let mut events = Vec::new();
-            while let Some(ev) = engine.poll_event(now) {
-                events.push(ev);
-            }
+            let flushed = engine.flush(now);
             let hops = std::mem::take(&mut engine.hop_out);
             if let Some(why) = engine.hop_closed.take() {
                 self.broke(None, why);
@@ -1063,39 +1048,47 @@ impl Sim {
                 let life = self.life;
                 self.at(at, Ev::Hop(life, 1 - from, bytes.to_vec()));
             }
-            for (link, out) in outputs {
+            for (link, out) in flushed.outputs {
                 progress = true;
                 if let Some(side) = self.side_of(link) {
                     self.unwritten.entry(side).or_default().extend_from_slice(&out);
                     self.write(side);
                 }
             }
-            for ev in events {
+            for link in flushed.close {
                 progress = true;
-                match ev {
-                    Event::Close { link, .. } => {
-                        if let Some(side) = self.side_of(link) {
-                            self.disconnect(side);
-                        } else if let Some(e) = self.engine.as_mut() {
-                            e.link_down(link, self.t0 + self.now);
-                        }
-                    }
-                    Event::Resume { link } => self.feed(link),
+                if let Some(side) = self.side_of(link) {
+                    self.disconnect(side);
+                } else if let Some(e) = self.engine.as_mut() {
+                    e.link_down(link, self.t0 + self.now);
                 }
+            }
+            for link in flushed.resume {
+                progress = true;
+                self.feed(link);
             }
             let now = self.instant();
             let unix_ms = self.unix_ms();
             for k in 0..self.disks.len() {
                 let Some(engine) = self.engine.as_mut() else { return };
-                if self.disks[k].writing.is_none() {
-                    if let Some(batch) = engine.poll_journal(k, now, unix_ms) {
-                        let last = batch.last_seq;
+                match engine.poll_journal(k, now, unix_ms) {
+                    Some(JournalStep::Write(batch)) => {
                         self.disks[k].writing = Some(batch);
                         let d = self.rng.micros(50, 400);
                         let life = self.life;
-                        self.at(self.now + d, Ev::Synced(life, k, last));
+                        self.at(self.now + d, Ev::Synced(life, k));
                         progress = true;
                     }
+                    Some(JournalStep::LookAgain) => {
+                        // Taking the reserve back succeeds once the disk has room.
+                        let room = self.disks[k].full_until.is_none_or(|t| t <= self.now);
+                        engine.journal_looked(k, room, now);
+                        if room {
+                            self.world(format!("journal {k}: disk space is back"));
+                        }
+                        progress = true;
+                    }
+                    None => {}
                 }
             }
             let next = self.engine.as_ref().and_then(Switch::poll_timeout);
@@ -1658,41 +1651,32 @@ impl Sim {
     }
 
     /// Shard `k`'s batch reaches its disk, or (the disk full) waits and is tried again.
-    fn synced(&mut self, k: usize, last: u64) {
-        if self.engine.is_none() {
-            return;
-        }
-        if self.disks[k].full_until.is_some_and(|t| t > self.now) {
-            if !self.disks[k].told_full {
-                self.disks[k].told_full = true;
-                self.world(format!("journal {k}: the disk is full (ENOSPC): the batch waits"));
-                if let Some(e) = self.engine.as_mut() {
-                    e.set_storage_full(k, true);
+    fn synced(&mut self, k: usize) {
+        let now = self.instant();
+        let Some(engine) = self.engine.as_mut() else { return };
+        let result = if self.disks[k].full_until.is_some_and(|t| t > self.now) {
+            // Nothing to release here: the batch waits and is written again.
+            Written::NoSpace { released: false }
+        } else {
+            let disk = &mut self.disks[k];
+            if let Some(b) = disk.writing.take() {
+                if let Some(h) = b.new_segment {
+                    disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                }
+                if let Some((_, seg)) = disk.segments.last_mut() {
+                    seg.extend_from_slice(&b.bytes);
                 }
             }
+            Written::Synced
+        };
+        let was_full = engine.journal_full(k);
+        let after = engine.journal_written(k, result, now);
+        if !was_full && engine.journal_full(k) {
+            self.world(format!("journal {k}: the disk is full (ENOSPC): the batch waits"));
+        }
+        if let AfterWrite::Again(at) = after {
             let life = self.life;
-            self.at(self.now + NO_SPACE_RETRY, Ev::Synced(life, k, last));
-            return;
-        }
-        let disk = &mut self.disks[k];
-        if let Some(b) = disk.writing.take() {
-            if let Some(h) = b.new_segment {
-                disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
-            }
-            if let Some((_, seg)) = disk.segments.last_mut() {
-                seg.extend_from_slice(&b.bytes);
-            }
-        }
-        let told = disk.told_full;
-        disk.told_full = false;
-        if let Some(e) = self.engine.as_mut() {
-            e.handle_journal_synced(k, last);
-            if told {
-                e.set_storage_full(k, false);
-            }
-        }
-        if told {
-            self.world(format!("journal {k}: disk space is back"));
+            self.at(at.saturating_duration_since(self.t0), Ev::Synced(life, k));
         }
     }
 
@@ -1788,9 +1772,9 @@ impl Sim {
                     }
                 }
             }
-            Ev::Synced(life, k, last) => {
+            Ev::Synced(life, k) => {
                 if life == self.life {
-                    self.synced(k, last);
+                    self.synced(k);
                 }
             }
             Ev::Hop(life, to, bytes) => {

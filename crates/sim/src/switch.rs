@@ -11,8 +11,11 @@
 use std::time::Instant;
 
 use bytes::BytesMut;
-use corridor_engine::{shards::ShardPlan, Config, Engine, Event, LinkId, LinkStatus, RouteTable};
-use corridor_journal::SyncBatch;
+use corridor_engine::{
+    driver::{self, AfterWrite, JournalCycle, JournalStep, Written},
+    shards::ShardPlan,
+    CloseReason, Config, Engine, LinkId, LinkStatus, RouteTable,
+};
 
 /// One simulated switch of one or two shards.
 pub(crate) struct Switch {
@@ -27,6 +30,81 @@ pub(crate) struct Switch {
     pub(crate) hop_out: Vec<(usize, BytesMut)>,
     /// Set when an engine closed a hop.
     pub(crate) hop_closed: Option<String>,
+    /// Per shard, its journal's batch cycle (the driver's, as the network layer runs it).
+    cycles: Vec<JournalCycle>,
+}
+
+/// What a flush of every shard raised for the simulator: output per link (taken), and the
+/// links to close and to read again. A hop's own are handled inside.
+#[derive(Default)]
+pub(crate) struct Flushed {
+    pub(crate) outputs: Vec<(LinkId, BytesMut)>,
+    pub(crate) close: Vec<LinkId>,
+    pub(crate) resume: Vec<LinkId>,
+}
+
+/// The simulator's side of the driver for shard `k`: output is taken at once (the
+/// simulator delivers it as events), a hop's output goes to the other shard, and a hop's
+/// close is an invariant broken (the hop is brought up again so the run goes on).
+struct Io<'a> {
+    k: usize,
+    hop: &'a mut Option<LinkId>,
+    hop_spec: usize,
+    hop_in: &'a mut BytesMut,
+    hop_out: &'a mut Vec<(usize, BytesMut)>,
+    hop_closed: &'a mut Option<String>,
+    flushed: &'a mut Flushed,
+    now: Instant,
+}
+
+impl Io<'_> {
+    fn is_hop(&self, link: LinkId) -> bool {
+        *self.hop == Some(link)
+    }
+
+    fn feed_hop(&mut self, engine: &mut Engine) {
+        let Some(link) = *self.hop else { return };
+        engine.handle_read(link, self.hop_in, self.now);
+    }
+}
+
+impl driver::Io for Io<'_> {
+    fn writable(&mut self, engine: &mut Engine, link: LinkId) {
+        let Some(out) = engine.take_output(link) else { return };
+        if self.is_hop(link) {
+            // On the lane is delivered: the other shard gets it after the hop's delay.
+            engine.handle_written(link, out.len());
+            self.hop_out.push((self.k, out));
+        } else {
+            self.flushed.outputs.push((link, out));
+        }
+    }
+
+    fn close(&mut self, engine: &mut Engine, link: LinkId, reason: CloseReason) {
+        if self.is_hop(link) {
+            let k = self.k;
+            self.hop_closed.get_or_insert_with(|| format!("shard {k} closed its hop: {reason:?}"));
+            engine.link_down(link, self.now);
+            *self.hop = engine.link_up(self.hop_spec, self.now);
+            self.feed_hop(engine);
+        } else {
+            self.flushed.close.push(link);
+        }
+    }
+
+    fn resume(&mut self, engine: &mut Engine, link: LinkId) {
+        if self.is_hop(link) {
+            self.feed_hop(engine);
+        } else {
+            self.flushed.resume.push(link);
+        }
+    }
+
+    // The simulator asks every shard for its next deadline after each flush
+    // (`Switch::poll_timeout`), and polls each journal cycle after each flush.
+    fn deadline(&mut self, _: Option<Instant>) {}
+
+    fn journal_due(&mut self) {}
 }
 
 impl Switch {
@@ -52,6 +130,7 @@ impl Switch {
         let mut s = Self {
             hop: vec![None; plan.count],
             hop_in: vec![BytesMut::new(); plan.count],
+            cycles: (0..plan.count).map(|_| JournalCycle::default()).collect(),
             shards,
             plan,
             base,
@@ -80,10 +159,6 @@ impl Switch {
         Engine::shard_of_link(link)
     }
 
-    fn is_hop(&self, link: LinkId) -> bool {
-        self.hop.get(Self::at(link)).copied().flatten() == Some(link)
-    }
-
     pub(crate) fn link_up(&mut self, spec: usize, now: Instant) -> Option<LinkId> {
         let k = self.owner(spec);
         self.shards[k].link_up(self.plan.link_index(spec), now)
@@ -101,10 +176,6 @@ impl Switch {
         self.shards[Self::at(link)].handle_written(link, n);
     }
 
-    pub(crate) fn take_output(&mut self, link: LinkId) -> Option<BytesMut> {
-        self.shards[Self::at(link)].take_output(link)
-    }
-
     pub(crate) fn link_status(&self, link: LinkId) -> Option<(LinkStatus, u32)> {
         let e = &self.shards[Self::at(link)];
         let st = e.link_status(link)?;
@@ -112,42 +183,26 @@ impl Switch {
         Some((st, max))
     }
 
-    /// The next link with output for the simulator; what shards wrote on their hops is
-    /// taken here (on the lane is delivered) into [`Switch::hop_out`].
-    pub(crate) fn poll_dirty(&mut self) -> Option<LinkId> {
+    /// Polls every shard in the driver's order (`corridor_engine::driver::flush`); what
+    /// shards wrote on their hops is taken here (on the lane is delivered) into
+    /// [`Switch::hop_out`].
+    pub(crate) fn flush(&mut self, now: Instant) -> Flushed {
+        let mut flushed = Flushed::default();
         for k in 0..self.shards.len() {
-            while let Some(link) = self.shards[k].poll_dirty() {
-                if self.is_hop(link) {
-                    if let Some(out) = self.shards[k].take_output(link) {
-                        self.shards[k].handle_written(link, out.len());
-                        self.hop_out.push((k, out));
-                    }
-                    continue;
-                }
-                return Some(link);
-            }
+            let hop_spec = if self.shards.len() > 1 { self.plan.hop_spec(1 - k) } else { 0 };
+            let mut io = Io {
+                k,
+                hop: &mut self.hop[k],
+                hop_spec,
+                hop_in: &mut self.hop_in[k],
+                hop_out: &mut self.hop_out,
+                hop_closed: &mut self.hop_closed,
+                flushed: &mut flushed,
+                now,
+            };
+            driver::flush(&mut self.shards[k], &mut io);
         }
-        None
-    }
-
-    /// The next engine event for the simulator; a hop's own are handled here.
-    pub(crate) fn poll_event(&mut self, now: Instant) -> Option<Event> {
-        for k in 0..self.shards.len() {
-            while let Some(ev) = self.shards[k].poll_event() {
-                match ev {
-                    Event::Close { link, reason } if self.is_hop(link) => {
-                        self.hop_closed
-                            .get_or_insert_with(|| format!("shard {k} closed its hop: {reason:?}"));
-                        self.shards[k].link_down(link, now);
-                        self.hop_up(k, now);
-                        self.feed_hop(k, now);
-                    }
-                    Event::Resume { link } if self.is_hop(link) => self.feed_hop(k, now),
-                    other => return Some(other),
-                }
-            }
-        }
-        None
+        flushed
     }
 
     /// Bytes shard `from` wrote on its hop reach the other shard.
@@ -160,22 +215,27 @@ impl Switch {
 
     fn feed_hop(&mut self, k: usize, now: Instant) {
         let Some(link) = self.hop[k] else { return };
-        let mut buf = std::mem::take(&mut self.hop_in[k]);
-        self.shards[k].handle_read(link, &mut buf, now);
-        self.hop_in[k] = buf;
+        self.shards[k].handle_read(link, &mut self.hop_in[k], now);
     }
 
-    /// Shard `k`'s next journal batch.
-    pub(crate) fn poll_journal(&mut self, k: usize, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
-        self.shards[k].poll_journal(now, unix_ms)
+    /// Shard `k`'s journal's next step (the driver's batch cycle).
+    pub(crate) fn poll_journal(&mut self, k: usize, now: Instant, unix_ms: u64) -> Option<JournalStep> {
+        self.cycles[k].poll(&mut self.shards[k], now, unix_ms)
     }
 
-    pub(crate) fn handle_journal_synced(&mut self, k: usize, last: u64) {
-        self.shards[k].handle_journal_synced(last);
+    /// Shard `k`'s batch was written as `result` says.
+    pub(crate) fn journal_written(&mut self, k: usize, result: Written, now: Instant) -> AfterWrite {
+        self.cycles[k].written(&mut self.shards[k], result, now)
     }
 
-    pub(crate) fn set_storage_full(&mut self, k: usize, full: bool) {
-        self.shards[k].set_storage_full(full);
+    /// Shard `k`'s full disk was looked at: `room` or not.
+    pub(crate) fn journal_looked(&mut self, k: usize, room: bool, now: Instant) {
+        self.cycles[k].looked(&mut self.shards[k], room, now);
+    }
+
+    /// Whether shard `k`'s journal found its disk full and has not found room since.
+    pub(crate) fn journal_full(&self, k: usize) -> bool {
+        self.cycles[k].full()
     }
 
     pub(crate) fn journal_durable(&self, k: usize) -> Option<u64> {
@@ -183,7 +243,8 @@ impl Switch {
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.shards.iter().filter_map(Engine::poll_timeout).min()
+        let cycles = self.shards.iter().zip(&self.cycles).filter_map(|(e, c)| c.poll_timeout(e));
+        self.shards.iter().filter_map(Engine::poll_timeout).chain(cycles).min()
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {

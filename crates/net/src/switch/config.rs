@@ -1,0 +1,74 @@
+//! What the switch's I/O is configured with: transports, listening and dialed links.
+
+#[allow(clippy::wildcard_imports)] // the module's own parts
+use super::*;
+
+/// How a link's bytes travel.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TCP with mutual TLS.
+    Tls(LinkTls),
+    /// QUIC (its own mutual TLS 1.3), native frames on lanes.
+    Quic(QuicLink),
+}
+
+impl Transport {
+    /// Its name, as configurations spell it.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Tls(_) => "tls",
+            Self::Quic(_) => "quic",
+        }
+    }
+}
+
+/// A link the switch listens on: its peers dial in.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// Index of the link in the engine's configuration.
+    pub spec: usize,
+    /// Its name, for logs.
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Most connections open at once on it (handshakes in progress included).
+    pub connections_max: usize,
+    /// TCP, TLS or QUIC.
+    pub transport: Transport,
+}
+
+/// A link the switch dials, and redials with exponential backoff and jitter.
+#[derive(Clone, Debug)]
+pub struct Dial {
+    /// Index of the link in the engine's configuration.
+    pub spec: usize,
+    /// Its name, for logs.
+    pub name: String,
+    /// Where to connect.
+    pub address: SocketAddr,
+    /// Longest wait for a connection to be accepted.
+    pub connect_timeout: Duration,
+    /// First delay before reconnecting.
+    pub backoff_min: Duration,
+    /// Longest delay before reconnecting.
+    pub backoff_max: Duration,
+    /// TCP, TLS or QUIC.
+    pub transport: Transport,
+}
+
+/// The network side of the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct NetConfig {
+    /// Links to listen on.
+    pub listens: Vec<Listen>,
+    /// Links to dial.
+    pub dials: Vec<Dial>,
+    /// Longest a graceful shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// The journal's files, when the engine journals.
+    pub journal: Option<crate::journal::JournalFiles>,
+}

@@ -1,0 +1,166 @@
+//! The journal's loop: the driver's batch cycle over the journal's files (a blocking
+//! thread writes and syncs), checkpoints as segments begin, fail-stop on a failed write.
+
+#[allow(clippy::wildcard_imports)] // the module's own parts
+use super::*;
+
+/// The journal's checkpoints, written on a blocking thread beside the writer (one at a
+/// time) every `checkpoint_segments` new segments, and once at start.
+pub(super) struct Checkpoints {
+    files: crate::journal::JournalFiles,
+    running: Rc<Cell<bool>>,
+    segments: Cell<u32>,
+    /// The state the last checkpoint wrote, for the next to go on from.
+    state: Rc<RefCell<Option<corridor_journal::recovery::Recovery>>>,
+}
+
+impl Checkpoints {
+    pub(super) fn new(files: crate::journal::JournalFiles) -> Self {
+        Self { files, running: Rc::new(Cell::new(false)), segments: Cell::new(0), state: Rc::default() }
+    }
+
+    /// A batch began a new segment: checkpoint when enough have.
+    fn segment_begun(&self) {
+        let n = self.segments.get() + 1;
+        if n >= self.files.checkpoint_segments.max(1) && !self.running.get() {
+            self.segments.set(0);
+            self.start();
+        } else {
+            self.segments.set(n);
+        }
+    }
+
+    pub(super) fn start(&self) {
+        if self.running.replace(true) {
+            return;
+        }
+        let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
+        let running = Rc::clone(&self.running);
+        let kept = Rc::clone(&self.state);
+        let state = kept.borrow_mut().take();
+        tokio::task::spawn_local(async move {
+            let done = tokio::task::spawn_blocking(move || {
+                crate::journal::checkpoint_from(&dir, state, window, retain)
+            })
+            .await;
+            running.set(false);
+            match done {
+                Ok(Ok((r, state))) => {
+                    *kept.borrow_mut() = Some(state);
+                    if let Some(seq) = r.seq {
+                        info!(
+                            through = seq,
+                            bytes = r.bytes,
+                            segments_removed = r.removed.len(),
+                            "journal checkpoint"
+                        );
+                    }
+                }
+                // Not fatal: recovery reads from the previous checkpoint, and retention waits.
+                Ok(Err(e)) => warn!(error = %e, "journal checkpoint failed"),
+                Err(e) => warn!(error = %e, "journal checkpoint thread failed"),
+            }
+        });
+    }
+}
+
+/// Writes the journal: runs the driver's batch cycle (`corridor_engine::driver::JournalCycle`)
+/// over the journal's files — each batch the engine has due is appended and synced on a
+/// blocking thread, and the engine told, which then releases what waited for it. A write or
+/// sync that fails stops the switch at once (fail-stop: nothing is acknowledged after it,
+/// and a restart recovers from what is on disk) — but for a full disk: then the reserve is
+/// released and the same batch written again, the engine declines new requests (96) while
+/// it goes on journaling what is in flight, and once a look takes the reserve back the
+/// switch takes new requests again.
+pub(super) async fn journal_loop(
+    shared: Rc<Shared>,
+    mut w: crate::journal::Writer,
+    checkpoints: Checkpoints,
+    stop: Shutdown,
+) {
+    let mut cycle = JournalCycle::default();
+    loop {
+        let step = loop {
+            let (step, due) = {
+                let mut engine = shared.engine.borrow_mut();
+                let step = cycle.poll(&mut engine, Instant::now(), crate::journal::unix_ms());
+                (step, cycle.poll_timeout(&engine))
+            };
+            if let Some(step) = step {
+                break step;
+            }
+            let wait = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shared.journal_wake.notified() => {}
+                () = wait => {}
+            }
+        };
+        let mut batch = match step {
+            JournalStep::Write(batch) => batch,
+            JournalStep::LookAgain => {
+                // Is there room again? Taking the reserve back says.
+                let Ok((back, room)) = tokio::task::spawn_blocking(move || {
+                    let room = w.restore_reserve();
+                    (w, room)
+                })
+                .await
+                else {
+                    return fatal(&shared, &stop, "journal writer thread failed");
+                };
+                w = back;
+                shared.input(|e| cycle.looked(e, room, Instant::now()));
+                shared.journal_metrics.borrow_mut().full = cycle.full();
+                continue;
+            }
+        };
+        let records = batch.last_seq.saturating_sub(batch.first_seq) + 1;
+        let new_segment = batch.new_segment.is_some();
+        let began = Instant::now();
+        loop {
+            let written = tokio::task::spawn_blocking(move || {
+                let r = w.write(&batch);
+                (w, batch, r)
+            })
+            .await;
+            let result = match written {
+                Ok((back, again, Ok(()))) => {
+                    (w, batch) = (back, again);
+                    Written::Synced
+                }
+                Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
+                    let released = back.release_reserve();
+                    debug!(what, released, "journal: no space for a batch");
+                    (w, batch) = (back, again);
+                    Written::NoSpace { released }
+                }
+                Ok((_, _, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
+                Err(e) => return fatal(&shared, &stop, &format!("journal writer: {e}")),
+            };
+            let after = shared.input(|e| cycle.written(e, result, Instant::now()));
+            shared.journal_metrics.borrow_mut().full = cycle.full();
+            match after {
+                AfterWrite::Done => {
+                    shared.journal_metrics.borrow_mut().batch(records, began.elapsed());
+                    if new_segment {
+                        checkpoints.segment_begun();
+                    }
+                    break;
+                }
+                AfterWrite::Again(at) => tokio::time::sleep_until(at.into()).await,
+            }
+        }
+    }
+}
+
+/// The journal cannot go on: the switch stops at once, with the reason.
+pub(super) fn fatal(shared: &Shared, stop: &Shutdown, why: &str) {
+    tracing::error!(error = why, "journal write failed: stopping");
+    shared.journal_metrics.borrow_mut().failed = true;
+    *shared.fatal.borrow_mut() = Some(why.to_owned());
+    stop.trigger();
+}

@@ -1,0 +1,540 @@
+//! The switch's I/O: listeners, connectors, connections, timers and shutdown.
+//!
+//! # Layout
+//!
+//! - this module: the shared state of a shard (its engine, connections, loops), the
+//!   driver's network side ([`Shared::input`], [`Shared::flush`]), the switch and its shards'
+//!   threads, the timer loop;
+//! - `config`: transports, listening and dialed links;
+//! - `accept`: listening, accepting, handshakes;
+//! - `dial`: dialing with backoff;
+//! - `connection`: one connection's reader and writer, and the linger of a close;
+//! - `journaling`: the journal's loop (the driver's batch cycle) and checkpoints;
+//! - `reload`: a reload while running;
+//! - `ops`: the control directory, handle commands, the drain, snapshots, the report.
+
+mod accept;
+mod config;
+mod connection;
+mod dial;
+mod journaling;
+mod ops;
+mod reload;
+
+#[allow(clippy::wildcard_imports)] // the module's own parts
+use self::{accept::*, connection::*, dial::*, journaling::*, ops::*, reload::*};
+pub use self::{
+    config::{Dial, Listen, NetConfig, Transport},
+    ops::Report,
+    reload::{shard_links, LinkPlan, Reconfigure},
+};
+pub(crate) use self::{
+    connection::{register, Handles},
+    reload::split_reconfigure,
+};
+
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    io,
+    net::SocketAddr,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use corridor_engine::{
+    driver::{self, AfterWrite, JournalCycle, JournalStep, Written},
+    CloseReason, Engine, LinkCounts, LinkId, ReadState, Stats,
+};
+use quinn::VarInt;
+use rustc_hash::FxHashMap;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    task::LocalSet,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    backoff::Backoff,
+    error::{DialError, LinkError, ReconfigureError},
+    handle::{Command, Handle, LinkSnapshot, Shutdown},
+    limits::{
+        CLOSE_LINGER, CLOSE_LINGER_BYTES_MAX, DRAIN_POLL, FLUSH_WAIT_MAX, HANDLE_QUEUE_MAX,
+        PAUSE_READ_ROUNDS, READ_CHUNK_BYTES, READ_MIN_BYTES, REFUSED_LOG_INTERVAL, RELEASE_DELAY,
+        RELEASE_PEAK_MIN, TCP_SEND_BUFFER_BYTES, TIMER_LATE_MAX, TLS_HANDSHAKE_MAX,
+    },
+    quic::{endpoint, QuicLink, QuicSide},
+    tls::{LinkTls, TlsSide},
+};
+
+/// What a listening link listens with.
+enum Listener {
+    Tcp(TcpListener),
+    Quic(quinn::Endpoint),
+}
+
+impl Listener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr(),
+            Self::Quic(e) => e.local_addr(),
+        }
+    }
+}
+
+pub(crate) struct Conn {
+    writable: Rc<Notify>,
+    resume: Rc<Notify>,
+    closed: CancellationToken,
+    /// Whether a close by the switch lingers (see [`linger`]).
+    linger: Rc<Cell<bool>>,
+    spec: usize,
+}
+
+pub(crate) struct Shared {
+    pub(crate) engine: RefCell<Engine>,
+    pub(crate) conns: RefCell<FxHashMap<LinkId, Conn>>,
+    /// Every QUIC endpoint, closed once the drain is over.
+    endpoints: RefCell<Vec<quinn::Endpoint>>,
+    timer: Notify,
+    timer_at: Cell<Option<Instant>>,
+    pub(crate) stop: CancellationToken,
+    /// Woken when records wait for the journal writer.
+    journal_wake: Notify,
+    /// Why the switch must stop at once (the journal could not be written).
+    fatal: RefCell<Option<String>>,
+    /// The journal writer's figures.
+    journal_metrics: RefCell<crate::handle::JournalMetrics>,
+    /// Each configured link's accept or dial loop: its stop and the settings it uses.
+    loops: RefCell<FxHashMap<usize, LoopCtl>>,
+    /// Longest a graceful shutdown (or a retired connection) waits for requests in flight.
+    drain_timeout: Cell<Duration>,
+    /// Whether a task closes retired connections as they drain.
+    retiring: Cell<bool>,
+    /// Shards drained so far, of all the switch's: a shard keeps its hops (and answers what
+    /// comes over them) until every shard is drained.
+    drained: Arc<(AtomicUsize, usize)>,
+    /// The most connections open at once since memory was last given back.
+    conns_peak: Cell<usize>,
+    /// Memory is about to be given back (see [`Shared::connection_gone`]).
+    release_pending: Cell<bool>,
+}
+
+/// The network layer's side of the driver: each item the engine raises wakes the task that
+/// acts on it.
+struct Wake<'a> {
+    shared: &'a Shared,
+    conns: &'a FxHashMap<LinkId, Conn>,
+}
+
+impl driver::Io for Wake<'_> {
+    fn writable(&mut self, _: &mut Engine, link: LinkId) {
+        if let Some(c) = self.conns.get(&link) {
+            c.writable.notify_one();
+        }
+    }
+
+    fn close(&mut self, _: &mut Engine, link: LinkId, reason: CloseReason) {
+        // The engine logged why; this only acts on it.
+        debug!(%link, ?reason, "closing connection");
+        if let Some(c) = self.conns.get(&link) {
+            c.linger.set(reason.lingers());
+            c.closed.cancel();
+        }
+    }
+
+    fn resume(&mut self, _: &mut Engine, link: LinkId) {
+        if let Some(c) = self.conns.get(&link) {
+            c.resume.notify_one();
+        }
+    }
+
+    fn deadline(&mut self, at: Option<Instant>) {
+        if let Some(next) = at {
+            if self.shared.timer_at.get().is_none_or(|t| next < t) {
+                self.shared.timer.notify_one();
+            }
+        }
+    }
+
+    fn journal_due(&mut self) {
+        self.shared.journal_wake.notify_one();
+    }
+}
+
+/// A link's loop, as a reload sees it.
+#[derive(Clone)]
+enum LoopCtl {
+    Listen(Rc<RefCell<Listen>>, CancellationToken, Option<quinn::Endpoint>),
+    Dial(Rc<RefCell<Dial>>, CancellationToken),
+}
+
+impl Shared {
+    /// Gives the engine an input through `f`, then flushes: every engine call that can
+    /// raise output, events or a new deadline goes through here, so none is left unpolled.
+    /// (`take_output` and `handle_written`, the writer's side, raise nothing.)
+    pub(crate) fn input<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        let t = f(&mut self.engine.borrow_mut());
+        self.flush();
+        t
+    }
+
+    /// Polls the engine in the driver's order (`corridor_engine::driver::flush`): wakes the
+    /// writers of links with output, closes the links the engine gave up on, wakes the
+    /// readers it lets read again, the timer if the next deadline moved earlier, and the
+    /// journal's loop if records wait.
+    pub(crate) fn flush(&self) {
+        let mut engine = self.engine.borrow_mut();
+        let conns = self.conns.borrow();
+        driver::flush(&mut engine, &mut Wake { shared: self, conns: &conns });
+    }
+
+    /// A connection is gone. Once at most half of the most open at once since the last time
+    /// are left (and that peak was a flood, [`RELEASE_PEAK_MIN`] or more), the allocator is
+    /// asked to give the memory they freed back, [`RELEASE_DELAY`] later (the rest of the
+    /// burst closes meanwhile; its buffers are dropped as its tasks end).
+    fn connection_gone(self: &Rc<Self>) {
+        let open = self.conns.borrow().len();
+        let peak = self.conns_peak.get();
+        if peak < RELEASE_PEAK_MIN || open * 2 > peak || self.release_pending.replace(true) {
+            return;
+        }
+        let shared = Rc::clone(self);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(RELEASE_DELAY).await;
+            crate::memory::release();
+            let open = shared.conns.borrow().len();
+            debug!(peak, open, "memory given back after a burst of connections closed");
+            shared.conns_peak.set(open);
+            shared.release_pending.set(false);
+        });
+    }
+
+    /// Connections of link `spec`, but those closing at once (not lingering): they are gone
+    /// in a moment, and a connection that displaced one takes its place.
+    fn open_on(&self, spec: usize) -> usize {
+        self.conns
+            .borrow()
+            .values()
+            .filter(|c| c.spec == spec && (!c.closed.is_cancelled() || c.linger.get()))
+            .count()
+    }
+}
+
+/// A bound switch, ready to run: shard 0 on the caller's runtime, the others each on a
+/// thread of their own, bound and waiting for [`Switch::run`].
+pub struct Switch {
+    first: Shard,
+    others: Vec<ShardThread>,
+    addrs: Vec<(String, SocketAddr)>,
+    handle: Handle,
+}
+
+/// One shard, bound.
+struct Shard {
+    shared: Rc<Shared>,
+    listeners: Vec<(Listen, Listener)>,
+    dials: Vec<Dial>,
+    commands: tokio::sync::mpsc::Receiver<Command>,
+    journal: Option<(crate::journal::Writer, crate::journal::JournalFiles)>,
+    /// Its ends of the hops to the other shards, with the engine's link for each.
+    hops: Vec<(usize, crate::hop::HopEnd)>,
+}
+
+/// A shard on a thread of its own: told to run (or dropped: it never does), it runs until
+/// the switch's shutdown and reports.
+struct ShardThread {
+    go: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<io::Result<Report>>,
+}
+
+/// What one shard is made of: its engine (with its hops in its configuration, see
+/// `corridor_engine::shards`) and the links it listens on and dials.
+pub struct ShardParts {
+    /// The shard's engine.
+    pub engine: Engine,
+    /// Its links.
+    pub net: NetConfig,
+}
+
+impl Switch {
+    /// Binds every listening link of a one-shard switch. Must be called inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// The first address that cannot be bound, named.
+    pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
+        Self::bind_shards(vec![ShardParts { engine, net }]).await
+    }
+
+    /// Binds a switch of `parts.len()` shards: shard 0 here (inside the caller's tokio
+    /// runtime), each other on a thread of its own with its own current-thread runtime.
+    /// They share one route table and one shutdown, and are joined by hops (`crate::hop`).
+    ///
+    /// # Errors
+    ///
+    /// The first address that cannot be bound, named, or a shard's thread that cannot start.
+    pub async fn bind_shards(parts: Vec<ShardParts>) -> io::Result<Self> {
+        let count = parts.len().clamp(1, crate::limits::SHARDS_MAX);
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else { return Err(io::Error::other("a switch needs a shard")) };
+        let routes = first.engine.routes();
+        let shutdown = Shutdown::default();
+        let drained = Arc::new((AtomicUsize::new(0), count));
+        let mut ends = crate::hop::mesh(count).into_iter();
+        let mut txs = Vec::with_capacity(count);
+        let (shard, tx) =
+            Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
+        txs.push(tx);
+        let mut addrs = shard.local_addrs();
+        let mut others = Vec::new();
+        for (k, (mut p, hops)) in parts.zip(ends).enumerate().map(|(i, x)| (i + 1, x)) {
+            p.engine.share_routes(Arc::clone(&routes));
+            let (ready_tx, ready) = std::sync::mpsc::channel();
+            let (go, go_rx) = std::sync::mpsc::channel::<()>();
+            let (stop, drained) = (shutdown.clone(), Arc::clone(&drained));
+            let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
+                move || -> io::Result<Report> {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let bound = rt.block_on(Shard::bind(p, hops, drained, k));
+                    let shard = match bound {
+                        Ok((shard, tx)) => {
+                            let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
+                            shard
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Err(e);
+                        }
+                    };
+                    // Dropped without a word: the switch never runs.
+                    if go_rx.recv().is_err() {
+                        return Ok(Report::default());
+                    }
+                    rt.block_on(shard.run(stop))
+                },
+            )?;
+            let (a, tx) = ready
+                .recv()
+                .map_err(|_| io::Error::other(format!("shard {k} did not start")))?
+                .map_err(io::Error::other)?;
+            addrs.extend(a);
+            txs.push(tx);
+            others.push(ShardThread { go, thread });
+        }
+        let handle = Handle::new(txs, routes, shutdown);
+        Ok(Self { first: shard, others, addrs, handle })
+    }
+
+    /// The address each listening link is bound to, by link name (port 0 becomes the real
+    /// port).
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.addrs.clone()
+    }
+
+    /// A handle to the switch once it runs: snapshots, the route table, shutdown. It may be
+    /// sent to other threads.
+    #[must_use]
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the switch until `shutdown` completes or the handle's [`Shutdown`] is
+    /// triggered, then drains: stops accepting and reconnecting, signs off, declines new
+    /// requests, waits up to the drain timeout for the requests in flight, flushes, and
+    /// closes every connection. Every shard drains at once; each keeps its hops until all
+    /// are drained.
+    ///
+    /// # Errors
+    ///
+    /// Never for network trouble (links come and go); only if the runtime fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
+        let Self { first, others, handle, .. } = self;
+        for o in &others {
+            let _ = o.go.send(());
+        }
+        let stop = handle.shutdown();
+        let trigger = stop.clone();
+        let mut report = first
+            .run_until(
+                async move {
+                    shutdown.await;
+                    trigger.trigger();
+                },
+                stop.clone(),
+            )
+            .await;
+        // The others drain on the same trigger (if shard 0 stopped for another reason).
+        stop.trigger();
+        for o in others {
+            let joined = tokio::task::spawn_blocking(move || o.thread.join()).await;
+            let r = match joined {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) | Err(_) => Err(io::Error::other("a shard's thread panicked")),
+            };
+            report = match (report, r) {
+                (Ok(mut a), Ok(b)) => {
+                    a.add(&b);
+                    Ok(a)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        report
+    }
+}
+
+impl Shard {
+    async fn bind(
+        parts: ShardParts,
+        hop_ends: Vec<crate::hop::HopEnd>,
+        drained: Arc<(AtomicUsize, usize)>,
+        index: usize,
+    ) -> io::Result<(Self, tokio::sync::mpsc::Sender<Command>)> {
+        let ShardParts { mut engine, net } = parts;
+        engine.set_shard(index);
+        let mut listeners = Vec::new();
+        for l in net.listens {
+            let listener = bind_listener(&l).await?;
+            listeners.push((l, listener));
+        }
+        let hops = hop_ends
+            .into_iter()
+            .filter_map(|end| {
+                let spec = engine.config().links.iter().position(|l| {
+                    engine.config().participants.get(l.participant).and_then(|p| p.hop) == Some(end.peer)
+                });
+                if spec.is_none() {
+                    warn!(peer = end.peer, "no hop link toward this shard in the configuration");
+                }
+                Some((spec?, end))
+            })
+            .collect();
+        let (tx, commands) = tokio::sync::mpsc::channel(HANDLE_QUEUE_MAX);
+        let shared = Rc::new(Shared {
+            engine: RefCell::new(engine),
+            conns: RefCell::new(FxHashMap::default()),
+            endpoints: RefCell::new(Vec::new()),
+            timer: Notify::new(),
+            timer_at: Cell::new(None),
+            stop: CancellationToken::new(),
+            journal_wake: Notify::new(),
+            fatal: RefCell::new(None),
+            journal_metrics: RefCell::default(),
+            loops: RefCell::default(),
+            drain_timeout: Cell::new(net.drain_timeout),
+            retiring: Cell::new(false),
+            drained,
+            conns_peak: Cell::new(0),
+            release_pending: Cell::new(false),
+        });
+        let journal = match net.journal {
+            Some(files) => {
+                Some((
+                    {
+                        let (w, reserved) = crate::journal::Writer::open(&files.dir, files.last_segment)
+                            .map_err(|e| io::Error::other(format!("journal: {e}")))?
+                            .with_fault(files.fault.clone())
+                            .preallocating(files.preallocate)
+                            .with_reserve(files.reserve_bytes);
+                        if !reserved && files.reserve_bytes > 0 {
+                            warn!(bytes = files.reserve_bytes, "journal: no room for the reserve; a full disk will decline new requests at once");
+                        }
+                        w
+                    },
+                    files,
+                ))
+            }
+            None => None,
+        };
+        Ok((Self { shared, listeners, dials: net.dials, commands, journal, hops }, tx))
+    }
+
+    fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.iter().filter_map(|(l, s)| Some((l.name.clone(), s.local_addr().ok()?))).collect()
+    }
+
+    /// Runs a shard other than the first until the switch's `stop`.
+    async fn run(self, stop: Shutdown) -> io::Result<Report> {
+        self.run_until(std::future::pending(), stop).await
+    }
+
+    async fn run_until(self, shutdown: impl Future<Output = ()>, stop: Shutdown) -> io::Result<Report> {
+        let local = LocalSet::new();
+        let Self { shared, listeners, dials, commands, journal, hops } = self;
+        let engine = Rc::clone(&shared);
+        local
+            .run_until(async move {
+                for (l, listener) in listeners {
+                    spawn_listen(&shared, l, listener);
+                }
+                for d in dials {
+                    spawn_dial(&shared, d);
+                }
+                for (spec, end) in hops {
+                    tokio::task::spawn_local(crate::hop::run(Rc::clone(&shared), spec, end));
+                }
+                tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
+                tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
+                if let Some((writer, files)) = journal {
+                    tokio::task::spawn_local(control_loop(Rc::clone(&shared), files.dir.clone()));
+                    let checkpoints = Checkpoints::new(files);
+                    checkpoints.start();
+                    tokio::task::spawn_local(journal_loop(
+                        Rc::clone(&shared),
+                        writer,
+                        checkpoints,
+                        stop.clone(),
+                    ));
+                }
+                tokio::select! {
+                    () = shutdown => {}
+                    () = stop.wait() => {}
+                }
+                drain(&shared, shared.drain_timeout.get()).await;
+            })
+            .await;
+        if let Some(why) = engine.fatal.borrow_mut().take() {
+            return Err(io::Error::other(why));
+        }
+        let engine = engine.engine.borrow();
+        Ok(report(&engine))
+    }
+}
+
+async fn timer_loop(shared: Rc<Shared>) {
+    loop {
+        let next = shared.engine.borrow().poll_timeout();
+        shared.timer_at.set(next);
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {
+                // Late: the switch was paused, and the answers that came meanwhile wait in
+                // its sockets. Timers and readers woke together; let the readers go first
+                // (a yield waits for the I/O driver), then judge what is still unanswered.
+                if next.is_some_and(|at| Instant::now().saturating_duration_since(at) > TIMER_LATE_MAX) {
+                    for _ in 0..PAUSE_READ_ROUNDS {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                shared.input(|e| e.handle_timeout(Instant::now()));
+            }
+            () = shared.timer.notified() => {}
+        }
+    }
+}
