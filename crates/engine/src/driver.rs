@@ -19,6 +19,13 @@
 //! A driver does not call the engine's inputs itself: it calls them through something that
 //! flushes after each (the network layer's `Shared::input`, the simulator's `Switch`).
 //!
+//! # A hop: [`take_for_hop`]
+//!
+//! A hop's writer hands its lane each batch as it is taken, counted written at once (on the
+//! lane is delivered); its reader hands the engine what came over the lane like any
+//! reader. The lane itself is the runtime's: a lock-free queue between threads in the
+//! network layer, an event after a seeded delay in the simulator.
+//!
 //! # The journal's batch cycle: [`JournalCycle`]
 //!
 //! One batch at a time: polled from the engine, written and synced by the I/O side, its
@@ -75,6 +82,16 @@ pub fn flush(engine: &mut Engine, io: &mut impl Io) {
     if engine.journal_waiting() {
         io.journal_due();
     }
+}
+
+/// Takes hop `link`'s output for its lane, counted written at once: on the lane is
+/// delivered (the other shard is this process, and what it is handed it reads in order), so
+/// no approval on a hop waits for a socket's word. A hop's writer calls this in place of
+/// `take_output` and `handle_written`.
+pub fn take_for_hop(engine: &mut Engine, link: LinkId) -> Option<bytes::BytesMut> {
+    let out = engine.take_output(link)?;
+    engine.handle_written(link, out.len());
+    Some(out)
 }
 
 /// What the I/O side should do next for the journal.

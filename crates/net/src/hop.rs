@@ -216,14 +216,11 @@ async fn connection(
         loop {
             writable.notified().await;
             loop {
-                let out = shared.engine.borrow_mut().take_output(link);
+                let out = corridor_engine::driver::take_for_hop(&mut shared.engine.borrow_mut(), link);
                 let Some(out) = out else { break };
-                let n = out.len();
                 if !end.send(out).await {
                     return "peer gone";
                 }
-                // On the lane is as good as delivered: the other shard is this process.
-                shared.engine.borrow_mut().handle_written(link, n);
             }
         }
     };

@@ -23,7 +23,10 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor_engine::{limits, Engine, Event, Journal, LinkId, WallClock};
+use corridor_engine::{
+    driver::{self, JournalCycle, JournalStep, Written},
+    limits, CloseReason, Engine, Journal, LinkId, WallClock,
+};
 use corridor_journal::{request::PanKey, GroupCommit};
 use corridor_wire::{de, Dialect, Message, Mti, NativeFramer, OwnedMessage, FRAME_BYTES_MAX};
 
@@ -144,7 +147,8 @@ pub struct World {
     now: Duration,
     conns: BTreeMap<Peer, Conn>,
     generation: u64,
-    batch: Option<corridor_journal::SyncBatch>,
+    /// The journal's batch cycle (the driver's), and whether a batch is being written.
+    cycle: JournalCycle,
     corr: u64,
     /// Acquirers: correlation → (RRN number, is a reversal, generation it was sent on, who
     /// sent it).
@@ -232,7 +236,7 @@ impl World {
             now: Duration::ZERO,
             conns: PEERS.iter().map(|p| (*p, Conn::default())).collect(),
             generation: 0,
-            batch: None,
+            cycle: JournalCycle::default(),
             corr: 0,
             requests: BTreeMap::new(),
             owed: BTreeSet::new(),
@@ -319,8 +323,9 @@ impl World {
                 self.engine.handle_timeout(self.instant());
             }
             Op::Sync => {
-                if let Some(b) = self.batch.take() {
-                    self.engine.handle_journal_synced(b.last_seq);
+                if self.cycle.writing() {
+                    let now = self.instant();
+                    self.cycle.written(&mut self.engine, Written::Synced, now);
                 }
             }
         }
@@ -412,50 +417,43 @@ impl World {
         }
     }
 
-    /// Outputs to the connections, close events, the journal's next batch.
+    /// Polls the engine in the driver's order (outputs to the connections, closes,
+    /// resumes), then the journal's batch cycle, until nothing moves.
     fn pump(&mut self) {
         for _ in 0..64 {
-            let mut progress = false;
-            while let Some(link) = self.engine.poll_dirty() {
-                if let Some(out) = self.engine.take_output(link) {
-                    progress = true;
-                    if let Some(c) = self.conns.values_mut().find(|c| c.id == Some(link)) {
-                        c.to_peer.extend_from_slice(&out);
-                    }
-                    let n = out.len();
-                    self.trace(format!("switch writes {n} bytes on {link:?}"));
+            let mut io = Io::default();
+            driver::flush(&mut self.engine, &mut io);
+            let mut progress = !io.is_empty();
+            for (link, out) in io.outputs {
+                if let Some(c) = self.conns.values_mut().find(|c| c.id == Some(link)) {
+                    c.to_peer.extend_from_slice(&out);
+                }
+                let n = out.len();
+                self.trace(format!("switch writes {n} bytes on {link:?}"));
+            }
+            for link in io.close {
+                if let Some(p) = PEERS.iter().copied().find(|p| self.conns[p].id == Some(link)) {
+                    self.disconnect(p);
+                } else {
+                    self.engine.link_down(link, self.t0 + self.now);
                 }
             }
-            while let Some(ev) = self.engine.poll_event() {
+            for link in io.resume {
+                if let Some(p) = PEERS.iter().copied().find(|p| self.conns[p].id == Some(link)) {
+                    let now = self.instant();
+                    if let Some(c) = self.conns.get_mut(&p) {
+                        let mut buf = std::mem::take(&mut c.switch_buf);
+                        self.engine.handle_read(link, &mut buf, now);
+                        if let Some(c) = self.conns.get_mut(&p) {
+                            c.switch_buf = buf;
+                        }
+                    }
+                }
+            }
+            let (now, ms) = (self.instant(), self.unix_ms());
+            // The disk never fills here: a batch waits for an `Op::Sync`.
+            if let Some(JournalStep::Write(_)) = self.cycle.poll(&mut self.engine, now, ms) {
                 progress = true;
-                match ev {
-                    Event::Close { link, .. } => {
-                        if let Some(p) = PEERS.iter().copied().find(|p| self.conns[p].id == Some(link)) {
-                            self.disconnect(p);
-                        } else {
-                            self.engine.link_down(link, self.t0 + self.now);
-                        }
-                    }
-                    Event::Resume { link } => {
-                        if let Some(p) = PEERS.iter().copied().find(|p| self.conns[p].id == Some(link)) {
-                            let now = self.instant();
-                            if let Some(c) = self.conns.get_mut(&p) {
-                                let mut buf = std::mem::take(&mut c.switch_buf);
-                                self.engine.handle_read(link, &mut buf, now);
-                                if let Some(c) = self.conns.get_mut(&p) {
-                                    c.switch_buf = buf;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if self.batch.is_none() {
-                let (now, ms) = (self.instant(), self.unix_ms());
-                if let Some(b) = self.engine.poll_journal(now, ms) {
-                    self.batch = Some(b);
-                    progress = true;
-                }
             }
             if !progress {
                 return;
@@ -845,4 +843,38 @@ mod tests {
             "another participant's answer is caught"
         );
     }
+}
+
+/// What one flush raised, taken at once: output per link, links to close and to resume.
+#[derive(Default)]
+struct Io {
+    outputs: Vec<(LinkId, BytesMut)>,
+    close: Vec<LinkId>,
+    resume: Vec<LinkId>,
+}
+
+impl Io {
+    fn is_empty(&self) -> bool {
+        self.outputs.is_empty() && self.close.is_empty() && self.resume.is_empty()
+    }
+}
+
+impl driver::Io for Io {
+    fn writable(&mut self, engine: &mut Engine, link: LinkId) {
+        if let Some(out) = engine.take_output(link) {
+            self.outputs.push((link, out));
+        }
+    }
+
+    fn close(&mut self, _: &mut Engine, link: LinkId, _: CloseReason) {
+        self.close.push(link);
+    }
+
+    fn resume(&mut self, _: &mut Engine, link: LinkId) {
+        self.resume.push(link);
+    }
+
+    fn deadline(&mut self, _: Option<Instant>) {}
+
+    fn journal_due(&mut self) {}
 }

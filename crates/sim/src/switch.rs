@@ -70,12 +70,12 @@ impl Io<'_> {
 
 impl driver::Io for Io<'_> {
     fn writable(&mut self, engine: &mut Engine, link: LinkId) {
-        let Some(out) = engine.take_output(link) else { return };
         if self.is_hop(link) {
-            // On the lane is delivered: the other shard gets it after the hop's delay.
-            engine.handle_written(link, out.len());
-            self.hop_out.push((self.k, out));
-        } else {
+            // The other shard gets it after the hop's delay, in order.
+            if let Some(out) = driver::take_for_hop(engine, link) {
+                self.hop_out.push((self.k, out));
+            }
+        } else if let Some(out) = engine.take_output(link) {
             self.flushed.outputs.push((link, out));
         }
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use corridor_engine::{
-    AtLimit, Config, Engine, Event, Framing, LinkId, LinkSpec, Participant, ReadState, Roles, Route,
+    driver, AtLimit, Config, Engine, Framing, LinkId, LinkSpec, Participant, ReadState, Roles, Route,
     RouteKey, RouteTable, Settings, WallClock,
 };
 use corridor_wire::{
@@ -194,34 +194,28 @@ impl Harness {
     }
 
     /// Moves the engine's output into the peers' inboxes (all of it written at once, but
-    /// for stalled peers), closes what the engine closes, resumes what it resumes.
+    /// for stalled peers), closes what the engine closes, resumes what it resumes: the
+    /// driver's flush, until nothing more is raised.
     pub fn pump(&mut self) {
         loop {
-            let mut progress = false;
-            while let Some(link) = self.engine.poll_dirty() {
-                if self.stalled.contains(&link) {
-                    continue;
-                }
-                if let Some(out) = self.engine.take_output(link) {
-                    self.engine.handle_written(link, out.len());
-                    self.inbox.entry(link).or_default().extend_from_slice(&out);
-                }
-            }
-            while let Some(event) = self.engine.poll_event() {
-                progress = true;
-                match event {
-                    Event::Close { link, reason } => {
-                        self.closed.push((link, reason));
-                        self.engine.link_down(link, self.now);
-                    }
-                    Event::Resume { link } => {
-                        self.paused.remove(&link);
-                        self.feed(link);
-                    }
-                }
-            }
-            if !progress {
+            let mut io = Raised {
+                stalled: &self.stalled,
+                inbox: &mut self.inbox,
+                close: Vec::new(),
+                resume: Vec::new(),
+            };
+            driver::flush(&mut self.engine, &mut io);
+            let Raised { close, resume, .. } = io;
+            if close.is_empty() && resume.is_empty() {
                 return;
+            }
+            for (link, reason) in close {
+                self.closed.push((link, reason));
+                self.engine.link_down(link, self.now);
+            }
+            for link in resume {
+                self.paused.remove(&link);
+                self.feed(link);
             }
         }
     }
@@ -393,4 +387,37 @@ pub fn reversal_of(original: &OwnedMessage, stan: &str) -> OwnedMessage {
     data.extend_from_slice(b"00000000000");
     m.set(de::ORIGINAL_DATA, data).unwrap();
     m
+}
+
+/// The harness's side of the driver: output goes to the peers' inboxes at once (but for
+/// stalled peers), closes and resumes are acted on after the flush.
+struct Raised<'a> {
+    stalled: &'a std::collections::HashSet<LinkId>,
+    inbox: &'a mut std::collections::HashMap<LinkId, BytesMut>,
+    close: Vec<(LinkId, corridor_engine::CloseReason)>,
+    resume: Vec<LinkId>,
+}
+
+impl driver::Io for Raised<'_> {
+    fn writable(&mut self, engine: &mut Engine, link: LinkId) {
+        if self.stalled.contains(&link) {
+            return;
+        }
+        if let Some(out) = engine.take_output(link) {
+            engine.handle_written(link, out.len());
+            self.inbox.entry(link).or_default().extend_from_slice(&out);
+        }
+    }
+
+    fn close(&mut self, _: &mut Engine, link: LinkId, reason: corridor_engine::CloseReason) {
+        self.close.push((link, reason));
+    }
+
+    fn resume(&mut self, _: &mut Engine, link: LinkId) {
+        self.resume.push(link);
+    }
+
+    fn deadline(&mut self, _: Option<Instant>) {}
+
+    fn journal_due(&mut self) {}
 }

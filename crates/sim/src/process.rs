@@ -1,0 +1,305 @@
+//! The switch process: its start on what its disks hold, the driver's loop around it
+//! (`pump`: the flush after every input, the journal's batch cycle), its crash, and the
+//! simulated disks (syncs, a full disk, a torn batch).
+
+#[allow(clippy::wildcard_imports)] // the simulator's own parts
+use crate::*;
+
+/// The simulated disk: segments as the journal's writer would leave them, and the batch
+/// being written.
+#[derive(Default)]
+pub(crate) struct Disk {
+    pub(crate) segments: Vec<(u64, Vec<u8>)>,
+    pub(crate) writing: Option<corridor_journal::SyncBatch>,
+    /// Full until this time.
+    pub(crate) full_until: Option<Duration>,
+}
+
+/// What the disk held durably (see `Sim::durable`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Durable {
+    pub(crate) requests: Vec<u64>,
+    pub(crate) reversals: Vec<u64>,
+    pub(crate) exceptions: Vec<u64>,
+    pub(crate) outcomes: usize,
+    pub(crate) last_seq: u64,
+}
+
+impl Sim {
+    // ----- the switch -----
+
+    pub(crate) fn start_switch(&mut self) {
+        self.life += 1;
+        self.world(format!("switch starts (life {})", self.life));
+        let now = self.instant();
+        let clock = WallClock { at: now, unix_secs: self.unix_ms() / 1000 };
+        let unix_now = self.unix_ms();
+        // Each shard recovers from its own disk.
+        let mut recovered = Vec::with_capacity(self.shards);
+        for disk in &mut self.disks {
+            let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+            let (next, owed, last_len) = match scan_log(&view) {
+                Ok(scan) => {
+                    let mut owed = Recovery::default();
+                    let _ = owed.fold(&scan, unix_now);
+                    let cut = scan.cut();
+                    let next = scan.next_seq;
+                    (next, owed, cut.map(|(_, at)| at as u64))
+                }
+                Err(_) => (1, Recovery::default(), None),
+            };
+            // A torn tail is cut, as recovery does.
+            if let (Some(len), Some((_, last))) = (last_len, disk.segments.last_mut()) {
+                last.truncate(len as usize);
+                if last.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
+                    disk.segments.pop();
+                }
+            }
+            recovered.push((next, owed));
+        }
+        if let Some(crashed) = self.durable_at_crash.take() {
+            // Recovery reads every record that was durable, and at most the whole records
+            // of the batch the crash tore (a prefix of it may have reached the disk);
+            // without any of those, exactly the state that was durable. Per shard's disk.
+            for (k, (before, in_batch)) in crashed.into_iter().enumerate() {
+                let after = self.durable(k);
+                let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
+                if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
+                    self.broke(
+                        None,
+                        format!(
+                            "shard {k}: recovery read records up to {} ({} open requests, {} reversals, {} \
+                             outcomes); the disk held {lo} durably ({} open requests, {} reversals, {} outcomes) \
+                             and the torn batch {in_batch} more",
+                            after.last_seq,
+                            after.requests.len(),
+                            after.reversals.len(),
+                            after.outcomes,
+                            before.requests.len(),
+                            before.reversals.len(),
+                            before.outcomes
+                        ),
+                    );
+                }
+            }
+        }
+        let policy = GroupCommit {
+            segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
+            ..GroupCommit::default()
+        };
+        let lens: Vec<Option<u64>> =
+            self.disks.iter().map(|d| d.segments.last().map(|(_, b)| b.len() as u64)).collect();
+        let life = self.life;
+        let mut base = config_for(self.topology);
+        for (p, &o) in base.participants.iter_mut().zip(&self.owners) {
+            p.shard = Some(o);
+        }
+        let plan = corridor_engine::shards::ShardPlan::new(self.shards, &base);
+        let mut resumed = Vec::new();
+        let switch = Switch::new(base, plan, now, |k, config| {
+            let mut nonce = [0u8; 8];
+            nonce.copy_from_slice(&(life * 16 + k as u64).to_be_bytes());
+            let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
+            let journal = Journal::new(policy, recovered[k].0, lens[k], key, nonce);
+            let mut engine = Engine::with_journal(config, clock, journal);
+            // Before resuming: the entries it resumes are this shard's.
+            engine.set_shard(k);
+            resumed.push(engine.resume(&recovered[k].1, now, unix_now));
+            engine
+        });
+        if self.life > 1 {
+            for (k, ((_, owed), r)) in recovered.iter().zip(&resumed).enumerate() {
+                self.world(format!(
+                    "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
+                    owed.requests.len(),
+                    owed.reversals.len(),
+                    owed.outcomes.len()
+                ));
+            }
+        }
+        self.engine = Some(switch);
+        self.timer_at = None;
+        self.net.hop_last = [self.now; 2];
+        for side in SIDES {
+            self.connect(side);
+        }
+        self.pump();
+    }
+
+    /// After every input: bytes out to peers, engine events, the journal's next batch, the
+    /// next timer.
+    pub(crate) fn pump(&mut self) {
+        for round in 0.. {
+            if round >= PUMP_ROUNDS_MAX {
+                self.stuck =
+                    Some(format!("the switch's outputs did not settle after {PUMP_ROUNDS_MAX} rounds"));
+                return;
+            }
+            let mut progress = false;
+            let now = self.instant();
+            let Some(engine) = self.engine.as_mut() else { return };
+            let flushed = engine.flush(now);
+            let hops = std::mem::take(&mut engine.hop_out);
+            if let Some(why) = engine.hop_closed.take() {
+                self.broke(None, why);
+            }
+            for (from, bytes) in hops {
+                // In order on each hop, after a lane's hand-off between threads.
+                progress = true;
+                let d = self.rng.micros(1, 300);
+                let at = (self.now + d).max(self.net.hop_last[from]);
+                self.net.hop_last[from] = at;
+                let life = self.life;
+                self.at(at, Ev::Hop(life, 1 - from, bytes.to_vec()));
+            }
+            for (link, out) in flushed.outputs {
+                progress = true;
+                if let Some(side) = self.side_of(link) {
+                    self.net.unwritten.entry(side).or_default().extend_from_slice(&out);
+                    self.write(side);
+                }
+            }
+            for link in flushed.close {
+                progress = true;
+                if let Some(side) = self.side_of(link) {
+                    self.disconnect(side);
+                } else if let Some(e) = self.engine.as_mut() {
+                    e.link_down(link, self.t0 + self.now);
+                }
+            }
+            for link in flushed.resume {
+                progress = true;
+                self.feed(link);
+            }
+            let now = self.instant();
+            let unix_ms = self.unix_ms();
+            for k in 0..self.disks.len() {
+                let Some(engine) = self.engine.as_mut() else { return };
+                match engine.poll_journal(k, now, unix_ms) {
+                    Some(JournalStep::Write(batch)) => {
+                        self.disks[k].writing = Some(batch);
+                        let d = self.rng.micros(50, 400);
+                        let life = self.life;
+                        self.at(self.now + d, Ev::Synced(life, k));
+                        progress = true;
+                    }
+                    Some(JournalStep::LookAgain) => {
+                        // Taking the reserve back succeeds once the disk has room.
+                        let room = self.disks[k].full_until.is_none_or(|t| t <= self.now);
+                        engine.journal_looked(k, room, now);
+                        if room {
+                            self.world(format!("journal {k}: disk space is back"));
+                        }
+                        progress = true;
+                    }
+                    None => {}
+                }
+            }
+            let next = self.engine.as_ref().and_then(Switch::poll_timeout);
+            if let Some(t) = next {
+                let due = t.saturating_duration_since(self.t0);
+                if self.timer_at.is_none_or(|at| due < at) {
+                    self.timer_at = Some(due);
+                    let life = self.life;
+                    self.at(due, Ev::Timer(life));
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    // ----- the loop -----
+
+    pub(crate) fn crash(&mut self) {
+        let Some(switch) = self.engine.take() else { return };
+        self.out.crashes += 1;
+        self.net.crashed.extend(self.net.links.values().map(|&(_, generation)| generation));
+        self.world("switch crashes");
+        let mut at_crash = Vec::with_capacity(self.disks.len());
+        for k in 0..self.disks.len() {
+            let believed = switch.journal_durable(k).unwrap_or(0);
+            let before = self.durable(k);
+            if believed > before.last_seq {
+                self.broke(
+                    None,
+                    format!(
+                        "shard {k}: the switch counted records up to {believed} durable; the disk holds them up to {}",
+                        before.last_seq
+                    ),
+                );
+            }
+            let in_batch = self.disks[k].writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
+            at_crash.push((before, in_batch));
+            // The batch being written: lost, or torn (a prefix of it on disk).
+            if let Some(b) = self.disks[k].writing.take() {
+                if self.rng.chance(50) {
+                    let cut = self.rng.below(b.bytes.len() as u64 + 1) as usize;
+                    let disk = &mut self.disks[k];
+                    if let Some(h) = b.new_segment {
+                        disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                    }
+                    if let Some((_, seg)) = disk.segments.last_mut() {
+                        seg.extend_from_slice(&b.bytes[..cut]);
+                    }
+                }
+            }
+        }
+        self.durable_at_crash = Some(at_crash);
+        for side in SIDES {
+            if self.net.links.contains_key(&side) {
+                self.disconnect(side);
+            }
+        }
+        let d = self.rng.micros(1_000, 500_000);
+        self.at(self.now + d, Ev::Restart);
+    }
+
+    /// Shard `k`'s batch reaches its disk, or (the disk full) waits and is tried again.
+    pub(crate) fn synced(&mut self, k: usize) {
+        let now = self.instant();
+        let Some(engine) = self.engine.as_mut() else { return };
+        let result = if self.disks[k].full_until.is_some_and(|t| t > self.now) {
+            // Nothing to release here: the batch waits and is written again.
+            Written::NoSpace { released: false }
+        } else {
+            let disk = &mut self.disks[k];
+            if let Some(b) = disk.writing.take() {
+                if let Some(h) = b.new_segment {
+                    disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                }
+                if let Some((_, seg)) = disk.segments.last_mut() {
+                    seg.extend_from_slice(&b.bytes);
+                }
+            }
+            Written::Synced
+        };
+        let was_full = engine.journal_full(k);
+        let after = engine.journal_written(k, result, now);
+        if !was_full && engine.journal_full(k) {
+            self.world(format!("journal {k}: the disk is full (ENOSPC): the batch waits"));
+        }
+        if let AfterWrite::Again(at) = after {
+            let life = self.life;
+            self.at(at.saturating_duration_since(self.t0), Ev::Synced(life, k));
+        }
+    }
+
+    /// What the disk holds durably, as recovery reads it: open requests, stored reversals,
+    /// exceptions, how many outcomes, the last sequence number.
+    pub(crate) fn durable(&self, k: usize) -> Durable {
+        let view: Vec<(u64, &[u8])> =
+            self.disks[k].segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let Ok(scan) = scan_log(&view) else { return Durable::default() };
+        let mut r = Recovery::default();
+        let _ = r.fold(&scan, self.unix_ms());
+        Durable {
+            requests: r.requests.keys().copied().collect(),
+            reversals: r.reversals.keys().copied().collect(),
+            exceptions: r.exceptions.keys().copied().collect(),
+            outcomes: r.outcomes.len(),
+            last_seq: r.last_seq,
+        }
+    }
+}
