@@ -290,19 +290,29 @@ impl Engine {
                 self.replay_outcome(link, correlation, &msg, outcome);
             }
             Decision::Forward(f) if f.fill.is_empty() => self.forward(link, correlation, msg, f, now),
-            Decision::Forward(f) => match with_fields(&msg, &f.fill) {
-                // The request as forwarded (and journaled) carries what the switch added.
-                Ok((body, index)) => {
-                    let patched = corridor_wire::Message::from_parts(body, &index);
-                    self.forward(link, correlation, patched, f, now);
-                }
-                Err(e) => {
-                    if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
-                        warn!(%link, error = %e, left_out, "cannot add the switch's fields: answered 96");
+            Decision::Forward(f) => {
+                // The request as forwarded (and journaled) carries what the switch added:
+                // rebuilt in its own dialect with those fields, then forwarded like any.
+                let mut body = bytes::BytesMut::new();
+                let index = match with_fields(&msg, &f.fill, &mut body) {
+                    Ok(()) => {
+                        corridor_wire::MessageIndex::parse(msg.dialect(), &body).map_err(|e| e.to_string())
                     }
-                    self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
+                    Err(e) => Err(e),
+                };
+                match index {
+                    Ok(index) => {
+                        let patched = corridor_wire::Message::from_parts(body.freeze(), &index);
+                        self.forward(link, correlation, patched, f, now);
+                    }
+                    Err(e) => {
+                        if let Some(left_out) = self.may_warn(spec, Warn::Encode, now) {
+                            warn!(%link, error = %e, left_out, "cannot add the switch's fields: answered 96");
+                        }
+                        self.decline(link, correlation, &msg, ResponseCode::SYSTEM_ERROR);
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -547,15 +557,13 @@ impl Engine {
     }
 }
 
-/// `msg` rebuilt in its own dialect with the fields the switch adds, and its index.
+/// `msg` rebuilt in its own dialect with the fields the switch adds, into `body`.
 fn with_fields(
     msg: &Msg<'_>,
     fill: &[crate::qr::FillField],
-) -> Result<(bytes::Bytes, corridor_wire::MessageIndex), String> {
-    let dialect = msg.dialect();
+    body: &mut bytes::BytesMut,
+) -> Result<(), String> {
     let set: Vec<(FieldId, &[u8])> = fill.iter().map(|(f, v)| (*f, v.as_slice())).collect();
-    let mut body = bytes::BytesMut::with_capacity(msg.as_bytes().len() + 160);
-    msg.derive(msg.mti(), FieldSet::VALUES, &set, dialect, &mut body).map_err(|e| e.to_string())?;
-    let index = corridor_wire::MessageIndex::parse(dialect, &body).map_err(|e| e.to_string())?;
-    Ok((body.freeze(), index))
+    body.reserve(msg.as_bytes().len() + 160);
+    msg.derive(msg.mti(), FieldSet::VALUES, &set, msg.dialect(), body).map_err(|e| e.to_string())
 }

@@ -80,14 +80,14 @@ impl InFlight {
     /// Adds an entry. The correlation is free on its link (the caller skips one in use) and
     /// there is room (the caller checked [`InFlight::has_room`] where it may decline).
     pub(crate) fn insert(&mut self, link: LinkId, key: u64, p: Pending) {
-        let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry((link, key)) else {
-            panic!("{link}: correlation {key} is in flight once");
-        };
         if let Kind::Request(r) = &p.kind {
             self.requests += 1;
             self.keys.insert(r.dup);
         }
-        slot.insert(p);
+        // Inserted by value (a vacant entry's slot would copy a request's whole record once
+        // more); a correlation in use is a programmer error, and the books are then moot.
+        let replaced = self.entries.insert((link, key), p);
+        assert!(replaced.is_none(), "{link}: correlation {key} is in flight once");
     }
 
     /// Takes the entry out.
