@@ -45,7 +45,6 @@ use std::{
     path::Path,
 };
 
-use anyhow::{bail, Context, Result};
 use corridor_engine::{
     config::flow,
     exchange::{by_numeric, Rate},
@@ -193,6 +192,90 @@ struct Open {
     answered_ms: Option<u64>,
 }
 
+/// Why clearing or reconciliation could not go on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClearingError {
+    /// A shard's journal cannot be read, or a segment is corrupt inside.
+    Journal(corridor_net::journal::JournalError),
+    /// More transactions than [`ROWS_MAX`] (or rows than [`RECONCILE_ROWS_MAX`] in a file).
+    TooMany {
+        /// The bound.
+        max: usize,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// A file cannot be read.
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not a clearing file, or one of its rows is not a row of one.
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where (a CSV row's line), when known.
+        line: Option<usize>,
+        /// Why.
+        reason: String,
+    },
+    /// The CSV could not be written.
+    Write(csv::Error),
+}
+
+impl std::fmt::Display for ClearingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Journal(e) => write!(f, "journal: {e}"),
+            Self::TooMany { max, hint } => write!(f, "more than {max} rows: {hint}"),
+            Self::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
+            Self::Invalid { path, line: Some(line), reason } => {
+                write!(f, "{}: row {line}: {reason}", path.display())
+            }
+            Self::Invalid { path, line: None, reason } => {
+                write!(f, "{}: not a clearing file: {reason}", path.display())
+            }
+            Self::Write(e) => write!(f, "cannot write the clearing file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClearingError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Journal(e) => Some(e),
+            Self::Read { source, .. } => Some(source),
+            Self::Write(e) => Some(e),
+            Self::TooMany { .. } | Self::Invalid { .. } => None,
+        }
+    }
+}
+
+impl From<corridor_net::journal::JournalError> for ClearingError {
+    fn from(e: corridor_net::journal::JournalError) -> Self {
+        Self::Journal(e)
+    }
+}
+
+impl From<csv::Error> for ClearingError {
+    fn from(e: csv::Error) -> Self {
+        Self::Write(e)
+    }
+}
+
+impl From<std::io::Error> for ClearingError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Write(csv::Error::from(e))
+    }
+}
+
+type Result<T> = std::result::Result<T, ClearingError>;
+
+const PER_PARTICIPANT: ClearingError =
+    ClearingError::TooMany { max: ROWS_MAX, hint: "clear per participant (--participant)" };
+
 /// The transaction rows of the business day, in journal order.
 ///
 /// # Errors
@@ -204,7 +287,7 @@ pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
     for (_, dir) in corridor_net::journal::shard_dirs(s.dir) {
         rows.extend(journal_transactions(s, &dir)?);
         if rows.len() > ROWS_MAX {
-            bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");
+            return Err(PER_PARTICIPANT);
         }
     }
     rows.sort_by(|a, b| (&a.answered_at, &a.rrn).cmp(&(&b.answered_at, &b.rrn)));
@@ -266,7 +349,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
     let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut requests = Requests::default();
-    corridor_net::journal::for_each_since::<anyhow::Error>(dir, from, SEGMENTS_MAX, |seq, entry| {
+    corridor_net::journal::for_each_since::<ClearingError>(dir, from, SEGMENTS_MAX, |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
                 if a.key.class != 2 || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
@@ -278,7 +361,7 @@ fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>
                     return Ok(());
                 }
                 if open.len() >= ROWS_MAX {
-                    bail!("more than {ROWS_MAX} transactions: clear per participant (--participant)");
+                    return Err(PER_PARTICIPANT);
                 }
                 let get = |id: FieldId| msg.field(id).map(|f| text(&f.to_vec()));
                 let num = |id: FieldId| get(id).and_then(|v| v.parse::<u64>().ok());
@@ -454,23 +537,27 @@ pub fn to_json(date: &str, participant: Option<&str>, rows: &[Row]) -> serde_jso
 ///
 /// Not readable, not a clearing file, or too large.
 pub fn read(path: &Path) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ClearingError::Read { path: path.to_owned(), source })?;
+    let invalid =
+        |line: Option<usize>, reason: String| ClearingError::Invalid { path: path.to_owned(), line, reason };
     let rows: Vec<Row> = if text.trim_start().starts_with('{') {
         #[derive(Deserialize)]
         struct File {
             transactions: Vec<Row>,
         }
-        serde_json::from_str::<File>(&text)
-            .with_context(|| format!("{}: not a clearing file", path.display()))?
-            .transactions
+        serde_json::from_str::<File>(&text).map_err(|e| invalid(None, e.to_string()))?.transactions
     } else {
         let mut r = csv::Reader::from_reader(text.as_bytes());
         let mut out = Vec::new();
         for (i, row) in r.deserialize::<Row>().enumerate() {
             if i >= RECONCILE_ROWS_MAX {
-                bail!("{}: more than {RECONCILE_ROWS_MAX} rows", path.display());
+                return Err(ClearingError::TooMany {
+                    max: RECONCILE_ROWS_MAX,
+                    hint: "reconcile smaller files",
+                });
             }
-            out.push(row.with_context(|| format!("{}: row {}", path.display(), i + 2))?);
+            out.push(row.map_err(|e| invalid(Some(i + 2), e.to_string()))?);
         }
         out
     };
@@ -611,6 +698,30 @@ pub fn reconcile(ours: Vec<Row>, theirs: Vec<Row>) -> Reconciliation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_clearing_file_says_where_and_why() {
+        let dir = std::env::temp_dir().join(format!("corridor-clearing-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.csv");
+        assert!(matches!(read(&missing), Err(ClearingError::Read { path, .. }) if path == missing));
+        let bad = dir.join("bad.csv");
+        let mut good = Vec::new();
+        write_csv(&[Row { record: "transaction".into(), ..Row::default() }], &mut good).unwrap();
+        let mut text = String::from_utf8(good).unwrap();
+        text.push_str("transaction,not,enough,columns\n");
+        std::fs::write(&bad, text).unwrap();
+        match read(&bad) {
+            Err(e @ ClearingError::Invalid { line: Some(3), .. }) => {
+                assert!(e.to_string().contains("row 3"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let json = dir.join("bad.json");
+        std::fs::write(&json, "{\"totals\": []}").unwrap();
+        assert!(matches!(read(&json), Err(ClearingError::Invalid { line: None, .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A reversal's original is its exact key when that was journaled, else the latest
     /// request that differs from it only in DE 41 (a record written before the switch looked

@@ -9,12 +9,63 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
+
+/// Why development certificates could not be made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CertError {
+    /// A key, a certificate or a revocation list could not be made.
+    Generate(rcgen::Error),
+    /// A file or directory could not be written.
+    Write {
+        /// What.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A participant's id cannot name a file.
+    Name(String),
+    /// A certificate just written could not be read back for its pin.
+    Pin(String),
+}
+
+impl std::fmt::Display for CertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Generate(e) => write!(f, "cannot make a certificate: {e}"),
+            Self::Write { path, source } => write!(f, "cannot write {}: {source}", path.display()),
+            Self::Name(name) => write!(f, "participant id {name:?} cannot name a file"),
+            Self::Pin(e) => write!(f, "cannot read a certificate's pin: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Generate(e) => Some(e),
+            Self::Write { source, .. } => Some(source),
+            Self::Name(_) | Self::Pin(_) => None,
+        }
+    }
+}
+
+impl From<rcgen::Error> for CertError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Generate(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, CertError>;
+
+fn written(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Write { path: path.to_owned(), source }
+}
 
 /// A certificate authority that issues certificates.
 pub struct Ca {
@@ -129,12 +180,11 @@ impl Ca {
 }
 
 fn write(path: &Path, text: &str, secret: bool) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(path, text).map_err(written(path))?;
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(written(path))?;
     }
     Ok(())
 }
@@ -146,7 +196,7 @@ fn write(path: &Path, text: &str, secret: bool) -> Result<()> {
 ///
 /// An id that is not a safe file name, or a file that cannot be written.
 pub fn dev(out: &Path, participants: &[String], days: i64) -> Result<String> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(written(out))?;
     let ca = Ca::new("Corridor development CA", days)?;
     write(&out.join("ca.pem"), &ca.cert_pem(), false)?;
     write(&out.join("ca.key"), &ca.key_pem(), true)?;
@@ -155,7 +205,7 @@ pub fn dev(out: &Path, participants: &[String], days: i64) -> Result<String> {
     names.extend(participants.iter().cloned());
     for name in &names {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            anyhow::bail!("participant id {name:?} cannot name a file");
+            return Err(CertError::Name(name.clone()));
         }
         let cn = if name == "switch" { "corridor-switch" } else { name.as_str() };
         let issued = ca.issue(cn, days)?;
@@ -163,7 +213,7 @@ pub fn dev(out: &Path, participants: &[String], days: i64) -> Result<String> {
             (out.join(format!("{name}.pem")), out.join(format!("{name}.key")));
         write(&cert, &issued.cert_pem, false)?;
         write(&key, &issued.key_pem, true)?;
-        let pin = corridor_net::tls::pin_of(&cert).map_err(anyhow::Error::msg)?;
+        let pin = corridor_net::tls::pin_of(&cert).map_err(|e| CertError::Pin(e.to_string()))?;
         summary.push_str(&format!(
             "{name:<16} CN={cn:<18} {}  tls_spki_sha256 = \"{}\"\n",
             cert.display(),
@@ -184,6 +234,15 @@ pub const DEV_DAYS: i64 = 90;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_that_cannot_name_a_file_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("corridor-certs-name-{}", std::process::id()));
+        let e = dev(&dir, &["../escape".into()], 30).expect_err("refused");
+        assert!(matches!(&e, CertError::Name(n) if n == "../escape"), "{e}");
+        assert!(!dir.join("../escape.pem").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn dev_writes_a_ca_the_switch_and_each_participant() {

@@ -211,7 +211,7 @@ fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -
         .build()
         .context("cannot start the runtime")?;
     let source = serve::Source { path: path.to_owned() };
-    runtime.block_on(serve::run(loaded, Some(source), serve::signals()))
+    Ok(runtime.block_on(serve::run(loaded, Some(source), serve::signals()))?)
 }
 
 fn run_clearing(
@@ -256,7 +256,7 @@ fn run_clearing(
     rows.extend(summary);
     let stdout = std::io::stdout().lock();
     match format {
-        "csv" => clearing::write_csv(&rows, stdout),
+        "csv" => Ok(clearing::write_csv(&rows, stdout)?),
         "json" => {
             use std::io::Write as _;
             let mut out = stdout;

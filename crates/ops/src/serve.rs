@@ -14,7 +14,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
 use corridor_config::{reload::Current, Loaded};
 use corridor_net::Handle;
 use tracing::{error, info, warn};
@@ -27,17 +26,51 @@ pub struct Source {
     pub path: PathBuf,
 }
 
+/// Why a switch could not be served.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A listening address cannot be bound (or the switch's threads started).
+    Start(std::io::Error),
+    /// The admin server's address cannot be bound.
+    Admin(std::io::Error),
+    /// The switch failed while it ran.
+    Switch(std::io::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Start(e) => write!(f, "cannot start the switch: {e}"),
+            Self::Admin(e) => write!(f, "cannot start the admin server: {e}"),
+            Self::Switch(e) => write!(f, "switch failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Start(e) | Self::Admin(e) | Self::Switch(e) => Some(e),
+        }
+    }
+}
+
 /// Runs the switch described by `config` until `shutdown` completes (or `POST /drain`),
 /// then drains and returns. With `source`, `SIGHUP` and `POST /reload` reload it.
 ///
 /// # Errors
 ///
 /// A listening address that cannot be bound, or a switch that fails.
-pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run(
+    config: Loaded,
+    source: Option<Source>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let current = Arc::new(tokio::sync::Mutex::new(Current::of(&config)));
     let admin_settings = config.admin.clone();
     let journal_dir = config.journal.as_ref().map(|j| j.dir.clone());
-    let switch = crate::startup::bind(config).await.context("cannot start the switch")?;
+    let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
     let handle = switch.handle();
     let counts = Arc::new(ReloadCounts::default());
     let token = Arc::new(std::sync::RwLock::new(
@@ -59,7 +92,7 @@ pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<O
                 reloader: reloader.clone(),
                 reload_counts: Arc::clone(&counts),
             };
-            Some(admin::start(cfg, handle.clone()).context("cannot start the admin server")?)
+            Some(admin::start(cfg, handle.clone()).map_err(ServeError::Admin)?)
         }
         None => None,
     };
@@ -88,8 +121,7 @@ pub async fn run(config: Loaded, source: Option<Source>, shutdown: impl Future<O
     watchdog.abort();
     hup.abort();
     drop(admin);
-    result.context("switch failed")?;
-    Ok(())
+    result.map(drop).map_err(ServeError::Switch)
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

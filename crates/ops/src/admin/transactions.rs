@@ -7,6 +7,7 @@
 //! segment in memory at a time, at most [`SEGMENTS_MAX`] segments from `from`, at most
 //! [`MATCHES_MAX`] transactions.
 
+use corridor_net::journal::JournalError;
 use std::{collections::BTreeMap, path::Path};
 
 use corridor_journal::{
@@ -110,7 +111,7 @@ fn text(b: &[u8]) -> String {
 /// # Errors
 ///
 /// The directory cannot be read, or a segment is corrupt inside.
-pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
+pub(crate) fn lookup(dir: &Path, q: &Query) -> Result<Found, JournalError> {
     let mut all = Found::default();
     let mut crossed = Vec::new();
     for (shard, d) in corridor_net::journal::shard_dirs(dir) {
@@ -137,7 +138,7 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> anyhow::Result<Found> {
 /// [`lookup`] in one shard's journal. What another shard sent over a hop is that shard's
 /// transaction (its originator's): left out here, but the reversals of it made here are
 /// handed back (`crossed`) for that shard's transaction.
-fn lookup_one(shard: usize, dir: &Path, q: &Query) -> anyhow::Result<Found> {
+fn lookup_one(shard: usize, dir: &Path, q: &Query) -> Result<Found, JournalError> {
     /// Whose a reversal is: a transaction of this shard (by its sequence number), or a
     /// request another shard sent over a hop (by the key it crossed with).
     enum Of {
@@ -149,7 +150,7 @@ fn lookup_one(shard: usize, dir: &Path, q: &Query) -> anyhow::Result<Found> {
     let mut hop_keys: Vec<Key> = Vec::new();
     let mut reversals: BTreeMap<u64, (Of, ReversalView)> = BTreeMap::new();
     let mut more_matches = false;
-    let (segments_read, more_segments) = corridor_net::journal::for_each_since::<anyhow::Error>(
+    let (segments_read, more_segments) = corridor_net::journal::for_each_since::<JournalError>(
         dir,
         q.from_unix_ms,
         SEGMENTS_MAX,
