@@ -9,6 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
 
+use corridor_config::fixture::rate;
 use corridor_qr::{encode, nested};
 use corridor_tests::{
     peer::{Behaviour, Conn, Issuer, Wire, WAIT_MAX},
@@ -18,6 +19,16 @@ use corridor_wire::{de, FieldId, Mti, OwnedMessage};
 
 fn config(unionpay: &Issuer, napas: &Issuer, promptpay: &Issuer) -> String {
     let (u, n, p) = (unionpay.addr, napas.addr, promptpay.addr);
+    let rates = [
+        rate("CNY", "THB", "4.9", 50),
+        rate("VND", "CNY", "0.00028", 30),
+        rate("VND", "THB", "0.00137", 50),
+        rate("THB", "SGD", "0.0375", 25),
+        rate("CNY", "USD", "0.14", 0),
+        rate("VND", "USD", "0.0000394", 0),
+        rate("THB", "USD", "0.0279", 0),
+    ]
+    .concat();
     format!(
         r#"
 [switch]
@@ -28,16 +39,7 @@ settlement = "USD"
 
 # CNY -> THB for Thai wallets paying in China; VND -> CNY and VND -> THB for Vietnamese
 # merchants; THB -> SGD for Singaporean wallets in Thailand; each currency -> USD to settle.
-[[rate]]
-quote = "CNY-THB-1"
-from = "CNY"
-to = "THB"
-rate = "4.9"
-markup_bps = 50
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
+{rates}[[rate]]
 quote = "CNY-THB-OLD"
 from = "CNY"
 to = "THB"
@@ -45,57 +47,6 @@ rate = "4.8"
 markup_bps = 50
 valid_from = 2020-01-01T00:00:00Z
 valid_to = 2020-01-02T00:00:00Z
-
-[[rate]]
-quote = "VND-CNY-1"
-from = "VND"
-to = "CNY"
-rate = "0.00028"
-markup_bps = 30
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "VND-THB-1"
-from = "VND"
-to = "THB"
-rate = "0.00137"
-markup_bps = 50
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "THB-SGD-1"
-from = "THB"
-to = "SGD"
-rate = "0.0375"
-markup_bps = 25
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "CNY-USD-1"
-from = "CNY"
-to = "USD"
-rate = "0.14"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "VND-USD-1"
-from = "VND"
-to = "USD"
-rate = "0.0000394"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "THB-USD-1"
-from = "THB"
-to = "USD"
-rate = "0.0279"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
 
 [[participant]]
 id = "wallet-th"

@@ -29,7 +29,8 @@ use crate::{
     wire::Wire,
 };
 
-/// The demo's switch configuration; `{vn}` and `{th}` become the simulators' addresses.
+/// The demo's switch configuration; `{vn}`, `{th}` and `{sg}` become the simulators'
+/// addresses, and `{rates}` the rate table ([`rates`]).
 pub const CONFIG: &str = r#"
 [switch]
 institution_id = "99900001"
@@ -39,67 +40,7 @@ market = "SG"
 [currency]
 settlement = "USD"
 
-[[rate]]
-quote = "VND-SGD-1"
-from = "VND"
-to = "SGD"
-rate = "0.0000528"
-markup_bps = 40
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "VND-THB-1"
-from = "VND"
-to = "THB"
-rate = "0.00137"
-markup_bps = 50
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "SGD-THB-1"
-from = "SGD"
-to = "THB"
-rate = "25.88"
-markup_bps = 50
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "THB-SGD-1"
-from = "THB"
-to = "SGD"
-rate = "0.0386"
-markup_bps = 40
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "VND-USD-1"
-from = "VND"
-to = "USD"
-rate = "0.0000394"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "THB-USD-1"
-from = "THB"
-to = "USD"
-rate = "0.0279"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "SGD-USD-1"
-from = "SGD"
-to = "USD"
-rate = "0.74"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[participant]]
+{rates}[[participant]]
 id = "wallet-sg"
 name = "Singapore wallet (acquirer)"
 roles = ["acquirer"]
@@ -200,6 +141,23 @@ qr_network = "paynow"
 destination = "paynow-sg"
 timeout_ms = 2000
 "#;
+
+/// The demo's rate table: VND and THB to SGD and back for the wallets, and each currency
+/// to USD to settle.
+#[must_use]
+pub fn rates() -> String {
+    use corridor_config::fixture::rate;
+    [
+        rate("VND", "SGD", "0.0000528", 40),
+        rate("VND", "THB", "0.00137", 50),
+        rate("SGD", "THB", "25.88", 50),
+        rate("THB", "SGD", "0.0386", 40),
+        rate("VND", "USD", "0.0000394", 0),
+        rate("THB", "USD", "0.0279", 0),
+        rate("SGD", "USD", "0.74", 0),
+    ]
+    .concat()
+}
 
 /// How hard the demo drives the switch.
 #[derive(Clone, Copy, Debug)]
@@ -329,6 +287,7 @@ pub fn run(spec: DemoSpec) -> Result<DemoReport> {
     let sg = network(Wire::NATIVE, "uniform:1ms..2ms", 1.0)?;
     let addr = |r: &Responder| r.local_addr().ok_or_else(|| anyhow!("a simulated network has no address"));
     let mut text = CONFIG
+        .replace("{rates}", &rates())
         .replace("{vn}", &addr(&vn)?.to_string())
         .replace("{th}", &addr(&th)?.to_string())
         .replace("{sg}", &addr(&sg)?.to_string());

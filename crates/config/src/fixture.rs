@@ -64,9 +64,37 @@ pub fn two_participants(acquirer: &FixtureLink, issuer: &FixtureLink) -> String 
     out
 }
 
+/// One `[[rate]]` section, for a configuration or a rate file: `from` to `to` at `rate`
+/// (decimal text), quoted as `FROM-TO-1`, valid from 2020 to 2099, with `markup_bps` when it
+/// is not 0.
+#[must_use]
+pub fn rate(from: &str, to: &str, rate: &str, markup_bps: u32) -> String {
+    let markup = if markup_bps == 0 { String::new() } else { format!("markup_bps = {markup_bps}\n") };
+    format!(
+        "[[rate]]\nquote = \"{from}-{to}-1\"\nfrom = \"{from}\"\nto = \"{to}\"\nrate = \"{rate}\"\n{markup}\
+         valid_from = 2020-01-01T00:00:00Z\nvalid_to = 2099-01-01T00:00:00Z\n\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_fixture_is_a_rate_the_configuration_takes() {
+        let text = format!(
+            "[currency]\nsettlement = \"USD\"\n\n{}{}{}",
+            rate("VND", "THB", "0.00137", 50),
+            rate("VND", "USD", "0.0000394", 0),
+            two_participants(&FixtureLink::native("127.0.0.1:0"), &FixtureLink::native("127.0.0.1:9"))
+        );
+        let loaded = crate::parse(&text).expect("valid");
+        assert_eq!(loaded.engine.interop.rates.quotes().len(), 2);
+        assert!(
+            rate("A", "B", "1", 0).contains("quote = \"A-B-1\"")
+                && !rate("A", "B", "1", 0).contains("markup")
+        );
+    }
 
     #[test]
     fn the_fixture_loads_with_its_links_as_asked() {

@@ -17,9 +17,11 @@ use std::{
 
 use bytes::BytesMut;
 use common::{answer, corridor, free_port, read_frames, send, serve, state, text};
+use corridor_config::fixture::rate;
 use corridor_wire::{de, Mti, OwnedMessage};
 
 fn config(wallet_port: u16, network: std::net::SocketAddr) -> String {
+    let rates = [rate("CNY", "THB", "4.9", 50), rate("CNY", "USD", "0.14", 0)].concat();
     format!(
         r#"
 [switch]
@@ -28,24 +30,7 @@ market = "CN"
 [currency]
 settlement = "USD"
 
-[[rate]]
-quote = "CNY-THB-1"
-from = "CNY"
-to = "THB"
-rate = "4.9"
-markup_bps = 50
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[rate]]
-quote = "CNY-USD-1"
-from = "CNY"
-to = "USD"
-rate = "0.14"
-valid_from = 2020-01-01T00:00:00Z
-valid_to = 2099-01-01T00:00:00Z
-
-[[participant]]
+{rates}[[participant]]
 id = "wallet-th"
 roles = ["acquirer"]
 acquirer_ids = ["11110001"]
@@ -370,12 +355,7 @@ fn a_rate_file_reloaded_by_sighup_prices_the_next_payment() {
     });
     let port = free_port();
     // The CNY -> THB quote comes from a rate file; the inline one is removed.
-    let rates = |rate: &str| {
-        format!(
-            "[[rate]]\nquote = \"CNY-THB-1\"\nfrom = \"CNY\"\nto = \"THB\"\nrate = \"{rate}\"\nmarkup_bps = 50\n\
-             valid_from = 2020-01-01T00:00:00Z\nvalid_to = 2099-01-01T00:00:00Z\n"
-        )
-    };
+    let rates = |r: &str| rate("CNY", "THB", r, 50);
     let text_cfg = config(port, network);
     let start = text_cfg.find("[[rate]]\nquote = \"CNY-THB-1\"").unwrap();
     let end = text_cfg[start..].find("[[rate]]\nquote = \"CNY-USD-1\"").unwrap() + start;

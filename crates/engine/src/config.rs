@@ -108,6 +108,30 @@ pub struct LinkSpec {
     pub timeouts_down_max: u32,
 }
 
+#[cfg(test)]
+impl LinkSpec {
+    /// A listening native link `name` of `participant`, with the smallest limits and
+    /// timers that are still valid: what the crate's own unit tests start from.
+    pub(crate) fn for_test(name: String, participant: usize) -> Self {
+        Self {
+            name,
+            participant,
+            dial: false,
+            framing: Framing::Native,
+            dialect: corridor_wire::Dialect::Native,
+            frame_bytes_max: 1024,
+            inflight_max: 1,
+            sign_on_required: false,
+            echo_interval: std::time::Duration::from_secs(1),
+            echo_missed_max: 1,
+            at_limit: AtLimit::Backpressure,
+            sign_on_timeout: std::time::Duration::from_secs(1),
+            frame_timeout: std::time::Duration::from_secs(1),
+            timeouts_down_max: 1,
+        }
+    }
+}
+
 /// What an originator at its in-flight limit gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AtLimit {

@@ -211,31 +211,13 @@ impl Links {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
-    use crate::{
-        config::{AtLimit, Framing, LinkSpec},
-        Engine,
-    };
+    use crate::{config::LinkSpec, Engine};
 
     fn link(participant: usize) -> Link {
-        let spec = LinkSpec {
-            name: format!("l{participant}"),
-            participant,
-            dial: false,
-            framing: Framing::Native,
-            dialect: corridor_wire::Dialect::Native,
-            frame_bytes_max: 1024,
-            inflight_max: 1,
-            sign_on_required: false,
-            echo_interval: Duration::from_secs(1),
-            echo_missed_max: 1,
-            at_limit: AtLimit::Backpressure,
-            sign_on_timeout: Duration::from_secs(1),
-            frame_timeout: Duration::from_secs(1),
-            timeouts_down_max: 1,
-        };
+        let spec = LinkSpec::for_test(format!("l{participant}"), participant);
         Link::new(participant, &spec, Instant::now())
     }
 

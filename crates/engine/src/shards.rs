@@ -353,22 +353,7 @@ mod tests {
     }
 
     fn base(ps: Vec<Participant>, links: usize) -> Config {
-        let link = |p: usize| LinkSpec {
-            name: format!("l{p}"),
-            participant: p,
-            dial: false,
-            framing: Framing::Native,
-            dialect: corridor_wire::Dialect::Native,
-            frame_bytes_max: 1024,
-            inflight_max: 1,
-            sign_on_required: false,
-            echo_interval: Duration::from_secs(1),
-            echo_missed_max: 1,
-            at_limit: AtLimit::Backpressure,
-            sign_on_timeout: Duration::from_secs(1),
-            frame_timeout: Duration::from_secs(1),
-            timeouts_down_max: 1,
-        };
+        let link = |p: usize| LinkSpec::for_test(format!("l{p}"), p);
         let n = ps.len();
         let routes = vec![crate::Route {
             key: crate::RouteKey::Default,

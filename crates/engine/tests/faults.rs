@@ -100,8 +100,7 @@ fn defect_2_an_answer_too_big_for_the_originator_is_answered_96_and_reversed() {
     let mut c = config();
     c.links[L_ACQ].frame_bytes_max = 400;
     let mut h = Harness::with(c);
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     for i in 1..=3u64 {
         h.send(acq, 0, &purchase(PAN_A, &format!("{i:06}"), "12345678"));
     }

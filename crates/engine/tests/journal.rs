@@ -58,8 +58,7 @@ fn entries(log: &[u8]) -> Vec<Entry> {
 fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     assert_eq!(h.engine.journal_durable(), Some(0));
     assert_eq!(sync(&mut h, &mut log), 2, "the two links up, for the audit trail");
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
@@ -97,8 +96,7 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
 fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     sync(&mut h, &mut log);
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     sync(&mut h, &mut log);
@@ -135,8 +133,7 @@ fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
 #[test]
 fn without_a_journal_nothing_waits() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     assert_eq!(h.recv(iss).len(), 1);
     assert_eq!(h.engine.journal_durable(), None);
@@ -148,8 +145,7 @@ fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversal
     // Run 1: two purchases forwarded; the issuer answers neither; the switch dies.
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     for stan in ["000001", "000002"] {
         h.send(acq, 0, &purchase(PAN_A, stan, "12345678"));
     }
@@ -214,8 +210,7 @@ fn a_restart_reverses_what_was_forwarded_and_never_answered_and_resumes_reversal
 fn a_redundant_reversal_is_acknowledged_only_once_the_reversal_before_it_is_durable() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     sync(&mut h, &mut log);
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
@@ -244,8 +239,7 @@ fn a_repeat_on_a_connection_idle_through_the_syncs_is_answered_at_once() {
     // connection of the acquirer's link saw none of the syncs below.
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let idle = h.acquirer_up(L_ACQ);
     sync(&mut h, &mut log);
     let req = purchase(PAN_A, "000042", "12345678");
@@ -294,8 +288,7 @@ fn answer_one_keep_one(
 fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     sync(&mut h, &mut log);
     // One answered before its reversal, one still in flight when its reversal comes.
     let answered = purchase(PAN_A, "000061", "12345678");
@@ -343,8 +336,7 @@ fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
 fn a_reversal_with_de41_names_the_original_with_that_terminal() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     sync(&mut h, &mut log);
     let mut answered = purchase(PAN_A, "000071", "12345678");
     answered.set(de::TERMINAL_ID, "TERM0002").unwrap();

@@ -22,10 +22,7 @@ fn answers(h: &Harness, participant: usize, code: &[u8; 2], source: Source) -> u
 #[test]
 fn answers_are_measured_by_destination_corridor_code_and_who_made_them() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000001", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000001");
     h.now += Duration::from_millis(3);
     h.answer(iss, &fwd, "05");
     assert_eq!(h.recv(acq).pop().unwrap().field(39).as_deref(), Some("05"));
@@ -64,10 +61,7 @@ fn with_metrics_off_the_counters_go_on_and_nothing_else_is_recorded() {
     let mut c = config();
     c.settings.metrics = false;
     let mut h = Harness::with(c);
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000001", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, _acq, fwd) = h.forwarded(PAN_A, "000001");
     h.answer(iss, &fwd, "00");
     assert_eq!(h.engine.stats().relayed, 1);
     let m = h.engine.metrics();
@@ -81,10 +75,7 @@ fn with_metrics_off_the_counters_go_on_and_nothing_else_is_recorded() {
 #[test]
 fn a_retired_link_takes_nothing_new_answers_what_it_carries_then_closes() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000001", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000001");
 
     let deadline = h.now + Duration::from_secs(30);
     let now = h.now;
@@ -126,8 +117,7 @@ fn a_retired_link_takes_nothing_new_answers_what_it_carries_then_closes() {
 #[test]
 fn a_retired_link_past_its_deadline_closes_and_its_requests_end_as_any_closed_links_do() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000001", "12345678"));
     assert_eq!(h.recv(iss).len(), 1);
     let deadline = h.now + Duration::from_secs(1);
@@ -180,8 +170,7 @@ fn a_configuration_that_moves_or_drops_links_is_refused_and_nothing_changes() {
 #[test]
 fn an_operator_signs_a_link_off_and_on_and_closes_it() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let now = h.now;
     assert_eq!(h.engine.operator_link(L_ISS_A1, LinkAction::SignOff, now), 1);
     h.pump();

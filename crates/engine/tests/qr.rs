@@ -195,8 +195,7 @@ proptest! {
 #[test]
 fn the_quote_named_decides_and_an_expired_one_is_declined() {
     let mut h = qr_harness();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let base = Input {
         payload: vietqr(Some("250000")).into_bytes(),
         amount: None,
@@ -230,8 +229,7 @@ fn the_quote_named_decides_and_an_expired_one_is_declined() {
 #[test]
 fn a_rate_is_compared_by_value_whatever_decimals_it_is_written_with() {
     let mut h = qr_harness();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     // 250,000 VND at 0.001377 = 344.25 THB.
     for (stan, rate, code) in [(1, "60001377", None), (2, "70013770", None), (3, "70013771", Some("13"))] {
         let i = Input {

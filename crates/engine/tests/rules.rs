@@ -15,8 +15,7 @@ const PAN_A: &str = "4761739001010010";
 #[test]
 fn request_is_routed_translated_and_its_response_matched_back() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let req = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &req);
     let at_issuer = h.recv(iss);
@@ -137,8 +136,7 @@ fn switch_made_declines() {
 #[test]
 fn malformed_but_readable_request_gets_a_format_error_and_the_link_stays_up() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     // DE 32 (n ..11) with a letter: the body breaks the dictionary, the framing is intact.
     let body = purchase(PAN_A, "000042", "12345678").to_bytes(corridor_wire::Dialect::Iso87Ascii).unwrap();
     let mut bad = body.to_vec();
@@ -206,8 +204,7 @@ fn a_dialed_link_carries_nothing_until_its_sign_on_is_answered() {
 #[test]
 fn duplicate_of_a_request_in_flight_is_declined_94() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let req = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &req);
     h.send(acq, 0, &req);
@@ -267,10 +264,7 @@ fn load_spreads_across_links_and_fails_over_when_one_dies() {
 #[test]
 fn timeout_answers_68_and_reverses_until_acknowledged() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000042");
     h.advance(TIMEOUT - Duration::from_millis(1));
     let early = h.recv(acq);
     assert!(early.is_empty(), "not yet: {early:?}");
@@ -311,8 +305,7 @@ fn timeout_answers_68_and_reverses_until_acknowledged() {
 #[test]
 fn a_late_acknowledgement_of_the_first_reversal_still_completes_it() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     let _ = h.recv(iss);
     h.advance(TIMEOUT);
@@ -329,8 +322,7 @@ fn a_late_acknowledgement_of_the_first_reversal_still_completes_it() {
 #[test]
 fn an_unacknowledged_reversal_is_abandoned_after_its_repeats() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     let _ = h.recv(iss);
     h.advance(TIMEOUT);
@@ -354,10 +346,7 @@ fn an_unacknowledged_reversal_is_abandoned_after_its_repeats() {
 #[test]
 fn a_late_approval_after_the_reversal_completed_is_reversed_again() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000042");
     h.advance(TIMEOUT);
     let _ = h.recv(acq);
     let rev = h.recv(iss).pop().unwrap();
@@ -375,10 +364,7 @@ fn a_late_approval_after_the_reversal_completed_is_reversed_again() {
 #[test]
 fn a_late_approval_while_the_reversal_repeats_starts_no_second_one() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, _acq, fwd) = h.forwarded(PAN_A, "000042");
     h.advance(TIMEOUT);
     assert_eq!(h.recv(iss).len(), 1);
     h.answer(iss, &fwd, "00");
@@ -389,10 +375,7 @@ fn a_late_approval_while_the_reversal_repeats_starts_no_second_one() {
 #[test]
 fn a_response_exactly_at_the_deadline_is_relayed_if_it_comes_first() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000042");
     h.now += TIMEOUT; // the clock reaches the deadline, the timer has not run yet
     h.answer(iss, &fwd, "00");
     h.engine.handle_timeout(h.now);
@@ -407,10 +390,7 @@ fn a_response_exactly_at_the_deadline_is_relayed_if_it_comes_first() {
 #[test]
 fn a_response_after_the_timer_fired_at_the_deadline_is_late() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000042");
     h.advance(TIMEOUT);
     h.answer(iss, &fwd, "05");
     let back = h.recv(acq);
@@ -499,8 +479,7 @@ fn an_echo_never_answered_on_a_busy_link_does_not_use_up_its_in_flight_count() {
 #[test]
 fn garbage_closes_that_link_only() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let acq2 = h.up(L_ACQ2);
     h.send_raw(acq2, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(h.closed.len(), 1);
@@ -530,8 +509,7 @@ fn an_approval_that_cannot_be_delivered_is_reversed() {
 #[test]
 fn requests_to_a_dead_link_are_answered_at_their_timeout() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     let _ = h.recv(iss);
     h.engine.link_down(iss, h.now);
@@ -550,10 +528,7 @@ fn requests_to_a_dead_link_are_answered_at_their_timeout() {
 #[test]
 fn drain_declines_new_requests_and_waits_for_those_in_flight() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
-    h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
-    let fwd = h.recv(iss).pop().unwrap();
+    let (iss, acq, fwd) = h.forwarded(PAN_A, "000042");
     h.engine.begin_drain(h.now);
     h.pump();
     let off = h.recv(iss);
@@ -574,8 +549,7 @@ fn drain_declines_new_requests_and_waits_for_those_in_flight() {
 #[test]
 fn a_drain_that_runs_out_of_time_answers_what_is_left_with_68() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     let _ = h.recv(iss);
     h.engine.begin_drain(h.now);
@@ -655,8 +629,7 @@ fn requests_for_two_acquiring_institutions_of_one_participant_are_not_duplicates
     let mut c = config();
     c.participants[ACQ].acquirer_ids.push(id("12345679"));
     let mut h = Harness::with(c);
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     for (acquirer, code) in [("12345678", "00"), ("12345679", "05")] {
         h.send(acq, 0, &purchase(PAN_A, "000042", acquirer));
         let fwd = h.recv(iss);
@@ -674,8 +647,7 @@ fn requests_for_two_acquiring_institutions_of_one_participant_are_not_duplicates
 #[test]
 fn a_repeat_of_a_completed_request_is_answered_from_its_outcome_never_forwarded_again() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let req = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &req);
     let fwd = h.recv(iss).pop().unwrap();

@@ -71,8 +71,7 @@ fn mtis(got: &[Got]) -> Vec<u16> {
 fn a_participants_reversal_is_acknowledged_once_durable_and_forwarded_until_acknowledged() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
     sync(&mut h, &mut log);
@@ -119,8 +118,7 @@ fn a_participants_reversal_is_acknowledged_once_durable_and_forwarded_until_ackn
 #[test]
 fn a_participants_reversal_of_a_request_in_flight_goes_after_its_answer() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
     let fwd = h.recv(iss);
@@ -141,8 +139,7 @@ fn a_participants_reversal_of_a_request_in_flight_goes_after_its_answer() {
 #[test]
 fn when_the_request_times_out_its_originators_stored_reversal_is_the_only_reversal() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
     h.recv(iss);
@@ -166,8 +163,7 @@ fn when_the_request_times_out_its_originators_stored_reversal_is_the_only_revers
 #[test]
 fn a_participants_reversal_of_a_request_the_switch_reversed_is_acknowledged_not_forwarded() {
     let mut h = Harness::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
     h.recv(iss);
@@ -218,8 +214,7 @@ fn advices_wait_for_their_destination_and_go_in_the_order_they_were_stored() {
 fn an_entry_past_its_limits_moves_to_the_exception_queue_until_an_operator_acts() {
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &advice("000061", "000000000101"));
     h.send(acq, 0, &advice("000062", "000000000102"));
     sync(&mut h, &mut log);
@@ -272,8 +267,7 @@ fn an_entry_older_than_its_age_limit_moves_to_the_exception_queue() {
     c.settings.reversal_repeats_max = 1000;
     c.settings.saf_age_max = RETRY * 3;
     let mut h = Harness::with(c);
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     h.send(acq, 0, &advice("000061", "000000000101"));
     h.recv(acq);
     // Sent at 0, RETRY, 3 × RETRY, 7 × RETRY (backing off): at that one it is past its age.
@@ -297,8 +291,7 @@ fn after_a_restart_a_stored_reversal_of_an_open_request_is_its_only_reversal() {
     // acknowledged; the switch dies.
     let mut h = journaled();
     let mut log = Vec::new();
-    let iss = h.issuer_up(L_ISS_A1);
-    let acq = h.acquirer_up(L_ACQ);
+    let (iss, acq) = h.both_up();
     let p = purchase(PAN_A, "000042", "12345678");
     h.send(acq, 0, &p);
     sync(&mut h, &mut log);

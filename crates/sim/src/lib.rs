@@ -374,128 +374,32 @@ impl Sim {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Send(side) => {
-                self.activate(side);
-                self.terminal_send();
-            }
-            Ev::TerminalTick(side) => {
-                self.activate(side);
-                self.terminal_tick();
-            }
-            Ev::ToSwitch(side, generation, bytes) => {
-                let Some(&(link, g)) = self.net.links.get(&side) else { return };
-                if g != generation || self.engine.is_none() {
-                    return;
-                }
-                self.net.inbuf.entry(link).or_default().extend_from_slice(&bytes);
-                self.feed(link);
-            }
-            Ev::ToPeer(side, generation) => {
-                if self.net.links.get(&side).is_some_and(|l| l.1 == generation) {
-                    if let Some(bytes) = self.net.in_flight.get_mut(&side).and_then(VecDeque::pop_front) {
-                        self.peer_receives(side, &bytes);
-                    }
-                }
-            }
-            Ev::Synced(life, k) => {
-                if life == self.life {
-                    self.synced(k);
-                }
-            }
-            Ev::Hop(life, to, bytes) => {
-                let now = self.instant();
-                if life == self.life {
-                    if let Some(e) = self.engine.as_mut() {
-                        e.deliver_hop(to, &bytes, now);
-                    }
-                }
-            }
-            Ev::Timer(life) => {
-                if life != self.life {
-                    return;
-                }
-                if self.timer_at.is_some_and(|at| at <= self.now) {
-                    self.timer_at = None;
-                }
-                let now = self.instant();
-                if let Some(e) = self.engine.as_mut() {
-                    e.handle_timeout(now);
-                }
-            }
-            Ev::Drop(side) => {
-                if self.faults && self.engine.is_some() {
-                    self.disconnect(side);
-                }
-            }
-            Ev::Connect(side) => self.connect(side),
-            Ev::Crash => {
-                if self.faults {
-                    self.crash();
-                }
-            }
-            Ev::Restart => {
-                if self.engine.is_none() {
-                    self.start_switch();
-                }
-            }
-            Ev::Stall(side, micros) => {
-                if self.faults && self.net.links.contains_key(&side) {
-                    let until = self.now + Duration::from_micros(micros);
-                    self.world(format!("{side:?} stops reading for {:?}", Duration::from_micros(micros)));
-                    self.net.stalled.insert(side, until);
-                }
-            }
-            Ev::Writable(side, generation) => {
-                if self.net.links.get(&side).is_some_and(|l| l.1 == generation) {
-                    self.write(side);
-                }
-            }
-            Ev::Garbage(side) => {
-                if self.faults {
-                    if let Some(&(_, generation)) = self.net.links.get(&side) {
-                        self.world(format!("{side:?} sends garbage"));
-                        let bytes: Vec<u8> =
-                            (0..1 + self.rng.below(40)).map(|_| self.rng.below(256) as u8).collect();
-                        let at = self.now.max(self.net.last_delivery.get(&side).copied().unwrap_or_default());
-                        self.at(at, Ev::ToSwitch(side, generation, bytes));
-                        // Nothing after the garbage is read as a message on this connection.
-                        self.net.ended.entry(generation).or_insert(at);
-                    }
-                }
-            }
-            Ev::DiskFull(micros) => {
-                if self.faults {
-                    // One shard's disk (which one: from the duration, no draw of its own).
-                    let k = (micros % self.disks.len() as u64) as usize;
-                    self.world(format!("disk {k} fills up for {:?}", Duration::from_micros(micros)));
-                    self.disks[k].full_until = Some(self.now + Duration::from_micros(micros));
-                }
-            }
-            Ev::Eio => {
-                if self.faults && self.disks.iter().any(|d| d.writing.is_some()) {
-                    self.world("the disk fails the batch (EIO): the switch stops");
-                    self.crash();
-                }
-            }
-            Ev::ClockJump(ms) => {
-                if self.faults {
-                    self.world(format!("the wall clock jumps {ms} ms"));
-                    self.wall_offset_ms += ms;
-                }
-            }
-            Ev::SignOn(side) => {
-                self.activate(side);
-                if self.net.links.contains_key(&side) && !self.terminal.signed_on {
-                    self.terminal_network("001");
-                }
-            }
-            Ev::SignOff(side) => {
-                self.activate(side);
-                if self.faults && self.net.links.contains_key(&side) && self.terminal.signed_on {
-                    self.world(format!("{side:?} signs off"));
-                    self.terminal_network("002");
-                }
-            }
+            Ev::Send(_) | Ev::TerminalTick(_) | Ev::SignOn(_) | Ev::SignOff(_) => self.terminal_event(ev),
+            Ev::ToSwitch(..)
+            | Ev::ToPeer(..)
+            | Ev::Writable(..)
+            | Ev::Drop(_)
+            | Ev::Connect(_)
+            | Ev::Stall(..)
+            | Ev::Garbage(_) => self.network_event(ev),
+            Ev::Synced(..)
+            | Ev::Hop(..)
+            | Ev::Timer(_)
+            | Ev::Crash
+            | Ev::Restart
+            | Ev::DiskFull(_)
+            | Ev::Eio
+            | Ev::ClockJump(_) => self.process_event(ev),
+            Ev::Reload(_) | Ev::Reconfigure(..) | Ev::RetireTick => self.operator_event(ev),
+        }
+        self.pump();
+        self.check_bounds();
+    }
+
+    /// An operator's event: a reload of the routes or of the whole configuration, and the
+    /// look at what is retiring.
+    pub(crate) fn operator_event(&mut self, ev: Ev) {
+        match ev {
             Ev::Reload(ms) => {
                 if let Some(e) = self.engine.as_mut() {
                     e.reload_routes(routes(Duration::from_millis(ms)));
@@ -532,9 +436,8 @@ impl Sim {
                     }
                 }
             }
+            _ => unreachable!("`step` hands this handler its own events only"),
         }
-        self.pump();
-        self.check_bounds();
     }
 
     /// Runs the seed to its end and checks it.

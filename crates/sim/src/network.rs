@@ -37,6 +37,60 @@ pub(crate) struct Network {
 }
 
 impl Sim {
+    /// An event of the simulated network: bytes arriving, a peer reading, a connection
+    /// dropped or made, a stall, garbage.
+    pub(crate) fn network_event(&mut self, ev: Ev) {
+        match ev {
+            Ev::ToSwitch(side, generation, bytes) => {
+                let Some(&(link, g)) = self.net.links.get(&side) else { return };
+                if g != generation || self.engine.is_none() {
+                    return;
+                }
+                self.net.inbuf.entry(link).or_default().extend_from_slice(&bytes);
+                self.feed(link);
+            }
+            Ev::ToPeer(side, generation) => {
+                if self.net.links.get(&side).is_some_and(|l| l.1 == generation) {
+                    if let Some(bytes) = self.net.in_flight.get_mut(&side).and_then(VecDeque::pop_front) {
+                        self.peer_receives(side, &bytes);
+                    }
+                }
+            }
+            Ev::Drop(side) => {
+                if self.faults && self.engine.is_some() {
+                    self.disconnect(side);
+                }
+            }
+            Ev::Connect(side) => self.connect(side),
+            Ev::Stall(side, micros) => {
+                if self.faults && self.net.links.contains_key(&side) {
+                    let until = self.now + Duration::from_micros(micros);
+                    self.world(format!("{side:?} stops reading for {:?}", Duration::from_micros(micros)));
+                    self.net.stalled.insert(side, until);
+                }
+            }
+            Ev::Writable(side, generation) => {
+                if self.net.links.get(&side).is_some_and(|l| l.1 == generation) {
+                    self.write(side);
+                }
+            }
+            Ev::Garbage(side) => {
+                if self.faults {
+                    if let Some(&(_, generation)) = self.net.links.get(&side) {
+                        self.world(format!("{side:?} sends garbage"));
+                        let bytes: Vec<u8> =
+                            (0..1 + self.rng.below(40)).map(|_| self.rng.below(256) as u8).collect();
+                        let at = self.now.max(self.net.last_delivery.get(&side).copied().unwrap_or_default());
+                        self.at(at, Ev::ToSwitch(side, generation, bytes));
+                        // Nothing after the garbage is read as a message on this connection.
+                        self.net.ended.entry(generation).or_insert(at);
+                    }
+                }
+            }
+            _ => unreachable!("`step` hands this handler its own events only"),
+        }
+    }
+
     pub(crate) fn connect(&mut self, side: Side) {
         let now = self.instant();
         let Some(engine) = self.engine.as_mut() else { return };

@@ -26,6 +26,69 @@ pub(crate) struct Durable {
 }
 
 impl Sim {
+    /// An event of the switch process and its disks: a sync, a hop's bytes, its timers, a
+    /// crash and restart, a full or failing disk, a wall-clock jump.
+    pub(crate) fn process_event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Synced(life, k) => {
+                if life == self.life {
+                    self.synced(k);
+                }
+            }
+            Ev::Hop(life, to, bytes) => {
+                let now = self.instant();
+                if life == self.life {
+                    if let Some(e) = self.engine.as_mut() {
+                        e.deliver_hop(to, &bytes, now);
+                    }
+                }
+            }
+            Ev::Timer(life) => {
+                if life != self.life {
+                    return;
+                }
+                if self.timer_at.is_some_and(|at| at <= self.now) {
+                    self.timer_at = None;
+                }
+                let now = self.instant();
+                if let Some(e) = self.engine.as_mut() {
+                    e.handle_timeout(now);
+                }
+            }
+            Ev::Crash => {
+                if self.faults {
+                    self.crash();
+                }
+            }
+            Ev::Restart => {
+                if self.engine.is_none() {
+                    self.start_switch();
+                }
+            }
+            Ev::DiskFull(micros) => {
+                if self.faults {
+                    // One shard's disk (which one: from the duration, no draw of its own).
+                    let k = (micros % self.disks.len() as u64) as usize;
+                    self.world(format!("disk {k} fills up for {:?}", Duration::from_micros(micros)));
+                    self.disks[k].full_until = Some(self.now + Duration::from_micros(micros));
+                }
+            }
+            Ev::Eio => {
+                if self.faults && self.disks.iter().any(|d| d.writing.is_some()) {
+                    self.world("the disk fails the batch (EIO): the switch stops");
+                    self.crash();
+                }
+            }
+            Ev::ClockJump(ms) => {
+                if self.faults {
+                    self.world(format!("the wall clock jumps {ms} ms"));
+                    self.wall_offset_ms += ms;
+                }
+            }
+            _ => unreachable!("`step` hands this handler its own events only"),
+        }
+    }
+
     // ----- the switch -----
 
     pub(crate) fn start_switch(&mut self) {

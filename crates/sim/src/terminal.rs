@@ -51,6 +51,34 @@ pub(crate) fn overdue(sent: &mut BTreeMap<u64, (u32, Duration)>, now: Duration) 
 }
 
 impl Sim {
+    /// A terminal's own event: its next send, its look at what to reverse, a sign-on or off.
+    pub(crate) fn terminal_event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Send(side) => {
+                self.activate(side);
+                self.terminal_send();
+            }
+            Ev::TerminalTick(side) => {
+                self.activate(side);
+                self.terminal_tick();
+            }
+            Ev::SignOn(side) => {
+                self.activate(side);
+                if self.net.links.contains_key(&side) && !self.terminal.signed_on {
+                    self.terminal_network("001");
+                }
+            }
+            Ev::SignOff(side) => {
+                self.activate(side);
+                if self.faults && self.net.links.contains_key(&side) && self.terminal.signed_on {
+                    self.world(format!("{side:?} signs off"));
+                    self.terminal_network("002");
+                }
+            }
+            _ => unreachable!("`step` hands this handler its own events only"),
+        }
+    }
+
     /// The terminal sends a network request with `code` (001 sign-on, 002 sign-off).
     pub(crate) fn terminal_network(&mut self, code: &str) {
         let mut m = OwnedMessage::new(Mti::NETWORK_REQUEST);

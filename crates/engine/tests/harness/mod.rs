@@ -248,6 +248,23 @@ impl Harness {
         l
     }
 
+    /// The issuer's first link and the acquirer's link up, in that order: (issuer,
+    /// acquirer).
+    pub fn both_up(&mut self) -> (LinkId, LinkId) {
+        let iss = self.issuer_up(L_ISS_A1);
+        let acq = self.acquirer_up(L_ACQ);
+        (iss, acq)
+    }
+
+    /// [`Harness::both_up`], then the acquirer's purchase of `pan` with STAN `stan` (terminal
+    /// 12345678), forwarded: (issuer, acquirer, what the issuer got).
+    pub fn forwarded(&mut self, pan: &str, stan: &str) -> (LinkId, LinkId, Got) {
+        let (iss, acq) = self.both_up();
+        self.send(acq, 0, &purchase(pan, stan, "12345678"));
+        let fwd = self.recv(iss).pop().expect("the purchase is forwarded");
+        (iss, acq, fwd)
+    }
+
     /// Brings a dialed issuer link up and answers its sign-on.
     pub fn issuer_up(&mut self, spec: usize) -> LinkId {
         let l = self.up(spec);

@@ -135,170 +135,182 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> Result<Found, JournalError> {
     Ok(all)
 }
 
+/// Whose a reversal is: a transaction of this shard (by its sequence number), or a request
+/// another shard sent over a hop (by the key it crossed with).
+enum Of {
+    Here(u64),
+    Crossed(Key),
+}
+
+/// One shard's journal read for a query: what it found so far, record by record.
+struct Scan<'q> {
+    shard: usize,
+    q: &'q Query,
+    found: BTreeMap<u64, Transaction>,
+    keys: Vec<(Key, u64)>,
+    hop_keys: Vec<Key>,
+    reversals: BTreeMap<u64, (Of, ReversalView)>,
+    more_matches: bool,
+}
+
+impl Scan<'_> {
+    fn entry(&mut self, seq: u64, entry: Entry) {
+        match entry {
+            Entry::Accepted(a) => self.accepted(seq, a),
+            Entry::Forwarded(fw) => {
+                if let Some(t) = self.found.get_mut(&fw.request) {
+                    t.forwarded = Some(Forward {
+                        destination: fw.destination,
+                        link: fw.link,
+                        sent_stan: text(&fw.sent_stan),
+                    });
+                }
+            }
+            Entry::Answered(an) => {
+                if let Some(t) = self.found.get_mut(&an.request) {
+                    let at = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
+                    let latency_ms = match (t.at_unix_ms, at) {
+                        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                        _ => None,
+                    };
+                    t.answer = Some(Answer {
+                        code: text(&an.code),
+                        auth: an.auth.map(|a| text(&a)),
+                        by: if an.switch_made { "switch" } else { "destination" },
+                        at_unix_ms: at,
+                        latency_ms,
+                    });
+                }
+            }
+            Entry::ReversalQueued(r) => self.reversal_queued(seq, r),
+            Entry::ReversalSent { id, .. } => {
+                if let Some((_, r)) = self.reversals.get_mut(&id) {
+                    r.transmissions += 1;
+                }
+            }
+            Entry::ReversalAcked { id } => self.reversal_state(id, "acknowledged"),
+            Entry::ReversalAbandoned { id, .. } => self.reversal_state(id, "exception"),
+            Entry::SafDropped { id } => self.reversal_state(id, "dropped"),
+            Entry::SafRetried { id } => self.reversal_state(id, "queued"),
+            _ => {}
+        }
+    }
+
+    /// A request accepted: a transaction when it matches the query.
+    fn accepted(&mut self, seq: u64, a: corridor_journal::entry::Accepted) {
+        let q = self.q;
+        if (a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms) || q.stan.is_some_and(|s| s != a.key.stan) {
+            return;
+        }
+        let Ok(v) = view(&a.request) else { return };
+        let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return };
+        let rrn = msg.rrn().map(text);
+        if q.rrn.as_ref().is_some_and(|want| rrn.as_deref().map(str::trim) != Some(want.trim())) {
+            return;
+        }
+        if a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
+            if self.hop_keys.len() < HOP_KEYS_MAX {
+                self.hop_keys.push(a.key);
+            }
+            return;
+        }
+        if self.found.len() >= MATCHES_MAX {
+            self.more_matches = true;
+            return;
+        }
+        let amount = msg.field(corridor_wire::de::AMOUNT).and_then(|f| f.value_borrowed()).map(text);
+        let crossed_as =
+            Key { participant: corridor_engine::shards::hop_participant_id(self.shard), ..a.key.clone() };
+        let t = Transaction {
+            crossed_as: Some(crossed_as),
+            seq,
+            at_unix_ms: (a.at_unix_ms != 0).then_some(a.at_unix_ms),
+            participant: a.key.participant.clone(),
+            link: a.link,
+            mti: msg.mti().to_string(),
+            stan: format!("{:06}", a.key.stan),
+            rrn,
+            pan: v.masked_pan().unwrap_or_default(),
+            amount,
+            ..Transaction::default()
+        };
+        self.found.insert(seq, t);
+        self.keys.push((a.key, seq));
+    }
+
+    /// A reversal or advice stored: kept when it names a transaction found here or a
+    /// request that crossed from another shard.
+    fn reversal_queued(&mut self, seq: u64, r: corridor_journal::entry::ReversalQueued) {
+        let Some(of) = r.original.as_ref().or(r.advice.as_ref()) else { return };
+        let txn = if let Some(&(_, txn)) = self.keys.iter().find(|(key, _)| key == of) {
+            Of::Here(txn)
+        } else if self.hop_keys.contains(of) {
+            Of::Crossed(of.clone())
+        } else {
+            return;
+        };
+        let view = ReversalView {
+            id: seq,
+            destination: r.destination,
+            queued_unix_ms: r.queued_unix_ms,
+            made_by: if r.advice.is_some() { "participant" } else { "switch" },
+            transmissions: 0,
+            state: "queued",
+        };
+        self.reversals.insert(seq, (txn, view));
+    }
+
+    fn reversal_state(&mut self, id: u64, state: &'static str) {
+        if let Some((_, r)) = self.reversals.get_mut(&id) {
+            r.state = state;
+        }
+    }
+
+    /// What the scan found: the reversals of this shard's transactions put with them, the
+    /// others handed back as crossed.
+    fn finish(mut self, segments_read: usize, more_segments: bool) -> Found {
+        let mut crossed = Vec::new();
+        for (_, (of, r)) in std::mem::take(&mut self.reversals) {
+            match of {
+                Of::Here(txn) => {
+                    if let Some(t) = self.found.get_mut(&txn) {
+                        t.reversals.push(r);
+                    }
+                }
+                Of::Crossed(key) => crossed.push((key, r)),
+            }
+        }
+        Found {
+            transactions: self.found.into_values().collect(),
+            segments_read,
+            more_segments,
+            more_matches: self.more_matches,
+            crossed,
+        }
+    }
+}
+
 /// [`lookup`] in one shard's journal. What another shard sent over a hop is that shard's
 /// transaction (its originator's): left out here, but the reversals of it made here are
 /// handed back (`crossed`) for that shard's transaction.
 fn lookup_one(shard: usize, dir: &Path, q: &Query) -> Result<Found, JournalError> {
-    /// Whose a reversal is: a transaction of this shard (by its sequence number), or a
-    /// request another shard sent over a hop (by the key it crossed with).
-    enum Of {
-        Here(u64),
-        Crossed(Key),
-    }
-    let mut found: BTreeMap<u64, Transaction> = BTreeMap::new();
-    let mut keys: Vec<(Key, u64)> = Vec::new();
-    let mut hop_keys: Vec<Key> = Vec::new();
-    let mut reversals: BTreeMap<u64, (Of, ReversalView)> = BTreeMap::new();
-    let mut more_matches = false;
+    let mut scan = Scan {
+        shard,
+        q,
+        found: BTreeMap::new(),
+        keys: Vec::new(),
+        hop_keys: Vec::new(),
+        reversals: BTreeMap::new(),
+        more_matches: false,
+    };
     let (segments_read, more_segments) = corridor_net::journal::for_each_since::<JournalError>(
         dir,
         q.from_unix_ms,
         SEGMENTS_MAX,
         |seq, entry| {
-            match entry {
-                Entry::Accepted(a) => {
-                    if a.at_unix_ms != 0 && a.at_unix_ms < q.from_unix_ms {
-                        return Ok(());
-                    }
-                    if q.stan.is_some_and(|s| s != a.key.stan) {
-                        return Ok(());
-                    }
-                    let Ok(v) = view(&a.request) else { return Ok(()) };
-                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return Ok(()) };
-                    let rrn = msg.rrn().map(text);
-                    if let Some(want) = &q.rrn {
-                        if rrn.as_deref().map(str::trim) != Some(want.trim()) {
-                            return Ok(());
-                        }
-                    }
-                    if a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
-                        if hop_keys.len() < HOP_KEYS_MAX {
-                            hop_keys.push(a.key);
-                        }
-                        return Ok(());
-                    }
-                    if found.len() >= MATCHES_MAX {
-                        more_matches = true;
-                        return Ok(());
-                    }
-                    let amount =
-                        msg.field(corridor_wire::de::AMOUNT).and_then(|f| f.value_borrowed()).map(text);
-                    found.insert(
-                        seq,
-                        Transaction {
-                            crossed_as: Some(Key {
-                                participant: corridor_engine::shards::hop_participant_id(shard),
-                                ..a.key.clone()
-                            }),
-                            seq,
-                            at_unix_ms: (a.at_unix_ms != 0).then_some(a.at_unix_ms),
-                            participant: a.key.participant.clone(),
-                            link: a.link,
-                            mti: msg.mti().to_string(),
-                            stan: format!("{:06}", a.key.stan),
-                            rrn,
-                            pan: v.masked_pan().unwrap_or_default(),
-                            amount,
-                            ..Transaction::default()
-                        },
-                    );
-                    keys.push((a.key, seq));
-                }
-                Entry::Forwarded(fw) => {
-                    if let Some(t) = found.get_mut(&fw.request) {
-                        t.forwarded = Some(Forward {
-                            destination: fw.destination,
-                            link: fw.link,
-                            sent_stan: text(&fw.sent_stan),
-                        });
-                    }
-                }
-                Entry::Answered(an) => {
-                    if let Some(t) = found.get_mut(&an.request) {
-                        let at = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
-                        let latency_ms = match (t.at_unix_ms, at) {
-                            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-                            _ => None,
-                        };
-                        t.answer = Some(Answer {
-                            code: text(&an.code),
-                            auth: an.auth.map(|a| text(&a)),
-                            by: if an.switch_made { "switch" } else { "destination" },
-                            at_unix_ms: at,
-                            latency_ms,
-                        });
-                    }
-                }
-                Entry::ReversalQueued(r) => {
-                    let Some(of) = r.original.as_ref().or(r.advice.as_ref()) else { return Ok(()) };
-                    let txn = if let Some(&(_, txn)) = keys.iter().find(|(key, _)| key == of) {
-                        Of::Here(txn)
-                    } else if hop_keys.contains(of) {
-                        Of::Crossed(of.clone())
-                    } else {
-                        return Ok(());
-                    };
-                    reversals.insert(
-                        seq,
-                        (
-                            txn,
-                            ReversalView {
-                                id: seq,
-                                destination: r.destination,
-                                queued_unix_ms: r.queued_unix_ms,
-                                made_by: if r.advice.is_some() { "participant" } else { "switch" },
-                                transmissions: 0,
-                                state: "queued",
-                            },
-                        ),
-                    );
-                }
-                Entry::ReversalSent { id, .. } => {
-                    if let Some((_, r)) = reversals.get_mut(&id) {
-                        r.transmissions += 1;
-                    }
-                }
-                Entry::ReversalAcked { id } => {
-                    if let Some((_, r)) = reversals.get_mut(&id) {
-                        r.state = "acknowledged";
-                    }
-                }
-                Entry::ReversalAbandoned { id, .. } => {
-                    if let Some((_, r)) = reversals.get_mut(&id) {
-                        r.state = "exception";
-                    }
-                }
-                Entry::SafDropped { id } => {
-                    if let Some((_, r)) = reversals.get_mut(&id) {
-                        r.state = "dropped";
-                    }
-                }
-                Entry::SafRetried { id } => {
-                    if let Some((_, r)) = reversals.get_mut(&id) {
-                        r.state = "queued";
-                    }
-                }
-                _ => {}
-            }
+            scan.entry(seq, entry);
             Ok(())
         },
     )?;
-    let mut crossed = Vec::new();
-    for (_, (of, r)) in reversals {
-        match of {
-            Of::Here(txn) => {
-                if let Some(t) = found.get_mut(&txn) {
-                    t.reversals.push(r);
-                }
-            }
-            Of::Crossed(key) => crossed.push((key, r)),
-        }
-    }
-    Ok(Found {
-        transactions: found.into_values().collect(),
-        segments_read,
-        more_segments,
-        more_matches,
-        crossed,
-    })
+    Ok(scan.finish(segments_read, more_segments))
 }
