@@ -3,9 +3,10 @@
 //! One thread, one engine: each shard of the switch runs on a current-thread tokio runtime
 //! inside a `LocalSet` (shard 0 on the caller's, the others on threads of their own), and
 //! every task of a shard borrows its engine in turn (no lock, no channel hop per message).
-//! Shards meet only at their hops: bounded lock-free queues of write batches ([`hop`]). A link's reader hands each read's bytes to the engine, which frames, checks,
-//! routes and appends to destination write batches; each destination's writer is woken once
-//! per batch and writes it with one syscall.
+//! Shards meet only at their hops: bounded lock-free queues of write batches ([`hop`]). A
+//! link's reader hands each read's bytes to the engine, which frames, checks, routes and
+//! appends to destination write batches; each destination's writer is woken once per batch
+//! and writes it with one syscall.
 //!
 //! # Layout
 //!
@@ -15,11 +16,17 @@
 //! - [`error`]: what setting up a link's TLS or QUIC, or authenticating its peer, can fail with.
 //! - [`quic`]: QUIC links (quinn): lanes of native frames, mutual TLS 1.3, explicit limits.
 //! - [`tls`]: mutual TLS for links, and the check that a certificate is the link's participant.
-//! - [`switch`]: the transports as one enum, listeners, connectors, the per-connection
-//!   reader (sized buffers, backpressure) and writer (flushed batches, delivery reports), the
-//!   timer task, graceful shutdown, and a reloaded configuration applied in one step (new
-//!   listeners bound first, the engine's `reconfigure`, loops started, stopped or given
-//!   their new settings, retired connections closed as they drain).
+//! - [`switch`]: a shard's shared state and the driver's network side (every engine input
+//!   through `Shared::input`, which flushes in `corridor_engine::driver`'s order), the
+//!   switch and its shards' threads, the timer task; in its own files: `config` (the
+//!   transports as one enum, listening and dialed links), `accept` (listeners, the
+//!   connection limit, handshakes), `dial` (connectors with backoff), `connection` (the
+//!   per-connection reader — sized buffers, backpressure — and writer — flushed batches,
+//!   delivery reports — and the linger of a close), `journaling` (the journal's loop: the
+//!   driver's batch cycle over the files, checkpoints), `reload` (a reloaded configuration
+//!   applied in one step: new listeners bound first, the engine's `reconfigure`, loops
+//!   started, stopped or given their new settings, retired connections closed as they
+//!   drain) and `ops` (control directory, handle commands, graceful drain, snapshots).
 //! - [`hop`]: the hand-off between two shards: two bounded lock-free lanes of write
 //!   batches, one wake-up a batch, back-pressure when full.
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches

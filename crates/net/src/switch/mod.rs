@@ -3,7 +3,7 @@
 //! # Layout
 //!
 //! - this module: the shared state of a shard (its engine, connections, loops), the
-//!   driver's network side ([`Shared::input`], [`Shared::flush`]), the switch and its shards'
+//!   driver's network side (`Shared::input`, `Shared::flush`), the switch and its shards'
 //!   threads, the timer loop;
 //! - `config`: transports, listening and dialed links;
 //! - `accept`: listening, accepting, handshakes;
