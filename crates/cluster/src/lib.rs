@@ -1,0 +1,29 @@
+//! Several Corridor nodes as one switch, on NATS JetStream.
+//!
+//! A cluster is the switch's shards leased to nodes: a node runs the shards it holds a lease
+//! on, and each shard's journal is replicated in one stream, on the shard's own subject.
+//! Nothing here is a consensus or replication protocol of our own: JetStream's R3 stream
+//! (with `sync_interval: always`) orders and replicates, and its per-subject sequence is
+//! the fence between an owner and a deposed one. What we add is the distrust Jepsen's
+//! analysis of NATS 2.12 calls for: our own CRC on every batch, a check that a subject's
+//! batches follow one another without a gap on every read, a check that a subject never
+//! goes backwards past what it acknowledged, and the local journal kept as the copy that
+//! can refill the stream.
+//!
+//! # Layout
+//!
+//! - [`limits`]: every bound of this layer.
+//! - [`batch`]: what one append carries (a batch of journal records, our header and CRC),
+//!   and the gap check a reader applies (sans-IO).
+//! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
+//!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
+//!   back, a subject read in order and checked.
+
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod limits;
+pub mod stream;
+
+pub use batch::{Batch, Gap, Invalid, Tail};
+pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};

@@ -1,0 +1,23 @@
+//! Every bound of the cluster layer, in one place.
+
+use std::time::Duration;
+
+/// The largest message one append carries (our header, the records, our CRC). The
+/// stream's `max_msg_size` is set to it; the journal cuts its batches below it.
+pub const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// How long one request to the stream (an append's acknowledgement, a read) may take before
+/// it is settled by reading back or asked again.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// The pause between two tries of an append the stream did not acknowledge.
+pub const APPEND_RETRY: Duration = Duration::from_millis(100);
+
+/// How long an append keeps trying before it reports the stream unavailable. Longer than an
+/// election (measured 2.3–8 s with the pinned server): a writer waits one out rather than
+/// give up a shard the stream would still let it keep.
+pub const APPEND_WAIT_MAX: Duration = Duration::from_secs(15);
+
+/// The most batches one read of a subject returns (a takeover reads from the last
+/// checkpoint; more than this is a checkpoint missed).
+pub const READ_BATCHES_MAX: usize = 1 << 20;
