@@ -12,11 +12,15 @@
 //! - [`python`]: a Python interpreter with the test's pinned PyPI packages, provisioned into
 //!   a virtual environment under `target/` the first time a test asks for it.
 //! - [`node`]: Node.js with the tests' pinned npm packages, provisioned likewise.
+//! - [`nats`]: the pinned NATS server, three on loopback as one JetStream cluster, killed and
+//!   restarted as a test asks.
 
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a failed test, and says why.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "nats.rs"]
+pub mod nats;
 #[path = "node.rs"]
 pub mod node;
 #[path = "ops.rs"]

@@ -1,0 +1,135 @@
+//! A shard's journal in a real JetStream cluster (three pinned `nats-server` processes on
+//! loopback, R3, `sync_interval: always`): appends ordered and exactly once, read back
+//! checked; a second writer fences the first; killing the stream's leader under appends loses
+//! nothing it acknowledged.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
+
+use std::time::{Duration, Instant};
+
+use corridor_cluster::{
+    stream::{self, read},
+    AppendError, ShardLog, Tail,
+};
+use corridor_tests::nats::NatsCluster;
+
+const STREAM: &str = "CORRIDOR";
+
+async fn client(c: &NatsCluster) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(c.urls())
+        .await
+        .expect("a client connects")
+}
+
+/// The stream made (R3), waiting out the cluster's first meta-leader election.
+async fn ready(client: &async_nats::Client) {
+    let js = async_nats::jetstream::new(client.clone());
+    let start = Instant::now();
+    loop {
+        match stream::ensure(&js, STREAM, 3).await {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(30), "the stream cannot be made: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn records(first: u64, last: u64) -> Vec<u8> {
+    (first..=last).flat_map(|s| format!("record {s};").into_bytes()).collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn appends_are_ordered_exactly_once_and_read_back_checked() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut zero = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
+    let mut one = ShardLog::open(c.clone(), STREAM, 1).await.unwrap();
+    let (mut next, mut other) = (1, 0);
+    for i in 0..40u64 {
+        let last = next + i % 3;
+        zero.append(next, last, &records(next, last)).await.unwrap();
+        next = last + 1;
+        if i % 4 == 0 {
+            // Another shard's subject in between: its own sequence, not this one's.
+            other += 1;
+            one.append(other, other, b"other shard").await.unwrap();
+        }
+    }
+    let back = read(c.clone(), STREAM, 0, Tail::default()).await.unwrap();
+    assert_eq!(back.len(), 40, "each append once");
+    assert_eq!((back[0].first_seq, back.last().unwrap().last_seq), (1, next - 1));
+    for b in &back {
+        assert_eq!(b.records, records(b.first_seq, b.last_seq), "batch {} as written", b.seq);
+    }
+    assert_eq!(back.last().unwrap().seq, zero.last());
+    // A reader that expects another start finds the gap.
+    let gap = read(c.clone(), STREAM, 0, Tail::from(2)).await.unwrap_err();
+    assert!(gap.to_string().contains("skips from record 2 to 1"), "{gap}");
+    assert_eq!(read(c.clone(), STREAM, 1, Tail::default()).await.unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one_goes_in() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut old = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
+    old.append(1, 2, &records(1, 2)).await.unwrap();
+    // The new owner reads the subject (recovery) and appends its takeover record.
+    let mut new = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
+    assert_eq!(new.last(), old.last());
+    new.append(3, 3, b"takeover").await.unwrap();
+    match old.append(3, 4, &records(3, 4)).await {
+        Err(AppendError::Fenced { expected, found }) => assert!(found > expected),
+        other => panic!("the old owner's append must be fenced: {other:?}"),
+    }
+    let back = read(c.clone(), STREAM, 2, Tail::default()).await.unwrap();
+    let firsts: Vec<(u64, u64)> = back.iter().map(|b| (b.first_seq, b.last_seq)).collect();
+    assert_eq!(firsts, [(1, 2), (3, 3)]);
+    assert_eq!(back[1].records, b"takeover".as_slice());
+    // Fenced for good: every later try of the old owner fails the same way.
+    assert!(matches!(old.append(5, 5, b"x").await, Err(AppendError::Fenced { .. })));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
+    let mut cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
+    let js = async_nats::jetstream::new(c.clone());
+    let mut acknowledged = 0u64;
+    let mut waits = Vec::new();
+    let mut killed = None;
+    for seq in 1..=120u64 {
+        if seq == 40 {
+            let mut s = js.get_stream(STREAM).await.unwrap();
+            let leader = s.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap();
+            let i: usize = leader.trim_start_matches('n').parse().unwrap();
+            cluster.kill(i);
+            killed = Some(i);
+        }
+        if seq == 80 {
+            cluster.restart(killed.unwrap());
+        }
+        let start = Instant::now();
+        log.append(seq, seq, &records(seq, seq)).await.unwrap_or_else(|e| panic!("append {seq}: {e}"));
+        waits.push(start.elapsed());
+        acknowledged = seq;
+    }
+    let back = read(c.clone(), STREAM, 0, Tail::default()).await.unwrap();
+    assert_eq!(back.len() as u64, acknowledged, "every acknowledged append, once");
+    assert!(back.iter().zip(1..).all(|(b, s)| b.first_seq == s && b.records == records(s, s)));
+    waits.sort();
+    let longest = *waits.last().unwrap();
+    eprintln!(
+        "appends: p50 {:?}, longest {:?} (the election after the leader's kill)",
+        waits[waits.len() / 2],
+        longest
+    );
+}
