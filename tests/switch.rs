@@ -57,6 +57,27 @@ impl TestSwitch {
         assert!(ok, "links {dialed:?} signed on");
     }
 
+    /// Until every shard's journal is replicated (a node of a cluster takes no request
+    /// before: it declines them 96).
+    ///
+    /// # Panics
+    ///
+    /// After [`crate::peer::WAIT_MAX`] three times over (the stream's first election), or if
+    /// the switch is not a node of a cluster.
+    pub fn wait_replicating(&self) {
+        let deadline = std::time::Instant::now() + crate::peer::WAIT_MAX * 3;
+        loop {
+            let now = self.handle().snapshot_blocking().and_then(|s| s.journal.replicating);
+            match now {
+                Some(true) => return,
+                Some(false) => assert!(std::time::Instant::now() < deadline, "the journal is not replicated"),
+                None => panic!("not a node of a cluster"),
+            }
+            #[allow(clippy::disallowed_methods)] // a test helper on its own thread, outside any runtime
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Waits (bounded) until nothing is in flight: every forwarded request answered or timed
     /// out, every reversal acknowledged or abandoned.
     ///

@@ -173,6 +173,20 @@ impl ShardLog {
         self.last
     }
 
+    /// The local journal's last record the subject holds (0: none), read from the stream.
+    ///
+    /// # Errors
+    ///
+    /// The stream cannot be read, or its last message is not a batch we wrote.
+    pub async fn last_record(&self) -> Result<u64, StreamError> {
+        match last_on(&self.js, &self.stream, &self.subject).await.map_err(StreamError::Server)? {
+            None => Ok(0),
+            Some((seq, payload)) => {
+                batch::decode(&payload).map(|b| b.last_seq).map_err(|why| StreamError::Invalid { seq, why })
+            }
+        }
+    }
+
     /// Appends the local journal's records `first_seq..=last_seq`; the stream sequence it
     /// got, once the stream acknowledged it (or was found to hold it).
     ///

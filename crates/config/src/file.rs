@@ -13,6 +13,7 @@ pub(crate) struct File {
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<RouteSection>,
     pub(crate) journal: Option<JournalSection>,
+    pub(crate) cluster: Option<ClusterSection>,
     pub(crate) admin: Option<AdminSection>,
     pub(crate) qr: Option<QrSection>,
     pub(crate) clearing: Option<ClearingSection>,
@@ -96,6 +97,19 @@ pub(crate) struct JournalSection {
     pub(crate) retain_hours: Option<u64>,
     pub(crate) reserve_bytes: Option<u64>,
     pub(crate) preallocate: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterSection {
+    /// This node's name.
+    pub(crate) node: String,
+    /// The NATS servers (`nats://host:port`), any of which the node may reach.
+    pub(crate) nats: Vec<String>,
+    /// The JetStream stream the shards' journals are replicated in.
+    pub(crate) stream: Option<String>,
+    /// Its copies.
+    pub(crate) replicas: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

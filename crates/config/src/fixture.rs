@@ -97,6 +97,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_section_replicates_a_journal_and_names_its_servers() {
+        let parts =
+            two_participants(&FixtureLink::native("127.0.0.1:0"), &FixtureLink::native("127.0.0.1:9"));
+        let key = std::env::temp_dir().join(format!("corridor-fixture-key-{}", std::process::id()));
+        std::fs::write(&key, "5a".repeat(32)).unwrap();
+        let journal = format!("[journal]\ndir = \"j\"\nkey_file = \"{}\"\n", key.display());
+        let cluster = "[cluster]\nnode = \"n1\"\nnats = [\"nats://127.0.0.1:4222\"]\n";
+        let e = crate::parse(&format!("{parts}{cluster}")).err().expect("refused").to_string();
+        assert!(e.contains("add a [journal] section"), "{e}");
+        let bad = cluster.replace("nats://", "http://");
+        let e = crate::parse(&format!("{parts}{journal}{bad}")).err().expect("refused").to_string();
+        assert!(e.contains("must be nats://host:port"), "{e}");
+        let e = crate::parse(&format!("{parts}{journal}{cluster}replicas = 7\n"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("replicas must be 1-5"), "{e}");
+        let ok = crate::parse(&format!("{parts}{journal}{cluster}")).expect("valid");
+        let c = ok.cluster.expect("a cluster");
+        assert_eq!((c.node.as_str(), c.stream.as_str(), c.replicas), ("n1", "CORRIDOR", 3));
+        let _ = std::fs::remove_file(&key);
+    }
+
+    #[test]
     fn the_fixture_loads_with_its_links_as_asked() {
         let text = two_participants(
             &FixtureLink::classic("127.0.0.1:0", "bin2", "iso87-ascii").with("sign_on_required = false"),

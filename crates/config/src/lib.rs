@@ -46,6 +46,9 @@ pub struct Loaded {
     pub net: NetConfig,
     /// The journal, when the configuration has one.
     pub journal: Option<JournalSettings>,
+    /// The cluster this node is one of, when the configuration names one (`[cluster]`):
+    /// each shard's journal is then replicated in its stream.
+    pub cluster: Option<ClusterSettings>,
     /// SHA-256 of the configuration's text (journaled at start, for the audit trail).
     pub digest: [u8; 32],
     /// The admin HTTP server, when the configuration has one.
@@ -154,6 +157,49 @@ fn admin_settings(a: &file::AdminSection, base: &Path) -> Result<AdminSettings> 
         bail!("{at}: the token in {} must be printable ASCII without spaces", token_file.display());
     }
     Ok(AdminSettings { address, token, token_file })
+}
+
+/// A checked `[cluster]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This node's name (a lease names its holder by it).
+    pub node: String,
+    /// The NATS servers.
+    pub nats: Vec<String>,
+    /// The JetStream stream the shards' journals are replicated in (default `CORRIDOR`).
+    pub stream: String,
+    /// Its copies (default 3).
+    pub replicas: usize,
+}
+
+/// `[cluster]`, checked: it replicates the journal, so it needs one.
+fn cluster_settings(c: &file::ClusterSection, journal: bool) -> Result<ClusterSettings> {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !journal {
+        bail!("cluster: a cluster replicates the journal: add a [journal] section");
+    }
+    if !name_ok(&c.node) {
+        bail!("cluster: node {:?}: 1-64 letters, digits, '-' or '_'", c.node);
+    }
+    if c.nats.is_empty() || c.nats.len() > 16 {
+        bail!("cluster: nats must name 1-16 servers");
+    }
+    if let Some(bad) = c.nats.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://"))) {
+        bail!("cluster: nats server {bad:?} must be nats://host:port or tls://host:port");
+    }
+    let stream = c.stream.clone().unwrap_or_else(|| "CORRIDOR".to_owned());
+    if !name_ok(&stream) {
+        bail!("cluster: stream {stream:?}: 1-64 letters, digits, '-' or '_'");
+    }
+    let replicas = c.replicas.unwrap_or(3);
+    if !(1..=5).contains(&replicas) {
+        bail!("cluster: replicas must be 1-5, not {replicas}");
+    }
+    Ok(ClusterSettings { node: c.node.clone(), nats: c.nats.clone(), stream, replicas })
 }
 
 /// A checked `[journal]` section.
@@ -395,6 +441,7 @@ fn check_in(text: &str, base: &Path) -> Result<Loaded> {
         None => Clearing::default(),
     };
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
+    let cluster = file.cluster.as_ref().map(|c| cluster_settings(c, journal.is_some())).transpose()?;
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let mut digest = [0u8; 32];
     digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
@@ -407,6 +454,7 @@ fn check_in(text: &str, base: &Path) -> Result<Loaded> {
         engine: Config { participants, links, routes, settings, interop },
         net,
         journal,
+        cluster,
         digest,
         admin,
         link_fingerprints: fingerprints,

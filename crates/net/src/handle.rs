@@ -44,6 +44,9 @@ pub struct JournalMetrics {
     pub full: bool,
     /// Whether writing failed for good (the switch stops).
     pub failed: bool,
+    /// In a cluster: whether the journal is replicated now (its stream reached, what the
+    /// local journal held appended, the last batch acknowledged); `None` on a single node.
+    pub replicating: Option<bool>,
 }
 
 impl JournalMetrics {
@@ -56,6 +59,10 @@ impl JournalMetrics {
         self.batch_records_sum += o.batch_records_sum;
         self.full |= o.full;
         self.failed |= o.failed;
+        self.replicating = match (self.replicating, o.replicating) {
+            (Some(a), Some(b)) => Some(a && b),
+            (a, b) => a.or(b),
+        };
     }
 
     pub(crate) fn batch(&mut self, records: u64, took: std::time::Duration) {
@@ -314,6 +321,17 @@ impl Handle {
     #[must_use]
     pub fn report_blocking(&self) -> Option<Report> {
         Some(merge_reports(self.ask_all_blocking(Command::Report)?))
+    }
+
+    /// [`Handle::snapshot`] from a thread outside any runtime.
+    #[must_use]
+    pub fn snapshot_blocking(&self) -> Option<Box<Snapshot>> {
+        let mut all = self.ask_all_blocking(Command::Snapshot)?.into_iter();
+        let mut first = all.next()?;
+        for s in all {
+            first.add(&s);
+        }
+        Some(first)
     }
 
     /// [`Handle::links`] from a thread outside any runtime.

@@ -225,8 +225,63 @@ fn numbered_files(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec
     Ok(out)
 }
 
+/// The records of the journal in `dir` from sequence number `from` on, as they are on disk,
+/// in chunks of at most `chunk_bytes` (a record larger than that is a chunk of its own):
+/// `(first_seq, last_seq, bytes)`. What the stream lacks is refilled from these.
+///
+/// # Errors
+///
+/// A segment cannot be read, or is damaged inside.
+pub fn records_from(
+    dir: &Path,
+    from: u64,
+    chunk_bytes: usize,
+) -> Result<Vec<(u64, u64, Vec<u8>)>, JournalError> {
+    let seqs = segment_seqs(dir)?;
+    let last = seqs.last().copied();
+    let mut out: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    for (i, &seq) in seqs.iter().enumerate() {
+        // A segment whose successor begins at or before `from` holds nothing wanted.
+        if seqs.get(i + 1).is_some_and(|&next| next <= from) {
+            continue;
+        }
+        let path = segment_path(dir, seq);
+        let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+        let scan = corridor_journal::segment::scan_segment(&bytes, seq, Some(seq) == last)
+            .map_err(JournalError::Corrupt)?;
+        let ends: Vec<usize> = scan.records.iter().skip(1).map(|f| f.offset).chain([scan.end]).collect();
+        for (found, end) in scan.records.iter().zip(ends) {
+            if found.record.seq < from {
+                continue;
+            }
+            let raw = &bytes[found.offset..end];
+            match out.last_mut() {
+                Some((_, last_seq, chunk)) if chunk.len() + raw.len() <= chunk_bytes => {
+                    chunk.extend_from_slice(raw);
+                    *last_seq = found.record.seq;
+                }
+                _ => out.push((found.record.seq, found.record.seq, raw.to_vec())),
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(SegmentHeader { first_seq: seq, created_unix_ms: 0 }.file_name())
+}
+
+/// Where a shard's journal is replicated: the stream's servers and name, and the shard.
+#[derive(Clone, Debug)]
+pub struct Replicate {
+    /// The NATS servers.
+    pub servers: Vec<String>,
+    /// The stream's name.
+    pub stream: String,
+    /// Its copies.
+    pub replicas: usize,
+    /// The shard whose journal this is (its subject in the stream).
+    pub shard: u16,
 }
 
 /// Where a switch's journal lives, for the network layer to append to.
@@ -252,6 +307,9 @@ pub struct JournalFiles {
     pub retain: std::time::Duration,
     /// Space held back in the directory for when the disk fills (see [`Writer`]).
     pub reserve_bytes: u64,
+    /// The stream this shard's journal is replicated in, when the switch is one node of a
+    /// cluster: a batch is durable once it is synced here and acknowledged there.
+    pub replicate: Option<Replicate>,
     /// Fault injection, for tests: the storage seam (see [`StorageFault`]).
     #[doc(hidden)]
     pub fault: Option<std::sync::Arc<StorageFault>>,

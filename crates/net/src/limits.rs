@@ -69,3 +69,7 @@ pub const TIMER_LATE_MAX: Duration = Duration::from_millis(100);
 /// Rounds of reading the timer task lets pass after a pause before it judges the timers:
 /// each lets every link's reader take what its socket holds (up to its cooperative budget).
 pub const PAUSE_READ_ROUNDS: usize = 4;
+
+/// How long a node waits, at start, for the cluster's stream to be made or found (its
+/// servers may still be electing their leaders).
+pub const CLUSTER_START_MAX: Duration = Duration::from_secs(30);

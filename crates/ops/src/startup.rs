@@ -52,7 +52,17 @@ pub fn into_shards(
             None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
             Some(j) => {
                 let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
-                journaled(engine, net, j, dir, clock, loaded.digest, k)?
+                let replicate = loaded.cluster.as_ref().map(|c| corridor_net::journal::Replicate {
+                    servers: c.nats.clone(),
+                    stream: c.stream.clone(),
+                    replicas: c.replicas,
+                    shard: u16::try_from(k).unwrap_or(u16::MAX),
+                });
+                let mut part = journaled(engine, net, j, dir, clock, loaded.digest, k)?;
+                if let Some(files) = part.net.journal.as_mut() {
+                    files.replicate = replicate;
+                }
+                part
             }
         };
         parts.push(part);
@@ -160,6 +170,7 @@ fn journaled(
         outcome_window,
         retain: j.retain,
         reserve_bytes: j.reserve_bytes,
+        replicate: None,
         fault: None,
     });
     let mut engine = corridor_engine::Engine::with_journal(engine, clock, journal);

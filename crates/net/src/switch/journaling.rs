@@ -79,6 +79,24 @@ pub(super) async fn journal_loop(
     stop: Shutdown,
 ) {
     let mut cycle = JournalCycle::default();
+    // In a cluster, a batch is durable once synced here and acknowledged by the stream.
+    let mut replica = match checkpoints.files.replicate.clone() {
+        Some(r) => {
+            // Until the stream has what this journal holds, no new request is taken (96):
+            // nothing of it could be answered.
+            shared.journal_metrics.borrow_mut().replicating = Some(false);
+            shared.input(|e| e.set_storage_full(true));
+            match replica(&shared, &r, &checkpoints.files.dir).await {
+                Ok(log) => {
+                    shared.input(|e| e.set_storage_full(false));
+                    shared.journal_metrics.borrow_mut().replicating = Some(true);
+                    Some(log)
+                }
+                Err(why) => return fatal(&shared, &stop, &why),
+            }
+        }
+        None => None,
+    };
     loop {
         let step = loop {
             let (step, due) = {
@@ -130,6 +148,11 @@ pub(super) async fn journal_loop(
             let result = match written {
                 Ok((back, again, Ok(()))) => {
                     (w, batch) = (back, again);
+                    if let Some(log) = replica.as_mut() {
+                        if let Err(why) = replicate(&shared, log, &batch, &stop).await {
+                            return fatal(&shared, &stop, &why);
+                        }
+                    }
                     Written::Synced
                 }
                 Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
@@ -163,4 +186,87 @@ pub(super) fn fatal(shared: &Shared, stop: &Shutdown, why: &str) {
     shared.journal_metrics.borrow_mut().failed = true;
     *shared.fatal.borrow_mut() = Some(why.to_owned());
     stop.trigger();
+}
+
+/// The shard's subject in the cluster's stream, open, with what the local journal holds and
+/// the stream lacks appended first: the local journal is the copy that refills the stream.
+/// A stream that holds records the local journal lacks is an error (the shard ran on
+/// another node since, or this journal lost them): the node must take it over from the
+/// stream, not go on from here.
+async fn replica(
+    shared: &Shared,
+    r: &crate::journal::Replicate,
+    dir: &std::path::Path,
+) -> Result<corridor_cluster::ShardLog, String> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(r.servers.as_slice())
+        .await
+        .map_err(|e| format!("cluster: cannot reach NATS: {e}"))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let start = Instant::now();
+    // The cluster may still be electing its leaders (the meta leader, then the stream's):
+    // wait them out, within bounds.
+    let (mut log, held) = loop {
+        let opened = async {
+            corridor_cluster::stream::ensure(&js, &r.stream, r.replicas).await?;
+            let log = corridor_cluster::ShardLog::open(client.clone(), &r.stream, r.shard).await?;
+            let held = log.last_record().await?;
+            Ok::<_, corridor_cluster::StreamError>((log, held))
+        };
+        match opened.await {
+            Ok(v) => break v,
+            Err(e) if start.elapsed() < crate::limits::CLUSTER_START_MAX => {
+                debug!(error = %e, "cluster: the stream is not ready yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(format!("cluster: stream {}, shard {}: {e}", r.stream, r.shard)),
+        }
+    };
+    let local = shared.engine.borrow().journal_durable().unwrap_or(0);
+    if held > local {
+        return Err(format!(
+            "cluster: the stream holds shard {}'s records {}..={held}, which this node's journal lacks",
+            r.shard,
+            local + 1
+        ));
+    }
+    let dir = dir.to_owned();
+    let from = held + 1;
+    let chunk = corridor_cluster::limits::BATCH_BYTES_MAX / 2;
+    let missing = tokio::task::spawn_blocking(move || crate::journal::records_from(&dir, from, chunk))
+        .await
+        .map_err(|e| format!("cluster: reading the journal: {e}"))?
+        .map_err(|e| format!("cluster: reading the journal: {e}"))?;
+    let refilled = missing.len();
+    for (first, last, records) in missing {
+        log.append(first, last, &records).await.map_err(|e| format!("cluster: refilling the stream: {e}"))?;
+    }
+    info!(shard = r.shard, stream = %r.stream, held, local, refilled, "cluster: the journal is replicated");
+    Ok(log)
+}
+
+/// Appends `batch` (synced here) to the stream, waiting as long as the stream is unavailable:
+/// nothing of it may leave before the stream has it. Fenced (another node took the shard)
+/// or lost (the stream went back on what it acknowledged) is an error: the node stops
+/// acting for the shard.
+async fn replicate(
+    shared: &Shared,
+    log: &mut corridor_cluster::ShardLog,
+    batch: &corridor_journal::SyncBatch,
+    stop: &Shutdown,
+) -> Result<(), String> {
+    loop {
+        match log.append(batch.first_seq, batch.last_seq, &batch.bytes).await {
+            Ok(_) => {
+                shared.journal_metrics.borrow_mut().replicating = Some(true);
+                return Ok(());
+            }
+            Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
+                shared.journal_metrics.borrow_mut().replicating = Some(false);
+                warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
+            }
+            Err(e) => return Err(format!("cluster: {e}")),
+        }
+    }
 }

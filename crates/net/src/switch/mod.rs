@@ -484,6 +484,12 @@ impl Shard {
                 for (spec, end) in hops {
                     tokio::task::spawn_local(crate::hop::run(Rc::clone(&shared), spec, end));
                 }
+                if let Some((_, files)) = &journal {
+                    // A node of a cluster is not replicating until its journal loop says so:
+                    // said before any snapshot can be asked for.
+                    shared.journal_metrics.borrow_mut().replicating =
+                        files.replicate.is_some().then_some(false);
+                }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
                 if let Some((writer, files)) = journal {

@@ -1,0 +1,164 @@
+//! A switch that is a node of a cluster: each shard's journal replicated in the stream of a
+//! real JetStream cluster (three pinned `nats-server` processes on loopback). Every record
+//! the node journals is in the stream once, in order and byte for byte as the local journal
+//! has it; a restart goes on from there; killing the stream's leader under load delays
+//! answers (none leaves without its record in the stream) and loses nothing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
+
+use std::time::{Duration, Instant};
+
+use corridor_cluster::{stream::read, Tail};
+use corridor_tests::{
+    nats::NatsCluster,
+    peer::{purchase, Behaviour, Conn, Issuer, Wire, WAIT_MAX},
+    switch::{tcp_issuer, TestSwitch},
+};
+use corridor_wire::{de, Mti};
+
+const PAN: &str = "4761739001010010";
+const SHARDS: usize = 2;
+
+/// A node of the cluster in `nats`: an acquirer, an issuer `iss` behind a route whose
+/// timeout (20 s) outlasts an election of the stream's leader, two shards.
+fn config(state: &std::path::Path, issuer: std::net::SocketAddr, nats: &NatsCluster) -> String {
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "[switch]\nshards = {SHARDS}\n\n\
+         [[participant]]\nid = \"acq\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n  \
+         [[participant.link]]\n  name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  \
+         framing = \"native\"\n  dialect = \"native\"\n  sign_on_required = false\n\n{}timeout_ms = 20000\n\n\
+         [journal]\ndir = \"{}\"\nkey_file = \"{}\"\ngroup_wait_us = 100\n\n\
+         [cluster]\nnode = \"node-1\"\nnats = [{}]\n",
+        tcp_issuer(issuer),
+        state.join("journal").display(),
+        state.join("pan.key").display(),
+        servers.join(", ")
+    )
+}
+
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let state = std::env::temp_dir().join(format!("corridor-cluster-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
+    state
+}
+
+/// Pays `stans` through the switch, each answered 00; how long each answer took.
+fn pay(switch: &TestSwitch, stans: std::ops::RangeInclusive<u32>) -> Vec<Duration> {
+    let mut acq = Conn::connect(switch.addr("acq-1"), Wire::NATIVE);
+    let mut took = Vec::new();
+    for stan in stans {
+        let start = Instant::now();
+        acq.send(u64::from(stan), &purchase(PAN, &format!("{stan:06}"), "12345678"));
+        let (_, r) = acq.recv_app_within(WAIT_MAX * 3).unwrap_or_else(|| panic!("{stan} answered"));
+        assert_eq!(
+            (r.mti(), r.get(de::RESPONSE_CODE)),
+            (Mti::FINANCIAL_RESPONSE, Some(&b"00"[..])),
+            "{stan}"
+        );
+        took.push(start.elapsed());
+    }
+    took
+}
+
+/// Each shard's local journal and its subject in the stream, read in order with no gap:
+/// the stream holds the journal's records byte for byte, up to those the node made while it
+/// stopped (its links going down, after the drain's last sync), which the next start refills.
+/// Per shard: the bytes the stream holds and the journal's.
+fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize, usize)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    (0..SHARDS)
+        .map(|k| {
+            let dir =
+                if k == 0 { state.join("journal") } else { state.join("journal").join(format!("shard-{k}")) };
+            let local: Vec<u8> = corridor_net::journal::records_from(&dir, 1, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .flat_map(|(_, _, b)| b)
+                .collect();
+            let batches = rt.block_on(async {
+                let c = async_nats::connect(nats.urls()).await.unwrap();
+                read(c, "CORRIDOR", u16::try_from(k).unwrap(), Tail::from(1)).await.unwrap()
+            });
+            let streamed: Vec<u8> = batches.iter().flat_map(|b| b.records.iter().copied()).collect();
+            assert!(!streamed.is_empty(), "shard {k} replicated");
+            assert!(local.starts_with(&streamed), "shard {k}: the stream's records are the journal's");
+            let tail = corridor_journal::segment::scan_segment(
+                &[
+                    corridor_journal::SegmentHeader { first_seq: 1, created_unix_ms: 0 }
+                        .to_bytes()
+                        .as_slice(),
+                    &local[streamed.len()..],
+                ]
+                .concat(),
+                1,
+                true,
+            )
+            .map(|s| s.records.iter().map(|f| f.record.kind).collect::<Vec<_>>())
+            .unwrap_or_default();
+            assert!(
+                tail.iter().all(|k| *k == corridor_journal::Kind::LinkEvent),
+                "shard {k}: only the links' going down may wait for the next start: {tail:?}"
+            );
+            (streamed.len(), local.len())
+        })
+        .collect()
+}
+
+#[test]
+fn every_record_is_in_the_stream_once_in_order_as_the_journal_has_it_and_a_restart_goes_on() {
+    let nats = NatsCluster::start(3);
+    let state = state_dir("steady");
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let mut before: Vec<(usize, usize)> = Vec::new();
+    for (round, stans) in [(0, 1..=30u32), (1, 31..=40)] {
+        let switch = TestSwitch::start(&config(&state, issuer.addr, &nats));
+        switch.wait_replicating();
+        switch.wait_signed_on(&["iss-1"]);
+        pay(&switch, stans);
+        switch.stop();
+        let now = stream_and_journal(&state, &nats);
+        for (k, ((was_streamed, was_local), (streamed, _))) in before.iter().zip(&now).enumerate() {
+            assert!(
+                streamed > was_local && was_local >= was_streamed,
+                "shard {k}: the restart refilled the stream"
+            );
+        }
+        eprintln!("round {round}: (bytes in the stream, in the journal) per shard: {now:?}");
+        before = now;
+    }
+}
+
+#[test]
+fn killing_the_streams_leader_under_load_delays_answers_and_loses_nothing() {
+    let mut nats = NatsCluster::start(3);
+    let state = state_dir("leader");
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let switch = TestSwitch::start(&config(&state, issuer.addr, &nats));
+    switch.wait_replicating();
+    switch.wait_signed_on(&["iss-1"]);
+    let mut took = pay(&switch, 1..=20);
+    // The stream's leader (one stream for every shard).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let leader = rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.urls()).await.unwrap());
+        let mut s = js.get_stream("CORRIDOR").await.unwrap();
+        s.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap()
+    });
+    let i: usize = leader.trim_start_matches('n').parse().unwrap();
+    nats.kill(i);
+    took.extend(pay(&switch, 21..=40));
+    nats.restart(i);
+    took.extend(pay(&switch, 41..=50));
+    switch.stop();
+    stream_and_journal(&state, &nats);
+    took.sort();
+    eprintln!(
+        "answers: p50 {:?}, p99 {:?}, longest {:?} (the stream's election after its leader was killed)",
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        took.last().unwrap()
+    );
+}
