@@ -1,7 +1,8 @@
 //! A shard's journal in a real JetStream cluster (three pinned `nats-server` processes on
 //! loopback, R3, `sync_interval: always`): appends ordered and exactly once, read back
 //! checked; a second writer fences the first; killing the stream's leader under appends loses
-//! nothing it acknowledged.
+//! nothing it acknowledged; a lease is one node's while it renews it and another's once it
+//! stops.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use corridor_cluster::{
     stream::{self, read},
-    AppendError, ShardLog, Tail,
+    AppendError, LeaseError, Leases, ShardLog, Tail,
 };
 use corridor_tests::nats::NatsCluster;
 
@@ -132,4 +133,60 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
         waits[waits.len() / 2],
         longest
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_lease_is_one_nodes_while_it_renews_and_anothers_once_it_stops() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let ttl = Duration::from_secs(2);
+    let open = |node: &'static str| {
+        let c = c.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                match Leases::open(c.clone(), "corridor-leases", node, 3, ttl).await {
+                    Ok(l) => return l,
+                    Err(e) => {
+                        assert!(start.elapsed() < Duration::from_secs(30), "the lease bucket: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    };
+    let (a, b) = (open("node-a").await, open("node-b").await);
+    let mut lease = a.acquire(0).await.unwrap();
+    assert_eq!(b.acquire(0).await, Err(LeaseError::Held { holder: Some("node-a".into()) }));
+    // Renewed well inside its time to live, for longer than it: still node-a's.
+    for _ in 0..6 {
+        tokio::time::sleep(ttl / 4).await;
+        a.renew(&mut lease).await.unwrap();
+        assert!(matches!(b.acquire(0).await, Err(LeaseError::Held { .. })));
+    }
+    // node-a stops renewing (paused, cut off): once the time to live is past, node-b takes
+    // it, and node-a's next renewal says it lost it.
+    let stopped = Instant::now();
+    let taken = loop {
+        match b.acquire(0).await {
+            Ok(l) => break l,
+            Err(LeaseError::Held { .. }) => {
+                assert!(stopped.elapsed() < ttl * 4, "the lease never expired");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let expired_after = stopped.elapsed();
+    assert!(
+        expired_after >= ttl - Duration::from_millis(300),
+        "taken after {expired_after:?}, before its time to live"
+    );
+    assert_eq!(a.renew(&mut lease).await, Err(LeaseError::Lost));
+    assert_eq!(b.holder(0).await.unwrap().as_deref(), Some("node-b"));
+    // Given up, it is free at once.
+    b.release(taken).await.unwrap();
+    a.acquire(0).await.unwrap();
+    eprintln!("lease: taken by another node {expired_after:?} after its holder stopped renewing (time to live {ttl:?})");
 }

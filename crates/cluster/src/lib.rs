@@ -15,6 +15,8 @@
 //! - [`limits`]: every bound of this layer.
 //! - [`batch`]: what one append carries (a batch of journal records, our header and CRC),
 //!   and the gap check a reader applies (sans-IO).
+//! - [`lease`]: which node acts for which shard: a key-value bucket, leases taken by
+//!   create, renewed by compare-and-set, expiring with the bucket's `max_age`.
 //! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
 //!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
 //!   back, a subject read in order and checked.
@@ -22,8 +24,10 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod lease;
 pub mod limits;
 pub mod stream;
 
 pub use batch::{Batch, Gap, Invalid, Tail};
+pub use lease::{Lease, LeaseError, Leases};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};
