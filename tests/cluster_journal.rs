@@ -22,6 +22,16 @@ const SHARDS: usize = 2;
 /// A node of the cluster in `nats`: an acquirer, an issuer `iss` behind a route whose
 /// timeout (20 s) outlasts an election of the stream's leader, two shards.
 fn config(state: &std::path::Path, issuer: std::net::SocketAddr, nats: &NatsCluster) -> String {
+    config_of("node-1", state, issuer, nats)
+}
+
+/// [`config`] for node `node`.
+fn config_of(
+    node: &str,
+    state: &std::path::Path,
+    issuer: std::net::SocketAddr,
+    nats: &NatsCluster,
+) -> String {
     let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
     format!(
         "[switch]\nshards = {SHARDS}\n\n\
@@ -29,7 +39,7 @@ fn config(state: &std::path::Path, issuer: std::net::SocketAddr, nats: &NatsClus
          [[participant.link]]\n  name = \"acq-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:0\"\n  \
          framing = \"native\"\n  dialect = \"native\"\n  sign_on_required = false\n\n{}timeout_ms = 20000\n\n\
          [journal]\ndir = \"{}\"\nkey_file = \"{}\"\ngroup_wait_us = 100\n\n\
-         [cluster]\nnode = \"node-1\"\nnats = [{}]\n",
+         [cluster]\nnode = \"{node}\"\nnats = [{}]\n",
         tcp_issuer(issuer),
         state.join("journal").display(),
         state.join("pan.key").display(),
@@ -161,4 +171,40 @@ fn killing_the_streams_leader_under_load_delays_answers_and_loses_nothing() {
         took[took.len() * 99 / 100],
         took.last().unwrap()
     );
+}
+
+#[test]
+fn a_node_on_another_machine_takes_the_shards_over_from_the_stream_and_answers_repeats_from_their_outcomes() {
+    let nats = NatsCluster::start(3);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let state_a = state_dir("node-a");
+    let a = TestSwitch::start(&config_of("node-a", &state_a, issuer.addr, &nats));
+    a.wait_replicating();
+    a.wait_signed_on(&["iss-1"]);
+    pay(&a, 1..=20);
+    a.stop();
+    // The machine is lost with its disk.
+    std::fs::remove_dir_all(&state_a).unwrap();
+    let forwarded = issuer.seen_mti(200).len();
+    assert_eq!(forwarded, 20);
+
+    // Another node, an empty disk: it waits for node-a's leases to expire, takes each shard's
+    // journal from the stream and recovers it as a restart would.
+    let state_b = state_dir("node-b");
+    let started = Instant::now();
+    let b = TestSwitch::start(&config_of("node-b", &state_b, issuer.addr, &nats));
+    b.wait_replicating();
+    b.wait_signed_on(&["iss-1"]);
+    let took_over = started.elapsed();
+    // A repeat of a payment node-a approved is answered from its outcome, not sent again.
+    let mut acq = Conn::connect(b.addr("acq-1"), Wire::NATIVE);
+    acq.send(5, &purchase(PAN, "000005", "12345678"));
+    let (_, r) = acq.recv_app_within(WAIT_MAX).expect("the repeat answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]));
+    assert_eq!(issuer.seen_mti(200).len(), forwarded, "the repeat was not forwarded again");
+    drop(acq);
+    pay(&b, 21..=30);
+    b.stop();
+    let shards = stream_and_journal(&state_b, &nats);
+    eprintln!("takeover by another node: serving {took_over:?} after it started; (stream, journal) bytes per shard {shards:?}");
 }

@@ -46,6 +46,8 @@ pub enum Invalid {
     },
     /// The CRC over the message does not match: the stream's copy is damaged.
     Crc,
+    /// Its records are not whole journal records.
+    Records(String),
     /// `last_seq` before `first_seq`.
     Range {
         /// The header's first sequence number.
@@ -62,6 +64,7 @@ impl std::fmt::Display for Invalid {
             Self::Magic => f.write_str("not a Corridor batch"),
             Self::Length { said, found } => write!(f, "records of {said} bytes said, {found} found"),
             Self::Crc => f.write_str("its CRC does not match: the stream's copy is damaged"),
+            Self::Records(e) => write!(f, "its records: {e}"),
             Self::Range { first, last } => write!(f, "records {first}..={last}"),
         }
     }

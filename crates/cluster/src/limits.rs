@@ -21,3 +21,12 @@ pub const APPEND_WAIT_MAX: Duration = Duration::from_secs(15);
 /// The most batches one read of a subject returns (a takeover reads from the last
 /// checkpoint; more than this is a checkpoint missed).
 pub const READ_BATCHES_MAX: usize = 1 << 20;
+
+/// How long a shard's lease lives unless renewed (the lease bucket's `max_age`).
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// How often a holder renews its leases: three tries inside one time to live.
+pub const LEASE_RENEW: Duration = Duration::from_secs(1);
+
+/// How long a node starting waits for a shard's lease (its last holder's to expire).
+pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(20);

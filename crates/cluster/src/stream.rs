@@ -167,6 +167,22 @@ impl ShardLog {
         Ok(Self { js, stream: stream.to_owned(), subject, shard, last, scratch: Vec::new() })
     }
 
+    /// The writer of shard `shard`'s subject whose first append expects `subject_last` (what
+    /// a takeover read, [`Missing::subject_last`]), whatever the subject holds by then.
+    #[must_use]
+    pub fn open_at(client: async_nats::Client, stream: &str, shard: u16, subject_last: u64) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(REQUEST_TIMEOUT);
+        Self {
+            js,
+            stream: stream.to_owned(),
+            subject: subject(stream, shard),
+            shard,
+            last: subject_last,
+            scratch: Vec::new(),
+        }
+    }
+
     /// The subject's last sequence as this writer knows it.
     #[must_use]
     pub fn last(&self) -> u64 {
@@ -316,4 +332,51 @@ pub async fn read(
         }
     }
     Ok(out)
+}
+
+/// What a node taking a shard over reads from its subject: the records after its own
+/// journal's last, and the subject's last sequence, which its first append must expect (an
+/// append of the last owner's after this read fences the new one rather than slip in).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// The records after the local journal's last, whole, as the journal had them on disk:
+    /// `(first_seq, records)`; `None` when the stream holds none after it.
+    pub records: Option<(u64, Vec<u8>)>,
+    /// The subject's last stream sequence when it was read (0: empty).
+    pub subject_last: u64,
+}
+
+/// The records of shard `shard`'s subject after the local journal's record `after` (see
+/// [`Missing`]). A node taking the shard over writes them into its journal and recovers it
+/// as a restart does.
+///
+/// # Errors
+///
+/// The stream cannot be read, a batch is damaged or missing, or a batch's records are not
+/// whole records.
+pub async fn records_after(
+    client: async_nats::Client,
+    stream: &str,
+    shard: u16,
+    after: u64,
+) -> Result<Missing, StreamError> {
+    let batches = read(client, stream, shard, Tail::default()).await?;
+    let mut first = None;
+    let mut out = Vec::new();
+    for b in batches.iter().filter(|b| b.last_seq > after) {
+        // A batch's records, walked as a segment of its own would be.
+        let header =
+            corridor_journal::SegmentHeader { first_seq: b.first_seq, created_unix_ms: 0 }.to_bytes();
+        let bytes = [header.as_slice(), &b.records].concat();
+        let scan = corridor_journal::segment::scan_segment(&bytes, b.first_seq, false)
+            .map_err(|e| StreamError::Invalid { seq: b.seq, why: Invalid::Records(e.to_string()) })?;
+        let ends: Vec<usize> = scan.records.iter().skip(1).map(|f| f.offset).chain([scan.end]).collect();
+        for (found, end) in scan.records.iter().zip(ends) {
+            if found.record.seq > after {
+                first.get_or_insert(found.record.seq);
+                out.extend_from_slice(&bytes[found.offset..end]);
+            }
+        }
+    }
+    Ok(Missing { records: first.map(|f| (f, out)), subject_last: batches.last().map_or(0, |b| b.seq) })
 }

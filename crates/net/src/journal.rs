@@ -267,6 +267,30 @@ pub fn records_from(
     Ok(out)
 }
 
+/// Writes `records` (whole records, as a journal has them on disk, the first numbered
+/// `first_seq`, following the directory's last record) as a new segment of the journal in
+/// `dir`, synced with the directory: a node taking a shard over refills its journal from the
+/// stream this way, then recovers it as a restart does.
+///
+/// # Errors
+///
+/// The segment cannot be written or synced.
+pub fn restore_records(dir: &Path, first_seq: u64, records: &[u8]) -> Result<(), JournalError> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let path = segment_path(dir, first_seq);
+    let header = SegmentHeader { first_seq, created_unix_ms: unix_ms() };
+    let mut bytes = Vec::with_capacity(header.to_bytes().len() + records.len());
+    bytes.extend_from_slice(&header.to_bytes());
+    bytes.extend_from_slice(records);
+    let write = || -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(io_err(format!("writing {}", path.display())))
+}
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(SegmentHeader { first_seq: seq, created_unix_ms: 0 }.file_name())
 }
@@ -282,6 +306,23 @@ pub struct Replicate {
     pub replicas: usize,
     /// The shard whose journal this is (its subject in the stream).
     pub shard: u16,
+    /// When the node took the shard at start (see `corridor_ops::startup`): the subject's
+    /// last sequence its first append expects, this node's name and the lease it holds, which
+    /// the journal loop renews.
+    pub taken: Option<Taken>,
+}
+
+/// A shard this node took at start: what its first append expects, and its lease.
+#[derive(Clone, Debug)]
+pub struct Taken {
+    /// The subject's last stream sequence when the node read it.
+    pub subject_last: u64,
+    /// This node's name (the lease's holder).
+    pub node: String,
+    /// The lease bucket.
+    pub bucket: String,
+    /// The lease.
+    pub lease: corridor_cluster::Lease,
 }
 
 /// Where a switch's journal lives, for the network layer to append to.

@@ -52,11 +52,19 @@ pub fn into_shards(
             None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
             Some(j) => {
                 let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
+                let shard = u16::try_from(k).unwrap_or(u16::MAX);
+                // In a cluster, the shard is taken (its lease) and its journal brought up to
+                // the stream's before it is recovered.
+                let taken = match &loaded.cluster {
+                    Some(c) => Some(take_shard(&dir, c, shard)?),
+                    None => None,
+                };
                 let replicate = loaded.cluster.as_ref().map(|c| corridor_net::journal::Replicate {
                     servers: c.nats.clone(),
                     stream: c.stream.clone(),
                     replicas: c.replicas,
-                    shard: u16::try_from(k).unwrap_or(u16::MAX),
+                    shard,
+                    taken,
                 });
                 let mut part = journaled(engine, net, j, dir, clock, loaded.digest, k)?;
                 if let Some(files) = part.net.journal.as_mut() {
@@ -125,6 +133,97 @@ fn stray_shards(dir: &Path, n: usize) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// In a cluster: shard `shard`'s lease taken (waiting for its last holder's to expire), then
+/// its journal in `dir` brought up to what the shard's subject holds — the records a node
+/// that is gone (or this node's lost disk) journaled, written as a new segment — so that
+/// recovery reads them as a restart does. Taking the lease before reading the subject, and
+/// expecting what was read at the first append, leaves a deposed owner nothing to slip in.
+fn take_shard(
+    dir: &Path,
+    c: &corridor_config::ClusterSettings,
+    shard: u16,
+) -> std::io::Result<corridor_net::journal::Taken> {
+    use corridor_cluster::limits::{LEASE_TTL, LEASE_WAIT_MAX};
+    let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
+    let local_last = corridor_net::journal::recover(dir)
+        .map_err(|e| err(format!("journal: {e}")))?
+        .next_seq
+        .saturating_sub(1);
+    let (servers, stream, node, replicas) = (c.nats.clone(), c.stream.clone(), c.node.clone(), c.replicas);
+    let bucket = format!("{stream}-leases");
+    let work = std::thread::spawn(
+        move || -> Result<(corridor_net::journal::Taken, corridor_cluster::stream::Missing), String> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let deadline =
+                    std::time::Instant::now() + corridor_net::limits::CLUSTER_START_MAX + LEASE_WAIT_MAX;
+                let wait = || async {
+                    if std::time::Instant::now() >= deadline {
+                        return Err("gave up waiting".to_owned());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    Ok(())
+                };
+                let client = tokio::time::timeout(
+                    corridor_net::limits::CLUSTER_START_MAX,
+                    async_nats::ConnectOptions::new().retry_on_initial_connect().connect(servers.as_slice()),
+                )
+                .await
+                .map_err(|_| "NATS does not answer".to_owned())?
+                .map_err(|e| e.to_string())?;
+                let leases = loop {
+                    match corridor_cluster::Leases::open(client.clone(), &bucket, &node, replicas, LEASE_TTL)
+                        .await
+                    {
+                        Ok(l) => break l,
+                        Err(e) => wait().await.map_err(|w| format!("the lease bucket: {e} ({w})"))?,
+                    }
+                };
+                let lease = loop {
+                    match leases.acquire(shard).await {
+                        Ok(l) => break l,
+                        Err(e) => wait().await.map_err(|w| format!("its lease: {e} ({w})"))?,
+                    }
+                };
+                let js = async_nats::jetstream::new(client.clone());
+                let missing = loop {
+                    let read = async {
+                        corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
+                        corridor_cluster::stream::records_after(client.clone(), &stream, shard, local_last)
+                            .await
+                    };
+                    match read.await {
+                        Ok(m) => break m,
+                        Err(e) => wait().await.map_err(|w| format!("its subject: {e} ({w})"))?,
+                    }
+                };
+                let taken =
+                    corridor_net::journal::Taken { subject_last: missing.subject_last, node, bucket, lease };
+                Ok((taken, missing))
+            })
+        },
+    );
+    let (taken, missing) =
+        work.join().map_err(|_| err("the takeover's thread failed".into()))?.map_err(err)?;
+    if let Some((first, records)) = missing.records {
+        if first != local_last + 1 {
+            return Err(err(format!(
+                "the stream's records begin at {first}, this journal's end at {local_last}"
+            )));
+        }
+        corridor_net::journal::restore_records(dir, first, &records)
+            .map_err(|e| err(format!("journal: {e}")))?;
+        tracing_free_log(&format!(
+            "cluster: shard {shard}: records {first}.. ({} bytes) taken from the stream into the journal",
+            records.len()
+        ));
+    }
+    Ok(taken)
 }
 
 /// A shard's engine with its journal in `dir`, recovered.

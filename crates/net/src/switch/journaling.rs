@@ -88,6 +88,9 @@ pub(super) async fn journal_loop(
             shared.input(|e| e.set_storage_full(true));
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
+                    if let Some(t) = r.taken.clone() {
+                        tokio::task::spawn_local(renew_lease(Rc::clone(&shared), stop.clone(), r.clone(), t));
+                    }
                     shared.input(|e| e.set_storage_full(false));
                     shared.journal_metrics.borrow_mut().replicating = Some(true);
                     Some(log)
@@ -210,7 +213,13 @@ async fn replica(
     let (mut log, held) = loop {
         let opened = async {
             corridor_cluster::stream::ensure(&js, &r.stream, r.replicas).await?;
-            let log = corridor_cluster::ShardLog::open(client.clone(), &r.stream, r.shard).await?;
+            let log = match &r.taken {
+                // Taken at start: the first append expects what the takeover read.
+                Some(t) => {
+                    corridor_cluster::ShardLog::open_at(client.clone(), &r.stream, r.shard, t.subject_last)
+                }
+                None => corridor_cluster::ShardLog::open(client.clone(), &r.stream, r.shard).await?,
+            };
             let held = log.last_record().await?;
             Ok::<_, corridor_cluster::StreamError>((log, held))
         };
@@ -244,6 +253,67 @@ async fn replica(
     }
     info!(shard = r.shard, stream = %r.stream, held, local, refilled, "cluster: the journal is replicated");
     Ok(log)
+}
+
+/// Renews the shard's lease every `LEASE_RENEW` for as long as the node runs. A renewal that
+/// fails (lost, or the bucket unreachable) stops the node at once: it may no longer act for
+/// the shard, and the stream would fence its next append anyway.
+async fn renew_lease(
+    shared: Rc<Shared>,
+    stop: Shutdown,
+    r: crate::journal::Replicate,
+    t: crate::journal::Taken,
+) {
+    use corridor_cluster::limits::{LEASE_RENEW, LEASE_TTL};
+    let opened = async {
+        let client = async_nats::connect(r.servers.as_slice()).await.map_err(|e| e.to_string())?;
+        corridor_cluster::Leases::open(client, &t.bucket, &t.node, r.replicas, LEASE_TTL)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let leases = match opened.await {
+        Ok(l) => l,
+        Err(e) => {
+            return fatal(
+                &shared,
+                &stop,
+                &format!("cluster: shard {}'s lease cannot be renewed: {e}", r.shard),
+            )
+        }
+    };
+    let mut lease = t.lease;
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        match leases.renew(&mut lease).await {
+            Ok(()) => {}
+            // The bucket is unavailable (an election, a partition): so, most likely, is the
+            // stream, and nothing of the shard's can leave without it. Keep trying: once the
+            // bucket answers, a lease that expired meanwhile is found lost.
+            Err(corridor_cluster::LeaseError::Unavailable(e)) => {
+                warn!(shard = r.shard, error = %e, "cluster: the shard's lease cannot be renewed now");
+            }
+            // Expired while the bucket was unavailable (an election outlasts a lease), and no
+            // other node took it: this node takes it again. The stream's fence stands behind
+            // this as behind every lease.
+            Err(corridor_cluster::LeaseError::Lost) if matches!(leases.holder(r.shard).await, Ok(None)) => {
+                match leases.acquire(r.shard).await {
+                    Ok(again) => {
+                        warn!(
+                            shard = r.shard,
+                            "cluster: the shard's lease expired unheld and was taken again"
+                        );
+                        lease = again;
+                    }
+                    Err(e) => {
+                        return fatal(&shared, &stop, &format!("cluster: shard {}'s lease: {e}", r.shard))
+                    }
+                }
+            }
+            // Another node's now: stop. What is in flight cannot leave either: its records
+            // would have to be appended, and the stream fences a deposed owner.
+            Err(e) => return fatal(&shared, &stop, &format!("cluster: shard {}'s lease: {e}", r.shard)),
+        }
+    }
 }
 
 /// Appends `batch` (synced here) to the stream, waiting as long as the stream is unavailable:
