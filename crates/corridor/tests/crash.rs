@@ -96,6 +96,96 @@ fn kill_9_with_pan_less_requests_in_flight_reverses_them_too() {
     crash_and_restart("qr", true);
 }
 
+/// `kill -9` of a node of a cluster with requests in flight, and its disk lost; another node,
+/// on an empty disk, takes its shards over from the stream (three real `nats-server`
+/// processes): every request the issuer approved and the acquirer never heard of is reversed,
+/// once, and a repeat is answered from the journal the new node took over.
+#[test]
+fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outcome() {
+    let nats = corridor_tests::nats::NatsCluster::start(3);
+    let dir = std::env::temp_dir().join(format!("corridor-crash-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s2 = Arc::clone(&seen);
+    std::thread::spawn(move || issuer(listener, s2));
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let node = |name: &str, acq_port: u16| {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
+                common::config(acq_port, issuer_addr, "shards = 2")
+                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
+                servers.join(", ")
+            ),
+        )
+        .unwrap();
+        let switch = serve(&config);
+        assert!(
+            switch.wait_logged("the journal is replicated", 2, Duration::from_secs(30)),
+            "node {name} replicates both shards' journals"
+        );
+        switch
+    };
+    let acq_a = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let a = node("a", acq_a);
+    let mut acq = TcpStream::connect(("127.0.0.1", acq_a)).unwrap();
+    for i in 1..=20u64 {
+        send(&mut acq, i, &common::purchase(u32::try_from(i).unwrap(), &format!("NODE{i:08}")));
+    }
+    // Every request reaches the issuer (it holds them 300 ms); then the node dies, its disk
+    // with it.
+    std::thread::sleep(Duration::from_millis(150));
+    a.kill9();
+    std::fs::remove_dir_all(dir.join("journal-a")).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+
+    let started = Instant::now();
+    let acq_b = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let b = node("b", acq_b);
+    let serving = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ambiguous = loop {
+        let s = seen.lock().unwrap();
+        let ambiguous: Vec<String> = s.approved.difference(&s.reversed).cloned().collect();
+        if ambiguous.is_empty() || Instant::now() > deadline {
+            break ambiguous;
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let s = seen.lock().unwrap();
+    assert_eq!(s.approved.len(), 20, "the issuer approved every request");
+    assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
+    assert_eq!(s.reversed.len(), 20, "each reversed once");
+    drop(s);
+    // The terminal fails over to node b and repeats a request it got no answer to: answered
+    // from the journal node b took over (68: reversed), never forwarded again.
+    let mut acq = TcpStream::connect(("127.0.0.1", acq_b)).unwrap();
+    acq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    send(&mut acq, 7, &common::purchase(7, "NODE00000007"));
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    let answer = loop {
+        if let Some(f) = NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
+            break OwnedMessage::from(&Message::parse(Dialect::Native, f.into_body()).unwrap());
+        }
+        let n = acq.read(&mut chunk).expect("an answer to the repeat");
+        assert!(n > 0, "the switch closed instead of answering");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
+    assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
+    eprintln!("node b served {serving:?} after it started (node a's leases expiring, the stream read)");
+    let _ = b.term();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn crash_and_restart(name: &str, pan_less: bool) {
     let dir = std::env::temp_dir().join(format!("corridor-crash-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

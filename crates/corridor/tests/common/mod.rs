@@ -46,6 +46,19 @@ impl Switch {
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
+
+    /// Waits (bounded by `wait`) until `times` lines of its log contain `text`; whether they
+    /// did.
+    pub fn wait_logged(&self, text: &str, times: usize, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().unwrap().iter().filter(|l| l.contains(text)).count() >= times {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
 }
 
 /// Starts `corridor serve --config config`, ready once a dialed link has signed on.
