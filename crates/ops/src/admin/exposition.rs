@@ -477,6 +477,15 @@ impl SnapshotCollector {
                 None,
                 &g(f64::from(u8::from(s.journal.full))),
             )?;
+            if let Some(replicating) = s.journal.replicating {
+                gauges(
+                    enc,
+                    "corridor_cluster_replicating",
+                    "1 while every shard's journal is replicated in the cluster's stream (0: answers wait for it).",
+                    None,
+                    &g(f64::from(u8::from(replicating))),
+                )?;
+            }
             latency(
                 enc,
                 "corridor_journal_sync_duration",
