@@ -25,6 +25,8 @@ struct Seen {
     approved: HashSet<String>,
     reversed: HashSet<String>,
     requests: usize,
+    /// STANs that reached it more than once.
+    twice: HashSet<String>,
 }
 
 fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
@@ -34,8 +36,13 @@ fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
 /// An issuer that approves each purchase 300 ms after it came and acknowledges reversals
 /// at once; it serves one connection after another, for at most 60 s.
 fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
+    issuer_for(listener, seen, Duration::from_secs(60));
+}
+
+/// [`issuer`], for at most `lifetime`.
+fn issuer_for(listener: TcpListener, seen: Arc<Mutex<Seen>>, lifetime: Duration) {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
+    while started.elapsed() < lifetime {
         let Ok((mut s, _)) = listener.accept() else { return };
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let mut buf = BytesMut::new();
@@ -67,6 +74,9 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
                         let stan = String::from_utf8(OwnedMessage::from(&m).get(de::STAN).unwrap().to_vec())
                             .unwrap();
                         let mut seen = seen.lock().unwrap();
+                        if seen.approved.contains(&stan) {
+                            seen.twice.insert(stan.clone());
+                        }
                         seen.approved.insert(stan);
                         seen.requests += 1;
                         held.push((Instant::now() + Duration::from_millis(300), corr, answer(&m, "00")));
@@ -183,6 +193,130 @@ fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outc
     assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
     eprintln!("node b served {serving:?} after it started (node a's leases expiring, the stream read)");
     let _ = b.term();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill -9` of cluster nodes in a loop, at random moments under load, each node coming back
+/// on its own disk to take over from the one killed before it: 0 ambiguous approvals
+/// (approved, never delivered, never reversed), 0 requests forwarded twice, and the time from
+/// a node's start until it serves, as a distribution. Long: run by hand
+/// (`cargo test -p corridor --test crash -- --ignored`; `CORRIDOR_KILL_LOOPS`, default 20).
+#[test]
+#[ignore = "long (a minute and more): run by hand"]
+fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
+    let loops: usize = std::env::var("CORRIDOR_KILL_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let nats = corridor_tests::nats::NatsCluster::start(3);
+    let dir = std::env::temp_dir().join(format!("corridor-crash-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s2 = Arc::clone(&seen);
+    let lifetime = Duration::from_secs(60 + 20 * loops as u64);
+    std::thread::spawn(move || issuer_for(listener, s2, lifetime));
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let start = |name: &str| {
+        let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
+                common::config(acq_port, issuer_addr, "shards = 2")
+                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
+                servers.join(", ")
+            ),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let switch = serve(&config);
+        assert!(
+            switch.wait_logged("the journal is replicated", 2, Duration::from_secs(40)),
+            "node {name} serves"
+        );
+        (switch, acq_port, started.elapsed())
+    };
+    // What the acquirer heard: STAN → response code.
+    let heard: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+    let mut takeovers = Vec::new();
+    let mut rng = u64::from(std::process::id()) | 1;
+    let mut stan = 0u32;
+    for round in 0..loops {
+        let (node, acq_port, took) = start(if round.is_multiple_of(2) { "a" } else { "b" });
+        takeovers.push(took);
+        let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
+        let mut reader = acq.try_clone().unwrap();
+        reader.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let h = Arc::clone(&heard);
+        let listen = std::thread::spawn(move || {
+            let mut buf = BytesMut::new();
+            while let Some(frames) = common::read_frames(&mut reader, &mut buf) {
+                let mut h = h.lock().unwrap();
+                for (_, m) in frames {
+                    h.insert(common::text(&m, de::STAN), common::text(&m, de::RESPONSE_CODE));
+                }
+            }
+        });
+        for _ in 0..20 {
+            stan += 1;
+            send(&mut acq, u64::from(stan), &common::purchase(stan, &format!("LOOP{stan:08}")));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 500));
+        node.kill9();
+        listen.join().unwrap();
+    }
+    // A last node settles what the last one killed left.
+    let (last, _, took) = start(if loops.is_multiple_of(2) { "a" } else { "b" });
+    takeovers.push(took);
+    let delivered = |s: &Seen| -> Vec<String> {
+        let heard = heard.lock().unwrap();
+        s.approved
+            .iter()
+            .filter(|st| !s.reversed.contains(*st) && heard.get(*st).map(String::as_str) != Some("00"))
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ambiguous = loop {
+        let s = seen.lock().unwrap();
+        let a = delivered(&s);
+        if a.is_empty() || Instant::now() > deadline {
+            break a;
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let s = seen.lock().unwrap();
+    let heard = heard.lock().unwrap();
+    let approved_delivered =
+        s.approved.iter().filter(|st| heard.get(*st).map(String::as_str) == Some("00")).count();
+    let delivered_and_reversed = s
+        .approved
+        .iter()
+        .filter(|st| s.reversed.contains(*st) && heard.get(*st).map(String::as_str) == Some("00"))
+        .count();
+    takeovers.sort();
+    eprintln!(
+        "{loops} kills: {stan} requests sent, {} approved by the issuer ({approved_delivered} delivered, {} reversed, \
+         {delivered_and_reversed} delivered and reversed), {} ambiguous, {} forwarded twice; node start to serving: \
+         p50 {:?}, p99 {:?}, max {:?}",
+        s.approved.len(),
+        s.reversed.len(),
+        ambiguous.len(),
+        s.twice.len(),
+        takeovers[takeovers.len() / 2],
+        takeovers[takeovers.len() * 99 / 100],
+        takeovers.last().unwrap()
+    );
+    assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
+    assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    drop((s, heard));
+    let _ = last.term();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -151,6 +151,11 @@ fn take_shard(
         .map_err(|e| err(format!("journal: {e}")))?
         .next_seq
         .saturating_sub(1);
+    // The journal's records, to set beside the stream's from the same record on.
+    let local =
+        corridor_net::journal::records_from(dir, 1, usize::MAX).map_err(|e| err(format!("journal: {e}")))?;
+    let local_first = local.first().map_or(local_last + 1, |(first, _, _)| *first);
+    let local_bytes: Vec<u8> = local.into_iter().flat_map(|(_, _, b)| b).collect();
     let (servers, stream, node, replicas) = (c.nats.clone(), c.stream.clone(), c.node.clone(), c.replicas);
     let bucket = format!("{stream}-leases");
     let work = std::thread::spawn(
@@ -194,8 +199,13 @@ fn take_shard(
                 let missing = loop {
                     let read = async {
                         corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
-                        corridor_cluster::stream::records_after(client.clone(), &stream, shard, local_last)
-                            .await
+                        corridor_cluster::stream::records_after(
+                            client.clone(),
+                            &stream,
+                            shard,
+                            local_first - 1,
+                        )
+                        .await
                     };
                     match read.await {
                         Ok(m) => break m,
@@ -210,18 +220,41 @@ fn take_shard(
     );
     let (taken, missing) =
         work.join().map_err(|_| err("the takeover's thread failed".into()))?.map_err(err)?;
-    if let Some((first, records)) = missing.records {
-        if first != local_last + 1 {
-            return Err(err(format!(
-                "the stream's records begin at {first}, this journal's end at {local_last}"
-            )));
-        }
-        corridor_net::journal::restore_records(dir, first, &records)
+    let Some((first, streamed)) = missing.records else {
+        // Nothing in the stream from this journal's first record on: this journal is ahead
+        // (or both are empty), and the journal loop appends what the stream lacks.
+        return Ok(taken);
+    };
+    if first != local_first {
+        return Err(err(format!("the stream's records begin at {first}, this journal's at {local_first}")));
+    }
+    let restore = |from: u64, records: &[u8]| -> std::io::Result<()> {
+        corridor_net::journal::restore_records(dir, from, records)
             .map_err(|e| err(format!("journal: {e}")))?;
         tracing_free_log(&format!(
-            "cluster: shard {shard}: records {first}.. ({} bytes) taken from the stream into the journal",
+            "cluster: shard {shard}: records {from}.. ({} bytes) taken from the stream into the journal",
             records.len()
         ));
+        Ok(())
+    };
+    if streamed.starts_with(&local_bytes) {
+        // The stream holds this journal and more (another node's since): the rest is written in.
+        if streamed.len() > local_bytes.len() {
+            restore(local_last + 1, &streamed[local_bytes.len()..])?;
+        }
+    } else if !local_bytes.starts_with(&streamed) {
+        // Diverged: this journal holds records the stream never acknowledged (this node died
+        // between its sync and the stream's answer), and another node has appended since.
+        // Nothing of those records left this node (what they gated waited for the stream):
+        // the journal is set aside, for audit, and rebuilt from the stream.
+        let name = dir.file_name().map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
+        let aside = dir.with_file_name(format!("{name}.diverged-{}", corridor_net::journal::unix_ms()));
+        std::fs::rename(dir, &aside).map_err(|e| err(format!("setting the journal aside: {e}")))?;
+        tracing_free_log(&format!(
+            "cluster: shard {shard}: the journal diverged from the stream: set aside as {}, rebuilt from the stream",
+            aside.display()
+        ));
+        restore(first, &streamed)?;
     }
     Ok(taken)
 }
