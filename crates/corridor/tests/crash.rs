@@ -43,12 +43,22 @@ fn issuer(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
 fn issuer_for(listener: TcpListener, seen: Arc<Mutex<Seen>>, lifetime: Duration) {
     let started = Instant::now();
     while started.elapsed() < lifetime {
-        let Ok((mut s, _)) = listener.accept() else { return };
+        let Ok((s, _)) = listener.accept() else { return };
+        // Each connection on a thread of its own: a node that is paused keeps its connection
+        // open, and another node's must be served meanwhile.
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || issuer_connection(s, &seen, started + lifetime));
+    }
+}
+
+/// Serves one connection of the issuer until it closes (or `until`).
+fn issuer_connection(mut s: TcpStream, seen: &Mutex<Seen>, until: Instant) {
+    {
         s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let mut buf = BytesMut::new();
         let mut held: Vec<(Instant, u64, OwnedMessage)> = Vec::new();
         let mut chunk = [0u8; 8192];
-        loop {
+        while Instant::now() < until {
             let now = Instant::now();
             for (_, corr, m) in held.iter().filter(|(at, _, _)| *at <= now) {
                 send(&mut s, *corr, m);
@@ -317,6 +327,93 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
     drop((s, heard));
     let _ = last.term();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node paused past its lease (`SIGSTOP`) while another takes its shards over, then let
+/// go (`SIGCONT`): it is fenced — it stops, and the request its partner sent it meanwhile
+/// never reaches the issuer — while the new owner serves.
+#[test]
+fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() {
+    let nats = corridor_tests::nats::NatsCluster::start(3);
+    let dir = std::env::temp_dir().join(format!("corridor-pause-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s2 = Arc::clone(&seen);
+    std::thread::spawn(move || issuer(listener, s2));
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let node = |name: &str| {
+        let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
+                common::config(acq_port, issuer_addr, "shards = 2")
+                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
+                servers.join(", ")
+            ),
+        )
+        .unwrap();
+        let switch = serve(&config);
+        assert!(
+            switch.wait_logged("the journal is replicated", 2, Duration::from_secs(40)),
+            "node {name} serves"
+        );
+        (switch, acq_port)
+    };
+    let pay = |port: u16, stan: u32| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        send(&mut s, u64::from(stan), &common::purchase(stan, &format!("PAUSE{stan:07}")));
+        let mut buf = BytesMut::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some((_, m)) = common::read_frames(&mut s, &mut buf).and_then(|f| f.into_iter().next()) {
+                return common::text(&m, de::RESPONSE_CODE);
+            }
+        }
+        String::new()
+    };
+    let (mut a, port_a) = node("a");
+    assert_eq!(pay(port_a, 1), "00");
+    let pid = a.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // Node b takes the shards over once node a's leases expire, and serves.
+    let (b, port_b) = node("b");
+    assert_eq!(pay(port_b, 2), "00");
+    // A partner still connected to node a sends it a request while it sleeps.
+    let mut late = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
+    send(&mut late, 3, &common::purchase(3, "PAUSE0000003"));
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    // Awake, node a finds its lease lost or its append fenced, and stops.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exited = loop {
+        if let Some(status) = a.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exited.is_some_and(|s| !s.success()), "node a stops, failing: {exited:?}");
+    assert!(
+        a.logged("lease") || a.logged("fenced"),
+        "node a says why it stopped: {:?}",
+        a.log.lock().unwrap().iter().rev().take(5).collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let s = seen.lock().unwrap();
+    assert!(!s.approved.contains("000003"), "nothing left the fenced node");
+    assert_eq!(s.approved.len(), 2);
+    drop(s);
+    assert_eq!(pay(port_b, 4), "00", "node b goes on serving");
+    let _ = b.term();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
