@@ -88,9 +88,20 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
                 .into_iter()
                 .flat_map(|(_, _, b)| b)
                 .collect();
+            // Read as a takeover reads, waiting out an election still settling (bounded).
             let batches = rt.block_on(async {
                 let c = async_nats::connect(nats.urls()).await.unwrap();
-                read(c, "CORRIDOR", u16::try_from(k).unwrap(), Tail::from(1)).await.unwrap()
+                let start = Instant::now();
+                loop {
+                    match read(c.clone(), "CORRIDOR", u16::try_from(k).unwrap(), Tail::from(1)).await {
+                        Ok(b) => break b,
+                        Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                            eprintln!("reading shard {k}'s subject again: {e}");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => panic!("shard {k}'s subject: {e}"),
+                    }
+                }
             });
             let streamed: Vec<u8> = batches.iter().flat_map(|b| b.records.iter().copied()).collect();
             assert!(!streamed.is_empty(), "shard {k} replicated");
@@ -207,4 +218,37 @@ fn a_node_on_another_machine_takes_the_shards_over_from_the_stream_and_answers_r
     b.stop();
     let shards = stream_and_journal(&state_b, &nats);
     eprintln!("takeover by another node: serving {took_over:?} after it started; (stream, journal) bytes per shard {shards:?}");
+}
+
+#[test]
+fn with_every_nats_server_killed_answers_wait_and_resume_by_themselves_and_nothing_is_lost() {
+    let mut nats = NatsCluster::start(3);
+    let state = state_dir("all-down");
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let switch = TestSwitch::start(&config(&state, issuer.addr, &nats));
+    switch.wait_replicating();
+    switch.wait_signed_on(&["iss-1"]);
+    pay(&switch, 1..=10);
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    // A payment while no server runs: forwarded and answered only once its records are in
+    // the stream, which comes back 2 s later and elects its leaders again.
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        for i in 0..3 {
+            nats.restart(i);
+        }
+        nats
+    });
+    let waited = pay(&switch, 11..=11)[0];
+    let nats = restart.join().unwrap();
+    assert!(waited > Duration::from_secs(2), "the answer waited for the stream: {waited:?}");
+    let after = pay(&switch, 12..=20);
+    switch.stop();
+    stream_and_journal(&state, &nats);
+    eprintln!(
+        "every NATS server killed, restarted 2 s later: the answer waited {waited:?}; the next ones took up to {:?}",
+        after.iter().max().unwrap()
+    );
 }
