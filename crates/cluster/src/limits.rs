@@ -30,3 +30,9 @@ pub const LEASE_RENEW: Duration = Duration::from_secs(1);
 
 /// How long a node starting waits for a shard's lease (its last holder's to expire).
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// The most shards a status lists (a stream with more subjects than this is not ours).
+pub const STATUS_SHARDS_MAX: usize = 4_096;
+
+/// The most copies of the stream a status lists.
+pub const STATUS_REPLICAS_MAX: usize = 16;

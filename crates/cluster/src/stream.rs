@@ -149,6 +149,8 @@ pub struct ShardLog {
     shard: u16,
     /// The subject's last sequence as this writer knows it: every append expects it.
     last: u64,
+    /// Appends not acknowledged at the first try (each asked again), since it was opened.
+    retries: u64,
     scratch: Vec<u8>,
 }
 
@@ -164,7 +166,7 @@ impl ShardLog {
         js.set_timeout(REQUEST_TIMEOUT);
         let subject = subject(stream, shard);
         let last = last_on(&js, stream, &subject).await.map_err(StreamError::Server)?.map_or(0, |(s, _)| s);
-        Ok(Self { js, stream: stream.to_owned(), subject, shard, last, scratch: Vec::new() })
+        Ok(Self { js, stream: stream.to_owned(), subject, shard, last, retries: 0, scratch: Vec::new() })
     }
 
     /// The writer of shard `shard`'s subject whose first append expects `subject_last` (what
@@ -179,6 +181,7 @@ impl ShardLog {
             subject: subject(stream, shard),
             shard,
             last: subject_last,
+            retries: 0,
             scratch: Vec::new(),
         }
     }
@@ -187,6 +190,12 @@ impl ShardLog {
     #[must_use]
     pub fn last(&self) -> u64 {
         self.last
+    }
+
+    /// Appends not acknowledged at the first try (each asked again), since it was opened.
+    #[must_use]
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     /// The local journal's last record the subject holds (0: none), read from the stream.
@@ -234,6 +243,7 @@ impl ShardLog {
                 }
                 Err(e) => e,
             };
+            self.retries += 1;
             // Stored with its reply lost, another writer's, or not stored at all? The
             // subject's last message says.
             match last_on(&self.js, &self.stream, &self.subject).await {

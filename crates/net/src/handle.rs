@@ -47,6 +47,62 @@ pub struct JournalMetrics {
     /// In a cluster: whether the journal is replicated now (its stream reached, what the
     /// local journal held appended, the last batch acknowledged); `None` on a single node.
     pub replicating: Option<bool>,
+    /// In a cluster: each shard's replication and lease (one a shard once added up).
+    pub replicas: Vec<ReplicaMetrics>,
+}
+
+/// One shard's replication in the cluster's stream and its lease, as its journal loop
+/// sees them.
+#[derive(Clone, Debug)]
+pub struct ReplicaMetrics {
+    /// The shard.
+    pub shard: u16,
+    /// Whether its journal is replicated now (the last batch acknowledged, nothing waiting
+    /// on an unavailable stream).
+    pub replicating: bool,
+    /// The last journal record synced on the local disk.
+    pub synced: u64,
+    /// The last journal record the stream acknowledged: `synced - acknowledged` records
+    /// wait for the stream (and what they gate waits with them).
+    pub acknowledged: u64,
+    /// The shard's subject's last stream sequence, as this node wrote it.
+    pub subject_seq: u64,
+    /// Time from a batch's local sync to the stream's acknowledgement of it: the
+    /// replication's own latency.
+    pub append: corridor_engine::metrics::Histogram,
+    /// Appends the stream did not acknowledge at the first try (asked again).
+    pub append_retries: u64,
+    /// The lease this node holds on the shard, when it took it at start.
+    pub lease: Option<LeaseMetrics>,
+}
+
+/// A shard's lease, as its holder sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseMetrics {
+    /// The lease key's revision this node wrote last.
+    pub revision: u64,
+    /// When it was taken or renewed last.
+    pub renewed: std::time::Instant,
+    /// Times this node took it: at start, and again after it expired unheld.
+    pub taken: u64,
+    /// Renewals that failed (the bucket unavailable); the node keeps trying while the
+    /// stream would fence it anyway.
+    pub renew_failures: u64,
+}
+
+impl ReplicaMetrics {
+    pub(crate) fn new(shard: u16) -> Self {
+        Self {
+            shard,
+            replicating: false,
+            synced: 0,
+            acknowledged: 0,
+            subject_seq: 0,
+            append: corridor_engine::metrics::Histogram::default(),
+            append_retries: 0,
+            lease: None,
+        }
+    }
 }
 
 impl JournalMetrics {
@@ -63,6 +119,7 @@ impl JournalMetrics {
             (Some(a), Some(b)) => Some(a && b),
             (a, b) => a.or(b),
         };
+        self.replicas.extend(o.replicas.iter().cloned());
     }
 
     pub(crate) fn batch(&mut self, records: u64, took: std::time::Duration) {

@@ -73,3 +73,7 @@ pub const PAUSE_READ_ROUNDS: usize = 4;
 /// How long a node waits, at start, for the cluster's stream to be made or found (its
 /// servers may still be electing their leaders).
 pub const CLUSTER_START_MAX: Duration = Duration::from_secs(30);
+
+/// How long a graceful stop waits to give a shard's lease up (for an append under way to
+/// end, then for the bucket to answer); past it the lease expires by itself.
+pub const LEASE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(1);

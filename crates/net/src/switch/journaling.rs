@@ -84,14 +84,31 @@ pub(super) async fn journal_loop(
         Some(r) => {
             // Until the stream has what this journal holds, no new request is taken (96):
             // nothing of it could be answered.
-            shared.journal_metrics.borrow_mut().replicating = Some(false);
+            {
+                let mut m = shared.journal_metrics.borrow_mut();
+                m.replicating = Some(false);
+                m.replicas = vec![crate::handle::ReplicaMetrics::new(r.shard)];
+            }
             shared.input(|e| e.set_storage_full(true));
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
                     if let Some(t) = r.taken.clone() {
+                        shared.replica(|m| {
+                            m.lease = Some(crate::handle::LeaseMetrics {
+                                revision: t.lease.revision,
+                                renewed: t.lease.renewed,
+                                taken: 1,
+                                renew_failures: 0,
+                            });
+                        });
                         tokio::task::spawn_local(renew_lease(Rc::clone(&shared), stop.clone(), r.clone(), t));
                     }
                     shared.input(|e| e.set_storage_full(false));
+                    let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
+                    shared.replica(|m| {
+                        m.replicating = true;
+                        (m.synced, m.acknowledged, m.subject_seq) = (durable, durable, log.last());
+                    });
                     shared.journal_metrics.borrow_mut().replicating = Some(true);
                     Some(log)
                 }
@@ -151,8 +168,15 @@ pub(super) async fn journal_loop(
             let result = match written {
                 Ok((back, again, Ok(()))) => {
                     (w, batch) = (back, again);
-                    if let Some(log) = replica.as_mut() {
-                        if let Err(why) = replicate(&shared, log, &batch, &stop).await {
+                    // Once the drain is over the shard's lease is given up: what the last
+                    // closes record stays local (a restart here refills the stream with it,
+                    // or sets it aside if another node took the shard meanwhile).
+                    if let Some(log) = replica.as_mut().filter(|_| !shared.finished.is_cancelled()) {
+                        shared.replica(|m| m.synced = batch.last_seq);
+                        shared.appending.set(true);
+                        let replicated = replicate(&shared, log, &batch, &stop).await;
+                        shared.appending.set(false);
+                        if let Err(why) = replicated {
                             return fatal(&shared, &stop, &why);
                         }
                     }
@@ -255,9 +279,11 @@ async fn replica(
     Ok(log)
 }
 
-/// Renews the shard's lease every `LEASE_RENEW` for as long as the node runs. A renewal that
-/// fails (lost, or the bucket unreachable) stops the node at once: it may no longer act for
-/// the shard, and the stream would fence its next append anyway.
+/// Renews the shard's lease every `LEASE_RENEW` for as long as the node runs, and gives it
+/// up once the drain is over (so another node may take the shard at once, not a time to
+/// live later). A renewal that finds the lease lost or held by another node stops the node
+/// at once: it may no longer act for the shard, and the stream would fence its next append
+/// anyway.
 async fn renew_lease(
     shared: Rc<Shared>,
     stop: Shutdown,
@@ -283,13 +309,25 @@ async fn renew_lease(
     };
     let mut lease = t.lease;
     loop {
-        tokio::time::sleep(LEASE_RENEW).await;
+        tokio::select! {
+            () = tokio::time::sleep(LEASE_RENEW) => {}
+            () = shared.finished.cancelled() => return release_lease(&shared, &leases, lease).await,
+        }
         match leases.renew(&mut lease).await {
-            Ok(()) => {}
+            Ok(()) => shared.replica(|m| {
+                if let Some(l) = m.lease.as_mut() {
+                    (l.revision, l.renewed) = (lease.revision, lease.renewed);
+                }
+            }),
             // The bucket is unavailable (an election, a partition): so, most likely, is the
             // stream, and nothing of the shard's can leave without it. Keep trying: once the
             // bucket answers, a lease that expired meanwhile is found lost.
             Err(corridor_cluster::LeaseError::Unavailable(e)) => {
+                shared.replica(|m| {
+                    if let Some(l) = m.lease.as_mut() {
+                        l.renew_failures += 1;
+                    }
+                });
                 warn!(shard = r.shard, error = %e, "cluster: the shard's lease cannot be renewed now");
             }
             // Expired while the bucket was unavailable (an election outlasts a lease), and no
@@ -303,6 +341,12 @@ async fn renew_lease(
                             "cluster: the shard's lease expired unheld and was taken again"
                         );
                         lease = again;
+                        shared.replica(|m| {
+                            if let Some(l) = m.lease.as_mut() {
+                                (l.revision, l.renewed) = (lease.revision, lease.renewed);
+                                l.taken += 1;
+                            }
+                        });
                     }
                     Err(e) => {
                         return fatal(&shared, &stop, &format!("cluster: shard {}'s lease: {e}", r.shard))
@@ -316,6 +360,24 @@ async fn renew_lease(
     }
 }
 
+/// Gives the shard's lease up at the end of a graceful stop, once no append is under way
+/// (the journal loop appends nothing more once the drain is over). A release that fails is
+/// only logged: the lease then expires within its time to live.
+async fn release_lease(shared: &Shared, leases: &corridor_cluster::Leases, lease: corridor_cluster::Lease) {
+    let deadline = Instant::now() + crate::limits::LEASE_RELEASE_WAIT_MAX;
+    while shared.appending.get() && Instant::now() < deadline {
+        tokio::time::sleep(crate::limits::DRAIN_POLL).await;
+    }
+    match tokio::time::timeout(crate::limits::LEASE_RELEASE_WAIT_MAX, leases.release(lease)).await {
+        Ok(Ok(())) => info!(shard = lease.shard, "cluster: the shard's lease is given up"),
+        Ok(Err(e)) => {
+            warn!(shard = lease.shard, error = %e, "cluster: the shard's lease could not be given up; it expires")
+        }
+        Err(_) => warn!(shard = lease.shard, "cluster: giving up the shard's lease timed out; it expires"),
+    }
+    shared.lease_released.notify_one();
+}
+
 /// Appends `batch` (synced here) to the stream, waiting as long as the stream is unavailable:
 /// nothing of it may leave before the stream has it. Fenced (another node took the shard)
 /// or lost (the stream went back on what it acknowledged) is an error: the node stops
@@ -326,13 +388,24 @@ async fn replicate(
     batch: &corridor_journal::SyncBatch,
     stop: &Shutdown,
 ) -> Result<(), String> {
+    let began = Instant::now();
     loop {
         match log.append(batch.first_seq, batch.last_seq, &batch.bytes).await {
-            Ok(_) => {
+            Ok(seq) => {
+                let (took, retries) = (began.elapsed(), log.retries());
+                shared.replica(|m| {
+                    m.append.record(took);
+                    (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, seq, retries);
+                    m.replicating = true;
+                });
                 shared.journal_metrics.borrow_mut().replicating = Some(true);
                 return Ok(());
             }
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
+                shared.replica(|m| {
+                    m.replicating = false;
+                    m.append_retries = log.retries();
+                });
                 shared.journal_metrics.borrow_mut().replicating = Some(false);
                 warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
             }

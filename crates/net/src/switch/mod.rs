@@ -126,6 +126,13 @@ pub(crate) struct Shared {
     conns_peak: Cell<usize>,
     /// Memory is about to be given back (see [`Shared::connection_gone`]).
     release_pending: Cell<bool>,
+    /// Cancelled once the drain is over: the journal loop replicates nothing more, and the
+    /// shard's lease is given up.
+    finished: CancellationToken,
+    /// Whether the journal loop is appending a batch to the cluster's stream now.
+    appending: Cell<bool>,
+    /// Told once the shard's lease is given up (or giving it up failed).
+    lease_released: Notify,
 }
 
 /// The network layer's side of the driver: each item the engine raises wakes the task that
@@ -178,6 +185,13 @@ enum LoopCtl {
 }
 
 impl Shared {
+    /// Updates this shard's replication figures (a node of a cluster has one entry).
+    fn replica(&self, f: impl FnOnce(&mut crate::handle::ReplicaMetrics)) {
+        if let Some(m) = self.journal_metrics.borrow_mut().replicas.first_mut() {
+            f(m);
+        }
+    }
+
     /// Gives the engine an input through `f`, then flushes: every engine call that can
     /// raise output, events or a new deadline goes through here, so none is left unpolled.
     /// (`take_output` and `handle_written`, the writer's side, raise nothing.)
@@ -437,6 +451,9 @@ impl Shard {
             drained,
             conns_peak: Cell::new(0),
             release_pending: Cell::new(false),
+            finished: CancellationToken::new(),
+            appending: Cell::new(false),
+            lease_released: Notify::new(),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -508,6 +525,13 @@ impl Shard {
                     () = stop.wait() => {}
                 }
                 drain(&shared, shared.drain_timeout.get()).await;
+                shared.finished.cancel();
+                let leased = shared.journal_metrics.borrow().replicas.iter().any(|m| m.lease.is_some());
+                if leased {
+                    let released = shared.lease_released.notified();
+                    let wait = 2 * crate::limits::LEASE_RELEASE_WAIT_MAX;
+                    let _ = tokio::time::timeout(wait, released).await;
+                }
             })
             .await;
         if let Some(why) = engine.fatal.borrow_mut().take() {
