@@ -102,6 +102,7 @@ timeout_ms = 5000
                 journal_dir: None,
                 reloader: None,
                 reload_counts: Arc::default(),
+                cluster: None,
             },
             switch.handle().clone(),
         )

@@ -343,6 +343,7 @@ fn inbound_outbound_and_third_market_payments_get_both_currencies_filled() {
             journal_dir: None,
             reloader: None,
             reload_counts: std::sync::Arc::default(),
+            cluster: None,
         },
         net.switch.handle().clone(),
     )

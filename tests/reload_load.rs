@@ -88,6 +88,7 @@ fn twenty_reloads_under_ten_thousand_requests_a_second_lose_decline_and_time_out
             journal_dir: None,
             reloader: Some(reloader),
             reload_counts: Arc::clone(&counts),
+            cluster: None,
         },
         handle,
     )

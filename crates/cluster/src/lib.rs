@@ -20,14 +20,18 @@
 //! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
 //!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
 //!   back, a subject read in order and checked.
+//! - [`status`]: the cluster as NATS sees it, for operators (which node holds which shard,
+//!   how far each subject has got, the stream's copies).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod lease;
 pub mod limits;
+pub mod status;
 pub mod stream;
 
 pub use batch::{Batch, Gap, Invalid, Tail};
 pub use lease::{Lease, LeaseError, Leases};
+pub use status::{lease_bucket, ShardStatus, Status};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};

@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use corridor_config as config;
 use corridor_ops::serve;
 
+mod cluster;
 mod journal;
 mod msg;
 mod oneline;
@@ -121,6 +122,11 @@ enum Command {
     Qr {
         #[command(subcommand)]
         command: qr::QrCommand,
+    },
+    /// The cluster this switch is a node of, as NATS sees it.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
 }
 
@@ -299,6 +305,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Msg { command } => msg::run(command),
         Command::Qr { command } => qr::run(command),
+        Command::Cluster { command } => cluster::run(command),
         Command::Clearing { config, date, participant, format } => {
             run_clearing(&config, &date, participant.as_deref(), &format)
         }

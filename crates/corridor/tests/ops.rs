@@ -266,6 +266,9 @@ fn the_admin_api_needs_its_token_answers_json_and_audits_every_change() {
     let (code, body) = http(sw.admin, "POST", "/reload", None);
     assert_eq!(code, 401, "{body}");
     sw.wait_ready();
+    let (code, body) = sw.get("/cluster");
+    assert_eq!(code, 404, "a single node has no cluster: {body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("not a node of a cluster"), "{body}");
 
     // Traffic, then the counts and the histogram agree with it.
     let answers = purchases(acq, 1, 40);
@@ -744,5 +747,104 @@ fn a_paused_switch_reads_what_arrived_before_it_judges_a_timeout() {
     assert_eq!(purchases(acq, 100, 1), vec![("000100".into(), "00".into())], "the link stayed up");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node of a cluster (three real `nats-server`) shows what an operator needs: `/cluster`
+/// and `corridor cluster status` name the node holding each shard with its lease's age and
+/// each shard's subject as far as the node's journal has got; the metrics carry the
+/// replication's latency, what waits for the stream, the leases' ages and takes; `/readyz`
+/// waits for replication. A graceful stop gives the leases up at once (another node need
+/// not wait out their time to live).
+#[test]
+fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_when_it_stops() {
+    let nats = corridor_tests::nats::NatsCluster::start(3);
+    let dir = state("ops-cluster");
+    let (issuer, stop) = approving_issuer();
+    let (acq_port, admin_port) = (common::free_port(), common::free_port());
+    let path = config(&dir, acq_port, issuer, admin_port, "");
+    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let text = std::fs::read_to_string(&path).unwrap().replacen("[switch]\n", "[switch]\nshards = 2\n", 1);
+    std::fs::write(&path, format!("{text}\n[cluster]\nnode = \"node-a\"\nnats = [{}]\n", servers.join(", ")))
+        .unwrap();
+    let mut sw = Serve::start(&path, &[], &[]);
+    sw.wait_ready();
+    let answers = purchases(format!("127.0.0.1:{acq_port}").parse().unwrap(), 1, 10);
+    assert_eq!(answers.len(), 10);
+    assert!(answers.iter().all(|(_, c)| c == "00"), "{answers:?}");
+
+    // The metrics: appends timed, nothing left waiting once answered, both leases young.
+    // (Records come on their own too — a link's echo, a checkpoint — so what waits for the
+    // stream is read until it is nothing, within bounds.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let (code, m) = sw.get("/metrics");
+        assert_eq!(code, 200);
+        if metric(&m, "corridor_cluster_unreplicated_records", "") == 0.0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(metric(&m, "corridor_cluster_unreplicated_records", ""), 0.0, "{m}");
+    assert!(metric(&m, "corridor_cluster_append_duration_seconds_count", "") >= 2.0, "{m}");
+    assert_eq!(metric(&m, "corridor_cluster_lease_taken_total", ""), 2.0, "each shard taken once");
+    for shard in ["0", "1"] {
+        let age = metric(&m, "corridor_cluster_lease_age_seconds", &format!("shard=\"{shard}\""));
+        assert!(m.contains(&format!("corridor_cluster_lease_age_seconds{{shard=\"{shard}\"}}")), "{m}");
+        assert!(age < 3.0, "shard {shard}'s lease renewed within its time to live: {age}");
+    }
+
+    // `/cluster`: this node's view beside NATS's, agreeing.
+    let (code, body) = sw.get("/cluster");
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["node"], "node-a");
+    assert!(v["cluster_error"].is_null(), "{body}");
+    let here = v["here"]["shards"].as_array().unwrap();
+    let there = v["cluster"]["shards"].as_array().unwrap();
+    assert_eq!((here.len(), there.len()), (2, 2), "{body}");
+    for (h, t) in here.iter().zip(there) {
+        assert_eq!(h["shard"], t["shard"]);
+        assert_eq!(h["replicating"], true, "{body}");
+        assert!(h["acknowledged"].as_u64().unwrap() <= h["synced"].as_u64().unwrap(), "{body}");
+        assert_eq!(t["holder"], "node-a", "{body}");
+        assert!(t["lease_age_ms"].as_u64().unwrap() < 3_000, "{body}");
+        assert!(h["acknowledged"].as_u64().unwrap() > 0, "{body}");
+        // NATS is read after the node: the stream holds at least what the node said it
+        // acknowledged (more if a batch went meanwhile).
+        let at_least = |k: &str, l: &str| t[k].as_u64().unwrap() >= h[l].as_u64().unwrap();
+        assert!(at_least("last_record", "acknowledged") && at_least("subject_last", "subject_seq"), "{body}");
+    }
+    let replicas = v["cluster"]["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 3, "{body}");
+    assert_eq!(replicas.iter().filter(|r| r["leader"] == true).count(), 1, "{body}");
+    assert_eq!(v["cluster"]["nodes"], serde_json::json!([{ "node": "node-a", "shards": [0, 1] }]));
+
+    // The command line says the same, from NATS alone.
+    let (ok, out) = common::corridor(&["cluster", "status", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().filter(|l| l.split_whitespace().nth(1) == Some("node-a")).count(), 2, "{out}");
+    assert!(out.contains("leader"), "{out}");
+    let (ok, out) = common::corridor(&["cluster", "status", "--json", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(json(&out)["nodes"], v["cluster"]["nodes"], "{out}");
+
+    // A graceful stop gives both leases up: no holder at once, not a time to live later.
+    sw.signal("-TERM");
+    assert!(exited(&mut sw).success(), "{:?}", sw.lines());
+    let (ok, out) = common::corridor(&["cluster", "status", "--json", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let after = json(&out);
+    let held: Vec<_> =
+        after["shards"].as_array().unwrap().iter().filter(|s| !s["holder"].is_null()).collect();
+    assert!(held.is_empty(), "leases still held after a graceful stop: {out}");
+    assert!(sw.lines().iter().filter(|l| l.contains("lease is given up")).count() == 2, "{:?}", sw.lines());
+
+    // A single-node configuration has no cluster to show.
+    let single = dir.join("single.toml");
+    std::fs::write(&single, common::config(acq_port, issuer, "")).unwrap();
+    let (ok, out) = common::corridor(&["cluster", "status", "--config", single.to_str().unwrap()]);
+    assert!(!ok && out.contains("single node"), "{out}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,6 +70,11 @@ pub async fn run(
     let current = Arc::new(tokio::sync::Mutex::new(Current::of(&config)));
     let admin_settings = config.admin.clone();
     let journal_dir = config.journal.as_ref().map(|j| j.dir.clone());
+    let cluster = config.cluster.as_ref().map(|c| admin::ClusterAccess {
+        node: c.node.clone(),
+        servers: c.nats.clone(),
+        stream: c.stream.clone(),
+    });
     let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
     let handle = switch.handle();
     let counts = Arc::new(ReloadCounts::default());
@@ -91,6 +96,7 @@ pub async fn run(
                 journal_dir,
                 reloader: reloader.clone(),
                 reload_counts: Arc::clone(&counts),
+                cluster,
             };
             Some(admin::start(cfg, handle.clone()).map_err(ServeError::Admin)?)
         }

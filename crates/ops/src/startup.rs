@@ -157,7 +157,7 @@ fn take_shard(
     let local_first = local.first().map_or(local_last + 1, |(first, _, _)| *first);
     let local_bytes: Vec<u8> = local.into_iter().flat_map(|(_, _, b)| b).collect();
     let (servers, stream, node, replicas) = (c.nats.clone(), c.stream.clone(), c.node.clone(), c.replicas);
-    let bucket = format!("{stream}-leases");
+    let bucket = corridor_cluster::lease_bucket(&stream);
     let work = std::thread::spawn(
         move || -> Result<(corridor_net::journal::Taken, corridor_cluster::stream::Missing), String> {
             let rt = tokio::runtime::Builder::new_current_thread()

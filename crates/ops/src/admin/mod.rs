@@ -45,6 +45,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub(crate) mod cluster;
+pub use cluster::{status_json, ClusterAccess};
 pub(crate) mod exposition;
 pub(crate) mod monitor;
 pub(crate) mod transactions;
@@ -111,6 +113,8 @@ pub struct AdminConfig {
     pub reloader: Option<Reloader>,
     /// Where reload outcomes are counted (by `POST /reload` and `SIGHUP` alike).
     pub reload_counts: Arc<ReloadCounts>,
+    /// The cluster this switch is a node of, for `/cluster` (`None`: a single node).
+    pub cluster: Option<cluster::ClusterAccess>,
 }
 
 struct AdminState {
@@ -127,6 +131,10 @@ struct AdminState {
     busy: tokio::sync::Semaphore,
     /// Cancelled when the server stops: event streams end with it.
     stop: tokio_util::sync::CancellationToken,
+    /// The cluster this switch is a node of.
+    cluster: Option<cluster::ClusterAccess>,
+    /// A connection to its NATS servers, made at the first `/cluster`.
+    nats: std::sync::OnceLock<async_nats::Client>,
 }
 
 /// A running admin server.
@@ -214,6 +222,8 @@ async fn serve(
         active: Mutex::new(Vec::new()),
         busy: tokio::sync::Semaphore::new(ADMIN_REQUESTS_MAX),
         stop: stop.clone(),
+        cluster: config.cluster,
+        nats: std::sync::OnceLock::new(),
     });
     tokio::spawn(sample_loop(Arc::clone(&state), live_tx, stop.clone()));
     let open = Router::new().route("/healthz", get(healthz)).route("/login", get(login));
@@ -233,6 +243,7 @@ async fn serve(
         .route("/saf/{id}/{action}", post(saf_action))
         .route("/exceptions", get(exceptions))
         .route("/transactions", get(transactions_lookup))
+        .route("/cluster", get(cluster::cluster))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize));
     let app = open
         .merge(guarded)
@@ -460,6 +471,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
             if snap.journal.failed { "the journal cannot be written" } else { "the journal's disk is full" }
                 .to_owned(),
         );
+    }
+    if snap.journal.replicating == Some(false) {
+        why.push("the journal is not replicated in the cluster's stream (answers wait for it)".to_owned());
     }
     // A link the switch dials must be up and signed on (where it requires it); a listening
     // link is bound, and waits for its peers.

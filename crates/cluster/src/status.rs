@@ -1,0 +1,200 @@
+//! The cluster as NATS sees it, for operators: which node holds which shard and since when,
+//! how far each shard's subject has got, and the stream's own replicas (its leader, which of
+//! its servers are current, how far behind the others are).
+//!
+//! It reads the lease bucket and the stream only — no node is asked — so it answers while a
+//! node is down, which is when it is wanted. A node's own view (what waits for the stream on
+//! it, its lease's last renewal) is in its metrics and its `/cluster`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
+use futures_util::TryStreamExt;
+
+use crate::{batch, limits::REQUEST_TIMEOUT, stream::subject, StreamError};
+
+/// The cluster: the stream, its replicas and every shard it knows of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The stream's name.
+    pub stream: String,
+    /// The server that leads the stream now, as the stream says (`None`: none elected).
+    pub leader: Option<String>,
+    /// The stream's copies, the leader's first.
+    pub replicas: Vec<Replica>,
+    /// Messages (batches) the stream holds, of every shard.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Every shard with a lease or a subject, in order.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One copy of the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica {
+    /// The server's name.
+    pub name: String,
+    /// Whether it leads the stream.
+    pub leader: bool,
+    /// Whether it is up to date with the leader.
+    pub current: bool,
+    /// Whether the group considers it offline.
+    pub offline: bool,
+    /// Operations it is behind the leader.
+    pub lag: u64,
+    /// Since the leader last heard from it.
+    pub seen: Duration,
+}
+
+/// One shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: u16,
+    /// The node holding its lease (`None`: no one; the shard is served nowhere until a node
+    /// takes it).
+    pub holder: Option<String>,
+    /// The lease key's revision.
+    pub lease_revision: Option<u64>,
+    /// Since the lease was taken or renewed (a holder renews every second; past the lease's
+    /// time to live the bucket drops it).
+    pub lease_age: Option<Duration>,
+    /// The stream sequence of the subject's last batch (0: the subject is empty).
+    pub subject_last: u64,
+    /// The journal record that batch ends with.
+    pub last_record: u64,
+    /// Since that batch was appended.
+    pub last_append_age: Option<Duration>,
+}
+
+/// The bucket a stream's leases live in.
+#[must_use]
+pub fn lease_bucket(stream: &str) -> String {
+    format!("{stream}-leases")
+}
+
+fn age(then: async_nats::jetstream::kv::Entry) -> Duration {
+    since(then.created)
+}
+
+fn since(then: time::OffsetDateTime) -> Duration {
+    Duration::try_from(time::OffsetDateTime::now_utc() - then).unwrap_or_default()
+}
+
+fn shard_of(name: &str, prefix: &str) -> Option<u16> {
+    name.strip_prefix(prefix)?.parse().ok()
+}
+
+/// Reads the cluster's status from the stream `stream` and its lease bucket.
+///
+/// # Errors
+///
+/// The stream cannot be read (a missing lease bucket is no error: no lease is held), or a
+/// subject's last message is not a batch we wrote.
+pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, StreamError> {
+    let mut js = jetstream::new(client);
+    js.set_timeout(REQUEST_TIMEOUT);
+    let server = |e: &dyn std::fmt::Display| StreamError::Server(e.to_string());
+    let mut s = js.get_stream(stream).await.map_err(|e| server(&e))?;
+    let info = s.info().await.map_err(|e| server(&e))?.clone();
+    let (leader, mut replicas) = match info.cluster {
+        Some(c) => {
+            let mut replicas: Vec<Replica> = c
+                .replicas
+                .iter()
+                .map(|p| Replica {
+                    name: p.name.clone(),
+                    leader: false,
+                    current: p.current,
+                    offline: p.offline,
+                    lag: p.lag.unwrap_or(0),
+                    seen: p.active,
+                })
+                .collect();
+            if let Some(l) = &c.leader {
+                replicas.insert(
+                    0,
+                    Replica {
+                        name: l.clone(),
+                        leader: true,
+                        current: true,
+                        offline: false,
+                        lag: 0,
+                        seen: Duration::ZERO,
+                    },
+                );
+            }
+            (c.leader, replicas)
+        }
+        None => (None, Vec::new()),
+    };
+    replicas.truncate(crate::limits::STATUS_REPLICAS_MAX);
+
+    // Shards: every subject the stream holds, and every lease.
+    let prefix = format!("{stream}.shard.");
+    let mut shards: Vec<u16> = Vec::new();
+    let mut subjects = s.info_with_subjects(format!("{prefix}*")).await.map_err(|e| server(&e))?;
+    while let Some((name, _)) = subjects.try_next().await.map_err(|e| server(&e))? {
+        if let Some(shard) = shard_of(&name, &prefix) {
+            shards.push(shard);
+        }
+        if shards.len() >= crate::limits::STATUS_SHARDS_MAX {
+            break;
+        }
+    }
+    let kv = js.get_key_value(lease_bucket(stream)).await.ok();
+    if let Some(kv) = &kv {
+        if let Ok(mut keys) = kv.keys().await {
+            while let Ok(Some(key)) = keys.try_next().await {
+                if let Some(shard) = shard_of(&key, "shard.") {
+                    shards.push(shard);
+                }
+                if shards.len() >= 2 * crate::limits::STATUS_SHARDS_MAX {
+                    break;
+                }
+            }
+        }
+    }
+    shards.sort_unstable();
+    shards.dedup();
+    shards.truncate(crate::limits::STATUS_SHARDS_MAX);
+
+    let mut out = Vec::with_capacity(shards.len());
+    for shard in shards {
+        let lease =
+            match &kv {
+                Some(kv) => kv.entry(format!("shard.{shard}")).await.ok().flatten().filter(|e| {
+                    e.operation == async_nats::jetstream::kv::Operation::Put && !e.value.is_empty()
+                }),
+                None => None,
+            };
+        let (subject_last, last_record, last_append_age) =
+            match s.get_last_raw_message_by_subject(&subject(stream, shard)).await {
+                Ok(m) => {
+                    let b = batch::decode(&m.payload)
+                        .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?;
+                    (m.sequence, b.last_seq, Some(since(m.time)))
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, 0, None),
+                Err(e) => return Err(server(&e)),
+            };
+        out.push(ShardStatus {
+            shard,
+            holder: lease.as_ref().map(|e| String::from_utf8_lossy(&e.value).into_owned()),
+            lease_revision: lease.as_ref().map(|e| e.revision),
+            lease_age: lease.map(age),
+            subject_last,
+            last_record,
+            last_append_age,
+        });
+    }
+    Ok(Status {
+        stream: stream.to_owned(),
+        leader,
+        replicas,
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        shards: out,
+    })
+}

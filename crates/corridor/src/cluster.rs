@@ -1,0 +1,106 @@
+//! `corridor cluster`: the cluster as NATS sees it — which node holds which shard and since
+//! when, how far each shard's subject has got, the stream's copies. It asks NATS only, so it
+//! answers while a node is down.
+
+use std::{io::Write as _, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+/// How long `corridor cluster status` waits for NATS.
+const NATS_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Nodes, which shard each holds and since when (lease ages), each shard's subject,
+    /// and the stream's copies and their lag.
+    Status {
+        /// The configuration file (its `[cluster]`: the NATS servers and the stream).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON (what the admin API's `/cluster` shows as `cluster`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Status { config, json } => status(&config, json),
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()))
+}
+
+fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let loaded = corridor_config::load(path)?;
+    let Some(c) = loaded.cluster else {
+        anyhow::bail!("{}: no [cluster]: this switch runs as a single node", path.display())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = runtime.block_on(async {
+        let asked = async {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(NATS_WAIT)
+                .connect(c.nats.as_slice())
+                .await
+                .context("cannot reach NATS")?;
+            corridor_cluster::status::status(client, &c.stream)
+                .await
+                .context("cannot read the cluster's stream")
+        };
+        match tokio::time::timeout(NATS_WAIT, asked).await {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!("NATS did not answer within {} s", NATS_WAIT.as_secs()),
+        }
+    })?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&corridor_ops::admin::status_json(&status))?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "stream {}: {} batches, {} bytes, leader {}",
+        status.stream,
+        status.messages,
+        status.bytes,
+        status.leader.as_deref().unwrap_or("(none elected)")
+    )?;
+    for r in &status.replicas {
+        let role = if r.leader {
+            "leader"
+        } else if r.current {
+            "current"
+        } else {
+            "behind"
+        };
+        let offline = if r.offline { ", offline" } else { "" };
+        writeln!(out, "  server {:<20} {role:<8} lag {:>6}{offline}", r.name, r.lag)?;
+    }
+    writeln!(
+        out,
+        "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14}",
+        "shard", "holder", "revision", "lease age", "subject seq", "last record", "last append"
+    )?;
+    for s in &status.shards {
+        writeln!(
+            out,
+            "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14}",
+            s.shard,
+            s.holder.as_deref().unwrap_or("(none)"),
+            s.lease_revision.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            ms(s.lease_age),
+            s.subject_last,
+            s.last_record,
+            ms(s.last_append_age),
+        )?;
+    }
+    let unheld = status.shards.iter().filter(|s| s.holder.is_none()).count();
+    if unheld > 0 {
+        writeln!(out, "{unheld} shard(s) held by no node: served nowhere until a node takes them")?;
+    }
+    Ok(())
+}

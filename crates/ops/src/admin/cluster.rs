@@ -1,0 +1,132 @@
+//! `GET /cluster`: this node's shards as it sees them (what waits for the stream, its
+//! leases' last renewal) beside the cluster as NATS sees it (which node holds which shard,
+//! how far each subject has got, the stream's copies). [`status_json`] is also what
+//! `corridor cluster status --json` prints.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, response::Response, Json};
+use corridor_cluster::Status;
+use serde_json::{json, Value};
+
+use super::{error, switch_gone, AdminState, SWITCH_WAIT};
+
+/// How long `/cluster` waits for NATS (to connect, then for the status).
+pub(crate) const NATS_WAIT: Duration = Duration::from_secs(2);
+
+/// Where this node's cluster is, for `/cluster`.
+#[derive(Clone, Debug)]
+pub struct ClusterAccess {
+    /// This node's name.
+    pub node: String,
+    /// The NATS servers.
+    pub servers: Vec<String>,
+    /// The stream.
+    pub stream: String,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The cluster's status as JSON: the stream and its copies, every shard with its holder,
+/// and the nodes holding shards.
+#[must_use]
+pub fn status_json(s: &Status) -> Value {
+    let mut nodes: Vec<&str> = s.shards.iter().filter_map(|sh| sh.holder.as_deref()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    json!({
+        "stream": s.stream,
+        "leader": s.leader,
+        "messages": s.messages,
+        "bytes": s.bytes,
+        "replicas": s.replicas.iter().map(|r| json!({
+            "server": r.name,
+            "leader": r.leader,
+            "current": r.current,
+            "offline": r.offline,
+            "lag": r.lag,
+            "seen_ms": ms(r.seen),
+        })).collect::<Vec<_>>(),
+        "nodes": nodes.iter().map(|n| json!({
+            "node": n,
+            "shards": s.shards.iter().filter(|sh| sh.holder.as_deref() == Some(*n)).map(|sh| sh.shard).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "shards": s.shards.iter().map(|sh| json!({
+            "shard": sh.shard,
+            "holder": sh.holder,
+            "lease_revision": sh.lease_revision,
+            "lease_age_ms": sh.lease_age.map(ms),
+            "subject_last": sh.subject_last,
+            "last_record": sh.last_record,
+            "last_append_age_ms": sh.last_append_age.map(ms),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// This node's shards, from a snapshot of the switch.
+fn here_json(snap: &corridor_net::Snapshot) -> Value {
+    let shards: Vec<Value> = snap
+        .journal
+        .replicas
+        .iter()
+        .map(|m| {
+            json!({
+                "shard": m.shard,
+                "replicating": m.replicating,
+                "synced": m.synced,
+                "acknowledged": m.acknowledged,
+                "unreplicated": m.synced.saturating_sub(m.acknowledged),
+                "subject_seq": m.subject_seq,
+                "appends": m.append.count,
+                "append_p50_us": m.append.quantile(0.5).map(|d| d.as_micros()),
+                "append_p99_us": m.append.quantile(0.99).map(|d| d.as_micros()),
+                "append_retries": m.append_retries,
+                "lease": m.lease.map(|l| json!({
+                    "revision": l.revision,
+                    "age_ms": ms(snap.at.saturating_duration_since(l.renewed)),
+                    "taken": l.taken,
+                    "renew_failures": l.renew_failures,
+                })),
+            })
+        })
+        .collect();
+    json!({ "replicating": snap.journal.replicating, "shards": shards })
+}
+
+pub(super) async fn cluster(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(access) = state.cluster.clone() else {
+        return error(StatusCode::NOT_FOUND, "this switch is not a node of a cluster (no [cluster])");
+    };
+    let Ok(Some(snap)) = tokio::time::timeout(SWITCH_WAIT, state.handle.snapshot()).await else {
+        return switch_gone();
+    };
+    let seen = async {
+        let client = match state.nats.get() {
+            Some(c) => c.clone(),
+            None => {
+                let c = async_nats::ConnectOptions::new()
+                    .connection_timeout(NATS_WAIT)
+                    .connect(access.servers.as_slice())
+                    .await
+                    .map_err(|e| format!("cannot reach NATS: {e}"))?;
+                state.nats.get_or_init(|| c).clone()
+            }
+        };
+        corridor_cluster::status::status(client, &access.stream).await.map_err(|e| e.to_string())
+    };
+    let (cluster, why) = match tokio::time::timeout(NATS_WAIT, seen).await {
+        Ok(Ok(s)) => (status_json(&s), None),
+        Ok(Err(e)) => (Value::Null, Some(e)),
+        Err(_) => (Value::Null, Some("NATS did not answer in time".to_owned())),
+    };
+    Json(json!({
+        "node": access.node,
+        "stream": access.stream,
+        "here": here_json(&snap),
+        "cluster": cluster,
+        "cluster_error": why,
+    }))
+    .into_response()
+}
