@@ -82,6 +82,7 @@ fn the_page_shows_live_figures_that_match_the_switch_and_its_anomalies() {
     );
     assert!(samples[0]["tps_points"].as_u64().unwrap() >= 2, "the chart has points");
     assert_eq!(samples[0]["state"], "live");
+    assert_eq!(samples[0]["cluster_shown"], false, "a single node shows no cluster panel");
 
     // After the load (and a sample of the switch since): the page shows exactly its counts.
     std::thread::sleep(Duration::from_secs(2));

@@ -52,6 +52,8 @@ READ = r"""
     destinations: rows("#destinations tr[data-destination]", "data-destination"),
     links: Array.from(document.querySelectorAll("#links tr[data-link]")).map((r) => [r.dataset.link, r.dataset.state]),
     anomalies: rows("#anomalies .anomaly", "data-kind"),
+    cluster_shown: !v("cluster_panel").hidden,
+    cluster: Array.from(document.querySelectorAll("#cluster tr[data-shard]")).map((r) => [Number(r.dataset.shard), r.dataset.replicating, r.querySelector("[data-lease-age]").dataset.leaseAge]),
     external: Array.from(document.querySelectorAll("[src],[href]")).map((e) => e.getAttribute("src") || e.getAttribute("href")),
   });
 })()

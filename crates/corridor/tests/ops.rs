@@ -820,6 +820,24 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     assert_eq!(replicas.iter().filter(|r| r["leader"] == true).count(), 1, "{body}");
     assert_eq!(v["cluster"]["nodes"], serde_json::json!([{ "node": "node-a", "shards": [0, 1] }]));
 
+    // The monitoring page, in a real browser, shows both shards replicated, leases young.
+    let page = Command::new(corridor_tests::python::python())
+        .arg(corridor_tests::python::workspace_file("tests/interop/browser_page.py"))
+        .arg(format!("http://{}/login?token={TOKEN}", sw.admin))
+        .arg(dir.join("page.png"))
+        .args(["1", "1.0"])
+        .output()
+        .unwrap();
+    assert!(page.status.success(), "browser_page.py: {}", String::from_utf8_lossy(&page.stderr));
+    let seen = json(String::from_utf8_lossy(&page.stdout).lines().next().unwrap());
+    assert_eq!(seen["cluster_shown"], true, "{seen}");
+    let rows = seen["cluster"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r[0].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1], "{seen}");
+    for r in rows {
+        assert_eq!(r[1], "true", "{seen}");
+        assert!(r[2].as_str().unwrap().parse::<u64>().unwrap() < 3_000, "{seen}");
+    }
+
     // The command line says the same, from NATS alone.
     let (ok, out) = common::corridor(&["cluster", "status", "--config", path.to_str().unwrap()]);
     assert!(ok, "{out}");

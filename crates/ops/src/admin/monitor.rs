@@ -147,6 +147,22 @@ pub(crate) struct LinkView {
     pub(crate) frames_out: u64,
 }
 
+/// A shard of a cluster node: its replication in the stream and its lease.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct ReplicaView {
+    pub(crate) shard: u16,
+    pub(crate) replicating: bool,
+    /// Records synced here and not yet acknowledged by the stream.
+    pub(crate) unreplicated: u64,
+    /// The stream's acknowledgement after the local sync, since start.
+    pub(crate) append_p50_ms: Option<f64>,
+    pub(crate) append_p99_ms: Option<f64>,
+    /// Since the lease was last renewed.
+    pub(crate) lease_age_ms: Option<u64>,
+    pub(crate) lease_taken: u64,
+    pub(crate) lease_renew_failures: u64,
+}
+
 /// Totals since start.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Totals {
@@ -178,6 +194,8 @@ pub(crate) struct View {
     pub(crate) saf_oldest_s: Option<f64>,
     pub(crate) exceptions: usize,
     pub(crate) draining: bool,
+    /// A node of a cluster: its shards' replication and leases (empty on a single node).
+    pub(crate) cluster: Vec<ReplicaView>,
     pub(crate) anomalies: Vec<Anomaly>,
     pub(crate) recent_anomalies: Vec<Anomaly>,
     /// The charts: one point a second, oldest first.
@@ -383,6 +401,24 @@ impl Monitor {
             saf_oldest_s: now.saf_oldest.map(|d| d.as_secs_f64()),
             exceptions: now.exceptions,
             draining: now.draining,
+            cluster: now
+                .journal
+                .replicas
+                .iter()
+                .map(|m| ReplicaView {
+                    shard: m.shard,
+                    replicating: m.replicating,
+                    unreplicated: m.synced.saturating_sub(m.acknowledged),
+                    append_p50_ms: ms(m.append.quantile(0.5)),
+                    append_p99_ms: ms(m.append.quantile(0.99)),
+                    lease_age_ms: m.lease.map(|l| {
+                        u64::try_from(now.at.saturating_duration_since(l.renewed).as_millis())
+                            .unwrap_or(u64::MAX)
+                    }),
+                    lease_taken: m.lease.map_or(0, |l| l.taken),
+                    lease_renew_failures: m.lease.map_or(0, |l| l.renew_failures),
+                })
+                .collect(),
             anomalies: self.active(),
             recent_anomalies: self.recent.iter().rev().cloned().collect(),
             series: self.series.clone(),
