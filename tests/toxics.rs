@@ -90,6 +90,8 @@ pub struct Proxy {
     /// Connections it accepted.
     pub connections: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// While set, nothing passes either way and no connection is accepted: a partition.
+    cut: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -104,12 +106,18 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicU64::new(0));
-        let (stop2, count) = (Arc::clone(&stop), Arc::clone(&connections));
+        let (stop2, count, cut2) = (Arc::clone(&stop), Arc::clone(&connections), Arc::clone(&cut));
         let toxics = toxics.to_vec();
         thread::spawn(move || {
             let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
             while !stop2.load(Ordering::Relaxed) {
+                if cut2.load(Ordering::Relaxed) {
+                    // Partitioned: a connection waits in the backlog, unanswered.
+                    thread::sleep(POLL);
+                    continue;
+                }
                 match listener.accept() {
                     Ok((client, _)) => {
                         count.fetch_add(1, Ordering::Relaxed);
@@ -118,13 +126,20 @@ impl Proxy {
                             let _ = client.shutdown(Shutdown::Both);
                             continue;
                         };
-                        proxy_connection(client, server, &toxics, seed, &stop2);
+                        proxy_connection(client, server, &toxics, seed, &stop2, &cut2);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Self { addr, connections, stop }
+        Self { addr, connections, stop, cut }
+    }
+
+    /// Partitions (`true`) or heals (`false`) the path: while cut, nothing passes either way
+    /// — what is sent waits, as TCP's retransmissions wait out a partition, and arrives in
+    /// order once healed — and new connections wait unanswered.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
     }
 }
 
@@ -144,6 +159,7 @@ fn proxy_connection(
     toxics: &[Placed],
     seed: u64,
     stop: &Arc<AtomicBool>,
+    cut: &Arc<AtomicBool>,
 ) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
@@ -162,10 +178,11 @@ fn proxy_connection(
             return;
         };
         let mine: Vec<Toxic> = toxics.iter().filter(|(_, d)| acts(*d, up)).map(|(t, _)| *t).collect();
-        let (closed, reset, stop) = (Arc::clone(&closed), Arc::clone(&reset), Arc::clone(stop));
+        let (closed, reset, stop, cut) =
+            (Arc::clone(&closed), Arc::clone(&reset), Arc::clone(stop), Arc::clone(cut));
         let (c, s) = (client.try_clone(), server.try_clone());
         thread::spawn(move || {
-            if pump(from, to, &mine, seed ^ u64::from(up), opened, reset_after, &closed, &stop) {
+            if pump(from, to, &mine, seed ^ u64::from(up), opened, reset_after, &closed, &stop, &cut) {
                 reset.store(true, Ordering::Relaxed);
             }
             // Whichever way ends first ends the connection: with a FIN, or for a reset with
@@ -190,6 +207,7 @@ fn pump(
     reset_after: Option<u64>,
     closed: &AtomicBool,
     stop: &AtomicBool,
+    cut: &AtomicBool,
 ) -> bool {
     let mut rand = move |n: u64| {
         seed ^= seed << 13;
@@ -236,6 +254,10 @@ fn pump(
                 let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
             }
             return true;
+        }
+        if cut.load(Ordering::Relaxed) {
+            thread::sleep(POLL);
+            continue;
         }
         let n = match from.read(&mut buf) {
             Ok(0) => {

@@ -333,27 +333,41 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
 /// A node paused past its lease (`SIGSTOP`) while another takes its shards over, then let
 /// go (`SIGCONT`): it is fenced — it stops, and the request its partner sent it meanwhile
 /// never reaches the issuer — while the new owner serves.
-#[test]
-fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() {
-    let nats = corridor_tests::nats::NatsCluster::start(3);
-    let dir = std::env::temp_dir().join(format!("corridor-pause-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer_addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s2 = Arc::clone(&seen);
-    std::thread::spawn(move || issuer(listener, s2));
-    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let node = |name: &str| {
+/// Three `nats-server`, the issuer of [`issuer`] and a state directory: what the tests of a
+/// node losing its shards share.
+struct ClusterRig {
+    nats: corridor_tests::nats::NatsCluster,
+    dir: std::path::PathBuf,
+    issuer: std::net::SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl ClusterRig {
+    fn new(tag: &str) -> Self {
+        let nats = corridor_tests::nats::NatsCluster::start(3);
+        let dir = std::env::temp_dir().join(format!("corridor-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer_addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s2 = Arc::clone(&seen);
+        std::thread::spawn(move || issuer(listener, s2));
+        Self { nats, dir, issuer: issuer_addr, seen }
+    }
+
+    /// Node `name` (two shards, its own journal), reaching NATS at `servers`, once it
+    /// serves; and its acquirer's port.
+    fn node(&self, name: &str, servers: &[String]) -> (common::Switch, u16) {
         let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.join(format!("{name}.toml"));
+        let config = self.dir.join(format!("{name}.toml"));
+        let servers: Vec<String> = servers.iter().map(|u| format!("\"{u}\"")).collect();
         std::fs::write(
             &config,
             format!(
                 "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
-                common::config(acq_port, issuer_addr, "shards = 2")
+                common::config(acq_port, self.issuer, "shards = 2")
                     .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
                 servers.join(", ")
             ),
@@ -365,56 +379,143 @@ fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() 
             "node {name} serves"
         );
         (switch, acq_port)
-    };
-    let pay = |port: u16, stan: u32| -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        send(&mut s, u64::from(stan), &common::purchase(stan, &format!("PAUSE{stan:07}")));
-        let mut buf = BytesMut::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some((_, m)) = common::read_frames(&mut s, &mut buf).and_then(|f| f.into_iter().next()) {
-                return common::text(&m, de::RESPONSE_CODE);
+    }
+
+    /// Waits (bounded) for `node` to exit; it must fail, saying why.
+    fn stops_failing(node: &mut common::Switch, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if let Some(status) = node.child.try_wait().unwrap() {
+                break Some(status);
             }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exited.is_some_and(|s| !s.success()), "node {name} stops, failing: {exited:?}");
+        assert!(
+            node.logged("lease") || node.logged("fenced"),
+            "node {name} says why it stopped: {:?}",
+            node.log.lock().unwrap().iter().rev().take(5).collect::<Vec<_>>()
+        );
+    }
+}
+
+impl Drop for ClusterRig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A purchase with STAN `stan` on a connection of its own to `port`: its response code, or
+/// empty when none came within `wait`.
+fn pay_within(port: u16, stan: u32, wait: Duration) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    send(&mut s, u64::from(stan), &common::purchase(stan, &format!("NODE{stan:08}")));
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        match common::read_frames(&mut s, &mut buf) {
+            Some(frames) => {
+                if let Some((_, m)) = frames.into_iter().next() {
+                    return common::text(&m, de::RESPONSE_CODE);
+                }
+            }
+            None => return String::new(),
         }
-        String::new()
-    };
-    let (mut a, port_a) = node("a");
+    }
+    String::new()
+}
+
+fn pay(port: u16, stan: u32) -> String {
+    pay_within(port, stan, Duration::from_secs(10))
+}
+
+#[test]
+fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() {
+    let rig = ClusterRig::new("pause");
+    let (mut a, port_a) = rig.node("a", &rig.nats.urls());
     assert_eq!(pay(port_a, 1), "00");
     let pid = a.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     // Node b takes the shards over once node a's leases expire, and serves.
-    let (b, port_b) = node("b");
+    let (b, port_b) = rig.node("b", &rig.nats.urls());
     assert_eq!(pay(port_b, 2), "00");
     // A partner still connected to node a sends it a request while it sleeps.
     let mut late = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
     send(&mut late, 3, &common::purchase(3, "PAUSE0000003"));
     assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
     // Awake, node a finds its lease lost or its append fenced, and stops.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exited = loop {
-        if let Some(status) = a.child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exited.is_some_and(|s| !s.success()), "node a stops, failing: {exited:?}");
-    assert!(
-        a.logged("lease") || a.logged("fenced"),
-        "node a says why it stopped: {:?}",
-        a.log.lock().unwrap().iter().rev().take(5).collect::<Vec<_>>()
-    );
+    ClusterRig::stops_failing(&mut a, "a");
     std::thread::sleep(Duration::from_millis(500));
-    let s = seen.lock().unwrap();
+    let s = rig.seen.lock().unwrap();
     assert!(!s.approved.contains("000003"), "nothing left the fenced node");
     assert_eq!(s.approved.len(), 2);
     drop(s);
     assert_eq!(pay(port_b, 4), "00", "node b goes on serving");
     let _ = b.term();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A partition between a node and every NATS server (a proxy that stops forwarding, both
+/// ways): the cut-off node answers nothing for its shards — what it would answer needs the
+/// stream — while another node takes them over once its leases expire and serves the
+/// partner that fails over to it, the request node a never answered included (a new
+/// request there: node a never forwarded it). Healed, node a finds its leases lost or its
+/// appends fenced and stops; the issuer saw each request once.
+#[test]
+fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_doubled_when_it_heals() {
+    let rig = ClusterRig::new("partition");
+    let proxies: Vec<corridor_tests::toxics::Proxy> = (0..3)
+        .map(|i| {
+            let url = rig.nats.url(i);
+            let upstream = url.trim_start_matches("nats://").parse().unwrap();
+            corridor_tests::toxics::Proxy::start(upstream, &[])
+        })
+        .collect();
+    let through: Vec<String> = proxies.iter().map(|p| format!("nats://{}", p.addr)).collect();
+    let (mut a, port_a) = rig.node("a", &through);
+    assert_eq!(pay(port_a, 1), "00");
+
+    for p in &proxies {
+        p.set_cut(true);
+    }
+    let cut = Instant::now();
+    // A partner sends node a a request during the partition: no answer (its record cannot
+    // reach the stream), and it never reaches the issuer.
+    let mut partner = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
+    partner.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    send(&mut partner, 2, &common::purchase(2, "NODE00000002"));
+    // Node b takes the shards over once node a's leases expire.
+    let (b, port_b) = rig.node("b", &rig.nats.urls());
+    let took_over = cut.elapsed();
+    // The partner fails over and sends its request again: node b never heard of it, and
+    // forwards it (once).
+    assert_eq!(pay(port_b, 2), "00");
+    assert_eq!(pay(port_b, 3), "00");
+    let mut buf = BytesMut::new();
+    let from_a = common::read_frames(&mut partner, &mut buf).unwrap_or_default();
+    assert!(from_a.is_empty(), "node a answered during the partition: {from_a:?}");
+
+    // Healed: node a stops, having let nothing out.
+    for p in &proxies {
+        p.set_cut(false);
+    }
+    ClusterRig::stops_failing(&mut a, "a");
+    let mut late = Vec::new();
+    while let Some(frames) = common::read_frames(&mut partner, &mut buf) {
+        late.extend(frames.into_iter().map(|(_, m)| common::text(&m, de::RESPONSE_CODE)));
+    }
+    assert!(late.is_empty(), "node a answered after the partition healed: {late:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let s = rig.seen.lock().unwrap();
+    assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    assert_eq!(s.requests, 3, "each request reached the issuer once");
+    drop(s);
+    assert_eq!(pay(port_b, 4), "00", "node b goes on serving");
+    eprintln!("node b served {took_over:?} after the partition began");
+    let _ = b.term();
 }
 
 fn crash_and_restart(name: &str, pan_less: bool) {
