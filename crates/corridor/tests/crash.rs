@@ -209,11 +209,29 @@ fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outc
 /// `kill -9` of cluster nodes in a loop, at random moments under load, each node coming back
 /// on its own disk to take over from the one killed before it: 0 ambiguous approvals
 /// (approved, never delivered, never reversed), 0 requests forwarded twice, and the time from
-/// a node's start until it serves, as a distribution. Long: run by hand
+/// a node's start until it serves, as a distribution — with a partner that never reverses
+/// (only the switch's own reversals settle what it was not told). Long: run by hand
 /// (`cargo test -p corridor --test crash -- --ignored`; `CORRIDOR_KILL_LOOPS`, default 20).
 #[test]
 #[ignore = "long (a minute and more): run by hand"]
 fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
+    kill_loop(false);
+}
+
+/// The same loop with a partner that reverses every purchase it got no answer to, on the
+/// next node, repeating (0421) each reversal until it is acknowledged: 0 ambiguous, 0
+/// forwarded twice, and every reversal acknowledged. (A reversing partner hides a journal
+/// that lost something; the loop above does not.)
+#[test]
+#[ignore = "long (a minute and more): run by hand"]
+fn kill_9_of_cluster_nodes_in_a_loop_with_a_reversing_partner_acknowledges_every_reversal() {
+    kill_loop(true);
+}
+
+/// Reversals' STANs: the original's plus this.
+const REVERSAL_STAN: u32 = 500_000;
+
+fn kill_loop(reversing: bool) {
     let loops: usize = std::env::var("CORRIDOR_KILL_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let nats = corridor_tests::nats::NatsCluster::start(3);
     let dir = std::env::temp_dir().join(format!("corridor-crash-loop-{}", std::process::id()));
@@ -253,10 +271,13 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
     let mut takeovers = Vec::new();
     let mut rng = u64::from(std::process::id()) | 1;
     let mut stan = 0u32;
-    for round in 0..loops {
-        let (node, acq_port, took) = start(if round.is_multiple_of(2) { "a" } else { "b" });
-        takeovers.push(took);
-        let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
+    // The reversing partner: the purchases whose reversal is not acknowledged yet, and
+    // whether it was sent once already (then it is repeated as 0421).
+    let mut owed: std::collections::BTreeMap<u32, bool> = std::collections::BTreeMap::new();
+    let (mut reversals_sent, mut repeats_sent) = (0usize, 0usize);
+    let mut reversed_by_partner = std::collections::BTreeSet::new();
+    let connect = |acq_port: u16| {
+        let acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
         let mut reader = acq.try_clone().unwrap();
         reader.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let h = Arc::clone(&heard);
@@ -269,6 +290,35 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
                 }
             }
         });
+        (acq, listen)
+    };
+    // Reverses (or repeats the reversal of) every purchase the partner got no answer to and
+    // whose reversal is not acknowledged.
+    let mut reverse = |acq: &mut TcpStream, sent_up_to: u32| {
+        let h = heard.lock().unwrap();
+        for s in 1..=sent_up_to {
+            if !h.contains_key(&format!("{s:06}")) {
+                owed.entry(s).or_insert(false);
+            }
+        }
+        owed.retain(|s, _| !h.contains_key(&format!("{:06}", REVERSAL_STAN + s)));
+        drop(h);
+        for (s, before) in owed.iter_mut() {
+            let m = common::reversal(*s, &format!("LOOP{s:08}"), REVERSAL_STAN + s, *before);
+            send(acq, u64::from(REVERSAL_STAN + s), &m);
+            reversed_by_partner.insert(*s);
+            reversals_sent += 1;
+            repeats_sent += usize::from(*before);
+            *before = true;
+        }
+    };
+    for round in 0..loops {
+        let (node, acq_port, took) = start(if round.is_multiple_of(2) { "a" } else { "b" });
+        takeovers.push(took);
+        let (mut acq, listen) = connect(acq_port);
+        if reversing {
+            reverse(&mut acq, stan);
+        }
         for _ in 0..20 {
             stan += 1;
             send(&mut acq, u64::from(stan), &common::purchase(stan, &format!("LOOP{stan:08}")));
@@ -280,9 +330,13 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
         node.kill9();
         listen.join().unwrap();
     }
-    // A last node settles what the last one killed left.
-    let (last, _, took) = start(if loops.is_multiple_of(2) { "a" } else { "b" });
+    // A last node settles what the last one killed left (and takes the last reversals).
+    let (last, acq_port, took) = start(if loops.is_multiple_of(2) { "a" } else { "b" });
     takeovers.push(took);
+    let (mut acq, _listen) = connect(acq_port);
+    if reversing {
+        reverse(&mut acq, stan);
+    }
     let delivered = |s: &Seen| -> Vec<String> {
         let heard = heard.lock().unwrap();
         s.approved
@@ -301,6 +355,18 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
         drop(s);
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Every reversal the partner sent is acknowledged (the last ones within bounds).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let unacknowledged: Vec<u32> = loop {
+        let h = heard.lock().unwrap();
+        let left: Vec<u32> =
+            owed.keys().copied().filter(|s| !h.contains_key(&format!("{:06}", REVERSAL_STAN + s))).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        drop(h);
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let s = seen.lock().unwrap();
     let heard = heard.lock().unwrap();
     let approved_delivered =
@@ -312,27 +378,29 @@ fn kill_9_of_cluster_nodes_in_a_loop_leaves_no_ambiguous_or_double_approval() {
         .count();
     takeovers.sort();
     eprintln!(
-        "{loops} kills: {stan} requests sent, {} approved by the issuer ({approved_delivered} delivered, {} reversed, \
-         {delivered_and_reversed} delivered and reversed), {} ambiguous, {} forwarded twice; node start to serving: \
+        "{loops} kills{}: {stan} requests sent, {} approved by the issuer ({approved_delivered} delivered, {} reversed, \
+         {delivered_and_reversed} delivered and reversed), {} ambiguous, {} forwarded twice, {reversals_sent} \
+         reversals sent by the partner ({repeats_sent} of them 0421 repeats) for {} purchases, {} unacknowledged; node start to serving: \
          p50 {:?}, p99 {:?}, max {:?}",
+        if reversing { " (a reversing partner)" } else { "" },
         s.approved.len(),
         s.reversed.len(),
         ambiguous.len(),
         s.twice.len(),
+        reversed_by_partner.len(),
+        unacknowledged.len(),
         takeovers[takeovers.len() / 2],
         takeovers[takeovers.len() * 99 / 100],
         takeovers.last().unwrap()
     );
     assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    assert!(unacknowledged.is_empty(), "reversals never acknowledged: {unacknowledged:?}");
     drop((s, heard));
     let _ = last.term();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A node paused past its lease (`SIGSTOP`) while another takes its shards over, then let
-/// go (`SIGCONT`): it is fenced — it stops, and the request its partner sent it meanwhile
-/// never reaches the issuer — while the new owner serves.
 /// Three `nats-server`, the issuer of [`issuer`] and a state directory: what the tests of a
 /// node losing its shards share.
 struct ClusterRig {
@@ -433,6 +501,9 @@ fn pay(port: u16, stan: u32) -> String {
     pay_within(port, stan, Duration::from_secs(10))
 }
 
+/// A node paused past its lease (`SIGSTOP`) while another takes its shards over, then let
+/// go (`SIGCONT`): it is fenced — it stops, and the request its partner sent it meanwhile
+/// never reaches the issuer — while the new owner serves.
 #[test]
 fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() {
     let rig = ClusterRig::new("pause");

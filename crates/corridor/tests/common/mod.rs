@@ -209,6 +209,21 @@ pub fn serve_peer(
 
 /// A purchase from acquirer 12345678 (terminal TERM0001, DE 7 1201103000) with `stan`
 /// (six digits) and RRN `rrn`.
+/// The terminal's reversal (0420, or 0421 when `repeat`) of [`purchase`] `stan`: a STAN of
+/// its own (`rev_stan`), DE 90 naming the original.
+pub fn reversal(stan: u32, rrn: &str, rev_stan: u32, repeat: bool) -> OwnedMessage {
+    let mut m = purchase(stan, rrn);
+    m.set_mti(if repeat {
+        corridor_wire::Mti::REVERSAL_ADVICE_REPEAT
+    } else {
+        corridor_wire::Mti::REVERSAL_ADVICE
+    });
+    m.set(de::STAN, format!("{rev_stan:06}")).unwrap();
+    m.set(de::TRANSMISSION_TIME, "1201103100").unwrap();
+    m.set(de::ORIGINAL_DATA, format!("0200{stan:06}120110300000012345678{:011}", 0)).unwrap();
+    m
+}
+
 pub fn purchase(stan: u32, rrn: &str) -> OwnedMessage {
     let mut m = OwnedMessage::new(corridor_wire::Mti::FINANCIAL_REQUEST);
     for (f, v) in [
