@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# A replicated node against a local-only journaling one, in one session, interleaved:
+# three nats-server on loopback (R3, sync_interval: always), a corridor-load respond issuer,
+# two `corridor serve` (release, one shard each, the default journal) — one with [cluster].
+# Each workload runs against each node in turn, REPEAT times; the replicated node's own
+# figure for the stream's acknowledgement (corridor_cluster_append_duration_seconds, read
+# from its /metrics after each run) is printed beside it. Everything on 127.0.0.1; every
+# process is stopped at the end.
+#
+#   NATS_SERVER=path/to/nats-server bash benches/replicated.sh      (default: the tests' copy)
+#   REPEAT=3 DURATION=6s WARMUP=2s WORKLOADS="1x1 4x64 8x128"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NATS_SERVER="${NATS_SERVER:-target/test-nats/bin/nats-server}"
+REPEAT="${REPEAT:-3}"
+DURATION="${DURATION:-6s}"
+WARMUP="${WARMUP:-2s}"
+WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
+C=target/release/corridor
+L=target/release/corridor-load
+[ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
+[ -x "$C" ] && [ -x "$L" ] || { echo "build first: cargo build --release -p corridor -p corridor-load" >&2; exit 1; }
+
+W="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Three NATS servers.
+routes=(); clients=(); rports=()
+for i in 0 1 2; do clients+=("$(port)"); rports+=("$(port)"); done
+for i in 0 1 2; do routes+=("\"nats-route://127.0.0.1:${rports[$i]}\""); done
+for i in 0 1 2; do
+  cat > "$W/n$i.conf" <<EOF
+server_name: n$i
+listen: 127.0.0.1:${clients[$i]}
+jetstream { store_dir: "$W/n$i", sync_interval: always }
+cluster { name: corridor-bench, listen: 127.0.0.1:${rports[$i]}, routes: [$(IFS=,; echo "${routes[*]}")] }
+EOF
+  "$NATS_SERVER" -c "$W/n$i.conf" 2>"$W/n$i.log" & pids+=($!)
+done
+
+# The issuer.
+ISS="$(port)"
+"$L" respond --listen "127.0.0.1:$ISS" >"$W/respond.log" 2>&1 & pids+=($!)
+
+# Two nodes: local-only and replicated.
+printf '5a%.0s' $(seq 32) > "$W/pan.key"
+printf 'bench-token-0123456789abcdef\n' > "$W/admin.token"
+node() { # name acq_port admin_port cluster?
+  cat > "$W/$1.toml" <<EOF
+[switch]
+shards = 1
+
+[[participant]]
+id = "acq"
+roles = ["acquirer"]
+acquirer_ids = ["12345678"]
+[[participant.link]]
+name = "acq-1"
+mode = "listen"
+address = "127.0.0.1:$2"
+framing = "native"
+dialect = "native"
+inflight_max = 4096
+sign_on_required = false
+
+[[participant]]
+id = "iss"
+roles = ["issuer"]
+[[participant.link]]
+name = "iss-1"
+mode = "dial"
+address = "127.0.0.1:$ISS"
+framing = "native"
+dialect = "native"
+inflight_max = 4096
+
+[[route]]
+default = true
+destination = "iss"
+
+[journal]
+dir = "journal-$1"
+key_file = "pan.key"
+
+[admin]
+address = "127.0.0.1:$3"
+token_file = "admin.token"
+EOF
+  if [ "$4" = yes ]; then
+    printf '\n[cluster]\nnode = "%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
+      "$1" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
+  fi
+  (cd "$W" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$1.log") & pids+=($!)
+}
+LOCAL_ACQ="$(port)"; LOCAL_ADMIN="$(port)"; REPL_ACQ="$(port)"; REPL_ADMIN="$(port)"
+node local "$LOCAL_ACQ" "$LOCAL_ADMIN" no
+node replicated "$REPL_ACQ" "$REPL_ADMIN" yes
+ready() { for _ in $(seq 300); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
+  sleep 0.1; done; echo "node on admin port $1 not ready" >&2; return 1; }
+ready "$LOCAL_ADMIN"; ready "$REPL_ADMIN"
+
+# The stream's acknowledgement (count, sum, p50 from buckets) since the last read.
+acks() { curl -s -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:$REPL_ADMIN/metrics" \
+  | grep '^corridor_cluster_append_duration_seconds_bucket' | sed -E 's/.*le="([^"]+)".*\} ([0-9]+).*/\1 \2/'; }
+p50_between() { # before-file after-file
+  python3 - "$1" "$2" <<'EOF'
+import sys
+def load(p): return [(float('inf') if l.split()[0] == '+Inf' else float(l.split()[0]), int(l.split()[1])) for l in open(p) if l.strip()]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+d = [(le, nb - na) for (le, na), (_, nb) in zip(a, b)]
+total = d[-1][1]
+if total == 0: print("-"); sys.exit()
+prev_le, prev_c = 0.0, 0
+for le, c in d:
+    if c >= total / 2:
+        if le == float('inf'): print(f">{prev_le*1e3:.2f} ms"); break
+        f = (total / 2 - prev_c) / max(c - prev_c, 1)
+        print(f"{(prev_le + f * (le - prev_le)) * 1e6:.0f} us ({total} appends)"); break
+    prev_le, prev_c = le, c
+EOF
+}
+
+echo "workload  node        throughput/s  p50_us  p99_us  stream-ack-p50"
+for rep in $(seq "$REPEAT"); do
+  for wl in $WORKLOADS; do
+    conns="${wl%x*}"; inflight="${wl#*x}"
+    for which in local replicated; do
+      if [ "$which" = local ]; then acq=$LOCAL_ACQ; else acq=$REPL_ACQ; acks > "$W/before"; fi
+      out="$("$L" run --target "127.0.0.1:$acq" --mode closed --connections "$conns" --inflight "$inflight" \
+        --duration "$DURATION" --warmup "$WARMUP" --no-sign-on --json - 2>/dev/null)"
+      ack="-"
+      if [ "$which" = replicated ]; then acks > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
+      python3 - "$wl" "$which" "$ack" "$out" <<'EOF'
+import json, sys
+wl, which, ack, out = sys.argv[1:5]
+r = json.loads(out)
+lat = r["latency"]
+note = "" if r.get("valid", True) else f"  (invalid: {r.get('invalid_reason')})"
+print(f"{wl:<9} {which:<11} {r['answered_per_s']:>12,.0f}  {lat['p50_us']:>6}  {lat['p99_us']:>6}  {ack}{note}")
+EOF
+    done
+  done
+done
