@@ -28,8 +28,13 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often a holder renews its leases: three tries inside one time to live.
 pub const LEASE_RENEW: Duration = Duration::from_secs(1);
 
-/// How long a node starting waits for a shard's lease (its last holder's to expire).
+/// How long a node starting waits for a shard's lease (its last holder's to expire); a
+/// standby waits without bound.
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// How often a node waiting for a shard's lease asks for it again: a takeover comes at most
+/// this long after the lease expires.
+pub const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// The most shards a status lists (a stream with more subjects than this is not ours).
 pub const STATUS_SHARDS_MAX: usize = 4_096;

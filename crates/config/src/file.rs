@@ -110,6 +110,8 @@ pub(crate) struct ClusterSection {
     pub(crate) stream: Option<String>,
     /// Its copies.
     pub(crate) replicas: Option<usize>,
+    /// Whether the node waits, without bound, for shards another node holds (a standby).
+    pub(crate) standby: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

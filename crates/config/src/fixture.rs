@@ -116,7 +116,9 @@ mod tests {
         assert!(e.contains("replicas must be 1-5"), "{e}");
         let ok = crate::parse(&format!("{parts}{journal}{cluster}")).expect("valid");
         let c = ok.cluster.expect("a cluster");
-        assert_eq!((c.node.as_str(), c.stream.as_str(), c.replicas), ("n1", "CORRIDOR", 3));
+        assert_eq!((c.node.as_str(), c.stream.as_str(), c.replicas, c.standby), ("n1", "CORRIDOR", 3, false));
+        let standby = crate::parse(&format!("{parts}{journal}{cluster}standby = true\n")).expect("valid");
+        assert!(standby.cluster.expect("a cluster").standby);
         let _ = std::fs::remove_file(&key);
     }
 

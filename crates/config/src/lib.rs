@@ -170,6 +170,11 @@ pub struct ClusterSettings {
     pub stream: String,
     /// Its copies (default 3).
     pub replicas: usize,
+    /// A standby: at start the node waits, without bound, for each shard's lease another
+    /// node holds, and takes the shard over once that node stops renewing it (default
+    /// false: it gives up after `LEASE_WAIT_MAX` and says who holds the lease, so a second
+    /// active node by mistake fails loudly).
+    pub standby: bool,
 }
 
 /// `[cluster]`, checked: it replicates the journal, so it needs one.
@@ -199,7 +204,13 @@ fn cluster_settings(c: &file::ClusterSection, journal: bool) -> Result<ClusterSe
     if !(1..=5).contains(&replicas) {
         bail!("cluster: replicas must be 1-5, not {replicas}");
     }
-    Ok(ClusterSettings { node: c.node.clone(), nats: c.nats.clone(), stream, replicas })
+    Ok(ClusterSettings {
+        node: c.node.clone(),
+        nats: c.nats.clone(),
+        stream,
+        replicas,
+        standby: c.standby.unwrap_or(false),
+    })
 }
 
 /// A checked `[journal]` section.

@@ -116,44 +116,22 @@ fn kill_9_with_pan_less_requests_in_flight_reverses_them_too() {
     crash_and_restart("qr", true);
 }
 
-/// `kill -9` of a node of a cluster with requests in flight, and its disk lost; another node,
-/// on an empty disk, takes its shards over from the stream (three real `nats-server`
-/// processes): every request the issuer approved and the acquirer never heard of is reversed,
-/// once, and a repeat is answered from the journal the new node took over.
+/// `kill -9` of a node of a cluster with requests in flight, and its disk lost; a standby,
+/// on an empty disk and waiting since before the kill, takes its shards over from the stream
+/// by itself (three real `nats-server` processes): every request the issuer approved and the
+/// acquirer never heard of is reversed, once, and a repeat is answered from the journal the
+/// standby took over.
 #[test]
-fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outcome() {
-    let nats = corridor_tests::nats::NatsCluster::start(3);
-    let dir = std::env::temp_dir().join(format!("corridor-crash-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer_addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s2 = Arc::clone(&seen);
-    std::thread::spawn(move || issuer(listener, s2));
-    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let node = |name: &str, acq_port: u16| {
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
-                common::config(acq_port, issuer_addr, "shards = 2")
-                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
-                servers.join(", ")
-            ),
-        )
-        .unwrap();
-        let switch = serve(&config);
-        assert!(
-            switch.wait_logged("the journal is replicated", 2, Duration::from_secs(30)),
-            "node {name} replicates both shards' journals"
-        );
-        switch
-    };
-    let acq_a = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let a = node("a", acq_a);
+fn kill_9_of_a_node_whose_disk_is_lost_a_standby_takes_over_with_no_ambiguous_outcome() {
+    let rig = ClusterRig::new("crash-cluster");
+    let (a, acq_a) = rig.node("a", &rig.nats.urls());
+    let (config_b, acq_b) = rig.config("b", &rig.nats.urls(), true);
+    let (b, b_signed_on) = common::spawn(&config_b);
+    assert!(
+        b.wait_logged("standby: its lease is held by a", 1, Duration::from_secs(30)),
+        "node b waits for node a's leases: {:?}",
+        b.log.lock().unwrap()
+    );
     let mut acq = TcpStream::connect(("127.0.0.1", acq_a)).unwrap();
     for i in 1..=20u64 {
         send(&mut acq, i, &common::purchase(u32::try_from(i).unwrap(), &format!("NODE{i:08}")));
@@ -161,17 +139,15 @@ fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outc
     // Every request reaches the issuer (it holds them 300 ms); then the node dies, its disk
     // with it.
     std::thread::sleep(Duration::from_millis(150));
+    let killed = Instant::now();
     a.kill9();
-    std::fs::remove_dir_all(dir.join("journal-a")).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-
-    let started = Instant::now();
-    let acq_b = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let b = node("b", acq_b);
-    let serving = started.elapsed();
+    std::fs::remove_dir_all(rig.dir.join("journal-a")).unwrap();
+    b_signed_on.recv_timeout(Duration::from_secs(40)).expect("node b signed on to the issuer");
+    assert!(b.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node b serves");
+    let serving = killed.elapsed();
     let deadline = Instant::now() + Duration::from_secs(15);
     let ambiguous = loop {
-        let s = seen.lock().unwrap();
+        let s = rig.seen.lock().unwrap();
         let ambiguous: Vec<String> = s.approved.difference(&s.reversed).cloned().collect();
         if ambiguous.is_empty() || Instant::now() > deadline {
             break ambiguous;
@@ -179,7 +155,7 @@ fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outc
         drop(s);
         std::thread::sleep(Duration::from_millis(50));
     };
-    let s = seen.lock().unwrap();
+    let s = rig.seen.lock().unwrap();
     assert_eq!(s.approved.len(), 20, "the issuer approved every request");
     assert!(ambiguous.is_empty(), "approved, never delivered, never reversed: {ambiguous:?}");
     assert_eq!(s.reversed.len(), 20, "each reversed once");
@@ -200,16 +176,15 @@ fn kill_9_of_a_node_whose_disk_is_lost_another_takes_over_with_no_ambiguous_outc
         buf.extend_from_slice(&chunk[..n]);
     };
     assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
-    assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
-    eprintln!("node b served {serving:?} after it started (node a's leases expiring, the stream read)");
+    assert_eq!(rig.seen.lock().unwrap().requests, 20, "not forwarded again");
+    eprintln!("node b, a standby, served {serving:?} after node a was killed (its leases expiring, the stream read)");
     let _ = b.term();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `kill -9` of cluster nodes in a loop, at random moments under load, each node coming back
-/// on its own disk to take over from the one killed before it: 0 ambiguous approvals
-/// (approved, never delivered, never reversed), 0 requests forwarded twice, and the time from
-/// a node's start until it serves, as a distribution — with a partner that never reverses
+/// `kill -9` of cluster nodes in a loop, at random moments under load, a standby (started on
+/// its own disk before the kill) taking over from the node killed each time: 0 ambiguous
+/// approvals (approved, never delivered, never reversed), 0 requests forwarded twice, and the
+/// time from the kill until the standby serves, as a distribution — with a partner that never reverses
 /// (only the switch's own reversals settle what it was not told). Long: run by hand
 /// (`cargo test -p corridor --test crash -- --ignored`; `CORRIDOR_KILL_LOOPS`, default 20).
 #[test]
@@ -245,26 +220,27 @@ fn kill_loop(reversing: bool) {
     let lifetime = Duration::from_secs(60 + 20 * loops as u64);
     std::thread::spawn(move || issuer_for(listener, s2, lifetime));
     let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    // Every node a standby: it takes the shards as soon as no other node holds them.
     let start = |name: &str| {
         let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
-                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
+                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = true\n",
                 common::config(acq_port, issuer_addr, "shards = 2")
                     .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
                 servers.join(", ")
             ),
         )
         .unwrap();
-        let started = Instant::now();
-        let switch = serve(&config);
-        assert!(
-            switch.wait_logged("the journal is replicated", 2, Duration::from_secs(40)),
-            "node {name} serves"
-        );
-        (switch, acq_port, started.elapsed())
+        let (switch, signed_on) = common::spawn(&config);
+        (switch, signed_on, acq_port)
+    };
+    // Serving: signed on to the issuer, both shards replicated.
+    let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
+        signed_on.recv_timeout(Duration::from_secs(40)).expect("the node signed on to the issuer");
+        assert!(node.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "the node serves");
     };
     // What the acquirer heard: STAN → response code.
     let heard: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
@@ -312,10 +288,16 @@ fn kill_loop(reversing: bool) {
             *before = true;
         }
     };
+    let (mut active, signed_on, mut active_port) = start("a");
+    serving(&active, &signed_on);
     for round in 0..loops {
-        let (node, acq_port, took) = start(if round.is_multiple_of(2) { "a" } else { "b" });
-        takeovers.push(took);
-        let (mut acq, listen) = connect(acq_port);
+        // The other node waits as a standby; the active one is killed under load.
+        let (next, next_signed_on, next_port) = start(if round.is_multiple_of(2) { "b" } else { "a" });
+        assert!(
+            next.wait_logged("standby: its lease is held", 1, Duration::from_secs(30)),
+            "the standby waits for the active node's leases"
+        );
+        let (mut acq, listen) = connect(active_port);
         if reversing {
             reverse(&mut acq, stan);
         }
@@ -327,13 +309,17 @@ fn kill_loop(reversing: bool) {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(rng % 500));
-        node.kill9();
+        let killed = Instant::now();
+        active.kill9();
         listen.join().unwrap();
+        serving(&next, &next_signed_on);
+        takeovers.push(killed.elapsed());
+        (active, active_port) = (next, next_port);
     }
-    // A last node settles what the last one killed left (and takes the last reversals).
-    let (last, acq_port, took) = start(if loops.is_multiple_of(2) { "a" } else { "b" });
-    takeovers.push(took);
-    let (mut acq, _listen) = connect(acq_port);
+    // The last standby to take over settles what the last node killed left (and takes the
+    // last reversals).
+    let last = active;
+    let (mut acq, _listen) = connect(active_port);
     if reversing {
         reverse(&mut acq, stan);
     }
@@ -380,8 +366,8 @@ fn kill_loop(reversing: bool) {
     eprintln!(
         "{loops} kills{}: {stan} requests sent, {} approved by the issuer ({approved_delivered} delivered, {} reversed, \
          {delivered_and_reversed} delivered and reversed), {} ambiguous, {} forwarded twice, {reversals_sent} \
-         reversals sent by the partner ({repeats_sent} of them 0421 repeats) for {} purchases, {} unacknowledged; node start to serving: \
-         p50 {:?}, p99 {:?}, max {:?}",
+         reversals sent by the partner ({repeats_sent} of them 0421 repeats) for {} purchases, {} unacknowledged; kill to the standby \
+         serving: p50 {:?}, p99 {:?}, max {:?}",
         if reversing { " (a reversing partner)" } else { "" },
         s.approved.len(),
         s.reversed.len(),
@@ -425,22 +411,28 @@ impl ClusterRig {
         Self { nats, dir, issuer: issuer_addr, seen }
     }
 
-    /// Node `name` (two shards, its own journal), reaching NATS at `servers`, once it
-    /// serves; and its acquirer's port.
-    fn node(&self, name: &str, servers: &[String]) -> (common::Switch, u16) {
+    /// Node `name`'s configuration (two shards, its own journal, reaching NATS at
+    /// `servers`, a standby or not), and its acquirer's port.
+    fn config(&self, name: &str, servers: &[String], standby: bool) -> (std::path::PathBuf, u16) {
         let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = self.dir.join(format!("{name}.toml"));
         let servers: Vec<String> = servers.iter().map(|u| format!("\"{u}\"")).collect();
         std::fs::write(
             &config,
             format!(
-                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\n",
+                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = {standby}\n",
                 common::config(acq_port, self.issuer, "shards = 2")
                     .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
                 servers.join(", ")
             ),
         )
         .unwrap();
+        (config, acq_port)
+    }
+
+    /// Node `name` (not a standby), once it serves; and its acquirer's port.
+    fn node(&self, name: &str, servers: &[String]) -> (common::Switch, u16) {
+        let (config, acq_port) = self.config(name, servers, false);
         let switch = serve(&config);
         assert!(
             switch.wait_logged("the journal is replicated", 2, Duration::from_secs(40)),

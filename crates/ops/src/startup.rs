@@ -145,7 +145,7 @@ fn take_shard(
     c: &corridor_config::ClusterSettings,
     shard: u16,
 ) -> std::io::Result<corridor_net::journal::Taken> {
-    use corridor_cluster::limits::{LEASE_TTL, LEASE_WAIT_MAX};
+    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL, LEASE_WAIT_MAX};
     let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
     let local_last = corridor_net::journal::recover(dir)
         .map_err(|e| err(format!("journal: {e}")))?
@@ -157,6 +157,7 @@ fn take_shard(
     let local_first = local.first().map_or(local_last + 1, |(first, _, _)| *first);
     let local_bytes: Vec<u8> = local.into_iter().flat_map(|(_, _, b)| b).collect();
     let (servers, stream, node, replicas) = (c.nats.clone(), c.stream.clone(), c.node.clone(), c.replicas);
+    let standby = c.standby;
     let bucket = corridor_cluster::lease_bucket(&stream);
     let work = std::thread::spawn(
         move || -> Result<(corridor_net::journal::Taken, corridor_cluster::stream::Missing), String> {
@@ -189,12 +190,30 @@ fn take_shard(
                         Err(e) => wait().await.map_err(|w| format!("the lease bucket: {e} ({w})"))?,
                     }
                 };
+                let mut waiting_since: Option<std::time::Instant> = None;
                 let lease = loop {
                     match leases.acquire(shard).await {
                         Ok(l) => break l,
+                        // A standby waits for the holder to stop renewing, however long.
+                        Err(corridor_cluster::LeaseError::Held { holder }) if standby => {
+                            if waiting_since.is_none() {
+                                tracing_free_log(&format!(
+                                    "cluster: shard {shard}: standby: its lease is held by {}; waiting to take it over",
+                                    holder.as_deref().unwrap_or("another node")
+                                ));
+                                waiting_since = Some(std::time::Instant::now());
+                            }
+                            tokio::time::sleep(LEASE_POLL).await;
+                        }
                         Err(e) => wait().await.map_err(|w| format!("its lease: {e} ({w})"))?,
                     }
                 };
+                if let Some(since) = waiting_since {
+                    tracing_free_log(&format!(
+                        "cluster: shard {shard}: standby: the lease is taken, after {} ms",
+                        since.elapsed().as_millis()
+                    ));
+                }
                 let js = async_nats::jetstream::new(client.clone());
                 let missing = loop {
                     let read = async {

@@ -63,6 +63,13 @@ impl Switch {
 
 /// Starts `corridor serve --config config`, ready once a dialed link has signed on.
 pub fn serve(config: &std::path::Path) -> Switch {
+    let (child, signed_on) = spawn(config);
+    signed_on.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
+    child
+}
+
+/// Starts `corridor serve --config config`; what says when a dialed link has signed on.
+pub fn spawn(config: &std::path::Path) -> (Switch, std::sync::mpsc::Receiver<()>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
         .args(["serve", "--config"])
         .arg(config)
@@ -82,9 +89,7 @@ pub fn serve(config: &std::path::Path) -> Switch {
             kept.lock().unwrap().push(line);
         }
     });
-    let child = Switch { child, log };
-    rx.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
-    child
+    (Switch { child, log }, rx)
 }
 
 /// Runs `corridor args…`; its exit success and stdout+stderr.
