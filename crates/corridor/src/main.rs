@@ -9,9 +9,11 @@
 //! - `journal.rs`: `corridor journal`, to look at, check and cut a journal directory.
 //! - `qr.rs`: `corridor qr`, to read and write EMV QR payloads.
 //! - `saf.rs`: `corridor saf`, the store-and-forward and exception queues of a journal.
+//! - `cluster.rs`: `corridor cluster status`, the cluster as NATS sees it.
 //! - `oneline.rs`: the text log's fields, one line an event.
 //! - what it runs comes from the library crates: `corridor-ops` (the serve loop, the admin
-//!   API), `corridor-clearing` (clearing and reconciliation), `corridor-config` (the file).
+//!   API), `corridor-clearing` (clearing and reconciliation), `corridor-config` (the file),
+//!   `corridor-cluster` (the cluster's status).
 
 // One call into the allocator's C API (`release_memory`) is the binary's only unsafe code.
 #![deny(unsafe_code)]

@@ -11,7 +11,8 @@
 //!   `POST /reload`, the drain on `SIGTERM`, systemd's notify protocol and watchdog.
 //! - [`admin`]: the loopback admin HTTP API (token, audit trail), the Prometheus exposition
 //!   (`admin::exposition`), the sans-IO anomaly monitor (`admin::monitor`), the transactions
-//!   view read from the journal (`admin::transactions`) and the live monitoring page.
+//!   view read from the journal (`admin::transactions`), the cluster's status
+//!   (`admin::cluster`, on a node of one) and the live monitoring page.
 
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,6 @@
 //! The admin HTTP server: health, metrics, links, routes, reload, drain, the
-//! store-and-forward and exception queues, transaction lookup, and the live monitoring page.
+//! store-and-forward and exception queues, transaction lookup, the cluster (on a node of
+//! one), and the live monitoring page.
 //!
 //! It runs on a thread of its own (a current-thread runtime) and reaches the switch only
 //! through its `Handle`: a snapshot, or a closure run on the switch's thread between two
@@ -18,6 +19,7 @@
 //! - `monitor`: the live view and anomaly detection.
 //! - `page.html`: the monitoring page (embedded; no external fetches).
 //! - `transactions`: `GET /transactions`, from the journal files.
+//! - `cluster`: `GET /cluster`, the node's shards beside the cluster as NATS sees it.
 
 use std::{
     net::SocketAddr,
