@@ -24,12 +24,15 @@
 //! - [`compare`]: the same workload against several paths, interleaved and repeated.
 //! - [`demo`]: the README's first command: a switch (the product's own crates, on a thread)
 //!   between an acquirer and two simulated QR networks.
+//! - [`demo_cluster`]: `demo --cluster`: two nodes (real processes) on three `nats-server`,
+//!   the serving one killed under load, a partner failing over to the standby.
 //! - [`placement`]: CPU pinning.
 
 #![forbid(unsafe_code)]
 
 pub mod compare;
 pub mod demo;
+pub mod demo_cluster;
 mod driver;
 pub mod limits;
 pub mod placement;

@@ -43,12 +43,17 @@ enum Cmd {
     /// Start a switch, a simulated acquirer and two QR networks on loopback, drive a short
     /// load through them and print what each side saw.
     Demo {
-        /// Requests per second.
-        #[arg(long, default_value_t = 2000.0)]
-        rate: f64,
-        /// Seconds of load (the first is warm-up).
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
+        /// Requests per second (default 2000; with --cluster, 300).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of load, the first warm-up (default 5; with --cluster, 10).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Two nodes of one switch instead (`corridor serve` processes on three
+        /// `nats-server`): the serving one is killed halfway, and a partner fails over to the
+        /// standby.
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -62,6 +67,17 @@ fn cmd_demo(rate: f64, seconds: u64) -> anyhow::Result<ExitCode> {
     let spec = corridor_load::demo::DemoSpec { rate, duration: Duration::from_secs(seconds) };
     print!("{}", corridor_load::demo::run(spec)?.text());
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_demo_cluster(rate: f64, seconds: u64) -> anyhow::Result<ExitCode> {
+    if !(1.0..=5_000.0).contains(&rate) || !(4..=600).contains(&seconds) {
+        anyhow::bail!("the cluster demo takes --rate 1 to 5000 and --seconds 4 to 600");
+    }
+    println!("corridor demo --cluster: two nodes of one switch on three nats-server, 127.0.0.1; {rate:.0} purchases/s for {seconds} s\n");
+    let spec = corridor_load::demo_cluster::ClusterDemoSpec::locate(rate, Duration::from_secs(seconds))?;
+    let report = corridor_load::demo_cluster::run(&spec)?;
+    print!("{}", report.text());
+    Ok(if report.agrees() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -522,7 +538,10 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a),
         Cmd::Respond(a) => cmd_respond(a),
         Cmd::Compare(a) => cmd_compare(a),
-        Cmd::Demo { rate, seconds } => cmd_demo(rate, seconds),
+        Cmd::Demo { rate, seconds, cluster: false } => cmd_demo(rate.unwrap_or(2000.0), seconds.unwrap_or(5)),
+        Cmd::Demo { rate, seconds, cluster: true } => {
+            cmd_demo_cluster(rate.unwrap_or(300.0), seconds.unwrap_or(10))
+        }
     };
     match result {
         Ok(code) => code,

@@ -83,4 +83,7 @@ fn the_binary_runs_the_demo_and_refuses_silly_arguments() {
     let out = Command::new(exe).args(["demo", "--seconds", "0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds 2 to 600"));
+    let out = Command::new(exe).args(["demo", "--cluster", "--seconds", "2"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds 4 to 600"));
 }
