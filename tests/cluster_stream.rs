@@ -190,3 +190,49 @@ async fn a_lease_is_one_nodes_while_it_renews_and_anothers_once_it_stops() {
     a.acquire(0).await.unwrap();
     eprintln!("lease: taken by another node {expired_after:?} after its holder stopped renewing (time to live {ttl:?})");
 }
+
+/// One process's lease keeper: leases renewed from the moment each is taken (nothing else
+/// renews them here, for longer than they live), given up at once on request, and a lease
+/// taken from it behind its back reported lost within a renewal.
+#[test]
+#[allow(clippy::disallowed_methods)] // the keeper's calls block: plain threads here, no runtime
+fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost() {
+    use corridor_cluster::{limits::LEASE_TTL, LeaseKeeper, TakeError};
+    let cluster = NatsCluster::start(3);
+    let keeper = |node: &str| {
+        LeaseKeeper::start(cluster.urls(), "keeper-leases".into(), node.into(), 3, Duration::from_secs(30))
+            .expect("the keeper starts")
+    };
+    let a = keeper("node-a");
+    a.take(0, false, Duration::from_secs(20)).unwrap();
+    a.take(1, false, Duration::from_secs(20)).unwrap();
+    let b = keeper("node-b");
+    // Longer than a lease lives, with nothing but the keeper renewing: still node-a's.
+    std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));
+    match b.take(0, false, Duration::ZERO) {
+        Err(TakeError::Held(Some(holder))) => assert_eq!(holder, "node-a"),
+        other => panic!("shard 0 should still be node-a's: {other:?}"),
+    }
+    assert!(a.held(0).unwrap().renewed.elapsed() < LEASE_TTL);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Given up: node-b takes it at once.
+    rt.block_on(a.release(0));
+    assert!(a.held(0).is_none());
+    b.take(0, false, Duration::ZERO).expect("free at once once given up");
+    // Taken from node-a behind its back (its key deleted, as an expiry would, and node-b
+    // takes it): node-a says so within a renewal, and no longer holds it.
+    rt.block_on(async {
+        let c = client(&cluster).await;
+        let kv = async_nats::jetstream::new(c).get_key_value("keeper-leases").await.unwrap();
+        kv.delete("shard.1").await.unwrap();
+    });
+    b.take(1, false, Duration::from_secs(5)).unwrap();
+    let start = Instant::now();
+    while a.lost(1).is_none() {
+        assert!(start.elapsed() < LEASE_TTL, "node-a never noticed it lost shard 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a.lost(1).unwrap().contains("another node"), "{:?}", a.lost(1));
+    assert!(a.held(1).is_none());
+    assert!(a.lost(0).is_none(), "a lease given up is not lost");
+}

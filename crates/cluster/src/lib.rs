@@ -17,6 +17,8 @@
 //!   and the gap check a reader applies (sans-IO).
 //! - [`lease`]: which node acts for which shard: a key-value bucket, leases taken by
 //!   create, renewed by compare-and-set, expiring with the bucket's `max_age`.
+//! - [`keeper`]: one process's leases, renewed on a thread of their own from the moment each
+//!   is taken until they are given up.
 //! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
 //!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
 //!   back, a subject read in order and checked.
@@ -26,12 +28,14 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod keeper;
 pub mod lease;
 pub mod limits;
 pub mod status;
 pub mod stream;
 
 pub use batch::{Batch, Gap, Invalid, Tail};
+pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
 pub use status::{lease_bucket, ShardStatus, Status};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};

@@ -312,17 +312,13 @@ pub struct Replicate {
     pub taken: Option<Taken>,
 }
 
-/// A shard this node took at start: what its first append expects, and its lease.
+/// A shard this node took at start: what its first append expects, and who keeps its lease.
 #[derive(Clone, Debug)]
 pub struct Taken {
     /// The subject's last stream sequence when the node read it.
     pub subject_last: u64,
-    /// This node's name (the lease's holder).
-    pub node: String,
-    /// The lease bucket.
-    pub bucket: String,
-    /// The lease.
-    pub lease: corridor_cluster::Lease,
+    /// The process's lease keeper, which holds and renews the shard's lease.
+    pub keeper: std::sync::Arc<corridor_cluster::LeaseKeeper>,
 }
 
 /// Where a switch's journal lives, for the network layer to append to.

@@ -42,6 +42,21 @@ pub fn into_shards(
         stray_shards(&j.dir, n)?;
     }
     let clock = corridor_engine::WallClock::now();
+    // In a cluster, one keeper holds and renews this process's leases from the moment each
+    // is taken (see `corridor_cluster::keeper`).
+    let keeper = match &loaded.cluster {
+        Some(c) => Some(std::sync::Arc::new(
+            corridor_cluster::LeaseKeeper::start(
+                c.nats.clone(),
+                corridor_cluster::lease_bucket(&c.stream),
+                c.node.clone(),
+                c.replicas,
+                corridor_net::limits::CLUSTER_START_MAX,
+            )
+            .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?,
+        )),
+        None => None,
+    };
     let mut parts = Vec::with_capacity(n);
     for k in 0..n {
         let engine = plan.config_for(&loaded.engine, k);
@@ -55,9 +70,9 @@ pub fn into_shards(
                 let shard = u16::try_from(k).unwrap_or(u16::MAX);
                 // In a cluster, the shard is taken (its lease) and its journal brought up to
                 // the stream's before it is recovered.
-                let taken = match &loaded.cluster {
-                    Some(c) => Some(take_shard(&dir, c, shard)?),
-                    None => None,
+                let taken = match (&loaded.cluster, &keeper) {
+                    (Some(c), Some(k)) => Some(take_shard(&dir, c, shard, k)?),
+                    _ => None,
                 };
                 let replicate = loaded.cluster.as_ref().map(|c| corridor_net::journal::Replicate {
                     servers: c.nats.clone(),
@@ -144,8 +159,9 @@ fn take_shard(
     dir: &Path,
     c: &corridor_config::ClusterSettings,
     shard: u16,
+    keeper: &std::sync::Arc<corridor_cluster::LeaseKeeper>,
 ) -> std::io::Result<corridor_net::journal::Taken> {
-    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL, LEASE_WAIT_MAX};
+    use corridor_cluster::limits::LEASE_WAIT_MAX;
     let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
     let local_last = corridor_net::journal::recover(dir)
         .map_err(|e| err(format!("journal: {e}")))?
@@ -156,89 +172,58 @@ fn take_shard(
         corridor_net::journal::records_from(dir, 1, usize::MAX).map_err(|e| err(format!("journal: {e}")))?;
     let local_first = local.first().map_or(local_last + 1, |(first, _, _)| *first);
     let local_bytes: Vec<u8> = local.into_iter().flat_map(|(_, _, b)| b).collect();
-    let (servers, stream, node, replicas) = (c.nats.clone(), c.stream.clone(), c.node.clone(), c.replicas);
-    let standby = c.standby;
-    let bucket = corridor_cluster::lease_bucket(&stream);
-    let work = std::thread::spawn(
-        move || -> Result<(corridor_net::journal::Taken, corridor_cluster::stream::Missing), String> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async move {
-                let deadline =
-                    std::time::Instant::now() + corridor_net::limits::CLUSTER_START_MAX + LEASE_WAIT_MAX;
-                let wait = || async {
-                    if std::time::Instant::now() >= deadline {
-                        return Err("gave up waiting".to_owned());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    Ok(())
-                };
-                let client = tokio::time::timeout(
-                    corridor_net::limits::CLUSTER_START_MAX,
-                    async_nats::ConnectOptions::new().retry_on_initial_connect().connect(servers.as_slice()),
-                )
-                .await
-                .map_err(|_| "NATS does not answer".to_owned())?
-                .map_err(|e| e.to_string())?;
-                let leases = loop {
-                    match corridor_cluster::Leases::open(client.clone(), &bucket, &node, replicas, LEASE_TTL)
+    // The lease first (a standby waits for it without bound), kept renewed from now on.
+    match keeper.take(shard, false, std::time::Duration::ZERO) {
+        Ok(()) => {}
+        Err(corridor_cluster::TakeError::Held(holder)) if c.standby => {
+            tracing_free_log(&format!(
+                "cluster: shard {shard}: standby: its lease is held by {}; waiting to take it over",
+                holder.as_deref().unwrap_or("another node")
+            ));
+            let since = std::time::Instant::now();
+            keeper.take(shard, true, LEASE_WAIT_MAX).map_err(|e| err(e.to_string()))?;
+            tracing_free_log(&format!(
+                "cluster: shard {shard}: standby: the lease is taken, after {} ms",
+                since.elapsed().as_millis()
+            ));
+        }
+        Err(_) => keeper.take(shard, c.standby, LEASE_WAIT_MAX).map_err(|e| err(e.to_string()))?,
+    }
+    let (servers, stream, replicas) = (c.nats.clone(), c.stream.clone(), c.replicas);
+    let work = std::thread::spawn(move || -> Result<corridor_cluster::stream::Missing, String> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let deadline = std::time::Instant::now() + corridor_net::limits::CLUSTER_START_MAX;
+            let client = tokio::time::timeout(
+                corridor_net::limits::CLUSTER_START_MAX,
+                async_nats::ConnectOptions::new().retry_on_initial_connect().connect(servers.as_slice()),
+            )
+            .await
+            .map_err(|_| "NATS does not answer".to_owned())?
+            .map_err(|e| e.to_string())?;
+            let js = async_nats::jetstream::new(client.clone());
+            loop {
+                let read = async {
+                    corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
+                    corridor_cluster::stream::records_after(client.clone(), &stream, shard, local_first - 1)
                         .await
-                    {
-                        Ok(l) => break l,
-                        Err(e) => wait().await.map_err(|w| format!("the lease bucket: {e} ({w})"))?,
-                    }
                 };
-                let mut waiting_since: Option<std::time::Instant> = None;
-                let lease = loop {
-                    match leases.acquire(shard).await {
-                        Ok(l) => break l,
-                        // A standby waits for the holder to stop renewing, however long.
-                        Err(corridor_cluster::LeaseError::Held { holder }) if standby => {
-                            if waiting_since.is_none() {
-                                tracing_free_log(&format!(
-                                    "cluster: shard {shard}: standby: its lease is held by {}; waiting to take it over",
-                                    holder.as_deref().unwrap_or("another node")
-                                ));
-                                waiting_since = Some(std::time::Instant::now());
-                            }
-                            tokio::time::sleep(LEASE_POLL).await;
-                        }
-                        Err(e) => wait().await.map_err(|w| format!("its lease: {e} ({w})"))?,
+                match read.await {
+                    Ok(m) => return Ok(m),
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(format!("its subject: {e}"))
                     }
-                };
-                if let Some(since) = waiting_since {
-                    tracing_free_log(&format!(
-                        "cluster: shard {shard}: standby: the lease is taken, after {} ms",
-                        since.elapsed().as_millis()
-                    ));
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }
-                let js = async_nats::jetstream::new(client.clone());
-                let missing = loop {
-                    let read = async {
-                        corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
-                        corridor_cluster::stream::records_after(
-                            client.clone(),
-                            &stream,
-                            shard,
-                            local_first - 1,
-                        )
-                        .await
-                    };
-                    match read.await {
-                        Ok(m) => break m,
-                        Err(e) => wait().await.map_err(|w| format!("its subject: {e} ({w})"))?,
-                    }
-                };
-                let taken =
-                    corridor_net::journal::Taken { subject_last: missing.subject_last, node, bucket, lease };
-                Ok((taken, missing))
-            })
-        },
-    );
-    let (taken, missing) =
-        work.join().map_err(|_| err("the takeover's thread failed".into()))?.map_err(err)?;
+            }
+        })
+    });
+    let missing = work.join().map_err(|_| err("the takeover's thread failed".into()))?.map_err(err)?;
+    let taken = corridor_net::journal::Taken {
+        subject_last: missing.subject_last,
+        keeper: std::sync::Arc::clone(keeper),
+    };
     let Some((first, streamed)) = missing.records else {
         // Nothing in the stream from this journal's first record on: this journal is ahead
         // (or both are empty), and the journal loop appends what the stream lacks.

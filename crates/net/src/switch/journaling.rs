@@ -93,15 +93,17 @@ pub(super) async fn journal_loop(
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
                     if let Some(t) = r.taken.clone() {
-                        shared.replica(|m| {
-                            m.lease = Some(crate::handle::LeaseMetrics {
-                                revision: t.lease.revision,
-                                renewed: t.lease.renewed,
-                                taken: 1,
-                                renew_failures: 0,
+                        if let Some(h) = t.keeper.held(r.shard) {
+                            shared.replica(|m| {
+                                m.lease = Some(crate::handle::LeaseMetrics {
+                                    revision: h.revision,
+                                    renewed: h.renewed,
+                                    taken: h.taken,
+                                    renew_failures: h.renew_failures,
+                                });
                             });
-                        });
-                        tokio::task::spawn_local(renew_lease(Rc::clone(&shared), stop.clone(), r.clone(), t));
+                        }
+                        tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));
                     }
                     shared.input(|e| e.set_storage_full(false));
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
@@ -279,102 +281,37 @@ async fn replica(
     Ok(log)
 }
 
-/// Renews the shard's lease every `LEASE_RENEW` for as long as the node runs, and gives it
-/// up once the drain is over (so another node may take the shard at once, not a time to
-/// live later). A renewal that finds the lease lost or held by another node stops the node
-/// at once: it may no longer act for the shard, and the stream would fence its next append
-/// anyway.
-async fn renew_lease(
-    shared: Rc<Shared>,
-    stop: Shutdown,
-    r: crate::journal::Replicate,
-    t: crate::journal::Taken,
-) {
-    use corridor_cluster::limits::{LEASE_RENEW, LEASE_TTL};
-    let opened = async {
-        let client = async_nats::connect(r.servers.as_slice()).await.map_err(|e| e.to_string())?;
-        corridor_cluster::Leases::open(client, &t.bucket, &t.node, r.replicas, LEASE_TTL)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let leases = match opened.await {
-        Ok(l) => l,
-        Err(e) => {
-            return fatal(
-                &shared,
-                &stop,
-                &format!("cluster: shard {}'s lease cannot be renewed: {e}", r.shard),
-            )
-        }
-    };
-    let mut lease = t.lease;
+/// Watches the shard's lease, which the process's keeper renews (`corridor_cluster::keeper`):
+/// its figures into the metrics, and the node stopped at once if the lease is lost for good
+/// (another node holds it: the node may no longer act for the shard, and the stream would
+/// fence its next append anyway). Once the drain is over it gives the lease up, after any
+/// append under way (bounded), so another node may take the shard at once.
+async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::journal::Taken) {
+    use corridor_cluster::limits::LEASE_POLL;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(LEASE_RENEW) => {}
-            () = shared.finished.cancelled() => return release_lease(&shared, &leases, lease).await,
+            () = tokio::time::sleep(LEASE_POLL) => {}
+            () = shared.finished.cancelled() => break,
         }
-        match leases.renew(&mut lease).await {
-            Ok(()) => shared.replica(|m| {
-                if let Some(l) = m.lease.as_mut() {
-                    (l.revision, l.renewed) = (lease.revision, lease.renewed);
-                }
-            }),
-            // The bucket is unavailable (an election, a partition): so, most likely, is the
-            // stream, and nothing of the shard's can leave without it. Keep trying: once the
-            // bucket answers, a lease that expired meanwhile is found lost.
-            Err(corridor_cluster::LeaseError::Unavailable(e)) => {
-                shared.replica(|m| {
-                    if let Some(l) = m.lease.as_mut() {
-                        l.renew_failures += 1;
-                    }
+        if let Some(why) = t.keeper.lost(shard) {
+            return fatal(&shared, &stop, &format!("cluster: {why}"));
+        }
+        if let Some(h) = t.keeper.held(shard) {
+            shared.replica(|m| {
+                m.lease = Some(crate::handle::LeaseMetrics {
+                    revision: h.revision,
+                    renewed: h.renewed,
+                    taken: h.taken,
+                    renew_failures: h.renew_failures,
                 });
-                warn!(shard = r.shard, error = %e, "cluster: the shard's lease cannot be renewed now");
-            }
-            // Expired while the bucket was unavailable (an election outlasts a lease), and no
-            // other node took it: this node takes it again. The stream's fence stands behind
-            // this as behind every lease.
-            Err(corridor_cluster::LeaseError::Lost) if matches!(leases.holder(r.shard).await, Ok(None)) => {
-                match leases.acquire(r.shard).await {
-                    Ok(again) => {
-                        warn!(
-                            shard = r.shard,
-                            "cluster: the shard's lease expired unheld and was taken again"
-                        );
-                        lease = again;
-                        shared.replica(|m| {
-                            if let Some(l) = m.lease.as_mut() {
-                                (l.revision, l.renewed) = (lease.revision, lease.renewed);
-                                l.taken += 1;
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        return fatal(&shared, &stop, &format!("cluster: shard {}'s lease: {e}", r.shard))
-                    }
-                }
-            }
-            // Another node's now: stop. What is in flight cannot leave either: its records
-            // would have to be appended, and the stream fences a deposed owner.
-            Err(e) => return fatal(&shared, &stop, &format!("cluster: shard {}'s lease: {e}", r.shard)),
+            });
         }
     }
-}
-
-/// Gives the shard's lease up at the end of a graceful stop, once no append is under way
-/// (the journal loop appends nothing more once the drain is over). A release that fails is
-/// only logged: the lease then expires within its time to live.
-async fn release_lease(shared: &Shared, leases: &corridor_cluster::Leases, lease: corridor_cluster::Lease) {
     let deadline = Instant::now() + crate::limits::LEASE_RELEASE_WAIT_MAX;
     while shared.appending.get() && Instant::now() < deadline {
         tokio::time::sleep(crate::limits::DRAIN_POLL).await;
     }
-    match tokio::time::timeout(crate::limits::LEASE_RELEASE_WAIT_MAX, leases.release(lease)).await {
-        Ok(Ok(())) => info!(shard = lease.shard, "cluster: the shard's lease is given up"),
-        Ok(Err(e)) => {
-            warn!(shard = lease.shard, error = %e, "cluster: the shard's lease could not be given up; it expires")
-        }
-        Err(_) => warn!(shard = lease.shard, "cluster: giving up the shard's lease timed out; it expires"),
-    }
+    t.keeper.release(shard).await;
     shared.lease_released.notify_one();
 }
 

@@ -1,0 +1,352 @@
+//! One process's leases, kept from the moment each is taken: a thread of its own (a
+//! current-thread runtime and one NATS connection) takes a shard's lease when start-up asks,
+//! and renews every lease it holds every [`LEASE_RENEW`] until the process gives them up or
+//! drops the keeper.
+//!
+//! Renewing from the moment a lease is taken matters: between taking a shard's lease and
+//! its switch running come the other shards' leases, reading the stream, writing what it
+//! holds into the journal and recovering the journal — with a large journal, longer than a
+//! lease lives. A lease not renewed meanwhile would expire; a standby would take it, and the
+//! two nodes would take the shard from each other in turn.
+//!
+//! What a renewal finds (see [`Leases::renew`]): renewed; the bucket unavailable (counted,
+//! tried again: the stream would fence this node's appends anyway); lost but unheld (it
+//! expired while the bucket was unavailable: taken again); or held by another node — then the
+//! shard is lost for good, [`LeaseKeeper::lost`] says why, and the node must stop acting for
+//! it.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    lease::{Lease, LeaseError, Leases},
+    limits::{LEASE_POLL, LEASE_RENEW, LEASE_TTL, REQUEST_TIMEOUT},
+};
+
+/// A lease as its keeper holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The lease key's revision this node wrote last.
+    pub revision: u64,
+    /// When it was taken or renewed last.
+    pub renewed: Instant,
+    /// Times it was taken: once, and again after it expired unheld.
+    pub taken: u64,
+    /// Renewals the bucket did not answer.
+    pub renew_failures: u64,
+}
+
+/// Why a shard could not be taken.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TakeError {
+    /// Another node holds it, and this node does not wait (not a standby) or waited its
+    /// time.
+    Held(Option<String>),
+    /// The bucket did not answer in time.
+    Unavailable(String),
+    /// The keeper's thread is gone.
+    Gone,
+}
+
+impl std::fmt::Display for TakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Held(Some(h)) => write!(f, "its lease is held by {h}"),
+            Self::Held(None) => f.write_str("its lease is held by another node"),
+            Self::Unavailable(e) => write!(f, "the lease bucket: {e}"),
+            Self::Gone => f.write_str("the lease keeper stopped"),
+        }
+    }
+}
+
+impl std::error::Error for TakeError {}
+
+enum Ask {
+    /// Answered on a std channel: start-up asks from a plain thread or from inside a runtime.
+    Take {
+        shard: u16,
+        standby: bool,
+        wait: Duration,
+        reply: std::sync::mpsc::SyncSender<Result<(), TakeError>>,
+    },
+    Release {
+        shard: u16,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    held: BTreeMap<u16, Held>,
+    /// Shards lost for good, and why.
+    lost: BTreeMap<u16, String>,
+}
+
+/// One process's leases. See the module docs.
+pub struct LeaseKeeper {
+    asks: mpsc::UnboundedSender<Ask>,
+    state: Arc<Mutex<State>>,
+    node: String,
+}
+
+impl std::fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseKeeper").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl LeaseKeeper {
+    /// Starts the keeper of node `node`'s leases in bucket `bucket` (made if missing, with
+    /// `replicas` copies), on a thread of its own, once NATS at `servers` answers (within
+    /// `connect_wait`).
+    ///
+    /// # Errors
+    ///
+    /// NATS or the bucket cannot be reached in time, or the thread cannot start.
+    pub fn start(
+        servers: Vec<String>,
+        bucket: String,
+        node: String,
+        replicas: usize,
+        connect_wait: Duration,
+    ) -> Result<Self, TakeError> {
+        let (asks, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (st, name) = (Arc::clone(&state), node.clone());
+        std::thread::Builder::new()
+            .name("corridor-leases".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    let _ = ready_tx.send(Err(TakeError::Unavailable("no runtime".into())));
+                    return;
+                };
+                rt.block_on(async move {
+                    let opened = async {
+                        let deadline = Instant::now() + connect_wait;
+                        let client = tokio::time::timeout(
+                            connect_wait,
+                            async_nats::ConnectOptions::new()
+                                .retry_on_initial_connect()
+                                .connect(servers.as_slice()),
+                        )
+                        .await
+                        .map_err(|_| TakeError::Unavailable("NATS does not answer".into()))?
+                        .map_err(|e| TakeError::Unavailable(e.to_string()))?;
+                        loop {
+                            match Leases::open(client.clone(), &bucket, &name, replicas, LEASE_TTL).await {
+                                Ok(l) => return Ok(l),
+                                Err(e) if Instant::now() >= deadline => {
+                                    return Err(TakeError::Unavailable(e.to_string()))
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                            }
+                        }
+                    };
+                    match opened.await {
+                        Ok(leases) => {
+                            let _ = ready_tx.send(Ok(()));
+                            keep(leases, rx, st).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| TakeError::Unavailable(e.to_string()))?;
+        ready_rx.recv().map_err(|_| TakeError::Gone)??;
+        Ok(Self { asks, state, node })
+    }
+
+    /// This node's name.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Takes shard `shard`'s lease (blocking), waiting up to `wait` for another node's to
+    /// expire — or, for a standby, without bound. From then on it is kept renewed.
+    ///
+    /// # Errors
+    ///
+    /// Held by another node past `wait` (not a standby), the bucket unavailable past `wait`,
+    /// or the keeper gone.
+    pub fn take(&self, shard: u16, standby: bool, wait: Duration) -> Result<(), TakeError> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.asks.send(Ask::Take { shard, standby, wait, reply }).map_err(|_| TakeError::Gone)?;
+        rx.recv().map_err(|_| TakeError::Gone)?
+    }
+
+    /// Gives shard `shard`'s lease up (so another node may take it at once) and stops
+    /// renewing it; bounded by the bucket's request timeout.
+    pub async fn release(&self, shard: u16) {
+        let (reply, rx) = oneshot::channel();
+        if self.asks.send(Ask::Release { shard, reply }).is_ok() {
+            let _ = tokio::time::timeout(2 * REQUEST_TIMEOUT, rx).await;
+        }
+    }
+
+    /// Shard `shard`'s lease as held now (`None`: not held).
+    #[must_use]
+    pub fn held(&self, shard: u16) -> Option<Held> {
+        self.state.lock().ok()?.held.get(&shard).copied()
+    }
+
+    /// Why shard `shard` is lost for good, if it is: the node must stop acting for it.
+    #[must_use]
+    pub fn lost(&self, shard: u16) -> Option<String> {
+        self.state.lock().ok()?.lost.get(&shard).cloned()
+    }
+}
+
+/// The keeper's loop: answers takes and releases, renews what it holds.
+async fn keep(leases: Leases, mut asks: mpsc::UnboundedReceiver<Ask>, state: Arc<Mutex<State>>) {
+    let mut held: BTreeMap<u16, Lease> = BTreeMap::new();
+    let mut tick = tokio::time::interval(LEASE_RENEW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let set = |f: &dyn Fn(&mut State)| {
+        if let Ok(mut s) = state.lock() {
+            f(&mut s);
+        }
+    };
+    loop {
+        tokio::select! {
+            ask = asks.recv() => match ask {
+                None => {
+                    // The process dropped its keeper: what it holds expires by itself.
+                    return;
+                }
+                Some(Ask::Take { shard, standby, wait, reply }) => {
+                    let got = take(&leases, shard, standby, wait, &mut held, &state).await;
+                    let _ = reply.send(got);
+                }
+                Some(Ask::Release { shard, reply }) => {
+                    if let Some(lease) = held.remove(&shard) {
+                        match leases.release(lease).await {
+                            Ok(()) => tracing::info!(shard, "cluster: the shard's lease is given up"),
+                            Err(e) => tracing::warn!(shard, error = %e, "cluster: the shard's lease could not be given up; it expires"),
+                        }
+                    }
+                    set(&|s| {
+                        s.held.remove(&shard);
+                    });
+                    let _ = reply.send(());
+                }
+            },
+            _ = tick.tick() => renew_all(&leases, &mut held, &state).await,
+        }
+    }
+}
+
+/// Takes one lease, renewing those already held while it waits.
+async fn take(
+    leases: &Leases,
+    shard: u16,
+    standby: bool,
+    wait: Duration,
+    held: &mut BTreeMap<u16, Lease>,
+    state: &Arc<Mutex<State>>,
+) -> Result<(), TakeError> {
+    let deadline = Instant::now() + wait;
+    let mut last_renewal = Instant::now();
+    loop {
+        match leases.acquire(shard).await {
+            Ok(lease) => {
+                held.insert(shard, lease);
+                if let Ok(mut s) = state.lock() {
+                    s.held.insert(
+                        shard,
+                        Held {
+                            revision: lease.revision,
+                            renewed: lease.renewed,
+                            taken: 1,
+                            renew_failures: 0,
+                        },
+                    );
+                }
+                return Ok(());
+            }
+            Err(LeaseError::Held { .. }) if standby => {}
+            Err(LeaseError::Held { holder }) if Instant::now() >= deadline => {
+                return Err(TakeError::Held(holder))
+            }
+            Err(LeaseError::Unavailable(e)) if Instant::now() >= deadline => {
+                return Err(TakeError::Unavailable(e))
+            }
+            Err(_) => {}
+        }
+        // The leases already taken stay alive while this one is waited for.
+        if last_renewal.elapsed() >= LEASE_RENEW {
+            renew_all(leases, held, state).await;
+            last_renewal = Instant::now();
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+}
+
+/// Renews every lease held; see the module docs for what each outcome does.
+async fn renew_all(leases: &Leases, held: &mut BTreeMap<u16, Lease>, state: &Arc<Mutex<State>>) {
+    let shards: Vec<u16> = held.keys().copied().collect();
+    for shard in shards {
+        let Some(lease) = held.get_mut(&shard) else { continue };
+        let outcome = leases.renew(lease).await;
+        let lease = *lease;
+        let mut s = match state.lock() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(h) = s.held.get_mut(&shard) {
+                    (h.revision, h.renewed) = (lease.revision, lease.renewed);
+                }
+            }
+            Err(LeaseError::Unavailable(e)) => {
+                if let Some(h) = s.held.get_mut(&shard) {
+                    h.renew_failures += 1;
+                }
+                tracing::warn!(shard, error = %e, "cluster: the shard's lease cannot be renewed now");
+            }
+            Err(LeaseError::Lost) => {
+                drop(s);
+                // Expired while the bucket was unavailable, and no other node took it: taken
+                // again (the stream's fence stands behind this as behind every lease).
+                let again = match leases.holder(shard).await {
+                    Ok(None) => leases.acquire(shard).await.ok(),
+                    _ => None,
+                };
+                let Ok(mut s) = state.lock() else { return };
+                match again {
+                    Some(l) => {
+                        tracing::warn!(
+                            shard,
+                            "cluster: the shard's lease expired unheld and was taken again"
+                        );
+                        held.insert(shard, l);
+                        if let Some(h) = s.held.get_mut(&shard) {
+                            (h.revision, h.renewed) = (l.revision, l.renewed);
+                            h.taken += 1;
+                        }
+                    }
+                    None => {
+                        held.remove(&shard);
+                        s.held.remove(&shard);
+                        s.lost.insert(shard, format!("shard {shard}'s lease was taken by another node"));
+                    }
+                }
+            }
+            Err(e) => {
+                held.remove(&shard);
+                s.held.remove(&shard);
+                s.lost.insert(shard, format!("shard {shard}'s lease: {e}"));
+            }
+        }
+    }
+}
