@@ -825,11 +825,13 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
         .arg(corridor_tests::python::workspace_file("tests/interop/browser_page.py"))
         .arg(format!("http://{}/login?token={TOKEN}", sw.admin))
         .arg(dir.join("page.png"))
-        .args(["1", "1.0"])
+        .args(["2", "1.5"])
         .output()
         .unwrap();
     assert!(page.status.success(), "browser_page.py: {}", String::from_utf8_lossy(&page.stderr));
-    let seen = json(String::from_utf8_lossy(&page.stdout).lines().next().unwrap());
+    // The page shows the view the switch was last sampled at (once a second): the second
+    // reading is of a sample taken after everything above.
+    let seen = json(String::from_utf8_lossy(&page.stdout).lines().last().unwrap());
     assert_eq!(seen["cluster_shown"], true, "{seen}");
     let rows = seen["cluster"].as_array().unwrap();
     assert_eq!(rows.iter().map(|r| r[0].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1], "{seen}");
