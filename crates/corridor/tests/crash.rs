@@ -522,11 +522,12 @@ fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() 
 }
 
 /// A partition between a node and every NATS server (a proxy that stops forwarding, both
-/// ways): the cut-off node answers nothing for its shards — what it would answer needs the
-/// stream — while another node takes them over once its leases expire and serves the
-/// partner that fails over to it, the request node a never answered included (a new
-/// request there: node a never forwarded it). Healed, node a finds its leases lost or its
-/// appends fenced and stops; the issuer saw each request once.
+/// ways): the cut-off node answers nothing for its shards that needs the stream, and once its
+/// leases go unrenewed for longer than they live it declines new requests 96 at once; another
+/// node takes the shards over once the leases expire and serves the partner that fails over
+/// to it, the request node a never answered included (a new request there: node a never
+/// forwarded it). Healed, node a finds its leases lost or its appends fenced and stops; the
+/// issuer saw each request once.
 #[test]
 fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_doubled_when_it_heals() {
     let rig = ClusterRig::new("partition");
@@ -560,6 +561,11 @@ fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_do
     let mut buf = BytesMut::new();
     let from_a = common::read_frames(&mut partner, &mut buf).unwrap_or_default();
     assert!(from_a.is_empty(), "node a answered during the partition: {from_a:?}");
+    // Its lease unrenewed for longer than it lives, node a takes nothing new: a request sent
+    // to it now is declined 96 at once (a partner tries another node), never forwarded.
+    let declined = Instant::now();
+    assert_eq!(pay_within(port_a, 5, Duration::from_secs(5)), "96", "node a declines new requests");
+    let declined_in = declined.elapsed();
 
     // Healed: node a stops, having let nothing out.
     for p in &proxies {
@@ -575,9 +581,10 @@ fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_do
     let s = rig.seen.lock().unwrap();
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
     assert_eq!(s.requests, 3, "each request reached the issuer once");
+    assert!(!s.approved.contains("000005"), "the request node a declined never reached the issuer");
     drop(s);
     assert_eq!(pay(port_b, 4), "00", "node b goes on serving");
-    eprintln!("node b served {took_over:?} after the partition began");
+    eprintln!("node b served {took_over:?} after the partition began; node a declined a new request in {declined_in:?}");
     let _ = b.term();
 }
 

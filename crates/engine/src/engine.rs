@@ -776,6 +776,15 @@ impl Engine {
         self.journal.set_full(full);
     }
 
+    /// In a cluster: the shard's journal cannot be replicated yet, or its lease may have
+    /// expired (`true`), or both are well again. While paused, new requests and advices are
+    /// declined 96 as on a full disk — a partner takes that as "try another node" — and what
+    /// is in flight waits for the stream as it always does. Independent of
+    /// [`Engine::set_storage_full`]: each reason is lifted on its own.
+    pub fn set_replication_paused(&mut self, paused: bool) {
+        self.journal.set_paused(paused);
+    }
+
     /// Whether a drain has started and no request is in flight.
     #[must_use]
     pub fn is_drained(&self) -> bool {

@@ -78,11 +78,14 @@ pub(crate) struct Gate {
     held: Vec<LinkId>,
     /// The journal's disk is full: new liabilities are declined (96).
     full: bool,
+    /// In a cluster: the journal cannot be replicated now, or the shard's lease may have
+    /// expired — new liabilities are declined (96) for as long.
+    paused: bool,
 }
 
 impl Gate {
     pub(crate) fn new(journal: Option<Journal>) -> Self {
-        Self { journal, held: Vec::new(), full: false }
+        Self { journal, held: Vec::new(), full: false, paused: false }
     }
 
     /// Whether the engine journals.
@@ -173,9 +176,14 @@ impl Gate {
         }
     }
 
-    /// Whether the journal's disk is full.
+    /// Whether new liabilities are declined: the journal's disk is full, or (in a cluster)
+    /// its replication is paused.
     pub(crate) fn full(&self) -> bool {
-        self.full
+        self.full || self.paused
+    }
+
+    pub(crate) fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     pub(crate) fn set_full(&mut self, full: bool) {

@@ -68,7 +68,8 @@ pub struct Stats {
     /// Participants' reversals of requests the switch had already reversed: acknowledged,
     /// not forwarded.
     pub reversals_redundant: u64,
-    /// New requests and advices declined 96 because the journal's disk was full.
+    /// New requests and advices declined 96 because the journal's disk was full or, in a
+    /// cluster, its replication was paused.
     pub storage_declines: u64,
     /// Journal batches handed out to be synced.
     pub journal_batches: u64,

@@ -89,7 +89,7 @@ pub(super) async fn journal_loop(
                 m.replicating = Some(false);
                 m.replicas = vec![crate::handle::ReplicaMetrics::new(r.shard)];
             }
-            shared.input(|e| e.set_storage_full(true));
+            shared.input(|e| e.set_replication_paused(true));
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
                     if let Some(t) = r.taken.clone() {
@@ -105,7 +105,7 @@ pub(super) async fn journal_loop(
                         }
                         tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));
                     }
-                    shared.input(|e| e.set_storage_full(false));
+                    shared.input(|e| e.set_replication_paused(false));
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
                     shared.replica(|m| {
                         m.replicating = true;
@@ -287,7 +287,8 @@ async fn replica(
 /// fence its next append anyway). Once the drain is over it gives the lease up, after any
 /// append under way (bounded), so another node may take the shard at once.
 async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::journal::Taken) {
-    use corridor_cluster::limits::LEASE_POLL;
+    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL};
+    let mut paused = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(LEASE_POLL) => {}
@@ -295,6 +296,20 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
         }
         if let Some(why) = t.keeper.lost(shard) {
             return fatal(&shared, &stop, &format!("cluster: {why}"));
+        }
+        // Not renewed for as long as a lease lives: another node may hold it by now. Until a
+        // renewal says otherwise, no new request is taken (96: a partner tries another
+        // node); what is in flight waits for the stream, which fences this node if the shard
+        // is another's.
+        let stale = t.keeper.held(shard).is_some_and(|h| h.renewed.elapsed() > LEASE_TTL);
+        if stale != paused {
+            paused = stale;
+            if paused {
+                warn!(shard, "cluster: the shard's lease could not be renewed within its time to live: declining new requests 96");
+            } else {
+                info!(shard, "cluster: the shard's lease is renewed again: taking new requests");
+            }
+            shared.input(|e| e.set_replication_paused(paused));
         }
         if let Some(h) = t.keeper.held(shard) {
             shared.replica(|m| {

@@ -407,7 +407,7 @@ impl SnapshotCollector {
             ),
             (
                 "corridor_storage_declines",
-                "Requests declined 96 because the journal's disk was full.",
+                "Requests declined 96 because the journal's disk was full or, in a cluster, its replication was paused (stream not ready, lease not renewed).",
                 st.storage_declines,
             ),
             ("corridor_journal_records", "Journal records written.", st.journal_records),
