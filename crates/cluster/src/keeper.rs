@@ -317,14 +317,21 @@ async fn renew_all(leases: &Leases, held: &mut BTreeMap<u16, Lease>, state: &Arc
             Err(LeaseError::Lost) => {
                 drop(s);
                 // Expired while the bucket was unavailable, and no other node took it: taken
-                // again (the stream's fence stands behind this as behind every lease).
-                let again = match leases.holder(shard).await {
-                    Ok(None) => leases.acquire(shard).await.ok(),
-                    _ => None,
+                // again (the stream's fence stands behind this as behind every lease). Who
+                // holds it unknown (the bucket still unsteady): asked again at the next tick.
+                let verdict = match leases.holder(shard).await {
+                    Ok(None) => match leases.acquire(shard).await {
+                        Ok(l) => Some(Ok(l)),
+                        Err(LeaseError::Held { holder }) => Some(Err(holder)),
+                        Err(_) => None,
+                    },
+                    Ok(Some(holder)) if holder == leases.node() => None,
+                    Ok(Some(holder)) => Some(Err(Some(holder))),
+                    Err(_) => None,
                 };
                 let Ok(mut s) = state.lock() else { return };
-                match again {
-                    Some(l) => {
+                match verdict {
+                    Some(Ok(l)) => {
                         tracing::warn!(
                             shard,
                             "cluster: the shard's lease expired unheld and was taken again"
@@ -335,10 +342,16 @@ async fn renew_all(leases: &Leases, held: &mut BTreeMap<u16, Lease>, state: &Arc
                             h.taken += 1;
                         }
                     }
-                    None => {
+                    Some(Err(holder)) => {
                         held.remove(&shard);
                         s.held.remove(&shard);
-                        s.lost.insert(shard, format!("shard {shard}'s lease was taken by another node"));
+                        let by = holder.unwrap_or_else(|| "another node".into());
+                        s.lost.insert(shard, format!("shard {shard}'s lease was taken by {by}"));
+                    }
+                    None => {
+                        if let Some(h) = s.held.get_mut(&shard) {
+                            h.renew_failures += 1;
+                        }
                     }
                 }
             }

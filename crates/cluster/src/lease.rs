@@ -102,6 +102,12 @@ impl Leases {
         Ok(Self { kv, node: node.to_owned(), ttl })
     }
 
+    /// The node these leases are taken for.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// How long a lease lives unless renewed.
     #[must_use]
     pub fn ttl(&self) -> Duration {

@@ -763,7 +763,14 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     let (issuer, stop) = approving_issuer();
     let (acq_port, admin_port) = (common::free_port(), common::free_port());
     let path = config(&dir, acq_port, issuer, admin_port, "");
-    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    // The node reaches NATS through proxies the test can cut (the command line directly).
+    let proxies: Vec<corridor_tests::toxics::Proxy> = (0..3)
+        .map(|i| {
+            let upstream = nats.url(i).trim_start_matches("nats://").parse().unwrap();
+            corridor_tests::toxics::Proxy::start(upstream, &[])
+        })
+        .collect();
+    let servers: Vec<String> = proxies.iter().map(|p| format!("\"nats://{}\"", p.addr)).collect();
     let text = std::fs::read_to_string(&path).unwrap().replacen("[switch]\n", "[switch]\nshards = 2\n", 1);
     std::fs::write(&path, format!("{text}\n[cluster]\nnode = \"node-a\"\nnats = [{}]\n", servers.join(", ")))
         .unwrap();
@@ -848,6 +855,38 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     let (ok, out) = common::corridor(&["cluster", "status", "--json", "--config", path.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert_eq!(json(&out)["nodes"], v["cluster"]["nodes"], "{out}");
+
+    // Cut off from NATS for longer than a lease lives: not ready, saying why, and new
+    // requests declined 96; healed (no other node took the shards), the leases are taken
+    // again and it serves.
+    for p in &proxies {
+        p.set_cut(true);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = sw.get("/readyz");
+        if code == 503 && body.contains("lease is not renewed") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never unready while cut off: {code} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body.contains("shard 0's lease") && body.contains("shard 1's lease"), "{body}");
+    // (`/readyz` judges the lease's age when asked; the shards look at it every 100 ms.)
+    std::thread::sleep(Duration::from_millis(300));
+    let acq: SocketAddr = format!("127.0.0.1:{acq_port}").parse().unwrap();
+    let cut_off = purchases(acq, 100, 2);
+    assert!(cut_off.iter().all(|(_, c)| c == "96"), "declined while cut off: {cut_off:?}");
+    assert_eq!(cut_off.len(), 2, "{cut_off:?} {:?}", sw.lines().iter().rev().take(12).collect::<Vec<_>>());
+    for p in &proxies {
+        p.set_cut(false);
+    }
+    sw.wait_ready();
+    let again = purchases(acq, 200, 5);
+    assert!(again.len() == 5 && again.iter().all(|(_, c)| c == "00"), "served again: {again:?}");
+    let (_, m) = sw.get("/metrics");
+    assert!(metric(&m, "corridor_cluster_lease_taken_total", "") >= 3.0, "taken again after expiring: {m}");
+    assert!(metric(&m, "corridor_cluster_lease_renew_failures_total", "") >= 1.0, "{m}");
 
     // A graceful stop gives both leases up: no holder at once, not a time to live later.
     sw.signal("-TERM");

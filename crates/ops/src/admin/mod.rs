@@ -477,6 +477,13 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if snap.journal.replicating == Some(false) {
         why.push("the journal is not replicated in the cluster's stream (answers wait for it)".to_owned());
     }
+    for m in &snap.journal.replicas {
+        if m.lease.is_some_and(|l| {
+            snap.at.saturating_duration_since(l.renewed) > corridor_cluster::limits::LEASE_TTL
+        }) {
+            why.push(format!("shard {}'s lease is not renewed (new requests are declined 96)", m.shard));
+        }
+    }
     // A link the switch dials must be up and signed on (where it requires it); a listening
     // link is bound, and waits for its peers.
     for (spec, (name, _, dial, _)) in snap.specs.iter().enumerate() {
