@@ -115,9 +115,16 @@ mod tests {
             .to_string();
         assert!(e.contains("replicas must be 1-5"), "{e}");
         let ok = crate::parse(&format!("{parts}{journal}{cluster}")).expect("valid");
-        let c = ok.cluster.expect("a cluster");
+        let c = ok.cluster.as_ref().expect("a cluster");
         assert_eq!((c.node.as_str(), c.stream.as_str(), c.replicas, c.standby), ("n1", "CORRIDOR", 3, false));
         let standby = crate::parse(&format!("{parts}{journal}{cluster}standby = true\n")).expect("valid");
+        let summary = crate::summary(&standby);
+        assert!(
+            summary.contains("cluster: node n1 of stream CORRIDOR (3 copies) on 1 NATS server(s), a standby"),
+            "{summary}"
+        );
+        assert!(crate::summary(&ok).contains("cluster: node n1"));
+        assert!(!crate::summary(&ok).contains("standby"));
         assert!(standby.cluster.expect("a cluster").standby);
         let _ = std::fs::remove_file(&key);
     }

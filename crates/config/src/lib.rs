@@ -922,6 +922,18 @@ pub fn summary(c: &Loaded) -> String {
     if let Some(more) = e.routes.routes().len().checked_sub(SUMMARY_ROUTES_MAX).filter(|&n| n > 0) {
         let _ = writeln!(s, "  ... and {more} more");
     }
+    if let Some(k) = &c.cluster {
+        let _ = writeln!(
+            s,
+            "cluster: node {} of stream {} ({} copies) on {} NATS server(s){}; every node must run {} shard(s)",
+            k.node,
+            k.stream,
+            k.replicas,
+            k.nats.len(),
+            if k.standby { ", a standby" } else { "" },
+            plan.count
+        );
+    }
     s
 }
 
