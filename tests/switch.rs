@@ -57,8 +57,8 @@ impl TestSwitch {
         assert!(ok, "links {dialed:?} signed on");
     }
 
-    /// Until every shard's journal is replicated (a node of a cluster takes no request
-    /// before: it declines them 96).
+    /// Until every shard's journal is replicated and its lease renewed within its time to
+    /// live (a node of a cluster takes no request before: it declines them 96).
     ///
     /// # Panics
     ///
@@ -67,9 +67,19 @@ impl TestSwitch {
     pub fn wait_replicating(&self) {
         let deadline = std::time::Instant::now() + crate::peer::WAIT_MAX * 3;
         loop {
-            let now = self.handle().snapshot_blocking().and_then(|s| s.journal.replicating);
+            let snap = self.handle().snapshot_blocking();
+            let now = snap.as_ref().and_then(|s| s.journal.replicating);
+            // Every lease renewed within its time to live too: else new requests get 96.
+            let leased = snap.as_ref().is_some_and(|s| {
+                s.journal.replicas.iter().all(|m| {
+                    m.lease.is_none_or(|l| {
+                        s.at.saturating_duration_since(l.renewed) < corridor_cluster::limits::LEASE_TTL
+                    })
+                })
+            });
             match now {
-                Some(true) => return,
+                Some(true) if leased => return,
+                Some(true) => assert!(std::time::Instant::now() < deadline, "a lease is not renewed"),
                 Some(false) => assert!(std::time::Instant::now() < deadline, "the journal is not replicated"),
                 None => panic!("not a node of a cluster"),
             }

@@ -107,6 +107,14 @@ pub(super) async fn accept_loop(
     if let Listener::Quic(e) = &listener {
         shared.endpoints.borrow_mut().push(e.clone());
     }
+    // A node of a cluster takes connections once its journal is replicated.
+    while !shared.accepting.get() {
+        tokio::select! {
+            () = shared.accepting_wake.notified() => {}
+            () = cancel.cancelled() => return,
+            () = shared.stop.cancelled() => return,
+        }
+    }
     let held = Rc::new(Cell::new(0usize));
     let log = Rc::new(RefCell::new(AcceptLog::default()));
     loop {

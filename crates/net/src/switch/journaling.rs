@@ -106,6 +106,8 @@ pub(super) async fn journal_loop(
                         tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));
                     }
                     shared.input(|e| e.set_replication_paused(false));
+                    shared.accepting.set(true);
+                    shared.accepting_wake.notify_waiters();
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
                     shared.replica(|m| {
                         m.replicating = true;

@@ -133,6 +133,12 @@ pub(crate) struct Shared {
     appending: Cell<bool>,
     /// Told once the shard's lease is given up (or giving it up failed).
     lease_released: Notify,
+    /// Whether its listening links take connections: a node of a cluster takes none until
+    /// its journal is replicated (a partner's connection waits in the backlog meanwhile,
+    /// and its requests are read once they can be served, not declined 96).
+    accepting: Cell<bool>,
+    /// Told when `accepting` turns on.
+    accepting_wake: Notify,
 }
 
 /// The network layer's side of the driver: each item the engine raises wakes the task that
@@ -454,6 +460,8 @@ impl Shard {
             finished: CancellationToken::new(),
             appending: Cell::new(false),
             lease_released: Notify::new(),
+            accepting: Cell::new(true),
+            accepting_wake: Notify::new(),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -506,6 +514,9 @@ impl Shard {
                     // said before any snapshot can be asked for.
                     shared.journal_metrics.borrow_mut().replicating =
                         files.replicate.is_some().then_some(false);
+                    // Nor does it take connections until then (the accept loops, spawned
+                    // above, have not run yet).
+                    shared.accepting.set(files.replicate.is_none());
                 }
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
