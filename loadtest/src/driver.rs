@@ -24,7 +24,7 @@ use mio::{net::TcpStream, unix::SourceFd, Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    limits::{DURATION_MAX, READ_CHUNK_BYTES, READ_WAKE},
+    limits::{DURATION_MAX, FAILOVER_RETRY, READ_CHUNK_BYTES, READ_WAKE},
     recorder::{Counts, Recorder, Seconds},
     schedule::{Pacing, Schedule},
     traffic::{Kind, Traffic},
@@ -55,6 +55,8 @@ pub(crate) struct Lane {
     pub(crate) deadlines: VecDeque<(Instant, u64, u64)>,
     pub(crate) seq: u64,
     pub(crate) lost: bool,
+    /// With other nodes to fail over to: each open request's body, to repeat it there.
+    bodies: FxHashMap<u64, bytes::Bytes>,
     /// Every answer is parsed into this one index: nothing zeroed or moved per message.
     index: MessageIndex,
 }
@@ -71,6 +73,7 @@ impl Lane {
             deadlines: VecDeque::new(),
             seq: 0,
             lost: false,
+            bodies: FxHashMap::default(),
             index: MessageIndex::new(wire.dialect),
         }
     }
@@ -81,6 +84,10 @@ pub(crate) struct Conn {
     stream: TcpStream,
     lane: Lane,
     want_write: bool,
+    /// With other nodes to fail over to: the one it is on (an index into
+    /// [`Failover::nodes`]), and when to try the next after its connection went.
+    node: usize,
+    retry_at: Option<Instant>,
 }
 
 impl std::ops::Deref for Conn {
@@ -110,6 +117,8 @@ impl Conn {
             stream: TcpStream::from_std(stream),
             lane: Lane::new(rbuf, wire, traffic),
             want_write: false,
+            node: 0,
+            retry_at: None,
         })
     }
 }
@@ -130,6 +139,18 @@ pub(crate) struct Ctx {
     pub(crate) budget: AtomicU64,
     /// When the last driver stopped sending, ns after `measure_from`.
     pub(crate) sending_ended_ns: AtomicU64,
+    /// Other nodes of the same switch to fail over to (TCP), if any.
+    pub(crate) failover: Option<Failover>,
+}
+
+/// How a connection fails over: the nodes in turn (the first is where every connection
+/// starts), and how to open one.
+pub(crate) struct Failover {
+    pub(crate) nodes: Vec<std::net::SocketAddr>,
+    /// Connects to a node and signs on (as at the start): the stream, and what was read
+    /// past the sign-on.
+    pub(crate) open:
+        Box<dyn Fn(std::net::SocketAddr) -> anyhow::Result<(std::net::TcpStream, BytesMut)> + Send + Sync>,
 }
 
 impl Ctx {
@@ -179,7 +200,10 @@ pub(crate) fn lose(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) {
     if !c.lost {
         c.lost = true;
         rec.error(ctx.since_measure(now));
-        abandon(c, rec);
+        // Failing over, what was open is repeated on the next node (see `fail_over`).
+        if ctx.failover.is_none() {
+            abandon(c, rec);
+        }
     }
 }
 
@@ -192,6 +216,7 @@ pub(crate) fn abandon(c: &mut Lane, rec: &mut Recorder) {
     }
     c.pending.clear();
     c.deadlines.clear();
+    c.bodies.clear();
 }
 
 /// Writes one request into the connection's batch and opens it. `false`: not sent.
@@ -217,7 +242,21 @@ pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instan
     c.seq += 1;
     let key = if native { c.seq } else { u64::from(stan.value()) };
     let (traffic, dialect) = (&mut c.traffic, ctx.wire.dialect);
-    if ctx.wire.frame(key, &mut c.out, |out| traffic.write(kind, stan, dialect, now, out)).is_err() {
+    let framed = if ctx.failover.is_some() {
+        // Kept to be repeated on another node if this connection goes.
+        let mut body = BytesMut::new();
+        let framed = traffic.write(kind, stan, dialect, now, &mut body).and_then(|()| {
+            ctx.wire.frame(key, &mut c.out, |out| {
+                out.extend_from_slice(&body);
+                Ok(())
+            })
+        });
+        c.bodies.insert(key, body.freeze());
+        framed
+    } else {
+        ctx.wire.frame(key, &mut c.out, |out| traffic.write(kind, stan, dialect, now, out))
+    };
+    if framed.is_err() {
         // The templates encode (unit-tested); this would be a generator bug.
         rec.error(ctx.since_measure(now));
         return false;
@@ -271,6 +310,9 @@ pub(crate) fn receive(
         rec.error(at);
         return;
     };
+    if !c.bodies.is_empty() {
+        c.bodies.remove(&key);
+    }
     if Some(m.mti()) != p.kind.mti().response() {
         rec.error(at);
     }
@@ -287,6 +329,7 @@ pub(crate) fn expire(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) 
         }
         c.deadlines.pop_front();
         if c.pending.get(&key).is_some_and(|p| p.seq == seq) {
+            c.bodies.remove(&key);
             if let Some(p) = c.pending.remove(&key) {
                 if p.measured {
                     rec.timed_out(ctx.since_measure(now));
@@ -294,6 +337,59 @@ pub(crate) fn expire(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) 
             }
         }
     }
+}
+
+/// The repeat form of a request's MTI (0100 → 0101, 0200 → 0201, 0420 → 0421); `None` for
+/// what has none (network management).
+fn repeat_of(mti: Mti) -> Option<Mti> {
+    let v = mti.value();
+    (matches!(mti.class(), 1 | 2 | 4) && v.is_multiple_of(10)).then(|| Mti::new(v + 1)).flatten()
+}
+
+/// Connection `i` went: re-made to the next node (as at the start: connected, signed on),
+/// and every request it had in flight repeated there, in the order they were sent — what a
+/// partner does when a node of the switch dies. Not reachable: tried again after
+/// [`FAILOVER_RETRY`], the next node in turn.
+fn fail_over(i: usize, c: &mut Conn, f: &Failover, ctx: &Ctx, rec: &mut Recorder, poll: &Poll, now: Instant) {
+    if c.retry_at.is_some_and(|at| now < at) {
+        return;
+    }
+    c.node = (c.node + 1) % f.nodes.len().max(1);
+    let opened = (f.open)(f.nodes[c.node]).and_then(|(stream, rbuf)| {
+        stream.set_nonblocking(true)?;
+        Ok((TcpStream::from_std(stream), rbuf))
+    });
+    let Ok((stream, rbuf)) = opened else {
+        c.retry_at = Some(now + FAILOVER_RETRY);
+        return;
+    };
+    let _ = poll.registry().deregister(&mut c.stream);
+    c.stream = stream;
+    if poll.registry().register(&mut c.stream, Token(i), Interest::READABLE | Interest::WRITABLE).is_err() {
+        c.retry_at = Some(now + FAILOVER_RETRY);
+        return;
+    }
+    let lane = &mut c.lane;
+    (lane.rbuf, lane.decoder, lane.lost) = (rbuf, ctx.wire.decoder(), false);
+    lane.out.clear();
+    (c.retry_at, c.want_write) = (None, false);
+    let mut open: Vec<(u64, u64)> = lane.pending.iter().map(|(key, p)| (p.seq, *key)).collect();
+    open.sort_unstable();
+    let mut repeated = 0;
+    for (_, key) in open {
+        let Some(body) = lane.bodies.get(&key).cloned() else { continue };
+        let Ok(m) = Message::parse(ctx.wire.dialect, body) else { continue };
+        let Some(mti) = repeat_of(m.mti()) else { continue };
+        let dialect = ctx.wire.dialect;
+        if ctx
+            .wire
+            .frame(key, &mut lane.out, |out| m.derive(mti, FieldSet::VALUES, &[], dialect, out))
+            .is_ok()
+        {
+            repeated += 1;
+        }
+    }
+    rec.failed_over(repeated);
 }
 
 /// Reads what the socket has, and handles every whole frame.
@@ -405,6 +501,16 @@ pub(crate) fn drive(
                     let n = conns.len();
                     // Round robin over the connections still up.
                     let Some(i) = (0..n).map(|k| (rr + k) % n).find(|&i| !conns[i].lost) else {
+                        if ctx.failover.is_some() {
+                            // Every connection failing over: this send is skipped.
+                            if *at >= ctx.measure_from {
+                                rec.skipped();
+                            }
+                            *at = ctx.origin
+                                + schedule_offset
+                                + schedule.as_mut().map_or(Duration::MAX, Schedule::next_offset);
+                            continue;
+                        }
                         sending = false;
                         break;
                     };
@@ -431,6 +537,13 @@ pub(crate) fn drive(
                 drain_until = Some(now + ctx.drain);
             }
         }
+        if let Some(f) = &ctx.failover {
+            for (i, c) in conns.iter_mut().enumerate() {
+                if c.lane.lost && (sending || !c.lane.pending.is_empty()) {
+                    fail_over(i, c, f, ctx, &mut rec, &poll, now);
+                }
+            }
+        }
         for c in conns.iter_mut() {
             if !c.out.is_empty() {
                 write_out(c, &mut rec, ctx, now);
@@ -447,7 +560,8 @@ pub(crate) fn drive(
             next_deposit = now + Duration::from_secs(1);
         }
         if !sending
-            && (conns.iter().all(|c| c.pending.is_empty() || c.lost) || drain_until.is_some_and(|d| now >= d))
+            && (conns.iter().all(|c| c.pending.is_empty() || (c.lost && ctx.failover.is_none()))
+                || drain_until.is_some_and(|d| now >= d))
         {
             break;
         }

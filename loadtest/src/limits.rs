@@ -65,3 +65,15 @@ pub const PANS_PER_BIN: usize = 1024;
 
 /// Response codes counted one by one; more distinct codes than this are counted as "other".
 pub const RESPONSE_CODES_MAX: usize = 64;
+
+/// With other nodes to fail over to: how long a connection that could not be re-made waits
+/// before it tries the next node.
+pub const FAILOVER_RETRY: Duration = Duration::from_millis(50);
+
+/// With other nodes to fail over to: how long re-making a connection may take (connecting
+/// and signing on), so that one unreachable node holds up its driver's other connections
+/// only that long.
+pub const FAILOVER_CONNECT_MAX: Duration = Duration::from_millis(500);
+
+/// The most other nodes a run fails over to.
+pub const FAILOVER_NODES_MAX: usize = 16;

@@ -253,6 +253,10 @@ struct RunArgs {
     /// Where to send (loopback by default).
     #[arg(long, default_value = "127.0.0.1:9101")]
     target: SocketAddr,
+    /// Another node of the same switch (repeatable, TCP): a connection that goes is re-made
+    /// to the next node and what it had in flight repeated there (0201, 0101, 0421).
+    #[arg(long = "failover")]
+    failover: Vec<SocketAddr>,
     /// native | bin2 | bin2-incl | bin4 | ascii4.
     #[arg(long, default_value = "native")]
     framing: String,
@@ -384,6 +388,7 @@ fn write_out(path: &PathBuf, text: &str) -> Result<()> {
 fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let wire = Wire::parse(&a.framing, &a.dialect).map_err(anyhow::Error::msg)?;
     let mut spec = a.load.spec(a.target, wire)?;
+    spec.failover = a.failover.clone();
     spec.cpus = a.cpus.as_deref().map(str::parse::<Cpus>).transpose().map_err(anyhow::Error::msg)?;
     spec.progress = !a.quiet;
     let thresholds: Vec<Threshold> =

@@ -46,6 +46,12 @@ pub struct Counts {
     pub skipped: u64,
     /// Sends later than the schedule tolerance after their intended time.
     pub behind_schedule: u64,
+    /// With other nodes to fail over to: connections re-made to another node after theirs
+    /// went.
+    pub failovers: u64,
+    /// Requests repeated (their repeat MTI, the same fields) on the node failed over to:
+    /// each was in flight on the connection that went.
+    pub repeats: u64,
 }
 
 impl Counts {
@@ -59,6 +65,8 @@ impl Counts {
         self.unanswered += o.unanswered;
         self.errors += o.errors;
         self.skipped += o.skipped;
+        self.failovers += o.failovers;
+        self.repeats += o.repeats;
         self.behind_schedule += o.behind_schedule;
     }
 
@@ -288,6 +296,12 @@ impl Recorder {
     /// An open-loop send skipped at the in-flight maximum.
     pub fn skipped(&mut self) {
         self.counts.skipped += 1;
+    }
+
+    /// A connection re-made to another node, with `repeats` requests repeated there.
+    pub fn failed_over(&mut self, repeats: u64) {
+        self.counts.failovers += 1;
+        self.counts.repeats += repeats;
     }
 
     /// Adds `other` into this one.

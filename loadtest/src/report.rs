@@ -187,6 +187,13 @@ impl Summary {
             c.errors,
             if c.skipped > 0 { format!("  skipped at in-flight max {}", c.skipped) } else { String::new() }
         );
+        if c.failovers > 0 {
+            let _ = writeln!(
+                s,
+                "failover   {} connection(s) re-made to another node, {} request(s) repeated there",
+                c.failovers, c.repeats
+            );
+        }
         match r.rate_target {
             Some(t) => {
                 let _ = writeln!(

@@ -96,6 +96,11 @@ pub struct RunSpec {
     /// `target` with the traffic's own. How a switch of several shards is given traffic
     /// from several participants.
     pub targets: Vec<Target>,
+    /// Other nodes of the same switch (TCP): a connection that goes is re-made to the next
+    /// of `target` and these, in turn, and every request it had in flight is repeated there
+    /// (its repeat MTI, the same fields), as a partner does when a node dies. Empty: a
+    /// connection that goes stays gone, and what it had in flight counts unanswered.
+    pub failover: Vec<SocketAddr>,
 }
 
 /// One of a run's several targets (see [`RunSpec::targets`]).
@@ -132,6 +137,7 @@ impl RunSpec {
             threads: 1,
             transport: Transport::Tcp,
             targets: Vec::new(),
+            failover: Vec::new(),
         }
     }
 
@@ -194,6 +200,14 @@ impl RunSpec {
             if d.is_zero() || d > Duration::from_secs(600) {
                 return Err(format!("the {name} must be above 0 and at most 600 s"));
             }
+        }
+        if !self.failover.is_empty()
+            && (!matches!(self.transport, Transport::Tcp) || !self.targets.is_empty())
+        {
+            return Err("failing over to other nodes is for plain TCP to one target".into());
+        }
+        if self.failover.len() > crate::limits::FAILOVER_NODES_MAX {
+            return Err(format!("at most {} nodes to fail over to", crate::limits::FAILOVER_NODES_MAX));
         }
         if matches!(self.transport, Transport::Quic { .. }) && self.wire != Wire::NATIVE {
             return Err("QUIC carries native frames: --framing native --dialect native".into());
@@ -265,6 +279,17 @@ impl Outcome {
 /// Connects, signs on, and returns the stream with whatever was read past the sign-on answer.
 fn open(spec: &RunSpec, index: usize) -> Result<(TcpStream, BytesMut)> {
     let (target, _) = spec.target_of(index);
+    open_at(spec, index, target, spec.connect_timeout)
+}
+
+/// [`open`] to `target`, within `timeout`.
+fn open_at(
+    spec: &RunSpec,
+    index: usize,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<(TcpStream, BytesMut)> {
+    let spec = &RunSpec { connect_timeout: timeout, ..spec.clone() };
     let stream = TcpStream::connect_timeout(&target, spec.connect_timeout)
         .with_context(|| format!("connection {index}: cannot connect to {target}"))?;
     stream.set_nodelay(true).ok();
@@ -351,6 +376,15 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
         pacing,
         budget: AtomicU64::new(spec.requests.unwrap_or(u64::MAX)),
         sending_ended_ns: AtomicU64::new(0),
+        failover: (!spec.failover.is_empty()).then(|| {
+            let nodes: Vec<SocketAddr> =
+                std::iter::once(spec.target).chain(spec.failover.iter().copied()).collect();
+            let again = spec.clone();
+            crate::driver::Failover {
+                nodes,
+                open: Box::new(move |to| open_at(&again, 0, to, crate::limits::FAILOVER_CONNECT_MAX)),
+            }
+        }),
     });
     let collected = Mutex::new(Collected { snapshots: vec![None; threads], ..Collected::default() });
     let recorders: Vec<std::io::Result<Recorder>> = std::thread::scope(|s| {

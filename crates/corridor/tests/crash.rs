@@ -25,7 +25,10 @@ struct Seen {
     approved: HashSet<String>,
     reversed: HashSet<String>,
     requests: usize,
-    /// STANs that reached it more than once.
+    /// Each request that reached it (STAN and RRN: a load generator's connections share
+    /// STANs, never RRNs).
+    keys: HashSet<(String, String)>,
+    /// STANs of requests that reached it more than once.
     twice: HashSet<String>,
 }
 
@@ -81,10 +84,12 @@ fn issuer_connection(mut s: TcpStream, seen: &Mutex<Seen>, until: Instant) {
                     Mti::FINANCIAL_REQUEST => {
                         // Approved as it arrives (its answer leaves 300 ms later, if the
                         // connection is still there).
-                        let stan = String::from_utf8(OwnedMessage::from(&m).get(de::STAN).unwrap().to_vec())
-                            .unwrap();
+                        let owned = OwnedMessage::from(&m);
+                        let stan = String::from_utf8(owned.get(de::STAN).unwrap().to_vec()).unwrap();
+                        let rrn =
+                            String::from_utf8_lossy(owned.get(de::RRN).unwrap_or_default()).into_owned();
                         let mut seen = seen.lock().unwrap();
-                        if seen.approved.contains(&stan) {
+                        if !seen.keys.insert((stan.clone(), rrn)) {
                             seen.twice.insert(stan.clone());
                         }
                         seen.approved.insert(stan);
@@ -672,4 +677,58 @@ fn crash_and_restart(name: &str, pan_less: bool) {
     assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
     let _ = switch.term();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `corridor-load run` as a partner of a two-node switch: it sends through node a with node b
+/// (a standby) to fail over to; node a is killed under the load. Every connection is re-made
+/// to node b, what it had in flight repeated there, and every request sent gets one answer —
+/// approved, or 68 for what was in flight at the kill (reversed at the issuer) — none
+/// unanswered, none forwarded twice.
+#[test]
+fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_once() {
+    use corridor_load::{
+        run::{run, Mode, RunSpec},
+        schedule::{Arrivals, Pacing},
+        wire::Wire,
+    };
+    let rig = ClusterRig::new("load-failover");
+    let (config_a, port_a) = rig.config("a", &rig.nats.urls(), true);
+    let (a, a_signed_on) = common::spawn(&config_a);
+    a_signed_on.recv_timeout(Duration::from_secs(40)).expect("node a signed on");
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
+    let (config_b, port_b) = rig.config("b", &rig.nats.urls(), true);
+    let (b, _b_signed_on) = common::spawn(&config_b);
+    assert!(b.wait_logged("standby: its lease is held by a", 1, Duration::from_secs(30)), "node b waits");
+
+    let mut spec = RunSpec::new(([127, 0, 0, 1], port_a).into(), Wire::NATIVE);
+    spec.mode = Mode::Open { rate: 100.0, arrivals: Arrivals::Constant, pacing: Pacing::Sleep };
+    spec.connections = 2;
+    spec.sign_on = false;
+    spec.duration = Some(Duration::from_secs(8));
+    spec.warmup = Duration::ZERO;
+    spec.request_timeout = Duration::from_secs(10);
+    spec.drain_timeout = Duration::from_secs(10);
+    spec.failover = vec![([127, 0, 0, 1], port_b).into()];
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        a.kill9();
+    });
+    let o = run(&spec).unwrap();
+    killer.join().unwrap();
+    let c = &o.recorder.counts;
+    let ms = |ns: u64| ns / 1_000_000;
+    eprintln!(
+        "{c:?}; latency from the intended send time: p50 {} ms, p99 {} ms, max {} ms (the issuer answers in 300 ms)",
+        ms(o.recorder.corrected.value_at_quantile(0.5)),
+        ms(o.recorder.corrected.value_at_quantile(0.99)),
+        ms(o.recorder.corrected.max())
+    );
+    assert_eq!(c.failovers, 2, "both connections failed over: {c:?}");
+    assert_eq!(c.unanswered, 0, "{c:?}");
+    assert_eq!(c.timeouts, 0, "{c:?}");
+    assert_eq!(c.answered, c.sent, "one answer a request: {c:?}");
+    assert!(c.codes.keys().all(|k| k == "00" || k == "68"), "approved, or 68 for what was in flight: {c:?}");
+    let s = rig.seen.lock().unwrap();
+    assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    let _ = b.term();
 }
