@@ -167,20 +167,7 @@ fn kill_9_of_a_node_whose_disk_is_lost_a_standby_takes_over_with_no_ambiguous_ou
     drop(s);
     // The terminal fails over to node b and repeats a request it got no answer to: answered
     // from the journal node b took over (68: reversed), never forwarded again.
-    let mut acq = TcpStream::connect(("127.0.0.1", acq_b)).unwrap();
-    acq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    send(&mut acq, 7, &common::purchase(7, "NODE00000007"));
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 4096];
-    let answer = loop {
-        if let Some(f) = NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
-            break OwnedMessage::from(&Message::parse(Dialect::Native, f.into_body()).unwrap());
-        }
-        let n = acq.read(&mut chunk).expect("an answer to the repeat");
-        assert!(n > 0, "the switch closed instead of answering");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
+    assert_eq!(pay_within(acq_b, 7, Duration::from_secs(5)), "68");
     assert_eq!(rig.seen.lock().unwrap().requests, 20, "not forwarded again");
     eprintln!("node b, a standby, served {serving:?} after node a was killed (its leases expiring, the stream read)");
     let _ = b.term();
@@ -476,9 +463,15 @@ impl Drop for ClusterRig {
 /// A purchase with STAN `stan` on a connection of its own to `port`: its response code, or
 /// empty when none came within `wait`.
 fn pay_within(port: u16, stan: u32, wait: Duration) -> String {
+    ask(port, stan, &common::purchase(stan, &format!("NODE{stan:08}")), wait)
+}
+
+/// Sends `m` with correlation `stan` on a connection of its own to `port`: the answer's
+/// response code, or empty when none came within `wait`.
+fn ask(port: u16, stan: u32, m: &OwnedMessage, wait: Duration) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    send(&mut s, u64::from(stan), &common::purchase(stan, &format!("NODE{stan:08}")));
+    send(&mut s, u64::from(stan), m);
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
@@ -660,20 +653,7 @@ fn crash_and_restart(name: &str, pan_less: bool) {
     drop(s);
     // The terminal repeats a request it got no answer to: the switch answers it from the
     // journal (68: it was reversed), and the issuer never sees it again.
-    let mut acq = TcpStream::connect(("127.0.0.1", acq_port)).unwrap();
-    acq.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    send(&mut acq, 7, &purchase(7));
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 4096];
-    let answer = loop {
-        if let Some(f) = NativeFramer::new(FRAME_BYTES_MAX).decode(&mut buf).unwrap() {
-            break OwnedMessage::from(&Message::parse(Dialect::Native, f.into_body()).unwrap());
-        }
-        let n = acq.read(&mut chunk).expect("an answer to the repeat");
-        assert!(n > 0, "the switch closed instead of answering");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    assert_eq!(answer.get(de::RESPONSE_CODE), Some(&b"68"[..]));
+    assert_eq!(ask(acq_port, 7, &purchase(7), Duration::from_secs(5)), "68");
     assert_eq!(seen.lock().unwrap().requests, 20, "not forwarded again");
     let _ = switch.term();
     let _ = std::fs::remove_dir_all(&dir);
