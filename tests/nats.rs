@@ -156,6 +156,23 @@ impl NatsCluster {
         (0..self.nodes.len()).map(|i| self.url(i)).collect()
     }
 
+    /// A proxy in front of each server (see [`crate::toxics::Proxy`]), for a client whose
+    /// path to NATS a test cuts (`Proxy::set_cut`); with their URLs.
+    ///
+    /// # Panics
+    ///
+    /// If a proxy cannot listen on loopback.
+    #[must_use]
+    pub fn proxied(&self) -> (Vec<crate::toxics::Proxy>, Vec<String>) {
+        let proxies: Vec<crate::toxics::Proxy> = (0..self.nodes.len())
+            .map(|i| {
+                crate::toxics::Proxy::start(SocketAddr::from(([127, 0, 0, 1], self.nodes[i].client)), &[])
+            })
+            .collect();
+        let urls = proxies.iter().map(|p| format!("nats://{}", p.addr)).collect();
+        (proxies, urls)
+    }
+
     /// Kills server `i` (`SIGKILL`: what it had not synced is gone).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {

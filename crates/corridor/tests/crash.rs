@@ -529,14 +529,7 @@ fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() 
 #[test]
 fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_doubled_when_it_heals() {
     let rig = ClusterRig::new("partition");
-    let proxies: Vec<corridor_tests::toxics::Proxy> = (0..3)
-        .map(|i| {
-            let url = rig.nats.url(i);
-            let upstream = url.trim_start_matches("nats://").parse().unwrap();
-            corridor_tests::toxics::Proxy::start(upstream, &[])
-        })
-        .collect();
-    let through: Vec<String> = proxies.iter().map(|p| format!("nats://{}", p.addr)).collect();
+    let (proxies, through) = rig.nats.proxied();
     let (mut a, port_a) = rig.node("a", &through);
     assert_eq!(pay(port_a, 1), "00");
 

@@ -764,13 +764,8 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     let (acq_port, admin_port) = (common::free_port(), common::free_port());
     let path = config(&dir, acq_port, issuer, admin_port, "");
     // The node reaches NATS through proxies the test can cut (the command line directly).
-    let proxies: Vec<corridor_tests::toxics::Proxy> = (0..3)
-        .map(|i| {
-            let upstream = nats.url(i).trim_start_matches("nats://").parse().unwrap();
-            corridor_tests::toxics::Proxy::start(upstream, &[])
-        })
-        .collect();
-    let servers: Vec<String> = proxies.iter().map(|p| format!("\"nats://{}\"", p.addr)).collect();
+    let (proxies, urls) = nats.proxied();
+    let servers: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
     let text = std::fs::read_to_string(&path).unwrap().replacen("[switch]\n", "[switch]\nshards = 2\n", 1);
     std::fs::write(&path, format!("{text}\n[cluster]\nnode = \"node-a\"\nnats = [{}]\n", servers.join(", ")))
         .unwrap();
