@@ -193,7 +193,8 @@ async fn a_lease_is_one_nodes_while_it_renews_and_anothers_once_it_stops() {
 
 /// One process's lease keeper: leases renewed from the moment each is taken (nothing else
 /// renews them here, for longer than they live), given up at once on request, and a lease
-/// taken from it behind its back reported lost within a renewal.
+/// taken from it behind its back reported lost within a renewal; the cluster's shard count
+/// recorded by the first node and refused to a node with another.
 #[test]
 #[allow(clippy::disallowed_methods)] // the keeper's calls block: plain threads here, no runtime
 fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost() {
@@ -207,6 +208,11 @@ fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost(
     a.take(0, false, Duration::from_secs(20)).unwrap();
     a.take(1, false, Duration::from_secs(20)).unwrap();
     let b = keeper("node-b");
+    // The cluster's shard count: the first node records it, the next must match it.
+    a.agree_shards("keeper-cluster", 3, 2).unwrap();
+    b.agree_shards("keeper-cluster", 3, 2).unwrap();
+    let e = b.agree_shards("keeper-cluster", 3, 3).unwrap_err();
+    assert!(e.contains("runs 2 shard(s) and this node 3"), "{e}");
     // Longer than a lease lives, with nothing but the keeper renewing: still node-a's.
     std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));
     match b.take(0, false, Duration::ZERO) {

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     lease::{Lease, LeaseError, Leases},
-    limits::{LEASE_POLL, LEASE_RENEW, LEASE_TTL, REQUEST_TIMEOUT},
+    limits::{AGREE_WAIT_MAX, LEASE_POLL, LEASE_RENEW, LEASE_TTL, REQUEST_TIMEOUT},
 };
 
 /// A lease as its keeper holds it.
@@ -78,6 +78,13 @@ enum Ask {
     Release {
         shard: u16,
         reply: oneshot::Sender<()>,
+    },
+    /// Answered on a std channel, as `Take`.
+    Shards {
+        bucket: String,
+        replicas: usize,
+        shards: u16,
+        reply: std::sync::mpsc::SyncSender<Result<(), String>>,
     },
 }
 
@@ -141,7 +148,7 @@ impl LeaseKeeper {
                         .map_err(|e| TakeError::Unavailable(e.to_string()))?;
                         loop {
                             match Leases::open(client.clone(), &bucket, &name, replicas, LEASE_TTL).await {
-                                Ok(l) => return Ok(l),
+                                Ok(l) => return Ok((client, l)),
                                 Err(e) if Instant::now() >= deadline => {
                                     return Err(TakeError::Unavailable(e.to_string()))
                                 }
@@ -150,9 +157,9 @@ impl LeaseKeeper {
                         }
                     };
                     match opened.await {
-                        Ok(leases) => {
+                        Ok((client, leases)) => {
                             let _ = ready_tx.send(Ok(()));
-                            keep(leases, rx, st).await;
+                            keep(client, leases, rx, st).await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -184,6 +191,23 @@ impl LeaseKeeper {
         rx.recv().map_err(|_| TakeError::Gone)?
     }
 
+    /// Checks that every node of the cluster runs `shards` shards (blocking): the first node
+    /// to ask records its count in bucket `bucket` (made with `replicas` copies if missing);
+    /// every later one must match it. Nodes that split participants differently would put
+    /// one participant's records on two subjects.
+    ///
+    /// # Errors
+    ///
+    /// The cluster runs another count (the message says which), or the bucket cannot be
+    /// reached in time.
+    pub fn agree_shards(&self, bucket: &str, replicas: usize, shards: u16) -> Result<(), String> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        self.asks
+            .send(Ask::Shards { bucket: bucket.to_owned(), replicas, shards, reply })
+            .map_err(|_| TakeError::Gone.to_string())?;
+        rx.recv().map_err(|_| TakeError::Gone.to_string())?
+    }
+
     /// Gives shard `shard`'s lease up (so another node may take it at once) and stops
     /// renewing it; bounded by the bucket's request timeout.
     pub async fn release(&self, shard: u16) {
@@ -207,7 +231,12 @@ impl LeaseKeeper {
 }
 
 /// The keeper's loop: answers takes and releases, renews what it holds.
-async fn keep(leases: Leases, mut asks: mpsc::UnboundedReceiver<Ask>, state: Arc<Mutex<State>>) {
+async fn keep(
+    client: async_nats::Client,
+    leases: Leases,
+    mut asks: mpsc::UnboundedReceiver<Ask>,
+    state: Arc<Mutex<State>>,
+) {
     let mut held: BTreeMap<u16, Lease> = BTreeMap::new();
     let mut tick = tokio::time::interval(LEASE_RENEW);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,6 +256,9 @@ async fn keep(leases: Leases, mut asks: mpsc::UnboundedReceiver<Ask>, state: Arc
                     let got = take(&leases, shard, standby, wait, &mut held, &state).await;
                     let _ = reply.send(got);
                 }
+                Some(Ask::Shards { bucket, replicas, shards, reply }) => {
+                    let _ = reply.send(agree(&client, &bucket, replicas, shards).await);
+                }
                 Some(Ask::Release { shard, reply }) => {
                     if let Some(lease) = held.remove(&shard) {
                         match leases.release(lease).await {
@@ -241,6 +273,56 @@ async fn keep(leases: Leases, mut asks: mpsc::UnboundedReceiver<Ask>, state: Arc
                 }
             },
             _ = tick.tick() => renew_all(&leases, &mut held, &state).await,
+        }
+    }
+}
+
+/// The cluster's shard count: recorded by the first node, matched by every later one.
+async fn agree(
+    client: &async_nats::Client,
+    bucket: &str,
+    replicas: usize,
+    shards: u16,
+) -> Result<(), String> {
+    use async_nats::jetstream::kv::{self, CreateErrorKind};
+    let mut js = async_nats::jetstream::new(client.clone());
+    js.set_timeout(REQUEST_TIMEOUT);
+    let deadline = Instant::now() + AGREE_WAIT_MAX;
+    loop {
+        let asked = async {
+            let kv = match js.get_key_value(bucket).await {
+                Ok(kv) => kv,
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.to_owned(),
+                        history: 1,
+                        num_replicas: replicas,
+                        ..kv::Config::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            match kv.create("shards", bytes::Bytes::from(shards.to_string())).await {
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                    let v = kv.get("shards").await.map_err(|e| e.to_string())?.unwrap_or_default();
+                    let theirs = String::from_utf8_lossy(&v).parse::<u16>();
+                    Ok(Some(theirs.map_err(|_| "an unreadable shard count".to_owned())?))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match asked.await {
+            Ok(None) => return Ok(()),
+            Ok(Some(theirs)) if theirs == shards => return Ok(()),
+            Ok(Some(theirs)) => {
+                return Err(format!(
+                    "the cluster runs {theirs} shard(s) and this node {shards}: every node must run the same \
+                     ([switch] shards = {theirs})"
+                ))
+            }
+            Err(e) if Instant::now() >= deadline => return Err(format!("the cluster's shard count: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

@@ -37,5 +37,5 @@ pub mod stream;
 pub use batch::{Batch, Gap, Invalid, Tail};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
-pub use status::{lease_bucket, ShardStatus, Status};
+pub use status::{cluster_bucket, lease_bucket, ShardStatus, Status};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};

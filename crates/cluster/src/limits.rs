@@ -41,3 +41,6 @@ pub const STATUS_SHARDS_MAX: usize = 4_096;
 
 /// The most copies of the stream a status lists.
 pub const STATUS_REPLICAS_MAX: usize = 16;
+
+/// How long a node starting may take to learn (or record) the cluster's shard count.
+pub const AGREE_WAIT_MAX: Duration = Duration::from_secs(20);

@@ -68,6 +68,12 @@ pub struct ShardStatus {
     pub last_append_age: Option<Duration>,
 }
 
+/// The bucket the cluster's settings every node must share live in (its shard count).
+#[must_use]
+pub fn cluster_bucket(stream: &str) -> String {
+    format!("{stream}-cluster")
+}
+
 /// The bucket a stream's leases live in.
 #[must_use]
 pub fn lease_bucket(stream: &str) -> String {

@@ -705,3 +705,23 @@ fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_on
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
     let _ = b.term();
 }
+
+/// A node configured with another shard count than the cluster's refuses to start, saying
+/// which count the cluster runs: it would put a participant's records on another subject.
+#[test]
+fn a_node_with_another_shard_count_than_the_clusters_refuses_to_start() {
+    let rig = ClusterRig::new("shard-count");
+    let (a, _) = rig.node("a", &rig.nats.urls());
+    let (config, _) = rig.config("c", &rig.nats.urls(), true);
+    let text = std::fs::read_to_string(&config).unwrap().replacen("shards = 2", "shards = 3", 1);
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the cluster runs 2 shard(s) and this node 3"), "{err}");
+    let _ = a.term();
+}
