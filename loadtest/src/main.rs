@@ -296,9 +296,10 @@ struct RespondArgs {
     /// Listen here (port 0 picks one; the first line printed says where).
     #[arg(long, conflicts_with = "dial")]
     listen: Option<SocketAddr>,
-    /// Or dial here, reconnecting with backoff.
+    /// Or dial here, reconnecting with backoff; repeat it for the other nodes of a switch
+    /// (when a connection goes, the next is dialed in turn).
     #[arg(long)]
-    dial: Option<SocketAddr>,
+    dial: Vec<SocketAddr>,
     /// native | bin2 | bin2-incl | bin4 | ascii4.
     #[arg(long, default_value = "native")]
     framing: String,
@@ -430,7 +431,8 @@ fn cmd_respond(a: RespondArgs) -> Result<ExitCode> {
     let wire = Wire::parse(&a.framing, &a.dialect).map_err(anyhow::Error::msg)?;
     let spec = RespondSpec {
         listen: a.listen,
-        dial: a.dial,
+        dial: a.dial.first().copied(),
+        dial_also: a.dial.iter().skip(1).copied().collect(),
         wire,
         approve: a.approve,
         declines: parse_codes(&a.decline_codes).map_err(anyhow::Error::msg)?,
@@ -454,9 +456,12 @@ fn cmd_respond(a: RespondArgs) -> Result<ExitCode> {
         // Handlers first: a signal sent as soon as the address is known must find them.
         let mut term = signal(SignalKind::terminate())?;
         let mut usr1 = signal(SignalKind::user_defined1())?;
-        match (responder.local_addr(), a.dial) {
+        match (responder.local_addr(), a.dial.first()) {
             (Some(l), _) => println!("listening on {l}"),
-            (None, Some(d)) => println!("dialing {d}"),
+            (None, Some(d)) => println!(
+                "dialing {d}{}",
+                if a.dial.len() > 1 { " (and the other nodes in turn)" } else { "" }
+            ),
             (None, None) => {}
         }
         std::io::stdout().flush().ok();

@@ -124,6 +124,9 @@ pub struct RespondSpec {
     pub listen: Option<SocketAddr>,
     /// Or dial here, reconnecting with backoff.
     pub dial: Option<SocketAddr>,
+    /// Dialing: other nodes of the same switch — when a connection goes or cannot be made,
+    /// the next address is dialed in turn (a partner keeps links to every node).
+    pub dial_also: Vec<SocketAddr>,
     /// Framing and dialect.
     pub wire: Wire,
     /// Share of requests approved (0-1); the rest are declined with `declines`.
@@ -165,6 +168,7 @@ impl RespondSpec {
         Self {
             listen: Some(listen),
             dial: None,
+            dial_also: Vec::new(),
             wire,
             approve: 1.0,
             declines: vec![(ResponseCode::DO_NOT_HONOUR, 1)],
@@ -185,6 +189,9 @@ impl RespondSpec {
     pub fn check(&self) -> Result<(), String> {
         if self.listen.is_some() == self.dial.is_some() {
             return Err("give exactly one of --listen and --dial".into());
+        }
+        if self.dial_also.len() > crate::limits::FAILOVER_NODES_MAX {
+            return Err(format!("at most {} other nodes to dial", crate::limits::FAILOVER_NODES_MAX));
         }
         if !(0.0..=1.0).contains(&self.approve) || !(0.0..=1.0).contains(&self.drop) {
             return Err("approval and drop shares must be between 0 and 1".into());
@@ -445,26 +452,33 @@ async fn dial_loop(
     stall: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(addr) = spec.dial else { return };
+    let Some(first) = spec.dial else { return };
+    let addrs: Vec<SocketAddr> = std::iter::once(first).chain(spec.dial_also.iter().copied()).collect();
     let mut backoff = Duration::from_millis(100);
-    let mut index = 0u64;
+    let (mut index, mut at, mut failed) = (0u64, 0usize, 0usize);
     while !*stop.borrow() {
-        match TcpStream::connect(addr).await {
+        match TcpStream::connect(addrs[at]).await {
             Ok(stream) => {
-                backoff = Duration::from_millis(100);
+                (backoff, failed) = (Duration::from_millis(100), 0);
                 index += 1;
                 stream.set_nodelay(true).ok();
                 let (r, w) = stream.into_split();
                 serve(r, w, &spec, &shared, stall.clone(), stop.clone(), index, spec.sign_on).await;
             }
             Err(_) => {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                failed += 1;
+                // Every node tried once: wait before the next round.
+                if failed.is_multiple_of(addrs.len()) {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
+        // The connection went, or could not be made: the next node.
+        at = (at + 1) % addrs.len();
     }
 }
 

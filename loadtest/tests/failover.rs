@@ -1,4 +1,5 @@
-//! A run with another node to fail over to: the node it sends to goes in the middle (its
+//! A simulator dialing several nodes of a switch goes to the next when a connection goes or
+//! cannot be made. A run with another node to fail over to: the node it sends to goes in the middle (its
 //! simulator stopped, its connections closed with requests in flight), and every connection
 //! is re-made to the other node, where what it had in flight is repeated (0201) and answered —
 //! nothing left unanswered. Without a node to fail over to, the same loss leaves them
@@ -66,4 +67,34 @@ fn a_connection_whose_node_goes_is_remade_to_the_other_and_what_it_had_in_flight
     let c = &o.recorder.counts;
     assert_eq!((c.failovers, c.repeats), (0, 0));
     assert!(c.unanswered > 0 && c.answered < c.sent, "{c:?}");
+}
+
+#[test]
+fn a_simulator_dialing_several_nodes_goes_to_the_next_when_one_is_down_or_drops_it() {
+    use std::net::TcpListener;
+    // Node a is down (its port closed); node b takes connections.
+    let down = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut spec = RespondSpec::listen(down, Wire::NATIVE);
+    (spec.listen, spec.dial, spec.dial_also, spec.sign_on) =
+        (None, Some(down), vec![b.local_addr().unwrap()], false);
+    let r = Responder::start(spec).unwrap();
+    b.set_nonblocking(false).unwrap();
+    let accept = |l: &TcpListener| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = l.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = tx.send(l.accept().map(|(s, _)| s));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("node b was dialed").unwrap()
+    };
+    let first = accept(&b);
+    // Node b drops it: dialed again (node a still down, so node b again).
+    drop(first);
+    let _second = accept(&b);
+    let start = std::time::Instant::now();
+    while r.counts().connections < 2 {
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", r.counts());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
