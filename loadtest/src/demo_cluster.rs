@@ -64,13 +64,9 @@ impl ClusterDemoSpec {
     ///
     /// One of them cannot be found.
     pub fn locate(rate: f64, duration: Duration) -> Result<Self> {
-        let exe = std::env::current_exe().context("where this binary is")?;
-        let corridor = exe.with_file_name("corridor");
+        let corridor = crate::compare::sibling_corridor();
         if !corridor.exists() {
-            bail!(
-                "no corridor binary beside {} (build it: cargo build --release -p corridor)",
-                exe.display()
-            );
+            bail!("no {} (build it: cargo build --release -p corridor)", corridor.display());
         }
         let nats_server = match std::env::var_os("CORRIDOR_NATS_SERVER") {
             Some(p) => PathBuf::from(p),

@@ -659,11 +659,6 @@ fn crash_and_restart(name: &str, pan_less: bool) {
 /// unanswered, none forwarded twice.
 #[test]
 fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_once() {
-    use corridor_load::{
-        run::{run, Mode, RunSpec},
-        schedule::{Arrivals, Pacing},
-        wire::Wire,
-    };
     let rig = ClusterRig::new("load-failover");
     let (config_a, port_a) = rig.config("a", &rig.nats.urls(), true);
     let (a, a_signed_on) = common::spawn(&config_a);
@@ -673,34 +668,35 @@ fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_on
     let (b, _b_signed_on) = common::spawn(&config_b);
     assert!(b.wait_logged("standby: its lease is held by a", 1, Duration::from_secs(30)), "node b waits");
 
-    let mut spec = RunSpec::new(([127, 0, 0, 1], port_a).into(), Wire::NATIVE);
-    spec.mode = Mode::Open { rate: 100.0, arrivals: Arrivals::Constant, pacing: Pacing::Sleep };
-    spec.connections = 2;
-    spec.sign_on = false;
-    spec.duration = Some(Duration::from_secs(8));
-    spec.warmup = Duration::ZERO;
-    spec.request_timeout = Duration::from_secs(10);
-    spec.drain_timeout = Duration::from_secs(10);
-    spec.failover = vec![([127, 0, 0, 1], port_b).into()];
+    let (target, failover) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
+    let load = std::process::Command::new(common::corridor_load())
+        .args(["run", "--target", &target, "--failover", &failover, "--mode", "open", "--rate", "100"])
+        .args(["--connections", "2", "--no-sign-on", "--duration", "8s", "--warmup", "0s"])
+        .args(["--timeout", "10s", "--drain-timeout", "10s", "--quiet", "--json", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
         a.kill9();
     });
-    let o = run(&spec).unwrap();
+    let out = load.wait_with_output().unwrap();
     killer.join().unwrap();
-    let c = &o.recorder.counts;
-    let ms = |ns: u64| ns / 1_000_000;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (c, latency) = (&summary["counts"], &summary["latency"]);
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
     eprintln!(
-        "{c:?}; latency from the intended send time: p50 {} ms, p99 {} ms, max {} ms (the issuer answers in 300 ms)",
-        ms(o.recorder.corrected.value_at_quantile(0.5)),
-        ms(o.recorder.corrected.value_at_quantile(0.99)),
-        ms(o.recorder.corrected.max())
+        "{c}; latency from the intended send time: p50 {} µs, p99 {} µs, max {} µs (the issuer answers in 300 ms)",
+        latency["p50_us"], latency["p99_us"], latency["max_us"]
     );
-    assert_eq!(c.failovers, 2, "both connections failed over: {c:?}");
-    assert_eq!(c.unanswered, 0, "{c:?}");
-    assert_eq!(c.timeouts, 0, "{c:?}");
-    assert_eq!(c.answered, c.sent, "one answer a request: {c:?}");
-    assert!(c.codes.keys().all(|k| k == "00" || k == "68"), "approved, or 68 for what was in flight: {c:?}");
+    assert_eq!(n("failovers"), 2, "both connections failed over: {c}");
+    assert_eq!(n("unanswered"), 0, "{c}");
+    assert_eq!(n("timeouts"), 0, "{c}");
+    assert_eq!(n("answered"), n("sent"), "one answer a request: {c}");
+    let codes = c["codes"].as_object().unwrap();
+    assert!(codes.keys().all(|k| k == "00" || k == "68"), "approved, or 68 for what was in flight: {c}");
     let s = rig.seen.lock().unwrap();
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
     let _ = b.term();

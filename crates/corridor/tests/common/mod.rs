@@ -92,6 +92,19 @@ pub fn spawn(config: &std::path::Path) -> (Switch, std::sync::mpsc::Receiver<()>
     (Switch { child, log }, rx)
 }
 
+/// The `corridor-load` binary, beside this package's `corridor` (the workspace builds both
+/// into one target directory; the switch's crates never link the load generator, so the
+/// tests drive it as a process).
+///
+/// # Panics
+///
+/// When it is not built: a test that needs it must not pass without it.
+pub fn corridor_load() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_corridor")).with_file_name("corridor-load");
+    assert!(path.is_file(), "no {} (build it: cargo build -p corridor-load)", path.display());
+    path
+}
+
 /// Runs `corridor args…`; its exit success and stdout+stderr.
 pub fn corridor(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_corridor")).args(args).output().unwrap();
