@@ -68,7 +68,7 @@ impl TestSwitch {
         let deadline = std::time::Instant::now() + crate::peer::WAIT_MAX * 3;
         loop {
             let snap = self.handle().snapshot_blocking();
-            let now = snap.as_ref().and_then(|s| s.journal.replicating);
+            let now = snap.as_ref().and_then(|s| s.journal.replicating());
             // Every lease renewed within its time to live too: else new requests get 96.
             let leased = snap.as_ref().is_some_and(|s| {
                 s.journal.replicas.iter().all(|m| {

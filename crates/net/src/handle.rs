@@ -44,10 +44,8 @@ pub struct JournalMetrics {
     pub full: bool,
     /// Whether writing failed for good (the switch stops).
     pub failed: bool,
-    /// In a cluster: whether the journal is replicated now (its stream reached, what the
-    /// local journal held appended, the last batch acknowledged); `None` on a single node.
-    pub replicating: Option<bool>,
-    /// In a cluster: each shard's replication and lease (one a shard once added up).
+    /// In a cluster: each shard's replication and lease (one a shard once added up; empty
+    /// on a single node).
     pub replicas: Vec<ReplicaMetrics>,
 }
 
@@ -72,22 +70,8 @@ pub struct ReplicaMetrics {
     pub append: corridor_engine::metrics::Histogram,
     /// Appends the stream did not acknowledge at the first try (asked again).
     pub append_retries: u64,
-    /// The lease this node holds on the shard, when it took it at start.
-    pub lease: Option<LeaseMetrics>,
-}
-
-/// A shard's lease, as its holder sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct LeaseMetrics {
-    /// The lease key's revision this node wrote last.
-    pub revision: u64,
-    /// When it was taken or renewed last.
-    pub renewed: std::time::Instant,
-    /// Times this node took it: at start, and again after it expired unheld.
-    pub taken: u64,
-    /// Renewals that failed (the bucket unavailable); the node keeps trying while the
-    /// stream would fence it anyway.
-    pub renew_failures: u64,
+    /// The lease this node holds on the shard, as its keeper last said.
+    pub lease: Option<corridor_cluster::Held>,
 }
 
 impl ReplicaMetrics {
@@ -115,11 +99,15 @@ impl JournalMetrics {
         self.batch_records_sum += o.batch_records_sum;
         self.full |= o.full;
         self.failed |= o.failed;
-        self.replicating = match (self.replicating, o.replicating) {
-            (Some(a), Some(b)) => Some(a && b),
-            (a, b) => a.or(b),
-        };
         self.replicas.extend(o.replicas.iter().cloned());
+    }
+
+    /// In a cluster: whether every shard's journal is replicated now (its stream reached,
+    /// what the local journal held appended, the last batch acknowledged); `None` on a
+    /// single node.
+    #[must_use]
+    pub fn replicating(&self) -> Option<bool> {
+        (!self.replicas.is_empty()).then(|| self.replicas.iter().all(|m| m.replicating))
     }
 
     pub(crate) fn batch(&mut self, records: u64, took: std::time::Duration) {

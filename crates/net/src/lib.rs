@@ -54,7 +54,7 @@ pub mod switch;
 pub mod tls;
 
 pub use error::{LinkError, ReconfigureError};
-pub use handle::{Handle, JournalMetrics, LeaseMetrics, LinkSnapshot, ReplicaMetrics, Shutdown, Snapshot};
+pub use handle::{Handle, JournalMetrics, LinkSnapshot, ReplicaMetrics, Shutdown, Snapshot};
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
 pub use switch::{

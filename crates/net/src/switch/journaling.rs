@@ -84,25 +84,11 @@ pub(super) async fn journal_loop(
         Some(r) => {
             // Until the stream has what this journal holds, no new request is taken (96):
             // nothing of it could be answered.
-            {
-                let mut m = shared.journal_metrics.borrow_mut();
-                m.replicating = Some(false);
-                m.replicas = vec![crate::handle::ReplicaMetrics::new(r.shard)];
-            }
             shared.input(|e| e.set_replication_paused(true));
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
                     if let Some(t) = r.taken.clone() {
-                        if let Some(h) = t.keeper.held(r.shard) {
-                            shared.replica(|m| {
-                                m.lease = Some(crate::handle::LeaseMetrics {
-                                    revision: h.revision,
-                                    renewed: h.renewed,
-                                    taken: h.taken,
-                                    renew_failures: h.renew_failures,
-                                });
-                            });
-                        }
+                        shared.replica(|m| m.lease = t.keeper.held(r.shard));
                         tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));
                     }
                     shared.input(|e| e.set_replication_paused(false));
@@ -113,7 +99,6 @@ pub(super) async fn journal_loop(
                         m.replicating = true;
                         (m.synced, m.acknowledged, m.subject_seq) = (durable, durable, log.last());
                     });
-                    shared.journal_metrics.borrow_mut().replicating = Some(true);
                     Some(log)
                 }
                 Err(why) => return fatal(&shared, &stop, &why),
@@ -313,16 +298,7 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
             }
             shared.input(|e| e.set_replication_paused(paused));
         }
-        if let Some(h) = t.keeper.held(shard) {
-            shared.replica(|m| {
-                m.lease = Some(crate::handle::LeaseMetrics {
-                    revision: h.revision,
-                    renewed: h.renewed,
-                    taken: h.taken,
-                    renew_failures: h.renew_failures,
-                });
-            });
-        }
+        shared.replica(|m| m.lease = t.keeper.held(shard));
     }
     let deadline = Instant::now() + crate::limits::LEASE_RELEASE_WAIT_MAX;
     while shared.appending.get() && Instant::now() < deadline {
@@ -352,7 +328,6 @@ async fn replicate(
                     (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, seq, retries);
                     m.replicating = true;
                 });
-                shared.journal_metrics.borrow_mut().replicating = Some(true);
                 return Ok(());
             }
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
@@ -360,7 +335,6 @@ async fn replicate(
                     m.replicating = false;
                     m.append_retries = log.retries();
                 });
-                shared.journal_metrics.borrow_mut().replicating = Some(false);
                 warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
             }
             Err(e) => return Err(format!("cluster: {e}")),

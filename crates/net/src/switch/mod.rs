@@ -512,8 +512,10 @@ impl Shard {
                 if let Some((_, files)) = &journal {
                     // A node of a cluster is not replicating until its journal loop says so:
                     // said before any snapshot can be asked for.
-                    shared.journal_metrics.borrow_mut().replicating =
-                        files.replicate.is_some().then_some(false);
+                    if let Some(r) = &files.replicate {
+                        shared.journal_metrics.borrow_mut().replicas =
+                            vec![crate::handle::ReplicaMetrics::new(r.shard)];
+                    }
                     // Nor does it take connections until then (the accept loops, spawned
                     // above, have not run yet).
                     shared.accepting.set(files.replicate.is_none());

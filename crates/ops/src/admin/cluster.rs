@@ -92,7 +92,7 @@ fn here_json(snap: &corridor_net::Snapshot) -> Value {
             })
         })
         .collect();
-    json!({ "replicating": snap.journal.replicating, "shards": shards })
+    json!({ "replicating": snap.journal.replicating(), "shards": shards })
 }
 
 pub(super) async fn cluster(State(state): State<Arc<AdminState>>) -> Response {

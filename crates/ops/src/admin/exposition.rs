@@ -477,7 +477,7 @@ impl SnapshotCollector {
                 None,
                 &g(f64::from(u8::from(s.journal.full))),
             )?;
-            if let Some(replicating) = s.journal.replicating {
+            if let Some(replicating) = s.journal.replicating() {
                 gauges(
                     enc,
                     "corridor_cluster_replicating",
@@ -535,76 +535,56 @@ impl SnapshotCollector {
     fn replicas(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.snap;
         let shards: Vec<String> = s.journal.replicas.iter().map(|m| m.shard.to_string()).collect();
-        let by_shard = |f: &dyn Fn(&corridor_net::ReplicaMetrics) -> f64| -> Vec<(Labels<'_>, f64)> {
-            s.journal
-                .replicas
+        // Each shard's value (a shard without one left out), labelled with the shard.
+        fn per_shard<'a, T>(
+            replicas: &'a [corridor_net::ReplicaMetrics],
+            shards: &'a [String],
+            f: impl Fn(&'a corridor_net::ReplicaMetrics) -> Option<T>,
+        ) -> Vec<(Labels<'a>, T)> {
+            replicas
                 .iter()
-                .zip(&shards)
-                .map(|(m, id)| (vec![("shard", id.as_str())], f(m)))
+                .zip(shards)
+                .filter_map(|(m, id)| Some((vec![("shard", id.as_str())], f(m)?)))
                 .collect()
-        };
+        }
+        let r = s.journal.replicas.as_slice();
         latency(
             enc,
             "corridor_cluster_append_duration",
             "Time from a journal batch's local sync to the cluster stream's acknowledgement of it.",
-            &s.journal
-                .replicas
-                .iter()
-                .zip(&shards)
-                .map(|(m, id)| (vec![("shard", id.as_str())], &m.append))
-                .collect::<Vec<_>>(),
+            &per_shard(r, &shards, |m| Some(&m.append)),
         )?;
-        let counts = |f: &dyn Fn(&corridor_net::ReplicaMetrics) -> u64| -> Vec<(Labels<'_>, u64)> {
-            s.journal
-                .replicas
-                .iter()
-                .zip(&shards)
-                .map(|(m, id)| (vec![("shard", id.as_str())], f(m)))
-                .collect()
-        };
         counters(
             enc,
             "corridor_cluster_append_retries",
             "Journal appends the cluster's stream did not acknowledge at the first try.",
-            &counts(&|m| m.append_retries),
+            &per_shard(r, &shards, |m| Some(m.append_retries)),
         )?;
         gauges(
             enc,
             "corridor_cluster_unreplicated_records",
             "Journal records synced on this node's disk and not yet acknowledged by the stream (what they gate waits).",
             None,
-            &by_shard(&|m| m.synced.saturating_sub(m.acknowledged) as f64),
+            &per_shard(r, &shards, |m| Some(m.synced.saturating_sub(m.acknowledged) as f64)),
         )?;
-        let leased: Vec<_> = s
-            .journal
-            .replicas
-            .iter()
-            .zip(&shards)
-            .filter_map(|(m, id)| Some((m.lease?, id.as_str())))
-            .collect();
         gauges(
             enc,
             "corridor_cluster_lease_age",
             "Time since this node last renewed the shard's lease (it lives 3 s unless renewed).",
             Some(&Unit::Seconds),
-            &leased
-                .iter()
-                .map(|(l, id)| {
-                    (vec![("shard", *id)], s.at.saturating_duration_since(l.renewed).as_secs_f64())
-                })
-                .collect::<Vec<_>>(),
+            &per_shard(r, &shards, |m| Some(s.at.saturating_duration_since(m.lease?.renewed).as_secs_f64())),
         )?;
         counters(
             enc,
             "corridor_cluster_lease_taken",
             "Times this node took the shard's lease: at start, and again after it expired unheld.",
-            &leased.iter().map(|(l, id)| (vec![("shard", *id)], l.taken)).collect::<Vec<_>>(),
+            &per_shard(r, &shards, |m| Some(m.lease?.taken)),
         )?;
         counters(
             enc,
             "corridor_cluster_lease_renew_failures",
             "Renewals of the shard's lease the bucket did not answer.",
-            &leased.iter().map(|(l, id)| (vec![("shard", *id)], l.renew_failures)).collect::<Vec<_>>(),
+            &per_shard(r, &shards, |m| Some(m.lease?.renew_failures)),
         )
     }
 }

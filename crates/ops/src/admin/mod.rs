@@ -474,7 +474,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
                 .to_owned(),
         );
     }
-    if snap.journal.replicating == Some(false) {
+    if snap.journal.replicating() == Some(false) {
         why.push("the journal is not replicated in the cluster's stream (answers wait for it)".to_owned());
     }
     for m in &snap.journal.replicas {
