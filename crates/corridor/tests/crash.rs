@@ -200,32 +200,11 @@ const REVERSAL_STAN: u32 = 500_000;
 
 fn kill_loop(reversing: bool) {
     let loops: usize = std::env::var("CORRIDOR_KILL_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let nats = corridor_tests::nats::NatsCluster::start(3);
-    let dir = std::env::temp_dir().join(format!("corridor-crash-loop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let issuer_addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s2 = Arc::clone(&seen);
-    let lifetime = Duration::from_secs(60 + 20 * loops as u64);
-    std::thread::spawn(move || issuer_for(listener, s2, lifetime));
-    let servers: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let rig = ClusterRig::with_issuer_for("crash-loop", Duration::from_secs(60 + 20 * loops as u64));
+    let seen = &rig.seen;
     // Every node a standby: it takes the shards as soon as no other node holds them.
     let start = |name: &str| {
-        let acq_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = true\n",
-                common::config(acq_port, issuer_addr, "shards = 2")
-                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
-                servers.join(", ")
-            ),
-        )
-        .unwrap();
+        let (config, acq_port) = rig.config(name, &rig.nats.urls(), true);
         let (switch, signed_on) = common::spawn(&config);
         (switch, signed_on, acq_port)
     };
@@ -376,7 +355,6 @@ fn kill_loop(reversing: bool) {
     assert!(unacknowledged.is_empty(), "reversals never acknowledged: {unacknowledged:?}");
     drop((s, heard));
     let _ = last.term();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Three `nats-server`, the issuer of [`issuer`] and a state directory: what the tests of a
@@ -390,6 +368,11 @@ struct ClusterRig {
 
 impl ClusterRig {
     fn new(tag: &str) -> Self {
+        Self::with_issuer_for(tag, Duration::from_secs(60))
+    }
+
+    /// [`ClusterRig::new`], its issuer serving for `lifetime`.
+    fn with_issuer_for(tag: &str, lifetime: Duration) -> Self {
         let nats = corridor_tests::nats::NatsCluster::start(3);
         let dir = std::env::temp_dir().join(format!("corridor-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -399,7 +382,7 @@ impl ClusterRig {
         let issuer_addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s2 = Arc::clone(&seen);
-        std::thread::spawn(move || issuer(listener, s2));
+        std::thread::spawn(move || issuer_for(listener, s2, lifetime));
         Self { nats, dir, issuer: issuer_addr, seen }
     }
 
