@@ -123,7 +123,18 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
         waits.push(start.elapsed());
         acknowledged = seq;
     }
-    let back = read(c.clone(), STREAM, 0, Tail::default()).await.unwrap();
+    // Read as a takeover reads, waiting out an election still settling after the restart
+    // (bounded).
+    let start = Instant::now();
+    let back = loop {
+        match read(c.clone(), STREAM, 0, Tail::default()).await {
+            Ok(b) => break b,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(30), "the subject cannot be read: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     assert_eq!(back.len() as u64, acknowledged, "every acknowledged append, once");
     assert!(back.iter().zip(1..).all(|(b, s)| b.first_seq == s && b.records == records(s, s)));
     waits.sort();
