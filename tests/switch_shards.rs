@@ -279,7 +279,7 @@ fn a_reload_adds_a_participant_on_the_other_shard_and_routes_to_it_across_the_ho
         iss3.addr
     );
     std::fs::write(&path, &b).unwrap();
-    let r = corridor_config::reload::reload(&current, &path).unwrap();
+    let r = corridor_config::reload::reload(&current, &path, None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let done = rt.block_on(switch.handle().reconfigure(r.reconfigure)).unwrap();
     assert!(done.is_ok(), "{done:?}");
@@ -298,7 +298,7 @@ fn a_reload_adds_a_participant_on_the_other_shard_and_routes_to_it_across_the_ho
         1,
     );
     std::fs::write(&path, &moved).unwrap();
-    let r = corridor_config::reload::reload(&r.next, &path).unwrap();
+    let r = corridor_config::reload::reload(&r.next, &path, None).unwrap();
     let refused = rt.block_on(switch.handle().reconfigure(r.reconfigure)).unwrap();
     assert!(
         matches!(

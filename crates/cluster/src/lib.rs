@@ -22,12 +22,15 @@
 //! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
 //!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
 //!   back, a subject read in order and checked.
+//! - [`config`]: the cluster's one configuration: published by a reload on any node
+//!   (compare-and-set on the revision it serves), watched by every node.
 //! - [`status`]: the cluster as NATS sees it, for operators (which node holds which shard,
 //!   how far each subject has got, the stream's copies).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod config;
 pub mod keeper;
 pub mod lease;
 pub mod limits;
@@ -35,6 +38,7 @@ pub mod status;
 pub mod stream;
 
 pub use batch::{Batch, Gap, Invalid, Tail};
+pub use config::{config_bucket, ConfigStore, Published};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
 pub use status::{cluster_bucket, lease_bucket, ShardStatus, Status};

@@ -44,3 +44,14 @@ pub const STATUS_REPLICAS_MAX: usize = 16;
 
 /// How long a node starting may take to learn (or record) the cluster's shard count.
 pub const AGREE_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// The largest configuration (its text and shared files, encoded) the cluster carries: under
+/// NATS's default largest message (1 MiB), with room for who published it.
+pub const CONFIG_BYTES_MAX: usize = 1_000_000;
+
+/// How many configurations the bucket keeps (the current one and those before it, for audit).
+pub const CONFIG_HISTORY: i64 = 16;
+
+/// How often a node asks the configuration bucket for its revision besides watching it, so a
+/// watch that stalled unseen (a server restarted under it) delays a reload at most this long.
+pub const CONFIG_POLL: Duration = Duration::from_secs(2);

@@ -102,8 +102,9 @@ pub(crate) struct JournalSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClusterSection {
-    /// This node's name.
-    pub(crate) node: String,
+    /// This node's name (or `corridor serve --node`, which a file shared by every node
+    /// leaves this to).
+    pub(crate) node: Option<String>,
     /// The NATS servers (`nats://host:port`), any of which the node may reach.
     pub(crate) nats: Vec<String>,
     /// The JetStream stream the shards' journals are replicated in.
@@ -111,6 +112,24 @@ pub(crate) struct ClusterSection {
     /// Its copies.
     pub(crate) replicas: Option<usize>,
     /// Whether the node waits, without bound, for shards another node holds (a standby).
+    pub(crate) standby: Option<bool>,
+    /// The cluster's nodes, by name, each with what it does not share with the others.
+    #[serde(default)]
+    pub(crate) nodes: std::collections::BTreeMap<String, NodeSection>,
+}
+
+/// `[cluster.nodes.<name>]`: one node's own settings, over the shared ones.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeSection {
+    /// Its journal directory (`[journal] dir` on this node), relative to the file.
+    pub(crate) journal_dir: Option<String>,
+    /// Its admin server's address (`[admin] address` on this node).
+    pub(crate) admin: Option<String>,
+    /// Its listening links' addresses, by link name (the link's `address` on this node).
+    #[serde(default)]
+    pub(crate) listen: std::collections::BTreeMap<String, String>,
+    /// Whether it is a standby (`[cluster] standby` on this node).
     pub(crate) standby: Option<bool>,
 }
 

@@ -14,7 +14,8 @@ use corridor_wire::clock::days_from_civil;
 
 use crate::{
     file::{CurrencySection, File, ParticipantSection, RateFile, RateSection},
-    limits::{RATES_MAX, RATE_FILE_BYTES_MAX},
+    limits::RATES_MAX,
+    Source,
 };
 
 /// A market: two capital letters.
@@ -31,14 +32,14 @@ pub(crate) fn currency(s: &str, at: &str) -> Result<Currency> {
 }
 
 /// The registry `[qr] networks` names, or the shipped one.
-pub(crate) fn registry(file: &File, base: &Path) -> Result<Registry> {
+pub(crate) fn registry(file: &File, source: &Source, base: &Path) -> Result<Registry> {
     match file.qr.as_ref().and_then(|q| q.networks.as_deref()) {
         None => Ok(Registry::builtin().clone()),
         Some(f) => {
             let path = base.join(f);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("[qr] networks: cannot read {}", path.display()))?;
-            Registry::from_toml(&text).with_context(|| format!("[qr] networks: {}", path.display()))
+            let text =
+                source.file(f).with_context(|| format!("[qr] networks: cannot read {}", path.display()))?;
+            Registry::from_toml(text).with_context(|| format!("[qr] networks: {}", path.display()))
         }
     }
 }
@@ -118,7 +119,7 @@ fn quote(r: &RateSection, at: &str) -> Result<Quote> {
 
 /// The switch-wide part: registry, rates (inline and from rate files), settlement currency,
 /// the switch's market.
-pub(crate) fn interop(file: &File, registry: Registry, base: &Path) -> Result<Interop> {
+pub(crate) fn interop(file: &File, registry: Registry, source: &Source, base: &Path) -> Result<Interop> {
     let section = file.currency.as_ref();
     let settlement = section
         .and_then(|c| c.settlement.as_deref())
@@ -130,12 +131,9 @@ pub(crate) fn interop(file: &File, registry: Registry, base: &Path) -> Result<In
     }
     for f in section.map_or(&[][..], |c: &CurrencySection| &c.rate_files[..]) {
         let path = base.join(f);
-        let meta = std::fs::metadata(&path).with_context(|| format!("rate file {}", path.display()))?;
-        if meta.len() > RATE_FILE_BYTES_MAX {
-            bail!("rate file {}: larger than {RATE_FILE_BYTES_MAX} bytes", path.display());
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("rate file {}", path.display()))?;
-        let parsed: RateFile = toml::from_str(&text)
+        // Read (and its size bounded) once, in `Source::gather`.
+        let text = source.file(f).with_context(|| format!("rate file {}", path.display()))?;
+        let parsed: RateFile = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("rate file {}: {}", path.display(), e.to_string().trim_end()))?;
         for r in &parsed.rates {
             quotes.push(quote(r, &format!("rate file {}", path.display()))?);

@@ -28,13 +28,18 @@ use corridor_net::{Dial, Identity, LinkTls, Listen, NetConfig, QuicLink, QuicSet
 use corridor_wire::{Dialect, InstitutionId};
 
 pub mod certs;
+mod cluster;
 mod file;
 pub mod fixture;
 mod interop;
 pub mod limits;
 pub mod reload;
 mod routes;
+mod source;
 
+pub use source::Source;
+
+pub use cluster::ClusterSettings;
 use file::{File, Mode, Role, TransportKind};
 use limits::*;
 
@@ -49,8 +54,12 @@ pub struct Loaded {
     /// The cluster this node is one of, when the configuration names one (`[cluster]`):
     /// each shard's journal is then replicated in its stream.
     pub cluster: Option<ClusterSettings>,
-    /// SHA-256 of the configuration's text (journaled at start, for the audit trail).
+    /// SHA-256 of the configuration's encoding: its text and shared files (journaled at
+    /// start and at each reload, for the audit trail; see [`Source::digest`]).
     pub digest: [u8; 32],
+    /// What it was made from: its text and the shared files it names (a cluster carries it
+    /// between its nodes).
+    pub source: Source,
     /// The admin HTTP server, when the configuration has one.
     pub admin: Option<AdminSettings>,
     /// Per link (by index): what its open connections cannot take a change of (see
@@ -159,60 +168,6 @@ fn admin_settings(a: &file::AdminSection, base: &Path) -> Result<AdminSettings> 
     Ok(AdminSettings { address, token, token_file })
 }
 
-/// A checked `[cluster]` section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterSettings {
-    /// This node's name (a lease names its holder by it).
-    pub node: String,
-    /// The NATS servers.
-    pub nats: Vec<String>,
-    /// The JetStream stream the shards' journals are replicated in (default `CORRIDOR`).
-    pub stream: String,
-    /// Its copies (default 3).
-    pub replicas: usize,
-    /// A standby: at start the node waits, without bound, for each shard's lease another
-    /// node holds, and takes the shard over once that node stops renewing it (default
-    /// false: it gives up after `LEASE_WAIT_MAX` and says who holds the lease, so a second
-    /// active node by mistake fails loudly).
-    pub standby: bool,
-}
-
-/// `[cluster]`, checked: it replicates the journal, so it needs one.
-fn cluster_settings(c: &file::ClusterSection, journal: bool) -> Result<ClusterSettings> {
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !journal {
-        bail!("cluster: a cluster replicates the journal: add a [journal] section");
-    }
-    if !name_ok(&c.node) {
-        bail!("cluster: node {:?}: 1-64 letters, digits, '-' or '_'", c.node);
-    }
-    if c.nats.is_empty() || c.nats.len() > 16 {
-        bail!("cluster: nats must name 1-16 servers");
-    }
-    if let Some(bad) = c.nats.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://"))) {
-        bail!("cluster: nats server {bad:?} must be nats://host:port or tls://host:port");
-    }
-    let stream = c.stream.clone().unwrap_or_else(|| "CORRIDOR".to_owned());
-    if !name_ok(&stream) {
-        bail!("cluster: stream {stream:?}: 1-64 letters, digits, '-' or '_'");
-    }
-    let replicas = c.replicas.unwrap_or(3);
-    if !(1..=5).contains(&replicas) {
-        bail!("cluster: replicas must be 1-5, not {replicas}");
-    }
-    Ok(ClusterSettings {
-        node: c.node.clone(),
-        nats: c.nats.clone(),
-        stream,
-        replicas,
-        standby: c.standby.unwrap_or(false),
-    })
-}
-
 /// A checked `[journal]` section.
 pub struct JournalSettings {
     /// The journal directory.
@@ -285,10 +240,42 @@ fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSett
 /// The file cannot be read, is not valid TOML, has an unknown key, or breaks a rule; the
 /// message names the place and the rule.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_as(path, None)
+}
+
+/// [`load`], for cluster node `node` (`None`: the one `[cluster] node` names): its
+/// `[cluster.nodes.<node>]` settings in force.
+///
+/// # Errors
+///
+/// See [`load`]; also a node the configuration does not know.
+pub fn load_as(path: &Path, node: Option<&str>) -> Result<Loaded, ConfigError> {
+    let source = read_source(path)?;
+    from_source(&source, path, node)
+}
+
+/// A configuration file's [`Source`]: its text and the shared files it names.
+///
+/// # Errors
+///
+/// The file or a shared file cannot be read.
+pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    check_in(&text, base).map_err(|e| ConfigError::invalid(Some(path), &e))
+    Source::gather(text, base).map_err(|e| ConfigError::invalid(Some(path), &e))
+}
+
+/// Checks `source` as the configuration of the file at `path` (what this node keeps of its
+/// own — certificates, keys, the admin token — is read relative to it), for cluster node
+/// `node` (see [`load_as`]).
+///
+/// # Errors
+///
+/// See [`load_as`].
+pub fn from_source(source: &Source, path: &Path, node: Option<&str>) -> Result<Loaded, ConfigError> {
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    check_source(source, base, node).map_err(|e| ConfigError::invalid(Some(path), &e))
 }
 
 /// Why a configuration cannot be used. Inside, each rule's check says what it found with
@@ -417,13 +404,54 @@ pub fn parse_in(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
 
 /// [`parse_in`], every rule checked with `anyhow`'s context.
 fn check_in(text: &str, base: &Path) -> Result<Loaded> {
-    let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    check_source(&Source::gather(text.to_owned(), base)?, base, None)
+}
+
+/// The cluster's configuration `cluster` as node `node` serves it, the node's own file
+/// being `own` at `path`: what a node keeps of its own comes from its own file (see
+/// `cluster::keep_own`), everything else from the cluster's.
+///
+/// # Errors
+///
+/// Either does not check, or they name different streams.
+pub fn from_cluster(
+    cluster: &Source,
+    own: &Source,
+    path: &Path,
+    node: Option<&str>,
+) -> Result<Loaded, ConfigError> {
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let check = || -> Result<Loaded> {
+        let mut own_file = parse_file(own)?;
+        cluster::for_node(&mut own_file, node)?;
+        let name = own_file.cluster.as_ref().and_then(|c| c.node.clone());
+        let mut file = parse_file(cluster).context("the cluster's configuration")?;
+        cluster::for_node(&mut file, name.as_deref()).context("the cluster's configuration")?;
+        cluster::keep_own(&mut file, own_file)?;
+        build(file, cluster, base)
+    };
+    check().map_err(|e| ConfigError::invalid(Some(path), &e))
+}
+
+fn parse_file(source: &Source) -> Result<File> {
+    toml::from_str(source.text()).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+}
+
+/// [`from_source`], every rule checked with `anyhow`'s context.
+fn check_source(source: &Source, base: &Path, node: Option<&str>) -> Result<Loaded> {
+    let mut file = parse_file(source)?;
+    cluster::for_node(&mut file, node)?;
+    build(file, source, base)
+}
+
+/// The configuration `file` (its node's settings in force), made from `source`, checked.
+fn build(file: File, source: &Source, base: &Path) -> Result<Loaded> {
     let sw = &file.switch;
     let settings = settings(sw)?;
     if file.participants.is_empty() {
         bail!("no [[participant]]: a switch needs at least one");
     }
-    let registry = interop::registry(&file, base)?;
+    let registry = interop::registry(&file, source, base)?;
     let mut built = Built {
         net: NetConfig {
             drain_timeout: millis(sw.drain_timeout_ms, DRAIN_TIMEOUT, "switch")?,
@@ -441,21 +469,20 @@ fn check_in(text: &str, base: &Path) -> Result<Loaded> {
     }
     for f in &sw.route_files {
         let path = base.join(f);
-        routes::read_csv(&path, &participants, &mut all)
+        routes::read_csv(&path, source.file(f)?, &participants, &mut all)
             .with_context(|| format!("route file {}", path.display()))?;
     }
     let routes = all.finish()?;
     let routes = RouteTable::new(routes).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let interop = interop::interop(&file, registry, base)?;
+    let interop = interop::interop(&file, registry, source, base)?;
     let clearing = match file.clearing.as_ref().and_then(|c| c.cutover.as_deref()) {
         Some(c) => Clearing::parse(c)?,
         None => Clearing::default(),
     };
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
-    let cluster = file.cluster.as_ref().map(|c| cluster_settings(c, journal.is_some())).transpose()?;
+    let cluster = file.cluster.as_ref().map(|c| cluster::settings(c, journal.is_some())).transpose()?;
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+    let digest = source.digest();
     let shards = match sw.shards {
         Some(n) if (1..=corridor_engine::shards::SHARDS_MAX).contains(&n) => n,
         Some(n) => bail!("switch: shards must be 1-{}, not {n}", corridor_engine::shards::SHARDS_MAX),
@@ -471,6 +498,7 @@ fn check_in(text: &str, base: &Path) -> Result<Loaded> {
         link_fingerprints: fingerprints,
         clearing,
         shards,
+        source: source.clone(),
     })
 }
 

@@ -123,3 +123,8 @@ pub const RATES_MAX: usize = 100_000;
 
 /// Largest rate file read.
 pub const RATE_FILE_BYTES_MAX: u64 = 16 << 20;
+/// The largest BIN route file read (`[switch] route_files`): it is read whole, and a cluster
+/// carries it between its nodes.
+pub const ROUTE_FILE_BYTES_MAX: u64 = 64 << 20;
+/// The largest QR network registry read (`[qr] networks`).
+pub const QR_NETWORKS_BYTES_MAX: u64 = 1 << 20;

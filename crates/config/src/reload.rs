@@ -33,8 +33,12 @@ pub struct Current {
     journal: Option<String>,
     /// The admin server's address.
     admin_address: Option<std::net::SocketAddr>,
-    /// The file's SHA-256.
+    /// The node's name, its stream and the stream's copies (they cannot change while running).
+    cluster: Option<String>,
+    /// The configuration's digest ([`crate::Source::digest`]).
     pub digest: [u8; 32],
+    /// What it was made from (a cluster node publishes it, or compares the cluster's with it).
+    pub source: crate::Source,
     /// Participants and links a reload removed (by index): they keep their places.
     gone_participants: BTreeSet<usize>,
     gone_links: BTreeSet<usize>,
@@ -50,11 +54,17 @@ impl Current {
             fingerprints: loaded.link_fingerprints.clone(),
             journal: loaded.journal.as_ref().map(journal_text),
             admin_address: loaded.admin.as_ref().map(|a| a.address),
+            cluster: loaded.cluster.as_ref().map(cluster_text),
             digest: loaded.digest,
+            source: loaded.source.clone(),
             gone_participants: BTreeSet::new(),
             gone_links: BTreeSet::new(),
         }
     }
+}
+
+fn cluster_text(c: &crate::ClusterSettings) -> String {
+    format!("node {} stream {} replicas {}", c.node, c.stream, c.replicas)
 }
 
 fn journal_text(j: &crate::JournalSettings) -> String {
@@ -81,13 +91,46 @@ pub struct Reload {
     pub admin: Option<AdminSettings>,
 }
 
-/// Reads, checks and compares the file at `path` with `current`.
+/// Reads, checks and compares the file at `path` with `current`, for cluster node `node`
+/// (see [`crate::load_as`]).
 ///
 /// # Errors
 ///
-/// Whatever [`crate::load`] refuses, and a change that cannot be made while running.
-pub fn reload(current: &Current, path: &Path) -> Result<Reload, crate::ConfigError> {
-    let loaded = crate::load(path)?;
+/// Whatever [`crate::load_as`] refuses, and a change that cannot be made while running.
+pub fn reload(current: &Current, path: &Path, node: Option<&str>) -> Result<Reload, crate::ConfigError> {
+    reload_source(current, &crate::read_source(path)?, path, node)
+}
+
+/// [`reload`] to `source` (the cluster's configuration, say), as the configuration of the
+/// file at `path` (see [`crate::from_source`]).
+///
+/// # Errors
+///
+/// See [`reload`].
+pub fn reload_source(
+    current: &Current,
+    source: &crate::Source,
+    path: &Path,
+    node: Option<&str>,
+) -> Result<Reload, crate::ConfigError> {
+    let loaded = crate::from_source(source, path, node)?;
+    check_rebase(current, loaded).map_err(|e| crate::ConfigError::invalid(Some(path), &e))
+}
+
+/// [`reload`] to the cluster's configuration `cluster`, this node's own file (at `path`)
+/// read again for what it keeps of its own (see [`crate::from_cluster`]).
+///
+/// # Errors
+///
+/// See [`reload`].
+pub fn reload_cluster(
+    current: &Current,
+    cluster: &crate::Source,
+    path: &Path,
+    node: Option<&str>,
+) -> Result<Reload, crate::ConfigError> {
+    let own = crate::read_source(path)?;
+    let loaded = crate::from_cluster(cluster, &own, path, node)?;
     check_rebase(current, loaded).map_err(|e| crate::ConfigError::invalid(Some(path), &e))
 }
 
@@ -256,6 +299,12 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
     if loaded.admin.as_ref().map(|a| a.address) != current.admin_address {
         bail!("the admin server's address cannot change while the switch runs (restart to change it)");
     }
+    if loaded.cluster.as_ref().map(cluster_text) != current.cluster {
+        bail!(
+            "the node's name, its stream and the stream's copies cannot change while the switch runs (restart to \
+             change them)"
+        );
+    }
     let old = &current.engine;
     let mut changes = Vec::new();
 
@@ -293,7 +342,9 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
         fingerprints,
         journal: current.journal.clone(),
         admin_address: current.admin_address,
+        cluster: current.cluster.clone(),
         digest: loaded.digest,
+        source: loaded.source.clone(),
         gone_participants,
         gone_links,
     };

@@ -88,12 +88,14 @@ pub(crate) fn classes(cs: &[u8]) -> Result<u16> {
 /// Reads a CSV route file into `into`. Its header names the columns: `pan_prefix` and
 /// `destination` are required, `timeout_ms` and `mti_classes` (digits, e.g. `12` for
 /// classes 1 and 2) optional and may be left empty. Lines starting with `#` are comments.
-pub(crate) fn read_csv(path: &Path, participants: &[Participant], into: &mut Routes) -> Result<()> {
-    let mut reader = csv::ReaderBuilder::new()
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| "cannot read it")?;
+pub(crate) fn read_csv(
+    path: &Path,
+    content: &str,
+    participants: &[Participant],
+    into: &mut Routes,
+) -> Result<()> {
+    let mut reader =
+        csv::ReaderBuilder::new().comment(Some(b'#')).trim(csv::Trim::All).from_reader(content.as_bytes());
     let headers = reader.headers().context("no header line")?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let (Some(prefix_col), Some(dest_col)) = (column("pan_prefix"), column("destination")) else {

@@ -222,7 +222,7 @@ async fn reload_once(
     token: &std::sync::RwLock<String>,
 ) -> Result<Vec<String>, ReloadError> {
     let (p, c) = (path.to_owned(), current.clone());
-    let checked = tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p))
+    let checked = tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p, None))
         .await
         .map_err(|_| ReloadError::Thread)?;
     let r = match checked {

@@ -1,0 +1,330 @@
+//! `[cluster]`: the cluster a node is one of, and what each node keeps of its own.
+//!
+//! Every node of a cluster serves one configuration (the cluster carries it between them,
+//! see [`crate::Source`]), so the file is the same on every node and each node is named
+//! from outside it (`corridor serve --node`). What cannot be the same on every node is
+//! written once per node in `[cluster.nodes.<name>]` — its journal directory, its admin
+//! address, its listening addresses, whether it is a standby — and put in force for the
+//! node named before the file is checked, so everything after sees one node's
+//! configuration. Every node's section is checked on every node: a misspelt link in node
+//! b's section fails node a's `check-config` too.
+
+use anyhow::{bail, Result};
+
+use crate::file::{File, Mode, NodeSection};
+
+/// A checked `[cluster]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This node's name (a lease names its holder by it).
+    pub node: String,
+    /// The NATS servers.
+    pub nats: Vec<String>,
+    /// The JetStream stream the shards' journals are replicated in (default `CORRIDOR`).
+    pub stream: String,
+    /// Its copies (default 3).
+    pub replicas: usize,
+    /// A standby: at start the node waits, without bound, for each shard's lease another
+    /// node holds, and takes the shard over once that node stops renewing it (default
+    /// false: it gives up after `LEASE_WAIT_MAX` and says who holds the lease, so a second
+    /// active node by mistake fails loudly).
+    pub standby: bool,
+    /// The nodes `[cluster.nodes]` names (empty: it names none).
+    pub nodes: Vec<String>,
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Puts node `node`'s own settings in force in `file` (`None`: the node `[cluster] node`
+/// names). A file without `[cluster]` takes no node.
+pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
+    let Some(cluster) = file.cluster.as_mut() else {
+        if let Some(n) = node {
+            bail!("node {n:?}: the configuration has no [cluster] section");
+        }
+        return Ok(());
+    };
+    let name = match (node, cluster.node.as_deref()) {
+        (Some(n), _) | (None, Some(n)) => n.to_owned(),
+        (None, None) => {
+            bail!("cluster: name this node: corridor serve --node NAME (or [cluster] node = \"NAME\")")
+        }
+    };
+    if !name_ok(&name) {
+        bail!("cluster: node {name:?}: 1-64 letters, digits, '-' or '_'");
+    }
+    let nodes = cluster.nodes.clone();
+    cluster.node = Some(name.clone());
+    for (n, section) in &nodes {
+        if !name_ok(n) {
+            bail!("cluster.nodes.{n}: a node's name is 1-64 letters, digits, '-' or '_'");
+        }
+        check_node(file, n, section)?;
+    }
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let Some(own) = nodes.get(&name) else {
+        bail!(
+            "cluster: node {name:?} is not one of the nodes [cluster.nodes] names ({})",
+            nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    if let Some(dir) = &own.journal_dir {
+        if let Some(j) = file.journal.as_mut() {
+            j.dir.clone_from(dir);
+        }
+    }
+    if let Some(address) = &own.admin {
+        if let Some(a) = file.admin.as_mut() {
+            a.address = Some(address.clone());
+        }
+    }
+    for (link, address) in &own.listen {
+        for l in file.participants.iter_mut().flat_map(|p| p.links.iter_mut()) {
+            if l.name == *link {
+                l.address.clone_from(address);
+            }
+        }
+    }
+    if let (Some(standby), Some(c)) = (own.standby, file.cluster.as_mut()) {
+        c.standby = Some(standby);
+    }
+    Ok(())
+}
+
+/// Puts in force in the cluster's configuration `cluster` (after [`for_node`]) what node's
+/// own file `own` (after [`for_node`]) keeps of its own: its name, the NATS servers it
+/// reaches, whether it is a standby, its journal (directory and PAN key file), its admin
+/// server, and the address of each listening link both name.
+pub(crate) fn keep_own(cluster: &mut File, own: File) -> Result<()> {
+    let (Some(c), Some(o)) = (cluster.cluster.as_mut(), own.cluster) else {
+        bail!("the cluster's configuration has no [cluster] section");
+    };
+    c.node = o.node;
+    c.nats = o.nats;
+    c.standby = o.standby;
+    if c.stream != o.stream {
+        bail!(
+            "the cluster's configuration names stream {:?}, this node's file {:?}",
+            c.stream.as_deref().unwrap_or("CORRIDOR"),
+            o.stream.as_deref().unwrap_or("CORRIDOR")
+        );
+    }
+    match (cluster.journal.as_mut(), own.journal) {
+        (Some(j), Some(o)) => {
+            j.dir = o.dir;
+            j.key_file = o.key_file;
+        }
+        _ => bail!("the cluster's configuration and this node's file must both have a [journal]"),
+    }
+    cluster.admin = own.admin;
+    let own_listens: std::collections::BTreeMap<String, String> = own
+        .participants
+        .into_iter()
+        .flat_map(|p| p.links)
+        .filter(|l| l.mode == Mode::Listen)
+        .map(|l| (l.name, l.address))
+        .collect();
+    for l in cluster.participants.iter_mut().flat_map(|p| p.links.iter_mut()) {
+        if let (Mode::Listen, Some(a)) = (l.mode, own_listens.get(&l.name)) {
+            l.address.clone_from(a);
+        }
+    }
+    Ok(())
+}
+
+/// Node `name`'s section, against the shared file: what it sets must exist there.
+fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
+    let at = format!("cluster.nodes.{name}");
+    if section.journal_dir.is_some() && file.journal.is_none() {
+        bail!("{at}: journal_dir, and the file has no [journal]");
+    }
+    if section.admin.is_some() && file.admin.is_none() {
+        bail!("{at}: admin, and the file has no [admin]");
+    }
+    for link in section.listen.keys() {
+        let found = file.participants.iter().flat_map(|p| p.links.iter()).find(|l| l.name == *link);
+        match found {
+            None => bail!("{at}: listen names link {link:?}, which no participant has"),
+            Some(l) if l.mode != Mode::Listen => {
+                bail!("{at}: listen names link {link:?}, which dials (a dialed link's address is the peer's)")
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `[cluster]`, checked (after [`for_node`]): it replicates the journal, so it needs one.
+pub(crate) fn settings(c: &crate::file::ClusterSection, journal: bool) -> Result<ClusterSettings> {
+    if !journal {
+        bail!("cluster: a cluster replicates the journal: add a [journal] section");
+    }
+    let Some(node) = c.node.clone() else { bail!("cluster: name this node: corridor serve --node NAME") };
+    if c.nats.is_empty() || c.nats.len() > 16 {
+        bail!("cluster: nats must name 1-16 servers");
+    }
+    if let Some(bad) = c.nats.iter().find(|u| !(u.starts_with("nats://") || u.starts_with("tls://"))) {
+        bail!("cluster: nats server {bad:?} must be nats://host:port or tls://host:port");
+    }
+    let stream = c.stream.clone().unwrap_or_else(|| "CORRIDOR".to_owned());
+    if !name_ok(&stream) {
+        bail!("cluster: stream {stream:?}: 1-64 letters, digits, '-' or '_'");
+    }
+    let replicas = c.replicas.unwrap_or(3);
+    if !(1..=5).contains(&replicas) {
+        bail!("cluster: replicas must be 1-5, not {replicas}");
+    }
+    Ok(ClusterSettings {
+        node,
+        nats: c.nats.clone(),
+        stream,
+        replicas,
+        standby: c.standby.unwrap_or(false),
+        nodes: c.nodes.keys().cloned().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture::{two_participants, FixtureLink};
+
+    /// A cluster's file in `dir` (a PAN key and an admin token there), with `nodes` (TOML
+    /// for `[cluster.nodes.*]`) and `route` (a pan_prefix routed to the issuer).
+    fn shared(dir: &std::path::Path, nodes: &str, route: &str) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+        std::fs::write(dir.join("token"), "t".repeat(32)).unwrap();
+        let text = format!(
+            "[switch]\nshards = 2\n{}\n[[route]]\npan_prefix = \"{route}\"\ndestination = \"iss\"\n\n\
+             [journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n\n[admin]\naddress = \"127.0.0.1:9100\"\ntoken_file = \"token\"\n\n\
+             [cluster]\nnats = [\"nats://127.0.0.1:4222\"]\n{nodes}",
+            two_participants(&FixtureLink::native("127.0.0.1:7000"), &FixtureLink::native("127.0.0.1:7999"))
+        );
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("corridor-cluster-cfg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    const NODES: &str = "[cluster.nodes.a]\njournal_dir = \"a/journal\"\nadmin = \"127.0.0.1:9101\"\nlisten = { \"acq-1\" = \"127.0.0.1:7101\" }\n\n\
+                         [cluster.nodes.b]\njournal_dir = \"b/journal\"\nadmin = \"127.0.0.1:9102\"\nlisten = { \"acq-1\" = \"127.0.0.1:7102\" }\nstandby = true\n";
+
+    #[test]
+    fn one_file_serves_every_node_each_with_its_own_settings() {
+        let d = dir("one-file");
+        let path = shared(&d, NODES, "4111");
+        for (node, admin, listen, standby) in [
+            ("a", "127.0.0.1:9101", "127.0.0.1:7101", false),
+            ("b", "127.0.0.1:9102", "127.0.0.1:7102", true),
+        ] {
+            let l = crate::load_as(&path, Some(node)).unwrap();
+            let c = l.cluster.as_ref().unwrap();
+            assert_eq!((c.node.as_str(), c.standby), (node, standby));
+            assert_eq!(c.nodes, ["a", "b"]);
+            assert_eq!(l.journal.as_ref().unwrap().dir, d.join(format!("{node}/journal")));
+            assert_eq!(l.admin.as_ref().unwrap().address.to_string(), admin);
+            assert_eq!(l.net.listens[0].address.to_string(), listen);
+            // The shared configuration is one whatever the node: one digest.
+            assert_eq!(l.digest, crate::load_as(&path, Some("a")).unwrap().digest);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_node_the_file_does_not_name_or_a_section_that_names_what_is_not_there_is_refused() {
+        let d = dir("unknown");
+        let path = shared(&d, NODES, "4111");
+        let e = format!("{:#}", crate::load_as(&path, Some("c")).err().unwrap());
+        assert!(e.contains("node \"c\" is not one of the nodes [cluster.nodes] names (a, b)"), "{e}");
+        let e = format!("{:#}", crate::load(&path).err().unwrap());
+        assert!(e.contains("name this node"), "{e}");
+        // A misspelt link in b's section fails a's check as well.
+        let path = shared(
+            &d,
+            &NODES.replace("listen = { \"acq-1\" = \"127.0.0.1:7102\" }", "listen = { \"acq-9\" = \"x\" }"),
+            "4111",
+        );
+        let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+        assert!(e.contains("cluster.nodes.b: listen names link \"acq-9\""), "{e}");
+        let path = shared(
+            &d,
+            &NODES.replace("\"acq-1\" = \"127.0.0.1:7102\"", "\"iss-1\" = \"127.0.0.1:7102\""),
+            "4111",
+        );
+        let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+        assert!(e.contains("which dials"), "{e}");
+        // A file without [cluster] takes no node.
+        let single = crate::fixture::two_participants(
+            &FixtureLink::native("127.0.0.1:7000"),
+            &FixtureLink::native("127.0.0.1:7999"),
+        );
+        let e = format!(
+            "{:#}",
+            crate::parse_in(&single, &d)
+                .and_then(|_| {
+                    std::fs::write(d.join("single.toml"), &single).unwrap();
+                    crate::load_as(&d.join("single.toml"), Some("a"))
+                })
+                .err()
+                .unwrap()
+        );
+        assert!(e.contains("has no [cluster] section"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_clusters_configuration_is_served_with_what_the_node_keeps_of_its_own() {
+        // Node b's own file is older (another route) and names its settings in place, the
+        // way a file of its own does; the cluster's is a's newer one.
+        let (da, db) = (dir("keep-a"), dir("keep-b"));
+        let a = shared(&da, NODES, "4222");
+        let b = shared(&db, "node = \"b\"\nstandby = true\n", "4111");
+        let text = std::fs::read_to_string(&b)
+            .unwrap()
+            .replace("127.0.0.1:7000", "127.0.0.1:7202")
+            .replace("127.0.0.1:9100", "127.0.0.1:9202")
+            .replace("dir = \"journal\"", "dir = \"journal-b\"");
+        std::fs::write(&b, text).unwrap();
+        let cluster = crate::read_source(&a).unwrap();
+        let own = crate::read_source(&b).unwrap();
+        let l = crate::from_cluster(&cluster, &own, &b, None).unwrap();
+        let c = l.cluster.as_ref().unwrap();
+        assert_eq!((c.node.as_str(), c.standby), ("b", true));
+        assert_eq!(l.journal.as_ref().unwrap().dir, db.join("journal-b"));
+        assert_eq!(l.admin.as_ref().unwrap().address.to_string(), "127.0.0.1:9202");
+        assert_eq!(l.net.listens[0].address.to_string(), "127.0.0.1:7202");
+        // The routes are the cluster's, and so is the digest.
+        let keys: Vec<String> = l
+            .engine
+            .routes
+            .routes()
+            .iter()
+            .filter_map(|r| match &r.key {
+                corridor_engine::RouteKey::PanPrefix(p) => Some(String::from_utf8_lossy(p).into_owned()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            keys.iter().any(|k| k.contains("4222")) && !keys.iter().any(|k| k.contains("4111")),
+            "{keys:?}"
+        );
+        assert_eq!(l.digest, cluster.digest());
+        // Another stream is another cluster.
+        let other = shared(&db, "node = \"b\"\nstream = \"OTHER\"\n", "4111");
+        let e = format!(
+            "{:#}",
+            crate::from_cluster(&cluster, &crate::read_source(&other).unwrap(), &other, None).err().unwrap()
+        );
+        assert!(e.contains("names stream \"CORRIDOR\", this node's file \"OTHER\""), "{e}");
+        let _ = (std::fs::remove_dir_all(&da), std::fs::remove_dir_all(&db));
+    }
+}
