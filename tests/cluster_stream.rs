@@ -253,3 +253,60 @@ fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost(
     assert!(a.held(1).is_none());
     assert!(a.lost(0).is_none(), "a lease given up is not lost");
 }
+
+/// The cluster's configuration bucket: the first publication is made once (a second node
+/// publishing "the first" at the same moment is told another did); a publication over a
+/// revision another node has published since is refused, so no node overwrites another's
+/// unseen; every node's watch sees each revision in order, and the bucket's poll answers
+/// too; a configuration larger than the bucket carries is refused before it is sent.
+#[tokio::test(flavor = "current_thread")]
+async fn the_configuration_is_published_over_the_revision_served_and_watched_by_every_node() {
+    use corridor_cluster::{config::ConfigError, limits::CONFIG_BYTES_MAX, ConfigStore};
+    use futures_util::StreamExt;
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let bucket = corridor_cluster::config_bucket(STREAM);
+    let a = ConfigStore::open(c.clone(), &bucket, "a", 3).await.unwrap();
+    let b = ConfigStore::open(c.clone(), &bucket, "b", 3).await.unwrap();
+    assert_eq!(a.current().await.unwrap(), None);
+    let first = a.publish(b"one", None).await.unwrap();
+    assert_eq!(b.publish(b"one'", None).await, Err(ConfigError::Conflict { expected: None }));
+    let seen = b.current().await.unwrap().unwrap();
+    assert_eq!((seen.revision, seen.by.as_str(), &seen.body[..]), (first, "a", &b"one"[..]));
+
+    // b publishes over what it serves; a, still serving the first, is refused.
+    let second = b.publish(b"two", Some(first)).await.unwrap();
+    assert!(second > first);
+    assert_eq!(a.publish(b"two'", Some(first)).await, Err(ConfigError::Conflict { expected: Some(first) }));
+    let third = a.publish(b"three", Some(second)).await.unwrap();
+
+    // A watch from the first sees the second and the third, in order (the poll may repeat
+    // the current one).
+    let watched = a.watch(first, Duration::from_millis(200)).await.unwrap();
+    let mut watched = std::pin::pin!(watched);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.last().map(|p: &corridor_cluster::Published| p.revision) != Some(third) {
+        assert!(Instant::now() < deadline, "watched {got:?}");
+        let p = tokio::time::timeout(Duration::from_secs(5), watched.next()).await.unwrap().unwrap();
+        got.push(p);
+    }
+    assert_eq!(got[0].revision, second, "{got:?}");
+    assert_eq!((&got[0].body[..], got[0].by.as_str()), (&b"two"[..], "b"));
+    assert_eq!(&got.last().unwrap().body[..], b"three");
+    // A later publication reaches the watch that is already running.
+    let fourth = b.publish(b"four", Some(third)).await.unwrap();
+    let p = tokio::time::timeout(Duration::from_secs(5), watched.next()).await.unwrap().unwrap();
+    assert_eq!((p.revision, &p.body[..]), (fourth, &b"four"[..]));
+
+    let big = vec![b'x'; CONFIG_BYTES_MAX + 1];
+    assert_eq!(
+        a.publish(&big, Some(fourth)).await,
+        Err(ConfigError::TooLarge { bytes: CONFIG_BYTES_MAX + 1 })
+    );
+    // The largest that is carried is.
+    let largest = vec![b'x'; CONFIG_BYTES_MAX];
+    let fifth = a.publish(&largest, Some(fourth)).await.unwrap();
+    assert_eq!(b.current().await.unwrap().unwrap().revision, fifth);
+}

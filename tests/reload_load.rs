@@ -74,7 +74,7 @@ fn twenty_reloads_under_ten_thousand_requests_a_second_lose_decline_and_time_out
     let counts = Arc::new(corridor_ops::admin::ReloadCounts::default());
     let token = Arc::new(RwLock::new(TOKEN.to_owned()));
     let reloader = corridor_ops::serve::reloader(
-        path.clone(),
+        corridor_ops::serve::Origin { path: path.clone(), node: None, shared: None },
         current,
         handle.clone(),
         Arc::clone(&counts),

@@ -144,6 +144,11 @@ impl ConfigStore {
         Ok(Self { kv, node: node.to_owned() })
     }
 
+    /// The bucket `kv`, as node `node` sees it (for a reader that must not make it).
+    pub(crate) fn from_store(kv: kv::Store, node: &str) -> Self {
+        Self { kv, node: node.to_owned() }
+    }
+
     /// The cluster's configuration now (`None`: no node has published one).
     ///
     /// # Errors

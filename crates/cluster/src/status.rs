@@ -28,6 +28,21 @@ pub struct Status {
     pub bytes: u64,
     /// Every shard with a lease or a subject, in order.
     pub shards: Vec<ShardStatus>,
+    /// The cluster's configuration (`None`: no node has published one).
+    pub config: Option<ConfigStatus>,
+}
+
+/// The cluster's configuration, as its bucket holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigStatus {
+    /// Its revision: every node serves it unless its `/cluster` says otherwise.
+    pub revision: u64,
+    /// The node that published it.
+    pub by: String,
+    /// Since it was published.
+    pub age: Duration,
+    /// Its size, encoded.
+    pub bytes: usize,
 }
 
 /// One copy of the stream.
@@ -195,7 +210,23 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
             last_append_age,
         });
     }
+    let config = match js.get_key_value(crate::config::config_bucket(stream)).await {
+        Ok(kv) => crate::config::ConfigStore::from_store(kv, "").current().await.ok().flatten().map(|p| {
+            ConfigStatus {
+                revision: p.revision,
+                by: p.by,
+                age: Duration::from_millis(
+                    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                        .unwrap_or(0)
+                        .saturating_sub(p.at_ms),
+                ),
+                bytes: p.body.len(),
+            }
+        }),
+        Err(_) => None,
+    };
     Ok(Status {
+        config,
         stream: stream.to_owned(),
         leader,
         replicas,

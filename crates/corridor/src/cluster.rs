@@ -1,5 +1,6 @@
 //! `corridor cluster`: the cluster as NATS sees it — which node holds which shard and since
-//! when, how far each shard's subject has got, the stream's copies. It asks NATS only, so it
+//! when, how far each shard's subject has got, the stream's copies, the configuration
+//! every node serves. It asks NATS only, so it
 //! answers while a node is down.
 
 use std::{io::Write as _, path::PathBuf, time::Duration};
@@ -21,12 +22,15 @@ pub(crate) enum ClusterCommand {
         /// Print JSON (what the admin API's `/cluster` shows as `cluster`).
         #[arg(long)]
         json: bool,
+        /// The node whose file it is, when the file is shared (see `serve --node`).
+        #[arg(long, env = "CORRIDOR_NODE")]
+        node: Option<String>,
     },
 }
 
 pub(crate) fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Status { config, json } => status(&config, json),
+        ClusterCommand::Status { config, json, node } => status(&config, json, node.as_deref()),
     }
 }
 
@@ -34,8 +38,8 @@ fn ms(d: Option<Duration>) -> String {
     d.map_or_else(|| "-".to_owned(), |d| format!("{} ms", d.as_millis()))
 }
 
-fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let loaded = corridor_config::load(path)?;
+fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Result<()> {
+    let loaded = corridor_config::load_as(path, node)?;
     let Some(c) = loaded.cluster else {
         anyhow::bail!("{}: no [cluster]: this switch runs as a single node", path.display())
     };
@@ -97,6 +101,17 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             s.last_record,
             ms(s.last_append_age),
         )?;
+    }
+    match &status.config {
+        Some(c) => writeln!(
+            out,
+            "configuration: revision {} published by {}, {} ago ({} bytes)",
+            c.revision,
+            c.by,
+            ms(Some(c.age)),
+            c.bytes
+        )?,
+        None => writeln!(out, "configuration: none published yet")?,
     }
     let unheld = status.shards.iter().filter(|s| s.holder.is_none()).count();
     if unheld > 0 {

@@ -67,11 +67,18 @@ enum Command {
         /// CPUs the process may use).
         #[arg(long)]
         shards: Option<usize>,
+        /// In a cluster: this node's name (over `[cluster] node`; its own settings are in
+        /// `[cluster.nodes.<name>]`, so one file serves every node).
+        #[arg(long, env = "CORRIDOR_NODE")]
+        node: Option<String>,
     },
     /// Check a configuration file and print a summary of it.
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
+        /// In a cluster: check it as this node's (see `serve --node`).
+        #[arg(long, env = "CORRIDOR_NODE")]
+        node: Option<String>,
     },
     /// Development certificates for TLS and QUIC links.
     Certs {
@@ -190,7 +197,12 @@ fn run_certs(c: CertsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -> anyhow::Result<()> {
+fn run_serve(
+    path: &std::path::Path,
+    format: LogFormat,
+    shards: Option<usize>,
+    node: Option<&str>,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -203,7 +215,7 @@ fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -
         // One JSON object a line: the event's fields at the top level, with its target.
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
     }
-    let mut loaded = config::load(path)?;
+    let mut loaded = config::load_as(path, node)?;
     if let Some(n) = shards {
         anyhow::ensure!(
             (1..=corridor_engine::shards::SHARDS_MAX).contains(&n),
@@ -218,7 +230,7 @@ fn run_serve(path: &std::path::Path, format: LogFormat, shards: Option<usize>) -
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let source = serve::Source { path: path.to_owned() };
+    let source = serve::Source { path: path.to_owned(), shards };
     Ok(runtime.block_on(serve::run(loaded, Some(source), serve::signals()))?)
 }
 
@@ -314,10 +326,12 @@ fn main() -> ExitCode {
         Command::Reconcile { ours, theirs, json } => run_reconcile(&ours, &theirs, json),
         Command::Journal { command } => journal::run(command),
         Command::Saf { command } => saf::run(command),
-        Command::CheckConfig { config } => {
-            config::load(&config).map(|c| print!("{}", config::summary(&c))).map_err(anyhow::Error::from)
+        Command::CheckConfig { config, node } => config::load_as(&config, node.as_deref())
+            .map(|c| print!("{}", config::summary(&c)))
+            .map_err(anyhow::Error::from),
+        Command::Serve { config, log_format, shards, node } => {
+            run_serve(&config, log_format, shards, node.as_deref())
         }
-        Command::Serve { config, log_format, shards } => run_serve(&config, log_format, shards),
         Command::Certs { command } => run_certs(command),
     };
     match result {

@@ -75,19 +75,10 @@ impl Serve {
             }
             None => Command::new(bin),
         };
-        cmd.args(["serve", "--config"]).arg(config).args(args).env("RUST_LOG", "info").stderr(Stdio::piped());
+        cmd.args(["serve", "--config"]).arg(config).args(args).env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line);
-            }
-        });
         let text = std::fs::read_to_string(config).unwrap();
         let admin: SocketAddr = text
             .lines()
@@ -96,13 +87,49 @@ impl Serve {
             .unwrap()
             .parse()
             .unwrap();
-        let s = Self { child, admin, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_ok(s.admin) != Some(200) {
-            assert!(Instant::now() < deadline, "the admin server came up: {:?}", s.lines());
+        let s = Self::spawn(cmd, admin);
+        s.wait_admin(Duration::from_secs(20));
+        s
+    }
+
+    /// Starts `corridor serve --node node` on a cluster's file (its admin server at
+    /// `admin`, as `[cluster.nodes.<node>]` says); does not wait for it: a standby serves
+    /// nothing, its admin API included, until it has taken its shards.
+    fn node(config: &Path, node: &str, admin: SocketAddr) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corridor"));
+        cmd.args(["serve", "--config"]).arg(config).args(["--node", node]).env("RUST_LOG", "info");
+        Self::spawn(cmd, admin)
+    }
+
+    fn spawn(mut cmd: Command, admin: SocketAddr) -> Self {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, admin, log }
+    }
+
+    /// Waits (bounded) until its admin server answers.
+    fn wait_admin(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while http_ok(self.admin) != Some(200) {
+            assert!(Instant::now() < deadline, "the admin server came up: {:?}", self.lines());
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
+    }
+
+    /// Waits (bounded) until a line of its log contains `text`.
+    fn wait_logged(&self, text: &str, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while !self.lines().iter().any(|l| l.contains(text)) {
+            assert!(Instant::now() < deadline, "logged {text:?}: {:?}", self.lines());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -903,4 +930,220 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     assert!(!ok && out.contains("single node"), "{out}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The ports of the cluster of [`a_reload_on_one_node_is_the_clusters_configuration_everywhere`]:
+/// each node's acquirer, admin server and third participant's TLS link.
+struct NodePorts {
+    acq: u16,
+    admin: u16,
+    p3: u16,
+}
+
+/// One file for a cluster of nodes `nodes` (each with its own ports in
+/// `[cluster.nodes.<name>]`, all but `a` standbys): acquirer `acq`, issuer `iss` dialed at
+/// `issuer`, a route for BIN 476173; with `route_5555`, one for 555555 too; with `p3`, a
+/// third participant on a TLS link whose certificates are under `certs/`.
+fn cluster_file(
+    issuer: SocketAddr,
+    nats: &[String],
+    nodes: &[(&str, &NodePorts)],
+    route_5555: bool,
+    p3: bool,
+) -> String {
+    use std::fmt::Write as _;
+    let participants = corridor_config::fixture::two_participants(
+        &corridor_config::fixture::FixtureLink::native("127.0.0.1:1").with("sign_on_required = false"),
+        &corridor_config::fixture::FixtureLink::native(issuer)
+            .with("reconnect_min_ms = 20")
+            .with("reconnect_max_ms = 100"),
+    );
+    let mut t = format!("[switch]\nshards = 2\n{participants}");
+    if p3 {
+        t.push_str(
+            "[[participant]]\nid = \"p3\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"33333333\"]\ntls_subject_cn = \"p3\"\n\
+             \x20 [[participant.link]]\n  name = \"p3-1\"\n  mode = \"listen\"\n  address = \"127.0.0.1:1\"\n  framing = \"native\"\n  dialect = \"native\"\n\
+             \x20   [participant.link.tls]\n    cert = \"certs/switch.pem\"\n    key = \"certs/switch.key\"\n    ca = [\"certs/ca.pem\"]\n\n",
+        );
+    }
+    t.push_str("[[route]]\npan_prefix = \"476173\"\ndestination = \"iss\"\ntimeout_ms = 5000\n\n");
+    if route_5555 {
+        t.push_str("[[route]]\npan_prefix = \"555555\"\ndestination = \"iss\"\ntimeout_ms = 5000\n\n");
+    }
+    let servers: Vec<String> = nats.iter().map(|u| format!("\"{u}\"")).collect();
+    let _ = write!(
+        t,
+        "[journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n\n[admin]\ntoken_file = \"admin.token\"\n\n\
+         [cluster]\nnats = [{}]\n\n",
+        servers.join(", ")
+    );
+    for (name, p) in nodes {
+        let p3_listen = if p3 { format!(", \"p3-1\" = \"127.0.0.1:{}\"", p.p3) } else { String::new() };
+        let _ = write!(
+            t,
+            "[cluster.nodes.{name}]\nadmin = \"127.0.0.1:{}\"\nlisten = {{ \"acq-1\" = \"127.0.0.1:{}\"{p3_listen} }}\nstandby = {}\n\n",
+            p.admin,
+            p.acq,
+            *name != "a"
+        );
+    }
+    t
+}
+
+/// A purchase of card `pan` (routed by its BIN) on a connection of its own to `acq`: its
+/// response code (empty: none within 10 s).
+fn pay_card(acq: SocketAddr, stan: u32, pan: &str) -> String {
+    let mut m = purchase(stan, &format!("RRN{stan:09}"));
+    m.set(de::PAN, pan).unwrap();
+    let mut s = TcpStream::connect(acq).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    assert!(send(&mut s, u64::from(stan), &m));
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match read_frames(&mut s, &mut buf) {
+            Some(frames) if !frames.is_empty() => return text(&frames[0].1, de::RESPONSE_CODE),
+            Some(_) => {}
+            None => return String::new(),
+        }
+    }
+    String::new()
+}
+
+/// One configuration for every node of a cluster, over real processes and three real
+/// `nats-server`: every node runs the same file (its own ports in `[cluster.nodes]`, named
+/// by `--node`); a reload on node a is checked there, published, and reaches node b — a
+/// standby that started on the file before it, and still has that file — which serves it
+/// once it takes over; a revision b cannot serve (certificates its disk lacks) is refused
+/// there, shown and counted, while b keeps serving the one before; a node that cannot serve
+/// the cluster's configuration at all refuses to start, saying why; a file that does not
+/// check is never published.
+#[test]
+fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
+    let nats = corridor_tests::nats::NatsCluster::start(3);
+    let urls = nats.urls();
+    let root = state("ops-one-config");
+    let (issuer, stop) = approving_issuer();
+    let ports: Vec<NodePorts> = (0..3)
+        .map(|_| NodePorts { acq: common::free_port(), admin: common::free_port(), p3: common::free_port() })
+        .collect();
+    let nodes: Vec<(&str, &NodePorts)> = ["a", "b", "c"].into_iter().zip(&ports).collect();
+    // Each node on a "machine" (directory) of its own, with its own key file and token;
+    // only a's has the certificates revision 3 names.
+    let dirs: Vec<std::path::PathBuf> = ["a", "b", "c"].iter().map(|n| root.join(n)).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("pan.key"), "5a".repeat(32)).unwrap();
+        std::fs::write(d.join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    }
+    corridor_config::certs::dev(&dirs[0].join("certs"), &["p3".to_owned()], 30).unwrap();
+    let t1 = cluster_file(issuer, &urls, &nodes, false, false);
+    let files: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.join("cluster.toml")).collect();
+    for f in &files {
+        std::fs::write(f, &t1).unwrap();
+    }
+    let acq = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", ports[i].acq).parse().unwrap() };
+    let admin = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", ports[i].admin).parse().unwrap() };
+    let (visa, master) = ("4761739001010010", "5555555555554444");
+
+    // a publishes the first configuration; b, a standby, finds its file is the cluster's.
+    let a = Serve::node(&files[0], "a", admin(0));
+    a.wait_admin(Duration::from_secs(40));
+    a.wait_ready();
+    a.wait_logged("this node's file is published as the cluster's", Duration::from_secs(1));
+    let b = Serve::node(&files[1], "b", admin(1));
+    b.wait_logged("standby: its lease is held by a", Duration::from_secs(30));
+    assert!(
+        b.lines().iter().any(|l| l.contains("this node's file is the cluster's configuration")),
+        "{:?}",
+        b.lines()
+    );
+    assert_eq!(pay_card(acq(0), 1, visa), "00");
+    assert_eq!(pay_card(acq(0), 2, master), "92", "no route for 555555 yet");
+    let status = |i: usize| {
+        let (ok, out) = common::corridor(&[
+            "cluster",
+            "status",
+            "--config",
+            files[i].to_str().unwrap(),
+            "--node",
+            ["a", "b", "c"][i],
+        ]);
+        assert!(ok, "{out}");
+        out
+    };
+    assert!(status(0).contains("configuration: revision 1 published by a"), "{}", status(0));
+
+    // A file that does not check is refused on a and never published.
+    std::fs::write(&files[0], t1.replacen("[switch]\n", "[switch]\nbogus = 1\n", 1)).unwrap();
+    let (code, body) = a.post("/reload");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("bogus"), "{body}");
+    assert!(status(1).contains("configuration: revision 1 published by a"), "{}", status(1));
+
+    // Revision 2 (a route for 555555): checked on a, published, applied there.
+    std::fs::write(&files[0], cluster_file(issuer, &urls, &nodes, true, false)).unwrap();
+    let (code, body) = a.post("/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("555555"), "{body}");
+    assert_eq!(pay_card(acq(0), 3, master), "00");
+    assert!(status(0).contains("configuration: revision 2 published by a"), "{}", status(0));
+    // Revision 3 (a TLS participant whose certificates only a's disk holds).
+    std::fs::write(&files[0], cluster_file(issuer, &urls, &nodes, true, true)).unwrap();
+    let (code, body) = a.post("/reload");
+    assert_eq!(code, 200, "{body}");
+    let v = json(&a.get("/cluster").1);
+    assert_eq!((v["config"]["revision"].as_u64(), v["config"]["by"].as_str()), (Some(3), Some("a")), "{v}");
+    assert_eq!(v["cluster"]["config"]["revision"], 3, "{v}");
+
+    // a dies. b takes over with its own, older file: it serves revision 2 (555555 routed),
+    // and refuses revision 3, saying why, counting it, and keeps serving revision 2.
+    drop(a); // kill -9
+
+    b.wait_admin(Duration::from_secs(30));
+    b.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = json(&b.get("/cluster").1);
+        if v["config"]["refused"] == 1 || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let c = &v["config"];
+    assert_eq!(
+        (c["revision"].as_u64(), c["latest"].as_u64(), c["refused"].as_u64()),
+        (Some(2), Some(3), Some(1)),
+        "{v}"
+    );
+    assert_eq!(c["applied"], 1, "{v}");
+    assert_eq!(c["last_refused"][0], 3, "{v}");
+    assert!(c["last_refused"][1].as_str().unwrap().contains("certs"), "{v}");
+    // What a reload of b's own file would change: it lacks the route revision 2 added.
+    assert!(c["file_differs"].to_string().contains("555555"), "{v}");
+    assert_eq!(pay_card(acq(1), 4, master), "00", "b serves revision 2");
+    assert_eq!(pay_card(acq(1), 5, visa), "00");
+    let m = b.get("/metrics").1;
+    assert_eq!(metric(&m, "corridor_cluster_config_revision", ""), 2.0, "{m}");
+    assert_eq!(metric(&m, "corridor_cluster_config_latest_revision", ""), 3.0, "{m}");
+    assert_eq!(metric(&m, "corridor_cluster_config_refused_total", ""), 1.0, "{m}");
+    assert!(b.lines().iter().any(|l| l.contains("refused on this node")), "{:?}", b.lines());
+
+    // c, without the certificates, cannot serve revision 3 at all: it refuses to start.
+    let out = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["serve", "--config"])
+        .arg(&files[2])
+        .args(["--node", "c"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("revision 3, published by a) cannot be served by this node") && err.contains("certs"),
+        "{err}"
+    );
+
+    drop(b);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&root);
 }

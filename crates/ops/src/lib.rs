@@ -9,6 +9,8 @@
 //!   recovered, links assigned, bound or started (configuration only configures).
 //! - [`serve`]: the serve loop — the switch, the admin server, reloads on `SIGHUP` and
 //!   `POST /reload`, the drain on `SIGTERM`, systemd's notify protocol and watchdog.
+//! - [`shared_config`]: a cluster's one configuration — served at start, published by a
+//!   reload on any node, followed by every other.
 //! - [`admin`]: the loopback admin HTTP API (token, audit trail), the Prometheus exposition
 //!   (`admin::exposition`), the sans-IO anomaly monitor (`admin::monitor`), the transactions
 //!   view read from the journal (`admin::transactions`), the cluster's status
@@ -18,4 +20,5 @@
 
 pub mod admin;
 pub mod serve;
+pub mod shared_config;
 pub mod startup;

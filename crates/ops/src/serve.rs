@@ -24,6 +24,9 @@ use crate::admin::{self, ReloadCounts, ReloadError, Reloader};
 pub struct Source {
     /// The configuration file.
     pub path: PathBuf,
+    /// Engine shards over the file's (`corridor serve --shards`), kept when a cluster's
+    /// configuration is served instead of the file's.
+    pub shards: Option<usize>,
 }
 
 /// Why a switch could not be served.
@@ -36,6 +39,8 @@ pub enum ServeError {
     Admin(std::io::Error),
     /// The switch failed while it ran.
     Switch(std::io::Error),
+    /// The cluster's configuration cannot be learned or served here.
+    Cluster(String),
 }
 
 impl std::fmt::Display for ServeError {
@@ -44,6 +49,7 @@ impl std::fmt::Display for ServeError {
             Self::Start(e) => write!(f, "cannot start the switch: {e}"),
             Self::Admin(e) => write!(f, "cannot start the admin server: {e}"),
             Self::Switch(e) => write!(f, "switch failed: {e}"),
+            Self::Cluster(e) => f.write_str(e),
         }
     }
 }
@@ -52,6 +58,7 @@ impl std::error::Error for ServeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Start(e) | Self::Admin(e) | Self::Switch(e) => Some(e),
+            Self::Cluster(_) => None,
         }
     }
 }
@@ -67,6 +74,19 @@ pub async fn run(
     source: Option<Source>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // A node of a cluster serves the cluster's configuration (see `shared_config`).
+    let (mut config, shared) = match (config.cluster.clone(), &source) {
+        (Some(c), Some(s)) => {
+            let (l, shared) =
+                crate::shared_config::join(config, &c, s.path.clone()).await.map_err(ServeError::Cluster)?;
+            (l, Some(shared))
+        }
+        _ => (config, None),
+    };
+    if let Some(n) = source.as_ref().and_then(|s| s.shards) {
+        config.shards = n;
+    }
+    let node = config.cluster.as_ref().map(|c| c.node.clone());
     let current = Arc::new(tokio::sync::Mutex::new(Current::of(&config)));
     let admin_settings = config.admin.clone();
     let journal_dir = config.journal.as_ref().map(|j| j.dir.clone());
@@ -74,6 +94,7 @@ pub async fn run(
         node: c.node.clone(),
         servers: c.nats.clone(),
         stream: c.stream.clone(),
+        config: shared.clone(),
     });
     let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
     let handle = switch.handle();
@@ -82,7 +103,22 @@ pub async fn run(
         admin_settings.as_ref().map(|a| a.token.clone()).unwrap_or_default(),
     ));
     let reloader: Option<Reloader> = source.map(|s| {
-        reloader(s.path, Arc::clone(&current), handle.clone(), Arc::clone(&counts), Arc::clone(&token))
+        reloader(
+            Origin { path: s.path, node: node.clone(), shared: shared.clone() },
+            Arc::clone(&current),
+            handle.clone(),
+            Arc::clone(&counts),
+            Arc::clone(&token),
+        )
+    });
+    // Every revision of the cluster's configuration another node publishes, applied here.
+    let follow = shared.map(|s| {
+        tokio::spawn(crate::shared_config::follow(
+            s,
+            Arc::clone(&current),
+            handle.clone(),
+            Arc::clone(&token),
+        ))
     });
     let admin = match admin_settings {
         Some(a) => {
@@ -126,6 +162,9 @@ pub async fn run(
     }
     watchdog.abort();
     hup.abort();
+    if let Some(f) = follow {
+        f.abort();
+    }
     drop(admin);
     result.map(drop).map_err(ServeError::Switch)
 }
@@ -184,25 +223,42 @@ async fn hangups(handle: Handle, reloader: Option<Reloader>) {
     }
 }
 
+/// What a reload reads and, in a cluster, where it publishes.
+pub struct Origin {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// The node's name, in a cluster.
+    pub node: Option<String>,
+    /// The cluster's configuration, in a cluster.
+    pub shared: Option<crate::shared_config::SharedConfig>,
+}
+
 /// The reload `SIGHUP` and `POST /reload` run for the switch behind `handle`, started on
-/// `current` from the file at `path`: read and check the whole file on a blocking thread,
-/// compare it with the configuration in force, apply it on the switch's thread in one step;
-/// on any error keep the old one and say why. One reload at a time; outcomes are counted in
-/// `counts`, and a new admin token goes to `token`.
+/// `current` from the file `origin` names: read and check the whole file on a blocking
+/// thread, compare it with the configuration in force, in a cluster publish it as the
+/// cluster's, apply it on the switch's thread in one step; on any error keep the old one
+/// and say why. One reload at a time; outcomes are counted in `counts`, and a new admin
+/// token goes to `token`.
 pub fn reloader(
-    path: PathBuf,
+    origin: Origin,
     current: Arc<tokio::sync::Mutex<Current>>,
     handle: Handle,
     counts: Arc<ReloadCounts>,
     token: Arc<std::sync::RwLock<String>>,
 ) -> Reloader {
+    let origin = Arc::new(origin);
     Arc::new(move || {
-        let (path, current, handle, counts, token) =
-            (path.clone(), Arc::clone(&current), handle.clone(), Arc::clone(&counts), Arc::clone(&token));
+        let (origin, current, handle, counts, token) = (
+            Arc::clone(&origin),
+            Arc::clone(&current),
+            handle.clone(),
+            Arc::clone(&counts),
+            Arc::clone(&token),
+        );
         Box::pin(async move {
             let mut held = current.lock().await;
             notify(&[sd_notify::NotifyState::Reloading]);
-            let result = reload_once(&path, &mut held, &handle, &token).await;
+            let result = reload_once(&origin, &mut held, &handle, &token).await;
             notify(&[sd_notify::NotifyState::Ready]);
             let slot = match &result {
                 Ok(c) if c.is_empty() => 1,
@@ -216,15 +272,17 @@ pub fn reloader(
 }
 
 async fn reload_once(
-    path: &std::path::Path,
+    origin: &Origin,
     current: &mut Current,
     handle: &Handle,
     token: &std::sync::RwLock<String>,
 ) -> Result<Vec<String>, ReloadError> {
-    let (p, c) = (path.to_owned(), current.clone());
-    let checked = tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p, None))
-        .await
-        .map_err(|_| ReloadError::Thread)?;
+    let path = &origin.path;
+    let (p, c, node) = (path.clone(), current.clone(), origin.node.clone());
+    let checked =
+        tokio::task::spawn_blocking(move || corridor_config::reload::reload(&c, &p, node.as_deref()))
+            .await
+            .map_err(|_| ReloadError::Thread)?;
     let r = match checked {
         Ok(r) => r,
         Err(e) => {
@@ -233,6 +291,27 @@ async fn reload_once(
             return Err(ReloadError::File(why));
         }
     };
+    // In a cluster, what every node will serve is published before it is served here: a
+    // reload that cannot be published changes nothing anywhere.
+    if let Some(shared) = &origin.shared {
+        if let Err(why) = crate::shared_config::publish(shared, &r.next, current).await {
+            error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
+            return Err(ReloadError::Cluster(why));
+        }
+    }
+    apply_checked(r, current, handle, token, &path.display().to_string()).await
+}
+
+/// Applies a checked reload (from `origin`: a file, a cluster's revision) to the switch
+/// behind `handle`; `current` becomes what it serves. The changes, or why the switch
+/// refused them (then nothing changed).
+pub(crate) async fn apply_checked(
+    r: corridor_config::reload::Reload,
+    current: &mut Current,
+    handle: &Handle,
+    token: &std::sync::RwLock<String>,
+    origin: &str,
+) -> Result<Vec<String>, ReloadError> {
     let new_token = r.admin.as_ref().map(|a| a.token.clone());
     let token_changed = new_token.as_ref().is_some_and(|t| token.read().is_ok_and(|old| *old != *t));
     let mut changes = r.changes;
@@ -240,21 +319,21 @@ async fn reload_once(
         changes.push("admin: token_file's token changed".into());
     }
     if changes.is_empty() {
-        info!(file = %path.display(), "reload: nothing changed");
+        info!(from = %origin, "reload: nothing changed");
         *current = r.next;
         return Ok(changes);
     }
     match handle.reconfigure(r.reconfigure).await {
         None => Err(ReloadError::Stopping),
         Some(Err(why)) => {
-            error!(file = %path.display(), error = %why, "reload refused: the configuration in force is kept");
+            error!(from = %origin, error = %why, "reload refused: the configuration in force is kept");
             Err(ReloadError::Switch(why))
         }
         Some(Ok(retired)) => {
             for c in &changes {
                 info!(change = %c, "reload");
             }
-            info!(file = %path.display(), changes = changes.len(), connections_retiring = retired, "reload applied");
+            info!(from = %origin, changes = changes.len(), connections_retiring = retired, "reload applied");
             if let (Some(t), Ok(mut held)) = (new_token, token.write()) {
                 *held = t;
             }

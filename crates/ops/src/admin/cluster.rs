@@ -15,7 +15,7 @@ use super::{error, switch_gone, AdminState, SWITCH_WAIT};
 pub(crate) const NATS_WAIT: Duration = Duration::from_secs(2);
 
 /// Where this node's cluster is, for `/cluster`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClusterAccess {
     /// This node's name.
     pub node: String,
@@ -23,6 +23,9 @@ pub struct ClusterAccess {
     pub servers: Vec<String>,
     /// The stream.
     pub stream: String,
+    /// The cluster's configuration as this node serves it (`None`: a switch started
+    /// without a file).
+    pub config: Option<crate::shared_config::SharedConfig>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -53,6 +56,12 @@ pub fn status_json(s: &Status) -> Value {
             "node": n,
             "shards": s.shards.iter().filter(|sh| sh.holder.as_deref() == Some(*n)).map(|sh| sh.shard).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "config": s.config.as_ref().map(|c| json!({
+            "revision": c.revision,
+            "by": c.by,
+            "age_ms": ms(c.age),
+            "bytes": c.bytes,
+        })),
         "shards": s.shards.iter().map(|sh| json!({
             "shard": sh.shard,
             "holder": sh.holder,
@@ -125,6 +134,7 @@ pub(super) async fn cluster(State(state): State<Arc<AdminState>>) -> Response {
         "node": access.node,
         "stream": access.stream,
         "here": here_json(&snap),
+        "config": access.config.as_ref().map(|c| c.state()),
         "cluster": cluster,
         "cluster_error": why,
     }))

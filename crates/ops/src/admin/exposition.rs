@@ -34,6 +34,8 @@ pub(crate) struct Extra {
     pub(crate) anomalies: Vec<Anomaly>,
     /// Lines the admin layer's own log left out (audit lines are never left out).
     pub(crate) log_suppressed: u64,
+    /// A node of a cluster: the cluster's configuration as it serves it.
+    pub(crate) config: Option<crate::shared_config::ConfigState>,
 }
 
 /// The reload outcomes, in [`Extra::reloads`] order.
@@ -487,6 +489,9 @@ impl SnapshotCollector {
                 )?;
                 self.replicas(enc)?;
             }
+            if let Some(c) = &self.extra.config {
+                self.cluster_config(enc, c)?;
+            }
             latency(
                 enc,
                 "corridor_journal_sync_duration",
@@ -531,6 +536,40 @@ impl SnapshotCollector {
 }
 
 impl SnapshotCollector {
+    /// A node of a cluster: the cluster's configuration, as this node serves it.
+    fn cluster_config(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        c: &crate::shared_config::ConfigState,
+    ) -> Result<(), std::fmt::Error> {
+        gauges(
+            enc,
+            "corridor_cluster_config_revision",
+            "The revision of the cluster's configuration this node serves.",
+            None,
+            &[(Vec::new(), c.revision as f64)],
+        )?;
+        gauges(
+            enc,
+            "corridor_cluster_config_latest_revision",
+            "The newest revision of the cluster's configuration this node has seen published.",
+            None,
+            &[(Vec::new(), c.latest as f64)],
+        )?;
+        counters(
+            enc,
+            "corridor_cluster_config_applied",
+            "Revisions of the cluster's configuration published by another node and applied here.",
+            &[(Vec::new(), c.applied)],
+        )?;
+        counters(
+            enc,
+            "corridor_cluster_config_refused",
+            "Revisions of the cluster's configuration this node could not apply (it serves the one before).",
+            &[(Vec::new(), c.refused)],
+        )
+    }
+
     /// A node of a cluster: each shard's replication and lease.
     fn replicas(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.snap;

@@ -82,6 +82,8 @@ pub enum ReloadError {
     Stopping,
     /// The running switch refused the new configuration.
     Switch(corridor_net::ReconfigureError),
+    /// In a cluster: it could not be published as the cluster's configuration.
+    Cluster(String),
 }
 
 impl std::fmt::Display for ReloadError {
@@ -91,6 +93,7 @@ impl std::fmt::Display for ReloadError {
             Self::Thread => f.write_str("the reload's thread failed"),
             Self::Stopping => f.write_str("the switch is stopping"),
             Self::Switch(e) => e.fmt(f),
+            Self::Cluster(why) => f.write_str(why),
         }
     }
 }
@@ -454,6 +457,11 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         reloads: std::array::from_fn(|i| state.reloads.0[i].load(Ordering::Relaxed)),
         anomalies: state.active.lock().map(|a| a.clone()).unwrap_or_default(),
         log_suppressed: 0,
+        config: state
+            .cluster
+            .as_ref()
+            .and_then(|c| c.config.as_ref())
+            .map(crate::shared_config::SharedConfig::state),
     };
     let body = exposition::render(*snap, extra);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
