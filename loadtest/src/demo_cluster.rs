@@ -1,6 +1,7 @@
 //! `corridor-load demo --cluster`: Corridor as two nodes of one switch. Three `nats-server`
 //! on loopback (an R3 stream, `sync_interval: always`), node a serving and node b waiting as
-//! a standby (`corridor serve`, real processes), a simulated issuer, and a partner that pays
+//! a standby (`corridor serve --node a|b`, real processes running one configuration file,
+//! each node's own ports and journal in `[cluster.nodes]`), a simulated issuer, and a partner that pays
 //! at a steady rate through node a. Node a is killed (`SIGKILL`) in the middle; the partner
 //! fails over to node b as a partner should — it reconnects to the other node and repeats
 //! what got no answer — and the demo says how long node b took to serve and what each side
@@ -207,36 +208,48 @@ struct Node {
     acquirer: SocketAddr,
 }
 
+/// The one configuration file both nodes run (`corridor serve --node a|b`): each node's own
+/// journal directory and acquirer port in `[cluster.nodes.<name>]`, both standbys (the first
+/// to start takes the shard).
+fn cluster_file(
+    dir: &Path,
+    issuer: SocketAddr,
+    nats: &[String],
+    nodes: &[(&str, SocketAddr)],
+) -> Result<PathBuf> {
+    use std::fmt::Write as _;
+    let servers: Vec<String> = nats.iter().map(|u| format!("\"{u}\"")).collect();
+    let mut text = format!(
+        "[switch]\nshards = 1\n\n\
+         [[participant]]\nid = \"wallet\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n\
+         [[participant.link]]\nname = \"wallet-1\"\nmode = \"listen\"\naddress = \"127.0.0.1:7000\"\n\
+         framing = \"native\"\ndialect = \"native\"\nsign_on_required = false\ninflight_max = 4096\n\n\
+         [[participant]]\nid = \"network\"\nroles = [\"issuer\"]\n\
+         [[participant.link]]\nname = \"network-1\"\nmode = \"dial\"\naddress = \"{issuer}\"\n\
+         framing = \"native\"\ndialect = \"native\"\nreconnect_min_ms = 20\nreconnect_max_ms = 200\ninflight_max = 4096\n\n\
+         [[route]]\ndefault = true\ndestination = \"network\"\ntimeout_ms = 5000\n\n\
+         [journal]\ndir = \"journal\"\nkey_file = \"pan.key\"\n\n\
+         [cluster]\nnats = [{}]\nstandby = true\n\n",
+        servers.join(", ")
+    );
+    for (name, acquirer) in nodes {
+        let _ = write!(
+            text,
+            "[cluster.nodes.{name}]\njournal_dir = \"journal-{name}\"\nlisten = {{ \"wallet-1\" = \"{acquirer}\" }}\n\n"
+        );
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 impl Node {
-    fn start(
-        spec: &ClusterDemoSpec,
-        dir: &Path,
-        name: &str,
-        issuer: SocketAddr,
-        nats: &[String],
-    ) -> Result<Self> {
-        let acquirer = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let servers: Vec<String> = nats.iter().map(|u| format!("\"{u}\"")).collect();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[switch]\nshards = 1\n\n\
-                 [[participant]]\nid = \"wallet\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"12345678\"]\n\
-                 [[participant.link]]\nname = \"wallet-1\"\nmode = \"listen\"\naddress = \"{acquirer}\"\n\
-                 framing = \"native\"\ndialect = \"native\"\nsign_on_required = false\ninflight_max = 4096\n\n\
-                 [[participant]]\nid = \"network\"\nroles = [\"issuer\"]\n\
-                 [[participant.link]]\nname = \"network-1\"\nmode = \"dial\"\naddress = \"{issuer}\"\n\
-                 framing = \"native\"\ndialect = \"native\"\nreconnect_min_ms = 20\nreconnect_max_ms = 200\ninflight_max = 4096\n\n\
-                 [[route]]\ndefault = true\ndestination = \"network\"\ntimeout_ms = 5000\n\n\
-                 [journal]\ndir = \"journal-{name}\"\nkey_file = \"pan.key\"\n\n\
-                 [cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = true\n",
-                servers.join(", ")
-            ),
-        )?;
+    /// Node `name` of the cluster `config` describes, its acquirer at `acquirer`.
+    fn start(spec: &ClusterDemoSpec, config: &Path, name: &str, acquirer: SocketAddr) -> Result<Self> {
         let mut child = Command::new(&spec.corridor)
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
+            .args(["--node", name])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -425,10 +438,13 @@ fn run_in(spec: &ClusterDemoSpec, dir: &Path) -> Result<ClusterDemoReport> {
     let issuer = Responder::start(issuer_spec).context("cannot start the simulated network")?;
     let issuer_addr = issuer.local_addr().ok_or_else(|| anyhow!("the network does not listen"))?;
 
-    let mut a = Node::start(spec, dir, "a", issuer_addr, &urls)?;
+    let acquirers =
+        [SocketAddr::from(([127, 0, 0, 1], free_port()?)), SocketAddr::from(([127, 0, 0, 1], free_port()?))];
+    let config = cluster_file(dir, issuer_addr, &urls, &[("a", acquirers[0]), ("b", acquirers[1])])?;
+    let mut a = Node::start(spec, &config, "a", acquirers[0])?;
     a.wait_logged("the journal is replicated")?;
     println!("node a serves (it holds the shard's lease); starting node b as a standby …");
-    let mut b = Node::start(spec, dir, "b", issuer_addr, &urls)?;
+    let mut b = Node::start(spec, &config, "b", acquirers[1])?;
     b.wait_logged("standby: its lease is held")?;
     println!(
         "node b waits; the partner pays {} a second through node a for {} s; node a is killed halfway",

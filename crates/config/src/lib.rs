@@ -961,6 +961,18 @@ pub fn summary(c: &Loaded) -> String {
             if k.standby { ", a standby" } else { "" },
             plan.count
         );
+        if !k.nodes.is_empty() {
+            let _ = writeln!(
+                s,
+                "cluster: nodes {} (one file for all; each runs `corridor serve --node <name>`)",
+                k.nodes.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "cluster: every node serves the cluster's configuration; a reload on any node publishes its file ({}              bytes with its shared files)",
+            c.source.encode().len()
+        );
     }
     s
 }

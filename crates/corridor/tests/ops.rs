@@ -1042,6 +1042,9 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
     for f in &files {
         std::fs::write(f, &t1).unwrap();
     }
+    let (ok, out) = common::corridor(&["check-config", files[1].to_str().unwrap(), "--node", "b"]);
+    assert!(ok && out.contains("cluster: node b of stream CORRIDOR") && out.contains(", a standby"), "{out}");
+    assert!(out.contains("cluster: nodes a, b, c"), "{out}");
     let acq = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", ports[i].acq).parse().unwrap() };
     let admin = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", ports[i].admin).parse().unwrap() };
     let (visa, master) = ("4761739001010010", "5555555555554444");
