@@ -24,7 +24,7 @@ use mio::{net::TcpStream, unix::SourceFd, Events, Interest, Poll, Token};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    limits::{DURATION_MAX, FAILOVER_RETRY, READ_CHUNK_BYTES, READ_WAKE},
+    limits::{DURATION_MAX, FAILOVER_RETRY, READ_CHUNK_BYTES, READ_WAKE, REVERSAL_TRIES_MAX},
     recorder::{Counts, Recorder, Seconds},
     schedule::{Pacing, Schedule},
     traffic::{Kind, Traffic},
@@ -55,8 +55,11 @@ pub(crate) struct Lane {
     pub(crate) deadlines: VecDeque<(Instant, u64, u64)>,
     pub(crate) seq: u64,
     pub(crate) lost: bool,
-    /// With other nodes to fail over to: each open request's body, to repeat it there.
+    /// With other nodes to fail over to, or reversing what gets no answer: each open
+    /// request's body, to repeat it there or to reverse it.
     bodies: FxHashMap<u64, bytes::Bytes>,
+    /// A reversing partner's reversals not yet acknowledged, by key: the tries so far.
+    reversals: FxHashMap<u64, u32>,
     /// Every answer is parsed into this one index: nothing zeroed or moved per message.
     index: MessageIndex,
 }
@@ -74,6 +77,7 @@ impl Lane {
             seq: 0,
             lost: false,
             bodies: FxHashMap::default(),
+            reversals: FxHashMap::default(),
             index: MessageIndex::new(wire.dialect),
         }
     }
@@ -141,6 +145,9 @@ pub(crate) struct Ctx {
     pub(crate) sending_ended_ns: AtomicU64,
     /// Other nodes of the same switch to fail over to (TCP), if any.
     pub(crate) failover: Option<Failover>,
+    /// A reversing partner: each 0100/0200 unanswered within the timeout is reversed (0420,
+    /// then 0421 after each timeout without an acknowledgement).
+    pub(crate) reverse: bool,
 }
 
 /// How a connection fails over: the nodes in turn (the first is where every connection
@@ -156,6 +163,11 @@ pub(crate) struct Failover {
 impl Ctx {
     pub(crate) fn since_measure(&self, t: Instant) -> Duration {
         t.saturating_duration_since(self.measure_from)
+    }
+
+    /// Whether each open request's body is kept (to repeat or to reverse it).
+    fn keeps_bodies(&self) -> bool {
+        self.failover.is_some() || self.reverse
     }
 
     pub(crate) fn claim(&self) -> bool {
@@ -214,6 +226,9 @@ pub(crate) fn abandon(c: &mut Lane, rec: &mut Recorder) {
             rec.unanswered();
         }
     }
+    for _ in c.reversals.drain() {
+        rec.reversal_unacknowledged();
+    }
     c.pending.clear();
     c.deadlines.clear();
     c.bodies.clear();
@@ -242,8 +257,8 @@ pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instan
     c.seq += 1;
     let key = if native { c.seq } else { u64::from(stan.value()) };
     let (traffic, dialect) = (&mut c.traffic, ctx.wire.dialect);
-    let framed = if ctx.failover.is_some() {
-        // Kept to be repeated on another node if this connection goes.
+    let framed = if ctx.keeps_bodies() {
+        // Kept to be repeated on another node if this connection goes, or reversed.
         let mut body = BytesMut::new();
         let framed = traffic.write(kind, stan, dialect, now, &mut body).and_then(|()| {
             ctx.wire.frame(key, &mut c.out, |out| {
@@ -313,6 +328,14 @@ pub(crate) fn receive(
     if !c.bodies.is_empty() {
         c.bodies.remove(&key);
     }
+    if c.reversals.remove(&key).is_some() {
+        if m.mti() == Mti::REVERSAL_ADVICE_RESPONSE {
+            rec.reversal_acknowledged();
+        } else {
+            rec.error(at);
+        }
+        return;
+    }
     if Some(m.mti()) != p.kind.mti().response() {
         rec.error(at);
     }
@@ -329,14 +352,110 @@ pub(crate) fn expire(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, now: Instant) 
         }
         c.deadlines.pop_front();
         if c.pending.get(&key).is_some_and(|p| p.seq == seq) {
-            c.bodies.remove(&key);
-            if let Some(p) = c.pending.remove(&key) {
-                if p.measured {
-                    rec.timed_out(ctx.since_measure(now));
+            let body = c.bodies.remove(&key);
+            let Some(p) = c.pending.remove(&key) else { continue };
+            if let Some(tries) = c.reversals.remove(&key) {
+                // A reversal unacknowledged: repeated (0421), up to its tries.
+                match body {
+                    Some(body) if tries < REVERSAL_TRIES_MAX => {
+                        reverse(c, rec, ctx, &body, Some((key, tries)), now);
+                    }
+                    _ => rec.reversal_unacknowledged(),
                 }
+                continue;
+            }
+            if p.measured {
+                rec.timed_out(ctx.since_measure(now));
+            }
+            if let Some(body) = body
+                .filter(|_| ctx.reverse && matches!(p.kind, Kind::Financial | Kind::Authorization | Kind::Qr))
+            {
+                reverse(c, rec, ctx, &body, None, now);
             }
         }
     }
+}
+
+/// Sends the reversal of the request `body` (0420: its values without track data or PIN
+/// block, a STAN of its own, DE 90 naming it) — or, with `again` (the reversal's key and
+/// tries), the repeat of reversal `body` (0421, the same fields, the same key) — and keeps
+/// it open until acknowledged, as a reversing partner does.
+fn reverse(
+    c: &mut Lane,
+    rec: &mut Recorder,
+    ctx: &Ctx,
+    body: &bytes::Bytes,
+    again: Option<(u64, u32)>,
+    now: Instant,
+) {
+    let dialect = ctx.wire.dialect;
+    if let (Some((key, tries)), true) = (again, c.lost) {
+        // Its connection is gone: nothing goes out until it is re-made (then the failover
+        // repeats the reversal on the next node); it stays open as it is.
+        c.seq += 1;
+        c.bodies.insert(key, body.clone());
+        c.reversals.insert(key, tries);
+        c.pending.insert(
+            key,
+            Pending { seq: c.seq, kind: Kind::Reversal, intended: now, sent: now, measured: false },
+        );
+        c.deadlines.push_back((now + ctx.timeout, key, c.seq));
+        return;
+    }
+    let Ok(m) = Message::parse(dialect, body.clone()) else { return };
+    let native = ctx.wire.framing == Framing::Native;
+    c.seq += 1;
+    let (key, tries, mut reversal) = match again {
+        Some((key, tries)) => {
+            let mut out = BytesMut::new();
+            if m.derive(Mti::REVERSAL_ADVICE_REPEAT, FieldSet::VALUES, &[], dialect, &mut out).is_err() {
+                return;
+            }
+            (key, tries + 1, out)
+        }
+        None => {
+            let mut stan = c.traffic.next_stan();
+            while !native && c.pending.contains_key(&u64::from(stan.value())) {
+                stan = c.traffic.next_stan();
+            }
+            let key = if native { c.seq } else { u64::from(stan.value()) };
+            // DE 90: the original's MTI, STAN, DE 7, acquirer id (11 digits) and 11 zeros.
+            let field = |id| m.field(id).map(|f| f.to_vec()).unwrap_or_default();
+            let mut original = Vec::with_capacity(42);
+            original.extend_from_slice(m.mti().to_string().as_bytes());
+            original.extend_from_slice(&field(de::STAN));
+            original.extend_from_slice(&field(de::TRANSMISSION_TIME));
+            let acq = field(de::ACQUIRER_ID);
+            original.resize(original.len() + 11usize.saturating_sub(acq.len()), b'0');
+            original.extend_from_slice(&acq);
+            original.resize(42, b'0');
+            let keep = FieldSet(FieldSet::VALUES.0 & !FieldSet::SECRETS.0);
+            let mut out = BytesMut::new();
+            let set: [(corridor_wire::FieldId, &[u8]); 2] =
+                [(de::STAN, &stan.to_ascii()), (de::ORIGINAL_DATA, &original)];
+            if m.derive(Mti::REVERSAL_ADVICE, keep, &set, dialect, &mut out).is_err() {
+                return;
+            }
+            (key, 1, out)
+        }
+    };
+    let reversal = reversal.split().freeze();
+    if ctx
+        .wire
+        .frame(key, &mut c.out, |out| {
+            out.extend_from_slice(&reversal);
+            Ok(())
+        })
+        .is_err()
+    {
+        return;
+    }
+    rec.reversal_sent(again.is_some());
+    c.bodies.insert(key, reversal);
+    c.reversals.insert(key, tries);
+    c.pending
+        .insert(key, Pending { seq: c.seq, kind: Kind::Reversal, intended: now, sent: now, measured: false });
+    c.deadlines.push_back((now + ctx.timeout, key, c.seq));
 }
 
 /// The repeat form of a request's MTI (0100 → 0101, 0200 → 0201, 0420 → 0421); `None` for

@@ -77,3 +77,7 @@ pub const FAILOVER_CONNECT_MAX: Duration = Duration::from_millis(500);
 
 /// The most other nodes a run fails over to.
 pub const FAILOVER_NODES_MAX: usize = 16;
+
+/// A reversing partner's tries of one reversal (the 0420 and its 0421 repeats, each after a
+/// request timeout without an answer) before it gives up and counts it unacknowledged.
+pub const REVERSAL_TRIES_MAX: u32 = 20;

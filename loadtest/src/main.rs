@@ -257,6 +257,10 @@ struct RunArgs {
     /// to the next node and what it had in flight repeated there (0201, 0101, 0421).
     #[arg(long = "failover")]
     failover: Vec<SocketAddr>,
+    /// Behave as a reversing partner: reverse (0420) each authorization or purchase that got
+    /// no answer within --timeout, repeating the reversal (0421) until acknowledged.
+    #[arg(long)]
+    reverse_unanswered: bool,
     /// native | bin2 | bin2-incl | bin4 | ascii4.
     #[arg(long, default_value = "native")]
     framing: String,
@@ -390,6 +394,7 @@ fn cmd_run(a: RunArgs) -> Result<ExitCode> {
     let wire = Wire::parse(&a.framing, &a.dialect).map_err(anyhow::Error::msg)?;
     let mut spec = a.load.spec(a.target, wire)?;
     spec.failover = a.failover.clone();
+    spec.reverse = a.reverse_unanswered;
     spec.cpus = a.cpus.as_deref().map(str::parse::<Cpus>).transpose().map_err(anyhow::Error::msg)?;
     spec.progress = !a.quiet;
     let thresholds: Vec<Threshold> =

@@ -52,6 +52,15 @@ pub struct Counts {
     /// Requests repeated (their repeat MTI, the same fields) on the node failed over to:
     /// each was in flight on the connection that went.
     pub repeats: u64,
+    /// A reversing partner (`--reverse-unanswered`): reversals (0420) it sent for requests
+    /// that got no answer within the request timeout.
+    pub reversals: u64,
+    /// Of those, repeats (0421) of a reversal not acknowledged within the timeout.
+    pub reversal_repeats: u64,
+    /// Reversals acknowledged (0430).
+    pub reversals_acknowledged: u64,
+    /// Reversals never acknowledged: given up after their tries, or open at the end.
+    pub reversals_unacknowledged: u64,
 }
 
 impl Counts {
@@ -67,6 +76,10 @@ impl Counts {
         self.skipped += o.skipped;
         self.failovers += o.failovers;
         self.repeats += o.repeats;
+        self.reversals += o.reversals;
+        self.reversal_repeats += o.reversal_repeats;
+        self.reversals_acknowledged += o.reversals_acknowledged;
+        self.reversals_unacknowledged += o.reversals_unacknowledged;
         self.behind_schedule += o.behind_schedule;
     }
 
@@ -302,6 +315,25 @@ impl Recorder {
     pub fn failed_over(&mut self, repeats: u64) {
         self.counts.failovers += 1;
         self.counts.repeats += repeats;
+    }
+
+    /// A reversal sent for a request that got no answer (`repeat`: again, as 0421).
+    pub fn reversal_sent(&mut self, repeat: bool) {
+        if repeat {
+            self.counts.reversal_repeats += 1;
+        } else {
+            self.counts.reversals += 1;
+        }
+    }
+
+    /// A reversal acknowledged.
+    pub fn reversal_acknowledged(&mut self) {
+        self.counts.reversals_acknowledged += 1;
+    }
+
+    /// A reversal given up on, or open at the end.
+    pub fn reversal_unacknowledged(&mut self) {
+        self.counts.reversals_unacknowledged += 1;
     }
 
     /// Adds `other` into this one.

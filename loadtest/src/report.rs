@@ -194,6 +194,13 @@ impl Summary {
                 c.failovers, c.repeats
             );
         }
+        if c.reversals > 0 {
+            let _ = writeln!(
+                s,
+                "reversals  {} sent for requests that got no answer, {} repeated (0421), {} acknowledged, {} unacknowledged",
+                c.reversals, c.reversal_repeats, c.reversals_acknowledged, c.reversals_unacknowledged
+            );
+        }
         match r.rate_target {
             Some(t) => {
                 let _ = writeln!(

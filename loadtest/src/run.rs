@@ -101,6 +101,13 @@ pub struct RunSpec {
     /// (its repeat MTI, the same fields), as a partner does when a node dies. Empty: a
     /// connection that goes stays gone, and what it had in flight counts unanswered.
     pub failover: Vec<SocketAddr>,
+    /// A reversing partner: each authorization or purchase that gets no answer within the
+    /// request timeout is reversed (0420 naming it in DE 90), and the reversal repeated
+    /// (0421) after each timeout without its acknowledgement — on the next node when its
+    /// connection fails over — until acknowledged or [`REVERSAL_TRIES_MAX`] tries.
+    ///
+    /// [`REVERSAL_TRIES_MAX`]: crate::limits::REVERSAL_TRIES_MAX
+    pub reverse: bool,
 }
 
 /// One of a run's several targets (see [`RunSpec::targets`]).
@@ -138,6 +145,7 @@ impl RunSpec {
             transport: Transport::Tcp,
             targets: Vec::new(),
             failover: Vec::new(),
+            reverse: false,
         }
     }
 
@@ -385,6 +393,7 @@ pub fn run(spec: &RunSpec) -> Result<Outcome> {
                 open: Box::new(move |to| open_at(&again, 0, to, crate::limits::FAILOVER_CONNECT_MAX)),
             }
         }),
+        reverse: spec.reverse,
     });
     let collected = Mutex::new(Collected { snapshots: vec![None; threads], ..Collected::default() });
     let recorders: Vec<std::io::Result<Recorder>> = std::thread::scope(|s| {

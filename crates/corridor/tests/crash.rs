@@ -30,6 +30,8 @@ struct Seen {
     keys: HashSet<(String, String)>,
     /// STANs of requests that reached it more than once.
     twice: HashSet<String>,
+    /// Each request a reversal reached it for (the STAN in DE 90, the RRN).
+    reversed_keys: HashSet<(String, String)>,
 }
 
 fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
@@ -99,7 +101,11 @@ fn issuer_connection(mut s: TcpStream, seen: &Mutex<Seen>, until: Instant) {
                     mti if mti.class() == 4 => {
                         let owned = OwnedMessage::from(&m);
                         let de90 = String::from_utf8(owned.get(de::ORIGINAL_DATA).unwrap().to_vec()).unwrap();
-                        seen.lock().unwrap().reversed.insert(de90[4..10].to_owned());
+                        let rrn =
+                            String::from_utf8_lossy(owned.get(de::RRN).unwrap_or_default()).into_owned();
+                        let mut seen = seen.lock().unwrap();
+                        seen.reversed.insert(de90[4..10].to_owned());
+                        seen.reversed_keys.insert((de90[4..10].to_owned(), rrn));
                         send(&mut s, corr, &answer(&m, "00"));
                     }
                     _ => {}
@@ -682,6 +688,71 @@ fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_on
     assert!(codes.keys().all(|k| k == "00" || k == "68"), "approved, or 68 for what was in flight: {c}");
     let s = rig.seen.lock().unwrap();
     assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    let _ = b.term();
+}
+
+/// `corridor-load run --failover --reverse-unanswered`: the load generator as a reversing
+/// partner. Node a is killed under the load with requests at the issuer; they get no answer
+/// within the partner's 1 s timeout (the standby takes 3 s), so the partner reverses each
+/// (0420) and, its connection re-made to node b, repeats the reversals there (0421) until
+/// acknowledged. Every reversal is acknowledged, every other request answered once, nothing
+/// forwarded twice, and what the issuer approved for those requests is reversed there.
+#[test]
+fn the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to() {
+    let rig = ClusterRig::new("load-reversing");
+    let (config_a, port_a) = rig.config("a", &rig.nats.urls(), true);
+    let (a, a_signed_on) = common::spawn(&config_a);
+    a_signed_on.recv_timeout(Duration::from_secs(40)).expect("node a signed on");
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
+    let (config_b, port_b) = rig.config("b", &rig.nats.urls(), true);
+    let (b, _b_signed_on) = common::spawn(&config_b);
+    assert!(b.wait_logged("standby: its lease is held by a", 1, Duration::from_secs(30)), "node b waits");
+
+    let (target, failover) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
+    let load = std::process::Command::new(common::corridor_load())
+        .args(["run", "--target", &target, "--failover", &failover, "--reverse-unanswered"])
+        .args(["--mode", "open", "--rate", "100", "--connections", "2", "--no-sign-on"])
+        .args(["--duration", "8s", "--warmup", "0s", "--timeout", "1s", "--drain-timeout", "15s"])
+        .args(["--quiet", "--json", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        a.kill9();
+    });
+    let out = load.wait_with_output().unwrap();
+    killer.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &summary["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
+    eprintln!("{c}");
+    assert_eq!(n("failovers"), 2, "both connections failed over: {c}");
+    assert!(n("reversals") > 0, "what was at the issuer at the kill got no answer in time: {c}");
+    assert_eq!(n("timeouts"), n("reversals"), "each request that timed out is reversed once: {c}");
+    assert_eq!(n("reversals_acknowledged"), n("reversals"), "every reversal acknowledged: {c}");
+    assert_eq!(n("reversals_unacknowledged"), 0, "{c}");
+    assert!(
+        n("repeats") + n("reversal_repeats") >= n("reversals"),
+        "the reversals made while node b was not up went there as 0421: {c}"
+    );
+    assert_eq!(n("unanswered"), 0, "{c}");
+    assert_eq!(n("answered") + n("timeouts"), n("sent"), "every other request answered: {c}");
+    let s = rig.seen.lock().unwrap();
+    assert!(s.twice.is_empty(), "forwarded twice: {:?}", s.twice);
+    // Every approval the issuer made was either delivered (an 00 the partner got) or
+    // reversed there — never both, never neither. (A reversal of a request the issuer never
+    // saw may reach it too: harmless, and not counted.)
+    let reversed_approvals = s.reversed_keys.intersection(&s.keys).count() as u64;
+    assert_eq!(
+        s.requests as u64,
+        c["codes"]["00"].as_u64().unwrap() + reversed_approvals,
+        "issuer approvals = delivered + reversed: {reversed_approvals} reversed there; {c}"
+    );
+    eprintln!("issuer: {} approved, {reversed_approvals} of them reversed", s.requests);
+    drop(s);
     let _ = b.term();
 }
 
