@@ -61,6 +61,7 @@ impl Sim {
         self.load_over
             && self.engine.as_ref().is_some_and(|e| e.requests_pending() == 0 && e.reversals_pending() == 0)
             && self.disks.iter().all(|d| d.writing.is_none())
+            && self.cluster.as_ref().is_none_or(|c| c.appending.iter().all(VecDeque::is_empty))
             && self
                 .terminals()
                 .iter()
@@ -103,11 +104,15 @@ impl Sim {
             // When the approval reached the switch, if it did: before the run ended, on a
             // connection still carrying messages. (Not one the switch's crash ended: a late
             // approval whose second reversal was not yet durable is lost with the crash, and
-            // nothing recovered says it came — a known gap, left to reconciliation.)
+            // nothing recovered says it came — a known gap, left to reconciliation. In a
+            // cluster, durable means in the stream, which an election holds back for seconds:
+            // nor one that came after the last append the stream acknowledged before the node
+            // died.)
             let approved = match self.issuer.approved_on.get(&n) {
                 Some(&(generation, at))
                     if at <= self.now
                         && !self.net.crashed.contains(&generation)
+                        && !self.lost_unreplicated(at)
                         && self.net.ended.get(&generation).is_none_or(|&end| end > at) =>
                 {
                     at

@@ -53,7 +53,19 @@ impl Sim {
             without: left_out.to_vec(),
             plan_len: 0,
             durable_at_crash: None,
+            cluster: None,
         };
+        // A cluster's node, on a third of the seeds, from a stream of its own (the plans seeds
+        // had before clusters are unchanged; its faults come after every other).
+        let mut cl = Rng::new(seed ^ 0x0063_6c75_7374_6572);
+        let clustered = cl.chance(33);
+        let downs: Vec<(Duration, u64)> = (0..cl.below(3))
+            .map(|_| (cl.micros(100_000, LOAD.as_micros() as u64), cl.below(2_700_000) + 300_000))
+            .collect();
+        if clustered {
+            s.cluster = Some(cluster::Cluster::new(shards, cl));
+            s.world("a cluster's node: each shard's journal replicated in a stream; a standby takes over 3 s after a crash");
+        }
         s.world(format!(
             "acquirer {}, issuer {} (two links), echo every {:?}, {}",
             topology.acq,
@@ -142,6 +154,9 @@ impl Sim {
                 "reverses what it got no answer to"
             }
         ));
+        if s.cluster.is_some() {
+            plan.extend(downs.into_iter().map(|(when, micros)| (when, Ev::StreamDown(micros))));
+        }
         s.plan_len = plan.len();
         for (i, (when, ev)) in plan.into_iter().enumerate() {
             if !left_out.contains(&i) {

@@ -62,7 +62,23 @@ impl Sim {
             }
             Ev::Restart => {
                 if self.engine.is_none() {
-                    self.start_switch();
+                    if self.cluster.is_some() {
+                        self.take_over();
+                        self.start_switch();
+                        self.check_takeover();
+                    } else {
+                        self.start_switch();
+                    }
+                }
+            }
+            Ev::Appended(life, k) => self.appended(life, k),
+            Ev::StreamDown(micros) => {
+                if self.faults {
+                    let d = Duration::from_micros(micros);
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.down_until = c.down_until.max(self.now + d);
+                    }
+                    self.world(format!("the stream's leader fails: appends wait {d:?} for the election"));
                 }
             }
             Ev::DiskFull(micros) => {
@@ -283,6 +299,7 @@ impl Sim {
         let mut at_crash = Vec::with_capacity(self.disks.len());
         for k in 0..self.disks.len() {
             let believed = switch.journal_durable(k).unwrap_or(0);
+            self.check_replicated(k, believed);
             let before = self.durable(k);
             if believed > before.last_seq {
                 self.broke(
@@ -309,25 +326,33 @@ impl Sim {
                 }
             }
         }
-        self.durable_at_crash = Some(at_crash);
         for side in SIDES {
             if self.net.links.contains_key(&side) {
                 self.disconnect(side);
             }
         }
+        if self.cluster.is_some() {
+            // Another node takes over, from the stream: what recovery must read is the
+            // stream's (checked at the takeover).
+            self.standby_takes_over_later();
+            return;
+        }
+        self.durable_at_crash = Some(at_crash);
         let d = self.rng.micros(1_000, 500_000);
         self.at(self.now + d, Ev::Restart);
     }
 
     /// Shard `k`'s batch reaches its disk, or (the disk full) waits and is tried again.
     pub(crate) fn synced(&mut self, k: usize) {
-        let now = self.instant();
-        let Some(engine) = self.engine.as_mut() else { return };
+        if self.engine.is_none() {
+            return;
+        }
         let result = if self.disks[k].full_until.is_some_and(|t| t > self.now) {
             // Nothing to release here: the batch waits and is written again.
             Written::NoSpace { released: false }
         } else {
             let disk = &mut self.disks[k];
+            let mut replicate = None;
             if let Some(b) = disk.writing.take() {
                 if let Some(h) = b.new_segment {
                     disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
@@ -335,9 +360,28 @@ impl Sim {
                 if let Some((_, seg)) = disk.segments.last_mut() {
                     seg.extend_from_slice(&b.bytes);
                 }
+                replicate = Some(cluster::Appended {
+                    first_seq: b.first_seq,
+                    last_seq: b.last_seq,
+                    bytes: b.bytes,
+                    life: self.life,
+                });
+            }
+            if let (Some(batch), true) = (replicate, self.cluster.is_some()) {
+                // Synced here; released once the stream has it (see `cluster`).
+                self.append(k, batch);
+                return;
             }
             Written::Synced
         };
+        self.written(k, result);
+    }
+
+    /// Shard `k`'s batch is written (`result`): the engine is told, and a batch that waits
+    /// for room is tried again when it says.
+    pub(crate) fn written(&mut self, k: usize, result: Written) {
+        let now = self.instant();
+        let Some(engine) = self.engine.as_mut() else { return };
         let was_full = engine.journal_full(k);
         let after = engine.journal_written(k, result, now);
         if !was_full && engine.journal_full(k) {

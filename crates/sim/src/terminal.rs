@@ -13,6 +13,10 @@ pub(crate) struct Terminal {
     pub(crate) purchases: BTreeMap<u64, (u32, Duration)>,
     /// Repeats sent and not answered: correlation → (number, sent at).
     pub(crate) repeats: BTreeMap<u64, (u32, Duration)>,
+    /// Requests whose repeat got no answer in time: on a classic wire the switch may still
+    /// answer that repeat under its STAN, so the terminal never repeats them again (it could
+    /// not tell the two answers apart).
+    pub(crate) repeat_unanswered: BTreeSet<u32>,
     /// Reversals sent and not acknowledged: correlation → number.
     pub(crate) reversals_out: BTreeMap<u64, u32>,
     pub(crate) to_reverse: VecDeque<u32>,
@@ -205,7 +209,8 @@ impl Sim {
             let n = self.terminal.answered[k];
             // On a classic wire the STAN is the only correlation: a terminal never has two
             // requests with one STAN out at once.
-            let out = self.terminal.repeats.values().any(|r| r.0 == n);
+            let out = self.terminal.repeats.values().any(|r| r.0 == n)
+                || self.terminal.repeat_unanswered.contains(&n);
             if classic && out {
                 return;
             }
@@ -302,6 +307,7 @@ impl Sim {
     /// how it ended; after a decline the switch made before taking it (91 and the like: no
     /// outcome), the repeat was a new try, and like any unanswered purchase it is reversed.
     pub(crate) fn repeat_lost(&mut self, n: u32) {
+        self.terminal.repeat_unanswered.insert(n);
         let first = self.terminal.answers.get(&n).map(|(c, _)| c.clone()).unwrap_or_default();
         if ADMISSION_DECLINES.contains(&first.as_str()) && !self.terminal.to_reverse.contains(&n) {
             self.give_up(n, "its repeat got no answer");
