@@ -92,8 +92,11 @@ pub(super) async fn journal_loop(
                         tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));
                     }
                     shared.input(|e| e.set_replication_paused(false));
-                    shared.accepting.set(true);
-                    shared.accepting_wake.notify_waiters();
+                    // Connections are taken once the first batch of this start (it carries
+                    // the configuration record every start writes) is in the stream: that
+                    // append is the takeover record, which moves the subject past what the
+                    // last owner expects, so its next append — a paused node waking, say —
+                    // is fenced before this node serves anyone (see the first append below).
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
                     shared.replica(|m| {
                         m.replicating = true;
@@ -167,6 +170,10 @@ pub(super) async fn journal_loop(
                         shared.appending.set(false);
                         if let Err(why) = replicated {
                             return fatal(&shared, &stop, &why);
+                        }
+                        if !shared.accepting.get() {
+                            shared.accepting.set(true);
+                            shared.accepting_wake.notify_waiters();
                         }
                     }
                     Written::Synced
