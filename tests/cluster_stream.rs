@@ -212,8 +212,26 @@ fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost(
     use corridor_cluster::{limits::LEASE_TTL, LeaseKeeper, TakeError};
     let cluster = NatsCluster::start(3);
     let keeper = |node: &str| {
-        LeaseKeeper::start(cluster.urls(), "keeper-leases".into(), node.into(), 3, Duration::from_secs(30))
-            .expect("the keeper starts")
+        let note = format!("admin=127.0.0.1:{}", if node == "node-a" { 9101 } else { 9102 });
+        LeaseKeeper::start(
+            cluster.urls(),
+            "keeper-leases".into(),
+            node.into(),
+            3,
+            Duration::from_secs(30),
+            note,
+        )
+        .expect("the keeper starts")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // What a node says of itself in the bucket (its presence), as the status reads it.
+    let said = |node: &str| -> String {
+        rt.block_on(async {
+            let c = client(&cluster).await;
+            let kv = async_nats::jetstream::new(c).get_key_value("keeper-leases").await.unwrap();
+            kv.get(format!("node.{node}")).await.unwrap().map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .unwrap_or_default()
     };
     let a = keeper("node-a");
     a.take(0, false, Duration::from_secs(20)).unwrap();
@@ -231,11 +249,30 @@ fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost(
         other => panic!("shard 0 should still be node-a's: {other:?}"),
     }
     assert!(a.held(0).unwrap().renewed.elapsed() < LEASE_TTL);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    // Given up: node-b takes it at once.
-    rt.block_on(a.release(0));
-    assert!(a.held(0).is_none());
-    b.take(0, false, Duration::ZERO).expect("free at once once given up");
+    assert_eq!(said("node-a"), "held=0,1 waiting= admin=127.0.0.1:9101");
+    assert_eq!(said("node-b"), "held= waiting= admin=127.0.0.1:9102");
+    // node-b waits for shard 0 as a standby does, and says so; given up by node-a, it is
+    // node-b's at once.
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| b.take(0, true, Duration::from_secs(20)));
+        let start = Instant::now();
+        while said("node-b") != "held= waiting=0 admin=127.0.0.1:9102" {
+            assert!(start.elapsed() < Duration::from_secs(5), "node-b says it waits: {:?}", said("node-b"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rt.block_on(a.release(0));
+        assert!(a.held(0).is_none());
+        waiting.join().unwrap().expect("free at once once given up");
+    });
+    let start = Instant::now();
+    while said("node-b") != "held=0 waiting= admin=127.0.0.1:9102" {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "node-b says it holds shard 0: {:?}",
+            said("node-b")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Taken from node-a behind its back (its key deleted, as an expiry would, and node-b
     // takes it): node-a says so within a renewal, and no longer holds it.
     rt.block_on(async {
@@ -295,10 +332,13 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
     assert_eq!(got[0].revision, second, "{got:?}");
     assert_eq!((&got[0].body[..], got[0].by.as_str()), (&b"two"[..], "b"));
     assert_eq!(&got.last().unwrap().body[..], b"three");
-    // A later publication reaches the watch that is already running.
+    // A later publication reaches the watch that is already running (and how soon: the
+    // time two nodes serve different configurations, beside a reload's own).
+    let published = Instant::now();
     let fourth = b.publish(b"four", Some(third)).await.unwrap();
     let p = tokio::time::timeout(Duration::from_secs(5), watched.next()).await.unwrap().unwrap();
     assert_eq!((p.revision, &p.body[..]), (fourth, &b"four"[..]));
+    eprintln!("publish to watch: {:?} (the publication's own acknowledgement included)", published.elapsed());
 
     let big = vec![b'x'; CONFIG_BYTES_MAX + 1];
     assert_eq!(

@@ -93,6 +93,27 @@ struct State {
     held: BTreeMap<u16, Held>,
     /// Shards lost for good, and why.
     lost: BTreeMap<u16, String>,
+    /// The shard a take waits for (another node holds it).
+    waiting: Option<u16>,
+}
+
+impl State {
+    /// What this node says of itself in the bucket (see [`Leases::announce`]):
+    /// `held=0,1 waiting=2` and the process's own note (its admin address, say).
+    fn presence(&self, note: &str) -> String {
+        let held: Vec<String> = self.held.keys().map(ToString::to_string).collect();
+        let waiting = self.waiting.map_or_else(String::new, |s| s.to_string());
+        format!("held={} waiting={waiting} {note}", held.join(",")).trim_end().to_owned()
+    }
+}
+
+/// Says in the bucket what this node holds and waits for; a bucket that does not answer is
+/// asked again at the next renewal (its leases' renewals say more).
+async fn announce(leases: &Leases, state: &Arc<Mutex<State>>, note: &str) {
+    let presence = state.lock().map(|s| s.presence(note)).unwrap_or_default();
+    if let Err(e) = leases.announce(&presence).await {
+        tracing::debug!(error = %e, "cluster: this node's presence was not said");
+    }
 }
 
 /// One process's leases. See the module docs.
@@ -111,7 +132,9 @@ impl std::fmt::Debug for LeaseKeeper {
 impl LeaseKeeper {
     /// Starts the keeper of node `node`'s leases in bucket `bucket` (made if missing, with
     /// `replicas` copies), on a thread of its own, once NATS at `servers` answers (within
-    /// `connect_wait`).
+    /// `connect_wait`). Every renewal also says the node is alive, what it holds and what it
+    /// waits for, with `note` (`admin=ADDRESS`, say): how `corridor cluster status` lists the
+    /// nodes, a standby included.
     ///
     /// # Errors
     ///
@@ -122,6 +145,7 @@ impl LeaseKeeper {
         node: String,
         replicas: usize,
         connect_wait: Duration,
+        note: String,
     ) -> Result<Self, TakeError> {
         let (asks, rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(State::default()));
@@ -158,8 +182,9 @@ impl LeaseKeeper {
                     };
                     match opened.await {
                         Ok((client, leases)) => {
+                            announce(&leases, &st, &note).await;
                             let _ = ready_tx.send(Ok(()));
-                            keep(client, leases, rx, st).await;
+                            keep(client, leases, rx, st, note).await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -236,6 +261,7 @@ async fn keep(
     leases: Leases,
     mut asks: mpsc::UnboundedReceiver<Ask>,
     state: Arc<Mutex<State>>,
+    note: String,
 ) {
     let mut held: BTreeMap<u16, Lease> = BTreeMap::new();
     let mut tick = tokio::time::interval(LEASE_RENEW);
@@ -253,7 +279,8 @@ async fn keep(
                     return;
                 }
                 Some(Ask::Take { shard, standby, wait, reply }) => {
-                    let got = take(&leases, shard, standby, wait, &mut held, &state).await;
+                    let got = take(&leases, shard, standby, wait, &mut held, &state, &note).await;
+                    announce(&leases, &state, &note).await;
                     let _ = reply.send(got);
                 }
                 Some(Ask::Shards { bucket, replicas, shards, reply }) => {
@@ -272,7 +299,10 @@ async fn keep(
                     let _ = reply.send(());
                 }
             },
-            _ = tick.tick() => renew_all(&leases, &mut held, &state).await,
+            _ = tick.tick() => {
+                renew_all(&leases, &mut held, &state).await;
+                announce(&leases, &state, &note).await;
+            }
         }
     }
 }
@@ -335,10 +365,17 @@ async fn take(
     wait: Duration,
     held: &mut BTreeMap<u16, Lease>,
     state: &Arc<Mutex<State>>,
+    note: &str,
 ) -> Result<(), TakeError> {
     let deadline = Instant::now() + wait;
-    let mut last_renewal = Instant::now();
-    loop {
+    // (So that a node that waits says so at once, not a renewal later.)
+    let mut last_renewal = Instant::now().checked_sub(LEASE_RENEW).unwrap_or_else(Instant::now);
+    let waiting = |w: Option<u16>| {
+        if let Ok(mut s) = state.lock() {
+            s.waiting = w;
+        }
+    };
+    let got = loop {
         match leases.acquire(shard).await {
             Ok(lease) => {
                 held.insert(shard, lease);
@@ -353,24 +390,29 @@ async fn take(
                         },
                     );
                 }
-                return Ok(());
+                break Ok(());
             }
-            Err(LeaseError::Held { .. }) if standby => {}
+            Err(LeaseError::Held { .. }) if standby => waiting(Some(shard)),
             Err(LeaseError::Held { holder }) if Instant::now() >= deadline => {
-                return Err(TakeError::Held(holder))
+                break Err(TakeError::Held(holder))
             }
             Err(LeaseError::Unavailable(e)) if Instant::now() >= deadline => {
-                return Err(TakeError::Unavailable(e))
+                break Err(TakeError::Unavailable(e))
             }
+            Err(LeaseError::Held { .. }) => waiting(Some(shard)),
             Err(_) => {}
         }
-        // The leases already taken stay alive while this one is waited for.
+        // The leases already taken stay alive while this one is waited for, and the node
+        // says it waits.
         if last_renewal.elapsed() >= LEASE_RENEW {
             renew_all(leases, held, state).await;
+            announce(leases, state, note).await;
             last_renewal = Instant::now();
         }
         tokio::time::sleep(LEASE_POLL).await;
-    }
+    };
+    waiting(None);
+    got
 }
 
 /// Renews every lease held; see the module docs for what each outcome does.

@@ -161,6 +161,21 @@ impl Leases {
             .map_err(|e| LeaseError::Unavailable(e.to_string()))
     }
 
+    /// Says in the bucket that this node is alive, what it holds and what it waits for
+    /// (`presence`, under key `node.<name>`): it expires with the bucket's `max_age` unless
+    /// said again, so a node that died drops out of the cluster's status by itself.
+    ///
+    /// # Errors
+    ///
+    /// The bucket did not answer.
+    pub async fn announce(&self, presence: &str) -> Result<(), LeaseError> {
+        self.kv
+            .put(format!("node.{}", self.node), Bytes::from(presence.to_owned()))
+            .await
+            .map(drop)
+            .map_err(|e| LeaseError::Unavailable(e.to_string()))
+    }
+
     /// Who holds shard `shard`'s lease, as the bucket says now (`None`: no one).
     ///
     /// # Errors

@@ -41,5 +41,5 @@ pub use batch::{Batch, Gap, Invalid, Tail};
 pub use config::{config_bucket, ConfigStore, Published};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
-pub use status::{cluster_bucket, lease_bucket, ConfigStatus, ShardStatus, Status};
+pub use status::{cluster_bucket, lease_bucket, ConfigStatus, NodeStatus, ShardStatus, Status};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};

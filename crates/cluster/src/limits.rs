@@ -39,6 +39,9 @@ pub const LEASE_POLL: Duration = Duration::from_millis(100);
 /// The most shards a status lists (a stream with more subjects than this is not ours).
 pub const STATUS_SHARDS_MAX: usize = 4_096;
 
+/// The most nodes a status lists.
+pub const STATUS_NODES_MAX: usize = 256;
+
 /// The most copies of the stream a status lists.
 pub const STATUS_REPLICAS_MAX: usize = 16;
 

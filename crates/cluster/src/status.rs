@@ -30,6 +30,41 @@ pub struct Status {
     pub shards: Vec<ShardStatus>,
     /// The cluster's configuration (`None`: no node has published one).
     pub config: Option<ConfigStatus>,
+    /// The nodes alive, as each says of itself (a standby included), in name order.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// A node, as it says of itself in the lease bucket at every renewal (see
+/// [`crate::Leases::announce`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// The shards whose leases it holds.
+    pub held: Vec<u16>,
+    /// The shard whose lease it waits for (a standby, or a node starting).
+    pub waiting: Option<u16>,
+    /// Its admin server's address, when it has one.
+    pub admin: Option<String>,
+    /// Since it last said so (it says so every second; past the lease's time to live the
+    /// bucket drops it).
+    pub seen: Duration,
+}
+
+impl NodeStatus {
+    /// A node from what it said (`held=0,1 waiting= admin=…`), seen `seen` ago.
+    fn parse(name: &str, said: &str, seen: Duration) -> Self {
+        let mut n = Self { name: name.to_owned(), held: Vec::new(), waiting: None, admin: None, seen };
+        for (k, v) in said.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+            match k {
+                "held" => n.held = v.split(',').filter_map(|s| s.parse().ok()).collect(),
+                "waiting" => n.waiting = v.parse().ok(),
+                "admin" if !v.is_empty() => n.admin = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        n
+    }
 }
 
 /// The cluster's configuration, as its bucket holds it.
@@ -165,11 +200,17 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
         }
     }
     let kv = js.get_key_value(lease_bucket(stream)).await.ok();
+    let mut node_keys: Vec<String> = Vec::new();
     if let Some(kv) = &kv {
         if let Ok(mut keys) = kv.keys().await {
             while let Ok(Some(key)) = keys.try_next().await {
                 if let Some(shard) = shard_of(&key, "shard.") {
                     shards.push(shard);
+                }
+                if let Some(node) = key.strip_prefix("node.") {
+                    if node_keys.len() < crate::limits::STATUS_NODES_MAX {
+                        node_keys.push(node.to_owned());
+                    }
                 }
                 if shards.len() >= 2 * crate::limits::STATUS_SHARDS_MAX {
                     break;
@@ -210,6 +251,18 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
             last_append_age,
         });
     }
+    node_keys.sort_unstable();
+    let mut nodes = Vec::with_capacity(node_keys.len());
+    if let Some(kv) = &kv {
+        for name in node_keys {
+            if let Ok(Some(e)) = kv.entry(format!("node.{name}")).await {
+                if e.operation == async_nats::jetstream::kv::Operation::Put {
+                    let said = String::from_utf8_lossy(&e.value).into_owned();
+                    nodes.push(NodeStatus::parse(&name, &said, since(e.created)));
+                }
+            }
+        }
+    }
     let config = match js.get_key_value(crate::config::config_bucket(stream)).await {
         Ok(kv) => crate::config::ConfigStore::from_store(kv, "").current().await.ok().flatten().map(|p| {
             ConfigStatus {
@@ -227,6 +280,7 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
     };
     Ok(Status {
         config,
+        nodes,
         stream: stream.to_owned(),
         leader,
         replicas,

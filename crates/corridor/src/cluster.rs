@@ -84,6 +84,21 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
         let offline = if r.offline { ", offline" } else { "" };
         writeln!(out, "  server {:<20} {role:<8} lag {:>6}{offline}", r.name, r.lag)?;
     }
+    for n in &status.nodes {
+        let held: Vec<String> = n.held.iter().map(ToString::to_string).collect();
+        let state = match (held.is_empty(), n.waiting) {
+            (false, _) => format!("serving shard(s) {}", held.join(",")),
+            (true, Some(w)) => format!("standby, waiting for shard {w}"),
+            (true, None) => "idle".to_owned(),
+        };
+        writeln!(
+            out,
+            "  node {:<18} {state}; admin {}; said so {} ago",
+            n.name,
+            n.admin.as_deref().unwrap_or("-"),
+            ms(Some(n.seen))
+        )?;
+    }
     writeln!(
         out,
         "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14}",

@@ -847,7 +847,16 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     let replicas = v["cluster"]["replicas"].as_array().unwrap();
     assert_eq!(replicas.len(), 3, "{body}");
     assert_eq!(replicas.iter().filter(|r| r["leader"] == true).count(), 1, "{body}");
-    assert_eq!(v["cluster"]["nodes"], serde_json::json!([{ "node": "node-a", "shards": [0, 1] }]));
+    let nodes = v["cluster"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{body}");
+    assert_eq!(
+        (nodes[0]["node"].as_str(), nodes[0]["state"].as_str()),
+        (Some("node-a"), Some("serving")),
+        "{body}"
+    );
+    assert_eq!(nodes[0]["shards"], serde_json::json!([0, 1]), "{body}");
+    assert_eq!(nodes[0]["admin"].as_str(), Some(sw.admin.to_string().as_str()), "{body}");
+    assert!(nodes[0]["seen_ms"].as_u64().unwrap() < 3_000, "{body}");
 
     // The monitoring page, in a real browser, shows both shards replicated, leases young.
     let page = Command::new(corridor_tests::python::python())
@@ -872,11 +881,22 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     // The command line says the same, from NATS alone.
     let (ok, out) = common::corridor(&["cluster", "status", "--config", path.to_str().unwrap()]);
     assert!(ok, "{out}");
-    assert_eq!(out.lines().filter(|l| l.split_whitespace().nth(1) == Some("node-a")).count(), 2, "{out}");
+    let shard_lines = out.lines().filter(|l| {
+        let mut w = l.split_whitespace();
+        w.next().is_some_and(|s| s.parse::<u16>().is_ok()) && w.next() == Some("node-a")
+    });
+    assert_eq!(shard_lines.count(), 2, "{out}");
+    assert!(
+        out.contains(&format!("node node-a             serving shard(s) 0,1; admin {}", sw.admin)),
+        "{out}"
+    );
     assert!(out.contains("leader"), "{out}");
     let (ok, out) = common::corridor(&["cluster", "status", "--json", "--config", path.to_str().unwrap()]);
     assert!(ok, "{out}");
-    assert_eq!(json(&out)["nodes"], v["cluster"]["nodes"], "{out}");
+    let names = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v.as_array().unwrap().iter().map(|n| (n["node"].to_string(), n["shards"].to_string())).collect()
+    };
+    assert_eq!(names(&json(&out)["nodes"]), names(&v["cluster"]["nodes"]), "{out}");
 
     // Cut off from NATS for longer than a lease lives: not ready, saying why, and new
     // requests declined 96; healed (no other node took the shards), the leases are taken
@@ -1060,6 +1080,18 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
         b.lines().iter().any(|l| l.contains("this node's file is the cluster's configuration")),
         "{:?}",
         b.lines()
+    );
+    // The cluster's status lists both nodes, the standby too, each with its admin address.
+    let (ok, out) =
+        common::corridor(&["cluster", "status", "--config", files[1].to_str().unwrap(), "--node", "b"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("node a                  serving shard(s) 0,1; admin {}", admin(0))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("node b                  standby, waiting for shard 0; admin {}", admin(1))),
+        "{out}"
     );
     assert_eq!(pay_card(acq(0), 1, visa), "00");
     assert_eq!(pay_card(acq(0), 2, master), "92", "no route for 555555 yet");

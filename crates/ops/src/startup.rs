@@ -52,6 +52,7 @@ pub fn into_shards(
                 c.node.clone(),
                 c.replicas,
                 corridor_net::limits::CLUSTER_START_MAX,
+                loaded.admin.as_ref().map(|a| format!("admin={}", a.address)).unwrap_or_default(),
             )
             .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?,
         )),

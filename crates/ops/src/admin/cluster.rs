@@ -36,9 +36,30 @@ fn ms(d: Duration) -> u64 {
 /// and the nodes holding shards.
 #[must_use]
 pub fn status_json(s: &Status) -> Value {
+    // Every node that holds a lease or says it is alive (a standby holds none).
     let mut nodes: Vec<&str> = s.shards.iter().filter_map(|sh| sh.holder.as_deref()).collect();
+    nodes.extend(s.nodes.iter().map(|n| n.name.as_str()));
     nodes.sort_unstable();
     nodes.dedup();
+    let node_json = |n: &str| {
+        let shards: Vec<u16> =
+            s.shards.iter().filter(|sh| sh.holder.as_deref() == Some(n)).map(|sh| sh.shard).collect();
+        let said = s.nodes.iter().find(|x| x.name == n);
+        let waiting = said.and_then(|x| x.waiting);
+        let state = match (shards.is_empty(), waiting) {
+            (false, _) => "serving",
+            (true, Some(_)) => "standby",
+            (true, None) => "idle",
+        };
+        json!({
+            "node": n,
+            "state": state,
+            "shards": shards,
+            "waiting_for": waiting,
+            "admin": said.and_then(|x| x.admin.clone()),
+            "seen_ms": said.map(|x| ms(x.seen)),
+        })
+    };
     json!({
         "stream": s.stream,
         "leader": s.leader,
@@ -52,10 +73,7 @@ pub fn status_json(s: &Status) -> Value {
             "lag": r.lag,
             "seen_ms": ms(r.seen),
         })).collect::<Vec<_>>(),
-        "nodes": nodes.iter().map(|n| json!({
-            "node": n,
-            "shards": s.shards.iter().filter(|sh| sh.holder.as_deref() == Some(*n)).map(|sh| sh.shard).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "nodes": nodes.iter().map(|n| node_json(n)).collect::<Vec<_>>(),
         "config": s.config.as_ref().map(|c| json!({
             "revision": c.revision,
             "by": c.by,
