@@ -283,9 +283,48 @@ const PER_PARTICIPANT: ClearingError =
 /// The journal cannot be read, or a segment is corrupt inside; more than [`ROWS_MAX`] rows.
 pub fn transactions(s: &Setup<'_>) -> Result<Vec<Row>> {
     // Every shard's journal, each read on its own (sequence numbers are a journal's own).
+    // A day's transactions were accepted before it ended; look from a day before it began
+    // (a request answered after the cut-over was taken in before it).
+    let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
     let mut rows = Vec::new();
     for (_, dir) in corridor_net::journal::shard_dirs(s.dir) {
-        rows.extend(journal_transactions(s, &dir)?);
+        rows.extend(shard_transactions(s, |each| {
+            corridor_net::journal::for_each_since::<ClearingError>(&dir, from, SEGMENTS_MAX, each).map(drop)
+        })?);
+        if rows.len() > ROWS_MAX {
+            return Err(PER_PARTICIPANT);
+        }
+    }
+    rows.sort_by(|a, b| (&a.answered_at, &a.rrn).cmp(&(&b.answered_at, &b.rrn)));
+    Ok(rows)
+}
+
+/// [`transactions`] from each shard's records as a cluster's stream holds them — `(first
+/// record's sequence, the records)` per shard, as `corridor_cluster::stream::records_after`
+/// reads them — instead of a journal directory: a node clears every shard of the cluster
+/// whichever node ran it, a standby or a machine that never ran one included. (`s.dir` is
+/// not read.)
+///
+/// # Errors
+///
+/// A shard's records are not whole records in sequence; more than [`ROWS_MAX`] rows.
+pub fn transactions_of_records(s: &Setup<'_>, shards: &[(u64, Vec<u8>)]) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (first_seq, records) in shards.iter().filter(|(_, r)| !r.is_empty()) {
+        // Read as the one segment they would make on disk.
+        let header = corridor_journal::SegmentHeader { first_seq: *first_seq, created_unix_ms: 0 };
+        let mut bytes = header.to_bytes().to_vec();
+        bytes.extend_from_slice(records);
+        rows.extend(shard_transactions(s, |each| {
+            let seg = corridor_journal::segment::scan_segment(&bytes, *first_seq, false)
+                .map_err(corridor_net::journal::JournalError::Corrupt)?;
+            for f in &seg.records {
+                if let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) {
+                    each(f.record.seq, entry)?;
+                }
+            }
+            Ok(())
+        })?);
         if rows.len() > ROWS_MAX {
             return Err(PER_PARTICIPANT);
         }
@@ -341,15 +380,16 @@ impl Requests {
     }
 }
 
-/// The transactions of one shard's journal, in `dir`. A request another shard sent over a
-/// hop is that shard's transaction (its originator's): left out here.
-fn journal_transactions(s: &Setup<'_>, dir: &std::path::Path) -> Result<Vec<Row>> {
-    // A day's transactions were accepted before it ended; look from a day before it began
-    // (a request answered after the cut-over was taken in before it).
-    let from = u64::try_from(s.window.0 - 86_400_000).unwrap_or(0);
+/// The transactions of one shard's records, which `read` hands over in order. A request
+/// another shard sent over a hop is that shard's transaction (its originator's): left out
+/// here.
+fn shard_transactions(
+    s: &Setup<'_>,
+    read: impl FnOnce(&mut dyn FnMut(u64, Entry) -> Result<()>) -> Result<()>,
+) -> Result<Vec<Row>> {
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut requests = Requests::default();
-    corridor_net::journal::for_each_since::<ClearingError>(dir, from, SEGMENTS_MAX, |seq, entry| {
+    read(&mut |seq, entry| {
         match entry {
             Entry::Accepted(a) => {
                 if a.key.class != 2 || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {

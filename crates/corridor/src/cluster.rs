@@ -134,3 +134,33 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
     }
     Ok(())
 }
+
+/// Every shard's records as cluster `c`'s stream holds them (`shards` shards): what
+/// `corridor clearing` reads in a cluster, whichever node ran each shard.
+///
+/// # Errors
+///
+/// NATS does not answer in time, or a subject cannot be read or does not check.
+pub(crate) fn every_shards_records(
+    c: &corridor_config::ClusterSettings,
+    shards: usize,
+) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = tokio::time::timeout(
+            NATS_WAIT,
+            async_nats::ConnectOptions::new().connection_timeout(NATS_WAIT).connect(c.nats.as_slice()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("NATS did not answer within {} s", NATS_WAIT.as_secs()))?
+        .context("cannot reach NATS")?;
+        let mut out = Vec::with_capacity(shards);
+        for shard in 0..u16::try_from(shards).unwrap_or(u16::MAX) {
+            let missing = corridor_cluster::stream::records_after(client.clone(), &c.stream, shard, 0)
+                .await
+                .with_context(|| format!("shard {shard}'s subject in stream {}", c.stream))?;
+            out.push(missing.records.unwrap_or((1, Vec::new())));
+        }
+        Ok(out)
+    })
+}

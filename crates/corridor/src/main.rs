@@ -115,6 +115,14 @@ enum Command {
         /// csv or json.
         #[arg(long, default_value = "csv")]
         format: String,
+        /// Where the records are read: `journal` (this node's journal directory) or `stream`
+        /// (a cluster's stream: every shard, whichever node ran it). Default: the stream
+        /// when the configuration names a cluster.
+        #[arg(long)]
+        source: Option<String>,
+        /// In a cluster: the node whose file it is (see `serve --node`).
+        #[arg(long, env = "CORRIDOR_NODE")]
+        node: Option<String>,
     },
     /// Compare our clearing file with a partner's: matched, missing on either side, amount
     /// mismatches, reversals without their original, with totals. Exits 1 on any break.
@@ -234,16 +242,32 @@ fn run_serve(
     Ok(runtime.block_on(serve::run(loaded, Some(source), serve::signals()))?)
 }
 
+/// Where `corridor clearing` reads its records.
+struct ClearingSource<'a> {
+    /// `journal` or `stream` (`None`: the stream in a cluster, else the journal).
+    from: Option<&'a str>,
+    /// The node whose file it is.
+    node: Option<&'a str>,
+}
+
 fn run_clearing(
     path: &std::path::Path,
     date: &str,
     participant: Option<&str>,
     format: &str,
+    source: &ClearingSource<'_>,
 ) -> anyhow::Result<()> {
     use corridor_clearing as clearing;
-    let loaded = config::load(path)?;
+    let loaded = config::load_as(path, source.node)?;
     let Some(journal) = &loaded.journal else {
         anyhow::bail!("{}: no [journal]: nothing to clear from", path.display())
+    };
+    let from_stream = match (source.from, &loaded.cluster) {
+        (None, c) => c.is_some(),
+        (Some("journal"), _) => false,
+        (Some("stream"), Some(_)) => true,
+        (Some("stream"), None) => anyhow::bail!("--source stream: {} names no [cluster]", path.display()),
+        (Some(other), _) => anyhow::bail!("--source {other:?}: journal or stream"),
     };
     let parts: Vec<&str> = date.split('-').collect();
     let window = match parts[..] {
@@ -271,7 +295,12 @@ fn run_clearing(
         markets,
         home: loaded.engine.interop.market,
     };
-    let mut rows = clearing::transactions(&setup)?;
+    let mut rows = match &loaded.cluster {
+        Some(c) if from_stream => {
+            clearing::transactions_of_records(&setup, &cluster::every_shards_records(c, loaded.shards)?)?
+        }
+        _ => clearing::transactions(&setup)?,
+    };
     let summary = clearing::summary(&rows, participant);
     rows.extend(summary);
     let stdout = std::io::stdout().lock();
@@ -320,8 +349,9 @@ fn main() -> ExitCode {
         Command::Msg { command } => msg::run(command),
         Command::Qr { command } => qr::run(command),
         Command::Cluster { command } => cluster::run(command),
-        Command::Clearing { config, date, participant, format } => {
-            run_clearing(&config, &date, participant.as_deref(), &format)
+        Command::Clearing { config, date, participant, format, source, node } => {
+            let source = ClearingSource { from: source.as_deref(), node: node.as_deref() };
+            run_clearing(&config, &date, participant.as_deref(), &format, &source)
         }
         Command::Reconcile { ours, theirs, json } => run_reconcile(&ours, &theirs, json),
         Command::Journal { command } => journal::run(command),

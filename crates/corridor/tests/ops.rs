@@ -1178,6 +1178,27 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
         "{err}"
     );
 
+    // Clearing on c's machine — which never ran a shard — reads every shard from the stream:
+    // the four approved purchases, whichever node answered them; its own journal has none.
+    let today = String::from_utf8(Command::new("date").args(["-u", "+%F"]).output().unwrap().stdout).unwrap();
+    let cleared = |source: &str| -> Vec<String> {
+        let path = files[2].to_str().unwrap();
+        let args = ["clearing", "--config", path, "--node", "c", "--date", today.trim(), "--source", source];
+        let (ok, out) = common::corridor(&args);
+        assert!(ok, "{out}");
+        let header: Vec<&str> = out.lines().next().unwrap().split(',').collect();
+        let rrn = header.iter().position(|h| *h == "rrn").unwrap();
+        let mut rrns: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("transaction,"))
+            .map(|l| l.split(',').nth(rrn).unwrap().to_owned())
+            .collect();
+        rrns.sort();
+        rrns
+    };
+    assert_eq!(cleared("stream"), ["RRN000000001", "RRN000000003", "RRN000000004", "RRN000000005"]);
+    assert!(cleared("journal").is_empty());
+
     drop(b);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = std::fs::remove_dir_all(&root);
