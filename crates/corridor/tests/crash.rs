@@ -649,31 +649,7 @@ fn crash_and_restart(name: &str, pan_less: bool) {
 #[test]
 fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_once() {
     let rig = ClusterRig::new("load-failover");
-    let (config_a, port_a) = rig.config("a", &rig.nats.urls(), true);
-    let (a, a_signed_on) = common::spawn(&config_a);
-    a_signed_on.recv_timeout(Duration::from_secs(40)).expect("node a signed on");
-    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
-    let (config_b, port_b) = rig.config("b", &rig.nats.urls(), true);
-    let (b, _b_signed_on) = common::spawn(&config_b);
-    assert!(b.wait_logged("standby: its lease is held by a", 1, Duration::from_secs(30)), "node b waits");
-
-    let (target, failover) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
-    let load = std::process::Command::new(common::corridor_load())
-        .args(["run", "--target", &target, "--failover", &failover, "--mode", "open", "--rate", "100"])
-        .args(["--connections", "2", "--no-sign-on", "--duration", "8s", "--warmup", "0s"])
-        .args(["--timeout", "10s", "--drain-timeout", "10s", "--quiet", "--json", "-"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
-        a.kill9();
-    });
-    let out = load.wait_with_output().unwrap();
-    killer.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (summary, b) = load_through_a_killed_node(&rig, &["--timeout", "10s", "--drain-timeout", "10s"]);
     let (c, latency) = (&summary["counts"], &summary["latency"]);
     let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
     eprintln!(
@@ -691,15 +667,10 @@ fn the_load_generator_fails_over_to_the_standby_and_every_request_is_answered_on
     let _ = b.term();
 }
 
-/// `corridor-load run --failover --reverse-unanswered`: the load generator as a reversing
-/// partner. Node a is killed under the load with requests at the issuer; they get no answer
-/// within the partner's 1 s timeout (the standby takes 3 s), so the partner reverses each
-/// (0420) and, its connection re-made to node b, repeats the reversals there (0421) until
-/// acknowledged. Every reversal is acknowledged, every other request answered once, nothing
-/// forwarded twice, and what the issuer approved for those requests is reversed there.
-#[test]
-fn the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to() {
-    let rig = ClusterRig::new("load-reversing");
+/// Nodes a (serving) and b (a standby) of `rig`, and `corridor-load run` paying 100 a second
+/// through node a for 8 s over two connections, failing over to node b, with `args`; node a
+/// is killed 3 s in. The load generator's JSON summary, and node b.
+fn load_through_a_killed_node(rig: &ClusterRig, args: &[&str]) -> (serde_json::Value, common::Switch) {
     let (config_a, port_a) = rig.config("a", &rig.nats.urls(), true);
     let (a, a_signed_on) = common::spawn(&config_a);
     a_signed_on.recv_timeout(Duration::from_secs(40)).expect("node a signed on");
@@ -710,9 +681,9 @@ fn the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to()
 
     let (target, failover) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
     let load = std::process::Command::new(common::corridor_load())
-        .args(["run", "--target", &target, "--failover", &failover, "--reverse-unanswered"])
-        .args(["--mode", "open", "--rate", "100", "--connections", "2", "--no-sign-on"])
-        .args(["--duration", "8s", "--warmup", "0s", "--timeout", "1s", "--drain-timeout", "15s"])
+        .args(["run", "--target", &target, "--failover", &failover, "--mode", "open", "--rate", "100"])
+        .args(["--connections", "2", "--no-sign-on", "--duration", "8s", "--warmup", "0s"])
+        .args(args)
         .args(["--quiet", "--json", "-"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -725,7 +696,22 @@ fn the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to()
     let out = load.wait_with_output().unwrap();
     killer.join().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (serde_json::from_slice(&out.stdout).unwrap(), b)
+}
+
+/// `corridor-load run --failover --reverse-unanswered`: the load generator as a reversing
+/// partner. Node a is killed under the load with requests at the issuer; they get no answer
+/// within the partner's 1 s timeout (the standby takes 3 s), so the partner reverses each
+/// (0420) and, its connection re-made to node b, repeats the reversals there (0421) until
+/// acknowledged. Every reversal is acknowledged, every other request answered once, nothing
+/// forwarded twice, and what the issuer approved for those requests is reversed there.
+#[test]
+fn the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to() {
+    let rig = ClusterRig::new("load-reversing");
+    let (summary, b) = load_through_a_killed_node(
+        &rig,
+        &["--reverse-unanswered", "--timeout", "1s", "--drain-timeout", "15s"],
+    );
     let c = &summary["counts"];
     let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
     eprintln!("{c}");
