@@ -1081,6 +1081,29 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
         "{:?}",
         b.lines()
     );
+    // The standby answers on its admin address while it waits: alive, not ready (saying
+    // whose shards it waits for), the cluster as NATS sees it; nothing else yet.
+    b.wait_admin(Duration::from_secs(5));
+    let (code, body) = http(admin(1), "GET", "/healthz", None);
+    assert_eq!((code, json(&body)["standby"].as_bool()), (200, Some(true)), "{body}");
+    let (code, body) = b.get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("standby: waiting to take the shards over (their leases are held by a)"), "{body}");
+    let (code, body) = b.get("/cluster");
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    let states: Vec<(String, String)> = v["cluster"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap().to_owned(), n["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(states, [("a".into(), "serving".into()), ("b".into(), "standby".into())], "{body}");
+    assert_eq!(v["config"]["revision"], 1, "{body}");
+    let (code, m) = b.get("/metrics");
+    assert_eq!((code, metric(&m, "corridor_cluster_standby", "")), (200, 1.0), "{m}");
+    assert_eq!(b.get("/links").0, 503);
+    assert_eq!(http(admin(1), "GET", "/cluster", None).0, 401, "the token is needed");
     // The cluster's status lists both nodes, the standby too, each with its admin address.
     let (ok, out) =
         common::corridor(&["cluster", "status", "--config", files[1].to_str().unwrap(), "--node", "b"]);

@@ -96,12 +96,23 @@ pub async fn run(
         stream: c.stream.clone(),
         config: shared.clone(),
     });
-    let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
-    let handle = switch.handle();
-    let counts = Arc::new(ReloadCounts::default());
     let token = Arc::new(std::sync::RwLock::new(
         admin_settings.as_ref().map(|a| a.token.clone()).unwrap_or_default(),
     ));
+    // A node of a cluster may wait in start-up for its shards (a standby, for as long as
+    // another node holds them): meanwhile a server of its own answers on the admin address
+    // (health, readiness, the cluster), stopped once the switch is up for the real one.
+    let waiting = match (&admin_settings, &cluster) {
+        (Some(a), Some(access)) => Some(
+            admin::standby::start_waiting(a.address, Arc::clone(&token), access.clone())
+                .map_err(ServeError::Admin)?,
+        ),
+        _ => None,
+    };
+    let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
+    drop(waiting);
+    let handle = switch.handle();
+    let counts = Arc::new(ReloadCounts::default());
     let reloader: Option<Reloader> = source.map(|s| {
         reloader(
             Origin { path: s.path, node: node.clone(), shared: shared.clone() },

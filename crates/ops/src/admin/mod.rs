@@ -20,6 +20,8 @@
 //! - `page.html`: the monitoring page (embedded; no external fetches).
 //! - `transactions`: `GET /transactions`, from the journal files.
 //! - `cluster`: `GET /cluster`, the node's shards beside the cluster as NATS sees it.
+//! - [`standby`]: the server of a node that waits for its shards (health, readiness, the
+//!   cluster), until the switch's own starts.
 
 use std::{
     net::SocketAddr,
@@ -51,6 +53,7 @@ pub(crate) mod cluster;
 pub use cluster::{status_json, ClusterAccess};
 pub(crate) mod exposition;
 pub(crate) mod monitor;
+pub mod standby;
 pub(crate) mod transactions;
 
 /// Most requests the admin server handles at once; more get 503.
