@@ -9,6 +9,8 @@
 #
 #   NATS_SERVER=path/to/nats-server bash benches/replicated.sh      (default: the tests' copy)
 #   REPEAT=3 DURATION=6s WARMUP=2s WORKLOADS="1x1 4x64 8x128"
+#   CROSS=1: four nodes, each of two shards — local and replicated, with the acquirer and the
+#   issuer on one shard, and on two (every transaction crossing a hop: the hand-off's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NATS_SERVER="${NATS_SERVER:-target/test-nats/bin/nats-server}"
@@ -16,6 +18,7 @@ REPEAT="${REPEAT:-3}"
 DURATION="${DURATION:-6s}"
 WARMUP="${WARMUP:-2s}"
 WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
+CROSS="${CROSS:-0}"
 C=target/release/corridor
 L=target/release/corridor-load
 [ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
@@ -49,15 +52,18 @@ ISS="$(port)"
 # Two nodes: local-only and replicated.
 printf '5a%.0s' $(seq 32) > "$W/pan.key"
 printf 'bench-token-0123456789abcdef\n' > "$W/admin.token"
-node() { # name acq_port admin_port cluster?
+node() { # name acq_port admin_port cluster? [issuer's shard: 0 or 1, two shards]
+  local shards=1 acq_shard="" iss_shard=""
+  if [ -n "${5:-}" ]; then shards=2; acq_shard="shard = 0"; iss_shard="shard = $5"; fi
   cat > "$W/$1.toml" <<EOF
 [switch]
-shards = 1
+shards = $shards
 
 [[participant]]
 id = "acq"
 roles = ["acquirer"]
 acquirer_ids = ["12345678"]
+$acq_shard
 [[participant.link]]
 name = "acq-1"
 mode = "listen"
@@ -70,6 +76,7 @@ sign_on_required = false
 [[participant]]
 id = "iss"
 roles = ["issuer"]
+$iss_shard
 [[participant.link]]
 name = "iss-1"
 mode = "dial"
@@ -91,26 +98,38 @@ address = "127.0.0.1:$3"
 token_file = "admin.token"
 EOF
   if [ "$4" = yes ]; then
-    printf '\n[cluster]\nnode = "%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
-      "$1" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
+    printf '\n[cluster]\nnode = "%s"\nstream = "B_%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
+      "$1" "${1//-/_}" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
   fi
   (cd "$W" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$1.log") & pids+=($!)
 }
-LOCAL_ACQ="$(port)"; LOCAL_ADMIN="$(port)"; REPL_ACQ="$(port)"; REPL_ADMIN="$(port)"
-node local "$LOCAL_ACQ" "$LOCAL_ADMIN" no
-node replicated "$REPL_ACQ" "$REPL_ADMIN" yes
+declare -A ACQ ADMIN
+if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"; else NODES="local replicated"; fi
+for n in $NODES; do
+  ACQ[$n]="$(port)"; ADMIN[$n]="$(port)"
+  cluster=no; [[ $n == replicated* ]] && cluster=yes
+  placement=""; [ "$CROSS" = 1 ] && { placement=0; [[ $n == *crossing ]] && placement=1; }
+  node "$n" "${ACQ[$n]}" "${ADMIN[$n]}" "$cluster" $placement
+done
 ready() { for _ in $(seq 300); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
   sleep 0.1; done; echo "node on admin port $1 not ready" >&2; return 1; }
-ready "$LOCAL_ADMIN"; ready "$REPL_ADMIN"
+for n in $NODES; do ready "${ADMIN[$n]}"; done
 
-# The stream's acknowledgement (count, sum, p50 from buckets) since the last read.
-acks() { curl -s -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:$REPL_ADMIN/metrics" \
+# A replicated node's stream acknowledgements (count, sum, p50 from buckets) since the last read.
+acks() { curl -s -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:${ADMIN[$1]}/metrics" \
   | grep '^corridor_cluster_append_duration_seconds_bucket' | sed -E 's/.*le="([^"]+)".*\} ([0-9]+).*/\1 \2/'; }
 p50_between() { # before-file after-file
   python3 - "$1" "$2" <<'EOF'
 import sys
-def load(p): return [(float('inf') if l.split()[0] == '+Inf' else float(l.split()[0]), int(l.split()[1])) for l in open(p) if l.strip()]
+def load(p):
+    # Every shard's buckets, summed by bound (a node of two shards has two families of lines).
+    by = {}
+    for l in open(p):
+        if l.strip():
+            le = float('inf') if l.split()[0] == '+Inf' else float(l.split()[0])
+            by[le] = by.get(le, 0) + int(l.split()[1])
+    return sorted(by.items())
 a, b = load(sys.argv[1]), load(sys.argv[2])
 d = [(le, nb - na) for (le, na), (_, nb) in zip(a, b)]
 total = d[-1][1]
@@ -125,23 +144,24 @@ for le, c in d:
 EOF
 }
 
-echo "workload  node        throughput/s  p50_us  p99_us  stream-ack-p50"
+echo "workload  node                 throughput/s  p50_us  p99_us  stream-ack-p50"
 for rep in $(seq "$REPEAT"); do
   for wl in $WORKLOADS; do
     conns="${wl%x*}"; inflight="${wl#*x}"
-    for which in local replicated; do
-      if [ "$which" = local ]; then acq=$LOCAL_ACQ; else acq=$REPL_ACQ; acks > "$W/before"; fi
+    for which in $NODES; do
+      acq=${ACQ[$which]}
+      [[ $which == replicated* ]] && acks "$which" > "$W/before"
       out="$("$L" run --target "127.0.0.1:$acq" --mode closed --connections "$conns" --inflight "$inflight" \
         --duration "$DURATION" --warmup "$WARMUP" --no-sign-on --json - 2>/dev/null)"
       ack="-"
-      if [ "$which" = replicated ]; then acks > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
+      if [[ $which == replicated* ]]; then acks "$which" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
       python3 - "$wl" "$which" "$ack" "$out" <<'EOF'
 import json, sys
 wl, which, ack, out = sys.argv[1:5]
 r = json.loads(out)
 lat = r["latency"]
 note = "" if r.get("valid", True) else f"  (invalid: {r.get('invalid_reason')})"
-print(f"{wl:<9} {which:<11} {r['answered_per_s']:>12,.0f}  {lat['p50_us']:>6}  {lat['p99_us']:>6}  {ack}{note}")
+print(f"{wl:<9} {which:<20} {r['answered_per_s']:>12,.0f}  {lat['p50_us']:>6}  {lat['p99_us']:>6}  {ack}{note}")
 EOF
     done
   done
