@@ -31,6 +31,10 @@ use super::{cluster::NATS_WAIT, error, presented, same, Admin, ClusterAccess, ST
 struct Waiting {
     token: Arc<std::sync::RwLock<String>>,
     cluster: ClusterAccess,
+    /// At most [`super::ADMIN_REQUESTS_MAX`] requests at once.
+    busy: tokio::sync::Semaphore,
+    /// One connection to NATS, made at the first call that needs it.
+    nats: tokio::sync::OnceCell<async_nats::Client>,
 }
 
 /// Starts the admin server of a node that waits for its shards (see the module docs), at
@@ -50,7 +54,12 @@ pub fn start_waiting(
     let address = listener.local_addr()?;
     let stop = tokio_util::sync::CancellationToken::new();
     let stop2 = stop.clone();
-    let state = Arc::new(Waiting { token, cluster });
+    let state = Arc::new(Waiting {
+        token,
+        cluster,
+        busy: tokio::sync::Semaphore::new(super::ADMIN_REQUESTS_MAX),
+        nats: tokio::sync::OnceCell::new(),
+    });
     let thread = std::thread::Builder::new().name("corridor-admin".into()).spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             warn!("admin: cannot start its runtime");
@@ -69,7 +78,11 @@ pub fn start_waiting(
                     )
                 })
                 .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize));
-            let app = Router::new().route("/healthz", get(healthz)).merge(guarded).with_state(state);
+            let app = Router::new()
+                .route("/healthz", get(healthz))
+                .merge(guarded)
+                .layer(middleware::from_fn_with_state(Arc::clone(&state), bounded))
+                .with_state(state);
             let graceful = stop2.clone();
             let served =
                 axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await });
@@ -97,25 +110,39 @@ async fn authorize(State(state): State<Arc<Waiting>>, req: Request, next: Next) 
     }
 }
 
+async fn bounded(State(state): State<Arc<Waiting>>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.busy.try_acquire() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "admin server busy");
+    };
+    next.run(req).await
+}
+
 async fn healthz() -> Response {
     Json(json!({ "status": "ok", "standby": true })).into_response()
 }
 
 /// The cluster as NATS sees it now (`Err`: why it cannot be read).
-async fn seen(access: &ClusterAccess) -> Result<corridor_cluster::Status, String> {
+async fn seen(state: &Waiting) -> Result<corridor_cluster::Status, String> {
+    let access = &state.cluster;
     let asked = async {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(NATS_WAIT)
-            .connect(access.servers.as_slice())
-            .await
-            .map_err(|e| format!("cannot reach NATS: {e}"))?;
+        let client = state
+            .nats
+            .get_or_try_init(|| async {
+                async_nats::ConnectOptions::new()
+                    .connection_timeout(NATS_WAIT)
+                    .connect(access.servers.as_slice())
+                    .await
+                    .map_err(|e| format!("cannot reach NATS: {e}"))
+            })
+            .await?
+            .clone();
         corridor_cluster::status::status(client, &access.stream).await.map_err(|e| e.to_string())
     };
     tokio::time::timeout(NATS_WAIT, asked).await.unwrap_or_else(|_| Err("NATS did not answer in time".into()))
 }
 
 async fn readyz(State(state): State<Arc<Waiting>>) -> Response {
-    let holders = match seen(&state.cluster).await {
+    let holders = match seen(&state).await {
         Ok(s) => {
             let mut h: Vec<String> = s.shards.iter().filter_map(|sh| sh.holder.clone()).collect();
             h.sort_unstable();
@@ -134,7 +161,7 @@ async fn readyz(State(state): State<Arc<Waiting>>) -> Response {
 
 async fn cluster_view(State(state): State<Arc<Waiting>>) -> Response {
     let access = &state.cluster;
-    let (cluster, why): (Value, Option<String>) = match seen(access).await {
+    let (cluster, why): (Value, Option<String>) = match seen(&state).await {
         Ok(s) => (super::status_json(&s), None),
         Err(e) => (Value::Null, Some(e)),
     };
