@@ -164,9 +164,14 @@ impl NatsCluster {
     /// If a proxy cannot listen on loopback.
     #[must_use]
     pub fn proxied(&self) -> (Vec<crate::toxics::Proxy>, Vec<String>) {
+        self.proxied_with(&[])
+    }
+
+    /// [`NatsCluster::proxied`], each proxy with `toxics` (a slow path to NATS, say).
+    pub fn proxied_with(&self, toxics: &[crate::toxics::Placed]) -> (Vec<crate::toxics::Proxy>, Vec<String>) {
         let proxies: Vec<crate::toxics::Proxy> = (0..self.nodes.len())
             .map(|i| {
-                crate::toxics::Proxy::start(SocketAddr::from(([127, 0, 0, 1], self.nodes[i].client)), &[])
+                crate::toxics::Proxy::start(SocketAddr::from(([127, 0, 0, 1], self.nodes[i].client)), toxics)
             })
             .collect();
         let urls = proxies.iter().map(|p| format!("nats://{}", p.addr)).collect();

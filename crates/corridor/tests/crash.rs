@@ -32,6 +32,9 @@ struct Seen {
     twice: HashSet<String>,
     /// Each request a reversal reached it for (the STAN in DE 90, the RRN).
     reversed_keys: HashSet<(String, String)>,
+    /// Requests that reached it after a reversal of them had (STAN, RRN): an approval the
+    /// switch already reversed, standing.
+    after_reversal: HashSet<(String, String)>,
 }
 
 fn answer(m: &Message<bytes::Bytes>, code: &str) -> OwnedMessage {
@@ -91,6 +94,9 @@ fn issuer_connection(mut s: TcpStream, seen: &Mutex<Seen>, until: Instant) {
                         let rrn =
                             String::from_utf8_lossy(owned.get(de::RRN).unwrap_or_default()).into_owned();
                         let mut seen = seen.lock().unwrap();
+                        if seen.reversed_keys.contains(&(stan.clone(), rrn.clone())) {
+                            seen.after_reversal.insert((stan.clone(), rrn.clone()));
+                        }
                         if !seen.keys.insert((stan.clone(), rrn)) {
                             seen.twice.insert(stan.clone());
                         }
@@ -505,6 +511,61 @@ fn a_node_paused_past_its_lease_is_fenced_when_it_wakes_and_nothing_leaves_it() 
     assert_eq!(s.approved.len(), 2);
     drop(s);
     assert_eq!(pay(port_b, 4), "00", "node b goes on serving");
+    let _ = b.term();
+}
+
+/// A node paused past its lease with an append in flight — stored by the stream, its
+/// acknowledgement on the way back (the path to NATS slowed to 400 ms) — then let go. The new
+/// owner read that append's request open and reversed it toward the issuer; so the paused
+/// node must not release what the acknowledgement releases (the forward) when it wakes: it
+/// finds its lease stale by its own clock, holds it, and stops once the lease is found lost.
+/// The issuer never sees the purchase after its reversal, and the partner never an approval
+/// from the paused node.
+#[test]
+fn a_node_paused_with_an_append_in_flight_releases_nothing_when_it_wakes() {
+    let rig = ClusterRig::new("pause-inflight");
+    let slow = corridor_tests::toxics::Toxic::Latency { ms: 400, jitter_ms: 0 };
+    let (_proxies, through) = rig.nats.proxied_with(&[(slow, corridor_tests::toxics::Dir::Down)]);
+    // (Every round trip to NATS takes 400 ms more: a slow start.)
+    let (config_a, port_a) = rig.config("a", &through, false);
+    let (mut a, a_signed_on) = common::spawn(&config_a);
+    a_signed_on.recv_timeout(Duration::from_secs(60)).expect("node a signed on");
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(60)), "node a serves");
+    assert_eq!(pay(port_a, 1), "00");
+    // A purchase whose request record is on its way to the stream: node a waits for the
+    // acknowledgement (400 ms) before it forwards it; node a is paused meanwhile.
+    let mut partner = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
+    partner.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    send(&mut partner, 2, &common::purchase(2, "INFLIGHT0002"));
+    std::thread::sleep(Duration::from_millis(150));
+    let pid = a.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // Node b takes the shards over once node a's leases expire, reading the purchase as node
+    // a's record left it.
+    let (b, port_b) = rig.node("b", &rig.nats.urls());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    ClusterRig::stops_failing(&mut a, "a");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut buf = BytesMut::new();
+    let mut from_a = Vec::new();
+    while let Some(frames) = common::read_frames(&mut partner, &mut buf) {
+        from_a.extend(frames.into_iter().map(|(_, m)| common::text(&m, de::RESPONSE_CODE)));
+    }
+    let s = rig.seen.lock().unwrap();
+    eprintln!(
+        "from node a: {from_a:?}; the issuer approved {:?}, saw reversals of {:?}",
+        s.approved, s.reversed
+    );
+    assert!(!from_a.contains(&"00".to_owned()), "the paused node approved: {from_a:?}");
+    assert!(
+        s.after_reversal.is_empty(),
+        "purchases reached the issuer after their reversal: {:?}",
+        s.after_reversal
+    );
+    assert!(!s.approved.contains("000002"), "the paused node forwarded a purchase it no longer owned");
+    drop(s);
+    assert_eq!(pay(port_b, 3), "00", "node b goes on serving");
     let _ = b.term();
 }
 

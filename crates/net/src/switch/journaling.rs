@@ -79,6 +79,9 @@ pub(super) async fn journal_loop(
     stop: Shutdown,
 ) {
     let mut cycle = JournalCycle::default();
+    // In a cluster, the shard's lease: nothing is released while it is stale (see below).
+    let lease =
+        checkpoints.files.replicate.as_ref().and_then(|r| r.taken.clone().map(|t| (r.shard, t)));
     // In a cluster, a batch is durable once synced here and acknowledged by the stream.
     let mut replica = match checkpoints.files.replicate.clone() {
         Some(r) => {
@@ -166,7 +169,11 @@ pub(super) async fn journal_loop(
                     if let Some(log) = replica.as_mut().filter(|_| !shared.finished.is_cancelled()) {
                         shared.replica(|m| m.synced = batch.last_seq);
                         shared.appending.set(true);
-                        let replicated = replicate(&shared, log, &batch, &stop).await;
+                        let mut replicated = replicate(&shared, log, &batch, &stop).await;
+                        if let (Ok(()), Some((shard, t))) = (&replicated, &lease) {
+                            replicated = lease_fresh(*shard, t, &stop).await;
+                        }
+                        // (Until here the lease is not given up at a stop: see `watch_lease`.)
                         shared.appending.set(false);
                         if let Err(why) = replicated {
                             return fatal(&shared, &stop, &why);
@@ -313,6 +320,32 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
     }
     t.keeper.release(shard).await;
     shared.lease_released.notify_one();
+}
+
+/// Waits until shard `shard`'s lease is fresh by this node's own clock (renewed within its
+/// time to live), before anything an acknowledged batch gates is released. A node paused
+/// past its lease (`SIGSTOP`, a stall) may wake to the acknowledgement of an append it sent
+/// before the pause; another node has taken the shard over since and read that batch as this
+/// node left it (a request taken in, not forwarded): releasing the forward now would act for
+/// a shard this node lost. So it waits for the keeper's next renewal (then it is still the
+/// owner) or its verdict that the lease is lost (then it stops, having released nothing).
+/// While NATS does not answer it waits, as every answer then does.
+async fn lease_fresh(shard: u16, t: &crate::journal::Taken, stop: &Shutdown) -> Result<(), String> {
+    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL};
+    loop {
+        if let Some(why) = t.keeper.lost(shard) {
+            return Err(format!("cluster: {why}"));
+        }
+        if t.keeper.held(shard).is_some_and(|h| h.renewed.elapsed() <= LEASE_TTL) {
+            return Ok(());
+        }
+        if stop.is_triggered() {
+            return Err(format!(
+                "cluster: shard {shard}'s lease is stale at the stop: what the last batch gates is not released"
+            ));
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
 }
 
 /// Appends `batch` (synced here) to the stream, waiting as long as the stream is unavailable:
