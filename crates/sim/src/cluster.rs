@@ -17,7 +17,9 @@
 //! stream's records past its own written in, its own records past the stream's appended
 //! (the subject did not move since: nothing was acted on meanwhile), or, diverged (it holds
 //! records the stream never acknowledged, and another node appended since), set aside and
-//! rebuilt from the stream — and recovered as a restart is. A node's disk may be lost with it.
+//! rebuilt from the stream — and recovered as a restart is. A node's disk may be lost with it;
+//! an append it had sent may reach the stream as it dies (stored, its acknowledgement never
+//! read: nothing it gates was released, and the standby reads it all the same).
 //!
 //! Checked besides every invariant of a seed: the engine never counts a record durable the
 //! stream lacks; a takeover recovers exactly the records the stream holds; a node fenced
@@ -64,6 +66,8 @@ pub(crate) struct Cluster {
     pub(crate) release_before_ack: bool,
     /// Takeovers.
     pub(crate) takeovers: u32,
+    /// Appends that reached the stream as their node died (never acknowledged to it).
+    pub(crate) landed_at_death: u32,
     /// Per shard: when the stream last acknowledged one of this node's appends.
     pub(crate) acked_at: Vec<Duration>,
     /// Spans in which what reached a dead node never became durable: from its issuer's
@@ -85,6 +89,7 @@ impl Cluster {
             node: 0,
             release_before_ack: false,
             takeovers: 0,
+            landed_at_death: 0,
             acked_at: vec![Duration::ZERO; shards],
             unreplicated: Vec::new(),
         }
@@ -209,6 +214,18 @@ impl Sim {
         let since = c.acked_at.get(issuers).copied().unwrap_or_default();
         c.unreplicated.push((since, self.now));
         let d = LEASE + c.rng.micros(0, 100_000);
+        // An append the node had sent may have reached the stream before it died (stored,
+        // its acknowledgement never read): nothing it gates was released, and the standby
+        // reads it all the same.
+        for k in 0..c.appending.len() {
+            let landed = c.rng.chance(50);
+            if let Some(batch) = c.appending[k].pop_front() {
+                if landed && c.subjects[k].len() == c.expected[k] && !c.release_before_ack {
+                    c.subjects[k].push(batch);
+                    c.landed_at_death += 1;
+                }
+            }
+        }
         c.appending.iter_mut().for_each(VecDeque::clear);
         self.at(self.now + d, Ev::Restart);
     }

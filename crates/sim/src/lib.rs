@@ -296,6 +296,8 @@ pub struct Outcome {
     pub crashes: u32,
     /// On a cluster's seed: takeovers by the standby (each crash is one).
     pub takeovers: u32,
+    /// On a cluster's seed: appends that reached the stream as their node died.
+    pub landed_at_death: u32,
     /// Whether the seed ran the switch as a cluster's node.
     pub cluster: bool,
     /// Events processed.
@@ -483,7 +485,8 @@ impl Sim {
         }
         self.out.simulated = self.now;
         if let Some(c) = &self.cluster {
-            (self.out.cluster, self.out.takeovers) = (true, c.takeovers);
+            (self.out.cluster, self.out.takeovers, self.out.landed_at_death) =
+                (true, c.takeovers, c.landed_at_death);
         }
         self.check()?;
         self.out.approvals = self.terminals().iter().map(|t| t.approvals.len()).sum();
@@ -518,6 +521,8 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
         *t.entry("crashes").or_default() += u64::from(o.crashes);
         *t.entry("seeds run as a cluster's node").or_default() += u64::from(o.cluster);
         *t.entry("takeovers by a standby from the stream").or_default() += u64::from(o.takeovers);
+        *t.entry("appends that reached the stream as their node died").or_default() +=
+            u64::from(o.landed_at_death);
         *t.entry("approved by the issuer after it acknowledged their reversal").or_default() +=
             u64::from(o.approved_after_reversal);
         *t.entry("steps").or_default() += o.steps;

@@ -80,8 +80,7 @@ pub(super) async fn journal_loop(
 ) {
     let mut cycle = JournalCycle::default();
     // In a cluster, the shard's lease: nothing is released while it is stale (see below).
-    let lease =
-        checkpoints.files.replicate.as_ref().and_then(|r| r.taken.clone().map(|t| (r.shard, t)));
+    let lease = checkpoints.files.replicate.as_ref().and_then(|r| r.taken.clone().map(|t| (r.shard, t)));
     // In a cluster, a batch is durable once synced here and acknowledged by the stream.
     let mut replica = match checkpoints.files.replicate.clone() {
         Some(r) => {
