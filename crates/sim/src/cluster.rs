@@ -68,6 +68,8 @@ pub(crate) struct Cluster {
     pub(crate) takeovers: u32,
     /// Appends that reached the stream as their node died (never acknowledged to it).
     pub(crate) landed_at_death: u32,
+    /// Pauses shorter than a lease, and past it.
+    pub(crate) pauses: (u32, u32),
     /// Per shard: when the stream last acknowledged one of this node's appends.
     pub(crate) acked_at: Vec<Duration>,
     /// Spans in which what reached a dead node never became durable: from its issuer's
@@ -90,6 +92,7 @@ impl Cluster {
             release_before_ack: false,
             takeovers: 0,
             landed_at_death: 0,
+            pauses: (0, 0),
             acked_at: vec![Duration::ZERO; shards],
             unreplicated: Vec::new(),
         }
@@ -204,6 +207,28 @@ impl Sim {
         }
         if release {
             self.written(k, Written::Synced);
+        }
+    }
+
+    /// The node stops for `d`. Shorter than its lease, it goes on where it stopped: what
+    /// came meanwhile waits (see `Sim::step`), its timers fire late. Longer, the standby
+    /// takes its shards over; awake, the node finds its lease stale by its own clock and
+    /// releases nothing before the keeper finds it lost, then stops (`net`'s
+    /// `lease_fresh`): as far as anyone outside it can tell, it died when it stopped, with
+    /// what it had sent to the stream landing there.
+    pub(crate) fn pause(&mut self, d: Duration) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        if d < LEASE {
+            c.pauses.0 += 1;
+            self.world(format!("the node pauses for {d:?} (shorter than its lease)"));
+            self.paused_until = Some(self.now + d);
+            self.at(self.now + d, Ev::Wake);
+        } else {
+            c.pauses.1 += 1;
+            self.world(format!(
+                "the node pauses for {d:?}, past its lease: the standby takes over; awake, it releases nothing and stops"
+            ));
+            self.crash();
         }
     }
 

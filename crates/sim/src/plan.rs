@@ -54,6 +54,7 @@ impl Sim {
             plan_len: 0,
             durable_at_crash: None,
             cluster: None,
+            paused_until: None,
         };
         // A cluster's node, on a third of the seeds, from a stream of its own (the plans seeds
         // had before clusters are unchanged; its faults come after every other).
@@ -62,6 +63,12 @@ impl Sim {
         let downs: Vec<(Duration, u64)> = (0..cl.below(3))
             .map(|_| (cl.micros(100_000, LOAD.as_micros() as u64), cl.below(2_700_000) + 300_000))
             .collect();
+        // A pause of the node now and then: shorter than its lease, or past it.
+        let pause = cl.chance(40).then(|| {
+            let d =
+                if cl.chance(50) { cl.micros(200_000, 2_500_000) } else { cl.micros(3_200_000, 6_000_000) };
+            (cl.micros(100_000, LOAD.as_micros() as u64), d.as_micros() as u64)
+        });
         if clustered {
             s.cluster = Some(cluster::Cluster::new(shards, cl));
             s.world("a cluster's node: each shard's journal replicated in a stream; a standby takes over 3 s after a crash");
@@ -156,6 +163,7 @@ impl Sim {
         ));
         if s.cluster.is_some() {
             plan.extend(downs.into_iter().map(|(when, micros)| (when, Ev::StreamDown(micros))));
+            plan.extend(pause.map(|(when, micros)| (when, Ev::Pause(micros))));
         }
         s.plan_len = plan.len();
         for (i, (when, ev)) in plan.into_iter().enumerate() {

@@ -72,6 +72,15 @@ impl Sim {
                 }
             }
             Ev::Appended(life, k) => self.appended(life, k),
+            Ev::Pause(micros) => {
+                if self.faults && self.engine.is_some() && self.paused_until.is_none() {
+                    self.pause(Duration::from_micros(micros));
+                }
+            }
+            Ev::Wake => {
+                self.paused_until = None;
+                self.world("the node runs again");
+            }
             Ev::StreamDown(micros) => {
                 if self.faults {
                     let d = Duration::from_micros(micros);
@@ -241,6 +250,7 @@ impl Sim {
             for link in flushed.close {
                 progress = true;
                 if let Some(side) = self.side_of(link) {
+                    self.world(format!("the switch closes {side:?}'s connection"));
                     self.disconnect(side);
                 } else if let Some(e) = self.engine.as_mut() {
                     e.link_down(link, self.t0 + self.now);
