@@ -1187,6 +1187,29 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
     assert_eq!(metric(&m, "corridor_cluster_config_refused_total", ""), 1.0, "{m}");
     assert!(b.lines().iter().any(|l| l.contains("refused on this node")), "{:?}", b.lines());
 
+    // A reload of b's own (older) file now is refused, saying why b is behind.
+    let (code, body) = b.post("/reload");
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("the cluster is at revision 3 (or later), which this node could not serve"),
+        "{body}"
+    );
+    // Given the certificates and the cluster's file, b catches up with a reload of its own:
+    // nothing published, revision 3 served.
+    corridor_config::certs::dev(&dirs[1].join("certs"), &["p3".to_owned()], 30).unwrap();
+    std::fs::write(&files[1], std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let (code, body) = b.post("/reload");
+    assert_eq!(code, 200, "{body}");
+    let c = json(&b.get("/cluster").1)["config"].clone();
+    assert_eq!(
+        (c["revision"].as_u64(), c["by"].as_str(), c["refused"].as_u64()),
+        (Some(3), Some("a"), Some(1)),
+        "{c}"
+    );
+    assert!(status(1).contains("configuration: revision 3 published by a"), "{}", status(1));
+    let m = b.get("/metrics").1;
+    assert_eq!(metric(&m, "corridor_cluster_config_revision", ""), 3.0, "{m}");
+
     // c, without the certificates, cannot serve revision 3 at all: it refuses to start.
     let out = Command::new(env!("CARGO_BIN_EXE_corridor"))
         .args(["serve", "--config"])

@@ -211,7 +211,8 @@ fn differences(served: &Current, path: &std::path::Path, node: &str) -> Vec<Stri
 
 /// A reload on this node, once its file is checked (`next` is what it would serve): its
 /// configuration published over the revision the node serves, when it is not the one it
-/// serves already.
+/// serves already — or, when it is the cluster's newest already (a node that was behind),
+/// taken as that revision without publishing.
 ///
 /// # Errors
 ///
@@ -222,11 +223,31 @@ pub async fn publish(shared: &SharedConfig, next: &Current, serving: &Current) -
         return Ok(());
     }
     let expected = shared.state().revision;
+    // A node behind (it refused a revision it could not serve, say) whose file is now the
+    // cluster's newest configuration catches up: nothing to publish, it applies it.
+    if let Ok(Some(p)) = shared.store.current().await {
+        let same = Source::decode(&p.body).is_ok_and(|s| s.digest() == next.digest);
+        if p.revision > expected && same {
+            info!(revision = p.revision, by = %p.by, "cluster: this node's file is the cluster's newest configuration: catching up");
+            shared.serve(p.revision, &p.by, p.at_ms, &next.digest);
+            if let Ok(mut s) = shared.state.lock() {
+                s.file_differs.clear();
+            }
+            return Ok(());
+        }
+    }
+    let refused = shared.state().last_refused.filter(|(r, _)| *r > expected);
     let revision = shared
         .store
         .publish(&next.source.encode(), Some(expected).filter(|r| *r > 0))
         .await
-        .map_err(|e| format!("cluster: {e}"))?;
+        .map_err(|e| match (e, refused) {
+            (corridor_cluster::config::ConfigError::Conflict { .. }, Some((r, why))) => format!(
+                "cluster: the cluster is at revision {r} (or later), which this node could not serve ({why}); \
+                 once it can, reload it with the cluster's file to catch up"
+            ),
+            (e, _) => format!("cluster: {e}"),
+        })?;
     shared.serve(revision, &shared.node, unix_ms(), &next.digest);
     if let Ok(mut s) = shared.state.lock() {
         s.file_differs.clear();
