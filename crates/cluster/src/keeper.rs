@@ -197,12 +197,6 @@ impl LeaseKeeper {
         Ok(Self { asks, state, node })
     }
 
-    /// This node's name.
-    #[must_use]
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Takes shard `shard`'s lease (blocking), waiting up to `wait` for another node's to
     /// expire — or, for a standby, without bound. From then on it is kept renewed.
     ///

@@ -152,7 +152,11 @@ pub async fn join(
                     return Ok((loaded, shared));
                 }
                 // Another node published first: serve its (the next turn reads it).
-                Err(corridor_cluster::config::ConfigError::Conflict { .. }) => continue,
+                Err(corridor_cluster::config::ConfigError::Conflict { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    continue
+                }
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(format!("cluster: {e}")),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
