@@ -58,20 +58,6 @@ pub struct SharedConfig {
     node: String,
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
-}
-
-fn hex(d: &[u8; 32]) -> String {
-    use std::fmt::Write as _;
-    d.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 impl SharedConfig {
     /// What this node serves, now.
     #[must_use]
@@ -84,7 +70,7 @@ impl SharedConfig {
             s.revision = revision;
             by.clone_into(&mut s.by);
             s.at_ms = at_ms;
-            s.digest = hex(digest);
+            s.digest = corridor_net::tls::hex(digest);
             s.latest = s.latest.max(revision);
         }
     }
@@ -148,7 +134,7 @@ pub async fn join(
                         revision,
                         "cluster: no configuration yet: this node's file is published as the cluster's"
                     );
-                    shared.serve(revision, &c.node, unix_ms(), &loaded.digest);
+                    shared.serve(revision, &c.node, corridor_net::journal::unix_ms(), &loaded.digest);
                     return Ok((loaded, shared));
                 }
                 // Another node published first: serve its (the next turn reads it).
@@ -226,10 +212,12 @@ pub async fn publish(shared: &SharedConfig, next: &Current, serving: &Current) -
     if next.digest == serving.digest {
         return Ok(());
     }
-    let expected = shared.state().revision;
+    let ConfigState { revision: expected, latest, last_refused, .. } = shared.state();
     // A node behind (it refused a revision it could not serve, say) whose file is now the
-    // cluster's newest configuration catches up: nothing to publish, it applies it.
-    if let Ok(Some(p)) = shared.store.current().await {
+    // cluster's newest configuration catches up: nothing to publish, it applies it. (Only a
+    // node that has seen a newer revision asks the bucket.)
+    let newer = if latest > expected { shared.store.current().await.ok().flatten() } else { None };
+    if let Some(p) = newer {
         let same = Source::decode(&p.body).is_ok_and(|s| s.digest() == next.digest);
         if p.revision > expected && same {
             info!(revision = p.revision, by = %p.by, "cluster: this node's file is the cluster's newest configuration: catching up");
@@ -240,7 +228,7 @@ pub async fn publish(shared: &SharedConfig, next: &Current, serving: &Current) -
             return Ok(());
         }
     }
-    let refused = shared.state().last_refused.filter(|(r, _)| *r > expected);
+    let refused = last_refused.filter(|(r, _)| *r > expected);
     let revision = shared
         .store
         .publish(&next.source.encode(), Some(expected).filter(|r| *r > 0))
@@ -252,7 +240,7 @@ pub async fn publish(shared: &SharedConfig, next: &Current, serving: &Current) -
             ),
             (e, _) => format!("cluster: {e}"),
         })?;
-    shared.serve(revision, &shared.node, unix_ms(), &next.digest);
+    shared.serve(revision, &shared.node, corridor_net::journal::unix_ms(), &next.digest);
     if let Ok(mut s) = shared.state.lock() {
         s.file_differs.clear();
     }
@@ -282,11 +270,12 @@ pub async fn follow(
         let mut watched = std::pin::pin!(watched);
         while let Some(p) = watched.next().await {
             let mut held = current.lock().await;
-            if let Ok(mut s) = shared.state.lock() {
+            let behind = shared.state.lock().is_ok_and(|mut s| {
                 s.latest = s.latest.max(p.revision);
-            }
-            let last_refused = shared.state().last_refused.map(|(r, _)| r);
-            if p.revision <= shared.state().revision || Some(p.revision) <= last_refused {
+                let refused = s.last_refused.as_ref().map(|(r, _)| *r);
+                p.revision > s.revision && Some(p.revision) > refused
+            });
+            if !behind {
                 continue;
             }
             apply(&shared, p, &mut held, &handle, &token).await;
