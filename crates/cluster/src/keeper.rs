@@ -41,6 +41,15 @@ pub struct Held {
     pub renew_failures: u64,
 }
 
+impl Held {
+    /// Whether the lease went unrenewed at `now` for longer than a lease lives: another node
+    /// may hold it by now (its holder must act as if it did until a renewal says otherwise).
+    #[must_use]
+    pub fn stale_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.renewed) > LEASE_TTL
+    }
+}
+
 /// Why a shard could not be taken.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -240,6 +249,21 @@ impl LeaseKeeper {
     #[must_use]
     pub fn held(&self, shard: u16) -> Option<Held> {
         self.state.lock().ok()?.held.get(&shard).copied()
+    }
+
+    /// Whether this node may act for shard `shard` now: `Ok(true)` while its lease is
+    /// fresh, `Ok(false)` while it is unheld or stale (wait for a renewal), `Err` once it is
+    /// lost for good (why). One look at the keeper's state.
+    ///
+    /// # Errors
+    ///
+    /// The lease is lost: the node must stop acting for the shard.
+    pub fn standing(&self, shard: u16) -> Result<bool, String> {
+        let s = self.state.lock().map_err(|_| TakeError::Gone.to_string())?;
+        if let Some(why) = s.lost.get(&shard) {
+            return Err(why.clone());
+        }
+        Ok(s.held.get(&shard).is_some_and(|h| !h.stale_at(Instant::now())))
     }
 
     /// Why shard `shard` is lost for good, if it is: the node must stop acting for it.

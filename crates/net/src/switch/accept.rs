@@ -107,7 +107,8 @@ pub(super) async fn accept_loop(
     if let Listener::Quic(e) = &listener {
         shared.endpoints.borrow_mut().push(e.clone());
     }
-    // A node of a cluster takes connections once its journal is replicated.
+    // A node of a cluster takes connections once its journal is replicated and its first
+    // append of this start is in (see `journaling`).
     while !shared.accepting.get() {
         tokio::select! {
             () = shared.accepting_wake.notified() => {}

@@ -287,7 +287,7 @@ async fn replica(
 /// fence its next append anyway). Once the drain is over it gives the lease up, after any
 /// append under way (bounded), so another node may take the shard at once.
 async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::journal::Taken) {
-    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL};
+    use corridor_cluster::limits::LEASE_POLL;
     let mut paused = false;
     loop {
         tokio::select! {
@@ -301,7 +301,7 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
         // renewal says otherwise, no new request is taken (96: a partner tries another
         // node); what is in flight waits for the stream, which fences this node if the shard
         // is another's.
-        let stale = t.keeper.held(shard).is_some_and(|h| h.renewed.elapsed() > LEASE_TTL);
+        let stale = t.keeper.held(shard).is_some_and(|h| h.stale_at(Instant::now()));
         if stale != paused {
             paused = stale;
             if paused {
@@ -330,12 +330,9 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
 /// owner) or its verdict that the lease is lost (then it stops, having released nothing).
 /// While NATS does not answer it waits, as every answer then does.
 async fn lease_fresh(shard: u16, t: &crate::journal::Taken, stop: &Shutdown) -> Result<(), String> {
-    use corridor_cluster::limits::{LEASE_POLL, LEASE_TTL};
+    use corridor_cluster::limits::LEASE_POLL;
     loop {
-        if let Some(why) = t.keeper.lost(shard) {
-            return Err(format!("cluster: {why}"));
-        }
-        if t.keeper.held(shard).is_some_and(|h| h.renewed.elapsed() <= LEASE_TTL) {
+        if t.keeper.standing(shard).map_err(|why| format!("cluster: {why}"))? {
             return Ok(());
         }
         if stop.is_triggered() {

@@ -142,7 +142,7 @@ struct AdminState {
     /// The cluster this switch is a node of.
     cluster: Option<cluster::ClusterAccess>,
     /// A connection to its NATS servers, made at the first `/cluster`.
-    nats: std::sync::OnceLock<async_nats::Client>,
+    nats: tokio::sync::OnceCell<async_nats::Client>,
 }
 
 /// A running admin server.
@@ -231,7 +231,7 @@ async fn serve(
         busy: tokio::sync::Semaphore::new(ADMIN_REQUESTS_MAX),
         stop: stop.clone(),
         cluster: config.cluster,
-        nats: std::sync::OnceLock::new(),
+        nats: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(sample_loop(Arc::clone(&state), live_tx, stop.clone()));
     let open = Router::new().route("/healthz", get(healthz)).route("/login", get(login));
@@ -351,13 +351,22 @@ impl AdminState {
 }
 
 async fn authorize(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    match presented(req.headers()) {
-        Some(t) if state.token_is(t) => next.run(req).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong bearer token"),
+    match refusal(req.headers(), &state.token) {
+        None => next.run(req).await,
+        Some(r) => r,
+    }
+}
+
+/// Why a call with `headers` is refused, when its bearer token is not `token` (401, saying
+/// whether one was presented); `None`: it may go on. Every admin server's guard.
+fn refusal(headers: &HeaderMap, token: &std::sync::RwLock<String>) -> Option<Response> {
+    match presented(headers) {
+        Some(t) if token.read().is_ok_and(|token| same(t.as_bytes(), token.as_bytes())) => None,
+        Some(_) => Some(error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
         None => {
             let mut r = error(StatusCode::UNAUTHORIZED, "a bearer token is needed (Authorization: Bearer …)");
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
+            Some(r)
         }
     }
 }
@@ -489,9 +498,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         why.push("the journal is not replicated in the cluster's stream (answers wait for it)".to_owned());
     }
     for m in &snap.journal.replicas {
-        if m.lease.is_some_and(|l| {
-            snap.at.saturating_duration_since(l.renewed) > corridor_cluster::limits::LEASE_TTL
-        }) {
+        if m.lease.is_some_and(|l| l.stale_at(snap.at)) {
             why.push(format!("shard {}'s lease is not renewed (new requests are declined 96)", m.shard));
         }
     }
