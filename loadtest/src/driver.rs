@@ -234,6 +234,16 @@ pub(crate) fn abandon(c: &mut Lane, rec: &mut Recorder) {
     c.bodies.clear();
 }
 
+/// The next STAN; on classic links (DE 11 correlates) one not in flight on the lane (at
+/// most the in-flight maximum of them are skipped, far below the 999 999 STANs).
+fn free_stan(c: &mut Lane, native: bool) -> corridor_wire::Stan {
+    let mut stan = c.traffic.next_stan();
+    while !native && c.pending.contains_key(&u64::from(stan.value())) {
+        stan = c.traffic.next_stan();
+    }
+    stan
+}
+
 /// Writes one request into the connection's batch and opens it. `false`: not sent.
 pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instant, now: Instant) -> bool {
     let measured = intended >= ctx.measure_from;
@@ -247,13 +257,8 @@ pub(crate) fn send(c: &mut Lane, rec: &mut Recorder, ctx: &Ctx, intended: Instan
         return false;
     }
     let kind = c.traffic.next_kind();
-    // On classic links DE 11 correlates: skip a STAN still in flight (at most the in-flight
-    // maximum of them, far below the 999 999 STANs).
     let native = ctx.wire.framing == Framing::Native;
-    let mut stan = c.traffic.next_stan();
-    while !native && c.pending.contains_key(&u64::from(stan.value())) {
-        stan = c.traffic.next_stan();
-    }
+    let stan = free_stan(c, native);
     c.seq += 1;
     let key = if native { c.seq } else { u64::from(stan.value()) };
     let (traffic, dialect) = (&mut c.traffic, ctx.wire.dialect);
@@ -393,13 +398,7 @@ fn reverse(
         // Its connection is gone: nothing goes out until it is re-made (then the failover
         // repeats the reversal on the next node); it stays open as it is.
         c.seq += 1;
-        c.bodies.insert(key, body.clone());
-        c.reversals.insert(key, tries);
-        c.pending.insert(
-            key,
-            Pending { seq: c.seq, kind: Kind::Reversal, intended: now, sent: now, measured: false },
-        );
-        c.deadlines.push_back((now + ctx.timeout, key, c.seq));
+        keep_reversal_open(c, ctx, key, tries, body.clone(), now);
         return;
     }
     let Ok(m) = Message::parse(dialect, body.clone()) else { return };
@@ -414,10 +413,7 @@ fn reverse(
             (key, tries + 1, out)
         }
         None => {
-            let mut stan = c.traffic.next_stan();
-            while !native && c.pending.contains_key(&u64::from(stan.value())) {
-                stan = c.traffic.next_stan();
-            }
+            let stan = free_stan(c, native);
             let key = if native { c.seq } else { u64::from(stan.value()) };
             // DE 90: the original's MTI, STAN, DE 7, acquirer id (11 digits) and 11 zeros.
             let field = |id| m.field(id).map(|f| f.to_vec()).unwrap_or_default();
@@ -451,7 +447,13 @@ fn reverse(
         return;
     }
     rec.reversal_sent(again.is_some());
-    c.bodies.insert(key, reversal);
+    keep_reversal_open(c, ctx, key, tries, reversal, now);
+}
+
+/// Reversal `key` (its `tries` so far, its `body`) stays open until acknowledged: timed out
+/// with the requests, repeated when it expires.
+fn keep_reversal_open(c: &mut Lane, ctx: &Ctx, key: u64, tries: u32, body: bytes::Bytes, now: Instant) {
+    c.bodies.insert(key, body);
     c.reversals.insert(key, tries);
     c.pending
         .insert(key, Pending { seq: c.seq, kind: Kind::Reversal, intended: now, sent: now, measured: false });
