@@ -122,6 +122,28 @@ fn here_json(snap: &corridor_net::Snapshot) -> Value {
     json!({ "replicating": snap.journal.replicating(), "shards": shards })
 }
 
+/// The cluster as NATS sees it now, over the one connection `nats` keeps (made at the first
+/// call), within [`NATS_WAIT`]; `Err`: why it cannot be read.
+pub(super) async fn seen(
+    nats: &tokio::sync::OnceCell<async_nats::Client>,
+    access: &ClusterAccess,
+) -> Result<Status, String> {
+    let asked = async {
+        let client = nats
+            .get_or_try_init(|| async {
+                async_nats::ConnectOptions::new()
+                    .connection_timeout(NATS_WAIT)
+                    .connect(access.servers.as_slice())
+                    .await
+                    .map_err(|e| format!("cannot reach NATS: {e}"))
+            })
+            .await?
+            .clone();
+        corridor_cluster::status::status(client, &access.stream).await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(NATS_WAIT, asked).await.unwrap_or_else(|_| Err("NATS did not answer in time".into()))
+}
+
 pub(super) async fn cluster(State(state): State<Arc<AdminState>>) -> Response {
     let Some(access) = state.cluster.clone() else {
         return error(StatusCode::NOT_FOUND, "this switch is not a node of a cluster (no [cluster])");
@@ -129,24 +151,9 @@ pub(super) async fn cluster(State(state): State<Arc<AdminState>>) -> Response {
     let Ok(Some(snap)) = tokio::time::timeout(SWITCH_WAIT, state.handle.snapshot()).await else {
         return switch_gone();
     };
-    let seen = async {
-        let client = match state.nats.get() {
-            Some(c) => c.clone(),
-            None => {
-                let c = async_nats::ConnectOptions::new()
-                    .connection_timeout(NATS_WAIT)
-                    .connect(access.servers.as_slice())
-                    .await
-                    .map_err(|e| format!("cannot reach NATS: {e}"))?;
-                state.nats.get_or_init(|| c).clone()
-            }
-        };
-        corridor_cluster::status::status(client, &access.stream).await.map_err(|e| e.to_string())
-    };
-    let (cluster, why) = match tokio::time::timeout(NATS_WAIT, seen).await {
-        Ok(Ok(s)) => (status_json(&s), None),
-        Ok(Err(e)) => (Value::Null, Some(e)),
-        Err(_) => (Value::Null, Some("NATS did not answer in time".to_owned())),
+    let (cluster, why) = match seen(&state.nats, &access).await {
+        Ok(s) => (status_json(&s), None),
+        Err(e) => (Value::Null, Some(e)),
     };
     Json(json!({
         "node": access.node,

@@ -26,7 +26,7 @@ use axum::{
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::{cluster::NATS_WAIT, error, presented, same, Admin, ClusterAccess, STOP_WAIT};
+use super::{cluster::seen, error, refusal, Admin, ClusterAccess, STOP_WAIT};
 
 struct Waiting {
     token: Arc<std::sync::RwLock<String>>,
@@ -101,12 +101,9 @@ pub fn start_waiting(
 }
 
 async fn authorize(State(state): State<Arc<Waiting>>, req: Request, next: Next) -> Response {
-    let ok = presented(req.headers())
-        .is_some_and(|t| state.token.read().is_ok_and(|token| same(t.as_bytes(), token.as_bytes())));
-    if ok {
-        next.run(req).await
-    } else {
-        error(StatusCode::UNAUTHORIZED, "a bearer token is needed (Authorization: Bearer …)")
+    match refusal(req.headers(), &state.token) {
+        None => next.run(req).await,
+        Some(r) => r,
     }
 }
 
@@ -121,28 +118,8 @@ async fn healthz() -> Response {
     Json(json!({ "status": "ok", "standby": true })).into_response()
 }
 
-/// The cluster as NATS sees it now (`Err`: why it cannot be read).
-async fn seen(state: &Waiting) -> Result<corridor_cluster::Status, String> {
-    let access = &state.cluster;
-    let asked = async {
-        let client = state
-            .nats
-            .get_or_try_init(|| async {
-                async_nats::ConnectOptions::new()
-                    .connection_timeout(NATS_WAIT)
-                    .connect(access.servers.as_slice())
-                    .await
-                    .map_err(|e| format!("cannot reach NATS: {e}"))
-            })
-            .await?
-            .clone();
-        corridor_cluster::status::status(client, &access.stream).await.map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(NATS_WAIT, asked).await.unwrap_or_else(|_| Err("NATS did not answer in time".into()))
-}
-
 async fn readyz(State(state): State<Arc<Waiting>>) -> Response {
-    let holders = match seen(&state).await {
+    let holders = match seen(&state.nats, &state.cluster).await {
         Ok(s) => {
             let mut h: Vec<String> = s.shards.iter().filter_map(|sh| sh.holder.clone()).collect();
             h.sort_unstable();
@@ -161,7 +138,7 @@ async fn readyz(State(state): State<Arc<Waiting>>) -> Response {
 
 async fn cluster_view(State(state): State<Arc<Waiting>>) -> Response {
     let access = &state.cluster;
-    let (cluster, why): (Value, Option<String>) = match seen(&state).await {
+    let (cluster, why): (Value, Option<String>) = match seen(&state.nats, &state.cluster).await {
         Ok(s) => (super::status_json(&s), None),
         Err(e) => (Value::Null, Some(e)),
     };
