@@ -128,19 +128,14 @@ impl ConfigStore {
     ) -> Result<Self, ConfigError> {
         let mut js = jetstream::new(client);
         js.set_timeout(REQUEST_TIMEOUT);
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_owned(),
-                    history: CONFIG_HISTORY,
-                    num_replicas: replicas,
-                    max_value_size: i32::try_from(CONFIG_BYTES_MAX + 128).unwrap_or(i32::MAX),
-                    ..kv::Config::default()
-                })
-                .await
-                .map_err(|e| ConfigError::Unavailable(e.to_string()))?,
+        let config = kv::Config {
+            bucket: bucket.to_owned(),
+            history: CONFIG_HISTORY,
+            num_replicas: replicas,
+            max_value_size: i32::try_from(CONFIG_BYTES_MAX + 128).unwrap_or(i32::MAX),
+            ..kv::Config::default()
         };
+        let kv = crate::kv_bucket(&js, config).await.map_err(ConfigError::Unavailable)?;
         Ok(Self { kv, node: node.to_owned() })
     }
 

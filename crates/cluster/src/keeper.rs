@@ -338,18 +338,13 @@ async fn agree(
     let deadline = Instant::now() + AGREE_WAIT_MAX;
     loop {
         let asked = async {
-            let kv = match js.get_key_value(bucket).await {
-                Ok(kv) => kv,
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.to_owned(),
-                        history: 1,
-                        num_replicas: replicas,
-                        ..kv::Config::default()
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?,
+            let config = kv::Config {
+                bucket: bucket.to_owned(),
+                history: 1,
+                num_replicas: replicas,
+                ..kv::Config::default()
             };
+            let kv = crate::kv_bucket(&js, config).await?;
             match kv.create("shards", bytes::Bytes::from(shards.to_string())).await {
                 Ok(_) => Ok(None),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {

@@ -93,12 +93,7 @@ impl Leases {
             num_replicas: replicas,
             ..kv::Config::default()
         };
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                js.create_key_value(config).await.map_err(|e| LeaseError::Unavailable(e.to_string()))?
-            }
-        };
+        let kv = crate::kv_bucket(&js, config).await.map_err(LeaseError::Unavailable)?;
         Ok(Self { kv, node: node.to_owned(), ttl })
     }
 

@@ -43,3 +43,16 @@ pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
 pub use status::{cluster_bucket, lease_bucket, ConfigStatus, NodeStatus, ShardStatus, Status};
 pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};
+
+/// The key-value bucket `config.bucket`, found, or made with `config` if it is not there yet
+/// (every bucket of the cluster — leases, the shard count, the configuration — is opened so);
+/// `Err`: why neither answered.
+pub(crate) async fn kv_bucket(
+    js: &async_nats::jetstream::Context,
+    config: async_nats::jetstream::kv::Config,
+) -> Result<async_nats::jetstream::kv::Store, String> {
+    match js.get_key_value(&config.bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
+    }
+}
