@@ -118,12 +118,7 @@ fn local_records(disk: &mut Disk) -> (u64, Vec<u8>) {
         Ok(scan) => (scan.next_seq.saturating_sub(1), scan.cut().map(|(_, at)| at)),
         Err(_) => (0, None),
     };
-    if let (Some(len), Some((_, seg))) = (cut, disk.segments.last_mut()) {
-        seg.truncate(len);
-        if seg.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
-            disk.segments.pop();
-        }
-    }
+    disk.cut_tail(cut);
     let bytes = disk
         .segments
         .iter()

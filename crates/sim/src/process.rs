@@ -15,6 +15,19 @@ pub(crate) struct Disk {
     pub(crate) full_until: Option<Duration>,
 }
 
+impl Disk {
+    /// Cuts a torn tail where a scan says its last whole record ends (`at`, in the last
+    /// segment), as recovery does; a segment left without a whole header goes.
+    pub(crate) fn cut_tail(&mut self, at: Option<usize>) {
+        if let (Some(len), Some((_, last))) = (at, self.segments.last_mut()) {
+            last.truncate(len);
+            if last.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
+                self.segments.pop();
+            }
+        }
+    }
+}
+
 /// What the disk held durably (see `Sim::durable`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Durable {
@@ -136,13 +149,7 @@ impl Sim {
                 }
                 Err(_) => (1, Recovery::default(), None),
             };
-            // A torn tail is cut, as recovery does.
-            if let (Some(len), Some((_, last))) = (last_len, disk.segments.last_mut()) {
-                last.truncate(len as usize);
-                if last.len() < corridor_journal::limits::SEGMENT_HEADER_BYTES {
-                    disk.segments.pop();
-                }
-            }
+            disk.cut_tail(last_len.map(|l| l as usize));
             recovered.push((next, owed));
         }
         if let Some(crashed) = self.durable_at_crash.take() {
