@@ -43,20 +43,11 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
     let Some(c) = loaded.cluster else {
         anyhow::bail!("{}: no [cluster]: this switch runs as a single node", path.display())
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let status = runtime.block_on(async {
-        let asked = async {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(NATS_WAIT)
-                .connect(c.nats.as_slice())
-                .await
-                .context("cannot reach NATS")?;
-            corridor_cluster::status::status(client, &c.stream)
-                .await
-                .context("cannot read the cluster's stream")
-        };
+    let stream = c.stream.clone();
+    let status = with_nats(&c, |client| async move {
+        let asked = corridor_cluster::status::status(client, &stream);
         match tokio::time::timeout(NATS_WAIT, asked).await {
-            Ok(r) => r,
+            Ok(r) => r.context("cannot read the cluster's stream"),
             Err(_) => anyhow::bail!("NATS did not answer within {} s", NATS_WAIT.as_secs()),
         }
     })?;
@@ -145,6 +136,24 @@ pub(crate) fn every_shards_records(
     c: &corridor_config::ClusterSettings,
     shards: usize,
 ) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    with_nats(c, |client| async move {
+        let mut out = Vec::with_capacity(shards);
+        for shard in 0..u16::try_from(shards).unwrap_or(u16::MAX) {
+            let missing = corridor_cluster::stream::records_after(client.clone(), &c.stream, shard, 0)
+                .await
+                .with_context(|| format!("shard {shard}'s subject in stream {}", c.stream))?;
+            out.push(missing.records.unwrap_or((1, Vec::new())));
+        }
+        Ok(out)
+    })
+}
+
+/// Runs `ask` with a connection to cluster `c`'s NATS servers (made within [`NATS_WAIT`]),
+/// on a runtime of its own: how each `corridor` command that reads the cluster reaches it.
+fn with_nats<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+    c: &corridor_config::ClusterSettings,
+    ask: impl FnOnce(async_nats::Client) -> F,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = tokio::time::timeout(
@@ -154,13 +163,6 @@ pub(crate) fn every_shards_records(
         .await
         .map_err(|_| anyhow::anyhow!("NATS did not answer within {} s", NATS_WAIT.as_secs()))?
         .context("cannot reach NATS")?;
-        let mut out = Vec::with_capacity(shards);
-        for shard in 0..u16::try_from(shards).unwrap_or(u16::MAX) {
-            let missing = corridor_cluster::stream::records_after(client.clone(), &c.stream, shard, 0)
-                .await
-                .with_context(|| format!("shard {shard}'s subject in stream {}", c.stream))?;
-            out.push(missing.records.unwrap_or((1, Vec::new())));
-        }
-        Ok(out)
+        ask(client).await
     })
 }
