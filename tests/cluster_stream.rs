@@ -2,15 +2,16 @@
 //! loopback, R3, `sync_interval: always`): appends ordered and exactly once, read back
 //! checked; a second writer fences the first; killing the stream's leader under appends loses
 //! nothing it acknowledged; a lease is one node's while it renews it and another's once it
-//! stops.
+//! stops; a checkpoint lets a takeover read from it and what came before it be purged.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
 
 use std::time::{Duration, Instant};
 
 use corridor_cluster::{
-    stream::{self, read},
-    AppendError, LeaseError, Leases, ShardLog, Tail,
+    batch::CHECKPOINT_PART_BYTES,
+    stream::{self, read, take_read},
+    AppendError, CheckpointPart, Hint, LeaseError, Leases, ShardLog, StreamError, Tail,
 };
 use corridor_tests::nats::NatsCluster;
 
@@ -72,6 +73,114 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     let gap = read(c.clone(), STREAM, 0, Tail::from(2)).await.unwrap_err();
     assert!(gap.to_string().contains("skips from record 2 to 1"), "{gap}");
     assert_eq!(read(c.clone(), STREAM, 1, Tail::default()).await.unwrap().len(), 10);
+}
+
+/// The cluster's bucket, where a checkpoint's hint lives (every node makes it at start).
+async fn cluster_bucket(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
+    let js = async_nats::jetstream::new(client.clone());
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: corridor_cluster::cluster_bucket(STREAM),
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .expect("the cluster's bucket")
+}
+
+/// Journal records `first..=last` as a journal has them on disk (what a takeover parses).
+fn journal_records(first: u64, last: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seq in first..=last {
+        corridor_journal::encode(
+            seq,
+            corridor_journal::Kind::LinkEvent,
+            format!("record {seq}").as_bytes(),
+            &mut out,
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_purged() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    cluster_bucket(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 5).await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..10u64 {
+        seqs.push(log.append(3 * i + 1, 3 * i + 3, &journal_records(3 * i + 1, 3 * i + 3)).await.unwrap());
+    }
+    // The state of records 1..=24 — the journal's last closed segments — in three parts,
+    // appended when the subject held 30; a reader of it starts at the batch of 25..=27.
+    let state: Vec<u8> = (0..CHECKPOINT_PART_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
+    let first_part = log.append_checkpoint(24, 30, &state).await.unwrap();
+    assert_eq!(log.last(), first_part + 2, "three parts, one after another");
+    log.publish_hint(Hint { from: seqs[8], covers: 24 }).await.unwrap();
+    for i in 10..12u64 {
+        log.append(3 * i + 1, 3 * i + 3, &journal_records(3 * i + 1, 3 * i + 3)).await.unwrap();
+    }
+    assert_eq!(log.purge_before(seqs[8]).await.unwrap(), 8, "the batches the checkpoint holds");
+
+    let took = take_read(c.clone(), STREAM, 5).await.unwrap();
+    let ck = took.checkpoint.expect("the checkpoint is read");
+    assert_eq!((ck.seq, ck.covers, ck.through), (first_part, 24, 30));
+    assert!(ck.state == state, "the state as written, from its three parts");
+    assert_eq!(
+        took.records,
+        Some((25, journal_records(25, 36))),
+        "the records it does not cover, and those after"
+    );
+    assert_eq!(took.subject_last, log.last());
+    // An older hint (a deposed owner's) never replaces it.
+    log.publish_hint(Hint { from: seqs[0], covers: 12 }).await.unwrap();
+    assert_eq!(take_read(c.clone(), STREAM, 5).await.unwrap().checkpoint.unwrap().covers, 24);
+    // Clearing reads what the subject still holds, from its first message.
+    let kept = stream::records_after(c.clone(), STREAM, 5, 0).await.unwrap();
+    assert_eq!(kept.records, Some((25, journal_records(25, 36))));
+
+    // A purge past what the checkpoint covers would lose records 25..=27: every reader sees it.
+    log.purge_before(seqs[9]).await.unwrap();
+    match take_read(c.clone(), STREAM, 5).await {
+        Err(StreamError::Gap(g)) => assert_eq!((g.expected, g.found), (25, 28), "{g}"),
+        other => panic!("records 25..=27 are gone: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_the_whole_subject() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let kv = cluster_bucket(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 6).await.unwrap();
+    log.append(1, 6, &journal_records(1, 6)).await.unwrap();
+    // The first part of two, then its writer died: what a reader must pass over.
+    let js = async_nats::jetstream::new(c.clone());
+    let mut cut = Vec::new();
+    CheckpointPart { shard: 6, covers: 6, through: 6, part: 0, parts: 2, bytes: b"half" }.encode(&mut cut);
+    js.publish(stream::subject(STREAM, 6), cut.into()).await.unwrap().await.unwrap();
+    let mut log = ShardLog::open(c.clone(), STREAM, 6).await.unwrap();
+    log.append(7, 9, &journal_records(7, 9)).await.unwrap();
+    let took = take_read(c.clone(), STREAM, 6).await.unwrap();
+    assert_eq!(took.checkpoint, None, "a checkpoint cut short is none");
+    assert_eq!(took.records, Some((1, journal_records(1, 9))));
+
+    // A whole one (of records 1..=9, all the subject holds: a reader starts at it), the
+    // subject purged before it, then a hint that points at a message purged since (a bucket
+    // restored from an older copy, say): the takeover reads the subject whole instead.
+    let at = log.append_checkpoint(9, 9, b"state of 1..=9").await.unwrap();
+    log.append(10, 10, &journal_records(10, 10)).await.unwrap();
+    log.purge_before(at).await.unwrap();
+    kv.put("checkpoint.6", "from=1 covers=6".into()).await.unwrap();
+    let took = take_read(c.clone(), STREAM, 6).await.unwrap();
+    let ck = took.checkpoint.expect("the checkpoint, read from the subject's first message");
+    assert_eq!((ck.seq, ck.covers, ck.state.as_slice()), (at, 9, b"state of 1..=9".as_slice()));
+    assert_eq!(took.records, Some((10, journal_records(10, 10))));
+    // A hint past the subject's end (a stream made anew): the same.
+    kv.put("checkpoint.6", format!("from={} covers=9", log.last() + 100).into()).await.unwrap();
+    assert_eq!(take_read(c.clone(), STREAM, 6).await.unwrap().records, Some((10, journal_records(10, 10))));
 }
 
 #[tokio::test(flavor = "current_thread")]

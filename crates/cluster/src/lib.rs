@@ -21,7 +21,8 @@
 //!   is taken until they are given up.
 //! - [`stream`]: a shard's subject: the stream made, appends with the expected last subject
 //!   sequence (ordered, exactly once, fenced), an unacknowledged append settled by reading
-//!   back, a subject read in order and checked.
+//!   back, a subject read in order and checked; checkpoints appended to it, its messages
+//!   before them purged, a takeover reading from the last one.
 //! - [`config`]: the cluster's one configuration: published by a reload on any node
 //!   (compare-and-set on the revision it serves), watched by every node.
 //! - [`status`]: the cluster as NATS sees it, for operators (which node holds which shard,
@@ -37,12 +38,12 @@ pub mod limits;
 pub mod status;
 pub mod stream;
 
-pub use batch::{Batch, Gap, Invalid, Tail};
+pub use batch::{Batch, CheckpointPart, Gap, Invalid, Message, Tail};
 pub use config::{config_bucket, ConfigStore, Published};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
 pub use status::{cluster_bucket, lease_bucket, ConfigStatus, NodeStatus, ShardStatus, Status};
-pub use stream::{AppendError, ReadBatch, ShardLog, StreamError};
+pub use stream::{AppendError, Hint, Missing, ReadBatch, ReadCheckpoint, ShardLog, StreamError, Subject};
 
 /// The key-value bucket `config.bucket`, found, or made with `config` if it is not there yet
 /// (every bucket of the cluster — leases, the shard count, the configuration — is opened so);

@@ -116,6 +116,9 @@ pub struct ShardStatus {
     pub last_record: u64,
     /// Since that batch was appended.
     pub last_append_age: Option<Duration>,
+    /// Where a node taking the shard over begins reading (its last checkpoint's hint;
+    /// `None`: none yet — it reads the subject whole).
+    pub checkpoint: Option<crate::Hint>,
 }
 
 /// The bucket the cluster's settings every node must share live in (its shard count).
@@ -200,6 +203,7 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
         }
     }
     let kv = js.get_key_value(lease_bucket(stream)).await.ok();
+    let settings = js.get_key_value(cluster_bucket(stream)).await.ok();
     let mut node_keys: Vec<String> = Vec::new();
     if let Some(kv) = &kv {
         if let Ok(mut keys) = kv.keys().await {
@@ -234,13 +238,17 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
         let (subject_last, last_record, last_append_age) =
             match s.get_last_raw_message_by_subject(&subject(stream, shard)).await {
                 Ok(m) => {
-                    let b = batch::decode(&m.payload)
+                    let b = batch::decode_message(&m.payload)
                         .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?;
-                    (m.sequence, b.last_seq, Some(since(m.time)))
+                    (m.sequence, b.last_record(), Some(since(m.time)))
                 }
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, 0, None),
                 Err(e) => return Err(server(&e)),
             };
+        let checkpoint = match &settings {
+            Some(kv) => crate::stream::Hint::of(kv, shard).await,
+            None => None,
+        };
         out.push(ShardStatus {
             shard,
             holder: lease.as_ref().map(|e| String::from_utf8_lossy(&e.value).into_owned()),
@@ -249,6 +257,7 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
             subject_last,
             last_record,
             last_append_age,
+            checkpoint,
         });
     }
     node_keys.sort_unstable();

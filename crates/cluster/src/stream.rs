@@ -9,6 +9,19 @@
 //! sequence). Reads are checked (our CRC on every batch, no gap between batches), and a
 //! subject whose last sequence went backwards is reported: the stream lost what it had
 //! acknowledged.
+//!
+//! # Checkpoints and retention
+//!
+//! The subject would otherwise grow without end, and a takeover read it whole. So the
+//! owner appends each checkpoint its journal writes ([`ShardLog::append_checkpoint`], the
+//! format in `batch`), publishes where a reader of it begins ([`Hint`]: the batch holding the
+//! first record it does not cover, or the checkpoint itself) and purges what is before that
+//! once retention no longer keeps it ([`ShardLog::purge_before`]). A takeover reads from the
+//! hint ([`take_read`]): the checkpoint, then the records after it. The hint is only that — a
+//! read checks the checkpoint joins the records around it and that nothing before the first
+//! batch read is missing ([`read_subject`]); a hint purged past falls back to reading the
+//! subject whole. Purging is not fenced and needs not be: it only takes messages a
+//! checkpoint already in the subject holds the state of.
 
 use std::time::Instant;
 
@@ -24,7 +37,7 @@ use futures_util::StreamExt;
 use tracing::{debug, warn};
 
 use crate::{
-    batch::{self, Batch, Gap, Invalid, Tail},
+    batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
     limits::{APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, REQUEST_TIMEOUT},
 };
 
@@ -49,8 +62,16 @@ pub enum StreamError {
     },
     /// Batches are missing between two that are there.
     Gap(Gap),
-    /// More batches than [`READ_BATCHES_MAX`].
+    /// More messages than [`READ_BATCHES_MAX`] in one read (a checkpoint missed).
     TooMany,
+    /// A read from stream sequence `from` found the subject's first message from there at
+    /// `found`: `from` was purged (a stale hint).
+    NotAt {
+        /// Where the read was to begin.
+        from: u64,
+        /// Where the subject's messages begin from there.
+        found: u64,
+    },
 }
 
 impl std::fmt::Display for StreamError {
@@ -59,7 +80,10 @@ impl std::fmt::Display for StreamError {
             Self::Server(e) => write!(f, "the stream: {e}"),
             Self::Invalid { seq, why } => write!(f, "message {seq}: {why}"),
             Self::Gap(g) => write!(f, "{g}"),
-            Self::TooMany => write!(f, "more than {READ_BATCHES_MAX} batches on the subject"),
+            Self::TooMany => write!(f, "more than {READ_BATCHES_MAX} messages on the subject"),
+            Self::NotAt { from, found } => {
+                write!(f, "message {from} is gone from the subject (the next is {found})")
+            }
         }
     }
 }
@@ -89,6 +113,11 @@ pub enum AppendError {
     /// No acknowledgement within [`APPEND_WAIT_MAX`] (no leader, no quorum, no connection):
     /// whether it went in is not known until the stream answers again.
     Unavailable(String),
+    /// A checkpoint of more parts than a part number holds: nothing was appended.
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
 }
 
 impl std::fmt::Display for AppendError {
@@ -101,6 +130,7 @@ impl std::fmt::Display for AppendError {
                 write!(f, "the stream lost acknowledged records: its last is {found}, {acknowledged} was acknowledged")
             }
             Self::Unavailable(e) => write!(f, "the stream is unavailable: {e}"),
+            Self::TooLarge { bytes } => write!(f, "a checkpoint of {bytes} bytes is too large to append"),
         }
     }
 }
@@ -206,9 +236,9 @@ impl ShardLog {
     pub async fn last_record(&self) -> Result<u64, StreamError> {
         match last_on(&self.js, &self.stream, &self.subject).await.map_err(StreamError::Server)? {
             None => Ok(0),
-            Some((seq, payload)) => {
-                batch::decode(&payload).map(|b| b.last_seq).map_err(|why| StreamError::Invalid { seq, why })
-            }
+            Some((seq, payload)) => batch::decode_message(&payload)
+                .map(|m| m.last_record())
+                .map_err(|why| StreamError::Invalid { seq, why }),
         }
     }
 
@@ -228,6 +258,65 @@ impl ShardLog {
         self.scratch.clear();
         Batch { shard: self.shard, first_seq, last_seq, records }.encode(&mut self.scratch);
         let payload = Bytes::copy_from_slice(&self.scratch);
+        self.append_message(payload).await
+    }
+
+    /// Appends a checkpoint: `state` (the local journal's checkpoint of records
+    /// `..=covers`) in parts, one after another, each fenced like a batch; `through` is the
+    /// last record the subject holds (see `batch`'s docs). The stream sequence of its first
+    /// part, once the stream acknowledged (or was found to hold) its last.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardLog::append`] (a checkpoint cut short is passed over by readers), or a
+    /// state of more parts than a part number holds ([`AppendError::TooLarge`]: nothing
+    /// appended).
+    ///
+    /// # Panics
+    ///
+    /// `covers > through`: the caller's error.
+    pub async fn append_checkpoint(
+        &mut self,
+        covers: u64,
+        through: u64,
+        state: &[u8],
+    ) -> Result<u64, AppendError> {
+        assert!(covers <= through, "a checkpoint covers what the subject holds or its journal checkpointed");
+        let parts = u16::try_from(state.len().div_ceil(CHECKPOINT_PART_BYTES).max(1))
+            .map_err(|_| AppendError::TooLarge { bytes: state.len() })?;
+        let mut first = None;
+        for (part, bytes) in (0..parts).zip(state.chunks(CHECKPOINT_PART_BYTES).chain([&[][..]])) {
+            self.scratch.clear();
+            CheckpointPart { shard: self.shard, covers, through, part, parts, bytes }
+                .encode(&mut self.scratch);
+            let payload = Bytes::copy_from_slice(&self.scratch);
+            let seq = self.append_message(payload).await?;
+            first.get_or_insert(seq);
+        }
+        Ok(first.unwrap_or(self.last))
+    }
+
+    /// Purges the subject's messages before stream sequence `before` (those a checkpoint at
+    /// or before `before` holds the state of). Not fenced — it takes nothing a reader from
+    /// that checkpoint needs, whoever asks — and idempotent.
+    ///
+    /// # Errors
+    ///
+    /// The server refused or did not answer: the messages stay until the next purge.
+    pub async fn purge_before(&self, before: u64) -> Result<u64, StreamError> {
+        let s =
+            self.js.get_stream_no_info(&self.stream).await.map_err(|e| StreamError::Server(e.to_string()))?;
+        let purged = s
+            .purge()
+            .filter(self.subject.clone())
+            .sequence(before)
+            .await
+            .map_err(|e| StreamError::Server(e.to_string()))?;
+        Ok(purged.purged)
+    }
+
+    /// Appends one message (see [`ShardLog::append`]).
+    async fn append_message(&mut self, payload: Bytes) -> Result<u64, AppendError> {
         let deadline = Instant::now() + APPEND_WAIT_MAX;
         loop {
             let publish =
@@ -291,86 +380,327 @@ pub struct ReadBatch {
     pub records: Bytes,
 }
 
-/// Every batch on shard `shard`'s subject, in order, checked (our CRC on each, no gap
-/// between them, starting at `tail`).
+/// A checkpoint read back from the stream, whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadCheckpoint {
+    /// The stream sequence of its first part.
+    pub seq: u64,
+    /// The last record its state holds.
+    pub covers: u64,
+    /// The last record the subject held when it was appended.
+    pub through: u64,
+    /// The state: the local journal's checkpoint of records `..=covers`.
+    pub state: Vec<u8>,
+}
+
+/// A subject read in order, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// Its batches, in order.
+    pub batches: Vec<ReadBatch>,
+    /// The last whole checkpoint read (`None`: none).
+    pub checkpoint: Option<ReadCheckpoint>,
+    /// The subject's last stream sequence when it was read (0: empty).
+    pub last: u64,
+}
+
+/// Every batch on shard `shard`'s subject, in order, checked (see [`read_subject`]).
 ///
 /// # Errors
 ///
-/// The stream cannot be read, a message is not a batch we wrote, or batches are missing.
+/// As [`read_subject`].
 pub async fn read(
     client: async_nats::Client,
     stream: &str,
     shard: u16,
-    mut tail: Tail,
+    tail: Tail,
 ) -> Result<Vec<ReadBatch>, StreamError> {
+    read_subject(client, stream, shard, tail, None).await.map(|s| s.batches)
+}
+
+/// The parts of a checkpoint read so far.
+struct Assembly {
+    seq: u64,
+    covers: u64,
+    through: u64,
+    parts: u16,
+    next: u16,
+    state: Vec<u8>,
+}
+
+/// Every message of shard `shard`'s subject from stream sequence `from` on (from its first
+/// when `None`), in order, checked: our CRC on each; no gap between batches (starting at
+/// `tail`); each whole checkpoint joining the batches around it ([`Tail::checkpoint`]); and
+/// the beginning accounted for — the first batch read begins at record 1 or within what the
+/// first checkpoint after it covers, and a checkpoint read first holds every record before
+/// the batches after it. A checkpoint cut short (its writer died mid-way) is passed over.
+///
+/// # Errors
+///
+/// The stream cannot be read, a message is not one we wrote, records are missing, or the
+/// subject no longer holds message `from` ([`StreamError::NotAt`]: purged since).
+pub async fn read_subject(
+    client: async_nats::Client,
+    stream: &str,
+    shard: u16,
+    mut tail: Tail,
+    from: Option<u64>,
+) -> Result<Subject, StreamError> {
     let mut js = jetstream::new(client);
     js.set_timeout(REQUEST_TIMEOUT);
     let subject = subject(stream, shard);
     let server = |e: &dyn std::fmt::Display| StreamError::Server(e.to_string());
     let Some((last, _)) = last_on(&js, stream, &subject).await.map_err(StreamError::Server)? else {
-        return Ok(Vec::new());
+        return Ok(Subject::default());
     };
+    if let Some(from) = from.filter(|&f| f > last) {
+        // Past the subject's end (a stream made anew under an old hint): nothing to wait for.
+        return Err(StreamError::NotAt { from, found: last });
+    }
     let s = js.get_stream_no_info(stream).await.map_err(|e| server(&e))?;
+    let deliver_policy =
+        from.map_or(DeliverPolicy::All, |start_sequence| DeliverPolicy::ByStartSequence { start_sequence });
     let consumer = s
         .create_consumer(OrderedConfig {
             filter_subject: subject.clone(),
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             ..OrderedConfig::default()
         })
         .await
         .map_err(|e| server(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| server(&e))?;
-    let mut out = Vec::new();
+    let mut out = Subject { last, ..Subject::default() };
+    // The first batch's first record, when a batch comes before any whole checkpoint; and
+    // what the first whole checkpoint covers.
+    let (mut first_record, mut first_covers) = (None, None);
+    let mut assembly: Option<Assembly> = None;
+    let mut read = 0usize;
     while let Some(m) =
         tokio::time::timeout(REQUEST_TIMEOUT * 4, messages.next()).await.map_err(|e| server(&e))?
     {
         let m = m.map_err(|e| server(&e))?;
         let seq = m.info().map_err(|e| server(&e))?.stream_sequence;
-        let b = batch::decode(&m.payload).map_err(|why| StreamError::Invalid { seq, why })?;
-        tail.accept(&b).map_err(StreamError::Gap)?;
-        if out.len() >= READ_BATCHES_MAX {
+        if read == 0 {
+            if let Some(from) = from.filter(|&f| f != seq) {
+                return Err(StreamError::NotAt { from, found: seq });
+            }
+        }
+        read += 1;
+        if read > READ_BATCHES_MAX {
             return Err(StreamError::TooMany);
         }
-        out.push(ReadBatch {
-            seq,
-            first_seq: b.first_seq,
-            last_seq: b.last_seq,
-            records: Bytes::copy_from_slice(b.records),
-        });
+        match batch::decode_message(&m.payload).map_err(|why| StreamError::Invalid { seq, why })? {
+            Message::Batch(b) => {
+                assembly = None;
+                tail.accept(&b).map_err(StreamError::Gap)?;
+                if first_covers.is_none() {
+                    first_record.get_or_insert(b.first_seq);
+                }
+                out.batches.push(ReadBatch {
+                    seq,
+                    first_seq: b.first_seq,
+                    last_seq: b.last_seq,
+                    records: Bytes::copy_from_slice(b.records),
+                });
+            }
+            Message::Checkpoint(p) => {
+                let follows = assembly.as_ref().is_some_and(|a| {
+                    (a.covers, a.through, a.parts, a.next) == (p.covers, p.through, p.parts, p.part)
+                });
+                if p.part == 0 {
+                    let state = Vec::with_capacity(p.bytes.len() * usize::from(p.parts));
+                    assembly = Some(Assembly {
+                        seq,
+                        covers: p.covers,
+                        through: p.through,
+                        parts: p.parts,
+                        next: 0,
+                        state,
+                    });
+                } else if !follows {
+                    // The rest of a checkpoint whose beginning was cut off: passed over.
+                    assembly = None;
+                }
+                if let Some(a) = assembly.as_mut() {
+                    a.state.extend_from_slice(p.bytes);
+                    a.next += 1;
+                    if a.next == a.parts {
+                        let a = assembly.take().unwrap_or_else(|| unreachable!("taken just above"));
+                        if tail.next() == 0 && a.through != a.covers {
+                            // Read first, it says batches before it hold what it does not
+                            // cover: they are not there.
+                            return Err(StreamError::Gap(Gap {
+                                expected: a.covers + 1,
+                                found: a.through + 1,
+                            }));
+                        }
+                        tail.checkpoint(a.covers, a.through).map_err(StreamError::Gap)?;
+                        first_covers.get_or_insert(a.covers);
+                        out.checkpoint = Some(ReadCheckpoint {
+                            seq: a.seq,
+                            covers: a.covers,
+                            through: a.through,
+                            state: a.state,
+                        });
+                    }
+                }
+            }
+        }
         if seq >= last {
             break;
+        }
+    }
+    if let Some(first) = first_record {
+        let covered = first_covers.unwrap_or(0);
+        if first > covered + 1 {
+            return Err(StreamError::Gap(Gap { expected: covered + 1, found: first }));
         }
     }
     Ok(out)
 }
 
-/// What a node taking a shard over reads from its subject: the records after its own
-/// journal's last, and the subject's last sequence, which its first append must expect (an
-/// append of the last owner's after this read fences the new one rather than slip in).
+/// Where a node taking shard `shard` over begins reading its subject: the stream sequence a
+/// reader of its last checkpoint starts at (the first batch holding a record the checkpoint
+/// does not cover, or the checkpoint itself), kept beside the shard count in the cluster's
+/// bucket. Only a hint: a reader checks what it reads from there, and one that no longer
+/// finds it (purged since) reads the subject whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// The stream sequence to read from.
+    pub from: u64,
+    /// The last record the checkpoint covers.
+    pub covers: u64,
+}
+
+impl Hint {
+    fn key(shard: u16) -> String {
+        format!("checkpoint.{shard}")
+    }
+
+    fn encode(self) -> Bytes {
+        Bytes::from(format!("from={} covers={}", self.from, self.covers))
+    }
+
+    fn decode(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let field = |name: &str| {
+            text.split(' ').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+        };
+        Some(Self { from: field("from")?, covers: field("covers")? })
+    }
+}
+
+impl Hint {
+    /// Shard `shard`'s hint in the cluster's bucket `kv`, if one was published (and the
+    /// bucket answers).
+    pub async fn of(kv: &jetstream::kv::Store, shard: u16) -> Option<Self> {
+        Self::decode(&kv.get(Self::key(shard)).await.ok()??)
+    }
+}
+
+/// Shard `shard`'s hint, if one was published (and the bucket answers).
+async fn hint(js: &jetstream::Context, stream: &str, shard: u16) -> Option<Hint> {
+    let kv = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok()?;
+    Hint::of(&kv, shard).await
+}
+
+impl ShardLog {
+    /// Publishes `hint` for this shard unless the bucket holds one for a later checkpoint
+    /// (compare-and-set: a deposed owner's older hint never replaces a newer one).
+    ///
+    /// # Errors
+    ///
+    /// The bucket refused or did not answer: readers go on from the last hint (or the
+    /// subject's first message).
+    pub async fn publish_hint(&self, hint: Hint) -> Result<(), String> {
+        let kv = self
+            .js
+            .get_key_value(crate::status::cluster_bucket(&self.stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = Hint::key(self.shard);
+        match kv.entry(&key).await.map_err(|e| e.to_string())? {
+            Some(e) if Hint::decode(&e.value).is_some_and(|h| h.covers >= hint.covers) => Ok(()),
+            Some(e) => {
+                kv.update(&key, hint.encode(), e.revision).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            None => kv.create(&key, hint.encode()).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What a node taking a shard over reads from its subject: its last checkpoint, the records
+/// after it, and the subject's last sequence, which its first append must expect (an append
+/// of the last owner's after this read fences the new one rather than slip in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Missing {
-    /// The records after the local journal's last, whole, as the journal had them on disk:
-    /// `(first_seq, records)`; `None` when the stream holds none after it.
+    /// The subject's last whole checkpoint, if it has one.
+    pub checkpoint: Option<ReadCheckpoint>,
+    /// The records after the checkpoint (after record `after` for [`records_after`]), whole,
+    /// as the journal had them on disk: `(first_seq, records)`; `None` when there are none.
     pub records: Option<(u64, Vec<u8>)>,
     /// The subject's last stream sequence when it was read (0: empty).
     pub subject_last: u64,
 }
 
-/// The records of shard `shard`'s subject after the local journal's record `after` (see
-/// [`Missing`]). A node taking the shard over writes them into its journal and recovers it
-/// as a restart does.
+/// What a node taking shard `shard` over needs of its subject (see [`Missing`]): read from
+/// the last checkpoint's hint, or whole when there is none (or it is stale). It writes them
+/// into its journal and recovers it as a restart does.
 ///
 /// # Errors
 ///
-/// The stream cannot be read, a batch is damaged or missing, or a batch's records are not
-/// whole records.
+/// The stream cannot be read, a message is damaged, records are missing, or a batch's
+/// records are not whole records.
+pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> Result<Missing, StreamError> {
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(REQUEST_TIMEOUT);
+    let whole = match hint(&js, stream, shard).await {
+        Some(h) => match read_subject(client.clone(), stream, shard, Tail::default(), Some(h.from)).await {
+            Err(StreamError::NotAt { from, found }) => {
+                warn!(
+                    shard,
+                    from, found, "cluster: the checkpoint's hint is stale: reading the subject whole"
+                );
+                None
+            }
+            other => Some(other?),
+        },
+        None => None,
+    };
+    let subject = match whole {
+        Some(s) => s,
+        None => read_subject(client, stream, shard, Tail::default(), None).await?,
+    };
+    let after = subject.checkpoint.as_ref().map_or(0, |c| c.covers);
+    Ok(Missing {
+        records: records_of(&subject.batches, after)?,
+        checkpoint: subject.checkpoint,
+        subject_last: subject.last,
+    })
+}
+
+/// The records of shard `shard`'s subject after record `after`, read from its first message
+/// (checkpoints passed over): what `corridor clearing` reads of a shard in a cluster.
+///
+/// # Errors
+///
+/// As [`take_read`].
 pub async fn records_after(
     client: async_nats::Client,
     stream: &str,
     shard: u16,
     after: u64,
 ) -> Result<Missing, StreamError> {
-    let batches = read(client, stream, shard, Tail::default()).await?;
+    let subject = read_subject(client, stream, shard, Tail::default(), None).await?;
+    Ok(Missing {
+        records: records_of(&subject.batches, after)?,
+        checkpoint: subject.checkpoint,
+        subject_last: subject.last,
+    })
+}
+
+/// The records of `batches` after record `after`, whole: `(first_seq, records)`.
+fn records_of(batches: &[ReadBatch], after: u64) -> Result<Option<(u64, Vec<u8>)>, StreamError> {
     let mut first = None;
     let mut out = Vec::new();
     for b in batches.iter().filter(|b| b.last_seq > after) {
@@ -388,5 +718,23 @@ pub async fn records_after(
             }
         }
     }
-    Ok(Missing { records: first.map(|f| (f, out)), subject_last: batches.last().map_or(0, |b| b.seq) })
+    Ok(first.map(|f| (f, out)))
+}
+
+/// The records of `records` (whole records, the first numbered `first_seq`) from record
+/// `from` on: a suffix of it (empty when it ends before `from`).
+///
+/// # Errors
+///
+/// They are not whole journal records.
+pub fn records_since(first_seq: u64, records: &[u8], from: u64) -> Result<&[u8], String> {
+    if from <= first_seq {
+        return Ok(records);
+    }
+    let header = corridor_journal::SegmentHeader { first_seq, created_unix_ms: 0 }.to_bytes();
+    let bytes = [header.as_slice(), records].concat();
+    let scan =
+        corridor_journal::segment::scan_segment(&bytes, first_seq, false).map_err(|e| e.to_string())?;
+    let at = scan.records.iter().find(|f| f.record.seq >= from).map_or(bytes.len(), |f| f.offset);
+    Ok(&records[at - header.len()..])
 }
