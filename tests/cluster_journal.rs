@@ -2,7 +2,8 @@
 //! real JetStream cluster (three pinned `nats-server` processes on loopback). Every record
 //! the node journals is in the stream once, in order and byte for byte as the local journal
 //! has it; a restart goes on from there; killing the stream's leader under load delays
-//! answers (none leaves without its record in the stream) and loses nothing.
+//! answers (none leaves without its record in the stream) and loses nothing; checkpoints go
+//! into the stream, what is before them is purged, and a takeover reads from the last one.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::disallowed_methods)] // test code
 
@@ -81,6 +82,22 @@ fn pay_allowing(
     took
 }
 
+/// Pays `stans` through the switch with up to `window` in flight at once, each answered 00.
+fn pay_pipelined(switch: &TestSwitch, stans: std::ops::RangeInclusive<u32>, window: usize) {
+    let mut acq = Conn::connect(switch.addr("acq-1"), Wire::NATIVE);
+    let (mut next, last) = (*stans.start(), *stans.end());
+    let mut open = 0usize;
+    while next <= last || open > 0 {
+        while open < window && next <= last {
+            acq.send(u64::from(next), &purchase(PAN, &format!("{next:06}"), "12345678"));
+            (next, open) = (next + 1, open + 1);
+        }
+        let (stan, r) = acq.recv_app_within(WAIT_MAX * 3).expect("an answer");
+        assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]), "{stan}");
+        open -= 1;
+    }
+}
+
 /// Each shard's local journal and its subject in the stream, read in order with no gap:
 /// the stream holds the journal's records byte for byte, up to those the node made while it
 /// stopped (its links going down, after the drain's last sync), which the next start refills.
@@ -101,7 +118,7 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
                 let c = async_nats::connect(nats.urls()).await.unwrap();
                 let start = Instant::now();
                 loop {
-                    match read(c.clone(), "CORRIDOR", u16::try_from(k).unwrap(), Tail::from(1)).await {
+                    match read(c.clone(), "CORRIDOR", u16::try_from(k).unwrap(), Tail::default()).await {
                         Ok(b) => break b,
                         Err(e) if start.elapsed() < Duration::from_secs(30) => {
                             eprintln!("reading shard {k}'s subject again: {e}");
@@ -113,16 +130,24 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
             });
             let streamed: Vec<u8> = batches.iter().flat_map(|b| b.records.iter().copied()).collect();
             assert!(!streamed.is_empty(), "shard {k} replicated");
+            // Either may begin later than record 1: the stream purged before a checkpoint,
+            // the journal rebuilt from one. Side by side from the later beginning.
+            let local_first = corridor_net::journal::first_segment(&dir).unwrap().unwrap_or(1);
+            let from = local_first.max(batches[0].first_seq);
+            let streamed = corridor_cluster::stream::records_since(batches[0].first_seq, &streamed, from)
+                .unwrap()
+                .to_vec();
+            let local = corridor_cluster::stream::records_since(local_first, &local, from).unwrap().to_vec();
             assert!(local.starts_with(&streamed), "shard {k}: the stream's records are the journal's");
             let tail = corridor_journal::segment::scan_segment(
                 &[
-                    corridor_journal::SegmentHeader { first_seq: 1, created_unix_ms: 0 }
+                    corridor_journal::SegmentHeader { first_seq: from, created_unix_ms: 0 }
                         .to_bytes()
                         .as_slice(),
                     &local[streamed.len()..],
                 ]
                 .concat(),
-                1,
+                from,
                 true,
             )
             .map(|s| s.records.iter().map(|f| f.record.kind).collect::<Vec<_>>())
@@ -271,5 +296,92 @@ fn with_every_nats_server_killed_answers_wait_and_resume_by_themselves_and_nothi
         "every NATS server killed, restarted 2 s later: the answer waited {waited:?}; new requests were declined 96 \
          for {declining:?} more (the leases taken again); then the next ones took up to {:?}",
         after.iter().max().unwrap()
+    );
+}
+
+#[test]
+fn checkpoints_go_into_the_stream_what_is_before_them_is_purged_and_a_takeover_reads_from_the_last() {
+    let nats = NatsCluster::start(3);
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    // Segments of 1 MiB (the least), a checkpoint at each, nothing kept past one: the stream
+    // is purged at every checkpoint.
+    let small = |c: String| {
+        c.replace(
+            "group_wait_us = 100\n",
+            "group_wait_us = 100\nsegment_bytes = 1048576\ncheckpoint_segments = 1\nretain_hours = 0\n",
+        )
+    };
+    let state_a = state_dir("checkpoint-a");
+    let a = TestSwitch::start(&small(config_of("node-a", &state_a, issuer.addr, &nats)));
+    a.wait_replicating();
+    a.wait_signed_on(&["iss-1"]);
+    // Enough for several segments on each shard (a purchase is a few records on each).
+    let mut paid = 0u32;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(async { async_nats::connect(nats.urls()).await.unwrap() });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let purged = loop {
+        pay_pipelined(&a, paid + 1..=paid + 1_000, 64);
+        paid += 1_000;
+        let snap = a.handle().snapshot_blocking().unwrap();
+        let shards: Vec<(u64, u64, u64)> =
+            snap.journal.replicas.iter().map(|m| (m.checkpoint, m.checkpoints, m.purged)).collect();
+        // (The participants' shard: the other holds only its start's records.)
+        if shards.iter().any(|&(_, n, purged)| n >= 2 && purged > 0) {
+            break shards;
+        }
+        assert!(Instant::now() < deadline, "checkpoints and purges after {paid} purchases: {shards:?}");
+    };
+    // What the stream holds of each shard no longer begins at record 1, and its last
+    // checkpoint is where a takeover reads from.
+    for (k, &(covers, _, _)) in purged.iter().enumerate().filter(|(_, &(_, _, purged))| purged > 0) {
+        let shard = u16::try_from(k).unwrap();
+        let kept = rt
+            .block_on(corridor_cluster::stream::records_after(client.clone(), "CORRIDOR", shard, 0))
+            .unwrap();
+        let took =
+            rt.block_on(corridor_cluster::stream::take_read(client.clone(), "CORRIDOR", shard)).unwrap();
+        let (first, _) = kept.records.expect("records after the checkpoint");
+        assert!(first > 1, "shard {k}: the stream was purged (it begins at record {first})");
+        let ck = took.checkpoint.expect("a checkpoint in the stream");
+        assert!(ck.covers >= covers && first <= ck.covers + 1, "shard {k}: {first} {}", ck.covers);
+    }
+    a.stop();
+    std::fs::remove_dir_all(&state_a).unwrap();
+    let forwarded = issuer.seen_mti(200).len();
+    assert_eq!(forwarded, paid as usize);
+
+    // Another node, an empty disk: its journal is the stream's last checkpoint and the
+    // records after it — not the whole history.
+    let state_b = state_dir("checkpoint-b");
+    let started = Instant::now();
+    let b = TestSwitch::start(&small(config_of("node-b", &state_b, issuer.addr, &nats)));
+    b.wait_replicating();
+    b.wait_signed_on(&["iss-1"]);
+    let took_over = started.elapsed();
+    for (k, _) in purged.iter().enumerate().filter(|(_, &(_, _, purged))| purged > 0) {
+        let dir =
+            if k == 0 { state_b.join("journal") } else { state_b.join("journal").join(format!("shard-{k}")) };
+        let checkpoints = corridor_net::journal::checkpoints(&dir).unwrap();
+        let first = corridor_net::journal::first_segment(&dir).unwrap().unwrap();
+        assert!(
+            !checkpoints.is_empty() && first > 1,
+            "shard {k}: checkpoints {checkpoints:?}, first segment {first}"
+        );
+    }
+    // A repeat of the first purchase — in no message the stream still holds, only in the
+    // checkpoint's outcomes — is answered from its outcome, not sent again.
+    let mut acq = Conn::connect(b.addr("acq-1"), Wire::NATIVE);
+    acq.send(1, &purchase(PAN, "000001", "12345678"));
+    let (_, r) = acq.recv_app_within(WAIT_MAX).expect("the repeat answered");
+    assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]));
+    assert_eq!(issuer.seen_mti(200).len(), forwarded, "the repeat was not forwarded again");
+    drop(acq);
+    pay(&b, paid + 1..=paid + 10);
+    b.stop();
+    let shards = stream_and_journal(&state_b, &nats);
+    eprintln!(
+        "{paid} purchases on node-a; per shard (covers, checkpoints, purged) {purged:?}; node-b serving \
+         {took_over:?} after it started, from the checkpoint; (stream, journal) bytes per shard {shards:?}"
     );
 }

@@ -72,6 +72,14 @@ pub struct ReplicaMetrics {
     pub append_retries: u64,
     /// The lease this node holds on the shard, as its keeper last said.
     pub lease: Option<corridor_cluster::Held>,
+    /// The last record the newest checkpoint this node appended to the subject covers (0:
+    /// none yet): a takeover reads from there.
+    pub checkpoint: u64,
+    /// Checkpoints this node appended to the subject.
+    pub checkpoints: u64,
+    /// Messages purged from the subject (those before a checkpoint that retention no longer
+    /// keeps).
+    pub purged: u64,
 }
 
 impl ReplicaMetrics {
@@ -85,6 +93,9 @@ impl ReplicaMetrics {
             append: corridor_engine::metrics::Histogram::default(),
             append_retries: 0,
             lease: None,
+            checkpoint: 0,
+            checkpoints: 0,
+            purged: 0,
         }
     }
 }

@@ -202,6 +202,16 @@ pub fn for_each_since<E: From<JournalError>>(
 
 /// The first sequence numbers of the segments in `dir`, in order (files named as segments;
 /// anything else is left alone). A directory that does not exist yet holds none.
+/// The first record of the journal in `dir`'s first segment (`None`: no segment): what
+/// came before it is in its checkpoint.
+///
+/// # Errors
+///
+/// The directory cannot be read.
+pub fn first_segment(dir: &Path) -> Result<Option<u64>, JournalError> {
+    Ok(segment_seqs(dir)?.first().copied())
+}
+
 fn segment_seqs(dir: &Path) -> Result<Vec<u64>, JournalError> {
     numbered_files(dir, SegmentHeader::seq_of_name)
 }
@@ -505,6 +515,65 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<u64>, JournalError> {
             .filter(|n| n.len() == 20)
             .and_then(|n| n.parse::<u64>().ok())
     })
+}
+
+/// The bytes of `dir`'s checkpoint covering records up to `seq`, checked (it reads back
+/// whole, and covers what its name says): what a node of a cluster appends to its shard's
+/// subject.
+///
+/// # Errors
+///
+/// It cannot be read, or it is damaged.
+pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
+    let path = checkpoint_path(dir, seq);
+    let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    match corridor_journal::recovery::Recovery::from_checkpoint(&bytes) {
+        Ok(r) if r.last_seq == seq => Ok(bytes),
+        Ok(_) => Err(JournalError::Io {
+            what: format!("reading {}", path.display()),
+            error: io::Error::other("it covers other records than its name says"),
+        }),
+        Err(e) => {
+            Err(JournalError::Io { what: format!("reading {}", path.display()), error: io::Error::other(e) })
+        }
+    }
+}
+
+/// Writes `state` — a checkpoint of records up to `seq`, as a cluster's stream holds it —
+/// into `dir` as its checkpoint file, synced with the directory: a node taking a shard over
+/// from the stream's last checkpoint writes it, then the records after it
+/// ([`restore_records`]), and recovers the journal as a restart does.
+///
+/// # Errors
+///
+/// `state` is not a checkpoint of records up to `seq`, or the file cannot be written.
+pub fn restore_checkpoint(dir: &Path, seq: u64, state: &[u8]) -> Result<(), JournalError> {
+    let path = checkpoint_path(dir, seq);
+    let checked = corridor_journal::recovery::Recovery::from_checkpoint(state)
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            if r.last_seq == seq {
+                Ok(())
+            } else {
+                Err(format!("it covers up to {}, not {seq}", r.last_seq))
+            }
+        });
+    if let Err(why) = checked {
+        return Err(JournalError::Io {
+            what: format!("restoring {}", path.display()),
+            error: io::Error::other(why),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(state)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(io_err(format!("writing {}", path.display())))
 }
 
 /// The newest checkpoint of `dir` that reads back whole (an empty state when there is

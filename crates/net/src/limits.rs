@@ -77,3 +77,7 @@ pub const CLUSTER_START_MAX: Duration = Duration::from_secs(30);
 /// How long a graceful stop waits to give a shard's lease up (for an append under way to
 /// end, then for the bucket to answer); past it the lease expires by itself.
 pub const LEASE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// The most segment starts a node of a cluster remembers of its shard's subject (where a
+/// reader of a checkpoint begins: one per segment since the last checkpoint).
+pub const STREAM_SEGMENT_MARKS_MAX: usize = 1_024;

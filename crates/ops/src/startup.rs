@@ -173,11 +173,10 @@ fn take_shard(
         .map_err(|e| err(format!("journal: {e}")))?
         .next_seq
         .saturating_sub(1);
-    // The journal's records, to set beside the stream's from the same record on.
-    let local =
-        corridor_net::journal::records_from(dir, 1, usize::MAX).map_err(|e| err(format!("journal: {e}")))?;
-    let local_first = local.first().map_or(local_last + 1, |(first, _, _)| *first);
-    let local_bytes: Vec<u8> = local.into_iter().flat_map(|(_, _, b)| b).collect();
+    // Where the journal's segments begin (what came before is in its checkpoint).
+    let local_first = corridor_net::journal::first_segment(dir)
+        .map_err(|e| err(format!("journal: {e}")))?
+        .map_or(local_last + 1, |first| first.min(local_last + 1));
     // The lease first (a standby waits for it without bound), kept renewed from now on.
     match keeper.take(shard, false, std::time::Duration::ZERO) {
         Ok(()) => {}
@@ -212,8 +211,7 @@ fn take_shard(
             loop {
                 let read = async {
                     corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
-                    corridor_cluster::stream::records_after(client.clone(), &stream, shard, local_first - 1)
-                        .await
+                    corridor_cluster::stream::take_read(client.clone(), &stream, shard).await
                 };
                 match read.await {
                     Ok(m) => return Ok(m),
@@ -230,43 +228,85 @@ fn take_shard(
         subject_last: missing.subject_last,
         keeper: std::sync::Arc::clone(keeper),
     };
-    let Some((first, streamed)) = missing.records else {
-        // Nothing in the stream from this journal's first record on: this journal is ahead
-        // (or both are empty), and the journal loop appends what the stream lacks.
+    let covers = missing.checkpoint.as_ref().map_or(0, |c| c.covers);
+    if covers > local_last {
+        // This journal is behind the stream's last checkpoint (a node that was away, a lost
+        // disk): it is rebuilt from the checkpoint and the records after it.
+        rebuild(dir, shard, local_last > 0, &missing)?;
+        return Ok(taken);
+    }
+    let Some((first, streamed)) = &missing.records else {
+        // Nothing in the stream past its checkpoint (or at all): this journal holds as much
+        // or more, and the journal loop appends what the stream lacks.
         return Ok(taken);
     };
-    if first != local_first {
-        return Err(err(format!("the stream's records begin at {first}, this journal's at {local_first}")));
-    }
-    let restore = |from: u64, records: &[u8]| -> std::io::Result<()> {
-        corridor_net::journal::restore_records(dir, from, records)
-            .map_err(|e| err(format!("journal: {e}")))?;
-        tracing_free_log(&format!(
-            "cluster: shard {shard}: records {from}.. ({} bytes) taken from the stream into the journal",
-            records.len()
-        ));
-        Ok(())
-    };
+    // Set side by side from the first record both may hold past the stream's checkpoint.
+    let from = local_first.max(covers + 1);
+    let streamed = corridor_cluster::stream::records_since(*first, streamed, from)
+        .map_err(|e| err(format!("the stream's records: {e}")))?;
+    let local_bytes: Vec<u8> = corridor_net::journal::records_from(dir, from, usize::MAX)
+        .map_err(|e| err(format!("journal: {e}")))?
+        .into_iter()
+        .flat_map(|(_, _, b)| b)
+        .collect();
     if streamed.starts_with(&local_bytes) {
         // The stream holds this journal and more (another node's since): the rest is written in.
         if streamed.len() > local_bytes.len() {
-            restore(local_last + 1, &streamed[local_bytes.len()..])?;
+            restore_records(dir, shard, local_last + 1, &streamed[local_bytes.len()..])?;
         }
-    } else if !local_bytes.starts_with(&streamed) {
+    } else if !local_bytes.starts_with(streamed) {
         // Diverged: this journal holds records the stream never acknowledged (this node died
         // between its sync and the stream's answer), and another node has appended since.
         // Nothing of those records left this node (what they gated waited for the stream):
         // the journal is set aside, for audit, and rebuilt from the stream.
-        let name = dir.file_name().map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
-        let aside = dir.with_file_name(format!("{name}.diverged-{}", corridor_net::journal::unix_ms()));
-        std::fs::rename(dir, &aside).map_err(|e| err(format!("setting the journal aside: {e}")))?;
-        tracing_free_log(&format!(
-            "cluster: shard {shard}: the journal diverged from the stream: set aside as {}, rebuilt from the stream",
-            aside.display()
-        ));
-        restore(first, &streamed)?;
+        rebuild(dir, shard, true, &missing)?;
     }
     Ok(taken)
+}
+
+/// Writes `records` (numbered from `from`) into shard `shard`'s journal in `dir`.
+fn restore_records(dir: &Path, shard: u16, from: u64, records: &[u8]) -> std::io::Result<()> {
+    corridor_net::journal::restore_records(dir, from, records)
+        .map_err(|e| std::io::Error::other(format!("cluster: shard {shard}: journal: {e}")))?;
+    tracing_free_log(&format!(
+        "cluster: shard {shard}: records {from}.. ({} bytes) taken from the stream into the journal",
+        records.len()
+    ));
+    Ok(())
+}
+
+/// Shard `shard`'s journal in `dir` rebuilt from what its subject holds — its last
+/// checkpoint and the records after it — the journal there first set aside, for audit, if
+/// it holds anything (`aside`).
+fn rebuild(
+    dir: &Path,
+    shard: u16,
+    aside: bool,
+    missing: &corridor_cluster::stream::Missing,
+) -> std::io::Result<()> {
+    let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
+    if aside && dir.exists() {
+        let name = dir.file_name().map_or_else(|| "journal".into(), |n| n.to_string_lossy().into_owned());
+        let to = dir.with_file_name(format!("{name}.diverged-{}", corridor_net::journal::unix_ms()));
+        std::fs::rename(dir, &to).map_err(|e| err(format!("setting the journal aside: {e}")))?;
+        tracing_free_log(&format!(
+            "cluster: shard {shard}: the journal is not the stream's: set aside as {}, rebuilt from the stream",
+            to.display()
+        ));
+    }
+    if let Some(c) = &missing.checkpoint {
+        corridor_net::journal::restore_checkpoint(dir, c.covers, &c.state)
+            .map_err(|e| err(format!("journal: {e}")))?;
+        tracing_free_log(&format!(
+            "cluster: shard {shard}: the stream's checkpoint of records ..={} ({} bytes) taken into the journal",
+            c.covers,
+            c.state.len()
+        ));
+    }
+    if let Some((first, records)) = &missing.records {
+        restore_records(dir, shard, *first, records)?;
+    }
+    Ok(())
 }
 
 /// A shard's engine with its journal in `dir`, recovered.

@@ -12,11 +12,28 @@ pub(super) struct Checkpoints {
     segments: Cell<u32>,
     /// The state the last checkpoint wrote, for the next to go on from.
     state: Rc<RefCell<Option<corridor_journal::recovery::Recovery>>>,
+    /// In a cluster: the newest checkpoint written and not yet in the shard's subject (the
+    /// last record it covers), and the journal loop's wake for it.
+    ready: Rc<Cell<Option<u64>>>,
+    wake: Rc<Notify>,
 }
 
 impl Checkpoints {
     pub(super) fn new(files: crate::journal::JournalFiles) -> Self {
-        Self { files, running: Rc::new(Cell::new(false)), segments: Cell::new(0), state: Rc::default() }
+        Self {
+            files,
+            running: Rc::new(Cell::new(false)),
+            segments: Cell::new(0),
+            state: Rc::default(),
+            ready: Rc::default(),
+            wake: Rc::default(),
+        }
+    }
+
+    /// Whether a checkpoint waits to go into the subject, and may: the subject holds every
+    /// record it covers (`through`: the last one it holds).
+    fn due(&self, through: u64) -> bool {
+        self.files.replicate.is_some() && self.ready.get().is_some_and(|covers| covers <= through)
     }
 
     /// A batch began a new segment: checkpoint when enough have.
@@ -36,6 +53,7 @@ impl Checkpoints {
         }
         let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
         let running = Rc::clone(&self.running);
+        let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
         let kept = Rc::clone(&self.state);
         let state = kept.borrow_mut().take();
         tokio::task::spawn_local(async move {
@@ -54,6 +72,8 @@ impl Checkpoints {
                             segments_removed = r.removed.len(),
                             "journal checkpoint"
                         );
+                        ready.set(Some(seq));
+                        wake.notify_one();
                     }
                 }
                 // Not fatal: recovery reads from the previous checkpoint, and retention waits.
@@ -81,6 +101,8 @@ pub(super) async fn journal_loop(
     let mut cycle = JournalCycle::default();
     // In a cluster, the shard's lease: nothing is released while it is stale (see below).
     let lease = checkpoints.files.replicate.as_ref().and_then(|r| r.taken.clone().map(|t| (r.shard, t)));
+    // In a cluster: what the subject holds, for its checkpoints.
+    let mut marks = StreamMarks::default();
     // In a cluster, a batch is durable once synced here and acknowledged by the stream.
     let mut replica = match checkpoints.files.replicate.clone() {
         Some(r) => {
@@ -100,6 +122,7 @@ pub(super) async fn journal_loop(
                     // last owner expects, so its next append — a paused node waking, say —
                     // is fenced before this node serves anyone (see the first append below).
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
+                    marks.through = durable;
                     shared.replica(|m| {
                         m.replicating = true;
                         (m.synced, m.acknowledged, m.subject_seq) = (durable, durable, log.last());
@@ -113,13 +136,16 @@ pub(super) async fn journal_loop(
     };
     loop {
         let step = loop {
+            if checkpoints.due(marks.through) && !shared.finished.is_cancelled() {
+                break None;
+            }
             let (step, due) = {
                 let mut engine = shared.engine.borrow_mut();
                 let step = cycle.poll(&mut engine, Instant::now(), crate::journal::unix_ms());
                 (step, cycle.poll_timeout(&engine))
             };
             if let Some(step) = step {
-                break step;
+                break Some(step);
             }
             let wait = async {
                 match due {
@@ -129,8 +155,17 @@ pub(super) async fn journal_loop(
             };
             tokio::select! {
                 () = shared.journal_wake.notified() => {}
+                () = checkpoints.wake.notified() => {}
                 () = wait => {}
             }
+        };
+        let Some(step) = step else {
+            if let Some(log) = replica.as_mut() {
+                if let Err(why) = stream_checkpoint(&shared, log, &checkpoints, &mut marks, &stop).await {
+                    return fatal(&shared, &stop, &why);
+                }
+            }
+            continue;
         };
         let mut batch = match step {
             JournalStep::Write(batch) => batch,
@@ -168,7 +203,9 @@ pub(super) async fn journal_loop(
                     if let Some(log) = replica.as_mut().filter(|_| !shared.finished.is_cancelled()) {
                         shared.replica(|m| m.synced = batch.last_seq);
                         shared.appending.set(true);
-                        let mut replicated = replicate(&shared, log, &batch, &stop).await;
+                        let mut replicated = replicate(&shared, log, &batch, &stop).await.map(|seq| {
+                            marks.appended(&batch, seq);
+                        });
                         if let (Ok(()), Some((shard, t))) = (&replicated, &lease) {
                             replicated = lease_fresh(*shard, t, &stop).await;
                         }
@@ -266,13 +303,43 @@ async fn replica(
             local + 1
         ));
     }
-    let dir = dir.to_owned();
-    let from = held + 1;
     let chunk = corridor_cluster::limits::BATCH_BYTES_MAX / 2;
-    let missing = tokio::task::spawn_blocking(move || crate::journal::records_from(&dir, from, chunk))
-        .await
-        .map_err(|e| format!("cluster: reading the journal: {e}"))?
-        .map_err(|e| format!("cluster: reading the journal: {e}"))?;
+    let read = |from: u64| {
+        let dir = dir.to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || crate::journal::records_from(&dir, from, chunk))
+                .await
+                .map_err(|e| format!("cluster: reading the journal: {e}"))?
+                .map_err(|e| format!("cluster: reading the journal: {e}"))
+        }
+    };
+    let mut missing = read(held + 1).await?;
+    // The journal's segments may begin past what the stream holds (checkpointed and removed
+    // before it was replicated): its newest checkpoint goes in first, covering the rest.
+    let begins = missing.first().map_or(local + 1, |(first, _, _)| *first);
+    if held < local && begins > held + 1 {
+        let newest = crate::journal::checkpoints(dir)
+            .map_err(|e| format!("cluster: reading the journal: {e}"))?
+            .last()
+            .copied()
+            .filter(|&c| c + 1 >= begins)
+            .ok_or_else(|| {
+                format!(
+                    "cluster: the journal's records {}..{begins} are in no segment or checkpoint",
+                    held + 1
+                )
+            })?;
+        let path = dir.to_owned();
+        let state = tokio::task::spawn_blocking(move || crate::journal::checkpoint_bytes(&path, newest))
+            .await
+            .map_err(|e| format!("cluster: reading the journal's checkpoint: {e}"))?
+            .map_err(|e| format!("cluster: reading the journal's checkpoint: {e}"))?;
+        log.append_checkpoint(newest, newest, &state)
+            .await
+            .map_err(|e| format!("cluster: refilling the stream with the journal's checkpoint: {e}"))?;
+        info!(shard = r.shard, covers = newest, "cluster: the journal's checkpoint is in the stream");
+        missing = read(newest + 1).await?;
+    }
     let refilled = missing.len();
     for (first, last, records) in missing {
         log.append(first, last, &records).await.map_err(|e| format!("cluster: refilling the stream: {e}"))?;
@@ -353,7 +420,7 @@ async fn replicate(
     log: &mut corridor_cluster::ShardLog,
     batch: &corridor_journal::SyncBatch,
     stop: &Shutdown,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let began = Instant::now();
     loop {
         match log.append(batch.first_seq, batch.last_seq, &batch.bytes).await {
@@ -364,7 +431,7 @@ async fn replicate(
                     (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, seq, retries);
                     m.replicating = true;
                 });
-                return Ok(());
+                return Ok(seq);
             }
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
                 shared.replica(|m| {
@@ -376,4 +443,123 @@ async fn replicate(
             Err(e) => return Err(format!("cluster: {e}")),
         }
     }
+}
+
+/// What the journal loop knows of the shard's subject, for its checkpoints: the last record
+/// it holds, where each segment of this start began in it, and the checkpoints whose
+/// messages retention still keeps.
+#[derive(Default)]
+struct StreamMarks {
+    /// The last record the subject holds.
+    through: u64,
+    /// `(first record, stream sequence)` of each batch that began a segment, oldest first
+    /// (a checkpoint covers whole segments: a reader of it starts at the next one's first
+    /// batch). At most [`crate::limits::STREAM_SEGMENT_MARKS_MAX`].
+    segments: std::collections::VecDeque<(u64, u64)>,
+    /// `(where a reader of it starts, when it was appended)` of each checkpoint this node
+    /// appended whose predecessors' messages are still kept, oldest first.
+    kept: std::collections::VecDeque<(u64, Instant)>,
+}
+
+impl StreamMarks {
+    /// `batch` went into the subject at stream sequence `seq`.
+    fn appended(&mut self, batch: &corridor_journal::SyncBatch, seq: u64) {
+        self.through = batch.last_seq;
+        if batch.new_segment.is_some() {
+            if self.segments.len() >= crate::limits::STREAM_SEGMENT_MARKS_MAX {
+                self.segments.pop_front();
+            }
+            self.segments.push_back((batch.first_seq, seq));
+        }
+    }
+}
+
+/// Appends the journal's newest checkpoint to the shard's subject, publishes where a
+/// takeover reads from, and purges the messages before the newest checkpoint retention no
+/// longer keeps (`journal.retain_hours`, as the local journal keeps its segments): the
+/// subject stays bounded, and a takeover reads from the last checkpoint, not the whole
+/// history. A checkpoint that cannot be read is left for the next (the subject keeps
+/// everything until then); one that is fenced stops the node as a batch would.
+async fn stream_checkpoint(
+    shared: &Shared,
+    log: &mut corridor_cluster::ShardLog,
+    checkpoints: &Checkpoints,
+    marks: &mut StreamMarks,
+    stop: &Shutdown,
+) -> Result<(), String> {
+    let Some(covers) = checkpoints.ready.take() else { return Ok(()) };
+    let through = marks.through;
+    let dir = checkpoints.files.dir.clone();
+    let state = match tokio::task::spawn_blocking(move || crate::journal::checkpoint_bytes(&dir, covers))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return done(
+                || warn!(covers, error = %e, "cluster: the checkpoint cannot be read: the subject keeps its messages until the next"),
+            )
+        }
+        Err(e) => return done(|| warn!(covers, error = %e, "cluster: the checkpoint's reader failed")),
+    };
+    let first = loop {
+        match log.append_checkpoint(covers, through, &state).await {
+            Ok(seq) => break seq,
+            Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
+                warn!(error = %e, "cluster: the stream is unavailable: the checkpoint waits for it");
+            }
+            Err(e @ corridor_cluster::AppendError::TooLarge { .. }) => {
+                return done(|| warn!(covers, error = %e, "cluster: the subject keeps its messages"));
+            }
+            Err(e) => return Err(format!("cluster: appending a checkpoint: {e}")),
+        }
+    };
+    // A reader of it starts at the batch that began the segment after what it covers (its
+    // records are not in the checkpoint) — or at the checkpoint itself if the subject held
+    // nothing past it.
+    let from = if through == covers {
+        Some(first)
+    } else {
+        marks.segments.iter().find(|(f, _)| *f == covers + 1).map(|&(_, seq)| seq)
+    };
+    marks.segments.retain(|(f, _)| *f > covers + 1);
+    shared.replica(|m| {
+        m.checkpoint = covers;
+        m.checkpoints += 1;
+        m.subject_seq = log.last();
+    });
+    let Some(from) = from else {
+        // Its segment began before this start: the next checkpoint will have a start.
+        return done(|| {
+            info!(covers, through, "cluster: checkpoint in the subject (no reader start for it yet)")
+        });
+    };
+    if let Err(e) = log.publish_hint(corridor_cluster::Hint { from, covers }).await {
+        warn!(covers, error = %e, "cluster: where a takeover reads from could not be published: it reads from the last one");
+    }
+    marks.kept.push_back((from, Instant::now()));
+    // The newest checkpoint retention no longer keeps what is before it of: purge up to it.
+    let retain = checkpoints.files.retain;
+    let expired = marks.kept.iter().rposition(|(_, at)| at.elapsed() >= retain);
+    let mut purged = 0;
+    if let Some(i) = expired {
+        let before = marks.kept[i].0;
+        match log.purge_before(before).await {
+            Ok(n) => {
+                purged = n;
+                marks.kept.drain(..i);
+                shared.replica(|m| m.purged += n);
+            }
+            Err(e) => {
+                warn!(before, error = %e, "cluster: the subject could not be purged: it is tried again at the next checkpoint")
+            }
+        }
+    }
+    info!(covers, through, from, purged, "cluster: checkpoint in the subject");
+    Ok(())
+}
+
+/// Says why a step is left for later, and goes on (`Ok`).
+fn done(say: impl FnOnce()) -> Result<(), String> {
+    say();
+    Ok(())
 }
