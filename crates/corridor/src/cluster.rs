@@ -92,13 +92,13 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
     }
     writeln!(
         out,
-        "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14}",
-        "shard", "holder", "revision", "lease age", "subject seq", "last record", "last append"
+        "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14} {:>12}",
+        "shard", "holder", "revision", "lease age", "subject seq", "last record", "last append", "checkpoint"
     )?;
     for s in &status.shards {
         writeln!(
             out,
-            "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14}",
+            "{:<6} {:<20} {:>10} {:>12} {:>12} {:>12} {:>14} {:>12}",
             s.shard,
             s.holder.as_deref().unwrap_or("(none)"),
             s.lease_revision.map_or_else(|| "-".to_owned(), |r| r.to_string()),
@@ -106,6 +106,7 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
             s.subject_last,
             s.last_record,
             ms(s.last_append_age),
+            s.checkpoint.map_or_else(|| "-".to_owned(), |h| h.covers.to_string()),
         )?;
     }
     match &status.config {

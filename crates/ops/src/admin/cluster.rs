@@ -88,6 +88,7 @@ pub fn status_json(s: &Status) -> Value {
             "subject_last": sh.subject_last,
             "last_record": sh.last_record,
             "last_append_age_ms": sh.last_append_age.map(ms),
+            "checkpoint": sh.checkpoint.map(|h| json!({ "covers": h.covers, "from": h.from })),
         })).collect::<Vec<_>>(),
     })
 }
@@ -110,6 +111,9 @@ fn here_json(snap: &corridor_net::Snapshot) -> Value {
                 "append_p50_us": m.append.quantile(0.5).map(|d| d.as_micros()),
                 "append_p99_us": m.append.quantile(0.99).map(|d| d.as_micros()),
                 "append_retries": m.append_retries,
+                "checkpoint": m.checkpoint,
+                "checkpoints": m.checkpoints,
+                "purged": m.purged,
                 "lease": m.lease.map(|l| json!({
                     "revision": l.revision,
                     "age_ms": ms(snap.at.saturating_duration_since(l.renewed)),

@@ -599,6 +599,25 @@ impl SnapshotCollector {
             "Journal appends the cluster's stream did not acknowledge at the first try.",
             &per_shard(r, &shards, |m| Some(m.append_retries)),
         )?;
+        counters(
+            enc,
+            "corridor_cluster_checkpoints",
+            "Checkpoints this node appended to the shard's subject (a takeover reads from the last).",
+            &per_shard(r, &shards, |m| Some(m.checkpoints)),
+        )?;
+        gauges(
+            enc,
+            "corridor_cluster_checkpoint_record",
+            "The last journal record the newest checkpoint this node appended to the shard's subject covers.",
+            None,
+            &per_shard(r, &shards, |m| Some(m.checkpoint as f64)),
+        )?;
+        counters(
+            enc,
+            "corridor_cluster_purged_messages",
+            "Messages this node purged from the shard's subject (before a checkpoint retention no longer keeps).",
+            &per_shard(r, &shards, |m| Some(m.purged)),
+        )?;
         gauges(
             enc,
             "corridor_cluster_unreplicated_records",
