@@ -21,9 +21,18 @@
 //! an append it had sent may reach the stream as it dies (stored, its acknowledgement never
 //! read: nothing it gates was released, and the standby reads it all the same).
 //!
+//! Now and then the node checkpoints a shard into its subject (covering the records up to
+//! a batch it holds, not always the last), and half the time purges the messages before it
+//! but the batches holding records it does not cover (`net`'s `stream_checkpoint`); a death
+//! mid-way may leave a checkpoint cut short, which readers pass over. A takeover reads from
+//! the last whole checkpoint and compares the journal with the stream past it (behind the
+//! checkpoint: rebuilt from it, as `take_shard` does).
+//!
 //! Checked besides every invariant of a seed: the engine never counts a record durable the
-//! stream lacks; a takeover recovers exactly the records the stream holds; a node fenced
-//! stops before anything of its last batch leaves it.
+//! stream lacks; a takeover recovers exactly the records the stream holds, and the state
+//! its checkpoint and records hold (open requests, reversals, outcomes); a takeover finds
+//! every record past the checkpoint it reads from; a node fenced stops before anything of
+//! its last batch leaves it.
 
 #[allow(clippy::wildcard_imports)] // the simulator's own parts
 use crate::*;
@@ -33,14 +42,56 @@ pub(crate) const LEASE: Duration = Duration::from_secs(3);
 /// How long the stream takes to acknowledge an append, at most (microseconds).
 const ACK_MAX_US: u64 = 3_000;
 
-/// One acknowledged append: a batch of one shard's records.
+/// One append: a batch of one shard's records, or a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Appended {
+    /// A batch's first record; a checkpoint's `through` (the last record the subject held
+    /// when it was appended).
     pub(crate) first_seq: u64,
+    /// A batch's last record; a checkpoint's `through`.
     pub(crate) last_seq: u64,
+    /// A batch's records; a checkpoint's state.
     pub(crate) bytes: Vec<u8>,
     /// The node life that appended it (for the read-back settlement).
     pub(crate) life: u64,
+    /// Set on a checkpoint (see `corridor_cluster::batch`).
+    pub(crate) checkpoint: Option<Ckp>,
+}
+
+/// A checkpoint on a subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ckp {
+    /// The last record its state holds.
+    pub(crate) covers: u64,
+    /// Whole, or cut short (its writer died between its parts): readers pass it over.
+    pub(crate) whole: bool,
+}
+
+/// Chance (in 100) that a node checkpoints its shard into the stream after an acknowledged
+/// batch.
+const CHECKPOINT_CHANCE: u64 = 4;
+
+/// A shard's subject as a takeover reads it (`corridor_cluster::stream::take_read`): the
+/// last whole checkpoint, and the records after it.
+struct Read {
+    /// The last whole checkpoint: the last record it covers, its state.
+    checkpoint: Option<(u64, Vec<u8>)>,
+    /// The first record of `records`.
+    first: u64,
+    records: Vec<u8>,
+}
+
+/// The records of `bytes` (whole records, the first numbered `first_seq`) from `from` on.
+fn records_since(first_seq: u64, bytes: &[u8], from: u64) -> &[u8] {
+    if from <= first_seq {
+        return bytes;
+    }
+    let seg = segment(first_seq, bytes, 0).1;
+    let at = corridor_journal::scan_segment(&seg, first_seq, false)
+        .ok()
+        .and_then(|scan| scan.records.iter().find(|f| f.record.seq >= from).map(|f| f.offset))
+        .unwrap_or(seg.len());
+    &bytes[at - corridor_journal::limits::SEGMENT_HEADER_BYTES..]
 }
 
 /// The cluster of a seed that runs one.
@@ -53,6 +104,10 @@ pub(crate) struct Cluster {
     pub(crate) standby: Vec<Disk>,
     /// Per shard: the subject's length this node expects at its next append.
     pub(crate) expected: Vec<usize>,
+    /// Per shard: messages purged from the front of its subject (its length counts them).
+    pub(crate) base: Vec<usize>,
+    /// Checkpoints appended, purges, and checkpoints cut short by their writer's death.
+    pub(crate) checkpoints: (u32, u32, u32),
     /// Per shard: the batches synced on the node's disk and waiting for the stream, in
     /// order (one at most: the engine writes its next batch once this one is released;
     /// more only with the planted defect).
@@ -64,6 +119,10 @@ pub(crate) struct Cluster {
     /// A planted defect, for the test that shows the simulator catches it: a batch is
     /// released once synced on the node's disk, before the stream acknowledges it.
     pub(crate) release_before_ack: bool,
+    /// A planted defect, for the test that shows the simulator catches it: a purge takes
+    /// every message before the checkpoint, the batches holding records it does not cover
+    /// with them.
+    pub(crate) purge_past_checkpoint: bool,
     /// Takeovers.
     pub(crate) takeovers: u32,
     /// Appends that reached the stream as their node died (never acknowledged to it).
@@ -86,10 +145,13 @@ impl Cluster {
             down_until: Duration::ZERO,
             standby: (0..shards).map(|_| Disk::default()).collect(),
             expected: vec![0; shards],
+            base: vec![0; shards],
+            checkpoints: (0, 0, 0),
             appending: vec![VecDeque::new(); shards],
             rng,
             node: 0,
             release_before_ack: false,
+            purge_past_checkpoint: false,
             takeovers: 0,
             landed_at_death: 0,
             pauses: (0, 0),
@@ -103,20 +165,68 @@ impl Cluster {
         self.subjects[k].last().map_or(0, |a| a.last_seq)
     }
 
-    /// Every record of shard `k`'s subject, in order, and the first one's sequence.
-    fn records(&self, k: usize) -> (u64, Vec<u8>) {
-        let first = self.subjects[k].first().map_or(1, |a| a.first_seq);
-        (first, self.subjects[k].iter().flat_map(|a| a.bytes.iter().copied()).collect())
+    /// Shard `k`'s subject's length, purged messages counted (its last sequence).
+    pub(crate) fn len(&self, k: usize) -> usize {
+        self.base[k] + self.subjects[k].len()
+    }
+
+    /// Shard `k`'s subject as a takeover reads it; `Err` when records it needs are gone (a
+    /// purge that went too far: the reader's gap check).
+    fn read(&self, k: usize) -> Result<Read, String> {
+        let msgs = &self.subjects[k];
+        let last_whole = msgs.iter().rposition(|a| a.checkpoint.is_some_and(|c| c.whole));
+        let checkpoint =
+            last_whole.map(|i| (msgs[i].checkpoint.map_or(0, |c| c.covers), msgs[i].bytes.clone()));
+        let covers = checkpoint.as_ref().map_or(0, |(c, _)| *c);
+        let mut first = None;
+        let mut records = Vec::new();
+        for a in msgs.iter().filter(|a| a.checkpoint.is_none() && a.last_seq > covers) {
+            if first.is_none() && a.first_seq > covers + 1 {
+                return Err(format!(
+                    "shard {k}: the subject's records begin at {}, its checkpoint covers ..={covers}",
+                    a.first_seq
+                ));
+            }
+            let from = first.map_or(covers + 1, |_| a.first_seq);
+            first.get_or_insert(from);
+            records.extend_from_slice(records_since(a.first_seq, &a.bytes, from));
+        }
+        Ok(Read { checkpoint, first: first.unwrap_or(covers + 1), records })
+    }
+
+    /// The state of shard `k`'s records `..=covers` as the stream holds them (its last whole
+    /// checkpoint's, then its batches'): what a checkpoint of them holds.
+    fn state_of(&self, k: usize, covers: u64, unix_ms: u64) -> Vec<u8> {
+        let Ok(read) = self.read(k) else { return Vec::new() };
+        let mut r = read.checkpoint.and_then(|(_, b)| Recovery::from_checkpoint(&b).ok()).unwrap_or_default();
+        let seg = segment(read.first, &read.records, 0).1;
+        if let Ok(scan) = corridor_journal::scan_segment(&seg, read.first, false) {
+            let after = r.last_seq;
+            for f in scan.records.iter().filter(|f| f.record.seq > after && f.record.seq <= covers) {
+                let _ = r.apply(f.record.seq, &f.record, unix_ms);
+            }
+        }
+        let mut out = Vec::new();
+        r.checkpoint(&mut out);
+        out
+    }
+
+    /// Shard `k`'s state as the stream holds it (what a takeover must recover).
+    fn durable_of(&self, k: usize, unix_ms: u64) -> Durable {
+        let last = self.last_seq(k);
+        let state = self.state_of(k, last, unix_ms);
+        Recovery::from_checkpoint(&state).map(|r| Durable::of(&r)).unwrap_or_default()
     }
 }
 
-/// Shard `k`'s disk, its torn tail cut as recovery cuts it: its last record's sequence and
-/// its records' bytes (segment headers left out).
-fn local_records(disk: &mut Disk) -> (u64, Vec<u8>) {
+/// Shard `k`'s disk, its torn tail cut as recovery cuts it: its last record's sequence, its
+/// first segment's first record, and its records' bytes (segment headers left out).
+fn local_records(disk: &mut Disk) -> (u64, u64, Vec<u8>) {
     let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+    let covers = disk.checkpoint.as_ref().map_or(0, |(c, _)| *c);
     let (last, cut) = match scan_log(&view) {
-        Ok(scan) => (scan.next_seq.saturating_sub(1), scan.cut().map(|(_, at)| at)),
-        Err(_) => (0, None),
+        Ok(scan) => (scan.next_seq.saturating_sub(1).max(covers), scan.cut().map(|(_, at)| at)),
+        Err(_) => (covers, None),
     };
     disk.cut_tail(cut);
     let bytes = disk
@@ -126,7 +236,8 @@ fn local_records(disk: &mut Disk) -> (u64, Vec<u8>) {
             b.get(corridor_journal::limits::SEGMENT_HEADER_BYTES..).unwrap_or_default().iter().copied()
         })
         .collect();
-    (last, bytes)
+    let first = disk.segments.first().map_or(last + 1, |(s, _)| *s);
+    (last, first, bytes)
 }
 
 /// A new segment beginning with record `first_seq`, holding `records`.
@@ -172,18 +283,18 @@ impl Sim {
         if now < c.down_until {
             // An election: the append waits (stored already, its acknowledgement lost, or
             // not stored: either way the node asks again once a leader answers).
-            if c.subjects[k].len() == c.expected[k] && c.rng.chance(50) {
+            if c.len(k) == c.expected[k] && c.rng.chance(50) {
                 c.subjects[k].push(batch);
             }
             let at = c.down_until + c.rng.micros(300, ACK_MAX_US);
             self.at(at, Ev::Appended(life, k));
             return;
         }
-        let (len, expected) = (c.subjects[k].len(), c.expected[k]);
+        let (len, expected) = (c.len(k), c.expected[k]);
         if len == expected + 1 && c.subjects[k].last() == Some(&batch) {
             // Stored before the election, its acknowledgement lost: read back, it is ours.
         } else if len == expected {
-            c.subjects[k].push(batch);
+            c.subjects[k].push(batch.clone());
         } else {
             // Another node appended since: fenced. Nothing of this batch may leave.
             self.world(format!(
@@ -194,11 +305,68 @@ impl Sim {
         }
         c.expected[k] += 1;
         c.appending[k].pop_front();
-        c.acked_at[k] = now;
+        let unix_ms = self.unix_ms();
+        let Some(c) = self.cluster.as_mut() else { return };
+        let mut lines = Vec::new();
+        let release = match batch.checkpoint {
+            // A checkpoint gates nothing. Its messages before it are purged (retention
+            // done) half the time: from the first batch holding a record it does not cover.
+            Some(ckp) => {
+                if c.rng.chance(50) {
+                    // (The checkpoint is the subject's last message: just acknowledged.)
+                    let msgs = &c.subjects[k];
+                    let at = msgs.len().saturating_sub(1);
+                    let keep = msgs[..at]
+                        .iter()
+                        .position(|a| a.checkpoint.is_none() && a.last_seq > ckp.covers)
+                        .filter(|_| !c.purge_past_checkpoint)
+                        .unwrap_or(at);
+                    c.subjects[k].drain(..keep);
+                    c.base[k] += keep;
+                    c.checkpoints.1 += 1;
+                    lines.push(format!(
+                        "shard {k}: {keep} messages before the checkpoint of ..={} purged",
+                        ckp.covers
+                    ));
+                }
+                false
+            }
+            None => {
+                c.acked_at[k] = now;
+                // Now and then the journal checkpoints, and the node appends it: covering the
+                // records up to a batch the subject holds (not always the last: `through`
+                // may be past what it covers).
+                if c.rng.chance(CHECKPOINT_CHANCE) {
+                    let prior = c.read(k).ok().and_then(|r| r.checkpoint).map_or(0, |(covers, _)| covers);
+                    let ends: Vec<u64> = c.subjects[k]
+                        .iter()
+                        .filter(|a| a.checkpoint.is_none() && a.last_seq > prior)
+                        .map(|a| a.last_seq)
+                        .collect();
+                    if !ends.is_empty() {
+                        let covers = ends[c.rng.below(ends.len() as u64) as usize];
+                        let through = c.last_seq(k);
+                        let state = c.state_of(k, covers, unix_ms);
+                        c.appending[k].push_back(Appended {
+                            first_seq: through,
+                            last_seq: through,
+                            bytes: state,
+                            life,
+                            checkpoint: Some(Ckp { covers, whole: true }),
+                        });
+                        c.checkpoints.0 += 1;
+                        lines.push(format!("shard {k}: a checkpoint of records ..={covers} appended (the subject holds ..={through})"));
+                    }
+                }
+                !c.release_before_ack
+            }
+        };
         let next = (!c.appending[k].is_empty()).then(|| now + c.rng.micros(300, ACK_MAX_US));
-        let release = !c.release_before_ack;
         if let Some(at) = next {
             self.at(at, Ev::Appended(life, k));
+        }
+        for l in lines {
+            self.world(l);
         }
         if release {
             self.written(k, Written::Synced);
@@ -239,8 +407,13 @@ impl Sim {
         // reads it all the same.
         for k in 0..c.appending.len() {
             let landed = c.rng.chance(50);
-            if let Some(batch) = c.appending[k].pop_front() {
-                if landed && c.subjects[k].len() == c.expected[k] && !c.release_before_ack {
+            if let Some(mut batch) = c.appending[k].pop_front() {
+                if landed && c.len(k) == c.expected[k] && !c.release_before_ack {
+                    // A checkpoint's parts: the first only, half the time.
+                    if let Some(ckp) = batch.checkpoint.as_mut().filter(|_| c.rng.chance(50)) {
+                        ckp.whole = false;
+                        c.checkpoints.2 += 1;
+                    }
                     c.subjects[k].push(batch);
                     c.landed_at_death += 1;
                 }
@@ -264,38 +437,65 @@ impl Sim {
         c.takeovers += 1;
         c.acked_at.iter_mut().for_each(|t| *t = self.now);
         let mut lines = Vec::new();
+        let mut failed = None;
         for k in 0..self.disks.len() {
-            let (local_last, local) = local_records(&mut self.disks[k]);
-            let (first, streamed) = c.records(k);
+            let (local_last, local_first, local) = local_records(&mut self.disks[k]);
+            let read = match c.read(k) {
+                Ok(r) => r,
+                Err(why) => {
+                    failed.get_or_insert(why);
+                    continue;
+                }
+            };
+            let covers = read.checkpoint.as_ref().map_or(0, |(c, _)| *c);
             let disk = &mut self.disks[k];
-            if streamed.is_empty() && local.is_empty() {
-                // Nothing anywhere yet.
-            } else if streamed.starts_with(&local) {
-                if streamed.len() > local.len() {
+            // As `take_shard`: set side by side from past the stream's checkpoint.
+            let from = local_first.max(covers + 1);
+            let streamed = records_since(read.first, &read.records, from);
+            let mine = records_since(local_first, &local, from);
+            let rebuild = |disk: &mut Disk, read: &Read| {
+                disk.segments.clear();
+                disk.checkpoint.clone_from(&read.checkpoint);
+                if !read.records.is_empty() {
+                    disk.segments.push(segment(read.first, &read.records, unix_ms));
+                }
+            };
+            if covers > local_last {
+                // Behind the stream's checkpoint (a lost disk, one away for long): rebuilt
+                // from the checkpoint and the records after it.
+                rebuild(disk, &read);
+                lines.push(format!("shard {k}: the journal is behind the stream's checkpoint of ..={covers}: rebuilt from it"));
+            } else if streamed.is_empty() && mine.is_empty() {
+                // Nothing past the checkpoint anywhere.
+            } else if streamed.starts_with(mine) {
+                if streamed.len() > mine.len() {
                     let from = local_last + 1;
-                    disk.segments.push(segment(from, &streamed[local.len()..], unix_ms));
+                    disk.segments.push(segment(from, &streamed[mine.len()..], unix_ms));
                     lines.push(format!("shard {k}: records {from}.. taken from the stream"));
                 }
-            } else if local.starts_with(&streamed) && local_last > c.last_seq(k) {
+            } else if mine.starts_with(streamed) && local_last > c.last_seq(k) {
                 // Ahead: what this journal holds past the stream is appended (the subject did
                 // not move since this node left it).
                 let from = c.last_seq(k) + 1;
-                let rest = local[streamed.len()..].to_vec();
-                c.subjects[k].push(Appended { first_seq: from, last_seq: local_last, bytes: rest, life: 0 });
+                let rest = mine[streamed.len()..].to_vec();
+                c.subjects[k].push(Appended {
+                    first_seq: from,
+                    last_seq: local_last,
+                    bytes: rest,
+                    life: 0,
+                    checkpoint: None,
+                });
                 lines.push(format!(
                     "shard {k}: records {from}..={local_last} of this journal appended to the stream"
                 ));
             } else {
                 // Diverged: set aside, rebuilt from the stream.
-                disk.segments.clear();
-                if !streamed.is_empty() {
-                    disk.segments.push(segment(first, &streamed, unix_ms));
-                }
+                rebuild(disk, &read);
                 lines.push(format!("shard {k}: the journal diverged from the stream: rebuilt from it"));
             }
             disk.writing = None;
             disk.full_until = None;
-            c.expected[k] = c.subjects[k].len();
+            c.expected[k] = c.len(k);
         }
         let node = c.node;
         self.world(format!(
@@ -305,18 +505,41 @@ impl Sim {
         for l in lines {
             self.world(l);
         }
+        if let Some(why) = failed {
+            self.broke(None, format!("a takeover cannot read the stream: {why}"));
+        }
     }
 
     /// After a takeover's recovery: it read exactly the records the stream holds.
     pub(crate) fn check_takeover(&mut self) {
+        let unix_ms = self.unix_ms();
         let Some(c) = self.cluster.as_ref() else { return };
-        let wants: Vec<u64> = (0..self.disks.len()).map(|k| c.last_seq(k)).collect();
+        let wants: Vec<Durable> = (0..self.disks.len()).map(|k| c.durable_of(k, unix_ms)).collect();
         for (k, want) in wants.into_iter().enumerate() {
-            let got = self.durable(k).last_seq;
-            if got != want {
+            let got = self.durable(k);
+            if got.last_seq != want.last_seq {
                 self.broke(
                     None,
-                    format!("shard {k}: the takeover recovered records up to {got}; the stream holds them up to {want}"),
+                    format!(
+                        "shard {k}: the takeover recovered records up to {}; the stream holds them up to {}",
+                        got.last_seq, want.last_seq
+                    ),
+                );
+            } else if (&got.requests, &got.reversals, got.outcomes)
+                != (&want.requests, &want.reversals, want.outcomes)
+            {
+                self.broke(
+                    None,
+                    format!(
+                        "shard {k}: the takeover recovered {} open requests, {} reversals, {} outcomes; the stream's \
+                         checkpoint and records hold {}, {}, {}",
+                        got.requests.len(),
+                        got.reversals.len(),
+                        got.outcomes,
+                        want.requests.len(),
+                        want.reversals.len(),
+                        want.outcomes
+                    ),
                 );
             }
         }

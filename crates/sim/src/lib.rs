@@ -29,9 +29,10 @@
 //! (again from a stream of their own) run it as a cluster's node (`cluster`): each shard's
 //! journal replicated in a simulated stream whose leader fails now and then, nothing a
 //! batch gates released before the stream acknowledges it, and each crash taken over by a
-//! standby 3 s later (a lease) from the stream, on disks of its own; the node is paused now
-//! and then, shorter than its lease (it goes on, late) or past it (taken over). Then the
-//! faults stop and the run settles.
+//! standby 3 s later (a lease) from the stream, on disks of its own, reading from the
+//! shard's last checkpoint in the stream (checkpoints appended now and then, the messages
+//! before them purged); the node is paused now and then, shorter than its lease (it goes
+//! on, late) or past it (taken over). Then the faults stop and the run settles.
 //!
 //! Invariants. On every step: no request answered twice; an answer carries its request's
 //! RRN (correlation restored; no participant gets another's answer); no purchase forwarded
@@ -57,8 +58,8 @@
 //!   (`corridor_engine::driver`: the flush after every input, the journal's batch cycle),
 //!   its crash — and the simulated disks;
 //! - `switch`: the switch as one engine or two shards joined by a hop;
-//! - `cluster`: the switch as a cluster's node — the stream, the replication gate, the
-//!   standby's takeover;
+//! - `cluster`: the switch as a cluster's node — the stream and its checkpoints, the
+//!   replication gate, the standby's takeover;
 //! - `network`: connections, latency, fragments, stalls, drops;
 //! - `terminal`, `issuer`: the simulated peers; `messages`: what they send and read;
 //! - `checks`: the bounds on every step and the invariants at the end of a seed;
@@ -306,6 +307,9 @@ pub struct Outcome {
     /// On a cluster's seed: pauses of the node shorter than its lease (it goes on), and
     /// longer (the standby takes over; awake, it finds its lease stale and stops).
     pub pauses: (u32, u32),
+    /// On a cluster's seed: checkpoints appended to the stream, purges of what was before
+    /// one, and checkpoints cut short by their writer's death.
+    pub checkpoints: (u32, u32, u32),
     /// Whether the seed ran the switch as a cluster's node.
     pub cluster: bool,
     /// Events processed.
@@ -531,6 +535,7 @@ impl Sim {
             (self.out.cluster, self.out.takeovers, self.out.landed_at_death) =
                 (true, c.takeovers, c.landed_at_death);
             self.out.pauses = c.pauses;
+            self.out.checkpoints = c.checkpoints;
         }
         self.check()?;
         self.out.approvals = self.terminals().iter().map(|t| t.approvals.len()).sum();
@@ -569,6 +574,9 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
             u64::from(o.landed_at_death);
         *t.entry("node pauses shorter than a lease").or_default() += u64::from(o.pauses.0);
         *t.entry("node pauses past its lease").or_default() += u64::from(o.pauses.1);
+        *t.entry("checkpoints appended to the stream").or_default() += u64::from(o.checkpoints.0);
+        *t.entry("purges of the stream before a checkpoint").or_default() += u64::from(o.checkpoints.1);
+        *t.entry("checkpoints cut short by their node's death").or_default() += u64::from(o.checkpoints.2);
         *t.entry("approved by the issuer after it acknowledged their reversal").or_default() +=
             u64::from(o.approved_after_reversal);
         *t.entry("steps").or_default() += o.steps;
@@ -650,9 +658,11 @@ mod tests {
 
     /// A cluster's node releases what a batch gates only once the stream has the batch.
     /// With that taken out (released once synced on the node's own disk, appended after),
-    /// the simulator finds what a takeover then gets wrong: 9 of the 114 cluster seeds in
-    /// 1..=300, the first 37 (an approval the dead node answered from records the stream
-    /// never had: the standby neither delivered nor reversed it).
+    /// the simulator finds what a takeover then gets wrong: 35 of the 114 cluster seeds in
+    /// 1..=300 (9 before the stream's checkpoints were drawn), the first 10 (the records
+    /// the dead node released without the stream are missing past a checkpoint), then 23
+    /// (an approval the dead node answered from records the stream never had: the standby
+    /// neither delivered nor reversed it).
     #[test]
     fn a_node_that_releases_before_the_stream_has_the_batch_is_caught() {
         let mut caught = Vec::new();
@@ -675,6 +685,26 @@ mod tests {
         );
     }
 
+    /// A purge of a shard's subject keeps the batches holding records its checkpoint does
+    /// not cover. With that taken out (every message before the checkpoint purged) a
+    /// takeover finds records missing past the checkpoint — the reader's gap check — on the
+    /// cluster seeds that purged with a checkpoint short of the subject's last record.
+    #[test]
+    fn a_purge_past_what_the_checkpoint_covers_is_caught() {
+        let mut caught = Vec::new();
+        for seed in 1..=100 {
+            let mut sim = Sim::new(seed);
+            let Some(c) = sim.cluster.as_mut() else { continue };
+            c.purge_past_checkpoint = true;
+            if let Err(v) = sim.run() {
+                caught.push((seed, v.to_string()));
+            }
+        }
+        assert!(!caught.is_empty(), "no cluster seed in 1..=100 caught it");
+        assert!(caught.iter().any(|(_, v)| v.contains("a takeover cannot read the stream")), "{caught:?}");
+        eprintln!("{} cluster seeds in 1..=100 caught it; the first: {:?}", caught.len(), caught[0]);
+    }
+
     #[test]
     fn a_fixed_set_of_seeds_keeps_every_invariant() {
         let outcomes = match run_seeds(1, 40) {
@@ -687,6 +717,10 @@ mod tests {
         assert!(
             t["takeovers by a standby from the stream"] > 3,
             "the cluster's takeovers were exercised: {t:?}"
+        );
+        assert!(
+            t["checkpoints appended to the stream"] > 10 && t["purges of the stream before a checkpoint"] > 5,
+            "the stream's checkpoints were exercised: {t:?}"
         );
     }
 }

@@ -9,13 +9,35 @@ use crate::*;
 /// being written.
 #[derive(Default)]
 pub(crate) struct Disk {
+    /// A checkpoint file (the last record it covers, its bytes): written only by a takeover
+    /// that rebuilt the journal from the stream's checkpoint (the node's own journal keeps
+    /// every segment here).
+    pub(crate) checkpoint: Option<(u64, Vec<u8>)>,
     pub(crate) segments: Vec<(u64, Vec<u8>)>,
     pub(crate) writing: Option<corridor_journal::SyncBatch>,
     /// Full until this time.
     pub(crate) full_until: Option<Duration>,
 }
 
+impl Durable {
+    /// What a recovered state holds.
+    pub(crate) fn of(r: &Recovery) -> Self {
+        Self {
+            requests: r.requests.keys().copied().collect(),
+            reversals: r.reversals.keys().copied().collect(),
+            exceptions: r.exceptions.keys().copied().collect(),
+            outcomes: r.outcomes.len(),
+            last_seq: r.last_seq,
+        }
+    }
+}
+
 impl Disk {
+    /// The state its checkpoint holds (empty without one), as recovery loads it first.
+    pub(crate) fn recovered_checkpoint(&self) -> Recovery {
+        self.checkpoint.as_ref().and_then(|(_, b)| Recovery::from_checkpoint(b).ok()).unwrap_or_default()
+    }
+
     /// Cuts a torn tail where a scan says its last whole record ends (`at`, in the last
     /// segment), as recovery does; a segment left without a whole header goes.
     pub(crate) fn cut_tail(&mut self, at: Option<usize>) {
@@ -141,10 +163,10 @@ impl Sim {
             let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
             let (next, owed, last_len) = match scan_log(&view) {
                 Ok(scan) => {
-                    let mut owed = Recovery::default();
+                    let mut owed = disk.recovered_checkpoint();
                     let _ = owed.fold(&scan, unix_now);
                     let cut = scan.cut();
-                    let next = scan.next_seq;
+                    let next = scan.next_seq.max(owed.last_seq + 1);
                     (next, owed, cut.map(|(_, at)| at as u64))
                 }
                 Err(_) => (1, Recovery::default(), None),
@@ -382,6 +404,7 @@ impl Sim {
                     last_seq: b.last_seq,
                     bytes: b.bytes,
                     life: self.life,
+                    checkpoint: None,
                 });
             }
             if let (Some(batch), true) = (replicate, self.cluster.is_some()) {
@@ -416,14 +439,8 @@ impl Sim {
         let view: Vec<(u64, &[u8])> =
             self.disks[k].segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
         let Ok(scan) = scan_log(&view) else { return Durable::default() };
-        let mut r = Recovery::default();
+        let mut r = self.disks[k].recovered_checkpoint();
         let _ = r.fold(&scan, self.unix_ms());
-        Durable {
-            requests: r.requests.keys().copied().collect(),
-            reversals: r.reversals.keys().copied().collect(),
-            exceptions: r.exceptions.keys().copied().collect(),
-            outcomes: r.outcomes.len(),
-            last_seq: r.last_seq,
-        }
+        Durable::of(&r)
     }
 }
