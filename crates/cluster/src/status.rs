@@ -46,6 +46,8 @@ pub struct NodeStatus {
     pub waiting: Option<u16>,
     /// Its admin server's address, when it has one.
     pub admin: Option<String>,
+    /// Where it takes the connections other nodes relay to it, when it does.
+    pub relay: Option<String>,
     /// Since it last said so (it says so every second; past the lease's time to live the
     /// bucket drops it).
     pub seen: Duration,
@@ -54,17 +56,31 @@ pub struct NodeStatus {
 impl NodeStatus {
     /// A node from what it said (`held=0,1 waiting= admin=…`), seen `seen` ago.
     fn parse(name: &str, said: &str, seen: Duration) -> Self {
-        let mut n = Self { name: name.to_owned(), held: Vec::new(), waiting: None, admin: None, seen };
+        let mut n =
+            Self { name: name.to_owned(), held: Vec::new(), waiting: None, admin: None, relay: None, seen };
         for (k, v) in said.split_whitespace().filter_map(|kv| kv.split_once('=')) {
             match k {
                 "held" => n.held = v.split(',').filter_map(|s| s.parse().ok()).collect(),
                 "waiting" => n.waiting = v.parse().ok(),
                 "admin" if !v.is_empty() => n.admin = Some(v.to_owned()),
+                "relay" if !v.is_empty() => n.relay = Some(v.to_owned()),
                 _ => {}
             }
         }
         n
     }
+}
+
+/// The node holding shard `shard`'s lease in the lease bucket `kv`, and where it takes
+/// relayed connections (as it says of itself at every renewal): where a node that does not
+/// serve the shard relays its partners' connections. `None`: no node holds it, or the one
+/// that does takes no relays (or the bucket does not answer).
+pub async fn relay_of(kv: &jetstream::kv::Store, shard: u16) -> Option<(String, String)> {
+    let holder = kv.get(format!("shard.{shard}")).await.ok()??;
+    let holder = String::from_utf8_lossy(&holder).into_owned();
+    let said = kv.get(format!("node.{holder}")).await.ok()??;
+    let relay = NodeStatus::parse(&holder, &String::from_utf8_lossy(&said), Duration::ZERO).relay?;
+    Some((holder, relay))
 }
 
 /// The cluster's configuration, as its bucket holds it.

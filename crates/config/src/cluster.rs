@@ -31,6 +31,30 @@ pub struct ClusterSettings {
     pub standby: bool,
     /// The nodes `[cluster.nodes]` names (empty: it names none).
     pub nodes: Vec<String>,
+    /// Where this node takes the connections other nodes relay to it, and the node links'
+    /// TLS (`corridor_net::relay`); `None`: it neither takes nor makes relays.
+    pub relay: Option<RelaySettings>,
+}
+
+/// A node's relays (see `corridor_net::relay`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Where this node takes node links.
+    pub address: std::net::SocketAddr,
+    /// This node's certificate and key, and the cluster's CA.
+    pub files: corridor_net::TlsFiles,
+}
+
+impl RelaySettings {
+    /// The node links' TLS, for a cluster of `nodes`.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read, or a certificate or key that cannot be used.
+    pub fn tls(&self, nodes: &[String]) -> Result<corridor_net::relay::RelayTls> {
+        corridor_net::relay::RelayTls::new(&self.files, nodes.to_vec())
+            .map_err(|e| anyhow::anyhow!("cluster: relay_tls: {e}"))
+    }
 }
 
 fn name_ok(s: &str) -> bool {
@@ -92,6 +116,9 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
     if let (Some(standby), Some(c)) = (own.standby, file.cluster.as_mut()) {
         c.standby = Some(standby);
     }
+    if let Some(c) = file.cluster.as_mut() {
+        c.relay.clone_from(&own.relay);
+    }
     Ok(())
 }
 
@@ -145,6 +172,14 @@ fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
     if section.admin.is_some() && file.admin.is_none() {
         bail!("{at}: admin, and the file has no [admin]");
     }
+    if let Some(a) = &section.relay {
+        if a.parse::<std::net::SocketAddr>().is_err() {
+            bail!("{at}: relay {a:?} is not an address (host:port, numeric)");
+        }
+        if file.cluster.as_ref().is_none_or(|c| c.relay_tls.is_none()) {
+            bail!("{at}: relay, and [cluster] has no relay_tls (node links are always mutual TLS)");
+        }
+    }
     for link in section.listen.keys() {
         let found = file.participants.iter().flat_map(|p| p.links.iter()).find(|l| l.name == *link);
         match found {
@@ -159,7 +194,11 @@ fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
 }
 
 /// `[cluster]`, checked (after [`for_node`]): it replicates the journal, so it needs one.
-pub(crate) fn settings(c: &crate::file::ClusterSection, journal: bool) -> Result<ClusterSettings> {
+pub(crate) fn settings(
+    c: &crate::file::ClusterSection,
+    journal: bool,
+    base: &std::path::Path,
+) -> Result<ClusterSettings> {
     if !journal {
         bail!("cluster: a cluster replicates the journal: add a [journal] section");
     }
@@ -178,13 +217,34 @@ pub(crate) fn settings(c: &crate::file::ClusterSection, journal: bool) -> Result
     if !(1..=5).contains(&replicas) {
         bail!("cluster: replicas must be 1-5, not {replicas}");
     }
+    let nodes: Vec<String> = c.nodes.keys().cloned().collect();
+    let relay = match (&c.relay, &c.relay_tls) {
+        (None, _) => None,
+        (Some(_), None) => bail!("cluster: relay needs relay_tls (node links are always mutual TLS)"),
+        (Some(a), Some(t)) => {
+            let address = a.parse().map_err(|_| anyhow::anyhow!("cluster: relay {a:?} is not an address"))?;
+            let path = |f: &str| base.join(f);
+            let files = corridor_net::TlsFiles {
+                cert: path(&t.cert),
+                key: path(&t.key),
+                ca: t.ca.iter().map(|c| path(c)).collect(),
+                crl: t.crl.iter().map(|c| path(c)).collect(),
+                server_name: t.server_name.clone(),
+            };
+            let r = RelaySettings { address, files };
+            // Checked now: a certificate that cannot be used fails `check-config`.
+            r.tls(&nodes)?;
+            Some(r)
+        }
+    };
     Ok(ClusterSettings {
         node,
         nats: c.nats.clone(),
         stream,
         replicas,
         standby: c.standby.unwrap_or(false),
-        nodes: c.nodes.keys().cloned().collect(),
+        nodes,
+        relay,
     })
 }
 
@@ -278,6 +338,38 @@ mod tests {
                 .unwrap()
         );
         assert!(e.contains("has no [cluster] section"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_nodes_relay_needs_the_node_links_tls_and_an_address_and_each_node_takes_its_own() {
+        let d = dir("relay");
+        let path = shared(&d, &format!("{NODES}relay = \"127.0.0.1:7402\"\n"), "4111");
+        let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+        assert!(e.contains("cluster.nodes.b: relay, and [cluster] has no relay_tls"), "{e}");
+        crate::certs::dev(&d.join("certs"), &["a".into(), "b".into()], 30).unwrap();
+        let tls = "relay_tls = { cert = \"certs/a.pem\", key = \"certs/a.key\", ca = [\"certs/ca.pem\"] }\n";
+        let with = |nodes: &str| nodes.replacen("[cluster.nodes.a]", &format!("{tls}[cluster.nodes.a]"), 1);
+        let path = shared(&d, &with(&format!("{NODES}relay = \"127.0.0.1:7402\"\n")), "4111");
+        let b = crate::load_as(&path, Some("b")).unwrap();
+        let r = b.cluster.as_ref().unwrap().relay.as_ref().expect("b takes relays");
+        assert_eq!(r.address.to_string(), "127.0.0.1:7402");
+        assert_eq!(r.files.cert, d.join("certs/a.pem"));
+        assert!(
+            crate::load_as(&path, Some("a")).unwrap().cluster.unwrap().relay.is_none(),
+            "a's section has none"
+        );
+        let path = shared(&d, &with(&format!("{NODES}relay = \"node-b:7402\"\n")), "4111");
+        let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+        assert!(e.contains("relay \"node-b:7402\" is not an address"), "{e}");
+        let path = shared(
+            &d,
+            &with(&format!("{NODES}relay = \"127.0.0.1:7402\"\n"))
+                .replace("certs/a.key", "certs/missing.key"),
+            "4111",
+        );
+        let e = format!("{:#}", crate::load_as(&path, Some("b")).err().unwrap());
+        assert!(e.contains("relay_tls") && e.contains("missing.key"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -116,6 +116,12 @@ pub(crate) struct ClusterSection {
     /// The cluster's nodes, by name, each with what it does not share with the others.
     #[serde(default)]
     pub(crate) nodes: std::collections::BTreeMap<String, NodeSection>,
+    /// The node links' TLS (each node's certificate, `CN=<node>`, its key, the cluster's
+    /// CA): required when a node takes relayed connections.
+    pub(crate) relay_tls: Option<TlsSection>,
+    /// This node's `[cluster.nodes.<name>] relay` (set by `cluster::for_node`).
+    #[serde(skip)]
+    pub(crate) relay: Option<String>,
 }
 
 /// `[cluster.nodes.<name>]`: one node's own settings, over the shared ones.
@@ -131,6 +137,9 @@ pub(crate) struct NodeSection {
     pub(crate) listen: std::collections::BTreeMap<String, String>,
     /// Whether it is a standby (`[cluster] standby` on this node).
     pub(crate) standby: Option<bool>,
+    /// Where it takes the connections other nodes relay to it (partners' connections that
+    /// reached a node that does not serve their participant).
+    pub(crate) relay: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

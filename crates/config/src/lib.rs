@@ -39,7 +39,7 @@ mod source;
 
 pub use source::Source;
 
-pub use cluster::ClusterSettings;
+pub use cluster::{ClusterSettings, RelaySettings};
 use file::{File, Mode, Role, TransportKind};
 use limits::*;
 
@@ -480,7 +480,7 @@ fn build(file: File, source: &Source, base: &Path) -> Result<Loaded> {
         None => Clearing::default(),
     };
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
-    let cluster = file.cluster.as_ref().map(|c| cluster::settings(c, journal.is_some())).transpose()?;
+    let cluster = file.cluster.as_ref().map(|c| cluster::settings(c, journal.is_some(), base)).transpose()?;
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let digest = source.digest();
     let shards = match sw.shards {

@@ -64,7 +64,13 @@ impl Current {
 }
 
 fn cluster_text(c: &crate::ClusterSettings) -> String {
-    format!("node {} stream {} replicas {}", c.node, c.stream, c.replicas)
+    format!(
+        "node {} stream {} replicas {} relay {:?}",
+        c.node,
+        c.stream,
+        c.replicas,
+        c.relay.as_ref().map(|r| (r.address, &r.files))
+    )
 }
 
 fn journal_text(j: &crate::JournalSettings) -> String {
@@ -301,8 +307,8 @@ fn check_rebase(current: &Current, loaded: Loaded) -> Result<Reload> {
     }
     if loaded.cluster.as_ref().map(cluster_text) != current.cluster {
         bail!(
-            "the node's name, its stream and the stream's copies cannot change while the switch runs (restart to \
-             change them)"
+            "the node's name, its stream, the stream's copies and its relay settings cannot change while the \
+             switch runs (restart to change them)"
         );
     }
     let old = &current.engine;

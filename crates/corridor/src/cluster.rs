@@ -84,9 +84,10 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
         };
         writeln!(
             out,
-            "  node {:<18} {state}; admin {}; said so {} ago",
+            "  node {:<18} {state}; admin {}; relay {}; said so {} ago",
             n.name,
             n.admin.as_deref().unwrap_or("-"),
+            n.relay.as_deref().unwrap_or("-"),
             ms(Some(n.seen))
         )?;
     }

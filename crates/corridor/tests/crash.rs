@@ -822,3 +822,124 @@ fn a_node_with_another_shard_count_than_the_clusters_refuses_to_start() {
     assert!(err.contains("the cluster runs 2 shard(s) and this node 3"), "{err}");
     let _ = a.term();
 }
+
+/// Node `name`'s configuration in a directory of its own under the rig's (its PAN key, its
+/// node certificate at `node.pem`/`node.key` — the same path on every node, as secrets are
+/// read from each node's own disk — and the cluster's CA), with relays: `relays` names each
+/// node and its node link port. Its acquirer's port.
+fn relay_config(
+    rig: &ClusterRig,
+    name: &str,
+    standby: bool,
+    relays: &[(&str, u16)],
+) -> (std::path::PathBuf, u16) {
+    let home = rig.dir.join(name);
+    std::fs::create_dir_all(home.join("certs")).unwrap();
+    std::fs::write(home.join("pan.key"), "5a".repeat(32)).unwrap();
+    let certs = rig.dir.join("certs");
+    for (from, to) in [
+        (format!("{name}.pem"), "node.pem"),
+        (format!("{name}.key"), "node.key"),
+        ("ca.pem".into(), "ca.pem"),
+    ] {
+        std::fs::copy(certs.join(from), home.join("certs").join(to)).unwrap();
+    }
+    let acq_port = common::free_port();
+    let servers: Vec<String> = rig.nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let nodes: String = relays
+        .iter()
+        .map(|(n, port)| format!("[cluster.nodes.{n}]\nrelay = \"127.0.0.1:{port}\"\n"))
+        .collect();
+    let config = home.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = {standby}\n\
+             relay_tls = {{ cert = \"certs/node.pem\", key = \"certs/node.key\", ca = [\"certs/ca.pem\"] }}\n{nodes}",
+            common::config(acq_port, rig.issuer, "shards = 2"),
+            servers.join(", ")
+        ),
+    )
+    .unwrap();
+    (config, acq_port)
+}
+
+/// Partners connect to either node: the standby, waiting for the shards, relays each
+/// connection to the node serving them (node links in mutual TLS, the serving node's
+/// certificate checked against the lease bucket's holder, the edge's against the cluster's
+/// nodes); a certificate of the cluster's CA that names no node is refused on a node link
+/// and nothing of what it sends goes anywhere. Once the serving node is killed, the standby
+/// takes the shards over, stops relaying and serves the partners itself on the same address.
+#[test]
+fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_after_a_takeover() {
+    let rig = ClusterRig::new("relay");
+    corridor_config::certs::dev(&rig.dir.join("certs"), &["a".into(), "b".into(), "mallory".into()], 30)
+        .unwrap();
+    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let (config_a, port_a) = relay_config(&rig, "a", false, &relays);
+    let (config_b, port_b) = relay_config(&rig, "b", true, &relays);
+    let a = serve(&config_a);
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
+    let (b, _) = common::spawn(&config_b);
+    assert!(b.wait_logged("relaying the link's connections", 1, Duration::from_secs(20)), "node b relays");
+
+    // Through node b, answered by node a.
+    for stan in 1..=5 {
+        assert_eq!(pay(port_b, stan), "00", "purchase {stan} through the standby");
+    }
+    assert_eq!(pay(port_a, 6), "00", "and directly");
+    assert!(a.logged("connection relayed by another node"), "node a served what node b relayed");
+    assert_eq!(rig.seen.lock().unwrap().approved.len(), 6);
+
+    // A node link with a certificate of the cluster's CA that names no node: refused after
+    // the handshake; the purchase it carries reaches nobody.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let certs = rig.dir.join("certs");
+    let mallory = corridor_net::relay::RelayTls::new(
+        &corridor_net::TlsFiles {
+            cert: certs.join("mallory.pem"),
+            key: certs.join("mallory.key"),
+            ca: vec![certs.join("ca.pem")],
+            crl: vec![],
+            server_name: None,
+        },
+        vec![],
+    )
+    .unwrap();
+    let route = corridor_net::relay::Route { shard: 0, link: "acq-1".into() };
+    let answered = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = format!("127.0.0.1:{}", relays[0].1).parse().unwrap();
+        let Ok(mut s) = corridor_net::relay::connect(&mallory, "a", address, &route).await else {
+            return 0; // refused in the handshake itself: as good
+        };
+        let body = common::purchase(900, "MALLORY00900").to_bytes(Dialect::Native).unwrap();
+        let mut frame = BytesMut::new();
+        NativeFramer::new(FRAME_BYTES_MAX).encode(0, 900, &body, &mut frame).unwrap();
+        let _ = s.write_all(&frame).await;
+        let mut buf = [0u8; 512];
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.map_or(0, |r| r.unwrap_or(0))
+    });
+    assert_eq!(answered, 0, "nothing answered on a node link of no node");
+    assert!(a.wait_logged("node link refused", 1, Duration::from_secs(5)), "node a says it refused it");
+    assert_eq!(rig.seen.lock().unwrap().approved.len(), 6, "its purchase reached no issuer");
+    assert_eq!(pay(port_b, 7), "00", "node a goes on serving what node b relays");
+
+    // Node a dies: node b takes the shards over and serves its partners itself.
+    let killed = Instant::now();
+    a.kill9();
+    let mut stan = 100;
+    let served = loop {
+        stan += 1;
+        if pay_within(port_b, stan, Duration::from_secs(2)) == "00" {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "node b never served after node a's death");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(b.logged("taking connections other nodes relay"), "node b takes node links itself now");
+    assert!(!b.logged("connection relayed by another node"));
+    eprintln!("6 purchases through the standby, relayed to node a (and 1 directly); node a killed; node b served its partners itself {served:?} later");
+    drop(b);
+    let _ = port_a;
+}

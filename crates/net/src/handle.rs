@@ -26,6 +26,8 @@ pub(crate) enum Command {
         Box<crate::switch::Reconfigure>,
         oneshot::Sender<Result<usize, crate::error::ReconfigureError>>,
     ),
+    /// A connection another node relays here, for a link this shard runs.
+    Relayed(Box<(crate::relay::Relayed, crate::relay::RelayTls)>),
 }
 
 /// Upper bounds of the journal batch-size buckets, in records.
@@ -219,6 +221,15 @@ pub struct Handle {
     shutdown: Shutdown,
     /// Which shard owns which participant now (a reload may not move one).
     plan: Arc<std::sync::Mutex<Option<corridor_engine::shards::ShardPlan>>>,
+}
+
+impl Handle {
+    /// Hands a relayed connection to the shard its header names; `false` when there is no
+    /// such shard or its queue is full (the connection is closed).
+    pub(crate) fn relay_to_shard(&self, r: crate::relay::Relayed, tls: crate::relay::RelayTls) -> bool {
+        let Some(tx) = self.tx.get(usize::from(r.route.shard)) else { return false };
+        tx.try_send(Command::Relayed(Box::new((r, tls)))).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Handle {

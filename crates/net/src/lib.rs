@@ -26,9 +26,13 @@
 //!   driver's batch cycle over the files, checkpoints), `reload` (a reloaded configuration
 //!   applied in one step: new listeners bound first, the engine's `reconfigure`, loops
 //!   started, stopped or given their new settings, retired connections closed as they
-//!   drain) and `ops` (control directory, handle commands, graceful drain, snapshots).
+//!   drain), `relayed` (connections other nodes relay here) and `ops` (control
+//!   directory, handle commands, graceful drain, snapshots).
 //! - [`hop`]: the hand-off between two shards: two bounded lock-free lanes of write
 //!   batches, one wake-up a batch, back-pressure when full.
+//! - [`relay`]: a cluster's node links: a partner's connection on a node that does not
+//!   serve its participant carried, after the link's handshake, to the node that does (the
+//!   edge's `front`; the owner takes them in `switch`'s `relayed`).
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
 //!   appended and synced (the format is `corridor-journal`'s).
 //! - [`control`]: the journal directory's lock, and operators' requests to a running
@@ -49,6 +53,7 @@ pub mod journal;
 pub mod limits;
 pub mod memory;
 pub mod quic;
+pub mod relay;
 pub mod running;
 pub mod switch;
 pub mod tls;
@@ -58,6 +63,7 @@ pub use handle::{Handle, JournalMetrics, LinkSnapshot, ReplicaMetrics, Shutdown,
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
 pub use switch::{
-    shard_links, Dial, LinkPlan, Listen, NetConfig, Reconfigure, Report, ShardParts, Switch, Transport,
+    shard_links, Dial, LinkPlan, Listen, NetConfig, Reconfigure, RelayServe, Report, ShardParts, Switch,
+    Transport,
 };
 pub use tls::{Identity, LinkTls, TlsFiles, TlsSide};

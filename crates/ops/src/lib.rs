@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod front;
 pub mod serve;
 pub mod shared_config;
 pub mod startup;

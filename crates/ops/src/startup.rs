@@ -52,7 +52,14 @@ pub fn into_shards(
                 c.node.clone(),
                 c.replicas,
                 corridor_net::limits::CLUSTER_START_MAX,
-                loaded.admin.as_ref().map(|a| format!("admin={}", a.address)).unwrap_or_default(),
+                [
+                    loaded.admin.as_ref().map(|a| format!("admin={}", a.address)),
+                    c.relay.as_ref().map(|r| format!("relay={}", r.address)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
             )
             .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?,
         )),
@@ -68,7 +75,15 @@ pub fn into_shards(
         let engine = plan.config_for(&loaded.engine, k);
         let (listens, dials) =
             corridor_net::shard_links(&plan, &loaded.engine, k, &loaded.net.listens, &loaded.net.dials);
-        let net = NetConfig { listens, dials, drain_timeout: loaded.net.drain_timeout, journal: None };
+        // The node link listener is the switch's, on its first shard.
+        let relay = match loaded.cluster.as_ref().and_then(|c| Some((c, c.relay.as_ref()?))) {
+            Some((c, r)) if k == 0 => Some(corridor_net::RelayServe {
+                address: r.address,
+                tls: r.tls(&c.nodes).map_err(|e| std::io::Error::other(e.to_string()))?,
+            }),
+            _ => None,
+        };
+        let net = NetConfig { listens, dials, drain_timeout: loaded.net.drain_timeout, journal: None, relay };
         let part = match &loaded.journal {
             None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
             Some(j) => {
@@ -105,7 +120,12 @@ pub fn into_shards(
 ///
 /// A listening address that cannot be bound.
 pub async fn bind(loaded: Loaded) -> std::io::Result<corridor_net::Switch> {
+    // A node of a cluster that may wait for its shards relays its partners' connections to
+    // the node that serves them meanwhile (`crate::front`); once it has its shards it stops,
+    // and the switch takes the addresses.
+    let front = crate::front::Front::start(&loaded)?;
     let (parts, plan) = into_shards(loaded)?;
+    drop(front);
     let switch = corridor_net::Switch::bind_shards(parts).await?;
     switch.handle().set_plan(plan);
     Ok(switch)

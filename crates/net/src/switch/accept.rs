@@ -57,7 +57,7 @@ pub(super) struct LogEvery {
 
 impl LogEvery {
     /// Whether to print now: `Some(left out before this one)`.
-    fn hit(&mut self) -> Option<u64> {
+    pub(super) fn hit(&mut self) -> Option<u64> {
         let now = Instant::now();
         if self.since.is_some_and(|at| now.duration_since(at) < REFUSED_LOG_INTERVAL) {
             self.left_out += 1;

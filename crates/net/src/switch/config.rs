@@ -71,4 +71,16 @@ pub struct NetConfig {
     pub drain_timeout: Duration,
     /// The journal's files, when the engine journals.
     pub journal: Option<crate::journal::JournalFiles>,
+    /// A node of a cluster: where it takes connections other nodes relay to it, and the
+    /// node links' TLS (`crate::relay`; the first shard's settings count).
+    pub relay: Option<RelayServe>,
+}
+
+/// Where a node of a cluster takes relayed connections (see `crate::relay`).
+#[derive(Clone, Debug)]
+pub struct RelayServe {
+    /// The address node links connect to.
+    pub address: SocketAddr,
+    /// Their TLS.
+    pub tls: crate::relay::RelayTls,
 }

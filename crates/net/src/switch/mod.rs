@@ -10,6 +10,7 @@
 //! - `dial`: dialing with backoff;
 //! - `connection`: one connection's reader and writer, and the linger of a close;
 //! - `journaling`: the journal's loop (the driver's batch cycle) and checkpoints;
+//! - `relayed`: connections other nodes of a cluster relay here (`crate::relay`);
 //! - `reload`: a reload while running;
 //! - `ops`: the control directory, handle commands, the drain, snapshots, the report.
 
@@ -19,12 +20,13 @@ mod connection;
 mod dial;
 mod journaling;
 mod ops;
+mod relayed;
 mod reload;
 
 #[allow(clippy::wildcard_imports)] // the module's own parts
-use self::{accept::*, connection::*, dial::*, journaling::*, ops::*, reload::*};
+use self::{accept::*, connection::*, dial::*, journaling::*, ops::*, relayed::*, reload::*};
 pub use self::{
-    config::{Dial, Listen, NetConfig, Transport},
+    config::{Dial, Listen, NetConfig, RelayServe, Transport},
     ops::Report,
     reload::{shard_links, LinkPlan, Reconfigure},
 };
@@ -256,6 +258,8 @@ pub struct Switch {
     others: Vec<ShardThread>,
     addrs: Vec<(String, SocketAddr)>,
     handle: Handle,
+    /// A node of a cluster: its node link listener (see `crate::relay`).
+    relay: Option<(TcpListener, crate::relay::RelayTls)>,
 }
 
 /// One shard, bound.
@@ -312,6 +316,19 @@ impl Switch {
         let drained = Arc::new((AtomicUsize::new(0), count));
         let mut ends = crate::hop::mesh(count).into_iter();
         let mut txs = Vec::with_capacity(count);
+        let relay = match first.net.relay.clone() {
+            Some(r) => {
+                let l = TcpListener::bind(r.address).await.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cluster: cannot take relayed connections on {}: {e}", r.address),
+                    )
+                })?;
+                info!(address = %l.local_addr()?, "taking connections other nodes relay");
+                Some((l, r.tls))
+            }
+            None => None,
+        };
         let (shard, tx) =
             Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
         txs.push(tx);
@@ -352,7 +369,7 @@ impl Switch {
             others.push(ShardThread { go, thread });
         }
         let handle = Handle::new(txs, routes, shutdown);
-        Ok(Self { first: shard, others, addrs, handle })
+        Ok(Self { first: shard, others, addrs, handle, relay })
     }
 
     /// The address each listening link is bound to, by link name (port 0 becomes the real
@@ -379,10 +396,11 @@ impl Switch {
     ///
     /// Never for network trouble (links come and go); only if the runtime fails.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
-        let Self { first, others, handle, .. } = self;
+        let Self { first, others, handle, relay, .. } = self;
         for o in &others {
             let _ = o.go.send(());
         }
+        let relaying = relay.map(|(l, tls)| tokio::spawn(relay_loop(l, tls, handle.clone())));
         let stop = handle.shutdown();
         let trigger = stop.clone();
         let mut report = first
@@ -396,6 +414,9 @@ impl Switch {
             .await;
         // The others drain on the same trigger (if shard 0 stopped for another reason).
         stop.trigger();
+        if let Some(r) = relaying {
+            r.abort();
+        }
         for o in others {
             let joined = tokio::task::spawn_blocking(move || o.thread.join()).await;
             let r = match joined {

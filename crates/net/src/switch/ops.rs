@@ -135,6 +135,11 @@ pub(super) async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::
                 let _ = tx.send(reconfigure(&shared, *r).await);
                 continue;
             }
+            Command::Relayed(r) => {
+                let (r, tls) = *r;
+                tokio::task::spawn_local(relayed(Rc::clone(&shared), r, tls));
+                continue;
+            }
             other => other,
         };
         let engine = shared.engine.borrow();
@@ -148,7 +153,9 @@ pub(super) async fn command_loop(shared: Rc<Shared>, mut commands: tokio::sync::
             Command::Links(tx) => {
                 let _ = tx.send(open_links(&engine));
             }
-            Command::Engine(_) | Command::Reconfigure(..) => unreachable!("handled above"),
+            Command::Engine(_) | Command::Reconfigure(..) | Command::Relayed(_) => {
+                unreachable!("handled above")
+            }
         }
     }
 }

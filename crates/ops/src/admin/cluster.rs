@@ -57,6 +57,7 @@ pub fn status_json(s: &Status) -> Value {
             "shards": shards,
             "waiting_for": waiting,
             "admin": said.and_then(|x| x.admin.clone()),
+            "relay": said.and_then(|x| x.relay.clone()),
             "seen_ms": said.map(|x| ms(x.seen)),
         })
     };

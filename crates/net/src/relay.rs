@@ -1,0 +1,420 @@
+//! Relays: a partner's connection on a node of a cluster that does not run its
+//! participant's shard, carried to the node that does.
+//!
+//! Partners keep connections to two or more nodes. A connection that lands on a node that
+//! does not run the participant's shard (a standby, today) is taken there as far as the
+//! partner can tell — its link's TLS handshake and certificate check, at the edge — then
+//! carried byte for byte over a **node link** to the node that runs the shard, which serves
+//! it as a connection of that listening link: sign-on, framing, in-flight limits, its
+//! answers, all the owner's, as if the partner had connected there. Nothing is decided at
+//! the edge but who the partner is; nothing is kept there.
+//!
+//! A node link is one TCP connection per relayed connection, in mutual TLS with the
+//! cluster's node certificates (`[cluster] relay_tls`: one CA; each node's certificate
+//! names it, `CN=<node>`): the owner takes only a certificate of a node the configuration
+//! names, the edge only the certificate of the node the lease bucket says holds the shard.
+//! Before the TLS, in the clear, a header routes it (it carries nothing secret, and nothing
+//! is served before the TLS has said who is at the other end):
+//!
+//! ```text
+//! magic "CRR1" | shard u16 | name length u8 | the listening link's name
+//! ```
+//!
+//! The owner reads it within [`RELAY_HEADER_WAIT`] on its first shard's thread and hands
+//! the socket to the shard that runs the link (its TLS handshake happens there).
+//!
+//! Bounded: the edge carries at most [`RELAY_CONNECTIONS_MAX`] connections at once and each
+//! link's `connections_max`; the owner counts a relayed connection against its link's
+//! limit as any other. When the owner goes (killed, its lease lost), every connection
+//! relayed to it closes: the partner reconnects, and the edge relays it to the next owner —
+//! or, once it has taken the shard over itself, serves it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tracing::debug;
+
+use crate::{
+    error::LinkError,
+    tls::{client_config, peer_cert, server_config, TlsFiles},
+};
+
+/// What a node link begins with.
+const MAGIC: [u8; 4] = *b"CRR1";
+/// The ALPN a node link speaks.
+const ALPN: &[u8] = b"corridor-relay/1";
+/// The longest link name a header carries.
+pub const LINK_NAME_MAX: usize = 64;
+
+/// How long the owner waits for a relayed connection's header.
+pub const RELAY_HEADER_WAIT: Duration = Duration::from_secs(2);
+/// How long the edge waits for the owner to take a relayed connection (TCP and TLS).
+pub const RELAY_CONNECT_WAIT: Duration = Duration::from_secs(2);
+/// Most connections an edge relays at once.
+pub const RELAY_CONNECTIONS_MAX: usize = 4_096;
+/// Most relayed connections the owner reads headers of at once (the rest wait in the
+/// listener's backlog).
+pub const RELAY_PENDING_MAX: usize = 64;
+
+/// A node link's TLS: both ends, and who may be at the other.
+#[derive(Clone)]
+pub struct RelayTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+    /// The nodes the configuration names: the owner takes a certificate of one of them.
+    nodes: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for RelayTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayTls").field("nodes", &self.nodes).finish_non_exhaustive()
+    }
+}
+
+impl RelayTls {
+    /// The node links of a cluster whose nodes are `nodes`, with this node's certificate,
+    /// key and the cluster's CA in `files`.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read, or a certificate or key that cannot be used.
+    pub fn new(files: &TlsFiles, nodes: Vec<String>) -> Result<Self, LinkError> {
+        let (client, server_name) = client_config(files, &[ALPN])?;
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(server_config(files, &[ALPN])?),
+            connector: tokio_rustls::TlsConnector::from(client),
+            server_name,
+            nodes: Arc::new(nodes),
+        })
+    }
+}
+
+/// Where a relayed connection goes on the owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The shard that runs the link.
+    pub shard: u16,
+    /// The listening link's name.
+    pub link: String,
+}
+
+impl Route {
+    fn encode(&self) -> Vec<u8> {
+        let name = &self.link.as_bytes()[..self.link.len().min(LINK_NAME_MAX)];
+        let mut out = Vec::with_capacity(7 + name.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.shard.to_be_bytes());
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out
+    }
+
+    /// Reads a header off `s`, within [`RELAY_HEADER_WAIT`].
+    async fn read(s: &mut TcpStream) -> Result<Self, String> {
+        let read = async {
+            let mut head = [0u8; 7];
+            s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+            if head[..4] != MAGIC {
+                return Err("not a relayed connection".to_owned());
+            }
+            let len = usize::from(head[6]);
+            if len == 0 || len > LINK_NAME_MAX {
+                return Err(format!("a link name of {len} bytes"));
+            }
+            let mut name = vec![0u8; len];
+            s.read_exact(&mut name).await.map_err(|e| e.to_string())?;
+            let link = String::from_utf8(name).map_err(|_| "a link name that is not UTF-8".to_owned())?;
+            Ok(Self { shard: u16::from_be_bytes([head[4], head[5]]), link })
+        };
+        tokio::time::timeout(RELAY_HEADER_WAIT, read).await.map_err(|_| "no header in time".to_owned())?
+    }
+}
+
+/// A relayed connection the owner took, its header read: the socket, for the shard that
+/// runs its link.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The socket, TLS not yet begun.
+    pub stream: std::net::TcpStream,
+    /// Where it goes.
+    pub route: Route,
+    /// The edge's address, for logs.
+    pub peer: SocketAddr,
+}
+
+/// The owner's side: the header read off a connection a node link listener accepted.
+///
+/// # Errors
+///
+/// Not a header in time.
+pub async fn accept_route(mut s: TcpStream, peer: SocketAddr) -> Result<Relayed, String> {
+    let route = Route::read(&mut s).await?;
+    let stream = s.into_std().map_err(|e| e.to_string())?;
+    Ok(Relayed { stream, route, peer })
+}
+
+/// The owner's side, on the shard that runs the link: the node link's TLS, and the edge's
+/// certificate checked against the cluster's nodes. The stream to serve as a connection of
+/// the link, and the edge's node name.
+///
+/// # Errors
+///
+/// The handshake fails or times out, or the certificate is not a node's.
+pub async fn accept_tls(
+    tls: &RelayTls,
+    stream: std::net::TcpStream,
+    wait: Duration,
+) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, String), String> {
+    let stream = TcpStream::from_std(stream).map_err(|e| e.to_string())?;
+    let s = tokio::time::timeout(wait, tls.acceptor.accept(stream))
+        .await
+        .map_err(|_| "the node link's TLS handshake timed out".to_owned())?
+        .map_err(|e| format!("the node link's TLS handshake: {e}"))?;
+    let node = node_of(s.get_ref().1.peer_certificates())?;
+    if !tls.nodes.contains(&node) {
+        return Err(format!("a certificate of {node:?}, not one of the cluster's nodes"));
+    }
+    Ok((s, node))
+}
+
+/// The node name a verified certificate chain's leaf carries (`CN=<node>`).
+fn node_of(chain: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Result<String, String> {
+    let leaf = chain.and_then(|c| c.first()).ok_or_else(|| "no certificate".to_owned())?;
+    peer_cert(leaf)
+        .map_err(|e| e.to_string())?
+        .subject_cn
+        .ok_or_else(|| "a certificate without a name".to_owned())
+}
+
+/// The edge's side: a node link to `owner` (node `node` at `address`) for `route`, its TLS
+/// done and the owner's certificate checked to be `node`'s.
+///
+/// # Errors
+///
+/// The owner cannot be reached in [`RELAY_CONNECT_WAIT`], or is not who the lease bucket
+/// says.
+pub async fn connect(
+    tls: &RelayTls,
+    node: &str,
+    address: SocketAddr,
+    route: &Route,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let go = async {
+        let mut s = TcpStream::connect(address).await.map_err(|e| format!("{address}: {e}"))?;
+        let _ = s.set_nodelay(true);
+        s.write_all(&route.encode()).await.map_err(|e| e.to_string())?;
+        let s = tls
+            .connector
+            .connect(tls.server_name.clone(), s)
+            .await
+            .map_err(|e| format!("the node link's TLS handshake: {e}"))?;
+        let theirs = node_of(s.get_ref().1.peer_certificates())?;
+        if theirs != node {
+            return Err(format!("{address} is {theirs:?}, not {node:?}, which holds the shard"));
+        }
+        Ok(s)
+    };
+    tokio::time::timeout(RELAY_CONNECT_WAIT, go).await.map_err(|_| format!("{address}: no answer in time"))?
+}
+
+/// Carries bytes both ways between `a` and `b` until either end closes (then both are).
+pub async fn carry<A, B>(mut a: A, mut b: B) -> (u64, u64)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::io::copy_bidirectional(&mut a, &mut b).await {
+        Ok(n) => n,
+        Err(e) => {
+            debug!(error = %e, "relayed connection ended");
+            (0, 0)
+        }
+    }
+}
+
+/// A warning a peer can trigger, said at most once an interval with the count left out.
+struct Throttle(std::sync::Mutex<(Option<std::time::Instant>, u64)>);
+
+impl Throttle {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new((None, 0)))
+    }
+
+    /// `Some(left out since the last)` when it may be said now.
+    fn hit(&self) -> Option<u64> {
+        let mut g = self.0.lock().ok()?;
+        let now = std::time::Instant::now();
+        if g.0.is_some_and(|at| now.duration_since(at) < crate::limits::REFUSED_LOG_INTERVAL) {
+            g.1 += 1;
+            return None;
+        }
+        g.0 = Some(now);
+        Some(std::mem::take(&mut g.1))
+    }
+}
+
+/// The edge: takes partners' connections on `listens` — each with the shard that runs its
+/// link — and relays each to the node `owner` says holds that shard (its name and node link
+/// address), until `stop`. TCP and TLS links (a TLS link's handshake and certificate check
+/// happen here, as on the owner); QUIC links are not taken (their partners reach the owner
+/// directly). Every address is bound before it returns: `Err` names the first that cannot
+/// be.
+///
+/// # Errors
+///
+/// A listening address that cannot be bound.
+pub async fn front<F, Fut>(
+    listens: Vec<(crate::switch::Listen, u16)>,
+    tls: RelayTls,
+    owner: F,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>>
+where
+    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send,
+{
+    let total = Arc::new(tokio::sync::Semaphore::new(RELAY_CONNECTIONS_MAX));
+    let said = Arc::new(Throttle::new());
+    let mut bound = Vec::new();
+    for (l, shard) in listens {
+        if matches!(l.transport, crate::switch::Transport::Quic(_)) {
+            tracing::info!(link = %l.name, "relay: QUIC links are not relayed: not listening on it until this node serves it");
+            continue;
+        }
+        let listener = tokio::net::TcpListener::bind(l.address).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
+        })?;
+        tracing::info!(link = %l.name, address = %listener.local_addr()?, shard, "relaying the link's connections to the node that serves it");
+        bound.push((l, shard, listener));
+    }
+    let mut tasks = Vec::new();
+    for (l, shard, listener) in bound {
+        let (tls, owner, stop, total, said) =
+            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
+        tasks.push(tokio::spawn(async move {
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            loop {
+                let (s, peer) = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let permit = Arc::clone(&total).try_acquire_owned().ok();
+                let here = open.load(std::sync::atomic::Ordering::Relaxed);
+                let Some(permit) = permit.filter(|_| here < l.connections_max) else {
+                    if let Some(left_out) = said.hit() {
+                        tracing::warn!(link = %l.name, %peer, left_out, "relay: at its connection limit: closed");
+                    }
+                    continue;
+                };
+                open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (tls, owner, stop, said, open, l) =
+                    (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&said), Arc::clone(&open), l.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    edge(s, peer, &l, shard, &tls, owner, &stop, &said).await;
+                    open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// One partner's connection at the edge: its link's handshake, then carried to the owner.
+#[allow(clippy::too_many_arguments)] // one connection's whole context
+async fn edge<F, Fut>(
+    s: TcpStream,
+    peer: SocketAddr,
+    l: &crate::switch::Listen,
+    shard: u16,
+    tls: &RelayTls,
+    owner: F,
+    stop: &tokio_util::sync::CancellationToken,
+    said: &Throttle,
+) where
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>>,
+{
+    let _ = s.set_nodelay(true);
+    let partner: Box<dyn Stream> = match &l.transport {
+        crate::switch::Transport::Tcp => Box::new(s),
+        crate::switch::Transport::Tls(link) => {
+            let crate::tls::TlsSide::Accept(acceptor) = &link.side else { return };
+            let accepted = tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, acceptor.accept(s)).await;
+            let Ok(Ok(mut t)) = accepted else {
+                return debug!(link = %l.name, %peer, "relay: TLS handshake refused or timed out");
+            };
+            if let Err(e) = link.authorize(t.get_ref().1.peer_certificates()) {
+                // As the owner refuses one: close_notify, then the close, before any data.
+                if let Some(left_out) = said.hit() {
+                    tracing::warn!(link = %l.name, %peer, error = %e, left_out, "relay: connection refused: wrong participant");
+                }
+                t.get_mut().1.send_close_notify();
+                let _ = t.shutdown().await;
+                return;
+            }
+            Box::new(t)
+        }
+        crate::switch::Transport::Quic(_) => return,
+    };
+    let Some((node, address)) = owner(shard).await else {
+        if let Some(left_out) = said.hit() {
+            tracing::warn!(link = %l.name, %peer, shard, left_out, "relay: no node serves the shard now: closed (the partner tries again)");
+        }
+        return;
+    };
+    let route = Route { shard, link: l.name.clone() };
+    let node_link = match connect(tls, &node, address, &route).await {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(left_out) = said.hit() {
+                tracing::warn!(link = %l.name, %peer, node, error = e, left_out, "relay: the node that serves it does not take it: closed");
+            }
+            return;
+        }
+    };
+    debug!(link = %l.name, %peer, node, "relaying a connection");
+    tokio::select! {
+        _ = carry(partner, node_link) => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// A byte stream both ways (a partner's socket, plain or in TLS).
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_header_reads_back_and_anything_else_is_refused() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let route = Route { shard: 3, link: "wallet-1".into() };
+        let sent = route.encode();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&sent).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        assert_eq!(accept_route(s, peer).await.unwrap().route, route);
+        for bad in [&b"GET / HTTP/1.1\r\n"[..], &b"CRR1\x00\x01\x00"[..], &b"CRR1\x00\x01\x41"[..]] {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(bad).await.unwrap();
+            let (s, peer) = l.accept().await.unwrap();
+            assert!(accept_route(s, peer).await.is_err(), "{bad:?}");
+            drop(c);
+        }
+    }
+}

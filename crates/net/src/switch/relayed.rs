@@ -1,0 +1,98 @@
+//! Connections other nodes of a cluster relay here (`crate::relay`): the node link
+//! listener on the first shard's thread reads each one's header and hands the socket to the
+//! shard that runs its link, which takes it as a connection of that listening link — its
+//! TLS with the edge's node certificate first, then the link's connection limit, then the
+//! engine, exactly as an accepted connection.
+
+#[allow(clippy::wildcard_imports)] // the module's own parts
+use super::*;
+
+use crate::relay::{self, RelayTls, Relayed, RELAY_PENDING_MAX};
+
+/// Takes node links on `listener` until the switch stops: at most [`RELAY_PENDING_MAX`]
+/// headers read at once, refusals logged at most once an interval.
+pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Handle) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(RELAY_PENDING_MAX));
+    let refused = Arc::new(std::sync::Mutex::new(LogEvery::default()));
+    let stop = handle.shutdown();
+    loop {
+        let (s, peer) = tokio::select! {
+            () = stop.wait() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "relay: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+            if let Some(left_out) = refused.lock().ok().and_then(|mut l| l.hit()) {
+                warn!(%peer, left_out, max = RELAY_PENDING_MAX, "relay: too many node links opening at once: closed");
+            }
+            continue;
+        };
+        let (tls, handle, refused) = (tls.clone(), handle.clone(), Arc::clone(&refused));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let why = match relay::accept_route(s, peer).await {
+                Ok(r) => {
+                    let (shard, link) = (r.route.shard, r.route.link.clone());
+                    if handle.relay_to_shard(r, tls) {
+                        return;
+                    }
+                    format!("no shard {shard} to take it (link {link}), or its queue is full")
+                }
+                Err(e) => e,
+            };
+            if let Some(left_out) = refused.lock().ok().and_then(|mut l| l.hit()) {
+                warn!(%peer, error = why, left_out, "relay: a node link refused");
+            }
+        });
+    }
+}
+
+/// Serves relayed connection `r` as a connection of the listening link its header names.
+pub(super) async fn relayed(shared: Rc<Shared>, r: Relayed, tls: RelayTls) {
+    let Relayed { stream, route, peer } = r;
+    let found = shared.loops.borrow().values().find_map(|c| match c {
+        LoopCtl::Listen(l, ..) if l.borrow().name == route.link => Some(l.borrow().clone()),
+        _ => None,
+    });
+    let Some(l) = found else {
+        return warn!(link = route.link, %peer, "relay: a connection for a link this node does not listen on: closed");
+    };
+    if matches!(l.transport, Transport::Quic(_)) {
+        return warn!(link = l.name, %peer, "relay: QUIC links are not relayed: closed");
+    }
+    // A node taking the shard over takes connections once its journal is replicated, as its
+    // accept loops do (bounded by the node link's own handshake time).
+    let ready = async {
+        while !shared.accepting.get() {
+            shared.accepting_wake.notified().await;
+        }
+    };
+    if tokio::time::timeout(TLS_HANDSHAKE_MAX, ready).await.is_err() || shared.stop.is_cancelled() {
+        return debug!(link = l.name, %peer, "relay: not taking connections now: closed");
+    }
+    let (s, node) = match relay::accept_tls(&tls, stream, TLS_HANDSHAKE_MAX).await {
+        Ok(x) => x,
+        Err(e) => return warn!(link = l.name, %peer, error = e, "relay: node link refused"),
+    };
+    if shared.open_on(l.spec) >= l.connections_max {
+        return warn!(
+            link = l.name,
+            node,
+            max = l.connections_max,
+            "relay: link at its connection limit: closed"
+        );
+    }
+    let Some(link) = shared.input(|e| e.link_up(l.spec, Instant::now())) else {
+        return warn!(link = l.name, node, "relay: switch at its link limit: closed");
+    };
+    info!(link = l.name, node, %peer, id = %link, "connection relayed by another node");
+    let conn = register(&shared, link, l.spec);
+    let (rd, wr) = tokio::io::split(s);
+    connection(shared, link, conn, rd, wr, Reports::OnFlush).await;
+}
