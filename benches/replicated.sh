@@ -11,6 +11,9 @@
 #   REPEAT=3 DURATION=6s WARMUP=2s WORKLOADS="1x1 4x64 8x128"
 #   CROSS=1: four nodes, each of two shards — local and replicated, with the acquirer and the
 #   issuer on one shard, and on two (every transaction crossing a hop: the hand-off's cost).
+#   RELAY=1: the replicated node and a standby of the same cluster that relays its partners'
+#   connections to it (node links in mutual TLS): "replicated" is the partner on the serving
+#   node, "relayed" the same partner on the standby (the relay's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NATS_SERVER="${NATS_SERVER:-target/test-nats/bin/nats-server}"
@@ -19,6 +22,7 @@ DURATION="${DURATION:-6s}"
 WARMUP="${WARMUP:-2s}"
 WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
 CROSS="${CROSS:-0}"
+RELAY="${RELAY:-0}"
 C=target/release/corridor
 L=target/release/corridor-load
 [ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
@@ -100,21 +104,39 @@ EOF
   if [ "$4" = yes ]; then
     printf '\n[cluster]\nnode = "%s"\nstream = "B_%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
       "$1" "${1//-/_}" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
+  elif [ "$4" = relay ]; then
+    # One cluster of two: the serving node and its standby, each with its node link port.
+    printf '\n[cluster]\nnode = "%s"\nstream = "B_replicated"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\nstandby = true\nrelay_tls = { cert = "certs/%s.pem", key = "certs/%s.key", ca = ["certs/ca.pem"] }\n[cluster.nodes.replicated]\nrelay = "127.0.0.1:%s"\n[cluster.nodes.relayed]\nrelay = "127.0.0.1:%s"\n' \
+      "$1" "${clients[0]}" "${clients[1]}" "${clients[2]}" "$1" "$1" "$RELAY_A" "$RELAY_B" >> "$W/$1.toml"
   fi
   (cd "$W" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$1.log") & pids+=($!)
 }
 declare -A ACQ ADMIN
-if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"; else NODES="local replicated"; fi
+if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"
+elif [ "$RELAY" = 1 ]; then NODES="replicated relayed"
+else NODES="local replicated"; fi
+if [ "$RELAY" = 1 ]; then
+  RELAY_A="$(port)"; RELAY_B="$(port)"
+  "$C" certs dev --out "$W/certs" --participant replicated --participant relayed >/dev/null
+  for n in $NODES; do ACQ[$n]="$(port)"; ADMIN[$n]="$(port)"; done
+  # The serving node first (it takes the shard), then the standby.
+  node replicated "${ACQ[replicated]}" "${ADMIN[replicated]}" relay
+  ready_log() { for _ in $(seq 300); do grep -q "$2" "$W/$1.log" 2>/dev/null && return 0; sleep 0.1; done; echo "$1: no '$2'" >&2; return 1; }
+  ready_log replicated "the journal is replicated"
+  node relayed "${ACQ[relayed]}" "${ADMIN[relayed]}" relay
+  ready_log relayed "relaying the link's connections"
+else
 for n in $NODES; do
   ACQ[$n]="$(port)"; ADMIN[$n]="$(port)"
   cluster=no; [[ $n == replicated* ]] && cluster=yes
   placement=""; [ "$CROSS" = 1 ] && { placement=0; [[ $n == *crossing ]] && placement=1; }
   node "$n" "${ACQ[$n]}" "${ADMIN[$n]}" "$cluster" $placement
 done
+fi
 ready() { for _ in $(seq 300); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:$1/readyz")" = 200 ] && return 0
   sleep 0.1; done; echo "node on admin port $1 not ready" >&2; return 1; }
-for n in $NODES; do ready "${ADMIN[$n]}"; done
+for n in $NODES; do [ "$n" = relayed ] || ready "${ADMIN[$n]}"; done
 
 # A replicated node's stream acknowledgements (count, sum, p50 from buckets) since the last read.
 acks() { curl -s -H 'Authorization: Bearer bench-token-0123456789abcdef' "http://127.0.0.1:${ADMIN[$1]}/metrics" \
@@ -150,11 +172,12 @@ for rep in $(seq "$REPEAT"); do
     conns="${wl%x*}"; inflight="${wl#*x}"
     for which in $NODES; do
       acq=${ACQ[$which]}
-      [[ $which == replicated* ]] && acks "$which" > "$W/before"
+      [ "$which" = relayed ] && src=replicated || src="$which"   # the relayed node's answers are the serving node's
+      [[ $src == replicated* ]] && acks "$src" > "$W/before"
       out="$("$L" run --target "127.0.0.1:$acq" --mode closed --connections "$conns" --inflight "$inflight" \
         --duration "$DURATION" --warmup "$WARMUP" --no-sign-on --json - 2>/dev/null)"
       ack="-"
-      if [[ $which == replicated* ]]; then acks "$which" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
+      if [[ $src == replicated* ]]; then acks "$src" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
       python3 - "$wl" "$which" "$ack" "$out" <<'EOF'
 import json, sys
 wl, which, ack, out = sys.argv[1:5]

@@ -826,13 +826,14 @@ fn a_node_with_another_shard_count_than_the_clusters_refuses_to_start() {
 /// Node `name`'s configuration in a directory of its own under the rig's (its PAN key, its
 /// node certificate at `node.pem`/`node.key` — the same path on every node, as secrets are
 /// read from each node's own disk — and the cluster's CA), with relays: `relays` names each
-/// node and its node link port. Its acquirer's port.
+/// node and its node link port. Besides the acquirer over TCP, a wallet over QUIC (its
+/// certificate `CN=wallet`). Its acquirer's port and its wallet's.
 fn relay_config(
     rig: &ClusterRig,
     name: &str,
     standby: bool,
     relays: &[(&str, u16)],
-) -> (std::path::PathBuf, u16) {
+) -> (std::path::PathBuf, u16, u16) {
     let home = rig.dir.join(name);
     std::fs::create_dir_all(home.join("certs")).unwrap();
     std::fs::write(home.join("pan.key"), "5a".repeat(32)).unwrap();
@@ -841,9 +842,19 @@ fn relay_config(
         (format!("{name}.pem"), "node.pem"),
         (format!("{name}.key"), "node.key"),
         ("ca.pem".into(), "ca.pem"),
+        ("switch.pem".into(), "switch.pem"),
+        ("switch.key".into(), "switch.key"),
     ] {
         std::fs::copy(certs.join(from), home.join("certs").join(to)).unwrap();
     }
+    let wallet_port = common::free_port();
+    let wallet = format!(
+        "[[participant]]\nid = \"wallet\"\nroles = [\"acquirer\"]\nacquirer_ids = [\"87654321\"]\n\
+         tls_subject_cn = \"wallet\"\n  [[participant.link]]\n  name = \"wallet-quic\"\n  mode = \"listen\"\n  \
+         transport = \"quic\"\n  address = \"127.0.0.1:{wallet_port}\"\n  framing = \"native\"\n  \
+         dialect = \"native\"\n  lanes = 4\n  sign_on_required = false\n  [participant.link.tls]\n  \
+         cert = \"certs/switch.pem\"\n  key = \"certs/switch.key\"\n  ca = [\"certs/ca.pem\"]\n\n"
+    );
     let acq_port = common::free_port();
     let servers: Vec<String> = rig.nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
     let nodes: String = relays
@@ -856,16 +867,37 @@ fn relay_config(
         format!(
             "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = {standby}\n\
              relay_tls = {{ cert = \"certs/node.pem\", key = \"certs/node.key\", ca = [\"certs/ca.pem\"] }}\n{nodes}",
-            common::config(acq_port, rig.issuer, "shards = 2"),
+            common::config(acq_port, rig.issuer, "shards = 2")
+                .replacen("[[participant]]", &format!("{wallet}[[participant]]"), 1),
             servers.join(", ")
         ),
     )
     .unwrap();
-    (config, acq_port)
+    (config, acq_port, wallet_port)
+}
+
+/// A purchase from the wallet on a lane of its own over QUIC to `port`, with certificate
+/// `me`: its response code, or why there is none.
+fn wallet_pays(certs: &std::path::Path, port: u16, stan: u64, me: &corridor_config::certs::Issued) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ca = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let conn = corridor_tests::quic::connect(addr, &ca, Some(me)).await?;
+        let mut lane = corridor_tests::quic::Lane::open(&conn).await?;
+        let m = corridor_tests::peer::purchase("4761739001010010", &format!("{stan:06}"), "87654321");
+        lane.send(stan, &m).await?;
+        let answer = lane.recv(Duration::from_secs(5)).await?;
+        conn.close(0u32.into(), b"done");
+        Ok::<_, String>(
+            answer.map_or_else(|| "no answer".to_owned(), |(_, r)| common::text(&r, de::RESPONSE_CODE)),
+        )
+    })
+    .unwrap_or_else(|e| e)
 }
 
 /// Partners connect to either node: the standby, waiting for the shards, relays each
-/// connection to the node serving them (node links in mutual TLS, the serving node's
+/// connection (and each lane of a QUIC connection) to the node serving them (node links in mutual TLS, the serving node's
 /// certificate checked against the lease bucket's holder, the edge's against the cluster's
 /// nodes); a certificate of the cluster's CA that names no node is refused on a node link
 /// and nothing of what it sends goes anywhere. Once the serving node is killed, the standby
@@ -873,11 +905,17 @@ fn relay_config(
 #[test]
 fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_after_a_takeover() {
     let rig = ClusterRig::new("relay");
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a".into(), "b".into(), "mallory".into()], 30)
-        .unwrap();
+    let names = ["a", "b", "mallory", "wallet"].map(String::from);
+    corridor_config::certs::dev(&rig.dir.join("certs"), &names, 30).unwrap();
+    let certs = rig.dir.join("certs");
+    let issued = |name: &str| corridor_config::certs::Issued {
+        cert_pem: std::fs::read_to_string(certs.join(format!("{name}.pem"))).unwrap(),
+        key_pem: std::fs::read_to_string(certs.join(format!("{name}.key"))).unwrap(),
+        serial: 0,
+    };
     let relays = [("a", common::free_port()), ("b", common::free_port())];
-    let (config_a, port_a) = relay_config(&rig, "a", false, &relays);
-    let (config_b, port_b) = relay_config(&rig, "b", true, &relays);
+    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
+    let (config_b, port_b, wallet_b) = relay_config(&rig, "b", true, &relays);
     let a = serve(&config_a);
     assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
     let (b, _) = common::spawn(&config_b);
@@ -889,12 +927,15 @@ fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_aft
     }
     assert_eq!(pay(port_a, 6), "00", "and directly");
     assert!(a.logged("connection relayed by another node"), "node a served what node b relayed");
-    assert_eq!(rig.seen.lock().unwrap().approved.len(), 6);
+    // The wallet over QUIC to node b: its lane carried to node a; another certificate is
+    // refused at node b, as node a would.
+    assert_eq!(wallet_pays(&certs, wallet_b, 50, &issued("wallet")), "00", "a QUIC lane through the standby");
+    assert_ne!(wallet_pays(&certs, wallet_b, 51, &issued("mallory")), "00", "not the wallet's certificate");
+    assert_eq!(rig.seen.lock().unwrap().approved.len(), 7);
 
     // A node link with a certificate of the cluster's CA that names no node: refused after
     // the handshake; the purchase it carries reaches nobody.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let certs = rig.dir.join("certs");
     let mallory = corridor_net::relay::RelayTls::new(
         &corridor_net::TlsFiles {
             cert: certs.join("mallory.pem"),
@@ -922,7 +963,7 @@ fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_aft
     });
     assert_eq!(answered, 0, "nothing answered on a node link of no node");
     assert!(a.wait_logged("node link refused", 1, Duration::from_secs(5)), "node a says it refused it");
-    assert_eq!(rig.seen.lock().unwrap().approved.len(), 6, "its purchase reached no issuer");
+    assert_eq!(rig.seen.lock().unwrap().approved.len(), 7, "its purchase reached no issuer");
     assert_eq!(pay(port_b, 7), "00", "node a goes on serving what node b relays");
 
     // Node a dies: node b takes the shards over and serves its partners itself.

@@ -260,10 +260,10 @@ impl Throttle {
 
 /// The edge: takes partners' connections on `listens` — each with the shard that runs its
 /// link — and relays each to the node `owner` says holds that shard (its name and node link
-/// address), until `stop`. TCP and TLS links (a TLS link's handshake and certificate check
-/// happen here, as on the owner); QUIC links are not taken (their partners reach the owner
-/// directly). Every address is bound before it returns: `Err` names the first that cannot
-/// be.
+/// address), until `stop`. A TLS link's handshake and certificate check happen here, as on
+/// the owner; so do a QUIC link's, and each lane a QUIC connection opens is carried on a
+/// node link of its own. Every address is bound before it returns: `Err` names the first
+/// that cannot be.
 ///
 /// # Errors
 ///
@@ -276,23 +276,33 @@ pub async fn front<F, Fut>(
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>>
 where
     F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
 {
     let total = Arc::new(tokio::sync::Semaphore::new(RELAY_CONNECTIONS_MAX));
     let said = Arc::new(Throttle::new());
     let mut bound = Vec::new();
+    let mut quic = Vec::new();
     for (l, shard) in listens {
-        if matches!(l.transport, crate::switch::Transport::Quic(_)) {
-            tracing::info!(link = %l.name, "relay: QUIC links are not relayed: not listening on it until this node serves it");
+        let cannot = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
+        };
+        if let crate::switch::Transport::Quic(q) = &l.transport {
+            let crate::quic::QuicSide::Server(server) = &q.side else { continue };
+            let endpoint = crate::quic::endpoint(l.address, Some(server.clone())).map_err(cannot)?;
+            tracing::info!(link = %l.name, address = %endpoint.local_addr()?, shard, "relaying the link's lanes to the node that serves it");
+            quic.push((l.clone(), shard, endpoint, q.clone()));
             continue;
         }
-        let listener = tokio::net::TcpListener::bind(l.address).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("link {}: cannot listen on {}: {e}", l.name, l.address))
-        })?;
+        let listener = tokio::net::TcpListener::bind(l.address).await.map_err(cannot)?;
         tracing::info!(link = %l.name, address = %listener.local_addr()?, shard, "relaying the link's connections to the node that serves it");
         bound.push((l, shard, listener));
     }
     let mut tasks = Vec::new();
+    for (l, shard, endpoint, link) in quic {
+        let (tls, owner, stop, total, said) =
+            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
+        tasks.push(tokio::spawn(quic_front(l, shard, endpoint, link, tls, owner, stop, total, said)));
+    }
     for (l, shard, listener) in bound {
         let (tls, owner, stop, total, said) =
             (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
@@ -329,6 +339,110 @@ where
         }));
     }
     Ok(tasks)
+}
+
+/// A QUIC link at the edge: each connection authenticated as the owner would (its link's
+/// connection limit, the lanes the transport allows), each lane it opens carried to the
+/// owner on a node link of its own, where it is one of the link's lanes.
+#[allow(clippy::too_many_arguments)] // one link's whole context
+async fn quic_front<F, Fut>(
+    l: crate::switch::Listen,
+    shard: u16,
+    endpoint: quinn::Endpoint,
+    link: crate::quic::QuicLink,
+    tls: RelayTls,
+    owner: F,
+    stop: tokio_util::sync::CancellationToken,
+    total: Arc<tokio::sync::Semaphore>,
+    said: Arc<Throttle>,
+) where
+    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
+{
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let incoming = tokio::select! {
+            () = stop.cancelled() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if open.load(std::sync::atomic::Ordering::Relaxed) >= l.connections_max {
+            incoming.refuse();
+            if let Some(left_out) = said.hit() {
+                tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: refused");
+            }
+            continue;
+        }
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (l, link, tls, owner, stop, total, said, open) = (
+            l.clone(),
+            link.clone(),
+            tls.clone(),
+            owner.clone(),
+            stop.clone(),
+            Arc::clone(&total),
+            Arc::clone(&said),
+            Arc::clone(&open),
+        );
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, async { incoming.accept()?.await });
+            if let Ok(Ok(conn)) = handshake.await {
+                match link.authorize(&conn) {
+                    Ok(_) => quic_lanes(&conn, &l, shard, &tls, owner, &stop, &total, &said).await,
+                    Err(e) => {
+                        conn.close(quinn::VarInt::from_u32(1), b"wrong participant");
+                        if let Some(left_out) = said.hit() {
+                            tracing::warn!(link = %l.name, error = %e, left_out, "relay: connection refused: wrong participant");
+                        }
+                    }
+                }
+            }
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"relay stopped");
+}
+
+/// Each lane of QUIC connection `conn`, carried to the owner, until the connection ends.
+#[allow(clippy::too_many_arguments)] // one connection's whole context
+async fn quic_lanes<F, Fut>(
+    conn: &quinn::Connection,
+    l: &crate::switch::Listen,
+    shard: u16,
+    tls: &RelayTls,
+    owner: F,
+    stop: &tokio_util::sync::CancellationToken,
+    total: &Arc<tokio::sync::Semaphore>,
+    said: &Arc<Throttle>,
+) where
+    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
+{
+    loop {
+        let (send, recv) = tokio::select! {
+            () = stop.cancelled() => break,
+            r = conn.accept_bi() => match r {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let Ok(permit) = Arc::clone(total).try_acquire_owned() else {
+            if let Some(left_out) = said.hit() {
+                tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: lane closed");
+            }
+            continue;
+        };
+        let (l, tls, owner, stop, said) =
+            (l.clone(), tls.clone(), owner.clone(), stop.clone(), Arc::clone(said));
+        tokio::spawn(async move {
+            let _permit = permit;
+            carry_to_owner(Box::new(tokio::io::join(recv, send)), &l, shard, &tls, owner, &stop, &said).await;
+        });
+    }
+    conn.close(quinn::VarInt::from_u32(0), b"relay stopped");
 }
 
 /// One partner's connection at the edge: its link's handshake, then carried to the owner.
@@ -368,9 +482,25 @@ async fn edge<F, Fut>(
         }
         crate::switch::Transport::Quic(_) => return,
     };
+    carry_to_owner(partner, l, shard, tls, owner, stop, said).await;
+}
+
+/// Carries `partner` (its link's handshake done) to the node `owner` says serves `shard`.
+async fn carry_to_owner<F, Fut>(
+    partner: Box<dyn Stream>,
+    l: &crate::switch::Listen,
+    shard: u16,
+    tls: &RelayTls,
+    owner: F,
+    stop: &tokio_util::sync::CancellationToken,
+    said: &Throttle,
+) where
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>>,
+{
     let Some((node, address)) = owner(shard).await else {
         if let Some(left_out) = said.hit() {
-            tracing::warn!(link = %l.name, %peer, shard, left_out, "relay: no node serves the shard now: closed (the partner tries again)");
+            tracing::warn!(link = %l.name, shard, left_out, "relay: no node serves the shard now: closed (the partner tries again)");
         }
         return;
     };
@@ -379,12 +509,12 @@ async fn edge<F, Fut>(
         Ok(n) => n,
         Err(e) => {
             if let Some(left_out) = said.hit() {
-                tracing::warn!(link = %l.name, %peer, node, error = e, left_out, "relay: the node that serves it does not take it: closed");
+                tracing::warn!(link = %l.name, node, error = e, left_out, "relay: the node that serves it does not take it: closed");
             }
             return;
         }
     };
-    debug!(link = %l.name, %peer, node, "relaying a connection");
+    debug!(link = %l.name, node, "relaying a connection");
     tokio::select! {
         _ = carry(partner, node_link) => {}
         () = stop.cancelled() => {}

@@ -1,8 +1,8 @@
 //! Connections other nodes of a cluster relay here (`crate::relay`): the node link
 //! listener on the first shard's thread reads each one's header and hands the socket to the
-//! shard that runs its link, which takes it as a connection of that listening link — its
-//! TLS with the edge's node certificate first, then the link's connection limit, then the
-//! engine, exactly as an accepted connection.
+//! shard that runs its link, which takes it as a connection of that listening link (a
+//! lane, for a QUIC link) — its TLS with the edge's node certificate first, then the
+//! link's connection limit, then the engine, exactly as an accepted connection.
 
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use super::*;
@@ -63,9 +63,6 @@ pub(super) async fn relayed(shared: Rc<Shared>, r: Relayed, tls: RelayTls) {
     let Some(l) = found else {
         return warn!(link = route.link, %peer, "relay: a connection for a link this node does not listen on: closed");
     };
-    if matches!(l.transport, Transport::Quic(_)) {
-        return warn!(link = l.name, %peer, "relay: QUIC links are not relayed: closed");
-    }
     // A node taking the shard over takes connections once its journal is replicated, as its
     // accept loops do (bounded by the node link's own handshake time).
     let ready = async {
@@ -80,7 +77,10 @@ pub(super) async fn relayed(shared: Rc<Shared>, r: Relayed, tls: RelayTls) {
         Ok(x) => x,
         Err(e) => return warn!(link = l.name, %peer, error = e, "relay: node link refused"),
     };
-    if shared.open_on(l.spec) >= l.connections_max {
+    // A QUIC link's limit counts its connections, which the edge holds (and their lanes,
+    // which its transport bounds); every other link's, its connections here.
+    let quic = matches!(l.transport, Transport::Quic(_));
+    if !quic && shared.open_on(l.spec) >= l.connections_max {
         return warn!(
             link = l.name,
             node,
