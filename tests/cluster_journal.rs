@@ -134,10 +134,9 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
             // the journal rebuilt from one. Side by side from the later beginning.
             let local_first = corridor_net::journal::first_segment(&dir).unwrap().unwrap_or(1);
             let from = local_first.max(batches[0].first_seq);
-            let streamed = corridor_cluster::stream::records_since(batches[0].first_seq, &streamed, from)
-                .unwrap()
-                .to_vec();
-            let local = corridor_cluster::stream::records_since(local_first, &local, from).unwrap().to_vec();
+            let streamed =
+                corridor_journal::records_since(&streamed, batches[0].first_seq, from).unwrap().to_vec();
+            let local = corridor_journal::records_since(&local, local_first, from).unwrap().to_vec();
             assert!(local.starts_with(&streamed), "shard {k}: the stream's records are the journal's");
             let tail = corridor_journal::segment::scan_segment(
                 &[

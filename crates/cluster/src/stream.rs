@@ -704,37 +704,11 @@ fn records_of(batches: &[ReadBatch], after: u64) -> Result<Option<(u64, Vec<u8>)
     let mut first = None;
     let mut out = Vec::new();
     for b in batches.iter().filter(|b| b.last_seq > after) {
-        // A batch's records, walked as a segment of its own would be.
-        let header =
-            corridor_journal::SegmentHeader { first_seq: b.first_seq, created_unix_ms: 0 }.to_bytes();
-        let bytes = [header.as_slice(), &b.records].concat();
-        let scan = corridor_journal::segment::scan_segment(&bytes, b.first_seq, false)
+        let from = (after + 1).max(b.first_seq);
+        let records = corridor_journal::records_since(&b.records, b.first_seq, from)
             .map_err(|e| StreamError::Invalid { seq: b.seq, why: Invalid::Records(e.to_string()) })?;
-        let ends: Vec<usize> = scan.records.iter().skip(1).map(|f| f.offset).chain([scan.end]).collect();
-        for (found, end) in scan.records.iter().zip(ends) {
-            if found.record.seq > after {
-                first.get_or_insert(found.record.seq);
-                out.extend_from_slice(&bytes[found.offset..end]);
-            }
-        }
+        first.get_or_insert(from);
+        out.extend_from_slice(records);
     }
     Ok(first.map(|f| (f, out)))
-}
-
-/// The records of `records` (whole records, the first numbered `first_seq`) from record
-/// `from` on: a suffix of it (empty when it ends before `from`).
-///
-/// # Errors
-///
-/// They are not whole journal records.
-pub fn records_since(first_seq: u64, records: &[u8], from: u64) -> Result<&[u8], String> {
-    if from <= first_seq {
-        return Ok(records);
-    }
-    let header = corridor_journal::SegmentHeader { first_seq, created_unix_ms: 0 }.to_bytes();
-    let bytes = [header.as_slice(), records].concat();
-    let scan =
-        corridor_journal::segment::scan_segment(&bytes, first_seq, false).map_err(|e| e.to_string())?;
-    let at = scan.records.iter().find(|f| f.record.seq >= from).map_or(bytes.len(), |f| f.offset);
-    Ok(&records[at - header.len()..])
 }

@@ -217,6 +217,22 @@ impl SegmentScan<'_> {
     }
 }
 
+/// The records of `records` — whole records as a segment holds them after its header, the
+/// first numbered `first_seq` — from record `from` on: a suffix of it (empty when they end
+/// before `from`), every record checked whole and in sequence on the way. What a batch of
+/// records read from elsewhere (a cluster's stream) is cut with.
+///
+/// # Errors
+///
+/// [`Corrupt`]: they are not whole records in sequence.
+pub fn records_since(records: &[u8], first_seq: u64, from: u64) -> Result<&[u8], Corrupt> {
+    let header = SegmentHeader { first_seq, created_unix_ms: 0 }.to_bytes();
+    let bytes = [header.as_slice(), records].concat();
+    let scan = scan_segment(&bytes, first_seq, false)?;
+    let at = scan.records.iter().find(|f| f.record.seq >= from).map_or(bytes.len(), |f| f.offset);
+    Ok(&records[at - header.len()..])
+}
+
 /// Scans segment `name_seq` (the first sequence number its file name says). `last` says
 /// whether it is the log's last segment, the only one that may have a torn tail.
 ///
@@ -313,6 +329,20 @@ mod tests {
         assert_eq!(s.records.iter().map(|f| f.record.seq).collect::<Vec<_>>(), [10, 11, 12, 13, 14]);
         assert_eq!((s.end, s.torn, s.next_seq(10)), (b.len(), None, 15));
         assert_eq!(s.records[2].record.payload, b"record 12");
+    }
+
+    #[test]
+    fn records_are_cut_from_a_record_on_and_checked_whole() {
+        let b = segment(10, 5);
+        let records = &b[SEGMENT_HEADER_BYTES..];
+        assert_eq!(records_since(records, 10, 0), Ok(records), "from before the first: all");
+        let from_12 = records_since(records, 10, 12).unwrap();
+        let seg =
+            [SegmentHeader { first_seq: 12, created_unix_ms: 1 }.to_bytes().as_slice(), from_12].concat();
+        let scan = scan_segment(&seg, 12, false).unwrap();
+        assert_eq!(scan.records.iter().map(|f| f.record.seq).collect::<Vec<_>>(), [12, 13, 14]);
+        assert_eq!(records_since(records, 10, 15), Ok(&[][..]), "past the last: none");
+        assert!(records_since(&records[..records.len() - 1], 10, 0).is_err(), "a record cut short");
     }
 
     #[test]

@@ -262,7 +262,7 @@ fn take_shard(
     };
     // Set side by side from the first record both may hold past the stream's checkpoint.
     let from = local_first.max(covers + 1);
-    let streamed = corridor_cluster::stream::records_since(*first, streamed, from)
+    let streamed = corridor_journal::records_since(streamed, *first, from)
         .map_err(|e| err(format!("the stream's records: {e}")))?;
     let local_bytes: Vec<u8> = corridor_net::journal::records_from(dir, from, usize::MAX)
         .map_err(|e| err(format!("journal: {e}")))?

@@ -81,17 +81,10 @@ struct Read {
     records: Vec<u8>,
 }
 
-/// The records of `bytes` (whole records, the first numbered `first_seq`) from `from` on.
+/// The records of `bytes` (whole records, the first numbered `first_seq`) from `from` on
+/// (none when they are not whole records).
 fn records_since(first_seq: u64, bytes: &[u8], from: u64) -> &[u8] {
-    if from <= first_seq {
-        return bytes;
-    }
-    let seg = segment(first_seq, bytes, 0).1;
-    let at = corridor_journal::scan_segment(&seg, first_seq, false)
-        .ok()
-        .and_then(|scan| scan.records.iter().find(|f| f.record.seq >= from).map(|f| f.offset))
-        .unwrap_or(seg.len());
-    &bytes[at - corridor_journal::limits::SEGMENT_HEADER_BYTES..]
+    corridor_journal::records_since(bytes, first_seq, from).unwrap_or_default()
 }
 
 /// The cluster of a seed that runs one.
