@@ -237,24 +237,15 @@ where
     }
 }
 
-/// A warning a peer can trigger, said at most once an interval with the count left out.
-struct Throttle(std::sync::Mutex<(Option<std::time::Instant>, u64)>);
+/// A warning a peer can trigger, said at most once an interval with the count left out
+/// ([`crate::switch::LogEvery`]), shared by the tasks that may say it.
+#[derive(Default)]
+pub(crate) struct Throttle(std::sync::Mutex<crate::switch::LogEvery>);
 
 impl Throttle {
-    fn new() -> Self {
-        Self(std::sync::Mutex::new((None, 0)))
-    }
-
     /// `Some(left out since the last)` when it may be said now.
-    fn hit(&self) -> Option<u64> {
-        let mut g = self.0.lock().ok()?;
-        let now = std::time::Instant::now();
-        if g.0.is_some_and(|at| now.duration_since(at) < crate::limits::REFUSED_LOG_INTERVAL) {
-            g.1 += 1;
-            return None;
-        }
-        g.0 = Some(now);
-        Some(std::mem::take(&mut g.1))
+    pub(crate) fn hit(&self) -> Option<u64> {
+        self.0.lock().ok()?.hit()
     }
 }
 
@@ -279,7 +270,7 @@ where
     Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
 {
     let total = Arc::new(tokio::sync::Semaphore::new(RELAY_CONNECTIONS_MAX));
-    let said = Arc::new(Throttle::new());
+    let said = Arc::new(Throttle::default());
     let mut bound = Vec::new();
     let mut quic = Vec::new();
     for (l, shard) in listens {
@@ -306,39 +297,56 @@ where
     for (l, shard, listener) in bound {
         let (tls, owner, stop, total, said) =
             (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
-        tasks.push(tokio::spawn(async move {
-            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            loop {
-                let (s, peer) = tokio::select! {
-                    () = stop.cancelled() => return,
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let permit = Arc::clone(&total).try_acquire_owned().ok();
-                let here = open.load(std::sync::atomic::Ordering::Relaxed);
-                let Some(permit) = permit.filter(|_| here < l.connections_max) else {
-                    if let Some(left_out) = said.hit() {
-                        tracing::warn!(link = %l.name, %peer, left_out, "relay: at its connection limit: closed");
-                    }
-                    continue;
-                };
-                open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (tls, owner, stop, said, open, l) =
-                    (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&said), Arc::clone(&open), l.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    edge(s, peer, &l, shard, &tls, owner, &stop, &said).await;
-                    open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                });
-            }
-        }));
+        tasks.push(tokio::spawn(tcp_front(l, shard, listener, tls, owner, stop, total, said)));
     }
     Ok(tasks)
+}
+
+/// A TCP or TLS link at the edge: each connection within the link's connection limit (and
+/// the edge's) taken through its handshake (see [`edge`]) and carried to the owner.
+#[allow(clippy::too_many_arguments)] // one link's whole context
+async fn tcp_front<F, Fut>(
+    l: crate::switch::Listen,
+    shard: u16,
+    listener: tokio::net::TcpListener,
+    tls: RelayTls,
+    owner: F,
+    stop: tokio_util::sync::CancellationToken,
+    total: Arc<tokio::sync::Semaphore>,
+    said: Arc<Throttle>,
+) where
+    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
+{
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let (s, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let permit = Arc::clone(&total).try_acquire_owned().ok();
+        let here = open.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(permit) = permit.filter(|_| here < l.connections_max) else {
+            if let Some(left_out) = said.hit() {
+                tracing::warn!(link = %l.name, %peer, left_out, "relay: at its connection limit: closed");
+            }
+            continue;
+        };
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tls, owner, stop, said, open, l) =
+            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&said), Arc::clone(&open), l.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            edge(s, peer, &l, shard, &tls, owner, &stop, &said).await;
+            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
 }
 
 /// A QUIC link at the edge: each connection authenticated as the owner would (its link's

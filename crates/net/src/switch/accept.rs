@@ -50,14 +50,14 @@ pub(super) fn tune(stream: &TcpStream, link: &str) {
 /// A warning a peer can trigger, printed at most once an interval with the count of those
 /// left out since.
 #[derive(Default)]
-pub(super) struct LogEvery {
+pub(crate) struct LogEvery {
     since: Option<Instant>,
     left_out: u64,
 }
 
 impl LogEvery {
     /// Whether to print now: `Some(left out before this one)`.
-    pub(super) fn hit(&mut self) -> Option<u64> {
+    pub(crate) fn hit(&mut self) -> Option<u64> {
         let now = Instant::now();
         if self.since.is_some_and(|at| now.duration_since(at) < REFUSED_LOG_INTERVAL) {
             self.left_out += 1;

@@ -23,16 +23,17 @@ mod ops;
 mod relayed;
 mod reload;
 
+pub(crate) use self::{
+    accept::LogEvery,
+    connection::{register, Handles},
+    reload::split_reconfigure,
+};
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use self::{accept::*, connection::*, dial::*, journaling::*, ops::*, relayed::*, reload::*};
 pub use self::{
     config::{Dial, Listen, NetConfig, RelayServe, Transport},
     ops::Report,
     reload::{shard_links, LinkPlan, Reconfigure},
-};
-pub(crate) use self::{
-    connection::{register, Handles},
-    reload::split_reconfigure,
 };
 
 use std::{

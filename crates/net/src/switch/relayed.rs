@@ -7,13 +7,13 @@
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use super::*;
 
-use crate::relay::{self, RelayTls, Relayed, RELAY_PENDING_MAX};
+use crate::relay::{self, RelayTls, Relayed, Throttle, RELAY_PENDING_MAX};
 
 /// Takes node links on `listener` until the switch stops: at most [`RELAY_PENDING_MAX`]
 /// headers read at once, refusals logged at most once an interval.
 pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Handle) {
     let pending = Arc::new(tokio::sync::Semaphore::new(RELAY_PENDING_MAX));
-    let refused = Arc::new(std::sync::Mutex::new(LogEvery::default()));
+    let refused = Arc::new(Throttle::default());
     let stop = handle.shutdown();
     loop {
         let (s, peer) = tokio::select! {
@@ -28,7 +28,7 @@ pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Han
             },
         };
         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
-            if let Some(left_out) = refused.lock().ok().and_then(|mut l| l.hit()) {
+            if let Some(left_out) = refused.hit() {
                 warn!(%peer, left_out, max = RELAY_PENDING_MAX, "relay: too many node links opening at once: closed");
             }
             continue;
@@ -46,7 +46,7 @@ pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Han
                 }
                 Err(e) => e,
             };
-            if let Some(left_out) = refused.lock().ok().and_then(|mut l| l.hit()) {
+            if let Some(left_out) = refused.hit() {
                 warn!(%peer, error = why, left_out, "relay: a node link refused");
             }
         });
