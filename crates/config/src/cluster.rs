@@ -223,15 +223,7 @@ pub(crate) fn settings(
         (Some(_), None) => bail!("cluster: relay needs relay_tls (node links are always mutual TLS)"),
         (Some(a), Some(t)) => {
             let address = a.parse().map_err(|_| anyhow::anyhow!("cluster: relay {a:?} is not an address"))?;
-            let path = |f: &str| base.join(f);
-            let files = corridor_net::TlsFiles {
-                cert: path(&t.cert),
-                key: path(&t.key),
-                ca: t.ca.iter().map(|c| path(c)).collect(),
-                crl: t.crl.iter().map(|c| path(c)).collect(),
-                server_name: t.server_name.clone(),
-            };
-            let r = RelaySettings { address, files };
+            let r = RelaySettings { address, files: crate::tls_files(t, base) };
             // Checked now: a certificate that cannot be used fails `check-config`.
             r.tls(&nodes)?;
             Some(r)

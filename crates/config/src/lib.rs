@@ -143,6 +143,19 @@ impl std::fmt::Debug for AdminSettings {
     }
 }
 
+/// A `tls` table's files, their paths relative to the configuration file (a link's, and the
+/// cluster's node links').
+pub(crate) fn tls_files(t: &file::TlsSection, base: &Path) -> TlsFiles {
+    let path = |f: &str| base.join(f);
+    TlsFiles {
+        cert: path(&t.cert),
+        key: path(&t.key),
+        ca: t.ca.iter().map(|c| path(c)).collect(),
+        crl: t.crl.iter().map(|c| path(c)).collect(),
+        server_name: t.server_name.clone(),
+    }
+}
+
 fn admin_settings(a: &file::AdminSection, base: &Path) -> Result<AdminSettings> {
     let at = "admin";
     let text = a.address.as_deref().unwrap_or(ADMIN_ADDRESS);
@@ -729,17 +742,7 @@ fn link(
             bail!("{lat}: QUIC links need a [participant.link.tls] table (mutual TLS is always on)");
         }
     }
-    // Certificate paths are relative to the configuration file.
-    let files = l.tls.as_ref().map(|t| {
-        let path = |f: &str| base.join(f);
-        TlsFiles {
-            cert: path(&t.cert),
-            key: path(&t.key),
-            ca: t.ca.iter().map(|c| path(c)).collect(),
-            crl: t.crl.iter().map(|c| path(c)).collect(),
-            server_name: t.server_name.clone(),
-        }
-    });
+    let files = l.tls.as_ref().map(|t| tls_files(t, base));
     if files.as_ref().is_some_and(|f| f.server_name.is_some()) && !dial {
         bail!("{lat}: tls.server_name is for mode = \"dial\"");
     }
