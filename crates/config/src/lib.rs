@@ -475,7 +475,7 @@ fn build(file: File, source: &Source, base: &Path) -> Result<Loaded> {
     for (pi, p) in file.participants.iter().enumerate() {
         built.participant(p, pi, base, &registry)?;
     }
-    let Built { participants, links, net, fingerprints, .. } = built;
+    let Built { participants, links, mut net, fingerprints, .. } = built;
     let mut all = routes::Routes::default();
     for (i, r) in file.routes.iter().enumerate() {
         route(r, i, &participants, &registry, &mut all)?;
@@ -494,6 +494,13 @@ fn build(file: File, source: &Source, base: &Path) -> Result<Loaded> {
     };
     let journal = file.journal.as_ref().map(|j| journal_settings(j, base)).transpose()?;
     let cluster = file.cluster.as_ref().map(|c| cluster::settings(c, journal.is_some(), base)).transpose()?;
+    // The node links' TLS, made once here (a certificate that cannot be used fails
+    // `check-config`): the switch's node link listener and a waiting node's relays use it.
+    if let Some(c) = &cluster {
+        if let Some(r) = &c.relay {
+            net.relay = Some(corridor_net::RelayServe { address: r.address, tls: r.tls(&c.nodes)? });
+        }
+    }
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;
     let digest = source.digest();
     let shards = match sw.shards {

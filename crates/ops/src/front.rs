@@ -34,13 +34,10 @@ impl Front {
     ///
     /// # Errors
     ///
-    /// Its runtime cannot start, an address cannot be bound, or the node links' TLS cannot
-    /// be made.
+    /// Its runtime cannot start, or an address cannot be bound.
     pub(crate) fn start(loaded: &Loaded) -> std::io::Result<Option<Self>> {
-        let Some((c, r)) = loaded.cluster.as_ref().and_then(|c| Some((c, c.relay.as_ref()?))) else {
-            return Ok(None);
-        };
-        let tls = r.tls(&c.nodes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (Some(c), Some(relay)) = (&loaded.cluster, &loaded.net.relay) else { return Ok(None) };
+        let tls = relay.tls.clone();
         let plan = corridor_engine::shards::ShardPlan::new(loaded.shards.max(1), &loaded.engine);
         let listens: Vec<(corridor_net::Listen, u16)> = loaded
             .net

@@ -76,13 +76,7 @@ pub fn into_shards(
         let (listens, dials) =
             corridor_net::shard_links(&plan, &loaded.engine, k, &loaded.net.listens, &loaded.net.dials);
         // The node link listener is the switch's, on its first shard.
-        let relay = match loaded.cluster.as_ref().and_then(|c| Some((c, c.relay.as_ref()?))) {
-            Some((c, r)) if k == 0 => Some(corridor_net::RelayServe {
-                address: r.address,
-                tls: r.tls(&c.nodes).map_err(|e| std::io::Error::other(e.to_string()))?,
-            }),
-            _ => None,
-        };
+        let relay = loaded.net.relay.clone().filter(|_| k == 0);
         let net = NetConfig { listens, dials, drain_timeout: loaded.net.drain_timeout, journal: None, relay };
         let part = match &loaded.journal {
             None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
