@@ -523,16 +523,7 @@ impl Sim {
             {
                 self.broke(
                     None,
-                    format!(
-                        "shard {k}: the takeover recovered {} open requests, {} reversals, {} outcomes; the stream's \
-                         checkpoint and records hold {}, {}, {}",
-                        got.requests.len(),
-                        got.reversals.len(),
-                        got.outcomes,
-                        want.requests.len(),
-                        want.reversals.len(),
-                        want.outcomes
-                    ),
+                    format!("shard {k}: the takeover recovered {got}; the stream's checkpoint and records hold {want}"),
                 );
             }
         }

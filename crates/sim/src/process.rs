@@ -19,6 +19,18 @@ pub(crate) struct Disk {
     pub(crate) full_until: Option<Duration>,
 }
 
+impl std::fmt::Display for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} open requests, {} reversals, {} outcomes",
+            self.requests.len(),
+            self.reversals.len(),
+            self.outcomes
+        )
+    }
+}
+
 impl Durable {
     /// What a recovered state holds.
     pub(crate) fn of(r: &Recovery) -> Self {
@@ -185,16 +197,9 @@ impl Sim {
                     self.broke(
                         None,
                         format!(
-                            "shard {k}: recovery read records up to {} ({} open requests, {} reversals, {} \
-                             outcomes); the disk held {lo} durably ({} open requests, {} reversals, {} outcomes) \
-                             and the torn batch {in_batch} more",
-                            after.last_seq,
-                            after.requests.len(),
-                            after.reversals.len(),
-                            after.outcomes,
-                            before.requests.len(),
-                            before.reversals.len(),
-                            before.outcomes
+                            "shard {k}: recovery read records up to {} ({after}); the disk held {lo} durably \
+                             ({before}) and the torn batch {in_batch} more",
+                            after.last_seq
                         ),
                     );
                 }
