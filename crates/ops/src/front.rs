@@ -94,10 +94,10 @@ impl Drop for Front {
 /// The node serving a shard and its node link address (`None`: none now).
 type Owner = Option<(String, SocketAddr)>;
 
-/// Who serves which shard, from the lease bucket, over one NATS connection (made in the
-/// background, kept).
+/// Who serves which shard, from the lease bucket, over one NATS connection and one handle
+/// on the bucket (made at the first lookup that finds both, kept).
 struct Owners {
-    client: tokio::sync::OnceCell<async_nats::Client>,
+    kv: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     servers: Vec<String>,
     bucket: String,
     cache: std::sync::Mutex<Vec<(u16, Instant, Owner)>>,
@@ -106,7 +106,7 @@ struct Owners {
 impl Owners {
     fn new(servers: Vec<String>, bucket: String) -> Arc<Self> {
         Arc::new(Self {
-            client: tokio::sync::OnceCell::new(),
+            kv: tokio::sync::OnceCell::new(),
             servers,
             bucket,
             cache: std::sync::Mutex::default(),
@@ -124,18 +124,22 @@ impl Owners {
             }
         }
         let look = async {
-            let client = self
-                .client
+            let kv = self
+                .kv
                 .get_or_try_init(|| async {
-                    async_nats::ConnectOptions::new()
+                    let client = async_nats::ConnectOptions::new()
                         .connection_timeout(OWNER_LOOKUP_MAX)
                         .connect(self.servers.as_slice())
                         .await
+                        .map_err(|e| e.to_string())?;
+                    async_nats::jetstream::new(client)
+                        .get_key_value(&self.bucket)
+                        .await
+                        .map_err(|e| e.to_string())
                 })
                 .await
                 .ok()?;
-            let kv = async_nats::jetstream::new(client.clone()).get_key_value(&self.bucket).await.ok()?;
-            let (node, relay) = corridor_cluster::relay_of(&kv, shard).await?;
+            let (node, relay) = corridor_cluster::relay_of(kv, shard).await?;
             Some((node, relay.parse().ok()?))
         };
         let found = tokio::time::timeout(OWNER_LOOKUP_MAX, look).await.ok().flatten();
