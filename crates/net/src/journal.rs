@@ -527,16 +527,32 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<u64>, JournalError> {
 pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
     let path = checkpoint_path(dir, seq);
     let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-    match corridor_journal::recovery::Recovery::from_checkpoint(&bytes) {
-        Ok(r) if r.last_seq == seq => Ok(bytes),
-        Ok(_) => Err(JournalError::Io {
-            what: format!("reading {}", path.display()),
-            error: io::Error::other("it covers other records than its name says"),
-        }),
-        Err(e) => {
-            Err(JournalError::Io { what: format!("reading {}", path.display()), error: io::Error::other(e) })
-        }
+    checkpoint_of(&bytes, seq).map_err(|why| JournalError::Io {
+        what: format!("reading {}", path.display()),
+        error: io::Error::other(why),
+    })?;
+    Ok(bytes)
+}
+
+/// `bytes` read as a checkpoint of records up to `seq`: its state, or why it is not one.
+fn checkpoint_of(bytes: &[u8], seq: u64) -> Result<corridor_journal::recovery::Recovery, String> {
+    match corridor_journal::recovery::Recovery::from_checkpoint(bytes) {
+        Ok(r) if r.last_seq == seq => Ok(r),
+        Ok(_) => Err("it covers other records than its name says".into()),
+        Err(e) => Err(e.to_string()),
     }
+}
+
+/// Writes `bytes` as `dir`'s checkpoint of records up to `seq`: a file beside it, synced,
+/// renamed into place, the directory synced (a crash leaves the old one or the new one).
+fn write_checkpoint(dir: &Path, seq: u64, bytes: &[u8]) -> Result<(), JournalError> {
+    let path = checkpoint_path(dir, seq);
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    f.write_all(bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
+    f.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
+    sync_dir(dir)
 }
 
 /// Writes `state` — a checkpoint of records up to `seq`, as a cluster's stream holds it —
@@ -548,32 +564,12 @@ pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
 ///
 /// `state` is not a checkpoint of records up to `seq`, or the file cannot be written.
 pub fn restore_checkpoint(dir: &Path, seq: u64, state: &[u8]) -> Result<(), JournalError> {
-    let path = checkpoint_path(dir, seq);
-    let checked = corridor_journal::recovery::Recovery::from_checkpoint(state)
-        .map_err(|e| e.to_string())
-        .and_then(|r| {
-            if r.last_seq == seq {
-                Ok(())
-            } else {
-                Err(format!("it covers up to {}, not {seq}", r.last_seq))
-            }
-        });
-    if let Err(why) = checked {
-        return Err(JournalError::Io {
-            what: format!("restoring {}", path.display()),
-            error: io::Error::other(why),
-        });
-    }
+    checkpoint_of(state, seq).map_err(|why| JournalError::Io {
+        what: format!("restoring {}", checkpoint_path(dir, seq).display()),
+        error: io::Error::other(why),
+    })?;
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let tmp = path.with_extension("tmp");
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(state)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(io_err(format!("writing {}", path.display())))
+    write_checkpoint(dir, seq, state)
 }
 
 /// The newest checkpoint of `dir` that reads back whole (an empty state when there is
@@ -589,10 +585,9 @@ pub fn load_checkpoint(dir: &Path) -> Result<corridor_journal::recovery::Recover
     for &seq in seqs.iter().rev() {
         let path = checkpoint_path(dir, seq);
         let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-        match corridor_journal::recovery::Recovery::from_checkpoint(&bytes) {
-            Ok(r) if r.last_seq == seq => return Ok(r),
-            Ok(_) => last_err = Some(format!("{}: covers other records than its name says", path.display())),
-            Err(e) => last_err = Some(format!("{}: {e}", path.display())),
+        match checkpoint_of(&bytes, seq) {
+            Ok(r) => return Ok(r),
+            Err(why) => last_err = Some(format!("{}: {why}", path.display())),
         }
     }
     match last_err {
@@ -697,13 +692,7 @@ pub fn checkpoint_from(
             state.outcomes.expire(now.saturating_sub(window_ms));
             let mut bytes = Vec::new();
             state.checkpoint(&mut bytes);
-            let path = checkpoint_path(dir, state.last_seq);
-            let tmp = path.with_extension("tmp");
-            let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-            f.write_all(&bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
-            f.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
-            std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
-            sync_dir(dir)?;
+            write_checkpoint(dir, state.last_seq, &bytes)?;
             report.seq = Some(state.last_seq);
             report.bytes = bytes.len() as u64;
         }
