@@ -269,9 +269,14 @@ where
     F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
 {
-    let total = Arc::new(tokio::sync::Semaphore::new(RELAY_CONNECTIONS_MAX));
-    let said = Arc::new(Throttle::default());
-    let mut bound = Vec::new();
+    let edge = Edge {
+        tls,
+        owner,
+        stop,
+        total: Arc::new(tokio::sync::Semaphore::new(RELAY_CONNECTIONS_MAX)),
+        said: Arc::new(Throttle::default()),
+    };
+    let mut tcp = Vec::new();
     let mut quic = Vec::new();
     for (l, shard) in listens {
         let cannot = |e: std::io::Error| {
@@ -286,246 +291,200 @@ where
         }
         let listener = tokio::net::TcpListener::bind(l.address).await.map_err(cannot)?;
         tracing::info!(link = %l.name, address = %listener.local_addr()?, shard, "relaying the link's connections to the node that serves it");
-        bound.push((l, shard, listener));
+        tcp.push((l, shard, listener));
     }
     let mut tasks = Vec::new();
     for (l, shard, endpoint, link) in quic {
-        let (tls, owner, stop, total, said) =
-            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
-        tasks.push(tokio::spawn(quic_front(l, shard, endpoint, link, tls, owner, stop, total, said)));
+        tasks.push(tokio::spawn(edge.clone().quic(l, shard, endpoint, link)));
     }
-    for (l, shard, listener) in bound {
-        let (tls, owner, stop, total, said) =
-            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&total), Arc::clone(&said));
-        tasks.push(tokio::spawn(tcp_front(l, shard, listener, tls, owner, stop, total, said)));
+    for (l, shard, listener) in tcp {
+        tasks.push(tokio::spawn(edge.clone().tcp(l, shard, listener)));
     }
     Ok(tasks)
 }
 
-/// A TCP or TLS link at the edge: each connection within the link's connection limit (and
-/// the edge's) taken through its handshake (see [`edge`]) and carried to the owner.
-#[allow(clippy::too_many_arguments)] // one link's whole context
-async fn tcp_front<F, Fut>(
-    l: crate::switch::Listen,
-    shard: u16,
-    listener: tokio::net::TcpListener,
+/// What every connection at the edge shares: the node links' TLS, who serves which shard,
+/// the stop, the edge's bound on connections and its throttled warnings.
+#[derive(Clone)]
+struct Edge<F> {
     tls: RelayTls,
     owner: F,
     stop: tokio_util::sync::CancellationToken,
     total: Arc<tokio::sync::Semaphore>,
     said: Arc<Throttle>,
-) where
-    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
-{
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    loop {
-        let (s, peer) = tokio::select! {
-            () = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = Arc::clone(&total).try_acquire_owned().ok();
-        let here = open.load(std::sync::atomic::Ordering::Relaxed);
-        let Some(permit) = permit.filter(|_| here < l.connections_max) else {
-            if let Some(left_out) = said.hit() {
-                tracing::warn!(link = %l.name, %peer, left_out, "relay: at its connection limit: closed");
-            }
-            continue;
-        };
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tls, owner, stop, said, open, l) =
-            (tls.clone(), owner.clone(), stop.clone(), Arc::clone(&said), Arc::clone(&open), l.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            edge(s, peer, &l, shard, &tls, owner, &stop, &said).await;
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        });
-    }
 }
 
-/// A QUIC link at the edge: each connection authenticated as the owner would (its link's
-/// connection limit, the lanes the transport allows), each lane it opens carried to the
-/// owner on a node link of its own, where it is one of the link's lanes.
-#[allow(clippy::too_many_arguments)] // one link's whole context
-async fn quic_front<F, Fut>(
-    l: crate::switch::Listen,
-    shard: u16,
-    endpoint: quinn::Endpoint,
-    link: crate::quic::QuicLink,
-    tls: RelayTls,
-    owner: F,
-    stop: tokio_util::sync::CancellationToken,
-    total: Arc<tokio::sync::Semaphore>,
-    said: Arc<Throttle>,
-) where
+impl<F, Fut> Edge<F>
+where
     F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
 {
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    loop {
-        let incoming = tokio::select! {
-            () = stop.cancelled() => break,
-            i = endpoint.accept() => match i {
-                Some(i) => i,
-                None => break,
-            },
-        };
-        if open.load(std::sync::atomic::Ordering::Relaxed) >= l.connections_max {
-            incoming.refuse();
-            if let Some(left_out) = said.hit() {
-                tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: refused");
-            }
-            continue;
+    /// A TCP or TLS link: each connection within the link's connection limit (and the
+    /// edge's) taken through its handshake (see [`Edge::partner`]) and carried to the owner.
+    async fn tcp(self, l: crate::switch::Listen, shard: u16, listener: tokio::net::TcpListener) {
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        loop {
+            let (s, peer) = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let permit = Arc::clone(&self.total).try_acquire_owned().ok();
+            let here = open.load(std::sync::atomic::Ordering::Relaxed);
+            let Some(permit) = permit.filter(|_| here < l.connections_max) else {
+                if let Some(left_out) = self.said.hit() {
+                    tracing::warn!(link = %l.name, %peer, left_out, "relay: at its connection limit: closed");
+                }
+                continue;
+            };
+            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (edge, open, l) = (self.clone(), Arc::clone(&open), l.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Some(partner) = edge.partner(s, peer, &l).await {
+                    edge.carry_to_owner(partner, &l, shard).await;
+                }
+                open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            });
         }
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (l, link, tls, owner, stop, total, said, open) = (
-            l.clone(),
-            link.clone(),
-            tls.clone(),
-            owner.clone(),
-            stop.clone(),
-            Arc::clone(&total),
-            Arc::clone(&said),
-            Arc::clone(&open),
-        );
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, async { incoming.accept()?.await });
-            if let Ok(Ok(conn)) = handshake.await {
-                match link.authorize(&conn) {
-                    Ok(_) => quic_lanes(&conn, &l, shard, &tls, owner, &stop, &total, &said).await,
-                    Err(e) => {
-                        conn.close(quinn::VarInt::from_u32(1), b"wrong participant");
-                        if let Some(left_out) = said.hit() {
-                            tracing::warn!(link = %l.name, error = %e, left_out, "relay: connection refused: wrong participant");
+    }
+
+    /// A QUIC link: each connection authenticated as the owner would (its link's connection
+    /// limit, the lanes the transport allows), each lane it opens carried to the owner on a
+    /// node link of its own, where it is one of the link's lanes.
+    async fn quic(
+        self,
+        l: crate::switch::Listen,
+        shard: u16,
+        endpoint: quinn::Endpoint,
+        link: crate::quic::QuicLink,
+    ) {
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        loop {
+            let incoming = tokio::select! {
+                () = self.stop.cancelled() => break,
+                i = endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => break,
+                },
+            };
+            if open.load(std::sync::atomic::Ordering::Relaxed) >= l.connections_max {
+                incoming.refuse();
+                if let Some(left_out) = self.said.hit() {
+                    tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: refused");
+                }
+                continue;
+            }
+            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (edge, l, link, open) = (self.clone(), l.clone(), link.clone(), Arc::clone(&open));
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, async {
+                    incoming.accept()?.await
+                });
+                if let Ok(Ok(conn)) = handshake.await {
+                    match link.authorize(&conn) {
+                        Ok(_) => edge.lanes(&conn, &l, shard).await,
+                        Err(e) => {
+                            conn.close(quinn::VarInt::from_u32(1), b"wrong participant");
+                            if let Some(left_out) = edge.said.hit() {
+                                tracing::warn!(link = %l.name, error = %e, left_out, "relay: connection refused: wrong participant");
+                            }
                         }
                     }
                 }
-            }
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        });
+                open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            });
+        }
+        endpoint.close(quinn::VarInt::from_u32(0), b"relay stopped");
     }
-    endpoint.close(quinn::VarInt::from_u32(0), b"relay stopped");
-}
 
-/// Each lane of QUIC connection `conn`, carried to the owner, until the connection ends.
-#[allow(clippy::too_many_arguments)] // one connection's whole context
-async fn quic_lanes<F, Fut>(
-    conn: &quinn::Connection,
-    l: &crate::switch::Listen,
-    shard: u16,
-    tls: &RelayTls,
-    owner: F,
-    stop: &tokio_util::sync::CancellationToken,
-    total: &Arc<tokio::sync::Semaphore>,
-    said: &Arc<Throttle>,
-) where
-    F: Fn(u16) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Option<(String, SocketAddr)>> + Send + 'static,
-{
-    loop {
-        let (send, recv) = tokio::select! {
-            () = stop.cancelled() => break,
-            r = conn.accept_bi() => match r {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-        };
-        let Ok(permit) = Arc::clone(total).try_acquire_owned() else {
-            if let Some(left_out) = said.hit() {
-                tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: lane closed");
-            }
-            continue;
-        };
-        let (l, tls, owner, stop, said) =
-            (l.clone(), tls.clone(), owner.clone(), stop.clone(), Arc::clone(said));
-        tokio::spawn(async move {
-            let _permit = permit;
-            carry_to_owner(Box::new(tokio::io::join(recv, send)), &l, shard, &tls, owner, &stop, &said).await;
-        });
-    }
-    conn.close(quinn::VarInt::from_u32(0), b"relay stopped");
-}
-
-/// One partner's connection at the edge: its link's handshake, then carried to the owner.
-#[allow(clippy::too_many_arguments)] // one connection's whole context
-async fn edge<F, Fut>(
-    s: TcpStream,
-    peer: SocketAddr,
-    l: &crate::switch::Listen,
-    shard: u16,
-    tls: &RelayTls,
-    owner: F,
-    stop: &tokio_util::sync::CancellationToken,
-    said: &Throttle,
-) where
-    F: Fn(u16) -> Fut,
-    Fut: std::future::Future<Output = Option<(String, SocketAddr)>>,
-{
-    let _ = s.set_nodelay(true);
-    let partner: Box<dyn Stream> = match &l.transport {
-        crate::switch::Transport::Tcp => Box::new(s),
-        crate::switch::Transport::Tls(link) => {
-            let crate::tls::TlsSide::Accept(acceptor) = &link.side else { return };
-            let accepted = tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, acceptor.accept(s)).await;
-            let Ok(Ok(mut t)) = accepted else {
-                return debug!(link = %l.name, %peer, "relay: TLS handshake refused or timed out");
+    /// Each lane of QUIC connection `conn`, carried to the owner, until the connection ends.
+    async fn lanes(&self, conn: &quinn::Connection, l: &crate::switch::Listen, shard: u16) {
+        loop {
+            let (send, recv) = tokio::select! {
+                () = self.stop.cancelled() => break,
+                r = conn.accept_bi() => match r {
+                    Ok(s) => s,
+                    Err(_) => break,
+                },
             };
-            if let Err(e) = link.authorize(t.get_ref().1.peer_certificates()) {
-                // As the owner refuses one: close_notify, then the close, before any data.
-                if let Some(left_out) = said.hit() {
-                    tracing::warn!(link = %l.name, %peer, error = %e, left_out, "relay: connection refused: wrong participant");
+            let Ok(permit) = Arc::clone(&self.total).try_acquire_owned() else {
+                if let Some(left_out) = self.said.hit() {
+                    tracing::warn!(link = %l.name, left_out, "relay: at its connection limit: lane closed");
                 }
-                t.get_mut().1.send_close_notify();
-                let _ = t.shutdown().await;
-                return;
-            }
-            Box::new(t)
+                continue;
+            };
+            let (edge, l) = (self.clone(), l.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                edge.carry_to_owner(Box::new(tokio::io::join(recv, send)), &l, shard).await;
+            });
         }
-        crate::switch::Transport::Quic(_) => return,
-    };
-    carry_to_owner(partner, l, shard, tls, owner, stop, said).await;
-}
+        conn.close(quinn::VarInt::from_u32(0), b"relay stopped");
+    }
 
-/// Carries `partner` (its link's handshake done) to the node `owner` says serves `shard`.
-async fn carry_to_owner<F, Fut>(
-    partner: Box<dyn Stream>,
-    l: &crate::switch::Listen,
-    shard: u16,
-    tls: &RelayTls,
-    owner: F,
-    stop: &tokio_util::sync::CancellationToken,
-    said: &Throttle,
-) where
-    F: Fn(u16) -> Fut,
-    Fut: std::future::Future<Output = Option<(String, SocketAddr)>>,
-{
-    let Some((node, address)) = owner(shard).await else {
-        if let Some(left_out) = said.hit() {
-            tracing::warn!(link = %l.name, shard, left_out, "relay: no node serves the shard now: closed (the partner tries again)");
+    /// A partner's TCP connection through its link's handshake (a TLS link's certificate
+    /// checked as the owner would); `None` when it is refused.
+    async fn partner(
+        &self,
+        s: TcpStream,
+        peer: SocketAddr,
+        l: &crate::switch::Listen,
+    ) -> Option<Box<dyn Stream>> {
+        let _ = s.set_nodelay(true);
+        match &l.transport {
+            crate::switch::Transport::Tcp => Some(Box::new(s)),
+            crate::switch::Transport::Tls(link) => {
+                let crate::tls::TlsSide::Accept(acceptor) = &link.side else { return None };
+                let accepted =
+                    tokio::time::timeout(crate::limits::TLS_HANDSHAKE_MAX, acceptor.accept(s)).await;
+                let Ok(Ok(mut t)) = accepted else {
+                    debug!(link = %l.name, %peer, "relay: TLS handshake refused or timed out");
+                    return None;
+                };
+                if let Err(e) = link.authorize(t.get_ref().1.peer_certificates()) {
+                    // As the owner refuses one: close_notify, then the close, before any data.
+                    if let Some(left_out) = self.said.hit() {
+                        tracing::warn!(link = %l.name, %peer, error = %e, left_out, "relay: connection refused: wrong participant");
+                    }
+                    t.get_mut().1.send_close_notify();
+                    let _ = t.shutdown().await;
+                    return None;
+                }
+                Some(Box::new(t))
+            }
+            crate::switch::Transport::Quic(_) => None,
         }
-        return;
-    };
-    let route = Route { shard, link: l.name.clone() };
-    let node_link = match connect(tls, &node, address, &route).await {
-        Ok(n) => n,
-        Err(e) => {
-            if let Some(left_out) = said.hit() {
-                tracing::warn!(link = %l.name, node, error = e, left_out, "relay: the node that serves it does not take it: closed");
+    }
+
+    /// Carries `partner` (its link's handshake done) to the node `owner` says serves `shard`.
+    async fn carry_to_owner(&self, partner: Box<dyn Stream>, l: &crate::switch::Listen, shard: u16) {
+        let Some((node, address)) = (self.owner)(shard).await else {
+            if let Some(left_out) = self.said.hit() {
+                tracing::warn!(link = %l.name, shard, left_out, "relay: no node serves the shard now: closed (the partner tries again)");
             }
             return;
+        };
+        let route = Route { shard, link: l.name.clone() };
+        let node_link = match connect(&self.tls, &node, address, &route).await {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(left_out) = self.said.hit() {
+                    tracing::warn!(link = %l.name, node, error = e, left_out, "relay: the node that serves it does not take it: closed");
+                }
+                return;
+            }
+        };
+        debug!(link = %l.name, node, "relaying a connection");
+        tokio::select! {
+            _ = carry(partner, node_link) => {}
+            () = self.stop.cancelled() => {}
         }
-    };
-    debug!(link = %l.name, node, "relaying a connection");
-    tokio::select! {
-        _ = carry(partner, node_link) => {}
-        () = stop.cancelled() => {}
     }
 }
 
