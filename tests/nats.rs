@@ -11,10 +11,12 @@
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
+    ops::Range,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::python::{provisioned, run, workspace_file};
@@ -24,6 +26,16 @@ pub const REQUIREMENTS: &str = include_str!("requirements-nats.txt");
 
 /// How long a server may take to listen after it is started.
 const LISTEN_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// How many times [`NatsCluster::start`] picks fresh ports when a server exits before it
+/// listens (a port another process bound between the pick and the server's bind).
+const START_ATTEMPTS_MAX: u32 = 3;
+
+/// Where the servers' ports are picked: below the kernel's ephemeral range (Linux starts it
+/// at 32768), so no outgoing connection of a test running beside this one is given a port
+/// between its pick and the server's bind — or between a server's kill and its restart on
+/// the same ports. A port bound from `127.0.0.1:0` is in that range and was, now and then.
+const PORTS: Range<u16> = 20_000..32_000;
 
 /// The `nats-server` binary.
 ///
@@ -54,8 +66,24 @@ pub fn nats_server() -> PathBuf {
     bin
 }
 
+/// A port in [`PORTS`] nothing listens on now: probed from a start that differs between
+/// processes and between calls, so tests picking at once seldom pick the same one (and a
+/// start that loses that race picks again).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let start = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ call.wrapping_mul(40_503);
+    for probe in 0..span {
+        // 7,919 is prime and does not divide the span: the probes visit every port once.
+        let offset = start.wrapping_add(probe.wrapping_mul(7_919)) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("an offset within the span");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}")
 }
 
 struct Node {
@@ -82,6 +110,22 @@ impl NatsCluster {
     #[must_use]
     pub fn start(n: usize) -> Self {
         let server = nats_server();
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(n, &server) {
+                Ok(c) => return c,
+                Err(why) if attempt < START_ATTEMPTS_MAX => {
+                    eprintln!("nats: attempt {attempt} of {START_ATTEMPTS_MAX}: {why}; again on other ports");
+                    attempt += 1;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    /// One try at [`NatsCluster::start`]: an error when a server exits before it listens,
+    /// with the end of its log (the cluster is dropped: its servers killed, its stores gone).
+    fn start_once(n: usize, server: &Path) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("corridor-nats-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("a directory for the servers");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
@@ -103,12 +147,12 @@ impl NatsCluster {
         }
         let mut c = Self { dir, nodes };
         for i in 0..n {
-            c.start_node_with(i, &server);
+            c.start_node_with(i, server);
         }
         for i in 0..n {
-            c.wait_listening(i);
+            c.try_wait_listening(i)?;
         }
-        c
+        Ok(c)
     }
 
     fn start_node_with(&mut self, i: usize, server: &Path) {
@@ -124,18 +168,42 @@ impl NatsCluster {
         node.child = Some(child);
     }
 
-    fn wait_listening(&self, i: usize) {
+    fn wait_listening(&mut self, i: usize) {
+        if let Err(why) = self.try_wait_listening(i) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until server `i` listens: an error when it exits first or does not listen
+    /// within [`LISTEN_WAIT_MAX`].
+    fn try_wait_listening(&mut self, i: usize) -> Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.nodes[i].client));
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                start.elapsed() < LISTEN_WAIT_MAX,
-                "nats server n{i} does not listen: see {}",
-                self.log(i)
-            );
+            if let Some(child) = self.nodes[i].child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "nats server n{i} exited ({status}) before it listened on {addr}: {}",
+                        self.log_tail(i)
+                    ));
+                }
+            }
+            if start.elapsed() >= LISTEN_WAIT_MAX {
+                return Err(format!("nats server n{i} does not listen on {addr}: {}", self.log_tail(i)));
+            }
             #[allow(clippy::disallowed_methods)] // a test helper waiting on another process
             thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
+    }
+
+    /// The last lines of server `i`'s log, for a failure's message (the directory is
+    /// removed with the cluster).
+    fn log_tail(&self, i: usize) -> String {
+        const LINES: usize = 8;
+        let text = std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LINES)..].join(" | ")
     }
 
     /// Server `i`'s log file.
