@@ -28,18 +28,9 @@ fn journaled() -> Harness {
     Harness::with_engine(engine, now)
 }
 
-/// Syncs whatever batch is due (as the I/O layer would after its fdatasync), appending its
-/// bytes to `log`.
+/// Syncs whatever batch is due, appending its bytes to `log` (see [`Harness::sync`]).
 fn sync(h: &mut Harness, log: &mut Vec<u8>) -> usize {
-    h.now += Duration::from_micros(200);
-    let Some(b) = h.engine.poll_journal(h.now, 0) else { return 0 };
-    if let Some(header) = b.new_segment {
-        log.extend_from_slice(&header.to_bytes());
-    }
-    log.extend_from_slice(&b.bytes);
-    h.engine.handle_journal_synced(b.last_seq);
-    h.pump();
-    usize::try_from(b.last_seq - b.first_seq + 1).unwrap()
+    h.sync(log)
 }
 
 /// The log's entries but the audit trail's link events.

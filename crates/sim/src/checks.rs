@@ -138,6 +138,21 @@ impl Sim {
                 Some(_) => {}
             }
         }
+        // An approval the terminal got stands: the switch reverses one only when its
+        // originator did not get it. (A terminal that reversed it itself — it gave up on it
+        // before the answer came — is the one that reversed it.)
+        for (&n, (_, auth)) in &self.issuer.purchases {
+            let delivered = self.terminals().iter().any(|t| t.approvals.contains(&(n, auth.clone())));
+            let by_terminal = self.terminals().iter().any(|t| {
+                t.reversal_last.contains_key(&n) || t.to_reverse.contains(&n) || t.reversed_acked.contains(&n)
+            });
+            if !auth.is_empty() && delivered && !by_terminal && self.issuer.reversals.contains_key(&n) {
+                return Err(self.fail(
+                    Some(n),
+                    format!("purchase {n}: approved {auth} and delivered, then reversed by the switch"),
+                ));
+            }
+        }
         let mut acked: Vec<u32> =
             self.terminals().iter().flat_map(|t| t.reversed_acked.iter().copied()).collect();
         acked.sort_unstable();

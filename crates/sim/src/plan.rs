@@ -55,6 +55,7 @@ impl Sim {
             durable_at_crash: None,
             cluster: None,
             paused_until: None,
+            crash_at_answer: false,
         };
         // A cluster's node, on a third of the seeds, from a stream of its own (the plans seeds
         // had before clusters are unchanged; its faults come after every other).
@@ -145,11 +146,21 @@ impl Sim {
                 plan.push((when, Ev::Reconfigure(limit, retire)));
             }
         }
+        // On two shards, now and then a crash aimed at the new order of a hop's hand-off, from
+        // a stream of its own (the plans seeds had before it are unchanged but for it).
+        let mut at = Rng::new(seed ^ 0x616e_7377_6572);
+        if shards > 1 && at.chance(33) {
+            plan.push((at.micros(100_000, load), Ev::CrashAtAnswer));
+            // One shard's disk slow: its records trail the other's by milliseconds.
+            let k = at.below(2) as usize;
+            s.disks[k].slow = true;
+            s.world(format!("disk {k} is slow (syncs of 2–16 ms); a crash as the terminal gets an answer"));
+        }
         // A terminal that forgets is protected by the switch's own reversals of approvals
         // it could not deliver; a crash before such a reversal is durable loses it (no
         // record says whether an answer left), so on a seed with crashes the terminal
         // reverses what it got no answer to, as ISO 8583 has it.
-        if plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::Eio)) {
+        if plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::CrashAtAnswer | Ev::Eio)) {
             s.terminal.forgets = false;
             s.parked.forgets = false;
         }

@@ -17,6 +17,8 @@ pub(crate) struct Disk {
     pub(crate) writing: Option<corridor_journal::SyncBatch>,
     /// Full until this time.
     pub(crate) full_until: Option<Duration>,
+    /// A slow disk: its syncs take 40 times as long (2–16 ms).
+    pub(crate) slow: bool,
 }
 
 impl std::fmt::Display for Durable {
@@ -105,6 +107,11 @@ impl Sim {
             Ev::Crash => {
                 if self.faults {
                     self.crash();
+                }
+            }
+            Ev::CrashAtAnswer => {
+                if self.faults {
+                    self.crash_at_answer = true;
                 }
             }
             Ev::Restart => {
@@ -226,7 +233,9 @@ impl Sim {
             let mut engine = Engine::with_journal(config, clock, journal);
             // Before resuming: the entries it resumes are this shard's.
             engine.set_shard(k);
-            resumed.push(engine.resume(&recovered[k].1, now, unix_now));
+            let r = engine.resume(&recovered[k].1, now, unix_now);
+            self.out.crossing_recovered += r.crossing as u64;
+            resumed.push(r);
             engine
         });
         if self.life > 1 {
@@ -301,7 +310,7 @@ impl Sim {
                 match engine.poll_journal(k, now, unix_ms) {
                     Some(JournalStep::Write(batch)) => {
                         self.disks[k].writing = Some(batch);
-                        let d = self.rng.micros(50, 400);
+                        let d = self.rng.micros(50, 400) * if self.disks[k].slow { 40 } else { 1 };
                         let life = self.life;
                         self.at(self.now + d, Ev::Synced(life, k));
                         progress = true;

@@ -155,6 +155,20 @@ impl Sim {
         let auth = text(m, de::AUTH_ID);
         if let Some((n, _)) = self.terminal.purchases.remove(&corr) {
             self.note(n, format!("terminal: answered {code} {auth}"));
+            // A switch-made answer (the issuer gives only 00 and 05): what the switch decided
+            // itself, on records of its own that must be durable before it is told.
+            let switch_made = !matches!(code.as_str(), "00" | "05");
+            if self.crash_at_answer
+                && switch_made
+                && self.faults
+                && self.disks.iter().any(|d| d.writing.is_some())
+            {
+                // The crash comes right after this answer, with a batch torn or lost.
+                self.crash_at_answer = false;
+                self.out.crashes_at_answer += 1;
+                self.note(n, "the switch crashes now, a batch still being written");
+                self.at(self.now, Ev::Crash);
+            }
             if code == "00" {
                 self.terminal.approvals.insert((n, auth.clone()));
                 // Now and then the terminal tells the issuer how the sale completed.

@@ -187,6 +187,20 @@ impl Harness {
         }
     }
 
+    /// Syncs whatever journal batch is due (as the I/O layer would after its fdatasync),
+    /// appending its bytes to `log`: the number of records it held.
+    pub fn sync(&mut self, log: &mut Vec<u8>) -> usize {
+        self.now += Duration::from_micros(200);
+        let Some(b) = self.engine.poll_journal(self.now, 0) else { return 0 };
+        if let Some(header) = b.new_segment {
+            log.extend_from_slice(&header.to_bytes());
+        }
+        log.extend_from_slice(&b.bytes);
+        self.engine.handle_journal_synced(b.last_seq);
+        self.pump();
+        usize::try_from(b.last_seq - b.first_seq + 1).expect("a batch's record count")
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
         self.engine.handle_timeout(self.now);
