@@ -409,7 +409,9 @@ impl ClusterRig {
             format!(
                 "{}\n[cluster]\nnode = \"{name}\"\nnats = [{}]\nstandby = {standby}\n",
                 common::config(acq_port, self.issuer, "shards = 2")
-                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\"")),
+                    .replace("dir = \"journal\"", &format!("dir = \"journal-{name}\""))
+                    // The issuer on the other shard: every purchase crosses a hop.
+                    .replacen("id = \"iss\"\n", "id = \"iss\"\nshard = 1\n", 1),
                 servers.join(", ")
             ),
         )

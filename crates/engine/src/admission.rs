@@ -448,9 +448,16 @@ impl Engine {
                 return self.acknowledge_advice(link, correlation, msg, dup, seq, now);
             }
         }
-        if self.journal.full() || self.saf_full(spec, now) {
+        // Another shard's entry (over a hop) is taken while only the replication is paused —
+        // after a takeover, until this shard's journal is replicated: its acknowledgement
+        // waits for its record, durable and replicated, as always, and that shard has no
+        // other node to try (it would send it again only a retry later). A partner's is
+        // declined 96: it tries another node.
+        let no_room =
+            if self.config.is_hop(participant) { self.journal.disk_full() } else { self.journal.full() };
+        if no_room || self.saf_full(spec, now) {
             // Not stored: its sender keeps it and repeats it.
-            self.stats.storage_declines += u64::from(self.journal.full());
+            self.stats.storage_declines += u64::from(no_room);
             return self.decline(link, correlation, msg, ResponseCode::SYSTEM_ERROR);
         }
         let destination = match self.hop_route(participant, correlation) {

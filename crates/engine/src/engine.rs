@@ -321,6 +321,18 @@ impl Engine {
             self.timer(now, sign_on_timeout, Timer::SignOn(id));
         }
         self.timer(now, interval, Timer::Echo(id));
+        // A hop takes no sign-on: what waits for the participants another shard owns — the
+        // entries a restart resumed before the hop was up, among them the reversals of
+        // requests that crossed it — goes now, not at its next retry.
+        let participant = self.config.links[spec].participant;
+        if self.config.is_hop(participant) {
+            let behind: Vec<usize> = (0..self.config.participants.len())
+                .filter(|&p| self.config.participants[p].via == Some(participant))
+                .collect();
+            for p in behind {
+                self.kick_reversals(p, now);
+            }
+        }
         Some(id)
     }
 

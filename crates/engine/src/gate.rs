@@ -182,6 +182,11 @@ impl Gate {
         self.full || self.paused
     }
 
+    /// Whether the journal's disk is full (whatever the replication).
+    pub(crate) fn disk_full(&self) -> bool {
+        self.full
+    }
+
     pub(crate) fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
     }

@@ -209,9 +209,63 @@ fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
     let (_, done1) = restart(plan.0, &log1);
     assert_eq!((done1.reversed, done1.crossing), (0, 1), "{done1:?}");
     // The acquirer's shard: the third is open (its answer never durable): reversed, once,
-    // toward the issuer across the hop.
-    let (_, done0) = restart(plan.1, &log0);
+    // toward the issuer across the hop — as soon as the hop is up (a hop takes no sign-on
+    // that would send it; it waited for its retry, 10 s, before).
+    let hop_spec = plan.1.links.len() - 1;
+    let (mut h0, done0) = restart(plan.1, &log0);
     assert_eq!((done0.reversed, done0.unresolved), (1, 0), "{done0:?}");
+    assert!(h0.sync(&mut log0) > 0, "the reversal's record, durable");
+    let hop = h0.up(hop_spec);
+    assert!(h0.sync(&mut log0) > 0, "its transmission's record");
+    let crossing = h0.take_raw(hop);
+    let reversal = corridor_wire::NativeFramer::new(corridor_wire::FRAME_BYTES_MAX)
+        .decode(&mut bytes::BytesMut::from(&crossing[..]))
+        .unwrap()
+        .map(|f| corridor_wire::Message::parse(corridor_wire::Dialect::Native, f.into_body()).unwrap().mti());
+    assert_eq!(reversal, Some(Mti::REVERSAL_ADVICE), "the reversal crosses the moment the hop is up");
+}
+
+/// A shard whose replication is paused (a node's takeover, until its journal is replicated)
+/// declines new liabilities 96 — a partner tries another node — but takes another shard's
+/// stored entry over the hop: that shard has no other node to try, and would send it again
+/// only a retry (10 s) later. Its acknowledgement waits for its record as always.
+#[test]
+fn a_paused_shard_takes_another_shards_entry_and_forwards_it_once_durable() {
+    let mut p = Pair::journaled();
+    let (mut log0, mut log1) = (Vec::new(), Vec::new());
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    p.s[0].sync(&mut log0);
+    p.s[1].sync(&mut log1);
+    p.s[1].engine.set_replication_paused(true);
+    let original = purchase("4761739001010010", "000301", "12345678");
+    p.s[0].send(acq, 0, &reversal_of(&original, "000302"));
+    p.s[0].sync(&mut log0);
+    let acked = p.s[0].recv(acq);
+    assert_eq!(acked.len(), 1, "the acquirer's shard stored it and acknowledged it");
+    p.shuttle();
+    p.s[1].sync(&mut log1);
+    p.shuttle();
+    p.s[0].sync(&mut log0);
+    p.s[1].sync(&mut log1);
+    let got = p.s[1].recv_app(iss);
+    assert_eq!(got.len(), 1, "taken while paused, forwarded once durable");
+    assert_eq!(got[0].msg.mti(), Mti::REVERSAL_ADVICE);
+    p.s[1].answer(iss, &got[0], "00");
+    p.shuttle();
+    p.s[1].sync(&mut log1);
+    p.shuttle();
+    p.s[0].sync(&mut log0);
+    assert_eq!(p.s[0].engine.reversals_pending(), 0, "acknowledged across the hop, not refused");
+    assert_eq!(p.s[1].engine.reversals_pending(), 0);
+    // A new request crossing to it meanwhile is declined 96, as a partner's would be.
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000303", "12345678"));
+    p.s[0].sync(&mut log0);
+    p.shuttle();
+    p.s[0].sync(&mut log0);
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].field(39).as_deref(), Some("96"));
 }
 
 #[test]
