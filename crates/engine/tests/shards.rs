@@ -37,6 +37,19 @@ impl Pair {
         })
     }
 
+    /// [`Pair::journaled`] with the acquirer up on shard 0 and the issuer on shard 1, what
+    /// that journaled synced into each shard's log: the pair, the two links, the two logs.
+    fn journaled_up() -> (Self, LinkId, LinkId, [Vec<u8>; 2]) {
+        let mut p = Self::journaled();
+        let mut logs = [Vec::new(), Vec::new()];
+        let acq = p.s[0].acquirer_up(L_ACQ);
+        let iss = p.s[1].issuer_up(L_ISS_A1);
+        for (h, log) in p.s.iter_mut().zip(&mut logs) {
+            h.sync(log);
+        }
+        (p, acq, iss, logs)
+    }
+
     /// The pair, each shard's harness made by `make` from its configuration.
     fn with(make: impl Fn(corridor_engine::Config) -> Harness) -> Self {
         let base = config();
@@ -121,12 +134,7 @@ fn a_request_crosses_and_its_answer_comes_back() {
 /// its timeout, with the reversal it owes) still waits for its records.
 #[test]
 fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
-    let mut p = Pair::journaled();
-    let (mut log0, mut log1) = (Vec::new(), Vec::new());
-    let acq = p.s[0].acquirer_up(L_ACQ);
-    let iss = p.s[1].issuer_up(L_ISS_A1);
-    p.s[0].sync(&mut log0);
-    p.s[1].sync(&mut log1);
+    let (mut p, acq, iss, [mut log0, mut log1]) = Pair::journaled_up();
     let first = purchase("4761739001010010", "000201", "12345678");
     p.s[0].send(acq, 0, &first);
     p.shuttle();
@@ -231,12 +239,7 @@ fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
 /// only a retry (10 s) later. Its acknowledgement waits for its record as always.
 #[test]
 fn a_paused_shard_takes_another_shards_entry_and_forwards_it_once_durable() {
-    let mut p = Pair::journaled();
-    let (mut log0, mut log1) = (Vec::new(), Vec::new());
-    let acq = p.s[0].acquirer_up(L_ACQ);
-    let iss = p.s[1].issuer_up(L_ISS_A1);
-    p.s[0].sync(&mut log0);
-    p.s[1].sync(&mut log1);
+    let (mut p, acq, iss, [mut log0, mut log1]) = Pair::journaled_up();
     p.s[1].engine.set_replication_paused(true);
     let original = purchase("4761739001010010", "000301", "12345678");
     p.s[0].send(acq, 0, &reversal_of(&original, "000302"));
