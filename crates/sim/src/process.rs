@@ -233,9 +233,7 @@ impl Sim {
             let mut engine = Engine::with_journal(config, clock, journal);
             // Before resuming: the entries it resumes are this shard's.
             engine.set_shard(k);
-            let r = engine.resume(&recovered[k].1, now, unix_now);
-            self.out.crossing_recovered += r.crossing as u64;
-            resumed.push(r);
+            resumed.push(engine.resume(&recovered[k].1, now, unix_now));
             engine
         });
         if self.life > 1 {
