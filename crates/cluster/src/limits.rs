@@ -18,6 +18,11 @@ pub const APPEND_RETRY: Duration = Duration::from_millis(100);
 /// give up a shard the stream would still let it keep.
 pub const APPEND_WAIT_MAX: Duration = Duration::from_secs(15);
 
+/// How long a shard's release mark may take to be written to its node's connection to NATS
+/// (`ShardLog::mark_released`); past it the node stops, having released nothing the mark
+/// would cover.
+pub const RELEASE_MARK_WAIT: Duration = Duration::from_secs(1);
+
 /// The most batches one read of a subject returns (a takeover reads from the last
 /// checkpoint; more than this is a checkpoint missed).
 pub const READ_BATCHES_MAX: usize = 1 << 20;

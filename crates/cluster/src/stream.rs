@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 
 use crate::{
     batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
-    limits::{APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, REQUEST_TIMEOUT},
+    limits::{APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, RELEASE_MARK_WAIT, REQUEST_TIMEOUT},
 };
 
 /// The subject shard `shard`'s journal goes on in stream `stream`.
@@ -173,6 +173,7 @@ async fn last_on(
 
 /// One shard's writer of its subject. See the module docs.
 pub struct ShardLog {
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: String,
     subject: String,
@@ -192,20 +193,30 @@ impl ShardLog {
     ///
     /// The stream cannot be read.
     pub async fn open(client: async_nats::Client, stream: &str, shard: u16) -> Result<Self, StreamError> {
-        let mut js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
         js.set_timeout(REQUEST_TIMEOUT);
         let subject = subject(stream, shard);
         let last = last_on(&js, stream, &subject).await.map_err(StreamError::Server)?.map_or(0, |(s, _)| s);
-        Ok(Self { js, stream: stream.to_owned(), subject, shard, last, retries: 0, scratch: Vec::new() })
+        Ok(Self {
+            client,
+            js,
+            stream: stream.to_owned(),
+            subject,
+            shard,
+            last,
+            retries: 0,
+            scratch: Vec::new(),
+        })
     }
 
     /// The writer of shard `shard`'s subject whose first append expects `subject_last` (what
     /// a takeover read, [`Missing::subject_last`]), whatever the subject holds by then.
     #[must_use]
     pub fn open_at(client: async_nats::Client, stream: &str, shard: u16, subject_last: u64) -> Self {
-        let mut js = jetstream::new(client);
+        let mut js = jetstream::new(client.clone());
         js.set_timeout(REQUEST_TIMEOUT);
         Self {
+            client,
             js,
             stream: stream.to_owned(),
             subject: subject(stream, shard),
@@ -598,6 +609,49 @@ impl Hint {
     }
 }
 
+/// The key of shard `shard`'s release mark in the cluster's bucket.
+fn released_key(shard: u16) -> String {
+    format!("released.{shard}")
+}
+
+/// Shard `shard`'s release mark: the last record whose gated frames an owner of the shard
+/// released (`None`: none was ever published, or the bucket does not answer — every answer
+/// then counts as given, as before marks).
+async fn released(js: &jetstream::Context, stream: &str, shard: u16) -> Option<u64> {
+    let kv = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok()?;
+    let value = kv.get(released_key(shard)).await.ok()??;
+    std::str::from_utf8(&value).ok()?.parse().ok()
+}
+
+impl ShardLog {
+    /// Marks records `..=through` released — the frames they gate are about to leave — and
+    /// returns once the mark is written to this node's connection to NATS, before any of
+    /// those frames is written to its socket. So a node killed between the two leaves the
+    /// mark to the stream (the kernel sends what was written), and one killed before the mark
+    /// has sent none of them: a new owner takes an approval recorded after the mark as never
+    /// given ([`Missing::released`]). Not fenced and not acknowledged (waiting for the stream
+    /// here would put a round trip before every answer): a plain publish on the mark's key
+    /// in the cluster's bucket, whose stream keeps the last.
+    ///
+    /// # Errors
+    ///
+    /// The connection did not take it within [`RELEASE_MARK_WAIT`]: nothing may be released.
+    pub async fn mark_released(&self, through: u64) -> Result<(), String> {
+        let subject =
+            format!("$KV.{}.{}", crate::status::cluster_bucket(&self.stream), released_key(self.shard));
+        let mark = async {
+            self.client
+                .publish(subject, Bytes::from(through.to_string()))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.client.flush().await.map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(RELEASE_MARK_WAIT, mark)
+            .await
+            .map_err(|_| format!("the release mark was not taken within {RELEASE_MARK_WAIT:?}"))?
+    }
+}
+
 /// Shard `shard`'s hint, if one was published (and the bucket answers).
 async fn hint(js: &jetstream::Context, stream: &str, shard: u16) -> Option<Hint> {
     let kv = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok()?;
@@ -641,6 +695,9 @@ pub struct Missing {
     pub records: Option<(u64, Vec<u8>)>,
     /// The subject's last stream sequence when it was read (0: empty).
     pub subject_last: u64,
+    /// The shard's release mark when it was read ([`ShardLog::mark_released`]; `None`:
+    /// never published): an approval recorded after it may never have left its node.
+    pub released: Option<u64>,
 }
 
 /// What a node taking shard `shard` over needs of its subject (see [`Missing`]): read from
@@ -672,10 +729,14 @@ pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> 
         None => read_subject(client, stream, shard, Tail::default(), None).await?,
     };
     let after = subject.checkpoint.as_ref().map_or(0, |c| c.covers);
+    // Read after the subject: the lease is this node's, so no owner marks anything since,
+    // and the mark covers no record the read lacks.
+    let released = released(&js, stream, shard).await;
     Ok(Missing {
         records: records_of(&subject.batches, after)?,
         checkpoint: subject.checkpoint,
         subject_last: subject.last,
+        released,
     })
 }
 
@@ -696,6 +757,7 @@ pub async fn records_after(
         records: records_of(&subject.batches, after)?,
         checkpoint: subject.checkpoint,
         subject_last: subject.last,
+        released: None,
     })
 }
 

@@ -571,6 +571,65 @@ fn a_node_paused_with_an_append_in_flight_releases_nothing_when_it_wakes() {
     let _ = b.term();
 }
 
+/// The window between the stream and the socket, held open: node a's acknowledgements from
+/// NATS come 400 ms late (its appends reach the stream at once), and it is killed while the
+/// append of a purchase's answer is on the stream but its acknowledgement is not back — so
+/// the approval was never released to the partner. The standby that takes over finds the
+/// answer recorded after the shard's release mark and reverses it: the partner, which never
+/// heard it, is not left with an approval neither delivered nor reversed. (Without the mark
+/// the standby took the answer as given, and a repeat was told 00.)
+#[test]
+fn an_approval_the_stream_stored_as_its_node_died_is_reversed_not_left_ambiguous() {
+    let rig = ClusterRig::new("answer-window");
+    let slow = corridor_tests::toxics::Toxic::Latency { ms: 400, jitter_ms: 0 };
+    let (_proxies, through) = rig.nats.proxied_with(&[(slow, corridor_tests::toxics::Dir::Down)]);
+    let (config_a, port_a) = rig.config("a", &through, false);
+    let (a, a_signed_on) = common::spawn(&config_a);
+    a_signed_on.recv_timeout(Duration::from_secs(60)).expect("node a signed on");
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(60)), "node a serves");
+    let (config_b, port_b) = rig.config("b", &rig.nats.urls(), true);
+    let (b, b_signed_on) = common::spawn(&config_b);
+    assert!(b.wait_logged("standby: its lease is held", 1, Duration::from_secs(30)), "node b waits");
+    let mut partner = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
+    partner.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    send(&mut partner, 1, &common::purchase(1, "WINDOW000001"));
+    // The issuer approves as the purchase comes and answers 300 ms later; the issuer's shard
+    // journals the answer (400 ms to its acknowledgement), the acquirer's shard journals it
+    // in turn (400 ms more). Node a dies in the middle of that last wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rig.seen.lock().unwrap().approved.contains("000001") {
+        assert!(Instant::now() < deadline, "the purchase reached the issuer");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300 + 400 + 200));
+    a.kill9();
+    let mut buf = BytesMut::new();
+    let mut heard = Vec::new();
+    while let Some(frames) = common::read_frames(&mut partner, &mut buf) {
+        heard.extend(frames.into_iter().map(|(_, m)| common::text(&m, de::RESPONSE_CODE)));
+    }
+    b_signed_on.recv_timeout(Duration::from_secs(40)).expect("node b signed on");
+    assert!(b.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node b serves");
+    // What node b holds for the purchase: the same request again is a duplicate, answered
+    // from its outcome.
+    let repeat = ask(port_b, 1, &common::purchase(1, "WINDOW000001"), Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reversed = loop {
+        let reversed = rig.seen.lock().unwrap().reversed.contains("000001");
+        if reversed || Instant::now() > deadline {
+            break reversed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "the partner heard {heard:?} from node a; node b answers its repeat {repeat:?}; reversed: {reversed}"
+    );
+    assert!(heard.is_empty(), "node a was killed before the answer could leave it: {heard:?}");
+    assert!(reversed, "approved, never delivered, never reversed (node b answers a repeat {repeat:?})");
+    assert_eq!(repeat, "68", "a repeat is told what became of it");
+    let _ = b.term();
+}
+
 /// A partition between a node and every NATS server (a proxy that stops forwarding, both
 /// ways): the cut-off node answers nothing for its shards that needs the stream, and once its
 /// leases go unrenewed for longer than they live it declines new requests 96 at once; another

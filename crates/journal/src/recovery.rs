@@ -136,6 +136,13 @@ pub struct Recovery {
     pub orphans: u64,
     /// The last sequence number folded in (0: none).
     pub last_seq: u64,
+    /// In a cluster, the last record whose gated frames the shard's last owner released
+    /// (`None`: not known, and every answer counts as given). An approval recorded after it
+    /// may never have reached its originator — its batch reached the stream as its node
+    /// died, before the acknowledgement came back — so it is left open, and reversed.
+    pub released: Option<u64>,
+    /// Approvals recorded after [`Recovery::released`], left open.
+    pub unreleased: u64,
 }
 
 /// A checkpoint that cannot be read.
@@ -181,6 +188,7 @@ impl Recovery {
                 Some(r) => r.forwarded = Some(f),
                 None => self.orphans += 1,
             },
+            Entry::Answered(a) if self.unreleased_approval(seq, &a) => self.unreleased += 1,
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
@@ -251,6 +259,16 @@ impl Recovery {
             }
         }
         Ok(())
+    }
+
+    /// Whether `a`, recorded as record `seq`, relays an approval to a forwarded request
+    /// after the last record its shard's last owner released: its originator may never have
+    /// had it, so it is not taken as given (the request stays open, and is reversed).
+    fn unreleased_approval(&self, seq: u64, a: &crate::entry::Answered) -> bool {
+        self.released.is_some_and(|r| seq > r)
+            && a.code == *b"00"
+            && !a.switch_made
+            && self.requests.get(&a.request).is_some_and(|r| r.forwarded.is_some())
     }
 
     /// Requests forwarded and never answered: to reverse.
@@ -418,7 +436,11 @@ mod tests {
     }
 
     fn fold(entries: &[Entry]) -> Recovery {
-        let mut r = Recovery::default();
+        fold_released(entries, None)
+    }
+
+    fn fold_released(entries: &[Entry], released: Option<u64>) -> Recovery {
+        let mut r = Recovery { released, ..Recovery::default() };
         let mut buf = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             buf.clear();
@@ -498,6 +520,45 @@ mod tests {
             queued(17, vec![6]), // 17: excepted
             Entry::ReversalAbandoned { id: 17, attempts: 6 },
         ]
+    }
+
+    #[test]
+    fn an_approval_after_the_release_mark_is_left_open_and_what_came_before_it_stands() {
+        let log = [
+            accepted(1),        // 1
+            forwarded(1),       // 2
+            answered(1, b"00"), // 3: released (the mark)
+            accepted(2),        // 4
+            forwarded(4),       // 5
+            accepted(3),        // 6
+            forwarded(6),       // 7
+            answered(4, b"00"), // 8: after the mark, an approval: left open
+            answered(6, b"05"), // 9: after the mark, a decline: it stands
+            accepted(4),        // 10
+            Entry::Answered(Answered {
+                request: 10,
+                code: *b"00",
+                auth: None,
+                switch_made: true,
+                at_unix_ms: 0,
+            }),
+        ];
+        let r = fold_released(&log, Some(3));
+        assert_eq!(
+            r.open().map(|q| q.accepted.key.stan).collect::<Vec<_>>(),
+            [2],
+            "the approval after the mark"
+        );
+        assert_eq!(r.unreleased, 1);
+        for (stan, code) in [(1, b"00"), (3, b"05"), (4, b"00")] {
+            let key = crate::entry::key("acq", 2, stan);
+            assert_eq!(r.outcomes.get(&key).map(|o| o.code), Some(*code), "request {stan} stands");
+        }
+        // Without a mark (a single node, a cluster before its first), every answer stands.
+        let all = fold(&log);
+        assert_eq!((all.open().count(), all.unreleased), (0, 0));
+        // A mark at the end leaves nothing open.
+        assert_eq!(fold_released(&log, Some(11)).open().count(), 0);
     }
 
     #[test]

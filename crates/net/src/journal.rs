@@ -327,6 +327,8 @@ pub struct Replicate {
 pub struct Taken {
     /// The subject's last stream sequence when the node read it.
     pub subject_last: u64,
+    /// The shard's release mark when the node read it (see [`recover_released`]).
+    pub released: Option<u64>,
     /// The process's lease keeper, which holds and renews the shard's lease.
     pub keeper: std::sync::Arc<corridor_cluster::LeaseKeeper>,
 }
@@ -421,8 +423,18 @@ pub fn unix_ms() -> u64 {
 /// The directory cannot be read or written, a checkpoint or the log is corrupt inside, or
 /// the segments after the checkpoint are not all there: the switch must not start on it.
 pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
+    recover_released(dir, None)
+}
+
+/// [`recover`], in a cluster: `released` is the last record whose gated frames the shard's
+/// last owner released, as the stream says ([`corridor_journal::recovery::Recovery::released`]).
+///
+/// # Errors
+///
+/// As [`recover`].
+pub fn recover_released(dir: &Path, released: Option<u64>) -> Result<Recovered, JournalError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let (owed, recovered) = read_state(dir)?;
+    let (owed, recovered) = read_state_released(dir, released)?;
     let Some((segs, cut, next_seq, records, end)) = recovered else {
         return Ok(Recovered {
             records: 0,
@@ -466,7 +478,17 @@ type ReadSegments = (Segments, Option<(u64, usize)>, u64, usize, Option<usize>);
 pub fn read_state(
     dir: &Path,
 ) -> Result<(corridor_journal::recovery::Recovery, Option<ReadSegments>), JournalError> {
+    read_state_released(dir, None)
+}
+
+/// [`read_state`], answers after record `released` not taken as given (see
+/// [`recover_released`]).
+fn read_state_released(
+    dir: &Path,
+    released: Option<u64>,
+) -> Result<(corridor_journal::recovery::Recovery, Option<ReadSegments>), JournalError> {
     let mut owed = load_checkpoint(dir)?;
+    owed.released = released;
     let from = owed.last_seq;
     let segs = Segments::read_after(dir, from)?;
     if segs.files.is_empty() {

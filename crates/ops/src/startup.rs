@@ -89,6 +89,7 @@ pub fn into_shards(
                     (Some(c), Some(k)) => Some(take_shard(&dir, c, shard, k)?),
                     _ => None,
                 };
+                let released = taken.as_ref().and_then(|t| t.released);
                 let replicate = loaded.cluster.as_ref().map(|c| corridor_net::journal::Replicate {
                     servers: c.nats.clone(),
                     stream: c.stream.clone(),
@@ -96,7 +97,8 @@ pub fn into_shards(
                     shard,
                     taken,
                 });
-                let mut part = journaled(engine, net, j, dir, clock, loaded.digest, k)?;
+                let at = ShardJournal { dir, shard: k, released };
+                let mut part = journaled(engine, net, j, at, clock, loaded.digest)?;
                 if let Some(files) = part.net.journal.as_mut() {
                     files.replicate = replicate;
                 }
@@ -240,6 +242,7 @@ fn take_shard(
     let missing = work.join().map_err(|_| err("the takeover's thread failed".into()))?.map_err(err)?;
     let taken = corridor_net::journal::Taken {
         subject_last: missing.subject_last,
+        released: missing.released,
         keeper: std::sync::Arc::clone(keeper),
     };
     let covers = missing.checkpoint.as_ref().map_or(0, |c| c.covers);
@@ -323,21 +326,37 @@ fn rebuild(
     Ok(())
 }
 
-/// A shard's engine with its journal in `dir`, recovered.
+/// Where shard `shard`'s journal is (`dir`), and in a cluster its release mark as the
+/// takeover read it (see `corridor_net::journal::recover_released`).
+struct ShardJournal {
+    dir: std::path::PathBuf,
+    shard: usize,
+    released: Option<u64>,
+}
+
+/// A shard's engine with its journal, recovered.
 fn journaled(
     engine: Config,
     mut net: NetConfig,
     j: &JournalSettings,
-    dir: std::path::PathBuf,
+    ShardJournal { dir, shard, released }: ShardJournal,
     clock: corridor_engine::WallClock,
     digest: [u8; 32],
-    shard: usize,
 ) -> std::io::Result<corridor_net::ShardParts> {
     let outcome_window = engine.settings.duplicate_window;
     let lock =
         corridor_net::control::lock(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
-    let recovered =
-        corridor_net::journal::recover(&dir).map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+    let recovered = corridor_net::journal::recover_released(&dir, released)
+        .map_err(|e| std::io::Error::other(format!("journal: {e}")))?;
+    if recovered.owed.unreleased > 0 {
+        tracing_free_log(&format!(
+            "journal {}: {} approvals recorded after the last release mark (record {}) may never have \
+             reached their originators: left open, to be reversed",
+            dir.display(),
+            recovered.owed.unreleased,
+            released.unwrap_or(0)
+        ));
+    }
     if let Some((seq, at)) = recovered.cut {
         tracing_free_log(&format!(
             "journal {}: a torn tail was cut at segment {seq:020}.seg, offset {at}",

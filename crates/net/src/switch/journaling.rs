@@ -209,6 +209,11 @@ pub(super) async fn journal_loop(
                         if let (Ok(()), Some((shard, t))) = (&replicated, &lease) {
                             replicated = lease_fresh(*shard, t, &stop).await;
                         }
+                        // The release mark before the release: a new owner takes an approval
+                        // after the mark as never given (see `ShardLog::mark_released`).
+                        if replicated.is_ok() {
+                            replicated = log.mark_released(batch.last_seq).await;
+                        }
                         // (Until here the lease is not given up at a stop: see `watch_lease`.)
                         shared.appending.set(false);
                         if let Err(why) = replicated {
