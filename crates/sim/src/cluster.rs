@@ -129,6 +129,12 @@ pub(crate) struct Cluster {
     /// left nothing recovered that says it came (the known gap `checks` describes, wider in
     /// a cluster: an election holds durability back for seconds).
     pub(crate) unreplicated: Vec<(Duration, Duration)>,
+    /// Per shard: its release mark, the last record whose gated frames a node released
+    /// (`ShardLog::mark_released`: set as the node releases, never lost); a takeover's
+    /// recovery takes an approval after it as never given.
+    pub(crate) released: Vec<Option<u64>>,
+    /// Approvals takeovers found recorded after a release mark.
+    pub(crate) unreleased: u64,
 }
 
 impl Cluster {
@@ -150,6 +156,8 @@ impl Cluster {
             pauses: (0, 0),
             acked_at: vec![Duration::ZERO; shards],
             unreplicated: Vec::new(),
+            released: vec![None; shards],
+            unreleased: 0,
         }
     }
 
@@ -254,6 +262,9 @@ impl Sim {
         let Some(c) = self.cluster.as_mut() else { return };
         let ack = c.rng.micros(300, ACK_MAX_US);
         let release = c.release_before_ack;
+        if release {
+            c.released[k] = Some(batch.last_seq);
+        }
         c.appending[k].push_back(batch);
         let first = c.appending[k].len() == 1;
         let life = self.life;
@@ -350,6 +361,9 @@ impl Sim {
                         c.checkpoints.0 += 1;
                         lines.push(format!("shard {k}: a checkpoint of records ..={covers} appended (the subject holds ..={through})"));
                     }
+                }
+                if !c.release_before_ack {
+                    c.released[k] = Some(batch.last_seq);
                 }
                 !c.release_before_ack
             }

@@ -314,6 +314,9 @@ pub struct Outcome {
     pub takeovers: u32,
     /// On a cluster's seed: appends that reached the stream as their node died.
     pub landed_at_death: u32,
+    /// On a cluster's seed: approvals a takeover found recorded after the shard's release
+    /// mark (never given to their originators), left open and reversed.
+    pub unreleased: u64,
     /// On a cluster's seed: pauses of the node shorter than its lease (it goes on), and
     /// longer (the standby takes over; awake, it finds its lease stale and stops).
     pub pauses: (u32, u32),
@@ -550,6 +553,7 @@ impl Sim {
                 (true, c.takeovers, c.landed_at_death);
             self.out.pauses = c.pauses;
             self.out.checkpoints = c.checkpoints;
+            self.out.unreleased = c.unreleased;
         }
         self.check()?;
         self.out.approvals = self.terminals().iter().map(|t| t.approvals.len()).sum();
@@ -588,6 +592,8 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
         *t.entry("takeovers by a standby from the stream").or_default() += u64::from(o.takeovers);
         *t.entry("appends that reached the stream as their node died").or_default() +=
             u64::from(o.landed_at_death);
+        *t.entry("approvals recorded after the release mark, reversed at a takeover").or_default() +=
+            o.unreleased;
         *t.entry("node pauses shorter than a lease").or_default() += u64::from(o.pauses.0);
         *t.entry("node pauses past its lease").or_default() += u64::from(o.pauses.1);
         *t.entry("checkpoints appended to the stream").or_default() += u64::from(o.checkpoints.0);

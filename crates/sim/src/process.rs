@@ -178,11 +178,13 @@ impl Sim {
         let unix_now = self.unix_ms();
         // Each shard recovers from its own disk.
         let mut recovered = Vec::with_capacity(self.shards);
-        for disk in &mut self.disks {
+        for (k, disk) in self.disks.iter_mut().enumerate() {
             let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
             let (next, owed, last_len) = match scan_log(&view) {
                 Ok(scan) => {
                     let mut owed = disk.recovered_checkpoint();
+                    // In a cluster, as `take_shard`: the shard's release mark.
+                    owed.released = self.cluster.as_ref().and_then(|c| c.released[k]);
                     let _ = owed.fold(&scan, unix_now);
                     let cut = scan.cut();
                     let next = scan.next_seq.max(owed.last_seq + 1);
@@ -191,6 +193,9 @@ impl Sim {
                 Err(_) => (1, Recovery::default(), None),
             };
             disk.cut_tail(last_len.map(|l| l as usize));
+            if let Some(c) = self.cluster.as_mut() {
+                c.unreleased += owed.unreleased;
+            }
             recovered.push((next, owed));
         }
         if let Some(crashed) = self.durable_at_crash.take() {
