@@ -302,9 +302,15 @@ impl Engine {
                     o.out.track(undelivered);
                 }
                 self.measure(timing, code, source, by_destination, now);
-                // Journal before answer: the answer leaves once its record is durable.
+                // Journal before answer: the answer leaves once its record is durable — unless
+                // it is the destination's answer going back over a hop: the originator's shard
+                // journals it before it answers, and nothing here depends on this record (a
+                // recovery here leaves a request another shard sent to that shard). A
+                // switch-made answer (a timeout with its reversal, a decline) is this shard's
+                // decision and waits for its records.
                 let answered = self.relayed_outcome(&r.dup, r.journal_seq, r.sent_stan, resp, source, now);
-                if let Some(o) = self.links.get_mut(&r.origin) {
+                let covered = by_destination && self.config.is_hop(r.origin_participant);
+                if let Some(o) = self.links.get_mut(&r.origin).filter(|_| !covered) {
                     o.hold_from(start, answered);
                 }
             }

@@ -25,6 +25,9 @@ use crate::{engine::Engine, link::LinkId};
 pub struct Resumed {
     /// Requests forwarded and never answered, now being reversed toward their destination.
     pub reversed: usize,
+    /// Requests another shard sent, forwarded and never answered here: closed 68 and left to
+    /// that shard, whose own record of each reverses it (see [`Engine::resume`]).
+    pub crossing: usize,
     /// Store-and-forward entries of the last run, resumed.
     pub reversals: usize,
     /// Entries of the exception queue, restored.
@@ -43,7 +46,8 @@ impl Engine {
     /// was answered), and every request forwarded and never answered is closed in the
     /// journal as answered 68 (which is what a repeat of it will be told) and reversed
     /// toward its destination (reason 68) — unless its originator's own reversal of it is
-    /// stored, which then is the reversal. They go out as links to their destinations sign
+    /// stored, which then is the reversal, or another shard sent it (that shard reverses
+    /// it). They go out as links to their destinations sign
     /// on. `now_unix_ms` is the wall-clock time at `now`.
     pub fn resume(&mut self, owed: &Recovery, now: Instant, now_unix_ms: u64) -> Resumed {
         let mut done = Resumed::default();
@@ -121,6 +125,24 @@ impl Engine {
                 done.unresolved += 1;
                 continue;
             };
+            // A request another shard sent is that shard's to reverse: its record of it was
+            // durable before it left there (this shard's is not waited for), and its recovery
+            // — or, should only this shard have gone, its timeout — reverses it toward here.
+            // Reversed here as well, it would be reversed twice. It is closed 68 and
+            // remembered unreversed, so that shard's reversal is forwarded when it comes.
+            if self.config.is_hop(dup.participant()) {
+                let answered =
+                    self.record_answer(seq, corridor_wire::ResponseCode::TIMEOUT.0, None, true, now);
+                self.remember(
+                    dup,
+                    (corridor_wire::ResponseCode::TIMEOUT, None),
+                    Some(f.sent_stan),
+                    answered,
+                    now,
+                );
+                done.crossing += 1;
+                continue;
+            }
             // The reversal's record goes before the answer's: a batch torn between them
             // leaves a queued reversal and an open request (which is then not reversed a
             // second time: its queued reversal marked it), never an answer without one.

@@ -35,6 +35,26 @@
 //! hop carries its destination and its timeout ([`hop_key`]). The receiving shard forwards it
 //! to that destination with that timeout; the sending one waits [`HOP_MARGIN`] longer, so the
 //! timeout (and its reversal) is the destination's owner's to make, never both shards'.
+//!
+//! # A hop adds no durable step
+//!
+//! A transaction waits for two durable writes in a row wherever its participants live: the
+//! originator's owner journals the request before it sends it on the hop and the answer
+//! before it answers. The destination's owner journals its side too, but waits for none of
+//! it: it forwards a request that came over a hop, and sends its destination's answer back
+//! over the hop, at once. The originator's owner's records cover them:
+//!
+//! - the request was durable there before it crossed, so whatever happens to the
+//!   destination's owner, the originator's owner knows it is open: its restart (or, should
+//!   only the other side have gone, its timeout a margin later) reverses it toward the
+//!   destination, across the hop;
+//! - so a restart of the destination's owner never reverses a request a hop brought (see
+//!   `Engine::resume`): it closes it 68 and remembers it unreversed, so the originator's
+//!   reversal, when it comes, is forwarded — and an approval the originator's owner did
+//!   answer (its record durable, the destination's owner's not) is never reversed;
+//! - what the destination's owner decides itself — a 68 on its timeout with the reversal it
+//!   owes, the acknowledgement of an advice it stored — waits for its own records as
+//!   anywhere: the originator's owner takes that answer as final.
 
 use std::time::Duration;
 

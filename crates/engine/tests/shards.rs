@@ -126,16 +126,17 @@ fn a_request_crosses_and_its_answer_comes_back() {
     assert!(p.s[1].recv_app(iss).is_empty(), "a repeat never reaches the destination");
 }
 
-/// Both shards journal their half of what crosses before they act on it (the request before
-/// it crosses and before the issuer's shard forwards it, the answer before each sends it on).
-/// Both die with a purchase the issuer approved, its answer journaled by the issuer's shard
-/// but not yet by the acquirer's: the issuer's shard's restart finds it answered, the
-/// acquirer's finds it open and reverses it toward the issuer across the hop — the moment
-/// the hop is up (a hop takes no sign-on that would send it: it waited for its retry, 10 s).
+/// A hop adds no durable step: the acquirer's shard journals the request before it crosses
+/// and the answer before it answers; the issuer's shard forwards the request, and sends its
+/// destination's answer back, without waiting for its own records — they are written all the
+/// same, and a restart of that shard leaves the request to the acquirer's shard (which
+/// reverses it), never reversing it a second time. What that shard decides itself (a 68 on
+/// its timeout, with the reversal it owes) still waits for its records.
 #[test]
-fn a_restart_reverses_what_crossed_across_the_hop_the_moment_it_is_up() {
+fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
     let (mut p, acq, iss, [mut log0, mut log1]) = Pair::journaled_up();
-    p.s[0].send(acq, 0, &purchase("4761739001010010", "000201", "12345678"));
+    let first = purchase("4761739001010010", "000201", "12345678");
+    p.s[0].send(acq, 0, &first);
     p.shuttle();
     assert!(
         p.s[1].recv_app(iss).is_empty(),
@@ -143,33 +144,83 @@ fn a_restart_reverses_what_crossed_across_the_hop_the_moment_it_is_up() {
     );
     assert!(p.s[0].sync(&mut log0) > 0);
     p.shuttle();
-    assert!(p.s[1].recv_app(iss).is_empty(), "nor is it forwarded before the issuer's shard's");
-    assert!(p.s[1].sync(&mut log1) > 0);
     let got = p.s[1].recv_app(iss);
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 1, "forwarded at once, before the issuer's shard syncs anything");
     p.s[1].answer(iss, &got[0], "00");
     p.shuttle();
-    assert!(p.s[1].sync(&mut log1) > 0, "the issuer's shard's record of the answer");
+    assert!(p.s[0].recv(acq).is_empty(), "the answer waits for the acquirer's shard's record of it");
+    assert!(p.s[0].sync(&mut log0) > 0);
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1, "answered, and the issuer's shard has synced nothing since its links came up");
+    assert_eq!(back[0].field(39).as_deref(), Some("00"));
+    // The issuer's shard wrote its records all the same (request, forward, answer).
+    assert!(p.s[1].sync(&mut log1) >= 3);
+
+    // A second purchase the issuer never answers: the issuer's shard's 68 (and the
+    // reversal it owes) wait for its own records.
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000202", "12345678"));
+    p.s[0].sync(&mut log0);
+    p.shuttle();
+    assert_eq!(p.s[1].recv_app(iss).len(), 1);
+    p.s[1].sync(&mut log1);
+    p.advance(TIMEOUT + Duration::from_millis(10));
+    assert!(p.s[1].recv_app(iss).is_empty(), "the reversal waits for its record");
+    p.s[0].sync(&mut log0);
+    assert!(p.s[0].recv(acq).is_empty(), "and the 68 does not cross before the issuer's shard's records");
+    assert!(p.s[1].sync(&mut log1) > 0);
+    p.shuttle();
+    p.s[0].sync(&mut log0);
+    let back = p.s[0].recv(acq);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].field(39).as_deref(), Some("68"));
+    assert_eq!(p.s[1].recv_app(iss).len(), 1, "its reversal, once");
+
+    // A third the issuer approves, its answer back at the acquirer's shard, before either
+    // shard syncs again — then both die: the issuer's shard's records of the request are
+    // durable (its disk was quick), its answer's and the acquirer's shard's answer's are not.
+    p.s[0].send(acq, 0, &purchase("4761739001010010", "000203", "12345678"));
+    p.s[0].sync(&mut log0);
+    p.shuttle();
+    let got = p.s[1].recv_app(iss);
+    assert_eq!(got.len(), 1);
+    assert!(p.s[1].sync(&mut log1) > 0);
+    p.s[1].answer(iss, &got[0], "00");
     p.shuttle();
     assert!(p.s[0].recv(acq).is_empty(), "not answered: the acquirer's shard's record is not durable");
-    let configs = (p.s[1].engine.config().clone(), p.s[0].engine.config().clone());
+    let plan = {
+        let config = p.s[1].engine.config().clone();
+        (config, p.s[0].engine.config().clone())
+    };
     drop(p);
     let restart = |config: corridor_engine::Config, log: &[u8]| {
         let scan = scan_log(&[(1, log)]).unwrap();
         let owed = corridor_journal::recovery::Recovery::of(&scan).unwrap();
         let now = std::time::Instant::now();
         let policy = GroupCommit { records_max: 64, wait: Duration::ZERO, ..GroupCommit::default() };
-        let key = PanKey::new(3, &[0x5A; 32]).unwrap();
-        let journal = Journal::new(policy, scan.next_seq, Some(log.len() as u64), key, [9; 8]);
-        let clock = WallClock { at: now, unix_secs: 1_795_644_930 };
-        let mut h = Harness::with_engine(Engine::with_journal(config, clock, journal), now);
+        let journal = Journal::new(
+            policy,
+            scan.next_seq,
+            Some(log.len() as u64),
+            PanKey::new(3, &[0x5A; 32]).unwrap(),
+            [9; 8],
+        );
+        let mut h = Harness::with_engine(
+            Engine::with_journal(config, WallClock { at: now, unix_secs: 1_795_644_930 }, journal),
+            now,
+        );
         let done = h.engine.resume(&owed, now, 1_795_644_930_000);
         (h, done)
     };
-    let (_, done1) = restart(configs.0, &log1);
-    assert_eq!(done1.reversed, 0, "the issuer's shard: answered, nothing to reverse: {done1:?}");
-    let hop_spec = configs.1.links.len() - 1;
-    let (mut h0, done0) = restart(configs.1, &log0);
+    // The issuer's shard: its third request is open in its records; it closes it and
+    // leaves it to the acquirer's shard — reversed here too, it would be reversed twice
+    // (and had the acquirer's shard answered, an approval its terminal got reversed).
+    let (_, done1) = restart(plan.0, &log1);
+    assert_eq!((done1.reversed, done1.crossing), (0, 1), "{done1:?}");
+    // The acquirer's shard: the third is open (its answer never durable): reversed, once,
+    // toward the issuer across the hop — as soon as the hop is up (a hop takes no sign-on
+    // that would send it; it waited for its retry, 10 s, before).
+    let hop_spec = plan.1.links.len() - 1;
+    let (mut h0, done0) = restart(plan.1, &log0);
     assert_eq!((done0.reversed, done0.unresolved), (1, 0), "{done0:?}");
     assert!(h0.sync(&mut log0) > 0, "the reversal's record, durable");
     let hop = h0.up(hop_spec);

@@ -395,12 +395,13 @@ fn journaled(
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     engine.record_config(digest);
     let done = engine.resume(&recovered.owed, std::time::Instant::now(), now_ms);
-    if done.reversed + done.reversals + done.exceptions + done.unresolved > 0 {
+    if done.reversed + done.crossing + done.reversals + done.exceptions + done.unresolved > 0 {
         tracing_free_log(&format!(
             "journal: the last run left {} requests forwarded without an answer (reversing them toward \
-             their destinations, reason 68), {} reversals and advices unacknowledged (resumed), {} in the \
-             exception queue; {} could not be acted on",
-            done.reversed, done.reversals, done.exceptions, done.unresolved
+             their destinations, reason 68), {} more another shard sent (closed 68; that shard reverses \
+             them), {} reversals and advices unacknowledged (resumed), {} in the exception queue; {} could \
+             not be acted on",
+            done.reversed, done.crossing, done.reversals, done.exceptions, done.unresolved
         ));
     }
     Ok(corridor_net::ShardParts { engine, net })

@@ -238,7 +238,9 @@ impl Sim {
             let mut engine = Engine::with_journal(config, clock, journal);
             // Before resuming: the entries it resumes are this shard's.
             engine.set_shard(k);
-            resumed.push(engine.resume(&recovered[k].1, now, unix_now));
+            let r = engine.resume(&recovered[k].1, now, unix_now);
+            self.out.crossing_recovered += r.crossing as u64;
+            resumed.push(r);
             engine
         });
         if self.life > 1 {
