@@ -44,7 +44,8 @@
 //! bytes it has written and not yet delivered within their bounds; no shard closes its hop.
 //! At the end of every seed:
 //! no approval lost (the issuer approved, the terminal never got that approval, and no
-//! reversal reached the issuer after the approval went out); every reversal the switch acknowledged reached the
+//! reversal reached the issuer after the approval went out); no approval the terminal got
+//! reversed by the switch (unless the terminal reversed it itself); every reversal the switch acknowledged reached the
 //! issuer; every advice the switch acknowledged reached the issuer; every reversal the
 //! terminal made was acknowledged; a repeat of an answered purchase got the first answer;
 //! the run settled (nothing owed, no livelock). At a crash and its restart: the switch
