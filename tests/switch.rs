@@ -71,11 +71,7 @@ impl TestSwitch {
             let now = snap.as_ref().and_then(|s| s.journal.replicating());
             // Every lease renewed within its time to live too: else new requests get 96.
             let leased = snap.as_ref().is_some_and(|s| {
-                s.journal.replicas.iter().all(|m| {
-                    m.lease.is_none_or(|l| {
-                        s.at.saturating_duration_since(l.renewed) < corridor_cluster::limits::LEASE_TTL
-                    })
-                })
+                s.journal.replicas.iter().all(|m| m.lease.is_none_or(|l| !l.stale_at(s.at)))
             });
             match now {
                 Some(true) if leased => return,

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     lease::{Lease, LeaseError, Leases},
-    limits::{AGREE_WAIT_MAX, LEASE_POLL, LEASE_RENEW, LEASE_TTL, REQUEST_TIMEOUT},
+    limits::{AGREE_WAIT_MAX, LEASE_MARGIN, LEASE_POLL, LEASE_RENEW, LEASE_TTL, REQUEST_TIMEOUT},
 };
 
 /// A lease as its keeper holds it.
@@ -42,11 +42,12 @@ pub struct Held {
 }
 
 impl Held {
-    /// Whether the lease went unrenewed at `now` for longer than a lease lives: another node
-    /// may hold it by now (its holder must act as if it did until a renewal says otherwise).
+    /// Whether the lease went unrenewed at `now` for longer than a lease lives, less
+    /// [`LEASE_MARGIN`] for this node's clock: another node may hold it by now (its holder
+    /// must act as if it did until a renewal says otherwise).
     #[must_use]
     pub fn stale_at(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.renewed) > LEASE_TTL
+        now.saturating_duration_since(self.renewed) > LEASE_TTL - LEASE_MARGIN
     }
 }
 

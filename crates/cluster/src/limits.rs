@@ -33,6 +33,15 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often a holder renews its leases: three tries inside one time to live.
 pub const LEASE_RENEW: Duration = Duration::from_secs(1);
 
+/// A holder counts its lease stale this much before its time to live is up by its own
+/// clock (`keeper::Held::stale_at`): room for that clock to run slow against the bucket's
+/// (rate drift, a slewed clock: up to 16% here) — a node acts for a shard only while no
+/// other node can have taken it. The renewal's own request is already on the safe side (its
+/// time is taken before it is sent).
+pub const LEASE_MARGIN: Duration = Duration::from_millis(500);
+
+const _: () = assert!(LEASE_RENEW.as_millis() * 2 < LEASE_TTL.as_millis() - LEASE_MARGIN.as_millis());
+
 /// How long a node starting waits for a shard's lease (its last holder's to expire); a
 /// standby waits without bound.
 pub const LEASE_WAIT_MAX: Duration = Duration::from_secs(20);

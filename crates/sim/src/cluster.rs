@@ -21,6 +21,13 @@
 //! an append it had sent may reach the stream as it dies (stored, its acknowledgement never
 //! read: nothing it gates was released, and the standby reads it all the same).
 //!
+//! The node's leases: renewed every second; its clock runs up to 5% fast or slow against the
+//! bucket's. Paused, it wakes to judge its lease by that clock, with the margin the keeper
+//! keeps (`corridor_cluster::limits::LEASE_MARGIN`); a third of the pauses end about as long
+//! as a lease lives (±100 ms), where that judgment decides. A lease the bucket let expire —
+//! a standby may act for the shard — that the node judges fresh is two nodes acting for one
+//! shard: a violation.
+//!
 //! Now and then the node checkpoints a shard into its subject (covering the records up to
 //! a batch it holds, not always the last), and half the time purges the messages before it
 //! but the batches holding records it does not cover (`net`'s `stream_checkpoint`); a death
@@ -39,6 +46,14 @@ use crate::*;
 
 /// How long a lease lives: a standby takes the shards over this long after the node died.
 pub(crate) const LEASE: Duration = Duration::from_secs(3);
+/// How much sooner than [`LEASE`] a node counts its lease stale by its own clock (as
+/// `corridor_cluster::limits::LEASE_MARGIN`).
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+/// How often a node renews its leases (as `corridor_cluster::limits::LEASE_RENEW`).
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// The most a node's clock runs fast or slow against the lease bucket's, in parts per
+/// million (a slewed or drifting clock; far past what NTP allows).
+const CLOCK_SKEW_PPM_MAX: u64 = 50_000;
 /// How long the stream takes to acknowledge an append, at most (microseconds).
 const ACK_MAX_US: u64 = 3_000;
 
@@ -116,6 +131,12 @@ pub(crate) struct Cluster {
     /// every message before the checkpoint, the batches holding records it does not cover
     /// with them.
     pub(crate) purge_past_checkpoint: bool,
+    /// How fast the node's clock runs against the lease bucket's, in parts per million
+    /// (negative: slow).
+    pub(crate) skew_ppm: i64,
+    /// How much sooner than its time to live the node counts its lease stale (a planted
+    /// defect sets it to zero).
+    pub(crate) lease_margin: Duration,
     /// Takeovers.
     pub(crate) takeovers: u32,
     /// Appends that reached the stream as their node died (never acknowledged to it).
@@ -138,8 +159,11 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    pub(crate) fn new(shards: usize, rng: Rng) -> Self {
+    pub(crate) fn new(shards: usize, mut rng: Rng) -> Self {
+        let skew_ppm = rng.below(2 * CLOCK_SKEW_PPM_MAX + 1) as i64 - CLOCK_SKEW_PPM_MAX as i64;
         Self {
+            skew_ppm,
+            lease_margin: LEASE_MARGIN,
             subjects: vec![Vec::new(); shards],
             down_until: Duration::ZERO,
             standby: (0..shards).map(|_| Disk::default()).collect(),
@@ -386,9 +410,37 @@ impl Sim {
     /// releases nothing before the keeper finds it lost, then stops (`net`'s
     /// `lease_fresh`): as far as anyone outside it can tell, it died when it stopped, with
     /// what it had sent to the stream landing there.
-    pub(crate) fn pause(&mut self, d: Duration) {
+    ///
+    /// `d`: how long; `None`: until the lease is `past` microseconds past its time to live
+    /// (negative: short of it).
+    pub(crate) fn pause(&mut self, d: Option<Duration>, past: i64) {
         let Some(c) = self.cluster.as_mut() else { return };
-        if d < LEASE {
+        // The lease was renewed up to a renewal interval before the pause: it expires in the
+        // bucket once that age and the pause reach its time to live. Awake, the node judges
+        // it by its own clock, skewed (`keeper::Held::stale_at`, the margin below its time
+        // to live): a lease the bucket let expire — a standby may hold it — must look stale.
+        let age = c.rng.micros(0, LEASE_RENEW.as_micros() as u64);
+        let d = d.unwrap_or_else(|| {
+            let until = i64::try_from((LEASE - age).as_micros()).unwrap_or(0) + past;
+            Duration::from_micros(u64::try_from(until).unwrap_or(0))
+        });
+        let real = age + d;
+        let ppm = u128::try_from(1_000_000 + c.skew_ppm).unwrap_or(0);
+        let local =
+            Duration::from_nanos(u64::try_from(real.as_nanos() * ppm / 1_000_000).unwrap_or(u64::MAX));
+        let stale = local > LEASE - c.lease_margin;
+        if real >= LEASE && !stale {
+            let skew = c.skew_ppm;
+            self.broke(
+                None,
+                format!(
+                    "two nodes act for one shard: the node woke after {d:?} with its lease {real:?} old, expired in the \
+                     bucket, and by its clock ({skew:+} ppm: {local:?}) it is fresh"
+                ),
+            );
+            return;
+        }
+        if real < LEASE {
             c.pauses.0 += 1;
             self.world(format!("the node pauses for {d:?} (shorter than its lease)"));
             self.paused_until = Some(self.now + d);

@@ -36,7 +36,8 @@
 //! standby 3 s later (a lease) from the stream, on disks of its own, reading from the
 //! shard's last checkpoint in the stream (checkpoints appended now and then, the messages
 //! before them purged); the node is paused now and then, shorter than its lease (it goes
-//! on, late) or past it (taken over). Then the faults stop and the run settles.
+//! on, late), past it (taken over) or about as long (its clock, skewed, must judge its lease
+//! stale before the bucket lets it expire). Then the faults stop and the run settles.
 //!
 //! Invariants. On every step: no request answered twice; an answer carries its request's
 //! RRN (correlation restored; no participant gets another's answer); no purchase forwarded
@@ -223,6 +224,9 @@ enum Ev {
     StreamDown(u64),
     /// A cluster's node stops for this long (microseconds: `SIGSTOP`, a stall).
     Pause(u64),
+    /// A cluster's node stops until its lease is this far past its time to live
+    /// (microseconds; negative: short of it): the boundary its own clock must judge right.
+    PauseNearLease(i64),
     /// The paused node runs again.
     Wake,
     /// The wall clock jumps by this many milliseconds (either way).
@@ -476,6 +480,7 @@ impl Sim {
             | Ev::Appended(..)
             | Ev::StreamDown(_)
             | Ev::Pause(_)
+            | Ev::PauseNearLease(_)
             | Ev::Wake
             | Ev::ClockJump(_) => self.process_event(ev),
             Ev::Reload(_) | Ev::Reconfigure(..) | Ev::RetireTick => self.operator_event(ev),
@@ -790,6 +795,28 @@ mod tests {
         assert!(!caught.is_empty(), "no cluster seed in 1..=100 caught it");
         assert!(caught.iter().any(|(_, v)| v.contains("a takeover cannot read the stream")), "{caught:?}");
         eprintln!("{} cluster seeds in 1..=100 caught it; the first: {:?}", caught.len(), caught[0]);
+    }
+
+    /// A node counts its lease stale a margin before its time to live by its own clock,
+    /// which may run slow. Without the margin, a node paused about as long as a lease wakes
+    /// judging fresh a lease the bucket let expire (a standby may act for the shard): the
+    /// simulator finds it on the seeds whose node clock runs slow and whose pause lands there.
+    #[test]
+    fn a_node_that_judges_its_lease_by_its_clock_without_a_margin_is_caught() {
+        let mut caught = Vec::new();
+        for seed in 1..=600 {
+            let mut sim = Sim::new(seed);
+            // Only the seeds whose node pauses about as long as its lease can show it.
+            let near = sim.queue.iter().any(|Reverse((_, _, ev))| matches!(ev, Ev::PauseNearLease(_)));
+            let Some(c) = sim.cluster.as_mut().filter(|_| near) else { continue };
+            c.lease_margin = Duration::ZERO;
+            if let Err(v) = sim.run() {
+                caught.push((seed, v.to_string()));
+            }
+        }
+        assert!(!caught.is_empty(), "no cluster seed in 1..=600 caught it");
+        assert!(caught.iter().all(|(_, v)| v.contains("two nodes act for one shard")), "{caught:?}");
+        eprintln!("{} cluster seeds in 1..=600 caught it; the first: {:?}", caught.len(), caught[0].0);
     }
 
     #[test]

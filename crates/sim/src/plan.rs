@@ -64,11 +64,16 @@ impl Sim {
         let downs: Vec<(Duration, u64)> = (0..cl.below(3))
             .map(|_| (cl.micros(100_000, LOAD.as_micros() as u64), cl.below(2_700_000) + 300_000))
             .collect();
-        // A pause of the node now and then: shorter than its lease, or past it.
+        // A pause of the node now and then: shorter than its lease, past it, or about as long
+        // (where the node's own clock, skewed, must still judge its lease stale in time).
         let pause = cl.chance(40).then(|| {
-            let d =
-                if cl.chance(50) { cl.micros(200_000, 2_500_000) } else { cl.micros(3_200_000, 6_000_000) };
-            (cl.micros(100_000, LOAD.as_micros() as u64), d.as_micros() as u64)
+            let when = cl.micros(100_000, LOAD.as_micros() as u64);
+            let ev = match cl.below(4) {
+                0 => Ev::Pause(cl.micros(200_000, 2_500_000).as_micros() as u64),
+                1 => Ev::Pause(cl.micros(3_200_000, 6_000_000).as_micros() as u64),
+                _ => Ev::PauseNearLease(cl.below(200_001) as i64 - 100_000),
+            };
+            (when, ev)
         });
         if clustered {
             s.cluster = Some(cluster::Cluster::new(shards, cl));
@@ -174,7 +179,7 @@ impl Sim {
         ));
         if s.cluster.is_some() {
             plan.extend(downs.into_iter().map(|(when, micros)| (when, Ev::StreamDown(micros))));
-            plan.extend(pause.map(|(when, micros)| (when, Ev::Pause(micros))));
+            plan.extend(pause);
         }
         s.plan_len = plan.len();
         for (i, (when, ev)) in plan.into_iter().enumerate() {

@@ -128,7 +128,12 @@ impl Sim {
             Ev::Appended(life, k) => self.appended(life, k),
             Ev::Pause(micros) => {
                 if self.faults && self.engine.is_some() && self.paused_until.is_none() {
-                    self.pause(Duration::from_micros(micros));
+                    self.pause(Some(Duration::from_micros(micros)), 0);
+                }
+            }
+            Ev::PauseNearLease(past) => {
+                if self.faults && self.engine.is_some() && self.paused_until.is_none() {
+                    self.pause(None, past);
                 }
             }
             Ev::Wake => {
