@@ -370,10 +370,9 @@ async fn watch_lease(shared: Rc<Shared>, stop: Shutdown, shard: u16, t: crate::j
             return fatal(&shared, &stop, &format!("cluster: {why}"));
         }
         // Not renewed for as long as a lease lives (less LEASE_MARGIN for this node's clock):
-        // another node may hold it by now. Until a
-        // renewal says otherwise, no new request is taken (96: a partner tries another
-        // node); what is in flight waits for the stream, which fences this node if the shard
-        // is another's.
+        // another node may hold it by now. Until a renewal says otherwise, no new request is
+        // taken (96: a partner tries another node); what is in flight waits for the stream,
+        // which fences this node if the shard is another's.
         let stale = t.keeper.held(shard).is_some_and(|h| h.stale_at(Instant::now()));
         if stale != paused {
             paused = stale;
