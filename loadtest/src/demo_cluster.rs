@@ -162,12 +162,67 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Three NATS servers on loopback, one JetStream cluster; their client URLs.
+/// How many times the demo picks other ports for its NATS servers when one exits before it
+/// listens (a port another process took between the pick and the server's bind).
+const NATS_START_ATTEMPTS_MAX: u32 = 3;
+
+/// Where the NATS servers' ports are picked: below the kernel's ephemeral range (Linux's
+/// begins at 32768), so no outgoing connection made meanwhile is given one of them — a port
+/// bound from `127.0.0.1:0` is in that range, and a route port was taken so, now and then.
+const NATS_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port in [`NATS_PORTS`] nothing listens on now, probed from a start that differs between
+/// processes and calls (`salt`).
+fn nats_port(salt: u32) -> Result<u16> {
+    let span = u32::from(NATS_PORTS.end - NATS_PORTS.start);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let start = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ salt.wrapping_mul(40_503);
+    for probe in 0..span {
+        // 7,919 is prime and does not divide the span: the probes visit every port once.
+        let offset = start.wrapping_add(probe.wrapping_mul(7_919)) % span;
+        let port = NATS_PORTS.start + u16::try_from(offset)?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {NATS_PORTS:?}")
+}
+
+/// Three NATS servers on loopback, one JetStream cluster; their client URLs. A server that
+/// exits before it listens is started again with the others on other ports (up to
+/// [`NATS_START_ATTEMPTS_MAX`] tries), its log's end in the error.
 fn nats(spec: &ClusterDemoSpec, dir: &Path) -> Result<(Vec<Proc>, Vec<String>)> {
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+    let mut attempt = 1;
+    loop {
+        match nats_once(spec, dir, attempt) {
+            Ok(started) => return Ok(started),
+            Err(e) if attempt < NATS_START_ATTEMPTS_MAX => {
+                eprintln!(
+                    "nats: attempt {attempt} of {NATS_START_ATTEMPTS_MAX}: {e:#}; again on other ports"
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn nats_once(spec: &ClusterDemoSpec, dir: &Path, attempt: u32) -> Result<(Vec<Proc>, Vec<String>)> {
+    let mut picked = Vec::new();
+    for i in 0..6u32 {
+        let mut port = nats_port(attempt * 8 + i)?;
+        while picked.contains(&port) {
+            port = nats_port(attempt * 8 + i + 64)?;
+        }
+        picked.push(port);
+    }
+    let ports: Vec<(u16, u16)> = picked.chunks(2).map(|p| (p[0], p[1])).collect();
     let routes: Vec<String> = ports.iter().map(|(_, r)| format!("\"nats-route://127.0.0.1:{r}\"")).collect();
     let mut procs = Vec::new();
     for (i, (client, route)) in ports.iter().enumerate() {
+        // A try before this one may have left a store behind.
+        let _ = std::fs::remove_dir_all(dir.join(format!("n{i}")));
         let conf = dir.join(format!("n{i}.conf"));
         std::fs::write(
             &conf,
@@ -188,10 +243,18 @@ fn nats(spec: &ClusterDemoSpec, dir: &Path) -> Result<(Vec<Proc>, Vec<String>)> 
             .with_context(|| format!("cannot start {}", spec.nats_server.display()))?;
         procs.push(Proc(child));
     }
-    for (client, _) in &ports {
+    for (i, (client, _)) in ports.iter().enumerate() {
         let addr = SocketAddr::from(([127, 0, 0, 1], *client));
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = procs[i].0.try_wait() {
+                let log = std::fs::read_to_string(dir.join(format!("n{i}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                bail!(
+                    "nats-server n{i} exited ({status}) before it listened on {addr}: {}",
+                    tail.join(" | ")
+                );
+            }
             if start.elapsed() > START_MAX {
                 bail!("nats-server does not listen on {addr}");
             }
@@ -520,4 +583,29 @@ fn run_in(spec: &ClusterDemoSpec, dir: &Path) -> Result<ClusterDemoReport> {
         ambiguous: approved.keys().filter(|s| !reversed.contains(*s) && !delivered(s)).count() as u64,
         twice: approved.values().filter(|n| **n > 1).count() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that exits before it listens is told apart from a slow one: each try ends
+    /// at once with what its log said, and the demo gives up after the last try, on other
+    /// ports each time.
+    #[test]
+    fn a_nats_server_that_exits_before_it_listens_is_tried_again_then_reported() {
+        let dir = std::env::temp_dir().join(format!("corridor-demo-nats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = ClusterDemoSpec {
+            rate: 1.0,
+            duration: Duration::from_secs(1),
+            corridor: PathBuf::from("corridor"),
+            nats_server: PathBuf::from("false"),
+        };
+        let began = Instant::now();
+        let err = nats(&spec, &dir).err().expect("a server that exits never listens");
+        assert!(err.to_string().contains("exited"), "{err:#}");
+        assert!(began.elapsed() < START_MAX, "told apart from a slow start: {:?}", began.elapsed());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
