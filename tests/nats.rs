@@ -10,13 +10,12 @@
 //! [`python`]: crate::python
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    ops::Range,
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
     thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use crate::python::{provisioned, run, workspace_file};
@@ -30,12 +29,6 @@ const LISTEN_WAIT_MAX: Duration = Duration::from_secs(20);
 /// How many times [`NatsCluster::start`] picks fresh ports when a server exits before it
 /// listens (a port another process bound between the pick and the server's bind).
 const START_ATTEMPTS_MAX: u32 = 3;
-
-/// Where the servers' ports are picked: below the kernel's ephemeral range (Linux starts it
-/// at 32768), so no outgoing connection of a test running beside this one is given a port
-/// between its pick and the server's bind — or between a server's kill and its restart on
-/// the same ports. A port bound from `127.0.0.1:0` is in that range and was, now and then.
-const PORTS: Range<u16> = 20_000..32_000;
 
 /// The `nats-server` binary.
 ///
@@ -66,24 +59,11 @@ pub fn nats_server() -> PathBuf {
     bin
 }
 
-/// A port in [`PORTS`] nothing listens on now: probed from a start that differs between
-/// processes and between calls, so tests picking at once seldom pick the same one (and a
-/// start that loses that race picks again).
+/// A port nothing listens on now, below the kernel's ephemeral range
+/// ([`corridor_load::demo_cluster::nats_port`], which the cluster demo picks with too).
 fn free_port() -> u16 {
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    let span = u32::from(PORTS.end - PORTS.start);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let call = CALLS.fetch_add(1, Ordering::Relaxed);
-    let start = std::process::id().wrapping_mul(2_654_435_761) ^ nanos ^ call.wrapping_mul(40_503);
-    for probe in 0..span {
-        // 7,919 is prime and does not divide the span: the probes visit every port once.
-        let offset = start.wrapping_add(probe.wrapping_mul(7_919)) % span;
-        let port = PORTS.start + u16::try_from(offset).expect("an offset within the span");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {PORTS:?}")
+    corridor_load::demo_cluster::nats_port(CALLS.fetch_add(1, Ordering::Relaxed)).expect("a free port")
 }
 
 struct Node {

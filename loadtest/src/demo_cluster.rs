@@ -166,14 +166,20 @@ fn free_port() -> Result<u16> {
 /// listens (a port another process took between the pick and the server's bind).
 const NATS_START_ATTEMPTS_MAX: u32 = 3;
 
-/// Where the NATS servers' ports are picked: below the kernel's ephemeral range (Linux's
-/// begins at 32768), so no outgoing connection made meanwhile is given one of them — a port
-/// bound from `127.0.0.1:0` is in that range, and a route port was taken so, now and then.
-const NATS_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Where NATS servers' ports are picked (the demo's, and the tests'): below the kernel's
+/// ephemeral range (Linux's begins at 32768), so no outgoing connection made meanwhile is
+/// given one of them — a port bound from `127.0.0.1:0` is in that range, and a route port
+/// was taken so, now and then.
+pub const NATS_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
-/// A port in [`NATS_PORTS`] nothing listens on now, probed from a start that differs between
-/// processes and calls (`salt`).
-fn nats_port(salt: u32) -> Result<u16> {
+/// A loopback port in [`NATS_PORTS`] nothing listens on now, probed from a start that
+/// differs between processes and between calls (`salt`), so processes picking at once
+/// seldom pick the same one (and a start that loses that race picks again).
+///
+/// # Errors
+///
+/// Every port of the range is taken.
+pub fn nats_port(salt: u32) -> Result<u16> {
     let span = u32::from(NATS_PORTS.end - NATS_PORTS.start);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
