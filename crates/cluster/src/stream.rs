@@ -173,8 +173,9 @@ async fn last_on(
 
 /// One shard's writer of its subject. See the module docs.
 pub struct ShardLog {
-    client: async_nats::Client,
     js: jetstream::Context,
+    /// The subject of the shard's release mark (its key in the cluster's bucket), made once.
+    mark: async_nats::Subject,
     stream: String,
     subject: String,
     shard: u16,
@@ -193,13 +194,13 @@ impl ShardLog {
     ///
     /// The stream cannot be read.
     pub async fn open(client: async_nats::Client, stream: &str, shard: u16) -> Result<Self, StreamError> {
-        let mut js = jetstream::new(client.clone());
+        let mut js = jetstream::new(client);
         js.set_timeout(REQUEST_TIMEOUT);
         let subject = subject(stream, shard);
         let last = last_on(&js, stream, &subject).await.map_err(StreamError::Server)?.map_or(0, |(s, _)| s);
         Ok(Self {
-            client,
             js,
+            mark: mark_subject(stream, shard),
             stream: stream.to_owned(),
             subject,
             shard,
@@ -213,11 +214,11 @@ impl ShardLog {
     /// a takeover read, [`Missing::subject_last`]), whatever the subject holds by then.
     #[must_use]
     pub fn open_at(client: async_nats::Client, stream: &str, shard: u16, subject_last: u64) -> Self {
-        let mut js = jetstream::new(client.clone());
+        let mut js = jetstream::new(client);
         js.set_timeout(REQUEST_TIMEOUT);
         Self {
-            client,
             js,
+            mark: mark_subject(stream, shard),
             stream: stream.to_owned(),
             subject: subject(stream, shard),
             shard,
@@ -614,11 +615,20 @@ fn released_key(shard: u16) -> String {
     format!("released.{shard}")
 }
 
-/// Shard `shard`'s release mark: the last record whose gated frames an owner of the shard
-/// released (`None`: none was ever published, or the bucket does not answer — every answer
-/// then counts as given, as before marks).
-async fn released(js: &jetstream::Context, stream: &str, shard: u16) -> Option<u64> {
-    let kv = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok()?;
+/// The subject a plain publish of shard `shard`'s release mark goes to: its key in the
+/// cluster's bucket (a key-value bucket's subjects are `$KV.<bucket>.<key>`).
+fn mark_subject(stream: &str, shard: u16) -> async_nats::Subject {
+    async_nats::Subject::from(format!(
+        "$KV.{}.{}",
+        crate::status::cluster_bucket(stream),
+        released_key(shard)
+    ))
+}
+
+/// Shard `shard`'s release mark in the cluster's bucket `kv`: the last record whose gated
+/// frames an owner of the shard released (`None`: none was ever published, or the bucket
+/// does not answer — every answer then counts as given, as before marks).
+async fn released(kv: &jetstream::kv::Store, shard: u16) -> Option<u64> {
     let value = kv.get(released_key(shard)).await.ok()??;
     std::str::from_utf8(&value).ok()?.parse().ok()
 }
@@ -637,25 +647,18 @@ impl ShardLog {
     ///
     /// The connection did not take it within [`RELEASE_MARK_WAIT`]: nothing may be released.
     pub async fn mark_released(&self, through: u64) -> Result<(), String> {
-        let subject =
-            format!("$KV.{}.{}", crate::status::cluster_bucket(&self.stream), released_key(self.shard));
+        let client = self.js.client();
         let mark = async {
-            self.client
-                .publish(subject, Bytes::from(through.to_string()))
+            client
+                .publish(self.mark.clone(), Bytes::from(through.to_string()))
                 .await
                 .map_err(|e| e.to_string())?;
-            self.client.flush().await.map_err(|e| e.to_string())
+            client.flush().await.map_err(|e| e.to_string())
         };
         tokio::time::timeout(RELEASE_MARK_WAIT, mark)
             .await
             .map_err(|_| format!("the release mark was not taken within {RELEASE_MARK_WAIT:?}"))?
     }
-}
-
-/// Shard `shard`'s hint, if one was published (and the bucket answers).
-async fn hint(js: &jetstream::Context, stream: &str, shard: u16) -> Option<Hint> {
-    let kv = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok()?;
-    Hint::of(&kv, shard).await
 }
 
 impl ShardLog {
@@ -711,7 +714,13 @@ pub struct Missing {
 pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> Result<Missing, StreamError> {
     let mut js = jetstream::new(client.clone());
     js.set_timeout(REQUEST_TIMEOUT);
-    let whole = match hint(&js, stream, shard).await {
+    // The cluster's bucket, looked up once: the checkpoint's hint and the release mark.
+    let bucket = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok();
+    let hint = match &bucket {
+        Some(kv) => Hint::of(kv, shard).await,
+        None => None,
+    };
+    let whole = match hint {
         Some(h) => match read_subject(client.clone(), stream, shard, Tail::default(), Some(h.from)).await {
             Err(StreamError::NotAt { from, found }) => {
                 warn!(
@@ -731,7 +740,10 @@ pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> 
     let after = subject.checkpoint.as_ref().map_or(0, |c| c.covers);
     // Read after the subject: the lease is this node's, so no owner marks anything since,
     // and the mark covers no record the read lacks.
-    let released = released(&js, stream, shard).await;
+    let released = match &bucket {
+        Some(kv) => released(kv, shard).await,
+        None => None,
+    };
     Ok(Missing {
         records: records_of(&subject.batches, after)?,
         checkpoint: subject.checkpoint,
