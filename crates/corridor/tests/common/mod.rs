@@ -64,7 +64,12 @@ impl Switch {
 /// Starts `corridor serve --config config`, ready once a dialed link has signed on.
 pub fn serve(config: &std::path::Path) -> Switch {
     let (child, signed_on) = spawn(config);
-    signed_on.recv_timeout(Duration::from_secs(15)).expect("the switch signed on to the issuer");
+    if let Err(e) = signed_on.recv_timeout(Duration::from_secs(15)) {
+        // (Disconnected: the switch exited. Its last lines say why.)
+        let log = child.log.lock().unwrap();
+        let tail: Vec<&String> = log.iter().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("the switch did not sign on to the issuer ({e}); its last lines: {tail:#?}");
+    }
     child
 }
 
