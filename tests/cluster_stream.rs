@@ -347,9 +347,9 @@ fn a_keeper_renews_leases_from_the_take_gives_them_up_and_says_when_one_is_lost(
     a.take(1, false, Duration::from_secs(20)).unwrap();
     let b = keeper("node-b");
     // The cluster's shard count: the first node records it, the next must match it.
-    a.agree_shards("keeper-cluster", 3, 2).unwrap();
-    b.agree_shards("keeper-cluster", 3, 2).unwrap();
-    let e = b.agree_shards("keeper-cluster", 3, 3).unwrap_err();
+    a.agree_shards("keeper", 3, 2).unwrap();
+    b.agree_shards("keeper", 3, 2).unwrap();
+    let e = b.agree_shards("keeper", 3, 3).unwrap_err();
     assert!(e.contains("runs 2 shard(s) and this node 3"), "{e}");
     // Longer than a lease lives, with nothing but the keeper renewing: still node-a's.
     std::thread::sleep(LEASE_TTL + Duration::from_millis(1_500));

@@ -91,7 +91,7 @@ enum Ask {
     },
     /// Answered on a std channel, as `Take`.
     Shards {
-        bucket: String,
+        stream: String,
         replicas: usize,
         shards: u16,
         reply: std::sync::mpsc::SyncSender<Result<(), String>>,
@@ -220,19 +220,20 @@ impl LeaseKeeper {
         rx.recv().map_err(|_| TakeError::Gone)?
     }
 
-    /// Checks that every node of the cluster runs `shards` shards (blocking): the first node
-    /// to ask records its count in bucket `bucket` (made with `replicas` copies if missing);
-    /// every later one must match it. Nodes that split participants differently would put
-    /// one participant's records on two subjects.
+    /// Checks that every node of stream `stream`'s cluster runs `shards` shards (blocking):
+    /// the first node to ask records its count in the cluster's bucket (made with `replicas`
+    /// copies if missing, as is the bucket of release marks); every later one must match
+    /// it. Nodes that split participants differently would put one participant's records on
+    /// two subjects.
     ///
     /// # Errors
     ///
-    /// The cluster runs another count (the message says which), or the bucket cannot be
+    /// The cluster runs another count (the message says which), or the buckets cannot be
     /// reached in time.
-    pub fn agree_shards(&self, bucket: &str, replicas: usize, shards: u16) -> Result<(), String> {
+    pub fn agree_shards(&self, stream: &str, replicas: usize, shards: u16) -> Result<(), String> {
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.asks
-            .send(Ask::Shards { bucket: bucket.to_owned(), replicas, shards, reply })
+            .send(Ask::Shards { stream: stream.to_owned(), replicas, shards, reply })
             .map_err(|_| TakeError::Gone.to_string())?;
         rx.recv().map_err(|_| TakeError::Gone.to_string())?
     }
@@ -302,8 +303,8 @@ async fn keep(
                     announce(&leases, &state, &note).await;
                     let _ = reply.send(got);
                 }
-                Some(Ask::Shards { bucket, replicas, shards, reply }) => {
-                    let _ = reply.send(agree(&client, &bucket, replicas, shards).await);
+                Some(Ask::Shards { stream, replicas, shards, reply }) => {
+                    let _ = reply.send(agree(&client, &stream, replicas, shards).await);
                 }
                 Some(Ask::Release { shard, reply }) => {
                     if let Some(lease) = held.remove(&shard) {
@@ -326,10 +327,12 @@ async fn keep(
     }
 }
 
-/// The cluster's shard count: recorded by the first node, matched by every later one.
+/// The cluster's shard count: recorded by the first node, matched by every later one. The
+/// bucket of release marks is made here too, before any shard is served (a mark is a plain
+/// publish: one to a bucket not there yet would be lost unseen).
 async fn agree(
     client: &async_nats::Client,
-    bucket: &str,
+    stream: &str,
     replicas: usize,
     shards: u16,
 ) -> Result<(), String> {
@@ -339,8 +342,16 @@ async fn agree(
     let deadline = Instant::now() + AGREE_WAIT_MAX;
     loop {
         let asked = async {
+            let marks = kv::Config {
+                bucket: crate::status::marks_bucket(stream),
+                history: 1,
+                num_replicas: replicas,
+                storage: async_nats::jetstream::stream::StorageType::Memory,
+                ..kv::Config::default()
+            };
+            crate::kv_bucket(&js, marks).await?;
             let config = kv::Config {
-                bucket: bucket.to_owned(),
+                bucket: crate::status::cluster_bucket(stream),
                 history: 1,
                 num_replicas: replicas,
                 ..kv::Config::default()

@@ -143,6 +143,16 @@ pub fn cluster_bucket(stream: &str) -> String {
     format!("{stream}-cluster")
 }
 
+/// The bucket shards' release marks live in (`ShardLog::mark_released`): in memory, on
+/// `replicas` servers. A mark is written before every batch of answers relaying an approval
+/// is released, so it must cost the servers no disk write; it needs to outlive the node
+/// that wrote it, not the whole NATS cluster (a cluster restarted whole has no marks, and a
+/// takeover then takes every answer as given, as with no mark).
+#[must_use]
+pub fn marks_bucket(stream: &str) -> String {
+    format!("{stream}-marks")
+}
+
 /// The bucket a stream's leases live in.
 #[must_use]
 pub fn lease_bucket(stream: &str) -> String {

@@ -174,8 +174,11 @@ async fn last_on(
 /// One shard's writer of its subject. See the module docs.
 pub struct ShardLog {
     js: jetstream::Context,
-    /// The subject of the shard's release mark (its key in the cluster's bucket), made once.
+    /// The subject of the shard's release mark (its key in the bucket of marks), made once.
     mark: async_nats::Subject,
+    /// The connection to NATS (its count of connects) this writer last marked on; `None`:
+    /// not yet (see [`ShardLog::must_mark`]).
+    marked_on: Option<u64>,
     stream: String,
     subject: String,
     shard: u16,
@@ -201,6 +204,7 @@ impl ShardLog {
         Ok(Self {
             js,
             mark: mark_subject(stream, shard),
+            marked_on: None,
             stream: stream.to_owned(),
             subject,
             shard,
@@ -219,6 +223,7 @@ impl ShardLog {
         Self {
             js,
             mark: mark_subject(stream, shard),
+            marked_on: None,
             stream: stream.to_owned(),
             subject: subject(stream, shard),
             shard,
@@ -610,30 +615,64 @@ impl Hint {
     }
 }
 
-/// The key of shard `shard`'s release mark in the cluster's bucket.
-fn released_key(shard: u16) -> String {
-    format!("released.{shard}")
-}
-
 /// The subject a plain publish of shard `shard`'s release mark goes to: its key in the
-/// cluster's bucket (a key-value bucket's subjects are `$KV.<bucket>.<key>`).
+/// bucket of marks ([`crate::marks_bucket`]; a key-value bucket's subjects are
+/// `$KV.<bucket>.<key>`).
 fn mark_subject(stream: &str, shard: u16) -> async_nats::Subject {
-    async_nats::Subject::from(format!(
-        "$KV.{}.{}",
-        crate::status::cluster_bucket(stream),
-        released_key(shard)
-    ))
+    async_nats::Subject::from(format!("$KV.{}.released.{shard}", crate::status::marks_bucket(stream)))
 }
 
-/// Shard `shard`'s release mark in the cluster's bucket `kv`: the last record whose gated
-/// frames an owner of the shard released (`None`: none was ever published, or the bucket
-/// does not answer — every answer then counts as given, as before marks).
-async fn released(kv: &jetstream::kv::Store, shard: u16) -> Option<u64> {
-    let value = kv.get(released_key(shard)).await.ok()??;
-    std::str::from_utf8(&value).ok()?.parse().ok()
+/// Shard `shard`'s release mark: the last record whose gated frames an owner of the shard
+/// released (`None`: none was ever published — every answer then counts as given, as
+/// before marks). Asked of the bucket's leader, not read directly from any server holding
+/// a copy (a key-value bucket's reads are direct): a copy behind the leader would hold an
+/// older mark, and an approval that left would be reversed.
+///
+/// # Errors
+///
+/// The leader did not answer (or answered what no node wrote): the takeover reads again,
+/// rather than take every answer as given.
+async fn released(js: &jetstream::Context, stream: &str, shard: u16) -> Result<Option<u64>, StreamError> {
+    use async_nats::jetstream::{stream::LastRawMessageErrorKind as Kind, ErrorCode};
+    let bucket = crate::status::marks_bucket(stream);
+    let marks = js
+        .get_stream_no_info(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| StreamError::Server(e.to_string()))?;
+    let subject = mark_subject(stream, shard);
+    let message = match marks.get_last_raw_message_by_subject(subject.as_str()).await {
+        Ok(m) => m,
+        Err(e) => {
+            return match e.kind() {
+                Kind::NoMessageFound => Ok(None),
+                Kind::JetStream(j)
+                    if [ErrorCode::NO_MESSAGE_FOUND, ErrorCode::STREAM_NOT_FOUND]
+                        .contains(&j.error_code()) =>
+                {
+                    Ok(None)
+                }
+                _ => Err(StreamError::Server(format!("the release mark: {e}"))),
+            }
+        }
+    };
+    let mark = std::str::from_utf8(&message.payload).ok().and_then(|t| t.parse().ok());
+    mark.map(Some).ok_or_else(|| StreamError::Server("the release mark is not a record's number".into()))
 }
 
 impl ShardLog {
+    /// Whether the release of a batch must be marked first: a batch relaying an approval
+    /// (`relays`, [`ShardLog::mark_released`]), and the first this writer releases on each
+    /// connection to NATS whatever it holds. A shard whose mark is missing counts every
+    /// answer as given; so every owner marks once before anything it releases, and the
+    /// first approval of a shard's life cannot be the one left unmarked by a death — and
+    /// a bucket of marks emptied by a restart of every NATS server (it is kept in memory)
+    /// is marked again as soon as the node's connection is made again.
+    #[must_use]
+    pub fn must_mark(&self, relays: bool) -> bool {
+        let connects = self.js.client().statistics().connects.load(std::sync::atomic::Ordering::Relaxed);
+        relays || self.marked_on != Some(connects)
+    }
+
     /// Marks records `..=through` released — the frames they gate are about to leave — and
     /// returns once the mark is written to this node's connection to NATS, before any of
     /// those frames is written to its socket. So a node killed between the two leaves the
@@ -641,13 +680,16 @@ impl ShardLog {
     /// has sent none of them: a new owner takes an approval recorded after the mark as never
     /// given ([`Missing::released`]). Not fenced and not acknowledged (waiting for the stream
     /// here would put a round trip before every answer): a plain publish on the mark's key
-    /// in the cluster's bucket, whose stream keeps the last.
+    /// in the bucket of marks ([`crate::marks_bucket`], in memory), whose stream keeps the
+    /// last. Only a batch relaying an approval is marked (`SyncBatch::release_marked`).
     ///
     /// # Errors
     ///
     /// The connection did not take it within [`RELEASE_MARK_WAIT`]: nothing may be released.
-    pub async fn mark_released(&self, through: u64) -> Result<(), String> {
+    pub async fn mark_released(&mut self, through: u64) -> Result<(), String> {
         let client = self.js.client();
+        // Read before the publish: a connection made again meanwhile is marked on again.
+        self.marked_on = Some(client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed));
         let mark = async {
             client
                 .publish(self.mark.clone(), Bytes::from(through.to_string()))
@@ -714,7 +756,7 @@ pub struct Missing {
 pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> Result<Missing, StreamError> {
     let mut js = jetstream::new(client.clone());
     js.set_timeout(REQUEST_TIMEOUT);
-    // The cluster's bucket, looked up once: the checkpoint's hint and the release mark.
+    // The cluster's bucket: the checkpoint's hint.
     let bucket = js.get_key_value(crate::status::cluster_bucket(stream)).await.ok();
     let hint = match &bucket {
         Some(kv) => Hint::of(kv, shard).await,
@@ -740,10 +782,7 @@ pub async fn take_read(client: async_nats::Client, stream: &str, shard: u16) -> 
     let after = subject.checkpoint.as_ref().map_or(0, |c| c.covers);
     // Read after the subject: the lease is this node's, so no owner marks anything since,
     // and the mark covers no record the read lacks.
-    let released = match &bucket {
-        Some(kv) => released(kv, shard).await,
-        None => None,
-    };
+    let released = released(&js, stream, shard).await?;
     Ok(Missing {
         records: records_of(&subject.batches, after)?,
         checkpoint: subject.checkpoint,

@@ -577,7 +577,8 @@ fn a_node_paused_with_an_append_in_flight_releases_nothing_when_it_wakes() {
 /// the approval was never released to the partner. The standby that takes over finds the
 /// answer recorded after the shard's release mark and reverses it: the partner, which never
 /// heard it, is not left with an approval neither delivered nor reversed. (Without the mark
-/// the standby took the answer as given, and a repeat was told 00.)
+/// the standby took the answer as given, and a repeat was told 00.) A purchase approved
+/// before it stands: the mark moved past it before its answer left.
 #[test]
 fn an_approval_the_stream_stored_as_its_node_died_is_reversed_not_left_ambiguous() {
     let rig = ClusterRig::new("answer-window");
@@ -590,6 +591,9 @@ fn an_approval_the_stream_stored_as_its_node_died_is_reversed_not_left_ambiguous
     let (config_b, port_b) = rig.config("b", &rig.nats.urls(), true);
     let (b, b_signed_on) = common::spawn(&config_b);
     assert!(b.wait_logged("standby: its lease is held", 1, Duration::from_secs(30)), "node b waits");
+    // A purchase answered first: its approval's release is marked, and a takeover must not
+    // reverse it (the mark of a batch relaying an approval, not only a node's first).
+    assert_eq!(ask(port_a, 9, &common::purchase(9, "WINDOW000009"), Duration::from_secs(10)), "00");
     let mut partner = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
     partner.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     send(&mut partner, 1, &common::purchase(1, "WINDOW000001"));
@@ -627,6 +631,14 @@ fn an_approval_the_stream_stored_as_its_node_died_is_reversed_not_left_ambiguous
     assert!(heard.is_empty(), "node a was killed before the answer could leave it: {heard:?}");
     assert!(reversed, "approved, never delivered, never reversed (node b answers a repeat {repeat:?})");
     assert_eq!(repeat, "68", "a repeat is told what became of it");
+    let s = rig.seen.lock().unwrap();
+    assert!(
+        !s.reversed.contains("000009"),
+        "the purchase the partner was told 00 was reversed: {:?}",
+        s.reversed
+    );
+    drop(s);
+    assert_eq!(ask(port_b, 9, &common::purchase(9, "WINDOW000009"), Duration::from_secs(5)), "00");
     let _ = b.term();
 }
 

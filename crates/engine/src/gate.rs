@@ -136,6 +136,9 @@ impl Gate {
         payload.clear();
         entry.encode(&mut payload);
         let seq = j.appender.append(entry.kind(), &payload, now);
+        if matches!(entry, Entry::Answered(a) if a.relays_approval()) {
+            j.appender.mark_release();
+        }
         j.payload = payload;
         seq
     }

@@ -72,6 +72,11 @@ pub struct SyncBatch {
     pub first_seq: u64,
     /// See `first_seq`.
     pub last_seq: u64,
+    /// It holds an answer relaying an approval ([`Appender::mark_release`]): in a cluster
+    /// its release is marked before anything it gates leaves (a takeover takes such an
+    /// answer after the shard's mark as never given). A batch without one needs no mark —
+    /// a takeover reverses nothing in it whatever the mark says.
+    pub release_marked: bool,
 }
 
 /// Numbers, encodes and batches records; tracks what is durable.
@@ -83,6 +88,8 @@ pub struct Appender {
     buf: Vec<u8>,
     buf_first_seq: u64,
     buf_records: usize,
+    /// The open batch holds a record whose release must be marked (see [`SyncBatch`]).
+    buf_marked: bool,
     first_at: Option<Instant>,
     /// Bytes of the current segment (header included); `None` before the first segment.
     segment_bytes: Option<u64>,
@@ -103,6 +110,7 @@ impl Appender {
             buf: Vec::new(),
             buf_first_seq: next_seq,
             buf_records: 0,
+            buf_marked: false,
             first_at: None,
             segment_bytes,
             in_flight: None,
@@ -121,6 +129,13 @@ impl Appender {
         encode(seq, kind, payload, &mut self.buf);
         self.buf_records += 1;
         seq
+    }
+
+    /// The record appended last relays an approval: its batch's release is marked first
+    /// ([`SyncBatch::release_marked`]).
+    pub fn mark_release(&mut self) {
+        debug_assert!(self.buf_records > 0, "a release marked with no record in the batch");
+        self.buf_marked = true;
     }
 
     /// The next batch to write, when one is due and none is in flight.
@@ -144,10 +159,11 @@ impl Appender {
         let new_segment = rotate.then_some(SegmentHeader { first_seq, created_unix_ms: unix_ms });
         let base = if rotate { SEGMENT_HEADER_BYTES as u64 } else { self.segment_bytes.unwrap_or(0) };
         self.segment_bytes = Some(base + bytes.len() as u64);
+        let release_marked = std::mem::take(&mut self.buf_marked);
         self.buf_records = 0;
         self.first_at = None;
         self.in_flight = Some(last_seq);
-        Some(SyncBatch { new_segment, bytes, first_seq, last_seq })
+        Some(SyncBatch { new_segment, bytes, first_seq, last_seq, release_marked })
     }
 
     /// When [`Appender::poll_batch`] should be called again for a batch waiting on time.
@@ -226,6 +242,29 @@ mod tests {
         assert_eq!((b2.first_seq, b2.last_seq, b2.new_segment), (2, 4, None));
         a.handle_synced(4);
         assert_eq!((a.durable(), a.next_seq(), a.buffered()), (4, 5, 0));
+    }
+
+    #[test]
+    fn only_the_batch_holding_a_record_marked_for_release_is_marked() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(2, SEGMENT_BYTES_MIN), 1, None);
+        a.append(Kind::RequestAccepted, b"a", t0);
+        a.append(Kind::AnswerSent, b"b", t0);
+        a.mark_release();
+        let b = a.poll_batch(t0, 0).expect("full");
+        assert!(b.release_marked);
+        // Records appended while it is in flight are the next batch's, unmarked.
+        a.append(Kind::AnswerSent, b"c", t0);
+        a.append(Kind::Forwarded, b"d", t0);
+        a.handle_synced(b.last_seq);
+        let b2 = a.poll_batch(t0, 0).expect("full");
+        assert_eq!((b2.first_seq, b2.release_marked), (3, false));
+        a.handle_synced(b2.last_seq);
+        // A mark comes with the batch it was made in, whichever record of it was marked.
+        a.append(Kind::AnswerSent, b"e", t0);
+        a.mark_release();
+        a.append(Kind::Forwarded, b"f", t0);
+        assert!(a.poll_batch(t0, 0).expect("full").release_marked);
     }
 
     #[test]

@@ -52,6 +52,16 @@ pub struct Answered {
     pub at_unix_ms: u64,
 }
 
+impl Answered {
+    /// Whether it relays an issuer's approval (a switch-made answer never approves): the
+    /// answer a takeover must not take as given unless its release was marked (see
+    /// [`crate::Recovery::released`]).
+    #[must_use]
+    pub fn relays_approval(&self) -> bool {
+        !self.switch_made && corridor_wire::ResponseCode(self.code).is_approval()
+    }
+}
+
 /// A duplicate key: the participant's configured id, MTI class, DE 11, DE 7, DE 41, and
 /// DE 32 and DE 33 (as [`institution_code`]s).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -538,6 +548,20 @@ mod tests {
         let out = one_line("expected `=`\n  |\n3 | oops\r\tend\u{1b}[31m");
         assert_eq!(out, "expected `=`\\n  |\\n3 | oops\\r\\tend\\u{1b}[31m");
         assert_eq!(one_line("plain text, é ü"), "plain text, é ü");
+    }
+
+    #[test]
+    fn only_an_issuers_approval_relayed_is_one_to_mark() {
+        let a = |code: &[u8; 2], switch_made| Answered {
+            request: 1,
+            code: *code,
+            auth: None,
+            switch_made,
+            at_unix_ms: 0,
+        };
+        assert!(a(b"00", false).relays_approval());
+        assert!(!a(b"05", false).relays_approval());
+        assert!(!a(b"00", true).relays_approval(), "the switch never approves");
     }
 
     #[test]

@@ -266,8 +266,7 @@ impl Recovery {
     /// had it, so it is not taken as given (the request stays open, and is reversed).
     fn unreleased_approval(&self, seq: u64, a: &crate::entry::Answered) -> bool {
         self.released.is_some_and(|r| seq > r)
-            && corridor_wire::ResponseCode(a.code).is_approval()
-            && !a.switch_made
+            && a.relays_approval()
             && self.requests.get(&a.request).is_some_and(|r| r.forwarded.is_some())
     }
 

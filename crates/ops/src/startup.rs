@@ -67,7 +67,7 @@ pub fn into_shards(
     };
     if let (Some(k), Some(c)) = (&keeper, &loaded.cluster) {
         let count = u16::try_from(n).unwrap_or(u16::MAX);
-        k.agree_shards(&corridor_cluster::cluster_bucket(&c.stream), c.replicas, count)
+        k.agree_shards(&c.stream, c.replicas, count)
             .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?;
     }
     let mut parts = Vec::with_capacity(n);

@@ -71,6 +71,9 @@ pub(crate) struct Appended {
     pub(crate) life: u64,
     /// Set on a checkpoint (see `corridor_cluster::batch`).
     pub(crate) checkpoint: Option<Ckp>,
+    /// A batch holding a relayed approval: its release moves the shard's mark (only such a
+    /// batch's does, as `SyncBatch::release_marked` says).
+    pub(crate) release_marked: bool,
 }
 
 /// A checkpoint on a subject.
@@ -131,6 +134,9 @@ pub(crate) struct Cluster {
     /// every message before the checkpoint, the batches holding records it does not cover
     /// with them.
     pub(crate) purge_past_checkpoint: bool,
+    /// A planted defect (tests only): a batch relaying an approval moves the shard's release
+    /// mark no more than any other (only a life's first release marks).
+    pub(crate) mark_no_approvals: bool,
     /// How fast the node's clock runs against the lease bucket's, in parts per million
     /// (negative: slow).
     pub(crate) skew_ppm: i64,
@@ -154,11 +160,23 @@ pub(crate) struct Cluster {
     /// (`ShardLog::mark_released`: set as the node releases, never lost); a takeover's
     /// recovery takes an approval after it as never given.
     pub(crate) released: Vec<Option<u64>>,
+    /// Per shard: the node life that marked it last (`ShardLog::must_mark`: a batch relaying
+    /// an approval is marked, and the first a life releases whatever it holds).
+    pub(crate) marked_by: Vec<Option<u64>>,
     /// Approvals takeovers found recorded after a release mark.
     pub(crate) unreleased: u64,
 }
 
 impl Cluster {
+    /// Shard `k`'s `batch` is about to be released: its mark moves first when it must.
+    fn mark(&mut self, k: usize, batch: &Appended) {
+        let relays = batch.release_marked && !self.mark_no_approvals;
+        if relays || self.marked_by[k] != Some(batch.life) {
+            self.released[k] = Some(batch.last_seq);
+            self.marked_by[k] = Some(batch.life);
+        }
+    }
+
     pub(crate) fn new(shards: usize, mut rng: Rng) -> Self {
         let skew_ppm = rng.below(2 * CLOCK_SKEW_PPM_MAX + 1) as i64 - CLOCK_SKEW_PPM_MAX as i64;
         Self {
@@ -175,12 +193,14 @@ impl Cluster {
             node: 0,
             release_before_ack: false,
             purge_past_checkpoint: false,
+            mark_no_approvals: false,
             takeovers: 0,
             landed_at_death: 0,
             pauses: (0, 0),
             acked_at: vec![Duration::ZERO; shards],
             unreplicated: Vec::new(),
             released: vec![None; shards],
+            marked_by: vec![None; shards],
             unreleased: 0,
         }
     }
@@ -287,7 +307,7 @@ impl Sim {
         let ack = c.rng.micros(300, ACK_MAX_US);
         let release = c.release_before_ack;
         if release {
-            c.released[k] = Some(batch.last_seq);
+            c.mark(k, &batch);
         }
         c.appending[k].push_back(batch);
         let first = c.appending[k].len() == 1;
@@ -381,13 +401,14 @@ impl Sim {
                             bytes: state,
                             life,
                             checkpoint: Some(Ckp { covers, whole: true }),
+                            release_marked: false,
                         });
                         c.checkpoints.0 += 1;
                         lines.push(format!("shard {k}: a checkpoint of records ..={covers} appended (the subject holds ..={through})"));
                     }
                 }
                 if !c.release_before_ack {
-                    c.released[k] = Some(batch.last_seq);
+                    c.mark(k, &batch);
                 }
                 !c.release_before_ack
             }
@@ -543,6 +564,7 @@ impl Sim {
                     bytes: rest,
                     life: 0,
                     checkpoint: None,
+                    release_marked: false,
                 });
                 lines.push(format!(
                     "shard {k}: records {from}..={local_last} of this journal appended to the stream"

@@ -777,6 +777,29 @@ mod tests {
         );
     }
 
+    /// A node marks a shard's release before it releases a batch relaying an approval (and
+    /// its first batch): a takeover reverses an approval after the mark as never given.
+    /// With the approvals' marks taken out, a takeover reverses approvals the partner had.
+    #[test]
+    fn a_release_of_an_approval_left_unmarked_is_caught() {
+        let mut caught = Vec::new();
+        for seed in 1..=100 {
+            let mut sim = Sim::new(seed);
+            let Some(c) = sim.cluster.as_mut() else { continue };
+            c.mark_no_approvals = true;
+            if let Err(v) = sim.run() {
+                caught.push((seed, v.to_string()));
+            }
+        }
+        assert!(!caught.is_empty(), "no cluster seed in 1..=100 caught it");
+        assert!(
+            caught.iter().all(|(_, v)| v.contains("delivered, then reversed by the switch")),
+            "{caught:?}"
+        );
+        let seeds: Vec<u64> = caught.iter().map(|&(s, _)| s).collect();
+        eprintln!("{} cluster seeds in 1..=100 caught it: {seeds:?}", seeds.len());
+    }
+
     /// A purge of a shard's subject keeps the batches holding records its checkpoint does
     /// not cover. With that taken out (every message before the checkpoint purged) a
     /// takeover finds records missing past the checkpoint — the reader's gap check — on the

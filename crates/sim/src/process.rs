@@ -429,6 +429,7 @@ impl Sim {
                     bytes: b.bytes,
                     life: self.life,
                     checkpoint: None,
+                    release_marked: b.release_marked,
                 });
             }
             if let (Some(batch), true) = (replicate, self.cluster.is_some()) {

@@ -210,8 +210,9 @@ pub(super) async fn journal_loop(
                             replicated = lease_fresh(*shard, t, &stop).await;
                         }
                         // The release mark before the release: a new owner takes an approval
-                        // after the mark as never given (see `ShardLog::mark_released`).
-                        if replicated.is_ok() {
+                        // after the mark as never given (see `ShardLog::mark_released`); a
+                        // batch relaying none has nothing a new owner would reverse.
+                        if replicated.is_ok() && log.must_mark(batch.release_marked) {
                             replicated = log.mark_released(batch.last_seq).await;
                         }
                         // (Until here the lease is not given up at a stop: see `watch_lease`.)
