@@ -82,6 +82,14 @@ pub struct ReplicaMetrics {
     /// Messages purged from the subject (those before a checkpoint that retention no longer
     /// keeps).
     pub purged: u64,
+    /// Release marks this node published for the shard (`ShardLog::mark_released`: before
+    /// a batch relaying an approval is released, and the first on each connection).
+    pub marks: u64,
+    /// The last record the newest of them marks released (0: none yet).
+    pub marked: u64,
+    /// Time to write a mark to the node's connection to NATS (it stands between the
+    /// stream's acknowledgement and the release of what the batch gates).
+    pub mark: corridor_engine::metrics::Histogram,
 }
 
 impl ReplicaMetrics {
@@ -98,6 +106,9 @@ impl ReplicaMetrics {
             checkpoint: 0,
             checkpoints: 0,
             purged: 0,
+            marks: 0,
+            marked: 0,
+            mark: corridor_engine::metrics::Histogram::default(),
         }
     }
 }

@@ -213,7 +213,14 @@ pub(super) async fn journal_loop(
                         // after the mark as never given (see `ShardLog::mark_released`); a
                         // batch relaying none has nothing a new owner would reverse.
                         if replicated.is_ok() && log.must_mark(batch.release_marked) {
+                            let began = Instant::now();
                             replicated = log.mark_released(batch.last_seq).await;
+                            if replicated.is_ok() {
+                                shared.replica(|m| {
+                                    m.mark.record(began.elapsed());
+                                    (m.marks, m.marked) = (m.marks + 1, batch.last_seq);
+                                });
+                            }
                         }
                         // (Until here the lease is not given up at a stop: see `watch_lease`.)
                         shared.appending.set(false);

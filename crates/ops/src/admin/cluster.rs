@@ -115,6 +115,9 @@ fn here_json(snap: &corridor_net::Snapshot) -> Value {
                 "checkpoint": m.checkpoint,
                 "checkpoints": m.checkpoints,
                 "purged": m.purged,
+                "release_mark": m.marked,
+                "release_marks": m.marks,
+                "release_mark_p50_us": m.mark.quantile(0.5).map(|d| d.as_micros()),
                 "lease": m.lease.map(|l| json!({
                     "revision": l.revision,
                     "age_ms": ms(snap.at.saturating_duration_since(l.renewed)),

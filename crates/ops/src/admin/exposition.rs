@@ -618,6 +618,25 @@ impl SnapshotCollector {
             "Messages this node purged from the shard's subject (before a checkpoint retention no longer keeps).",
             &per_shard(r, &shards, |m| Some(m.purged)),
         )?;
+        counters(
+            enc,
+            "corridor_cluster_release_marks",
+            "Release marks this node published for the shard (before a batch relaying an approval is released).",
+            &per_shard(r, &shards, |m| Some(m.marks)),
+        )?;
+        gauges(
+            enc,
+            "corridor_cluster_release_mark_record",
+            "The last journal record the shard's newest release mark from this node covers.",
+            None,
+            &per_shard(r, &shards, |m| Some(m.marked as f64)),
+        )?;
+        latency(
+            enc,
+            "corridor_cluster_release_mark_duration",
+            "Time to write a release mark to the node's NATS connection, between the stream's acknowledgement and the release.",
+            &per_shard(r, &shards, |m| Some(&m.mark)),
+        )?;
         gauges(
             enc,
             "corridor_cluster_unreplicated_records",
