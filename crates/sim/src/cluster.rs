@@ -137,6 +137,9 @@ pub(crate) struct Cluster {
     /// A planted defect (tests only): a batch relaying an approval moves the shard's release
     /// mark no more than any other (only a life's first release marks).
     pub(crate) mark_no_approvals: bool,
+    /// A planted defect (tests only): a takeover does not read the release mark (every
+    /// answer recorded counts as given, as before marks).
+    pub(crate) marks_unread: bool,
     /// How fast the node's clock runs against the lease bucket's, in parts per million
     /// (negative: slow).
     pub(crate) skew_ppm: i64,
@@ -194,6 +197,7 @@ impl Cluster {
             release_before_ack: false,
             purge_past_checkpoint: false,
             mark_no_approvals: false,
+            marks_unread: false,
             takeovers: 0,
             landed_at_death: 0,
             pauses: (0, 0),

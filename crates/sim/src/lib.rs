@@ -9,8 +9,10 @@
 //! off and on again), sends purchases and authorizations for a few simulated seconds, sends
 //! completion advices after some approvals (repeated until acknowledged), repeats some
 //! requests it had answered, and either reverses every one it got no answer to (repeating
-//! its reversal until acknowledged) or, on a seed without crashes, forgets them (so only the
-//! switch's own reversals protect it); an issuer that approves
+//! its reversal until acknowledged) or forgets them (so only the switch's own reversals
+//! protect it) — on a seed without crashes, or as a cluster's node, which dies as `kill -9`
+//! kills it (the kernel sends what it wrote; its release mark says what it never sent),
+//! unless it died holding bytes for the terminal not yet written; an issuer that approves
 //! (after 1–800 ms), declines, never answers, answers after the timeout (often after it has
 //! acknowledged the switch's reversal of that request: an approval that then stands until
 //! a reversal comes after it), answers twice, or answers on its other link, and acknowledges
@@ -325,6 +327,9 @@ pub struct Outcome {
     /// On a cluster's seed: approvals a takeover found recorded after the shard's release
     /// mark (never given to their originators), left open and reversed.
     pub unreleased: u64,
+    /// Purchases a terminal that forgets forgot while its cluster's node was down (the
+    /// release mark alone protecting it).
+    pub forgot_at_death: u64,
     /// On a cluster's seed: pauses of the node shorter than its lease (it goes on), and
     /// longer (the standby takes over; awake, it finds its lease stale and stops).
     pub pauses: (u32, u32),
@@ -388,6 +393,9 @@ pub struct Sim {
     /// Armed by [`Ev::CrashAtAnswer`]: the next switch-made answer the terminal gets while a
     /// shard's batch is being written crashes the switch.
     crash_at_answer: bool,
+    /// The sides the switch held bytes for, not yet written, when it last crashed: a node's
+    /// death loses them, and no mark can say they did not leave (see `give_up`).
+    held_at_crash: BTreeSet<Side>,
 }
 
 impl Sim {
@@ -643,6 +651,7 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
             u64::from(o.landed_at_death);
         *t.entry("approvals recorded after the release mark, reversed at a takeover").or_default() +=
             o.unreleased;
+        *t.entry("purchases a terminal forgot while its node was down").or_default() += o.forgot_at_death;
         *t.entry("node pauses shorter than a lease").or_default() += u64::from(o.pauses.0);
         *t.entry("node pauses past its lease").or_default() += u64::from(o.pauses.1);
         *t.entry("checkpoints appended to the stream").or_default() += u64::from(o.checkpoints.0);
@@ -798,6 +807,28 @@ mod tests {
         );
         let seeds: Vec<u64> = caught.iter().map(|&(s, _)| s).collect();
         eprintln!("{} cluster seeds in 1..=100 caught it: {seeds:?}", seeds.len());
+    }
+
+    /// A node killed after the stream stored an approval and before it marked its release
+    /// never sent it; the node taking over reverses what the mark does not cover. With the
+    /// mark left unread (every answer recorded taken as given), a terminal that forgets
+    /// what it got no answer to — it goes on forgetting across a node's death, the mark's
+    /// to protect it — is left with approvals neither delivered nor reversed.
+    #[test]
+    fn a_takeover_that_does_not_read_the_release_mark_is_caught() {
+        let mut caught = Vec::new();
+        for seed in 1..=300 {
+            let mut sim = Sim::new(seed);
+            let Some(c) = sim.cluster.as_mut() else { continue };
+            c.marks_unread = true;
+            if let Err(v) = sim.run() {
+                caught.push((seed, v.to_string()));
+            }
+        }
+        assert!(!caught.is_empty(), "no cluster seed in 1..=300 caught it");
+        assert!(caught.iter().all(|(_, v)| v.contains("never delivered, never reversed")), "{caught:?}");
+        let seeds: Vec<u64> = caught.iter().map(|&(s, _)| s).collect();
+        eprintln!("{} cluster seeds in 1..=300 caught it: {seeds:?}", seeds.len());
     }
 
     /// A purge of a shard's subject keeps the batches holding records its checkpoint does

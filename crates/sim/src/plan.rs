@@ -56,6 +56,7 @@ impl Sim {
             cluster: None,
             paused_until: None,
             crash_at_answer: false,
+            held_at_crash: BTreeSet::new(),
         };
         // A cluster's node, on a third of the seeds, from a stream of its own (the plans seeds
         // had before clusters are unchanged; its faults come after every other).
@@ -165,7 +166,8 @@ impl Sim {
         // it could not deliver; a crash before such a reversal is durable loses it (no
         // record says whether an answer left), so on a seed with crashes the terminal
         // reverses what it got no answer to, as ISO 8583 has it.
-        if plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::CrashAtAnswer | Ev::Eio)) {
+        let crashes = plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::CrashAtAnswer));
+        if plan.iter().any(|(_, ev)| matches!(ev, Ev::Eio)) || (crashes && s.cluster.is_none()) {
             s.terminal.forgets = false;
             s.parked.forgets = false;
         }

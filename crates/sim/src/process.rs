@@ -189,7 +189,8 @@ impl Sim {
                 Ok(scan) => {
                     let mut owed = disk.recovered_checkpoint();
                     // In a cluster, as `take_shard`: the shard's release mark.
-                    owed.released = self.cluster.as_ref().and_then(|c| c.released[k]);
+                    owed.released =
+                        self.cluster.as_ref().filter(|c| !c.marks_unread).and_then(|c| c.released[k]);
                     let _ = owed.fold(&scan, unix_now);
                     let cut = scan.cut();
                     let next = scan.next_seq.max(owed.last_seq + 1);
@@ -389,6 +390,8 @@ impl Sim {
                 }
             }
         }
+        self.held_at_crash =
+            self.net.unwritten.iter().filter(|(_, u)| !u.is_empty()).map(|(&s, _)| s).collect();
         for side in SIDES {
             if self.net.links.contains_key(&side) {
                 self.disconnect(side);

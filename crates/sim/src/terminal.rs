@@ -307,9 +307,19 @@ impl Sim {
     /// The terminal got no answer to purchase `n`: it reverses it, or (a terminal that
     /// forgets) drops it, leaving the switch's own reversals to protect it. When the switch
     /// itself died, no switch can know which answers its socket still held: every terminal
-    /// reverses then (ISO 8583's rule for a request without an answer).
+    /// reverses then (ISO 8583's rule for a request without an answer) — but a cluster's
+    /// node dies as `kill -9` kills it, the kernel sending what it wrote, and its release
+    /// mark says what it had not sent: there a terminal that forgets goes on forgetting,
+    /// unless the node died holding bytes for it not yet written (a reader that had stopped
+    /// reading, a partial write: the mark counts them as sent, and nothing can say they
+    /// were not).
     pub(crate) fn give_up(&mut self, n: u32, why: &str) {
-        if self.terminal.forgets && self.engine.is_some() {
+        let killed =
+            self.cluster.is_some() && self.terminal.side.is_some_and(|s| !self.held_at_crash.contains(&s));
+        if self.terminal.forgets && (self.engine.is_some() || killed) {
+            if self.engine.is_none() {
+                self.out.forgot_at_death += 1;
+            }
             self.note(n, format!("terminal: {why}: forgets it"));
         } else {
             self.note(n, format!("terminal: {why}: will reverse"));
