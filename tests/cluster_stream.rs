@@ -2,7 +2,8 @@
 //! loopback, R3, `sync_interval: always`): appends ordered and exactly once, read back
 //! checked; a second writer fences the first; killing the stream's leader under appends loses
 //! nothing it acknowledged; a lease is one node's while it renews it and another's once it
-//! stops; a checkpoint lets a takeover read from it and what came before it be purged.
+//! stops; a checkpoint lets a takeover read from it and what came before it be purged; a
+//! release mark the bucket did not acknowledge is made again.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -458,4 +459,41 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
     let largest = vec![b'x'; CONFIG_BYTES_MAX];
     let fifth = a.publish(&largest, Some(fourth)).await.unwrap();
     assert_eq!(b.current().await.unwrap().unwrap().revision, fifth);
+}
+
+/// A release mark goes to the bucket of marks, and a takeover reads it from the bucket's
+/// leader; a mark the bucket does not acknowledge (here: no bucket yet) makes the next batch
+/// released marked again, whatever it holds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_with_the_next_batch() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 7).await.unwrap();
+    log.append(1, 3, &journal_records(1, 3)).await.unwrap();
+    assert!(log.must_mark(false), "the first batch released on a connection is marked");
+    log.mark_released(3).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.must_mark(false) {
+        assert!(Instant::now() < deadline, "a mark no bucket took is not taken as made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bucket made (every node makes it at start, with the shard count), in memory.
+    let js = async_nats::jetstream::new(c.clone());
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: corridor_cluster::marks_bucket(STREAM),
+        history: 1,
+        num_replicas: 3,
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    log.append(4, 5, &journal_records(4, 5)).await.unwrap();
+    log.mark_released(5).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!log.must_mark(false), "acknowledged: a batch relaying no approval needs no mark");
+    assert!(log.must_mark(true), "a batch relaying an approval is marked");
+    let taken = take_read(c.clone(), STREAM, 7).await.unwrap();
+    assert_eq!(taken.released, Some(5), "the takeover reads the last mark");
 }

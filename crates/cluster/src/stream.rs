@@ -179,6 +179,9 @@ pub struct ShardLog {
     /// The connection to NATS (its count of connects) this writer last marked on; `None`:
     /// not yet (see [`ShardLog::must_mark`]).
     marked_on: Option<u64>,
+    /// Set when the bucket did not acknowledge a mark this writer published (lost with the
+    /// bucket's leader, or never stored): the next batch released is marked again.
+    mark_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stream: String,
     subject: String,
     shard: u16,
@@ -205,6 +208,7 @@ impl ShardLog {
             js,
             mark: mark_subject(stream, shard),
             marked_on: None,
+            mark_lost: std::sync::Arc::default(),
             stream: stream.to_owned(),
             subject,
             shard,
@@ -224,6 +228,7 @@ impl ShardLog {
             js,
             mark: mark_subject(stream, shard),
             marked_on: None,
+            mark_lost: std::sync::Arc::default(),
             stream: stream.to_owned(),
             subject: subject(stream, shard),
             shard,
@@ -666,11 +671,13 @@ impl ShardLog {
     /// answer as given; so every owner marks once before anything it releases, and the
     /// first approval of a shard's life cannot be the one left unmarked by a death — and
     /// a bucket of marks emptied by a restart of every NATS server (it is kept in memory)
-    /// is marked again as soon as the node's connection is made again.
+    /// is marked again as soon as the node's connection is made again. So is a shard whose
+    /// last mark the bucket did not acknowledge.
     #[must_use]
     pub fn must_mark(&self, relays: bool) -> bool {
-        let connects = self.js.client().statistics().connects.load(std::sync::atomic::Ordering::Relaxed);
-        relays || self.marked_on != Some(connects)
+        use std::sync::atomic::Ordering::Relaxed;
+        let connects = self.js.client().statistics().connects.load(Relaxed);
+        relays || self.marked_on != Some(connects) || self.mark_lost.load(Relaxed)
     }
 
     /// Marks records `..=through` released — the frames they gate are about to leave — and
@@ -678,10 +685,12 @@ impl ShardLog {
     /// those frames is written to its socket. So a node killed between the two leaves the
     /// mark to the stream (the kernel sends what was written), and one killed before the mark
     /// has sent none of them: a new owner takes an approval recorded after the mark as never
-    /// given ([`Missing::released`]). Not fenced and not acknowledged (waiting for the stream
-    /// here would put a round trip before every answer): a plain publish on the mark's key
-    /// in the bucket of marks ([`crate::marks_bucket`], in memory), whose stream keeps the
-    /// last. Only a batch relaying an approval is marked (`SyncBatch::release_marked`).
+    /// given ([`Missing::released`]). Not fenced, and its acknowledgement not waited for
+    /// (that would put a round trip before every answer): a publish on the mark's key in the
+    /// bucket of marks ([`crate::marks_bucket`], in memory), whose stream keeps the last;
+    /// one the bucket does not acknowledge within its request timeout makes the next batch
+    /// released marked again ([`ShardLog::must_mark`]). Only a batch relaying an approval is
+    /// marked (`SyncBatch::release_marked`), and the first on each connection.
     ///
     /// # Errors
     ///
@@ -690,16 +699,27 @@ impl ShardLog {
         let client = self.js.client();
         // Read before the publish: a connection made again meanwhile is marked on again.
         self.marked_on = Some(client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed));
+        self.mark_lost.store(false, std::sync::atomic::Ordering::Relaxed);
         let mark = async {
-            client
+            let ack = self
+                .js
                 .publish(self.mark.clone(), Bytes::from(through.to_string()))
                 .await
                 .map_err(|e| e.to_string())?;
-            client.flush().await.map_err(|e| e.to_string())
+            client.flush().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(ack)
         };
-        tokio::time::timeout(RELEASE_MARK_WAIT, mark)
+        let ack = tokio::time::timeout(RELEASE_MARK_WAIT, mark)
             .await
-            .map_err(|_| format!("the release mark was not taken within {RELEASE_MARK_WAIT:?}"))?
+            .map_err(|_| format!("the release mark was not taken within {RELEASE_MARK_WAIT:?}"))??;
+        let lost = std::sync::Arc::clone(&self.mark_lost);
+        tokio::spawn(async move {
+            if let Err(e) = ack.await {
+                debug!(through, error = %e, "cluster: a release mark was not acknowledged: the next is made again");
+                lost.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Ok(())
     }
 }
 
