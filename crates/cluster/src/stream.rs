@@ -620,7 +620,7 @@ impl Hint {
     }
 }
 
-/// The subject a plain publish of shard `shard`'s release mark goes to: its key in the
+/// The subject shard `shard`'s release mark is published on: its key in the
 /// bucket of marks ([`crate::marks_bucket`]; a key-value bucket's subjects are
 /// `$KV.<bucket>.<key>`).
 fn mark_subject(stream: &str, shard: u16) -> async_nats::Subject {
