@@ -478,13 +478,12 @@ async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_with_the_ne
         assert!(Instant::now() < deadline, "a mark no bucket took is not taken as made");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The bucket made (every node makes it at start, with the shard count), in memory.
+    // The bucket made (every node makes it at start, with the shard count).
     let js = async_nats::jetstream::new(c.clone());
     js.create_key_value(async_nats::jetstream::kv::Config {
         bucket: corridor_cluster::marks_bucket(STREAM),
         history: 1,
         num_replicas: 3,
-        storage: async_nats::jetstream::stream::StorageType::Memory,
         ..Default::default()
     })
     .await

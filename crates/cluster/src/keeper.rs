@@ -327,9 +327,9 @@ async fn keep(
     }
 }
 
-/// The cluster's shard count: recorded by the first node, matched by every later one. The
-/// bucket of release marks is made here too, before any shard is served (a mark is a plain
-/// publish: one to a bucket not there yet would be lost unseen).
+/// The cluster's shard count: recorded by the first node, matched by every later one, in
+/// the cluster's bucket (made here before any shard is served; the release marks live there
+/// too, and a mark published to a bucket not there would be lost unseen).
 async fn agree(
     client: &async_nats::Client,
     stream: &str,
@@ -342,14 +342,6 @@ async fn agree(
     let deadline = Instant::now() + AGREE_WAIT_MAX;
     loop {
         let asked = async {
-            let marks = kv::Config {
-                bucket: crate::status::marks_bucket(stream),
-                history: 1,
-                num_replicas: replicas,
-                storage: async_nats::jetstream::stream::StorageType::Memory,
-                ..kv::Config::default()
-            };
-            crate::kv_bucket(&js, marks).await?;
             let config = kv::Config {
                 bucket: crate::status::cluster_bucket(stream),
                 history: 1,

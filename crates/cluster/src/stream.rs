@@ -670,7 +670,7 @@ impl ShardLog {
     /// connection to NATS whatever it holds. A shard whose mark is missing counts every
     /// answer as given; so every owner marks once before anything it releases, and the
     /// first approval of a shard's life cannot be the one left unmarked by a death — and
-    /// a bucket of marks emptied by a restart of every NATS server (it is kept in memory)
+    /// a bucket of marks emptied (a stream made anew)
     /// is marked again as soon as the node's connection is made again. So is a shard whose
     /// last mark the bucket did not acknowledge.
     #[must_use]
@@ -687,7 +687,7 @@ impl ShardLog {
     /// has sent none of them: a new owner takes an approval recorded after the mark as never
     /// given ([`Missing::released`]). Not fenced, and its acknowledgement not waited for
     /// (that would put a round trip before every answer): a publish on the mark's key in the
-    /// bucket of marks ([`crate::marks_bucket`], in memory), whose stream keeps the last;
+    /// bucket of marks ([`crate::marks_bucket`]), whose stream keeps the last;
     /// one the bucket does not acknowledge within its request timeout makes the next batch
     /// released marked again ([`ShardLog::must_mark`]). Only a batch relaying an approval is
     /// marked (`SyncBatch::release_marked`), and the first on each connection.
