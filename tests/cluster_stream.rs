@@ -478,16 +478,8 @@ async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_with_the_ne
         assert!(Instant::now() < deadline, "a mark no bucket took is not taken as made");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The bucket made (every node makes it at start, with the shard count).
-    let js = async_nats::jetstream::new(c.clone());
-    js.create_key_value(async_nats::jetstream::kv::Config {
-        bucket: corridor_cluster::marks_bucket(STREAM),
-        history: 1,
-        num_replicas: 3,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // The cluster's bucket, where marks live, made (every node makes it at start).
+    cluster_bucket(&c).await;
     log.append(4, 5, &journal_records(4, 5)).await.unwrap();
     log.mark_released(5).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

@@ -42,9 +42,7 @@ pub use batch::{Batch, CheckpointPart, Gap, Invalid, Message, Tail};
 pub use config::{config_bucket, ConfigStore, Published};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
-pub use status::{
-    cluster_bucket, lease_bucket, marks_bucket, relay_of, ConfigStatus, NodeStatus, ShardStatus, Status,
-};
+pub use status::{cluster_bucket, lease_bucket, relay_of, ConfigStatus, NodeStatus, ShardStatus, Status};
 pub use stream::{AppendError, Hint, Missing, ReadBatch, ReadCheckpoint, ShardLog, StreamError, Subject};
 
 /// The key-value bucket `config.bucket`, found, or made with `config` if it is not there yet

@@ -143,15 +143,6 @@ pub fn cluster_bucket(stream: &str) -> String {
     format!("{stream}-cluster")
 }
 
-/// The bucket shards' release marks live in (`ShardLog::mark_released`): the cluster's
-/// bucket. (A bucket of their own kept in memory was tried: a kill loop test then left an
-/// approval the partner had reversed unreversed at the issuer in 4 of 11 runs, cause not yet
-/// found; see benches/README.)
-#[must_use]
-pub fn marks_bucket(stream: &str) -> String {
-    cluster_bucket(stream)
-}
-
 /// The bucket a stream's leases live in.
 #[must_use]
 pub fn lease_bucket(stream: &str) -> String {
