@@ -424,9 +424,14 @@ impl Engine {
         // DE 90 names the original (SPEC §9); a reversal that leaves out or changes DE 41
         // still reverses it: the key of the request in flight or remembered that it names —
         // its own DE 41's when there is one, else the one that differs only in DE 41.
+        // Over a hop the other shard found the original already, with its records of it
+        // (durable before the request crossed; this shard's may have died with its node):
+        // a reversal carrying DE 41 names it exactly there, and one of another terminal
+        // found here would be the wrong transaction — its reversal taken for this one's.
         let original = (msg.mti().class() == 4).then(|| {
             let named = DupKey::original_of(participant, stan, msg);
-            if self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
+            let exact = self.config.is_hop(participant) && msg.has(de::TERMINAL_ID);
+            if exact || self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
                 return named;
             }
             self.in_flight

@@ -17,6 +17,8 @@ use harness::*;
 struct Pair {
     s: [Harness; 2],
     hop: [LinkId; 2],
+    /// Each shard's configured hop link to the other.
+    specs: [usize; 2],
     /// Whether bytes cross the hop (false: it stalls).
     flowing: bool,
 }
@@ -64,8 +66,41 @@ impl Pair {
         let mut s = [make(plan.config_for(&base, 0)), make(plan.config_for(&base, 1))];
         let now = s[0].now;
         s[1].now = now;
-        let hop = [s[0].up(plan.hop_spec(1)), s[1].up(plan.hop_spec(0))];
-        Self { s, hop, flowing: true }
+        let specs = [plan.hop_spec(1), plan.hop_spec(0)];
+        let hop = [s[0].up(specs[0]), s[1].up(specs[1])];
+        Self { s, hop, specs, flowing: true }
+    }
+
+    /// Both shards of `p` dead, restarted on what each synced (`logs`, appended to from
+    /// here on), and joined by their hop again; what each resumed.
+    fn restarted(p: Self, logs: &[Vec<u8>; 2]) -> (Self, [corridor_engine::Resumed; 2]) {
+        let [c0, c1] = [0, 1].map(|i| p.s[i].engine.config().clone());
+        let specs = p.specs;
+        drop(p);
+        let ((mut h0, d0), (mut h1, d1)) = (restart(c0, &logs[0]), restart(c1, &logs[1]));
+        h1.now = h0.now;
+        let hop = [h0.up(specs[0]), h1.up(specs[1])];
+        (Self { s: [h0, h1], hop, specs, flowing: true }, [d0, d1])
+    }
+
+    /// Syncs both shards and moves what crosses until nothing more happens (bounded), the
+    /// issuer on `iss` acknowledging every reversal it gets: the reversals it got.
+    fn settle(&mut self, logs: &mut [Vec<u8>; 2], iss: LinkId) -> Vec<Got> {
+        let mut got = Vec::new();
+        for _ in 0..16 {
+            let synced: usize = self.s.iter_mut().zip(logs.iter_mut()).map(|(h, log)| h.sync(log)).sum();
+            self.shuttle();
+            let reversals = self.s[1].recv_app(iss);
+            if synced == 0 && reversals.is_empty() {
+                return got;
+            }
+            for r in reversals {
+                assert_eq!(r.msg.mti().class(), 4, "only reversals reach the issuer here: {r:?}");
+                self.s[1].answer(iss, &r, "00");
+                got.push(r);
+            }
+        }
+        panic!("the shards did not settle");
     }
 
     /// Moves what each shard wrote on its hop to the other until neither writes more.
@@ -90,6 +125,28 @@ impl Pair {
         self.s[1].advance(d);
         self.shuttle();
     }
+}
+
+/// A shard restarted on `log` (what it synced before it died), with `config`: recovered
+/// and resumed as a restart does; what it resumed.
+fn restart(config: corridor_engine::Config, log: &[u8]) -> (Harness, corridor_engine::Resumed) {
+    let scan = scan_log(&[(1, log)]).unwrap();
+    let owed = corridor_journal::recovery::Recovery::of(&scan).unwrap();
+    let now = std::time::Instant::now();
+    let policy = GroupCommit { records_max: 64, wait: Duration::ZERO, ..GroupCommit::default() };
+    let journal = Journal::new(
+        policy,
+        scan.next_seq,
+        Some(log.len() as u64),
+        PanKey::new(3, &[0x5A; 32]).unwrap(),
+        [9; 8],
+    );
+    let mut h = Harness::with_engine(
+        Engine::with_journal(config, WallClock { at: now, unix_secs: 1_795_644_930 }, journal),
+        now,
+    );
+    let done = h.engine.resume(&owed, now, 1_795_644_930_000);
+    (h, done)
 }
 
 #[test]
@@ -191,26 +248,8 @@ fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
         let config = p.s[1].engine.config().clone();
         (config, p.s[0].engine.config().clone())
     };
+    let hop_spec0 = p.specs[0];
     drop(p);
-    let restart = |config: corridor_engine::Config, log: &[u8]| {
-        let scan = scan_log(&[(1, log)]).unwrap();
-        let owed = corridor_journal::recovery::Recovery::of(&scan).unwrap();
-        let now = std::time::Instant::now();
-        let policy = GroupCommit { records_max: 64, wait: Duration::ZERO, ..GroupCommit::default() };
-        let journal = Journal::new(
-            policy,
-            scan.next_seq,
-            Some(log.len() as u64),
-            PanKey::new(3, &[0x5A; 32]).unwrap(),
-            [9; 8],
-        );
-        let mut h = Harness::with_engine(
-            Engine::with_journal(config, WallClock { at: now, unix_secs: 1_795_644_930 }, journal),
-            now,
-        );
-        let done = h.engine.resume(&owed, now, 1_795_644_930_000);
-        (h, done)
-    };
     // The issuer's shard: its third request is open in its records; it closes it and
     // leaves it to the acquirer's shard — reversed here too, it would be reversed twice
     // (and had the acquirer's shard answered, an approval its terminal got reversed).
@@ -219,11 +258,10 @@ fn a_hop_adds_no_durable_step_and_the_originators_shard_covers_what_crosses() {
     // The acquirer's shard: the third is open (its answer never durable): reversed, once,
     // toward the issuer across the hop — as soon as the hop is up (a hop takes no sign-on
     // that would send it; it waited for its retry, 10 s, before).
-    let hop_spec = plan.1.links.len() - 1;
     let (mut h0, done0) = restart(plan.1, &log0);
     assert_eq!((done0.reversed, done0.unresolved), (1, 0), "{done0:?}");
     assert!(h0.sync(&mut log0) > 0, "the reversal's record, durable");
-    let hop = h0.up(hop_spec);
+    let hop = h0.up(hop_spec0);
     assert!(h0.sync(&mut log0) > 0, "its transmission's record");
     let crossing = h0.take_raw(hop);
     let reversal = corridor_wire::NativeFramer::new(corridor_wire::FRAME_BYTES_MAX)
@@ -453,4 +491,77 @@ fn an_advice_the_other_shard_refuses_while_its_disk_is_full_goes_again_and_is_no
     p.advance(RETRY * 2);
     assert_eq!(p.s[0].engine.reversals_pending(), 0);
     assert_eq!(p.s[1].engine.reversals_pending(), 0);
+}
+
+/// Two purchases of one acquirer that differ only in DE 41 (two terminals, one STAN, one
+/// DE 7), both answered 00; the issuer's shard synced its records of the first only before
+/// both shards died (what it writes for a request that crossed is not waited for). After
+/// the restart the acquirer reverses each: the reversal of the second names its original
+/// exactly (it carries DE 41), so the issuer's shard, knowing no such request, stores and
+/// forwards it — it does not take it for the first's (once the other terminal's
+/// transaction was marked reversed by it, and the first's own reversal was then
+/// acknowledged and never forwarded: an approval the issuer kept).
+#[test]
+fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
+    let (mut p, acq, iss, mut logs) = Pair::journaled_up();
+    let first = purchase("4761739001010010", "000401", "12345678");
+    let mut second = first.clone();
+    second.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    for (req, synced_there) in [(&first, true), (&second, false)] {
+        p.s[0].send(acq, 0, req);
+        p.s[0].sync(&mut logs[0]);
+        p.shuttle();
+        let got = p.s[1].recv_app(iss);
+        assert_eq!(got.len(), 1);
+        p.s[1].answer(iss, &got[0], "00");
+        p.shuttle();
+        if synced_there {
+            assert!(p.s[1].sync(&mut logs[1]) >= 3, "request, forward and answer there");
+        }
+        p.s[0].sync(&mut logs[0]);
+        assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"));
+    }
+    let (mut p, [d0, d1]) = Pair::restarted(p, &logs);
+    assert_eq!((d0.reversed, d1.crossing, d1.unresolved), (0, 0, 0), "{d0:?} {d1:?}");
+    let acq = p.s[0].acquirer_up(L_ACQ);
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let mut terminals = Vec::new();
+    for (req, stan) in [(&second, "000402"), (&first, "000403")] {
+        p.s[0].send(acq, 0, &reversal_of(req, stan));
+        let got = p.settle(&mut logs, iss);
+        assert_eq!(p.s[0].recv(acq)[0].field(39).as_deref(), Some("00"), "stored and acknowledged");
+        terminals.extend(got.iter().map(|r| r.field(41).unwrap_or_default()));
+    }
+    assert_eq!(terminals, ["TERM0002", "TERM0001"], "each reversal reaches the issuer, once");
+    assert_eq!(p.s[0].engine.reversals_pending() + p.s[1].engine.reversals_pending(), 0);
+}
+
+/// The same two purchases, the issuer's shard again with records of the first only, and
+/// neither answered when both shards die: the acquirer's shard reverses both across the
+/// hop (68). The issuer gets both reversals — the second's is the switch's own, made from
+/// its record of the request, and names it exactly — not one of them taken for the other.
+#[test]
+fn the_reversals_a_restart_makes_across_the_hop_each_reach_the_issuer() {
+    let (mut p, acq, iss, mut logs) = Pair::journaled_up();
+    let first = purchase("4761739001010010", "000411", "12345678");
+    let mut second = first.clone();
+    second.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    for (req, synced_there) in [(&first, true), (&second, false)] {
+        p.s[0].send(acq, 0, req);
+        p.s[0].sync(&mut logs[0]);
+        p.shuttle();
+        assert_eq!(p.s[1].recv_app(iss).len(), 1, "forwarded");
+        if synced_there {
+            assert!(p.s[1].sync(&mut logs[1]) >= 2, "request and forward there");
+        }
+    }
+    let (mut p, [d0, d1]) = Pair::restarted(p, &logs);
+    assert_eq!((d0.reversed, d1.crossing), (2, 1), "{d0:?} {d1:?}");
+    let iss = p.s[1].issuer_up(L_ISS_A1);
+    let got = p.settle(&mut logs, iss);
+    let mut terminals: Vec<String> = got.iter().map(|r| r.field(41).unwrap_or_default()).collect();
+    terminals.sort();
+    assert_eq!(terminals, ["TERM0001", "TERM0002"], "each reversed at the issuer, once");
+    assert!(got.iter().all(|r| r.field(39).as_deref() == Some("68")));
+    assert_eq!(p.s[0].engine.reversals_pending() + p.s[1].engine.reversals_pending(), 0);
 }
