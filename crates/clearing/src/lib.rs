@@ -348,10 +348,15 @@ impl Requests {
         h.finish()
     }
 
-    /// Whether `a` and `b` are one key but for the terminal.
+    /// Whether `a` and `b` are one key but for the terminal, and one of them has none (a
+    /// reversal that left DE 41 out, or carried the one the switch added to a request that
+    /// had none): one terminal's reversal never names another terminal's request (the
+    /// engine's rule, `DupKey::same_original`).
     fn same_original(a: &Key, b: &Key) -> bool {
-        (&a.participant, a.class, a.stan, a.time, a.acquirer, a.forwarder)
-            == (&b.participant, b.class, b.stan, b.time, b.acquirer, b.forwarder)
+        const NONE: [u8; 8] = [b' '; 8];
+        (a.terminal == NONE || b.terminal == NONE)
+            && (&a.participant, a.class, a.stan, a.time, a.acquirer, a.forwarder)
+                == (&b.participant, b.class, b.stan, b.time, b.acquirer, b.forwarder)
     }
 
     /// The request journaled at `seq` has `key` (a later one of the same key replaces it).
@@ -366,15 +371,17 @@ impl Requests {
     }
 
     /// The request a reversal's `original` names: the one with that key, else the latest
-    /// that differs from it only in DE 41.
+    /// that differs from it only by one of the two having no DE 41.
     fn original(&self, original: &Key) -> Option<u64> {
         let h = Self::hash(original);
         let mut latest = None;
-        for (k, seq) in self.0.iter_hash(h).filter(|(k, _)| Self::same_original(k, original)) {
+        for (k, seq) in self.0.iter_hash(h) {
             if k == original {
                 return Some(*seq);
             }
-            latest = latest.max(Some(*seq));
+            if Self::same_original(k, original) {
+                latest = latest.max(Some(*seq));
+            }
         }
         latest
     }
@@ -764,8 +771,9 @@ mod tests {
     }
 
     /// A reversal's original is its exact key when that was journaled, else the latest
-    /// request that differs from it only in DE 41 (a record written before the switch looked
-    /// the original's key up carries the reversal's own terminal).
+    /// request that differs from it only in DE 41 when one of the two has none (a record
+    /// written before the switch looked the original's key up carries the reversal's own
+    /// terminal) — never another terminal's request.
     #[test]
     fn a_reversal_finds_its_exact_original_first_else_the_latest_but_for_de41() {
         let key = |terminal: &[u8; 8]| Key {
@@ -789,6 +797,13 @@ mod tests {
         r.insert(key(b"TERM0001"), 12);
         assert_eq!(r.original(&key(b"TERM0001")), Some(12), "a key journaled again is its latest record");
         assert_eq!(r.original(&Key { stan: 8, ..key(b"TERM0001") }), None);
+        assert_eq!(r.original(&key(b"TERM0003")), None, "another terminal's reversal of a request never had");
+        r.insert(key(b"        "), 13);
+        assert_eq!(
+            r.original(&key(b"TERM0003")),
+            Some(13),
+            "one without DE 41: the switch may have added it"
+        );
     }
 
     fn tx(rrn: &str, amount: u64) -> Row {

@@ -421,17 +421,14 @@ impl Engine {
         if let Some(outcome) = self.outcomes.get(&dup, now, window) {
             return self.replay_outcome(link, correlation, msg, outcome);
         }
-        // DE 90 names the original (SPEC §9); a reversal that leaves out or changes DE 41
-        // still reverses it: the key of the request in flight or remembered that it names —
-        // its own DE 41's when there is one, else the one that differs only in DE 41.
-        // Over a hop the other shard found the original already, with its records of it
-        // (durable before the request crossed; this shard's may have died with its node):
-        // a reversal carrying DE 41 names it exactly there, and one of another terminal
-        // found here would be the wrong transaction — its reversal taken for this one's.
+        // DE 90 names the original (SPEC §9); a reversal that leaves DE 41 out, or carries
+        // one its original had not (the switch added it), still reverses it: the key of the
+        // request in flight or remembered that it names — its own DE 41's when there is
+        // one, else one that differs only by having no DE 41 or by the reversal having none
+        // ([`DupKey::same_original`]; never another terminal's request).
         let original = (msg.mti().class() == 4).then(|| {
             let named = DupKey::original_of(participant, stan, msg);
-            let exact = self.config.is_hop(participant) && msg.has(de::TERMINAL_ID);
-            if exact || self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
+            if self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
                 return named;
             }
             self.in_flight

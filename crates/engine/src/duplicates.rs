@@ -251,10 +251,17 @@ impl DupKey {
         Self { participant: 0, class: 2, stan, time: 0, terminal: [b' '; 8], acquirer: 0, forwarder: 0 }
     }
 
-    /// Whether `self` and `other` name the same request as a reversal names its original:
-    /// everything but the terminal.
-    pub(crate) fn same_original(&self, other: &Self) -> bool {
-        Self { terminal: other.terminal, ..*self } == *other
+    /// Whether a reversal naming `named` (its DE 90, DE 32, DE 33 and DE 41) reverses the
+    /// request keyed `self` though their terminals differ: everything but the terminal is
+    /// the same, and one of the two has none — a reversal may leave DE 41 out, or carry the
+    /// one the switch added to a request that had none (a QR payment's, from its code). A
+    /// reversal carrying one terminal never names another terminal's request: terminals
+    /// that number their own requests send the same STAN and DE 7, and the other one's
+    /// reversal taken for this one's would leave this one's approval standing.
+    pub(crate) fn same_original(&self, named: &Self) -> bool {
+        const NONE: [u8; 8] = [b' '; 8];
+        (named.terminal == NONE || self.terminal == NONE)
+            && Self { terminal: named.terminal, ..*self } == *named
     }
 
     /// The engine's key for a journaled one, whose participant is `participant`.
@@ -335,6 +342,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_reversal_names_its_own_terminals_request_or_one_without_a_terminal() {
+        let with = |t: &[u8; 8]| DupKey { terminal: *t, ..DupKey::for_test(7) };
+        let (none, one, two) = (with(b"        "), with(b"TERM0001"), with(b"TERM0002"));
+        assert!(one.same_original(&none), "a reversal without DE 41");
+        assert!(none.same_original(&one), "a reversal carrying the DE 41 the switch added");
+        assert!(!one.same_original(&two) && !two.same_original(&one), "another terminal's request");
+        assert!(!DupKey::for_test(8).same_original(&none), "another STAN");
+    }
 
     #[test]
     fn the_index_is_at_most_half_full_and_no_larger() {

@@ -320,6 +320,50 @@ fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
     assert_eq!(revs.len(), 2, "both reversals reach the issuer");
 }
 
+/// Twin terminals of one acquirer: terminal 1's purchase is at the issuer when terminal 2
+/// reverses its own purchase with the same STAN and DE 7, which never reached the switch.
+/// That reversal carries terminal 2's DE 41: it names no request the switch has (it is
+/// stored and forwarded as it came), not terminal 1's — taken for it, terminal 1's own
+/// reversal would then be acknowledged as redundant and never forwarded, and its approval
+/// would stand at the issuer.
+#[test]
+fn a_reversal_carrying_de41_is_never_taken_for_another_terminals_request() {
+    let mut h = journaled();
+    let mut log = Vec::new();
+    let (iss, acq) = h.both_up();
+    sync(&mut h, &mut log);
+    let first = purchase(PAN_A, "000081", "12345678");
+    let mut twin = first.clone();
+    twin.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    h.send(acq, 0, &first);
+    sync(&mut h, &mut log);
+    let fwd = h.recv(iss);
+    assert_eq!(fwd.len(), 1);
+    for (original, stan) in [(&twin, "000082"), (&first, "000083")] {
+        h.send(acq, 0, &reversal_of(original, stan));
+        sync(&mut h, &mut log);
+        assert_eq!(h.recv(acq)[0].field(39).as_deref(), Some("00"), "stored and acknowledged");
+    }
+    h.answer(iss, &fwd[0], "00");
+    sync(&mut h, &mut log);
+    sync(&mut h, &mut log);
+    let terminals: Vec<_> = h
+        .recv(iss)
+        .into_iter()
+        .filter(|g| g.msg.mti() == Mti::REVERSAL_ADVICE)
+        .map(|g| g.field(41).unwrap_or_default())
+        .collect();
+    assert_eq!(terminals, ["TERM0002", "TERM0001"], "each reversal reaches the issuer, once");
+    let originals: Vec<_> = entries(&log)
+        .into_iter()
+        .filter_map(|x| match x {
+            Entry::ReversalQueued(q) if q.advice.is_some() => q.original.map(|k| k.terminal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(originals, [*b"TERM0002", *b"TERM0001"], "each names its own terminal's request");
+}
+
 /// Two requests of one originator that differ only in DE 41, one answered and one in
 /// flight: a reversal that carries DE 41 names the one with its terminal, wherever that one
 /// is — not the other because it is in flight.

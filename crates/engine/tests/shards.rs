@@ -496,11 +496,10 @@ fn an_advice_the_other_shard_refuses_while_its_disk_is_full_goes_again_and_is_no
 /// Two purchases of one acquirer that differ only in DE 41 (two terminals, one STAN, one
 /// DE 7), both answered 00; the issuer's shard synced its records of the first only before
 /// both shards died (what it writes for a request that crossed is not waited for). After
-/// the restart the acquirer reverses each: the reversal of the second names its original
-/// exactly (it carries DE 41), so the issuer's shard, knowing no such request, stores and
-/// forwards it — it does not take it for the first's (once the other terminal's
-/// transaction was marked reversed by it, and the first's own reversal was then
-/// acknowledged and never forwarded: an approval the issuer kept).
+/// the restart the acquirer reverses each: the reversal of the second carries its DE 41, so
+/// the issuer's shard, knowing no such request, stores and forwards it — it does not take
+/// it for the first's (it once did: the first was marked reversed by it, and the first's
+/// own reversal was then acknowledged and never forwarded — an approval the issuer kept).
 #[test]
 fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();
@@ -539,7 +538,9 @@ fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
 /// The same two purchases, the issuer's shard again with records of the first only, and
 /// neither answered when both shards die: the acquirer's shard reverses both across the
 /// hop (68). The issuer gets both reversals — the second's is the switch's own, made from
-/// its record of the request, and names it exactly — not one of them taken for the other.
+/// its record of the request with its DE 41 — not one of them taken for the other (the
+/// crash test `the_load_generator_reverses_what_got_no_answer_on_the_node_it_fails_over_to`
+/// found it so: its two connections send one STAN and DE 7 from two terminals).
 #[test]
 fn the_reversals_a_restart_makes_across_the_hop_each_reach_the_issuer() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();

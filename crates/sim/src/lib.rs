@@ -6,7 +6,9 @@
 //! with an ISO 8583:1987 dialect), the issuer's two links, the echo interval, whether the
 //! acquirers' links need a sign-on; two terminals — an acquirer's, and one behind a network
 //! participant that forwards for another institution (DE 33) — each of which signs on (and
-//! off and on again), sends purchases and authorizations for a few simulated seconds, sends
+//! off and on again), sends purchases and authorizations for a few simulated seconds (on a
+//! native wire as twin terminals: each two requests one STAN and one DE 7 from two DE 41s,
+//! as terminals numbering their own requests send them), sends
 //! completion advices after some approvals (repeated until acknowledged), repeats some
 //! requests it had answered, and either reverses every one it got no answer to (repeating
 //! its reversal until acknowledged) or forgets them (so only the switch's own reversals

@@ -53,6 +53,28 @@ pub(crate) fn advice(i: u32, repeat: bool) -> OwnedMessage {
     m
 }
 
+/// Request `n` as twin terminals send it on a native wire: requests `2k - 1` and `2k` carry
+/// one STAN (`k`) and one DE 7 from two terminals (DE 41 `TERM0001`, `TERM0002`), as two
+/// terminals numbering their own requests do — keys that differ only in DE 41, which a
+/// reversal may leave out or change (SPEC §9): a reversal must never be taken for its
+/// twin's. `m` is the request, its reversal (DE 90 names the twin STAN) or its advice (its
+/// own STAN is its own). (A classic wire's STAN is the terminal's only correlation: no twins
+/// there.)
+pub(crate) fn twinned(n: u32, mut m: OwnedMessage) -> OwnedMessage {
+    let stan = format!("{:06}", n.div_ceil(2) % 1_000_000);
+    let _ = m.set(de::TERMINAL_ID, if n % 2 == 1 { "TERM0001" } else { "TERM0002" });
+    let mti = m.mti();
+    if matches!(mti.class(), 1 | 2) && mti.function() == 0 {
+        let _ = m.set(de::STAN, stan);
+    } else if mti.class() == 4 {
+        let data = text(&m, de::ORIGINAL_DATA);
+        if data.len() >= 10 {
+            let _ = m.set(de::ORIGINAL_DATA, format!("{}{stan}{}", &data[..4], &data[10..]));
+        }
+    }
+    m
+}
+
 /// Items the terminal sends until acknowledged are numbered by their request: a reversal
 /// by its number, an advice by its number plus this.
 pub(crate) const ADVICE: u32 = 10_000_000;

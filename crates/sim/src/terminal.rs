@@ -263,6 +263,13 @@ impl Sim {
     }
 
     pub(crate) fn terminal_sends(&mut self, corr: u64, n: u32, m: &OwnedMessage) {
+        let twins;
+        let m = if self.topology.acq == Wire::NATIVE {
+            twins = twinned(n, m.clone());
+            &twins
+        } else {
+            m
+        };
         self.terminal.numbers.insert(corr, n);
         self.terminal.by_stan.insert(text(m, de::STAN), corr);
         let side = self.acq();
