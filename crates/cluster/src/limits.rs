@@ -23,6 +23,15 @@ pub const APPEND_WAIT_MAX: Duration = Duration::from_secs(15);
 /// would cover.
 pub const RELEASE_MARK_WAIT: Duration = Duration::from_secs(1);
 
+/// How long after a release mark the bucket did not acknowledge it is published again, by
+/// itself, whether or not another batch comes (an idle shard's last mark must not stay
+/// lost: a takeover would reverse the approvals it covers, which left).
+pub const RELEASE_MARK_RETRY: Duration = Duration::from_millis(250);
+
+/// How many times a lost release mark is published again before it is left to the next
+/// batch released (which marks whatever it holds while one is lost): 20 s of tries.
+pub const RELEASE_MARK_RETRIES: u32 = 80;
+
 /// The most batches one read of a subject returns (a takeover reads from the last
 /// checkpoint; more than this is a checkpoint missed).
 pub const READ_BATCHES_MAX: usize = 1 << 20;

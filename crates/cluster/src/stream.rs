@@ -38,7 +38,10 @@ use tracing::{debug, warn};
 
 use crate::{
     batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
-    limits::{APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, RELEASE_MARK_WAIT, REQUEST_TIMEOUT},
+    limits::{
+        APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY,
+        RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
+    },
 };
 
 /// The subject shard `shard`'s journal goes on in stream `stream`.
@@ -179,9 +182,9 @@ pub struct ShardLog {
     /// The connection to NATS (its count of connects) this writer last marked on; `None`:
     /// not yet (see [`ShardLog::must_mark`]).
     marked_on: Option<u64>,
-    /// Set when the bucket did not acknowledge a mark this writer published (lost with the
-    /// bucket's leader, or never stored): the next batch released is marked again.
-    mark_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What this writer last marked, shared with the tasks that await each mark's
+    /// acknowledgement and publish a lost one again (see [`Marks`]).
+    marks: std::sync::Arc<Marks>,
     stream: String,
     subject: String,
     shard: u16,
@@ -208,7 +211,7 @@ impl ShardLog {
             js,
             mark: mark_subject(stream, shard),
             marked_on: None,
-            mark_lost: std::sync::Arc::default(),
+            marks: std::sync::Arc::default(),
             stream: stream.to_owned(),
             subject,
             shard,
@@ -228,7 +231,7 @@ impl ShardLog {
             js,
             mark: mark_subject(stream, shard),
             marked_on: None,
-            mark_lost: std::sync::Arc::default(),
+            marks: std::sync::Arc::default(),
             stream: stream.to_owned(),
             subject: subject(stream, shard),
             shard,
@@ -665,6 +668,65 @@ async fn released(js: &jetstream::Context, stream: &str, shard: u16) -> Result<O
     mark.map(Some).ok_or_else(|| StreamError::Server("the release mark is not a record's number".into()))
 }
 
+/// One writer's release marks, as the tasks awaiting their acknowledgements see them.
+#[derive(Debug, Default)]
+struct Marks {
+    /// The last mark published (the record it covers) and how many were: held while a mark
+    /// is published, so marks leave in the order of what they cover — a lost one published
+    /// again never goes after a later one.
+    last: tokio::sync::Mutex<(u64, u64)>,
+    /// The last mark published was not acknowledged (lost with the bucket's leader, or
+    /// never stored) and is not yet again: the next batch released is marked whatever it
+    /// holds.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Marks {
+    /// Awaits mark number `n`'s acknowledgement `ack`; if the bucket does not give one,
+    /// publishes the mark again every [`RELEASE_MARK_RETRY`] (at most
+    /// [`RELEASE_MARK_RETRIES`] times) until it is acknowledged, a later mark is published
+    /// (its own task takes over), or the writer is gone.
+    async fn see_taken(
+        self: std::sync::Arc<Self>,
+        js: jetstream::Context,
+        subject: async_nats::Subject,
+        n: u64,
+        mut ack: jetstream::context::PublishAckFuture,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Superseded by a later mark (whose task answers for it), or the writer is gone.
+        let over = |last: &(u64, u64), marks: &std::sync::Arc<Self>| {
+            last.1 != n || std::sync::Arc::strong_count(marks) == 1
+        };
+        for _ in 0..=RELEASE_MARK_RETRIES {
+            let Err(e) = ack.await else {
+                if !over(&*self.last.lock().await, &self) {
+                    self.lost.store(false, Relaxed);
+                }
+                return;
+            };
+            if over(&*self.last.lock().await, &self) {
+                return;
+            }
+            self.lost.store(true, Relaxed);
+            debug!(error = %e, "cluster: a release mark was not acknowledged: published again");
+            tokio::time::sleep(RELEASE_MARK_RETRY).await;
+            let last = self.last.lock().await;
+            if over(&last, &self) {
+                return;
+            }
+            let again = js.publish(subject.clone(), Bytes::from(last.0.to_string())).await;
+            drop(last);
+            ack = match again {
+                Ok(a) => a,
+                Err(e) => {
+                    return debug!(error = %e, "cluster: a lost release mark could not be published again")
+                }
+            };
+        }
+    }
+}
+
 impl ShardLog {
     /// Whether the release of a batch must be marked first: a batch relaying an approval
     /// (`relays`, [`ShardLog::mark_released`]), and the first this writer releases on each
@@ -678,7 +740,7 @@ impl ShardLog {
     pub fn must_mark(&self, relays: bool) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let connects = self.js.client().statistics().connects.load(Relaxed);
-        relays || self.marked_on != Some(connects) || self.mark_lost.load(Relaxed)
+        relays || self.marked_on != Some(connects) || self.marks.lost.load(Relaxed)
     }
 
     /// Marks records `..=through` released — the frames they gate are about to leave — and
@@ -688,9 +750,10 @@ impl ShardLog {
     /// has sent none of them: a new owner takes an approval recorded after the mark as never
     /// given ([`Missing::released`]). Not fenced, and its acknowledgement not waited for
     /// (that would put a round trip before every answer): a publish on the mark's key in the
-    /// cluster's bucket, whose stream keeps the last;
-    /// one the bucket does not acknowledge within its request timeout makes the next batch
-    /// released marked again ([`ShardLog::must_mark`]). Only a batch relaying an approval is
+    /// cluster's bucket, whose stream keeps the last. One the bucket does not acknowledge
+    /// within its request timeout is published again by itself until it is (an idle shard's
+    /// last mark would otherwise stay lost), and meanwhile the next batch released is marked
+    /// whatever it holds ([`ShardLog::must_mark`]). Only a batch relaying an approval is
     /// marked (`SyncBatch::release_marked`), and the first on each connection.
     ///
     /// # Errors
@@ -700,26 +763,24 @@ impl ShardLog {
         let client = self.js.client();
         // Read before the publish: a connection made again meanwhile is marked on again.
         self.marked_on = Some(client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed));
-        self.mark_lost.store(false, std::sync::atomic::Ordering::Relaxed);
         let mark = async {
+            let mut last = self.marks.last.lock().await;
             let ack = self
                 .js
                 .publish(self.mark.clone(), Bytes::from(through.to_string()))
                 .await
                 .map_err(|e| e.to_string())?;
+            *last = (through, last.1 + 1);
+            let n = last.1;
+            drop(last);
             client.flush().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(ack)
+            Ok::<_, String>((n, ack))
         };
-        let ack = tokio::time::timeout(RELEASE_MARK_WAIT, mark)
+        let (n, ack) = tokio::time::timeout(RELEASE_MARK_WAIT, mark)
             .await
             .map_err(|_| format!("the release mark was not taken within {RELEASE_MARK_WAIT:?}"))??;
-        let lost = std::sync::Arc::clone(&self.mark_lost);
-        tokio::spawn(async move {
-            if let Err(e) = ack.await {
-                debug!(through, error = %e, "cluster: a release mark was not acknowledged: the next is made again");
-                lost.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+        let marks = std::sync::Arc::clone(&self.marks);
+        tokio::spawn(marks.see_taken(self.js.clone(), self.mark.clone(), n, ack));
         Ok(())
     }
 }
