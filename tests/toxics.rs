@@ -268,6 +268,12 @@ fn pump(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return false,
         };
+        // Cut while the read waited: what it read waits too, until the path heals (else a
+        // partition would let through what was sent just after it began).
+        while cut.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) && !closed.load(Ordering::Relaxed)
+        {
+            thread::sleep(POLL);
+        }
         let mut chunk = &buf[..n];
         for t in toxics {
             match *t {

@@ -41,6 +41,9 @@ pub struct ClusterSettings {
 pub struct RelaySettings {
     /// Where this node takes node links.
     pub address: std::net::SocketAddr,
+    /// Where the other nodes reach it (published with its leases): `address`, unless
+    /// `relay_advertise` names another (a NAT, a proxy in between).
+    pub advertise: std::net::SocketAddr,
     /// This node's certificate and key, and the cluster's CA.
     pub files: corridor_net::TlsFiles,
 }
@@ -118,6 +121,7 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
     }
     if let Some(c) = file.cluster.as_mut() {
         c.relay.clone_from(&own.relay);
+        c.relay_advertise.clone_from(&own.relay_advertise);
     }
     Ok(())
 }
@@ -180,6 +184,14 @@ fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
             bail!("{at}: relay, and [cluster] has no relay_tls (node links are always mutual TLS)");
         }
     }
+    if let Some(a) = &section.relay_advertise {
+        if a.parse::<std::net::SocketAddr>().is_err() {
+            bail!("{at}: relay_advertise {a:?} is not an address (host:port, numeric)");
+        }
+        if section.relay.is_none() {
+            bail!("{at}: relay_advertise, and no relay (the address it stands for)");
+        }
+    }
     for link in section.listen.keys() {
         let found = file.participants.iter().flat_map(|p| p.links.iter()).find(|l| l.name == *link);
         match found {
@@ -223,9 +235,18 @@ pub(crate) fn settings(
         (Some(_), None) => bail!("cluster: relay needs relay_tls (node links are always mutual TLS)"),
         (Some(a), Some(t)) => {
             let address = a.parse().map_err(|_| anyhow::anyhow!("cluster: relay {a:?} is not an address"))?;
-            Some(RelaySettings { address, files: crate::tls_files(t, base) })
+            let advertise = match &c.relay_advertise {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("cluster: relay_advertise {v:?} is not an address"))?,
+                None => address,
+            };
+            Some(RelaySettings { address, advertise, files: crate::tls_files(t, base) })
         }
     };
+    if c.relay.is_none() && c.relay_advertise.is_some() {
+        bail!("cluster: relay_advertise needs relay (the address it stands for)");
+    }
     Ok(ClusterSettings {
         node,
         nats: c.nats.clone(),
@@ -343,6 +364,7 @@ mod tests {
         let b = crate::load_as(&path, Some("b")).unwrap();
         let r = b.cluster.as_ref().unwrap().relay.as_ref().expect("b takes relays");
         assert_eq!(r.address.to_string(), "127.0.0.1:7402");
+        assert_eq!(r.advertise, r.address, "published as it is taken, unless said otherwise");
         assert_eq!(r.files.cert, d.join("certs/a.pem"));
         assert!(
             crate::load_as(&path, Some("a")).unwrap().cluster.unwrap().relay.is_none(),
@@ -359,6 +381,26 @@ mod tests {
         );
         let e = format!("{:#}", crate::load_as(&path, Some("b")).err().unwrap());
         assert!(e.contains("relay_tls") && e.contains("missing.key"), "{e}");
+        // Reached elsewhere (a proxy, a NAT): what the other nodes dial is published.
+        let advertised =
+            with(&format!("{NODES}relay = \"0.0.0.0:7402\"\nrelay_advertise = \"10.0.0.2:17402\"\n"));
+        let b = crate::load_as(&shared(&d, &advertised, "4111"), Some("b")).unwrap();
+        let r = b.cluster.unwrap().relay.unwrap();
+        assert_eq!(
+            (r.address.to_string(), r.advertise.to_string()),
+            ("0.0.0.0:7402".into(), "10.0.0.2:17402".into())
+        );
+        for (bad, says) in [
+            (
+                "relay = \"127.0.0.1:7402\"\nrelay_advertise = \"node-b:7402\"\n",
+                "relay_advertise \"node-b:7402\" is not an address",
+            ),
+            ("relay_advertise = \"10.0.0.2:17402\"\n", "relay_advertise, and no relay"),
+        ] {
+            let path = shared(&d, &with(&format!("{NODES}{bad}")), "4111");
+            let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+            assert!(e.contains(says), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 

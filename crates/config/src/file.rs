@@ -122,6 +122,9 @@ pub(crate) struct ClusterSection {
     /// This node's `[cluster.nodes.<name>] relay` (set by `cluster::for_node`).
     #[serde(skip)]
     pub(crate) relay: Option<String>,
+    /// This node's `[cluster.nodes.<name>] relay_advertise` (set by `cluster::for_node`).
+    #[serde(skip)]
+    pub(crate) relay_advertise: Option<String>,
 }
 
 /// `[cluster.nodes.<name>]`: one node's own settings, over the shared ones.
@@ -140,6 +143,9 @@ pub(crate) struct NodeSection {
     /// Where it takes the connections other nodes relay to it (partners' connections that
     /// reached a node that does not serve their participant).
     pub(crate) relay: Option<String>,
+    /// Where the other nodes reach that address, when not at it (a NAT, a proxy, a load
+    /// balancer in between); default: `relay` itself.
+    pub(crate) relay_advertise: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1069,3 +1069,82 @@ fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_aft
     drop(b);
     let _ = port_a;
 }
+
+/// A partition between two nodes (a proxy on the node link that stops forwarding, both
+/// ways): node b relays its partners to node a, which advertises the proxy as its node link
+/// address (`relay_advertise`). A purchase sent through node b as the path is cut never
+/// reaches node a meanwhile; its partner, unanswered, reverses it on node a directly, and
+/// goes on paying there. Once the partition heals, the purchase arrives behind its reversal:
+/// it is answered 68 and never forwarded — nothing is doubled, and the issuer sees each
+/// purchase it approved once.
+#[test]
+fn a_partition_between_two_nodes_doubles_nothing_when_it_heals() {
+    let rig = ClusterRig::new("node-partition");
+    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
+    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let proxy =
+        corridor_tests::toxics::Proxy::start(format!("127.0.0.1:{}", relays[0].1).parse().unwrap(), &[]);
+    let advertised = |config: &std::path::Path| {
+        let text = std::fs::read_to_string(config).unwrap();
+        let own = format!("[cluster.nodes.a]\nrelay = \"127.0.0.1:{}\"\n", relays[0].1);
+        assert!(text.contains(&own), "{text}");
+        let with = format!("{own}relay_advertise = \"{}\"\n", proxy.addr);
+        std::fs::write(config, text.replace(&own, &with)).unwrap();
+    };
+    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
+    let (config_b, port_b, _) = relay_config(&rig, "b", true, &relays);
+    advertised(&config_a);
+    advertised(&config_b);
+    let a = serve(&config_a);
+    assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
+    let (b, _) = common::spawn(&config_b);
+    assert!(b.wait_logged("relaying the link's connections", 1, Duration::from_secs(20)), "node b relays");
+
+    // One connection to node b, relayed to node a through the proxy.
+    let mut s = TcpStream::connect(("127.0.0.1", port_b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = BytesMut::new();
+    let mut answer = |s: &mut TcpStream, wait: Duration| {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            match common::read_frames(s, &mut buf) {
+                Some(frames) => {
+                    if let Some((corr, m)) = frames.into_iter().next() {
+                        return Some((corr, common::text(&m, de::RESPONSE_CODE)));
+                    }
+                }
+                None => return None,
+            }
+        }
+        None
+    };
+    assert!(send(&mut s, 1, &common::purchase(1, "PART00000001")));
+    assert_eq!(answer(&mut s, Duration::from_secs(10)), Some((1, "00".into())), "through node b");
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::Relaxed) > 0, "over the advertised path");
+
+    // The node link is cut: the next purchase waits in it.
+    proxy.set_cut(true);
+    assert!(send(&mut s, 2, &common::purchase(2, "PART00000002")));
+    assert_eq!(answer(&mut s, Duration::from_secs(3)), None, "no answer through a cut node link");
+    // The partner reverses what got no answer, on node a directly, and pays there.
+    let reversal = common::reversal(2, "PART00000002", 900_002, false);
+    assert_eq!(ask(port_a, 900_002, &reversal, Duration::from_secs(10)), "00", "its reversal, stored");
+    assert_eq!(pay(port_a, 3), "00", "node a serves its partners directly meanwhile");
+
+    // Healed: the purchase arrives behind its reversal — answered 68, never forwarded.
+    proxy.set_cut(false);
+    let late = answer(&mut s, Duration::from_secs(10));
+    assert_eq!(late, Some((2, "68".into())), "the purchase that waited in the node link");
+    let s2 = rig.seen.lock().unwrap();
+    assert!(s2.twice.is_empty(), "forwarded twice: {:?}", s2.twice);
+    let stans: std::collections::BTreeSet<&str> = s2.approved.iter().map(String::as_str).collect();
+    assert_eq!(
+        stans,
+        ["000001", "000003"].into(),
+        "the purchase reversed before it came never reached the issuer"
+    );
+    assert!(s2.after_reversal.is_empty(), "no approval after its reversal: {:?}", s2.after_reversal);
+    drop(s2);
+    drop(b);
+    drop(a);
+}

@@ -54,7 +54,7 @@ pub fn into_shards(
                 corridor_net::limits::CLUSTER_START_MAX,
                 [
                     loaded.admin.as_ref().map(|a| format!("admin={}", a.address)),
-                    c.relay.as_ref().map(|r| format!("relay={}", r.address)),
+                    c.relay.as_ref().map(|r| format!("relay={}", r.advertise)),
                 ]
                 .into_iter()
                 .flatten()
