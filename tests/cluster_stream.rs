@@ -492,6 +492,8 @@ async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_by_itself()
         assert!(Instant::now() < deadline, "the lost mark made again by itself: {:?}", taken.released);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let again = log.marks_again().load(std::sync::atomic::Ordering::Relaxed);
+    assert!(again >= 1, "counted for operations: {again}");
     log.append(4, 5, &journal_records(4, 5)).await.unwrap();
     log.mark_released(5).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

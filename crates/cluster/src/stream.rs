@@ -679,6 +679,8 @@ struct Marks {
     /// never stored) and is not yet again: the next batch released is marked whatever it
     /// holds.
     lost: std::sync::atomic::AtomicBool,
+    /// Marks published again after the bucket did not acknowledge them (for operations).
+    again: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Marks {
@@ -717,6 +719,7 @@ impl Marks {
             }
             let again = js.publish(subject.clone(), Bytes::from(last.0.to_string())).await;
             drop(last);
+            self.again.fetch_add(1, Relaxed);
             ack = match again {
                 Ok(a) => a,
                 Err(e) => {
@@ -728,6 +731,13 @@ impl Marks {
 }
 
 impl ShardLog {
+    /// The count of release marks this writer published again because the bucket did not
+    /// acknowledge them (shared: it goes on counting while the shard is idle).
+    #[must_use]
+    pub fn marks_again(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.marks.again)
+    }
+
     /// Whether the release of a batch must be marked first: a batch relaying an approval
     /// (`relays`, [`ShardLog::mark_released`]), and the first this writer releases on each
     /// connection to NATS whatever it holds. A shard whose mark is missing counts every

@@ -821,6 +821,8 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     assert!(marks >= 1.0, "{m}");
     assert!(marks <= metric(&m, "corridor_cluster_append_duration_seconds_count", ""), "{m}");
     assert!(metric(&m, "corridor_cluster_release_mark_duration_seconds_count", "") == marks, "{m}");
+    // The bucket took every mark: none published again (the counter is there, per shard).
+    assert!(m.contains("corridor_cluster_release_marks_again_total{shard=\"0\"} 0"), "{m}");
     assert_eq!(metric(&m, "corridor_cluster_lease_taken_total", ""), 2.0, "each shard taken once");
     for shard in ["0", "1"] {
         let age = metric(&m, "corridor_cluster_lease_age_seconds", &format!("shard=\"{shard}\""));
@@ -842,6 +844,7 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
         assert_eq!(h["replicating"], true, "{body}");
         assert!(h["acknowledged"].as_u64().unwrap() <= h["synced"].as_u64().unwrap(), "{body}");
         assert!(h["release_mark"].as_u64().unwrap() <= h["acknowledged"].as_u64().unwrap(), "{body}");
+        assert_eq!(h["release_marks_again"], 0, "{body}");
         assert_eq!(t["holder"], "node-a", "{body}");
         assert!(t["lease_age_ms"].as_u64().unwrap() < 3_000, "{body}");
         assert!(h["acknowledged"].as_u64().unwrap() > 0, "{body}");

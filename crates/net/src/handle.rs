@@ -90,6 +90,9 @@ pub struct ReplicaMetrics {
     /// Time to write a mark to the node's connection to NATS (it stands between the
     /// stream's acknowledgement and the release of what the batch gates).
     pub mark: corridor_engine::metrics::Histogram,
+    /// Marks published again because the bucket did not acknowledge them (counted by the
+    /// tasks that do it, idle shard or not).
+    pub marks_again: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReplicaMetrics {
@@ -109,6 +112,7 @@ impl ReplicaMetrics {
             marks: 0,
             marked: 0,
             mark: corridor_engine::metrics::Histogram::default(),
+            marks_again: std::sync::Arc::default(),
         }
     }
 }

@@ -111,6 +111,7 @@ pub(super) async fn journal_loop(
             shared.input(|e| e.set_replication_paused(true));
             match replica(&shared, &r, &checkpoints.files.dir).await {
                 Ok(log) => {
+                    shared.replica(|m| m.marks_again = log.marks_again());
                     if let Some(t) = r.taken.clone() {
                         shared.replica(|m| m.lease = t.keeper.held(r.shard));
                         tokio::task::spawn_local(watch_lease(Rc::clone(&shared), stop.clone(), r.shard, t));

@@ -117,6 +117,7 @@ fn here_json(snap: &corridor_net::Snapshot) -> Value {
                 "purged": m.purged,
                 "release_mark": m.marked,
                 "release_marks": m.marks,
+                "release_marks_again": m.marks_again.load(std::sync::atomic::Ordering::Relaxed),
                 "release_mark_p50_us": m.mark.quantile(0.5).map(|d| d.as_micros()),
                 "lease": m.lease.map(|l| json!({
                     "revision": l.revision,

@@ -624,6 +624,12 @@ impl SnapshotCollector {
             "Release marks this node published for the shard (before a batch relaying an approval is released).",
             &per_shard(r, &shards, |m| Some(m.marks)),
         )?;
+        counters(
+            enc,
+            "corridor_cluster_release_marks_again",
+            "Release marks this node published again for the shard because the bucket did not acknowledge them.",
+            &per_shard(r, &shards, |m| Some(m.marks_again.load(std::sync::atomic::Ordering::Relaxed))),
+        )?;
         gauges(
             enc,
             "corridor_cluster_release_mark_record",
