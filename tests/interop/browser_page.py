@@ -53,7 +53,7 @@ READ = r"""
     links: Array.from(document.querySelectorAll("#links tr[data-link]")).map((r) => [r.dataset.link, r.dataset.state]),
     anomalies: rows("#anomalies .anomaly", "data-kind"),
     cluster_shown: !v("cluster_panel").hidden,
-    cluster: Array.from(document.querySelectorAll("#cluster tr[data-shard]")).map((r) => [Number(r.dataset.shard), r.dataset.replicating, r.querySelector("[data-lease-age]").dataset.leaseAge]),
+    cluster: Array.from(document.querySelectorAll("#cluster tr[data-shard]")).map((r) => [Number(r.dataset.shard), r.dataset.replicating, r.querySelector("[data-lease-age]").dataset.leaseAge, r.querySelector("[data-marks-again]").dataset.marksAgain]),
     external: Array.from(document.querySelectorAll("[src],[href]")).map((e) => e.getAttribute("src") || e.getAttribute("href")),
   });
 })()

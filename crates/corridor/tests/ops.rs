@@ -885,6 +885,7 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     for r in rows {
         assert_eq!(r[1], "true", "{seen}");
         assert!(r[2].as_str().unwrap().parse::<u64>().unwrap() < 3_000, "{seen}");
+        assert_eq!(r[3], "0", "no release mark lost: {seen}");
     }
 
     // The command line says the same, from NATS alone.

@@ -161,6 +161,10 @@ pub(crate) struct ReplicaView {
     pub(crate) lease_age_ms: Option<u64>,
     pub(crate) lease_taken: u64,
     pub(crate) lease_renew_failures: u64,
+    /// Release marks published, and those published again because the bucket did not
+    /// acknowledge them (lost).
+    pub(crate) release_marks: u64,
+    pub(crate) release_marks_again: u64,
 }
 
 /// Totals since start.
@@ -417,6 +421,8 @@ impl Monitor {
                     }),
                     lease_taken: m.lease.map_or(0, |l| l.taken),
                     lease_renew_failures: m.lease.map_or(0, |l| l.renew_failures),
+                    release_marks: m.marks,
+                    release_marks_again: m.marks_again.load(std::sync::atomic::Ordering::Relaxed),
                 })
                 .collect(),
             anomalies: self.active(),
