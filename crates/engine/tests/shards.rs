@@ -493,6 +493,15 @@ fn an_advice_the_other_shard_refuses_while_its_disk_is_full_goes_again_and_is_no
     assert_eq!(p.s[1].engine.reversals_pending(), 0);
 }
 
+/// A purchase with STAN `stan` from terminal `TERM0001`, and its twin from `TERM0002`: one
+/// STAN, one DE 7, keys that differ only in DE 41.
+fn twins(stan: &str) -> (corridor_wire::OwnedMessage, corridor_wire::OwnedMessage) {
+    let first = purchase("4761739001010010", stan, "12345678");
+    let mut second = first.clone();
+    second.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    (first, second)
+}
+
 /// Two purchases of one acquirer that differ only in DE 41 (two terminals, one STAN, one
 /// DE 7), both answered 00; the issuer's shard synced its records of the first only before
 /// both shards died (what it writes for a request that crossed is not waited for). After
@@ -503,9 +512,7 @@ fn an_advice_the_other_shard_refuses_while_its_disk_is_full_goes_again_and_is_no
 #[test]
 fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();
-    let first = purchase("4761739001010010", "000401", "12345678");
-    let mut second = first.clone();
-    second.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    let (first, second) = twins("000401");
     for (req, synced_there) in [(&first, true), (&second, false)] {
         p.s[0].send(acq, 0, req);
         p.s[0].sync(&mut logs[0]);
@@ -544,9 +551,7 @@ fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
 #[test]
 fn the_reversals_a_restart_makes_across_the_hop_each_reach_the_issuer() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();
-    let first = purchase("4761739001010010", "000411", "12345678");
-    let mut second = first.clone();
-    second.set(de::TERMINAL_ID, "TERM0002").unwrap();
+    let (first, second) = twins("000411");
     for (req, synced_there) in [(&first, true), (&second, false)] {
         p.s[0].send(acq, 0, req);
         p.s[0].sync(&mut logs[0]);
