@@ -162,6 +162,15 @@ impl Sim {
             s.disks[k].slow = true;
             s.world(format!("disk {k} is slow (syncs of 2–16 ms); a crash as the terminal gets an answer"));
         }
+        // On two shards, now and then the hop between them breaks for up to 3 s, as a hop
+        // between nodes would — from a stream of its own (the plans seeds had before it are
+        // unchanged but for it).
+        let mut hc = Rng::new(seed ^ 0x686f_7063_7574);
+        if shards > 1 && hc.chance(40) {
+            for _ in 0..1 + hc.below(2) {
+                plan.push((hc.micros(100_000, load), Ev::HopCut(hc.below(3_000_000))));
+            }
+        }
         // A terminal that forgets is protected by the switch's own reversals of approvals
         // it could not deliver; a crash before such a reversal is durable loses it (no
         // record says whether an answer left), so on a seed with crashes the terminal

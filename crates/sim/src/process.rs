@@ -84,11 +84,31 @@ impl Sim {
                     self.synced(k);
                 }
             }
-            Ev::Hop(life, to, bytes) => {
+            Ev::Hop(life, generation, to, bytes) => {
                 let now = self.instant();
                 if life == self.life {
-                    if let Some(e) = self.engine.as_mut() {
+                    if let Some(e) = self.engine.as_mut().filter(|e| e.hop_generation() == generation) {
                         e.deliver_hop(to, &bytes, now);
+                    }
+                }
+            }
+            Ev::HopCut(micros) => {
+                let now = self.instant();
+                let life = self.life;
+                if let Some(e) = self.engine.as_mut().filter(|e| e.hop_up_now() && self.faults) {
+                    let generation = e.hop_cut(now);
+                    let d = Duration::from_micros(micros);
+                    self.out.hop_cuts += 1;
+                    self.world(format!("the hop breaks for {d:?}: what was on its way is lost"));
+                    self.at(self.now + d, Ev::HopHeal(life, generation));
+                }
+            }
+            Ev::HopHeal(life, generation) => {
+                let now = self.instant();
+                if life == self.life {
+                    if let Some(e) = self.engine.as_mut().filter(|e| e.hop_generation() == generation) {
+                        e.hop_heal(now);
+                        self.world("the hop is up again");
                     }
                 }
             }
@@ -282,6 +302,7 @@ impl Sim {
             let Some(engine) = self.engine.as_mut() else { return };
             let flushed = engine.flush(now);
             let hops = std::mem::take(&mut engine.hop_out);
+            let engine_generation = engine.hop_generation();
             if let Some(why) = engine.hop_closed.take() {
                 self.broke(None, why);
             }
@@ -291,8 +312,8 @@ impl Sim {
                 let d = self.rng.micros(1, 300);
                 let at = (self.now + d).max(self.net.hop_last[from]);
                 self.net.hop_last[from] = at;
-                let life = self.life;
-                self.at(at, Ev::Hop(life, 1 - from, bytes.to_vec()));
+                let (life, generation) = (self.life, engine_generation);
+                self.at(at, Ev::Hop(life, generation, 1 - from, bytes.to_vec()));
             }
             for (link, out) in flushed.outputs {
                 progress = true;

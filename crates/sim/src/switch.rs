@@ -6,7 +6,9 @@
 //! order — as the network layer's lanes carry write batches between threads. The simulator
 //! sees one switch: a side's link lives on its participant's shard, and the hops are this
 //! type's own business. An engine closing a hop is an invariant broken (it never should:
-//! nothing on a hop stalls, lies or times out).
+//! nothing on a hop stalls, lies or times out). The hop itself may break, as one between
+//! nodes would ([`Switch::hop_cut`]): both links go down, what was on its way is lost, and
+//! a new link comes up at each end when it heals.
 
 use std::time::Instant;
 
@@ -32,6 +34,8 @@ pub(crate) struct Switch {
     pub(crate) hop_closed: Option<String>,
     /// Per shard, its journal's batch cycle (the driver's, as the network layer runs it).
     cycles: Vec<JournalCycle>,
+    /// How many times the hop broke: bytes sent before a break are lost with it.
+    hop_generation: u64,
 }
 
 /// What a flush of every shard raised for the simulator: output per link (taken), and the
@@ -136,6 +140,7 @@ impl Switch {
             base,
             hop_out: Vec::new(),
             hop_closed: None,
+            hop_generation: 0,
         };
         if s.plan.count > 1 {
             for k in 0..s.plan.count {
@@ -148,6 +153,39 @@ impl Switch {
     fn hop_up(&mut self, k: usize, now: Instant) {
         let peer = 1 - k;
         self.hop[k] = self.shards[k].link_up(self.plan.hop_spec(peer), now);
+    }
+
+    /// The hop's generation: what was sent on it in another is lost.
+    pub(crate) fn hop_generation(&self) -> u64 {
+        self.hop_generation
+    }
+
+    /// Whether the shards are joined by a hop that is up.
+    pub(crate) fn hop_up_now(&self) -> bool {
+        self.shards.len() > 1 && self.hop.iter().all(Option::is_some)
+    }
+
+    /// The hop breaks, as a connection between nodes does: each end's link goes down, what
+    /// either end had received of a frame is dropped, and what is on its way is lost (a
+    /// new generation). Its new generation.
+    pub(crate) fn hop_cut(&mut self, now: Instant) -> u64 {
+        self.hop_generation += 1;
+        for k in 0..self.shards.len() {
+            if let Some(link) = self.hop[k].take() {
+                self.shards[k].link_down(link, now);
+            }
+            self.hop_in[k].clear();
+        }
+        self.hop_generation
+    }
+
+    /// The hop comes up again: a new link at each end.
+    pub(crate) fn hop_heal(&mut self, now: Instant) {
+        for k in 0..self.shards.len() {
+            if self.hop[k].is_none() {
+                self.hop_up(k, now);
+            }
+        }
     }
 
     /// The shard that owns configured link `spec`.
