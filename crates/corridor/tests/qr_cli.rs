@@ -3,23 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a panic is a failed test
 
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+mod common;
+
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
 fn corridor(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("corridor runs");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    child.wait_with_output().expect("corridor exits")
+    common::corridor_with_stdin(args, stdin.as_bytes())
 }
 
 fn decoded(out: &Output) -> Value {

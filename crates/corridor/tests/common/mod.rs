@@ -97,6 +97,23 @@ pub fn spawn(config: &std::path::Path) -> (Switch, std::sync::mpsc::Receiver<()>
     (Switch { child, log }, rx)
 }
 
+/// Runs `corridor args…` with `stdin` written to its input; its output. A command that
+/// refuses before it reads its input (a broken file named on the command line) closes it:
+/// the write then fails, and the exit status and stderr say why.
+pub fn corridor_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("corridor runs");
+    if let Err(e) = child.stdin.take().expect("stdin").write_all(stdin) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
+    child.wait_with_output().expect("corridor exits")
+}
+
 /// The `corridor-load` binary, beside this package's `corridor` (the workspace builds both
 /// into one target directory; the switch's crates never link the load generator, so the
 /// tests drive it as a process).
