@@ -348,13 +348,11 @@ impl Requests {
         h.finish()
     }
 
-    /// Whether `a` and `b` are one key but for the terminal, and one of them has none (a
-    /// reversal that left DE 41 out, or carried the one the switch added to a request that
-    /// had none): one terminal's reversal never names another terminal's request (the
-    /// engine's rule, `DupKey::same_original`).
+    /// Whether `a` and `b` are one key but for the terminal, and the terminals may name each
+    /// other ([`corridor_journal::entry::terminal_may_name`], the engine's rule: one
+    /// terminal's reversal never names another terminal's request).
     fn same_original(a: &Key, b: &Key) -> bool {
-        const NONE: [u8; 8] = [b' '; 8];
-        (a.terminal == NONE || b.terminal == NONE)
+        corridor_journal::entry::terminal_may_name(&a.terminal, &b.terminal)
             && (&a.participant, a.class, a.stan, a.time, a.acquirer, a.forwarder)
                 == (&b.participant, b.class, b.stan, b.time, b.acquirer, b.forwarder)
     }

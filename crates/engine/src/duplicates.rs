@@ -248,19 +248,16 @@ impl DupKey {
     /// A key of participant 0 that differs from another only by its STAN.
     #[cfg(test)]
     pub(crate) fn for_test(stan: u32) -> Self {
-        Self { participant: 0, class: 2, stan, time: 0, terminal: [b' '; 8], acquirer: 0, forwarder: 0 }
+        let terminal = corridor_journal::entry::NO_TERMINAL;
+        Self { participant: 0, class: 2, stan, time: 0, terminal, acquirer: 0, forwarder: 0 }
     }
 
     /// Whether a reversal naming `named` (its DE 90, DE 32, DE 33 and DE 41) reverses the
-    /// request keyed `self` though their terminals differ: everything but the terminal is
-    /// the same, and one of the two has none — a reversal may leave DE 41 out, or carry the
-    /// one the switch added to a request that had none (a QR payment's, from its code). A
-    /// reversal carrying one terminal never names another terminal's request: terminals
-    /// that number their own requests send the same STAN and DE 7, and the other one's
-    /// reversal taken for this one's would leave this one's approval standing.
+    /// request keyed `self`: everything but the terminal is the same, and the terminals
+    /// may name each other ([`corridor_journal::entry::terminal_may_name`]: never another
+    /// terminal's request).
     pub(crate) fn same_original(&self, named: &Self) -> bool {
-        const NONE: [u8; 8] = [b' '; 8];
-        (named.terminal == NONE || self.terminal == NONE)
+        corridor_journal::entry::terminal_may_name(&named.terminal, &self.terminal)
             && Self { terminal: named.terminal, ..*self } == *named
     }
 
@@ -315,7 +312,7 @@ impl DupKey {
 
     /// The key of `msg`, from participant `participant`, whose DE 11 is `stan`.
     pub(crate) fn of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
-        let mut terminal = [b' '; 8];
+        let mut terminal = corridor_journal::entry::NO_TERMINAL;
         if let Some(t) = msg.terminal_id() {
             let n = t.len().min(8);
             terminal[..n].copy_from_slice(&t[..n]);

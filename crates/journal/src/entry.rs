@@ -74,12 +74,28 @@ pub struct Key {
     pub stan: u32,
     /// DE 7 as a number.
     pub time: u64,
-    /// DE 41, space-padded.
+    /// DE 41, space-padded ([`NO_TERMINAL`]: absent).
     pub terminal: [u8; 8],
     /// DE 32.
     pub acquirer: u64,
     /// DE 33 (0: absent).
     pub forwarder: u64,
+}
+
+/// A key's terminal when the request had no DE 41.
+pub const NO_TERMINAL: [u8; 8] = [b' '; 8];
+
+/// Whether a reversal carrying terminal `named` (its DE 41, [`NO_TERMINAL`] when it has
+/// none) may name a request of terminal `request` whose key is otherwise the same (SPEC §9):
+/// the same terminal, or one of the two has none — a reversal may leave DE 41 out, or carry
+/// the one the switch added to a request that had none (a QR payment's, from its code). A
+/// reversal carrying one terminal never names another terminal's request: terminals that
+/// number their own requests send the same STAN and DE 7, and the other one's reversal
+/// taken for this one's would leave this one's approval standing. The engine's duplicate
+/// window and clearing both tie reversals to originals by it.
+#[must_use]
+pub fn terminal_may_name(named: &[u8; 8], request: &[u8; 8]) -> bool {
+    named == request || *named == NO_TERMINAL || *request == NO_TERMINAL
 }
 
 /// `text` on one line: line breaks and other control characters written as escapes (`\n`,
