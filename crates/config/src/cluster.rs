@@ -235,6 +235,7 @@ pub(crate) fn settings(
         (Some(_), None) => bail!("cluster: relay needs relay_tls (node links are always mutual TLS)"),
         (Some(a), Some(t)) => {
             let address = a.parse().map_err(|_| anyhow::anyhow!("cluster: relay {a:?} is not an address"))?;
+            // (Checked with the node's section, as `relay` is: an address, beside a relay.)
             let advertise = match &c.relay_advertise {
                 Some(v) => v
                     .parse()
@@ -244,9 +245,6 @@ pub(crate) fn settings(
             Some(RelaySettings { address, advertise, files: crate::tls_files(t, base) })
         }
     };
-    if c.relay.is_none() && c.relay_advertise.is_some() {
-        bail!("cluster: relay_advertise needs relay (the address it stands for)");
-    }
     Ok(ClusterSettings {
         node,
         nats: c.nats.clone(),
