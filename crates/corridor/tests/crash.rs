@@ -469,19 +469,21 @@ fn ask(port: u16, stan: u32, m: &OwnedMessage, wait: Duration) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     send(&mut s, u64::from(stan), m);
-    let mut buf = BytesMut::new();
+    answer_within(&mut s, &mut BytesMut::new(), wait).map(|(_, code)| code).unwrap_or_default()
+}
+
+/// The next answer on `s` (read timeout set; `buf` keeps what came after it): its
+/// correlation and response code, or `None` when none came within `wait` or the connection
+/// closed.
+fn answer_within(s: &mut TcpStream, buf: &mut BytesMut, wait: Duration) -> Option<(u64, String)> {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        match common::read_frames(&mut s, &mut buf) {
-            Some(frames) => {
-                if let Some((_, m)) = frames.into_iter().next() {
-                    return common::text(&m, de::RESPONSE_CODE);
-                }
-            }
-            None => return String::new(),
+        let frames = common::read_frames(s, buf)?;
+        if let Some((corr, m)) = frames.into_iter().next() {
+            return Some((corr, common::text(&m, de::RESPONSE_CODE)));
         }
     }
-    String::new()
+    None
 }
 
 fn pay(port: u16, stan: u32) -> String {
@@ -1104,20 +1106,7 @@ fn a_partition_between_two_nodes_doubles_nothing_when_it_heals() {
     let mut s = TcpStream::connect(("127.0.0.1", port_b)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let mut buf = BytesMut::new();
-    let mut answer = |s: &mut TcpStream, wait: Duration| {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            match common::read_frames(s, &mut buf) {
-                Some(frames) => {
-                    if let Some((corr, m)) = frames.into_iter().next() {
-                        return Some((corr, common::text(&m, de::RESPONSE_CODE)));
-                    }
-                }
-                None => return None,
-            }
-        }
-        None
-    };
+    let mut answer = |s: &mut TcpStream, wait: Duration| answer_within(s, &mut buf, wait);
     assert!(send(&mut s, 1, &common::purchase(1, "PART00000001")));
     assert_eq!(answer(&mut s, Duration::from_secs(10)), Some((1, "00".into())), "through node b");
     assert!(proxy.connections.load(std::sync::atomic::Ordering::Relaxed) > 0, "over the advertised path");

@@ -83,6 +83,23 @@ impl Pair {
         (Self { s: [h0, h1], hop, specs, flowing: true }, [d0, d1])
     }
 
+    /// The acquirer on `acq` sends `req`; the acquirer's shard syncs it (into `log0`) and it
+    /// crosses: what the issuer on `iss` got, once.
+    fn cross(
+        &mut self,
+        acq: LinkId,
+        iss: LinkId,
+        log0: &mut Vec<u8>,
+        req: &corridor_wire::OwnedMessage,
+    ) -> Got {
+        self.s[0].send(acq, 0, req);
+        self.s[0].sync(log0);
+        self.shuttle();
+        let mut got = self.s[1].recv_app(iss);
+        assert_eq!(got.len(), 1, "forwarded once");
+        got.remove(0)
+    }
+
     /// Syncs both shards and moves what crosses until nothing more happens (bounded), the
     /// issuer on `iss` acknowledging every reversal it gets: the reversals it got.
     fn settle(&mut self, logs: &mut [Vec<u8>; 2], iss: LinkId) -> Vec<Got> {
@@ -514,12 +531,8 @@ fn a_reversal_across_the_hop_is_never_taken_for_another_terminals_request() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();
     let (first, second) = twins("000401");
     for (req, synced_there) in [(&first, true), (&second, false)] {
-        p.s[0].send(acq, 0, req);
-        p.s[0].sync(&mut logs[0]);
-        p.shuttle();
-        let got = p.s[1].recv_app(iss);
-        assert_eq!(got.len(), 1);
-        p.s[1].answer(iss, &got[0], "00");
+        let got = p.cross(acq, iss, &mut logs[0], req);
+        p.s[1].answer(iss, &got, "00");
         p.shuttle();
         if synced_there {
             assert!(p.s[1].sync(&mut logs[1]) >= 3, "request, forward and answer there");
@@ -553,10 +566,7 @@ fn the_reversals_a_restart_makes_across_the_hop_each_reach_the_issuer() {
     let (mut p, acq, iss, mut logs) = Pair::journaled_up();
     let (first, second) = twins("000411");
     for (req, synced_there) in [(&first, true), (&second, false)] {
-        p.s[0].send(acq, 0, req);
-        p.s[0].sync(&mut logs[0]);
-        p.shuttle();
-        assert_eq!(p.s[1].recv_app(iss).len(), 1, "forwarded");
+        p.cross(acq, iss, &mut logs[0], req);
         if synced_there {
             assert!(p.s[1].sync(&mut logs[1]) >= 2, "request and forward there");
         }

@@ -71,8 +71,7 @@ impl Sim {
     pub(crate) fn fail(&self, n: Option<u32>, what: String) -> Violation {
         let mut history = n.and_then(|n| self.history.get(&n).cloned()).unwrap_or_default();
         // On a native wire its twin (one STAN and DE 7, the other terminal: `twinned`).
-        let twin =
-            n.filter(|_| self.topology.acq == Wire::NATIVE).map(|n| if n % 2 == 1 { n + 1 } else { n - 1 });
+        let twin = n.filter(|_| self.topology.acq == Wire::NATIVE).map(twin_of);
         if let Some(lines) = twin.and_then(|t| self.history.get(&t)) {
             history.push("-- its twin (the same STAN and DE 7 from the other terminal):".into());
             history.extend(lines.iter().cloned());

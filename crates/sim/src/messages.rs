@@ -53,10 +53,19 @@ pub(crate) fn advice(i: u32, repeat: bool) -> OwnedMessage {
     m
 }
 
+/// The request sent as request `n`'s twin ([`twinned`]).
+pub(crate) fn twin_of(n: u32) -> u32 {
+    if n % 2 == 1 {
+        n + 1
+    } else {
+        n - 1
+    }
+}
+
 /// Request `n` as twin terminals send it on a native wire: requests `2k - 1` and `2k` carry
 /// one STAN (`k`) and one DE 7 from two terminals (DE 41 `TERM0001`, `TERM0002`), as two
 /// terminals numbering their own requests do — keys that differ only in DE 41, which a
-/// reversal may leave out or change (SPEC §9): a reversal must never be taken for its
+/// reversal may leave out (SPEC §9): a reversal carrying its own must never be taken for its
 /// twin's. `m` is the request, its reversal (DE 90 names the twin STAN) or its advice (its
 /// own STAN is its own). (A classic wire's STAN is the terminal's only correlation: no twins
 /// there.)
