@@ -11,6 +11,11 @@
 #   REPEAT=3 DURATION=6s WARMUP=2s WORKLOADS="1x1 4x64 8x128"
 #   CROSS=1: four nodes, each of two shards — local and replicated, with the acquirer and the
 #   issuer on one shard, and on two (every transaction crossing a hop: the hand-off's cost).
+#   SPLIT=1: a transaction crossing nodes — a cluster of two nodes, node split-a running
+#   shard 0 (the acquirer's) and node split-b shard 1 (the issuer's), every transaction
+#   crossing between them on a hop carried by a node link (mutual TLS) — beside one node of
+#   two shards with both on shard 0 ("replicated") and with the issuer on shard 1
+#   ("replicated-crossing"): what crossing a hop costs, and crossing nodes.
 #   RELAY=1: the replicated node and a standby of the same cluster that relays its partners'
 #   connections to it (node links in mutual TLS): "replicated" is the partner on the serving
 #   node, "relayed" the same partner on the standby (the relay's cost).
@@ -23,6 +28,7 @@ WARMUP="${WARMUP:-2s}"
 WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
 CROSS="${CROSS:-0}"
 RELAY="${RELAY:-0}"
+SPLIT="${SPLIT:-0}"
 C=target/release/corridor
 L=target/release/corridor-load
 [ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
@@ -104,18 +110,41 @@ EOF
   if [ "$4" = yes ]; then
     printf '\n[cluster]\nnode = "%s"\nstream = "B_%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
       "$1" "${1//-/_}" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
+  elif [ "$4" = split ]; then
+    # One cluster of two, each node running one of the two shards (node links between them).
+    printf '\n[cluster]\nnode = "%s"\nstream = "B_split"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\nrelay_tls = { cert = "certs/node.pem", key = "certs/node.key", ca = ["certs/ca.pem"] }\n[cluster.nodes.split-a]\nrelay = "127.0.0.1:%s"\nshards = [0]\n[cluster.nodes.split-b]\nrelay = "127.0.0.1:%s"\nshards = [1]\n' \
+      "$1" "${clients[0]}" "${clients[1]}" "${clients[2]}" "$RELAY_A" "$RELAY_B" >> "$W/$1.toml"
   elif [ "$4" = relay ]; then
     # One cluster of two: the serving node and its standby, each with its node link port.
     printf '\n[cluster]\nnode = "%s"\nstream = "B_replicated"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\nstandby = true\nrelay_tls = { cert = "certs/%s.pem", key = "certs/%s.key", ca = ["certs/ca.pem"] }\n[cluster.nodes.replicated]\nrelay = "127.0.0.1:%s"\n[cluster.nodes.relayed]\nrelay = "127.0.0.1:%s"\n' \
       "$1" "${clients[0]}" "${clients[1]}" "${clients[2]}" "$1" "$1" "$RELAY_A" "$RELAY_B" >> "$W/$1.toml"
   fi
-  (cd "$W" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$1.log") & pids+=($!)
+  local home="$W"
+  if [ "$4" = split ]; then
+    # Each node of the cluster in a directory of its own: its secrets at the same paths on
+    # every node (the cluster's configuration names them once), its own node certificate.
+    home="$W/$1"; mkdir -p "$home/certs"
+    cp "$W/pan.key" "$W/admin.token" "$W/$1.toml" "$home/"
+    cp "$W/certs/ca.pem" "$home/certs/"; cp "$W/certs/$1.pem" "$home/certs/node.pem"; cp "$W/certs/$1.key" "$home/certs/node.key"
+  fi
+  (cd "$home" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$W/$1.log") & pids+=($!)
 }
 declare -A ACQ ADMIN
 if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"
 elif [ "$RELAY" = 1 ]; then NODES="replicated relayed"
+elif [ "$SPLIT" = 1 ]; then NODES="replicated replicated-crossing split-a"
 else NODES="local replicated"; fi
-if [ "$RELAY" = 1 ]; then
+if [ "$SPLIT" = 1 ]; then
+  RELAY_A="$(port)"; RELAY_B="$(port)"
+  "$C" certs dev --out "$W/certs" --participant split-a --participant split-b >/dev/null
+  for n in $NODES split-b; do ACQ[$n]="$(port)"; ADMIN[$n]="$(port)"; done
+  node replicated "${ACQ[replicated]}" "${ADMIN[replicated]}" yes 0
+  node replicated-crossing "${ACQ[replicated-crossing]}" "${ADMIN[replicated-crossing]}" yes 1
+  node split-a "${ACQ[split-a]}" "${ADMIN[split-a]}" split 1
+  node split-b "${ACQ[split-b]}" "${ADMIN[split-b]}" split 1
+  ready_log() { for _ in $(seq 300); do grep -q "$2" "$W/$1.log" 2>/dev/null && return 0; sleep 0.1; done; echo "$1: no '$2'" >&2; return 1; }
+  ready_log split-a "hop to another node up"
+elif [ "$RELAY" = 1 ]; then
   RELAY_A="$(port)"; RELAY_B="$(port)"
   "$C" certs dev --out "$W/certs" --participant replicated --participant relayed >/dev/null
   for n in $NODES; do ACQ[$n]="$(port)"; ADMIN[$n]="$(port)"; done
@@ -173,11 +202,11 @@ for rep in $(seq "$REPEAT"); do
     for which in $NODES; do
       acq=${ACQ[$which]}
       [ "$which" = relayed ] && src=replicated || src="$which"   # the relayed node's answers are the serving node's
-      [[ $src == replicated* ]] && acks "$src" > "$W/before"
+      [[ $src == replicated* || $src == split* ]] && acks "$src" > "$W/before"
       out="$("$L" run --target "127.0.0.1:$acq" --mode closed --connections "$conns" --inflight "$inflight" \
         --duration "$DURATION" --warmup "$WARMUP" --no-sign-on --json - 2>/dev/null)"
       ack="-"
-      if [[ $src == replicated* ]]; then acks "$src" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
+      if [[ $src == replicated* || $src == split* ]]; then acks "$src" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
       python3 - "$wl" "$which" "$ack" "$out" <<'EOF'
 import json, sys
 wl, which, ack, out = sys.argv[1:5]

@@ -35,6 +35,7 @@ pub mod config;
 pub mod keeper;
 pub mod lease;
 pub mod limits;
+pub mod owners;
 pub mod status;
 pub mod stream;
 
@@ -42,6 +43,7 @@ pub use batch::{Batch, CheckpointPart, Gap, Invalid, Message, Tail};
 pub use config::{config_bucket, ConfigStore, Published};
 pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
+pub use owners::{Owner, Owners};
 pub use status::{cluster_bucket, lease_bucket, relay_of, ConfigStatus, NodeStatus, ShardStatus, Status};
 pub use stream::{AppendError, Hint, Missing, ReadBatch, ReadCheckpoint, ShardLog, StreamError, Subject};
 

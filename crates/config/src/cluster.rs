@@ -34,6 +34,19 @@ pub struct ClusterSettings {
     /// Where this node takes the connections other nodes relay to it, and the node links'
     /// TLS (`corridor_net::relay`); `None`: it neither takes nor makes relays.
     pub relay: Option<RelaySettings>,
+    /// The shards this node runs, in order (`[cluster.nodes.<name>] shards`; a standby: the
+    /// shards it waits for); `None`: every shard. The others' participants are served
+    /// through the nodes that run them: their partners' connections relayed, their requests
+    /// carried over node-to-node hops (`corridor_net::hop`).
+    pub shards: Option<Vec<u16>>,
+}
+
+impl ClusterSettings {
+    /// Whether this node runs shard `k`.
+    #[must_use]
+    pub fn runs(&self, k: usize) -> bool {
+        self.shards.as_ref().is_none_or(|s| s.iter().any(|&x| usize::from(x) == k))
+    }
 }
 
 /// A node's relays (see `corridor_net::relay`).
@@ -90,6 +103,16 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
         }
         check_node(file, n, section)?;
     }
+    // Every shard is run by a node (a node that names no shards runs them all).
+    if let (Some(n), false) =
+        (file.switch.shards, nodes.is_empty() || nodes.values().any(|s| s.shards.is_none()))
+    {
+        let run: std::collections::BTreeSet<usize> =
+            nodes.values().flat_map(|s| s.shards.iter().flatten()).map(|&k| usize::from(k)).collect();
+        if let Some(k) = (0..n).find(|k| !run.contains(k)) {
+            bail!("cluster: no node runs shard {k} (each [cluster.nodes.<name>] names the shards it runs)");
+        }
+    }
     if nodes.is_empty() {
         return Ok(());
     }
@@ -122,6 +145,7 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
     if let Some(c) = file.cluster.as_mut() {
         c.relay.clone_from(&own.relay);
         c.relay_advertise.clone_from(&own.relay_advertise);
+        c.shards.clone_from(&own.shards);
     }
     Ok(())
 }
@@ -192,6 +216,26 @@ fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
             bail!("{at}: relay_advertise, and no relay (the address it stands for)");
         }
     }
+    if let Some(shards) = &section.shards {
+        let count = file.switch.shards;
+        if shards.is_empty() {
+            bail!("{at}: shards names no shard (leave it out for every shard)");
+        }
+        if let Some(k) = shards.iter().find(|&&k| count.is_none_or(|n| usize::from(k) >= n)) {
+            match count {
+                Some(n) => bail!("{at}: shards names shard {k}, and the switch runs {n} (0-{})", n - 1),
+                None => bail!("{at}: shards names shards, and [switch] shards does not say how many there are (every node must run the same number)"),
+            }
+        }
+        let mut sorted = shards.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            bail!("{at}: shards names shard {} twice", w[0]);
+        }
+        if file.cluster.as_ref().is_none_or(|c| c.relay_tls.is_none()) || section.relay.is_none() {
+            bail!("{at}: shards, and no relay: a node that runs some shards reaches the others' over node links (relay and [cluster] relay_tls)");
+        }
+    }
     for link in section.listen.keys() {
         let found = file.participants.iter().flat_map(|p| p.links.iter()).find(|l| l.name == *link);
         match found {
@@ -253,6 +297,11 @@ pub(crate) fn settings(
         standby: c.standby.unwrap_or(false),
         nodes,
         relay,
+        shards: c.shards.as_ref().map(|s| {
+            let mut s = s.clone();
+            s.sort_unstable();
+            s
+        }),
     })
 }
 
@@ -399,6 +448,45 @@ mod tests {
             let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
             assert!(e.contains(says), "{e}");
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn each_node_runs_the_shards_its_section_names_and_every_shard_is_run_by_one() {
+        let d = dir("shards");
+        crate::certs::dev(&d.join("certs"), &["a".into(), "b".into()], 30).unwrap();
+        let tls = "relay_tls = { cert = \"certs/a.pem\", key = \"certs/a.key\", ca = [\"certs/ca.pem\"] }\n";
+        // Node a's and node b's sections, each with a relay and `shards` as given.
+        let nodes = |a: &str, b: &str| {
+            format!(
+                "{tls}[cluster.nodes.a]\nrelay = \"127.0.0.1:7401\"\n{a}\n[cluster.nodes.b]\nrelay = \"127.0.0.1:7402\"\n{b}"
+            )
+        };
+        let path = shared(&d, &nodes("shards = [0]\n", "shards = [1]\n"), "4111");
+        for (node, runs) in [("a", [true, false]), ("b", [false, true])] {
+            let c = crate::load_as(&path, Some(node)).unwrap().cluster.unwrap();
+            assert_eq!([c.runs(0), c.runs(1)], runs, "node {node}");
+        }
+        // A node that names none runs every shard.
+        let path = shared(&d, &nodes("shards = [1, 0]\n", ""), "4111");
+        let a = crate::load_as(&path, Some("a")).unwrap().cluster.unwrap();
+        assert_eq!(a.shards, Some(vec![0, 1]), "in order");
+        let b = crate::load_as(&path, Some("b")).unwrap().cluster.unwrap();
+        assert!(b.shards.is_none() && b.runs(0) && b.runs(1));
+        for (a, b, says) in [
+            ("shards = [0]\n", "shards = [2]\n", "shards names shard 2, and the switch runs 2"),
+            ("shards = []\n", "", "shards names no shard"),
+            ("shards = [1, 1]\n", "", "shards names shard 1 twice"),
+            ("shards = [0]\n", "shards = [0]\n", "no node runs shard 1"),
+        ] {
+            let path = shared(&d, &nodes(a, b), "4111");
+            let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
+            assert!(e.contains(says), "{a} {b}: {e}");
+        }
+        // A node that runs some shards reaches the others over node links: it needs a relay.
+        let text = nodes("shards = [0]\n", "shards = [1]\n").replace("relay = \"127.0.0.1:7402\"\n", "");
+        let e = format!("{:#}", crate::load_as(&shared(&d, &text, "4111"), Some("a")).err().unwrap());
+        assert!(e.contains("cluster.nodes.b: shards, and no relay"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 

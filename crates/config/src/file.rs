@@ -125,6 +125,9 @@ pub(crate) struct ClusterSection {
     /// This node's `[cluster.nodes.<name>] relay_advertise` (set by `cluster::for_node`).
     #[serde(skip)]
     pub(crate) relay_advertise: Option<String>,
+    /// This node's `[cluster.nodes.<name>] shards` (set by `cluster::for_node`).
+    #[serde(skip)]
+    pub(crate) shards: Option<Vec<u16>>,
 }
 
 /// `[cluster.nodes.<name>]`: one node's own settings, over the shared ones.
@@ -146,6 +149,8 @@ pub(crate) struct NodeSection {
     /// Where the other nodes reach that address, when not at it (a NAT, a proxy, a load
     /// balancer in between); default: `relay` itself.
     pub(crate) relay_advertise: Option<String>,
+    /// The shards it runs (a standby: the shards it waits for); default: every shard.
+    pub(crate) shards: Option<Vec<u16>>,
 }
 
 #[derive(Deserialize, Default)]

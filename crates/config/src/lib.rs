@@ -498,7 +498,8 @@ fn build(file: File, source: &Source, base: &Path) -> Result<Loaded> {
     // `check-config`): the switch's node link listener and a waiting node's relays use it.
     if let Some(c) = &cluster {
         if let Some(r) = &c.relay {
-            net.relay = Some(corridor_net::RelayServe { address: r.address, tls: r.tls(&c.nodes)? });
+            net.relay =
+                Some(corridor_net::RelayServe { address: r.address, tls: r.tls(&c.nodes)?, owners: None });
         }
     }
     let admin = file.admin.as_ref().map(|a| admin_settings(a, base)).transpose()?;

@@ -86,8 +86,10 @@ pub const HOP_INFLIGHT_MAX: u32 = 1 << 16;
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize);
 const _: () = assert!((HOP_INFLIGHT_MAX as usize) <= crate::limits::PENDING_MAX);
 
-/// An idle hop is echoed this often (it is never taken down for missing echoes).
-const HOP_ECHO_INTERVAL: Duration = Duration::from_secs(60);
+/// An idle hop is echoed this often (it is never taken down for missing echoes): a hop
+/// between two nodes is heard from at least this often while it lives, so a silent one is
+/// known dead (`corridor_net::limits::HOP_SILENT_MAX`).
+pub const HOP_ECHO_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bits of a hop's correlation id that count (the rest carry the route).
 const HOP_COUNTER_BITS: u32 = 32;
@@ -315,7 +317,7 @@ impl ShardPlan {
             frame_bytes_max: corridor_wire::FRAME_BYTES_MAX,
             inflight_max: HOP_INFLIGHT_MAX,
             sign_on_required: false,
-            // Both ends are this process: no sign-on, an echo now and then that never
+            // Both ends are this switch: no sign-on, an echo now and then that never
             // takes it down, nor do timeouts (the destination's owner times requests
             // out, not the hop).
             echo_interval: HOP_ECHO_INTERVAL,

@@ -230,8 +230,10 @@ impl Shutdown {
 /// shards it asks each and sums what they say.
 #[derive(Clone)]
 pub struct Handle {
-    /// Per shard, its command queue (shard 0 first).
+    /// Per shard this process runs, its command queue (in order).
     tx: Vec<mpsc::Sender<Command>>,
+    /// Which shard each is.
+    ids: Arc<Vec<usize>>,
     routes: Arc<ArcSwap<RouteTable>>,
     shutdown: Shutdown,
     /// Which shard owns which participant now (a reload may not move one).
@@ -242,7 +244,8 @@ impl Handle {
     /// Hands a relayed connection to the shard its header names; `false` when there is no
     /// such shard or its queue is full (the connection is closed).
     pub(crate) fn relay_to_shard(&self, r: crate::relay::Relayed, tls: crate::relay::RelayTls) -> bool {
-        let Some(tx) = self.tx.get(usize::from(r.route.shard)) else { return false };
+        let Some(at) = self.ids.iter().position(|&k| k == usize::from(r.route.shard)) else { return false };
+        let Some(tx) = self.tx.get(at) else { return false };
         tx.try_send(Command::Relayed(Box::new((r, tls)))).is_ok()
     }
 }
@@ -259,16 +262,23 @@ impl std::fmt::Debug for Handle {
 impl Handle {
     pub(crate) fn new(
         tx: Vec<mpsc::Sender<Command>>,
+        ids: Vec<usize>,
         routes: Arc<ArcSwap<RouteTable>>,
         shutdown: Shutdown,
     ) -> Self {
-        Self { tx, routes, shutdown, plan: Arc::default() }
+        Self { tx, ids: Arc::new(ids), routes, shutdown, plan: Arc::default() }
     }
 
-    /// The number of shards the switch runs.
+    /// The number of shards this process runs.
     #[must_use]
     pub fn shards(&self) -> usize {
         self.tx.len()
+    }
+
+    /// Which shards this process runs, in order (a node of a cluster may run some).
+    #[must_use]
+    pub fn shard_ids(&self) -> &[usize] {
+        &self.ids
     }
 
     /// Records the shard plan the switch was started with (for reloads to keep).
@@ -355,18 +365,22 @@ impl Handle {
         &self,
         r: crate::switch::Reconfigure,
     ) -> Option<Result<usize, crate::error::ReconfigureError>> {
-        if self.tx.len() == 1 {
+        let old = self.plan.lock().ok().and_then(|p| p.clone());
+        let count = old.as_ref().map_or(self.tx.len(), |p| p.count);
+        if count == 1 {
             let (tx, rx) = oneshot::channel();
             self.tx.first()?.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
             return rx.await.ok();
         }
-        let old = self.plan.lock().ok().and_then(|p| p.clone());
-        let (parts, new_plan) = match crate::switch::split_reconfigure(r, self.tx.len(), old.as_ref()) {
+        let (parts, new_plan) = match crate::switch::split_reconfigure(r, count, old.as_ref()) {
             Ok(p) => p,
             Err(why) => return Some(Err(why)),
         };
+        // Each shard this process runs takes its own part (the others' are their nodes').
+        let mut parts: Vec<Option<crate::switch::Reconfigure>> = parts.into_iter().map(Some).collect();
         let mut rxs = Vec::new();
-        for (tx, part) in self.tx.iter().zip(parts) {
+        for (tx, &k) in self.tx.iter().zip(self.ids.iter()) {
+            let Some(part) = parts.get_mut(k).and_then(Option::take) else { continue };
             let (t, r) = oneshot::channel();
             tx.send(Command::Reconfigure(Box::new(part), t)).await.ok()?;
             rxs.push(r);

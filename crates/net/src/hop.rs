@@ -14,6 +14,12 @@
 //!   engine ─take_output─▶ writer ─push─▶ [lane k→j] ─pop─▶ reader ─handle_read─▶ engine
 //!   engine ◀─handle_read─ reader ◀─pop── [lane j→k] ◀─push─ writer ◀─take_output─ engine
 //! ```
+//!
+//! A node of a cluster may run some of the shards: a hop toward a shard another node runs
+//! is a node link instead of two lanes ([`remote`]): the same frames over TCP in mutual TLS,
+//! read into the engine as they come and written as the engine hands them over. It can
+//! break (a node dies, the network parts): what was on its way is lost, and the engine
+//! holds every invariant through that, as the simulator's hop breaks show.
 
 use std::{
     rc::Rc,
@@ -25,12 +31,14 @@ use std::{
 };
 
 use bytes::BytesMut;
-use corridor_engine::{LinkId, ReadState};
+use corridor_engine::LinkId;
 use crossbeam::queue::ArrayQueue;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::limits::{HOP_QUEUE_BATCHES, HOP_REOPEN};
+use crate::limits::{
+    HOP_OWNER_CHECK, HOP_QUEUE_BATCHES, HOP_READ_BYTES, HOP_REDIAL, HOP_REOPEN, HOP_SILENT_MAX,
+};
 
 /// One direction of a hop.
 struct Lane {
@@ -90,13 +98,14 @@ pub fn pair(a: usize, b: usize) -> (HopEnd, HopEnd) {
     )
 }
 
-/// Every hop of a switch of `count` shards: per shard, its ends (one per other shard).
+/// Every hop between the shards `ids` (of one process): per shard, in `ids`' order, its
+/// ends (one per other shard there).
 #[must_use]
-pub fn mesh(count: usize) -> Vec<Vec<HopEnd>> {
-    let mut ends: Vec<Vec<HopEnd>> = (0..count).map(|_| Vec::new()).collect();
-    for a in 0..count {
-        for b in a + 1..count {
-            let (ea, eb) = pair(a, b);
+pub fn mesh_of(ids: &[usize]) -> Vec<Vec<HopEnd>> {
+    let mut ends: Vec<Vec<HopEnd>> = ids.iter().map(|_| Vec::new()).collect();
+    for a in 0..ids.len() {
+        for b in a + 1..ids.len() {
+            let (ea, eb) = pair(ids[a], ids[b]);
             ends[a].push(ea);
             ends[b].push(eb);
         }
@@ -200,14 +209,9 @@ async fn connection(
             if !end.receive(buf).await {
                 return "peer gone";
             }
-            let mut state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
             // Held back at the hop's in-flight limit: nothing more is taken off the lane,
             // which fills and holds the other shard's writer.
-            while state == ReadState::Paused {
-                resume.notified().await;
-                state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
-            }
-            if state == ReadState::Closed {
+            if !crate::switch::hand_over(shared, link, buf, &resume).await {
                 return "closed by the switch";
             }
         }
@@ -229,6 +233,170 @@ async fn connection(
         why = writer => why,
         () = closed.cancelled() => "closed by the switch",
     }
+}
+
+/// What a shard needs to carry its hops to the shards other nodes run: the node links' TLS
+/// and who runs which shard now (the lease bucket).
+pub(crate) struct NodeLinks {
+    pub(crate) tls: crate::relay::RelayTls,
+    pub(crate) owners: Arc<corridor_cluster::Owners>,
+    /// The hops' warnings, at most one an interval (a peer that keeps failing says so once).
+    pub(crate) said: crate::relay::Throttle,
+}
+
+/// Runs shard `me`'s hop toward shard `peer`, which another node runs, as link `spec`, for
+/// as long as the switch runs. Of the two ends the shard with the lower number dials: it
+/// looks the peer shard's owner up in the lease bucket and opens a node link to it (mutual
+/// TLS, the owner's certificate checked to be that node's), then carries the hop's frames
+/// over it as [`pair`]'s lanes do between threads — the link up at once, no sign-on — and
+/// dials again [`HOP_REDIAL`] after it ends. The other end takes it in
+/// `switch::relayed` and runs it with [`over_node_link`].
+///
+/// A hop over the network can lose what was on its way when it breaks, as the simulator's
+/// hop breaks do: the engine holds every invariant through that (what crossed is timed out
+/// and reversed by the originator's owner, whose records cover it; see
+/// `corridor_engine::shards`).
+pub(crate) async fn remote(
+    shared: Rc<crate::switch::Shared>,
+    spec: usize,
+    me: u16,
+    peer: u16,
+    links: Rc<NodeLinks>,
+) {
+    if me > peer {
+        return;
+    }
+    let route = crate::relay::Route { shard: peer, what: crate::relay::Carried::Hop(me) };
+    loop {
+        if shared.finished.is_cancelled() {
+            return;
+        }
+        let dialed = async {
+            if !crate::switch::accepting(&shared).await {
+                return Err("not taking connections yet".to_owned());
+            }
+            let (node, address) =
+                links.owners.of(peer).await.ok_or_else(|| "no node runs it now".to_owned())?;
+            let s = crate::relay::connect(&links.tls, &node, address, &route).await?;
+            Ok::<_, String>((node, s))
+        };
+        let dialed = tokio::select! {
+            d = dialed => d,
+            () = shared.finished.cancelled() => return,
+        };
+        match dialed {
+            Ok((node, s)) => {
+                let why = over_node_link(&shared, spec, peer, &node, s, &links).await;
+                if let Some(left_out) = links.said.hit() {
+                    warn!(shard = me, peer, node, why, left_out, "hop to another node closed: dialing again");
+                }
+            }
+            Err(e) => {
+                if let Some(left_out) = links.said.hit() {
+                    warn!(
+                        shard = me,
+                        peer,
+                        error = e,
+                        left_out,
+                        "hop to another node: cannot reach the shard's owner; trying again"
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(HOP_REDIAL).await;
+    }
+}
+
+/// Carries the hop toward shard `peer` (run by node `node`) over node link `stream` as a
+/// link of spec `spec`, until either end closes it, it is silent for [`HOP_SILENT_MAX`],
+/// the lease bucket says another node runs `peer` now, or a newer node link takes the hop
+/// over (one at a time: the newest wins, the older being the one a dead or deposed node
+/// left). The reason it ended.
+pub(crate) async fn over_node_link<S>(
+    shared: &Rc<crate::switch::Shared>,
+    spec: usize,
+    peer: u16,
+    node: &str,
+    stream: S,
+    links: &NodeLinks,
+) -> &'static str
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let superseded = tokio_util::sync::CancellationToken::new();
+    let generation = shared.node_hop_seq.get() + 1;
+    shared.node_hop_seq.set(generation);
+    if let Some((_, old)) = shared.node_hops.borrow_mut().insert(spec, (generation, superseded.clone())) {
+        old.cancel();
+    }
+    let Some(link) = shared.input(|e| e.link_up(spec, Instant::now())) else {
+        return "no room for a hop link";
+    };
+    info!(peer, node, %link, "hop to another node up");
+    let handles = crate::switch::register(shared, link, spec);
+    let crate::switch::Handles { writable, resume, closed, .. } = handles;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    shared.flush();
+    writable.notify_one();
+    let reader = async {
+        let mut buf = BytesMut::with_capacity(HOP_READ_BYTES);
+        loop {
+            if buf.capacity() - buf.len() < HOP_READ_BYTES / 2 {
+                buf.reserve(HOP_READ_BYTES);
+            }
+            match tokio::time::timeout(HOP_SILENT_MAX, rd.read_buf(&mut buf)).await {
+                Err(_) => return "silent",
+                Ok(Ok(0)) => return "closed by the other node",
+                Ok(Err(_)) => return "read failed",
+                Ok(Ok(_)) => {}
+            }
+            if !crate::switch::hand_over(shared, link, &mut buf, &resume).await {
+                return "closed by the switch";
+            }
+        }
+    };
+    let writer = async {
+        loop {
+            writable.notified().await;
+            let mut wrote = false;
+            loop {
+                let out = corridor_engine::driver::take_for_hop(&mut shared.engine.borrow_mut(), link);
+                let Some(out) = out else { break };
+                if wr.write_all(&out).await.is_err() {
+                    return "write failed";
+                }
+                wrote = true;
+            }
+            if wrote && wr.flush().await.is_err() {
+                return "write failed";
+            }
+        }
+    };
+    let owner = async {
+        loop {
+            tokio::time::sleep(HOP_OWNER_CHECK).await;
+            // Only another node named counts: a lookup that fails says nothing.
+            if links.owners.of(peer).await.is_some_and(|(n, _)| n != node) {
+                return "the shard has another owner";
+            }
+        }
+    };
+    let why = tokio::select! {
+        why = reader => why,
+        why = writer => why,
+        why = owner => why,
+        () = closed.cancelled() => "closed by the switch",
+        () = superseded.cancelled() => "a newer node link took the hop over",
+        () = shared.finished.cancelled() => "the switch stopped",
+    };
+    shared.conns.borrow_mut().remove(&link);
+    shared.input(|e| e.link_down(link, Instant::now()));
+    let mut hops = shared.node_hops.borrow_mut();
+    if hops.get(&spec).is_some_and(|(g, _)| *g == generation) {
+        hops.remove(&spec);
+    }
+    why
 }
 
 #[cfg(test)]

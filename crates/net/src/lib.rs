@@ -63,7 +63,7 @@ pub use handle::{Handle, JournalMetrics, LinkSnapshot, ReplicaMetrics, Shutdown,
 pub use quic::{QuicLink, QuicSettings, QuicSide};
 pub use running::Running;
 pub use switch::{
-    shard_links, Dial, LinkPlan, Listen, NetConfig, Reconfigure, RelayServe, Report, ShardParts, Switch,
-    Transport,
+    shard_links, Dial, LinkPlan, Listen, NetConfig, OwnerLookup, Reconfigure, RelayServe, Report, ShardParts,
+    Switch, Transport,
 };
 pub use tls::{Identity, LinkTls, TlsFiles, TlsSide};

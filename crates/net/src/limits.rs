@@ -55,6 +55,24 @@ pub const HOP_QUEUE_BATCHES: usize = 256;
 /// How long a hop the engine closed waits before it comes up again.
 pub const HOP_REOPEN: Duration = Duration::from_millis(100);
 
+/// How long a hop to a shard another node runs waits before it dials again (the owner
+/// not known, not reached, or the connection gone).
+pub const HOP_REDIAL: Duration = Duration::from_millis(250);
+
+/// Longest a hop to a shard another node runs may stay silent before it is taken for dead
+/// and closed: each end echoes a hop that was idle for the engine's hop echo interval
+/// (1 s), so a live peer is heard from well within it.
+pub const HOP_SILENT_MAX: Duration = Duration::from_secs(4);
+const _: () =
+    assert!(HOP_SILENT_MAX.as_millis() >= 3 * corridor_engine::shards::HOP_ECHO_INTERVAL.as_millis());
+
+/// How often a hop to another node checks that the node at its other end still runs the
+/// shard there (the lease bucket says who does): a hop to a deposed owner is closed.
+pub const HOP_OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// Bytes a hop to another node reads at once, at least.
+pub const HOP_READ_BYTES: usize = 64 << 10;
+
 /// Most threads a switch runs its shards on.
 pub const SHARDS_MAX: usize = corridor_engine::shards::SHARDS_MAX;
 

@@ -18,7 +18,11 @@
 //!
 //! ```text
 //! magic "CRR1" | shard u16 | name length u8 | the listening link's name
+//! magic "CRH1" | shard u16 | from shard u16          (a hop, see `crate::hop::remote`)
 //! ```
+//!
+//! The second carries a hop between two shards two nodes run: native frames both ways, as
+//! a hop between two threads of one node carries them.
 //!
 //! The owner reads it within [`RELAY_HEADER_WAIT`] on its first shard's thread and hands
 //! the socket to the shard that runs the link (its TLS handshake happens there).
@@ -43,8 +47,10 @@ use crate::{
     tls::{client_config, peer_cert, server_config, TlsFiles},
 };
 
-/// What a node link begins with.
+/// What a node link carrying a partner's connection begins with.
 const MAGIC: [u8; 4] = *b"CRR1";
+/// What a node link carrying a hop between two shards begins with.
+const MAGIC_HOP: [u8; 4] = *b"CRH1";
 /// The ALPN a node link speaks.
 const ALPN: &[u8] = b"corridor-relay/1";
 /// The longest link name a header carries.
@@ -94,42 +100,73 @@ impl RelayTls {
     }
 }
 
-/// Where a relayed connection goes on the owner.
+/// Where a node link goes on the node that takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// The shard that runs the link.
+    /// The shard that takes it: runs the link, or is the hop's end there.
     pub shard: u16,
-    /// The listening link's name.
-    pub link: String,
+    /// What it carries.
+    pub what: Carried,
+}
+
+/// What a node link carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// A partner's connection to the listening link of this name.
+    Link(String),
+    /// The hop from this shard (which the dialing node runs) to the route's shard
+    /// (`crate::hop::remote`).
+    Hop(u16),
 }
 
 impl Route {
     fn encode(&self) -> Vec<u8> {
-        let name = &self.link.as_bytes()[..self.link.len().min(LINK_NAME_MAX)];
-        let mut out = Vec::with_capacity(7 + name.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.shard.to_be_bytes());
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
+        let mut out = Vec::with_capacity(8 + LINK_NAME_MAX);
+        match &self.what {
+            Carried::Link(link) => {
+                let name = &link.as_bytes()[..link.len().min(LINK_NAME_MAX)];
+                out.extend_from_slice(&MAGIC);
+                out.extend_from_slice(&self.shard.to_be_bytes());
+                out.push(name.len() as u8);
+                out.extend_from_slice(name);
+            }
+            Carried::Hop(from) => {
+                out.extend_from_slice(&MAGIC_HOP);
+                out.extend_from_slice(&self.shard.to_be_bytes());
+                out.extend_from_slice(&from.to_be_bytes());
+            }
+        }
         out
     }
 
     /// Reads a header off `s`, within [`RELAY_HEADER_WAIT`].
     async fn read(s: &mut TcpStream) -> Result<Self, String> {
         let read = async {
-            let mut head = [0u8; 7];
+            let mut head = [0u8; 6];
             s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
-            if head[..4] != MAGIC {
-                return Err("not a relayed connection".to_owned());
+            let shard = u16::from_be_bytes([head[4], head[5]]);
+            if head[..4] == MAGIC_HOP {
+                let mut from = [0u8; 2];
+                s.read_exact(&mut from).await.map_err(|e| e.to_string())?;
+                let from = u16::from_be_bytes(from);
+                if from == shard {
+                    return Err(format!("a hop from shard {from} to itself"));
+                }
+                return Ok(Self { shard, what: Carried::Hop(from) });
             }
-            let len = usize::from(head[6]);
+            if head[..4] != MAGIC {
+                return Err("not a node link".to_owned());
+            }
+            let mut len = [0u8; 1];
+            s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+            let len = usize::from(len[0]);
             if len == 0 || len > LINK_NAME_MAX {
                 return Err(format!("a link name of {len} bytes"));
             }
             let mut name = vec![0u8; len];
             s.read_exact(&mut name).await.map_err(|e| e.to_string())?;
             let link = String::from_utf8(name).map_err(|_| "a link name that is not UTF-8".to_owned())?;
-            Ok(Self { shard: u16::from_be_bytes([head[4], head[5]]), link })
+            Ok(Self { shard, what: Carried::Link(link) })
         };
         tokio::time::timeout(RELAY_HEADER_WAIT, read).await.map_err(|_| "no header in time".to_owned())?
     }
@@ -470,7 +507,7 @@ where
             }
             return;
         };
-        let route = Route { shard, link: l.name.clone() };
+        let route = Route { shard, what: Carried::Link(l.name.clone()) };
         let node_link = match connect(&self.tls, &node, address, &route).await {
             Ok(n) => n,
             Err(e) => {
@@ -500,13 +537,21 @@ mod tests {
     async fn a_header_reads_back_and_anything_else_is_refused() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let route = Route { shard: 3, link: "wallet-1".into() };
-        let sent = route.encode();
-        let mut c = TcpStream::connect(addr).await.unwrap();
-        c.write_all(&sent).await.unwrap();
-        let (s, peer) = l.accept().await.unwrap();
-        assert_eq!(accept_route(s, peer).await.unwrap().route, route);
-        for bad in [&b"GET / HTTP/1.1\r\n"[..], &b"CRR1\x00\x01\x00"[..], &b"CRR1\x00\x01\x41"[..]] {
+        for route in [
+            Route { shard: 3, what: Carried::Link("wallet-1".into()) },
+            Route { shard: 3, what: Carried::Hop(1) },
+        ] {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&route.encode()).await.unwrap();
+            let (s, peer) = l.accept().await.unwrap();
+            assert_eq!(accept_route(s, peer).await.unwrap().route, route);
+        }
+        for bad in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            &b"CRR1\x00\x01\x00"[..],
+            &b"CRR1\x00\x01\x41"[..],
+            &b"CRH1\x00\x01\x00\x01"[..],
+        ] {
             let mut c = TcpStream::connect(addr).await.unwrap();
             c.write_all(bad).await.unwrap();
             let (s, peer) = l.accept().await.unwrap();

@@ -27,7 +27,7 @@ impl Running {
     ///
     /// The runtime cannot start or a listening address cannot be bound.
     pub fn start(engine: Engine, net: NetConfig) -> std::io::Result<Self> {
-        Self::start_shards(vec![ShardParts { engine, net }])
+        Self::start_shards(vec![ShardParts { shard: 0, engine, net }])
     }
 
     /// Binds and starts a switch of `parts.len()` shards (see [`Switch::bind_shards`]).

@@ -6,22 +6,22 @@
 //! it stops, closing what it relays (the partners reconnect, to it), and the switch takes
 //! the addresses.
 
-use std::{
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use corridor_config::Loaded;
 use tokio_util::sync::CancellationToken;
 
 /// How long a front may take to bind its addresses.
 const FRONT_START_MAX: Duration = Duration::from_secs(10);
-/// How long a lookup of the node serving a shard may take (NATS not answering: the
-/// partner's connection is closed, and it tries again).
-const OWNER_LOOKUP_MAX: Duration = Duration::from_secs(1);
-/// How long a lookup is reused (a burst of connections asks NATS once).
-const OWNER_CACHE: Duration = Duration::from_millis(250);
+
+/// Whose listening links a front relays.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Relaying {
+    /// Every shard's: the node waits for its shards.
+    Waiting,
+    /// Those of the shards other nodes run.
+    Others,
+}
 
 /// A running front; dropping it stops it (and frees its addresses) before returning.
 pub(crate) struct Front {
@@ -29,14 +29,21 @@ pub(crate) struct Front {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What a front relays, and where it learns to whom.
+pub(crate) struct FrontPlan {
+    listens: Vec<(corridor_net::Listen, u16)>,
+    tls: corridor_net::relay::RelayTls,
+    servers: Vec<String>,
+    bucket: String,
+}
+
 impl Front {
-    /// Starts the front of a node whose configuration has relays; `None` for any other.
-    ///
-    /// # Errors
-    ///
-    /// Its runtime cannot start, or an address cannot be bound.
-    pub(crate) fn start(loaded: &Loaded) -> std::io::Result<Option<Self>> {
-        let (Some(c), Some(relay)) = (&loaded.cluster, &loaded.net.relay) else { return Ok(None) };
+    /// What the front of a node whose configuration has relays relays: the listening links
+    /// of every shard (`Waiting`: the node has none yet) or of the shards it does not run
+    /// (`Others`: beside its switch, for as long as it runs); `None` when there is nothing
+    /// to relay.
+    pub(crate) fn plan(loaded: &Loaded, of: Relaying) -> Option<FrontPlan> {
+        let (Some(c), Some(relay)) = (&loaded.cluster, &loaded.net.relay) else { return None };
         let tls = relay.tls.clone();
         let plan = corridor_engine::shards::ShardPlan::new(loaded.shards.max(1), &loaded.engine);
         let listens: Vec<(corridor_net::Listen, u16)> = loaded
@@ -45,11 +52,29 @@ impl Front {
             .iter()
             .filter_map(|l| {
                 let participant = loaded.engine.links.get(l.spec)?.participant;
-                let shard = u16::try_from(*plan.owner.get(participant)?).ok()?;
-                Some((l.clone(), shard))
+                let shard = *plan.owner.get(participant)?;
+                let relayed = of == Relaying::Waiting || !c.runs(shard);
+                Some((l.clone(), u16::try_from(shard).ok()?)).filter(|_| relayed)
             })
             .collect();
-        let (servers, bucket) = (c.nats.clone(), corridor_cluster::lease_bucket(&c.stream));
+        if listens.is_empty() {
+            return None;
+        }
+        Some(FrontPlan {
+            listens,
+            tls,
+            servers: c.nats.clone(),
+            bucket: corridor_cluster::lease_bucket(&c.stream),
+        })
+    }
+
+    /// Starts the front `plan` describes.
+    ///
+    /// # Errors
+    ///
+    /// Its runtime cannot start, or an address cannot be bound.
+    pub(crate) fn start(plan: FrontPlan) -> std::io::Result<Self> {
+        let FrontPlan { listens, tls, servers, bucket } = plan;
         let stop = CancellationToken::new();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let until = stop.clone();
@@ -59,7 +84,7 @@ impl Front {
                 Err(e) => return drop(ready_tx.send(Err(e))),
             };
             rt.block_on(async move {
-                let owners = Owners::new(servers, bucket);
+                let owners = corridor_cluster::Owners::new(servers, bucket);
                 let owner = move |shard| {
                     let o = Arc::clone(&owners);
                     async move { o.of(shard).await }
@@ -78,7 +103,7 @@ impl Front {
         ready
             .recv_timeout(FRONT_START_MAX)
             .map_err(|_| std::io::Error::other("the front did not start"))??;
-        Ok(Some(Self { stop, thread: Some(thread) }))
+        Ok(Self { stop, thread: Some(thread) })
     }
 }
 
@@ -88,65 +113,5 @@ impl Drop for Front {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// The node serving a shard and its node link address (`None`: none now).
-type Owner = Option<(String, SocketAddr)>;
-
-/// Who serves which shard, from the lease bucket, over one NATS connection and one handle
-/// on the bucket (made at the first lookup that finds both, kept).
-struct Owners {
-    kv: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
-    servers: Vec<String>,
-    bucket: String,
-    cache: std::sync::Mutex<Vec<(u16, Instant, Owner)>>,
-}
-
-impl Owners {
-    fn new(servers: Vec<String>, bucket: String) -> Arc<Self> {
-        Arc::new(Self {
-            kv: tokio::sync::OnceCell::new(),
-            servers,
-            bucket,
-            cache: std::sync::Mutex::default(),
-        })
-    }
-
-    /// The node serving shard `shard` and its node link address (`None`: none now, or NATS
-    /// does not answer within [`OWNER_LOOKUP_MAX`]).
-    async fn of(&self, shard: u16) -> Owner {
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((_, _, hit)) =
-                cache.iter().find(|(s, at, _)| *s == shard && at.elapsed() < OWNER_CACHE)
-            {
-                return hit.clone();
-            }
-        }
-        let look = async {
-            let kv = self
-                .kv
-                .get_or_try_init(|| async {
-                    let client = async_nats::ConnectOptions::new()
-                        .connection_timeout(OWNER_LOOKUP_MAX)
-                        .connect(self.servers.as_slice())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    async_nats::jetstream::new(client)
-                        .get_key_value(&self.bucket)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .ok()?;
-            let (node, relay) = corridor_cluster::relay_of(kv, shard).await?;
-            Some((node, relay.parse().ok()?))
-        };
-        let found = tokio::time::timeout(OWNER_LOOKUP_MAX, look).await.ok().flatten();
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|(s, _, _)| *s != shard);
-            cache.push((shard, Instant::now(), found.clone()));
-        }
-        found
     }
 }

@@ -109,7 +109,9 @@ pub async fn run(
         ),
         _ => None,
     };
-    let switch = crate::startup::bind(config).await.map_err(ServeError::Start)?;
+    // (`_front`: a node that runs some of the shards relays the others' partners for as long
+    // as its switch runs.)
+    let (switch, _front) = crate::startup::bind(config).await.map_err(ServeError::Start)?;
     drop(waiting);
     let handle = switch.handle();
     let counts = Arc::new(ReloadCounts::default());

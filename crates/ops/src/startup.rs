@@ -70,16 +70,38 @@ pub fn into_shards(
         k.agree_shards(&c.stream, c.replicas, count)
             .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?;
     }
-    let mut parts = Vec::with_capacity(n);
-    for k in 0..n {
+    // A node of a cluster runs the shards its section names (by default all of them), and
+    // reaches the others' over node links to the nodes that run them.
+    let run: Vec<usize> = (0..n).filter(|&k| loaded.cluster.as_ref().is_none_or(|c| c.runs(k))).collect();
+    if let Some(shards) = loaded.cluster.as_ref().and_then(|c| c.shards.as_ref()) {
+        if let Some(k) = shards.iter().find(|&&k| usize::from(k) >= n) {
+            return Err(std::io::Error::other(format!(
+                "cluster: this node runs shard {k}, and the switch runs {n} shards (0-{})",
+                n - 1
+            )));
+        }
+    }
+    let owners = loaded.cluster.as_ref().filter(|_| run.len() < n).map(|c| corridor_net::OwnerLookup {
+        servers: c.nats.clone(),
+        bucket: corridor_cluster::lease_bucket(&c.stream),
+    });
+    let mut parts = Vec::with_capacity(run.len());
+    for &k in &run {
         let engine = plan.config_for(&loaded.engine, k);
         let (listens, dials) =
             corridor_net::shard_links(&plan, &loaded.engine, k, &loaded.net.listens, &loaded.net.dials);
         // The node link listener is the switch's, on its first shard.
-        let relay = loaded.net.relay.clone().filter(|_| k == 0);
+        let relay = loaded.net.relay.clone().filter(|_| Some(&k) == run.first()).map(|mut r| {
+            r.owners.clone_from(&owners);
+            r
+        });
         let net = NetConfig { listens, dials, drain_timeout: loaded.net.drain_timeout, journal: None, relay };
         let part = match &loaded.journal {
-            None => corridor_net::ShardParts { engine: corridor_engine::Engine::new(engine, clock), net },
+            None => corridor_net::ShardParts {
+                shard: k,
+                engine: corridor_engine::Engine::new(engine, clock),
+                net,
+            },
             Some(j) => {
                 let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
                 let shard = u16::try_from(k).unwrap_or(u16::MAX);
@@ -110,21 +132,29 @@ pub fn into_shards(
     Ok((parts, plan))
 }
 
-/// Binds the switch this configuration describes (inside a tokio runtime).
+/// Binds the switch this configuration describes (inside a tokio runtime), and, on a node
+/// of a cluster that runs some of the shards, the front that relays the others' partners
+/// to the nodes that run them (kept for as long as the switch runs).
 ///
 /// # Errors
 ///
 /// A listening address that cannot be bound.
-pub async fn bind(loaded: Loaded) -> std::io::Result<corridor_net::Switch> {
+pub(crate) async fn bind(
+    loaded: Loaded,
+) -> std::io::Result<(corridor_net::Switch, Option<crate::front::Front>)> {
+    use crate::front::{Front, Relaying};
     // A node of a cluster that may wait for its shards relays its partners' connections to
     // the node that serves them meanwhile (`crate::front`); once it has its shards it stops,
-    // and the switch takes the addresses.
-    let front = crate::front::Front::start(&loaded)?;
+    // and the switch takes the addresses — but those of the shards other nodes run, which a
+    // front goes on relaying.
+    let waiting = Front::plan(&loaded, Relaying::Waiting).map(Front::start).transpose()?;
+    let others = Front::plan(&loaded, Relaying::Others);
     let (parts, plan) = into_shards(loaded)?;
-    drop(front);
+    drop(waiting);
     let switch = corridor_net::Switch::bind_shards(parts).await?;
     switch.handle().set_plan(plan);
-    Ok(switch)
+    let front = others.map(Front::start).transpose()?;
+    Ok((switch, front))
 }
 
 /// Starts the switch this configuration describes on a thread of its own (and its other
@@ -404,5 +434,5 @@ fn journaled(
             done.reversed, done.crossing, done.reversals, done.exceptions, done.unresolved
         ));
     }
-    Ok(corridor_net::ShardParts { engine, net })
+    Ok(corridor_net::ShardParts { shard, engine, net })
 }

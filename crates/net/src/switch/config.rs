@@ -83,4 +83,16 @@ pub struct RelayServe {
     pub address: SocketAddr,
     /// Their TLS.
     pub tls: crate::relay::RelayTls,
+    /// Where this node learns which node runs a shard it does not (the lease bucket), to
+    /// carry its hops there; `None`: it runs every shard.
+    pub owners: Option<OwnerLookup>,
+}
+
+/// Where the lease bucket is: which node runs which shard.
+#[derive(Clone, Debug)]
+pub struct OwnerLookup {
+    /// The NATS servers.
+    pub servers: Vec<String>,
+    /// The lease bucket.
+    pub bucket: String,
 }

@@ -13,6 +13,18 @@ pub(crate) struct Handles {
     pub(crate) linger: Rc<Cell<bool>>,
 }
 
+/// Hands what `buf` holds to the engine as read on `link`; while the engine holds the link's
+/// reading back (at its in-flight limit), waits for `resume` and hands it again. `false`
+/// once the engine closed the link.
+pub(crate) async fn hand_over(shared: &Shared, link: LinkId, buf: &mut BytesMut, resume: &Notify) -> bool {
+    let mut state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
+    while state == ReadState::Paused {
+        resume.notified().await;
+        state = shared.input(|e| e.handle_read(link, buf, Instant::now()));
+    }
+    state != ReadState::Closed
+}
+
 /// Records a new connection of link `spec` with the switch.
 pub(crate) fn register(shared: &Shared, link: LinkId, spec: usize) -> Handles {
     let writable = Rc::new(Notify::new());
@@ -98,14 +110,9 @@ pub(super) async fn connection<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             } else if n < want / 4 {
                 want = (want / 2).max(READ_MIN_BYTES);
             }
-            let mut state = shared.input(|e| e.handle_read(link, &mut buf, Instant::now()));
             // Paused: the originator is at its in-flight limit with requests waiting; read
             // nothing more (TCP flow control holds the peer) until the engine says so.
-            while state == ReadState::Paused {
-                resume.notified().await;
-                state = shared.input(|e| e.handle_read(link, &mut buf, Instant::now()));
-            }
-            if state == ReadState::Closed {
+            if !hand_over(&shared, link, &mut buf, &resume).await {
                 return "closed by the switch";
             }
             if buf.is_empty() && buf.capacity() > 4 * want {

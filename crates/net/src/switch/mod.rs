@@ -25,13 +25,14 @@ mod reload;
 
 pub(crate) use self::{
     accept::LogEvery,
-    connection::{register, Handles},
+    connection::{hand_over, register, Handles},
+    relayed::accepting,
     reload::split_reconfigure,
 };
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use self::{accept::*, connection::*, dial::*, journaling::*, ops::*, relayed::*, reload::*};
 pub use self::{
-    config::{Dial, Listen, NetConfig, RelayServe, Transport},
+    config::{Dial, Listen, NetConfig, OwnerLookup, RelayServe, Transport},
     ops::Report,
     reload::{shard_links, LinkPlan, Reconfigure},
 };
@@ -131,7 +132,7 @@ pub(crate) struct Shared {
     release_pending: Cell<bool>,
     /// Cancelled once the drain is over: the journal loop replicates nothing more, and the
     /// shard's lease is given up.
-    finished: CancellationToken,
+    pub(crate) finished: CancellationToken,
     /// Whether the journal loop is appending a batch to the cluster's stream now.
     appending: Cell<bool>,
     /// Told once the shard's lease is given up (or giving it up failed).
@@ -142,6 +143,14 @@ pub(crate) struct Shared {
     accepting: Cell<bool>,
     /// Told when `accepting` turns on.
     accepting_wake: Notify,
+    /// A node of a cluster whose shards other nodes run too: how this shard reaches them
+    /// (`crate::hop::remote`).
+    pub(crate) node_links: Option<Rc<crate::hop::NodeLinks>>,
+    /// Per hop link spec, the node link carrying it now (its generation, and its stop for
+    /// a newer one to take over).
+    pub(crate) node_hops: RefCell<FxHashMap<usize, (u64, CancellationToken)>>,
+    /// The last node link generation given out.
+    pub(crate) node_hop_seq: Cell<u64>,
 }
 
 /// The network layer's side of the driver: each item the engine raises wakes the task that
@@ -272,6 +281,8 @@ struct Shard {
     journal: Option<(crate::journal::Writer, crate::journal::JournalFiles)>,
     /// Its ends of the hops to the other shards, with the engine's link for each.
     hops: Vec<(usize, crate::hop::HopEnd)>,
+    /// The hops to the shards other nodes run: the engine's link for each, and the shard.
+    remote: Vec<(usize, usize)>,
 }
 
 /// A shard on a thread of its own: told to run (or dropped: it never does), it runs until
@@ -281,13 +292,25 @@ struct ShardThread {
     thread: std::thread::JoinHandle<io::Result<Report>>,
 }
 
-/// What one shard is made of: its engine (with its hops in its configuration, see
-/// `corridor_engine::shards`) and the links it listens on and dials.
+/// What one shard is made of: its number, its engine (with its hops in its configuration,
+/// see `corridor_engine::shards`) and the links it listens on and dials.
 pub struct ShardParts {
+    /// Which shard it is (of all the switch's, on every node).
+    pub shard: usize,
     /// The shard's engine.
     pub engine: Engine,
     /// Its links.
     pub net: NetConfig,
+}
+
+/// Where a shard sits: the shards this process runs, and how the others are reached.
+#[derive(Clone)]
+struct Placement {
+    /// The shards this process runs, in order.
+    ids: Vec<usize>,
+    /// A node of a cluster: the node links' TLS, and where to learn which node runs which
+    /// shard.
+    nodes: Option<(crate::relay::RelayTls, crate::switch::OwnerLookup)>,
 }
 
 impl Switch {
@@ -298,24 +321,33 @@ impl Switch {
     ///
     /// The first address that cannot be bound, named.
     pub async fn bind(engine: Engine, net: NetConfig) -> io::Result<Self> {
-        Self::bind_shards(vec![ShardParts { engine, net }]).await
+        Self::bind_shards(vec![ShardParts { shard: 0, engine, net }]).await
     }
 
-    /// Binds a switch of `parts.len()` shards: shard 0 here (inside the caller's tokio
-    /// runtime), each other on a thread of its own with its own current-thread runtime.
-    /// They share one route table and one shutdown, and are joined by hops (`crate::hop`).
+    /// Binds a switch of the shards `parts` are (in order): the first here (inside the
+    /// caller's tokio runtime), each other on a thread of its own with its own
+    /// current-thread runtime. They share one route table and one shutdown, and are joined
+    /// by hops (`crate::hop`); a node of a cluster that runs some of the shards reaches the
+    /// others' over node links to the nodes that run them (`crate::hop::remote`).
     ///
     /// # Errors
     ///
     /// The first address that cannot be bound, named, or a shard's thread that cannot start.
     pub async fn bind_shards(parts: Vec<ShardParts>) -> io::Result<Self> {
-        let count = parts.len().clamp(1, crate::limits::SHARDS_MAX);
+        let ids: Vec<usize> = parts.iter().map(|p| p.shard).collect();
+        if ids.len() > crate::limits::SHARDS_MAX || ids.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(io::Error::other(format!(
+                "shards {ids:?}: at most {} shards, each once, in order",
+                crate::limits::SHARDS_MAX
+            )));
+        }
+        let count = ids.len().max(1);
         let mut parts = parts.into_iter();
         let Some(first) = parts.next() else { return Err(io::Error::other("a switch needs a shard")) };
         let routes = first.engine.routes();
         let shutdown = Shutdown::default();
         let drained = Arc::new((AtomicUsize::new(0), count));
-        let mut ends = crate::hop::mesh(count).into_iter();
+        let mut ends = crate::hop::mesh_of(&ids).into_iter();
         let mut txs = Vec::with_capacity(count);
         let relay = match first.net.relay.clone() {
             Some(r) => {
@@ -330,20 +362,24 @@ impl Switch {
             }
             None => None,
         };
+        // The shards other nodes run are reached over node links (`crate::hop::remote`).
+        let nodes = first.net.relay.clone().and_then(|r| Some((r.tls, r.owners?)));
+        let at = Placement { ids: ids.clone(), nodes: nodes.clone() };
         let (shard, tx) =
-            Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), 0).await?;
+            Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), &at).await?;
         txs.push(tx);
         let mut addrs = shard.local_addrs();
         let mut others = Vec::new();
-        for (k, (mut p, hops)) in parts.zip(ends).enumerate().map(|(i, x)| (i + 1, x)) {
+        for (mut p, hops) in parts.zip(ends) {
+            let k = p.shard;
             p.engine.share_routes(Arc::clone(&routes));
             let (ready_tx, ready) = std::sync::mpsc::channel();
             let (go, go_rx) = std::sync::mpsc::channel::<()>();
-            let (stop, drained) = (shutdown.clone(), Arc::clone(&drained));
+            let (stop, drained, at) = (shutdown.clone(), Arc::clone(&drained), at.clone());
             let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
                 move || -> io::Result<Report> {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                    let bound = rt.block_on(Shard::bind(p, hops, drained, k));
+                    let bound = rt.block_on(Shard::bind(p, hops, drained, &at));
                     let shard = match bound {
                         Ok((shard, tx)) => {
                             let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
@@ -369,7 +405,7 @@ impl Switch {
             txs.push(tx);
             others.push(ShardThread { go, thread });
         }
-        let handle = Handle::new(txs, routes, shutdown);
+        let handle = Handle::new(txs, ids, routes, shutdown);
         Ok(Self { first: shard, others, addrs, handle, relay })
     }
 
@@ -441,9 +477,9 @@ impl Shard {
         parts: ShardParts,
         hop_ends: Vec<crate::hop::HopEnd>,
         drained: Arc<(AtomicUsize, usize)>,
-        index: usize,
+        at: &Placement,
     ) -> io::Result<(Self, tokio::sync::mpsc::Sender<Command>)> {
-        let ShardParts { mut engine, net } = parts;
+        let ShardParts { shard: index, mut engine, net } = parts;
         engine.set_shard(index);
         let mut listeners = Vec::new();
         for l in net.listens {
@@ -462,6 +498,31 @@ impl Shard {
                 Some((spec?, end))
             })
             .collect();
+        // The hops toward the shards other nodes run.
+        let remote: Vec<(usize, usize)> = engine
+            .config()
+            .links
+            .iter()
+            .enumerate()
+            .filter_map(|(spec, l)| {
+                let peer = engine.config().participants.get(l.participant)?.hop?;
+                (peer != index && !at.ids.contains(&peer)).then_some((spec, peer))
+            })
+            .collect();
+        let node_links = match (&at.nodes, remote.is_empty()) {
+            (_, true) => None,
+            (Some((tls, o)), false) => Some(Rc::new(crate::hop::NodeLinks {
+                tls: tls.clone(),
+                owners: corridor_cluster::Owners::new(o.servers.clone(), o.bucket.clone()),
+                said: crate::relay::Throttle::default(),
+            })),
+            (None, false) => {
+                return Err(io::Error::other(format!(
+                    "shard {index}: shards {:?} run on other nodes, and this node has no node links to reach them",
+                    remote.iter().map(|r| r.1).collect::<Vec<_>>()
+                )))
+            }
+        };
         let (tx, commands) = tokio::sync::mpsc::channel(HANDLE_QUEUE_MAX);
         let shared = Rc::new(Shared {
             engine: RefCell::new(engine),
@@ -484,6 +545,9 @@ impl Shard {
             lease_released: Notify::new(),
             accepting: Cell::new(true),
             accepting_wake: Notify::new(),
+            node_links,
+            node_hops: RefCell::default(),
+            node_hop_seq: Cell::new(0),
         });
         let journal = match net.journal {
             Some(files) => {
@@ -504,7 +568,7 @@ impl Shard {
             }
             None => None,
         };
-        Ok((Self { shared, listeners, dials: net.dials, commands, journal, hops }, tx))
+        Ok((Self { shared, listeners, dials: net.dials, commands, journal, hops, remote }, tx))
     }
 
     fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
@@ -518,7 +582,7 @@ impl Shard {
 
     async fn run_until(self, shutdown: impl Future<Output = ()>, stop: Shutdown) -> io::Result<Report> {
         let local = LocalSet::new();
-        let Self { shared, listeners, dials, commands, journal, hops } = self;
+        let Self { shared, listeners, dials, commands, journal, hops, remote } = self;
         let engine = Rc::clone(&shared);
         local
             .run_until(async move {
@@ -530,6 +594,20 @@ impl Shard {
                 }
                 for (spec, end) in hops {
                     tokio::task::spawn_local(crate::hop::run(Rc::clone(&shared), spec, end));
+                }
+                if let Some(links) = &shared.node_links {
+                    let me = shared.engine.borrow().shard();
+                    for (spec, peer) in remote {
+                        let (me, peer) =
+                            (u16::try_from(me).unwrap_or(u16::MAX), u16::try_from(peer).unwrap_or(u16::MAX));
+                        tokio::task::spawn_local(crate::hop::remote(
+                            Rc::clone(&shared),
+                            spec,
+                            me,
+                            peer,
+                            Rc::clone(links),
+                        ));
+                    }
                 }
                 if let Some((_, files)) = &journal {
                     // A node of a cluster is not replicating until its journal loop says so:

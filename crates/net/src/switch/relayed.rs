@@ -38,11 +38,11 @@ pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Han
             let _permit = permit;
             let why = match relay::accept_route(s, peer).await {
                 Ok(r) => {
-                    let (shard, link) = (r.route.shard, r.route.link.clone());
+                    let route = r.route.clone();
                     if handle.relay_to_shard(r, tls) {
                         return;
                     }
-                    format!("no shard {shard} to take it (link {link}), or its queue is full")
+                    format!("no shard {} to take it ({:?}), or its queue is full", route.shard, route.what)
                 }
                 Err(e) => e,
             };
@@ -56,21 +56,18 @@ pub(super) async fn relay_loop(listener: TcpListener, tls: RelayTls, handle: Han
 /// Serves relayed connection `r` as a connection of the listening link its header names.
 pub(super) async fn relayed(shared: Rc<Shared>, r: Relayed, tls: RelayTls) {
     let Relayed { stream, route, peer } = r;
+    let name = match route.what {
+        relay::Carried::Link(name) => name,
+        relay::Carried::Hop(from) => return hop_relayed(shared, stream, from, peer, &tls).await,
+    };
     let found = shared.loops.borrow().values().find_map(|c| match c {
-        LoopCtl::Listen(l, ..) if l.borrow().name == route.link => Some(l.borrow().clone()),
+        LoopCtl::Listen(l, ..) if l.borrow().name == name => Some(l.borrow().clone()),
         _ => None,
     });
     let Some(l) = found else {
-        return warn!(link = route.link, %peer, "relay: a connection for a link this node does not listen on: closed");
+        return warn!(link = name, %peer, "relay: a connection for a link this node does not listen on: closed");
     };
-    // A node taking the shard over takes connections once its journal is replicated, as its
-    // accept loops do (bounded by the node link's own handshake time).
-    let ready = async {
-        while !shared.accepting.get() {
-            shared.accepting_wake.notified().await;
-        }
-    };
-    if tokio::time::timeout(TLS_HANDSHAKE_MAX, ready).await.is_err() || shared.stop.is_cancelled() {
+    if !accepting(&shared).await {
         return debug!(link = l.name, %peer, "relay: not taking connections now: closed");
     }
     let (s, node) = match relay::accept_tls(&tls, stream, TLS_HANDSHAKE_MAX).await {
@@ -95,4 +92,70 @@ pub(super) async fn relayed(shared: Rc<Shared>, r: Relayed, tls: RelayTls) {
     let conn = register(&shared, link, l.spec);
     let (rd, wr) = tokio::io::split(s);
     connection(shared, link, conn, rd, wr, Reports::OnFlush).await;
+}
+
+/// Serves a node link that carries the hop from shard `from`, which another node runs: its
+/// TLS with that node's certificate, which must be the node the lease bucket says runs
+/// `from` (a deposed owner's is refused), then the hop (`crate::hop::over_node_link`).
+async fn hop_relayed(
+    shared: Rc<Shared>,
+    stream: std::net::TcpStream,
+    from: u16,
+    peer: SocketAddr,
+    tls: &RelayTls,
+) {
+    let spec = {
+        let engine = shared.engine.borrow();
+        let c = engine.config();
+        c.links
+            .iter()
+            .position(|l| c.participants.get(l.participant).and_then(|p| p.hop) == Some(usize::from(from)))
+    };
+    let (Some(spec), Some(links)) = (spec, shared.node_links.clone()) else {
+        return warn!(from, %peer, "relay: a hop from a shard this one reaches no other node for: closed");
+    };
+    if !accepting(&shared).await {
+        return debug!(from, %peer, "relay: not taking hops now: closed");
+    }
+    let (s, node) = match relay::accept_tls(tls, stream, TLS_HANDSHAKE_MAX).await {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(left_out) = links.said.hit() {
+                warn!(from, %peer, error = e, left_out, "relay: hop refused");
+            }
+            return;
+        }
+    };
+    match links.owners.of(from).await {
+        Some((owner, _)) if owner == node => {}
+        owner => {
+            if let Some(left_out) = links.said.hit() {
+                let owner = owner.map(|o| o.0);
+                warn!(
+                    from,
+                    node,
+                    ?owner,
+                    left_out,
+                    "relay: a hop from a node that does not run the shard: closed"
+                );
+            }
+            return;
+        }
+    }
+    let why = crate::hop::over_node_link(&shared, spec, from, &node, s, &links).await;
+    if let Some(left_out) = links.said.hit() {
+        warn!(from, node, why, left_out, "hop from another node closed");
+    }
+}
+
+/// Whether the shard takes connections now: a node taking the shard over takes them once
+/// its journal is replicated, as its accept loops do — waited for within the node link's
+/// own handshake time.
+pub(crate) async fn accepting(shared: &Shared) -> bool {
+    let ready = async {
+        while !shared.accepting.get() {
+            shared.accepting_wake.notified().await;
+        }
+    };
+    tokio::time::timeout(TLS_HANDSHAKE_MAX, ready).await.is_ok() && !shared.stop.is_cancelled()
 }
