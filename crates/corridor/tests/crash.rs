@@ -1254,3 +1254,87 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
     drop(c);
     drop(a);
 }
+
+/// A partition between two nodes that run one shard each (a proxy on the node link that
+/// stops forwarding, both ways): a purchase crossing as it begins never reaches the issuer's
+/// node; node a answers it 68 at its timeout and keeps its reversal; the silent hop is
+/// closed, and what comes meanwhile is declined 91 at once. Healed, the hop comes back by
+/// itself, the reversal goes across and purchases are approved again — nothing doubled, no
+/// approval left standing that its partner was not told.
+#[test]
+fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_heals() {
+    let rig = ClusterRig::new("split-partition");
+    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
+    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let proxy =
+        corridor_tests::toxics::Proxy::start(format!("127.0.0.1:{}", relays[1].1).parse().unwrap(), &[]);
+    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
+    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
+    for c in [&config_a, &config_b] {
+        split_shards(c, &[("a", "[0]"), ("b", "[1]")]);
+        // Node b is reached through the proxy: node a's hop to it crosses it.
+        let text = std::fs::read_to_string(c).unwrap();
+        let own = "[cluster.nodes.b]\nshards = [1]\n";
+        assert!(text.contains(own), "{text}");
+        std::fs::write(c, text.replace(own, &format!("{own}relay_advertise = \"{}\"\n", proxy.addr)))
+            .unwrap();
+    }
+    let (a, _) = common::spawn(&config_a);
+    let (b, _) = common::spawn(&config_b);
+    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    assert_eq!(pay(port_a, 1), "00", "across the nodes");
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::Relaxed) > 0, "over the advertised path");
+
+    // Cut, with a purchase crossing.
+    let mut s = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = BytesMut::new();
+    proxy.set_cut(true);
+    let cut = Instant::now();
+    assert!(send(&mut s, 2, &common::purchase(2, "SPLITP000002")));
+    let late = answer_within(&mut s, &mut buf, Duration::from_secs(10));
+    assert_eq!(late, Some((2, "68".into())), "the purchase caught in the cut, at its timeout");
+    // The silent hop is closed: what comes now is declined at once.
+    let mut stan = 10;
+    let declined = loop {
+        stan += 1;
+        let code = pay_within(port_a, stan, Duration::from_secs(6));
+        if code == "91" {
+            break cut.elapsed();
+        }
+        assert!(code == "68" || code.is_empty(), "purchase {stan} during the partition: {code:?}");
+        assert!(cut.elapsed() < Duration::from_secs(30), "never declined during the partition");
+    };
+    assert!(rig.seen.lock().unwrap().approved.len() == 1, "nothing reached the issuer through the cut");
+
+    // Healed: the hop comes back by itself; the reversal goes across; purchases cross again.
+    proxy.set_cut(false);
+    let healed = Instant::now();
+    let again = loop {
+        stan += 1;
+        if pay_within(port_a, stan, Duration::from_secs(6)) == "00" {
+            break healed.elapsed();
+        }
+        assert!(healed.elapsed() < Duration::from_secs(30), "never crossing again after the heal");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rig.seen.lock().unwrap().reversed.contains("000002") {
+        assert!(Instant::now() < deadline, "purchase 2's reversal never reached the issuer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = rig.seen.lock().unwrap();
+    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
+    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+    let standing: std::collections::BTreeSet<&str> =
+        seen.approved.iter().filter(|x| !seen.reversed.contains(*x)).map(String::as_str).collect();
+    let told = ["000001".to_owned(), format!("{stan:06}")];
+    assert!(
+        standing.iter().all(|x| told.iter().any(|t| t == x)),
+        "approvals standing: {standing:?}, told {told:?}"
+    );
+    eprintln!("partition between nodes a and b: the purchase caught in it answered 68; declined 91 from {declined:?} after the cut; crossing again {again:?} after the heal; its reversal delivered");
+    drop(seen);
+    drop(b);
+    drop(a);
+}
