@@ -35,7 +35,12 @@
 //! either, each shard with its own journal on its own disk (a full or failing disk is one
 //! shard's), joined by a hop whose bytes arrive in order after 1–300 µs (`switch`) and which,
 //! on two fifths of them (a stream of their own), breaks once or twice for up to 3 s as a hop
-//! between nodes would (both ends' links down, what was on its way lost, then up again). A third
+//! between nodes would (both ends' links down, what was on its way lost, then up again); on
+//! three tenths of those outside a cluster, the node running one shard alone dies once or
+//! twice and starts again on its disk while the other shard runs on, as when shards are
+//! split between nodes (its connections and state lost, its torn batch cut, the hop down
+//! for up to 2 s; with the crossing requests a restart finds taken as reversed there
+//! instead of left to the other shard, seed 4 loses an approval). A third
 //! (again from a stream of their own) run it as a cluster's node (`cluster`): each shard's
 //! journal replicated in a simulated stream whose leader fails now and then, nothing a
 //! batch gates released before the stream acknowledges it, and each crash taken over by a
@@ -206,6 +211,10 @@ enum Ev {
     HopCut(u64),
     /// The hop comes up again (switch life, the generation it was cut at).
     HopHeal(u64, u64),
+    /// On two shards, the node running this one alone dies and starts again on its disk,
+    /// while the other shard runs on (shards split between nodes): its connections and
+    /// its state are lost, its hop breaks until the restart is over.
+    ShardCrash(usize),
     /// The engine's timers (switch life).
     Timer(u64),
     /// A peer drops its connection.
@@ -332,6 +341,8 @@ pub struct Outcome {
     pub crossing_recovered: u64,
     /// On two shards: times the hop between them broke (and came up again).
     pub hop_cuts: u32,
+    /// On two shards: deaths of one shard's node while the other ran on.
+    pub shard_crashes: u32,
     /// On a cluster's seed: takeovers by the standby (each crash is one).
     pub takeovers: u32,
     /// On a cluster's seed: appends that reached the stream as their node died.
@@ -366,6 +377,9 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<(Duration, u64, Ev)>>,
     engine: Option<Switch>,
     life: u64,
+    /// Per shard, its restarts alone (`Ev::ShardCrash`) so far: with the switch's life, what
+    /// tells a shard's disk events of its last run from its own.
+    shard_runs: Vec<u64>,
     /// The seed's shards (1 or 2) and the owner of each participant (acq, iss, net).
     shards: usize,
     owners: [usize; 3],
@@ -463,6 +477,7 @@ impl Sim {
                     | Ev::Hop(..)
                     | Ev::HopCut(_)
                     | Ev::HopHeal(..)
+                    | Ev::ShardCrash(_)
                     | Ev::Timer(_)
                     | Ev::Appended(..)
                     | Ev::Reload(_)
@@ -503,6 +518,7 @@ impl Sim {
             | Ev::StreamDown(_)
             | Ev::HopCut(_)
             | Ev::HopHeal(..)
+            | Ev::ShardCrash(_)
             | Ev::Pause(_)
             | Ev::PauseNearLease(_)
             | Ev::Wake
@@ -662,6 +678,8 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
             u64::from(o.crashes_at_answer);
         *t.entry("requests another shard sent, left to it by a restart").or_default() += o.crossing_recovered;
         *t.entry("hop breaks between two shards").or_default() += u64::from(o.hop_cuts);
+        *t.entry("deaths of one shard's node, the other running on").or_default() +=
+            u64::from(o.shard_crashes);
         *t.entry("seeds run as a cluster's node").or_default() += u64::from(o.cluster);
         *t.entry("takeovers by a standby from the stream").or_default() += u64::from(o.takeovers);
         *t.entry("appends that reached the stream as their node died").or_default() +=
@@ -888,6 +906,10 @@ mod tests {
         let t = totals(&outcomes);
         assert!(t["crashes"] > 10 && t["reversed by the terminal"] > 0, "faults were exercised: {t:?}");
         assert!(t["hop breaks between two shards"] > 3, "the hop broke and healed: {t:?}");
+        assert!(
+            t["deaths of one shard's node, the other running on"] > 2,
+            "one shard's node died and started again while the other ran on: {t:?}"
+        );
         assert!(t["approved by the issuer after it acknowledged their reversal"] > 0, "{t:?}");
         assert!(
             t["takeovers by a standby from the stream"] > 3,

@@ -33,6 +33,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             engine: None,
             life: 0,
+            shard_runs: vec![0; shards],
             shards,
             owners,
             net: network::Network { fragments, ..network::Network::default() },
@@ -171,11 +172,21 @@ impl Sim {
                 plan.push((hc.micros(100_000, load), Ev::HopCut(hc.below(3_000_000))));
             }
         }
+        // On two shards without a cluster, now and then the node running one of them dies
+        // and starts again on its disk while the other runs on (shards split between
+        // nodes) — from a stream of its own.
+        let mut sc = Rng::new(seed ^ 0x7368_6172_6464);
+        if shards > 1 && s.cluster.is_none() && sc.chance(30) {
+            for _ in 0..1 + sc.below(2) {
+                plan.push((sc.micros(100_000, load), Ev::ShardCrash(sc.below(2) as usize)));
+            }
+        }
         // A terminal that forgets is protected by the switch's own reversals of approvals
         // it could not deliver; a crash before such a reversal is durable loses it (no
         // record says whether an answer left), so on a seed with crashes the terminal
         // reverses what it got no answer to, as ISO 8583 has it.
-        let crashes = plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::CrashAtAnswer));
+        let crashes =
+            plan.iter().any(|(_, ev)| matches!(ev, Ev::Crash | Ev::CrashAtAnswer | Ev::ShardCrash(_)));
         if plan.iter().any(|(_, ev)| matches!(ev, Ev::Eio)) || (crashes && s.cluster.is_none()) {
             s.terminal.forgets = false;
             s.parked.forgets = false;

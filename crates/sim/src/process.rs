@@ -79,8 +79,8 @@ impl Sim {
     /// crash and restart, a full or failing disk, a wall-clock jump.
     pub(crate) fn process_event(&mut self, ev: Ev) {
         match ev {
-            Ev::Synced(life, k) => {
-                if life == self.life {
+            Ev::Synced(run, k) => {
+                if run == self.run_of(k) {
                     self.synced(k);
                 }
             }
@@ -101,6 +101,11 @@ impl Sim {
                     self.out.hop_cuts += 1;
                     self.world(format!("the hop breaks for {d:?}: what was on its way is lost"));
                     self.at(self.now + d, Ev::HopHeal(life, generation));
+                }
+            }
+            Ev::ShardCrash(k) => {
+                if self.faults && self.cluster.is_none() && self.shards > 1 && self.paused_until.is_none() {
+                    self.crash_shard(k);
                 }
             }
             Ev::HopHeal(life, generation) => {
@@ -202,28 +207,8 @@ impl Sim {
         let clock = WallClock { at: now, unix_secs: self.unix_ms() / 1000 };
         let unix_now = self.unix_ms();
         // Each shard recovers from its own disk.
-        let mut recovered = Vec::with_capacity(self.shards);
-        for (k, disk) in self.disks.iter_mut().enumerate() {
-            let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
-            let (next, owed, last_len) = match scan_log(&view) {
-                Ok(scan) => {
-                    let mut owed = disk.recovered_checkpoint();
-                    // In a cluster, as `take_shard`: the shard's release mark.
-                    owed.released =
-                        self.cluster.as_ref().filter(|c| !c.marks_unread).and_then(|c| c.released[k]);
-                    let _ = owed.fold(&scan, unix_now);
-                    let cut = scan.cut();
-                    let next = scan.next_seq.max(owed.last_seq + 1);
-                    (next, owed, cut.map(|(_, at)| at as u64))
-                }
-                Err(_) => (1, Recovery::default(), None),
-            };
-            disk.cut_tail(last_len.map(|l| l as usize));
-            if let Some(c) = self.cluster.as_mut() {
-                c.unreleased += owed.unreleased;
-            }
-            recovered.push((next, owed));
-        }
+        let recovered: Vec<(u64, Recovery)> =
+            (0..self.shards).map(|k| self.recover_disk(k, unix_now)).collect();
         if let Some(crashed) = self.durable_at_crash.take() {
             // Recovery reads every record that was durable, and at most the whole records
             // of the batch the crash tore (a prefix of it may have reached the disk);
@@ -243,28 +228,22 @@ impl Sim {
                 }
             }
         }
-        let policy = GroupCommit {
-            segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
-            ..GroupCommit::default()
-        };
-        let lens: Vec<Option<u64>> =
-            self.disks.iter().map(|d| d.segments.last().map(|(_, b)| b.len() as u64)).collect();
-        let life = self.life;
         let mut base = config_for(self.topology);
         for (p, &o) in base.participants.iter_mut().zip(&self.owners) {
             p.shard = Some(o);
         }
         let plan = corridor_engine::shards::ShardPlan::new(self.shards, &base);
         let mut resumed = Vec::new();
+        let runs: Vec<u64> = (0..self.shards).map(|k| self.run_of(k)).collect();
+        let lens: Vec<Option<u64>> = (0..self.shards).map(|k| self.disk_len(k)).collect();
         let switch = Switch::new(base, plan, now, |k, config| {
-            let mut nonce = [0u8; 8];
-            nonce.copy_from_slice(&(life * 16 + k as u64).to_be_bytes());
-            let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
-            let journal = Journal::new(policy, recovered[k].0, lens[k], key, nonce);
-            let mut engine = Engine::with_journal(config, clock, journal);
-            // Before resuming: the entries it resumes are this shard's.
-            engine.set_shard(k);
-            let r = engine.resume(&recovered[k].1, now, unix_now);
+            let (engine, r) = shard_engine(
+                k,
+                config,
+                (clock, now, unix_now),
+                (recovered[k].0, lens[k], runs[k]),
+                &recovered[k].1,
+            );
             self.out.crossing_recovered += r.crossing as u64;
             resumed.push(r);
             engine
@@ -283,6 +262,125 @@ impl Sim {
         self.timer_at = None;
         self.net.hop_last = [self.now; 2];
         for side in SIDES {
+            self.connect(side);
+        }
+        self.pump();
+    }
+
+    /// What tells shard `k`'s disk events of this run from those of its runs before: the
+    /// switch's life and the shard's restarts alone.
+    pub(crate) fn run_of(&self, k: usize) -> u64 {
+        (self.life << 16) | self.shard_runs.get(k).copied().unwrap_or(0)
+    }
+
+    /// The length of disk `k`'s last segment.
+    fn disk_len(&self, k: usize) -> Option<u64> {
+        self.disks[k].segments.last().map(|(_, b)| b.len() as u64)
+    }
+
+    /// Disk `k` recovered as a start reads it: its torn tail cut; the next record's number
+    /// and what the journal owes.
+    fn recover_disk(&mut self, k: usize, unix_now: u64) -> (u64, Recovery) {
+        let disk = &mut self.disks[k];
+        let view: Vec<(u64, &[u8])> = disk.segments.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let (next, owed, last_len) = match scan_log(&view) {
+            Ok(scan) => {
+                let mut owed = disk.recovered_checkpoint();
+                // In a cluster, as `take_shard`: the shard's release mark.
+                owed.released = self.cluster.as_ref().filter(|c| !c.marks_unread).and_then(|c| c.released[k]);
+                let _ = owed.fold(&scan, unix_now);
+                let cut = scan.cut();
+                let next = scan.next_seq.max(owed.last_seq + 1);
+                (next, owed, cut.map(|(_, at)| at as u64))
+            }
+            Err(_) => (1, Recovery::default(), None),
+        };
+        disk.cut_tail(last_len.map(|l| l as usize));
+        if let Some(c) = self.cluster.as_mut() {
+            c.unreleased += owed.unreleased;
+        }
+        (next, owed)
+    }
+
+    /// The node running shard `k` alone dies (shards split between nodes) and starts again
+    /// on its disk at once, while the other shard runs on: the connections of its
+    /// participants close, its batch being written is lost or torn, its state is what its
+    /// disk recovers, and the hop between the shards is down for up to 2 s (the node
+    /// starting, the other's hop finding it again) — what was on its way is lost.
+    pub(crate) fn crash_shard(&mut self, k: usize) {
+        let Some(switch) = self.engine.as_ref() else { return };
+        let believed = switch.journal_durable(k).unwrap_or(0);
+        let mine: Vec<Side> = SIDES.into_iter().filter(|s| switch.owner(s.spec()) == k).collect();
+        self.out.shard_crashes += 1;
+        self.world(format!("shard {k}'s node dies; shard {} runs on", 1 - k));
+        let before = self.durable(k);
+        if believed > before.last_seq {
+            self.broke(
+                None,
+                format!(
+                    "shard {k}: the switch counted records up to {believed} durable; the disk holds them up to {}",
+                    before.last_seq
+                ),
+            );
+        }
+        for &side in &mine {
+            if let Some(&(_, generation)) = self.net.links.get(&side) {
+                self.net.crashed.insert(generation);
+                self.disconnect(side);
+            }
+        }
+        let in_batch = self.disks[k].writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
+        if let Some(b) = self.disks[k].writing.take() {
+            if self.rng.chance(50) {
+                let cut = self.rng.below(b.bytes.len() as u64 + 1) as usize;
+                let disk = &mut self.disks[k];
+                if let Some(h) = b.new_segment {
+                    disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
+                }
+                if let Some((_, seg)) = disk.segments.last_mut() {
+                    seg.extend_from_slice(&b.bytes[..cut]);
+                }
+            }
+        }
+        // Its own run from now: what its disk was doing for the last one is nothing now.
+        self.shard_runs[k] += 1;
+        let now = self.instant();
+        let unix_now = self.unix_ms();
+        let clock = WallClock { at: now, unix_secs: unix_now / 1000 };
+        let (next, owed) = self.recover_disk(k, unix_now);
+        let after = self.durable(k);
+        let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
+        if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
+            self.broke(
+                None,
+                format!(
+                    "shard {k}: its restart read records up to {} ({after}); the disk held {lo} durably ({before}) and \
+                     the torn batch {in_batch} more",
+                    after.last_seq
+                ),
+            );
+        }
+        let (len, run) = (self.disk_len(k), self.run_of(k));
+        let mut resumed = None;
+        let Some(switch) = self.engine.as_mut() else { return };
+        let generation = switch.restart_shard(k, now, |config| {
+            let (engine, r) = shard_engine(k, config, (clock, now, unix_now), (next, len, run), &owed);
+            resumed = Some(r);
+            engine
+        });
+        if let Some(r) = resumed {
+            self.out.crossing_recovered += r.crossing as u64;
+            self.world(format!(
+                "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
+                owed.requests.len(),
+                owed.reversals.len(),
+                owed.outcomes.len()
+            ));
+        }
+        let d = self.rng.micros(10_000, 2_000_000);
+        let life = self.life;
+        self.at(self.now + d, Ev::HopHeal(life, generation));
+        for side in mine {
             self.connect(side);
         }
         self.pump();
@@ -343,8 +441,8 @@ impl Sim {
                     Some(JournalStep::Write(batch)) => {
                         self.disks[k].writing = Some(batch);
                         let d = self.rng.micros(50, 400) * if self.disks[k].slow { 40 } else { 1 };
-                        let life = self.life;
-                        self.at(self.now + d, Ev::Synced(life, k));
+                        let run = self.run_of(k);
+                        self.at(self.now + d, Ev::Synced(run, k));
                         progress = true;
                     }
                     Some(JournalStep::LookAgain) => {
@@ -477,8 +575,8 @@ impl Sim {
             self.world(format!("journal {k}: the disk is full (ENOSPC): the batch waits"));
         }
         if let AfterWrite::Again(at) = after {
-            let life = self.life;
-            self.at(at.saturating_duration_since(self.t0), Ev::Synced(life, k));
+            let run = self.run_of(k);
+            self.at(at.saturating_duration_since(self.t0), Ev::Synced(run, k));
         }
     }
 
@@ -492,4 +590,27 @@ impl Sim {
         let _ = r.fold(&scan, self.unix_ms());
         Durable::of(&r)
     }
+}
+
+/// Shard `k`'s engine for `config`, with its journal going on from record `next` (its last
+/// segment `len` bytes long; nonces of its own for `run`), anchored to `at` (the clock, now,
+/// the wall clock's ms), and what `owed` says the last run left resumed.
+fn shard_engine(
+    k: usize,
+    config: Config,
+    (clock, now, unix_now): (WallClock, Instant, u64),
+    (next, len, run): (u64, Option<u64>, u64),
+    owed: &Recovery,
+) -> (Engine, corridor_engine::Resumed) {
+    let policy =
+        GroupCommit { segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN, ..GroupCommit::default() };
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&(run * 16 + k as u64).to_be_bytes());
+    let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
+    let journal = Journal::new(policy, next, len, key, nonce);
+    let mut engine = Engine::with_journal(config, clock, journal);
+    // Before resuming: the entries it resumes are this shard's.
+    engine.set_shard(k);
+    let r = engine.resume(owed, now, unix_now);
+    (engine, r)
 }

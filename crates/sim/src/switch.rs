@@ -179,6 +179,25 @@ impl Switch {
         self.hop_generation
     }
 
+    /// Shard `k` starts again as `make` builds it for its configuration (its node died and
+    /// starts again on its disk; the other shard runs on): the hop breaks as it went (a new
+    /// generation: what was on its way is lost), its journal's batch cycle starts afresh,
+    /// and the hop stays down until [`Switch::hop_heal`]. The hop's new generation.
+    pub(crate) fn restart_shard(
+        &mut self,
+        k: usize,
+        now: Instant,
+        make: impl FnOnce(Config) -> Engine,
+    ) -> u64 {
+        let generation = self.hop_cut(now);
+        let mut e = make(self.plan.config_for(&self.base, k));
+        e.set_shard(k);
+        e.share_routes(self.shards[1 - k].routes());
+        self.shards[k] = e;
+        self.cycles[k] = JournalCycle::default();
+        generation
+    }
+
     /// The hop comes up again: a new link at each end.
     pub(crate) fn hop_heal(&mut self, now: Instant) {
         for k in 0..self.shards.len() {
