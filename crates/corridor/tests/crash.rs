@@ -1194,6 +1194,44 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
         assert_eq!(pay(port_b, stan), "00", "purchase {stan} at node b, relayed to node a, back to node b");
     }
     assert!(a.logged("connection relayed by another node"), "node a served what node b relayed");
+    // A node link claiming the hop from shard 0 with the certificate of a node of the
+    // cluster that does not run it (node c): node b refuses it after the handshake, and the
+    // purchase it carries crosses nowhere.
+    let certs = rig.dir.join("certs");
+    let impostor = corridor_net::relay::RelayTls::new(
+        &corridor_net::TlsFiles {
+            cert: certs.join("c.pem"),
+            key: certs.join("c.key"),
+            ca: vec![certs.join("ca.pem")],
+            crl: vec![],
+            server_name: None,
+        },
+        vec![],
+    )
+    .unwrap();
+    let route = corridor_net::relay::Route { shard: 1, what: corridor_net::relay::Carried::Hop(0) };
+    let approved_before = rig.seen.lock().unwrap().approved.len();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answered = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = format!("127.0.0.1:{}", relays[1].1).parse().unwrap();
+        let Ok(mut s) = corridor_net::relay::connect(&impostor, "b", address, &route).await else {
+            return 0;
+        };
+        let body = common::purchase(900, "IMPOSTOR0900").to_bytes(Dialect::Native).unwrap();
+        let mut frame = BytesMut::new();
+        NativeFramer::new(FRAME_BYTES_MAX).encode(0, 900, &body, &mut frame).unwrap();
+        let _ = s.write_all(&frame).await;
+        let mut buf = [0u8; 512];
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.map_or(0, |r| r.unwrap_or(0))
+    });
+    assert_eq!(answered, 0, "nothing answered on a hop from a node that does not run its shard");
+    assert!(
+        b.wait_logged("a hop from a node that does not run the shard", 1, Duration::from_secs(5)),
+        "node b says it refused it"
+    );
+    assert_eq!(rig.seen.lock().unwrap().approved.len(), approved_before, "its purchase reached no issuer");
+    assert_eq!(pay(port_a, 8), "00", "the real hop goes on carrying");
     let (c, _) = common::spawn(&config_c);
     assert!(c.wait_logged("standby", 1, Duration::from_secs(20)), "node c waits for shard 1");
 
@@ -1248,8 +1286,8 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
     assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
     let unreversed: Vec<&String> =
         seen.approved.iter().filter(|x| x.as_str() < "000100" && !seen.reversed.contains(*x)).collect();
-    assert_eq!(unreversed.len(), 6, "purchases 1-6 stand (answered 00), 7 is reversed: {unreversed:?}");
-    eprintln!("7 purchases crossed between nodes a and b (3 relayed by b); node b killed; shard 1 served again by node c {served:?} later (declined meanwhile: {meanwhile:?}); the purchase approved as b died reversed");
+    assert_eq!(unreversed.len(), 7, "purchases 1-6 and 8 stand (answered 00), 7 is reversed: {unreversed:?}");
+    eprintln!("8 purchases crossed between nodes a and b (3 relayed by b; a hop claimed by a node that does not run its shard refused); node b killed; shard 1 served again by node c {served:?} later (declined meanwhile: {meanwhile:?}); the purchase approved as b died reversed");
     drop(seen);
     drop(c);
     drop(a);
