@@ -113,6 +113,29 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
             bail!("cluster: no node runs shard {k} (each [cluster.nodes.<name>] names the shards it runs)");
         }
     }
+    // A standby takes over what one node runs: it waits for its shards' leases one after
+    // another, so shards two nodes run would leave the second's unserved while the first
+    // lives.
+    for (n, section) in nodes.iter().filter(|(_, s)| s.standby == Some(true)) {
+        let runs = |s: &NodeSection, k: u16| s.shards.as_ref().is_none_or(|l| l.contains(&k));
+        let wanted: Vec<u16> = match (&section.shards, file.switch.shards) {
+            (Some(l), _) => l.clone(),
+            (None, Some(count)) => (0..u16::try_from(count).unwrap_or(u16::MAX)).collect(),
+            (None, None) => continue,
+        };
+        let by: Vec<&str> = nodes
+            .iter()
+            .filter(|(m, s)| *m != n && s.standby != Some(true) && wanted.iter().any(|&k| runs(s, k)))
+            .map(|(m, _)| m.as_str())
+            .collect();
+        if by.len() > 1 {
+            bail!(
+                "cluster.nodes.{n}: a standby takes over one node's shards, and shards {wanted:?} are run by {} \
+                 (give each of those nodes a standby of its own, naming its shards)",
+                by.join(" and ")
+            );
+        }
+    }
     if nodes.is_empty() {
         return Ok(());
     }
@@ -483,6 +506,21 @@ mod tests {
             let e = format!("{:#}", crate::load_as(&path, Some("a")).err().unwrap());
             assert!(e.contains(says), "{a} {b}: {e}");
         }
+        // A standby over shards two nodes run is refused; one over one node's shards is not.
+        let standby = |list: &str| {
+            nodes("shards = [0]\n", "shards = [1]\n")
+                + &format!("\n[cluster.nodes.c]\nrelay = \"127.0.0.1:7403\"\nstandby = true\n{list}")
+        };
+        let e = format!("{:#}", crate::load_as(&shared(&d, &standby(""), "4111"), Some("a")).err().unwrap());
+        assert!(
+            e.contains("cluster.nodes.c: a standby takes over one node's shards") && e.contains("a and b"),
+            "{e}"
+        );
+        let c = crate::load_as(&shared(&d, &standby("shards = [1]\n"), "4111"), Some("c"))
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.shards, Some(vec![1]));
         // A node that runs some shards reaches the others over node links: it needs a relay.
         let text = nodes("shards = [0]\n", "shards = [1]\n").replace("relay = \"127.0.0.1:7402\"\n", "");
         let e = format!("{:#}", crate::load_as(&shared(&d, &text, "4111"), Some("a")).err().unwrap());

@@ -1194,6 +1194,23 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
         assert_eq!(pay(port_b, stan), "00", "purchase {stan} at node b, relayed to node a, back to node b");
     }
     assert!(a.logged("connection relayed by another node"), "node a served what node b relayed");
+    // The operator sees which node runs which shard.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["cluster", "status", "--config"])
+        .arg(&config_a)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status} {}", String::from_utf8_lossy(&out.stderr));
+    for (shard, node) in [("0", "a"), ("1", "b")] {
+        let held = status.lines().any(|l| l.split_whitespace().take(2).eq([shard, node]));
+        assert!(held, "shard {shard} held by node {node}: {status}");
+        assert!(
+            status.lines().any(|l| l.trim_start().starts_with(&format!("node {node} "))
+                && l.contains(&format!("serving shard(s) {shard};"))),
+            "node {node} serves shard {shard}: {status}"
+        );
+    }
     // A node link claiming the hop from shard 0 with the certificate of a node of the
     // cluster that does not run it (node c): node b refuses it after the handshake, and the
     // purchase it carries crosses nowhere.
