@@ -226,14 +226,18 @@ impl Shutdown {
     }
 }
 
+/// A shard's number and its command queue.
+type ShardQueue = (usize, mpsc::Sender<Command>);
+
 /// A handle to a switch: cheap to clone, `Send`, usable from any thread. With several
 /// shards it asks each and sums what they say.
 #[derive(Clone)]
 pub struct Handle {
-    /// Per shard this process runs, its command queue (in order).
-    tx: Vec<mpsc::Sender<Command>>,
-    /// Which shard each is.
-    ids: Arc<Vec<usize>>,
+    /// Per shard this process runs, which shard it is and its command queue (in the order
+    /// they started; a node of a cluster may add one it takes over while it runs).
+    queues: Arc<std::sync::RwLock<Vec<ShardQueue>>>,
+    /// How a shard taken over at run time is started (a switch bound by `Switch`).
+    pub(crate) spawner: Option<Arc<crate::switch::Spawner>>,
     routes: Arc<ArcSwap<RouteTable>>,
     shutdown: Shutdown,
     /// Which shard owns which participant now (a reload may not move one).
@@ -244,8 +248,10 @@ impl Handle {
     /// Hands a relayed connection to the shard its header names; `false` when there is no
     /// such shard or its queue is full (the connection is closed).
     pub(crate) fn relay_to_shard(&self, r: crate::relay::Relayed, tls: crate::relay::RelayTls) -> bool {
-        let Some(at) = self.ids.iter().position(|&k| k == usize::from(r.route.shard)) else { return false };
-        let Some(tx) = self.tx.get(at) else { return false };
+        let shard = usize::from(r.route.shard);
+        let Some(tx) = self.txs_with_ids().into_iter().find(|(k, _)| *k == shard).map(|x| x.1) else {
+            return false;
+        };
         tx.try_send(Command::Relayed(Box::new((r, tls)))).is_ok()
     }
 }
@@ -253,7 +259,7 @@ impl Handle {
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle")
-            .field("shards", &self.tx.len())
+            .field("shards", &self.shard_ids())
             .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
     }
@@ -266,19 +272,38 @@ impl Handle {
         routes: Arc<ArcSwap<RouteTable>>,
         shutdown: Shutdown,
     ) -> Self {
-        Self { tx, ids: Arc::new(ids), routes, shutdown, plan: Arc::default() }
+        let queues = Arc::new(std::sync::RwLock::new(ids.into_iter().zip(tx).collect()));
+        Self { queues, spawner: None, routes, shutdown, plan: Arc::default() }
+    }
+
+    /// Every shard's queue now, with its number.
+    fn txs_with_ids(&self) -> Vec<ShardQueue> {
+        self.queues.read().map(|q| q.clone()).unwrap_or_default()
+    }
+
+    /// Every shard's queue now.
+    fn txs(&self) -> Vec<mpsc::Sender<Command>> {
+        self.txs_with_ids().into_iter().map(|(_, tx)| tx).collect()
+    }
+
+    /// A shard started while the switch runs: its queue joins the others.
+    pub(crate) fn add_queue(&self, shard: usize, tx: mpsc::Sender<Command>) {
+        if let Ok(mut q) = self.queues.write() {
+            q.push((shard, tx));
+        }
     }
 
     /// The number of shards this process runs.
     #[must_use]
     pub fn shards(&self) -> usize {
-        self.tx.len()
+        self.txs().len()
     }
 
-    /// Which shards this process runs, in order (a node of a cluster may run some).
+    /// Which shards this process runs, in the order they started (a node of a cluster may
+    /// run some, and take more over while it runs).
     #[must_use]
-    pub fn shard_ids(&self) -> &[usize] {
-        &self.ids
+    pub fn shard_ids(&self) -> Vec<usize> {
+        self.txs_with_ids().into_iter().map(|(k, _)| k).collect()
     }
 
     /// Records the shard plan the switch was started with (for reloads to keep).
@@ -290,8 +315,9 @@ impl Handle {
 
     /// Asks every shard with `ask` and collects the answers; `None` once any has stopped.
     async fn ask_all<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> Command) -> Option<Vec<T>> {
-        let mut rxs = Vec::with_capacity(self.tx.len());
-        for tx in &self.tx {
+        let txs = self.txs();
+        let mut rxs = Vec::with_capacity(txs.len());
+        for tx in &txs {
             let (t, r) = oneshot::channel();
             tx.send(ask(t)).await.ok()?;
             rxs.push(r);
@@ -337,7 +363,7 @@ impl Handle {
         let run = Box::new(move |e: &mut corridor_engine::Engine, now| {
             let _ = tx.send(f(e, now));
         });
-        self.tx.first()?.send(Command::Engine(run)).await.ok()?;
+        self.txs().first()?.send(Command::Engine(run)).await.ok()?;
         rx.await.ok()
     }
 
@@ -366,10 +392,11 @@ impl Handle {
         r: crate::switch::Reconfigure,
     ) -> Option<Result<usize, crate::error::ReconfigureError>> {
         let old = self.plan.lock().ok().and_then(|p| p.clone());
-        let count = old.as_ref().map_or(self.tx.len(), |p| p.count);
+        let queues = self.txs_with_ids();
+        let count = old.as_ref().map_or(queues.len(), |p| p.count);
         if count == 1 {
             let (tx, rx) = oneshot::channel();
-            self.tx.first()?.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
+            queues.first()?.1.send(Command::Reconfigure(Box::new(r), tx)).await.ok()?;
             return rx.await.ok();
         }
         let (parts, new_plan) = match crate::switch::split_reconfigure(r, count, old.as_ref()) {
@@ -379,7 +406,8 @@ impl Handle {
         // Each shard this process runs takes its own part (the others' are their nodes').
         let mut parts: Vec<Option<crate::switch::Reconfigure>> = parts.into_iter().map(Some).collect();
         let mut rxs = Vec::new();
-        for (tx, &k) in self.tx.iter().zip(self.ids.iter()) {
+        for (k, tx) in &queues {
+            let k = *k;
             let Some(part) = parts.get_mut(k).and_then(Option::take) else { continue };
             let (t, r) = oneshot::channel();
             tx.send(Command::Reconfigure(Box::new(part), t)).await.ok()?;
@@ -404,8 +432,9 @@ impl Handle {
     /// [`Handle::ask_all`] from a thread outside any runtime: every shard asked first, then
     /// every answer awaited.
     fn ask_all_blocking<T>(&self, ask: impl Fn(oneshot::Sender<T>) -> Command) -> Option<Vec<T>> {
-        let mut rxs = Vec::with_capacity(self.tx.len());
-        for tx in &self.tx {
+        let txs = self.txs();
+        let mut rxs = Vec::with_capacity(txs.len());
+        for tx in &txs {
             let (t, r) = oneshot::channel();
             tx.blocking_send(ask(t)).ok()?;
             rxs.push(r);

@@ -125,7 +125,7 @@ pub(crate) struct Shared {
     retiring: Cell<bool>,
     /// Shards drained so far, of all the switch's: a shard keeps its hops (and answers what
     /// comes over them) until every shard is drained.
-    drained: Arc<(AtomicUsize, usize)>,
+    drained: Arc<(AtomicUsize, AtomicUsize)>,
     /// The most connections open at once since memory was last given back.
     conns_peak: Cell<usize>,
     /// Memory is about to be given back (see [`Shared::connection_gone`]).
@@ -270,6 +270,76 @@ pub struct Switch {
     handle: Handle,
     /// A node of a cluster: its node link listener (see `crate::relay`).
     relay: Option<(TcpListener, crate::relay::RelayTls)>,
+    /// The shards started while it runs (joined at the end of its run).
+    spawner: Arc<Spawner>,
+}
+
+/// What starting a shard into a running switch takes — a node of a cluster taking over a
+/// shard whose node died (`Handle::add_shard`): the switch's shutdown, route table, drain
+/// count and node links, and the threads started, joined when the switch's run ends.
+pub(crate) struct Spawner {
+    shutdown: Shutdown,
+    routes: Arc<arc_swap::ArcSwap<corridor_engine::RouteTable>>,
+    drained: Arc<(AtomicUsize, AtomicUsize)>,
+    nodes: Option<(crate::relay::RelayTls, OwnerLookup)>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<io::Result<Report>>>>,
+}
+
+impl Handle {
+    /// Starts shard `parts` in the running switch, on a thread of its own — a node of a
+    /// cluster that took the shard over from a node that died (its lease taken, its journal
+    /// recovered from the stream, see `corridor_ops`). It reaches every other shard over
+    /// node links, this node's own too (their hops find it through the lease bucket, as they
+    /// would any owner). The addresses its listening links are bound to.
+    ///
+    /// # Errors
+    ///
+    /// The switch runs that shard already or cannot start one, or an address cannot be
+    /// bound.
+    pub async fn add_shard(&self, parts: ShardParts) -> io::Result<Vec<(String, SocketAddr)>> {
+        let Some(sp) = self.spawner.clone() else {
+            return Err(io::Error::other("not a switch that takes shards"));
+        };
+        let k = parts.shard;
+        if self.shard_ids().contains(&k) {
+            return Err(io::Error::other(format!("shard {k} runs here already")));
+        }
+        if sp.nodes.is_none() {
+            return Err(io::Error::other(format!("shard {k}: no node links to reach the other shards")));
+        }
+        let at = Placement { ids: vec![k], nodes: sp.nodes.clone() };
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let (stop, drained, routes) = (sp.shutdown.clone(), Arc::clone(&sp.drained), Arc::clone(&sp.routes));
+        drained.1.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut p = parts;
+        p.engine.share_routes(routes);
+        let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
+            move || -> io::Result<Report> {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let shard = match rt.block_on(Shard::bind(p, Vec::new(), Arc::clone(&drained), &at)) {
+                    Ok((shard, tx)) => {
+                        let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
+                        shard
+                    }
+                    Err(e) => {
+                        drained.1.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return Err(e);
+                    }
+                };
+                rt.block_on(shard.run(stop))
+            },
+        )?;
+        let (addrs, tx) = ready
+            .await
+            .map_err(|_| io::Error::other(format!("shard {k} did not start")))?
+            .map_err(io::Error::other)?;
+        self.add_queue(k, tx);
+        if let Ok(mut t) = sp.threads.lock() {
+            t.push(thread);
+        }
+        Ok(addrs)
+    }
 }
 
 /// One shard, bound.
@@ -346,7 +416,7 @@ impl Switch {
         let Some(first) = parts.next() else { return Err(io::Error::other("a switch needs a shard")) };
         let routes = first.engine.routes();
         let shutdown = Shutdown::default();
-        let drained = Arc::new((AtomicUsize::new(0), count));
+        let drained = Arc::new((AtomicUsize::new(0), AtomicUsize::new(count)));
         let mut ends = crate::hop::mesh_of(&ids).into_iter();
         let mut txs = Vec::with_capacity(count);
         let relay = match first.net.relay.clone() {
@@ -405,8 +475,11 @@ impl Switch {
             txs.push(tx);
             others.push(ShardThread { go, thread });
         }
-        let handle = Handle::new(txs, ids, routes, shutdown);
-        Ok(Self { first: shard, others, addrs, handle, relay })
+        let mut handle = Handle::new(txs, ids, Arc::clone(&routes), shutdown.clone());
+        let spawner =
+            Arc::new(Spawner { shutdown, routes, drained, nodes, threads: std::sync::Mutex::default() });
+        handle.spawner = Some(Arc::clone(&spawner));
+        Ok(Self { first: shard, others, addrs, handle, relay, spawner })
     }
 
     /// The address each listening link is bound to, by link name (port 0 becomes the real
@@ -433,7 +506,7 @@ impl Switch {
     ///
     /// Never for network trouble (links come and go); only if the runtime fails.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<Report> {
-        let Self { first, others, handle, relay, .. } = self;
+        let Self { first, others, handle, relay, spawner, .. } = self;
         for o in &others {
             let _ = o.go.send(());
         }
@@ -454,8 +527,10 @@ impl Switch {
         if let Some(r) = relaying {
             r.abort();
         }
-        for o in others {
-            let joined = tokio::task::spawn_blocking(move || o.thread.join()).await;
+        // The shards it started with, then those taken over while it ran.
+        let added = spawner.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for thread in others.into_iter().map(|o| o.thread).chain(added) {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
             let r = match joined {
                 Ok(Ok(r)) => r,
                 Ok(Err(_)) | Err(_) => Err(io::Error::other("a shard's thread panicked")),
@@ -476,7 +551,7 @@ impl Shard {
     async fn bind(
         parts: ShardParts,
         hop_ends: Vec<crate::hop::HopEnd>,
-        drained: Arc<(AtomicUsize, usize)>,
+        drained: Arc<(AtomicUsize, AtomicUsize)>,
         at: &Placement,
     ) -> io::Result<(Self, tokio::sync::mpsc::Sender<Command>)> {
         let ShardParts { shard: index, mut engine, net } = parts;

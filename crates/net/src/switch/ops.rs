@@ -195,10 +195,11 @@ pub(super) async fn drain(shared: &Rc<Shared>, drain_timeout: Duration) {
     }
     // Every shard drained (or the drain's time is up) before the hops close: what comes
     // over them until then is answered.
-    let (count, shards) = (&shared.drained.0, shared.drained.1);
+    let (count, shards) = (&shared.drained.0, &shared.drained.1);
     count.fetch_add(1, Ordering::AcqRel);
     let barrier_deadline = deadline.max(Instant::now()) + FLUSH_WAIT_MAX;
-    while count.load(Ordering::Acquire) < shards && Instant::now() < barrier_deadline {
+    while count.load(Ordering::Acquire) < shards.load(Ordering::Acquire) && Instant::now() < barrier_deadline
+    {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     for c in shared.conns.borrow().values() {
