@@ -39,6 +39,9 @@ pub struct ClusterSettings {
     /// through the nodes that run them: their partners' connections relayed, their requests
     /// carried over node-to-node hops (`corridor_net::hop`).
     pub shards: Option<Vec<u16>>,
+    /// The shards this node takes over while it runs, once their node has died (their
+    /// lease expired unrenewed): `[cluster.nodes.<name>] takes_over`, beside `shards`.
+    pub takes_over: Vec<u16>,
 }
 
 impl ClusterSettings {
@@ -169,6 +172,7 @@ pub(crate) fn for_node(file: &mut File, node: Option<&str>) -> Result<()> {
         c.relay.clone_from(&own.relay);
         c.relay_advertise.clone_from(&own.relay_advertise);
         c.shards.clone_from(&own.shards);
+        c.takes_over.clone_from(&own.takes_over);
     }
     Ok(())
 }
@@ -259,6 +263,18 @@ fn check_node(file: &File, name: &str, section: &NodeSection) -> Result<()> {
             bail!("{at}: shards, and no relay: a node that runs some shards reaches the others' over node links (relay and [cluster] relay_tls)");
         }
     }
+    if !section.takes_over.is_empty() {
+        let Some(own) = &section.shards else {
+            bail!("{at}: takes_over, and no shards (a node that runs every shard has none to take over)");
+        };
+        if section.standby == Some(true) {
+            bail!("{at}: takes_over, and a standby (a standby takes its shards over at start, as it waits)");
+        }
+        let count = file.switch.shards.unwrap_or(0);
+        if let Some(k) = section.takes_over.iter().find(|&&k| usize::from(k) >= count || own.contains(&k)) {
+            bail!("{at}: takes_over names shard {k}, which is not another of the switch's {count} shards");
+        }
+    }
     for link in section.listen.keys() {
         let found = file.participants.iter().flat_map(|p| p.links.iter()).find(|l| l.name == *link);
         match found {
@@ -325,6 +341,7 @@ pub(crate) fn settings(
             s.sort_unstable();
             s
         }),
+        takes_over: c.takes_over.clone(),
     })
 }
 
@@ -521,6 +538,22 @@ mod tests {
             .cluster
             .unwrap();
         assert_eq!(c.shards, Some(vec![1]));
+        // A node that runs some shards may take the others over while it runs.
+        let path = shared(&d, &nodes("shards = [0]\ntakes_over = [1]\n", "shards = [1]\n"), "4111");
+        assert_eq!(crate::load_as(&path, Some("a")).unwrap().cluster.unwrap().takes_over, vec![1]);
+        assert!(crate::load_as(&path, Some("b")).unwrap().cluster.unwrap().takes_over.is_empty());
+        for (a, says) in [
+            ("takes_over = [1]\n", "takes_over, and no shards"),
+            ("shards = [0]\ntakes_over = [0]\n", "takes_over names shard 0, which is not another"),
+            ("shards = [0]\ntakes_over = [2]\n", "takes_over names shard 2"),
+            ("shards = [0]\ntakes_over = [1]\nstandby = true\n", "takes_over, and a standby"),
+        ] {
+            let e = format!(
+                "{:#}",
+                crate::load_as(&shared(&d, &nodes(a, "shards = [1]\n"), "4111"), Some("b")).err().unwrap()
+            );
+            assert!(e.contains(says), "{a}: {e}");
+        }
         // A node that runs some shards reaches the others over node links: it needs a relay.
         let text = nodes("shards = [0]\n", "shards = [1]\n").replace("relay = \"127.0.0.1:7402\"\n", "");
         let e = format!("{:#}", crate::load_as(&shared(&d, &text, "4111"), Some("a")).err().unwrap());

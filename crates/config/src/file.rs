@@ -128,6 +128,9 @@ pub(crate) struct ClusterSection {
     /// This node's `[cluster.nodes.<name>] shards` (set by `cluster::for_node`).
     #[serde(skip)]
     pub(crate) shards: Option<Vec<u16>>,
+    /// This node's `[cluster.nodes.<name>] takes_over` (set by `cluster::for_node`).
+    #[serde(skip)]
+    pub(crate) takes_over: Vec<u16>,
 }
 
 /// `[cluster.nodes.<name>]`: one node's own settings, over the shared ones.
@@ -151,6 +154,9 @@ pub(crate) struct NodeSection {
     pub(crate) relay_advertise: Option<String>,
     /// The shards it runs (a standby: the shards it waits for); default: every shard.
     pub(crate) shards: Option<Vec<u16>>,
+    /// The shards it takes over while it runs, from a node that died (with `shards`).
+    #[serde(default)]
+    pub(crate) takes_over: Vec<u16>,
 }
 
 #[derive(Deserialize, Default)]

@@ -182,6 +182,7 @@ fn admin_settings(a: &file::AdminSection, base: &Path) -> Result<AdminSettings> 
 }
 
 /// A checked `[journal]` section.
+#[derive(Clone)]
 pub struct JournalSettings {
     /// The journal directory.
     pub dir: std::path::PathBuf,

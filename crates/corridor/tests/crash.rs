@@ -1140,6 +1140,46 @@ fn a_partition_between_two_nodes_doubles_nothing_when_it_heals() {
     drop(a);
 }
 
+/// Purchase `stan` sent on a connection of its own to `port`, once the issuer has approved
+/// it (its answer leaves 300 ms later): the connection, and its read buffer.
+fn approved_on_its_way_back(rig: &ClusterRig, port: u16, stan: u32, rrn: &str) -> (TcpStream, BytesMut) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    assert!(send(&mut s, u64::from(stan), &common::purchase(stan, rrn)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rig.seen.lock().unwrap().approved.contains(&format!("{stan:06}")) {
+        assert!(Instant::now() < deadline, "purchase {stan} never reached the issuer");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (s, BytesMut::new())
+}
+
+/// Purchases at `port` (STANs from 101), one every 100 ms, until one is approved again: how
+/// long after `killed` that was, and what the others were answered (bounded: 40 s).
+fn approved_again(port: u16, killed: Instant) -> (Duration, std::collections::BTreeMap<String, usize>) {
+    let mut stan = 100;
+    let mut meanwhile = std::collections::BTreeMap::<String, usize>::new();
+    loop {
+        stan += 1;
+        let code = pay_within(port, stan, Duration::from_secs(2));
+        if code == "00" {
+            return (killed.elapsed(), meanwhile);
+        }
+        *meanwhile.entry(code).or_default() += 1;
+        assert!(killed.elapsed() < Duration::from_secs(40), "never approved again after the kill");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (bounded: 20 s) for the issuer to have a reversal of purchase `stan`.
+fn reversed_at_the_issuer(rig: &ClusterRig, stan: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rig.seen.lock().unwrap().reversed.contains(&format!("{stan:06}")) {
+        assert!(Instant::now() < deadline, "purchase {stan}'s reversal never reached the issuer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Puts in `config` (a [`relay_config`] file) which node runs which shards (`shards`: node,
 /// TOML list), with the acquirer and the wallet on shard 0 and the issuer on shard 1: every
 /// purchase crosses from one to the other.
@@ -1254,34 +1294,12 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
 
     // A purchase on its way back when node b dies: approved by the issuer at once (its
     // answer 300 ms later, to node b, dead by then).
-    let mut s = TcpStream::connect(("127.0.0.1", port_a)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut buf = BytesMut::new();
-    assert!(send(&mut s, 7, &common::purchase(7, "SPLIT0000007")));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !rig.seen.lock().unwrap().approved.contains("000007") {
-        assert!(Instant::now() < deadline, "purchase 7 never reached the issuer");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (mut s, mut buf) = approved_on_its_way_back(&rig, port_a, 7, "SPLIT0000007");
     let killed = Instant::now();
     b.kill9();
 
     // Node c takes shard 1 over; node a's hop finds it; purchases are approved again.
-    let mut stan = 100;
-    let mut meanwhile = std::collections::BTreeMap::<String, usize>::new();
-    let served = loop {
-        stan += 1;
-        let code = pay_within(port_a, stan, Duration::from_secs(2));
-        if code == "00" {
-            break killed.elapsed();
-        }
-        *meanwhile.entry(code).or_default() += 1;
-        assert!(
-            killed.elapsed() < Duration::from_secs(40),
-            "shard 1 never served again after node b's death"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (served, meanwhile) = approved_again(port_a, killed);
     // Meanwhile node a declines what it cannot send across (91), at once.
     assert!(meanwhile.keys().all(|c| c == "91"), "answered meanwhile: {meanwhile:?}");
     // Node a answered purchase 7 68 at its timeout (5 s), and reverses it.
@@ -1293,11 +1311,7 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
             || a.logged("hop to another node up")
     );
     // The reversal reaches the issuer (through node c).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !rig.seen.lock().unwrap().reversed.contains("000007") {
-        assert!(Instant::now() < deadline, "purchase 7's reversal never reached the issuer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    reversed_at_the_issuer(&rig, 7);
     let seen = rig.seen.lock().unwrap();
     assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
     assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
@@ -1518,5 +1532,48 @@ fn kill_9_of_the_node_running_the_issuers_shard_in_a_loop_leaves_no_ambiguous_or
     assert_eq!(delivered_and_reversed, 0, "delivered 00 and reversed by the switch");
     drop((s, h));
     let _ = active.term();
+    drop(a);
+}
+
+/// A node that runs one shard takes the other over while it runs when the node running it
+/// dies (`takes_over`): node a runs shard 0 (the acquirer's) and takes over shard 1 (the
+/// issuer's), which node b runs — no standby. Node b is killed with a purchase the issuer
+/// approved on its way back: node a answers it 68 and reverses it through shard 1, now its
+/// own (its lease taken, its journal read from the stream, started in the running switch,
+/// the hop between the two shards carried over this node's own node link), dials the issuer
+/// itself, and purchases are approved again.
+#[test]
+fn a_node_running_one_shard_takes_the_other_over_when_its_node_dies() {
+    let rig = ClusterRig::new("split-takeover");
+    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
+    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
+    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
+    for c in [&config_a, &config_b] {
+        split_shards(c, &[("a", "[0]\ntakes_over = [1]"), ("b", "[1]")]);
+    }
+    let (a, _) = common::spawn(&config_a);
+    let (b, _) = common::spawn(&config_b);
+    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    for stan in 1..=3 {
+        assert_eq!(pay(port_a, stan), "00", "purchase {stan} across the nodes");
+    }
+    let (mut s, mut buf) = approved_on_its_way_back(&rig, port_a, 7, "TAKE00000007");
+    let killed = Instant::now();
+    b.kill9();
+    let (served, meanwhile) = approved_again(port_a, killed);
+    assert!(a.logged("shard taken over: serving it here"), "node a took shard 1 over");
+    let late = answer_within(&mut s, &mut buf, Duration::from_secs(10));
+    assert_eq!(late, Some((7, "68".into())), "the purchase whose answer died with node b");
+    reversed_at_the_issuer(&rig, 7);
+    let seen = rig.seen.lock().unwrap();
+    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
+    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+    let standing: Vec<&String> = seen.approved.iter().filter(|x| !seen.reversed.contains(*x)).collect();
+    assert!(standing.iter().all(|x| x.as_str() != "000007"), "{standing:?}");
+    eprintln!(
+        "node b killed; node a took shard 1 over and crossed again {served:?} later (declined meanwhile: {meanwhile:?}); the purchase approved as b died reversed"
+    );
+    drop(seen);
     drop(a);
 }

@@ -19,8 +19,8 @@ const FRONT_START_MAX: Duration = Duration::from_secs(10);
 pub(crate) enum Relaying {
     /// Every shard's: the node waits for its shards.
     Waiting,
-    /// Those of the shards other nodes run.
-    Others,
+    /// Those of this shard, which another node runs.
+    Shard(u16),
 }
 
 /// A running front; dropping it stops it (and frees its addresses) before returning.
@@ -39,9 +39,9 @@ pub(crate) struct FrontPlan {
 
 impl Front {
     /// What the front of a node whose configuration has relays relays: the listening links
-    /// of every shard (`Waiting`: the node has none yet) or of the shards it does not run
-    /// (`Others`: beside its switch, for as long as it runs); `None` when there is nothing
-    /// to relay.
+    /// of every shard (`Waiting`: the node has none yet) or of one shard another node runs
+    /// (`Shard`: beside its switch, until it stops or the node takes that shard over);
+    /// `None` when there is nothing to relay.
     pub(crate) fn plan(loaded: &Loaded, of: Relaying) -> Option<FrontPlan> {
         let (Some(c), Some(relay)) = (&loaded.cluster, &loaded.net.relay) else { return None };
         let tls = relay.tls.clone();
@@ -53,7 +53,10 @@ impl Front {
             .filter_map(|l| {
                 let participant = loaded.engine.links.get(l.spec)?.participant;
                 let shard = *plan.owner.get(participant)?;
-                let relayed = of == Relaying::Waiting || !c.runs(shard);
+                let relayed = match of {
+                    Relaying::Waiting => true,
+                    Relaying::Shard(k) => usize::from(k) == shard && !c.runs(shard),
+                };
                 Some((l.clone(), u16::try_from(shard).ok()?)).filter(|_| relayed)
             })
             .collect();

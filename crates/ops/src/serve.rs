@@ -109,11 +109,16 @@ pub async fn run(
         ),
         _ => None,
     };
-    // (`_front`: a node that runs some of the shards relays the others' partners for as long
-    // as its switch runs.)
-    let (switch, _front) = crate::startup::bind(config).await.map_err(ServeError::Start)?;
+    let crate::startup::Bound { switch, fronts, takeover } =
+        crate::startup::bind(config).await.map_err(ServeError::Start)?;
     drop(waiting);
     let handle = switch.handle();
+    // A node that runs some of the shards relays the others' partners for as long as its
+    // switch runs — or, for a shard it takes over, until it does.
+    let fronts = Arc::new(std::sync::Mutex::new(fronts));
+    let taking = takeover.map(|t| {
+        tokio::spawn(take_over(Arc::new(t), handle.clone(), Arc::clone(&fronts), Arc::clone(&current)))
+    });
     let counts = Arc::new(ReloadCounts::default());
     let reloader: Option<Reloader> = source.map(|s| {
         reloader(
@@ -175,11 +180,78 @@ pub async fn run(
     }
     watchdog.abort();
     hup.abort();
+    if let Some(t) = taking {
+        t.abort();
+    }
     if let Some(f) = follow {
         f.abort();
     }
     drop(admin);
     result.map(drop).map_err(ServeError::Switch)
+}
+
+/// How often a node that takes shards over looks for one whose node died.
+const TAKEOVER_POLL: Duration = Duration::from_millis(500);
+
+/// Takes over, while the switch runs, each shard `t` names whose lease is free (its node
+/// died, and no standby took it first): the lease taken, the journal brought up to the
+/// stream's and recovered (`startup::Takeover`), the front relaying its partners stopped,
+/// and the shard started in the running switch (`Handle::add_shard`), which then binds its
+/// listening links and dials its dialed ones. A shard that cannot be started has its lease
+/// given up again (another node may take it), and is tried again.
+async fn take_over(
+    t: Arc<crate::startup::Takeover>,
+    handle: Handle,
+    fronts: Arc<std::sync::Mutex<Vec<(u16, crate::front::Front)>>>,
+    current: Arc<tokio::sync::Mutex<Current>>,
+) {
+    let stop = handle.shutdown();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(TAKEOVER_POLL) => {}
+            () = stop.wait() => return,
+        }
+        for &k in t.shards() {
+            if handle.shard_ids().contains(&usize::from(k)) {
+                continue;
+            }
+            let taker = Arc::clone(&t);
+            let since = std::time::Instant::now();
+            // On the configuration served now; no reload meanwhile (the shard would miss it).
+            let now = current.lock().await;
+            let served = now.clone();
+            let parts = match tokio::task::spawn_blocking(move || taker.try_take(k, &served)).await {
+                Ok(Ok(Some(parts))) => parts,
+                Ok(Ok(None)) | Err(_) => continue,
+                Ok(Err(e)) => {
+                    error!(shard = k, error = %e, "cluster: taking the shard over failed: its lease is given up");
+                    t.give_up(k).await;
+                    continue;
+                }
+            };
+            warn!(shard = k, "cluster: the shard's node is gone: taking the shard over");
+            // Its partners' addresses: the front stops relaying them (and frees them) first.
+            let front = fronts.lock().ok().and_then(|mut f| {
+                let at = f.iter().position(|(s, _)| *s == k)?;
+                Some(f.remove(at))
+            });
+            let _ = tokio::task::spawn_blocking(move || drop(front)).await;
+            let added = handle.add_shard(parts).await;
+            drop(now);
+            match added {
+                Ok(addrs) => info!(
+                    shard = k,
+                    listening = addrs.len(),
+                    took_ms = since.elapsed().as_millis() as u64,
+                    "cluster: shard taken over: serving it here"
+                ),
+                Err(e) => {
+                    error!(shard = k, error = %e, "cluster: the shard taken over cannot start: its lease is given up");
+                    t.give_up(k).await;
+                }
+            }
+        }
+    }
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {

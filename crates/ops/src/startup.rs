@@ -36,6 +36,15 @@ pub fn into_parts(mut loaded: Loaded) -> std::io::Result<(corridor_engine::Engin
 pub fn into_shards(
     loaded: Loaded,
 ) -> std::io::Result<(Vec<corridor_net::ShardParts>, corridor_engine::shards::ShardPlan)> {
+    let (parts, plan, _) = shards_of(loaded)?;
+    Ok((parts, plan))
+}
+
+/// [`into_shards`], and on a node of a cluster that takes shards over while it runs
+/// (`takes_over`), what it needs to start one.
+fn shards_of(
+    loaded: Loaded,
+) -> std::io::Result<(Vec<corridor_net::ShardParts>, corridor_engine::shards::ShardPlan, Option<Takeover>)> {
     let n = loaded.shards.max(1);
     let plan = corridor_engine::shards::ShardPlan::new(n, &loaded.engine);
     if let Some(j) = &loaded.journal {
@@ -129,7 +138,88 @@ pub fn into_shards(
         };
         parts.push(part);
     }
-    Ok((parts, plan))
+    let takeover = match (&loaded.cluster, &keeper, &loaded.journal) {
+        (Some(c), Some(k), Some(j)) if !c.takes_over.is_empty() => Some(Takeover {
+            keeper: std::sync::Arc::clone(k),
+            plan: plan.clone(),
+            journal: j.clone(),
+            cluster: c.clone(),
+        }),
+        _ => None,
+    };
+    Ok((parts, plan, takeover))
+}
+
+/// What a node of a cluster needs to start a shard it takes over while it runs (its node
+/// died): the lease keeper, the shard plan it started with, its journal and cluster
+/// settings (which no reload changes).
+pub(crate) struct Takeover {
+    keeper: std::sync::Arc<corridor_cluster::LeaseKeeper>,
+    /// The plan the switch started with.
+    plan: corridor_engine::shards::ShardPlan,
+    journal: JournalSettings,
+    cluster: corridor_config::ClusterSettings,
+}
+
+impl Takeover {
+    /// The shards this node takes over.
+    pub(crate) fn shards(&self) -> &[u16] {
+        &self.cluster.takes_over
+    }
+
+    /// Shard `k`, taken if its lease is free now (blocking): the lease taken, the journal
+    /// brought up to the stream's and recovered as at start, on the configuration the node
+    /// serves now (`current`: the cluster's, with every reload since the start). `Ok(None)`:
+    /// another node holds it.
+    ///
+    /// # Errors
+    ///
+    /// The lease cannot be read, or the shard cannot be recovered (its lease is then
+    /// held: give it up, [`Takeover::give_up`]).
+    pub(crate) fn try_take(
+        &self,
+        k: u16,
+        current: &corridor_config::reload::Current,
+    ) -> std::io::Result<Option<corridor_net::ShardParts>> {
+        match self.keeper.take(k, false, std::time::Duration::ZERO) {
+            Ok(()) => {}
+            Err(corridor_cluster::TakeError::Held(_)) => return Ok(None),
+            Err(e) => return Err(std::io::Error::other(format!("cluster: shard {k}: {e}"))),
+        }
+        let shard = usize::from(k);
+        let j = &self.journal;
+        let dir = if shard == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{shard}")) };
+        let taken = catch_up(&dir, &self.cluster, k, &self.keeper)?;
+        let released = taken.released;
+        let c = &self.cluster;
+        let replicate = corridor_net::journal::Replicate {
+            servers: c.nats.clone(),
+            stream: c.stream.clone(),
+            replicas: c.replicas,
+            shard: k,
+            taken: Some(taken),
+        };
+        // The plan the switch runs now: a reload appends participants, it never moves one.
+        let plan = self
+            .plan
+            .extended(&current.engine)
+            .map_err(|e| std::io::Error::other(format!("cluster: shard {k}: {e}")))?;
+        let engine = plan.config_for(&current.engine, shard);
+        let n = &current.net;
+        let (listens, dials) = corridor_net::shard_links(&plan, &current.engine, shard, &n.listens, &n.dials);
+        let net = NetConfig { listens, dials, drain_timeout: n.drain_timeout, journal: None, relay: None };
+        let at = ShardJournal { dir, shard, released };
+        let mut part = journaled(engine, net, j, at, corridor_engine::WallClock::now(), current.digest)?;
+        if let Some(files) = part.net.journal.as_mut() {
+            files.replicate = Some(replicate);
+        }
+        Ok(Some(part))
+    }
+
+    /// Gives shard `k`'s lease up (a takeover that failed after taking it).
+    pub(crate) async fn give_up(&self, k: u16) {
+        self.keeper.release(k).await;
+    }
 }
 
 /// Binds the switch this configuration describes (inside a tokio runtime), and, on a node
@@ -139,22 +229,34 @@ pub fn into_shards(
 /// # Errors
 ///
 /// A listening address that cannot be bound.
-pub(crate) async fn bind(
-    loaded: Loaded,
-) -> std::io::Result<(corridor_net::Switch, Option<crate::front::Front>)> {
+pub(crate) async fn bind(loaded: Loaded) -> std::io::Result<Bound> {
     use crate::front::{Front, Relaying};
     // A node of a cluster that may wait for its shards relays its partners' connections to
     // the node that serves them meanwhile (`crate::front`); once it has its shards it stops,
     // and the switch takes the addresses — but those of the shards other nodes run, which a
     // front goes on relaying.
     let waiting = Front::plan(&loaded, Relaying::Waiting).map(Front::start).transpose()?;
-    let others = Front::plan(&loaded, Relaying::Others);
-    let (parts, plan) = into_shards(loaded)?;
+    let others: Vec<(u16, crate::front::FrontPlan)> = (0..u16::try_from(loaded.shards).unwrap_or(u16::MAX))
+        .filter_map(|k| Some((k, Front::plan(&loaded, Relaying::Shard(k))?)))
+        .collect();
+    let (parts, plan, takeover) = shards_of(loaded)?;
     drop(waiting);
     let switch = corridor_net::Switch::bind_shards(parts).await?;
     switch.handle().set_plan(plan);
-    let front = others.map(Front::start).transpose()?;
-    Ok((switch, front))
+    let mut fronts = Vec::with_capacity(others.len());
+    for (k, p) in others {
+        fronts.push((k, Front::start(p)?));
+    }
+    Ok(Bound { switch, fronts, takeover })
+}
+
+/// A switch bound (see [`bind`]).
+pub(crate) struct Bound {
+    pub(crate) switch: corridor_net::Switch,
+    /// Per shard another node runs, the front relaying its partners there.
+    pub(crate) fronts: Vec<(u16, crate::front::Front)>,
+    /// A node that takes shards over while it runs: what it needs to.
+    pub(crate) takeover: Option<Takeover>,
 }
 
 /// Starts the switch this configuration describes on a thread of its own (and its other
@@ -213,17 +315,23 @@ fn take_shard(
     shard: u16,
     keeper: &std::sync::Arc<corridor_cluster::LeaseKeeper>,
 ) -> std::io::Result<corridor_net::journal::Taken> {
+    // Where the journal's segments begin (what came before is in its checkpoint), read
+    // before the lease is taken.
+    let (local_first, local_last) = local_span(dir, shard)?;
+    // The lease first (a standby waits for it without bound), kept renewed from now on.
+    take_lease(c, shard, keeper)?;
+    catch_up_from(dir, c, shard, keeper, (local_first, local_last))
+}
+
+/// Shard `shard`'s lease taken for this node (a standby waits for it without bound; any
+/// other node gives up after `LEASE_WAIT_MAX`), kept renewed from now on.
+fn take_lease(
+    c: &corridor_config::ClusterSettings,
+    shard: u16,
+    keeper: &std::sync::Arc<corridor_cluster::LeaseKeeper>,
+) -> std::io::Result<()> {
     use corridor_cluster::limits::LEASE_WAIT_MAX;
     let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
-    let local_last = corridor_net::journal::recover(dir)
-        .map_err(|e| err(format!("journal: {e}")))?
-        .next_seq
-        .saturating_sub(1);
-    // Where the journal's segments begin (what came before is in its checkpoint).
-    let local_first = corridor_net::journal::first_segment(dir)
-        .map_err(|e| err(format!("journal: {e}")))?
-        .map_or(local_last + 1, |first| first.min(local_last + 1));
-    // The lease first (a standby waits for it without bound), kept renewed from now on.
     match keeper.take(shard, false, std::time::Duration::ZERO) {
         Ok(()) => {}
         Err(corridor_cluster::TakeError::Held(holder)) if c.standby => {
@@ -240,6 +348,44 @@ fn take_shard(
         }
         Err(_) => keeper.take(shard, c.standby, LEASE_WAIT_MAX).map_err(|e| err(e.to_string()))?,
     }
+    Ok(())
+}
+
+/// Shard `shard`'s journal in `dir` brought up to what its subject holds, its lease held
+/// (see [`take_shard`]).
+fn catch_up(
+    dir: &Path,
+    c: &corridor_config::ClusterSettings,
+    shard: u16,
+    keeper: &std::sync::Arc<corridor_cluster::LeaseKeeper>,
+) -> std::io::Result<corridor_net::journal::Taken> {
+    let (first, last) = local_span(dir, shard)?;
+    catch_up_from(dir, c, shard, keeper, (first, last))
+}
+
+/// Where the journal in `dir` begins (what came before is in its checkpoint) and its last
+/// record.
+fn local_span(dir: &Path, shard: u16) -> std::io::Result<(u64, u64)> {
+    let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
+    let local_last = corridor_net::journal::recover(dir)
+        .map_err(|e| err(format!("journal: {e}")))?
+        .next_seq
+        .saturating_sub(1);
+    let local_first = corridor_net::journal::first_segment(dir)
+        .map_err(|e| err(format!("journal: {e}")))?
+        .map_or(local_last + 1, |first| first.min(local_last + 1));
+    Ok((local_first, local_last))
+}
+
+/// [`catch_up`], the journal's span read before the lease was taken.
+fn catch_up_from(
+    dir: &Path,
+    c: &corridor_config::ClusterSettings,
+    shard: u16,
+    keeper: &std::sync::Arc<corridor_cluster::LeaseKeeper>,
+    (local_first, local_last): (u64, u64),
+) -> std::io::Result<corridor_net::journal::Taken> {
+    let err = |e: String| std::io::Error::other(format!("cluster: shard {shard}: {e}"));
     let (servers, stream, replicas) = (c.nats.clone(), c.stream.clone(), c.replicas);
     let work = std::thread::spawn(move || -> Result<corridor_cluster::stream::Missing, String> {
         let rt =
