@@ -1180,6 +1180,45 @@ fn reversed_at_the_issuer(rig: &ClusterRig, stan: u32) {
     }
 }
 
+/// The admin token the tests' nodes share.
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Gives each node of `config` (a [`relay_config`] file) an admin server — its own port of
+/// `admins` (node, port), the token [`ADMIN_TOKEN`] in a file of its own beside it.
+fn with_admin(config: &std::path::Path, admins: &[(&str, u16)]) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config.with_file_name("admin.token"), ADMIN_TOKEN).unwrap();
+    text = text.replacen(
+        "\n[cluster]\n",
+        "\n[admin]\naddress = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n\n[cluster]\n",
+        1,
+    );
+    for (node, port) in admins {
+        let at = format!("[cluster.nodes.{node}]\n");
+        assert!(text.contains(&at), "{text}");
+        text = text.replace(&at, &format!("{at}admin = \"127.0.0.1:{port}\"\n"));
+    }
+    std::fs::write(config, text).unwrap();
+}
+
+/// `GET path` on the admin server at `port`, as JSON (status 200 asserted).
+fn admin_get(port: u16, path: &str) -> serde_json::Value {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+}
+
 /// Puts in `config` (a [`relay_config`] file) which node runs which shards (`shards`: node,
 /// TOML list), with the acquirer and the wallet on shard 0 and the issuer on shard 1: every
 /// purchase crosses from one to the other.
@@ -1339,6 +1378,7 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
         corridor_tests::toxics::Proxy::start(format!("127.0.0.1:{}", relays[1].1).parse().unwrap(), &[]);
     let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
     let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
+    let admins = [("a", common::free_port()), ("b", common::free_port())];
     for c in [&config_a, &config_b] {
         split_shards(c, &[("a", "[0]"), ("b", "[1]")]);
         // Node b is reached through the proxy: node a's hop to it crosses it.
@@ -1347,6 +1387,7 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
         assert!(text.contains(own), "{text}");
         std::fs::write(c, text.replace(own, &format!("{own}relay_advertise = \"{}\"\n", proxy.addr)))
             .unwrap();
+        with_admin(c, &admins);
     }
     let (a, _) = common::spawn(&config_a);
     let (b, _) = common::spawn(&config_b);
@@ -1375,6 +1416,17 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
         assert!(cut.elapsed() < Duration::from_secs(30), "never declined during the partition");
     };
     assert!(rig.seen.lock().unwrap().approved.len() == 1, "nothing reached the issuer through the cut");
+    // Node b, which runs shard 1 only, shows shard 0's queue (from the stream): the reversal
+    // node a keeps for the issuer until the hop is back.
+    let saf = admin_get(admins[1].1, "/saf");
+    let waiting: Vec<&serde_json::Value> = saf["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["shard"] == 0 && e["destination"] == "iss" && e["from"] == "stream")
+        .collect();
+    assert!(!waiting.is_empty(), "shard 0's stored reversal, seen on node b: {saf}");
+    assert_eq!(saf["unread_shards"], serde_json::json!([]), "{saf}");
 
     // Healed: the hop comes back by itself; the reversal goes across; purchases cross again.
     proxy.set_cut(false);
@@ -1392,6 +1444,17 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
         assert!(Instant::now() < deadline, "purchase 2's reversal never reached the issuer");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // And the transaction itself, looked up on node b: shard 0's records, from the stream.
+    let found = admin_get(admins[1].1, "/transactions?stan=2");
+    let t = found["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["rrn"] == "SPLITP000002")
+        .unwrap_or_else(|| panic!("purchase 2 on node b: {found}"))
+        .clone();
+    assert_eq!(t["answer"]["code"], "68", "{t}");
+    assert!(!t["reversals"].as_array().unwrap().is_empty(), "its reversal: {t}");
     let seen = rig.seen.lock().unwrap();
     assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
     assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);

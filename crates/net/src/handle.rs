@@ -299,6 +299,13 @@ impl Handle {
         self.txs().len()
     }
 
+    /// The number of shards the switch has, on every node (this process may run some).
+    #[must_use]
+    pub fn shard_count(&self) -> usize {
+        let planned = self.plan.lock().ok().and_then(|p| p.as_ref().map(|p| p.count));
+        planned.unwrap_or_else(|| self.shards())
+    }
+
     /// Which shards this process runs, in the order they started (a node of a cluster may
     /// run some, and take more over while it runs).
     #[must_use]

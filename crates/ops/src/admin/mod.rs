@@ -53,6 +53,7 @@ pub(crate) mod cluster;
 pub use cluster::{status_json, ClusterAccess};
 pub(crate) mod exposition;
 pub(crate) mod monitor;
+pub(crate) mod remote;
 pub mod standby;
 pub(crate) mod transactions;
 
@@ -678,9 +679,8 @@ async fn saf(State(state): State<Arc<AdminState>>) -> Response {
     };
     let entries: Vec<(usize, corridor_engine::SafEntry)> =
         all.into_iter().flat_map(|(k, list)| list.into_iter().map(move |s| (k, s))).collect();
-    let list: Vec<Value> = entries
+    let mut list: Vec<Value> = entries
         .iter()
-        .take(SAF_LIST_MAX)
         .map(|(k, s)| {
             json!({
                 "id": s.id, "shard": k, "destination": s.destination, "mti": s.mti.to_string(),
@@ -690,7 +690,32 @@ async fn saf(State(state): State<Arc<AdminState>>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "depth": entries.len(), "entries": list, "more": entries.len() > SAF_LIST_MAX }))
+    // The shards other nodes run: their queues as their subjects in the stream hold them.
+    let mut unread = Vec::new();
+    if let Some(access) = &state.cluster {
+        let now_ms = corridor_net::journal::unix_ms();
+        for (k, read) in remote::read(access, &remote::remote_shards(&state.handle)).await {
+            match read.and_then(|m| remote::state(&m, now_ms)) {
+                Ok(owed) => list.extend(owed.reversals.iter().map(|(id, (q, attempts))| {
+                    let mti = corridor_journal::request::view(&q.reversal)
+                        .ok()
+                        .and_then(|v| corridor_wire::Message::parse(v.dialect, v.body.clone()).ok())
+                        .map_or_else(|| "????".to_owned(), |m| m.mti().to_string());
+                    json!({
+                        "id": id, "shard": k, "destination": q.destination, "mti": mti,
+                        "attempts": attempts,
+                        "age_s": now_ms.saturating_sub(q.queued_unix_ms) as f64 / 1000.0,
+                        "made_by": if q.advice.is_some() { "participant" } else { "switch" },
+                        "outstanding": Value::Null, "from": "stream",
+                    })
+                })),
+                Err(why) => unread.push(json!({ "shard": k, "why": why })),
+            }
+        }
+    }
+    let depth = list.len();
+    list.truncate(SAF_LIST_MAX);
+    Json(json!({ "depth": depth, "entries": list, "more": depth > SAF_LIST_MAX, "unread_shards": unread }))
         .into_response()
 }
 
@@ -824,11 +849,35 @@ async fn transactions_lookup(State(state): State<Arc<AdminState>>, Query(q): Que
         None => corridor_net::journal::unix_ms().saturating_sub(transactions::DEFAULT_LOOKBACK_MS),
     };
     let query = transactions::Query { rrn: q.rrn, stan, from_unix_ms: from };
-    match tokio::task::spawn_blocking(move || transactions::lookup(&dir, &query)).await {
-        Ok(Ok(found)) => Json(found).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e:#}")),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the lookup failed"),
+    let local = query.clone();
+    let here = match tokio::task::spawn_blocking(move || transactions::lookup(&dir, &local)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e:#}")),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the lookup failed"),
+    };
+    // The shards other nodes run: their records as their subjects in the stream hold them.
+    let mut each = vec![here];
+    let mut unread = Vec::new();
+    if let Some(access) = &state.cluster {
+        for (k, read) in remote::read(access, &remote::remote_shards(&state.handle)).await {
+            let found = read.and_then(|m| match &m.records {
+                Some((first, records)) => {
+                    transactions::lookup_records(usize::from(k), *first, records, &query)
+                        .map_err(|e| e.to_string())
+                }
+                None => Ok(transactions::Found::default()),
+            });
+            match found {
+                Ok(f) => each.push(f),
+                Err(why) => unread.push(json!({ "shard": k, "why": why })),
+            }
+        }
     }
+    let mut out = serde_json::to_value(transactions::merge(each)).unwrap_or(Value::Null);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("unread_shards".into(), Value::Array(unread));
+    }
+    Json(out).into_response()
 }
 
 #[cfg(test)]

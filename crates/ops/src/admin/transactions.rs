@@ -112,10 +112,19 @@ fn text(b: &[u8]) -> String {
 ///
 /// The directory cannot be read, or a segment is corrupt inside.
 pub(crate) fn lookup(dir: &Path, q: &Query) -> Result<Found, JournalError> {
+    let mut each = Vec::new();
+    for (shard, d) in corridor_net::journal::shard_dirs(dir) {
+        each.push(lookup_one(shard, &d, q)?);
+    }
+    Ok(merge(each))
+}
+
+/// What lookups of several shards found, as one answer (a reversal made on the destination's
+/// shard given to the originator's transaction).
+pub(crate) fn merge(each: Vec<Found>) -> Found {
     let mut all = Found::default();
     let mut crossed = Vec::new();
-    for (shard, d) in corridor_net::journal::shard_dirs(dir) {
-        let f = lookup_one(shard, &d, q)?;
+    for f in each {
         all.transactions.extend(f.transactions);
         all.segments_read += f.segments_read;
         all.more_segments |= f.more_segments;
@@ -132,7 +141,35 @@ pub(crate) fn lookup(dir: &Path, q: &Query) -> Result<Found, JournalError> {
         all.transactions.truncate(MATCHES_MAX);
         all.more_matches = true;
     }
-    Ok(all)
+    all
+}
+
+/// Looks `q` up in shard `shard`'s records as a cluster's stream holds them (`records`,
+/// numbered from `first_seq`): the shard another node runs. Records before `q`'s time are
+/// read too (the stream keeps what its last checkpoint does not cover, and a little more).
+///
+/// # Errors
+///
+/// The records are not whole records in sequence.
+pub(crate) fn lookup_records(
+    shard: usize,
+    first_seq: u64,
+    records: &[u8],
+    q: &Query,
+) -> Result<Found, JournalError> {
+    let mut scan = Scan::new(shard, q);
+    // Read as the one segment they would make on disk.
+    let header = corridor_journal::SegmentHeader { first_seq, created_unix_ms: 0 };
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.extend_from_slice(records);
+    let seg =
+        corridor_journal::segment::scan_segment(&bytes, first_seq, false).map_err(JournalError::Corrupt)?;
+    for f in &seg.records {
+        if let Ok(entry) = Entry::decode(f.record.kind, f.record.payload) {
+            scan.entry(f.record.seq, entry);
+        }
+    }
+    Ok(scan.finish(0, false))
 }
 
 /// Whose a reversal is: a transaction of this shard (by its sequence number), or a request
@@ -153,7 +190,19 @@ struct Scan<'q> {
     more_matches: bool,
 }
 
-impl Scan<'_> {
+impl<'q> Scan<'q> {
+    fn new(shard: usize, q: &'q Query) -> Self {
+        Self {
+            shard,
+            q,
+            found: BTreeMap::new(),
+            keys: Vec::new(),
+            hop_keys: Vec::new(),
+            reversals: BTreeMap::new(),
+            more_matches: false,
+        }
+    }
+
     fn entry(&mut self, seq: u64, entry: Entry) {
         match entry {
             Entry::Accepted(a) => self.accepted(seq, a),
@@ -294,15 +343,7 @@ impl Scan<'_> {
 /// transaction (its originator's): left out here, but the reversals of it made here are
 /// handed back (`crossed`) for that shard's transaction.
 fn lookup_one(shard: usize, dir: &Path, q: &Query) -> Result<Found, JournalError> {
-    let mut scan = Scan {
-        shard,
-        q,
-        found: BTreeMap::new(),
-        keys: Vec::new(),
-        hop_keys: Vec::new(),
-        reversals: BTreeMap::new(),
-        more_matches: false,
-    };
+    let mut scan = Scan::new(shard, q);
     let (segments_read, more_segments) = corridor_net::journal::for_each_since::<JournalError>(
         dir,
         q.from_unix_ms,
