@@ -277,11 +277,11 @@ where
 /// A warning a peer can trigger, said at most once an interval with the count left out
 /// ([`crate::switch::LogEvery`]), shared by the tasks that may say it.
 #[derive(Default)]
-pub(crate) struct Throttle(std::sync::Mutex<crate::switch::LogEvery>);
+pub struct Throttle(std::sync::Mutex<crate::switch::LogEvery>);
 
 impl Throttle {
     /// `Some(left out since the last)` when it may be said now.
-    pub(crate) fn hit(&self) -> Option<u64> {
+    pub fn hit(&self) -> Option<u64> {
         self.0.lock().ok()?.hit()
     }
 }

@@ -206,6 +206,7 @@ async fn take_over(
     current: Arc<tokio::sync::Mutex<Current>>,
 ) {
     let stop = handle.shutdown();
+    let said = corridor_net::relay::Throttle::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(TAKEOVER_POLL) => {}
@@ -217,19 +218,33 @@ async fn take_over(
             }
             let taker = Arc::clone(&t);
             let since = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || taker.take_lease(k)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) | Err(_) => continue,
+                Ok(Err(e)) => {
+                    if let Some(left_out) = said.hit() {
+                        warn!(shard = k, error = %e, left_out, "cluster: the shard's lease cannot be read now");
+                    }
+                    continue;
+                }
+            }
+            warn!(shard = k, "cluster: the shard's node is gone (its lease expired): taking the shard over");
             // On the configuration served now; no reload meanwhile (the shard would miss it).
             let now = current.lock().await;
             let served = now.clone();
-            let parts = match tokio::task::spawn_blocking(move || taker.try_take(k, &served)).await {
-                Ok(Ok(Some(parts))) => parts,
-                Ok(Ok(None)) | Err(_) => continue,
+            let taker = Arc::clone(&t);
+            let parts = match tokio::task::spawn_blocking(move || taker.shard(k, &served)).await {
+                Ok(Ok(parts)) => parts,
+                Err(_) => {
+                    t.give_up(k).await;
+                    continue;
+                }
                 Ok(Err(e)) => {
                     error!(shard = k, error = %e, "cluster: taking the shard over failed: its lease is given up");
                     t.give_up(k).await;
                     continue;
                 }
             };
-            warn!(shard = k, "cluster: the shard's node is gone: taking the shard over");
             // Its partners' addresses: the front stops relaying them (and frees them) first.
             let front = fronts.lock().ok().and_then(|mut f| {
                 let at = f.iter().position(|(s, _)| *s == k)?;

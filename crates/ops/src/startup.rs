@@ -167,25 +167,33 @@ impl Takeover {
         &self.cluster.takes_over
     }
 
-    /// Shard `k`, taken if its lease is free now (blocking): the lease taken, the journal
-    /// brought up to the stream's and recovered as at start, on the configuration the node
-    /// serves now (`current`: the cluster's, with every reload since the start). `Ok(None)`:
-    /// another node holds it.
+    /// Takes shard `k`'s lease if it is free now (blocking): `Ok(false)` while another node
+    /// holds it. From then on the keeper renews it.
     ///
     /// # Errors
     ///
-    /// The lease cannot be read, or the shard cannot be recovered (its lease is then
-    /// held: give it up, [`Takeover::give_up`]).
-    pub(crate) fn try_take(
+    /// The lease bucket cannot be read.
+    pub(crate) fn take_lease(&self, k: u16) -> std::io::Result<bool> {
+        match self.keeper.take(k, false, std::time::Duration::ZERO) {
+            Ok(()) => Ok(true),
+            Err(corridor_cluster::TakeError::Held(_)) => Ok(false),
+            Err(e) => Err(std::io::Error::other(format!("cluster: shard {k}: {e}"))),
+        }
+    }
+
+    /// Shard `k`, its lease taken ([`Takeover::take_lease`]), made ready to start (blocking):
+    /// its journal brought up to the stream's and recovered as at start, on the
+    /// configuration the node serves now (`current`: the cluster's, with every reload since
+    /// the start).
+    ///
+    /// # Errors
+    ///
+    /// The shard cannot be recovered (its lease is held: give it up, [`Takeover::give_up`]).
+    pub(crate) fn shard(
         &self,
         k: u16,
         current: &corridor_config::reload::Current,
-    ) -> std::io::Result<Option<corridor_net::ShardParts>> {
-        match self.keeper.take(k, false, std::time::Duration::ZERO) {
-            Ok(()) => {}
-            Err(corridor_cluster::TakeError::Held(_)) => return Ok(None),
-            Err(e) => return Err(std::io::Error::other(format!("cluster: shard {k}: {e}"))),
-        }
+    ) -> std::io::Result<corridor_net::ShardParts> {
         let shard = usize::from(k);
         let j = &self.journal;
         let dir = if shard == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{shard}")) };
@@ -213,7 +221,7 @@ impl Takeover {
         if let Some(files) = part.net.journal.as_mut() {
             files.replicate = Some(replicate);
         }
-        Ok(Some(part))
+        Ok(part)
     }
 
     /// Gives shard `k`'s lease up (a takeover that failed after taking it).
