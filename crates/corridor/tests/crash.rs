@@ -1203,12 +1203,17 @@ fn with_admin(config: &std::path::Path, admins: &[(&str, u16)]) {
 
 /// `GET path` on the admin server at `port`, as JSON (status 200 asserted).
 fn admin_get(port: u16, path: &str) -> serde_json::Value {
+    admin_call(port, "GET", path)
+}
+
+/// `method path` on the admin server at `port`, as JSON (status 200 asserted).
+fn admin_call(port: u16, method: &str, path: &str) -> serde_json::Value {
     use std::io::Write;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -1638,5 +1643,42 @@ fn a_node_running_one_shard_takes_the_other_over_when_its_node_dies() {
         "node b killed; node a took shard 1 over and crossed again {served:?} later (declined meanwhile: {meanwhile:?}); the purchase approved as b died reversed"
     );
     drop(seen);
+    drop(a);
+}
+
+/// A reload on a node that runs one shard of two reaches the node running the other: node a
+/// publishes the cluster's new configuration and applies its own shard's part, node b
+/// applies its shard's part, and purchases go on crossing between them.
+#[test]
+fn a_reload_on_a_node_running_one_shard_reaches_the_node_running_the_other() {
+    let rig = ClusterRig::new("split-reload");
+    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
+    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let admins = [("a", common::free_port()), ("b", common::free_port())];
+    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
+    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
+    for c in [&config_a, &config_b] {
+        split_shards(c, &[("a", "[0]"), ("b", "[1]")]);
+        with_admin(c, &admins);
+    }
+    let (a, _) = common::spawn(&config_a);
+    let (b, _) = common::spawn(&config_b);
+    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    assert_eq!(pay(port_a, 1), "00", "across the nodes");
+    // The route's timeout changed on node a's file, reloaded there.
+    let text = std::fs::read_to_string(&config_a).unwrap();
+    assert!(text.contains("timeout_ms = 5000"), "{text}");
+    std::fs::write(&config_a, text.replace("timeout_ms = 5000", "timeout_ms = 4000")).unwrap();
+    let reloaded = admin_call(admins[0].1, "POST", "/reload");
+    assert_eq!(reloaded["applied"], true, "{reloaded}");
+    assert!(!reloaded["changes"].as_array().unwrap().is_empty(), "{reloaded}");
+    assert!(
+        b.wait_logged("the cluster's configuration is applied", 1, Duration::from_secs(15)),
+        "node b applies its shard's part: {:?}",
+        b.log.lock().unwrap().iter().rev().take(5).collect::<Vec<_>>()
+    );
+    assert!(!b.logged("refused"), "node b refused nothing");
+    assert_eq!(pay(port_a, 2), "00", "crossing after the reload");
+    drop(b);
     drop(a);
 }
