@@ -214,18 +214,7 @@ impl Sim {
             // of the batch the crash tore (a prefix of it may have reached the disk);
             // without any of those, exactly the state that was durable. Per shard's disk.
             for (k, (before, in_batch)) in crashed.into_iter().enumerate() {
-                let after = self.durable(k);
-                let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
-                if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
-                    self.broke(
-                        None,
-                        format!(
-                            "shard {k}: recovery read records up to {} ({after}); the disk held {lo} durably \
-                             ({before}) and the torn batch {in_batch} more",
-                            after.last_seq
-                        ),
-                    );
-                }
+                self.check_recovered(k, &before, in_batch);
             }
         }
         let mut base = config_for(self.topology);
@@ -250,12 +239,7 @@ impl Sim {
         });
         if self.life > 1 {
             for (k, ((_, owed), r)) in recovered.iter().zip(&resumed).enumerate() {
-                self.world(format!(
-                    "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
-                    owed.requests.len(),
-                    owed.reversals.len(),
-                    owed.outcomes.len()
-                ));
+                self.world(recovered_line(k, owed, r));
             }
         }
         self.engine = Some(switch);
@@ -302,17 +286,9 @@ impl Sim {
         (next, owed)
     }
 
-    /// The node running shard `k` alone dies (shards split between nodes) and starts again
-    /// on its disk at once, while the other shard runs on: the connections of its
-    /// participants close, its batch being written is lost or torn, its state is what its
-    /// disk recovers, and the hop between the shards is down for up to 2 s (the node
-    /// starting, the other's hop finding it again) — what was on its way is lost.
-    pub(crate) fn crash_shard(&mut self, k: usize) {
-        let Some(switch) = self.engine.as_ref() else { return };
-        let believed = switch.journal_durable(k).unwrap_or(0);
-        let mine: Vec<Side> = SIDES.into_iter().filter(|s| switch.owner(s.spec()) == k).collect();
-        self.out.shard_crashes += 1;
-        self.world(format!("shard {k}'s node dies; shard {} runs on", 1 - k));
+    /// Disk `k` as its node dies: what it holds durably — the switch must not have counted
+    /// more (`believed`, its last record counted durable).
+    fn counted_durable(&mut self, k: usize, believed: u64) -> Durable {
         let before = self.durable(k);
         if believed > before.last_seq {
             self.broke(
@@ -323,12 +299,12 @@ impl Sim {
                 ),
             );
         }
-        for &side in &mine {
-            if let Some(&(_, generation)) = self.net.links.get(&side) {
-                self.net.crashed.insert(generation);
-                self.disconnect(side);
-            }
-        }
+        before
+    }
+
+    /// The batch disk `k` was writing as its node died: lost, or torn (a prefix of it on
+    /// disk). How many records it held.
+    fn tear(&mut self, k: usize) -> u64 {
         let in_batch = self.disks[k].writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
         if let Some(b) = self.disks[k].writing.take() {
             if self.rng.chance(50) {
@@ -342,24 +318,53 @@ impl Sim {
                 }
             }
         }
+        in_batch
+    }
+
+    /// Disk `k` recovered after its node's death: every record that was durable (`before`)
+    /// and at most the whole records of the batch the death tore (`in_batch`; a prefix of it
+    /// may have reached the disk) — without any of those, exactly the state that was durable.
+    fn check_recovered(&mut self, k: usize, before: &Durable, in_batch: u64) {
+        let after = self.durable(k);
+        let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
+        if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != *before) {
+            self.broke(
+                None,
+                format!(
+                    "shard {k}: recovery read records up to {} ({after}); the disk held {lo} durably ({before}) \
+                     and the torn batch {in_batch} more",
+                    after.last_seq
+                ),
+            );
+        }
+    }
+
+    /// The node running shard `k` alone dies (shards split between nodes) and starts again
+    /// on its disk at once, while the other shard runs on: the connections of its
+    /// participants close, its batch being written is lost or torn, its state is what its
+    /// disk recovers, and the hop between the shards is down for up to 2 s (the node
+    /// starting, the other's hop finding it again) — what was on its way is lost.
+    pub(crate) fn crash_shard(&mut self, k: usize) {
+        let Some(switch) = self.engine.as_ref() else { return };
+        let believed = switch.journal_durable(k).unwrap_or(0);
+        let mine: Vec<Side> = SIDES.into_iter().filter(|s| switch.owner(s.spec()) == k).collect();
+        self.out.shard_crashes += 1;
+        self.world(format!("shard {k}'s node dies; shard {} runs on", 1 - k));
+        let before = self.counted_durable(k, believed);
+        for &side in &mine {
+            if let Some(&(_, generation)) = self.net.links.get(&side) {
+                self.net.crashed.insert(generation);
+                self.disconnect(side);
+            }
+        }
+        let in_batch = self.tear(k);
         // Its own run from now: what its disk was doing for the last one is nothing now.
         self.shard_runs[k] += 1;
         let now = self.instant();
         let unix_now = self.unix_ms();
         let clock = WallClock { at: now, unix_secs: unix_now / 1000 };
         let (next, owed) = self.recover_disk(k, unix_now);
-        let after = self.durable(k);
-        let (lo, hi) = (before.last_seq, before.last_seq + in_batch);
-        if !(lo..=hi).contains(&after.last_seq) || (after.last_seq == lo && after != before) {
-            self.broke(
-                None,
-                format!(
-                    "shard {k}: its restart read records up to {} ({after}); the disk held {lo} durably ({before}) and \
-                     the torn batch {in_batch} more",
-                    after.last_seq
-                ),
-            );
-        }
+        self.check_recovered(k, &before, in_batch);
         let (len, run) = (self.disk_len(k), self.run_of(k));
         let mut resumed = None;
         let Some(switch) = self.engine.as_mut() else { return };
@@ -370,12 +375,7 @@ impl Sim {
         });
         if let Some(r) = resumed {
             self.out.crossing_recovered += r.crossing as u64;
-            self.world(format!(
-                "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
-                owed.requests.len(),
-                owed.reversals.len(),
-                owed.outcomes.len()
-            ));
+            self.world(recovered_line(k, &owed, &r));
         }
         let d = self.rng.micros(10_000, 2_000_000);
         let life = self.life;
@@ -483,31 +483,9 @@ impl Sim {
         for k in 0..self.disks.len() {
             let believed = switch.journal_durable(k).unwrap_or(0);
             self.check_replicated(k, believed);
-            let before = self.durable(k);
-            if believed > before.last_seq {
-                self.broke(
-                    None,
-                    format!(
-                        "shard {k}: the switch counted records up to {believed} durable; the disk holds them up to {}",
-                        before.last_seq
-                    ),
-                );
-            }
-            let in_batch = self.disks[k].writing.as_ref().map_or(0, |b| b.last_seq + 1 - b.first_seq);
+            let before = self.counted_durable(k, believed);
+            let in_batch = self.tear(k);
             at_crash.push((before, in_batch));
-            // The batch being written: lost, or torn (a prefix of it on disk).
-            if let Some(b) = self.disks[k].writing.take() {
-                if self.rng.chance(50) {
-                    let cut = self.rng.below(b.bytes.len() as u64 + 1) as usize;
-                    let disk = &mut self.disks[k];
-                    if let Some(h) = b.new_segment {
-                        disk.segments.push((h.first_seq, h.to_bytes().to_vec()));
-                    }
-                    if let Some((_, seg)) = disk.segments.last_mut() {
-                        seg.extend_from_slice(&b.bytes[..cut]);
-                    }
-                }
-            }
         }
         self.held_at_crash =
             self.net.unwritten.iter().filter(|(_, u)| !u.is_empty()).map(|(&s, _)| s).collect();
@@ -590,6 +568,16 @@ impl Sim {
         let _ = r.fold(&scan, self.unix_ms());
         Durable::of(&r)
     }
+}
+
+/// What the history says of shard `k`'s recovery: what its disk owed, and what resuming did.
+fn recovered_line(k: usize, owed: &Recovery, r: &corridor_engine::Resumed) -> String {
+    format!(
+        "shard {k} recovered: {} open requests, {} stored reversals, {} outcomes; {r:?}",
+        owed.requests.len(),
+        owed.reversals.len(),
+        owed.outcomes.len()
+    )
 }
 
 /// Shard `k`'s engine for `config`, with its journal going on from record `next` (its last
