@@ -118,6 +118,17 @@ impl Segments {
     }
 }
 
+/// Shard `k`'s journal directory under the journal directory `dir`: shard 0 journals in
+/// `dir` itself, shard `k` in its `shard-k` subdirectory (as [`shard_dirs`] finds them).
+#[must_use]
+pub fn shard_dir(dir: &Path, k: usize) -> PathBuf {
+    if k == 0 {
+        dir.to_path_buf()
+    } else {
+        dir.join(format!("shard-{k}"))
+    }
+}
+
 /// The journal directories of a switch whose journal is `dir`, with their shards: `dir`
 /// itself (shard 0's), then each `shard-k` subdirectory in shard order.
 #[must_use]

@@ -96,3 +96,11 @@ pub struct OwnerLookup {
     /// The lease bucket.
     pub bucket: String,
 }
+
+impl OwnerLookup {
+    /// Lookups of who runs which shard there (one NATS connection, made at the first).
+    #[must_use]
+    pub fn owners(&self) -> std::sync::Arc<corridor_cluster::Owners> {
+        corridor_cluster::Owners::new(self.servers.clone(), self.bucket.clone())
+    }
+}

@@ -308,38 +308,68 @@ impl Handle {
             return Err(io::Error::other(format!("shard {k}: no node links to reach the other shards")));
         }
         let at = Placement { ids: vec![k], nodes: sp.nodes.clone() };
-        let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let (stop, drained, routes) = (sp.shutdown.clone(), Arc::clone(&sp.drained), Arc::clone(&sp.routes));
-        drained.1.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        sp.drained.1.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut p = parts;
-        p.engine.share_routes(routes);
-        let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
-            move || -> io::Result<Report> {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let shard = match rt.block_on(Shard::bind(p, Vec::new(), Arc::clone(&drained), &at)) {
-                    Ok((shard, tx)) => {
-                        let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
-                        shard
-                    }
-                    Err(e) => {
-                        drained.1.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return Err(e);
-                    }
-                };
-                rt.block_on(shard.run(stop))
-            },
-        )?;
-        let (addrs, tx) = ready
-            .await
-            .map_err(|_| io::Error::other(format!("shard {k} did not start")))?
-            .map_err(io::Error::other)?;
+        p.engine.share_routes(Arc::clone(&sp.routes));
+        // Counted among the shards the drain waits for from before it can run; not if it never
+        // does.
+        let started =
+            match shard_thread(p, Vec::new(), Arc::clone(&sp.drained), at, sp.shutdown.clone(), None) {
+                Ok((thread, ready)) => match tokio::task::spawn_blocking(move || ready.recv()).await {
+                    Ok(Ok(Ok(bound))) => Ok((thread, bound)),
+                    Ok(Ok(Err(why))) => Err(io::Error::other(why)),
+                    _ => Err(io::Error::other(format!("shard {k} did not start"))),
+                },
+                Err(e) => Err(e),
+            };
+        let (thread, (addrs, tx)) = started.inspect_err(|_| {
+            sp.drained.1.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        })?;
         self.add_queue(k, tx);
         if let Ok(mut t) = sp.threads.lock() {
             t.push(thread);
         }
         Ok(addrs)
     }
+}
+
+/// What a shard's thread says once it is bound: its listening links' addresses and its
+/// command queue, or why it could not bind.
+type Bound = Result<(Vec<(String, SocketAddr)>, tokio::sync::mpsc::Sender<Command>), String>;
+
+/// Starts shard `p` on a thread of its own, with its own current-thread runtime: bound (its
+/// in-process hops `hops`, where `at` says it sits), said so on the receiver returned, then
+/// run until the switch's `stop` — once `go` says so (dropped without a word: it never
+/// runs), or at once without one.
+fn shard_thread(
+    p: ShardParts,
+    hops: Vec<crate::hop::HopEnd>,
+    drained: Arc<(AtomicUsize, AtomicUsize)>,
+    at: Placement,
+    stop: Shutdown,
+    go: Option<std::sync::mpsc::Receiver<()>>,
+) -> io::Result<(std::thread::JoinHandle<io::Result<Report>>, std::sync::mpsc::Receiver<Bound>)> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new().name(format!("corridor-shard-{}", p.shard)).spawn(
+        move || -> io::Result<Report> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let shard = match rt.block_on(Shard::bind(p, hops, drained, &at)) {
+                Ok((shard, tx)) => {
+                    let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
+                    shard
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return Err(e);
+                }
+            };
+            if go.is_some_and(|go| go.recv().is_err()) {
+                return Ok(Report::default());
+            }
+            rt.block_on(shard.run(stop))
+        },
+    )?;
+    Ok((thread, ready))
 }
 
 /// One shard, bound.
@@ -443,30 +473,9 @@ impl Switch {
         for (mut p, hops) in parts.zip(ends) {
             let k = p.shard;
             p.engine.share_routes(Arc::clone(&routes));
-            let (ready_tx, ready) = std::sync::mpsc::channel();
             let (go, go_rx) = std::sync::mpsc::channel::<()>();
-            let (stop, drained, at) = (shutdown.clone(), Arc::clone(&drained), at.clone());
-            let thread = std::thread::Builder::new().name(format!("corridor-shard-{k}")).spawn(
-                move || -> io::Result<Report> {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                    let bound = rt.block_on(Shard::bind(p, hops, drained, &at));
-                    let shard = match bound {
-                        Ok((shard, tx)) => {
-                            let _ = ready_tx.send(Ok((shard.local_addrs(), tx)));
-                            shard
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return Err(e);
-                        }
-                    };
-                    // Dropped without a word: the switch never runs.
-                    if go_rx.recv().is_err() {
-                        return Ok(Report::default());
-                    }
-                    rt.block_on(shard.run(stop))
-                },
-            )?;
+            let (thread, ready) =
+                shard_thread(p, hops, Arc::clone(&drained), at.clone(), shutdown.clone(), Some(go_rx))?;
             let (a, tx) = ready
                 .recv()
                 .map_err(|_| io::Error::other(format!("shard {k} did not start")))?
@@ -564,9 +573,7 @@ impl Shard {
         let hops = hop_ends
             .into_iter()
             .filter_map(|end| {
-                let spec = engine.config().links.iter().position(|l| {
-                    engine.config().participants.get(l.participant).and_then(|p| p.hop) == Some(end.peer)
-                });
+                let spec = hop_spec(&engine, end.peer);
                 if spec.is_none() {
                     warn!(peer = end.peer, "no hop link toward this shard in the configuration");
                 }
@@ -574,21 +581,13 @@ impl Shard {
             })
             .collect();
         // The hops toward the shards other nodes run.
-        let remote: Vec<(usize, usize)> = engine
-            .config()
-            .links
-            .iter()
-            .enumerate()
-            .filter_map(|(spec, l)| {
-                let peer = engine.config().participants.get(l.participant)?.hop?;
-                (peer != index && !at.ids.contains(&peer)).then_some((spec, peer))
-            })
-            .collect();
+        let remote: Vec<(usize, usize)> =
+            hop_links(&engine).filter(|&(_, peer)| peer != index && !at.ids.contains(&peer)).collect();
         let node_links = match (&at.nodes, remote.is_empty()) {
             (_, true) => None,
             (Some((tls, o)), false) => Some(Rc::new(crate::hop::NodeLinks {
                 tls: tls.clone(),
-                owners: corridor_cluster::Owners::new(o.servers.clone(), o.bucket.clone()),
+                owners: o.owners(),
                 said: crate::relay::Throttle::default(),
             })),
             (None, false) => {
@@ -728,6 +727,17 @@ impl Shard {
         let engine = engine.engine.borrow();
         Ok(report(&engine))
     }
+}
+
+/// The hop links of `engine`'s configuration: each one's spec and the shard it reaches.
+fn hop_links(engine: &Engine) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let c = engine.config();
+    c.links.iter().enumerate().filter_map(|(spec, l)| Some((spec, c.participants.get(l.participant)?.hop?)))
+}
+
+/// The spec of `engine`'s hop link toward shard `peer`.
+pub(crate) fn hop_spec(engine: &Engine, peer: usize) -> Option<usize> {
+    hop_links(engine).find_map(|(spec, p)| (p == peer).then_some(spec))
 }
 
 async fn timer_loop(shared: Rc<Shared>) {

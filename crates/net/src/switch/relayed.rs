@@ -104,13 +104,7 @@ async fn hop_relayed(
     peer: SocketAddr,
     tls: &RelayTls,
 ) {
-    let spec = {
-        let engine = shared.engine.borrow();
-        let c = engine.config();
-        c.links
-            .iter()
-            .position(|l| c.participants.get(l.participant).and_then(|p| p.hop) == Some(usize::from(from)))
-    };
+    let spec = hop_spec(&shared.engine.borrow(), usize::from(from));
     let (Some(spec), Some(links)) = (spec, shared.node_links.clone()) else {
         return warn!(from, %peer, "relay: a hop from a shard this one reaches no other node for: closed");
     };
