@@ -33,8 +33,7 @@ pub(crate) struct Front {
 pub(crate) struct FrontPlan {
     listens: Vec<(corridor_net::Listen, u16)>,
     tls: corridor_net::relay::RelayTls,
-    servers: Vec<String>,
-    bucket: String,
+    owners: corridor_net::OwnerLookup,
 }
 
 impl Front {
@@ -63,12 +62,7 @@ impl Front {
         if listens.is_empty() {
             return None;
         }
-        Some(FrontPlan {
-            listens,
-            tls,
-            servers: c.nats.clone(),
-            bucket: corridor_cluster::lease_bucket(&c.stream),
-        })
+        Some(FrontPlan { listens, tls, owners: crate::startup::owner_lookup(c) })
     }
 
     /// Starts the front `plan` describes.
@@ -77,7 +71,7 @@ impl Front {
     ///
     /// Its runtime cannot start, or an address cannot be bound.
     pub(crate) fn start(plan: FrontPlan) -> std::io::Result<Self> {
-        let FrontPlan { listens, tls, servers, bucket } = plan;
+        let FrontPlan { listens, tls, owners } = plan;
         let stop = CancellationToken::new();
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let until = stop.clone();
@@ -87,7 +81,7 @@ impl Front {
                 Err(e) => return drop(ready_tx.send(Err(e))),
             };
             rt.block_on(async move {
-                let owners = corridor_cluster::Owners::new(servers, bucket);
+                let owners = owners.owners();
                 let owner = move |shard| {
                     let o = Arc::clone(&owners);
                     async move { o.of(shard).await }

@@ -90,10 +90,7 @@ fn shards_of(
             )));
         }
     }
-    let owners = loaded.cluster.as_ref().filter(|_| run.len() < n).map(|c| corridor_net::OwnerLookup {
-        servers: c.nats.clone(),
-        bucket: corridor_cluster::lease_bucket(&c.stream),
-    });
+    let owners = loaded.cluster.as_ref().filter(|_| run.len() < n).map(owner_lookup);
     let mut parts = Vec::with_capacity(run.len());
     for &k in &run {
         let engine = plan.config_for(&loaded.engine, k);
@@ -112,28 +109,18 @@ fn shards_of(
                 net,
             },
             Some(j) => {
-                let dir = if k == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{k}")) };
-                let shard = u16::try_from(k).unwrap_or(u16::MAX);
+                let dir = corridor_net::journal::shard_dir(&j.dir, k);
                 // In a cluster, the shard is taken (its lease) and its journal brought up to
                 // the stream's before it is recovered.
-                let taken = match (&loaded.cluster, &keeper) {
-                    (Some(c), Some(k)) => Some(take_shard(&dir, c, shard, k)?),
+                let cluster = match (&loaded.cluster, &keeper) {
+                    (Some(c), Some(keeper)) => {
+                        let shard = u16::try_from(k).unwrap_or(u16::MAX);
+                        Some((c, take_shard(&dir, c, shard, keeper)?))
+                    }
                     _ => None,
                 };
-                let released = taken.as_ref().and_then(|t| t.released);
-                let replicate = loaded.cluster.as_ref().map(|c| corridor_net::journal::Replicate {
-                    servers: c.nats.clone(),
-                    stream: c.stream.clone(),
-                    replicas: c.replicas,
-                    shard,
-                    taken,
-                });
-                let at = ShardJournal { dir, shard: k, released };
-                let mut part = journaled(engine, net, j, at, clock, loaded.digest)?;
-                if let Some(files) = part.net.journal.as_mut() {
-                    files.replicate = replicate;
-                }
-                part
+                let at = ShardJournal { dir, shard: k, released: None };
+                replicated(engine, net, j, at, cluster, (clock, loaded.digest))?
             }
         };
         parts.push(part);
@@ -148,6 +135,11 @@ fn shards_of(
         _ => None,
     };
     Ok((parts, plan, takeover))
+}
+
+/// Where cluster `c`'s nodes learn which node runs which shard: its lease bucket.
+pub(crate) fn owner_lookup(c: &corridor_config::ClusterSettings) -> corridor_net::OwnerLookup {
+    corridor_net::OwnerLookup { servers: c.nats.clone(), bucket: corridor_cluster::lease_bucket(&c.stream) }
 }
 
 /// What a node of a cluster needs to start a shard it takes over while it runs (its node
@@ -195,18 +187,8 @@ impl Takeover {
         current: &corridor_config::reload::Current,
     ) -> std::io::Result<corridor_net::ShardParts> {
         let shard = usize::from(k);
-        let j = &self.journal;
-        let dir = if shard == 0 { j.dir.clone() } else { j.dir.join(format!("shard-{shard}")) };
+        let dir = corridor_net::journal::shard_dir(&self.journal.dir, shard);
         let taken = catch_up(&dir, &self.cluster, k, &self.keeper)?;
-        let released = taken.released;
-        let c = &self.cluster;
-        let replicate = corridor_net::journal::Replicate {
-            servers: c.nats.clone(),
-            stream: c.stream.clone(),
-            replicas: c.replicas,
-            shard: k,
-            taken: Some(taken),
-        };
         // The plan the switch runs now: a reload appends participants, it never moves one.
         let plan = self
             .plan
@@ -216,12 +198,9 @@ impl Takeover {
         let n = &current.net;
         let (listens, dials) = corridor_net::shard_links(&plan, &current.engine, shard, &n.listens, &n.dials);
         let net = NetConfig { listens, dials, drain_timeout: n.drain_timeout, journal: None, relay: None };
-        let at = ShardJournal { dir, shard, released };
-        let mut part = journaled(engine, net, j, at, corridor_engine::WallClock::now(), current.digest)?;
-        if let Some(files) = part.net.journal.as_mut() {
-            files.replicate = Some(replicate);
-        }
-        Ok(part)
+        let at = ShardJournal { dir, shard, released: None };
+        let clock = corridor_engine::WallClock::now();
+        replicated(engine, net, &self.journal, at, Some((&self.cluster, taken)), (clock, current.digest))
     }
 
     /// Gives shard `k`'s lease up (a takeover that failed after taking it).
@@ -516,6 +495,35 @@ struct ShardJournal {
     dir: std::path::PathBuf,
     shard: usize,
     released: Option<u64>,
+}
+
+/// A shard's engine with its journal, recovered — in a cluster (`cluster`: its settings and
+/// the takeover that brought the journal up to the stream's), replicated in the cluster's
+/// stream on the shard's subject, its release mark as the takeover read it.
+fn replicated(
+    engine: Config,
+    net: NetConfig,
+    j: &JournalSettings,
+    mut at: ShardJournal,
+    cluster: Option<(&corridor_config::ClusterSettings, corridor_net::journal::Taken)>,
+    (clock, digest): (corridor_engine::WallClock, [u8; 32]),
+) -> std::io::Result<corridor_net::ShardParts> {
+    let shard = u16::try_from(at.shard).unwrap_or(u16::MAX);
+    let replicate = cluster.map(|(c, taken)| {
+        at.released = taken.released;
+        corridor_net::journal::Replicate {
+            servers: c.nats.clone(),
+            stream: c.stream.clone(),
+            replicas: c.replicas,
+            shard,
+            taken: Some(taken),
+        }
+    });
+    let mut part = journaled(engine, net, j, at, clock, digest)?;
+    if let Some(files) = part.net.journal.as_mut() {
+        files.replicate = replicate;
+    }
+    Ok(part)
 }
 
 /// A shard's engine with its journal, recovered.
