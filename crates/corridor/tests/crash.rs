@@ -1208,20 +1208,50 @@ fn admin_get(port: u16, path: &str) -> serde_json::Value {
 
 /// `method path` on the admin server at `port`, as JSON (status 200 asserted).
 fn admin_call(port: u16, method: &str, path: &str) -> serde_json::Value {
-    use std::io::Write;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let (status, body) = common::http(([127, 0, 0, 1], port).into(), method, path, Some(ADMIN_TOKEN));
+    assert_eq!(status, 200, "{method} {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+}
+
+/// Nodes a and b started on `config_a` and `config_b`, once node a's hop to node b is up.
+fn crossing_pair(config_a: &std::path::Path, config_b: &std::path::Path) -> (common::Switch, common::Switch) {
+    let (a, _) = common::spawn(config_a);
+    let (b, _) = common::spawn(config_b);
+    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    (a, b)
+}
+
+/// Nothing the issuer saw was forwarded to it twice, nor approved after its reversal.
+fn nothing_doubled(seen: &Seen) {
+    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
+    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+}
+
+/// A node's configuration file and its acquirer's port.
+type NodeConfig = (std::path::PathBuf, u16);
+
+/// A cluster whose nodes split the shards between them: `nodes` names each node, the
+/// `shards` its section names (TOML after `shards = `) and whether it is a standby. Made:
+/// the nodes' and the wallet's certificates, a node link port each, and per node its
+/// configuration ([`relay_config`], [`split_shards`]) and its acquirer's port. The node link
+/// ports come back too (by node, in order).
+fn split_cluster(
+    rig: &ClusterRig,
+    nodes: &[(&'static str, &str, bool)],
+) -> (Vec<NodeConfig>, Vec<(&'static str, u16)>) {
+    let names: Vec<String> = nodes.iter().map(|n| n.0.to_owned()).chain(["wallet".to_owned()]).collect();
+    corridor_config::certs::dev(&rig.dir.join("certs"), &names, 30).unwrap();
+    let relays: Vec<(&'static str, u16)> = nodes.iter().map(|n| (n.0, common::free_port())).collect();
+    let shards: Vec<(&str, &str)> = nodes.iter().map(|n| (n.0, n.1)).collect();
+    let configs = nodes
+        .iter()
+        .map(|&(name, _, standby)| {
+            let (config, acq_port, _) = relay_config(rig, name, standby, &relays);
+            split_shards(&config, &shards);
+            (config, acq_port)
+        })
+        .collect();
+    (configs, relays)
 }
 
 /// Puts in `config` (a [`relay_config`] file) which node runs which shards (`shards`: node,
@@ -1253,16 +1283,9 @@ fn split_shards(config: &std::path::Path, shards: &[(&str, &str)]) {
 #[test]
 fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_of_one() {
     let rig = ClusterRig::new("split");
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "c", "wallet"].map(String::from), 30)
-        .unwrap();
-    let relays = [("a", common::free_port()), ("b", common::free_port()), ("c", common::free_port())];
-    let shards = [("a", "[0]"), ("b", "[1]"), ("c", "[1]")];
-    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
-    let (config_b, port_b, _) = relay_config(&rig, "b", false, &relays);
-    let (config_c, _, _) = relay_config(&rig, "c", true, &relays);
-    for c in [&config_a, &config_b, &config_c] {
-        split_shards(c, &shards);
-    }
+    let (configs, relays) =
+        split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", false), ("c", "[1]", true)]);
+    let [(config_a, port_a), (config_b, port_b), (config_c, _)] = <[_; 3]>::try_from(configs).unwrap();
     let (a, _) = common::spawn(&config_a);
     let (b, _) = common::spawn(&config_b);
     assert!(a.wait_logged("the journal is replicated", 1, Duration::from_secs(40)), "node a serves shard 0");
@@ -1357,8 +1380,7 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
     // The reversal reaches the issuer (through node c).
     reversed_at_the_issuer(&rig, 7);
     let seen = rig.seen.lock().unwrap();
-    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
-    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+    nothing_doubled(&seen);
     let unreversed: Vec<&String> =
         seen.approved.iter().filter(|x| x.as_str() < "000100" && !seen.reversed.contains(*x)).collect();
     assert_eq!(unreversed.len(), 7, "purchases 1-6 and 8 stand (answered 00), 7 is reversed: {unreversed:?}");
@@ -1377,15 +1399,12 @@ fn shards_split_between_live_nodes_cross_over_node_links_and_survive_the_death_o
 #[test]
 fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_heals() {
     let rig = ClusterRig::new("split-partition");
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
-    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let (configs, relays) = split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", false)]);
+    let [(config_a, port_a), (config_b, _)] = <[_; 2]>::try_from(configs).unwrap();
     let proxy =
         corridor_tests::toxics::Proxy::start(format!("127.0.0.1:{}", relays[1].1).parse().unwrap(), &[]);
-    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
-    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
     let admins = [("a", common::free_port()), ("b", common::free_port())];
     for c in [&config_a, &config_b] {
-        split_shards(c, &[("a", "[0]"), ("b", "[1]")]);
         // Node b is reached through the proxy: node a's hop to it crosses it.
         let text = std::fs::read_to_string(c).unwrap();
         let own = "[cluster.nodes.b]\nshards = [1]\n";
@@ -1394,9 +1413,7 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
             .unwrap();
         with_admin(c, &admins);
     }
-    let (a, _) = common::spawn(&config_a);
-    let (b, _) = common::spawn(&config_b);
-    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    let (a, b) = crossing_pair(&config_a, &config_b);
     assert_eq!(pay(port_a, 1), "00", "across the nodes");
     assert!(proxy.connections.load(std::sync::atomic::Ordering::Relaxed) > 0, "over the advertised path");
 
@@ -1461,8 +1478,7 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
     assert_eq!(t["answer"]["code"], "68", "{t}");
     assert!(!t["reversals"].as_array().unwrap().is_empty(), "its reversal: {t}");
     let seen = rig.seen.lock().unwrap();
-    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
-    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+    nothing_doubled(&seen);
     let standing: std::collections::BTreeSet<&str> =
         seen.approved.iter().filter(|x| !seen.reversed.contains(*x)).map(String::as_str).collect();
     let told = ["000001".to_owned(), format!("{stan:06}")];
@@ -1488,18 +1504,7 @@ fn a_partition_between_two_nodes_running_one_shard_each_doubles_nothing_when_it_
 fn kill_9_of_the_node_running_the_issuers_shard_in_a_loop_leaves_no_ambiguous_or_double_approval() {
     let loops: usize = std::env::var("CORRIDOR_KILL_LOOPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let rig = ClusterRig::with_issuer_for("split-loop", Duration::from_secs(60 + 20 * loops as u64));
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "c", "wallet"].map(String::from), 30)
-        .unwrap();
-    let relays = [("a", common::free_port()), ("b", common::free_port()), ("c", common::free_port())];
-    let shards = [("a", "[0]"), ("b", "[1]"), ("c", "[1]")];
-    let configs: Vec<(std::path::PathBuf, u16)> = relays
-        .iter()
-        .map(|(name, _)| {
-            let (config, acq_port, _) = relay_config(&rig, name, *name != "a", &relays);
-            split_shards(&config, &shards);
-            (config, acq_port)
-        })
-        .collect();
+    let (configs, _) = split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", true), ("c", "[1]", true)]);
     // Serving shard 1: signed on to the issuer, its journal replicated.
     let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
         signed_on.recv_timeout(Duration::from_secs(40)).expect("the node signed on to the issuer");
@@ -1613,16 +1618,9 @@ fn kill_9_of_the_node_running_the_issuers_shard_in_a_loop_leaves_no_ambiguous_or
 #[test]
 fn a_node_running_one_shard_takes_the_other_over_when_its_node_dies() {
     let rig = ClusterRig::new("split-takeover");
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
-    let relays = [("a", common::free_port()), ("b", common::free_port())];
-    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
-    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
-    for c in [&config_a, &config_b] {
-        split_shards(c, &[("a", "[0]\ntakes_over = [1]"), ("b", "[1]")]);
-    }
-    let (a, _) = common::spawn(&config_a);
-    let (b, _) = common::spawn(&config_b);
-    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    let (configs, _) = split_cluster(&rig, &[("a", "[0]\ntakes_over = [1]", false), ("b", "[1]", false)]);
+    let [(config_a, port_a), (config_b, _)] = <[_; 2]>::try_from(configs).unwrap();
+    let (a, b) = crossing_pair(&config_a, &config_b);
     for stan in 1..=3 {
         assert_eq!(pay(port_a, stan), "00", "purchase {stan} across the nodes");
     }
@@ -1635,8 +1633,7 @@ fn a_node_running_one_shard_takes_the_other_over_when_its_node_dies() {
     assert_eq!(late, Some((7, "68".into())), "the purchase whose answer died with node b");
     reversed_at_the_issuer(&rig, 7);
     let seen = rig.seen.lock().unwrap();
-    assert!(seen.twice.is_empty(), "forwarded twice: {:?}", seen.twice);
-    assert!(seen.after_reversal.is_empty(), "approved after its reversal: {:?}", seen.after_reversal);
+    nothing_doubled(&seen);
     let standing: Vec<&String> = seen.approved.iter().filter(|x| !seen.reversed.contains(*x)).collect();
     assert!(standing.iter().all(|x| x.as_str() != "000007"), "{standing:?}");
     eprintln!(
@@ -1652,18 +1649,13 @@ fn a_node_running_one_shard_takes_the_other_over_when_its_node_dies() {
 #[test]
 fn a_reload_on_a_node_running_one_shard_reaches_the_node_running_the_other() {
     let rig = ClusterRig::new("split-reload");
-    corridor_config::certs::dev(&rig.dir.join("certs"), &["a", "b", "wallet"].map(String::from), 30).unwrap();
-    let relays = [("a", common::free_port()), ("b", common::free_port())];
+    let (configs, _) = split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", false)]);
+    let [(config_a, port_a), (config_b, _)] = <[_; 2]>::try_from(configs).unwrap();
     let admins = [("a", common::free_port()), ("b", common::free_port())];
-    let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
-    let (config_b, _, _) = relay_config(&rig, "b", false, &relays);
     for c in [&config_a, &config_b] {
-        split_shards(c, &[("a", "[0]"), ("b", "[1]")]);
         with_admin(c, &admins);
     }
-    let (a, _) = common::spawn(&config_a);
-    let (b, _) = common::spawn(&config_b);
-    assert!(a.wait_logged("hop to another node up", 1, Duration::from_secs(40)), "node a's hop to node b");
+    let (a, b) = crossing_pair(&config_a, &config_b);
     assert_eq!(pay(port_a, 1), "00", "across the nodes");
     // The route's timeout changed on node a's file, reloaded there.
     let text = std::fs::read_to_string(&config_a).unwrap();
