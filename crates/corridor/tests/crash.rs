@@ -207,6 +207,10 @@ fn kill_9_of_cluster_nodes_in_a_loop_with_a_reversing_partner_acknowledges_every
     kill_loop(true);
 }
 
+/// How long a node of a cluster may take to sign on to the issuer: it takes its leases and
+/// reads the stream first, and three NATS servers just started elect their leaders.
+const CLUSTER_NODE_START: Duration = Duration::from_secs(40);
+
 /// Reversals' STANs: the original's plus this.
 const REVERSAL_STAN: u32 = 500_000;
 
@@ -422,7 +426,7 @@ impl ClusterRig {
     /// Node `name` (not a standby), once it serves; and its acquirer's port.
     fn node(&self, name: &str, servers: &[String]) -> (common::Switch, u16) {
         let (config, acq_port) = self.config(name, servers, false);
-        let switch = serve(&config);
+        let switch = common::serve_within(&config, CLUSTER_NODE_START);
         assert!(
             switch.wait_logged("the journal is replicated", 2, Duration::from_secs(40)),
             "node {name} serves"
@@ -1004,7 +1008,7 @@ fn a_standby_relays_its_partners_to_the_serving_node_then_serves_them_itself_aft
     let relays = [("a", common::free_port()), ("b", common::free_port())];
     let (config_a, port_a, _) = relay_config(&rig, "a", false, &relays);
     let (config_b, port_b, wallet_b) = relay_config(&rig, "b", true, &relays);
-    let a = serve(&config_a);
+    let a = common::serve_within(&config_a, CLUSTER_NODE_START);
     assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
     let (b, _) = common::spawn(&config_b);
     assert!(b.wait_logged("relaying the link's connections", 1, Duration::from_secs(20)), "node b relays");
@@ -1099,7 +1103,7 @@ fn a_partition_between_two_nodes_doubles_nothing_when_it_heals() {
     let (config_b, port_b, _) = relay_config(&rig, "b", true, &relays);
     advertised(&config_a);
     advertised(&config_b);
-    let a = serve(&config_a);
+    let a = common::serve_within(&config_a, CLUSTER_NODE_START);
     assert!(a.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "node a serves");
     let (b, _) = common::spawn(&config_b);
     assert!(b.wait_logged("relaying the link's connections", 1, Duration::from_secs(20)), "node b relays");

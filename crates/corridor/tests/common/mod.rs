@@ -63,8 +63,15 @@ impl Switch {
 
 /// Starts `corridor serve --config config`, ready once a dialed link has signed on.
 pub fn serve(config: &std::path::Path) -> Switch {
+    serve_within(config, Duration::from_secs(15))
+}
+
+/// [`serve`], signed on within `wait` (a node of a cluster first takes its leases and reads
+/// the stream, which a cluster of NATS servers just started may keep waiting for its
+/// elections).
+pub fn serve_within(config: &std::path::Path, wait: Duration) -> Switch {
     let (child, signed_on) = spawn(config);
-    if let Err(e) = signed_on.recv_timeout(Duration::from_secs(15)) {
+    if let Err(e) = signed_on.recv_timeout(wait) {
         // (Disconnected: the switch exited. Its last lines say why.)
         let log = child.log.lock().unwrap();
         let tail: Vec<&String> = log.iter().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
