@@ -68,7 +68,7 @@ impl Dialect {
     }
 
     /// Bytes of a length prefix.
-    #[cfg(test)]
+    #[inline(always)]
     pub(crate) const fn prefix_len(self, kind: LengthKind) -> usize {
         match (self, kind) {
             (_, LengthKind::Fixed) => 0,

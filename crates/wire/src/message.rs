@@ -683,7 +683,11 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
     }
 
     /// Writes type `mti`, this message's fields in `keep` and the `set` fields (already
-    /// checked), in field order.
+    /// checked), in field order. A field kept in the dialect it came in is copied as it came
+    /// (prefix and data: the parse checked it, and its encoding is the one this dialect's
+    /// encoder writes — padding included), neighbours in one copy; only fields given a value,
+    /// or changing dialect, are encoded. (Binary fields of `iso87-hex` are encoded again:
+    /// their hex may have come in lowercase, and the encoder writes uppercase.)
     fn write(
         &self,
         mti: Mti,
@@ -695,6 +699,10 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         let set_mask = set.iter().fold(FieldSet::EMPTY, |m, &(id, _)| m.with(id));
         let fields = (self.ix().field_set().0 & keep.0 | set_mask.0) & FieldSet::VALUES.0;
         to.write_head(mti, fields, out);
+        let same = to == self.ix().dialect;
+        let bytes = self.buf.as_ref();
+        // Bytes of the source to copy as they are, not yet written.
+        let mut run = 0..0;
         let mut scratch = [0u8; DECODED_UNITS_MAX];
         // Only the fields written, highest bit (lowest number) first.
         let mut bits = fields;
@@ -704,14 +712,28 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
             bits &= !bit;
             // lz < 128, so the number is 1-128; VALUES left out DE 1 and DE 65.
             let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
+            let spec = id.spec();
+            if same && set_mask.0 & bit == 0 && !(to == Dialect::Iso87Hex && spec.ty == crate::FieldType::B) {
+                if let Some(r) = self.ix().range(id) {
+                    let start = r.start - to.prefix_len(spec.length);
+                    if run.is_empty() || run.end != start {
+                        out.put_slice(&bytes[run]);
+                        run = start..r.start;
+                    }
+                    run.end = r.end;
+                    continue;
+                }
+            }
+            out.put_slice(&bytes[std::mem::replace(&mut run, 0..0)]);
             if set_mask.0 & bit != 0 {
                 if let Some(&(_, value)) = set.iter().rev().find(|(sid, _)| *sid == id) {
-                    to.encode_value(id.spec(), value, out);
+                    to.encode_value(spec, value, out);
                 }
             } else if let Some(f) = self.field(id) {
-                to.encode_value(id.spec(), f.value_or_decode(&mut scratch), out);
+                to.encode_value(spec, f.value_or_decode(&mut scratch), out);
             }
         }
+        out.put_slice(&bytes[run]);
     }
 }
 

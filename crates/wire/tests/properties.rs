@@ -125,6 +125,30 @@ proptest! {
     }
 
     #[test]
+    fn deriving_in_the_same_dialect_copies_kept_fields_as_the_encoder_writes_them(
+        m in message(), d in dialect(), keep in any::<u128>(), set_stan in any::<bool>()
+    ) {
+        // Any subset kept (the copy joins neighbours and skips the rest), with or without a
+        // field set: byte for byte what encoding the resulting message writes.
+        let parsed = Message::parse(d, m.to_bytes(d).expect("encodes")).expect("parses");
+        let set: &[(corridor_wire::FieldId, &[u8])] = if set_stan { &[(de::STAN, b"424242")] } else { &[] };
+        let mti = m.mti().response().unwrap_or(m.mti());
+        let mut out = BytesMut::new();
+        parsed.derive(mti, FieldSet(keep), set, d, &mut out).expect("derives");
+        let mut want = m.clone();
+        want.set_mti(mti);
+        for id in corridor_wire::FieldId::all_values() {
+            if keep & FieldSet::of(&[id]).0 == 0 {
+                want.remove(id);
+            }
+        }
+        if set_stan {
+            want.set(de::STAN, b"424242".to_vec()).expect("valid");
+        }
+        prop_assert_eq!(&out[..], &want.to_bytes(d).expect("encodes")[..]);
+    }
+
+    #[test]
     fn partial_parsing_keeps_the_fields_before_the_break(m in message(), d in dialect(), at in any::<usize>(), x in 1u8..) {
         let body = m.to_bytes(d).expect("encodes");
         let (whole, err) = MessageIndex::parse_partial(d, &body).expect("valid");
@@ -271,4 +295,26 @@ fn frame_decoders_refuse_before_reserving() {
     let mut out = BytesMut::new();
     assert!(small.encode(&[0; 101], &mut out).is_err());
     assert!(out.is_empty());
+}
+
+#[test]
+fn a_binary_field_that_came_in_lowercase_hex_is_derived_in_uppercase() {
+    // iso87-hex carries binary fields as hex text, and the parser takes either case; the
+    // encoder writes uppercase, so a derived message is the encoder's, not a copy.
+    let mut m = OwnedMessage::new(corridor_wire::Mti::FINANCIAL_REQUEST);
+    m.set(de::STAN, b"000123".to_vec()).expect("valid");
+    m.set(de::ICC_DATA, vec![0xAB, 0xCD, 0xEF]).expect("valid");
+    m.set(de::TERMINAL_ID, b"TERM0001".to_vec()).expect("valid");
+    let body = m.to_bytes(Dialect::Iso87Hex).expect("encodes");
+    let parsed = Message::parse(Dialect::Iso87Hex, body.clone()).expect("parses");
+    let r = parsed.index().range(de::ICC_DATA).expect("present");
+    let mut lower = body.to_vec();
+    lower[r.clone()].make_ascii_lowercase();
+    assert_ne!(lower, body.to_vec());
+    let parsed = Message::parse(Dialect::Iso87Hex, Bytes::from(lower)).expect("lowercase hex parses");
+    let mut out = BytesMut::new();
+    let keep = FieldSet::VALUES.without(FieldSet::of(&[de::TERMINAL_ID]));
+    parsed.derive(m.mti(), keep, &[], Dialect::Iso87Hex, &mut out).expect("derives");
+    m.remove(de::TERMINAL_ID);
+    assert_eq!(&out[..], &m.to_bytes(Dialect::Iso87Hex).expect("encodes")[..]);
 }
