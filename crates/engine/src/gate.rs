@@ -25,7 +25,8 @@ pub struct Journal {
     /// and a counter, so a nonce is never used twice with a key.
     nonce_prefix: [u8; 8],
     nonces: u32,
-    payload: Vec<u8>,
+    /// Working space of [`seal`] (a sealed request's associated data).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -54,7 +55,7 @@ impl Journal {
             key,
             nonce_prefix,
             nonces: 0,
-            payload: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -129,17 +130,20 @@ impl Gate {
         self.journal.as_mut()?.appender.poll_batch(now, unix_ms)
     }
 
+    /// A written batch's buffer, for the next batch ([`Appender::recycle`]).
+    pub(crate) fn recycle(&mut self, bytes: Vec<u8>) {
+        if let Some(j) = self.journal.as_mut() {
+            j.appender.recycle(bytes);
+        }
+    }
+
     /// Journals `entry`; its sequence number, or 0 without a journal.
     pub(crate) fn append(&mut self, entry: &Entry, now: Instant) -> u64 {
         let Some(j) = self.journal.as_mut() else { return 0 };
-        let mut payload = std::mem::take(&mut j.payload);
-        payload.clear();
-        entry.encode(&mut payload);
-        let seq = j.appender.append(entry.kind(), &payload, now);
+        let seq = j.appender.append_with(entry.kind(), now, |out| entry.encode(out));
         if matches!(entry, Entry::Answered(a) if a.relays_approval()) {
             j.appender.mark_release();
         }
-        j.payload = payload;
         seq
     }
 
@@ -151,7 +155,7 @@ impl Gate {
         let Some(j) = self.journal.as_mut() else { return Vec::new() };
         let nonce = j.nonce();
         let mut out = Vec::new();
-        if seal(msg, &j.key, nonce, &mut out).is_err() {
+        if seal(msg, &j.key, nonce, &mut j.scratch, &mut out).is_err() {
             out.clear();
         }
         out

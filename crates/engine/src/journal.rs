@@ -242,6 +242,11 @@ impl Engine {
         }
     }
 
+    /// A written batch's bytes, given back for the next batch to fill.
+    pub fn recycle_journal_buffer(&mut self, bytes: Vec<u8>) {
+        self.journal.recycle(bytes);
+    }
+
     /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
     #[must_use]
     pub fn journal_timeout(&self) -> Option<Instant> {

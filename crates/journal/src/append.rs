@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::{
     limits::{
-        GROUP_BYTES_MAX, GROUP_RECORDS_DEFAULT, GROUP_RECORDS_MAX, GROUP_WAIT_DEFAULT, GROUP_WAIT_MAX,
-        SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES,
+        GROUP_BUFFER_KEPT_MAX, GROUP_BYTES_MAX, GROUP_RECORDS_DEFAULT, GROUP_RECORDS_MAX, GROUP_WAIT_DEFAULT,
+        GROUP_WAIT_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES,
     },
-    record::{encode, Kind},
+    record::{encode_with, Kind},
     segment::SegmentHeader,
 };
 
@@ -120,13 +120,18 @@ impl Appender {
     /// Numbers and encodes a record; returns its sequence number. It is durable once
     /// [`Appender::durable`] reaches it.
     pub fn append(&mut self, kind: Kind, payload: &[u8], now: Instant) -> u64 {
+        self.append_with(kind, now, |out| out.extend_from_slice(payload))
+    }
+
+    /// [`Appender::append`], the payload written straight into the batch by `payload`.
+    pub fn append_with(&mut self, kind: Kind, now: Instant, payload: impl FnOnce(&mut Vec<u8>)) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.buf_records == 0 {
             self.buf_first_seq = seq;
             self.first_at = Some(now);
         }
-        encode(seq, kind, payload, &mut self.buf);
+        encode_with(seq, kind, &mut self.buf, payload);
         self.buf_records += 1;
         seq
     }
@@ -184,6 +189,19 @@ impl Appender {
         assert_eq!(self.in_flight, Some(last_seq), "synced a batch that was not in flight");
         self.in_flight = None;
         self.durable_seq = last_seq;
+    }
+
+    /// Takes back a written batch's buffer for the next batch to fill, so batches reuse
+    /// their memory instead of growing a new buffer each time (kept only while the open
+    /// batch has not begun one of its own, and only up to [`GROUP_BUFFER_KEPT_MAX`]).
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.buf.is_empty()
+            && bytes.capacity() > self.buf.capacity()
+            && bytes.capacity() <= GROUP_BUFFER_KEPT_MAX
+        {
+            bytes.clear();
+            self.buf = bytes;
+        }
     }
 
     /// The highest sequence number durable on disk (0 when none is).
@@ -300,6 +318,38 @@ mod tests {
         let mut b = Appender::new(policy(10, SEGMENT_BYTES_MIN), log.next_seq, Some(last));
         assert_eq!(b.durable(), 500);
         assert_eq!(b.append(Kind::Checkpoint, b"", t0), 501);
+    }
+
+    #[test]
+    fn a_written_batchs_buffer_is_filled_again_by_the_next_unless_it_is_too_large() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(2, SEGMENT_BYTES_MIN), 1, None);
+        a.append(Kind::RequestAccepted, &[1; 3000], t0);
+        a.append(Kind::Forwarded, &[2; 3000], t0);
+        let b = a.poll_batch(t0, 0).expect("full");
+        a.handle_synced(b.last_seq);
+        let (ptr, cap) = (b.bytes.as_ptr(), b.bytes.capacity());
+        a.recycle(b.bytes);
+        a.append(Kind::AnswerSent, b"x", t0);
+        a.append(Kind::AnswerSent, b"y", t0);
+        let b2 = a.poll_batch(t0, 0).expect("full");
+        assert_eq!((b2.bytes.as_ptr(), b2.bytes.capacity()), (ptr, cap), "the same memory again");
+        assert_eq!((b2.first_seq, b2.last_seq), (3, 4));
+        let crate::record::Decoded::Record { record, .. } = crate::record::decode(&b2.bytes) else {
+            panic!("its records, not the old ones")
+        };
+        assert_eq!((record.seq, record.payload), (3, &b"x"[..]));
+        a.handle_synced(b2.last_seq);
+        // Not while the open batch has a buffer of its own, nor a burst's large one.
+        a.append(Kind::AnswerSent, b"z", t0);
+        a.recycle(b2.bytes);
+        a.append(Kind::AnswerSent, b"w", t0);
+        let b3 = a.poll_batch(t0, 0).expect("full");
+        assert_ne!(b3.bytes.as_ptr(), ptr);
+        a.handle_synced(b3.last_seq);
+        a.recycle(Vec::with_capacity(GROUP_BUFFER_KEPT_MAX + 1));
+        a.append(Kind::AnswerSent, b"v", t0);
+        assert!(a.buf.capacity() <= GROUP_BUFFER_KEPT_MAX);
     }
 
     #[test]

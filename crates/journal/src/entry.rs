@@ -22,6 +22,47 @@ pub struct Accepted {
     pub at_unix_ms: u64,
 }
 
+/// The payload of an [`Entry::Outcome`] of `key` and `o`, appended to `out` (without
+/// building the entry: a checkpoint writes up to a million of them).
+pub fn encode_outcome(key: &Key, o: &crate::recovery::Outcome, out: &mut Vec<u8>) {
+    let mut w = W(out);
+    w.key(key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
+    for v in [o.auth, o.sent_stan] {
+        match v {
+            Some(b) => w.u8(1).bytes(&b),
+            None => w.u8(0),
+        };
+    }
+}
+
+impl Accepted {
+    /// An `Accepted` record's payload read without copying its request: the entry with an
+    /// empty `request`, and where the sealed request lies in `payload` — for a reader that
+    /// will drop most requests unread (a recovery folding many records: nearly every request
+    /// is answered a few records later).
+    ///
+    /// # Errors
+    ///
+    /// As [`Entry::decode`].
+    pub fn decode_deferred(payload: &[u8]) -> Result<(Self, std::ops::Range<usize>), BadEntry> {
+        let mut r = R(payload);
+        let (a, request) = Self::read(&mut r, |_| Vec::new())
+            .filter(|_| r.end().is_some())
+            .ok_or(BadEntry { kind: Kind::RequestAccepted })?;
+        // A sub-slice of `payload`.
+        let start = request.as_ptr() as usize - payload.as_ptr() as usize;
+        Ok((a, start..start + request.len()))
+    }
+
+    /// The layout, with the request's bytes taken as `request` makes them.
+    fn read<'a>(r: &mut R<'a>, request: impl FnOnce(&[u8]) -> Vec<u8>) -> Option<(Self, &'a [u8])> {
+        let (key, link, correlation) = (r.key()?, r.name()?, r.u64()?);
+        let bytes = r.blob_ref()?;
+        let at_unix_ms = r.trailing_u64()?;
+        Some((Self { key, link, correlation, request: request(bytes), at_unix_ms }, bytes))
+    }
+}
+
 /// It was forwarded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forwarded {
@@ -338,8 +379,11 @@ impl<'a> R<'a> {
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
     fn blob(&mut self) -> Option<Vec<u8>> {
+        self.blob_ref().map(<[u8]>::to_vec)
+    }
+    fn blob_ref(&mut self) -> Option<&'a [u8]> {
         let n = usize::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?));
-        Some(self.take(n)?.to_vec())
+        self.take(n)
     }
     fn key(&mut self) -> Option<Key> {
         Some(Key {
@@ -429,13 +473,14 @@ impl Entry {
                 w.u64(*id);
             }
             Self::Outcome(o) => {
-                w.key(&o.key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
-                for v in [o.auth, o.sent_stan] {
-                    match v {
-                        Some(b) => w.u8(1).bytes(&b),
-                        None => w.u8(0),
-                    };
-                }
+                let outcome = crate::recovery::Outcome {
+                    code: o.code,
+                    auth: o.auth,
+                    reversed: o.reversed,
+                    at_unix_ms: o.at_unix_ms,
+                    sent_stan: o.sent_stan,
+                };
+                encode_outcome(&o.key, &outcome, w.0);
             }
             Self::LateResponse { link, key, code, auth, reversal } => {
                 w.name(link).u64(*key).bytes(code).u64(*reversal);
@@ -465,13 +510,7 @@ impl Entry {
         let mut r = R(payload);
         let e = (|| {
             let e = match kind {
-                Kind::RequestAccepted => Self::Accepted(Accepted {
-                    key: r.key()?,
-                    link: r.name()?,
-                    correlation: r.u64()?,
-                    request: r.blob()?,
-                    at_unix_ms: r.trailing_u64()?,
-                }),
+                Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r, |b| b.to_vec())?.0),
                 Kind::Forwarded => Self::Forwarded(Forwarded {
                     request: r.u64()?,
                     destination: r.name()?,

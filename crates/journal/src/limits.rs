@@ -46,6 +46,10 @@ pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(100);
 /// Most bytes of records one batch holds before it must be synced, whatever its count.
 pub const GROUP_BYTES_MAX: usize = 8 << 20;
 
+/// Largest buffer of a written batch kept for the next batch to fill (a larger one, left by
+/// a burst, is given back to the allocator).
+pub const GROUP_BUFFER_KEPT_MAX: usize = 1 << 20;
+
 const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= SEGMENT_BYTES_MIN as usize / 8);
 const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= GROUP_BYTES_MAX);
 const _: () = assert!(RECORD_BODY_MAX <= u32::MAX as usize);

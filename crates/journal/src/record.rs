@@ -225,15 +225,26 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
 /// If `payload` is over [`PAYLOAD_BYTES_MAX`]: the caller bounds what it journals (a
 /// programming error, not an operating one).
 pub fn encode(seq: u64, kind: Kind, payload: &[u8], out: &mut Vec<u8>) -> usize {
-    assert!(payload.len() <= PAYLOAD_BYTES_MAX, "a journal payload of {} bytes", payload.len());
-    let body_len = RECORD_BODY_MIN + payload.len();
+    encode_with(seq, kind, out, |out| out.extend_from_slice(payload))
+}
+
+/// [`encode`], the payload written straight into `out` by `payload` (no copy of it made
+/// first).
+///
+/// # Panics
+///
+/// As [`encode`]: a payload over [`PAYLOAD_BYTES_MAX`] is a bug in the caller.
+pub fn encode_with(seq: u64, kind: Kind, out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) -> usize {
     let start = out.len();
-    // body_len ≤ RECORD_BODY_MAX, which fits u32 (limits.rs).
-    out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.push(kind.byte());
-    out.extend_from_slice(payload);
+    payload(out);
+    let body_len = out.len() - start - RECORD_FRAME_BYTES;
+    let payload_len = body_len - RECORD_BODY_MIN;
+    assert!(payload_len <= PAYLOAD_BYTES_MAX, "a journal payload of {payload_len} bytes");
+    // body_len ≤ RECORD_BODY_MAX, which fits u32 (limits.rs).
+    out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
     let crc = crc32c::crc32c(&out[start + RECORD_FRAME_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     RECORD_FRAME_BYTES + body_len

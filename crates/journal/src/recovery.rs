@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    entry::{Accepted, Entry, Forwarded, Key, OutcomeEntry, ReversalQueued},
+    entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
     limits::OUTCOMES_MAX,
-    record::{decode, encode, Decoded, Kind, RecordRef},
+    record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
 };
 
 /// A request the journal saw accepted, with what happened to it since.
@@ -179,6 +179,49 @@ impl Recovery {
             return Ok(());
         }
         let entry = Entry::decode(record.kind, record.payload)?;
+        self.apply_entry(seq, entry, at_unix_ms);
+        Ok(())
+    }
+
+    /// Folds the records of one segment after `self.last_seq` in, made at most at
+    /// `at_unix_ms`: as [`Recovery::apply`] of each, except that a request's sealed bytes
+    /// are copied only if it is still open at the end of the segment (nearly every request
+    /// is answered a few records after it was accepted: a checkpoint's fold then copies
+    /// none of them).
+    ///
+    /// # Errors
+    ///
+    /// The first payload that is not its kind's layout.
+    pub fn apply_segment(
+        &mut self,
+        records: &[crate::segment::Found<'_>],
+        at_unix_ms: u64,
+    ) -> Result<(), crate::entry::BadEntry> {
+        let mut deferred: Vec<(u64, usize, std::ops::Range<usize>)> = Vec::new();
+        for (i, f) in records.iter().enumerate() {
+            let seq = f.record.seq;
+            if seq <= self.last_seq {
+                continue;
+            }
+            if f.record.kind == Kind::RequestAccepted {
+                let (a, request) = Accepted::decode_deferred(f.record.payload)?;
+                self.apply_entry(seq, Entry::Accepted(a), at_unix_ms);
+                deferred.push((seq, i, request));
+            } else {
+                self.apply(seq, &f.record, at_unix_ms)?;
+            }
+        }
+        for (seq, i, request) in deferred {
+            if let Some(r) = self.requests.get_mut(&seq) {
+                // Still open: its request is needed (to reverse it, or in the checkpoint).
+                r.accepted.request = records[i].record.payload[request].to_vec();
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds one decoded entry in (see [`Recovery::apply`]).
+    fn apply_entry(&mut self, seq: u64, entry: Entry, at_unix_ms: u64) {
         self.last_seq = self.last_seq.max(seq);
         match entry {
             Entry::Accepted(a) => {
@@ -258,7 +301,6 @@ impl Recovery {
                 self.outcomes.insert(o.key, outcome);
             }
         }
-        Ok(())
     }
 
     /// Whether `a`, recorded as record `seq`, relays an approval to a forwarded request
@@ -290,11 +332,7 @@ impl Recovery {
                 .and_then(|(_, next)| next.header.map(|h| h.created_unix_ms))
                 .filter(|_| i + 1 < n)
                 .unwrap_or(now_unix_ms);
-            for f in &s.records {
-                if f.record.seq > self.last_seq {
-                    self.apply(f.record.seq, &f.record, until)?;
-                }
-            }
+            self.apply_segment(&s.records, until)?;
         }
         Ok(())
     }
@@ -319,51 +357,50 @@ impl Recovery {
     /// and how many records follow), then the open requests and entries under their own
     /// sequence numbers, then the outcomes; appended to `out`.
     pub fn checkpoint(&self, out: &mut Vec<u8>) {
-        let mut body: Vec<u8> = Vec::new();
-        let mut count = 0u64;
-        let mut payload = Vec::new();
         let seq = self.last_seq;
-        let mut put = |seq: u64, e: &Entry, body: &mut Vec<u8>| {
-            payload.clear();
-            e.encode(&mut payload);
-            encode(seq, e.kind(), &payload, body);
-            count += 1;
+        // The records that follow the head, counted first so that each is written once,
+        // straight into `out`.
+        let requests: usize = self.requests.values().map(|r| 1 + usize::from(r.forwarded.is_some())).sum();
+        let entries: usize = [(&self.reversals, false), (&self.exceptions, true)]
+            .iter()
+            .flat_map(|(set, excepted)| {
+                set.values().map(move |(_, n)| 1 + usize::from(*n > 0) + usize::from(*excepted))
+            })
+            .sum();
+        let count = (requests + entries + self.outcomes.len()) as u64;
+        let mut head = [0u8; 24];
+        head[..8].copy_from_slice(&seq.to_le_bytes());
+        head[8..16].copy_from_slice(&count.to_le_bytes());
+        head[16..].copy_from_slice(&self.orphans.to_le_bytes());
+        encode(seq, Kind::Checkpoint, &head, out);
+        let mut written = 0u64;
+        let mut put = |seq: u64, e: &Entry, out: &mut Vec<u8>| {
+            encode_with(seq, e.kind(), out, |out| e.encode(out));
+            written += 1;
         };
         for (&s, r) in &self.requests {
-            put(s, &Entry::Accepted(r.accepted.clone()), &mut body);
+            put(s, &Entry::Accepted(r.accepted.clone()), out);
             if let Some(f) = &r.forwarded {
-                put(s, &Entry::Forwarded(f.clone()), &mut body);
+                put(s, &Entry::Forwarded(f.clone()), out);
             }
         }
         for (set, excepted) in [(&self.reversals, false), (&self.exceptions, true)] {
             for (&id, (q, n)) in set {
                 // Its keys mark outcomes that the outcomes below restate as they are now.
-                put(id, &Entry::ReversalQueued(q.clone()), &mut body);
+                put(id, &Entry::ReversalQueued(q.clone()), out);
                 if *n > 0 {
-                    put(id, &Entry::ReversalSent { id, attempt: n - 1 }, &mut body);
+                    put(id, &Entry::ReversalSent { id, attempt: n - 1 }, out);
                 }
                 if excepted {
-                    put(id, &Entry::ReversalAbandoned { id, attempts: *n }, &mut body);
+                    put(id, &Entry::ReversalAbandoned { id, attempts: *n }, out);
                 }
             }
         }
         for (k, o) in self.outcomes.iter() {
-            let e = OutcomeEntry {
-                key: k.clone(),
-                code: o.code,
-                auth: o.auth,
-                reversed: o.reversed,
-                at_unix_ms: o.at_unix_ms,
-                sent_stan: o.sent_stan,
-            };
-            put(seq, &Entry::Outcome(e), &mut body);
+            encode_with(seq, Kind::Outcome, out, |out| crate::entry::encode_outcome(k, o, out));
+            written += 1;
         }
-        let mut head = Vec::with_capacity(24);
-        head.extend_from_slice(&seq.to_le_bytes());
-        head.extend_from_slice(&count.to_le_bytes());
-        head.extend_from_slice(&self.orphans.to_le_bytes());
-        encode(seq, Kind::Checkpoint, &head, out);
-        out.extend_from_slice(&body);
+        assert_eq!(written, count, "a checkpoint's head counts the records that follow it");
     }
 
     /// The state a checkpoint holds.
@@ -610,6 +647,36 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_folded_at_once_is_the_same_state_as_its_records_folded_one_by_one() {
+        // `apply_segment` copies a request's bytes only if it is still open at the end: the
+        // state must be the same as `apply`'s, request bytes included, wherever the segment
+        // is cut and whatever was folded before it.
+        let all = entries();
+        let mut seg = Vec::new();
+        for (i, e) in all.iter().enumerate() {
+            let mut payload = Vec::new();
+            e.encode(&mut payload);
+            encode(i as u64 + 1, e.kind(), &payload, &mut seg);
+        }
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Decoded::Record { record, len } = decode(&seg[at..]) {
+            found.push(crate::segment::Found { offset: at, record });
+            at += len;
+        }
+        assert_eq!(found.len(), all.len());
+        for before in 0..all.len() {
+            for cut in before..=all.len() {
+                let want = fold(&all[..cut]);
+                let mut got = fold(&all[..before]);
+                got.apply_segment(&found[..cut], 1).unwrap();
+                assert_eq!(got, want, "records 1..={before} one by one, then {}..={cut} at once", before + 1);
+                assert!(got.requests.values().all(|r| !r.accepted.request.is_empty()));
+            }
+        }
+    }
+
+    #[test]
     fn outcomes_are_bounded_and_expire_by_time() {
         let mut o = Outcomes::default();
         for i in 0..10u32 {
@@ -620,5 +687,36 @@ mod tests {
         o.expire(5);
         assert_eq!(o.len(), 5);
         assert_eq!(o.iter().map(|(k, _)| k.stan).collect::<Vec<_>>(), [5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn a_checkpoint_is_the_same_bytes_it_always_was() {
+        // Written straight into its buffer now: the records, their order and their count
+        // are what checkpoints written before hold, byte for byte.
+        let mut ck = Vec::new();
+        fold(&entries()).checkpoint(&mut ck);
+        let hex: String = ck.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "21000000556643e912000000000000000c12000000000000000c0000000000000000000000000000004b0000",
+                "00caf0d6640c00000000000000010361637102030000009a841143000000005445524d303030314e61bc0000",
+                "0800000000000000000000056163712d310000000000000000010003000000000000000029000000d66ed419",
+                "0c00000000000000020c0000000000000003697373056973732d310c000000000000003030303030314b0000",
+                "00e08359760a00000000000000050a0000000000000003697373010004050000000000000000010361637104",
+                "4d0000009a841143000000005445524d303030314e61bc000008000000000000000000004b00000049970f89",
+                "0700000000000000050700000000000000036973730100030500000000000000010361637102020000009a84",
+                "1143000000005445524d303030314e61bc000008000000000000000000000015000000640691040700000000",
+                "0000000607000000000000000100000015000000daab22470700000000000000080700000000000000020000",
+                "0022000000b5488e931100000000000000051100000000000000036973730100060500000000000000000015",
+                "0000009ac5243f110000000000000006110000000000000005000000150000002468977c1100000000000000",
+                "0811000000000000000600000045000000710db15b12000000000000000f0361637102010000009a84114300",
+                "0000005445524d303030314e61bc000008000000000000000000003030000100000000000000000130303030",
+                "303145000000a2034a8d12000000000000000f0361637102020000009a841143000000005445524d30303031",
+                "4e61bc00000800000000000000000000363801010000000000000000013030303030313f000000656fe14912",
+                "000000000000000f03616371044d0000009a841143000000005445524d303030314e61bc0000080000000000",
+                "000000000030300001000000000000000000"
+            )
+        );
     }
 }

@@ -146,7 +146,8 @@ fn dialect_of(b: u8) -> Option<Dialect> {
 }
 
 /// Appends the journal payload of `req` to `out`: secrets dropped, the PAN sealed with
-/// `key` under `nonce`.
+/// `key` under `nonce`. `scratch` is working space (kept by the caller between calls, so a
+/// request costs no allocation).
 ///
 /// # Errors
 ///
@@ -155,6 +156,7 @@ pub fn seal<B: AsRef<[u8]>, I: std::borrow::Borrow<corridor_wire::MessageIndex>>
     req: &Message<B, I>,
     key: &PanKey,
     nonce: [u8; 12],
+    scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), SealError> {
     let pan = req.pan();
@@ -165,21 +167,33 @@ pub fn seal<B: AsRef<[u8]>, I: std::borrow::Borrow<corridor_wire::MessageIndex>>
     let digits = pan.as_ref().map_or(&[][..], |p| p.digits());
     let dialect = req.dialect();
     let keep = FieldSet::VALUES.without(FieldSet::SECRETS).without(FieldSet::of(&[de::PAN]));
-    let mut body = bytes::BytesMut::new();
-    req.derive(req.mti(), keep, &[], dialect, &mut body).map_err(|_| SealError::Encode)?;
-    let mut sealed = digits.to_vec();
-    if !digits.is_empty() {
-        let aad = associated(key.id, &body);
-        key.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut sealed)
+    // The associated data — the key id, then the body — built where the body is encoded.
+    scratch.clear();
+    scratch.extend_from_slice(&key.id.to_le_bytes());
+    req.derive(req.mti(), keep, &[], dialect, scratch).map_err(|_| SealError::Encode)?;
+    let body = &scratch[4..];
+    // At most 19 digits (a PAN's longest).
+    let mut pan_buf = [0u8; 19];
+    let sealed = pan_buf.get_mut(..digits.len()).ok_or(SealError::NoPan)?;
+    sealed.copy_from_slice(digits);
+    let tag = if digits.is_empty() {
+        None
+    } else {
+        let tag = key
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&scratch[..]), sealed)
             .map_err(|_| SealError::Seal)?;
-    }
+        Some(tag)
+    };
+    let tag = tag.as_ref().map_or(&[][..], AsRef::as_ref);
+    out.reserve(1 + 4 + 12 + 2 + sealed.len() + tag.len() + 10 + 1 + 2 + body.len());
     out.push(VERSION);
     out.extend_from_slice(&key.id.to_le_bytes());
     out.extend_from_slice(&nonce);
     // At most 19 digits and a 16-byte tag.
-    out.extend_from_slice(&(sealed.len() as u16).to_le_bytes());
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(&((sealed.len() + tag.len()) as u16).to_le_bytes());
+    out.extend_from_slice(sealed);
+    out.extend_from_slice(tag);
     if digits.len() >= 10 {
         out.extend_from_slice(&digits[..6]);
         out.extend_from_slice(&digits[digits.len() - 4..]);
@@ -189,7 +203,7 @@ pub fn seal<B: AsRef<[u8]>, I: std::borrow::Borrow<corridor_wire::MessageIndex>>
     out.push(dialect_byte(dialect));
     // A body is at most a frame, which fits u16 (corridor-wire's limits).
     out.extend_from_slice(&(body.len() as u16).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     Ok(())
 }
 
@@ -311,7 +325,7 @@ mod tests {
         m.set(FieldId::new(126).unwrap(), "000201010212".as_bytes().to_vec()).unwrap();
         let msg = Message::parse(Dialect::Native, m.to_bytes(Dialect::Native).unwrap()).unwrap();
         let mut payload = Vec::new();
-        seal(&msg, &key, [9; 12], &mut payload).unwrap();
+        seal(&msg, &key, [9; 12], &mut Vec::new(), &mut payload).unwrap();
         let v = view(&payload).unwrap();
         assert_eq!((&v.first6, &v.last4), (b"      ", b"    "));
         assert_eq!(v.masked_pan(), None);
@@ -325,7 +339,7 @@ mod tests {
         short.set(de::PAN, "123456789").unwrap();
         let msg = Message::parse(Dialect::Native, short.to_bytes(Dialect::Native).unwrap()).unwrap();
         let mut payload = Vec::new();
-        seal(&msg, &key, [9; 12], &mut payload).unwrap();
+        seal(&msg, &key, [9; 12], &mut Vec::new(), &mut payload).unwrap();
         assert_eq!(&view(&payload).unwrap().first6, b"      ");
         assert!(!contains(&payload, b"123456789"));
         assert_eq!(open(&payload, &key).unwrap().get(de::PAN), Some(&b"123456789"[..]));
@@ -338,7 +352,7 @@ mod tests {
             let body = request().to_bytes(dialect).unwrap();
             let msg = Message::parse(dialect, body).unwrap();
             let mut payload = Vec::new();
-            seal(&msg, &key, [9; 12], &mut payload).unwrap();
+            seal(&msg, &key, [9; 12], &mut Vec::new(), &mut payload).unwrap();
             // The PAN in ASCII and in BCD, track data, the PIN block and the ICC bytes:
             // nowhere in what would be written.
             let bcd_pan = [0x47u8, 0x61, 0x73, 0x90, 0x01, 0x01, 0x00, 0x10];
@@ -372,5 +386,24 @@ mod tests {
             assert!(open(&tampered, &key).is_err());
             assert_eq!(view(&payload[..payload.len() - 1]).unwrap_err(), SealError::Malformed);
         }
+    }
+
+    #[test]
+    fn a_sealed_request_is_the_same_bytes_it_always_was() {
+        // Journals written before keep opening: the layout, the associated data and the
+        // encryption of a fixed request under a fixed key and nonce, byte for byte.
+        let key = PanKey::new(7, &[0x42; 32]).unwrap();
+        let msg = Message::parse(Dialect::Native, request().to_bytes(Dialect::Native).unwrap()).unwrap();
+        let mut payload = Vec::new();
+        seal(&msg, &key, [9; 12], &mut Vec::new(), &mut payload).unwrap();
+        let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "0107000000090909090909090909090909200009fe9f5b66aa7e79cfb640bce609947c79b35ee616",
+                "12d0ab876dc0b3eb8db5d03437363137333030313000270002003020000108000000000000000000",
+                "0125000000420812345678353333303232303030303432"
+            )
+        );
     }
 }

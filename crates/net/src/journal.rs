@@ -692,7 +692,12 @@ pub fn checkpoint_from(
                 let path = segment_path(dir, seq);
                 buf.clear();
                 File::open(&path)
-                    .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut buf))
+                    .and_then(|mut f| {
+                        // Sized once (a closed segment no longer grows), not doubled as it is read.
+                        let len = f.metadata()?.len();
+                        buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
+                        std::io::Read::read_to_end(&mut f, &mut buf)
+                    })
                     .map_err(io_err(format!("reading {}", path.display())))?;
                 let scan = corridor_journal::scan_segment(&buf, seq, false).map_err(JournalError::Corrupt)?;
                 if seq != next {
@@ -704,14 +709,10 @@ pub fn checkpoint_from(
                 next = scan.next_seq(seq);
                 // Its records were made before the next segment began.
                 let until = last_header_ms(dir, all[i + 1]).unwrap_or(now);
-                for f in &scan.records {
-                    if f.record.seq > state.last_seq {
-                        state.apply(f.record.seq, &f.record, until).map_err(|e| JournalError::Io {
-                            what: "reading the journal's entries".into(),
-                            error: io::Error::other(e.to_string()),
-                        })?;
-                    }
-                }
+                state.apply_segment(&scan.records, until).map_err(|e| JournalError::Io {
+                    what: "reading the journal's entries".into(),
+                    error: io::Error::other(e.to_string()),
+                })?;
             }
             if next != closed_end {
                 return Err(JournalError::Io {
@@ -723,7 +724,8 @@ pub fn checkpoint_from(
             }
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             state.outcomes.expire(now.saturating_sub(window_ms));
-            let mut bytes = Vec::new();
+            // About what the last one took, plus what came since.
+            let mut bytes = Vec::with_capacity(state.outcomes.len() * 64 + (1 << 16));
             state.checkpoint(&mut bytes);
             write_checkpoint(dir, state.last_seq, &bytes)?;
             report.seq = Some(state.last_seq);

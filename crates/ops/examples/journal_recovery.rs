@@ -92,7 +92,7 @@ fn main() {
         sealed.clear();
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&i.to_be_bytes());
-        seal(&msg, &key, nonce, &mut sealed).unwrap();
+        seal(&msg, &key, nonce, &mut Vec::new(), &mut sealed).unwrap();
         let stan = u32::try_from(i % 1_000_000).unwrap();
         let terminal: [u8; 8] = format!("T{:07}", i / 1_000_000).into_bytes().try_into().unwrap();
         let key = Key {

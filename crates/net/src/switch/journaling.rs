@@ -257,6 +257,8 @@ pub(super) async fn journal_loop(
                 AfterWrite::Again(at) => tokio::time::sleep_until(at.into()).await,
             }
         }
+        // Its buffer, for the next batch to fill.
+        shared.engine.borrow_mut().recycle_journal_buffer(std::mem::take(&mut batch.bytes));
     }
 }
 
