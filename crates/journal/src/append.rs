@@ -86,6 +86,8 @@ pub struct Appender {
     next_seq: u64,
     durable_seq: u64,
     buf: Vec<u8>,
+    /// A written batch's buffer, for the next batch ([`Appender::recycle`]).
+    spare: Vec<u8>,
     buf_first_seq: u64,
     buf_records: usize,
     /// The open batch holds a record whose release must be marked (see [`SyncBatch`]).
@@ -108,6 +110,7 @@ impl Appender {
             next_seq,
             durable_seq: next_seq.saturating_sub(1),
             buf: Vec::new(),
+            spare: Vec::new(),
             buf_first_seq: next_seq,
             buf_records: 0,
             buf_marked: false,
@@ -153,7 +156,7 @@ impl Appender {
         if !full && !waited {
             return None;
         }
-        let bytes = std::mem::take(&mut self.buf);
+        let bytes = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let (first_seq, last_seq) = (self.buf_first_seq, self.next_seq - 1);
         let rotate = match self.segment_bytes {
             None => true,
@@ -191,16 +194,13 @@ impl Appender {
         self.durable_seq = last_seq;
     }
 
-    /// Takes back a written batch's buffer for the next batch to fill, so batches reuse
-    /// their memory instead of growing a new buffer each time (kept only while the open
-    /// batch has not begun one of its own, and only up to [`GROUP_BUFFER_KEPT_MAX`]).
+    /// Takes back a written batch's buffer: the batch after the one filling now fills it,
+    /// so batches take turns with two buffers instead of growing a new one each time (one
+    /// of up to [`GROUP_BUFFER_KEPT_MAX`] is kept).
     pub fn recycle(&mut self, mut bytes: Vec<u8>) {
-        if self.buf.is_empty()
-            && bytes.capacity() > self.buf.capacity()
-            && bytes.capacity() <= GROUP_BUFFER_KEPT_MAX
-        {
+        if bytes.capacity() > self.spare.capacity() && bytes.capacity() <= GROUP_BUFFER_KEPT_MAX {
             bytes.clear();
-            self.buf = bytes;
+            self.spare = bytes;
         }
     }
 
@@ -321,35 +321,35 @@ mod tests {
     }
 
     #[test]
-    fn a_written_batchs_buffer_is_filled_again_by_the_next_unless_it_is_too_large() {
+    fn batches_take_turns_with_two_buffers_and_a_bursts_large_one_is_not_kept() {
         let t0 = Instant::now();
         let mut a = Appender::new(policy(2, SEGMENT_BYTES_MIN), 1, None);
         a.append(Kind::RequestAccepted, &[1; 3000], t0);
         a.append(Kind::Forwarded, &[2; 3000], t0);
-        let b = a.poll_batch(t0, 0).expect("full");
-        a.handle_synced(b.last_seq);
-        let (ptr, cap) = (b.bytes.as_ptr(), b.bytes.capacity());
-        a.recycle(b.bytes);
+        let b1 = a.poll_batch(t0, 0).expect("full");
+        // The next batch begins while the first is written.
+        a.append(Kind::AnswerSent, &[3; 3000], t0);
+        a.append(Kind::AnswerSent, &[4; 3000], t0);
+        a.handle_synced(b1.last_seq);
+        let (ptr, cap) = (b1.bytes.as_ptr(), b1.bytes.capacity());
+        a.recycle(b1.bytes);
+        let b2 = a.poll_batch(t0, 0).expect("full");
         a.append(Kind::AnswerSent, b"x", t0);
         a.append(Kind::AnswerSent, b"y", t0);
-        let b2 = a.poll_batch(t0, 0).expect("full");
-        assert_eq!((b2.bytes.as_ptr(), b2.bytes.capacity()), (ptr, cap), "the same memory again");
-        assert_eq!((b2.first_seq, b2.last_seq), (3, 4));
-        let crate::record::Decoded::Record { record, .. } = crate::record::decode(&b2.bytes) else {
+        a.handle_synced(b2.last_seq);
+        let b3 = a.poll_batch(t0, 0).expect("full");
+        assert_eq!((b3.bytes.as_ptr(), b3.bytes.capacity()), (ptr, cap), "the first batch's memory again");
+        assert_eq!((b3.first_seq, b3.last_seq), (5, 6));
+        let crate::record::Decoded::Record { record, len } = crate::record::decode(&b3.bytes) else {
             panic!("its records, not the old ones")
         };
-        assert_eq!((record.seq, record.payload), (3, &b"x"[..]));
-        a.handle_synced(b2.last_seq);
-        // Not while the open batch has a buffer of its own, nor a burst's large one.
-        a.append(Kind::AnswerSent, b"z", t0);
-        a.recycle(b2.bytes);
-        a.append(Kind::AnswerSent, b"w", t0);
-        let b3 = a.poll_batch(t0, 0).expect("full");
-        assert_ne!(b3.bytes.as_ptr(), ptr);
+        assert_eq!((record.seq, record.payload), (5, &b"x"[..]));
+        assert_eq!(b3.bytes.len(), 2 * len, "nothing of the first batch left in it");
         a.handle_synced(b3.last_seq);
+        a.recycle(b2.bytes);
         a.recycle(Vec::with_capacity(GROUP_BUFFER_KEPT_MAX + 1));
-        a.append(Kind::AnswerSent, b"v", t0);
-        assert!(a.buf.capacity() <= GROUP_BUFFER_KEPT_MAX);
+        assert!(a.spare.capacity() <= GROUP_BUFFER_KEPT_MAX);
+        assert!(a.spare.capacity() >= 6000, "the larger of the two kept");
     }
 
     #[test]

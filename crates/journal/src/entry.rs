@@ -36,30 +36,43 @@ pub fn encode_outcome(key: &Key, o: &crate::recovery::Outcome, out: &mut Vec<u8>
 }
 
 impl Accepted {
-    /// An `Accepted` record's payload read without copying its request: the entry with an
-    /// empty `request`, and where the sealed request lies in `payload` — for a reader that
-    /// will drop most requests unread (a recovery folding many records: nearly every request
-    /// is answered a few records later).
+    /// An `Accepted` record's payload read for a fold that will drop most requests unread
+    /// (nearly every request is answered a few records after it was accepted): its key,
+    /// correlation and time, with the link name and the sealed request checked but left
+    /// empty — [`Entry::decode`] reads them when they are needed.
     ///
     /// # Errors
     ///
     /// As [`Entry::decode`].
-    pub fn decode_deferred(payload: &[u8]) -> Result<(Self, std::ops::Range<usize>), BadEntry> {
+    pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
         let mut r = R(payload);
-        let (a, request) = Self::read(&mut r, |_| Vec::new())
-            .filter(|_| r.end().is_some())
-            .ok_or(BadEntry { kind: Kind::RequestAccepted })?;
-        // A sub-slice of `payload`.
-        let start = request.as_ptr() as usize - payload.as_ptr() as usize;
-        Ok((a, start..start + request.len()))
+        (|| {
+            let (key, _, correlation, _) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
+            let at_unix_ms = r.trailing_u64()?;
+            r.end()?;
+            Some(Self { key, link: String::new(), correlation, request: Vec::new(), at_unix_ms })
+        })()
+        .ok_or(BadEntry { kind: Kind::RequestAccepted })
     }
+}
 
-    /// The layout, with the request's bytes taken as `request` makes them.
-    fn read<'a>(r: &mut R<'a>, request: impl FnOnce(&[u8]) -> Vec<u8>) -> Option<(Self, &'a [u8])> {
-        let (key, link, correlation) = (r.key()?, r.name()?, r.u64()?);
-        let bytes = r.blob_ref()?;
-        let at_unix_ms = r.trailing_u64()?;
-        Some((Self { key, link, correlation, request: request(bytes), at_unix_ms }, bytes))
+impl Forwarded {
+    /// A `Forwarded` record's payload read for a fold (see [`Accepted::decode_deferred`]):
+    /// the request it forwards and the STAN its destination saw, the names checked but left
+    /// empty and the outbound correlation 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`Entry::decode`].
+    pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
+        let mut r = R(payload);
+        (|| {
+            let (request, _, _, _) = (r.u64()?, r.name_ref()?, r.name_ref()?, r.u64()?);
+            let sent_stan = r.array()?;
+            r.end()?;
+            Some(Self { request, destination: String::new(), link: String::new(), key: 0, sent_stan })
+        })()
+        .ok_or(BadEntry { kind: Kind::Forwarded })
     }
 }
 
@@ -375,8 +388,11 @@ impl<'a> R<'a> {
         self.take(N)?.try_into().ok()
     }
     fn name(&mut self) -> Option<String> {
+        self.name_ref().map(str::to_owned)
+    }
+    fn name_ref(&mut self) -> Option<&'a str> {
         let n = usize::from(self.u8()?);
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok()
     }
     fn blob(&mut self) -> Option<Vec<u8>> {
         self.blob_ref().map(<[u8]>::to_vec)
@@ -510,7 +526,13 @@ impl Entry {
         let mut r = R(payload);
         let e = (|| {
             let e = match kind {
-                Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r, |b| b.to_vec())?.0),
+                Kind::RequestAccepted => Self::Accepted(Accepted {
+                    key: r.key()?,
+                    link: r.name()?,
+                    correlation: r.u64()?,
+                    request: r.blob()?,
+                    at_unix_ms: r.trailing_u64()?,
+                }),
                 Kind::Forwarded => Self::Forwarded(Forwarded {
                     request: r.u64()?,
                     destination: r.name()?,

@@ -184,10 +184,10 @@ impl Recovery {
     }
 
     /// Folds the records of one segment after `self.last_seq` in, made at most at
-    /// `at_unix_ms`: as [`Recovery::apply`] of each, except that a request's sealed bytes
-    /// are copied only if it is still open at the end of the segment (nearly every request
-    /// is answered a few records after it was accepted: a checkpoint's fold then copies
-    /// none of them).
+    /// `at_unix_ms`: as [`Recovery::apply`] of each, except that what only an open request
+    /// needs — its sealed bytes, its link, where it was forwarded — is read only for the
+    /// requests still open at the end of the segment (nearly every request is answered a
+    /// few records after it was accepted: a checkpoint's fold then copies none of it).
     ///
     /// # Errors
     ///
@@ -197,24 +197,31 @@ impl Recovery {
         records: &[crate::segment::Found<'_>],
         at_unix_ms: u64,
     ) -> Result<(), crate::entry::BadEntry> {
-        let mut deferred: Vec<(u64, usize, std::ops::Range<usize>)> = Vec::new();
+        // (the request's sequence number, the record read in part)
+        let mut deferred: Vec<(u64, usize)> = Vec::new();
         for (i, f) in records.iter().enumerate() {
             let seq = f.record.seq;
             if seq <= self.last_seq {
                 continue;
             }
-            if f.record.kind == Kind::RequestAccepted {
-                let (a, request) = Accepted::decode_deferred(f.record.payload)?;
-                self.apply_entry(seq, Entry::Accepted(a), at_unix_ms);
-                deferred.push((seq, i, request));
-            } else {
-                self.apply(seq, &f.record, at_unix_ms)?;
-            }
+            let entry = match f.record.kind {
+                Kind::RequestAccepted => Entry::Accepted(Accepted::decode_deferred(f.record.payload)?),
+                Kind::Forwarded => Entry::Forwarded(Forwarded::decode_deferred(f.record.payload)?),
+                _ => {
+                    self.apply(seq, &f.record, at_unix_ms)?;
+                    continue;
+                }
+            };
+            deferred.push((if let Entry::Forwarded(fw) = &entry { fw.request } else { seq }, i));
+            self.apply_entry(seq, entry, at_unix_ms);
         }
-        for (seq, i, request) in deferred {
-            if let Some(r) = self.requests.get_mut(&seq) {
-                // Still open: its request is needed (to reverse it, or in the checkpoint).
-                r.accepted.request = records[i].record.payload[request].to_vec();
+        for (request, i) in deferred {
+            let Some(r) = self.requests.get_mut(&request) else { continue };
+            // Still open: read whole (to reverse it, or to write it in a checkpoint).
+            match Entry::decode(records[i].record.kind, records[i].record.payload)? {
+                Entry::Accepted(a) => r.accepted = a,
+                Entry::Forwarded(fw) => r.forwarded = Some(fw),
+                _ => {}
             }
         }
         Ok(())

@@ -8,11 +8,13 @@
 use std::{
     fmt,
     fs::{File, OpenOptions},
-    io::{self, Write},
+    io,
     path::{Path, PathBuf},
 };
 
 use corridor_journal::{scan_log, segment::SegmentHeader, Corrupt, LogScan, SyncBatch};
+
+use crate::limits::{JOURNAL_BACKGROUND_NICE, SYNC_STEP_BYTES};
 
 /// What can go wrong with the journal's files.
 #[derive(Debug)]
@@ -576,13 +578,28 @@ fn checkpoint_of(bytes: &[u8], seq: u64) -> Result<corridor_journal::recovery::R
     }
 }
 
+/// Removes what a checkpoint cut short left (its file before the rename: the process
+/// stopped or died while writing it; one checkpoint of a directory is written at a time).
+fn remove_unfinished_checkpoints(dir: &Path) -> Result<(), JournalError> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(CHECKPOINT_PREFIX) && name.ends_with(".tmp") {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(io_err(format!("removing {}", p.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` as `dir`'s checkpoint of records up to `seq`: a file beside it, synced,
 /// renamed into place, the directory synced (a crash leaves the old one or the new one).
 fn write_checkpoint(dir: &Path, seq: u64, bytes: &[u8]) -> Result<(), JournalError> {
     let path = checkpoint_path(dir, seq);
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    f.write_all(bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
+    let f = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    write_stepped(&f, 0, bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
     f.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
     std::fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
     sync_dir(dir)
@@ -676,6 +693,7 @@ pub fn checkpoint_from(
     retain: std::time::Duration,
 ) -> Result<(CheckpointReport, corridor_journal::recovery::Recovery), JournalError> {
     let mut report = CheckpointReport::default();
+    remove_unfinished_checkpoints(dir)?;
     let mut state = match state {
         Some(s) => s,
         None => load_checkpoint(dir)?,
@@ -822,20 +840,40 @@ pub struct Writer {
 /// The next segment, prepared ahead (see [`Writer`]).
 const PREPARED: &str = "next-segment.tmp";
 
-/// Writes zeros to `f` from byte `from` up to `to`, syncing after each MiB: a flush of a
-/// whole segment at once would hold the journal's own syncs behind it.
-fn write_zeros(f: &File, from: u64, to: u64) -> io::Result<()> {
+/// Writes `bytes` to `f` at `at`, syncing after each [`SYNC_STEP_BYTES`]: the journal's own
+/// syncs (a batch's, every few hundred microseconds) queue behind whatever else this disk
+/// was given to flush, so a file of many MiB flushed at once — a checkpoint, a prepared
+/// segment's zeros — would hold the batches behind it for as long as it takes.
+fn write_stepped(f: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let chunk = vec![0u8; 1 << 20];
+    let mut at = at;
+    for chunk in bytes.chunks(SYNC_STEP_BYTES) {
+        f.write_all_at(chunk, at)?;
+        f.sync_data()?;
+        at += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+/// Writes zeros to `f` from byte `from` up to `to` ([`write_stepped`]), and syncs it whole.
+fn write_zeros(f: &File, from: u64, to: u64) -> io::Result<()> {
+    let chunk = vec![0u8; SYNC_STEP_BYTES];
     let mut at = from;
     while at < to {
-        let n = (to - at).min(chunk.len() as u64);
         // At most the chunk's length.
-        f.write_all_at(&chunk[..n as usize], at)?;
-        f.sync_data()?;
-        at += n;
+        let n = (to - at).min(chunk.len() as u64) as usize;
+        write_stepped(f, at, &chunk[..n])?;
+        at += n as u64;
     }
     f.sync_all()
+}
+
+/// Lowers the calling thread's priority by [`JOURNAL_BACKGROUND_NICE`] (a thread of the
+/// journal's own: a checkpoint's, a segment preparation's). Best effort: where it cannot,
+/// the thread runs at the switch's priority, as it did.
+pub(crate) fn background_priority() {
+    // On Linux `nice` is the calling thread's.
+    let _ = rustix::process::nice(JOURNAL_BACKGROUND_NICE);
 }
 
 /// Makes `path` a file of `bytes` zeros, written and synced (its blocks taken); whether it
@@ -911,7 +949,10 @@ impl Writer {
         let dir = self.dir.clone();
         self.preparing = std::thread::Builder::new()
             .name("corridor-journal-prepare".into())
-            .spawn(move || prepare_segment(&dir, bytes))
+            .spawn(move || {
+                background_priority();
+                prepare_segment(&dir, bytes)
+            })
             .ok();
     }
 
@@ -1223,17 +1264,36 @@ mod tests {
     }
 
     #[test]
+    fn the_journals_background_threads_run_below_the_switch() {
+        // Only the calling thread's priority changes (Linux: nice is per thread).
+        let mine = rustix::process::getpriority_process(None).unwrap();
+        let theirs = std::thread::spawn(|| {
+            background_priority();
+            rustix::process::getpriority_process(None).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(theirs, (mine + JOURNAL_BACKGROUND_NICE).min(19));
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), mine);
+    }
+
+    #[test]
     fn recovery_from_a_checkpoint_is_recovery_from_the_whole_log_and_retention_keeps_what_it_needs() {
         let dir = temp("checkpoint");
         let whole = write_transactions(&dir, 6_000);
         let segments = segment_seqs(&dir).unwrap();
         assert!(segments.len() >= 3, "several segments: {segments:?}");
         let day = std::time::Duration::from_secs(86_400);
+        // A checkpoint cut short (its thread does not hold the switch's exit) leaves its file
+        // before the rename: the next removes it.
+        let unfinished = checkpoint_path(&dir, 17).with_extension("tmp");
+        std::fs::write(&unfinished, [7u8; 100]).unwrap();
 
         // A checkpoint of the closed segments; recovery then reads only the last one.
         let r = checkpoint(&dir, day, day).unwrap();
         assert_eq!(r.seq, Some(segments[segments.len() - 1] - 1));
         assert!(r.removed.is_empty(), "kept for a day");
+        assert!(!unfinished.exists());
         let rec = recover(&dir).unwrap();
         assert_eq!(rec.checkpoint, r.seq);
         assert!(rec.records < whole.last_seq as usize / 2, "read {} records", rec.records);

@@ -99,3 +99,15 @@ pub const LEASE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(1);
 /// The most segment starts a node of a cluster remembers of its shard's subject (where a
 /// reader of a checkpoint begins: one per segment since the last checkpoint).
 pub const STREAM_SEGMENT_MARKS_MAX: usize = 1_024;
+
+/// The most bytes of a large file the journal writes beside its batches (a checkpoint, a
+/// prepared segment's zeros) before it syncs them: the batches' own syncs wait behind what
+/// the disk was given to flush, at most this much.
+pub const SYNC_STEP_BYTES: usize = 1 << 20;
+
+/// How much lower than the switch's the priority of the journal's background threads is
+/// (a checkpoint's fold and write, a segment's preparation; `nice` steps): where they share
+/// a core with the switch they take what it leaves, instead of an equal share in bursts of
+/// seconds that every transaction in flight would wait through. (Measured with every
+/// process on one CPU: `benches/README.md`, "The durable path".)
+pub const JOURNAL_BACKGROUND_NICE: i32 = 10;

@@ -56,11 +56,18 @@ impl Checkpoints {
         let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
         let kept = Rc::clone(&self.state);
         let state = kept.borrow_mut().take();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
+            crate::journal::background_priority();
+            let _ = tx.send(crate::journal::checkpoint_from(&dir, state, window, retain));
+        });
+        if let Err(e) = spawned {
+            self.running.set(false);
+            warn!(error = %e, "journal checkpoint thread could not start");
+            return;
+        }
         tokio::task::spawn_local(async move {
-            let done = tokio::task::spawn_blocking(move || {
-                crate::journal::checkpoint_from(&dir, state, window, retain)
-            })
-            .await;
+            let done = rx.await;
             running.set(false);
             match done {
                 Ok(Ok((r, state))) => {
