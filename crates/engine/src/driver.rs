@@ -242,6 +242,9 @@ mod tests {
         let mut e = engine(t0);
         let mut c = JournalCycle::default();
         e.record_config([1; 32]);
+        // Nothing waits for a configuration record: its batch waits for more first.
+        assert!(c.poll(&mut e, t0, 0).is_none());
+        let t0 = t0 + corridor_journal::limits::GROUP_WAIT_UNAWAITED;
         let Some(JournalStep::Write(b)) = c.poll(&mut e, t0, 0) else { panic!("a batch is due") };
         assert!(c.poll(&mut e, t0, 0).is_none(), "one batch at a time");
         assert_eq!(
@@ -255,7 +258,7 @@ mod tests {
         assert!(c.full(), "a write that fits after a release is not room again");
         assert!(c.poll(&mut e, t0, 0).is_none(), "no look before the probe interval");
         assert_eq!(c.poll_timeout(&e), Some(t0 + NO_SPACE_PROBE));
-        let later = t0 + NO_SPACE_PROBE;
+        let later = t0 + NO_SPACE_PROBE + corridor_journal::limits::GROUP_WAIT_UNAWAITED;
         e.record_config([2; 32]);
         assert!(
             matches!(c.poll(&mut e, later, 0), Some(JournalStep::LookAgain)),

@@ -122,12 +122,24 @@ impl Gate {
 
     /// When the open batch is due on time.
     pub(crate) fn timeout(&self) -> Option<Instant> {
-        self.journal.as_ref()?.appender.poll_timeout()
+        self.journal.as_ref()?.appender.poll_timeout_when(!self.held.is_empty())
     }
 
-    /// The next batch to append and sync, when one is due.
+    /// The next batch to append and sync, when one is due: at once while a link holds a
+    /// frame for the journal, else when it has waited
+    /// [`corridor_journal::limits::GROUP_WAIT_UNAWAITED`].
     pub(crate) fn poll_batch(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
-        self.journal.as_mut()?.appender.poll_batch(now, unix_ms)
+        let awaited = !self.held.is_empty();
+        let j = self.journal.as_mut()?;
+        j.appender.set_awaited(awaited);
+        j.appender.poll_batch(now, unix_ms)
+    }
+
+    /// The next batch begins a new segment ([`Appender::rotate_early`]).
+    pub(crate) fn rotate_early(&mut self) {
+        if let Some(j) = self.journal.as_mut() {
+            j.appender.rotate_early();
+        }
     }
 
     /// A written batch's buffer, for the next batch ([`Appender::recycle`]).

@@ -242,6 +242,12 @@ impl Engine {
         }
     }
 
+    /// The journal's next batch begins a new segment, however full the current one is:
+    /// the I/O layer has a prepared one ready while the current one grows as it is written.
+    pub fn rotate_journal_segment(&mut self) {
+        self.journal.rotate_early();
+    }
+
     /// A written batch's bytes, given back for the next batch to fill.
     pub fn recycle_journal_buffer(&mut self, bytes: Vec<u8>) {
         self.journal.recycle(bytes);

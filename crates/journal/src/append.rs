@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::{
     limits::{
         GROUP_BUFFER_KEPT_MAX, GROUP_BYTES_MAX, GROUP_RECORDS_DEFAULT, GROUP_RECORDS_MAX, GROUP_WAIT_DEFAULT,
-        GROUP_WAIT_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES,
+        GROUP_WAIT_MAX, GROUP_WAIT_UNAWAITED, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+        SEGMENT_HEADER_BYTES,
     },
     record::{encode_with, Kind},
     segment::SegmentHeader,
@@ -97,6 +98,10 @@ pub struct Appender {
     segment_bytes: Option<u64>,
     /// The last sequence number of the batch being written, if one is.
     in_flight: Option<u64>,
+    /// See [`Appender::rotate_early`].
+    rotate_early: bool,
+    /// See [`Appender::set_awaited`].
+    unawaited: bool,
 }
 
 impl Appender {
@@ -117,6 +122,8 @@ impl Appender {
             first_at: None,
             segment_bytes,
             in_flight: None,
+            rotate_early: false,
+            unawaited: false,
         }
     }
 
@@ -152,7 +159,8 @@ impl Appender {
             return None;
         }
         let full = self.buf_records >= self.policy.records_max || self.buf.len() >= GROUP_BYTES_MAX;
-        let waited = self.first_at.is_some_and(|at| now.saturating_duration_since(at) >= self.policy.wait);
+        let waited =
+            self.first_at.is_some_and(|at| now.saturating_duration_since(at) >= self.wait(!self.unawaited));
         if !full && !waited {
             return None;
         }
@@ -161,9 +169,13 @@ impl Appender {
         let rotate = match self.segment_bytes {
             None => true,
             Some(used) => {
-                used > SEGMENT_HEADER_BYTES as u64 && used + bytes.len() as u64 > self.policy.segment_bytes
+                used > SEGMENT_HEADER_BYTES as u64
+                    && (self.rotate_early || used + bytes.len() as u64 > self.policy.segment_bytes)
             }
         };
+        if rotate {
+            self.rotate_early = false;
+        }
         let new_segment = rotate.then_some(SegmentHeader { first_seq, created_unix_ms: unix_ms });
         let base = if rotate { SEGMENT_HEADER_BYTES as u64 } else { self.segment_bytes.unwrap_or(0) };
         self.segment_bytes = Some(base + bytes.len() as u64);
@@ -177,10 +189,33 @@ impl Appender {
     /// When [`Appender::poll_batch`] should be called again for a batch waiting on time.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.poll_timeout_when(!self.unawaited)
+    }
+
+    /// [`Appender::poll_timeout`] were something (`awaited`) or nothing waiting for the
+    /// open batch's records (see [`Appender::set_awaited`]).
+    #[must_use]
+    pub fn poll_timeout_when(&self, awaited: bool) -> Option<Instant> {
         if self.in_flight.is_some() {
             return None;
         }
-        self.first_at.map(|at| at + self.policy.wait)
+        self.first_at.map(|at| at + self.wait(awaited))
+    }
+
+    /// Whether anything waits for the open batch's records to be durable (by default, and
+    /// as the I/O layer last said): a batch nobody waits for waits for more records, up to
+    /// [`GROUP_WAIT_UNAWAITED`].
+    pub fn set_awaited(&mut self, awaited: bool) {
+        self.unawaited = !awaited;
+    }
+
+    /// How long the open batch's first record waits for the batch to go.
+    fn wait(&self, awaited: bool) -> Duration {
+        if awaited {
+            self.policy.wait
+        } else {
+            self.policy.wait.max(GROUP_WAIT_UNAWAITED)
+        }
     }
 
     /// The batch ending at `last_seq` was written and synced.
@@ -202,6 +237,13 @@ impl Appender {
             bytes.clear();
             self.spare = bytes;
         }
+    }
+
+    /// The next batch begins a new segment, however full the current one is (unless the
+    /// current one holds no record yet): the I/O layer has a better one ready — a prepared
+    /// segment, while the current one was begun as it was and grows as it is appended to.
+    pub fn rotate_early(&mut self) {
+        self.rotate_early = true;
     }
 
     /// The highest sequence number durable on disk (0 when none is).
@@ -350,6 +392,51 @@ mod tests {
         a.recycle(Vec::with_capacity(GROUP_BUFFER_KEPT_MAX + 1));
         assert!(a.spare.capacity() <= GROUP_BUFFER_KEPT_MAX);
         assert!(a.spare.capacity() >= 6000, "the larger of the two kept");
+    }
+
+    #[test]
+    fn a_segment_is_left_early_when_asked_but_never_empty() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(1, SEGMENT_BYTES_MIN), 1, None);
+        a.append(Kind::AnswerSent, b"a", t0);
+        let b = a.poll_batch(t0, 0).expect("full");
+        assert!(b.new_segment.is_some(), "a new log begins one");
+        a.handle_synced(b.last_seq);
+        a.rotate_early();
+        a.append(Kind::AnswerSent, b"b", t0);
+        let b = a.poll_batch(t0, 0).expect("full");
+        assert_eq!(b.new_segment.map(|h| h.first_seq), Some(2), "asked: the next batch begins one");
+        a.handle_synced(b.last_seq);
+        a.append(Kind::AnswerSent, b"c", t0);
+        let b = a.poll_batch(t0, 0).expect("full");
+        assert_eq!(b.new_segment, None, "once");
+        a.handle_synced(b.last_seq);
+        // Asked before the first record of a segment: that segment is kept, then left.
+        let mut fresh = Appender::new(policy(1, SEGMENT_BYTES_MIN), 10, Some(SEGMENT_HEADER_BYTES as u64));
+        fresh.rotate_early();
+        fresh.append(Kind::AnswerSent, b"d", t0);
+        let b = fresh.poll_batch(t0, 0).expect("full");
+        assert_eq!(b.new_segment, None, "an empty segment is not left");
+        fresh.handle_synced(b.last_seq);
+        fresh.append(Kind::AnswerSent, b"e", t0);
+        assert!(fresh.poll_batch(t0, 0).expect("full").new_segment.is_some());
+    }
+
+    #[test]
+    fn a_batch_nobody_waits_for_waits_for_more_and_goes_at_once_when_awaited() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(100, SEGMENT_BYTES_MIN), 1, None);
+        a.set_awaited(false);
+        a.append(Kind::LinkEvent, b"a", t0);
+        assert_eq!(a.poll_batch(t0, 0), None, "nobody waits: it waits for more");
+        assert_eq!(a.poll_timeout(), Some(t0 + GROUP_WAIT_UNAWAITED));
+        let b = a.poll_batch(t0 + GROUP_WAIT_UNAWAITED, 0).expect("waited its bound");
+        a.handle_synced(b.last_seq);
+        a.append(Kind::LinkEvent, b"b", t0);
+        assert_eq!(a.poll_batch(t0, 0), None);
+        a.set_awaited(true);
+        let b = a.poll_batch(t0, 0).expect("awaited: at once (the policy's wait, 200 µs here, passed)");
+        assert_eq!(b.first_seq, 2);
     }
 
     #[test]

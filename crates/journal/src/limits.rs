@@ -40,6 +40,14 @@ pub const GROUP_RECORDS_MAX: usize = 1 << 16;
 /// up to one).
 pub const GROUP_WAIT_DEFAULT: Duration = Duration::ZERO;
 
+/// How long a batch whose records nobody waits for — no answer, forward or acknowledgement
+/// is held until they are durable: a crossing request's records on its destination's
+/// shard, a link event, an audit line — waits for more before it is synced. Such records
+/// gate nothing, so syncing them at once bought nothing, and cost a sync in the disk's
+/// queue in front of records something does wait for (two shards share a disk). Any record
+/// awaited sends the batch at once, as always.
+pub const GROUP_WAIT_UNAWAITED: Duration = Duration::from_millis(2);
+
 /// Longest a group commit may be configured to wait.
 pub const GROUP_WAIT_MAX: Duration = Duration::from_millis(100);
 

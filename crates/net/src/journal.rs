@@ -835,6 +835,11 @@ pub struct Writer {
     preallocate: Option<u64>,
     /// The next segment being prepared in the background: whether it is ready.
     preparing: Option<std::thread::JoinHandle<bool>>,
+    /// The prepared segment is ready (its preparation was found finished and whole).
+    prepared: bool,
+    /// The current segment was begun as it was: it grows as it is appended to, so each
+    /// sync also commits its size (see [`Writer::wants_early_rotation`]).
+    appending: bool,
 }
 
 /// The next segment, prepared ahead (see [`Writer`]).
@@ -914,6 +919,8 @@ impl Writer {
             }
         };
         let durable_len = last.map_or(0, |(_, len)| len);
+        // A prepared segment is longer than its records (its zeros).
+        let appending = current.as_ref().is_some_and(|f| f.metadata().is_ok_and(|m| m.len() <= durable_len));
         Ok(Self {
             dir: dir.to_owned(),
             current,
@@ -923,6 +930,8 @@ impl Writer {
             reserve_bytes: 0,
             preallocate: None,
             preparing: None,
+            prepared: false,
+            appending,
         })
     }
 
@@ -956,8 +965,30 @@ impl Writer {
             .ok();
     }
 
+    /// Whether the next batch should begin a new segment however full the current one is:
+    /// the current one was begun as it was (a fresh journal's first segment, or one whose
+    /// preparation was not ready in time) and a prepared one is ready — each sync of an
+    /// appended file commits its size too, and two shards' such syncs queue behind each
+    /// other's in the file system's journal. The engine is told
+    /// ([`corridor_engine::Engine::rotate_journal_segment`]).
+    pub fn wants_early_rotation(&mut self) -> bool {
+        if !self.appending || self.current.is_none() {
+            return false;
+        }
+        if !self.prepared {
+            match self.preparing.take() {
+                Some(h) if h.is_finished() => self.prepared = h.join().unwrap_or(false),
+                other => self.preparing = other,
+            }
+        }
+        self.prepared
+    }
+
     /// Whether the prepared segment is ready (then it is taken).
     fn take_prepared(&mut self) -> bool {
+        if std::mem::take(&mut self.prepared) {
+            return true;
+        }
         match self.preparing.take() {
             Some(h) if h.is_finished() => h.join().unwrap_or(false),
             other => {
@@ -1045,7 +1076,9 @@ impl Writer {
                 old.sync_all().map_err(io_err("syncing the previous segment"))?;
             }
             let p = self.dir.join(h.file_name());
-            let f = if self.take_prepared() {
+            let prepared = self.take_prepared();
+            self.appending = !prepared;
+            let f = if prepared {
                 let tmp = self.dir.join(PREPARED);
                 let f = OpenOptions::new()
                     .write(true)
@@ -1343,6 +1376,53 @@ mod tests {
         let err = recover(&dir).unwrap_err().to_string();
         assert!(err.contains("segments are missing") || err.contains("sequence"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_segment_begun_as_it_was_is_left_once_a_prepared_one_is_ready() {
+        let dir = temp("early");
+        let seg = corridor_journal::limits::SEGMENT_BYTES_MIN;
+        let policy = GroupCommit { records_max: 1, segment_bytes: seg, ..GroupCommit::default() };
+        let mut a = Appender::new(policy, 1, None);
+        let mut w = Writer::open(&dir, None).unwrap().preallocating(Some(seg));
+        let t = Instant::now();
+        let write = |a: &mut Appender, w: &mut Writer| {
+            a.append(Kind::Checkpoint, &[1; 100], t);
+            let b = a.poll_batch(t, unix_ms()).unwrap();
+            w.write(&b).unwrap();
+            a.handle_synced(b.last_seq);
+            b.new_segment.map(|h| h.first_seq)
+        };
+        assert_eq!(write(&mut a, &mut w), Some(1), "a fresh journal's first segment, begun as it is");
+        while !w.preparing.as_ref().is_some_and(std::thread::JoinHandle::is_finished) {
+            std::thread::yield_now();
+        }
+        assert!(w.wants_early_rotation(), "appended to, and a prepared one ready");
+        a.rotate_early();
+        assert_eq!(write(&mut a, &mut w), Some(2), "left after one record");
+        assert!(!w.wants_early_rotation(), "the prepared one is kept to its size");
+        assert_eq!(write(&mut a, &mut w), None);
+        let seqs = segment_seqs(&dir).unwrap();
+        assert_eq!(seqs, [1, 2]);
+        assert_eq!(std::fs::metadata(segment_path(&dir, 2)).unwrap().len(), seg, "the prepared one");
+        drop(w);
+        // Opened again: on the prepared segment nothing is wanted; on one that was appended
+        // to, the next prepared one is.
+        let rec = recover(&dir).unwrap();
+        assert_eq!(rec.records, 3);
+        let mut w = Writer::open(&dir, rec.last).unwrap();
+        assert!(!w.wants_early_rotation());
+        let dir = temp("early-appended");
+        let mut a = Appender::new(policy, 1, None);
+        let mut w1 = Writer::open(&dir, None).unwrap();
+        write(&mut a, &mut w1);
+        drop(w1);
+        let rec = recover(&dir).unwrap();
+        let mut w = Writer::open(&dir, rec.last).unwrap().preallocating(Some(seg));
+        while !w.preparing.as_ref().is_some_and(std::thread::JoinHandle::is_finished) {
+            std::thread::yield_now();
+        }
+        assert!(w.wants_early_rotation());
     }
 
     #[test]

@@ -264,8 +264,14 @@ pub(super) async fn journal_loop(
                 AfterWrite::Again(at) => tokio::time::sleep_until(at.into()).await,
             }
         }
-        // Its buffer, for the next batch to fill.
-        shared.engine.borrow_mut().recycle_journal_buffer(std::mem::take(&mut batch.bytes));
+        // Its buffer, for the next batch to fill; and a segment that grows as it is written
+        // is left as soon as a prepared one is ready.
+        let rotate = w.wants_early_rotation();
+        let mut engine = shared.engine.borrow_mut();
+        engine.recycle_journal_buffer(std::mem::take(&mut batch.bytes));
+        if rotate {
+            engine.rotate_journal_segment();
+        }
     }
 }
 
