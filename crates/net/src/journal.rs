@@ -300,6 +300,17 @@ pub fn records_from(
 /// The segment cannot be written or synced.
 pub fn restore_records(dir: &Path, first_seq: u64, records: &[u8]) -> Result<(), JournalError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    // The segment these follow is no longer the last: a closed segment holds its records
+    // only, so a prepared one's zeros after its records are cut (the writer cuts them when it
+    // moves on; a node killed on a prepared segment left them).
+    if let Some(&prev) = segment_seqs(dir)?.last().filter(|&&s| s < first_seq) {
+        let p = segment_path(dir, prev);
+        let bytes = std::fs::read(&p).map_err(io_err(format!("reading {}", p.display())))?;
+        let end = corridor_journal::scan_segment(&bytes, prev, true).map_err(JournalError::Corrupt)?.end;
+        if end < bytes.len() {
+            truncate(dir, prev, end)?;
+        }
+    }
     let path = segment_path(dir, first_seq);
     let header = SegmentHeader { first_seq, created_unix_ms: unix_ms() };
     let mut bytes = Vec::with_capacity(header.to_bytes().len() + records.len());
@@ -1412,6 +1423,18 @@ mod tests {
         assert_eq!(rec.records, 3);
         let mut w = Writer::open(&dir, rec.last).unwrap();
         assert!(!w.wants_early_rotation());
+        drop(w);
+        // Records taken from a cluster's stream after it (a node killed on a prepared
+        // segment catching up): they begin a segment of their own, and the prepared one's
+        // zeros are cut — a closed segment holds its records only.
+        let mut more = Vec::new();
+        for seq in 4..=6 {
+            corridor_journal::encode(seq, Kind::Checkpoint, &[2; 50], &mut more);
+        }
+        restore_records(&dir, 4, &more).unwrap();
+        assert!(std::fs::metadata(segment_path(&dir, 2)).unwrap().len() < seg);
+        let rec = recover(&dir).unwrap();
+        assert_eq!((rec.records, rec.next_seq, rec.cut), (6, 7, None));
         let dir = temp("early-appended");
         let mut a = Appender::new(policy, 1, None);
         let mut w1 = Writer::open(&dir, None).unwrap();
