@@ -196,50 +196,37 @@ pub(super) async fn journal_loop(
         let records = batch.last_seq.saturating_sub(batch.first_seq) + 1;
         let new_segment = batch.new_segment.is_some();
         let began = Instant::now();
+        // In a cluster: whether the stream holds this batch yet.
+        let mut appended = false;
         loop {
-            let written = tokio::task::spawn_blocking(move || {
+            // In a cluster the stream's append goes beside the local write and sync, not after
+            // it: a batch is durable once both hold it. Either may end first, or alone before
+            // a crash — a start catches the journal up from the stream when the stream holds
+            // more, and refills the stream from the journal when it holds less (both long
+            // since: a takeover's catch-up, the refill of what was synced and never
+            // acknowledged). Once the drain is over the shard's lease is given up: what the
+            // last closes record stays local (a restart here refills the stream with it, or
+            // sets it aside if another node took the shard meanwhile).
+            let streaming = !appended && replica.is_some() && !shared.finished.is_cancelled();
+            let to_stream = streaming.then(|| batch.clone());
+            let disk = tokio::task::spawn_blocking(move || {
                 let r = w.write(&batch);
                 (w, batch, r)
-            })
-            .await;
+            });
+            let log = replica.as_mut();
+            let stream = async {
+                match (to_stream.as_ref(), log) {
+                    (Some(b), Some(log)) => {
+                        shared.appending.set(true);
+                        Some(replicate(&shared, log, b, &stop).await)
+                    }
+                    _ => None,
+                }
+            };
+            let (written, streamed) = tokio::join!(disk, stream);
             let result = match written {
                 Ok((back, again, Ok(()))) => {
                     (w, batch) = (back, again);
-                    // Once the drain is over the shard's lease is given up: what the last
-                    // closes record stays local (a restart here refills the stream with it,
-                    // or sets it aside if another node took the shard meanwhile).
-                    if let Some(log) = replica.as_mut().filter(|_| !shared.finished.is_cancelled()) {
-                        shared.replica(|m| m.synced = batch.last_seq);
-                        shared.appending.set(true);
-                        let mut replicated = replicate(&shared, log, &batch, &stop).await.map(|seq| {
-                            marks.appended(&batch, seq);
-                        });
-                        if let (Ok(()), Some((shard, t))) = (&replicated, &lease) {
-                            replicated = lease_fresh(*shard, t, &stop).await;
-                        }
-                        // The release mark before the release: a new owner takes an approval
-                        // after the mark as never given (see `ShardLog::mark_released`); a
-                        // batch relaying none has nothing a new owner would reverse.
-                        if replicated.is_ok() && log.must_mark(batch.release_marked) {
-                            let began = Instant::now();
-                            replicated = log.mark_released(batch.last_seq).await;
-                            if replicated.is_ok() {
-                                shared.replica(|m| {
-                                    m.mark.record(began.elapsed());
-                                    (m.marks, m.marked) = (m.marks + 1, batch.last_seq);
-                                });
-                            }
-                        }
-                        // (Until here the lease is not given up at a stop: see `watch_lease`.)
-                        shared.appending.set(false);
-                        if let Err(why) = replicated {
-                            return fatal(&shared, &stop, &why);
-                        }
-                        if !shared.accepting.get() {
-                            shared.accepting.set(true);
-                            shared.accepting_wake.notify_waiters();
-                        }
-                    }
                     Written::Synced
                 }
                 Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
@@ -251,6 +238,48 @@ pub(super) async fn journal_loop(
                 Ok((_, _, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
                 Err(e) => return fatal(&shared, &stop, &format!("journal writer: {e}")),
             };
+            match streamed {
+                Some(Ok(seq)) => {
+                    appended = true;
+                    marks.appended(&batch, seq);
+                }
+                Some(Err(why)) => {
+                    shared.appending.set(false);
+                    return fatal(&shared, &stop, &why);
+                }
+                None => {}
+            }
+            if let (Written::Synced, true, Some(log)) = (&result, appended, replica.as_mut()) {
+                shared.replica(|m| m.synced = batch.last_seq);
+                shared.appending.set(true);
+                let mut replicated = Ok(());
+                if let Some((shard, t)) = &lease {
+                    replicated = lease_fresh(*shard, t, &stop).await;
+                }
+                // The release mark before the release: a new owner takes an approval
+                // after the mark as never given (see `ShardLog::mark_released`); a
+                // batch relaying none has nothing a new owner would reverse.
+                if replicated.is_ok() && log.must_mark(batch.release_marked) {
+                    let began = Instant::now();
+                    replicated = log.mark_released(batch.last_seq).await;
+                    if replicated.is_ok() {
+                        shared.replica(|m| {
+                            m.mark.record(began.elapsed());
+                            (m.marks, m.marked) = (m.marks + 1, batch.last_seq);
+                        });
+                    }
+                }
+                // (Until here the lease is not given up at a stop: see `watch_lease`.)
+                shared.appending.set(false);
+                if let Err(why) = replicated {
+                    return fatal(&shared, &stop, &why);
+                }
+                if !shared.accepting.get() {
+                    shared.accepting.set(true);
+                    shared.accepting_wake.notify_waiters();
+                }
+            }
+            shared.appending.set(false);
             let after = shared.input(|e| cycle.written(e, result, Instant::now()));
             shared.journal_metrics.borrow_mut().full = cycle.full();
             match after {
