@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Every row of the durable-path table (benches/README.md, "The durable path") in one
+# session, in the issue's order, with `corridor-load compare` (medians of REPEAT runs, the
+# paths of a row interleaved, every process on CPU 0): the journal on and off at 4 × 64,
+# 8 × 128 and 1 × 1 (with this disk's fdatasync), two shards crossing a hop and not, QUIC
+# against plain quinn, Corridor against HAProxy, and the switch's CPU a round trip
+# (utime + stime of `corridor serve` from /proc over the middle of a 4 × 64 run). The
+# replicated rows are benches/replicated.sh's. Everything on 127.0.0.1.
+#
+#   REPEAT=3 DURATION=4s bash benches/durable.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT="${REPEAT:-3}"
+DURATION="${DURATION:-4s}"
+B=target/release/corridor-load
+[ -x target/release/corridor ] && [ -x "$B" ] || { echo "build first: cargo build --release -p corridor -p corridor-load" >&2; exit 1; }
+run() { echo "== $*"; "$B" compare --duration "$DURATION" --warmup 1s --repeat "$REPEAT" --placement shared "$@" 2>&1 | sed -n '/^workload/,$p'; }
+
+run --paths corridor,corridor-journal --mode closed --connections 4 --inflight 64
+run --paths corridor,corridor-journal --mode closed --connections 8 --inflight 128
+run --paths corridor,corridor-journal --mode closed --connections 1 --inflight 1
+run --paths corridor-journal --shards 2 --mode closed --connections 1 --inflight 1
+run --paths corridor-journal --shards 2 --cross --mode closed --connections 1 --inflight 1
+run --paths quinn,corridor-quic --mode closed --connections 1 --lanes 4 --inflight 16
+run --paths quinn,corridor-quic --mode closed --connections 1 --lanes 1 --inflight 1
+run --paths corridor,haproxy --mode closed --connections 4 --inflight 64
+run --paths corridor,haproxy --mode closed --connections 8 --inflight 128
+
+# The switch's CPU a round trip, journal off and on: its threads' utime + stime over the
+# middle 4 s of a 7 s run, divided by the round trips the generator counted in that run's
+# rate (the rate is steady after the first second).
+cpu() {
+  local path=$1 log
+  log="$(mktemp)"
+  "$B" compare --paths "$path" --mode closed --connections 4 --inflight 64 --duration 7s --warmup 1s --repeat 1 --placement shared >"$log" 2>&1 &
+  local gen=$!
+  sleep 2
+  local pid
+  pid="$(pgrep -f 'corridor serve --config /tmp/corridor-compare' | head -1)"
+  local t0 t1 hz
+  hz="$(getconf CLK_TCK)"
+  t0="$(cat /proc/"$pid"/task/*/stat | awk '{s+=$14+$15} END {print s}')"
+  sleep 4
+  t1="$(cat /proc/"$pid"/task/*/stat | awk '{s+=$14+$15} END {print s}')"
+  wait "$gen"
+  local rate
+  rate="$(awk -v p="$path" '$1==p {print $2}' "$log" | tail -1)"
+  python3 -c "c=($t1-$t0)/$hz; r=$rate; print(f'== cpu {\"$path\"}: {c:.2f} s of CPU in 4 s at {r:,.0f}/s: {c/(4*r)*1e6:.2f} µs a round trip')"
+  rm -f "$log"
+}
+cpu corridor
+cpu corridor-journal
