@@ -433,9 +433,11 @@ mod tests {
         let b = a.poll_batch(t0 + GROUP_WAIT_UNAWAITED, 0).expect("waited its bound");
         a.handle_synced(b.last_seq);
         a.append(Kind::LinkEvent, b"b", t0);
-        assert_eq!(a.poll_batch(t0, 0), None);
+        let policy_wait = t0 + 200 * US;
+        assert_eq!(a.poll_batch(policy_wait, 0), None, "the policy's wait is not enough");
         a.set_awaited(true);
-        let b = a.poll_batch(t0, 0).expect("awaited: at once (the policy's wait, 200 µs here, passed)");
+        assert_eq!(a.poll_timeout(), Some(policy_wait));
+        let b = a.poll_batch(policy_wait, 0).expect("awaited: after the policy's wait only");
         assert_eq!(b.first_seq, 2);
     }
 
