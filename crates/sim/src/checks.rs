@@ -110,7 +110,9 @@ impl Sim {
             // When the approval reached the switch, if it did: before the run ended, on a
             // connection still carrying messages. (Not one the switch's crash ended: a late
             // approval whose second reversal was not yet durable is lost with the crash, and
-            // nothing recovered says it came — a known gap, left to reconciliation. In a
+            // nothing recovered says it came — a known gap, left to reconciliation. Nor one
+            // that came after the issuer's shard's last synced batch before a crash, whatever
+            // ended its connection: the same gap, as long as a full disk makes it. In a
             // cluster, durable means in the stream, which an election holds back for seconds:
             // nor one that came after the last append the stream acknowledged before the node
             // died.)
@@ -119,6 +121,7 @@ impl Sim {
                     if at <= self.now
                         && !self.net.crashed.contains(&generation)
                         && !self.lost_unreplicated(at)
+                        && !self.lost_unsynced(at)
                         && self.net.ended.get(&generation).is_none_or(|&end| end > at) =>
                 {
                     at

@@ -58,6 +58,8 @@ impl Sim {
             paused_until: None,
             crash_at_answer: false,
             held_at_crash: BTreeSet::new(),
+            synced_at: Vec::new(),
+            unsynced: Vec::new(),
         };
         // A cluster's node, on a third of the seeds, from a stream of its own (the plans seeds
         // had before clusters are unchanged; its faults come after every other).

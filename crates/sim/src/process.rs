@@ -501,8 +501,17 @@ impl Sim {
             return;
         }
         self.durable_at_crash = Some(at_crash);
+        let issuers = self.owners[1];
+        let since = self.synced_at.get(issuers).copied().unwrap_or_default();
+        self.unsynced.push((since, self.now));
         let d = self.rng.micros(1_000, 500_000);
         self.at(self.now + d, Ev::Restart);
+    }
+
+    /// Whether an approval that reached the switch at `at` was lost with a crash before any
+    /// record it caused became durable (see [`Sim::unsynced`]).
+    pub(crate) fn lost_unsynced(&self, at: Duration) -> bool {
+        self.unsynced.iter().any(|&(from, to)| at > from && at <= to)
     }
 
     /// Shard `k`'s batch reaches its disk, or (the disk full) waits and is tried again.
@@ -532,6 +541,10 @@ impl Sim {
                     release_marked: b.release_marked,
                 });
             }
+            if self.synced_at.len() <= k {
+                self.synced_at.resize(k + 1, Duration::ZERO);
+            }
+            self.synced_at[k] = self.now;
             if let (Some(batch), true) = (replicate, self.cluster.is_some()) {
                 // Synced here; released once the stream has it (see `cluster`).
                 self.append(k, batch);
