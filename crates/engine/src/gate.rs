@@ -130,9 +130,7 @@ impl Gate {
     /// [`corridor_journal::limits::GROUP_WAIT_UNAWAITED`].
     pub(crate) fn poll_batch(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
         let awaited = !self.held.is_empty();
-        let j = self.journal.as_mut()?;
-        j.appender.set_awaited(awaited);
-        j.appender.poll_batch(now, unix_ms)
+        self.journal.as_mut()?.appender.poll_batch_when(now, unix_ms, awaited)
     }
 
     /// The next batch begins a new segment ([`Appender::rotate_early`]).

@@ -100,8 +100,6 @@ pub struct Appender {
     in_flight: Option<u64>,
     /// See [`Appender::rotate_early`].
     rotate_early: bool,
-    /// See [`Appender::set_awaited`].
-    unawaited: bool,
 }
 
 impl Appender {
@@ -123,7 +121,6 @@ impl Appender {
             segment_bytes,
             in_flight: None,
             rotate_early: false,
-            unawaited: false,
         }
     }
 
@@ -155,12 +152,18 @@ impl Appender {
 
     /// The next batch to write, when one is due and none is in flight.
     pub fn poll_batch(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
+        self.poll_batch_when(now, unix_ms, true)
+    }
+
+    /// [`Appender::poll_batch`], were something (`awaited`) or nothing waiting for the open
+    /// batch's records to be durable: a batch nobody waits for waits for more records, up to
+    /// [`GROUP_WAIT_UNAWAITED`].
+    pub fn poll_batch_when(&mut self, now: Instant, unix_ms: u64, awaited: bool) -> Option<SyncBatch> {
         if self.in_flight.is_some() || self.buf_records == 0 {
             return None;
         }
         let full = self.buf_records >= self.policy.records_max || self.buf.len() >= GROUP_BYTES_MAX;
-        let waited =
-            self.first_at.is_some_and(|at| now.saturating_duration_since(at) >= self.wait(!self.unawaited));
+        let waited = self.first_at.is_some_and(|at| now.saturating_duration_since(at) >= self.wait(awaited));
         if !full && !waited {
             return None;
         }
@@ -189,24 +192,16 @@ impl Appender {
     /// When [`Appender::poll_batch`] should be called again for a batch waiting on time.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.poll_timeout_when(!self.unawaited)
+        self.poll_timeout_when(true)
     }
 
-    /// [`Appender::poll_timeout`] were something (`awaited`) or nothing waiting for the
-    /// open batch's records (see [`Appender::set_awaited`]).
+    /// [`Appender::poll_timeout`] for [`Appender::poll_batch_when`].
     #[must_use]
     pub fn poll_timeout_when(&self, awaited: bool) -> Option<Instant> {
         if self.in_flight.is_some() {
             return None;
         }
         self.first_at.map(|at| at + self.wait(awaited))
-    }
-
-    /// Whether anything waits for the open batch's records to be durable (by default, and
-    /// as the I/O layer last said): a batch nobody waits for waits for more records, up to
-    /// [`GROUP_WAIT_UNAWAITED`].
-    pub fn set_awaited(&mut self, awaited: bool) {
-        self.unawaited = !awaited;
     }
 
     /// How long the open batch's first record waits for the batch to go.
@@ -426,18 +421,16 @@ mod tests {
     fn a_batch_nobody_waits_for_waits_for_more_and_goes_at_once_when_awaited() {
         let t0 = Instant::now();
         let mut a = Appender::new(policy(100, SEGMENT_BYTES_MIN), 1, None);
-        a.set_awaited(false);
         a.append(Kind::LinkEvent, b"a", t0);
-        assert_eq!(a.poll_batch(t0, 0), None, "nobody waits: it waits for more");
-        assert_eq!(a.poll_timeout(), Some(t0 + GROUP_WAIT_UNAWAITED));
-        let b = a.poll_batch(t0 + GROUP_WAIT_UNAWAITED, 0).expect("waited its bound");
+        assert_eq!(a.poll_batch_when(t0, 0, false), None, "nobody waits: it waits for more");
+        assert_eq!(a.poll_timeout_when(false), Some(t0 + GROUP_WAIT_UNAWAITED));
+        let b = a.poll_batch_when(t0 + GROUP_WAIT_UNAWAITED, 0, false).expect("waited its bound");
         a.handle_synced(b.last_seq);
         a.append(Kind::LinkEvent, b"b", t0);
         let policy_wait = t0 + 200 * US;
-        assert_eq!(a.poll_batch(policy_wait, 0), None, "the policy's wait is not enough");
-        a.set_awaited(true);
-        assert_eq!(a.poll_timeout(), Some(policy_wait));
-        let b = a.poll_batch(policy_wait, 0).expect("awaited: after the policy's wait only");
+        assert_eq!(a.poll_batch_when(policy_wait, 0, false), None, "the policy's wait is not enough");
+        assert_eq!(a.poll_timeout_when(true), Some(policy_wait));
+        let b = a.poll_batch_when(policy_wait, 0, true).expect("awaited: after the policy's wait only");
         assert_eq!(b.first_seq, 2);
     }
 
