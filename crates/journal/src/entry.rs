@@ -45,14 +45,19 @@ impl Accepted {
     ///
     /// As [`Entry::decode`].
     pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
-        let mut r = R(payload);
-        (|| {
-            let (key, _, correlation, _) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
-            let at_unix_ms = r.trailing_u64()?;
-            r.end()?;
-            Some(Self { key, link: String::new(), correlation, request: Vec::new(), at_unix_ms })
-        })()
-        .ok_or(BadEntry { kind: Kind::RequestAccepted })
+        read_whole(Kind::RequestAccepted, payload, |r| Self::read(r, false))
+    }
+
+    /// The layout; `whole`: the link name and the sealed request copied, or left empty.
+    fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
+        let (key, link, correlation, request) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
+        Some(Self {
+            key,
+            link: if whole { link.to_owned() } else { String::new() },
+            correlation,
+            request: if whole { request.to_vec() } else { Vec::new() },
+            at_unix_ms: r.trailing_u64()?,
+        })
     }
 }
 
@@ -65,15 +70,31 @@ impl Forwarded {
     ///
     /// As [`Entry::decode`].
     pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
-        let mut r = R(payload);
-        (|| {
-            let (request, _, _, _) = (r.u64()?, r.name_ref()?, r.name_ref()?, r.u64()?);
-            let sent_stan = r.array()?;
-            r.end()?;
-            Some(Self { request, destination: String::new(), link: String::new(), key: 0, sent_stan })
-        })()
-        .ok_or(BadEntry { kind: Kind::Forwarded })
+        read_whole(Kind::Forwarded, payload, |r| Self::read(r, false))
     }
+
+    /// The layout; `whole`: the names and the outbound correlation kept, or left empty.
+    fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
+        let (request, destination, link, key) = (r.u64()?, r.name_ref()?, r.name_ref()?, r.u64()?);
+        let name = |n: &str| if whole { n.to_owned() } else { String::new() };
+        Some(Self {
+            request,
+            destination: name(destination),
+            link: name(link),
+            key: if whole { key } else { 0 },
+            sent_stan: r.array()?,
+        })
+    }
+}
+
+/// `payload` read by `read`, which must take all of it: a record of `kind`'s entry.
+fn read_whole<T>(
+    kind: Kind,
+    payload: &[u8],
+    read: impl FnOnce(&mut R<'_>) -> Option<T>,
+) -> Result<T, BadEntry> {
+    let mut r = R(payload);
+    read(&mut r).filter(|_| r.end().is_some()).ok_or(BadEntry { kind })
 }
 
 /// It was forwarded.
@@ -526,20 +547,8 @@ impl Entry {
         let mut r = R(payload);
         let e = (|| {
             let e = match kind {
-                Kind::RequestAccepted => Self::Accepted(Accepted {
-                    key: r.key()?,
-                    link: r.name()?,
-                    correlation: r.u64()?,
-                    request: r.blob()?,
-                    at_unix_ms: r.trailing_u64()?,
-                }),
-                Kind::Forwarded => Self::Forwarded(Forwarded {
-                    request: r.u64()?,
-                    destination: r.name()?,
-                    link: r.name()?,
-                    key: r.u64()?,
-                    sent_stan: r.array()?,
-                }),
+                Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r, true)?),
+                Kind::Forwarded => Self::Forwarded(Forwarded::read(&mut r, true)?),
                 Kind::AnswerSent => {
                     let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
                     let auth = match r.u8()? {

@@ -204,15 +204,19 @@ impl Recovery {
             if seq <= self.last_seq {
                 continue;
             }
-            let entry = match f.record.kind {
-                Kind::RequestAccepted => Entry::Accepted(Accepted::decode_deferred(f.record.payload)?),
-                Kind::Forwarded => Entry::Forwarded(Forwarded::decode_deferred(f.record.payload)?),
+            let (entry, request) = match f.record.kind {
+                Kind::RequestAccepted => (Entry::Accepted(Accepted::decode_deferred(f.record.payload)?), seq),
+                Kind::Forwarded => {
+                    let fw = Forwarded::decode_deferred(f.record.payload)?;
+                    let request = fw.request;
+                    (Entry::Forwarded(fw), request)
+                }
                 _ => {
                     self.apply(seq, &f.record, at_unix_ms)?;
                     continue;
                 }
             };
-            deferred.push((if let Entry::Forwarded(fw) = &entry { fw.request } else { seq }, i));
+            deferred.push((request, i));
             self.apply_entry(seq, entry, at_unix_ms);
         }
         for (request, i) in deferred {
