@@ -1389,6 +1389,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Waits for the segment being prepared, if one is (as a segment's worth of traffic
+    /// gives the preparing thread its time).
+    fn await_preparation(w: &Writer) {
+        while w.preparing.as_ref().is_some_and(|h| !h.is_finished()) {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_segment_begun_as_it_was_is_left_once_a_prepared_one_is_ready() {
         let dir = temp("early");
@@ -1405,9 +1413,7 @@ mod tests {
             b.new_segment.map(|h| h.first_seq)
         };
         assert_eq!(write(&mut a, &mut w), Some(1), "a fresh journal's first segment, begun as it is");
-        while !w.preparing.as_ref().is_some_and(std::thread::JoinHandle::is_finished) {
-            std::thread::yield_now();
-        }
+        await_preparation(&w);
         assert!(w.wants_early_rotation(), "appended to, and a prepared one ready");
         a.rotate_early();
         assert_eq!(write(&mut a, &mut w), Some(2), "left after one record");
@@ -1442,9 +1448,7 @@ mod tests {
         drop(w1);
         let rec = recover(&dir).unwrap();
         let mut w = Writer::open(&dir, rec.last).unwrap().preallocating(Some(seg));
-        while !w.preparing.as_ref().is_some_and(std::thread::JoinHandle::is_finished) {
-            std::thread::yield_now();
-        }
+        await_preparation(&w);
         assert!(w.wants_early_rotation());
     }
 
@@ -1463,11 +1467,7 @@ mod tests {
             if let Some(b) = a.poll_batch(t, unix_ms()) {
                 if b.new_segment.is_some() {
                     // Give the preparing thread its time, as a segment's worth of traffic does.
-                    if let Some(h) = w.preparing.as_ref() {
-                        while !h.is_finished() {
-                            std::thread::yield_now();
-                        }
-                    }
+                    await_preparation(&w);
                     prepared_used += usize::from(w.preparing.is_some());
                 }
                 w.write(&b).unwrap();
