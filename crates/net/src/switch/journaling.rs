@@ -208,14 +208,16 @@ pub(super) async fn journal_loop(
             // last closes record stays local (a restart here refills the stream with it, or
             // sets it aside if another node took the shard meanwhile).
             let streaming = !appended && replica.is_some() && !shared.finished.is_cancelled();
-            let to_stream = streaming.then(|| batch.clone());
+            // Shared by the two, not copied; whole again once both are done.
+            let shared_batch = std::sync::Arc::new(batch);
+            let to_stream = streaming.then(|| std::sync::Arc::clone(&shared_batch));
             let disk = tokio::task::spawn_blocking(move || {
-                let r = w.write(&batch);
-                (w, batch, r)
+                let r = w.write(&shared_batch);
+                (w, shared_batch, r)
             });
             let log = replica.as_mut();
             let stream = async {
-                match (to_stream.as_ref(), log) {
+                match (to_stream.as_deref(), log) {
                     (Some(b), Some(log)) => {
                         shared.appending.set(true);
                         Some(replicate(&shared, log, b, &stop).await)
@@ -224,15 +226,16 @@ pub(super) async fn journal_loop(
                 }
             };
             let (written, streamed) = tokio::join!(disk, stream);
+            drop(to_stream);
             let result = match written {
                 Ok((back, again, Ok(()))) => {
-                    (w, batch) = (back, again);
+                    (w, batch) = (back, std::sync::Arc::unwrap_or_clone(again));
                     Written::Synced
                 }
                 Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
                     let released = back.release_reserve();
                     debug!(what, released, "journal: no space for a batch");
-                    (w, batch) = (back, again);
+                    (w, batch) = (back, std::sync::Arc::unwrap_or_clone(again));
                     Written::NoSpace { released }
                 }
                 Ok((_, _, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
