@@ -8,6 +8,7 @@
 # process is stopped at the end.
 #
 #   NATS_SERVER=path/to/nats-server bash benches/replicated.sh      (default: the tests' copy)
+#   CORRIDOR=path/to/corridor: another build of the switch (a commit before a change), for before/after
 #   REPEAT=3 DURATION=6s WARMUP=2s WORKLOADS="1x1 4x64 8x128"
 #   CROSS=1: four nodes, each of two shards — local and replicated, with the acquirer and the
 #   issuer on one shard, and on two (every transaction crossing a hop: the hand-off's cost).
@@ -29,7 +30,7 @@ WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
 CROSS="${CROSS:-0}"
 RELAY="${RELAY:-0}"
 SPLIT="${SPLIT:-0}"
-C=target/release/corridor
+C="$(realpath -m "${CORRIDOR:-target/release/corridor}")"
 L=target/release/corridor-load
 [ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
 [ -x "$C" ] && [ -x "$L" ] || { echo "build first: cargo build --release -p corridor -p corridor-load" >&2; exit 1; }
@@ -127,7 +128,7 @@ EOF
     cp "$W/pan.key" "$W/admin.token" "$W/$1.toml" "$home/"
     cp "$W/certs/ca.pem" "$home/certs/"; cp "$W/certs/$1.pem" "$home/certs/node.pem"; cp "$W/certs/$1.key" "$home/certs/node.key"
   fi
-  (cd "$home" && exec "$OLDPWD/$C" serve --config "$1.toml" 2>"$W/$1.log") & pids+=($!)
+  (cd "$home" && exec "$C" serve --config "$1.toml" 2>"$W/$1.log") & pids+=($!)
 }
 declare -A ACQ ADMIN
 if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"

@@ -76,6 +76,46 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     assert_eq!(read(c.clone(), STREAM, 1, Tail::default()).await.unwrap().len(), 10);
 }
 
+/// Batches go into the stream compressed — large ones off the caller's thread — and read
+/// back as the journal wrote them; records that do not compress go as they are.
+#[tokio::test(flavor = "current_thread")]
+async fn batches_are_stored_compressed_and_read_back_whole() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
+    // A switch's records are much alike from one to the next: 200 KiB of them.
+    let alike = records(1, 20_000);
+    assert!(alike.len() > corridor_cluster::limits::ENCODE_INLINE_BYTES);
+    let seq = log.append_shared(1, 20_000, alike.clone()).await.unwrap();
+    // Records that do not compress (no sequence repeats).
+    let mut x = 0x2545_f491_u32;
+    let noise: Vec<u8> = (0..40_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    log.append(20_001, 20_001, &noise).await.unwrap();
+    log.append_shared(20_002, 20_003, records(20_002, 20_003)).await.unwrap();
+
+    let js = async_nats::jetstream::new(c.clone());
+    let stored = js.get_stream(STREAM).await.unwrap().get_raw_message(seq).await.unwrap();
+    assert!(
+        stored.payload.len() * 2 < alike.len(),
+        "{} bytes stored for {} of records",
+        stored.payload.len(),
+        alike.len()
+    );
+    let back = read(c.clone(), STREAM, 2, Tail::default()).await.unwrap();
+    assert_eq!(back.len(), 3);
+    assert!(back[0].records == alike, "the compressed batch whole");
+    assert!(back[1].records == noise, "the incompressible one whole");
+    assert_eq!(back[2].records, records(20_002, 20_003));
+}
+
 /// The cluster's bucket, where a checkpoint's hint lives (every node makes it at start).
 async fn cluster_bucket(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
     let js = async_nats::jetstream::new(client.clone());
@@ -116,7 +156,7 @@ async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_
     // The state of records 1..=24 — the journal's last closed segments — in three parts,
     // appended when the subject held 30; a reader of it starts at the batch of 25..=27.
     let state: Vec<u8> = (0..CHECKPOINT_PART_BYTES * 5 / 2).map(|i| (i % 251) as u8).collect();
-    let first_part = log.append_checkpoint(24, 30, &state).await.unwrap();
+    let first_part = log.append_checkpoint(24, 30, state.clone()).await.unwrap();
     assert_eq!(log.last(), first_part + 2, "three parts, one after another");
     log.publish_hint(Hint { from: seqs[8], covers: 24 }).await.unwrap();
     for i in 10..12u64 {
@@ -171,7 +211,7 @@ async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_th
     // A whole one (of records 1..=9, all the subject holds: a reader starts at it), the
     // subject purged before it, then a hint that points at a message purged since (a bucket
     // restored from an older copy, say): the takeover reads the subject whole instead.
-    let at = log.append_checkpoint(9, 9, b"state of 1..=9").await.unwrap();
+    let at = log.append_checkpoint(9, 9, &b"state of 1..=9"[..]).await.unwrap();
     log.append(10, 10, &journal_records(10, 10)).await.unwrap();
     log.purge_before(at).await.unwrap();
     kv.put("checkpoint.6", "from=1 covers=6".into()).await.unwrap();

@@ -10,6 +10,24 @@
 //! Integers are big-endian. `first_seq..=last_seq` are the local journal's sequence numbers
 //! of the records: a subject read in order must see them without a gap ([`Tail`]).
 //!
+//! # Compression
+//!
+//! The stream stores every message three times over, each copy synced, hashed and sent
+//! between its servers: its cost is per byte. So a batch is appended compressed, the records
+//! one LZ4 block (the same records a third of the bytes at a switch's traffic, whose
+//! requests repeat their merchants, terminals and codes), under its own magic and the
+//! records' length before compression:
+//!
+//! ```text
+//! magic "CRB2" | shard u16 | first_seq u64 | last_seq u64 | raw_len u32 | len u32 | LZ4 block (len) | crc32c u32
+//! ```
+//!
+//! — unless the block would not be smaller: then it goes as "CRB1". The CRC covers what is
+//! stored (checked before anything is decompressed), and the block must give back exactly
+//! `raw_len` bytes, at most a batch's largest. Checkpoint parts are compressed alike
+//! ("CRK2": `part u16 | parts u16 | raw_len u32 | len u32 | LZ4 block`). Readers take both
+//! kinds.
+//!
 //! # Checkpoints
 //!
 //! A subject also carries the shard's checkpoints, so that a node taking the shard over
@@ -33,6 +51,14 @@ const HEADER: usize = 4 + 2 + 8 + 8 + 4;
 const TRAILER: usize = 4;
 const CHECKPOINT_MAGIC: [u8; 4] = *b"CRK1";
 const CHECKPOINT_HEADER: usize = 4 + 2 + 8 + 8 + 2 + 2 + 4;
+const COMPRESSED_MAGIC: [u8; 4] = *b"CRB2";
+const COMPRESSED_CHECKPOINT_MAGIC: [u8; 4] = *b"CRK2";
+/// Each compressed header holds the uncompressed length besides.
+const RAW_LEN: usize = 4;
+
+/// The most bytes a message's records (or a checkpoint part's bytes) give back when
+/// decompressed: what a message of them uncompressed could hold.
+const RAW_BYTES_MAX: usize = BATCH_BYTES_MAX - HEADER - TRAILER;
 
 /// The most bytes of a checkpoint one part carries: half the largest message, as the
 /// journal cuts its batches (a message is sent with headers, under NATS's largest payload).
@@ -73,6 +99,9 @@ pub enum Invalid {
     /// A checkpoint part whose numbers do not hold together (`through` before `covers`,
     /// a part past the count).
     Checkpoint,
+    /// A compressed message whose block does not give back the length its header says (or
+    /// says more than a message holds).
+    Compressed,
     /// `last_seq` before `first_seq`.
     Range {
         /// The header's first sequence number.
@@ -92,6 +121,7 @@ impl std::fmt::Display for Invalid {
             Self::Records(e) => write!(f, "its records: {e}"),
             Self::Range { first, last } => write!(f, "records {first}..={last}"),
             Self::Checkpoint => f.write_str("a checkpoint part that does not hold together"),
+            Self::Compressed => f.write_str("its compressed bytes do not decompress to the length said"),
         }
     }
 }
@@ -120,15 +150,73 @@ impl Batch<'_> {
         let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_be_bytes());
     }
+
+    /// The message for this batch, its records compressed ("CRB2"), appended to `out` — or,
+    /// when compressing would not make it smaller, [`Batch::encode`]'s.
+    ///
+    /// # Panics
+    ///
+    /// As [`Batch::encode`].
+    pub fn encode_compressed(&self, out: &mut Vec<u8>) {
+        assert!(self.first_seq <= self.last_seq, "a batch holds at least one record");
+        let len = HEADER + self.records.len() + TRAILER;
+        assert!(len <= BATCH_BYTES_MAX, "a batch of {len} bytes is past BATCH_BYTES_MAX");
+        let start = out.len();
+        out.extend_from_slice(&COMPRESSED_MAGIC);
+        out.extend_from_slice(&self.shard.to_be_bytes());
+        out.extend_from_slice(&self.first_seq.to_be_bytes());
+        out.extend_from_slice(&self.last_seq.to_be_bytes());
+        if !compress_after_header(out, start, self.records, len) {
+            out.truncate(start);
+            self.encode(out);
+        }
+    }
 }
 
-/// The batch in `message`, checked: magic, length, CRC, range.
+/// Appends `raw`'s length, the LZ4 block's length and the block to the header `out` holds
+/// from `start`, then the CRC over it all; true if the whole is below `plain` bytes (what the
+/// message would be uncompressed), else false with `out` left to be cut by the caller.
+fn compress_after_header(out: &mut Vec<u8>, start: usize, raw: &[u8], plain: usize) -> bool {
+    out.extend_from_slice(&(raw.len() as u32).to_be_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let block_at = out.len();
+    out.resize(block_at + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    let Ok(n) = lz4_flex::block::compress_into(raw, &mut out[block_at..]) else {
+        return false;
+    };
+    if block_at - start + n + TRAILER >= plain {
+        return false;
+    }
+    out.truncate(block_at + n);
+    out[len_at..block_at].copy_from_slice(&(n as u32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    true
+}
+
+/// `block` decompressed into `scratch`, which must then hold exactly `raw_len` bytes (at
+/// most [`RAW_BYTES_MAX`]).
+fn decompress<'a>(block: &[u8], raw_len: usize, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Invalid> {
+    if raw_len > RAW_BYTES_MAX {
+        return Err(Invalid::Compressed);
+    }
+    scratch.clear();
+    scratch.resize(raw_len, 0);
+    match lz4_flex::block::decompress_into(block, scratch) {
+        Ok(n) if n == raw_len => Ok(&scratch[..]),
+        _ => Err(Invalid::Compressed),
+    }
+}
+
+/// The batch in `message`, checked: magic, length, CRC, range (its records decompressed
+/// into `scratch` if they came compressed).
 ///
 /// # Errors
 ///
 /// What makes it not a batch we wrote.
-pub fn decode(message: &[u8]) -> Result<Batch<'_>, Invalid> {
-    match decode_message(message)? {
+pub fn decode<'a>(message: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Batch<'a>, Invalid> {
+    match decode_message(message, scratch)? {
         Message::Batch(b) => Ok(b),
         Message::Checkpoint(_) => Err(Invalid::Magic),
     }
@@ -174,6 +262,29 @@ impl CheckpointPart<'_> {
         let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_be_bytes());
     }
+
+    /// The message for this part, its bytes compressed ("CRK2"), appended to `out` — or,
+    /// when compressing would not make it smaller, [`CheckpointPart::encode`]'s.
+    ///
+    /// # Panics
+    ///
+    /// As [`CheckpointPart::encode`].
+    pub fn encode_compressed(&self, out: &mut Vec<u8>) {
+        assert!(self.bytes.len() <= CHECKPOINT_PART_BYTES, "a checkpoint part past CHECKPOINT_PART_BYTES");
+        assert!(self.covers <= self.through && self.part < self.parts, "a checkpoint part's numbers");
+        let start = out.len();
+        out.extend_from_slice(&COMPRESSED_CHECKPOINT_MAGIC);
+        out.extend_from_slice(&self.shard.to_be_bytes());
+        out.extend_from_slice(&self.covers.to_be_bytes());
+        out.extend_from_slice(&self.through.to_be_bytes());
+        out.extend_from_slice(&self.part.to_be_bytes());
+        out.extend_from_slice(&self.parts.to_be_bytes());
+        let plain = CHECKPOINT_HEADER + self.bytes.len() + TRAILER;
+        if !compress_after_header(out, start, self.bytes, plain) {
+            out.truncate(start);
+            self.encode(out);
+        }
+    }
 }
 
 /// What one message on a shard's subject is.
@@ -197,12 +308,13 @@ impl Message<'_> {
 }
 
 /// The message in `message`, checked: size, CRC, magic, then a batch's or a checkpoint
-/// part's own checks.
+/// part's own checks; compressed records or bytes are decompressed into `scratch` (and
+/// checked to give back the length said).
 ///
 /// # Errors
 ///
 /// What makes it not a message we wrote.
-pub fn decode_message(message: &[u8]) -> Result<Message<'_>, Invalid> {
+pub fn decode_message<'a>(message: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Message<'a>, Invalid> {
     let n = message.len();
     if !(HEADER.min(CHECKPOINT_HEADER) + TRAILER..=BATCH_BYTES_MAX).contains(&n) {
         return Err(Invalid::Size(n));
@@ -211,49 +323,51 @@ pub fn decode_message(message: &[u8]) -> Result<Message<'_>, Invalid> {
     if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(Invalid::Crc);
     }
+    let (checkpoint, compressed) = match <[u8; 4]>::try_from(&body[..4]) {
+        Ok(MAGIC) => (false, false),
+        Ok(CHECKPOINT_MAGIC) => (true, false),
+        Ok(COMPRESSED_MAGIC) => (false, true),
+        Ok(COMPRESSED_CHECKPOINT_MAGIC) => (true, true),
+        _ => return Err(Invalid::Magic),
+    };
+    let header = if checkpoint { CHECKPOINT_HEADER } else { HEADER } + if compressed { RAW_LEN } else { 0 };
+    if body.len() < header {
+        return Err(Invalid::Size(n));
+    }
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&body[i..i + 8]);
         u64::from_be_bytes(b)
     };
-    if body[..4] == CHECKPOINT_MAGIC {
-        if body.len() < CHECKPOINT_HEADER {
-            return Err(Invalid::Size(n));
-        }
-        let part = CheckpointPart {
-            shard: u16::from_be_bytes([body[4], body[5]]),
-            covers: u64_at(6),
-            through: u64_at(14),
-            part: u16::from_be_bytes([body[22], body[23]]),
-            parts: u16::from_be_bytes([body[24], body[25]]),
-            bytes: &body[CHECKPOINT_HEADER..],
-        };
-        let said = u32::from_be_bytes([body[26], body[27], body[28], body[29]]) as usize;
-        if said != part.bytes.len() {
-            return Err(Invalid::Length { said, found: part.bytes.len() });
-        }
-        if part.covers > part.through || part.part >= part.parts {
-            return Err(Invalid::Checkpoint);
-        }
-        return Ok(Message::Checkpoint(part));
-    }
-    if body[..4] != MAGIC {
-        return Err(Invalid::Magic);
-    }
-    if body.len() < HEADER {
-        return Err(Invalid::Size(n));
+    let u32_at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]) as usize;
+    // The length of what follows is the header's last field; before it, when compressed,
+    // the length it decompresses to.
+    let (said, data) = (u32_at(header - 4), &body[header..]);
+    if said != data.len() {
+        return Err(Invalid::Length { said, found: data.len() });
     }
     let shard = u16::from_be_bytes([body[4], body[5]]);
-    let (first_seq, last_seq) = (u64_at(6), u64_at(14));
-    let said = u32::from_be_bytes([body[22], body[23], body[24], body[25]]) as usize;
-    let records = &body[HEADER..];
-    if said != records.len() {
-        return Err(Invalid::Length { said, found: records.len() });
+    let (a, b) = (u64_at(6), u64_at(14));
+    let data = |scratch: &'a mut Vec<u8>| {
+        if compressed {
+            decompress(data, u32_at(header - 8), scratch)
+        } else {
+            Ok(data)
+        }
+    };
+    if checkpoint {
+        let (part, parts) =
+            (u16::from_be_bytes([body[22], body[23]]), u16::from_be_bytes([body[24], body[25]]));
+        if a > b || part >= parts {
+            return Err(Invalid::Checkpoint);
+        }
+        let bytes = data(scratch)?;
+        return Ok(Message::Checkpoint(CheckpointPart { shard, covers: a, through: b, part, parts, bytes }));
     }
-    if last_seq < first_seq {
-        return Err(Invalid::Range { first: first_seq, last: last_seq });
+    if b < a {
+        return Err(Invalid::Range { first: a, last: b });
     }
-    Ok(Message::Batch(Batch { shard, first_seq, last_seq, records }))
+    Ok(Message::Batch(Batch { shard, first_seq: a, last_seq: b, records: data(scratch)? }))
 }
 
 /// A subject read in order: each batch must begin where the last one ended.
@@ -340,7 +454,10 @@ mod tests {
     #[test]
     fn a_batch_reads_back_as_written() {
         let m = message(7, 9, b"three records");
-        assert_eq!(decode(&m), Ok(Batch { shard: 3, first_seq: 7, last_seq: 9, records: b"three records" }));
+        assert_eq!(
+            decode(&m, &mut Vec::new()),
+            Ok(Batch { shard: 3, first_seq: 7, last_seq: 9, records: b"three records" })
+        );
     }
 
     #[test]
@@ -350,11 +467,11 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = m.clone();
                 bad[i] ^= 1 << bit;
-                assert!(decode(&bad).is_err(), "byte {i} bit {bit}");
+                assert!(decode(&bad, &mut Vec::new()).is_err(), "byte {i} bit {bit}");
             }
         }
-        assert_eq!(decode(&m[..m.len() - 1]), Err(Invalid::Crc), "a cut message");
-        assert_eq!(decode(b"short"), Err(Invalid::Size(5)));
+        assert_eq!(decode(&m[..m.len() - 1], &mut Vec::new()), Err(Invalid::Crc), "a cut message");
+        assert_eq!(decode(b"short", &mut Vec::new()), Err(Invalid::Size(5)));
     }
 
     #[test]
@@ -362,15 +479,21 @@ mod tests {
         let mut t = Tail::default();
         for (first, last) in [(1, 4), (5, 5), (6, 9)] {
             let m = message(first, last, b"x");
-            t.accept(&decode(&m).unwrap()).unwrap();
+            t.accept(&decode(&m, &mut Vec::new()).unwrap()).unwrap();
         }
         assert_eq!(t.next(), 10);
         let skipped = message(11, 12, b"x");
-        assert_eq!(t.accept(&decode(&skipped).unwrap()), Err(Gap { expected: 10, found: 11 }));
+        assert_eq!(
+            t.accept(&decode(&skipped, &mut Vec::new()).unwrap()),
+            Err(Gap { expected: 10, found: 11 })
+        );
         let repeated = message(8, 9, b"x");
-        assert_eq!(t.accept(&decode(&repeated).unwrap()), Err(Gap { expected: 10, found: 8 }));
+        assert_eq!(
+            t.accept(&decode(&repeated, &mut Vec::new()).unwrap()),
+            Err(Gap { expected: 10, found: 8 })
+        );
         let mut from_checkpoint = Tail::from(5);
-        assert!(from_checkpoint.accept(&decode(&message(6, 6, b"x")).unwrap()).is_err());
+        assert!(from_checkpoint.accept(&decode(&message(6, 6, b"x"), &mut Vec::new()).unwrap()).is_err());
     }
 
     fn part(covers: u64, through: u64, part: u16, parts: u16, bytes: &[u8]) -> Vec<u8> {
@@ -383,13 +506,13 @@ mod tests {
     fn a_checkpoint_part_reads_back_as_written_and_is_no_batch() {
         let m = part(10, 12, 1, 2, b"state");
         let want = CheckpointPart { shard: 3, covers: 10, through: 12, part: 1, parts: 2, bytes: b"state" };
-        assert_eq!(decode_message(&m), Ok(Message::Checkpoint(want)));
-        assert_eq!(decode_message(&m).unwrap().last_record(), 12);
-        assert_eq!(decode(&m), Err(Invalid::Magic), "a checkpoint is not taken for a batch");
+        assert_eq!(decode_message(&m, &mut Vec::new()), Ok(Message::Checkpoint(want)));
+        assert_eq!(decode_message(&m, &mut Vec::new()).unwrap().last_record(), 12);
+        assert_eq!(decode(&m, &mut Vec::new()), Err(Invalid::Magic), "a checkpoint is not taken for a batch");
         for i in 0..m.len() {
             let mut bad = m.clone();
             bad[i] ^= 0x10;
-            assert!(decode_message(&bad).is_err(), "byte {i}");
+            assert!(decode_message(&bad, &mut Vec::new()).is_err(), "byte {i}");
         }
         // Numbers that do not hold together, under a good CRC.
         let mut bad = Vec::new();
@@ -400,26 +523,116 @@ mod tests {
         bad.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
         let crc = crc32c::crc32c(&bad);
         bad.extend_from_slice(&crc.to_be_bytes());
-        assert_eq!(decode_message(&bad), Err(Invalid::Checkpoint));
+        assert_eq!(decode_message(&bad, &mut Vec::new()), Err(Invalid::Checkpoint));
     }
 
     #[test]
     fn a_checkpoint_joins_the_batches_around_it_or_is_a_gap() {
         // Batches to 9, a checkpoint of 1..=7 appended when the subject held 9: next is 10.
         let mut t = Tail::default();
-        t.accept(&decode(&message(1, 9, b"x")).unwrap()).unwrap();
+        t.accept(&decode(&message(1, 9, b"x"), &mut Vec::new()).unwrap()).unwrap();
         t.checkpoint(7, 9).unwrap();
         assert_eq!(t.next(), 10);
         // Said to follow record 12 while the batches end at 9: records are missing.
         let mut t = Tail::default();
-        t.accept(&decode(&message(1, 9, b"x")).unwrap()).unwrap();
+        t.accept(&decode(&message(1, 9, b"x"), &mut Vec::new()).unwrap()).unwrap();
         assert_eq!(t.checkpoint(7, 12), Err(Gap { expected: 10, found: 13 }));
         // A checkpoint that covers what never reached the stream (10..=12) fills the gap.
         t.checkpoint(12, 12).unwrap();
-        assert_eq!(t.accept(&decode(&message(13, 13, b"x")).unwrap()), Ok(()));
+        assert_eq!(t.accept(&decode(&message(13, 13, b"x"), &mut Vec::new()).unwrap()), Ok(()));
         // First on the subject (what was before it purged): the next batch follows it.
         let mut t = Tail::default();
         t.checkpoint(20, 20).unwrap();
-        assert!(t.accept(&decode(&message(22, 22, b"x")).unwrap()).is_err());
+        assert!(t.accept(&decode(&message(22, 22, b"x"), &mut Vec::new()).unwrap()).is_err());
+    }
+
+    /// Records as a switch journals them: much alike from one to the next.
+    fn alike(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                format!("record {i:08} acquirer 12345678 terminal T0001 amount 000000001000;").into_bytes()
+            })
+            .collect()
+    }
+
+    fn compressed(first: u64, last: u64, records: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Batch { shard: 3, first_seq: first, last_seq: last, records }.encode_compressed(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_compressed_batch_reads_back_as_written_in_fewer_bytes() {
+        let records = alike(500);
+        let m = compressed(7, 506, &records);
+        assert_eq!(m[..4], COMPRESSED_MAGIC);
+        assert!(m.len() * 3 < records.len(), "{} bytes of {}", m.len(), records.len());
+        let mut scratch = Vec::new();
+        assert_eq!(
+            decode(&m, &mut scratch),
+            Ok(Batch { shard: 3, first_seq: 7, last_seq: 506, records: &records })
+        );
+        // What an earlier node appended uncompressed reads as before beside it.
+        assert_eq!(
+            decode(&message(1, 2, &records), &mut scratch).map(|b| b.records.len()),
+            Ok(records.len())
+        );
+    }
+
+    #[test]
+    fn records_that_do_not_compress_go_as_they_are() {
+        // No byte sequence repeats: LZ4 would only add to it.
+        let mut x = 0x9e37_79b9_u32;
+        let noise: Vec<u8> = (0..4_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let m = compressed(1, 9, &noise);
+        assert_eq!(m, message(1, 9, &noise), "the plain message, byte for byte");
+        let tiny = compressed(1, 1, b"r");
+        assert_eq!(tiny, message(1, 1, b"r"));
+    }
+
+    #[test]
+    fn a_damaged_or_lying_compressed_message_is_caught() {
+        let records = alike(40);
+        let m = compressed(1, 40, &records);
+        for i in 0..m.len() {
+            let mut bad = m.clone();
+            bad[i] ^= 0x04;
+            assert!(decode(&bad, &mut Vec::new()).is_err(), "byte {i}");
+        }
+        // A header that says another length, under a good CRC: the block does not give it.
+        let with_raw_len = |raw: u32| {
+            let mut bad = m[..m.len() - TRAILER].to_vec();
+            bad[HEADER - 4..HEADER].copy_from_slice(&raw.to_be_bytes());
+            let crc = crc32c::crc32c(&bad);
+            bad.extend_from_slice(&crc.to_be_bytes());
+            bad
+        };
+        let raw = records.len() as u32;
+        assert_eq!(decode(&with_raw_len(raw), &mut Vec::new()).map(|b| b.records.len()), Ok(records.len()));
+        assert_eq!(decode(&with_raw_len(raw + 1), &mut Vec::new()), Err(Invalid::Compressed));
+        assert_eq!(decode(&with_raw_len(raw - 1), &mut Vec::new()), Err(Invalid::Compressed));
+        // More than a message may hold: refused before anything is allocated for it.
+        assert_eq!(decode(&with_raw_len(u32::MAX), &mut Vec::new()), Err(Invalid::Compressed));
+    }
+
+    #[test]
+    fn a_compressed_checkpoint_part_reads_back_as_written() {
+        let state = alike(300);
+        let mut m = Vec::new();
+        CheckpointPart { shard: 3, covers: 10, through: 12, part: 1, parts: 2, bytes: &state }
+            .encode_compressed(&mut m);
+        assert_eq!(m[..4], COMPRESSED_CHECKPOINT_MAGIC);
+        assert!(m.len() * 3 < state.len());
+        let want = CheckpointPart { shard: 3, covers: 10, through: 12, part: 1, parts: 2, bytes: &state };
+        let mut scratch = Vec::new();
+        assert_eq!(decode_message(&m, &mut scratch), Ok(Message::Checkpoint(want)));
+        assert_eq!(decode(&m, &mut Vec::new()), Err(Invalid::Magic), "a checkpoint is not taken for a batch");
     }
 }

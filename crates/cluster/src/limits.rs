@@ -6,6 +6,11 @@ use std::time::Duration;
 /// stream's `max_msg_size` is set to it; the journal cuts its batches below it.
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
 
+/// The most bytes of records (or of a checkpoint part) compressed on the appending task's
+/// own thread; larger ones are compressed on a blocking thread (a batch of a MiB takes a
+/// millisecond or two: not the switch's thread's to spend).
+pub const ENCODE_INLINE_BYTES: usize = 16 * 1024;
+
 /// How long one request to the stream (an append's acknowledgement, a read) may take before
 /// it is settled by reading back or asked again.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);

@@ -254,9 +254,10 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
         let (subject_last, last_record, last_append_age) =
             match s.get_last_raw_message_by_subject(&subject(stream, shard)).await {
                 Ok(m) => {
-                    let b = batch::decode_message(&m.payload)
-                        .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?;
-                    (m.sequence, b.last_record(), Some(since(m.time)))
+                    let last = batch::decode_message(&m.payload, &mut Vec::new())
+                        .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?
+                        .last_record();
+                    (m.sequence, last, Some(since(m.time)))
                 }
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, 0, None),
                 Err(e) => return Err(server(&e)),

@@ -39,8 +39,8 @@ use tracing::{debug, warn};
 use crate::{
     batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
     limits::{
-        APPEND_RETRY, APPEND_WAIT_MAX, READ_BATCHES_MAX, RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY,
-        RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
+        APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, READ_BATCHES_MAX, RELEASE_MARK_RETRIES,
+        RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
     },
 };
 
@@ -121,6 +121,8 @@ pub enum AppendError {
         /// Its size.
         bytes: usize,
     },
+    /// The thread that compressed the message failed: nothing was appended.
+    Encoding(String),
 }
 
 impl std::fmt::Display for AppendError {
@@ -134,6 +136,7 @@ impl std::fmt::Display for AppendError {
             }
             Self::Unavailable(e) => write!(f, "the stream is unavailable: {e}"),
             Self::TooLarge { bytes } => write!(f, "a checkpoint of {bytes} bytes is too large to append"),
+            Self::Encoding(e) => write!(f, "compressing the message failed: {e}"),
         }
     }
 }
@@ -261,7 +264,7 @@ impl ShardLog {
     pub async fn last_record(&self) -> Result<u64, StreamError> {
         match last_on(&self.js, &self.stream, &self.subject).await.map_err(StreamError::Server)? {
             None => Ok(0),
-            Some((seq, payload)) => batch::decode_message(&payload)
+            Some((seq, payload)) => batch::decode_message(&payload, &mut Vec::new())
                 .map(|m| m.last_record())
                 .map_err(|why| StreamError::Invalid { seq, why }),
         }
@@ -281,8 +284,35 @@ impl ShardLog {
         records: &[u8],
     ) -> Result<u64, AppendError> {
         self.scratch.clear();
-        Batch { shard: self.shard, first_seq, last_seq, records }.encode(&mut self.scratch);
+        Batch { shard: self.shard, first_seq, last_seq, records }.encode_compressed(&mut self.scratch);
         let payload = Bytes::copy_from_slice(&self.scratch);
+        self.append_message(payload).await
+    }
+
+    /// [`ShardLog::append`] of records the caller shares (a batch the local journal writes
+    /// meanwhile): more than [`ENCODE_INLINE_BYTES`] of them are compressed on a blocking
+    /// thread, not the caller's.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardLog::append`], or the thread that compressed them failed
+    /// ([`AppendError::Encoding`]: nothing appended).
+    pub async fn append_shared<R>(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        records: R,
+    ) -> Result<u64, AppendError>
+    where
+        R: AsRef<[u8]> + Send + 'static,
+    {
+        let shard = self.shard;
+        let payload = encoded(records.as_ref().len(), move || {
+            let mut out = Vec::new();
+            Batch { shard, first_seq, last_seq, records: records.as_ref() }.encode_compressed(&mut out);
+            out
+        })
+        .await?;
         self.append_message(payload).await
     }
 
@@ -304,17 +334,24 @@ impl ShardLog {
         &mut self,
         covers: u64,
         through: u64,
-        state: &[u8],
+        state: impl Into<Bytes>,
     ) -> Result<u64, AppendError> {
+        let state: Bytes = state.into();
         assert!(covers <= through, "a checkpoint covers what the subject holds or its journal checkpointed");
         let parts = u16::try_from(state.len().div_ceil(CHECKPOINT_PART_BYTES).max(1))
             .map_err(|_| AppendError::TooLarge { bytes: state.len() })?;
         let mut first = None;
-        for (part, bytes) in (0..parts).zip(state.chunks(CHECKPOINT_PART_BYTES).chain([&[][..]])) {
-            self.scratch.clear();
-            CheckpointPart { shard: self.shard, covers, through, part, parts, bytes }
-                .encode(&mut self.scratch);
-            let payload = Bytes::copy_from_slice(&self.scratch);
+        let shard = self.shard;
+        for part in 0..parts {
+            let at = usize::from(part) * CHECKPOINT_PART_BYTES;
+            let bytes = state.slice(at..state.len().min(at + CHECKPOINT_PART_BYTES));
+            let payload = encoded(bytes.len(), move || {
+                let mut out = Vec::new();
+                CheckpointPart { shard, covers, through, part, parts, bytes: &bytes }
+                    .encode_compressed(&mut out);
+                out
+            })
+            .await?;
             let seq = self.append_message(payload).await?;
             first.get_or_insert(seq);
         }
@@ -390,6 +427,21 @@ impl ShardLog {
             tokio::time::sleep(APPEND_RETRY).await;
         }
     }
+}
+
+/// A message `encode` makes of `len` bytes: on this thread up to [`ENCODE_INLINE_BYTES`],
+/// else on a blocking thread.
+async fn encoded(
+    len: usize,
+    encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+) -> Result<Bytes, AppendError> {
+    if len <= ENCODE_INLINE_BYTES {
+        return Ok(Bytes::from(encode()));
+    }
+    tokio::task::spawn_blocking(encode)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| AppendError::Encoding(e.to_string()))
 }
 
 /// A batch read back from the stream, owned.
@@ -500,6 +552,8 @@ pub async fn read_subject(
     let (mut first_record, mut first_covers) = (None, None);
     let mut assembly: Option<Assembly> = None;
     let mut read = 0usize;
+    // Where a compressed message's records are decompressed, kept from one to the next.
+    let mut scratch = Vec::new();
     while let Some(m) =
         tokio::time::timeout(REQUEST_TIMEOUT * 4, messages.next()).await.map_err(|e| server(&e))?
     {
@@ -514,7 +568,9 @@ pub async fn read_subject(
         if read > READ_BATCHES_MAX {
             return Err(StreamError::TooMany);
         }
-        match batch::decode_message(&m.payload).map_err(|why| StreamError::Invalid { seq, why })? {
+        match batch::decode_message(&m.payload, &mut scratch)
+            .map_err(|why| StreamError::Invalid { seq, why })?
+        {
             Message::Batch(b) => {
                 assembly = None;
                 tail.accept(&b).map_err(StreamError::Gap)?;

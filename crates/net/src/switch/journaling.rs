@@ -217,7 +217,7 @@ pub(super) async fn journal_loop(
             });
             let log = replica.as_mut();
             let stream = async {
-                match (to_stream.as_deref(), log) {
+                match (to_stream.clone(), log) {
                     (Some(b), Some(log)) => {
                         shared.appending.set(true);
                         Some(replicate(&shared, log, b, &stop).await)
@@ -395,7 +395,7 @@ async fn replica(
             .await
             .map_err(|e| format!("cluster: reading the journal's checkpoint: {e}"))?
             .map_err(|e| format!("cluster: reading the journal's checkpoint: {e}"))?;
-        log.append_checkpoint(newest, newest, &state)
+        log.append_checkpoint(newest, newest, state)
             .await
             .map_err(|e| format!("cluster: refilling the stream with the journal's checkpoint: {e}"))?;
         info!(shard = r.shard, covers = newest, "cluster: the journal's checkpoint is in the stream");
@@ -479,12 +479,13 @@ async fn lease_fresh(shard: u16, t: &crate::journal::Taken, stop: &Shutdown) -> 
 async fn replicate(
     shared: &Shared,
     log: &mut corridor_cluster::ShardLog,
-    batch: &corridor_journal::SyncBatch,
+    batch: std::sync::Arc<corridor_journal::SyncBatch>,
     stop: &Shutdown,
 ) -> Result<u64, String> {
     let began = Instant::now();
     loop {
-        match log.append(batch.first_seq, batch.last_seq, &batch.bytes).await {
+        match log.append_shared(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(&batch))).await
+        {
             Ok(seq) => {
                 let (took, retries) = (began.elapsed(), log.retries());
                 shared.replica(|m| {
@@ -503,6 +504,15 @@ async fn replicate(
             }
             Err(e) => return Err(format!("cluster: {e}")),
         }
+    }
+}
+
+/// A batch's records, shared with the local write while they are compressed for the stream.
+struct Records(std::sync::Arc<corridor_journal::SyncBatch>);
+
+impl AsRef<[u8]> for Records {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
     }
 }
 
@@ -554,7 +564,7 @@ async fn stream_checkpoint(
     let state = match tokio::task::spawn_blocking(move || crate::journal::checkpoint_bytes(&dir, covers))
         .await
     {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => bytes::Bytes::from(s),
         Ok(Err(e)) => {
             return done(
                 || warn!(covers, error = %e, "cluster: the checkpoint cannot be read: the subject keeps its messages until the next"),
@@ -563,7 +573,7 @@ async fn stream_checkpoint(
         Err(e) => return done(|| warn!(covers, error = %e, "cluster: the checkpoint's reader failed")),
     };
     let first = loop {
-        match log.append_checkpoint(covers, through, &state).await {
+        match log.append_checkpoint(covers, through, state.clone()).await {
             Ok(seq) => break seq,
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
                 warn!(error = %e, "cluster: the stream is unavailable: the checkpoint waits for it");
