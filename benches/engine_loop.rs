@@ -7,7 +7,13 @@
 //! valgrind --tool=callgrind target/release/examples/engine_loop no-metrics # [switch] metrics = false
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr         # QR payments instead
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr-fx      # ... with currencies
+//! valgrind --tool=callgrind target/release/examples/engine_loop journal    # the journal on
 //! ```
+//!
+//! With `journal`, every record is journaled as the switch journals it (each request sealed,
+//! its records encoded and checksummed into the batch); each batch is taken and counted
+//! durable at once, as if its write and sync took no time — the switch thread's own share of
+//! the journal's cost, without the writer's or the checkpointer's.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool: a panic is a broken fixture
 
@@ -31,7 +37,23 @@ fn main() {
         _ => engine_config(native, native),
     };
     config.settings.metrics = mode != "no-metrics";
-    let mut engine = Engine::new(config, WallClock { at: now, unix_secs: 1_795_644_930 });
+    let clock = WallClock { at: now, unix_secs: 1_795_644_930 };
+    let journaled = mode == "journal";
+    let mut engine = if journaled {
+        let key = corridor_journal::request::PanKey::new(1, &[0x5A; 32]).expect("a 32-byte key");
+        let journal =
+            corridor_engine::Journal::new(corridor_journal::GroupCommit::default(), 1, None, key, [7; 8]);
+        Engine::with_journal(config, clock, journal)
+    } else {
+        Engine::new(config, clock)
+    };
+    // The batch due (at once: a frame waits for it), written and synced in no time.
+    let sync = |engine: &mut Engine| {
+        if let Some(batch) = engine.poll_journal(now, 1_795_644_930_000) {
+            engine.handle_journal_synced(batch.last_seq);
+            engine.recycle_journal_buffer(batch.bytes);
+        }
+    };
     let a = engine.link_up(0, now).unwrap();
     let i = engine.link_up(1, now).unwrap();
     let req = if mode.starts_with("qr") { qr_0200() } else { typical_0200() };
@@ -52,16 +74,22 @@ fn main() {
         resp_wire[resp_stan..resp_stan + 3].copy_from_slice(&stan);
         let mut wire = BytesMut::from(&req_wire[..]);
         engine.handle_read(a, &mut wire, now);
+        sync(&mut engine);
         let out = engine.take_output(i).expect("forwarded");
         let corr = corridor_wire::NativeHeader::peek(&out).unwrap().correlation();
         resp_wire[12..20].copy_from_slice(&corr.to_be_bytes());
         let mut back = BytesMut::from(&resp_wire[..]);
         engine.handle_read(i, &mut back, now);
+        sync(&mut engine);
         let relayed = engine.take_output(a).expect("relayed").len();
         engine.handle_written(a, relayed);
         bytes += relayed;
     }
     assert_eq!(engine.requests_pending(), 0);
+    if journaled {
+        let durable = engine.journal_durable().unwrap_or(0);
+        assert!(durable >= u64::from(ITERATIONS) * 3, "every transaction's records journaled: {durable}");
+    }
     println!("{ITERATIONS} transactions, {bytes} bytes relayed");
 }
 

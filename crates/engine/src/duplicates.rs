@@ -287,6 +287,19 @@ impl DupKey {
         }
     }
 
+    /// [`DupKey::to_journal`], the configured id borrowed.
+    pub(crate) fn journal_ref(self, id: &str) -> corridor_journal::entry::KeyRef<'_> {
+        corridor_journal::entry::KeyRef {
+            participant: id,
+            class: self.class,
+            stan: self.stan,
+            time: self.time,
+            terminal: self.terminal,
+            acquirer: self.acquirer,
+            forwarder: self.forwarder,
+        }
+    }
+
     /// The key of the request a participant's reversal `msg` reverses: DE 90's original MTI
     /// class, STAN and DE 7 (else the reversal's own DE 11 and DE 7, class 2), its DE 41.
     pub(crate) fn original_of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {

@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use corridor_journal::{
-    entry::Entry,
+    entry::{encode_accepted, encode_forwarded, Entry, KeyRef},
+    record::Kind,
     request::{open, seal, PanKey},
     Appender, GroupCommit, SyncBatch,
 };
@@ -77,6 +78,9 @@ pub(crate) struct Gate {
     journal: Option<Journal>,
     /// Links with frames waiting for a record to be durable, each once.
     held: Vec<LinkId>,
+    /// The list [`Gate::synced`] last handed out, given back empty ([`Gate::recycle_held`]):
+    /// the two take turns, so a sync allocates nothing.
+    spare: Vec<LinkId>,
     /// The journal's disk is full: new liabilities are declined (96).
     full: bool,
     /// In a cluster: the journal cannot be replicated now, or the shard's lease may have
@@ -86,7 +90,7 @@ pub(crate) struct Gate {
 
 impl Gate {
     pub(crate) fn new(journal: Option<Journal>) -> Self {
-        Self { journal, held: Vec::new(), full: false, paused: false }
+        Self { journal, held: Vec::new(), spare: Vec::new(), full: false, paused: false }
     }
 
     /// Whether the engine journals.
@@ -157,6 +161,50 @@ impl Gate {
         seq
     }
 
+    /// Journals a request accepted: `msg` sealed straight into its record (an empty blob
+    /// when its PAN is not readable), the rest borrowed — nothing allocated or copied first.
+    /// Its sequence number, or 0 without a journal.
+    #[allow(clippy::too_many_arguments)] // the record's fields
+    pub(crate) fn append_accepted<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
+        &mut self,
+        msg: &Message<B, I>,
+        key: KeyRef<'_>,
+        link: &str,
+        correlation: u64,
+        at_unix_ms: u64,
+        now: Instant,
+    ) -> u64 {
+        let Some(j) = self.journal.as_mut() else { return 0 };
+        let nonce = j.nonce();
+        let Journal { appender, key: pan_key, scratch, .. } = j;
+        appender.append_with(Kind::RequestAccepted, now, |out| {
+            let sealed = |out: &mut Vec<u8>| {
+                let at = out.len();
+                if seal(msg, pan_key, nonce, scratch, out).is_err() {
+                    out.truncate(at);
+                }
+            };
+            encode_accepted(key, link, correlation, sealed, at_unix_ms, out);
+        })
+    }
+
+    /// Journals a request forwarded, its names borrowed; its sequence number, or 0 without a
+    /// journal.
+    pub(crate) fn append_forwarded(
+        &mut self,
+        request: u64,
+        destination: &str,
+        link: &str,
+        key: u64,
+        sent_stan: &[u8; 6],
+        now: Instant,
+    ) -> u64 {
+        let Some(j) = self.journal.as_mut() else { return 0 };
+        j.appender.append_with(Kind::Forwarded, now, |out| {
+            encode_forwarded(request, destination, link, key, sent_stan, out);
+        })
+    }
+
     /// `msg` sealed for the journal (an empty blob without a journal or a readable PAN).
     pub(crate) fn seal<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
         &mut self,
@@ -183,7 +231,14 @@ impl Gate {
     pub(crate) fn synced(&mut self, last_seq: u64) -> Option<(u64, Vec<LinkId>)> {
         let j = self.journal.as_mut()?;
         j.appender.handle_synced(last_seq);
-        Some((j.appender.durable(), std::mem::take(&mut self.held)))
+        let spare = std::mem::take(&mut self.spare);
+        Some((j.appender.durable(), std::mem::replace(&mut self.held, spare)))
+    }
+
+    /// The list [`Gate::synced`] handed out, done with: kept for the next sync.
+    pub(crate) fn recycle_held(&mut self, mut links: Vec<LinkId>) {
+        links.clear();
+        self.spare = links;
     }
 
     /// `link` has a frame waiting for a record.

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use corridor_journal::{
-    entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued},
+    entry::{Answered, Entry, ReversalQueued},
     recovery::Recovery,
     SyncBatch,
 };
@@ -233,13 +233,14 @@ impl Engine {
     /// The batch ending at `last_seq` is durable: the frames waiting for it may leave.
     pub fn handle_journal_synced(&mut self, last_seq: u64) {
         let Some((durable, waiting)) = self.journal.synced(last_seq) else { return };
-        for link in waiting {
+        for &link in &waiting {
             let Some(l) = self.links.get_mut(&link) else { continue };
             l.durable = durable;
             l.out.release(durable);
             // A link that still holds a frame goes back on the list (`note_held`).
             self.after_write(link);
         }
+        self.journal.recycle_held(waiting);
     }
 
     /// The journal's next batch begins a new segment, however full the current one is:
@@ -303,7 +304,7 @@ impl Engine {
         correlation: u64,
         destination: usize,
         out_link: LinkId,
-        key: u64,
+        key_out: u64,
         sent_stan: [u8; 6],
         dup: &crate::duplicates::DupKey,
         now: Instant,
@@ -311,27 +312,14 @@ impl Engine {
         if !self.journal.on() {
             return (0, 0);
         }
-        let request = self.journal.seal(msg);
-        let name = |e: &Self, l: LinkId| {
-            e.links.get(&l).map(|l| e.config.links[l.spec].name.clone()).unwrap_or_default()
-        };
         let at_unix_ms = self.unix_ms(now);
-        let accepted = Accepted {
-            key: self.journal_key(dup),
-            link: name(self, origin),
-            correlation,
-            request,
-            at_unix_ms,
-        };
-        let a = self.record(&Entry::Accepted(accepted), now);
-        let forwarded = Forwarded {
-            request: a,
-            destination: self.config.participants[destination].id.clone(),
-            link: name(self, out_link),
-            key,
-            sent_stan,
-        };
-        let f = self.record(&Entry::Forwarded(forwarded), now);
+        // Borrowed from the configuration, not copied: the records are encoded from them.
+        let (links, config) = (&self.links, &self.config);
+        let name = |l: LinkId| links.get(&l).map_or("", |l| config.links[l.spec].name.as_str());
+        let key = dup.journal_ref(&config.participants[dup.participant()].id);
+        let a = self.journal.append_accepted(msg, key, name(origin), correlation, at_unix_ms, now);
+        let destination = &config.participants[destination].id;
+        let f = self.journal.append_forwarded(a, destination, name(out_link), key_out, &sent_stan, now);
         (a, f)
     }
 

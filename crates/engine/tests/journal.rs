@@ -40,7 +40,21 @@ fn entries(log: &[u8]) -> Vec<Entry> {
         .1
         .records
         .iter()
-        .map(|f| Entry::decode(f.record.kind, f.record.payload).unwrap())
+        .map(|f| {
+            let e = Entry::decode(f.record.kind, f.record.payload).unwrap();
+            // What the engine journals from borrowed parts (a request sealed in place) is the
+            // entry's own layout, byte for byte.
+            let mut again = Vec::new();
+            e.encode(&mut again);
+            assert_eq!(
+                again,
+                f.record.payload,
+                "record {} ({:?}) as its entry encodes",
+                f.record.seq,
+                e.kind()
+            );
+            e
+        })
         .filter(|e| !matches!(e, Entry::LinkEvent { .. }))
         .collect()
 }

@@ -26,7 +26,7 @@ pub struct Accepted {
 /// building the entry: a checkpoint writes up to a million of them).
 pub fn encode_outcome(key: &Key, o: &crate::recovery::Outcome, out: &mut Vec<u8>) {
     let mut w = W(out);
-    w.key(key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
+    w.key(key.as_key_ref()).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
     for v in [o.auth, o.sent_stan] {
         match v {
             Some(b) => w.u8(1).bytes(&b),
@@ -155,6 +155,71 @@ pub struct Key {
     pub acquirer: u64,
     /// DE 33 (0: absent).
     pub forwarder: u64,
+}
+
+/// A [`Key`] with its participant's id borrowed: what the engine has at hand when it
+/// journals one (its configured id, not a copy of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// The participant's configured id.
+    pub participant: &'a str,
+    /// The MTI class.
+    pub class: u8,
+    /// DE 11.
+    pub stan: u32,
+    /// DE 7 as a number.
+    pub time: u64,
+    /// DE 41, space-padded ([`NO_TERMINAL`]: absent).
+    pub terminal: [u8; 8],
+    /// DE 32.
+    pub acquirer: u64,
+    /// DE 33 (0: absent).
+    pub forwarder: u64,
+}
+
+impl Key {
+    /// This key, borrowed.
+    #[must_use]
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            participant: &self.participant,
+            class: self.class,
+            stan: self.stan,
+            time: self.time,
+            terminal: self.terminal,
+            acquirer: self.acquirer,
+            forwarder: self.forwarder,
+        }
+    }
+}
+
+/// An [`Entry::Accepted`]'s payload from borrowed parts, appended to `out` — the entry's own
+/// layout (the entry encodes through this) — with the request's sealed bytes written in place
+/// by `request`, which appends them to `out` (nothing for an empty one; past `u16::MAX` bytes
+/// they are cut, as a blob is). The engine journals every request so: nothing of it copied
+/// or allocated first.
+pub fn encode_accepted(
+    key: KeyRef<'_>,
+    link: &str,
+    correlation: u64,
+    request: impl FnOnce(&mut Vec<u8>),
+    at_unix_ms: u64,
+    out: &mut Vec<u8>,
+) {
+    W(out).key(key).name(link).u64(correlation).blob_with(request).u64(at_unix_ms);
+}
+
+/// An [`Entry::Forwarded`]'s payload from borrowed parts, appended to `out` (the entry
+/// encodes through this).
+pub fn encode_forwarded(
+    request: u64,
+    destination: &str,
+    link: &str,
+    key: u64,
+    sent_stan: &[u8; 6],
+    out: &mut Vec<u8>,
+) {
+    W(out).u64(request).name(destination).name(link).u64(key).bytes(sent_stan);
 }
 
 /// A key's terminal when the request had no DE 41.
@@ -372,17 +437,27 @@ impl W<'_> {
         self.u8(b.len() as u8).bytes(b)
     }
     fn blob(&mut self, b: &[u8]) -> &mut Self {
-        let b = &b[..b.len().min(usize::from(u16::MAX))];
-        self.0.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        self.bytes(b)
+        self.blob_with(|out| out.extend_from_slice(b))
     }
-    fn key(&mut self, k: &Key) -> &mut Self {
-        self.name(&k.participant).u8(k.class).u32(k.stan).u64(k.time).bytes(&k.terminal);
+    /// A blob whose bytes `write` appends, its length written before them once known; more
+    /// than `u16::MAX` of them are cut to it.
+    fn blob_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 2]);
+        write(self.0);
+        let len = (self.0.len() - at - 2).min(usize::from(u16::MAX));
+        self.0.truncate(at + 2 + len);
+        // At most u16::MAX, just above.
+        self.0[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
+        self
+    }
+    fn key(&mut self, k: KeyRef<'_>) -> &mut Self {
+        self.name(k.participant).u8(k.class).u32(k.stan).u64(k.time).bytes(&k.terminal);
         self.u64(k.acquirer).u64(k.forwarder)
     }
     fn opt_key(&mut self, k: Option<&Key>) -> &mut Self {
         match k {
-            Some(k) => self.u8(1).key(k),
+            Some(k) => self.u8(1).key(k.as_key_ref()),
             None => self.u8(0),
         }
     }
@@ -479,11 +554,16 @@ impl Entry {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut w = W(out);
         match self {
-            Self::Accepted(a) => {
-                w.key(&a.key).name(&a.link).u64(a.correlation).blob(&a.request).u64(a.at_unix_ms);
-            }
+            Self::Accepted(a) => encode_accepted(
+                a.key.as_key_ref(),
+                &a.link,
+                a.correlation,
+                |out| out.extend_from_slice(&a.request),
+                a.at_unix_ms,
+                w.0,
+            ),
             Self::Forwarded(f) => {
-                w.u64(f.request).name(&f.destination).name(&f.link).u64(f.key).bytes(&f.sent_stan);
+                encode_forwarded(f.request, &f.destination, &f.link, f.key, &f.sent_stan, w.0)
             }
             Self::Answered(a) => {
                 w.u64(a.request).bytes(&a.code).u8(u8::from(a.switch_made));
