@@ -160,18 +160,54 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
         .collect()
 }
 
+/// How many messages of the stream are compressed batches ("CRB2"), and how many plain
+/// ("CRB1"), every shard's, read one by one.
+fn batch_kinds(nats: &NatsCluster) -> (usize, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = async_nats::connect(nats.urls()).await.unwrap();
+        let mut s = async_nats::jetstream::new(c).get_stream("CORRIDOR").await.unwrap();
+        let last = s.info().await.unwrap().state.last_sequence;
+        let (mut compressed, mut plain) = (0, 0);
+        for seq in 1..=last {
+            let Ok(m) = s.get_raw_message(seq).await else { continue };
+            match &m.payload[..4] {
+                b"CRB2" => compressed += 1,
+                b"CRB1" => plain += 1,
+                _ => {}
+            }
+        }
+        (compressed, plain)
+    })
+}
+
 #[test]
 fn every_record_is_in_the_stream_once_in_order_as_the_journal_has_it_and_a_restart_goes_on() {
     let nats = NatsCluster::start(3);
     let state = state_dir("steady");
     let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
     let mut before: Vec<(usize, usize)> = Vec::new();
+    let mut kinds = (0, 0);
     for (round, stans) in [(0, 1..=30u32), (1, 31..=40)] {
-        let switch = TestSwitch::start(&config(&state, issuer.addr, &nats));
+        // The restart appends plain messages (`compress = false`, as while a build before
+        // compression may read the stream): a subject of both kinds reads as the journal has it.
+        let plain = if round == 1 { "compress = false\n" } else { "" };
+        let switch = TestSwitch::start(&format!("{}{plain}", config(&state, issuer.addr, &nats)));
         switch.wait_replicating();
         switch.wait_signed_on(&["iss-1"]);
         pay(&switch, stans);
         switch.stop();
+        let (compressed, plain) = batch_kinds(&nats);
+        if round == 0 {
+            assert!(
+                compressed > 0,
+                "a switch's batches go compressed ({compressed} compressed, {plain} plain)"
+            );
+            kinds = (compressed, plain);
+        } else {
+            assert_eq!(compressed, kinds.0, "the restart's batches all went plain");
+            assert!(plain > kinds.1, "the restart appended");
+        }
         let now = stream_and_journal(&state, &nats);
         for (k, ((was_streamed, was_local), (streamed, _))) in before.iter().zip(&now).enumerate() {
             assert!(

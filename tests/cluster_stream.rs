@@ -114,6 +114,16 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     assert!(back[0].records == alike, "the compressed batch whole");
     assert!(back[1].records == noise, "the incompressible one whole");
     assert_eq!(back[2].records, records(20_002, 20_003));
+
+    // Told not to (`[cluster] compress = false`: a build before compression may read the
+    // stream), the same records go plain.
+    let mut plain = ShardLog::open(c.clone(), STREAM, 3).await.unwrap();
+    plain.set_compress(false);
+    let seq = plain.append_shared(1, 20_000, alike.clone()).await.unwrap();
+    let stored = js.get_stream(STREAM).await.unwrap().get_raw_message(seq).await.unwrap();
+    assert!(stored.payload.len() > alike.len(), "{} bytes stored", stored.payload.len());
+    assert_eq!(&stored.payload[..4], b"CRB1");
+    assert!(read(c.clone(), STREAM, 3, Tail::default()).await.unwrap()[0].records == alike);
 }
 
 /// The cluster's bucket, where a checkpoint's hint lives (every node makes it at start).

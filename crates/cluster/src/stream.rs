@@ -195,6 +195,8 @@ pub struct ShardLog {
     last: u64,
     /// Appends not acknowledged at the first try (each asked again), since it was opened.
     retries: u64,
+    /// Whether batches and checkpoint parts go compressed (see `batch`'s docs).
+    compress: bool,
     scratch: Vec<u8>,
 }
 
@@ -220,6 +222,7 @@ impl ShardLog {
             shard,
             last,
             retries: 0,
+            compress: true,
             scratch: Vec::new(),
         })
     }
@@ -240,8 +243,15 @@ impl ShardLog {
             shard,
             last: subject_last,
             retries: 0,
+            compress: true,
             scratch: Vec::new(),
         }
+    }
+
+    /// Whether this writer appends compressed messages (the default) or plain ones, which a
+    /// build before compression reads too (see `batch`'s docs). Readers take both.
+    pub fn set_compress(&mut self, on: bool) {
+        self.compress = on;
     }
 
     /// The subject's last sequence as this writer knows it.
@@ -284,7 +294,12 @@ impl ShardLog {
         records: &[u8],
     ) -> Result<u64, AppendError> {
         self.scratch.clear();
-        Batch { shard: self.shard, first_seq, last_seq, records }.encode_compressed(&mut self.scratch);
+        let batch = Batch { shard: self.shard, first_seq, last_seq, records };
+        if self.compress {
+            batch.encode_compressed(&mut self.scratch);
+        } else {
+            batch.encode(&mut self.scratch);
+        }
         let payload = Bytes::copy_from_slice(&self.scratch);
         self.append_message(payload).await
     }
@@ -306,10 +321,15 @@ impl ShardLog {
     where
         R: AsRef<[u8]> + Send + 'static,
     {
-        let shard = self.shard;
+        let (shard, compress) = (self.shard, self.compress);
         let payload = encoded(records.as_ref().len(), move || {
             let mut out = Vec::new();
-            Batch { shard, first_seq, last_seq, records: records.as_ref() }.encode_compressed(&mut out);
+            let batch = Batch { shard, first_seq, last_seq, records: records.as_ref() };
+            if compress {
+                batch.encode_compressed(&mut out);
+            } else {
+                batch.encode(&mut out);
+            }
             out
         })
         .await?;
@@ -341,14 +361,18 @@ impl ShardLog {
         let parts = u16::try_from(state.len().div_ceil(CHECKPOINT_PART_BYTES).max(1))
             .map_err(|_| AppendError::TooLarge { bytes: state.len() })?;
         let mut first = None;
-        let shard = self.shard;
+        let (shard, compress) = (self.shard, self.compress);
         for part in 0..parts {
             let at = usize::from(part) * CHECKPOINT_PART_BYTES;
             let bytes = state.slice(at..state.len().min(at + CHECKPOINT_PART_BYTES));
             let payload = encoded(bytes.len(), move || {
                 let mut out = Vec::new();
-                CheckpointPart { shard, covers, through, part, parts, bytes: &bytes }
-                    .encode_compressed(&mut out);
+                let part = CheckpointPart { shard, covers, through, part, parts, bytes: &bytes };
+                if compress {
+                    part.encode_compressed(&mut out);
+                } else {
+                    part.encode(&mut out);
+                }
                 out
             })
             .await?;

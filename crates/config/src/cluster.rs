@@ -24,6 +24,10 @@ pub struct ClusterSettings {
     pub stream: String,
     /// Its copies (default 3).
     pub replicas: usize,
+    /// Whether the node appends its batches and checkpoints compressed (default true). A
+    /// build before compression cannot read compressed messages: false while one may still
+    /// read the stream — a rolling upgrade, a way back to it.
+    pub compress: bool,
     /// A standby: at start the node waits, without bound, for each shard's lease another
     /// node holds, and takes the shard over once that node stops renewing it (default
     /// false: it gives up after `LEASE_WAIT_MAX` and says who holds the lease, so a second
@@ -333,6 +337,7 @@ pub(crate) fn settings(
         nats: c.nats.clone(),
         stream,
         replicas,
+        compress: c.compress.unwrap_or(true),
         standby: c.standby.unwrap_or(false),
         nodes,
         relay,

@@ -111,6 +111,8 @@ pub(crate) struct ClusterSection {
     pub(crate) stream: Option<String>,
     /// Its copies.
     pub(crate) replicas: Option<usize>,
+    /// Whether appends go compressed (default true).
+    pub(crate) compress: Option<bool>,
     /// Whether the node waits, without bound, for shards another node holds (a standby).
     pub(crate) standby: Option<bool>,
     /// The cluster's nodes, by name, each with what it does not share with the others.

@@ -117,6 +117,9 @@ mod tests {
         let ok = crate::parse(&format!("{parts}{journal}{cluster}")).expect("valid");
         let c = ok.cluster.as_ref().expect("a cluster");
         assert_eq!((c.node.as_str(), c.stream.as_str(), c.replicas, c.standby), ("n1", "CORRIDOR", 3, false));
+        assert!(c.compress, "appends go compressed unless told");
+        let plain = crate::parse(&format!("{parts}{journal}{cluster}compress = false\n")).expect("valid");
+        assert!(!plain.cluster.as_ref().expect("a cluster").compress);
         let standby = crate::parse(&format!("{parts}{journal}{cluster}standby = true\n")).expect("valid");
         let summary = crate::summary(&standby);
         assert!(

@@ -65,10 +65,11 @@ impl Current {
 
 fn cluster_text(c: &crate::ClusterSettings) -> String {
     format!(
-        "node {} stream {} replicas {} relay {:?}",
+        "node {} stream {} replicas {} compress {} relay {:?}",
         c.node,
         c.stream,
         c.replicas,
+        c.compress,
         c.relay.as_ref().map(|r| (r.address, &r.files))
     )
 }

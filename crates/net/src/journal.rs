@@ -338,6 +338,8 @@ pub struct Replicate {
     pub stream: String,
     /// Its copies.
     pub replicas: usize,
+    /// Whether appends go compressed (`[cluster] compress`).
+    pub compress: bool,
     /// The shard whose journal this is (its subject in the stream).
     pub shard: u16,
     /// When the node took the shard at start (see `corridor_ops::startup`): the subject's

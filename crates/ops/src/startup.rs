@@ -515,6 +515,7 @@ fn replicated(
             servers: c.nats.clone(),
             stream: c.stream.clone(),
             replicas: c.replicas,
+            compress: c.compress,
             shard,
             taken: Some(taken),
         }

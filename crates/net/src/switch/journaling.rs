@@ -356,6 +356,7 @@ async fn replica(
             Err(e) => return Err(format!("cluster: stream {}, shard {}: {e}", r.stream, r.shard)),
         }
     };
+    log.set_compress(r.compress);
     let local = shared.engine.borrow().journal_durable().unwrap_or(0);
     if held > local {
         return Err(format!(
