@@ -4,7 +4,8 @@
 # two `corridor serve` (release, one shard each, the default journal) — one with [cluster].
 # Each workload runs against each node in turn, REPEAT times; the replicated node's own
 # figure for the stream's acknowledgement (corridor_cluster_append_duration_seconds, read
-# from its /metrics after each run) is printed beside it. Everything on 127.0.0.1; every
+# from its /metrics after each run) is printed beside it, and each run's CPU a transaction of
+# the node and of the three servers. Everything on 127.0.0.1; every
 # process is stopped at the end.
 #
 #   NATS_SERVER=path/to/nats-server bash benches/replicated.sh      (default: the tests' copy)
@@ -43,7 +44,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Three NATS servers.
-routes=(); clients=(); rports=()
+routes=(); clients=(); rports=(); nats_pids=()
 for i in 0 1 2; do clients+=("$(port)"); rports+=("$(port)"); done
 for i in 0 1 2; do routes+=("\"nats-route://127.0.0.1:${rports[$i]}\""); done
 for i in 0 1 2; do
@@ -53,7 +54,7 @@ listen: 127.0.0.1:${clients[$i]}
 jetstream { store_dir: "$W/n$i", sync_interval: always }
 cluster { name: corridor-bench, listen: 127.0.0.1:${rports[$i]}, routes: [$(IFS=,; echo "${routes[*]}")] }
 EOF
-  "$NATS_SERVER" -c "$W/n$i.conf" 2>"$W/n$i.log" & pids+=($!)
+  "$NATS_SERVER" -c "$W/n$i.conf" 2>"$W/n$i.log" & pids+=($!); nats_pids+=($!)
 done
 
 # The issuer.
@@ -128,9 +129,9 @@ EOF
     cp "$W/pan.key" "$W/admin.token" "$W/$1.toml" "$home/"
     cp "$W/certs/ca.pem" "$home/certs/"; cp "$W/certs/$1.pem" "$home/certs/node.pem"; cp "$W/certs/$1.key" "$home/certs/node.key"
   fi
-  (cd "$home" && exec "$C" serve --config "$1.toml" 2>"$W/$1.log") & pids+=($!)
+  (cd "$home" && exec "$C" serve --config "$1.toml" 2>"$W/$1.log") & pids+=($!); NODE_PID[$1]=$!
 }
-declare -A ACQ ADMIN
+declare -A ACQ ADMIN NODE_PID
 if [ "$CROSS" = 1 ]; then NODES="local local-crossing replicated replicated-crossing"
 elif [ "$RELAY" = 1 ]; then NODES="replicated relayed"
 elif [ "$SPLIT" = 1 ]; then NODES="replicated replicated-crossing split-a"
@@ -196,7 +197,14 @@ for le, c in d:
 EOF
 }
 
-echo "workload  node                 throughput/s  p50_us  p99_us  stream-ack-p50"
+# The CPU (utime + stime, clock ticks) processes used so far.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+HZ="$(getconf CLK_TCK)"
+
+# cpu/tx: the node's and the three nats-server's CPU over the run (warm-up included), divided
+# by the transactions of warm-up and run at the measured rate — what each transaction costs
+# the node and the stream (a local-only node's column is the idle servers').
+echo "workload  node                 throughput/s  p50_us  p99_us  stream-ack-p50  node-cpu/tx  nats-cpu/tx"
 for rep in $(seq "$REPEAT"); do
   for wl in $WORKLOADS; do
     conns="${wl%x*}"; inflight="${wl#*x}"
@@ -204,17 +212,22 @@ for rep in $(seq "$REPEAT"); do
       acq=${ACQ[$which]}
       [ "$which" = relayed ] && src=replicated || src="$which"   # the relayed node's answers are the serving node's
       [[ $src == replicated* || $src == split* ]] && acks "$src" > "$W/before"
+      t_node="$(ticks "${NODE_PID[$src]:-0}")"; t_nats="$(ticks "${nats_pids[@]}")"
       out="$("$L" run --target "127.0.0.1:$acq" --mode closed --connections "$conns" --inflight "$inflight" \
         --duration "$DURATION" --warmup "$WARMUP" --no-sign-on --json - 2>/dev/null)"
+      d_node=$(( $(ticks "${NODE_PID[$src]:-0}") - t_node )); d_nats=$(( $(ticks "${nats_pids[@]}") - t_nats ))
       ack="-"
       if [[ $src == replicated* || $src == split* ]]; then acks "$src" > "$W/after"; ack="$(p50_between "$W/before" "$W/after")"; fi
-      python3 - "$wl" "$which" "$ack" "$out" <<'EOF'
+      python3 - "$wl" "$which" "$ack" "$out" "$d_node" "$d_nats" "$HZ" "$DURATION" "$WARMUP" <<'EOF'
 import json, sys
-wl, which, ack, out = sys.argv[1:5]
+wl, which, ack, out, d_node, d_nats, hz, duration, warmup = sys.argv[1:10]
 r = json.loads(out)
 lat = r["latency"]
 note = "" if r.get("valid", True) else f"  (invalid: {r.get('invalid_reason')})"
-print(f"{wl:<9} {which:<20} {r['answered_per_s']:>12,.0f}  {lat['p50_us']:>6}  {lat['p99_us']:>6}  {ack}{note}")
+secs = lambda t: float(t[:-2]) / 1000 if t.endswith("ms") else float(t.rstrip("s"))
+tx = r["answered_per_s"] * (secs(duration) + secs(warmup))
+per = lambda ticks: f"{int(ticks) / int(hz) / tx * 1e6:.2f} us" if tx else "-"
+print(f"{wl:<9} {which:<20} {r['answered_per_s']:>12,.0f}  {lat['p50_us']:>6}  {lat['p99_us']:>6}  {ack}  {per(d_node):>11}  {per(d_nats):>11}{note}")
 EOF
     done
   done
