@@ -275,19 +275,6 @@ impl DupKey {
     }
 
     /// The journal's key for this one, whose participant's configured id is `id`.
-    pub(crate) fn to_journal(self, id: String) -> corridor_journal::entry::Key {
-        corridor_journal::entry::Key {
-            participant: id,
-            class: self.class,
-            stan: self.stan,
-            time: self.time,
-            terminal: self.terminal,
-            acquirer: self.acquirer,
-            forwarder: self.forwarder,
-        }
-    }
-
-    /// [`DupKey::to_journal`], the configured id borrowed.
     pub(crate) fn journal_ref(self, id: &str) -> corridor_journal::entry::KeyRef<'_> {
         corridor_journal::entry::KeyRef {
             participant: id,

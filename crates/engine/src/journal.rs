@@ -174,7 +174,7 @@ impl Engine {
 
     /// The journal's duplicate key for one of the engine's.
     fn journal_key(&self, k: &crate::duplicates::DupKey) -> corridor_journal::entry::Key {
-        k.to_journal(self.config.participants[k.participant()].id.clone())
+        k.journal_ref(&self.config.participants[k.participant()].id).to_owned_key()
     }
 
     /// Journals the configuration the switch starts on (its file's SHA-256), for the audit

@@ -138,11 +138,12 @@ impl Answered {
 }
 
 /// A duplicate key: the participant's configured id, MTI class, DE 11, DE 7, DE 41, and
-/// DE 32 and DE 33 (as [`institution_code`]s).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
+/// DE 32 and DE 33 (as [`institution_code`]s). The id is owned (`Key`, what recovery keeps)
+/// or borrowed ([`KeyRef`], what the engine journals from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key<S = String> {
     /// The participant's configured id.
-    pub participant: String,
+    pub participant: S,
     /// The MTI class.
     pub class: u8,
     /// DE 11.
@@ -159,30 +160,13 @@ pub struct Key {
 
 /// A [`Key`] with its participant's id borrowed: what the engine has at hand when it
 /// journals one (its configured id, not a copy of it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyRef<'a> {
-    /// The participant's configured id.
-    pub participant: &'a str,
-    /// The MTI class.
-    pub class: u8,
-    /// DE 11.
-    pub stan: u32,
-    /// DE 7 as a number.
-    pub time: u64,
-    /// DE 41, space-padded ([`NO_TERMINAL`]: absent).
-    pub terminal: [u8; 8],
-    /// DE 32.
-    pub acquirer: u64,
-    /// DE 33 (0: absent).
-    pub forwarder: u64,
-}
+pub type KeyRef<'a> = Key<&'a str>;
 
-impl Key {
-    /// This key, borrowed.
-    #[must_use]
-    pub fn as_key_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            participant: &self.participant,
+impl<S> Key<S> {
+    /// The same key with participant id `participant`.
+    pub fn with_participant<T>(&self, participant: T) -> Key<T> {
+        Key {
+            participant,
             class: self.class,
             stan: self.stan,
             time: self.time,
@@ -190,6 +174,20 @@ impl Key {
             acquirer: self.acquirer,
             forwarder: self.forwarder,
         }
+    }
+}
+
+impl<S: AsRef<str>> Key<S> {
+    /// This key, borrowed.
+    #[must_use]
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        self.with_participant(self.participant.as_ref())
+    }
+
+    /// This key, owned.
+    #[must_use]
+    pub fn to_owned_key(&self) -> Key {
+        self.with_participant(self.participant.as_ref().to_owned())
     }
 }
 
