@@ -151,13 +151,17 @@ impl Batch<'_> {
         out.extend_from_slice(&crc.to_be_bytes());
     }
 
-    /// The message for this batch, its records compressed ("CRB2"), appended to `out` — or,
-    /// when compressing would not make it smaller, [`Batch::encode`]'s.
+    /// The message for this batch, appended to `out`: with `compress`, its records
+    /// compressed ("CRB2") — unless that would not make it smaller; else (or then)
+    /// [`Batch::encode`]'s.
     ///
     /// # Panics
     ///
     /// As [`Batch::encode`].
-    pub fn encode_compressed(&self, out: &mut Vec<u8>) {
+    pub fn encode_as(&self, compress: bool, out: &mut Vec<u8>) {
+        if !compress {
+            return self.encode(out);
+        }
         assert!(self.first_seq <= self.last_seq, "a batch holds at least one record");
         let len = HEADER + self.records.len() + TRAILER;
         assert!(len <= BATCH_BYTES_MAX, "a batch of {len} bytes is past BATCH_BYTES_MAX");
@@ -263,13 +267,17 @@ impl CheckpointPart<'_> {
         out.extend_from_slice(&crc.to_be_bytes());
     }
 
-    /// The message for this part, its bytes compressed ("CRK2"), appended to `out` — or,
-    /// when compressing would not make it smaller, [`CheckpointPart::encode`]'s.
+    /// The message for this part, appended to `out`: with `compress`, its bytes compressed
+    /// ("CRK2") — unless that would not make it smaller; else (or then)
+    /// [`CheckpointPart::encode`]'s.
     ///
     /// # Panics
     ///
     /// As [`CheckpointPart::encode`].
-    pub fn encode_compressed(&self, out: &mut Vec<u8>) {
+    pub fn encode_as(&self, compress: bool, out: &mut Vec<u8>) {
+        if !compress {
+            return self.encode(out);
+        }
         assert!(self.bytes.len() <= CHECKPOINT_PART_BYTES, "a checkpoint part past CHECKPOINT_PART_BYTES");
         assert!(self.covers <= self.through && self.part < self.parts, "a checkpoint part's numbers");
         let start = out.len();
@@ -557,7 +565,7 @@ mod tests {
 
     fn compressed(first: u64, last: u64, records: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        Batch { shard: 3, first_seq: first, last_seq: last, records }.encode_compressed(&mut out);
+        Batch { shard: 3, first_seq: first, last_seq: last, records }.encode_as(true, &mut out);
         out
     }
 
@@ -627,7 +635,7 @@ mod tests {
         let state = alike(300);
         let mut m = Vec::new();
         CheckpointPart { shard: 3, covers: 10, through: 12, part: 1, parts: 2, bytes: &state }
-            .encode_compressed(&mut m);
+            .encode_as(true, &mut m);
         assert_eq!(m[..4], COMPRESSED_CHECKPOINT_MAGIC);
         assert!(m.len() * 3 < state.len());
         let want = CheckpointPart { shard: 3, covers: 10, through: 12, part: 1, parts: 2, bytes: &state };

@@ -197,7 +197,6 @@ pub struct ShardLog {
     retries: u64,
     /// Whether batches and checkpoint parts go compressed (see `batch`'s docs).
     compress: bool,
-    scratch: Vec<u8>,
 }
 
 impl ShardLog {
@@ -223,7 +222,6 @@ impl ShardLog {
             last,
             retries: 0,
             compress: true,
-            scratch: Vec::new(),
         })
     }
 
@@ -244,7 +242,6 @@ impl ShardLog {
             last: subject_last,
             retries: 0,
             compress: true,
-            scratch: Vec::new(),
         }
     }
 
@@ -293,14 +290,9 @@ impl ShardLog {
         last_seq: u64,
         records: &[u8],
     ) -> Result<u64, AppendError> {
-        self.scratch.clear();
-        let batch = Batch { shard: self.shard, first_seq, last_seq, records };
-        if self.compress {
-            batch.encode_compressed(&mut self.scratch);
-        } else {
-            batch.encode(&mut self.scratch);
-        }
-        let payload = Bytes::copy_from_slice(&self.scratch);
+        let mut out = Vec::new();
+        Batch { shard: self.shard, first_seq, last_seq, records }.encode_as(self.compress, &mut out);
+        let payload = Bytes::from(out);
         self.append_message(payload).await
     }
 
@@ -324,12 +316,7 @@ impl ShardLog {
         let (shard, compress) = (self.shard, self.compress);
         let payload = encoded(records.as_ref().len(), move || {
             let mut out = Vec::new();
-            let batch = Batch { shard, first_seq, last_seq, records: records.as_ref() };
-            if compress {
-                batch.encode_compressed(&mut out);
-            } else {
-                batch.encode(&mut out);
-            }
+            Batch { shard, first_seq, last_seq, records: records.as_ref() }.encode_as(compress, &mut out);
             out
         })
         .await?;
@@ -367,12 +354,8 @@ impl ShardLog {
             let bytes = state.slice(at..state.len().min(at + CHECKPOINT_PART_BYTES));
             let payload = encoded(bytes.len(), move || {
                 let mut out = Vec::new();
-                let part = CheckpointPart { shard, covers, through, part, parts, bytes: &bytes };
-                if compress {
-                    part.encode_compressed(&mut out);
-                } else {
-                    part.encode(&mut out);
-                }
+                CheckpointPart { shard, covers, through, part, parts, bytes: &bytes }
+                    .encode_as(compress, &mut out);
                 out
             })
             .await?;
