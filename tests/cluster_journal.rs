@@ -48,12 +48,8 @@ fn config_of(
     )
 }
 
-fn state_dir(name: &str) -> std::path::PathBuf {
-    let state = std::env::temp_dir().join(format!("corridor-cluster-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&state);
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(state.join("pan.key"), "5a".repeat(32)).unwrap();
-    state
+fn state_dir(name: &str) -> corridor_tests::scratch::Scratch {
+    corridor_tests::scratch::Scratch::with_pan_key(&format!("cluster-{name}"))
 }
 
 /// Pays `stans` through the switch, each answered 00; how long each answer took.

@@ -14,6 +14,7 @@
 //! - [`node`]: Node.js with the tests' pinned npm packages, provisioned likewise.
 //! - [`nats`]: the pinned NATS server, three on loopback as one JetStream cluster, killed and
 //!   restarted as a test asks.
+//! - [`scratch`]: a test's own temporary directory, removed when the test is done with it.
 
 #![forbid(unsafe_code)]
 // Test support: a failed expectation is a failed test, and says why.
@@ -31,6 +32,8 @@ pub mod peer;
 pub mod python;
 #[path = "quic.rs"]
 pub mod quic;
+#[path = "scratch.rs"]
+pub mod scratch;
 #[path = "switch.rs"]
 pub mod switch;
 #[path = "tls.rs"]

@@ -377,7 +377,7 @@ fn kill_loop(reversing: bool) {
 /// node losing its shards share.
 struct ClusterRig {
     nats: corridor_tests::nats::NatsCluster,
-    dir: std::path::PathBuf,
+    dir: corridor_tests::scratch::Scratch,
     issuer: std::net::SocketAddr,
     seen: Arc<Mutex<Seen>>,
 }
@@ -390,10 +390,7 @@ impl ClusterRig {
     /// [`ClusterRig::new`], its issuer serving for `lifetime`.
     fn with_issuer_for(tag: &str, lifetime: Duration) -> Self {
         let nats = corridor_tests::nats::NatsCluster::start(3);
-        let dir = std::env::temp_dir().join(format!("corridor-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+        let dir = corridor_tests::scratch::Scratch::with_pan_key(tag);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let issuer_addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -710,10 +707,7 @@ fn a_node_cut_off_from_nats_answers_nothing_another_takes_over_and_nothing_is_do
 }
 
 fn crash_and_restart(name: &str, pan_less: bool) {
-    let dir = std::env::temp_dir().join(format!("corridor-crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
+    let dir = corridor_tests::scratch::Scratch::with_pan_key(&format!("crash-{name}"));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let issuer_addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));

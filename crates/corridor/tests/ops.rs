@@ -196,7 +196,7 @@ fn approving_issuer() -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
 /// configuration for them (acquirer `acq` on its own port, the admin server on another);
 /// the issuer is stopped and the directory removed on drop.
 struct Rig {
-    dir: std::path::PathBuf,
+    dir: corridor_tests::scratch::Scratch,
     path: std::path::PathBuf,
     acq: SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -215,7 +215,6 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -1154,10 +1154,28 @@ mod tests {
     use corridor_journal::{Appender, GroupCommit, Kind, Torn};
     use std::time::Instant;
 
-    fn temp(name: &str) -> PathBuf {
+    /// A directory of the test's own, removed when dropped (its segments are preallocated
+    /// whole: left behind by every run, they would fill the disk).
+    struct Temp(PathBuf);
+
+    impl std::ops::Deref for Temp {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp(name: &str) -> Temp {
         let d = std::env::temp_dir().join(format!("corridor-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        d
+        Temp(d)
     }
 
     fn write_log(dir: &Path, records: u64) {
@@ -1195,7 +1213,6 @@ mod tests {
         let scan_after = Segments::read(&dir).unwrap();
         let clean = scan_after.scan().unwrap();
         assert_eq!((clean.records(), clean.cut(), clean.next_seq), (69, None, 70));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1212,7 +1229,6 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&format!("{seq:020}.seg, offset 32")), "{text}");
         assert!(text.contains("corridor journal truncate"), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Writes `n` transactions (accepted, forwarded, answered — every tenth left open, every
@@ -1388,7 +1404,6 @@ mod tests {
         std::fs::remove_file(segment_path(&dir, gone)).unwrap();
         let err = recover(&dir).unwrap_err().to_string();
         assert!(err.contains("segments are missing") || err.contains("sequence"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Waits for the segment being prepared, if one is (as a segment's worth of traffic
@@ -1504,6 +1519,5 @@ mod tests {
         drop(w);
         let rec = recover(&dir).unwrap();
         assert_eq!((rec.cut, rec.records, rec.next_seq), (None, 9_001, 9_002));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -200,12 +200,8 @@ pub fn config(acq_port: u16, issuer: std::net::SocketAddr, switch: &str) -> Stri
 }
 
 /// A fresh state directory with a PAN key.
-pub fn state(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("corridor-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
-    dir
+pub fn state(name: &str) -> corridor_tests::scratch::Scratch {
+    corridor_tests::scratch::Scratch::with_pan_key(name)
 }
 
 /// A free loopback port.
