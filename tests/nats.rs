@@ -60,8 +60,11 @@ pub fn nats_server() -> PathBuf {
 }
 
 /// A port nothing listens on now, below the kernel's ephemeral range
-/// ([`corridor_load::demo_cluster::nats_port`], which the cluster demo picks with too).
-fn free_port() -> u16 {
+/// ([`corridor_load::demo_cluster::nats_port`], which the cluster demo picks with too): for
+/// any port a test hands to another process to listen on. One bound from `127.0.0.1:0` and
+/// closed is in the ephemeral range, where an outgoing connection made meanwhile (a node's
+/// to NATS, a load generator's) may be given it before that process binds it.
+pub fn free_port() -> u16 {
     static CALLS: AtomicU32 = AtomicU32::new(0);
     corridor_load::demo_cluster::nats_port(CALLS.fetch_add(1, Ordering::Relaxed)).expect("a free port")
 }

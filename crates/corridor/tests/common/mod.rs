@@ -47,6 +47,11 @@ impl Switch {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
 
+    /// The lines of its log that contain `text` (for a failure's message).
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+
     /// Waits (bounded by `wait`) until `times` lines of its log contain `text`; whether they
     /// did.
     pub fn wait_logged(&self, text: &str, times: usize, wait: Duration) -> bool {
@@ -204,9 +209,10 @@ pub fn state(name: &str) -> corridor_tests::scratch::Scratch {
     corridor_tests::scratch::Scratch::with_pan_key(name)
 }
 
-/// A free loopback port.
+/// A free loopback port for another process to listen on ([`corridor_tests::nats::free_port`]:
+/// below the kernel's ephemeral range).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    corridor_tests::nats::free_port()
 }
 
 /// A peer the switch dials: it serves one connection after another on `listener` until
