@@ -52,13 +52,14 @@ impl Engine {
     /// Whether a request or advice from `link` may be taken at all: the link may carry
     /// traffic, the message has a STAN, and it speaks for its sender only (DE 32 must be one
     /// of the participant's ids, DE 33 too). The sender's configured link and participant,
-    /// and the STAN, or the decline.
+    /// and the message's key in the duplicate window — made of the fields just read, each
+    /// read once — or the decline.
     fn check_sender(
         &mut self,
         link: LinkId,
         msg: &Msg<'_>,
         now: Instant,
-    ) -> Result<(usize, usize, corridor_wire::Stan), ResponseCode> {
+    ) -> Result<(usize, usize, DupKey), ResponseCode> {
         let l = self.origin(link);
         let (spec, participant) = (l.spec, l.participant);
         if !l.routable() {
@@ -66,28 +67,28 @@ impl Engine {
             return Err(ResponseCode::DESTINATION_UNAVAILABLE);
         }
         let Some(stan) = msg.stan() else { return Err(ResponseCode::FORMAT_ERROR) };
+        let (acquirer, forwarder) = (msg.acquirer_id(), msg.forwarder_id());
         let p = &self.config.participants[participant];
-        if p.hop.is_some() {
-            // Another shard of this switch: it checked the sender on the link it came in by.
-            return Ok((spec, participant, stan));
-        }
-        let acquirer_ok = msg.acquirer_id().is_some_and(|id| p.acquirer_ids.contains(&id));
-        let forwarder_ok = msg.forwarder_id().is_none_or(|id| p.forwarder_ids.contains(&id));
-        if !acquirer_ok || !forwarder_ok {
-            if let Some(left_out) = self.may_warn(spec, Warn::Spoofed, now) {
-                warn!(
-                    %link,
-                    participant = %self.config.participants[participant].id,
-                    de32 = ?msg.acquirer_id(),
-                    de33 = ?msg.forwarder_id(),
-                    pan = ?msg.pan(),
-                    left_out,
-                    "security violation: institution id not owned by the sender"
-                );
+        // Another shard of this switch (a hop) checked the sender on the link it came in by.
+        if p.hop.is_none() {
+            let acquirer_ok = acquirer.is_some_and(|id| p.acquirer_ids.contains(&id));
+            let forwarder_ok = forwarder.is_none_or(|id| p.forwarder_ids.contains(&id));
+            if !acquirer_ok || !forwarder_ok {
+                if let Some(left_out) = self.may_warn(spec, Warn::Spoofed, now) {
+                    warn!(
+                        %link,
+                        participant = %self.config.participants[participant].id,
+                        de32 = ?acquirer,
+                        de33 = ?forwarder,
+                        pan = ?msg.pan(),
+                        left_out,
+                        "security violation: institution id not owned by the sender"
+                    );
+                }
+                return Err(ResponseCode::SECURITY_VIOLATION);
             }
-            return Err(ResponseCode::SECURITY_VIOLATION);
         }
-        Ok((spec, participant, stan))
+        Ok((spec, participant, DupKey::of(participant, stan, acquirer, forwarder, msg)))
     }
 
     /// Whether store-and-forward is at its bound: the switch then takes no new liability.
@@ -107,7 +108,7 @@ impl Engine {
     /// has a link with room.
     fn admit(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) -> Decision {
         use Decision::{Decline, Hold};
-        let (spec, participant, stan) = match self.check_sender(link, msg, now) {
+        let (spec, participant, dup) = match self.check_sender(link, msg, now) {
             Ok(v) => v,
             Err(code) => return Decline(code),
         };
@@ -117,7 +118,6 @@ impl Engine {
         if self.draining || l.retiring().is_some() {
             return Decline(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        let dup = DupKey::of(participant, stan, msg);
         if self.in_flight.has_request(&dup) {
             return Decline(ResponseCode::DUPLICATE);
         }
@@ -321,7 +321,8 @@ impl Engine {
         let Forward { destination, timeout, link: out_link, dup, fill: _ } = f;
         let origin = self.origin(link);
         let (origin_dialect, origin_participant) = (origin.dialect, origin.participant);
-        let Some(stan) = msg.stan() else { unreachable!("admission checked DE 11") };
+        // DE 11 as admission read it (into the key).
+        let Some(stan) = dup.stan() else { unreachable!("admission checked DE 11") };
         let Some(out) = self.links.get_mut(&out_link) else { unreachable!("admission picked an open link") };
         // On a hop the correlation carries the route, and the answer is the destination's
         // owner's to time out: this side waits a margin longer.
@@ -412,11 +413,10 @@ impl Engine {
     /// acknowledged again, never stored twice; a reversal of a request the switch already
     /// reversed is acknowledged and not forwarded.
     fn handle_advice(&mut self, link: LinkId, correlation: u64, msg: &Msg<'_>, now: Instant) {
-        let (spec, participant, stan) = match self.check_sender(link, msg, now) {
+        let (spec, participant, dup) = match self.check_sender(link, msg, now) {
             Ok(v) => v,
             Err(code) => return self.decline(link, correlation, msg, code),
         };
-        let dup = DupKey::of(participant, stan, msg);
         let window = self.config.settings.duplicate_window;
         if let Some(outcome) = self.outcomes.get(&dup, now, window) {
             return self.replay_outcome(link, correlation, msg, outcome);
@@ -427,7 +427,7 @@ impl Engine {
         // one, else one that differs only by having no DE 41 or by the reversal having none
         // ([`DupKey::same_original`]; never another terminal's request).
         let original = (msg.mti().class() == 4).then(|| {
-            let named = DupKey::original_of(participant, stan, msg);
+            let named = DupKey::original_of(dup, msg);
             if self.in_flight.has_request(&named) || self.outcomes.contains(&named) {
                 return named;
             }

@@ -287,10 +287,11 @@ impl DupKey {
         }
     }
 
-    /// The key of the request a participant's reversal `msg` reverses: DE 90's original MTI
-    /// class, STAN and DE 7 (else the reversal's own DE 11 and DE 7, class 2), its DE 41.
-    pub(crate) fn original_of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
-        let mut k = Self::of(participant, stan, msg);
+    /// The key of the request a participant's reversal `msg` (keyed `own`) reverses: DE 90's
+    /// original MTI class, STAN and DE 7 (else the reversal's own DE 11 and DE 7, class 2),
+    /// its DE 41.
+    pub(crate) fn original_of(own: Self, msg: &Msg<'_>) -> Self {
+        let mut k = own;
         k.class = 2;
         // DE 90 is numeric: BCD on native links, so decoded, not borrowed.
         let mut scratch = [0u8; corridor_wire::limits::FIELD_UNITS_MAX];
@@ -310,8 +311,17 @@ impl DupKey {
         self.participant
     }
 
-    /// The key of `msg`, from participant `participant`, whose DE 11 is `stan`.
-    pub(crate) fn of(participant: usize, stan: Stan, msg: &Msg<'_>) -> Self {
+    /// The key of `msg`, from participant `participant`, whose DE 11, DE 32 and DE 33 are
+    /// `stan`, `acquirer` and `forwarder` (read by the caller, which checked them).
+    pub(crate) fn of(
+        participant: usize,
+        stan: Stan,
+        acquirer: Option<corridor_wire::InstitutionId>,
+        forwarder: Option<corridor_wire::InstitutionId>,
+        msg: &Msg<'_>,
+    ) -> Self {
+        debug_assert_eq!(Some(stan), msg.stan());
+        debug_assert_eq!((acquirer, forwarder), (msg.acquirer_id(), msg.forwarder_id()));
         let mut terminal = corridor_journal::entry::NO_TERMINAL;
         if let Some(t) = msg.terminal_id() {
             let n = t.len().min(8);
@@ -326,9 +336,14 @@ impl DupKey {
             stan: stan.value(),
             time: msg.transmission_time().map_or(0, |t| t.value()),
             terminal,
-            acquirer: code(msg.acquirer_id()),
-            forwarder: code(msg.forwarder_id()),
+            acquirer: code(acquirer),
+            forwarder: code(forwarder),
         }
+    }
+
+    /// The request's DE 11 (`None` only for a key read from a journal that holds no STAN).
+    pub(crate) fn stan(&self) -> Option<Stan> {
+        Stan::new(self.stan)
     }
 }
 
