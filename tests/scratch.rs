@@ -35,11 +35,6 @@ impl Scratch {
         std::fs::write(s.join("pan.key"), "5a".repeat(32)).expect("a PAN key");
         s
     }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl std::ops::Deref for Scratch {

@@ -335,7 +335,6 @@ fn the_days_clearing_file_lists_approved_payments_not_reversed_and_reconciles_wi
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.is_empty(), "{:?} {err}", out.status);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -405,5 +404,4 @@ fn a_rate_file_reloaded_by_sighup_prices_the_next_payment() {
     drop(switch);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     peer.join().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -371,7 +371,6 @@ fn kill_9_again_and_again_under_load_leaves_nothing_ambiguous_doubled_or_lost() 
     let (ok, verify) = corridor(&["journal", "verify", state.join("journal").to_str().unwrap()]);
     assert!(ok, "{verify}");
     assert!(verify.contains("0 requests forwarded without an answer"), "{verify}");
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// RRNs the issuer approved that the terminal never got approved and the issuer never got a

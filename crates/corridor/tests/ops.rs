@@ -537,7 +537,6 @@ fn the_systemd_unit_verifies() {
         .expect("systemd-analyze (Debian's systemd package) is installed");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify: {text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -621,7 +620,6 @@ fn a_link_a_reload_adds_takes_traffic_and_one_it_removes_answers_what_it_carries
     assert_eq!(sw.get("/readyz").0, 200);
     assert!(!sw.get("/metrics").1.contains("link=\"acq-2\",mode"), "no link state for a removed link");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -708,7 +706,6 @@ fn a_timeout_across_shards_reads_as_the_switchs_in_metrics_and_transactions() {
     assert_eq!(metric(&m, "corridor_answers_total", "source=\"switch\""), 3.0, "{m}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(sw);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Found from outside: stopped (`SIGSTOP`) past its timeouts under load, then continued,
@@ -755,7 +752,6 @@ fn a_paused_switch_reads_what_arrived_before_it_judges_a_timeout() {
     assert_eq!(purchases(acq, 100, 1), vec![("000100".into(), "00".into())], "the link stayed up");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(sw);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A node of a cluster (three real `nats-server`) shows what an operator needs: `/cluster`
@@ -940,7 +936,6 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
     let (ok, out) = common::corridor(&["cluster", "status", "--config", single.to_str().unwrap()]);
     assert!(!ok && out.contains("single node"), "{out}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The ports of the cluster of [`a_reload_on_one_node_is_the_clusters_configuration_everywhere`]:
@@ -1238,5 +1233,4 @@ fn a_reload_on_one_node_is_the_clusters_configuration_everywhere() {
 
     drop(b);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = std::fs::remove_dir_all(&root);
 }

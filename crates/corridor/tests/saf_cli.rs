@@ -122,5 +122,4 @@ fn the_exception_queue_is_listed_retried_and_dropped_on_a_running_and_a_stopped_
     assert!(ok && verify.contains("0 in the exception queue"), "{verify}");
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
-    let _ = std::fs::remove_dir_all(&state);
 }
