@@ -40,3 +40,14 @@ pub mod switch;
 pub mod tls;
 #[path = "toxics.rs"]
 pub mod toxics;
+
+/// A loopback port nothing listens on now, for a test to hand to another process to listen
+/// on: below the kernel's ephemeral range ([`corridor_load::demo_cluster::nats_port`], which
+/// the cluster demo picks its servers' ports with too). One bound from `127.0.0.1:0` and
+/// closed is in that range, where an outgoing connection made meanwhile (a node's to NATS, a
+/// load generator's) may be given it before that process binds it.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    corridor_load::demo_cluster::nats_port(CALLS.fetch_add(1, Ordering::Relaxed)).expect("a free port")
+}

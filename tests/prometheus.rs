@@ -127,7 +127,7 @@ fn prometheus_scrapes_the_switch_under_load_and_answers_histogram_quantile() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
-    let port = corridor_tests::nats::free_port();
+    let port = corridor_tests::free_port();
     let prom: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     std::fs::write(
         dir.join("prometheus.yml"),

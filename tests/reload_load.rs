@@ -54,7 +54,7 @@ fn twenty_reloads_under_ten_thousand_requests_a_second_lose_decline_and_time_out
     let path = dir.join("switch.toml");
     // A: as started. B: another route timeout, the acquirer's in-flight limit doubled, one
     // more link (listening).
-    let extra_port = corridor_tests::nats::free_port();
+    let extra_port = corridor_tests::free_port();
     let a = config(issuer, "", 5000, 1024);
     let b = config(
         issuer,

@@ -209,10 +209,10 @@ pub fn state(name: &str) -> corridor_tests::scratch::Scratch {
     corridor_tests::scratch::Scratch::with_pan_key(name)
 }
 
-/// A free loopback port for another process to listen on ([`corridor_tests::nats::free_port`]:
+/// A free loopback port for another process to listen on ([`corridor_tests::free_port`]:
 /// below the kernel's ephemeral range).
 pub fn free_port() -> u16 {
-    corridor_tests::nats::free_port()
+    corridor_tests::free_port()
 }
 
 /// A peer the switch dials: it serves one connection after another on `listener` until
