@@ -216,6 +216,42 @@ fn every_record_is_in_the_stream_once_in_order_as_the_journal_has_it_and_a_resta
     }
 }
 
+/// A burst of large requests — 8 KB each, eight private fields of 999 characters — gathered
+/// into one group commit (the batch waits 50 ms for more) of more records than one stream
+/// message holds: the batch goes in cut between records, every request is answered 00, and
+/// the stream holds the journal byte for byte. (Until the batch was cut, its append
+/// panicked on the message's bound and the node stopped.)
+#[test]
+fn a_group_commit_larger_than_a_stream_message_is_replicated_whole_and_answered() {
+    let nats = NatsCluster::start(3);
+    let state = state_dir("large");
+    let issuer = Issuer::start(Wire::NATIVE, Behaviour::Approve);
+    let conf = config(&state, issuer.addr, &nats).replace("group_wait_us = 100", "group_wait_us = 50000");
+    let switch = TestSwitch::start(&conf);
+    switch.wait_replicating();
+    switch.wait_signed_on(&["iss-1"]);
+    let mut acq = Conn::connect(switch.addr("acq-1"), Wire::NATIVE);
+    let burst = 200u32;
+    for stan in 1..=burst {
+        let mut m = purchase(PAN, &format!("{stan:06}"), "12345678");
+        for f in [48, 61, 62, 63, 120, 121, 122, 123] {
+            m.set(corridor_wire::FieldId::new(f).unwrap(), vec![b'A' + f % 26; 999]).unwrap();
+        }
+        acq.send(u64::from(stan), &m);
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 1..=burst {
+        let (stan, r) = acq.recv_app_within(WAIT_MAX * 3).expect("an answer");
+        assert_eq!(r.get(de::RESPONSE_CODE), Some(&b"00"[..]), "{stan}");
+        answered.insert(stan);
+    }
+    assert_eq!(answered.len(), burst as usize, "each once");
+    switch.stop();
+    let held = stream_and_journal(&state, &nats);
+    let streamed: usize = held.iter().map(|(s, _)| s).sum();
+    assert!(streamed > corridor_cluster::limits::BATCH_BYTES_MAX, "{streamed} bytes in the stream");
+}
+
 #[test]
 fn killing_the_streams_leader_under_load_delays_answers_and_loses_nothing() {
     let mut nats = NatsCluster::start(3);

@@ -126,6 +126,80 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     assert!(read(c.clone(), STREAM, 3, Tail::default()).await.unwrap()[0].records == alike);
 }
 
+/// Journal records `first..=last` of `bytes` each that do not compress.
+fn noisy_journal_records(first: u64, last: u64, bytes: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_u32 ^ u32::try_from(first).unwrap();
+    let mut out = Vec::new();
+    for seq in first..=last {
+        let payload: Vec<u8> = (0..bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        corridor_journal::encode(seq, corridor_journal::Kind::RequestAccepted, &payload, &mut out);
+    }
+    out
+}
+
+/// The records of `batches`, one after another.
+fn joined(batches: &[stream::ReadBatch]) -> Vec<u8> {
+    batches.iter().flat_map(|b| b.records.iter().copied()).collect()
+}
+
+/// A group commit can gather more records than one message holds (a burst of large
+/// requests): the batch goes in as several messages, cut between records, and is read back
+/// whole; asked again after part of it went in, it goes on after that part. Records one
+/// message cannot hold, appended as one, are refused with nothing appended — not a panic.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_larger_than_a_message_goes_in_as_several_and_is_read_back_whole() {
+    use corridor_cluster::limits::{BATCH_BYTES_MAX, MESSAGE_RECORDS_BYTES};
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c).await;
+    let mut log = ShardLog::open(c.clone(), STREAM, 8).await.unwrap();
+    let big = noisy_journal_records(1, 200, 13_000);
+    assert!(big.len() > 2 * BATCH_BYTES_MAX);
+    match log.append_shared(1, 200, big.clone()).await {
+        Err(AppendError::TooLarge { bytes }) => assert_eq!(bytes, big.len()),
+        other => panic!("records past a message appended as one: {other:?}"),
+    }
+    assert_eq!(log.last(), 0, "nothing appended");
+
+    let first = log.append_journal(1, 200, big.clone()).await.unwrap();
+    let back = read(c.clone(), STREAM, 8, Tail::default()).await.unwrap();
+    assert!(back.len() >= 5, "{} messages for {} bytes", back.len(), big.len());
+    assert_eq!(back[0].seq, first, "where the batch begins");
+    assert_eq!(log.last(), back.last().unwrap().seq);
+    assert!(joined(&back) == big, "the batch whole, in order");
+    let js = async_nats::jetstream::new(c.clone());
+    let stream = js.get_stream(STREAM).await.unwrap();
+    for b in &back {
+        let stored = stream.get_raw_message(b.seq).await.unwrap();
+        assert!(stored.payload.len() <= BATCH_BYTES_MAX, "message {}: {} bytes", b.seq, stored.payload.len());
+    }
+
+    // The next batch's first message went in, and the append's answer did not come (an
+    // error): asked again, the batch goes on after it — the reader finds no record twice.
+    let next = noisy_journal_records(201, 300, 13_000);
+    let pieces = corridor_journal::record::pieces(&next, MESSAGE_RECORDS_BYTES).unwrap();
+    assert!(pieces.len() > 2);
+    log.append(201, pieces[0].last_seq, &next[pieces[0].bytes.clone()]).await.unwrap();
+    let at = log.last();
+    assert_eq!(
+        log.append_journal(201, 300, next.clone()).await.unwrap(),
+        at,
+        "the batch begins where it began"
+    );
+    assert!(log.last() > at + 1, "the rest went in after it");
+    let back = read(c.clone(), STREAM, 8, Tail::default()).await.unwrap();
+    assert!(joined(&back) == [big.clone(), next.clone()].concat(), "both batches once, in order");
+    let took = take_read(c.clone(), STREAM, 8).await.unwrap();
+    assert!(took.records == Some((1, [big, next].concat())), "a takeover reads them whole");
+}
+
 /// The cluster's bucket, where a checkpoint's hint lives (every node makes it at start).
 async fn cluster_bucket(client: &async_nats::Client) -> async_nats::jetstream::kv::Store {
     let js = async_nats::jetstream::new(client.clone());

@@ -58,7 +58,7 @@ const RAW_LEN: usize = 4;
 
 /// The most bytes a message's records (or a checkpoint part's bytes) give back when
 /// decompressed: what a message of them uncompressed could hold.
-const RAW_BYTES_MAX: usize = BATCH_BYTES_MAX - HEADER - TRAILER;
+pub(crate) const RAW_BYTES_MAX: usize = BATCH_BYTES_MAX - HEADER - TRAILER;
 
 /// The most bytes of a checkpoint one part carries: half the largest message, as the
 /// journal cuts its batches (a message is sent with headers, under NATS's largest payload).

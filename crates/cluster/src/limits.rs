@@ -3,8 +3,15 @@
 use std::time::Duration;
 
 /// The largest message one append carries (our header, the records, our CRC). The
-/// stream's `max_msg_size` is set to it; the journal cuts its batches below it.
+/// stream's `max_msg_size` is set to it; a journal's batch is cut below it
+/// ([`MESSAGE_RECORDS_BYTES`]).
 pub const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// The most bytes of records one message carries when a journal's batch is appended
+/// (`ShardLog::append_journal`: a larger batch goes as several messages, cut between
+/// records): half the largest message, as the refill of the stream and checkpoint parts are
+/// cut (a message goes with headers, under NATS's largest payload).
+pub const MESSAGE_RECORDS_BYTES: usize = BATCH_BYTES_MAX / 2;
 
 /// The most bytes of records (or of a checkpoint part) compressed on the appending task's
 /// own thread; larger ones are compressed on a blocking thread (a batch of a MiB takes a

@@ -39,8 +39,8 @@ use tracing::{debug, warn};
 use crate::{
     batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
     limits::{
-        APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, READ_BATCHES_MAX, RELEASE_MARK_RETRIES,
-        RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
+        APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, MESSAGE_RECORDS_BYTES, READ_BATCHES_MAX,
+        RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
     },
 };
 
@@ -116,12 +116,14 @@ pub enum AppendError {
     /// No acknowledgement within [`APPEND_WAIT_MAX`] (no leader, no quorum, no connection):
     /// whether it went in is not known until the stream answers again.
     Unavailable(String),
-    /// A checkpoint of more parts than a part number holds: nothing was appended.
+    /// Records more than one message holds, or a checkpoint of more parts than a part
+    /// number holds: nothing was appended.
     TooLarge {
         /// Its size.
         bytes: usize,
     },
-    /// The thread that compressed the message failed: nothing was appended.
+    /// The records are not what they were said to be (an empty range; not whole journal
+    /// records), or the thread that compressed the message failed: nothing was appended.
     Encoding(String),
 }
 
@@ -135,7 +137,7 @@ impl std::fmt::Display for AppendError {
                 write!(f, "the stream lost acknowledged records: its last is {found}, {acknowledged} was acknowledged")
             }
             Self::Unavailable(e) => write!(f, "the stream is unavailable: {e}"),
-            Self::TooLarge { bytes } => write!(f, "a checkpoint of {bytes} bytes is too large to append"),
+            Self::TooLarge { bytes } => write!(f, "{bytes} bytes are more than one append holds"),
             Self::Encoding(e) => write!(f, "compressing the message failed: {e}"),
         }
     }
@@ -193,6 +195,12 @@ pub struct ShardLog {
     shard: u16,
     /// The subject's last sequence as this writer knows it: every append expects it.
     last: u64,
+    /// The last journal record this writer appended (0: none yet), and the first record and
+    /// stream sequence of the batch it was in: a batch appended again after part of it went
+    /// in goes on after that part, and still begins where it began
+    /// ([`ShardLog::append_journal`]).
+    through: u64,
+    began: (u64, u64),
     /// Appends not acknowledged at the first try (each asked again), since it was opened.
     retries: u64,
     /// Whether batches and checkpoint parts go compressed (see `batch`'s docs).
@@ -220,6 +228,8 @@ impl ShardLog {
             subject,
             shard,
             last,
+            through: 0,
+            began: (0, 0),
             retries: 0,
             compress: true,
         })
@@ -240,6 +250,8 @@ impl ShardLog {
             subject: subject(stream, shard),
             shard,
             last: subject_last,
+            through: 0,
+            began: (0, 0),
             retries: 0,
             compress: true,
         }
@@ -277,13 +289,14 @@ impl ShardLog {
         }
     }
 
-    /// Appends the local journal's records `first_seq..=last_seq`; the stream sequence it
-    /// got, once the stream acknowledged it (or was found to hold it).
+    /// Appends the local journal's records `first_seq..=last_seq` as one message; the stream
+    /// sequence it got, once the stream acknowledged it (or was found to hold it).
     ///
     /// # Errors
     ///
-    /// Fenced (another writer), the stream lost acknowledged records, or no answer within
-    /// [`APPEND_WAIT_MAX`].
+    /// Fenced (another writer), the stream lost acknowledged records, no answer within
+    /// [`APPEND_WAIT_MAX`], or records more than a message holds ([`AppendError::TooLarge`]:
+    /// nothing appended; [`ShardLog::append_journal`] cuts them).
     pub async fn append(
         &mut self,
         first_seq: u64,
@@ -291,9 +304,12 @@ impl ShardLog {
         records: &[u8],
     ) -> Result<u64, AppendError> {
         let mut out = Vec::new();
+        fits(first_seq, last_seq, records.len())?;
         Batch { shard: self.shard, first_seq, last_seq, records }.encode_as(self.compress, &mut out);
         let payload = Bytes::from(out);
-        self.append_message(payload).await
+        let seq = self.append_message(payload).await?;
+        (self.through, self.began) = (last_seq, (first_seq, seq));
+        Ok(seq)
     }
 
     /// [`ShardLog::append`] of records the caller shares (a batch the local journal writes
@@ -313,6 +329,7 @@ impl ShardLog {
     where
         R: AsRef<[u8]> + Send + 'static,
     {
+        fits(first_seq, last_seq, records.as_ref().len())?;
         let (shard, compress) = (self.shard, self.compress);
         let payload = encoded(records.as_ref().len(), move || {
             let mut out = Vec::new();
@@ -320,7 +337,66 @@ impl ShardLog {
             out
         })
         .await?;
-        self.append_message(payload).await
+        let seq = self.append_message(payload).await?;
+        (self.through, self.began) = (last_seq, (first_seq, seq));
+        Ok(seq)
+    }
+
+    /// Appends a batch of the local journal — `records`, whole records `first_seq..=last_seq`
+    /// as the journal wrote them, shared as in [`ShardLog::append_shared`] — cut between
+    /// records into messages of at most [`MESSAGE_RECORDS_BYTES`] of them, each appended
+    /// (and fenced) in turn: a group commit can gather more than one message holds (a burst
+    /// of large requests). The stream sequence of the first message, where the batch begins
+    /// (its last: [`ShardLog::last`]). Asked again for the same batch after an error, it goes
+    /// on after the messages that went in; a reader of the subject meanwhile sees the batch
+    /// cut short, as a batch a node died appending.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardLog::append_shared`], or `records` are not whole records
+    /// `first_seq..=last_seq` ([`AppendError::Encoding`]: nothing appended).
+    pub async fn append_journal<R>(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        records: R,
+    ) -> Result<u64, AppendError>
+    where
+        R: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let pieces = corridor_journal::record::pieces(records.as_ref(), MESSAGE_RECORDS_BYTES)
+            .map_err(|at| AppendError::Encoding(format!("the batch's record at byte {at} is not whole")))?;
+        let (first, last) = (pieces.first().map(|p| p.first_seq), pieces.last().map(|p| p.last_seq));
+        if (first, last) != (Some(first_seq), Some(last_seq)) {
+            return Err(AppendError::Encoding(format!(
+                "the batch of records {first_seq}..={last_seq} holds {first:?}..={last:?}"
+            )));
+        }
+        if pieces.len() == 1 {
+            return self.append_shared(first_seq, last_seq, records).await;
+        }
+        let records = std::sync::Arc::new(records);
+        let (shard, compress) = (self.shard, self.compress);
+        // Went in at an earlier call for this batch: the pieces up to `through`.
+        let done = Some(self.through).filter(|t| (first_seq..=last_seq).contains(t)).unwrap_or(0);
+        for p in pieces.into_iter().filter(|p| p.first_seq > done) {
+            let shared = std::sync::Arc::clone(&records);
+            let payload = encoded(p.bytes.len(), move || {
+                let mut out = Vec::new();
+                let records = &(*shared).as_ref()[p.bytes];
+                Batch { shard, first_seq: p.first_seq, last_seq: p.last_seq, records }
+                    .encode_as(compress, &mut out);
+                out
+            })
+            .await?;
+            let seq = self.append_message(payload).await?;
+            if p.first_seq == first_seq {
+                self.began = (first_seq, seq);
+            }
+            self.through = p.last_seq;
+        }
+        debug_assert_eq!(self.began.0, first_seq, "a batch's first message went in");
+        Ok(self.began.1)
     }
 
     /// Appends a checkpoint: `state` (the local journal's checkpoint of records
@@ -434,6 +510,17 @@ impl ShardLog {
             tokio::time::sleep(APPEND_RETRY).await;
         }
     }
+}
+
+/// Whether records `first_seq..=last_seq`, `len` bytes of them, go in one message.
+fn fits(first_seq: u64, last_seq: u64, len: usize) -> Result<(), AppendError> {
+    if first_seq > last_seq {
+        return Err(AppendError::Encoding(format!("records {first_seq}..={last_seq}: none")));
+    }
+    if len > batch::RAW_BYTES_MAX {
+        return Err(AppendError::TooLarge { bytes: len });
+    }
+    Ok(())
 }
 
 /// A message `encode` makes of `len` bytes: on this thread up to [`ENCODE_INLINE_BYTES`],

@@ -218,6 +218,50 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     }
 }
 
+/// A run of whole records in a buffer of them ([`pieces`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// Where it is in the buffer.
+    pub bytes: std::ops::Range<usize>,
+    /// Its first record's sequence number.
+    pub first_seq: u64,
+    /// Its last record's.
+    pub last_seq: u64,
+}
+
+/// `records` — whole records one after another, as a journal writes them — in runs of at
+/// most `bytes_max` bytes each (a record larger than that alone), in order, together the
+/// whole buffer. Frames are followed, not checked: these are records the journal made.
+///
+/// # Errors
+///
+/// The offset of a frame that does not fit what is left of the buffer (or is too short to
+/// hold a sequence number): not a buffer of whole records.
+pub fn pieces(records: &[u8], bytes_max: usize) -> Result<Vec<Piece>, usize> {
+    let mut out: Vec<Piece> = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        if records.len() - at < RECORD_FRAME_BYTES + RECORD_BODY_MIN {
+            return Err(at);
+        }
+        let declared = u32_at(records, at) as usize;
+        let len = RECORD_FRAME_BYTES + declared;
+        if !(RECORD_BODY_MIN..=RECORD_BODY_MAX).contains(&declared) || records.len() - at < len {
+            return Err(at);
+        }
+        let seq = u64_at(records, at + RECORD_FRAME_BYTES);
+        match out.last_mut() {
+            Some(p) if at + len - p.bytes.start <= bytes_max => {
+                p.bytes.end = at + len;
+                p.last_seq = seq;
+            }
+            _ => out.push(Piece { bytes: at..at + len, first_seq: seq, last_seq: seq }),
+        }
+        at += len;
+    }
+    Ok(out)
+}
+
 /// Appends the record `(seq, kind, payload)` to `out` and returns its length.
 ///
 /// # Panics
@@ -313,5 +357,56 @@ mod tests {
         fn any_bytes_decode_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode(&bytes);
         }
+
+        /// Cut at record boundaries, in order, the whole buffer, each piece within the bound
+        /// unless it is one record larger than it, and no two neighbours that would have fit
+        /// together.
+        #[test]
+        fn records_are_cut_whole_in_order_within_the_bound(
+            sizes in proptest::collection::vec(0usize..3_000, 1..60),
+            first in 1u64..1_000_000,
+            bytes_max in 1usize..8_000,
+        ) {
+            let mut buf = Vec::new();
+            let mut ends = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                encode(first + i as u64, Kind::LinkEvent, &vec![7u8; n], &mut buf);
+                ends.push(buf.len());
+            }
+            let pieces = pieces(&buf, bytes_max).unwrap();
+            prop_assert_eq!(pieces[0].bytes.start, 0);
+            prop_assert_eq!(pieces.last().unwrap().bytes.end, buf.len());
+            prop_assert_eq!(pieces[0].first_seq, first);
+            prop_assert_eq!(pieces.last().unwrap().last_seq, first + sizes.len() as u64 - 1);
+            for (i, p) in pieces.iter().enumerate() {
+                prop_assert!(ends.contains(&p.bytes.end), "{:?} ends within a record", p);
+                let records = p.last_seq - p.first_seq + 1;
+                prop_assert!(p.bytes.len() <= bytes_max || records == 1, "{:?} past {}", p, bytes_max);
+                match decode(&buf[p.bytes.clone()]) {
+                    Decoded::Record { record, .. } => prop_assert_eq!(record.seq, p.first_seq),
+                    other => prop_assert!(false, "{:?}", other),
+                }
+                if let Some(next) = pieces.get(i + 1) {
+                    prop_assert_eq!(next.bytes.start, p.bytes.end);
+                    prop_assert_eq!(next.first_seq, p.last_seq + 1);
+                    let next_first_len = ends[usize::try_from(next.first_seq - first).unwrap()] - next.bytes.start;
+                    prop_assert!(p.bytes.len() + next_first_len > bytes_max, "{:?} could have taken the next record", p);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_of_broken_records_is_refused_where_it_breaks() {
+        let mut buf = Vec::new();
+        encode(1, Kind::LinkEvent, b"one", &mut buf);
+        let whole = buf.len();
+        encode(2, Kind::LinkEvent, b"two", &mut buf);
+        assert_eq!(pieces(&buf[..buf.len() - 1], 1 << 20), Err(whole), "the second record cut short");
+        assert_eq!(pieces(&buf[..whole + 3], 1 << 20), Err(whole), "not even a frame");
+        let mut huge = buf.clone();
+        huge[whole..whole + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(pieces(&huge, 1 << 20), Err(whole), "a frame past the record bound");
+        assert_eq!(pieces(&[], 10), Ok(Vec::new()));
     }
 }

@@ -365,7 +365,7 @@ async fn replica(
             local + 1
         ));
     }
-    let chunk = corridor_cluster::limits::BATCH_BYTES_MAX / 2;
+    let chunk = corridor_cluster::limits::MESSAGE_RECORDS_BYTES;
     let read = |from: u64| {
         let dir = dir.to_owned();
         async move {
@@ -485,13 +485,15 @@ async fn replicate(
 ) -> Result<u64, String> {
     let began = Instant::now();
     loop {
-        match log.append_shared(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(&batch))).await
+        match log
+            .append_journal(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(&batch)))
+            .await
         {
             Ok(seq) => {
                 let (took, retries) = (began.elapsed(), log.retries());
                 shared.replica(|m| {
                     m.append.record(took);
-                    (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, seq, retries);
+                    (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, log.last(), retries);
                     m.replicating = true;
                 });
                 return Ok(seq);
