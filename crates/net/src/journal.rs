@@ -250,7 +250,7 @@ fn numbered_files(dir: &Path, parse: impl Fn(&str) -> Option<u64>) -> Result<Vec
 
 /// The records of the journal in `dir` from sequence number `from` on, as they are on disk,
 /// in chunks of at most `chunk_bytes` (a record larger than that is a chunk of its own):
-/// `(first_seq, last_seq, bytes)`. What the stream lacks is refilled from these.
+/// `(first_seq, last_seq, bytes)`.
 ///
 /// # Errors
 ///
@@ -260,13 +260,34 @@ pub fn records_from(
     from: u64,
     chunk_bytes: usize,
 ) -> Result<Vec<(u64, u64, Vec<u8>)>, JournalError> {
+    records_from_within(dir, from, chunk_bytes, usize::MAX)
+}
+
+/// [`records_from`], up to the end of the segment in which they reach `bytes_max` (at least
+/// one segment's, when it holds any): what the stream lacks is refilled from these a round
+/// at a time, so a long journal is never read into memory whole. The next round goes on
+/// from the last record's successor.
+///
+/// # Errors
+///
+/// As [`records_from`].
+pub fn records_from_within(
+    dir: &Path,
+    from: u64,
+    chunk_bytes: usize,
+    bytes_max: usize,
+) -> Result<Vec<(u64, u64, Vec<u8>)>, JournalError> {
     let seqs = segment_seqs(dir)?;
     let last = seqs.last().copied();
     let mut out: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    let mut held = 0usize;
     for (i, &seq) in seqs.iter().enumerate() {
         // A segment whose successor begins at or before `from` holds nothing wanted.
         if seqs.get(i + 1).is_some_and(|&next| next <= from) {
             continue;
+        }
+        if held >= bytes_max {
+            break;
         }
         let path = segment_path(dir, seq);
         let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
@@ -278,6 +299,7 @@ pub fn records_from(
                 continue;
             }
             let raw = &bytes[found.offset..end];
+            held += raw.len();
             match out.last_mut() {
                 Some((_, last_seq, chunk)) if chunk.len() + raw.len() <= chunk_bytes => {
                     chunk.extend_from_slice(raw);
@@ -1213,6 +1235,46 @@ mod tests {
         let scan_after = Segments::read(&dir).unwrap();
         let clean = scan_after.scan().unwrap();
         assert_eq!((clean.records(), clean.cut(), clean.next_seq), (69, None, 70));
+    }
+
+    /// The refill of a stream reads a long journal a round of whole segments at a time:
+    /// each round at least its bound (but the last), ending where a segment ends; the rounds
+    /// one after another are the journal whole.
+    #[test]
+    fn a_journal_is_read_in_rounds_of_whole_segments_within_a_bound() {
+        let dir = temp("rounds");
+        write_transactions(&dir, 20_000);
+        let whole: Vec<u8> =
+            records_from(&dir, 1, 1 << 16).unwrap().into_iter().flat_map(|(_, _, b)| b).collect();
+        let starts = segment_seqs(&dir).unwrap();
+        assert!(starts.len() > 6, "{} segments", starts.len());
+        let (bound, segment) =
+            (2 << 20, usize::try_from(corridor_journal::limits::SEGMENT_BYTES_MIN).unwrap());
+        let (mut from, mut read, mut rounds) = (1, Vec::new(), Vec::new());
+        loop {
+            let round = records_from_within(&dir, from, 1 << 16, bound).unwrap();
+            let Some(&(_, last, _)) = round.last() else { break };
+            assert_eq!(round[0].0, from, "round {} goes on from the last", rounds.len());
+            let bytes: usize = round.iter().map(|(_, _, b)| b.len()).sum();
+            rounds.push((bytes, last + 1));
+            read.extend(round.into_iter().flat_map(|(_, _, b)| b));
+            from = last + 1;
+            assert!(rounds.len() < 100);
+        }
+        assert!(rounds.len() > 1, "{rounds:?}");
+        for (i, &(bytes, next)) in rounds.iter().enumerate() {
+            assert!(
+                bytes <= bound + segment,
+                "round {i}: {bytes} bytes, past the bound by more than a segment"
+            );
+            if i + 1 < rounds.len() {
+                assert!(
+                    bytes >= bound && starts.contains(&next),
+                    "round {i} ({bytes} bytes) ends within the bound or a segment"
+                );
+            }
+        }
+        assert!(read == whole, "the rounds are the journal whole");
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub const PAUSE_READ_ROUNDS: usize = 4;
 /// servers may still be electing their leaders).
 pub const CLUSTER_START_MAX: Duration = Duration::from_secs(30);
 
+/// The most of the local journal's records a node reads into memory at once to refill its
+/// shard's subject (rounds of whole segments: at least one each); a journal that ran
+/// before its node joined a cluster may hold far more.
+pub const REFILL_READ_BYTES: usize = 64 << 20;
+
 /// How long a graceful stop waits to give a shard's lease up (for an append under way to
 /// end, then for the bucket to answer); past it the lease expires by itself.
 pub const LEASE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(1);

@@ -369,10 +369,12 @@ async fn replica(
     let read = |from: u64| {
         let dir = dir.to_owned();
         async move {
-            tokio::task::spawn_blocking(move || crate::journal::records_from(&dir, from, chunk))
-                .await
-                .map_err(|e| format!("cluster: reading the journal: {e}"))?
-                .map_err(|e| format!("cluster: reading the journal: {e}"))
+            tokio::task::spawn_blocking(move || {
+                crate::journal::records_from_within(&dir, from, chunk, crate::limits::REFILL_READ_BYTES)
+            })
+            .await
+            .map_err(|e| format!("cluster: reading the journal: {e}"))?
+            .map_err(|e| format!("cluster: reading the journal: {e}"))
         }
     };
     let mut missing = read(held + 1).await?;
@@ -402,9 +404,19 @@ async fn replica(
         info!(shard = r.shard, covers = newest, "cluster: the journal's checkpoint is in the stream");
         missing = read(newest + 1).await?;
     }
-    let refilled = missing.len();
-    for (first, last, records) in missing {
-        log.append(first, last, &records).await.map_err(|e| format!("cluster: refilling the stream: {e}"))?;
+    // A round at a time (crate::limits::REFILL_READ_BYTES), until the journal's end.
+    let mut refilled = 0;
+    while let Some(&(_, through, _)) = missing.last() {
+        refilled += missing.len();
+        for (first, last, records) in missing {
+            log.append(first, last, &records)
+                .await
+                .map_err(|e| format!("cluster: refilling the stream: {e}"))?;
+        }
+        if through >= local {
+            break;
+        }
+        missing = read(through + 1).await?;
     }
     info!(shard = r.shard, stream = %r.stream, held, local, refilled, "cluster: the journal is replicated");
     Ok(log)
