@@ -1,5 +1,5 @@
 //! The journal's checkpointer without its files: `TRANSACTIONS` card transactions journaled
-//! as the switch journals them (accepted, forwarded, answered; every tenth left open),
+//! as the switch journals them (accepted, forwarded, and answered 1,024 transactions later),
 //! written as 64 MiB segments in memory, then folded one segment at a time
 //! (`Recovery::apply_segment`, what a checkpoint does with each closed segment) and the
 //! state written as a checkpoint (`Recovery::checkpoint`). Deterministic, for callgrind:
@@ -27,6 +27,9 @@ use corridor_journal::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TRANSACTIONS: u64 = 200_000;
+
+/// Transactions between a request's records and its answer's (a switch's in-flight count).
+const IN_FLIGHT: usize = 1_024;
 
 fn main() {
     let segments = journal(TRANSACTIONS);
@@ -67,6 +70,7 @@ fn journal(n: u64) -> Vec<(u64, Vec<u8>)> {
             a.handle_synced(b.last_seq);
         }
     };
+    let mut in_flight = std::collections::VecDeque::new();
     for i in 0..n {
         let stan = u32::try_from(i % 1_000_000).unwrap();
         let key = Key {
@@ -88,14 +92,12 @@ fn journal(n: u64) -> Vec<(u64, Vec<u8>)> {
             sent_stan: *b"000001",
         };
         put(&mut a, &Entry::Forwarded(f));
-        if i % 10 != 9 {
-            let answered = Answered {
-                request: seq,
-                code: *b"00",
-                auth: Some(*b"AUTH01"),
-                switch_made: false,
-                at_unix_ms: 0,
-            };
+        // Answered `IN_FLIGHT` transactions later, as under load: the last ones stay open.
+        in_flight.push_back(seq);
+        if in_flight.len() > IN_FLIGHT {
+            let request = in_flight.pop_front().expect("one in flight");
+            let answered =
+                Answered { request, code: *b"00", auth: Some(*b"AUTH01"), switch_made: false, at_unix_ms: 0 };
             put(&mut a, &Entry::Answered(answered));
         }
         cut(&mut a, &mut segments, false);

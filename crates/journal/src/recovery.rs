@@ -116,6 +116,10 @@ impl Outcomes {
     }
 }
 
+/// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
+/// `Accepted` record's index, and its last `Forwarded` record's with the STAN it says.
+type Pending = (usize, Option<(usize, [u8; 6])>);
+
 /// A store-and-forward entry and the transmissions made of it.
 pub type SafState = (ReversalQueued, u32);
 
@@ -187,7 +191,9 @@ impl Recovery {
     /// `at_unix_ms`: as [`Recovery::apply`] of each, except that what only an open request
     /// needs — its sealed bytes, its link, where it was forwarded — is read only for the
     /// requests still open at the end of the segment (nearly every request is answered a
-    /// few records after it was accepted: a checkpoint's fold then copies none of it).
+    /// few records after it was accepted: a checkpoint's fold then copies none of it), and a
+    /// request the segment also answers (and whose answer is taken as given) never enters
+    /// [`Recovery::requests`]: its outcome is made from its records where they lie.
     ///
     /// # Errors
     ///
@@ -197,38 +203,113 @@ impl Recovery {
         records: &[crate::segment::Found<'_>],
         at_unix_ms: u64,
     ) -> Result<(), crate::entry::BadEntry> {
-        // (the request's sequence number, the record read in part)
+        // The requests this segment accepted and has not answered yet: each `Accepted` record
+        // and its last `Forwarded` one (by index), with the STAN that one says its
+        // destination saw. Those it answers never enter `requests`; the rest do at its end.
+        let mut pending: FxHashMap<u64, Pending> = FxHashMap::default();
+        // A `Forwarded` record, read in part, of a request folded before this segment: the
+        // request's sequence number and the record's index.
         let mut deferred: Vec<(u64, usize)> = Vec::new();
         for (i, f) in records.iter().enumerate() {
             let seq = f.record.seq;
             if seq <= self.last_seq {
                 continue;
             }
-            let (entry, request) = match f.record.kind {
-                Kind::RequestAccepted => (Entry::Accepted(Accepted::decode_deferred(f.record.payload)?), seq),
+            match f.record.kind {
+                Kind::RequestAccepted => {
+                    // Checked now; read whole only if it is still open at the end.
+                    Accepted::decode_deferred(f.record.payload)?;
+                    pending.insert(seq, (i, None));
+                    self.last_seq = seq;
+                }
                 Kind::Forwarded => {
                     let fw = Forwarded::decode_deferred(f.record.payload)?;
-                    let request = fw.request;
-                    (Entry::Forwarded(fw), request)
+                    if let Some((_, forwarded)) = pending.get_mut(&fw.request) {
+                        *forwarded = Some((i, fw.sent_stan));
+                        self.last_seq = seq;
+                    } else {
+                        deferred.push((fw.request, i));
+                        self.apply_entry(seq, Entry::Forwarded(fw), at_unix_ms);
+                    }
                 }
-                _ => {
-                    self.apply(seq, &f.record, at_unix_ms)?;
-                    continue;
+                Kind::AnswerSent => {
+                    let entry = Entry::decode(Kind::AnswerSent, f.record.payload)?;
+                    let paired = match &entry {
+                        Entry::Answered(a) => pending.remove(&a.request).map(|p| (a.request, p)),
+                        _ => None,
+                    };
+                    match (paired, &entry) {
+                        // After the release mark an approval may leave its request open:
+                        // folded as record by record.
+                        (Some((request, p)), _) if self.released.is_some_and(|r| seq > r) => {
+                            self.open_request(request, p, records)?;
+                            self.apply_entry(seq, entry, at_unix_ms);
+                        }
+                        (Some((_, (at, forwarded))), Entry::Answered(a)) => {
+                            let accepted = Accepted::decode_deferred(records[at].record.payload)?;
+                            self.last_seq = seq;
+                            self.answered(accepted.key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
+                        }
+                        _ => self.apply_entry(seq, entry, at_unix_ms),
+                    }
                 }
-            };
-            deferred.push((request, i));
-            self.apply_entry(seq, entry, at_unix_ms);
+                _ => self.apply(seq, &f.record, at_unix_ms)?,
+            }
+        }
+        for (request, p) in pending {
+            self.open_request(request, p, records)?;
         }
         for (request, i) in deferred {
             let Some(r) = self.requests.get_mut(&request) else { continue };
             // Still open: read whole (to reverse it, or to write it in a checkpoint).
-            match Entry::decode(records[i].record.kind, records[i].record.payload)? {
-                Entry::Accepted(a) => r.accepted = a,
-                Entry::Forwarded(fw) => r.forwarded = Some(fw),
-                _ => {}
+            if let Entry::Forwarded(fw) = Entry::decode(Kind::Forwarded, records[i].record.payload)? {
+                r.forwarded = Some(fw);
             }
         }
         Ok(())
+    }
+
+    /// Request `request` of a segment being folded, still open: into
+    /// [`Recovery::requests`], its records read whole.
+    fn open_request(
+        &mut self,
+        request: u64,
+        (at, forwarded): Pending,
+        records: &[crate::segment::Found<'_>],
+    ) -> Result<(), crate::entry::BadEntry> {
+        let Entry::Accepted(accepted) = Entry::decode(Kind::RequestAccepted, records[at].record.payload)?
+        else {
+            return Ok(());
+        };
+        let forwarded = match forwarded {
+            Some((i, _)) => match Entry::decode(Kind::Forwarded, records[i].record.payload)? {
+                Entry::Forwarded(fw) => Some(fw),
+                _ => None,
+            },
+            None => None,
+        };
+        self.requests.insert(request, RequestState { accepted, forwarded });
+        Ok(())
+    }
+
+    /// The outcome of the request whose duplicate key is `key`, answered by `a` (taken as
+    /// given), its destination told `sent_stan` if it was forwarded.
+    fn answered(
+        &mut self,
+        key: Key,
+        a: &crate::entry::Answered,
+        sent_stan: Option<[u8; 6]>,
+        at_unix_ms: u64,
+    ) {
+        // The switch journals a reversal of a request before its answer: a request already
+        // reversed stays reversed (and a repeat is told 68).
+        let reversed = self.outcomes.get(&key).is_some_and(|o| o.reversed);
+        let outcome = if reversed {
+            Outcome { code: *b"68", auth: None, reversed, at_unix_ms, sent_stan }
+        } else {
+            Outcome { code: a.code, auth: a.auth, reversed, at_unix_ms, sent_stan }
+        };
+        self.outcomes.insert(key, outcome);
     }
 
     /// Folds one decoded entry in (see [`Recovery::apply`]).
@@ -246,15 +327,7 @@ impl Recovery {
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
-                    // The switch journals a reversal of a request before its answer: a
-                    // request already reversed stays reversed (and a repeat is told 68).
-                    let reversed = self.outcomes.get(&r.accepted.key).is_some_and(|o| o.reversed);
-                    let outcome = if reversed {
-                        Outcome { code: *b"68", auth: None, reversed, at_unix_ms, sent_stan }
-                    } else {
-                        Outcome { code: a.code, auth: a.auth, reversed, at_unix_ms, sent_stan }
-                    };
-                    self.outcomes.insert(r.accepted.key, outcome);
+                    self.answered(r.accepted.key, &a, sent_stan, at_unix_ms);
                 }
                 None => self.orphans += 1,
             },
@@ -659,30 +732,76 @@ mod tests {
 
     #[test]
     fn a_segment_folded_at_once_is_the_same_state_as_its_records_folded_one_by_one() {
-        // `apply_segment` copies a request's bytes only if it is still open at the end: the
-        // state must be the same as `apply`'s, request bytes included, wherever the segment
-        // is cut and whatever was folded before it.
-        let all = entries();
-        let mut seg = Vec::new();
-        for (i, e) in all.iter().enumerate() {
-            let mut payload = Vec::new();
-            e.encode(&mut payload);
-            encode(i as u64 + 1, e.kind(), &payload, &mut seg);
+        // `apply_segment` copies a request's bytes only if it is still open at the end, and
+        // makes the outcome of a request the segment also answers from its records where
+        // they lie: the state must be the same as `apply`'s, request bytes included, wherever
+        // the segment is cut and whatever was folded before it — with and without a release
+        // mark, and for a journal out of order (an answer before its request, a request
+        // forwarded twice, answered twice, reversed before its answer).
+        let mut rev = queued(9, vec![3]);
+        if let Entry::ReversalQueued(q) = &mut rev {
+            q.original = Some(crate::entry::key("acq", 2, 8));
         }
-        let mut found = Vec::new();
-        let mut at = 0;
-        while let Decoded::Record { record, len } = decode(&seg[at..]) {
-            found.push(crate::segment::Found { offset: at, record });
-            at += len;
-        }
-        assert_eq!(found.len(), all.len());
-        for before in 0..all.len() {
-            for cut in before..=all.len() {
-                let want = fold(&all[..cut]);
-                let mut got = fold(&all[..before]);
-                got.apply_segment(&found[..cut], 1).unwrap();
-                assert_eq!(got, want, "records 1..={before} one by one, then {}..={cut} at once", before + 1);
-                assert!(got.requests.values().all(|r| !r.accepted.request.is_empty()));
+        let disorder = vec![
+            answered(2, b"00"), // 1: before its request
+            accepted(1),        // 2
+            forwarded(2),       // 3
+            forwarded(2),       // 4: again
+            answered(2, b"00"), // 5
+            answered(2, b"05"), // 6: again
+            accepted(7),        // 7
+            accepted(8),        // 8
+            rev,                // 9: a reversal of request 8 before its answer
+            answered(8, b"00"), // 10: told 68
+            forwarded(7),       // 11
+            answered(7, b"00"), // 12
+            accepted(13),       // 13: open
+            forwarded(13),      // 14
+        ];
+        let release_log = vec![
+            accepted(1),        // 1
+            forwarded(1),       // 2
+            answered(1, b"00"), // 3: the mark
+            accepted(2),        // 4
+            forwarded(4),       // 5
+            accepted(3),        // 6
+            forwarded(6),       // 7
+            answered(4, b"00"), // 8: an approval after the mark: left open
+            answered(6, b"05"), // 9: a decline after it: it stands
+        ];
+        for (name, all, released) in [
+            ("entries", entries(), None),
+            ("disorder", disorder.clone(), None),
+            ("disorder, a mark", disorder, Some(6)),
+            ("a mark", release_log.clone(), Some(3)),
+            ("no mark", release_log, None),
+        ] {
+            let mut seg = Vec::new();
+            for (i, e) in all.iter().enumerate() {
+                let mut payload = Vec::new();
+                e.encode(&mut payload);
+                encode(i as u64 + 1, e.kind(), &payload, &mut seg);
+            }
+            let mut found = Vec::new();
+            let mut at = 0;
+            while let Decoded::Record { record, len } = decode(&seg[at..]) {
+                found.push(crate::segment::Found { offset: at, record });
+                at += len;
+            }
+            assert_eq!(found.len(), all.len());
+            for before in 0..all.len() {
+                for cut in before..=all.len() {
+                    let want = fold_released(&all[..cut], released);
+                    let mut got = fold_released(&all[..before], released);
+                    got.apply_segment(&found[..cut], 1).unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{name}: records 1..={before} one by one, then {}..={cut} at once",
+                        before + 1
+                    );
+                    assert!(got.requests.values().all(|r| !r.accepted.request.is_empty()));
+                }
             }
         }
     }
