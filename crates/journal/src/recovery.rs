@@ -53,30 +53,91 @@ pub struct Outcome {
     pub sent_stan: Option<[u8; 6]>,
 }
 
-/// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`]: a queue
+/// of entries, oldest first, and a hash index of their positions (each key kept once — a
+/// million of them are what a checkpoint holds — and one probe to find one).
+#[derive(Clone, Debug)]
 pub struct Outcomes {
-    map: FxHashMap<DupKey, Outcome>,
-    order: VecDeque<DupKey>,
+    /// Most entries: [`OUTCOMES_MAX`] (fewer in tests).
+    cap: usize,
+    entries: VecDeque<(DupKey, Outcome)>,
+    /// The position of `entries[0]` since the first entry: positions outlive the entries
+    /// before them leaving, so the index needs no update when the oldest goes.
+    first: usize,
+    index: hashbrown::HashTable<usize>,
+}
+
+impl Default for Outcomes {
+    fn default() -> Self {
+        Self::with_bound(OUTCOMES_MAX)
+    }
+}
+
+impl PartialEq for Outcomes {
+    fn eq(&self, other: &Self) -> bool {
+        // The index is made of the entries.
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Outcomes {}
+
+fn hash(key: &DupKey) -> u64 {
+    use std::hash::BuildHasher as _;
+    rustc_hash::FxBuildHasher.hash_one(key)
 }
 
 impl Outcomes {
+    /// None yet, at most `cap` (at most [`OUTCOMES_MAX`]).
+    fn with_bound(cap: usize) -> Self {
+        Self {
+            cap: cap.clamp(1, OUTCOMES_MAX),
+            entries: VecDeque::new(),
+            first: 0,
+            index: hashbrown::HashTable::new(),
+        }
+    }
+
+    /// The entry at position `at`.
+    fn at(&self, at: usize) -> &(DupKey, Outcome) {
+        &self.entries[at - self.first]
+    }
+
+    /// The position of `key`'s entry.
+    fn position(&self, key: &DupKey) -> Option<usize> {
+        self.index.find(hash(key), |&at| self.at(at).0 == *key).copied()
+    }
+
     /// Records `key`'s outcome, forgetting the oldest at the bound.
     pub fn insert(&mut self, key: DupKey, outcome: Outcome) {
-        while self.map.len() >= OUTCOMES_MAX && !self.map.contains_key(&key) {
-            let Some(old) = self.order.pop_front() else { break };
-            self.map.remove(&old);
+        if let Some(at) = self.position(&key) {
+            let i = at - self.first;
+            self.entries[i].1 = outcome;
+            return;
         }
-        if self.map.insert(key.clone(), outcome).is_none() {
-            self.order.push_back(key);
+        while self.entries.len() >= self.cap {
+            let Some((old, _)) = self.entries.pop_front() else { break };
+            let first = self.first;
+            if let Ok(e) = self.index.find_entry(hash(&old), |&at| at == first) {
+                e.remove();
+            }
+            self.first += 1;
         }
+        let at = self.first + self.entries.len();
+        let h = hash(&key);
+        self.entries.push_back((key, outcome));
+        let (entries, first) = (&self.entries, self.first);
+        self.index.insert_unique(h, at, |&p| hash(&entries[p - first].0));
     }
 
     /// Marks `key` reversed (a repeat of it is then told 68): the outcome a reversal's
     /// record refers to, or a new one when it was already forgotten.
     fn mark_reversed(&mut self, key: &DupKey, at_unix_ms: u64) {
-        match self.map.get_mut(key) {
-            Some(o) => o.reversed = true,
+        match self.position(key) {
+            Some(at) => {
+                let i = at - self.first;
+                self.entries[i].1.reversed = true;
+            }
             None => {
                 let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms, sent_stan: None };
                 self.insert(key.clone(), o);
@@ -84,35 +145,43 @@ impl Outcomes {
         }
     }
 
-    /// Forgets what was answered before `oldest_unix_ms`.
+    /// Forgets what was answered before `oldest_unix_ms` (the index made again: once a
+    /// checkpoint).
     pub fn expire(&mut self, oldest_unix_ms: u64) {
-        self.map.retain(|_, o| o.at_unix_ms >= oldest_unix_ms);
-        let map = &self.map;
-        self.order.retain(|k| map.contains_key(k));
+        let before = self.entries.len();
+        self.entries.retain(|(_, o)| o.at_unix_ms >= oldest_unix_ms);
+        if self.entries.len() == before {
+            return;
+        }
+        self.first = 0;
+        self.index.clear();
+        let entries = &self.entries;
+        for (at, (key, _)) in entries.iter().enumerate() {
+            self.index.insert_unique(hash(key), at, |&p| hash(&entries[p].0));
+        }
     }
 
     /// The outcome of `key`.
     #[must_use]
     pub fn get(&self, key: &DupKey) -> Option<&Outcome> {
-        self.map.get(key)
+        self.position(key).map(|at| &self.at(at).1)
     }
 
     /// Outcomes kept.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// Whether none is kept.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Every outcome, oldest first. (`order` holds each key of `map` once: a key enters
-    /// both together and leaves both together.)
+    /// Every outcome, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (&DupKey, &Outcome)> {
-        self.order.iter().filter_map(|k| Some((k, self.map.get(k)?)))
+        self.entries.iter().map(|(k, o)| (k, o))
     }
 }
 
@@ -801,6 +870,60 @@ mod tests {
                         before + 1
                     );
                     assert!(got.requests.values().all(|r| !r.accepted.request.is_empty()));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Against a plain list of entries, oldest first, searched one by one: the same
+        /// outcomes found, in the same order, the oldest forgotten first at the bound, the
+        /// stale ones at expiry — and an index that still finds every key afterwards.
+        #[test]
+        fn outcomes_are_what_a_plain_list_of_them_says(
+            ops in proptest::collection::vec((0u8..4, 0u32..24, 0u64..40), 1..300),
+            cap in 1usize..16,
+        ) {
+            let mut got = Outcomes::with_bound(cap);
+            let mut want: Vec<(DupKey, Outcome)> = Vec::new();
+            for (op, stan, at) in ops {
+                let key = crate::entry::key("acq", 2, stan);
+                let o = Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms: at, sent_stan: Some([1; 6]) };
+                match op {
+                    0 | 1 => {
+                        got.insert(key.clone(), o);
+                        match want.iter_mut().find(|(k, _)| *k == key) {
+                            Some(e) => e.1 = o,
+                            None => {
+                                if want.len() >= cap {
+                                    want.remove(0);
+                                }
+                                want.push((key, o));
+                            }
+                        }
+                    }
+                    2 => {
+                        got.mark_reversed(&key, at);
+                        match want.iter_mut().find(|(k, _)| *k == key) {
+                            Some(e) => e.1.reversed = true,
+                            None => {
+                                if want.len() >= cap {
+                                    want.remove(0);
+                                }
+                                let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms: at, sent_stan: None };
+                                want.push((key, o));
+                            }
+                        }
+                    }
+                    _ => {
+                        got.expire(at);
+                        want.retain(|(_, o)| o.at_unix_ms >= at);
+                    }
+                }
+                proptest::prop_assert_eq!(got.iter().map(|(k, o)| (k.clone(), *o)).collect::<Vec<_>>(), want.clone());
+                for s in 0..24 {
+                    let k = crate::entry::key("acq", 2, s);
+                    proptest::prop_assert_eq!(got.get(&k), want.iter().find(|(w, _)| *w == k).map(|(_, o)| o));
                 }
             }
         }
