@@ -128,7 +128,9 @@ pub(super) async fn journal_loop(
                     // the configuration record every start writes) is in the stream: that
                     // append is the takeover record, which moves the subject past what the
                     // last owner expects, so its next append — a paused node waking, say —
-                    // is fenced before this node serves anyone (see the first append below).
+                    // is fenced before this node serves anyone (see the first append below)
+                    // — and once every shard the node started with has done the same
+                    // (`StartGate`: a partner's request would cross to one still catching up).
                     let durable = shared.engine.borrow().journal_durable().unwrap_or(0);
                     marks.through = durable;
                     shared.replica(|m| {
@@ -277,10 +279,7 @@ pub(super) async fn journal_loop(
                 if let Err(why) = replicated {
                     return fatal(&shared, &stop, &why);
                 }
-                if !shared.accepting.get() {
-                    shared.accepting.set(true);
-                    shared.accepting_wake.notify_waiters();
-                }
+                shared.start_ready();
             }
             shared.appending.set(false);
             let after = shared.input(|e| cycle.written(e, result, Instant::now()));

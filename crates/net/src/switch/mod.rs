@@ -143,6 +143,10 @@ pub(crate) struct Shared {
     accepting: Cell<bool>,
     /// Told when `accepting` turns on.
     accepting_wake: Notify,
+    /// The shards started with this one: it takes connections once they all are ready.
+    start: Arc<StartGate>,
+    /// Whether this shard said it is ready.
+    start_said: Cell<bool>,
     /// A node of a cluster whose shards other nodes run too: how this shard reaches them
     /// (`crate::hop::remote`).
     pub(crate) node_links: Option<Rc<crate::hop::NodeLinks>>,
@@ -203,6 +207,13 @@ enum LoopCtl {
 }
 
 impl Shared {
+    /// This shard is ready to take partner connections (once; see [`StartGate`]).
+    pub(crate) fn start_ready(&self) {
+        if !self.start_said.replace(true) {
+            self.start.ready();
+        }
+    }
+
     /// Updates this shard's replication figures (a node of a cluster has one entry).
     fn replica(&self, f: impl FnOnce(&mut crate::handle::ReplicaMetrics)) {
         if let Some(m) = self.journal_metrics.borrow_mut().replicas.first_mut() {
@@ -307,7 +318,7 @@ impl Handle {
         if sp.nodes.is_none() {
             return Err(io::Error::other(format!("shard {k}: no node links to reach the other shards")));
         }
-        let at = Placement { ids: vec![k], nodes: sp.nodes.clone() };
+        let at = Placement { ids: vec![k], nodes: sp.nodes.clone(), start: StartGate::new(1) };
         sp.drained.1.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let mut p = parts;
         p.engine.share_routes(Arc::clone(&sp.routes));
@@ -403,6 +414,18 @@ pub struct ShardParts {
     pub net: NetConfig,
 }
 
+/// Lets the shard's listening links take connections once every shard started with it is
+/// ready.
+async fn accept_once_started(shared: Rc<Shared>) {
+    tokio::select! {
+        () = shared.start.opened() => {
+            shared.accepting.set(true);
+            shared.accepting_wake.notify_waiters();
+        }
+        () = shared.stop.cancelled() => {}
+    }
+}
+
 /// Where a shard sits: the shards this process runs, and how the others are reached.
 #[derive(Clone)]
 struct Placement {
@@ -411,6 +434,46 @@ struct Placement {
     /// A node of a cluster: the node links' TLS, and where to learn which node runs which
     /// shard.
     nodes: Option<(crate::relay::RelayTls, crate::switch::OwnerLookup)>,
+    /// The shards started together, taking connections together (see [`StartGate`]).
+    start: Arc<StartGate>,
+}
+
+/// The shards a node starts with take partner connections together, once every one of them
+/// is ready — each, in a cluster, once its journal is replicated and its first append of
+/// this start is in. A shard that took connections while another still caught its journal
+/// up would forward its partners' requests to that one, which declines them (96) until it
+/// is ready. A shard started later (a takeover into a running node) waits for itself only.
+pub(crate) struct StartGate {
+    /// Shards not ready yet.
+    waiting: AtomicUsize,
+    /// Told when the last is.
+    open: Notify,
+}
+
+impl StartGate {
+    fn new(shards: usize) -> Arc<Self> {
+        Arc::new(Self { waiting: AtomicUsize::new(shards), open: Notify::new() })
+    }
+
+    /// One of the shards is ready (each says so once).
+    pub(crate) fn ready(&self) {
+        if self.waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.open.notify_waiters();
+        }
+    }
+
+    /// Once every shard is ready.
+    pub(crate) async fn opened(&self) {
+        loop {
+            let told = self.open.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            told.await;
+        }
+    }
 }
 
 impl Switch {
@@ -464,7 +527,7 @@ impl Switch {
         };
         // The shards other nodes run are reached over node links (`crate::hop::remote`).
         let nodes = first.net.relay.clone().and_then(|r| Some((r.tls, r.owners?)));
-        let at = Placement { ids: ids.clone(), nodes: nodes.clone() };
+        let at = Placement { ids: ids.clone(), nodes: nodes.clone(), start: StartGate::new(count) };
         let (shard, tx) =
             Shard::bind(first, ends.next().unwrap_or_default(), Arc::clone(&drained), &at).await?;
         txs.push(tx);
@@ -619,6 +682,8 @@ impl Shard {
             lease_released: Notify::new(),
             accepting: Cell::new(true),
             accepting_wake: Notify::new(),
+            start: Arc::clone(&at.start),
+            start_said: Cell::new(false),
             node_links,
             node_hops: RefCell::default(),
             node_hop_seq: Cell::new(0),
@@ -690,10 +755,15 @@ impl Shard {
                         shared.journal_metrics.borrow_mut().replicas =
                             vec![crate::handle::ReplicaMetrics::new(r.shard)];
                     }
-                    // Nor does it take connections until then (the accept loops, spawned
-                    // above, have not run yet).
-                    shared.accepting.set(files.replicate.is_none());
                 }
+                // Partner connections wait for every shard started with this one (the accept
+                // loops, spawned above, have not run yet): a node of a cluster's shard is
+                // ready once its journal loop says so, any other at once (`StartGate`).
+                shared.accepting.set(false);
+                if journal.as_ref().is_none_or(|(_, files)| files.replicate.is_none()) {
+                    shared.start_ready();
+                }
+                tokio::task::spawn_local(accept_once_started(Rc::clone(&shared)));
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
                 if let Some((writer, files)) = journal {
@@ -764,5 +834,35 @@ async fn timer_loop(shared: Rc<Shared>) {
             }
             () = shared.timer.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shards on threads of their own each say they are ready: none is let in before the
+    /// last says so, and every one is then, whether it began waiting before or after.
+    #[test]
+    fn the_start_gate_opens_once_every_shard_is_ready_and_not_before() {
+        let gate = StartGate::new(3);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let early = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(gate.opened());
+            })
+        };
+        gate.ready();
+        gate.ready();
+        let waited =
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), gate.opened()).await });
+        assert!(waited.is_err(), "open with a shard not ready");
+        assert!(!early.is_finished(), "a waiter let in with a shard not ready");
+        gate.ready();
+        early.join().unwrap();
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), gate.opened()).await })
+            .expect("open to a late waiter");
     }
 }
