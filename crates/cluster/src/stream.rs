@@ -138,7 +138,7 @@ impl std::fmt::Display for AppendError {
             }
             Self::Unavailable(e) => write!(f, "the stream is unavailable: {e}"),
             Self::TooLarge { bytes } => write!(f, "{bytes} bytes are more than one append holds"),
-            Self::Encoding(e) => write!(f, "compressing the message failed: {e}"),
+            Self::Encoding(e) => write!(f, "the message could not be made: {e}"),
         }
     }
 }
