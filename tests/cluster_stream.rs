@@ -89,15 +89,7 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     assert!(alike.len() > corridor_cluster::limits::ENCODE_INLINE_BYTES);
     let seq = log.append_shared(1, 20_000, alike.clone()).await.unwrap();
     // Records that do not compress (no sequence repeats).
-    let mut x = 0x2545_f491_u32;
-    let noise: Vec<u8> = (0..40_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let noise = noise(&mut 0x2545_f491, 40_000);
     log.append(20_001, 20_001, &noise).await.unwrap();
     log.append_shared(20_002, 20_003, records(20_002, 20_003)).await.unwrap();
 
@@ -126,20 +118,29 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     assert!(read(c.clone(), STREAM, 3, Tail::default()).await.unwrap()[0].records == alike);
 }
 
+/// `n` bytes that do not compress (xorshift from `x`, which goes on from where they end).
+fn noise(x: &mut u32, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 17;
+            *x ^= *x << 5;
+            *x as u8
+        })
+        .collect()
+}
+
 /// Journal records `first..=last` of `bytes` each that do not compress.
 fn noisy_journal_records(first: u64, last: u64, bytes: usize) -> Vec<u8> {
     let mut x = 0x9e37_79b9_u32 ^ u32::try_from(first).unwrap();
     let mut out = Vec::new();
     for seq in first..=last {
-        let payload: Vec<u8> = (0..bytes)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
-        corridor_journal::encode(seq, corridor_journal::Kind::RequestAccepted, &payload, &mut out);
+        corridor_journal::encode(
+            seq,
+            corridor_journal::Kind::RequestAccepted,
+            &noise(&mut x, bytes),
+            &mut out,
+        );
     }
     out
 }
