@@ -107,14 +107,12 @@ pub(super) async fn accept_loop(
     if let Listener::Quic(e) = &listener {
         shared.endpoints.borrow_mut().push(e.clone());
     }
-    // A node of a cluster takes connections once its journal is replicated and its first
-    // append of this start is in (see `journaling`).
-    while !shared.accepting.get() {
-        tokio::select! {
-            () = shared.accepting_wake.notified() => {}
-            () = cancel.cancelled() => return,
-            () = shared.stop.cancelled() => return,
-        }
+    // A node of a cluster takes connections once its shards' journals are replicated and
+    // their first appends of this start are in (see `journaling` and `StartGate`).
+    tokio::select! {
+        () = shared.start.opened() => {}
+        () = cancel.cancelled() => return,
+        () = shared.stop.cancelled() => return,
     }
     let held = Rc::new(Cell::new(0usize));
     let log = Rc::new(RefCell::new(AcceptLog::default()));

@@ -137,13 +137,10 @@ pub(crate) struct Shared {
     appending: Cell<bool>,
     /// Told once the shard's lease is given up (or giving it up failed).
     lease_released: Notify,
-    /// Whether its listening links take connections: a node of a cluster takes none until
-    /// its journal is replicated (a partner's connection waits in the backlog meanwhile,
-    /// and its requests are read once they can be served, not declined 96).
-    accepting: Cell<bool>,
-    /// Told when `accepting` turns on.
-    accepting_wake: Notify,
-    /// The shards started with this one: it takes connections once they all are ready.
+    /// The shards started with this one: its listening links take connections once they
+    /// all are ready — a node of a cluster's once their journals are replicated (a partner's
+    /// connection waits in the backlog meanwhile, and its requests are read once they can be
+    /// served, not declined 96).
     start: Arc<StartGate>,
     /// Whether this shard said it is ready.
     start_said: Cell<bool>,
@@ -414,18 +411,6 @@ pub struct ShardParts {
     pub net: NetConfig,
 }
 
-/// Lets the shard's listening links take connections once every shard started with it is
-/// ready.
-async fn accept_once_started(shared: Rc<Shared>) {
-    tokio::select! {
-        () = shared.start.opened() => {
-            shared.accepting.set(true);
-            shared.accepting_wake.notify_waiters();
-        }
-        () = shared.stop.cancelled() => {}
-    }
-}
-
 /// Where a shard sits: the shards this process runs, and how the others are reached.
 #[derive(Clone)]
 struct Placement {
@@ -464,6 +449,9 @@ impl StartGate {
 
     /// Once every shard is ready.
     pub(crate) async fn opened(&self) {
+        if self.waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
         loop {
             let told = self.open.notified();
             tokio::pin!(told);
@@ -680,8 +668,6 @@ impl Shard {
             finished: CancellationToken::new(),
             appending: Cell::new(false),
             lease_released: Notify::new(),
-            accepting: Cell::new(true),
-            accepting_wake: Notify::new(),
             start: Arc::clone(&at.start),
             start_said: Cell::new(false),
             node_links,
@@ -756,14 +742,12 @@ impl Shard {
                             vec![crate::handle::ReplicaMetrics::new(r.shard)];
                     }
                 }
-                // Partner connections wait for every shard started with this one (the accept
-                // loops, spawned above, have not run yet): a node of a cluster's shard is
-                // ready once its journal loop says so, any other at once (`StartGate`).
-                shared.accepting.set(false);
+                // Partner connections wait for every shard started with this one: a node of
+                // a cluster's shard is ready once its journal loop says so, any other at once
+                // (`StartGate`).
                 if journal.as_ref().is_none_or(|(_, files)| files.replicate.is_none()) {
                     shared.start_ready();
                 }
-                tokio::task::spawn_local(accept_once_started(Rc::clone(&shared)));
                 tokio::task::spawn_local(timer_loop(Rc::clone(&shared)));
                 tokio::task::spawn_local(command_loop(Rc::clone(&shared), commands));
                 if let Some((writer, files)) = journal {

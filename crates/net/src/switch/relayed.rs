@@ -146,10 +146,6 @@ async fn hop_relayed(
 /// its journal is replicated, as its accept loops do — waited for within the node link's
 /// own handshake time.
 pub(crate) async fn accepting(shared: &Shared) -> bool {
-    let ready = async {
-        while !shared.accepting.get() {
-            shared.accepting_wake.notified().await;
-        }
-    };
-    tokio::time::timeout(TLS_HANDSHAKE_MAX, ready).await.is_ok() && !shared.stop.is_cancelled()
+    tokio::time::timeout(TLS_HANDSHAKE_MAX, shared.start.opened()).await.is_ok()
+        && !shared.stop.is_cancelled()
 }
