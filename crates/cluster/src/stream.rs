@@ -327,19 +327,11 @@ impl ShardLog {
         records: R,
     ) -> Result<u64, AppendError>
     where
-        R: AsRef<[u8]> + Send + 'static,
+        R: AsRef<[u8]> + Send + Sync + 'static,
     {
         fits(first_seq, last_seq, records.as_ref().len())?;
-        let (shard, compress) = (self.shard, self.compress);
-        let payload = encoded(records.as_ref().len(), move || {
-            let mut out = Vec::new();
-            Batch { shard, first_seq, last_seq, records: records.as_ref() }.encode_as(compress, &mut out);
-            out
-        })
-        .await?;
-        let seq = self.append_message(payload).await?;
-        (self.through, self.began) = (last_seq, (first_seq, seq));
-        Ok(seq)
+        let len = records.as_ref().len();
+        self.append_piece(&std::sync::Arc::new(records), 0..len, (first_seq, last_seq), first_seq).await
     }
 
     /// Appends a batch of the local journal — `records`, whole records `first_seq..=last_seq`
@@ -372,31 +364,43 @@ impl ShardLog {
                 "the batch of records {first_seq}..={last_seq} holds {first:?}..={last:?}"
             )));
         }
-        if pieces.len() == 1 {
-            return self.append_shared(first_seq, last_seq, records).await;
-        }
         let records = std::sync::Arc::new(records);
-        let (shard, compress) = (self.shard, self.compress);
         // Went in at an earlier call for this batch: the pieces up to `through`.
         let done = Some(self.through).filter(|t| (first_seq..=last_seq).contains(t)).unwrap_or(0);
         for p in pieces.into_iter().filter(|p| p.first_seq > done) {
-            let shared = std::sync::Arc::clone(&records);
-            let payload = encoded(p.bytes.len(), move || {
-                let mut out = Vec::new();
-                let records = &(*shared).as_ref()[p.bytes];
-                Batch { shard, first_seq: p.first_seq, last_seq: p.last_seq, records }
-                    .encode_as(compress, &mut out);
-                out
-            })
-            .await?;
-            let seq = self.append_message(payload).await?;
-            if p.first_seq == first_seq {
-                self.began = (first_seq, seq);
-            }
-            self.through = p.last_seq;
+            self.append_piece(&records, p.bytes, (p.first_seq, p.last_seq), first_seq).await?;
         }
         debug_assert_eq!(self.began.0, first_seq, "a batch's first message went in");
         Ok(self.began.1)
+    }
+
+    /// Appends records `range` — the bytes `bytes` of `records` — as one message, of the batch
+    /// whose first record is `batch_first`; its stream sequence. Larger than
+    /// [`ENCODE_INLINE_BYTES`], they are compressed on a blocking thread.
+    async fn append_piece<R>(
+        &mut self,
+        records: &std::sync::Arc<R>,
+        bytes: std::ops::Range<usize>,
+        (first_seq, last_seq): (u64, u64),
+        batch_first: u64,
+    ) -> Result<u64, AppendError>
+    where
+        R: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let (shard, compress, shared) = (self.shard, self.compress, std::sync::Arc::clone(records));
+        let payload = encoded(bytes.len(), move || {
+            let mut out = Vec::new();
+            let records = &(*shared).as_ref()[bytes];
+            Batch { shard, first_seq, last_seq, records }.encode_as(compress, &mut out);
+            out
+        })
+        .await?;
+        let seq = self.append_message(payload).await?;
+        if first_seq == batch_first {
+            self.began = (batch_first, seq);
+        }
+        self.through = last_seq;
+        Ok(seq)
     }
 
     /// Appends a checkpoint: `state` (the local journal's checkpoint of records
