@@ -103,6 +103,11 @@ impl Outcomes {
         &self.entries[at - self.first]
     }
 
+    /// See [`Outcomes::at`].
+    fn at_mut(&mut self, at: usize) -> &mut (DupKey, Outcome) {
+        &mut self.entries[at - self.first]
+    }
+
     /// The position of `key`'s entry.
     fn position(&self, key: &DupKey) -> Option<usize> {
         self.index.find(hash(key), |&at| self.at(at).0 == *key).copied()
@@ -111,8 +116,7 @@ impl Outcomes {
     /// Records `key`'s outcome, forgetting the oldest at the bound.
     pub fn insert(&mut self, key: DupKey, outcome: Outcome) {
         if let Some(at) = self.position(&key) {
-            let i = at - self.first;
-            self.entries[i].1 = outcome;
+            self.at_mut(at).1 = outcome;
             return;
         }
         while self.entries.len() >= self.cap {
@@ -134,10 +138,7 @@ impl Outcomes {
     /// record refers to, or a new one when it was already forgotten.
     fn mark_reversed(&mut self, key: &DupKey, at_unix_ms: u64) {
         match self.position(key) {
-            Some(at) => {
-                let i = at - self.first;
-                self.entries[i].1.reversed = true;
-            }
+            Some(at) => self.at_mut(at).1.reversed = true,
             None => {
                 let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms, sent_stan: None };
                 self.insert(key.clone(), o);
@@ -186,8 +187,9 @@ impl Outcomes {
 }
 
 /// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
-/// `Accepted` record's index, and its last `Forwarded` record's with the STAN it says.
-type Pending = (usize, Option<(usize, [u8; 6])>);
+/// duplicate key, its `Accepted` record's index, and its last `Forwarded` record's with the
+/// STAN it says.
+type Pending = (DupKey, usize, Option<(usize, [u8; 6])>);
 
 /// A store-and-forward entry and the transmissions made of it.
 pub type SafState = (ReversalQueued, u32);
@@ -272,9 +274,10 @@ impl Recovery {
         records: &[crate::segment::Found<'_>],
         at_unix_ms: u64,
     ) -> Result<(), crate::entry::BadEntry> {
-        // The requests this segment accepted and has not answered yet: each `Accepted` record
-        // and its last `Forwarded` one (by index), with the STAN that one says its
-        // destination saw. Those it answers never enter `requests`; the rest do at its end.
+        // The requests this segment accepted and has not answered yet: each one's key, its
+        // `Accepted` record and its last `Forwarded` one (by index), with the STAN that one
+        // says its destination saw. Those it answers never enter `requests`; the rest do at
+        // its end.
         let mut pending: FxHashMap<u64, Pending> = FxHashMap::default();
         // A `Forwarded` record, read in part, of a request folded before this segment: the
         // request's sequence number and the record's index.
@@ -287,13 +290,13 @@ impl Recovery {
             match f.record.kind {
                 Kind::RequestAccepted => {
                     // Checked now; read whole only if it is still open at the end.
-                    Accepted::decode_deferred(f.record.payload)?;
-                    pending.insert(seq, (i, None));
+                    let accepted = Accepted::decode_deferred(f.record.payload)?;
+                    pending.insert(seq, (accepted.key, i, None));
                     self.last_seq = seq;
                 }
                 Kind::Forwarded => {
                     let fw = Forwarded::decode_deferred(f.record.payload)?;
-                    if let Some((_, forwarded)) = pending.get_mut(&fw.request) {
+                    if let Some((_, _, forwarded)) = pending.get_mut(&fw.request) {
                         *forwarded = Some((i, fw.sent_stan));
                         self.last_seq = seq;
                     } else {
@@ -304,22 +307,22 @@ impl Recovery {
                 Kind::AnswerSent => {
                     let entry = Entry::decode(Kind::AnswerSent, f.record.payload)?;
                     let paired = match &entry {
-                        Entry::Answered(a) => pending.remove(&a.request).map(|p| (a.request, p)),
+                        Entry::Answered(a) => pending.remove(&a.request).map(|p| (a, p)),
                         _ => None,
                     };
-                    match (paired, &entry) {
+                    match paired {
                         // After the release mark an approval may leave its request open:
                         // folded as record by record.
-                        (Some((request, p)), _) if self.released.is_some_and(|r| seq > r) => {
+                        Some((a, p)) if self.released.is_some_and(|r| seq > r) => {
+                            let request = a.request;
                             self.open_request(request, p, records)?;
                             self.apply_entry(seq, entry, at_unix_ms);
                         }
-                        (Some((_, (at, forwarded))), Entry::Answered(a)) => {
-                            let accepted = Accepted::decode_deferred(records[at].record.payload)?;
+                        Some((a, (key, _, forwarded))) => {
                             self.last_seq = seq;
-                            self.answered(accepted.key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
+                            self.answered(key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
                         }
-                        _ => self.apply_entry(seq, entry, at_unix_ms),
+                        None => self.apply_entry(seq, entry, at_unix_ms),
                     }
                 }
                 _ => self.apply(seq, &f.record, at_unix_ms)?,
@@ -343,7 +346,7 @@ impl Recovery {
     fn open_request(
         &mut self,
         request: u64,
-        (at, forwarded): Pending,
+        (_, at, forwarded): Pending,
         records: &[crate::segment::Found<'_>],
     ) -> Result<(), crate::entry::BadEntry> {
         let Entry::Accepted(accepted) = Entry::decode(Kind::RequestAccepted, records[at].record.payload)?
