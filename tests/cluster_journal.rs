@@ -157,20 +157,24 @@ fn stream_and_journal(state: &std::path::Path, nats: &NatsCluster) -> Vec<(usize
 }
 
 /// How many messages of the stream are compressed batches ("CRB2"), and how many plain
-/// ("CRB1"), every shard's, read one by one.
+/// ("CRB1"), every shard's stream's, read one by one.
 fn batch_kinds(nats: &NatsCluster) -> (usize, usize) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let c = async_nats::connect(nats.urls()).await.unwrap();
-        let mut s = async_nats::jetstream::new(c).get_stream("CORRIDOR").await.unwrap();
-        let last = s.info().await.unwrap().state.last_sequence;
+        let js = async_nats::jetstream::new(async_nats::connect(nats.urls()).await.unwrap());
         let (mut compressed, mut plain) = (0, 0);
-        for seq in 1..=last {
-            let Ok(m) = s.get_raw_message(seq).await else { continue };
-            match &m.payload[..4] {
-                b"CRB2" => compressed += 1,
-                b"CRB1" => plain += 1,
-                _ => {}
+        for shard in 0..SHARDS {
+            let shard = u16::try_from(shard).unwrap();
+            let stream = corridor_cluster::stream::shard_stream("CORRIDOR", shard);
+            let mut s = js.get_stream(stream).await.unwrap();
+            let last = s.info().await.unwrap().state.last_sequence;
+            for seq in 1..=last {
+                let Ok(m) = s.get_raw_message(seq).await else { continue };
+                match &m.payload[..4] {
+                    b"CRB2" => compressed += 1,
+                    b"CRB1" => plain += 1,
+                    _ => {}
+                }
             }
         }
         (compressed, plain)
@@ -261,11 +265,11 @@ fn killing_the_streams_leader_under_load_delays_answers_and_loses_nothing() {
     switch.wait_replicating();
     switch.wait_signed_on(&["iss-1"]);
     let mut took = pay(&switch, 1..=20);
-    // The stream's leader (one stream for every shard).
+    // Shard 0's stream's leader (each shard's stream has its own).
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let leader = rt.block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(nats.urls()).await.unwrap());
-        let mut s = js.get_stream("CORRIDOR").await.unwrap();
+        let mut s = js.get_stream(corridor_cluster::stream::shard_stream("CORRIDOR", 0)).await.unwrap();
         s.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap()
     });
     let i: usize = leader.trim_start_matches('n').parse().unwrap();

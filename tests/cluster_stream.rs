@@ -26,16 +26,18 @@ async fn client(c: &NatsCluster) -> async_nats::Client {
         .expect("a client connects")
 }
 
-/// The stream made (R3), waiting out the cluster's first meta-leader election.
-async fn ready(client: &async_nats::Client) {
+/// The streams of `shards` made (R3), waiting out the cluster's first meta-leader election.
+async fn ready(client: &async_nats::Client, shards: &[u16]) {
     let js = async_nats::jetstream::new(client.clone());
     let start = Instant::now();
-    loop {
-        match stream::ensure(&js, STREAM, 3).await {
-            Ok(()) => return,
-            Err(e) => {
-                assert!(start.elapsed() < Duration::from_secs(30), "the stream cannot be made: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    for &shard in shards {
+        loop {
+            match stream::ensure(&js, STREAM, shard, 3).await {
+                Ok(()) => break,
+                Err(e) => {
+                    assert!(start.elapsed() < Duration::from_secs(30), "the stream cannot be made: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     }
@@ -49,7 +51,7 @@ fn records(first: u64, last: u64) -> Vec<u8> {
 async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[0, 1]).await;
     let mut zero = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
     let mut one = ShardLog::open(c.clone(), STREAM, 1).await.unwrap();
     let (mut next, mut other) = (1, 0);
@@ -74,6 +76,39 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     let gap = read(c.clone(), STREAM, 0, Tail::from(2)).await.unwrap_err();
     assert!(gap.to_string().contains("skips from record 2 to 1"), "{gap}");
     assert_eq!(read(c.clone(), STREAM, 1, Tail::default()).await.unwrap().len(), 10);
+    // A stream per shard: shard 0's stream holds shard 0's batches only, numbered 1, 2, …
+    let js = async_nats::jetstream::new(c.clone());
+    let mut own = js.get_stream(stream::shard_stream(STREAM, 0)).await.unwrap();
+    let state = own.info().await.unwrap().state.clone();
+    assert_eq!((state.messages, state.first_sequence, state.last_sequence), (40, 1, 40));
+}
+
+/// A cluster whose stream is of the layout before a stream per shard (every shard's subject
+/// in one stream named as the cluster) is told so, by name, not retried as a server error.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_of_the_old_layout_is_named_in_a_clear_error() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c, &[0]).await;
+    let js = async_nats::jetstream::new(c.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "OLD".into(),
+        subjects: vec!["OLD.shard.*".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    match stream::ensure(&js, "OLD", 0, 3).await {
+        Err(e @ StreamError::OldLayout(_)) => {
+            let said = e.to_string();
+            assert!(said.contains("stream OLD holds every shard's subject"), "{said}");
+        }
+        other => panic!("the old layout: {other:?}"),
+    }
+    // Another cluster's stream beside it is no old layout: its shards' streams are made.
+    stream::ensure(&js, "NEW", 0, 3).await.unwrap();
+    stream::ensure(&js, "NEW", 0, 3).await.unwrap();
 }
 
 /// Batches go into the stream compressed — large ones off the caller's thread — and read
@@ -82,7 +117,7 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
 async fn batches_are_stored_compressed_and_read_back_whole() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[2, 3]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
     // A switch's records are much alike from one to the next: 200 KiB of them.
     let alike = records(1, 20_000);
@@ -94,7 +129,8 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     log.append_shared(20_002, 20_003, records(20_002, 20_003)).await.unwrap();
 
     let js = async_nats::jetstream::new(c.clone());
-    let stored = js.get_stream(STREAM).await.unwrap().get_raw_message(seq).await.unwrap();
+    let stored =
+        js.get_stream(stream::shard_stream(STREAM, 2)).await.unwrap().get_raw_message(seq).await.unwrap();
     assert!(
         stored.payload.len() * 2 < alike.len(),
         "{} bytes stored for {} of records",
@@ -112,7 +148,8 @@ async fn batches_are_stored_compressed_and_read_back_whole() {
     let mut plain = ShardLog::open(c.clone(), STREAM, 3).await.unwrap();
     plain.set_compress(false);
     let seq = plain.append_shared(1, 20_000, alike.clone()).await.unwrap();
-    let stored = js.get_stream(STREAM).await.unwrap().get_raw_message(seq).await.unwrap();
+    let stored =
+        js.get_stream(stream::shard_stream(STREAM, 3)).await.unwrap().get_raw_message(seq).await.unwrap();
     assert!(stored.payload.len() > alike.len(), "{} bytes stored", stored.payload.len());
     assert_eq!(&stored.payload[..4], b"CRB1");
     assert!(read(c.clone(), STREAM, 3, Tail::default()).await.unwrap()[0].records == alike);
@@ -159,7 +196,7 @@ async fn a_batch_larger_than_a_message_goes_in_as_several_and_is_read_back_whole
     use corridor_cluster::limits::{BATCH_BYTES_MAX, MESSAGE_RECORDS_BYTES};
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[8]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 8).await.unwrap();
     let big = noisy_journal_records(1, 200, 13_000);
     assert!(big.len() > 2 * BATCH_BYTES_MAX);
@@ -176,7 +213,7 @@ async fn a_batch_larger_than_a_message_goes_in_as_several_and_is_read_back_whole
     assert_eq!(log.last(), back.last().unwrap().seq);
     assert!(joined(&back) == big, "the batch whole, in order");
     let js = async_nats::jetstream::new(c.clone());
-    let stream = js.get_stream(STREAM).await.unwrap();
+    let stream = js.get_stream(stream::shard_stream(STREAM, 8)).await.unwrap();
     for b in &back {
         let stored = stream.get_raw_message(b.seq).await.unwrap();
         assert!(stored.payload.len() <= BATCH_BYTES_MAX, "message {}: {} bytes", b.seq, stored.payload.len());
@@ -231,7 +268,7 @@ fn journal_records(first: u64, last: u64) -> Vec<u8> {
 async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_purged() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[5]).await;
     cluster_bucket(&c).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 5).await.unwrap();
     let mut seqs = Vec::new();
@@ -278,7 +315,7 @@ async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_
 async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_the_whole_subject() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[6]).await;
     let kv = cluster_bucket(&c).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 6).await.unwrap();
     log.append(1, 6, &journal_records(1, 6)).await.unwrap();
@@ -313,7 +350,7 @@ async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_th
 async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one_goes_in() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[2]).await;
     let mut old = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
     old.append(1, 2, &records(1, 2)).await.unwrap();
     // The new owner reads the subject (recovery) and appends its takeover record.
@@ -336,7 +373,7 @@ async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one
 async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
     let mut cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[0]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
     let js = async_nats::jetstream::new(c.clone());
     let mut acknowledged = 0u64;
@@ -344,7 +381,7 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
     let mut killed = None;
     for seq in 1..=120u64 {
         if seq == 40 {
-            let mut s = js.get_stream(STREAM).await.unwrap();
+            let mut s = js.get_stream(stream::shard_stream(STREAM, 0)).await.unwrap();
             let leader = s.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap();
             let i: usize = leader.trim_start_matches('n').parse().unwrap();
             cluster.kill(i);
@@ -385,7 +422,7 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
 async fn a_lease_is_one_nodes_while_it_renews_and_anothers_once_it_stops() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[0]).await;
     let ttl = Duration::from_secs(2);
     let open = |node: &'static str| {
         let c = c.clone();
@@ -537,7 +574,7 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
     use futures_util::StreamExt;
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[0]).await;
     let bucket = corridor_cluster::config_bucket(STREAM);
     let a = ConfigStore::open(c.clone(), &bucket, "a", 3).await.unwrap();
     let b = ConfigStore::open(c.clone(), &bucket, "b", 3).await.unwrap();
@@ -595,7 +632,7 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
 async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_by_itself() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c).await;
+    ready(&c, &[7]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 7).await.unwrap();
     log.append(1, 3, &journal_records(1, 3)).await.unwrap();
     assert!(log.must_mark(false), "the first batch released on a connection is marked");

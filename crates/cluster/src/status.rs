@@ -1,6 +1,6 @@
 //! The cluster as NATS sees it, for operators: which node holds which shard and since when,
-//! how far each shard's subject has got, and the stream's own replicas (its leader, which of
-//! its servers are current, how far behind the others are).
+//! how far each shard's subject has got, and each shard's stream's replicas (its leader,
+//! which of its servers are current, how far behind the others are).
 //!
 //! It reads the lease bucket and the stream only — no node is asked — so it answers while a
 //! node is down, which is when it is wanted. A node's own view (what waits for the stream on
@@ -8,21 +8,18 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::{self, context::GetStreamErrorKind, stream::LastRawMessageErrorKind};
 use futures_util::TryStreamExt;
 
 use crate::{batch, limits::REQUEST_TIMEOUT, stream::subject, StreamError};
 
-/// The cluster: the stream, its replicas and every shard it knows of.
+/// The cluster: its shards' streams and every shard it knows of.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
-    /// The stream's name.
+    /// The cluster's stream name (each shard's stream is named after it,
+    /// [`crate::stream::shard_stream`]).
     pub stream: String,
-    /// The server that leads the stream now, as the stream says (`None`: none elected).
-    pub leader: Option<String>,
-    /// The stream's copies, the leader's first.
-    pub replicas: Vec<Replica>,
-    /// Messages (batches) the stream holds, of every shard.
+    /// Messages (batches and checkpoints) the shards' streams hold, together.
     pub messages: u64,
     /// Their bytes.
     pub bytes: u64,
@@ -96,7 +93,7 @@ pub struct ConfigStatus {
     pub bytes: usize,
 }
 
-/// One copy of the stream.
+/// One copy of a shard's stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Replica {
     /// The server's name.
@@ -126,6 +123,15 @@ pub struct ShardStatus {
     /// Since the lease was taken or renewed (a holder renews every second; past the lease's
     /// time to live the bucket drops it).
     pub lease_age: Option<Duration>,
+    /// The server that leads the shard's stream now, as the stream says (`None`: none
+    /// elected, or the stream is not made yet).
+    pub leader: Option<String>,
+    /// The stream's copies, the leader's first.
+    pub replicas: Vec<Replica>,
+    /// Messages (batches and checkpoints) the shard's stream holds.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
     /// The stream sequence of the subject's last batch (0: the subject is empty).
     pub subject_last: u64,
     /// The journal record that batch ends with.
@@ -161,56 +167,53 @@ fn shard_of(name: &str, prefix: &str) -> Option<u16> {
     name.strip_prefix(prefix)?.parse().ok()
 }
 
-/// Reads the cluster's status from the stream `stream` and its lease bucket.
+/// The replication group of a stream: its leader and copies, the leader's first.
+fn replicas_of(info: &jetstream::stream::Info) -> (Option<String>, Vec<Replica>) {
+    let Some(c) = &info.cluster else { return (None, Vec::new()) };
+    let mut replicas: Vec<Replica> = c
+        .replicas
+        .iter()
+        .map(|p| Replica {
+            name: p.name.clone(),
+            leader: false,
+            current: p.current,
+            offline: p.offline,
+            lag: p.lag.unwrap_or(0),
+            seen: p.active,
+        })
+        .collect();
+    if let Some(l) = &c.leader {
+        let leader = Replica {
+            name: l.clone(),
+            leader: true,
+            current: true,
+            offline: false,
+            lag: 0,
+            seen: Duration::ZERO,
+        };
+        replicas.insert(0, leader);
+    }
+    replicas.truncate(crate::limits::STATUS_REPLICAS_MAX);
+    (c.leader.clone(), replicas)
+}
+
+/// Reads the cluster's status from the shards' streams of cluster stream `stream` and its
+/// lease bucket.
 ///
 /// # Errors
 ///
-/// The stream cannot be read (a missing lease bucket is no error: no lease is held), or a
+/// A stream cannot be read (a missing lease bucket is no error: no lease is held), or a
 /// subject's last message is not a batch we wrote.
 pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, StreamError> {
     let mut js = jetstream::new(client);
     js.set_timeout(REQUEST_TIMEOUT);
     let server = |e: &dyn std::fmt::Display| StreamError::Server(e.to_string());
-    let mut s = js.get_stream(stream).await.map_err(|e| server(&e))?;
-    let info = s.info().await.map_err(|e| server(&e))?.clone();
-    let (leader, mut replicas) = match info.cluster {
-        Some(c) => {
-            let mut replicas: Vec<Replica> = c
-                .replicas
-                .iter()
-                .map(|p| Replica {
-                    name: p.name.clone(),
-                    leader: false,
-                    current: p.current,
-                    offline: p.offline,
-                    lag: p.lag.unwrap_or(0),
-                    seen: p.active,
-                })
-                .collect();
-            if let Some(l) = &c.leader {
-                replicas.insert(
-                    0,
-                    Replica {
-                        name: l.clone(),
-                        leader: true,
-                        current: true,
-                        offline: false,
-                        lag: 0,
-                        seen: Duration::ZERO,
-                    },
-                );
-            }
-            (c.leader, replicas)
-        }
-        None => (None, Vec::new()),
-    };
-    replicas.truncate(crate::limits::STATUS_REPLICAS_MAX);
 
-    // Shards: every subject the stream holds, and every lease.
-    let prefix = format!("{stream}.shard.");
+    // Shards: every shard's stream, and every lease.
+    let prefix = format!("{}-shard-", stream);
     let mut shards: Vec<u16> = Vec::new();
-    let mut subjects = s.info_with_subjects(format!("{prefix}*")).await.map_err(|e| server(&e))?;
-    while let Some((name, _)) = subjects.try_next().await.map_err(|e| server(&e))? {
+    let mut names = js.stream_names();
+    while let Some(name) = names.try_next().await.map_err(|e| server(&e))? {
         if let Some(shard) = shard_of(&name, &prefix) {
             shards.push(shard);
         }
@@ -243,6 +246,7 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
     shards.truncate(crate::limits::STATUS_SHARDS_MAX);
 
     let mut out = Vec::with_capacity(shards.len());
+    let (mut messages, mut bytes) = (0, 0);
     for shard in shards {
         let lease =
             match &kv {
@@ -251,31 +255,51 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
                 }),
                 None => None,
             };
-        let (subject_last, last_record, last_append_age) =
-            match s.get_last_raw_message_by_subject(&subject(stream, shard)).await {
-                Ok(m) => {
-                    let last = batch::decode_message(&m.payload, &mut Vec::new())
-                        .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?
-                        .last_record();
-                    (m.sequence, last, Some(since(m.time)))
-                }
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (0, 0, None),
-                Err(e) => return Err(server(&e)),
-            };
-        let checkpoint = match &settings {
-            Some(kv) => crate::stream::Hint::of(kv, shard).await,
-            None => None,
-        };
-        out.push(ShardStatus {
+        // A shard with a lease and no stream yet (its node is starting) has none of these.
+        let mut shown = ShardStatus {
             shard,
             holder: lease.as_ref().map(|e| String::from_utf8_lossy(&e.value).into_owned()),
             lease_revision: lease.as_ref().map(|e| e.revision),
             lease_age: lease.map(age),
-            subject_last,
-            last_record,
-            last_append_age,
-            checkpoint,
-        });
+            leader: None,
+            replicas: Vec::new(),
+            messages: 0,
+            bytes: 0,
+            subject_last: 0,
+            last_record: 0,
+            last_append_age: None,
+            checkpoint: match &settings {
+                Some(kv) => crate::stream::Hint::of(kv, shard).await,
+                None => None,
+            },
+        };
+        let own = match js.get_stream(crate::stream::shard_stream(stream, shard)).await {
+            Ok(s) => Some(s),
+            Err(e)
+                if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                None
+            }
+            Err(e) => return Err(server(&e)),
+        };
+        if let Some(mut s) = own {
+            let info = s.info().await.map_err(|e| server(&e))?;
+            (shown.leader, shown.replicas) = replicas_of(info);
+            (shown.messages, shown.bytes) = (info.state.messages, info.state.bytes);
+            (messages, bytes) = (messages + shown.messages, bytes + shown.bytes);
+            match s.get_last_raw_message_by_subject(&subject(stream, shard)).await {
+                Ok(m) => {
+                    shown.last_record = batch::decode_message(&m.payload, &mut Vec::new())
+                        .map_err(|why| StreamError::Invalid { seq: m.sequence, why })?
+                        .last_record();
+                    (shown.subject_last, shown.last_append_age) = (m.sequence, Some(since(m.time)));
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(server(&e)),
+            }
+        }
+        out.push(shown);
     }
     node_keys.sort_unstable();
     let mut nodes = Vec::with_capacity(node_keys.len());
@@ -304,14 +328,5 @@ pub async fn status(client: async_nats::Client, stream: &str) -> Result<Status, 
         }),
         Err(_) => None,
     };
-    Ok(Status {
-        config,
-        nodes,
-        stream: stream.to_owned(),
-        leader,
-        replicas,
-        messages: info.state.messages,
-        bytes: info.state.bytes,
-        shards: out,
-    })
+    Ok(Status { config, nodes, stream: stream.to_owned(), messages, bytes, shards: out })
 }

@@ -1,7 +1,11 @@
-//! A shard's journal in the stream: one subject per shard, appended to with the subject's
-//! expected last sequence, so appends are ordered and exactly once whatever the server's
-//! deduplication window, and a writer that lost the shard is fenced by the stream itself —
-//! its next append names a sequence that is no longer the subject's last.
+//! A shard's journal in the stream: a stream per shard ([`shard_stream`]) of one subject,
+//! appended to with the subject's expected last sequence, so appends are ordered and
+//! exactly once whatever the server's deduplication window, and a writer that lost the shard
+//! is fenced by the stream itself — its next append names a sequence that is no longer the
+//! subject's last. A stream of its own gives each shard its own replication group (its own
+//! leader: shards' appends do not queue behind each other) and makes the sequence an append
+//! will get known before it is sent — the one after the last — so a writer can have several
+//! appends in flight, each fenced.
 //!
 //! An append whose acknowledgement does not come (an election, a partition, a lost reply) is
 //! settled by reading the subject's last message back: ours (stored, the reply lost), another
@@ -50,12 +54,21 @@ pub fn subject(stream: &str, shard: u16) -> String {
     format!("{stream}.shard.{shard}")
 }
 
+/// The stream shard `shard`'s subject is in: `{stream}-shard-{shard}`, one per shard.
+#[must_use]
+pub fn shard_stream(stream: &str, shard: u16) -> String {
+    format!("{stream}-shard-{shard}")
+}
+
 /// Why the stream could not be made or read.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StreamError {
     /// The server refused or did not answer.
     Server(String),
+    /// A stream of the layout before streams per shard holds the shards' subjects: the
+    /// servers refuse a shard's stream beside it. Not a state a retry mends.
+    OldLayout(String),
     /// A message on the subject is not a batch we wrote (or is damaged).
     Invalid {
         /// Its stream sequence.
@@ -81,6 +94,12 @@ impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Server(e) => write!(f, "the stream: {e}"),
+            Self::OldLayout(name) => write!(
+                f,
+                "stream {name} holds every shard's subject (the layout before a stream per shard); \
+                 with every node stopped and each journal local, delete it (`nats stream rm {name}`): \
+                 each shard's stream is made and refilled from its node's journal at start"
+            ),
             Self::Invalid { seq, why } => write!(f, "message {seq}: {why}"),
             Self::Gap(g) => write!(f, "{g}"),
             Self::TooMany => write!(f, "more than {READ_BATCHES_MAX} messages on the subject"),
@@ -145,27 +164,44 @@ impl std::fmt::Display for AppendError {
 
 impl std::error::Error for AppendError {}
 
-/// Makes (or finds) stream `name` for the shards' journals: file storage, `replicas`
-/// copies, every shard's subject, nothing discarded by age or count.
+/// Makes (or finds) shard `shard`'s stream of cluster stream `name` ([`shard_stream`]): file
+/// storage, `replicas` copies, the shard's subject, nothing discarded by age or count.
 ///
 /// # Errors
 ///
-/// The server refused or did not answer.
-pub async fn ensure(js: &jetstream::Context, name: &str, replicas: usize) -> Result<(), StreamError> {
+/// The server refused or did not answer, or a stream of the old layout holds the subject
+/// ([`StreamError::OldLayout`]).
+pub async fn ensure(
+    js: &jetstream::Context,
+    name: &str,
+    shard: u16,
+    replicas: usize,
+) -> Result<(), StreamError> {
     let config = Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{name}.shard.*")],
+        name: shard_stream(name, shard),
+        subjects: vec![subject(name, shard)],
         num_replicas: replicas,
         storage: StorageType::File,
         max_message_size: i32::try_from(crate::limits::BATCH_BYTES_MAX).unwrap_or(i32::MAX),
         ..Config::default()
     };
-    js.get_or_create_stream(config).await.map_err(|e| StreamError::Server(e.to_string()))?;
-    Ok(())
+    match js.get_or_create_stream(config).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Does the old layout's stream, named as the cluster, hold the subject?
+            let old = format!("{name}.shard.*");
+            if let Ok(mut s) = js.get_stream(name).await {
+                if s.info().await.is_ok_and(|i| i.config.subjects.contains(&old)) {
+                    return Err(StreamError::OldLayout(name.to_owned()));
+                }
+            }
+            Err(StreamError::Server(e.to_string()))
+        }
+    }
 }
 
 /// The subject's last message: its stream sequence and payload (`None`: the subject is
-/// empty).
+/// empty). `stream` is the shard's own ([`shard_stream`]).
 async fn last_on(
     js: &jetstream::Context,
     stream: &str,
@@ -190,7 +226,10 @@ pub struct ShardLog {
     /// What this writer last marked, shared with the tasks that await each mark's
     /// acknowledgement and publish a lost one again (see [`Marks`]).
     marks: std::sync::Arc<Marks>,
+    /// The cluster's stream name (its buckets are named after it) and the shard's own
+    /// stream ([`shard_stream`]).
     stream: String,
+    shard_stream: String,
     subject: String,
     shard: u16,
     /// The subject's last sequence as this writer knows it: every append expects it.
@@ -218,13 +257,15 @@ impl ShardLog {
         let mut js = jetstream::new(client);
         js.set_timeout(REQUEST_TIMEOUT);
         let subject = subject(stream, shard);
-        let last = last_on(&js, stream, &subject).await.map_err(StreamError::Server)?.map_or(0, |(s, _)| s);
+        let own = shard_stream(stream, shard);
+        let last = last_on(&js, &own, &subject).await.map_err(StreamError::Server)?.map_or(0, |(s, _)| s);
         Ok(Self {
             js,
             mark: mark_subject(stream, shard),
             marked_on: None,
             marks: std::sync::Arc::default(),
             stream: stream.to_owned(),
+            shard_stream: own,
             subject,
             shard,
             last,
@@ -247,6 +288,7 @@ impl ShardLog {
             marked_on: None,
             marks: std::sync::Arc::default(),
             stream: stream.to_owned(),
+            shard_stream: shard_stream(stream, shard),
             subject: subject(stream, shard),
             shard,
             last: subject_last,
@@ -281,7 +323,7 @@ impl ShardLog {
     ///
     /// The stream cannot be read, or its last message is not a batch we wrote.
     pub async fn last_record(&self) -> Result<u64, StreamError> {
-        match last_on(&self.js, &self.stream, &self.subject).await.map_err(StreamError::Server)? {
+        match last_on(&self.js, &self.shard_stream, &self.subject).await.map_err(StreamError::Server)? {
             None => Ok(0),
             Some((seq, payload)) => batch::decode_message(&payload, &mut Vec::new())
                 .map(|m| m.last_record())
@@ -453,8 +495,11 @@ impl ShardLog {
     ///
     /// The server refused or did not answer: the messages stay until the next purge.
     pub async fn purge_before(&self, before: u64) -> Result<u64, StreamError> {
-        let s =
-            self.js.get_stream_no_info(&self.stream).await.map_err(|e| StreamError::Server(e.to_string()))?;
+        let s = self
+            .js
+            .get_stream_no_info(&self.shard_stream)
+            .await
+            .map_err(|e| StreamError::Server(e.to_string()))?;
         let purged = s
             .purge()
             .filter(self.subject.clone())
@@ -484,7 +529,7 @@ impl ShardLog {
             self.retries += 1;
             // Stored with its reply lost, another writer's, or not stored at all? The
             // subject's last message says.
-            match last_on(&self.js, &self.stream, &self.subject).await {
+            match last_on(&self.js, &self.shard_stream, &self.subject).await {
                 Ok(Some((seq, data))) if seq > self.last => {
                     if data == payload {
                         debug!(shard = self.shard, seq, "append stored, its acknowledgement lost");
@@ -624,15 +669,16 @@ pub async fn read_subject(
     let mut js = jetstream::new(client);
     js.set_timeout(REQUEST_TIMEOUT);
     let subject = subject(stream, shard);
+    let own = shard_stream(stream, shard);
     let server = |e: &dyn std::fmt::Display| StreamError::Server(e.to_string());
-    let Some((last, _)) = last_on(&js, stream, &subject).await.map_err(StreamError::Server)? else {
+    let Some((last, _)) = last_on(&js, &own, &subject).await.map_err(StreamError::Server)? else {
         return Ok(Subject::default());
     };
     if let Some(from) = from.filter(|&f| f > last) {
         // Past the subject's end (a stream made anew under an old hint): nothing to wait for.
         return Err(StreamError::NotAt { from, found: last });
     }
-    let s = js.get_stream_no_info(stream).await.map_err(|e| server(&e))?;
+    let s = js.get_stream_no_info(&own).await.map_err(|e| server(&e))?;
     let deliver_policy =
         from.map_or(DeliverPolicy::All, |start_sequence| DeliverPolicy::ByStartSequence { start_sequence });
     let consumer = s

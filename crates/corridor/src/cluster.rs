@@ -58,22 +58,30 @@ fn status(path: &std::path::Path, json: bool, node: Option<&str>) -> anyhow::Res
     }
     writeln!(
         out,
-        "stream {}: {} batches, {} bytes, leader {}",
-        status.stream,
-        status.messages,
-        status.bytes,
-        status.leader.as_deref().unwrap_or("(none elected)")
+        "stream {}: {} messages, {} bytes, in a stream per shard",
+        status.stream, status.messages, status.bytes
     )?;
-    for r in &status.replicas {
-        let role = if r.leader {
-            "leader"
-        } else if r.current {
-            "current"
-        } else {
-            "behind"
-        };
-        let offline = if r.offline { ", offline" } else { "" };
-        writeln!(out, "  server {:<20} {role:<8} lag {:>6}{offline}", r.name, r.lag)?;
+    for s in &status.shards {
+        writeln!(
+            out,
+            "  shard {:<4} stream {}: {} messages, {} bytes, leader {}",
+            s.shard,
+            corridor_cluster::stream::shard_stream(&status.stream, s.shard),
+            s.messages,
+            s.bytes,
+            s.leader.as_deref().unwrap_or("(none elected)")
+        )?;
+        for r in &s.replicas {
+            let role = if r.leader {
+                "leader"
+            } else if r.current {
+                "current"
+            } else {
+                "behind"
+            };
+            let offline = if r.offline { ", offline" } else { "" };
+            writeln!(out, "    server {:<20} {role:<8} lag {:>6}{offline}", r.name, r.lag)?;
+        }
     }
     for n in &status.nodes {
         let held: Vec<String> = n.held.iter().map(ToString::to_string).collect();

@@ -830,9 +830,15 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
         let at_least = |k: &str, l: &str| t[k].as_u64().unwrap() >= h[l].as_u64().unwrap();
         assert!(at_least("last_record", "acknowledged") && at_least("subject_last", "subject_seq"), "{body}");
     }
-    let replicas = v["cluster"]["replicas"].as_array().unwrap();
-    assert_eq!(replicas.len(), 3, "{body}");
-    assert_eq!(replicas.iter().filter(|r| r["leader"] == true).count(), 1, "{body}");
+    // Each shard's stream of its own, three copies, one leading.
+    for t in there {
+        let replicas = t["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 3, "{body}");
+        assert_eq!(replicas.iter().filter(|r| r["leader"] == true).count(), 1, "{body}");
+        assert_eq!(t["leader"], replicas[0]["server"], "{body}");
+        assert_eq!(t["stream"], format!("CORRIDOR-shard-{}", t["shard"]), "{body}");
+        assert!(t["messages"].as_u64().unwrap() > 0, "{body}");
+    }
     let nodes = v["cluster"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{body}");
     assert_eq!(
@@ -877,7 +883,14 @@ fn a_cluster_node_shows_shards_leases_and_replication_and_gives_its_leases_up_wh
         out.contains(&format!("node node-a             serving shard(s) 0,1; admin {}", sw.admin)),
         "{out}"
     );
-    assert!(out.contains("leader"), "{out}");
+    for k in [0, 1] {
+        assert!(out.contains(&format!("stream CORRIDOR-shard-{k}: ")), "{out}");
+    }
+    assert_eq!(
+        out.lines().filter(|l| l.trim_start().starts_with("server ") && l.contains(" leader ")).count(),
+        2,
+        "{out}"
+    );
     let (ok, out) = common::corridor(&["cluster", "status", "--json", "--config", path.to_str().unwrap()]);
     assert!(ok, "{out}");
     let names = |v: &serde_json::Value| -> Vec<(String, String)> {

@@ -389,12 +389,15 @@ fn catch_up_from(
             let js = async_nats::jetstream::new(client.clone());
             loop {
                 let read = async {
-                    corridor_cluster::stream::ensure(&js, &stream, replicas).await?;
+                    corridor_cluster::stream::ensure(&js, &stream, shard, replicas).await?;
                     corridor_cluster::stream::take_read(client.clone(), &stream, shard).await
                 };
                 match read.await {
                     Ok(m) => return Ok(m),
-                    Err(e) if std::time::Instant::now() >= deadline => {
+                    Err(e)
+                        if std::time::Instant::now() >= deadline
+                            || matches!(e, corridor_cluster::StreamError::OldLayout(_)) =>
+                    {
                         return Err(format!("its subject: {e}"))
                     }
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,

@@ -335,7 +335,7 @@ async fn replica(
     // wait them out, within bounds.
     let (mut log, held) = loop {
         let opened = async {
-            corridor_cluster::stream::ensure(&js, &r.stream, r.replicas).await?;
+            corridor_cluster::stream::ensure(&js, &r.stream, r.shard, r.replicas).await?;
             let log = match &r.taken {
                 // Taken at start: the first append expects what the takeover read.
                 Some(t) => {
@@ -348,7 +348,10 @@ async fn replica(
         };
         match opened.await {
             Ok(v) => break v,
-            Err(e) if start.elapsed() < crate::limits::CLUSTER_START_MAX => {
+            Err(e)
+                if start.elapsed() < crate::limits::CLUSTER_START_MAX
+                    && !matches!(e, corridor_cluster::StreamError::OldLayout(_)) =>
+            {
                 debug!(error = %e, "cluster: the stream is not ready yet");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

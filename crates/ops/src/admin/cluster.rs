@@ -63,17 +63,8 @@ pub fn status_json(s: &Status) -> Value {
     };
     json!({
         "stream": s.stream,
-        "leader": s.leader,
         "messages": s.messages,
         "bytes": s.bytes,
-        "replicas": s.replicas.iter().map(|r| json!({
-            "server": r.name,
-            "leader": r.leader,
-            "current": r.current,
-            "offline": r.offline,
-            "lag": r.lag,
-            "seen_ms": ms(r.seen),
-        })).collect::<Vec<_>>(),
         "nodes": nodes.iter().map(|n| node_json(n)).collect::<Vec<_>>(),
         "config": s.config.as_ref().map(|c| json!({
             "revision": c.revision,
@@ -86,6 +77,18 @@ pub fn status_json(s: &Status) -> Value {
             "holder": sh.holder,
             "lease_revision": sh.lease_revision,
             "lease_age_ms": sh.lease_age.map(ms),
+            "stream": corridor_cluster::stream::shard_stream(&s.stream, sh.shard),
+            "leader": sh.leader,
+            "messages": sh.messages,
+            "bytes": sh.bytes,
+            "replicas": sh.replicas.iter().map(|r| json!({
+                "server": r.name,
+                "leader": r.leader,
+                "current": r.current,
+                "offline": r.offline,
+                "lag": r.lag,
+                "seen_ms": ms(r.seen),
+            })).collect::<Vec<_>>(),
             "subject_last": sh.subject_last,
             "last_record": sh.last_record,
             "last_append_age_ms": sh.last_append_age.map(ms),
