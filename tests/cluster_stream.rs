@@ -76,11 +76,13 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     let gap = read(c.clone(), STREAM, 0, Tail::from(2)).await.unwrap_err();
     assert!(gap.to_string().contains("skips from record 2 to 1"), "{gap}");
     assert_eq!(read(c.clone(), STREAM, 1, Tail::default()).await.unwrap().len(), 10);
-    // A stream per shard: shard 0's stream holds shard 0's batches only, numbered 1, 2, …
+    // A stream per shard: shard 0's stream holds shard 0's batches only, behind its
+    // writer's fence.
     let js = async_nats::jetstream::new(c.clone());
     let mut own = js.get_stream(stream::shard_stream(STREAM, 0)).await.unwrap();
     let state = own.info().await.unwrap().state.clone();
-    assert_eq!((state.messages, state.first_sequence, state.last_sequence), (40, 1, 40));
+    let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
+    assert_eq!((state.messages, state.first_sequence, state.last_sequence), (40 + k, 1, 40 + k));
 }
 
 /// A cluster whose stream is of the layout before a stream per shard (every shard's subject
@@ -284,7 +286,11 @@ async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_
     for i in 10..12u64 {
         log.append(3 * i + 1, 3 * i + 3, &journal_records(3 * i + 1, 3 * i + 3)).await.unwrap();
     }
-    assert_eq!(log.purge_before(seqs[8]).await.unwrap(), 8, "the batches the checkpoint holds");
+    assert_eq!(
+        log.purge_before(seqs[8]).await.unwrap(),
+        8 + corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX,
+        "the batches the checkpoint holds, and the writer's fence before them"
+    );
 
     let took = take_read(c.clone(), STREAM, 5).await.unwrap();
     let ck = took.checkpoint.expect("the checkpoint is read");
@@ -369,6 +375,88 @@ async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one
     assert!(matches!(old.append(5, 5, b"x").await, Err(AppendError::Fenced { .. })));
 }
 
+/// Several batches in flight at once, each fenced by its sequence: in order, once each. A
+/// writer's first append fences the stream ahead of it (markers readers pass over), so a
+/// writer that lost the shard has every message it still has in flight refused, and a new
+/// writer that read the stream before another's append is refused.
+#[tokio::test(flavor = "current_thread")]
+async fn batches_in_flight_together_go_in_in_order_once_each_and_are_fenced_each() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c, &[4]).await;
+    let js = async_nats::jetstream::new(c.clone());
+    let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
+    let mut log = ShardLog::open(c.clone(), STREAM, 4).await.unwrap();
+    // 40 batches, as many in flight as a writer may have, one of them cut in three
+    // messages (large); the first behind the writer's fence.
+    let big = noisy_journal_records(11, 40, 45_000);
+    let mut sent = std::collections::VecDeque::new();
+    let mut firsts = Vec::new();
+    let mut most = 0;
+    for seq in (1..=10).chain([11]).chain(41..=69) {
+        let b = if seq == 11 {
+            log.send_journal(11, 40, big.clone()).await.unwrap()
+        } else {
+            log.send_journal(seq, seq, journal_records(seq, seq)).await.unwrap()
+        };
+        sent.push_back(b);
+        most = most.max(log.in_flight());
+        // Room for the next (at most three messages).
+        while log.in_flight() + 3 > k && !sent.is_empty() {
+            firsts.push(log.settle_batch(&mut sent.pop_front().unwrap()).await.unwrap());
+        }
+    }
+    for mut b in sent {
+        firsts.push(log.settle_batch(&mut b).await.unwrap());
+    }
+    assert!(most >= 2, "batches were in flight together: {most}");
+    assert_eq!(log.in_flight(), 0);
+    let expected: Vec<u64> = (k + 1..=k + 11).chain(k + 14..=k + 42).collect();
+    assert_eq!(firsts, expected, "each batch's first message, numbered as sent after the fence");
+    let back = read(c.clone(), STREAM, 4, Tail::default()).await.unwrap();
+    assert_eq!(back.len(), 42, "the fence's markers passed over");
+    assert_eq!(joined(&back[10..13]), big, "the large batch whole, in its place");
+    for b in back.iter().filter(|b| b.first_seq == b.last_seq) {
+        assert_eq!(b.records, journal_records(b.first_seq, b.first_seq), "batch {}", b.first_seq);
+    }
+    let last = log.last();
+    assert_eq!(last, k + 42);
+
+    // A new writer (a new owner) appends its takeover record: behind its own fence.
+    let mut new = ShardLog::open(c.clone(), STREAM, 4).await.unwrap();
+    assert_eq!(new.append(70, 70, &journal_records(70, 70)[..]).await.unwrap(), last + k + 1);
+    // The old writer sends as many as it may have in flight: by their numbers alone, all
+    // but the first would follow some message; the fence put the stream past them all.
+    let mut late = Vec::new();
+    for seq in 70..70 + k {
+        late.push(log.send_journal(seq, seq, journal_records(seq, seq)).await.unwrap());
+    }
+    let stream_last = |js: async_nats::jetstream::Context| async move {
+        let mut s = js.get_stream(stream::shard_stream(STREAM, 4)).await.unwrap();
+        s.info().await.unwrap().state.last_sequence
+    };
+    match log.settle_batch(&mut late[0]).await {
+        Err(AppendError::Fenced { expected, found }) => assert_eq!((expected, found), (last, last + 1)),
+        other => panic!("the old writer's first in flight must be fenced: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stream_last(js.clone()).await, last + k + 1, "nothing of the old writer's went in");
+    let back = read(c.clone(), STREAM, 4, Tail::default()).await.unwrap();
+    assert_eq!(back.len(), 43);
+    assert_eq!(back.last().unwrap().records, journal_records(70, 70));
+
+    // A writer that read the stream before another appended is refused at its fence.
+    let mut stale = ShardLog::open(c.clone(), STREAM, 4).await.unwrap();
+    assert_eq!(new.append(71, 71, &journal_records(71, 71)[..]).await.unwrap(), last + k + 2);
+    match stale.append(71, 71, &journal_records(71, 71)[..]).await {
+        Err(AppendError::Fenced { expected, found }) => {
+            assert_eq!((expected, found), (last + k + 1, last + k + 2));
+        }
+        other => panic!("a writer behind the stream must be fenced: {other:?}"),
+    }
+    assert_eq!(stream_last(js).await, last + k + 2);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
     let mut cluster = NatsCluster::start(3);
@@ -379,7 +467,11 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
     let mut acknowledged = 0u64;
     let mut waits = Vec::new();
     let mut killed = None;
-    for seq in 1..=120u64 {
+    // As many batches in flight as a writer may have, each settled oldest first: the kill
+    // leaves some sent to the dead leader, refused for want of one, or stored with their
+    // replies lost.
+    let mut in_flight = std::collections::VecDeque::new();
+    for seq in 1..=128u64 {
         if seq == 40 {
             let mut s = js.get_stream(stream::shard_stream(STREAM, 0)).await.unwrap();
             let leader = s.info().await.unwrap().cluster.as_ref().and_then(|c| c.leader.clone()).unwrap();
@@ -390,11 +482,23 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
         if seq == 80 {
             cluster.restart(killed.unwrap());
         }
-        let start = Instant::now();
-        log.append(seq, seq, &records(seq, seq)).await.unwrap_or_else(|e| panic!("append {seq}: {e}"));
-        waits.push(start.elapsed());
-        acknowledged = seq;
+        let sent = log.send_journal(seq, seq, journal_records(seq, seq)).await.unwrap();
+        in_flight.push_back((seq, Instant::now(), sent));
+        while log.in_flight() >= corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX
+            || (seq == 128 && !in_flight.is_empty())
+        {
+            let (at, start, mut b) = in_flight.pop_front().unwrap();
+            log.settle_batch(&mut b).await.unwrap_or_else(|e| panic!("append {at}: {e}"));
+            waits.push(start.elapsed());
+            acknowledged = at;
+        }
     }
+    let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
+    assert_eq!(
+        (log.in_flight(), log.last()),
+        (0, k + 128),
+        "the fence, then each batch one message, in order"
+    );
     // Read as a takeover reads, waiting out an election still settling after the restart
     // (bounded).
     let start = Instant::now();
@@ -408,7 +512,7 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
         }
     };
     assert_eq!(back.len() as u64, acknowledged, "every acknowledged append, once");
-    assert!(back.iter().zip(1..).all(|(b, s)| b.first_seq == s && b.records == records(s, s)));
+    assert!(back.iter().zip(1..).all(|(b, s)| b.first_seq == s && b.records == journal_records(s, s)));
     waits.sort();
     let longest = *waits.last().unwrap();
     eprintln!(

@@ -45,7 +45,10 @@ pub use keeper::{Held, LeaseKeeper, TakeError};
 pub use lease::{Lease, LeaseError, Leases};
 pub use owners::{Owner, Owners};
 pub use status::{cluster_bucket, lease_bucket, relay_of, ConfigStatus, NodeStatus, ShardStatus, Status};
-pub use stream::{AppendError, Hint, Missing, ReadBatch, ReadCheckpoint, ShardLog, StreamError, Subject};
+pub use stream::{
+    AppendError, Hint, InFlight, Missing, ReadBatch, ReadCheckpoint, SentBatch, ShardLog, StreamError,
+    Subject,
+};
 
 /// The key-value bucket `config.bucket`, found, or made with `config` if it is not there yet
 /// (every bucket of the cluster — leases, the shard count, the configuration — is opened so);

@@ -93,3 +93,8 @@ pub const CONFIG_HISTORY: i64 = 16;
 /// How often a node asks the configuration bucket for its revision besides watching it, so a
 /// watch that stalled unseen (a server restarted under it) delays a reload at most this long.
 pub const CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Appends a shard's writer may have in flight at once (each fenced by its sequence). Every
+/// writer's first append is preceded by a fence of as many markers (`ShardLog::fence`): a
+/// build that raises it must not share a cluster with one that fences less far.
+pub const APPENDS_IN_FLIGHT_MAX: u64 = 4;

@@ -1,18 +1,30 @@
 //! A shard's journal in the stream: a stream per shard ([`shard_stream`]) of one subject,
-//! appended to with the subject's expected last sequence, so appends are ordered and
-//! exactly once whatever the server's deduplication window, and a writer that lost the shard
-//! is fenced by the stream itself — its next append names a sequence that is no longer the
-//! subject's last. A stream of its own gives each shard its own replication group (its own
-//! leader: shards' appends do not queue behind each other) and makes the sequence an append
-//! will get known before it is sent — the one after the last — so a writer can have several
-//! appends in flight, each fenced.
+//! each message appended with the stream's expected last sequence, so appends are ordered
+//! and exactly once whatever the server's deduplication window, and a writer that lost the
+//! shard is fenced by the stream itself — its next append names a sequence that is no
+//! longer the last. A stream of its own gives each shard its own replication group (its own
+//! leader: shards' appends do not queue behind each other), and the sequence an append will
+//! get is known before it is sent: the one after the last sent. The stream checks an
+//! expected sequence as it orders what it is sent, counting what it has not stored yet, so a
+//! writer has up to [`APPENDS_IN_FLIGHT_MAX`] appends in flight ([`ShardLog::send_journal`]),
+//! settled in order ([`ShardLog::settle_batch`]).
+//!
+//! # The fence
+//!
+//! With several in flight a sequence alone no longer says whose message holds it: a new
+//! owner's first message could take the place an old owner's refused message held in the
+//! old owner's pipeline, and the old owner's next — expecting that place — would follow it.
+//! So every writer's first append is preceded by a fence ([`ShardLog::fence`]):
+//! [`APPENDS_IN_FLIGHT_MAX`] markers in one atomic batch, which moves the stream past every
+//! sequence another writer's message in flight can expect. Markers are checkpoint parts cut
+//! short, passed over by every reader.
 //!
 //! An append whose acknowledgement does not come (an election, a partition, a lost reply) is
-//! settled by reading the subject's last message back: ours (stored, the reply lost), another
-//! writer's (fenced), or none newer (not stored: sent again with the same expected
-//! sequence). Reads are checked (our CRC on every batch, no gap between batches), and a
-//! subject whose last sequence went backwards is reported: the stream lost what it had
-//! acknowledged.
+//! settled by reading the stream back at its sequence: ours (stored, the reply lost), another
+//! writer's (fenced), or nothing (not stored: sent again with the same expected sequence;
+//! the ones in flight after it, refused for want of it, are sent again as each is settled).
+//! Reads are checked (our CRC on every batch, no gap between batches), and a subject whose
+//! last sequence went backwards is reported: the stream lost what it had acknowledged.
 //!
 //! # Checkpoints and retention
 //!
@@ -32,7 +44,6 @@ use std::time::Instant;
 use async_nats::jetstream::{
     self,
     consumer::{pull::OrderedConfig, DeliverPolicy},
-    context::PublishErrorKind,
     message::PublishMessage,
     stream::{Config, StorageType},
 };
@@ -43,8 +54,8 @@ use tracing::{debug, warn};
 use crate::{
     batch::{self, Batch, CheckpointPart, Gap, Invalid, Message, Tail, CHECKPOINT_PART_BYTES},
     limits::{
-        APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, MESSAGE_RECORDS_BYTES, READ_BATCHES_MAX,
-        RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
+        APPENDS_IN_FLIGHT_MAX, APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, MESSAGE_RECORDS_BYTES,
+        READ_BATCHES_MAX, RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
     },
 };
 
@@ -183,6 +194,8 @@ pub async fn ensure(
         num_replicas: replicas,
         storage: StorageType::File,
         max_message_size: i32::try_from(crate::limits::BATCH_BYTES_MAX).unwrap_or(i32::MAX),
+        // A writer's fence goes in as one atomic batch (`ShardLog::fence`).
+        allow_atomic_publish: true,
         ..Config::default()
     };
     match js.get_or_create_stream(config).await {
@@ -232,8 +245,17 @@ pub struct ShardLog {
     shard_stream: String,
     subject: String,
     shard: u16,
-    /// The subject's last sequence as this writer knows it: every append expects it.
+    /// The subject's last sequence as this writer knows it (the last message it settled,
+    /// [`ShardLog::settle`]), and the sequence of the last it sent: the messages in flight
+    /// are `last + 1..=sent`, each sent expecting the one before it.
     last: u64,
+    sent: u64,
+    /// This writer, drawn at random when it is opened (its fence's markers name it), and
+    /// whether its fence is in the stream ([`ShardLog::fence`]).
+    writer: u64,
+    fenced: bool,
+    /// A batch sent in part waits to send the rest ([`ShardLog::send_journal`]).
+    unsent: bool,
     /// The last journal record this writer appended (0: none yet), and the first record and
     /// stream sequence of the batch it was in: a batch appended again after part of it went
     /// in goes on after that part, and still begins where it began
@@ -269,6 +291,10 @@ impl ShardLog {
             subject,
             shard,
             last,
+            sent: last,
+            writer: writer_id(shard),
+            fenced: false,
+            unsent: false,
             through: 0,
             began: (0, 0),
             retries: 0,
@@ -292,6 +318,10 @@ impl ShardLog {
             subject: subject(stream, shard),
             shard,
             last: subject_last,
+            sent: subject_last,
+            writer: writer_id(shard),
+            fenced: false,
+            unsent: false,
             through: 0,
             began: (0, 0),
             retries: 0,
@@ -309,6 +339,12 @@ impl ShardLog {
     #[must_use]
     pub fn last(&self) -> u64 {
         self.last
+    }
+
+    /// Messages sent and not yet settled.
+    #[must_use]
+    pub fn in_flight(&self) -> u64 {
+        self.sent - self.last
     }
 
     /// Appends not acknowledged at the first try (each asked again), since it was opened.
@@ -348,10 +384,7 @@ impl ShardLog {
         let mut out = Vec::new();
         fits(first_seq, last_seq, records.len())?;
         Batch { shard: self.shard, first_seq, last_seq, records }.encode_as(self.compress, &mut out);
-        let payload = Bytes::from(out);
-        let seq = self.append_message(payload).await?;
-        (self.through, self.began) = (last_seq, (first_seq, seq));
-        Ok(seq)
+        self.append_one(Bytes::from(out), Some((first_seq, last_seq, first_seq))).await
     }
 
     /// [`ShardLog::append`] of records the caller shares (a batch the local journal writes
@@ -373,7 +406,9 @@ impl ShardLog {
     {
         fits(first_seq, last_seq, records.as_ref().len())?;
         let len = records.as_ref().len();
-        self.append_piece(&std::sync::Arc::new(records), 0..len, (first_seq, last_seq), first_seq).await
+        let records: SharedRecords = std::sync::Arc::new(records);
+        let payload = self.encode_piece(&records, 0..len, (first_seq, last_seq)).await?;
+        self.append_one(payload, Some((first_seq, last_seq, first_seq))).await
     }
 
     /// Appends a batch of the local journal — `records`, whole records `first_seq..=last_seq`
@@ -383,7 +418,8 @@ impl ShardLog {
     /// of large requests). The stream sequence of the first message, where the batch begins
     /// (its last: [`ShardLog::last`]). Asked again for the same batch after an error, it goes
     /// on after the messages that went in; a reader of the subject meanwhile sees the batch
-    /// cut short, as a batch a node died appending.
+    /// cut short, as a batch a node died appending. Nothing else may be in flight
+    /// ([`ShardLog::send_journal`]).
     ///
     /// # Errors
     ///
@@ -398,6 +434,42 @@ impl ShardLog {
     where
         R: AsRef<[u8]> + Send + Sync + 'static,
     {
+        let mut batch = self.send_journal(first_seq, last_seq, records).await?;
+        let settled = self.settle_batch(&mut batch).await;
+        if settled.is_err() {
+            // Abandoned: asked again, what did not go in is sent anew.
+            (self.sent, self.unsent) = (self.last, false);
+        }
+        settled
+    }
+
+    /// Sends a batch of the local journal as [`ShardLog::append_journal`] appends it, without
+    /// waiting for the stream: each message expects the one sent before it, so several
+    /// batches may be in flight, each fenced. Settle them in the order sent
+    /// ([`ShardLog::settle_batch`]). At most [`APPENDS_IN_FLIGHT_MAX`] messages are in flight:
+    /// the pieces of a large batch past that are sent as the ones before them settle, and
+    /// until the last is sent nothing else may be ([`ShardLog::can_send`]). A batch part of
+    /// which went in before (an append of it abandoned) goes on after that part.
+    ///
+    /// # Errors
+    ///
+    /// `records` are not whole records `first_seq..=last_seq`, or the thread that compressed
+    /// them failed ([`AppendError::Encoding`]), or this writer's fence did not go in
+    /// ([`ShardLog::fence`]): nothing was sent.
+    ///
+    /// # Panics
+    ///
+    /// Nothing may be sent now ([`ShardLog::can_send`]): the caller's error.
+    pub async fn send_journal<R>(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        records: R,
+    ) -> Result<SentBatch, AppendError>
+    where
+        R: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        assert!(self.can_send(), "a batch is sent while there is room and no batch waits to be sent whole");
         let pieces = corridor_journal::record::pieces(records.as_ref(), MESSAGE_RECORDS_BYTES)
             .map_err(|at| AppendError::Encoding(format!("the batch's record at byte {at} is not whole")))?;
         let (first, last) = (pieces.first().map(|p| p.first_seq), pieces.last().map(|p| p.last_seq));
@@ -406,43 +478,91 @@ impl ShardLog {
                 "the batch of records {first_seq}..={last_seq} holds {first:?}..={last:?}"
             )));
         }
-        let records = std::sync::Arc::new(records);
+        let records: SharedRecords = std::sync::Arc::new(records);
         // Went in at an earlier call for this batch: the pieces up to `through`.
         let done = Some(self.through).filter(|t| (first_seq..=last_seq).contains(t)).unwrap_or(0);
-        for p in pieces.into_iter().filter(|p| p.first_seq > done) {
-            self.append_piece(&records, p.bytes, (p.first_seq, p.last_seq), first_seq).await?;
+        let mut batch = SentBatch {
+            first_seq,
+            messages: std::collections::VecDeque::new(),
+            unsent: pieces.into_iter().filter(|p| p.first_seq > done).collect(),
+            records,
+        };
+        self.send_pieces(&mut batch).await?;
+        Ok(batch)
+    }
+
+    /// Whether a message may be sent now: fewer than [`APPENDS_IN_FLIGHT_MAX`] are in flight,
+    /// and no batch waits to send the rest of its pieces.
+    #[must_use]
+    pub fn can_send(&self) -> bool {
+        self.sent - self.last < APPENDS_IN_FLIGHT_MAX && !self.unsent
+    }
+
+    /// Sends what of `batch` there is room for.
+    async fn send_pieces(&mut self, batch: &mut SentBatch) -> Result<(), AppendError> {
+        self.unsent = false;
+        while self.sent - self.last < APPENDS_IN_FLIGHT_MAX {
+            let Some(p) = batch.unsent.pop_front() else { break };
+            let piece = (p.first_seq, p.last_seq);
+            let sent = match self.encode_piece(&batch.records, p.bytes.clone(), piece).await {
+                Ok(payload) => self.send(payload, Some((p.first_seq, p.last_seq, batch.first_seq))).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(m) => batch.messages.push_back(m),
+                Err(e) => {
+                    batch.unsent.push_front(p);
+                    self.unsent = true;
+                    return Err(e);
+                }
+            }
         }
-        debug_assert_eq!(self.began.0, first_seq, "a batch's first message went in");
+        self.unsent = !batch.unsent.is_empty();
+        Ok(())
+    }
+
+    /// Settles `batch`, the oldest batch in flight: each of its messages in turn
+    /// ([`ShardLog::settle`]), sending the rest of its pieces as room frees. The stream
+    /// sequence of its first message. After [`AppendError::Unavailable`] it may be settled
+    /// again: it goes on from the message the stream did not answer for.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardLog::settle`], or a piece left to send could not be
+    /// ([`ShardLog::send_journal`]).
+    pub async fn settle_batch(&mut self, batch: &mut SentBatch) -> Result<u64, AppendError> {
+        loop {
+            if let Some(m) = batch.messages.front_mut() {
+                self.settle(m).await?;
+                batch.messages.pop_front();
+            }
+            if !batch.unsent.is_empty() {
+                self.send_pieces(batch).await?;
+            }
+            if batch.messages.is_empty() && batch.unsent.is_empty() {
+                break;
+            }
+        }
+        debug_assert_eq!(self.began.0, batch.first_seq, "a batch's first message went in");
         Ok(self.began.1)
     }
 
-    /// Appends records `range` — the bytes `bytes` of `records` — as one message, of the batch
-    /// whose first record is `batch_first`; its stream sequence. Larger than
-    /// [`ENCODE_INLINE_BYTES`], they are compressed on a blocking thread.
-    async fn append_piece<R>(
-        &mut self,
-        records: &std::sync::Arc<R>,
+    /// Records `first_seq..=last_seq` — the bytes `bytes` of `records` — as a message: on
+    /// this thread up to [`ENCODE_INLINE_BYTES`], else on a blocking thread.
+    async fn encode_piece(
+        &self,
+        records: &SharedRecords,
         bytes: std::ops::Range<usize>,
         (first_seq, last_seq): (u64, u64),
-        batch_first: u64,
-    ) -> Result<u64, AppendError>
-    where
-        R: AsRef<[u8]> + Send + Sync + 'static,
-    {
+    ) -> Result<Bytes, AppendError> {
         let (shard, compress, shared) = (self.shard, self.compress, std::sync::Arc::clone(records));
-        let payload = encoded(bytes.len(), move || {
+        encoded(bytes.len(), move || {
             let mut out = Vec::new();
             let records = &(*shared).as_ref()[bytes];
             Batch { shard, first_seq, last_seq, records }.encode_as(compress, &mut out);
             out
         })
-        .await?;
-        let seq = self.append_message(payload).await?;
-        if first_seq == batch_first {
-            self.began = (batch_first, seq);
-        }
-        self.through = last_seq;
-        Ok(seq)
+        .await
     }
 
     /// Appends a checkpoint: `state` (the local journal's checkpoint of records
@@ -481,7 +601,7 @@ impl ShardLog {
                 out
             })
             .await?;
-            let seq = self.append_message(payload).await?;
+            let seq = self.append_one(payload, None).await?;
             first.get_or_insert(seq);
         }
         Ok(first.unwrap_or(self.last))
@@ -509,56 +629,328 @@ impl ShardLog {
         Ok(purged.purged)
     }
 
-    /// Appends one message (see [`ShardLog::append`]).
-    async fn append_message(&mut self, payload: Bytes) -> Result<u64, AppendError> {
+    /// Appends one message (see [`ShardLog::append`]), nothing else in flight; abandoned
+    /// when it does not settle (asked again, it is sent anew).
+    async fn append_one(
+        &mut self,
+        payload: Bytes,
+        records: Option<(u64, u64, u64)>,
+    ) -> Result<u64, AppendError> {
+        assert_eq!(self.sent, self.last, "an append waits for none other in flight");
+        let mut m = self.send(payload, records).await?;
+        let settled = self.settle(&mut m).await;
+        if settled.is_err() {
+            self.sent = self.last;
+        }
+        settled
+    }
+
+    /// Sends `payload` as the message after the last sent, expecting the one before it: in
+    /// flight until settled ([`ShardLog::settle`]). A publish the connection did not take is
+    /// sent again when it is settled. This writer's first fences the stream first
+    /// ([`ShardLog::fence`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShardLog::fence`]; nothing was sent.
+    async fn send(
+        &mut self,
+        payload: Bytes,
+        records: Option<(u64, u64, u64)>,
+    ) -> Result<InFlight, AppendError> {
+        if !self.fenced {
+            self.fence().await?;
+        }
+        assert!(self.sent - self.last < APPENDS_IN_FLIGHT_MAX, "at most {APPENDS_IN_FLIGHT_MAX} in flight");
+        let seq = self.sent + 1;
+        self.sent = seq;
+        let ack = self.publish(seq, &payload).await.ok();
+        Ok(InFlight { seq, payload, records, ack })
+    }
+
+    /// Publishes `payload` as message `seq` of the shard's stream: refused unless `seq - 1`
+    /// is the stream's last. The stream checks it as it orders what it is sent, counting
+    /// messages it has not stored yet, so several may be in flight.
+    async fn publish(
+        &self,
+        seq: u64,
+        payload: &Bytes,
+    ) -> Result<AckFuture, jetstream::context::PublishError> {
+        let publish = PublishMessage::build().payload(payload.clone()).expected_last_sequence(seq - 1);
+        let ack = self.js.send_publish(self.subject.clone(), publish).await?;
+        Ok(std::future::IntoFuture::into_future(ack))
+    }
+
+    /// Moves the stream past every sequence another writer's message in flight may expect,
+    /// before this writer's first: [`APPENDS_IN_FLIGHT_MAX`] markers in one atomic batch,
+    /// expecting the last sequence this writer knows. A sequence alone does not say whose
+    /// message holds it: were this writer's first message to take the place another writer's
+    /// in-flight message expected to follow (one that was refused), that writer's next would
+    /// follow it. No writer has more than [`APPENDS_IN_FLIGHT_MAX`] in flight, each expecting
+    /// at most one less than the last it may follow, so after the markers — all stored at
+    /// once, or none — every one of them is refused. A marker is a checkpoint's first part of
+    /// two naming this writer, never followed by its second: readers pass it over as a
+    /// checkpoint cut short. Until the fence every message of the old writer that arrives
+    /// first goes in, and the fence, then expecting less than the last, is refused: fenced.
+    ///
+    /// # Errors
+    ///
+    /// Another writer appended since this one read the stream ([`AppendError::Fenced`]),
+    /// the stream lost what it held ([`AppendError::Lost`]), or no answer within
+    /// [`APPEND_WAIT_MAX`] ([`AppendError::Unavailable`]).
+    async fn fence(&mut self) -> Result<(), AppendError> {
+        assert_eq!(self.sent, self.last, "the fence goes before anything is sent");
         let deadline = Instant::now() + APPEND_WAIT_MAX;
+        let n = APPENDS_IN_FLIGHT_MAX;
+        let mut tries = 0u32;
         loop {
-            let publish =
-                PublishMessage::build().payload(payload.clone()).expected_last_subject_sequence(self.last);
-            let sent = match self.js.send_publish(self.subject.clone(), publish).await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            let why = match sent {
-                Ok(ack) => {
-                    self.last = ack.sequence;
-                    return Ok(ack.sequence);
-                }
-                Err(e) => e,
-            };
-            self.retries += 1;
-            // Stored with its reply lost, another writer's, or not stored at all? The
-            // subject's last message says.
-            match last_on(&self.js, &self.shard_stream, &self.subject).await {
-                Ok(Some((seq, data))) if seq > self.last => {
-                    if data == payload {
-                        debug!(shard = self.shard, seq, "append stored, its acknowledgement lost");
-                        self.last = seq;
-                        return Ok(seq);
-                    }
+            tries += 1;
+            // The last record the stream holds: what a reader of a marker takes it to say.
+            let through = match last_on(&self.js, &self.shard_stream, &self.subject).await {
+                Ok(None) => Ok(0),
+                Ok(Some((seq, _))) if seq > self.last => {
                     return Err(AppendError::Fenced { expected: self.last, found: seq });
                 }
                 Ok(Some((seq, _))) if seq < self.last => {
                     return Err(AppendError::Lost { acknowledged: self.last, found: seq });
                 }
-                Ok(None) if self.last > 0 => {
-                    return Err(AppendError::Lost { acknowledged: self.last, found: 0 });
+                Ok(Some((seq, payload))) => batch::decode_message(&payload, &mut Vec::new())
+                    .map(|m| m.last_record())
+                    .map_err(|why| format!("message {seq}: {why}")),
+                Err(e) => Err(e),
+            };
+            let (why, marker) = match through {
+                Ok(through) => {
+                    let marker = self.marker(through);
+                    match self.publish_fence(&marker, tries).await {
+                        Ok(()) => {
+                            (self.last, self.sent, self.fenced) = (self.last + n, self.last + n, true);
+                            return Ok(());
+                        }
+                        Err(e) => (e, Some(marker)),
+                    }
                 }
-                Ok(_) => {}
-                Err(read) => debug!(shard = self.shard, error = %read, "cannot read the subject back yet"),
-            }
-            if why.kind() == PublishErrorKind::WrongLastSequence {
-                // Refused for a sequence that is the subject's last after all: a stale
-                // answer from a deposed leader. Try again.
-                debug!(shard = self.shard, "wrong last sequence, yet the subject's last is ours");
+                Err(e) => (e, None),
+            };
+            self.retries += 1;
+            // Went in, its answer lost? The stream's last is then our last marker.
+            if let (Ok(Some((seq, data))), Some(marker)) =
+                (last_on(&self.js, &self.shard_stream, &self.subject).await, marker)
+            {
+                if seq == self.last + n && data == marker {
+                    (self.last, self.sent, self.fenced) = (seq, seq, true);
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
-                warn!(shard = self.shard, error = %why, "journal append: the stream did not acknowledge");
-                return Err(AppendError::Unavailable(why.to_string()));
+                warn!(shard = self.shard, error = %why, "journal append: the stream did not take the fence");
+                return Err(AppendError::Unavailable(why));
             }
             tokio::time::sleep(APPEND_RETRY).await;
         }
     }
+
+    /// A fence's marker (see [`ShardLog::fence`]), `through` the stream's last record.
+    fn marker(&self, through: u64) -> Bytes {
+        let mut out = Vec::new();
+        let writer = self.writer.to_be_bytes();
+        CheckpointPart { shard: self.shard, covers: through, through, part: 0, parts: 2, bytes: &writer }
+            .encode_as(false, &mut out);
+        Bytes::from(out)
+    }
+
+    /// Publishes `marker` as the fence's markers, one atomic batch (`Nats-Batch-*`, the first
+    /// expecting this writer's last sequence); `Ok` once the stream took it whole.
+    async fn publish_fence(&self, marker: &Bytes, try_: u32) -> Result<(), String> {
+        use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SEQUENCE};
+        let n = APPENDS_IN_FLIGHT_MAX;
+        let id = format!("{:016x}.{try_}", self.writer);
+        let client = self.js.client();
+        for k in 1..n {
+            let mut h = HeaderMap::new();
+            h.insert("Nats-Batch-Id", id.as_str());
+            h.insert("Nats-Batch-Sequence", k.to_string().as_str());
+            if k == 1 {
+                h.insert(NATS_EXPECTED_LAST_SEQUENCE, self.last.to_string().as_str());
+            }
+            client
+                .publish_with_headers(self.subject.clone(), h, marker.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let mut commit = PublishMessage::build()
+            .payload(marker.clone())
+            .header("Nats-Batch-Id", id.as_str())
+            .header("Nats-Batch-Sequence", n.to_string().as_str())
+            .header("Nats-Batch-Commit", "1");
+        if n == 1 {
+            commit = commit.expected_last_sequence(self.last);
+        }
+        let ack = self.js.send_publish(self.subject.clone(), commit).await.map_err(|e| e.to_string())?;
+        let ack = ack.await.map_err(|e| e.to_string())?;
+        if ack.sequence != self.last + n {
+            return Err(format!("the fence went in at {}, not {}", ack.sequence, self.last + n));
+        }
+        Ok(())
+    }
+
+    /// Settles `m`, the oldest message in flight: its acknowledgement, or — when none comes
+    /// (an election, a partition, a lost reply) — what the subject holds at its sequence:
+    /// `m` (stored, the reply lost), another writer's message (fenced), or nothing yet (`m`
+    /// is sent again). Its stream sequence. With several in flight, the ones after a message
+    /// the stream did not take are refused as well (each expects the one before it) and each
+    /// is sent again as it is settled; one that went in after all is recognized at its place.
+    ///
+    /// # Errors
+    ///
+    /// Fenced (another writer), the stream lost acknowledged records, or no answer within
+    /// [`APPEND_WAIT_MAX`] ([`AppendError::Unavailable`]: `m` may be settled again).
+    ///
+    /// # Panics
+    ///
+    /// `m` is not the oldest in flight: the caller settles in the order it sent.
+    pub async fn settle(&mut self, m: &mut InFlight) -> Result<u64, AppendError> {
+        assert_eq!(m.seq, self.last + 1, "messages are settled in the order they were sent");
+        let deadline = Instant::now() + APPEND_WAIT_MAX;
+        loop {
+            let why = match m.ack.take() {
+                Some(ack) => match ack.await {
+                    Ok(ack) if ack.sequence == m.seq => return Ok(self.settled(m)),
+                    Ok(ack) => {
+                        // Only another subject in the stream would put it elsewhere.
+                        return Err(AppendError::Fenced { expected: m.seq - 1, found: ack.sequence });
+                    }
+                    Err(e) => e.to_string(),
+                },
+                None => "not sent".to_owned(),
+            };
+            self.retries += 1;
+            // Stored with its reply lost, another writer's, or not stored at all? The
+            // subject says, at the message's sequence.
+            match self.held_at(m).await {
+                Ok(Held::Ours) => {
+                    debug!(shard = self.shard, seq = m.seq, "append stored, its acknowledgement lost");
+                    return Ok(self.settled(m));
+                }
+                Ok(Held::Another(found)) => return Err(AppendError::Fenced { expected: m.seq - 1, found }),
+                Ok(Held::Below(found)) => return Err(AppendError::Lost { acknowledged: self.last, found }),
+                Ok(Held::Nothing) => {}
+                Err(read) => debug!(shard = self.shard, error = %read, "cannot read the subject back yet"),
+            }
+            if Instant::now() >= deadline {
+                warn!(shard = self.shard, error = %why, "journal append: the stream did not acknowledge");
+                return Err(AppendError::Unavailable(why));
+            }
+            tokio::time::sleep(APPEND_RETRY).await;
+            m.ack = self.publish(m.seq, &m.payload).await.ok();
+        }
+    }
+
+    /// `m` is in the subject: the last message settled.
+    fn settled(&mut self, m: &InFlight) -> u64 {
+        self.last = m.seq;
+        if let Some((first_seq, last_seq, batch_first)) = m.records {
+            if first_seq == batch_first {
+                self.began = (batch_first, m.seq);
+            }
+            self.through = last_seq;
+        }
+        m.seq
+    }
+
+    /// What the subject holds at `m`'s sequence (see [`ShardLog::settle`]).
+    async fn held_at(&self, m: &InFlight) -> Result<Held, String> {
+        match last_on(&self.js, &self.shard_stream, &self.subject).await? {
+            Some((seq, data)) if seq == m.seq => {
+                Ok(if data == m.payload { Held::Ours } else { Held::Another(seq) })
+            }
+            Some((seq, _)) if seq > m.seq => {
+                let s = self.js.get_stream_no_info(&self.shard_stream).await.map_err(|e| e.to_string())?;
+                match s.get_raw_message(m.seq).await {
+                    Ok(at) if at.payload == m.payload => Ok(Held::Ours),
+                    Ok(_) => Ok(Held::Another(m.seq)),
+                    // Not there while later ones are: deleted, or never ours.
+                    Err(_) => Ok(Held::Another(seq)),
+                }
+            }
+            Some((seq, _)) if seq < self.last => Ok(Held::Below(seq)),
+            None if self.last > 0 => Ok(Held::Below(0)),
+            _ => Ok(Held::Nothing),
+        }
+    }
+}
+
+/// A writer's name, drawn at random (the standard library's per-process random keys, and
+/// the time): what tells its fence's markers from any other writer's.
+fn writer_id(shard: u16) -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::hash::RandomState::new().hash_one((now.as_nanos(), std::process::id(), shard))
+}
+
+/// A stream's acknowledgement of a message, awaited.
+type AckFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
+/// A message sent to a shard's subject and not yet settled ([`ShardLog::settle`]).
+pub struct InFlight {
+    /// The stream sequence it must get: the one after the message sent before it.
+    seq: u64,
+    payload: Bytes,
+    /// The journal's records it holds and the first record of their batch.
+    records: Option<(u64, u64, u64)>,
+    /// Its acknowledgement (`None`: not sent, or awaited in vain: sent again when settled).
+    ack: Option<AckFuture>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("seq", &self.seq)
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records shared with whoever else holds them (the local journal's write).
+type SharedRecords = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A batch of the local journal sent to its shard's subject, its messages not yet all
+/// settled ([`ShardLog::send_journal`], [`ShardLog::settle_batch`]).
+pub struct SentBatch {
+    first_seq: u64,
+    /// Its messages in flight, oldest first.
+    messages: std::collections::VecDeque<InFlight>,
+    /// Its pieces not yet sent (no room): sent as it is settled.
+    unsent: std::collections::VecDeque<corridor_journal::record::Piece>,
+    records: SharedRecords,
+}
+
+impl std::fmt::Debug for SentBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentBatch")
+            .field("first_seq", &self.first_seq)
+            .field("messages", &self.messages)
+            .field("unsent", &self.unsent.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a subject holds at a message's sequence.
+enum Held {
+    /// The message.
+    Ours,
+    /// Another (its sequence): another writer's.
+    Another(u64),
+    /// The subject ends before what this writer settled (at this sequence).
+    Below(u64),
+    /// Nothing yet: the message did not go in.
+    Nothing,
 }
 
 /// Whether records `first_seq..=last_seq`, `len` bytes of them, go in one message.
