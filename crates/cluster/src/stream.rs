@@ -665,7 +665,7 @@ impl ShardLog {
         let seq = self.sent + 1;
         self.sent = seq;
         let ack = self.publish(seq, &payload).await.ok();
-        Ok(InFlight { seq, payload, records, ack })
+        Ok(InFlight { seq, payload, records, ack, answer: None })
     }
 
     /// Publishes `payload` as message `seq` of the shard's stream: refused unless `seq - 1`
@@ -813,16 +813,20 @@ impl ShardLog {
         assert_eq!(m.seq, self.last + 1, "messages are settled in the order they were sent");
         let deadline = Instant::now() + APPEND_WAIT_MAX;
         loop {
-            let why = match m.ack.take() {
-                Some(ack) => match ack.await {
-                    Ok(ack) if ack.sequence == m.seq => return Ok(self.settled(m)),
-                    Ok(ack) => {
-                        // Only another subject in the stream would put it elsewhere.
-                        return Err(AppendError::Fenced { expected: m.seq - 1, found: ack.sequence });
-                    }
-                    Err(e) => e.to_string(),
-                },
-                None => "not sent".to_owned(),
+            let answer = match (m.answer.take(), m.ack.take()) {
+                (Some(answer), _) => answer,
+                (None, Some(ack)) => ack.await,
+                (None, None) => Err(jetstream::context::PublishError::new(
+                    jetstream::context::PublishErrorKind::BrokenPipe,
+                )),
+            };
+            let why = match answer {
+                Ok(ack) if ack.sequence == m.seq => return Ok(self.settled(m)),
+                Ok(ack) => {
+                    // Only another subject in the stream would put it elsewhere.
+                    return Err(AppendError::Fenced { expected: m.seq - 1, found: ack.sequence });
+                }
+                Err(e) => e.to_string(),
             };
             self.retries += 1;
             // Stored with its reply lost, another writer's, or not stored at all? The
@@ -904,8 +908,21 @@ pub struct InFlight {
     payload: Bytes,
     /// The journal's records it holds and the first record of their batch.
     records: Option<(u64, u64, u64)>,
-    /// Its acknowledgement (`None`: not sent, or awaited in vain: sent again when settled).
+    /// Its acknowledgement (`None`: not sent, or awaited in vain: sent again when settled),
+    /// and the stream's answer once it came ([`SentBatch::answered`]).
     ack: Option<AckFuture>,
+    answer: Option<Result<jetstream::publish::PublishAck, jetstream::context::PublishError>>,
+}
+
+impl InFlight {
+    /// Waits for the stream's answer and keeps it for [`ShardLog::settle`]; dropped before
+    /// it comes, nothing is lost.
+    async fn answered(&mut self) {
+        if let Some(ack) = self.ack.as_mut() {
+            let answer = ack.await;
+            (self.ack, self.answer) = (None, Some(answer));
+        }
+    }
 }
 
 impl std::fmt::Debug for InFlight {
@@ -929,6 +946,17 @@ pub struct SentBatch {
     /// Its pieces not yet sent (no room): sent as it is settled.
     unsent: std::collections::VecDeque<corridor_journal::record::Piece>,
     records: SharedRecords,
+}
+
+impl SentBatch {
+    /// Waits until the stream answered the batch's oldest message in flight (at once when
+    /// none is): [`ShardLog::settle_batch`] then goes on without waiting for it. Dropped
+    /// before that, nothing is lost.
+    pub async fn answered(&mut self) {
+        if let Some(m) = self.messages.front_mut() {
+            m.answered().await;
+        }
+    }
 }
 
 impl std::fmt::Debug for SentBatch {

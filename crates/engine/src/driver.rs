@@ -28,12 +28,16 @@
 //!
 //! # The journal's batch cycle: [`JournalCycle`]
 //!
-//! One batch at a time: polled from the engine, written and synced by the I/O side, its
-//! result given back. A full disk (ENOSPC) is not fatal: the same batch is written again
-//! (at once when a reserve was released for it, else after [`NO_SPACE_RETRY`]), new
-//! requests are declined 96 meanwhile (`Engine::set_storage_full`), and every
-//! [`NO_SPACE_PROBE`] the driver asks the I/O side to look at the disk again; new requests
-//! are taken again only once a look finds room. Any other failure stops the switch.
+//! Batches polled from the engine, written and synced by the I/O side, their results given
+//! back in the order they were handed out — one at a time, or up to as many as the engine
+//! allows (`Engine::set_journal_batches_in_flight`: a cluster's I/O side writes each to disk
+//! at once, one after another, and has several in the stream at once). A full disk
+//! (ENOSPC) is not fatal: the batch being written is written again (at once when a reserve
+//! was released for it, else after [`NO_SPACE_RETRY`]), new requests are declined 96
+//! meanwhile (`Engine::set_storage_full`), no further batch is handed out until those out
+//! are done, and every [`NO_SPACE_PROBE`] — with none out — the driver asks the I/O side to
+//! look at the disk again; new requests are taken again only once a look finds room. Any
+//! other failure stops the switch.
 
 use std::time::{Duration, Instant};
 
@@ -128,17 +132,19 @@ pub enum AfterWrite {
 /// One shard's journal batch cycle. See the module docs.
 #[derive(Debug, Default)]
 pub struct JournalCycle {
-    /// The last record of the batch being written.
-    writing: Option<u64>,
+    /// The last records of the batches out (handed out, not yet reported synced), oldest
+    /// first.
+    writing: std::collections::VecDeque<u64>,
     /// When the disk was found full, or last looked at while full.
     full: Option<Instant>,
 }
 
 impl JournalCycle {
-    /// The next step at `now`: a batch to write (none while one is out), or a look at a
-    /// full disk that is due; `None` until [`JournalCycle::poll_timeout`] or a new record.
+    /// The next step at `now`: a batch to write (while the engine allows another out, and —
+    /// the disk full — none is), or a look at a full disk that is due (none out); `None`
+    /// until [`JournalCycle::poll_timeout`], a new record or a batch's result.
     pub fn poll(&mut self, engine: &mut Engine, now: Instant, unix_ms: u64) -> Option<JournalStep> {
-        if self.writing.is_some() {
+        if self.full.is_some() && !self.writing.is_empty() {
             return None;
         }
         // A look that is due goes before the next batch: under steady load a batch is
@@ -147,15 +153,15 @@ impl JournalCycle {
             return Some(JournalStep::LookAgain);
         }
         let batch = engine.poll_journal(now, unix_ms)?;
-        self.writing = Some(batch.last_seq);
+        self.writing.push_back(batch.last_seq);
         Some(JournalStep::Write(batch))
     }
 
-    /// When the cycle has something to do on time: the open batch's deadline, or the next
-    /// look at a full disk.
+    /// When the cycle has something to do on time: the open batch's deadline (the engine
+    /// says none while no other batch may go out), or the next look at a full disk.
     #[must_use]
     pub fn poll_timeout(&self, engine: &Engine) -> Option<Instant> {
-        if self.writing.is_some() {
+        if self.full.is_some() && !self.writing.is_empty() {
             return None;
         }
         let probe = self.full.map(|at| at + NO_SPACE_PROBE);
@@ -165,10 +171,16 @@ impl JournalCycle {
         }
     }
 
-    /// Whether a batch is being written.
+    /// Whether a batch is out.
     #[must_use]
     pub fn writing(&self) -> bool {
-        self.writing.is_some()
+        !self.writing.is_empty()
+    }
+
+    /// How many batches are out.
+    #[must_use]
+    pub fn out(&self) -> usize {
+        self.writing.len()
     }
 
     /// Whether the disk was found full and has not been found with room since.
@@ -181,12 +193,14 @@ impl JournalCycle {
         self.full.is_some_and(|at| now.saturating_duration_since(at) >= NO_SPACE_PROBE)
     }
 
-    /// The batch being written ended as `result` says; the caller then flushes.
+    /// A batch's write ended as `result` says — synced: the oldest out (reported in the
+    /// order handed out); the disk full: the one being written, the newest — and the caller
+    /// then flushes.
     pub fn written(&mut self, engine: &mut Engine, result: Written, now: Instant) -> AfterWrite {
-        let Some(last) = self.writing else { unreachable!("a batch's result comes while it is written") };
+        assert!(!self.writing.is_empty(), "a batch's result comes while it is out");
         match result {
             Written::Synced => {
-                self.writing = None;
+                let last = self.writing.pop_front().unwrap_or_else(|| unreachable!("checked above"));
                 engine.handle_journal_synced(last);
                 AfterWrite::Done
             }
@@ -270,5 +284,40 @@ mod tests {
         assert!(c.poll(&mut e, later, 0).is_none(), "the next look is a probe interval later");
         c.looked(&mut e, true, later + NO_SPACE_PROBE);
         assert!(!c.full() && c.poll_timeout(&e).is_none());
+    }
+
+    #[test]
+    fn several_batches_go_out_and_are_synced_in_order_and_a_full_disk_lets_none_more_out() {
+        let t0 = Instant::now();
+        let mut e = engine(t0);
+        e.set_journal_batches_in_flight(3);
+        let mut c = JournalCycle::default();
+        let mut out = Vec::new();
+        for i in 0..4u8 {
+            e.record_config([i; 32]);
+            match c.poll(&mut e, t0 + corridor_journal::limits::GROUP_WAIT_UNAWAITED, 0) {
+                Some(JournalStep::Write(b)) => out.push(b.last_seq),
+                other => assert!(i == 3 && other.is_none(), "batch {i}: {other:?}"),
+            }
+        }
+        assert_eq!((out.len(), c.out()), (3, 3), "three out at once, the fourth waits");
+        assert_eq!(c.poll_timeout(&e), None, "nothing is due on time while none may go");
+        // The newest does not fit on the disk: none more goes out until those out are done.
+        assert_eq!(
+            c.written(&mut e, Written::NoSpace { released: false }, t0),
+            AfterWrite::Again(t0 + NO_SPACE_RETRY)
+        );
+        assert_eq!(c.written(&mut e, Written::Synced, t0), AfterWrite::Done);
+        assert_eq!(e.journal_durable(), Some(out[0]), "the oldest is durable first");
+        let later = t0 + NO_SPACE_PROBE + corridor_journal::limits::GROUP_WAIT_UNAWAITED;
+        assert!(c.poll(&mut e, later, 0).is_none(), "neither a batch nor a look while two are out");
+        assert_eq!(c.poll_timeout(&e), None);
+        for &last in &out[1..] {
+            assert_eq!(c.written(&mut e, Written::Synced, later), AfterWrite::Done);
+            assert_eq!(e.journal_durable(), Some(last));
+        }
+        assert!(matches!(c.poll(&mut e, later, 0), Some(JournalStep::LookAgain)), "none out: the look");
+        c.looked(&mut e, true, later);
+        assert!(matches!(c.poll(&mut e, later, 0), Some(JournalStep::Write(_))), "then the waiting batch");
     }
 }

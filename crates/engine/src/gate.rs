@@ -137,6 +137,14 @@ impl Gate {
         self.journal.as_mut()?.appender.poll_batch_when(now, unix_ms, awaited)
     }
 
+    /// How many batches may be out before the oldest is synced
+    /// ([`Appender::set_in_flight_max`]).
+    pub(crate) fn set_in_flight_max(&mut self, max: usize) {
+        if let Some(j) = self.journal.as_mut() {
+            j.appender.set_in_flight_max(max);
+        }
+    }
+
     /// The next batch begins a new segment ([`Appender::rotate_early`]).
     pub(crate) fn rotate_early(&mut self) {
         if let Some(j) = self.journal.as_mut() {

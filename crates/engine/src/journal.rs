@@ -254,6 +254,13 @@ impl Engine {
         self.journal.recycle(bytes);
     }
 
+    /// How many journal batches may be out before the oldest is synced (1 unless set; a
+    /// cluster's I/O layer takes several: `driver::JournalCycle`). Batches are reported
+    /// synced in the order handed out.
+    pub fn set_journal_batches_in_flight(&mut self, max: usize) {
+        self.journal.set_in_flight_max(max);
+    }
+
     /// When the journal's open batch is due on time (see [`Engine::poll_journal`]).
     #[must_use]
     pub fn journal_timeout(&self) -> Option<Instant> {

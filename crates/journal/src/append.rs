@@ -96,8 +96,10 @@ pub struct Appender {
     first_at: Option<Instant>,
     /// Bytes of the current segment (header included); `None` before the first segment.
     segment_bytes: Option<u64>,
-    /// The last sequence number of the batch being written, if one is.
-    in_flight: Option<u64>,
+    /// The last sequence numbers of the batches being written, oldest first: at most
+    /// `in_flight_max` ([`Appender::set_in_flight_max`]).
+    in_flight: std::collections::VecDeque<u64>,
+    in_flight_max: usize,
     /// See [`Appender::rotate_early`].
     rotate_early: bool,
 }
@@ -119,7 +121,8 @@ impl Appender {
             buf_marked: false,
             first_at: None,
             segment_bytes,
-            in_flight: None,
+            in_flight: std::collections::VecDeque::new(),
+            in_flight_max: 1,
             rotate_early: false,
         }
     }
@@ -150,7 +153,20 @@ impl Appender {
         self.buf_marked = true;
     }
 
-    /// The next batch to write, when one is due and none is in flight.
+    /// How many batches may be handed out before the oldest is synced (1 unless set): an I/O
+    /// layer that writes one batch while the stream still acknowledges those before it (a
+    /// cluster's) takes several. Batches are synced in the order handed out.
+    ///
+    /// # Panics
+    ///
+    /// `max` is 0.
+    pub fn set_in_flight_max(&mut self, max: usize) {
+        assert!(max > 0, "at least one batch in flight");
+        self.in_flight_max = max;
+    }
+
+    /// The next batch to write, when one is due and fewer than the most allowed are in
+    /// flight (one, unless set: [`Appender::set_in_flight_max`]).
     pub fn poll_batch(&mut self, now: Instant, unix_ms: u64) -> Option<SyncBatch> {
         self.poll_batch_when(now, unix_ms, true)
     }
@@ -159,7 +175,7 @@ impl Appender {
     /// batch's records to be durable: a batch nobody waits for waits for more records, up to
     /// [`GROUP_WAIT_UNAWAITED`].
     pub fn poll_batch_when(&mut self, now: Instant, unix_ms: u64, awaited: bool) -> Option<SyncBatch> {
-        if self.in_flight.is_some() || self.buf_records == 0 {
+        if self.in_flight.len() >= self.in_flight_max || self.buf_records == 0 {
             return None;
         }
         let full = self.buf_records >= self.policy.records_max || self.buf.len() >= GROUP_BYTES_MAX;
@@ -185,7 +201,7 @@ impl Appender {
         let release_marked = std::mem::take(&mut self.buf_marked);
         self.buf_records = 0;
         self.first_at = None;
-        self.in_flight = Some(last_seq);
+        self.in_flight.push_back(last_seq);
         Some(SyncBatch { new_segment, bytes, first_seq, last_seq, release_marked })
     }
 
@@ -198,7 +214,7 @@ impl Appender {
     /// [`Appender::poll_timeout`] for [`Appender::poll_batch_when`].
     #[must_use]
     pub fn poll_timeout_when(&self, awaited: bool) -> Option<Instant> {
-        if self.in_flight.is_some() {
+        if self.in_flight.len() >= self.in_flight_max {
             return None;
         }
         self.first_at.map(|at| at + self.wait(awaited))
@@ -213,14 +229,19 @@ impl Appender {
         }
     }
 
-    /// The batch ending at `last_seq` was written and synced.
+    /// The batch ending at `last_seq` — the oldest in flight — was written and synced.
     ///
     /// # Panics
     ///
-    /// If no such batch was handed out: the I/O layer reports only what it was given.
+    /// If it is not the oldest batch handed out: the I/O layer reports what it was given,
+    /// in order.
     pub fn handle_synced(&mut self, last_seq: u64) {
-        assert_eq!(self.in_flight, Some(last_seq), "synced a batch that was not in flight");
-        self.in_flight = None;
+        assert_eq!(
+            self.in_flight.front(),
+            Some(&last_seq),
+            "synced a batch that was not the oldest in flight"
+        );
+        self.in_flight.pop_front();
         self.durable_seq = last_seq;
     }
 
@@ -269,6 +290,46 @@ mod tests {
 
     fn policy(records_max: usize, segment_bytes: u64) -> GroupCommit {
         GroupCommit { records_max, wait: 200 * US, segment_bytes }
+    }
+
+    #[test]
+    fn several_batches_go_out_before_the_first_is_synced_and_are_synced_in_order() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(2, SEGMENT_BYTES_MIN), 1, None);
+        a.set_in_flight_max(3);
+        let mut out = Vec::new();
+        for round in 0..4u64 {
+            a.append(Kind::Forwarded, b"x", t0);
+            a.append(Kind::Forwarded, b"y", t0);
+            match a.poll_batch(t0, 0) {
+                Some(b) => out.push((b.first_seq, b.last_seq)),
+                None => assert_eq!(round, 3, "the fourth waits: three are in flight"),
+            }
+        }
+        assert_eq!(out, [(1, 2), (3, 4), (5, 6)]);
+        assert_eq!(a.poll_timeout(), None, "nothing is due on time while none may go");
+        assert_eq!(a.durable(), 0);
+        a.handle_synced(2);
+        assert_eq!(a.durable(), 2);
+        let b = a.poll_batch(t0, 0).expect("room for one more");
+        assert_eq!((b.first_seq, b.last_seq), (7, 8));
+        for last in [4, 6, 8] {
+            a.handle_synced(last);
+            assert_eq!(a.durable(), last, "durable up to each, in order");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not the oldest in flight")]
+    fn a_batch_synced_before_an_older_one_is_refused() {
+        let t0 = Instant::now();
+        let mut a = Appender::new(policy(1, SEGMENT_BYTES_MIN), 1, None);
+        a.set_in_flight_max(2);
+        a.append(Kind::Forwarded, b"x", t0);
+        a.poll_batch(t0, 0).expect("one");
+        a.append(Kind::Forwarded, b"y", t0);
+        a.poll_batch(t0, 0).expect("two");
+        a.handle_synced(2);
     }
 
     #[test]

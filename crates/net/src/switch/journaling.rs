@@ -144,18 +144,38 @@ pub(super) async fn journal_loop(
         }
         None => None,
     };
+    if replica.is_some() {
+        // Batches go to the stream one after another without waiting for the one before:
+        // up to as many as a shard's writer may have in flight, released in order.
+        let most = usize::try_from(corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX).unwrap_or(1);
+        shared.input(|e| e.set_journal_batches_in_flight(most));
+    }
+    // The batches out, oldest first: each written and synced here at once, one after
+    // another; in a cluster each also sent to the stream as it is written, and released once
+    // the stream acknowledged it and every batch before it.
+    let mut out: std::collections::VecDeque<Out> = std::collections::VecDeque::new();
     loop {
-        let step = loop {
-            if checkpoints.due(marks.through) && !shared.finished.is_cancelled() {
-                break None;
+        shared.appending.set(out.iter().any(|o| o.streamed));
+        let next = loop {
+            // The oldest out, nothing of it waiting for the stream: its release is next.
+            if out.front().is_some_and(|o| o.sent.is_none()) {
+                break Next::Release;
             }
-            let (step, due) = {
+            // A checkpoint waits for the stream's batches to settle (it goes after them).
+            let checkpoint = checkpoints.due(marks.through) && !shared.finished.is_cancelled();
+            if checkpoint && out.is_empty() {
+                break Next::Checkpoint;
+            }
+            let room = !checkpoint && replica.as_ref().is_none_or(corridor_cluster::ShardLog::can_send);
+            let (step, due) = if room {
                 let mut engine = shared.engine.borrow_mut();
                 let step = cycle.poll(&mut engine, Instant::now(), crate::journal::unix_ms());
                 (step, cycle.poll_timeout(&engine))
+            } else {
+                (None, None)
             };
             if let Some(step) = step {
-                break Some(step);
+                break Next::Step(step);
             }
             let wait = async {
                 match due {
@@ -163,23 +183,81 @@ pub(super) async fn journal_loop(
                     None => std::future::pending().await,
                 }
             };
+            let answered = async {
+                match out.front_mut().and_then(|o| o.sent.as_mut()) {
+                    Some(sent) => sent.answered().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = answered => break Next::Settle,
                 () = shared.journal_wake.notified() => {}
                 () = checkpoints.wake.notified() => {}
                 () = wait => {}
             }
         };
-        let Some(step) = step else {
-            if let Some(log) = replica.as_mut() {
-                if let Err(why) = stream_checkpoint(&shared, log, &checkpoints, &mut marks, &stop).await {
-                    return fatal(&shared, &stop, &why);
+        match next {
+            Next::Checkpoint => {
+                if let Some(log) = replica.as_mut() {
+                    if let Err(why) = stream_checkpoint(&shared, log, &checkpoints, &mut marks, &stop).await {
+                        return fatal(&shared, &stop, &why);
+                    }
                 }
             }
-            continue;
-        };
-        let mut batch = match step {
-            JournalStep::Write(batch) => batch,
-            JournalStep::LookAgain => {
+            Next::Settle => {
+                let (Some(o), Some(log)) = (out.front_mut(), replica.as_mut()) else {
+                    unreachable!("a batch in the stream is settled")
+                };
+                let Some(mut sent) = o.sent.take() else { unreachable!("it waits for the stream") };
+                match settle(&shared, log, &mut sent, &o.batch, &stop).await {
+                    Ok(seq) => {
+                        shared.replica(|m| m.append.record(o.sent_at.elapsed()));
+                        marks.appended(&o.batch, seq);
+                    }
+                    Err(why) => return fatal(&shared, &stop, &why),
+                }
+            }
+            Next::Release => {
+                let Some(o) = out.pop_front() else { unreachable!("a batch is out") };
+                if let (true, Some(log)) = (o.streamed, replica.as_mut()) {
+                    shared.appending.set(true);
+                    let mut replicated = Ok(());
+                    if let Some((shard, t)) = &lease {
+                        replicated = lease_fresh(*shard, t, &stop).await;
+                    }
+                    // The release mark before the release: a new owner takes an approval
+                    // after the mark as never given (see `ShardLog::mark_released`); a
+                    // batch relaying none has nothing a new owner would reverse.
+                    if replicated.is_ok() && log.must_mark(o.batch.release_marked) {
+                        let began = Instant::now();
+                        replicated = log.mark_released(o.batch.last_seq).await;
+                        if replicated.is_ok() {
+                            shared.replica(|m| {
+                                m.mark.record(began.elapsed());
+                                (m.marks, m.marked) = (m.marks + 1, o.batch.last_seq);
+                            });
+                        }
+                    }
+                    // (Until here the lease is not given up at a stop: see `watch_lease`.)
+                    if let Err(why) = replicated {
+                        shared.appending.set(false);
+                        return fatal(&shared, &stop, &why);
+                    }
+                    shared.start_ready();
+                }
+                let records = o.batch.last_seq.saturating_sub(o.batch.first_seq) + 1;
+                let after = shared.input(|e| cycle.written(e, Written::Synced, Instant::now()));
+                debug_assert_eq!(after, AfterWrite::Done, "a synced batch is done");
+                shared.journal_metrics.borrow_mut().batch(records, o.began.elapsed());
+                if o.batch.new_segment.is_some() {
+                    checkpoints.segment_begun();
+                }
+                // Its buffer, for a batch to fill (shared with nothing by now).
+                if let Ok(mut batch) = std::sync::Arc::try_unwrap(o.batch) {
+                    shared.engine.borrow_mut().recycle_journal_buffer(std::mem::take(&mut batch.bytes));
+                }
+            }
+            Next::Step(JournalStep::LookAgain) => {
                 // Is there room again? Taking the reserve back says.
                 let Ok((back, room)) = tokio::task::spawn_blocking(move || {
                     let room = w.restore_reserve();
@@ -192,118 +270,96 @@ pub(super) async fn journal_loop(
                 w = back;
                 shared.input(|e| cycle.looked(e, room, Instant::now()));
                 shared.journal_metrics.borrow_mut().full = cycle.full();
-                continue;
             }
-        };
-        let records = batch.last_seq.saturating_sub(batch.first_seq) + 1;
-        let new_segment = batch.new_segment.is_some();
-        let began = Instant::now();
-        // In a cluster: whether the stream holds this batch yet.
-        let mut appended = false;
-        loop {
-            // In a cluster the stream's append goes beside the local write and sync, not after
-            // it: a batch is durable once both hold it. Either may end first, or alone before
-            // a crash — a start catches the journal up from the stream when the stream holds
-            // more, and refills the stream from the journal when it holds less (both long
-            // since: a takeover's catch-up, the refill of what was synced and never
-            // acknowledged). Once the drain is over the shard's lease is given up: what the
-            // last closes record stays local (a restart here refills the stream with it, or
-            // sets it aside if another node took the shard meanwhile).
-            let streaming = !appended && replica.is_some() && !shared.finished.is_cancelled();
-            // Shared by the two, not copied; whole again once both are done.
-            let shared_batch = std::sync::Arc::new(batch);
-            let to_stream = streaming.then(|| std::sync::Arc::clone(&shared_batch));
-            let disk = tokio::task::spawn_blocking(move || {
-                let r = w.write(&shared_batch);
-                (w, shared_batch, r)
-            });
-            let log = replica.as_mut();
-            let stream = async {
-                match (to_stream.clone(), log) {
-                    (Some(b), Some(log)) => {
-                        shared.appending.set(true);
-                        Some(replicate(&shared, log, b, &stop).await)
-                    }
+            Next::Step(JournalStep::Write(batch)) => {
+                let began = Instant::now();
+                let batch = std::sync::Arc::new(batch);
+                // In a cluster the batch goes to the stream before it is written here, not
+                // after: a batch is durable once both hold it, and the stream's round trip
+                // runs while the disk syncs. Either may end first, or alone before a crash — a
+                // start catches the journal up from the stream when the stream holds more,
+                // and refills the stream from the journal when it holds less (both long
+                // since: a takeover's catch-up, the refill of what was synced and never
+                // acknowledged). Once the drain is over the shard's lease is given up: what
+                // the last closes record stays local (a restart here refills the stream with
+                // it, or sets it aside if another node took the shard meanwhile).
+                let streamed = replica.is_some() && !shared.finished.is_cancelled();
+                let sent = match (streamed, replica.as_mut()) {
+                    (true, Some(log)) => match send(&shared, log, &batch, &stop).await {
+                        Ok(sent) => Some(sent),
+                        Err(why) => return fatal(&shared, &stop, &why),
+                    },
                     _ => None,
-                }
-            };
-            let (written, streamed) = tokio::join!(disk, stream);
-            drop(to_stream);
-            let result = match written {
-                Ok((back, again, Ok(()))) => {
-                    (w, batch) = (back, std::sync::Arc::unwrap_or_clone(again));
-                    Written::Synced
-                }
-                Ok((mut back, again, Err(crate::journal::JournalError::NoSpace { what }))) => {
-                    let released = back.release_reserve();
-                    debug!(what, released, "journal: no space for a batch");
-                    (w, batch) = (back, std::sync::Arc::unwrap_or_clone(again));
-                    Written::NoSpace { released }
-                }
-                Ok((_, _, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
-                Err(e) => return fatal(&shared, &stop, &format!("journal writer: {e}")),
-            };
-            match streamed {
-                Some(Ok(seq)) => {
-                    appended = true;
-                    marks.appended(&batch, seq);
-                }
-                Some(Err(why)) => {
-                    shared.appending.set(false);
-                    return fatal(&shared, &stop, &why);
-                }
-                None => {}
-            }
-            if let (Written::Synced, true, Some(log)) = (&result, appended, replica.as_mut()) {
-                shared.replica(|m| m.synced = batch.last_seq);
-                shared.appending.set(true);
-                let mut replicated = Ok(());
-                if let Some((shard, t)) = &lease {
-                    replicated = lease_fresh(*shard, t, &stop).await;
-                }
-                // The release mark before the release: a new owner takes an approval
-                // after the mark as never given (see `ShardLog::mark_released`); a
-                // batch relaying none has nothing a new owner would reverse.
-                if replicated.is_ok() && log.must_mark(batch.release_marked) {
-                    let began = Instant::now();
-                    replicated = log.mark_released(batch.last_seq).await;
-                    if replicated.is_ok() {
-                        shared.replica(|m| {
-                            m.mark.record(began.elapsed());
-                            (m.marks, m.marked) = (m.marks + 1, batch.last_seq);
-                        });
+                };
+                let sent_at = Instant::now();
+                shared.appending.set(out.iter().any(|o| o.streamed) || streamed);
+                // Written and synced here, again while the disk is full (the engine declines
+                // new requests meanwhile).
+                loop {
+                    let shared_batch = std::sync::Arc::clone(&batch);
+                    let disk = tokio::task::spawn_blocking(move || {
+                        let r = w.write(&shared_batch);
+                        (w, r)
+                    });
+                    let released = match disk.await {
+                        Ok((back, Ok(()))) => {
+                            w = back;
+                            break;
+                        }
+                        Ok((mut back, Err(crate::journal::JournalError::NoSpace { what }))) => {
+                            let released = back.release_reserve();
+                            debug!(what, released, "journal: no space for a batch");
+                            w = back;
+                            released
+                        }
+                        Ok((_, Err(e))) => return fatal(&shared, &stop, &format!("journal: {e}")),
+                        Err(e) => return fatal(&shared, &stop, &format!("journal writer: {e}")),
+                    };
+                    let after =
+                        shared.input(|e| cycle.written(e, Written::NoSpace { released }, Instant::now()));
+                    shared.journal_metrics.borrow_mut().full = cycle.full();
+                    if let AfterWrite::Again(at) = after {
+                        tokio::time::sleep_until(at.into()).await;
                     }
                 }
-                // (Until here the lease is not given up at a stop: see `watch_lease`.)
-                shared.appending.set(false);
-                if let Err(why) = replicated {
-                    return fatal(&shared, &stop, &why);
+                shared.journal_metrics.borrow_mut().full = cycle.full();
+                if streamed {
+                    shared.replica(|m| m.synced = batch.last_seq);
                 }
-                shared.start_ready();
-            }
-            shared.appending.set(false);
-            let after = shared.input(|e| cycle.written(e, result, Instant::now()));
-            shared.journal_metrics.borrow_mut().full = cycle.full();
-            match after {
-                AfterWrite::Done => {
-                    shared.journal_metrics.borrow_mut().batch(records, began.elapsed());
-                    if new_segment {
-                        checkpoints.segment_begun();
-                    }
-                    break;
+                // A segment that grows as it is written is left as soon as a prepared one
+                // is ready.
+                if w.wants_early_rotation() {
+                    shared.engine.borrow_mut().rotate_journal_segment();
                 }
-                AfterWrite::Again(at) => tokio::time::sleep_until(at.into()).await,
+                out.push_back(Out { batch, sent, streamed, began, sent_at });
             }
-        }
-        // Its buffer, for the next batch to fill; and a segment that grows as it is written
-        // is left as soon as a prepared one is ready.
-        let rotate = w.wants_early_rotation();
-        let mut engine = shared.engine.borrow_mut();
-        engine.recycle_journal_buffer(std::mem::take(&mut batch.bytes));
-        if rotate {
-            engine.rotate_journal_segment();
         }
     }
+}
+
+/// What the journal loop does next.
+enum Next {
+    /// The engine's next step: a batch to write, or a look at a full disk.
+    Step(JournalStep),
+    /// The stream answered the oldest batch out: settle it.
+    Settle,
+    /// The oldest batch out is durable (written here, and in a cluster in the stream):
+    /// release what it gates.
+    Release,
+    /// Append the journal's newest checkpoint to the stream (none out).
+    Checkpoint,
+}
+
+/// A batch out: written and synced here; in a cluster, in the stream or on its way.
+struct Out {
+    batch: std::sync::Arc<corridor_journal::SyncBatch>,
+    /// Its append to the stream, until settled.
+    sent: Option<corridor_cluster::SentBatch>,
+    /// Whether it was sent to the stream (after the drain, batches stay local).
+    streamed: bool,
+    /// When it was handed out, and sent.
+    began: Instant,
+    sent_at: Instant,
 }
 
 /// The journal cannot go on: the switch stops at once, with the reason.
@@ -487,26 +543,46 @@ async fn lease_fresh(shard: u16, t: &crate::journal::Taken, stop: &Shutdown) -> 
     }
 }
 
-/// Appends `batch` (synced here) to the stream, waiting as long as the stream is unavailable:
-/// nothing of it may leave before the stream has it. Fenced (another node took the shard)
-/// or lost (the stream went back on what it acknowledged) is an error: the node stops
-/// acting for the shard.
-async fn replicate(
+/// Sends `batch` to the stream (before it is written here), waiting as long as the stream is
+/// unavailable for its writer's fence. Fenced (another node took the shard) is an error: the
+/// node stops acting for the shard.
+async fn send(
     shared: &Shared,
     log: &mut corridor_cluster::ShardLog,
-    batch: std::sync::Arc<corridor_journal::SyncBatch>,
+    batch: &std::sync::Arc<corridor_journal::SyncBatch>,
+    stop: &Shutdown,
+) -> Result<corridor_cluster::SentBatch, String> {
+    loop {
+        match log.send_journal(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(batch))).await {
+            Ok(sent) => return Ok(sent),
+            Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
+                shared.replica(|m| {
+                    m.replicating = false;
+                    m.append_retries = log.retries();
+                });
+                warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
+            }
+            Err(e) => return Err(format!("cluster: {e}")),
+        }
+    }
+}
+
+/// Settles `sent` — `batch`'s append, the oldest in the stream — waiting as long as the
+/// stream is unavailable: nothing of it may leave before the stream has it. Fenced (another
+/// node took the shard) or lost (the stream went back on what it acknowledged) is an error:
+/// the node stops acting for the shard.
+async fn settle(
+    shared: &Shared,
+    log: &mut corridor_cluster::ShardLog,
+    sent: &mut corridor_cluster::SentBatch,
+    batch: &corridor_journal::SyncBatch,
     stop: &Shutdown,
 ) -> Result<u64, String> {
-    let began = Instant::now();
     loop {
-        match log
-            .append_journal(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(&batch)))
-            .await
-        {
+        match log.settle_batch(sent).await {
             Ok(seq) => {
-                let (took, retries) = (began.elapsed(), log.retries());
+                let retries = log.retries();
                 shared.replica(|m| {
-                    m.append.record(took);
                     (m.acknowledged, m.subject_seq, m.append_retries) = (batch.last_seq, log.last(), retries);
                     m.replicating = true;
                 });
