@@ -21,6 +21,10 @@
 #   RELAY=1: the replicated node and a standby of the same cluster that relays its partners'
 #   connections to it (node links in mutual TLS): "replicated" is the partner on the serving
 #   node, "relayed" the same partner on the standby (the relay's cost).
+#   NATS_DELAY=1: the replicated node reaches each NATS server through a proxy that delays
+#   every byte that many milliseconds each way (benches/delay_proxy.py): a node that far
+#   from the stream's servers. Its round trip, not the host's CPU, then bounds what one
+#   append at a time can have acknowledged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NATS_SERVER="${NATS_SERVER:-target/test-nats/bin/nats-server}"
@@ -38,7 +42,10 @@ L=target/release/corridor-load
 
 W="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"
+}
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -56,6 +63,15 @@ cluster { name: corridor-bench, listen: 127.0.0.1:${rports[$i]}, routes: [$(IFS=
 EOF
   "$NATS_SERVER" -c "$W/n$i.conf" 2>"$W/n$i.log" & pids+=($!); nats_pids+=($!)
 done
+
+# The replicated node's way to the servers: straight, or through a delaying proxy each.
+node_nats=("${clients[@]}")
+if [ -n "${NATS_DELAY:-}" ]; then
+  for i in 0 1 2; do
+    node_nats[$i]="$(port)"
+    python3 benches/delay_proxy.py "${node_nats[$i]}" "${clients[$i]}" "$NATS_DELAY" & pids+=($!)
+  done
+fi
 
 # The issuer.
 ISS="$(port)"
@@ -111,7 +127,7 @@ token_file = "admin.token"
 EOF
   if [ "$4" = yes ]; then
     printf '\n[cluster]\nnode = "%s"\nstream = "B_%s"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\n' \
-      "$1" "${1//-/_}" "${clients[0]}" "${clients[1]}" "${clients[2]}" >> "$W/$1.toml"
+      "$1" "${1//-/_}" "${node_nats[0]}" "${node_nats[1]}" "${node_nats[2]}" >> "$W/$1.toml"
   elif [ "$4" = split ]; then
     # One cluster of two, each node running one of the two shards (node links between them).
     printf '\n[cluster]\nnode = "%s"\nstream = "B_split"\nnats = ["nats://127.0.0.1:%s", "nats://127.0.0.1:%s", "nats://127.0.0.1:%s"]\nrelay_tls = { cert = "certs/node.pem", key = "certs/node.key", ca = ["certs/ca.pem"] }\n[cluster.nodes.split-a]\nrelay = "127.0.0.1:%s"\nshards = [0]\n[cluster.nodes.split-b]\nrelay = "127.0.0.1:%s"\nshards = [1]\n' \
