@@ -430,13 +430,13 @@ impl Engine {
         self.links.get(&link).is_some_and(|l| !l.out.is_empty())
     }
 
-    /// When [`Engine::handle_timeout`] should next be called.
+    /// When [`Engine::handle_timeout`] should next be called. Not the journal's open batch's
+    /// deadline: the journal's I/O side waits for that itself (`driver::JournalCycle::
+    /// poll_timeout`), and only when it can take a batch — with several out, a batch due
+    /// while none more may go would otherwise wake the engine's timer again and again.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timers.next(), self.journal_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next()
     }
 
     // ----- input -----

@@ -12,7 +12,14 @@
 //!
 //! The node, as `corridor_net::switch::journaling` runs it: a batch is written and synced
 //! on the node's disk, then appended, and only then released to the engine
-//! (`Written::Synced`): nothing a batch gates leaves before the stream has it. A takeover
+//! (`Written::Synced`): nothing a batch gates leaves before the stream has it. Up to
+//! [`IN_FLIGHT`] batches are out at once — written one after another, in the stream
+//! together, released in order (one, as `net` runs: see
+//! `corridor_cluster::limits::APPENDS_IN_FLIGHT`). A node that dies leaves any prefix of
+//! what it had in flight in the stream; the rest may still arrive after its successor took
+//! over (a partition, a pause), each expecting its own place: every node's first append is
+//! preceded by a fence of markers (`ShardLog::fence`), which puts the subject past every
+//! place such a message expects, so none of them goes in. A takeover
 //! is `ops::startup::take_shard`: the standby's journal is brought up to the stream's — the
 //! stream's records past its own written in, its own records past the stream's appended
 //! (the subject did not move since: nothing was acted on meanwhile), or, diverged (it holds
@@ -56,6 +63,12 @@ const LEASE_RENEW: Duration = Duration::from_secs(1);
 const CLOCK_SKEW_PPM_MAX: u64 = 50_000;
 /// How long the stream takes to acknowledge an append, at most (microseconds).
 const ACK_MAX_US: u64 = 3_000;
+/// How many batches a node has in the stream at once (as `net`'s journal loop,
+/// `corridor_cluster::limits::APPENDS_IN_FLIGHT`).
+pub(crate) const IN_FLIGHT: usize = 1;
+/// How many markers a node's fence appends: the most any writer may have in flight (as
+/// `corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX`).
+const FENCE: usize = 4;
 
 /// One append: a batch of one shard's records, or a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,9 +133,22 @@ pub(crate) struct Cluster {
     /// Checkpoints appended, purges, and checkpoints cut short by their writer's death.
     pub(crate) checkpoints: (u32, u32, u32),
     /// Per shard: the batches synced on the node's disk and waiting for the stream, in
-    /// order (one at most: the engine writes its next batch once this one is released;
-    /// more only with the planted defect).
+    /// order (up to [`IN_FLIGHT`], and a checkpoint; more only with the planted defect).
     pub(crate) appending: Vec<VecDeque<Appended>>,
+    /// Messages a dead node had sent that had not reached the stream, on their way still:
+    /// (shard, the subject's length each expects, the message). They arrive after the
+    /// takeover.
+    pub(crate) late: Vec<(usize, usize, Appended)>,
+    /// The late messages' own choices (whether one is on its way still, when it arrives),
+    /// apart from the cluster's: modelling them leaves every other draw of a seed as it was.
+    pub(crate) late_rng: Rng,
+    /// Late messages that arrived, and that went in (none but with the planted defect).
+    pub(crate) late_sent: u32,
+    pub(crate) late_in: u32,
+    /// The most batches one shard had in the stream at once.
+    pub(crate) most_out: usize,
+    /// A planted defect (tests only): a node's first append is not preceded by its fence.
+    pub(crate) no_fence: bool,
     /// Choices of the cluster's own (the draws of seeds without a cluster are unchanged).
     pub(crate) rng: Rng,
     /// Which node is serving (0 or 1), for the history.
@@ -180,6 +206,21 @@ impl Cluster {
         }
     }
 
+    /// Whether shard `k` may send no more batches to the stream now: [`IN_FLIGHT`] are.
+    pub(crate) fn stream_full(&self, k: usize) -> bool {
+        self.appending[k].iter().filter(|a| a.checkpoint.is_none()).count() >= IN_FLIGHT
+    }
+
+    /// A checkpoint at the front of shard `k`'s appends says the subject holds what it holds
+    /// as it goes in (`through`): the batches sent before it went in first (as `net` appends
+    /// a checkpoint once the batches out are settled).
+    fn through_now(&mut self, k: usize) {
+        let last = self.last_seq(k);
+        if let Some(a) = self.appending[k].front_mut().filter(|a| a.checkpoint.is_some()) {
+            (a.first_seq, a.last_seq) = (last, last);
+        }
+    }
+
     pub(crate) fn new(shards: usize, mut rng: Rng) -> Self {
         let skew_ppm = rng.below(2 * CLOCK_SKEW_PPM_MAX + 1) as i64 - CLOCK_SKEW_PPM_MAX as i64;
         Self {
@@ -192,6 +233,12 @@ impl Cluster {
             base: vec![0; shards],
             checkpoints: (0, 0, 0),
             appending: vec![VecDeque::new(); shards],
+            late: Vec::new(),
+            late_rng: Rng::new(skew_ppm.unsigned_abs() ^ 0x1a7e_5eed),
+            late_sent: 0,
+            late_in: 0,
+            most_out: 0,
+            no_fence: false,
             rng,
             node: 0,
             release_before_ack: false,
@@ -229,6 +276,7 @@ impl Cluster {
         let covers = checkpoint.as_ref().map_or(0, |(c, _)| *c);
         let mut first = None;
         let mut records = Vec::new();
+        let mut next = None;
         for a in msgs.iter().filter(|a| a.checkpoint.is_none() && a.last_seq > covers) {
             if first.is_none() && a.first_seq > covers + 1 {
                 return Err(format!(
@@ -236,9 +284,22 @@ impl Cluster {
                     a.first_seq
                 ));
             }
+            // As the reader's `Tail`: each batch begins where the one before it ended.
+            if let Some(n) = next.filter(|&n| n != a.first_seq) {
+                return Err(format!("shard {k}: the subject skips from record {n} to {}", a.first_seq));
+            }
+            next = Some(a.last_seq + 1);
             let from = first.map_or(covers + 1, |_| a.first_seq);
             first.get_or_insert(from);
             records.extend_from_slice(records_since(a.first_seq, &a.bytes, from));
+        }
+        // The checkpoint says the subject held records up to its `through` when it went in:
+        // those past what it covers are in batches, or the reader finds them gone.
+        let through = last_whole.map_or(0, |i| msgs[i].last_seq);
+        if first.is_none() && through > covers {
+            return Err(format!(
+                "shard {k}: the checkpoint of ..={covers} went in with records up to {through}: none is there"
+            ));
         }
         Ok(Read { checkpoint, first: first.unwrap_or(covers + 1), records })
     }
@@ -314,6 +375,8 @@ impl Sim {
             c.mark(k, &batch);
         }
         c.appending[k].push_back(batch);
+        let batches = c.appending[k].iter().filter(|a| a.checkpoint.is_none()).count();
+        c.most_out = c.most_out.max(batches);
         let first = c.appending[k].len() == 1;
         let life = self.life;
         if first {
@@ -331,6 +394,7 @@ impl Sim {
         }
         let now = self.now;
         let Some(c) = self.cluster.as_mut() else { return };
+        c.through_now(k);
         let Some(batch) = c.appending[k].front().cloned() else { return };
         if now < c.down_until {
             // An election: the append waits (stored already, its acknowledgement lost, or
@@ -360,6 +424,7 @@ impl Sim {
         let unix_ms = self.unix_ms();
         let Some(c) = self.cluster.as_mut() else { return };
         let mut lines = Vec::new();
+        let mut unreadable = None;
         let release = match batch.checkpoint {
             // A checkpoint gates nothing. Its messages before it are purged (retention
             // done) half the time: from the first batch holding a record it does not cover.
@@ -388,7 +453,10 @@ impl Sim {
                 // Now and then the journal checkpoints, and the node appends it: covering the
                 // records up to a batch the subject holds (not always the last: `through`
                 // may be past what it covers).
-                if c.rng.chance(CHECKPOINT_CHANCE) {
+                // (As `net` appends one: once the batches out are in, alone in flight — no
+                // batch is sent until it is in.)
+                let alone = c.appending[k].is_empty();
+                if c.rng.chance(CHECKPOINT_CHANCE) && alone {
                     let prior = c.read(k).ok().and_then(|r| r.checkpoint).map_or(0, |(covers, _)| covers);
                     let ends: Vec<u64> = c.subjects[k]
                         .iter()
@@ -398,6 +466,11 @@ impl Sim {
                     if !ends.is_empty() {
                         let covers = ends[c.rng.below(ends.len() as u64) as usize];
                         let through = c.last_seq(k);
+                        // (The node's journal checkpoints its own records; here they are
+                        // the stream's, which must read whole.)
+                        if let Err(why) = c.read(k) {
+                            unreadable = Some(why);
+                        }
                         let state = c.state_of(k, covers, unix_ms);
                         c.appending[k].push_back(Appended {
                             first_seq: through,
@@ -423,6 +496,9 @@ impl Sim {
         }
         for l in lines {
             self.world(l);
+        }
+        if let Some(why) = unreadable {
+            return self.broke(None, format!("a takeover cannot read the stream: {why}"));
         }
         if release {
             self.written(k, Written::Synced);
@@ -489,10 +565,22 @@ impl Sim {
         // An append the node had sent may have reached the stream before it died (stored,
         // its acknowledgement never read): nothing it gates was released, and the standby
         // reads it all the same.
+        // Of several in flight, any first few; the rest (each expecting its place) may still
+        // arrive, after the takeover.
         for k in 0..c.appending.len() {
-            let landed = c.rng.chance(50);
-            if let Some(mut batch) = c.appending[k].pop_front() {
-                if landed && c.len(k) == c.expected[k] && !c.release_before_ack {
+            // (The first's draw from the cluster's choices, as before several were modelled.)
+            let mut landing = c.rng.chance(50);
+            for (i, mut batch) in std::mem::take(&mut c.appending[k]).into_iter().enumerate() {
+                let place = c.expected[k] + i;
+                if batch.checkpoint.is_some() {
+                    let last = c.last_seq(k);
+                    (batch.first_seq, batch.last_seq) = (last, last);
+                }
+                if i > 0 {
+                    landing = landing && c.late_rng.chance(50);
+                }
+                landing = landing && c.len(k) == place && !c.release_before_ack;
+                if landing {
                     // A checkpoint's parts: the first only, half the time.
                     if let Some(ckp) = batch.checkpoint.as_mut().filter(|_| c.rng.chance(50)) {
                         ckp.whole = false;
@@ -500,11 +588,40 @@ impl Sim {
                     }
                     c.subjects[k].push(batch);
                     c.landed_at_death += 1;
+                } else if batch.checkpoint.is_none() && c.late_rng.chance(50) {
+                    c.late.push((k, place, batch));
                 }
             }
         }
-        c.appending.iter_mut().for_each(VecDeque::clear);
+        if !c.late.is_empty() {
+            let after = d + c.late_rng.micros(0, 500_000);
+            self.at(self.now + after, Ev::Late);
+        }
         self.at(self.now + d, Ev::Restart);
+    }
+
+    /// What a dead node had sent arrives: each message goes in only where it expects to
+    /// (the subject as long as when it was sent). A new owner's fence puts the subject past
+    /// every such place; one that went in is the dead node's batch after the new owner's
+    /// records, which the next takeover reads.
+    pub(crate) fn late(&mut self) {
+        let Some(c) = self.cluster.as_mut() else { return };
+        let mut lines = Vec::new();
+        for (k, place, batch) in std::mem::take(&mut c.late) {
+            c.late_sent += 1;
+            if c.len(k) == place {
+                lines.push(format!(
+                    "shard {k}: records {}..={} the dead node had sent went in after the takeover",
+                    batch.first_seq, batch.last_seq
+                ));
+                c.subjects[k].push(batch);
+                c.late_in += 1;
+                // The serving node's next append expects what it last saw: it is fenced.
+            }
+        }
+        for l in lines {
+            self.world(l);
+        }
     }
 
     /// The standby becomes the serving node: the nodes' disks change places (the dead one's
@@ -532,6 +649,19 @@ impl Sim {
                 }
             };
             let covers = read.checkpoint.as_ref().map_or(0, |(c, _)| *c);
+            // The new owner's fence, before anything it appends: markers readers pass over.
+            if !c.no_fence {
+                let last = c.last_seq(k);
+                let marker = Appended {
+                    first_seq: last,
+                    last_seq: last,
+                    bytes: Vec::new(),
+                    life: 0,
+                    checkpoint: Some(Ckp { covers: last, whole: false }),
+                    release_marked: false,
+                };
+                c.subjects[k].extend(std::iter::repeat_n(marker, FENCE));
+            }
             let disk = &mut self.disks[k];
             // As `take_shard`: set side by side from past the stream's checkpoint.
             let from = local_first.max(covers + 1);

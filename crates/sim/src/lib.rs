@@ -223,6 +223,8 @@ enum Ev {
     Connect(Side),
     /// The switch process dies.
     Crash,
+    /// What a dead cluster node had sent and had not reached the stream arrives there.
+    Late,
     /// From now on the switch process dies as the terminal gets a switch-made answer to a
     /// purchase while a shard's batch is still being written (once).
     CrashAtAnswer,
@@ -347,6 +349,11 @@ pub struct Outcome {
     pub takeovers: u32,
     /// On a cluster's seed: appends that reached the stream as their node died.
     pub landed_at_death: u32,
+    /// On a cluster's seed: appends a dead node had sent that arrived after the takeover,
+    /// and of those that went in (none: the new owner's fence).
+    pub late: (u32, u32),
+    /// On a cluster's seed: the most batches a shard had in the stream at once.
+    pub most_out: usize,
     /// On a cluster's seed: approvals a takeover found recorded after the shard's release
     /// mark (never given to their originators), left open and reversed.
     pub unreleased: u64,
@@ -523,6 +530,7 @@ impl Sim {
             | Ev::DiskFull(_)
             | Ev::Eio
             | Ev::Appended(..)
+            | Ev::Late
             | Ev::StreamDown(_)
             | Ev::HopCut(_)
             | Ev::HopHeal(..)
@@ -609,6 +617,7 @@ impl Sim {
             (self.out.cluster, self.out.takeovers, self.out.landed_at_death) =
                 (true, c.takeovers, c.landed_at_death);
             self.out.pauses = c.pauses;
+            (self.out.late, self.out.most_out) = ((c.late_sent, c.late_in), c.most_out);
             self.out.checkpoints = c.checkpoints;
             self.out.unreleased = c.unreleased;
         }
@@ -692,6 +701,10 @@ pub fn totals(outcomes: &[Outcome]) -> BTreeMap<&'static str, u64> {
         *t.entry("takeovers by a standby from the stream").or_default() += u64::from(o.takeovers);
         *t.entry("appends that reached the stream as their node died").or_default() +=
             u64::from(o.landed_at_death);
+        *t.entry("appends of a dead node arriving after the takeover").or_default() += u64::from(o.late.0);
+        *t.entry("of those, taken by the stream").or_default() += u64::from(o.late.1);
+        let most: &mut u64 = t.entry("the most batches of a shard in the stream at once").or_default();
+        *most = (*most).max(o.most_out as u64);
         *t.entry("approvals recorded after the release mark, reversed at a takeover").or_default() +=
             o.unreleased;
         *t.entry("purchases a terminal forgot while its node was down").or_default() += o.forgot_at_death;
@@ -818,6 +831,23 @@ mod tests {
         assert!(!caught.is_empty(), "no cluster seed in 1..=300 caught it");
     }
 
+    /// A node's first append is preceded by a fence (`ShardLog::fence`): with several
+    /// batches in flight, a dead node's that arrive after the takeover each expect a place
+    /// the new owner's fence put the subject past. Without the fence, one goes in after the
+    /// new owner's records, and the simulator finds the subject broken — with four in
+    /// flight (`cluster::IN_FLIGHT`); with one, as `net` runs now, a late batch can only
+    /// follow what its own node appended, and the new owner is fenced: nothing breaks.
+    #[test]
+    fn a_node_that_takes_a_shard_over_without_its_fence_is_caught() {
+        if cluster::IN_FLIGHT == 1 {
+            let caught = caught_with(1..=300, |c| c.no_fence = true);
+            assert!(caught.is_empty(), "one in flight needs no fence: {caught:?}");
+            return;
+        }
+        let caught = caught_with(1..=300, |c| c.no_fence = true);
+        assert!(!caught.is_empty(), "no cluster seed in 1..=300 caught it");
+    }
+
     /// How many seeds that catch a planted defect are enough (the run stops there: the
     /// first says what it looks like, and the rest of the range costs the suite time —
     /// `--seeds` over the whole range, with the defect planted by hand, counts them all).
@@ -930,5 +960,12 @@ mod tests {
             t["checkpoints appended to the stream"] > 10 && t["purges of the stream before a checkpoint"] > 5,
             "the stream's checkpoints were exercised: {t:?}"
         );
+        assert_eq!(
+            t["the most batches of a shard in the stream at once"],
+            cluster::IN_FLIGHT as u64,
+            "as many in flight as a node may have: {t:?}"
+        );
+        assert!(t["appends of a dead node arriving after the takeover"] > 0, "{t:?}");
+        assert_eq!(t["of those, taken by the stream"], 0, "{t:?}");
     }
 }

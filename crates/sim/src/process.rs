@@ -151,6 +151,7 @@ impl Sim {
                 }
             }
             Ev::Appended(life, k) => self.appended(life, k),
+            Ev::Late => self.late(),
             Ev::Pause(micros) => {
                 if self.faults && self.engine.is_some() && self.paused_until.is_none() {
                     self.pause(Some(Duration::from_micros(micros)), 0);
@@ -225,6 +226,7 @@ impl Sim {
         let mut resumed = Vec::new();
         let runs: Vec<u64> = (0..self.shards).map(|k| self.run_of(k)).collect();
         let lens: Vec<Option<u64>> = (0..self.shards).map(|k| self.disk_len(k)).collect();
+        let in_flight = self.journal_in_flight();
         let switch = Switch::new(base, plan, now, |k, config| {
             let (engine, r) = shard_engine(
                 k,
@@ -232,6 +234,7 @@ impl Sim {
                 (clock, now, unix_now),
                 (recovered[k].0, lens[k], runs[k]),
                 &recovered[k].1,
+                in_flight,
             );
             self.out.crossing_recovered += r.crossing as u64;
             resumed.push(r);
@@ -367,9 +370,11 @@ impl Sim {
         self.check_recovered(k, &before, in_batch);
         let (len, run) = (self.disk_len(k), self.run_of(k));
         let mut resumed = None;
+        let in_flight = self.journal_in_flight();
         let Some(switch) = self.engine.as_mut() else { return };
         let generation = switch.restart_shard(k, now, |config| {
-            let (engine, r) = shard_engine(k, config, (clock, now, unix_now), (next, len, run), &owed);
+            let (engine, r) =
+                shard_engine(k, config, (clock, now, unix_now), (next, len, run), &owed, in_flight);
             resumed = Some(r);
             engine
         });
@@ -436,6 +441,12 @@ impl Sim {
             let now = self.instant();
             let unix_ms = self.unix_ms();
             for k in 0..self.disks.len() {
+                // The disk writes one batch at a time (a cluster has several out: the ones
+                // before this one are in the stream).
+                if self.disks[k].writing.is_some() || self.cluster.as_ref().is_some_and(|c| c.stream_full(k))
+                {
+                    continue;
+                }
                 let Some(engine) = self.engine.as_mut() else { return };
                 match engine.poll_journal(k, now, unix_ms) {
                     Some(JournalStep::Write(batch)) => {
@@ -457,7 +468,9 @@ impl Sim {
                     None => {}
                 }
             }
-            let next = self.engine.as_ref().and_then(Switch::poll_timeout);
+            let (disks, cluster) = (&self.disks, self.cluster.as_ref());
+            let busy = |k: usize| disks[k].writing.is_some() || cluster.is_some_and(|c| c.stream_full(k));
+            let next = self.engine.as_ref().and_then(|e| e.poll_timeout(busy));
             if let Some(t) = next {
                 let due = t.saturating_duration_since(self.t0);
                 if self.timer_at.is_none_or(|at| due < at) {
@@ -506,6 +519,16 @@ impl Sim {
         self.unsynced.push((since, self.now));
         let d = self.rng.micros(1_000, 500_000);
         self.at(self.now + d, Ev::Restart);
+    }
+
+    /// How many journal batches a shard has out at once: a cluster's node has several in
+    /// the stream ([`cluster::IN_FLIGHT`]), a node alone one on its disk.
+    fn journal_in_flight(&self) -> usize {
+        if self.cluster.is_some() {
+            cluster::IN_FLIGHT
+        } else {
+            1
+        }
     }
 
     /// Whether an approval that reached the switch at `at` was lost with a crash before any
@@ -602,6 +625,7 @@ fn shard_engine(
     (clock, now, unix_now): (WallClock, Instant, u64),
     (next, len, run): (u64, Option<u64>, u64),
     owed: &Recovery,
+    in_flight: usize,
 ) -> (Engine, corridor_engine::Resumed) {
     let policy =
         GroupCommit { segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN, ..GroupCommit::default() };
@@ -610,6 +634,7 @@ fn shard_engine(
     let key = PanKey::new(1, &[0x5A; 32]).unwrap_or_else(|_| unreachable!("a 32-byte key"));
     let journal = Journal::new(policy, next, len, key, nonce);
     let mut engine = Engine::with_journal(config, clock, journal);
+    engine.set_journal_batches_in_flight(in_flight);
     // Before resuming: the entries it resumes are this shard's.
     engine.set_shard(k);
     let r = engine.resume(owed, now, unix_now);

@@ -299,8 +299,12 @@ impl Switch {
         self.shards[k].journal_durable()
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let cycles = self.shards.iter().zip(&self.cycles).filter_map(|(e, c)| c.poll_timeout(e));
+    /// The next deadline: the engines' timers, and the journal cycles' of shards whose disk
+    /// is not busy (`busy(k)`: one writing takes its next batch once its write is done).
+    pub(crate) fn poll_timeout(&self, busy: impl Fn(usize) -> bool) -> Option<Instant> {
+        let cycles = (self.shards.iter().zip(&self.cycles).enumerate())
+            .filter(|(k, _)| !busy(*k))
+            .filter_map(|(_, (e, c))| c.poll_timeout(e));
         self.shards.iter().filter_map(Engine::poll_timeout).chain(cycles).min()
     }
 

@@ -145,9 +145,9 @@ pub(super) async fn journal_loop(
         None => None,
     };
     if replica.is_some() {
-        // Batches go to the stream one after another without waiting for the one before:
-        // up to as many as a shard's writer may have in flight, released in order.
-        let most = usize::try_from(corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX).unwrap_or(1);
+        // Batches may go to the stream one after another without waiting for the one before
+        // (`APPENDS_IN_FLIGHT` of them), released in order.
+        let most = usize::try_from(corridor_cluster::limits::APPENDS_IN_FLIGHT).unwrap_or(1);
         shared.input(|e| e.set_journal_batches_in_flight(most));
     }
     // The batches out, oldest first: each written and synced here at once, one after
