@@ -100,9 +100,8 @@ pub const CONFIG_POLL: Duration = Duration::from_secs(2);
 pub const APPENDS_IN_FLIGHT_MAX: u64 = 4;
 
 /// The journal batches a cluster node has in the stream at once (at most
-/// [`APPENDS_IN_FLIGHT_MAX`]). One until the simulator is clean with more: with four, its
-/// seeds take other paths and a few break an invariant (twins — the same STAN and DE 7 from
-/// two terminals — one approved and never reversed after a takeover; the same showed at
-/// one in flight under other draws, so it is not the pipeline's own, and it is not yet
-/// explained). On one host four measured no faster (benches/README: the servers' CPU).
+/// [`APPENDS_IN_FLIGHT_MAX`]). One until four is proven outside the simulator: with four the
+/// simulator's 5,000 seeds hold, but a kill loop with a reversing partner had a node exit
+/// before it signed on (not yet explained); and on one host four measured no faster
+/// (benches/README: the servers' CPU).
 pub const APPENDS_IN_FLIGHT: u64 = 1;

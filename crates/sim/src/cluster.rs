@@ -14,7 +14,7 @@
 //! on the node's disk, then appended, and only then released to the engine
 //! (`Written::Synced`): nothing a batch gates leaves before the stream has it. Up to
 //! [`IN_FLIGHT`] batches are out at once — written one after another, in the stream
-//! together, released in order (one, as `net` runs: see
+//! together, released in order (one, as `net` runs now; the seeds hold with four as well:
 //! `corridor_cluster::limits::APPENDS_IN_FLIGHT`). A node that dies leaves any prefix of
 //! what it had in flight in the stream; the rest may still arrive after its successor took
 //! over (a partition, a pause), each expecting its own place: every node's first append is
@@ -87,6 +87,8 @@ pub(crate) struct Appended {
     /// A batch holding a relayed approval: its release moves the shard's mark (only such a
     /// batch's does, as `SyncBatch::release_marked` says).
     pub(crate) release_marked: bool,
+    /// When a batch was handed out (what reached the node after it is in later batches).
+    pub(crate) cut_at: Duration,
 }
 
 /// A checkpoint on a subject.
@@ -178,7 +180,8 @@ pub(crate) struct Cluster {
     pub(crate) landed_at_death: u32,
     /// Pauses shorter than a lease, and past it.
     pub(crate) pauses: (u32, u32),
-    /// Per shard: when the stream last acknowledged one of this node's appends.
+    /// Per shard: when the batch the stream last acknowledged was cut (everything that
+    /// reached the node before then is in the stream).
     pub(crate) acked_at: Vec<Duration>,
     /// Spans in which what reached a dead node never became durable: from its issuer's
     /// shard's last acknowledged append to its death. A late approval that arrived in one
@@ -449,7 +452,8 @@ impl Sim {
                 false
             }
             None => {
-                c.acked_at[k] = now;
+                // What reached the node before this batch was cut is in the stream now.
+                c.acked_at[k] = batch.cut_at;
                 // Now and then the journal checkpoints, and the node appends it: covering the
                 // records up to a batch the subject holds (not always the last: `through`
                 // may be past what it covers).
@@ -479,6 +483,7 @@ impl Sim {
                             life,
                             checkpoint: Some(Ckp { covers, whole: true }),
                             release_marked: false,
+                            cut_at: now,
                         });
                         c.checkpoints.0 += 1;
                         lines.push(format!("shard {k}: a checkpoint of records ..={covers} appended (the subject holds ..={through})"));
@@ -659,6 +664,7 @@ impl Sim {
                     life: 0,
                     checkpoint: Some(Ckp { covers: last, whole: false }),
                     release_marked: false,
+                    cut_at: self.now,
                 };
                 c.subjects[k].extend(std::iter::repeat_n(marker, FENCE));
             }
@@ -699,6 +705,7 @@ impl Sim {
                     life: 0,
                     checkpoint: None,
                     release_marked: false,
+                    cut_at: self.now,
                 });
                 lines.push(format!(
                     "shard {k}: records {from}..={local_last} of this journal appended to the stream"

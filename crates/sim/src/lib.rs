@@ -834,9 +834,9 @@ mod tests {
     /// A node's first append is preceded by a fence (`ShardLog::fence`): with several
     /// batches in flight, a dead node's that arrive after the takeover each expect a place
     /// the new owner's fence put the subject past. Without the fence, one goes in after the
-    /// new owner's records, and the simulator finds the subject broken — with four in
-    /// flight (`cluster::IN_FLIGHT`); with one, as `net` runs now, a late batch can only
-    /// follow what its own node appended, and the new owner is fenced: nothing breaks.
+    /// new owner's records, and the simulator finds the subject broken — with several in
+    /// flight (`cluster::IN_FLIGHT`); with one, a late batch can only follow what its own
+    /// node appended, and the new owner is fenced: nothing breaks.
     #[test]
     fn a_node_that_takes_a_shard_over_without_its_fence_is_caught() {
         if cluster::IN_FLIGHT == 1 {

@@ -15,6 +15,8 @@ pub(crate) struct Disk {
     pub(crate) checkpoint: Option<(u64, Vec<u8>)>,
     pub(crate) segments: Vec<(u64, Vec<u8>)>,
     pub(crate) writing: Option<corridor_journal::SyncBatch>,
+    /// When the batch being written was handed out.
+    pub(crate) handed_at: Duration,
     /// Full until this time.
     pub(crate) full_until: Option<Duration>,
     /// A slow disk: its syncs take 40 times as long (2–16 ms).
@@ -450,7 +452,7 @@ impl Sim {
                 let Some(engine) = self.engine.as_mut() else { return };
                 match engine.poll_journal(k, now, unix_ms) {
                     Some(JournalStep::Write(batch)) => {
-                        self.disks[k].writing = Some(batch);
+                        (self.disks[k].writing, self.disks[k].handed_at) = (Some(batch), self.now);
                         let d = self.rng.micros(50, 400) * if self.disks[k].slow { 40 } else { 1 };
                         let run = self.run_of(k);
                         self.at(self.now + d, Ev::Synced(run, k));
@@ -562,6 +564,7 @@ impl Sim {
                     life: self.life,
                     checkpoint: None,
                     release_marked: b.release_marked,
+                    cut_at: disk.handed_at,
                 });
             }
             if self.synced_at.len() <= k {
