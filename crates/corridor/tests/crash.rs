@@ -226,7 +226,11 @@ fn kill_loop(reversing: bool) {
     };
     // Serving: signed on to the issuer, both shards replicated.
     let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
-        signed_on.recv_timeout(Duration::from_secs(40)).expect("the node signed on to the issuer");
+        if let Err(e) = signed_on.recv_timeout(Duration::from_secs(40)) {
+            // (Its warnings and errors: why it did not, when it stopped.)
+            let said = [node.lines_with("WARN"), node.lines_with("ERROR")].concat();
+            panic!("the node did not sign on to the issuer ({e}):\n{}", said.join("\n"));
+        }
         assert!(node.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "the node serves");
     };
     // What the acquirer heard: STAN → response code.
@@ -1536,7 +1540,11 @@ fn kill_9_of_the_node_running_the_issuers_shard_in_a_loop_leaves_no_ambiguous_or
     let (configs, _) = split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", true), ("c", "[1]", true)]);
     // Serving shard 1: signed on to the issuer, its journal replicated.
     let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
-        signed_on.recv_timeout(Duration::from_secs(40)).expect("the node signed on to the issuer");
+        if let Err(e) = signed_on.recv_timeout(Duration::from_secs(40)) {
+            // (Its warnings and errors: why it did not, when it stopped.)
+            let said = [node.lines_with("WARN"), node.lines_with("ERROR")].concat();
+            panic!("the node did not sign on to the issuer ({e}):\n{}", said.join("\n"));
+        }
         assert!(node.wait_logged("the journal is replicated", 1, Duration::from_secs(40)), "the node serves");
     };
     let (a, _) = common::spawn(&configs[0].0);
