@@ -437,8 +437,7 @@ impl ShardLog {
         let mut batch = self.send_journal(first_seq, last_seq, records).await?;
         let settled = self.settle_batch(&mut batch).await;
         if settled.is_err() {
-            // Abandoned: asked again, what did not go in is sent anew.
-            (self.sent, self.unsent) = (self.last, false);
+            self.abandon();
         }
         settled
     }
@@ -640,9 +639,15 @@ impl ShardLog {
         let mut m = self.send(payload, records).await?;
         let settled = self.settle(&mut m).await;
         if settled.is_err() {
-            self.sent = self.last;
+            self.abandon();
         }
         settled
+    }
+
+    /// What is in flight is given up (an append that did not settle): asked again, what did
+    /// not go in is sent anew, from the last message settled.
+    fn abandon(&mut self) {
+        (self.sent, self.unsent) = (self.last, false);
     }
 
     /// Sends `payload` as the message after the last sent, expecting the one before it: in

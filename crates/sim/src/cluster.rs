@@ -575,12 +575,10 @@ impl Sim {
         for k in 0..c.appending.len() {
             // (The first's draw from the cluster's choices, as before several were modelled.)
             let mut landing = c.rng.chance(50);
+            // (A checkpoint goes alone: it is the first, if any.)
+            c.through_now(k);
             for (i, mut batch) in std::mem::take(&mut c.appending[k]).into_iter().enumerate() {
                 let place = c.expected[k] + i;
-                if batch.checkpoint.is_some() {
-                    let last = c.last_seq(k);
-                    (batch.first_seq, batch.last_seq) = (last, last);
-                }
                 if i > 0 {
                     landing = landing && c.late_rng.chance(50);
                 }

@@ -443,10 +443,7 @@ impl Sim {
             let now = self.instant();
             let unix_ms = self.unix_ms();
             for k in 0..self.disks.len() {
-                // The disk writes one batch at a time (a cluster has several out: the ones
-                // before this one are in the stream).
-                if self.disks[k].writing.is_some() || self.cluster.as_ref().is_some_and(|c| c.stream_full(k))
-                {
+                if self.journal_busy(k) {
                     continue;
                 }
                 let Some(engine) = self.engine.as_mut() else { return };
@@ -470,9 +467,7 @@ impl Sim {
                     None => {}
                 }
             }
-            let (disks, cluster) = (&self.disks, self.cluster.as_ref());
-            let busy = |k: usize| disks[k].writing.is_some() || cluster.is_some_and(|c| c.stream_full(k));
-            let next = self.engine.as_ref().and_then(|e| e.poll_timeout(busy));
+            let next = self.engine.as_ref().and_then(|e| e.poll_timeout(|k| self.journal_busy(k)));
             if let Some(t) = next {
                 let due = t.saturating_duration_since(self.t0);
                 if self.timer_at.is_none_or(|at| due < at) {
@@ -521,6 +516,12 @@ impl Sim {
         self.unsynced.push((since, self.now));
         let d = self.rng.micros(1_000, 500_000);
         self.at(self.now + d, Ev::Restart);
+    }
+
+    /// Whether shard `k` takes no batch now: its disk writes one at a time, and in a cluster
+    /// as many as may be are in the stream (the ones before a batch being written are).
+    fn journal_busy(&self, k: usize) -> bool {
+        self.disks[k].writing.is_some() || self.cluster.as_ref().is_some_and(|c| c.stream_full(k))
     }
 
     /// How many journal batches a shard has out at once: a cluster's node has several in

@@ -322,7 +322,6 @@ pub(super) async fn journal_loop(
                         tokio::time::sleep_until(at.into()).await;
                     }
                 }
-                shared.journal_metrics.borrow_mut().full = cycle.full();
                 if streamed {
                     shared.replica(|m| m.synced = batch.last_seq);
                 }
@@ -556,15 +555,21 @@ async fn send(
         match log.send_journal(batch.first_seq, batch.last_seq, Records(std::sync::Arc::clone(batch))).await {
             Ok(sent) => return Ok(sent),
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
-                shared.replica(|m| {
-                    m.replicating = false;
-                    m.append_retries = log.retries();
-                });
-                warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
+                unavailable(shared, log, &e);
             }
             Err(e) => return Err(format!("cluster: {e}")),
         }
     }
+}
+
+/// The stream did not answer (`why`): the shard is not replicating until it does; the
+/// caller asks again.
+fn unavailable(shared: &Shared, log: &corridor_cluster::ShardLog, why: &str) {
+    shared.replica(|m| {
+        m.replicating = false;
+        m.append_retries = log.retries();
+    });
+    warn!(error = %why, "cluster: the stream is unavailable: answers wait for it");
 }
 
 /// Settles `sent` — `batch`'s append, the oldest in the stream — waiting as long as the
@@ -589,11 +594,7 @@ async fn settle(
                 return Ok(seq);
             }
             Err(corridor_cluster::AppendError::Unavailable(e)) if !stop.is_triggered() => {
-                shared.replica(|m| {
-                    m.replicating = false;
-                    m.append_retries = log.retries();
-                });
-                warn!(error = %e, "cluster: the stream is unavailable: answers wait for it");
+                unavailable(shared, log, &e);
             }
             Err(e) => return Err(format!("cluster: {e}")),
         }
