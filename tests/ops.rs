@@ -95,8 +95,8 @@ timeout_ms = 5000
         let switch = crate::switch::TestSwitch::start(&config);
         switch.wait_signed_on(&["napas-vn-1", "promptpay-th-1"]);
         let admin_server = corridor_ops::admin::start(
+            corridor_ops::admin::listen("127.0.0.1:0".parse().unwrap()).unwrap(),
             corridor_ops::admin::AdminConfig {
-                address: "127.0.0.1:0".parse().unwrap(),
                 token: Arc::new(RwLock::new(TOKEN.to_owned())),
                 token_name: "test".into(),
                 journal_dir: None,

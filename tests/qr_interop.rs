@@ -336,8 +336,8 @@ fn inbound_outbound_and_third_market_payments_get_both_currencies_filled() {
 
     // The metrics have the market pairs and their flows.
     let admin = corridor_ops::admin::start(
+        corridor_ops::admin::listen("127.0.0.1:0".parse().unwrap()).unwrap(),
         corridor_ops::admin::AdminConfig {
-            address: "127.0.0.1:0".parse().unwrap(),
             token: std::sync::Arc::new(std::sync::RwLock::new(corridor_tests::ops::TOKEN.to_owned())),
             token_name: "test".into(),
             journal_dir: None,

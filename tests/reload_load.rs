@@ -81,8 +81,8 @@ fn twenty_reloads_under_ten_thousand_requests_a_second_lose_decline_and_time_out
         Arc::clone(&token),
     );
     let admin = corridor_ops::admin::start(
+        corridor_ops::admin::listen("127.0.0.1:0".parse().unwrap()).unwrap(),
         corridor_ops::admin::AdminConfig {
-            address: "127.0.0.1:0".parse().unwrap(),
             token,
             token_name: "test".into(),
             journal_dir: None,

@@ -131,11 +131,31 @@ impl Serve {
     }
 
     /// Waits (bounded) until `/readyz` says ready.
+    /// Waits (bounded) until `/readyz` says ready, its admin address probed every 2 ms
+    /// meanwhile: a node whose admin server has come up never refuses a connection again
+    /// (a standby hands its socket to the switch's server when it takes over). A node that
+    /// stops answering fails the test with its log: why it exited is there, and lost with
+    /// the process otherwise.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.get("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "ready: {}", self.get("/readyz").1);
-            std::thread::sleep(Duration::from_millis(50));
+        let refused = |e: std::io::Error| {
+            let said: Vec<String> =
+                self.lines().into_iter().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            panic!("the admin address refused a connection ({e}); its warnings and errors: {said:#?}")
+        };
+        loop {
+            let probe_until = Instant::now() + Duration::from_millis(50);
+            while Instant::now() < probe_until {
+                if let Err(e) = TcpStream::connect(self.admin) {
+                    refused(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let (code, body) = self.get("/readyz");
+            if code == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ready: {body}");
         }
     }
 }

@@ -102,10 +102,17 @@ pub async fn run(
     // A node of a cluster may wait in start-up for its shards (a standby, for as long as
     // another node holds them): meanwhile a server of its own answers on the admin address
     // (health, readiness, the cluster), stopped once the switch is up for the real one.
-    let waiting = match (&admin_settings, &cluster) {
-        (Some(a), Some(access)) => Some(
-            admin::standby::start_waiting(a.address, Arc::clone(&token), access.clone())
-                .map_err(ServeError::Admin)?,
+    // The admin address is bound once: the waiting server hands its socket to the switch's.
+    let admin_listener =
+        admin_settings.as_ref().map(|a| admin::listen(a.address)).transpose().map_err(ServeError::Admin)?;
+    let waiting = match (&admin_listener, &cluster) {
+        (Some(l), Some(access)) => Some(
+            admin::standby::start_waiting(
+                l.try_clone().map_err(ServeError::Admin)?,
+                Arc::clone(&token),
+                access.clone(),
+            )
+            .map_err(ServeError::Admin)?,
         ),
         _ => None,
     };
@@ -138,10 +145,9 @@ pub async fn run(
             Arc::clone(&token),
         ))
     });
-    let admin = match admin_settings {
-        Some(a) => {
+    let admin = match admin_settings.zip(admin_listener) {
+        Some((a, listener)) => {
             let cfg = admin::AdminConfig {
-                address: a.address,
                 token: Arc::clone(&token),
                 token_name: a
                     .token_file
@@ -152,7 +158,7 @@ pub async fn run(
                 reload_counts: Arc::clone(&counts),
                 cluster,
             };
-            Some(admin::start(cfg, handle.clone()).map_err(ServeError::Admin)?)
+            Some(admin::start(listener, cfg, handle.clone()).map_err(ServeError::Admin)?)
         }
         None => None,
     };

@@ -110,8 +110,6 @@ pub type Reloader = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 
 /// What the admin server needs.
 pub struct AdminConfig {
-    /// Where it listens.
-    pub address: SocketAddr,
     /// The bearer token (a reload may replace it).
     pub token: Arc<std::sync::RwLock<String>>,
     /// The token file's name (for the audit trail: which credential was used).
@@ -184,16 +182,28 @@ impl Drop for Admin {
     }
 }
 
-/// Starts the admin server for the switch behind `handle`.
+/// The admin address bound, once for the life of the process: a node that waits for its
+/// shards serves it with [`standby::start_waiting`] (on a clone) and then with [`start`],
+/// so a request made while one hands over to the other waits in the backlog instead of
+/// being refused.
 ///
 /// # Errors
 ///
-/// The address cannot be bound, or the thread cannot start.
-pub fn start(config: AdminConfig, handle: Handle) -> std::io::Result<Admin> {
-    let listener = std::net::TcpListener::bind(config.address).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("admin: cannot listen on {}: {e}", config.address))
-    })?;
+/// The address cannot be bound.
+pub fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("admin: cannot listen on {address}: {e}")))?;
     listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Starts the admin server for the switch behind `handle`, on `listener` (bound by
+/// [`listen`]).
+///
+/// # Errors
+///
+/// The thread cannot start.
+pub fn start(listener: std::net::TcpListener, config: AdminConfig, handle: Handle) -> std::io::Result<Admin> {
     let address = listener.local_addr()?;
     let stop = tokio_util::sync::CancellationToken::new();
     let stop2 = stop.clone();

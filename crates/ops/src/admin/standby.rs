@@ -10,10 +10,11 @@
 //! - `GET /metrics`: `corridor_cluster_standby 1` and the configuration's revision;
 //! - anything else: 503, "a standby: it serves this once it has taken its shards over".
 //!
-//! Once the shards are taken it stops, and the switch's own admin server starts on the same
-//! address.
+//! Once the shards are taken it stops, and the switch's own admin server takes its
+//! listening socket over: the address is never unbound in between, and a request made
+//! meanwhile waits in the socket's backlog for the new server.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
@@ -37,20 +38,18 @@ struct Waiting {
     nats: tokio::sync::OnceCell<async_nats::Client>,
 }
 
-/// Starts the admin server of a node that waits for its shards (see the module docs), at
-/// `address`, with bearer token `token`.
+/// Starts the admin server of a node that waits for its shards (see the module docs), on
+/// `listener` (a clone of the one the switch's admin server takes over: see
+/// [`super::listen`]), with bearer token `token`.
 ///
 /// # Errors
 ///
-/// The address cannot be bound, or the thread cannot start.
+/// The thread cannot start.
 pub fn start_waiting(
-    address: SocketAddr,
+    listener: std::net::TcpListener,
     token: Arc<std::sync::RwLock<String>>,
     cluster: ClusterAccess,
 ) -> std::io::Result<Admin> {
-    let listener = std::net::TcpListener::bind(address)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("admin: cannot listen on {address}: {e}")))?;
-    listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let stop = tokio_util::sync::CancellationToken::new();
     let stop2 = stop.clone();
