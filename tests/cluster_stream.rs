@@ -375,6 +375,54 @@ async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one
     assert!(matches!(old.append(5, 5, b"x").await, Err(AppendError::Fenced { .. })));
 }
 
+/// A takeover fences the subject before it reads it (`fence_taken`), so a message the last
+/// owner had in flight is in what the takeover reads (it arrived first) or never in the
+/// subject (it arrived after): the new owner's first append expects what it read, with no
+/// fence of its own, and goes in. Read first and fenced at the first append, a message
+/// arriving between the two would be in the subject and not in what was recovered.
+#[tokio::test(flavor = "current_thread")]
+async fn a_takeover_fences_before_it_reads_so_what_was_in_flight_is_read_or_refused() {
+    let cluster = NatsCluster::start(3);
+    let c = client(&cluster).await;
+    ready(&c, &[9]).await;
+    let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
+    let mut old = ShardLog::open(c.clone(), STREAM, 9).await.unwrap();
+    old.append(1, 2, &journal_records(1, 2)[..]).await.unwrap();
+    // In flight as the old owner dies: one arrives before the takeover fences...
+    let mut first = old.send_journal(3, 3, journal_records(3, 3)).await.unwrap();
+    let stored = old.settle_batch(&mut first).await.unwrap();
+    let fenced_at = stream::fence_taken(c.clone(), STREAM, 9).await.unwrap();
+    assert_eq!(fenced_at, stored + k, "the fence's markers follow what arrived");
+    // ... one after: refused.
+    let mut second = old.send_journal(4, 4, journal_records(4, 4)).await.unwrap();
+    match old.settle_batch(&mut second).await {
+        Err(AppendError::Fenced { expected, found }) => assert_eq!((expected, found), (stored, stored + 1)),
+        other => panic!("what arrives after the takeover's fence is refused: {other:?}"),
+    }
+    // The takeover reads what arrived first, and the subject's last sequence past the fence.
+    let took = take_read(c.clone(), STREAM, 9).await.unwrap();
+    assert_eq!(took.records, Some((1, journal_records(1, 3))));
+    assert_eq!(took.subject_last, fenced_at);
+    // The new owner's first append expects that, and goes in right after the fence.
+    let mut new = ShardLog::open_at(c.clone(), STREAM, 9, took.subject_last);
+    assert_eq!(new.append(4, 4, &journal_records(4, 4)[..]).await.unwrap(), fenced_at + 1);
+    let back = read(c.clone(), STREAM, 9, Tail::default()).await.unwrap();
+    let spans: Vec<(u64, u64)> = back.iter().map(|b| (b.first_seq, b.last_seq)).collect();
+    assert_eq!(spans, [(1, 2), (3, 3), (4, 4)]);
+    // A second fence after the read (another node that took the lease meanwhile) fences
+    // the new owner: it does not fence again at its next append.
+    let again = stream::fence_taken(c.clone(), STREAM, 9).await.unwrap();
+    match new.append(5, 5, &journal_records(5, 5)[..]).await {
+        Err(AppendError::Fenced { expected, found }) => {
+            assert!(
+                expected == fenced_at + 1 && found > expected && again > found,
+                "{expected} {found} {again}"
+            );
+        }
+        other => panic!("the new owner is fenced in its turn: {other:?}"),
+    }
+}
+
 /// Several batches in flight at once, each fenced by its sequence: in order, once each. A
 /// writer's first append fences the stream ahead of it (markers readers pass over), so a
 /// writer that lost the shard has every message it still has in flight refused, and a new

@@ -17,7 +17,9 @@
 //! So every writer's first append is preceded by a fence ([`ShardLog::fence`]):
 //! [`APPENDS_IN_FLIGHT_MAX`] markers in one atomic batch, which moves the stream past every
 //! sequence another writer's message in flight can expect. Markers are checkpoint parts cut
-//! short, passed over by every reader.
+//! short, passed over by every reader. A node taking a shard over fences before it reads the
+//! subject ([`fence_taken`]): what the last owner had in flight went in before the fence,
+//! where the read finds it, or never goes in.
 //!
 //! An append whose acknowledgement does not come (an election, a partition, a lost reply) is
 //! settled by reading the stream back at its sequence: ours (stored, the reply lost), another
@@ -99,6 +101,8 @@ pub enum StreamError {
         /// Where the subject's messages begin from there.
         found: u64,
     },
+    /// A takeover's fence did not go in ([`fence_taken`]).
+    Fence(AppendError),
 }
 
 impl std::fmt::Display for StreamError {
@@ -117,6 +121,7 @@ impl std::fmt::Display for StreamError {
             Self::NotAt { from, found } => {
                 write!(f, "message {from} is gone from the subject (the next is {found})")
             }
+            Self::Fence(e) => write!(f, "the takeover's fence: {e}"),
         }
     }
 }
@@ -302,8 +307,10 @@ impl ShardLog {
         })
     }
 
-    /// The writer of shard `shard`'s subject whose first append expects `subject_last` (what
-    /// a takeover read, [`Missing::subject_last`]), whatever the subject holds by then.
+    /// The writer of shard `shard`'s subject after a takeover fenced it ([`fence_taken`]) and
+    /// read it ([`take_read`]): its first append expects `subject_last`
+    /// ([`Missing::subject_last`]), with no fence of its own — nothing of the last owner's
+    /// goes in past the takeover's, so a subject that moved since is another node's.
     #[must_use]
     pub fn open_at(client: async_nats::Client, stream: &str, shard: u16, subject_last: u64) -> Self {
         let mut js = jetstream::new(client);
@@ -320,7 +327,7 @@ impl ShardLog {
             last: subject_last,
             sent: subject_last,
             writer: writer_id(shard),
-            fenced: false,
+            fenced: true,
             unsent: false,
             through: 0,
             began: (0, 0),
@@ -1460,6 +1467,27 @@ pub struct Missing {
     /// The shard's release mark when it was read ([`ShardLog::mark_released`]; `None`:
     /// never published): an approval recorded after it may never have left its node.
     pub released: Option<u64>,
+}
+
+/// Fences shard `shard`'s subject for a node that has taken its lease, before it reads
+/// the subject ([`take_read`]); the subject's last sequence after the fence. The last owner
+/// may still have messages on their way (a node killed with appends in flight: the server
+/// has them, the stream has not stored them yet). Each that arrives before the fence goes
+/// in, and the read after the fence finds it; none that arrives after it does. Had the new
+/// owner read first and fenced at its first append instead, one arriving between the two
+/// would be in the subject and not in what it recovered — its fence refused, the shard
+/// given up after all the work of taking it.
+///
+/// # Errors
+///
+/// The stream cannot be read, or did not take the fence ([`StreamError::Fence`]): a
+/// message of the last owner's that arrived between the fence's read of the subject's last
+/// sequence and the fence itself refuses it ([`AppendError::Fenced`]); fencing again reads
+/// the sequence anew. The last owner has at most [`APPENDS_IN_FLIGHT_MAX`] such messages.
+pub async fn fence_taken(client: async_nats::Client, stream: &str, shard: u16) -> Result<u64, StreamError> {
+    let mut log = ShardLog::open(client, stream, shard).await?;
+    log.fence().await.map_err(StreamError::Fence)?;
+    Ok(log.last)
 }
 
 /// What a node taking shard `shard` over needs of its subject (see [`Missing`]): read from

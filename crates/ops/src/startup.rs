@@ -294,8 +294,10 @@ fn stray_shards(dir: &Path, n: usize) -> std::io::Result<()> {
 /// In a cluster: shard `shard`'s lease taken (waiting for its last holder's to expire), then
 /// its journal in `dir` brought up to what the shard's subject holds — the records a node
 /// that is gone (or this node's lost disk) journaled, written as a new segment — so that
-/// recovery reads them as a restart does. Taking the lease before reading the subject, and
-/// expecting what was read at the first append, leaves a deposed owner nothing to slip in.
+/// recovery reads them as a restart does. The lease taken, the subject fenced
+/// (`corridor_cluster::stream::fence_taken`), then read, and what was read expected at the
+/// first append: a deposed owner has nothing to slip in, and what it had in flight is in the
+/// read or never in the subject.
 fn take_shard(
     dir: &Path,
     c: &corridor_config::ClusterSettings,
@@ -390,6 +392,7 @@ fn catch_up_from(
             loop {
                 let read = async {
                     corridor_cluster::stream::ensure(&js, &stream, shard, replicas).await?;
+                    corridor_cluster::stream::fence_taken(client.clone(), &stream, shard).await?;
                     corridor_cluster::stream::take_read(client.clone(), &stream, shard).await
                 };
                 match read.await {
@@ -399,6 +402,11 @@ fn catch_up_from(
                             || matches!(e, corridor_cluster::StreamError::OldLayout(_)) =>
                     {
                         return Err(format!("its subject: {e}"))
+                    }
+                    // The last owner's message arrived as the fence went: fenced again,
+                    // from the subject's last sequence now.
+                    Err(e @ corridor_cluster::StreamError::Fence(_)) => {
+                        tracing_free_log(&format!("cluster: shard {shard}: {e}: fencing again"));
                     }
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                 }

@@ -19,7 +19,8 @@
 //! what it had in flight in the stream; the rest may still arrive after its successor took
 //! over (a partition, a pause), each expecting its own place: every node's first append is
 //! preceded by a fence of markers (`ShardLog::fence`), which puts the subject past every
-//! place such a message expects, so none of them goes in. A takeover
+//! place such a message expects, so none of them goes in; a takeover fences before it reads
+//! the subject (`stream::fence_taken`), so what arrives first is in what it reads. A takeover
 //! is `ops::startup::take_shard`: the standby's journal is brought up to the stream's — the
 //! stream's records past its own written in, its own records past the stream's appended
 //! (the subject did not move since: nothing was acted on meanwhile), or, diverged (it holds
@@ -644,15 +645,8 @@ impl Sim {
         let mut failed = None;
         for k in 0..self.disks.len() {
             let (local_last, local_first, local) = local_records(&mut self.disks[k]);
-            let read = match c.read(k) {
-                Ok(r) => r,
-                Err(why) => {
-                    failed.get_or_insert(why);
-                    continue;
-                }
-            };
-            let covers = read.checkpoint.as_ref().map_or(0, |(c, _)| *c);
-            // The new owner's fence, before anything it appends: markers readers pass over.
+            // The new owner's fence, before it reads the subject (`fence_taken`): markers
+            // readers pass over.
             if !c.no_fence {
                 let last = c.last_seq(k);
                 let marker = Appended {
@@ -666,6 +660,14 @@ impl Sim {
                 };
                 c.subjects[k].extend(std::iter::repeat_n(marker, FENCE));
             }
+            let read = match c.read(k) {
+                Ok(r) => r,
+                Err(why) => {
+                    failed.get_or_insert(why);
+                    continue;
+                }
+            };
+            let covers = read.checkpoint.as_ref().map_or(0, |(c, _)| *c);
             let disk = &mut self.disks[k];
             // As `take_shard`: set side by side from past the stream's checkpoint.
             let from = local_first.max(covers + 1);
