@@ -14,8 +14,7 @@
 //! on the node's disk, then appended, and only then released to the engine
 //! (`Written::Synced`): nothing a batch gates leaves before the stream has it. Up to
 //! [`IN_FLIGHT`] batches are out at once — written one after another, in the stream
-//! together, released in order (one, as `net` runs now; the seeds hold with four as well:
-//! `corridor_cluster::limits::APPENDS_IN_FLIGHT`). A node that dies leaves any prefix of
+//! together, released in order (`corridor_cluster::limits::APPENDS_IN_FLIGHT`). A node that dies leaves any prefix of
 //! what it had in flight in the stream; the rest may still arrive after its successor took
 //! over (a partition, a pause), each expecting its own place: every node's first append is
 //! preceded by a fence of markers (`ShardLog::fence`), which puts the subject past every
@@ -66,7 +65,7 @@ const CLOCK_SKEW_PPM_MAX: u64 = 50_000;
 const ACK_MAX_US: u64 = 3_000;
 /// How many batches a node has in the stream at once (as `net`'s journal loop,
 /// `corridor_cluster::limits::APPENDS_IN_FLIGHT`).
-pub(crate) const IN_FLIGHT: usize = 1;
+pub(crate) const IN_FLIGHT: usize = 4;
 /// How many markers a node's fence appends: the most any writer may have in flight (as
 /// `corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX`).
 const FENCE: usize = 4;
