@@ -50,3 +50,40 @@ cpu() {
 }
 cpu corridor
 cpu corridor-journal
+
+# Where a QUIC round trip's CPU goes: each process's utime + stime (the generator, the
+# simulator, and `corridor serve` where the path has it) over the middle 4 s of a 7 s run,
+# a round trip. Every process shares CPU 0, so a path's rate is the inverse of the sum: the
+# quinn row's ratio is the two paths' sums, and what the switch adds is its own column.
+split() {
+  local path=$1 log
+  shift
+  log="$(mktemp)"
+  "$B" compare --paths "$path" "$@" --duration 7s --warmup 1s --repeat 1 --placement shared >"$log" 2>&1 &
+  local gen=$!
+  sleep 2
+  local hz pids names
+  hz="$(getconf CLK_TCK)"
+  pids="$gen $(pgrep -P "$gen" -f 'corridor-load respond' | head -1 || true) $(pgrep -P "$gen" -f 'corridor serve' | head -1 || true)"
+  names="generator simulator switch"
+  ticks() { for p in $pids; do cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s+=$14+$15} END {printf "%d ", s}'; done; }
+  local t0 t1
+  t0="$(ticks)"
+  sleep 4
+  t1="$(ticks)"
+  wait "$gen"
+  local rate
+  rate="$(awk -v p="$path" '$1==p {print $2}' "$log" | tail -1)"
+  python3 - "$path" "$rate" "$hz" "$names" "$t0" "$t1" <<'PY'
+import sys
+path, rate, hz = sys.argv[1], float(sys.argv[2].replace(",", "")), int(sys.argv[3])
+names, t0, t1 = sys.argv[4].split(), sys.argv[5].split(), sys.argv[6].split()
+us = [(int(b) - int(a)) / hz / (4 * rate) * 1e6 for a, b in zip(t0, t1)]
+parts = ", ".join(f"{n} {u:.2f}" for n, u in zip(names, us))
+print(f"== cpu split {path}: {rate:,.0f}/s; µs a round trip: {parts}; sum {sum(us):.2f}")
+PY
+  rm -f "$log"
+}
+split quinn --mode closed --connections 1 --lanes 4 --inflight 16
+split corridor-quic --mode closed --connections 1 --lanes 4 --inflight 16
+split corridor --mode closed --connections 4 --inflight 16
