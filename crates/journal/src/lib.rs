@@ -60,4 +60,7 @@ pub use entry::Entry;
 pub use log::{scan_log, LogScan};
 pub use record::{decode, encode, Decoded, Invalid, Kind, RecordRef};
 pub use recovery::Recovery;
-pub use segment::{records_since, scan_segment, Corrupt, CorruptReason, SegmentHeader, SegmentScan, Torn};
+pub use segment::{
+    records_since, scan_segment, scan_segment_into, Corrupt, CorruptReason, Found, SegmentHeader,
+    SegmentScan, Torn,
+};

@@ -210,6 +210,15 @@ pub struct SegmentScan<'a> {
 }
 
 impl SegmentScan<'_> {
+    /// Its records' vector, emptied and no longer tied to the segment's bytes, for the next
+    /// [`scan_segment_into`]. Collected in place: the same allocation, its room kept (the
+    /// element is the same type but for its lifetime; `recycling_keeps_the_room` checks it).
+    #[must_use]
+    #[allow(clippy::unnecessary_filter_map)] // it changes the element's lifetime, as `filter` cannot
+    pub fn recycle(self) -> Vec<Found<'static>> {
+        self.records.into_iter().filter_map(|_| None).collect()
+    }
+
     /// The sequence number the next record must carry.
     #[must_use]
     pub fn next_seq(&self, first: u64) -> u64 {
@@ -240,9 +249,27 @@ pub fn records_since(records: &[u8], first_seq: u64, from: u64) -> Result<&[u8],
 ///
 /// [`Corrupt`] for anything that is not a torn tail of the last segment.
 pub fn scan_segment(bytes: &[u8], name_seq: u64, last: bool) -> Result<SegmentScan<'_>, Corrupt> {
+    scan_segment_into(bytes, name_seq, last, Vec::new())
+}
+
+/// [`scan_segment`], its records pushed into `records` (emptied first): a caller that scans
+/// segment after segment passes the vector the last scan's records were in
+/// ([`SegmentScan::recycle`]), so a segment's hundreds of thousands of records do not grow
+/// a fresh vector by doubling each time (copies, and pages the kernel zeroes anew).
+///
+/// # Errors
+///
+/// As [`scan_segment`].
+pub fn scan_segment_into<'a>(
+    bytes: &'a [u8],
+    name_seq: u64,
+    last: bool,
+    mut records: Vec<Found<'a>>,
+) -> Result<SegmentScan<'a>, Corrupt> {
+    records.clear();
     let corrupt = |offset, reason| Corrupt { segment: name_seq, offset, reason };
     if bytes.len() < SEGMENT_HEADER_BYTES && last {
-        return Ok(SegmentScan { header: None, records: Vec::new(), end: 0, torn: Some(Torn::Header) });
+        return Ok(SegmentScan { header: None, records, end: 0, torn: Some(Torn::Header) });
     }
     let header = SegmentHeader::parse(bytes).map_err(|r| corrupt(0, r))?;
     if header.first_seq != name_seq {
@@ -251,8 +278,7 @@ pub fn scan_segment(bytes: &[u8], name_seq: u64, last: bool) -> Result<SegmentSc
             CorruptReason::HeaderSequence { expected: name_seq, found: header.first_seq },
         ));
     }
-    let mut scan =
-        SegmentScan { header: Some(header), records: Vec::new(), end: SEGMENT_HEADER_BYTES, torn: None };
+    let mut scan = SegmentScan { header: Some(header), records, end: SEGMENT_HEADER_BYTES, torn: None };
     let mut at = SEGMENT_HEADER_BYTES;
     let mut expected = header.first_seq;
     while at < bytes.len() {
@@ -329,6 +355,29 @@ mod tests {
         assert_eq!(s.records.iter().map(|f| f.record.seq).collect::<Vec<_>>(), [10, 11, 12, 13, 14]);
         assert_eq!((s.end, s.torn, s.next_seq(10)), (b.len(), None, 15));
         assert_eq!(s.records[2].record.payload, b"record 12");
+    }
+
+    /// A scan's records' vector, recycled into the next scan, is the same allocation with
+    /// its room: the next segment's records fill it without growing it.
+    #[test]
+    fn recycling_keeps_the_room() {
+        let first = segment(10, 100);
+        let scan = scan_segment(&first, 10, false).unwrap();
+        let room = scan.records.capacity();
+        let at = scan.records.as_ptr() as usize;
+        let recycled = scan.recycle();
+        assert_eq!((recycled.len(), recycled.capacity(), recycled.as_ptr() as usize), (0, room, at));
+        let second = segment(110, 60);
+        let scan = scan_segment_into(&second, 110, false, recycled).unwrap();
+        assert_eq!(
+            scan.records.iter().map(|f| f.record.seq).collect::<Vec<_>>(),
+            (110..170).collect::<Vec<_>>()
+        );
+        assert_eq!((scan.records.capacity(), scan.records.as_ptr() as usize), (room, at));
+        // What was in the vector is not: a scan starts empty whatever it is given.
+        let third = segment(170, 2);
+        let scan = scan_segment_into(&third, 170, false, scan.records).unwrap();
+        assert_eq!(scan.records.iter().map(|f| f.record.seq).collect::<Vec<_>>(), [170, 171]);
     }
 
     #[test]

@@ -711,21 +711,65 @@ pub fn checkpoint(
     window: std::time::Duration,
     retain: std::time::Duration,
 ) -> Result<CheckpointReport, JournalError> {
-    checkpoint_from(dir, None, window, retain).map(|(r, _)| r)
+    checkpoint_with(dir, None, window, retain, &mut Checkpointer::default()).map(|(r, _)| r)
+}
+
+/// What a process that checkpoints again and again keeps from one checkpoint to the next:
+/// the state the last one wrote (folded on, not read back) and the memory a checkpoint
+/// works in — the buffer a closed segment is read into (a segment's size), its records'
+/// index, and the buffer the state is written from (the last checkpoint's size). Kept, not
+/// made anew each time: a fresh buffer of tens of MiB, or an index grown by doubling to a
+/// segment's hundreds of thousands of records, is copies and pages the kernel zeroes as
+/// they are first touched (`benches/README.md`, the sixth pass). What it holds is bounded
+/// by the journal's segment size (at most `corridor_journal::limits::SEGMENT_BYTES_MAX`)
+/// and its last checkpoint's (outcomes at most `corridor_engine::limits::OUTCOMES_MAX`).
+#[derive(Debug, Default)]
+pub struct Checkpointer {
+    state: Option<corridor_journal::recovery::Recovery>,
+    read: Vec<u8>,
+    records: Vec<corridor_journal::Found<'static>>,
+    write: Vec<u8>,
+}
+
+impl Checkpointer {
+    /// Its memory given back, its state kept (tests: a run with new memory).
+    #[cfg(test)]
+    fn forget_memory(&mut self) {
+        (self.read, self.records, self.write) = (Vec::new(), Vec::new(), Vec::new());
+    }
+
+    /// [`checkpoint`], from the state the previous run wrote (read from disk on the first,
+    /// or after one that failed), in the memory the previous run used.
+    ///
+    /// # Errors
+    ///
+    /// As [`checkpoint`]; the state is read from disk again by the next run.
+    pub fn run(
+        &mut self,
+        dir: &Path,
+        window: std::time::Duration,
+        retain: std::time::Duration,
+    ) -> Result<CheckpointReport, JournalError> {
+        let state = self.state.take();
+        let (report, state) = checkpoint_with(dir, state, window, retain, self)?;
+        self.state = Some(state);
+        Ok(report)
+    }
 }
 
 /// [`checkpoint`], from `state` — the state the previous checkpoint of this process wrote,
 /// kept in memory — instead of reading the newest checkpoint back; the state it wrote comes
-/// back for the next one. Closed segments are read one at a time into one buffer.
+/// back for the next one. Closed segments are read one at a time, in `memory`'s buffers.
 ///
 /// # Errors
 ///
 /// As [`checkpoint`].
-pub fn checkpoint_from(
+fn checkpoint_with(
     dir: &Path,
     state: Option<corridor_journal::recovery::Recovery>,
     window: std::time::Duration,
     retain: std::time::Duration,
+    memory: &mut Checkpointer,
 ) -> Result<(CheckpointReport, corridor_journal::recovery::Recovery), JournalError> {
     let mut report = CheckpointReport::default();
     remove_unfinished_checkpoints(dir)?;
@@ -739,7 +783,7 @@ pub fn checkpoint_from(
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let mut buf = Vec::new();
+            let Checkpointer { read: buf, records: recycled, write: bytes, .. } = memory;
             let mut next = all[from];
             for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
@@ -749,10 +793,11 @@ pub fn checkpoint_from(
                         // Sized once (a closed segment no longer grows), not doubled as it is read.
                         let len = f.metadata()?.len();
                         buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
-                        std::io::Read::read_to_end(&mut f, &mut buf)
+                        std::io::Read::read_to_end(&mut f, buf)
                     })
                     .map_err(io_err(format!("reading {}", path.display())))?;
-                let scan = corridor_journal::scan_segment(&buf, seq, false).map_err(JournalError::Corrupt)?;
+                let scan = corridor_journal::scan_segment_into(buf, seq, false, std::mem::take(recycled))
+                    .map_err(JournalError::Corrupt)?;
                 if seq != next {
                     return Err(JournalError::Io {
                         what: "checkpointing the journal".into(),
@@ -766,6 +811,7 @@ pub fn checkpoint_from(
                     what: "reading the journal's entries".into(),
                     error: io::Error::other(e.to_string()),
                 })?;
+                *recycled = scan.recycle();
             }
             if next != closed_end {
                 return Err(JournalError::Io {
@@ -778,9 +824,10 @@ pub fn checkpoint_from(
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             state.outcomes.expire(now.saturating_sub(window_ms));
             // About what the last one took, plus what came since.
-            let mut bytes = Vec::with_capacity(state.outcomes.len() * 64 + (1 << 16));
-            state.checkpoint(&mut bytes);
-            write_checkpoint(dir, state.last_seq, &bytes)?;
+            bytes.clear();
+            bytes.reserve(state.outcomes.len() * 64 + (1 << 16));
+            state.checkpoint(bytes);
+            write_checkpoint(dir, state.last_seq, bytes)?;
             report.seq = Some(state.last_seq);
             report.bytes = bytes.len() as u64;
         }
@@ -1297,14 +1344,24 @@ mod tests {
     /// seventh reversed and acknowledged) through the real appender into segments of the
     /// smallest size; returns the log's own fold.
     fn write_transactions(dir: &Path, n: u64) -> corridor_journal::recovery::Recovery {
+        append_transactions(dir, 0..n);
+        let segs = Segments::read(dir).unwrap();
+        corridor_journal::recovery::Recovery::of(&segs.scan().unwrap()).unwrap()
+    }
+
+    /// Transactions `range` (numbered as [`write_transactions`]'s) appended to the journal
+    /// in `dir`, begun if there is none.
+    fn append_transactions(dir: &Path, range: std::ops::Range<u64>) {
         use corridor_journal::entry::{Accepted, Answered, Entry, Forwarded, ReversalQueued};
         let policy = GroupCommit {
             records_max: 64,
             segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
             ..GroupCommit::default()
         };
-        let mut a = Appender::new(policy, 1, None);
-        let mut w = Writer::open(dir, None).unwrap();
+        let last = if dir.exists() { recover(dir).unwrap().last } else { None };
+        let next = if dir.exists() { recover(dir).unwrap().next_seq } else { 1 };
+        let mut a = Appender::new(policy, next, last.map(|(_, l)| l));
+        let mut w = Writer::open(dir, last).unwrap();
         let t = Instant::now();
         let mut p = Vec::new();
         let mut put = |a: &mut Appender, e: Entry| {
@@ -1312,7 +1369,7 @@ mod tests {
             e.encode(&mut p);
             a.append(e.kind(), &p, t)
         };
-        for i in 0..n {
+        for i in range {
             let stan = u32::try_from(i % 1_000_000).unwrap();
             let acc = Entry::Accepted(Accepted {
                 key: corridor_journal::entry::Key {
@@ -1372,8 +1429,44 @@ mod tests {
                 a.handle_synced(b.last_seq);
             }
         }
-        let segs = Segments::read(dir).unwrap();
-        corridor_journal::recovery::Recovery::of(&segs.scan().unwrap()).unwrap()
+    }
+
+    /// A checkpointer that keeps its memory from one run to the next writes what one whose
+    /// memory is new writes: nothing of the last run's segment, records or state bytes is
+    /// left in what it reuses (its second run has fewer records to read than its first, and
+    /// a larger state to write). Both keep their state (its bytes are in the order of the
+    /// state's maps, which a state read back from disk need not share).
+    #[test]
+    fn a_checkpointer_that_keeps_its_memory_writes_what_one_with_new_memory_writes() {
+        let (a, b) = (temp("checkpointer-kept"), temp("checkpointer-new"));
+        let day = std::time::Duration::from_secs(86_400);
+        let segments_to = |to: &Path| {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(&*a).unwrap() {
+                let e = e.unwrap();
+                if e.file_name().to_string_lossy().ends_with(".seg") {
+                    std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+                }
+            }
+        };
+        append_transactions(&a, 0..6_000);
+        segments_to(&b);
+        let (mut kept, mut renewed) = (Checkpointer::default(), Checkpointer::default());
+        let first = kept.run(&a, day, day).unwrap();
+        assert!(first.seq.is_some(), "a checkpoint of the closed segments");
+        assert_eq!(renewed.run(&b, day, day).unwrap(), first);
+        let room = (kept.read.capacity(), kept.records.capacity(), kept.write.capacity());
+        assert!(room.0 > 0 && room.1 > 0 && room.2 > 0, "{room:?}");
+        append_transactions(&a, 6_000..8_000);
+        segments_to(&b);
+        renewed.forget_memory();
+        let second = kept.run(&a, day, day).unwrap();
+        assert!(second.seq > first.seq, "{second:?} after {first:?}");
+        assert_eq!(renewed.run(&b, day, day).unwrap(), second);
+        let seq = second.seq.unwrap();
+        assert_eq!(checkpoint_bytes(&a, seq).unwrap(), checkpoint_bytes(&b, seq).unwrap());
+        assert!(kept.write.capacity() >= room.2, "kept, not made anew");
+        same_state(&recover(&a).unwrap().owed, &recover(&b).unwrap().owed);
     }
 
     fn same_state(a: &corridor_journal::recovery::Recovery, b: &corridor_journal::recovery::Recovery) {

@@ -11,7 +11,8 @@ pub(super) struct Checkpoints {
     running: Rc<Cell<bool>>,
     segments: Cell<u32>,
     /// The state the last checkpoint wrote, for the next to go on from.
-    state: Rc<RefCell<Option<corridor_journal::recovery::Recovery>>>,
+    /// The checkpointer's state and memory, lent to each checkpoint's thread.
+    state: Rc<RefCell<crate::journal::Checkpointer>>,
     /// In a cluster: the newest checkpoint written and not yet in the shard's subject (the
     /// last record it covers), and the journal loop's wake for it.
     ready: Rc<Cell<Option<u64>>>,
@@ -55,11 +56,12 @@ impl Checkpoints {
         let running = Rc::clone(&self.running);
         let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
         let kept = Rc::clone(&self.state);
-        let state = kept.borrow_mut().take();
+        let mut checkpointer = std::mem::take(&mut *kept.borrow_mut());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
             crate::journal::background_priority();
-            let _ = tx.send(crate::journal::checkpoint_from(&dir, state, window, retain));
+            let done = checkpointer.run(&dir, window, retain);
+            let _ = tx.send((checkpointer, done));
         });
         if let Err(e) = spawned {
             self.running.set(false);
@@ -69,9 +71,12 @@ impl Checkpoints {
         tokio::task::spawn_local(async move {
             let done = rx.await;
             running.set(false);
+            let done = done.map(|(checkpointer, done)| {
+                *kept.borrow_mut() = checkpointer;
+                done
+            });
             match done {
-                Ok(Ok((r, state))) => {
-                    *kept.borrow_mut() = Some(state);
+                Ok(Ok(r)) => {
                     if let Some(seq) = r.seq {
                         info!(
                             through = seq,
