@@ -693,6 +693,16 @@ pub struct CheckpointReport {
     pub bytes: u64,
     /// Segments removed by retention.
     pub removed: Vec<u64>,
+    /// How long it took ([`Checkpointer::run`]; 0 otherwise).
+    pub took: std::time::Duration,
+    /// The CPU its thread spent on it ([`Checkpointer::run`]; 0 otherwise).
+    pub cpu: std::time::Duration,
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 /// Writes a checkpoint of every closed segment of `dir` (all but the last, which the
@@ -750,9 +760,11 @@ impl Checkpointer {
         window: std::time::Duration,
         retain: std::time::Duration,
     ) -> Result<CheckpointReport, JournalError> {
+        let (began, cpu) = (std::time::Instant::now(), thread_cpu());
         let state = self.state.take();
-        let (report, state) = checkpoint_with(dir, state, window, retain, self)?;
+        let (mut report, state) = checkpoint_with(dir, state, window, retain, self)?;
         self.state = Some(state);
+        (report.took, report.cpu) = (began.elapsed(), thread_cpu().saturating_sub(cpu));
         Ok(report)
     }
 }
@@ -1452,18 +1464,19 @@ mod tests {
         append_transactions(&a, 0..6_000);
         segments_to(&b);
         let (mut kept, mut renewed) = (Checkpointer::default(), Checkpointer::default());
-        let first = kept.run(&a, day, day).unwrap();
-        assert!(first.seq.is_some(), "a checkpoint of the closed segments");
-        assert_eq!(renewed.run(&b, day, day).unwrap(), first);
+        let what = |r: CheckpointReport| (r.seq, r.bytes, r.removed);
+        let first = what(kept.run(&a, day, day).unwrap());
+        assert!(first.0.is_some(), "a checkpoint of the closed segments");
+        assert_eq!(what(renewed.run(&b, day, day).unwrap()), first);
         let room = (kept.read.capacity(), kept.records.capacity(), kept.write.capacity());
         assert!(room.0 > 0 && room.1 > 0 && room.2 > 0, "{room:?}");
         append_transactions(&a, 6_000..8_000);
         segments_to(&b);
         renewed.forget_memory();
-        let second = kept.run(&a, day, day).unwrap();
-        assert!(second.seq > first.seq, "{second:?} after {first:?}");
-        assert_eq!(renewed.run(&b, day, day).unwrap(), second);
-        let seq = second.seq.unwrap();
+        let second = what(kept.run(&a, day, day).unwrap());
+        assert!(second.0 > first.0, "{second:?} after {first:?}");
+        assert_eq!(what(renewed.run(&b, day, day).unwrap()), second);
+        let seq = second.0.unwrap();
         assert_eq!(checkpoint_bytes(&a, seq).unwrap(), checkpoint_bytes(&b, seq).unwrap());
         assert!(kept.write.capacity() >= room.2, "kept, not made anew");
         same_state(&recover(&a).unwrap().owed, &recover(&b).unwrap().owed);

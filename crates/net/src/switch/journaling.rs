@@ -4,15 +4,17 @@
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use super::*;
 
-/// The journal's checkpoints, written on a blocking thread beside the writer (one at a
+/// The journal's checkpoints, written on a thread of their own beside the writer (one at a
 /// time) every `checkpoint_segments` new segments, and once at start.
 pub(super) struct Checkpoints {
     files: crate::journal::JournalFiles,
     running: Rc<Cell<bool>>,
     segments: Cell<u32>,
-    /// The state the last checkpoint wrote, for the next to go on from.
-    /// The checkpointer's state and memory, lent to each checkpoint's thread.
-    state: Rc<RefCell<crate::journal::Checkpointer>>,
+    /// The checkpointer's thread, started at the first checkpoint and kept for the next:
+    /// it holds the checkpointer (the state the last checkpoint wrote, and its memory) and
+    /// the allocator's pages it used. A thread a checkpoint took fresh pages each time — a
+    /// million outcomes' keys made again in pages the kernel zeroes.
+    worker: RefCell<Option<std::sync::mpsc::Sender<Job>>>,
     /// In a cluster: the newest checkpoint written and not yet in the shard's subject (the
     /// last record it covers), and the journal loop's wake for it.
     ready: Rc<Cell<Option<u64>>>,
@@ -25,7 +27,7 @@ impl Checkpoints {
             files,
             running: Rc::new(Cell::new(false)),
             segments: Cell::new(0),
-            state: Rc::default(),
+            worker: RefCell::new(None),
             ready: Rc::default(),
             wake: Rc::default(),
         }
@@ -52,18 +54,19 @@ impl Checkpoints {
         if self.running.replace(true) {
             return;
         }
-        let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
+        let (window, retain) = (self.files.outcome_window, self.files.retain);
         let running = Rc::clone(&self.running);
         let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
-        let kept = Rc::clone(&self.state);
-        let mut checkpointer = std::mem::take(&mut *kept.borrow_mut());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
-            crate::journal::background_priority();
-            let done = checkpointer.run(&dir, window, retain);
-            let _ = tx.send((checkpointer, done));
+        let sent = self.worker().and_then(|w| match w.send((window, retain, tx)) {
+            Ok(()) => Ok(()),
+            // Its thread is gone (it panicked in a checkpoint): another is started.
+            Err(std::sync::mpsc::SendError(job)) => {
+                self.worker.replace(None);
+                self.worker()?.send(job).map_err(|e| std::io::Error::other(e.to_string()))
+            }
         });
-        if let Err(e) = spawned {
+        if let Err(e) = sent {
             self.running.set(false);
             warn!(error = %e, "journal checkpoint thread could not start");
             return;
@@ -71,10 +74,6 @@ impl Checkpoints {
         tokio::task::spawn_local(async move {
             let done = rx.await;
             running.set(false);
-            let done = done.map(|(checkpointer, done)| {
-                *kept.borrow_mut() = checkpointer;
-                done
-            });
             match done {
                 Ok(Ok(r)) => {
                     if let Some(seq) = r.seq {
@@ -82,6 +81,8 @@ impl Checkpoints {
                             through = seq,
                             bytes = r.bytes,
                             segments_removed = r.removed.len(),
+                            took_ms = r.took.as_millis(),
+                            cpu_ms = r.cpu.as_millis(),
                             "journal checkpoint"
                         );
                         ready.set(Some(seq));
@@ -93,6 +94,35 @@ impl Checkpoints {
                 Err(e) => warn!(error = %e, "journal checkpoint thread failed"),
             }
         });
+    }
+}
+
+/// A checkpoint asked of the checkpointer's thread: the outcome window and the retention,
+/// and where to say how it went.
+type Job = (
+    std::time::Duration,
+    std::time::Duration,
+    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>,
+);
+
+impl Checkpoints {
+    /// The checkpointer's thread, started if it is not running: it checkpoints as it is
+    /// asked, and ends with the journal loop (its sender dropped).
+    fn worker(&self) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+        if let Some(w) = self.worker.borrow().as_ref() {
+            return Ok(w.clone());
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let dir = self.files.dir.clone();
+        std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
+            crate::journal::background_priority();
+            let mut checkpointer = crate::journal::Checkpointer::default();
+            for (window, retain, done) in rx {
+                let _ = done.send(checkpointer.run(&dir, window, retain));
+            }
+        })?;
+        self.worker.replace(Some(tx.clone()));
+        Ok(tx)
     }
 }
 
