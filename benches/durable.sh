@@ -26,35 +26,12 @@ run --paths quinn,corridor-quic --mode closed --connections 1 --lanes 1 --inflig
 run --paths corridor,haproxy --mode closed --connections 4 --inflight 64
 run --paths corridor,haproxy --mode closed --connections 8 --inflight 128
 
-# The switch's CPU a round trip, journal off and on: its threads' utime + stime over the
-# middle 4 s of a 7 s run, divided by the round trips the generator counted in that run's
-# rate (the rate is steady after the first second).
-cpu() {
-  local path=$1 log
-  log="$(mktemp)"
-  "$B" compare --paths "$path" --mode closed --connections 4 --inflight 64 --duration 7s --warmup 1s --repeat 1 --placement shared >"$log" 2>&1 &
-  local gen=$!
-  sleep 2
-  local pid
-  pid="$(pgrep -f 'corridor serve --config /tmp/corridor-compare' | head -1)"
-  local t0 t1 hz
-  hz="$(getconf CLK_TCK)"
-  t0="$(cat /proc/"$pid"/task/*/stat | awk '{s+=$14+$15} END {print s}')"
-  sleep 4
-  t1="$(cat /proc/"$pid"/task/*/stat | awk '{s+=$14+$15} END {print s}')"
-  wait "$gen"
-  local rate
-  rate="$(awk -v p="$path" '$1==p {print $2}' "$log" | tail -1)"
-  python3 -c "c=($t1-$t0)/$hz; r=$rate; print(f'== cpu {\"$path\"}: {c:.2f} s of CPU in 4 s at {r:,.0f}/s: {c/(4*r)*1e6:.2f} µs a round trip')"
-  rm -f "$log"
-}
-cpu corridor
-cpu corridor-journal
-
-# Where a QUIC round trip's CPU goes: each process's utime + stime (the generator, the
+# Where a round trip's CPU goes: each process's utime + stime (the generator, the
 # simulator, and `corridor serve` where the path has it) over the middle 4 s of a 7 s run,
-# a round trip. Every process shares CPU 0, so a path's rate is the inverse of the sum: the
-# quinn row's ratio is the two paths' sums, and what the switch adds is its own column.
+# divided by the round trips the generator counted in that run's rate (steady after the
+# first second). The switch's column at 4 × 64, journal off and on, is the CPU row. Every
+# process shares CPU 0, so a path's rate is the inverse of the sum: the quinn row's ratio
+# is the two paths' sums, and what the switch adds is its own column.
 split() {
   local path=$1 log
   shift
@@ -84,6 +61,8 @@ print(f"== cpu split {path}: {rate:,.0f}/s; µs a round trip: {parts}; sum {sum(
 PY
   rm -f "$log"
 }
+split corridor --mode closed --connections 4 --inflight 64
+split corridor-journal --mode closed --connections 4 --inflight 64
 split quinn --mode closed --connections 1 --lanes 4 --inflight 16
 split corridor-quic --mode closed --connections 1 --lanes 4 --inflight 16
 split corridor --mode closed --connections 4 --inflight 16

@@ -225,14 +225,8 @@ fn kill_loop(reversing: bool) {
         (switch, signed_on, acq_port)
     };
     // Serving: signed on to the issuer, both shards replicated.
-    let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
-        if let Err(e) = signed_on.recv_timeout(Duration::from_secs(40)) {
-            // (Its warnings and errors: why it did not, when it stopped.)
-            let said = [node.lines_with("WARN"), node.lines_with("ERROR")].concat();
-            panic!("the node did not sign on to the issuer ({e}):\n{}", said.join("\n"));
-        }
-        assert!(node.wait_logged("the journal is replicated", 2, Duration::from_secs(40)), "the node serves");
-    };
+    let serving =
+        |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| wait_serving(node, signed_on, 2);
     // What the acquirer heard: STAN → response code.
     let heard: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
     let mut takeovers = Vec::new();
@@ -1539,14 +1533,8 @@ fn kill_9_of_the_node_running_the_issuers_shard_in_a_loop_leaves_no_ambiguous_or
     let rig = ClusterRig::with_issuer_for("split-loop", Duration::from_secs(60 + 20 * loops as u64));
     let (configs, _) = split_cluster(&rig, &[("a", "[0]", false), ("b", "[1]", true), ("c", "[1]", true)]);
     // Serving shard 1: signed on to the issuer, its journal replicated.
-    let serving = |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| {
-        if let Err(e) = signed_on.recv_timeout(Duration::from_secs(40)) {
-            // (Its warnings and errors: why it did not, when it stopped.)
-            let said = [node.lines_with("WARN"), node.lines_with("ERROR")].concat();
-            panic!("the node did not sign on to the issuer ({e}):\n{}", said.join("\n"));
-        }
-        assert!(node.wait_logged("the journal is replicated", 1, Duration::from_secs(40)), "the node serves");
-    };
+    let serving =
+        |node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>| wait_serving(node, signed_on, 1);
     let (a, _) = common::spawn(&configs[0].0);
     assert!(a.wait_logged("the journal is replicated", 1, Duration::from_secs(40)), "node a serves shard 0");
     // What the acquirer heard: STAN → response code (its node never dies: it hears all).
@@ -1710,4 +1698,18 @@ fn a_reload_on_a_node_running_one_shard_reaches_the_node_running_the_other() {
     assert_eq!(pay(port_a, 2), "00", "crossing after the reload");
     drop(b);
     drop(a);
+}
+
+/// Waits (bounded) until a node of a kill loop serves: signed on to the issuer (`signed_on`)
+/// and `shards` of its journals replicated. A node that does not sign on fails the test with
+/// its warnings and errors — why it did not, when it stopped — which go with its process.
+fn wait_serving(node: &common::Switch, signed_on: &std::sync::mpsc::Receiver<()>, shards: usize) {
+    if let Err(e) = signed_on.recv_timeout(Duration::from_secs(40)) {
+        let said = [node.lines_with("WARN"), node.lines_with("ERROR")].concat();
+        panic!("the node did not sign on to the issuer ({e}):\n{}", said.join("\n"));
+    }
+    assert!(
+        node.wait_logged("the journal is replicated", shards, Duration::from_secs(40)),
+        "the node serves"
+    );
 }

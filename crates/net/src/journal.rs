@@ -693,9 +693,9 @@ pub struct CheckpointReport {
     pub bytes: u64,
     /// Segments removed by retention.
     pub removed: Vec<u64>,
-    /// How long it took ([`Checkpointer::run`]; 0 otherwise).
+    /// How long it took.
     pub took: std::time::Duration,
-    /// The CPU its thread spent on it ([`Checkpointer::run`]; 0 otherwise).
+    /// The CPU its thread spent on it.
     pub cpu: std::time::Duration,
 }
 
@@ -721,7 +721,7 @@ pub fn checkpoint(
     window: std::time::Duration,
     retain: std::time::Duration,
 ) -> Result<CheckpointReport, JournalError> {
-    checkpoint_with(dir, None, window, retain, &mut Checkpointer::default()).map(|(r, _)| r)
+    Checkpointer::default().run(dir, window, retain)
 }
 
 /// What a process that checkpoints again and again keeps from one checkpoint to the next:
@@ -761,31 +761,29 @@ impl Checkpointer {
         retain: std::time::Duration,
     ) -> Result<CheckpointReport, JournalError> {
         let (began, cpu) = (std::time::Instant::now(), thread_cpu());
-        let state = self.state.take();
-        let (mut report, state) = checkpoint_with(dir, state, window, retain, self)?;
+        let (mut report, state) = checkpoint_with(dir, window, retain, self)?;
         self.state = Some(state);
         (report.took, report.cpu) = (began.elapsed(), thread_cpu().saturating_sub(cpu));
         Ok(report)
     }
 }
 
-/// [`checkpoint`], from `state` — the state the previous checkpoint of this process wrote,
-/// kept in memory — instead of reading the newest checkpoint back; the state it wrote comes
-/// back for the next one. Closed segments are read one at a time, in `memory`'s buffers.
+/// [`checkpoint`], in `memory`: from the state the previous checkpoint of this process wrote
+/// (taken out of it; read back from disk when there is none), closed segments read one at a
+/// time in its buffers; the state it wrote comes back for the next one.
 ///
 /// # Errors
 ///
 /// As [`checkpoint`].
 fn checkpoint_with(
     dir: &Path,
-    state: Option<corridor_journal::recovery::Recovery>,
     window: std::time::Duration,
     retain: std::time::Duration,
     memory: &mut Checkpointer,
 ) -> Result<(CheckpointReport, corridor_journal::recovery::Recovery), JournalError> {
     let mut report = CheckpointReport::default();
     remove_unfinished_checkpoints(dir)?;
-    let mut state = match state {
+    let mut state = match memory.state.take() {
         Some(s) => s,
         None => load_checkpoint(dir)?,
     };
@@ -1370,8 +1368,12 @@ mod tests {
             segment_bytes: corridor_journal::limits::SEGMENT_BYTES_MIN,
             ..GroupCommit::default()
         };
-        let last = if dir.exists() { recover(dir).unwrap().last } else { None };
-        let next = if dir.exists() { recover(dir).unwrap().next_seq } else { 1 };
+        let (next, last) = if dir.exists() {
+            let r = recover(dir).unwrap();
+            (r.next_seq, r.last)
+        } else {
+            (1, None)
+        };
         let mut a = Appender::new(policy, next, last.map(|(_, l)| l));
         let mut w = Writer::open(dir, last).unwrap();
         let t = Instant::now();

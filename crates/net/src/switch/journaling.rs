@@ -95,17 +95,7 @@ impl Checkpoints {
             }
         });
     }
-}
 
-/// A checkpoint asked of the checkpointer's thread: the outcome window and the retention,
-/// and where to say how it went.
-type Job = (
-    std::time::Duration,
-    std::time::Duration,
-    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>,
-);
-
-impl Checkpoints {
     /// The checkpointer's thread, started if it is not running: it checkpoints as it is
     /// asked, and ends with the journal loop (its sender dropped).
     fn worker(&self) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
@@ -125,6 +115,14 @@ impl Checkpoints {
         Ok(tx)
     }
 }
+
+/// A checkpoint asked of the checkpointer's thread: the outcome window and the retention,
+/// and where to say how it went.
+type Job = (
+    std::time::Duration,
+    std::time::Duration,
+    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>,
+);
 
 /// Writes the journal: runs the driver's batch cycle (`corridor_engine::driver::JournalCycle`)
 /// over the journal's files — each batch the engine has due is appended and synced on a
