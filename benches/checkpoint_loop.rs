@@ -1,4 +1,5 @@
-//! The journal's checkpointer without its files: `TRANSACTIONS` card transactions journaled
+//! The journal's checkpointer without its files: `TRANSACTIONS` card transactions (or the
+//! count its first argument gives: a million outcomes is a switch's full window) journaled
 //! as the switch journals them (accepted, forwarded, and answered 1,024 transactions later),
 //! written as 64 MiB segments in memory, then folded one segment at a time
 //! (`Recovery::apply_segment`, what a checkpoint does with each closed segment) and the
@@ -32,14 +33,15 @@ const TRANSACTIONS: u64 = 200_000;
 const IN_FLIGHT: usize = 1_024;
 
 fn main() {
-    let segments = journal(TRANSACTIONS);
+    let n = std::env::args().nth(1).map_or(TRANSACTIONS, |a| a.parse().expect("a count of transactions"));
+    let segments = journal(n);
     let began = Instant::now();
     let state = fold(&segments);
     let folded = began.elapsed();
     let mut out = Vec::new();
     state.checkpoint(&mut out);
     println!(
-        "{TRANSACTIONS} transactions in {} segments folded in {folded:?}: {} outcomes, {} open; checkpoint of {} bytes in {:?}",
+        "{n} transactions in {} segments folded in {folded:?}: {} outcomes, {} open; checkpoint of {} bytes in {:?}",
         segments.len(),
         state.outcomes.len(),
         state.requests.len(),
