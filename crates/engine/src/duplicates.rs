@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use corridor_journal::positions::PositionIndex;
 use corridor_wire::{ResponseCode, Stan};
 
 use crate::{engine::Msg, limits::OUTCOMES_MAX};
@@ -26,9 +27,10 @@ pub(crate) struct Outcome {
 ///
 /// A ring of entries in the order they were remembered (so the oldest, the next to expire
 /// or be evicted, is always at its head, and what is written is written in sequence), and a
-/// hash index of ring positions (4 bytes an entry) to find a key's. Every request looks its
-/// key up and every answer remembers one, so this is on the hot path: one probe of a compact
-/// index and one entry, instead of a map of whole entries beside a queue of their keys.
+/// hash index of ring positions to find a key's (`corridor_journal::positions`: a probe is
+/// one cache line). Every request looks its key up and every answer remembers one (and, the
+/// window full, forgets the oldest), so this is on the hot path: at a million entries each
+/// of those is a cache miss in the index, and a hit one more in the ring.
 #[derive(Debug)]
 pub(crate) struct Outcomes {
     /// Most entries ([`OUTCOMES_MAX`]; smaller in tests).
@@ -38,7 +40,7 @@ pub(crate) struct Outcomes {
     head: usize,
     /// Entries in the ring.
     len: usize,
-    index: hashbrown::HashTable<u32>,
+    index: PositionIndex,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -48,15 +50,12 @@ struct Slot {
     outcome: Outcome,
 }
 
-const _: () = assert!(OUTCOMES_MAX <= u32::MAX as usize);
+const _: () = assert!(OUTCOMES_MAX <= corridor_journal::positions::POSITIONS_MAX as usize);
 
-/// The entries to ask the index to hold for a window of `cap`: hashbrown fills its slots to
-/// 7/8 (a power of two of them), so 7/4 of `cap` gives at least `2 × cap` slots — half full
-/// at most, where a removal finds an empty slot beside it and leaves no tombstone. Asking
-/// for `2 × cap` entries would double that again (2^22 slots, 20 MB, for 2^20 entries): a
-/// quarter full and twice the memory every probe misses the cache in.
-fn index_capacity(cap: usize) -> usize {
-    (cap * 7).div_ceil(4)
+/// A ring position as the index holds it (the ring is at most [`OUTCOMES_MAX`]).
+fn ring_position(pos: usize) -> u32 {
+    debug_assert!(pos < OUTCOMES_MAX);
+    u32::try_from(pos).unwrap_or(u32::MAX)
 }
 
 fn hash(key: &DupKey) -> u64 {
@@ -67,18 +66,12 @@ fn hash(key: &DupKey) -> u64 {
 impl Outcomes {
     /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]), their room reserved at once: the
     /// ring's whole (address space; its pages are touched as it fills, one at a time) and an
-    /// index of at least twice as many slots, so it is at most half full. Growing either by
+    /// index that holds them all at most half full (16 MiB at a million). Growing either by
     /// doubling would copy or rehash everything in one step on the hot path — tens of
     /// milliseconds at a million entries, straight into the latency tail.
     pub(crate) fn with_capacity(cap: usize) -> Self {
         let cap = cap.clamp(1, OUTCOMES_MAX);
-        Self {
-            cap,
-            ring: Vec::with_capacity(cap),
-            head: 0,
-            len: 0,
-            index: hashbrown::HashTable::with_capacity(index_capacity(cap)),
-        }
+        Self { cap, ring: Vec::with_capacity(cap), head: 0, len: 0, index: PositionIndex::with_capacity(cap) }
     }
 
     /// Remembers `key`'s outcome at `now`, forgetting what is older than `window`.
@@ -89,9 +82,8 @@ impl Outcomes {
             self.ring[pos].outcome = outcome;
             return;
         }
-        // Full, an entry goes out for every one in. The index, at most half full, finds
-        // empty slots beside what it removes: no tombstones piling up until it rehashes
-        // itself in place, all of it, in one step.
+        // Full, an entry goes out for every one in (the index moves back what probed past
+        // it: no tombstones, and it never grows past its reserve).
         if self.len >= self.cap {
             self.evict_oldest();
         }
@@ -104,8 +96,7 @@ impl Outcomes {
             self.ring[pos] = slot;
         }
         self.len += 1;
-        let ring = &self.ring;
-        self.index.insert_unique(hash(&key), pos as u32, |&p| hash(&ring[p as usize].key));
+        self.index.insert(hash(&key), ring_position(pos));
     }
 
     /// The outcome a repeat of `key` is answered with, within `window` of `now`.
@@ -122,14 +113,12 @@ impl Outcomes {
     /// A remembered key that names the same original as `key` ([`DupKey::same_original`]).
     pub(crate) fn same_original(&self, key: &DupKey) -> Option<DupKey> {
         let ring = &self.ring;
-        self.index
-            .find(hash(key), |&p| ring[p as usize].key.same_original(key))
-            .map(|&p| ring[p as usize].key)
+        self.index.find(hash(key), |p| ring[p as usize].key.same_original(key)).map(|p| ring[p as usize].key)
     }
 
     fn find(&self, key: &DupKey) -> Option<usize> {
         let ring = &self.ring;
-        self.index.find(hash(key), |&p| ring[p as usize].key == *key).map(|&p| p as usize)
+        self.index.find(hash(key), |p| ring[p as usize].key == *key).map(|p| p as usize)
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
@@ -143,10 +132,8 @@ impl Outcomes {
             return;
         }
         let head = self.head;
-        let h = hash(&self.ring[head].key);
-        if let Ok(e) = self.index.find_entry(h, |&p| p as usize == head) {
-            e.remove();
-        }
+        let removed = self.index.remove(hash(&self.ring[head].key), ring_position(head));
+        debug_assert!(removed, "every entry in the ring is in the index");
         self.head = (head + 1) % self.cap;
         take_one!(self.len, "the remembered outcomes' count");
     }
@@ -367,15 +354,36 @@ mod tests {
 
     #[test]
     fn the_index_is_at_most_half_full_and_no_larger() {
-        // hashbrown holds 7/8 of its slots (a power of two); those are the slots.
-        let slots = |o: &Outcomes| (o.index.capacity() * 8 / 7).next_power_of_two();
+        let slots = |o: &Outcomes| o.index.bytes() / 8;
         for cap in [1, 7, 1000, 1 << 16, 1_500_000, OUTCOMES_MAX] {
             let o = Outcomes::with_capacity(cap);
             let n = slots(&o);
             assert!(n >= 2 * o.cap, "{cap}: {n} slots");
-            assert!(n < 8 * o.cap.max(2), "{cap}: {n} slots");
+            assert!(n <= (4 * o.cap).max(16), "{cap}: {n} slots");
         }
         assert_eq!(slots(&Outcomes::with_capacity(OUTCOMES_MAX)), 2 * OUTCOMES_MAX);
+    }
+
+    #[test]
+    fn a_full_window_keeps_its_index_to_its_ring_through_a_million_evictions() {
+        // Keys whose hashes share their home slots' neighbourhoods come and go as a full
+        // window turns over: each eviction moves back what probed past the entry it removes.
+        let (cap, window) = (1_000, Duration::from_secs(3600));
+        let mut o = Outcomes::with_capacity(cap);
+        let now = Instant::now();
+        let reserved = o.index.bytes();
+        for n in 0..1_000_000u32 {
+            o.insert(key(n), outcome(0), now, window);
+        }
+        assert_eq!(o.len(), cap);
+        assert_eq!(o.index.len(), cap);
+        assert_eq!(o.index.bytes(), reserved, "the index never grew");
+        for n in 999_000..1_000_000 {
+            assert!(o.contains(&key(n)), "{n} is in the window");
+        }
+        for n in (0..999_000).step_by(997) {
+            assert!(!o.contains(&key(n)), "{n} was evicted");
+        }
     }
 
     fn key(n: u32) -> DupKey {

@@ -18,6 +18,8 @@
 //! - [`entry`]: what each kind of record says, and its payload codec.
 //! - [`log`]: the scan of a whole log, segment after segment, with the sequence checked
 //!   across them.
+//! - [`positions`]: the hash index of positions a window of outcomes is found by (the
+//!   engine's duplicate window and a checkpoint's outcomes).
 //! - [`append`]: the writer's side: records encoded into batches, group commit (one sync per
 //!   batch, bounded by a record count and a wait), segments rotated by size, and which
 //!   sequence numbers are durable.
@@ -50,6 +52,7 @@ pub mod append;
 pub mod entry;
 pub mod limits;
 pub mod log;
+pub mod positions;
 pub mod record;
 pub mod recovery;
 pub mod request;

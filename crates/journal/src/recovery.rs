@@ -23,6 +23,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
     limits::OUTCOMES_MAX,
+    positions::PositionIndex,
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
 };
 
@@ -55,16 +56,28 @@ pub struct Outcome {
 
 /// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`]: a queue
 /// of entries, oldest first, and a hash index of their positions (each key kept once — a
-/// million of them are what a checkpoint holds — and one probe to find one).
+/// million of them are what a checkpoint holds — and one probe of one cache line to find
+/// one, [`PositionIndex`]).
 #[derive(Clone, Debug)]
 pub struct Outcomes {
     /// Most entries: [`OUTCOMES_MAX`] (fewer in tests).
     cap: usize,
     entries: VecDeque<(DupKey, Outcome)>,
     /// The position of `entries[0]` since the first entry: positions outlive the entries
-    /// before them leaving, so the index needs no update when the oldest goes.
+    /// before them leaving, so the index needs no update when the oldest goes. The index
+    /// holds them modulo 2^31 ([`held`]).
     first: usize,
-    index: hashbrown::HashTable<usize>,
+    index: PositionIndex,
+}
+
+/// The bits of a position the index holds: far more than the most entries kept, so the
+/// position a held one stands for is the one of its bits at or after `first`.
+const HELD_MASK: usize = (1 << 31) - 1;
+const _: () = assert!(OUTCOMES_MAX < HELD_MASK);
+
+/// Position `at` as the index holds it.
+fn held(at: usize) -> u32 {
+    u32::try_from(at & HELD_MASK).unwrap_or(0)
 }
 
 impl Default for Outcomes {
@@ -94,8 +107,13 @@ impl Outcomes {
             cap: cap.clamp(1, OUTCOMES_MAX),
             entries: VecDeque::new(),
             first: 0,
-            index: hashbrown::HashTable::new(),
+            index: PositionIndex::default(),
         }
+    }
+
+    /// The position a position the index holds stands for.
+    fn unheld(&self, p: u32) -> usize {
+        self.first + ((p as usize).wrapping_sub(self.first) & HELD_MASK)
     }
 
     /// The entry at position `at`.
@@ -110,7 +128,7 @@ impl Outcomes {
 
     /// The position of `key`'s entry.
     fn position(&self, key: &DupKey) -> Option<usize> {
-        self.index.find(hash(key), |&at| self.at(at).0 == *key).copied()
+        self.index.find(hash(key), |p| self.at(self.unheld(p)).0 == *key).map(|p| self.unheld(p))
     }
 
     /// Records `key`'s outcome, forgetting the oldest at the bound.
@@ -121,17 +139,13 @@ impl Outcomes {
         }
         while self.entries.len() >= self.cap {
             let Some((old, _)) = self.entries.pop_front() else { break };
-            let first = self.first;
-            if let Ok(e) = self.index.find_entry(hash(&old), |&at| at == first) {
-                e.remove();
-            }
+            let removed = self.index.remove(hash(&old), held(self.first));
+            debug_assert!(removed, "every entry is in the index");
             self.first += 1;
         }
         let at = self.first + self.entries.len();
-        let h = hash(&key);
+        self.index.insert(hash(&key), held(at));
         self.entries.push_back((key, outcome));
-        let (entries, first) = (&self.entries, self.first);
-        self.index.insert_unique(h, at, |&p| hash(&entries[p - first].0));
     }
 
     /// Marks `key` reversed (a repeat of it is then told 68): the outcome a reversal's
@@ -156,9 +170,8 @@ impl Outcomes {
         }
         self.first = 0;
         self.index.clear();
-        let entries = &self.entries;
-        for (at, (key, _)) in entries.iter().enumerate() {
-            self.index.insert_unique(hash(key), at, |&p| hash(&entries[p].0));
+        for (at, (key, _)) in self.entries.iter().enumerate() {
+            self.index.insert(hash(key), held(at));
         }
     }
 
@@ -943,6 +956,35 @@ mod tests {
         o.expire(5);
         assert_eq!(o.len(), 5);
         assert_eq!(o.iter().map(|(k, _)| k.stan).collect::<Vec<_>>(), [5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn outcomes_are_found_and_forgotten_as_their_positions_pass_what_the_index_holds() {
+        // A checkpointer lives as long as its switch: positions pass 2^31, the index holds
+        // them modulo it, and an entry on either side of the wrap is found and evicted.
+        let mut o = Outcomes::with_bound(16);
+        o.first = HELD_MASK - 7;
+        let outcome = |i: u32| Outcome {
+            code: *b"00",
+            auth: None,
+            reversed: false,
+            at_unix_ms: u64::from(i),
+            sent_stan: None,
+        };
+        for i in 0..64u32 {
+            o.insert(crate::entry::key("acq", 2, i), outcome(i));
+            o.insert(crate::entry::key("acq", 2, i), outcome(i + 1_000));
+        }
+        assert_eq!(o.len(), 16);
+        assert_eq!(o.index.len(), 16);
+        assert!(o.first > HELD_MASK, "the positions wrapped what the index holds");
+        for i in 0..64u32 {
+            let got = o.get(&crate::entry::key("acq", 2, i)).map(|x| x.at_unix_ms);
+            assert_eq!(got, (i >= 48).then_some(u64::from(i + 1_000)), "stan {i}");
+        }
+        o.expire(1_056);
+        assert_eq!(o.iter().map(|(k, _)| k.stan).collect::<Vec<_>>(), (56..64).collect::<Vec<_>>());
+        assert_eq!(o.get(&crate::entry::key("acq", 2, 60)).map(|x| x.at_unix_ms), Some(1_060));
     }
 
     #[test]
