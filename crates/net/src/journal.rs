@@ -932,6 +932,12 @@ pub struct Writer {
     /// The current segment was begun as it was: it grows as it is appended to, so each
     /// sync also commits its size (see [`Writer::wants_early_rotation`]).
     appending: bool,
+    /// Whether segments are written around the page cache where the file system allows it
+    /// (`crate::direct`; tests turn it off to compare).
+    direct: bool,
+    /// The current segment is (its last partial block kept in `staged`).
+    written_direct: bool,
+    staged: crate::direct::Staged,
 }
 
 /// The next segment, prepared ahead (see [`Writer`]).
@@ -952,7 +958,8 @@ fn write_stepped(f: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes zeros to `f` from byte `from` up to `to` ([`write_stepped`]), and syncs it whole.
+/// Writes zeros to `f` from byte `from` up to `to` ([`write_stepped`]), and syncs it whole
+/// (through the page cache; `crate::direct::write_zeros` around it).
 fn write_zeros(f: &File, from: u64, to: u64) -> io::Result<()> {
     let chunk = vec![0u8; SYNC_STEP_BYTES];
     let mut at = from;
@@ -973,10 +980,20 @@ pub(crate) fn background_priority() {
     let _ = rustix::process::nice(JOURNAL_BACKGROUND_NICE);
 }
 
-/// Makes `path` a file of `bytes` zeros, written and synced (its blocks taken); whether it
-/// is whole (else it is removed).
-fn zero_file(path: &Path, bytes: u64) -> bool {
-    if File::create(path).and_then(|f| write_zeros(&f, 0, bytes)).is_err() {
+/// Makes `path` a file of `bytes` zeros, written and synced (its blocks taken), around the
+/// page cache when `direct` and its file system allows; whether it is whole (else it is
+/// removed).
+fn zero_file(path: &Path, bytes: u64, direct: bool) -> bool {
+    let direct = direct && bytes.is_multiple_of(crate::limits::DIRECT_BLOCK_BYTES as u64);
+    let made = crate::direct::open(path, OpenOptions::new().write(true).create(true).truncate(true), direct)
+        .and_then(|(f, direct)| {
+            if direct {
+                crate::direct::write_zeros(&f, bytes, SYNC_STEP_BYTES)
+            } else {
+                write_zeros(&f, 0, bytes)
+            }
+        });
+    if made.is_err() {
         let _ = std::fs::remove_file(path);
         return false;
     }
@@ -984,8 +1001,8 @@ fn zero_file(path: &Path, bytes: u64) -> bool {
 }
 
 /// Writes `bytes` of zeros to `dir`'s prepared segment and syncs it; whether it is whole.
-fn prepare_segment(dir: &Path, bytes: u64) -> bool {
-    zero_file(&dir.join(PREPARED), bytes)
+fn prepare_segment(dir: &Path, bytes: u64, direct: bool) -> bool {
+    zero_file(&dir.join(PREPARED), bytes, direct)
 }
 
 impl Writer {
@@ -996,35 +1013,65 @@ impl Writer {
     ///
     /// The directory cannot be created or the segment opened.
     pub fn open(dir: &Path, last: Option<(u64, u64)>) -> Result<Self, JournalError> {
+        Self::open_as(dir, last, true)
+    }
+
+    fn open_as(dir: &Path, last: Option<(u64, u64)>, direct: bool) -> Result<Self, JournalError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let _ = std::fs::remove_file(dir.join(PREPARED));
-        let current = match last {
-            None => None,
-            Some((seq, _)) => {
-                let p = segment_path(dir, seq);
-                Some(
-                    OpenOptions::new()
-                        .write(true)
-                        .open(&p)
-                        .map_err(io_err(format!("opening {}", p.display())))?,
-                )
-            }
-        };
-        let durable_len = last.map_or(0, |(_, len)| len);
-        // A prepared segment is longer than its records (its zeros).
-        let appending = current.as_ref().is_some_and(|f| f.metadata().is_ok_and(|m| m.len() <= durable_len));
-        Ok(Self {
+        let mut w = Self {
             dir: dir.to_owned(),
-            current,
+            current: None,
             batches: 0,
-            durable_len,
+            durable_len: last.map_or(0, |(_, len)| len),
             fault: None,
             reserve_bytes: 0,
             preallocate: None,
             preparing: None,
             prepared: false,
-            appending,
-        })
+            appending: false,
+            direct,
+            written_direct: false,
+            staged: crate::direct::Staged::default(),
+        };
+        if let Some((seq, len)) = last {
+            w.resume(&segment_path(dir, seq), len)?;
+        }
+        Ok(w)
+    }
+
+    /// Appends to segment `p` again, after its first `len` bytes.
+    fn resume(&mut self, p: &Path, len: u64) -> Result<(), JournalError> {
+        let what = || format!("opening {}", p.display());
+        let (f, direct) =
+            crate::direct::open(p, OpenOptions::new().write(true), self.direct).map_err(io_err(what()))?;
+        if direct {
+            self.staged.resume(p, len).map_err(io_err(what()))?;
+        }
+        // A prepared segment is longer than its records (its zeros; written around the page
+        // cache, an appended one ends at the block its records end in).
+        let end = len.next_multiple_of(crate::limits::DIRECT_BLOCK_BYTES as u64);
+        self.appending = f.metadata().is_ok_and(|m| m.len() <= end);
+        (self.current, self.written_direct, self.durable_len) = (Some(f), direct, len);
+        Ok(())
+    }
+
+    /// [`Writer::open`], writing through the page cache as on a file system without direct
+    /// I/O (tests: the bytes on disk are the same either way).
+    ///
+    /// # Errors
+    ///
+    /// As [`Writer::open`].
+    #[doc(hidden)]
+    pub fn open_buffered(dir: &Path, last: Option<(u64, u64)>) -> Result<Self, JournalError> {
+        Self::open_as(dir, last, false)
+    }
+
+    /// Whether the current segment is written around the page cache.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn writes_direct(&self) -> bool {
+        self.current.is_some() && self.written_direct
     }
 
     /// Segments of `bytes` prepared ahead: each next segment is written whole with zeros and
@@ -1047,12 +1094,12 @@ impl Writer {
         if self.preparing.is_some() {
             return;
         }
-        let dir = self.dir.clone();
+        let (dir, direct) = (self.dir.clone(), self.direct);
         self.preparing = std::thread::Builder::new()
             .name("corridor-journal-prepare".into())
             .spawn(move || {
                 background_priority();
-                prepare_segment(&dir, bytes)
+                prepare_segment(&dir, bytes, direct)
             })
             .ok();
     }
@@ -1120,7 +1167,7 @@ impl Writer {
         if self.reserve_bytes == 0 || self.reserve_held() {
             return self.reserve_bytes > 0;
         }
-        zero_file(&self.reserve_path(), self.reserve_bytes)
+        zero_file(&self.reserve_path(), self.reserve_bytes, self.direct)
     }
 
     /// The storage seam for tests.
@@ -1170,28 +1217,27 @@ impl Writer {
             let p = self.dir.join(h.file_name());
             let prepared = self.take_prepared();
             self.appending = !prepared;
-            let f = if prepared {
-                let tmp = self.dir.join(PREPARED);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&tmp)
-                    .map_err(io_err(format!("opening {}", tmp.display())))?;
-                // The header synced before the name: a segment under its name always has one.
-                f.write_all_at(&h.to_bytes(), 0).map_err(io_err(format!("writing {}", tmp.display())))?;
-                f.sync_data().map_err(io_err(format!("syncing {}", tmp.display())))?;
-                std::fs::rename(&tmp, &p).map_err(io_err(format!("renaming {}", tmp.display())))?;
-                f
+            let (at, how) = if prepared {
+                (self.dir.join(PREPARED), OpenOptions::new().write(true).clone())
             } else {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&p)
-                    .map_err(io_err(format!("creating {}", p.display())))?;
-                f.write_all_at(&h.to_bytes(), 0).map_err(io_err(format!("writing {}", p.display())))?;
-                f
+                (p.clone(), OpenOptions::new().write(true).create_new(true).clone())
             };
-            self.current = Some(f);
-            self.durable_len = corridor_journal::limits::SEGMENT_HEADER_BYTES as u64;
+            let (f, direct) = crate::direct::open(&at, &how, self.direct)
+                .map_err(io_err(format!("opening {}", at.display())))?;
+            let header = h.to_bytes();
+            if direct { self.staged.write(&f, 0, &header) } else { f.write_all_at(&header, 0) }
+                .map_err(io_err(format!("writing {}", at.display())))?;
+            if direct {
+                self.staged.advance(0, header.len());
+            }
+            if prepared {
+                // The header synced before the name: a segment under its name always has one.
+                f.sync_data().map_err(io_err(format!("syncing {}", at.display())))?;
+                std::fs::rename(&at, &p).map_err(io_err(format!("renaming {}", at.display())))?;
+            }
+            (self.current, self.written_direct) = (Some(f), direct);
+            self.durable_len = header.len() as u64;
+            debug_assert_eq!(self.durable_len, corridor_journal::limits::SEGMENT_HEADER_BYTES as u64);
             sync_dir(&self.dir)?;
             self.start_preparing();
         }
@@ -1201,7 +1247,12 @@ impl Writer {
                 error: io::Error::other("no segment is open (the first batch must begin one)"),
             });
         };
-        f.write_all_at(&batch.bytes, self.durable_len).map_err(io_err("appending to the journal"))?;
+        if self.written_direct {
+            self.staged.write(f, self.durable_len, &batch.bytes)
+        } else {
+            f.write_all_at(&batch.bytes, self.durable_len)
+        }
+        .map_err(io_err("appending to the journal"))?;
         self.batches += 1;
         let synced = if self.fault.as_ref().is_some_and(|f| f.sync_fails()) {
             Err(io::Error::from_raw_os_error(5))
@@ -1210,6 +1261,9 @@ impl Writer {
         };
         match synced {
             Ok(()) => {
+                if self.written_direct {
+                    self.staged.advance(self.durable_len, batch.bytes.len());
+                }
                 self.durable_len += batch.bytes.len() as u64;
                 Ok(())
             }
@@ -1278,11 +1332,14 @@ mod tests {
         write_log(&dir, 70);
         let segs = Segments::read(&dir).unwrap();
         let scan = segs.scan().unwrap();
-        assert_eq!((scan.records(), scan.next_seq, scan.cut()), (70, 71, None));
-        // A crash mid-write: the last record half on disk.
+        assert_eq!((scan.records(), scan.next_seq), (70, 71));
+        // Zeros after the records (the block's rest, written around the page cache) are no tear.
+        assert!(matches!(scan.segments.last().unwrap().1.torn, None | Some(Torn::Zeros)));
+        // A crash mid-write: the last record half on disk (written around the page cache,
+        // the file goes on to its block's end in zeros).
         let last = segs.files.last().unwrap().0;
         let path = segs.path(last);
-        let len = std::fs::metadata(&path).unwrap().len();
+        let len = scan.segments.last().unwrap().1.end as u64;
         OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
         let segs = Segments::read(&dir).unwrap();
         let scan = segs.scan().unwrap();
@@ -1578,6 +1635,73 @@ mod tests {
 
     /// Waits for the segment being prepared, if one is (as a segment's worth of traffic
     /// gives the preparing thread its time).
+    /// [`Writer::open`] or [`Writer::open_buffered`].
+    type OpenWriter = fn(&Path, Option<(u64, u64)>) -> Result<Writer, JournalError>;
+
+    /// The records of `n` appends of every length (most batches end inside a block, some
+    /// span many), written by a writer that `open`s as it is told, prepared segments taken
+    /// and closed, and a restart halfway that appends where the records ended; whether any
+    /// batch went around the page cache.
+    fn write_every_length(dir: &Path, n: u64, open: OpenWriter) -> bool {
+        let seg = corridor_journal::limits::SEGMENT_BYTES_MIN;
+        let policy = GroupCommit { records_max: 16, segment_bytes: seg, ..GroupCommit::default() };
+        let (mut a, mut w) =
+            (Appender::new(policy, 1, None), open(dir, None).unwrap().preallocating(Some(seg)));
+        let t = Instant::now();
+        let mut direct = false;
+        for i in 0..n {
+            if i == n / 2 {
+                if let Some(b) = a.poll_batch(t + policy.wait, unix_ms()) {
+                    w.write(&b).unwrap();
+                    a.handle_synced(b.last_seq);
+                }
+                drop(w);
+                let rec = recover(dir).unwrap();
+                assert_eq!((rec.cut, rec.records as u64), (None, i));
+                a = Appender::new(policy, rec.next_seq, rec.last.map(|(_, end)| end));
+                w = open(dir, rec.last).unwrap().preallocating(Some(seg));
+            }
+            let len = usize::try_from(i * 397 % 9_000).unwrap();
+            a.append(Kind::Checkpoint, &vec![u8::try_from(i % 251).unwrap(); len], t);
+            if let Some(b) = a.poll_batch(t, unix_ms()) {
+                if b.new_segment.is_some() {
+                    await_preparation(&w);
+                }
+                w.write(&b).unwrap();
+                direct |= w.writes_direct();
+                a.handle_synced(b.last_seq);
+            }
+        }
+        if let Some(b) = a.poll_batch(t + policy.wait, unix_ms()) {
+            w.write(&b).unwrap();
+            a.handle_synced(b.last_seq);
+        }
+        assert_eq!(a.durable(), n);
+        direct
+    }
+
+    #[test]
+    fn a_journal_written_around_the_page_cache_holds_what_one_written_through_it_does() {
+        let (direct_dir, buffered_dir) = (temp("direct"), temp("buffered"));
+        let n = 3_000;
+        let went_direct = write_every_length(&direct_dir, n, Writer::open);
+        assert!(!write_every_length(&buffered_dir, n, Writer::open_buffered));
+        // Where this file system takes direct I/O, the writer used it.
+        let probe = direct_dir.join("probe");
+        let (_, supported) =
+            crate::direct::open(&probe, OpenOptions::new().write(true).create(true), true).unwrap();
+        assert_eq!(went_direct, supported);
+        let records = |dir: &Path| -> Vec<u8> {
+            let rec = recover(dir).unwrap();
+            assert_eq!((rec.cut, rec.records as u64), (None, n));
+            records_from(dir, 1, 1 << 30).unwrap().into_iter().flat_map(|(_, _, b)| b).collect()
+        };
+        let (d, b) = (records(&direct_dir), records(&buffered_dir));
+        assert!(d.len() > 10 << 20, "{} bytes of records", d.len());
+        assert!(d == b, "the same records, byte for byte");
+        assert!(segment_seqs(&direct_dir).unwrap().len() >= 3);
+    }
+
     fn await_preparation(w: &Writer) {
         while w.preparing.as_ref().is_some_and(|h| !h.is_finished()) {
             std::thread::yield_now();

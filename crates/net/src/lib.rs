@@ -34,7 +34,8 @@
 //!   serve its participant carried, after the link's handshake, to the node that does (the
 //!   edge's `front`; the owner takes them in `switch`'s `relayed`).
 //! - [`journal`]: the journal's files: segments read for recovery, a torn tail cut, batches
-//!   appended and synced (the format is `corridor-journal`'s).
+//!   appended and synced (the format is `corridor-journal`'s); `direct`: its writes around
+//!   the page cache.
 //! - [`control`]: the journal directory's lock, and operators' requests to a running
 //!   switch through it (the exception queue's retry and drop).
 //! - [`handle`]: a `Send` handle to a running switch: snapshots (counters, histograms,
@@ -46,6 +47,7 @@
 
 pub mod backoff;
 pub mod control;
+mod direct;
 pub mod error;
 pub mod handle;
 pub mod hop;

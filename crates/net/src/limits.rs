@@ -110,6 +110,12 @@ pub const STREAM_SEGMENT_MARKS_MAX: usize = 1_024;
 /// the disk was given to flush, at most this much.
 pub const SYNC_STEP_BYTES: usize = 1 << 20;
 
+/// Direct I/O's block: the journal's writes around the page cache are whole blocks of it,
+/// from buffers aligned to it (a device's logical block is this or a divisor of it).
+pub const DIRECT_BLOCK_BYTES: usize = 4_096;
+
+const _: () = assert!(SYNC_STEP_BYTES.is_multiple_of(DIRECT_BLOCK_BYTES));
+
 /// How much lower than the switch's the priority of the journal's background threads is
 /// (a checkpoint's fold and write, a segment's preparation; `nice` steps): where they share
 /// a core with the switch they take what it leaves, instead of an equal share in bursts of

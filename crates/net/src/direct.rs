@@ -1,0 +1,184 @@
+//! Direct I/O for the journal's segment files: the writer's batches and a prepared segment's
+//! zeros go from the process's memory to the disk without a copy in the page cache.
+//!
+//! Written through the page cache, every byte of the journal was copied once into pages the
+//! CPU had long forgotten (a cache miss a line), and a prepared segment's 64 MiB of zeros
+//! once more, with the file system's bookkeeping for each new page besides: in a journaled
+//! 4 × 64 run the writer's thread spent 59% of its time in that copy and the preparer's
+//! was 15% of the switch's process (`benches/README.md`, the seventh pass). Around the page
+//! cache a write is whole blocks from a block-aligned buffer: a batch goes out with the
+//! segment's last partial block before it (kept here, [`Staged`]) and zeros after it to the
+//! block's end — the zeros a prepared segment holds anyway, and a scan's end of records.
+//!
+//! Where a file system refuses direct I/O (`EINVAL` at open: tmpfs, some network file
+//! systems) a file is written through the page cache as before: the bytes on disk are the
+//! same either way.
+
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::{FileExt, OpenOptionsExt},
+    path::Path,
+};
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::limits::DIRECT_BLOCK_BYTES;
+
+/// A block of direct I/O: its size and its alignment.
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C, align(4096))]
+struct Block([u8; DIRECT_BLOCK_BYTES]);
+
+const _: () = assert!(std::mem::size_of::<Block>() == DIRECT_BLOCK_BYTES);
+const _: () = assert!(std::mem::align_of::<Block>() == DIRECT_BLOCK_BYTES);
+
+const ZERO: Block = Block([0; DIRECT_BLOCK_BYTES]);
+
+/// Whole blocks at a block's alignment: what direct I/O writes from.
+#[derive(Default)]
+pub(crate) struct Aligned {
+    blocks: Vec<Block>,
+}
+
+impl Aligned {
+    /// `bytes` of zeros (rounded up to a block).
+    pub(crate) fn zeros(bytes: usize) -> Self {
+        let mut a = Self::default();
+        a.grow_to(bytes);
+        a
+    }
+
+    /// Room for at least `bytes` (a block more at most), what it held kept.
+    pub(crate) fn grow_to(&mut self, bytes: usize) {
+        let blocks = bytes.div_ceil(DIRECT_BLOCK_BYTES);
+        if blocks > self.blocks.len() {
+            self.blocks.resize(blocks, ZERO);
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.blocks.as_bytes()
+    }
+
+    pub(crate) fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.blocks.as_mut_bytes()
+    }
+}
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aligned").field("bytes", &(self.blocks.len() * DIRECT_BLOCK_BYTES)).finish()
+    }
+}
+
+/// Opens `path` as `how` says, around the page cache when `direct` and its file system
+/// allows it; whether it is.
+///
+/// # Errors
+///
+/// The file cannot be opened either way.
+pub(crate) fn open(path: &Path, how: &OpenOptions, direct: bool) -> io::Result<(File, bool)> {
+    if direct {
+        let mut d = how.clone();
+        // `O_DIRECT`'s bits fit an `i32` (they are one).
+        d.custom_flags(i32::try_from(rustix::fs::OFlags::DIRECT.bits()).unwrap_or(0));
+        match d.open(path) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    how.open(path).map(|f| (f, false))
+}
+
+/// A segment file written around the page cache: each write is whole blocks from the
+/// block the records' end lies in, whose bytes before that end it keeps between writes.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// The segment's last partial block (its first `at % DIRECT_BLOCK_BYTES` bytes), then
+    /// room for a batch: at most a batch's bytes and two blocks.
+    buf: Aligned,
+}
+
+fn head_of(at: u64) -> usize {
+    // Less than a block.
+    usize::try_from(at % DIRECT_BLOCK_BYTES as u64).unwrap_or(0)
+}
+
+impl Staged {
+    /// Writes `bytes` to `f` at `at`, the end of what it holds: the partial block before it
+    /// as it was (kept since the last write), then `bytes`, then zeros to the block's end.
+    /// Nothing kept changes: a failed write is made again the same way.
+    ///
+    /// # Errors
+    ///
+    /// The write's.
+    pub(crate) fn write(&mut self, f: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
+        let head = head_of(at);
+        let end = head + bytes.len();
+        let padded = end.next_multiple_of(DIRECT_BLOCK_BYTES);
+        self.buf.grow_to(padded);
+        let buf = self.buf.as_bytes_mut();
+        buf[head..end].copy_from_slice(bytes);
+        buf[end..padded].fill(0);
+        f.write_all_at(&buf[..padded], at - head as u64)
+    }
+
+    /// The `len` bytes written at `at` hold: the block the new end lies in is kept.
+    pub(crate) fn advance(&mut self, at: u64, len: usize) {
+        let end = head_of(at) + len;
+        let kept = head_of(at + len as u64);
+        self.buf.as_bytes_mut().copy_within(end - kept..end, 0);
+    }
+
+    /// Takes up a segment `f` holds `at` bytes of (a restart appending to it): the partial
+    /// block before `at` is read back.
+    ///
+    /// # Errors
+    ///
+    /// The read's.
+    pub(crate) fn resume(&mut self, path: &Path, at: u64) -> io::Result<()> {
+        let head = head_of(at);
+        self.buf.grow_to(head);
+        // A read through the page cache: a direct one would need its own alignment, and
+        // this is once a start.
+        File::open(path)?.read_exact_at(&mut self.buf.as_bytes_mut()[..head], at - head as u64)
+    }
+}
+
+/// Writes `bytes` of zeros to `f` from its start around the page cache, syncing after each
+/// `step` (a multiple of a block): [`crate::journal`]'s `write_zeros`, with no copy.
+///
+/// # Errors
+///
+/// A write's or sync's.
+pub(crate) fn write_zeros(f: &File, bytes: u64, step: usize) -> io::Result<()> {
+    debug_assert!(step.is_multiple_of(DIRECT_BLOCK_BYTES) && bytes.is_multiple_of(DIRECT_BLOCK_BYTES as u64));
+    let zeros = Aligned::zeros(step);
+    let mut at = 0;
+    while at < bytes {
+        // At most a step.
+        let n = usize::try_from((bytes - at).min(step as u64)).unwrap_or(step);
+        f.write_all_at(&zeros.as_bytes()[..n], at)?;
+        f.sync_data()?;
+        at += n as u64;
+    }
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_for_direct_io_is_block_aligned_and_keeps_what_it_held_as_it_grows() {
+        let mut a = Aligned::zeros(1);
+        assert_eq!(a.as_bytes().len(), DIRECT_BLOCK_BYTES);
+        a.as_bytes_mut()[..3].copy_from_slice(b"abc");
+        a.grow_to(3 * DIRECT_BLOCK_BYTES + 1);
+        assert_eq!(a.as_bytes().len(), 4 * DIRECT_BLOCK_BYTES);
+        assert_eq!(&a.as_bytes()[..3], b"abc");
+        assert_eq!(a.as_bytes().as_ptr() as usize % DIRECT_BLOCK_BYTES, 0);
+    }
+}
