@@ -63,6 +63,9 @@ pub struct Outcomes {
     /// Most entries: [`OUTCOMES_MAX`] (fewer in tests).
     cap: usize,
     entries: VecDeque<(DupKey, Outcome)>,
+    /// Each entry's hash, in the same order: the oldest leaves the index without its key
+    /// read again (its participant's name is in memory of its own, long out of the cache).
+    hashes: VecDeque<u64>,
     /// The position of `entries[0]` since the first entry: positions outlive the entries
     /// before them leaving, so the index needs no update when the oldest goes. The index
     /// holds them modulo 2^31 ([`held`]).
@@ -106,6 +109,7 @@ impl Outcomes {
         Self {
             cap: cap.clamp(1, OUTCOMES_MAX),
             entries: VecDeque::new(),
+            hashes: VecDeque::new(),
             first: 0,
             index: PositionIndex::default(),
         }
@@ -128,24 +132,31 @@ impl Outcomes {
 
     /// The position of `key`'s entry.
     fn position(&self, key: &DupKey) -> Option<usize> {
-        self.index.find(hash(key), |p| self.at(self.unheld(p)).0 == *key).map(|p| self.unheld(p))
+        self.position_hashed(hash(key), key)
+    }
+
+    /// [`Outcomes::position`], its hash `h`.
+    fn position_hashed(&self, h: u64, key: &DupKey) -> Option<usize> {
+        self.index.find(h, |p| self.at(self.unheld(p)).0 == *key).map(|p| self.unheld(p))
     }
 
     /// Records `key`'s outcome, forgetting the oldest at the bound.
     pub fn insert(&mut self, key: DupKey, outcome: Outcome) {
-        if let Some(at) = self.position(&key) {
+        let h = hash(&key);
+        if let Some(at) = self.position_hashed(h, &key) {
             self.at_mut(at).1 = outcome;
             return;
         }
         while self.entries.len() >= self.cap {
-            let Some((old, _)) = self.entries.pop_front() else { break };
-            let removed = self.index.remove(hash(&old), held(self.first));
+            let (Some(_), Some(old)) = (self.entries.pop_front(), self.hashes.pop_front()) else { break };
+            let removed = self.index.remove(old, held(self.first));
             debug_assert!(removed, "every entry is in the index");
             self.first += 1;
         }
         let at = self.first + self.entries.len();
-        self.index.insert(hash(&key), held(at));
+        self.index.insert(h, held(at));
         self.entries.push_back((key, outcome));
+        self.hashes.push_back(h);
     }
 
     /// Marks `key` reversed (a repeat of it is then told 68): the outcome a reversal's
@@ -170,8 +181,11 @@ impl Outcomes {
         }
         self.first = 0;
         self.index.clear();
+        self.hashes.clear();
         for (at, (key, _)) in self.entries.iter().enumerate() {
-            self.index.insert(hash(key), held(at));
+            let h = hash(key);
+            self.index.insert(h, held(at));
+            self.hashes.push_back(h);
         }
     }
 
