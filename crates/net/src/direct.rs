@@ -23,7 +23,7 @@ use std::{
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::limits::DIRECT_BLOCK_BYTES;
+use crate::limits::{DIRECT_BLOCK_BYTES, SYNC_STEP_BYTES};
 
 /// A block of direct I/O: its size and its alignment.
 #[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -165,6 +165,40 @@ pub(crate) fn write_zeros(f: &File, bytes: u64, step: usize) -> io::Result<()> {
         at += n as u64;
     }
     f.sync_all()
+}
+
+/// Reads the file at `path` into `buf` (cleared first, sized once) a step of
+/// [`SYNC_STEP_BYTES`] at a time, around the page cache where its file system allows it (in
+/// `staging`, a step's aligned buffer): a checkpoint's read of segments the writer wrote
+/// around the page cache goes to the disk, and in one request of a step at a time the
+/// journal's own writes and syncs wait behind at most that — not behind the kernel's
+/// read-ahead of megabytes the disk's scheduler puts ahead of writes.
+///
+/// # Errors
+///
+/// The open's or a read's.
+pub(crate) fn read_paced(path: &Path, buf: &mut Vec<u8>, staging: &mut Aligned) -> io::Result<()> {
+    let (f, direct) = open(path, OpenOptions::new().read(true), true)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    buf.clear();
+    // Sized once (a closed segment no longer grows), not doubled as it is read.
+    buf.reserve(len);
+    if !direct {
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::Random)?;
+    }
+    staging.grow_to(SYNC_STEP_BYTES);
+    let mut at = 0u64;
+    while buf.len() < len {
+        let step = &mut staging.as_bytes_mut()[..SYNC_STEP_BYTES];
+        let n = f.read_at(step, at)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&step[..n]);
+        at += n as u64;
+    }
+    buf.truncate(len);
+    Ok(())
 }
 
 #[cfg(test)]

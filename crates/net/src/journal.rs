@@ -737,6 +737,8 @@ pub fn checkpoint(
 pub struct Checkpointer {
     state: Option<corridor_journal::recovery::Recovery>,
     read: Vec<u8>,
+    /// A step of a segment read around the page cache (`crate::direct::read_paced`).
+    staging: crate::direct::Aligned,
     records: Vec<corridor_journal::Found<'static>>,
     write: Vec<u8>,
 }
@@ -793,18 +795,11 @@ fn checkpoint_with(
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let Checkpointer { read: buf, records: recycled, write: bytes, .. } = memory;
+            let Checkpointer { read: buf, records: recycled, write: bytes, staging, .. } = memory;
             let mut next = all[from];
             for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
-                buf.clear();
-                File::open(&path)
-                    .and_then(|mut f| {
-                        // Sized once (a closed segment no longer grows), not doubled as it is read.
-                        let len = f.metadata()?.len();
-                        buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
-                        std::io::Read::read_to_end(&mut f, buf)
-                    })
+                crate::direct::read_paced(&path, buf, staging)
                     .map_err(io_err(format!("reading {}", path.display())))?;
                 let scan = corridor_journal::scan_segment_into(buf, seq, false, std::mem::take(recycled))
                     .map_err(JournalError::Corrupt)?;
