@@ -905,7 +905,9 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 }
 
 /// Appends batches to the log in `dir`: creates segments, appends records, and syncs once
-/// per batch (`fdatasync`; the directory too when a segment was created).
+/// per batch (`fdatasync`; the directory too when a segment was created). Segments are
+/// written around the page cache where the file system allows it (`crate::direct`): a
+/// batch as whole blocks, the segment's last partial block kept between batches.
 #[derive(Debug)]
 pub struct Writer {
     dir: PathBuf,
