@@ -736,9 +736,9 @@ pub fn checkpoint(
 #[derive(Debug, Default)]
 pub struct Checkpointer {
     state: Option<corridor_journal::recovery::Recovery>,
-    read: Vec<u8>,
-    /// A step of a segment read around the page cache (`crate::direct::read_paced`).
-    staging: crate::direct::Aligned,
+    /// Block-aligned: a segment is read into it around the page cache
+    /// (`crate::direct::read_paced`).
+    read: crate::direct::Aligned,
     records: Vec<corridor_journal::Found<'static>>,
     write: Vec<u8>,
 }
@@ -747,7 +747,7 @@ impl Checkpointer {
     /// Its memory given back, its state kept (tests: a run with new memory).
     #[cfg(test)]
     fn forget_memory(&mut self) {
-        (self.read, self.records, self.write) = (Vec::new(), Vec::new(), Vec::new());
+        (self.read, self.records, self.write) = (crate::direct::Aligned::default(), Vec::new(), Vec::new());
     }
 
     /// [`checkpoint`], from the state the previous run wrote (read from disk on the first,
@@ -795,14 +795,19 @@ fn checkpoint_with(
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let Checkpointer { read: buf, records: recycled, write: bytes, staging, .. } = memory;
+            let Checkpointer { read: buf, records: recycled, write: bytes, .. } = memory;
             let mut next = all[from];
             for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
-                crate::direct::read_paced(&path, buf, staging)
+                let len = crate::direct::read_paced(&path, buf)
                     .map_err(io_err(format!("reading {}", path.display())))?;
-                let scan = corridor_journal::scan_segment_into(buf, seq, false, std::mem::take(recycled))
-                    .map_err(JournalError::Corrupt)?;
+                let scan = corridor_journal::scan_segment_into(
+                    &buf.as_bytes()[..len],
+                    seq,
+                    false,
+                    std::mem::take(recycled),
+                )
+                .map_err(JournalError::Corrupt)?;
                 if seq != next {
                     return Err(JournalError::Io {
                         what: "checkpointing the journal".into(),
@@ -1524,7 +1529,7 @@ mod tests {
         let first = what(kept.run(&a, day, day).unwrap());
         assert!(first.0.is_some(), "a checkpoint of the closed segments");
         assert_eq!(what(renewed.run(&b, day, day).unwrap()), first);
-        let room = (kept.read.capacity(), kept.records.capacity(), kept.write.capacity());
+        let room = (kept.read.as_bytes().len(), kept.records.capacity(), kept.write.capacity());
         assert!(room.0 > 0 && room.1 > 0 && room.2 > 0, "{room:?}");
         append_transactions(&a, 6_000..8_000);
         segments_to(&b);
