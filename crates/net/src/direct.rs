@@ -84,12 +84,34 @@ pub(crate) fn open(path: &Path, how: &OpenOptions, direct: bool) -> io::Result<(
         // `O_DIRECT`'s bits fit an `i32` (they are one).
         d.custom_flags(i32::try_from(rustix::fs::OFlags::DIRECT.bits()).unwrap_or(0));
         match d.open(path) {
-            Ok(f) => return Ok((f, true)),
+            Ok(f) if blocks_fit(&f) => return Ok((f, true)),
+            Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
             Err(e) => return Err(e),
         }
     }
     how.open(path).map(|f| (f, false))
+}
+
+/// Whether this module's blocks suit direct I/O on `f`'s file system, as it says
+/// (`statx`'s `STATX_DIOALIGN`, Linux 6.1 on): a device whose logical block is larger than
+/// [`DIRECT_BLOCK_BYTES`] would refuse every write. A kernel that does not say is taken
+/// at its word that the open succeeded (4 KiB suits every common device).
+fn blocks_fit(f: &File) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    match statx(f, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
+        Ok(s) if s.stx_mask & StatxFlags::DIOALIGN.bits() != 0 => {
+            aligns(s.stx_dio_mem_align, s.stx_dio_offset_align)
+        }
+        _ => true,
+    }
+}
+
+/// Whether buffers and offsets aligned to [`DIRECT_BLOCK_BYTES`] meet a file system's
+/// direct-I/O alignments (0: it has no direct I/O for the file).
+fn aligns(mem: u32, offset: u32) -> bool {
+    let fits = |a: u32| a != 0 && (DIRECT_BLOCK_BYTES as u32).is_multiple_of(a);
+    fits(mem) && fits(offset)
 }
 
 /// A segment file written around the page cache: each write is whole blocks from the
@@ -200,6 +222,15 @@ pub(crate) fn read_paced(path: &Path, buf: &mut Aligned) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn direct_io_is_used_only_where_its_blocks_meet_the_file_systems_alignment() {
+        assert!(aligns(512, 512) && aligns(4_096, 4_096) && aligns(4, 512));
+        assert!(!aligns(0, 0), "no direct I/O for the file");
+        assert!(!aligns(512, 8_192), "a device of 8 KiB logical blocks");
+        assert!(!aligns(8_192, 512));
+        assert!(!aligns(3_000, 512), "not a divisor of a block");
+    }
 
     #[test]
     fn a_paced_read_is_the_file_whole_whatever_its_length_and_the_buffer_held() {
