@@ -11,8 +11,9 @@
 //! block's end — the zeros a prepared segment holds anyway, and a scan's end of records.
 //!
 //! Where a file system refuses direct I/O (`EINVAL` at open: tmpfs, some network file
-//! systems) a file is written through the page cache as before: the bytes on disk are the
-//! same either way.
+//! systems), or asks for an alignment 4 KiB blocks do not meet (`statx`'s
+//! `STATX_DIOALIGN`), a file is written through the page cache as before: the bytes on disk
+//! are the same either way.
 
 use std::{
     fs::{File, OpenOptions},
