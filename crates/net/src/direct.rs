@@ -170,26 +170,6 @@ impl Staged {
     }
 }
 
-/// Writes `bytes` of zeros to `f` from its start around the page cache, syncing after each
-/// `step` (a multiple of a block): [`crate::journal`]'s `write_zeros`, with no copy.
-///
-/// # Errors
-///
-/// A write's or sync's.
-pub(crate) fn write_zeros(f: &File, bytes: u64, step: usize) -> io::Result<()> {
-    debug_assert!(step.is_multiple_of(DIRECT_BLOCK_BYTES) && bytes.is_multiple_of(DIRECT_BLOCK_BYTES as u64));
-    let zeros = Aligned::zeros(step);
-    let mut at = 0;
-    while at < bytes {
-        // At most a step.
-        let n = usize::try_from((bytes - at).min(step as u64)).unwrap_or(step);
-        f.write_all_at(&zeros.as_bytes()[..n], at)?;
-        f.sync_data()?;
-        at += n as u64;
-    }
-    f.sync_all()
-}
-
 /// Reads the file at `path` into `buf` (grown to hold it) a step of [`SYNC_STEP_BYTES`] at
 /// a time, around the page cache where its file system allows it, straight into `buf`; its
 /// length. A checkpoint's read of segments the writer wrote around the page cache goes to

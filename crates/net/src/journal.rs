@@ -960,15 +960,16 @@ fn write_stepped(f: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes zeros to `f` from byte `from` up to `to` ([`write_stepped`]), and syncs it whole
-/// (through the page cache; `crate::direct::write_zeros` around it).
-fn write_zeros(f: &File, from: u64, to: u64) -> io::Result<()> {
-    let chunk = vec![0u8; SYNC_STEP_BYTES];
-    let mut at = from;
-    while at < to {
+/// Writes `bytes` of zeros to `f` from its start ([`write_stepped`]), and syncs it whole.
+/// The zeros are a block-aligned step, so a file opened around the page cache takes them as
+/// they are (its `bytes` a whole number of blocks).
+fn write_zeros(f: &File, bytes: u64) -> io::Result<()> {
+    let chunk = crate::direct::Aligned::zeros(SYNC_STEP_BYTES);
+    let mut at = 0;
+    while at < bytes {
         // At most the chunk's length.
-        let n = (to - at).min(chunk.len() as u64) as usize;
-        write_stepped(f, at, &chunk[..n])?;
+        let n = (bytes - at).min(SYNC_STEP_BYTES as u64) as usize;
+        write_stepped(f, at, &chunk.as_bytes()[..n])?;
         at += n as u64;
     }
     f.sync_all()
@@ -988,13 +989,7 @@ pub(crate) fn background_priority() {
 fn zero_file(path: &Path, bytes: u64, direct: bool) -> bool {
     let direct = direct && bytes.is_multiple_of(crate::limits::DIRECT_BLOCK_BYTES as u64);
     let made = crate::direct::open(path, OpenOptions::new().write(true).create(true).truncate(true), direct)
-        .and_then(|(f, direct)| {
-            if direct {
-                crate::direct::write_zeros(&f, bytes, SYNC_STEP_BYTES)
-            } else {
-                write_zeros(&f, 0, bytes)
-            }
-        });
+        .and_then(|(f, _)| write_zeros(&f, bytes));
     if made.is_err() {
         let _ = std::fs::remove_file(path);
         return false;
