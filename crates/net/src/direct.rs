@@ -115,10 +115,13 @@ fn aligns(mem: u32, offset: u32) -> bool {
     fits(mem) && fits(offset)
 }
 
-/// A segment file written around the page cache: each write is whole blocks from the
-/// block the records' end lies in, whose bytes before that end it keeps between writes.
+/// How a segment file is written: around the page cache (each write whole blocks from the
+/// block the records' end lies in, whose bytes before that end it keeps between writes), or
+/// through it as it was opened (bytes where they go).
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
+    /// The file was opened around the page cache ([`open`]).
+    direct: bool,
     /// The segment's last partial block (its first `at % DIRECT_BLOCK_BYTES` bytes), then
     /// room for a batch: at most a batch's bytes and two blocks.
     buf: Aligned,
@@ -130,14 +133,28 @@ fn head_of(at: u64) -> usize {
 }
 
 impl Staged {
-    /// Writes `bytes` to `f` at `at`, the end of what it holds: the partial block before it
-    /// as it was (kept since the last write), then `bytes`, then zeros to the block's end.
-    /// Nothing kept changes: a failed write is made again the same way.
+    /// A segment begins in a file [`open`] opened (`direct`: around the page cache).
+    pub(crate) fn begin(&mut self, direct: bool) {
+        self.direct = direct;
+    }
+
+    /// Whether the segment is written around the page cache.
+    pub(crate) fn direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Writes `bytes` to `f` at `at`, the end of what it holds; around the page cache, the
+    /// partial block before it as it was (kept since the last write), then `bytes`, then
+    /// zeros to the block's end. Nothing kept changes: a failed write is made again the same
+    /// way.
     ///
     /// # Errors
     ///
     /// The write's.
     pub(crate) fn write(&mut self, f: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
+        if !self.direct {
+            return f.write_all_at(bytes, at);
+        }
         let head = head_of(at);
         let end = head + bytes.len();
         let padded = end.next_multiple_of(DIRECT_BLOCK_BYTES);
@@ -150,18 +167,25 @@ impl Staged {
 
     /// The `len` bytes written at `at` hold: the block the new end lies in is kept.
     pub(crate) fn advance(&mut self, at: u64, len: usize) {
+        if !self.direct {
+            return;
+        }
         let end = head_of(at) + len;
         let kept = head_of(at + len as u64);
         self.buf.as_bytes_mut().copy_within(end - kept..end, 0);
     }
 
-    /// Takes up a segment `f` holds `at` bytes of (a restart appending to it): the partial
-    /// block before `at` is read back.
+    /// Takes up a segment of `at` bytes, at `path`, in a file [`open`] opened (a restart
+    /// appending to it): around the page cache, the partial block before `at` is read back.
     ///
     /// # Errors
     ///
     /// The read's.
-    pub(crate) fn resume(&mut self, path: &Path, at: u64) -> io::Result<()> {
+    pub(crate) fn resume(&mut self, direct: bool, path: &Path, at: u64) -> io::Result<()> {
+        self.begin(direct);
+        if !direct {
+            return Ok(());
+        }
         let head = head_of(at);
         self.buf.grow_to(head);
         // A read through the page cache: a direct one would need its own alignment, and

@@ -937,8 +937,7 @@ pub struct Writer {
     /// Whether segments are written around the page cache where the file system allows it
     /// (`crate::direct`; tests turn it off to compare).
     direct: bool,
-    /// The current segment is (its last partial block kept in `staged`).
-    written_direct: bool,
+    /// How the current segment is written (around the page cache: its last partial block).
     staged: crate::direct::Staged,
 }
 
@@ -1028,7 +1027,6 @@ impl Writer {
             prepared: false,
             appending: false,
             direct,
-            written_direct: false,
             staged: crate::direct::Staged::default(),
         };
         if let Some((seq, len)) = last {
@@ -1042,14 +1040,12 @@ impl Writer {
         let what = || format!("opening {}", p.display());
         let (f, direct) =
             crate::direct::open(p, OpenOptions::new().write(true), self.direct).map_err(io_err(what()))?;
-        if direct {
-            self.staged.resume(p, len).map_err(io_err(what()))?;
-        }
+        self.staged.resume(direct, p, len).map_err(io_err(what()))?;
         // A prepared segment is longer than its records (its zeros; written around the page
         // cache, an appended one ends at the block its records end in).
         let end = len.next_multiple_of(crate::limits::DIRECT_BLOCK_BYTES as u64);
         self.appending = f.metadata().is_ok_and(|m| m.len() <= end);
-        (self.current, self.written_direct, self.durable_len) = (Some(f), direct, len);
+        (self.current, self.durable_len) = (Some(f), len);
         Ok(())
     }
 
@@ -1068,7 +1064,7 @@ impl Writer {
     #[doc(hidden)]
     #[must_use]
     pub fn writes_direct(&self) -> bool {
-        self.current.is_some() && self.written_direct
+        self.current.is_some() && self.staged.direct()
     }
 
     /// Segments of `bytes` prepared ahead: each next segment is written whole with zeros and
@@ -1204,7 +1200,6 @@ impl Writer {
     }
 
     fn write_inner(&mut self, batch: &SyncBatch) -> Result<(), JournalError> {
-        use std::os::unix::fs::FileExt;
         if let Some(h) = &batch.new_segment {
             if let Some(old) = self.current.take() {
                 // Closed segments hold their records only (a prepared one's zeros cut).
@@ -1222,17 +1217,15 @@ impl Writer {
             let (f, direct) = crate::direct::open(&at, &how, self.direct)
                 .map_err(io_err(format!("opening {}", at.display())))?;
             let header = h.to_bytes();
-            if direct { self.staged.write(&f, 0, &header) } else { f.write_all_at(&header, 0) }
-                .map_err(io_err(format!("writing {}", at.display())))?;
-            if direct {
-                self.staged.advance(0, header.len());
-            }
+            self.staged.begin(direct);
+            self.staged.write(&f, 0, &header).map_err(io_err(format!("writing {}", at.display())))?;
+            self.staged.advance(0, header.len());
             if prepared {
                 // The header synced before the name: a segment under its name always has one.
                 f.sync_data().map_err(io_err(format!("syncing {}", at.display())))?;
                 std::fs::rename(&at, &p).map_err(io_err(format!("renaming {}", at.display())))?;
             }
-            (self.current, self.written_direct) = (Some(f), direct);
+            self.current = Some(f);
             self.durable_len = header.len() as u64;
             debug_assert_eq!(self.durable_len, corridor_journal::limits::SEGMENT_HEADER_BYTES as u64);
             sync_dir(&self.dir)?;
@@ -1244,12 +1237,7 @@ impl Writer {
                 error: io::Error::other("no segment is open (the first batch must begin one)"),
             });
         };
-        if self.written_direct {
-            self.staged.write(f, self.durable_len, &batch.bytes)
-        } else {
-            f.write_all_at(&batch.bytes, self.durable_len)
-        }
-        .map_err(io_err("appending to the journal"))?;
+        self.staged.write(f, self.durable_len, &batch.bytes).map_err(io_err("appending to the journal"))?;
         self.batches += 1;
         let synced = if self.fault.as_ref().is_some_and(|f| f.sync_fails()) {
             Err(io::Error::from_raw_os_error(5))
@@ -1258,9 +1246,7 @@ impl Writer {
         };
         match synced {
             Ok(()) => {
-                if self.written_direct {
-                    self.staged.advance(self.durable_len, batch.bytes.len());
-                }
+                self.staged.advance(self.durable_len, batch.bytes.len());
                 self.durable_len += batch.bytes.len() as u64;
                 Ok(())
             }
