@@ -54,11 +54,10 @@ impl Checkpoints {
         if self.running.replace(true) {
             return;
         }
-        let (window, retain) = (self.files.outcome_window, self.files.retain);
         let running = Rc::clone(&self.running);
         let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.worker().and_then(|w| match w.send((window, retain, tx)) {
+        let sent = self.worker().and_then(|w| match w.send(tx) {
             Ok(()) => Ok(()),
             // Its thread is gone (it panicked in a checkpoint): another is started.
             Err(std::sync::mpsc::SendError(job)) => {
@@ -103,11 +102,11 @@ impl Checkpoints {
             return Ok(w.clone());
         }
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let dir = self.files.dir.clone();
+        let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
         std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
             crate::journal::background_priority();
             let mut checkpointer = crate::journal::Checkpointer::default();
-            for (window, retain, done) in rx {
+            for done in rx {
                 let _ = done.send(checkpointer.run(&dir, window, retain));
             }
         })?;
@@ -116,13 +115,10 @@ impl Checkpoints {
     }
 }
 
-/// A checkpoint asked of the checkpointer's thread: the outcome window and the retention,
-/// and where to say how it went.
-type Job = (
-    std::time::Duration,
-    std::time::Duration,
-    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>,
-);
+/// A checkpoint asked of the checkpointer's thread (its directory, outcome window and
+/// retention are the journal's, fixed for the thread's life): where to say how it went.
+type Job =
+    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>;
 
 /// Writes the journal: runs the driver's batch cycle (`corridor_engine::driver::JournalCycle`)
 /// over the journal's files — each batch the engine has due is appended and synced on a
