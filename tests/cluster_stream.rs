@@ -26,8 +26,13 @@ async fn client(c: &NatsCluster) -> async_nats::Client {
         .expect("a client connects")
 }
 
-/// The streams of `shards` made (R3), waiting out the cluster's first meta-leader election.
-async fn ready(client: &async_nats::Client, shards: &[u16]) {
+/// How long a test waits for its cluster's streams to be made: elections measured 2.3–8 s
+/// with the pinned server, more on a machine running other clusters' tests beside it.
+const READY_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// The streams of `shards` made (R3), waiting out the cluster's first meta-leader election;
+/// a failure names what the servers logged last.
+async fn ready(cluster: &NatsCluster, client: &async_nats::Client, shards: &[u16]) {
     let js = async_nats::jetstream::new(client.clone());
     let start = Instant::now();
     for &shard in shards {
@@ -35,7 +40,11 @@ async fn ready(client: &async_nats::Client, shards: &[u16]) {
             match stream::ensure(&js, STREAM, shard, 3).await {
                 Ok(()) => break,
                 Err(e) => {
-                    assert!(start.elapsed() < Duration::from_secs(30), "the stream cannot be made: {e}");
+                    assert!(
+                        start.elapsed() < READY_WAIT_MAX,
+                        "the stream cannot be made: {e}; the servers logged last:{}",
+                        cluster.log_tails()
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -51,7 +60,7 @@ fn records(first: u64, last: u64) -> Vec<u8> {
 async fn appends_are_ordered_exactly_once_and_read_back_checked() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[0, 1]).await;
+    ready(&cluster, &c, &[0, 1]).await;
     let mut zero = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
     let mut one = ShardLog::open(c.clone(), STREAM, 1).await.unwrap();
     let (mut next, mut other) = (1, 0);
@@ -91,7 +100,7 @@ async fn appends_are_ordered_exactly_once_and_read_back_checked() {
 async fn a_stream_of_the_old_layout_is_named_in_a_clear_error() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[0]).await;
+    ready(&cluster, &c, &[0]).await;
     let js = async_nats::jetstream::new(c.clone());
     js.create_stream(async_nats::jetstream::stream::Config {
         name: "OLD".into(),
@@ -119,7 +128,7 @@ async fn a_stream_of_the_old_layout_is_named_in_a_clear_error() {
 async fn batches_are_stored_compressed_and_read_back_whole() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[2, 3]).await;
+    ready(&cluster, &c, &[2, 3]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
     // A switch's records are much alike from one to the next: 200 KiB of them.
     let alike = records(1, 20_000);
@@ -198,7 +207,7 @@ async fn a_batch_larger_than_a_message_goes_in_as_several_and_is_read_back_whole
     use corridor_cluster::limits::{BATCH_BYTES_MAX, MESSAGE_RECORDS_BYTES};
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[8]).await;
+    ready(&cluster, &c, &[8]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 8).await.unwrap();
     let big = noisy_journal_records(1, 200, 13_000);
     assert!(big.len() > 2 * BATCH_BYTES_MAX);
@@ -270,7 +279,7 @@ fn journal_records(first: u64, last: u64) -> Vec<u8> {
 async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_purged() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[5]).await;
+    ready(&cluster, &c, &[5]).await;
     cluster_bucket(&c).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 5).await.unwrap();
     let mut seqs = Vec::new();
@@ -321,7 +330,7 @@ async fn a_takeover_reads_from_the_last_checkpoint_and_what_is_before_it_can_be_
 async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_the_whole_subject() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[6]).await;
+    ready(&cluster, &c, &[6]).await;
     let kv = cluster_bucket(&c).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 6).await.unwrap();
     log.append(1, 6, &journal_records(1, 6)).await.unwrap();
@@ -356,7 +365,7 @@ async fn a_checkpoint_cut_short_is_passed_over_and_a_stale_hint_falls_back_to_th
 async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one_goes_in() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[2]).await;
+    ready(&cluster, &c, &[2]).await;
     let mut old = ShardLog::open(c.clone(), STREAM, 2).await.unwrap();
     old.append(1, 2, &records(1, 2)).await.unwrap();
     // The new owner reads the subject (recovery) and appends its takeover record.
@@ -384,7 +393,7 @@ async fn a_new_owners_first_append_fences_the_old_one_and_nothing_of_the_old_one
 async fn a_takeover_fences_before_it_reads_so_what_was_in_flight_is_read_or_refused() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[9]).await;
+    ready(&cluster, &c, &[9]).await;
     let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
     let mut old = ShardLog::open(c.clone(), STREAM, 9).await.unwrap();
     old.append(1, 2, &journal_records(1, 2)[..]).await.unwrap();
@@ -431,7 +440,7 @@ async fn a_takeover_fences_before_it_reads_so_what_was_in_flight_is_read_or_refu
 async fn batches_in_flight_together_go_in_in_order_once_each_and_are_fenced_each() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[4]).await;
+    ready(&cluster, &c, &[4]).await;
     let js = async_nats::jetstream::new(c.clone());
     let k = corridor_cluster::limits::APPENDS_IN_FLIGHT_MAX;
     let mut log = ShardLog::open(c.clone(), STREAM, 4).await.unwrap();
@@ -509,7 +518,7 @@ async fn batches_in_flight_together_go_in_in_order_once_each_and_are_fenced_each
 async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
     let mut cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[0]).await;
+    ready(&cluster, &c, &[0]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 0).await.unwrap();
     let js = async_nats::jetstream::new(c.clone());
     let mut acknowledged = 0u64;
@@ -574,7 +583,7 @@ async fn killing_the_streams_leader_under_appends_loses_nothing_acknowledged() {
 async fn a_lease_is_one_nodes_while_it_renews_and_anothers_once_it_stops() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[0]).await;
+    ready(&cluster, &c, &[0]).await;
     let ttl = Duration::from_secs(2);
     let open = |node: &'static str| {
         let c = c.clone();
@@ -726,7 +735,7 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
     use futures_util::StreamExt;
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[0]).await;
+    ready(&cluster, &c, &[0]).await;
     let bucket = corridor_cluster::config_bucket(STREAM);
     let a = ConfigStore::open(c.clone(), &bucket, "a", 3).await.unwrap();
     let b = ConfigStore::open(c.clone(), &bucket, "b", 3).await.unwrap();
@@ -784,7 +793,7 @@ async fn the_configuration_is_published_over_the_revision_served_and_watched_by_
 async fn a_release_mark_the_bucket_did_not_acknowledge_is_made_again_by_itself() {
     let cluster = NatsCluster::start(3);
     let c = client(&cluster).await;
-    ready(&c, &[7]).await;
+    ready(&cluster, &c, &[7]).await;
     let mut log = ShardLog::open(c.clone(), STREAM, 7).await.unwrap();
     log.append(1, 3, &journal_records(1, 3)).await.unwrap();
     assert!(log.must_mark(false), "the first batch released on a connection is marked");

@@ -181,6 +181,12 @@ impl NatsCluster {
         lines[lines.len().saturating_sub(LINES)..].join(" | ")
     }
 
+    /// The last lines of every server's log, for a test's failure message.
+    #[must_use]
+    pub fn log_tails(&self) -> String {
+        (0..self.nodes.len()).map(|i| format!("\n  n{i}: {}", self.log_tail(i))).collect()
+    }
+
     /// Server `i`'s log file.
     #[must_use]
     pub fn log(&self, i: usize) -> String {

@@ -22,6 +22,12 @@ pub const ENCODE_INLINE_BYTES: usize = 16 * 1024;
 /// it is settled by reading back or asked again.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
 
+/// How long one request to make or find a shard's stream may take. A request sent before
+/// the cluster has elected its meta leader is never answered: the caller asks again after
+/// this, not after the client's default of ten seconds (which, at a cluster's first start,
+/// every first request waited out).
+pub const STREAM_ENSURE_TIMEOUT: Duration = Duration::from_millis(2_000);
+
 /// The pause between two tries of an append the stream did not acknowledge.
 pub const APPEND_RETRY: Duration = Duration::from_millis(100);
 

@@ -58,6 +58,7 @@ use crate::{
     limits::{
         APPENDS_IN_FLIGHT_MAX, APPEND_RETRY, APPEND_WAIT_MAX, ENCODE_INLINE_BYTES, MESSAGE_RECORDS_BYTES,
         READ_BATCHES_MAX, RELEASE_MARK_RETRIES, RELEASE_MARK_RETRY, RELEASE_MARK_WAIT, REQUEST_TIMEOUT,
+        STREAM_ENSURE_TIMEOUT,
     },
 };
 
@@ -181,7 +182,8 @@ impl std::fmt::Display for AppendError {
 impl std::error::Error for AppendError {}
 
 /// Makes (or finds) shard `shard`'s stream of cluster stream `name` ([`shard_stream`]): file
-/// storage, `replicas` copies, the shard's subject, nothing discarded by age or count.
+/// storage, `replicas` copies, the shard's subject, nothing discarded by age or count. Each
+/// request waits at most [`STREAM_ENSURE_TIMEOUT`] for its answer, whatever `js` would wait.
 ///
 /// # Errors
 ///
@@ -203,6 +205,8 @@ pub async fn ensure(
         allow_atomic_publish: true,
         ..Config::default()
     };
+    let mut js = js.clone();
+    js.set_timeout(STREAM_ENSURE_TIMEOUT);
     match js.get_or_create_stream(config).await {
         Ok(_) => Ok(()),
         Err(e) => {
