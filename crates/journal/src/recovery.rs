@@ -147,6 +147,30 @@ impl Outcomes {
             self.at_mut(at).1 = outcome;
             return;
         }
+        self.push(h, key, outcome);
+    }
+
+    /// Records the outcome `key`'s answer gives — unless `key` was reversed before it was
+    /// answered (the switch journals a reversal before the answer it makes): then it stays
+    /// reversed, and a repeat is told 68. One probe, where a look for the reversal and then
+    /// an insert were two (every answer of a fold comes here).
+    fn answer(&mut self, key: DupKey, outcome: Outcome) {
+        let h = hash(&key);
+        if let Some(at) = self.position_hashed(h, &key) {
+            let o = &mut self.at_mut(at).1;
+            *o = if o.reversed {
+                Outcome { code: *b"68", auth: None, reversed: true, ..outcome }
+            } else {
+                outcome
+            };
+            return;
+        }
+        self.push(h, key, outcome);
+    }
+
+    /// Records `key` (hashed `h`, not held yet) last, forgetting the oldest at the bound.
+    fn push(&mut self, h: u64, key: DupKey, outcome: Outcome) {
+        debug_assert!(self.position_hashed(h, &key).is_none(), "a key is held once");
         while self.entries.len() >= self.cap {
             let (Some(_), Some(old)) = (self.entries.pop_front(), self.hashes.pop_front()) else { break };
             let removed = self.index.remove(old, held(self.first));
@@ -400,15 +424,8 @@ impl Recovery {
         sent_stan: Option<[u8; 6]>,
         at_unix_ms: u64,
     ) {
-        // The switch journals a reversal of a request before its answer: a request already
-        // reversed stays reversed (and a repeat is told 68).
-        let reversed = self.outcomes.get(&key).is_some_and(|o| o.reversed);
-        let outcome = if reversed {
-            Outcome { code: *b"68", auth: None, reversed, at_unix_ms, sent_stan }
-        } else {
-            Outcome { code: a.code, auth: a.auth, reversed, at_unix_ms, sent_stan }
-        };
-        self.outcomes.insert(key, outcome);
+        self.outcomes
+            .answer(key, Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms, sent_stan });
     }
 
     /// Folds one decoded entry in (see [`Recovery::apply`]).
@@ -857,6 +874,12 @@ mod tests {
             accepted(13),       // 13: open
             forwarded(13),      // 14
         ];
+        let told = fold(&disorder).outcomes.get(&crate::entry::key("acq", 2, 8)).copied();
+        assert_eq!(
+            told.map(|o| (o.code, o.reversed)),
+            Some((*b"68", true)),
+            "reversed before its answer: it stays reversed, and a repeat is told 68"
+        );
         let release_log = vec![
             accepted(1),        // 1
             forwarded(1),       // 2
