@@ -64,6 +64,6 @@ pub use log::{scan_log, LogScan};
 pub use record::{decode, encode, Decoded, Invalid, Kind, RecordRef};
 pub use recovery::Recovery;
 pub use segment::{
-    records_since, scan_segment, scan_segment_into, Corrupt, CorruptReason, Found, SegmentHeader,
-    SegmentScan, Torn,
+    records_since, scan_segment, scan_segment_into, scan_segment_pausing, Corrupt, CorruptReason, Found,
+    SegmentHeader, SegmentScan, Torn,
 };

@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
-    limits::OUTCOMES_MAX,
+    limits::{OUTCOMES_MAX, PAUSE_RECORDS},
     positions::PositionIndex,
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
 };
@@ -325,6 +325,21 @@ impl Recovery {
         records: &[crate::segment::Found<'_>],
         at_unix_ms: u64,
     ) -> Result<(), crate::entry::BadEntry> {
+        self.apply_segment_pausing(records, at_unix_ms, &mut || {})
+    }
+
+    /// [`Recovery::apply_segment`], calling `pause` after every [`PAUSE_RECORDS`] records
+    /// (a checkpoint's thread gives the core back there).
+    ///
+    /// # Errors
+    ///
+    /// As [`Recovery::apply_segment`].
+    pub fn apply_segment_pausing(
+        &mut self,
+        records: &[crate::segment::Found<'_>],
+        at_unix_ms: u64,
+        pause: &mut dyn FnMut(),
+    ) -> Result<(), crate::entry::BadEntry> {
         // The requests this segment accepted and has not answered yet: each one's key, its
         // `Accepted` record and its last `Forwarded` one (by index), with the STAN that one
         // says its destination saw. Those it answers never enter `requests`; the rest do at
@@ -334,6 +349,9 @@ impl Recovery {
         // request's sequence number and the record's index.
         let mut deferred: Vec<(u64, usize)> = Vec::new();
         for (i, f) in records.iter().enumerate() {
+            if i % PAUSE_RECORDS == PAUSE_RECORDS - 1 {
+                pause();
+            }
             let seq = f.record.seq;
             if seq <= self.last_seq {
                 continue;
@@ -557,6 +575,12 @@ impl Recovery {
     /// and how many records follow), then the open requests and entries under their own
     /// sequence numbers, then the outcomes; appended to `out`.
     pub fn checkpoint(&self, out: &mut Vec<u8>) {
+        self.checkpoint_pausing(out, &mut || {});
+    }
+
+    /// [`Recovery::checkpoint`], calling `pause` after every [`PAUSE_RECORDS`] outcomes
+    /// written (a checkpoint's thread gives the core back there).
+    pub fn checkpoint_pausing(&self, out: &mut Vec<u8>, pause: &mut dyn FnMut()) {
         let seq = self.last_seq;
         // The records that follow the head, counted first so that each is written once,
         // straight into `out`.
@@ -596,7 +620,10 @@ impl Recovery {
                 }
             }
         }
-        for (k, o) in self.outcomes.iter() {
+        for (i, (k, o)) in self.outcomes.iter().enumerate() {
+            if i % PAUSE_RECORDS == PAUSE_RECORDS - 1 {
+                pause();
+            }
             encode_with(seq, Kind::Outcome, out, |out| crate::entry::encode_outcome(k, o, out));
             written += 1;
         }
@@ -815,6 +842,41 @@ mod tests {
         r.apply(19, &record, 1).unwrap();
         assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [7, 10]);
         assert_eq!(r.reversals[&7].1, 1, "retried: a fresh budget, its next transmission a repeat");
+    }
+
+    #[test]
+    fn a_checkpoints_scan_fold_and_write_pause_every_so_many_records_and_do_the_same() {
+        // 1,500 transactions: 4,500 records, 1,500 outcomes.
+        let all: Vec<Entry> = (0..1_500u32)
+            .flat_map(|t| {
+                let at = u64::from(t) * 3 + 1;
+                [accepted(t), forwarded(at), answered(at, b"00")]
+            })
+            .collect();
+        let mut seg = crate::segment::SegmentHeader { first_seq: 1, created_unix_ms: 0 }.to_bytes().to_vec();
+        for (i, e) in all.iter().enumerate() {
+            let mut payload = Vec::new();
+            e.encode(&mut payload);
+            encode(i as u64 + 1, e.kind(), &payload, &mut seg);
+        }
+        let mut pauses = 0;
+        let scan =
+            crate::segment::scan_segment_pausing(&seg, 1, false, Vec::new(), &mut || pauses += 1).unwrap();
+        assert_eq!(scan.records.len(), 4_500);
+        assert_eq!(pauses, 4_500 / PAUSE_RECORDS, "the scan");
+        let (mut paused, mut plain) = (Recovery::default(), Recovery::default());
+        pauses = 0;
+        paused.apply_segment_pausing(&scan.records, 1, &mut || pauses += 1).unwrap();
+        assert_eq!(pauses, 4_500 / PAUSE_RECORDS, "the fold");
+        plain.apply_segment(&scan.records, 1).unwrap();
+        assert_eq!(paused, plain);
+        assert_eq!(paused.outcomes.len(), 1_500);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        pauses = 0;
+        paused.checkpoint_pausing(&mut a, &mut || pauses += 1);
+        assert_eq!(pauses, 1_500 / PAUSE_RECORDS, "the write");
+        plain.checkpoint(&mut b);
+        assert_eq!(a, b);
     }
 
     #[test]

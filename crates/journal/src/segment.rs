@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::{
-    limits::SEGMENT_HEADER_BYTES,
+    limits::{PAUSE_RECORDS, SEGMENT_HEADER_BYTES},
     record::{decode, Decoded, Invalid, RecordRef},
 };
 
@@ -264,7 +264,23 @@ pub fn scan_segment_into<'a>(
     bytes: &'a [u8],
     name_seq: u64,
     last: bool,
+    records: Vec<Found<'a>>,
+) -> Result<SegmentScan<'a>, Corrupt> {
+    scan_segment_pausing(bytes, name_seq, last, records, &mut || {})
+}
+
+/// [`scan_segment_into`], calling `pause` after every [`PAUSE_RECORDS`] records (a
+/// checkpoint's thread gives the core back there).
+///
+/// # Errors
+///
+/// As [`scan_segment`].
+pub fn scan_segment_pausing<'a>(
+    bytes: &'a [u8],
+    name_seq: u64,
+    last: bool,
     mut records: Vec<Found<'a>>,
+    pause: &mut dyn FnMut(),
 ) -> Result<SegmentScan<'a>, Corrupt> {
     records.clear();
     let corrupt = |offset, reason| Corrupt { segment: name_seq, offset, reason };
@@ -289,6 +305,9 @@ pub fn scan_segment_into<'a>(
                     return Err(corrupt(at, CorruptReason::Sequence { expected, found: record.seq }));
                 }
                 scan.records.push(Found { offset: at, record });
+                if scan.records.len().is_multiple_of(PAUSE_RECORDS) {
+                    pause();
+                }
                 expected += 1;
                 at += len;
                 scan.end = at;

@@ -801,11 +801,12 @@ fn checkpoint_with(
                 let path = segment_path(dir, seq);
                 let len = crate::direct::read_paced(&path, buf)
                     .map_err(io_err(format!("reading {}", path.display())))?;
-                let scan = corridor_journal::scan_segment_into(
+                let scan = corridor_journal::scan_segment_pausing(
                     &buf.as_bytes()[..len],
                     seq,
                     false,
                     std::mem::take(recycled),
+                    &mut give_way,
                 )
                 .map_err(JournalError::Corrupt)?;
                 if seq != next {
@@ -817,9 +818,11 @@ fn checkpoint_with(
                 next = scan.next_seq(seq);
                 // Its records were made before the next segment began.
                 let until = last_header_ms(dir, all[i + 1]).unwrap_or(now);
-                state.apply_segment(&scan.records, until).map_err(|e| JournalError::Io {
-                    what: "reading the journal's entries".into(),
-                    error: io::Error::other(e.to_string()),
+                state.apply_segment_pausing(&scan.records, until, &mut give_way).map_err(|e| {
+                    JournalError::Io {
+                        what: "reading the journal's entries".into(),
+                        error: io::Error::other(e.to_string()),
+                    }
                 })?;
                 *recycled = scan.recycle();
             }
@@ -836,7 +839,7 @@ fn checkpoint_with(
             // About what the last one took, plus what came since.
             bytes.clear();
             bytes.reserve(state.outcomes.len() * 64 + (1 << 16));
-            state.checkpoint(bytes);
+            state.checkpoint_pausing(bytes, &mut give_way);
             write_checkpoint(dir, state.last_seq, bytes)?;
             report.seq = Some(state.last_seq);
             report.bytes = bytes.len() as u64;
@@ -867,6 +870,15 @@ fn checkpoint_with(
         sync_dir(dir)?;
     }
     Ok((report, state))
+}
+
+/// A checkpoint's pause between two steps of its work
+/// (`corridor_journal::limits::PAUSE_RECORDS`): the thread gives its core to whatever else
+/// waits to run there — the switch, on a core they share — instead of keeping it for the
+/// rest of the scheduler's slice (milliseconds, which every transaction in flight would
+/// wait through). A pause with nothing waiting returns at once.
+fn give_way() {
+    rustix::thread::sched_yield();
 }
 
 /// The creation time in segment `seq`'s header.
