@@ -106,9 +106,13 @@ pub const LEASE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(1);
 pub const STREAM_SEGMENT_MARKS_MAX: usize = 1_024;
 
 /// The most bytes of a large file the journal writes beside its batches (a checkpoint, a
-/// prepared segment's zeros) before it syncs them: the batches' own syncs wait behind what
-/// the disk was given to flush, at most this much.
-pub const SYNC_STEP_BYTES: usize = 1 << 20;
+/// prepared segment's zeros) before it syncs them, and reads at once (a checkpoint's read of
+/// segments): the batches' own syncs wait behind what the disk was given, at most this
+/// much. A MiB was a millisecond or two of this disk's time that a batch's sync could
+/// wait through: with 256 KiB the 4 × 64 journaled p99 went from 2.6–3.4× the p50 to
+/// 1.9× (`benches/README.md`, the eighth pass), for a few hundred more syncs a checkpoint
+/// on the checkpointer's thread.
+pub const SYNC_STEP_BYTES: usize = 256 << 10;
 
 /// Direct I/O's block: the journal's writes around the page cache are whole blocks of it,
 /// from buffers aligned to it (a device's logical block is this or a divisor of it).
