@@ -689,7 +689,9 @@ fn start(path: PathKind, spec: &CompareSpec, certs: Option<&Certs>, lanes: u16) 
                     .arg("serve")
                     .arg("--config")
                     .arg(&file)
-                    .env("RUST_LOG", "warn")
+                    // What this run was asked to log (a checkpoint's line, a batch's), or
+                    // only what is wrong: a line a transaction would be measured too.
+                    .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit()),
                 &spec.placement,

@@ -371,7 +371,8 @@ struct CompareArgs {
     placement: String,
     #[command(flatten)]
     load: LoadArgs,
-    /// The corridor binary (default: next to this one).
+    /// The corridor binary (default: next to this one). It logs as `RUST_LOG` says, `warn`
+    /// when it is not set (`RUST_LOG=info` shows each checkpoint's time, for one).
     #[arg(long)]
     corridor: Option<PathBuf>,
     /// The haproxy binary (default: found on the PATH or in /usr/sbin).
