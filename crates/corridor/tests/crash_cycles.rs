@@ -271,6 +271,10 @@ fn terminal(
     }
 }
 
+/// The fewest requests a second of the killed runs the terminal must have sent for the
+/// harness to count as under load.
+const LOAD_FLOOR_PER_S: f64 = 25.0;
+
 #[test]
 fn kill_9_again_and_again_under_load_leaves_nothing_ambiguous_doubled_or_lost() {
     let crashes: u32 = std::env::var("CORRIDOR_CRASHES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
@@ -296,6 +300,9 @@ fn kill_9_again_and_again_under_load_leaves_nothing_ambiguous_doubled_or_lost() 
     println!("crash harness: {crashes} crashes, seed {seed:#x}");
     let mut rng = seed;
     let started = Instant::now();
+    // How long the killed runs served, together: the load they carried is measured by it
+    // (the runs' lengths are drawn, so a seed of short ones sends less).
+    let mut served = Duration::ZERO;
     for n in 0..crashes {
         let switch = serve(&config);
         rng ^= rng << 13;
@@ -304,6 +311,7 @@ fn kill_9_again_and_again_under_load_leaves_nothing_ambiguous_doubled_or_lost() 
         // Anywhere from a few requests in to more than a timeout's worth.
         let run = Duration::from_millis(100 + rng % 1_200);
         std::thread::sleep(run);
+        served += run;
         switch.kill9();
         if n % 10 == 9 {
             println!("  {} crashes, {:.0} s", n + 1, started.elapsed().as_secs_f64());
@@ -348,7 +356,15 @@ fn kill_9_again_and_again_under_load_leaves_nothing_ambiguous_doubled_or_lost() 
         t.repeats_answered,
     );
     assert!(status.success(), "the last run drained and stopped cleanly");
-    assert!(t.sent > 50 * crashes as usize, "load was carried: {} sent", t.sent);
+    // A floor far below what one request at a time through two syncs a transaction
+    // carries (70–100 a second, in CI too), far above nothing.
+    let floor = (LOAD_FLOOR_PER_S * served.as_secs_f64()) as usize;
+    assert!(
+        t.sent > floor && !t.answers.is_empty(),
+        "load was carried: {} sent in {served:?} of killed runs (at least {floor}), {} answered",
+        t.sent,
+        t.answers.len()
+    );
     let amb = ambiguous(&i, &t);
     assert!(amb.is_empty(), "approved at the issuer, never delivered, never reversed: {amb:?}");
     let twice: Vec<_> = i.purchases.iter().filter(|(_, (n, _))| *n > 1).map(|(r, _)| r.clone()).collect();
