@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 
 use crate::{
     entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
-    limits::{OUTCOMES_MAX, PAUSE_RECORDS},
+    limits::OUTCOMES_MAX,
     positions::PositionIndex,
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
 };
@@ -328,7 +328,8 @@ impl Recovery {
         self.apply_segment_pausing(records, at_unix_ms, &mut || {})
     }
 
-    /// [`Recovery::apply_segment`], calling `pause` after every [`PAUSE_RECORDS`] records
+    /// [`Recovery::apply_segment`], calling `pause` after every
+    /// [`crate::limits::PAUSE_RECORDS`] records
     /// (a checkpoint's thread gives the core back there).
     ///
     /// # Errors
@@ -349,9 +350,7 @@ impl Recovery {
         // request's sequence number and the record's index.
         let mut deferred: Vec<(u64, usize)> = Vec::new();
         for (i, f) in records.iter().enumerate() {
-            if i % PAUSE_RECORDS == PAUSE_RECORDS - 1 {
-                pause();
-            }
+            crate::pause_after(i, pause);
             let seq = f.record.seq;
             if seq <= self.last_seq {
                 continue;
@@ -578,7 +577,8 @@ impl Recovery {
         self.checkpoint_pausing(out, &mut || {});
     }
 
-    /// [`Recovery::checkpoint`], calling `pause` after every [`PAUSE_RECORDS`] outcomes
+    /// [`Recovery::checkpoint`], calling `pause` after every
+    /// [`crate::limits::PAUSE_RECORDS`] outcomes
     /// written (a checkpoint's thread gives the core back there).
     pub fn checkpoint_pausing(&self, out: &mut Vec<u8>, pause: &mut dyn FnMut()) {
         let seq = self.last_seq;
@@ -621,9 +621,7 @@ impl Recovery {
             }
         }
         for (i, (k, o)) in self.outcomes.iter().enumerate() {
-            if i % PAUSE_RECORDS == PAUSE_RECORDS - 1 {
-                pause();
-            }
+            crate::pause_after(i, pause);
             encode_with(seq, Kind::Outcome, out, |out| crate::entry::encode_outcome(k, o, out));
             written += 1;
         }
@@ -673,6 +671,7 @@ impl Recovery {
 mod tests {
     use super::*;
     use crate::entry::Answered;
+    use crate::limits::PAUSE_RECORDS;
 
     fn accepted(stan: u32) -> Entry {
         Entry::Accepted(Accepted {

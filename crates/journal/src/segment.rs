@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::{
-    limits::{PAUSE_RECORDS, SEGMENT_HEADER_BYTES},
+    limits::SEGMENT_HEADER_BYTES,
     record::{decode, Decoded, Invalid, RecordRef},
 };
 
@@ -269,8 +269,8 @@ pub fn scan_segment_into<'a>(
     scan_segment_pausing(bytes, name_seq, last, records, &mut || {})
 }
 
-/// [`scan_segment_into`], calling `pause` after every [`PAUSE_RECORDS`] records (a
-/// checkpoint's thread gives the core back there).
+/// [`scan_segment_into`], calling `pause` after every [`crate::limits::PAUSE_RECORDS`]
+/// records (a checkpoint's thread gives the core back there).
 ///
 /// # Errors
 ///
@@ -305,9 +305,7 @@ pub fn scan_segment_pausing<'a>(
                     return Err(corrupt(at, CorruptReason::Sequence { expected, found: record.seq }));
                 }
                 scan.records.push(Found { offset: at, record });
-                if scan.records.len().is_multiple_of(PAUSE_RECORDS) {
-                    pause();
-                }
+                crate::pause_after(scan.records.len(), pause);
                 expected += 1;
                 at += len;
                 scan.end = at;
