@@ -3,6 +3,8 @@
 //!
 //! - `window/position_index`: `corridor_journal::positions::PositionIndex` (what the engine's
 //!   window and a checkpoint's outcomes use): one array of slots, one cache line a probe.
+//! - `window/position_index_forgetting`: the same index as the engine's window uses it: the
+//!   oldest forgotten without a removal, its slot swept later in order.
 //! - `window/hashbrown`: the index it replaced, kept here as the baseline measured in the
 //!   same run: a `hashbrown::HashTable<u32>` of ring positions (control bytes beside slots).
 //!
@@ -90,6 +92,26 @@ fn transaction<I: Index>(index: &mut I, ring: &mut Ring) {
     ring.head = (head + 1) % ENTRIES;
 }
 
+/// [`transaction`] as the engine's window does it now: the oldest forgotten without a
+/// removal from the index (its slot passed over as gone, taken over by an insert, freed by a
+/// sweep of 16 slots in order a transaction). Positions are the entries' numbers since the
+/// first, `ring.next - ENTRIES ..` held, a number `n` at ring slot `n % ENTRIES`.
+fn forgetting_transaction(index: &mut PositionIndex, ring: &mut Ring) {
+    let n = ring.next;
+    let k = key(n);
+    ring.next += 1;
+    let oldest = u32::try_from(n - ENTRIES as u64 + 1).unwrap();
+    let keys = &ring.keys;
+    let at = |p: u32| (p >= oldest).then_some(p as usize % ENTRIES);
+    let find = |index: &PositionIndex| index.find(hash(&k), |p| at(p).is_some_and(|i| keys[i].0 == k));
+    assert!(find(index).is_none());
+    assert!(find(index).is_none());
+    let slot = n as usize % ENTRIES;
+    ring.keys[slot] = (k, [ring.next, 0]);
+    index.insert_over(hash(&k), u32::try_from(n).unwrap(), |p| p < oldest);
+    index.sweep(16, |p| p < oldest);
+}
+
 fn filled<I: Index>(mut index: I, ring: &Ring) -> I {
     for (at, (k, _)) in ring.keys.iter().enumerate() {
         index.insert(ring, k, at as u32);
@@ -103,6 +125,11 @@ fn window(c: &mut Criterion) {
     let mut ring = Ring::full();
     let mut index = filled(PositionIndex::with_capacity(ENTRIES), &ring);
     g.bench_function("position_index", |b| b.iter(|| transaction(&mut index, &mut ring)));
+    let mut ring = Ring::full();
+    let mut index = filled(PositionIndex::with_capacity(ENTRIES), &ring);
+    g.bench_function("position_index_forgetting", |b| {
+        b.iter(|| forgetting_transaction(&mut index, &mut ring))
+    });
     let mut ring = Ring::full();
     // As the engine reserved it: 7/4 of the window, at least two slots an entry.
     let mut table = filled(hashbrown::HashTable::with_capacity(ENTRIES * 7 / 4), &ring);

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use corridor_journal::positions::PositionIndex;
 use corridor_wire::{ResponseCode, Stan};
 
-use crate::{engine::Msg, limits::OUTCOMES_MAX};
+use crate::{
+    engine::Msg,
+    limits::{OUTCOMES_MAX, OUTCOMES_SWEEP_SLOTS},
+};
 
 /// How a completed request was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,19 +30,26 @@ pub(crate) struct Outcome {
 ///
 /// A ring of entries in the order they were remembered (so the oldest, the next to expire
 /// or be evicted, is always at its head, and what is written is written in sequence), and a
-/// hash index of ring positions to find a key's (`corridor_journal::positions`: a probe is
+/// hash index of their positions to find a key's (`corridor_journal::positions`: a probe is
 /// one cache line). Every request looks its key up and every answer remembers one (and, the
 /// window full, forgets the oldest), so this is on the hot path: at a million entries each
-/// of those is a cache miss in the index, and a hit one more in the ring.
+/// of those is a cache miss in the index, and a hit one more in the ring. Forgetting is not
+/// one: the oldest leaves the ring only, its index slot is known for a forgotten position by
+/// the position alone, passed over by searches, taken by an insert that comes to it, and
+/// freed by a sweep of the index in order ([`OUTCOMES_SWEEP_SLOTS`] an insert) — where a
+/// removal was a random line of the index's 16 MiB each time (11% of the switch's CPU
+/// with the journal off, `benches/README.md`, the ninth pass).
 #[derive(Debug)]
 pub(crate) struct Outcomes {
     /// Most entries ([`OUTCOMES_MAX`]; smaller in tests).
     cap: usize,
+    /// Entry `n` (the `n`th remembered, from 0) at `n % cap`.
     ring: Vec<Slot>,
-    /// Position of the oldest entry.
-    head: usize,
-    /// Entries in the ring.
+    /// Entries ever remembered: the next one's position.
+    next: u64,
+    /// Entries in the ring: positions `next - len .. next`.
     len: usize,
+    /// Positions modulo 2^31 ([`held`]), forgotten ones among them until swept.
     index: PositionIndex,
 }
 
@@ -50,12 +60,14 @@ struct Slot {
     outcome: Outcome,
 }
 
-const _: () = assert!(OUTCOMES_MAX <= corridor_journal::positions::POSITIONS_MAX as usize);
+/// The bits of a position the index holds: far more than the entries remembered, and than
+/// the forgotten ones it may hold besides (a sweep frees them within a turn of the index).
+const HELD_MASK: u64 = (1 << 31) - 1;
+const _: () = assert!((OUTCOMES_MAX as u64) * 4 < HELD_MASK);
 
-/// A ring position as the index holds it (the ring is at most [`OUTCOMES_MAX`]).
-fn ring_position(pos: usize) -> u32 {
-    debug_assert!(pos < OUTCOMES_MAX);
-    u32::try_from(pos).unwrap_or(u32::MAX)
+/// Position `n` as the index holds it.
+fn held(n: u64) -> u32 {
+    u32::try_from(n & HELD_MASK).unwrap_or(0)
 }
 
 fn hash(key: &DupKey) -> u64 {
@@ -63,31 +75,44 @@ fn hash(key: &DupKey) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(key)
 }
 
+/// The ring index of the entry at held position `p`, while it is remembered — when it is
+/// one of the `len` before `next` — or `None` (forgotten, its ring slot perhaps reused).
+fn live(p: u32, next: u64, len: usize, cap: usize) -> Option<usize> {
+    // 1 for the newest, `len` for the oldest.
+    let age = (next.wrapping_sub(u64::from(p)) & HELD_MASK) as usize;
+    if age == 0 || age > len {
+        return None;
+    }
+    // Within `len` of `next`: `next - age` is the position itself.
+    Some(((next - age as u64) % cap as u64) as usize)
+}
+
 impl Outcomes {
     /// At most `cap` outcomes (at most [`OUTCOMES_MAX`]), their room reserved at once: the
     /// ring's whole (address space; its pages are touched as it fills, one at a time) and an
-    /// index that holds them all at most half full (16 MiB at a million). Growing either by
+    /// index that holds them all at most half full (16 MiB at a million; a little more with
+    /// forgotten ones a sweep has not come to). Growing either by
     /// doubling would copy or rehash everything in one step on the hot path — tens of
     /// milliseconds at a million entries, straight into the latency tail.
     pub(crate) fn with_capacity(cap: usize) -> Self {
         let cap = cap.clamp(1, OUTCOMES_MAX);
-        Self { cap, ring: Vec::with_capacity(cap), head: 0, len: 0, index: PositionIndex::with_capacity(cap) }
+        Self { cap, ring: Vec::with_capacity(cap), next: 0, len: 0, index: PositionIndex::with_capacity(cap) }
     }
 
     /// Remembers `key`'s outcome at `now`, forgetting what is older than `window`.
     pub(crate) fn insert(&mut self, key: DupKey, outcome: Outcome, now: Instant, window: Duration) {
         self.expire(now, window);
-        if let Some(pos) = self.find(&key) {
+        let h = hash(&key);
+        if let Some(pos) = self.find_hashed(h, &key) {
             // Remembered already: the outcome changes, its place in the order does not.
             self.ring[pos].outcome = outcome;
             return;
         }
-        // Full, an entry goes out for every one in (the index moves back what probed past
-        // it: no tombstones, and it never grows past its reserve).
+        // Full, an entry goes out for every one in.
         if self.len >= self.cap {
             self.evict_oldest();
         }
-        let pos = (self.head + self.len) % self.cap;
+        let pos = (self.next % self.cap as u64) as usize;
         let slot = Slot { at: now, key, outcome };
         // The ring fills in order up to its bound, then wraps onto the slots evicted.
         if pos == self.ring.len() {
@@ -95,8 +120,12 @@ impl Outcomes {
         } else {
             self.ring[pos] = slot;
         }
-        self.len += 1;
-        self.index.insert(hash(&key), ring_position(pos));
+        let (next, len, cap) = (self.next, self.len, self.cap);
+        let gone = |p| live(p, next, len, cap).is_none();
+        self.index.insert_over(h, held(next), gone);
+        (self.next, self.len) = (next + 1, len + 1);
+        let (next, len) = (self.next, self.len);
+        self.index.sweep(OUTCOMES_SWEEP_SLOTS, |p| live(p, next, len, cap).is_none());
     }
 
     /// The outcome a repeat of `key` is answered with, within `window` of `now`.
@@ -112,29 +141,41 @@ impl Outcomes {
 
     /// A remembered key that names the same original as `key` ([`DupKey::same_original`]).
     pub(crate) fn same_original(&self, key: &DupKey) -> Option<DupKey> {
-        let ring = &self.ring;
-        self.index.find(hash(key), |p| ring[p as usize].key.same_original(key)).map(|p| ring[p as usize].key)
+        let (ring, next, len, cap) = (&self.ring, self.next, self.len, self.cap);
+        let at = |p| live(p, next, len, cap);
+        self.index
+            .find(hash(key), |p| at(p).is_some_and(|i| ring[i].key.same_original(key)))
+            .and_then(at)
+            .map(|i| ring[i].key)
     }
 
     fn find(&self, key: &DupKey) -> Option<usize> {
-        let ring = &self.ring;
-        self.index.find(hash(key), |p| ring[p as usize].key == *key).map(|p| p as usize)
+        self.find_hashed(hash(key), key)
+    }
+
+    /// [`Outcomes::find`], its hash `h`.
+    fn find_hashed(&self, h: u64, key: &DupKey) -> Option<usize> {
+        let (ring, next, len, cap) = (&self.ring, self.next, self.len, self.cap);
+        let at = |p| live(p, next, len, cap);
+        self.index.find(h, |p| at(p).is_some_and(|i| ring[i].key == *key)).and_then(at)
+    }
+
+    /// The ring index of the oldest entry (there is one).
+    fn head(&self) -> usize {
+        ((self.next - self.len as u64) % self.cap as u64) as usize
     }
 
     fn expire(&mut self, now: Instant, window: Duration) {
-        while self.len > 0 && now.saturating_duration_since(self.ring[self.head].at) > window {
+        while self.len > 0 && now.saturating_duration_since(self.ring[self.head()].at) > window {
             self.evict_oldest();
         }
     }
 
+    /// Forgets the oldest: its index slot is swept later.
     fn evict_oldest(&mut self) {
         if self.len == 0 {
             return;
         }
-        let head = self.head;
-        let removed = self.index.remove(hash(&self.ring[head].key), ring_position(head));
-        debug_assert!(removed, "every entry in the ring is in the index");
-        self.head = (head + 1) % self.cap;
         take_one!(self.len, "the remembered outcomes' count");
     }
 
@@ -376,7 +417,9 @@ mod tests {
             o.insert(key(n), outcome(0), now, window);
         }
         assert_eq!(o.len(), cap);
-        assert_eq!(o.index.len(), cap);
+        // What it holds besides: forgotten ones a sweep has not come to yet.
+        let (taken, slots) = (o.index.len(), o.index.bytes() / 8);
+        assert!(taken >= cap && taken <= cap + slots / OUTCOMES_SWEEP_SLOTS, "{taken} slots taken");
         assert_eq!(o.index.bytes(), reserved, "the index never grew");
         for n in 999_000..1_000_000 {
             assert!(o.contains(&key(n)), "{n} is in the window");
@@ -384,6 +427,26 @@ mod tests {
         for n in (0..999_000).step_by(997) {
             assert!(!o.contains(&key(n)), "{n} was evicted");
         }
+    }
+
+    #[test]
+    fn positions_past_what_the_index_holds_wrap_and_are_still_found() {
+        // Entries numbered across 2^31, where the index's positions wrap to 0 (from a
+        // multiple of the bound: the ring fills from its first slot).
+        let (cap, window, now) = (1_000, Duration::from_secs(3600), Instant::now());
+        let mut o = Outcomes::with_capacity(cap);
+        o.next = (HELD_MASK + 1 - 1_500) / cap as u64 * cap as u64;
+        assert!(o.next + 3_000 > HELD_MASK + 1);
+        for n in 0..3_000u32 {
+            o.insert(key(n), outcome(1), now, window);
+        }
+        for n in 2_000..3_000 {
+            assert_eq!(o.get(&key(n), now, window), Some(outcome(1)), "{n} is in the window");
+        }
+        for n in 0..2_000 {
+            assert!(!o.contains(&key(n)), "{n} was evicted");
+        }
+        assert_eq!(o.len(), cap);
     }
 
     fn key(n: u32) -> DupKey {

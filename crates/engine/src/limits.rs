@@ -37,6 +37,12 @@ pub const PARTIAL_STALLED: Duration = Duration::from_secs(1);
 /// full): at most about 110 MiB a shard. Past it the oldest outcome is forgotten first.
 pub const OUTCOMES_MAX: usize = 1 << 20;
 
+/// Index slots the duplicate window sweeps for forgotten outcomes at each one it remembers
+/// (`corridor_journal::positions::PositionIndex::sweep`): two cache lines read in order. A
+/// forgotten outcome's slot is freed within `2 * OUTCOMES_MAX / 16` remembered ones, so the
+/// index is at most about 56% full at the bound (half of it live).
+pub const OUTCOMES_SWEEP_SLOTS: usize = 16;
+
 /// Largest write batch buffered for one link. A peer that does not read gets its link
 /// closed (it stalls) and every approval still in the batch is reversed; a destination at
 /// half this bound gets no new requests.

@@ -25,10 +25,20 @@ const SLOTS_MIN: usize = 16;
 pub struct PositionIndex {
     /// A power of two of them, or none; 0 is empty, else `tag << 32 | (position + 1)`.
     slots: Vec<u64>,
-    /// Occupied slots: at most half of `slots`.
+    /// Taken slots: at most half of `slots` — three quarters where forgotten positions
+    /// wait to be swept ([`PositionIndex::insert_over`]).
     len: usize,
     /// `64 - log2(slots.len())`: a hash's top bits, shifted down by it, are its home slot.
     shift: u32,
+    /// The slot the next [`PositionIndex::sweep`] begins at.
+    swept: usize,
+}
+
+/// The position a taken slot holds.
+fn position(slot: u64) -> u32 {
+    #[allow(clippy::cast_possible_truncation)] // the slot's low half
+    let at = (slot as u32).wrapping_sub(1);
+    at
 }
 
 /// The hash as the index uses it: multiplied out and folded, so every bit of the user's hash
@@ -60,7 +70,7 @@ impl PositionIndex {
         debug_assert!(slots.is_power_of_two() && slots <= 1 << 32);
         // Zeroed by the allocator (pages the kernel maps as they are first touched).
         self.slots = vec![0; slots];
-        self.len = 0;
+        (self.len, self.swept) = (0, 0);
         self.shift = 64 - slots.trailing_zeros();
     }
 
@@ -106,8 +116,7 @@ impl PositionIndex {
                 return None;
             }
             if tag(s) == want {
-                #[allow(clippy::cast_possible_truncation)] // the slot's low half
-                let at = (s as u32).wrapping_sub(1);
+                let at = position(s);
                 if is(at) {
                     return Some(at);
                 }
@@ -168,6 +177,66 @@ impl PositionIndex {
             }
             i = (i + 1) & mask;
         }
+        self.empty(i);
+        true
+    }
+
+    /// Holds `at` under `hash` (the caller has not) in the first slot from its home that is
+    /// empty or holds a position `gone` says its user has forgotten — for a user that
+    /// forgets its oldest entries without removing them ([`PositionIndex::sweep`] does,
+    /// in order). Such an index holds more than its user's entries, at most three quarters
+    /// of its slots: past that, every forgotten position is swept at once, and the slots
+    /// are doubled only if that was not enough.
+    pub fn insert_over(&mut self, hash: u64, at: u32, gone: impl Fn(u32) -> bool) {
+        assert!(at <= POSITIONS_MAX, "a position the index cannot hold");
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.sweep(self.slots.len(), &gone);
+            if (self.len + 1) * 2 > self.slots.len() {
+                self.grow();
+            }
+        }
+        let mixed = mix(hash);
+        let (mask, mut i) = (self.mask(), self.home(mixed));
+        // A forgotten position's slot may be taken: every search that passes it looks for
+        // a position its user still holds, and the new one is reached from its home without
+        // an empty slot between, as if it had been put at the first empty one.
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                self.len += 1;
+                break;
+            }
+            if gone(position(s)) {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = tag(mixed) | u64::from(at + 1);
+    }
+
+    /// Empties the slots among the next `n` (from where the last sweep stopped, round the
+    /// table) that hold positions `gone` says are forgotten: at `n` slots an insert, no
+    /// slot stays taken by a forgotten position for more than `slots / n` inserts. The
+    /// slots read are consecutive — lines the processor fetches ahead — where a removal of
+    /// each forgotten position as its user forgets it is a random line each.
+    pub fn sweep(&mut self, n: usize, gone: impl Fn(u32) -> bool) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mask = self.mask();
+        for _ in 0..n.min(self.slots.len()) {
+            let i = self.swept;
+            // A slot emptied takes what probed past it: that one is looked at too.
+            while self.slots[i] != 0 && gone(position(self.slots[i])) {
+                self.empty(i);
+            }
+            self.swept = (i + 1) & mask;
+        }
+    }
+
+    /// Empties slot `i` (taken): Algorithm R.
+    fn empty(&mut self, i: usize) {
+        let mask = self.mask();
         // Algorithm R: each slot after the hole that may sit there (its home is not between
         // the hole and itself) moves back into it, until an empty slot.
         let (mut hole, mut j) = (i, i);
@@ -185,7 +254,6 @@ impl PositionIndex {
         }
         self.slots[hole] = 0;
         self.len -= 1;
-        true
     }
 
     /// The slots' memory, bytes.
@@ -254,6 +322,46 @@ mod tests {
                 }
                 agrees(&index, &model);
             }
+        }
+    }
+
+    proptest! {
+        /// A user that forgets its oldest positions without removing them: every position
+        /// it holds is found, none it forgot is, and the index is never more than three
+        /// quarters full — as sweeps free forgotten slots a few at a time, inserts take
+        /// them over, and the slots double under a window that outgrows them.
+        #[test]
+        fn an_index_whose_user_forgets_without_removing_finds_what_it_holds(
+            hashes in prop::collection::vec(prop_oneof![0u64..8, any::<u64>()], 0..600),
+            window in 1usize..80,
+            sweep in 0usize..4,
+            reserved in 0usize..40,
+        ) {
+            let mut index = PositionIndex::with_capacity(reserved);
+            let mut held: std::collections::VecDeque<(u32, u64)> = std::collections::VecDeque::new();
+            let mut forgot: Vec<(u32, u64)> = Vec::new();
+            for (at, &h) in (0u32..).zip(&hashes) {
+                if held.len() == window {
+                    forgot.extend(held.pop_front());
+                }
+                let oldest = held.front().map_or(at, |&(a, _)| a);
+                let gone = |p: u32| p < oldest;
+                index.insert_over(h, at, gone);
+                held.push_back((at, h));
+                index.sweep(sweep, gone);
+                prop_assert!(index.len() * 4 <= index.slots.len() * 3, "{} of {} slots", index.len(), index.slots.len());
+                prop_assert!(index.len() >= held.len());
+                for &(a, h) in &held {
+                    prop_assert_eq!(index.find(h, |p| !gone(p) && p == a), Some(a), "position {} under {:#x}", a, h);
+                }
+                for &(a, h) in forgot.iter().rev().take(20) {
+                    prop_assert_eq!(index.find(h, |p| !gone(p) && p == a), None);
+                }
+            }
+            // A sweep of every slot leaves only what is held.
+            let oldest = held.front().map_or(0, |&(a, _)| a);
+            index.sweep(usize::MAX, |p| p < oldest);
+            prop_assert_eq!(index.len(), held.len());
         }
     }
 
