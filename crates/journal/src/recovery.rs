@@ -73,6 +73,9 @@ pub struct Outcomes {
     index: PositionIndex,
 }
 
+/// Pushes ahead of its eviction that a full window asks for an entry's index line.
+const EVICT_AHEAD: usize = 16;
+
 /// The bits of a position the index holds: far more than the most entries kept, so the
 /// position a held one stands for is the one of its bits at or after `first`.
 const HELD_MASK: usize = (1 << 31) - 1;
@@ -153,9 +156,10 @@ impl Outcomes {
     /// Records the outcome `key`'s answer gives — unless `key` was reversed before it was
     /// answered (the switch journals a reversal before the answer it makes): then it stays
     /// reversed, and a repeat is told 68. One probe, where a look for the reversal and then
-    /// an insert were two (every answer of a fold comes here).
-    fn answer(&mut self, key: DupKey, outcome: Outcome) {
-        let h = hash(&key);
+    /// an insert were two (every answer of a fold comes here). `h` is `key`'s hash, its
+    /// line asked for when the request was read ([`Outcomes::prefetch`]).
+    fn answer(&mut self, h: u64, key: DupKey, outcome: Outcome) {
+        debug_assert_eq!(h, hash(&key));
         if let Some(at) = self.position_hashed(h, &key) {
             let o = &mut self.at_mut(at).1;
             *o = if o.reversed {
@@ -168,9 +172,22 @@ impl Outcomes {
         self.push(h, key, outcome);
     }
 
+    /// Asks for the line a search for the key hashed `h` begins in
+    /// ([`PositionIndex::prefetch`]).
+    fn prefetch(&self, h: u64) {
+        self.index.prefetch(h);
+    }
+
     /// Records `key` (hashed `h`, not held yet) last, forgetting the oldest at the bound.
     fn push(&mut self, h: u64, key: DupKey, outcome: Outcome) {
         debug_assert!(self.position_hashed(h, &key).is_none(), "a key is held once");
+        if self.entries.len() >= self.cap {
+            // The one forgotten `EVICT_AHEAD` pushes from now: its removal's line is asked
+            // for now, and in the cache by then.
+            if let Some(&ahead) = self.hashes.get(EVICT_AHEAD) {
+                self.index.prefetch(ahead);
+            }
+        }
         while self.entries.len() >= self.cap {
             let (Some(_), Some(old)) = (self.entries.pop_front(), self.hashes.pop_front()) else { break };
             let removed = self.index.remove(old, held(self.first));
@@ -240,7 +257,7 @@ impl Outcomes {
 /// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
 /// duplicate key, its `Accepted` record's index, and its last `Forwarded` record's with the
 /// STAN it says.
-type Pending = (DupKey, usize, Option<(usize, [u8; 6])>);
+type Pending = (DupKey, usize, Option<(usize, [u8; 6])>, u64);
 
 /// A store-and-forward entry and the transmissions made of it.
 pub type SafState = (ReversalQueued, u32);
@@ -359,12 +376,16 @@ impl Recovery {
                 Kind::RequestAccepted => {
                     // Checked now; read whole only if it is still open at the end.
                     let accepted = Accepted::decode_deferred(f.record.payload)?;
-                    pending.insert(seq, (accepted.key, i, None));
+                    // Its answer, most often a few hundred records on, looks its key up
+                    // among a million outcomes: the line is asked for now.
+                    let h = hash(&accepted.key);
+                    self.outcomes.prefetch(h);
+                    pending.insert(seq, (accepted.key, i, None, h));
                     self.last_seq = seq;
                 }
                 Kind::Forwarded => {
                     let fw = Forwarded::decode_deferred(f.record.payload)?;
-                    if let Some((_, _, forwarded)) = pending.get_mut(&fw.request) {
+                    if let Some((_, _, forwarded, _)) = pending.get_mut(&fw.request) {
                         *forwarded = Some((i, fw.sent_stan));
                         self.last_seq = seq;
                     } else {
@@ -386,9 +407,9 @@ impl Recovery {
                             self.open_request(request, p, records)?;
                             self.apply_entry(seq, entry, at_unix_ms);
                         }
-                        Some((a, (key, _, forwarded))) => {
+                        Some((a, (key, _, forwarded, h))) => {
                             self.last_seq = seq;
-                            self.answered(key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
+                            self.answered(h, key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
                         }
                         None => self.apply_entry(seq, entry, at_unix_ms),
                     }
@@ -414,7 +435,7 @@ impl Recovery {
     fn open_request(
         &mut self,
         request: u64,
-        (_, at, forwarded): Pending,
+        (_, at, forwarded, _): Pending,
         records: &[crate::segment::Found<'_>],
     ) -> Result<(), crate::entry::BadEntry> {
         let Entry::Accepted(accepted) = Entry::decode(Kind::RequestAccepted, records[at].record.payload)?
@@ -432,17 +453,21 @@ impl Recovery {
         Ok(())
     }
 
-    /// The outcome of the request whose duplicate key is `key`, answered by `a` (taken as
-    /// given), its destination told `sent_stan` if it was forwarded.
+    /// The outcome of the request whose duplicate key is `key` (hashed `h`), answered by `a`
+    /// (taken as given), its destination told `sent_stan` if it was forwarded.
     fn answered(
         &mut self,
+        h: u64,
         key: Key,
         a: &crate::entry::Answered,
         sent_stan: Option<[u8; 6]>,
         at_unix_ms: u64,
     ) {
-        self.outcomes
-            .answer(key, Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms, sent_stan });
+        self.outcomes.answer(
+            h,
+            key,
+            Outcome { code: a.code, auth: a.auth, reversed: false, at_unix_ms, sent_stan },
+        );
     }
 
     /// Folds one decoded entry in (see [`Recovery::apply`]).
@@ -460,7 +485,7 @@ impl Recovery {
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
-                    self.answered(r.accepted.key, &a, sent_stan, at_unix_ms);
+                    self.answered(hash(&r.accepted.key), r.accepted.key, &a, sent_stan, at_unix_ms);
                 }
                 None => self.orphans += 1,
             },
