@@ -115,8 +115,8 @@ impl PositionIndex {
     /// it would wait for memory (a random line of 16 MiB). Work done between the two hides
     /// the wait.
     pub fn prefetch(&self, hash: u64) {
-        if let Some(slot) = self.slots.get(self.home(mix(hash)) & self.slots.len().wrapping_sub(1)) {
-            prefetch(slot);
+        if !self.slots.is_empty() {
+            prefetch(&self.slots[self.home(mix(hash))]);
         }
     }
 

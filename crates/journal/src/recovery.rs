@@ -255,8 +255,8 @@ impl Outcomes {
 }
 
 /// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
-/// duplicate key, its `Accepted` record's index, and its last `Forwarded` record's with the
-/// STAN it says.
+/// duplicate key, its `Accepted` record's index, its last `Forwarded` record's with the STAN
+/// it says, and the key's hash (its index line asked for as the `Accepted` record was read).
 type Pending = (DupKey, usize, Option<(usize, [u8; 6])>, u64);
 
 /// A store-and-forward entry and the transmissions made of it.
