@@ -94,7 +94,7 @@ fn transaction<I: Index>(index: &mut I, ring: &mut Ring) {
 
 /// [`transaction`] as the engine's window does it now: the oldest forgotten without a
 /// removal from the index (its slot passed over as gone, taken over by an insert, freed by a
-/// sweep of 16 slots in order a transaction). Positions are the entries' numbers since the
+/// sweep of `OUTCOMES_SWEEP_SLOTS` in order a transaction). Positions are the entries' numbers since the
 /// first, `ring.next - ENTRIES ..` held, a number `n` at ring slot `n % ENTRIES`.
 fn forgetting_transaction(index: &mut PositionIndex, ring: &mut Ring) {
     let n = ring.next;
@@ -109,7 +109,7 @@ fn forgetting_transaction(index: &mut PositionIndex, ring: &mut Ring) {
     let slot = n as usize % ENTRIES;
     ring.keys[slot] = (k, [ring.next, 0]);
     index.insert_over(hash(&k), u32::try_from(n).unwrap(), |p| p < oldest);
-    index.sweep(16, |p| p < oldest);
+    index.sweep(corridor_engine::limits::OUTCOMES_SWEEP_SLOTS, |p| p < oldest);
 }
 
 fn filled<I: Index>(mut index: I, ring: &Ring) -> I {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use corridor_journal::positions::PositionIndex;
+use corridor_journal::positions::{held, PositionIndex, HELD_MASK};
 use corridor_wire::{ResponseCode, Stan};
 
 use crate::{
@@ -60,15 +60,9 @@ struct Slot {
     outcome: Outcome,
 }
 
-/// The bits of a position the index holds: far more than the entries remembered, and than
-/// the forgotten ones it may hold besides (a sweep frees them within a turn of the index).
-const HELD_MASK: u64 = (1 << 31) - 1;
+// Entries remembered, and the forgotten ones a sweep frees within a turn of the index, are
+// far fewer than the numbers the index tells apart.
 const _: () = assert!((OUTCOMES_MAX as u64) * 4 < HELD_MASK);
-
-/// Position `n` as the index holds it.
-fn held(n: u64) -> u32 {
-    u32::try_from(n & HELD_MASK).unwrap_or(0)
-}
 
 fn hash(key: &DupKey) -> u64 {
     use std::hash::BuildHasher as _;
@@ -120,12 +114,13 @@ impl Outcomes {
         } else {
             self.ring[pos] = slot;
         }
+        let at = self.next;
+        (self.next, self.len) = (at + 1, self.len + 1);
+        // What is gone once `at` is remembered (the index does not hold `at` yet).
         let (next, len, cap) = (self.next, self.len, self.cap);
         let gone = |p| live(p, next, len, cap).is_none();
-        self.index.insert_over(h, held(next), gone);
-        (self.next, self.len) = (next + 1, len + 1);
-        let (next, len) = (self.next, self.len);
-        self.index.sweep(OUTCOMES_SWEEP_SLOTS, |p| live(p, next, len, cap).is_none());
+        self.index.insert_over(h, held(at), gone);
+        self.index.sweep(OUTCOMES_SWEEP_SLOTS, gone);
     }
 
     /// The outcome a repeat of `key` is answered with, within `window` of `now`.

@@ -59,15 +59,6 @@ pub mod request;
 pub mod segment;
 
 pub use append::{Appender, GroupCommit, SyncBatch};
-
-/// A long scan, fold or write that has done `done` of its records calls `pause` after every
-/// [`limits::PAUSE_RECORDS`] of them (its caller gives the core back there).
-pub(crate) fn pause_after(done: usize, pause: &mut dyn FnMut()) {
-    if done > 0 && done.is_multiple_of(limits::PAUSE_RECORDS) {
-        pause();
-    }
-}
-
 pub use entry::Entry;
 pub use log::{scan_log, LogScan};
 pub use record::{decode, encode, Decoded, Invalid, Kind, RecordRef};
@@ -76,3 +67,11 @@ pub use segment::{
     records_since, scan_segment, scan_segment_into, scan_segment_pausing, Corrupt, CorruptReason, Found,
     SegmentHeader, SegmentScan, Torn,
 };
+
+/// A long scan, fold or write that has done `done` of its records calls `pause` after every
+/// [`limits::PAUSE_RECORDS`] of them (its caller gives the core back there).
+pub(crate) fn pause_after(done: usize, pause: &mut dyn FnMut()) {
+    if done > 0 && done.is_multiple_of(limits::PAUSE_RECORDS) {
+        pause();
+    }
+}

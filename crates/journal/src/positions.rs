@@ -17,6 +17,17 @@
 /// The most positions an index holds: a window's bound is far below it.
 pub const POSITIONS_MAX: u32 = u32::MAX - 1;
 
+/// The bits of a window's entry number its index holds ([`held`]): far more than a window
+/// keeps (and than the forgotten entries an index of [`PositionIndex::insert_over`] holds
+/// besides), so which entry a held number stands for is plain from the window's own count.
+pub const HELD_MASK: u64 = (1 << 31) - 1;
+
+/// Entry number `n` of a window as its index holds it.
+#[must_use]
+pub fn held(n: u64) -> u32 {
+    u32::try_from(n & HELD_MASK).unwrap_or(0)
+}
+
 /// The fewest slots an index that holds anything has.
 const SLOTS_MIN: usize = 16;
 

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 use crate::{
     entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
     limits::OUTCOMES_MAX,
-    positions::PositionIndex,
+    positions::{PositionIndex, HELD_MASK},
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
 };
 
@@ -76,14 +76,12 @@ pub struct Outcomes {
 /// Pushes ahead of its eviction that a full window asks for an entry's index line.
 const EVICT_AHEAD: usize = 16;
 
-/// The bits of a position the index holds: far more than the most entries kept, so the
-/// position a held one stands for is the one of its bits at or after `first`.
-const HELD_MASK: usize = (1 << 31) - 1;
-const _: () = assert!(OUTCOMES_MAX < HELD_MASK);
+// The position a held one stands for is the one of its bits at or after `first`.
+const _: () = assert!((OUTCOMES_MAX as u64) < HELD_MASK);
 
 /// Position `at` as the index holds it.
 fn held(at: usize) -> u32 {
-    u32::try_from(at & HELD_MASK).unwrap_or(0)
+    crate::positions::held(at as u64)
 }
 
 impl Default for Outcomes {
@@ -120,7 +118,7 @@ impl Outcomes {
 
     /// The position a position the index holds stands for.
     fn unheld(&self, p: u32) -> usize {
-        self.first + ((p as usize).wrapping_sub(self.first) & HELD_MASK)
+        self.first + ((p as usize).wrapping_sub(self.first) & HELD_MASK as usize)
     }
 
     /// The entry at position `at`.
@@ -1086,7 +1084,7 @@ mod tests {
         // A checkpointer lives as long as its switch: positions pass 2^31, the index holds
         // them modulo it, and an entry on either side of the wrap is found and evicted.
         let mut o = Outcomes::with_bound(16);
-        o.first = HELD_MASK - 7;
+        o.first = HELD_MASK as usize - 7;
         let outcome = |i: u32| Outcome {
             code: *b"00",
             auth: None,
@@ -1100,7 +1098,7 @@ mod tests {
         }
         assert_eq!(o.len(), 16);
         assert_eq!(o.index.len(), 16);
-        assert!(o.first > HELD_MASK, "the positions wrapped what the index holds");
+        assert!(o.first > HELD_MASK as usize, "the positions wrapped what the index holds");
         for i in 0..64u32 {
             let got = o.get(&crate::entry::key("acq", 2, i)).map(|x| x.at_unix_ms);
             assert_eq!(got, (i >= 48).then_some(u64::from(i + 1_000)), "stan {i}");
