@@ -197,6 +197,17 @@ impl LengthDelimited {
     ///
     /// A framing [`DecodeError`]: the stream can no longer be trusted and the link closes.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, DecodeError> {
+        let Some((hl, body)) = self.lengths(src)? else { return Ok(None) };
+        if src.len() < hl + body {
+            src.reserve(hl + body - src.len());
+            return Ok(None);
+        }
+        src.advance(hl);
+        Ok(Some(src.split_to(body)))
+    }
+
+    /// The first frame's header and body lengths in `src`, once its header is buffered.
+    fn lengths(&self, src: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
         let hl = self.header.header_bytes();
         if src.len() < hl {
             return Ok(None);
@@ -205,12 +216,7 @@ impl LengthDelimited {
         if body > self.frame_bytes_max {
             return Err(DecodeError::FrameTooLarge { declared: body, max: self.frame_bytes_max });
         }
-        if src.len() < hl + body {
-            src.reserve(hl + body - src.len());
-            return Ok(None);
-        }
-        src.advance(hl);
-        Ok(Some(src.split_to(body)))
+        Ok(Some((hl, body)))
     }
 
     /// Like [`LengthDelimited::decode`], for when the stream has ended: leftover bytes that
@@ -455,13 +461,25 @@ impl NativeFramer {
     ///
     /// A framing [`DecodeError`]: the link closes.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<NativeFrame>, DecodeError> {
+        let Some((hl, body)) = self.lengths(src)? else { return Ok(None) };
+        let total = hl + body;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        Ok(Some(NativeFrame { buf: src.split_to(total), body_at: hl }))
+    }
+
+    /// The first frame's header and body lengths in `src`, once its header is buffered
+    /// (its magic checked from two bytes on).
+    fn lengths(&self, src: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
         if src.len() >= 2 {
             let magic = u16::from_be_bytes([src[0], src[1]]);
             if magic != NativeHeader::MAGIC {
                 return Err(DecodeError::BadMagic { found: magic });
             }
         }
-        let Ok((header, _)) = NativeHeader::read_from_prefix(&src[..]) else {
+        let Ok((header, _)) = NativeHeader::read_from_prefix(src) else {
             return Ok(None);
         };
         header.check()?;
@@ -469,13 +487,7 @@ impl NativeFramer {
         if body > self.frame_bytes_max {
             return Err(DecodeError::FrameTooLarge { declared: body, max: self.frame_bytes_max });
         }
-        let hl = usize::from(header.header_len());
-        let total = hl + body;
-        if src.len() < total {
-            src.reserve(total - src.len());
-            return Ok(None);
-        }
-        Ok(Some(NativeFrame { buf: src.split_to(total), body_at: hl }))
+        Ok(Some((usize::from(header.header_len()), body)))
     }
 
     /// Like [`NativeFramer::decode`], for when the stream has ended.
@@ -638,6 +650,24 @@ impl FrameDecoder {
     /// A framing [`DecodeError`]: the stream cannot continue.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<(u64, Bytes)>, DecodeError> {
         Ok(self.decode_flagged(src)?.map(|(correlation, _, body)| (correlation, body)))
+    }
+
+    /// The first frame in `src`, when it is whole, without taking it: its correlation (as
+    /// [`FrameDecoder::decode_flagged`] gives it) and where its body lies. `None` too for a
+    /// frame that decode would refuse (it says why when it comes to it). A reader looks one
+    /// frame ahead with it.
+    #[must_use]
+    pub fn peek(&self, src: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
+        let (hl, body) = match self {
+            Self::Native(d) => d.lengths(src),
+            Self::Length(d) => d.lengths(src),
+        }
+        .ok()??;
+        let correlation = match self {
+            Self::Native(_) => NativeHeader::peek(src)?.correlation(),
+            Self::Length(_) => 0,
+        };
+        (src.len() >= hl + body).then_some((correlation, hl..hl + body))
     }
 
     /// [`FrameDecoder::decode`] with the native header's flags (0 with a length header).

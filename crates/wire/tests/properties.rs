@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use corridor_wire::{
-    de, owned::generate, Dialect, FieldSet, LengthDelimited, LengthHeader, Message, MessageIndex,
+    de, owned::generate, Dialect, FieldSet, Framing, LengthDelimited, LengthHeader, Message, MessageIndex,
     NativeFrame, NativeFramer, OwnedMessage, FRAME_BYTES_MAX,
 };
 use proptest::prelude::*;
@@ -246,6 +246,57 @@ proptest! {
         prop_assert_eq!(ngot.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), bodies.clone());
         prop_assert!(ngot.iter().enumerate().all(|(i, (c, _))| *c == i as u64));
         prop_assert!(dec.decode_eof(&mut buf).expect("no leftovers").is_none());
+    }
+
+    /// A peek at the next frame finds what the decode after it takes: a whole frame's
+    /// correlation, and its body where it lies, at the same bytes; nothing for a part of
+    /// one, or for a frame the decode refuses — in streams of valid frames cut anywhere,
+    /// with bytes flipped.
+    #[test]
+    fn a_peek_finds_the_frame_the_next_decode_takes(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..4),
+        framing in prop_oneof![Just(Framing::Native), prop::sample::select(LengthHeader::ALL.to_vec()).prop_map(Framing::Length)],
+        max in prop_oneof![Just(FRAME_BYTES_MAX), 1usize..300],
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        cut in any::<usize>(),
+    ) {
+        let mut wire = BytesMut::new();
+        for (i, b) in bodies.iter().enumerate() {
+            match framing {
+                Framing::Native => NativeFramer::new(FRAME_BYTES_MAX).encode(0, (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15), b, &mut wire),
+                Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(b, &mut wire),
+            }.expect("fits");
+        }
+        for &(at, x) in &flips {
+            let n = wire.len();
+            wire[at % n] ^= x;
+        }
+        let whole = wire.len();
+        wire.truncate(cut % (whole + 1));
+        let intact = flips.is_empty() && wire.len() == whole;
+        let mut dec = framing.decoder(max);
+        let mut taken = 0;
+        loop {
+            let peeked = dec.peek(&wire);
+            let start = wire.as_ptr() as usize;
+            match dec.decode_flagged(&mut wire) {
+                Ok(Some((correlation, _, body))) => {
+                    let (c, r) = peeked.expect("a peek finds a whole frame");
+                    prop_assert_eq!(c, correlation);
+                    prop_assert_eq!(body.as_ptr() as usize, start + r.start);
+                    prop_assert_eq!(body.len(), r.len());
+                    taken += 1;
+                }
+                Ok(None) | Err(_) => {
+                    prop_assert!(peeked.is_none(), "a peek found a frame the decode did not take");
+                    break;
+                }
+            }
+        }
+        // Nothing flipped or cut: every frame up to the first over `max` was taken.
+        if intact {
+            prop_assert_eq!(taken, bodies.iter().take_while(|b| b.len() <= max).count());
+        }
     }
 }
 
