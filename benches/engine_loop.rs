@@ -8,7 +8,15 @@
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr         # QR payments instead
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr-fx      # ... with currencies
 //! valgrind --tool=callgrind target/release/examples/engine_loop journal    # the journal on
+//! target/release/examples/engine_loop reads 32                              # timed, see below
 //! ```
+//!
+//! `reads N` times the engine instead, in the steady state of a full duplicate window: three
+//! million transactions (the window holds a million), each read of the acquirer's link
+//! holding `N` requests and each of the issuer's their `N` answers, as a loaded link's reads
+//! do; it prints the nanoseconds a transaction of the last two million took. Its index
+//! misses the cache as the switch's does: what a read of many frames does about them
+//! (`benches/README.md`, the tenth pass) is seen here, not in an instruction count.
 //!
 //! With `journal`, every record is journaled as the switch journals it (each request sealed,
 //! its records encoded and checksummed into the batch); each batch is taken and counted
@@ -24,7 +32,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use corridor_benches::{engine_config, frame, qr_0200, qr_config, typical_0200};
-use corridor_engine::{Engine, Framing, WallClock};
+use corridor_engine::{Engine, Framing, LinkId, WallClock};
 use corridor_wire::{de, Dialect, Mti};
 
 #[global_allocator]
@@ -62,6 +70,10 @@ fn main() {
     };
     let a = engine.link_up(0, now).unwrap();
     let i = engine.link_up(1, now).unwrap();
+    if mode == "reads" {
+        let n = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(32);
+        return reads(&mut engine, a, i, n, now);
+    }
     let req = if mode.starts_with("qr") { qr_0200() } else { typical_0200() };
     let mut resp = req.clone();
     resp.set_mti(Mti::FINANCIAL_RESPONSE);
@@ -97,6 +109,76 @@ fn main() {
         assert!(durable >= u64::from(ITERATIONS) * 3, "every transaction's records journaled: {durable}");
     }
     println!("{ITERATIONS} transactions, {bytes} bytes relayed");
+}
+
+/// Transactions `reads` runs; the last `READS_TIMED` of them are timed.
+const READS_TRANSACTIONS: u32 = 3_000_000;
+const READS_TIMED: u32 = 2_000_000;
+
+/// The `reads` mode: requests `per_read` to a read of link `a`, their answers as many to a
+/// read of link `i`, each transaction its own key (STAN and DE 7's seconds).
+fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant) {
+    let per_read = per_read.clamp(1, 1024);
+    let req = typical_0200();
+    let mut resp = req.clone();
+    resp.set_mti(Mti::FINANCIAL_RESPONSE);
+    resp.remove(de::PIN_BLOCK);
+    resp.set(de::RESPONSE_CODE, "00").unwrap();
+    let (mut req_wire, mut resp_wire) = (
+        frame(Framing::Native, Dialect::Native, 7, &req).to_vec(),
+        frame(Framing::Native, Dialect::Native, 0, &resp).to_vec(),
+    );
+    let (req_stan, resp_stan) = (stan_at(&req), stan_at(&resp));
+    let (req_secs, resp_secs) = (seconds_at(&req), seconds_at(&resp));
+    let (mut wire, mut back) = (BytesMut::new(), BytesMut::new());
+    let mut began = now;
+    let mut n = 0;
+    while n < READS_TRANSACTIONS {
+        if n == READS_TRANSACTIONS - READS_TIMED {
+            began = Instant::now();
+        }
+        let first = n;
+        for k in first..first + per_read {
+            let (stan, secs) = (bcd_stan(k), bcd_pair(k / 1_000_000 % 60));
+            req_wire[req_stan..req_stan + 3].copy_from_slice(&stan);
+            req_wire[req_secs] = secs;
+            wire.extend_from_slice(&req_wire);
+        }
+        engine.handle_read(a, &mut wire, now);
+        let mut out = engine.take_output(i).expect("forwarded");
+        for k in first..first + per_read {
+            let header = corridor_wire::NativeHeader::peek(&out).unwrap();
+            let len = usize::from(header.header_len()) + header.body_len() as usize;
+            let _ = out.split_to(len);
+            resp_wire[12..20].copy_from_slice(&header.correlation().to_be_bytes());
+            resp_wire[resp_stan..resp_stan + 3].copy_from_slice(&bcd_stan(k));
+            resp_wire[resp_secs] = bcd_pair(k / 1_000_000 % 60);
+            back.extend_from_slice(&resp_wire);
+        }
+        engine.handle_read(i, &mut back, now);
+        let relayed = engine.take_output(a).expect("relayed").len();
+        engine.handle_written(a, relayed);
+        n += per_read;
+    }
+    assert_eq!(engine.requests_pending(), 0);
+    let ns = began.elapsed().as_nanos() / u128::from(READS_TIMED);
+    println!("{READS_TRANSACTIONS} transactions, {per_read} a read: {ns} ns a transaction (the last {READS_TIMED})");
+}
+
+/// Where DE 7's last BCD byte (its seconds) sits in `m`'s native frame.
+fn seconds_at(m: &corridor_wire::OwnedMessage) -> usize {
+    let mut other = m.clone();
+    other.set(de::TRANSMISSION_TIME, "1125221559").unwrap();
+    let (a, b) =
+        (frame(Framing::Native, Dialect::Native, 0, m), frame(Framing::Native, Dialect::Native, 0, &other));
+    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).expect("DE 7 is encoded");
+    assert_eq!(b[at], 0x59, "DE 7's seconds are one BCD byte");
+    at
+}
+
+/// `p` (below 100) as one BCD byte.
+fn bcd_pair(p: u32) -> u8 {
+    ((((p / 10) % 10) << 4) | (p % 10)) as u8
 }
 
 /// STAN `n` (mod 10^6) as the native dialect's three BCD bytes.

@@ -66,8 +66,15 @@ impl Engine {
             debug!(%link, "request before sign-on");
             return Err(ResponseCode::DESTINATION_UNAVAILABLE);
         }
-        let Some(stan) = msg.stan() else { return Err(ResponseCode::FORMAT_ERROR) };
-        let (acquirer, forwarder) = (msg.acquirer_id(), msg.forwarder_id());
+        // Read with its parse when the frame was read ahead (the same bytes), else now.
+        let read = self.sender.take().filter(|s| s.at == crate::engine::Sender::place(msg.as_bytes()));
+        let (stan, acquirer, forwarder) = match read {
+            Some(s) => (s.stan, s.acquirer, s.forwarder),
+            None => match msg.stan() {
+                Some(stan) => (stan, msg.acquirer_id(), msg.forwarder_id()),
+                None => return Err(ResponseCode::FORMAT_ERROR),
+            },
+        };
         let p = &self.config.participants[participant];
         // Another shard of this switch (a hop) checked the sender on the link it came in by.
         if p.hop.is_none() {
@@ -88,7 +95,12 @@ impl Engine {
                 return Err(ResponseCode::SECURITY_VIOLATION);
             }
         }
-        Ok((spec, participant, DupKey::of(participant, stan, acquirer, forwarder, msg)))
+        let key = match read {
+            Some(s) => s.key,
+            None => DupKey::of(participant, stan, acquirer, forwarder, msg),
+        };
+        debug_assert_eq!(key, DupKey::of(participant, stan, acquirer, forwarder, msg));
+        Ok((spec, participant, key))
     }
 
     /// Whether store-and-forward is at its bound: the switch then takes no new liability.

@@ -144,6 +144,12 @@ impl Outcomes {
             .map(|i| ring[i].key)
     }
 
+    /// Asks for the index line a search for `key` begins in: its search, a while later,
+    /// finds it in the cache (`Engine::look_ahead`).
+    pub(crate) fn prefetch(&self, key: &DupKey) {
+        self.index.prefetch(hash(key));
+    }
+
     fn find(&self, key: &DupKey) -> Option<usize> {
         self.find_hashed(hash(key), key)
     }
@@ -336,12 +342,12 @@ impl DupKey {
 
     /// The key of `msg`, from participant `participant`, whose DE 11, DE 32 and DE 33 are
     /// `stan`, `acquirer` and `forwarder` (read by the caller, which checked them).
-    pub(crate) fn of(
+    pub(crate) fn of<B: AsRef<[u8]>>(
         participant: usize,
         stan: Stan,
         acquirer: Option<corridor_wire::InstitutionId>,
         forwarder: Option<corridor_wire::InstitutionId>,
-        msg: &Msg<'_>,
+        msg: &corridor_wire::Message<B, &corridor_wire::MessageIndex>,
     ) -> Self {
         debug_assert_eq!(Some(stan), msg.stan());
         debug_assert_eq!((acquirer, forwarder), (msg.acquirer_id(), msg.forwarder_id()));

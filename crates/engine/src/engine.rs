@@ -25,6 +25,7 @@ use corridor_wire::{
 
 use crate::{
     config::Config,
+    duplicates::DupKey,
     limits::{LINK_OUT_BYTES_MAX, LOG_INTERVAL, PARTIAL_STALLED},
     link::{CloseReason, Link, LinkId, LinkStatus, ReadState},
     routes::RouteTable,
@@ -35,6 +36,27 @@ use crate::{
 
 /// A message read from a link, parsed into the engine's index.
 pub(crate) type Msg<'i> = Message<Bytes, &'i MessageIndex>;
+
+/// What a request's admission reads first — its DE 11, DE 32 and DE 33, and the duplicate
+/// key made of them — read with its parse when it was read ahead ([`Engine::look_ahead`]),
+/// and taken by its admission (`Engine::check_sender`) for the message at the same bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sender {
+    /// The body's address and length.
+    pub(crate) at: (usize, usize),
+    pub(crate) stan: corridor_wire::Stan,
+    pub(crate) acquirer: Option<corridor_wire::InstitutionId>,
+    pub(crate) forwarder: Option<corridor_wire::InstitutionId>,
+    /// From the sender's link's participant.
+    pub(crate) key: DupKey,
+}
+
+impl Sender {
+    /// Where `body` lies: its address and length.
+    pub(crate) fn place(body: &[u8]) -> (usize, usize) {
+        (body.as_ptr().addr(), body.len())
+    }
+}
 
 /// Work for the I/O layer besides writing bytes. Exhaustive on purpose: a driver matches
 /// every event, so a new one cannot be ignored silently.
@@ -98,6 +120,16 @@ pub struct Engine {
     pub(crate) last_now: Instant,
     /// The index every frame is parsed into (see `handle_frame`).
     scratch: Option<Box<MessageIndex>>,
+    /// The index the frame after the one being handled is parsed into, read ahead
+    /// ([`Engine::look_ahead`]); it and `scratch` trade places as that frame comes up.
+    spare: Option<Box<MessageIndex>>,
+    /// Where the body `spare` holds the index of lies — its address and length, in the
+    /// read being handled (none outside [`Engine::handle_read`]).
+    ahead: Option<(usize, usize)>,
+    /// What was read of that frame, when it is a request, for its admission.
+    ahead_sender: Option<Sender>,
+    /// The same, of the request being handled (it was read ahead).
+    pub(crate) sender: Option<Sender>,
     /// The journal gate: the journal (when the switch keeps one), the links whose frames
     /// wait for it, whether its disk is full.
     pub(crate) journal: crate::gate::Gate,
@@ -135,6 +167,10 @@ impl Engine {
             throttle: Throttle::new(n_links, LOG_INTERVAL),
             last_now: clock_at,
             scratch: Some(Box::new(MessageIndex::new(Dialect::Native))),
+            spare: Some(Box::new(MessageIndex::new(Dialect::Native))),
+            ahead: None,
+            ahead_sender: None,
+            sender: None,
             journal: crate::gate::Gate::default(),
             metrics: crate::metrics::Metrics::new(n, n_links),
             interop_active,
@@ -449,6 +485,8 @@ impl Engine {
     pub fn handle_read(&mut self, link: LinkId, buf: &mut BytesMut, now: Instant) -> ReadState {
         self.last_now = now;
         let state = self.read_frames(link, buf, now);
+        // What is read ahead holds for this read only: its bytes are gone after it.
+        (self.ahead, self.ahead_sender) = (None, None);
         self.run_held(now);
         state
     }
@@ -478,7 +516,9 @@ impl Engine {
                     // A zero-length frame carries no message: some hosts send one as a
                     // keep-alive. It proves the peer is there and is otherwise ignored.
                     if !body.is_empty() {
-                        self.handle_frame(link, correlation, flags, body, now);
+                        let parsed = self.take_ahead(&body);
+                        self.look_ahead(link, buf);
+                        self.handle_parsed(link, correlation, flags, body, parsed, now);
                     }
                 }
                 Ok(None) => {
@@ -507,6 +547,61 @@ impl Engine {
         }
     }
 
+    /// Whether `body`, the frame about to be handled, is the one read ahead: its index, in
+    /// `spare`, then trades places with `scratch`, where it is handled from.
+    fn take_ahead(&mut self, body: &[u8]) -> bool {
+        let parsed = self.ahead.take() == Some(Sender::place(body));
+        let sender = self.ahead_sender.take();
+        if parsed {
+            std::mem::swap(&mut self.scratch, &mut self.spare);
+            self.sender = sender;
+        }
+        parsed
+    }
+
+    /// Reads the frame after the one about to be handled, when it is whole in `buf` (not
+    /// taken from it: a pause or a close after the one before leaves it there): parses it
+    /// into `spare` and, for a request, asks for the duplicate window's index line its
+    /// search will read. That line is a miss in an index of a million entries, a quarter
+    /// of the switch's CPU with the journal off (`benches/README.md`, the ninth pass), and
+    /// comes in while the frame before is handled; the parse is the one its handling then
+    /// takes ([`Engine::take_ahead`]).
+    fn look_ahead(&mut self, link: LinkId, buf: &[u8]) {
+        debug_assert!(self.ahead.is_none(), "one frame is read ahead at a time");
+        let Some(l) = self.links.get(&link) else { return };
+        let Some((correlation, at)) = l.decoder.peek(buf).filter(|(_, r)| !r.is_empty()) else { return };
+        let (dialect, participant, body) = (l.dialect, l.participant, &buf[at]);
+        let mut index = self.spare.take().unwrap_or_else(|| Box::new(MessageIndex::new(dialect)));
+        if index.parse_into(dialect, body).is_err() {
+            // Its handling parses it again, and answers the error.
+            self.spare = Some(index);
+            return;
+        }
+        let msg = Message::from_parts(body, &*index);
+        let mti = msg.mti();
+        // A request's key, as its admission makes it if its sender checks out (it takes
+        // what was read here: `Engine::check_sender`); an answer's request's, which it is
+        // remembered under. A line asked for in vain (a key that does not check out, an
+        // answer that matches nothing) costs only itself.
+        let key = if mti.class() == 8 {
+            None
+        } else if mti.is_request() {
+            self.ahead_sender = msg.stan().map(|stan| {
+                let (acquirer, forwarder) = (msg.acquirer_id(), msg.forwarder_id());
+                let key = DupKey::of(participant, stan, acquirer, forwarder, &msg);
+                Sender { at: Sender::place(body), stan, acquirer, forwarder, key }
+            });
+            self.ahead_sender.map(|s| s.key)
+        } else {
+            self.response_key(link, correlation, &msg).and_then(|k| self.in_flight.request_key(link, k))
+        };
+        if let Some(key) = key {
+            self.outcomes.prefetch(&key);
+        }
+        self.spare = Some(index);
+        self.ahead = Some(Sender::place(body));
+    }
+
     /// One whole frame from `link`: parsed and dispatched. `flags` are its native header's
     /// (0 on classic links).
     pub(crate) fn handle_frame(
@@ -517,12 +612,27 @@ impl Engine {
         body: Bytes,
         now: Instant,
     ) {
+        self.handle_parsed(link, correlation, flags, body, false, now);
+    }
+
+    /// [`Engine::handle_frame`]; `parsed`: `scratch` holds `body`'s index already (it was
+    /// read ahead).
+    fn handle_parsed(
+        &mut self,
+        link: LinkId,
+        correlation: u64,
+        flags: u8,
+        body: Bytes,
+        parsed: bool,
+        now: Instant,
+    ) {
         let dialect = self.origin(link).dialect;
         // Every frame is parsed into the one index the engine keeps: nothing to zero or move
         // per message. It is taken out while the message is handled, so the handlers keep
         // `&mut self`.
         let mut index = self.scratch.take().unwrap_or_else(|| Box::new(MessageIndex::new(dialect)));
-        if let Err(e) = index.parse_into(dialect, &body) {
+        let parse = if parsed { Ok(()) } else { index.parse_into(dialect, &body) };
+        if let Err(e) = parse {
             self.scratch = Some(index);
             self.stats.format_errors += 1;
             self.format_error(link, correlation, dialect, &body, &e, now);
@@ -530,6 +640,7 @@ impl Engine {
         }
         let msg = Message::from_parts(body, &*index);
         self.dispatch(link, correlation, flags, msg, now);
+        self.sender = None;
         self.scratch = Some(index);
     }
 

@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use corridor_wire::{de, Dialect, FieldId, FieldSet, Message, Mti, NativeHeader, NetworkCode, ResponseCode};
+use corridor_wire::{
+    de, Dialect, FieldId, FieldSet, Message, MessageIndex, Mti, NativeHeader, NetworkCode, ResponseCode,
+};
 use tracing::warn;
 
 use crate::{
@@ -110,7 +112,12 @@ fn echoes(r: &Request, resp: &Msg<'_>) -> bool {
 
 impl Engine {
     /// The correlation a response on `link` is matched by.
-    pub(crate) fn response_key(&self, link: LinkId, correlation: u64, msg: &Msg<'_>) -> Option<u64> {
+    pub(crate) fn response_key<B: AsRef<[u8]>>(
+        &self,
+        link: LinkId,
+        correlation: u64,
+        msg: &Message<B, &MessageIndex>,
+    ) -> Option<u64> {
         let l = self.links.get(&link)?;
         match l.framing {
             crate::config::Framing::Native => Some(correlation),

@@ -66,6 +66,14 @@ impl InFlight {
         self.entries.get(&(link, key))
     }
 
+    /// The duplicate key of the request in flight on `link` under `key`, if a request is.
+    pub(crate) fn request_key(&self, link: LinkId, key: u64) -> Option<DupKey> {
+        match &self.get(link, key)?.kind {
+            Kind::Request(r) => Some(r.dup),
+            Kind::Reversal(_) | Kind::Network(_) => None,
+        }
+    }
+
     /// Whether a request with duplicate key `dup` is in flight.
     pub(crate) fn has_request(&self, dup: &DupKey) -> bool {
         self.keys.contains(dup)

@@ -680,3 +680,87 @@ fn a_repeat_of_a_completed_request_is_answered_from_its_outcome_never_forwarded_
     h.send(acq, 0, &req);
     assert_eq!(h.recv_app(iss).len(), 1, "forwarded again after the window");
 }
+
+/// The frames of one read are handled as the same frames read one at a time: what the
+/// engine reads ahead of the frame it handles (the next one's parse, what its admission
+/// reads) serves that next frame only — in a read of requests that pass, one that breaks
+/// the dictionary, one that claims another's institution, repeats of one in flight and of
+/// one completed, and in reads of answers on a native link and a classic one.
+#[test]
+fn frames_read_together_are_handled_as_frames_read_one_at_a_time() {
+    let run = |together: bool| {
+        let mut h = Harness::new();
+        let (iss, acq) = h.both_up();
+        let iss_b = h.up(L_ISS_B);
+        h.send(acq, 0, &purchase(PAN_A, "000099", "12345678"));
+        let done = h.recv(iss).pop().unwrap();
+        h.answer(iss, &done, "00");
+        assert_eq!(h.recv(acq).len(), 1);
+        let mut broken = purchase(PAN_A, "000003", "12345678")
+            .to_bytes(corridor_wire::Dialect::Iso87Ascii)
+            .unwrap()
+            .to_vec();
+        // DE 4, fixed: the walk goes on past it to DE 11, and the answer is 30.
+        let amount = broken.windows(12).position(|w| w == b"000000012500").unwrap();
+        broken[amount + 5] = b'X';
+        let requests = [
+            Ok(purchase(PAN_A, "000001", "12345678")),
+            Ok(purchase("5100000000000001", "000002", "12345678")),
+            Err(broken),
+            Ok(purchase(PAN_A, "000004", "99999999")),
+            Ok(purchase(PAN_A, "000001", "12345678")),
+            Ok(purchase(PAN_A, "000099", "12345678")),
+            Ok(purchase(PAN_A, "000005", "12345678")),
+        ];
+        let mut reads = vec![bytes::BytesMut::new()];
+        for r in &requests {
+            if !together {
+                reads.push(bytes::BytesMut::new());
+            }
+            let wire = reads.last_mut().unwrap();
+            match r {
+                Ok(m) => h.frame(acq, 0, m, wire),
+                Err(body) => corridor_wire::LengthDelimited::new(
+                    corridor_wire::LengthHeader::Bin2,
+                    corridor_wire::FRAME_BYTES_MAX,
+                )
+                .encode(body, wire)
+                .unwrap(),
+            }
+        }
+        for r in reads {
+            h.send_raw(acq, &r);
+        }
+        let declined = h.recv(acq);
+        let (to_a, to_b) = (h.recv_app(iss), h.recv_app(iss_b));
+        for (link, got) in [(iss, &to_a), (iss_b, &to_b)] {
+            let mut wire = bytes::BytesMut::new();
+            for g in got {
+                let mut m = g.msg.clone();
+                m.set_mti(g.msg.mti().response().unwrap());
+                m.set(de::RESPONSE_CODE, "00").unwrap().set(de::AUTH_ID, "A1B2C3").unwrap();
+                m.remove(de::PIN_BLOCK);
+                h.frame(link, g.correlation, &m, &mut wire);
+                if !together {
+                    h.send_raw(link, &wire.split());
+                }
+            }
+            h.send_raw(link, &wire);
+        }
+        let answered = h.recv(acq);
+        let codes = |g: &[Got]| g.iter().map(|g| (g.field(11), g.field(39))).collect::<Vec<_>>();
+        let sent = |g: &[Got]| g.iter().map(|g| (g.correlation, g.msg.clone())).collect::<Vec<_>>();
+        (codes(&declined), codes(&answered), sent(&to_a), sent(&to_b), h.engine.stats().clone())
+    };
+    let together = run(true);
+    assert_eq!(together, run(false));
+    let (declined, answered, to_a, to_b, _) = together;
+    let code = |stan: &str, code: &str| (Some(stan.to_string()), Some(code.to_string()));
+    assert_eq!(
+        declined,
+        [code("000003", "30"), code("000004", "63"), code("000001", "94"), code("000099", "00")],
+        "the broken one, the spoofed one, the one in flight, the completed one"
+    );
+    assert_eq!((to_a.len(), to_b.len()), (2, 1));
+    assert_eq!(answered, [code("000001", "00"), code("000005", "00"), code("000002", "00")]);
+}

@@ -321,16 +321,21 @@ impl Harness {
 
     /// Frames `m` as `link`'s peer would and feeds it to the engine.
     pub fn send(&mut self, link: LinkId, correlation: u64, m: &OwnedMessage) {
+        let mut wire = BytesMut::new();
+        self.frame(link, correlation, m, &mut wire);
+        self.send_raw(link, &wire);
+    }
+
+    /// Appends `m` to `wire` framed as `link`'s peer would frame it.
+    pub fn frame(&self, link: LinkId, correlation: u64, m: &OwnedMessage, wire: &mut BytesMut) {
         let spec = self.spec(link);
         let body = m.to_bytes(spec.dialect).unwrap();
-        let mut wire = BytesMut::new();
         match spec.framing {
             Framing::Native => {
-                NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, &mut wire).unwrap()
+                NativeFramer::new(FRAME_BYTES_MAX).encode(0, correlation, &body, wire).unwrap()
             }
-            Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, &mut wire).unwrap(),
+            Framing::Length(h) => LengthDelimited::new(h, FRAME_BYTES_MAX).encode(&body, wire).unwrap(),
         }
-        self.send_raw(link, &wire);
     }
 
     /// Everything `link`'s peer has received since the last call, as bytes.
