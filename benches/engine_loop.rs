@@ -8,13 +8,13 @@
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr         # QR payments instead
 //! valgrind --tool=callgrind target/release/examples/engine_loop qr-fx      # ... with currencies
 //! valgrind --tool=callgrind target/release/examples/engine_loop journal    # the journal on
-//! target/release/examples/engine_loop reads 32                              # timed, see below
+//! target/release/examples/engine_loop reads 32 [journal]                    # timed, see below
 //! ```
 //!
 //! `reads N` times the engine instead, in the steady state of a full duplicate window: three
 //! million transactions (the window holds a million), each read of the acquirer's link
 //! holding `N` requests and each of the issuer's their `N` answers, as a loaded link's reads
-//! do; it prints the nanoseconds a transaction of the last two million took. Its index
+//! do (with `journal`, each read's records journaled as above, a batch a read); it prints the nanoseconds a transaction of the last two million took. Its index
 //! misses the cache as the switch's does: what a read of many frames does about them
 //! (`benches/README.md`, the tenth pass) is seen here, not in an instruction count.
 //!
@@ -52,7 +52,8 @@ fn main() {
     };
     config.settings.metrics = mode != "no-metrics";
     let clock = WallClock { at: now, unix_secs: 1_795_644_930 };
-    let journaled = mode == "journal";
+    // `reads N journal`: the reads mode, journaled.
+    let journaled = mode == "journal" || std::env::args().nth(3).as_deref() == Some("journal");
     let mut engine = if journaled {
         let key = corridor_journal::request::PanKey::new(1, &[0x5A; 32]).expect("a 32-byte key");
         let journal =
@@ -72,7 +73,7 @@ fn main() {
     let i = engine.link_up(1, now).unwrap();
     if mode == "reads" {
         let n = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(32);
-        return reads(&mut engine, a, i, n, now);
+        return reads(&mut engine, a, i, n, now, &sync);
     }
     let req = if mode.starts_with("qr") { qr_0200() } else { typical_0200() };
     let mut resp = req.clone();
@@ -117,7 +118,7 @@ const READS_TIMED: u32 = 2_000_000;
 
 /// The `reads` mode: requests `per_read` to a read of link `a`, their answers as many to a
 /// read of link `i`, each transaction its own key (STAN and DE 7's seconds).
-fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant) {
+fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant, sync: &dyn Fn(&mut Engine)) {
     let per_read = per_read.clamp(1, 1024);
     let req = typical_0200();
     let mut resp = req.clone();
@@ -145,6 +146,7 @@ fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant)
             wire.extend_from_slice(&req_wire);
         }
         engine.handle_read(a, &mut wire, now);
+        sync(engine);
         let mut out = engine.take_output(i).expect("forwarded");
         for k in first..first + per_read {
             let header = corridor_wire::NativeHeader::peek(&out).unwrap();
@@ -156,6 +158,7 @@ fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant)
             back.extend_from_slice(&resp_wire);
         }
         engine.handle_read(i, &mut back, now);
+        sync(engine);
         let relayed = engine.take_output(a).expect("relayed").len();
         engine.handle_written(a, relayed);
         n += per_read;
