@@ -38,10 +38,16 @@ pub const PARTIAL_STALLED: Duration = Duration::from_secs(1);
 pub const OUTCOMES_MAX: usize = 1 << 20;
 
 /// Index slots the duplicate window sweeps for forgotten outcomes at each one it remembers
-/// (`corridor_journal::positions::PositionIndex::sweep`): two cache lines read in order. A
-/// forgotten outcome's slot is freed within `2 * OUTCOMES_MAX / 16` remembered ones, so the
-/// index is at most about 56% full at the bound (half of it live).
-pub const OUTCOMES_SWEEP_SLOTS: usize = 16;
+/// (`corridor_journal::positions::PositionIndex::sweep`): a cache line read in order. A
+/// forgotten outcome's slot is freed within `2 * OUTCOMES_MAX / 8` remembered ones, so the
+/// index is at most about 62% full at the bound (half of it live) — below the three
+/// quarters past which it sweeps whole. Sixteen (56%) cost the switch more in the sweep
+/// than the shorter searches saved (`benches/README.md`, the tenth pass).
+pub const OUTCOMES_SWEEP_SLOTS: usize = 8;
+
+// Half the index live and a turn of sweeps' forgotten (`1 / OUTCOMES_SWEEP_SLOTS` of it)
+// stay under the three quarters past which it sweeps whole.
+const _: () = assert!(OUTCOMES_SWEEP_SLOTS > 4);
 
 /// Largest write batch buffered for one link. A peer that does not read gets its link
 /// closed (it stalls) and every approval still in the batch is reversed; a destination at
