@@ -170,12 +170,8 @@ fn reads(engine: &mut Engine, a: LinkId, i: LinkId, per_read: u32, now: Instant,
 
 /// Where DE 7's last BCD byte (its seconds) sits in `m`'s native frame.
 fn seconds_at(m: &corridor_wire::OwnedMessage) -> usize {
-    let mut other = m.clone();
-    other.set(de::TRANSMISSION_TIME, "1125221559").unwrap();
-    let (a, b) =
-        (frame(Framing::Native, Dialect::Native, 0, m), frame(Framing::Native, Dialect::Native, 0, &other));
-    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).expect("DE 7 is encoded");
-    assert_eq!(b[at], 0x59, "DE 7's seconds are one BCD byte");
+    let (at, other) = first_difference(m, de::TRANSMISSION_TIME, "1125221559");
+    assert_eq!(other[at], 0x59, "DE 7's seconds are one BCD byte");
     at
 }
 
@@ -187,19 +183,29 @@ fn bcd_pair(p: u32) -> u8 {
 /// STAN `n` (mod 10^6) as the native dialect's three BCD bytes.
 fn bcd_stan(n: u32) -> [u8; 3] {
     let n = n % 1_000_000;
-    let pair = |p: u32| ((((p / 10) % 10) << 4) | (p % 10)) as u8;
-    [pair(n / 10_000), pair(n / 100), pair(n)]
+    [bcd_pair(n / 10_000), bcd_pair(n / 100), bcd_pair(n)]
 }
 
 /// Where DE 11's three BCD bytes sit in `m`'s native frame: the one run of bytes that
 /// differs between two encodings that differ only in the STAN.
 fn stan_at(m: &corridor_wire::OwnedMessage) -> usize {
+    let (first, other) = first_difference(m, de::STAN, "999999");
+    assert_eq!(&other[first..first + 3], &bcd_stan(999_999), "DE 11 is three BCD bytes");
+    first
+}
+
+/// The first byte at which `m`'s native frame and the frame of `m` with `field` set to
+/// `value` differ (they are as long), and that other frame.
+fn first_difference(
+    m: &corridor_wire::OwnedMessage,
+    field: corridor_wire::FieldId,
+    value: &str,
+) -> (usize, BytesMut) {
     let mut other = m.clone();
-    other.set(de::STAN, "999999").unwrap();
+    other.set(field, value).unwrap();
     let (a, b) =
         (frame(Framing::Native, Dialect::Native, 0, m), frame(Framing::Native, Dialect::Native, 0, &other));
-    let first = a.iter().zip(b.iter()).position(|(x, y)| x != y).expect("the STAN is encoded");
     assert_eq!(a.len(), b.len());
-    assert_eq!(&b[first..first + 3], &bcd_stan(999_999), "DE 11 is three BCD bytes");
-    first
+    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).expect("the field is encoded");
+    (at, b)
 }
