@@ -95,17 +95,14 @@ mod tests {
 
     #[test]
     fn a_port_is_handed_to_one_taker_until_its_reservation_is_old() {
-        let dir = std::env::temp_dir().join(format!("corridor-port-reservations-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::Scratch::new("port-reservations");
         let path = dir.join("20000");
-        let _ = std::fs::remove_file(&path);
         assert!(reserve(&path), "a port nobody reserved");
         assert!(!reserve(&path), "reserved a moment ago");
         let old = std::time::SystemTime::now() - PORT_RESERVED - std::time::Duration::from_secs(1);
         std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
         assert!(reserve(&path), "a reservation past its time is renewed");
         assert!(!reserve(&path), "and is the renewer's");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -438,6 +438,11 @@ impl NativeFrame {
     }
 }
 
+/// A checked native header's header and body lengths.
+fn lengths(header: &NativeHeader) -> (usize, usize) {
+    (usize::from(header.header_len()), usize::try_from(header.body_len()).unwrap_or(usize::MAX))
+}
+
 /// Cuts native frames out of a stream.
 #[derive(Clone, Debug)]
 pub struct NativeFramer {
@@ -461,7 +466,8 @@ impl NativeFramer {
     ///
     /// A framing [`DecodeError`]: the link closes.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<NativeFrame>, DecodeError> {
-        let Some((hl, body)) = self.lengths(src)? else { return Ok(None) };
+        let Some(header) = self.header(src)? else { return Ok(None) };
+        let (hl, body) = lengths(&header);
         let total = hl + body;
         if src.len() < total {
             src.reserve(total - src.len());
@@ -470,9 +476,9 @@ impl NativeFramer {
         Ok(Some(NativeFrame { buf: src.split_to(total), body_at: hl }))
     }
 
-    /// The first frame's header and body lengths in `src`, once its header is buffered
-    /// (its magic checked from two bytes on).
-    fn lengths(&self, src: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+    /// The first frame's header in `src`, checked, once it is buffered (its magic checked
+    /// from two bytes on); its body no larger than this framer takes.
+    fn header(&self, src: &[u8]) -> Result<Option<NativeHeader>, DecodeError> {
         if src.len() >= 2 {
             let magic = u16::from_be_bytes([src[0], src[1]]);
             if magic != NativeHeader::MAGIC {
@@ -483,11 +489,11 @@ impl NativeFramer {
             return Ok(None);
         };
         header.check()?;
-        let body = usize::try_from(header.body_len()).unwrap_or(usize::MAX);
+        let (_, body) = lengths(&header);
         if body > self.frame_bytes_max {
             return Err(DecodeError::FrameTooLarge { declared: body, max: self.frame_bytes_max });
         }
-        Ok(Some((usize::from(header.header_len()), body)))
+        Ok(Some(header))
     }
 
     /// Like [`NativeFramer::decode`], for when the stream has ended.
@@ -658,14 +664,9 @@ impl FrameDecoder {
     /// frame ahead with it.
     #[must_use]
     pub fn peek(&self, src: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
-        let (hl, body) = match self {
-            Self::Native(d) => d.lengths(src),
-            Self::Length(d) => d.lengths(src),
-        }
-        .ok()??;
-        let correlation = match self {
-            Self::Native(_) => NativeHeader::peek(src)?.correlation(),
-            Self::Length(_) => 0,
+        let (correlation, (hl, body)) = match self {
+            Self::Native(d) => d.header(src).ok()?.map(|h| (h.correlation(), lengths(&h)))?,
+            Self::Length(d) => (0, d.lengths(src).ok()??),
         };
         (src.len() >= hl + body).then_some((correlation, hl..hl + body))
     }
