@@ -703,7 +703,10 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         let bytes = self.buf.as_ref();
         // Bytes of the source to copy as they are, not yet written.
         let mut run = 0..0;
-        let mut scratch = [0u8; DECODED_UNITS_MAX];
+        // Zeroed only if a field is decoded (another dialect's, or iso87-hex binary): a
+        // field copied as it came needs none, and a forward or a journal's seal written in
+        // the dialect it came in zeroed half a KiB for nothing.
+        let mut scratch: Option<[u8; DECODED_UNITS_MAX]> = None;
         // Only the fields written, highest bit (lowest number) first.
         let mut bits = fields;
         while bits != 0 {
@@ -730,7 +733,7 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
                     to.encode_value(spec, value, out);
                 }
             } else if let Some(f) = self.field(id) {
-                to.encode_value(spec, f.value_or_decode(&mut scratch), out);
+                to.encode_value(spec, f.value_or_decode(scratch.get_or_insert([0; DECODED_UNITS_MAX])), out);
             }
         }
         out.put_slice(&bytes[run]);
