@@ -775,10 +775,54 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
             // Same layout: the bytes as they came, with the replaced fixed fields rewritten
             // where they stand.
             self.write_patched(set_mask, set, out);
+        } else if set.is_empty() && to == self.ix().dialect && to != Dialect::Iso87Hex && !self.has_de65() {
+            // Same dialect, fields only dropped: the bytes as they came, cut around them.
+            self.write_dropping(mti, keep, out);
         } else {
             self.write(mti, keep, set, to, out);
         }
         Ok(())
+    }
+
+    /// Whether the secondary bitmap marks DE 65 — a parse refuses it
+    /// (`UnsupportedTertiaryBitmap`); were it let through, bytes of its own would lie among
+    /// the values, which a cut around the dropped fields would copy and a write would not.
+    fn has_de65(&self) -> bool {
+        self.ix().bitmap[1] >> 63 != 0
+    }
+
+    /// What [`Message::write`] writes in the message's own dialect (not `iso87-hex`) with
+    /// nothing set, found as the runs between the fields dropped — one or two a journaled
+    /// request (its PAN and secrets), where the write walked every field kept. The values
+    /// lie in field order, each with its prefix, from the first field's to the last's.
+    fn write_dropping(&self, mti: Mti, keep: FieldSet, out: &mut impl bytes::BufMut) {
+        let present = self.ix().field_set().0;
+        let fields = present & keep.0;
+        let dialect = self.ix().dialect;
+        dialect.write_head(mti, fields, out);
+        let bytes = self.buf.as_ref();
+        // The field a bit stands for, by its leading zeros (< 128: numbers 1-128).
+        let id_of = |lz: u32| FieldId::new(lz as u8 + 1);
+        let range = |id: FieldId| {
+            let r = self.ix().range(id)?;
+            Some(r.start - dialect.prefix_len(id.spec().length)..r.end)
+        };
+        let (Some(first), Some(last)) = (
+            id_of(present.leading_zeros()).and_then(range),
+            id_of(127 - present.trailing_zeros()).and_then(range),
+        ) else {
+            return;
+        };
+        let mut pos = first.start;
+        let mut drop = present & !fields;
+        while drop != 0 {
+            let lz = drop.leading_zeros();
+            drop &= !(1u128 << (127 - lz));
+            let Some(r) = id_of(lz).and_then(range) else { continue };
+            out.put_slice(&bytes[pos..r.start]);
+            pos = r.end;
+        }
+        out.put_slice(&bytes[pos..last.end.max(pos)]);
     }
 
     /// Copies the message, writing the `set` values (fixed-length fields present in it, in
