@@ -155,6 +155,15 @@ impl PositionIndex {
         }
     }
 
+    /// Room for `n` positions without growing: the slots grown now (once, while few are
+    /// held) rather than doubled again and again as they come.
+    pub fn reserve(&mut self, n: usize) {
+        let slots = n.saturating_mul(2).next_power_of_two().clamp(SLOTS_MIN, 1 << 32);
+        if slots > self.slots.len() {
+            self.rehash(slots);
+        }
+    }
+
     /// Holds `at` under `hash` (the caller has not: one position, one entry). Doubles the
     /// slots when they would be more than half full.
     pub fn insert(&mut self, hash: u64, at: u32) {
@@ -178,14 +187,21 @@ impl PositionIndex {
 
     /// Twice the slots (or the first), every position moved to its home in them.
     fn grow(&mut self) {
+        self.rehash((self.slots.len() * 2).max(SLOTS_MIN));
+    }
+
+    /// `slots` slots (a power of two, more than now), every position moved to its home in
+    /// them.
+    fn rehash(&mut self, slots: usize) {
+        debug_assert!(slots.is_power_of_two() && slots > self.slots.len());
         let old = std::mem::take(&mut self.slots);
         let (len, shift) = (self.len, self.shift);
-        self.allocate((old.len() * 2).max(SLOTS_MIN));
+        self.allocate(slots);
         for s in old.into_iter().filter(|&s| s != 0) {
             // The tag's top bits are its home in the larger table too.
             self.put(s, self.home(s));
         }
-        debug_assert!(shift == 0 || self.shift + 1 == shift);
+        debug_assert!(shift == 0 || self.shift < shift);
         self.len = len;
     }
 
@@ -314,6 +330,7 @@ mod tests {
     enum Op {
         Insert(u64),
         Remove(usize),
+        Reserve(usize),
     }
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -321,21 +338,31 @@ mod tests {
         // neighbours' probes run into each other and wrap around the table's end.
         let hash = prop_oneof![0u64..8, any::<u64>()];
         prop::collection::vec(
-            prop_oneof![3 => hash.prop_map(Op::Insert), 2 => any::<usize>().prop_map(Op::Remove)],
+            prop_oneof![
+                3 => hash.prop_map(Op::Insert),
+                2 => any::<usize>().prop_map(Op::Remove),
+                1 => (0usize..64).prop_map(Op::Reserve),
+            ],
             0..400,
         )
     }
 
     proptest! {
         #[test]
-        fn an_index_finds_what_it_holds_through_inserts_removals_and_growth(ops in ops()) {
+        fn an_index_finds_what_it_holds_through_inserts_removals_growth_and_reservations(ops in ops()) {
             let mut index = PositionIndex::default();
             let mut model: HashMap<u32, u64> = HashMap::new();
             let mut next = 0u32;
+            // Positions the last reservation made room for.
+            let mut room = 0;
             for op in ops {
                 match op {
                     Op::Insert(h) => {
+                        let slots = index.slots.len();
                         index.insert(h, next);
+                        if model.len() < room {
+                            prop_assert_eq!(index.slots.len(), slots, "grew inside its reservation");
+                        }
                         model.insert(next, h);
                         next += 1;
                     }
@@ -349,6 +376,12 @@ mod tests {
                         prop_assert_eq!(index.find(h, |p| p == at), None);
                     }
                     Op::Remove(_) => prop_assert!(!index.remove(1, 0)),
+                    Op::Reserve(n) => {
+                        let slots = index.slots.len();
+                        index.reserve(n);
+                        prop_assert!(index.slots.len() >= slots, "a reservation shrank the slots");
+                        room = n;
+                    }
                 }
                 agrees(&index, &model);
             }
