@@ -43,7 +43,9 @@ split() {
   hz="$(getconf CLK_TCK)"
   pids="$gen $(pgrep -P "$gen" -f 'corridor-load respond' | head -1 || true) $(pgrep -P "$gen" -f 'corridor serve' | head -1 || true)"
   names="generator simulator switch"
-  ticks() { for p in $pids; do cat /proc/"$p"/task/*/stat 2>/dev/null | awk '{s+=$14+$15} END {printf "%d ", s}'; done; }
+  # A process's own stat counts every thread it had, those that ended too (a segment's
+  # preparation runs on a thread of its own and ends); its live threads' would not.
+  ticks() { for p in $pids; do awk '{printf "%d ", $14+$15}' /proc/"$p"/stat 2>/dev/null || printf '0 '; done; }
   local t0 t1
   t0="$(ticks)"
   sleep 4
