@@ -848,7 +848,8 @@ fn checkpoint_with(
             }
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             state.outcomes.expire(now.saturating_sub(window_ms));
-            // Room for a full window at the last one's bytes an outcome, made once: a
+            // Room for a full window at the last one's bytes an outcome (and an eighth
+            // more), made once: a
             // buffer grown as the window fills (or by doubling as it is written) copied
             // what it held into pages the kernel zeroed, each checkpoint. A fresh buffer
             // when more is wanted: an emptied one grown would copy its old contents.

@@ -800,6 +800,11 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         let fields = present & keep.0;
         let dialect = self.ix().dialect;
         dialect.write_head(mti, fields, out);
+        // (A derive sends a message that drops nothing to `write_patched`; one with no
+        // value field at all is its head alone here too.)
+        if present == 0 {
+            return;
+        }
         let bytes = self.buf.as_ref();
         // The field a bit stands for, by its leading zeros (< 128: numbers 1-128).
         let id_of = |lz: u32| FieldId::new(lz as u8 + 1);
