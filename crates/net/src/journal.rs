@@ -741,14 +741,12 @@ pub struct Checkpointer {
     read: crate::direct::Aligned,
     records: Vec<corridor_journal::Found<'static>>,
     write: Vec<u8>,
-    /// The last checkpoint's bytes an outcome (0: none written yet), for the size of the
-    /// next one's buffer.
-    per_outcome: usize,
 }
 
-/// A checkpoint's bytes an outcome, until one was written: an outcome record is 80-odd
-/// bytes with a short participant id.
-const PER_OUTCOME_GUESS: usize = 96;
+/// The room a checkpoint's buffer is made with: a full window's outcome records (80-odd
+/// bytes each with a short participant id: 108 allowed) and a little for the rest. One
+/// that needs more grows once, and keeps what it grew to.
+const CHECKPOINT_ROOM: usize = corridor_journal::limits::OUTCOMES_MAX * 108 + (1 << 16);
 
 impl Checkpointer {
     /// Its memory given back, its state kept (tests: a run with new memory).
@@ -807,7 +805,7 @@ fn checkpoint_with(
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let Checkpointer { read: buf, records: recycled, write: bytes, per_outcome, .. } = memory;
+            let Checkpointer { read: buf, records: recycled, write: bytes, .. } = memory;
             let mut next = all[from];
             for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
@@ -848,25 +846,15 @@ fn checkpoint_with(
             }
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             state.outcomes.expire(now.saturating_sub(window_ms));
-            // Room for a full window at the last one's bytes an outcome (and an eighth
-            // more), made once: a
-            // buffer grown as the window fills (or by doubling as it is written) copied
-            // what it held into pages the kernel zeroed, each checkpoint. A fresh buffer
-            // when more is wanted: an emptied one grown would copy its old contents.
-            // (Bounded: a window of few outcomes beside many open requests says little.)
-            let per = match *per_outcome {
-                0 => PER_OUTCOME_GUESS,
-                n => n.clamp(PER_OUTCOME_GUESS / 2, PER_OUTCOME_GUESS * 2),
-            };
-            let want = corridor_journal::limits::OUTCOMES_MAX.saturating_mul(per + per / 8) + (1 << 16);
+            // Room for a full window, made once (address space until written): a buffer
+            // grown as the window fills, or by doubling as it is written, copied what it
+            // held into pages the kernel zeroed, each checkpoint. A fresh one, not the
+            // emptied one grown: that would copy its old contents.
             bytes.clear();
-            if bytes.capacity() < want {
-                *bytes = Vec::with_capacity(want);
+            if bytes.capacity() < CHECKPOINT_ROOM {
+                *bytes = Vec::with_capacity(CHECKPOINT_ROOM);
             }
             state.checkpoint_pausing(bytes, &mut give_way);
-            if !state.outcomes.is_empty() {
-                *per_outcome = bytes.len().div_ceil(state.outcomes.len());
-            }
             write_checkpoint(dir, state.last_seq, bytes)?;
             report.seq = Some(state.last_seq);
             report.bytes = bytes.len() as u64;

@@ -109,6 +109,21 @@ fn bit(id: u8) -> (usize, u64) {
     (i / 64, 1u64 << (63 - i % 64))
 }
 
+/// The fields whose bits are set in `bits` (a [`FieldSet`]'s), lowest number first.
+fn field_ids(mut bits: u128) -> impl Iterator<Item = FieldId> {
+    std::iter::from_fn(move || {
+        while bits != 0 {
+            let lz = bits.leading_zeros();
+            bits &= !(1u128 << (127 - lz));
+            // lz < 128, so the number is 1-128.
+            if let Some(id) = FieldId::new(lz as u8 + 1) {
+                return Some(id);
+            }
+        }
+        None
+    })
+}
+
 impl MessageIndex {
     /// Parses and checks a whole message body in `dialect`.
     ///
@@ -210,6 +225,13 @@ impl MessageIndex {
     /// The present value fields (DE 2-128 but DE 65), in order.
     pub fn ids(&self) -> impl Iterator<Item = FieldId> + '_ {
         FieldId::all_values().filter(|&id| self.has(id))
+    }
+
+    /// Byte range of field `id` as it lies in the body — its length prefix and its data —
+    /// if present.
+    fn span(&self, id: FieldId) -> Option<std::ops::Range<usize>> {
+        let r = self.range(id)?;
+        Some(r.start - self.dialect.prefix_len(id.spec().length)..r.end)
     }
 
     /// Byte range of field `id`'s encoded data, if present.
@@ -707,23 +729,17 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         // field copied as it came needs none, and a forward or a journal's seal written in
         // the dialect it came in zeroed half a KiB for nothing.
         let mut scratch: Option<[u8; DECODED_UNITS_MAX]> = None;
-        // Only the fields written, highest bit (lowest number) first.
-        let mut bits = fields;
-        while bits != 0 {
-            let lz = bits.leading_zeros();
-            let bit = 1u128 << (127 - lz);
-            bits &= !bit;
-            // lz < 128, so the number is 1-128; VALUES left out DE 1 and DE 65.
-            let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
+        // Only the fields written (VALUES left out DE 1 and DE 65), lowest number first.
+        for id in field_ids(fields) {
+            let bit = FieldSet::bit(id);
             let spec = id.spec();
             if same && set_mask.0 & bit == 0 && !(to == Dialect::Iso87Hex && spec.ty == crate::FieldType::B) {
-                if let Some(r) = self.ix().range(id) {
-                    let start = r.start - to.prefix_len(spec.length);
-                    if run.is_empty() || run.end != start {
+                if let Some(span) = self.ix().span(id) {
+                    if run.is_empty() || run.end != span.start {
                         out.put_slice(&bytes[run]);
-                        run = start..r.start;
+                        run = span.start..span.start;
                     }
-                    run.end = r.end;
+                    run.end = span.end;
                     continue;
                 }
             }
@@ -775,7 +791,7 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
             // Same layout: the bytes as they came, with the replaced fixed fields rewritten
             // where they stand.
             self.write_patched(set_mask, set, out);
-        } else if set.is_empty() && to == self.ix().dialect && to != Dialect::Iso87Hex && !self.has_de65() {
+        } else if set.is_empty() && to == self.ix().dialect && to != Dialect::Iso87Hex {
             // Same dialect, fields only dropped: the bytes as they came, cut around them.
             self.write_dropping(mti, keep, out);
         } else {
@@ -784,48 +800,31 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
         Ok(())
     }
 
-    /// Whether the secondary bitmap marks DE 65 — a parse refuses it
-    /// (`UnsupportedTertiaryBitmap`); were it let through, bytes of its own would lie among
-    /// the values, which a cut around the dropped fields would copy and a write would not.
-    fn has_de65(&self) -> bool {
-        self.ix().bitmap[1] >> 63 != 0
-    }
-
     /// What [`Message::write`] writes in the message's own dialect (not `iso87-hex`) with
     /// nothing set, found as the runs between the fields dropped — one or two a journaled
     /// request (its PAN and secrets), where the write walked every field kept. The values
     /// lie in field order, each with its prefix, from the first field's to the last's.
     fn write_dropping(&self, mti: Mti, keep: FieldSet, out: &mut impl bytes::BufMut) {
+        // A parse refuses DE 65 (`UnsupportedTertiaryBitmap`): no bytes of a bitmap lie
+        // among the values, which the cut would copy and the write would not.
+        debug_assert_eq!(self.ix().bitmap[1] >> 63, 0, "DE 65 is refused by the parse");
         let present = self.ix().field_set().0;
         let fields = present & keep.0;
-        let dialect = self.ix().dialect;
-        dialect.write_head(mti, fields, out);
-        // (A derive sends a message that drops nothing to `write_patched`; one with no
-        // value field at all is its head alone here too.)
-        if present == 0 {
-            return;
-        }
+        self.ix().dialect.write_head(mti, fields, out);
         let bytes = self.buf.as_ref();
-        // The field a bit stands for, by its leading zeros (< 128: numbers 1-128).
-        let id_of = |lz: u32| FieldId::new(lz as u8 + 1);
-        let range = |id: FieldId| {
-            let r = self.ix().range(id)?;
-            Some(r.start - dialect.prefix_len(id.spec().length)..r.end)
-        };
+        // The lowest-numbered field present and the highest (numbered 128 less its trailing
+        // zeros): none of either when none is present.
+        let last = FieldId::new((128 - present.trailing_zeros()) as u8);
         let (Some(first), Some(last)) = (
-            id_of(present.leading_zeros()).and_then(range),
-            id_of(127 - present.trailing_zeros()).and_then(range),
+            field_ids(present).next().and_then(|id| self.ix().span(id)),
+            last.and_then(|id| self.ix().span(id)),
         ) else {
             return;
         };
         let mut pos = first.start;
-        let mut drop = present & !fields;
-        while drop != 0 {
-            let lz = drop.leading_zeros();
-            drop &= !(1u128 << (127 - lz));
-            let Some(r) = id_of(lz).and_then(range) else { continue };
-            out.put_slice(&bytes[pos..r.start]);
-            pos = r.end;
+        for span in field_ids(present & !fields).filter_map(|id| self.ix().span(id)) {
+            out.put_slice(&bytes[pos..span.start]);
+            pos = span.end;
         }
         out.put_slice(&bytes[pos..last.end.max(pos)]);
     }
@@ -835,12 +834,8 @@ impl<B: AsRef<[u8]>, I: Borrow<MessageIndex>> Message<B, I> {
     fn write_patched(&self, set_mask: u128, set: &[(FieldId, &[u8])], out: &mut impl bytes::BufMut) {
         let bytes = self.buf.as_ref();
         let mut pos = 0;
-        let mut bits = set_mask;
-        while bits != 0 {
-            let lz = bits.leading_zeros();
-            bits &= !(1u128 << (127 - lz));
-            // lz < 128, and the set holds value fields only (checked by the caller).
-            let Some(id) = FieldId::new(lz as u8 + 1) else { continue };
+        // The set holds value fields only (checked by the caller).
+        for id in field_ids(set_mask) {
             let (Some(r), Some(&(_, value))) =
                 (self.ix().range(id), set.iter().rev().find(|(sid, _)| *sid == id))
             else {
