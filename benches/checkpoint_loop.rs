@@ -1,9 +1,11 @@
 //! The journal's checkpointer without its files: `TRANSACTIONS` card transactions (or the
 //! count its first argument gives: a million outcomes is a switch's full window) journaled
-//! as the switch journals them (accepted, forwarded, and answered 1,024 transactions later),
-//! written as 64 MiB segments in memory, then folded one segment at a time
-//! (`Recovery::apply_segment`, what a checkpoint does with each closed segment) and the
-//! state written as a checkpoint (`Recovery::checkpoint`). Deterministic, for callgrind:
+//! as the switch journals them (accepted and forwarded in one record, and answered 1,024
+//! transactions later; with `pairs` after the count, as it journaled them before: accepted
+//! and forwarded in a record each), written as 64 MiB segments in memory, then folded one
+//! segment at a time (`Recovery::apply_segment`, what a checkpoint does with each closed
+//! segment) and the state written as a checkpoint (`Recovery::checkpoint`). Deterministic,
+//! for callgrind:
 //!
 //! ```sh
 //! cargo build --release -p corridor-benches --example checkpoint_loop
@@ -19,7 +21,7 @@
 use std::time::Instant;
 
 use corridor_journal::{
-    entry::{Accepted, Answered, Entry, Forwarded, Key},
+    entry::{Accepted, Answered, Entry, Forwarded, Key, Sent},
     recovery::Recovery,
     scan_segment, Appender, GroupCommit, SegmentHeader,
 };
@@ -34,7 +36,8 @@ const IN_FLIGHT: usize = 1_024;
 
 fn main() {
     let n = std::env::args().nth(1).map_or(TRANSACTIONS, |a| a.parse().expect("a count of transactions"));
-    let segments = journal(n);
+    let pairs = std::env::args().nth(2).as_deref() == Some("pairs");
+    let segments = journal(n, pairs);
     let began = Instant::now();
     let state = fold(&segments);
     let folded = began.elapsed();
@@ -51,7 +54,7 @@ fn main() {
 }
 
 /// The segments' bytes, each with its first record's sequence number.
-fn journal(n: u64) -> Vec<(u64, Vec<u8>)> {
+fn journal(n: u64, pairs: bool) -> Vec<(u64, Vec<u8>)> {
     let policy = GroupCommit { records_max: 1_024, ..GroupCommit::default() };
     let mut a = Appender::new(policy, 1, None);
     let t = Instant::now();
@@ -85,15 +88,27 @@ fn journal(n: u64) -> Vec<(u64, Vec<u8>)> {
         // A sealed purchase is about 230 bytes.
         let accepted =
             Accepted { key, link: "acq-1".into(), correlation: i, request: vec![7; 230], at_unix_ms: 0 };
-        let seq = put(&mut a, &Entry::Accepted(accepted));
-        let f = Forwarded {
-            request: seq,
-            destination: "iss".into(),
-            link: "iss-1".into(),
-            key: i,
-            sent_stan: *b"000001",
+        let seq = if pairs {
+            let seq = put(&mut a, &Entry::Accepted(accepted));
+            let f = Forwarded {
+                request: seq,
+                destination: "iss".into(),
+                link: "iss-1".into(),
+                key: i,
+                sent_stan: *b"000001",
+            };
+            put(&mut a, &Entry::Forwarded(f));
+            seq
+        } else {
+            let sent = Sent {
+                accepted,
+                destination: "iss".into(),
+                out_link: "iss-1".into(),
+                out_key: i,
+                sent_stan: *b"000001",
+            };
+            put(&mut a, &Entry::Sent(sent))
         };
-        put(&mut a, &Entry::Forwarded(f));
         // Answered `IN_FLIGHT` transactions later, as under load: the last ones stay open.
         in_flight.push_back(seq);
         if in_flight.len() > IN_FLIGHT {

@@ -395,73 +395,81 @@ fn shard_transactions(
     let mut open: BTreeMap<u64, Open> = BTreeMap::new();
     let mut requests = Requests::default();
     read(&mut |seq, entry| {
-        match entry {
-            Entry::Accepted(a) => {
-                if a.key.class != 2 || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX) {
-                    return Ok(());
+        // A request accepted and forwarded in one record is read as its two.
+        for entry in entry.split(seq) {
+            match entry {
+                Entry::Accepted(a) => {
+                    if a.key.class != 2
+                        || a.key.participant.starts_with(corridor_engine::shards::HOP_ID_PREFIX)
+                    {
+                        continue;
+                    }
+                    let Ok(v) = view(&a.request) else { return Ok(()) };
+                    let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return Ok(()) };
+                    if msg.mti().function() != 0 {
+                        continue;
+                    }
+                    if open.len() >= ROWS_MAX {
+                        return Err(PER_PARTICIPANT);
+                    }
+                    let get = |id: FieldId| msg.field(id).map(|f| text(&f.to_vec()));
+                    let num = |id: FieldId| get(id).and_then(|v| v.parse::<u64>().ok());
+                    let rate = |id: FieldId| {
+                        get(id)
+                            .and_then(|v| Rate::from_n8(v.as_bytes()))
+                            .map(|r| r.decimal())
+                            .unwrap_or_default()
+                    };
+                    let pan = v.masked_pan().unwrap_or_default();
+                    let row = Row {
+                        record: "transaction".into(),
+                        business_date: s.date.to_owned(),
+                        originator: a.key.participant.clone(),
+                        mti: msg.mti().to_string(),
+                        rrn: get(de::RRN).unwrap_or_default(),
+                        stan: format!("{:06}", a.key.stan),
+                        transmission_time: get(de::TRANSMISSION_TIME).unwrap_or_default(),
+                        acquirer_id: get(de::ACQUIRER_ID).unwrap_or_default(),
+                        forwarder_id: get(de::FORWARDER_ID).unwrap_or_default(),
+                        pan,
+                        amount: num(de::AMOUNT),
+                        currency: get(de::CURRENCY).map(|c| currency_code(&c)).unwrap_or_default(),
+                        billing_amount: num(de::AMOUNT_BILLING),
+                        billing_currency: get(de::CURRENCY_BILLING)
+                            .map(|c| currency_code(&c))
+                            .unwrap_or_default(),
+                        billing_rate: rate(de::RATE_BILLING),
+                        settlement_amount: num(de::AMOUNT_SETTLEMENT),
+                        settlement_currency: get(de::CURRENCY_SETTLEMENT)
+                            .map(|c| currency_code(&c))
+                            .unwrap_or_default(),
+                        settlement_rate: rate(de::RATE_SETTLEMENT),
+                        fee: FieldId::new(28).and_then(get).unwrap_or_default(),
+                        ..Row::default()
+                    };
+                    requests.insert(a.key, seq);
+                    open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
                 }
-                let Ok(v) = view(&a.request) else { return Ok(()) };
-                let Ok(msg) = Message::parse(v.dialect, v.body.clone()) else { return Ok(()) };
-                if msg.mti().function() != 0 {
-                    return Ok(());
+                Entry::Forwarded(fw) => {
+                    if let Some(o) = open.get_mut(&fw.request) {
+                        o.row.destination = fw.destination;
+                    }
                 }
-                if open.len() >= ROWS_MAX {
-                    return Err(PER_PARTICIPANT);
+                Entry::Answered(an) => {
+                    if let Some(o) = open.get_mut(&an.request) {
+                        o.approved = !an.switch_made && APPROVED.contains(&&an.code);
+                        o.row.auth_code = an.auth.map(|a| text(&a)).unwrap_or_default();
+                        o.answered_ms = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
+                    }
                 }
-                let get = |id: FieldId| msg.field(id).map(|f| text(&f.to_vec()));
-                let num = |id: FieldId| get(id).and_then(|v| v.parse::<u64>().ok());
-                let rate = |id: FieldId| {
-                    get(id).and_then(|v| Rate::from_n8(v.as_bytes())).map(|r| r.decimal()).unwrap_or_default()
-                };
-                let pan = v.masked_pan().unwrap_or_default();
-                let row = Row {
-                    record: "transaction".into(),
-                    business_date: s.date.to_owned(),
-                    originator: a.key.participant.clone(),
-                    mti: msg.mti().to_string(),
-                    rrn: get(de::RRN).unwrap_or_default(),
-                    stan: format!("{:06}", a.key.stan),
-                    transmission_time: get(de::TRANSMISSION_TIME).unwrap_or_default(),
-                    acquirer_id: get(de::ACQUIRER_ID).unwrap_or_default(),
-                    forwarder_id: get(de::FORWARDER_ID).unwrap_or_default(),
-                    pan,
-                    amount: num(de::AMOUNT),
-                    currency: get(de::CURRENCY).map(|c| currency_code(&c)).unwrap_or_default(),
-                    billing_amount: num(de::AMOUNT_BILLING),
-                    billing_currency: get(de::CURRENCY_BILLING)
-                        .map(|c| currency_code(&c))
-                        .unwrap_or_default(),
-                    billing_rate: rate(de::RATE_BILLING),
-                    settlement_amount: num(de::AMOUNT_SETTLEMENT),
-                    settlement_currency: get(de::CURRENCY_SETTLEMENT)
-                        .map(|c| currency_code(&c))
-                        .unwrap_or_default(),
-                    settlement_rate: rate(de::RATE_SETTLEMENT),
-                    fee: FieldId::new(28).and_then(get).unwrap_or_default(),
-                    ..Row::default()
-                };
-                requests.insert(a.key, seq);
-                open.insert(seq, Open { row, approved: false, reversed: false, answered_ms: None });
+                Entry::ReversalQueued(r) => {
+                    let seq = r.original.as_ref().and_then(|k| requests.original(k));
+                    if let Some(o) = seq.and_then(|seq| open.get_mut(&seq)) {
+                        o.reversed = true;
+                    }
+                }
+                _ => {}
             }
-            Entry::Forwarded(fw) => {
-                if let Some(o) = open.get_mut(&fw.request) {
-                    o.row.destination = fw.destination;
-                }
-            }
-            Entry::Answered(an) => {
-                if let Some(o) = open.get_mut(&an.request) {
-                    o.approved = !an.switch_made && APPROVED.contains(&&an.code);
-                    o.row.auth_code = an.auth.map(|a| text(&a)).unwrap_or_default();
-                    o.answered_ms = (an.at_unix_ms != 0).then_some(an.at_unix_ms);
-                }
-            }
-            Entry::ReversalQueued(r) => {
-                let seq = r.original.as_ref().and_then(|k| requests.original(k));
-                if let Some(o) = seq.and_then(|seq| open.get_mut(&seq)) {
-                    o.reversed = true;
-                }
-            }
-            _ => {}
         }
         Ok(())
     })?;

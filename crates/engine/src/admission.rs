@@ -368,15 +368,15 @@ impl Engine {
         if let Some(o) = self.links.get_mut(&link) {
             o.inflight_in += 1;
         }
-        // Journal before forward: the request leaves once its records are durable — unless
+        // Journal before forward: the request leaves once its record is durable — unless
         // another shard sent it (over a hop): that shard's record of it was durable before it
         // left there, and covers it here (its recovery reverses it; this shard's never
-        // does). Its records here are written, not waited for: a hop adds no durable step.
-        let (journal_seq, forwarded_seq) =
+        // does). Its record here is written, not waited for: a hop adds no durable step.
+        let journal_seq =
             self.record_forward(&msg, link, correlation, destination, out_link, key, sent_stan, &dup, now);
         if !self.config.is_hop(origin_participant) {
             if let Some(out) = self.links.get_mut(&out_link) {
-                out.hold_from(start, forwarded_seq);
+                out.hold_from(start, journal_seq);
             }
         }
         let request_mti = msg.mti();

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use corridor_journal::{
-    entry::{encode_accepted, encode_forwarded, Entry, KeyRef},
+    entry::{encode_sent, Entry, ForwardRef, KeyRef},
     record::Kind,
     request::{open, seal, PanKey},
     Appender, GroupCommit, SyncBatch,
@@ -169,47 +169,31 @@ impl Gate {
         seq
     }
 
-    /// Journals a request accepted: `msg` sealed straight into its record (an empty blob
-    /// when its PAN is not readable), the rest borrowed — nothing allocated or copied first.
-    /// Its sequence number, or 0 without a journal.
+    /// Journals a request accepted and forwarded, in one record: `msg` sealed straight into
+    /// it (an empty blob when its PAN is not readable), the rest borrowed — nothing allocated
+    /// or copied first. Its sequence number, or 0 without a journal.
     #[allow(clippy::too_many_arguments)] // the record's fields
-    pub(crate) fn append_accepted<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
+    pub(crate) fn append_sent<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
         &mut self,
         msg: &Message<B, I>,
         key: KeyRef<'_>,
         link: &str,
         correlation: u64,
+        to: &ForwardRef<'_>,
         at_unix_ms: u64,
         now: Instant,
     ) -> u64 {
         let Some(j) = self.journal.as_mut() else { return 0 };
         let nonce = j.nonce();
         let Journal { appender, key: pan_key, scratch, .. } = j;
-        appender.append_with(Kind::RequestAccepted, now, |out| {
+        appender.append_with(Kind::RequestForwarded, now, |out| {
             let sealed = |out: &mut Vec<u8>| {
                 let at = out.len();
                 if seal(msg, pan_key, nonce, scratch, out).is_err() {
                     out.truncate(at);
                 }
             };
-            encode_accepted(key, link, correlation, sealed, at_unix_ms, out);
-        })
-    }
-
-    /// Journals a request forwarded, its names borrowed; its sequence number, or 0 without a
-    /// journal.
-    pub(crate) fn append_forwarded(
-        &mut self,
-        request: u64,
-        destination: &str,
-        link: &str,
-        key: u64,
-        sent_stan: &[u8; 6],
-        now: Instant,
-    ) -> u64 {
-        let Some(j) = self.journal.as_mut() else { return 0 };
-        j.appender.append_with(Kind::Forwarded, now, |out| {
-            encode_forwarded(request, destination, link, key, sent_stan, out);
+            encode_sent(key, link, correlation, sealed, to, at_unix_ms, out);
         })
     }
 

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use corridor_journal::{
-    entry::{Answered, Entry, ReversalQueued},
+    entry::{Answered, Entry, ForwardRef, ReversalQueued},
     recovery::Recovery,
     SyncBatch,
 };
@@ -302,8 +302,9 @@ impl Engine {
         }
     }
 
-    /// Records a request accepted and forwarded; the sequence number its forward waits for.
-    #[allow(clippy::too_many_arguments)] // the fields of the two records
+    /// Records a request accepted and forwarded (one record); its sequence number, which its
+    /// forward waits for and its answer's record names.
+    #[allow(clippy::too_many_arguments)] // the record's fields
     pub(crate) fn record_forward<B: AsRef<[u8]>, I: std::borrow::Borrow<MessageIndex>>(
         &mut self,
         msg: &Message<B, I>,
@@ -315,19 +316,22 @@ impl Engine {
         sent_stan: [u8; 6],
         dup: &crate::duplicates::DupKey,
         now: Instant,
-    ) -> (u64, u64) {
+    ) -> u64 {
         if !self.journal.on() {
-            return (0, 0);
+            return 0;
         }
         let at_unix_ms = self.unix_ms(now);
-        // Borrowed from the configuration, not copied: the records are encoded from them.
+        // Borrowed from the configuration, not copied: the record is encoded from them.
         let (links, config) = (&self.links, &self.config);
         let name = |l: LinkId| links.get(&l).map_or("", |l| config.links[l.spec].name.as_str());
         let key = dup.journal_ref(&config.participants[dup.participant()].id);
-        let a = self.journal.append_accepted(msg, key, name(origin), correlation, at_unix_ms, now);
-        let destination = &config.participants[destination].id;
-        let f = self.journal.append_forwarded(a, destination, name(out_link), key_out, &sent_stan, now);
-        (a, f)
+        let to = ForwardRef {
+            destination: &config.participants[destination].id,
+            link: name(out_link),
+            key: key_out,
+            sent_stan: &sent_stan,
+        };
+        self.journal.append_sent(msg, key, name(origin), correlation, &to, at_unix_ms, now)
     }
 
     /// Records an answer to the request journaled at `request`.

@@ -68,7 +68,7 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     assert_eq!(sync(&mut h, &mut log), 2, "the two links up, for the audit trail");
     h.send(acq, 0, &purchase(PAN_A, "000042", "12345678"));
     assert!(h.recv(iss).is_empty(), "not forwarded before its records are durable");
-    assert_eq!(sync(&mut h, &mut log), 2, "accepted and forwarded, one batch");
+    assert_eq!(sync(&mut h, &mut log), 1, "accepted and forwarded, one record");
     let fwd = h.recv(iss);
     assert_eq!(fwd.len(), 1, "forwarded once durable");
     h.answer(iss, &fwd[0], "00");
@@ -78,16 +78,19 @@ fn a_request_and_its_answer_leave_only_once_their_records_are_durable() {
     assert_eq!((back.len(), back[0].field(39).as_deref()), (1, Some("00")));
 
     let e = entries(&log);
-    assert_eq!(e.len(), 3);
-    let Entry::Accepted(a) = &e[0] else { panic!("{e:?}") };
+    assert_eq!(e.len(), 2);
+    let Entry::Sent(sent) = &e[0] else { panic!("{e:?}") };
+    let a = &sent.accepted;
     assert_eq!(
         (a.key.participant.as_str(), a.key.stan, a.link.as_str(), a.key.class),
         ("acq", 42, "acq-1", 2)
     );
-    let Entry::Forwarded(f) = &e[1] else { panic!("{e:?}") };
-    // Sequence numbers 1 and 2 are the links' events.
-    assert_eq!((f.request, f.destination.as_str(), f.link.as_str()), (3, "issuer-a", "iss-a-1"));
-    let Entry::Answered(ans) = &e[2] else { panic!("{e:?}") };
+    assert_eq!(
+        (sent.destination.as_str(), sent.out_link.as_str(), &sent.sent_stan),
+        ("issuer-a", "iss-a-1", b"000042")
+    );
+    // Sequence numbers 1 and 2 are the links' events: the request is record 3.
+    let Entry::Answered(ans) = &e[1] else { panic!("{e:?}") };
     assert_eq!((ans.request, &ans.code, ans.switch_made), (3, b"00", false));
     // What was written holds no PAN and no PIN block; the key opens the request.
     assert!(!log.windows(PAN_A.len()).any(|w| w == PAN_A.as_bytes()), "no PAN in the journal");
@@ -117,18 +120,15 @@ fn a_timeout_is_journaled_before_its_68_and_its_reversal_before_the_0420() {
     let kinds: Vec<String> = entries(&log).iter().map(|e| format!("{:?}", e.kind())).collect();
     // The reversal's records go before the answer's: a batch torn between them leaves a
     // queued reversal (recovery then does not reverse again), never a 68 without its 0420.
-    assert_eq!(
-        kinds,
-        ["RequestAccepted", "Forwarded", "ReversalQueued", "ReversalSent", "AnswerSent", "ReversalAcked"]
-    );
+    assert_eq!(kinds, ["RequestForwarded", "ReversalQueued", "ReversalSent", "AnswerSent", "ReversalAcked"]);
     let e = entries(&log);
-    let Entry::Answered(a) = &e[4] else { panic!() };
+    let Entry::Answered(a) = &e[3] else { panic!() };
     assert_eq!((&a.code, a.switch_made), (b"68", true));
-    let Entry::ReversalQueued(q) = &e[2] else { panic!() };
-    let Entry::ReversalAcked { id } = e[5] else { panic!() };
+    let Entry::ReversalQueued(q) = &e[1] else { panic!() };
+    let Entry::ReversalAcked { id } = e[4] else { panic!() };
     assert_eq!(
         (q.id, id),
-        (5, 5),
+        (4, 4),
         "the reversal's id is its record's sequence number (after two link events)"
     );
     let reversal = open(&q.reversal, &PanKey::new(3, &KEY).unwrap()).unwrap();
@@ -311,7 +311,7 @@ fn a_reversal_without_de41_names_its_originals_key_in_the_journal() {
     let key_of = |stan: u32| {
         e.iter()
             .find_map(|x| match x {
-                Entry::Accepted(a) if a.key.stan == stan => Some(a.key.clone()),
+                Entry::Sent(s) if s.accepted.key.stan == stan => Some(s.accepted.key.clone()),
                 _ => None,
             })
             .unwrap()

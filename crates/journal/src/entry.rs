@@ -112,6 +112,81 @@ pub struct Forwarded {
     pub sent_stan: [u8; 6],
 }
 
+/// A request accepted and forwarded, in one [`Kind::RequestForwarded`] record (what the
+/// switch writes: an [`Accepted`] and a [`Forwarded`] record each is what it wrote before,
+/// and what [`Sent::into_parts`] gives).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The request, as an [`Accepted`] record holds it.
+    pub accepted: Accepted,
+    /// The destination participant's id.
+    pub destination: String,
+    /// The configured link it left on.
+    pub out_link: String,
+    /// Its outbound correlation.
+    pub out_key: u64,
+    /// The STAN the destination saw.
+    pub sent_stan: [u8; 6],
+}
+
+/// Where a request went, borrowed: a [`Sent`] record's forward as the engine journals it
+/// ([`encode_sent`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardRef<'a> {
+    /// The destination participant's id.
+    pub destination: &'a str,
+    /// The configured link it leaves on.
+    pub link: &'a str,
+    /// Its outbound correlation.
+    pub key: u64,
+    /// The STAN the destination sees.
+    pub sent_stan: &'a [u8; 6],
+}
+
+impl Sent {
+    /// The two entries this record stands for, as record `seq`: its [`Accepted`], and the
+    /// [`Forwarded`] of request `seq`.
+    #[must_use]
+    pub fn into_parts(self, seq: u64) -> (Accepted, Forwarded) {
+        let Self { accepted, destination, out_link, out_key, sent_stan } = self;
+        (accepted, Forwarded { request: seq, destination, link: out_link, key: out_key, sent_stan })
+    }
+
+    /// A `RequestForwarded` record's payload read for a fold (see
+    /// [`Accepted::decode_deferred`]): its key, correlation, time and the STAN its
+    /// destination saw, the names and the sealed request checked but left empty and the
+    /// outbound correlation 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`Entry::decode`].
+    pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
+        read_whole(Kind::RequestForwarded, payload, |r| Self::read(r, false))
+    }
+
+    /// The layout (the accepted request's, the forward's fields before its time); `whole`:
+    /// the names, the sealed request and the outbound correlation kept, or left empty.
+    fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
+        let (key, link, correlation, request) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
+        let (destination, out_link, out_key, sent_stan) =
+            (r.name_ref()?, r.name_ref()?, r.u64()?, r.array()?);
+        let name = |n: &str| if whole { n.to_owned() } else { String::new() };
+        Some(Self {
+            accepted: Accepted {
+                key,
+                link: name(link),
+                correlation,
+                request: if whole { request.to_vec() } else { Vec::new() },
+                at_unix_ms: r.u64()?,
+            },
+            destination: name(destination),
+            out_link: name(out_link),
+            out_key: if whole { out_key } else { 0 },
+            sent_stan,
+        })
+    }
+}
+
 /// Its originator was answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answered {
@@ -205,6 +280,23 @@ pub fn encode_accepted(
     out: &mut Vec<u8>,
 ) {
     W(out).key(key).name(link).u64(correlation).blob_with(request).u64(at_unix_ms);
+}
+
+/// An [`Entry::Sent`]'s payload from borrowed parts, appended to `out` (the entry encodes
+/// through this): as [`encode_accepted`], with where the request went (`to`). The engine
+/// journals every request it forwards so: one record, nothing copied or allocated first.
+pub fn encode_sent(
+    key: KeyRef<'_>,
+    link: &str,
+    correlation: u64,
+    request: impl FnOnce(&mut Vec<u8>),
+    to: &ForwardRef<'_>,
+    at_unix_ms: u64,
+    out: &mut Vec<u8>,
+) {
+    let mut w = W(out);
+    w.key(key).name(link).u64(correlation).blob_with(request);
+    w.name(to.destination).name(to.link).u64(to.key).bytes(to.sent_stan).u64(at_unix_ms);
 }
 
 /// An [`Entry::Forwarded`]'s payload from borrowed parts, appended to `out` (the entry
@@ -313,6 +405,8 @@ pub enum Entry {
     Accepted(Accepted),
     /// See [`Forwarded`].
     Forwarded(Forwarded),
+    /// See [`Sent`].
+    Sent(Sent),
     /// See [`Answered`].
     Answered(Answered),
     /// See [`ReversalQueued`].
@@ -533,6 +627,7 @@ impl Entry {
         match self {
             Self::Accepted(_) => Kind::RequestAccepted,
             Self::Forwarded(_) => Kind::Forwarded,
+            Self::Sent(_) => Kind::RequestForwarded,
             Self::Answered(_) => Kind::AnswerSent,
             Self::ReversalQueued(_) => Kind::ReversalQueued,
             Self::ReversalSent { .. } => Kind::ReversalSent,
@@ -546,6 +641,21 @@ impl Entry {
             Self::ConfigEvent { .. } => Kind::ConfigEvent,
             Self::Audit { .. } => Kind::Audit,
         }
+    }
+
+    /// This entry, as record `seq`, as the entries of the records it stands for: a
+    /// [`Sent`] as its [`Accepted`] and [`Forwarded`] ([`Sent::into_parts`]), any other as
+    /// itself. A reader that acts on a request's acceptance and its forward each (clearing,
+    /// a transaction's history) reads journals of either kind alike through it.
+    pub fn split(self, seq: u64) -> impl Iterator<Item = Self> {
+        let (first, second) = match self {
+            Self::Sent(s) => {
+                let (a, f) = s.into_parts(seq);
+                (Self::Accepted(a), Some(Self::Forwarded(f)))
+            }
+            e => (e, None),
+        };
+        std::iter::once(first).chain(second)
     }
 
     /// Appends its payload to `out`.
@@ -562,6 +672,17 @@ impl Entry {
             ),
             Self::Forwarded(f) => {
                 encode_forwarded(f.request, &f.destination, &f.link, f.key, &f.sent_stan, w.0)
+            }
+            Self::Sent(s) => {
+                let a = &s.accepted;
+                let to = ForwardRef {
+                    destination: &s.destination,
+                    link: &s.out_link,
+                    key: s.out_key,
+                    sent_stan: &s.sent_stan,
+                };
+                let request = |out: &mut Vec<u8>| out.extend_from_slice(&a.request);
+                encode_sent(a.key.as_key_ref(), &a.link, a.correlation, request, &to, a.at_unix_ms, w.0);
             }
             Self::Answered(a) => {
                 w.u64(a.request).bytes(&a.code).u8(u8::from(a.switch_made));
@@ -627,6 +748,7 @@ impl Entry {
             let e = match kind {
                 Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r, true)?),
                 Kind::Forwarded => Self::Forwarded(Forwarded::read(&mut r, true)?),
+                Kind::RequestForwarded => Self::Sent(Sent::read(&mut r, true)?),
                 Kind::AnswerSent => {
                     let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
                     let auth = match r.u8()? {
@@ -751,6 +873,19 @@ mod tests {
                 key: 5,
                 sent_stan: *b"000005",
             }),
+            Entry::Sent(Sent {
+                accepted: Accepted {
+                    key: key("wallet-sg", 2, 44),
+                    link: "wallet-sg-2".into(),
+                    correlation: 78,
+                    request: vec![4; 200],
+                    at_unix_ms: 1_800_000_000_124,
+                },
+                destination: "napas-vn".into(),
+                out_link: "napas-vn-2".into(),
+                out_key: 6,
+                sent_stan: *b"000006",
+            }),
             Entry::Answered(Answered {
                 request: 9,
                 code: *b"00",
@@ -811,6 +946,44 @@ mod tests {
                 sent_stan: Some(*b"000123"),
             }),
         ]
+    }
+
+    #[test]
+    fn a_request_sent_in_one_record_is_the_two_records_it_stands_for() {
+        let Some(Entry::Sent(sent)) = all().into_iter().find(|e| matches!(e, Entry::Sent(_))) else {
+            panic!("no Sent among the entries");
+        };
+        let parts: Vec<Entry> = Entry::Sent(sent.clone()).split(12).collect();
+        let forwarded = Forwarded {
+            request: 12,
+            destination: "napas-vn".into(),
+            link: "napas-vn-2".into(),
+            key: 6,
+            sent_stan: *b"000006",
+        };
+        assert_eq!(parts, [Entry::Accepted(sent.accepted.clone()), Entry::Forwarded(forwarded)]);
+        let other = Entry::ReversalAcked { id: 3 };
+        assert_eq!(other.clone().split(12).collect::<Vec<_>>(), [other]);
+        // Read for a fold: the key, correlation, time and STAN; the rest checked, left empty.
+        let mut p = Vec::new();
+        Entry::Sent(sent.clone()).encode(&mut p);
+        let deferred = Sent::decode_deferred(&p).unwrap();
+        assert_eq!(
+            (
+                &deferred.accepted.key,
+                deferred.accepted.correlation,
+                deferred.accepted.at_unix_ms,
+                deferred.sent_stan
+            ),
+            (&sent.accepted.key, 78, 1_800_000_000_124, *b"000006")
+        );
+        assert!(deferred.accepted.request.is_empty() && deferred.out_link.is_empty());
+        assert!(Sent::decode_deferred(&p[..p.len() - 1]).is_err());
+        // Its layout is the accepted request's with the forward's fields before its time.
+        let mut accepted = Vec::new();
+        Entry::Accepted(sent.accepted.clone()).encode(&mut accepted);
+        assert_eq!(p[..accepted.len() - 8], accepted[..accepted.len() - 8]);
+        assert_eq!(p[p.len() - 8..], accepted[accepted.len() - 8..]);
     }
 
     #[test]

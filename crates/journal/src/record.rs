@@ -45,11 +45,15 @@ pub enum Kind {
     Outcome,
     /// An operator's change to the running switch.
     Audit,
+    /// A request accepted and forwarded, in one record: what the switch writes for the two
+    /// (one frame, sequence number and checksum, not two; `RequestAccepted` and `Forwarded`
+    /// are read still, from journals written before).
+    RequestForwarded,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::RequestAccepted,
         Self::Forwarded,
         Self::ResponseReceived,
@@ -66,6 +70,7 @@ impl Kind {
         Self::SafDropped,
         Self::Outcome,
         Self::Audit,
+        Self::RequestForwarded,
     ];
 
     /// Its byte in the format.
@@ -88,6 +93,7 @@ impl Kind {
             Self::SafDropped => 14,
             Self::Outcome => 15,
             Self::Audit => 16,
+            Self::RequestForwarded => 17,
         }
     }
 

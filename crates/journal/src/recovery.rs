@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    entry::{Accepted, Entry, Forwarded, Key, ReversalQueued},
+    entry::{Accepted, Entry, Forwarded, Key, ReversalQueued, Sent},
     limits::OUTCOMES_MAX,
     positions::{PositionIndex, HELD_MASK},
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
@@ -393,6 +393,14 @@ impl Recovery {
                     pending.insert(seq, (accepted.key, i, None, h));
                     self.last_seq = seq;
                 }
+                Kind::RequestForwarded => {
+                    // The two records above in one: pending, forwarded by itself.
+                    let sent = Sent::decode_deferred(f.record.payload)?;
+                    let h = hash(&sent.accepted.key);
+                    self.outcomes.prefetch(h);
+                    pending.insert(seq, (sent.accepted.key, i, Some((i, sent.sent_stan)), h));
+                    self.last_seq = seq;
+                }
                 Kind::Forwarded => {
                     let fw = Forwarded::decode_deferred(f.record.payload)?;
                     if let Some((_, _, forwarded, _)) = pending.get_mut(&fw.request) {
@@ -448,16 +456,23 @@ impl Recovery {
         (_, at, forwarded, _): Pending,
         records: &[crate::segment::Found<'_>],
     ) -> Result<(), crate::entry::BadEntry> {
-        let Entry::Accepted(accepted) = Entry::decode(Kind::RequestAccepted, records[at].record.payload)?
-        else {
-            return Ok(());
+        let r = &records[at].record;
+        let (accepted, own) = match Entry::decode(r.kind, r.payload)? {
+            Entry::Accepted(a) => (a, None),
+            Entry::Sent(s) => {
+                let (a, f) = s.into_parts(request);
+                (a, Some(f))
+            }
+            _ => return Ok(()),
         };
+        // A `Forwarded` record of its own after it (none follows a `RequestForwarded` one as
+        // the switch writes them, but the last forward is the one that counts).
         let forwarded = match forwarded {
-            Some((i, _)) => match Entry::decode(Kind::Forwarded, records[i].record.payload)? {
+            Some((i, _)) if i != at => match Entry::decode(Kind::Forwarded, records[i].record.payload)? {
                 Entry::Forwarded(fw) => Some(fw),
                 _ => None,
             },
-            None => None,
+            _ => own,
         };
         self.requests.insert(request, RequestState { accepted, forwarded });
         Ok(())
@@ -491,6 +506,10 @@ impl Recovery {
                 Some(r) => r.forwarded = Some(f),
                 None => self.orphans += 1,
             },
+            Entry::Sent(s) => {
+                let (accepted, forwarded) = s.into_parts(seq);
+                self.requests.insert(seq, RequestState { accepted, forwarded: Some(forwarded) });
+            }
             Entry::Answered(a) if self.unreleased_approval(seq, &a) => self.unreleased += 1,
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
@@ -728,6 +747,36 @@ mod tests {
         })
     }
 
+    /// A request accepted and forwarded in one record; its destination saw STAN `stan`.
+    fn sent(stan: u32) -> Entry {
+        let Entry::Accepted(accepted) = accepted(stan) else { unreachable!() };
+        let sent_stan = format!("{stan:06}").into_bytes().try_into().unwrap();
+        Entry::Sent(crate::entry::Sent {
+            accepted,
+            destination: "iss".into(),
+            out_link: "iss-2".into(),
+            out_key: u64::from(stan) + 100,
+            sent_stan,
+        })
+    }
+
+    /// A log the switch writes now (requests accepted and forwarded in one record), with
+    /// requests of the older two records among them.
+    fn sent_entries() -> Vec<Entry> {
+        vec![
+            sent(1),            // 1: answered
+            answered(1, b"00"), // 2
+            sent(2),            // 3: open
+            accepted(3),        // 4: the older records, open
+            forwarded(4),       // 5
+            sent(4),            // 6: forwarded again by a record of its own
+            forwarded(6),       // 7
+            answered(6, b"00"), // 8
+            sent(5),            // 9: open
+            answered(4, b"05"), // 10
+        ]
+    }
+
     fn answered(request: u64, code: &[u8; 2]) -> Entry {
         Entry::Answered(Answered { request, code: *code, auth: None, switch_made: false, at_unix_ms: 0 })
     }
@@ -775,6 +824,31 @@ mod tests {
         let key = crate::entry::key("acq", 2, 1);
         assert_eq!(r.outcomes.get(&key).map(|a| a.code), Some(*b"00"), "a repeat is answered from this");
         assert_eq!(r.orphans, 1);
+    }
+
+    #[test]
+    fn a_request_accepted_and_forwarded_in_one_record_is_owed_as_its_two_records_were() {
+        let r = fold(&sent_entries());
+        let open: Vec<(u64, u32, Option<&Forwarded>)> =
+            r.requests.iter().map(|(&s, q)| (s, q.accepted.key.stan, q.forwarded.as_ref())).collect();
+        let fw = |request, key, stan: &[u8; 6], link: &str| Forwarded {
+            request,
+            destination: "iss".into(),
+            link: link.into(),
+            key,
+            sent_stan: *stan,
+        };
+        assert_eq!(
+            open,
+            [(3, 2, Some(&fw(3, 102, b"000002", "iss-2"))), (9, 5, Some(&fw(9, 105, b"000005", "iss-2")))],
+            "open, each forwarded as its own record says, under its own sequence number"
+        );
+        let outcome =
+            |stan| r.outcomes.get(&crate::entry::key("acq", 2, stan)).map(|o| (o.code, o.sent_stan));
+        assert_eq!(outcome(1), Some((*b"00", Some(*b"000001"))), "the STAN its one record says");
+        assert_eq!(outcome(4), Some((*b"00", Some(*b"000001"))), "the STAN its later forward says");
+        assert_eq!(outcome(3), Some((*b"05", Some(*b"000001"))), "an older pair of records beside them");
+        assert_eq!(r.orphans, 0);
     }
 
     fn queued(id: u64, reversal: Vec<u8>) -> Entry {
@@ -915,30 +989,34 @@ mod tests {
 
     #[test]
     fn a_checkpoint_holds_the_same_state_as_the_log_it_folds() {
-        let all = entries();
-        for cut in 0..=all.len() {
-            let r = fold(&all[..cut]);
-            let mut ck = Vec::new();
-            r.checkpoint(&mut ck);
-            let back = Recovery::from_checkpoint(&ck).unwrap();
-            assert_eq!(back.requests, r.requests, "cut {cut}");
-            assert_eq!(back.exceptions.keys().collect::<Vec<_>>(), r.exceptions.keys().collect::<Vec<_>>());
-            assert_eq!(back.reversals.len(), r.reversals.len());
-            for (id, (_, n)) in &r.reversals {
-                assert_eq!(back.reversals[id].1, *n);
+        for all in [entries(), sent_entries()] {
+            for cut in 0..=all.len() {
+                let r = fold(&all[..cut]);
+                let mut ck = Vec::new();
+                r.checkpoint(&mut ck);
+                let back = Recovery::from_checkpoint(&ck).unwrap();
+                assert_eq!(back.requests, r.requests, "cut {cut}");
+                assert_eq!(
+                    back.exceptions.keys().collect::<Vec<_>>(),
+                    r.exceptions.keys().collect::<Vec<_>>()
+                );
+                assert_eq!(back.reversals.len(), r.reversals.len());
+                for (id, (_, n)) in &r.reversals {
+                    assert_eq!(back.reversals[id].1, *n);
+                }
+                assert_eq!(back.outcomes.len(), r.outcomes.len());
+                for (k, o) in r.outcomes.iter() {
+                    assert_eq!(back.outcomes.get(k), Some(o));
+                }
+                assert_eq!(back.last_seq, r.last_seq);
+                // Damage anywhere is refused, never read as a smaller state.
+                for at in [0, ck.len() / 2, ck.len() - 1] {
+                    let mut bad = ck.clone();
+                    bad[at] ^= 0x40;
+                    assert!(Recovery::from_checkpoint(&bad).is_err(), "cut {cut}, flipped byte {at}");
+                }
+                assert!(Recovery::from_checkpoint(&ck[..ck.len() - 1]).is_err());
             }
-            assert_eq!(back.outcomes.len(), r.outcomes.len());
-            for (k, o) in r.outcomes.iter() {
-                assert_eq!(back.outcomes.get(k), Some(o));
-            }
-            assert_eq!(back.last_seq, r.last_seq);
-            // Damage anywhere is refused, never read as a smaller state.
-            for at in [0, ck.len() / 2, ck.len() - 1] {
-                let mut bad = ck.clone();
-                bad[at] ^= 0x40;
-                assert!(Recovery::from_checkpoint(&bad).is_err(), "cut {cut}, flipped byte {at}");
-            }
-            assert!(Recovery::from_checkpoint(&ck[..ck.len() - 1]).is_err());
         }
     }
 
@@ -993,6 +1071,8 @@ mod tests {
             ("disorder, a mark", disorder, Some(6)),
             ("a mark", release_log.clone(), Some(3)),
             ("no mark", release_log, None),
+            ("sent", sent_entries(), None),
+            ("sent, a mark", sent_entries(), Some(5)),
         ] {
             let mut seg = Vec::new();
             for (i, e) in all.iter().enumerate() {

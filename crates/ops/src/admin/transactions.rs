@@ -204,6 +204,13 @@ impl<'q> Scan<'q> {
     }
 
     fn entry(&mut self, seq: u64, entry: Entry) {
+        // A request accepted and forwarded in one record is read as its two.
+        for entry in entry.split(seq) {
+            self.entry_part(seq, entry);
+        }
+    }
+
+    fn entry_part(&mut self, seq: u64, entry: Entry) {
         match entry {
             Entry::Accepted(a) => self.accepted(seq, a),
             Entry::Forwarded(fw) => {
