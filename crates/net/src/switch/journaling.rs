@@ -4,21 +4,43 @@
 #[allow(clippy::wildcard_imports)] // the module's own parts
 use super::*;
 
-/// The journal's checkpoints, written on a thread of their own beside the writer (one at a
-/// time) every `checkpoint_segments` new segments, and once at start.
+/// The journal's checkpoints, written on a thread beside the writer (one at a time) every
+/// `checkpoint_segments` new segments, and once at start.
+///
+/// Each checkpoint covers the segments closed when it began. On a thread below the switch's
+/// priority (`JOURNAL_BACKGROUND_NICE`) it takes what the switch leaves, and under sustained
+/// load that is too little: every checkpoint overran its turn and covered what closed while
+/// the last one ran, so the lag — what a restart or a takeover reads — grew without bound
+/// (`benches/README.md`, the twelfth pass). So there are two threads, and a checkpoint runs
+/// on the polite one when it is on time, and on one at the switch's priority — a fair share
+/// of the core, given back between steps as before — when the last one overran
+/// ([`pace_after`]). The checkpointer (the state the last checkpoint wrote, and its memory)
+/// goes to whichever runs it and comes back with the report.
 pub(super) struct Checkpoints {
     files: crate::journal::JournalFiles,
     running: Rc<Cell<bool>>,
     segments: Cell<u32>,
-    /// The checkpointer's thread, started at the first checkpoint and kept for the next:
-    /// it holds the checkpointer (the state the last checkpoint wrote, and its memory) and
-    /// the allocator's pages it used. A thread a checkpoint took fresh pages each time — a
-    /// million outcomes' keys made again in pages the kernel zeroes.
-    worker: RefCell<Option<std::sync::mpsc::Sender<Job>>>,
+    /// The checkpointer between checkpoints (`None` while one runs, or once one was lost
+    /// with a thread that failed: the next then reads its state from disk). Kept, not made
+    /// anew: a checkpoint with fresh memory made a million outcomes' keys again in pages the
+    /// kernel zeroes.
+    checkpointer: Rc<RefCell<Option<crate::journal::Checkpointer>>>,
+    /// The two threads, started at their first checkpoint and kept for the next ([`Pace`]
+    /// order: polite, catching up).
+    workers: RefCell<[Option<std::sync::mpsc::Sender<Job>>; 2]>,
     /// In a cluster: the newest checkpoint written and not yet in the shard's subject (the
     /// last record it covers), and the journal loop's wake for it.
     ready: Rc<Cell<Option<u64>>>,
     wake: Rc<Notify>,
+}
+
+/// Which of the checkpoint threads a checkpoint runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pace {
+    /// Below the switch's priority: it takes what the switch leaves.
+    Polite,
+    /// At the switch's priority: the last checkpoint overran its turn.
+    CatchUp,
 }
 
 impl Checkpoints {
@@ -27,7 +49,8 @@ impl Checkpoints {
             files,
             running: Rc::new(Cell::new(false)),
             segments: Cell::new(0),
-            worker: RefCell::new(None),
+            checkpointer: Rc::new(RefCell::new(Some(crate::journal::Checkpointer::default()))),
+            workers: RefCell::new([None, None]),
             ready: Rc::default(),
             wake: Rc::default(),
         }
@@ -39,30 +62,35 @@ impl Checkpoints {
         self.files.replicate.is_some() && self.ready.get().is_some_and(|covers| covers <= through)
     }
 
-    /// A batch began a new segment: checkpoint when enough have.
+    /// A batch began a new segment: checkpoint when enough have, on the thread
+    /// [`pace_after`] says.
     fn segment_begun(&self) {
         let n = self.segments.get() + 1;
-        if n >= self.files.checkpoint_segments.max(1) && !self.running.get() {
+        let every = self.files.checkpoint_segments;
+        if n >= every.max(1) && !self.running.get() {
             self.segments.set(0);
-            self.start();
+            self.start(pace_after(n, every));
         } else {
             self.segments.set(n);
         }
     }
 
-    pub(super) fn start(&self) {
+    /// Starts a checkpoint on `pace`'s thread, unless one is running.
+    pub(super) fn start(&self, pace: Pace) {
         if self.running.replace(true) {
             return;
         }
         let running = Rc::clone(&self.running);
-        let (ready, wake) = (Rc::clone(&self.ready), Rc::clone(&self.wake));
+        let (ready, wake, kept) =
+            (Rc::clone(&self.ready), Rc::clone(&self.wake), Rc::clone(&self.checkpointer));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.worker().and_then(|w| match w.send(tx) {
+        let checkpointer = self.checkpointer.borrow_mut().take().unwrap_or_default();
+        let sent = self.worker(pace).and_then(|w| match w.send((checkpointer, tx)) {
             Ok(()) => Ok(()),
             // Its thread is gone (it panicked in a checkpoint): another is started.
             Err(std::sync::mpsc::SendError(job)) => {
-                self.worker.replace(None);
-                self.worker()?.send(job).map_err(|e| std::io::Error::other(e.to_string()))
+                self.workers.borrow_mut()[pace as usize] = None;
+                self.worker(pace)?.send(job).map_err(|e| std::io::Error::other(e.to_string()))
             }
         });
         if let Err(e) = sent {
@@ -74,51 +102,83 @@ impl Checkpoints {
             let done = rx.await;
             running.set(false);
             match done {
-                Ok(Ok(r)) => {
-                    if let Some(seq) = r.seq {
-                        info!(
-                            through = seq,
-                            bytes = r.bytes,
-                            segments_removed = r.removed.len(),
-                            took_ms = r.took.as_millis(),
-                            cpu_ms = r.cpu.as_millis(),
-                            "journal checkpoint"
-                        );
-                        ready.set(Some(seq));
-                        wake.notify_one();
+                Ok((checkpointer, report)) => {
+                    kept.replace(Some(checkpointer));
+                    match report {
+                        Ok(r) => {
+                            if let Some(seq) = r.seq {
+                                info!(
+                                    through = seq,
+                                    bytes = r.bytes,
+                                    segments_removed = r.removed.len(),
+                                    took_ms = r.took.as_millis(),
+                                    cpu_ms = r.cpu.as_millis(),
+                                    catching_up = pace == Pace::CatchUp,
+                                    "journal checkpoint"
+                                );
+                                ready.set(Some(seq));
+                                wake.notify_one();
+                            }
+                        }
+                        // Not fatal: recovery reads from the previous checkpoint, and
+                        // retention waits.
+                        Err(e) => warn!(error = %e, "journal checkpoint failed"),
                     }
                 }
-                // Not fatal: recovery reads from the previous checkpoint, and retention waits.
-                Ok(Err(e)) => warn!(error = %e, "journal checkpoint failed"),
                 Err(e) => warn!(error = %e, "journal checkpoint thread failed"),
             }
         });
     }
 
-    /// The checkpointer's thread, started if it is not running: it checkpoints as it is
-    /// asked, and ends with the journal loop (its sender dropped).
-    fn worker(&self) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
-        if let Some(w) = self.worker.borrow().as_ref() {
+    /// `pace`'s thread, started if it is not running: it checkpoints as it is asked, and
+    /// ends with the journal loop (its sender dropped).
+    fn worker(&self, pace: Pace) -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+        if let Some(w) = self.workers.borrow()[pace as usize].as_ref() {
             return Ok(w.clone());
         }
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let (dir, window, retain) = (self.files.dir.clone(), self.files.outcome_window, self.files.retain);
-        std::thread::Builder::new().name("corridor-checkpoint".into()).spawn(move || {
-            crate::journal::background_priority();
-            let mut checkpointer = crate::journal::Checkpointer::default();
-            for done in rx {
-                let _ = done.send(checkpointer.run(&dir, window, retain));
+        let name = match pace {
+            Pace::Polite => "corridor-checkpoint",
+            Pace::CatchUp => "corridor-checkpoint-catch-up",
+        };
+        std::thread::Builder::new().name(name.into()).spawn(move || {
+            if pace == Pace::Polite {
+                crate::journal::background_priority();
+            }
+            for (mut checkpointer, done) in rx {
+                let report = checkpointer.run(&dir, window, retain);
+                let _ = done.send((checkpointer, report));
             }
         })?;
-        self.worker.replace(Some(tx.clone()));
+        self.workers.borrow_mut()[pace as usize] = Some(tx.clone());
         Ok(tx)
     }
 }
 
-/// A checkpoint asked of the checkpointer's thread (its directory, outcome window and
-/// retention are the journal's, fixed for the thread's life): where to say how it went.
-type Job =
-    tokio::sync::oneshot::Sender<Result<crate::journal::CheckpointReport, crate::journal::JournalError>>;
+/// A checkpoint asked of a checkpoint thread (its directory, outcome window and retention
+/// are the journal's, fixed for the thread's life): the checkpointer to run it with, and
+/// where to give it back with how it went.
+type Job = (
+    crate::journal::Checkpointer,
+    tokio::sync::oneshot::Sender<(
+        crate::journal::Checkpointer,
+        Result<crate::journal::CheckpointReport, crate::journal::JournalError>,
+    )>,
+);
+
+/// The thread of a checkpoint that begins after `segments` new segments, one being due every
+/// `every`: the polite one when it begins as soon as it is due (the last one finished in its
+/// turn), the catching-up one when more began while the last one ran — each checkpoint
+/// covers what closed before it began, so one that overruns its turn leaves the next behind
+/// by what began meanwhile, and polite ones only would let that grow without bound.
+pub(super) fn pace_after(segments: u32, every: u32) -> Pace {
+    if segments > every.max(1) {
+        Pace::CatchUp
+    } else {
+        Pace::Polite
+    }
+}
 
 /// Writes the journal: runs the driver's batch cycle (`corridor_engine::driver::JournalCycle`)
 /// over the journal's files — each batch the engine has due is appended and synced on a
@@ -756,4 +816,22 @@ async fn stream_checkpoint(
 fn done(say: impl FnOnce()) -> Result<(), String> {
     say();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pace_after, Pace};
+
+    /// A checkpoint that begins as soon as it is due is polite; one that begins late — more
+    /// segments began while the last one ran — catches up.
+    #[test]
+    fn a_checkpoint_catches_up_only_when_the_last_one_overran_its_turn() {
+        assert_eq!(pace_after(4, 4), Pace::Polite);
+        assert_eq!(pace_after(5, 4), Pace::CatchUp);
+        assert_eq!(pace_after(64, 4), Pace::CatchUp);
+        // Every segment (0 is taken as 1).
+        assert_eq!(pace_after(1, 1), Pace::Polite);
+        assert_eq!(pace_after(1, 0), Pace::Polite);
+        assert_eq!(pace_after(2, 0), Pace::CatchUp);
+    }
 }

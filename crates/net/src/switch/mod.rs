@@ -753,7 +753,8 @@ impl Shard {
                 if let Some((writer, files)) = journal {
                     tokio::task::spawn_local(control_loop(Rc::clone(&shared), files.dir.clone()));
                     let checkpoints = Checkpoints::new(files);
-                    checkpoints.start();
+                    // Polite: one that overruns its turn has the next catch up.
+                    checkpoints.start(journaling::Pace::Polite);
                     tokio::task::spawn_local(journal_loop(
                         Rc::clone(&shared),
                         writer,
