@@ -101,10 +101,10 @@ const _: () = assert!(ECHO_MISSED.1.end().checked_add(1).is_some());
 const _: () = assert!(KEEP_ALIVE.min < IDLE_TIMEOUT.min || KEEP_ALIVE.min < IDLE_TIMEOUT.default);
 
 /// `[journal] checkpoint_segments`: a checkpoint of the recovered state is written after
-/// this many new segments (and once at start), which bounds what a restart reads while the
-/// checkpointer keeps up. It runs below the switch's priority and falls behind under
-/// sustained saturation (each checkpoint then covers what closed while the last one ran:
-/// `benches/README.md`, the twelfth pass).
+/// this many new segments (and once at start), which bounds what a restart reads. Under
+/// sustained saturation a checkpoint takes longer than its turn (it runs below the switch's
+/// priority); the next then runs at the switch's priority, and a restart reads about one
+/// checkpoint's duration of journal (`benches/README.md`, the twelfth pass).
 pub const CHECKPOINT_SEGMENTS: (u32, std::ops::RangeInclusive<u32>) = (4, 1..=64);
 /// `[journal] retain_hours`: segments a checkpoint covers are kept this long after they
 /// end (audit, clearing), then removed. 0 removes them as soon as they are covered.
