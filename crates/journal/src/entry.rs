@@ -50,14 +50,30 @@ impl Accepted {
 
     /// The layout; `whole`: the link name and the sealed request copied, or left empty.
     fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
+        let head = Self::read_head(r, whole)?;
+        Some(Self { at_unix_ms: r.trailing_u64()?, ..head })
+    }
+
+    /// The layout up to its time (which a [`Sent`] record has after the forward's fields),
+    /// as [`Accepted::read`] keeps it; the time 0.
+    fn read_head(r: &mut R<'_>, whole: bool) -> Option<Self> {
         let (key, link, correlation, request) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
         Some(Self {
             key,
-            link: if whole { link.to_owned() } else { String::new() },
+            link: kept(whole, link),
             correlation,
             request: if whole { request.to_vec() } else { Vec::new() },
-            at_unix_ms: r.trailing_u64()?,
+            at_unix_ms: 0,
         })
+    }
+}
+
+/// A name read whole (`whole`), or left empty by a read for a fold.
+fn kept(whole: bool, name: &str) -> String {
+    if whole {
+        name.to_owned()
+    } else {
+        String::new()
     }
 }
 
@@ -76,11 +92,10 @@ impl Forwarded {
     /// The layout; `whole`: the names and the outbound correlation kept, or left empty.
     fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
         let (request, destination, link, key) = (r.u64()?, r.name_ref()?, r.name_ref()?, r.u64()?);
-        let name = |n: &str| if whole { n.to_owned() } else { String::new() };
         Some(Self {
             request,
-            destination: name(destination),
-            link: name(link),
+            destination: kept(whole, destination),
+            link: kept(whole, link),
             key: if whole { key } else { 0 },
             sent_stan: r.array()?,
         })
@@ -167,20 +182,13 @@ impl Sent {
     /// The layout (the accepted request's, the forward's fields before its time); `whole`:
     /// the names, the sealed request and the outbound correlation kept, or left empty.
     fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
-        let (key, link, correlation, request) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
+        let head = Accepted::read_head(r, whole)?;
         let (destination, out_link, out_key, sent_stan) =
             (r.name_ref()?, r.name_ref()?, r.u64()?, r.array()?);
-        let name = |n: &str| if whole { n.to_owned() } else { String::new() };
         Some(Self {
-            accepted: Accepted {
-                key,
-                link: name(link),
-                correlation,
-                request: if whole { request.to_vec() } else { Vec::new() },
-                at_unix_ms: r.u64()?,
-            },
-            destination: name(destination),
-            out_link: name(out_link),
+            accepted: Accepted { at_unix_ms: r.u64()?, ..head },
+            destination: kept(whole, destination),
+            out_link: kept(whole, out_link),
             out_key: if whole { out_key } else { 0 },
             sent_stan,
         })
@@ -279,7 +287,7 @@ pub fn encode_accepted(
     at_unix_ms: u64,
     out: &mut Vec<u8>,
 ) {
-    W(out).key(key).name(link).u64(correlation).blob_with(request).u64(at_unix_ms);
+    W(out).accepted_head(key, link, correlation, request).u64(at_unix_ms);
 }
 
 /// An [`Entry::Sent`]'s payload from borrowed parts, appended to `out` (the entry encodes
@@ -295,7 +303,7 @@ pub fn encode_sent(
     out: &mut Vec<u8>,
 ) {
     let mut w = W(out);
-    w.key(key).name(link).u64(correlation).blob_with(request);
+    w.accepted_head(key, link, correlation, request);
     w.name(to.destination).name(to.link).u64(to.key).bytes(to.sent_stan).u64(at_unix_ms);
 }
 
@@ -542,6 +550,16 @@ impl W<'_> {
         // At most u16::MAX, just above.
         self.0[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
         self
+    }
+    /// An accepted request's layout up to its time ([`encode_accepted`], [`encode_sent`]).
+    fn accepted_head(
+        &mut self,
+        key: KeyRef<'_>,
+        link: &str,
+        correlation: u64,
+        request: impl FnOnce(&mut Vec<u8>),
+    ) -> &mut Self {
+        self.key(key).name(link).u64(correlation).blob_with(request)
     }
     fn key(&mut self, k: KeyRef<'_>) -> &mut Self {
         self.name(k.participant).u8(k.class).u32(k.stan).u64(k.time).bytes(&k.terminal);

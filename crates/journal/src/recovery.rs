@@ -383,22 +383,20 @@ impl Recovery {
                 continue;
             }
             match f.record.kind {
-                Kind::RequestAccepted => {
-                    // Checked now; read whole only if it is still open at the end.
-                    let accepted = Accepted::decode_deferred(f.record.payload)?;
+                kind @ (Kind::RequestAccepted | Kind::RequestForwarded) => {
+                    // Checked now; read whole only if it is still open at the end. A
+                    // `RequestForwarded` one is forwarded by itself.
+                    let (key, forwarded) = if kind == Kind::RequestForwarded {
+                        let sent = Sent::decode_deferred(f.record.payload)?;
+                        (sent.accepted.key, Some((i, sent.sent_stan)))
+                    } else {
+                        (Accepted::decode_deferred(f.record.payload)?.key, None)
+                    };
                     // Its answer, most often a few hundred records on, looks its key up
                     // among a million outcomes: the line is asked for now.
-                    let h = hash(&accepted.key);
+                    let h = hash(&key);
                     self.outcomes.prefetch(h);
-                    pending.insert(seq, (accepted.key, i, None, h));
-                    self.last_seq = seq;
-                }
-                Kind::RequestForwarded => {
-                    // The two records above in one: pending, forwarded by itself.
-                    let sent = Sent::decode_deferred(f.record.payload)?;
-                    let h = hash(&sent.accepted.key);
-                    self.outcomes.prefetch(h);
-                    pending.insert(seq, (sent.accepted.key, i, Some((i, sent.sent_stan)), h));
+                    pending.insert(seq, (key, i, forwarded, h));
                     self.last_seq = seq;
                 }
                 Kind::Forwarded => {
