@@ -291,7 +291,7 @@ impl DupKey {
     }
 
     /// The engine's key for a journaled one, whose participant is `participant`.
-    pub(crate) fn from_journal(participant: usize, k: &corridor_journal::entry::Key) -> Self {
+    pub(crate) fn from_journal<S>(participant: usize, k: &corridor_journal::entry::Key<S>) -> Self {
         Self {
             participant,
             class: k.class,

@@ -84,7 +84,7 @@ impl Engine {
                     continue;
                 };
                 let queued = at(q.queued_unix_ms).unwrap_or(now);
-                let original = q.original.as_ref().and_then(|k| self.dup_key(k));
+                let original = q.original.as_ref().and_then(|k| self.dup_key(k.as_key_ref()));
                 let from_participant = q.advice.is_some();
                 self.resume_entry(
                     id,
@@ -121,7 +121,7 @@ impl Engine {
                 done.unresolved += 1;
                 continue;
             };
-            let Some(dup) = self.dup_key(&r.accepted.key) else {
+            let Some(dup) = self.dup_key(r.accepted.key.as_key_ref()) else {
                 done.unresolved += 1;
                 continue;
             };
@@ -146,7 +146,7 @@ impl Engine {
             // The reversal's record goes before the answer's: a batch torn between them
             // leaves a queued reversal and an open request (which is then not reversed a
             // second time: its queued reversal marked it), never an answer without one.
-            let queued = owed.outcomes.get(&r.accepted.key).is_some_and(|o| o.reversed);
+            let queued = owed.outcomes.get(r.accepted.key.as_key_ref()).is_some_and(|o| o.reversed);
             if queued {
                 done.reversed += 1;
             } else {
@@ -167,9 +167,9 @@ impl Engine {
 
     /// The engine's duplicate key for a journaled one (`None` for a participant no longer
     /// configured).
-    fn dup_key(&self, k: &corridor_journal::entry::Key) -> Option<crate::duplicates::DupKey> {
+    fn dup_key(&self, k: corridor_journal::entry::KeyRef<'_>) -> Option<crate::duplicates::DupKey> {
         let p = self.config.participants.iter().position(|p| p.id == k.participant)?;
-        Some(crate::duplicates::DupKey::from_journal(p, k))
+        Some(crate::duplicates::DupKey::from_journal(p, &k))
     }
 
     /// The journal's duplicate key for one of the engine's.

@@ -24,9 +24,9 @@ pub struct Accepted {
 
 /// The payload of an [`Entry::Outcome`] of `key` and `o`, appended to `out` (without
 /// building the entry: a checkpoint writes up to a million of them).
-pub fn encode_outcome(key: &Key, o: &crate::recovery::Outcome, out: &mut Vec<u8>) {
+pub fn encode_outcome(key: KeyRef<'_>, o: &crate::recovery::Outcome, out: &mut Vec<u8>) {
     let mut w = W(out);
-    w.key(key.as_key_ref()).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
+    w.key(key).bytes(&o.code).u8(u8::from(o.reversed)).u64(o.at_unix_ms);
     for v in [o.auth, o.sent_stan] {
         match v {
             Some(b) => w.u8(1).bytes(&b),
@@ -36,51 +36,66 @@ pub fn encode_outcome(key: &Key, o: &crate::recovery::Outcome, out: &mut Vec<u8>
 }
 
 impl Accepted {
-    /// An `Accepted` record's payload read for a fold that will drop most requests unread
-    /// (nearly every request is answered a few records after it was accepted): its key,
-    /// correlation and time, with the link name and the sealed request checked but left
-    /// empty — [`Entry::decode`] reads them when they are needed.
-    ///
-    /// # Errors
-    ///
-    /// As [`Entry::decode`].
-    pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
-        read_whole(Kind::RequestAccepted, payload, |r| Self::read(r, false))
-    }
-
-    /// The layout; `whole`: the link name and the sealed request copied, or left empty.
-    fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
-        let head = Self::read_head(r, whole)?;
+    /// The layout.
+    fn read(r: &mut R<'_>) -> Option<Self> {
+        let head = Self::read_head(r)?;
         Some(Self { at_unix_ms: r.trailing_u64()?, ..head })
     }
 
-    /// The layout up to its time (which a [`Sent`] record has after the forward's fields),
-    /// as [`Accepted::read`] keeps it; the time 0.
-    fn read_head(r: &mut R<'_>, whole: bool) -> Option<Self> {
-        let (key, link, correlation, request) = (r.key()?, r.name_ref()?, r.u64()?, r.blob_ref()?);
-        Some(Self {
-            key,
-            link: kept(whole, link),
-            correlation,
-            request: if whole { request.to_vec() } else { Vec::new() },
-            at_unix_ms: 0,
-        })
+    /// The layout up to its time (which a [`Sent`] record has after the forward's fields);
+    /// the time 0.
+    fn read_head(r: &mut R<'_>) -> Option<Self> {
+        let (key, link, correlation, request) = (r.key()?, r.name()?, r.u64()?, r.blob()?);
+        Some(Self { key, link, correlation, request, at_unix_ms: 0 })
     }
 }
 
-/// A name read whole (`whole`), or left empty by a read for a fold.
-fn kept(whole: bool, name: &str) -> String {
-    if whole {
-        name.to_owned()
-    } else {
-        String::new()
-    }
+/// A request's record (`RequestAccepted` or `RequestForwarded`) as a fold reads it
+/// ([`request_key`]): its duplicate key, borrowed from the payload, and the STAN its
+/// destination saw if the record says it was forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestKey<'a> {
+    /// Its duplicate key.
+    pub key: KeyRef<'a>,
+    /// A `RequestForwarded` record's STAN the destination saw (`None`: only accepted).
+    pub sent_stan: Option<[u8; 6]>,
+}
+
+/// A request's record of `kind` (`RequestAccepted` or `RequestForwarded`) read for a fold
+/// that will drop most requests unread — nearly every request is answered a few records
+/// after it was accepted: its key (the participant's id borrowed, its UTF-8 checked) and the
+/// STAN its destination saw, with every other field's length checked and its bytes not read
+/// (no name's UTF-8, no copy, no allocation). [`Entry::decode`] reads the record whole when
+/// the request turns out to be still open, and refuses it then if a name is not UTF-8.
+///
+/// # Errors
+///
+/// A payload that is not the layout of `kind` (or a `kind` that is neither).
+pub fn request_key(kind: Kind, payload: &[u8]) -> Result<RequestKey<'_>, BadEntry> {
+    read_whole(kind, payload, |r| {
+        let key = r.key_ref()?;
+        r.skip_name()?.u64()?;
+        r.skip_blob()?;
+        match kind {
+            Kind::RequestAccepted => {
+                r.trailing_u64()?;
+                Some(RequestKey { key, sent_stan: None })
+            }
+            Kind::RequestForwarded => {
+                r.skip_name()?.skip_name()?.u64()?;
+                let sent_stan = r.array()?;
+                r.u64()?;
+                Some(RequestKey { key, sent_stan: Some(sent_stan) })
+            }
+            _ => None,
+        }
+    })
 }
 
 impl Forwarded {
-    /// A `Forwarded` record's payload read for a fold (see [`Accepted::decode_deferred`]):
-    /// the request it forwards and the STAN its destination saw, the names checked but left
-    /// empty and the outbound correlation 0.
+    /// A `Forwarded` record's payload read for a fold (see [`request_key`]): the request it
+    /// forwards and the STAN its destination saw, the names' lengths checked and left empty
+    /// (their bytes not read) and the outbound correlation 0.
     ///
     /// # Errors
     ///
@@ -91,22 +106,16 @@ impl Forwarded {
 
     /// The layout; `whole`: the names and the outbound correlation kept, or left empty.
     fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
-        let (request, destination, link, key) = (r.u64()?, r.name_ref()?, r.name_ref()?, r.u64()?);
-        Some(Self {
-            request,
-            destination: kept(whole, destination),
-            link: kept(whole, link),
-            key: if whole { key } else { 0 },
-            sent_stan: r.array()?,
-        })
+        let (request, destination, link, key) = (r.u64()?, r.name_if(whole)?, r.name_if(whole)?, r.u64()?);
+        Some(Self { request, destination, link, key: if whole { key } else { 0 }, sent_stan: r.array()? })
     }
 }
 
 /// `payload` read by `read`, which must take all of it: a record of `kind`'s entry.
-fn read_whole<T>(
+fn read_whole<'a, T>(
     kind: Kind,
-    payload: &[u8],
-    read: impl FnOnce(&mut R<'_>) -> Option<T>,
+    payload: &'a [u8],
+    read: impl FnOnce(&mut R<'a>) -> Option<T>,
 ) -> Result<T, BadEntry> {
     let mut r = R(payload);
     read(&mut r).filter(|_| r.end().is_some()).ok_or(BadEntry { kind })
@@ -167,29 +176,15 @@ impl Sent {
         (accepted, Forwarded { request: seq, destination, link: out_link, key: out_key, sent_stan })
     }
 
-    /// A `RequestForwarded` record's payload read for a fold (see
-    /// [`Accepted::decode_deferred`]): its key, correlation, time and the STAN its
-    /// destination saw, the names and the sealed request checked but left empty and the
-    /// outbound correlation 0.
-    ///
-    /// # Errors
-    ///
-    /// As [`Entry::decode`].
-    pub fn decode_deferred(payload: &[u8]) -> Result<Self, BadEntry> {
-        read_whole(Kind::RequestForwarded, payload, |r| Self::read(r, false))
-    }
-
-    /// The layout (the accepted request's, the forward's fields before its time); `whole`:
-    /// the names, the sealed request and the outbound correlation kept, or left empty.
-    fn read(r: &mut R<'_>, whole: bool) -> Option<Self> {
-        let head = Accepted::read_head(r, whole)?;
-        let (destination, out_link, out_key, sent_stan) =
-            (r.name_ref()?, r.name_ref()?, r.u64()?, r.array()?);
+    /// The layout: the accepted request's, the forward's fields before its time.
+    fn read(r: &mut R<'_>) -> Option<Self> {
+        let head = Accepted::read_head(r)?;
+        let (destination, out_link, out_key, sent_stan) = (r.name()?, r.name()?, r.u64()?, r.array()?);
         Some(Self {
             accepted: Accepted { at_unix_ms: r.u64()?, ..head },
-            destination: kept(whole, destination),
-            out_link: kept(whole, out_link),
-            out_key: if whole { out_key } else { 0 },
+            destination,
+            out_link,
+            out_key,
             sent_stan,
         })
     }
@@ -211,6 +206,26 @@ pub struct Answered {
 }
 
 impl Answered {
+    /// An `AnswerSent` record's payload (what [`Entry::decode`] gives of it, without the
+    /// entry around it: a fold reads one a transaction).
+    ///
+    /// # Errors
+    ///
+    /// As [`Entry::decode`].
+    pub fn decode(payload: &[u8]) -> Result<Self, BadEntry> {
+        read_whole(Kind::AnswerSent, payload, Self::read)
+    }
+
+    /// The layout.
+    fn read(r: &mut R<'_>) -> Option<Self> {
+        let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
+        let auth = match r.u8()? {
+            0 => None,
+            _ => Some(r.array()?),
+        };
+        Some(Self { request, code, auth, switch_made, at_unix_ms: r.trailing_u64()? })
+    }
+
     /// Whether it relays an issuer's approval (a switch-made answer never approves): the
     /// answer a takeover must not take as given unless its release was marked (see
     /// [`crate::Recovery::released`]).
@@ -596,6 +611,24 @@ impl<'a> R<'a> {
     fn name(&mut self) -> Option<String> {
         self.name_ref().map(str::to_owned)
     }
+    /// A name read whole (`whole`), or its length checked and its bytes passed over (left
+    /// empty: a read for a fold).
+    fn name_if(&mut self, whole: bool) -> Option<String> {
+        if whole {
+            self.name()
+        } else {
+            self.skip_name().map(|_| String::new())
+        }
+    }
+    fn skip_name(&mut self) -> Option<&mut Self> {
+        let n = usize::from(self.u8()?);
+        self.take(n)?;
+        Some(self)
+    }
+    fn skip_blob(&mut self) -> Option<&mut Self> {
+        self.blob_ref()?;
+        Some(self)
+    }
     fn name_ref(&mut self) -> Option<&'a str> {
         let n = usize::from(self.u8()?);
         std::str::from_utf8(self.take(n)?).ok()
@@ -608,8 +641,11 @@ impl<'a> R<'a> {
         self.take(n)
     }
     fn key(&mut self) -> Option<Key> {
+        self.key_ref().map(|k| k.to_owned_key())
+    }
+    fn key_ref(&mut self) -> Option<KeyRef<'a>> {
         Some(Key {
-            participant: self.name()?,
+            participant: self.name_ref()?,
             class: self.u8()?,
             stan: self.u32()?,
             time: self.u64()?,
@@ -734,7 +770,7 @@ impl Entry {
                     at_unix_ms: o.at_unix_ms,
                     sent_stan: o.sent_stan,
                 };
-                encode_outcome(&o.key, &outcome, w.0);
+                encode_outcome(o.key.as_key_ref(), &outcome, w.0);
             }
             Self::LateResponse { link, key, code, auth, reversal } => {
                 w.name(link).u64(*key).bytes(code).u64(*reversal);
@@ -764,18 +800,10 @@ impl Entry {
         let mut r = R(payload);
         let e = (|| {
             let e = match kind {
-                Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r, true)?),
+                Kind::RequestAccepted => Self::Accepted(Accepted::read(&mut r)?),
                 Kind::Forwarded => Self::Forwarded(Forwarded::read(&mut r, true)?),
-                Kind::RequestForwarded => Self::Sent(Sent::read(&mut r, true)?),
-                Kind::AnswerSent => {
-                    let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
-                    let auth = match r.u8()? {
-                        0 => None,
-                        _ => Some(r.array()?),
-                    };
-                    let at_unix_ms = r.trailing_u64()?;
-                    Self::Answered(Answered { request, code, auth, switch_made, at_unix_ms })
-                }
+                Kind::RequestForwarded => Self::Sent(Sent::read(&mut r)?),
+                Kind::AnswerSent => Self::Answered(Answered::read(&mut r)?),
                 Kind::ReversalQueued => Self::ReversalQueued(ReversalQueued {
                     id: r.u64()?,
                     destination: r.name()?,
@@ -982,26 +1010,51 @@ mod tests {
         assert_eq!(parts, [Entry::Accepted(sent.accepted.clone()), Entry::Forwarded(forwarded)]);
         let other = Entry::ReversalAcked { id: 3 };
         assert_eq!(other.clone().split(12).collect::<Vec<_>>(), [other]);
-        // Read for a fold: the key, correlation, time and STAN; the rest checked, left empty.
+        // Read for a fold: the key and STAN, borrowed; every other length checked.
         let mut p = Vec::new();
         Entry::Sent(sent.clone()).encode(&mut p);
-        let deferred = Sent::decode_deferred(&p).unwrap();
-        assert_eq!(
-            (
-                &deferred.accepted.key,
-                deferred.accepted.correlation,
-                deferred.accepted.at_unix_ms,
-                deferred.sent_stan
-            ),
-            (&sent.accepted.key, 78, 1_800_000_000_124, *b"000006")
-        );
-        assert!(deferred.accepted.request.is_empty() && deferred.out_link.is_empty());
-        assert!(Sent::decode_deferred(&p[..p.len() - 1]).is_err());
+        let read = request_key(Kind::RequestForwarded, &p).unwrap();
+        assert_eq!(read, RequestKey { key: sent.accepted.key.as_key_ref(), sent_stan: Some(*b"000006") });
+        for cut in 0..p.len() {
+            assert!(request_key(Kind::RequestForwarded, &p[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(request_key(Kind::RequestForwarded, &[p.as_slice(), &[0]].concat()).is_err());
+        assert!(request_key(Kind::RequestAccepted, &p).is_err(), "a forwarded one is not an accepted one");
+        assert!(request_key(Kind::Forwarded, &p).is_err());
         // Its layout is the accepted request's with the forward's fields before its time.
         let mut accepted = Vec::new();
         Entry::Accepted(sent.accepted.clone()).encode(&mut accepted);
         assert_eq!(p[..accepted.len() - 8], accepted[..accepted.len() - 8]);
         assert_eq!(p[p.len() - 8..], accepted[accepted.len() - 8..]);
+    }
+
+    #[test]
+    fn a_fold_reads_a_requests_key_and_only_the_lengths_of_the_rest() {
+        let Some(Entry::Accepted(a)) = all().into_iter().find(|e| matches!(e, Entry::Accepted(_))) else {
+            panic!("no Accepted among the entries");
+        };
+        let mut p = Vec::new();
+        Entry::Accepted(a.clone()).encode(&mut p);
+        let whole = RequestKey { key: a.key.as_key_ref(), sent_stan: None };
+        assert_eq!(request_key(Kind::RequestAccepted, &p), Ok(whole));
+        for cut in 0..p.len() {
+            // A record written before the time field ends where it begins.
+            let read = request_key(Kind::RequestAccepted, &p[..cut]);
+            assert_eq!(read.is_ok(), cut == p.len() - 8, "cut at {cut}");
+        }
+        // A link name that is not UTF-8: the fold passes over its bytes; a whole read of
+        // the record (the request still open) refuses it.
+        // (The key: the id's length and bytes, then 37 bytes; then the link's length.)
+        let link = 1 + a.key.participant.len() + 37 + 1;
+        assert_eq!(&p[link..link + a.link.len()], a.link.as_bytes());
+        p[link] = 0xFF;
+        assert_eq!(request_key(Kind::RequestAccepted, &p), Ok(whole));
+        assert!(Entry::decode(Kind::RequestAccepted, &p).is_err());
+        // The participant's id is read, so checked.
+        let mut q = Vec::new();
+        Entry::Accepted(a.clone()).encode(&mut q);
+        q[1] = 0xFF;
+        assert!(request_key(Kind::RequestAccepted, &q).is_err());
     }
 
     #[test]

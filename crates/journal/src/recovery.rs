@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    entry::{Accepted, Entry, Forwarded, Key, ReversalQueued, Sent},
+    entry::{Accepted, Entry, Forwarded, Key, KeyRef, ReversalQueued},
     limits::OUTCOMES_MAX,
     positions::{PositionIndex, HELD_MASK},
     record::{decode, encode, encode_with, Decoded, Kind, RecordRef},
@@ -54,6 +54,49 @@ pub struct Outcome {
     pub sent_stan: Option<[u8; 6]>,
 }
 
+/// A participant's id as [`Outcomes`] hold it: its number among the ids they have seen.
+type Name = u32;
+
+/// An outcome's key as [`Outcomes`] hold it: a [`DupKey`] with its participant's id numbered
+/// ([`Names`]).
+type HeldKey = Key<Name>;
+
+/// The participants' ids [`Outcomes`] have seen, numbered in the order seen: a key holds its
+/// id's number, not a copy of the id — which was an allocation a transaction (freed a
+/// million transactions later, out of the cache) and a second cache line to compare a key
+/// (`benches/README.md`, the thirteenth pass). As many as the participants the journal
+/// names: the directory's ids over the journal's life (renumbered when the window is
+/// rebuilt, [`Outcomes::expire`], dropping those no outcome holds).
+#[derive(Clone, Debug, Default)]
+struct Names {
+    numbers: FxHashMap<Box<str>, Name>,
+    ids: Vec<Box<str>>,
+}
+
+impl Names {
+    /// The number of participant `id`, numbered now if it was not yet.
+    fn number(&mut self, id: &str) -> Name {
+        if let Some(&n) = self.numbers.get(id) {
+            return n;
+        }
+        // A number for each id the journal names: far fewer than 2^32.
+        let n = Name::try_from(self.ids.len()).unwrap_or(Name::MAX);
+        self.ids.push(id.into());
+        self.numbers.insert(id.into(), n);
+        n
+    }
+
+    /// The number of participant `id`, if it has one.
+    fn find(&self, id: &str) -> Option<Name> {
+        self.numbers.get(id).copied()
+    }
+
+    /// The id numbered `n`.
+    fn id(&self, n: Name) -> &str {
+        self.ids.get(n as usize).map_or("", |id| id)
+    }
+}
+
 /// Outcomes by key, in the order they were recorded, bounded by [`OUTCOMES_MAX`]: a queue
 /// of entries, oldest first, and a hash index of their positions (each key kept once — a
 /// million of them are what a checkpoint holds — and one probe of one cache line to find
@@ -62,9 +105,11 @@ pub struct Outcome {
 pub struct Outcomes {
     /// Most entries: [`OUTCOMES_MAX`] (fewer in tests).
     cap: usize,
-    entries: VecDeque<(DupKey, Outcome)>,
+    /// The participants' ids the keys hold numbers of.
+    names: Names,
+    entries: VecDeque<(HeldKey, Outcome)>,
     /// Each entry's hash, in the same order: the oldest leaves the index without its key
-    /// read again (its participant's name is in memory of its own, long out of the cache).
+    /// read again (long out of the cache).
     hashes: VecDeque<u64>,
     /// The position of `entries[0]` since the first entry: positions outlive the entries
     /// before them leaving, so the index needs no update when the oldest goes. The index
@@ -92,14 +137,14 @@ impl Default for Outcomes {
 
 impl PartialEq for Outcomes {
     fn eq(&self, other: &Self) -> bool {
-        // The index is made of the entries.
-        self.entries == other.entries
+        // The index is made of the entries; two may number the same ids differently.
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
 impl Eq for Outcomes {}
 
-fn hash(key: &DupKey) -> u64 {
+fn hash(key: &HeldKey) -> u64 {
     use std::hash::BuildHasher as _;
     rustc_hash::FxBuildHasher.hash_one(key)
 }
@@ -109,6 +154,7 @@ impl Outcomes {
     fn with_bound(cap: usize) -> Self {
         Self {
             cap: cap.clamp(1, OUTCOMES_MAX),
+            names: Names::default(),
             entries: VecDeque::new(),
             hashes: VecDeque::new(),
             first: 0,
@@ -133,28 +179,39 @@ impl Outcomes {
         self.first + ((p as usize).wrapping_sub(self.first) & HELD_MASK as usize)
     }
 
+    /// `key` as held, its participant's id numbered (now, if it was not yet).
+    fn held(&mut self, key: KeyRef<'_>) -> HeldKey {
+        key.with_participant(self.names.number(key.participant))
+    }
+
     /// The entry at position `at`.
-    fn at(&self, at: usize) -> &(DupKey, Outcome) {
+    fn at(&self, at: usize) -> &(HeldKey, Outcome) {
         &self.entries[at - self.first]
     }
 
     /// See [`Outcomes::at`].
-    fn at_mut(&mut self, at: usize) -> &mut (DupKey, Outcome) {
+    fn at_mut(&mut self, at: usize) -> &mut (HeldKey, Outcome) {
         &mut self.entries[at - self.first]
     }
 
     /// The position of `key`'s entry.
-    fn position(&self, key: &DupKey) -> Option<usize> {
+    fn position(&self, key: &HeldKey) -> Option<usize> {
         self.position_hashed(hash(key), key)
     }
 
     /// [`Outcomes::position`], its hash `h`.
-    fn position_hashed(&self, h: u64, key: &DupKey) -> Option<usize> {
+    fn position_hashed(&self, h: u64, key: &HeldKey) -> Option<usize> {
         self.index.find(h, |p| self.at(self.unheld(p)).0 == *key).map(|p| self.unheld(p))
     }
 
     /// Records `key`'s outcome, forgetting the oldest at the bound.
-    pub fn insert(&mut self, key: DupKey, outcome: Outcome) {
+    pub fn insert(&mut self, key: KeyRef<'_>, outcome: Outcome) {
+        let key = self.held(key);
+        self.insert_held(key, outcome);
+    }
+
+    /// [`Outcomes::insert`] of a key as held.
+    fn insert_held(&mut self, key: HeldKey, outcome: Outcome) {
         let h = hash(&key);
         if let Some(at) = self.position_hashed(h, &key) {
             self.at_mut(at).1 = outcome;
@@ -168,7 +225,7 @@ impl Outcomes {
     /// reversed, and a repeat is told 68. One probe, where a look for the reversal and then
     /// an insert were two (every answer of a fold comes here). `h` is `key`'s hash, its
     /// line asked for when the request was read ([`Outcomes::prefetch`]).
-    fn answer(&mut self, h: u64, key: DupKey, outcome: Outcome) {
+    fn answer(&mut self, h: u64, key: HeldKey, outcome: Outcome) {
         debug_assert_eq!(h, hash(&key));
         if let Some(at) = self.position_hashed(h, &key) {
             let o = &mut self.at_mut(at).1;
@@ -189,7 +246,7 @@ impl Outcomes {
     }
 
     /// Records `key` (hashed `h`, not held yet) last, forgetting the oldest at the bound.
-    fn push(&mut self, h: u64, key: DupKey, outcome: Outcome) {
+    fn push(&mut self, h: u64, key: HeldKey, outcome: Outcome) {
         debug_assert!(self.position_hashed(h, &key).is_none(), "a key is held once");
         if self.entries.len() >= self.cap {
             // The one forgotten `EVICT_AHEAD` pushes from now: its removal's line is asked
@@ -212,23 +269,28 @@ impl Outcomes {
 
     /// Marks `key` reversed (a repeat of it is then told 68): the outcome a reversal's
     /// record refers to, or a new one when it was already forgotten.
-    fn mark_reversed(&mut self, key: &DupKey, at_unix_ms: u64) {
-        match self.position(key) {
+    fn mark_reversed(&mut self, key: KeyRef<'_>, at_unix_ms: u64) {
+        let key = self.held(key);
+        match self.position(&key) {
             Some(at) => self.at_mut(at).1.reversed = true,
             None => {
                 let o = Outcome { code: *b"68", auth: None, reversed: true, at_unix_ms, sent_stan: None };
-                self.insert(key.clone(), o);
+                self.insert_held(key, o);
             }
         }
     }
 
-    /// Forgets what was answered before `oldest_unix_ms` (the index made again: once a
-    /// checkpoint).
+    /// Forgets what was answered before `oldest_unix_ms` (the index made again, and the ids
+    /// numbered again: once a checkpoint).
     pub fn expire(&mut self, oldest_unix_ms: u64) {
         let before = self.entries.len();
         self.entries.retain(|(_, o)| o.at_unix_ms >= oldest_unix_ms);
         if self.entries.len() == before {
             return;
+        }
+        let old = std::mem::take(&mut self.names);
+        for (key, _) in &mut self.entries {
+            key.participant = self.names.number(old.id(key.participant));
         }
         self.first = 0;
         self.index.clear();
@@ -242,8 +304,9 @@ impl Outcomes {
 
     /// The outcome of `key`.
     #[must_use]
-    pub fn get(&self, key: &DupKey) -> Option<&Outcome> {
-        self.position(key).map(|at| &self.at(at).1)
+    pub fn get(&self, key: KeyRef<'_>) -> Option<&Outcome> {
+        let key = key.with_participant(self.names.find(key.participant)?);
+        self.position(&key).map(|at| &self.at(at).1)
     }
 
     /// Outcomes kept.
@@ -259,15 +322,16 @@ impl Outcomes {
     }
 
     /// Every outcome, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = (&DupKey, &Outcome)> {
-        self.entries.iter().map(|(k, o)| (k, o))
+    pub fn iter(&self) -> impl Iterator<Item = (KeyRef<'_>, &Outcome)> {
+        self.entries.iter().map(|(k, o)| (k.with_participant(self.names.id(k.participant)), o))
     }
 }
 
 /// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
-/// duplicate key, its `Accepted` record's index, its last `Forwarded` record's with the STAN
-/// it says, and the key's hash (its index line asked for as the `Accepted` record was read).
-type Pending = (DupKey, usize, Option<(usize, [u8; 6])>, u64);
+/// duplicate key as the outcomes hold it, its `Accepted` record's index, its last `Forwarded`
+/// record's with the STAN it says, and the key's hash (its index line asked for as the
+/// `Accepted` record was read).
+type Pending = (HeldKey, usize, Option<(usize, [u8; 6])>, u64);
 
 /// A store-and-forward entry and the transmissions made of it.
 pub type SafState = (ReversalQueued, u32);
@@ -384,14 +448,11 @@ impl Recovery {
             }
             match f.record.kind {
                 kind @ (Kind::RequestAccepted | Kind::RequestForwarded) => {
-                    // Checked now; read whole only if it is still open at the end. A
-                    // `RequestForwarded` one is forwarded by itself.
-                    let (key, forwarded) = if kind == Kind::RequestForwarded {
-                        let sent = Sent::decode_deferred(f.record.payload)?;
-                        (sent.accepted.key, Some((i, sent.sent_stan)))
-                    } else {
-                        (Accepted::decode_deferred(f.record.payload)?.key, None)
-                    };
+                    // Its key read, the rest's layout checked; read whole only if it is
+                    // still open at the end. A `RequestForwarded` one is forwarded by itself.
+                    let read = crate::entry::request_key(kind, f.record.payload)?;
+                    let key = self.outcomes.held(read.key);
+                    let forwarded = read.sent_stan.map(|stan| (i, stan));
                     // Its answer, most often a few hundred records on, looks its key up
                     // among a million outcomes: the line is asked for now.
                     let h = hash(&key);
@@ -410,24 +471,19 @@ impl Recovery {
                     }
                 }
                 Kind::AnswerSent => {
-                    let entry = Entry::decode(Kind::AnswerSent, f.record.payload)?;
-                    let paired = match &entry {
-                        Entry::Answered(a) => pending.remove(&a.request).map(|p| (a, p)),
-                        _ => None,
-                    };
-                    match paired {
+                    let a = crate::entry::Answered::decode(f.record.payload)?;
+                    match pending.remove(&a.request) {
                         // After the release mark an approval may leave its request open:
                         // folded as record by record.
-                        Some((a, p)) if self.released.is_some_and(|r| seq > r) => {
-                            let request = a.request;
-                            self.open_request(request, p, records)?;
-                            self.apply_entry(seq, entry, at_unix_ms);
+                        Some(p) if self.released.is_some_and(|r| seq > r) => {
+                            self.open_request(a.request, p, records)?;
+                            self.apply_entry(seq, Entry::Answered(a), at_unix_ms);
                         }
-                        Some((a, (key, _, forwarded, h))) => {
+                        Some((key, _, forwarded, h)) => {
                             self.last_seq = seq;
-                            self.answered(h, key, a, forwarded.map(|(_, stan)| stan), at_unix_ms);
+                            self.answered(h, key, &a, forwarded.map(|(_, stan)| stan), at_unix_ms);
                         }
-                        None => self.apply_entry(seq, entry, at_unix_ms),
+                        None => self.apply_entry(seq, Entry::Answered(a), at_unix_ms),
                     }
                 }
                 _ => self.apply(seq, &f.record, at_unix_ms)?,
@@ -481,7 +537,7 @@ impl Recovery {
     fn answered(
         &mut self,
         h: u64,
-        key: Key,
+        key: HeldKey,
         a: &crate::entry::Answered,
         sent_stan: Option<[u8; 6]>,
         at_unix_ms: u64,
@@ -512,18 +568,19 @@ impl Recovery {
             Entry::Answered(a) => match self.requests.remove(&a.request) {
                 Some(r) => {
                     let sent_stan = r.forwarded.as_ref().map(|f| f.sent_stan);
-                    self.answered(hash(&r.accepted.key), r.accepted.key, &a, sent_stan, at_unix_ms);
+                    let key = self.outcomes.held(r.accepted.key.as_key_ref());
+                    self.answered(hash(&key), key, &a, sent_stan, at_unix_ms);
                 }
                 None => self.orphans += 1,
             },
             Entry::ReversalQueued(q) => {
                 if let Some(k) = &q.original {
-                    self.outcomes.mark_reversed(k, at_unix_ms);
+                    self.outcomes.mark_reversed(k.as_key_ref(), at_unix_ms);
                 }
                 if let Some(k) = &q.advice {
                     let o =
                         Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms, sent_stan: None };
-                    self.outcomes.insert(k.clone(), o);
+                    self.outcomes.insert(k.as_key_ref(), o);
                 }
                 self.reversals.insert(q.id, (q, 0));
             }
@@ -567,7 +624,7 @@ impl Recovery {
                     at_unix_ms: o.at_unix_ms,
                     sent_stan: o.sent_stan,
                 };
-                self.outcomes.insert(o.key, outcome);
+                self.outcomes.insert(o.key.as_key_ref(), outcome);
             }
         }
     }
@@ -820,7 +877,11 @@ mod tests {
         assert_eq!(r.reversals.keys().copied().collect::<Vec<_>>(), [7]);
         assert_eq!(r.reversals[&7].1, 2, "two transmissions made: the next is a repeat");
         let key = crate::entry::key("acq", 2, 1);
-        assert_eq!(r.outcomes.get(&key).map(|a| a.code), Some(*b"00"), "a repeat is answered from this");
+        assert_eq!(
+            r.outcomes.get(key.as_key_ref()).map(|a| a.code),
+            Some(*b"00"),
+            "a repeat is answered from this"
+        );
         assert_eq!(r.orphans, 1);
     }
 
@@ -841,8 +902,9 @@ mod tests {
             [(3, 2, Some(&fw(3, 102, b"000002", "iss-2"))), (9, 5, Some(&fw(9, 105, b"000005", "iss-2")))],
             "open, each forwarded as its own record says, under its own sequence number"
         );
-        let outcome =
-            |stan| r.outcomes.get(&crate::entry::key("acq", 2, stan)).map(|o| (o.code, o.sent_stan));
+        let outcome = |stan| {
+            r.outcomes.get(crate::entry::key("acq", 2, stan).as_key_ref()).map(|o| (o.code, o.sent_stan))
+        };
         assert_eq!(outcome(1), Some((*b"00", Some(*b"000001"))), "the STAN its one record says");
         assert_eq!(outcome(4), Some((*b"00", Some(*b"000001"))), "the STAN its later forward says");
         assert_eq!(outcome(3), Some((*b"05", Some(*b"000001"))), "an older pair of records beside them");
@@ -921,7 +983,11 @@ mod tests {
         assert_eq!(r.unreleased, 1);
         for (stan, code) in [(1, b"00"), (3, b"05"), (4, b"00")] {
             let key = crate::entry::key("acq", 2, stan);
-            assert_eq!(r.outcomes.get(&key).map(|o| o.code), Some(*code), "request {stan} stands");
+            assert_eq!(
+                r.outcomes.get(key.as_key_ref()).map(|o| o.code),
+                Some(*code),
+                "request {stan} stands"
+            );
         }
         // Without a mark (a single node, a cluster before its first), every answer stands.
         let all = fold(&log);
@@ -937,9 +1003,13 @@ mod tests {
         assert_eq!(r.exceptions.keys().copied().collect::<Vec<_>>(), [7, 17]);
         assert_eq!(r.exceptions[&7].1, 2);
         let reversed = crate::entry::key("acq", 2, 2);
-        assert_eq!(r.outcomes.get(&reversed).map(|o| (o.code, o.reversed)), Some((*b"68", true)));
+        assert_eq!(r.outcomes.get(reversed.as_key_ref()).map(|o| (o.code, o.reversed)), Some((*b"68", true)));
         let advice = crate::entry::key("acq", 4, 77);
-        assert_eq!(r.outcomes.get(&advice).map(|o| o.code), Some(*b"00"), "its repeat is acknowledged again");
+        assert_eq!(
+            r.outcomes.get(advice.as_key_ref()).map(|o| o.code),
+            Some(*b"00"),
+            "its repeat is acknowledged again"
+        );
         let mut buf = Vec::new();
         let mut payload = Vec::new();
         Entry::SafRetried { id: 7 }.encode(&mut payload);
@@ -1046,7 +1116,7 @@ mod tests {
             accepted(13),       // 13: open
             forwarded(13),      // 14
         ];
-        let told = fold(&disorder).outcomes.get(&crate::entry::key("acq", 2, 8)).copied();
+        let told = fold(&disorder).outcomes.get(crate::entry::key("acq", 2, 8).as_key_ref()).copied();
         assert_eq!(
             told.map(|o| (o.code, o.reversed)),
             Some((*b"68", true)),
@@ -1106,10 +1176,11 @@ mod tests {
         /// Against a plain list of entries, oldest first, searched one by one: the same
         /// outcomes found, in the same order, the oldest forgotten first at the bound, the
         /// stale ones at expiry — and an index that still finds every key afterwards, with
-        /// room made for the bound at once or not.
+        /// room made for the bound at once or not. Keys of three participants: the same STAN
+        /// of two is two keys, through the ids' numbering and its renumbering at expiry.
         #[test]
         fn outcomes_are_what_a_plain_list_of_them_says(
-            ops in proptest::collection::vec((0u8..4, 0u32..24, 0u64..40), 1..300),
+            ops in proptest::collection::vec((0u8..4, 0u32..48, 0u64..40), 1..300),
             cap in 1usize..16,
             reserved in proptest::bool::ANY,
         ) {
@@ -1119,12 +1190,14 @@ mod tests {
                 got.reserve_bound();
             }
             let mut want: Vec<(DupKey, Outcome)> = Vec::new();
-            for (op, stan, at) in ops {
-                let key = crate::entry::key("acq", 2, stan);
+            let participants = ["acq", "iss", "wallet-sg"];
+            let key_of = |n: u32| crate::entry::key(participants[(n % 3) as usize], 2, n / 3 % 8);
+            for (op, n, at) in ops {
+                let key = key_of(n);
                 let o = Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms: at, sent_stan: Some([1; 6]) };
                 match op {
                     0 | 1 => {
-                        got.insert(key.clone(), o);
+                        got.insert(key.as_key_ref(), o);
                         match want.iter_mut().find(|(k, _)| *k == key) {
                             Some(e) => e.1 = o,
                             None => {
@@ -1136,7 +1209,7 @@ mod tests {
                         }
                     }
                     2 => {
-                        got.mark_reversed(&key, at);
+                        got.mark_reversed(key.as_key_ref(), at);
                         match want.iter_mut().find(|(k, _)| *k == key) {
                             Some(e) => e.1.reversed = true,
                             None => {
@@ -1153,11 +1226,12 @@ mod tests {
                         want.retain(|(_, o)| o.at_unix_ms >= at);
                     }
                 }
-                proptest::prop_assert_eq!(got.iter().map(|(k, o)| (k.clone(), *o)).collect::<Vec<_>>(), want.clone());
-                for s in 0..24 {
-                    let k = crate::entry::key("acq", 2, s);
-                    proptest::prop_assert_eq!(got.get(&k), want.iter().find(|(w, _)| *w == k).map(|(_, o)| o));
+                proptest::prop_assert_eq!(got.iter().map(|(k, o)| (k.to_owned_key(), *o)).collect::<Vec<_>>(), want.clone());
+                for n in 0..24 {
+                    let k = key_of(n);
+                    proptest::prop_assert_eq!(got.get(k.as_key_ref()), want.iter().find(|(w, _)| *w == k).map(|(_, o)| o));
                 }
+                proptest::prop_assert_eq!(got.get(crate::entry::key("never", 2, 0).as_key_ref()), None);
             }
         }
     }
@@ -1168,7 +1242,10 @@ mod tests {
         for i in 0..10u32 {
             let k = crate::entry::key("acq", 2, i);
             let at_unix_ms = u64::from(i);
-            o.insert(k, Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms, sent_stan: None });
+            o.insert(
+                k.as_key_ref(),
+                Outcome { code: *b"00", auth: None, reversed: false, at_unix_ms, sent_stan: None },
+            );
         }
         o.expire(5);
         assert_eq!(o.len(), 5);
@@ -1189,19 +1266,19 @@ mod tests {
             sent_stan: None,
         };
         for i in 0..64u32 {
-            o.insert(crate::entry::key("acq", 2, i), outcome(i));
-            o.insert(crate::entry::key("acq", 2, i), outcome(i + 1_000));
+            o.insert(crate::entry::key("acq", 2, i).as_key_ref(), outcome(i));
+            o.insert(crate::entry::key("acq", 2, i).as_key_ref(), outcome(i + 1_000));
         }
         assert_eq!(o.len(), 16);
         assert_eq!(o.index.len(), 16);
         assert!(o.first > HELD_MASK as usize, "the positions wrapped what the index holds");
         for i in 0..64u32 {
-            let got = o.get(&crate::entry::key("acq", 2, i)).map(|x| x.at_unix_ms);
+            let got = o.get(crate::entry::key("acq", 2, i).as_key_ref()).map(|x| x.at_unix_ms);
             assert_eq!(got, (i >= 48).then_some(u64::from(i + 1_000)), "stan {i}");
         }
         o.expire(1_056);
         assert_eq!(o.iter().map(|(k, _)| k.stan).collect::<Vec<_>>(), (56..64).collect::<Vec<_>>());
-        assert_eq!(o.get(&crate::entry::key("acq", 2, 60)).map(|x| x.at_unix_ms), Some(1_060));
+        assert_eq!(o.get(crate::entry::key("acq", 2, 60).as_key_ref()).map(|x| x.at_unix_ms), Some(1_060));
     }
 
     #[test]
