@@ -216,6 +216,13 @@ impl Answered {
         read_whole(Kind::AnswerSent, payload, Self::read)
     }
 
+    /// The request an `AnswerSent` record's payload answers (its first field), nothing else
+    /// of it read or checked: what a fold looks a few records ahead for.
+    #[must_use]
+    pub fn request_of(payload: &[u8]) -> Option<u64> {
+        R(payload).u64()
+    }
+
     /// The layout.
     fn read(r: &mut R<'_>) -> Option<Self> {
         let (request, code, switch_made) = (r.u64()?, r.array()?, r.u8()? == 1);
@@ -1077,6 +1084,12 @@ mod tests {
                     }
                     _ => assert!(Entry::decode(e.kind(), &p[..cut]).is_err(), "{e:?} cut at {cut}"),
                 }
+            }
+            if let Entry::Answered(a) = &e {
+                // A fold's look ahead reads the request it answers, and only that.
+                assert_eq!(Answered::request_of(&p), Some(a.request));
+                assert_eq!(Answered::request_of(&p[..8]), Some(a.request));
+                assert_eq!(Answered::request_of(&p[..7]), None);
             }
             p.push(0);
             assert!(Entry::decode(e.kind(), &p).is_err(), "{e:?} with a byte too many");

@@ -121,6 +121,11 @@ pub struct Outcomes {
 /// Pushes ahead of its eviction that a full window asks for an entry's index line.
 const EVICT_AHEAD: usize = 16;
 
+/// Records ahead that a segment's fold asks for the index line of an answer's key
+/// ([`Recovery::apply_segment`]): some four answers, a microsecond or so of work, the time a
+/// line takes to come from memory.
+const ANSWER_AHEAD: usize = 8;
+
 // The position a held one stands for is the one of its bits at or after `first`.
 const _: () = assert!((OUTCOMES_MAX as u64) < HELD_MASK);
 
@@ -224,7 +229,7 @@ impl Outcomes {
     /// answered (the switch journals a reversal before the answer it makes): then it stays
     /// reversed, and a repeat is told 68. One probe, where a look for the reversal and then
     /// an insert were two (every answer of a fold comes here). `h` is `key`'s hash, its
-    /// line asked for when the request was read ([`Outcomes::prefetch`]).
+    /// line asked for a few records before ([`Outcomes::prefetch`]).
     fn answer(&mut self, h: u64, key: HeldKey, outcome: Outcome) {
         debug_assert_eq!(h, hash(&key));
         if let Some(at) = self.position_hashed(h, &key) {
@@ -329,8 +334,8 @@ impl Outcomes {
 
 /// A request a segment being folded accepted (see [`Recovery::apply_segment`]): its
 /// duplicate key as the outcomes hold it, its `Accepted` record's index, its last `Forwarded`
-/// record's with the STAN it says, and the key's hash (its index line asked for as the
-/// `Accepted` record was read).
+/// record's with the STAN it says, and the key's hash (its index line asked for a few
+/// records before its answer, [`ANSWER_AHEAD`]).
 type Pending = (HeldKey, usize, Option<(usize, [u8; 6])>, u64);
 
 /// A store-and-forward entry and the transmissions made of it.
@@ -442,6 +447,18 @@ impl Recovery {
         let mut deferred: Vec<(u64, usize)> = Vec::new();
         for (i, f) in records.iter().enumerate() {
             crate::pause_after(i, pause);
+            // The answer a few records on looks its key up among a million outcomes: its
+            // line is asked for now. (Asked for as its request was read — a thousand
+            // transactions earlier — the line was gone by then wherever the fold shares its
+            // core and caches with a running switch, and waited for: half the checkpointer's
+            // time, `benches/README.md`, the thirteenth pass.)
+            if let Some(ahead) = records.get(i + ANSWER_AHEAD).filter(|a| a.record.kind == Kind::AnswerSent) {
+                if let Some((.., h)) =
+                    crate::entry::Answered::request_of(ahead.record.payload).and_then(|r| pending.get(&r))
+                {
+                    self.outcomes.prefetch(*h);
+                }
+            }
             let seq = f.record.seq;
             if seq <= self.last_seq {
                 continue;
@@ -453,11 +470,7 @@ impl Recovery {
                     let read = crate::entry::request_key(kind, f.record.payload)?;
                     let key = self.outcomes.held(read.key);
                     let forwarded = read.sent_stan.map(|stan| (i, stan));
-                    // Its answer, most often a few hundred records on, looks its key up
-                    // among a million outcomes: the line is asked for now.
-                    let h = hash(&key);
-                    self.outcomes.prefetch(h);
-                    pending.insert(seq, (key, i, forwarded, h));
+                    pending.insert(seq, (key, i, forwarded, hash(&key)));
                     self.last_seq = seq;
                 }
                 Kind::Forwarded => {
