@@ -4,8 +4,9 @@
 //! transactions later; with `pairs` after the count, as it journaled them before: accepted
 //! and forwarded in a record each), written as 64 MiB segments in memory, then folded one
 //! segment at a time (`Recovery::apply_segment`, what a checkpoint does with each closed
-//! segment) and the state written as a checkpoint (`Recovery::checkpoint`). Deterministic,
-//! for callgrind:
+//! segment), the state written as a checkpoint (`Recovery::checkpoint`) and read back as a
+//! restart reads it (`Recovery::from_checkpoint`) and as a node checks one it hands on
+//! (`Recovery::check_checkpoint`). Deterministic, for callgrind:
 //!
 //! ```sh
 //! cargo build --release -p corridor-benches --example checkpoint_loop
@@ -43,13 +44,21 @@ fn main() {
     let folded = began.elapsed();
     let mut out = Vec::new();
     state.checkpoint(&mut out);
+    let written = began.elapsed() - folded;
+    // Read back: as a restart folds it (its state made), and as a node checks one it hands on.
+    let t = Instant::now();
+    let back = Recovery::from_checkpoint(&out).expect("it reads back");
+    let read = t.elapsed();
+    let t = Instant::now();
+    let covers = Recovery::check_checkpoint(&out).expect("it checks");
+    let checked = t.elapsed();
+    assert_eq!((back.last_seq, back.outcomes.len()), (covers, state.outcomes.len()));
     println!(
-        "{n} transactions in {} segments folded in {folded:?}: {} outcomes, {} open; checkpoint of {} bytes in {:?}",
+        "{n} transactions in {} segments folded in {folded:?}: {} outcomes, {} open; checkpoint of {} bytes in {written:?}, read back in {read:?}, checked in {checked:?}",
         segments.len(),
         state.outcomes.len(),
         state.requests.len(),
         out.len(),
-        began.elapsed() - folded,
     );
 }
 

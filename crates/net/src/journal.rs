@@ -587,9 +587,9 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<u64>, JournalError> {
     })
 }
 
-/// The bytes of `dir`'s checkpoint covering records up to `seq`, checked (it reads back
-/// whole, and covers what its name says): what a node of a cluster appends to its shard's
-/// subject.
+/// The bytes of `dir`'s checkpoint covering records up to `seq`, checked (every record
+/// whole, and it covers what its name says: [`checked`]): what a node of a cluster appends
+/// to its shard's subject.
 ///
 /// # Errors
 ///
@@ -597,7 +597,7 @@ pub fn checkpoints(dir: &Path) -> Result<Vec<u64>, JournalError> {
 pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
     let path = checkpoint_path(dir, seq);
     let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-    checkpoint_of(&bytes, seq).map_err(|why| JournalError::Io {
+    checked(&bytes, seq).map_err(|why| JournalError::Io {
         what: format!("reading {}", path.display()),
         error: io::Error::other(why),
     })?;
@@ -608,10 +608,24 @@ pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
 fn checkpoint_of(bytes: &[u8], seq: u64) -> Result<corridor_journal::recovery::Recovery, String> {
     match corridor_journal::recovery::Recovery::from_checkpoint(bytes) {
         Ok(r) if r.last_seq == seq => Ok(r),
-        Ok(_) => Err("it covers other records than its name says".into()),
+        Ok(_) => Err(OTHER_RECORDS.into()),
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// Whether `bytes` is a checkpoint of records up to `seq` — every record whole, as many as
+/// its head says (`Recovery::check_checkpoint`) — or why it is not one: what a checkpoint
+/// handed on is checked for, its state made only by the reader that folds it
+/// ([`load_checkpoint`], which falls back to the older one if an entry is not its layout).
+fn checked(bytes: &[u8], seq: u64) -> Result<(), String> {
+    match corridor_journal::recovery::Recovery::check_checkpoint(bytes) {
+        Ok(covers) if covers == seq => Ok(()),
+        Ok(_) => Err(OTHER_RECORDS.into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+const OTHER_RECORDS: &str = "it covers other records than its name says";
 
 /// Removes what a checkpoint cut short left (its file before the rename: the process
 /// stopped or died while writing it; one checkpoint of a directory is written at a time).
@@ -649,7 +663,7 @@ fn write_checkpoint(dir: &Path, seq: u64, bytes: &[u8]) -> Result<(), JournalErr
 ///
 /// `state` is not a checkpoint of records up to `seq`, or the file cannot be written.
 pub fn restore_checkpoint(dir: &Path, seq: u64, state: &[u8]) -> Result<(), JournalError> {
-    checkpoint_of(state, seq).map_err(|why| JournalError::Io {
+    checked(state, seq).map_err(|why| JournalError::Io {
         what: format!("restoring {}", checkpoint_path(dir, seq).display()),
         error: io::Error::other(why),
     })?;
@@ -1549,6 +1563,33 @@ mod tests {
         assert_eq!(checkpoint_bytes(&a, seq).unwrap(), checkpoint_bytes(&b, seq).unwrap());
         assert!(kept.write.capacity() >= room.2, "kept, not made anew");
         same_state(&recover(&a).unwrap().owed, &recover(&b).unwrap().owed);
+    }
+
+    /// A checkpoint handed on — read to go to the shard's subject, or restored from it into a
+    /// taking-over node's directory — is checked whole and for what it covers, and a
+    /// damaged one or one of other records goes nowhere; a restored one recovers the state.
+    #[test]
+    fn a_checkpoint_handed_on_is_checked_whole_and_for_what_it_covers() {
+        let (dir, to) = (temp("checkpoint-handed-on"), temp("checkpoint-restored"));
+        let day = std::time::Duration::from_secs(86_400);
+        append_transactions(&dir, 0..6_000);
+        let seq = checkpoint(&dir, day, day).unwrap().seq.unwrap();
+        let bytes = checkpoint_bytes(&dir, seq).unwrap();
+        let mut flipped = bytes.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x40;
+        for (state, covers) in
+            [(&bytes, seq + 1), (&bytes, seq - 1), (&flipped, seq), (&bytes[..bytes.len() - 1].to_vec(), seq)]
+        {
+            assert!(restore_checkpoint(&to, covers, state).is_err(), "covers {covers} of {seq}");
+            assert!(checkpoints(&to).unwrap_or_default().is_empty(), "nothing restored");
+        }
+        std::fs::write(checkpoint_path(&dir, seq), &flipped).unwrap();
+        assert!(checkpoint_bytes(&dir, seq).is_err(), "a damaged file is not handed on");
+        restore_checkpoint(&to, seq, &bytes).unwrap();
+        assert_eq!(checkpoints(&to).unwrap(), [seq]);
+        std::fs::write(checkpoint_path(&dir, seq), &bytes).unwrap();
+        same_state(&load_checkpoint(&to).unwrap(), &load_checkpoint(&dir).unwrap());
     }
 
     fn same_state(a: &corridor_journal::recovery::Recovery, b: &corridor_journal::recovery::Recovery) {
