@@ -21,6 +21,8 @@
 #   RELAY=1: the replicated node and a standby of the same cluster that relays its partners'
 #   connections to it (node links in mutual TLS): "replicated" is the partner on the serving
 #   node, "relayed" the same partner on the standby (the relay's cost).
+#   JOURNAL_SET='checkpoint_segments = 64': lines added to every node's [journal] (e.g. no
+#   checkpoint within a run, to see what checkpoints cost a longer one).
 #   NATS_DELAY=1: the replicated node reaches each NATS server through a proxy that delays
 #   every byte that many milliseconds each way (benches/delay_proxy.py): a node that far
 #   from the stream's servers. Its round trip, not the host's CPU, then bounds what one
@@ -35,6 +37,7 @@ WORKLOADS="${WORKLOADS:-1x1 4x64 8x128}"
 CROSS="${CROSS:-0}"
 RELAY="${RELAY:-0}"
 SPLIT="${SPLIT:-0}"
+JOURNAL_SET="${JOURNAL_SET:-}"
 C="$(realpath -m "${CORRIDOR:-target/release/corridor}")"
 L=target/release/corridor-load
 [ -x "$NATS_SERVER" ] || { echo "no nats-server at $NATS_SERVER (run the cluster tests once, or set NATS_SERVER)" >&2; exit 1; }
@@ -120,6 +123,7 @@ destination = "iss"
 [journal]
 dir = "journal-$1"
 key_file = "pan.key"
+${JOURNAL_SET}
 
 [admin]
 address = "127.0.0.1:$3"
