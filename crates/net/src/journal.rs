@@ -606,11 +606,9 @@ pub fn checkpoint_bytes(dir: &Path, seq: u64) -> Result<Vec<u8>, JournalError> {
 
 /// `bytes` read as a checkpoint of records up to `seq`: its state, or why it is not one.
 fn checkpoint_of(bytes: &[u8], seq: u64) -> Result<corridor_journal::recovery::Recovery, String> {
-    match corridor_journal::recovery::Recovery::from_checkpoint(bytes) {
-        Ok(r) if r.last_seq == seq => Ok(r),
-        Ok(_) => Err(OTHER_RECORDS.into()),
-        Err(e) => Err(e.to_string()),
-    }
+    let r = corridor_journal::recovery::Recovery::from_checkpoint(bytes).map_err(|e| e.to_string())?;
+    covering(r.last_seq, seq)?;
+    Ok(r)
 }
 
 /// Whether `bytes` is a checkpoint of records up to `seq` — every record whole, as many as
@@ -618,14 +616,17 @@ fn checkpoint_of(bytes: &[u8], seq: u64) -> Result<corridor_journal::recovery::R
 /// handed on is checked for, its state made only by the reader that folds it
 /// ([`load_checkpoint`], which falls back to the older one if an entry is not its layout).
 fn checked(bytes: &[u8], seq: u64) -> Result<(), String> {
-    match corridor_journal::recovery::Recovery::check_checkpoint(bytes) {
-        Ok(covers) if covers == seq => Ok(()),
-        Ok(_) => Err(OTHER_RECORDS.into()),
-        Err(e) => Err(e.to_string()),
-    }
+    covering(corridor_journal::recovery::Recovery::check_checkpoint(bytes).map_err(|e| e.to_string())?, seq)
 }
 
-const OTHER_RECORDS: &str = "it covers other records than its name says";
+/// Whether a checkpoint that covers records up to `covers` is the one named for `seq`.
+fn covering(covers: u64, seq: u64) -> Result<(), String> {
+    if covers == seq {
+        Ok(())
+    } else {
+        Err("it covers other records than its name says".into())
+    }
+}
 
 /// Removes what a checkpoint cut short left (its file before the rename: the process
 /// stopped or died while writing it; one checkpoint of a directory is written at a time).
