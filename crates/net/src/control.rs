@@ -130,9 +130,19 @@ fn online(dir: &Path, op: Op, id: u64, wait: Duration) -> Result<Outcome, Journa
     let done = cdir.join(format!("{name}.done"));
     let until = Instant::now() + wait;
     loop {
+        // An answer is read only whole: its line and the newline after it (a file read
+        // between its creation and its write — as a switch before atomic answers wrote it
+        // — is empty, which said "not found" of an entry the switch had just retried).
         if let Ok(text) = std::fs::read_to_string(&done) {
-            let _ = std::fs::remove_file(&done);
-            return Ok(if text.trim() == "done" { Outcome::Done } else { Outcome::NotFound });
+            let outcome = match text.as_str() {
+                ANSWER_DONE => Some(Outcome::Done),
+                ANSWER_NOT_FOUND => Some(Outcome::NotFound),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                let _ = std::fs::remove_file(&done);
+                return Ok(outcome);
+            }
         }
         if Instant::now() >= until {
             let _ = std::fs::remove_file(&path);
@@ -196,12 +206,107 @@ pub(crate) fn pending(dir: &Path) -> Vec<(PathBuf, Option<(Op, u64)>)> {
     out
 }
 
-/// Answers request `path` and removes it.
+/// A request's answer: it was done.
+const ANSWER_DONE: &str = "done\n";
+
+/// A request's answer: no such entry in the exception queue.
+const ANSWER_NOT_FOUND: &str = "not found\n";
+
+/// Answers request `path` and removes it. The answer is written whole under a hidden name
+/// (which [`pending`] passes over) and renamed into place, so the tool waiting for it
+/// never reads it half written.
 pub(crate) fn answer(path: &Path, done: bool) {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".done");
-    if let Ok(mut f) = File::create(PathBuf::from(name)) {
-        let _ = f.write_all(if done { b"done\n" } else { b"not found\n" });
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let mut answer = name.to_owned();
+    answer.push(".done");
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(&answer);
+    tmp.push(".tmp");
+    let (answer, tmp) = (parent.join(answer), parent.join(tmp));
+    let written = File::create(&tmp)
+        .and_then(|mut f| f.write_all(if done { ANSWER_DONE } else { ANSWER_NOT_FOUND }.as_bytes()));
+    if written.and_then(|()| std::fs::rename(&tmp, &answer)).is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
     let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)] // test code, on its own threads
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("corridor-control-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Waits (bounded) for the one request in `dir`'s control directory.
+    fn the_request(dir: &Path) -> (PathBuf, Option<(Op, u64)>) {
+        for _ in 0..500 {
+            if let Some(r) = pending(dir).pop() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no request came");
+    }
+
+    #[test]
+    fn a_running_switchs_answer_is_read_only_once_it_is_whole() {
+        let d = dir("torn");
+        // The running switch: the directory's lock is held.
+        let _held = lock(&d).unwrap();
+        for (written, want) in [(ANSWER_DONE, Outcome::Done), (ANSWER_NOT_FOUND, Outcome::NotFound)] {
+            let switch = {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let (path, req) = the_request(&d);
+                    assert_eq!(req, Some((Op::Retry, 7)));
+                    // A writer that creates its answer, then writes it: the tool must not
+                    // take the empty file for "not found", nor the half line for either.
+                    let mut done = path.as_os_str().to_owned();
+                    done.push(".done");
+                    let mut f = File::create(PathBuf::from(done)).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                    f.write_all(&written.as_bytes()[..2]).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                    f.write_all(&written.as_bytes()[2..]).unwrap();
+                    let _ = std::fs::remove_file(&path);
+                })
+            };
+            assert_eq!(request(&d, Op::Retry, 7, Duration::from_secs(10)).unwrap(), want, "{written:?}");
+            switch.join().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_answer_appears_whole_and_the_request_is_gone() {
+        let d = dir("answer");
+        let _held = lock(&d).unwrap();
+        let switch = {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let (path, req) = the_request(&d);
+                assert_eq!(req, Some((Op::Drop, 3)));
+                answer(&path, true);
+                assert!(!path.exists(), "the request is removed once answered");
+                // Nothing but the answer left beside it: no temporary file, and nothing
+                // `pending` would take for another request.
+                let left: Vec<String> = std::fs::read_dir(control_dir(&d))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                assert!(left.iter().all(|n| n.ends_with(".done") && !n.starts_with('.')), "{left:?}");
+                assert!(pending(&d).is_empty());
+            })
+        };
+        assert_eq!(request(&d, Op::Drop, 3, Duration::from_secs(10)).unwrap(), Outcome::Done);
+        switch.join().unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
