@@ -15,7 +15,9 @@
 //!
 //! It prints what it folded and wrote, and how long each took; with `--toggle-collect` as
 //! above callgrind counts the fold alone (not the journaling that makes the segments), and
-//! its total over `TRANSACTIONS` is the fold's instructions a transaction.
+//! its total over `TRANSACTIONS` is the fold's instructions a transaction. With
+//! `CHECKPOINT_OUT=path` in its environment it writes the checkpoint there too (to see what
+//! compression makes of it, as a cluster's stream carries it).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)] // a measuring tool
 
@@ -45,6 +47,9 @@ fn main() {
     let mut out = Vec::new();
     state.checkpoint(&mut out);
     let written = began.elapsed() - folded;
+    if let Ok(path) = std::env::var("CHECKPOINT_OUT") {
+        std::fs::write(path, &out).expect("written");
+    }
     // Read back: as a restart folds it (its state made), and as a node checks one it hands on.
     let t = Instant::now();
     let back = Recovery::from_checkpoint(&out).expect("it reads back");

@@ -35,6 +35,205 @@ pub fn encode_outcome(key: KeyRef<'_>, o: &crate::recovery::Outcome, out: &mut V
     }
 }
 
+/// An `Outcomes` record's flags of one outcome.
+mod outcome_flags {
+    /// The switch reversed it.
+    pub(super) const REVERSED: u8 = 1 << 0;
+    /// DE 38 follows.
+    pub(super) const AUTH: u8 = 1 << 1;
+    /// The STAN its destination saw follows.
+    pub(super) const SENT_STAN: u8 = 1 << 2;
+    /// Its DE 32 is the one before it in the record (the first: 0), and is not written.
+    pub(super) const SAME_ACQUIRER: u8 = 1 << 3;
+    /// It has no DE 33 (0), and none is written.
+    pub(super) const NO_FORWARDER: u8 = 1 << 4;
+    /// Every flag there is.
+    pub(super) const ALL: u8 = REVERSED | AUTH | SENT_STAN | SAME_ACQUIRER | NO_FORWARDER;
+}
+
+/// Writes completed requests' outcomes as `Outcomes` records' payloads, many to a record —
+/// what a checkpoint holds most of (a million outcomes, written whole every checkpoint and
+/// carried by a cluster's stream), so each is about 0.4× the bytes of an `Outcome` record:
+///
+/// ```text
+/// payload: count (u16) | outcome × count
+/// outcome: flags (u8) | participant (varint: its number in this record; the next number
+///          is followed by its id, a name) | class (u8) | DE 11 (varint) | DE 7 (zigzag
+///          varint, from the one before) | DE 41 ([8]) | DE 32 (varint, unless the one
+///          before's) | DE 33 (varint, unless none) | DE 39 ([2]) | answered at (zigzag
+///          varint ms, from the one before) | DE 38 ([6], if) | STAN sent ([6], if)
+/// ```
+///
+/// Each record stands alone (its participants' ids, and what the first outcome's fields
+/// are told from, are its own), so a reader needs no other. A record is closed once its
+/// payload reaches [`crate::limits::OUTCOMES_RECORD_BYTES`] (its last outcome at most
+/// [`crate::limits::OUTCOME_BYTES_MAX`] more).
+#[derive(Debug)]
+pub struct OutcomesWriter<'k> {
+    /// Where the record's payload begins in the output: its count is written there.
+    start: usize,
+    count: u16,
+    /// The participants' ids the record numbers, with their numbers (in the order first
+    /// written).
+    numbers: rustc_hash::FxHashMap<&'k str, usize>,
+    /// The last participant written, and its number: outcomes come in runs of one.
+    last: Option<(&'k str, usize)>,
+    time: u64,
+    acquirer: u64,
+    at_unix_ms: u64,
+}
+
+impl<'k> OutcomesWriter<'k> {
+    /// A record's payload begun at the end of `out`.
+    pub fn begin(out: &mut Vec<u8>) -> Self {
+        let start = out.len();
+        out.extend_from_slice(&[0; 2]);
+        Self {
+            start,
+            count: 0,
+            numbers: rustc_hash::FxHashMap::default(),
+            last: None,
+            time: 0,
+            acquirer: 0,
+            at_unix_ms: 0,
+        }
+    }
+
+    /// Appends outcome `o` of `key`; whether the record is full now (to be closed with
+    /// [`OutcomesWriter::end`], the next outcome in a record of its own).
+    pub fn push(&mut self, key: KeyRef<'k>, o: &crate::recovery::Outcome, out: &mut Vec<u8>) -> bool {
+        use outcome_flags::*;
+        let same_acquirer = key.acquirer == self.acquirer;
+        let flags = [
+            (o.reversed, REVERSED),
+            (o.auth.is_some(), AUTH),
+            (o.sent_stan.is_some(), SENT_STAN),
+            (same_acquirer, SAME_ACQUIRER),
+            (key.forwarder == 0, NO_FORWARDER),
+        ]
+        .into_iter()
+        .fold(0, |flags, (set, flag)| if set { flags | flag } else { flags });
+        out.push(flags);
+        let (number, new) = match self.last {
+            Some((last, n)) if last == key.participant => (n, false),
+            _ => match self.numbers.get(key.participant) {
+                Some(&n) => (n, false),
+                None => {
+                    let n = self.numbers.len();
+                    self.numbers.insert(key.participant, n);
+                    (n, true)
+                }
+            },
+        };
+        self.last = Some((key.participant, number));
+        varint(number as u64, out);
+        if new {
+            W(out).name(key.participant);
+        }
+        self.rest(key, o, same_acquirer, out)
+    }
+
+    /// The fields after the participant.
+    fn rest(
+        &mut self,
+        key: KeyRef<'k>,
+        o: &crate::recovery::Outcome,
+        same_acquirer: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.push(key.class);
+        varint(u64::from(key.stan), out);
+        varint(zigzag(key.time.wrapping_sub(self.time)), out);
+        out.extend_from_slice(&key.terminal);
+        if !same_acquirer {
+            varint(key.acquirer, out);
+        }
+        if key.forwarder != 0 {
+            varint(key.forwarder, out);
+        }
+        out.extend_from_slice(&o.code);
+        varint(zigzag(o.at_unix_ms.wrapping_sub(self.at_unix_ms)), out);
+        for b in [o.auth, o.sent_stan].into_iter().flatten() {
+            out.extend_from_slice(&b);
+        }
+        (self.time, self.acquirer, self.at_unix_ms) = (key.time, key.acquirer, o.at_unix_ms);
+        self.count += 1;
+        out.len() - self.start >= crate::limits::OUTCOMES_RECORD_BYTES || self.count == u16::MAX
+    }
+
+    /// Closes the record: writes its count; how many outcomes it holds.
+    pub fn end(self, out: &mut [u8]) -> u16 {
+        out[self.start..self.start + 2].copy_from_slice(&self.count.to_le_bytes());
+        self.count
+    }
+}
+
+/// Reads an `Outcomes` record's payload ([`OutcomesWriter`]), giving `each` every outcome in
+/// order with its key borrowed from `payload`; `None` when it is not the layout (a field
+/// cut short, a participant numbered out of order or not UTF-8, an unknown flag, a varint
+/// too long, bytes after the last outcome).
+pub fn read_outcomes<'a>(
+    payload: &'a [u8],
+    mut each: impl FnMut(KeyRef<'a>, crate::recovery::Outcome),
+) -> Option<()> {
+    use outcome_flags::*;
+    let mut r = R(payload);
+    let count = u16::from_le_bytes(r.array()?);
+    let mut names: Vec<&'a str> = Vec::new();
+    let (mut time, mut acquirer, mut at_unix_ms) = (0u64, 0u64, 0u64);
+    for _ in 0..count {
+        let flags = r.u8()?;
+        if flags & !ALL != 0 {
+            return None;
+        }
+        let number = usize::try_from(r.varint()?).ok()?;
+        let participant = match names.get(number) {
+            Some(&p) => p,
+            None if number == names.len() => {
+                names.push(r.name_ref()?);
+                names[number]
+            }
+            None => return None,
+        };
+        let class = r.u8()?;
+        let stan = u32::try_from(r.varint()?).ok()?;
+        time = time.wrapping_add(unzigzag(r.varint()?));
+        let terminal = r.array()?;
+        if flags & SAME_ACQUIRER == 0 {
+            acquirer = r.varint()?;
+        }
+        let forwarder = if flags & NO_FORWARDER == 0 { r.varint()? } else { 0 };
+        let code = r.array()?;
+        at_unix_ms = at_unix_ms.wrapping_add(unzigzag(r.varint()?));
+        let auth = if flags & AUTH != 0 { Some(r.array()?) } else { None };
+        let sent_stan = if flags & SENT_STAN != 0 { Some(r.array()?) } else { None };
+        let key = Key { participant, class, stan, time, terminal, acquirer, forwarder };
+        let reversed = flags & REVERSED != 0;
+        each(key, crate::recovery::Outcome { code, auth, reversed, at_unix_ms, sent_stan });
+    }
+    r.end()
+}
+
+/// `v` as LEB128: seven bits a byte, lowest first, the high bit set on all but the last.
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A difference as an unsigned number small when it is small either way.
+const fn zigzag(d: u64) -> u64 {
+    let d = d as i64;
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+const fn unzigzag(z: u64) -> u64 {
+    (z >> 1) ^ (z & 1).wrapping_neg()
+}
+
 impl Accepted {
     /// The layout.
     fn read(r: &mut R<'_>) -> Option<Self> {
@@ -427,6 +626,22 @@ pub struct OutcomeEntry {
     pub sent_stan: Option<[u8; 6]>,
 }
 
+impl OutcomeEntry {
+    /// The entry of `key`'s outcome `o`.
+    #[must_use]
+    pub fn new(key: Key, o: crate::recovery::Outcome) -> Self {
+        let crate::recovery::Outcome { code, auth, reversed, at_unix_ms, sent_stan } = o;
+        Self { key, code, auth, reversed, at_unix_ms, sent_stan }
+    }
+
+    /// Its outcome.
+    #[must_use]
+    pub fn outcome(&self) -> crate::recovery::Outcome {
+        let Self { code, auth, reversed, at_unix_ms, sent_stan, .. } = *self;
+        crate::recovery::Outcome { code, auth, reversed, at_unix_ms, sent_stan }
+    }
+}
+
 /// One record's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -471,8 +686,10 @@ pub enum Entry {
         /// The entry.
         id: u64,
     },
-    /// See [`OutcomeEntry`] (checkpoints only).
+    /// See [`OutcomeEntry`] (checkpoints only; written before [`Entry::Outcomes`]).
     Outcome(OutcomeEntry),
+    /// Outcomes, many to a record ([`OutcomesWriter`]; checkpoints only).
+    Outcomes(Vec<OutcomeEntry>),
     /// A response came after its request had timed out (never relayed): on configured link
     /// `link`, outbound correlation `key`, with DE 39 `code` and DE 38 `auth`; `reversal`
     /// is the reversal it set off or the one already under way (0: none, it declined).
@@ -615,6 +832,22 @@ impl<'a> R<'a> {
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
+    /// A LEB128 number ([`varint`]) of at most ten bytes, its bits within a `u64`.
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            // The tenth byte holds the 64th bit alone.
+            if i == 9 && b > 1 {
+                return None;
+            }
+            v |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
     fn name(&mut self) -> Option<String> {
         self.name_ref().map(str::to_owned)
     }
@@ -697,6 +930,7 @@ impl Entry {
             Self::SafRetried { .. } => Kind::SafRetried,
             Self::SafDropped { .. } => Kind::SafDropped,
             Self::Outcome(_) => Kind::Outcome,
+            Self::Outcomes(_) => Kind::Outcomes,
             Self::LateResponse { .. } => Kind::LateResponse,
             Self::LinkEvent { .. } => Kind::LinkEvent,
             Self::ConfigEvent { .. } => Kind::ConfigEvent,
@@ -779,6 +1013,17 @@ impl Entry {
                 };
                 encode_outcome(o.key.as_key_ref(), &outcome, w.0);
             }
+            Self::Outcomes(os) => {
+                // As many as one record holds: the rest are cut (a checkpoint writes its
+                // outcomes through an `OutcomesWriter` of its own, a record at a time).
+                let mut block = OutcomesWriter::begin(w.0);
+                for o in os {
+                    if block.push(o.key.as_key_ref(), &o.outcome(), w.0) {
+                        break;
+                    }
+                }
+                block.end(w.0);
+            }
             Self::LateResponse { link, key, code, auth, reversal } => {
                 w.name(link).u64(*key).bytes(code).u64(*reversal);
                 match auth {
@@ -853,6 +1098,13 @@ impl Entry {
                         _ => Some(r.array()?),
                     };
                     Self::Outcome(OutcomeEntry { key, code, auth, reversed, at_unix_ms, sent_stan })
+                }
+                Kind::Outcomes => {
+                    let mut os = Vec::new();
+                    read_outcomes(r.take(r.0.len())?, |k, o| {
+                        os.push(OutcomeEntry::new(k.to_owned_key(), o))
+                    })?;
+                    Self::Outcomes(os)
                 }
                 _ => return None,
             };
@@ -1095,5 +1347,161 @@ mod tests {
             assert!(Entry::decode(e.kind(), &p).is_err(), "{e:?} with a byte too many");
         }
         assert_eq!(Entry::decode(Kind::Checkpoint, &[]), Err(BadEntry { kind: Kind::Checkpoint }));
+    }
+
+    /// Outcomes written as a checkpoint writes them: records begun, filled until one says
+    /// it is full, and closed; each record's payload.
+    fn outcome_records(all: &[(Key, crate::recovery::Outcome)]) -> Vec<Vec<u8>> {
+        let mut records = Vec::new();
+        let mut it = all.iter().peekable();
+        while it.peek().is_some() {
+            let mut payload = Vec::new();
+            let mut w = OutcomesWriter::begin(&mut payload);
+            for (k, o) in it.by_ref() {
+                if w.push(k.as_key_ref(), o, &mut payload) {
+                    break;
+                }
+            }
+            w.end(&mut payload);
+            records.push(payload);
+        }
+        records
+    }
+
+    fn read_back(records: &[Vec<u8>]) -> Vec<(Key, crate::recovery::Outcome)> {
+        let mut back = Vec::new();
+        for p in records {
+            read_outcomes(p, |k, o| back.push((k.to_owned_key(), o))).expect("the layout");
+        }
+        back
+    }
+
+    /// Participants' ids: short, long (255 bytes: the most a name holds) and not ASCII.
+    fn participant(i: usize) -> String {
+        match i % 7 {
+            0 => "x".repeat(255),
+            1 => format!("réseau-{i}"),
+            _ => format!("p{i}"),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn outcomes_many_to_a_record_read_back_as_written(
+            all in proptest::collection::vec(
+                (
+                    0usize..40,
+                    proptest::prelude::any::<(u8, u32, u64, [u8; 8])>(),
+                    proptest::prop_oneof![proptest::strategy::Just(12_345_678u64), proptest::prelude::any::<u64>()],
+                    proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::prelude::any::<u64>()],
+                    proptest::prelude::any::<([u8; 2], Option<[u8; 6]>, bool, u64, Option<[u8; 6]>)>(),
+                ),
+                0..400,
+            )
+        ) {
+            let all: Vec<(Key, crate::recovery::Outcome)> = all
+                .into_iter()
+                .map(|(p, (class, stan, time, terminal), acquirer, forwarder, (code, auth, reversed, at_unix_ms, sent_stan))| {
+                    let key = Key { participant: participant(p), class, stan, time, terminal, acquirer, forwarder };
+                    (key, crate::recovery::Outcome { code, auth, reversed, at_unix_ms, sent_stan })
+                })
+                .collect();
+            let records = outcome_records(&all);
+            for p in &records {
+                proptest::prop_assert!(p.len() <= crate::limits::OUTCOMES_RECORD_BYTES + crate::limits::OUTCOME_BYTES_MAX);
+            }
+            proptest::prop_assert_eq!(read_back(&records), all);
+        }
+    }
+
+    #[test]
+    fn a_record_of_outcomes_is_closed_at_its_size_and_is_about_two_fifths_of_outcome_records() {
+        // A window's worth, as the switch answers them: a few participants, times close
+        // together.
+        let all: Vec<(Key, crate::recovery::Outcome)> = (0..20_000u32)
+            .map(|i| {
+                let mut k = key(["acq", "wallet", "qr-net"][i as usize % 3], 2, i % 1_000_000);
+                k.time += u64::from(i / 1_000);
+                let o = crate::recovery::Outcome {
+                    code: *b"00",
+                    auth: Some(*b"A1B2C3"),
+                    reversed: i % 100 == 0,
+                    at_unix_ms: 1_796_000_000_000 + u64::from(i / 50),
+                    sent_stan: Some(*b"000123"),
+                };
+                (k, o)
+            })
+            .collect();
+        let records = outcome_records(&all);
+        assert!(records.len() > 2);
+        let (last, full) = records.split_last().unwrap();
+        for p in full {
+            assert!((crate::limits::OUTCOMES_RECORD_BYTES
+                ..crate::limits::OUTCOMES_RECORD_BYTES + crate::limits::OUTCOME_BYTES_MAX)
+                .contains(&p.len()));
+        }
+        assert!(last.len() < crate::limits::OUTCOMES_RECORD_BYTES + crate::limits::OUTCOME_BYTES_MAX);
+        assert_eq!(read_back(&records), all);
+        // Against one `Outcome` record each (its payload, and a record's 17 bytes around it).
+        let (mut one_each, mut many) = (0, 0);
+        for (k, o) in &all {
+            let mut p = Vec::new();
+            encode_outcome(k.as_key_ref(), o, &mut p);
+            one_each += p.len() + 17;
+        }
+        for p in &records {
+            many += p.len() + 17;
+        }
+        assert!(many * 10 < one_each * 5, "{many} bytes against {one_each}");
+        // And through the entry: what a reader of any record (a tool) sees.
+        let entry = Entry::decode(Kind::Outcomes, &records[0]).unwrap();
+        let Entry::Outcomes(os) = &entry else { panic!("{entry:?}") };
+        assert_eq!(os.iter().map(|o| (o.key.clone(), o.outcome())).collect::<Vec<_>>(), all[..os.len()]);
+        let mut p = Vec::new();
+        entry.encode(&mut p);
+        assert_eq!(p, records[0]);
+    }
+
+    #[test]
+    fn a_record_of_outcomes_that_is_not_its_layout_is_refused() {
+        let o = |i: u32| crate::recovery::Outcome {
+            code: *b"05",
+            auth: None,
+            reversed: false,
+            at_unix_ms: u64::from(i),
+            sent_stan: Some(*b"000001"),
+        };
+        let all = [(key("acq", 2, 1), o(1)), (key("iss", 2, 2), o(2)), (key("acq", 4, 3), o(3))];
+        let records = outcome_records(&all);
+        let p = &records[0];
+        assert_eq!(read_back(&records), all);
+        let refused =
+            |p: &[u8]| read_outcomes(p, |_, _| {}).is_none() && Entry::decode(Kind::Outcomes, p).is_err();
+        for cut in 0..p.len() {
+            assert!(refused(&p[..cut]), "cut at {cut}");
+        }
+        assert!(refused(&[p.as_slice(), &[0]].concat()), "a byte too many");
+        // The first outcome: its flags at 2, its participant's number at 3.
+        let mut flags = p.clone();
+        flags[2] |= 1 << 5;
+        assert!(refused(&flags), "an unknown flag");
+        let mut ahead = p.clone();
+        ahead[3] = 1;
+        assert!(refused(&ahead), "a participant numbered before the one before it");
+        let mut not_utf8 = p.clone();
+        not_utf8[5] = 0xFF;
+        assert!(refused(&not_utf8), "a participant's id that is not UTF-8");
+        // Varints: at most ten bytes, the tenth only the 64th bit.
+        let mut r = R(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]);
+        assert_eq!(r.varint(), Some(u64::MAX));
+        assert_eq!(R(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]).varint(), None);
+        assert_eq!(R(&[0x80; 11]).varint(), None);
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut b = Vec::new();
+            varint(v, &mut b);
+            assert_eq!(R(&b).varint(), Some(v));
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!([zigzag(0), zigzag(u64::MAX), zigzag(1)], [0, 1, 2], "small either way");
     }
 }

@@ -71,6 +71,18 @@ const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= SEGMENT_BYTES_MIN 
 const _: () = assert!(RECORD_FRAME_BYTES + RECORD_BODY_MAX <= GROUP_BYTES_MAX);
 const _: () = assert!(RECORD_BODY_MAX <= u32::MAX as usize);
 
+/// Bytes of outcomes after which a checkpoint closes its `Outcomes` record and begins the
+/// next (one more outcome may follow: [`OUTCOME_BYTES_MAX`]): each record's frame,
+/// sequence number and checksum are shared by some 900 outcomes, and its checksum is
+/// computed over one long run of bytes.
+pub const OUTCOMES_RECORD_BYTES: usize = 32 * 1024;
+
+/// Most bytes one outcome takes in an `Outcomes` record: its flags, its participant's
+/// number and id (new in the record), and every field at its longest.
+pub const OUTCOME_BYTES_MAX: usize = 1 + 10 + 1 + 255 + 1 + 10 + 10 + 8 + 10 + 10 + 2 + 10 + 6 + 6;
+
+const _: () = assert!(OUTCOMES_RECORD_BYTES + OUTCOME_BYTES_MAX <= PAYLOAD_BYTES_MAX);
+
 /// Outcomes a recovery keeps for the duplicate window: the engine's bound (the oldest are
 /// forgotten first).
 pub const OUTCOMES_MAX: usize = 1 << 20;

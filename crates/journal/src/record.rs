@@ -49,11 +49,15 @@ pub enum Kind {
     /// (one frame, sequence number and checksum, not two; `RequestAccepted` and `Forwarded`
     /// are read still, from journals written before).
     RequestForwarded,
+    /// Completed requests' outcomes, many to a record, as a checkpoint keeps them
+    /// ([`crate::entry::OutcomesWriter`]): about 0.4× the bytes of as many `Outcome`
+    /// records (read still, from checkpoints written before).
+    Outcomes,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::RequestAccepted,
         Self::Forwarded,
         Self::ResponseReceived,
@@ -71,6 +75,7 @@ impl Kind {
         Self::Outcome,
         Self::Audit,
         Self::RequestForwarded,
+        Self::Outcomes,
     ];
 
     /// Its byte in the format.
@@ -94,6 +99,7 @@ impl Kind {
             Self::Outcome => 15,
             Self::Audit => 16,
             Self::RequestForwarded => 17,
+            Self::Outcomes => 18,
         }
     }
 

@@ -54,6 +54,33 @@ pub struct Outcome {
     pub sent_stan: Option<[u8; 6]>,
 }
 
+/// How a checkpoint writes its outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutcomesFormat {
+    /// Many to an `Outcomes` record (about 0.4× the bytes; [`crate::entry::OutcomesWriter`]).
+    #[default]
+    Compact,
+    /// An `Outcome` record each, as checkpoints were written before `Outcomes` records: what
+    /// a build before them reads (a node of one that may still take a shard over, a
+    /// switch one may go back to).
+    Records,
+}
+
+impl OutcomesFormat {
+    /// Bytes a checkpoint's outcome takes in this format with a participant's id of up to
+    /// 16 bytes, its fields at the lengths a switch's traffic gives them (a checkpoint's
+    /// buffer is made with room for a window of them, and grows if it needs more).
+    #[must_use]
+    pub const fn room(self) -> usize {
+        match self {
+            // Its fields with their longest varints, and each record's frame a share.
+            Self::Compact => 48,
+            // The key's 37 bytes and the id, the outcome's 32, the record's 17.
+            Self::Records => 108,
+        }
+    }
+}
+
 /// A participant's id as [`Outcomes`] hold it: its number among the ids they have seen.
 type Name = u32;
 
@@ -397,8 +424,16 @@ impl Recovery {
         record: &RecordRef<'_>,
         at_unix_ms: u64,
     ) -> Result<(), crate::entry::BadEntry> {
-        if record.kind == Kind::Checkpoint {
-            return Ok(());
+        match record.kind {
+            Kind::Checkpoint => return Ok(()),
+            Kind::Outcomes => {
+                // Read in place: a checkpoint holds a million of them.
+                self.last_seq = self.last_seq.max(seq);
+                let outcomes = &mut self.outcomes;
+                return crate::entry::read_outcomes(record.payload, |k, o| outcomes.insert(k, o))
+                    .ok_or(crate::entry::BadEntry { kind: Kind::Outcomes });
+            }
+            _ => {}
         }
         let entry = Entry::decode(record.kind, record.payload)?;
         self.apply_entry(seq, entry, at_unix_ms);
@@ -629,15 +664,11 @@ impl Recovery {
             | Entry::LinkEvent { .. }
             | Entry::ConfigEvent { .. }
             | Entry::Audit { .. } => {}
-            Entry::Outcome(o) => {
-                let outcome = Outcome {
-                    code: o.code,
-                    auth: o.auth,
-                    reversed: o.reversed,
-                    at_unix_ms: o.at_unix_ms,
-                    sent_stan: o.sent_stan,
-                };
-                self.outcomes.insert(o.key.as_key_ref(), outcome);
+            Entry::Outcome(o) => self.outcomes.insert(o.key.as_key_ref(), o.outcome()),
+            Entry::Outcomes(os) => {
+                for o in os {
+                    self.outcomes.insert(o.key.as_key_ref(), o.outcome());
+                }
             }
         }
     }
@@ -703,6 +734,11 @@ impl Recovery {
     /// [`crate::limits::PAUSE_RECORDS`] outcomes
     /// written (a checkpoint's thread gives the core back there).
     pub fn checkpoint_pausing(&self, out: &mut Vec<u8>, pause: &mut dyn FnMut()) {
+        self.checkpoint_as(OutcomesFormat::Compact, out, pause);
+    }
+
+    /// [`Recovery::checkpoint_pausing`], its outcomes written as `format` says.
+    pub fn checkpoint_as(&self, format: OutcomesFormat, out: &mut Vec<u8>, pause: &mut dyn FnMut()) {
         let seq = self.last_seq;
         // The records that follow the head, counted first so that each is written once,
         // straight into `out`.
@@ -713,12 +749,17 @@ impl Recovery {
                 set.values().map(move |(_, n)| 1 + usize::from(*n > 0) + usize::from(*excepted))
             })
             .sum();
-        let count = (requests + entries + self.outcomes.len()) as u64;
-        let mut head = [0u8; 24];
-        head[..8].copy_from_slice(&seq.to_le_bytes());
-        head[8..16].copy_from_slice(&count.to_le_bytes());
-        head[16..].copy_from_slice(&self.orphans.to_le_bytes());
-        encode(seq, Kind::Checkpoint, &head, out);
+        // The outcomes' records are counted as they are written (each closed at a size, not
+        // a count): the head is written with the count of the rest, and made whole at the end.
+        let head = |count: u64| {
+            let mut head = [0u8; 24];
+            head[..8].copy_from_slice(&seq.to_le_bytes());
+            head[8..16].copy_from_slice(&count.to_le_bytes());
+            head[16..].copy_from_slice(&self.orphans.to_le_bytes());
+            head
+        };
+        let head_at = out.len();
+        let head_len = encode(seq, Kind::Checkpoint, &head(0), out);
         let mut written = 0u64;
         let mut put = |seq: u64, e: &Entry, out: &mut Vec<u8>| {
             encode_with(seq, e.kind(), out, |out| e.encode(out));
@@ -742,12 +783,31 @@ impl Recovery {
                 }
             }
         }
-        for (i, (k, o)) in self.outcomes.iter().enumerate() {
-            crate::pause_after(i, pause);
-            encode_with(seq, Kind::Outcome, out, |out| crate::entry::encode_outcome(k, o, out));
+        assert_eq!(written, (requests + entries) as u64, "the open requests and entries, counted");
+        let mut outcomes = self.outcomes.iter().enumerate().peekable();
+        if format == OutcomesFormat::Records {
+            for (i, (k, o)) in outcomes.by_ref() {
+                crate::pause_after(i, pause);
+                encode_with(seq, Kind::Outcome, out, |out| crate::entry::encode_outcome(k, o, out));
+                written += 1;
+            }
+        }
+        while outcomes.peek().is_some() {
+            encode_with(seq, Kind::Outcomes, out, |out| {
+                let mut record = crate::entry::OutcomesWriter::begin(out);
+                for (i, (k, o)) in outcomes.by_ref() {
+                    crate::pause_after(i, pause);
+                    if record.push(k, o, out) {
+                        break;
+                    }
+                }
+                record.end(out);
+            });
             written += 1;
         }
-        assert_eq!(written, count, "a checkpoint's head counts the records that follow it");
+        let mut whole = Vec::with_capacity(head_len);
+        encode(seq, Kind::Checkpoint, &head(written), &mut whole);
+        out[head_at..head_at + head_len].copy_from_slice(&whole);
     }
 
     /// The state a checkpoint holds.
@@ -1094,6 +1154,11 @@ mod tests {
         assert_eq!(pauses, 1_500 / PAUSE_RECORDS, "the write");
         plain.checkpoint(&mut b);
         assert_eq!(a, b);
+        let mut c = Vec::new();
+        pauses = 0;
+        paused.checkpoint_as(OutcomesFormat::Records, &mut c, &mut || pauses += 1);
+        assert_eq!(pauses, 1_500 / PAUSE_RECORDS, "the write, a record an outcome");
+        assert_eq!(Recovery::from_checkpoint(&c).unwrap(), Recovery::from_checkpoint(&a).unwrap());
     }
 
     /// Where a checkpoint's head record ends.
@@ -1343,34 +1408,81 @@ mod tests {
         assert_eq!(o.get(crate::entry::key("acq", 2, 60).as_key_ref()).map(|x| x.at_unix_ms), Some(1_060));
     }
 
+    /// A checkpoint of [`entries`] as it was written before its outcomes went many to a
+    /// record: three `Outcome` records (kind 15) after the open requests and entries.
+    const CHECKPOINT_OF_OUTCOME_RECORDS: &str = concat!(
+        "21000000556643e912000000000000000c12000000000000000c0000000000000000000000000000004b0000",
+        "00caf0d6640c00000000000000010361637102030000009a841143000000005445524d303030314e61bc0000",
+        "0800000000000000000000056163712d310000000000000000010003000000000000000029000000d66ed419",
+        "0c00000000000000020c0000000000000003697373056973732d310c000000000000003030303030314b0000",
+        "00e08359760a00000000000000050a0000000000000003697373010004050000000000000000010361637104",
+        "4d0000009a841143000000005445524d303030314e61bc000008000000000000000000004b00000049970f89",
+        "0700000000000000050700000000000000036973730100030500000000000000010361637102020000009a84",
+        "1143000000005445524d303030314e61bc000008000000000000000000000015000000640691040700000000",
+        "0000000607000000000000000100000015000000daab22470700000000000000080700000000000000020000",
+        "0022000000b5488e931100000000000000051100000000000000036973730100060500000000000000000015",
+        "0000009ac5243f110000000000000006110000000000000005000000150000002468977c1100000000000000",
+        "0811000000000000000600000045000000710db15b12000000000000000f0361637102010000009a84114300",
+        "0000005445524d303030314e61bc000008000000000000000000003030000100000000000000000130303030",
+        "303145000000a2034a8d12000000000000000f0361637102020000009a841143000000005445524d30303031",
+        "4e61bc00000800000000000000000000363801010000000000000000013030303030313f000000656fe14912",
+        "000000000000000f03616371044d0000009a841143000000005445524d303030314e61bc0000080000000000",
+        "000000000030300001000000000000000000"
+    );
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
+
     #[test]
     fn a_checkpoint_is_the_same_bytes_it_always_was() {
-        // Written straight into its buffer now: the records, their order and their count
-        // are what checkpoints written before hold, byte for byte.
+        // Written straight into its buffer: the open requests and entries are the records
+        // checkpoints always held, byte for byte; the outcomes are one `Outcomes` record
+        // (kind 18) where they were three `Outcome` records — 94 bytes for 225.
         let mut ck = Vec::new();
         fold(&entries()).checkpoint(&mut ck);
         let hex: String = ck.iter().map(|b| format!("{b:02x}")).collect();
+        let before = CHECKPOINT_OF_OUTCOME_RECORDS;
+        // The head (41 bytes) counts the records that follow; then 456 bytes of requests and
+        // entries.
+        let (head, requests_and_entries) = (2 * 41, 2 * (41 + 456));
+        assert_eq!(hex[head..requests_and_entries], before[head..requests_and_entries], "the same records");
+        // Its head counts ten records after it, not twelve.
         assert_eq!(
-            hex,
-            concat!(
-                "21000000556643e912000000000000000c12000000000000000c0000000000000000000000000000004b0000",
-                "00caf0d6640c00000000000000010361637102030000009a841143000000005445524d303030314e61bc0000",
-                "0800000000000000000000056163712d310000000000000000010003000000000000000029000000d66ed419",
-                "0c00000000000000020c0000000000000003697373056973732d310c000000000000003030303030314b0000",
-                "00e08359760a00000000000000050a0000000000000003697373010004050000000000000000010361637104",
-                "4d0000009a841143000000005445524d303030314e61bc000008000000000000000000004b00000049970f89",
-                "0700000000000000050700000000000000036973730100030500000000000000010361637102020000009a84",
-                "1143000000005445524d303030314e61bc000008000000000000000000000015000000640691040700000000",
-                "0000000607000000000000000100000015000000daab22470700000000000000080700000000000000020000",
-                "0022000000b5488e931100000000000000051100000000000000036973730100060500000000000000000015",
-                "0000009ac5243f110000000000000006110000000000000005000000150000002468977c1100000000000000",
-                "0811000000000000000600000045000000710db15b12000000000000000f0361637102010000009a84114300",
-                "0000005445524d303030314e61bc000008000000000000000000003030000100000000000000000130303030",
-                "303145000000a2034a8d12000000000000000f0361637102020000009a841143000000005445524d30303031",
-                "4e61bc00000800000000000000000000363801010000000000000000013030303030313f000000656fe14912",
-                "000000000000000f03616371044d0000009a841143000000005445524d303030314e61bc0000080000000000",
-                "000000000030300001000000000000000000"
+            hex[..head],
+            *"21000000b3a7b3ce12000000000000000c12000000000000000a000000000000000000000000000000"
+        );
+        assert_eq!(
+            hex[requests_and_entries..],
+            *concat!(
+                "560000000",
+                "9f9b460120000000000000012030014000361637102",
+                "01b4928cb1085445524d30303031cec2f1858080023030023030303030311d000202005445524d3030303136",
+                "38003030303030311800044d005445524d30303031303000"
             )
         );
+    }
+
+    #[test]
+    fn a_checkpoint_of_outcome_records_is_read_as_it_always_was() {
+        // Checkpoints written before hold `Outcome` records, one an outcome: read, they are
+        // the state the fold and the checkpoint written now give.
+        let old = unhex(CHECKPOINT_OF_OUTCOME_RECORDS);
+        let r = fold(&entries());
+        let mut now = Vec::new();
+        r.checkpoint(&mut now);
+        // And written so still, when asked (for a build before `Outcomes` records).
+        let mut records = Vec::new();
+        r.checkpoint_as(OutcomesFormat::Records, &mut records, &mut || {});
+        assert_eq!(records, old);
+        assert!(now.len() < old.len());
+        let (from_old, from_now) =
+            (Recovery::from_checkpoint(&old).unwrap(), Recovery::from_checkpoint(&now).unwrap());
+        assert_eq!(from_old, from_now);
+        assert_eq!(from_old.outcomes.len(), 3);
+        for (k, o) in r.outcomes.iter() {
+            assert_eq!(from_old.outcomes.get(k), Some(o));
+        }
+        assert_eq!(Recovery::check_checkpoint(&old), Recovery::check_checkpoint(&now));
     }
 }
