@@ -97,6 +97,8 @@ pub(crate) struct JournalSection {
     pub(crate) retain_hours: Option<u64>,
     pub(crate) reserve_bytes: Option<u64>,
     pub(crate) preallocate: Option<bool>,
+    /// Whether checkpoints hold their outcomes many to a record (default true).
+    pub(crate) compact_checkpoints: Option<bool>,
 }
 
 #[derive(Deserialize)]

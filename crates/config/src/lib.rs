@@ -200,6 +200,11 @@ pub struct JournalSettings {
     pub reserve_bytes: u64,
     /// Whether segments are prepared ahead, written with zeros.
     pub preallocate: bool,
+    /// Whether checkpoints hold their outcomes many to a record (default true): about 0.4×
+    /// the bytes written, read back and (in a cluster) appended to the stream. A build
+    /// before cannot read such a checkpoint: false while one may still read this journal —
+    /// a node of it that may take a shard over, a switch one may go back to.
+    pub compact_checkpoints: bool,
 }
 
 impl std::fmt::Debug for JournalSettings {
@@ -244,6 +249,7 @@ fn journal_settings(j: &file::JournalSection, base: &Path) -> Result<JournalSett
         retain,
         reserve_bytes,
         preallocate: j.preallocate.unwrap_or(true),
+        compact_checkpoints: j.compact_checkpoints.unwrap_or(true),
     })
 }
 

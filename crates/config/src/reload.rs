@@ -76,13 +76,15 @@ fn cluster_text(c: &crate::ClusterSettings) -> String {
 
 fn journal_text(j: &crate::JournalSettings) -> String {
     format!(
-        "{} key {} {:?} {} {:?} {}",
+        "{} key {} {:?} {} {:?} {} preallocate {} compact {}",
         j.dir.display(),
         j.key_id,
         j.policy,
         j.checkpoint_segments,
         j.retain,
-        j.reserve_bytes
+        j.reserve_bytes,
+        j.preallocate,
+        j.compact_checkpoints
     )
 }
 
@@ -707,10 +709,22 @@ destination = "iss-b"
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("pan.key"), "5a".repeat(32)).unwrap();
         let with = format!("{BASE}\n[journal]\ndir = \"j\"\nkey_file = \"pan.key\"\n");
-        let cur = Current::of(&crate::parse_in(&with, &dir).unwrap());
+        let loaded = crate::parse_in(&with, &dir).unwrap();
+        assert!(loaded.journal.as_ref().unwrap().compact_checkpoints, "compact unless told");
+        let told = crate::parse_in(&format!("{with}compact_checkpoints = false\n"), &dir).unwrap();
+        assert!(!told.journal.as_ref().unwrap().compact_checkpoints);
+        let cur = Current::of(&loaded);
         let moved = with.replace("dir = \"j\"", "dir = \"k\"");
         let e = rebase(&cur, crate::parse_in(&moved, &dir).unwrap()).err().unwrap();
         assert!(e.to_string().contains("[journal] section cannot change"), "{e}");
+        // Every setting of it, those a running journal reads once too.
+        for set in ["preallocate = false", "compact_checkpoints = false", "checkpoint_segments = 8"] {
+            let changed = format!("{with}{set}\n");
+            let e = rebase(&cur, crate::parse_in(&changed, &dir).unwrap()).err().unwrap();
+            assert!(e.to_string().contains("[journal] section cannot change"), "{set}: {e}");
+        }
+        assert!(rebase(&cur, crate::parse_in(&format!("{with}compact_checkpoints = true\n"), &dir).unwrap())
+            .is_ok());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

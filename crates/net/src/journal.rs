@@ -396,6 +396,8 @@ pub struct JournalFiles {
     pub lock: Option<crate::control::DirLock>,
     /// A checkpoint is written after this many new segments (and once at start).
     pub checkpoint_segments: u32,
+    /// How checkpoints write their outcomes.
+    pub outcomes: corridor_journal::recovery::OutcomesFormat,
     /// How long a completed request's outcome is kept (the duplicate window): older ones
     /// are left out of checkpoints.
     pub outcome_window: std::time::Duration,
@@ -756,14 +758,24 @@ pub struct Checkpointer {
     read: crate::direct::Aligned,
     records: Vec<corridor_journal::Found<'static>>,
     write: Vec<u8>,
+    /// How its checkpoints write their outcomes.
+    format: corridor_journal::recovery::OutcomesFormat,
 }
 
-/// The room a checkpoint's buffer is made with: a full window's outcome records (80-odd
-/// bytes each with a short participant id: 108 allowed) and a little for the rest. One
-/// that needs more grows once, and keeps what it grew to.
-const CHECKPOINT_ROOM: usize = corridor_journal::limits::OUTCOMES_MAX * 108 + (1 << 16);
+/// The room a checkpoint's buffer is made with: a full window's outcomes in `format`
+/// (`OutcomesFormat::room` each) and a little for the rest. One that needs more grows once,
+/// and keeps what it grew to.
+const fn checkpoint_room(format: corridor_journal::recovery::OutcomesFormat) -> usize {
+    corridor_journal::limits::OUTCOMES_MAX * format.room() + (1 << 16)
+}
 
 impl Checkpointer {
+    /// A checkpointer whose checkpoints write their outcomes as `format` says.
+    #[must_use]
+    pub fn with_format(format: corridor_journal::recovery::OutcomesFormat) -> Self {
+        Self { format, ..Self::default() }
+    }
+
     /// Its memory given back, its state kept (tests: a run with new memory).
     #[cfg(test)]
     fn forget_memory(&mut self) {
@@ -820,7 +832,8 @@ fn checkpoint_with(
         let closed_end = all[all.len() - 1];
         if closed_end > state.last_seq + 1 {
             let from = all.iter().rposition(|&s| s <= state.last_seq + 1).unwrap_or(0);
-            let Checkpointer { read: buf, records: recycled, write: bytes, .. } = memory;
+            let Checkpointer { read: buf, records: recycled, write: bytes, format, .. } = memory;
+            let format = *format;
             let mut next = all[from];
             for (i, &seq) in all.iter().enumerate().take(all.len() - 1).skip(from) {
                 let path = segment_path(dir, seq);
@@ -866,10 +879,11 @@ fn checkpoint_with(
             // held into pages the kernel zeroed, each checkpoint. A fresh one, not the
             // emptied one grown: that would copy its old contents.
             bytes.clear();
-            if bytes.capacity() < CHECKPOINT_ROOM {
-                *bytes = Vec::with_capacity(CHECKPOINT_ROOM);
+            let room = checkpoint_room(format);
+            if bytes.capacity() < room {
+                *bytes = Vec::with_capacity(room);
             }
-            state.checkpoint_pausing(bytes, &mut give_way);
+            state.checkpoint_as(format, bytes, &mut give_way);
             write_checkpoint(dir, state.last_seq, bytes)?;
             report.seq = Some(state.last_seq);
             report.bytes = bytes.len() as u64;
@@ -1591,6 +1605,61 @@ mod tests {
         assert_eq!(checkpoints(&to).unwrap(), [seq]);
         std::fs::write(checkpoint_path(&dir, seq), &bytes).unwrap();
         same_state(&load_checkpoint(&to).unwrap(), &load_checkpoint(&dir).unwrap());
+    }
+
+    /// The kinds of a checkpoint's records, in order.
+    fn kinds(bytes: &[u8]) -> Vec<Kind> {
+        let mut at = 0;
+        let mut kinds = Vec::new();
+        while let corridor_journal::record::Decoded::Record { record, len } =
+            corridor_journal::record::decode(&bytes[at..])
+        {
+            kinds.push(record.kind);
+            at += len;
+        }
+        assert_eq!(at, bytes.len(), "every record whole");
+        kinds
+    }
+
+    /// `compact_checkpoints = false` writes checkpoints as builds before `Outcomes` records
+    /// read them, an `Outcome` record an outcome; either recovers the same state, and a
+    /// journal whose checkpoints change format (the setting turned on) reads the last one
+    /// written the old way and goes on.
+    #[test]
+    fn checkpoints_written_either_way_recover_the_same_state() {
+        use corridor_journal::recovery::OutcomesFormat;
+        let (records, compact) = (temp("checkpoint-as-records"), temp("checkpoint-compact"));
+        let day = std::time::Duration::from_secs(86_400);
+        for d in [&records, &compact] {
+            append_transactions(d, 0..6_000);
+        }
+        let seq =
+            Checkpointer::with_format(OutcomesFormat::Records).run(&records, day, day).unwrap().seq.unwrap();
+        assert_eq!(
+            Checkpointer::with_format(OutcomesFormat::Compact).run(&compact, day, day).unwrap().seq,
+            Some(seq)
+        );
+        let (r, c) = (checkpoint_bytes(&records, seq).unwrap(), checkpoint_bytes(&compact, seq).unwrap());
+        let (rk, ck) = (kinds(&r), kinds(&c));
+        assert!(rk.contains(&Kind::Outcome) && !rk.contains(&Kind::Outcomes), "{rk:?}");
+        assert!(ck.contains(&Kind::Outcomes) && !ck.contains(&Kind::Outcome), "{ck:?}");
+        // The open requests are the same records either way; the outcomes are not.
+        assert!(c.len() < r.len(), "{} bytes against {}", c.len(), r.len());
+        same_state(&recover(&records).unwrap().owed, &recover(&compact).unwrap().owed);
+        // The setting turned on: the next checkpoint folds on from the last one written the
+        // old way (read from disk: a new process), and is written compact.
+        for d in [&records, &compact] {
+            append_transactions(d, 6_000..8_000);
+        }
+        let next =
+            Checkpointer::with_format(OutcomesFormat::Compact).run(&records, day, day).unwrap().seq.unwrap();
+        assert!(next > seq);
+        assert!(kinds(&checkpoint_bytes(&records, next).unwrap()).contains(&Kind::Outcomes));
+        assert_eq!(
+            Checkpointer::with_format(OutcomesFormat::Compact).run(&compact, day, day).unwrap().seq,
+            Some(next)
+        );
+        same_state(&recover(&records).unwrap().owed, &recover(&compact).unwrap().owed);
     }
 
     fn same_state(a: &corridor_journal::recovery::Recovery, b: &corridor_journal::recovery::Recovery) {

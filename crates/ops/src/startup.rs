@@ -586,6 +586,11 @@ fn journaled(
         preallocate: j.preallocate.then_some(j.policy.segment_bytes),
         lock: Some(lock),
         checkpoint_segments: j.checkpoint_segments,
+        outcomes: if j.compact_checkpoints {
+            corridor_journal::recovery::OutcomesFormat::Compact
+        } else {
+            corridor_journal::recovery::OutcomesFormat::Records
+        },
         outcome_window,
         retain: j.retain,
         reserve_bytes: j.reserve_bytes,

@@ -45,11 +45,12 @@ pub(super) enum Pace {
 
 impl Checkpoints {
     pub(super) fn new(files: crate::journal::JournalFiles) -> Self {
+        let checkpointer = crate::journal::Checkpointer::with_format(files.outcomes);
         Self {
             files,
             running: Rc::new(Cell::new(false)),
             segments: Cell::new(0),
-            checkpointer: Rc::new(RefCell::new(Some(crate::journal::Checkpointer::default()))),
+            checkpointer: Rc::new(RefCell::new(Some(checkpointer))),
             workers: RefCell::new([None, None]),
             ready: Rc::default(),
             wake: Rc::default(),
@@ -84,7 +85,11 @@ impl Checkpoints {
         let (ready, wake, kept) =
             (Rc::clone(&self.ready), Rc::clone(&self.wake), Rc::clone(&self.checkpointer));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let checkpointer = self.checkpointer.borrow_mut().take().unwrap_or_default();
+        let checkpointer = self
+            .checkpointer
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| crate::journal::Checkpointer::with_format(self.files.outcomes));
         let sent = self.worker(pace).and_then(|w| match w.send((checkpointer, tx)) {
             Ok(()) => Ok(()),
             // Its thread is gone (it panicked in a checkpoint): another is started.
