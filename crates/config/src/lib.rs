@@ -583,6 +583,9 @@ impl Built {
         if p.id.is_empty() || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("{at}: id must be letters, digits, '-' or '_'");
         }
+        if p.id.len() > NAME_BYTES_MAX {
+            bail!("{at}: id must be at most {NAME_BYTES_MAX} characters");
+        }
         if self.participants.iter().any(|q: &Participant| q.id == p.id) {
             bail!("{at}: defined twice");
         }
@@ -637,6 +640,9 @@ impl Built {
         }
         for l in &p.links {
             let lat = format!("{at}, link {:?}", l.name);
+            if l.name.is_empty() || l.name.len() > NAME_BYTES_MAX {
+                bail!("{lat}: name must be 1-{NAME_BYTES_MAX} bytes");
+            }
             let spec = self.links.len();
             let (link, listen_or_dial, print) = link(l, &lat, spec, pi, base, &identity)?;
             self.fingerprints.push(print);
@@ -1080,8 +1086,22 @@ mod tests {
             ("timeout_ms = 5000", "timeout_ms = 0", "timeout_ms must be 1-600000 (ms), not 0"),
             ("connections_max = 4", "connections_max = 4\nconnect_timeout_ms = 5", "are for mode = \"dial\""),
             ("name = \"issuer-vn-2\"", "name = \"issuer-vn-1\"", "link names must be unique"),
+            (
+                "name = \"issuer-vn-2\"",
+                "name = \"issuer-vn-2-and-sixty-five-bytes-long-012345678901234567890123456\"",
+                "name must be 1-64 bytes",
+            ),
+            ("name = \"issuer-vn-2\"", "name = \"\"", "name must be 1-64 bytes"),
+            (
+                "id = \"wallet-sg\"",
+                "id = \"wallet-sg-and-sixty-five-characters-long-012345678901234567890123\"",
+                "id must be at most 64 characters",
+            ),
             ("roles = [\"acquirer\"]", "roles = [\"bank\"]", "unknown variant `bank`"),
         ];
+        // At the bound, taken: 64 bytes.
+        let longest = format!("name = \"{}\"", "l".repeat(NAME_BYTES_MAX));
+        assert!(parse(&EXAMPLE.replacen("name = \"issuer-vn-2\"", &longest, 1)).is_ok());
         for (from, to, want) in cases {
             assert!(EXAMPLE.contains(from), "the example has {from:?}");
             let text = EXAMPLE.replacen(from, to, 1);

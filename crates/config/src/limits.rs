@@ -114,6 +114,11 @@ pub const RETAIN_HOURS: (u64, std::ops::RangeInclusive<u64>) = (48, 0..=24 * 400
 /// are then declined 96) until space returns.
 pub const RESERVE_BYTES: (u64, std::ops::RangeInclusive<u64>) = (16 << 20, 64 << 10..=1 << 30);
 
+/// Longest participant id and link name, in bytes: each is journaled with every request (a
+/// name the journal holds is at most 255 bytes, and a longer one would be cut — a key that
+/// no longer matches, or UTF-8 cut inside a character, which makes the record unreadable).
+pub const NAME_BYTES_MAX: usize = 64;
+
 /// `[admin] address` when absent: loopback only.
 pub const ADMIN_ADDRESS: &str = "127.0.0.1:9180";
 /// Shortest admin bearer token accepted (a guessable token is no token).
