@@ -1003,16 +1003,7 @@ impl Entry {
             Self::SafRetried { id } | Self::SafDropped { id } => {
                 w.u64(*id);
             }
-            Self::Outcome(o) => {
-                let outcome = crate::recovery::Outcome {
-                    code: o.code,
-                    auth: o.auth,
-                    reversed: o.reversed,
-                    at_unix_ms: o.at_unix_ms,
-                    sent_stan: o.sent_stan,
-                };
-                encode_outcome(o.key.as_key_ref(), &outcome, w.0);
-            }
+            Self::Outcome(o) => encode_outcome(o.key.as_key_ref(), &o.outcome(), w.0),
             Self::Outcomes(os) => {
                 // As many as one record holds: the rest are cut (a checkpoint writes its
                 // outcomes through an `OutcomesWriter` of its own, a record at a time).

@@ -17,7 +17,7 @@ pub const PAYLOAD_BYTES_MAX: usize = RECORD_BODY_MAX - RECORD_BODY_MIN;
 
 /// How many records a checkpoint's scan or fold of a segment, or outcomes its write,
 /// handles between two of its caller's pauses (`scan_segment_pausing`,
-/// `Recovery::apply_segment_pausing`, `Recovery::checkpoint_pausing`): some 100–150 µs of
+/// `Recovery::apply_segment_pausing`, `Recovery::checkpoint_as`): some 100–150 µs of
 /// work. A checkpoint takes a few hundred milliseconds of CPU; on a core it shares with the
 /// switch, a thread that is given it keeps it for the scheduler's slice (milliseconds),
 /// and every transaction in flight waits that long. The I/O layer gives the core back at
