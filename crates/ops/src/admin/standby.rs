@@ -12,9 +12,13 @@
 //!
 //! Once the shards are taken it stops, and the switch's own admin server takes its
 //! listening socket over: the address is never unbound in between, and a request made
-//! meanwhile waits in the socket's backlog for the new server.
+//! meanwhile waits in the socket's backlog for the new server. A connection this server
+//! has accepted is answered before it hands over, even one whose request had not arrived
+//! yet (at most [`STOP_WAIT`]): each connection carries one call (`Connection: close`), so
+//! none is left idle to be cut, and none is closed unanswered — which a graceful stop of
+//! axum's (hyper's) does to an accepted connection it has not read a request from.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -24,10 +28,22 @@ use axum::{
     routing::get,
     Json, Router,
 };
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::{cluster::seen, error, refusal, Admin, ClusterAccess, STOP_WAIT};
+
+/// Most connections the waiting server holds at once; more wait in the backlog.
+pub const WAITING_CONNECTIONS_MAX: usize = super::ADMIN_REQUESTS_MAX;
+/// Longest a connection to the waiting server may take to send its request's head.
+pub const WAITING_HEAD_WAIT: Duration = Duration::from_secs(10);
+/// How long the waiting server pauses after its listener fails to accept (out of file
+/// descriptors, say) before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 struct Waiting {
     token: Arc<std::sync::RwLock<String>>,
@@ -82,21 +98,45 @@ pub fn start_waiting(
                 .merge(guarded)
                 .layer(middleware::from_fn_with_state(Arc::clone(&state), bounded))
                 .with_state(state);
-            let graceful = stop2.clone();
-            let served =
-                axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await });
-            tokio::select! {
-                r = served => {
-                    if let Err(e) = r {
-                        warn!(error = %e, "admin: server failed");
-                    }
-                }
-                () = async { stop2.cancelled().await; tokio::time::sleep(STOP_WAIT).await } => {}
-            }
+            serve(listener, app, stop2).await;
         });
     })?;
     info!(%address, "admin: listening (a standby: health, readiness, the cluster, metrics)");
     Ok(Admin { address, stop, thread: Some(thread) })
+}
+
+/// Serves `app` on `listener` until `stop`: then accepts nothing more and serves every
+/// connection it has accepted to its end, at most [`STOP_WAIT`].
+async fn serve(listener: tokio::net::TcpListener, app: Router, stop: tokio_util::sync::CancellationToken) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(false).timer(TokioTimer::new()).header_read_timeout(WAITING_HEAD_WAIT);
+    let mut open = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+            accepted = listener.accept(), if open.len() < WAITING_CONNECTIONS_MAX => match accepted {
+                Ok((stream, _)) => {
+                    let served = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                    open.spawn(async move {
+                        // A client that goes away mid-call is its own affair.
+                        let _ = served.await;
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "admin: cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    debug_assert!(open.len() <= WAITING_CONNECTIONS_MAX);
+    // What waits in the backlog is the next server's; what was accepted is answered here.
+    let drained = tokio::time::timeout(STOP_WAIT, async { while open.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(open = open.len(), "admin: connections still open at the hand-over were cut");
+    }
 }
 
 async fn authorize(State(state): State<Arc<Waiting>>, req: Request, next: Next) -> Response {
@@ -168,4 +208,91 @@ async fn metrics(State(state): State<Arc<Waiting>>) -> Response {
     body.push_str("# EOF\n");
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{ErrorKind, Read, Write},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+    fn waiting() -> (std::net::TcpListener, Admin) {
+        let listener = super::super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let access = ClusterAccess {
+            node: "b".into(),
+            servers: vec!["nats://127.0.0.1:1".into()],
+            stream: "CORRIDOR".into(),
+            config: None,
+        };
+        let token = Arc::new(std::sync::RwLock::new("secret".to_owned()));
+        let admin = start_waiting(listener.try_clone().unwrap(), token, access).unwrap();
+        (listener, admin)
+    }
+
+    /// The whole answer on `s`, as text (empty: closed unanswered).
+    fn answer(s: &mut TcpStream) -> String {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    fn healthz(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(HEALTHZ).unwrap();
+        answer(&mut s)
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods, reason = "a test's thread waits for the stop to begin")]
+    fn a_connection_accepted_before_the_hand_over_is_answered_not_cut() {
+        let (listener, admin) = waiting();
+        let addr = admin.address();
+        // Connected, its request not sent yet.
+        let mut early = TcpStream::connect(addr).unwrap();
+        // Connections are accepted in order: once a later one is answered, `early` has
+        // been accepted.
+        let later = healthz(addr);
+        assert!(later.starts_with("HTTP/1.1 200"), "{later}");
+        assert!(later.contains(r#""standby":true"#), "{later}");
+        assert!(later.to_ascii_lowercase().contains("connection: close"), "one call a connection: {later}");
+        let stopping = std::thread::spawn(move || admin.stop());
+        std::thread::sleep(Duration::from_millis(200));
+        early.write_all(HEALTHZ).unwrap();
+        let got = answer(&mut early);
+        assert!(got.starts_with("HTTP/1.1 200"), "accepted before the stop, answered after it: {got:?}");
+        stopping.join().unwrap();
+        // What arrives after the stop waits in the backlog for the next server.
+        let _after = TcpStream::connect(addr).unwrap();
+        listener.set_nonblocking(false).unwrap();
+        let (taken, _) = listener.accept().unwrap();
+        drop(taken);
+    }
+
+    #[test]
+    fn connections_beyond_the_bound_wait_in_the_backlog() {
+        let (_listener, admin) = waiting();
+        let addr = admin.address();
+        let mut idle: Vec<TcpStream> =
+            (0..WAITING_CONNECTIONS_MAX).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let mut over = TcpStream::connect(addr).unwrap();
+        over.write_all(HEALTHZ).unwrap();
+        over.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut byte = [0u8; 1];
+        let e = over.read(&mut byte).expect_err("answered while the bound's connections are open");
+        assert!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{e}");
+        // One of them answered and closed: the one over the bound is taken.
+        let mut first = idle.remove(0);
+        first.write_all(HEALTHZ).unwrap();
+        assert!(answer(&mut first).starts_with("HTTP/1.1 200"));
+        let got = answer(&mut over);
+        assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+        drop(idle);
+        admin.stop();
+    }
 }
