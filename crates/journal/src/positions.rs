@@ -28,6 +28,11 @@ pub fn held(n: u64) -> u32 {
     u32::try_from(n & HELD_MASK).unwrap_or(0)
 }
 
+/// A cache line's bytes, and the slots it holds.
+const LINE_BYTES: usize = 64;
+const SLOT_BYTES: usize = std::mem::size_of::<u64>();
+const SLOTS_PER_LINE: usize = LINE_BYTES / SLOT_BYTES;
+
 /// The fewest slots an index that holds anything has.
 const SLOTS_MIN: usize = 16;
 
@@ -125,9 +130,20 @@ impl PositionIndex {
     /// at once: a search a little later finds it in the cache, where at a million entries
     /// it would wait for memory (a random line of 16 MiB). Work done between the two hides
     /// the wait.
+    ///
+    /// A search goes on from its home to the first empty slot — some four slots at the
+    /// fill a window keeps its index at — so one that begins in the second half of its line
+    /// often ends in the next: that line is asked for too.
     pub fn prefetch(&self, hash: u64) {
-        if !self.slots.is_empty() {
-            prefetch(&self.slots[self.home(mix(hash))]);
+        if self.slots.is_empty() {
+            return;
+        }
+        let home = self.home(mix(hash));
+        let slot = &self.slots[home];
+        prefetch(slot);
+        let in_line = (std::ptr::from_ref(slot).addr() % LINE_BYTES) / SLOT_BYTES;
+        if in_line >= SLOTS_PER_LINE / 2 {
+            prefetch(&self.slots[(home + SLOTS_PER_LINE - in_line) & self.mask()]);
         }
     }
 
@@ -451,6 +467,22 @@ mod tests {
         for (at, h) in [(1, last[1]), (2, last[2]), (3, first)] {
             assert_eq!(index.find(h, |p| p == at), Some(at));
         }
+    }
+
+    #[test]
+    fn a_prefetch_from_any_home_stays_inside_the_table() {
+        // From a home in the last line's second half the line after is the table's first.
+        for capacity in [8, 9, 100, 1000] {
+            let index = PositionIndex::with_capacity(capacity);
+            let slots = index.slots.len();
+            let mut homes = vec![false; slots];
+            for h in (0u64..).take(slots * 64) {
+                homes[index.home(mix(h))] = true;
+                index.prefetch(h);
+            }
+            assert!(homes.iter().all(|&b| b), "every home of {slots} asked for");
+        }
+        PositionIndex::default().prefetch(7);
     }
 
     #[test]
