@@ -3,12 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use corridor_journal::positions::{held, PositionIndex, HELD_MASK};
+use corridor_journal::{
+    entry::NO_TERMINAL,
+    positions::{held, Placed, PositionIndex, HELD_MASK, SPLIT_SLOTS_MAX},
+};
 use corridor_wire::{ResponseCode, Stan};
 
 use crate::{
     engine::Msg,
-    limits::{OUTCOMES_MAX, OUTCOMES_SWEEP_SLOTS},
+    limits::{ORIGINAL_CANDIDATES_MAX, OUTCOMES_MAX, OUTCOMES_SWEEP_SLOTS},
 };
 
 /// How a completed request was answered.
@@ -31,7 +34,12 @@ pub(crate) struct Outcome {
 /// A ring of entries in the order they were remembered (so the oldest, the next to expire
 /// or be evicted, is always at its head, and what is written is written in sequence), and a
 /// hash index of their positions to find a key's (`corridor_journal::positions`: a probe is
-/// one cache line). Every request looks its key up and every answer remembers one (and, the
+/// one cache line). A key's place in the index is its hash without the terminal — where a
+/// reversal that leaves DE 41 out finds its original — and its tag there tells terminals
+/// apart ([`placed`]): terminals that number their own requests send the same STAN and DE 7,
+/// and each of those keys met in a search would otherwise be an entry of the ring read to
+/// be compared (a cache miss each: 34% of the window's search with eight such terminals,
+/// `benches/README.md`, the fifteenth pass). Every request looks its key up and every answer remembers one (and, the
 /// window full, forgets the oldest), so this is on the hot path: at a million entries each
 /// of those is a cache miss in the index, and a hit one more in the ring. Forgetting is not
 /// one: the oldest leaves the ring only, its index slot is known for a forgotten position by
@@ -63,6 +71,17 @@ struct Slot {
 // Entries remembered, and the forgotten ones a sweep frees within a turn of the index, are
 // far fewer than the numbers the index tells apart.
 const _: () = assert!((OUTCOMES_MAX as u64) * 4 < HELD_MASK);
+
+/// Where the window's index places `key`: its home by everything but the terminal (its
+/// [`hash`]), the rest of its tag by all of it — by the terminal too, not the terminal
+/// alone (one terminal's keys that share a home would share their whole tag).
+fn placed(key: &DupKey) -> Placed {
+    let h = hash(key);
+    Placed::split(h, h.rotate_left(32) ^ u64::from_le_bytes(key.terminal))
+}
+
+// The index of a full window has room for it without growing past what a split hash places.
+const _: () = assert!(OUTCOMES_MAX * 2 <= SPLIT_SLOTS_MAX);
 
 fn hash(key: &DupKey) -> u64 {
     use std::hash::BuildHasher as _;
@@ -96,8 +115,8 @@ impl Outcomes {
     /// Remembers `key`'s outcome at `now`, forgetting what is older than `window`.
     pub(crate) fn insert(&mut self, key: DupKey, outcome: Outcome, now: Instant, window: Duration) {
         self.expire(now, window);
-        let h = hash(&key);
-        if let Some(pos) = self.find_hashed(h, &key) {
+        let h = placed(&key);
+        if let Some(pos) = self.find_placed(h, &key) {
             // Remembered already: the outcome changes, its place in the order does not.
             self.ring[pos].outcome = outcome;
             return;
@@ -134,12 +153,24 @@ impl Outcomes {
         self.find(key).is_some()
     }
 
-    /// A remembered key that names the same original as `key` ([`DupKey::same_original`]).
+    /// A remembered key that names the same original as `key` ([`DupKey::same_original`]):
+    /// `key` itself or, when `key` has a terminal, the key without one; when it has none,
+    /// the first remembered one of any terminal among [`ORIGINAL_CANDIDATES_MAX`] that
+    /// share its place in the index.
     pub(crate) fn same_original(&self, key: &DupKey) -> Option<DupKey> {
+        if self.contains(key) {
+            return Some(*key);
+        }
+        if key.terminal != NO_TERMINAL {
+            let none = DupKey { terminal: NO_TERMINAL, ..*key };
+            return self.contains(&none).then_some(none);
+        }
         let (ring, next, len, cap) = (&self.ring, self.next, self.len, self.cap);
         let at = |p| live(p, next, len, cap);
         self.index
-            .find(hash(key), |p| at(p).is_some_and(|i| ring[i].key.same_original(key)))
+            .find_sharing_home(placed(key), ORIGINAL_CANDIDATES_MAX, |p| {
+                at(p).is_some_and(|i| ring[i].key.same_original(key))
+            })
             .and_then(at)
             .map(|i| ring[i].key)
     }
@@ -147,15 +178,15 @@ impl Outcomes {
     /// Asks for the index line a search for `key` begins in: its search, a while later,
     /// finds it in the cache (`Engine::look_ahead`).
     pub(crate) fn prefetch(&self, key: &DupKey) {
-        self.index.prefetch(hash(key));
+        self.index.prefetch(placed(key));
     }
 
     fn find(&self, key: &DupKey) -> Option<usize> {
-        self.find_hashed(hash(key), key)
+        self.find_placed(placed(key), key)
     }
 
-    /// [`Outcomes::find`], its hash `h`.
-    fn find_hashed(&self, h: u64, key: &DupKey) -> Option<usize> {
+    /// [`Outcomes::find`], placed at `h`.
+    fn find_placed(&self, h: Placed, key: &DupKey) -> Option<usize> {
         let (ring, next, len, cap) = (&self.ring, self.next, self.len, self.cap);
         let at = |p| live(p, next, len, cap);
         self.index.find(h, |p| at(p).is_some_and(|i| ring[i].key == *key)).and_then(at)
@@ -253,7 +284,8 @@ impl InFlightKeys {
 ///
 /// Its hash leaves the terminal out: a reversal names its original in DE 90 (MTI, STAN,
 /// DE 7) beside its own DE 32 and DE 33, and may leave DE 41 out (SPEC §9), so the original
-/// is found by everything but the terminal ([`DupKey::same_original`]) in the same probe.
+/// is found by everything but the terminal ([`DupKey::same_original`]) in the same probe
+/// (the window tells terminals apart by its index's tags: [`placed`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DupKey {
     participant: usize,
@@ -277,7 +309,7 @@ impl DupKey {
     /// A key of participant 0 that differs from another only by its STAN.
     #[cfg(test)]
     pub(crate) fn for_test(stan: u32) -> Self {
-        let terminal = corridor_journal::entry::NO_TERMINAL;
+        let terminal = NO_TERMINAL;
         Self { participant: 0, class: 2, stan, time: 0, terminal, acquirer: 0, forwarder: 0 }
     }
 
@@ -351,7 +383,7 @@ impl DupKey {
     ) -> Self {
         debug_assert_eq!(Some(stan), msg.stan());
         debug_assert_eq!((acquirer, forwarder), (msg.acquirer_id(), msg.forwarder_id()));
-        let mut terminal = corridor_journal::entry::NO_TERMINAL;
+        let mut terminal = NO_TERMINAL;
         if let Some(t) = msg.terminal_id() {
             let n = t.len().min(8);
             terminal[..n].copy_from_slice(&t[..n]);
@@ -392,6 +424,90 @@ mod tests {
         assert!(none.same_original(&one), "a reversal carrying the DE 41 the switch added");
         assert!(!one.same_original(&two) && !two.same_original(&one), "another terminal's request");
         assert!(!DupKey::for_test(8).same_original(&none), "another STAN");
+    }
+
+    /// The entries of the ring a search for `key` compares it with (cache misses each).
+    fn compared(o: &Outcomes, key: &DupKey) -> usize {
+        let mut n = 0;
+        o.index.find(placed(key), |_| {
+            n += 1;
+            false
+        });
+        n
+    }
+
+    #[test]
+    fn a_search_compares_almost_no_other_key_whatever_the_terminals() {
+        let now = Instant::now();
+        let window = Duration::from_secs(3600);
+        let with = |t: u8, stan: u32| DupKey { terminal: [b'A' + t; 8], ..DupKey::for_test(stan) };
+        // Eight terminals that number their own requests: each STAN from each of them.
+        let mut o = Outcomes::with_capacity(1 << 16);
+        for stan in 0..4_000 {
+            for t in 0..8 {
+                o.insert(with(t, stan), outcome(0), now, window);
+            }
+        }
+        let ninth: usize = (0..4_000).map(|stan| compared(&o, &with(8, stan))).sum();
+        assert!(ninth < 200, "a ninth terminal's 4,000 keys compared with {ninth} entries");
+        assert_eq!(compared(&o, &with(3, 17)), 1, "its own");
+        // One terminal, a full window of the largest size (its index half full, every bit
+        // of the home hash a home): keys that share a home still differ in their tags.
+        let mut o = Outcomes::with_capacity(OUTCOMES_MAX);
+        let full = u32::try_from(OUTCOMES_MAX).unwrap_or(u32::MAX);
+        for stan in 0..full {
+            o.insert(with(0, stan), outcome(0), now, window);
+        }
+        let absent: usize = (full..full + 50_000).map(|stan| compared(&o, &with(0, stan))).sum();
+        assert!(absent < 500, "50,000 absent keys compared with {absent} entries");
+    }
+
+    #[test]
+    fn keys_that_differ_only_by_their_terminals_are_found_and_name_their_originals() {
+        // One STAN and DE 7 from 3,000 terminals.
+        let now = Instant::now();
+        let window = Duration::from_secs(3600);
+        let terminal = |i: u32| {
+            let mut t = *b"T0000000";
+            t[1..].copy_from_slice(format!("{i:07}").as_bytes());
+            t
+        };
+        let with = |i: u32| DupKey { terminal: terminal(i), ..DupKey::for_test(7) };
+        let mut o = Outcomes::with_capacity(1 << 16);
+        for i in 0..3_000 {
+            o.insert(with(i), outcome(0), now, window);
+        }
+        for i in [0, 1, 64, 2_999] {
+            assert_eq!(o.get(&with(i), now, window), Some(outcome(0)));
+            assert_eq!(o.same_original(&with(i)), Some(with(i)), "a reversal with its terminal");
+        }
+        assert_eq!(o.get(&with(3_000), now, window), None);
+        let none = DupKey::for_test(7);
+        // Without DE 41: one of the first ORIGINAL_CANDIDATES_MAX it is compared with.
+        let found = o.same_original(&none).expect("an original among the candidates");
+        assert!(found.same_original(&none));
+        // A request without a terminal: named by its reversal with or without one.
+        o.insert(DupKey::for_test(8), outcome(0), now, window);
+        let added = DupKey { terminal: terminal(5), ..DupKey::for_test(8) };
+        assert_eq!(o.same_original(&added), Some(DupKey::for_test(8)), "the terminal the switch added");
+        assert_eq!(o.same_original(&DupKey::for_test(8)), Some(DupKey::for_test(8)));
+        assert_eq!(o.same_original(&DupKey::for_test(9)), None, "another STAN");
+        // Past the candidates, none: a terminal's request 3,000 entries into the run.
+        let mut crowded = Outcomes::with_capacity(1 << 16);
+        for i in 0..3_000 {
+            crowded.insert(DupKey { stan: 1, ..with(i) }, outcome(0), now, window);
+        }
+        let mut compared = 0;
+        let named = DupKey { stan: 1, ..none };
+        let _ = crowded.index.find_sharing_home(placed(&named), ORIGINAL_CANDIDATES_MAX, |_| {
+            compared += 1;
+            false
+        });
+        assert_eq!(compared, ORIGINAL_CANDIDATES_MAX, "at most the bound of them read");
+        // A request without a terminal behind them all is named by a reversal with one.
+        crowded.insert(named, outcome(0), now, window);
+        let reversal = DupKey { stan: 1, ..with(5_000) };
+        assert_eq!(crowded.same_original(&reversal), Some(named), "found by its key, not among candidates");
     }
 
     #[test]

@@ -45,6 +45,16 @@ pub const OUTCOMES_MAX: usize = 1 << 20;
 /// than the shorter searches saved (`benches/README.md`, the tenth pass).
 pub const OUTCOMES_SWEEP_SLOTS: usize = 8;
 
+/// Most remembered requests a reversal that leaves DE 41 out is compared with to find its
+/// original among the terminals' requests with its STAN, DE 7 and institutions (in the
+/// order the window's index holds them, with any others that share their place there):
+/// past them it is taken for none (it is forwarded as it came, as one whose original is
+/// not remembered). Each costs a read of the window's ring (a cache miss), and a participant
+/// sending one STAN and DE 7 from a million terminals would otherwise make each such
+/// reversal a million of them; so many terminals' requests make no one of them the
+/// original anyway.
+pub const ORIGINAL_CANDIDATES_MAX: usize = 64;
+
 // Half the index live and a turn of sweeps' forgotten (`1 / OUTCOMES_SWEEP_SLOTS` of it)
 // stay under the three quarters past which it sweeps whole.
 const _: () = assert!(OUTCOMES_SWEEP_SLOTS > 4);

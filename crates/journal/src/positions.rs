@@ -80,6 +80,44 @@ fn tag(mixed: u64) -> u64 {
     mixed & !0xFFFF_FFFF
 }
 
+/// The bits of a [`Placed::split`] hash its home is taken from: the homes of an index of up
+/// to [`SPLIT_SLOTS_MAX`] slots.
+const SPLIT_HOME_BITS: u32 = 21;
+
+/// The most slots an index of [`Placed::split`] hashes may have: one with more would take
+/// homes from bits that are not the home hash's.
+pub const SPLIT_SLOTS_MAX: usize = 1 << SPLIT_HOME_BITS;
+
+/// A key's hash as the index places it (mixed: see `mix`). A plain hash converts into one
+/// ([`Placed::of`]); [`Placed::split`] makes one whose home and tag come from two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed(u64);
+
+impl Placed {
+    /// Home and tag from `hash`.
+    #[must_use]
+    pub fn of(hash: u64) -> Self {
+        Self(mix(hash))
+    }
+
+    /// The home (and the tag's top bits) from `home`, the rest of the tag from `rest`: keys
+    /// whose `home` agrees share a run of the index — where
+    /// [`PositionIndex::find_sharing_home`] finds them all — and tell each other apart there
+    /// by `rest`, each without its user's look at its entry. For an index of at most
+    /// [`SPLIT_SLOTS_MAX`] slots.
+    #[must_use]
+    pub fn split(home: u64, rest: u64) -> Self {
+        let home_bits = !0u64 << (64 - SPLIT_HOME_BITS);
+        Self((mix(home) & home_bits) | (mix(rest) & !home_bits))
+    }
+}
+
+impl From<u64> for Placed {
+    fn from(hash: u64) -> Self {
+        Self::of(hash)
+    }
+}
+
 impl PositionIndex {
     /// Room for `n` positions without growing (at most half the slots full).
     #[must_use]
@@ -134,11 +172,11 @@ impl PositionIndex {
     /// A search goes on from its home to the first empty slot — some four slots at the
     /// fill a window keeps its index at — so one that begins in the second half of its line
     /// often ends in the next: that line is asked for too.
-    pub fn prefetch(&self, hash: u64) {
+    pub fn prefetch(&self, hash: impl Into<Placed>) {
         if self.slots.is_empty() {
             return;
         }
-        let home = self.home(mix(hash));
+        let home = self.home(hash.into().0);
         let slot = &self.slots[home];
         prefetch(slot);
         let in_line = (std::ptr::from_ref(slot).addr() % LINE_BYTES) / SLOT_BYTES;
@@ -148,11 +186,11 @@ impl PositionIndex {
     }
 
     /// The first position under `hash` that `is` accepts.
-    pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: impl Into<Placed>, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let mixed = mix(hash);
+        let mixed = hash.into().0;
         let (want, mask) = (tag(mixed), self.mask());
         let mut i = self.home(mixed);
         // At most half full: an empty slot ends every probe.
@@ -171,6 +209,52 @@ impl PositionIndex {
         }
     }
 
+    /// The first position among the first `candidates` whose hashes share `placed`'s home
+    /// part ([`Placed::split`]) that `is` accepts: keys that agree in everything their
+    /// home hash is made of, whatever the rest. Past `candidates` it answers `None`.
+    pub fn find_sharing_home(
+        &self,
+        placed: Placed,
+        candidates: usize,
+        mut is: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let (want, mask) = (placed.0 >> (64 - SPLIT_HOME_BITS), self.mask());
+        let (mut i, mut asked) = (self.home(placed.0), 0);
+        while asked < candidates {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if s >> (64 - SPLIT_HOME_BITS) == want {
+                asked += 1;
+                let at = position(s);
+                if is(at) {
+                    return Some(at);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// The slots a search under `hash` reads: from its home to the first empty one (a
+    /// run's length: a measure for tests and diagnostics).
+    #[must_use]
+    pub fn search_length(&self, hash: impl Into<Placed>) -> usize {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        let (mask, mut i) = (self.mask(), self.home(hash.into().0));
+        let mut n = 1;
+        while self.slots[i] != 0 && n <= self.slots.len() {
+            (i, n) = ((i + 1) & mask, n + 1);
+        }
+        n
+    }
+
     /// Room for `n` positions without growing: the slots grown now (once, while few are
     /// held) rather than doubled again and again as they come.
     pub fn reserve(&mut self, n: usize) {
@@ -182,12 +266,12 @@ impl PositionIndex {
 
     /// Holds `at` under `hash` (the caller has not: one position, one entry). Doubles the
     /// slots when they would be more than half full.
-    pub fn insert(&mut self, hash: u64, at: u32) {
+    pub fn insert(&mut self, hash: impl Into<Placed>, at: u32) {
         assert!(at <= POSITIONS_MAX, "a position the index cannot hold");
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let mixed = mix(hash);
+        let mixed = hash.into().0;
         self.put(tag(mixed) | u64::from(at + 1), self.home(mixed));
         self.len += 1;
     }
@@ -222,11 +306,11 @@ impl PositionIndex {
     }
 
     /// No longer holds `at` under `hash`; whether it did.
-    pub fn remove(&mut self, hash: u64, at: u32) -> bool {
+    pub fn remove(&mut self, hash: impl Into<Placed>, at: u32) -> bool {
         if self.len == 0 {
             return false;
         }
-        let mixed = mix(hash);
+        let mixed = hash.into().0;
         let (value, mask) = (tag(mixed) | u64::from(at.wrapping_add(1)), self.mask());
         let mut i = self.home(mixed);
         loop {
@@ -249,7 +333,7 @@ impl PositionIndex {
     /// in order). Such an index holds more than its user's entries, at most three quarters
     /// of its slots: past that, every forgotten position is swept at once, and the slots
     /// are doubled only if that was not enough.
-    pub fn insert_over(&mut self, hash: u64, at: u32, gone: impl Fn(u32) -> bool) {
+    pub fn insert_over(&mut self, hash: impl Into<Placed>, at: u32, gone: impl Fn(u32) -> bool) {
         assert!(at <= POSITIONS_MAX, "a position the index cannot hold");
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.sweep(self.slots.len(), &gone);
@@ -257,7 +341,7 @@ impl PositionIndex {
                 self.grow();
             }
         }
-        let mixed = mix(hash);
+        let mixed = hash.into().0;
         let (mask, mut i) = (self.mask(), self.home(mixed));
         // A forgotten position's slot may be taken: every search that passes it looks for
         // a position its user still holds, and the new one is reached from its home without
@@ -466,6 +550,44 @@ mod tests {
         assert_eq!(index.slots[2], 0);
         for (at, h) in [(1, last[1]), (2, last[2]), (3, first)] {
             assert_eq!(index.find(h, |p| p == at), Some(at));
+        }
+    }
+
+    #[test]
+    fn split_hashes_are_found_by_their_whole_hash_or_all_by_their_home_through_growth() {
+        // Five homes, a hundred keys each, placed as they come into a table that doubles.
+        let mut index = PositionIndex::default();
+        let placed =
+            |at: u32| Placed::split(u64::from(at % 5), u64::from(at).wrapping_mul(0x5851_F42D_4C95_7F2D));
+        for at in 0..500 {
+            index.insert(placed(at), at);
+        }
+        assert!(index.slots.len() >= 1024 && index.slots.len() <= SPLIT_SLOTS_MAX);
+        // Told apart by the rest: a class's hundred share their home, one in 2^11 a tag.
+        let mut matched = 0;
+        for at in 0..500 {
+            assert_eq!(index.find(placed(at), |p| p == at), Some(at));
+            let _ = index.find(placed(at), |_| {
+                matched += 1;
+                false
+            });
+        }
+        assert!((500..600).contains(&matched), "{matched} tags matched for 500 keys");
+        for home in 0..5u32 {
+            let mut seen = Vec::new();
+            let found = index.find_sharing_home(placed(home), usize::MAX, |p| {
+                seen.push(p);
+                false
+            });
+            assert_eq!(found, None);
+            seen.sort_unstable();
+            assert_eq!(seen, (0..500).filter(|p| p % 5 == home).collect::<Vec<_>>(), "home {home}");
+            let mut asked = 0;
+            let _ = index.find_sharing_home(placed(home), 7, |_| {
+                asked += 1;
+                false
+            });
+            assert_eq!(asked, 7);
         }
     }
 
