@@ -36,10 +36,10 @@ pub(crate) struct Outcome {
 /// hash index of their positions to find a key's (`corridor_journal::positions`: a probe is
 /// one cache line). A key's place in the index is its hash without the terminal — where a
 /// reversal that leaves DE 41 out finds its original — and its tag there tells terminals
-/// apart ([`placed`]): terminals that number their own requests send the same STAN and DE 7,
-/// and each of those keys met in a search would otherwise be an entry of the ring read to
-/// be compared (a cache miss each: 34% of the window's search with eight such terminals,
-/// `benches/README.md`, the fifteenth pass). Every request looks its key up and every answer remembers one (and, the
+/// apart ([`placed`]): terminals that number their own requests send the same STAN and
+/// DE 7, and each of those keys met in a search would otherwise be an entry of the ring
+/// read to be compared (a cache miss each; `benches/README.md`, the fifteenth pass).
+/// Every request looks its key up and every answer remembers one (and, the
 /// window full, forgets the oldest), so this is on the hot path: at a million entries each
 /// of those is a cache miss in the index, and a hit one more in the ring. Forgetting is not
 /// one: the oldest leaves the ring only, its index slot is known for a forgotten position by

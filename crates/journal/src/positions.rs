@@ -240,21 +240,6 @@ impl PositionIndex {
         None
     }
 
-    /// The slots a search under `hash` reads: from its home to the first empty one (a
-    /// run's length: a measure for tests and diagnostics).
-    #[must_use]
-    pub fn search_length(&self, hash: impl Into<Placed>) -> usize {
-        if self.slots.is_empty() {
-            return 0;
-        }
-        let (mask, mut i) = (self.mask(), self.home(hash.into().0));
-        let mut n = 1;
-        while self.slots[i] != 0 && n <= self.slots.len() {
-            (i, n) = ((i + 1) & mask, n + 1);
-        }
-        n
-    }
-
     /// Room for `n` positions without growing: the slots grown now (once, while few are
     /// held) rather than doubled again and again as they come.
     pub fn reserve(&mut self, n: usize) {
