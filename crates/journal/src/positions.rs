@@ -186,27 +186,11 @@ impl PositionIndex {
     }
 
     /// The first position under `hash` that `is` accepts.
-    pub fn find(&self, hash: impl Into<Placed>, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: impl Into<Placed>, is: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let mixed = hash.into().0;
-        let (want, mask) = (tag(mixed), self.mask());
-        let mut i = self.home(mixed);
-        // At most half full: an empty slot ends every probe.
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if tag(s) == want {
-                let at = position(s);
-                if is(at) {
-                    return Some(at);
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.search::<false>(hash.into().0, 32, 0, is)
     }
 
     /// The first position among the first `candidates` whose hashes share `placed`'s home
@@ -216,20 +200,37 @@ impl PositionIndex {
         &self,
         placed: Placed,
         candidates: usize,
-        mut is: impl FnMut(u32) -> bool,
+        is: impl FnMut(u32) -> bool,
     ) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let (want, mask) = (placed.0 >> (64 - SPLIT_HOME_BITS), self.mask());
-        let (mut i, mut asked) = (self.home(placed.0), 0);
-        while asked < candidates {
+        self.search::<true>(placed.0, 64 - SPLIT_HOME_BITS, candidates, is)
+    }
+
+    /// From `mixed`'s home to the first empty slot (at most half full: an empty slot ends
+    /// every search), the first position `is` accepts among the slots whose bits above `low`
+    /// are `mixed`'s (`low` 32: the whole tag) — when `BOUNDED`, among the first `candidates`
+    /// of them (unbounded, no count is kept: the search a transaction makes twice).
+    #[inline(always)]
+    fn search<const BOUNDED: bool>(
+        &self,
+        mixed: u64,
+        low: u32,
+        candidates: usize,
+        mut is: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        let mask = self.mask();
+        let (mut i, mut asked) = (self.home(mixed), 0);
+        while !BOUNDED || asked < candidates {
             let s = self.slots[i];
             if s == 0 {
                 return None;
             }
-            if s >> (64 - SPLIT_HOME_BITS) == want {
-                asked += 1;
+            if (s ^ mixed) >> low == 0 {
+                if BOUNDED {
+                    asked += 1;
+                }
                 let at = position(s);
                 if is(at) {
                     return Some(at);
@@ -390,7 +391,7 @@ impl PositionIndex {
     /// The slots' memory, bytes.
     #[must_use]
     pub fn bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<u64>()
+        self.slots.len() * SLOT_BYTES
     }
 }
 
